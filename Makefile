@@ -1,0 +1,28 @@
+# Two commands do all the set-up on a fresh clone:
+#   make demo   fit the bundled Chinchilla data and write the report
+#   make test   run the test suite
+# Each creates (or reuses) the local virtual environment .venv by itself.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), "bayes-scaling needs Python >= 3.12 (found " + sys.version.split()[0] + "); install it or set PYTHON=python3.12"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[train,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/bayes-scaling demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) out

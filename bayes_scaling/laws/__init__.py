@@ -1,0 +1,26 @@
+"""Scaling-law families. Each module defines one ``Law``; ``get_law(name)`` looks one up."""
+
+from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN, Law, Theta, tokens_per_parameter
+from bayes_scaling.laws.chinchilla import EPOCH_2024, HOFFMANN_2022, Chinchilla
+
+LAWS: dict[str, type[Law]] = {"chinchilla": Chinchilla}
+
+
+def get_law(name: str) -> Law:
+    try:
+        return LAWS[name]()
+    except KeyError:
+        raise ValueError(f"unknown law {name!r}; known laws: {', '.join(sorted(LAWS))}") from None
+
+
+__all__ = [
+    "EPOCH_2024",
+    "FLOPS_PER_PARAM_TOKEN",
+    "HOFFMANN_2022",
+    "LAWS",
+    "Chinchilla",
+    "Law",
+    "Theta",
+    "get_law",
+    "tokens_per_parameter",
+]
