@@ -13,9 +13,7 @@ import pkgutil
 import sys
 
 
-class UserError(Exception):
-    """An error in what the user gave: printed as one clear line, exit status 2."""
-
+from bayes_scaling.errors import InputError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -36,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError) as err:
-        if isinstance(err, ValueError) and not getattr(err, "user_facing", False) and not isinstance(err, UserError):
-            # ValueErrors from our validation carry user_facing=True; others are bugs: show them.
-            raise
+    except (InputError, FileNotFoundError) as err:
         print(f"bayes-scaling {args.command}: error: {err}", file=sys.stderr)
         return 2
 
