@@ -1,0 +1,51 @@
+"""Loaders for the real datasets bundled with the package (provenance in ``data/PROVENANCE.md``)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+
+from bayes_scaling.runs.table import Runs, validate_runs
+
+CHINCHILLA_FILE = "chinchilla_epoch_svg_extracted.csv"
+MARIN_FILE = "marin_isoflops.csv"
+EPOCH_EXCLUDED = 5  # Epoch AI (2024) drop the 5 highest-loss rows before fitting
+
+
+def _read(name: str) -> pd.DataFrame:
+    with resources.files("bayes_scaling.runs").joinpath("data", name).open("r") as handle:
+        return pd.read_csv(handle)
+
+
+def load_chinchilla() -> Runs:
+    """Hoffmann et al. (2022) Figure 4 runs, digitised by Epoch AI: 245 rows, D = C / 6N.
+
+    The 5 highest-loss rows, which Epoch AI's replication excludes, are kept but flagged
+    (``flag_reason = "epoch2024_excluded"``), so a default fit uses Epoch's 240 rows.
+    """
+    raw = _read(CHINCHILLA_FILE)
+    worst = raw["loss"].nlargest(EPOCH_EXCLUDED).index
+    raw["flagged"] = raw.index.isin(worst)
+    raw["flag_reason"] = ["epoch2024_excluded" if f else "" for f in raw["flagged"]]
+    raw["run_id"] = [f"chinchilla:{i}" for i in raw.index]
+    return validate_runs(
+        raw,
+        columns={"N": "Model Size", "C": "Training FLOP"},
+        source_name="chinchilla (Hoffmann 2022 via Epoch 2024)",
+    )
+
+
+def load_marin() -> Runs:
+    """Marin (2026) IsoFLOP sweeps on three datasets (the groups): 258 rows, 19 flagged by Open-Athena."""
+    raw = _read(MARIN_FILE)
+    raw["run_id"] = [f"marin:{i}" for i in raw.index]
+    raw["reason"] = raw["reason"].where(raw["outlier"], "")
+    return validate_runs(
+        raw,
+        columns={"N": "params", "D": "tokens", "group": "dataset", "flagged": "outlier", "flag_reason": "reason"},
+        source_name="marin (2026 via Open-Athena)",
+    )
+
+
+DATASETS = {"chinchilla": load_chinchilla, "marin": load_marin}

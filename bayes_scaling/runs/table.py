@@ -1,0 +1,282 @@
+"""The validated run table: one row per finished training run.
+
+Canonical columns (``CANONICAL_COLUMNS``):
+
+=============  ==============================================================================
+``run_id``     unique id (generated from the source and row number when absent)
+``N``          parameters
+``D``          training tokens; derived as D = C / (6 N) when only ``C`` is given
+``C``          training compute in FLOPs; derived as C = 6 N D when only ``D`` is given
+``loss``       final loss (nats per token, or any consistent unit)
+``group``      the run's group (dataset, architecture, ...); ``"all"`` when absent
+``source``     where the row came from (file name or dataset id)
+``flagged``    True for rows a curator marked as suspect; fits exclude them by default
+``flag_reason`` why the row is flagged
+=============  ==============================================================================
+
+Every other column the user gave is kept as it was. Nothing is dropped: invalid input raises an
+``InputError`` naming the row and field, and flagged rows stay in the table, visible, until a fit
+chooses to exclude them (and says how many it excluded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN
+
+CANONICAL_COLUMNS = ("run_id", "N", "D", "C", "loss", "group", "source", "flagged", "flag_reason")
+DEFAULT_GROUP = "all"
+MAX_PLAUSIBLE_LOSS = 20.0  # nats/token: ln(vocab) for a 400M-token vocabulary; beyond it a unit error
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f", "", "nan", "none"}
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A validated run table. ``frame`` has the canonical columns first, then the user's extras."""
+
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def N(self) -> np.ndarray:
+        return self.frame["N"].to_numpy(np.float64)
+
+    @property
+    def D(self) -> np.ndarray:
+        return self.frame["D"].to_numpy(np.float64)
+
+    @property
+    def C(self) -> np.ndarray:
+        return self.frame["C"].to_numpy(np.float64)
+
+    @property
+    def loss(self) -> np.ndarray:
+        return self.frame["loss"].to_numpy(np.float64)
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted(self.frame["group"].unique())
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.frame["flagged"].sum())
+
+    def for_fit(self, include_flagged: bool = False) -> Runs:
+        """The runs a fit uses: all of them, or (default) those not flagged."""
+        if include_flagged:
+            return self
+        return Runs(self.frame[~self.frame["flagged"]].reset_index(drop=True))
+
+    def describe_selection(self, include_flagged: bool = False) -> str:
+        """One line saying which runs a fit uses and what it leaves out, and why."""
+        if include_flagged or self.n_flagged == 0:
+            return f"using all {len(self)} runs"
+        reasons = self.frame.loc[self.frame["flagged"], "flag_reason"].value_counts()
+        why = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
+        return (
+            f"using {len(self) - self.n_flagged} of {len(self)} runs; excluded {self.n_flagged} "
+            f"flagged ({why}); pass include_flagged / --include-flagged to keep them"
+        )
+
+
+def load_runs(
+    source: str | Path | pd.DataFrame,
+    *,
+    columns: Mapping[str, str] | None = None,
+    source_name: str | None = None,
+    max_loss: float = MAX_PLAUSIBLE_LOSS,
+) -> Runs:
+    """Read and validate runs from a CSV or Parquet path, a run-store database, or a DataFrame.
+
+    ``columns`` maps canonical names to the user's, e.g. ``{"N": "params", "D": "tokens",
+    "group": "dataset"}``.
+    """
+    if isinstance(source, pd.DataFrame):
+        return validate_runs(source, columns=columns, source_name=source_name or "dataframe", max_loss=max_loss)
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"no such run table: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    elif suffix in {".parquet", ".pq"}:
+        frame = pd.read_parquet(path)
+    elif suffix in {".sqlite", ".db", ".sqlite3"}:
+        from bayes_scaling.runs.store import RunStore
+
+        frame = RunStore(path).to_frame(status="ok")
+    else:
+        raise InputError(f"{path}: expected a .csv, .parquet or .sqlite run table, got '{suffix or 'no suffix'}'")
+    return validate_runs(frame, columns=columns, source_name=source_name or path.name, max_loss=max_loss)
+
+
+def validate_runs(
+    frame: pd.DataFrame,
+    *,
+    columns: Mapping[str, str] | None = None,
+    source_name: str = "dataframe",
+    max_loss: float = MAX_PLAUSIBLE_LOSS,
+) -> Runs:
+    """Check every row and field; return canonical ``Runs`` or raise ``InputError``."""
+    raw = frame.reset_index(drop=True)
+    mapping = _resolve_columns(raw, columns or {}, source_name)
+    where = _Locator(source_name)
+    out = pd.DataFrame(index=raw.index)
+
+    out["N"] = _positive_numbers(raw, mapping["N"], where)
+    has_d, has_c = "D" in mapping, "C" in mapping
+    if has_d:
+        out["D"] = _positive_numbers(raw, mapping["D"], where)
+    if has_c:
+        out["C"] = _positive_numbers(raw, mapping["C"], where)
+    if not has_d:
+        out["D"] = out["C"] / (FLOPS_PER_PARAM_TOKEN * out["N"])
+    if not has_c:
+        out["C"] = FLOPS_PER_PARAM_TOKEN * out["N"] * out["D"]
+    out["loss"] = _positive_numbers(raw, mapping["loss"], where)
+    too_high = out["loss"] > max_loss
+    if too_high.any():
+        i = int(np.flatnonzero(too_high)[0])
+        raise InputError(
+            f"{where.row(i)}, column '{mapping['loss']}': implausible loss {out['loss'][i]:g} "
+            f"(expected a final loss in nats per token below {max_loss:g}; is it a perplexity "
+            "or a sum over tokens?)"
+        )
+
+    out["group"] = raw[mapping["group"]].astype(str) if "group" in mapping else DEFAULT_GROUP
+    out["source"] = raw[mapping["source"]].astype(str) if "source" in mapping else source_name
+    out["run_id"] = (
+        _run_ids(raw, mapping["run_id"], where)
+        if "run_id" in mapping
+        else [f"{source_name}:{i + 1}" for i in range(len(raw))]
+    )
+    out["flagged"] = _flags(raw, mapping["flagged"], where) if "flagged" in mapping else False
+    out["flag_reason"] = (
+        raw[mapping["flag_reason"]].astype(str).replace({"nan": "", "None": ""})
+        if "flag_reason" in mapping
+        else ""
+    )
+    out.loc[out["flagged"] & (out["flag_reason"] == ""), "flag_reason"] = "flagged"
+    _check_duplicates(out, where)
+
+    used = set(mapping.values())
+    extras = raw[[c for c in raw.columns if c not in used and c not in CANONICAL_COLUMNS]]
+    extras = extras.apply(_numeric_if_possible)
+    return Runs(pd.concat([out[list(CANONICAL_COLUMNS)], extras], axis=1))
+
+
+class _Locator:
+    """Names a row the way the user sees it: rows count from 1 after the header."""
+
+    def __init__(self, source_name: str):
+        self.source_name = source_name
+
+    def row(self, i: int) -> str:
+        return f"{self.source_name} row {i + 1}"
+
+
+def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name: str) -> dict[str, str]:
+    unknown = set(columns) - set(CANONICAL_COLUMNS)
+    if unknown:
+        raise InputError(
+            f"column mapping names unknown field(s) {sorted(unknown)}; "
+            f"mappable fields are {', '.join(CANONICAL_COLUMNS)}"
+        )
+    mapping = {}
+    for field in CANONICAL_COLUMNS:
+        name = columns.get(field, field)
+        if name in raw.columns:
+            mapping[field] = name
+        elif field in columns:
+            raise InputError(
+                f"{source_name}: column '{name}' (mapped to {field}) not found; "
+                f"columns present: {', '.join(map(str, raw.columns))}"
+            )
+    present = ", ".join(map(str, raw.columns))
+    for field in ("N", "loss"):
+        if field not in mapping:
+            raise InputError(
+                f"{source_name}: missing column '{field}'; columns present: {present}. "
+                f"Map yours with columns={{'{field}': 'your_name'}} (CLI: --column {field}=your_name)"
+            )
+    if "D" not in mapping and "C" not in mapping:
+        raise InputError(
+            f"{source_name}: missing column 'D' (tokens) or 'C' (FLOPs, D = C / 6N); "
+            f"columns present: {present}. Map yours with --column D=your_name"
+        )
+    return mapping
+
+
+def _positive_numbers(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
+    text = raw[column]
+    values = pd.to_numeric(text, errors="coerce").astype(np.float64)
+    for i in range(len(values)):
+        v = values.iloc[i]
+        if np.isnan(v):
+            given = text.iloc[i]
+            blank = given is None or (isinstance(given, float) and np.isnan(given)) or str(given).strip() in {"", "nan", "NaN"}
+            what = "is missing (empty or NaN)" if blank else f"is not a number: {given!r}"
+            raise InputError(f"{where.row(i)}, column '{column}' {what}; expected a positive number")
+        if not np.isfinite(v) or v <= 0:
+            raise InputError(f"{where.row(i)}, column '{column}': expected a positive finite number, got {v:g}")
+    return values
+
+
+def _run_ids(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
+    ids = raw[column].astype(str)
+    for i, value in enumerate(ids):
+        if value.strip() in {"", "nan", "None"}:
+            raise InputError(f"{where.row(i)}, column '{column}' is empty; expected a run id")
+    return ids
+
+
+def _flags(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
+    out = []
+    for i, value in enumerate(raw[column]):
+        if isinstance(value, (bool, np.bool_)):
+            out.append(bool(value))
+            continue
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            out.append(True)
+        elif text in _FALSE:
+            out.append(False)
+        else:
+            raise InputError(f"{where.row(i)}, column '{column}': expected true/false, got {value!r}")
+    return pd.Series(out, index=raw.index, dtype=bool)
+
+
+def _check_duplicates(out: pd.DataFrame, where: _Locator) -> None:
+    same_id = out.duplicated("run_id", keep=False)
+    if same_id.any():
+        rows = np.flatnonzero(same_id)[:2]
+        raise InputError(
+            f"{where.row(rows[0])} and row {rows[1] + 1} have the same run_id "
+            f"{out['run_id'][rows[0]]!r}; expected each run once"
+        )
+    # Same group, N and D under generated ids: the same run listed twice (repeats need run ids).
+    key = out[["group", "N", "D"]]
+    generated = out["run_id"].str.startswith(f"{where.source_name}:")
+    dup = key.duplicated(keep=False) & generated
+    if dup.any():
+        first = np.flatnonzero(dup)[0]
+        twin = [j for j in np.flatnonzero(dup) if j != first and (key.iloc[j] == key.iloc[first]).all()][0]
+        raise InputError(
+            f"{where.row(first)} and row {twin + 1} are duplicate runs (same group, N and D); "
+            "remove one, or give repeats (e.g. seeds) distinct run_id values"
+        )
+
+
+def _numeric_if_possible(column: pd.Series) -> pd.Series:
+    converted = pd.to_numeric(column, errors="coerce")
+    return converted if converted.notna().sum() == column.notna().sum() else column
