@@ -1,0 +1,126 @@
+"""One Posterior type for every inference method (NUTS, MAP point fit, bootstrap).
+
+A ``Posterior`` is an ArviZ DataTree of draws (groups ``posterior``, ``sample_stats``,
+``log_likelihood``, ``observed_data``, ``posterior_predictive`` where the method has them) plus the
+law, the model settings and the runs it was fitted to. A point fit is a posterior of one draw; a
+bootstrap is one draw per resample. Everything downstream (frontier, prediction, plots, design)
+reads only ``theta()`` and the law, so it works on any of them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_scaling import frontier as frontier_mod
+from bayes_scaling.errors import InputError
+from bayes_scaling.laws import Law, get_law
+from bayes_scaling.runs.table import Runs
+
+POSTERIOR_FILE, META_FILE, RUNS_FILE = "posterior.nc", "meta.json", "runs.csv"
+
+
+@dataclass
+class Posterior:
+    law: Law
+    idata: xr.DataTree
+    runs: Runs
+    method: str
+    meta: dict = field(default_factory=dict)
+
+    # --- draws ---------------------------------------------------------------------------------
+    @property
+    def num_draws(self) -> int:
+        post = self.idata["posterior"]
+        return int(post.sizes["chain"] * post.sizes["draw"])
+
+    def theta(self) -> dict[str, np.ndarray]:
+        """The law's natural parameters, flattened over chains and draws: name -> (S,)."""
+        post = self.idata["posterior"]
+        return {name: post[name].values.reshape(-1) for name in self.law.param_names}
+
+    def draws(self, name: str) -> np.ndarray:
+        """Any posterior variable (a law parameter, ``sigma``, ...), flattened: (S,)."""
+        return self.idata["posterior"][name].values.reshape(-1)
+
+    def summary(self, level: float = 0.9) -> pd.DataFrame:
+        """Median and equal-tailed interval of each law parameter and sigma."""
+        level = frontier_mod.check_level(level)
+        q = [(1 - level) / 2, 0.5, (1 + level) / 2]
+        names = [*self.law.param_names, *(["sigma"] if "sigma" in self.idata["posterior"] else [])]
+        rows = []
+        for name in names:
+            lo, med, hi = np.quantile(self.draws(name), q)
+            rows.append({"parameter": name, "median": med, "lo": lo, "hi": hi, "level": level})
+        return pd.DataFrame(rows)
+
+    # --- answers ---------------------------------------------------------------------------------
+    def frontier_draws(self, budgets) -> dict[str, np.ndarray]:
+        """Draws of N_opt, D_opt, L_opt and tokens per parameter at each budget: (S, K)."""
+        return frontier_mod.frontier_draws(self.law, self.theta(), budgets)
+
+    def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
+        """Per budget C: median and ``level`` interval of N_opt, D_opt, L_opt, tokens/param."""
+        return frontier_mod.summarise(self.frontier_draws(budgets), budgets, level)
+
+    def budget_for_loss(self, target_loss) -> np.ndarray:
+        """Draws of the compute needed to reach ``target_loss`` on the frontier: (S, K)."""
+        import jax.numpy as jnp
+
+        theta = {k: jnp.asarray(v)[:, None] for k, v in self.theta().items()}
+        target = jnp.atleast_1d(jnp.asarray(target_loss, dtype=jnp.float64))[None, :]
+        return np.asarray(self.law.budget_for_loss(theta, target))
+
+    def predict(self, N, D, *, noise: bool = True, seed: int = 0) -> np.ndarray:
+        """Predictive draws of the loss at (N, D): shape (S, n). ``noise=False`` gives the law's
+        mean curve L(N, D; theta_s); ``noise=True`` adds the fitted observation noise on log-loss."""
+        import jax.numpy as jnp
+
+        N = np.atleast_1d(np.asarray(N, np.float64))
+        D = np.atleast_1d(np.asarray(D, np.float64))
+        theta = {k: jnp.asarray(v)[:, None] for k, v in self.theta().items()}
+        mu = np.asarray(self.law.log_loss(theta, jnp.asarray(N)[None], jnp.asarray(D)[None]))
+        if not noise or "sigma" not in self.idata["posterior"]:
+            return np.exp(mu)
+        rng = np.random.default_rng(seed)
+        sigma = self.draws("sigma")[:, None]
+        if self.meta.get("likelihood") == "normal":
+            eps = rng.standard_normal(mu.shape)
+        else:
+            eps = rng.standard_t(self.meta.get("nu", 5.0), size=mu.shape)
+        return np.exp(mu + sigma * eps)
+
+    # --- persistence ---------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.idata.to_netcdf(directory / POSTERIOR_FILE, engine="h5netcdf")
+        self.runs.frame.to_csv(directory / RUNS_FILE, index=False)
+        meta = {"law": self.law.name, "method": self.method, **self.meta}
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=_jsonable))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Posterior:
+        directory = Path(directory)
+        if not (directory / META_FILE).exists():
+            raise InputError(f"{directory} is not a saved fit (no {META_FILE}); create one with 'bayes-scaling fit'")
+        meta = json.loads((directory / META_FILE).read_text())
+        with xr.open_datatree(directory / POSTERIOR_FILE, engine="h5netcdf") as tree:
+            idata = tree.load()
+        frame = pd.read_csv(directory / RUNS_FILE, keep_default_na=False, dtype={"run_id": str, "group": str, "flag_reason": str})
+        law, method = get_law(meta.pop("law")), meta.pop("method")
+        return cls(law=law, idata=idata, runs=Runs(frame), method=method, meta=meta)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
