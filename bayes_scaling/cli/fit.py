@@ -1,0 +1,74 @@
+"""``bayes-scaling fit RUNS --method nuts|map --out DIR``: fit a law and save the posterior."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bayes_scaling.cli import _common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="fit a scaling law to runs and save the posterior")
+    p.add_argument("runs", help="run table (.csv, .parquet, .sqlite run store) or a bundled dataset: chinchilla, marin")
+    p.add_argument("--out", required=True, help="directory to save the fit in")
+    add_fit_options(p)
+    p.add_argument("--json", action="store_true", help="print parameters as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def add_fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", choices=["nuts", "map"], default="nuts", help="NUTS posterior (default) or Approach-3 point fit")
+    p.add_argument("--law", default="chinchilla", help="law family (default chinchilla)")
+    p.add_argument("--likelihood", choices=["student_t", "normal"], default="student_t")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=0, help="with --method map: bootstrap resamples for intervals")
+    p.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
+    p.add_argument("--include-flagged", action="store_true", help="keep rows flagged as suspect (excluded by default)")
+    p.add_argument("--level", type=float, default=0.9, help="credible interval level (default 0.9)")
+
+
+def fit_from_args(args: argparse.Namespace, runs_source: str):
+    """Read, select, fit; prints progress to stderr. Returns (posterior, all_runs)."""
+    runs = _common.read_runs(runs_source, args.column)
+    _common.info(f"{len(runs)} runs from {runs_source}: {runs.describe_selection(args.include_flagged)}")
+    selected = runs.for_fit(args.include_flagged)
+    if args.method == "map":
+        from bayes_scaling.fitting.point import fit_map
+
+        _common.info("fitting Chinchilla Approach 3 (Huber, L-BFGS from 4,500 starts)...")
+        return fit_map(selected, bootstrap=args.bootstrap, seed=args.seed), runs
+    from bayes_scaling.fitting.nuts import fit_nuts
+
+    _common.info(f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)...")
+    post = fit_nuts(
+        selected, law=args.law, likelihood=args.likelihood, num_chains=args.chains,
+        num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=True,
+    )
+    _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s")
+    return post, runs
+
+
+def print_verdict(post) -> None:
+    try:
+        from bayes_scaling.diagnostics import diagnose
+    except ImportError:
+        return
+    _common.info(diagnose(post).verdict())
+
+
+def run(args: argparse.Namespace) -> int:
+    post, _ = fit_from_args(args, args.runs)
+    out = post.save(Path(args.out))
+    print_verdict(post)
+    summary = post.summary(args.level)
+    if args.json:
+        _common.print_json({"method": post.method, "law": post.law.name, "n_runs": len(post.runs),
+                            "parameters": _common.parameters_json(summary), "saved_to": str(out)})
+    else:
+        print(_common.parameters_text(summary))
+        print(f"saved to {out}")
+    return 0

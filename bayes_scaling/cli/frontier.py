@@ -1,0 +1,43 @@
+"""``bayes-scaling frontier DIR --budget C [--budget C2 ...]``: N_opt, D_opt, L_opt with intervals."""
+
+from __future__ import annotations
+
+import argparse
+
+from bayes_scaling.cli import _common
+from bayes_scaling.errors import InputError
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a FLOP count such as 5.76e23, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"budget must be positive, got {text}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("frontier", help="compute-optimal N, D and loss at budgets, with intervals")
+    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit'")
+    p.add_argument("--budget", type=_budget, action="append", help="compute budget in FLOPs (repeatable)")
+    p.add_argument("--level", type=float, default=0.9, help="credible interval level (default 0.9)")
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bayes_scaling.frontier import STANDARD_BUDGETS
+    from bayes_scaling.posterior import Posterior
+
+    if not 0 < args.level < 1:
+        raise InputError(f"--level must lie in (0, 1), got {args.level}")
+    post = Posterior.load(args.fit_dir)
+    budgets = args.budget or list(STANDARD_BUDGETS)
+    table = post.frontier(budgets, level=args.level)
+    if args.json:
+        _common.print_json({"method": post.method, "law": post.law.name, "frontier": _common.frontier_json(table)})
+    else:
+        print(_common.frontier_text(table))
+    return 0

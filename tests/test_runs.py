@@ -1,0 +1,91 @@
+"""The run table: validation errors name the row and field; nothing is dropped silently."""
+
+import pandas as pd
+import pytest
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.runs import load_chinchilla, load_marin, load_runs, validate_runs
+
+
+def frame(**overrides):
+    base = {"N": [1e8, 2e8, 4e8], "D": [2e9, 4e9, 8e9], "loss": [3.1, 2.9, 2.7]}
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def test_canonical_columns_and_derived_compute():
+    runs = validate_runs(frame())
+    assert list(runs.frame.columns[:9]) == ["run_id", "N", "D", "C", "loss", "group", "source", "flagged", "flag_reason"]
+    assert runs.C[0] == pytest.approx(6 * 1e8 * 2e9)
+
+
+def test_tokens_derived_from_flops():
+    runs = validate_runs(pd.DataFrame({"N": [1e8], "C": [1.2e18], "loss": [3.0]}))
+    assert runs.D[0] == pytest.approx(2e9)
+
+
+def test_column_mapping_and_extras_kept():
+    raw = pd.DataFrame({"params": [1e8, 2e8], "tokens": [1e9, 2e9], "val_loss": [3.0, 2.8], "lr": [1e-3, 2e-3]})
+    runs = validate_runs(raw, columns={"N": "params", "D": "tokens", "loss": "val_loss"})
+    assert list(runs.N) == [1e8, 2e8] and list(runs.frame["lr"]) == [1e-3, 2e-3]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (frame().drop(columns="loss"), "missing column 'loss'"),
+        (frame().drop(columns="D"), "missing column 'D' (tokens) or 'C'"),
+        (frame(loss=[3.1, float("nan"), 2.7]), "row 2, column 'loss' is missing"),
+        (frame(N=["1e8", "abc", "4e8"]), "row 2, column 'N' is not a number: 'abc'"),
+        (frame(D=[2e9, -4e9, 8e9]), "row 2, column 'D': expected a positive finite number, got -4e+09"),
+        (frame(loss=[3.1, 2.9, 270.0]), "row 3, column 'loss': implausible loss 270"),
+        (frame(N=[1e8, 1e8, 4e8], D=[2e9, 2e9, 8e9]), "row 1 and row 2 are duplicate runs"),
+        (frame(run_id=["a", "b", "a"]), "row 1 and row 3 have the same run_id 'a'"),
+        (frame(flagged=["yes", "maybe", "no"]), "row 2, column 'flagged': expected true/false"),
+    ],
+)
+def test_bad_input_names_row_and_field(data, message):
+    with pytest.raises(InputError) as err:
+        validate_runs(data, source_name="runs.csv")
+    assert message in str(err.value)
+
+
+def test_unknown_mapping_field_is_an_error():
+    with pytest.raises(InputError, match="unknown field"):
+        validate_runs(frame(), columns={"params": "N"})
+
+
+def test_repeats_with_distinct_run_ids_are_kept():
+    runs = validate_runs(frame(N=[1e8, 1e8, 4e8], D=[2e9, 2e9, 8e9], run_id=["s0", "s1", "s2"]))
+    assert len(runs) == 3
+
+
+def test_csv_and_parquet_round_trip(tmp_path):
+    frame().to_csv(tmp_path / "runs.csv", index=False)
+    frame().to_parquet(tmp_path / "runs.parquet")
+    assert len(load_runs(tmp_path / "runs.csv")) == 3
+    assert len(load_runs(tmp_path / "runs.parquet")) == 3
+    with pytest.raises(InputError, match="runs.csv row 2, column 'loss'"):
+        frame(loss=[3.0, "", 2.0]).to_csv(tmp_path / "bad.csv", index=False)
+        load_runs(tmp_path / "bad.csv", source_name="runs.csv")
+
+
+def test_unsupported_file_type(tmp_path):
+    (tmp_path / "runs.txt").write_text("x")
+    with pytest.raises(InputError, match="expected a .csv"):
+        load_runs(tmp_path / "runs.txt")
+
+
+def test_chinchilla_flags_epochs_five_rows_and_keeps_them():
+    runs = load_chinchilla()
+    assert len(runs) == 245 and runs.n_flagged == 5
+    fit = runs.for_fit()
+    assert len(fit) == 240 and fit.loss.max() < 3.41
+    assert "excluded 5 flagged (5 epoch2024_excluded)" in runs.describe_selection()
+    assert len(runs.for_fit(include_flagged=True)) == 245
+
+
+def test_marin_groups_and_flags():
+    runs = load_marin()
+    assert len(runs) == 258 and runs.groups == ["comma", "dclm", "nemotron"]
+    assert runs.n_flagged == 19 and len(runs.for_fit()) == 239
