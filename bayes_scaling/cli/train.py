@@ -1,0 +1,129 @@
+"""``bayes-scaling train``: one training run in its own process, appended to the run store.
+
+The run happens in ``python -m training`` (a child process): the harness trains in bf16 on one
+device, while this process runs JAX in float64 with several host devices; the two settings must
+never share a process. The child's progress bar streams to this terminal; its RunResult JSON comes
+back through a temporary file and is appended to the store (failed runs too: they are kept, not fit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bayes_scaling.errors import InputError
+
+DEFAULT_STORE = "runs.sqlite"
+
+
+def default_store() -> str:
+    return os.environ.get("BAYES_SCALING_STORE", DEFAULT_STORE)
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment without the host-device flag that ``bayes_scaling`` adds for NUTS."""
+    env = dict(os.environ)
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", "")).strip()
+    if flags:
+        env["XLA_FLAGS"] = flags
+    else:
+        env.pop("XLA_FLAGS", None)
+    env.pop("JAX_ENABLE_X64", None)
+    return env
+
+
+def train_in_subprocess(spec: dict[str, Any], *, quiet: bool = False, nice: int = 0) -> dict[str, Any]:
+    """Run ``python -m training --spec <spec>`` and return its RunResult as a dict.
+
+    A spec the harness rejects raises ``InputError`` with the harness's one-line message.
+    """
+    with tempfile.TemporaryDirectory(prefix="bayes-scaling-train-") as tmp:
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, "-m", "training", "--spec", json.dumps(spec), "--out", str(out)]
+        if nice:
+            command = ["nice", "-n", str(nice), *command]
+        proc = subprocess.Popen(command, env=child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        tail = _relay(proc.stderr, None if quiet else sys.stderr)
+        returncode = proc.wait()
+        if out.exists():
+            return json.loads(out.read_text())
+        if returncode == 2:
+            lines = tail.strip().splitlines()[-1:] or ["the training harness rejected the spec"]
+            raise InputError(lines[0].removeprefix("python -m training: error: "))
+        raise RuntimeError(f"python -m training exited with status {returncode} and no result" + (f":\n{tail}" if tail else ""))
+
+
+def _relay(stream, sink, keep: int = 4000) -> str:
+    """Copy the child's stderr to ``sink`` as it comes (progress bars redraw with \\r); return its tail."""
+    tail = b""
+    while chunk := os.read(stream.fileno(), 4096):
+        if sink is not None:
+            sink.write(chunk.decode(errors="replace"))
+            sink.flush()
+        tail = (tail + chunk)[-keep:]
+    stream.close()
+    return tail.decode(errors="replace")
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        value = -1.0
+    if value <= 0 or value != int(value):
+        raise InputError(f"expected a positive whole number (e.g. 1e6), got {text!r}")
+    return int(value)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train one run (N params, D tokens) and append it to the run store",
+        description="Train a decoder-only LM of about N parameters on D tokens (bf16, AdamW, cosine to "
+        "lr/10 at D) in a child process `python -m training`, then append its RunResult to the store.",
+    )
+    p.add_argument("--params", required=True, help="target parameter count N (e.g. 1e5)")
+    p.add_argument("--tokens", required=True, help="token budget D (e.g. 2e6)")
+    p.add_argument("--store", default=None, help=f"run store (SQLite); default $BAYES_SCALING_STORE or {DEFAULT_STORE}")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--corpus", default="stdlib", help='"stdlib" (default), a text file/folder, or a .bin token file')
+    p.add_argument("--context", type=int, default=None, help="sequence length (default 128)")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per step (default 16)")
+    p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: by width)")
+    p.add_argument("--compute-dtype", choices=("bfloat16", "float32"), default=None)
+    p.add_argument("--checkpoint-dir", default=None, help="save checkpoints here; rerun to resume")
+    p.add_argument("--group", default=None, help="group label of the run in the store")
+    p.add_argument("--run-id", default=None)
+    p.add_argument("--spec", default=None, help="extra RunSpec fields as JSON (see `python -m training --help`)")
+    p.set_defaults(func=_train)
+
+
+def _train(args) -> int:
+    spec: dict[str, Any] = {}
+    if args.spec:
+        try:
+            spec = json.loads(args.spec)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--spec: expected a JSON object, got {args.spec!r} ({err})") from None
+    spec.update(params=_positive_count(args.params), tokens=_positive_count(args.tokens), seed=args.seed, corpus=args.corpus)
+    optional = {"context": args.context, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+                "compute_dtype": args.compute_dtype, "checkpoint_dir": args.checkpoint_dir, "group": args.group,
+                "run_id": args.run_id}
+    spec.update({k: v for k, v in optional.items() if v is not None})
+    from bayes_scaling.runs.store import RunStore
+
+    store = RunStore(args.store or default_store())  # open first: a bad store path fails before training
+    result = train_in_subprocess(spec)
+    version = store.append(result, source="training")
+    loss = "n/a" if result["loss"] is None else f"{result['loss']:.4f} nats/token"
+    print(f"{result['run_id']} v{version}: {result['status']}, N={result['N']:,} D={result['D']:,} "
+          f"loss={loss} ({result['wall_time']:.1f} s) -> {store.path}")
+    if result["status"] != "ok":
+        print(f"  {result['error']}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,88 @@
+"""``python -m training``: run one RunSpec and print its RunResult as JSON.
+
+    python -m training --params 100000 --tokens 2000000 [--seed 0] [--out result.json]
+    python -m training --spec spec.json            # or --spec '{"params": 1e5, ...}'
+
+Every RunSpec field is a flag (underscores as dashes); flags override --spec. The progress bar goes
+to stderr, the RunResult JSON to stdout (and to --out). Exit status: 0 ok, 1 failed or interrupted,
+2 a spec that cannot be run (one line on stderr naming the field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from training.spec import RunSpec, SpecError
+
+
+def _number(text: str) -> int:
+    """Integers also as 1e6 or 2_000_000."""
+    value = float(text.replace("_", ""))
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text}")
+    return int(value)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train one scaling-law run.")
+    parser.add_argument("--spec", help="a RunSpec as JSON text or a path to a JSON file")
+    parser.add_argument("--out", help="also write the RunResult JSON here")
+    parser.add_argument("--stop-after-steps", type=int, default=None, help="stop (resumably) after this many updates")
+    for f in dataclasses.fields(RunSpec):
+        kind = {int: _number, float: float, bool: _bool, str: str}[type(f.default)]
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
+                            help=f"(default {f.default!r})")
+    return parser
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    base: dict = {}
+    if args.spec:
+        text = Path(args.spec).read_text() if Path(args.spec).is_file() else args.spec
+        try:
+            base = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SpecError(f"--spec: expected JSON or a JSON file, got {args.spec!r} ({err})") from None
+    for f in dataclasses.fields(RunSpec):
+        value = getattr(args, f.name)
+        if value is not None:
+            base[f.name] = value
+    for name in ("params", "tokens", "n_layers", "d_model", "n_heads", "vocab_size", "seed"):
+        if isinstance(base.get(name), float) and base[name] == int(base[name]):
+            base[name] = int(base[name])  # JSON "1e6"
+    return RunSpec.from_dict(base)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+        from training.train import run
+
+        result = run(spec, stop_after_steps=args.stop_after_steps)
+    except SpecError as err:
+        print(f"python -m training: error: {err}", file=sys.stderr)
+        return 2
+    text = result.to_json()
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    if result.status != "ok":
+        print(f"python -m training: run {result.run_id} {result.status}: {result.error}", file=sys.stderr)
+    return 0 if result.status == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

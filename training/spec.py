@@ -1,0 +1,175 @@
+"""What goes in (``RunSpec``) and what comes out (``RunResult``) of one training run.
+
+Both are plain dataclasses of JSON-able values, so a run can be described on a command line, sent
+to another process and stored as a row without any of this package installed on the reader's side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class SpecError(ValueError):
+    """A run specification that cannot be run. The message names the field and what was expected."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a target size N (parameters) trained on D tokens.
+
+    The shape (depth, width, heads) comes from ``training.sizing.shape_for_params`` unless all of
+    ``n_layers``, ``d_model`` and ``n_heads`` are given. The run trains for
+    ``steps = tokens // (batch_size * context)`` optimizer steps; the recorded D is exactly
+    ``steps * batch_size * context`` and the learning-rate schedule reaches its floor on the last step.
+    """
+
+    params: int = 0  # target parameter count N (by ``param_convention``); 0 when the shape is given
+    tokens: int = 0  # token budget D
+    seed: int = 0
+    # data
+    corpus: str = "stdlib"  # "stdlib", a text file or folder, or a .bin token file (nanoGPT style)
+    tokenizer: str = "byte"  # "byte" (256 symbols) or "bpe" (needs the `tokenizers` package)
+    vocab_size: int = 0  # BPE vocabulary, or the vocabulary of a token file; 0 = from the tokenizer
+    token_dtype: str = "uint16"  # element type of a .bin token file: "uint16" or "uint32"
+    val_fraction: float = 0.1  # share of documents (or of a single file's tail) held out
+    eval_tokens: int = 32768  # validation tokens scored for each evaluation
+    eval_points: int = 8  # evaluations along the run (the last one is at D); 0 = only at the end
+    # shape
+    context: int = 128
+    batch_size: int = 16
+    aspect_ratio: float = 64.0  # target d_model / n_layers for the sizing rule
+    param_convention: str = "total"  # which count is N: "total" or "non_embedding"
+    n_layers: int = 0
+    d_model: int = 0
+    n_heads: int = 0
+    # optimizer (AdamW, fp32 state) and schedule (linear warmup, cosine to lr/10 at D)
+    learning_rate: float = 0.0  # peak; 0 = 3e-3 * min(1, 256 / d_model)
+    lr_floor_ratio: float = 0.1
+    warmup_fraction: float = 0.05
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    z_loss: float = 0.0  # weight of mean(logsumexp(logits)^2); 1e-4 is a common choice
+    compute_dtype: str = "bfloat16"  # activations and matmuls; parameters are always float32
+    # bookkeeping
+    run_id: str = ""  # default: derived from the spec
+    group: str = "training"
+    checkpoint_dir: str = ""  # "" = no checkpoints
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at each evaluation
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("tokens", self.tokens > 0, "a positive token budget D"),
+            ("seed", self.seed >= 0, "a non-negative integer"),
+            ("tokenizer", self.tokenizer in ("byte", "bpe"), '"byte" or "bpe"'),
+            ("token_dtype", self.token_dtype in ("uint16", "uint32"), '"uint16" or "uint32"'),
+            ("val_fraction", 0.0 < self.val_fraction < 1.0, "a fraction in (0, 1)"),
+            ("eval_tokens", self.eval_tokens >= self.context, f"at least one context ({self.context})"),
+            ("eval_points", self.eval_points >= 0, "a non-negative integer"),
+            ("context", self.context >= 2, "at least 2"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("aspect_ratio", self.aspect_ratio > 0, "a positive number"),
+            ("param_convention", self.param_convention in ("total", "non_embedding"), '"total" or "non_embedding"'),
+            ("learning_rate", self.learning_rate >= 0, "a non-negative number (0 = default rule)"),
+            ("lr_floor_ratio", 0.0 <= self.lr_floor_ratio <= 1.0, "a fraction in [0, 1]"),
+            ("warmup_fraction", 0.0 <= self.warmup_fraction < 1.0, "a fraction in [0, 1)"),
+            ("grad_clip", self.grad_clip >= 0, "a non-negative number (0 = no clipping)"),
+            ("z_loss", self.z_loss >= 0, "a non-negative number"),
+            ("compute_dtype", self.compute_dtype in ("bfloat16", "float32"), '"bfloat16" or "float32"'),
+            ("checkpoint_every", self.checkpoint_every >= 0, "a non-negative integer"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise SpecError(f"RunSpec.{name}={getattr(self, name)!r}: expected {expected}")
+        shape = (self.n_layers, self.d_model, self.n_heads)
+        if any(shape) and not all(shape):
+            raise SpecError(f"RunSpec shape n_layers/d_model/n_heads={shape}: give all three or none")
+        if not any(shape) and self.params <= 0:
+            raise SpecError(f"RunSpec.params={self.params!r}: expected a positive target N (or an explicit shape)")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.context
+
+    @property
+    def resolved_run_id(self) -> str:
+        """``run_id`` if given, else ``N<params>-D<tokens>-s<seed>-<hash of the spec>``."""
+        if self.run_id:
+            return self.run_id
+        fields = {k: v for k, v in self.to_dict().items() if k not in ("run_id", "progress", "checkpoint_dir")}
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+        return f"N{self.params}-D{self.tokens}-s{self.seed}-{digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"RunSpec: unknown field(s) {unknown}; known fields are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class RunResult:
+    """The measured outcome of a run. ``loss`` is the final validation loss in nats per token.
+
+    ``status`` is "ok", "failed" (a NaN/Inf loss or an error mid-run; see ``error``) or
+    "interrupted" (stopped before D on purpose; resumable from its checkpoint).
+    """
+
+    run_id: str
+    status: str
+    loss: float | None  # validation nats/token at D
+    bits_per_byte: float | None
+    train_loss: float | None  # mean training loss over the last logged window
+    N: int  # parameters under ``param_convention``
+    param_convention: str
+    n_params_total: int
+    n_params_embedding: int
+    n_params_non_embedding: int
+    D: int  # tokens trained (steps * batch_size * context)
+    C: float  # 6 N D
+    C_appendix_f: float  # Chinchilla Appendix F FLOPs per token (forward + backward) times D
+    flops_per_token_6n: float
+    flops_per_token_appendix_f: float
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_ff: int
+    context: int
+    vocab_size: int
+    batch_size: int
+    steps: int
+    steps_done: int
+    learning_rate: float
+    seed: int
+    corpus_id: str
+    corpus_hash: str
+    wall_time: float  # seconds of this process's training loop (compilation included)
+    tokens_per_s: float | None  # measured after the first (compiling) step
+    mfu: float | None  # (6N + 12 L d T) tokens/s over the device's bf16 peak, when the peak is known
+    device: str
+    versions: dict[str, str]
+    resumed_from_step: int = 0
+    error: str = ""
+    group: str = "training"
+    source: str = "training"
+    curve: list[dict[str, float]] = field(default_factory=list)  # {step, tokens, lr, train_loss, val_loss}
+    spec: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False, default=str)

@@ -1,0 +1,261 @@
+"""The runner: ``run(spec) -> RunResult``.
+
+One process, one device. The model and optimizer live as one nnx state pytree; the train step is
+a pure jitted function of (state, batch). Checkpoints (Orbax) hold that state plus the loss curve,
+at each evaluation; a run started again with the same ``checkpoint_dir`` resumes from the newest one
+and, since batch k depends only on (seed, k), reaches the same final loss (bitwise on CPU).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from training import data as data_lib
+from training import optim
+from training.model import Transformer
+from training.sizing import Shape, explicit_shape, shape_for_params
+from training.spec import RunResult, RunSpec, SpecError
+
+# bf16 dense peak FLOP/s per device kind (datasheet, dense, no sparsity); MFU is None elsewhere.
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 125e12}
+
+
+def peak_flops(device: jax.Device) -> float | None:
+    kind = getattr(device, "device_kind", "")
+    for name, peak in PEAK_BF16_FLOPS.items():
+        if name.lower() in kind.lower().replace("nvidia ", "").split(" ")[0].lower():
+            return peak
+    return None
+
+
+def library_versions() -> dict[str, str]:
+    import flax
+    import orbax.checkpoint
+
+    return {
+        "python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
+        "optax": optax.__version__, "orbax-checkpoint": getattr(orbax.checkpoint, "__version__", "?"),
+        "numpy": np.__version__,
+    }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a spec resolves to before training starts."""
+
+    shape: Shape
+    steps: int
+    warmup: int
+    peak_lr: float
+    eval_steps: tuple[int, ...]  # 1-based update numbers after which the validation loss is scored
+    checkpoint_steps: tuple[int, ...]
+
+
+def make_plan(spec: RunSpec, vocab_size: int) -> Plan:
+    """Resolve shape, step count, schedule and evaluation points; ``SpecError`` if impossible."""
+    if spec.n_layers:
+        shape = explicit_shape(spec.n_layers, spec.d_model, spec.n_heads, vocab_size=vocab_size, context=spec.context)
+    else:
+        shape = shape_for_params(
+            spec.params, vocab_size=vocab_size, context=spec.context,
+            aspect_ratio=spec.aspect_ratio, convention=spec.param_convention,
+        )
+    steps = spec.tokens // spec.tokens_per_step
+    if steps < 1:
+        raise SpecError(
+            f"RunSpec.tokens={spec.tokens}: below one batch (batch_size * context = {spec.tokens_per_step} tokens)"
+        )
+    n_evals = min(spec.eval_points, steps)
+    eval_steps = sorted({round(steps * (i + 1) / n_evals) for i in range(n_evals)} | {steps})
+    ckpt = sorted(set(range(spec.checkpoint_every, steps + 1, spec.checkpoint_every)) | {steps}) if spec.checkpoint_every else eval_steps
+    return Plan(
+        shape=shape, steps=steps, warmup=optim.warmup_steps(steps, spec.warmup_fraction),
+        peak_lr=spec.learning_rate or optim.default_learning_rate(shape.d_model),
+        eval_steps=tuple(eval_steps), checkpoint_steps=tuple(ckpt),
+    )
+
+
+def build(spec: RunSpec, plan: Plan) -> tuple[Transformer, nnx.Optimizer]:
+    model = Transformer(plan.shape, compute_dtype=spec.compute_dtype, rngs=nnx.Rngs(spec.seed))
+    schedule = optim.make_schedule(peak=plan.peak_lr, total_steps=plan.steps, warmup=plan.warmup, floor_ratio=spec.lr_floor_ratio)
+    tx = optim.make_optimizer(schedule, weight_decay=spec.weight_decay, beta1=spec.beta1, beta2=spec.beta2, grad_clip=spec.grad_clip)
+    return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+def make_steps(graphdef: nnx.GraphDef, z_loss: float):
+    """Jitted pure functions: train_step(state, batch) -> (state, ce) and eval_step(state, batch) -> ce."""
+
+    def loss_fn(model: Transformer, batch_BxL1: jax.Array):
+        logits_BxLxV = model(batch_BxL1[:, :-1])
+        return optim.cross_entropy(logits_BxLxV, batch_BxL1[:, 1:], z_loss)
+
+    @jax.jit
+    def train_step(state, batch_BxL1):
+        model, optimizer = nnx.merge(graphdef, state)
+        (_, ce), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch_BxL1)
+        optimizer.update(model, grads)
+        return nnx.state((model, optimizer)), ce
+
+    @jax.jit
+    def eval_step(state, batch_BxL1):
+        model, _ = nnx.merge(graphdef, state)
+        return loss_fn(model, batch_BxL1)[1]
+
+    return jax.jit(train_step.__wrapped__, donate_argnums=0), eval_step
+
+
+def _checkpoint_manager(directory: str):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, create=True)
+    return ocp.CheckpointManager(Path(directory).resolve(), options=options, item_names=("state", "meta"))
+
+
+def _save(manager, step: int, state, meta: dict[str, Any]) -> None:
+    import orbax.checkpoint as ocp
+
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+
+def _restore(manager, abstract_state):
+    import orbax.checkpoint as ocp
+
+    step = manager.latest_step()
+    if step is None:
+        return None
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    return step, restored["state"], restored["meta"]
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
+    """Train ``spec`` to its token budget and score the validation loss at D.
+
+    ``stop_after_steps`` stops (with a checkpoint, status "interrupted") once that many updates are
+    done, as a preempted job would; running the same spec again resumes it.
+    """
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    corpus = data_lib.load_corpus(spec)
+    plan = make_plan(spec, corpus.vocab_size)
+    model, optimizer = build(spec, plan)
+    graphdef, state = nnx.split((model, optimizer))
+    del model, optimizer
+    train_step, eval_step = make_steps(graphdef, spec.z_loss)
+    val_batches = [jnp.asarray(b) for b in data_lib.eval_batches(corpus.val, n_tokens=spec.eval_tokens, batch_size=spec.batch_size, context=spec.context)]
+
+    meta: dict[str, Any] = {"curve": [], "window": [], "wall_time": 0.0, "timed_seconds": 0.0, "timed_tokens": 0}
+    start_step = 0
+    manager = _checkpoint_manager(spec.checkpoint_dir) if spec.checkpoint_dir else None
+    if manager is not None:
+        found = _restore(manager, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state))
+        if found is not None:
+            start_step, state, meta = found
+
+    def evaluate(state) -> float:
+        return float(np.mean([float(eval_step(state, b)) for b in val_batches]))
+
+    bar = _progress_bar(spec, plan, start_step)
+    status, error, steps_done = "ok", "", start_step
+    t_process = time.perf_counter()
+    t_mark = None
+    pending: list[jax.Array] = []
+    log_every = max(1, plan.steps // 200)
+    b = spec.tokens_per_step
+    for step in range(start_step, plan.steps):
+        batch = data_lib.train_batch(corpus.train, seed=spec.seed, step=step, batch_size=spec.batch_size, context=spec.context)
+        state, ce = train_step(state, batch)
+        pending.append(ce)
+        s = steps_done = step + 1
+        at_eval, at_ckpt = s in plan.eval_steps, s in plan.checkpoint_steps
+        if not (s % log_every == 0 or at_eval or at_ckpt or s == start_step + 1 or s == stop_after_steps):
+            continue
+        losses = [float(x) for x in pending]  # waits for the device
+        now = time.perf_counter()
+        if t_mark is not None:  # the first step of a process (compilation) is not timed
+            meta["timed_seconds"] += now - t_mark
+            meta["timed_tokens"] += len(pending) * b
+        pending = []
+        meta["window"] = (meta["window"] + losses)[-max(log_every, 10):]  # recent train losses, for the curve
+        if not all(math.isfinite(x) for x in losses):
+            status, error = "failed", f"training loss became {losses[-1]} by step {s} ({s * b} tokens)"
+            break
+        if bar is not None:
+            bar.update(len(losses) * b)
+            rate = meta["timed_tokens"] / meta["timed_seconds"] if meta["timed_seconds"] else 0.0
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
+        if at_eval:
+            val = evaluate(state)
+            lr = float(optim.lr_at(s, peak=plan.peak_lr, total_steps=plan.steps, warmup=plan.warmup, floor_ratio=spec.lr_floor_ratio))
+            meta["curve"].append({"step": s, "tokens": s * b, "lr": lr, "train_loss": float(np.mean(meta["window"])), "val_loss": val if math.isfinite(val) else None})
+            if not math.isfinite(val):
+                status, error = "failed", f"validation loss became {val} at step {s}"
+                break
+        if manager is not None and (at_ckpt or s == stop_after_steps):
+            _save(manager, s, state, {**meta, "wall_time": meta["wall_time"] + time.perf_counter() - t_process})
+        if s == stop_after_steps and s < plan.steps:
+            status = "interrupted"
+            break
+        t_mark = time.perf_counter()
+    if bar is not None:
+        bar.close()
+    if manager is not None:
+        manager.wait_until_finished()
+        manager.close()
+    return _result(spec, plan, corpus, meta, status, error, steps_done, start_step, time.perf_counter() - t_process, started)
+
+
+def _progress_bar(spec: RunSpec, plan: Plan, start_step: int):
+    if not spec.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    total = plan.steps * spec.tokens_per_step
+    return tqdm(total=total, initial=start_step * spec.tokens_per_step, unit="tok", unit_scale=True, file=sys.stderr,
+                desc=f"N={plan.shape.n_params(spec.param_convention):.3g}", dynamic_ncols=True, mininterval=0.5)
+
+
+def _result(spec, plan, corpus, meta, status, error, steps_done, start_step, seconds, started) -> RunResult:
+    shape = plan.shape
+    N = shape.n_params(spec.param_convention)
+    D = plan.steps * spec.tokens_per_step
+    curve = meta["curve"]
+    final = curve[-1] if curve and curve[-1]["step"] == plan.steps and status == "ok" else None
+    loss = _finite_or_none(final["val_loss"]) if final else None
+    tokens_per_s = meta["timed_tokens"] / meta["timed_seconds"] if meta["timed_seconds"] > 0 else None
+    device = jax.devices()[0]
+    peak = peak_flops(device)
+    bpb = loss / math.log(2) / corpus.bytes_per_token if loss is not None and math.isfinite(corpus.bytes_per_token) else None
+    return RunResult(
+        run_id=spec.resolved_run_id, status=status, error=error, loss=loss, bits_per_byte=bpb,
+        train_loss=_finite_or_none(final["train_loss"]) if final else None,
+        N=N, param_convention=spec.param_convention, n_params_total=shape.n_params_total,
+        n_params_embedding=shape.n_params_embedding, n_params_non_embedding=shape.n_params_non_embedding,
+        D=D, C=6.0 * N * D, C_appendix_f=shape.flops_per_token_appendix_f() * D,
+        flops_per_token_6n=shape.flops_per_token_6n(spec.param_convention),
+        flops_per_token_appendix_f=shape.flops_per_token_appendix_f(),
+        n_layers=shape.n_layers, d_model=shape.d_model, n_heads=shape.n_heads, d_ff=shape.d_ff,
+        context=spec.context, vocab_size=shape.vocab_size, batch_size=spec.batch_size,
+        steps=plan.steps, steps_done=steps_done, learning_rate=plan.peak_lr, seed=spec.seed,
+        corpus_id=corpus.corpus_id, corpus_hash=corpus.corpus_hash,
+        wall_time=meta["wall_time"] + seconds, tokens_per_s=tokens_per_s,
+        mfu=tokens_per_s * shape.flops_per_token_nanogpt() / peak if tokens_per_s and peak else None,
+        device=f"{device.platform}:{getattr(device, 'device_kind', '?')}", versions=library_versions(),
+        resumed_from_step=start_step, group=spec.group, curve=curve, spec=spec.to_dict(),
+        started_at=started, finished_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
