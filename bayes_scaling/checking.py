@@ -1,0 +1,164 @@
+"""Does the law fit the data? Posterior predictive checks, PSIS-LOO and model comparison.
+
+Everything here is on the model's own scale, log-loss: the likelihood is
+
+    log L_i ~ StudentT(nu, mu_i, sigma)   or   Normal(mu_i, sigma),   mu_i = log L(N_i, D_i; theta),
+
+so a replicated observation is log L_rep = mu_i + sigma * eps with eps drawn from the same family.
+
+* ``add_posterior_predictive`` stores one replicate per draw as the DataTree group
+  ``posterior_predictive`` (var ``log_loss``, dims chain, draw, run), beside ``observed_data``.
+* ``residuals`` gives, per run, the residual r_i = log L_i - median_s(mu_i^s) and the
+  ``level`` predictive interval of the loss, and whether the observed loss lies inside it.
+* ``loo`` is PSIS-LOO (``arviz.loo``): elpd_loo = sum_i log p(y_i | y_-i), estimated by
+  Pareto-smoothed importance weights 1 / p(y_i | theta_s). A Pareto shape k_i above the threshold
+  (ArviZ's ``good_k``, 0.7 for large samples) flags run i: the estimate for it is unreliable and the
+  run is influential (often an outlier the law cannot explain).
+* ``compare`` ranks fits of the same runs by elpd_loo (``arviz.compare``); differences smaller than
+  about 4 or than twice their standard error are not meaningful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_scaling.errors import InputError
+
+MIN_PREDICTIVE_DRAWS = 1000
+
+
+# --- posterior predictive ------------------------------------------------------------------------
+def noise_draws(posterior, shape, rng: np.random.Generator) -> np.ndarray:
+    """Standardised observation noise eps of the fit's likelihood (normal or Student-t)."""
+    if posterior.meta.get("likelihood") == "normal":
+        return rng.standard_normal(shape)
+    return rng.standard_t(float(posterior.meta.get("nu", 5.0)), size=shape)
+
+
+def predictive_log_loss(posterior, N, D, *, seed: int = 0, min_draws: int = MIN_PREDICTIVE_DRAWS) -> np.ndarray:
+    """Predictive draws of log L at (N, D): mu_s + sigma_s eps, shape (M, n) with M >= min_draws.
+
+    Each posterior draw is repeated ceil(min_draws / S) times with fresh noise, so a point fit
+    (S = 1) still gets a predictive interval from its fitted noise scale."""
+    mu = np.log(posterior.predict(N, D, noise=False))  # (S, n)
+    if "sigma" not in posterior.idata["posterior"]:
+        return mu
+    reps = int(np.ceil(min_draws / mu.shape[0]))
+    mu = np.tile(mu, (reps, 1))
+    sigma = np.tile(posterior.draws("sigma"), reps)[:, None]
+    return mu + sigma * noise_draws(posterior, mu.shape, np.random.default_rng(seed))
+
+
+def add_posterior_predictive(posterior, *, seed: int = 0):
+    """Add (or replace) the ``posterior_predictive`` group: one replicated log-loss per draw and run.
+    Returns the same Posterior."""
+    post = posterior.idata["posterior"]
+    chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+    runs = posterior.runs
+    mu = np.log(posterior.predict(runs.N, runs.D, noise=False))
+    sigma = posterior.draws("sigma")[:, None] if "sigma" in post else np.zeros((mu.shape[0], 1))
+    rep = mu + sigma * noise_draws(posterior, mu.shape, np.random.default_rng(seed))
+    ds = xr.Dataset(
+        {"log_loss": (("chain", "draw", "run"), rep.reshape(chains, draws, -1))},
+        coords={"chain": post["chain"].values, "draw": post["draw"].values, "run": np.arange(len(runs))},
+    )
+    posterior.idata["posterior_predictive"] = ds
+    return posterior
+
+
+def residuals(posterior, level: float = 0.9, *, seed: int = 0) -> pd.DataFrame:
+    """Per run: N, D, C, loss; the log-loss residual against the posterior-median law; the median
+    and ``level`` interval of the predictive loss; ``inside`` says whether the loss lies within it."""
+    runs = posterior.runs
+    q = [(1 - level) / 2, 0.5, (1 + level) / 2]
+    mu = np.log(posterior.predict(runs.N, runs.D, noise=False))
+    rep = predictive_log_loss(posterior, runs.N, runs.D, seed=seed)
+    lo, med, hi = np.exp(np.quantile(rep, q, axis=0))
+    frame = runs.frame[["run_id", "N", "D", "C", "loss"]].copy()
+    frame["log_resid"] = np.log(runs.loss) - np.median(mu, axis=0)
+    frame["pred_median"], frame["pred_lo"], frame["pred_hi"] = med, lo, hi
+    frame["inside"] = (runs.loss >= lo) & (runs.loss <= hi)
+    frame["level"] = level
+    return frame
+
+
+def coverage(posterior, level: float = 0.9) -> float:
+    """Fraction of runs inside their ``level`` predictive interval (about ``level`` if calibrated)."""
+    return float(residuals(posterior, level)["inside"].mean())
+
+
+# --- PSIS-LOO ------------------------------------------------------------------------------------
+@dataclass
+class LooResult:
+    """PSIS-LOO of one fit. ``pareto_k`` has one value per run; ``flagged`` lists runs with k > good_k."""
+
+    elpd: float
+    se: float
+    p_loo: float
+    good_k: float
+    pareto_k: np.ndarray
+    flagged: pd.DataFrame
+    elpd_data: object  # arviz ELPDData, reusable by arviz.compare
+
+    def text(self) -> str:
+        head = f"PSIS-LOO: elpd_loo = {self.elpd:.1f} (SE {self.se:.1f}), p_loo = {self.p_loo:.1f}"
+        if self.flagged.empty:
+            return f"{head}; all Pareto k <= {self.good_k:.2f}."
+        return (f"{head}; {len(self.flagged)} run(s) with Pareto k > {self.good_k:.2f} "
+                f"(influential or poorly predicted): {', '.join(self.flagged['run_id'].astype(str))}.")
+
+
+def _require_loglik(posterior, name: str = "this fit") -> None:
+    if "log_likelihood" not in posterior.idata.children or posterior.num_draws < 10:
+        raise InputError(
+            f"{name} ({posterior.method}) has no pointwise log-likelihood draws, so PSIS-LOO does not "
+            "apply; fit with --method nuts to compare or check it by LOO"
+        )
+
+
+def loo(posterior, *, name: str = "this fit") -> LooResult:
+    """PSIS-LOO via ``arviz.loo`` with per-run Pareto-k flags."""
+    import arviz as az
+
+    _require_loglik(posterior, name)
+    try:
+        elpd = az.loo(posterior.idata, pointwise=True, var_name="log_loss")
+    except ValueError as err:  # too few draws for Pareto smoothing
+        raise InputError(f"PSIS-LOO failed for {name} ({posterior.num_draws} draws): {err}; sample more draws") from None
+    k = np.asarray(elpd.pareto_k).reshape(-1)
+    frame = posterior.runs.frame[["run_id", "N", "D", "C", "loss"]].copy()
+    frame["pareto_k"] = k
+    flagged = frame[k > elpd.good_k].sort_values("pareto_k", ascending=False).reset_index(drop=True)
+    return LooResult(float(elpd.elpd), float(elpd.se), float(elpd.p), float(elpd.good_k), k, flagged, elpd)
+
+
+def compare(posteriors: dict) -> pd.DataFrame:
+    """Rank fits of the same runs by elpd_loo (best first).
+
+    Columns: rank, elpd (elpd_loo), se, elpd_diff and dse (difference to the best and its SE),
+    p (effective parameters), weight (stacking), n_high_k (runs with Pareto k above threshold)."""
+    import arviz as az
+
+    if len(posteriors) < 2:
+        raise InputError(f"compare needs at least two fits, got {len(posteriors)}")
+    results, reference = {}, None
+    for name, post in posteriors.items():
+        observed = post.idata["observed_data"]["log_loss"].values
+        if reference is None:
+            reference = (name, observed)
+        elif observed.shape != reference[1].shape or not np.allclose(observed, reference[1]):
+            raise InputError(
+                f"fits '{reference[0]}' and '{name}' were fitted to different runs "
+                f"({reference[1].size} vs {observed.size}); ELPD compares fits of the same data only"
+            )
+        results[name] = loo(post, name=f"fit '{name}'")
+    table = az.compare({n: r.elpd_data for n, r in results.items()}, round_to="none")
+    table = table.rename(columns={"elpd_loo": "elpd"})
+    table["n_high_k"] = [len(results[n].flagged) for n in table.index]
+    table.index.name = "fit"
+    keep = [c for c in ("rank", "elpd", "se", "elpd_diff", "dse", "p", "weight", "n_high_k") if c in table]
+    return table[keep]

@@ -1,0 +1,243 @@
+"""Can the sampler's draws be trusted? Convergence and HMC diagnostics, each turned into advice.
+
+``diagnose(posterior)`` computes, with ArviZ 1.x on the law's parameters and sigma:
+
+* R-hat: rank-normalised split R-hat (Vehtari et al. 2021): sqrt(V_hat / W), the ratio of the
+  pooled to the within-chain variance of rank-normalised, split chains. Trusted when <= 1.01.
+  With one chain, the chain is split in two first, so R-hat still compares its halves.
+* Bulk and tail ESS: effective sample sizes of the rank-normalised draws and of the 5% and 95%
+  quantile indicators. Trusted when >= 100 per chain (400 for 4 chains): below that the interval
+  ends in the frontier table carry Monte Carlo error of the order of the interval itself.
+* Divergences: transitions where the leapfrog integrator's energy error blew up; any divergence
+  means part of the posterior was not explored and the draws may be biased.
+* E-BFMI per chain: sum_t (E_t - E_{t-1})^2 / sum_t (E_t - mean E)^2 over the Hamiltonian energy
+  E; below 0.3 the momentum resampling cannot move the chain across energy levels (heavy tails).
+* Tree-depth saturation: transitions that stopped at the maximum tree depth (NumPyro default 10,
+  i.e. 2^10 - 1 leapfrog steps); NUTS was cut short there, so the chain moves slowly.
+
+A point fit (one draw) or a bootstrap (independent refits, no sampler) has nothing to diagnose;
+``diagnose`` then says so instead of inventing numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+BFMI_MIN = 0.3
+DEFAULT_MAX_TREE_DEPTH = 10  # NumPyro's NUTS default
+TAIL_PROB = (0.05, 0.95)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One failed check: what was seen and what to do about it."""
+
+    check: str
+    message: str
+    advice: str
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.advice}"
+
+
+@dataclass
+class Diagnosis:
+    """The result of ``diagnose``. ``table`` has one row per parameter (r_hat, ess_bulk, ess_tail)."""
+
+    method: str
+    applicable: bool
+    num_chains: int
+    num_draws: int
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    divergences: int = 0
+    bfmi: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    saturated: int = 0
+    max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH
+    min_ess: float = 0.0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.applicable and not self.problems
+
+    @property
+    def total_draws(self) -> int:
+        return self.num_chains * self.num_draws
+
+    def warnings(self) -> list[str]:
+        """Each problem as one line: what went wrong, then what to do."""
+        return [str(p) for p in self.problems]
+
+    def checks(self) -> pd.DataFrame:
+        """The summary table a report shows: check, value, threshold, status."""
+        if not self.applicable:
+            return pd.DataFrame(columns=["check", "value", "threshold", "status"])
+        failed = {p.check for p in self.problems}
+        rows = [
+            ("max R-hat", f"{self.table['r_hat'].max():.4f}", f"<= {RHAT_MAX}", "r_hat"),
+            ("min bulk ESS", f"{self.table['ess_bulk'].min():.0f}", f">= {self.min_ess:.0f}", "ess_bulk"),
+            ("min tail ESS", f"{self.table['ess_tail'].min():.0f}", f">= {self.min_ess:.0f}", "ess_tail"),
+            ("divergences", f"{self.divergences} of {self.total_draws}", "0", "divergences"),
+            ("min E-BFMI", _fmt_bfmi(self.bfmi), f">= {BFMI_MIN}", "bfmi"),
+            (f"draws at max tree depth {self.max_tree_depth}", f"{self.saturated} of {self.total_draws}", "0",
+             "tree_depth"),
+        ]
+        return pd.DataFrame(
+            [{"check": c, "value": v, "threshold": t, "status": "FAIL" if key in failed else "ok"}
+             for c, v, t, key in rows]
+        )
+
+    def verdict(self) -> str:
+        """One paragraph: can the posterior be trusted, and if not, what to do."""
+        if not self.applicable:
+            return (
+                f"Sampler diagnostics do not apply: this is a {self.method} fit with "
+                f"{self.total_draws} draw{'s' if self.total_draws != 1 else ''} and no MCMC sampler, so there "
+                "is no R-hat, ESS, divergence, E-BFMI or tree-depth check to run. "
+                + ("A point fit's intervals have zero width; they state no uncertainty. "
+                   if self.total_draws == 1 else
+                   "Bootstrap draws are independent refits; their spread is the interval. ")
+                + "Fit with --method nuts for a posterior whose convergence can be checked."
+            )
+        head = (
+            f"{self.num_chains} chain{'s' if self.num_chains != 1 else ''} x {self.num_draws} draws ({self.method}): "
+            f"max R-hat {self.table['r_hat'].max():.3f}, min bulk ESS {self.table['ess_bulk'].min():.0f}, "
+            f"min tail ESS {self.table['ess_tail'].min():.0f}, {self.divergences} divergences, "
+            f"min E-BFMI {_fmt_bfmi(self.bfmi)}, {self.saturated} draws at max tree depth {self.max_tree_depth}."
+        )
+        if not self.problems:
+            return (
+                f"Sampler diagnostics: all checks passed. {head} The chains agree, explored the posterior "
+                "without divergences, and hold enough effective draws for the reported intervals."
+            )
+        n = len(self.problems)
+        return (
+            f"Sampler diagnostics: {n} problem{'s' if n != 1 else ''}; do not trust the intervals yet. {head} "
+            + " ".join(self.warnings())
+        )
+
+
+def _fmt_bfmi(bfmi: np.ndarray) -> str:
+    return f"{np.min(bfmi):.2f}" if np.size(bfmi) else "n/a"
+
+
+def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
+    """Run every check on ``posterior`` (a ``Posterior``) and collect the problems."""
+    idata = posterior.idata
+    post = idata["posterior"]
+    chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+    has_sampler = "sample_stats" in idata.children and "energy" in idata["sample_stats"]
+    if chains * draws < 4 or not has_sampler:
+        return Diagnosis(method=posterior.method, applicable=False, num_chains=chains, num_draws=draws)
+
+    max_depth = int(max_tree_depth or posterior.meta.get("max_tree_depth", DEFAULT_MAX_TREE_DEPTH))
+    names = [*posterior.law.param_names, *(["sigma"] if "sigma" in post else [])]
+    table = pd.DataFrame(
+        [{"parameter": name, **_chain_stats(post[name].values.reshape(chains, draws))} for name in names]
+    ).set_index("parameter")
+    stats = idata["sample_stats"]
+    divergences = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
+    bfmi = _bfmi(stats["energy"].values)
+    saturated = _saturated(stats, max_depth)
+    min_ess = float(ESS_PER_CHAIN_MIN * chains)
+
+    diag = Diagnosis(
+        method=posterior.method, applicable=True, num_chains=chains, num_draws=draws, table=table,
+        divergences=divergences, bfmi=bfmi, saturated=saturated, max_tree_depth=max_depth, min_ess=min_ess,
+    )
+    diag.problems = _problems(diag)
+    return diag
+
+
+def _chain_stats(x: np.ndarray) -> dict[str, float]:
+    """R-hat, bulk and tail ESS of one scalar's (chain, draw) array."""
+    import arviz as az
+
+    x = np.asarray(x, np.float64)
+    split = x if x.shape[0] > 1 else x[:, : x.shape[1] // 2 * 2].reshape(2, -1)
+    if np.ptp(x) == 0:  # a constant: no information on mixing
+        return {"r_hat": np.nan, "ess_bulk": np.nan, "ess_tail": np.nan}
+    return {
+        "r_hat": float(az.rhat(split)),
+        "ess_bulk": float(az.ess(x, method="bulk")),
+        "ess_tail": float(az.ess(x, method="tail", prob=TAIL_PROB)),
+    }
+
+
+def _bfmi(energy: np.ndarray) -> np.ndarray:
+    """E-BFMI per chain: mean squared energy jump over the energy variance."""
+    energy = np.asarray(energy, np.float64)
+    return np.sum(np.diff(energy, axis=1) ** 2, axis=1) / np.sum(
+        (energy - energy.mean(axis=1, keepdims=True)) ** 2, axis=1
+    )
+
+
+def _saturated(stats, max_depth: int) -> int:
+    """Transitions that hit the maximum tree depth (2^depth - 1 leapfrog steps)."""
+    if "n_steps" in stats:
+        return int((stats["n_steps"].values >= 2**max_depth - 1).sum())
+    if "tree_depth" in stats:
+        return int((stats["tree_depth"].values >= max_depth).sum())
+    return 0
+
+
+def _problems(d: Diagnosis) -> list[Problem]:
+    out = []
+    t = d.table
+    rhat = t["r_hat"]
+    if rhat.isna().any() or (rhat > RHAT_MAX).any():
+        bad = rhat[rhat.isna() | (rhat > RHAT_MAX)]
+        out.append(Problem(
+            "r_hat",
+            f"R-hat above {RHAT_MAX} for {', '.join(f'{k} ({v:.3f})' for k, v in bad.items())}: the chains "
+            "(or the halves of a chain) disagree, so they have not converged to one distribution.",
+            "Run more warmup and more draws (e.g. --warmup 1000 --draws 2000) with at least 4 chains; if it "
+            "persists, the posterior may be multimodal or poorly identified: tighten the priors or add runs "
+            "that span more of N and D.",
+        ))
+    for kind, label in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
+        low = t[kind][~(t[kind] >= d.min_ess)]
+        if len(low):
+            out.append(Problem(
+                kind,
+                f"{label.capitalize()} ESS below {d.min_ess:.0f} ({ESS_PER_CHAIN_MIN} per chain) for "
+                f"{', '.join(f'{k} ({v:.0f})' for k, v in low.items())}: the "
+                + ("medians" if kind == "ess_bulk" else "interval ends (5% and 95% quantiles)")
+                + " carry large Monte Carlo error.",
+                "Draw more (raise --draws, use 4 chains); a low ESS per draw also hints at strong posterior "
+                "correlation, which a dense mass matrix or centred parameters reduce.",
+            ))
+    if d.divergences:
+        out.append(Problem(
+            "divergences",
+            f"{d.divergences} divergent transition{'s' if d.divergences != 1 else ''} "
+            f"({d.divergences / d.total_draws:.1%} of draws): the sampler could not follow the posterior's "
+            "curvature somewhere and the draws may be biased.",
+            "Raise target_accept_prob (e.g. 0.95) to take smaller steps; if divergences remain, the priors "
+            "allow a region the data cannot pin down (e.g. E near 0 with huge A): tighten them.",
+        ))
+    low_bfmi = np.flatnonzero(d.bfmi < BFMI_MIN)
+    if low_bfmi.size:
+        out.append(Problem(
+            "bfmi",
+            f"E-BFMI below {BFMI_MIN} in chain{'s' if low_bfmi.size != 1 else ''} "
+            f"{', '.join(str(i) for i in low_bfmi)} (min {np.min(d.bfmi):.2f}): momentum resampling "
+            "cannot move the chain between energy levels; heavy posterior tails are poorly explored.",
+            "Reparameterise (sample log-scale or centred coordinates) or use more informative priors on "
+            "the parameters with long tails, then run longer warmup.",
+        ))
+    if d.saturated:
+        out.append(Problem(
+            "tree_depth",
+            f"{d.saturated} transition{'s' if d.saturated != 1 else ''} stopped at the maximum tree depth "
+            f"{d.max_tree_depth} ({2 ** d.max_tree_depth - 1} leapfrog steps): NUTS trajectories were cut "
+            "short, so the chain moves slowly.",
+            "This is an efficiency problem more than a validity one: longer warmup helps the step size and "
+            "mass matrix adapt; a raised max_tree_depth hides it at a cost in time.",
+        ))
+    return out
