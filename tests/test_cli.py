@@ -1,0 +1,67 @@
+"""The command line end to end on the bundled data, and its clear errors."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from bayes_scaling.cli import main
+
+
+def test_fit_then_frontier_json(tmp_path, capsys):
+    out = tmp_path / "fit"
+    assert main(["fit", "chinchilla", "--out", str(out), "--chains", "2", "--draws", "200", "--warmup", "200", "--json"]) == 0
+    fitted = json.loads(capsys.readouterr().out)
+    assert fitted["n_runs"] == 240 and set(fitted["parameters"]) >= {"E", "A", "B", "alpha", "beta"}
+    assert main(["frontier", str(out), "--budget", "1e21", "--budget", "5.76e23", "--json"]) == 0
+    frontier = json.loads(capsys.readouterr().out)["frontier"]
+    assert [row["budget"] for row in frontier] == [1e21, 5.76e23]
+    n = frontier[1]["N_opt"]
+    assert n["lo"] < n["median"] < n["hi"] and 3e10 < n["median"] < 2e11
+
+
+def test_frontier_human_table(tmp_path, capsys):
+    out = tmp_path / "fit"
+    main(["fit", "chinchilla", "--out", str(out), "--chains", "2", "--draws", "100", "--warmup", "200"])
+    capsys.readouterr()
+    assert main(["frontier", str(out), "--budget", "1e22", "--level", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "median [50% interval]" in text and "1e+22" in text
+
+
+def test_fit_with_column_mapping_from_csv(tmp_path, capsys):
+    from bayes_scaling.runs import load_marin
+
+    runs = load_marin().for_fit().frame
+    dclm = runs[runs["group"] == "dclm"].rename(columns={"N": "params", "D": "tokens", "loss": "val_loss"})
+    dclm[["params", "tokens", "val_loss"]].to_csv(tmp_path / "dclm.csv", index=False)
+    args = ["fit", str(tmp_path / "dclm.csv"), "--out", str(tmp_path / "fit"), "--column", "N=params",
+            "--column", "D=tokens", "--column", "loss=val_loss", "--chains", "2", "--draws", "100", "--warmup", "200"]
+    assert main(args) == 0
+    assert "alpha" in capsys.readouterr().out
+
+
+def test_bad_csv_gives_one_clear_error(tmp_path, capsys):
+    pd.DataFrame({"N": [1e8, 2e8], "D": [1e9, "lots"], "loss": [3.0, 2.9]}).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["fit", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "fit")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv row 2, column 'D' is not a number: 'lots'" in err
+
+
+def test_missing_file_and_not_a_fit(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "fit")]) == 2
+    assert "no such run table" in capsys.readouterr().err
+    assert main(["frontier", str(tmp_path), "--budget", "1e20"]) == 2
+    assert "not a saved fit" in capsys.readouterr().err
+
+
+def test_bad_budget_is_rejected_by_the_parser(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["frontier", str(tmp_path), "--budget", "lots"])
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    text = capsys.readouterr().out
+    assert "Compute-optimal frontier" in text and "5.76e+23" in text and "Epoch 2024" in text
+    assert (tmp_path / "demo" / "fit" / "posterior.nc").exists()

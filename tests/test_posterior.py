@@ -1,0 +1,69 @@
+"""The Posterior type: frontier table, prediction, save/load."""
+
+import numpy as np
+import pytest
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.posterior import Posterior
+from bayes_scaling.runs import load_chinchilla
+
+
+@pytest.fixture(scope="module")
+def post():
+    return fit_nuts(load_chinchilla().for_fit(), num_chains=2, num_warmup=200, num_draws=200, seed=3)
+
+
+def test_frontier_table_is_ordered_and_consistent(post):
+    budgets = [1e19, 1e21, 1e23, 1e25]
+    table = post.frontier(budgets, level=0.8)
+    assert list(table["budget"]) == budgets and (table["level"] == 0.8).all()
+    for q in ("N_opt", "D_opt", "L_opt", "tokens_per_param"):
+        assert (table[f"{q}_lo"] <= table[f"{q}_median"]).all() and (table[f"{q}_median"] <= table[f"{q}_hi"]).all()
+    assert np.all(np.diff(table["N_opt_median"]) > 0) and np.all(np.diff(table["L_opt_median"]) < 0)
+    draws = post.frontier_draws(budgets)
+    np.testing.assert_allclose(6 * draws["N_opt"] * draws["D_opt"], np.broadcast_to(budgets, draws["N_opt"].shape), rtol=1e-10)
+
+
+def test_wider_level_gives_wider_interval(post):
+    narrow, wide = post.frontier([1e23], level=0.5).iloc[0], post.frontier([1e23], level=0.95).iloc[0]
+    assert wide["N_opt_hi"] - wide["N_opt_lo"] > narrow["N_opt_hi"] - narrow["N_opt_lo"]
+
+
+def test_bad_budget_or_level_is_an_input_error(post):
+    with pytest.raises(InputError, match="budgets must be positive"):
+        post.frontier([-1.0])
+    with pytest.raises(InputError, match="level"):
+        post.frontier([1e20], level=1.5)
+
+
+def test_predict_covers_the_observed_losses(post):
+    runs = post.runs
+    draws = post.predict(runs.N, runs.D, seed=1)
+    assert draws.shape == (post.num_draws, len(runs))
+    lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+    coverage = np.mean((lo <= runs.loss) & (runs.loss <= hi))
+    assert 0.8 <= coverage <= 0.99
+    mean_curve = post.predict(runs.N, runs.D, noise=False)
+    assert np.all(np.std(mean_curve, axis=0) < np.std(draws, axis=0))
+
+
+def test_budget_for_loss_inverts_the_frontier(post):
+    L = post.frontier([1e22])["L_opt_median"].iloc[0]
+    C = post.budget_for_loss(L)
+    assert np.median(C) == pytest.approx(1e22, rel=0.05)
+
+
+def test_save_and_load_round_trip(post, tmp_path):
+    post.save(tmp_path / "fit")
+    back = Posterior.load(tmp_path / "fit")
+    assert back.method == "nuts" and back.law.name == "chinchilla"
+    for k, v in post.theta().items():
+        np.testing.assert_array_equal(back.theta()[k], v)
+    assert back.frontier([1e21]).equals(post.frontier([1e21]))
+    assert len(back.runs) == len(post.runs) and back.meta["likelihood"] == "student_t"
+
+
+def test_load_of_a_non_fit_directory_says_so(tmp_path):
+    with pytest.raises(InputError, match="not a saved fit"):
+        Posterior.load(tmp_path)
