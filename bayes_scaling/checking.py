@@ -20,6 +20,7 @@ so a replicated observation is log L_rep = mu_i + sigma * eps with eps drawn fro
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,7 +127,9 @@ def loo(posterior, *, name: str = "this fit") -> LooResult:
 
     _require_loglik(posterior, name)
     try:
-        elpd = az.loo(posterior.idata, pointwise=True, var_name="log_loss")
+        with warnings.catch_warnings():  # high Pareto k is reported per run in ``flagged``
+            warnings.filterwarnings("ignore", message=".*shape parameter of Pareto", category=UserWarning)
+            elpd = az.loo(posterior.idata, pointwise=True, var_name="log_loss")
     except ValueError as err:  # too few draws for Pareto smoothing
         raise InputError(f"PSIS-LOO failed for {name} ({posterior.num_draws} draws): {err}; sample more draws") from None
     k = np.asarray(elpd.pareto_k).reshape(-1)
@@ -139,7 +142,7 @@ def loo(posterior, *, name: str = "this fit") -> LooResult:
 def compare(posteriors: dict) -> pd.DataFrame:
     """Rank fits of the same runs by elpd_loo (best first).
 
-    Columns: rank, elpd (elpd_loo), se, elpd_diff and dse (difference to the best and its SE),
+    Columns: rank (1 = best), elpd (elpd_loo), se, elpd_diff and dse (difference to the best and its SE),
     p (effective parameters), weight (stacking), n_high_k (runs with Pareto k above threshold)."""
     import arviz as az
 
@@ -158,6 +161,7 @@ def compare(posteriors: dict) -> pd.DataFrame:
         results[name] = loo(post, name=f"fit '{name}'")
     table = az.compare({n: r.elpd_data for n, r in results.items()}, round_to="none")
     table = table.rename(columns={"elpd_loo": "elpd"})
+    table["rank"] = table["rank"] + 1  # 1 = best
     table["n_high_k"] = [len(results[n].flagged) for n in table.index]
     table.index.name = "fit"
     keep = [c for c in ("rank", "elpd", "se", "elpd_diff", "dse", "p", "weight", "n_high_k") if c in table]

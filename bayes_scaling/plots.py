@@ -152,10 +152,17 @@ def allocation(posterior) -> Figure:
     return fig
 
 
-def exponent_draws(posterior) -> dict[str, np.ndarray]:
-    """a = beta / (alpha + beta) (N_opt ~ C^a) and b = alpha / (alpha + beta) (D_opt ~ C^b)."""
-    alpha, beta = posterior.draws("alpha"), posterior.draws("beta")
-    return {"a": beta / (alpha + beta), "b": alpha / (alpha + beta)}
+def exponent_draws(posterior, at: float = 1e22) -> dict[str, np.ndarray]:
+    """Draws of the local allocation exponents a = d log N_opt / d log C and b = d log D_opt / d log C
+    at compute ``at``. For Chinchilla's law they are constant: a = beta / (alpha + beta),
+    b = alpha / (alpha + beta); any law family gets its local slope."""
+    from bayes_scaling.frontier import frontier_draws
+
+    budgets = np.array([at / 10, at * 10])
+    f = frontier_draws(posterior.law, posterior.theta(), budgets)
+    span = np.log(budgets[1] / budgets[0])
+    return {"a": np.log(f["N_opt"][:, 1] / f["N_opt"][:, 0]) / span,
+            "b": np.log(f["D_opt"][:, 1] / f["D_opt"][:, 0]) / span}
 
 
 def exponents(posterior) -> Figure:
@@ -178,10 +185,14 @@ def exponents(posterior) -> Figure:
 
 
 def _pair_columns(posterior) -> dict[str, np.ndarray]:
+    """The law's parameters; coefficients of order 100 or more (A, B) on a log10 scale."""
     cols = {}
     for name in posterior.law.param_names:
         x = posterior.draws(name)
-        cols[f"log10 {name}" if name in ("A", "B") else name] = np.log10(x) if name in ("A", "B") else x
+        if np.all(x > 0) and np.median(x) >= 100:
+            cols[f"log10 {name}"] = np.log10(x)
+        else:
+            cols[name] = x
     return cols
 
 

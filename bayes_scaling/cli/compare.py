@@ -1,0 +1,56 @@
+"""``bayes-scaling compare DIR1 DIR2 ...``: rank saved fits of the same runs by PSIS-LOO ELPD."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bayes_scaling.cli import _common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="rank saved fits (laws, likelihoods, priors) of the same runs by ELPD")
+    p.add_argument("fit_dirs", nargs="+", metavar="DIR", help="directories saved by 'bayes-scaling fit'")
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def fit_names(dirs: list[str]) -> list[str]:
+    """Each fit's directory name, or its full path where two names clash."""
+    names = [Path(d).name or str(d) for d in dirs]
+    return [n if names.count(n) == 1 else str(d) for n, d in zip(names, dirs)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from bayes_scaling.checking import compare
+    from bayes_scaling.errors import InputError
+    from bayes_scaling.posterior import Posterior
+
+    if len(args.fit_dirs) < 2:
+        raise InputError("compare needs at least two saved fits")
+    posts = {name: Posterior.load(d) for name, d in zip(fit_names(args.fit_dirs), args.fit_dirs)}
+    table = compare(posts)
+    if args.json:
+        _common.print_json([
+            {"fit": name, "law": posts[name].law.name, "method": posts[name].method,
+             **{col: (int(v) if col in ("rank", "n_high_k") else float(v)) for col, v in row.items()}}
+            for name, row in table.iterrows()
+        ])
+        return 0
+    print(compare_text(table, posts))
+    return 0
+
+
+def compare_text(table, posts) -> str:
+    lines = ["Fits ranked by PSIS-LOO ELPD (log-loss scale; higher is better)",
+             f"{'rank':>4}  {'fit':<24} {'law':<14} {'likelihood':<10} {'elpd':>9} {'se':>6} "
+             f"{'elpd_diff':>9} {'dse':>6} {'weight':>6} {'high k':>6}"]
+    for name, row in table.iterrows():
+        post = posts[name]
+        lines.append(
+            f"{int(row['rank']):>4}  {name:<24} {post.law.name:<14} {post.meta.get('likelihood', '-'):<10} "
+            f"{row['elpd']:>9.1f} {row['se']:>6.1f} {row['elpd_diff']:>9.1f} {row['dse']:>6.1f} "
+            f"{row['weight']:>6.2f} {int(row['n_high_k']):>6}"
+        )
+    lines.append("A difference smaller than about 4, or than twice its dse, does not separate two fits.")
+    return "\n".join(lines)

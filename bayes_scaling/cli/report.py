@@ -1,0 +1,35 @@
+"""``bayes-scaling report DIR --out report.html [--format md]``: the report of a saved fit."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bayes_scaling.cli import _common
+from bayes_scaling.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write an HTML (or markdown) report of a saved fit")
+    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit'")
+    p.add_argument("--out", help="output file (default FIT_DIR/report.html, or report.md with --format md)")
+    p.add_argument("--format", choices=["html", "md"], help="html (default) or md; inferred from --out's suffix")
+    p.add_argument("--title", help="the report's title")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bayes_scaling.posterior import Posterior
+    from bayes_scaling.report import write_report
+
+    fmt = args.format
+    if fmt is None:
+        fmt = "md" if args.out and Path(args.out).suffix.lower() in {".md", ".markdown"} else "html"
+    out = Path(args.out) if args.out else Path(args.fit_dir) / f"report.{fmt}"
+    if out.exists() and out.is_dir():
+        raise InputError(f"--out {out} is a directory; give a file name such as {out / ('report.' + fmt)}")
+    post = Posterior.load(args.fit_dir)
+    _common.info(f"writing the {fmt} report of {args.fit_dir} ({post.method}, {post.num_draws} draws)...")
+    path = write_report(post, out, fmt=fmt, title=args.title)
+    print(f"report written to {path}")
+    return 0

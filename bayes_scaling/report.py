@@ -1,0 +1,316 @@
+"""One page a researcher can read and trust: ``write_report(posterior, out_path)``.
+
+The HTML report is a single self-contained file (figures embedded as base64 PNG, no external
+assets). Sections, in order, each a ``<section id=...>``:
+
+    verdict      the sampler diagnostics' verdict in one paragraph
+    data         runs used (counts, ranges of N, D, C, loss) and the rows excluded as flagged, with why
+    diagnostics  R-hat, bulk/tail ESS, divergences, E-BFMI, tree-depth saturation, with warnings
+    parameters   median and 90% interval of each parameter, with R-hat and ESS, beside published fits
+    frontier     N_opt, D_opt, L_opt and tokens per parameter at 1e19 .. 1e25 FLOPs (90% intervals)
+    checks       posterior predictive coverage and PSIS-LOO with Pareto-k flags
+    figures      every figure of ``bayes_scaling.plots.all_figures``
+
+The markdown variant (``fmt="md"``) has the same sections and writes its figures as PNG files in a
+folder beside it (``<name>_figures/``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayes_scaling.errors import InputError
+
+LEVEL = 0.9
+SECTIONS = {
+    "verdict": "Verdict",
+    "data": "Data",
+    "diagnostics": "Sampler diagnostics",
+    "parameters": "Parameters",
+    "frontier": "Compute-optimal frontier",
+    "checks": "Model checks",
+    "figures": "Figures",
+}
+CAPTIONS = {
+    "loss_vs_compute": "Each run's final loss against its compute, coloured by model size; the line and bands "
+                       "are the posterior median and 50%/90% intervals of the compute-optimal loss L_opt(C).",
+    "isoflop": "Runs grouped by compute (bins in log10 C); the bands are the 50%/90% posterior predictive "
+               "intervals of the loss (law plus observation noise) at the bin's median compute. Runs in a bin "
+               "differ slightly in C, which adds spread beyond the band.",
+    "allocation": "Compute-optimal parameters and tokens with 50%/90% bands, beside the published point fits "
+                  "of Hoffmann et al. (2022, Approach 3) and Epoch AI (2024).",
+    "exponents": "Posterior of the allocation exponents: N_opt grows as C^a and D_opt as C^b (a + b = 1 under "
+                 "C = 6ND).",
+    "pair": "Pairwise posterior draws of the law's parameters; ridges show which combinations the data pin down.",
+    "trace_rank": "Traces by chain (divergent transitions marked in red) and per-chain rank histograms, which "
+                  "are flat when the chains mix.",
+    "residuals": "Log-loss residuals against the posterior-median law; runs outside their 90% predictive "
+                 "interval in red. Bottom right: observed against predicted loss with 90% predictive intervals.",
+}
+
+
+# --- content shared by both formats ---------------------------------------------------------------
+def excluded_runs(posterior, all_runs=None) -> pd.DataFrame | None:
+    """Rows of the full run table that the fit left out (flagged), with the reason.
+
+    From ``all_runs`` when given; otherwise, for a fit of a bundled dataset, from that dataset.
+    None when the full table is unknown."""
+    fitted = posterior.runs.frame
+    if all_runs is None:
+        all_runs = _bundled_source(fitted)
+        if all_runs is None:
+            return None
+    frame = all_runs.frame
+    left_out = frame[~frame["run_id"].astype(str).isin(fitted["run_id"].astype(str))]
+    table = left_out[["run_id", "N", "D", "C", "loss", "flag_reason"]].reset_index(drop=True)
+    for col in ("N", "D", "C", "loss"):
+        table[col] = [f"{v:.4g}" for v in table[col]]
+    return table
+
+
+def _bundled_source(fitted: pd.DataFrame):
+    from bayes_scaling.runs import DATASETS
+
+    sources = set(fitted["source"].astype(str))
+    for load in DATASETS.values():
+        runs = load()
+        if sources <= set(runs.frame["source"].astype(str)):
+            return runs
+    return None
+
+
+def data_summary(posterior, all_runs=None) -> tuple[pd.DataFrame, str, pd.DataFrame | None]:
+    """(ranges table, one-line description, excluded rows or None)."""
+    runs = posterior.runs
+    ranges = pd.DataFrame(
+        [{"quantity": q, "min": f"{v.min():.4g}", "median": f"{np.median(v):.4g}", "max": f"{v.max():.4g}"}
+         for q, v in (("N (parameters)", runs.N), ("D (tokens)", runs.D), ("C (FLOPs)", runs.C),
+                      ("loss", runs.loss), ("tokens per parameter", runs.D / runs.N))]
+    )
+    excluded = excluded_runs(posterior, all_runs)
+    sources = ", ".join(sorted(set(runs.frame["source"].astype(str))))
+    groups = ", ".join(runs.groups)
+    line = f"{len(runs)} runs fitted, from {sources} (groups: {groups})."
+    if excluded is None:
+        line += " The full run table is not recorded with this fit, so excluded rows cannot be listed."
+    elif excluded.empty:
+        line += " No rows were excluded."
+    else:
+        reasons = excluded["flag_reason"].replace("", "unspecified").value_counts()
+        line += (f" {len(excluded)} flagged rows were excluded ("
+                 + ", ".join(f"{n} {r}" for r, n in reasons.items()) + "); they are listed below.")
+    return ranges, line, excluded
+
+
+def parameter_table(posterior, diagnosis) -> pd.DataFrame:
+    """Median [90% interval] per parameter, R-hat and ESS, and the published values."""
+    from bayes_scaling import laws
+
+    table = posterior.summary(LEVEL)
+    refs = {"Hoffmann 2022": laws.HOFFMANN_2022, "Epoch 2024": laws.EPOCH_2024}
+    rows = []
+    for _, r in table.iterrows():
+        name = r["parameter"]
+        row = {"parameter": name, "median": f"{r['median']:.5g}", f"{LEVEL:.0%} interval": f"[{r['lo']:.5g}, {r['hi']:.5g}]"}
+        if diagnosis.applicable and name in diagnosis.table.index:
+            d = diagnosis.table.loc[name]
+            row.update({"R-hat": f"{d['r_hat']:.3f}", "bulk ESS": f"{d['ess_bulk']:.0f}", "tail ESS": f"{d['ess_tail']:.0f}"})
+        if set(posterior.law.param_names) == set(laws.HOFFMANN_2022):
+            for ref, theta in refs.items():
+                row[ref] = f"{theta[name]:.5g}" if name in theta else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def frontier_table(posterior) -> pd.DataFrame:
+    """The frontier at the standard budgets as text cells: median [lo, hi]."""
+    from bayes_scaling.cli._common import format_si
+    from bayes_scaling.frontier import STANDARD_BUDGETS
+
+    f = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL)
+
+    def cell(row, q, fmt):
+        return f"{fmt(row[q + '_median'])} [{fmt(row[q + '_lo'])}, {fmt(row[q + '_hi'])}]"
+
+    return pd.DataFrame([
+        {"budget C (FLOPs)": f"{row['budget']:.0e}",
+         "N_opt": cell(row, "N_opt", format_si),
+         "D_opt": cell(row, "D_opt", format_si),
+         "L_opt": cell(row, "L_opt", lambda v: f"{v:.4f}"),
+         "tokens / parameter": cell(row, "tokens_per_param", lambda v: f"{v:.1f}")}
+        for _, row in f.iterrows()
+    ])
+
+
+def model_checks(posterior) -> tuple[list[str], pd.DataFrame | None]:
+    """Lines on predictive coverage and PSIS-LOO, and the runs with high Pareto k (or None)."""
+    from bayes_scaling import checking
+
+    resid = checking.residuals(posterior, LEVEL)
+    lines = [f"Posterior predictive coverage: {resid['inside'].mean():.1%} of runs lie inside their "
+             f"{LEVEL:.0%} predictive interval (about {LEVEL:.0%} if the law and noise model fit); "
+             f"robust residual scale of log-loss (1.4826 x median |residual|) "
+             f"{1.4826 * np.median(np.abs(resid['log_resid'])):.4f}."]
+    try:
+        result = checking.loo(posterior)
+    except InputError as err:
+        return [*lines, f"PSIS-LOO not computed: {err}."], None
+    lines.append(result.text() + " ELPD is on the log-loss scale; compare fits with 'bayes-scaling compare'.")
+    flagged = result.flagged.assign(pareto_k=lambda t: t["pareto_k"].round(2)) if not result.flagged.empty else None
+    return lines, flagged
+
+
+# --- writing --------------------------------------------------------------------------------------
+def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = None, all_runs=None) -> Path:
+    """Write the report of ``posterior`` to ``out_path`` as ``fmt`` ("html" or "md"); returns the path.
+
+    ``all_runs``: the full run table before flagged rows were dropped, to list the exclusions
+    (found automatically for the bundled datasets)."""
+    from bayes_scaling import checking, plots
+    from bayes_scaling.diagnostics import diagnose
+
+    if fmt not in ("html", "md"):
+        raise InputError(f"report format must be 'html' or 'md', got {fmt!r}")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    title = title or f"bayes-scaling report: {posterior.law.name} ({posterior.method})"
+    if "posterior_predictive" not in posterior.idata.children:
+        checking.add_posterior_predictive(posterior)
+
+    diagnosis = diagnose(posterior)
+    ranges, data_line, excluded = data_summary(posterior, all_runs)
+    check_lines, high_k = model_checks(posterior)
+    content = {
+        "title": title,
+        "subtitle": _subtitle(posterior),
+        "verdict": diagnosis.verdict(),
+        "data_line": data_line,
+        "ranges": ranges,
+        "excluded": excluded,
+        "diagnostics": diagnosis.checks(),
+        "warnings": diagnosis.warnings(),
+        "parameters": parameter_table(posterior, diagnosis),
+        "frontier": frontier_table(posterior),
+        "check_lines": check_lines,
+        "high_k": high_k,
+        "figures": plots.all_figures(posterior),
+    }
+    writer = _write_html if fmt == "html" else _write_markdown
+    writer(content, out_path)
+    return out_path
+
+
+def _subtitle(posterior) -> str:
+    meta = posterior.meta
+    parts = [f"law {posterior.law.name}", f"method {posterior.method}", f"{posterior.num_draws} draws"]
+    if "likelihood" in meta:
+        parts.append(f"likelihood {meta['likelihood']}" + (f" (nu = {meta['nu']})" if meta["likelihood"] == "student_t" else ""))
+    parts.append("generated " + datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    return "; ".join(parts)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:0.2em}.subtitle{color:#666;margin-top:0}
+table{border-collapse:collapse;margin:0.6em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}
+.verdict{padding:0.8em 1em;border-left:5px solid #2a7;background:#f4fbf6}
+.verdict.bad{border-color:#c33;background:#fdf3f3}
+.warning{color:#a00}figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#555;font-size:0.9em}
+"""
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, escape=True, border=0)
+
+
+def _write_html(c: dict, out_path: Path) -> None:
+    from bayes_scaling import plots
+
+    esc = html.escape
+    ok = c["verdict"].startswith("Sampler diagnostics: all checks passed")
+    body = [f"<h1>{esc(c['title'])}</h1>", f"<p class='subtitle'>{esc(c['subtitle'])}</p>"]
+
+    def section(key: str, *parts: str) -> None:
+        body.append(f"<section id='{key}'><h2>{SECTIONS[key]}</h2>{''.join(parts)}</section>")
+
+    section("verdict", f"<p class='verdict{'' if ok else ' bad'}'>{esc(c['verdict'])}</p>")
+    excluded = c["excluded"]
+    section(
+        "data", f"<p>{esc(c['data_line'])}</p>", _html_table(c["ranges"]),
+        "" if excluded is None or excluded.empty else
+        f"<h3>Excluded rows (flagged)</h3>{_html_table(excluded)}",
+    )
+    section(
+        "diagnostics",
+        _html_table(c["diagnostics"]) if not c["diagnostics"].empty else
+        "<p>Not applicable to this fit (see the verdict).</p>",
+        "".join(f"<p class='warning'>Warning: {esc(w)}</p>" for w in c["warnings"]),
+    )
+    section("parameters", f"<p>Posterior median and equal-tailed {LEVEL:.0%} interval.</p>", _html_table(c["parameters"]))
+    section("frontier", f"<p>Median [{LEVEL:.0%} interval] under C = 6ND.</p>", _html_table(c["frontier"]))
+    section(
+        "checks", "".join(f"<p>{esc(line)}</p>" for line in c["check_lines"]),
+        "" if c["high_k"] is None else f"<h3>Runs with high Pareto k</h3>{_html_table(c['high_k'])}",
+    )
+    figures = []
+    for name, fig in c["figures"].items():
+        data = base64.b64encode(plots.png_bytes(fig, dpi=90)).decode("ascii")
+        figures.append(
+            f"<figure id='fig-{name}'><img alt='{esc(plots.TITLES[name])}' src='data:image/png;base64,{data}'>"
+            f"<figcaption><b>{esc(plots.TITLES[name])}.</b> {esc(CAPTIONS[name])}</figcaption></figure>"
+        )
+    section("figures", *figures)
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{esc(c['title'])}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body) + "</body></html>\n"
+    )
+    out_path.write_text(page, encoding="utf-8")
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    def cell(v) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _write_markdown(c: dict, out_path: Path) -> None:
+    from bayes_scaling import plots
+
+    fig_dir = out_path.parent / f"{out_path.stem}_figures"
+    out = [f"# {c['title']}", "", f"_{c['subtitle']}_", ""]
+
+    def section(key: str, *parts: str) -> None:
+        out.extend([f"## {SECTIONS[key]}", "", "\n\n".join(p for p in parts if p), ""])
+
+    section("verdict", f"> {c['verdict']}")
+    excluded = c["excluded"]
+    section("data", c["data_line"], _md_table(c["ranges"]),
+            "" if excluded is None or excluded.empty else f"### Excluded rows (flagged)\n\n{_md_table(excluded)}")
+    section("diagnostics",
+            _md_table(c["diagnostics"]) if not c["diagnostics"].empty else "Not applicable to this fit (see the verdict).",
+            *[f"**Warning:** {w}" for w in c["warnings"]])
+    section("parameters", f"Posterior median and equal-tailed {LEVEL:.0%} interval.", _md_table(c["parameters"]))
+    section("frontier", f"Median [{LEVEL:.0%} interval] under C = 6ND.", _md_table(c["frontier"]))
+    section("checks", *c["check_lines"],
+            "" if c["high_k"] is None else f"### Runs with high Pareto k\n\n{_md_table(c['high_k'])}")
+    figures = []
+    for name, fig in c["figures"].items():
+        path = plots.save(fig, fig_dir / name, ("png",))[0]
+        rel = path.relative_to(out_path.parent).as_posix()
+        figures.append(f"![{plots.TITLES[name]}]({rel})\n\n*{plots.TITLES[name]}.* {CAPTIONS[name]}")
+    section("figures", *figures)
+    out_path.write_text("\n".join(out), encoding="utf-8")

@@ -1,0 +1,169 @@
+"""Sampler diagnostics (diagnose) and model checking (posterior predictive, PSIS-LOO, compare)."""
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+from scipy import stats
+
+from bayes_scaling import checking
+from bayes_scaling.diagnostics import diagnose
+from bayes_scaling.errors import InputError
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.fitting.posterior_build import build_posterior
+from bayes_scaling.laws import EPOCH_2024, Chinchilla
+from bayes_scaling.runs import load_chinchilla
+
+NAMES = ("E", "A", "B", "alpha", "beta")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return load_chinchilla().for_fit()
+
+
+@pytest.fixture(scope="module")
+def post(runs):
+    # The same sampler settings as the other test modules, so the compiled sampler is shared.
+    return fit_nuts(runs, num_chains=2, num_warmup=200, num_draws=200, seed=0)
+
+
+def synthetic(runs, *, chains=4, draws=500, shift=0.0, diverging=0, energy_walk=False, saturated=0,
+              centre=EPOCH_2024, observed=None, seed=0):
+    """A Posterior of independent Gaussian draws close to ``centre`` with chosen sampler
+    pathologies, and its exact normal log-likelihood of ``observed`` losses (default: the runs')."""
+    rng = np.random.default_rng(seed)
+    z = {k: rng.standard_normal((chains, draws)) for k in (*NAMES, "sigma")}
+    samples = {k: centre[k] * (1 + 1e-3 * z[k]) for k in ("E", "A", "B")}
+    samples.update({k: centre[k] + 1e-4 * z[k] for k in ("alpha", "beta")})
+    samples["sigma"] = 0.005 * (1 + 0.05 * z["sigma"])
+    samples["E"][0] += shift
+    energy = rng.standard_normal((chains, draws))
+    if energy_walk:
+        energy = np.cumsum(0.1 * energy, axis=1)
+    div = np.zeros((chains, draws), bool)
+    div[0, :diverging] = True
+    steps = np.full((chains, draws), 15)
+    steps[1, :saturated] = 1023
+    extra = {"diverging": div, "num_steps": steps, "energy": energy, "potential_energy": -energy,
+             "accept_prob": np.full((chains, draws), 0.85)}
+    theta = {k: v[..., None] for k, v in samples.items()}
+    mu = np.asarray(Chinchilla().log_loss(theta, runs.N, runs.D))
+    y = np.log(runs.loss if observed is None else observed)
+    loglik = stats.norm.logpdf(y, loc=mu, scale=theta["sigma"])
+    return build_posterior(Chinchilla(), runs, samples, extra, loglik, method="nuts",
+                           meta={"likelihood": "normal"})
+
+
+# --- diagnose on constructed draws: each check fires exactly when it should ------------------------
+def test_well_mixed_draws_pass_every_check(runs):
+    d = diagnose(synthetic(runs))
+    assert d.applicable and d.ok and d.problems == []
+    assert d.table["r_hat"].max() < 1.01 and d.table["ess_bulk"].min() > 400
+    assert d.verdict().startswith("Sampler diagnostics: all checks passed")
+    assert (d.checks()["status"] == "ok").all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "check", "phrase"),
+    [
+        ({"shift": 0.1}, "r_hat", "R-hat above 1.01 for E"),
+        ({"diverging": 12}, "divergences", "12 divergent transitions"),
+        ({"energy_walk": True}, "bfmi", "E-BFMI below 0.3"),
+        ({"saturated": 7}, "tree_depth", "7 transitions stopped at the maximum tree depth 10"),
+        ({"chains": 2, "draws": 60}, "ess_bulk", "Bulk ESS below 200"),
+    ],
+)
+def test_each_pathology_is_flagged_with_advice(runs, kwargs, check, phrase):
+    d = diagnose(synthetic(runs, **kwargs))
+    assert not d.ok
+    flagged = {p.check: p for p in d.problems}
+    assert check in flagged, d.verdict()
+    assert phrase in flagged[check].message
+    assert len(flagged[check].advice) > 40  # says what to do
+    assert "do not trust the intervals" in d.verdict() and phrase in d.verdict()
+    assert d.checks().set_index("check")["status"].eq("FAIL").any()
+
+
+def test_point_fit_says_diagnostics_do_not_apply(runs):
+    samples = {k: np.array([[v]]) for k, v in EPOCH_2024.items()}
+    samples["sigma"] = np.array([[0.005]])
+    point = build_posterior(Chinchilla(), runs, samples, None, None, method="map", meta={"likelihood": "normal"})
+    d = diagnose(point)
+    assert not d.applicable and not d.ok and d.problems == []
+    assert "do not apply" in d.verdict() and "1 draw" in d.verdict()
+    assert d.checks().empty
+
+
+# --- real fits -----------------------------------------------------------------------------------
+def test_real_fit_has_clean_sampler_statistics(post):
+    d = diagnose(post)
+    assert d.applicable and d.num_chains == 2 and d.num_draws == 200
+    assert d.divergences == 0 and d.saturated == 0 and np.all(d.bfmi > 0.3)
+    assert d.table["r_hat"].max() < 1.05 and d.table["ess_bulk"].min() > 100
+    assert "2 chains x 200 draws" in d.verdict()
+
+
+def test_one_short_chain_is_flagged(runs):
+    bad = fit_nuts(runs, num_chains=1, num_warmup=20, num_draws=20, seed=1)
+    d = diagnose(bad)
+    assert d.applicable and not d.ok
+    assert {"ess_bulk", "ess_tail"} <= {p.check for p in d.problems}
+    assert d.table["ess_bulk"].max() < 100
+    assert "do not trust the intervals" in d.verdict()
+
+
+# --- model checking ------------------------------------------------------------------------------
+def test_posterior_predictive_group_and_coverage(post):
+    checking.add_posterior_predictive(post, seed=0)
+    pp = post.idata["posterior_predictive"]["log_loss"]
+    assert pp.dims == ("chain", "draw", "run") and pp.shape == (2, 200, len(post.runs))
+    table = checking.residuals(post, 0.9)
+    assert list(table.columns[:5]) == ["run_id", "N", "D", "C", "loss"]
+    assert (table["pred_lo"] < table["pred_median"]).all() and (table["pred_median"] < table["pred_hi"]).all()
+    assert 0.8 <= table["inside"].mean() <= 0.98
+    assert abs(np.median(table["log_resid"])) < 0.005
+
+
+def test_misspecified_model_loses_on_elpd(runs, post):
+    """A deliberately misspecified model: the data exponent beta pinned near 0.05 by its prior, so
+    L barely depends on D. NUTS samples it cleanly, but it explains the runs far worse: PSIS-LOO
+    ranks it last by much more than the standard error of the difference, and its noise scale
+    absorbs the misfit."""
+    pinned = fit_nuts(runs, priors={"beta": dist.LogNormal(jnp.log(0.05), 0.02)},
+                      num_chains=2, num_warmup=200, num_draws=200, seed=0)
+    table = checking.compare({"fitted": post, "beta_pinned": pinned})
+    assert list(table.index) == ["fitted", "beta_pinned"] and list(table["rank"]) == [1, 2]
+    assert table.loc["fitted", "elpd_diff"] == 0
+    assert table.loc["beta_pinned", "elpd_diff"] < -4 * table.loc["beta_pinned", "dse"] < 0
+    assert table.loc["fitted", "weight"] > 0.5
+    assert np.median(pinned.draws("sigma")) > 1.5 * np.median(post.draws("sigma"))
+
+
+def test_loo_flags_an_outlier_with_pareto_k(runs, post):
+    """Under a normal likelihood, a run 10 sigma away from what every draw predicts dominates the
+    importance weights of its own LOO estimate: its Pareto k is high and it is flagged."""
+    result = checking.loo(post)
+    assert result.flagged.empty and np.all(result.pareto_k <= result.good_k) and result.elpd > 0
+    observed = runs.loss.copy()
+    observed[7] *= 1.05  # log-loss residual 0.049, about 10 sigma
+    result = checking.loo(synthetic(runs, chains=2, draws=300, centre=post_medians(post), observed=observed))
+    assert result.flagged["run_id"].iloc[0] == runs.frame["run_id"][7]
+    assert result.pareto_k[7] == result.pareto_k.max() > result.good_k
+    assert "Pareto k >" in result.text() and runs.frame["run_id"][7] in result.text()
+
+
+def post_medians(post) -> dict:
+    return {k: float(np.median(v)) for k, v in post.theta().items()}
+
+
+def test_compare_and_loo_refuse_what_they_cannot_do(runs, post):
+    with pytest.raises(InputError, match="at least two"):
+        checking.compare({"only": post})
+    other = synthetic(load_chinchilla(), chains=2, draws=100)  # all 245 rows: different data
+    with pytest.raises(InputError, match="different runs"):
+        checking.compare({"a": post, "b": other})
+    samples = {k: np.array([[v]]) for k, v in EPOCH_2024.items()}
+    point = build_posterior(Chinchilla(), runs, samples, None, None, method="map", meta={})
+    with pytest.raises(InputError, match="PSIS-LOO does not apply"):
+        checking.loo(point)
