@@ -1,0 +1,180 @@
+"""The report: every section present, figures embedded, renders in headless Chromium; its CLI."""
+
+import base64
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bayes_scaling.cli import main
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.fitting.posterior_build import build_posterior
+from bayes_scaling.laws import EPOCH_2024, Chinchilla
+from bayes_scaling.report import SECTIONS, write_report
+from bayes_scaling.runs import load_chinchilla
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def post():
+    return fit_nuts(load_chinchilla().for_fit(), num_chains=2, num_warmup=200, num_draws=200, seed=0)
+
+
+@pytest.fixture(scope="module")
+def html_report(post, tmp_path_factory):
+    return write_report(post, tmp_path_factory.mktemp("report") / "report.html", title="Test report")
+
+
+class Outline(HTMLParser):
+    """Section ids, headings, tables per section, image sources and any external references."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.headings, self.images, self.external = [], [], [], []
+        self.tables: dict[str, int] = {}
+        self.rows: dict[str, list[list[str]]] = {}
+        self._heading = self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append(attrs.get("id"))
+        elif tag in ("h1", "h2", "h3"):
+            self._heading = ""
+        elif tag == "table":
+            self.tables[self.sections[-1]] = self.tables.get(self.sections[-1], 0) + 1
+        elif tag == "tr":
+            self.rows.setdefault(self.sections[-1], []).append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "img":
+            self.images.append(attrs["src"])
+        if tag in ("link", "script", "iframe") or (attrs.get("src") or "").startswith(("http", "file", "/")):
+            self.external.append((tag, attrs))
+
+    def handle_endtag(self, tag):
+        if tag in ("h1", "h2", "h3") and self._heading is not None:
+            self.headings.append(self._heading.strip())
+            self._heading = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.rows[self.sections[-1]][-1].append(self._cell.strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._heading is not None:
+            self._heading += data
+        if self._cell is not None:
+            self._cell += data
+
+
+def outline(path: Path) -> Outline:
+    parser = Outline()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_html_report_has_every_section_in_order(html_report):
+    o = outline(html_report)
+    assert o.sections == list(SECTIONS)
+    assert o.headings[0] == "Test report" and [h for h in o.headings if h in SECTIONS.values()] == list(SECTIONS.values())
+    for key in ("data", "diagnostics", "parameters", "frontier"):
+        assert o.tables.get(key, 0) >= 1, key
+
+
+def test_html_report_is_self_contained_with_embedded_figures(html_report):
+    o = outline(html_report)
+    assert o.external == []
+    assert len(o.images) == 7
+    for src in o.images:
+        assert src.startswith("data:image/png;base64,")
+        png = base64.b64decode(src.split(",", 1)[1])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_html_report_tables_hold_the_answers(post, html_report):
+    o = outline(html_report)
+    frontier = o.rows["frontier"]
+    assert frontier[0][0] == "budget C (FLOPs)"
+    assert [r[0] for r in frontier[1:]] == [f"1e+{k}" for k in range(19, 26)]
+    assert all(re.fullmatch(r"\S+ \[\S+, \S+\]", cell) for r in frontier[1:] for cell in r[1:])
+    params = {r[0]: r for r in o.rows["parameters"][1:]}
+    assert set(params) == {"E", "A", "B", "alpha", "beta", "sigma"}
+    assert float(params["E"][1]) == pytest.approx(np.median(post.draws("E")), rel=1e-3)
+    diag = [r[0] for r in o.rows["diagnostics"][1:]]
+    assert diag[:4] == ["max R-hat", "min bulk ESS", "min tail ESS", "divergences"]
+    assert any("E-BFMI" in d for d in diag) and any("tree depth" in d for d in diag)
+
+
+def test_html_report_lists_the_excluded_rows_and_why(html_report):
+    o = outline(html_report)
+    excluded = [r for r in o.rows["data"] if r and r[0].startswith("chinchilla:")]
+    assert len(excluded) == 5 and all(r[-1] == "epoch2024_excluded" for r in excluded)
+    text = html_report.read_text()
+    assert "240 runs fitted" in text and "5 flagged rows were excluded (5 epoch2024_excluded)" in text
+    assert "PSIS-LOO" in text and "inside their 90% predictive interval" in text
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_html_report_renders_in_headless_chromium(html_report, tmp_path):
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    url = html_report.resolve().as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert all(f'<section id="{key}">' in dom for key in SECTIONS)
+    assert dom.count("<img") == 7
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400", url],
+                   capture_output=True, timeout=120, check=True)
+    from matplotlib.image import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (2400, 1200) and pixels.std() > 0.05  # text, tables and figures, not blank
+
+
+def test_markdown_report_writes_figures_beside_it(post, tmp_path):
+    path = write_report(post, tmp_path / "report.md", fmt="md")
+    text = path.read_text()
+    assert [line[3:] for line in text.splitlines() if line.startswith("## ")] == list(SECTIONS.values())
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == 7
+    for link in links:
+        assert (tmp_path / link).is_file() and link.startswith("report_figures/")
+    assert "| 1e+25 |" in text and "epoch2024_excluded" in text
+
+
+def test_bad_format_is_an_input_error(post, tmp_path):
+    from bayes_scaling.errors import InputError
+
+    with pytest.raises(InputError, match="html' or 'md'"):
+        write_report(post, tmp_path / "r.pdf", fmt="pdf")
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+def test_cli_report_of_a_saved_point_fit(tmp_path, capsys):
+    runs = load_chinchilla().for_fit()
+    samples = {k: np.array([[v]]) for k, v in EPOCH_2024.items()}
+    samples["sigma"] = np.array([[0.005]])
+    point = build_posterior(Chinchilla(), runs, samples, None, None, method="map", meta={"likelihood": "normal"})
+    point.save(tmp_path / "fit")
+    assert main(["report", str(tmp_path / "fit"), "--out", str(tmp_path / "r.html")]) == 0
+    assert "report written to" in capsys.readouterr().out
+    o = outline(tmp_path / "r.html")
+    assert o.sections == list(SECTIONS) and len(o.images) == 4  # no exponents, pair or trace for one draw
+    text = (tmp_path / "r.html").read_text()
+    assert "diagnostics do not apply" in text and "PSIS-LOO not computed" in text
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "not a saved fit" in capsys.readouterr().err
+
+
+def test_cli_compare_ranks_saved_fits(post, tmp_path, capsys):
+    post.save(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "ranked by PSIS-LOO ELPD" in out and re.search(r"^\s+1\s+[ab]\s", out, re.M)
+    assert main(["compare", str(tmp_path / "a")]) == 2
+    assert "at least two" in capsys.readouterr().err
