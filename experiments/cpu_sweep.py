@@ -57,21 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     store = RunStore(args.store)
     done = set(store.to_frame(status="ok")["run_id"])
     t0 = time.perf_counter()
-    for n in SIZES:
-        for d in TOKENS:
-            rid = run_id(n, d, args.seed)
-            if rid in done:
-                continue
-            minutes = (time.perf_counter() - t0) / 60
-            if minutes > args.max_minutes:
-                print(f"stopping after {minutes:.1f} min; rerun to continue", flush=True)
-                break
-            spec = {**BASE_SPEC, "params": int(n), "tokens": int(d), "seed": args.seed, "run_id": rid}
-            result = train_in_subprocess(spec, quiet=True, nice=10)
-            store.append(result, source="cpu_sweep")
-            print(f"{rid}: {result['status']} N={result['N']} D={result['D']} loss={result['loss']} "
-                  f"tok/s={result['tokens_per_s'] or 0:,.0f} wall={result['wall_time']:.1f}s "
-                  f"[{(time.perf_counter() - t0) / 60:.1f} min]", flush=True)
+    # Cheapest first (by N * D): a sweep cut short by its time limit still spans every size.
+    for n, d in sorted(((n, d) for n in SIZES for d in TOKENS), key=lambda nd: nd[0] * nd[1]):
+        rid = run_id(n, d, args.seed)
+        if rid in done:
+            continue
+        minutes = (time.perf_counter() - t0) / 60
+        if minutes > args.max_minutes:
+            print(f"stopping after {minutes:.1f} min; rerun to continue", flush=True)
+            break
+        spec = {**BASE_SPEC, "params": int(n), "tokens": int(d), "seed": args.seed, "run_id": rid}
+        result = train_in_subprocess(spec, quiet=True, nice=10)
+        store.append(result, source="cpu_sweep")
+        print(f"{rid}: {result['status']} N={result['N']} D={result['D']} loss={result['loss']} "
+              f"tok/s={result['tokens_per_s'] or 0:,.0f} wall={result['wall_time']:.1f}s "
+              f"[{(time.perf_counter() - t0) / 60:.1f} min]", flush=True)
     rows = store.export(args.csv, status=None)
     with sqlite3.connect(args.store) as db:  # fold the WAL into the main file before committing it
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

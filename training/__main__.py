@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
     base: dict = {}
     if args.spec:
-        text = Path(args.spec).read_text() if Path(args.spec).is_file() else args.spec
+        if not args.spec.lstrip().startswith("{") and not Path(args.spec).is_file():
+            raise SpecError(f"--spec: expected JSON text or a JSON file, got {args.spec!r} (no such file)")
+        text = args.spec if args.spec.lstrip().startswith("{") else Path(args.spec).read_text()
         try:
             base = json.loads(text)
         except json.JSONDecodeError as err:

@@ -39,9 +39,9 @@ def _dense(d_in: int, d_out: int, dtype: Dtype, rngs: nnx.Rngs, std: float) -> n
 class Attention(nnx.Module):
     """Causal multi-head self-attention through ``jax.nn.dot_product_attention``."""
 
-    def __init__(self, shape: Shape, dtype: Dtype, rngs: nnx.Rngs):
+    def __init__(self, shape: Shape, dtype: Dtype, rngs: nnx.Rngs, implementation: str | None = None):
         d, std = shape.d_model, 0.02
-        self.n_heads, self.head_dim = shape.n_heads, shape.head_dim
+        self.n_heads, self.head_dim, self.implementation = shape.n_heads, shape.head_dim, implementation
         self.qkv = _dense(d, 3 * d, dtype, rngs, std)
         self.out = _dense(d, d, dtype, rngs, std / (2 * shape.n_layers) ** 0.5)
 
@@ -50,7 +50,7 @@ class Attention(nnx.Module):
         qkv_BxLx3xHxK = self.qkv(x_BxLxD).reshape(B, L, 3, self.n_heads, self.head_dim)
         q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (qkv_BxLx3xHxK[:, :, i] for i in range(3))
         q_BxLxHxK, k_BxLxHxK = rotary(q_BxLxHxK), rotary(k_BxLxHxK)
-        y_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True)
+        y_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True, implementation=self.implementation)
         return self.out(y_BxLxHxK.reshape(B, L, -1))
 
 
@@ -70,8 +70,8 @@ def _norm(d: int, dtype: Dtype, rngs: nnx.Rngs) -> nnx.RMSNorm:
 
 
 class Block(nnx.Module):
-    def __init__(self, shape: Shape, dtype: Dtype, rngs: nnx.Rngs):
-        self.attn_norm, self.attn = _norm(shape.d_model, dtype, rngs), Attention(shape, dtype, rngs)
+    def __init__(self, shape: Shape, dtype: Dtype, rngs: nnx.Rngs, attention: str | None):
+        self.attn_norm, self.attn = _norm(shape.d_model, dtype, rngs), Attention(shape, dtype, rngs, attention)
         self.mlp_norm, self.mlp = _norm(shape.d_model, dtype, rngs), MLP(shape, dtype, rngs)
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
@@ -80,16 +80,20 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """tokens (B, L) int -> logits (B, L, V) in ``compute_dtype``."""
+    """tokens (B, L) int -> logits (B, L, V) in ``compute_dtype``.
 
-    def __init__(self, shape: Shape, *, compute_dtype: str = "bfloat16", rngs: nnx.Rngs):
+    ``attention``: the ``jax.nn.dot_product_attention`` implementation, None/"xla" (any device) or
+    "cudnn" (cuDNN flash attention: GPU, bf16, head_dim <= 128).
+    """
+
+    def __init__(self, shape: Shape, *, compute_dtype: str = "bfloat16", attention: str | None = None, rngs: nnx.Rngs):
         dtype = jnp.dtype(compute_dtype)
         self.shape = shape
         self.embed = nnx.Embed(
             shape.vocab_size, shape.d_model, dtype=dtype, param_dtype=jnp.float32,
             embedding_init=nnx.initializers.normal(stddev=0.02), rngs=rngs,
         )
-        self.blocks = nnx.List([Block(shape, dtype, rngs) for _ in range(shape.n_layers)])
+        self.blocks = nnx.List([Block(shape, dtype, rngs, attention) for _ in range(shape.n_layers)])
         self.final_norm = _norm(shape.d_model, dtype, rngs)
 
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:

@@ -56,6 +56,7 @@ class RunSpec:
     grad_clip: float = 1.0
     z_loss: float = 0.0  # weight of mean(logsumexp(logits)^2); 1e-4 is a common choice
     compute_dtype: str = "bfloat16"  # activations and matmuls; parameters are always float32
+    attention: str = "auto"  # "xla", "cudnn" (flash attention on GPU), or "auto" (cudnn on GPU in bf16)
     # bookkeeping
     run_id: str = ""  # default: derived from the spec
     group: str = "training"
@@ -82,6 +83,7 @@ class RunSpec:
             ("grad_clip", self.grad_clip >= 0, "a non-negative number (0 = no clipping)"),
             ("z_loss", self.z_loss >= 0, "a non-negative number"),
             ("compute_dtype", self.compute_dtype in ("bfloat16", "float32"), '"bfloat16" or "float32"'),
+            ("attention", self.attention in ("auto", "xla", "cudnn"), '"auto", "xla" or "cudnn"'),
             ("checkpoint_every", self.checkpoint_every >= 0, "a non-negative integer"),
         ]
         for name, ok, expected in checks:

@@ -88,8 +88,18 @@ def make_plan(spec: RunSpec, vocab_size: int) -> Plan:
     )
 
 
+def attention_implementation(spec: RunSpec, shape: Shape) -> str:
+    """"auto": cuDNN flash attention where it applies (GPU, bf16, head_dim a multiple of 8 up to 128), else XLA."""
+    if spec.attention != "auto":
+        return spec.attention
+    on_gpu = jax.devices()[0].platform == "gpu"
+    fits = spec.compute_dtype == "bfloat16" and shape.head_dim % 8 == 0 and shape.head_dim <= 128
+    return "cudnn" if on_gpu and fits else "xla"
+
+
 def build(spec: RunSpec, plan: Plan) -> tuple[Transformer, nnx.Optimizer]:
-    model = Transformer(plan.shape, compute_dtype=spec.compute_dtype, rngs=nnx.Rngs(spec.seed))
+    model = Transformer(plan.shape, compute_dtype=spec.compute_dtype, attention=attention_implementation(spec, plan.shape),
+                        rngs=nnx.Rngs(spec.seed))
     schedule = optim.make_schedule(peak=plan.peak_lr, total_steps=plan.steps, warmup=plan.warmup, floor_ratio=spec.lr_floor_ratio)
     tx = optim.make_optimizer(schedule, weight_decay=spec.weight_decay, beta1=spec.beta1, beta2=spec.beta2, grad_clip=spec.grad_clip)
     return model, nnx.Optimizer(model, tx, wrt=nnx.Param)

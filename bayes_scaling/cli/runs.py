@@ -1,0 +1,76 @@
+"""``bayes-scaling runs list|import|export``: look into and move data through the run store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bayes_scaling.cli.train import DEFAULT_STORE, default_store
+from bayes_scaling.errors import InputError
+
+LIST_COLUMNS = ["run_id", "version", "status", "N", "D", "loss", "group", "source", "flagged"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("runs", help="list, import or export the runs in a run store")
+    sub = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    store_help = f"run store (SQLite); default $BAYES_SCALING_STORE or {DEFAULT_STORE}"
+
+    ls = sub.add_parser("list", help="list the latest version of every run (failed ones too)")
+    ls.add_argument("--store", default=None, help=store_help)
+    ls.add_argument("--status", default=None, help='only runs with this status (e.g. "ok", "failed")')
+    ls.add_argument("--history", action="store_true", help="every version, not only the latest")
+    ls.set_defaults(func=_list)
+
+    imp = sub.add_parser("import", help="append the rows of a CSV or Parquet run table")
+    imp.add_argument("path", help="a .csv or .parquet file with at least N, D (or C) and loss")
+    imp.add_argument("--store", default=None, help=store_help)
+    imp.add_argument("--group", default=None, help="group label for every imported row")
+    imp.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
+    imp.set_defaults(func=_import)
+
+    exp = sub.add_parser("export", help="write the store's runs to CSV or Parquet")
+    exp.add_argument("path", help="output .csv or .parquet")
+    exp.add_argument("--store", default=None, help=store_help)
+    exp.add_argument("--all-statuses", action="store_true", help='include runs whose status is not "ok"')
+    exp.add_argument("--history", action="store_true", help="every version, not only the latest")
+    exp.set_defaults(func=_export)
+
+
+def _open(path: str | None, *, must_exist: bool):
+    from bayes_scaling.runs.store import RunStore
+
+    path = Path(path or default_store())
+    if must_exist and not path.exists():
+        raise InputError(f"--store {path}: no such run store")
+    return RunStore(path)
+
+
+def _list(args) -> int:
+    import pandas as pd
+
+    store = _open(args.store, must_exist=True)
+    frame = store.to_frame(status=args.status, history=args.history)
+    if frame.empty:
+        print(f"{store.path}: no runs" + (f" with status {args.status!r}" if args.status else ""))
+        return 0
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(frame[LIST_COLUMNS].to_string(index=False))
+    counts = frame["status"].value_counts().to_dict()
+    print(f"{len(frame)} runs in {store.path}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def _import(args) -> int:
+    from bayes_scaling.cli._common import parse_column_mapping
+
+    store = _open(args.store, must_exist=False)
+    n = store.import_file(args.path, group=args.group, columns=parse_column_mapping(args.column) or None)
+    print(f"imported {n} runs from {args.path} into {store.path}")
+    return 0
+
+
+def _export(args) -> int:
+    store = _open(args.store, must_exist=True)
+    n = store.export(args.path, status=None if args.all_statuses else "ok", history=args.history)
+    print(f"wrote {n} runs to {args.path}")
+    return 0
