@@ -1,0 +1,105 @@
+"""The hierarchical Chinchilla model: group-level recovery in simulation, borrowing strength for a
+sparse group, agreement with the pooled model for one group."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.hierarchical import POPULATION, fit_hierarchical
+from bayes_scaling.laws import EPOCH_2024, Chinchilla
+from bayes_scaling.posterior import Posterior
+from bayes_scaling.runs import validate_runs
+
+LAW = Chinchilla()
+FAST = dict(num_chains=2, num_warmup=400, num_draws=300, likelihood="normal")
+# Group truths: Epoch's law with each group's log-parameters moved by tau_k z_gk.
+TAU = {"E": 0.08, "A": 0.3, "B": 0.3, "alpha": 0.06, "beta": 0.06}
+N_GRID, D_GRID = np.logspace(7.5, 9.5, 4), np.logspace(9, 11, 4)
+SPARSE = "g3"
+
+
+def _group_truths(n_groups, seed):
+    rng = np.random.default_rng(seed)
+    return [{k: v * np.exp(TAU[k] * rng.standard_normal()) for k, v in EPOCH_2024.items()} for _ in range(n_groups)]
+
+
+def _simulate(truths, sigma=0.005, seed=0, sparse_runs=None):
+    """16 runs per group on an N x D grid; the last group keeps only its ``sparse_runs`` smallest."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for g, truth in enumerate(truths):
+        N, D = (a.ravel() for a in np.meshgrid(N_GRID, D_GRID))
+        if sparse_runs is not None and g == len(truths) - 1:
+            small = np.argsort(N * D)[:sparse_runs]
+            N, D = N[small], D[small]
+        loss = np.exp(np.asarray(LAW.log_loss(truth, N, D)) + sigma * rng.standard_normal(len(N)))
+        frames.append(pd.DataFrame({"N": N, "D": D, "loss": loss, "group": f"g{g}"}))
+    return validate_runs(pd.concat(frames, ignore_index=True))
+
+
+@pytest.fixture(scope="module")
+def simulation():
+    truths = _group_truths(4, seed=3)
+    runs = _simulate(truths, seed=4, sparse_runs=4)
+    return truths, runs, fit_hierarchical(runs, pooling="partial", **FAST), fit_hierarchical(runs, pooling="none", **FAST)
+
+
+def test_partial_pooling_recovers_each_groups_law(simulation):
+    truths, _, partial, _ = simulation
+    assert partial.diagnostics["divergences"] <= 2
+    assert sorted(partial.groups) == ["g0", "g1", "g2", "g3"] and partial.population is not None
+    covered = 0
+    for g, truth in enumerate(truths[:3]):  # the fully measured groups
+        post = partial.groups[f"g{g}"]
+        assert isinstance(post, Posterior) and len(post.runs) == 16
+        for name, value in truth.items():
+            lo, hi = np.quantile(post.draws(name), [0.05, 0.95])
+            covered += lo <= value <= hi
+        n_true = float(LAW.optimal_allocation(truth, 1e21)[0])
+        row = post.frontier([1e21]).iloc[0]
+        assert row["N_opt_lo"] <= n_true <= row["N_opt_hi"], g
+    assert covered >= 13, covered  # of 15 intervals at 90%
+    # The groups differ and the fit tells them apart: E's are ordered as the truths are.
+    e_true = [t["E"] for t in truths[:3]]
+    e_fit = [np.median(partial.groups[f"g{g}"].draws("E")) for g in range(3)]
+    assert np.argsort(e_fit).tolist() == np.argsort(e_true).tolist()
+
+
+def test_a_sparse_group_borrows_strength_from_the_population(simulation):
+    truths, _, partial, none = simulation
+    N, D = np.array([3e9, 1e9]), np.array([1e11, 3e11])  # far beyond its 4 small runs
+    truth = np.asarray(LAW.loss(truths[-1], N, D))
+    widths = {}
+    for label, fit in (("partial", partial), ("none", none)):
+        pred = fit.groups[SPARSE].predict(N, D, noise=True)
+        lo, hi = np.quantile(pred, [0.05, 0.95], axis=0)
+        widths[label] = hi - lo
+        if label == "partial":
+            assert np.all((lo <= truth) & (truth <= hi))
+    assert np.all(widths["partial"] < 0.5 * widths["none"]), widths
+    assert none.population is None  # no pooling: nothing learned about a new group
+    table = partial.frontier([1e21])
+    assert set(table["group"]) == {"g0", "g1", "g2", "g3", POPULATION}
+
+
+def test_one_group_agrees_with_the_pooled_model():
+    truth = _group_truths(1, seed=5)[0]
+    runs = _simulate([truth], seed=6)
+    pooled = fit_nuts(runs, **FAST)
+    hier = fit_hierarchical(runs, pooling="partial", **FAST).groups["g0"]
+    for name in ("E", "alpha", "beta"):
+        assert np.median(hier.draws(name)) == pytest.approx(np.median(pooled.draws(name)), rel=0.03), name
+    a, b = pooled.frontier([1e21]).iloc[0], hier.frontier([1e21]).iloc[0]
+    assert b["N_opt_median"] == pytest.approx(a["N_opt_median"], rel=0.1)
+    width = lambda r: np.log(r["N_opt_hi"] / r["N_opt_lo"])  # noqa: E731
+    assert width(b) == pytest.approx(width(a), rel=0.3)
+
+
+def test_bad_options_are_refused():
+    runs = _simulate(_group_truths(1, seed=0))
+    with pytest.raises(InputError, match="pooling"):
+        fit_hierarchical(runs, pooling="some")
+    with pytest.raises(InputError, match="no column"):
+        fit_hierarchical(runs, group_by="dataset")
