@@ -102,7 +102,7 @@ def _load_text(corpus: str, val_fraction: float, tokenizer: str, vocab_size: int
         return Corpus(train, val, BYTE_VOCAB, corpus_id, content_hash, 1.0)
     from training.bpe import train_bpe  # optional dependency: `tokenizers`
 
-    encode, vocab = train_bpe(train_bytes, vocab_size, seed_text_id=content_hash)
+    encode, vocab = train_bpe(train_bytes, vocab_size)
     train, val = encode(train_bytes), encode(val_bytes)
     return Corpus(train, val, vocab, f"{corpus_id}+bpe{vocab}", content_hash, len(val_bytes) / max(1, len(val)))
 

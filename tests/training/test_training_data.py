@@ -55,3 +55,19 @@ def test_batches_depend_only_on_seed_and_step():
     np.testing.assert_array_equal(a, b)
     assert a.shape == (4, 9) and a.dtype == np.int32 and not np.array_equal(a, c)
     np.testing.assert_array_equal(np.diff(a, axis=1), 1)  # contiguous windows
+
+
+def test_bpe_tokenizer_or_a_clear_error_without_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv("TRAINING_CACHE", str(tmp_path / "cache"))
+    text = tmp_path / "text.txt"
+    text.write_text("def add(a, b):\n    return a + b\n\n" * 400 + "class Point:\n    x: int\n" * 300)
+    spec = RunSpec(params=20_000, tokens=10_000, corpus=str(text), tokenizer="bpe", vocab_size=300, context=16, eval_tokens=16)
+    if importlib.util.find_spec("tokenizers") is None:
+        with pytest.raises(SpecError, match=r'RunSpec.tokenizer="bpe": needs the `tokenizers` package'):
+            data.load_corpus(spec)
+        return
+    corpus = data.load_corpus(spec)
+    assert corpus.vocab_size <= 300 and corpus.corpus_id.endswith(f"+bpe{corpus.vocab_size}")
+    assert corpus.train.max() < corpus.vocab_size and corpus.bytes_per_token > 1.5  # merges shorten the text
