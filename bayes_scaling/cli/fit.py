@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from bayes_scaling.cli import _common
+from bayes_scaling.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,6 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="directory to save the fit in")
     add_fit_options(p)
     p.add_argument("--json", action="store_true", help="print parameters as JSON on stdout")
+    p.add_argument("--group-by", metavar="COLUMN", help="fit a hierarchical model with one law per group in COLUMN")
+    p.add_argument("--pooling", choices=["partial", "none", "complete"], default="partial",
+                   help="with --group-by: partial pooling (default), none, or complete")
+    p.add_argument("--share-exponents", action="store_true", help="with --group-by: alpha and beta common to all groups")
     p.set_defaults(func=run)
 
 
@@ -61,6 +66,8 @@ def print_verdict(post) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.group_by:
+        return run_hierarchical(args)
     post, _ = fit_from_args(args, args.runs)
     out = post.save(Path(args.out))
     print_verdict(post)
@@ -71,4 +78,43 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_common.parameters_text(summary))
         print(f"saved to {out}")
+    return 0
+
+
+def run_hierarchical(args: argparse.Namespace) -> int:
+    """``--group-by``: one Posterior per group under DIR/groups/NAME, the population's under
+    DIR/population (a new group's law), each readable by ``frontier``."""
+    from bayes_scaling.hierarchical import fit_hierarchical
+    from bayes_scaling.runs import DATASETS
+
+    if args.method != "nuts":
+        raise InputError("--group-by fits the hierarchical model with NUTS; drop --method map")
+    bundled = args.runs in DATASETS
+    runs = _common.read_runs(args.runs, args.column, None if bundled else args.group_by)
+    if bundled and args.group_by not in runs.frame.columns:
+        _common.info(f"{args.runs}: grouping by its 'group' column (groups {', '.join(runs.groups)})")
+    group_by = args.group_by if bundled and args.group_by in runs.frame.columns else "group"
+    _common.info(f"{len(runs)} runs from {args.runs}: {runs.describe_selection(args.include_flagged)}")
+    selected = runs.for_fit(args.include_flagged)
+    _common.info(f"sampling the hierarchical model ({args.pooling} pooling): {args.chains} chains x {args.draws} draws...")
+    fit = fit_hierarchical(
+        selected, group_by=group_by, pooling=args.pooling, share_exponents=args.share_exponents,
+        likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
+        seed=args.seed, progress=True,
+    )
+    out = Path(args.out)
+    members = {f"groups/{name}": post for name, post in fit.groups.items()}
+    if fit.population is not None:
+        members["population"] = fit.population
+    result = {"pooling": fit.pooling, "diagnostics": fit.diagnostics, "members": {}}
+    for name, post in members.items():
+        post.save(out / name)
+        summary = post.summary(args.level)
+        result["members"][name] = {"saved_to": str(out / name), "parameters": _common.parameters_json(summary)}
+        if not args.json:
+            print(f"[{name}] ({len(post.runs)} runs) saved to {out / name}")
+            print(_common.parameters_text(summary))
+    _common.info(f"sampler: {fit.diagnostics}")
+    if args.json:
+        _common.print_json(result)
     return 0
