@@ -116,9 +116,10 @@ class Diagnosis:
                 "without divergences, and hold enough effective draws for the reported intervals."
             )
         n = len(self.problems)
+        advice = list(dict.fromkeys(p.advice for p in self.problems))  # unique, in order
         return (
             f"Sampler diagnostics: {n} problem{'s' if n != 1 else ''}; do not trust the intervals yet. {head} "
-            + " ".join(self.warnings())
+            + " ".join(p.message for p in self.problems) + " What to do: " + " ".join(advice)
         )
 
 

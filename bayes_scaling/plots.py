@@ -115,12 +115,18 @@ def isoflop_slices(posterior, max_slices: int = 9) -> Figure:
     rows = math.ceil(len(bins) / cols)
     fig, axes = _new_figure(rows, cols, 4.0, 3.2)
     theta = _thinned_posterior_theta(posterior)
+    group = posterior.runs.frame["group"].astype(str).to_numpy()
+    groups = {name: np.flatnonzero(group == name) for name in sorted(set(group))}  # coloured when several
     for ax, idx in zip(axes.flat, bins):
         c_bin = 10 ** np.median(np.log10(runs.C[idx]))
         n_grid = np.logspace(np.log10(runs.N[idx].min()) - 0.25, np.log10(runs.N[idx].max()) + 0.25, 50)
         rep = checking.predictive_log_loss(posterior, n_grid, c_bin / (6.0 * n_grid))
         _band(ax, n_grid, np.exp(rep), "tab:blue", "predictive median")
-        ax.scatter(runs.N[idx], runs.loss[idx], s=14, color="black", zorder=3, label="runs")
+        for g, (name, members) in enumerate(groups.items()):
+            sel = idx[np.isin(idx, members)]
+            if len(sel):
+                ax.scatter(runs.N[sel], runs.loss[sel], s=14, zorder=3, color="black" if len(groups) == 1 else f"C{g + 1}",
+                           label="runs" if len(groups) == 1 else f"runs: {name}")
         n_opt = np.median(np.asarray(posterior.law.optimal_allocation(theta, c_bin)[0]))
         ax.axvline(n_opt, color="tab:orange", lw=1, ls="--", label="median N_opt")
         ax.set(xscale="log", xlabel="N (parameters)", ylabel="loss", title=f"C ~ {c_bin:.2g} FLOPs ({len(idx)} runs)")
