@@ -1,0 +1,126 @@
+"""``bayes-scaling plan DIR --target-budget C --batch q``: the next runs to do, with gain and cost.
+
+DIR is either
+
+* a planner state directory (it holds ``planner.json``, written by ``bayes-scaling loop --state DIR``
+  or ``Planner.create``): the planner refits on its done runs and proposes q runs that account for
+  its pending ones. They are recorded as pending (so the next ``plan`` proposes others) unless
+  ``--dry-run``; ``--target-budget`` replaces the saved target. Or
+* a saved fit (``bayes-scaling fit RUNS --method nuts --out DIR``): its posterior draws score a log
+  grid of candidates (``--n-range``, ``--d-range``, ``--max-run-cost``; by default N and D from the
+  fitted runs' smallest to 10x their largest, cost at most 10x the largest run). Nothing is written.
+
+Gain is the expected information gain (nats) about log N_opt(C*) from the run's loss; runs are
+chosen greedily by gain per FLOP.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from bayes_scaling.cli import _common
+from bayes_scaling.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="propose the next runs by expected information gain per FLOP",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", help="a planner state directory (planner.json) or a saved fit (bayes-scaling fit --out)")
+    p.add_argument("--target-budget", type=float, default=None, help="C*, the FLOPs of the big run (required for a saved fit)")
+    p.add_argument("--batch", type=int, default=1, help="how many runs to propose (q)")
+    p.add_argument("--dry-run", action="store_true", help="planner state: do not record the proposals as pending")
+    p.add_argument("--targets", nargs="+", default=["log_N_opt"], choices=["log_N_opt", "log_L_opt"],
+                   help="saved fit: the quantities to learn about (default log_N_opt)")
+    add_candidate_options(p)
+    p.add_argument("--json", action="store_true", help="print the proposals as JSON")
+    p.set_defaults(func=run)
+
+
+def add_candidate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="candidate parameter counts")
+    p.add_argument("--d-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="candidate token counts")
+    p.add_argument("--grid-points", type=int, default=20, help="log-grid points for N and for D (default 20)")
+    p.add_argument("--max-run-cost", type=float, default=None, help="per-run cap on 6ND FLOPs")
+
+
+def candidates_from_args(args, n_range, d_range, max_cost):
+    """A candidate grid from the options, with the given defaults where an option is absent."""
+    from bayes_scaling.design.candidates import grid
+
+    return grid(n_range=tuple(args.n_range or n_range), d_range=tuple(args.d_range or d_range),
+                n_points=args.grid_points, d_points=args.grid_points,
+                max_cost=args.max_run_cost if args.max_run_cost is not None else max_cost)
+
+
+def run(args) -> int:
+    if args.batch < 1:
+        raise InputError(f"--batch must be at least 1, got {args.batch}")
+    directory = Path(args.dir)
+    if (directory / "planner.json").exists():
+        proposals, target = _from_planner(args, directory)
+    elif (directory / "meta.json").exists():
+        proposals, target = _from_fit(args, directory)
+    else:
+        raise InputError(f"{directory} is neither a planner state directory (planner.json) nor a saved fit (meta.json)")
+    if args.json:
+        _common.print_json({"target_budget": target, "proposals": [p.__dict__ for p in proposals]})
+    else:
+        print(proposals_text(proposals, target))
+    return 0
+
+
+def proposals_text(proposals, target_budget: float) -> str:
+    if not proposals:
+        return "no affordable candidate run left"
+    lines = [f"Proposed runs for C* = {target_budget:.3g} FLOPs (gain: expected information about log N_opt(C*), nats)",
+             f"{'#':>3}  {'run_id':<22} {'N':>8} {'D':>8} {'D/N':>7} {'cost (FLOPs)':>13} {'gain':>8} {'gain per EFLOP':>15}"]
+    for i, p in enumerate(proposals, 1):
+        gain = "-" if np.isnan(p.gain) else f"{p.gain:.4f}"
+        per = "-" if np.isnan(p.gain) else f"{p.gain / p.cost * 1e18:.3g}"
+        lines.append(f"{i:>3}  {p.run_id:<22} {_common.format_si(p.N):>8} {_common.format_si(p.D):>8} {p.D / p.N:>7.1f} "
+                     f"{p.cost:>13.3g} {gain:>8} {per:>15}")
+    if any(np.isnan(p.gain) for p in proposals):
+        lines.append("(gain '-': a space-filling starting run, chosen before there are enough runs to fit)")
+    return "\n".join(lines)
+
+
+def _from_planner(args, directory):
+    from bayes_scaling.design.planner import Planner, propose
+
+    planner = Planner.open(directory)
+    if args.target_budget is not None:
+        if not args.target_budget > 0:
+            raise InputError(f"--target-budget must be positive, got {args.target_budget}")
+        planner.settings["target_budget"] = float(args.target_budget)
+    if not args.dry_run:
+        return planner.ask(args.batch), planner.settings["target_budget"]
+    s = planner.settings
+    if len(planner.done) < len(planner.law.param_names) + 1:
+        raise InputError(f"the planner has {len(planner.done)} finished runs; a dry run needs enough to fit "
+                         f"({len(planner.law.param_names) + 1})")
+    return propose(planner.law, planner.draws(), planner.remaining(), target_budget=s["target_budget"], q=args.batch,
+                   targets=s["targets"], score="eig_per_cost", estimator=s["estimator"], likelihood=s["likelihood"],
+                   nu=s["nu"]), s["target_budget"]
+
+
+def _from_fit(args, directory):
+    from bayes_scaling.design.planner import propose
+    from bayes_scaling.posterior import Posterior
+
+    if args.target_budget is None or not args.target_budget > 0:
+        raise InputError("a saved fit needs --target-budget C* (positive FLOPs)")
+    post = Posterior.load(directory)
+    if post.num_draws < 2 or "sigma" not in post.idata["posterior"]:
+        raise InputError(f"{directory} holds {post.num_draws} draw(s) without sigma; planning needs a posterior "
+                         "(bayes-scaling fit --method nuts)")
+    runs = post.runs
+    candidates = candidates_from_args(args, (runs.N.min(), 10 * runs.N.max()), (runs.D.min(), 10 * runs.D.max()),
+                                      10 * runs.C.max())
+    draws = {**post.theta(), "sigma": post.draws("sigma")}
+    proposals = propose(post.law, draws, candidates, target_budget=args.target_budget, q=args.batch,
+                        targets=args.targets, likelihood=post.meta.get("likelihood", "student_t"),
+                        nu=post.meta.get("nu", 5.0))
+    return proposals, args.target_budget

@@ -1,0 +1,102 @@
+"""Candidate runs: the feasible (N, D) pairs a planner may propose, each with its cost in FLOPs.
+
+A candidate is a point of a grid (``grid``: N on a log grid, or the sizes the training harness can
+build, times D on a log grid) or a run of an existing dataset (``pool``, for replay). Its cost is
+6 N D FLOPs by default, or what a given ``cost`` function (e.g. the harness's exact count) returns.
+Candidates over the per-run cost cap are dropped; so are done and pending runs (``without``).
+Each candidate has a stable key, so a state file can name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN
+from bayes_scaling.runs.table import Runs
+
+
+def flops_6nd(N, D):
+    """C = 6 N D (Chinchilla's and Kaplan's convention)."""
+    return FLOPS_PER_PARAM_TOKEN * np.asarray(N, np.float64) * np.asarray(D, np.float64)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Parallel arrays: ``N``, ``D``, ``cost`` (FLOPs) and ``keys`` (str), one entry per candidate."""
+
+    N: np.ndarray
+    D: np.ndarray
+    cost: np.ndarray
+    keys: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def take(self, index) -> Candidates:
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        return Candidates(self.N[index], self.D[index], self.cost[index], tuple(self.keys[i] for i in index))
+
+    def without(self, keys: Iterable[str]) -> Candidates:
+        """The candidates whose key is not in ``keys`` (done, pending or failed runs)."""
+        drop = set(keys)
+        return self.take(np.array([k not in drop for k in self.keys], dtype=bool))
+
+    def affordable(self, max_cost: float) -> Candidates:
+        return self.take(self.cost <= max_cost)
+
+    def to_dict(self) -> dict:
+        return {"N": self.N.tolist(), "D": self.D.tolist(), "cost": self.cost.tolist(), "keys": list(self.keys)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Candidates:
+        return cls(np.asarray(data["N"], np.float64), np.asarray(data["D"], np.float64),
+                   np.asarray(data["cost"], np.float64), tuple(data["keys"]))
+
+
+def grid_key(N: float, D: float) -> str:
+    return f"N{N:.4g}-D{D:.4g}"
+
+
+def grid(
+    *,
+    N: Iterable[float] | None = None,
+    n_range: tuple[float, float] = (1e7, 1e10),
+    n_points: int = 20,
+    d_range: tuple[float, float] = (1e8, 1e11),
+    d_points: int = 20,
+    max_cost: float = np.inf,
+    cost: Callable | None = None,
+    exclude: Iterable[str] = (),
+) -> Candidates:
+    """All (N, D) with N from ``N`` (e.g. the harness's buildable sizes) or a log grid over
+    ``n_range``, D from a log grid over ``d_range``, and cost(N, D) <= ``max_cost``."""
+    Ns = np.asarray(sorted(N), np.float64) if N is not None else _log_grid(n_range, n_points, "n_range")
+    Ds = _log_grid(d_range, d_points, "d_range")
+    if Ns.size == 0 or np.any(Ns <= 0):
+        raise InputError("candidate sizes N must be positive")
+    NN, DD = (a.ravel() for a in np.meshgrid(Ns, Ds, indexing="ij"))
+    costs = np.asarray((cost or flops_6nd)(NN, DD), np.float64)
+    keep = costs <= max_cost
+    if not keep.any():
+        raise InputError(f"no candidate run costs at most {max_cost:.3g} FLOPs; raise the cap or lower N and D")
+    keys = tuple(grid_key(n, d) for n, d in zip(NN[keep], DD[keep]))
+    return Candidates(NN[keep], DD[keep], costs[keep], keys).without(exclude)
+
+
+def pool(runs: Runs, *, max_cost: float = np.inf, exclude: Iterable[str] = ()) -> Candidates:
+    """The runs of a dataset as candidates (replay): key = run id, cost = the table's C."""
+    c = Candidates(runs.N, runs.D, runs.C, tuple(str(r) for r in runs.frame["run_id"]))
+    return c.affordable(max_cost).without(exclude)
+
+
+def _log_grid(bounds, points: int, name: str) -> np.ndarray:
+    lo, hi = (float(b) for b in bounds)
+    if not (0 < lo <= hi) or points < 1:
+        raise InputError(f"{name} must be 0 < low <= high with at least one point, got {bounds} and {points}")
+    return np.geomspace(lo, hi, points) if hi > lo else np.array([lo])

@@ -1,0 +1,287 @@
+"""The ask/tell experiment planner.
+
+    planner = Planner.create(directory, candidates, target_budget=5.76e23, tolerance=0.3)
+    for proposal in planner.ask(4):      # q runs for q workers; they become "pending"
+        ...start the run...
+    planner.tell(run_id, result)          # a loss, or the harness's RunResult dict
+    planner.status()                      # FLOPs spent, interval of log N_opt(C*), stop rule
+
+State. Everything (settings, candidates, done / pending / failed runs, the RNG) lives in
+``directory/planner.json``, rewritten atomically (temporary file + rename) after every ask and tell,
+so a crash loses nothing: ``Planner.open(directory)`` carries on where it stopped.
+
+Choice. The first ``n_init`` runs are a space-filling design (farthest-point in standardised
+(log N, log D)) over the cheapest quarter of candidates (by log cost). After that each ask refits
+the posterior (NUTS, observations padded to a capacity and masked: no recompilation) and picks a
+greedy batch by expected information gain about the targets per FLOP (``design.batch``), with
+pending runs conditioned on as fantasised outcomes. Other scores (``eig``, ``uncertainty``,
+``random``) exist for baselines. Only candidates that fit in the remaining experiment budget
+(budget - spent - pending) are proposed.
+
+Stop rule. The ``level`` interval of log N_opt(C*) is at most ``tolerance`` wide, or the
+experiment budget is spent, or no affordable candidate is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bayes_scaling.design.batch import ESTIMATORS, SCORES, greedy_batch
+from bayes_scaling.design.candidates import Candidates
+from bayes_scaling.design.eig import check_targets, predicted_log_loss, target_draws
+from bayes_scaling.design.refit import MaskedRefitter
+from bayes_scaling.errors import InputError
+from bayes_scaling.laws import Law, get_law
+
+STATE_FILE = "planner.json"
+STRATEGIES = (*SCORES, "random")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A run to start: its id (the candidate key), size, tokens, cost (FLOPs) and expected gain (nats)."""
+
+    run_id: str
+    N: float
+    D: float
+    cost: float
+    gain: float = float("nan")
+
+
+def propose(law: Law, draws: dict, candidates: Candidates, *, target_budget: float, q: int,
+            targets=("log_N_opt",), score: str = "eig_per_cost", estimator: str = "gaussian",
+            likelihood: str = "student_t", nu: float = 5.0, pending: Candidates | None = None,
+            seed: int = 0) -> list[Proposal]:
+    """The greedy batch of ``q`` proposals from posterior ``draws`` (natural parameters and sigma)."""
+    T = target_draws(law, draws, target_budget, targets)
+    mu = predicted_log_loss(law, draws, candidates.N, candidates.D)
+    mu_pending = predicted_log_loss(law, draws, pending.N, pending.D) if pending is not None and len(pending) else None
+    chosen, gains = greedy_batch(T, mu, draws["sigma"], candidates.cost, q, mu_pending=mu_pending, score=score,
+                                 estimator=estimator, likelihood=likelihood, nu=nu, seed=seed)
+    return [Proposal(candidates.keys[j], float(candidates.N[j]), float(candidates.D[j]), float(candidates.cost[j]), float(g))
+            for j, g in zip(chosen, gains)]
+
+
+def interval(values: np.ndarray, level: float) -> dict[str, float]:
+    lo, med, hi = np.quantile(values, [(1 - level) / 2, 0.5, (1 + level) / 2])
+    return {"median": float(med), "lo": float(lo), "hi": float(hi), "width": float(hi - lo)}
+
+
+class Planner:
+    """Ask/tell planner with its state in ``directory/planner.json`` (see the module docstring)."""
+
+    def __init__(self, directory: str | Path, state: dict):
+        self.directory = Path(directory)
+        self.state = state
+        s = state["settings"]
+        self.law = get_law(s["law"])
+        self.candidates = Candidates.from_dict(state["candidates"])
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = state["rng"]
+        self.refitter = MaskedRefitter(self.law, likelihood=s["likelihood"], nu=s["nu"], num_chains=s["num_chains"],
+                                       num_warmup=s["num_warmup"], num_draws=s["num_draws"], capacity=s["capacity"])
+        self._draws, self._draws_n = None, -1
+        self.last_fit_seconds = self.last_ask_seconds = 0.0
+
+    # --- creation and persistence ----------------------------------------------------------------
+    @classmethod
+    def create(cls, directory: str | Path, candidates: Candidates, *, target_budget: float,
+               experiment_budget: float = float("inf"), tolerance: float = 0.0, level: float = 0.9,
+               targets=("log_N_opt",), strategy: str = "eig_per_cost", estimator: str = "gaussian",
+               n_init: int = 8, law: str = "chinchilla", likelihood: str = "student_t", nu: float = 5.0,
+               num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300, capacity: int = 64,
+               seed: int = 0, overwrite: bool = False) -> Planner:
+        directory = Path(directory)
+        if (directory / STATE_FILE).exists() and not overwrite:
+            raise InputError(f"{directory / STATE_FILE} exists; open it with Planner.open or pass overwrite=True")
+        if strategy not in STRATEGIES or estimator not in ESTIMATORS:
+            raise InputError(f"strategy must be one of {STRATEGIES} and estimator one of {ESTIMATORS}")
+        if not target_budget > 0 or not experiment_budget > 0 or not 0 < level < 1 or tolerance < 0:
+            raise InputError("need target_budget > 0, experiment_budget > 0, 0 < level < 1 and tolerance >= 0")
+        if len(candidates) == 0:
+            raise InputError("no candidate runs")
+        settings = dict(target_budget=float(target_budget), experiment_budget=float(experiment_budget),
+                        tolerance=float(tolerance), level=float(level), targets=list(check_targets(targets)),
+                        strategy=strategy, estimator=estimator, n_init=int(n_init), law=law, likelihood=likelihood,
+                        nu=float(nu), num_chains=int(num_chains), num_warmup=int(num_warmup),
+                        num_draws=int(num_draws), capacity=int(capacity), seed=int(seed))
+        state = {"version": 1, "settings": settings, "candidates": candidates.to_dict(), "done": [],
+                 "pending": {}, "failed": [], "fits": 0, "rng": np.random.default_rng(seed).bit_generator.state}
+        planner = cls(directory, state)
+        planner.save()
+        return planner
+
+    @classmethod
+    def open(cls, directory: str | Path) -> Planner:
+        path = Path(directory) / STATE_FILE
+        if not path.exists():
+            raise InputError(f"{directory} is not a planner state directory (no {STATE_FILE})")
+        return cls(directory, json.loads(path.read_text()))
+
+    def save(self) -> None:
+        """Atomic rewrite of the state file: a crash leaves the old or the new state, never half."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.state["rng"] = self.rng.bit_generator.state
+        tmp = self.directory / (STATE_FILE + ".tmp")
+        with open(tmp, "w") as handle:
+            json.dump(self.state, handle, indent=1, default=float)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.directory / STATE_FILE)
+
+    # --- bookkeeping ---------------------------------------------------------------------------------
+    @property
+    def settings(self) -> dict:
+        return self.state["settings"]
+
+    @property
+    def done(self) -> list[dict]:
+        return self.state["done"]
+
+    @property
+    def pending(self) -> dict[str, dict]:
+        return self.state["pending"]
+
+    @property
+    def flops_spent(self) -> float:
+        return float(sum(r["cost"] for r in self.done) + sum(r["cost"] for r in self.state["failed"]))
+
+    @property
+    def flops_pending(self) -> float:
+        return float(sum(r["cost"] for r in self.pending.values()))
+
+    def remaining(self) -> Candidates:
+        """Candidates not done, pending or failed that fit in the budget left."""
+        used = {r["key"] for r in self.done} | {r["key"] for r in self.pending.values()} | {r["key"] for r in self.state["failed"]}
+        left = self.settings["experiment_budget"] - self.flops_spent - self.flops_pending
+        return self.candidates.without(used).affordable(left)
+
+    # --- ask / tell --------------------------------------------------------------------------------
+    def ask(self, q: int = 1) -> list[Proposal]:
+        """Propose up to ``q`` runs (fewer when fewer are affordable) and record them as pending."""
+        if q < 1:
+            raise InputError(f"batch size q must be at least 1, got {q}")
+        start = time.perf_counter()
+        s, cands = self.settings, self.remaining()
+        if len(cands) == 0:
+            return []
+        min_fit = len(self.law.param_names) + 1
+        if len(self.done) + len(self.pending) < s["n_init"] or len(self.done) < min_fit:
+            proposals = self._initial_design(cands, q)
+        elif s["strategy"] == "random":
+            pick = self.rng.choice(len(cands), size=min(q, len(cands)), replace=False)
+            proposals = [Proposal(cands.keys[j], float(cands.N[j]), float(cands.D[j]), float(cands.cost[j])) for j in pick]
+        else:
+            keys = list(self.pending)
+            pending = Candidates(np.array([self.pending[k]["N"] for k in keys]), np.array([self.pending[k]["D"] for k in keys]),
+                                 np.array([self.pending[k]["cost"] for k in keys]), tuple(keys))
+            proposals = propose(self.law, self.draws(), cands, target_budget=s["target_budget"], q=q,
+                                targets=s["targets"], score=s["strategy"], estimator=s["estimator"],
+                                likelihood=s["likelihood"], nu=s["nu"], pending=pending,
+                                seed=int(self.rng.integers(2**31)))
+        proposals = self._within_budget(proposals)
+        for p in proposals:
+            self.pending[p.run_id] = {"key": p.run_id, "N": p.N, "D": p.D, "cost": p.cost, "gain": p.gain}
+        self.save()
+        self.last_ask_seconds = time.perf_counter() - start
+        return proposals
+
+    def tell(self, run_id: str, result) -> None:
+        """Record a result: a loss (float) or a dict like the harness's RunResult (``loss``, and
+        optionally the run's exact ``N``, ``D``, ``C`` and ``status``). A failed run counts its
+        cost as spent and is not proposed again. Saves the state."""
+        if run_id not in self.pending:
+            raise InputError(f"{run_id!r} is not a pending run (pending: {', '.join(self.pending) or 'none'})")
+        asked = self.pending[run_id]
+        result = {"loss": result} if not isinstance(result, dict) else result
+        loss = result.get("loss")
+        N, D = float(result.get("N") or asked["N"]), float(result.get("D") or asked["D"])
+        cost = float(result.get("C") or asked["cost"])
+        if result.get("status", "ok") != "ok" or loss is None or not np.isfinite(loss) or loss <= 0:
+            self.state["failed"].append({"run_id": run_id, "key": asked["key"], "cost": cost,
+                                         "error": str(result.get("error") or f"status {result.get('status')}, loss {loss}")})
+        else:
+            self.done.append({"run_id": run_id, "key": asked["key"], "N": N, "D": D, "cost": cost, "loss": float(loss)})
+        del self.pending[run_id]
+        self.save()
+
+    def forget_pending(self, run_id: str) -> None:
+        """Drop a pending run that will never report (its worker died): it may be proposed again."""
+        self.pending.pop(run_id, None)
+        self.save()
+
+    # --- posterior and status ---------------------------------------------------------------------
+    def draws(self) -> dict[str, np.ndarray]:
+        """Posterior draws given the done runs (refit only when runs were added since the last fit)."""
+        if self._draws_n != len(self.done):
+            N = np.array([r["N"] for r in self.done])
+            D = np.array([r["D"] for r in self.done])
+            loss = np.array([r["loss"] for r in self.done])
+            start = time.perf_counter()
+            self._draws = self.refitter.fit(N, D, loss, seed=self.settings["seed"] * 100_003 + self.state["fits"])
+            self.last_fit_seconds = time.perf_counter() - start
+            self._draws_n = len(self.done)
+            self.state["fits"] += 1
+        return self._draws
+
+    def status(self) -> dict:
+        """FLOPs spent and pending, the ``level`` intervals of the targets at C*, and the stop rule."""
+        s = self.settings
+        out = {"runs_done": len(self.done), "runs_pending": len(self.pending), "runs_failed": len(self.state["failed"]),
+               "flops_spent": self.flops_spent, "flops_pending": self.flops_pending,
+               "experiment_budget": s["experiment_budget"], "target_budget": s["target_budget"], "level": s["level"],
+               "tolerance": s["tolerance"], "log_N_opt": None, "log_L_opt": None}
+        if len(self.done) >= len(self.law.param_names) + 1:
+            T = target_draws(self.law, self.draws(), s["target_budget"], ("log_N_opt", "log_L_opt"))
+            out["log_N_opt"], out["log_L_opt"] = interval(T[:, 0], s["level"]), interval(T[:, 1], s["level"])
+        reasons = []
+        if out["log_N_opt"] is not None and out["log_N_opt"]["width"] <= s["tolerance"]:
+            reasons.append(f"{s['level']:.0%} interval of log N_opt(C*) is {out['log_N_opt']['width']:.3g} <= tolerance {s['tolerance']:.3g}")
+        if self.flops_spent >= s["experiment_budget"]:
+            reasons.append("experiment budget spent")
+        elif not self.pending and len(self.remaining()) == 0:
+            reasons.append("no affordable candidate left")
+        out["stop"], out["reason"] = bool(reasons), "; ".join(reasons)
+        return out
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _initial_design(self, cands: Candidates, q: int) -> list[Proposal]:
+        """Farthest-point picks in standardised (log N, log D) among the cheapest quarter (log cost)."""
+        log_cost = np.log(self.candidates.cost)
+        cheap_cut = log_cost.min() + 0.25 * (log_cost.max() - log_cost.min())
+        cheap = cands.take(np.log(cands.cost) <= cheap_cut) if np.any(np.log(cands.cost) <= cheap_cut) else cands
+        X = np.column_stack([np.log(cheap.N), np.log(cheap.D)])
+        scale = np.maximum(X.std(axis=0), 1e-9)
+        Z = (X - X.mean(axis=0)) / scale
+        taken = [(np.log(r["N"]), np.log(r["D"])) for r in [*self.done, *self.pending.values()]]
+        chosen = []
+        if taken:
+            anchors = (np.array(taken) - X.mean(axis=0)) / scale
+            dist = np.min(np.linalg.norm(Z[:, None, :] - anchors[None, :, :], axis=2), axis=1)
+        else:  # start from the centre of the cheap region, then spread out
+            chosen.append(int(np.argmin(np.linalg.norm(Z, axis=1))))
+            dist = np.linalg.norm(Z - Z[chosen[0]], axis=1)
+        while len(chosen) < min(q, len(cheap)):
+            dist[chosen] = -np.inf
+            j = int(np.argmax(dist))
+            chosen.append(j)
+            dist = np.minimum(dist, np.linalg.norm(Z - Z[j], axis=1))
+        return [Proposal(cheap.keys[j], float(cheap.N[j]), float(cheap.D[j]), float(cheap.cost[j])) for j in chosen]
+
+    def _within_budget(self, proposals: list[Proposal]) -> list[Proposal]:
+        left = self.settings["experiment_budget"] - self.flops_spent - self.flops_pending
+        kept = []
+        for p in proposals:
+            if p.cost <= left:
+                kept.append(p)
+                left -= p.cost
+        return kept
+
+    def proposal_table(self, proposals: list[Proposal]) -> list[dict]:
+        return [asdict(p) for p in proposals]

@@ -1,0 +1,236 @@
+"""Benchmark: FLOPs spent until the 90% interval of log N_opt(C*) is at most a set width.
+
+Strategies (all refit the same Bayesian model after each batch of q runs and stop at the width):
+
+* ``planner``      expected information gain about log N_opt(C*) per FLOP (``design.Planner``)
+* ``random``       uniformly random feasible candidates
+* ``uncertainty``  the candidate with the largest predictive variance of its log-loss, cost ignored
+* ``isoflop``      Chinchilla's Approach-2 grid: 9 budgets 6e18 .. 3e21, 8 sizes per budget spread
+                   log-evenly over N_c / 6 .. 6 N_c around N_c = sqrt(C / 120) (20 tokens per
+                   parameter, the practitioner's prior guess), run budget by budget, cheapest first,
+                   refit after each budget.
+
+The three adaptive strategies share the same 8-run space-filling start and the candidate grid
+(20 x 20 log grid of N in [1e7, 1e10] and D in [1e8, 1e11], cost 6ND <= 3e21, the grid's largest
+budget). Simulation: truths drawn from ``world_prior`` (around Epoch AI's Chinchilla fit),
+log-normal noise sigma = 0.01, target C* = 5.76e23; a strategy stops when the width reaches the
+smallest tolerance or it has spent the whole IsoFLOP grid's FLOPs (then it "did not reach").
+Replay: the bundled Chinchilla data as the pool; the IsoFLOP baseline adds its budgets in
+increasing order; also checks the issue's criterion (median N_opt inside the full-data fit's 50%
+interval using <= 10% of the dataset's FLOPs).
+
+    python experiments/bench_design.py --seeds 20 --replay-seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import bayes_scaling  # noqa: F401  (float64, host devices)
+from bayes_scaling.design import Planner, Replay, Simulator, grid, world_prior
+from bayes_scaling.design.eig import target_draws
+from bayes_scaling.design.planner import Proposal, interval
+from bayes_scaling.design.refit import MaskedRefitter
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.runs import load_chinchilla
+
+ROOT = Path(__file__).resolve().parent.parent
+C_STAR = 5.76e23
+ISO_BUDGETS = (6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21)
+ADAPTIVE = ("planner", "random", "uncertainty")
+STRATEGY_SCORE = {"planner": "eig_per_cost", "random": "random", "uncertainty": "uncertainty"}
+
+
+def isoflop_design(points_per_budget: int = 8) -> list[list[tuple[float, float]]]:
+    levels = []
+    for C in ISO_BUDGETS:
+        Nc = np.sqrt(C / 120.0)
+        levels.append([(n, C / (6.0 * n)) for n in np.geomspace(Nc / 6, Nc * 6, points_per_budget)])
+    return levels
+
+
+def run_adaptive(strategy, oracle, candidates, *, tolerance, cap, q, seed, level, settings):
+    """Trajectory [(flops spent, runs, width)] after each batch, until width <= tolerance or cap."""
+    with tempfile.TemporaryDirectory() as tmp:
+        planner = Planner.create(tmp, candidates, target_budget=C_STAR, experiment_budget=cap, tolerance=tolerance,
+                                 level=level, strategy=STRATEGY_SCORE[strategy], seed=seed, **settings)
+        trajectory = []
+        while True:
+            proposals = planner.ask(q)
+            if not proposals:
+                break
+            for p in proposals:
+                planner.tell(p.run_id, oracle(p))
+            status = planner.status()
+            if status["log_N_opt"] is not None:
+                trajectory.append((status["flops_spent"], status["runs_done"], status["log_N_opt"]["width"],
+                                   status["log_N_opt"]["median"]))
+            if status["stop"]:
+                break
+        return trajectory
+
+
+def run_levels(levels, oracle, *, tolerance, level, refitter, seed):
+    """The fixed design run level by level (refit after each): trajectory as in run_adaptive."""
+    N, D, L, spent, trajectory = [], [], [], 0.0, []
+    for runs in levels:
+        for n, d in runs:
+            result = oracle(Proposal(run_id=f"{n:.4g}-{d:.4g}", N=n, D=d, cost=6 * n * d))
+            N.append(result["N"]), D.append(result["D"]), L.append(result["loss"])
+            spent += result["C"]
+        if len(N) >= 8:
+            draws = refitter.fit(N, D, L, seed=seed)
+            T = target_draws(refitter.law, draws, C_STAR)[:, 0]
+            stats = interval(T, level)
+            trajectory.append((spent, len(N), stats["width"], stats["median"]))
+            if stats["width"] <= tolerance:
+                break
+    return trajectory
+
+
+def flops_to_reach(trajectory, width) -> float:
+    for flops, _, w, _ in trajectory:
+        if w <= width:
+            return float(flops)
+    return float("inf")
+
+
+def summarise(per_seed: list[dict], tolerances, names) -> dict:
+    out = {}
+    for w in tolerances:
+        key = f"{w:g}"
+        table = {}
+        for name in names:
+            flops = np.array([s[name]["flops_to_width"][key] for s in per_seed])
+            table[name] = {"median_flops": float(np.median(flops)), "reached": int(np.isfinite(flops).sum()),
+                           "seeds": len(flops)}
+        for name in names:
+            if name == "isoflop":
+                continue
+            ratios = np.array([s[name]["flops_to_width"][key] / s["isoflop"]["flops_to_width"][key] for s in per_seed])
+            table[name]["median_ratio_to_isoflop"] = float(np.median(ratios))
+            table[name]["ratio_of_medians"] = table[name]["median_flops"] / table["isoflop"]["median_flops"]
+        out[key] = table
+    return out
+
+
+def simulation(args, settings) -> dict:
+    candidates = grid(n_range=(1e7, 1e10), d_range=(1e8, 1e11), n_points=20, d_points=20, max_cost=max(ISO_BUDGETS))
+    levels = isoflop_design()
+    grid_total = float(sum(6 * n * d for runs in levels for n, d in runs))
+    refitter = MaskedRefitter(capacity=settings["capacity"], num_chains=settings["num_chains"],
+                              num_warmup=settings["num_warmup"], num_draws=settings["num_draws"])
+    tol = min(args.tolerances)
+    per_seed = []
+    for seed in range(args.seeds):
+        start = time.perf_counter()
+        record = {"seed": seed}
+        for name in ("isoflop", *ADAPTIVE):
+            sim = Simulator(prior=world_prior(), sigma=args.sigma, seed=1000 + seed)
+            if name == "isoflop":
+                traj = run_levels(levels, sim, tolerance=tol, level=args.level, refitter=refitter, seed=seed)
+            else:
+                traj = run_adaptive(name, sim, candidates, tolerance=tol, cap=grid_total, q=args.q, seed=seed,
+                                    level=args.level, settings=settings)
+            record[name] = {"trajectory": traj,
+                            "flops_to_width": {f"{w:g}": flops_to_reach(traj, w) for w in args.tolerances}}
+        record["truth"] = sim.truth
+        record["true_log_N_opt"] = sim.true_targets(C_STAR)["log_N_opt"]
+        record["seconds"] = time.perf_counter() - start
+        per_seed.append(record)
+        line = ", ".join(f"{n} {record[n]['flops_to_width'][f'{tol:g}']:.3g}" for n in ("isoflop", *ADAPTIVE))
+        print(f"seed {seed}: FLOPs to width {tol:g}: {line} ({record['seconds']:.0f} s)", flush=True)
+        _write(args, {"simulation": {"per_seed": per_seed, "grid_total_flops": grid_total}}, partial=True)
+    return {"per_seed": per_seed, "grid_total_flops": grid_total, "candidates": len(candidates),
+            "summary": summarise(per_seed, args.tolerances, ("isoflop", *ADAPTIVE))}
+
+
+def replay(args, settings) -> dict:
+    runs = load_chinchilla().for_fit()
+    oracle = Replay(runs)
+    full = fit_nuts(runs, num_chains=4, num_draws=1000, seed=0)
+    T_full = target_draws(full.law, full.theta(), C_STAR)[:, 0]
+    q25, q50, q75 = np.quantile(T_full, [0.25, 0.5, 0.75])
+    full_width = interval(T_full, args.level)["width"]
+    tolerance = args.replay_width_factor * full_width
+    total = oracle.total_flops
+    log_c = np.round(np.log10(runs.C), 1)
+    levels = [[(n, d) for n, d, c in zip(runs.N, runs.D, log_c) if c == level] for level in np.unique(log_c)]
+    lookup = {(round(n), round(d)): rid for n, d, rid in zip(runs.N, runs.D, runs.frame["run_id"])}
+
+    def by_size(p):
+        return oracle(Proposal(lookup[(round(p.N), round(p.D))], p.N, p.D, p.cost))
+
+    refitter = MaskedRefitter(capacity=256, num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
+                              num_draws=settings["num_draws"])
+    per_seed = []
+    for seed in range(args.replay_seeds):
+        record = {"seed": seed}
+        for name in ("isoflop", *ADAPTIVE):
+            if name == "isoflop":
+                traj = run_levels(levels, by_size, tolerance=tolerance, level=args.level, refitter=refitter, seed=seed)
+            else:
+                traj = run_adaptive(name, oracle, oracle.candidates(), tolerance=tolerance, cap=total, q=args.q,
+                                    seed=seed, level=args.level, settings={**settings, "capacity": 256})
+            tenth = [t for t in traj if t[0] <= 0.1 * total]
+            median_at_tenth = tenth[-1][3] if tenth else float("nan")
+            record[name] = {"trajectory": traj, "flops_to_width": {f"{tolerance:g}": flops_to_reach(traj, tolerance)},
+                            "median_log_N_opt_at_10pct": median_at_tenth,
+                            "inside_full_50pct_at_10pct": bool(q25 <= median_at_tenth <= q75)}
+        per_seed.append(record)
+        print(f"replay seed {seed}: " + ", ".join(
+            f"{n} {record[n]['flops_to_width'][f'{tolerance:g}'] / total:.3f} of total, inside@10%={record[n]['inside_full_50pct_at_10pct']}"
+            for n in ("isoflop", *ADAPTIVE)), flush=True)
+    return {"per_seed": per_seed, "total_flops": total, "runs": len(runs), "full_fit": {
+        "log_N_opt_median": q50, "log_N_opt_50pct": [q25, q75], "width_90pct": full_width},
+        "tolerance": tolerance, "summary": summarise(per_seed, [tolerance], ("isoflop", *ADAPTIVE))}
+
+
+def _write(args, payload, partial=False):
+    """Merge into the results file, so simulation and replay may run as separate processes."""
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(path.read_text()) if path.exists() else {}
+    part = "simulation" if "simulation" in payload else "replay"
+    old.setdefault("settings", {})[part] = {**vars(args), "partial": partial}
+    old["machine"] = f"{platform.platform()}, {os.cpu_count()} CPU cores (shared)"
+    old.update(payload)
+    path.write_text(json.dumps(old, indent=1, default=float))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--replay-seeds", type=int, default=5)
+    parser.add_argument("--tolerances", type=float, nargs="+", default=[1.0, 0.8],
+                        help="widths of the 90%% interval of log N_opt(C*) (nats); the run stops at the smallest")
+    parser.add_argument("--replay-width-factor", type=float, default=1.5,
+                        help="replay tolerance = factor x the full-data fit's 90%% width")
+    parser.add_argument("--sigma", type=float, default=0.01, help="simulated noise on log-loss")
+    parser.add_argument("--q", type=int, default=4, help="runs per batch (refit after each batch)")
+    parser.add_argument("--level", type=float, default=0.9)
+    parser.add_argument("--draws", type=int, default=300, help="NUTS warmup and draws per chain (2 chains)")
+    parser.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bench_design.json"))
+    parser.add_argument("--no-replay", action="store_true")
+    args = parser.parse_args(argv)
+    settings = {"num_chains": 2, "num_warmup": args.draws, "num_draws": args.draws, "capacity": 128}
+    start = time.perf_counter()
+    result = {"simulation": simulation(args, settings)} if args.seeds > 0 else {}
+    if not args.no_replay and args.replay_seeds > 0:
+        result["replay"] = replay(args, settings)
+    for part in result.values():
+        part["seconds"] = time.perf_counter() - start
+    _write(args, result)
+    print(json.dumps({k: v["summary"] for k, v in result.items() if isinstance(v, dict)}, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
