@@ -1,8 +1,9 @@
 """Hierarchical Chinchilla: one law per group (dataset, architecture, ...), tied by a population.
 
 For groups g = 1..G and runs i in group g(i), in the log coordinates NUTS samples
-(the same centred coordinates as the pooled Chinchilla model, centre (n_c, d_c) = mean log N, log D
-of all runs):
+(the pooled Chinchilla model's centred coordinates, centre (n_c, d_c) = mean log N, mean log D of
+all runs; under no pooling, of each group's own runs, so each group is sampled exactly as a pooled
+fit of its runs alone would be):
 
     x_g = (log E_g, log A_g - alpha_g n_c, log B_g - beta_g d_c, log alpha_g, log beta_g)
 
@@ -75,7 +76,8 @@ class HierSpec:
 
 
 def hierarchical_model(spec: HierSpec, group, N, D, centre, log_loss=None):
-    """The model above; ``group`` holds each run's group index in 0..G-1."""
+    """The model above; ``group`` holds each run's group index in 0..G-1; ``centre`` is
+    (n_c, d_c), each a scalar or (no pooling) one per group."""
     G = spec.n_groups
     log_n_c, log_d_c = centre
     mu, x = {}, {}
@@ -192,7 +194,9 @@ def fit_hierarchical(
     spec = HierSpec(len(names), modes, loc_scale, resolved["sigma"], spreads, likelihood, nu)
     N, D = jnp.asarray(runs.N), jnp.asarray(runs.D)
     log_loss = jnp.log(jnp.asarray(runs.loss))
-    centre = tuple(float(c) for c in data_centre(N, D))
+    centre = np.asarray([float(c) for c in data_centre(N, D)])
+    if pooling == "none":  # independent laws: each in coordinates centred on its own runs
+        centre = np.array([[float(c) for c in data_centre(N[group == g], D[group == g])] for g in range(len(names))]).T
     args = (jnp.asarray(group), N, D, jnp.asarray(centre), log_loss)
 
     model = partial(hierarchical_model, spec)
@@ -212,7 +216,7 @@ def fit_hierarchical(
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
     loglik = np.asarray(log_likelihood(model, flat, *args)["log_loss"]).reshape(num_chains, num_draws, -1)
     meta = {
-        "likelihood": likelihood, "nu": nu, "centre": list(centre), "priors": describe_priors(resolved),
+        "likelihood": likelihood, "nu": nu, "centre": centre.tolist(), "priors": describe_priors(resolved),
         "pooling": pooling, "share_exponents": share_exponents, "group_by": group_by, "groups": names,
         "num_chains": num_chains, "num_warmup": num_warmup, "num_draws": num_draws, "seed": seed,
         "sampling_seconds": seconds,
