@@ -1,5 +1,6 @@
 """Full-posterior inference with NumPyro's NUTS.
 
+NumPyro's ``NUTS`` kernel does every step; ``_Sampler`` only drives it (see its docstring).
 Settings that make it fast on the Chinchilla data: float64; a dense mass matrix (the posterior in the
 law's centred coordinates is close to Gaussian but correlated) estimated *without* NumPyro's default
 shrinkage towards 1e-3 I — the posterior standard deviations here are 0.01-0.06, so that shrinkage
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer import NUTS
 from numpyro.infer.util import log_likelihood
 
 from bayes_scaling.errors import InputError
@@ -34,7 +35,7 @@ from bayes_scaling.priors import describe_priors, resolve_priors
 from bayes_scaling.runs.table import Runs
 
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
-_SAMPLERS: dict[tuple, MCMC] = {}
+_SAMPLERS: dict[tuple, "_Sampler"] = {}
 
 
 def fit_nuts(
@@ -65,23 +66,11 @@ def fit_nuts(
     theta0 = dict(init_theta) if init_theta is not None else initial_theta(law, runs)
     init_params = _jittered_init(law, theta0, centre, runs, num_chains, seed)
 
-    mcmc = _sampler(spec, len(runs), num_chains, num_warmup, num_draws, progress)
+    sampler = _sampler(spec, len(runs), num_chains, num_warmup, num_draws)
+    args = (N, D, jnp.asarray(centre), log_loss)
     start = time.perf_counter()
-    mcmc.run(
-        jax.random.PRNGKey(seed),
-        N, D, jnp.asarray(centre), log_loss,
-        init_params=init_params,
-        extra_fields=EXTRA_FIELDS,
-    )
-    samples = mcmc.get_samples(group_by_chain=True)
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    jax.block_until_ready(samples)
+    samples, extra, loglik = sampler.run(jax.random.PRNGKey(seed), init_params, args, progress)
     seconds = time.perf_counter() - start
-
-    model = partial(pooled_model, spec)
-    flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
-    loglik = log_likelihood(model, flat, N, D, jnp.asarray(centre), log_loss)["log_loss"]
-    loglik = np.asarray(loglik).reshape(num_chains, num_draws, -1)
     meta = {
         "likelihood": likelihood,
         "nu": nu,
@@ -93,30 +82,73 @@ def fit_nuts(
         "seed": seed,
         "sampling_seconds": seconds,
     }
-    return build_posterior(law, runs, samples, extra, loglik, method="nuts", meta=meta)
+    return build_posterior(law, runs, samples, extra, np.asarray(loglik), method="nuts", meta=meta)
 
 
-def _sampler(spec: ModelSpec, n_obs: int, num_chains, num_warmup, num_draws, progress) -> MCMC:
-    """One compiled MCMC per model and shape; reused across fits (data are traced arguments)."""
+class _Sampler:
+    """NumPyro's NUTS kernel driven by one ``lax.scan`` per chain, compiled once per model and shape.
+
+    ``MCMC.run`` re-traces its parallel map on every call (about a second per refit); here the
+    chains run under one ``jax.pmap`` (or ``jit(vmap)``) object that lives in ``_SAMPLERS``, so a
+    refit with new data of the same shape is a cache hit and costs only the sampling itself.
+    """
+
+    def __init__(self, spec: ModelSpec, num_chains: int, num_warmup: int, num_draws: int):
+        self.num_chains, self.num_warmup, self.num_draws = num_chains, num_warmup, num_draws
+        self.progress = None
+        model = partial(pooled_model, spec)
+        total = num_warmup + num_draws
+        report_every = max(total // 20, 1)
+
+        def one_chain(key, init, *args):
+            kernel = NUTS(model, dense_mass=True, regularize_mass_matrix=False, target_accept_prob=0.9)
+            state = kernel.init(key, num_warmup, init_params=init, model_args=args)
+
+            def step(state, i):
+                state = kernel.sample(state, args, {})
+                jax.lax.cond(
+                    (i + 1) % report_every == 0,
+                    lambda: jax.debug.callback(self._report, report_every),
+                    lambda: None,
+                )
+                stats = {name: getattr(state, name) for name in EXTRA_FIELDS}
+                return state, (state.z, stats)
+
+            _, (z, stats) = jax.lax.scan(step, state, jnp.arange(total))
+            keep = jax.tree.map(lambda x: x[num_warmup:], (z, stats))
+            constrained = jax.vmap(kernel.postprocess_fn(args, {}))(keep[0])
+            loglik = log_likelihood(model, constrained, *args)["log_loss"]
+            return constrained, keep[1], loglik
+
+        in_axes = (0, 0, None, None, None, None)
+        if jax.local_device_count() >= num_chains:
+            self.run_chains = jax.pmap(one_chain, in_axes=in_axes)
+        else:
+            self.run_chains = jax.jit(jax.vmap(one_chain, in_axes=in_axes))
+
+    def _report(self, steps):
+        if self.progress is not None:
+            self.progress.update(int(steps))
+
+    def run(self, key, init_params, args, progress: bool):
+        from tqdm.auto import tqdm
+
+        keys = jax.random.split(key, self.num_chains)
+        total = (self.num_warmup + self.num_draws) * self.num_chains
+        self.progress = tqdm(total=total, desc="NUTS (all chains)", unit="it", disable=not progress, leave=False)
+        try:
+            samples, stats, loglik = jax.block_until_ready(self.run_chains(keys, init_params, *args))
+        finally:
+            self.progress.close()
+            self.progress = None
+        return samples, stats, loglik
+
+
+def _sampler(spec: ModelSpec, n_obs: int, num_chains, num_warmup, num_draws) -> _Sampler:
     key = (spec.law.name, tuple(sorted(describe_priors(spec.priors).items())), spec.likelihood, spec.nu,
-           n_obs, num_chains, num_warmup, num_draws, progress)
+           n_obs, num_chains, num_warmup, num_draws)
     if key not in _SAMPLERS:
-        kernel = NUTS(
-            partial(pooled_model, spec),
-            dense_mass=True,
-            regularize_mass_matrix=False,  # see the module docstring
-            target_accept_prob=0.9,
-        )
-        chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
-        _SAMPLERS[key] = MCMC(
-            kernel,
-            num_warmup=num_warmup,
-            num_samples=num_draws,
-            num_chains=num_chains,
-            chain_method=chain_method,
-            progress_bar=progress,
-            jit_model_args=True,
-        )
+        _SAMPLERS[key] = _Sampler(spec, num_chains, num_warmup, num_draws)
     return _SAMPLERS[key]
 
 
