@@ -360,18 +360,30 @@ def bootstrap_approach3(N, D, loss, *, n_resamples: int = 4000, seed: int = 0, d
 
 
 # --- the SciPy reference (Epoch AI's code path) ----------------------------------------------------
-def _numpy_objective(params, log_N, log_D, log_L, weights, delta):
+def _numpy_value_and_grad(params, log_N, log_D, log_L, weights, delta):
+    """(J, grad J) in NumPy, original coordinates (e, a, b, alpha, beta); log-sum-exp computed stably."""
     e, a, b, alpha, beta = params
-    pred = np.logaddexp(np.logaddexp(a - alpha * log_N, b - beta * log_D), e)
-    r = pred - log_L
+    t_a, t_b = a - alpha * log_N, b - beta * log_D
+    m = np.maximum(np.maximum(t_a, t_b), e)
+    p_a, p_b, p_e = np.exp(t_a - m), np.exp(t_b - m), np.exp(e - m)
+    total = p_a + p_b + p_e
+    r = m + np.log(total) - log_L
     abs_r = np.abs(r)
-    return np.sum(weights * np.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta)))
+    value = np.sum(weights * np.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta)))
+    psi = weights * np.clip(r, -delta, delta) / total
+    grad = np.array([np.sum(psi * p_e), np.sum(psi * p_a), np.sum(psi * p_b),
+                     -np.sum(psi * p_a * log_N), -np.sum(psi * p_b * log_D)])
+    return value, grad
+
+
+def _numpy_objective(params, *args):
+    return _numpy_value_and_grad(params, *args)[0]
 
 
 def scipy_approach3(N, D, loss, *, delta: float = HUBER_DELTA, grid=None) -> Approach3Result:
-    """The reference: ``scipy.optimize.minimize(J, start, method="L-BFGS-B")`` from every grid start,
-    one after another, at SciPy's default settings (finite-difference gradient, ftol 2.2e-9, gtol 1e-5,
-    memory 10), as in Epoch AI's notebook; the best successful fit wins (log-sum-exp written stably)."""
+    """The reference grid fit: ``scipy.optimize.minimize(J, start, method="L-BFGS-B")`` from every grid
+    start, one after another, at SciPy's default settings (gradient by finite differences, ftol 2.2e-9,
+    gtol 1e-5, memory 10) as in Epoch AI's notebook; the lowest J among successful fits wins."""
     from scipy.optimize import minimize
 
     log_N, log_D, log_L = _log_data(N, D, loss)
@@ -386,15 +398,16 @@ def scipy_approach3(N, D, loss, *, delta: float = HUBER_DELTA, grid=None) -> App
 
 def scipy_bootstrap_approach3(N, D, loss, *, n_resamples: int = 4000, seed: int = 0, delta: float = HUBER_DELTA,
                               start=None) -> dict[str, np.ndarray]:
-    """The SciPy loop for ``bootstrap_approach3``: the same resamples and start, one L-BFGS-B
-    (SciPy defaults, as ``scipy_approach3``) per resample."""
+    """The SciPy loop for ``bootstrap_approach3`` (same resamples, same start): one
+    ``scipy.optimize.minimize(J_w, start, jac=grad J_w, method="BFGS")`` per resample, SciPy defaults,
+    as Epoch AI's bootstrap ran it (BFGS with an exact gradient)."""
     from scipy.optimize import minimize
 
     log_N, log_D, log_L = _log_data(N, D, loss)
     if start is None:
         start = scipy_approach3(N, D, loss, delta=delta).params
     fits = [
-        minimize(_numpy_objective, start, args=(log_N, log_D, log_L, w, delta), method="L-BFGS-B")
+        minimize(_numpy_value_and_grad, start, args=(log_N, log_D, log_L, w, delta), jac=True, method="BFGS")
         for w in resample_counts(len(log_L), n_resamples, seed)
     ]
     params = np.array([fit.x for fit in fits])
