@@ -61,9 +61,6 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         value = getattr(args, f.name)
         if value is not None:
             base[f.name] = value
-    for name in ("params", "tokens", "n_layers", "d_model", "n_heads", "vocab_size", "seed"):
-        if isinstance(base.get(name), float) and base[name] == int(base[name]):
-            base[name] = int(base[name])  # JSON "1e6"
     return RunSpec.from_dict(base)
 
 

@@ -65,6 +65,12 @@ class RunSpec:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("params", "tokens", "vocab_size", "n_layers", "d_model", "n_heads", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, float):  # 1e6 from JSON or Python: fine when whole
+                if value != int(value):
+                    raise SpecError(f"RunSpec.{name}={value!r}: expected a whole number")
+                object.__setattr__(self, name, int(value))
         checks = [
             ("tokens", self.tokens > 0, "a positive token budget D"),
             ("seed", self.seed >= 0, "a non-negative integer"),
