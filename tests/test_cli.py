@@ -65,3 +65,28 @@ def test_demo_end_to_end(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Compute-optimal frontier" in text and "5.76e+23" in text and "Epoch 2024" in text
     assert (tmp_path / "demo" / "fit" / "posterior.nc").exists()
+
+
+def test_point_fit_reproduces_epoch_from_the_cli(tmp_path, capsys):
+    out = tmp_path / "map"
+    assert main(["fit", "chinchilla", "--method", "map", "--out", str(out), "--json"]) == 0
+    params = json.loads(capsys.readouterr().out)["parameters"]
+    assert params["E"]["median"] == pytest.approx(1.817, rel=0.01)
+    assert params["alpha"]["median"] == pytest.approx(0.348, rel=0.01)
+    assert main(["frontier", str(out), "--budget", "5.76e23", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["frontier"][0]
+    assert row["N_opt"]["lo"] == row["N_opt"]["median"] == row["N_opt"]["hi"]  # a point fit: no interval
+
+
+def test_fit_from_a_run_store(tmp_path, capsys):
+    from bayes_scaling.runs import load_chinchilla
+    from bayes_scaling.runs.store import RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    frame = load_chinchilla().for_fit().frame
+    csv = tmp_path / "chinchilla.csv"
+    frame[["run_id", "N", "D", "loss"]].to_csv(csv, index=False)
+    store.import_file(csv)
+    assert main(["fit", str(tmp_path / "runs.sqlite"), "--out", str(tmp_path / "fit"), "--chains", "2",
+                 "--draws", "100", "--warmup", "200", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_runs"] == 240
