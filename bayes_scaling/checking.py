@@ -9,7 +9,8 @@ so a replicated observation is log L_rep = mu_i + sigma * eps with eps drawn fro
 * ``add_posterior_predictive`` stores one replicate per draw as the DataTree group
   ``posterior_predictive`` (var ``log_loss``, dims chain, draw, run), beside ``observed_data``.
 * ``residuals`` gives, per run, the residual r_i = log L_i - median_s(mu_i^s) and the
-  ``level`` predictive interval of the loss, and whether the observed loss lies inside it.
+  ``level`` predictive interval of the loss, and whether the observed loss lies inside it;
+  ``residual_trends`` tests whether r drifts with log N, log D or log C (Spearman's rho).
 * ``loo`` is PSIS-LOO (``arviz.loo``): elpd_loo = sum_i log p(y_i | y_-i), estimated by
   Pareto-smoothed importance weights 1 / p(y_i | theta_s). A Pareto shape k_i above the threshold
   (ArviZ's ``good_k``, 0.7 for large samples) flags run i: the estimate for it is unreliable and the
@@ -85,6 +86,21 @@ def residuals(posterior, level: float = 0.9, *, seed: int = 0) -> pd.DataFrame:
     frame["inside"] = (runs.loss >= lo) & (runs.loss <= hi)
     frame["level"] = level
     return frame
+
+
+def residual_trends(posterior, alpha: float = 0.01) -> pd.DataFrame:
+    """Does the residual drift with scale? Spearman's rank correlation rho of the log-loss residual
+    with log N, log D and log C, its p-value, and ``trend`` = p < alpha. A trend means the law's
+    shape is wrong along that axis, even where coverage looks right (a larger sigma can absorb a
+    systematic misfit)."""
+    from scipy import stats
+
+    table = residuals(posterior)
+    rows = []
+    for col in ("N", "D", "C"):
+        rho, p = stats.spearmanr(np.log(table[col]), table["log_resid"])
+        rows.append({"against": col, "spearman_rho": float(rho), "p_value": float(p), "trend": bool(p < alpha)})
+    return pd.DataFrame(rows)
 
 
 def coverage(posterior, level: float = 0.9) -> float:

@@ -157,6 +157,14 @@ def model_checks(posterior) -> tuple[list[str], pd.DataFrame | None]:
              f"{LEVEL:.0%} predictive interval (about {LEVEL:.0%} if the law and noise model fit); "
              f"robust residual scale of log-loss (1.4826 x median |residual|) "
              f"{1.4826 * np.median(np.abs(resid['log_resid'])):.4f}."]
+    trends = checking.residual_trends(posterior)
+    drifting = trends[trends["trend"]]
+    if drifting.empty:
+        lines.append("No residual trend against log N, log D or log C (Spearman p >= 0.01 for each).")
+    else:
+        lines.append("Residuals drift with " + ", ".join(
+            f"log {r.against} (Spearman rho {r.spearman_rho:+.2f}, p = {r.p_value:.1g})" for r in drifting.itertuples())
+            + ": the law's shape misses the data along that axis; see the residual figure.")
     try:
         result = checking.loo(posterior)
     except InputError as err:

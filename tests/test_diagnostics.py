@@ -128,8 +128,8 @@ def test_posterior_predictive_group_and_coverage(post):
 def test_misspecified_model_loses_on_elpd(runs, post):
     """A deliberately misspecified model: the data exponent beta pinned near 0.05 by its prior, so
     L barely depends on D. NUTS samples it cleanly, but it explains the runs far worse: PSIS-LOO
-    ranks it last by much more than the standard error of the difference, and its noise scale
-    absorbs the misfit."""
+    ranks it last by much more than the standard error of the difference, its noise scale absorbs
+    the misfit (so coverage alone would not show it), and its residuals drift with D."""
     pinned = fit_nuts(runs, priors={"beta": dist.LogNormal(jnp.log(0.05), 0.02)},
                       num_chains=2, num_warmup=200, num_draws=200, seed=0)
     table = checking.compare({"fitted": post, "beta_pinned": pinned})
@@ -138,6 +138,9 @@ def test_misspecified_model_loses_on_elpd(runs, post):
     assert table.loc["beta_pinned", "elpd_diff"] < -4 * table.loc["beta_pinned", "dse"] < 0
     assert table.loc["fitted", "weight"] > 0.5
     assert np.median(pinned.draws("sigma")) > 1.5 * np.median(post.draws("sigma"))
+    trends = checking.residual_trends(pinned).set_index("against")
+    assert trends.loc["D", "trend"] and trends.loc["D", "spearman_rho"] < -0.2  # misfit along D
+    assert not checking.residual_trends(post)["trend"].any()
 
 
 def test_loo_flags_an_outlier_with_pareto_k(runs, post):

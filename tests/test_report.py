@@ -117,6 +117,7 @@ def test_html_report_lists_the_excluded_rows_and_why(html_report):
     text = html_report.read_text()
     assert "240 runs fitted" in text and "5 flagged rows were excluded (5 epoch2024_excluded)" in text
     assert "PSIS-LOO" in text and "inside their 90% predictive interval" in text
+    assert "No residual trend against log N, log D or log C" in text
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
