@@ -138,8 +138,9 @@ def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
 
     max_depth = int(max_tree_depth or posterior.meta.get("max_tree_depth", DEFAULT_MAX_TREE_DEPTH))
     names = [*posterior.law.param_names, *(["sigma"] if "sigma" in post else [])]
-    table = pd.DataFrame(
-        [{"parameter": name, **_chain_stats(post[name].values.reshape(chains, draws))} for name in names]
+    values = {name: post[name].values.reshape(chains, draws) for name in names}
+    table = pd.DataFrame(  # a parameter held fixed (constant draws) has nothing to diagnose
+        [{"parameter": name, **_chain_stats(x)} for name, x in values.items() if np.ptp(x) > 0]
     ).set_index("parameter")
     stats = idata["sample_stats"]
     divergences = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
@@ -161,8 +162,6 @@ def _chain_stats(x: np.ndarray) -> dict[str, float]:
 
     x = np.asarray(x, np.float64)
     split = x if x.shape[0] > 1 else x[:, : x.shape[1] // 2 * 2].reshape(2, -1)
-    if np.ptp(x) == 0:  # a constant: no information on mixing
-        return {"r_hat": np.nan, "ess_bulk": np.nan, "ess_tail": np.nan}
     return {
         "r_hat": float(az.rhat(split)),
         "ess_bulk": float(az.ess(x, method="bulk")),

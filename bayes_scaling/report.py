@@ -125,7 +125,7 @@ def parameter_table(posterior, diagnosis) -> pd.DataFrame:
             for ref, theta in refs.items():
                 row[ref] = f"{theta[name]:.5g}" if name in theta else ""
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("")  # a parameter held fixed has no R-hat or ESS
 
 
 def frontier_table(posterior) -> pd.DataFrame:

@@ -85,6 +85,14 @@ def test_each_pathology_is_flagged_with_advice(runs, kwargs, check, phrase):
     assert d.checks().set_index("check")["status"].eq("FAIL").any()
 
 
+def test_a_parameter_held_fixed_is_not_diagnosed(runs):
+    post = synthetic(runs)
+    post.idata["posterior"]["E"].values[:] = 1.69  # e.g. a law with E fixed
+    d = diagnose(post)
+    assert "E" not in d.table.index and set(d.table.index) == {"A", "B", "alpha", "beta", "sigma"}
+    assert d.ok
+
+
 def test_point_fit_says_diagnostics_do_not_apply(runs):
     samples = {k: np.array([[v]]) for k, v in EPOCH_2024.items()}
     samples["sigma"] = np.array([[0.005]])
