@@ -141,7 +141,10 @@ def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
     values = {name: post[name].values.reshape(chains, draws) for name in names}
     table = pd.DataFrame(  # a parameter held fixed (constant draws) has nothing to diagnose
         [{"parameter": name, **_chain_stats(x)} for name, x in values.items() if np.ptp(x) > 0]
-    ).set_index("parameter")
+    )
+    if table.empty:  # every parameter fixed: nothing was sampled
+        return Diagnosis(method=posterior.method, applicable=False, num_chains=chains, num_draws=draws)
+    table = table.set_index("parameter")
     stats = idata["sample_stats"]
     divergences = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
     bfmi = _bfmi(stats["energy"].values)
