@@ -244,7 +244,7 @@ def trace_rank(posterior) -> Figure:
         for c in range(chains):
             axes[row, 0].plot(x[c], lw=0.6, alpha=0.8, label=f"chain {c}")
             counts, edges = np.histogram(ranks[c], bins=bins, range=(0, x.size))
-            axes[row, 1].stairs(counts, edges, lw=1)
+            axes[row, 1].stairs(counts, edges, lw=1, baseline=None)
         if div is not None and div.any():
             for c in range(chains):
                 hits = np.flatnonzero(div[c])
