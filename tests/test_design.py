@@ -162,3 +162,22 @@ def test_loop_runs_end_to_end_against_the_simulator(tmp_path, capsys):
     done = {r["key"] for r in planner.done}
     assert len(plan["proposals"]) == 2 and not done & {p["run_id"] for p in plan["proposals"]}
     assert all(p["gain"] >= 0 for p in plan["proposals"])
+
+
+def test_plan_scores_candidates_from_a_saved_fit(tmp_path, capsys):
+    from bayes_scaling.cli import main
+    from bayes_scaling.fitting.posterior_build import build_posterior
+    from bayes_scaling.runs import load_chinchilla
+
+    draws = draws_around_epoch(n=400)
+    samples = {k: v.reshape(2, 200) for k, v in draws.items()}
+    runs = load_chinchilla().for_fit()
+    build_posterior(Chinchilla(), runs, samples, None, None, method="nuts",
+                    meta={"likelihood": "student_t", "nu": 5.0}).save(tmp_path / "fit")
+    assert main(["plan", str(tmp_path / "fit"), "--target-budget", "5.76e23", "--batch", "3",
+                 "--grid-points", "10", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert len(plan["proposals"]) == 3 and len({p["run_id"] for p in plan["proposals"]}) == 3
+    assert all(p["gain"] > 0 and p["cost"] <= 10 * runs.C.max() for p in plan["proposals"])
+    assert main(["plan", str(tmp_path / "fit"), "--batch", "2"]) == 2  # no target budget: a clear error
+    assert "target-budget" in capsys.readouterr().err
