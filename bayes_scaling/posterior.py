@@ -23,6 +23,7 @@ from bayes_scaling.laws import Law, get_law
 from bayes_scaling.runs.table import Runs
 
 POSTERIOR_FILE, META_FILE, RUNS_FILE = "posterior.nc", "meta.json", "runs.csv"
+EXCLUDED_FILE = "excluded_runs.csv"
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Posterior:
     runs: Runs
     method: str
     meta: dict = field(default_factory=dict)
+    excluded: pd.DataFrame | None = None  # rows of the user's table left out of the fit (flagged), kept to report
 
     # --- draws ---------------------------------------------------------------------------------
     @property
@@ -101,6 +103,8 @@ class Posterior:
         directory.mkdir(parents=True, exist_ok=True)
         self.idata.to_netcdf(directory / POSTERIOR_FILE, engine="h5netcdf")
         self.runs.frame.to_csv(directory / RUNS_FILE, index=False)
+        if self.excluded is not None:
+            self.excluded.to_csv(directory / EXCLUDED_FILE, index=False)
         meta = {"law": self.law.name, "method": self.method, **self.meta}
         (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=_jsonable))
         return directory
@@ -113,9 +117,13 @@ class Posterior:
         meta = json.loads((directory / META_FILE).read_text())
         with xr.open_datatree(directory / POSTERIOR_FILE, engine="h5netcdf") as tree:
             idata = tree.load()
-        frame = pd.read_csv(directory / RUNS_FILE, keep_default_na=False, dtype={"run_id": str, "group": str, "flag_reason": str})
+        text_columns = {"run_id": str, "group": str, "flag_reason": str}
+        frame = pd.read_csv(directory / RUNS_FILE, keep_default_na=False, dtype=text_columns)
+        excluded = None
+        if (directory / EXCLUDED_FILE).exists():
+            excluded = pd.read_csv(directory / EXCLUDED_FILE, keep_default_na=False, dtype=text_columns)
         law, method = get_law(meta.pop("law")), meta.pop("method")
-        return cls(law=law, idata=idata, runs=Runs(frame), method=method, meta=meta)
+        return cls(law=law, idata=idata, runs=Runs(frame), method=method, meta=meta, excluded=excluded)
 
 
 def _jsonable(value):

@@ -59,15 +59,19 @@ CAPTIONS = {
 def excluded_runs(posterior, all_runs=None) -> pd.DataFrame | None:
     """Rows of the full run table that the fit left out (flagged), with the reason.
 
-    From ``all_runs`` when given; otherwise, for a fit of a bundled dataset, from that dataset.
+    From ``all_runs`` when given; else the rows the fit recorded as excluded
+    (``posterior.excluded``); else, for a fit of a bundled dataset, from that dataset.
     None when the full table is unknown."""
     fitted = posterior.runs.frame
-    if all_runs is None:
-        all_runs = _bundled_source(fitted)
+    if all_runs is None and posterior.excluded is not None:
+        left_out = posterior.excluded
+    else:
         if all_runs is None:
-            return None
-    frame = all_runs.frame
-    left_out = frame[~frame["run_id"].astype(str).isin(fitted["run_id"].astype(str))]
+            all_runs = _bundled_source(fitted)
+            if all_runs is None:
+                return None
+        frame = all_runs.frame
+        left_out = frame[~frame["run_id"].astype(str).isin(fitted["run_id"].astype(str))]
     table = left_out[["run_id", "N", "D", "C", "loss", "flag_reason"]].reset_index(drop=True)
     for col in ("N", "D", "C", "loss"):
         table[col] = [f"{v:.4g}" for v in table[col]]

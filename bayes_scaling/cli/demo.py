@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     _common.info("sampling the posterior: NUTS, 4 chains x 1000 draws...")
     post = fit_nuts(runs.for_fit(), num_chains=4, num_draws=1000, seed=args.seed, progress=True)
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s")
+    from bayes_scaling.checking import add_posterior_predictive
+
+    add_posterior_predictive(post)
+    post.excluded = runs.frame[runs.frame["flagged"]].reset_index(drop=True)
     post.save(out / "fit")
 
     summary = post.summary(0.9)

@@ -37,15 +37,19 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
 
 
 def fit_from_args(args: argparse.Namespace, runs_source: str):
-    """Read, select, fit; prints progress to stderr. Returns (posterior, all_runs)."""
+    """Read, select, fit; prints progress to stderr. Returns (posterior, all_runs); the posterior
+    records the rows it left out (``excluded``) and, for NUTS, its posterior predictive draws."""
     runs = _common.read_runs(runs_source, args.column)
     _common.info(f"{len(runs)} runs from {runs_source}: {runs.describe_selection(args.include_flagged)}")
     selected = runs.for_fit(args.include_flagged)
+    excluded = None if args.include_flagged else runs.frame[runs.frame["flagged"]].reset_index(drop=True)
     if args.method == "map":
         from bayes_scaling.fitting.point import fit_map
 
         _common.info("fitting Chinchilla Approach 3 (Huber, L-BFGS from 4,500 starts)...")
-        return fit_map(selected, bootstrap=args.bootstrap, seed=args.seed), runs
+        post = fit_map(selected, bootstrap=args.bootstrap, seed=args.seed)
+        post.excluded = excluded
+        return post, runs
     from bayes_scaling.fitting.nuts import fit_nuts
 
     _common.info(f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)...")
@@ -54,6 +58,10 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=True,
     )
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s")
+    from bayes_scaling.checking import add_posterior_predictive
+
+    add_posterior_predictive(post)
+    post.excluded = excluded
     return post, runs
 
 
