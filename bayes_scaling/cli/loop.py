@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", default=None, metavar="E,A,B,ALPHA,BETA", help="simulated truth (default Epoch AI 2024)")
     p.add_argument("--noise-sigma", type=float, default=0.01, help="simulated noise on log-loss")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--targets", nargs="+", default=["log_N_opt"], choices=["log_N_opt", "log_L_opt"],
+                   help="what the runs should inform (default log_N_opt; both: the joint information)")
     p.add_argument("--strategy", default="eig_per_cost", choices=["eig_per_cost", "eig", "uncertainty", "random"])
     p.add_argument("--draws", type=int, default=300, help="NUTS warmup and draws per chain at each refit (2 chains)")
     p.add_argument("--n-init", type=int, default=8, help="space-filling runs before the first fit")
@@ -74,7 +76,7 @@ def run(args) -> int:
         candidates = candidates_from_args(args, defaults["n_range"], defaults["d_range"], defaults["max_cost"])
         planner = Planner.create(state_dir, candidates, target_budget=args.target_budget,
                                  experiment_budget=args.experiment_budget, tolerance=args.tolerance, level=args.level,
-                                 strategy=args.strategy, n_init=args.n_init, num_warmup=args.draws,
+                                 targets=args.targets, strategy=args.strategy, n_init=args.n_init, num_warmup=args.draws,
                                  num_draws=args.draws, seed=args.seed)
         _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
     worker = _simulator(args) if args.simulate else _harness(args)

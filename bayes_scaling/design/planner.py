@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -283,5 +283,3 @@ class Planner:
                 left -= p.cost
         return kept
 
-    def proposal_table(self, proposals: list[Proposal]) -> list[dict]:
-        return [asdict(p) for p in proposals]
