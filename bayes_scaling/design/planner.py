@@ -41,6 +41,7 @@ from bayes_scaling.laws import Law, get_law
 
 STATE_FILE = "planner.json"
 STRATEGIES = (*SCORES, "random")
+NESTED_OUTER = 200  # outer samples of the nested estimator when the planner uses it (cost O(200 S K))
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ def propose(law: Law, draws: dict, candidates: Candidates, *, target_budget: flo
     mu = predicted_log_loss(law, draws, candidates.N, candidates.D)
     mu_pending = predicted_log_loss(law, draws, pending.N, pending.D) if pending is not None and len(pending) else None
     chosen, gains = greedy_batch(T, mu, draws["sigma"], candidates.cost, q, mu_pending=mu_pending, score=score,
-                                 estimator=estimator, likelihood=likelihood, nu=nu, seed=seed)
+                                 estimator=estimator, likelihood=likelihood, nu=nu, seed=seed,
+                                 nested_options={"n_outer": min(NESTED_OUTER, len(T))})
     return [Proposal(candidates.keys[j], float(candidates.N[j]), float(candidates.D[j]), float(candidates.cost[j]), float(g))
             for j, g in zip(chosen, gains)]
 
