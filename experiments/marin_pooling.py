@@ -2,11 +2,12 @@
 
     .venv/bin/python experiments/marin_pooling.py [--quick]
 
-1. Per-dataset frontiers (N_opt, L_opt with 90% intervals) under partial pooling (with and without
-   shared exponents), no pooling and complete pooling; the population's frontier for a new dataset.
+1. Per-dataset frontiers (N_opt, L_opt with 90% intervals) under partial pooling (default spreads;
+   shared exponents; "offset": shared exponents and near-shared A, B, so groups differ mainly in E),
+   no pooling and complete pooling; the population's frontier for a new dataset.
 2. Held-out check, for each dataset in turn: keep only its two lowest (unflagged) budgets, all runs of
    the other two; predict its 3e20-FLOP runs. Reports how many of them the 90% predictive intervals
-   cover and the intervals' mean width, partial pooling beside no pooling.
+   cover and the intervals' widths, for the partial-pooling variants beside no pooling.
 3. Prior sensitivity (``bayes_scaling.prior_sets``): N_opt(C) under the weak, Hoffmann and Epoch
    prior sets, pooled Chinchilla law, on the Chinchilla data and on each Marin dataset.
 
@@ -25,7 +26,7 @@ import bayes_scaling  # noqa: F401  (float64, host devices)
 import numpy as np
 import pandas as pd
 
-from bayes_scaling.hierarchical import fit_hierarchical
+from bayes_scaling.hierarchical import OFFSET_SPREADS, fit_hierarchical
 from bayes_scaling.prior_sets import prior_sensitivity
 from bayes_scaling.runs import load_chinchilla, load_marin
 from bayes_scaling.runs.table import Runs
@@ -34,6 +35,14 @@ OUT = Path(__file__).parent / "results" / "marin_pooling.md"
 BUDGETS = [1e21, 1e22, 1e23]
 HELD_OUT_BUDGET = 3e20
 LEVEL = 0.9
+FITS = {
+    "partial": dict(pooling="partial"),
+    "partial, shared exponents": dict(pooling="partial", share_exponents=True),
+    "partial, offset": dict(pooling="partial", share_exponents=True, spreads=OFFSET_SPREADS),
+    "none": dict(pooling="none"),
+    "complete": dict(pooling="complete"),
+}
+HELD_OUT_FITS = ("partial", "partial, shared exponents", "partial, offset", "none")
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -44,26 +53,21 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def frontier_section(runs: Runs, chains: dict) -> tuple[str, dict]:
-    fits = {
-        "partial": dict(pooling="partial"),
-        "partial, shared exponents": dict(pooling="partial", share_exponents=True),
-        "none": dict(pooling="none"),
-        "complete": dict(pooling="complete"),
-    }
     rows, diag = [], {}
-    for label, kwargs in fits.items():
+    for label, kwargs in FITS.items():
         start = time.perf_counter()
         fit = fit_hierarchical(runs, **kwargs, **chains)
-        diag[label] = {**fit.diagnostics, "seconds": time.perf_counter() - start}
+        diag[f"all runs: {label}"] = {**fit.diagnostics, "seconds": time.perf_counter() - start}
         table = fit.frontier(BUDGETS, LEVEL)
         for _, r in table.iterrows():
             rows.append({
                 "pooling": label, "dataset": r["group"], "C": f"{r['budget']:.0e}",
                 "N_opt (90% CI)": f"{r['N_opt_median']:.3g} [{r['N_opt_lo']:.3g}, {r['N_opt_hi']:.3g}]",
-                "tokens/param": f"{r['tokens_per_param_median']:.1f} [{r['tokens_per_param_lo']:.1f}, {r['tokens_per_param_hi']:.1f}]",
+                "tokens/param": (f"{r['tokens_per_param_median']:.1f} "
+                                 f"[{r['tokens_per_param_lo']:.1f}, {r['tokens_per_param_hi']:.1f}]"),
                 "L_opt (90% CI)": f"{r['L_opt_median']:.3f} [{r['L_opt_lo']:.3f}, {r['L_opt_hi']:.3f}]",
             })
-        print(f"frontier: {label} done, {diag[label]}", flush=True)
+        print(f"frontier: {label} done", flush=True)
     return markdown(pd.DataFrame(rows)), diag
 
 
@@ -76,19 +80,21 @@ def held_out_section(runs: Runs, chains: dict) -> tuple[str, dict]:
         keep = ~mine | frame["budget"].isin(low)
         target = frame[mine & np.isclose(frame["budget"], HELD_OUT_BUDGET)]
         train = Runs(frame[keep].reset_index(drop=True))
-        for pooling in ("partial", "none"):
+        for pooling in HELD_OUT_FITS:
             start = time.perf_counter()
-            fit = fit_hierarchical(train, pooling=pooling, **chains)
-            diag[f"{dataset}, {pooling}"] = {**fit.diagnostics, "seconds": time.perf_counter() - start}
+            fit = fit_hierarchical(train, **FITS[pooling], **chains)
+            diag[f"held out {dataset}: {pooling}"] = {**fit.diagnostics, "seconds": time.perf_counter() - start}
             pred = fit.groups[dataset].predict(target["N"].to_numpy(), target["D"].to_numpy(), noise=True, seed=1)
             lo, hi = np.quantile(pred, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0)
             loss = target["loss"].to_numpy()
+            missed = ~((lo <= loss) & (loss <= hi))
             rows.append({
                 "held-out dataset": dataset, "kept budgets": ", ".join(f"{b:.1e}" for b in low),
-                "pooling": pooling, "covered": f"{int(np.sum((lo <= loss) & (loss <= hi)))}/{len(loss)}",
+                "pooling": pooling, "covered": f"{int(np.sum(~missed))}/{len(loss)}",
                 "mean 90% width": f"{np.mean(hi - lo):.4f}",
                 "max 90% width": f"{np.max(hi - lo):.4f}",
                 "mean |median - loss|": f"{np.mean(np.abs(np.median(pred, axis=0) - loss)):.4f}",
+                "missed runs (N)": ", ".join(f"{n:.3g}" for n in target["N"].to_numpy()[missed]) or "-",
             })
             print(f"held out {dataset}: {pooling} done {rows[-1]}", flush=True)
     return markdown(pd.DataFrame(rows)), diag
@@ -119,7 +125,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short chains: a smoke run, not for the record")
     args = parser.parse_args()
     draws = 150 if args.quick else 500
-    hier = dict(num_chains=4, num_warmup=draws, num_draws=draws, seed=0)
+    hier = dict(num_chains=4, num_warmup=(300 if args.quick else 800), num_draws=draws, seed=0)
     pooled = dict(num_chains=4, num_warmup=draws, num_draws=draws, seed=0)
 
     marin = load_marin().for_fit()
@@ -136,10 +142,14 @@ def main() -> None:
 
 Generated by `experiments/marin_pooling.py`{' --quick (short chains: not for the record)' if args.quick else ''};
 {len(marin)} unflagged Marin runs (3 datasets, one architecture). Hierarchical fits: 4 chains x
-{draws} warm-up + {draws} draws, Student-t likelihood (nu = 5). Machine: {platform.machine()},
+{hier["num_warmup"]} warm-up + {draws} draws, Student-t likelihood (nu = 5). Machine: {platform.machine()},
 {os.cpu_count()} CPU cores shared with other jobs, {platform.python_version()}; total {total:.0f} s.
 
 ## Per-dataset frontiers (90% credible intervals)
+
+Pooling variants: `partial` (default spreads), `partial, shared exponents`, `partial, offset`
+(shared exponents, `OFFSET_SPREADS`: tau_A, tau_B ~ HalfNormal(0.01), tau_E ~ HalfNormal(0.2), so
+the datasets differ mainly in irreducible loss), `none` (independent fits), `complete` (one law).
 
 {frontier_md}
 

@@ -43,7 +43,8 @@ def _simulate(truths, sigma=0.005, seed=0, sparse_runs=None):
 def simulation():
     truths = _group_truths(4, seed=3)
     runs = _simulate(truths, seed=4, sparse_runs=6)
-    return truths, runs, fit_hierarchical(runs, pooling="partial", **FAST), fit_hierarchical(runs, pooling="none", **FAST)
+    partial, none = (fit_hierarchical(runs, pooling=p, **FAST) for p in ("partial", "none"))
+    return truths, runs, partial, none
 
 
 def test_partial_pooling_recovers_each_groups_law(simulation):

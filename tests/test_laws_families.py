@@ -83,7 +83,8 @@ def test_effective_data_counts_repeats_at_a_discount():
     assert Dp[-1] == pytest.approx(U * (1 + R_star), rel=1e-6)  # saturation at U (1 + R*)
     th = {**{k: jnp.asarray(v) for k, v in EPOCH_2024.items()}, "R_star": jnp.asarray(R_star)}
     N = jnp.full(D.shape, 1e9)
-    np.testing.assert_allclose(np.asarray(DataConstrained().log_loss(th, N, D)), np.asarray(Chinchilla().log_loss(th, N, D)))
+    unlimited = DataConstrained().log_loss(th, N, D)  # U = None: Chinchilla
+    np.testing.assert_allclose(np.asarray(unlimited), np.asarray(Chinchilla().log_loss(th, N, D)))
 
 
 def test_data_constrained_frontier_needs_one_corpus_and_shifts_to_parameters():

@@ -38,7 +38,8 @@ class ChinchillaFixedE(Chinchilla):
 
     def sample(self, priors: Mapping[str, dist.Distribution], centre):
         if not isinstance(priors["E"], dist.Delta):
-            raise InputError(f"{self.name} needs a fixed E: priors['E'] must be dist.Delta(E), got {type(priors['E']).__name__}")
+            got = type(priors["E"]).__name__
+            raise InputError(f"{self.name} needs a fixed E: priors['E'] must be dist.Delta(E), got {got}")
         log_n_c, log_d_c = centre
         E = numpyro.deterministic("E", jnp.asarray(priors["E"].v))
         alpha = sample_log_positive("alpha", priors["alpha"])

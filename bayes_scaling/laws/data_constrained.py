@@ -61,7 +61,7 @@ class DataConstrained(Chinchilla):
             return
         U = np.asarray(unique_tokens, dtype=np.float64)
         if U.ndim > 1 or not np.all(np.isfinite(U)) or np.any(U <= 0):
-            raise InputError(f"unique_tokens must be positive and finite (a scalar or one per run), got {unique_tokens!r}")
+            raise InputError(f"unique_tokens must be positive and finite (a scalar or one per run): {unique_tokens!r}")
         self.unique_tokens = jnp.asarray(U)
         digest = hashlib.sha1(U.tobytes()).hexdigest()[:10]
         self.name = f"data_constrained[U:{digest}]"
