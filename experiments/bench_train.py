@@ -3,7 +3,8 @@
     python experiments/bench_train.py            # CPU; writes experiments/results/bench_train_cpu.json
 
 Each size is a harness model (``training.model``) with the harness's AdamW train step, timed on
-random tokens after two compiling/warm-up steps. MFU counts FLOPs per token as nanoGPT does,
+random tokens after two compiling/warm-up steps; each (size, dtype) is measured ``--repeats`` times,
+alternating dtypes, and the median is kept (the machine may be shared: its load average is recorded). MFU counts FLOPs per token as nanoGPT does,
 6 N + 12 L d T, and divides by a peak: the datasheet bf16 peak where the device is known (GPUs), and on
 a CPU, which has no datasheet number here, the measured throughput of a large float32 matmul on
 the same machine (so CPU "MFU" reads as a fraction of what XLA's best kernel achieves there).
@@ -32,8 +33,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(shape: Shape, *, batch_size: int, compute_dtype: str = "bfloat16", attention: str = "auto",
-            steps: int = 10, warmup: int = 2) -> dict:
-    """Tokens/s of the harness's train step for ``shape`` (random tokens, AdamW, bf16 or fp32 compute)."""
+            steps: int = 10, warmup: int = 2, min_seconds: float = 0.0) -> dict:
+    """Tokens/s of the harness's train step for ``shape`` (random tokens, AdamW, bf16 or fp32 compute).
+
+    Times ``steps`` steps after ``warmup`` untimed ones, and keeps stepping until ``min_seconds`` passed.
+    """
     spec = RunSpec(n_layers=shape.n_layers, d_model=shape.d_model, n_heads=shape.n_heads, tokens=1,
                    context=shape.context, batch_size=batch_size, compute_dtype=compute_dtype, attention=attention)
     plan = Plan(shape=shape, steps=10_000, warmup=100, peak_lr=1e-3, eval_steps=(), checkpoint_steps=())
@@ -48,9 +52,13 @@ def measure(shape: Shape, *, batch_size: int, compute_dtype: str = "bfloat16", a
         state, loss = train_step(state, batches[i % 2])
     float(loss)
     t0 = time.perf_counter()
-    for i in range(steps):
-        state, loss = train_step(state, batches[i % 2])
-    float(loss)  # waits for the last step
+    done = 0
+    while done < steps or time.perf_counter() - t0 < min_seconds:
+        state, loss = train_step(state, batches[done % 2])
+        done += 1
+        if done >= steps:
+            float(loss)  # waits for the device, so the clock sees finished work
+    steps = done
     seconds = time.perf_counter() - t0
     tokens_per_s = steps * batch_size * shape.context / seconds
     return {
@@ -93,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1e5,1e6,1e7", help="target N (byte vocabulary)")
     parser.add_argument("--context", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps at least")
+    parser.add_argument("--min-seconds", type=float, default=4.0, help="time each measurement at least this long")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per size and dtype (median reported)")
     parser.add_argument("--out", default=str(RESULTS / "bench_train_cpu.json"))
     args = parser.parse_args(argv)
 
@@ -103,14 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for target in (float(s) for s in args.sizes.split(",")):
         shape = shape_for_params(int(target), vocab_size=256, context=args.context)
-        for dtype in ("bfloat16", "float32"):
-            row = measure(shape, batch_size=args.batch_size, compute_dtype=dtype, steps=args.steps)
-            row["target_params"] = target
+        samples: dict[str, list[dict]] = {"bfloat16": [], "float32": []}
+        for _ in range(args.repeats):  # alternate the dtypes so a change in machine load hits both
+            for dtype in samples:
+                samples[dtype].append(measure(shape, batch_size=args.batch_size, compute_dtype=dtype,
+                                              steps=args.steps, min_seconds=args.min_seconds))
+        for dtype, runs in samples.items():
+            row = sorted(runs, key=lambda r: r["tokens_per_s"])[len(runs) // 2]  # the median measurement
+            row = {**row, "target_params": target, "tokens_per_s_samples": [r["tokens_per_s"] for r in runs]}
             row["mfu_vs_measured_fp32_matmul"] = row["model_flops_per_s"] / peaks["float32"]
             row["mfu_vs_datasheet_bf16"] = row["model_flops_per_s"] / device_peak if device_peak else None
             rows.append(row)
             print(f"N={shape.n_params_total:>10,} ({shape.n_layers}x{shape.d_model}) {dtype:>8}: "
-                  f"{row['tokens_per_s']:>10,.0f} tok/s  {row['model_flops_per_s'] / 1e9:6.1f} GFLOP/s  "
+                  f"{row['tokens_per_s']:>10,.0f} tok/s (median of {len(runs)})  {row['model_flops_per_s'] / 1e9:6.1f} GFLOP/s  "
                   f"MFU vs fp32 matmul {row['mfu_vs_measured_fp32_matmul']:.1%}", flush=True)
     out = {"machine": info, "measured_matmul_flops_per_s": peaks, "datasheet_bf16_peak": device_peak,
            "versions": library_versions(), "load_average_1min_at_end": os.getloadavg()[0],

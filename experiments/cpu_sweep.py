@@ -3,9 +3,10 @@
     python experiments/cpu_sweep.py [--max-minutes 28] [--store experiments/results/cpu_sweep.sqlite]
 
 Each run is ``python -m training`` in a child process (niced), on the Python standard library's
-source as byte-level text, context 64, batch 32. On this CPU XLA emulates bfloat16 matmuls and runs
-them 1.6-2.5x slower than float32 (measured, see docs/training.md), so the sweep computes in float32;
-parameters and optimizer state are float32 either way. Runs already in the store with status "ok"
+source as byte-level text, context 64, batch 32. On this CPU the harness's bfloat16 train step is
+slower than its float32 one at these sizes (experiments/results/bench_train_cpu.json, although a bare
+bf16 matmul is faster here), so the sweep computes in float32; parameters and optimizer state are
+float32 either way, and the recipe is otherwise the harness's default. Runs already in the store with status "ok"
 are skipped, so an interrupted sweep continues where it stopped. At the end the store is exported to
 ``experiments/results/cpu_sweep.csv``.
 
