@@ -5,6 +5,7 @@ Strategies (all refit the same Bayesian model after each batch of q runs and sto
 * ``planner``      expected information gain about log N_opt(C*) per FLOP (``design.Planner``)
 * ``random``       uniformly random feasible candidates
 * ``uncertainty``  the candidate with the largest predictive variance of its log-loss, cost ignored
+* ``eig``          (replay only, ``--replay-add eig``) information gain without cost weighting
 * ``isoflop``      Chinchilla's Approach-2 grid: 9 budgets 6e18 .. 3e21, 8 sizes per budget spread
                    log-evenly over N_c / 6 .. 6 N_c around N_c = sqrt(C / 120) (20 tokens per
                    parameter, the practitioner's prior guess), run budget by budget, cheapest first,
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 C_STAR = 5.76e23
 ISO_BUDGETS = (6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21)
 ADAPTIVE = ("planner", "random", "uncertainty")
-STRATEGY_SCORE = {"planner": "eig_per_cost", "random": "random", "uncertainty": "uncertainty"}
+STRATEGY_SCORE = {"planner": "eig_per_cost", "random": "random", "uncertainty": "uncertainty", "eig": "eig"}
 
 
 def isoflop_design(points_per_budget: int = 8) -> list[list[tuple[float, float]]]:
@@ -160,14 +161,22 @@ def simulation(args, settings) -> dict:
             "summary": summarise(per_seed, args.tolerances, ("isoflop", *ADAPTIVE))}
 
 
-def replay(args, settings) -> dict:
+def replay(args, settings, previous: dict | None = None) -> dict:
+    """Replay on the Chinchilla data. With ``previous`` (an earlier replay's results), only the
+    strategies in ``args.replay_add`` are run, on the same seeds, and added to its records."""
     runs = load_chinchilla().for_fit()
     oracle = Replay(runs)
-    full = fit_nuts(runs, num_chains=4, num_draws=1000, seed=0)
-    T_full = target_draws(full.law, full.theta(), C_STAR)[:, 0]
-    q25, q50, q75 = np.quantile(T_full, [0.25, 0.5, 0.75])
-    full_width = interval(T_full, args.level)["width"]
-    tolerance = args.replay_width_factor * full_width
+    if previous is None:
+        full = fit_nuts(runs, num_chains=4, num_draws=1000, seed=0)
+        T_full = target_draws(full.law, full.theta(), C_STAR)[:, 0]
+        q25, q50, q75 = np.quantile(T_full, [0.25, 0.5, 0.75])
+        full_fit = {"log_N_opt_median": q50, "log_N_opt_50pct": [q25, q75],
+                    "width_90pct": interval(T_full, args.level)["width"]}
+        tolerance = args.replay_width_factor * full_fit["width_90pct"]
+        per_seed, names = [{"seed": seed} for seed in range(args.replay_seeds)], ("isoflop", *ADAPTIVE)
+    else:
+        full_fit, tolerance, per_seed = previous["full_fit"], previous["tolerance"], previous["per_seed"]
+        (q25, q75), names = full_fit["log_N_opt_50pct"], tuple(args.replay_add)
     total = oracle.total_flops
     log_c = np.round(np.log10(runs.C), 1)
     levels = [[(n, d) for n, d, c in zip(runs.N, runs.D, log_c) if c == level] for level in np.unique(log_c)]
@@ -178,10 +187,9 @@ def replay(args, settings) -> dict:
 
     refitter = MaskedRefitter(capacity=256, num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
                               num_draws=settings["num_draws"])
-    per_seed = []
-    for seed in range(args.replay_seeds):
-        record = {"seed": seed}
-        for name in ("isoflop", *ADAPTIVE):  # each spends up to 10% of the dataset's FLOPs, whatever the width
+    for record in per_seed:
+        seed = record["seed"]
+        for name in names:  # each spends up to 10% of the dataset's FLOPs, whatever the width
             if name == "isoflop":
                 traj = run_levels(levels, by_size, tolerance=-1.0, level=args.level, refitter=refitter, seed=seed,
                                   cap=args.replay_fraction * total)
@@ -192,13 +200,15 @@ def replay(args, settings) -> dict:
             record[name] = {"trajectory": traj, "flops_to_width": {f"{tolerance:g}": flops_to_reach(traj, tolerance)},
                             "median_log_N_opt_at_10pct": median_at_tenth,
                             "inside_full_50pct_at_10pct": bool(q25 <= median_at_tenth <= q75)}
-        per_seed.append(record)
         print(f"replay seed {seed}: " + ", ".join(
             f"{n} {record[n]['flops_to_width'][f'{tolerance:g}'] / total:.3f} of total, inside@10%={record[n]['inside_full_50pct_at_10pct']}"
-            for n in ("isoflop", *ADAPTIVE)), flush=True)
-    return {"per_seed": per_seed, "total_flops": total, "runs": len(runs), "full_fit": {
-        "log_N_opt_median": q50, "log_N_opt_50pct": [q25, q75], "width_90pct": full_width},
-        "tolerance": tolerance, "summary": summarise(per_seed, [tolerance], ("isoflop", *ADAPTIVE))}
+            for n in names), flush=True)
+    return {"per_seed": per_seed, "total_flops": total, "runs": len(runs), "full_fit": full_fit,
+            "tolerance": tolerance, "summary": summarise(per_seed, [tolerance], strategy_names(per_seed))}
+
+
+def strategy_names(per_seed) -> tuple[str, ...]:
+    return tuple(k for k, v in per_seed[0].items() if isinstance(v, dict) and "trajectory" in v)
 
 
 def timing(settings) -> dict:
@@ -255,7 +265,8 @@ def docs_section(results: dict) -> str:
            "warmup, Student-t likelihood, default priors) after each batch of 4 runs; the adaptive ones share an "
            "8-run space-filling start. Strategies: **planner** = expected information gain about log N_opt(C*) "
            "per FLOP (Gaussian estimator, greedy batches); **random** feasible runs; **uncertainty** = largest "
-           "predictive variance of the log-loss, cost ignored; **isoflop** = Chinchilla-style grid, 9 budgets "
+           "predictive variance of the log-loss, cost ignored; **eig** (replay only) = information gain with cost "
+           "ignored (within the same budget); **isoflop** = Chinchilla-style grid, 9 budgets "
            "6e18..3e21 x 8 sizes from N_c/6 to 6 N_c, N_c = sqrt(C/120), run cheapest budget first, refit per budget.", ""]
     if sim:
         seeds = len(sim["per_seed"])
@@ -340,6 +351,8 @@ def main(argv=None) -> None:
     parser.add_argument("--draws", type=int, default=300, help="NUTS warmup and draws per chain (2 chains)")
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bench_design.json"))
     parser.add_argument("--no-replay", action="store_true")
+    parser.add_argument("--replay-add", nargs="+", default=None, choices=sorted(STRATEGY_SCORE),
+                        help="run these strategies on the seeds of the replay already in --out and add them")
     parser.add_argument("--docs-only", action="store_true", help="rewrite the docs section from --out and exit")
     args = parser.parse_args(argv)
     if args.docs_only:  # recompute the summaries from the per-seed records, then write the section
@@ -348,10 +361,17 @@ def main(argv=None) -> None:
             results["simulation"]["summary"] = summarise(results["simulation"]["per_seed"], args.tolerances,
                                                          ("isoflop", *ADAPTIVE))
         if "replay" in results and "tolerance" in results["replay"]:
-            results["replay"]["summary"] = summarise(results["replay"]["per_seed"], [results["replay"]["tolerance"]],
-                                                     ("isoflop", *ADAPTIVE))
+            per_seed = results["replay"]["per_seed"]
+            results["replay"]["summary"] = summarise(per_seed, [results["replay"]["tolerance"]], strategy_names(per_seed))
         Path(args.out).write_text(json.dumps(results, indent=1, default=float))
         write_docs(results)
+        return
+    if args.replay_add:
+        results = json.loads(Path(args.out).read_text())
+        settings = {"num_chains": 2, "num_warmup": args.draws, "num_draws": args.draws, "capacity": 256}
+        replayed = replay(args, settings, previous=results["replay"])
+        _write(args, {"replay": {**results["replay"], **replayed}})
+        write_docs(json.loads(Path(args.out).read_text()))
         return
     settings = {"num_chains": 2, "num_warmup": args.draws, "num_draws": args.draws, "capacity": 128}
     start = time.perf_counter()
