@@ -1,21 +1,13 @@
-"""Shared tiny configurations for the harness tests (CPU, seconds each).
+"""Fixtures for the harness tests (CPU, seconds each).
 
 ``bayes_scaling`` is imported first so that JAX's process-wide flags (float64, host devices) are
-fixed before any backend starts, whatever order pytest collects the suite in; the harness must, and
-does, keep its own dtypes explicit under those flags too.
+fixed before any backend starts, whatever order pytest collects the suite in; the harness keeps its
+own dtypes explicit under those flags too.
 """
 
 import bayes_scaling  # noqa: F401
 import pytest
-
-from training.spec import RunSpec
-
-TINY = dict(params=20_000, context=32, batch_size=8, eval_tokens=512, eval_points=3, progress=False)
-
-
-def tiny_spec(**changes) -> RunSpec:
-    """A 1-layer, width-32 model; 256 tokens per step."""
-    return RunSpec(**{**TINY, "tokens": 256 * 40, **changes})
+from harness_helpers import tiny_spec
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import tiny_spec
+from harness_helpers import tiny_spec
 
 
 

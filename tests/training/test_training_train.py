@@ -2,7 +2,7 @@ import json
 import math
 
 import pytest
-from conftest import tiny_spec
+from harness_helpers import tiny_spec
 
 from training.spec import RunSpec, SpecError
 from training.train import run
