@@ -66,3 +66,16 @@ def test_groups_are_all_fitted_draws_have_expected_shapes(chinchilla_posterior):
     assert post.num_draws == 2000
     assert post.idata["log_likelihood"]["log_loss"].shape == (4, 500, 240)
     assert set(post.idata.children) >= {"posterior", "sample_stats", "log_likelihood", "observed_data"}
+
+
+def test_starting_points():
+    from bayes_scaling.errors import InputError
+    from bayes_scaling.fitting.nuts import _starting_point
+
+    runs = load_chinchilla().for_fit()
+    projection = _starting_point(LAW, runs, "projection")
+    point = _starting_point(LAW, runs, "approach3")
+    assert point["E"] == pytest.approx(1.817, rel=0.01)
+    assert 0.1 < projection["alpha"] < 0.8 and projection["E"] > 0
+    with pytest.raises(InputError, match="init_theta must be"):
+        _starting_point(LAW, runs, "nope")

@@ -30,6 +30,8 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", choices=["projection", "approach3"], default="projection",
+                   help="NUTS starting point: cheap variable projection (default) or the Approach-3 point fit")
     p.add_argument("--bootstrap", type=int, default=0, help="with --method map: bootstrap resamples for intervals")
     p.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
     p.add_argument("--include-flagged", action="store_true", help="keep rows flagged as suspect (excluded by default)")
@@ -55,7 +57,7 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     _common.info(f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)...")
     post = fit_nuts(
         selected, law=args.law, likelihood=args.likelihood, num_chains=args.chains,
-        num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=True,
+        num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=True, init_theta=args.init,
     )
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s")
     from bayes_scaling.checking import add_posterior_predictive

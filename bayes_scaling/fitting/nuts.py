@@ -50,10 +50,15 @@ def fit_nuts(
     num_draws: int = 1000,
     seed: int = 0,
     progress: bool = False,
-    init_theta: Mapping[str, float] | None = None,
+    init_theta: Mapping[str, float] | str = "projection",
 ) -> Posterior:
     """Sample the posterior of the law's parameters given ``runs`` (all rows used: select first
-    with ``runs.for_fit()``)."""
+    with ``runs.for_fit()``).
+
+    ``init_theta``: where the chains start (jittered): "projection" (default; the cheap
+    variable-projection estimate of ``fitting.init``), "approach3" (Chinchilla's Approach 3 point
+    fit, 4,500 L-BFGS starts; Chinchilla law only), or a dict of natural parameters.
+    """
     law = get_law(law) if isinstance(law, str) else law
     if len(runs) < len(law.param_names) + 1:
         raise InputError(f"need at least {len(law.param_names) + 1} runs to fit {law.name}, got {len(runs)}")
@@ -63,7 +68,7 @@ def fit_nuts(
     spec = ModelSpec(law=law, priors=resolved, likelihood=likelihood, nu=nu)
     N, D, log_loss = jnp.asarray(runs.N), jnp.asarray(runs.D), jnp.log(jnp.asarray(runs.loss))
     centre = tuple(float(c) for c in data_centre(N, D))
-    theta0 = dict(init_theta) if init_theta is not None else initial_theta(law, runs)
+    theta0 = _starting_point(law, runs, init_theta)
     init_params = _jittered_init(law, theta0, centre, runs, num_chains, seed)
 
     sampler = _sampler(spec, len(runs), num_chains, num_warmup, num_draws)
@@ -150,6 +155,18 @@ def _sampler(spec: ModelSpec, n_obs: int, num_chains, num_warmup, num_draws) -> 
     if key not in _SAMPLERS:
         _SAMPLERS[key] = _Sampler(spec, num_chains, num_warmup, num_draws)
     return _SAMPLERS[key]
+
+
+def _starting_point(law: Law, runs: Runs, init_theta) -> dict:
+    if isinstance(init_theta, Mapping):
+        return dict(init_theta)
+    if init_theta == "projection":
+        return initial_theta(law, runs)
+    if init_theta == "approach3" and law.name == "chinchilla":
+        from bayes_scaling.fitting.approach3 import fit_approach3
+
+        return fit_approach3(runs.N, runs.D, runs.loss).theta
+    raise InputError(f"init_theta must be 'projection', 'approach3' (chinchilla only) or a dict, got {init_theta!r}")
 
 
 def _jittered_init(law: Law, theta0, centre, runs: Runs, num_chains: int, seed: int) -> dict:
