@@ -19,10 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -203,19 +199,11 @@ def _harness(args):
 
 
 def train_child(spec: dict) -> dict:
-    """``python -m training --spec SPEC --out FILE`` in a child process; its RunResult as a dict.
-    The child gets this environment minus the float64 / host-device settings of ``bayes_scaling``."""
-    env = dict(os.environ)
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", "")).strip()
-    env["XLA_FLAGS"] = flags
-    env.pop("JAX_ENABLE_X64", None)
-    with tempfile.TemporaryDirectory(prefix="bayes-scaling-loop-run-") as tmp:
-        out = Path(tmp) / "result.json"
-        proc = subprocess.run([sys.executable, "-m", "training", "--spec", json.dumps(spec), "--out", str(out)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if out.exists():
-            return json.loads(out.read_text())
-        tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        if proc.returncode == 2:
-            raise InputError(tail[0])
-        return {"status": "failed", "loss": None, "error": tail[0]}
+    """One run of ``python -m training`` in a child process (``bayes-scaling train``'s runner); its
+    RunResult as a dict. A child that dies without a result is reported as a failed run."""
+    from bayes_scaling.cli.train import train_in_subprocess
+
+    try:
+        return train_in_subprocess(spec, quiet=True)
+    except RuntimeError as err:
+        return {"status": "failed", "loss": None, "error": str(err).splitlines()[0]}
