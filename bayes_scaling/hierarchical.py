@@ -12,6 +12,8 @@ fit of its runs alone would be):
     no pooling:                      x_gk = mu_gk, each group with its own prior
     complete pooling:                x_gk = mu_k, one law for all groups
     share_exponents=True:            alpha and beta are population-only (x_g,alpha = mu_alpha, ...)
+    share=(names):                   those parameters are population-only, e.g. share=("A", "B",
+                                     "alpha", "beta"): groups differ only in irreducible loss E
 
     log L_i ~ StudentT(nu, log L(N_i, D_i; theta_g(i)), sigma)   (or Normal; sigma shared, except
                                                                    per group under no pooling)
@@ -26,7 +28,7 @@ x_new = mu + tau z, z ~ Normal(0, 1), one z per posterior draw.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -55,9 +57,6 @@ EXPONENTS = ("alpha", "beta")
 # HalfNormal scales of the group spreads tau_k, in log units: groups' E differ by ~10%, their
 # reducible terms at the data centre by ~50%, their exponents by ~20% (relative).
 DEFAULT_SPREADS = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}
-# "Groups differ mainly in irreducible loss": with share_exponents=True, near-shared A and B and a
-# wider E. On Marin the datasets' loss gaps are nearly constant across budgets (see docs/hierarchical.md).
-OFFSET_SPREADS = {"E": 0.2, "A": 0.01, "B": 0.01}
 POPULATION = "population (new group)"
 
 
@@ -66,6 +65,7 @@ class HierSpec:
     """Everything that defines the hierarchical model apart from the data."""
 
     n_groups: int
+    pooling: str
     modes: dict  # parameter -> "partial" | "independent" | "shared"
     loc_scale: dict  # parameter -> (loc, scale) of the Normal prior on its log
     sigma_prior: dist.Distribution
@@ -75,7 +75,7 @@ class HierSpec:
 
     @property
     def sigma_per_group(self) -> bool:
-        return all(m == "independent" for k, m in self.modes.items() if k not in EXPONENTS)
+        return self.pooling == "none"
 
 
 def hierarchical_model(spec: HierSpec, group, N, D, centre, log_loss=None):
@@ -139,7 +139,7 @@ class HierarchicalFit:
     groups: dict[str, Posterior]
     population: Posterior | None
     pooling: str
-    share_exponents: bool
+    shared: list[str]  # parameters common to all groups (all of them under complete pooling)
     group_by: str
     spreads: dict[str, np.ndarray] = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
@@ -157,6 +157,7 @@ def fit_hierarchical(
     group_by: str = "group",
     pooling: str = "partial",
     share_exponents: bool = False,
+    share: Iterable[str] = (),
     priors: Mapping[str, dist.Distribution] | None = None,
     spreads: Mapping[str, float] | None = None,
     likelihood: str = "student_t",
@@ -171,7 +172,8 @@ def fit_hierarchical(
     """Fit the hierarchical Chinchilla model to ``runs`` grouped by the column ``group_by``.
 
     ``pooling``: "partial" (groups around a learned population), "none" (independent laws, one
-    sigma each) or "complete" (one law). ``share_exponents``: alpha and beta common to all groups.
+    sigma each) or "complete" (one law). ``share_exponents``: alpha and beta common to all groups;
+    ``share``: any parameters common to all groups (``share_exponents`` adds alpha and beta).
     ``priors`` override the law's LogNormal priors (population level) or sigma's; ``spreads`` the
     HalfNormal scales of the tau_k. Returns a ``HierarchicalFit`` (per-group ``Posterior``s and a
     population ``Posterior``).
@@ -191,12 +193,15 @@ def fit_hierarchical(
             raise InputError(f"the hierarchical model needs a LogNormal prior on {name}, got {type(prior).__name__}")
         loc_scale[name] = (float(prior.loc), float(prior.scale))
     spreads = {**DEFAULT_SPREADS, **(spreads or {})}
-    modes = _modes(pooling, share_exponents)
+    shared = set(share) | (set(EXPONENTS) if share_exponents else set())
+    if shared - set(PARAMS):
+        raise InputError(f"cannot share unknown parameters {sorted(shared - set(PARAMS))}; known: {', '.join(PARAMS)}")
+    modes = _modes(pooling, shared)
 
     labels = runs.frame[group_by].astype(str).to_numpy()
     names = sorted(set(labels))
     group = np.searchsorted(names, labels)
-    spec = HierSpec(len(names), modes, loc_scale, resolved["sigma"], spreads, likelihood, nu)
+    spec = HierSpec(len(names), pooling, modes, loc_scale, resolved["sigma"], spreads, likelihood, nu)
     N, D = jnp.asarray(runs.N), jnp.asarray(runs.D)
     log_loss = jnp.log(jnp.asarray(runs.loss))
     centre = np.asarray([float(c) for c in data_centre(N, D)])
@@ -222,7 +227,7 @@ def fit_hierarchical(
     loglik = np.asarray(log_likelihood(model, flat, *args)["log_loss"]).reshape(num_chains, num_draws, -1)
     meta = {
         "likelihood": likelihood, "nu": nu, "centre": centre.tolist(), "priors": describe_priors(resolved),
-        "pooling": pooling, "share_exponents": share_exponents, "group_by": group_by, "groups": names,
+        "pooling": pooling, "shared": sorted(shared), "group_by": group_by, "groups": names,
         "num_chains": num_chains, "num_warmup": num_warmup, "num_draws": num_draws, "seed": seed,
         "sampling_seconds": seconds,
     }
@@ -237,14 +242,14 @@ def fit_hierarchical(
         )
     population = None if pooling == "none" else _population(spec, samples, centre, runs, meta, seed)
     taus = {k: samples[f"{k}_tau"].reshape(-1) for k in PARAMS if modes[k] == "partial"}
-    return HierarchicalFit(posts, population, pooling, share_exponents, group_by, taus, _diagnostics(samples, extra))
+    return HierarchicalFit(posts, population, pooling, sorted(shared), group_by, taus, _diagnostics(samples, extra))
 
 
-def _modes(pooling: str, share_exponents: bool) -> dict:
+def _modes(pooling: str, shared: set) -> dict:
     if pooling == "complete":
         return {k: "shared" for k in PARAMS}
     base = "partial" if pooling == "partial" else "independent"
-    return {k: "shared" if share_exponents and k in EXPONENTS else base for k in PARAMS}
+    return {k: "shared" if k in shared else base for k in PARAMS}
 
 
 def _population(spec: HierSpec, samples, centre, runs: Runs, meta, seed) -> Posterior:

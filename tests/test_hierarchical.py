@@ -47,7 +47,7 @@ def simulation():
     return truths, runs, partial, none
 
 
-def test_partial_pooling_recovers_each_groups_law(simulation):
+def test_partial_pooling_recovers_each_groups_law(simulation, tmp_path):
     truths, _, partial, _ = simulation
     assert partial.diagnostics["divergences"] <= 2
     assert sorted(partial.groups) == ["g0", "g1", "g2", "g3"] and partial.population is not None
@@ -62,6 +62,9 @@ def test_partial_pooling_recovers_each_groups_law(simulation):
         row = post.frontier([1e21]).iloc[0]
         assert row["N_opt_lo"] <= n_true <= row["N_opt_hi"], g
     assert covered >= 13, covered  # of 15 intervals at 90%
+    g0 = partial.groups["g0"]
+    back = Posterior.load(g0.save(tmp_path / "g0"))  # a group's fit saves and reloads like any other
+    np.testing.assert_allclose(back.frontier([1e21])["N_opt_median"], g0.frontier([1e21])["N_opt_median"])
     # The groups differ and the fit tells them apart: E's are ordered as the truths are.
     e_true = [t["E"] for t in truths[:3]]
     e_fit = [np.median(partial.groups[f"g{g}"].draws("E")) for g in range(3)]
@@ -104,3 +107,5 @@ def test_bad_options_are_refused():
         fit_hierarchical(runs, pooling="some")
     with pytest.raises(InputError, match="no column"):
         fit_hierarchical(runs, group_by="dataset")
+    with pytest.raises(InputError, match="cannot share"):
+        fit_hierarchical(runs, share=("gamma",))
