@@ -69,10 +69,10 @@ def fit_nuts(
     N, D, log_loss = jnp.asarray(runs.N), jnp.asarray(runs.D), jnp.log(jnp.asarray(runs.loss))
     centre = tuple(float(c) for c in data_centre(N, D))
     theta0 = _starting_point(law, runs, init_theta)
-    init_params = _jittered_init(law, theta0, centre, runs, num_chains, seed)
+    init_params = jittered_init(law, theta0, centre, runs, num_chains, seed)
 
-    sampler = _sampler(spec, len(runs), num_chains, num_warmup, num_draws)
-    args = (N, D, jnp.asarray(centre), log_loss)
+    sampler = compiled_sampler(spec, len(runs), num_chains, num_warmup, num_draws)
+    args = (N, D, jnp.asarray(centre), log_loss, jnp.ones(len(runs), bool))
     start = time.perf_counter()
     samples, extra, loglik = sampler.run(jax.random.PRNGKey(seed), init_params, args, progress)
     seconds = time.perf_counter() - start
@@ -96,6 +96,8 @@ class _Sampler:
     ``MCMC.run`` re-traces its parallel map on every call (about a second per refit); here the
     chains run under one ``jax.pmap`` (or ``jit(vmap)``) object that lives in ``_SAMPLERS``, so a
     refit with new data of the same shape is a cache hit and costs only the sampling itself.
+    ``run(key, init, (N, D, centre, log_loss, mask), progress)``: observations with mask False are
+    padding (see ``design.refit``), so data of any size up to the shape reuse the compiled code.
     """
 
     def __init__(self, spec: ModelSpec, num_chains: int, num_warmup: int, num_draws: int):
@@ -125,7 +127,7 @@ class _Sampler:
             loglik = log_likelihood(model, constrained, *args)["log_loss"]
             return constrained, keep[1], loglik
 
-        in_axes = (0, 0, None, None, None, None)
+        in_axes = (0, 0, None, None, None, None, None)
         if jax.local_device_count() >= num_chains:
             self.run_chains = jax.pmap(one_chain, in_axes=in_axes)
         else:
@@ -149,7 +151,8 @@ class _Sampler:
         return samples, stats, loglik
 
 
-def _sampler(spec: ModelSpec, n_obs: int, num_chains, num_warmup, num_draws) -> _Sampler:
+def compiled_sampler(spec: ModelSpec, n_obs: int, num_chains, num_warmup, num_draws) -> _Sampler:
+    """The cached sampler for this model, observation count (or padded capacity) and run length."""
     key = (spec.law.name, tuple(sorted(describe_priors(spec.priors).items())), spec.likelihood, spec.nu,
            n_obs, num_chains, num_warmup, num_draws)
     if key not in _SAMPLERS:
@@ -169,7 +172,7 @@ def _starting_point(law: Law, runs: Runs, init_theta) -> dict:
     raise InputError(f"init_theta must be 'projection', 'approach3' (chinchilla only) or a dict, got {init_theta!r}")
 
 
-def _jittered_init(law: Law, theta0, centre, runs: Runs, num_chains: int, seed: int) -> dict:
+def jittered_init(law: Law, theta0, centre, runs: Runs, num_chains: int, seed: int) -> dict:
     """Unconstrained starting points: the point estimate plus N(0, 0.05^2) jitter per chain."""
     theta0 = {k: jnp.asarray(float(v)) for k, v in theta0.items() if k in law.param_names}
     latent = law.latent_from_natural(theta0, centre)
