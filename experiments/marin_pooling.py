@@ -93,7 +93,7 @@ def held_out_section(runs: Runs, chains: dict) -> tuple[str, dict]:
                 "pooling": pooling, "covered": f"{int(np.sum(~missed))}/{len(loss)}",
                 "mean 90% width": f"{np.mean(hi - lo):.4f}",
                 "max 90% width": f"{np.max(hi - lo):.4f}",
-                "mean |median - loss|": f"{np.mean(np.abs(np.median(pred, axis=0) - loss)):.4f}",
+                "mean abs error of median": f"{np.mean(np.abs(np.median(pred, axis=0) - loss)):.4f}",
                 "missed runs (N)": ", ".join(f"{n:.3g}" for n in target["N"].to_numpy()[missed]) or "-",
             })
             print(f"held out {dataset}: {pooling} done {rows[-1]}", flush=True)
