@@ -192,11 +192,15 @@ def fit_hierarchical(
         if not isinstance(prior, dist.LogNormal):
             raise InputError(f"the hierarchical model needs a LogNormal prior on {name}, got {type(prior).__name__}")
         loc_scale[name] = (float(prior.loc), float(prior.scale))
+    unknown = set(spreads or {}) - set(PARAMS)
+    if unknown:
+        raise InputError(f"spreads for unknown parameters {sorted(unknown)}; known: {', '.join(PARAMS)}")
     spreads = {**DEFAULT_SPREADS, **(spreads or {})}
     shared = set(share) | (set(EXPONENTS) if share_exponents else set())
     if shared - set(PARAMS):
         raise InputError(f"cannot share unknown parameters {sorted(shared - set(PARAMS))}; known: {', '.join(PARAMS)}")
     modes = _modes(pooling, shared)
+    common = [k for k in PARAMS if modes[k] == "shared"]
 
     labels = runs.frame[group_by].astype(str).to_numpy()
     names = sorted(set(labels))
@@ -227,7 +231,7 @@ def fit_hierarchical(
     loglik = np.asarray(log_likelihood(model, flat, *args)["log_loss"]).reshape(num_chains, num_draws, -1)
     meta = {
         "likelihood": likelihood, "nu": nu, "centre": centre.tolist(), "priors": describe_priors(resolved),
-        "pooling": pooling, "shared": sorted(shared), "group_by": group_by, "groups": names,
+        "pooling": pooling, "shared": common, "group_by": group_by, "groups": names,
         "num_chains": num_chains, "num_warmup": num_warmup, "num_draws": num_draws, "seed": seed,
         "sampling_seconds": seconds,
     }
@@ -242,7 +246,7 @@ def fit_hierarchical(
         )
     population = None if pooling == "none" else _population(spec, samples, centre, runs, meta, seed)
     taus = {k: samples[f"{k}_tau"].reshape(-1) for k in PARAMS if modes[k] == "partial"}
-    return HierarchicalFit(posts, population, pooling, sorted(shared), group_by, taus, _diagnostics(samples, extra))
+    return HierarchicalFit(posts, population, pooling, common, group_by, taus, _diagnostics(samples, extra))
 
 
 def _modes(pooling: str, shared: set) -> dict:

@@ -109,3 +109,5 @@ def test_bad_options_are_refused():
         fit_hierarchical(runs, group_by="dataset")
     with pytest.raises(InputError, match="cannot share"):
         fit_hierarchical(runs, share=("gamma",))
+    with pytest.raises(InputError, match="spreads for unknown"):
+        fit_hierarchical(runs, spreads={"sigma": 0.1})
