@@ -32,8 +32,18 @@ def cache_dir() -> Path:
     return Path(root) / "jax"
 
 
+def _load_numpyro_eagerly() -> None:
+    """ArviZ registers NumPyro as a lazy module; if ArviZ was imported first, NumPyro's own
+    submodules then fail to bind (``numpyro.distributions.distribution`` goes missing inside
+    ``numpyro.factor``). Touching an attribute executes the lazy module before anything else."""
+    import numpyro
+
+    _ = numpyro.__version__
+
+
 def configure() -> None:
     _ensure_host_devices(DEFAULT_HOST_DEVICES)
+    _load_numpyro_eagerly()
     import jax
 
     jax.config.update("jax_enable_x64", True)

@@ -79,3 +79,18 @@ def test_starting_points():
     assert 0.1 < projection["alpha"] < 0.8 and projection["E"] > 0
     with pytest.raises(InputError, match="init_theta must be"):
         _starting_point(LAW, runs, "nope")
+
+
+def test_importing_arviz_first_does_not_break_numpyro():
+    """ArviZ loads NumPyro lazily; bayes_scaling must still sample when ArviZ came first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import arviz\n"
+        "from bayes_scaling.fitting.nuts import fit_nuts\n"
+        "from bayes_scaling.runs import load_chinchilla\n"
+        "fit_nuts(load_chinchilla().for_fit(), num_chains=1, num_warmup=20, num_draws=20)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
