@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import arviz as az
+import arviz_base as azb  # the converters only: importing all of ArviZ costs ~1 s per CLI call
 import numpy as np
 
 from bayes_scaling.laws import Law
@@ -35,5 +35,5 @@ def build_posterior(
     if loglik is not None:
         groups["log_likelihood"] = {"log_loss": loglik}
     groups["observed_data"] = {"log_loss": np.log(runs.loss)}
-    idata = az.from_dict(groups, dims=run_dim, coords={"run": np.arange(len(runs))})
+    idata = azb.from_dict(groups, dims=run_dim, coords={"run": np.arange(len(runs))})
     return Posterior(law=law, idata=idata, runs=runs, method=method, meta=meta)
