@@ -122,8 +122,11 @@ class Posterior:
         excluded = None
         if (directory / EXCLUDED_FILE).exists():
             excluded = pd.read_csv(directory / EXCLUDED_FILE, keep_default_na=False, dtype=text_columns)
-        law, method = get_law(meta.pop("law")), meta.pop("method")
-        return cls(law=law, idata=idata, runs=Runs(frame), method=method, meta=meta, excluded=excluded)
+        runs, method = Runs(frame), meta.pop("method")
+        law = get_law(meta.pop("law").split("[")[0])  # "name[digest]": a law bound to per-run covariates
+        if hasattr(law, "for_runs"):  # ... which it reads back from the saved runs
+            law = type(law).for_runs(runs)
+        return cls(law=law, idata=idata, runs=runs, method=method, meta=meta, excluded=excluded)
 
 
 def _jsonable(value):

@@ -90,3 +90,14 @@ def test_fit_from_a_run_store(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "runs.sqlite"), "--out", str(tmp_path / "fit"), "--chains", "2",
                  "--draws", "100", "--warmup", "200", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_runs"] == 240
+
+
+def test_data_constrained_fit_reloads_and_needs_a_corpus_size_for_its_frontier(tmp_path, capsys):
+    out = tmp_path / "dc"
+    assert main(["fit", "chinchilla", "--law", "data_constrained", "--out", str(out), "--chains", "2",
+                 "--draws", "100", "--warmup", "100"]) == 0
+    capsys.readouterr()
+    assert main(["frontier", str(out), "--budget", "1e22"]) == 2
+    assert "--unique-tokens" in capsys.readouterr().err
+    assert main(["frontier", str(out), "--budget", "1e22", "--unique-tokens", "1e11", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["law"].startswith("data_constrained")

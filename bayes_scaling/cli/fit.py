@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=["nuts", "map"], default="nuts", help="NUTS posterior (default) or Approach-3 point fit")
-    p.add_argument("--law", default="chinchilla", help="law family (default chinchilla)")
+    p.add_argument("--law", default="chinchilla", choices=["chinchilla", "kaplan", "data_constrained"],
+                   help="law family (default chinchilla); data_constrained reads a unique_tokens column")
     p.add_argument("--likelihood", choices=["student_t", "normal"], default="student_t")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
@@ -54,9 +55,14 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         return post, runs
     from bayes_scaling.fitting.nuts import fit_nuts
 
+    law = args.law
+    if law == "data_constrained":  # bound to each run's unique tokens (column unique_tokens; U = D if absent)
+        from bayes_scaling.laws.data_constrained import DataConstrained
+
+        law = DataConstrained.for_runs(selected)
     _common.info(f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)...")
     post = fit_nuts(
-        selected, law=args.law, likelihood=args.likelihood, num_chains=args.chains,
+        selected, law=law, likelihood=args.likelihood, num_chains=args.chains,
         num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=True, init_theta=args.init,
     )
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s")

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit'")
     p.add_argument("--budget", type=_budget, action="append", help="compute budget in FLOPs (repeatable)")
     p.add_argument("--level", type=float, default=0.9, help="credible interval level (default 0.9)")
+    p.add_argument("--unique-tokens", type=_budget, metavar="U",
+                   help="data-constrained law: the corpus's unique tokens for this frontier")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=run)
 
@@ -34,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.level < 1:
         raise InputError(f"--level must lie in (0, 1), got {args.level}")
     post = Posterior.load(args.fit_dir)
+    if hasattr(post.law, "with_unique_tokens"):
+        if args.unique_tokens is None:
+            raise InputError("this fit's law is data-constrained: give the corpus size of the frontier with --unique-tokens U")
+        post.law = post.law.with_unique_tokens(args.unique_tokens)
     budgets = args.budget or list(STANDARD_BUDGETS)
     table = post.frontier(budgets, level=args.level)
     if args.json:

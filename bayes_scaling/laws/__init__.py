@@ -1,5 +1,6 @@
 """Scaling-law families. Each module defines one ``Law``; ``get_law(name)`` looks one up."""
 
+from bayes_scaling.errors import InputError
 from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN, Law, Theta, tokens_per_parameter
 from bayes_scaling.laws.chinchilla import EPOCH_2024, HOFFMANN_2022, Chinchilla
 from bayes_scaling.laws.chinchilla_fixed_e import ChinchillaFixedE
@@ -18,7 +19,7 @@ def get_law(name: str) -> Law:
     try:
         return LAWS[name]()
     except KeyError:
-        raise ValueError(f"unknown law {name!r}; known laws: {', '.join(sorted(LAWS))}") from None
+        raise InputError(f"unknown law {name!r}; known laws: {', '.join(sorted(LAWS))}") from None
 
 
 __all__ = [
