@@ -4,8 +4,8 @@ NumPyro's ``NUTS`` kernel does every step; ``_Sampler`` only drives it (see its 
 Settings that make it fast on the Chinchilla data: float64; a dense mass matrix (the posterior in the
 law's centred coordinates is close to Gaussian but correlated) estimated *without* NumPyro's default
 shrinkage towards 1e-3 I — the posterior standard deviations here are 0.01-0.06, so that shrinkage
-swamps the narrow, correlated directions and cut the step size fivefold (about 29 leapfrog steps per
-draw instead of about 7; measured by experiments/bench_fit.py); target acceptance 0.9; chains on separate host devices
+swamps the narrow, correlated directions and cuts the step size about fivefold (leapfrog steps per
+draw with and without it: experiments/bench_cli.py); target acceptance 0.8; chains on separate host devices
 (``chain_method="parallel"``); every chain started near the point estimate, jittered; and the
 compiled sampler cached per (model, data shape, settings), with the data passed as arguments, so an
 in-process refit of new data of the same size does not recompile. Across processes JAX's persistent
@@ -108,7 +108,7 @@ class _Sampler:
         report_every = max(total // 20, 1)
 
         def one_chain(key, init, *args):
-            kernel = NUTS(model, dense_mass=True, regularize_mass_matrix=False, target_accept_prob=0.9)
+            kernel = NUTS(model, dense_mass=True, regularize_mass_matrix=False, target_accept_prob=0.8)
             state = kernel.init(key, num_warmup, init_params=init, model_args=args)
 
             def step(state, i):
