@@ -34,13 +34,6 @@ MIN_PREDICTIVE_DRAWS = 1000
 
 
 # --- posterior predictive ------------------------------------------------------------------------
-def noise_draws(posterior, shape, rng: np.random.Generator) -> np.ndarray:
-    """Standardised observation noise eps of the fit's likelihood (normal or Student-t)."""
-    if posterior.meta.get("likelihood") == "normal":
-        return rng.standard_normal(shape)
-    return rng.standard_t(float(posterior.meta.get("nu", 5.0)), size=shape)
-
-
 def predictive_log_loss(posterior, N, D, *, seed: int = 0, min_draws: int = MIN_PREDICTIVE_DRAWS) -> np.ndarray:
     """Predictive draws of log L at (N, D): mu_s + sigma_s eps, shape (M, n) with M >= min_draws.
 
@@ -52,7 +45,7 @@ def predictive_log_loss(posterior, N, D, *, seed: int = 0, min_draws: int = MIN_
     reps = int(np.ceil(min_draws / mu.shape[0]))
     mu = np.tile(mu, (reps, 1))
     sigma = np.tile(posterior.draws("sigma"), reps)[:, None]
-    return mu + sigma * noise_draws(posterior, mu.shape, np.random.default_rng(seed))
+    return mu + sigma * posterior.noise_draws(mu.shape, np.random.default_rng(seed))
 
 
 def add_posterior_predictive(posterior, *, seed: int = 0):
@@ -63,7 +56,7 @@ def add_posterior_predictive(posterior, *, seed: int = 0):
     runs = posterior.runs
     mu = np.log(posterior.predict(runs.N, runs.D, noise=False))
     sigma = posterior.draws("sigma")[:, None] if "sigma" in post else np.zeros((mu.shape[0], 1))
-    rep = mu + sigma * noise_draws(posterior, mu.shape, np.random.default_rng(seed))
+    rep = mu + sigma * posterior.noise_draws(mu.shape, np.random.default_rng(seed))
     ds = xr.Dataset(
         {"log_loss": (("chain", "draw", "run"), rep.reshape(chains, draws, -1))},
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "run": np.arange(len(runs))},

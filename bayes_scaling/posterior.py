@@ -89,13 +89,14 @@ class Posterior:
         mu = np.asarray(self.law.log_loss(theta, jnp.asarray(N)[None], jnp.asarray(D)[None]))
         if not noise or "sigma" not in self.idata["posterior"]:
             return np.exp(mu)
-        rng = np.random.default_rng(seed)
         sigma = self.draws("sigma")[:, None]
+        return np.exp(mu + sigma * self.noise_draws(mu.shape, np.random.default_rng(seed)))
+
+    def noise_draws(self, shape, rng: np.random.Generator) -> np.ndarray:
+        """Standardised observation noise eps of the fit's likelihood (normal or Student-t)."""
         if self.meta.get("likelihood") == "normal":
-            eps = rng.standard_normal(mu.shape)
-        else:
-            eps = rng.standard_t(self.meta.get("nu", 5.0), size=mu.shape)
-        return np.exp(mu + sigma * eps)
+            return rng.standard_normal(shape)
+        return rng.standard_t(float(self.meta.get("nu", 5.0)), size=shape)
 
     # --- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
