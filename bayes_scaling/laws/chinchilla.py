@@ -58,13 +58,18 @@ class Chinchilla(Law):
         }
 
     def sample(self, priors: Mapping[str, dist.Distribution], centre):
-        log_n_c, log_d_c = centre
         E = sample_log_positive("E", priors["E"])
+        return {"E": E, **self.sample_reducible(priors, centre)}
+
+    @staticmethod
+    def sample_reducible(priors: Mapping[str, dist.Distribution], centre) -> dict:
+        """A, B, alpha, beta in the centred coordinates (shared with the fixed-E variant)."""
+        log_n_c, log_d_c = centre
         alpha = sample_log_positive("alpha", priors["alpha"])
         beta = sample_log_positive("beta", priors["beta"])
         A = sample_log_positive("A", priors["A"], shift=alpha * log_n_c)
         B = sample_log_positive("B", priors["B"], shift=beta * log_d_c)
-        return {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta}
+        return {"A": A, "B": B, "alpha": alpha, "beta": beta}
 
     def latent_from_natural(self, theta: Theta, centre):
         log_n_c, log_d_c = centre

@@ -19,7 +19,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from bayes_scaling.errors import InputError
-from bayes_scaling.laws.base import Theta, sample_log_positive
+from bayes_scaling.laws.base import Theta
 from bayes_scaling.laws.chinchilla import HOFFMANN_2022, Chinchilla
 
 
@@ -40,13 +40,8 @@ class ChinchillaFixedE(Chinchilla):
         if not isinstance(priors["E"], dist.Delta):
             got = type(priors["E"]).__name__
             raise InputError(f"{self.name} needs a fixed E: priors['E'] must be dist.Delta(E), got {got}")
-        log_n_c, log_d_c = centre
         E = numpyro.deterministic("E", jnp.asarray(priors["E"].v))
-        alpha = sample_log_positive("alpha", priors["alpha"])
-        beta = sample_log_positive("beta", priors["beta"])
-        A = sample_log_positive("A", priors["A"], shift=alpha * log_n_c)
-        B = sample_log_positive("B", priors["B"], shift=beta * log_d_c)
-        return {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta}
+        return {"E": E, **self.sample_reducible(priors, centre)}
 
     def latent_from_natural(self, theta: Theta, centre):
         latent = super().latent_from_natural(theta, centre)
