@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--min-seconds", type=float, default=0.0, help="repeat chunks of --steps steps until this long")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-compile", action="store_true")
     args = p.parse_args(argv)
@@ -124,17 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     if fused:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    for i in range(args.steps):
-        loss = step(i)
-    final = loss.item()  # waits for the device
-    if fused:
-        torch.cuda.synchronize()
+    done = 0
+    while done == 0 or time.perf_counter() - t0 < args.min_seconds:
+        for i in range(args.steps):
+            loss = step(i)
+        done += args.steps
+        final = loss.item()  # waits for the device
+        if fused:
+            torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    tokens_per_s = args.steps * args.batch_size * args.context / seconds
+    tokens_per_s = done * args.batch_size * args.context / seconds
     device_name = torch.cuda.get_device_name() if fused else "cpu"
     print(json.dumps({"framework": "torch", "torch": torch.__version__, "device": device_name, "n_params_total": n_params,
                       "layers": args.layers, "width": args.width, "heads": args.heads, "context": args.context,
-                      "vocab": args.vocab, "batch_size": args.batch_size, "steps_timed": args.steps,
+                      "vocab": args.vocab, "batch_size": args.batch_size, "steps_timed": done,
                       "seconds": seconds, "tokens_per_s": tokens_per_s, "final_loss": final, "compiled": not args.no_compile}))
     return 0
 
