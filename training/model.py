@@ -3,7 +3,7 @@
 Parameters are float32; activations and matmuls run in ``compute_dtype`` (bfloat16 by default).
 Tensor names carry their shapes: B batch, L sequence, D d_model, H heads, K head_dim, F d_ff, V vocab.
 
-    h_0 = E[tokens]
+    h_0 = E[tokens]   (a row gather; or one_hot(tokens) @ E for small vocabularies, see ``embed_lookup``)
     h_l+1 = h_l + Attn(RMSNorm(h_l));  h_l+1 = h_l+1 + MLP(RMSNorm(h_l+1))
     logits = RMSNorm(h_L) E^T
 """
@@ -17,6 +17,13 @@ from flax import nnx
 from training.sizing import Shape
 
 Dtype = jnp.dtype
+
+# Up to this vocabulary size "auto" looks embeddings up as one_hot(tokens) @ E. A gather's gradient is
+# a scatter-add, and on a GPU a byte-level vocabulary sends tens of thousands of atomic adds per step
+# into a few hundred rows; the one-hot product's gradient is a plain matmul (2 B L V d FLOPs, small
+# at such V). experiments/bench_embedding.py, one H200, 7 x 512 byte-level model on stdlib text:
+# train step 521k tokens/s with the gather, 2.20M with the one-hot product.
+ONE_HOT_MAX_VOCAB = 4096
 
 
 def rotary(x_BxLxHxK: jax.Array, base: float = 10000.0) -> jax.Array:
@@ -84,11 +91,17 @@ class Transformer(nnx.Module):
 
     ``attention``: the ``jax.nn.dot_product_attention`` implementation, None/"xla" (any device) or
     "cudnn" (cuDNN flash attention: GPU, bf16, head_dim <= 128).
+    ``embed_lookup``: "gather", "one_hot", or "auto" (one-hot up to ``ONE_HOT_MAX_VOCAB`` tokens).
+    Both give the same forward values; they differ in the backward pass's kernels.
     """
 
-    def __init__(self, shape: Shape, *, compute_dtype: str = "bfloat16", attention: str | None = None, rngs: nnx.Rngs):
+    def __init__(self, shape: Shape, *, compute_dtype: str = "bfloat16", attention: str | None = None,
+                 embed_lookup: str = "auto", rngs: nnx.Rngs):
+        if embed_lookup not in ("auto", "gather", "one_hot"):
+            raise ValueError(f"embed_lookup={embed_lookup!r}: expected 'auto', 'gather' or 'one_hot'")
         dtype = jnp.dtype(compute_dtype)
-        self.shape = shape
+        self.shape, self.compute_dtype = shape, dtype
+        self.one_hot_lookup = embed_lookup == "one_hot" or (embed_lookup == "auto" and shape.vocab_size <= ONE_HOT_MAX_VOCAB)
         self.embed = nnx.Embed(
             shape.vocab_size, shape.d_model, dtype=dtype, param_dtype=jnp.float32,
             embedding_init=nnx.initializers.normal(stddev=0.02), rngs=rngs,
@@ -97,7 +110,11 @@ class Transformer(nnx.Module):
         self.final_norm = _norm(shape.d_model, dtype, rngs)
 
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
-        x_BxLxD = self.embed(tokens_BxL)
+        if self.one_hot_lookup:
+            one_hot_BxLxV = jax.nn.one_hot(tokens_BxL, self.shape.vocab_size, dtype=self.compute_dtype)
+            x_BxLxD = one_hot_BxLxV @ self.embed.embedding[...].astype(self.compute_dtype)
+        else:
+            x_BxLxD = self.embed(tokens_BxL)
         for block in self.blocks:
             x_BxLxD = block(x_BxLxD)
         return self.embed.attend(self.final_norm(x_BxLxD))

@@ -43,3 +43,20 @@ def test_bf16_compute_with_fp32_params_and_optimizer_state():
     optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
     floats = [x for x in jax.tree.leaves(nnx.state(optimizer, nnx.OptState)) if jnp.issubdtype(x.dtype, jnp.floating)]
     assert floats and all(x.dtype == jnp.float32 for x in floats)
+
+
+def test_one_hot_and_gather_lookups_agree_in_values_and_gradients():
+    tokens = jax.random.randint(jax.random.key(2), (2, 16), 0, 256, dtype=jnp.int32)
+
+    def loss_and_grad(lookup):
+        model = Transformer(SHAPE, compute_dtype="float32", embed_lookup=lookup, rngs=nnx.Rngs(0))
+        loss = lambda m: jnp.mean(m(tokens) ** 2)  # noqa: E731
+        return nnx.value_and_grad(loss)(model)
+
+    (loss_g, grad_g), (loss_o, grad_o) = loss_and_grad("gather"), loss_and_grad("one_hot")
+    np.testing.assert_allclose(loss_o, loss_g, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grad_g), jax.tree.leaves(grad_o), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-7)
+    assert Transformer(SHAPE, rngs=nnx.Rngs(0)).one_hot_lookup  # "auto" at a byte vocabulary
+    big = Shape(n_layers=1, d_model=8, n_heads=1, vocab_size=50304, context=4)
+    assert not Transformer(big, rngs=nnx.Rngs(0)).one_hot_lookup
