@@ -57,6 +57,7 @@ class RunSpec:
     z_loss: float = 0.0  # weight of mean(logsumexp(logits)^2); 1e-4 is a common choice
     compute_dtype: str = "bfloat16"  # activations and matmuls; parameters are always float32
     attention: str = "auto"  # "xla", "cudnn" (flash attention on GPU), or "auto" (cudnn on GPU in bf16)
+    devices: int = 1  # local devices, data-parallel (batch split, parameters replicated); 0 = all
     # bookkeeping
     run_id: str = ""  # default: derived from the spec
     group: str = "training"
@@ -65,7 +66,7 @@ class RunSpec:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("params", "tokens", "vocab_size", "n_layers", "d_model", "n_heads", "seed"):
+        for name in ("params", "tokens", "vocab_size", "n_layers", "d_model", "n_heads", "seed", "devices"):
             value = getattr(self, name)
             if isinstance(value, float):  # 1e6 from JSON or Python: fine when whole
                 if value != int(value):
@@ -91,6 +92,7 @@ class RunSpec:
             ("compute_dtype", self.compute_dtype in ("bfloat16", "float32"), '"bfloat16" or "float32"'),
             ("attention", self.attention in ("auto", "xla", "cudnn"), '"auto", "xla" or "cudnn"'),
             ("checkpoint_every", self.checkpoint_every >= 0, "a non-negative integer"),
+            ("devices", self.devices >= 0, "a non-negative integer (0 = all local devices)"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -98,6 +100,8 @@ class RunSpec:
         shape = (self.n_layers, self.d_model, self.n_heads)
         if any(shape) and not all(shape):
             raise SpecError(f"RunSpec shape n_layers/d_model/n_heads={shape}: give all three or none")
+        if self.devices > 1 and self.batch_size % self.devices:
+            raise SpecError(f"RunSpec.batch_size={self.batch_size}: expected a multiple of devices={self.devices}")
         if not any(shape) and self.params <= 0:
             raise SpecError(f"RunSpec.params={self.params!r}: expected a positive target N (or an explicit shape)")
 
@@ -107,10 +111,11 @@ class RunSpec:
 
     @property
     def resolved_run_id(self) -> str:
-        """``run_id`` if given, else ``N<params>-D<tokens>-s<seed>-<hash of the spec>``."""
+        """``run_id`` if given, else ``N<params>-D<tokens>-s<seed>-<hash of the spec>`` (how the run
+        is executed, ``progress``, ``checkpoint_dir`` and ``devices``, is not part of the hash)."""
         if self.run_id:
             return self.run_id
-        fields = {k: v for k, v in self.to_dict().items() if k not in ("run_id", "progress", "checkpoint_dir")}
+        fields = {k: v for k, v in self.to_dict().items() if k not in ("run_id", "progress", "checkpoint_dir", "devices")}
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         return f"N{self.params}-D{self.tokens}-s{self.seed}-{digest}"
 

@@ -1,6 +1,7 @@
 """The runner: ``run(spec) -> RunResult``.
 
-One process, one device. The model and optimizer live as one nnx state pytree; the train step is
+One process, one device by default; ``RunSpec.devices`` trains data-parallel over several local
+devices (``training.parallel``: batch split, parameters replicated). The model and optimizer live as one nnx state pytree; the train step is
 a pure jitted function of (state, batch). Checkpoints (Orbax) hold that state plus the loss curve,
 at each evaluation; a run started again with the same ``checkpoint_dir`` resumes from the newest one
 and, since batch k depends only on (seed, k), reaches the same final loss (bitwise on CPU).
@@ -24,7 +25,7 @@ import optax
 from flax import nnx
 
 from training import data as data_lib
-from training import optim
+from training import optim, parallel
 from training.model import Transformer
 from training.sizing import Shape, explicit_shape, shape_for_params
 from training.spec import RunResult, RunSpec, SpecError
@@ -105,8 +106,9 @@ def build(spec: RunSpec, plan: Plan) -> tuple[Transformer, nnx.Optimizer]:
     return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
 
-def make_steps(graphdef: nnx.GraphDef, z_loss: float):
-    """Jitted pure functions: train_step(state, batch) -> (state, ce) and eval_step(state, batch) -> ce."""
+def make_steps(graphdef: nnx.GraphDef, z_loss: float, mesh=None):
+    """Jitted pure functions: train_step(state, batch) -> (state, ce) and eval_step(state, batch) -> ce.
+    With a ``mesh`` (data parallelism) the state is replicated and each batch split over its devices."""
 
     def loss_fn(model: Transformer, batch_BxL1: jax.Array):
         logits_BxLxV = model(batch_BxL1[:, :-1])
@@ -123,7 +125,11 @@ def make_steps(graphdef: nnx.GraphDef, z_loss: float):
         return loss_fn(model, batch_BxL1)[1]
 
     # The old state is donated: its buffers are reused for the new one (halves the state's memory).
-    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+    state, batch = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    return (jax.jit(train_step, donate_argnums=0, in_shardings=(state, batch), out_shardings=(state, state)),
+            jax.jit(eval_step, in_shardings=(state, batch), out_shardings=state))
 
 
 def _checkpoint_manager(directory: str):
@@ -160,12 +166,14 @@ def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
     done, as a preempted job would; running the same spec again resumes it.
     """
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    n_devices = parallel.device_count(spec) if spec.devices != 1 else 1
+    mesh = parallel.data_mesh(n_devices) if n_devices > 1 else None
     corpus = data_lib.load_corpus(spec)
     plan = make_plan(spec, corpus.vocab_size)
     model, optimizer = build(spec, plan)
     graphdef, state = nnx.split((model, optimizer))
     del model, optimizer
-    train_step, eval_step = make_steps(graphdef, spec.z_loss)
+    train_step, eval_step = make_steps(graphdef, spec.z_loss, mesh)
     val_batches = [jnp.asarray(b) for b in data_lib.eval_batches(corpus.val, n_tokens=spec.eval_tokens, batch_size=spec.batch_size, context=spec.context)]
 
     meta: dict[str, Any] = {"curve": [], "window": [], "wall_time": 0.0, "timed_seconds": 0.0, "timed_tokens": 0}
@@ -175,6 +183,8 @@ def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
         found = _restore(manager, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state))
         if found is not None:
             start_step, state, meta = found
+    if mesh is not None:
+        state = parallel.replicate(state, mesh)
 
     def evaluate(state) -> float:
         return float(np.mean([float(eval_step(state, b)) for b in val_batches]))
@@ -226,7 +236,8 @@ def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
     if manager is not None:
         manager.wait_until_finished()
         manager.close()
-    return _result(spec, plan, corpus, meta, status, error, steps_done, start_step, time.perf_counter() - t_process, started)
+    return _result(spec, plan, corpus, meta, status, error, steps_done, start_step, time.perf_counter() - t_process, started,
+                   n_devices)
 
 
 def _progress_bar(spec: RunSpec, plan: Plan, start_step: int):
@@ -239,7 +250,7 @@ def _progress_bar(spec: RunSpec, plan: Plan, start_step: int):
                 desc=f"N={plan.shape.n_params(spec.param_convention):.3g}", dynamic_ncols=True, mininterval=0.5)
 
 
-def _result(spec, plan, corpus, meta, status, error, steps_done, start_step, seconds, started) -> RunResult:
+def _result(spec, plan, corpus, meta, status, error, steps_done, start_step, seconds, started, n_devices=1) -> RunResult:
     shape = plan.shape
     N = shape.n_params(spec.param_convention)
     D = plan.steps * spec.tokens_per_step
@@ -263,8 +274,9 @@ def _result(spec, plan, corpus, meta, status, error, steps_done, start_step, sec
         steps=plan.steps, steps_done=steps_done, learning_rate=plan.peak_lr, seed=spec.seed,
         corpus_id=corpus.corpus_id, corpus_hash=corpus.corpus_hash,
         wall_time=meta["wall_time"] + seconds, tokens_per_s=tokens_per_s,
-        mfu=tokens_per_s * shape.flops_per_token_nanogpt() / peak if tokens_per_s and peak else None,
-        device=f"{device.platform}:{getattr(device, 'device_kind', '?')}", versions=library_versions(),
+        mfu=tokens_per_s * shape.flops_per_token_nanogpt() / (peak * n_devices) if tokens_per_s and peak else None,
+        device=f"{device.platform}:{getattr(device, 'device_kind', '?')}" + (f" x{n_devices}" if n_devices > 1 else ""),
+        versions=library_versions(),
         resumed_from_step=start_step, group=spec.group, curve=curve, spec=spec.to_dict(),
         started_at=started, finished_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )

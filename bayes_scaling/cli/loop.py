@@ -7,12 +7,17 @@ log N_opt(C*) now), and keep the workers busy until the stop rule holds: the int
 
 Workers. ``--simulate`` answers each run from a simulated ground truth (``design.Simulator``: the
 Chinchilla law at ``--truth``, Epoch AI's estimates by default, plus log-normal noise
-``--noise-sigma``), instantly. Otherwise each run is ``python -m training --params N --tokens D``
-in a child process (a local pool of k at a time), which keeps the harness's bf16 JAX settings out
-of this float64 process; ``--store`` also appends each RunResult to a run store.
+``--noise-sigma``), instantly. Otherwise each run is ``python -m training --params N --tokens D``,
+started by an executor (``--executor``): ``process`` (default) runs k local child processes at a
+time, ``inline`` one at a time, ``ray`` k Ray tasks (``--ray-address``; each asks for
+``--cpus-per-run``/``--gpus-per-run``), ``slurm`` k Slurm jobs via submitit. A run whose worker
+crashes without a result is started again up to ``--retries`` times, then recorded as failed.
+``--memory-fraction`` caps each run's share of GPU memory, to pack several runs onto one GPU.
+``--store`` appends each RunResult (failed runs too) to a run store as it arrives. See docs/scale-out.md.
 
 State. ``--state DIR`` keeps the planner's state (``DIR/planner.json``, rewritten after every result);
-rerunning the same command resumes it, restarting the runs that were pending when it stopped.
+rerunning the same command resumes it, restarting the runs that were pending when it stopped
+(Ctrl-C cancels the running ones; they stay pending).
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from types import SimpleNamespace
 
 from bayes_scaling.cli import _common
 from bayes_scaling.cli.plan import add_candidate_options, candidates_from_args
@@ -53,30 +58,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many results")
     p.add_argument("--store", default=None, help="harness: also append each RunResult to this run store")
     p.add_argument("--train-spec", default=None, help='harness: extra RunSpec fields as JSON, e.g. \'{"context": 64}\'')
+    add_executor_options(p)
     add_candidate_options(p)
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from bayes_scaling.design.planner import STATE_FILE, Planner
-
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
-    state_dir = Path(args.state) if args.state else Path(tempfile.mkdtemp(prefix="bayes-scaling-loop-"))
-    if (state_dir / STATE_FILE).exists():
-        planner = Planner.open(state_dir)
-        _common.info(f"resuming {state_dir}: {len(planner.done)} runs done, {len(planner.pending)} pending")
+    if args.simulate:
+        executor, make_spec = _simulator(args)
     else:
-        defaults = SIMULATE_GRID if args.simulate else HARNESS_GRID
-        candidates = candidates_from_args(args, defaults["n_range"], defaults["d_range"], defaults["max_cost"])
-        planner = Planner.create(state_dir, candidates, target_budget=args.target_budget,
-                                 experiment_budget=args.experiment_budget, tolerance=args.tolerance, level=args.level,
-                                 targets=args.targets, strategy=args.strategy, n_init=args.n_init, num_warmup=args.draws,
-                                 num_draws=args.draws, seed=args.seed)
-        _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
-    worker = _simulator(args) if args.simulate else _harness(args)
-    status = drive(planner, worker, workers=args.workers, simulate=args.simulate, max_runs=args.max_runs)
+        executor, make_spec = make_executor_from_args(args), spec_maker(args)
+    planner = open_planner(args)
+    store = None
+    if args.store:
+        from bayes_scaling.runs.store import RunStore
+
+        store = RunStore(args.store)
+    status = drive(planner, executor, make_spec, workers=args.workers, max_runs=args.max_runs, store=store)
     if args.json:
         _common.print_json(status)
     else:
@@ -84,36 +85,72 @@ def run(args) -> int:
     return 0
 
 
-def drive(planner, worker, *, workers: int, simulate: bool, max_runs: int | None = None) -> dict:
-    """Keep ``workers`` runs going; tell each result, print progress; return the final status."""
-    pool = _Immediate() if simulate else ThreadPoolExecutor(max_workers=workers)
-    running: dict[Future, str] = {}
+def open_planner(args):
+    """The planner in ``--state``: resumed if the folder holds one, else created from the flags."""
+    from bayes_scaling.design.planner import STATE_FILE, Planner
+
+    state_dir = Path(args.state) if args.state else Path(tempfile.mkdtemp(prefix="bayes-scaling-loop-"))
+    if (state_dir / STATE_FILE).exists():
+        planner = Planner.open(state_dir)
+        _common.info(f"resuming {state_dir}: {len(planner.done)} runs done, {len(planner.pending)} pending")
+        return planner
+    defaults = SIMULATE_GRID if args.simulate else HARNESS_GRID
+    candidates = candidates_from_args(args, defaults["n_range"], defaults["d_range"], defaults["max_cost"])
+    planner = Planner.create(state_dir, candidates, target_budget=args.target_budget,
+                             experiment_budget=args.experiment_budget, tolerance=args.tolerance, level=args.level,
+                             targets=args.targets, strategy=args.strategy, n_init=args.n_init, num_warmup=args.draws,
+                             num_draws=args.draws, seed=args.seed)
+    _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
+    return planner
+
+
+def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = None, store=None) -> dict:
+    """Keep ``workers`` runs in flight on ``executor``; as each ends, append it to ``store`` (if any),
+    tell the planner and print progress; return the final status. ``make_spec(proposal)`` is the
+    spec a run is started with. On Ctrl-C the running runs are cancelled and stay pending."""
     for run_id, pending in list(planner.pending.items()):  # restart what was pending when we stopped
-        running[pool.submit(worker, _proposal(run_id, pending))] = run_id
+        executor.submit(run_id, make_spec(_proposal(run_id, pending)))
     told, stopping, status = 0, False, planner.status()
     try:
         while True:
-            free = workers - len(running)
-            if not stopping and free > 0 and (max_runs is None or told + len(running) < max_runs):
-                for p in planner.ask(min(free, max_runs - told - len(running)) if max_runs else free):
-                    running[pool.submit(worker, p)] = p.run_id
-            if not running:
+            running = len(executor.pending)
+            if not stopping and running < workers and (max_runs is None or told + running < max_runs):
+                free = workers - running if max_runs is None else min(workers - running, max_runs - told - running)
+                for p in planner.ask(free):
+                    executor.submit(p.run_id, make_spec(p))
+            if not executor.pending:
                 break
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in finished:
-                run_id = running.pop(future)
-                try:
-                    result = future.result()
-                except InputError as err:  # the harness rejected the spec: count it failed, go on
-                    result = {"status": "failed", "error": str(err), "loss": None}
-                planner.tell(run_id, result)
+            for finished in executor.wait():
+                result = record(finished, planner.pending[finished.run_id])
+                if store is not None:
+                    store.append(result, source="loop")
+                planner.tell(finished.run_id, result)
                 told += 1
                 status = planner.status()
-                _common.info(progress_line(told, run_id, result, status))
+                _common.info(progress_line(told, finished.run_id, result, status))
                 stopping = stopping or status["stop"] or (max_runs is not None and told >= max_runs)
+            for line in executor.log:
+                _common.info(line)
+            executor.log.clear()
+    except KeyboardInterrupt:
+        _common.info(f"interrupted: cancelling {len(executor.pending)} running runs (pending; rerun to restart them)")
+        raise
     finally:
-        pool.shutdown(wait=True)
+        executor.close()
     return status
+
+
+def record(finished, asked: dict) -> dict:
+    """The run-store record of an ended run: its RunResult (N and D from the proposal where the
+    result has none, as for a refused spec), or a failed record when every attempt crashed."""
+    if finished.result is None:
+        result = {"run_id": finished.run_id, "status": "failed", "loss": None, "error": finished.error}
+    else:
+        result = dict(finished.result)
+    result.setdefault("N", asked["N"])
+    result.setdefault("D", asked["D"])
+    result["attempts"] = finished.attempts
+    return result
 
 
 def progress_line(i: int, run_id: str, result: dict, status: dict) -> str:
@@ -140,28 +177,52 @@ def status_text(status: dict) -> str:
     return "\n".join(lines)
 
 
-class _Immediate:
-    """An executor that runs each job at submission (the simulator: deterministic order)."""
-
-    def submit(self, fn, *args) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except Exception as err:  # noqa: BLE001  (handed to the caller through the future)
-            future.set_exception(err)
-        return future
-
-    def shutdown(self, wait: bool = True) -> None:
-        pass
-
-
 def _proposal(run_id: str, pending: dict):
     from bayes_scaling.design.planner import Proposal
 
     return Proposal(run_id, pending["N"], pending["D"], pending["cost"], pending.get("gain", float("nan")))
 
 
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    from bayes_scaling.executors import EXECUTORS
+
+    g = p.add_argument_group("executor (where the harness's runs happen; docs/scale-out.md)")
+    g.add_argument("--executor", default=None, choices=EXECUTORS,
+                   help="process: local child processes (default); inline: one at a time; ray: Ray tasks; slurm: submitit")
+    g.add_argument("--retries", type=int, default=1, help="start a run again this many times if its worker crashes (default 1)")
+    g.add_argument("--cpus-per-run", type=float, default=1.0, help="ray/slurm: CPU cores each run asks for (default 1)")
+    g.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="ray/slurm: GPUs each run asks for (Ray takes fractions, e.g. 0.25: four runs per GPU)")
+    g.add_argument("--memory-fraction", type=float, default=None,
+                   help="share of GPU memory each run's JAX may take, allocated as needed (packs runs onto one GPU)")
+    g.add_argument("--ray-address", default=None, help='ray: cluster to join ("auto", "ray://head:10001"); default a local instance')
+    g.add_argument("--slurm-folder", default=None, help="slurm: submitit's job folder, on a file system the nodes share")
+    g.add_argument("--slurm-partition", default=None, help="slurm: partition")
+    g.add_argument("--slurm-time", type=int, default=60, help="slurm: time limit per run in minutes (default 60)")
+
+
+def make_executor_from_args(args, *, job=None):
+    """The executor the flags ask for (``job`` replaces the training child: the simulator)."""
+    from bayes_scaling.executors import Resources, make_executor
+
+    name = args.executor or ("inline" if job is not None else "process")
+    if args.gpus_per_run and name in ("inline", "process"):
+        raise InputError(f"--gpus-per-run applies to --executor ray or slurm; local runs ({name}) see this machine's "
+                         "GPUs (pack them with --memory-fraction)")
+    resources = Resources(cpus=args.cpus_per_run, gpus=args.gpus_per_run, memory_fraction=args.memory_fraction)
+    if job is not None:
+        if name != "inline":
+            raise InputError(f"--simulate answers runs in this process: --executor {name} does not apply")
+        from bayes_scaling.executors.inline import InlineExecutor
+
+        return InlineExecutor(job=job, retries=args.retries, resources=resources)
+    return make_executor(name, workers=args.workers, retries=args.retries, resources=resources,
+                         ray_address=args.ray_address, folder=args.slurm_folder, partition=args.slurm_partition,
+                         time_min=args.slurm_time)
+
+
 def _simulator(args):
+    """An inline executor whose job answers from the simulated truth, and its spec maker."""
     from bayes_scaling.design.oracles import Simulator
     from bayes_scaling.laws import EPOCH_2024
 
@@ -171,39 +232,27 @@ def _simulator(args):
         if len(values) != 5:
             raise InputError(f"--truth expects E,A,B,ALPHA,BETA, got {args.truth!r}")
         truth = dict(zip(("E", "A", "B", "alpha", "beta"), values))
-    return Simulator(truth=truth, sigma=args.noise_sigma, seed=args.seed)
+    simulator = Simulator(truth=truth, sigma=args.noise_sigma, seed=args.seed)
+
+    def job(spec: dict, memory_fraction=None) -> dict:
+        return simulator(SimpleNamespace(run_id=spec["run_id"], N=spec["params"], D=spec["tokens"]))
+
+    return make_executor_from_args(args, job=job), lambda p: {"run_id": p.run_id, "params": p.N, "tokens": p.D}
 
 
-def _harness(args):
+def spec_maker(args):
+    """``make_spec(proposal)``: the RunSpec fields a proposal is trained with (``--train-spec`` added)."""
     extra = {}
     if args.train_spec:
         try:
             extra = json.loads(args.train_spec)
         except json.JSONDecodeError as err:
             raise InputError(f"--train-spec: expected a JSON object ({err})") from None
-    store = None
-    if args.store:
-        from bayes_scaling.runs.store import RunStore
+        if not isinstance(extra, dict):
+            raise InputError(f"--train-spec: expected a JSON object, got {args.train_spec!r}")
 
-        store = RunStore(args.store)
-
-    def work(proposal) -> dict:
-        spec = {**extra, "params": int(round(proposal.N)), "tokens": int(round(proposal.D)), "seed": args.seed,
+    def make_spec(proposal) -> dict:
+        return {**extra, "params": int(round(proposal.N)), "tokens": int(round(proposal.D)), "seed": args.seed,
                 "run_id": proposal.run_id, "progress": False}
-        result = train_child(spec)
-        if store is not None:
-            store.append(result, source="loop")
-        return result
 
-    return work
-
-
-def train_child(spec: dict) -> dict:
-    """One run of ``python -m training`` in a child process (``bayes-scaling train``'s runner); its
-    RunResult as a dict. A child that dies without a result is reported as a failed run."""
-    from bayes_scaling.cli.train import train_in_subprocess
-
-    try:
-        return train_in_subprocess(spec, quiet=True)
-    except RuntimeError as err:
-        return {"status": "failed", "loss": None, "error": str(err).splitlines()[0]}
+    return make_spec

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from bayes_scaling.errors import InputError
+from bayes_scaling.executors.child import child_environment, launch, result_of
+
+__all__ = ["child_environment", "default_store", "train_in_subprocess"]
 
 DEFAULT_STORE = "runs.sqlite"
 
@@ -26,37 +28,16 @@ def default_store() -> str:
     return os.environ.get("BAYES_SCALING_STORE", DEFAULT_STORE)
 
 
-def child_environment() -> dict[str, str]:
-    """This process's environment without the host-device flag that ``bayes_scaling`` adds for NUTS."""
-    env = dict(os.environ)
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", "")).strip()
-    if flags:
-        env["XLA_FLAGS"] = flags
-    else:
-        env.pop("XLA_FLAGS", None)
-    env.pop("JAX_ENABLE_X64", None)
-    return env
-
-
 def train_in_subprocess(spec: dict[str, Any], *, quiet: bool = False, nice: int = 0) -> dict[str, Any]:
-    """Run ``python -m training --spec <spec>`` and return its RunResult as a dict.
-
-    A spec the harness rejects raises ``InputError`` with the harness's one-line message.
-    """
+    """Run ``python -m training --spec <spec>`` and return its RunResult as a dict, relaying its
+    progress bar to stderr unless ``quiet``. A spec the harness rejects raises ``InputError``
+    (``SpecRejected``) with the harness's one-line message; a child that ends without a result
+    raises ``RuntimeError`` (``ChildDied``)."""
     with tempfile.TemporaryDirectory(prefix="bayes-scaling-train-") as tmp:
-        out = Path(tmp) / "result.json"
-        command = [sys.executable, "-m", "training", "--spec", json.dumps(spec), "--out", str(out)]
-        if nice:
-            command = ["nice", "-n", str(nice), *command]
-        proc = subprocess.Popen(command, env=child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        folder = Path(tmp)
+        proc = launch(spec, folder, child_environment(), stderr=subprocess.PIPE, nice=nice)
         tail = _relay(proc.stderr, None if quiet else sys.stderr)
-        returncode = proc.wait()
-        if out.exists():
-            return json.loads(out.read_text())
-        if returncode == 2:
-            lines = tail.strip().splitlines()[-1:] or ["the training harness rejected the spec"]
-            raise InputError(lines[0].removeprefix("python -m training: error: "))
-        raise RuntimeError(f"python -m training exited with status {returncode} and no result" + (f":\n{tail}" if tail else ""))
+        return result_of(folder, proc.wait(), tail)
 
 
 def _relay(stream, sink, keep: int = 4000) -> str:
