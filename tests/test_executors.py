@@ -224,3 +224,26 @@ def test_child_environment_sets_the_memory_fraction_and_drops_the_host_device_fl
     assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.2" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     assert "XLA_CLIENT_MEM_FRACTION" not in env
     assert child_environment()["XLA_CLIENT_MEM_FRACTION"] == "0.9"  # no fraction asked: the user's setting stays
+
+
+def test_ctrl_c_in_the_loop_cancels_and_leaves_the_runs_pending_for_a_resume(tmp_path):
+    from bayes_scaling.cli import build_parser, loop
+    from bayes_scaling.design.planner import Planner
+
+    args = build_parser().parse_args(["loop", "--simulate", "--target-budget", "5.76e23", "--experiment-budget", "1e19",
+                                      "--grid-points", "6", "--state", str(tmp_path)])
+    answered = []
+
+    def job(spec, memory_fraction=None):
+        if len(answered) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the third run is going
+        answered.append(spec["run_id"])
+        return {"run_id": spec["run_id"], "status": "ok", "loss": 3.0}
+
+    executor = InlineExecutor(job=job)
+    with pytest.raises(KeyboardInterrupt):
+        loop.drive(loop.open_planner(args), executor, lambda p: {"run_id": p.run_id, "params": p.N, "tokens": p.D},
+                   workers=1)
+    assert executor.pending == []
+    planner = Planner.open(tmp_path)
+    assert [r["run_id"] for r in planner.done] == answered and len(planner.pending) == 1

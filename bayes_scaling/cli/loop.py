@@ -77,7 +77,10 @@ def run(args) -> int:
         from bayes_scaling.runs.store import RunStore
 
         store = RunStore(args.store)
-    status = drive(planner, executor, make_spec, workers=args.workers, max_runs=args.max_runs, store=store)
+    try:
+        status = drive(planner, executor, make_spec, workers=args.workers, max_runs=args.max_runs, store=store)
+    except KeyboardInterrupt:  # drive has cancelled the running runs; they stay pending in the state
+        return 130
     if args.json:
         _common.print_json(status)
     else:
