@@ -247,3 +247,34 @@ def test_ctrl_c_in_the_loop_cancels_and_leaves_the_runs_pending_for_a_resume(tmp
     assert executor.pending == []
     planner = Planner.open(tmp_path)
     assert [r["run_id"] for r in planner.done] == answered and len(planner.pending) == 1
+
+
+def test_slurm_flags_become_the_sbatch_script(tmp_path, monkeypatch):
+    """No Slurm here: stand-ins for srun, sbatch and scancel record what submitit asks of them."""
+    pytest.importorskip("submitit")
+    from bayes_scaling.cli import build_parser
+    from bayes_scaling.cli.loop import make_executor_from_args
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scripts = {"srun": "exit 0", "sbatch": f'cp "$1" {tmp_path}/job.sh; echo "Submitted batch job 4242"',
+               "scancel": f'echo "$@" > {tmp_path}/scancel.txt'}
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    args = build_parser().parse_args([*LOOP, "--executor", "slurm", "--slurm-folder", str(tmp_path / "jobs"),
+                                      "--slurm-partition", "gpu", "--slurm-time", "90", "--gpus-per-run", "1",
+                                      "--cpus-per-run", "8", "--slurm-option", "account=scaling",
+                                      "--slurm-option", "mem=32G"])
+    executor = make_executor_from_args(args)
+    executor.submit("run-a", tiny_spec("slurm"))
+    lines = set((tmp_path / "job.sh").read_text().splitlines())
+    for expected in ("--partition=gpu", "--time=90", "--gpus-per-node=1", "--cpus-per-task=8", "--account=scaling",
+                     "--mem=32G", "--job-name=bayes-scaling-train"):
+        assert f"#SBATCH {expected}" in lines
+    executor.close()  # cancels the job still pending
+    assert (tmp_path / "scancel.txt").read_text().split() == ["4242"]
+    with pytest.raises(InputError, match="--slurm-option expects KEY=VALUE"):
+        make_executor_from_args(build_parser().parse_args([*LOOP, "--executor", "slurm", "--slurm-folder", "x",
+                                                           "--slurm-option", "account"]))

@@ -111,10 +111,10 @@ def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = 
     """Keep ``workers`` runs in flight on ``executor``; as each ends, append it to ``store`` (if any),
     tell the planner and print progress; return the final status. ``make_spec(proposal)`` is the
     spec a run is started with. On Ctrl-C the running runs are cancelled and stay pending."""
-    for run_id, pending in list(planner.pending.items()):  # restart what was pending when we stopped
-        executor.submit(run_id, make_spec(_proposal(run_id, pending)))
     told, stopping, status = 0, False, planner.status()
     try:
+        for run_id, pending in list(planner.pending.items()):  # restart what was pending when we stopped
+            executor.submit(run_id, make_spec(_proposal(run_id, pending)))
         while True:
             running = len(executor.pending)
             if not stopping and running < workers and (max_runs is None or told + running < max_runs):
@@ -132,9 +132,6 @@ def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = 
                 status = planner.status()
                 _common.info(progress_line(told, finished.run_id, result, status))
                 stopping = stopping or status["stop"] or (max_runs is not None and told >= max_runs)
-            for line in executor.log:
-                _common.info(line)
-            executor.log.clear()
     except KeyboardInterrupt:
         _common.info(f"interrupted: cancelling {len(executor.pending)} running runs (pending; rerun to restart them)")
         raise
@@ -202,6 +199,8 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slurm-folder", default=None, help="slurm: submitit's job folder, on a file system the nodes share")
     g.add_argument("--slurm-partition", default=None, help="slurm: partition")
     g.add_argument("--slurm-time", type=int, default=60, help="slurm: time limit per run in minutes (default 60)")
+    g.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="slurm: any other #SBATCH --KEY=VALUE, e.g. account=abc or mem=32G (repeatable)")
 
 
 def make_executor_from_args(args, *, job=None):
@@ -218,10 +217,16 @@ def make_executor_from_args(args, *, job=None):
             raise InputError(f"--simulate answers runs in this process: --executor {name} does not apply")
         from bayes_scaling.executors.inline import InlineExecutor
 
-        return InlineExecutor(job=job, retries=args.retries, resources=resources)
-    return make_executor(name, workers=args.workers, retries=args.retries, resources=resources,
+        return InlineExecutor(job=job, retries=args.retries, resources=resources, notify=_common.info)
+    options = {}
+    for item in args.slurm_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--slurm-option expects KEY=VALUE, got {item!r}")
+        options[key.lstrip("-")] = value
+    return make_executor(name, workers=args.workers, retries=args.retries, resources=resources, notify=_common.info,
                          ray_address=args.ray_address, folder=args.slurm_folder, partition=args.slurm_partition,
-                         time_min=args.slurm_time)
+                         time_min=args.slurm_time, sbatch_options=options)
 
 
 def _simulator(args):

@@ -65,15 +65,15 @@ class Finished:
 class Executor(ABC):
     """Runs training specs; see the module docstring for the contract."""
 
-    name = "executor"
-
-    def __init__(self, *, retries: int = 0, resources: Resources | None = None):
+    def __init__(self, *, retries: int = 0, resources: Resources | None = None, notify=None):
+        """``notify(line)`` is called with one line per retry (default: appended to ``self.log``)."""
         if retries < 0:
             raise InputError(f"retries must be at least 0, got {retries}")
         self.retries = retries
         self.resources = resources or Resources()
         self._running: dict[str, tuple[Run, Any]] = {}  # run_id -> (run, backend handle)
-        self.log: list[str] = []  # one line per retry, for the caller to show
+        self.log: list[str] = []
+        self.notify = notify or self.log.append
 
     # -- the interface ------------------------------------------------------------------------------
     @property
@@ -126,7 +126,7 @@ class Executor(ABC):
         except Exception as err:  # noqa: BLE001  (any crash of the worker: retry, then report)
             error = _ANSI.sub("", f"{type(err).__name__}: {str(err).strip()}")  # Ray colours its messages
             if run.attempt <= self.retries:
-                self.log.append(f"{run_id}: attempt {run.attempt} crashed ({error.splitlines()[0][:120]}); starting again")
+                self.notify(f"{run_id}: attempt {run.attempt} crashed ({error.splitlines()[0][:120]}); starting again")
                 again = replace(run, attempt=run.attempt + 1)
                 self._running[run_id] = (again, self._start(again))
                 return None

@@ -42,7 +42,7 @@ def child_environment(memory_fraction: float | None = None) -> dict[str, str]:
         env.pop("XLA_FLAGS", None)
     env.pop("JAX_ENABLE_X64", None)
     if memory_fraction is not None:
-        env.pop("XLA_CLIENT_MEM_FRACTION", None)  # jax refuses both names at once; the old one works everywhere
+        env.pop("XLA_CLIENT_MEM_FRACTION", None)  # jax refuses both names at once; jax 0.11 and 0.12 read the older one
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{memory_fraction:g}"
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     return env
@@ -56,7 +56,8 @@ def launch(spec: dict[str, Any], folder: Path, env: dict[str, str], *, stderr=No
     if nice:
         command = ["nice", "-n", str(nice), *command]
     if stderr is None:
-        stderr = open(folder / STDERR_FILE, "wb")  # noqa: SIM115  (the child holds it; closed by the OS)
+        with open(folder / STDERR_FILE, "wb") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 

@@ -14,7 +14,7 @@ from bayes_scaling.executors.child import train_job
 
 
 class InlineExecutor(Executor):
-    name = "inline"
+    """Runs ``job(spec, memory_fraction)`` at submission; ``wait`` hands back what is done."""
 
     def __init__(self, *, job: Callable[..., dict[str, Any]] = train_job, **kwargs):
         super().__init__(**kwargs)

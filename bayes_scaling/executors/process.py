@@ -2,8 +2,8 @@
 
 The loop keeps at most ``--workers`` runs in flight, so this executor starts every run it is
 given at once. Cancelling a run kills its child. With ``Resources.memory_fraction`` every child's
-JAX takes at most that share of the GPU's memory, allocated as needed: k runs of fraction 1/k
-(a little less, for the CUDA context of each) share one GPU.
+JAX takes at most that share of the GPU's memory, allocated as needed, so that several runs share
+one GPU (measured with four runs at 0.2 on an H200: docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class _Child:
 
 
 class ProcessExecutor(Executor):
-    name = "process"
+    """Each run a local ``python -m training`` child (``nice``: its scheduling priority offset)."""
 
     def __init__(self, *, nice: int = 0, **kwargs):
         super().__init__(**kwargs)

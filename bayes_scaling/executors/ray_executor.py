@@ -19,7 +19,6 @@ from bayes_scaling.errors import InputError
 from bayes_scaling.executors.base import Executor, Run
 from bayes_scaling.executors.child import train_job
 
-
 # A local instance stays on this machine: node address 127.0.0.1, so every Ray server binds to
 # loopback (read by Ray when it is imported), and no usage statistics are sent.
 LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -37,7 +36,7 @@ def _import_ray(local: bool):
 
 
 class RayExecutor(Executor):
-    name = "ray"
+    """Each run a Ray task running ``child.train_job`` with the run's CPU and GPU request."""
 
     def __init__(self, *, address: str | None = None, num_cpus: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -48,7 +47,7 @@ class RayExecutor(Executor):
                 self.ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                               log_to_driver=False, configure_logging=False)
             else:
-                self.ray.init(address=address, log_to_driver=False, configure_logging=False)
+                self.ray.init(address=address)
             self._started_ray = True
         self._task = self.ray.remote(train_job).options(num_cpus=self.resources.cpus, num_gpus=self.resources.gpus,
                                                         max_retries=0, name="bayes-scaling-train")

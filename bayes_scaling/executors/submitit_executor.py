@@ -2,9 +2,10 @@
 
 submitit pickles ``child.train_job`` with the run's spec into ``folder`` (which must be on a file
 system the compute nodes share, like this package's installation), submits one ``sbatch`` job per
-run with the requested partition, time limit, CPUs and GPUs, and reads the result back from the
-same folder. ``cluster="local"`` runs the same jobs as local processes (submitit's LocalExecutor),
-which is how the tests exercise this path without a Slurm cluster.
+run with the requested partition, time limit, CPUs and GPUs (and any other ``#SBATCH --key=value``
+from ``sbatch_options``, e.g. account or mem), and reads the result back from the same folder.
+``cluster="local"`` runs the same jobs as local processes (submitit's LocalExecutor), which is how
+the tests exercise this path without a Slurm cluster.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from bayes_scaling.executors.child import train_job
 
 
 class SubmititExecutor(Executor):
-    name = "slurm"
+    """Each run a submitit job: on Slurm (``cluster="slurm"``) or as a local process (``"local"``)."""
 
     def __init__(self, *, folder: str | Path, cluster: str | None = "slurm", partition: str | None = None,
-                 time_min: int = 60, mem_gb: float | None = None, slurm_extra: dict[str, Any] | None = None, **kwargs):
+                 time_min: int = 60, sbatch_options: dict[str, str] | None = None, **kwargs):
         super().__init__(**kwargs)
         try:
             import submitit
@@ -31,15 +32,16 @@ class SubmititExecutor(Executor):
             raise InputError(f"--slurm-time must be at least 1 minute, got {time_min}")
         if self.resources.gpus != int(self.resources.gpus):
             raise InputError(f"--gpus-per-run must be a whole number on Slurm, got {self.resources.gpus}")
-        self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        try:
+            self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        except RuntimeError as err:  # submitit's "Could not detect srun": not on a Slurm machine
+            raise InputError(f"--executor slurm: {err} (run the loop on a Slurm login node)") from None
         params: dict[str, Any] = {"timeout_min": time_min, "cpus_per_task": max(1, round(self.resources.cpus)),
                                   "gpus_per_node": int(self.resources.gpus), "name": "bayes-scaling-train"}
-        if mem_gb is not None:
-            params["mem_gb"] = mem_gb
         if partition:
             params["slurm_partition"] = partition
-        if slurm_extra:
-            params["slurm_additional_parameters"] = slurm_extra
+        if sbatch_options:
+            params["slurm_additional_parameters"] = dict(sbatch_options)
         self.executor.update_parameters(**params)
 
     def _start(self, run: Run):
