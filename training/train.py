@@ -204,12 +204,17 @@ def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
         at_eval, at_ckpt = s in plan.eval_steps, s in plan.checkpoint_steps
         if not (s % log_every == 0 or at_eval or at_ckpt or s == start_step + 1 or s == stop_after_steps):
             continue
-        losses = [float(x) for x in pending]  # waits for the device
+        # Read the losses back, but leave the newest step running on the device while the host
+        # prepares the next batch, unless this step is evaluated, saved, or ends the timing-free start.
+        drain = at_eval or at_ckpt or s == stop_after_steps or t_mark is None
+        ready, pending = (pending, []) if drain else (pending[:-1], pending[-1:])
+        if not ready:
+            continue
+        losses = [float(x) for x in ready]  # waits for the device
         now = time.perf_counter()
         if t_mark is not None:  # the first step of a process (compilation) is not timed
             meta["timed_seconds"] += now - t_mark
-            meta["timed_tokens"] += len(pending) * b
-        pending = []
+            meta["timed_tokens"] += len(ready) * b
         meta["window"] = (meta["window"] + losses)[-max(log_every, 10):]  # recent train losses, for the curve
         if not all(math.isfinite(x) for x in losses):
             status, error = "failed", f"training loss became {losses[-1]} by step {s} ({s * b} tokens)"
