@@ -3,7 +3,8 @@
 The child sets ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` before JAX starts (this
 process's JAX is already started with bayes_scaling's settings) and trains the same tiny bf16 run
 on one device and on two: the loss curves agree within bf16 tolerance, the batch is split across
-the devices and the parameters and optimizer state are replicated on both.
+the devices, the parameters and optimizer state are replicated on both, and a two-device run
+resumed from its checkpoint ends with the same loss as the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from training.spec import RunSpec
 from training.train import build, make_plan, make_steps, run
 
 spec = RunSpec(**json.loads(sys.argv[1]))
-curves = {n: [p["val_loss"] for p in run(RunSpec(**{**spec.to_dict(), "devices": n})).curve] for n in (1, 2)}
-train = {n: run(RunSpec(**{**spec.to_dict(), "devices": n})).train_loss for n in (1, 2)}
+results = {n: run(RunSpec(**{**spec.to_dict(), "devices": n})) for n in (1, 2)}
+# Stopped after 17 steps and resumed from its checkpoint, on two devices.
+two_ckpt = RunSpec(**{**spec.to_dict(), "devices": 2, "checkpoint_dir": sys.argv[2]})
+stopped = run(two_ckpt, stop_after_steps=17)
+resumed = run(two_ckpt)
 
 # One step by hand: where the batch and the state live.
 mesh = parallel.data_mesh(2)
@@ -46,7 +50,10 @@ batch = parallel.shard_batch(data_lib.train_batch(corpus.train, seed=0, step=0, 
 state, ce = train_step(parallel.replicate(state, mesh), batch)
 leaves = jax.tree.leaves(state)
 print(json.dumps({
-    "devices": jax.local_device_count(), "curves": curves, "train": train,
+    "devices": jax.local_device_count(), "device": results[2].device,
+    "curves": {n: [p["val_loss"] for p in r.curve] for n, r in results.items()},
+    "train": {n: r.train_loss for n, r in results.items()},
+    "resume": [stopped.status, resumed.resumed_from_step, resumed.loss, results[2].loss],
     "batch_shards": sorted({tuple(s.data.shape) for s in batch.addressable_shards}),
     "batch_devices": len(batch.sharding.device_set),
     "state_replicated": all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == 2 for x in leaves),
@@ -54,15 +61,15 @@ print(json.dumps({
 """
 
 
-def test_two_devices_give_the_one_device_loss_curve_within_bf16_tolerance():
+def test_two_devices_give_the_one_device_loss_curve_within_bf16_tolerance(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     spec = {**TINY, "tokens": 256 * 60, "eval_points": 3, "compute_dtype": "bfloat16"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], env=env, cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec), str(tmp_path / "ckpt")], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["devices"] == 2
+    assert out["devices"] == 2 and out["device"] == "cpu:cpu x2"
     one, two = out["curves"]["1"], out["curves"]["2"]
     assert len(one) == len(two) == 3 and one[-1] < one[0]  # it learns
     # Same data, same initialisation: only the order of bf16 reductions differs between the two, so
@@ -71,6 +78,9 @@ def test_two_devices_give_the_one_device_loss_curve_within_bf16_tolerance():
     assert abs(out["train"]["1"] - out["train"]["2"]) / out["train"]["1"] < 2**-8
     assert out["batch_shards"] == [[4, 33]] and out["batch_devices"] == 2  # 8 sequences of 32+1 tokens, split in two
     assert out["state_replicated"]
+    # A two-device run stopped and resumed from its checkpoint ends exactly where the uninterrupted one does.
+    stopped, resumed_from, resumed_loss, full_loss = out["resume"]
+    assert stopped == "interrupted" and resumed_from == 17 and resumed_loss == full_loss
 
 
 def test_device_count_refuses_what_cannot_be_split():
