@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draws", type=int, default=300, help="NUTS warmup and draws per chain at each refit (2 chains)")
     p.add_argument("--n-init", type=int, default=8, help="space-filling runs before the first fit")
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many results")
-    p.add_argument("--store", default=None, help="harness: also append each RunResult to this run store")
+    p.add_argument("--store", default=None, help="append each result (failed runs too) to this run store as it arrives")
     p.add_argument("--train-spec", default=None, help='harness: extra RunSpec fields as JSON, e.g. \'{"context": 64}\'')
     add_executor_options(p)
     add_candidate_options(p)
