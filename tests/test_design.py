@@ -179,5 +179,49 @@ def test_plan_scores_candidates_from_a_saved_fit(tmp_path, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert len(plan["proposals"]) == 3 and len({p["run_id"] for p in plan["proposals"]}) == 3
     assert all(p["gain"] > 0 and p["cost"] <= 10 * runs.C.max() for p in plan["proposals"])
+    assert main(["plan", str(tmp_path / "fit"), "--target-budget", "5.76e23", "--batch", "2", "--grid-points", "10",
+                 "--misfit", "auto", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["proposals"]) == 2
+    assert main(["plan", str(tmp_path / "fit"), "--target-budget", "5.76e23", "--misfit", "lots"]) == 2
     assert main(["plan", str(tmp_path / "fit"), "--batch", "2"]) == 2  # no target budget: a clear error
     assert "target-budget" in capsys.readouterr().err
+
+
+def test_misfit_term_reduces_to_plain_noise_and_penalises_crowded_runs():
+    from bayes_scaling.design.discrepancy import Discrepancy, coordinates
+    from bayes_scaling.design.eig import predicted_log_loss
+
+    law = Chinchilla()
+    draws = draws_around_epoch(vary=("A", "B", "alpha", "beta"))
+    T = target_draws(law, draws, 5.76e23)
+    done_N, done_D = np.array([1e8, 1.2e8, 1e8, 1.2e8]), np.array([2e9, 2e9, 2.4e9, 2.4e9])
+    cand_N, cand_D = np.array([1.1e8, 1e9]), np.array([2.2e9, 2e10])  # next to the done runs / far from them
+    cost = 6 * cand_N * cand_D
+    mu, mu_done = predicted_log_loss(law, draws, cand_N, cand_D), predicted_log_loss(law, draws, done_N, done_D)
+    where, where_done = coordinates(cand_N, cand_D, cost), coordinates(done_N, done_D, 6 * done_N * done_D)
+    plain = greedy_batch(T, mu, draws["sigma"], cost, 2, score="eig")[1]
+    off = greedy_batch(T, mu, draws["sigma"], cost, 2, score="eig", discrepancy=Discrepancy(0.0), where=where,
+                       mu_done=mu_done, where_done=where_done)[1]
+    np.testing.assert_allclose(off, plain)  # tau = 0: the plain utility
+    misfit = Discrepancy(0.05, length=0.5, growth=0.5, reference=float(np.log10(cost.max())))
+    [best], _ = greedy_batch(T, mu, draws["sigma"], cost, 1, discrepancy=misfit, where=where, mu_done=mu_done,
+                             where_done=where_done)
+    assert greedy_batch(T, mu, draws["sigma"], cost, 1)[0] == [0]  # plain: the cheap run per FLOP
+    assert best == 1  # misfit shared with the done runs: the cheap neighbour adds little, go large
+    with pytest.raises(InputError, match="Gaussian"):
+        greedy_batch(T, mu, draws["sigma"], cost, 1, estimator="nested", discrepancy=misfit, where=where)
+
+
+def test_misfit_fit_finds_structure_only_where_there_is_some():
+    from bayes_scaling.design.discrepancy import Discrepancy, fit_discrepancy
+
+    rng = np.random.default_rng(4)
+    where = np.column_stack([rng.uniform(7, 10, 80), rng.uniform(8, 11, 80)])
+    where = np.column_stack([where, np.log10(6) + where.sum(axis=1)])
+    shape = Discrepancy(1.0, length=0.5).kernel(where, where)
+    white = 0.005 * rng.standard_normal(80)
+    structured = np.linalg.cholesky(0.02**2 * shape + 1e-12 * np.eye(80)) @ rng.standard_normal(80) + white
+    found, s = fit_discrepancy(structured, where, reference=21.0, growths=(0.0,))
+    assert 0.01 < found.scale < 0.04 and 0.002 < s < 0.01
+    none, s_white = fit_discrepancy(white, where, reference=21.0)
+    assert none.scale < 0.002 and abs(s_white - 0.005) < 0.002

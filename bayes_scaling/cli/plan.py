@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="planner state: do not record the proposals as pending")
     p.add_argument("--targets", nargs="+", default=["log_N_opt"], choices=["log_N_opt", "log_L_opt"],
                    help="saved fit: the quantities to learn about (default log_N_opt)")
+    p.add_argument("--misfit", default=None, metavar="auto|KAPPA",
+                   help="score under the law plus a misfit term (docs/design.md): 'auto' fits it to the residuals of "
+                        "the runs so far, a number kappa fixes its sd at kappa x sigma (0: off; default: the planner's "
+                        "setting, off for a saved fit; given with a planner state it becomes the planner's setting)")
     add_candidate_options(p)
     p.add_argument("--json", action="store_true", help="print the proposals as JSON")
     p.set_defaults(func=run)
@@ -95,15 +99,19 @@ def _from_planner(args, directory):
         if not args.target_budget > 0:
             raise InputError(f"--target-budget must be positive, got {args.target_budget}")
         planner.settings["target_budget"] = float(args.target_budget)
+    if args.misfit is not None:
+        planner.settings["discrepancy"] = parse_misfit(args.misfit, 0.0)
     if not args.dry_run:
         return planner.ask(args.batch), planner.settings["target_budget"]
     s = planner.settings
     if len(planner.done) < len(planner.law.param_names) + 1:
         raise InputError(f"the planner has {len(planner.done)} finished runs; a dry run needs enough to fit "
                          f"({len(planner.law.param_names) + 1})")
+    misfit = parse_misfit(args.misfit, s.get("discrepancy", 0.0))
     return propose(planner.law, planner.draws(), planner.remaining(), target_budget=s["target_budget"], q=args.batch,
                    targets=s["targets"], score="eig_per_cost", estimator=s["estimator"], likelihood=s["likelihood"],
-                   nu=s["nu"]), s["target_budget"]
+                   nu=s["nu"], done=planner.done_runs(), done_loss=[r["loss"] for r in planner.done],
+                   discrepancy=misfit), s["target_budget"]
 
 
 def _from_fit(args, directory):
@@ -120,7 +128,26 @@ def _from_fit(args, directory):
     candidates = candidates_from_args(args, (runs.N.min(), 10 * runs.N.max()), (runs.D.min(), 10 * runs.D.max()),
                                       10 * runs.C.max())
     draws = {**post.theta(), "sigma": post.draws("sigma")}
+    from bayes_scaling.design.candidates import Candidates
+
+    done = Candidates(runs.N, runs.D, runs.C, tuple(str(r) for r in runs.frame["run_id"]))
     proposals = propose(post.law, draws, candidates, target_budget=args.target_budget, q=args.batch,
                         targets=args.targets, likelihood=post.meta.get("likelihood", "student_t"),
-                        nu=post.meta.get("nu", 5.0))
+                        nu=post.meta.get("nu", 5.0), done=done, done_loss=runs.loss,
+                        discrepancy=parse_misfit(args.misfit, 0.0))
     return proposals, args.target_budget
+
+
+def parse_misfit(value, default):
+    """--misfit: None (the default), 'auto', or a number kappa >= 0."""
+    if value is None:
+        return default
+    if value == "auto":
+        return "auto"
+    try:
+        kappa = float(value)
+    except ValueError:
+        kappa = -1.0
+    if not kappa >= 0:
+        raise InputError(f"--misfit must be 'auto' or a number >= 0, got {value!r}")
+    return kappa

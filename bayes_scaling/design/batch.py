@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from bayes_scaling.design.discrepancy import Discrepancy, innovations
 from bayes_scaling.design.eig import eig_nested, gaussian_gain, noise_variance, _as_2d, _weights
 from bayes_scaling.errors import InputError
 
@@ -33,9 +34,17 @@ ESTIMATORS = ("gaussian", "nested")
 
 def greedy_batch(T, mu, sigma, cost, q: int, *, mu_pending=None, score: str = "eig_per_cost",
                  estimator: str = "gaussian", likelihood: str = "student_t", nu: float = 5.0,
-                 weights=None, seed: int = 0, nested_options: dict | None = None):
+                 weights=None, seed: int = 0, nested_options: dict | None = None,
+                 discrepancy: Discrepancy | None = None, where=None, where_pending=None, mu_done=None,
+                 where_done=None):
     """Indices of q candidates (columns of ``mu``) chosen greedily, and each one's EIG (nats)
-    at the moment it was chosen. ``mu_pending``: (S, P) predicted log-losses of pending runs."""
+    at the moment it was chosen. ``mu_pending``: (S, P) predicted log-losses of pending runs.
+
+    ``discrepancy`` (Gaussian estimator only): score under the model with a misfit term shared by
+    nearby runs (``design.discrepancy``); it needs the coordinates (log10 N, log10 D, log10 C) of
+    the candidates and pending runs (``where``, ``where_pending``) and the done runs' predicted
+    log-losses (S, n) and coordinates (``mu_done``, ``where_done``).
+    """
     if score not in SCORES or estimator not in ESTIMATORS:
         raise InputError(f"score must be one of {SCORES} and estimator one of {ESTIMATORS}")
     T, mu = _as_2d(T), _as_2d(mu)
@@ -46,13 +55,24 @@ def greedy_batch(T, mu, sigma, cost, q: int, *, mu_pending=None, score: str = "e
     w = _weights(weights, S)
     r = noise_variance(sigma, likelihood, nu, w)
     if estimator == "gaussian":
-        step = _GaussianConditioner(T, mu, pending, w, r)
+        if discrepancy is not None and discrepancy.scale > 0:
+            if where is None or (where_pending is None and pending.shape[1]):
+                raise InputError("a discrepancy needs the runs' coordinates (where, where_pending)")
+            done = np.zeros((S, 0)) if mu_done is None else _as_2d(mu_done)
+            coords = np.vstack([np.reshape(where_pending if pending.shape[1] else np.zeros((0, 3)), (-1, 3)), where])
+            columns, noise = innovations(np.column_stack([pending, mu]), coords, r, discrepancy, done,
+                                         where_done if done.shape[1] else None)
+        else:
+            columns, noise = np.column_stack([pending, mu]), None
+        step = _GaussianConditioner(T, columns, pending.shape[1], w, r, noise)
     else:
+        if discrepancy is not None and discrepancy.scale > 0:
+            raise InputError("the discrepancy term is implemented for the Gaussian estimator only")
         step = _ReweightingConditioner(T, mu, pending, w, sigma, likelihood, nu, seed, nested_options or {})
     chosen, gains = [], []
     for _ in range(q):
         gain, variance = step.scores()
-        value = {"eig_per_cost": gain / cost, "eig": gain, "uncertainty": variance + r}[score]
+        value = {"eig_per_cost": gain / cost, "eig": gain, "uncertainty": variance}[score]
         value[chosen] = -np.inf
         j = int(np.argmax(value))
         chosen.append(j)
@@ -62,32 +82,47 @@ def greedy_batch(T, mu, sigma, cost, q: int, *, mu_pending=None, score: str = "e
 
 
 class _GaussianConditioner:
-    """Covariances of (T, mu) from the draws, conditioned on noisy observations of chosen columns."""
+    """Covariances of (T, y) from the draws, conditioned on noisy observations of chosen columns.
 
-    def __init__(self, T, mu, pending, w, r):
+    ``columns`` (S, P + K): the pending runs' then the candidates' predictions (or innovations, with
+    a discrepancy); ``noise``: their (P + K, P + K) noise covariance, or None for r I. The first P
+    columns are observed from the start.
+    """
+
+    def __init__(self, T, columns, n_pending, w, r, noise=None):
         root = np.sqrt(w)[:, None]
         self.T = root * (T - w @ T)
-        self.M = root * (mu - w @ mu)
-        self.O = root * (pending - w @ pending)
-        self.r = r
+        self.X = root * (columns - w @ columns)
+        self.P, self.r, self.noise = n_pending, r, noise
+        self.observed = list(range(n_pending))
         self.S_TT = self.T.T @ self.T
-        self.c = self.T.T @ self.M
-        self.v = np.sum(self.M**2, axis=0)
+        self.c = self.T.T @ self.X[:, n_pending:]
+        self.v = np.sum(self.X[:, n_pending:] ** 2, axis=0) + self._noise(np.arange(n_pending, self.X.shape[1]), None)
+
+    def _noise(self, rows, cols):
+        """Noise covariance block (rows x cols); cols None: the diagonal of rows."""
+        if cols is None:
+            return self.r * np.ones(len(rows)) if self.noise is None else np.diag(self.noise)[rows]
+        if self.noise is None:
+            return self.r * (np.asarray(rows)[:, None] == np.asarray(cols)[None, :])
+        return self.noise[np.ix_(rows, cols)]
 
     def scores(self):
-        if self.O.shape[1] == 0:
-            S_TT, c, v = self.S_TT, self.c, self.v
-        else:
-            S_OO = self.O.T @ self.O + self.r * np.eye(self.O.shape[1])
-            S_OT, S_OM = self.O.T @ self.T, self.O.T @ self.M
-            B_T, B_M = np.linalg.solve(S_OO, S_OT), np.linalg.solve(S_OO, S_OM)
-            S_TT = self.S_TT - S_OT.T @ B_T
-            c = self.c - S_OT.T @ B_M
-            v = np.maximum(self.v - np.sum(S_OM * B_M, axis=0), 0.0)
-        return gaussian_gain(S_TT, c, v + self.r), v
+        """(gain, predictive variance of y) per candidate, given the observed columns."""
+        if not self.observed:
+            return gaussian_gain(self.S_TT, self.c, self.v), self.v
+        O, M = np.asarray(self.observed), np.arange(self.P, self.X.shape[1])
+        X_O = self.X[:, O]
+        S_OO = X_O.T @ X_O + self._noise(O, O)
+        S_OT, S_OM = X_O.T @ self.T, X_O.T @ self.X[:, self.P:] + self._noise(O, M)
+        B_T, B_M = np.linalg.solve(S_OO, S_OT), np.linalg.solve(S_OO, S_OM)
+        S_TT = self.S_TT - S_OT.T @ B_T
+        c = self.c - S_OT.T @ B_M
+        v = np.maximum(self.v - np.sum(S_OM * B_M, axis=0), 1e-300)
+        return gaussian_gain(S_TT, c, v), v
 
     def observe(self, j):
-        self.O = np.column_stack([self.O, self.M[:, j]])
+        self.observed.append(self.P + j)
 
 
 class _ReweightingConditioner:

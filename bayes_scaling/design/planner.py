@@ -34,6 +34,7 @@ import numpy as np
 
 from bayes_scaling.design.batch import ESTIMATORS, SCORES, greedy_batch
 from bayes_scaling.design.candidates import Candidates
+from bayes_scaling.design.discrepancy import Discrepancy, coordinates, fit_discrepancy
 from bayes_scaling.design.eig import check_targets, predicted_log_loss, target_draws
 from bayes_scaling.design.refit import MaskedRefitter
 from bayes_scaling.errors import InputError
@@ -41,6 +42,10 @@ from bayes_scaling.laws import Law, get_law
 
 STATE_FILE = "planner.json"
 STRATEGIES = (*SCORES, "random")
+DEFAULT_DISCREPANCY = 0.0  # no misfit term; "auto": fitted to the residuals; kappa > 0: a fixed prior (design.discrepancy)
+DEFAULT_DISCREPANCY_LENGTH = 0.5  # decades of N and of D over which the misfit is correlated
+DEFAULT_DISCREPANCY_GROWTH = 0.5  # fixed prior: misfit sd x 10^0.5 per decade of compute below the largest run
+MIN_RUNS_FOR_MISFIT = 12  # fewer done runs: no misfit estimate (the plain utility)
 NESTED_OUTER = 200  # outer samples of the nested estimator when the planner uses it (cost O(200 S K))
 
 
@@ -58,16 +63,52 @@ class Proposal:
 def propose(law: Law, draws: dict, candidates: Candidates, *, target_budget: float, q: int,
             targets=("log_N_opt",), score: str = "eig_per_cost", estimator: str = "gaussian",
             likelihood: str = "student_t", nu: float = 5.0, pending: Candidates | None = None,
-            seed: int = 0) -> list[Proposal]:
-    """The greedy batch of ``q`` proposals from posterior ``draws`` (natural parameters and sigma)."""
+            done: Candidates | None = None, done_loss=None, discrepancy: str | float = 0.0,
+            discrepancy_length: float = DEFAULT_DISCREPANCY_LENGTH, discrepancy_growth: float = DEFAULT_DISCREPANCY_GROWTH,
+            seed: int = 0, report: dict | None = None) -> list[Proposal]:
+    """The greedy batch of ``q`` proposals from posterior ``draws`` (natural parameters and sigma).
+
+    ``discrepancy`` scores the information gain under the law plus a misfit term
+    (``design.discrepancy``; Gaussian estimator, information scores only): ``"auto"`` fits its size
+    and growth to the residuals of the ``done`` runs (losses ``done_loss``) by marginal likelihood;
+    a number kappa > 0 fixes tau = kappa x the posterior median of sigma at the largest scale in
+    sight, growing by 10^``discrepancy_growth`` per decade below it; 0 is off. ``report`` (a dict),
+    if given, receives the misfit term used (``report["misfit"]``: its fields, or None)."""
     T = target_draws(law, draws, target_budget, targets)
     mu = predicted_log_loss(law, draws, candidates.N, candidates.D)
-    mu_pending = predicted_log_loss(law, draws, pending.N, pending.D) if pending is not None and len(pending) else None
+    has_pending = pending is not None and len(pending) > 0
+    mu_pending = predicted_log_loss(law, draws, pending.N, pending.D) if has_pending else None
+    has_done = done is not None and len(done) > 0
+    misfit, mu_done = None, None
+    if discrepancy not in (0, 0.0, None) and estimator == "gaussian" and score in ("eig_per_cost", "eig"):
+        mu_done = predicted_log_loss(law, draws, done.N, done.D) if has_done else None
+        misfit = _misfit(discrepancy, discrepancy_length, discrepancy_growth, draws, candidates,
+                         done if has_done else None, mu_done, done_loss)
     chosen, gains = greedy_batch(T, mu, draws["sigma"], candidates.cost, q, mu_pending=mu_pending, score=score,
                                  estimator=estimator, likelihood=likelihood, nu=nu, seed=seed,
-                                 nested_options={"n_outer": min(NESTED_OUTER, len(T))})
+                                 nested_options={"n_outer": min(NESTED_OUTER, len(T))}, discrepancy=misfit,
+                                 where=coordinates(candidates.N, candidates.D, candidates.cost),
+                                 where_pending=coordinates(pending.N, pending.D, pending.cost) if has_pending else None,
+                                 mu_done=mu_done, where_done=coordinates(done.N, done.D, done.cost) if has_done else None)
+    if report is not None:
+        report["misfit"] = None if misfit is None else dict(vars(misfit))
     return [Proposal(candidates.keys[j], float(candidates.N[j]), float(candidates.D[j]), float(candidates.cost[j]), float(g))
             for j, g in zip(chosen, gains)]
+
+
+def _misfit(discrepancy, length, growth, draws, candidates, done, mu_done, done_loss) -> Discrepancy | None:
+    """The Discrepancy to score with: fitted to the done runs' residuals ("auto") or fixed (kappa)."""
+    reference = float(np.log10(max(candidates.cost.max(), done.cost.max() if done is not None else 0.0)))
+    if discrepancy == "auto":
+        if done is None or len(done) < MIN_RUNS_FOR_MISFIT or done_loss is None:
+            return None
+        residuals = np.log(np.asarray(done_loss, np.float64)) - mu_done.mean(axis=0)
+        misfit, _ = fit_discrepancy(residuals, coordinates(done.N, done.D, done.cost), reference=reference, length=length)
+        return misfit
+    kappa = float(discrepancy)
+    if kappa < 0:
+        raise InputError(f"discrepancy must be 'auto' or a number >= 0, got {discrepancy!r}")
+    return Discrepancy(scale=kappa * float(np.median(draws["sigma"])), length=length, growth=growth, reference=reference)
 
 
 def interval(values: np.ndarray, level: float) -> dict[str, float]:
@@ -98,7 +139,9 @@ class Planner:
                targets=("log_N_opt",), strategy: str = "eig_per_cost", estimator: str = "gaussian",
                n_init: int = 8, law: str = "chinchilla", likelihood: str = "student_t", nu: float = 5.0,
                num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300, capacity: int = 64,
-               seed: int = 0, overwrite: bool = False) -> Planner:
+               discrepancy: str | float = DEFAULT_DISCREPANCY, discrepancy_length: float = DEFAULT_DISCREPANCY_LENGTH,
+               discrepancy_growth: float = DEFAULT_DISCREPANCY_GROWTH, seed: int = 0,
+               overwrite: bool = False) -> Planner:
         directory = Path(directory)
         if (directory / STATE_FILE).exists() and not overwrite:
             raise InputError(f"{directory / STATE_FILE} exists; open it with Planner.open or pass overwrite=True")
@@ -108,11 +151,18 @@ class Planner:
             raise InputError("need target_budget > 0, experiment_budget > 0, 0 < level < 1 and tolerance >= 0")
         if len(candidates) == 0:
             raise InputError("no candidate runs")
+        if not (discrepancy == "auto" or (isinstance(discrepancy, (int, float)) and discrepancy >= 0)) \
+                or not discrepancy_length > 0 or not discrepancy_growth >= 0:
+            raise InputError(f"need discrepancy 'auto' or >= 0 and discrepancy_length > 0, got {discrepancy!r}, "
+                             f"{discrepancy_length!r}")
         settings = dict(target_budget=float(target_budget), experiment_budget=float(experiment_budget),
                         tolerance=float(tolerance), level=float(level), targets=list(check_targets(targets)),
                         strategy=strategy, estimator=estimator, n_init=int(n_init), law=law, likelihood=likelihood,
                         nu=float(nu), num_chains=int(num_chains), num_warmup=int(num_warmup),
-                        num_draws=int(num_draws), capacity=int(capacity), seed=int(seed))
+                        num_draws=int(num_draws), capacity=int(capacity),
+                        discrepancy=discrepancy if discrepancy == "auto" else float(discrepancy),
+                        discrepancy_length=float(discrepancy_length), discrepancy_growth=float(discrepancy_growth),
+                        seed=int(seed))
         state = {"version": 1, "settings": settings, "candidates": candidates.to_dict(), "done": [],
                  "pending": {}, "failed": [], "fits": 0, "rng": np.random.default_rng(seed).bit_generator.state}
         planner = cls(directory, state)
@@ -150,6 +200,11 @@ class Planner:
     def pending(self) -> dict[str, dict]:
         return self.state["pending"]
 
+    def done_runs(self) -> Candidates:
+        """The done runs as a Candidates table (N, D, cost, key)."""
+        return Candidates(np.array([r["N"] for r in self.done], np.float64), np.array([r["D"] for r in self.done], np.float64),
+                          np.array([r["cost"] for r in self.done], np.float64), tuple(r["key"] for r in self.done))
+
     @property
     def flops_spent(self) -> float:
         return float(sum(r["cost"] for r in self.done) + sum(r["cost"] for r in self.state["failed"]))
@@ -185,8 +240,11 @@ class Planner:
                                  np.array([self.pending[k]["cost"] for k in keys]), tuple(keys))
             proposals = propose(self.law, self.draws(), cands, target_budget=s["target_budget"], q=q,
                                 targets=s["targets"], score=s["strategy"], estimator=s["estimator"],
-                                likelihood=s["likelihood"], nu=s["nu"], pending=pending,
-                                seed=int(self.rng.integers(2**31)))
+                                likelihood=s["likelihood"], nu=s["nu"], pending=pending, done=self.done_runs(),
+                                done_loss=[r["loss"] for r in self.done], discrepancy=s.get("discrepancy", 0.0),
+                                discrepancy_length=s.get("discrepancy_length", DEFAULT_DISCREPANCY_LENGTH),
+                                discrepancy_growth=s.get("discrepancy_growth", DEFAULT_DISCREPANCY_GROWTH),
+                                seed=int(self.rng.integers(2**31)), report=self.state)
         proposals = self._within_budget(proposals)
         for p in proposals:
             self.pending[p.run_id] = {"key": p.run_id, "N": p.N, "D": p.D, "cost": p.cost, "gain": p.gain}
@@ -238,7 +296,8 @@ class Planner:
         out = {"runs_done": len(self.done), "runs_pending": len(self.pending), "runs_failed": len(self.state["failed"]),
                "flops_spent": self.flops_spent, "flops_pending": self.flops_pending,
                "experiment_budget": s["experiment_budget"], "target_budget": s["target_budget"], "level": s["level"],
-               "tolerance": s["tolerance"], "log_N_opt": None, "log_L_opt": None}
+               "tolerance": s["tolerance"], "log_N_opt": None, "log_L_opt": None,
+               "misfit": self.state.get("misfit")}
         if len(self.done) >= len(self.law.param_names) + 1:
             T = target_draws(self.law, self.draws(), s["target_budget"], ("log_N_opt", "log_L_opt"))
             out["log_N_opt"], out["log_L_opt"] = interval(T[:, 0], s["level"]), interval(T[:, 1], s["level"])
