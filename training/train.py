@@ -1,10 +1,11 @@
 """The runner: ``run(spec) -> RunResult``.
 
 One process, one device by default; ``RunSpec.devices`` trains data-parallel over several local
-devices (``training.parallel``: batch split, parameters replicated). The model and optimizer live as one nnx state pytree; the train step is
-a pure jitted function of (state, batch). Checkpoints (Orbax) hold that state plus the loss curve,
-at each evaluation; a run started again with the same ``checkpoint_dir`` resumes from the newest one
-and, since batch k depends only on (seed, k), reaches the same final loss (bitwise on CPU).
+devices (``training.parallel``: batch split, parameters replicated). The model and optimizer live
+as one nnx state pytree; the train step is a pure jitted function of (state, batch). Checkpoints
+(Orbax) hold that state plus the loss curve, at each evaluation; a run started again with the same
+``checkpoint_dir`` resumes from the newest one and, since batch k depends only on (seed, k), reaches
+the same final loss (bitwise on CPU).
 """
 
 from __future__ import annotations
@@ -127,9 +128,9 @@ def make_steps(graphdef: nnx.GraphDef, z_loss: float, mesh=None):
     # The old state is donated: its buffers are reused for the new one (halves the state's memory).
     if mesh is None:
         return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
-    state, batch = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    return (jax.jit(train_step, donate_argnums=0, in_shardings=(state, batch), out_shardings=(state, state)),
-            jax.jit(eval_step, in_shardings=(state, batch), out_shardings=state))
+    everywhere, split = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    return (jax.jit(train_step, donate_argnums=0, in_shardings=(everywhere, split), out_shardings=(everywhere, everywhere)),
+            jax.jit(eval_step, in_shardings=(everywhere, split), out_shardings=everywhere))
 
 
 def _checkpoint_manager(directory: str):
