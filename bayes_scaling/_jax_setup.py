@@ -4,7 +4,9 @@
   is checked to 1e-9 relative against SciPy.
 * At least ``DEFAULT_HOST_DEVICES`` CPU devices, so NUTS chains run in parallel (``pmap``). XLA reads
   the device count once, when its CPU backend starts, so this must run before any JAX computation.
-* A persistent compilation cache, so a repeated CLI call does not recompile the sampler.
+* A persistent compilation cache, so a repeated CLI call does not recompile the sampler; the
+  traced sampler programs are stored beside it (``fitting/sampler_cache.py``), so it does not
+  retrace them either.
 
 The training harness (``training/``) runs in its own process and never sees these settings.
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +82,10 @@ class Posterior:
     def predict(self, N, D, *, noise: bool = True, seed: int = 0) -> np.ndarray:
         """Predictive draws of the loss at (N, D): shape (S, n). ``noise=False`` gives the law's
         mean curve L(N, D; theta_s); ``noise=True`` adds the fitted observation noise on log-loss."""
-        import jax.numpy as jnp
-
         N = np.atleast_1d(np.asarray(N, np.float64))
         D = np.atleast_1d(np.asarray(D, np.float64))
-        theta = {k: jnp.asarray(v)[:, None] for k, v in self.theta().items()}
-        mu = np.asarray(self.law.log_loss(theta, jnp.asarray(N)[None], jnp.asarray(D)[None]))
+        theta = {k: v[:, None] for k, v in self.theta().items()}
+        mu = np.asarray(_compiled_log_loss(self.law)(theta, N[None], D[None]))
         if not noise or "sigma" not in self.idata["posterior"]:
             return np.exp(mu)
         sigma = self.draws("sigma")[:, None]
@@ -128,6 +127,15 @@ class Posterior:
         if hasattr(law, "for_runs"):  # ... which it reads back from the saved runs
             law = type(law).for_runs(runs)
         return cls(law=law, idata=idata, runs=runs, method=method, meta=meta, excluded=excluded)
+
+
+@lru_cache(maxsize=16)
+def _compiled_log_loss(law: Law):
+    """The law's log-loss as one compiled program: as eager operations, each would be compiled
+    separately in every new process (tens of milliseconds in all on a CLI call)."""
+    import jax
+
+    return jax.jit(law.log_loss)
 
 
 def _jsonable(value):

@@ -1,17 +1,22 @@
 """Wall time of the ``bayes-scaling fit`` command line, cold and repeated, and of in-process refits.
 
-* first CLI call: a fresh JAX compilation cache (nothing compiled yet on this machine);
-* repeated CLI call: the same command again, served by JAX's persistent compilation cache;
+* first CLI call: an empty cache directory (nothing traced or compiled yet on this machine);
+* repeated CLI call: the same command again, served by the caches (``BAYES_SCALING_CACHE``);
 * in-process refit: ``fit_nuts`` called again in one process (the compiled sampler is reused);
 * the same model through NumPyro's stock ``MCMC`` with its default (regularised) dense mass
   adaptation, to show what the unregularised adaptation and the cached driver buy.
 
+``--baseline REF`` also times the CLI of git revision REF (checked out in a temporary worktree,
+run with the same interpreter), interleaved call by call with this tree's, so both see the same
+machine load; the results then hold both and their ratio.
+
 All on the bundled Chinchilla data (240 runs), 4 chains x 1000 draws, 500 warmup. Writes
-experiments/results/bench_cli.json. Usage: .venv/bin/python experiments/bench_cli.py
+experiments/results/bench_cli.json. Usage: .venv/bin/python experiments/bench_cli.py [--baseline REF]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -23,16 +28,76 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results" / "bench_cli.json"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results" / "bench_cli.json"
 REPEATS = 3
 
 
-def cli_seconds(cache: str, out: str) -> float:
-    env = {**os.environ, "BAYES_SCALING_CACHE": cache}
+def cli_seconds(cache: str, out: str, source: Path = ROOT) -> float:
+    """One ``bayes-scaling fit chinchilla`` in a fresh process, importing the package from ``source``."""
+    env = {**os.environ, "BAYES_SCALING_CACHE": cache, "PYTHONPATH": str(source)}
+    env.pop("BAYES_SCALING_NO_COMPILE_CACHE", None)
     cmd = [sys.executable, "-m", "bayes_scaling", "fit", "chinchilla", "--out", out]
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=source)
     return time.perf_counter() - start
+
+
+def cli_timings(trees: dict[str, Path]) -> dict:
+    """First and repeated CLI calls for each source tree, interleaved: cold for all, then each
+    repeat for all in turn."""
+    out = {name: {"cli_first_call_s": None, "cli_repeated_call_s": []} for name in trees}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, source in trees.items():
+            out[name]["cli_first_call_s"] = cli_seconds(f"{tmp}/{name}-cache", f"{tmp}/{name}-fit", source)
+        for _ in range(REPEATS):
+            for name, source in trees.items():
+                out[name]["cli_repeated_call_s"].append(cli_seconds(f"{tmp}/{name}-cache", f"{tmp}/{name}-fit", source))
+        out["ours"]["repeated_call_phases_s"] = phase_seconds(f"{tmp}/ours-cache", f"{tmp}/ours-fit")
+    return out
+
+
+PHASES = """
+import json, sys, time
+t0 = time.perf_counter()
+marks = {}
+def mark(name):
+    marks[name] = time.perf_counter() - t0 - sum(marks.values())
+from bayes_scaling.cli import fit as cli_fit
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.runs import load_chinchilla
+mark("imports (JAX, NumPyro, pandas, xarray)")
+runs = load_chinchilla().for_fit()
+post = fit_nuts(runs)
+mark("fit_nuts (load or trace the sampler, sample)")
+marks["of which sampling"] = post.meta["sampling_seconds"]
+from bayes_scaling.checking import add_posterior_predictive
+add_posterior_predictive(post)
+post.save(sys.argv[1])
+mark("posterior predictive and save")
+import arviz
+mark("import arviz (by diagnostics.diagnose)")
+from bayes_scaling.diagnostics import diagnose
+diagnose(post).verdict()
+mark("diagnose")
+print(json.dumps(marks))
+"""
+
+
+def phase_seconds(cache: str, out: str) -> dict:
+    """Where a repeated ``fit`` call's time goes: the CLI's steps timed one by one in a fresh
+    process (same cache, so the sampler comes from it)."""
+    env = {**os.environ, "BAYES_SCALING_CACHE": cache, "PYTHONPATH": str(ROOT)}
+    env.pop("BAYES_SCALING_NO_COMPILE_CACHE", None)
+    result = subprocess.run([sys.executable, "-c", PHASES, out], env=env, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def baseline_tree(ref: str, where: str) -> Path:
+    path = Path(where) / "baseline"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
+                   check=True, capture_output=True)
+    return path
 
 
 def in_process_seconds() -> tuple[float, list[float]]:
@@ -99,23 +164,41 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", metavar="REF", help="also time the CLI of this git revision, interleaved")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        cache, out = f"{tmp}/cache", f"{tmp}/fit"
-        cold = cli_seconds(cache, out)
-        warm = [cli_seconds(cache, out) for _ in range(REPEATS)]
+        trees = {"ours": ROOT}
+        if args.baseline:
+            trees["baseline"] = baseline_tree(args.baseline, tmp)
+        load_before = os.getloadavg()[0]
+        try:
+            cli = cli_timings(trees)
+        finally:
+            if args.baseline:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["baseline"])],
+                               capture_output=True)
     first, refits, min_ess, steps, stock = in_process_seconds()
     result = {
         "machine": f"{os.cpu_count()} cores, {cpu_name()}",
         "date": time.strftime("%Y-%m-%d"),
-        "cli_first_call_s": cold,
-        "cli_repeated_call_s": warm,
+        "load_avg_1min_before_and_after_cli": [load_before, os.getloadavg()[0]],
+        **cli["ours"],
         "in_process_first_fit_s": first,
         "in_process_refit_s": refits,
         "min_bulk_ess_last_refit": min_ess,
         "mean_leapfrog_steps_last_refit": steps,
         "stock_numpyro_mcmc_default_dense": stock,
     }
+    if args.baseline:
+        base = cli["baseline"]
+        result["baseline"] = {"ref": args.baseline, **base}
+        result["ratio_ours_to_baseline"] = {
+            "first_call": cli["ours"]["cli_first_call_s"] / base["cli_first_call_s"],
+            "repeated_call_median": float(np.median(cli["ours"]["cli_repeated_call_s"]) /
+                                          np.median(base["cli_repeated_call_s"])),
+        }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -81,8 +81,10 @@ def bench_grid(runs) -> dict:
     ref, scipy_s, scipy_cpu, scipy_load = timed_cpu(a3.scipy_approach3, N, D, loss)
     print(f"SciPy grid: {scipy_s:.1f} s (CPU {scipy_cpu:.1f} s), J = {ref.objective:.16g}", flush=True)
     args = (np.log(N), np.log(D), np.log(loss), np.ones(len(loss)), 1e-3)
-    polish = minimize(a3._numpy_value_and_grad, ref.params, args=args, jac=True, method="L-BFGS-B",
-                      options={"ftol": 0.0, "gtol": 1e-13, "maxiter": 10_000})
+    tight = {"ftol": 0.0, "gtol": 1e-13, "maxiter": 10_000}  # run to convergence, not to Epoch's ftol
+    polish = minimize(a3._numpy_value_and_grad, ref.params, args=args, jac=True, method="L-BFGS-B", options=tight)
+    from_ours = minimize(a3._numpy_value_and_grad, jax_fit.params, args=args, jac=True, method="L-BFGS-B",
+                         options=tight)
     return {
         "starts": len(jax_fit.objectives),
         "jax_cold_s": cold, "jax_warm_s": warm, "scipy_s": scipy_s, "speedup_warm": scipy_s / warm,
@@ -92,6 +94,8 @@ def bench_grid(runs) -> dict:
         "objective_rel_diff": rel(ref.objective, jax_fit.objective),
         "scipy_polished_objective": float(polish.fun),
         "polished_rel_diff": rel(float(polish.fun), jax_fit.objective),
+        "scipy_from_jax_optimum_objective": float(from_ours.fun),
+        "scipy_from_jax_optimum_gain_rel": float((jax_fit.objective - from_ours.fun) / jax_fit.objective),
         "jax_theta": jax_fit.theta, "scipy_theta": ref.theta,
         "jax_converged": jax_fit.n_converged, "scipy_successful": ref.n_converged,
         "jax_evaluations": jax_fit.evaluations, "scipy_evaluations": ref.evaluations,
@@ -282,10 +286,15 @@ def markdown(res: dict) -> str:
         f"- Warm speed-up: **{g['speedup_warm']:.0f}x** in wall time, {g['speedup_warm_cpu']:.0f}x in CPU time "
         f"(target >= 20x; 1-minute load average {g['load_avg_1min_after_jax']:.1f} after the JAX fit, "
         f"{g['load_avg_1min_after_scipy']:.1f} after SciPy's).",
-        f"- Same optimum: SciPy's best J is {g['objective_rel_diff']:.1e} (relative) above the JAX optimum "
-        f"(target within 1e-9): SciPy's default ftol is relative to max(|J|, 1) = 1, so at J ~ 1e-3 each start "
-        f"stops once an iteration gains less than 2.2e-9 in absolute terms. A tight L-BFGS-B polish of SciPy's best point (exact gradient, ftol 0, "
-        f"gtol 1e-13) reaches J within {g['polished_rel_diff']:.1e} of it.",
+        f"- Same optimum (target: objective within 1e-9 relative). The comparison is of optima, so SciPy's "
+        f"L-BFGS-B is run to convergence: continued from its best start with the exact gradient, ftol 0 and "
+        f"gtol 1e-13, it reaches J within **{g['polished_rel_diff']:.1e}** of the JAX optimum (met); started at "
+        f"the JAX optimum it lowers J by {g['scipy_from_jax_optimum_gain_rel']:.1e} (relative), so there is no "
+        f"lower point nearby. At Epoch's default settings, the run timed above, SciPy stops early, "
+        f"{g['objective_rel_diff']:.1e} above the optimum: its default ftol is relative to max(|J|, 1) = 1, "
+        f"so at J ~ 1e-3 each start stops once an iteration gains less than 2.2e-9 in absolute terms. "
+        f"That gap is SciPy's stopping rule, not a different optimum; the speed-up is measured against "
+        f"that (faster) early-stopping run.",
         "- (*) JAX: starts that met its stopping rule; the screen stops the rest after 30 evaluations "
         "(see `bayes_scaling/fitting/approach3.py`). SciPy: its success flag, which its early ftol stop sets.",
         f"- JAX optimum: E = {g['jax_theta']['E']:.4f}, A = {g['jax_theta']['A']:.1f}, B = {g['jax_theta']['B']:.0f}, "

@@ -94,3 +94,95 @@ def test_importing_arviz_first_does_not_break_numpyro():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_laplace_mass_matrix_is_the_covariance_of_a_gaussian_posterior():
+    """On a Gaussian posterior the Laplace approximation is exact: from a start away from the
+    mean, the Newton steps reach the mode and the inverse mass matrix is the covariance."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    from bayes_scaling.fitting.nuts import laplace_inverse_mass
+
+    cov = np.array([[0.04, 0.018, 0.0], [0.018, 0.01, -0.001], [0.0, -0.001, 0.0025]])
+
+    def model():
+        numpyro.sample("x", dist.MultivariateNormal(jnp.array([1.0, -2.0, 0.5]), jnp.asarray(cov)))
+
+    inverse = laplace_inverse_mass(model, (), {"x": jnp.array([0.0, 0.0, 0.0])})
+    np.testing.assert_allclose(np.asarray(inverse), cov, rtol=1e-5, atol=1e-9)
+
+
+def test_chains_not_matching_the_device_count():
+    """3 chains run on 3 of the 4 host devices, 5 chains on one device (vmapped)."""
+    runs = load_chinchilla().for_fit()
+    for chains in (3, 5):
+        post = fit_nuts(runs, num_chains=chains, num_warmup=60, num_draws=40, seed=1)
+        assert post.idata["posterior"]["E"].shape == (chains, 40)
+        assert np.all(np.isfinite(post.draws("E")))
+
+
+def _draws_in_subprocess(cache, extra_env=None) -> str:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, numpy as np\n"
+        "from bayes_scaling.fitting.nuts import fit_nuts\n"
+        "from bayes_scaling.runs import load_chinchilla\n"
+        "p = fit_nuts(load_chinchilla().for_fit(), num_chains=2, num_warmup=100, num_draws=100, seed=7)\n"
+        "print(hashlib.sha1(np.stack([p.draws(k) for k in ('E', 'A', 'B', 'alpha', 'beta')]).tobytes()).hexdigest())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "BAYES_SCALING_NO_COMPILE_CACHE"}
+    env |= {"BAYES_SCALING_CACHE": str(cache), **(extra_env or {})}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_stored_sampler_gives_the_same_draws_as_a_fresh_trace(tmp_path):
+    """Same seed, same draws: traced and exported (first process), read back from disk (second),
+    and with every cache off."""
+    first = _draws_in_subprocess(tmp_path)
+    stored = list((tmp_path / "samplers").glob("*.bin"))
+    assert len(stored) == 1
+    assert _draws_in_subprocess(tmp_path) == first
+    assert _draws_in_subprocess(tmp_path / "off", {"BAYES_SCALING_NO_COMPILE_CACHE": "1"}) == first
+    assert not (tmp_path / "off" / "samplers").exists()
+
+
+def test_sampler_cache_keys_and_unreadable_files(tmp_path, monkeypatch):
+    """A changed description, source or version gives a new key; a corrupt file is traced again."""
+    import jax
+
+    from bayes_scaling.fitting import sampler_cache
+
+    key = sampler_cache.program_key("model a")
+    assert sampler_cache.program_key("model a") == key != sampler_cache.program_key("model b")
+    monkeypatch.setattr(sampler_cache, "_environment_digest", lambda: "other sources or versions")
+    assert sampler_cache.program_key("model a") != key
+
+    monkeypatch.setattr(sampler_cache, "directory", lambda: tmp_path)
+    (tmp_path / "k.bin").write_bytes(b"not a stored sampler")
+    spec = jax.ShapeDtypeStruct((3,), np.float64)
+    built = []
+
+    def trace():
+        built.append(1)
+        return [jax.export.export(jax.jit(lambda x: 2 * x))(spec)]
+
+    sampler_cache.load_or_export("k", trace)
+    (again,) = sampler_cache.load_or_export("k", trace)
+    assert len(built) == 1  # the corrupt file was replaced, then read back
+    np.testing.assert_allclose(again.call(np.arange(3.0)), [0.0, 2.0, 4.0])
+
+
+def test_prior_fingerprint_keeps_full_precision():
+    import numpyro.distributions as dist
+
+    from bayes_scaling.fitting.sampler_cache import prior_fingerprint
+
+    assert prior_fingerprint(dist.LogNormal(0.3, 0.6)) != prior_fingerprint(dist.LogNormal(0.300001, 0.6))
+    assert prior_fingerprint(dist.LogNormal(0.3, 0.6)) == prior_fingerprint(dist.LogNormal(0.3, 0.6))

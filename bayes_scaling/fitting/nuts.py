@@ -2,38 +2,52 @@
 
 NumPyro's ``NUTS`` kernel does every step; ``_Sampler`` only drives it (see its docstring).
 Settings that make it fast on the Chinchilla data: float64; a dense mass matrix (the posterior in the
-law's centred coordinates is close to Gaussian but correlated) estimated *without* NumPyro's default
-shrinkage towards 1e-3 I — the posterior standard deviations here are 0.01-0.06, so that shrinkage
-swamps the narrow, correlated directions and cuts the step size about fivefold (leapfrog steps per
-draw with and without it: experiments/bench_cli.py); target acceptance 0.8; chains on separate host devices
-(``chain_method="parallel"``); every chain started near the point estimate, jittered; and the
-compiled sampler cached per (model, data shape, settings), with the data passed as arguments, so an
-in-process refit of new data of the same size does not recompile. Across processes JAX's persistent
-compilation cache (see ``_jax_setup``) serves the same purpose.
+law's centred coordinates is close to Gaussian but correlated) started at the Laplace approximation
+at the posterior mode (``laplace_inverse_mass``) and adapted *without* NumPyro's default shrinkage
+towards 1e-3 I — the posterior standard deviations here are 0.01-0.06, so that shrinkage swamps the
+narrow, correlated directions and cuts the step size about fivefold (leapfrog steps per draw with
+and without it: experiments/bench_cli.py); target acceptance 0.8; chains on separate host devices;
+every chain started near the point estimate, jittered. The sampler's programs are cached per
+(model, data shape, settings) with the data passed as arguments, so an in-process refit of new data
+of the same size neither traces nor compiles; across processes ``sampler_cache`` (the traced
+programs, via ``jax.export``) and JAX's persistent compilation cache (see ``_jax_setup``) do the same.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from numpyro.infer import NUTS
-from numpyro.infer.util import log_likelihood
+from numpyro.infer.util import log_likelihood, potential_energy
 
 from bayes_scaling.errors import InputError
+from bayes_scaling.fitting import sampler_cache
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.laws import Law, get_law
-from bayes_scaling.models import DEFAULT_NU, ModelSpec, data_centre, pooled_model
+from bayes_scaling.models import DEFAULT_NU, ModelSpec, pooled_model
 from bayes_scaling.posterior import Posterior
 from bayes_scaling.priors import describe_priors, resolve_priors
 from bayes_scaling.runs.table import Runs
 
+TARGET_ACCEPT = 0.8
+NEWTON_STEPS = 8  # to the mode for the Laplace mass matrix; the Chinchilla posterior needs about 5
+MIN_CURVATURE = 1e-4  # floor on the Hessian's |eigenvalues| (standard deviations <= 100 latent units)
+# Shorter warm-ups keep the Laplace mass matrix: NumPyro's windows would replace it by the covariance
+# of a handful of draws (unregularised), which can freeze a chain.
+MASS_ADAPTATION_MIN_WARMUP = 150
+# ``start`` runs once per fit, for milliseconds: compiled without LLVM's optimisations, which
+# shortens a first call's compile.
+_RUN_ONCE = {"xla_backend_optimization_level": 0}
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
 _SAMPLERS: dict[tuple, "_Sampler"] = {}
 
@@ -66,13 +80,13 @@ def fit_nuts(
         raise InputError("num_chains, num_warmup and num_draws must be positive")
     resolved = resolve_priors(law, priors)
     spec = ModelSpec(law=law, priors=resolved, likelihood=likelihood, nu=nu)
-    N, D, log_loss = jnp.asarray(runs.N), jnp.asarray(runs.D), jnp.log(jnp.asarray(runs.loss))
-    centre = tuple(float(c) for c in data_centre(N, D))
+    N, D, log_loss = runs.N, runs.D, np.log(runs.loss)
+    centre = (float(np.mean(np.log(N))), float(np.mean(np.log(D))))  # models.data_centre, on the host
     theta0 = _starting_point(law, runs, init_theta)
     init_params = jittered_init(law, theta0, centre, runs, num_chains, seed)
 
     sampler = compiled_sampler(spec, len(runs), num_chains, num_warmup, num_draws)
-    args = (N, D, jnp.asarray(centre), log_loss, jnp.ones(len(runs), bool))
+    args = (N, D, np.asarray(centre), log_loss, np.ones(len(runs), bool))
     start = time.perf_counter()
     samples, extra, loglik = sampler.run(jax.random.PRNGKey(seed), init_params, args, progress)
     seconds = time.perf_counter() - start
@@ -91,72 +105,220 @@ def fit_nuts(
 
 
 class _Sampler:
-    """NumPyro's NUTS kernel driven by one ``lax.scan`` per chain, compiled once per model and shape.
+    """NumPyro's NUTS kernel, driven by three programs compiled once per model and shape.
 
-    ``MCMC.run`` re-traces its parallel map on every call (about a second per refit); here the
-    chains run under one ``jax.pmap`` (or ``jit(vmap)``) object that lives in ``_SAMPLERS``, so a
-    refit with new data of the same shape is a cache hit and costs only the sampling itself.
-    ``run(key, init, (N, D, centre, log_loss, mask), progress)``: observations with mask False are
-    padding (see ``design.refit``), so data of any size up to the shape reuse the compiled code.
+    * ``start``: per chain, the Laplace inverse mass matrix (``laplace_inverse_mass``) and
+      ``NUTS.init`` at the chain's starting point;
+    * ``advance``: ``chunk`` NUTS transitions (``lax.scan``) from a state, returning the new state
+      and the draws; called until warm-up and sampling are done, updating the progress bar between
+      calls (a host callback inside the program would keep it from being exported);
+    * ``finish``: the kept draws in natural parameters and their pointwise log-likelihood.
+
+    Chains run under ``shard_map`` on separate host devices (several per device if there are more
+    chains than devices). The programs come from ``sampler_cache`` (``jax.export``): traced once per
+    process in ``_SAMPLERS``, and once per machine on disk. ``run(key, init, (N, D, centre,
+    log_loss, mask), progress)``: observations with mask False are padding (see ``design.refit``),
+    so data of any size up to the shape reuse the compiled code.
     """
 
-    def __init__(self, spec: ModelSpec, num_chains: int, num_warmup: int, num_draws: int):
+    def __init__(self, spec: ModelSpec, n_obs: int, num_chains: int, num_warmup: int, num_draws: int):
+        self.spec, self.n_obs = spec, n_obs
         self.num_chains, self.num_warmup, self.num_draws = num_chains, num_warmup, num_draws
-        self.progress = None
-        model = partial(pooled_model, spec)
-        total = num_warmup + num_draws
-        report_every = max(total // 20, 1)
+        self.total = num_warmup + num_draws
+        self.chunk = _chunk_length(self.total)
+        self.calls = self.total // self.chunk
+        self._programs = {}  # latent site names -> (start, advance, finish)
 
-        def one_chain(key, init, *args):
-            kernel = NUTS(model, dense_mass=True, regularize_mass_matrix=False, target_accept_prob=0.8)
-            state = kernel.init(key, num_warmup, init_params=init, model_args=args)
+    def _compiled(self, site_names: tuple[str, ...]):
+        if site_names in self._programs:
+            return self._programs[site_names]
+        spec, n_obs, num_chains = self.spec, self.n_obs, self.num_chains
+        devices = jax.devices()[: _devices_for(num_chains, jax.device_count())]
+        mesh = Mesh(np.array(devices), ("chain",))
+        chains, shared = NamedSharding(mesh, P("chain")), NamedSharding(mesh, P())
 
-            def step(state, i):
-                state = kernel.sample(state, args, {})
-                jax.lax.cond(
-                    (i + 1) % report_every == 0,
-                    lambda: jax.debug.callback(self._report, report_every),
-                    lambda: None,
-                )
-                stats = {name: getattr(state, name) for name in EXTRA_FIELDS}
-                return state, (state.z, stats)
+        def per_chain(shape, dtype=jnp.float64):
+            return jax.ShapeDtypeStruct((num_chains, *shape), dtype, sharding=chains)
 
-            _, (z, stats) = jax.lax.scan(step, state, jnp.arange(total))
-            keep = jax.tree.map(lambda x: x[num_warmup:], (z, stats))
-            constrained = jax.vmap(kernel.postprocess_fn(args, {}))(keep[0])
-            loglik = log_likelihood(model, constrained, *args)["log_loss"]
-            return constrained, keep[1], loglik
+        data = [jax.ShapeDtypeStruct(shape, dtype, sharding=shared) for shape, dtype in (
+            ((n_obs,), jnp.float64), ((n_obs,), jnp.float64), ((2,), jnp.float64),
+            ((n_obs,), jnp.float64), ((n_obs,), jnp.bool_))]
+        key_spec = per_chain((2,), jnp.uint32)
+        init_spec = {name: per_chain(()) for name in site_names}
+        z_spec = {name: per_chain((self.num_draws,)) for name in site_names}
+        programs = _Programs(spec, self.num_warmup, self.chunk, mesh, chains)
+        description = repr((
+            "nuts", spec.law.name, sampler_cache.law_source_digest(spec.law),
+            sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items()),
+            spec.likelihood, float(spec.nu), n_obs, num_chains, self.num_warmup, self.num_draws,
+            self.chunk, len(devices), TARGET_ACCEPT, site_names,
+        ))
 
-        in_axes = (0, 0, None, None, None, None, None)
-        if jax.local_device_count() >= num_chains:
-            self.run_chains = jax.pmap(one_chain, in_axes=in_axes)
-        else:
-            self.run_chains = jax.jit(jax.vmap(one_chain, in_axes=in_axes))
+        def trace():
+            start = jax.export.export(programs.jitted(programs.start, 2))(key_spec, init_spec, *data)
+            state_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in start.out_avals]
+            return [start, jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data),
+                    jax.export.export(programs.jitted(programs.finish, 1))(z_spec, *data)]
 
-    def _report(self, steps):
-        if self.progress is not None:
-            self.progress.update(int(steps))
+        exported = sampler_cache.load_or_export(sampler_cache.program_key(description), trace)
+        n_data = len(data)
+        self._programs[site_names] = tuple(
+            jax.jit(e.call, in_shardings=(chains,) * n_batched + (shared,) * n_data, out_shardings=chains,
+                    compiler_options=options)
+            for e, n_batched, options in zip(exported, (2, 1, 1), (_RUN_ONCE, None, None))
+        )
+        return self._programs[site_names]
 
     def run(self, key, init_params, args, progress: bool):
         from tqdm.auto import tqdm
 
+        start, advance, finish = self._compiled(tuple(sorted(init_params)))
         keys = jax.random.split(key, self.num_chains)
-        total = (self.num_warmup + self.num_draws) * self.num_chains
-        self.progress = tqdm(total=total, desc="NUTS (all chains)", unit="it", disable=not progress, leave=False)
+        bar = tqdm(total=self.total * self.num_chains, desc="NUTS (all chains)", unit="it",
+                   disable=not progress, leave=False)
+        draws, stats = [], []
+
+        def collect(chunk):  # waits for a chunk's draws; meanwhile the next chunk runs
+            z, extra = jax.device_get(chunk)
+            draws.append(z)
+            stats.append(extra)
+            bar.update(self.chunk * self.num_chains)
+
         try:
-            samples, stats, loglik = jax.block_until_ready(self.run_chains(keys, init_params, *args))
+            state = start(keys, {k: np.asarray(v, np.float64) for k, v in init_params.items()}, *args)
+            running = None
+            for _ in range(self.calls):
+                state, z, extra = advance(state, *args)
+                if running is not None:
+                    collect(running)
+                running = (z, extra)
+            collect(running)
         finally:
-            self.progress.close()
-            self.progress = None
-        return samples, stats, loglik
+            bar.close()
+        kept = slice(self.num_warmup, self.total)
+        z = {k: np.concatenate([d[k] for d in draws], axis=1)[:, kept] for k in draws[0]}
+        extra = {k: np.concatenate([s[k] for s in stats], axis=1)[:, kept] for k in stats[0]}
+        samples, loglik = jax.block_until_ready(finish(z, *args))
+        return samples, extra, loglik
+
+
+class _Programs:
+    """The three traced functions behind ``_Sampler`` (see its docstring), for one model."""
+
+    def __init__(self, spec, num_warmup, chunk, mesh, chains):
+        self.model = partial(pooled_model, spec)
+        self.num_warmup, self.chunk = num_warmup, chunk
+        self.mesh, self.chains = mesh, chains
+        self.state_tree = None  # the HMCState structure, set when ``start`` is traced
+
+    def kernel(self, z, key, args, inverse_mass_matrix=None):
+        """A NUTS kernel and its initial state at ``z``. ``advance`` and ``finish`` only need the
+        kernel's closures, which ``init`` sets; the unused state is dead code to XLA."""
+        kernel = NUTS(self.model, dense_mass=True, regularize_mass_matrix=False,
+                      adapt_mass_matrix=self.num_warmup >= MASS_ADAPTATION_MIN_WARMUP,
+                      target_accept_prob=TARGET_ACCEPT, inverse_mass_matrix=inverse_mass_matrix)
+        return kernel, kernel.init(key, self.num_warmup, init_params=z, model_args=args)
+
+    def start(self, key, init, *args):
+        _, state = self.kernel(init, key, args, laplace_inverse_mass(self.model, args, init))
+        leaves, self.state_tree = jax.tree.flatten(state)
+        return leaves
+
+    def advance(self, leaves, *args):
+        state = jax.tree.unflatten(self.state_tree, leaves)
+        kernel, _ = self.kernel(state.z, state.rng_key, args)
+
+        def step(state, _):
+            state = kernel.sample(state, args, {})
+            return state, (state.z, {name: getattr(state, name) for name in EXTRA_FIELDS})
+
+        state, (z, extra) = jax.lax.scan(step, state, length=self.chunk)
+        return jax.tree.leaves(state), z, extra
+
+    def finish(self, z, *args):
+        first = jax.tree.map(lambda x: x[0], z)
+        kernel, _ = self.kernel(first, jax.random.PRNGKey(0), args)
+        constrained = jax.vmap(kernel.postprocess_fn(args, {}))(z)
+        return constrained, log_likelihood(self.model, constrained, *args)["log_loss"]
+
+    def jitted(self, fn, n_batched):
+        """``fn`` of one chain, mapped over the chain axis of its first ``n_batched`` arguments:
+        shard_map over devices, vmap over the chains on each device."""
+        def local(*xs):
+            batched, shared = xs[:n_batched], xs[n_batched:]
+            if jax.tree.leaves(batched)[0].shape[0] == 1:
+                one = fn(*jax.tree.map(lambda x: x[0], batched), *shared)
+                return jax.tree.map(lambda x: x[None], one)
+            return jax.vmap(fn, in_axes=(0,) * n_batched + (None,) * len(shared))(*xs)
+
+        def mapped(*xs):
+            specs = (P("chain"),) * n_batched + (P(),) * (len(xs) - n_batched)
+            return jax.shard_map(local, mesh=self.mesh, in_specs=specs, out_specs=P("chain"),
+                                 check_vma=False)(*xs)
+
+        return jax.jit(mapped, out_shardings=self.chains)
+
+
+def laplace_inverse_mass(model, args, init, newton_steps: int = NEWTON_STEPS):
+    """The inverse Hessian of the potential at its mode near ``init``: NUTS's starting mass matrix.
+
+    Starting warm-up from the identity (NumPyro's default) costs about 50 leapfrog steps per
+    warm-up iteration on the Chinchilla posterior (standard deviations 0.01-0.06); from this
+    Laplace approximation about 10. The mode is found by Newton steps on |eigenvalues|
+    (saddle-free) with step halving. The Hessian is central differences of the gradient, which
+    compiles in half the time of ``jax.hessian``; non-finite results fall back to the identity.
+    """
+    x0, unravel = ravel_pytree(init)
+    n = x0.size
+
+    def potential(x):
+        return potential_energy(model, args, {}, unravel(x))
+
+    def hessian_and_grad(x):
+        h = 1e-5 * jnp.maximum(1.0, jnp.abs(x))
+        g = jax.vmap(jax.grad(potential))(jnp.concatenate([x + jnp.diag(h), x - jnp.diag(h), x[None]]))
+        hessian = (g[:n] - g[n: 2 * n]) / (2 * h[:, None])
+        return 0.5 * (hessian + hessian.T), g[-1]
+
+    def curvature(hessian):
+        w, v = jnp.linalg.eigh(hessian)
+        return jnp.maximum(jnp.abs(w), MIN_CURVATURE), v
+
+    def newton(x, _):
+        hessian, grad = hessian_and_grad(x)
+        w, v = curvature(hessian)
+        direction = -v @ ((v.T @ grad) / w)
+        f0 = potential(x)
+        better = lambda t: potential(x + t * direction) <= f0  # noqa: E731  (False on NaN)
+        t = jax.lax.while_loop(lambda t: (t > 1e-3) & ~better(t), lambda t: t / 2, 1.0)
+        return jnp.where(better(t), x + t * direction, x), None
+
+    x, _ = jax.lax.scan(newton, x0, length=newton_steps)
+    w, v = curvature(hessian_and_grad(x)[0])
+    inverse = (v / w) @ v.T
+    return jnp.where(jnp.all(jnp.isfinite(inverse)), inverse, jnp.eye(n))
+
+
+def _chunk_length(total: int) -> int:
+    """Transitions per ``advance`` call, a divisor of the run: about a twentieth of it where one
+    fits (else the whole run in one call)."""
+    for calls in (20, *range(10, 41)):
+        if total % calls == 0:
+            return total // calls
+    return total
+
+
+def _devices_for(num_chains: int, available: int) -> int:
+    """The most devices that share the chains evenly."""
+    return max(d for d in range(1, min(num_chains, available) + 1) if num_chains % d == 0)
 
 
 def compiled_sampler(spec: ModelSpec, n_obs: int, num_chains, num_warmup, num_draws) -> _Sampler:
     """The cached sampler for this model, observation count (or padded capacity) and run length."""
-    key = (spec.law.name, tuple(sorted(describe_priors(spec.priors).items())), spec.likelihood, spec.nu,
-           n_obs, num_chains, num_warmup, num_draws)
+    key = (spec.law.name, tuple(sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items())),
+           spec.likelihood, spec.nu, n_obs, num_chains, num_warmup, num_draws)
     if key not in _SAMPLERS:
-        _SAMPLERS[key] = _Sampler(spec, num_chains, num_warmup, num_draws)
+        _SAMPLERS[key] = _Sampler(spec, n_obs, num_chains, num_warmup, num_draws)
     return _SAMPLERS[key]
 
 
@@ -174,9 +336,19 @@ def _starting_point(law: Law, runs: Runs, init_theta) -> dict:
 
 def jittered_init(law: Law, theta0, centre, runs: Runs, num_chains: int, seed: int) -> dict:
     """Unconstrained starting points: the point estimate plus N(0, 0.05^2) jitter per chain."""
-    theta0 = {k: jnp.asarray(float(v)) for k, v in theta0.items() if k in law.param_names}
-    latent = law.latent_from_natural(theta0, centre)
-    resid = np.log(runs.loss) - np.asarray(law.log_loss(theta0, jnp.asarray(runs.N), jnp.asarray(runs.D)))
-    latent["sigma"] = jnp.log(jnp.clip(jnp.std(resid), 1e-3, 0.5))
+    theta0 = {k: np.float64(v) for k, v in theta0.items() if k in law.param_names}
+    latent = _latent_start(law)(theta0, np.asarray(centre, np.float64), runs.N, runs.D, np.log(runs.loss))
     rng = np.random.default_rng(seed)
     return {k: jnp.asarray(float(v) + 0.05 * rng.standard_normal(num_chains)) for k, v in latent.items()}
+
+
+@lru_cache(maxsize=16)
+def _latent_start(law: Law):
+    """One compiled program (not a dozen eager ops, each compiled on its own in every process) for
+    the latent point of theta and the log of its residual standard deviation as sigma."""
+    def start(theta, centre, N, D, log_loss):
+        latent = law.latent_from_natural(theta, (centre[0], centre[1]))
+        resid = log_loss - law.log_loss(theta, N, D)
+        return {**latent, "sigma": jnp.log(jnp.clip(jnp.std(resid), 1e-3, 0.5))}
+
+    return jax.jit(start)

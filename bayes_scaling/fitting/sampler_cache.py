@@ -1,0 +1,134 @@
+"""Traced samplers kept on disk (``jax.export``), so a new process skips tracing NumPyro's NUTS.
+
+Tracing and lowering the sampler costs about a second per process; JAX's persistent compilation
+cache (``_jax_setup``) only saves the compile that follows. Here the lowered StableHLO of each
+sampler program is serialised with ``jax.export`` under the cache directory, keyed by everything
+the program depends on:
+
+* the caller's description of the program (model, priors at full precision, shapes, run lengths),
+* the source of every ``bayes_scaling`` module and of the law's own module,
+* the versions of Python, jax, jaxlib and numpyro, the platform, the device count and x64.
+
+A change to any of them gives a new key, so a stale program is never loaded. A file that cannot be
+read back is ignored and written again. ``BAYES_SCALING_NO_COMPILE_CACHE=1`` switches this cache
+off together with JAX's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import struct
+import sys
+import tempfile
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from bayes_scaling import _jax_setup
+
+FORMAT = b"bayes-scaling sampler v1\n"
+
+
+def enabled() -> bool:
+    return os.environ.get("BAYES_SCALING_NO_COMPILE_CACHE") != "1"
+
+
+def directory() -> Path:
+    return _jax_setup.cache_dir().parent / "samplers"
+
+
+@cache
+def _environment_digest() -> str:
+    """Sources of the package and versions of everything that shapes a traced program."""
+    import jaxlib
+    import numpyro
+
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    for part in (sys.version, jax.__version__, jaxlib.__version__, numpyro.__version__,
+                 jax.default_backend(), str(jax.device_count()), str(jax.config.jax_enable_x64)):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
+def law_source_digest(law) -> str:
+    """The source file of the law's class (a law defined outside the package counts too)."""
+    try:
+        return hashlib.sha256(Path(inspect.getfile(type(law))).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return type(law).__qualname__
+
+
+def prior_fingerprint(prior) -> str:
+    """A distribution's class and parameters at full precision (``describe_priors`` rounds)."""
+    parts = [f"{type(prior).__module__}.{type(prior).__qualname__}"]
+    for name in sorted(getattr(prior, "arg_constraints", {})):
+        if hasattr(prior, name):
+            value = np.asarray(getattr(prior, name), np.float64)
+            parts.append(f"{name}={value.shape}:{value.tobytes().hex()}")
+    base = getattr(prior, "base_dist", None)
+    if base is not None and base is not prior:
+        parts.append(f"base={prior_fingerprint(base)}")
+    return "(" + ",".join(parts) + ")"
+
+
+def program_key(description: str) -> str:
+    return hashlib.sha256((_environment_digest() + "\0" + description).encode()).hexdigest()[:32]
+
+
+def load_or_export(key: str, trace: Callable[[], list[jax.export.Exported]]) -> list[jax.export.Exported]:
+    """The exported programs stored under ``key``; else ``trace()``'s, stored there. Every caller
+    runs the same ``Exported`` code, whether just traced or read back, so draws do not depend on
+    the cache."""
+    path = directory() / f"{key}.bin"
+    if enabled():
+        loaded = _read(path)
+        if loaded is not None:
+            return loaded
+    exported = trace()
+    if enabled():
+        try:
+            _write(path, [bytes(e.serialize()) for e in exported])
+        except ImportError:  # jax's serialiser needs the flatbuffers package: run without the disk cache
+            pass
+    return exported
+
+
+def _read(path: Path) -> list[jax.export.Exported] | None:
+    try:
+        data = path.read_bytes()
+        if not data.startswith(FORMAT):
+            return None
+        pos, blobs = len(FORMAT), []
+        (count,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        for _ in range(count):
+            (size,) = struct.unpack_from("<Q", data, pos)
+            pos += 8
+            blobs.append(data[pos: pos + size])
+            pos += size
+        return [jax.export.deserialize(bytearray(blob)) for blob in blobs]
+    except Exception:  # missing, truncated or from an incompatible jax: trace again
+        return None
+
+
+def _write(path: Path, blobs: list[bytes]) -> None:
+    """Atomic: a reader sees the old file, the whole new file, or none."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = FORMAT + struct.pack("<I", len(blobs)) + b"".join(
+            struct.pack("<Q", len(b)) + b for b in blobs)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache directory only costs the next process a trace
+        pass
