@@ -225,3 +225,17 @@ def test_misfit_fit_finds_structure_only_where_there_is_some():
     assert 0.01 < found.scale < 0.04 and 0.002 < s < 0.01
     none, s_white = fit_discrepancy(white, where, reference=21.0)
     assert none.scale < 0.002 and abs(s_white - 0.005) < 0.002
+
+
+def test_planner_with_a_misfit_term_records_it(tmp_path):
+    cands = grid(n_range=(1e7, 1e9), d_range=(1e8, 1e10), n_points=6, d_points=6)
+    planner = Planner.create(tmp_path, cands, target_budget=5.76e23, n_init=8, seed=1, num_warmup=100,
+                             num_draws=100, discrepancy=1.0)
+    while len(planner.done) < 8:  # the space-filling start
+        for p in planner.ask(8 - len(planner.done)):
+            planner.tell(p.run_id, exact_loss(p) * np.exp(0.01 * np.sin(len(planner.done))))
+    [p] = planner.ask(1)
+    misfit = Planner.open(tmp_path).status()["misfit"]  # saved with the state
+    assert p.gain >= 0 and misfit["growth"] == 0.5 and misfit["scale"] > 0
+    with pytest.raises(InputError, match="discrepancy"):
+        Planner.create(tmp_path / "bad", cands, target_budget=5.76e23, discrepancy="lots")
