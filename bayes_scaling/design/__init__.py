@@ -3,6 +3,7 @@
 * ``candidates``: the feasible runs and their costs.
 * ``eig``: expected information gain about log N_opt(C*) / log L_opt(C*) from one run's loss.
 * ``batch``: greedy batches with fantasised outcomes for pending runs.
+* ``discrepancy``: an opt-in misfit term (the law is not exact at small scale) for the utility.
 * ``planner``: the ask/tell ``Planner`` with its state on disk.
 * ``oracles``: a simulator and a replay oracle for evaluation.
 * ``refit``: NUTS refits on padded, masked data (no recompilation between tells).
@@ -12,11 +13,17 @@ The method and its maths: ``docs/design.md``.
 
 from bayes_scaling.design.batch import greedy_batch
 from bayes_scaling.design.candidates import Candidates, flops_6nd, grid, pool
-from bayes_scaling.design.eig import eig_gaussian, eig_nested, predicted_log_loss, target_draws
+from bayes_scaling.design.discrepancy import Discrepancy, fit_discrepancy
+from bayes_scaling.design.eig import (
+    eig_gaussian,
+    eig_nested,
+    predicted_log_loss,
+    target_draws,
+)
 from bayes_scaling.design.oracles import Replay, Simulator, world_prior
 from bayes_scaling.design.planner import Planner, Proposal, propose
 
 __all__ = [
-    "Candidates", "Planner", "Proposal", "Replay", "Simulator", "eig_gaussian", "eig_nested", "flops_6nd",
-    "greedy_batch", "grid", "pool", "predicted_log_loss", "propose", "target_draws", "world_prior",
+    "Candidates", "Discrepancy", "Planner", "Proposal", "Replay", "Simulator", "eig_gaussian", "eig_nested",
+    "fit_discrepancy", "flops_6nd", "greedy_batch", "grid", "pool", "predicted_log_loss", "propose", "target_draws", "world_prior",
 ]

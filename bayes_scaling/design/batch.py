@@ -25,7 +25,13 @@ import numpy as np
 from scipy import stats
 
 from bayes_scaling.design.discrepancy import Discrepancy, innovations
-from bayes_scaling.design.eig import eig_nested, gaussian_gain, noise_variance, _as_2d, _weights
+from bayes_scaling.design.eig import (
+    _as_2d,
+    _weights,
+    eig_nested,
+    gaussian_gain,
+    noise_variance,
+)
 from bayes_scaling.errors import InputError
 
 SCORES = ("eig_per_cost", "eig", "uncertainty")

@@ -108,7 +108,7 @@ def fit_discrepancy(residuals: np.ndarray, where: np.ndarray, *, reference: floa
         lam, Q = np.linalg.eigh(Discrepancy(1.0, length, growth, reference).kernel(where, where))
         lam, f2 = np.maximum(lam, 0.0), (Q.T @ e) ** 2
 
-        def nll(log_params):
+        def nll(log_params, lam=lam, f2=f2):
             tau2, s2 = np.exp(2 * np.asarray(log_params))
             v = tau2 * lam + s2 + 1e-300
             return 0.5 * np.sum(f2 / v + np.log(v))

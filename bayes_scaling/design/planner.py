@@ -14,7 +14,8 @@ Choice. The first ``n_init`` runs are a space-filling design (farthest-point in 
 (log N, log D)) over the cheapest quarter of candidates (by log cost). After that each ask refits
 the posterior (NUTS, observations padded to a capacity and masked: no recompilation) and picks a
 greedy batch by expected information gain about the targets per FLOP (``design.batch``), with
-pending runs conditioned on as fantasised outcomes. Other scores (``eig``, ``uncertainty``,
+pending runs conditioned on as fantasised outcomes; optionally (``discrepancy``) under the law plus
+a misfit term (``design.discrepancy``). Other scores (``eig``, ``uncertainty``,
 ``random``) exist for baselines. Only candidates that fit in the remaining experiment budget
 (budget - spent - pending) are proposed.
 

@@ -10,6 +10,7 @@ in one process share it). Past the capacity it doubles (one recompile).
 from __future__ import annotations
 
 import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +23,7 @@ from bayes_scaling.laws import Law, get_law
 from bayes_scaling.models import DEFAULT_NU, ModelSpec
 from bayes_scaling.priors import resolve_priors
 from bayes_scaling.runs.table import Runs, validate_runs
+
 
 class MaskedRefitter:
     """NUTS on (N, D, loss) arrays padded to ``capacity``; ``fit`` returns natural-parameter draws.
