@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", nargs="+", default=["log_N_opt"], choices=["log_N_opt", "log_L_opt"],
                    help="what the runs should inform (default log_N_opt; both: the joint information)")
     p.add_argument("--strategy", default="eig_per_cost", choices=["eig_per_cost", "eig", "uncertainty", "random"])
+    p.add_argument("--misfit", default=None, metavar="auto|KAPPA",
+                   help="score candidates under the law plus a misfit term growing at small compute (docs/design.md): "
+                        "'auto' fits its size to the residuals, a number fixes it (default off; a new planner only)")
     p.add_argument("--draws", type=int, default=300, help="NUTS warmup and draws per chain at each refit (2 chains)")
     p.add_argument("--n-init", type=int, default=8, help="space-filling runs before the first fit")
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many results")
@@ -90,6 +93,7 @@ def run(args) -> int:
 
 def open_planner(args):
     """The planner in ``--state``: resumed if the folder holds one, else created from the flags."""
+    from bayes_scaling.cli.plan import parse_misfit
     from bayes_scaling.design.planner import STATE_FILE, Planner
 
     state_dir = Path(args.state) if args.state else Path(tempfile.mkdtemp(prefix="bayes-scaling-loop-"))
@@ -102,7 +106,7 @@ def open_planner(args):
     planner = Planner.create(state_dir, candidates, target_budget=args.target_budget,
                              experiment_budget=args.experiment_budget, tolerance=args.tolerance, level=args.level,
                              targets=args.targets, strategy=args.strategy, n_init=args.n_init, num_warmup=args.draws,
-                             num_draws=args.draws, seed=args.seed)
+                             num_draws=args.draws, seed=args.seed, discrepancy=parse_misfit(args.misfit, 0.0))
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
     return planner
 
