@@ -27,7 +27,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from numpyro.infer import NUTS
-from numpyro.infer.util import log_likelihood, potential_energy
+from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting import sampler_cache
@@ -100,6 +100,7 @@ def fit_nuts(
         "num_draws": num_draws,
         "seed": seed,
         "sampling_seconds": seconds,
+        "warmup_mean_leapfrog_steps": sampler.last_warmup_steps,
     }
     return build_posterior(law, runs, samples, extra, np.asarray(loglik), method="nuts", meta=meta)
 
@@ -128,6 +129,7 @@ class _Sampler:
         self.chunk = _chunk_length(self.total)
         self.calls = self.total // self.chunk
         self._programs = {}  # latent site names -> (start, advance, finish)
+        self.last_warmup_steps = float("nan")
 
     def _compiled(self, site_names: tuple[str, ...]):
         if site_names in self._programs:
@@ -195,6 +197,8 @@ class _Sampler:
             collect(running)
         finally:
             bar.close()
+        steps = np.concatenate([s["num_steps"] for s in stats], axis=1)
+        self.last_warmup_steps = float(steps[:, : self.num_warmup].mean())  # leapfrog steps per warm-up iteration
         kept = slice(self.num_warmup, self.total)
         z = {k: np.concatenate([d[k] for d in draws], axis=1)[:, kept] for k in draws[0]}
         extra = {k: np.concatenate([s[k] for s in stats], axis=1)[:, kept] for k in stats[0]}
@@ -212,8 +216,8 @@ class _Programs:
         self.state_tree = None  # the HMCState structure, set when ``start`` is traced
 
     def kernel(self, z, key, args, inverse_mass_matrix=None):
-        """A NUTS kernel and its initial state at ``z``. ``advance`` and ``finish`` only need the
-        kernel's closures, which ``init`` sets; the unused state is dead code to XLA."""
+        """A NUTS kernel and its initial state at ``z``. ``advance`` only needs the kernel's
+        closures, which ``init`` sets; the unused state is dead code to XLA."""
         kernel = NUTS(self.model, dense_mass=True, regularize_mass_matrix=False,
                       adapt_mass_matrix=self.num_warmup >= MASS_ADAPTATION_MIN_WARMUP,
                       target_accept_prob=TARGET_ACCEPT, inverse_mass_matrix=inverse_mass_matrix)
@@ -236,9 +240,8 @@ class _Programs:
         return jax.tree.leaves(state), z, extra
 
     def finish(self, z, *args):
-        first = jax.tree.map(lambda x: x[0], z)
-        kernel, _ = self.kernel(first, jax.random.PRNGKey(0), args)
-        constrained = jax.vmap(kernel.postprocess_fn(args, {}))(z)
+        """What ``NUTS.postprocess_fn`` gives (sample and deterministic sites), without a kernel."""
+        constrained = jax.vmap(lambda one: constrain_fn(self.model, args, {}, one, return_deterministic=True))(z)
         return constrained, log_likelihood(self.model, constrained, *args)["log_loss"]
 
     def jitted(self, fn, n_batched):
@@ -262,9 +265,10 @@ class _Programs:
 def laplace_inverse_mass(model, args, init, newton_steps: int = NEWTON_STEPS):
     """The inverse Hessian of the potential at its mode near ``init``: NUTS's starting mass matrix.
 
-    Starting warm-up from the identity (NumPyro's default) costs about 50 leapfrog steps per
-    warm-up iteration on the Chinchilla posterior (standard deviations 0.01-0.06); from this
-    Laplace approximation about 10. The mode is found by Newton steps on |eigenvalues|
+    From NumPyro's default, the identity, the first warm-up windows must take steps sized for the
+    narrowest direction (posterior standard deviations 0.01-0.06 on the Chinchilla data) across
+    the widest, so they cost several times the leapfrog steps of the rest of the run (warm-up
+    steps per iteration: experiments/bench_fit.py). The mode is found by Newton steps on |eigenvalues|
     (saddle-free) with step halving. The Hessian is central differences of the gradient, which
     compiles in half the time of ``jax.hessian``; non-finite results fall back to the identity.
     """
