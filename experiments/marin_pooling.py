@@ -1,14 +1,22 @@
-"""Partial, no and complete pooling on the bundled Marin data, a held-out check, prior sensitivity.
+"""Partial, no and complete pooling on the bundled Marin data: choosing the default, a held-out
+check, the sampler before and after, prior sensitivity.
 
     .venv/bin/python experiments/marin_pooling.py [--quick]
 
-1. Per-dataset frontiers (N_opt, L_opt with 90% intervals) under partial pooling (default spreads;
-   shared exponents; "E only": A, B, alpha, beta shared, so datasets differ only in E),
-   no pooling and complete pooling; the population's frontier for a new dataset.
-2. Held-out check, for each dataset in turn: keep only its two lowest (unflagged) budgets, all runs of
-   the other two; predict its 3e20-FLOP runs. Reports how many of them the 90% predictive intervals
-   cover and the intervals' widths, for the partial-pooling variants beside no pooling.
-3. Prior sensitivity (``bayes_scaling.prior_sets``): N_opt(C) under the weak, Hoffmann and Epoch
+1. Choosing the default (without the 3e20-FLOP runs). Candidates, declared here before any was
+   scored: partial pooling of all five parameters with wide spreads (the first default) or narrow
+   ones, and the same with the exponents shared. On the runs below 3e20 FLOPs only, each dataset in
+   turn keeps its two lowest budgets and its 1.8e20-FLOP runs are predicted (10x extrapolation).
+   Rule: among candidates whose 90% intervals cover at least 80% of these runs (all datasets
+   together), the one with the smallest mean interval width; if none does, the highest coverage.
+2. Held-out check, for each dataset in turn: keep only its two lowest (unflagged) budgets, all runs
+   of the other two; predict its 3e20-FLOP runs. Coverage and widths of the 90% predictive
+   intervals for every candidate, the "E only" variant (A, B, alpha, beta shared) and no pooling.
+3. Per-dataset frontiers (N_opt, L_opt with 90% intervals) on all runs under the same fits and
+   complete pooling; the population's frontier for a new dataset.
+4. Sampler before/after for the selected default: the first sampler (mean-log centre, non-centred
+   groups) against the current one (pivot centre, per-group centring), same model and chains.
+5. Prior sensitivity (``bayes_scaling.prior_sets``): N_opt(C) under the weak, Hoffmann and Epoch
    prior sets, pooled Chinchilla law, on the Chinchilla data and on each Marin dataset.
 
 Writes ``experiments/results/marin_pooling.md``. ``--quick`` uses short chains (a smoke run).
@@ -32,17 +40,27 @@ from bayes_scaling.runs import load_chinchilla, load_marin
 from bayes_scaling.runs.table import Runs
 
 OUT = Path(__file__).parent / "results" / "marin_pooling.md"
+SMOKE_OUT = Path("/tmp") / "marin_pooling_smoke.md"
 BUDGETS = [1e21, 1e22, 1e23]
 HELD_OUT_BUDGET = 3e20
+SELECTION_BUDGET = 1.8e20  # the held-out budget of the selection check, which never sees 3e20
 LEVEL = 0.9
-FITS = {
-    "partial": dict(pooling="partial"),
-    "partial, shared exponents": dict(pooling="partial", share_exponents=True),
-    "partial, E only": dict(pooling="partial", share=("A", "B", "alpha", "beta")),
-    "none": dict(pooling="none"),
-    "complete": dict(pooling="complete"),
+MIN_SELECTION_COVERAGE = 0.8
+WIDE = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}  # the first default
+NARROW = {"E": 0.1, "A": 0.1, "B": 0.1, "alpha": 0.05, "beta": 0.05}
+CANDIDATES = {  # for the default: group-level E, A, B (alpha, beta) with learned spreads
+    "partial, wide spreads": {"pooling": "partial", "spreads": WIDE},
+    "partial, narrow spreads": {"pooling": "partial", "spreads": NARROW},
+    "partial, shared exponents, wide": {"pooling": "partial", "share_exponents": True, "spreads": WIDE},
+    "partial, shared exponents, narrow": {"pooling": "partial", "share_exponents": True, "spreads": NARROW},
 }
-HELD_OUT_FITS = ("partial", "partial, shared exponents", "partial, E only", "none")
+VARIANTS = {
+    **CANDIDATES,
+    "partial, E only": {"pooling": "partial", "share": ("A", "B", "alpha", "beta")},
+    "none": {"pooling": "none"},
+}
+FRONTIER_FITS = {**VARIANTS, "complete": {"pooling": "complete"}}
+BEFORE = {"centre": "mean", "centring": "none"}  # the sampler before the fix
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -52,9 +70,9 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def frontier_section(runs: Runs, chains: dict) -> tuple[str, dict]:
+def frontier_section(runs: Runs, fits: dict, chains: dict) -> tuple[str, dict]:
     rows, diag = [], {}
-    for label, kwargs in FITS.items():
+    for label, kwargs in fits.items():
         start = time.perf_counter()
         fit = fit_hierarchical(runs, **kwargs, **chains)
         diag[f"all runs: {label}"] = {**fit.diagnostics, "seconds": time.perf_counter() - start}
@@ -71,33 +89,63 @@ def frontier_section(runs: Runs, chains: dict) -> tuple[str, dict]:
     return markdown(pd.DataFrame(rows)), diag
 
 
-def held_out_section(runs: Runs, chains: dict) -> tuple[str, dict]:
+def held_out_scores(runs: Runs, fits: dict, chains: dict, predict_budget: float, tag: str):
+    """For each dataset: keep its two lowest budgets (others: all runs), fit each of ``fits``, score
+    the 90% predictive intervals (noise included) for its ``predict_budget`` runs."""
     frame = runs.frame
     rows, diag = [], {}
     for dataset in runs.groups:
         mine = frame["group"] == dataset
         low = np.sort(frame.loc[mine, "budget"].unique())[:2]
         keep = ~mine | frame["budget"].isin(low)
-        target = frame[mine & np.isclose(frame["budget"], HELD_OUT_BUDGET)]
+        target = frame[mine & np.isclose(frame["budget"], predict_budget)]
         train = Runs(frame[keep].reset_index(drop=True))
-        for pooling in HELD_OUT_FITS:
+        for label, kwargs in fits.items():
             start = time.perf_counter()
-            fit = fit_hierarchical(train, **FITS[pooling], **chains)
-            diag[f"held out {dataset}: {pooling}"] = {**fit.diagnostics, "seconds": time.perf_counter() - start}
+            fit = fit_hierarchical(train, **kwargs, **chains)
+            diag[f"{tag} {dataset}: {label}"] = {**fit.diagnostics, "seconds": time.perf_counter() - start}
             pred = fit.groups[dataset].predict(target["N"].to_numpy(), target["D"].to_numpy(), noise=True, seed=1)
             lo, hi = np.quantile(pred, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0)
             loss = target["loss"].to_numpy()
             missed = ~((lo <= loss) & (loss <= hi))
             rows.append({
-                "held-out dataset": dataset, "kept budgets": ", ".join(f"{b:.1e}" for b in low),
-                "pooling": pooling, "covered": f"{int(np.sum(~missed))}/{len(loss)}",
-                "mean 90% width": f"{np.mean(hi - lo):.4f}",
-                "max 90% width": f"{np.max(hi - lo):.4f}",
-                "mean abs error of median": f"{np.mean(np.abs(np.median(pred, axis=0) - loss)):.4f}",
-                "missed runs (N)": ", ".join(f"{n:.3g}" for n in target["N"].to_numpy()[missed]) or "-",
+                "dataset": dataset, "fit": label, "kept budgets": ", ".join(f"{b:.1e}" for b in low),
+                "covered": int(np.sum(~missed)), "runs": len(loss), "mean width": float(np.mean(hi - lo)),
+                "max width": float(np.max(hi - lo)),
+                "mean abs error": float(np.mean(np.abs(np.median(pred, axis=0) - loss))),
+                "missed (N)": ", ".join(f"{n:.3g}" for n in target["N"].to_numpy()[missed]) or "-",
             })
-            print(f"held out {dataset}: {pooling} done {rows[-1]}", flush=True)
-    return markdown(pd.DataFrame(rows)), diag
+            print(f"{tag} {dataset}: {label} {rows[-1]}", flush=True)
+    return pd.DataFrame(rows), diag
+
+
+def score_table(scores: pd.DataFrame) -> str:
+    """Per dataset and fit: coverage, widths, and the mean width over no pooling's."""
+    none = scores[scores["fit"] == "none"].set_index("dataset")["mean width"]
+    out = scores.assign(
+        covered=[f"{c}/{n}" for c, n in zip(scores["covered"], scores["runs"])],
+        **{"width / none": [w / none[d] if d in none.index else float("nan")
+                            for d, w in zip(scores["dataset"], scores["mean width"])]},
+    )
+    for col in ("mean width", "max width", "mean abs error"):
+        out[col] = out[col].map(lambda v: f"{v:.4f}")
+    out["width / none"] = out["width / none"].map(lambda v: f"{v:.2f}")
+    cols = ["dataset", "kept budgets", "fit", "covered", "mean width", "max width", "width / none",
+            "mean abs error", "missed (N)"]
+    return markdown(out[cols])
+
+
+def select_default(scores: pd.DataFrame) -> tuple[str, str]:
+    """The rule in the module docstring, applied to the candidates' selection-check scores."""
+    totals = scores[scores["fit"].isin(list(CANDIDATES))].groupby("fit", sort=False).agg(
+        covered=("covered", "sum"), runs=("runs", "sum"), width=("mean width", "mean"))
+    totals["coverage"] = totals["covered"] / totals["runs"]
+    eligible = totals[totals["coverage"] >= MIN_SELECTION_COVERAGE]
+    chosen = eligible["width"].idxmin() if len(eligible) else totals["coverage"].idxmax()
+    lines = [f"| {name} | {int(r.covered)}/{int(r.runs)} ({r.coverage:.0%}) | {r.width:.4f} |"
+             for name, r in totals.iterrows()]
+    table = "| candidate | covered (all datasets) | mean width |\n|---|---|---|\n" + "\n".join(lines)
+    return chosen, table
 
 
 def sensitivity_section(marin: Runs, chains: dict) -> str:
@@ -123,58 +171,99 @@ def sensitivity_section(marin: Runs, chains: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short chains: a smoke run, not for the record")
+    parser.add_argument("--smoke", action="store_true", help="tiny chains: checks the script runs, nothing else")
     args = parser.parse_args()
-    draws = 150 if args.quick else 500
-    hier = dict(num_chains=4, num_warmup=(300 if args.quick else 800), num_draws=draws, seed=0)
-    pooled = dict(num_chains=4, num_warmup=draws, num_draws=draws, seed=0)
+    draws = 20 if args.smoke else 150 if args.quick else 500
+    warmup = 20 if args.smoke else 300 if args.quick else 500
+    hier = {"num_chains": 4, "num_warmup": warmup, "num_draws": draws, "seed": 0}
+    pooled = {"num_chains": 4, "num_warmup": draws, "num_draws": draws, "seed": 0}
 
     marin = load_marin().for_fit()
     start = time.perf_counter()
-    frontier_md, frontier_diag = frontier_section(marin, hier)
-    held_md, held_diag = held_out_section(marin, hier)
+    below = Runs(marin.frame[marin.frame["budget"] < HELD_OUT_BUDGET].reset_index(drop=True))
+    selection, selection_diag = held_out_scores(below, {**CANDIDATES, "none": VARIANTS["none"]}, hier,
+                                                SELECTION_BUDGET, "selection, held out")
+    chosen, totals_md = select_default(selection)
+    print(f"selected default: {chosen}", flush=True)
+    held, held_diag = held_out_scores(marin, VARIANTS, hier, HELD_OUT_BUDGET, "held out")
+    frontier_md, frontier_diag = frontier_section(marin, FRONTIER_FITS, hier)
+
+    sampler_rows = []
+    for label, runs in [("all runs", marin)] + [
+        (f"held out {d}", Runs(marin.frame[(marin.frame["group"] != d) | marin.frame["budget"].isin(
+            np.sort(marin.frame.loc[marin.frame["group"] == d, "budget"].unique())[:2])].reset_index(drop=True)))
+        for d in marin.groups
+    ]:
+        for when, extra in (("before", BEFORE), ("after", {})):
+            t0 = time.perf_counter()
+            fit = fit_hierarchical(runs, **CANDIDATES[chosen], **extra, **hier)
+            d = fit.diagnostics
+            sampler_rows.append({"data": label, "sampler": when, "divergences": d["divergences"],
+                                 "max R-hat": f"{d['max_rhat']:.3f}", "min bulk ESS": f"{d['min_ess']:.0f}",
+                                 "mean leapfrog steps": f"{d['mean_steps']:.0f}",
+                                 "seconds": f"{time.perf_counter() - t0:.0f}"})
+            print(f"sampler {label} {when}: {sampler_rows[-1]}", flush=True)
     sens_md = sensitivity_section(marin, pooled)
     total = time.perf_counter() - start
 
     diag_rows = [{"fit": k, "divergences": v["divergences"], "max R-hat": f"{v['max_rhat']:.3f}",
                   "min bulk ESS": f"{v['min_ess']:.0f}", "mean leapfrog steps": f"{v['mean_steps']:.0f}",
-                  "seconds": f"{v['seconds']:.0f}"} for k, v in {**frontier_diag, **held_diag}.items()]
+                  "seconds": f"{v['seconds']:.0f}"}
+                 for k, v in {**frontier_diag, **held_diag, **selection_diag}.items()]
     text = f"""# Marin: partial, no and complete pooling
 
-Generated by `experiments/marin_pooling.py`{' --quick (short chains: not for the record)' if args.quick else ''};
+Generated by `experiments/marin_pooling.py`{' --quick/--smoke (short chains: not for the record)' if args.quick or args.smoke else ''};
 {len(marin)} unflagged Marin runs (3 datasets, one architecture). Hierarchical fits: 4 chains x
 {hier["num_warmup"]} warm-up + {draws} draws, Student-t likelihood (nu = 5). Machine: {platform.machine()},
 {os.cpu_count()} CPU cores shared with other jobs, {platform.python_version()}; total {total:.0f} s.
 
-## Per-dataset frontiers (90% credible intervals)
+Spreads (HalfNormal scales of tau, log units): wide = {WIDE}; narrow = {NARROW}.
 
-Pooling variants: `partial` (all five parameters partially pooled, default spreads), `partial,
-shared exponents` (alpha, beta common), `partial, E only` (A, B, alpha, beta common; only the
-irreducible loss E varies by dataset, partially pooled), `none` (independent fits), `complete`
-(one law).
+## 1. Choosing the default (no 3e20-FLOP run used)
 
-{frontier_md}
+Runs below {HELD_OUT_BUDGET:.0e} FLOPs only. Each dataset in turn keeps its two lowest budgets; the
+90% predictive intervals (noise included) for its {SELECTION_BUDGET:.1e}-FLOP runs are scored. Rule:
+among candidates covering at least {MIN_SELECTION_COVERAGE:.0%} of these runs, the narrowest on
+average. **Selected: `{chosen}`.**
 
-## Held-out check
+{totals_md}
+
+{score_table(selection)}
+
+## 2. Held-out check
 
 Each dataset in turn keeps only its two lowest unflagged budgets (the other datasets keep all
 runs); the table scores that dataset's 90% posterior predictive intervals (observation noise
-included) for its {HELD_OUT_BUDGET:.0e}-FLOP runs, which the fit never saw.
+included) for its {HELD_OUT_BUDGET:.0e}-FLOP runs, which the fit never saw. `width / none`: mean
+width over no pooling's for the same dataset.
 
-{held_md}
+{score_table(held)}
 
-## Prior sensitivity (pooled Chinchilla law, NUTS 4 x {draws})
+## 3. Per-dataset frontiers on all runs (90% credible intervals)
+
+{frontier_md}
+
+## 4. Sampler before and after, selected default (`{chosen}`)
+
+before: centre at mean log N, log D, every group non-centred; after: pivot centre, per-group
+centring (`centring="auto"`). Same model, chains, warm-up and draws.
+
+{markdown(pd.DataFrame(sampler_rows))}
+
+## 5. Prior sensitivity (pooled Chinchilla law, NUTS 4 x {draws})
 
 `N_opt / weak`: median N_opt under the set over the median under the weak defaults.
 
 {sens_md}
 
-## Sampler diagnostics (hierarchical fits)
+## Sampler diagnostics (all hierarchical fits above)
 
 {markdown(pd.DataFrame(diag_rows))}
 """
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text)
-    print(f"wrote {OUT} in {total:.0f} s")
+    out = SMOKE_OUT if args.smoke else OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out} in {total:.0f} s")
 
 
 if __name__ == "__main__":

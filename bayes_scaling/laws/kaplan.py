@@ -30,7 +30,11 @@ from jax.scipy.special import logsumexp
 
 from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN, Law, Theta, sample_log_positive
 
-# Kaplan et al. (2020), Table 2 / eq. 1.5 (loss in nats per token, their BPE tokenizer).
+# Kaplan, McCandlish, Henighan, Brown, Chess, Child, Gray, Radford, Wu & Amodei (2020), "Scaling
+# Laws for Neural Language Models", arXiv:2001.08361: Table 2, the joint fit of eq. 1.5 (= eq. 4.1)
+# to L(N, D). N counts non-embedding parameters, D tokens; loss in nats per token on WebText2 with
+# their 50,257-token BPE vocabulary. Not the single-variable constants of eqs. 1.1-1.2 (alpha_N 0.076,
+# N_c 8.8e13; alpha_D 0.095, D_c 5.4e13), which describe L(N) and L(D) separately.
 KAPLAN_2020 = {"N_c": 6.4e13, "D_c": 1.8e13, "alpha_N": 0.076, "alpha_D": 0.103}
 
 
