@@ -17,6 +17,8 @@ the Bayesian fit (``bayes_scaling.runs.load_runs(frame)`` and the fitting API).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sqlite3
 import sys
 import time
@@ -25,7 +27,12 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 STORE = RESULTS / "cpu_sweep.sqlite"
 CSV = RESULTS / "cpu_sweep.csv"
-SIZES = (1e4, 3e4, 1e5, 3e5, 1e6)  # target N (total parameters, byte vocabulary of 256)
+TIMING = RESULTS / "cpu_sweep_timing.json"
+# Target N (total parameters, byte vocabulary of 256); the sizing rule builds 7.2k, 20.6k, 40.1k,
+# 97.5k and 330k. The largest models stop at 3e5 so that the 20 runs fit 30 minutes on 2 cores
+# (a first sweep up to 1e6 took 37.7 minutes of training) and still straddle the frontier:
+# at the largest D the compute-optimal N is inside the grid.
+SIZES = (1e4, 2e4, 5e4, 1e5, 3e5)
 TOKENS = (2e5, 4e5, 8e5, 1.6e6)  # D
 BASE_SPEC = {
     "corpus": "stdlib", "context": 64, "batch_size": 32, "compute_dtype": "float32",
@@ -73,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{rid}: {result['status']} N={result['N']} D={result['D']} loss={result['loss']} "
               f"tok/s={result['tokens_per_s'] or 0:,.0f} wall={result['wall_time']:.1f}s "
               f"[{(time.perf_counter() - t0) / 60:.1f} min]", flush=True)
+    timing = {"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "wall_minutes_this_invocation": (time.perf_counter() - t0) / 60,
+              "training_minutes_all_runs": float(store.to_frame(status=None)["wall_time"].fillna(0).sum()) / 60,
+              "load_average_1min_at_end": os.getloadavg()[0], "cpu_count": os.cpu_count()}
+    TIMING.write_text(json.dumps(timing, indent=1))
+    print(json.dumps(timing))
     rows = store.export(args.csv, status=None)
     with sqlite3.connect(args.store) as db:  # fold the WAL into the main file before committing it
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
