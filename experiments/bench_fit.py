@@ -11,12 +11,14 @@
    Minimum bulk ESS (ArviZ) over E, A, B, alpha, beta, sigma; ESS per second; divergences; mean
    leapfrog steps per draw.
 
-    .venv/bin/python experiments/bench_fit.py [--skip-pymc] [--verify-resamples 10]
+    .venv/bin/python experiments/bench_fit.py [--skip-pymc] [--verify-resamples 10] [--nuts-only]
 
 Writes experiments/results/bench_fit.json and the section "## Fitting (bench_fit.py)" of
 docs/benchmarks.md. "Cold" is the first call in this process, compilation included; JAX's persistent
 compilation cache is switched off here so that cold means compiling. "Warm" is the best of repeated
-calls. PyMC and nutpie come from the ``bench`` extra (``pip install -e '.[bench]'``).
+calls for the point fits, the median over ``WARM_SEEDS`` for ours and nutpie, one run for PyMC.
+``--nuts-only`` reruns ours and nutpie and keeps the other numbers from the JSON. PyMC and nutpie
+come from the ``bench`` extra (``pip install -e '.[bench]'``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Fitting (bench_fit.py)"
 PARAMS = ("E", "A", "B", "alpha", "beta", "sigma")
 CHAINS, DRAWS, WARMUP = 4, 1000, 500
+WARM_SEEDS = (1, 2, 3, 4, 5)  # warm runs per sampler (ours and nutpie); the table gives medians
 
 
 def timed(fn, *args, **kwargs):
@@ -154,21 +157,34 @@ def _ess_stats(posterior_arrays: dict, n_steps, diverging, seconds) -> dict:
     }
 
 
-def bench_nuts_ours(runs) -> dict:
+def _median_over_seeds(per_seed: list[dict]) -> dict:
+    """One row from warm runs with different seeds: the median of each number (divergences summed),
+    the ESS/s range beside it. ESS differs by ten to twenty percent between seeds, so one run is
+    not enough to compare samplers within that."""
+    out = {k: float(np.median([r[k] for r in per_seed])) for k in per_seed[0] if k not in ("min_ess_param", "divergences")}
+    out["ess_per_s_range"] = [min(r["ess_per_s"] for r in per_seed), max(r["ess_per_s"] for r in per_seed)]
+    out["divergences"] = int(sum(r["divergences"] for r in per_seed))
+    out["min_ess_param"] = max({r["min_ess_param"] for r in per_seed}, key=[r["min_ess_param"] for r in per_seed].count)
+    out["seeds"] = len(per_seed)
+    return out
+
+
+def ours_sampler(runs):
+    """Ours, compiled (the cold call): ``({"cold_s": ...}, warm(seed) -> row)``."""
     from bayes_scaling.fitting.nuts import fit_nuts
 
     def fit(seed):
         return fit_nuts(runs, num_chains=CHAINS, num_warmup=WARMUP, num_draws=DRAWS, seed=seed)
 
-    post, cold = timed(fit, 0)
-    runs_warm = [timed(fit, seed) for seed in (1, 2)]
-    post, warm = min(runs_warm, key=lambda pt: pt[1])
-    stats = post.idata["sample_stats"]
-    arrays = {k: post.idata["posterior"][k].values for k in PARAMS}
-    out = {"cold_s": cold, "warm_s": warm, "warmup_mean_leapfrog_steps": post.meta["warmup_mean_leapfrog_steps"],
-           **_ess_stats(arrays, stats["n_steps"].values, stats["diverging"].values, warm)}
-    print(f"NumPyro (ours): {out}", flush=True)
-    return out
+    def warm(seed):
+        post, seconds = timed(fit, seed)
+        stats = post.idata["sample_stats"]
+        arrays = {k: post.idata["posterior"][k].values for k in PARAMS}
+        return {"warm_s": seconds, "warmup_mean_leapfrog_steps": post.meta["warmup_mean_leapfrog_steps"],
+                **_ess_stats(arrays, stats["n_steps"].values, stats["diverging"].values, seconds)}
+
+    _, cold = timed(fit, 0)
+    return {"cold_s": cold}, warm
 
 
 def pymc_model(runs, coords: str = "centred"):
@@ -220,25 +236,49 @@ def _trace_stats(trace, seconds) -> dict:
     return _ess_stats(arrays, stats["n_steps"].values, stats["diverging"].values, seconds)
 
 
-def bench_nutpie(runs, coords: str) -> dict:
+def nutpie_sampler(runs, coords: str):
+    """nutpie (low-rank mass matrix), compiled and run once (the cold call): like ``ours_sampler``."""
     import nutpie
 
     def sample(compiled, seed):
-        return nutpie.sample(compiled, draws=DRAWS, tune=WARMUP, chains=CHAINS, seed=seed,
+        # cores=CHAINS: one thread per chain, as ours runs one XLA device thread per chain, so that on a
+        # shared machine both get the same share of the cores
+        return nutpie.sample(compiled, draws=DRAWS, tune=WARMUP, chains=CHAINS, cores=CHAINS, seed=seed,
                              adaptation="low_rank", progress_bar=False)
+
+    def warm(seed):
+        trace, seconds = timed(sample, compiled, seed)
+        row = {"warm_s": seconds, **_trace_stats(trace, seconds)}
+        try:
+            row["warmup_mean_leapfrog_steps"] = float(trace["warmup_sample_stats"]["n_steps"].mean())
+        except (KeyError, AttributeError):  # no warm-up statistics kept
+            pass
+        return row
 
     start = time.perf_counter()
     compiled = nutpie.compile_pymc_model(pymc_model(runs, coords))
     compile_s = time.perf_counter() - start
     sample(compiled, 0)
-    cold = time.perf_counter() - start
-    trace, warm = min((timed(sample, compiled, seed) for seed in (1, 2)), key=lambda pt: pt[1])
-    out = {"cold_s": cold, "compile_s": compile_s, "warm_s": warm, **_trace_stats(trace, warm)}
-    try:
-        out["warmup_mean_leapfrog_steps"] = float(trace["warmup_sample_stats"]["n_steps"].mean())
-    except (KeyError, AttributeError):  # no warm-up statistics kept
-        pass
-    print(f"nutpie low-rank, {coords}: {out}", flush=True)
+    return {"cold_s": time.perf_counter() - start, "compile_s": compile_s}, warm
+
+
+def bench_interleaved(samplers: dict) -> dict:
+    """Cold call of each sampler, then the warm runs seed by seed, alternating between samplers so
+    that all see the same machine load; one row of medians per sampler."""
+    out, prepared = {}, {}
+    for name, make in samplers.items():
+        try:
+            prepared[name] = make()
+        except Exception as err:  # a missing optional sampler must not lose the other numbers
+            out[name] = {"error": f"{type(err).__name__}: {err}"}
+            print(f"{name}: {out[name]['error']}", file=sys.stderr)
+    rows = {name: [] for name in prepared}
+    for seed in WARM_SEEDS:
+        for name, (_, warm) in prepared.items():
+            rows[name].append(warm(seed))
+    for name, (cold, _) in prepared.items():
+        out[name] = {**cold, **_median_over_seeds(rows[name])}
+        print(f"{name}: {out[name]}", flush=True)
     return out
 
 
@@ -275,8 +315,9 @@ def markdown(res: dict) -> str:
         SECTION, "",
         f"Measured {res['date']} on {res['machine']}, by `experiments/bench_fit.py` in one run "
         f"(raw numbers: `experiments/results/bench_fit.json`). Cold = first call in the process, "
-        f"compilation included (persistent compilation cache off); warm = best of repeated calls. "
-        f"The machine was shared, so times carry noise of tens of percent; ratios come from the same run.",
+        f"compilation included (persistent compilation cache off); warm: as each table says. "
+        f"The machine was shared (1-minute load averages are given with the results), so times vary between "
+        f"runs, at times several-fold; ratios come from the same run.",
         "",
         "### Approach 3 point fit (Huber, delta = 1e-3, L-BFGS from Hoffmann's 4,500 starts, 240 runs)",
         "",
@@ -332,6 +373,14 @@ def markdown(res: dict) -> str:
         lines += [
             f"### NUTS, identical Student-t model, {CHAINS} chains x {DRAWS:,} draws ({WARMUP} warm-up)",
             "",
+            f"Ours and nutpie: medians over {len(WARM_SEEDS)} warm runs (seeds {WARM_SEEDS[0]}-{WARM_SEEDS[-1]}, "
+            "run seed by seed in turn so that all see the same load), the range of ESS/s in brackets, "
+            "divergences summed over the runs; PyMC: one warm run. Ours and nutpie each run the 4 chains "
+            "on 4 threads (XLA host devices; nutpie `cores=4`), so a shared machine gives both the same share."
+            + (f" Ours and nutpie rerun {res['nuts_rerun']['date']} in one run (`--nuts-only`), "
+               f"1-minute load average {res['nuts_rerun']['load_avg_1min']:.1f} at its start; "
+               "PyMC from the run above." if "nuts_rerun" in res else ""),
+            "",
             "| sampler | cold (s) | warm (s) | min bulk ESS (param) | ESS/s (warm) | divergences | leapfrog steps/draw "
             "| leapfrog steps/warm-up iteration |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -344,9 +393,12 @@ def markdown(res: dict) -> str:
         for key, label in names.items():
             if key in nuts and "error" not in nuts[key]:
                 r = nuts[key]
+                spread = (f" [{r['ess_per_s_range'][0]:.0f}-{r['ess_per_s_range'][1]:.0f}]"
+                          if "ess_per_s_range" in r else "")
+                warmup = f"{r['warmup_mean_leapfrog_steps']:.1f}" if "warmup_mean_leapfrog_steps" in r else "-"
                 lines.append(f"| {label} | {r['cold_s']:.1f} | {r['warm_s']:.2f} | {r['min_bulk_ess']:.0f} "
-                             f"({r['min_ess_param']}) | {r['ess_per_s']:.0f} | {r['divergences']} | "
-                             f"{r['mean_leapfrog_steps']:.1f} | {r.get('warmup_mean_leapfrog_steps', float('nan')):.1f} |")
+                             f"({r['min_ess_param']}) | {r['ess_per_s']:.0f}{spread} | {r['divergences']} | "
+                             f"{r['mean_leapfrog_steps']:.1f} | {warmup} |")
             elif key in nuts:
                 lines.append(f"| {label} | not measured: {nuts[key]['error']} | | | | | | |")
         lines.append("")
@@ -384,6 +436,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--skip-nuts", action="store_true", help="skip every NUTS sampler")
     parser.add_argument("--verify-resamples", type=int, default=10)
     parser.add_argument("--from-json", action="store_true", help="only rewrite the docs section from the JSON")
+    parser.add_argument("--nuts-only", action="store_true",
+                        help="rerun ours and nutpie only; keep the point fits and PyMC from the JSON")
     args = parser.parse_args(argv)
     if args.from_json:
         res = json.loads(RESULTS.read_text())
@@ -391,23 +445,28 @@ def main(argv=None) -> dict:
         return res
 
     runs = load_chinchilla().for_fit()
-    res = {"date": dt.date.today().isoformat(), "machine": machine(), "runs": len(runs)}
-    res["grid"] = bench_grid(runs)
-    start = res["grid"].pop("_start")
-    res["bootstrap"] = bench_bootstrap(runs, start, n_verify=args.verify_resamples)
+    if args.nuts_only:
+        res = json.loads(RESULTS.read_text())
+        res["nuts_rerun"] = {"date": dt.date.today().isoformat(), "machine": machine(),
+                             "load_avg_1min": os.getloadavg()[0]}
+    else:
+        res = {"date": dt.date.today().isoformat(), "machine": machine(), "runs": len(runs)}
+        res["grid"] = bench_grid(runs)
+        start = res["grid"].pop("_start")
+        res["bootstrap"] = bench_bootstrap(runs, start, n_verify=args.verify_resamples)
     if not args.skip_nuts:
-        res["nuts"] = {}
-        benches = {"ours": bench_nuts_ours}
+        res["nuts"] = res.get("nuts", {}) if args.nuts_only else {}
+        samplers = {"ours": partial(ours_sampler, runs)}
         if not args.skip_pymc:
-            benches |= {f"{name}_{coords}": partial(bench, coords=coords)
-                        for name, bench in (("nutpie", bench_nutpie), ("pymc", bench_pymc))
-                        for coords in ("centred", "natural")}
-        for key, bench in benches.items():
-            try:
-                res["nuts"][key] = bench(runs)
-            except Exception as err:  # a missing optional sampler must not lose the other numbers
-                res["nuts"][key] = {"error": f"{type(err).__name__}: {err}"}
-                print(f"{key}: {res['nuts'][key]['error']}", file=sys.stderr)
+            samplers |= {f"nutpie_{coords}": partial(nutpie_sampler, runs, coords) for coords in ("centred", "natural")}
+        res["nuts"] |= bench_interleaved(samplers)
+        if not (args.skip_pymc or args.nuts_only):
+            for coords in ("centred", "natural"):
+                try:
+                    res["nuts"][f"pymc_{coords}"] = bench_pymc(runs, coords)
+                except Exception as err:
+                    res["nuts"][f"pymc_{coords}"] = {"error": f"{type(err).__name__}: {err}"}
+                    print(f"pymc_{coords}: {res['nuts'][f'pymc_{coords}']['error']}", file=sys.stderr)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2, default=float) + "\n")
     write_doc(markdown(res))

@@ -16,8 +16,8 @@ programs, via ``jax.export``) and JAX's persistent compilation cache (see ``_jax
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from functools import lru_cache, partial
+from collections.abc import Callable, Mapping
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,7 @@ from bayes_scaling.priors import describe_priors, resolve_priors
 from bayes_scaling.runs.table import Runs
 
 TARGET_ACCEPT = 0.8
-NEWTON_STEPS = 8  # to the mode for the Laplace mass matrix; the Chinchilla posterior needs about 5
+NEWTON_STEPS = 8  # towards the mode, for the Laplace mass matrix
 MIN_CURVATURE = 1e-4  # floor on the Hessian's |eigenvalues| (standard deviations <= 100 latent units)
 # Shorter warm-ups keep the Laplace mass matrix: NumPyro's windows would replace it by the covariance
 # of a handful of draws (unregularised), which can freeze a chain.
@@ -50,6 +50,7 @@ MASS_ADAPTATION_MIN_WARMUP = 150
 _RUN_ONCE = {"xla_backend_optimization_level": 0}
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
 _SAMPLERS: dict[tuple, "_Sampler"] = {}
+_LATENT_STARTS: dict[tuple, Callable] = {}
 
 
 def fit_nuts(
@@ -346,13 +347,16 @@ def jittered_init(law: Law, theta0, centre, runs: Runs, num_chains: int, seed: i
     return {k: jnp.asarray(float(v) + 0.05 * rng.standard_normal(num_chains)) for k, v in latent.items()}
 
 
-@lru_cache(maxsize=16)
 def _latent_start(law: Law):
     """One compiled program (not a dozen eager ops, each compiled on its own in every process) for
-    the latent point of theta and the log of its residual standard deviation as sigma."""
-    def start(theta, centre, N, D, log_loss):
-        latent = law.latent_from_natural(theta, (centre[0], centre[1]))
-        resid = log_loss - law.log_loss(theta, N, D)
-        return {**latent, "sigma": jnp.log(jnp.clip(jnp.std(resid), 1e-3, 0.5))}
+    the latent point of theta and the log of its residual standard deviation as sigma; kept per law
+    family and name (``get_law`` gives a new instance per call), like the samplers."""
+    key = (type(law), law.name)
+    if key not in _LATENT_STARTS:
+        def start(theta, centre, N, D, log_loss):
+            latent = law.latent_from_natural(theta, (centre[0], centre[1]))
+            resid = log_loss - law.log_loss(theta, N, D)
+            return {**latent, "sigma": jnp.log(jnp.clip(jnp.std(resid), 1e-3, 0.5))}
 
-    return jax.jit(start)
+        _LATENT_STARTS[key] = jax.jit(start)
+    return _LATENT_STARTS[key]
