@@ -11,7 +11,8 @@ the program depends on:
 
 A change to any of them gives a new key, so a stale program is never loaded. A file that cannot be
 read back is ignored and written again. ``BAYES_SCALING_NO_COMPILE_CACHE=1`` switches this cache
-off together with JAX's.
+off together with JAX's. Serialising needs the ``flatbuffers`` package; without it every process
+traces its samplers again (the draws are the same either way).
 """
 
 from __future__ import annotations
