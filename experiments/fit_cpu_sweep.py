@@ -1,6 +1,6 @@
 """Fit the Bayesian Chinchilla law to the CPU sweep our own harness produced (experiments/cpu_sweep.py).
 
-Reads experiments/results/cpu_sweep.csv (exported from the run store), fits NUTS (4 chains x 1000
+Reads experiments/results/cpu_sweep.csv (exported from the run store), fits NUTS (4 chains x 4000
 draws), and writes the parameter table, the compute-optimal frontier at budgets around and beyond
 the sweep, the sampler's verdict and two figures to docs/cpu_sweep.md and docs/figures/cpu_sweep_*.
 Usage: .venv/bin/python experiments/fit_cpu_sweep.py
@@ -33,7 +33,9 @@ def markdown_table(frame) -> str:
 def main() -> None:
     runs = load_runs(SWEEP, source_name="cpu_sweep")
     selected = runs.for_fit()
-    post = fit_nuts(selected, num_chains=4, num_draws=1000, seed=0)
+    # Longer than the default (500 warm-up, 1,000 draws): with models this small E is weakly
+    # identified, the posterior is a long ridge, and the default run's R-hat / ESS checks fail.
+    post = fit_nuts(selected, num_chains=4, num_warmup=2000, num_draws=4000, seed=0)
     verdict = diagnose(post).verdict()
 
     summary = post.summary(0.9)
@@ -62,13 +64,18 @@ def main() -> None:
         "",
         "Produced by `experiments/cpu_sweep.py` (the Flax harness, byte-level tokens on the Python",
         "standard library's source, on this project's 2-core CPU machine) and fitted by",
-        "`experiments/fit_cpu_sweep.py` (NUTS, 4 chains x 1000 draws, Student-t likelihood).",
+        "`experiments/fit_cpu_sweep.py` (NUTS, 4 chains x 4000 draws after 2000 warm-up, Student-t likelihood).",
         "",
         f"Runs: {runs.describe_selection()}; N from {ok.N.min():.3g} to {ok.N.max():.3g} parameters, "
         f"D from {ok.D.min():.3g} to {ok.D.max():.3g} tokens, C from {ok.C.min():.3g} to {ok.C.max():.3g} FLOPs.",
         "Loss: validation loss in nats per byte-token.",
         "",
         f"Sampler: {verdict}",
+        "",
+        "Why longer than the CLI's default (500 warm-up, 1,000 draws): with models this small, E is weakly",
+        "identified and the posterior is a long curved ridge. At the default length the verdict failed for",
+        "some seeds (R-hat up to 1.07, bulk ESS down to 43, on seeds 0-3 with either starting mass matrix),",
+        "which is what the diagnostics are for; 2,000 warm-up iterations pass every check.",
         "",
         "## Parameters (median, 90% interval)",
         "",
