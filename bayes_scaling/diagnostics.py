@@ -161,14 +161,14 @@ def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
 
 def _chain_stats(x: np.ndarray) -> dict[str, float]:
     """R-hat, bulk and tail ESS of one scalar's (chain, draw) array."""
-    import arviz as az
+    import arviz_stats  # ArviZ's statistics alone (arviz.rhat is this function); all of ArviZ adds its plotting
 
     x = np.asarray(x, np.float64)
     split = x if x.shape[0] > 1 else x[:, : x.shape[1] // 2 * 2].reshape(2, -1)
     return {
-        "r_hat": float(az.rhat(split)),
-        "ess_bulk": float(az.ess(x, method="bulk")),
-        "ess_tail": float(az.ess(x, method="tail", prob=TAIL_PROB)),
+        "r_hat": float(arviz_stats.rhat(split)),
+        "ess_bulk": float(arviz_stats.ess(x, method="bulk")),
+        "ess_tail": float(arviz_stats.ess(x, method="tail", prob=TAIL_PROB)),
     }
 
 
