@@ -278,3 +278,24 @@ def test_slurm_flags_become_the_sbatch_script(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="--slurm-option expects KEY=VALUE"):
         make_executor_from_args(build_parser().parse_args([*LOOP, "--executor", "slurm", "--slurm-folder", "x",
                                                            "--slurm-option", "account"]))
+
+
+def test_a_training_child_exits_when_the_process_that_started_it_is_killed(tmp_path):
+    import subprocess
+    import sys
+
+    marker = f"orphan-{uuid.uuid4().hex[:8]}"
+    script = (
+        "import sys, time\nfrom pathlib import Path\n"
+        "from bayes_scaling.executors.child import child_environment, launch\n"
+        f"proc = launch({tiny_spec(marker, tokens=256 * 100_000)!r}, Path({str(tmp_path)!r}), child_environment())\n"
+        "print(proc.pid, flush=True)\ntime.sleep(300)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert wait_for(lambda: training_children(marker)) == [child]
+    finally:
+        parent.kill()  # SIGKILL: the parent runs no clean-up of its own
+        parent.wait()
+    wait_for(lambda: not training_children(marker), timeout=30)

@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 from training.spec import RunSpec, SpecError
@@ -64,7 +67,23 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     return RunSpec.from_dict(base)
 
 
+def exit_with_parent() -> None:
+    """If ``TRAINING_PARENT_PID`` is set (by the process that started this run), exit as soon as
+    that process is gone, so a killed scheduler or executor worker leaves no orphaned training."""
+    parent = os.environ.get("TRAINING_PARENT_PID")
+    if not parent or not parent.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
+        os._exit(143)  # as if terminated: no result file, so the executor sees a run that died
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
+    exit_with_parent()
     args = build_parser().parse_args(argv)
     try:
         spec = spec_from_args(args)

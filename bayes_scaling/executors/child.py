@@ -50,8 +50,10 @@ def child_environment(memory_fraction: float | None = None) -> dict[str, str]:
 
 def launch(spec: dict[str, Any], folder: Path, env: dict[str, str], *, stderr=None, nice: int = 0) -> subprocess.Popen:
     """Start ``python -m training`` for ``spec``; it writes its RunResult to ``folder/result.json``.
-    Its stderr goes to ``stderr`` (default: ``folder/stderr.log``). The child outlives a parent that
-    is killed outright (SIGKILL); cancelling through an executor kills it."""
+    Its stderr goes to ``stderr`` (default: ``folder/stderr.log``). The child exits within about a
+    second of this process's death, however it dies (``TRAINING_PARENT_PID``, read by
+    ``python -m training``); cancelling through an executor kills it at once."""
+    env = {**env, "TRAINING_PARENT_PID": str(os.getpid())}
     command = [sys.executable, "-m", "training", "--spec", json.dumps(spec), "--out", str(folder / RESULT_FILE)]
     if nice:
         command = ["nice", "-n", str(nice), *command]

@@ -64,7 +64,9 @@ class RayExecutor(Executor):
         return self.ray.get(handle)
 
     def _stop(self, handle) -> None:
-        self.ray.cancel(handle)  # KeyboardInterrupt in the task: train_job kills its child
+        # Force: Ray kills the worker process (a polite cancel, a KeyboardInterrupt in the task, was
+        # seen not to arrive); its training child then exits by itself (child.launch).
+        self.ray.cancel(handle, force=True)
 
     def close(self) -> None:
         super().close()
