@@ -75,8 +75,8 @@ from bayes_scaling.checking import add_posterior_predictive
 add_posterior_predictive(post)
 post.save(sys.argv[1])
 mark("posterior predictive and save")
-import arviz
-mark("import arviz (by diagnostics.diagnose)")
+import arviz_stats
+mark("import arviz_stats (by diagnostics.diagnose)")
 from bayes_scaling.diagnostics import diagnose
 diagnose(post).verdict()
 mark("diagnose")
