@@ -239,3 +239,14 @@ def test_planner_with_a_misfit_term_records_it(tmp_path):
     assert p.gain >= 0 and misfit["growth"] == 0.5 and misfit["scale"] > 0
     with pytest.raises(InputError, match="discrepancy"):
         Planner.create(tmp_path / "bad", cands, target_budget=5.76e23, discrepancy="lots")
+
+
+def test_loop_misfit_flag_sets_the_new_planner_and_refuses_a_bad_value(tmp_path, capsys):
+    from bayes_scaling.cli import main
+
+    args = ["loop", "--simulate", "--target-budget", "5.76e23", "--experiment-budget", "1e19", "--draws", "150",
+            "--grid-points", "8", "--json", "--max-runs", "1"]
+    assert main([*args, "--state", str(tmp_path / "bad"), "--misfit", "lots"]) == 2
+    assert "--misfit must be 'auto' or a number >= 0" in capsys.readouterr().err
+    assert main([*args, "--state", str(tmp_path / "ok"), "--misfit", "0.7"]) == 0
+    assert Planner.open(tmp_path / "ok").settings["discrepancy"] == 0.7
