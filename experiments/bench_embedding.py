@@ -29,16 +29,14 @@ from training import optim
 from training.model import Transformer
 from training.sizing import Shape
 from training.spec import RunSpec
-from training.train import make_steps, run
+from training.train import attention_implementation, make_steps, run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def step_rate(shape: Shape, lookup: str, batches: list[jax.Array], *, steps: int, min_seconds: float) -> float:
+def step_rate(spec: RunSpec, shape: Shape, lookup: str, batches: list[jax.Array], *, steps: int, min_seconds: float) -> float:
     """Tokens/s of the harness's AdamW train step with ``lookup``, after two untimed steps."""
-    on_gpu = jax.devices()[0].platform == "gpu"
-    attention = "cudnn" if on_gpu and shape.head_dim % 8 == 0 and shape.head_dim <= 128 else "xla"
-    model = Transformer(shape, attention=attention, embed_lookup=lookup, rngs=nnx.Rngs(0))
+    model = Transformer(shape, attention=attention_implementation(spec, shape), embed_lookup=lookup, rngs=nnx.Rngs(0))
     tx = optim.make_optimizer(lambda count: 1e-3, weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0)
     graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
     train_step, _ = make_steps(graphdef, 0.0)
@@ -76,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for lookup in ("gather", "one_hot"):
         for tokens, batches in (("corpus", corpus_batches), ("uniform", uniform_batches)):
-            rate = step_rate(shape, lookup, batches, steps=steps, min_seconds=min_seconds)
+            rate = step_rate(spec, shape, lookup, batches, steps=steps, min_seconds=min_seconds)
             rows.append({"what": "train step", "lookup": lookup, "tokens": tokens, "tokens_per_s": rate})
             print(json.dumps(rows[-1]), flush=True)
     if not args.no_runner:
