@@ -1,5 +1,3 @@
-import sys
+from bayes_scaling.cli import entry_point
 
-from bayes_scaling.cli import main
-
-sys.exit(main())
+entry_point()
