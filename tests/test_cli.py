@@ -101,3 +101,27 @@ def test_data_constrained_fit_reloads_and_needs_a_corpus_size_for_its_frontier(t
     assert "--unique-tokens" in capsys.readouterr().err
     assert main(["frontier", str(out), "--budget", "1e22", "--unique-tokens", "1e11", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["law"].startswith("data_constrained")
+
+
+def test_console_entry_point_flushes_output_and_keeps_exit_codes(tmp_path):
+    """``python -m bayes_scaling`` leaves through ``entry_point``'s quick exit: every line printed
+    still arrives (stdout is a pipe, so block-buffered), and an input error still exits with 2."""
+    import os
+    import subprocess
+    import sys
+    from bayes_scaling.runs import load_chinchilla
+
+    csv = tmp_path / "runs.csv"
+    load_chinchilla().frame[["N", "D", "loss"]].to_csv(csv, index=False)
+    env = {**os.environ, "BAYES_SCALING_STORE": str(tmp_path / "runs.sqlite")}
+    env.pop("PYTHONUNBUFFERED", None)  # block-buffered, as a user's pipe would be
+    cli = [sys.executable, "-m", "bayes_scaling"]
+    done = subprocess.run([*cli, "runs", "import", str(csv)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run([*cli, "runs", "list"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.splitlines() if line.strip()]
+    assert len(rows) >= len(pd.read_csv(csv)) + 1  # a header and every run, nothing lost at exit
+    failed = subprocess.run([*cli, "frontier", str(tmp_path / "no-fit"), "--budget", "1e21"],
+                            env=env, capture_output=True, text=True)
+    assert failed.returncode == 2 and "error" in failed.stderr
