@@ -3,7 +3,7 @@
 NumPyro's ``NUTS`` kernel does every step; ``_Sampler`` only drives it (see its docstring).
 Settings that make it fast on the Chinchilla data: float64; a dense mass matrix (the posterior in the
 law's centred coordinates is close to Gaussian but correlated) started at the Laplace approximation
-at the posterior mode (``laplace_inverse_mass``) and adapted *without* NumPyro's default shrinkage
+at the posterior mode (``newton_laplace``) and adapted *without* NumPyro's default shrinkage
 towards 1e-3 I — the posterior standard deviations here are 0.01-0.06, so that shrinkage swamps the
 narrow, correlated directions and cuts the step size about fivefold (leapfrog steps per draw with
 and without it: experiments/bench_cli.py); target acceptance 0.8; chains on separate host devices;
@@ -45,8 +45,8 @@ MIN_CURVATURE = 1e-4  # floor on the Hessian's |eigenvalues| (standard deviation
 # Shorter warm-ups keep the Laplace mass matrix: NumPyro's windows would replace it by the covariance
 # of a handful of draws (unregularised), which can freeze a chain.
 MASS_ADAPTATION_MIN_WARMUP = 150
-# ``start`` runs once per fit, for milliseconds: compiled without LLVM's optimisations, which
-# shortens a first call's compile.
+# ``potential`` and ``start`` run for milliseconds per fit: compiled without LLVM's optimisations,
+# which shortens a first call's compile.
 _RUN_ONCE = {"xla_backend_optimization_level": 0}
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
 _SAMPLERS: dict[tuple, "_Sampler"] = {}
@@ -107,10 +107,11 @@ def fit_nuts(
 
 
 class _Sampler:
-    """NumPyro's NUTS kernel, driven by three programs compiled once per model and shape.
+    """NumPyro's NUTS kernel, driven by four programs compiled once per model and shape.
 
-    * ``start``: per chain, the Laplace inverse mass matrix (``laplace_inverse_mass``) and
-      ``NUTS.init`` at the chain's starting point;
+    * ``potential``: the potential energy and its gradient at a batch of points per chain, for the
+      Laplace inverse mass matrix that ``newton_laplace`` computes on the host;
+    * ``start``: per chain, ``NUTS.init`` at the chain's starting point with that mass matrix;
     * ``advance``: ``chunk`` NUTS transitions (``lax.scan``) from a state, returning the new state
       and the draws; called until warm-up and sampling are done, updating the progress bar between
       calls (a host callback inside the program would keep it from being exported);
@@ -129,7 +130,7 @@ class _Sampler:
         self.total = num_warmup + num_draws
         self.chunk = _chunk_length(self.total)
         self.calls = self.total // self.chunk
-        self._programs = {}  # latent site names -> (start, advance, finish)
+        self._programs = {}  # latent site names -> (potential, start, advance, finish)
         self.last_warmup_steps = float("nan")
 
     def _compiled(self, site_names: tuple[str, ...]):
@@ -148,8 +149,11 @@ class _Sampler:
             ((n_obs,), jnp.float64), ((n_obs,), jnp.bool_))]
         key_spec = per_chain((2,), jnp.uint32)
         init_spec = {name: per_chain(()) for name in site_names}
+        n = len(site_names)
+        stencil_spec = per_chain((2 * n + 1, n))
+        mass_spec = per_chain((n, n))
         z_spec = {name: per_chain((self.num_draws,)) for name in site_names}
-        programs = _Programs(spec, self.num_warmup, self.chunk, mesh, chains)
+        programs = _Programs(spec, self.num_warmup, self.chunk, mesh, chains, site_names)
         description = repr((
             "nuts", spec.law.name, sampler_cache.law_source_digest(spec.law),
             sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items()),
@@ -158,24 +162,28 @@ class _Sampler:
         ))
 
         def trace():
-            start = jax.export.export(programs.jitted(programs.start, 2))(key_spec, init_spec, *data)
+            # one device: it runs for microseconds, a dozen times per fit, so dispatch is its cost
+            potential = jax.export.export(jax.jit(jax.vmap(programs.potential, in_axes=(0,) + (None,) * len(data))))(
+                jax.ShapeDtypeStruct(stencil_spec.shape, stencil_spec.dtype),
+                *(jax.ShapeDtypeStruct(d.shape, d.dtype) for d in data))
+            start = jax.export.export(programs.jitted(programs.start, 3))(key_spec, init_spec, mass_spec, *data)
             state_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in start.out_avals]
-            return [start, jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data),
+            return [potential, start, jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data),
                     jax.export.export(programs.jitted(programs.finish, 1))(z_spec, *data)]
 
         exported = sampler_cache.load_or_export(sampler_cache.program_key(description), trace)
         n_data = len(data)
-        self._programs[site_names] = tuple(
+        self._programs[site_names] = (jax.jit(exported[0].call, compiler_options=_RUN_ONCE), *(
             jax.jit(e.call, in_shardings=(chains,) * n_batched + (shared,) * n_data, out_shardings=chains,
                     compiler_options=options)
-            for e, n_batched, options in zip(exported, (2, 1, 1), (_RUN_ONCE, None, None))
-        )
+            for e, n_batched, options in zip(exported[1:], (3, 1, 1), (_RUN_ONCE, None, None))
+        ))
         return self._programs[site_names]
 
     def run(self, key, init_params, args, progress: bool):
         from tqdm.auto import tqdm
 
-        start, advance, finish = self._compiled(tuple(sorted(init_params)))
+        potential, start, advance, finish = self._compiled(tuple(sorted(init_params)))
         keys = jax.random.split(key, self.num_chains)
         bar = tqdm(total=self.total * self.num_chains, desc="NUTS (all chains)", unit="it",
                    disable=not progress, leave=False)
@@ -188,7 +196,10 @@ class _Sampler:
             bar.update(self.chunk * self.num_chains)
 
         try:
-            state = start(keys, {k: np.asarray(v, np.float64) for k, v in init_params.items()}, *args)
+            init = {k: np.asarray(v, np.float64) for k, v in init_params.items()}
+            x0 = np.stack([init[k] for k in sorted(init)], axis=1)  # (chain, site): ravel_pytree's order
+            inverse_mass = newton_laplace(lambda points: potential(points, *args), x0)
+            state = start(keys, init, inverse_mass, *args)
             running = None
             for _ in range(self.calls):
                 state, z, extra = advance(state, *args)
@@ -208,10 +219,11 @@ class _Sampler:
 
 
 class _Programs:
-    """The three traced functions behind ``_Sampler`` (see its docstring), for one model."""
+    """The four traced functions behind ``_Sampler`` (see its docstring), for one model."""
 
-    def __init__(self, spec, num_warmup, chunk, mesh, chains):
+    def __init__(self, spec, num_warmup, chunk, mesh, chains, site_names):
         self.model = partial(pooled_model, spec)
+        self.site_names = site_names
         self.num_warmup, self.chunk = num_warmup, chunk
         self.mesh, self.chains = mesh, chains
         self.state_tree = None  # the HMCState structure, set when ``start`` is traced
@@ -224,8 +236,18 @@ class _Programs:
                       target_accept_prob=TARGET_ACCEPT, inverse_mass_matrix=inverse_mass_matrix)
         return kernel, kernel.init(key, self.num_warmup, init_params=z, model_args=args)
 
-    def start(self, key, init, *args):
-        _, state = self.kernel(init, key, args, laplace_inverse_mass(self.model, args, init))
+    def potential(self, points, *args):
+        """The potential energy and its gradient at each row of ``points`` (m, sites), the latent
+        sites raveled in sorted order (``ravel_pytree``'s)."""
+        names = sorted(self.site_names)
+
+        def energy(x):
+            return potential_energy(self.model, args, {}, dict(zip(names, x)))
+
+        return jax.vmap(jax.value_and_grad(energy))(points)
+
+    def start(self, key, init, inverse_mass, *args):
+        _, state = self.kernel(init, key, args, inverse_mass)
         leaves, self.state_tree = jax.tree.flatten(state)
         return leaves
 
@@ -263,45 +285,70 @@ class _Programs:
         return jax.jit(mapped, out_shardings=self.chains)
 
 
-def laplace_inverse_mass(model, args, init, newton_steps: int = NEWTON_STEPS):
-    """The inverse Hessian of the potential at its mode near ``init``: NUTS's starting mass matrix.
+def laplace_inverse_mass(model, args, init, newton_steps: int = NEWTON_STEPS) -> np.ndarray:
+    """``newton_laplace`` for one point ``init`` (a dict of latent sites) of a NumPyro model."""
+    x0, unravel = ravel_pytree(init)
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(lambda x: potential_energy(model, args, {}, unravel(x)))))
+    def batch(points):  # one chain
+        return tuple(a[None] for a in value_and_grad(points[0]))
+
+    return newton_laplace(batch, np.asarray(x0)[None], newton_steps)[0]
+
+
+def newton_laplace(value_and_grad, x0: np.ndarray, newton_steps: int = NEWTON_STEPS) -> np.ndarray:
+    """The inverse Hessian of the potential at its mode near each row of ``x0`` (chain, n): NUTS's
+    starting mass matrices, computed on the host around one compiled program, ``value_and_grad``,
+    which maps points (chain, 2n + 1, n) to the potential (chain, 2n + 1) and its gradient.
 
     From NumPyro's default, the identity, the first warm-up windows must take steps sized for the
     narrowest direction (posterior standard deviations 0.01-0.06 on the Chinchilla data) across
     the widest, so they cost several times the leapfrog steps of the rest of the run (warm-up
     steps per iteration: experiments/bench_fit.py). The mode is found by Newton steps on |eigenvalues|
-    (saddle-free) with step halving. The Hessian is central differences of the gradient, which
-    compiles in half the time of ``jax.hessian``; non-finite results fall back to the identity.
+    (saddle-free); where the full step does not lower the potential, a backtracking line search over
+    t = 1, 1/2, ..., 2^-(2n) in one call; it stops once the predicted decrease -g.d of every chain
+    is below 1e-9. The
+    Hessian is central differences of the gradient, h = 1e-5 max(1, |x|). Kept out of the
+    sampler's compiled ``start``, where it cost a first call about a second of tracing and
+    compiling (experiments/bench_cli.py). Non-finite results fall back to the identity.
     """
-    x0, unravel = ravel_pytree(init)
-    n = x0.size
-
-    def potential(x):
-        return potential_energy(model, args, {}, unravel(x))
+    x = np.array(x0, np.float64)
+    chains, n = x.shape
+    steps = 0.5 ** np.arange(2 * n + 1)
 
     def hessian_and_grad(x):
-        h = 1e-5 * jnp.maximum(1.0, jnp.abs(x))
-        g = jax.vmap(jax.grad(potential))(jnp.concatenate([x + jnp.diag(h), x - jnp.diag(h), x[None]]))
-        hessian = (g[:n] - g[n: 2 * n]) / (2 * h[:, None])
-        return 0.5 * (hessian + hessian.T), g[-1]
+        h = 1e-5 * np.maximum(1.0, np.abs(x))  # (chain, n)
+        shifts = np.eye(n)[None] * h[:, None, :]  # (chain, n, n)
+        points = np.concatenate([x[:, None] + shifts, x[:, None] - shifts, x[:, None]], axis=1)
+        f, g = (np.asarray(a, np.float64) for a in value_and_grad(points))
+        hessian = (g[:, :n] - g[:, n: 2 * n]) / (2 * h[:, :, None])
+        return 0.5 * (hessian + hessian.transpose(0, 2, 1)), g[:, -1], f[:, -1]
 
     def curvature(hessian):
-        w, v = jnp.linalg.eigh(hessian)
-        return jnp.maximum(jnp.abs(w), MIN_CURVATURE), v
+        w, v = np.linalg.eigh(np.where(np.isfinite(hessian), hessian, 0.0))
+        return np.maximum(np.abs(w), MIN_CURVATURE), v
 
-    def newton(x, _):
-        hessian, grad = hessian_and_grad(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        hessian, grad, f0 = hessian_and_grad(x)
+        for _ in range(newton_steps):
+            w, v = curvature(hessian)
+            direction = -np.einsum("cij,cj->ci", v, np.einsum("cji,cj->ci", v, grad) / w)
+            if not np.any(np.abs(np.einsum("ci,ci->c", grad, direction)) > 1e-9):  # every chain at its mode
+                break
+            t = np.ones(chains)
+            trial = hessian_and_grad(x + direction)  # the full step, with what the next step needs
+            failed = ~(trial[2] <= f0)  # NaN fails
+            if failed.any():  # backtrack where the full step failed; t = 0 where nothing is lower
+                f, _ = value_and_grad(x[:, None] + steps[None, :, None] * direction[:, None])
+                lower = np.asarray(f) <= f0[:, None]
+                t = np.where(failed, np.where(lower.any(axis=1), steps[np.argmax(lower, axis=1)], 0.0), 1.0)
+                x_next = np.where(t[:, None] > 0, x + t[:, None] * direction, x)
+                trial = hessian_and_grad(x_next)
+            x = np.where(t[:, None] > 0, x + t[:, None] * direction, x)
+            hessian, grad, f0 = trial
         w, v = curvature(hessian)
-        direction = -v @ ((v.T @ grad) / w)
-        f0 = potential(x)
-        better = lambda t: potential(x + t * direction) <= f0  # noqa: E731  (False on NaN)
-        t = jax.lax.while_loop(lambda t: (t > 1e-3) & ~better(t), lambda t: t / 2, 1.0)
-        return jnp.where(better(t), x + t * direction, x), None
-
-    x, _ = jax.lax.scan(newton, x0, length=newton_steps)
-    w, v = curvature(hessian_and_grad(x)[0])
-    inverse = (v / w) @ v.T
-    return jnp.where(jnp.all(jnp.isfinite(inverse)), inverse, jnp.eye(n))
+        inverse = np.einsum("cij,cj,ckj->cik", v, 1.0 / w, v)
+    finite = np.isfinite(hessian).all(axis=(1, 2)) & np.isfinite(inverse).all(axis=(1, 2))
+    return np.where(finite[:, None, None], inverse, np.eye(n)[None])
 
 
 def _chunk_length(total: int) -> int:
