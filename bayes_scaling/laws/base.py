@@ -12,6 +12,7 @@ Compute is counted as C = 6 N D (``FLOPS_PER_PARAM_TOKEN``), Chinchilla's and Ka
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import ClassVar
@@ -25,7 +26,7 @@ Array = jax.Array
 Theta = Mapping[str, Array]
 
 FLOPS_PER_PARAM_TOKEN = 6.0
-_GOLDEN = 0.5 * (jnp.sqrt(5.0) - 1.0)
+_GOLDEN = 0.5 * (math.sqrt(5.0) - 1.0)
 
 
 class Law(ABC):

@@ -19,6 +19,7 @@ with unit Jacobian, so the priors below stay priors on the natural parameters.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import jax.numpy as jnp
@@ -50,11 +51,11 @@ class Chinchilla(Law):
         alpha, beta ~ LogNormal(log 0.3, 0.6)   95%: 0.09 .. 0.97
         """
         return {
-            "E": dist.LogNormal(jnp.log(1.5), 0.75),
-            "A": dist.LogNormal(jnp.log(1000.0), 3.0),
-            "B": dist.LogNormal(jnp.log(1000.0), 3.0),
-            "alpha": dist.LogNormal(jnp.log(0.3), 0.6),
-            "beta": dist.LogNormal(jnp.log(0.3), 0.6),
+            "E": dist.LogNormal(math.log(1.5), 0.75),
+            "A": dist.LogNormal(math.log(1000.0), 3.0),
+            "B": dist.LogNormal(math.log(1000.0), 3.0),
+            "alpha": dist.LogNormal(math.log(0.3), 0.6),
+            "beta": dist.LogNormal(math.log(0.3), 0.6),
         }
 
     def sample(self, priors: Mapping[str, dist.Distribution], centre):
