@@ -186,3 +186,27 @@ def test_prior_fingerprint_keeps_full_precision():
 
     assert prior_fingerprint(dist.LogNormal(0.3, 0.6)) != prior_fingerprint(dist.LogNormal(0.300001, 0.6))
     assert prior_fingerprint(dist.LogNormal(0.3, 0.6)) == prior_fingerprint(dist.LogNormal(0.3, 0.6))
+
+
+def test_tables_of_similar_size_share_one_padded_sampler():
+    """150 and 200 runs both compile for 256 observations (the extra ones masked out); each
+    posterior's pointwise log-likelihood covers exactly its own runs and equals the Student-t
+    density of the observed log-loss under the drawn parameters."""
+    from scipy import stats
+
+    from bayes_scaling.fitting import nuts
+
+    runs = load_chinchilla().for_fit()
+    assert nuts.padded_capacity(150) == nuts.padded_capacity(200) == 256 and nuts.padded_capacity(10) == 64
+    before = set(nuts._SAMPLERS)
+    from bayes_scaling.runs.table import Runs
+
+    posts = [fit_nuts(Runs(runs.frame.iloc[:n].reset_index(drop=True)), num_chains=2, num_warmup=60, num_draws=40, seed=2) for n in (150, 200)]
+    assert len(set(nuts._SAMPLERS) - before) <= 1
+    for post, n in zip(posts, (150, 200)):
+        loglik = post.idata["log_likelihood"]["log_loss"].values
+        assert loglik.shape == (2, 40, n)
+        theta = {k: post.draws(k)[:1] for k in ("E", "A", "B", "alpha", "beta")}
+        mu = np.log(np.asarray(post.law.loss({k: v[0] for k, v in theta.items()}, post.runs.N, post.runs.D)))
+        expected = stats.t.logpdf(np.log(post.runs.loss), df=post.meta["nu"], loc=mu, scale=post.draws("sigma")[0])
+        np.testing.assert_allclose(loglik.reshape(-1, n)[0], expected, rtol=1e-8)

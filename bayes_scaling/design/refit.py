@@ -12,13 +12,12 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.init import initial_theta
-from bayes_scaling.fitting.nuts import compiled_sampler, jittered_init
+from bayes_scaling.fitting.nuts import compiled_sampler, jittered_init, padded_args
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.models import DEFAULT_NU, ModelSpec
 from bayes_scaling.priors import resolve_priors
@@ -51,16 +50,9 @@ class MaskedRefitter:
             raise InputError(f"need at least {len(self.law.param_names) + 1} runs to fit, got {n}")
         while n > self.capacity:
             self.capacity *= 2
-        pad = self.capacity - n
-        args = (
-            jnp.asarray(np.concatenate([N, np.ones(pad)])),
-            jnp.asarray(np.concatenate([D, np.ones(pad)])),
-            jnp.asarray([np.mean(np.log(N)), np.mean(np.log(D))]),
-            jnp.asarray(np.concatenate([np.log(loss), np.zeros(pad)])),
-            jnp.asarray(np.arange(self.capacity) < n),
-        )
+        centre = (float(np.mean(np.log(N))), float(np.mean(np.log(D))))
+        args = padded_args(N, D, np.log(loss), centre, self.capacity)
         runs = _as_runs(N, D, loss)
-        centre = tuple(float(c) for c in args[2])
         init = jittered_init(self.law, initial_theta(self.law, runs), centre, runs, self.num_chains, seed)
         sampler = compiled_sampler(self.spec, self.capacity, self.num_chains, self.num_warmup, self.num_draws)
         start = time.perf_counter()

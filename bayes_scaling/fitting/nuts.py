@@ -8,8 +8,9 @@ towards 1e-3 I — the posterior standard deviations here are 0.01-0.06, so that
 narrow, correlated directions and cuts the step size about fivefold (leapfrog steps per draw with
 and without it: experiments/bench_cli.py); target acceptance 0.8; chains on separate host devices;
 every chain started near the point estimate, jittered. The sampler's programs are cached per
-(model, data shape, settings) with the data passed as arguments, so an in-process refit of new data
-of the same size neither traces nor compiles; across processes ``sampler_cache`` (the traced
+(model, padded data shape, settings) with the data passed as arguments (observations padded to the
+next power of two and masked), so an in-process refit of new data of similar size neither traces nor
+compiles; across processes ``sampler_cache`` (the traced
 programs, via ``jax.export``) and JAX's persistent compilation cache (see ``_jax_setup``) do the same.
 """
 
@@ -86,10 +87,13 @@ def fit_nuts(
     theta0 = _starting_point(law, runs, init_theta)
     init_params = jittered_init(law, theta0, centre, runs, num_chains, seed)
 
-    sampler = compiled_sampler(spec, len(runs), num_chains, num_warmup, num_draws)
-    args = (N, D, np.asarray(centre), log_loss, np.ones(len(runs), bool))
+    # Laws bound to per-run covariates (data-constrained: unique tokens) cannot be padded.
+    capacity = len(runs) if hasattr(law, "for_runs") else padded_capacity(len(runs))
+    sampler = compiled_sampler(spec, capacity, num_chains, num_warmup, num_draws)
+    args = padded_args(N, D, log_loss, centre, capacity)
     start = time.perf_counter()
     samples, extra, loglik = sampler.run(jax.random.PRNGKey(seed), init_params, args, progress)
+    loglik = np.asarray(loglik)[..., : len(runs)]
     seconds = time.perf_counter() - start
     meta = {
         "likelihood": likelihood,
@@ -103,7 +107,28 @@ def fit_nuts(
         "sampling_seconds": seconds,
         "warmup_mean_leapfrog_steps": sampler.last_warmup_steps,
     }
-    return build_posterior(law, runs, samples, extra, np.asarray(loglik), method="nuts", meta=meta)
+    return build_posterior(law, runs, samples, extra, loglik, method="nuts", meta=meta)
+
+
+def padded_capacity(n: int, smallest: int = 64) -> int:
+    """The observation count the sampler is compiled for: the next power of two >= n (at least
+    ``smallest``), so tables of similar size share compiled programs (in a process and, through
+    the caches, across processes); the padding costs little next to NUTS's own work."""
+    return max(smallest, 1 << (n - 1).bit_length())
+
+
+def padded_args(N, D, log_loss, centre, capacity: int) -> tuple:
+    """The sampler's data arguments (N, D, centre, log_loss, mask) padded to ``capacity``: the
+    placeholders (N = D = 1, log-loss 0) have mask False and add nothing to the likelihood."""
+    n = len(N)
+    pad = capacity - n
+    if pad < 0:
+        raise ValueError(f"{n} observations exceed the capacity {capacity}")
+    return (np.concatenate([np.asarray(N, np.float64), np.ones(pad)]),
+            np.concatenate([np.asarray(D, np.float64), np.ones(pad)]),
+            np.asarray(centre, np.float64),
+            np.concatenate([np.asarray(log_loss, np.float64), np.zeros(pad)]),
+            np.arange(capacity) < n)
 
 
 class _Sampler:
