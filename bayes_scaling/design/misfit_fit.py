@@ -42,13 +42,17 @@ import numpyro
 from numpyro.infer import MCMC, NUTS
 
 from bayes_scaling.design.discrepancy import Discrepancy, coordinates
+from bayes_scaling.design.refit import _as_runs
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.init import initial_theta
-from bayes_scaling.fitting.nuts import TARGET_ACCEPT, jittered_init, laplace_inverse_mass
+from bayes_scaling.fitting.nuts import (
+    TARGET_ACCEPT,
+    jittered_init,
+    laplace_inverse_mass,
+)
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.models import DEFAULT_NU
 from bayes_scaling.priors import resolve_priors
-from bayes_scaling.runs.table import Runs
 
 
 @dataclass(frozen=True)
@@ -133,9 +137,3 @@ def _noise_factor(nu: float, normal: bool) -> float:
     if normal:
         return 1.0
     return nu / (nu - 2.0) if nu > 2 else 1e3
-
-
-def _as_runs(N, D, loss) -> Runs:
-    from bayes_scaling.design.refit import _as_runs as as_runs
-
-    return as_runs(N, D, loss)
