@@ -20,8 +20,21 @@ The second and third coordinates are the log reducible terms at the centre. The 
     share=(names):     those parameters population-only, e.g. share=("A", "B", "alpha", "beta"):
                        groups differ only in irreducible loss E
 
-    log L_i ~ StudentT(nu, log L(N_i, D_i; theta_g(i)), sigma)   (or Normal; sigma shared, except
-                                                                   per group under no pooling)
+    log L_i ~ StudentT(nu, log L(N_i, D_i; theta_g(i)) + delta_b(i), sigma)
+                  (or Normal; sigma shared, except per group under no pooling)
+
+Budget offsets (``offset_by=COLUMN``, off by default: delta = 0): a crossed random effect. Runs that
+share a value b of COLUMN (an IsoFLOP budget) share an additive offset on log-loss, common to all
+groups:
+
+    delta_b = tau_o^(1 - lambda_b) z_b,   z_b ~ Normal(0, tau_o^lambda_b),   tau_o ~ HalfNormal(s_o)
+
+i.e. delta_b ~ Normal(0, tau_o^2) (lambda_b in [0, 1] as above, for the sampler only). It absorbs a
+misfit of the law that every group shares at one budget, so that it does not bend the groups'
+laws. s_o = ``OFFSET_SCALE`` = 0.01 (1% of the loss): on Marin the law's budget-level mean residuals
+are 0.5-0.7%. A prediction at a level seen in the fit uses that level's delta_b draws; at an unseen
+level (or none given) a fresh delta ~ Normal(0, tau_o^2) per draw (``Posterior.predict``'s
+``offset_at``).
 
 Priors: the population value of each parameter has the law's prior on its natural scale (the
 LogNormal (loc, scale) of ``E, A, B, alpha, beta``). No pooling gives every group that same prior,
@@ -54,7 +67,7 @@ from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.laws import Chinchilla
 from bayes_scaling.models import DEFAULT_NU, LIKELIHOODS
-from bayes_scaling.posterior import Posterior
+from bayes_scaling.posterior import Posterior, offset_key
 from bayes_scaling.priors import describe_priors, resolve_priors
 from bayes_scaling.runs.table import Runs
 
@@ -71,6 +84,10 @@ EXPONENTS = ("alpha", "beta")
 DEFAULT_SPREADS = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}
 POPULATION = "population (new group)"
 HALFNORMAL_MEDIAN = 0.6745  # median of HalfNormal(1)
+# HalfNormal scale of tau_o, the spread of the per-level offsets delta_b on log-loss (``offset_by``):
+# a prior median of 0.0067 (0.7% of the loss), 95% below 0.02. The Chinchilla law's mean residual per
+# IsoFLOP budget on Marin is -0.020 to +0.018 nats at L ~ 2.6-3.2, i.e. -0.7% to +0.6%.
+OFFSET_SCALE = 0.01
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,9 @@ class HierSpec:
     likelihood: str = "student_t"
     nu: float = DEFAULT_NU
     centring: dict = field(default_factory=dict)  # parameter -> lambda_g per group (absent: 0)
+    n_offsets: int = 0  # levels of the offset column (0: no offsets)
+    offset_scale: float = OFFSET_SCALE
+    offset_lam: np.ndarray | None = None  # lambda_b per level (None: non-centred)
 
     def lam(self, name: str) -> np.ndarray:
         return np.asarray(self.centring.get(name, np.zeros(self.n_groups)), dtype=float)
@@ -95,9 +115,10 @@ class HierSpec:
         return self.pooling == "none"
 
 
-def hierarchical_model(spec: HierSpec, group, N, D, centre, log_loss=None):
+def hierarchical_model(spec: HierSpec, group, N, D, centre, log_loss=None, offset=None):
     """The model above; ``group`` holds each run's group index in 0..G-1; ``centre`` is
-    (n_c, d_c), each a scalar or (no pooling) one per group."""
+    (n_c, d_c), each a scalar or (no pooling) one per group; ``offset`` each run's level index in
+    0..K-1 of the offset column (with ``spec.n_offsets`` = K > 0)."""
     G = spec.n_groups
     log_n_c, log_d_c = centre
     mu, x = {}, {}
@@ -123,6 +144,12 @@ def hierarchical_model(spec: HierSpec, group, N, D, centre, log_loss=None):
     sigma = numpyro.sample("sigma", spec.sigma_prior.expand((G,)) if spec.sigma_per_group else spec.sigma_prior)
     sigma_i = sigma[group] if spec.sigma_per_group else sigma
     loc = Chinchilla().log_loss({k: v[group] for k, v in theta.items()}, N, D)
+    if spec.n_offsets:
+        tau_o = numpyro.sample("offset_tau", dist.HalfNormal(spec.offset_scale))
+        lam = jnp.zeros(spec.n_offsets) if spec.offset_lam is None else jnp.asarray(spec.offset_lam)
+        z = numpyro.sample("offset_z", dist.Normal(jnp.zeros(spec.n_offsets), tau_o**lam))
+        delta = numpyro.deterministic("offset", tau_o ** (1.0 - lam) * z)
+        loc = loc + delta[offset]
     noise = dist.Normal(loc, sigma_i) if spec.likelihood == "normal" else dist.StudentT(spec.nu, loc, sigma_i)
     with numpyro.plate("runs", N.shape[0]):
         numpyro.sample("log_loss", noise, obs=log_loss)
@@ -268,6 +295,8 @@ def fit_hierarchical(
     progress: bool = False,
     centring: Mapping[str, float] | str = "auto",
     centre: str = "pivot",
+    offset_by: str | None = None,
+    offset_scale: float = OFFSET_SCALE,
 ) -> HierarchicalFit:
     """Fit the hierarchical Chinchilla model to ``runs`` grouped by the column ``group_by``.
 
@@ -284,6 +313,12 @@ def fit_hierarchical(
     group non-centred, lambda = 0) or a mapping parameter -> lambda; it changes how NUTS moves, not
     the model. ``centre="mean", centring="none"`` is the sampler before issue 6's fix, kept to
     measure against.
+
+    ``offset_by``: a column (e.g. ``"budget"``, the IsoFLOP budget) whose levels each get an
+    offset delta_b on log-loss shared by all groups, delta_b ~ Normal(0, tau_o^2),
+    tau_o ~ HalfNormal(``offset_scale``); see the module docstring. The group and population
+    Posteriors then carry the draws of delta_b (``offset``) and tau_o (``offset_tau``), and their
+    ``predict(..., offset_at=levels)`` uses them.
     """
     if pooling not in POOLINGS:
         raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -295,6 +330,10 @@ def fit_hierarchical(
         raise InputError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
     if group_by not in runs.frame:
         raise InputError(f"no column {group_by!r} to group runs by; columns: {', '.join(runs.frame.columns)}")
+    if offset_by is not None and offset_by not in runs.frame:
+        raise InputError(f"no column {offset_by!r} to take offsets by; columns: {', '.join(runs.frame.columns)}")
+    if not (np.isfinite(offset_scale) and offset_scale > 0):
+        raise InputError(f"offset_scale must be a positive number, got {offset_scale!r}")
     law = Chinchilla()
     resolved = resolve_priors(law, priors)
     loc_scale = {}
@@ -333,10 +372,17 @@ def fit_hierarchical(
                              {k: spreads[k] for k in partial_names})
     else:
         lams = {k: np.full(len(names), float(v)) for k, v in dict(centring).items()}
-    spec = HierSpec(len(names), pooling, modes, loc_scale, resolved["sigma"], spreads, likelihood, nu, lams)
+    levels, offset_index, offset_lam = [], None, None
+    if offset_by is not None:
+        levels, offset_index = _offset_levels(runs.frame[offset_by])
+        if centring != "none":
+            offset_lam = _offset_centring(runs, estimates, group, offset_index, len(levels), offset_scale)
+    spec = HierSpec(len(names), pooling, modes, loc_scale, resolved["sigma"], spreads, likelihood, nu, lams,
+                    len(levels), float(offset_scale), offset_lam)
     N, D = jnp.asarray(runs.N), jnp.asarray(runs.D)
     log_loss = jnp.log(jnp.asarray(runs.loss))
-    args = (jnp.asarray(group), N, D, jnp.asarray(centre_xy), log_loss)
+    args = (jnp.asarray(group), N, D, jnp.asarray(centre_xy), log_loss,
+            None if offset_index is None else jnp.asarray(offset_index))
 
     model = partial(hierarchical_model, spec)
     init = _initial_params(spec, estimates, centre_xy)
@@ -352,19 +398,64 @@ def fit_hierarchical(
         "pooling": pooling, "shared": common, "group_by": group_by, "groups": names,
         "num_chains": num_chains, "num_warmup": num_warmup, "num_draws": num_draws, "seed": seed,
         "sampling_seconds": seconds,
+        **({"offset_by": offset_by, "offset_levels": levels, "offset_scale": float(offset_scale)} if levels else {}),
     }
     posts = {}
     for g, name in enumerate(names):
         rows = group == g
         draws = {k: samples[k][..., g] for k in law.param_names}
         draws["sigma"] = samples["sigma"][..., g] if spec.sigma_per_group else samples["sigma"]
+        draws.update(_offset_draws(samples))
         posts[name] = build_posterior(
             law, Runs(runs.frame[rows].reset_index(drop=True)), draws, extra, loglik[..., rows],
             method="nuts-hierarchical", meta={**meta, "group": name},
         )
     population = None if pooling == "none" else _population(spec, samples, centre_xy, runs, meta, seed)
     taus = {k: samples[f"{k}_tau"].reshape(-1) for k in PARAMS if modes[k] == "partial"}
+    if levels:
+        taus["offset"] = samples["offset_tau"].reshape(-1)
     return HierarchicalFit(posts, population, pooling, common, group_by, taus, _diagnostics(samples, extra))
+
+
+def _offset_levels(column: pd.Series) -> tuple[list[str], np.ndarray]:
+    """The offset column's levels (``offset_key`` of each value, sorted numerically where the
+    values are numbers) and each run's index among them."""
+    if column.isna().any():
+        raise InputError(f"offset column {column.name!r} has missing values in rows "
+                         f"{', '.join(map(str, np.flatnonzero(column.isna().to_numpy())[:5]))}")
+    keys = [offset_key(v) for v in column]
+    unique = sorted(set(keys), key=lambda k: (0, float(k), k) if _is_number(k) else (1, 0.0, k))
+    return unique, np.array([unique.index(k) for k in keys])
+
+
+def _is_number(key: str) -> bool:
+    try:
+        float(key)
+    except ValueError:
+        return False
+    return True
+
+
+def _offset_centring(runs: Runs, estimates, group, index, n_levels: int, scale: float) -> np.ndarray:
+    """lambda_b = t^2 / (t^2 + s_b^2) per level, as in ``auto_centring``: t the prior median of tau_o,
+    s_b = sigma / sqrt(n_b) the standard error of a level's mean residual from the groups' point
+    estimates (sigma their residuals' RMS, n_b the level's runs). Many runs per level: centred."""
+    resid = np.empty(len(runs))
+    for g, estimate in enumerate(estimates):
+        rows = group == g
+        theta = {k: float(np.squeeze(v)) for k, v in estimate.items()}
+        resid[rows] = np.log(runs.loss[rows]) - np.asarray(Chinchilla().log_loss(theta, runs.N[rows], runs.D[rows]))
+    sigma = np.sqrt(np.mean(resid**2))
+    se2 = sigma**2 / np.maximum(np.bincount(index, minlength=n_levels), 1)
+    t2 = (HALFNORMAL_MEDIAN * scale) ** 2
+    return t2 / (t2 + se2)
+
+
+def _offset_draws(samples: dict) -> dict:
+    """The offsets' draws for a Posterior: delta_b (chains, draws, K) and tau_o (absent: none)."""
+    if "offset" not in samples:
+        return {}
+    return {"offset": samples["offset"], "offset_tau": samples["offset_tau"]}
 
 
 def _between_group_variance(xs: np.ndarray, ses: np.ndarray) -> np.ndarray:
@@ -397,6 +488,7 @@ def _population(spec: HierSpec, samples, centre, runs: Runs, meta, seed) -> Post
         x[name] = mu if tau is None else mu + tau * rng.standard_normal(mu.shape)
     draws = {k: np.asarray(v) for k, v in _natural(x, centre).items()}
     draws["sigma"] = samples["sigma"]
+    draws.update(_offset_draws(samples))
     return build_posterior(Chinchilla(), runs, draws, None, None, method="nuts-hierarchical-population",
                            meta={**meta, "group": POPULATION})
 
@@ -421,6 +513,9 @@ def _initial_params(spec: HierSpec, estimates: list[dict], centre) -> dict:
             lam = spec.lam(name)
             init[f"{name}_z"] = lam * values.mean() + (values - values.mean()) / tau ** (1.0 - lam)
     init["sigma"] = np.log(np.full(spec.n_groups, 0.02) if spec.sigma_per_group else 0.02)
+    if spec.n_offsets:  # delta_b = 0 (z_b = 0 in any centring), tau_o at half its prior scale
+        init["offset_tau"] = np.log(0.5 * spec.offset_scale)
+        init["offset_z"] = np.zeros(spec.n_offsets)
     return {k: jnp.asarray(v, dtype=float) for k, v in init.items()}
 
 

@@ -79,17 +79,34 @@ class Posterior:
         target = jnp.atleast_1d(jnp.asarray(target_loss, dtype=jnp.float64))[None, :]
         return np.asarray(self.law.budget_for_loss(theta, target))
 
-    def predict(self, N, D, *, noise: bool = True, seed: int = 0) -> np.ndarray:
+    def predict(self, N, D, *, noise: bool = True, seed: int = 0, offset_at=None) -> np.ndarray:
         """Predictive draws of the loss at (N, D): shape (S, n). ``noise=False`` gives the law's
-        mean curve L(N, D; theta_s); ``noise=True`` adds the fitted observation noise on log-loss."""
+        mean curve L(N, D; theta_s); ``noise=True`` adds the fitted observation noise on log-loss.
+        A fit with per-level offsets (``fit_hierarchical(offset_by=...)``) adds them on log-loss
+        either way: ``offset_at`` gives each point's level (e.g. its IsoFLOP budget; a scalar or
+        one per point); see ``offset_draws``."""
         N = np.atleast_1d(np.asarray(N, np.float64))
         D = np.atleast_1d(np.asarray(D, np.float64))
         theta = {k: v[:, None] for k, v in self.theta().items()}
         mu = np.asarray(_compiled_log_loss(self.law)(theta, N[None], D[None]))
+        if "offset" in self.idata["posterior"]:
+            mu = mu + self.offset_draws(offset_at, mu.shape, seed)
         if not noise or "sigma" not in self.idata["posterior"]:
             return np.exp(mu)
         sigma = self.draws("sigma")[:, None]
         return np.exp(mu + sigma * self.noise_draws(mu.shape, np.random.default_rng(seed)))
+
+    def offset_draws(self, at, shape, seed: int = 0) -> np.ndarray:
+        """Draws (S, n) of the per-level offsets on log-loss: the fitted delta_b at a level seen in
+        the fit (``meta["offset_levels"]``), a fresh delta ~ Normal(0, tau_o^2) per draw at an
+        unseen level or where ``at`` is None."""
+        S, n = shape
+        keys = list(self.meta.get("offset_levels", []))
+        at = np.broadcast_to(np.asarray([None] if at is None else at, dtype=object).ravel(), (n,))
+        index = np.array([keys.index(offset_key(a)) if a is not None and offset_key(a) in keys else -1 for a in at])
+        fresh = self.draws("offset_tau")[:, None] * np.random.default_rng([seed, 1]).standard_normal((S, n))
+        fitted = self.idata["posterior"]["offset"].values.reshape(S, -1)
+        return np.where(index >= 0, fitted[:, np.maximum(index, 0)], fresh)
 
     def noise_draws(self, shape, rng: np.random.Generator) -> np.ndarray:
         """Standardised observation noise eps of the fit's likelihood (normal or Student-t)."""
@@ -127,6 +144,15 @@ class Posterior:
         if hasattr(law, "for_runs"):  # ... which it reads back from the saved runs
             law = type(law).for_runs(runs)
         return cls(law=law, idata=idata, runs=runs, method=method, meta=meta, excluded=excluded)
+
+
+def offset_key(value) -> str:
+    """How a level of an offset column is named: numbers by their float's repr (3e20, 3.0e20 and
+    "3e+20" are one level), anything else as its string."""
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return str(value)
 
 
 @lru_cache(maxsize=16)

@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=["partial", "none", "complete"], default="partial",
                    help="with --group-by: partial pooling (default), none, or complete")
     p.add_argument("--share-exponents", action="store_true", help="with --group-by: alpha and beta common to all groups")
+    p.add_argument("--offset-by", metavar="COLUMN",
+                   help="with --group-by: one offset on log-loss per value of COLUMN (e.g. budget), shared by the groups")
     p.set_defaults(func=run)
 
 
@@ -116,7 +118,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
     fit = fit_hierarchical(
         selected, group_by=group_by, pooling=args.pooling, share_exponents=args.share_exponents,
         likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
-        seed=args.seed, progress=True,
+        seed=args.seed, progress=True, offset_by=getattr(args, "offset_by", None),
     )
     out = Path(args.out)
     members = {f"groups/{name}": post for name, post in fit.groups.items()}

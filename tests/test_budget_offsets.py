@@ -1,0 +1,130 @@
+"""Per-budget offsets in the hierarchical model (``fit_hierarchical(offset_by=...)``): recovery of
+simulated offsets, prediction with seen and unseen budgets, persistence, and a zero-offset check."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.fitting.posterior_build import build_posterior
+from bayes_scaling.hierarchical import POPULATION, fit_hierarchical
+from bayes_scaling.laws import EPOCH_2024, Chinchilla
+from bayes_scaling.posterior import Posterior, offset_key
+from bayes_scaling.runs import validate_runs
+
+LAW = Chinchilla()
+FAST = dict(num_chains=2, num_warmup=300, num_draws=250, likelihood="normal", share=("A", "B", "alpha", "beta"))
+BUDGETS = np.array([1e18, 3e18, 1e19, 3e19, 1e20])
+TRUE_OFFSETS = np.array([0.015, -0.02, 0.01, 0.02, -0.015])  # on log-loss, one per budget
+
+
+def _isoflop(offsets, n_groups=2, sigma=0.002, seed=0):
+    """Each group: 7 model sizes per IsoFLOP budget, E moved by 5% per group, the budget's offset
+    added to every group's log-loss there."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for g in range(n_groups):
+        truth = {**EPOCH_2024, "E": EPOCH_2024["E"] * (1 + 0.05 * g)}
+        for b, delta in zip(BUDGETS, offsets):
+            N = np.geomspace(np.sqrt(b / 6) / 12, np.sqrt(b / 6) * 3, 7)
+            D = b / (6 * N)
+            log_loss = np.asarray(LAW.log_loss(truth, N, D)) + delta + sigma * rng.standard_normal(len(N))
+            frames.append(pd.DataFrame({"N": N, "D": D, "loss": np.exp(log_loss), "group": f"g{g}", "budget": b}))
+    return validate_runs(pd.concat(frames, ignore_index=True))
+
+
+@pytest.fixture(scope="module")
+def offset_fit():
+    # Independent E per group, common A, B, alpha, beta, and offsets shared by the groups. (Partial
+    # pooling of E with two groups adds a funnel in tau_E that has nothing to do with the offsets.)
+    return fit_hierarchical(_isoflop(TRUE_OFFSETS), offset_by="budget", pooling="none", **FAST)
+
+
+def test_recovers_simulated_budget_offsets(offset_fit):
+    post = offset_fit.groups["g0"]
+    assert post.meta["offset_levels"] == [offset_key(b) for b in BUDGETS]
+    draws = post.idata["posterior"]["offset"].values.reshape(post.num_draws, -1)
+    # The offsets' mean trades against the laws' level, so compare them around their mean.
+    centred = draws - draws.mean(axis=1, keepdims=True)
+    truth = TRUE_OFFSETS - TRUE_OFFSETS.mean()
+    lo, hi = np.quantile(centred, [0.05, 0.95], axis=0)
+    assert np.sum((lo <= truth) & (truth <= hi)) >= 4
+    assert np.max(np.abs(np.median(centred, axis=0) - truth)) < 0.006
+    tau = offset_fit.spreads["offset"]
+    assert 0.005 < np.median(tau) < 0.04
+    assert offset_fit.diagnostics["divergences"] <= 5  # at most 1% of draws
+    assert np.allclose(offset_fit.groups["g1"].draws("offset_tau"), post.draws("offset_tau"))
+
+
+def test_predict_uses_seen_offsets_and_widens_for_unseen(offset_fit):
+    post = offset_fit.groups["g1"]
+    N, D = np.array([3e7]), np.array([1e19 / 6 / 3e7])
+    law_only = np.exp(np.asarray(LAW.log_loss({k: v[:, None] for k, v in post.theta().items()}, N[None], D[None])))
+    seen = post.predict(N, D, noise=False, offset_at=1e19)
+    fitted = post.idata["posterior"]["offset"].values.reshape(post.num_draws, -1)[:, 2]
+    np.testing.assert_allclose(seen[:, 0], law_only[:, 0] * np.exp(fitted), rtol=1e-10)
+    unseen = post.predict(N, D, noise=False, offset_at=1e21)
+    np.testing.assert_allclose(np.log(unseen / law_only).std(), np.sqrt(np.mean(post.draws("offset_tau") ** 2)),
+                               rtol=0.15)
+    assert np.log(unseen).std() > 2 * np.log(seen).std()
+    none_given = post.predict(N, D, noise=False)
+    np.testing.assert_allclose(none_given, unseen)  # no level given: an unseen one
+    # one level per point, mixed seen ("1e+19" as text is the same level) and unseen
+    both = post.predict(np.repeat(N, 2), np.repeat(D, 2), noise=False, offset_at=["1e+19", 5e20])
+    np.testing.assert_allclose(both[:, 0], seen[:, 0])
+
+
+def _toy_posterior(meta_levels=("1e+19",)):
+    S = 400
+    rng = np.random.default_rng(0)
+    draws = {k: np.full((1, S), v) for k, v in EPOCH_2024.items()}
+    draws["sigma"] = np.full((1, S), 0.01)
+    draws["offset"] = 0.02 + 0.001 * rng.standard_normal((1, S, len(meta_levels)))
+    draws["offset_tau"] = np.full((1, S), 0.03)
+    runs = validate_runs(pd.DataFrame({"N": [1e8], "D": [1e10], "loss": [3.0]}))
+    return build_posterior(LAW, runs, draws, None, None, method="test",
+                           meta={"offset_by": "budget", "offset_levels": list(meta_levels)})
+
+
+def test_offsets_survive_save_and_load(tmp_path):
+    post = _toy_posterior()
+    loaded = Posterior.load(post.save(tmp_path / "fit"))
+    for at in (1e19, 7e19):
+        np.testing.assert_allclose(loaded.predict([1e8], [1e10], offset_at=at, seed=3),
+                                   post.predict([1e8], [1e10], offset_at=at, seed=3))
+    base = np.exp(np.asarray(LAW.log_loss(EPOCH_2024, 1e8, 1e10)))
+    assert np.median(loaded.predict([1e8], [1e10], noise=False, offset_at=1e19)) == pytest.approx(base * np.exp(0.02), rel=1e-3)
+
+
+def test_posterior_without_offsets_ignores_offset_at():
+    post = _toy_posterior()
+    del post.idata["posterior"]["offset"]
+    np.testing.assert_allclose(post.predict([1e8], [1e10], offset_at=1e19, seed=2), post.predict([1e8], [1e10], seed=2))
+
+
+def test_one_group_without_budget_effect_keeps_offsets_small():
+    runs = _isoflop(np.zeros(len(BUDGETS)), n_groups=1, seed=5)
+    short = {**FAST, "num_warmup": 200, "num_draws": 150}
+    with_offsets = fit_hierarchical(runs, offset_by="budget", pooling="complete", **short)
+    plain = fit_hierarchical(runs, pooling="complete", **short)
+    post = with_offsets.groups["g0"]
+    offsets = post.idata["posterior"]["offset"].values.reshape(post.num_draws, -1)
+    assert np.max(np.abs(np.median(offsets, axis=0))) < 0.004
+    assert np.median(with_offsets.spreads["offset"]) < 0.01
+    e_with, e_plain = np.median(post.draws("E")), np.median(plain.groups["g0"].draws("E"))
+    assert e_with == pytest.approx(e_plain, rel=0.02) and e_with == pytest.approx(EPOCH_2024["E"], rel=0.05)
+    # the population (a new group) carries the same offsets
+    assert np.allclose(with_offsets.population.draws("offset_tau"), post.draws("offset_tau"))
+    assert POPULATION not in with_offsets.groups
+
+
+def test_bad_offset_options_are_refused():
+    runs = _isoflop(TRUE_OFFSETS)
+    with pytest.raises(InputError, match="no column 'flops'"):
+        fit_hierarchical(runs, offset_by="flops", **FAST)
+    with pytest.raises(InputError, match="offset_scale"):
+        fit_hierarchical(runs, offset_by="budget", offset_scale=0.0, **FAST)
+    frame = runs.frame.copy()
+    frame.loc[3, "budget"] = np.nan
+    with pytest.raises(InputError, match="missing values"):
+        fit_hierarchical(type(runs)(frame), offset_by="budget", **FAST)
