@@ -22,6 +22,12 @@ FLOPs until the width reaches 1.5x the full-data fit's 90% width, and the issue'
 median of N_opt(5.76e23) after that 10% inside the full-data fit's 50% interval?
 
     python experiments/bench_design.py --seeds 20 --replay-seeds 5
+
+The misfit strategies judged against their own model (``design.misfit_fit``), added to the results:
+
+    python experiments/bench_design.py --misfit-reference      # full-data fits, misfit strategies replayed
+    python experiments/bench_design.py --misfit-controls       # planner and random under the same model
+    python experiments/bench_design.py --misfit-sensitivity    # u_ref at the largest affordable run
 """
 
 from __future__ import annotations
