@@ -23,7 +23,8 @@ The second and third coordinates are the log reducible terms at the centre. The 
     log L_i ~ StudentT(nu, log L(N_i, D_i; theta_g(i)) + delta_b(i), sigma)
                   (or Normal; sigma shared, except per group under no pooling)
 
-Budget offsets (``offset_by=COLUMN``, off by default: delta = 0): a crossed random effect. Runs that
+Budget offsets (``offset_by=COLUMN``; by default a ``budget`` column where the runs have one, else
+none: delta = 0): a crossed random effect. Runs that
 share a value b of COLUMN (an IsoFLOP budget) share an additive offset on log-loss, common to all
 groups:
 
@@ -88,6 +89,9 @@ HALFNORMAL_MEDIAN = 0.6745  # median of HalfNormal(1)
 # a prior median of 0.0067 (0.7% of the loss), 95% below 0.02. The Chinchilla law's mean residual per
 # IsoFLOP budget on Marin is -0.020 to +0.018 nats at L ~ 2.6-3.2, i.e. -0.7% to +0.6%.
 OFFSET_SCALE = 0.01
+# ``offset_by="auto"`` (the default) takes offsets by this column where the runs have it with two or
+# more values: chosen by the pre-registered rule of experiments/marin_pooling.py (docs/hierarchical.md).
+AUTO_OFFSET_COLUMN = "budget"
 
 
 @dataclass(frozen=True)
@@ -295,7 +299,7 @@ def fit_hierarchical(
     progress: bool = False,
     centring: Mapping[str, float] | str = "auto",
     centre: str = "pivot",
-    offset_by: str | None = None,
+    offset_by: str | None = "auto",
     offset_scale: float = OFFSET_SCALE,
 ) -> HierarchicalFit:
     """Fit the hierarchical Chinchilla model to ``runs`` grouped by the column ``group_by``.
@@ -315,8 +319,9 @@ def fit_hierarchical(
     measure against.
 
     ``offset_by``: a column (e.g. ``"budget"``, the IsoFLOP budget) whose levels each get an
-    offset delta_b on log-loss shared by all groups, delta_b ~ Normal(0, tau_o^2),
-    tau_o ~ HalfNormal(``offset_scale``); see the module docstring. The group and population
+    offset delta_b on log-loss shared by all groups; "auto" (default): ``"budget"`` where the runs
+    have that column with two or more values, else none; None: no offsets. Offsets are
+    delta_b ~ Normal(0, tau_o^2), tau_o ~ HalfNormal(``offset_scale``); see the module docstring. The group and population
     Posteriors then carry the draws of delta_b (``offset``) and tau_o (``offset_tau``), and their
     ``predict(..., offset_at=levels)`` uses them.
     """
@@ -330,6 +335,9 @@ def fit_hierarchical(
         raise InputError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
     if group_by not in runs.frame:
         raise InputError(f"no column {group_by!r} to group runs by; columns: {', '.join(runs.frame.columns)}")
+    if offset_by == "auto":
+        column = runs.frame.get(AUTO_OFFSET_COLUMN)
+        offset_by = AUTO_OFFSET_COLUMN if column is not None and column.nunique() >= 2 else None
     if offset_by is not None and offset_by not in runs.frame:
         raise InputError(f"no column {offset_by!r} to take offsets by; columns: {', '.join(runs.frame.columns)}")
     if not (np.isfinite(offset_scale) and offset_scale > 0):
@@ -526,6 +534,8 @@ def _sample(model, args, init, *, num_chains, num_warmup, num_draws, target_acce
     rng = np.random.default_rng(seed)
     jittered = {k: jnp.asarray(np.asarray(v) + 0.05 * rng.standard_normal((num_chains, *np.shape(v))))
                 for k, v in init.items()}
+    if num_chains == 1:  # NumPyro takes one chain's start without the chain axis
+        jittered = {k: v[0] for k, v in jittered.items()}
     mcmc = MCMC(
         NUTS(model, dense_mass=True, target_accept_prob=target_accept),
         num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,

@@ -53,21 +53,23 @@ WIDE = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}  # the first de
 NARROW = {"E": 0.1, "A": 0.1, "B": 0.1, "alpha": 0.05, "beta": 0.05}
 E_ONLY = ("A", "B", "alpha", "beta")  # shared: the groups differ only in E
 OFFSETS = {"offset_by": "budget"}  # per-budget offsets on log-loss, shared by the datasets
+NO_OFFSETS = {"offset_by": None}  # the library's default ("auto") would take Marin's budget column
 CANDIDATES = {  # for the default: group-level E, A, B (alpha, beta) with learned spreads
-    "partial, wide spreads": {"pooling": "partial", "spreads": WIDE},
-    "partial, narrow spreads": {"pooling": "partial", "spreads": NARROW},
-    "partial, shared exponents, wide": {"pooling": "partial", "share_exponents": True, "spreads": WIDE},
-    "partial, shared exponents, narrow": {"pooling": "partial", "share_exponents": True, "spreads": NARROW},
+    "partial, wide spreads": {"pooling": "partial", "spreads": WIDE, **NO_OFFSETS},
+    "partial, narrow spreads": {"pooling": "partial", "spreads": NARROW, **NO_OFFSETS},
+    "partial, shared exponents, wide": {"pooling": "partial", "share_exponents": True, "spreads": WIDE, **NO_OFFSETS},
+    "partial, shared exponents, narrow": {"pooling": "partial", "share_exponents": True, "spreads": NARROW,
+                                          **NO_OFFSETS},
     # added with the budget offsets, before any of their held-out scores was recorded
     "partial, wide spreads, budget offsets": {"pooling": "partial", "spreads": WIDE, **OFFSETS},
     "partial, E only, budget offsets": {"pooling": "partial", "share": E_ONLY, **OFFSETS},
 }
 VARIANTS = {
     **CANDIDATES,
-    "partial, E only": {"pooling": "partial", "share": E_ONLY},
-    "none": {"pooling": "none"},
+    "partial, E only": {"pooling": "partial", "share": E_ONLY, **NO_OFFSETS},
+    "none": {"pooling": "none", **NO_OFFSETS},
 }
-FRONTIER_FITS = {**VARIANTS, "complete": {"pooling": "complete"}}
+FRONTIER_FITS = {**VARIANTS, "complete": {"pooling": "complete", **NO_OFFSETS}}
 BEFORE = {"centre": "mean", "centring": "none"}  # the sampler before the fix
 
 

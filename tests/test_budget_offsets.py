@@ -105,8 +105,9 @@ def test_posterior_without_offsets_ignores_offset_at():
 def test_one_group_without_budget_effect_keeps_offsets_small():
     runs = _isoflop(np.zeros(len(BUDGETS)), n_groups=1, seed=5)
     short = {**FAST, "num_warmup": 200, "num_draws": 150}
-    with_offsets = fit_hierarchical(runs, offset_by="budget", pooling="complete", **short)
-    plain = fit_hierarchical(runs, pooling="complete", **short)
+    with_offsets = fit_hierarchical(runs, pooling="complete", **short)  # "auto": the budget column
+    plain = fit_hierarchical(runs, pooling="complete", offset_by=None, **short)
+    assert with_offsets.groups["g0"].meta["offset_by"] == "budget" and "offset_by" not in plain.groups["g0"].meta
     post = with_offsets.groups["g0"]
     offsets = post.idata["posterior"]["offset"].values.reshape(post.num_draws, -1)
     assert np.max(np.abs(np.median(offsets, axis=0))) < 0.004

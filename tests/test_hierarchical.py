@@ -58,6 +58,7 @@ def test_partial_pooling_recovers_each_groups_law(simulation, tmp_path):
     for g, truth in enumerate(truths[:3]):  # the fully measured groups
         post = partial.groups[f"g{g}"]
         assert isinstance(post, Posterior) and len(post.runs) == 16
+        assert "offset_levels" not in post.meta  # no budget column: offset_by="auto" takes none
         for name, value in truth.items():
             lo, hi = np.quantile(post.draws(name), [0.05, 0.95])
             covered += lo <= value <= hi

@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=["partial", "none", "complete"], default="partial",
                    help="with --group-by: partial pooling (default), none, or complete")
     p.add_argument("--share-exponents", action="store_true", help="with --group-by: alpha and beta common to all groups")
-    p.add_argument("--offset-by", metavar="COLUMN",
-                   help="with --group-by: one offset on log-loss per value of COLUMN (e.g. budget), shared by the groups")
+    p.add_argument("--offset-by", metavar="COLUMN", default="auto",
+                   help="with --group-by: one offset on log-loss per value of COLUMN, shared by the groups; "
+                        "auto (default): the budget column where the runs have one; none: no offsets")
     p.set_defaults(func=run)
 
 
@@ -118,7 +119,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
     fit = fit_hierarchical(
         selected, group_by=group_by, pooling=args.pooling, share_exponents=args.share_exponents,
         likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
-        seed=args.seed, progress=True, offset_by=getattr(args, "offset_by", None),
+        seed=args.seed, progress=True, offset_by=None if args.offset_by == "none" else args.offset_by,
     )
     out = Path(args.out)
     members = {f"groups/{name}": post for name, post in fit.groups.items()}
