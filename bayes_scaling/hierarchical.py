@@ -33,9 +33,24 @@ groups:
 i.e. delta_b ~ Normal(0, tau_o^2) (lambda_b in [0, 1] as above, for the sampler only). It absorbs a
 misfit of the law that every group shares at one budget, so that it does not bend the groups'
 laws. s_o = ``OFFSET_SCALE`` = 0.01 (1% of the loss): on Marin the law's budget-level mean residuals
-are 0.5-0.7%. A prediction at a level seen in the fit uses that level's delta_b draws; at an unseen
+are 0.5-0.7%.
+
+Detrended offsets (``detrend_offsets=True``): free offsets can also take up a level and a trend in
+log C, which belong to the laws (on Marin they rise with the budget and the laws left over descend
+too fast). Detrended, with u_b = log of level b's value (the column must be numeric and positive)
+and Q (B x (B - 2)) an orthonormal basis of the orthogonal complement of span{1, u} in R^B
+(``detrending_basis``; B >= 3 levels),
+
+    delta = Q c,   c_k = tau_o^(1 - lambda_k) z_k,   z_k ~ Normal(0, tau_o^lambda_k)
+
+i.e. c_k ~ Normal(0, tau_o^2) and delta ~ Normal(0, tau_o^2 Q Q^T): sum_b delta_b = 0 and
+sum_b u_b delta_b = 0 in every draw, so the offsets carry only budget-to-budget wiggles and the
+law keeps the whole level and linear trend in log C. lambda_k as for the free offsets, from the
+standard error of the k-th component of the levels' mean residuals.
+
+A prediction at a level seen in the fit uses that level's delta_b draws; at an unseen
 level (or none given) a fresh delta ~ Normal(0, tau_o^2) per draw (``Posterior.predict``'s
-``offset_at``).
+``offset_at``), detrended or not (a new budget's wiggle, with the fitted levels' spread tau_o).
 
 Priors: the population value of each parameter has the law's prior on its natural scale (the
 LogNormal (loc, scale) of ``E, A, B, alpha, beta``). No pooling gives every group that same prior,
@@ -92,6 +107,8 @@ OFFSET_SCALE = 0.01
 # ``offset_by="auto"`` (the default) takes offsets by this column where the runs have it with two or
 # more values: chosen by the pre-registered rule of experiments/marin_pooling.py (docs/hierarchical.md).
 AUTO_OFFSET_COLUMN = "budget"
+# Default of ``detrend_offsets``: False until experiments/marin_pooling.py's rule picks otherwise.
+DETREND_OFFSETS = False
 
 
 @dataclass(frozen=True)
@@ -109,10 +126,16 @@ class HierSpec:
     centring: dict = field(default_factory=dict)  # parameter -> lambda_g per group (absent: 0)
     n_offsets: int = 0  # levels of the offset column (0: no offsets)
     offset_scale: float = OFFSET_SCALE
-    offset_lam: np.ndarray | None = None  # lambda_b per level (None: non-centred)
+    offset_lam: np.ndarray | None = None  # lambda per offset coordinate (None: non-centred)
+    offset_basis: np.ndarray | None = None  # detrended: Q (levels x (levels - 2)); None: free offsets
 
     def lam(self, name: str) -> np.ndarray:
         return np.asarray(self.centring.get(name, np.zeros(self.n_groups)), dtype=float)
+
+    @property
+    def n_offset_coords(self) -> int:
+        """Sampled offset coordinates: one per level (free) or levels - 2 (detrended)."""
+        return self.n_offsets if self.offset_basis is None else int(self.offset_basis.shape[1])
 
     @property
     def sigma_per_group(self) -> bool:
@@ -150,9 +173,11 @@ def hierarchical_model(spec: HierSpec, group, N, D, centre, log_loss=None, offse
     loc = Chinchilla().log_loss({k: v[group] for k, v in theta.items()}, N, D)
     if spec.n_offsets:
         tau_o = numpyro.sample("offset_tau", dist.HalfNormal(spec.offset_scale))
-        lam = jnp.zeros(spec.n_offsets) if spec.offset_lam is None else jnp.asarray(spec.offset_lam)
-        z = numpyro.sample("offset_z", dist.Normal(jnp.zeros(spec.n_offsets), tau_o**lam))
-        delta = numpyro.deterministic("offset", tau_o ** (1.0 - lam) * z)
+        k = spec.n_offset_coords
+        lam = jnp.zeros(k) if spec.offset_lam is None else jnp.asarray(spec.offset_lam)
+        z = numpyro.sample("offset_z", dist.Normal(jnp.zeros(k), tau_o**lam))
+        coef = tau_o ** (1.0 - lam) * z  # ~ Normal(0, tau_o^2) per coordinate
+        delta = numpyro.deterministic("offset", coef if spec.offset_basis is None else jnp.asarray(spec.offset_basis) @ coef)
         loc = loc + delta[offset]
     noise = dist.Normal(loc, sigma_i) if spec.likelihood == "normal" else dist.StudentT(spec.nu, loc, sigma_i)
     with numpyro.plate("runs", N.shape[0]):
@@ -301,6 +326,7 @@ def fit_hierarchical(
     centre: str = "pivot",
     offset_by: str | None = "auto",
     offset_scale: float = OFFSET_SCALE,
+    detrend_offsets: bool = DETREND_OFFSETS,
 ) -> HierarchicalFit:
     """Fit the hierarchical Chinchilla model to ``runs`` grouped by the column ``group_by``.
 
@@ -324,6 +350,11 @@ def fit_hierarchical(
     delta_b ~ Normal(0, tau_o^2), tau_o ~ HalfNormal(``offset_scale``); see the module docstring. The group and population
     Posteriors then carry the draws of delta_b (``offset``) and tau_o (``offset_tau``), and their
     ``predict(..., offset_at=levels)`` uses them.
+
+    ``detrend_offsets``: constrain the offsets to carry no level and no linear trend in log of the
+    column's value across the fitted levels (delta = Q c, Q the basis of ``detrending_basis``), so
+    the laws keep the trend; needs a numeric, positive column with three or more levels ("auto"
+    then takes the budget column only where it has three or more values).
     """
     if pooling not in POOLINGS:
         raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -337,7 +368,8 @@ def fit_hierarchical(
         raise InputError(f"no column {group_by!r} to group runs by; columns: {', '.join(runs.frame.columns)}")
     if offset_by == "auto":
         column = runs.frame.get(AUTO_OFFSET_COLUMN)
-        offset_by = AUTO_OFFSET_COLUMN if column is not None and column.nunique() >= 2 else None
+        offset_by = (AUTO_OFFSET_COLUMN if column is not None and column.nunique() >= (3 if detrend_offsets else 2)
+                     else None)
     if offset_by is not None and offset_by not in runs.frame:
         raise InputError(f"no column {offset_by!r} to take offsets by; columns: {', '.join(runs.frame.columns)}")
     if not (np.isfinite(offset_scale) and offset_scale > 0):
@@ -380,13 +412,19 @@ def fit_hierarchical(
                              {k: spreads[k] for k in partial_names})
     else:
         lams = {k: np.full(len(names), float(v)) for k, v in dict(centring).items()}
-    levels, offset_index, offset_lam = [], None, None
+    levels, offset_index, offset_lam, basis = [], None, None, None
     if offset_by is not None:
         levels, offset_index = _offset_levels(runs.frame[offset_by])
+        if detrend_offsets:
+            basis = detrending_basis(_level_logs(levels, offset_by))
         if centring != "none":
-            offset_lam = _offset_centring(runs, estimates, group, offset_index, len(levels), offset_scale)
+            se2 = _offset_se2(runs, estimates, group, offset_index, len(levels))
+            if basis is not None:  # variance of each coordinate c_k = Q_k^T (levels' mean residuals)
+                se2 = (basis**2).T @ se2
+            t2 = (HALFNORMAL_MEDIAN * offset_scale) ** 2
+            offset_lam = t2 / (t2 + se2)
     spec = HierSpec(len(names), pooling, modes, loc_scale, resolved["sigma"], spreads, likelihood, nu, lams,
-                    len(levels), float(offset_scale), offset_lam)
+                    len(levels), float(offset_scale), offset_lam, basis)
     N, D = jnp.asarray(runs.N), jnp.asarray(runs.D)
     log_loss = jnp.log(jnp.asarray(runs.loss))
     args = (jnp.asarray(group), N, D, jnp.asarray(centre_xy), log_loss,
@@ -406,7 +444,8 @@ def fit_hierarchical(
         "pooling": pooling, "shared": common, "group_by": group_by, "groups": names,
         "num_chains": num_chains, "num_warmup": num_warmup, "num_draws": num_draws, "seed": seed,
         "sampling_seconds": seconds,
-        **({"offset_by": offset_by, "offset_levels": levels, "offset_scale": float(offset_scale)} if levels else {}),
+        **({"offset_by": offset_by, "offset_levels": levels, "offset_scale": float(offset_scale),
+            "offset_detrended": bool(detrend_offsets)} if levels else {}),
     }
     posts = {}
     for g, name in enumerate(names):
@@ -444,19 +483,43 @@ def _is_number(key: str) -> bool:
     return True
 
 
-def _offset_centring(runs: Runs, estimates, group, index, n_levels: int, scale: float) -> np.ndarray:
-    """lambda_b = t^2 / (t^2 + s_b^2) per level, as in ``auto_centring``: t the prior median of tau_o,
-    s_b = sigma / sqrt(n_b) the standard error of a level's mean residual from the groups' point
-    estimates (sigma their residuals' RMS, n_b the level's runs). Many runs per level: centred."""
+def detrending_basis(u) -> np.ndarray:
+    """Q (B x (B - 2)): an orthonormal basis of the orthogonal complement of span{1, u} in R^B, so
+    that delta = Q c has sum(delta) = 0 and sum(u * delta) = 0 for every c. Needs B >= 3 distinct u."""
+    u = np.asarray(u, dtype=float)
+    if u.ndim != 1 or len(u) < 3:
+        raise InputError(f"detrended offsets need at least 3 levels (a level and a trend leave none free "
+                         f"with fewer), got {len(np.atleast_1d(u))}")
+    X = np.column_stack([np.ones(len(u)), u - u.mean()])
+    if np.linalg.matrix_rank(X) < 2:
+        raise InputError("detrended offsets need levels with distinct values")
+    q, _ = np.linalg.qr(X, mode="complete")
+    return q[:, 2:]
+
+
+def _level_logs(levels: list[str], column: str) -> np.ndarray:
+    """u_b = log of each level's value (levels are ``offset_key``s); the column must be numeric, > 0."""
+    if not all(_is_number(k) for k in levels):
+        raise InputError(f"detrended offsets need a numeric offset column; {column!r} has non-numeric values "
+                         f"({', '.join(k for k in levels if not _is_number(k))[:80]})")
+    values = np.array([float(k) for k in levels])
+    if np.any(values <= 0) or not np.all(np.isfinite(values)):
+        raise InputError(f"detrended offsets take the log of column {column!r}; its values must be positive and finite")
+    return np.log(values)
+
+
+def _offset_se2(runs: Runs, estimates, group, index, n_levels: int) -> np.ndarray:
+    """s_b^2 = sigma^2 / n_b per level: the squared standard error of a level's mean residual from the
+    groups' point estimates (sigma their residuals' RMS, n_b the level's runs). The offsets' centring
+    is lambda = t^2 / (t^2 + s^2) per coordinate, as in ``auto_centring`` (t the prior median of
+    tau_o): many runs per level, centred."""
     resid = np.empty(len(runs))
     for g, estimate in enumerate(estimates):
         rows = group == g
         theta = {k: float(np.squeeze(v)) for k, v in estimate.items()}
         resid[rows] = np.log(runs.loss[rows]) - np.asarray(Chinchilla().log_loss(theta, runs.N[rows], runs.D[rows]))
     sigma = np.sqrt(np.mean(resid**2))
-    se2 = sigma**2 / np.maximum(np.bincount(index, minlength=n_levels), 1)
-    t2 = (HALFNORMAL_MEDIAN * scale) ** 2
-    return t2 / (t2 + se2)
+    return sigma**2 / np.maximum(np.bincount(index, minlength=n_levels), 1)
 
 
 def _offset_draws(samples: dict) -> dict:
@@ -523,7 +586,7 @@ def _initial_params(spec: HierSpec, estimates: list[dict], centre) -> dict:
     init["sigma"] = np.log(np.full(spec.n_groups, 0.02) if spec.sigma_per_group else 0.02)
     if spec.n_offsets:  # delta_b = 0 (z_b = 0 in any centring), tau_o at half its prior scale
         init["offset_tau"] = np.log(0.5 * spec.offset_scale)
-        init["offset_z"] = np.zeros(spec.n_offsets)
+        init["offset_z"] = np.zeros(spec.n_offset_coords)
     return {k: jnp.asarray(v, dtype=float) for k, v in init.items()}
 
 

@@ -99,7 +99,9 @@ class Posterior:
     def offset_draws(self, at, shape, seed: int = 0) -> np.ndarray:
         """Draws (S, n) of the per-level offsets on log-loss: the fitted delta_b at a level seen in
         the fit (``meta["offset_levels"]``), a fresh delta ~ Normal(0, tau_o^2) per draw at an
-        unseen level or where ``at`` is None."""
+        unseen level or where ``at`` is None. Detrended offsets (``meta["offset_detrended"]``)
+        likewise: the fitted levels' draws sum to zero with no trend in log C, and a new level gets
+        an independent Normal(0, tau_o^2) wiggle (it is outside the levels the constraint spans)."""
         S, n = shape
         keys = list(self.meta.get("offset_levels", []))
         at = np.broadcast_to(np.asarray([None] if at is None else at, dtype=object).ravel(), (n,))

@@ -3,17 +3,27 @@ check, the sampler before and after, prior sensitivity.
 
     .venv/bin/python experiments/marin_pooling.py [--quick]
 
-1. Choosing the default (without the 3e20-FLOP runs). Candidates, declared here before any was
-   scored: partial pooling of all five parameters with wide spreads (the first default) or narrow
-   ones, and the same with the exponents shared; later (issue 6, before any of their scores was
-   recorded) wide spreads and "E only", each with per-budget offsets on log-loss shared by the
-   datasets (``offset_by="budget"``). On the runs below 3e20 FLOPs only, each dataset in
-   turn keeps its two lowest budgets and its 1.8e20-FLOP runs are predicted (10x extrapolation).
-   Rule: among candidates whose 90% intervals cover at least 80% of these runs (all datasets
-   together), the one with the smallest mean interval width; if none does, the highest coverage.
+1. Choosing the default (without the 3e20-FLOP runs, apart from the unseen-budget step of the
+   rule). Candidates, declared before any detrended result existed: partial pooling of all five
+   parameters with wide spreads without offsets, with free per-budget offsets on log-loss shared
+   by the datasets (``offset_by="budget"``, the previous default) and with detrended offsets
+   (``detrend_offsets=True``: no level and no linear trend in log C across the fitted budgets);
+   "E only" (A, B, alpha, beta shared) with free and with detrended offsets. (The previous run's
+   narrow-spread and shared-exponent candidates, which covered 59-70% in the selection check, are
+   not rerun.)
+   Selection check: on the runs below 3e20 FLOPs only, each dataset in turn keeps its two lowest
+   budgets and its 1.8e20-FLOP runs are predicted (10x extrapolation). Unseen-budget check: every
+   dataset keeps its runs below 3e20 FLOPs and every 3e20-FLOP run is predicted (a budget no fit
+   saw).
+   DEFAULT SELECTION RULE (declared before any detrended result existed): (1) among candidates
+   covering >= 80% of the 1.8e20-budget runs in the selection check, (2) keep those whose
+   unseen-budget check (predict every 3e20 run from the runs below 3e20) covers >= 80%; (3) among
+   those the narrowest at 1.8e20; if none passes (2), the one with the best unseen-budget coverage
+   among those passing (1); if none passes (1), the best covering at 1.8e20. (Ties in coverage:
+   the narrower at 1.8e20.)
 2. Held-out check, for each dataset in turn: keep only its two lowest (unflagged) budgets, all runs
    of the other two; predict its 3e20-FLOP runs. Coverage and widths of the 90% predictive
-   intervals for every candidate, the "E only" variant (A, B, alpha, beta shared) and no pooling.
+   intervals for every candidate, "E only" without offsets and no pooling.
    Offset fits predict with the target budget's fitted offset (the other datasets ran there).
 3. Per-dataset frontiers (N_opt, L_opt with 90% intervals) on all runs under the same fits and
    complete pooling; the population's frontier for a new dataset.
@@ -24,9 +34,11 @@ check, the sampler before and after, prior sensitivity.
 
 Writes ``experiments/results/marin_pooling.md``. ``--quick`` uses short chains (a smoke run).
 
-``--unseen-budget`` runs only a check the sections above lack, written to
-``experiments/results/marin_unseen_budget.md``: every dataset keeps its runs below 3e20 FLOPs and all
-3e20-FLOP runs are predicted, a budget no fit has seen, so offset fits draw a fresh offset per draw.
+The unseen-budget check (every dataset keeps its runs below 3e20 FLOPs; all 3e20-FLOP runs are
+predicted, a budget no fit has seen, so offset fits draw a fresh offset per draw) is part of the
+rule and is also written to ``experiments/results/marin_unseen_budget.md``;
+``--unseen-budget`` runs only that check. The results file is rewritten after each section, so an
+interrupted run leaves what it reached (marked as such).
 """
 
 from __future__ import annotations
@@ -54,20 +66,20 @@ HELD_OUT_BUDGET = 3e20
 SELECTION_BUDGET = 1.8e20  # the held-out budget of the selection check, which never sees 3e20
 LEVEL = 0.9
 MIN_SELECTION_COVERAGE = 0.8
+MIN_UNSEEN_COVERAGE = 0.8
 WIDE = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}  # the first default
-NARROW = {"E": 0.1, "A": 0.1, "B": 0.1, "alpha": 0.05, "beta": 0.05}
 E_ONLY = ("A", "B", "alpha", "beta")  # shared: the groups differ only in E
-OFFSETS = {"offset_by": "budget"}  # per-budget offsets on log-loss, shared by the datasets
-NO_OFFSETS = {"offset_by": None}  # the library's default ("auto") would take Marin's budget column
+# Offsets always spelled out: the library's defaults (offset_by="auto", DETREND_OFFSETS) follow this
+# script's choice and must not change what a candidate is.
+OFFSETS = {"offset_by": "budget", "detrend_offsets": False}  # free per-budget offsets on log-loss
+DETRENDED = {"offset_by": "budget", "detrend_offsets": True}  # ... with no level and no trend in log C
+NO_OFFSETS = {"offset_by": None}
 CANDIDATES = {  # for the default: group-level E, A, B (alpha, beta) with learned spreads
     "partial, wide spreads": {"pooling": "partial", "spreads": WIDE, **NO_OFFSETS},
-    "partial, narrow spreads": {"pooling": "partial", "spreads": NARROW, **NO_OFFSETS},
-    "partial, shared exponents, wide": {"pooling": "partial", "share_exponents": True, "spreads": WIDE, **NO_OFFSETS},
-    "partial, shared exponents, narrow": {"pooling": "partial", "share_exponents": True, "spreads": NARROW,
-                                          **NO_OFFSETS},
-    # added with the budget offsets, before any of their held-out scores was recorded
     "partial, wide spreads, budget offsets": {"pooling": "partial", "spreads": WIDE, **OFFSETS},
+    "partial, wide spreads, detrended offsets": {"pooling": "partial", "spreads": WIDE, **DETRENDED},
     "partial, E only, budget offsets": {"pooling": "partial", "share": E_ONLY, **OFFSETS},
+    "partial, E only, detrended offsets": {"pooling": "partial", "share": E_ONLY, **DETRENDED},
 }
 VARIANTS = {
     **CANDIDATES,
@@ -152,17 +164,35 @@ def score_table(scores: pd.DataFrame) -> str:
     return markdown(out[cols])
 
 
-def select_default(scores: pd.DataFrame) -> tuple[str, str]:
-    """The rule in the module docstring, applied to the candidates' selection-check scores."""
+def select_default(scores: pd.DataFrame, unseen: pd.DataFrame) -> tuple[str, str, str]:
+    """The rule in the module docstring: ``scores`` the selection check's rows, ``unseen`` the
+    unseen-budget check's rows (both per dataset and fit). Returns (chosen, why, table)."""
     totals = scores[scores["fit"].isin(list(CANDIDATES))].groupby("fit", sort=False).agg(
         covered=("covered", "sum"), runs=("runs", "sum"), width=("mean width", "mean"))
     totals["coverage"] = totals["covered"] / totals["runs"]
-    eligible = totals[totals["coverage"] >= MIN_SELECTION_COVERAGE]
-    chosen = eligible["width"].idxmin() if len(eligible) else totals["coverage"].idxmax()
-    lines = [f"| {name} | {int(r.covered)}/{int(r.runs)} ({r.coverage:.0%}) | {r.width:.4f} |"
+    seen = unseen.groupby("fit", sort=False).agg(u_covered=("covered", "sum"), u_runs=("runs", "sum"))
+    totals = totals.join(seen)
+    totals["unseen"] = totals["u_covered"] / totals["u_runs"]
+    step1 = totals[totals["coverage"] >= MIN_SELECTION_COVERAGE]
+    step2 = step1[step1["unseen"] >= MIN_UNSEEN_COVERAGE]
+    if len(step2):
+        chosen = step2.sort_values(["width"]).index[0]
+        why = (f"passes (1) and (2) ({len(step2)} of {len(totals)} candidates do); the narrowest of them at "
+               f"{SELECTION_BUDGET:.1e}")
+    elif len(step1):
+        chosen = step1.sort_values(["unseen", "width"], ascending=[False, True]).index[0]
+        why = "no candidate passes (2); the best unseen-budget coverage among those passing (1)"
+    else:
+        chosen = totals.sort_values(["coverage", "width"], ascending=[False, True]).index[0]
+        why = f"no candidate passes (1); the best coverage at {SELECTION_BUDGET:.1e}"
+    lines = [f"| {name} | {int(r.covered)}/{int(r.runs)} ({r.coverage:.0%}) | {r.width:.4f} | "
+             f"{int(r.u_covered)}/{int(r.u_runs)} ({r.unseen:.0%}) | "
+             f"{'yes' if name in step1.index else 'no'} | {'yes' if name in step2.index else 'no'} |"
              for name, r in totals.iterrows()]
-    table = "| candidate | covered (all datasets) | mean width |\n|---|---|---|\n" + "\n".join(lines)
-    return chosen, table
+    table = (f"| candidate | covered at {SELECTION_BUDGET:.1e} (all datasets) | mean width at {SELECTION_BUDGET:.1e} | "
+             f"unseen-budget covered ({HELD_OUT_BUDGET:.0e}) | passes (1) | passes (2) |\n"
+             "|---|---|---|---|---|---|\n" + "\n".join(lines))
+    return chosen, why, table
 
 
 def sensitivity_section(marin: Runs, chains: dict) -> str:
@@ -185,31 +215,63 @@ def sensitivity_section(marin: Runs, chains: dict) -> str:
     return markdown(out[cols])
 
 
-def unseen_budget(marin: Runs, fits: dict, chains: dict, tag: str) -> str:
+def unseen_budget(marin: Runs, fits: dict, chains: dict, tag: str) -> tuple[pd.DataFrame, dict]:
     """All datasets keep their runs below 3e20 FLOPs; each dataset's 3e20 runs are predicted
-    (offset fits: a budget they never saw, so a fresh offset per draw)."""
+    (offset fits: a budget they never saw, so a fresh offset per draw). Rows per fit and dataset."""
     frame = marin.frame
     train = Runs(frame[frame["budget"] < HELD_OUT_BUDGET].reset_index(drop=True))
-    rows = []
+    rows, diag = [], {}
     for label, kwargs in fits.items():
         start = time.perf_counter()
         fit = fit_hierarchical(train, **kwargs, **chains)
         d, seconds = fit.diagnostics, time.perf_counter() - start
+        diag[f"{tag}: {label}"] = {**d, "seconds": seconds}
         for dataset in marin.groups:
             target = frame[(frame["group"] == dataset) & np.isclose(frame["budget"], HELD_OUT_BUDGET)]
             pred = fit.groups[dataset].predict(target["N"].to_numpy(), target["D"].to_numpy(), noise=True, seed=1,
                                                offset_at=target["budget"].to_numpy())
             lo, med, hi = np.quantile(pred, [(1 - LEVEL) / 2, 0.5, (1 + LEVEL) / 2], axis=0)
             loss = target["loss"].to_numpy()
-            rows.append({"fit": label, "dataset": dataset,
-                         "covered": f"{int(np.sum((lo <= loss) & (loss <= hi)))}/{len(loss)}",
-                         "mean width": f"{np.mean(hi - lo):.4f}",
-                         "mean error (median - observed)": f"{np.mean(med - loss):+.4f}",
-                         "mean abs error": f"{np.mean(np.abs(med - loss)):.4f}",
-                         "divergences": d["divergences"], "max R-hat": f"{d['max_rhat']:.3f}",
-                         "min bulk ESS": f"{d['min_ess']:.0f}", "seconds": f"{seconds:.0f}"})
+            rows.append({"fit": label, "dataset": dataset, "covered": int(np.sum((lo <= loss) & (loss <= hi))),
+                         "runs": len(loss), "mean width": float(np.mean(hi - lo)),
+                         "mean error": float(np.mean(med - loss)), "mean abs error": float(np.mean(np.abs(med - loss))),
+                         "divergences": d["divergences"], "max_rhat": d["max_rhat"], "min_ess": d["min_ess"],
+                         "seconds": seconds})
             print(f"{tag}: {rows[-1]}", flush=True)
-    return markdown(pd.DataFrame(rows))
+    return pd.DataFrame(rows), diag
+
+
+def unseen_table(rows: pd.DataFrame) -> str:
+    out = pd.DataFrame({
+        "fit": rows["fit"], "dataset": rows["dataset"],
+        "covered": [f"{c}/{n}" for c, n in zip(rows["covered"], rows["runs"])],
+        "mean width": rows["mean width"].map(lambda v: f"{v:.4f}"),
+        "mean error (median - observed)": rows["mean error"].map(lambda v: f"{v:+.4f}"),
+        "mean abs error": rows["mean abs error"].map(lambda v: f"{v:.4f}"),
+        "divergences": rows["divergences"], "max R-hat": rows["max_rhat"].map(lambda v: f"{v:.3f}"),
+        "min bulk ESS": rows["min_ess"].map(lambda v: f"{v:.0f}"), "seconds": rows["seconds"].map(lambda v: f"{v:.0f}"),
+    })
+    return markdown(out)
+
+
+def unseen_text(table: str, hier: dict, seconds: float, short: bool) -> str:
+    return f"""# Marin: predicting a budget no fit has seen
+
+Generated by `experiments/marin_pooling.py`{' (short chains: not for the record)' if short else ''};
+machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs; {seconds:.0f} s for these fits.
+Hierarchical fits: 4 chains x {hier["num_warmup"]} warm-up + {hier["num_draws"]} draws, Student-t likelihood.
+
+Every dataset keeps its runs below {HELD_OUT_BUDGET:.0e} FLOPs (all five lower budgets); each
+dataset's fifteen {HELD_OUT_BUDGET:.0e}-FLOP runs are predicted (90% predictive intervals, noise
+included). No fit saw that budget, so the offset fits (free or detrended) add a fresh offset
+delta ~ Normal(0, tau_o^2) per draw. Spreads: wide = {WIDE}. Sampler columns are per fit (one
+fit per row group, shared by its datasets). Step (2) of the default's selection rule reads this check.
+
+{table}
+"""
+
+
+NOT_REACHED = "*Not reached: the run was stopped or had not got here when this file was written.*"
 
 
 def main() -> None:
@@ -223,37 +285,122 @@ def main() -> None:
     warmup = 20 if args.smoke else 300 if args.quick else 500
     hier = {"num_chains": 4, "num_warmup": warmup, "num_draws": draws, "seed": 0}
     pooled = {"num_chains": 4, "num_warmup": draws, "num_draws": draws, "seed": 0}
+    short = args.quick or args.smoke
+    unseen_out = Path("/tmp/marin_unseen_budget_smoke.md") if short else UNSEEN_OUT
+    out = SMOKE_OUT if short else OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
 
     marin = load_marin().for_fit()
     start = time.perf_counter()
     if args.unseen_budget:
-        fits = {k: VARIANTS[k] for k in ("partial, wide spreads", "partial, wide spreads, budget offsets",
-                                         "partial, E only", "partial, E only, budget offsets", "none")}
-        table = unseen_budget(marin, fits, hier, "unseen budget")
-        out = Path("/tmp/marin_unseen_budget_smoke.md") if args.smoke or args.quick else UNSEEN_OUT
-        out.write_text(f"""# Marin: predicting a budget no fit has seen
-
-Generated by `experiments/marin_pooling.py --unseen-budget`{' (short chains: not for the record)' if args.quick or args.smoke else ''};
-machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs; total {time.perf_counter() - start:.0f} s.
-Hierarchical fits: 4 chains x {hier["num_warmup"]} warm-up + {draws} draws, Student-t likelihood.
-
-Every dataset keeps its runs below {HELD_OUT_BUDGET:.0e} FLOPs (all five lower budgets); each
-dataset's fifteen {HELD_OUT_BUDGET:.0e}-FLOP runs are predicted (90% predictive intervals, noise
-included). No fit saw that budget, so the budget-offset fits add a fresh offset
-delta ~ Normal(0, tau_o^2) per draw. Spreads: wide = {WIDE}. Sampler columns are per fit (one
-fit per row group, shared by its datasets).
-
-{table}
-""")
-        print(f"wrote {out}")
+        rows, _ = unseen_budget(marin, VARIANTS, hier, "unseen budget")
+        unseen_out.write_text(unseen_text(unseen_table(rows), hier, time.perf_counter() - start, short))
+        print(f"wrote {unseen_out}")
         return
+
+    parts: dict[str, str] = {}
+    diag: dict[str, dict] = {}
+    chosen = "(not selected yet)"
+
+    def write(done: bool) -> None:
+        diag_rows = [{"fit": k, "divergences": v["divergences"], "max R-hat": f"{v['max_rhat']:.3f}",
+                      "min bulk ESS": f"{v['min_ess']:.0f}", "mean leapfrog steps": f"{v['mean_steps']:.0f}",
+                      "seconds": f"{v['seconds']:.0f}"} for k, v in diag.items()]
+        status = (f"total {time.perf_counter() - start:.0f} s" if done else
+                  f"**incomplete: written after {time.perf_counter() - start:.0f} s, before the run finished**")
+        out.write_text(f"""# Marin: partial, no and complete pooling
+
+Generated by `experiments/marin_pooling.py`{' --quick/--smoke (short chains: not for the record)' if short else ''};
+{len(marin)} unflagged Marin runs (3 datasets, one architecture). Hierarchical fits: 4 chains x
+{hier["num_warmup"]} warm-up + {draws} draws, Student-t likelihood (nu = 5). Machine: {platform.machine()},
+{os.cpu_count()} CPU cores shared with other jobs, {platform.python_version()}; {status}.
+
+Spreads (HalfNormal scales of tau, log units): wide = {WIDE}.
+`budget offsets`: `offset_by="budget"`, one offset on log-loss per IsoFLOP budget shared by the
+datasets, delta_b ~ Normal(0, tau_o^2), tau_o ~ HalfNormal({OFFSET_SCALE}). `detrended offsets`: the
+same with `detrend_offsets=True`, delta = Q c, c_k ~ Normal(0, tau_o^2), Q an orthonormal basis of
+the complement of span{{1, log C_b}} over the fitted budgets (no level, no linear trend in log C).
+Predictions at a budget seen in the fit use its fitted offset; at an unseen one a fresh
+delta ~ Normal(0, tau_o^2) per draw. Frontiers (section 3) are the laws' and carry no offset.
+
+## 1. Choosing the default
+
+Selection check: runs below {HELD_OUT_BUDGET:.0e} FLOPs only; each dataset in turn keeps its two lowest
+budgets; the 90% predictive intervals (noise included) for its {SELECTION_BUDGET:.1e}-FLOP runs are
+scored. Unseen-budget check: every dataset keeps its runs below {HELD_OUT_BUDGET:.0e}; all
+{HELD_OUT_BUDGET:.0e}-FLOP runs are predicted (table in `marin_unseen_budget.md` and below).
+
+Rule (declared before any detrended result existed): (1) among candidates covering >= {MIN_SELECTION_COVERAGE:.0%}
+of the {SELECTION_BUDGET:.1e}-budget runs in the selection check, (2) keep those whose unseen-budget check
+(predict every {HELD_OUT_BUDGET:.0e} run from the runs below {HELD_OUT_BUDGET:.0e}) covers >= {MIN_UNSEEN_COVERAGE:.0%};
+(3) among those the narrowest at {SELECTION_BUDGET:.1e}; if none passes (2), the one with the best
+unseen-budget coverage among those passing (1); if none passes (1), the best covering at
+{SELECTION_BUDGET:.1e}. (Ties in coverage: the narrower at {SELECTION_BUDGET:.1e}.)
+**Selected: `{chosen}`**{parts.get("why", "")}.
+
+{parts.get("totals", NOT_REACHED)}
+
+{parts.get("selection", "")}
+
+### Unseen budget (all {HELD_OUT_BUDGET:.0e} runs predicted from the runs below {HELD_OUT_BUDGET:.0e})
+
+{parts.get("unseen", NOT_REACHED)}
+
+## 2. Held-out check
+
+Each dataset in turn keeps only its two lowest unflagged budgets (the other datasets keep all
+runs); the table scores that dataset's 90% posterior predictive intervals (observation noise
+included) for its {HELD_OUT_BUDGET:.0e}-FLOP runs, which the fit never saw. `width / none`: mean
+width over no pooling's for the same dataset. Offset fits use the {HELD_OUT_BUDGET:.0e} offset
+fitted from the other datasets' runs there.
+
+{parts.get("held", NOT_REACHED)}
+
+## 3. Per-dataset frontiers on all runs (90% credible intervals)
+
+{parts.get("frontier", NOT_REACHED)}
+
+## 4. Sampler before and after, selected default (`{chosen}`)
+
+before: centre at mean log N, log D, every group non-centred; after: pivot centre, per-group
+centring (`centring="auto"`). Same model, chains, warm-up and draws.
+
+{parts.get("sampler", NOT_REACHED)}
+
+## 5. Prior sensitivity (pooled Chinchilla law, NUTS 4 x {draws})
+
+`N_opt / weak`: median N_opt under the set over the median under the weak defaults.
+
+{parts.get("sensitivity", NOT_REACHED)}
+
+## Sampler diagnostics (all hierarchical fits above)
+
+{markdown(pd.DataFrame(diag_rows)) if diag_rows else NOT_REACHED}
+""")
+        print(f"wrote {out} ({'done' if done else 'partial'})", flush=True)
+
     below = Runs(marin.frame[marin.frame["budget"] < HELD_OUT_BUDGET].reset_index(drop=True))
     selection, selection_diag = held_out_scores(below, {**CANDIDATES, "none": VARIANTS["none"]}, hier,
                                                 SELECTION_BUDGET, "selection, held out")
-    chosen, totals_md = select_default(selection)
-    print(f"selected default: {chosen}", flush=True)
+    diag.update(selection_diag)
+    parts["selection"] = score_table(selection)
+    write(False)
+    t0 = time.perf_counter()
+    unseen_rows, unseen_diag = unseen_budget(marin, VARIANTS, hier, "unseen budget")
+    diag.update(unseen_diag)
+    parts["unseen"] = unseen_table(unseen_rows)
+    unseen_out.write_text(unseen_text(parts["unseen"], hier, time.perf_counter() - t0, short))
+    chosen, why, parts["totals"] = select_default(selection, unseen_rows)
+    parts["why"] = f": {why}"
+    print(f"selected default: {chosen} ({why})", flush=True)
+    write(False)
     held, held_diag = held_out_scores(marin, VARIANTS, hier, HELD_OUT_BUDGET, "held out")
-    frontier_md, frontier_diag = frontier_section(marin, FRONTIER_FITS, hier)
+    diag.update(held_diag)
+    parts["held"] = score_table(held)
+    write(False)
+    parts["frontier"], frontier_diag = frontier_section(marin, FRONTIER_FITS, hier)
+    diag.update(frontier_diag)
+    write(False)
 
     sampler_rows = []
     for label, runs in [("all runs", marin)] + [
@@ -270,70 +417,10 @@ fit per row group, shared by its datasets).
                                  "mean leapfrog steps": f"{d['mean_steps']:.0f}",
                                  "seconds": f"{time.perf_counter() - t0:.0f}"})
             print(f"sampler {label} {when}: {sampler_rows[-1]}", flush=True)
-    sens_md = sensitivity_section(marin, pooled)
-    total = time.perf_counter() - start
-
-    diag_rows = [{"fit": k, "divergences": v["divergences"], "max R-hat": f"{v['max_rhat']:.3f}",
-                  "min bulk ESS": f"{v['min_ess']:.0f}", "mean leapfrog steps": f"{v['mean_steps']:.0f}",
-                  "seconds": f"{v['seconds']:.0f}"}
-                 for k, v in {**frontier_diag, **held_diag, **selection_diag}.items()]
-    text = f"""# Marin: partial, no and complete pooling
-
-Generated by `experiments/marin_pooling.py`{' --quick/--smoke (short chains: not for the record)' if args.quick or args.smoke else ''};
-{len(marin)} unflagged Marin runs (3 datasets, one architecture). Hierarchical fits: 4 chains x
-{hier["num_warmup"]} warm-up + {draws} draws, Student-t likelihood (nu = 5). Machine: {platform.machine()},
-{os.cpu_count()} CPU cores shared with other jobs, {platform.python_version()}; total {total:.0f} s.
-
-Spreads (HalfNormal scales of tau, log units): wide = {WIDE}; narrow = {NARROW}.
-`budget offsets`: `offset_by="budget"`, one offset on log-loss per IsoFLOP budget shared by the
-datasets, delta_b ~ Normal(0, tau_o^2), tau_o ~ HalfNormal({OFFSET_SCALE}); predictions at a budget
-seen in the fit use its fitted offset. Frontiers (section 3) are the laws' and carry no offset.
-
-## 1. Choosing the default (no 3e20-FLOP run used)
-
-Runs below {HELD_OUT_BUDGET:.0e} FLOPs only. Each dataset in turn keeps its two lowest budgets; the
-90% predictive intervals (noise included) for its {SELECTION_BUDGET:.1e}-FLOP runs are scored. Rule:
-among candidates covering at least {MIN_SELECTION_COVERAGE:.0%} of these runs, the narrowest on
-average. **Selected: `{chosen}`.**
-
-{totals_md}
-
-{score_table(selection)}
-
-## 2. Held-out check
-
-Each dataset in turn keeps only its two lowest unflagged budgets (the other datasets keep all
-runs); the table scores that dataset's 90% posterior predictive intervals (observation noise
-included) for its {HELD_OUT_BUDGET:.0e}-FLOP runs, which the fit never saw. `width / none`: mean
-width over no pooling's for the same dataset.
-
-{score_table(held)}
-
-## 3. Per-dataset frontiers on all runs (90% credible intervals)
-
-{frontier_md}
-
-## 4. Sampler before and after, selected default (`{chosen}`)
-
-before: centre at mean log N, log D, every group non-centred; after: pivot centre, per-group
-centring (`centring="auto"`). Same model, chains, warm-up and draws.
-
-{markdown(pd.DataFrame(sampler_rows))}
-
-## 5. Prior sensitivity (pooled Chinchilla law, NUTS 4 x {draws})
-
-`N_opt / weak`: median N_opt under the set over the median under the weak defaults.
-
-{sens_md}
-
-## Sampler diagnostics (all hierarchical fits above)
-
-{markdown(pd.DataFrame(diag_rows))}
-"""
-    out = SMOKE_OUT if args.smoke else OUT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out} in {total:.0f} s")
+    parts["sampler"] = markdown(pd.DataFrame(sampler_rows))
+    write(False)
+    parts["sensitivity"] = sensitivity_section(marin, pooled)
+    write(True)
 
 
 if __name__ == "__main__":

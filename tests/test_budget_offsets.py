@@ -1,5 +1,7 @@
 """Per-budget offsets in the hierarchical model (``fit_hierarchical(offset_by=...)``): recovery of
-simulated offsets, prediction with seen and unseen budgets, persistence, and a zero-offset check."""
+simulated offsets, prediction with seen and unseen budgets, persistence, a zero-offset check, and
+detrended offsets (no level, no trend in log C: a linear misfit stays with the law, a zig-zag goes to
+the offsets)."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +9,7 @@ import pytest
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.posterior_build import build_posterior
-from bayes_scaling.hierarchical import POPULATION, fit_hierarchical
+from bayes_scaling.hierarchical import POPULATION, detrending_basis, fit_hierarchical
 from bayes_scaling.laws import EPOCH_2024, Chinchilla
 from bayes_scaling.posterior import Posterior, offset_key
 from bayes_scaling.runs import validate_runs
@@ -37,7 +39,7 @@ def _isoflop(offsets, n_groups=2, sigma=0.002, seed=0):
 def offset_fit():
     # Independent E per group, common A, B, alpha, beta, and offsets shared by the groups. (Partial
     # pooling of E with two groups adds a funnel in tau_E that has nothing to do with the offsets.)
-    return fit_hierarchical(_isoflop(TRUE_OFFSETS), offset_by="budget", pooling="none", **FAST)
+    return fit_hierarchical(_isoflop(TRUE_OFFSETS), offset_by="budget", detrend_offsets=False, pooling="none", **FAST)
 
 
 def test_recovers_simulated_budget_offsets(offset_fit):
@@ -129,3 +131,103 @@ def test_bad_offset_options_are_refused():
     frame.loc[3, "budget"] = np.nan
     with pytest.raises(InputError, match="missing values"):
         fit_hierarchical(type(runs)(frame), offset_by="budget", **FAST)
+
+
+# --- detrended offsets (detrend_offsets=True): no level and no linear trend in log C ----------------
+
+U = np.log(BUDGETS)
+
+
+def _detrended(values):
+    """``values`` less their least-squares level and linear trend in log C."""
+    X = np.column_stack([np.ones_like(U), U])
+    return values - X @ np.linalg.lstsq(X, values, rcond=None)[0]
+
+
+def test_detrending_basis_is_orthogonal_to_level_and_trend():
+    Q = detrending_basis(U)
+    assert Q.shape == (len(U), len(U) - 2)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(len(U) - 2), atol=1e-12)
+    np.testing.assert_allclose(Q.T @ np.ones(len(U)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(Q.T @ U, 0.0, atol=1e-10)
+    # Q Q^T projects onto the complement: it removes the level and trend and nothing else
+    zig = np.array([1.0, -1.0, 1.0, -1.0, 1.0])
+    np.testing.assert_allclose(Q @ (Q.T @ zig), _detrended(zig), atol=1e-12)
+
+
+def test_detrending_needs_three_numeric_levels():
+    with pytest.raises(InputError, match="at least 3 levels"):
+        detrending_basis(np.log([1e18, 1e19]))
+    runs = _isoflop(TRUE_OFFSETS)
+    two = type(runs)(runs.frame[runs.frame["budget"] <= 3e18].reset_index(drop=True))
+    with pytest.raises(InputError, match="at least 3 levels"):
+        fit_hierarchical(two, offset_by="budget", detrend_offsets=True, **FAST)
+    # "auto" takes no offsets where detrending has too few levels, rather than failing
+    assert fit_hierarchical(two, detrend_offsets=True, **{**FAST, "num_warmup": 20, "num_draws": 20}
+                            ).groups["g0"].meta.get("offset_by") is None
+    frame = runs.frame.assign(sweep=[f"s{int(np.log10(b))}" for b in runs.frame["budget"]])
+    with pytest.raises(InputError, match="numeric offset column; 'sweep'"):
+        fit_hierarchical(type(runs)(frame), offset_by="sweep", detrend_offsets=True, **FAST)
+
+
+TREND = 0.008 * (U - U.mean())  # a pure linear-in-log-C misfit: +-0.018 across the budgets
+ZIGZAG = 0.02 * _detrended(np.array([1.0, -1.0, 1.0, -1.0, 1.0])) / np.max(np.abs(_detrended(np.array([1.0, -1, 1, -1, 1]))))
+
+
+@pytest.fixture(scope="module")
+def trend_fit():
+    return fit_hierarchical(_isoflop(TREND), offset_by="budget", detrend_offsets=True, pooling="none", **FAST)
+
+
+@pytest.fixture(scope="module")
+def zigzag_fit():
+    return fit_hierarchical(_isoflop(ZIGZAG), offset_by="budget", detrend_offsets=True, pooling="none", **FAST)
+
+
+def _offsets(fit):
+    post = fit.groups["g0"]
+    return post.idata["posterior"]["offset"].values.reshape(post.num_draws, -1)
+
+
+def test_detrended_offsets_have_no_level_and_no_trend(trend_fit, zigzag_fit):
+    for fit in (trend_fit, zigzag_fit):
+        assert fit.groups["g0"].meta["offset_detrended"] is True
+        delta = _offsets(fit)
+        assert np.max(np.abs(delta.mean(axis=1))) < 1e-8  # zero mean over the levels, every draw
+        assert np.max(np.abs(delta @ (U - U.mean()))) < 1e-8  # zero slope in log C, every draw
+
+
+def test_linear_misfit_is_left_to_the_law(trend_fit):
+    delta = np.median(_offsets(trend_fit), axis=0)
+    assert np.max(np.abs(delta)) < 0.005  # the +-0.018 trend is not in the offsets
+    # ... it is in the laws: with the (near-zero) offsets, predictions follow the runs
+    for name, post in trend_fit.groups.items():
+        runs = post.runs.frame
+        pred = np.median(post.predict(runs["N"], runs["D"], noise=False, offset_at=runs["budget"].to_numpy()), axis=0)
+        assert np.sqrt(np.mean(np.log(pred / runs["loss"]) ** 2)) < 0.006, name
+    assert trend_fit.diagnostics["divergences"] <= 5
+
+
+def test_zigzag_misfit_is_absorbed_by_the_offsets(zigzag_fit):
+    delta = _offsets(zigzag_fit)
+    lo, hi = np.quantile(delta, [0.05, 0.95], axis=0)
+    assert np.sum((lo <= ZIGZAG) & (ZIGZAG <= hi)) >= 4
+    assert np.max(np.abs(np.median(delta, axis=0) - ZIGZAG)) < 0.005
+    assert zigzag_fit.diagnostics["divergences"] <= 5
+    # an unseen budget gets a fresh Normal(0, tau_o^2) wiggle per draw
+    post = zigzag_fit.groups["g1"]
+    fresh = post.offset_draws([5e20], (post.num_draws, 1))[:, 0]
+    np.testing.assert_allclose(fresh.std(), np.sqrt(np.mean(post.draws("offset_tau") ** 2)), rtol=0.15)
+
+
+def test_cli_takes_detrend_offsets():
+    import argparse
+
+    from bayes_scaling.cli import fit as cli_fit
+
+    parser = argparse.ArgumentParser()
+    cli_fit.register(parser.add_subparsers())
+    base = ["fit", "marin", "--out", "x", "--group-by", "group"]
+    assert parser.parse_args(base).detrend_offsets is None  # the library's default
+    assert parser.parse_args([*base, "--detrend-offsets"]).detrend_offsets is True
+    assert parser.parse_args([*base, "--no-detrend-offsets"]).detrend_offsets is False

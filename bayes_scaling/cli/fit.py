@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offset-by", metavar="COLUMN", default="auto",
                    help="with --group-by: one offset on log-loss per value of COLUMN, shared by the groups; "
                         "auto (default): the budget column where the runs have one; none: no offsets")
+    p.add_argument("--detrend-offsets", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --group-by: offsets with no level and no linear trend in log COLUMN across its "
+                        "levels, so the laws keep the trend (needs a numeric COLUMN with 3+ values); "
+                        "default: the library's (bayes_scaling.hierarchical.DETREND_OFFSETS)")
     p.set_defaults(func=run)
 
 
@@ -120,6 +124,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         selected, group_by=group_by, pooling=args.pooling, share_exponents=args.share_exponents,
         likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
         seed=args.seed, progress=True, offset_by=None if args.offset_by == "none" else args.offset_by,
+        **({} if args.detrend_offsets is None else {"detrend_offsets": args.detrend_offsets}),
     )
     out = Path(args.out)
     members = {f"groups/{name}": post for name, post in fit.groups.items()}
