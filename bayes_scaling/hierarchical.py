@@ -107,7 +107,8 @@ OFFSET_SCALE = 0.01
 # ``offset_by="auto"`` (the default) takes offsets by this column where the runs have it with two or
 # more values: chosen by the pre-registered rule of experiments/marin_pooling.py (docs/hierarchical.md).
 AUTO_OFFSET_COLUMN = "budget"
-# Default of ``detrend_offsets``: False until experiments/marin_pooling.py's rule picks otherwise.
+# Default of ``detrend_offsets``: False. experiments/marin_pooling.py's pre-registered rule (with its
+# unseen-budget step) picked free offsets over detrended ones on Marin (docs/hierarchical.md).
 DETREND_OFFSETS = False
 
 
