@@ -34,12 +34,27 @@ MIN_PREDICTIVE_DRAWS = 1000
 
 
 # --- posterior predictive ------------------------------------------------------------------------
-def predictive_log_loss(posterior, N, D, *, seed: int = 0, min_draws: int = MIN_PREDICTIVE_DRAWS) -> np.ndarray:
+def run_offset_levels(posterior, frame: pd.DataFrame | None = None):
+    """Each run's level of the fit's offset column (``meta["offset_by"]``, e.g. its IsoFLOP budget),
+    for ``Posterior.predict(offset_at=...)``; None for a fit without offsets. ``frame``: the runs
+    (default: the fit's own)."""
+    column = posterior.meta.get("offset_by")
+    if column is None or "offset" not in posterior.idata["posterior"]:
+        return None
+    frame = posterior.runs.frame if frame is None else frame
+    if column not in frame:
+        raise InputError(f"the fit has offsets by {column!r}, but the runs have no {column!r} column")
+    return frame[column].to_numpy()
+
+
+def predictive_log_loss(posterior, N, D, *, seed: int = 0, min_draws: int = MIN_PREDICTIVE_DRAWS,
+                        offset_at=None) -> np.ndarray:
     """Predictive draws of log L at (N, D): mu_s + sigma_s eps, shape (M, n) with M >= min_draws.
 
     Each posterior draw is repeated ceil(min_draws / S) times with fresh noise, so a point fit
-    (S = 1) still gets a predictive interval from its fitted noise scale."""
-    mu = np.log(posterior.predict(N, D, noise=False))  # (S, n)
+    (S = 1) still gets a predictive interval from its fitted noise scale. A fit with offsets adds
+    the offset of each point's level ``offset_at`` (a fresh one where None or unseen)."""
+    mu = np.log(posterior.predict(N, D, noise=False, offset_at=offset_at))  # (S, n)
     if "sigma" not in posterior.idata["posterior"]:
         return mu
     reps = int(np.ceil(min_draws / mu.shape[0]))
@@ -54,7 +69,7 @@ def add_posterior_predictive(posterior, *, seed: int = 0):
     post = posterior.idata["posterior"]
     chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
     runs = posterior.runs
-    mu = np.log(posterior.predict(runs.N, runs.D, noise=False))
+    mu = np.log(posterior.predict(runs.N, runs.D, noise=False, offset_at=run_offset_levels(posterior)))
     sigma = posterior.draws("sigma")[:, None] if "sigma" in post else np.zeros((mu.shape[0], 1))
     rep = mu + sigma * posterior.noise_draws(mu.shape, np.random.default_rng(seed))
     ds = xr.Dataset(
@@ -70,8 +85,9 @@ def residuals(posterior, level: float = 0.9, *, seed: int = 0) -> pd.DataFrame:
     and ``level`` interval of the predictive loss; ``inside`` says whether the loss lies within it."""
     runs = posterior.runs
     q = [(1 - level) / 2, 0.5, (1 + level) / 2]
-    mu = np.log(posterior.predict(runs.N, runs.D, noise=False))
-    rep = predictive_log_loss(posterior, runs.N, runs.D, seed=seed)
+    levels = run_offset_levels(posterior)
+    mu = np.log(posterior.predict(runs.N, runs.D, noise=False, offset_at=levels))
+    rep = predictive_log_loss(posterior, runs.N, runs.D, seed=seed, offset_at=levels)
     lo, med, hi = np.exp(np.quantile(rep, q, axis=0))
     frame = runs.frame[["run_id", "N", "D", "C", "loss"]].copy()
     frame["log_resid"] = np.log(runs.loss) - np.median(mu, axis=0)

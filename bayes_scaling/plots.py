@@ -117,10 +117,13 @@ def isoflop_slices(posterior, max_slices: int = 9) -> Figure:
     theta = _thinned_posterior_theta(posterior)
     group = posterior.runs.frame["group"].astype(str).to_numpy()
     groups = {name: np.flatnonzero(group == name) for name in sorted(set(group))}  # coloured when several
+    levels = checking.run_offset_levels(posterior)
     for ax, idx in zip(axes.flat, bins):
         c_bin = 10 ** np.median(np.log10(runs.C[idx]))
         n_grid = np.logspace(np.log10(runs.N[idx].min()) - 0.25, np.log10(runs.N[idx].max()) + 0.25, 50)
-        rep = checking.predictive_log_loss(posterior, n_grid, c_bin / (6.0 * n_grid))
+        # a fit with offsets: the slice's own offset where its runs share one level, else a fresh one
+        level = levels[idx[0]] if levels is not None and len(set(levels[idx])) == 1 else None
+        rep = checking.predictive_log_loss(posterior, n_grid, c_bin / (6.0 * n_grid), offset_at=level)
         _band(ax, n_grid, np.exp(rep), "tab:blue", "predictive median")
         for g, (name, members) in enumerate(groups.items()):
             sel = idx[np.isin(idx, members)]

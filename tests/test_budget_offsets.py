@@ -76,6 +76,27 @@ def test_predict_uses_seen_offsets_and_widens_for_unseen(offset_fit):
     np.testing.assert_allclose(both[:, 0], seen[:, 0])
 
 
+
+def test_predictive_checks_use_each_runs_fitted_offset(offset_fit):
+    """Posterior predictive checks of an offset fit predict each run with its own budget's fitted
+    offset, not a fresh one: the replicates are centred on the runs and the intervals stay narrow."""
+    from bayes_scaling import checking
+
+    post = offset_fit.groups["g0"]
+    levels = checking.run_offset_levels(post)
+    np.testing.assert_array_equal(levels, post.runs.frame["budget"].to_numpy())
+    table = checking.residuals(post)
+    assert table["inside"].mean() >= 0.8
+    assert np.abs(table["log_resid"]).max() < 0.012  # the offsets are up to 0.02: they are in mu
+    unseen = checking.predictive_log_loss(post, post.runs.N, post.runs.D)  # every run as a new budget
+    seen = checking.predictive_log_loss(post, post.runs.N, post.runs.D, offset_at=levels)
+    assert np.median(np.std(seen, axis=0)) < 0.7 * np.median(np.std(unseen, axis=0))
+    rep = checking.add_posterior_predictive(post).idata["posterior_predictive"]["log_loss"].values
+    resid = np.median(rep.reshape(-1, rep.shape[-1]), axis=0) - np.log(post.runs.loss)
+    assert np.abs(resid).max() < 0.012
+    assert checking.run_offset_levels(Posterior(LAW, post.idata.copy(), post.runs, "nuts", {})) is None
+
+
 def _toy_posterior(meta_levels=("1e+19",)):
     S = 400
     rng = np.random.default_rng(0)
