@@ -95,6 +95,13 @@ class Diagnosis:
 
     def verdict(self) -> str:
         """One paragraph: can the posterior be trusted, and if not, what to do."""
+        if not self.applicable and self.method.endswith("population"):
+            return (
+                f"Sampler diagnostics do not apply here: these {self.total_draws} draws ({self.method}) are "
+                "derived from another fit's MCMC draws (a new group's law from the hierarchical fit's "
+                "population) and carry no sampler statistics of their own. Check the groups' fits: "
+                "their diagnostics are the sampler's."
+            )
         if not self.applicable:
             return (
                 f"Sampler diagnostics do not apply: this is a {self.method} fit with "
@@ -133,7 +140,8 @@ def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
     idata = posterior.idata
     post = idata["posterior"]
     chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
-    has_sampler = "sample_stats" in idata.children and "energy" in idata["sample_stats"]
+    stats = idata["sample_stats"] if "sample_stats" in idata.children else {}
+    has_sampler = "energy" in stats or "diverging" in stats  # fits saved without energy: no E-BFMI
     if chains * draws < 4 or not has_sampler:
         return Diagnosis(method=posterior.method, applicable=False, num_chains=chains, num_draws=draws)
 
@@ -146,9 +154,8 @@ def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
     if table.empty:  # every parameter fixed: nothing was sampled
         return Diagnosis(method=posterior.method, applicable=False, num_chains=chains, num_draws=draws)
     table = table.set_index("parameter")
-    stats = idata["sample_stats"]
     divergences = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
-    bfmi = _bfmi(stats["energy"].values)
+    bfmi = _bfmi(stats["energy"].values) if "energy" in stats else np.zeros(0)
     saturated = _saturated(stats, max_depth)
     min_ess = float(ESS_PER_CHAIN_MIN * chains)
 

@@ -605,7 +605,7 @@ def _sample(model, args, init, *, num_chains, num_warmup, num_draws, target_acce
         num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
         chain_method=_chain_method(num_chains), progress_bar=progress,
     )
-    mcmc.run(jax.random.PRNGKey(seed), *args, init_params=jittered, extra_fields=("diverging", "num_steps"))
+    mcmc.run(jax.random.PRNGKey(seed), *args, init_params=jittered, extra_fields=("diverging", "num_steps", "energy"))
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     return samples, extra

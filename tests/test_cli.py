@@ -125,3 +125,27 @@ def test_console_entry_point_flushes_output_and_keeps_exit_codes(tmp_path):
     failed = subprocess.run([*cli, "frontier", str(tmp_path / "no-fit"), "--budget", "1e21"],
                             env=env, capture_output=True, text=True)
     assert failed.returncode == 2 and "error" in failed.stderr
+
+
+def test_hierarchical_fit_from_csv_then_a_groups_frontier(tmp_path, capsys):
+    """``fit RUNS --group-by COLUMN``: one saved fit per group and the population's, each with the
+    sampler's verdict; a group's frontier reads back like any fit."""
+    from bayes_scaling.runs import load_marin
+
+    frame = load_marin().for_fit().frame
+    frame = frame[frame["group"].isin(["comma", "dclm"])][["N", "D", "loss", "group", "budget"]]
+    path = tmp_path / "runs.csv"
+    frame.rename(columns={"group": "dataset"}).to_csv(path, index=False)
+    out = tmp_path / "fit"
+    assert main(["fit", str(path), "--group-by", "dataset", "--out", str(out), "--chains", "2", "--draws", "150",
+                 "--warmup", "150", "--target-accept", "0.95", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert set(result["members"]) == {"groups/comma", "groups/dclm", "population"}
+    assert result["diagnostics"]["divergences"] >= 0 and "sampler, whole model:" in captured.err
+    for name in ("comma", "dclm"):
+        assert f"[{name}] Sampler diagnostics:" in captured.err
+    assert "do not apply" not in captured.err
+    assert main(["frontier", str(out / "groups" / "comma"), "--budget", "1e22", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["frontier"][0]
+    assert row["N_opt"]["lo"] < row["N_opt"]["median"] < row["N_opt"]["hi"]

@@ -75,6 +75,21 @@ def test_partial_pooling_recovers_each_groups_law(simulation, tmp_path):
     assert np.argsort(e_fit).tolist() == np.argsort(e_true).tolist()
 
 
+
+def test_group_fits_carry_the_samplers_diagnostics(simulation):
+    """Each group's Posterior keeps the sampler's statistics (divergences, energy, steps), so
+    ``diagnose`` checks it like a pooled fit; the population's (derived draws) says where to look."""
+    from bayes_scaling.diagnostics import diagnose
+
+    _, _, partial, _ = simulation
+    diag = diagnose(partial.groups["g0"])
+    assert diag.applicable and diag.bfmi.size == FAST["num_chains"]
+    assert diag.divergences == partial.diagnostics["divergences"]
+    assert set(diag.table.index) >= {"E", "A", "B", "alpha", "beta", "sigma"}
+    assert "do not apply" not in diag.verdict()
+    population = diagnose(partial.population)
+    assert not population.applicable and "groups' fits" in population.verdict()
+
 def test_a_sparse_group_borrows_strength_from_the_population(simulation):
     truths, _, partial, none = simulation
     N, D = np.array([3e9, 1e9]), np.array([1e11, 3e11])  # far beyond its 6 small runs

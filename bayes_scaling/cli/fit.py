@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --group-by: offsets with no level and no linear trend in log COLUMN across its "
                         "levels, so the laws keep the trend (needs a numeric COLUMN with 3+ values); "
                         "default: the library's (bayes_scaling.hierarchical.DETREND_OFFSETS)")
+    p.add_argument("--target-accept", type=float, default=None, metavar="P",
+                   help="with --group-by: NUTS's target acceptance probability (default 0.9)")
     p.set_defaults(func=run)
 
 
@@ -80,12 +82,10 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     return post, runs
 
 
-def print_verdict(post) -> None:
-    try:
-        from bayes_scaling.diagnostics import diagnose
-    except ImportError:
-        return
-    _common.info(diagnose(post).verdict())
+def print_verdict(post, prefix: str = "") -> None:
+    from bayes_scaling.diagnostics import diagnose
+
+    _common.info(prefix + diagnose(post).verdict())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,6 +125,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
         seed=args.seed, progress=True, offset_by=None if args.offset_by == "none" else args.offset_by,
         **({} if args.detrend_offsets is None else {"detrend_offsets": args.detrend_offsets}),
+        **({} if args.target_accept is None else {"target_accept": args.target_accept}),
     )
     out = Path(args.out)
     members = {f"groups/{name}": post for name, post in fit.groups.items()}
@@ -138,7 +139,11 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"[{name}] ({len(post.runs)} runs) saved to {out / name}")
             print(_common.parameters_text(summary))
-    _common.info(f"sampler: {fit.diagnostics}")
+    d = fit.diagnostics
+    _common.info(f"sampler, whole model: {d['divergences']} divergences, max R-hat {d['max_rhat']:.3f} and min bulk "
+                 f"ESS {d['min_ess']:.0f} over its sampled sites, {d['mean_steps']:.0f} leapfrog steps per draw")
+    for name, post in fit.groups.items():
+        print_verdict(post, f"[{name}] ")
     if args.json:
         _common.print_json(result)
     return 0
