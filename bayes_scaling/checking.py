@@ -34,14 +34,13 @@ MIN_PREDICTIVE_DRAWS = 1000
 
 
 # --- posterior predictive ------------------------------------------------------------------------
-def run_offset_levels(posterior, frame: pd.DataFrame | None = None):
-    """Each run's level of the fit's offset column (``meta["offset_by"]``, e.g. its IsoFLOP budget),
-    for ``Posterior.predict(offset_at=...)``; None for a fit without offsets. ``frame``: the runs
-    (default: the fit's own)."""
+def run_offset_levels(posterior):
+    """Each fitted run's level of the fit's offset column (``meta["offset_by"]``, e.g. its IsoFLOP
+    budget), for ``Posterior.predict(offset_at=...)``; None for a fit without offsets."""
     column = posterior.meta.get("offset_by")
     if column is None or "offset" not in posterior.idata["posterior"]:
         return None
-    frame = posterior.runs.frame if frame is None else frame
+    frame = posterior.runs.frame
     if column not in frame:
         raise InputError(f"the fit has offsets by {column!r}, but the runs have no {column!r} column")
     return frame[column].to_numpy()
