@@ -365,6 +365,8 @@ def fit_hierarchical(
         raise InputError(f"centring must be one of {', '.join(CENTRINGS)} or a mapping of parameter to lambda, got {centring!r}")
     if likelihood not in LIKELIHOODS:
         raise InputError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
+    if not 0.0 < target_accept < 1.0:
+        raise InputError(f"target_accept (--target-accept) must lie strictly between 0 and 1, got {target_accept!r}")
     if group_by not in runs.frame:
         raise InputError(f"no column {group_by!r} to group runs by; columns: {', '.join(runs.frame.columns)}")
     if offset_by == "auto":

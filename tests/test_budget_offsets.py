@@ -95,6 +95,9 @@ def test_predictive_checks_use_each_runs_fitted_offset(offset_fit):
     resid = np.median(rep.reshape(-1, rep.shape[-1]), axis=0) - np.log(post.runs.loss)
     assert np.abs(resid).max() < 0.012
     assert checking.run_offset_levels(Posterior(LAW, post.idata.copy(), post.runs, "nuts", {})) is None
+    without_column = validate_runs(post.runs.frame[["N", "D", "loss", "group"]])
+    with pytest.raises(InputError, match="no 'budget' column"):
+        checking.run_offset_levels(Posterior(LAW, post.idata, without_column, "nuts", post.meta))
 
 
 def _toy_posterior(meta_levels=("1e+19",)):

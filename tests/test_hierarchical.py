@@ -134,6 +134,8 @@ def test_bad_options_are_refused():
         fit_hierarchical(runs, centre="median")
     with pytest.raises(InputError, match="centring must be"):
         fit_hierarchical(runs, centring="half")
+    with pytest.raises(InputError, match="target_accept"):
+        fit_hierarchical(runs, target_accept=1.5)
 
 
 def test_the_pivot_centre_decorrelates_each_groups_term_from_its_exponent(simulation):
