@@ -10,10 +10,12 @@ The second and third coordinates are the log reducible terms at the centre. The 
 (log A, alpha) -> (log A - alpha n_c, alpha) has unit Jacobian, so priors stated on A stay priors on A.
 
     partial pooling:   x_gk = mu_k + tau_k^(1 - lambda_gk) (z_gk - lambda_gk mu_k),
-                       z_gk ~ Normal(lambda_gk mu_k, tau_k^lambda_gk),   tau_k ~ HalfNormal(s_k),
+                       z_gk ~ Normal(lambda_gk mu_k, tau_k^lambda_gk),
                        which is x_gk ~ Normal(mu_k, tau_k^2) for every lambda_gk in [0, 1]
                        (lambda = 0 non-centred, 1 centred; ``auto_centring`` picks it per group and
-                       parameter, for the sampler only: the model does not depend on it)
+                       parameter, for the sampler only: the model does not depend on it);
+                       tau_k ~ HalfNormal(s_k) or (``spread_prior="gamma"``) the zero-avoiding
+                       Gamma(2, 2 / m_k) with the same mean m_k = s_k sqrt(2/pi)
     no pooling:        x_gk = mu_gk, each group with its own prior
     complete pooling:  x_gk = mu_k, one law for all groups
     share_exponents:   alpha and beta population-only (x_g,alpha = mu_alpha, ...)
@@ -100,6 +102,15 @@ EXPONENTS = ("alpha", "beta")
 DEFAULT_SPREADS = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}
 POPULATION = "population (new group)"
 HALFNORMAL_MEDIAN = 0.6745  # median of HalfNormal(1)
+# Prior families for the group spreads tau_k, each with the same mean s_k sqrt(2/pi) for a scale s_k:
+# "halfnormal" (HalfNormal(s_k)) and "gamma" (Gamma(2, rate 2 / (s_k sqrt(2/pi))), zero-avoiding:
+# its density vanishes at tau = 0, Chung et al. 2013), and the prior median of tau_k per unit s_k.
+SPREAD_PRIORS = ("halfnormal", "gamma")
+SPREAD_PRIOR_MEDIAN = {"halfnormal": HALFNORMAL_MEDIAN, "gamma": 1.678347 * np.sqrt(2 / np.pi) / 2}
+# Default "gamma": by experiments/marin_spread_prior.py's declared rule it passes the selection rule
+# of experiments/marin_pooling.py and samples the selected model on Marin with 3 divergences over six
+# fits against HalfNormal's 548 (one HalfNormal fit never converged) (docs/hierarchical.md).
+DEFAULT_SPREAD_PRIOR = "gamma"
 # HalfNormal scale of tau_o, the spread of the per-level offsets delta_b on log-loss (``offset_by``):
 # a prior median of 0.0067 (0.7% of the loss), 95% below 0.02. The Chinchilla law's mean residual per
 # IsoFLOP budget on Marin is -0.020 to +0.018 nats at L ~ 2.6-3.2, i.e. -0.7% to +0.6%.
@@ -129,6 +140,7 @@ class HierSpec:
     offset_scale: float = OFFSET_SCALE
     offset_lam: np.ndarray | None = None  # lambda per offset coordinate (None: non-centred)
     offset_basis: np.ndarray | None = None  # detrended: Q (levels x (levels - 2)); None: free offsets
+    spread_prior: str = DEFAULT_SPREAD_PRIOR
 
     def lam(self, name: str) -> np.ndarray:
         return np.asarray(self.centring.get(name, np.zeros(self.n_groups)), dtype=float)
@@ -160,7 +172,7 @@ def hierarchical_model(spec: HierSpec, group, N, D, centre, log_loss=None, offse
         loc, scale = spec.loc_scale[name]
         numpyro.factor(f"{name}_pop_prior", jnp.sum(dist.Normal(loc, scale).log_prob(mu[name] + shift)))
         if mode == "partial":
-            tau = numpyro.sample(f"{name}_tau", dist.HalfNormal(spec.spreads[name]))
+            tau = numpyro.sample(f"{name}_tau", spread_distribution(spec.spread_prior, spec.spreads[name]))
             lam = jnp.asarray(spec.lam(name))
             z = numpyro.sample(f"{name}_z", dist.Normal(lam * mu[name], tau**lam))
             x[name] = mu[name] + tau ** (1.0 - lam) * (z - lam * mu[name])
@@ -183,6 +195,14 @@ def hierarchical_model(spec: HierSpec, group, N, D, centre, log_loss=None, offse
     noise = dist.Normal(loc, sigma_i) if spec.likelihood == "normal" else dist.StudentT(spec.nu, loc, sigma_i)
     with numpyro.plate("runs", N.shape[0]):
         numpyro.sample("log_loss", noise, obs=log_loss)
+
+
+def spread_distribution(family: str, scale: float) -> dist.Distribution:
+    """The prior of a group spread tau_k with scale s_k: HalfNormal(s_k), or the zero-avoiding
+    Gamma(2, rate 2 / m) with the same mean m = s_k sqrt(2/pi) (density 0 at tau = 0, mode m / 2)."""
+    if family == "gamma":
+        return dist.Gamma(2.0, 2.0 / (scale * np.sqrt(2 / np.pi)))
+    return dist.HalfNormal(scale)
 
 
 def _natural(x, centre):
@@ -238,7 +258,8 @@ def pivot_centre(N, D, estimates: list[dict], group) -> tuple[float, float]:
     return float(n_c), float(d_c)
 
 
-def auto_centring(N, D, log_loss, estimates: list[dict], group, centre, spreads: Mapping[str, float]) -> dict:
+def auto_centring(N, D, log_loss, estimates: list[dict], group, centre, spreads: Mapping[str, float],
+                  spread_prior: str = DEFAULT_SPREAD_PRIOR) -> dict:
     """Per group and parameter, how far to centre its parameterisation: lambda_gk in [0, 1].
 
     For x_g ~ Normal(mu, tau^2) observed through data with standard error s_g, the sampler's best
@@ -249,7 +270,7 @@ def auto_centring(N, D, log_loss, estimates: list[dict], group, centre, spreads:
     estimate (``_information``, sigma from its residuals), and tau_k^2 the DerSimonian-Laird
     estimate of the between-group variance of the point estimates (``_between_group_variance``),
     at most the square of the prior median of tau_k
-    (0.674 s_k for HalfNormal(s_k), ``spreads``): a sparse group's wild point estimate must not make
+    (0.674 s_k for HalfNormal(s_k), 0.670 s_k for the Gamma, ``spreads``): a sparse group's wild point estimate must not make
     the others centred where tau may be small, which is a funnel. Only the sampler's efficiency
     depends on these values, not the posterior. Returns {parameter: lambda per group} for the
     parameters in ``spreads``.
@@ -273,7 +294,7 @@ def auto_centring(N, D, log_loss, estimates: list[dict], group, centre, spreads:
     xs, ses = np.array(xs), np.array(ses)
     order = ("E", "A", "B", "alpha", "beta")
     tau2 = _between_group_variance(xs, ses)
-    tau2 = np.minimum(tau2, (HALFNORMAL_MEDIAN * np.array([spreads.get(k, 0.0) for k in order])) ** 2)
+    tau2 = np.minimum(tau2, (SPREAD_PRIOR_MEDIAN[spread_prior] * np.array([spreads.get(k, 0.0) for k in order])) ** 2)
     lam = tau2 / (tau2 + ses**2)
     return {k: lam[:, order.index(k)] for k in spreads}
 
@@ -328,6 +349,7 @@ def fit_hierarchical(
     offset_by: str | None = "auto",
     offset_scale: float = OFFSET_SCALE,
     detrend_offsets: bool = DETREND_OFFSETS,
+    spread_prior: str = DEFAULT_SPREAD_PRIOR,
 ) -> HierarchicalFit:
     """Fit the hierarchical Chinchilla model to ``runs`` grouped by the column ``group_by``.
 
@@ -335,7 +357,8 @@ def fit_hierarchical(
     sigma each) or "complete" (one law). ``share_exponents``: alpha and beta common to all groups;
     ``share``: any parameters common to all groups (``share_exponents`` adds alpha and beta).
     ``priors`` override the law's LogNormal priors (population level) or sigma's; ``spreads`` the
-    HalfNormal scales of the tau_k. Returns a ``HierarchicalFit`` (per-group ``Posterior``s and a
+    scales s_k of the tau_k, whose prior is ``spread_prior``: "halfnormal" (HalfNormal(s_k)) or
+    "gamma" (zero-avoiding Gamma(2) with HalfNormal(s_k)'s mean, ``spread_distribution``). Returns a ``HierarchicalFit`` (per-group ``Posterior``s and a
     population ``Posterior``).
 
     ``centre``: "pivot" (``pivot_centre``) or "mean" (mean log N, log D of the runs, the first
@@ -365,6 +388,8 @@ def fit_hierarchical(
         raise InputError(f"centring must be one of {', '.join(CENTRINGS)} or a mapping of parameter to lambda, got {centring!r}")
     if likelihood not in LIKELIHOODS:
         raise InputError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
+    if spread_prior not in SPREAD_PRIORS:
+        raise InputError(f"spread_prior must be one of {', '.join(SPREAD_PRIORS)}, got {spread_prior!r}")
     if not 0.0 < target_accept < 1.0:
         raise InputError(f"target_accept (--target-accept) must lie strictly between 0 and 1, got {target_accept!r}")
     if group_by not in runs.frame:
@@ -412,7 +437,7 @@ def fit_hierarchical(
         lams = {}
     elif centring == "auto":
         lams = auto_centring(runs.N, runs.D, np.log(runs.loss), estimates, group, centre_xy,
-                             {k: spreads[k] for k in partial_names})
+                             {k: spreads[k] for k in partial_names}, spread_prior)
     else:
         lams = {k: np.full(len(names), float(v)) for k, v in dict(centring).items()}
     levels, offset_index, offset_lam, basis = [], None, None, None
@@ -427,7 +452,7 @@ def fit_hierarchical(
             t2 = (HALFNORMAL_MEDIAN * offset_scale) ** 2
             offset_lam = t2 / (t2 + se2)
     spec = HierSpec(len(names), pooling, modes, loc_scale, resolved["sigma"], spreads, likelihood, nu, lams,
-                    len(levels), float(offset_scale), offset_lam, basis)
+                    len(levels), float(offset_scale), offset_lam, basis, spread_prior)
     N, D = jnp.asarray(runs.N), jnp.asarray(runs.D)
     log_loss = jnp.log(jnp.asarray(runs.loss))
     args = (jnp.asarray(group), N, D, jnp.asarray(centre_xy), log_loss,
@@ -444,7 +469,7 @@ def fit_hierarchical(
     loglik = np.asarray(log_likelihood(model, flat, *args)["log_loss"]).reshape(num_chains, num_draws, -1)
     meta = {
         "likelihood": likelihood, "nu": nu, "centre": centre_xy.tolist(), "priors": describe_priors(resolved),
-        "pooling": pooling, "shared": common, "group_by": group_by, "groups": names,
+        "pooling": pooling, "spread_prior": spread_prior, "shared": common, "group_by": group_by, "groups": names,
         "num_chains": num_chains, "num_warmup": num_warmup, "num_draws": num_draws, "seed": seed,
         "sampling_seconds": seconds,
         **({"offset_by": offset_by, "offset_levels": levels, "offset_scale": float(offset_scale),

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from bayes_scaling.cli import main
+from bayes_scaling.posterior import Posterior
 
 
 def test_fit_then_frontier_json(tmp_path, capsys):
@@ -138,7 +139,7 @@ def test_hierarchical_fit_from_csv_then_a_groups_frontier(tmp_path, capsys):
     frame.rename(columns={"group": "dataset"}).to_csv(path, index=False)
     out = tmp_path / "fit"
     assert main(["fit", str(path), "--group-by", "dataset", "--out", str(out), "--chains", "2", "--draws", "150",
-                 "--warmup", "150", "--target-accept", "0.95", "--json"]) == 0
+                 "--warmup", "150", "--target-accept", "0.95", "--spread-prior", "gamma", "--json"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert set(result["members"]) == {"groups/comma", "groups/dclm", "population"}
@@ -146,6 +147,7 @@ def test_hierarchical_fit_from_csv_then_a_groups_frontier(tmp_path, capsys):
     for name in ("comma", "dclm"):
         assert f"[{name}] Sampler diagnostics:" in captured.err
     assert "do not apply" not in captured.err
+    assert Posterior.load(out / "groups" / "comma").meta["spread_prior"] == "gamma"
     assert main(["frontier", str(out / "groups" / "comma"), "--budget", "1e22", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["frontier"][0]
     assert row["N_opt"]["lo"] < row["N_opt"]["median"] < row["N_opt"]["hi"]

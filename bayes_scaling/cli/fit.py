@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "default: the library's (bayes_scaling.hierarchical.DETREND_OFFSETS)")
     p.add_argument("--target-accept", type=float, default=None, metavar="P",
                    help="with --group-by: NUTS's target acceptance probability (default 0.9)")
+    p.add_argument("--spread-prior", choices=["halfnormal", "gamma"], default=None,
+                   help="with --group-by: prior family of the groups' spreads tau_k (same mean): HalfNormal, or "
+                        "the zero-avoiding Gamma(2); default: the library's (bayes_scaling.hierarchical.DEFAULT_SPREAD_PRIOR)")
     p.set_defaults(func=run)
 
 
@@ -126,6 +129,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         seed=args.seed, progress=True, offset_by=None if args.offset_by == "none" else args.offset_by,
         **({} if args.detrend_offsets is None else {"detrend_offsets": args.detrend_offsets}),
         **({} if args.target_accept is None else {"target_accept": args.target_accept}),
+        **({} if args.spread_prior is None else {"spread_prior": args.spread_prior}),
     )
     out = Path(args.out)
     members = {f"groups/{name}": post for name, post in fit.groups.items()}
