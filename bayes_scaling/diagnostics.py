@@ -14,7 +14,9 @@ them, see ``_chain_stats``):
 * E-BFMI per chain: sum_t (E_t - E_{t-1})^2 / sum_t (E_t - mean E)^2 over the Hamiltonian energy
   E; below 0.3 the momentum resampling cannot move the chain across energy levels (heavy tails).
 * Tree-depth saturation: transitions that stopped at the maximum tree depth (NumPyro default 10,
-  i.e. 2^10 - 1 leapfrog steps); NUTS was cut short there, so the chain moves slowly.
+  i.e. 2^10 - 1 leapfrog steps); NUTS was cut short there, so the chain moves slowly. An
+  efficiency warning, not a validity failure (Stan's guidance): the draws remain valid, and slow
+  mixing shows in R-hat and ESS, which are checked. Every other check is about validity.
 
 A point fit (one draw) or a bootstrap (independent refits, no sampler) has nothing to diagnose;
 ``diagnose`` then says so instead of inventing numbers.
@@ -41,6 +43,7 @@ class Problem:
     check: str
     message: str
     advice: str
+    efficiency: bool = False  # an efficiency warning (the draws stay valid), not a validity failure
 
     def __str__(self) -> str:
         return f"{self.message} {self.advice}"
@@ -64,7 +67,8 @@ class Diagnosis:
 
     @property
     def ok(self) -> bool:
-        return self.applicable and not self.problems
+        """The draws can be trusted: every validity check passes (efficiency warnings allowed)."""
+        return self.applicable and not any(not p.efficiency for p in self.problems)
 
     @property
     def total_draws(self) -> int:
@@ -78,7 +82,7 @@ class Diagnosis:
         """The summary table a report shows: check, value, threshold, status."""
         if not self.applicable:
             return pd.DataFrame(columns=["check", "value", "threshold", "status"])
-        failed = {p.check for p in self.problems}
+        status = {p.check: "WARN" if p.efficiency else "FAIL" for p in self.problems}
         rows = [
             ("max R-hat", f"{self.table['r_hat'].max():.4f}", f"<= {RHAT_MAX}", "r_hat"),
             ("min bulk ESS", f"{self.table['ess_bulk'].min():.0f}", f">= {self.min_ess:.0f}", "ess_bulk"),
@@ -89,7 +93,7 @@ class Diagnosis:
              "tree_depth"),
         ]
         return pd.DataFrame(
-            [{"check": c, "value": v, "threshold": t, "status": "FAIL" if key in failed else "ok"}
+            [{"check": c, "value": v, "threshold": t, "status": status.get(key, "ok")}
              for c, v, t, key in rows]
         )
 
@@ -123,12 +127,17 @@ class Diagnosis:
                 f"Sampler diagnostics: all checks passed. {head} The chains agree, explored the posterior "
                 "without divergences, and hold enough effective draws for the reported intervals."
             )
-        n = len(self.problems)
-        advice = list(dict.fromkeys(p.advice for p in self.problems))  # unique, in order
-        return (
-            f"Sampler diagnostics: {n} problem{'s' if n != 1 else ''}; do not trust the intervals yet. {head} "
-            + " ".join(p.message for p in self.problems) + " What to do: " + " ".join(advice)
-        )
+        advice = " What to do: " + " ".join(dict.fromkeys(p.advice for p in self.problems))  # unique, in order
+        messages = " ".join(p.message for p in self.problems)
+        if self.ok:  # efficiency warnings only
+            n = len(self.problems)
+            return (
+                f"Sampler diagnostics: the validity checks passed (R-hat, ESS, divergences, E-BFMI); "
+                f"{n} efficiency warning{'s' if n != 1 else ''}. {head} {messages}{advice}"
+            )
+        n = sum(not p.efficiency for p in self.problems)
+        return (f"Sampler diagnostics: {n} problem{'s' if n != 1 else ''}; do not trust the intervals yet. "
+                f"{head} {messages}{advice}")
 
 
 def _fmt_bfmi(bfmi: np.ndarray) -> str:
@@ -282,7 +291,9 @@ def _problems(d: Diagnosis) -> list[Problem]:
             f"{d.saturated} transition{'s' if d.saturated != 1 else ''} stopped at the maximum tree depth "
             f"{d.max_tree_depth} ({2 ** d.max_tree_depth - 1} leapfrog steps): NUTS trajectories were cut "
             "short, so the chain moves slowly.",
-            "This is an efficiency problem more than a validity one: longer warmup helps the step size and "
-            "mass matrix adapt; a raised max_tree_depth hides it at a cost in time.",
+            "This is an efficiency problem, not a validity one (R-hat and ESS above measure the mixing): "
+            "longer warmup helps the step size and mass matrix adapt; a raised max_tree_depth hides it at a "
+            "cost in time.",
+            efficiency=True,
         ))
     return out

@@ -202,6 +202,7 @@ def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = 
         "title": title,
         "subtitle": _subtitle(posterior),
         "verdict": diagnosis.verdict(),
+        "trusted": diagnosis.ok,
         "data_line": data_line,
         "ranges": ranges,
         "excluded": excluded,
@@ -249,7 +250,7 @@ def _write_html(c: dict, out_path: Path) -> None:
     from bayes_scaling import plots
 
     esc = html.escape
-    ok = c["verdict"].startswith("Sampler diagnostics: all checks passed")
+    ok = c["trusted"]
     body = [f"<h1>{esc(c['title'])}</h1>", f"<p class='subtitle'>{esc(c['subtitle'])}</p>"]
 
     def section(key: str, *parts: str) -> None:

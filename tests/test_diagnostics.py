@@ -70,7 +70,6 @@ def test_well_mixed_draws_pass_every_check(runs):
         ({"shift": 0.1}, "r_hat", "R-hat above 1.01 for E"),
         ({"diverging": 12}, "divergences", "12 divergent transitions"),
         ({"energy_walk": True}, "bfmi", "E-BFMI below 0.3"),
-        ({"saturated": 7}, "tree_depth", "7 transitions stopped at the maximum tree depth 10"),
         ({"chains": 2, "draws": 60}, "ess_bulk", "Bulk ESS below 200"),
     ],
 )
@@ -83,6 +82,25 @@ def test_each_pathology_is_flagged_with_advice(runs, kwargs, check, phrase):
     assert len(flagged[check].advice) > 40  # says what to do
     assert "do not trust the intervals" in d.verdict() and phrase in d.verdict()
     assert d.checks().set_index("check")["status"].eq("FAIL").any()
+
+
+def test_tree_depth_saturation_is_an_efficiency_warning_not_a_failure(runs):
+    """Transitions cut at the maximum tree depth leave the draws valid (R-hat and ESS, checked, say
+    how well the chain mixed): the verdict warns and advises, but does not say "do not trust"."""
+    d = diagnose(synthetic(runs, saturated=7))
+    assert d.ok
+    (problem,) = d.problems
+    assert problem.check == "tree_depth" and problem.efficiency
+    assert "7 transitions stopped at the maximum tree depth 10" in problem.message
+    verdict = d.verdict()
+    assert verdict.startswith("Sampler diagnostics: the validity checks passed") and "1 efficiency warning" in verdict
+    assert "do not trust" not in verdict and "longer warmup" in verdict
+    status = d.checks().set_index("check")["status"]
+    assert status["draws at max tree depth 10"] == "WARN" and (status.drop("draws at max tree depth 10") == "ok").all()
+    # with a validity failure too, the verdict says not to trust and counts only the failures
+    both = diagnose(synthetic(runs, saturated=7, diverging=12))
+    assert not both.ok and both.verdict().startswith("Sampler diagnostics: 1 problem; do not trust")
+    assert "7 transitions stopped" in both.verdict()
 
 
 def test_a_parameter_held_fixed_is_not_diagnosed(runs):
