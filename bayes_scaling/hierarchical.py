@@ -202,7 +202,9 @@ def spread_distribution(family: str, scale: float) -> dist.Distribution:
     Gamma(2, rate 2 / m) with the same mean m = s_k sqrt(2/pi) (density 0 at tau = 0, mode m / 2)."""
     if family == "gamma":
         return dist.Gamma(2.0, 2.0 / (scale * np.sqrt(2 / np.pi)))
-    return dist.HalfNormal(scale)
+    if family == "halfnormal":
+        return dist.HalfNormal(scale)
+    raise InputError(f"spread_prior must be one of {', '.join(SPREAD_PRIORS)}, got {family!r}")
 
 
 def _natural(x, centre):
@@ -270,8 +272,8 @@ def auto_centring(N, D, log_loss, estimates: list[dict], group, centre, spreads:
     estimate (``_information``, sigma from its residuals), and tau_k^2 the DerSimonian-Laird
     estimate of the between-group variance of the point estimates (``_between_group_variance``),
     at most the square of the prior median of tau_k
-    (0.674 s_k for HalfNormal(s_k), 0.670 s_k for the Gamma, ``spreads``): a sparse group's wild point estimate must not make
-    the others centred where tau may be small, which is a funnel. Only the sampler's efficiency
+    (0.674 s_k for HalfNormal(s_k), 0.670 s_k for the Gamma, ``spreads``): a sparse group's wild
+    point estimate must not make the others centred where tau may be small, which is a funnel. Only the sampler's efficiency
     depends on these values, not the posterior. Returns {parameter: lambda per group} for the
     parameters in ``spreads``.
     """
@@ -294,7 +296,8 @@ def auto_centring(N, D, log_loss, estimates: list[dict], group, centre, spreads:
     xs, ses = np.array(xs), np.array(ses)
     order = ("E", "A", "B", "alpha", "beta")
     tau2 = _between_group_variance(xs, ses)
-    tau2 = np.minimum(tau2, (SPREAD_PRIOR_MEDIAN[spread_prior] * np.array([spreads.get(k, 0.0) for k in order])) ** 2)
+    medians = SPREAD_PRIOR_MEDIAN[spread_prior] * np.array([spreads.get(k, 0.0) for k in order])
+    tau2 = np.minimum(tau2, medians**2)
     lam = tau2 / (tau2 + ses**2)
     return {k: lam[:, order.index(k)] for k in spreads}
 
@@ -358,8 +361,8 @@ def fit_hierarchical(
     ``share``: any parameters common to all groups (``share_exponents`` adds alpha and beta).
     ``priors`` override the law's LogNormal priors (population level) or sigma's; ``spreads`` the
     scales s_k of the tau_k, whose prior is ``spread_prior``: "halfnormal" (HalfNormal(s_k)) or
-    "gamma" (zero-avoiding Gamma(2) with HalfNormal(s_k)'s mean, ``spread_distribution``). Returns a ``HierarchicalFit`` (per-group ``Posterior``s and a
-    population ``Posterior``).
+    "gamma" (zero-avoiding Gamma(2) with HalfNormal(s_k)'s mean, ``spread_distribution``).
+    Returns a ``HierarchicalFit`` (per-group ``Posterior``s and a population ``Posterior``).
 
     ``centre``: "pivot" (``pivot_centre``) or "mean" (mean log N, log D of the runs, the first
     version's): where the shears x_A, x_B are taken, and so, under partial pooling, where the
@@ -469,7 +472,8 @@ def fit_hierarchical(
     loglik = np.asarray(log_likelihood(model, flat, *args)["log_loss"]).reshape(num_chains, num_draws, -1)
     meta = {
         "likelihood": likelihood, "nu": nu, "centre": centre_xy.tolist(), "priors": describe_priors(resolved),
-        "pooling": pooling, "spread_prior": spread_prior, "shared": common, "group_by": group_by, "groups": names,
+        "pooling": pooling, "spread_prior": spread_prior, "shared": common, "group_by": group_by,
+        "groups": names,
         "num_chains": num_chains, "num_warmup": num_warmup, "num_draws": num_draws, "seed": seed,
         "sampling_seconds": seconds,
         **({"offset_by": offset_by, "offset_levels": levels, "offset_scale": float(offset_scale),

@@ -7,8 +7,8 @@ spread scales s_k, free budget offsets) with tau_k ~ HalfNormal(s_k) (the prior 
 with) and with tau_k ~ Gamma(2, rate 2 / (s_k sqrt(2/pi))) (same mean; density 0 at tau = 0, so
 no prior mass in the funnel where three groups' spread collapses; Chung et al. 2013). Why: with
 HalfNormal spreads the fit has divergences at every setting but target acceptance 0.99 and one
-fit of experiments/marin_sampler_settings.py never converged; the divergent draws sat in tau_E's
-lower tail.
+fit of experiments/marin_sampler_settings.py never converged; in an exploratory fit the divergent
+draws sat in tau_E's lower tail.
 
 A. Sampler, all unflagged Marin runs, 4 chains, both priors: seeds 0-3 at 500 warm-up + 500 draws
    (the library's default), and seeds 0-1 at 2,000 warm-up + 1,000 draws (where seed 0 got stuck).

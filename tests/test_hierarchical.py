@@ -165,6 +165,8 @@ def test_the_gamma_spread_prior_has_the_halfnormals_mean_and_no_mass_at_zero():
     # the Gamma's density vanishes at 0 (HalfNormal's is largest there)
     assert float(gamma.log_prob(1e-6)) < float(gamma.log_prob(0.1 * s)) - 10
     assert float(half.log_prob(1e-6)) > float(half.log_prob(0.1 * s))
+    with pytest.raises(InputError, match="spread_prior must be one of"):
+        spread_distribution("cauchy", s)
 
 
 def test_spread_prior_reaches_the_model_and_the_saved_fit():
@@ -220,8 +222,9 @@ def test_auto_centring_centres_what_the_data_pin_down():
 def test_the_sampler_needs_fewer_steps_than_the_non_centred_one(simulation):
     """The current sampler (pivot centre, per-group centring) against the first one (mean-log centre,
     every group non-centred) on the same simulated runs and model (measured with the default
-    spreads and HalfNormal spread priors, the default before the Gamma prior: 112 against 492 leapfrog steps per draw, R-hat 1.012 against 1.021, min bulk ESS 123
-    against 75; 0 and 1 divergences. After fitting.init's NNLS swap, same optimum: 62 against 525
+    spreads and HalfNormal spread priors, the default before the Gamma prior: 112 against 492
+    leapfrog steps per draw, R-hat 1.012 against 1.021, min bulk ESS 123 against 75; 0 and 1
+    divergences. After fitting.init's NNLS swap, same optimum: 62 against 525
     steps, R-hat 1.012 against 1.026, min ESS 99 against 152, 9 and 0 divergences; so the ESS is
     compared per leapfrog step, the sampler's cost)."""
     _, runs, after, _ = simulation

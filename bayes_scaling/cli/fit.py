@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-accept", type=float, default=None, metavar="P",
                    help="with --group-by: NUTS's target acceptance probability (default 0.9)")
     p.add_argument("--spread-prior", choices=["halfnormal", "gamma"], default=None,
-                   help="with --group-by: prior family of the groups' spreads tau_k (same mean): HalfNormal, or "
-                        "the zero-avoiding Gamma(2); default: the library's (bayes_scaling.hierarchical.DEFAULT_SPREAD_PRIOR)")
+                   help="with --group-by: prior family of the groups' spreads tau_k (same mean): HalfNormal, "
+                        "or the zero-avoiding Gamma(2); default: the library's "
+                        "(bayes_scaling.hierarchical.DEFAULT_SPREAD_PRIOR)")
     p.set_defaults(func=run)
 
 
