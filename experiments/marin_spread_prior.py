@@ -62,16 +62,17 @@ def sampler_part(runs: Runs, smoke: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Part A's rows, and the frontiers (every group's and the population's) of the first setting's fits."""
     rows, frontiers = [], []
     for i, (warmup, draws, seed) in enumerate(SETTINGS):
+        warmup, draws = (20, 20) if smoke else (warmup, draws)
         for label, kwargs in MODELS.items():
             start = time.perf_counter()
-            warmup, draws = (20, 20) if smoke else (warmup, draws)
+            prior = label.rsplit(", ", 1)[1]
             fit = fit_hierarchical(runs, **kwargs, num_warmup=warmup, num_draws=draws, seed=seed)
             d = fit.diagnostics
             table = fit.frontier(FRONTIER_BUDGETS)
             if i == 0:
-                frontiers.append(table.assign(prior=label.rsplit(", ", 1)[1]))
+                frontiers.append(table.assign(prior=prior))
             L = table[table["budget"] == 1e22].set_index("group")["L_opt_median"]
-            rows.append({"spread prior": label.rsplit(", ", 1)[1], "warm-up": warmup, "draws per chain": draws,
+            rows.append({"spread prior": prior, "warm-up": warmup, "draws per chain": draws,
                          "seed": seed, "divergences": d["divergences"], "max R-hat": d["max_rhat"],
                          "min bulk ESS": d["min_ess"], "mean leapfrog steps": d["mean_steps"],
                          "seconds": time.perf_counter() - start,
