@@ -1,0 +1,111 @@
+"""Leave-future-out splits by compute: fit on the cheaper runs, hold out the most expensive.
+
+Two rules, per group (each group is split on its own budgets or compute):
+
+* IsoFLOP data (a budget column): the runs of the top ``k`` budgets are held out;
+* otherwise: the runs whose compute C = 6ND exceeds the ``1 - fraction`` quantile of C are held out.
+
+``forward_chain`` repeats the split inside the fitted runs (the top 1, 2, ..., k of their budgets,
+or growing compute fractions), the folds that the extrapolation model calibrates itself on. A split
+never moves a held-out run into the fit: train and test partition the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.runs.table import Runs
+
+DEFAULT_TOP_BUDGETS = 3
+DEFAULT_FRACTION = 0.3
+
+
+@dataclass(frozen=True)
+class Split:
+    """Rows of one table: ``train`` fitted, ``test`` held out; ``by`` says which rule made them."""
+
+    train: Runs
+    test: Runs
+    by: str  # "budget column 'budget', top 3 of 9" or "compute, top 30%"
+
+
+def budget_column_of(runs: Runs, budget_column: str | None = "auto") -> str | None:
+    """The column holding each run's IsoFLOP budget: ``budget_column`` if given (must exist),
+    ``"budget"`` where present and ``budget_column == "auto"``, else None (split on compute)."""
+    if budget_column in (None, "none"):
+        return None
+    if budget_column == "auto":
+        return "budget" if "budget" in runs.frame.columns else None
+    if budget_column not in runs.frame.columns:
+        raise InputError(f"budget column {budget_column!r} not in the run table; columns: "
+                         f"{', '.join(map(str, runs.frame.columns))}")
+    values = runs.frame[budget_column]
+    if not np.issubdtype(values.dtype, np.number) or not np.all(np.isfinite(values)) or (values <= 0).any():
+        raise InputError(f"budget column {budget_column!r} must hold positive FLOP counts in every row")
+    return budget_column
+
+
+def split_by_compute(
+    runs: Runs,
+    *,
+    top_budgets: int | None = None,
+    fraction: float | None = None,
+    budget_column: str | None = "auto",
+) -> Split:
+    """Hold out each group's top ``top_budgets`` budgets (IsoFLOP data) or top ``fraction`` of
+    compute. With neither given: top 3 budgets where there is a budget column, else top 30%."""
+    column = budget_column_of(runs, budget_column)
+    if top_budgets is not None and fraction is not None:
+        raise InputError("give top_budgets or fraction, not both")
+    if top_budgets is not None and column is None:
+        raise InputError("top_budgets needs a budget column (IsoFLOP data); use fraction instead")
+    if fraction is None and top_budgets is None:
+        if column is not None:
+            top_budgets = DEFAULT_TOP_BUDGETS
+        else:
+            fraction = DEFAULT_FRACTION
+    held = np.zeros(len(runs), bool)
+    frame = runs.frame
+    for _, rows in frame.groupby("group", sort=True).groups.items():
+        rows = np.asarray(rows)
+        if top_budgets is not None:
+            levels = np.unique(frame[column].to_numpy(np.float64)[rows])
+            if top_budgets < 1 or top_budgets >= len(levels):
+                raise InputError(f"cannot hold out the top {top_budgets} budgets of a group with "
+                                 f"{len(levels)} budgets (need at least one budget left to fit)")
+            cut = levels[-top_budgets]
+            held[rows] = frame[column].to_numpy(np.float64)[rows] >= cut
+        else:
+            if not 0 < fraction < 1:
+                raise InputError(f"holdout fraction must lie in (0, 1), got {fraction}")
+            C = runs.C[rows]
+            held[rows] = C > np.quantile(C, 1 - fraction)
+    by = (f"budget column {column!r}, top {top_budgets} budgets per group" if top_budgets is not None
+          else f"compute, top {fraction:.0%} per group")
+    train, test = Runs(frame[~held].reset_index(drop=True)), Runs(frame[held].reset_index(drop=True))
+    if len(train) == 0 or len(test) == 0:
+        raise InputError(f"the split ({by}) leaves {len(train)} runs to fit and {len(test)} to hold out")
+    return Split(train=train, test=test, by=by)
+
+
+def forward_chain(runs: Runs, *, folds: int = 3, budget_column: str | None = "auto",
+                  min_train: int = 8) -> list[Split]:
+    """Leave-future-out folds inside ``runs``: hold out the top 1..``folds`` budgets (IsoFLOP
+    data), else the top 10%, 20%, ... of compute; folds whose fitted part would have fewer than
+    ``min_train`` runs in a group are skipped."""
+    column = budget_column_of(runs, budget_column)
+    out = []
+    for k in range(1, folds + 1):
+        try:
+            if column is not None:
+                split = split_by_compute(runs, top_budgets=k, budget_column=column)
+            else:
+                split = split_by_compute(runs, fraction=0.1 * k, budget_column=None)
+        except InputError:
+            continue
+        if split.train.frame.groupby("group").size().min() >= min_train:
+            out.append(split)
+    return out
