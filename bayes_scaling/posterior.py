@@ -116,6 +116,21 @@ class Posterior:
             return rng.standard_normal(shape)
         return rng.standard_t(float(self.meta.get("nu", 5.0)), size=shape)
 
+    def predict_summary(self, N, D, level: float = 0.9, seed: int = 0) -> pd.DataFrame:
+        """The predictive distribution of the loss at each (N, D) in one row: median and
+        equal-tailed ``level`` interval of ``predict(N, D)``'s draws (observation noise included),
+        and ``model``, the model that produced them (``meta["model"]``, else the plain law)."""
+        level = frontier_mod.check_level(level)
+        N = np.atleast_1d(np.asarray(N, np.float64))
+        D = np.atleast_1d(np.asarray(D, np.float64))
+        if N.shape != D.shape or N.ndim != 1:
+            raise InputError(f"N and D must be one value each per point, got {N.size} N and {D.size} D")
+        if not (np.all(np.isfinite(N)) and np.all(np.isfinite(D)) and np.all(N > 0) and np.all(D > 0)):
+            raise InputError("N and D must be positive finite numbers (parameters and tokens)")
+        lo, med, hi = np.quantile(self.predict(N, D, seed=seed), [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
+        return pd.DataFrame({"N": N, "D": D, "median": med, "lo": lo, "hi": hi, "level": level,
+                             "model": str(self.meta.get("model", "plain law"))})
+
     # --- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)

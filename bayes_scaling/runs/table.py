@@ -167,10 +167,10 @@ def validate_runs(
         else ""
     )
     out.loc[out["flagged"] & (out["flag_reason"] == ""), "flag_reason"] = "flagged"
-    _check_duplicates(out, where)
-
     used = set(mapping.values())
     extras = raw[[c for c in raw.columns if c not in used and c not in CANONICAL_COLUMNS]]
+    _check_duplicates(out, where, extras)
+
     extras = extras.apply(_numeric_if_possible)
     return Runs(pd.concat([out[list(CANONICAL_COLUMNS)], extras], axis=1))
 
@@ -256,7 +256,11 @@ def _flags(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
     return pd.Series(out, index=raw.index, dtype=bool)
 
 
-def _check_duplicates(out: pd.DataFrame, where: _Locator) -> None:
+def _check_duplicates(out: pd.DataFrame, where: _Locator, extras: pd.DataFrame | None = None) -> None:
+    """Reject two rows with one run_id, and two rows under generated ids that are the same run:
+    same group, N and D and the same value in every other column the user gave (``extras``:
+    unique tokens, a seed, ...). Rows that share (group, N, D) but differ in such a column are
+    distinct runs, as in data-constrained sweeps; an exact duplicate row is still rejected."""
     same_id = out.duplicated("run_id", keep=False)
     if same_id.any():
         rows = np.flatnonzero(same_id)[:2]
@@ -264,16 +268,17 @@ def _check_duplicates(out: pd.DataFrame, where: _Locator) -> None:
             f"{where.row(rows[0])} and row {rows[1] + 1} have the same run_id "
             f"{out['run_id'][rows[0]]!r}; expected each run once"
         )
-    # Same group, N and D under generated ids: the same run listed twice (repeats need run ids).
-    key = out[["group", "N", "D"]]
+    extras = pd.DataFrame(index=out.index) if extras is None else extras.reset_index(drop=True)
+    key = pd.concat([out[["group", "N", "D"]], extras.astype(str)], axis=1)
     generated = out["run_id"].str.startswith(f"{where.source_name}:")
     dup = key.duplicated(keep=False) & generated
     if dup.any():
         first = np.flatnonzero(dup)[0]
         twin = [j for j in np.flatnonzero(dup) if j != first and (key.iloc[j] == key.iloc[first]).all()][0]
+        others = f" and every other column ({', '.join(map(str, extras.columns))})" if len(extras.columns) else ""
         raise InputError(
-            f"{where.row(first)} and row {twin + 1} are duplicate runs (same group, N and D); "
-            "remove one, or give repeats (e.g. seeds) distinct run_id values"
+            f"{where.row(first)} and row {twin + 1} are duplicate runs (same group, N and D{others}); "
+            "remove one, or tell repeats apart with a column (e.g. seed, unique tokens) or distinct run_id values"
         )
 
 

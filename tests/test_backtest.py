@@ -1,0 +1,138 @@
+"""The leave-future-out backtest, its scores, the bundled development data and the run table's
+duplicate rule."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_scaling import scoring
+from bayes_scaling.backtest import backtest, slice_optimum
+from bayes_scaling.errors import InputError
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.runs import load_gadre, load_marin, load_porian, load_runs
+
+
+def short_fit(record=None):
+    def fit(runs):
+        if record is not None:
+            record.append(runs)
+        return fit_nuts(runs, num_chains=2, num_warmup=200, num_draws=200)
+
+    return fit
+
+
+# --- scores -------------------------------------------------------------------------------------------
+def test_crps_from_draws_matches_the_normal_closed_form():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(1.0, 0.5, size=(40_000, 1))
+    for y in (1.0, 1.7, -0.3):
+        got = scoring.crps_from_draws(draws, [y])[0]
+        want = scoring.crps_normal(1.0, 0.5, y)
+        assert got == pytest.approx(float(want), rel=0.02)
+
+
+def test_crps_of_a_point_mass_is_the_absolute_error():
+    assert scoring.crps_from_draws(np.full((10, 1), 2.0), [3.5])[0] == pytest.approx(1.5)
+
+
+def test_interval_score_closed_form_and_coverage():
+    y = np.array([1.0, 0.5, 3.0])
+    lo, hi = np.array([0.8, 0.8, 0.8]), np.array([1.2, 1.2, 1.2])
+    # width 0.4; misses below by 0.3 and above by 1.8, each penalised by 2 / alpha = 20 at 90%
+    assert scoring.interval_score(y, lo, hi, 0.9) == pytest.approx([0.4, 0.4 + 20 * 0.3, 0.4 + 20 * 1.8])
+    assert scoring.covered(y, lo, hi).tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(InputError, match="level"):
+        scoring.interval_score(y, lo, hi, 1.5)
+
+
+def test_interval_score_of_normal_quantiles_is_minimal_at_the_true_quantiles():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=20_000)
+    z = 1.6448536269514722  # the 95% quantile: the central 90% interval
+    best = scoring.interval_score(y, -z, z, 0.9).mean()
+    assert best < scoring.interval_score(y, -1.2 * z, 1.2 * z, 0.9).mean()
+    assert best < scoring.interval_score(y, -0.8 * z, 0.8 * z, 0.9).mean()
+
+
+# --- Approach 2 -------------------------------------------------------------------------------------
+def test_slice_parabola_recovers_a_known_vertex():
+    N = np.logspace(7, 9, 9)
+    loss = 3.0 + 0.05 * (np.log(N) - np.log(2e8)) ** 2
+    opt = slice_optimum(N, loss, level=0.9)
+    assert opt.n_opt == pytest.approx(2e8, rel=1e-6)
+    assert opt.lo <= 2e8 * 1.0001 and opt.hi >= 2e8 * 0.9999 and opt.vertex_in_slice and not opt.opens_downward
+
+
+def test_slice_parabola_says_when_it_opens_downward_or_leaves_the_slice():
+    N = np.logspace(7, 9, 7)
+    down = slice_optimum(N, 3.0 - 0.05 * (np.log(N) - np.log(1e8)) ** 2)
+    assert down.opens_downward and math.isnan(down.n_opt) and "downward" in down.note
+    outside = slice_optimum(N, 3.0 + 0.05 * (np.log(N) - np.log(1e10)) ** 2)
+    assert not outside.vertex_in_slice and "outside" in outside.note
+
+
+# --- the backtest -----------------------------------------------------------------------------------
+def test_backtest_never_fits_a_held_out_run_and_scores_every_one():
+    runs = load_marin().for_fit()
+    runs = type(runs)(runs.frame[runs.frame["group"].isin(["dclm", "comma"])].reset_index(drop=True))
+    seen = []
+    result = backtest(runs, fit=short_fit(seen), top_budgets=2)
+    held = set(result.runs["run_id"])
+    assert len(seen) == 2  # one fit per group, on that group's rows only
+    for fitted in seen:
+        assert held.isdisjoint(fitted.frame["run_id"]) and fitted.frame["group"].nunique() == 1
+    fitted_ids = set().union(*(set(f.frame["run_id"]) for f in seen))
+    assert fitted_ids | held == set(runs.frame["run_id"])
+    budgets = runs.frame.groupby("group")["budget"].apply(lambda b: sorted(b.unique())[-2:])
+    for name, top in budgets.items():
+        assert set(result.runs.loc[result.runs["group"] == name, "budget"]) == set(top)
+        assert seen[sorted(budgets.index).index(name)].frame["budget"].max() < min(top)
+    for column in ("median", "lo_50", "hi_50", "lo_80", "hi_80", "lo_90", "hi_90", "crps", "interval_score_90"):
+        assert result.runs[column].notna().all()
+    assert (result.runs["lo_90"] <= result.runs["lo_50"]).all() and (result.runs["hi_50"] <= result.runs["hi_90"]).all()
+    summary = result.summary
+    assert set(summary["budget_label"]) >= {"all held-out"} and {"coverage_90", "crps", "median_rel_error"} <= set(summary)
+    assert len(result.n_opt) == 4 and result.n_opt["inside"].isin([True, False]).all()
+    payload = json.loads(json.dumps(result.to_json()))
+    assert payload["n_held_out"] == len(result.runs) and payload["model"] == "plain law"
+    first = payload["runs"][0]
+    assert {"N", "D", "loss", "median", "intervals"} <= set(first) and set(first["intervals"]) == {"50", "80", "90"}
+    assert "Backtest" in result.text() and "dclm" in result.text()
+
+
+def test_backtest_compute_quantile_split_and_figure(tmp_path):
+    runs = load_gadre()
+    runs = type(runs)(runs.frame[runs.frame["group"] == "rpj"].reset_index(drop=True))
+    result = backtest(runs, fit=short_fit(), fraction=0.3)
+    C = runs.C
+    assert len(result.runs) == int((C > np.quantile(C, 0.7)).sum())
+    assert result.runs["budget_label"].str.match(r"1e\d+-1e\d+").all() and result.n_opt.empty
+    paths = result.save(tmp_path)
+    assert paths["runs"].exists() and json.loads(paths["json"].read_text())["runs"]
+    assert all(p.stat().st_size > 1000 for p in paths["figure"])
+
+
+def test_backtest_needs_a_budget_column_for_top_budgets():
+    with pytest.raises(InputError, match="budget column"):
+        backtest(load_gadre(), fit=short_fit(), top_budgets=2)
+
+
+# --- bundled development data and the duplicate rule -------------------------------------------------
+def test_porian_and_gadre_load_in_full():
+    porian = load_porian()
+    assert len(porian) == 1745 and len(porian.groups) == 15 and (porian.loss > 7).sum() == 117
+    assert porian.n_flagged == 0 and "budget" in porian.frame.columns
+    gadre = load_gadre()
+    assert len(gadre) == 104 and gadre.groups == ["c4_original", "rpj", "rw_original"]
+
+
+def test_runs_sharing_n_and_d_but_differing_in_another_column_are_distinct():
+    frame = pd.DataFrame({"N": [1e8, 1e8, 4e8], "D": [2e9, 2e9, 8e9], "unique_tokens": [1e8, 5e8, 8e9],
+                          "loss": [3.1, 3.0, 2.8]})
+    assert len(load_runs(frame)) == 3
+    same = frame.assign(unique_tokens=[1e8, 1e8, 8e9], loss=[3.0, 3.0, 2.8])  # an exact duplicate row
+    with pytest.raises(InputError, match="row 1 and row 2 are duplicate runs"):
+        load_runs(same)
