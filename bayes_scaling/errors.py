@@ -3,3 +3,38 @@
 
 class InputError(ValueError):
     """Bad user input. The message names the row/field (or option) and what was expected."""
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    """``text`` on one line (newlines folded into '; '), cut at ``limit`` characters."""
+    parts = [p.strip() for p in str(text).replace("\r", "\n").split("\n") if p.strip()]
+    line = "; ".join(parts)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def describe_file(path) -> str:
+    """What a file looks like from its first bytes, for messages about a file of the wrong kind:
+    'empty (0 bytes)', 'a SQLite database', 'a Parquet file', 'an HDF5/netCDF file', 'a ZIP archive',
+    'text', or 'binary data'."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    if size == 0:
+        return "empty (0 bytes)"
+    for magic, kind in ((b"SQLite format 3\x00", "a SQLite database"), (b"PAR1", "a Parquet file"),
+                        (b"\x89HDF", "an HDF5/netCDF file"), (b"CDF", "a netCDF3 file"), (b"PK", "a ZIP archive"),
+                        (b"\x1f\x8b", "a gzip file")):
+        if head.startswith(magic):
+            return kind
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 4:  # not just a character cut at the end of the sample
+            return "binary data"
+    return "text"

@@ -145,22 +145,99 @@ class Posterior:
 
     @classmethod
     def load(cls, directory: str | Path) -> Posterior:
+        """Read a fit saved by ``save``. A missing, empty, truncated or foreign file in it raises
+        ``InputError`` naming the file and what was expected."""
         directory = Path(directory)
+        if not directory.is_dir():
+            raise InputError(f"{directory}: no such fit directory; create one with 'bayes-scaling fit --out DIR'")
         if not (directory / META_FILE).exists():
             raise InputError(f"{directory} is not a saved fit (no {META_FILE}); create one with 'bayes-scaling fit'")
-        meta = json.loads((directory / META_FILE).read_text())
-        with xr.open_datatree(directory / POSTERIOR_FILE, engine="h5netcdf") as tree:
-            idata = tree.load()
+        rerun = "; expected the file 'bayes-scaling fit' writes (rerun the fit to recreate it)"
+        meta_path = directory / META_FILE
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"{meta_path}: not valid JSON ({_short(err)}){rerun}") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("law"), str) or not isinstance(meta.get("method"), str):
+            raise InputError(f"{meta_path}: expected a JSON object with text fields 'law' and 'method'{rerun}")
+        try:
+            law = get_law(meta["law"].split("[")[0])  # "name[digest]": a law bound to per-run covariates
+        except InputError as err:
+            raise InputError(f"{meta_path}, field 'law': {err}{rerun}") from None
+        nc_path = directory / POSTERIOR_FILE
+        _check_file(nc_path, rerun)
+        try:
+            with xr.open_datatree(nc_path, engine="h5netcdf") as tree:
+                idata = tree.load()
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 -- h5py/h5netcdf raise many types for a damaged file
+            raise InputError(f"{nc_path}: cannot be read as netCDF4/HDF5 ({type(err).__name__}: {_short(err)}); it may "
+                             f"be truncated or damaged{rerun}") from None
+        if "posterior" not in idata.children:
+            raise InputError(f"{nc_path}: no 'posterior' group{rerun}")
+        post = idata["posterior"]
+        missing = [name for name in law.param_names if name not in post.data_vars]
+        if missing or "chain" not in post.sizes or "draw" not in post.sizes:
+            what = f"variables {', '.join(missing)}" if missing else "dimensions chain and draw"
+            raise InputError(f"{nc_path}: the posterior group lacks {what} of law {law.name}{rerun}")
         text_columns = {"run_id": str, "group": str, "flag_reason": str}
-        frame = pd.read_csv(directory / RUNS_FILE, keep_default_na=False, dtype=text_columns)
+        frame = _read_fit_csv(directory / RUNS_FILE, text_columns, rerun)
         excluded = None
         if (directory / EXCLUDED_FILE).exists():
-            excluded = pd.read_csv(directory / EXCLUDED_FILE, keep_default_na=False, dtype=text_columns)
+            excluded = _read_fit_csv(directory / EXCLUDED_FILE, text_columns, rerun, allow_empty=True)
         runs, method = Runs(frame), meta.pop("method")
-        law = get_law(meta.pop("law").split("[")[0])  # "name[digest]": a law bound to per-run covariates
+        meta.pop("law")
         if hasattr(law, "for_runs"):  # ... which it reads back from the saved runs
-            law = type(law).for_runs(runs)
+            try:
+                law = type(law).for_runs(runs)
+            except (KeyError, ValueError, TypeError) as err:
+                raise InputError(f"{directory / RUNS_FILE}: cannot rebuild law {law.name} from it ({_short(err)}){rerun}") from None
         return cls(law=law, idata=idata, runs=runs, method=method, meta=meta, excluded=excluded)
+
+
+def _short(err: BaseException, limit: int = 160) -> str:
+    from bayes_scaling.errors import one_line
+
+    return one_line(str(err), limit)
+
+
+def _check_file(path: Path, rerun: str) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: missing from the fit directory{rerun}")
+    if path.is_dir() or path.stat().st_size == 0:
+        raise InputError(f"{path}: {'a folder' if path.is_dir() else 'empty (0 bytes)'}{rerun}")
+
+
+def _read_fit_csv(path: Path, dtype: dict, rerun: str, allow_empty: bool = False) -> pd.DataFrame:
+    """A fit directory's runs.csv (or excluded_runs.csv), checked for the columns the fit needs."""
+    _check_file(path, rerun)
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, dtype=dtype, encoding="utf-8")
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- a damaged CSV: any parser error
+        raise InputError(f"{path}: cannot be read as CSV ({type(err).__name__}: {_short(err)}){rerun}") from None
+    needed = ("run_id", "N", "D", "C", "loss", "group", "flagged")
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}{rerun}")
+    if frame.empty and not allow_empty:
+        raise InputError(f"{path}: no runs{rerun}")
+    for column in ("N", "D", "C", "loss"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = ~((values > 0) & np.isfinite(values))
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise InputError(f"{path} row {i + 1}, column '{column}': expected a positive number, got "
+                             f"{frame[column].iloc[i]!r}{rerun}")
+        frame[column] = values.astype(np.float64)
+    flags = frame["flagged"].astype(str).str.strip().str.lower()
+    if not flags.isin(["true", "false", "1", "0"]).all():
+        i = int((~flags.isin(["true", "false", "1", "0"])).to_numpy().nonzero()[0][0])
+        raise InputError(f"{path} row {i + 1}, column 'flagged': expected True or False, got {frame['flagged'].iloc[i]!r}{rerun}")
+    frame["flagged"] = flags.isin(["true", "1"])
+    return frame
 
 
 def offset_key(value) -> str:

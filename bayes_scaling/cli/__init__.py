@@ -12,10 +12,15 @@ import atexit
 import importlib
 import os
 import pkgutil
+import re
 import sys
 import threading
 
-from bayes_scaling.errors import InputError
+from bayes_scaling.errors import InputError, one_line
+
+REPORT_AT = "the project's issue tracker (with the command and the output of the same command run with --debug)"
+# argparse reads "-1e21" as an option; numbers in any float notation go on to our own validation.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bayes-scaling",
         description="Bayesian scaling laws: compute-optimal frontiers with credible intervals.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an internal error, print the traceback (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -30,16 +37,66 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "register"):
             module.register(sub)
+    _accept_negative_numbers(parser)
     return parser
 
 
+def _accept_negative_numbers(parser: argparse.ArgumentParser) -> None:
+    """Let values such as ``--budget -1e21`` reach the option's own check (argparse alone takes
+    only ``-1`` and ``-.5`` for numbers and calls ``-1e21`` an unknown option)."""
+    parser._negative_number_matcher = _NEGATIVE_NUMBER
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _accept_negative_numbers(child)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit status. Every failure the user can cause (bad options,
+    unreadable, empty, truncated or foreign files) ends in one line on stderr naming the file (and
+    row or field) and what was expected, status 2; an internal error in a short message saying
+    where to report it, status 1, with the traceback only under ``--debug``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
+    args.argv = argv
+    command = " ".join(filter(None, [args.command, getattr(args, "runs_command", None)]))
     try:
         return int(args.func(args) or 0)
-    except (InputError, FileNotFoundError) as err:
-        print(f"bayes-scaling {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"bayes-scaling {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 -- the one place every error ends
+        user = user_error(err)
+        if user is not None:
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            print(f"bayes-scaling {command}: error: {user}", file=sys.stderr)
+            return 2
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"bayes-scaling {command}: internal error ({type(err).__name__}: {one_line(str(err), 300)}); this is "
+              f"a bug, please report it at {REPORT_AT}" + ("" if debug else "; rerun with --debug for the traceback"),
+              file=sys.stderr)
+        return 1
+
+
+def user_error(err: BaseException) -> str | None:
+    """The one-line message of an error the user caused, or None for an internal one: InputError,
+    and the operating system refusing a path the user gave (missing, a folder, no permission,
+    disk full)."""
+    if isinstance(err, InputError):
+        return one_line(str(err))
+    if isinstance(err, OSError) and (err.filename is not None or isinstance(err, FileNotFoundError)):
+        what = err.strerror or str(err)
+        where = f"{err.filename}: " if err.filename is not None else ""
+        return one_line(f"{where}{what}")
+    return None
 
 
 def entry_point() -> None:

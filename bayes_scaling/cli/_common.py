@@ -22,7 +22,8 @@ def parse_column_mapping(items: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def read_runs(source: str, columns: list[str] | None = None, group_by: str | None = None):
+def read_runs(source: str, columns: list[str] | None = None, group_by: str | None = None, *,
+              check_units: bool = True):
     """A run table from a path, or a bundled dataset by name (``chinchilla``, ``marin``)."""
     from bayes_scaling.runs import DATASETS, load_runs
 
@@ -31,7 +32,7 @@ def read_runs(source: str, columns: list[str] | None = None, group_by: str | Non
     mapping = parse_column_mapping(columns)
     if group_by:
         mapping["group"] = group_by
-    return load_runs(source, columns=mapping)
+    return load_runs(source, columns=mapping, check_units=check_units)
 
 
 def format_si(x: float) -> str:

@@ -49,15 +49,18 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=0, help="with --method map: bootstrap resamples for intervals")
     p.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
     p.add_argument("--include-flagged", action="store_true", help="keep rows flagged as suspect (excluded by default)")
+    p.add_argument("--no-unit-check", action="store_true",
+                   help="accept parameter counts and tokens per parameter outside what any real run has")
     p.add_argument("--level", type=float, default=0.9, help="credible interval level (default 0.9)")
 
 
 def fit_from_args(args: argparse.Namespace, runs_source: str):
     """Read, select, fit; prints progress to stderr. Returns (posterior, all_runs); the posterior
     records the rows it left out (``excluded``) and, for NUTS, its posterior predictive draws."""
-    runs = _common.read_runs(runs_source, args.column)
+    runs = _common.read_runs(runs_source, args.column, check_units=not args.no_unit_check)
     _common.info(f"{len(runs)} runs from {runs_source}: {runs.describe_selection(args.include_flagged)}")
     selected = runs.for_fit(args.include_flagged)
+    check_enough_runs(selected, args.law if args.method == "nuts" else "chinchilla")
     excluded = None if args.include_flagged else runs.frame[runs.frame["flagged"]].reset_index(drop=True)
     if args.method == "map":
         from bayes_scaling.fitting.point import fit_map
@@ -84,6 +87,15 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     add_posterior_predictive(post)
     post.excluded = excluded
     return post, runs
+
+
+def check_enough_runs(runs, law_name: str) -> None:
+    """Stop before any sampling message when there are too few runs for the law's parameters."""
+    from bayes_scaling.laws import get_law
+
+    need = len(get_law(law_name).param_names) + 1
+    if len(runs) < need:
+        raise InputError(f"need at least {need} runs to fit {law_name}, got {len(runs)}")
 
 
 def print_verdict(post, prefix: str = "") -> None:
@@ -117,7 +129,8 @@ def run_hierarchical(args: argparse.Namespace) -> int:
     if args.method != "nuts":
         raise InputError("--group-by fits the hierarchical model with NUTS; drop --method map")
     bundled = args.runs in DATASETS
-    runs = _common.read_runs(args.runs, args.column, None if bundled else args.group_by)
+    runs = _common.read_runs(args.runs, args.column, None if bundled else args.group_by,
+                             check_units=not args.no_unit_check)
     if bundled and args.group_by not in runs.frame.columns:
         _common.info(f"{args.runs}: grouping by its 'group' column (groups {', '.join(runs.groups)})")
     group_by = args.group_by if bundled and args.group_by in runs.frame.columns else "group"

@@ -26,6 +26,8 @@ def register(subparsers) -> None:
     imp.add_argument("--store", default=None, help=store_help)
     imp.add_argument("--group", default=None, help="group label for every imported row")
     imp.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
+    imp.add_argument("--no-unit-check", action="store_true",
+                     help="accept parameter counts and tokens per parameter outside what any real run has")
     imp.set_defaults(func=_import)
 
     exp = sub.add_parser("export", help="write the store's runs to CSV or Parquet")
@@ -42,7 +44,7 @@ def _open(path: str | None, *, must_exist: bool):
     path = Path(path or default_store())
     if must_exist and not path.exists():
         raise InputError(f"--store {path}: no such run store")
-    return RunStore(path)
+    return RunStore(path, create=not must_exist)
 
 
 def _list(args) -> int:
@@ -63,9 +65,19 @@ def _list(args) -> int:
 def _import(args) -> int:
     from bayes_scaling.cli._common import parse_column_mapping
 
+    from bayes_scaling.runs.table import read_table
+
+    read_table(Path(args.path))  # a damaged or empty table stops here, before a store is created
     store = _open(args.store, must_exist=False)
-    n = store.import_file(args.path, group=args.group, columns=parse_column_mapping(args.column) or None)
-    print(f"imported {n} runs from {args.path} into {store.path}")
+    counts = store.import_runs(args.path, group=args.group, columns=parse_column_mapping(args.column) or None,
+                               check_units=not args.no_unit_check)
+    total = sum(counts.values())
+    if counts["unchanged"] == total:
+        print(f"already imported: all {total} runs of {args.path} are in {store.path} unchanged; nothing written")
+        return 0
+    parts = [f"{counts['new']} new"] + [f"{counts[k]} {k}" for k in ("updated", "unchanged") if counts[k]]
+    print(f"imported {counts['new'] + counts['updated']} runs from {args.path} into {store.path} ({', '.join(parts)}"
+          f"; {len(store)} runs in the store)")
     return 0
 
 

@@ -175,7 +175,32 @@ class Planner:
         path = Path(directory) / STATE_FILE
         if not path.exists():
             raise InputError(f"{directory} is not a planner state directory (no {STATE_FILE})")
-        return cls(directory, json.loads(path.read_text()))
+        expected = "expected the planner state 'bayes-scaling loop --state' or Planner.create writes"
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except IsADirectoryError:
+            raise InputError(f"{path}: a folder; {expected}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            empty = path.stat().st_size == 0
+            what = "empty (0 bytes)" if empty else f"not valid JSON ({str(err).splitlines()[0][:120]})"
+            raise InputError(f"{path}: {what}; {expected}") from None
+        missing = [k for k in ("settings", "candidates", "done", "pending", "failed", "rng")
+                   if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise InputError(f"{path}: missing field(s) {', '.join(missing)}; {expected}")
+        try:
+            planner = cls(directory, state)
+            planner.done_runs(), planner.remaining()  # reads every run and setting once, without a fit
+            for r in planner.done:
+                if not (isinstance(r["loss"], (int, float)) and r["loss"] > 0):
+                    raise ValueError(f"done run {r.get('key')!r} has loss {r['loss']!r}")
+            for name in ("target_budget", "experiment_budget", "level", "tolerance"):
+                float(planner.settings[name])
+        except InputError as err:
+            raise InputError(f"{path}: {err}; {expected}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            raise InputError(f"{path}: a damaged field ({type(err).__name__}: {str(err)[:120]}); {expected}") from None
+        return planner
 
     def save(self) -> None:
         """Atomic rewrite of the state file: a crash leaves the old or the new state, never half."""

@@ -14,10 +14,14 @@ Only ``status == "ok"`` runs are meant to be fit: ``to_frame()`` returns those b
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import json
 import math
+import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -66,16 +70,88 @@ def _json_safe(value: Any) -> Any:
 
 
 class RunStore:
-    """``RunStore(path)``: open (creating if needed) the SQLite run store at ``path``."""
+    """``RunStore(path)``: open the SQLite run store at ``path``, creating it where no file is.
 
-    def __init__(self, path: str | Path):
+    An existing file is never turned into a store: one that is empty (0 bytes), not SQLite (a CSV
+    passed as ``--store``), a SQLite database of something else, or damaged raises ``InputError``
+    naming it, and is left as it was. ``RunStore.open(path)`` also refuses a missing file.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        from bayes_scaling.errors import describe_file
+
         self.path = Path(path)
         if self.path.exists() and self.path.is_dir():
             raise InputError(f"run store {self.path}: is a folder, expected a .sqlite file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        if self.path.exists():
+            kind = describe_file(self.path)
+            if kind != "a SQLite database":
+                raise InputError(f"run store {self.path}: not a run store (it is {kind}); expected a SQLite run "
+                                 "store written by bayes-scaling; give a new path to start a store there")
+            with self._guard():
+                tables = {r["name"] for r in self._select("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+            if "runs" not in tables:
+                if tables:
+                    raise InputError(f"run store {self.path}: a SQLite database without a 'runs' table (tables: "
+                                     f"{', '.join(sorted(tables)[:8])}); expected a run store written by bayes-scaling")
+            else:
+                self._check_columns()
+        elif not create:
+            raise InputError(f"run store {self.path}: no such file")
+        else:
+            self._create()
+        with self._guard(), self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+
+    def _create(self) -> None:
+        """Write a new store next to ``path`` and link it into place in one step, so no process
+        ever sees a half-made (0-byte) store; if another process was first, use its store."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        try:
+            with self._guard():
+                db = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(_SCHEMA)
+                finally:
+                    db.close()  # the last connection checkpoints: the file is complete, no -wal left
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        finally:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                leftover.unlink(missing_ok=True)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunStore:
+        """An existing run store; ``InputError`` if there is none at ``path``."""
+        return cls(path, create=False)
+
+    def _check_columns(self) -> None:
+        with self._guard():
+            have = {r["name"] for r in self._select("PRAGMA table_info(runs)")}
+        missing = [c for c in ("run_id", "version", "record", "status", *CANONICAL) if c not in have]
+        if missing:
+            raise InputError(f"run store {self.path}: its 'runs' table lacks column(s) {', '.join(missing)}; "
+                             "expected a run store written by bayes-scaling")
+
+    @contextlib.contextmanager
+    def _guard(self):
+        """SQLite's errors about the file (damaged, truncated, not a database, read-only) as one
+        ``InputError`` naming the store."""
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            raise InputError(f"run store {self.path}: {err} (the file is damaged, truncated, locked or not writable; "
+                             "expected a SQLite run store written by bayes-scaling)") from None
+        except json.JSONDecodeError as err:
+            raise InputError(f"run store {self.path}: a run record is not valid JSON ({err}); the store is damaged") from None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -91,13 +167,27 @@ class RunStore:
     def append_many(self, records: Iterable[Mapping[str, Any] | Any], *, source: str | None = None,
                     group: str | None = None) -> list[int]:
         """Append runs in one short transaction; each run_id gets its next version number."""
-        rows = [self._row(r, source, group) for r in records]
+        return self._append_rows([self._row(r, source, group) for r in records])
+
+    def _append_rows(self, rows: list[dict[str, Any]], *, skip_unchanged: bool = False) -> list[int]:
+        """Append rows in one transaction; with ``skip_unchanged`` a row whose run's latest version
+        records the same values is not appended (its entry in the result is 0)."""
+        with self._guard():
+            return self._append_rows_unguarded(rows, skip_unchanged)
+
+    def _append_rows_unguarded(self, rows: list[dict[str, Any]], skip_unchanged: bool) -> list[int]:
         versions = []
         db = self._connect()
         try:
             db.execute("BEGIN IMMEDIATE")  # take the write lock now: no two writers pick the same version
             for row in rows:
                 (last,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM runs WHERE run_id = ?", (row["run_id"],)).fetchone()
+                if skip_unchanged and last:
+                    (recorded,) = db.execute("SELECT record FROM runs WHERE run_id = ? AND version = ?",
+                                             (row["run_id"], last)).fetchone()
+                    if _same_record(json.loads(recorded), json.loads(row["record"])):
+                        versions.append(0)
+                        continue
                 row["version"] = last + 1
                 db.execute(
                     'INSERT INTO runs (run_id, version, recorded_at, N, D, C, loss, "group", source, status, flagged, '
@@ -160,12 +250,13 @@ class RunStore:
 
     # -- reading ---------------------------------------------------------------------------------
     def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        db = self._connect()
-        try:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute(sql, params).fetchall()]
-        finally:
-            db.close()
+        with self._guard():
+            db = self._connect()
+            try:
+                db.row_factory = sqlite3.Row
+                return [dict(r) for r in db.execute(sql, params).fetchall()]
+            finally:
+                db.close()
 
     def get(self, run_id: str, version: int | None = None) -> dict[str, Any]:
         """The full record (all fields, curve included) of the latest or a given version of a run."""
@@ -200,7 +291,8 @@ class RunStore:
         params: tuple = ()
         if status is not None:
             sql, params = sql + " WHERE status = ?", (status,)
-        records = [self._record(r) for r in self._select(sql + " ORDER BY row_id", params)]
+        with self._guard():
+            records = [self._record(r) for r in self._select(sql + " ORDER BY row_id", params)]
         flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in records]
         frame = pd.DataFrame(flat)
         lead = list(CANONICAL) + ["status", "version", "recorded_at"]
@@ -210,20 +302,39 @@ class RunStore:
         return frame[lead + [c for c in frame.columns if c not in lead]]
 
     # -- import / export ---------------------------------------------------------------------------
-    def import_file(self, path: str | Path, *, group: str | None = None, columns: Mapping[str, str] | None = None) -> int:
-        """Append every row of a CSV or Parquet run table (validated as ``load_runs`` does); return the count.
+    def import_file(self, path: str | Path, *, group: str | None = None, columns: Mapping[str, str] | None = None,
+                    check_units: bool = True) -> int:
+        """Append every row of a CSV or Parquet run table (validated as ``load_runs`` does); return
+        how many were appended (see ``import_runs``)."""
+        counts = self.import_runs(path, group=group, columns=columns, check_units=check_units)
+        return counts["new"] + counts["updated"]
+
+    def import_runs(self, path: str | Path, *, group: str | None = None, columns: Mapping[str, str] | None = None,
+                    check_units: bool = True) -> dict[str, int]:
+        """Import a CSV or Parquet run table; return the counts ``new``, ``updated`` (a new version
+        of a run already in the store) and ``unchanged`` (already there with the same values: not
+        appended, so importing a file twice is idempotent).
 
         Rows without a ``status`` column count as "ok"; their source is the file name unless given.
+        Rows without a ``run_id`` get ``NAME@PATHHASH:ROW`` (``import_run_id``): the file's name, a
+        hash of its full path and the row, so two files called ``runs.csv`` in different folders
+        never share ids, while the same file imported again (even edited) maps onto its own runs.
         """
         from bayes_scaling.runs.table import load_runs
 
         path = Path(path)
-        frame = load_runs(path, columns=columns).frame
+        frame = load_runs(path, columns=columns, check_units=check_units).frame.copy()
+        given_ids = columns.get("run_id", "run_id") if columns else "run_id"
+        if given_ids not in _raw_columns(path):
+            frame["run_id"] = [import_run_id(path, i + 1) for i in range(len(frame))]
+        frame["source_path"] = str(path.resolve())
         records = frame.to_dict(orient="records")
         for r in records:
             r.setdefault("status", "ok")
-        self.append_many(records, group=group)
-        return len(records)
+        rows = [self._row(r, None, group) for r in records]
+        versions = self._append_rows(rows, skip_unchanged=True)
+        return {"new": sum(v == 1 for v in versions), "updated": sum(v > 1 for v in versions),
+                "unchanged": sum(v == 0 for v in versions)}
 
     def export(self, path: str | Path, *, status: str | None = "ok", history: bool = False) -> int:
         """Write the frame (see ``to_frame``) to .csv or .parquet; return the number of rows."""
@@ -237,3 +348,40 @@ class RunStore:
         else:
             raise InputError(f"export path {path}: expected a .csv or .parquet file name, got '{suffix or 'no suffix'}'")
         return len(frame)
+
+
+# Fields that say when or where a record was written, not what the run was: a re-import that
+# differs only in these is the same run.
+_BOOKKEEPING = {"recorded_at", "version", "source_path"}
+
+
+def _same_record(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    keys = (set(a) | set(b)) - _BOOKKEEPING
+    return all(_json_equal(a.get(k), b.get(k)) for k in keys)
+
+
+def _json_equal(x: Any, y: Any) -> bool:
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+        return math.isclose(x, y, rel_tol=1e-12, abs_tol=0.0) or x == y
+    return x == y
+
+
+def import_run_id(path: str | Path, row: int) -> str:
+    """The id of row ``row`` (from 1) of an imported file without run ids: ``NAME@HASH:ROW``, HASH
+    the first 8 hex digits of the SHA-256 of the file's absolute path."""
+    path = Path(path)
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"{path.name}@{digest}:{row}"
+
+
+def _raw_columns(path: Path) -> list[str]:
+    """The column names of a CSV or Parquet file (already read once by ``load_runs``)."""
+    import pandas as pd
+
+    if path.suffix.lower() == ".csv":
+        return [str(c) for c in pd.read_csv(path, nrows=0, dtype=str).columns]
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    return list(CANONICAL)  # a run store: its rows carry their run ids

@@ -34,6 +34,13 @@ from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN
 CANONICAL_COLUMNS = ("run_id", "N", "D", "C", "loss", "group", "source", "flagged", "flag_reason")
 DEFAULT_GROUP = "all"
 MAX_PLAUSIBLE_LOSS = 20.0  # nats/token: ln(vocab) for a 400M-token vocabulary; beyond it a unit error
+# What any real training run has (an order of magnitude of slack either way): parameter counts from
+# a thousand to ten trillion, and tokens per parameter from 1/100 (IsoFLOP sweeps' largest models
+# reach about 1/5) to a million (small models trained on tens of trillions of tokens reach 6e4).
+PLAUSIBLE_N = (1e3, 1e13)
+PLAUSIBLE_TOKENS_PER_PARAM = (1e-2, 1e6)
+UNIT_CHECK_OFF = "pass check_units=False (CLI: --no-unit-check) if these are really the counts"
+_UNITS = ((1e3, "thousands"), (1e6, "millions"), (1e9, "billions"), (1e12, "trillions"))
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", "", "nan", "none"}
 
@@ -95,29 +102,81 @@ def load_runs(
     columns: Mapping[str, str] | None = None,
     source_name: str | None = None,
     max_loss: float = MAX_PLAUSIBLE_LOSS,
+    check_units: bool = True,
 ) -> Runs:
     """Read and validate runs from a CSV or Parquet path, a run-store database, or a DataFrame.
 
     ``columns`` maps canonical names to the user's, e.g. ``{"N": "params", "D": "tokens",
-    "group": "dataset"}``.
+    "group": "dataset"}``. ``check_units=False`` accepts parameter and token counts outside what
+    any real training run has (see ``check_plausible_units``).
     """
     if isinstance(source, pd.DataFrame):
-        return validate_runs(source, columns=columns, source_name=source_name or "dataframe", max_loss=max_loss)
+        return validate_runs(source, columns=columns, source_name=source_name or "dataframe", max_loss=max_loss,
+                             check_units=check_units)
     path = Path(source)
+    frame = read_table(path)
+    return validate_runs(frame, columns=columns, source_name=source_name or path.name, max_loss=max_loss,
+                         check_units=check_units)
+
+
+TABLE_EXPECTED = "expected a run table with columns N, D (or C) and loss and one row per run"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The raw rows of a .csv, .parquet or .sqlite run table. A file that is missing, a folder,
+    empty, truncated, of another kind or unparsable raises ``InputError`` naming it and saying what
+    was expected; a table with a header and no rows too."""
+    from bayes_scaling.errors import describe_file
+
+    source, path = path, Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such run table: {path}")
+        raise InputError(f"{source}: no such run table")
+    if path.is_dir():
+        raise InputError(f"{source}: is a folder; {TABLE_EXPECTED} (.csv, .parquet or .sqlite)")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    elif suffix in {".parquet", ".pq"}:
-        frame = pd.read_parquet(path)
-    elif suffix in {".sqlite", ".db", ".sqlite3"}:
+    if suffix not in {".csv", ".parquet", ".pq", ".sqlite", ".db", ".sqlite3"}:
+        raise InputError(f"{path}: expected a .csv, .parquet or .sqlite run table, got '{suffix or 'no suffix'}'")
+    kind = describe_file(path)
+    if kind == "empty (0 bytes)":
+        raise InputError(f"{path}: the file is empty (0 bytes); {TABLE_EXPECTED}")
+    if suffix in {".sqlite", ".db", ".sqlite3"}:
         from bayes_scaling.runs.store import RunStore
 
-        frame = RunStore(path).to_frame(status="ok")
-    else:
-        raise InputError(f"{path}: expected a .csv, .parquet or .sqlite run table, got '{suffix or 'no suffix'}'")
-    return validate_runs(frame, columns=columns, source_name=source_name or path.name, max_loss=max_loss)
+        frame = RunStore.open(path).to_frame(status="ok")
+        if frame.empty:
+            raise InputError(f"{path}: the run store holds no runs with status 'ok'; {TABLE_EXPECTED}")
+        return frame
+    expected_kind = "text" if suffix == ".csv" else "a Parquet file"
+    if kind != expected_kind:
+        raise InputError(f"{path}: not a {suffix[1:].upper()} file (it looks like {kind}); {TABLE_EXPECTED}")
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        else:
+            frame = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: no header and no rows (blank lines only); {TABLE_EXPECTED}") from None
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- any parser failure: the file is damaged
+        raise InputError(f"{path}: cannot be read as {suffix[1:].upper()} ({type(err).__name__}: "
+                         f"{_short(err)}); it may be truncated or damaged; {TABLE_EXPECTED}") from None
+    if len(frame) == 0:
+        raise InputError(f"{path}: a header ({_present(frame.columns)}) and no rows; {TABLE_EXPECTED}")
+    return frame
+
+
+def _short(err: BaseException, limit: int = 160) -> str:
+    from bayes_scaling.errors import one_line
+
+    return one_line(str(err), limit)
+
+
+def _present(columns, limit: int = 12) -> str:
+    """The columns of a table as a short list (a damaged file can have thousands of odd names)."""
+    names = [repr(str(c))[1:-1][:40] for c in columns]
+    text = ", ".join(names[:limit])
+    return text + (f", ... ({len(names)} columns)" if len(names) > limit else "")
 
 
 def validate_runs(
@@ -126,6 +185,7 @@ def validate_runs(
     columns: Mapping[str, str] | None = None,
     source_name: str = "dataframe",
     max_loss: float = MAX_PLAUSIBLE_LOSS,
+    check_units: bool = True,
 ) -> Runs:
     """Check every row and field; return canonical ``Runs`` or raise ``InputError``."""
     raw = frame.reset_index(drop=True)
@@ -143,6 +203,9 @@ def validate_runs(
         out["D"] = out["C"] / (FLOPS_PER_PARAM_TOKEN * out["N"])
     if not has_c:
         out["C"] = FLOPS_PER_PARAM_TOKEN * out["N"] * out["D"]
+    if check_units:
+        check_plausible_units(out["N"].to_numpy(), out["D"].to_numpy(), where,
+                              mapping["N"], mapping.get("D", mapping.get("C")), derived_d="D" not in mapping)
     out["loss"] = _positive_numbers(raw, mapping["loss"], where)
     too_high = out["loss"] > max_loss
     if too_high.any():
@@ -175,6 +238,55 @@ def validate_runs(
     return Runs(pd.concat([out[list(CANONICAL_COLUMNS)], extras], axis=1))
 
 
+def check_plausible_units(N, D, where: _Locator, n_column: str = "N", d_column: str = "D", *,
+                          derived_d: bool = False) -> None:
+    """Raise ``InputError`` for the first row whose parameter count or tokens per parameter lies
+    outside what any real run has (``PLAUSIBLE_N``, ``PLAUSIBLE_TOKENS_PER_PARAM``), suggesting the
+    unit the numbers were probably given in (e.g. D in billions)."""
+    N, D = np.asarray(N, np.float64), np.asarray(D, np.float64)
+    lo_n, hi_n = PLAUSIBLE_N
+    lo_r, hi_r = PLAUSIBLE_TOKENS_PER_PARAM
+    bad_n = (N < lo_n) | (N > hi_n)
+    ratio = D / N
+    bad_r = (ratio < lo_r) | (ratio > hi_r)
+    if not (bad_n.any() or bad_r.any()):
+        return
+    i = int(np.flatnonzero(bad_n | bad_r)[0])
+    n, d = float(N[i]), float(D[i])
+    d_name = f"'{d_column}'" + (" (D = C / 6N)" if derived_d else "")
+    if bad_n[i]:
+        side = "fewer" if n < lo_n else "more"
+        what = (f"column '{n_column}': {n:g} parameters is {side} than any real training run has "
+                f"(expected {lo_n:g} to {hi_n:g})")
+    else:
+        side = "fewer" if ratio[i] < lo_r else "more"
+        what = (f"columns '{n_column}' and {d_name}: {d:g} tokens for {n:g} parameters is {ratio[i]:.3g} tokens per "
+                f"parameter, {side} than any real training run (expected {lo_r:g} to {hi_r:g})")
+    hint = _unit_hint(n, d, n_column, d_column if not derived_d else None)
+    raise InputError(f"{where.row(i)}, {what}{'; ' + hint if hint else ''}; {UNIT_CHECK_OFF}")
+
+
+def _unit_hint(n: float, d: float, n_column: str, d_column: str | None) -> str:
+    """'is D in billions (2e10 tokens)?': the unit of N or D that makes the row a plausible run,
+    the one nearest 20 tokens per parameter (Chinchilla's optimum) where several do."""
+    lo_n, hi_n = PLAUSIBLE_N
+    lo_r, hi_r = PLAUSIBLE_TOKENS_PER_PARAM
+    options = []
+    for n_scale, n_unit in ((1.0, None), *_UNITS):
+        for d_scale, d_unit in ((1.0, None), *(_UNITS if d_column else ())):
+            if n_unit is None and d_unit is None:
+                continue
+            nn, dd = n * n_scale, d * d_scale
+            if lo_n <= nn <= hi_n and lo_r <= dd / nn <= hi_r:
+                options.append((abs(np.log(dd / nn / 20.0)), n_unit, d_unit, nn, dd))
+    if not options:
+        return ""
+    _, n_unit, d_unit, nn, dd = min(options, key=lambda o: o[0])
+    parts = [f"'{n_column}' in {n_unit} ({nn:.3g} parameters)"] if n_unit else []
+    parts += [f"'{d_column}' in {d_unit} ({dd:.3g} tokens)"] if d_unit else []
+    return "is " + " and ".join(parts) + "? give plain counts"
+
+
 class _Locator:
     """Names a row the way the user sees it: rows count from 1 after the header."""
 
@@ -200,9 +312,9 @@ def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name:
         elif field in columns:
             raise InputError(
                 f"{source_name}: column '{name}' (mapped to {field}) not found; "
-                f"columns present: {', '.join(map(str, raw.columns))}"
+                f"columns present: {_present(raw.columns)}"
             )
-    present = ", ".join(map(str, raw.columns))
+    present = _present(raw.columns)
     for field in ("N", "loss"):
         if field not in mapping:
             raise InputError(
