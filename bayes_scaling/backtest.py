@@ -55,33 +55,45 @@ def default_fit(seed: int = 0, progress: bool = False) -> Callable[[Runs], objec
     return fit
 
 
-def fit_like(posterior, progress: bool = False) -> Callable[[Runs], object]:
-    """A fit callable with the law and settings of a saved fit (NUTS or the Approach-3 point fit),
-    for backtesting the runs it was fitted to. Custom priors are not recorded in a saved fit: the
-    refits use the law's defaults."""
-    meta, method = posterior.meta, posterior.method
+def fit_with(method: str = "nuts", *, law: str = "chinchilla", bootstrap: int = 0, delta: float = 1e-3,
+             progress: bool = False, **nuts_settings) -> Callable[[Runs], object]:
+    """A fit callable: ``fit_nuts(runs, law=law, **nuts_settings)`` (a law bound to per-run
+    covariates, the data-constrained one, is bound to each call's runs), or for ``method`` "map"
+    Chinchilla's Approach 3 (``fit_map``, with ``bootstrap`` resamples)."""
     if method.startswith("map"):
         def fit(runs: Runs):
             from bayes_scaling.fitting.point import fit_map
 
-            return fit_map(runs, bootstrap=int(meta.get("bootstrap", 0)), seed=int(meta.get("seed", 0)),
-                           delta=float(meta.get("delta", 1e-3)))
+            return fit_map(runs, bootstrap=bootstrap, seed=int(nuts_settings.get("seed", 0)), delta=delta)
 
         return fit
-    law_name = posterior.law.name.split("[")[0]
-    settings = {key: meta[key] for key in ("likelihood", "nu", "num_chains", "num_warmup", "num_draws", "seed")
-                if key in meta}
+    if method != "nuts":
+        raise InputError(f"backtest refits with method 'nuts' or 'map', got {method!r}")
 
     def fit(runs: Runs):
         from bayes_scaling.fitting.nuts import fit_nuts
         from bayes_scaling.laws import get_law
 
-        law = get_law(law_name)
-        if hasattr(law, "for_runs"):  # a law bound to per-run covariates (data-constrained)
-            law = type(law).for_runs(runs)
-        return fit_nuts(runs, law=law, progress=progress, **settings)
+        bound = get_law(law)
+        if hasattr(bound, "for_runs"):
+            bound = type(bound).for_runs(runs)
+        return fit_nuts(runs, law=bound, progress=progress, **nuts_settings)
 
     return fit
+
+
+def fit_like(posterior, progress: bool = False) -> Callable[[Runs], object]:
+    """A fit callable with the law and settings of a saved fit (NUTS or the Approach-3 point fit),
+    for backtesting the runs it was fitted to. Custom priors are not recorded in a saved fit: the
+    refits use the law's defaults; a hierarchical member is refitted as one pooled law."""
+    meta = posterior.meta
+    settings = {key: meta[key] for key in ("likelihood", "nu", "num_chains", "num_warmup", "num_draws", "seed")
+                if key in meta}
+    method = "map" if posterior.method.startswith("map") else "nuts"
+    if method == "map":
+        settings = {"seed": meta.get("seed", 0)}
+    return fit_with(method, law=posterior.law.name.split("[")[0], bootstrap=int(meta.get("bootstrap", 0)),
+                    delta=float(meta.get("delta", 1e-3)), progress=progress, **settings)
 
 
 # --- Approach 2 on one IsoFLOP slice ----------------------------------------------------------------

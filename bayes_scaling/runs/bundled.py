@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from importlib import resources
 
 import pandas as pd
@@ -59,8 +58,7 @@ def load_porian() -> Runs:
     raw = _read(PORIAN_FILE)
     raw["run_id"] = [f"porian:{i}" for i in raw.index]
     # D/N reaches 0.006 here, below a generic table's plausibility check: the rows are real and curated.
-    no_unit_check = {"check_units": False} if "check_units" in inspect.signature(validate_runs).parameters else {}
-    return validate_runs(raw, source_name="porian (Porian 2024)", **no_unit_check)
+    return validate_runs(raw, source_name="porian (Porian 2024)", check_units=False)
 
 
 def load_gadre() -> Runs:

@@ -1,0 +1,79 @@
+"""``bayes-scaling backtest RUNS``: fit each group's cheaper runs, predict its held-out expensive
+ones, and say how often the intervals covered what the runs got (``bayes_scaling.backtest``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bayes_scaling.cli import _common
+from bayes_scaling.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from bayes_scaling.cli.fit import add_fit_options
+
+    p = sub.add_parser("backtest", help="leave-future-out backtest: fit the cheaper runs, score predictions of the rest")
+    p.add_argument("runs", help="run table (.csv, .parquet, .sqlite run store) or a bundled dataset: "
+                                "chinchilla, marin, porian, gadre")
+    p.add_argument("--group-by", metavar="COLUMN", help="backtest each group in COLUMN separately (one fit per group)")
+    holdout = p.add_mutually_exclusive_group()
+    holdout.add_argument("--holdout-top-budgets", type=int, metavar="K",
+                         help="hold out each group's top K IsoFLOP budgets (default 3 where there is a budget column)")
+    holdout.add_argument("--holdout-fraction", type=float, metavar="F",
+                         help="hold out each group's top fraction F of compute (default 0.3 without a budget column)")
+    p.add_argument("--budget-column", default="auto", metavar="COLUMN",
+                   help="the IsoFLOP budget column (default: 'budget' where present; 'none': split on compute)")
+    add_fit_options(p)
+    p.add_argument("--json", action="store_true", help="print every held-out run and the summaries as JSON on stdout")
+    p.add_argument("--out", metavar="DIR", help="write backtest_runs.csv, backtest.json and the figure (PNG, SVG) here")
+    p.set_defaults(func=run)
+
+
+def read_grouped_runs(source: str, columns, group_by: str | None, check_units: bool = True):
+    """``read_runs``, with ``--group-by`` applied to a bundled dataset too (its column becomes the group)."""
+    from bayes_scaling.runs import DATASETS, Runs
+
+    bundled = source in DATASETS
+    runs = _common.read_runs(source, columns, None if bundled else group_by, check_units=check_units)
+    if bundled and group_by and group_by != "group":
+        if group_by in runs.frame.columns:
+            runs = Runs(runs.frame.assign(group=runs.frame[group_by].astype(str)))
+        else:
+            _common.info(f"{source}: no column {group_by!r}; grouping by its 'group' column "
+                         f"(groups {', '.join(runs.groups)})")
+    return runs
+
+
+def run(args: argparse.Namespace) -> int:
+    from bayes_scaling.backtest import backtest, fit_with
+    from bayes_scaling.splits import budget_column_of
+
+    if not 0 < args.level < 1:
+        raise InputError(f"--level must lie in (0, 1), got {args.level}")
+    if args.holdout_fraction is not None and not 0 < args.holdout_fraction < 1:
+        raise InputError(f"--holdout-fraction must lie in (0, 1), got {args.holdout_fraction}")
+    if args.holdout_top_budgets is not None and args.holdout_top_budgets < 1:
+        raise InputError(f"--holdout-top-budgets must be a positive count, got {args.holdout_top_budgets}")
+    runs = read_grouped_runs(args.runs, args.column, args.group_by, check_units=not args.no_unit_check)
+    if args.holdout_top_budgets is not None and budget_column_of(runs, args.budget_column) is None:
+        raise InputError(f"--holdout-top-budgets needs an IsoFLOP budget column and {args.runs} has none (columns: "
+                         f"{', '.join(map(str, runs.frame.columns))}); name it with --budget-column COLUMN, "
+                         "or hold out a share of compute with --holdout-fraction F")
+    _common.info(f"{len(runs)} runs from {args.runs}: {runs.describe_selection(args.include_flagged)}")
+    settings = {"seed": args.seed}
+    if args.method == "nuts":
+        settings.update(likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws,
+                        num_warmup=args.warmup, init_theta=args.init)
+    fit = fit_with(args.method, law=args.law, bootstrap=args.bootstrap, progress=not args.json, **settings)
+    result = backtest(runs.for_fit(args.include_flagged), fit=fit, top_budgets=args.holdout_top_budgets,
+                      fraction=args.holdout_fraction, budget_column=args.budget_column, level=args.level,
+                      seed=args.seed, progress=True)
+    if args.out:
+        paths = result.save(Path(args.out))
+        _common.info("wrote " + ", ".join(str(p) for v in paths.values() for p in (v if isinstance(v, list) else [v])))
+    if args.json:
+        _common.print_json(result.to_json())
+    else:
+        print(result.text())
+    return 0

@@ -1,0 +1,76 @@
+"""``bayes-scaling predict FIT --N ... --D ... | --runs FILE``: the predicted loss of runs not yet
+trained (or of a table of runs, beside what they got), median and interval, naming the model."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from bayes_scaling.cli import _common
+from bayes_scaling.errors import InputError
+
+
+def _counts(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers such as 1e9 or 1e9,7e10, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predicted loss at (N, D) with an interval, from a saved fit")
+    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit'")
+    p.add_argument("--N", type=_counts, action="append", metavar="PARAMS", help="parameters (repeatable, or comma-separated)")
+    p.add_argument("--D", type=_counts, action="append", metavar="TOKENS", help="training tokens, one per --N value")
+    p.add_argument("--runs", metavar="FILE", help="a run table (or bundled dataset name): predict each row, beside its loss")
+    p.add_argument("--column", action="append", metavar="FIELD=NAME", help="with --runs: map a field to your column name")
+    p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bayes_scaling.posterior import Posterior
+
+    if not 0 < args.level < 1:
+        raise InputError(f"--level must lie in (0, 1), got {args.level}")
+    given = args.N is not None or args.D is not None
+    if given == (args.runs is not None):
+        raise InputError("give the points to predict with --N and --D, or a run table with --runs (one of them)")
+    observed = None
+    if args.runs is not None:
+        runs = _common.read_runs(args.runs, args.column)
+        N, D, observed = runs.N, runs.D, runs.loss
+    else:
+        N = np.array([v for chunk in args.N or [] for v in chunk])
+        D = np.array([v for chunk in args.D or [] for v in chunk])
+        if len(N) == 0 or len(N) != len(D):
+            raise InputError(f"--N and --D need one value each per point, got {len(N)} N and {len(D)} D")
+    post = Posterior.load(args.fit_dir)
+    if hasattr(post.law, "with_unique_tokens"):
+        raise InputError("this fit's law is data-constrained (per-run unique tokens); predict reads plain-law fits")
+    table = post.predict_summary(N, D, level=args.level, seed=args.seed)
+    if observed is not None:
+        table["loss"] = observed
+        table["inside"] = (table["lo"] <= observed) & (observed <= table["hi"])
+    if args.json:
+        rows = [{k: (bool(v) if k == "inside" else v if k == "model" else float(v)) for k, v in r.items()}
+                for r in table.to_dict("records")]
+        _common.print_json({"fit": str(args.fit_dir), "law": post.law.name, "method": post.method,
+                            "model": str(table["model"].iloc[0]), "level": args.level, "predictions": rows})
+        return 0
+    print(f"Predicted loss (median [{args.level:.0%} interval]; model: {table['model'].iloc[0]}; "
+          f"fit {args.fit_dir}, {post.method})")
+    head = f"{'N':>10} {'D':>10} {'C = 6ND':>10}  {'loss':>28}"
+    print(head + ("  observed" if observed is not None else ""))
+    for r in table.to_dict("records"):
+        line = (f"{_common.format_si(r['N']):>10} {_common.format_si(r['D']):>10} {6 * r['N'] * r['D']:>10.3g}  "
+                f"{r['median']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}]".rjust(28))
+        if observed is not None:
+            line += f"  {r['loss']:.4f} ({'inside' if r['inside'] else 'outside'})"
+        print(line)
+    if observed is not None:
+        print(f"{table['inside'].mean():.0%} of {len(table)} runs inside their {args.level:.0%} interval")
+    return 0

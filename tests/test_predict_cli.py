@@ -1,0 +1,79 @@
+"""``bayes-scaling predict`` and ``bayes-scaling backtest`` end to end, and their clear errors."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from bayes_scaling.cli import main
+
+SHORT = ["--chains", "2", "--draws", "200", "--warmup", "200"]
+
+
+@pytest.fixture(scope="module")
+def fit_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "chinchilla"
+    assert main(["fit", "chinchilla", "--out", str(out), *SHORT]) == 0
+    return out
+
+
+def test_predict_points_json(fit_dir, capsys):
+    capsys.readouterr()
+    assert main(["predict", str(fit_dir), "--N", "1e9,7e10", "--D", "2e10", "--D", "1.4e12", "--level", "0.8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] and out["level"] == 0.8 and len(out["predictions"]) == 2
+    first, second = out["predictions"]
+    assert first["N"] == 1e9 and second["D"] == 1.4e12
+    assert first["lo"] < first["median"] < first["hi"] and second["median"] < first["median"]
+    assert first["model"] == out["model"]
+
+
+def test_predict_runs_table_text(fit_dir, tmp_path, capsys):
+    pd.DataFrame({"N": [4e8, 2e9], "D": [8e9, 4e10], "loss": [2.6, 2.3]}).to_csv(tmp_path / "new.csv", index=False)
+    capsys.readouterr()
+    assert main(["predict", str(fit_dir), "--runs", str(tmp_path / "new.csv")]) == 0
+    text = capsys.readouterr().out
+    assert "median [90% interval]" in text and "model:" in text and "runs inside their 90% interval" in text
+
+
+def test_predict_bad_input_is_one_clear_line(fit_dir, capsys):
+    assert main(["predict", str(fit_dir), "--N", "1e9,2e9", "--D", "2e10"]) == 2
+    assert "--N and --D need one value each per point, got 2 N and 1 D" in capsys.readouterr().err
+    assert main(["predict", str(fit_dir)]) == 2
+    assert "give the points to predict with --N and --D, or a run table with --runs" in capsys.readouterr().err
+    assert main(["predict", str(fit_dir), "--N", "1e9", "--D", "2e10", "--level", "2"]) == 2
+    assert "--level must lie in (0, 1)" in capsys.readouterr().err
+
+
+def test_backtest_cli_json_and_out(tmp_path, capsys):
+    out = tmp_path / "bt"
+    args = ["backtest", "gadre", "--group-by", "dataset", "--holdout-fraction", "0.25", *SHORT, "--json", "--out", str(out)]
+    assert main(args) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["split"].startswith("compute, top 25%") and payload["n_held_out"] == len(payload["runs"])
+    assert {r["group"] for r in payload["runs"]} == {"c4_original", "rpj", "rw_original"}
+    run = payload["runs"][0]
+    assert {"N", "D", "loss", "median", "intervals"} <= set(run) and run["intervals"]["90"]["lo"] < run["median"]
+    assert any(s["group"] == "(all groups)" for s in payload["summary"])
+    for name in ("backtest_runs.csv", "backtest.json", "backtest.png", "backtest.svg"):
+        assert (out / name).exists()
+
+
+def test_backtest_cli_text_table(tmp_path, capsys):
+    runs = tmp_path / "dclm.csv"
+    from bayes_scaling.runs import load_marin
+
+    frame = load_marin().for_fit().frame
+    frame[frame["group"] == "dclm"][["N", "D", "loss", "budget"]].to_csv(runs, index=False)
+    assert main(["backtest", str(runs), "--holdout-top-budgets", "2", *SHORT]) == 0
+    text = capsys.readouterr().out
+    assert "budget column 'budget', top 2 budgets" in text and "cov90" in text and "Empirical N_opt" in text
+
+
+def test_backtest_cli_top_budgets_without_a_budget_column(capsys):
+    assert main(["backtest", "gadre", "--holdout-top-budgets", "2", *SHORT]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("bayes-scaling backtest: error: --holdout-top-budgets needs an IsoFLOP budget column")
+    assert "--holdout-fraction F" in err[-1]
+    assert main(["backtest", "gadre", "--budget-column", "tokens_budget", *SHORT]) == 2
+    assert "budget column 'tokens_budget' not in the run table" in capsys.readouterr().err
