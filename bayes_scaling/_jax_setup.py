@@ -1,12 +1,36 @@
-"""JAX settings for inference, applied once before JAX starts.
+"""JAX settings for inference: ``configure()``, an explicit step that importing the package never takes.
 
-* float64 everywhere: scaling-law fits difference log-losses of order 1e-3, and the Huber grid fit
-  is checked to 1e-9 relative against SciPy.
-* At least ``DEFAULT_HOST_DEVICES`` CPU devices, so NUTS chains run in parallel (``pmap``). XLA reads
-  the device count once, when its CPU backend starts, so this must run before any JAX computation.
+What a fit needs, and why:
+
+* float64 (``jax_enable_x64``): scaling-law fits difference log-losses of order 1e-3, and the Huber
+  grid fit is checked to 1e-9 relative against SciPy. Required: a fit does not run in float32.
+* At least ``DEFAULT_HOST_DEVICES`` CPU devices, so NUTS chains run in parallel. XLA reads the
+  device count once, when its CPU backend starts, so this only takes effect before any JAX
+  computation; with fewer devices the chains share them (``fitting.nuts._devices_for``), one device
+  meaning one after another: slower, same draws.
 * A persistent compilation cache, so a repeated CLI call does not recompile the sampler; the
   traced sampler programs are stored beside it (``fitting/sampler_cache.py``), so it does not
   retrace them either.
+
+``configure()`` is idempotent and cheap after its first call. The CLI calls it before running a
+command, and every library function that computes with JAX (the fits, refits, the planner's
+simulators, predictions and frontiers) calls it first, so a script needs no set-up of its own; a
+script that wants parallel chains calls ``bayes_scaling.configure()`` before its own first JAX use.
+
+A user's own settings are left alone:
+
+* Host devices: ``XLA_FLAGS`` is changed only when it names no device count of its own and JAX's
+  backend has not started. Once JAX has run anything (a Flax model built first), the device count
+  stays as the user's process has it.
+* Compilation cache: set only when JAX's backend has not started and no cache directory is set
+  (``jax_compilation_cache_dir`` / ``JAX_COMPILATION_CACHE_DIR``); then the two thresholds are set
+  to cache every program. ``BAYES_SCALING_NO_COMPILE_CACHE=1`` turns it off.
+* float64: left on when on. Turned off *explicitly* -- ``JAX_ENABLE_X64`` set to a false value, or
+  ``jax_enable_x64`` switched off after ``configure()`` switched it on -- it raises
+  ``JaxSettingsError`` rather than fit in float32. Off by JAX's default, it is switched on: silently
+  in a fresh process, with a ``UserWarning`` when JAX had already started (the user's later arrays
+  default to 64 bits from then on). JAX cannot tell ``jax.config.update("jax_enable_x64", False)``
+  made before ``configure()`` from its default; set ``JAX_ENABLE_X64=0`` to opt out visibly.
 
 The training harness (``training/``) runs in its own process and never sees these settings.
 """
@@ -15,9 +39,66 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import warnings
 from pathlib import Path
 
+from bayes_scaling.errors import InputError
+
 DEFAULT_HOST_DEVICES = 4
+_FALSE = {"0", "false", "no", "off", "f", "n"}
+_configured = False  # the one-time steps (devices, cache, x64) ran
+
+
+class JaxSettingsError(InputError):
+    """The process's JAX settings rule out a correct fit (float64 switched off explicitly)."""
+
+
+def configure() -> None:
+    """Apply the JAX settings a fit needs, leaving the user's own alone (see the module docstring).
+    Idempotent: a second call only checks that float64 is still on."""
+    global _configured
+    started = jax_started()
+    if not _configured:
+        if not started:
+            _ensure_host_devices(DEFAULT_HOST_DEVICES)
+        import jax
+
+        if not started and jax.config.jax_compilation_cache_dir is None \
+                and os.environ.get("BAYES_SCALING_NO_COMPILE_CACHE") != "1":
+            jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    _require_x64(started)
+    _configured = True
+
+
+def jax_started() -> bool:
+    """Whether JAX's backend is running in this process (after which XLA ignores a device count)."""
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()
+
+
+def _require_x64(started: bool) -> None:
+    import jax
+
+    if jax.config.jax_enable_x64:
+        return
+    env = os.environ.get("JAX_ENABLE_X64")
+    if _configured or (env is not None and env.strip().lower() in _FALSE):
+        how = f"JAX_ENABLE_X64={env}" if not _configured else "jax_enable_x64 was switched off after configure()"
+        raise JaxSettingsError(
+            f"bayes-scaling fits need float64 but JAX's 64-bit mode is off ({how}); "
+            "unset JAX_ENABLE_X64 or call jax.config.update('jax_enable_x64', True)")
+    if started:
+        warnings.warn("bayes_scaling switched on jax_enable_x64 in a process already using JAX: arrays "
+                      "created from now on default to 64 bits. Call bayes_scaling.configure() before "
+                      "your own JAX code, or set JAX_ENABLE_X64=1, to make this explicit.",
+                      UserWarning, stacklevel=3)
+    jax.config.update("jax_enable_x64", True)
 
 
 def _ensure_host_devices(count: int) -> None:
@@ -37,22 +118,10 @@ def cache_dir() -> Path:
 def _load_numpyro_eagerly() -> None:
     """ArviZ registers NumPyro as a lazy module; if ArviZ was imported first, NumPyro's own
     submodules then fail to bind (``numpyro.distributions.distribution`` goes missing inside
-    ``numpyro.factor``). Touching an attribute executes the lazy module before anything else."""
+    ``numpyro.factor``). Touching an attribute executes the lazy module before anything else.
+
+    Run on ``import bayes_scaling``, whether ArviZ comes before or after the package: importing
+    NumPyro (and JAX) changes no JAX setting and does not start JAX's backend."""
     import numpyro
 
     _ = numpyro.__version__
-
-
-def configure() -> None:
-    _ensure_host_devices(DEFAULT_HOST_DEVICES)
-    _load_numpyro_eagerly()
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    if os.environ.get("BAYES_SCALING_NO_COMPILE_CACHE") != "1":
-        jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
-configure()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws.base import Law
 
@@ -32,6 +33,7 @@ def check_level(level: float) -> float:
 
 def frontier_draws(law: Law, theta: dict[str, np.ndarray], budgets) -> dict[str, np.ndarray]:
     """Draws of each frontier quantity, shape (S, K) for S draws and K budgets."""
+    configure()
     import jax.numpy as jnp
 
     C = jnp.asarray(check_budgets(budgets))[None, :]

@@ -80,6 +80,7 @@ from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import log_likelihood
 
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
@@ -383,6 +384,7 @@ def fit_hierarchical(
     the laws keep the trend; needs a numeric, positive column with three or more levels ("auto"
     then takes the budget column only where it has three or more values).
     """
+    configure()
     if pooling not in POOLINGS:
         raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     if centre not in CENTRES:

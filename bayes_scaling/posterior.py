@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_scaling import frontier as frontier_mod
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.runs.table import Runs
@@ -73,6 +74,7 @@ class Posterior:
 
     def budget_for_loss(self, target_loss) -> np.ndarray:
         """Draws of the compute needed to reach ``target_loss`` on the frontier: (S, K)."""
+        configure()
         import jax.numpy as jnp
 
         theta = {k: jnp.asarray(v)[:, None] for k, v in self.theta().items()}
@@ -253,6 +255,7 @@ def offset_key(value) -> str:
 def _compiled_log_loss(law: Law):
     """The law's log-loss as one compiled program: as eager operations, each would be compiled
     separately in every new process (tens of milliseconds in all on a CLI call)."""
+    configure()
     import jax
 
     return jax.jit(law.log_loss)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 import pandas as pd
 
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws import EPOCH_2024, HOFFMANN_2022, ChinchillaFixedE, Law, get_law
 from bayes_scaling.runs.table import Runs
@@ -34,6 +35,7 @@ LITERATURE_SPREADS = {"E": 0.1, "A": 1.0, "B": 1.0, "alpha": 0.1, "beta": 0.1}
 
 def prior_set(name: str, law: Law | str = "chinchilla") -> dict[str, dist.Distribution]:
     """The priors of set ``name`` for ``law``, ready for ``fit_nuts(priors=...)``."""
+    configure()
     law = get_law(law) if isinstance(law, str) else law
     if name == "weak":
         return law.default_priors()

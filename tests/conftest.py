@@ -2,4 +2,8 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import bayes_scaling  # noqa: E402,F401  (float64 and host devices before any JAX use)
+import bayes_scaling  # noqa: E402
+
+# The settings a fit needs (float64, host devices for parallel chains) before any test uses JAX:
+# tests of laws and models call JAX directly, without going through an entry point that configures.
+bayes_scaling.configure()

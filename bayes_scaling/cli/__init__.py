@@ -16,6 +16,7 @@ import re
 import sys
 import threading
 
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError, one_line
 
 REPORT_AT = "the project's issue tracker (with the command and the output of the same command run with --debug)"
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     command = " ".join(filter(None, [args.command, getattr(args, "runs_command", None)]))
     try:
+        configure()  # the JAX settings every command runs under (bayes_scaling._jax_setup)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"bayes-scaling {command}: interrupted", file=sys.stderr)

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import logsumexp
 
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws.base import Law
 
@@ -48,6 +49,7 @@ def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
 def target_draws(law: Law, theta: Mapping[str, np.ndarray], target_budget: float,
                  targets: Sequence[str] = ("log_N_opt",)) -> np.ndarray:
     """T_s: (S, k) draws of the targets at the budget C*."""
+    configure()
     th = {k: jnp.asarray(v) for k, v in theta.items() if k in law.param_names}
     N, D = law.optimal_allocation(th, jnp.asarray(float(target_budget)))
     columns = {"log_N_opt": jnp.log(N), "log_L_opt": law.log_loss(th, N, D)}
@@ -56,6 +58,7 @@ def target_draws(law: Law, theta: Mapping[str, np.ndarray], target_budget: float
 
 def predicted_log_loss(law: Law, theta: Mapping[str, np.ndarray], N, D) -> np.ndarray:
     """mu_s(x) = log L(N_x, D_x; theta_s): (S, K)."""
+    configure()
     N, D = np.atleast_1d(np.asarray(N, np.float64)), np.atleast_1d(np.asarray(D, np.float64))
     K = len(N)
     width = max(16, 1 << (K - 1).bit_length())  # pad to a power of two: few shapes, few compilations

@@ -43,6 +43,7 @@ from numpyro.infer import MCMC, NUTS
 
 from bayes_scaling.design.discrepancy import Discrepancy, coordinates
 from bayes_scaling.design.refit import _as_runs
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.nuts import (
@@ -109,6 +110,7 @@ def fit_misfit(N, D, loss, model: MisfitModel, *, law: Law | str = "chinchilla",
                num_draws: int = 300, seed: int = 0) -> dict[str, np.ndarray]:
     """Posterior draws of the law's natural parameters and sigma under the misfit model:
     ``{E, A, B, alpha, beta, sigma} -> (chains * draws,)``. ``cost`` defaults to 6ND."""
+    configure()
     law = get_law(law) if isinstance(law, str) else law
     N, D, loss = (np.asarray(x, np.float64) for x in (N, D, loss))
     n = len(N)

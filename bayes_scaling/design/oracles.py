@@ -18,6 +18,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 from bayes_scaling.design.candidates import Candidates, flops_6nd, pool
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.runs.table import Runs
@@ -29,6 +30,7 @@ def world_prior() -> dict[str, dist.Distribution]:
     """Truths for benchmarks: LLM-like worlds around Epoch AI's (2024) Chinchilla estimates,
     E ~ LogN(log 1.82, 0.1), A ~ LogN(log 482, 0.5), B ~ LogN(log 2085, 0.5),
     alpha ~ N(0.348, 0.04), beta ~ N(0.366, 0.04)."""
+    configure()
     return {
         "E": dist.LogNormal(jnp.log(1.817), 0.1),
         "A": dist.LogNormal(jnp.log(482.0), 0.5),
@@ -44,6 +46,7 @@ class Simulator:
     def __init__(self, law: Law | str = "chinchilla", *, truth: Mapping[str, float] | None = None,
                  prior: Mapping[str, dist.Distribution] | None = None, noise: str = "lognormal",
                  sigma: float = 0.01, nu: float = 5.0, seed: int = 0):
+        configure()
         self.law = get_law(law) if isinstance(law, str) else law
         if noise not in NOISES:
             raise InputError(f"noise must be one of {NOISES}, got {noise!r}")

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.nuts import compiled_sampler, jittered_init, padded_args
@@ -44,6 +45,7 @@ class MaskedRefitter:
 
     def fit(self, N, D, loss, seed: int = 0) -> dict[str, np.ndarray]:
         """Posterior draws given n runs: ``{E, A, B, alpha, beta, sigma} -> (chains * draws,)``."""
+        configure()
         N, D, loss = (np.asarray(x, np.float64) for x in (N, D, loss))
         n = len(N)
         if n < len(self.law.param_names) + 1:

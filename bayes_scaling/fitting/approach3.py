@@ -52,6 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayes_scaling._jax_setup import configure
+
 PARAM_ORDER = ("e", "a", "b", "alpha", "beta")
 """Order of the log-space parameter vector used by every function here."""
 
@@ -353,6 +355,7 @@ def _result(params, objectives, converged, evals) -> Approach3Result:
 def fit_approach3(N, D, loss, *, delta: float = HUBER_DELTA, grid=None) -> Approach3Result:
     """Approach 3: minimise J (module docstring) by L-BFGS from each row of ``grid`` (default
     ``paper_grid()``, rows (e, a, b, alpha, beta)), all starts at once in JAX; keep the best."""
+    configure()
     log_N, log_D, log_L = _log_data(N, D, loss)
     starts = paper_grid() if grid is None else np.asarray(grid, dtype=np.float64).reshape(-1, 5)
     return _result(*_grid_fit(jnp.asarray(starts), log_N, log_D, log_L, delta))
@@ -377,6 +380,7 @@ def bootstrap_approach3(N, D, loss, *, n_resamples: int = 4000, seed: int = 0, d
     grid lands on the same optimum as this single start (``experiments/bench_fit.py`` checks it on a
     sample of resamples). Returns arrays over resamples: E, A, B, alpha, beta, objective, converged.
     """
+    configure()
     log_N, log_D, log_L = _log_data(N, D, loss)
     if start is None:
         start = fit_approach3(N, D, loss, delta=delta).params

@@ -31,6 +31,7 @@ from jax.sharding import PartitionSpec as P
 from numpyro.infer import NUTS
 from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting import sampler_cache
 from bayes_scaling.fitting.init import initial_theta
@@ -76,6 +77,7 @@ def fit_nuts(
     variable-projection estimate of ``fitting.init``), "approach3" (Chinchilla's Approach 3 point
     fit, 4,500 L-BFGS starts; Chinchilla law only), or a dict of natural parameters.
     """
+    configure()
     law = get_law(law) if isinstance(law, str) else law
     if len(runs) < len(law.param_names) + 1:
         raise InputError(f"need at least {len(law.param_names) + 1} runs to fit {law.name}, got {len(runs)}")
