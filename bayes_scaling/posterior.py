@@ -162,6 +162,9 @@ class Posterior:
             raise InputError(f"{meta_path}: not valid JSON ({_short(err)}){rerun}") from None
         if not isinstance(meta, dict) or not isinstance(meta.get("law"), str) or not isinstance(meta.get("method"), str):
             raise InputError(f"{meta_path}: expected a JSON object with text fields 'law' and 'method'{rerun}")
+        if not meta["method"].startswith(("nuts", "map")):
+            raise InputError(f"{meta_path}, field 'method': unknown method {meta['method']!r} (expected nuts, map, "
+                             f"map+bootstrap or nuts-hierarchical){rerun}")
         try:
             law = get_law(meta["law"].split("[")[0])  # "name[digest]": a law bound to per-run covariates
         except InputError as err:

@@ -65,12 +65,12 @@ def _list(args) -> int:
 def _import(args) -> int:
     from bayes_scaling.cli._common import parse_column_mapping
 
-    from bayes_scaling.runs.table import read_table
+    from bayes_scaling.runs.table import load_runs
 
-    read_table(Path(args.path))  # a damaged or empty table stops here, before a store is created
+    columns = parse_column_mapping(args.column) or None
+    load_runs(args.path, columns=columns, check_units=not args.no_unit_check)  # bad rows stop before a store is made
     store = _open(args.store, must_exist=False)
-    counts = store.import_runs(args.path, group=args.group, columns=parse_column_mapping(args.column) or None,
-                               check_units=not args.no_unit_check)
+    counts = store.import_runs(args.path, group=args.group, columns=columns, check_units=not args.no_unit_check)
     total = sum(counts.values())
     if counts["unchanged"] == total:
         print(f"already imported: all {total} runs of {args.path} are in {store.path} unchanged; nothing written")

@@ -96,6 +96,17 @@ class RunStore:
                                      f"{', '.join(sorted(tables)[:8])}); expected a run store written by bayes-scaling")
             else:
                 self._check_columns()
+            with self._guard():
+                (check,) = self._select("PRAGMA quick_check(1)")[0].values()
+            if check != "ok":
+                raise InputError(f"run store {self.path}: the file is damaged (SQLite's check: {str(check)[:120]}); "
+                                 "expected a SQLite run store written by bayes-scaling; restore it from a copy or "
+                                 "recover it with the sqlite3 shell's .recover")
+            if "runs" in tables:
+                bad = self._select("SELECT row_id, run_id FROM runs WHERE json_valid(record) = 0 LIMIT 1")
+                if bad:
+                    raise InputError(f"run store {self.path}: row {bad[0]['row_id']} (run {bad[0]['run_id']!r}) has a "
+                                     "damaged record (not valid JSON); expected a run store written by bayes-scaling")
         elif not create:
             raise InputError(f"run store {self.path}: no such file")
         else:
