@@ -9,6 +9,8 @@ assets). Sections, in order, each a ``<section id=...>``:
     parameters   median and 90% interval of each parameter, with R-hat and ESS, beside published fits
     frontier     N_opt, D_opt, L_opt and tokens per parameter at 1e19 .. 1e25 FLOPs (90% intervals)
     checks       posterior predictive coverage and PSIS-LOO with Pareto-k flags
+    backtest     "How far can these runs be trusted?": the leave-future-out backtest of the fitted
+                 runs (``bayes_scaling.backtest``), refitted with the fit's law and settings
     figures      every figure of ``bayes_scaling.plots.all_figures``
 
 The markdown variant (``fmt="md"``) has the same sections and writes its figures as PNG files in a
@@ -28,6 +30,9 @@ import pandas as pd
 from bayes_scaling.errors import InputError
 
 LEVEL = 0.9
+# The backtest refits the runs once per group (about one default fit's time each, measured in
+# docs/backtest.md), so the report runs it unless asked not to.
+BACKTEST_BY_DEFAULT = True
 SECTIONS = {
     "verdict": "Verdict",
     "data": "Data",
@@ -35,6 +40,7 @@ SECTIONS = {
     "parameters": "Parameters",
     "frontier": "Compute-optimal frontier",
     "checks": "Model checks",
+    "backtest": "How far can these runs be trusted?",
     "figures": "Figures",
 }
 CAPTIONS = {
@@ -53,6 +59,9 @@ CAPTIONS = {
     "residuals": "Log-loss residuals against the posterior-median law; runs outside their 90% predictive "
                  "interval in red. Bottom right: observed against predicted loss with 90% predictive intervals.",
 }
+BACKTEST_CAPTION = ("Held-out runs against the predictions of the refit on the cheaper runs: bars are the 50% and 90% "
+                    "predictive intervals, ticks the medians, dots the observed losses (red outside the 90% interval); "
+                    "runs ordered by held-out budget, then N.")
 
 
 # --- content shared by both formats ---------------------------------------------------------------
@@ -178,12 +187,63 @@ def model_checks(posterior) -> tuple[list[str], pd.DataFrame | None]:
     return lines, flagged
 
 
+def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
+    """The backtest section's content: lines, the per-group table, the N_opt table and the figure.
+    ``backtest``: a ``BacktestResult`` to show, or None to run one on the fitted runs (refitted
+    with the fit's law and settings, ``backtest.fit_like``)."""
+    from bayes_scaling.backtest import backtest as run_backtest
+    from bayes_scaling.backtest import fit_like, level_tag
+
+    intro = ("Leave-future-out backtest: the fit's law and settings refitted to each group's lower-compute runs, "
+             "predicting the runs held out above them. Honest intervals cover about their level of those runs.")
+    if backtest is None:
+        try:
+            backtest = run_backtest(posterior.runs, fit=fit_like(posterior, progress=progress), level=LEVEL,
+                                    progress=progress)
+        except InputError as err:
+            return {"lines": [intro, f"Backtest not run: {err}."], "table": None, "n_opt": None, "figure": None}
+    tag = level_tag(LEVEL)
+    cov = backtest.coverage(LEVEL)
+    lines = [intro, f"Split: {backtest.split}; predictions by: {backtest.model}. {len(backtest.runs)} held-out runs; "
+             + ", ".join(f"{lv:.0%} intervals covered {backtest.coverage(lv):.0%}" for lv in backtest.levels) + "."]
+    errors = backtest.runs["rel_error"]
+    lines.append(f"The predictive median was off by {errors.abs().median():.2%} (median; signed {errors.median():+.2%}) "
+                 f"at up to {backtest.runs['extrapolation_decades'].max():.2g} decades of compute beyond the fitted runs.")
+    if cov < LEVEL - 0.1:
+        lines.append(f"Warning: the {LEVEL:.0%} intervals covered only {cov:.0%} of the held-out runs: read this fit's "
+                     "intervals beyond the fitted compute as too narrow.")
+    table = pd.DataFrame([
+        {"group": r["group"], "held-out budget": r["budget_label"], "runs": r["n"],
+         **{f"coverage {lv:.0%}": f"{r['coverage_' + level_tag(lv)]:.0%}" for lv in backtest.levels},
+         f"interval score {LEVEL:.0%}": f"{r['interval_score_' + tag]:.4f}", "CRPS": f"{r['crps']:.4f}",
+         "median error": f"{r['median_rel_error']:+.2%}", "median |error|": f"{r['median_abs_rel_error']:.2%}",
+         f"{LEVEL:.0%} width / median": f"{r['rel_width_' + tag]:.2%}"}
+        for r in backtest.summary.to_dict("records")])
+    n_opt = None
+    if not backtest.n_opt.empty:
+        from bayes_scaling.cli._common import format_si
+
+        def si(v):
+            return format_si(v) if np.isfinite(v) else "n/a"
+
+        n_opt = pd.DataFrame([
+            {"group": r["group"], "budget": f"{r['budget']:.3g}", "runs": r["n_runs"],
+             "empirical N_opt (Approach 2)": f"{si(r['empirical_n_opt'])} [{si(r['empirical_lo'])}, {si(r['empirical_hi'])}]",
+             "model N_opt": f"{si(r['model_n_opt'])} [{si(r['model_lo'])}, {si(r['model_hi'])}]",
+             "inside": {True: "yes", False: "no"}.get(r["inside"], "n/a"), "note": r["note"]}
+            for r in backtest.n_opt.to_dict("records")])
+    return {"lines": lines, "table": table, "n_opt": n_opt, "figure": backtest.figure()}
+
+
 # --- writing --------------------------------------------------------------------------------------
-def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = None, all_runs=None) -> Path:
+def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = None, all_runs=None,
+                 backtest=None, progress: bool = False) -> Path:
     """Write the report of ``posterior`` to ``out_path`` as ``fmt`` ("html" or "md"); returns the path.
 
     ``all_runs``: the full run table before flagged rows were dropped, to list the exclusions
-    (found automatically for the bundled datasets)."""
+    (found automatically for the bundled datasets). ``backtest``: True to run the backtest section
+    (refits the runs once per group), False to leave it out, a ``BacktestResult`` to show, or None
+    for ``BACKTEST_BY_DEFAULT``; ``progress`` reports the refits on stderr."""
     from bayes_scaling import checking, plots
     from bayes_scaling.diagnostics import diagnose
 
@@ -213,7 +273,12 @@ def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = 
         "check_lines": check_lines,
         "high_k": high_k,
         "figures": plots.all_figures(posterior),
+        "trust": None,
     }
+    if backtest is None:
+        backtest = BACKTEST_BY_DEFAULT
+    if backtest is not False:
+        content["trust"] = trust_section(posterior, None if backtest is True else backtest, progress=progress)
     writer = _write_html if fmt == "html" else _write_markdown
     writer(content, out_path)
     return out_path
@@ -275,6 +340,18 @@ def _write_html(c: dict, out_path: Path) -> None:
         "checks", "".join(f"<p>{esc(line)}</p>" for line in c["check_lines"]),
         "" if c["high_k"] is None else f"<h3>Runs with high Pareto k</h3>{_html_table(c['high_k'])}",
     )
+    trust = c["trust"]
+    if trust is not None:
+        parts = [f"<p class='{'warning' if line.startswith('Warning') else ''}'>{esc(line)}</p>" for line in trust["lines"]]
+        if trust["table"] is not None:
+            parts.append(_html_table(trust["table"]))
+        if trust["n_opt"] is not None:
+            parts.append(f"<h3>N_opt of held-out IsoFLOP slices ({LEVEL:.0%} intervals)</h3>{_html_table(trust['n_opt'])}")
+        if trust["figure"] is not None:
+            data = base64.b64encode(plots.png_bytes(trust["figure"], dpi=90)).decode("ascii")
+            parts.append(f"<figure id='fig-backtest'><img alt='backtest' src='data:image/png;base64,{data}'>"
+                         f"<figcaption>{esc(BACKTEST_CAPTION)}</figcaption></figure>")
+        section("backtest", *parts)
     figures = []
     for name, fig in c["figures"].items():
         data = base64.b64encode(plots.png_bytes(fig, dpi=90)).decode("ascii")
@@ -320,6 +397,17 @@ def _write_markdown(c: dict, out_path: Path) -> None:
     section("frontier", f"Median [{LEVEL:.0%} interval] under C = 6ND.", _md_table(c["frontier"]))
     section("checks", *c["check_lines"],
             "" if c["high_k"] is None else f"### Runs with high Pareto k\n\n{_md_table(c['high_k'])}")
+    trust = c["trust"]
+    if trust is not None:
+        parts = [f"**{line}**" if line.startswith("Warning") else line for line in trust["lines"]]
+        if trust["table"] is not None:
+            parts.append(_md_table(trust["table"]))
+        if trust["n_opt"] is not None:
+            parts.append(f"### N_opt of held-out IsoFLOP slices ({LEVEL:.0%} intervals)\n\n{_md_table(trust['n_opt'])}")
+        if trust["figure"] is not None:
+            path = plots.save(trust["figure"], fig_dir / "backtest", ("png",))[0]
+            parts.append(f"![backtest]({path.relative_to(out_path.parent).as_posix()})\n\n*{BACKTEST_CAPTION}*")
+        section("backtest", *parts)
     figures = []
     for name, fig in c["figures"].items():
         path = plots.save(fig, fig_dir / name, ("png",))[0]

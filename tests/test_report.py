@@ -89,7 +89,7 @@ def test_html_report_has_every_section_in_order(html_report):
 def test_html_report_is_self_contained_with_embedded_figures(html_report):
     o = outline(html_report)
     assert o.external == []
-    assert len(o.images) == 7
+    assert len(o.images) == 8  # the seven of plots.all_figures and the backtest's
     for src in o.images:
         assert src.startswith("data:image/png;base64,")
         png = base64.b64decode(src.split(",", 1)[1])
@@ -108,6 +108,9 @@ def test_html_report_tables_hold_the_answers(post, html_report):
     diag = [r[0] for r in o.rows["diagnostics"][1:]]
     assert diag[:4] == ["max R-hat", "min bulk ESS", "min tail ESS", "divergences"]
     assert any("E-BFMI" in d for d in diag) and any("tree depth" in d for d in diag)
+    trust = o.rows["backtest"]
+    assert trust[0][:4] == ["group", "held-out budget", "runs", "coverage 50%"] and trust[-1][1] == "all held-out"
+    assert "How far can these runs be trusted?" in html_report.read_text()
 
 
 def test_html_report_lists_the_excluded_rows_and_why(html_report):
@@ -141,7 +144,7 @@ def test_markdown_report_writes_figures_beside_it(post, tmp_path):
     text = path.read_text()
     assert [line[3:] for line in text.splitlines() if line.startswith("## ")] == list(SECTIONS.values())
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) == 7
+    assert len(links) == 8  # the seven of plots.all_figures and the backtest's
     for link in links:
         assert (tmp_path / link).is_file() and link.startswith("report_figures/")
     assert "| 1e+25 |" in text and "epoch2024_excluded" in text
@@ -161,14 +164,15 @@ def test_cli_report_of_a_saved_point_fit(tmp_path, capsys):
     samples["sigma"] = np.array([[0.005]])
     point = build_posterior(Chinchilla(), runs, samples, None, None, method="map", meta={"likelihood": "normal"})
     point.save(tmp_path / "fit")
-    assert main(["report", str(tmp_path / "fit"), "--out", str(tmp_path / "r.html")]) == 0
+    assert main(["report", str(tmp_path / "fit"), "--out", str(tmp_path / "r.html"), "--no-backtest"]) == 0
     assert "report written to" in capsys.readouterr().out
     o = outline(tmp_path / "r.html")
-    assert o.sections == list(SECTIONS) and len(o.images) == 4  # no exponents, pair or trace for one draw
+    assert o.sections == [key for key in SECTIONS if key != "backtest"]
+    assert len(o.images) == 4  # no exponents, pair or trace for one draw, no backtest
     text = (tmp_path / "r.html").read_text()
     assert "diagnostics do not apply" in text and "PSIS-LOO not computed" in text
     assert main(["report", str(tmp_path / "nowhere")]) == 2
-    assert "not a saved fit" in capsys.readouterr().err
+    assert "no such fit directory" in capsys.readouterr().err
 
 
 def test_cli_compare_ranks_saved_fits(post, tmp_path, capsys):

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output file (default FIT_DIR/report.html, or report.md with --format md)")
     p.add_argument("--format", choices=["html", "md"], help="html (default) or md; inferred from --out's suffix")
     p.add_argument("--title", help="the report's title")
+    p.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=None,
+                   help="include 'How far can these runs be trusted?', a leave-future-out backtest that refits "
+                        "the runs once per group (default: on; --no-backtest leaves it out)")
     p.set_defaults(func=run)
 
 
@@ -30,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out} is a directory; give a file name such as {out / ('report.' + fmt)}")
     post = Posterior.load(args.fit_dir)
     _common.info(f"writing the {fmt} report of {args.fit_dir} ({post.method}, {post.num_draws} draws)...")
-    path = write_report(post, out, fmt=fmt, title=args.title)
+    path = write_report(post, out, fmt=fmt, title=args.title, backtest=args.backtest, progress=True)
     print(f"report written to {path}")
     return 0
