@@ -94,3 +94,62 @@ def print_json(obj) -> None:
 def info(message: str) -> None:
     """Progress and notes go to stderr so ``--json`` output stays clean."""
     print(message, file=sys.stderr, flush=True)
+
+
+class ticker:
+    """``with ticker("bootstrap: 4000 refits", quiet=args.json):`` -- for a wait that may pass
+    about 2 s: after ``after`` seconds a one-line status with the elapsed time appears on stderr
+    and is redrawn every half second, then cleared when the block ends. Shown only when stderr is
+    a terminal and not ``quiet`` (``--json``), so logs and pipes get nothing. ``update(text)``
+    changes the label while the block runs."""
+
+    def __init__(self, label: str, *, quiet: bool = False, after: float = 2.0, stream=None):
+        self.label, self.after = label, after
+        self.stream = stream or sys.stderr
+        self.enabled = not quiet and _is_terminal(self.stream)
+        self.shown = False
+        self._stop = None
+
+    def update(self, label: str) -> None:
+        self.label = label
+
+    def __enter__(self) -> "ticker":
+        import threading
+        import time
+
+        self.start = time.monotonic()
+        if self.enabled:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, daemon=True, name="bayes-scaling-ticker")
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import shutil
+        import time
+
+        if self._stop.wait(self.after):
+            return
+        while True:
+            width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+            text = f"{self.label} ({time.monotonic() - self.start:.0f} s)"
+            self.stream.write("\r" + text[:width] + "\x1b[K")
+            self.stream.flush()
+            self.shown = True
+            if self._stop.wait(0.5):
+                return
+
+    def __exit__(self, *exc) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

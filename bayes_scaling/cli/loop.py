@@ -15,16 +15,24 @@ crashes without a result is started again up to ``--retries`` times, then record
 ``--memory-fraction`` caps each run's share of GPU memory, to pack several runs onto one GPU.
 ``--store`` appends each RunResult (failed runs too) to a run store as it arrives. See docs/scale-out.md.
 
-State. ``--state DIR`` keeps the planner's state (``DIR/planner.json``, rewritten after every result);
-rerunning the same command resumes it, restarting the runs that were pending when it stopped
-(Ctrl-C cancels the running ones; they stay pending).
+State. The planner's state lives in ``DIR/planner.json``, rewritten after every result: ``--state
+DIR``, or by default ``.bayes-scaling/loops/<hash>`` under the current directory, the hash taken from
+the options that define the experiment (budgets, tolerance, level, seed, truth, candidate grid,
+planner settings; not ``--workers``, ``--max-runs``, ``--store``, the executor or ``--json``). So
+rerunning the same command resumes it, restarting the runs that were pending when it stopped;
+the loop prints the command that resumes it when it starts and when it stops. Ctrl-C or SIGTERM
+cancels the running runs (they stay pending; exit status 130, or 143 for SIGTERM). ``--max-runs``
+counts every result in the state, those of earlier invocations included.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import tempfile
+import shlex
+import signal
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="runs at once (k)")
     p.add_argument("--tolerance", type=float, default=0.5, help="stop when the interval of log N_opt(C*) is this wide (nats)")
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
-    p.add_argument("--state", default=None, help="planner state directory (default: a temporary one)")
+    p.add_argument("--state", default=None,
+                   help="planner state directory (default: .bayes-scaling/loops/<hash of the experiment's options>)")
     p.add_argument("--simulate", action="store_true", help="answer runs from a simulated ground truth")
     p.add_argument("--truth", default=None, metavar="E,A,B,ALPHA,BETA", help="simulated truth (default Epoch AI 2024)")
     p.add_argument("--noise-sigma", type=float, default=0.01, help="simulated noise on log-loss")
@@ -58,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "'auto' fits its size to the residuals, a number fixes it (default off; a new planner only)")
     p.add_argument("--draws", type=int, default=300, help="NUTS warmup and draws per chain at each refit (2 chains)")
     p.add_argument("--n-init", type=int, default=8, help="space-filling runs before the first fit")
-    p.add_argument("--max-runs", type=int, default=None, help="stop after this many results")
+    p.add_argument("--max-runs", type=int, default=None,
+                   help="stop once the state holds this many results (earlier invocations' included)")
     p.add_argument("--store", default=None, help="append each result (failed runs too) to this run store as it arrives")
     p.add_argument("--train-spec", default=None, help='harness: extra RunSpec fields as JSON, e.g. \'{"context": 64}\'')
     add_executor_options(p)
@@ -70,20 +80,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args) -> int:
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
+    if args.max_runs is not None and args.max_runs < 1:
+        raise InputError(f"--max-runs must be at least 1, got {args.max_runs}")
+    store = None
+    if args.store:
+        from bayes_scaling.runs.store import RunStore
+
+        store = RunStore(args.store)  # a damaged store stops here, before any run starts
     if args.simulate:
         executor, make_spec = _simulator(args)
     else:
         executor, make_spec = make_executor_from_args(args), spec_maker(args)
     planner = open_planner(args)
-    store = None
-    if args.store:
-        from bayes_scaling.runs.store import RunStore
+    resume = resume_command(args, planner.directory)
+    _common.info(f"to resume after a stop: {resume}")
+    received = {}
 
-        store = RunStore(args.store)
+    def on_term(signum, frame):
+        received["signal"] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term) if threading.current_thread() is threading.main_thread() else None
     try:
-        status = drive(planner, executor, make_spec, workers=args.workers, max_runs=args.max_runs, store=store)
+        status = drive(planner, executor, make_spec, workers=args.workers, max_runs=args.max_runs, store=store,
+                       quiet=args.json)
     except KeyboardInterrupt:  # drive has cancelled the running runs; they stay pending in the state
-        return 130
+        name = "SIGTERM" if received else "interrupted"
+        _common.info(f"{name}: {len(planner.done)} runs done, {len(planner.pending)} pending in {planner.directory}; "
+                     f"resume with: {resume}")
+        return 143 if received else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if args.json:
         _common.print_json(status)
     else:
@@ -96,7 +124,7 @@ def open_planner(args):
     from bayes_scaling.cli.plan import parse_misfit
     from bayes_scaling.design.planner import STATE_FILE, Planner
 
-    state_dir = Path(args.state) if args.state else Path(tempfile.mkdtemp(prefix="bayes-scaling-loop-"))
+    state_dir = Path(args.state) if args.state else default_state_dir(args)
     if (state_dir / STATE_FILE).exists():
         planner = Planner.open(state_dir)
         _common.info(f"resuming {state_dir}: {len(planner.done)} runs done, {len(planner.pending)} pending")
@@ -111,13 +139,43 @@ def open_planner(args):
     return planner
 
 
-def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = None, store=None) -> dict:
+# The options that define an experiment: the same values resume the same default state directory.
+STATE_OPTIONS = ("target_budget", "experiment_budget", "tolerance", "level", "simulate", "truth", "noise_sigma", "seed",
+                 "targets", "strategy", "misfit", "draws", "n_init", "n_range", "d_range", "grid_points",
+                 "max_run_cost", "train_spec")
+DEFAULT_STATE_ROOT = Path(".bayes-scaling") / "loops"
+
+
+def default_state_dir(args) -> Path:
+    """``.bayes-scaling/loops/<hash>``: the hash of the options in ``STATE_OPTIONS``."""
+    key = json.dumps({name: getattr(args, name, None) for name in STATE_OPTIONS}, sort_keys=True, default=str)
+    return DEFAULT_STATE_ROOT / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def resume_command(args, state_dir: Path) -> str:
+    """The command line that resumes this loop: the one given, with ``--state DIR`` where it had none."""
+    argv = list(getattr(args, "argv", None) or ["loop"])
+    if args.state is None:
+        argv += ["--state", str(state_dir)]
+    return shlex.join(["bayes-scaling", *argv])
+
+
+def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = None, store=None,
+          quiet: bool = False) -> dict:
     """Keep ``workers`` runs in flight on ``executor``; as each ends, append it to ``store`` (if any),
     tell the planner and print progress; return the final status. ``make_spec(proposal)`` is the
-    spec a run is started with. On Ctrl-C the running runs are cancelled and stay pending."""
-    told, stopping, status = 0, False, planner.status()
+    spec a run is started with. ``max_runs`` counts every result in the planner's state (earlier
+    invocations' too). On Ctrl-C the running runs are cancelled and stay pending. While waiting on
+    runs a status line with the elapsed time shows on a terminal (not when ``quiet``)."""
+    told, stopping, status = len(planner.done) + len(planner.state["failed"]), False, planner.status()
+    if max_runs is not None and told >= max_runs:
+        _common.info(f"the state already holds {told} results (--max-runs {max_runs}); nothing to run")
+        stopping = True
     try:
-        for run_id, pending in list(planner.pending.items()):  # restart what was pending when we stopped
+        restart = list(planner.pending.items())  # restart what was pending when we stopped
+        if max_runs is not None:
+            restart = restart[:max(0, max_runs - told)]
+        for run_id, pending in restart:
             executor.submit(run_id, make_spec(_proposal(run_id, pending)))
         while True:
             running = len(executor.pending)
@@ -127,17 +185,20 @@ def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = 
                     executor.submit(p.run_id, make_spec(p))
             if not executor.pending:
                 break
-            for finished in executor.wait():
+            with _common.ticker(f"waiting for {len(executor.pending)} running runs", quiet=quiet):
+                ended = executor.wait()
+            for finished in ended:
                 result = record(finished, planner.pending[finished.run_id])
                 if store is not None:
                     store.append(result, source="loop")
-                planner.tell(finished.run_id, result)
+                with _common.ticker(f"refitting on {len(planner.done) + 1} runs", quiet=quiet):
+                    planner.tell(finished.run_id, result)
                 told += 1
                 status = planner.status()
                 _common.info(progress_line(told, finished.run_id, result, status))
                 stopping = stopping or status["stop"] or (max_runs is not None and told >= max_runs)
     except KeyboardInterrupt:
-        _common.info(f"interrupted: cancelling {len(executor.pending)} running runs (pending; rerun to restart them)")
+        _common.info(f"cancelling {len(executor.pending)} running runs (they stay pending in the state)")
         raise
     finally:
         executor.close()
