@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_scaling import extrapolation
 from bayes_scaling import frontier as frontier_mod
 from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
@@ -91,6 +92,9 @@ class Posterior:
         D = np.atleast_1d(np.asarray(D, np.float64))
         theta = {k: v[:, None] for k, v in self.theta().items()}
         mu = np.asarray(_compiled_log_loss(self.law)(theta, N[None], D[None]))
+        drift = extrapolation.log_drift(self, N, D)
+        if drift is not None:
+            mu = mu + drift
         if "offset" in self.idata["posterior"]:
             mu = mu + self.offset_draws(offset_at, mu.shape, seed)
         if not noise or "sigma" not in self.idata["posterior"]:

@@ -92,10 +92,11 @@ def split_by_compute(
 
 
 def forward_chain(runs: Runs, *, folds: int = 3, budget_column: str | None = "auto",
-                  min_train: int = 8) -> list[Split]:
+                  min_train: int = 8, min_budgets: int = 2) -> list[Split]:
     """Leave-future-out folds inside ``runs``: hold out the top 1..``folds`` budgets (IsoFLOP
     data), else the top 10%, 20%, ... of compute; folds whose fitted part would have fewer than
-    ``min_train`` runs in a group are skipped."""
+    ``min_train`` runs or (IsoFLOP data) ``min_budgets`` budgets in a group are skipped: a law
+    fitted to one IsoFLOP slice is not identified, and its errors say nothing about a real fit's."""
     column = budget_column_of(runs, budget_column)
     out = []
     for k in range(1, folds + 1):
@@ -106,6 +107,8 @@ def forward_chain(runs: Runs, *, folds: int = 3, budget_column: str | None = "au
                 split = split_by_compute(runs, fraction=0.1 * k, budget_column=None)
         except InputError:
             continue
-        if split.train.frame.groupby("group").size().min() >= min_train:
+        fitted = split.train.frame.groupby("group")
+        enough_budgets = column is None or fitted[column].nunique().min() >= min_budgets
+        if fitted.size().min() >= min_train and enough_budgets:
             out.append(split)
     return out
