@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="fit the bundled Chinchilla data and write a report")
     p.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--include-flagged", action="store_true", help="keep the 5 runs Epoch AI excluded (flagged)")
     p.set_defaults(func=run)
 
 
@@ -30,14 +31,14 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     runs = load_chinchilla()
-    _common.info(f"Chinchilla runs (Hoffmann et al. 2022, digitised by Epoch AI 2024): {runs.describe_selection()}")
+    _common.info(f"Chinchilla runs (Hoffmann et al. 2022, digitised by Epoch AI 2024): {runs.describe_selection(args.include_flagged)}")
     _common.info("sampling the posterior: NUTS, 4 chains x 1000 draws...")
-    post = fit_nuts(runs.for_fit(), num_chains=4, num_draws=1000, seed=args.seed, progress=True)
+    post = fit_nuts(runs.for_fit(args.include_flagged), num_chains=4, num_draws=1000, seed=args.seed, progress=True)
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s")
     from bayes_scaling.checking import add_posterior_predictive
 
     add_posterior_predictive(post)
-    post.excluded = runs.frame[runs.frame["flagged"]].reset_index(drop=True)
+    post.excluded = None if args.include_flagged else runs.frame[runs.frame["flagged"]].reset_index(drop=True)
     post.save(out / "fit")
 
     summary = post.summary(0.9)

@@ -65,8 +65,11 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     if args.method == "map":
         from bayes_scaling.fitting.point import fit_map
 
-        _common.info("fitting Chinchilla Approach 3 (Huber, L-BFGS from 4,500 starts)...")
-        post = fit_map(selected, bootstrap=args.bootstrap, seed=args.seed)
+        _common.info("fitting Chinchilla Approach 3 (Huber, L-BFGS from 4,500 starts)"
+                     + (f", then {args.bootstrap} bootstrap refits" if args.bootstrap else "") + "...")
+        label = f"Approach 3 fit{f' and {args.bootstrap} bootstrap refits' if args.bootstrap else ''}: running"
+        with _common.ticker(label, quiet=args.json):
+            post = fit_map(selected, bootstrap=args.bootstrap, seed=args.seed)
         post.excluded = excluded
         return post, runs
     from bayes_scaling.fitting.nuts import fit_nuts

@@ -63,12 +63,18 @@ def run(args) -> int:
     if args.batch < 1:
         raise InputError(f"--batch must be at least 1, got {args.batch}")
     directory = Path(args.dir)
-    if (directory / "planner.json").exists():
-        proposals, target = _from_planner(args, directory)
-    elif (directory / "meta.json").exists():
-        proposals, target = _from_fit(args, directory)
-    else:
-        raise InputError(f"{directory} is neither a planner state directory (planner.json) nor a saved fit (meta.json)")
+    with _common.ticker(f"choosing {args.batch} run{'s' if args.batch > 1 else ''}", quiet=args.json) as tick:
+        args.ticker = tick
+        if (directory / "planner.json").exists():
+            proposals, target = _from_planner(args, directory)
+        elif (directory / "meta.json").exists():
+            proposals, target = _from_fit(args, directory)
+        else:
+            raise InputError(f"{directory} is neither a planner state directory (planner.json) nor a saved fit "
+                             "(meta.json)")
+    if 0 < len(proposals) < args.batch:
+        _common.info(f"only {len(proposals)} affordable candidate runs were left of the {args.batch} asked for; "
+                     "proposing them all (widen --n-range/--d-range, --grid-points or --max-run-cost for more)")
     if args.json:
         _common.print_json({"target_budget": target, "proposals": [p.__dict__ for p in proposals]})
     else:
@@ -101,14 +107,17 @@ def _from_planner(args, directory):
         planner.settings["target_budget"] = float(args.target_budget)
     if args.misfit is not None:
         planner.settings["discrepancy"] = parse_misfit(args.misfit, 0.0)
+    left = len(planner.remaining())
+    batch = max(1, min(args.batch, left))  # more than there are candidates cannot be proposed
+    _tick(args, f"scoring {left} candidate runs for a batch of {batch}")
     if not args.dry_run:
-        return planner.ask(args.batch), planner.settings["target_budget"]
+        return planner.ask(batch), planner.settings["target_budget"]
     s = planner.settings
     if len(planner.done) < len(planner.law.param_names) + 1:
         raise InputError(f"the planner has {len(planner.done)} finished runs; a dry run needs enough to fit "
                          f"({len(planner.law.param_names) + 1})")
     misfit = parse_misfit(args.misfit, s.get("discrepancy", 0.0))
-    return propose(planner.law, planner.draws(), planner.remaining(), target_budget=s["target_budget"], q=args.batch,
+    return propose(planner.law, planner.draws(), planner.remaining(), target_budget=s["target_budget"], q=batch,
                    targets=s["targets"], score="eig_per_cost", estimator=s["estimator"], likelihood=s["likelihood"],
                    nu=s["nu"], done=planner.done_runs(), done_loss=[r["loss"] for r in planner.done],
                    discrepancy=misfit), s["target_budget"]
@@ -131,7 +140,9 @@ def _from_fit(args, directory):
     from bayes_scaling.design.candidates import Candidates
 
     done = Candidates(runs.N, runs.D, runs.C, tuple(str(r) for r in runs.frame["run_id"]))
-    proposals = propose(post.law, draws, candidates, target_budget=args.target_budget, q=args.batch,
+    batch = max(1, min(args.batch, len(candidates)))  # more than there are candidates cannot be proposed
+    _tick(args, f"scoring {len(candidates)} candidate runs for a batch of {batch}")
+    proposals = propose(post.law, draws, candidates, target_budget=args.target_budget, q=batch,
                         targets=args.targets, likelihood=post.meta.get("likelihood", "student_t"),
                         nu=post.meta.get("nu", 5.0), done=done, done_loss=runs.loss,
                         discrepancy=parse_misfit(args.misfit, 0.0))
@@ -151,3 +162,10 @@ def parse_misfit(value, default):
     if not kappa >= 0:
         raise InputError(f"--misfit must be 'auto' or a number >= 0, got {value!r}")
     return kappa
+
+
+def _tick(args, label: str) -> None:
+    """Say on the status line (``run``'s ticker, where there is one) what the wait is for."""
+    tick = getattr(args, "ticker", None)
+    if tick is not None:
+        tick.update(label)
