@@ -133,11 +133,27 @@ def make_steps(graphdef: nnx.GraphDef, z_loss: float, mesh=None):
             jax.jit(eval_step, in_shardings=(everywhere, split), out_shardings=everywhere))
 
 
+_CHECKPOINT_EXPECTED = ("expected the checkpoints this harness wrote for the same spec (shape, optimizer); move the "
+                        "folder away (or pass another checkpoint_dir) to start over")
+
+
 def _checkpoint_manager(directory: str):
     import orbax.checkpoint as ocp
 
+    path = Path(directory).resolve()
+    if path.exists() and not path.is_dir():
+        raise SpecError(f"RunSpec.checkpoint_dir={directory!r}: a file, expected a folder for checkpoints")
     options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, create=True)
-    return ocp.CheckpointManager(Path(directory).resolve(), options=options, item_names=("state", "meta"))
+    try:
+        return ocp.CheckpointManager(path, options=options, item_names=("state", "meta"))
+    except (OSError, ValueError) as err:
+        raise SpecError(f"RunSpec.checkpoint_dir={directory!r}: cannot be used ({type(err).__name__}: "
+                        f"{_first_line(err)}); {_CHECKPOINT_EXPECTED}") from None
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    text = (str(err).strip().splitlines() or [""])[0]
+    return text[:limit]
 
 
 def _save(manager, step: int, state, meta: dict[str, Any]) -> None:
@@ -146,14 +162,26 @@ def _save(manager, step: int, state, meta: dict[str, Any]) -> None:
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
 
-def _restore(manager, abstract_state):
+def _restore(manager, abstract_state, directory: str = "?"):
+    """The newest checkpoint as (step, state, meta), or None; a damaged, truncated or foreign one
+    (another spec's shapes) raises ``SpecError`` naming the folder and step."""
     import orbax.checkpoint as ocp
 
-    step = manager.latest_step()
-    if step is None:
-        return None
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-    return step, restored["state"], restored["meta"]
+    step = None
+    try:
+        step = manager.latest_step()
+        if step is None:
+            return None
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                                 meta=ocp.args.JsonRestore()))
+        meta = restored["meta"]
+        if not isinstance(meta, dict) or not isinstance(meta.get("curve"), list):
+            raise ValueError("its meta is not the harness's record")
+        return step, restored["state"], meta
+    except Exception as err:  # noqa: BLE001 -- Orbax, TensorStore and JSON raise many types for a damaged file
+        where = f" at step {step}" if step is not None else ""
+        raise SpecError(f"RunSpec.checkpoint_dir={directory!r}: the checkpoint{where} cannot be restored "
+                        f"({type(err).__name__}: {_first_line(err)}); {_CHECKPOINT_EXPECTED}") from None
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -181,7 +209,7 @@ def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
     start_step = 0
     manager = _checkpoint_manager(spec.checkpoint_dir) if spec.checkpoint_dir else None
     if manager is not None:
-        found = _restore(manager, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state))
+        found = _restore(manager, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state), spec.checkpoint_dir)
         if found is not None:
             start_step, state, meta = found
     if mesh is not None:
