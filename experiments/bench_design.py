@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-import bayes_scaling  # noqa: F401  (float64, host devices)
+import bayes_scaling
 from bayes_scaling.design import Planner, Replay, Simulator, grid, world_prior
 from bayes_scaling.design.discrepancy import coordinates, fit_discrepancy
 from bayes_scaling.design.eig import predicted_log_loss, target_draws
@@ -52,6 +52,8 @@ from bayes_scaling.design.refit import MaskedRefitter
 from bayes_scaling.fitting.nuts import fit_nuts
 from bayes_scaling.laws import get_law
 from bayes_scaling.runs import load_chinchilla
+
+bayes_scaling.configure()  # float64, host devices for parallel chains: before any JAX use
 
 ROOT = Path(__file__).resolve().parent.parent
 C_STAR = 5.76e23

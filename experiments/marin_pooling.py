@@ -58,7 +58,7 @@ import platform
 import time
 from pathlib import Path
 
-import bayes_scaling  # noqa: F401  (float64, host devices)
+import bayes_scaling
 import numpy as np
 import pandas as pd
 
@@ -66,6 +66,8 @@ from bayes_scaling.hierarchical import OFFSET_SCALE, fit_hierarchical
 from bayes_scaling.prior_sets import prior_sensitivity
 from bayes_scaling.runs import load_chinchilla, load_marin
 from bayes_scaling.runs.table import Runs
+
+bayes_scaling.configure()  # float64, host devices for parallel chains: before any JAX use
 
 OUT = Path(__file__).parent / "results" / "marin_pooling.md"
 UNSEEN_OUT = Path(__file__).parent / "results" / "marin_unseen_budget.md"

@@ -15,9 +15,11 @@ import platform
 import time
 from pathlib import Path
 
-import bayes_scaling  # noqa: F401  (float64, host devices)
+import bayes_scaling
 from bayes_scaling.hierarchical import fit_hierarchical
 from bayes_scaling.runs import load_marin
+
+bayes_scaling.configure()  # float64, host devices for parallel chains: before any JAX use
 
 OUT = Path(__file__).parent / "results" / "marin_sampler_settings.md"
 # The model these settings were measured on, spelled out so that a change of the library's defaults

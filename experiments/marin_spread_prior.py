@@ -36,7 +36,7 @@ import platform
 import time
 from pathlib import Path
 
-import bayes_scaling  # noqa: F401  (float64, host devices)
+import bayes_scaling
 import pandas as pd
 
 from bayes_scaling.hierarchical import fit_hierarchical
@@ -45,6 +45,8 @@ from bayes_scaling.runs.table import Runs
 from marin_pooling import (CANDIDATES, HELD_OUT_BUDGET, MIN_SELECTION_COVERAGE, MIN_UNSEEN_COVERAGE,
                            SELECTION_BUDGET, VARIANTS, held_out_scores, markdown, sampler_table, score_table,
                            unseen_budget, unseen_table)
+
+bayes_scaling.configure()  # float64, host devices for parallel chains: before any JAX use
 
 OUT = Path(__file__).parent / "results" / "marin_spread_prior.md"
 SELECTED = "partial, wide spreads, budget offsets"

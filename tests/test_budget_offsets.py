@@ -42,6 +42,7 @@ def offset_fit():
     return fit_hierarchical(_isoflop(TRUE_OFFSETS), offset_by="budget", detrend_offsets=False, pooling="none", **FAST)
 
 
+@pytest.mark.slow
 def test_recovers_simulated_budget_offsets(offset_fit):
     post = offset_fit.groups["g0"]
     assert post.meta["offset_levels"] == [offset_key(b) for b in BUDGETS]
@@ -58,6 +59,7 @@ def test_recovers_simulated_budget_offsets(offset_fit):
     assert np.allclose(offset_fit.groups["g1"].draws("offset_tau"), post.draws("offset_tau"))
 
 
+@pytest.mark.slow
 def test_predict_uses_seen_offsets_and_widens_for_unseen(offset_fit):
     post = offset_fit.groups["g1"]
     N, D = np.array([3e7]), np.array([1e19 / 6 / 3e7])
@@ -77,6 +79,7 @@ def test_predict_uses_seen_offsets_and_widens_for_unseen(offset_fit):
 
 
 
+@pytest.mark.slow
 def test_predictive_checks_use_each_runs_fitted_offset(offset_fit):
     """Posterior predictive checks of an offset fit predict each run with its own budget's fitted
     offset, not a fresh one: the replicates are centred on the runs and the intervals stay narrow."""
@@ -128,6 +131,7 @@ def test_posterior_without_offsets_ignores_offset_at():
     np.testing.assert_allclose(post.predict([1e8], [1e10], offset_at=1e19, seed=2), post.predict([1e8], [1e10], seed=2))
 
 
+@pytest.mark.slow
 def test_one_group_without_budget_effect_keeps_offsets_small():
     runs = _isoflop(np.zeros(len(BUDGETS)), n_groups=1, seed=5)
     short = {**FAST, "num_warmup": 200, "num_draws": 150}
@@ -213,6 +217,7 @@ def _offsets(fit):
     return post.idata["posterior"]["offset"].values.reshape(post.num_draws, -1)
 
 
+@pytest.mark.slow
 def test_detrended_offsets_have_no_level_and_no_trend(trend_fit, zigzag_fit):
     for fit in (trend_fit, zigzag_fit):
         assert fit.groups["g0"].meta["offset_detrended"] is True
@@ -221,6 +226,7 @@ def test_detrended_offsets_have_no_level_and_no_trend(trend_fit, zigzag_fit):
         assert np.max(np.abs(delta @ (U - U.mean()))) < 1e-8  # zero slope in log C, every draw
 
 
+@pytest.mark.slow
 def test_linear_misfit_is_left_to_the_law(trend_fit):
     delta = np.median(_offsets(trend_fit), axis=0)
     assert np.max(np.abs(delta)) < 0.005  # the +-0.018 trend is not in the offsets
@@ -232,6 +238,7 @@ def test_linear_misfit_is_left_to_the_law(trend_fit):
     assert trend_fit.diagnostics["divergences"] <= 5
 
 
+@pytest.mark.slow
 def test_zigzag_misfit_is_absorbed_by_the_offsets(zigzag_fit):
     delta = _offsets(zigzag_fit)
     lo, hi = np.quantile(delta, [0.05, 0.95], axis=0)

@@ -61,6 +61,7 @@ def test_bad_budget_is_rejected_by_the_parser(tmp_path):
         main(["frontier", str(tmp_path), "--budget", "lots"])
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     text = capsys.readouterr().out
@@ -93,6 +94,7 @@ def test_fit_from_a_run_store(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n_runs"] == 240
 
 
+@pytest.mark.slow
 def test_data_constrained_fit_reloads_and_needs_a_corpus_size_for_its_frontier(tmp_path, capsys):
     out = tmp_path / "dc"
     assert main(["fit", "chinchilla", "--law", "data_constrained", "--out", str(out), "--chains", "2",
@@ -104,6 +106,7 @@ def test_data_constrained_fit_reloads_and_needs_a_corpus_size_for_its_frontier(t
     assert json.loads(capsys.readouterr().out)["law"].startswith("data_constrained")
 
 
+@pytest.mark.slow
 def test_console_entry_point_flushes_output_and_keeps_exit_codes(tmp_path):
     """``python -m bayes_scaling`` leaves through ``entry_point``'s quick exit: every line printed
     still arrives (stdout is a pipe, so block-buffered), and an input error still exits with 2."""
@@ -128,6 +131,7 @@ def test_console_entry_point_flushes_output_and_keeps_exit_codes(tmp_path):
     assert failed.returncode == 2 and "error" in failed.stderr
 
 
+@pytest.mark.slow
 def test_hierarchical_fit_from_csv_then_a_groups_frontier(tmp_path, capsys):
     """``fit RUNS --group-by COLUMN``: one saved fit per group and the population's, each with the
     sampler's verdict; a group's frontier reads back like any fit."""

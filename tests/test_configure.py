@@ -70,6 +70,7 @@ def test_configure_sets_float64_devices_and_cache_once(tmp_path):
     assert report["started"] is False  # configure itself runs nothing in JAX
 
 
+@pytest.mark.slow
 def test_a_fit_entry_point_configures_by_itself(tmp_path):
     """No explicit configure(): the Approach 3 fit sets float64 and the device count before it
     starts JAX, and its result is float64 (the grid fit is checked to 1e-9 against SciPy)."""
@@ -92,6 +93,7 @@ def test_a_fit_entry_point_configures_by_itself(tmp_path):
     "frontier_draws(get_law('chinchilla'), {k: np.ones(3) * v for k, v in "
     "dict(E=1.8, A=400.0, B=400.0, alpha=0.3, beta=0.3).items()}, [1e21])",
 ], ids=["prior_set", "world_prior", "frontier_draws"])
+@pytest.mark.slow
 def test_functions_that_start_jax_configure_first(tmp_path, entry):
     """Building priors from literature centres (jnp.log) or computing a frontier starts JAX:
     each configures first, so a fit that follows still gets the host devices."""
@@ -111,10 +113,11 @@ def test_the_users_device_count_and_cache_dir_are_kept(tmp_path):
     assert report["x64"] is True
 
 
+@pytest.mark.slow
 def test_jax_started_first_keeps_its_devices_and_gets_x64_with_a_warning(tmp_path):
     """A Flax-like process that used JAX before the library: configure cannot change the device
     count (the chains share one device, ``_devices_for``), sets no compilation cache, and switches
-    float64 on with a warning; a NUTS fit still runs, its chains in turn on the one device."""
+    float64 on with a warning; a NUTS fit still runs, its two chains together on the one device."""
     report = run("""
     import jax, jax.numpy as jnp
     jnp.ones(3).sum()
@@ -129,6 +132,7 @@ def test_jax_started_first_keeps_its_devices_and_gets_x64_with_a_warning(tmp_pat
     assert "switched on jax_enable_x64 in a process already using JAX" in report["stderr"]
 
 
+@pytest.mark.slow
 def test_float64_switched_off_explicitly_is_an_error(tmp_path):
     """JAX_ENABLE_X64=0 (an explicit opt-out) or switching it off after configure(): a fit refuses
     to run in float32 with one clear message; from the CLI, exit status 2 and that message."""
@@ -156,6 +160,7 @@ def test_float64_switched_off_explicitly_is_an_error(tmp_path):
     assert "error: bayes-scaling fits need float64" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_configures_before_the_command(tmp_path):
     report = run("""
     import os
@@ -166,6 +171,7 @@ def test_cli_configures_before_the_command(tmp_path):
     assert report["xla_flags"] == f"--xla_force_host_platform_device_count={_jax_setup.DEFAULT_HOST_DEVICES}"
 
 
+@pytest.mark.slow
 def test_numpyro_survives_arviz_imported_after_the_package(tmp_path):
     """ArviZ loads NumPyro lazily; ``import bayes_scaling`` loads it first, so NumPyro's submodules
     bind whichever of the two comes first (test_nuts covers ArviZ first, with a fit)."""

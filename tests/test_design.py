@@ -143,6 +143,7 @@ def exact_loss(p):
     return float(np.exp(Simulator(truth=EPOCH_2024).mean_log_loss(p.N, p.D)))
 
 
+@pytest.mark.slow
 def test_loop_runs_end_to_end_against_the_simulator(tmp_path, capsys):
     from bayes_scaling.cli import main
 
@@ -227,6 +228,7 @@ def test_misfit_fit_finds_structure_only_where_there_is_some():
     assert none.scale < 0.002 and abs(s_white - 0.005) < 0.002
 
 
+@pytest.mark.slow
 def test_planner_with_a_misfit_term_records_it(tmp_path):
     cands = grid(n_range=(1e7, 1e9), d_range=(1e8, 1e10), n_points=6, d_points=6)
     planner = Planner.create(tmp_path, cands, target_budget=5.76e23, n_init=8, seed=1, num_warmup=100,

@@ -42,6 +42,7 @@ def test_misfit_model_checks_its_settings_and_takes_a_fitted_term():
     assert (fitted.kappa, fitted.tau0, fitted.length, fitted.growth, fitted.reference) == (0.0, 0.01, 0.4, 0.25, 21.0)
 
 
+@pytest.mark.slow
 def test_fit_under_the_misfit_model_recovers_a_law_that_holds():
     sim = Simulator(truth=EPOCH_2024, sigma=0.01, seed=3)
     N, D = _runs(7)

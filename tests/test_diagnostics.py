@@ -130,6 +130,7 @@ def test_real_fit_has_clean_sampler_statistics(post):
     assert "2 chains x 200 draws" in d.verdict()
 
 
+@pytest.mark.slow
 def test_one_short_chain_is_flagged(runs):
     bad = fit_nuts(runs, num_chains=1, num_warmup=20, num_draws=20, seed=1)
     d = diagnose(bad)
@@ -151,6 +152,7 @@ def test_posterior_predictive_group_and_coverage(post):
     assert abs(np.median(table["log_resid"])) < 0.005
 
 
+@pytest.mark.slow
 def test_misspecified_model_loses_on_elpd(runs, post):
     """A deliberately misspecified model: the data exponent beta pinned near 0.05 by its prior, so
     L barely depends on D. NUTS samples it cleanly, but it explains the runs far worse: PSIS-LOO

@@ -97,6 +97,7 @@ def ray_instance():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_loop_on_ray_trains_a_batch_retries_a_killed_run_and_streams_into_the_store(ray_instance, tmp_path):
     from bayes_scaling.cli import main
 
@@ -126,6 +127,7 @@ def test_ray_cancel_stops_the_run_and_its_training_child(ray_instance):
     executor.close()
 
 
+@pytest.mark.slow
 def test_loop_through_submitit_local_executor_runs_the_same_batch(tmp_path):
     pytest.importorskip("submitit")
     from bayes_scaling.cli import build_parser, loop

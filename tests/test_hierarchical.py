@@ -61,6 +61,7 @@ def simulation():
     return truths, runs, partial, none
 
 
+@pytest.mark.slow
 def test_partial_pooling_recovers_each_groups_law(simulation, tmp_path):
     truths, _, partial, _ = simulation
     # At most 2% of draws. The count is sensitive to rounding-level changes of the chains' start: an
@@ -89,6 +90,7 @@ def test_partial_pooling_recovers_each_groups_law(simulation, tmp_path):
 
 
 
+@pytest.mark.slow
 def test_group_fits_carry_the_samplers_diagnostics(simulation):
     """Each group's Posterior keeps the sampler's statistics (divergences, energy, steps), so
     ``diagnose`` checks it like a pooled fit; the population's (derived draws) says where to look."""
@@ -103,6 +105,7 @@ def test_group_fits_carry_the_samplers_diagnostics(simulation):
     population = diagnose(partial.population)
     assert not population.applicable and "groups' fits" in population.verdict()
 
+@pytest.mark.slow
 def test_a_sparse_group_borrows_strength_from_the_population(simulation):
     truths, _, partial, none = simulation
     N, D = np.array([3e9, 1e9]), np.array([1e11, 3e11])  # far beyond its 6 small runs
@@ -120,6 +123,7 @@ def test_a_sparse_group_borrows_strength_from_the_population(simulation):
     assert set(table["group"]) == {"g0", "g1", "g2", "g3", POPULATION}
 
 
+@pytest.mark.slow
 def test_one_group_agrees_with_the_pooled_model():
     truth = _group_truths(1, seed=5)[0]
     runs = _simulate([truth], seed=6)
@@ -169,6 +173,7 @@ def test_the_gamma_spread_prior_has_the_halfnormals_mean_and_no_mass_at_zero():
         spread_distribution("cauchy", s)
 
 
+@pytest.mark.slow
 def test_spread_prior_reaches_the_model_and_the_saved_fit():
     """``spread_prior="gamma"`` puts Gamma priors on every learned spread tau_k (not on the
     offsets' tau_o) and is recorded in each group's meta."""
@@ -192,6 +197,7 @@ def test_spread_prior_reaches_the_model_and_the_saved_fit():
     assert isinstance(trace["offset_tau"]["fn"], dist.HalfNormal)
 
 
+@pytest.mark.slow
 def test_the_pivot_centre_decorrelates_each_groups_term_from_its_exponent(simulation):
     """At the pivot centre the draws of x_A = log A - alpha n_c and of alpha are nearly
     uncorrelated (at the mean log N they need not be): ``pivot_centre``'s promise."""
@@ -219,6 +225,7 @@ def test_auto_centring_centres_what_the_data_pin_down():
     assert np.all(lam["alpha"] < 0.2) and np.all(lam["beta"] < 0.2), lam
 
 
+@pytest.mark.slow
 def test_the_sampler_needs_fewer_steps_than_the_non_centred_one(simulation):
     """The current sampler (pivot centre, per-group centring) against the first one (mean-log centre,
     every group non-centred) on the same simulated runs and model (measured with the default

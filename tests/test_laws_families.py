@@ -59,6 +59,7 @@ def test_kaplan_closed_form_frontier_matches_minimisation_and_inverts(theta):
     np.testing.assert_allclose(np.asarray(numerical_budget_for_loss(law, th, L)), BUDGETS, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_kaplan_recovers_its_synthetic_truth():
     law = Kaplan()
     truth = {"N_c": 3e13, "D_c": 5e13, "alpha_N": 0.09, "alpha_D": 0.12}
@@ -113,6 +114,7 @@ def test_data_constrained_reads_unique_tokens_from_the_run_table():
         DataConstrained.for_runs(bad)
 
 
+@pytest.mark.slow
 def test_data_constrained_recovers_its_synthetic_truth():
     truth = {**EPOCH_2024, "R_star": 15.4}
     N, D, U = (g.ravel() for g in np.meshgrid(np.logspace(7.5, 9.5, 4), np.logspace(9, 11.5, 6), [3e8, 3e9, 1e12]))
@@ -126,6 +128,7 @@ def test_data_constrained_recovers_its_synthetic_truth():
 
 
 # --- Chinchilla with E given ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_fixed_e_recovers_the_rest_and_keeps_each_e_apart(tmp_path):
     law = Chinchilla()
     N, D = (g.ravel() for g in np.meshgrid(np.logspace(7, 10, 5), np.logspace(9, 12, 5)))

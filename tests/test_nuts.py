@@ -28,6 +28,7 @@ def simulated_runs(seed: int):
     return truth, runs
 
 
+@pytest.mark.slow
 def test_ninety_percent_intervals_cover_prior_truths():
     """Simulation-based calibration, lite: 20 datasets with truths drawn from the prior; each
     parameter's 90% interval must cover its truth in at least 75% of them."""
@@ -48,6 +49,7 @@ def chinchilla_posterior():
     return fit_nuts(load_chinchilla().for_fit(), num_chains=4, num_warmup=500, num_draws=500, seed=0)
 
 
+@pytest.mark.slow
 def test_chinchilla_posterior_agrees_with_epoch_and_has_no_divergences(chinchilla_posterior):
     post = chinchilla_posterior
     assert int(post.idata["sample_stats"]["diverging"].sum()) == 0
@@ -61,6 +63,7 @@ def test_chinchilla_posterior_agrees_with_epoch_and_has_no_divergences(chinchill
     assert row["N_opt_lo"] < row["N_opt_median"] < row["N_opt_hi"]
 
 
+@pytest.mark.slow
 def test_groups_are_all_fitted_draws_have_expected_shapes(chinchilla_posterior):
     post = chinchilla_posterior
     assert post.num_draws == 2000
@@ -81,6 +84,7 @@ def test_starting_points():
         _starting_point(LAW, runs, "nope")
 
 
+@pytest.mark.slow
 def test_importing_arviz_first_does_not_break_numpyro():
     """ArviZ loads NumPyro lazily; bayes_scaling must still sample when ArviZ came first."""
     import subprocess
@@ -114,6 +118,7 @@ def test_laplace_mass_matrix_is_the_covariance_of_a_gaussian_posterior():
     np.testing.assert_allclose(np.asarray(inverse), cov, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_chains_not_matching_the_device_count():
     """3 chains run on 3 of the 4 host devices, 5 chains on one device (vmapped)."""
     runs = load_chinchilla().for_fit()
@@ -142,6 +147,7 @@ def _draws_in_subprocess(cache, extra_env=None) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.slow
 def test_stored_sampler_gives_the_same_draws_as_a_fresh_trace(tmp_path):
     """Same seed, same draws: traced and exported (first process), read back from disk (second),
     and with every cache off."""

@@ -139,6 +139,7 @@ def test_html_report_renders_in_headless_chromium(html_report, tmp_path):
     assert pixels.shape[:2] == (2400, 1200) and pixels.std() > 0.05  # text, tables and figures, not blank
 
 
+@pytest.mark.slow
 def test_markdown_report_writes_figures_beside_it(post, tmp_path):
     path = write_report(post, tmp_path / "report.md", fmt="md")
     text = path.read_text()

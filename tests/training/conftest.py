@@ -1,13 +1,15 @@
 """Fixtures for the harness tests (CPU, seconds each).
 
-``bayes_scaling`` is imported first so that JAX's process-wide flags (float64, host devices) are
-fixed before any backend starts, whatever order pytest collects the suite in; the harness keeps its
-own dtypes explicit under those flags too.
+``bayes_scaling.configure()`` runs first (as in tests/conftest.py) so that JAX's process-wide
+settings (float64, host devices) are fixed before any backend starts, whatever order pytest collects
+the suite in; the harness keeps its own dtypes explicit under those settings too.
 """
 
-import bayes_scaling  # noqa: F401
+import bayes_scaling
 import pytest
 from harness_helpers import tiny_spec
+
+bayes_scaling.configure()
 
 
 @pytest.fixture(scope="session")

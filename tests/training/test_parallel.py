@@ -61,6 +61,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_two_devices_give_the_one_device_loss_curve_within_bf16_tolerance(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"

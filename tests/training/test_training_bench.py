@@ -4,6 +4,8 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
+
 from training.sizing import Shape
 
 
@@ -15,6 +17,7 @@ def _bench_module():
     return module
 
 
+@pytest.mark.slow
 def test_measure_reports_throughput_of_a_tiny_model():
     shape = Shape(n_layers=1, d_model=32, n_heads=2, vocab_size=256, context=16)
     row = _bench_module().measure(shape, batch_size=2, steps=2, warmup=1)

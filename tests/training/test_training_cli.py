@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from harness_helpers import tiny_spec
 
 
@@ -17,6 +18,7 @@ def _training(*args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
+@pytest.mark.slow
 def test_bad_spec_exits_2_with_one_line_naming_the_field():
     proc = _training("--params", "1e5", "--tokens", "10", "--progress", "false")
     out, err = proc.communicate(timeout=120)
@@ -26,6 +28,7 @@ def test_bad_spec_exits_2_with_one_line_naming_the_field():
     ]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint_to_the_same_loss(tmp_path):
     """SIGKILL mid-run, start again: the same final loss, bitwise, as an uninterrupted run.
 
@@ -51,6 +54,7 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_loss(tmp_path):
     assert resumed["loss"] == straight["loss"] and resumed["curve"] == straight["curve"]
 
 
+@pytest.mark.slow
 def test_bayes_scaling_train_appends_the_result_to_the_store(tmp_path, capsys):
     from bayes_scaling.cli import main
     from bayes_scaling.runs.store import RunStore

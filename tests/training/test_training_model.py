@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from training.model import Transformer, rotary
@@ -10,6 +11,7 @@ from training.sizing import Shape
 SHAPE = Shape(n_layers=2, d_model=32, n_heads=2, vocab_size=256, context=16)
 
 
+@pytest.mark.slow
 def test_future_tokens_cannot_change_earlier_logits():
     model = Transformer(SHAPE, compute_dtype="float32", rngs=nnx.Rngs(0))
     tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 256, dtype=jnp.int32)
@@ -45,6 +47,7 @@ def test_bf16_compute_with_fp32_params_and_optimizer_state():
     assert floats and all(x.dtype == jnp.float32 for x in floats)
 
 
+@pytest.mark.slow
 def test_one_hot_and_gather_lookups_agree_in_values_and_gradients():
     tokens = jax.random.randint(jax.random.key(2), (2, 16), 0, 256, dtype=jnp.int32)
 

@@ -25,6 +25,7 @@ def test_result_records_exact_counts_and_is_json(tiny_result):
     assert json.loads(r.to_json())["loss"] == r.loss
 
 
+@pytest.mark.slow
 def test_resume_reaches_the_same_final_loss_bitwise(tmp_path):
     spec = tiny_spec(checkpoint_dir=str(tmp_path / "ckpt"))
     straight = run(tiny_spec())
@@ -36,6 +37,7 @@ def test_resume_reaches_the_same_final_loss_bitwise(tmp_path):
     assert resumed.curve == straight.curve
 
 
+@pytest.mark.slow
 def test_nan_loss_ends_the_run_as_failed_not_a_crash():
     r = run(tiny_spec(learning_rate=1e12))
     assert r.status == "failed" and "nan" in r.error.lower() and r.loss is None
