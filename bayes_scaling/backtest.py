@@ -57,9 +57,9 @@ def default_fit(seed: int = 0, progress: bool = False) -> Callable[[Runs], objec
 
 def fit_with(method: str = "nuts", *, law: str = "chinchilla", bootstrap: int = 0, delta: float = 1e-3,
              progress: bool = False, **nuts_settings) -> Callable[[Runs], object]:
-    """A fit callable: ``fit_nuts(runs, law=law, **nuts_settings)`` (a law bound to per-run
-    covariates, the data-constrained one, is bound to each call's runs), or for ``method`` "map"
-    Chinchilla's Approach 3 (``fit_map``, with ``bootstrap`` resamples)."""
+    """A fit callable: ``fit_nuts(runs, law=law, **nuts_settings)``, or for ``method`` "map"
+    Chinchilla's Approach 3 (``fit_map``, with ``bootstrap`` resamples). A law bound to per-run
+    covariates (data-constrained: unique tokens) is refused: it cannot predict other runs."""
     if method.startswith("map"):
         def fit(runs: Runs):
             from bayes_scaling.fitting.point import fit_map
@@ -67,17 +67,18 @@ def fit_with(method: str = "nuts", *, law: str = "chinchilla", bootstrap: int = 
             return fit_map(runs, bootstrap=bootstrap, seed=int(nuts_settings.get("seed", 0)), delta=delta)
 
         return fit
+    from bayes_scaling.laws import get_law
+
     if method != "nuts":
         raise InputError(f"backtest refits with method 'nuts' or 'map', got {method!r}")
+    if hasattr(get_law(law), "for_runs"):
+        raise InputError(f"law {law!r} is bound to each fitted run's covariates (unique tokens), so it cannot "
+                         "predict held-out runs yet; backtest the chinchilla or kaplan law")
 
     def fit(runs: Runs):
         from bayes_scaling.fitting.nuts import fit_nuts
-        from bayes_scaling.laws import get_law
 
-        bound = get_law(law)
-        if hasattr(bound, "for_runs"):
-            bound = type(bound).for_runs(runs)
-        return fit_nuts(runs, law=bound, progress=progress, **nuts_settings)
+        return fit_nuts(runs, law=law, progress=progress, **nuts_settings)
 
     return fit
 

@@ -77,3 +77,8 @@ def test_backtest_cli_top_budgets_without_a_budget_column(capsys):
     assert "--holdout-fraction F" in err[-1]
     assert main(["backtest", "gadre", "--budget-column", "tokens_budget", *SHORT]) == 2
     assert "budget column 'tokens_budget' not in the run table" in capsys.readouterr().err
+
+
+def test_backtest_cli_refuses_a_law_bound_to_the_fitted_runs(capsys):
+    assert main(["backtest", "gadre", "--law", "data_constrained", *SHORT]) == 2
+    assert "cannot predict held-out runs yet" in capsys.readouterr().err
