@@ -97,7 +97,7 @@ def test_backtest_never_fits_a_held_out_run_and_scores_every_one():
     assert set(summary["budget_label"]) >= {"all held-out"} and {"coverage_90", "crps", "median_rel_error"} <= set(summary)
     assert len(result.n_opt) == 4 and result.n_opt["inside"].isin([True, False]).all()
     payload = json.loads(json.dumps(result.to_json()))
-    assert payload["n_held_out"] == len(result.runs) and payload["model"] == "plain law"
+    assert payload["n_held_out"] == len(result.runs) and payload["model"] == result.model and result.model
     first = payload["runs"][0]
     assert {"N", "D", "loss", "median", "intervals"} <= set(first) and set(first["intervals"]) == {"50", "80", "90"}
     assert "Backtest" in result.text() and "dclm" in result.text()
