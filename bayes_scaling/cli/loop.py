@@ -78,6 +78,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
+    received = {}
+
+    def on_term(signum, frame):
+        received["signal"] = signum
+        raise KeyboardInterrupt
+
+    # SIGTERM is Ctrl-C from here on (before the state is opened: nothing to lose before that)
+    previous = signal.signal(signal.SIGTERM, on_term) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _run(args, received)
+    except KeyboardInterrupt:
+        if not received:
+            raise
+        _common.info("SIGTERM: stopped before any run started")
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args, received: dict) -> int:
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
     if args.max_runs is not None and args.max_runs < 1:
@@ -94,13 +115,6 @@ def run(args) -> int:
     planner = open_planner(args)
     resume = resume_command(args, planner.directory)
     _common.info(f"to resume after a stop: {resume}")
-    received = {}
-
-    def on_term(signum, frame):
-        received["signal"] = signum
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term) if threading.current_thread() is threading.main_thread() else None
     try:
         status = drive(planner, executor, make_spec, workers=args.workers, max_runs=args.max_runs, store=store,
                        quiet=args.json)
@@ -109,9 +123,6 @@ def run(args) -> int:
         _common.info(f"{name}: {len(planner.done)} runs done, {len(planner.pending)} pending in {planner.directory}; "
                      f"resume with: {resume}")
         return 143 if received else 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     if args.json:
         _common.print_json(status)
     else:

@@ -34,11 +34,11 @@ from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN
 CANONICAL_COLUMNS = ("run_id", "N", "D", "C", "loss", "group", "source", "flagged", "flag_reason")
 DEFAULT_GROUP = "all"
 MAX_PLAUSIBLE_LOSS = 20.0  # nats/token: ln(vocab) for a 400M-token vocabulary; beyond it a unit error
-# What any real training run has (an order of magnitude of slack either way): parameter counts from
-# a thousand to ten trillion, and tokens per parameter from 1/100 (IsoFLOP sweeps' largest models
-# reach about 1/5) to a million (small models trained on tens of trillions of tokens reach 6e4).
+# What any real training run has (with slack): parameter counts from a thousand to ten trillion,
+# and tokens per parameter from 1/1000 (the largest models of Porian et al. 2024's IsoFLOP sweeps
+# reach 0.006) to a million (small models trained on tens of trillions of tokens reach 6e4).
 PLAUSIBLE_N = (1e3, 1e13)
-PLAUSIBLE_TOKENS_PER_PARAM = (1e-2, 1e6)
+PLAUSIBLE_TOKENS_PER_PARAM = (1e-3, 1e6)
 UNIT_CHECK_OFF = "pass check_units=False (CLI: --no-unit-check) if these are really the counts"
 _UNITS = ((1e3, "thousands"), (1e6, "millions"), (1e9, "billions"), (1e12, "trillions"))
 _TRUE = {"true", "1", "yes", "y", "t"}
