@@ -57,8 +57,7 @@ def load_porian() -> Runs:
     warm-up), real points far from the frontier."""
     raw = _read(PORIAN_FILE)
     raw["run_id"] = [f"porian:{i}" for i in raw.index]
-    # D/N reaches 0.006 here, below a generic table's plausibility check: the rows are real and curated.
-    return validate_runs(raw, source_name="porian (Porian 2024)", check_units=False)
+    return validate_runs(raw, source_name="porian (Porian 2024)")  # D/N down to 0.006, inside the unit check
 
 
 def load_gadre() -> Runs:
