@@ -153,8 +153,9 @@ def test_loop_runs_end_to_end_against_the_simulator(tmp_path, capsys):
     status = json.loads(capsys.readouterr().out)
     assert status["runs_done"] == 10 and 0 < status["flops_spent"] <= 1e19
     assert status["log_N_opt"]["lo"] < status["log_N_opt"]["median"] < status["log_N_opt"]["hi"]
-    # Resuming adds to the same state; `plan` on the state dir proposes runs not yet done.
-    assert main([*args, "2"]) == 0
+    # Resuming adds to the same state (--max-runs counts all its results); `plan` on the state dir
+    # proposes runs not yet done.
+    assert main([*args, "12"]) == 0
     capsys.readouterr()
     assert main(["plan", str(tmp_path), "--batch", "2", "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
