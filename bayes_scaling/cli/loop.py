@@ -80,22 +80,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args) -> int:
     received = {}
 
-    def on_term(signum, frame):
+    def on_signal(signum, frame):
         received["signal"] = signum
         raise KeyboardInterrupt
 
-    # SIGTERM is Ctrl-C from here on (before the state is opened: nothing to lose before that)
-    previous = signal.signal(signal.SIGTERM, on_term) if threading.current_thread() is threading.main_thread() else None
+    # SIGTERM is Ctrl-C from here on (before the state is opened: nothing to lose before that). Both
+    # are recorded too: drive checks the record, in case Python swallowed the KeyboardInterrupt.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return _run(args, received)
     except KeyboardInterrupt:
-        if not received:
+        if received.get("signal") != signal.SIGTERM:
             raise
         _common.info("SIGTERM: stopped before any run started")
         return 143
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run(args, received: dict) -> int:
@@ -117,12 +120,12 @@ def _run(args, received: dict) -> int:
     _common.info(f"to resume after a stop: {resume}")
     try:
         status = drive(planner, executor, make_spec, workers=args.workers, max_runs=args.max_runs, store=store,
-                       quiet=args.json)
+                       quiet=args.json, stop_requested=lambda: bool(received))
     except KeyboardInterrupt:  # drive has cancelled the running runs; they stay pending in the state
-        name = "SIGTERM" if received else "interrupted"
-        _common.info(f"{name}: {len(planner.done)} runs done, {len(planner.pending)} pending in {planner.directory}; "
-                     f"resume with: {resume}")
-        return 143 if received else 130
+        term = received.get("signal") == signal.SIGTERM
+        _common.info(f"{'SIGTERM' if term else 'interrupted'}: {len(planner.done)} runs done, {len(planner.pending)} "
+                     f"pending in {planner.directory}; resume with: {resume}")
+        return 143 if term else 130
     if args.json:
         _common.print_json(status)
     else:
@@ -172,12 +175,21 @@ def resume_command(args, state_dir: Path) -> str:
 
 
 def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = None, store=None,
-          quiet: bool = False) -> dict:
+          quiet: bool = False, stop_requested=None) -> dict:
     """Keep ``workers`` runs in flight on ``executor``; as each ends, append it to ``store`` (if any),
     tell the planner and print progress; return the final status. ``make_spec(proposal)`` is the
     spec a run is started with. ``max_runs`` counts every result in the planner's state (earlier
     invocations' too). On Ctrl-C the running runs are cancelled and stay pending. While waiting on
-    runs a status line with the elapsed time shows on a terminal (not when ``quiet``)."""
+    runs a status line with the elapsed time shows on a terminal (not when ``quiet``).
+
+    ``stop_requested()`` (optional) says a stop signal has arrived: checked between results and
+    every second of a wait, so a KeyboardInterrupt that a signal handler raised where Python
+    swallows it (in a garbage-collection callback, say) still stops the loop."""
+
+    def check() -> None:
+        if stop_requested is not None and stop_requested():
+            raise KeyboardInterrupt
+
     told, stopping, status = len(planner.done) + len(planner.state["failed"]), False, planner.status()
     if max_runs is not None and told >= max_runs:
         _common.info(f"the state already holds {told} results (--max-runs {max_runs}); nothing to run")
@@ -189,6 +201,7 @@ def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = 
         for run_id, pending in restart:
             executor.submit(run_id, make_spec(_proposal(run_id, pending)))
         while True:
+            check()
             running = len(executor.pending)
             if not stopping and running < workers and (max_runs is None or told + running < max_runs):
                 free = workers - running if max_runs is None else min(workers - running, max_runs - told - running)
@@ -197,7 +210,10 @@ def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = 
             if not executor.pending:
                 break
             with _common.ticker(f"waiting for {len(executor.pending)} running runs", quiet=quiet):
-                ended = executor.wait()
+                ended = []
+                while not ended and executor.pending:
+                    ended = executor.wait(timeout=1.0)
+                    check()
             for finished in ended:
                 result = record(finished, planner.pending[finished.run_id])
                 if store is not None:
@@ -208,6 +224,7 @@ def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = 
                 status = planner.status()
                 _common.info(progress_line(told, finished.run_id, result, status))
                 stopping = stopping or status["stop"] or (max_runs is not None and told >= max_runs)
+                check()
     except KeyboardInterrupt:
         _common.info(f"cancelling {len(executor.pending)} running runs (they stay pending in the state)")
         raise
