@@ -32,6 +32,7 @@ import hashlib
 import json
 import shlex
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -89,6 +90,13 @@ def run(args) -> int:
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    default_hook = sys.unraisablehook
+
+    def quiet_swallowed_interrupt(unraisable):  # "Exception ignored in ...": drive stops the loop anyway
+        if not (received and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            default_hook(unraisable)
+
+    sys.unraisablehook = quiet_swallowed_interrupt
     try:
         return _run(args, received)
     except KeyboardInterrupt:
@@ -97,6 +105,7 @@ def run(args) -> int:
         _common.info("SIGTERM: stopped before any run started")
         return 143
     finally:
+        sys.unraisablehook = default_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
