@@ -55,7 +55,8 @@ def test_import_changes_no_jax_setting(tmp_path):
     assert report["x64"] is False and report["xla_flags"] is None
     assert report["cache"] is None and report["started"] is False
     mine = "--xla_cpu_enable_fast_math=false"
-    assert run(code, tmp_path, XLA_FLAGS=mine)["xla_flags"] == mine
+    report = run("import bayes_scaling.fitting.nuts, bayes_scaling.cli", tmp_path, XLA_FLAGS=mine)
+    assert report["xla_flags"] == mine and report["x64"] is False
 
 
 def test_configure_sets_float64_devices_and_cache_once(tmp_path):
