@@ -102,6 +102,22 @@ def test_functions_that_start_jax_configure_first(tmp_path, entry):
     assert report["x64"] is True and report["devices"] == _jax_setup.DEFAULT_HOST_DEVICES
 
 
+@pytest.mark.slow
+def test_a_loaded_fit_configures_before_it_predicts(tmp_path):
+    """A saved fit opened in a fresh process: its predictions and frontier run under float64."""
+    from bayes_scaling.fitting.point import fit_map
+    from bayes_scaling.runs import load_chinchilla
+
+    fit_map(load_chinchilla().for_fit()).save(tmp_path / "fit")
+    for call in ("post.predict([1e9], [2e10])", "post.budget_for_loss([2.0])"):
+        report = run(f"""
+        from bayes_scaling.posterior import Posterior
+        post = Posterior.load({str(tmp_path / "fit")!r})
+        {call}
+        """, tmp_path)
+        assert report["x64"] is True and report["devices"] == _jax_setup.DEFAULT_HOST_DEVICES, call
+
+
 def test_the_users_device_count_and_cache_dir_are_kept(tmp_path):
     mine = "--xla_force_host_platform_device_count=2"
     report = run("""
