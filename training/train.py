@@ -11,6 +11,7 @@ the same final loss (bitwise on CPU).
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import platform
 import sys
@@ -144,11 +145,14 @@ def _checkpoint_manager(directory: str):
     if path.exists() and not path.is_dir():
         raise SpecError(f"RunSpec.checkpoint_dir={directory!r}: a file, expected a folder for checkpoints")
     options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, create=True)
+    logging.disable(logging.ERROR)  # Orbax logs a damaged metadata file with a traceback; _restore says it
     try:
         return ocp.CheckpointManager(path, options=options, item_names=("state", "meta"))
     except (OSError, ValueError) as err:
         raise SpecError(f"RunSpec.checkpoint_dir={directory!r}: cannot be used ({type(err).__name__}: "
                         f"{_first_line(err)}); {_CHECKPOINT_EXPECTED}") from None
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _first_line(err: BaseException, limit: int = 200) -> str:
@@ -168,6 +172,7 @@ def _restore(manager, abstract_state, directory: str = "?"):
     import orbax.checkpoint as ocp
 
     step = None
+    logging.disable(logging.ERROR)  # Orbax logs a damaged file with a traceback; the SpecError below says it
     try:
         step = manager.latest_step()
         if step is None:
@@ -182,6 +187,8 @@ def _restore(manager, abstract_state, directory: str = "?"):
         where = f" at step {step}" if step is not None else ""
         raise SpecError(f"RunSpec.checkpoint_dir={directory!r}: the checkpoint{where} cannot be restored "
                         f"({type(err).__name__}: {_first_line(err)}); {_CHECKPOINT_EXPECTED}") from None
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _finite_or_none(x: float | None) -> float | None:

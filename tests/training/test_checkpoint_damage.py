@@ -61,3 +61,29 @@ def test_a_file_as_checkpoint_dir(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SpecError, match="a file, expected a folder"):
         run(tiny_spec(checkpoint_dir=str(tmp_path / "file")))
+
+
+def test_train_command_prints_one_line_for_a_damaged_checkpoint(stopped, tmp_path):
+    """End to end: `bayes-scaling train` starts `python -m training`, which refuses the checkpoint
+    (exit 2); the command prints one line naming the folder, exit 2, and stores nothing."""
+    import contextlib
+    import io
+
+    from bayes_scaling.cli import main
+
+    folder = _copy(stopped, tmp_path)
+    for p in folder.rglob("*"):
+        if p.is_file() and p.stat().st_size > 0:
+            p.write_bytes(b"\x00garbage" * 10)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["train", "--params", "20000", "--tokens", str(256 * 40), "--context", "32", "--batch-size", "8",
+                     "--checkpoint-dir", str(folder), "--store", str(tmp_path / "runs.sqlite"),
+                     "--spec", '{"eval_tokens": 512, "eval_points": 3, "progress": false}'])
+    lines = [line for line in err.getvalue().splitlines() if line.strip()]
+    assert code == 2, err.getvalue()
+    assert "Traceback" not in err.getvalue() and len(lines) == 1
+    assert lines[0].startswith("bayes-scaling train: error: RunSpec.checkpoint_dir=") and "cannot be restored" in lines[0]
+    from bayes_scaling.runs.store import RunStore
+
+    assert len(RunStore.open(tmp_path / "runs.sqlite")) == 0
