@@ -337,7 +337,10 @@ def test_damaged_input_ends_in_one_line_and_loses_nothing(kind, index, material,
         damaged = tmp_path / "damaged.sqlite"
         damaged.write_bytes(data)
         argv = rng.choice([["runs", "list", "--store", damaged], ["runs", "export", tmp_path / "out.csv", "--store", damaged],
-                           ["runs", "import", good_csv, "--store", damaged], ["fit", damaged, "--out", tmp_path / "fit"]])
+                           ["runs", "import", good_csv, "--store", damaged], ["fit", damaged, "--out", tmp_path / "fit"],
+                           ["train", "--params", "2e4", "--tokens", "1e4", "--store", damaged],  # before any training
+                           ["loop", "--simulate", "--target-budget", "1e21", "--experiment-budget", "1e19",
+                            "--state", tmp_path / "state", "--store", damaged]])
         names = damaged.name
     elif kind == "planner":
         mode, data = damage_json(rng, material["planner"], ["settings", "candidates", "done", "pending", "rng", "failed"])
