@@ -478,3 +478,10 @@ def test_internal_error_is_short_without_debug_and_has_the_traceback_with_it(mon
     assert "internal error (ZeroDivisionError: boom)" in err and "report" in err and "--debug" in err
     code, _, err = run_cli(["frontier", material["fit"], "--budget", "1e21", "--debug"])
     assert code == 1 and "Traceback" in err and "ZeroDivisionError" in err
+
+
+def test_fit_out_that_is_a_file_is_refused_before_sampling(tmp_path):
+    BASE.to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "taken").write_text("x")
+    code, _, err = run_cli(["fit", tmp_path / "runs.csv", "--out", tmp_path / "taken"])
+    assert "a file, expected a directory" in assert_one_clear_line(code, err, "taken") and "sampling" not in err
