@@ -60,3 +60,13 @@ def test_plan_says_when_fewer_candidates_are_left_than_asked(tmp_path):
 def test_demo_accepts_the_include_flagged_it_suggests():
     args = build_parser().parse_args(["demo", "--include-flagged"])
     assert args.include_flagged
+
+
+def test_progress_bars_only_on_a_terminal_without_json(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert _common.show_progress(SimpleNamespace(json=False)) and _common.show_progress()
+    assert not _common.show_progress(SimpleNamespace(json=True))
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert not _common.show_progress(SimpleNamespace(json=False))

@@ -96,6 +96,11 @@ def info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def show_progress(args=None) -> bool:
+    """Whether a command draws progress bars: stderr is a terminal and no ``--json`` was given."""
+    return not getattr(args, "json", False) and _is_terminal(sys.stderr)
+
+
 class ticker:
     """``with ticker("bootstrap: 4000 refits", quiet=args.json):`` -- for a wait that may pass
     about 2 s: after ``after`` seconds a one-line status with the elapsed time appears on stderr

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     runs = load_chinchilla()
     _common.info(f"Chinchilla runs (Hoffmann et al. 2022, digitised by Epoch AI 2024): {runs.describe_selection(args.include_flagged)}")
     _common.info("sampling the posterior: NUTS, 4 chains x 1000 draws...")
-    post = fit_nuts(runs.for_fit(args.include_flagged), num_chains=4, num_draws=1000, seed=args.seed, progress=True)
+    post = fit_nuts(runs.for_fit(args.include_flagged), num_chains=4, num_draws=1000, seed=args.seed,
+                    progress=_common.show_progress())
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s")
     from bayes_scaling.checking import add_posterior_predictive
 

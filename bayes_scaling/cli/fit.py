@@ -146,7 +146,8 @@ def run_hierarchical(args: argparse.Namespace) -> int:
     fit = fit_hierarchical(
         selected, group_by=group_by, pooling=args.pooling, share_exponents=args.share_exponents,
         likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
-        seed=args.seed, progress=True, offset_by=None if args.offset_by == "none" else args.offset_by,
+        seed=args.seed, progress=_common.show_progress(args),
+        offset_by=None if args.offset_by == "none" else args.offset_by,
         **({} if args.detrend_offsets is None else {"detrend_offsets": args.detrend_offsets}),
         **({} if args.target_accept is None else {"target_accept": args.target_accept}),
         **({} if args.spread_prior is None else {"spread_prior": args.spread_prior}),
