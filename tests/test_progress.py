@@ -70,3 +70,13 @@ def test_progress_bars_only_on_a_terminal_without_json(monkeypatch):
     assert not _common.show_progress(SimpleNamespace(json=True))
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert not _common.show_progress(SimpleNamespace(json=False))
+
+
+def test_a_note_printed_during_a_wait_starts_on_a_clean_line(monkeypatch):
+    stream = Terminal()
+    monkeypatch.setattr("sys.stderr", stream)
+    with _common.ticker("waiting for 2 running runs", after=0.0):
+        time.sleep(0.2)
+        _common.info("run N1e7 crashed; retrying")
+    text = stream.getvalue()
+    assert "\r\x1b[Krun N1e7 crashed; retrying\n" in text

@@ -92,8 +92,14 @@ def print_json(obj) -> None:
 
 
 def info(message: str) -> None:
-    """Progress and notes go to stderr so ``--json`` output stays clean."""
+    """Progress and notes go to stderr so ``--json`` output stays clean (over a ticker's status
+    line, which is redrawn below at its next tick)."""
+    if _status_line["shown"]:
+        sys.stderr.write("\r\x1b[K")
     print(message, file=sys.stderr, flush=True)
+
+
+_status_line = {"shown": False}  # a ticker's line is on the terminal now
 
 
 def show_progress(args=None) -> bool:
@@ -140,7 +146,7 @@ class ticker:
             text = f"{self.label} ({time.monotonic() - self.start:.0f} s)"
             self.stream.write("\r" + text[:width] + "\x1b[K")
             self.stream.flush()
-            self.shown = True
+            self.shown = _status_line["shown"] = True
             if self._stop.wait(0.5):
                 return
 
@@ -151,6 +157,7 @@ class ticker:
         if self.shown:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
+            _status_line["shown"] = False
 
 
 def _is_terminal(stream) -> bool:
