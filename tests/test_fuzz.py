@@ -485,3 +485,25 @@ def test_fit_out_that_is_a_file_is_refused_before_sampling(tmp_path):
     (tmp_path / "taken").write_text("x")
     code, _, err = run_cli(["fit", tmp_path / "runs.csv", "--out", tmp_path / "taken"])
     assert "a file, expected a directory" in assert_one_clear_line(code, err, "taken") and "sampling" not in err
+
+
+def _create_and_append(path, worker, barrier):
+    barrier.wait()  # every process opens the (not yet existing) store at the same moment
+    store = RunStore(path)
+    store.append_many([{"run_id": f"w{worker}-{i}", "N": 1e8, "D": 2e9, "loss": 3.0} for i in range(20)])
+
+
+def test_a_new_store_created_by_several_processes_at_once_is_one_store(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    path = tmp_path / "new.sqlite"
+    workers = [ctx.Process(target=_create_and_append, args=(path, w, barrier)) for w in range(4)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+    assert [p.exitcode for p in workers] == [0] * 4
+    assert len(RunStore.open(path)) == 80
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".new")]  # no temporary store left
