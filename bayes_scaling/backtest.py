@@ -90,6 +90,7 @@ def fit_like(posterior, progress: bool = False) -> Callable[[Runs], object]:
     meta = posterior.meta
     settings = {key: meta[key] for key in ("likelihood", "nu", "num_chains", "num_warmup", "num_draws", "seed")
                 if key in meta}
+    settings["model"] = "extrapolating" if posterior.model == "extrapolating" else "plain"
     method = "map" if posterior.method.startswith("map") else "nuts"
     if method == "map":
         settings = {"seed": meta.get("seed", 0)}

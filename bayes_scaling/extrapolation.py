@@ -1,30 +1,41 @@
 """Extrapolation-aware predictions: the law's own error, which grows with the distance from the data.
 
-A fitted law is exact nowhere; inside the fitted runs its misfit is absorbed by theta and sigma,
-but beyond them nothing in the data says how far the law's log-log slopes stay right. The model:
+A fitted law is exact nowhere. Inside the fitted runs its misfit is absorbed by theta and sigma;
+beyond them nothing in the data says whether the law's exponents, its compute-optimal allocation
+and its level stay right, and an interval that ignores this is too narrow exactly where a team
+extrapolates. The model (docs/extrapolation.md):
 
-    log L(N, D) = log L_law(N, D; theta) + g_N u_N + g_D u_D + eps,
-    u_N = ln N - clip(ln N, ln N_min, ln N_max),   u_D = ln D - clip(ln D, ln D_min, ln D_max),
-    g_N, g_D | tau ~ Normal(0, tau^2),   tau ~ HalfNormal(TAU_PRIOR_SCALE),
+    log L(N, D) = log L_law(N e^(d_N u_N - d_a u_C), D e^(d_D u_D + d_a u_C); theta) + g_C u_C + eps,
+    u_X = ln X - clip(ln X, ln X_min, ln X_max)        for X in N, D and C = 6ND,
+    d_N, d_D ~ Normal(0, tau_shape^2),  g_C ~ Normal(0, tau_level^2),  d_a ~ Normal(0, tau_alloc^2),
 
-with [N_min, N_max] x [D_min, D_max] the fitted runs' range. u = 0 inside it, so there the model
-*is* the plain law. Beyond it the loss's local exponent in N (or D) may differ from the law's by
-g, so the log-loss error grows linearly with the log-distance from the data, and a draw's error
-is shared by every point it predicts (it is a slope, not noise). N_opt moves too: along
-6ND = C, the drift tilts the IsoFLOP profile by (g_N - g_D) per e-fold of N.
+with [X_min, X_max] the fitted runs' range, so every u is 0 inside it: there the model *is* the
+plain law, draw for draw. Beyond it
 
-tau is learned from how the law extrapolates *within* the given runs (leave-future-out,
-``splits.forward_chain``): in fold f the plain law is fitted to the lower budgets and predicts
-the held-out higher ones; residual r_j = log y_j - m_j (m_j, v_j: mean and variance of the
-fold's predictive log-loss draws), u_j measured from the fold's own fitted range. Under the model,
+* an e-fold of N counts as 1 + d_N e-folds (the law's exponent in N scaled by 1 + d_N; likewise D);
+* the IsoFLOP profile shifts by d_a u_C in ln N: the compute-optimal N_opt drifts by d_a per
+  e-fold of compute (the allocation exponent a = d ln N_opt / d ln C becomes a + d_a);
+* the level drifts by g_C per e-fold of compute (a floor or a data mix the small runs could not
+  pin down).
 
-    r_f ~ Normal(0, diag(v_f) + tau^2 (u_N u_N' + u_D u_D')),
+Each draw's drift is shared by every point it predicts: it is a slope, not noise, so the error
+grows linearly with the log-distance from the data, correlated across predictions.
 
-and tau's posterior on a grid is prior(tau) prod_f p(r_f | tau) (a composite likelihood: folds
-overlap). Each posterior draw s of theta is paired with tau_s from that posterior and
-g_s ~ Normal(0, tau_s^2 I): the predictive integrates over tau, so a few folds with little to
-say leave heavy tails rather than false confidence. No held-out run is ever seen: the folds
-live inside the runs the fit is given.
+The scales are learned from how the law extrapolates *within* the given runs (leave-future-out,
+``splits.forward_chain``): in fold f the plain law is fitted to the lower budgets (``fit_laplace``
+by default) and predicts the held-out higher ones; r_j = log y_j - m_j (m_j, v_j: mean and
+variance of the fold's predictive log-loss draws), u_j measured from the fold's own range. To
+first order in the drift (``directions``),
+
+    r_f ~ Normal(0, diag(v_f) + U_f T U_f'),   U_f = [s_N u_N, s_D u_D, u_C, -(s_N - s_D) u_C],
+    T = diag(tau_shape^2, tau_shape^2, tau_level^2, tau_alloc^2),
+
+with s_N, s_D the law's local slopes d log L / d ln N and d log L / d ln D, and the posterior of
+(tau_shape, tau_level, tau_alloc) on a grid is half-Cauchy priors x prod_f p(r_f | tau) (a
+composite likelihood: folds overlap). Each posterior draw of theta is paired with a draw of the
+scales and of (d_N, d_D, g_C, d_a) given them, so the predictive integrates over the scales: folds
+with little to say leave heavy tails rather than false confidence. No held-out run is ever seen:
+the folds live inside the runs the fit is given.
 """
 
 from __future__ import annotations
@@ -35,31 +46,42 @@ import numpy as np
 
 from bayes_scaling.splits import forward_chain
 
-TAU_PRIOR_SCALE = 0.05  # log-loss per e-fold of N, D or C: 10% per decade is already extreme
-TAU_PRIOR = "halfnormal"
-TAU_GRID = np.linspace(0.0, 0.3, 151)  # each of tau_shape and tau_level
+# Half-Cauchy priors: heavy tails let folds that show a large drift overrule the scale. Grids are
+# denser near zero (quadratic spacing); a grid point's prior mass includes its cell width.
+SCALES = ("tau_shape", "tau_level", "tau_alloc")
+PRIOR_SCALES = {"tau_shape": 0.1,    # relative drift of the local exponents in N and D
+                "tau_level": 0.005,  # log-loss per e-fold of compute
+                "tau_alloc": 0.05}   # drift of the allocation exponent a = d ln N_opt / d ln C
+GRID_MAX = {"tau_shape": 2.0, "tau_level": 0.2, "tau_alloc": 1.0}
+GRID_POINTS = 33
+FOLD_DRAWS = 1000  # enough for a held-out run's predictive mean and variance
+DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
+SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
-DRIFT_SITES = ("drift_N", "drift_D", "drift_C")
 MODEL_NAME = "extrapolating"
+STEP = 1e-3  # central differences of the law's log-loss in ln N and ln D
+
+
+def _grid(name: str) -> np.ndarray:
+    return GRID_MAX[name] * np.linspace(0.0, 1.0, GRID_POINTS) ** 2
 
 
 @dataclass(frozen=True)
 class FoldResiduals:
-    """One leave-future-out fold: residuals r, predictive variances v, distances U (n, 3)."""
+    """One leave-future-out fold: residuals r, predictive variances v, drift directions U (n, 4)."""
 
     r: np.ndarray
     v: np.ndarray
     U: np.ndarray
 
     def log_likelihood(self, scales: np.ndarray) -> np.ndarray:
-        """log Normal(r; 0, V + U T U') for each row of ``scales`` (..., 3): the per-axis drift sds
-        (T = diag(scales^2), V = diag(v)); rank 3, so through the matrix determinant lemma and
+        """log Normal(r; 0, V + U T U') for each row of ``scales`` (..., 4): the per-site drift sds
+        (T = diag(scales^2), V = diag(v)); rank 4, so through the matrix determinant lemma and
         Woodbury's identity with W = I + T^1/2 U'V^-1 U T^1/2:
         log det = log det V + log det W,  r'Sigma^-1 r = r'V^-1 r - b' W^-1 b,  b = T^1/2 U'V^-1 r."""
         Vinv_U = self.U / self.v[:, None]
-        M, c = self.U.T @ Vinv_U, Vinv_U.T @ self.r  # (3, 3), (3,)
-        s = scales[..., :, None] * scales[..., None, :]
-        W = np.eye(3) + s * M
+        M, c = self.U.T @ Vinv_U, Vinv_U.T @ self.r  # (4, 4), (4,)
+        W = np.eye(len(M)) + scales[..., :, None] * scales[..., None, :] * M
         b = scales * c
         _, logdet_W = np.linalg.slogdet(W)
         quad = np.sum(self.r**2 / self.v) - np.einsum("...i,...i->...", b, np.linalg.solve(W, b[..., None])[..., 0])
@@ -77,94 +99,152 @@ def log_range(N, D) -> dict:
 
 
 def distances(ranges: dict, N, D) -> np.ndarray:
-    """(n, 3): signed log-distances (u_N, u_D, u_C) beyond the fitted range, zero inside it."""
+    """(..., 3): signed log-distances (u_N, u_D, u_C) beyond the fitted range, zero inside it."""
     logs = _logs(N, D)
-    return np.stack([logs[k] - np.clip(logs[k], *ranges[k]) for k in AXES], axis=1)
+    return np.stack([logs[k] - np.clip(logs[k], *ranges[k]) for k in AXES], axis=-1)
 
 
-def fold_residuals(posterior, test) -> FoldResiduals:
-    """Residuals of a plain fit's predictive log-loss at held-out runs ``test``."""
-    log_draws = np.log(posterior.predict(test.N, test.D))
-    U = distances(log_range(posterior.runs.N, posterior.runs.D), test.N, test.D)
-    return FoldResiduals(r=np.log(test.loss) - log_draws.mean(axis=0), v=log_draws.var(axis=0), U=U)
+def directions(log_loss, theta, ranges, N, D) -> np.ndarray:
+    """(..., 4): the drift's directions at (N, D) under the law's ``log_loss(theta, N, D)``
+    (theta's arrays broadcast against N and D): [s_N u_N, s_D u_D, u_C, -(s_N - s_D) u_C], with
+    s_N, s_D the law's local exponents d log L / d ln N and d log L / d ln D (central differences).
+    s_N - s_D is the slope of the run's IsoFLOP profile in ln N, so the last direction is, to first
+    order, that profile shifted by d_a u_C in ln N: the optimum moves by d_a per e-fold of compute."""
+    h = STEP
+    f = lambda n, d: np.asarray(log_loss(theta, n, d))  # noqa: E731
+    U = distances(ranges, N, D)
+    s_N = (f(N * np.exp(h), D) - f(N * np.exp(-h), D)) / (2 * h)
+    s_D = (f(N, D * np.exp(h)) - f(N, D * np.exp(-h))) / (2 * h)
+    return np.stack(np.broadcast_arrays(s_N * U[..., 0], s_D * U[..., 1], U[..., 2], -(s_N - s_D) * U[..., 2]),
+                    axis=-1)
+
+
+def fold_residuals(posterior, test, max_draws: int = FOLD_DRAWS) -> FoldResiduals:
+    """Residuals of a plain fit's predictive log-loss at held-out runs ``test`` (from at most
+    ``max_draws`` of its draws), with the drift's directions at the posterior mean slopes, from the
+    fit's own range. The points are padded to a power of two, so folds share compiled programs."""
+    from bayes_scaling.posterior import compiled_law
+
+    n = len(test)
+    pad = (1 << max(n - 1, 1).bit_length()) - n
+    N, D = (np.concatenate([x, np.full(pad, x[-1])]) for x in (test.N, test.D))
+    log_loss = compiled_law(posterior.law)[0]
+    theta = posterior.theta()
+    keep = np.linspace(0, len(next(iter(theta.values()))) - 1, max_draws).astype(int)
+    theta = {k: v[keep, None] for k, v in theta.items()}
+    sigma = posterior.draws("sigma")[keep, None]
+    mu = np.asarray(log_loss(theta, N[None], D[None]))[:, :n]
+    log_draws = mu + sigma * posterior.noise_draws(mu.shape, np.random.default_rng(0))
+    U = directions(log_loss, theta, log_range(posterior.runs.N, posterior.runs.D), N[None], D[None])[:, :n]
+    ok = np.isfinite(log_draws).all(axis=0) & np.isfinite(U).all(axis=(0, 2))  # a diverged draw says nothing
+    return FoldResiduals(r=(np.log(test.loss) - log_draws.mean(axis=0))[ok], v=log_draws.var(axis=0)[ok],
+                         U=U.mean(axis=0)[ok])
 
 
 @dataclass(frozen=True)
-class TauPosterior:
-    """The posterior of (tau_shape, tau_level) on ``TAU_GRID`` x ``TAU_GRID``: tau_shape scales
-    the drifts along ln N and ln D, tau_level the drift along ln C."""
+class ScalePosterior:
+    """The posterior of the drift scales (tau_shape, tau_level, tau_alloc) on a 3-D grid."""
 
-    weights: np.ndarray  # (G, G): [shape index, level index]
+    weights: np.ndarray  # (shape, level, alloc) grid indices: posterior mass per cell
     folds: int
     held_out: int
+    prior_scales: dict
 
     @classmethod
-    def from_folds(cls, folds: list[FoldResiduals], prior_scale: float = TAU_PRIOR_SCALE,
-                   prior: str = TAU_PRIOR, tied: bool = False) -> TauPosterior:
-        shape, level = np.meshgrid(TAU_GRID, TAU_GRID, indexing="ij")
-        log_prior = {"halfnormal": lambda t: -0.5 * (t / prior_scale) ** 2,
-                     "halfcauchy": lambda t: -np.log1p((t / prior_scale) ** 2)}[prior]
-        log_post = log_prior(shape) + log_prior(level)
-        if tied:
-            log_post = np.where(shape == level, log_prior(shape), -np.inf)
-        scales = np.stack([shape, shape, level], axis=-1)
+    def from_folds(cls, folds: list[FoldResiduals], prior_scales: dict | None = None) -> ScalePosterior:
+        prior_scales = {**PRIOR_SCALES, **(prior_scales or {})}
+        axes = np.meshgrid(*(_grid(name) for name in SCALES), indexing="ij")
+        log_post = 0.0
+        for name, t in zip(SCALES, axes):
+            width = np.gradient(_grid(name))
+            shape = [1, 1, 1]
+            shape[SCALES.index(name)] = -1
+            log_post = log_post - np.log1p((t / prior_scales[name]) ** 2) + np.log(width).reshape(shape)
+        sites = np.stack([axes[k] for k in SITE_SCALE], axis=-1)
         for fold in folds:
-            log_post = log_post + fold.log_likelihood(scales)
+            log_post = log_post + fold.log_likelihood(sites)
+        log_post = np.where(np.isfinite(log_post), log_post, -np.inf)
         w = np.exp(log_post - log_post.max())
-        return cls(weights=w / w.sum(), folds=len(folds), held_out=int(sum(len(f.r) for f in folds)))
+        return cls(weights=w / w.sum(), folds=len(folds), held_out=int(sum(len(f.r) for f in folds)),
+                   prior_scales=prior_scales)
 
-    def quantiles(self, q) -> dict[str, np.ndarray]:
-        """Marginal quantiles of tau_shape and tau_level."""
-        return {name: np.interp(q, np.cumsum(self.weights.sum(axis=axis)), TAU_GRID)
-                for name, axis in (("tau_shape", 1), ("tau_level", 0))}
+    def marginal(self, name: str) -> np.ndarray:
+        k = SCALES.index(name)
+        return self.weights.sum(axis=tuple(i for i in range(3) if i != k))
+
+    def quantiles(self, q) -> dict[str, list[float]]:
+        """Marginal quantiles of each scale."""
+        def upper_edges(grid):  # each cell's mass sits in [g - w/2, g + w/2]: its CDF ends at g + w/2
+            return grid + np.gradient(grid) / 2
+
+        return {name: np.interp(q, np.cumsum(self.marginal(name)), upper_edges(_grid(name))).tolist()
+                for name in SCALES}
 
     def draws(self, size: int, rng: np.random.Generator) -> np.ndarray:
-        """(size, 3) per-axis drift sds (tau_shape, tau_shape, tau_level), jittered in a grid cell."""
-        step = TAU_GRID[1] - TAU_GRID[0]
-        index = rng.choice(self.weights.size, size=size, p=self.weights.ravel())
-        i, j = np.unravel_index(index, self.weights.shape)
-        shape = np.clip(TAU_GRID[i] + step * (rng.random(size) - 0.5), 0.0, None)
-        level = np.clip(TAU_GRID[j] + step * (rng.random(size) - 0.5), 0.0, None)
-        return np.stack([shape, shape, level], axis=1)
+        """(size, 3) draws of the scales: a cell by its mass, then uniform within the cell."""
+        cells = np.unravel_index(rng.choice(self.weights.size, size=size, p=self.weights.ravel()), self.weights.shape)
+        out = []
+        for name, index in zip(SCALES, cells):
+            grid = _grid(name)
+            width = np.gradient(grid)
+            out.append(np.clip(grid[index] + width[index] * (rng.random(size) - 0.5), 0.0, None))
+        return np.stack(out, axis=1)
 
 
 def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "auto",
-              prior_scale: float = TAU_PRIOR_SCALE) -> TauPosterior:
-    """tau's posterior from leave-future-out folds of ``runs``, each fitted by ``fit_plain``
-    (a callable Runs -> Posterior of the plain law). With no usable fold, tau keeps its prior."""
+              prior_scales: dict | None = None) -> ScalePosterior:
+    """The drift scales' posterior from leave-future-out folds of ``runs``, each fitted by
+    ``fit_plain`` (a callable Runs -> Posterior of the plain law). With no usable fold (too few
+    budgets or runs), the scales keep their priors."""
     residuals = [fold_residuals(fit_plain(split.train), split.test)
                  for split in forward_chain(runs, folds=folds, budget_column=budget_column)]
-    return TauPosterior.from_folds(residuals, prior_scale)
+    return ScalePosterior.from_folds(residuals, prior_scales)
 
 
-def attach_drift(posterior, tau: TauPosterior, *, seed: int = 0, prior_scale: float = TAU_PRIOR_SCALE):
-    """The plain posterior made extrapolation-aware: per theta draw, draws of the scales and the
-    drifts g = (g_N, g_D, g_C) (same chain/draw shape), the fitted range and the calibration in
-    ``meta``."""
+def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
+    """The plain posterior made extrapolation-aware: beside each theta draw, a draw of the scales
+    and of the drift (d_N, d_D, g_C, d_a); the fitted range and the calibration go into ``meta``."""
     post = posterior.idata["posterior"]
     shape = (post.sizes["chain"], post.sizes["draw"])
     rng = np.random.default_rng([seed, 7])
-    scales = tau.draws(int(np.prod(shape)), rng)
-    drifts = scales * rng.standard_normal(scales.shape)
+    sds = scales.draws(int(np.prod(shape)), rng)
+    drifts = sds[:, SITE_SCALE] * rng.standard_normal((len(sds), len(DRIFT_SITES)))
     dims = ("chain", "draw")
     posterior.idata["posterior"] = post.to_dataset().assign(
-        tau_shape=(dims, scales[:, 0].reshape(shape)), tau_level=(dims, scales[:, 2].reshape(shape)),
+        **{name: (dims, sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
         **{site: (dims, drifts[:, k].reshape(shape)) for k, site in enumerate(DRIFT_SITES)},
     )
-    q = tau.quantiles([0.05, 0.5, 0.95])
     posterior.meta["model"] = MODEL_NAME
     posterior.meta["extrapolation"] = {
         "range": log_range(posterior.runs.N, posterior.runs.D),
-        "tau_prior": f"HalfNormal({prior_scale:g}) on tau_shape and tau_level",
-        **{name: [float(x) for x in v] for name, v in q.items()},  # 5%, 50%, 95%
-        "folds": tau.folds, "held_out_in_folds": tau.held_out,
+        "priors": ", ".join(f"{name} ~ HalfCauchy({scales.prior_scales[name]:g})" for name in SCALES),
+        **{f"{name} 5/50/95%": value for name, value in scales.quantiles([0.05, 0.5, 0.95]).items()},
+        "folds": scales.folds, "held_out_in_folds": scales.held_out,
     }
     return posterior
 
 
-def log_drift(posterior, N, D) -> np.ndarray | None:
-    """Draws (S, n) of g . u(N, D), or None for a plain-law posterior."""
-    if "drift_N" not in posterior.idata["posterior"]:
+def drift_of(posterior):
+    """(G, ranges): the drift draws (S, 4) and the fitted range, or None for a plain-law fit."""
+    if DRIFT_SITES[-1] not in posterior.idata["posterior"]:
         return None
-    G = np.stack([posterior.draws(site) for site in DRIFT_SITES], axis=1)  # (S, 3)
-    return G @ distances(posterior.meta["extrapolation"]["range"], N, D).T
+    G = np.stack([posterior.draws(site) for site in DRIFT_SITES], axis=1)
+    return G, posterior.meta["extrapolation"]["range"]
+
+
+def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
+    """log L under each draw's drift, for draws G (S, 4) = (d_N, d_D, g_C, d_a) and theta (arrays
+    (S, 1, ...)) at points N, D that broadcast against them with a leading draw axis:
+
+        log L_law(N e^(d_N u_N - d_a u_C), D e^(d_D u_D + d_a u_C)) + g_C u_C.
+
+    Beyond the fitted range an e-fold of N counts as 1 + d_N e-folds (the law's exponent in N
+    scaled by 1 + d_N; likewise D), and the IsoFLOP profile is shifted by d_a u_C in ln N: drifts
+    of the law's own effective sizes, so the loss stays above the law's floor E. To first order in
+    the drift this is log L_law + the ``directions`` that the folds' likelihood uses."""
+    G = np.asarray(G)
+    U = distances(ranges, N, D)  # (S, ..., 3)
+    g = [G[(slice(None), k) + (None,) * (U.ndim - 2)] for k in range(4)]
+    log_n = g[0] * U[..., 0] - g[3] * U[..., 2]
+    log_d = g[1] * U[..., 1] + g[3] * U[..., 2]
+    return np.asarray(log_loss(theta, N * np.exp(log_n), D * np.exp(log_d))) + g[2] * U[..., 2]

@@ -31,21 +31,79 @@ def check_level(level: float) -> float:
     return float(level)
 
 
-def frontier_draws(law: Law, theta: dict[str, np.ndarray], budgets) -> dict[str, np.ndarray]:
-    """Draws of each frontier quantity, shape (S, K) for S draws and K budgets."""
+def frontier_draws(law: Law, theta: dict[str, np.ndarray], budgets, drift=None) -> dict[str, np.ndarray]:
+    """Draws of each frontier quantity, shape (S, K) for S draws and K budgets. ``drift``: the
+    extrapolation model's (G, ranges) (``extrapolation.drift_of``), whose log-loss tilt beyond the
+    fitted runs moves the optimum: then N_opt is found numerically (``drifted_optimum``)."""
     configure()
     import jax.numpy as jnp
 
     C = jnp.asarray(check_budgets(budgets))[None, :]
     th = {k: jnp.asarray(v)[:, None] for k, v in theta.items()}
     N, D = law.optimal_allocation(th, C)
-    L = law.loss(th, N, D)
+    if drift is not None:
+        N, D, L = drifted_optimum(law, th, np.asarray(C), np.asarray(N), *drift)
+    else:
+        L = law.loss(th, N, D)
     return {
         "N_opt": np.asarray(N),
         "D_opt": np.asarray(D),
         "L_opt": np.asarray(L),
         "tokens_per_param": np.asarray(D / N),
     }
+
+
+def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, points: int = 161):
+    """argmin over ln N of the drifted log-loss (``extrapolation.drifted_log_loss``) along
+    6ND = C, per draw and budget: a grid of ``points`` values of ln N within ``half_width`` e-folds
+    of the law's own N_opt moved by the draw's allocation drift, refined by the parabola through
+    the best grid point and its neighbours. Returns N, D, L (S, K)."""
+    from bayes_scaling.extrapolation import drifted_log_loss
+    from bayes_scaling.posterior import compiled_law
+
+    fns = compiled_law(law)
+
+    offsets = np.linspace(-half_width, half_width, points)
+    log_c = np.log(C)
+    u_C = log_c - np.clip(log_c, *ranges["log_C"])
+    centre = np.log(N_law) + G[:, 3:4] * u_C  # the law's optimum moved by the allocation drift
+    log_n = centre[..., None] + offsets  # (S, K, G)
+
+    def objective(log_n):
+        N = np.exp(log_n)
+        D = C[..., None] / (6.0 * N) if log_n.ndim == 3 else C / (6.0 * N)
+        theta = {k: np.asarray(v)[..., None] for k, v in th.items()} if log_n.ndim == 3 else th
+        return drifted_log_loss(fns[0], theta, G, ranges, N, D)
+
+    f = objective(log_n)
+    i = np.clip(np.argmin(f, axis=-1), 1, points - 2)[..., None]
+    f0, f1, f2 = (np.take_along_axis(f, i + k, axis=-1)[..., 0] for k in (-1, 0, 1))
+    curvature = f0 - 2 * f1 + f2
+    shift = np.where(curvature > 0, 0.5 * (f0 - f2) / np.where(curvature > 0, curvature, 1.0), 0.0)
+    step = offsets[1] - offsets[0]
+    best = np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
+    N = np.exp(best)
+    D = C / (6.0 * N)
+    return N, D, np.exp(objective(best))
+
+
+def drifted_budget_for_loss(law: Law, th, target, G, ranges, iters: int = 45) -> np.ndarray:
+    """Bisection on ln C in [ln 1e6, ln 1e40] for L_opt(C) = target under the drift, per draw
+    (S, K); inf where even 1e40 FLOPs stay above the target."""
+    shape = np.broadcast_shapes(target.shape, (len(G), 1))
+    lo, hi = np.full(shape, np.log(1e6)), np.full(shape, np.log(1e40))
+
+    def optimal_loss(log_c):
+        C = np.exp(log_c)
+        N_law, _ = law.optimal_allocation(th, C)
+        return drifted_optimum(law, th, C, np.asarray(N_law), G, ranges)[2]
+
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        above = optimal_loss(mid) > target
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    reachable = optimal_loss(hi) <= target * (1 + 1e-9)
+    return np.where(reachable, np.exp(0.5 * (lo + hi)), np.inf)
 
 
 def summarise(draws: dict[str, np.ndarray], budgets, level: float) -> pd.DataFrame:

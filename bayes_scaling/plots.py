@@ -76,11 +76,9 @@ def _new_figure(rows: int, cols: int, width: float = 4.2, height: float = 3.3):
 # --- figures -------------------------------------------------------------------------------------
 def loss_vs_compute(posterior) -> Figure:
     """Runs' loss against compute, coloured by N, with the compute-optimal loss L_opt(C) band."""
-    from bayes_scaling.frontier import frontier_draws
-
     runs = posterior.runs
     grid = _budget_grid(posterior)
-    L = frontier_draws(posterior.law, _thinned_posterior_theta(posterior), grid)["L_opt"]
+    L = posterior.frontier_draws(grid, max_draws=MAX_DRAWS)["L_opt"]
     fig, axes = _new_figure(1, 1, 6.5, 4.5)
     ax = axes[0, 0]
     _band(ax, grid, L, "tab:blue", "L_opt(C) median")
@@ -146,7 +144,7 @@ def allocation(posterior) -> Figure:
     from bayes_scaling.frontier import frontier_draws
 
     grid = _budget_grid(posterior)
-    draws = frontier_draws(posterior.law, _thinned_posterior_theta(posterior), grid)
+    draws = posterior.frontier_draws(grid, max_draws=MAX_DRAWS)
     refs = _references(posterior)
     fig, axes = _new_figure(1, 2, 5.2, 4.2)
     for ax, key, label in ((axes[0, 0], "N_opt", "N_opt (parameters)"), (axes[0, 1], "D_opt", "D_opt (tokens)")):
@@ -168,7 +166,7 @@ def exponent_draws(posterior, at: float = 1e22) -> dict[str, np.ndarray]:
     from bayes_scaling.frontier import frontier_draws
 
     budgets = np.array([at / 10, at * 10])
-    f = frontier_draws(posterior.law, posterior.theta(), budgets)
+    f = frontier_draws(posterior.law, posterior.theta(), budgets)  # the law's own exponents, without drift
     span = np.log(budgets[1] / budgets[0])
     return {"a": np.log(f["N_opt"][:, 1] / f["N_opt"][:, 0]) / span,
             "b": np.log(f["D_opt"][:, 1] / f["D_opt"][:, 0]) / span}

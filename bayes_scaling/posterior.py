@@ -65,9 +65,22 @@ class Posterior:
         return pd.DataFrame(rows)
 
     # --- answers ---------------------------------------------------------------------------------
-    def frontier_draws(self, budgets) -> dict[str, np.ndarray]:
-        """Draws of N_opt, D_opt, L_opt and tokens per parameter at each budget: (S, K)."""
-        return frontier_mod.frontier_draws(self.law, self.theta(), budgets)
+    def frontier_draws(self, budgets, max_draws: int | None = None) -> dict[str, np.ndarray]:
+        """Draws of N_opt, D_opt, L_opt and tokens per parameter at each budget: (S, K), under
+        the fit's model (the law, plus the drift beyond the fitted runs where the fit carries
+        one); ``max_draws`` keeps that many evenly spaced draws (figures)."""
+        keep = slice(None) if max_draws is None or self.num_draws <= max_draws else \
+            np.linspace(0, self.num_draws - 1, max_draws).astype(int)
+        theta = {k: v[keep] for k, v in self.theta().items()}
+        drift = extrapolation.drift_of(self)
+        if drift is not None:
+            drift = (drift[0][keep], drift[1])
+        return frontier_mod.frontier_draws(self.law, theta, budgets, drift=drift)
+
+    @property
+    def model(self) -> str:
+        """Which model produced this fit's answers: "extrapolating" or "plain law"."""
+        return self.meta.get("model", "plain law")
 
     def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
         """Per budget C: median and ``level`` interval of N_opt, D_opt, L_opt, tokens/param."""
@@ -80,7 +93,10 @@ class Posterior:
 
         theta = {k: jnp.asarray(v)[:, None] for k, v in self.theta().items()}
         target = jnp.atleast_1d(jnp.asarray(target_loss, dtype=jnp.float64))[None, :]
-        return np.asarray(self.law.budget_for_loss(theta, target))
+        drift = extrapolation.drift_of(self)
+        if drift is None:
+            return np.asarray(self.law.budget_for_loss(theta, target))
+        return frontier_mod.drifted_budget_for_loss(self.law, theta, np.asarray(target), *drift)
 
     def predict(self, N, D, *, noise: bool = True, seed: int = 0, offset_at=None) -> np.ndarray:
         """Predictive draws of the loss at (N, D): shape (S, n). ``noise=False`` gives the law's
@@ -91,10 +107,12 @@ class Posterior:
         N = np.atleast_1d(np.asarray(N, np.float64))
         D = np.atleast_1d(np.asarray(D, np.float64))
         theta = {k: v[:, None] for k, v in self.theta().items()}
-        mu = np.asarray(_compiled_log_loss(self.law)(theta, N[None], D[None]))
-        drift = extrapolation.log_drift(self, N, D)
-        if drift is not None:
-            mu = mu + drift
+        log_loss = compiled_law(self.law)[0]
+        drift = extrapolation.drift_of(self)
+        if drift is None:
+            mu = np.asarray(log_loss(theta, N[None], D[None]))
+        else:
+            mu = extrapolation.drifted_log_loss(log_loss, theta, *drift, N[None], D[None])
         if "offset" in self.idata["posterior"]:
             mu = mu + self.offset_draws(offset_at, mu.shape, seed)
         if not noise or "sigma" not in self.idata["posterior"]:
@@ -259,13 +277,13 @@ def offset_key(value) -> str:
 
 
 @lru_cache(maxsize=16)
-def _compiled_log_loss(law: Law):
-    """The law's log-loss as one compiled program: as eager operations, each would be compiled
-    separately in every new process (tens of milliseconds in all on a CLI call)."""
+def compiled_law(law: Law):
+    """The law's log-loss and optimal allocation as compiled programs: as eager operations, each
+    would be compiled separately in every new process (tens of milliseconds in all on a CLI call)."""
     configure()
     import jax
 
-    return jax.jit(law.log_loss)
+    return jax.jit(law.log_loss), jax.jit(law.optimal_allocation)
 
 
 def _jsonable(value):

@@ -47,6 +47,9 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=["projection", "approach3"], default="projection",
                    help="NUTS starting point: cheap variable projection (default) or the Approach-3 point fit")
     p.add_argument("--bootstrap", type=int, default=0, help="with --method map: bootstrap resamples for intervals")
+    p.add_argument("--model", choices=["extrapolating", "plain"], default="extrapolating",
+                   help="with --method nuts: 'extrapolating' (default) adds the law's own error beyond the fitted "
+                        "runs, calibrated on leave-future-out refits (docs/extrapolation.md); 'plain': the law alone")
     p.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
     p.add_argument("--include-flagged", action="store_true", help="keep rows flagged as suspect (excluded by default)")
     p.add_argument("--no-unit-check", action="store_true",
@@ -79,17 +82,30 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         from bayes_scaling.laws.data_constrained import DataConstrained
 
         law = DataConstrained.for_runs(selected)
-    _common.info(f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)...")
+    _common.info(f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)"
+                 + (", then leave-future-out refits to calibrate the extrapolation model" if args.model != "plain" else "")
+                 + "...")
     post = fit_nuts(
         selected, law=law, likelihood=args.likelihood, num_chains=args.chains,
         num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=True, init_theta=args.init,
+        model=args.model,
     )
-    _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s")
+    _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
     from bayes_scaling.checking import add_posterior_predictive
 
     add_posterior_predictive(post)
     post.excluded = excluded
     return post, runs
+
+
+def describe_model(post) -> str:
+    """One line naming the model that answers and, for the extrapolating one, its drift scales."""
+    extra = post.meta.get("extrapolation")
+    if not extra:
+        return post.model
+    scales = ", ".join(f"{name} {extra[f'{name} 5/50/95%'][1]:.3g}" for name in ("tau_shape", "tau_level", "tau_alloc"))
+    return (f"{post.model} (drift beyond the fitted runs calibrated on {extra['folds']} leave-future-out folds, "
+            f"{extra['held_out_in_folds']} held-out runs; posterior medians {scales})")
 
 
 def check_enough_runs(runs, law_name: str) -> None:
@@ -118,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     print_verdict(post)
     summary = post.summary(args.level)
     if args.json:
-        _common.print_json({"method": post.method, "law": post.law.name, "n_runs": len(post.runs),
+        _common.print_json({"method": post.method, "law": post.law.name, "model": post.model, "n_runs": len(post.runs),
                             "parameters": _common.parameters_json(summary), "saved_to": str(out)})
     else:
         print(_common.parameters_text(summary))

@@ -43,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     budgets = args.budget or list(STANDARD_BUDGETS)
     table = post.frontier(budgets, level=args.level)
     if args.json:
-        _common.print_json({"method": post.method, "law": post.law.name, "frontier": _common.frontier_json(table)})
+        _common.print_json({"method": post.method, "law": post.law.name, "model": post.model,
+                            "frontier": _common.frontier_json(table)})
     else:
+        print(f"model: {post.model}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
+                                        if post.model == "extrapolating" else ""))
         print(_common.frontier_text(table))
     return 0

@@ -1,0 +1,159 @@
+"""The extrapolation-aware model: the drift beyond the fitted runs, its calibration and its answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bayes_scaling import extrapolation as ex
+from bayes_scaling.errors import InputError
+from bayes_scaling.fitting.nuts import fit_laplace, fit_nuts
+from bayes_scaling.posterior import Posterior
+from bayes_scaling.runs.bundled import load_chinchilla
+from bayes_scaling.runs.table import Runs, validate_runs
+from bayes_scaling.splits import forward_chain, split_by_compute
+
+SHORT = dict(num_chains=2, num_warmup=200, num_draws=200)
+
+
+def simulate_sweeps(seed: int, drift: float, budgets=np.logspace(18, 22, 9), noise: float = 0.004) -> Runs:
+    """IsoFLOP sweeps (9 sizes per budget) of a Chinchilla law whose exponent alpha grows with
+    scale past 1e8 parameters: alpha(N) = alpha + drift * ln(N / 1e8)+ (drift 0: the law is exact)."""
+    rng = np.random.default_rng(seed)
+    E, A, B, alpha, beta = 1.8, 400.0, 1500.0, 0.34, 0.33
+    rows = []
+    for C in budgets:
+        for N in 0.1 * np.sqrt(C / 6) * np.logspace(-0.6, 0.6, 9):
+            D = C / (6 * N)
+            a = alpha + drift * max(0.0, np.log(N / 1e8))
+            loss = (E + A / N**a + B / D**beta) * np.exp(noise * rng.standard_normal())
+            rows.append({"N": N, "D": D, "budget": C, "loss": loss})
+    return validate_runs(pd.DataFrame(rows), source_name=f"sim{seed}")
+
+
+@pytest.fixture(scope="module")
+def chinchilla_fits():
+    runs = load_chinchilla().for_fit()
+    return fit_nuts(runs, model="plain", seed=3, **SHORT), fit_nuts(runs, seed=3, **SHORT)
+
+
+def test_fold_likelihood_is_the_gaussian_density():
+    """The Woodbury / determinant-lemma form equals the dense multivariate normal."""
+    rng = np.random.default_rng(0)
+    fold = ex.FoldResiduals(r=0.02 * rng.standard_normal(9), v=rng.uniform(1e-4, 4e-4, 9), U=np.abs(rng.normal(size=(9, 4))))
+    scales = np.array([0.3, 0.3, 0.01, 0.05])
+    dense = stats.multivariate_normal(np.zeros(9), np.diag(fold.v) + fold.U @ np.diag(scales**2) @ fold.U.T)
+    assert fold.log_likelihood(scales) == pytest.approx(dense.logpdf(fold.r), rel=1e-10)
+    assert fold.log_likelihood(np.zeros(4)) == pytest.approx(stats.norm(0, np.sqrt(fold.v)).logpdf(fold.r).sum())
+
+
+def test_without_folds_the_scales_keep_their_priors():
+    prior = ex.ScalePosterior.from_folds([])
+    medians = prior.quantiles([0.5])
+    for name in ex.SCALES:  # a half-Cauchy's median is its scale (the grid's cut-off moves it a little)
+        assert medians[name][0] == pytest.approx(ex.PRIOR_SCALES[name], rel=0.15)
+    draws = prior.draws(20000, np.random.default_rng(0))
+    assert draws.shape == (20000, 3) and (draws >= 0).all()
+
+
+def test_drift_is_zero_inside_the_fitted_range(chinchilla_fits):
+    """Inside the fitted runs the default model is the plain law, draw for draw; outside, it is not."""
+    plain, default = chinchilla_fits
+    assert plain.model == "plain law" and default.model == "extrapolating"
+    runs = plain.runs
+    np.testing.assert_allclose(default.predict(runs.N, runs.D, noise=False), plain.predict(runs.N, runs.D, noise=False))
+    inside = plain.frontier([1e20]).iloc[0], default.frontier([1e20]).iloc[0]
+    assert inside[1].N_opt_median == pytest.approx(inside[0].N_opt_median, rel=2e-3)
+    assert inside[1].L_opt_hi == pytest.approx(inside[0].L_opt_hi, rel=1e-3)
+    beyond = plain.frontier([5.76e23]).iloc[0], default.frontier([5.76e23]).iloc[0]
+    assert beyond[1].N_opt_hi / beyond[1].N_opt_lo > 1.5 * beyond[0].N_opt_hi / beyond[0].N_opt_lo
+
+
+def test_intervals_widen_with_the_distance_from_the_data(chinchilla_fits):
+    plain, default = chinchilla_fits
+    C = np.array([1e22, 1e23, 1e24, 1e25])
+    N = 0.1 * np.sqrt(C / 6)
+    width = {}
+    for name, post in (("plain", plain), ("default", default)):
+        lo, hi = np.quantile(np.log(post.predict(N, C / (6 * N))), [0.05, 0.95], axis=0)
+        width[name] = hi - lo
+    assert np.all(np.diff(width["default"]) > 0)
+    assert np.all(width["default"][1:] > 1.5 * width["plain"][1:])
+
+
+def test_the_drift_survives_save_and_load(chinchilla_fits, tmp_path):
+    _, default = chinchilla_fits
+    default.save(tmp_path / "fit")
+    loaded = Posterior.load(tmp_path / "fit")
+    assert loaded.model == "extrapolating"
+    assert loaded.meta["extrapolation"]["folds"] == default.meta["extrapolation"]["folds"]
+    np.testing.assert_allclose(loaded.predict([1e11], [2e12], seed=4), default.predict([1e11], [2e12], seed=4))
+    np.testing.assert_allclose(loaded.budget_for_loss([1.9]), default.budget_for_loss([1.9]), rtol=1e-9)
+
+
+def test_budget_for_loss_matches_the_frontier_under_the_drift(chinchilla_fits):
+    """The budget that reaches a loss, per draw, is where that draw's L_opt(C) crosses it."""
+    _, default = chinchilla_fits
+    C = default.budget_for_loss([1.95])[:50, 0]
+    keep = slice(0, 50)
+    theta = {k: v[keep] for k, v in default.theta().items()}
+    G, ranges = ex.drift_of(default)
+    from bayes_scaling import frontier
+
+    finite = np.flatnonzero(np.isfinite(C))
+    assert len(finite) > 25  # a draw whose level drifts up may never reach it: inf
+    L = [frontier.frontier_draws(default.law, {k: v[i:i + 1] for k, v in theta.items()}, [C[i]],
+                                 drift=(G[i:i + 1], ranges))["L_opt"][0, 0] for i in finite]
+    np.testing.assert_allclose(L, 1.95, rtol=1e-6)
+
+
+def test_calibration_sees_only_the_runs_it_is_given(monkeypatch):
+    """Every calibration refit gets rows of the fitted table only, each fold below its held-out runs."""
+    runs = simulate_sweeps(0, 0.0, budgets=np.logspace(18, 21, 6))
+    split = split_by_compute(runs)
+    given = []
+    real = ex.fold_residuals
+
+    def spy(posterior, test):
+        given.append((set(posterior.runs.frame["run_id"]), set(test.frame["run_id"])))
+        return real(posterior, test)
+
+    monkeypatch.setattr(ex, "fold_residuals", spy)
+    fit_nuts(split.train, **SHORT)
+    held_out, fitted = set(split.test.frame["run_id"]), set(split.train.frame["run_id"])
+    assert len(given) == len(forward_chain(split.train)) >= 1
+    for train_ids, test_ids in given:
+        assert train_ids <= fitted and test_ids <= fitted and not (train_ids | test_ids) & held_out
+        assert not train_ids & test_ids
+
+
+def test_laplace_agrees_with_nuts_on_a_well_identified_fit():
+    runs = load_chinchilla().for_fit()
+    nuts, laplace = fit_nuts(runs, model="plain", **SHORT), fit_laplace(runs, **SHORT)
+    assert laplace.method == "laplace"
+    for name in ("E", "alpha", "beta"):
+        assert np.median(laplace.draws(name)) == pytest.approx(np.median(nuts.draws(name)), rel=0.02)
+        assert np.std(laplace.draws(name)) == pytest.approx(np.std(nuts.draws(name)), rel=0.5)
+
+
+def test_an_unknown_model_is_refused():
+    with pytest.raises(InputError, match="model must be one of"):
+        fit_nuts(load_chinchilla().for_fit(), model="exact")
+
+
+@pytest.mark.slow
+def test_coverage_beyond_the_data_when_the_law_drifts():
+    """Sweeps from a law whose exponent drifts with scale: fitted on the lower six budgets, the
+    plain law's 90% intervals miss most of the top three budgets' runs; the default's cover far
+    more of them and score better (interval score). With no drift both cover well."""
+    from bayes_scaling.backtest import backtest
+
+    drifting = Runs(pd.concat([simulate_sweeps(s, 0.03).frame.assign(group=f"s{s}") for s in range(3)],
+                              ignore_index=True))
+    plain = backtest(drifting, fit=lambda r: fit_nuts(r, model="plain"), levels=(0.9,)).runs
+    default = backtest(drifting, levels=(0.9,)).runs
+    assert plain["covered_90"].mean() < 0.5
+    assert default["covered_90"].mean() > plain["covered_90"].mean() + 0.1
+    assert default["interval_score_90"].mean() < 0.6 * plain["interval_score_90"].mean()
+    exact = Runs(simulate_sweeps(7, 0.0).frame)
+    assert backtest(exact, levels=(0.9,)).runs["covered_90"].mean() >= 0.8
