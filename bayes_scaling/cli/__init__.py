@@ -19,7 +19,7 @@ import threading
 from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError, one_line
 
-REPORT_AT = "the project's issue tracker (with the command and the output of the same command run with --debug)"
+REPORT_AT = "the project's issue tracker, with the command and its output under --debug"
 # argparse reads "-1e21" as an option; numbers in any float notation go on to our own validation.
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
 
@@ -70,18 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bayes-scaling {command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 -- the one place every error ends
-        user = user_error(err)
-        if user is not None:
-            if debug:
-                import traceback
-
-                traceback.print_exc()
-            print(f"bayes-scaling {command}: error: {user}", file=sys.stderr)
-            return 2
         if debug:
             import traceback
 
             traceback.print_exc()
+        user = user_error(err)
+        if user is not None:
+            print(f"bayes-scaling {command}: error: {user}", file=sys.stderr)
+            return 2
         print(f"bayes-scaling {command}: internal error ({type(err).__name__}: {one_line(str(err), 300)}); this is "
               f"a bug, please report it at {REPORT_AT}" + ("" if debug else "; rerun with --debug for the traceback"),
               file=sys.stderr)
