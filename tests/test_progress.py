@@ -80,3 +80,17 @@ def test_a_note_printed_during_a_wait_starts_on_a_clean_line(monkeypatch):
         _common.info("run N1e7 crashed; retrying")
     text = stream.getvalue()
     assert "\r\x1b[Krun N1e7 crashed; retrying\n" in text
+
+
+def test_bootstrap_progress_reports_slices_and_changes_no_refit():
+    from bayes_scaling.fitting.approach3 import bootstrap_approach3
+    from bayes_scaling.runs import load_chinchilla
+
+    runs = load_chinchilla().for_fit()
+    plain = bootstrap_approach3(runs.N, runs.D, runs.loss, n_resamples=130, seed=5)
+    seen = []
+    sliced = bootstrap_approach3(runs.N, runs.D, runs.loss, n_resamples=130, seed=5,
+                                 progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(50, 130), (100, 130), (130, 130)]
+    for name in plain:
+        np.testing.assert_array_equal(plain[name], sliced[name])  # the same refits, bitwise

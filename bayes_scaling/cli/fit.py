@@ -71,8 +71,10 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         _common.info("fitting Chinchilla Approach 3 (Huber, L-BFGS from 4,500 starts)"
                      + (f", then {args.bootstrap} bootstrap refits" if args.bootstrap else "") + "...")
         label = f"Approach 3 fit{f' and {args.bootstrap} bootstrap refits' if args.bootstrap else ''}: running"
-        with _common.ticker(label, quiet=args.json):
-            post = fit_map(selected, bootstrap=args.bootstrap, seed=args.seed)
+        with _common.ticker(label, quiet=args.json) as tick:
+            post = fit_map(selected, bootstrap=args.bootstrap, seed=args.seed,
+                           progress=(lambda done, total: tick.update(f"bootstrap: {done}/{total} refits done"))
+                           if tick.enabled else None)
         post.excluded = excluded
         return post, runs
     from bayes_scaling.fitting.nuts import fit_nuts

@@ -371,7 +371,7 @@ def resample_counts(n_runs: int, n_resamples: int, seed: int = 0) -> np.ndarray:
 
 
 def bootstrap_approach3(N, D, loss, *, n_resamples: int = 4000, seed: int = 0, delta: float = HUBER_DELTA,
-                        start=None) -> dict[str, np.ndarray]:
+                        start=None, progress=None) -> dict[str, np.ndarray]:
     """Epoch AI's bootstrap: resample the runs with replacement, refit Approach 3 on each resample.
 
     A resample is the weighted objective J_w with w_i = multiplicity of run i, so all resamples share
@@ -379,15 +379,28 @@ def bootstrap_approach3(N, D, loss, *, n_resamples: int = 4000, seed: int = 0, d
     default: the full-data grid optimum): a resample moves the optimum a little, and the full 4,500-start
     grid lands on the same optimum as this single start (``experiments/bench_fit.py`` checks it on a
     sample of resamples). Returns arrays over resamples: E, A, B, alpha, beta, objective, converged.
+
+    ``progress(done, total)``, if given, is called as slices of the resamples finish: the refits then
+    run in about 20 calls of one program (slices of whole CHUNKs, the last padded to the same shape),
+    each resample's refit the same as in one call.
     """
     configure()
     log_N, log_D, log_L = _log_data(N, D, loss)
     if start is None:
         start = fit_approach3(N, D, loss, delta=delta).params
     weights = resample_counts(len(log_L), n_resamples, seed)
-    params, objective, converged, _ = _bootstrap_fit(
-        jnp.asarray(start, dtype=jnp.float64), jnp.asarray(weights), log_N, log_D, log_L, delta
-    )
+    start = jnp.asarray(start, dtype=jnp.float64)
+    if progress is None:
+        params, objective, converged, _ = _bootstrap_fit(start, jnp.asarray(weights), log_N, log_D, log_L, delta)
+    else:
+        size = CHUNK * max(1, -(-n_resamples // (20 * CHUNK)))  # whole chunks, about 20 slices
+        parts = []
+        for lo in range(0, n_resamples, size):
+            piece = jnp.asarray(weights[lo:lo + size])
+            out = _bootstrap_fit(start, _pad_rows(piece, size), log_N, log_D, log_L, delta)
+            parts.append([np.asarray(a)[: piece.shape[0]] for a in out[:3]])
+            progress(min(lo + size, n_resamples), n_resamples)
+        params, objective, converged = (np.concatenate(p) for p in zip(*parts))
     params = np.asarray(params)
     return {
         "E": np.exp(params[:, 0]), "A": np.exp(params[:, 1]), "B": np.exp(params[:, 2]),

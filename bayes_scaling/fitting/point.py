@@ -16,14 +16,16 @@ from bayes_scaling.laws import Chinchilla
 from bayes_scaling.runs.table import Runs
 
 
-def fit_map(runs: Runs, *, bootstrap: int = 0, seed: int = 0, delta: float = 1e-3):
+def fit_map(runs: Runs, *, bootstrap: int = 0, seed: int = 0, delta: float = 1e-3, progress=None):
+    """Approach 3 on ``runs`` (and ``bootstrap`` refits on resamples) as a Posterior;
+    ``progress(done, total)`` is told as the bootstrap refits finish (``bootstrap_approach3``)."""
     law = Chinchilla()
     result = fit_approach3(runs.N, runs.D, runs.loss, delta=delta)
     theta = {k: np.asarray(result.theta[k], np.float64) for k in law.param_names}
     resid = np.log(runs.loss) - np.asarray(law.log_loss(theta, runs.N, runs.D))
     sigma = 1.4826 * np.median(np.abs(resid - np.median(resid)))
     if bootstrap:
-        draws = bootstrap_approach3(runs.N, runs.D, runs.loss, n_resamples=bootstrap, seed=seed)
+        draws = bootstrap_approach3(runs.N, runs.D, runs.loss, n_resamples=bootstrap, seed=seed, progress=progress)
         samples = {k: np.asarray(draws[k], np.float64)[None, :] for k in law.param_names}
         method = "map+bootstrap"
     else:
