@@ -89,7 +89,8 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
                  + "...")
     post = fit_nuts(
         selected, law=law, likelihood=args.likelihood, num_chains=args.chains,
-        num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=True, init_theta=args.init,
+        num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=_common.show_progress(args),
+        init_theta=args.init,
         model=args.model,
     )
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
