@@ -36,6 +36,19 @@ DEFAULT_MAX_TREE_DEPTH = 10  # NumPyro's NUTS default
 TAIL_PROB = (0.05, 0.95)
 
 
+class SamplerWarning(UserWarning):
+    """A fit returned draws whose diagnostics fail (divergences, R-hat, ESS, E-BFMI): the message
+    is the verdict, with what to do next. The CLI prints the verdict itself instead."""
+
+
+def warn_if_untrustworthy(verdict_ok: bool, verdict: str) -> None:
+    """Warn (``SamplerWarning``) where a fit's validity checks failed, instead of returning silently."""
+    if not verdict_ok:
+        import warnings
+
+        warnings.warn(verdict, SamplerWarning, stacklevel=3)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One failed check: what was seen and what to do about it."""

@@ -81,6 +81,7 @@ from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import log_likelihood
 
 from bayes_scaling._jax_setup import configure
+from bayes_scaling.diagnostics import warn_if_untrustworthy
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
@@ -495,7 +496,14 @@ def fit_hierarchical(
     taus = {k: samples[f"{k}_tau"].reshape(-1) for k in PARAMS if modes[k] == "partial"}
     if levels:
         taus["offset"] = samples["offset_tau"].reshape(-1)
-    return HierarchicalFit(posts, population, pooling, common, group_by, taus, _diagnostics(samples, extra))
+    fit = HierarchicalFit(posts, population, pooling, common, group_by, taus, _diagnostics(samples, extra))
+    d = fit.diagnostics
+    warn_if_untrustworthy(
+        d["divergences"] == 0 and not d["max_rhat"] > 1.01,
+        f"the hierarchical fit's sampler diagnostics fail: {d['divergences']} divergences, max R-hat "
+        f"{d['max_rhat']:.3f}, min bulk ESS {d['min_ess']:.0f}; do not trust these draws: raise target_accept "
+        "(--target-accept 0.95), lengthen the warm-up, or simplify the pooling")
+    return fit
 
 
 def _offset_levels(column: pd.Series) -> tuple[list[str], np.ndarray]:

@@ -286,7 +286,8 @@ def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = 
 
 def _subtitle(posterior) -> str:
     meta = posterior.meta
-    parts = [f"law {posterior.law.name}", f"method {posterior.method}", f"{posterior.num_draws} draws"]
+    parts = [f"law {posterior.law.name}", f"method {posterior.method}", f"model {posterior.model}",
+             f"{posterior.num_draws} draws"]
     if "likelihood" in meta:
         parts.append(f"likelihood {meta['likelihood']}" + (f" (nu = {meta['nu']})" if meta["likelihood"] == "student_t" else ""))
     parts.append("generated " + datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))

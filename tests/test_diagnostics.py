@@ -228,3 +228,22 @@ def test_one_chain_rhat_compares_its_halves():
     shifted = steady + np.r_[np.zeros(1000), np.ones(1000)]
     assert _chain_stats(steady)["r_hat"] < 1.01
     assert _chain_stats(shifted)["r_hat"] > 1.2
+
+
+def test_fit_nuts_warns_when_the_verdict_fails_and_not_otherwise():
+    """Porian's tuned short-warm-up attention sweep diverges at the defaults (17 of 4,000 draws,
+    experiments/bench_extrapolation.py): the fit says so instead of returning silently."""
+    import warnings
+
+    from bayes_scaling.diagnostics import SamplerWarning
+    from bayes_scaling.fitting.nuts import fit_nuts
+    from bayes_scaling.runs.bundled import load_chinchilla, load_porian
+    from bayes_scaling.runs.table import Runs
+
+    porian = load_porian().for_fit()
+    sweep = Runs(porian.frame[porian.frame["group"] == "rw-tuned-short-const-attention-train"].reset_index(drop=True))
+    with pytest.warns(SamplerWarning, match="divergen"):
+        fit_nuts(sweep, model="plain")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplerWarning)
+        fit_nuts(load_chinchilla().for_fit(), model="plain")

@@ -14,6 +14,7 @@ import os
 import pkgutil
 import re
 import sys
+import warnings
 import threading
 
 from bayes_scaling._jax_setup import configure
@@ -52,6 +53,26 @@ def _accept_negative_numbers(parser: argparse.ArgumentParser) -> None:
                 _accept_negative_numbers(child)
 
 
+def _sampler_warnings_on_one_line(command: str) -> None:
+    """A fit whose diagnostics fail warns (``SamplerWarning``); on the command line that is one
+    line on stderr, and ``fit``, which prints the verdict itself, says it once."""
+    from bayes_scaling.diagnostics import SamplerWarning
+    from bayes_scaling.errors import one_line
+
+    if command == "fit":
+        warnings.simplefilter("ignore", SamplerWarning)
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SamplerWarning):
+            print(f"bayes-scaling {command}: warning: {one_line(str(message))}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    original = warnings.showwarning
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status. Every failure the user can cause (bad options,
     unreadable, empty, truncated or foreign files) ends in one line on stderr naming the file (and
@@ -65,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(filter(None, [args.command, getattr(args, "runs_command", None)]))
     try:
         configure()  # the JAX settings every command runs under (bayes_scaling._jax_setup)
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            _sampler_warnings_on_one_line(command)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"bayes-scaling {command}: interrupted", file=sys.stderr)
         return 130

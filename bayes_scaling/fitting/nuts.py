@@ -33,6 +33,7 @@ from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
 from bayes_scaling._jax_setup import configure
 from bayes_scaling import extrapolation
+from bayes_scaling.diagnostics import diagnose, warn_if_untrustworthy
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting import sampler_cache
 from bayes_scaling.fitting.init import initial_theta
@@ -92,6 +93,8 @@ def fit_nuts(
     settings = dict(law=law, priors=priors, likelihood=likelihood, nu=nu, num_chains=num_chains,
                     num_warmup=num_warmup, num_draws=num_draws, seed=seed)
     posterior = _fit(runs, **settings, progress=progress, init_theta=init_theta, laplace=False)
+    diagnosis = diagnose(posterior)
+    warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     if model == "plain" or hasattr(posterior.law, "for_runs"):
         return posterior
     capacity = padded_capacity(len(runs))  # the folds' refits reuse the fit's compiled programs
