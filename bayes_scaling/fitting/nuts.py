@@ -158,6 +158,8 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
     }
     if not laplace:
         meta["warmup_mean_leapfrog_steps"] = sampler.last_warmup_steps
+    if laplace:  # a calibration refit: no pointwise log-likelihood kept (nothing reads it)
+        loglik = None
     return build_posterior(law, runs, samples, extra, loglik, method="laplace" if laplace else "nuts", meta=meta)
 
 
