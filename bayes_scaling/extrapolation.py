@@ -123,12 +123,12 @@ def fold_residuals(posterior, test, max_draws: int = FOLD_DRAWS) -> FoldResidual
     """Residuals of a plain fit's predictive log-loss at held-out runs ``test`` (from at most
     ``max_draws`` of its draws), with the drift's directions at the posterior mean slopes, from the
     fit's own range. The points are padded to a power of two, so folds share compiled programs."""
-    from bayes_scaling.posterior import compiled_law
+    from bayes_scaling.posterior import compiled_log_loss
 
     n = len(test)
     pad = (1 << max(n - 1, 1).bit_length()) - n
     N, D = (np.concatenate([x, np.full(pad, x[-1])]) for x in (test.N, test.D))
-    log_loss = compiled_law(posterior.law)[0]
+    log_loss = compiled_log_loss(posterior.law)
     theta = posterior.theta()
     keep = np.linspace(0, len(next(iter(theta.values()))) - 1, max_draws).astype(int)
     theta = {k: v[keep, None] for k, v in theta.items()}

@@ -33,8 +33,8 @@ def check_level(level: float) -> float:
 
 def frontier_draws(law: Law, theta: dict[str, np.ndarray], budgets, drift=None) -> dict[str, np.ndarray]:
     """Draws of each frontier quantity, shape (S, K) for S draws and K budgets. ``drift``: the
-    extrapolation model's (G, ranges) (``extrapolation.drift_of``), whose log-loss tilt beyond the
-    fitted runs moves the optimum: then N_opt is found numerically (``drifted_optimum``)."""
+    extrapolating model's (G, ranges) (``extrapolation.drift_of``), whose drift beyond the fitted
+    runs moves the optimum: then N_opt is found numerically (``drifted_optimum``)."""
     configure()
     import jax.numpy as jnp
 
@@ -57,23 +57,23 @@ def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, 
     """argmin over ln N of the drifted log-loss (``extrapolation.drifted_log_loss``) along
     6ND = C, per draw and budget: a grid of ``points`` values of ln N within ``half_width`` e-folds
     of the law's own N_opt moved by the draw's allocation drift, refined by the parabola through
-    the best grid point and its neighbours. Returns N, D, L (S, K)."""
+    the best grid point and its neighbours (an optimum beyond the grid is reported at its edge).
+    Returns N, D, L (S, K)."""
     from bayes_scaling.extrapolation import drifted_log_loss
-    from bayes_scaling.posterior import compiled_law
+    from bayes_scaling.posterior import compiled_log_loss
 
-    fns = compiled_law(law)
-
+    log_loss = compiled_log_loss(law)
     offsets = np.linspace(-half_width, half_width, points)
     log_c = np.log(C)
     u_C = log_c - np.clip(log_c, *ranges["log_C"])
     centre = np.log(N_law) + G[:, 3:4] * u_C  # the law's optimum moved by the allocation drift
-    log_n = centre[..., None] + offsets  # (S, K, G)
+    log_n = centre[..., None] + offsets  # (S, K, points)
 
     def objective(log_n):
         N = np.exp(log_n)
         D = C[..., None] / (6.0 * N) if log_n.ndim == 3 else C / (6.0 * N)
         theta = {k: np.asarray(v)[..., None] for k, v in th.items()} if log_n.ndim == 3 else th
-        return drifted_log_loss(fns[0], theta, G, ranges, N, D)
+        return drifted_log_loss(log_loss, theta, G, ranges, N, D)
 
     f = objective(log_n)
     i = np.clip(np.argmin(f, axis=-1), 1, points - 2)[..., None]

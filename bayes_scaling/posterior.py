@@ -107,7 +107,7 @@ class Posterior:
         N = np.atleast_1d(np.asarray(N, np.float64))
         D = np.atleast_1d(np.asarray(D, np.float64))
         theta = {k: v[:, None] for k, v in self.theta().items()}
-        log_loss = compiled_law(self.law)[0]
+        log_loss = compiled_log_loss(self.law)
         drift = extrapolation.drift_of(self)
         if drift is None:
             mu = np.asarray(log_loss(theta, N[None], D[None]))
@@ -184,9 +184,9 @@ class Posterior:
             raise InputError(f"{meta_path}: not valid JSON ({_short(err)}){rerun}") from None
         if not isinstance(meta, dict) or not isinstance(meta.get("law"), str) or not isinstance(meta.get("method"), str):
             raise InputError(f"{meta_path}: expected a JSON object with text fields 'law' and 'method'{rerun}")
-        if not meta["method"].startswith(("nuts", "map")):
+        if not meta["method"].startswith(("nuts", "map", "laplace")):
             raise InputError(f"{meta_path}, field 'method': unknown method {meta['method']!r} (expected nuts, map, "
-                             f"map+bootstrap or nuts-hierarchical){rerun}")
+                             f"map+bootstrap, laplace or nuts-hierarchical){rerun}")
         try:
             law = get_law(meta["law"].split("[")[0])  # "name[digest]": a law bound to per-run covariates
         except InputError as err:
@@ -277,13 +277,13 @@ def offset_key(value) -> str:
 
 
 @lru_cache(maxsize=16)
-def compiled_law(law: Law):
-    """The law's log-loss and optimal allocation as compiled programs: as eager operations, each
-    would be compiled separately in every new process (tens of milliseconds in all on a CLI call)."""
+def compiled_log_loss(law: Law):
+    """The law's log-loss as one compiled program: as eager operations, each would be compiled
+    separately in every new process (tens of milliseconds in all on a CLI call)."""
     configure()
     import jax
 
-    return jax.jit(law.log_loss), jax.jit(law.optimal_allocation)
+    return jax.jit(law.log_loss)
 
 
 def _jsonable(value):

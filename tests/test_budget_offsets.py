@@ -111,7 +111,7 @@ def _toy_posterior(meta_levels=("1e+19",)):
     draws["offset"] = 0.02 + 0.001 * rng.standard_normal((1, S, len(meta_levels)))
     draws["offset_tau"] = np.full((1, S), 0.03)
     runs = validate_runs(pd.DataFrame({"N": [1e8], "D": [1e10], "loss": [3.0]}))
-    return build_posterior(LAW, runs, draws, None, None, method="test",
+    return build_posterior(LAW, runs, draws, None, None, method="nuts",  # a method Posterior.load accepts
                            meta={"offset_by": "budget", "offset_levels": list(meta_levels)})
 
 
