@@ -122,11 +122,12 @@ def directions(log_loss, theta, ranges, N, D) -> np.ndarray:
 def fold_residuals(posterior, test, max_draws: int = FOLD_DRAWS) -> FoldResiduals:
     """Residuals of a plain fit's predictive log-loss at held-out runs ``test`` (from at most
     ``max_draws`` of its draws), with the drift's directions at the posterior mean slopes, from the
-    fit's own range. The points are padded to a power of two, so folds share compiled programs."""
+    fit's own range. The points are padded (to 64, or the next power of two), so folds share
+    compiled programs."""
     from bayes_scaling.posterior import compiled_log_loss
 
     n = len(test)
-    pad = (1 << max(n - 1, 1).bit_length()) - n
+    pad = max(64, 1 << max(n - 1, 1).bit_length()) - n  # one compiled shape for every fold of up to 64 runs
     N, D = (np.concatenate([x, np.full(pad, x[-1])]) for x in (test.N, test.D))
     log_loss = compiled_log_loss(posterior.law)
     theta = posterior.theta()
