@@ -46,9 +46,11 @@ import bayes_scaling
 from bayes_scaling.design import Planner, Replay, Simulator, grid, world_prior
 from bayes_scaling.design.discrepancy import coordinates, fit_discrepancy
 from bayes_scaling.design.eig import predicted_log_loss, target_draws
+from bayes_scaling.design.loop import LoopSettings, run_loop
 from bayes_scaling.design.misfit_fit import MisfitModel, fit_misfit
 from bayes_scaling.design.planner import DEFAULT_DISCREPANCY_LENGTH, Proposal, interval
 from bayes_scaling.design.refit import MaskedRefitter
+from bayes_scaling.executors.inline import InlineExecutor
 from bayes_scaling.fitting.nuts import fit_nuts
 from bayes_scaling.laws import get_law
 from bayes_scaling.runs import load_chinchilla
@@ -82,23 +84,22 @@ def isoflop_design(points_per_budget: int = 8) -> list[list[tuple[float, float]]
 
 def run_adaptive(strategy, oracle, candidates, *, tolerance, cap, q, seed, level, settings, record=None):
     """Trajectory [(flops spent, runs, width, median)] after each batch, until width <= tolerance or
-    cap; ``record`` (a dict) receives the last misfit term the planner used."""
+    cap; ``record`` (a dict) receives the last misfit term the planner used. The library's loop
+    (``design.loop.run_loop``) with the oracle as an inline executor's job: ask q runs, answer them,
+    tell them all, refit once, ask again."""
     with tempfile.TemporaryDirectory() as tmp:
         planner = Planner.create(tmp, candidates, target_budget=C_STAR, experiment_budget=cap, tolerance=tolerance,
                                  level=level, seed=seed, **{**settings, **STRATEGIES[strategy]})
         trajectory = []
-        while True:
-            proposals = planner.ask(q)
-            if not proposals:
-                break
-            for p in proposals:
-                planner.tell(p.run_id, oracle(p))
-            status = planner.status()
+
+        def trace(status):
             if status["log_N_opt"] is not None:
                 trajectory.append((status["flops_spent"], status["runs_done"], status["log_N_opt"]["width"],
                                    status["log_N_opt"]["median"]))
-            if status["stop"]:
-                break
+
+        executor = InlineExecutor(job=lambda spec, memory_fraction=None: oracle(Proposal(**spec)))
+        run_loop(planner, executor, lambda p: {"run_id": p.run_id, "N": p.N, "D": p.D, "cost": p.cost},
+                 LoopSettings(workers=q, quiet=True, save_fit=False), notify=lambda line: None, on_status=trace)
         if record is not None:
             record["misfit"] = planner.status()["misfit"]
             if record.get("keep_runs"):  # the selected runs, for refits under another model
@@ -160,7 +161,7 @@ def simulation(args, settings) -> dict:
     candidates = grid(n_range=(1e7, 1e10), d_range=(1e8, 1e11), n_points=20, d_points=20, max_cost=max(ISO_BUDGETS))
     levels = isoflop_design()
     grid_total = float(sum(6 * n * d for runs in levels for n, d in runs))
-    refitter = MaskedRefitter(capacity=settings["capacity"], num_chains=settings["num_chains"],
+    refitter = MaskedRefitter(num_chains=settings["num_chains"],
                               num_warmup=settings["num_warmup"], num_draws=settings["num_draws"])
     tol = min(args.tolerances)
     per_seed = []
@@ -211,7 +212,7 @@ def replay(args, settings, previous: dict | None = None) -> dict:
     def by_size(p):
         return oracle(Proposal(lookup[(round(p.N), round(p.D))], p.N, p.D, p.cost))
 
-    refitter = MaskedRefitter(capacity=256, num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
+    refitter = MaskedRefitter(num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
                               num_draws=settings["num_draws"])
     for record in per_seed:
         seed = record["seed"]
@@ -222,7 +223,7 @@ def replay(args, settings, previous: dict | None = None) -> dict:
                                   cap=args.replay_fraction * total)
             else:
                 traj = run_adaptive(name, oracle, oracle.candidates(), tolerance=0.0, cap=args.replay_fraction * total,
-                                    q=args.q, seed=seed, level=args.level, settings={**settings, "capacity": 256},
+                                    q=args.q, seed=seed, level=args.level, settings=settings,
                                     record=extra)
             median_at_tenth = traj[-1][3] if traj else float("nan")
             record[name] = {**extra,"trajectory": traj, "flops_to_width": {f"{tolerance:g}": flops_to_reach(traj, tolerance)},
@@ -240,7 +241,7 @@ def cheapest_first(args, settings, fractions=(0.1, 0.3, 1.0)) -> dict:
     """Fits to the cheapest runs of the Chinchilla data making up each share of its FLOPs: where
     does log N_opt(C*) sit when only the small runs are known?"""
     runs = load_chinchilla().for_fit()
-    refitter = MaskedRefitter(capacity=256, num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
+    refitter = MaskedRefitter(num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
                               num_draws=settings["num_draws"])
     order = np.argsort(runs.C)
     share = np.cumsum(runs.C[order]) / runs.C.sum()
@@ -256,7 +257,7 @@ def scale_windows(args, settings, windows=((18, 19.5), (19.5, 20.5), (20.5, 21.2
     """Fits to the Chinchilla runs whose log10 C lies in each window: does every compute scale
     point to the same N_opt(C*)?"""
     runs = load_chinchilla().for_fit()
-    refitter = MaskedRefitter(capacity=256, num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
+    refitter = MaskedRefitter(num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
                               num_draws=settings["num_draws"])
     out = {}
     for lo, hi in windows:
@@ -327,7 +328,7 @@ def misfit_reference(args, settings, previous: dict, add: dict | None = None) ->
         models = {k: MisfitModel(**v) for k, v in out["models"].items()}
         scored, seeds = add, [r["seed"] for r in out["per_seed"]]
     oracle = Replay(data)
-    refitter = MaskedRefitter(capacity=256, num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
+    refitter = MaskedRefitter(num_chains=settings["num_chains"], num_warmup=settings["num_warmup"],
                               num_draws=settings["num_draws"])
     recorded = {r["seed"]: r for r in previous["per_seed"]}
     records = {r["seed"]: r for r in out["per_seed"]}
@@ -336,7 +337,7 @@ def misfit_reference(args, settings, previous: dict, add: dict | None = None) ->
         for name, which in scored.items():
             extra = {"keep_runs": True}
             traj = run_adaptive(name, oracle, oracle.candidates(), tolerance=0.0, cap=args.replay_fraction * oracle.total_flops,
-                                q=args.q, seed=seed, level=args.level, settings={**settings, "capacity": 256}, record=extra)
+                                q=args.q, seed=seed, level=args.level, settings=settings, record=extra)
             runs = {k: np.array([r[k] for r in extra["runs"]]) for k in ("N", "D", "cost", "loss")}
             if which == "auto":  # refit its term to the selected runs, as its last ask did
                 draws = refitter.fit(runs["N"], runs["D"], runs["loss"], seed=seed)
@@ -422,7 +423,7 @@ def timing(settings) -> dict:
     candidates = grid(n_range=(1e7, 1e10), n_points=40, d_range=(1e8, 1e11), d_points=25)
     with tempfile.TemporaryDirectory() as tmp:
         planner = Planner.create(tmp, candidates, target_budget=C_STAR, strategy="random", n_init=30, seed=0,
-                                 **{**settings, "capacity": 64})
+                                 **settings)
         for p in planner.ask(30):
             planner.tell(p.run_id, sim(p))
         planner.settings["strategy"] = "eig_per_cost"
@@ -754,7 +755,7 @@ def main(argv=None) -> None:
         return
     if args.timing_only:
         results = json.loads(Path(args.out).read_text())
-        settings = {"num_chains": 2, "num_warmup": args.draws, "num_draws": args.draws, "capacity": 128}
+        settings = {"num_chains": 2, "num_warmup": args.draws, "num_draws": args.draws}
         _write(args, {"replay": {**results["replay"], "timing": timing(settings)}})
         write_docs(json.loads(Path(args.out).read_text()))
         return
@@ -795,12 +796,12 @@ def main(argv=None) -> None:
         return
     if args.replay_add:
         results = json.loads(Path(args.out).read_text())
-        settings = {"num_chains": 2, "num_warmup": args.draws, "num_draws": args.draws, "capacity": 256}
+        settings = {"num_chains": 2, "num_warmup": args.draws, "num_draws": args.draws}
         replayed = replay(args, settings, previous=results["replay"])
         _write(args, {"replay": {**results["replay"], **replayed}})
         write_docs(json.loads(Path(args.out).read_text()))
         return
-    settings = {"num_chains": 2, "num_warmup": args.draws, "num_draws": args.draws, "capacity": 128}
+    settings = {"num_chains": 2, "num_warmup": args.draws, "num_draws": args.draws}
     start = time.perf_counter()
     result = {"simulation": simulation(args, settings)} if args.seeds > 0 else {}
     if not args.no_replay and args.replay_seeds > 0:

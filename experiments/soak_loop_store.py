@@ -11,9 +11,10 @@ during the interpreter's start-up, before the loop's code runs, counts as ``kill
 * the store is append-only: every row recorded before the cycle is still there, unchanged
   (row id, run id, version, record);
 * every import that reported success has all its rows in the store with the values of its file;
-* every run the planner state holds as done is in the store with the same loss (the loop appends
-  a result to the store before the planner records it, so a kill in between leaves the run pending:
-  restarted next cycle, and stored again as a new version, never lost);
+* every run the planner state holds as done (its own store, ``S/runs.sqlite``) is in the shared
+  store with the same loss (the loop appends a result to the shared store before the planner
+  records it, so a kill in between leaves the run pending: restarted next cycle, and stored again
+  as a new version, never lost);
 * the planner state opens; a SIGTERM-ed loop exited 143 and printed the resume command.
 
 Writes experiments/results/soak_loop_store.json. Usage:
@@ -135,9 +136,11 @@ def main() -> int:
         if import_lost:
             problems.append(f"cycle {cycle}: {import_lost} imported files not (all) in the store")
         plan = json.loads((state / "planner.json").read_text()) if (state / "planner.json").exists() else None
+        planner_done = [r for r in latest(state / "runs.sqlite").values() if r["status"] == "ok"] \
+            if (state / "runs.sqlite").exists() else []
         done_lost = 0
         if plan is not None:
-            for r in plan["done"]:
+            for r in planner_done:
                 stored = rows_now.get(r["run_id"])
                 if stored is None or not np.isclose(stored["loss"], r["loss"]):
                     done_lost += 1
@@ -156,7 +159,7 @@ def main() -> int:
         entry = {"cycle": cycle, "signal": sig.name, "killed_after_s": round(kill_at, 2), "loop_exit": code,
                  "resumed": "resuming" in text, "started": started_runs, "imports_exit": import_codes, "store_rows": len(after),
                  "store_runs": len(rows_now), "loop_runs_in_store": loop_runs,
-                 "planner_done": len(plan["done"]) if plan else 0, "planner_pending": len(plan["pending"]) if plan else 0,
+                 "planner_done": len(planner_done), "planner_pending": len(plan["pending"]) if plan else 0,
                  "rows_changed_or_gone": len(missing), "imports_missing": import_lost, "done_missing": done_lost}
         cycles.append(entry)
         print(json.dumps(entry), flush=True)

@@ -133,7 +133,7 @@ def test_ask_tell_survives_a_restart(tmp_path):
         for run_id in list(planner.pending):
             planner.tell(run_id, {"status": "failed", "loss": None, "error": "out of memory"})
     assert [p.run_id for p in a.ask(3)] == [p.run_id for p in b.ask(3)]  # same RNG stream
-    assert a.flops_spent == b.flops_spent > 0 and len(b.state["failed"]) == 2
+    assert a.flops_spent == b.flops_spent > 0 and len(b.failed) == 2
     with pytest.raises(InputError, match="not a pending run"):
         b.tell("no-such-run", 3.0)
 
@@ -150,8 +150,10 @@ def test_loop_runs_end_to_end_against_the_simulator(tmp_path, capsys):
     args = ["loop", "--simulate", "--target-budget", "5.76e23", "--experiment-budget", "1e19", "--workers", "2",
             "--state", str(tmp_path), "--draws", "150", "--grid-points", "8", "--json", "--max-runs"]
     assert main([*args, "10"]) == 0
-    status = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    status = json.loads(captured.out)
     assert status["runs_done"] == 10 and 0 < status["flops_spent"] <= 1e19
+    assert status["fit"] == str(tmp_path / "fit") and f"final fit saved to {tmp_path / 'fit'}" in captured.err
     assert status["log_N_opt"]["lo"] < status["log_N_opt"]["median"] < status["log_N_opt"]["hi"]
     # Resuming adds to the same state (--max-runs counts all its results); `plan` on the state dir
     # proposes runs not yet done.

@@ -79,7 +79,7 @@ def check_batch(state: Path, store: RunStore, *, killed: bool) -> None:
     assert (frame["loss"] > 0).all() and (frame["source"] == "loop").all()
     assert sorted(frame["attempts"]) == ([1, 1, 2] if killed else [1, 1, 1])
     planner = Planner.open(state)
-    assert len(planner.done) == 3 and not planner.pending and not planner.state["failed"]
+    assert len(planner.done) == 3 and not planner.pending and not planner.failed
     assert {r["run_id"] for r in planner.done} == set(frame["run_id"])
 
 
@@ -131,6 +131,7 @@ def test_ray_cancel_stops_the_run_and_its_training_child(ray_instance):
 def test_loop_through_submitit_local_executor_runs_the_same_batch(tmp_path):
     pytest.importorskip("submitit")
     from bayes_scaling.cli import build_parser, loop
+    from bayes_scaling.design.loop import LoopSettings, run_loop
     from bayes_scaling.executors.submitit_executor import SubmititExecutor
 
     marker = f"slurm-{uuid.uuid4().hex[:8]}"
@@ -140,7 +141,7 @@ def test_loop_through_submitit_local_executor_runs_the_same_batch(tmp_path):
     make_spec = loop.spec_maker(args)
     planner = loop.open_planner(args)
     store = RunStore(tmp_path / "runs.sqlite")
-    loop.drive(planner, executor, make_spec, workers=3, max_runs=3, store=store)  # all three at once
+    run_loop(planner, executor, make_spec, LoopSettings(workers=3, max_runs=3), store=store)  # all three at once
     check_batch(tmp_path / "state", store, killed=False)
     assert len(list((tmp_path / "submitit").glob("*_result.pkl"))) == 3  # one submitit job per run
 
@@ -157,7 +158,7 @@ def test_process_pool_records_a_run_failed_after_its_retries(tmp_path, monkeypat
     assert "ChildDied" in f.error and "no result" in f.error
     assert len(executor.log) == 1 and "attempt 1 crashed" in executor.log[0]
     # The loop turns it into a failed record with the proposal's N and D: stored, not lost.
-    from bayes_scaling.cli.loop import record
+    from bayes_scaling.design.loop import record
 
     row = record(f, {"N": 2e4, "D": 5120.0})
     store = RunStore(tmp_path / "runs.sqlite")
@@ -230,6 +231,7 @@ def test_child_environment_sets_the_memory_fraction_and_drops_the_host_device_fl
 
 def test_ctrl_c_in_the_loop_cancels_and_leaves_the_runs_pending_for_a_resume(tmp_path):
     from bayes_scaling.cli import build_parser, loop
+    from bayes_scaling.design.loop import run_loop
     from bayes_scaling.design.planner import Planner
 
     args = build_parser().parse_args(["loop", "--simulate", "--target-budget", "5.76e23", "--experiment-budget", "1e19",
@@ -244,8 +246,7 @@ def test_ctrl_c_in_the_loop_cancels_and_leaves_the_runs_pending_for_a_resume(tmp
 
     executor = InlineExecutor(job=job)
     with pytest.raises(KeyboardInterrupt):
-        loop.drive(loop.open_planner(args), executor, lambda p: {"run_id": p.run_id, "params": p.N, "tokens": p.D},
-                   workers=1)
+        run_loop(loop.open_planner(args), executor, lambda p: {"run_id": p.run_id, "params": p.N, "tokens": p.D})
     assert executor.pending == []
     planner = Planner.open(tmp_path)
     assert [r["run_id"] for r in planner.done] == answered and len(planner.pending) == 1

@@ -343,7 +343,7 @@ def test_damaged_input_ends_in_one_line_and_loses_nothing(kind, index, material,
                             "--state", tmp_path / "state", "--store", damaged]])
         names = damaged.name
     elif kind == "planner":
-        mode, data = damage_json(rng, material["planner"], ["settings", "candidates", "done", "pending", "rng", "failed"])
+        mode, data = damage_json(rng, material["planner"], ["settings", "candidates", "pending", "rng"])
         directory = tmp_path / "state"
         directory.mkdir()
         damaged = directory / "planner.json"

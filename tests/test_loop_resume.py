@@ -79,14 +79,15 @@ def test_sigterm_stops_like_ctrl_c_and_says_how_to_resume(tmp_path, monkeypatch)
 
 def test_a_signal_whose_interrupt_python_swallowed_still_stops_the_loop(tmp_path):
     """A KeyboardInterrupt raised by a signal handler inside a garbage-collection callback is
-    'ignored' by Python (the soak test met it in JAX's); drive also checks the recorded signal."""
+    'ignored' by Python (the soak test met it in JAX's); run_loop also checks the recorded signal."""
     import pytest
 
     from bayes_scaling.cli import build_parser, loop
+    from bayes_scaling.design.loop import run_loop
 
     args = build_parser().parse_args([*LOOP, "--state", str(tmp_path)])
     executor, make_spec = loop._simulator(args)
     planner = loop.open_planner(args)
     with pytest.raises(KeyboardInterrupt):
-        loop.drive(planner, executor, make_spec, workers=1, stop_requested=lambda: len(planner.done) >= 2)
+        run_loop(planner, executor, make_spec, stop_requested=lambda: len(planner.done) >= 2)
     assert len(Planner.open(tmp_path).done) == 2

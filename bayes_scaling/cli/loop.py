@@ -13,16 +13,22 @@ time, ``inline`` one at a time, ``ray`` k Ray tasks (``--ray-address``; each ask
 ``--cpus-per-run``/``--gpus-per-run``), ``slurm`` k Slurm jobs via submitit. A run whose worker
 crashes without a result is started again up to ``--retries`` times, then recorded as failed.
 ``--memory-fraction`` caps each run's share of GPU memory, to pack several runs onto one GPU.
-``--store`` appends each RunResult (failed runs too) to a run store as it arrives. See docs/scale-out.md.
+``--store`` appends each RunResult (failed runs too) to a run store as it arrives, besides the
+state's own store (below). See docs/scale-out.md.
 
-State. The planner's state lives in ``DIR/planner.json``, rewritten after every result: ``--state
-DIR``, or by default ``.bayes-scaling/loops/<hash>`` under the current directory, the hash taken from
+State. The planner's state lives in ``DIR``: every result in the run store ``DIR/runs.sqlite``, the
+rest in ``DIR/planner.json``, rewritten after every result; ``--state DIR``, or by default ``.bayes-scaling/loops/<hash>`` under the current directory, the hash taken from
 the options that define the experiment (budgets, tolerance, level, seed, truth, candidate grid,
 planner settings; not ``--workers``, ``--max-runs``, ``--store``, the executor or ``--json``). So
 rerunning the same command resumes it, restarting the runs that were pending when it stopped;
 the loop prints the command that resumes it when it starts and when it stops. Ctrl-C or SIGTERM
 cancels the running runs (they stay pending; exit status 130, or 143 for SIGTERM). ``--max-runs``
 counts every result in the state, those of earlier invocations included.
+
+Fit. When the loop ends (not when it is stopped) it saves its final fit, the plain law's NUTS
+posterior of every done run (the one its last status was computed from), to ``DIR/fit`` and says
+so: ``bayes-scaling frontier DIR/fit`` and ``bayes-scaling report DIR/fit`` open it. The loop
+itself is ``bayes_scaling.design.loop.run_loop``; this command parses the flags and prints.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from types import SimpleNamespace
 
 from bayes_scaling.cli import _common
 from bayes_scaling.cli.plan import add_candidate_options, candidates_from_args
+from bayes_scaling.design.loop import LoopSettings, run_loop
 from bayes_scaling.errors import InputError
 
 # Defaults for the candidate grid: LLM scale for the simulator, CPU scale for the training harness.
@@ -127,18 +134,22 @@ def _run(args, received: dict) -> int:
     planner = open_planner(args)
     resume = resume_command(args, planner.directory)
     _common.info(f"to resume after a stop: {resume}")
+    settings = LoopSettings(workers=args.workers, max_runs=args.max_runs, quiet=args.json)
     try:
-        status = drive(planner, executor, make_spec, workers=args.workers, max_runs=args.max_runs, store=store,
-                       quiet=args.json, stop_requested=lambda: bool(received))
-    except KeyboardInterrupt:  # drive has cancelled the running runs; they stay pending in the state
+        result = run_loop(planner, executor, make_spec, settings, store=store, stop_requested=lambda: bool(received),
+                          notify=_common.info, busy=_common.ticker)
+    except KeyboardInterrupt:  # run_loop has cancelled the running runs; they stay pending in the state
         term = received.get("signal") == signal.SIGTERM
         _common.info(f"{'SIGTERM' if term else 'interrupted'}: {len(planner.done)} runs done, {len(planner.pending)} "
                      f"pending in {planner.directory}; resume with: {resume}")
         return 143 if term else 130
+    if result.fit_dir is not None:
+        _common.info(f"final fit saved to {result.fit_dir} (open it with: bayes-scaling frontier {result.fit_dir}; "
+                     f"bayes-scaling report {result.fit_dir})")
     if args.json:
-        _common.print_json(status)
+        _common.print_json({**result.status, "fit": str(result.fit_dir) if result.fit_dir else None})
     else:
-        print(status_text(status))
+        print(status_text(result.status))
     return 0
 
 
@@ -183,86 +194,6 @@ def resume_command(args, state_dir: Path) -> str:
     return shlex.join(["bayes-scaling", *argv])
 
 
-def drive(planner, executor, make_spec, *, workers: int, max_runs: int | None = None, store=None,
-          quiet: bool = False, stop_requested=None) -> dict:
-    """Keep ``workers`` runs in flight on ``executor``; as each ends, append it to ``store`` (if any),
-    tell the planner and print progress; return the final status. ``make_spec(proposal)`` is the
-    spec a run is started with. ``max_runs`` counts every result in the planner's state (earlier
-    invocations' too). On Ctrl-C the running runs are cancelled and stay pending. While waiting on
-    runs a status line with the elapsed time shows on a terminal (not when ``quiet``).
-
-    ``stop_requested()`` (optional) says a stop signal has arrived: checked between results and
-    every second of a wait, so a KeyboardInterrupt that a signal handler raised where Python
-    swallows it (in a garbage-collection callback, say) still stops the loop."""
-
-    def check() -> None:
-        if stop_requested is not None and stop_requested():
-            raise KeyboardInterrupt
-
-    told, stopping, status = len(planner.done) + len(planner.state["failed"]), False, planner.status()
-    if max_runs is not None and told >= max_runs:
-        _common.info(f"the state already holds {told} results (--max-runs {max_runs}); nothing to run")
-        stopping = True
-    try:
-        restart = list(planner.pending.items())  # restart what was pending when we stopped
-        if max_runs is not None:
-            restart = restart[:max(0, max_runs - told)]
-        for run_id, pending in restart:
-            executor.submit(run_id, make_spec(_proposal(run_id, pending)))
-        while True:
-            check()
-            running = len(executor.pending)
-            if not stopping and running < workers and (max_runs is None or told + running < max_runs):
-                free = workers - running if max_runs is None else min(workers - running, max_runs - told - running)
-                for p in planner.ask(free):
-                    executor.submit(p.run_id, make_spec(p))
-            if not executor.pending:
-                break
-            with _common.ticker(f"waiting for {len(executor.pending)} running runs", quiet=quiet):
-                ended = []
-                while not ended and executor.pending:
-                    ended = executor.wait(timeout=1.0)
-                    check()
-            for finished in ended:
-                result = record(finished, planner.pending[finished.run_id])
-                if store is not None:
-                    store.append(result, source="loop")
-                with _common.ticker(f"refitting on {len(planner.done) + 1} runs", quiet=quiet):
-                    planner.tell(finished.run_id, result)
-                told += 1
-                status = planner.status()
-                _common.info(progress_line(told, finished.run_id, result, status))
-                stopping = stopping or status["stop"] or (max_runs is not None and told >= max_runs)
-                check()
-    except KeyboardInterrupt:
-        _common.info(f"cancelling {len(executor.pending)} running runs (they stay pending in the state)")
-        raise
-    finally:
-        executor.close()
-    return status
-
-
-def record(finished, asked: dict) -> dict:
-    """The run-store record of an ended run: its RunResult (N and D from the proposal where the
-    result has none, as for a refused spec), or a failed record when every attempt crashed."""
-    if finished.result is None:
-        result = {"run_id": finished.run_id, "status": "failed", "loss": None, "error": finished.error}
-    else:
-        result = dict(finished.result)
-    result.setdefault("N", asked["N"])
-    result.setdefault("D", asked["D"])
-    result["attempts"] = finished.attempts
-    return result
-
-
-def progress_line(i: int, run_id: str, result: dict, status: dict) -> str:
-    loss = result.get("loss")
-    loss_text = f"loss {loss:.4f}" if loss is not None else f"FAILED ({result.get('error', '')[:60]})"
-    width = status["log_N_opt"]["width"] if status["log_N_opt"] else float("nan")
-    return (f"[{i:>3}] {run_id:<24} {loss_text} | FLOPs {status['flops_spent']:.3g} / {status['experiment_budget']:.3g}"
-            f" | {status['level']:.0%} width of log N_opt(C*) {width:.3f} (stop at {status['tolerance']:.3g})")
-
-
 def status_text(status: dict) -> str:
     lines = [f"runs: {status['runs_done']} done, {status['runs_failed']} failed; "
              f"FLOPs spent {status['flops_spent']:.3g} of {status['experiment_budget']:.3g}",
@@ -277,12 +208,6 @@ def status_text(status: dict) -> str:
             lines.append(f"{label}({status['target_budget']:.3g}) = {fmt(med)} [{fmt(lo)}, {fmt(hi)}] "
                          f"({status['level']:.0%}; width of log {interval['width']:.3f})")
     return "\n".join(lines)
-
-
-def _proposal(run_id: str, pending: dict):
-    from bayes_scaling.design.planner import Proposal
-
-    return Proposal(run_id, pending["N"], pending["D"], pending["cost"], pending.get("gain", float("nan")))
 
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:

@@ -4,9 +4,10 @@
 * ``eig``: expected information gain about log N_opt(C*) / log L_opt(C*) from one run's loss.
 * ``batch``: greedy batches with fantasised outcomes for pending runs.
 * ``discrepancy``: an opt-in misfit term (the law is not exact at small scale) for the utility.
-* ``planner``: the ask/tell ``Planner`` with its state on disk.
+* ``planner``: the ask/tell ``Planner`` with its state on disk (results in its own run store).
+* ``loop``: the closed loop ``run_loop`` (planner + executor), ending in a saved fit.
 * ``oracles``: a simulator and a replay oracle for evaluation.
-* ``refit``: NUTS refits on padded, masked data (no recompilation between tells).
+* ``refit``: the planner's refits, ``fit_nuts`` of the plain law, each a ``Posterior``.
 
 The method and its maths: ``docs/design.md``.
 """

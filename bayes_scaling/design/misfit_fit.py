@@ -42,7 +42,7 @@ import numpyro
 from numpyro.infer import MCMC, NUTS
 
 from bayes_scaling.design.discrepancy import Discrepancy, coordinates
-from bayes_scaling.design.refit import _as_runs
+from bayes_scaling.design.refit import as_runs
 from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.init import initial_theta
@@ -119,7 +119,7 @@ def fit_misfit(N, D, loss, model: MisfitModel, *, law: Law | str = "chinchilla",
     cost = 6.0 * N * D if cost is None else np.asarray(cost, np.float64)
     lam, Q = np.linalg.eigh(model.unit_kernel(N, D, cost))
     resolved = resolve_priors(law, priors)
-    runs = _as_runs(N, D, loss)
+    runs = as_runs(N, D, loss)
     centre = (float(np.mean(np.log(N))), float(np.mean(np.log(D))))
     args = (law, resolved, centre, jnp.asarray(N), jnp.asarray(D), jnp.asarray(np.log(loss)), jnp.asarray(Q),
             jnp.asarray(np.maximum(lam, 0.0)), model.kappa**2, model.tau0**2, _noise_factor(nu, normal))

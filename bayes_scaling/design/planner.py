@@ -6,9 +6,13 @@
     planner.tell(run_id, result)          # a loss, or the harness's RunResult dict
     planner.status()                      # FLOPs spent, interval of log N_opt(C*), stop rule
 
-State. Everything (settings, candidates, done / pending / failed runs, the RNG) lives in
+State. The results live in one place, the run store ``directory/runs.sqlite`` (``runs.store``):
+``tell`` appends each run, done or failed, and the planner reads its done runs from there
+(``done``, ``runs()``). Settings, candidates, pending runs and the RNG live in
 ``directory/planner.json``, rewritten atomically (temporary file + rename) after every ask and tell,
-so a crash loses nothing: ``Planner.open(directory)`` carries on where it stopped.
+so a crash loses nothing: ``Planner.open(directory)`` carries on where it stopped (a pending run
+whose result reached the store before the crash counts as done, once). A state written before the
+store (done and failed runs in planner.json) is moved into the store when opened.
 
 Choice. The first ``n_init`` runs are a space-filling design (farthest-point in standardised
 (log N, log D)) over the cheapest quarter of candidates (by log cost). After that each ask refits
@@ -37,11 +41,15 @@ from bayes_scaling.design.batch import ESTIMATORS, SCORES, greedy_batch
 from bayes_scaling.design.candidates import Candidates
 from bayes_scaling.design.discrepancy import Discrepancy, coordinates, fit_discrepancy
 from bayes_scaling.design.eig import check_targets, predicted_log_loss, target_draws
-from bayes_scaling.design.refit import MaskedRefitter
+from bayes_scaling.design.refit import MaskedRefitter, as_runs, draws_of
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws import Law, get_law
+from bayes_scaling.posterior import Posterior
+from bayes_scaling.runs.store import RunStore
+from bayes_scaling.runs.table import Runs
 
 STATE_FILE = "planner.json"
+RUNS_FILE = "runs.sqlite"  # the planner's run store, in its state directory
 STRATEGIES = (*SCORES, "random")
 DEFAULT_DISCREPANCY = 0.0  # no misfit term; "auto": fitted to the residuals; kappa > 0: a fixed prior (design.discrepancy)
 DEFAULT_DISCREPANCY_LENGTH = 0.5  # decades of N and of D over which the misfit is correlated
@@ -118,7 +126,8 @@ def interval(values: np.ndarray, level: float) -> dict[str, float]:
 
 
 class Planner:
-    """Ask/tell planner with its state in ``directory/planner.json`` (see the module docstring)."""
+    """Ask/tell planner with its results in ``directory/runs.sqlite`` and the rest of its state in
+    ``directory/planner.json`` (see the module docstring)."""
 
     def __init__(self, directory: str | Path, state: dict):
         self.directory = Path(directory)
@@ -129,8 +138,11 @@ class Planner:
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
         self.refitter = MaskedRefitter(self.law, likelihood=s["likelihood"], nu=s["nu"], num_chains=s["num_chains"],
-                                       num_warmup=s["num_warmup"], num_draws=s["num_draws"], capacity=s["capacity"])
-        self._draws, self._draws_n = None, -1
+                                       num_warmup=s["num_warmup"], num_draws=s["num_draws"])
+        self.store = RunStore(self.directory / RUNS_FILE)
+        self.done, self.failed = [], []
+        self._read_store()
+        self._posterior, self._draws_n = None, -1
         self.last_fit_seconds = self.last_ask_seconds = 0.0
 
     # --- creation and persistence ----------------------------------------------------------------
@@ -139,13 +151,16 @@ class Planner:
                experiment_budget: float = float("inf"), tolerance: float = 0.0, level: float = 0.9,
                targets=("log_N_opt",), strategy: str = "eig_per_cost", estimator: str = "gaussian",
                n_init: int = 8, law: str = "chinchilla", likelihood: str = "student_t", nu: float = 5.0,
-               num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300, capacity: int = 64,
+               num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300,
                discrepancy: str | float = DEFAULT_DISCREPANCY, discrepancy_length: float = DEFAULT_DISCREPANCY_LENGTH,
                discrepancy_growth: float = DEFAULT_DISCREPANCY_GROWTH, seed: int = 0,
                overwrite: bool = False) -> Planner:
         directory = Path(directory)
         if (directory / STATE_FILE).exists() and not overwrite:
             raise InputError(f"{directory / STATE_FILE} exists; open it with Planner.open or pass overwrite=True")
+        if overwrite:  # a new experiment: the old one's results go with its state
+            for leftover in (RUNS_FILE, RUNS_FILE + "-wal", RUNS_FILE + "-shm"):
+                (directory / leftover).unlink(missing_ok=True)
         if strategy not in STRATEGIES or estimator not in ESTIMATORS:
             raise InputError(f"strategy must be one of {STRATEGIES} and estimator one of {ESTIMATORS}")
         if not target_budget > 0 or not experiment_budget > 0 or not 0 < level < 1 or tolerance < 0:
@@ -160,12 +175,12 @@ class Planner:
                         tolerance=float(tolerance), level=float(level), targets=list(check_targets(targets)),
                         strategy=strategy, estimator=estimator, n_init=int(n_init), law=law, likelihood=likelihood,
                         nu=float(nu), num_chains=int(num_chains), num_warmup=int(num_warmup),
-                        num_draws=int(num_draws), capacity=int(capacity),
+                        num_draws=int(num_draws),
                         discrepancy=discrepancy if discrepancy == "auto" else float(discrepancy),
                         discrepancy_length=float(discrepancy_length), discrepancy_growth=float(discrepancy_growth),
                         seed=int(seed))
-        state = {"version": 1, "settings": settings, "candidates": candidates.to_dict(), "done": [],
-                 "pending": {}, "failed": [], "fits": 0, "rng": np.random.default_rng(seed).bit_generator.state}
+        state = {"version": 2, "settings": settings, "candidates": candidates.to_dict(), "pending": {}, "fits": 0,
+                 "rng": np.random.default_rng(seed).bit_generator.state}
         planner = cls(directory, state)
         planner.save()
         return planner
@@ -184,12 +199,15 @@ class Planner:
             empty = path.stat().st_size == 0
             what = "empty (0 bytes)" if empty else f"not valid JSON ({str(err).splitlines()[0][:120]})"
             raise InputError(f"{path}: {what}; {expected}") from None
-        missing = [k for k in ("settings", "candidates", "done", "pending", "failed", "rng")
-                   if not isinstance(state, dict) or k not in state]
+        missing = [k for k in ("settings", "candidates", "pending", "rng") if not isinstance(state, dict) or k not in state]
         if missing:
             raise InputError(f"{path}: missing field(s) {', '.join(missing)}; {expected}")
         try:
+            old = (state.pop("done"), state.pop("failed")) if "done" in state else None
             planner = cls(directory, state)
+            if old is not None:
+                planner._move_into_store(*old)
+            planner._settle_pending()
             planner.done_runs(), planner.remaining()  # reads every run and setting once, without a fit
             for r in planner.done:
                 if not (isinstance(r["loss"], (int, float)) and r["loss"] > 0):
@@ -219,12 +237,65 @@ class Planner:
         return self.state["settings"]
 
     @property
-    def done(self) -> list[dict]:
-        return self.state["done"]
-
-    @property
     def pending(self) -> dict[str, dict]:
         return self.state["pending"]
+
+    def runs(self) -> Runs:
+        """The done runs as a validated run table (run_id, N, D, C = their cost, loss), in the
+        order they were told: what the refits fit."""
+        return as_runs([r["N"] for r in self.done], [r["D"] for r in self.done], [r["loss"] for r in self.done],
+                       run_ids=[r["run_id"] for r in self.done], C=[r["cost"] for r in self.done], source="planner")
+
+    # --- the run store ---------------------------------------------------------------------------
+    def _read_store(self) -> None:
+        """``done`` and ``failed`` from the store (the latest record of each run, in the order told)."""
+        frame = self.store.to_frame(status=None)
+        self.done, self.failed = [], []
+        for r in frame.to_dict(orient="records"):
+            cost = float(r["C"])
+            key = r["key"] if isinstance(r.get("key"), str) else str(r["run_id"])  # a record without one: its id
+            if r["status"] == "ok":
+                self.done.append({"run_id": str(r["run_id"]), "key": key, "N": float(r["N"]), "D": float(r["D"]),
+                                  "cost": cost, "loss": float(r["loss"])})
+            else:
+                self.failed.append({"run_id": str(r["run_id"]), "key": key, "cost": cost,
+                                    "error": r["error"] if isinstance(r.get("error"), str) else f"status {r['status']}"})
+
+    def _record(self, record: dict, source: str) -> None:
+        """Append one result to the store and to ``done`` or ``failed``."""
+        self.store.append(record, source=source)
+        entry = {k: record[k] for k in ("run_id", "key")}
+        if record["status"] == "ok":
+            self.done.append({**entry, "N": record["N"], "D": record["D"], "cost": record["C"], "loss": record["loss"]})
+        else:
+            self.failed.append({**entry, "cost": record["C"], "error": record["error"]})
+
+    def _move_into_store(self, done: list, failed: list) -> None:
+        """A state written before the store: its done and failed runs appended to the store (those
+        not there yet), then the state saved without them."""
+        have = {r["run_id"] for r in (*self.done, *self.failed)}
+        for r in done:
+            if r["run_id"] not in have:
+                self._record({"run_id": r["run_id"], "key": r["key"], "N": float(r["N"]), "D": float(r["D"]),
+                              "C": float(r["cost"]), "loss": float(r["loss"]), "status": "ok"}, "planner")
+        for r in failed:
+            if r["run_id"] not in have:
+                asked = self.candidates.keys.index(r["key"])
+                self._record({"run_id": r["run_id"], "key": r["key"], "N": float(self.candidates.N[asked]),
+                              "D": float(self.candidates.D[asked]), "C": float(r["cost"]), "loss": None,
+                              "status": "failed", "error": str(r.get("error", ""))}, "planner")
+        self.state["version"] = 2
+        self.save()
+
+    def _settle_pending(self) -> None:
+        """Pending runs whose result is already in the store (a stop between the store's append
+        and the state's rewrite) are done: dropped from pending, so they are neither lost nor run twice."""
+        told = {r["run_id"] for r in (*self.done, *self.failed)}
+        settled = [run_id for run_id in self.pending if run_id in told]
+        for run_id in settled:
+            del self.pending[run_id]
+        if settled:
+            self.save()
 
     def done_runs(self) -> Candidates:
         """The done runs as a Candidates table (N, D, cost, key)."""
@@ -233,7 +304,7 @@ class Planner:
 
     @property
     def flops_spent(self) -> float:
-        return float(sum(r["cost"] for r in self.done) + sum(r["cost"] for r in self.state["failed"]))
+        return float(sum(r["cost"] for r in self.done) + sum(r["cost"] for r in self.failed))
 
     @property
     def flops_pending(self) -> float:
@@ -241,7 +312,7 @@ class Planner:
 
     def remaining(self) -> Candidates:
         """Candidates not done, pending or failed that fit in the budget left."""
-        used = {r["key"] for r in self.done} | {r["key"] for r in self.pending.values()} | {r["key"] for r in self.state["failed"]}
+        used = {r["key"] for r in self.done} | {r["key"] for r in self.pending.values()} | {r["key"] for r in self.failed}
         left = self.settings["experiment_budget"] - self.flops_spent - self.flops_pending
         return self.candidates.without(used).affordable(left)
 
@@ -278,10 +349,11 @@ class Planner:
         self.last_ask_seconds = time.perf_counter() - start
         return proposals
 
-    def tell(self, run_id: str, result) -> None:
+    def tell(self, run_id: str, result, *, source: str = "planner") -> None:
         """Record a result: a loss (float) or a dict like the harness's RunResult (``loss``, and
-        optionally the run's exact ``N``, ``D``, ``C`` and ``status``). A failed run counts its
-        cost as spent and is not proposed again. Saves the state."""
+        optionally the run's exact ``N``, ``D``, ``C`` and ``status``; its other fields are kept).
+        It is appended to the run store (``source``; C = the run's cost), then the state is saved.
+        A failed run counts its cost as spent and is not proposed again."""
         if run_id not in self.pending:
             raise InputError(f"{run_id!r} is not a pending run (pending: {', '.join(self.pending) or 'none'})")
         asked = self.pending[run_id]
@@ -289,11 +361,13 @@ class Planner:
         loss = result.get("loss")
         N, D = float(result.get("N") or asked["N"]), float(result.get("D") or asked["D"])
         cost = float(result.get("C") or asked["cost"])
+        record = {**result, "run_id": run_id, "key": asked["key"], "N": N, "D": D, "C": cost}
         if result.get("status", "ok") != "ok" or loss is None or not np.isfinite(loss) or loss <= 0:
-            self.state["failed"].append({"run_id": run_id, "key": asked["key"], "cost": cost,
-                                         "error": str(result.get("error") or f"status {result.get('status')}, loss {loss}")})
+            record.update(status=result.get("status") if result.get("status", "ok") != "ok" else "failed", loss=None,
+                          error=str(result.get("error") or f"status {result.get('status')}, loss {loss}"))
         else:
-            self.done.append({"run_id": run_id, "key": asked["key"], "N": N, "D": D, "cost": cost, "loss": float(loss)})
+            record.update(status="ok", loss=float(loss))
+        self._record(record, source)
         del self.pending[run_id]
         self.save()
 
@@ -303,23 +377,27 @@ class Planner:
         self.save()
 
     # --- posterior and status ---------------------------------------------------------------------
-    def draws(self) -> dict[str, np.ndarray]:
-        """Posterior draws given the done runs (refit only when runs were added since the last fit)."""
+    def posterior(self) -> Posterior:
+        """The plain law's posterior given the done runs (``refit.MaskedRefitter``; refit only when
+        runs were added since the last fit)."""
         if self._draws_n != len(self.done):
-            N = np.array([r["N"] for r in self.done])
-            D = np.array([r["D"] for r in self.done])
-            loss = np.array([r["loss"] for r in self.done])
             start = time.perf_counter()
-            self._draws = self.refitter.fit(N, D, loss, seed=self.settings["seed"] * 100_003 + self.state["fits"])
+            self._posterior = self.refitter.posterior(self.runs(), seed=self.settings["seed"] * 100_003 + self.state["fits"])
+            self._draws = draws_of(self._posterior)
             self.last_fit_seconds = time.perf_counter() - start
             self._draws_n = len(self.done)
             self.state["fits"] += 1
+        return self._posterior
+
+    def draws(self) -> dict[str, np.ndarray]:
+        """The posterior's draws of the law's natural parameters and sigma, flattened."""
+        self.posterior()
         return self._draws
 
     def status(self) -> dict:
         """FLOPs spent and pending, the ``level`` intervals of the targets at C*, and the stop rule."""
         s = self.settings
-        out = {"runs_done": len(self.done), "runs_pending": len(self.pending), "runs_failed": len(self.state["failed"]),
+        out = {"runs_done": len(self.done), "runs_pending": len(self.pending), "runs_failed": len(self.failed),
                "flops_spent": self.flops_spent, "flops_pending": self.flops_pending,
                "experiment_budget": s["experiment_budget"], "target_budget": s["target_budget"], "level": s["level"],
                "tolerance": s["tolerance"], "log_N_opt": None, "log_L_opt": None,

@@ -1,70 +1,87 @@
-"""Refits that reuse compiled code: observations padded to a fixed capacity and masked.
+"""The planner's refits: ``fit_nuts`` of the plain law on the done runs, returning a ``Posterior``.
 
-The pooled model (``bayes_scaling.models.pooled_model``) takes a ``mask``; observations beyond the
-n real ones are placeholders (N = D = 1, log-loss 0) with mask False, so they add nothing to the
-log density. The compiled sampler (``fitting.nuts.compiled_sampler``) depends only on the model and the
-capacity, so after one compilation every refit with up to ``capacity`` runs is a plain call (and planners
-in one process share it). Past the capacity it doubles (one recompile).
+``fit_nuts`` pads the observations to the next power of two (at least 64) and masks the padding
+(``fitting.nuts.padded_args``), and its compiled sampler depends only on the model and that padded
+shape, so after one compilation every refit with up to 64 runs (then 128, ...) is a plain call, and
+planners in one process share it.
+
+Model. The refits use the plain law (``fit_nuts(model="plain")``), not ``fit_nuts``'s default, the
+extrapolating model: the design's utility and stop rule (``design.eig``, ``design.batch``) are
+defined on the law's parameters and sigma, which the drift would not change; its calibration
+(leave-future-out refits) would multiply each tell's cost for runs that are few and small; and the
+loop's saved fit then answers exactly what the loop printed. ``docs/design.md`` says how to refit
+the loop's runs under the extrapolating model.
 """
 
 from __future__ import annotations
 
-import time
+import warnings
 
-import jax
 import numpy as np
-import pandas as pd
 
-from bayes_scaling._jax_setup import configure
+from bayes_scaling.diagnostics import SamplerWarning
 from bayes_scaling.errors import InputError
-from bayes_scaling.fitting.init import initial_theta
-from bayes_scaling.fitting.nuts import compiled_sampler, jittered_init, padded_args
 from bayes_scaling.laws import Law, get_law
-from bayes_scaling.models import DEFAULT_NU, ModelSpec
-from bayes_scaling.priors import resolve_priors
+from bayes_scaling.models import DEFAULT_NU
+from bayes_scaling.posterior import Posterior
 from bayes_scaling.runs.table import Runs, validate_runs
 
 
 class MaskedRefitter:
-    """NUTS on (N, D, loss) arrays padded to ``capacity``; ``fit`` returns natural-parameter draws.
+    """Refits of the plain law with fixed sampler settings: ``posterior(runs, seed)`` gives the
+    ``Posterior``; ``fit(N, D, loss, seed)`` its natural-parameter and sigma draws.
 
-    The sampler is ``fitting.nuts``'s compiled one (NumPyro's NUTS kernel under one cached
-    pmap/scan), keyed by the capacity instead of the observation count, so a refit with any number
-    of runs up to the capacity pays no tracing or compilation.
-    """
+    A fit whose sampler checks fail does not warn (a loop refits after every result): its verdict
+    is kept in ``last_warning`` ("" when the checks passed), and the diagnostics travel with the
+    Posterior (``diagnose``, the report)."""
 
     def __init__(self, law: Law | str = "chinchilla", *, likelihood: str = "student_t", nu: float = DEFAULT_NU,
-                 priors=None, num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300,
-                 capacity: int = 64):
+                 priors=None, num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300):
         self.law = get_law(law) if isinstance(law, str) else law
-        self.spec = ModelSpec(law=self.law, priors=resolve_priors(self.law, priors), likelihood=likelihood, nu=nu)
+        self.likelihood, self.nu, self.priors = likelihood, nu, priors
         self.num_chains, self.num_warmup, self.num_draws = num_chains, num_warmup, num_draws
-        self.capacity = int(capacity)
         self.last_seconds = 0.0
         self.last_divergences = 0
+        self.last_warning = ""
+
+    def posterior(self, runs: Runs, seed: int = 0) -> Posterior:
+        """The plain law's NUTS posterior given ``runs`` (every row used)."""
+        from bayes_scaling.fitting.nuts import fit_nuts
+
+        if len(runs) < len(self.law.param_names) + 1:
+            raise InputError(f"need at least {len(self.law.param_names) + 1} runs to fit, got {len(runs)}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SamplerWarning)
+            posterior = fit_nuts(runs, law=self.law, priors=self.priors, likelihood=self.likelihood, nu=self.nu,
+                                 num_chains=self.num_chains, num_warmup=self.num_warmup, num_draws=self.num_draws,
+                                 seed=seed, model="plain")
+        for w in caught:  # anything but the sampler's verdict is shown as usual
+            if not issubclass(w.category, SamplerWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        self.last_warning = next((str(w.message) for w in caught if issubclass(w.category, SamplerWarning)), "")
+        self.last_seconds = float(posterior.meta.get("sampling_seconds", 0.0))
+        stats = posterior.idata["sample_stats"] if "sample_stats" in posterior.idata.children else None
+        self.last_divergences = int(np.sum(stats["diverging"].values)) if stats is not None and "diverging" in stats else 0
+        return posterior
 
     def fit(self, N, D, loss, seed: int = 0) -> dict[str, np.ndarray]:
-        """Posterior draws given n runs: ``{E, A, B, alpha, beta, sigma} -> (chains * draws,)``."""
-        configure()
-        N, D, loss = (np.asarray(x, np.float64) for x in (N, D, loss))
-        n = len(N)
-        if n < len(self.law.param_names) + 1:
-            raise InputError(f"need at least {len(self.law.param_names) + 1} runs to fit, got {n}")
-        while n > self.capacity:
-            self.capacity *= 2
-        centre = (float(np.mean(np.log(N))), float(np.mean(np.log(D))))
-        args = padded_args(N, D, np.log(loss), centre, self.capacity)
-        runs = _as_runs(N, D, loss)
-        init = jittered_init(self.law, initial_theta(self.law, runs), centre, runs, self.num_chains, seed)
-        sampler = compiled_sampler(self.spec, self.capacity, self.num_chains, self.num_warmup, self.num_draws)
-        start = time.perf_counter()
-        draws, stats, _ = sampler.run(jax.random.PRNGKey(seed), init, args, progress=False)
-        out = {k: np.asarray(draws[k]).reshape(-1) for k in (*self.law.param_names, "sigma")}
-        self.last_seconds = time.perf_counter() - start
-        self.last_divergences = int(np.sum(stats["diverging"]))
-        return out
+        """Posterior draws given n runs as arrays: ``{E, A, B, alpha, beta, sigma} -> (chains * draws,)``."""
+        posterior = self.posterior(as_runs(N, D, loss), seed)
+        return draws_of(posterior)
 
 
-def _as_runs(N, D, loss) -> Runs:
-    frame = pd.DataFrame({"run_id": [f"r{i}" for i in range(len(N))], "N": N, "D": D, "loss": loss})
-    return validate_runs(frame, source_name="planner")
+def draws_of(posterior: Posterior) -> dict[str, np.ndarray]:
+    """The natural parameters and sigma of a posterior, flattened: what the design code reads."""
+    return {**posterior.theta(), "sigma": posterior.draws("sigma")}
+
+
+def as_runs(N, D, loss, run_ids=None, C=None, source: str = "planner") -> Runs:
+    """A validated run table of arrays (ids ``r0, r1, ...`` unless given; C = 6 N D unless given)."""
+    import pandas as pd
+
+    N, D, loss = (np.asarray(x, np.float64) for x in (N, D, loss))
+    frame = pd.DataFrame({"run_id": list(run_ids) if run_ids is not None else [f"r{i}" for i in range(len(N))],
+                          "N": N, "D": D, "loss": loss})
+    if C is not None:
+        frame["C"] = np.asarray(C, np.float64)
+    return validate_runs(frame, source_name=source)

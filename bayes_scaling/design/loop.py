@@ -1,0 +1,193 @@
+"""The closed loop: ask the planner for runs, run them on an executor, tell it each result as it
+comes back (which refits the posterior), until the stop rule holds; then save the final fit.
+
+    planner = Planner.open(state) if (state / "planner.json").exists() else Planner.create(state, ...)
+    result = run_loop(planner, executor, make_spec, LoopSettings(workers=4, max_runs=40))
+    result.status        # the planner's final status (FLOPs spent, interval of log N_opt(C*), stop rule)
+    result.fit_dir       # state/fit: a saved Posterior, opened by Posterior.load, `frontier`, `report`
+
+``make_spec(proposal)`` turns a ``Proposal`` into the spec the executor starts (RunSpec fields for
+the training harness; anything the executor's job reads for a simulator). Every result, failed runs
+too, goes to the planner's run store in the state directory (the one record of what was run) and,
+if given, to a second ``store`` (a shared run store). The loop resumes: pending runs of the state
+are started again first, and ``max_runs`` counts every result of the state, earlier calls' too.
+
+The saved fit is the planner's last refit: the plain law's NUTS posterior of every done run
+(``design.refit``), so ``bayes-scaling frontier STATE/fit`` answers what the loop printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bayes_scaling.design.planner import Planner, Proposal
+from bayes_scaling.errors import InputError
+
+FIT_DIR = "fit"  # the loop's final fit, in the planner's state directory
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How a loop runs (not what it asks: that is the planner's settings).
+
+    ``workers``: runs in flight at once. ``max_runs``: stop once the state holds this many results
+    (earlier calls' included; None: no cap). ``quiet``: no waiting/refitting status lines (``busy``
+    is not called). ``source``: the run store's source field of the loop's runs. ``save_fit``: save
+    the final fit to ``STATE/fit`` when the loop ends (not when it is interrupted)."""
+
+    workers: int = 1
+    max_runs: int | None = None
+    quiet: bool = False
+    source: str = "loop"
+    save_fit: bool = True
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise InputError(f"workers must be at least 1, got {self.workers}")
+        if self.max_runs is not None and self.max_runs < 1:
+            raise InputError(f"max_runs must be at least 1, got {self.max_runs}")
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """The planner's final ``status``, the saved fit's directory (None when the state has too few
+    done runs to fit, or ``save_fit`` is off) and how many results this call told the planner."""
+
+    status: dict
+    fit_dir: Path | None
+    told: int
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict], settings: LoopSettings = LoopSettings(),
+             *, store=None, stop_requested: Callable[[], bool] | None = None, notify: Callable[[str], None] | None = None,
+             busy: Callable[[str], contextlib.AbstractContextManager] | None = None,
+             on_status: Callable[[dict], None] | None = None) -> LoopResult:
+    """Keep ``settings.workers`` runs in flight on ``executor``; as runs end, record each (the
+    planner's store, and ``store`` if given) and tell the planner, then refit once (the planner's
+    status: runs that end together share one refit) and ``notify`` a progress line per run
+    (default: stderr) and ``on_status(status)`` (optional); when the stop rule holds, or
+    ``max_runs`` results are in the state, or no affordable run is left, save the final fit and
+    return. The executor is closed either way. With an executor that runs each job at submission
+    (``InlineExecutor``) this is the synchronous protocol: ask ``workers`` runs, run them, tell
+    them all, refit, ask again.
+
+    On KeyboardInterrupt the running runs are cancelled (they stay pending in the state, and a
+    later call starts them again) and the interrupt propagates. ``stop_requested()`` (optional)
+    says a stop signal has arrived: checked between results and every second of a wait, so a
+    KeyboardInterrupt that a signal handler raised where Python swallows it (in a garbage-collection
+    callback, say) still stops the loop. ``busy(text)`` (optional) is a context manager shown while
+    waiting on runs or refitting (the CLI's status line on a terminal)."""
+    notify = notify or _stderr
+    workers, max_runs = settings.workers, settings.max_runs
+
+    def waiting(text: str):
+        return busy(text) if busy is not None and not settings.quiet else contextlib.nullcontext()
+
+    def check() -> None:
+        if stop_requested is not None and stop_requested():
+            raise KeyboardInterrupt
+
+    same_store = store is not None and Path(store.path).resolve() == Path(planner.store.path).resolve()
+    told, stopping, status = len(planner.done) + len(planner.failed), False, planner.status()
+    told_here = 0
+    if max_runs is not None and told >= max_runs:
+        notify(f"the state already holds {told} results (--max-runs {max_runs}); nothing to run")
+        stopping = True
+    try:
+        restart = list(planner.pending.items())  # restart what was pending when we stopped
+        if max_runs is not None:
+            restart = restart[:max(0, max_runs - told)]
+        for run_id, pending in restart:
+            executor.submit(run_id, make_spec(_proposal(run_id, pending)))
+        while True:
+            check()
+            running = len(executor.pending)
+            if not stopping and running < workers and (max_runs is None or told + running < max_runs):
+                free = workers - running if max_runs is None else min(workers - running, max_runs - told - running)
+                for p in planner.ask(free):
+                    executor.submit(p.run_id, make_spec(p))
+            if not executor.pending:
+                break
+            with waiting(f"waiting for {len(executor.pending)} running runs"):
+                ended = []
+                while not ended and executor.pending:
+                    ended = executor.wait(timeout=1.0)
+                    check()
+            results = []
+            for finished in ended:
+                result = record(finished, planner.pending[finished.run_id])
+                if store is not None and not same_store:
+                    store.append(result, source=settings.source)
+                planner.tell(finished.run_id, result, source=settings.source)
+                results.append((finished.run_id, result))
+            with waiting(f"refitting on {len(planner.done)} runs"):
+                status = planner.status()
+            for run_id, result in results:
+                told, told_here = told + 1, told_here + 1
+                notify(progress_line(told, run_id, result, status))
+            if on_status is not None:
+                on_status(status)
+            stopping = stopping or status["stop"] or (max_runs is not None and told >= max_runs)
+            check()
+    except KeyboardInterrupt:
+        notify(f"cancelling {len(executor.pending)} running runs (they stay pending in the state)")
+        raise
+    finally:
+        executor.close()
+    fit_dir = save_fit(planner) if settings.save_fit else None
+    return LoopResult(status=status, fit_dir=fit_dir, told=told_here)
+
+
+def save_fit(planner: Planner) -> Path | None:
+    """Save the planner's posterior of its done runs to ``STATE/fit`` (replacing an earlier one in
+    one step: a stop while saving leaves the old fit or the new, never half); None when there are
+    too few done runs to fit."""
+    if len(planner.done) < len(planner.law.param_names) + 1:
+        return None
+    posterior = planner.posterior()
+    target = planner.directory / FIT_DIR
+    tmp = planner.directory / f".{FIT_DIR}.{os.getpid()}.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    posterior.save(tmp)
+    old = planner.directory / f".{FIT_DIR}.{os.getpid()}.old"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def record(finished, asked: dict) -> dict:
+    """The run-store record of an ended run: its RunResult (N and D from the proposal where the
+    result has none, as for a refused spec), or a failed record when every attempt crashed."""
+    if finished.result is None:
+        result = {"run_id": finished.run_id, "status": "failed", "loss": None, "error": finished.error}
+    else:
+        result = dict(finished.result)
+    result.setdefault("N", asked["N"])
+    result.setdefault("D", asked["D"])
+    result["attempts"] = finished.attempts
+    return result
+
+
+def progress_line(i: int, run_id: str, result: dict, status: dict) -> str:
+    """One line per result: its loss (or why it failed), FLOPs spent, the interval's width now."""
+    loss = result.get("loss")
+    loss_text = f"loss {loss:.4f}" if loss is not None else f"FAILED ({result.get('error', '')[:60]})"
+    width = status["log_N_opt"]["width"] if status["log_N_opt"] else float("nan")
+    return (f"[{i:>3}] {run_id:<24} {loss_text} | FLOPs {status['flops_spent']:.3g} / {status['experiment_budget']:.3g}"
+            f" | {status['level']:.0%} width of log N_opt(C*) {width:.3f} (stop at {status['tolerance']:.3g})")
+
+
+def _proposal(run_id: str, pending: dict) -> Proposal:
+    return Proposal(run_id, pending["N"], pending["D"], pending["cost"], pending.get("gain", float("nan")))

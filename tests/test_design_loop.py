@@ -1,0 +1,140 @@
+"""The closed loop in the library (``design.loop.run_loop``): results in the planner's run store
+(the only record of them), a resume that neither loses nor repeats a run, and a loop that ends
+with a saved fit the CLI opens. Inline executor and the simulator: runs are answered instantly."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from bayes_scaling.design import Planner, Simulator, grid
+from bayes_scaling.design.loop import FIT_DIR, LoopSettings, run_loop
+from bayes_scaling.design.planner import RUNS_FILE, STATE_FILE, Proposal
+from bayes_scaling.executors.inline import InlineExecutor
+from bayes_scaling.laws import EPOCH_2024
+from bayes_scaling.runs.store import RunStore
+
+CANDIDATES = dict(n_range=(1e7, 1e9), d_range=(1e8, 1e10), n_points=6, d_points=6)
+
+
+def new_planner(directory, **settings):
+    return Planner.create(directory, grid(**CANDIDATES), target_budget=5.76e23,
+                          **{"strategy": "random", "n_init": 6, "seed": 1, **settings})
+
+
+def simulated(answered: list | None = None):
+    """An inline executor answering from Epoch AI's law (noise 0.01), and its spec maker."""
+    simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=0)
+
+    def job(spec, memory_fraction=None):
+        if answered is not None:
+            answered.append(spec["run_id"])
+        return simulator(Proposal(spec["run_id"], spec["N"], spec["D"], spec["cost"]))
+
+    return InlineExecutor(job=job), lambda p: {"run_id": p.run_id, "N": p.N, "D": p.D, "cost": p.cost}
+
+
+def test_the_planner_reads_its_done_runs_from_its_run_store(tmp_path):
+    planner = new_planner(tmp_path)
+    executor, make_spec = simulated()
+    result = run_loop(planner, executor, make_spec, LoopSettings(workers=2, max_runs=4), notify=lambda line: None)
+    assert result.told == 4 and result.fit_dir is None  # too few runs to fit: no fit saved
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    assert "done" not in state and "failed" not in state  # no second copy in planner.json
+    stored = RunStore(tmp_path / RUNS_FILE).to_frame()
+    assert list(stored["run_id"]) == [r["run_id"] for r in planner.done] and (stored["source"] == "loop").all()
+    np.testing.assert_allclose(stored["loss"], [r["loss"] for r in planner.done])
+    assert list(planner.runs().frame["run_id"]) == list(stored["run_id"])
+    np.testing.assert_allclose(planner.runs().C, stored["C"])
+    # What the store holds is what the planner knows: a run appended there by hand is done...
+    asked = planner.ask(1)[0]
+    RunStore(tmp_path / RUNS_FILE).append({"run_id": asked.run_id, "key": asked.run_id, "N": asked.N, "D": asked.D,
+                                           "C": asked.cost, "loss": 3.0})
+    reopened = Planner.open(tmp_path)
+    assert len(reopened.done) == 5 and not reopened.pending  # ...and no longer pending
+    # ...and without the store there is nothing done.
+    for name in (RUNS_FILE, RUNS_FILE + "-wal", RUNS_FILE + "-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    assert Planner.open(tmp_path).done == []
+
+
+def test_an_old_state_with_its_runs_in_planner_json_moves_them_into_the_store_once(tmp_path):
+    planner = new_planner(tmp_path)
+    asked = planner.ask(3)
+    planner.tell(asked[0].run_id, 3.1)
+    planner.tell(asked[1].run_id, {"status": "failed", "loss": None, "error": "out of memory"})
+    old = json.loads((tmp_path / STATE_FILE).read_text())
+    old["done"] = [dict(r) for r in planner.done]
+    old["failed"] = [dict(r) for r in planner.failed]
+    del old["version"]
+    for name in (RUNS_FILE, RUNS_FILE + "-wal", RUNS_FILE + "-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / STATE_FILE).write_text(json.dumps(old))
+    for _ in range(2):  # the second open finds them in the store only
+        reopened = Planner.open(tmp_path)
+        assert reopened.done == planner.done and reopened.failed == planner.failed
+        assert list(reopened.pending) == [asked[2].run_id]
+        assert "done" not in json.loads((tmp_path / STATE_FILE).read_text())
+    frame = RunStore(tmp_path / RUNS_FILE).to_frame(status=None, history=True)
+    assert sorted(frame["run_id"]) == sorted([asked[0].run_id, asked[1].run_id])  # one version each
+    assert reopened.flops_spent == planner.flops_spent
+
+
+def test_a_stop_between_the_store_and_the_state_neither_loses_nor_repeats_the_run(tmp_path, monkeypatch):
+    """The result reaches the store, then the process stops before planner.json is rewritten: the
+    resumed loop counts the run as done (not pending, not run again) and ends with 5 distinct runs."""
+    answered = []
+    executor, make_spec = simulated(answered)
+    planner = new_planner(tmp_path)
+    append = Planner._record
+
+    def stop_after_third_store_append(self, record, source):
+        append(self, record, source)
+        if len(self.done) == 3:
+            raise KeyboardInterrupt  # the store has the third result; the state still lists it pending
+
+    monkeypatch.setattr(Planner, "_record", stop_after_third_store_append)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(planner, executor, make_spec, LoopSettings(max_runs=5), notify=lambda line: None)
+    monkeypatch.setattr(Planner, "_record", append)
+    assert answered[2] in json.loads((tmp_path / STATE_FILE).read_text())["pending"]
+
+    resumed = Planner.open(tmp_path)
+    assert len(resumed.done) == 3 and not resumed.pending
+    executor, make_spec = simulated(answered)
+    result = run_loop(resumed, executor, make_spec, LoopSettings(max_runs=5), notify=lambda line: None)
+    assert result.told == 2 and len(answered) == 5 and len(set(answered)) == 5  # the third run was not run again
+    history = RunStore(tmp_path / RUNS_FILE).to_frame(history=True)
+    assert sorted(history["run_id"]) == sorted(answered) and (history["version"] == 1).all()
+    assert [r["run_id"] for r in Planner.open(tmp_path).done] == answered
+
+
+def test_the_loop_ends_with_a_saved_fit_that_posterior_load_and_the_cli_open(tmp_path):
+    from bayes_scaling.cli import main
+    from bayes_scaling.posterior import Posterior
+
+    planner = new_planner(tmp_path / "state", num_warmup=100, num_draws=100)
+    executor, make_spec = simulated()
+    lines = []
+    result = run_loop(planner, executor, make_spec, LoopSettings(workers=2, max_runs=8), notify=lines.append)
+    assert result.fit_dir == tmp_path / "state" / FIT_DIR and len(lines) == 8
+    fit = Posterior.load(result.fit_dir)
+    assert fit.method == "nuts" and fit.model == "plain law" and fit.num_draws == 200
+    assert list(fit.runs.frame["run_id"]) == [r["run_id"] for r in planner.done]
+    for name, values in planner.draws().items():  # the fit the loop's last status was computed from
+        np.testing.assert_array_equal(fit.draws(name), values)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["frontier", str(result.fit_dir), "--budget", "5.76e23", "--json"]) == 0
+    (row,) = json.loads(out.getvalue())["frontier"]
+    interval = result.status["log_N_opt"]
+    for key in ("median", "lo", "hi"):  # what the loop printed last
+        assert np.log(row["N_opt"][key]) == pytest.approx(interval[key], abs=1e-3)
+    assert not list((tmp_path / "state").glob(".fit.*"))  # no temporary folder left
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["report", str(result.fit_dir), "--no-backtest", "--out", str(tmp_path / "report.md")]) == 0
+    assert "plain law" in (tmp_path / "report.md").read_text()
