@@ -138,3 +138,31 @@ def test_the_loop_ends_with_a_saved_fit_that_posterior_load_and_the_cli_open(tmp
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert main(["report", str(result.fit_dir), "--no-backtest", "--out", str(tmp_path / "report.md")]) == 0
     assert "plain law" in (tmp_path / "report.md").read_text()
+
+
+def test_a_store_given_twice_gets_each_run_once_and_settings_are_checked(tmp_path):
+    planner = new_planner(tmp_path)
+    executor, make_spec = simulated()
+    run_loop(planner, executor, make_spec, LoopSettings(max_runs=3), store=RunStore(tmp_path / RUNS_FILE),
+             notify=lambda line: None)
+    history = RunStore(tmp_path / RUNS_FILE).to_frame(history=True)
+    assert len(history) == 3 and (history["version"] == 1).all()
+    from bayes_scaling.errors import InputError
+
+    with pytest.raises(InputError, match="workers"):
+        LoopSettings(workers=0)
+    with pytest.raises(InputError, match="max_runs"):
+        LoopSettings(max_runs=0)
+
+
+def test_a_refit_that_fails_its_checks_keeps_the_verdict_instead_of_warning(recwarn):
+    from bayes_scaling.design.refit import MaskedRefitter, as_runs
+    from bayes_scaling.diagnostics import SamplerWarning
+
+    c = grid(**CANDIDATES)
+    simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=0)
+    loss = [simulator.loss(n, d) for n, d in zip(c.N[:8], c.D[:8])]
+    refitter = MaskedRefitter(num_warmup=10, num_draws=10)  # 10 draws a chain: too few to trust
+    posterior = refitter.posterior(as_runs(c.N[:8], c.D[:8], loss), seed=0)
+    assert posterior.num_draws == 20 and refitter.last_warning
+    assert not [w for w in recwarn if issubclass(w.category, SamplerWarning)]
