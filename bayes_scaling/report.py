@@ -14,13 +14,16 @@ assets). Sections, in order, each a ``<section id=...>``:
     figures      every figure of ``bayes_scaling.plots.all_figures``
 
 The markdown variant (``fmt="md"``) has the same sections and writes its figures as PNG files in a
-folder beside it (``<name>_figures/``).
+folder beside it (``<name>_figures/``). ``write_grouped_report`` writes a grouped fit's page: a part
+per group and the population's (``<div class='group' id=GROUP>``), each with these sections, their
+ids prefixed ``GROUP-``.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -244,14 +247,39 @@ def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = 
     (found automatically for the bundled datasets). ``backtest``: True to run the backtest section
     (refits the runs once per group), False to leave it out, a ``BacktestResult`` to show, or None
     for ``BACKTEST_BY_DEFAULT``; ``progress`` reports the refits on stderr."""
-    from bayes_scaling import checking, plots
-    from bayes_scaling.diagnostics import diagnose
+    out_path = _check_out(out_path, fmt)
+    title = title or f"bayes-scaling report: {posterior.law.name} ({posterior.method})"
+    content = report_content(posterior, all_runs=all_runs, backtest=backtest, progress=progress)
+    (_write_html if fmt == "html" else _write_markdown)(title, [(None, content)], out_path)
+    return out_path
 
+
+def write_grouped_report(members, out_path, *, fmt: str = "html", title: str | None = None, backtest=None,
+                         progress: bool = False) -> Path:
+    """The report of a grouped fit (``bayes_scaling.grouped.load_fits``): ``members`` is a list of
+    (group, Posterior); one page with a part per group, each with every section of ``write_report``.
+    The population (a new group's law, fitted to no runs of its own) gets no backtest."""
+    out_path = _check_out(out_path, fmt)
+    title = title or f"bayes-scaling report: grouped fit ({', '.join(group for group, _ in members)})"
+    contents = [(group, report_content(post, backtest=False if post.method.endswith("-population") else backtest,
+                                       progress=progress)) for group, post in members]
+    (_write_html if fmt == "html" else _write_markdown)(title, contents, out_path)
+    return out_path
+
+
+def _check_out(out_path, fmt: str) -> Path:
     if fmt not in ("html", "md"):
         raise InputError(f"report format must be 'html' or 'md', got {fmt!r}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    title = title or f"bayes-scaling report: {posterior.law.name} ({posterior.method})"
+    return out_path
+
+
+def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = False) -> dict:
+    """Every section's content for one fit (``write_report``'s arguments)."""
+    from bayes_scaling import checking, plots
+    from bayes_scaling.diagnostics import diagnose
+
     if "posterior_predictive" not in posterior.idata.children:
         checking.add_posterior_predictive(posterior)
 
@@ -259,7 +287,6 @@ def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = 
     ranges, data_line, excluded = data_summary(posterior, all_runs)
     check_lines, high_k = model_checks(posterior)
     content = {
-        "title": title,
         "subtitle": _subtitle(posterior),
         "verdict": diagnosis.verdict(),
         "trusted": diagnosis.ok,
@@ -279,9 +306,7 @@ def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = 
         backtest = BACKTEST_BY_DEFAULT
     if backtest is not False:
         content["trust"] = trust_section(posterior, None if backtest is True else backtest, progress=progress)
-    writer = _write_html if fmt == "html" else _write_markdown
-    writer(content, out_path)
-    return out_path
+    return content
 
 
 def _subtitle(posterior) -> str:
@@ -312,22 +337,49 @@ def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, escape=True, border=0)
 
 
-def _write_html(c: dict, out_path: Path) -> None:
+def _slug(group: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", group).strip("-") or "group"
+
+
+def _write_html(title: str, parts: list[tuple[str | None, dict]], out_path: Path) -> None:
+    """One fit's page (``parts`` = [(None, content)]), or a grouped fit's: a part per group."""
+    esc = html.escape
+    body = [f"<h1>{esc(title)}</h1>"]
+    if parts[0][0] is None:
+        body += [f"<p class='subtitle'>{esc(parts[0][1]['subtitle'])}</p>", *_html_sections(parts[0][1], "", 2)]
+    else:
+        body.append("<p>One part per group and the population's, each read like a single fit: "
+                    + ", ".join(f"<a href='#{_slug(g)}'>{esc(g)}</a>" for g, _ in parts) + ".</p>")
+        for group, c in parts:
+            body.append(f"<div class='group' id='{_slug(group)}'><h2>{esc(group)}</h2>"
+                        f"<p class='subtitle'>{esc(c['subtitle'])}</p>"
+                        + "\n".join(_html_sections(c, _slug(group) + "-", 3)) + "</div>")
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body) + "</body></html>\n"
+    )
+    out_path.write_text(page, encoding="utf-8")
+
+
+def _html_sections(c: dict, prefix: str, level: int) -> list[str]:
+    """The sections of one fit's content, ids prefixed by ``prefix``, headings at ``level``."""
     from bayes_scaling import plots
 
     esc = html.escape
     ok = c["trusted"]
-    body = [f"<h1>{esc(c['title'])}</h1>", f"<p class='subtitle'>{esc(c['subtitle'])}</p>"]
+    body = []
+    h, sub = f"h{level}", f"h{level + 1}"
 
     def section(key: str, *parts: str) -> None:
-        body.append(f"<section id='{key}'><h2>{SECTIONS[key]}</h2>{''.join(parts)}</section>")
+        body.append(f"<section id='{prefix}{key}'><{h}>{SECTIONS[key]}</{h}>{''.join(parts)}</section>")
 
     section("verdict", f"<p class='verdict{'' if ok else ' bad'}'>{esc(c['verdict'])}</p>")
     excluded = c["excluded"]
     section(
         "data", f"<p>{esc(c['data_line'])}</p>", _html_table(c["ranges"]),
         "" if excluded is None or excluded.empty else
-        f"<h3>Excluded rows (flagged)</h3>{_html_table(excluded)}",
+        f"<{sub}>Excluded rows (flagged)</{sub}>{_html_table(excluded)}",
     )
     section(
         "diagnostics",
@@ -339,7 +391,7 @@ def _write_html(c: dict, out_path: Path) -> None:
     section("frontier", f"<p>Median [{LEVEL:.0%} interval] under C = 6ND.</p>", _html_table(c["frontier"]))
     section(
         "checks", "".join(f"<p>{esc(line)}</p>" for line in c["check_lines"]),
-        "" if c["high_k"] is None else f"<h3>Runs with high Pareto k</h3>{_html_table(c['high_k'])}",
+        "" if c["high_k"] is None else f"<{sub}>Runs with high Pareto k</{sub}>{_html_table(c['high_k'])}",
     )
     trust = c["trust"]
     if trust is not None:
@@ -347,26 +399,21 @@ def _write_html(c: dict, out_path: Path) -> None:
         if trust["table"] is not None:
             parts.append(_html_table(trust["table"]))
         if trust["n_opt"] is not None:
-            parts.append(f"<h3>N_opt of held-out IsoFLOP slices ({LEVEL:.0%} intervals)</h3>{_html_table(trust['n_opt'])}")
+            parts.append(f"<{sub}>N_opt of held-out IsoFLOP slices ({LEVEL:.0%} intervals)</{sub}>{_html_table(trust['n_opt'])}")
         if trust["figure"] is not None:
             data = base64.b64encode(plots.png_bytes(trust["figure"], dpi=90)).decode("ascii")
-            parts.append(f"<figure id='fig-backtest'><img alt='backtest' src='data:image/png;base64,{data}'>"
+            parts.append(f"<figure id='{prefix}fig-backtest'><img alt='backtest' src='data:image/png;base64,{data}'>"
                          f"<figcaption>{esc(BACKTEST_CAPTION)}</figcaption></figure>")
         section("backtest", *parts)
     figures = []
     for name, fig in c["figures"].items():
         data = base64.b64encode(plots.png_bytes(fig, dpi=90)).decode("ascii")
         figures.append(
-            f"<figure id='fig-{name}'><img alt='{esc(plots.TITLES[name])}' src='data:image/png;base64,{data}'>"
+            f"<figure id='{prefix}fig-{name}'><img alt='{esc(plots.TITLES[name])}' src='data:image/png;base64,{data}'>"
             f"<figcaption><b>{esc(plots.TITLES[name])}.</b> {esc(CAPTIONS[name])}</figcaption></figure>"
         )
     section("figures", *figures)
-    page = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{esc(c['title'])}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body) + "</body></html>\n"
-    )
-    out_path.write_text(page, encoding="utf-8")
+    return body
 
 
 def _md_table(frame: pd.DataFrame) -> str:
@@ -378,41 +425,57 @@ def _md_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _write_markdown(c: dict, out_path: Path) -> None:
+def _write_markdown(title: str, parts: list[tuple[str | None, dict]], out_path: Path) -> None:
+    """As ``_write_html``; figures as PNG files in ``<name>_figures/`` (a folder per group)."""
+    fig_dir = out_path.parent / f"{out_path.stem}_figures"
+    out = [f"# {title}", ""]
+    if parts[0][0] is None:
+        out += [f"_{parts[0][1]['subtitle']}_", "", *_md_sections(parts[0][1], 2, fig_dir, out_path.parent)]
+    else:
+        out += ["One part per group and the population's, each read like a single fit: "
+                + ", ".join(group for group, _ in parts) + ".", ""]
+        for group, c in parts:
+            out += [f"## {group}", "", f"_{c['subtitle']}_", "",
+                    *_md_sections(c, 3, fig_dir / _slug(group), out_path.parent)]
+    out_path.write_text("\n".join(out), encoding="utf-8")
+
+
+def _md_sections(c: dict, level: int, fig_dir: Path, base: Path) -> list[str]:
+    """The sections of one fit's content as markdown lines, headings at ``level``."""
     from bayes_scaling import plots
 
-    fig_dir = out_path.parent / f"{out_path.stem}_figures"
-    out = [f"# {c['title']}", "", f"_{c['subtitle']}_", ""]
+    h, sub = "#" * level, "#" * (level + 1)
+    out = []
 
     def section(key: str, *parts: str) -> None:
-        out.extend([f"## {SECTIONS[key]}", "", "\n\n".join(p for p in parts if p), ""])
+        out.extend([f"{h} {SECTIONS[key]}", "", "\n\n".join(p for p in parts if p), ""])
 
     section("verdict", f"> {c['verdict']}")
     excluded = c["excluded"]
     section("data", c["data_line"], _md_table(c["ranges"]),
-            "" if excluded is None or excluded.empty else f"### Excluded rows (flagged)\n\n{_md_table(excluded)}")
+            "" if excluded is None or excluded.empty else f"{sub} Excluded rows (flagged)\n\n{_md_table(excluded)}")
     section("diagnostics",
             _md_table(c["diagnostics"]) if not c["diagnostics"].empty else "Not applicable to this fit (see the verdict).",
             *[f"**Warning:** {w}" for w in c["warnings"]])
     section("parameters", f"Posterior median and equal-tailed {LEVEL:.0%} interval.", _md_table(c["parameters"]))
     section("frontier", f"Median [{LEVEL:.0%} interval] under C = 6ND.", _md_table(c["frontier"]))
     section("checks", *c["check_lines"],
-            "" if c["high_k"] is None else f"### Runs with high Pareto k\n\n{_md_table(c['high_k'])}")
+            "" if c["high_k"] is None else f"{sub} Runs with high Pareto k\n\n{_md_table(c['high_k'])}")
     trust = c["trust"]
     if trust is not None:
         parts = [f"**{line}**" if line.startswith("Warning") else line for line in trust["lines"]]
         if trust["table"] is not None:
             parts.append(_md_table(trust["table"]))
         if trust["n_opt"] is not None:
-            parts.append(f"### N_opt of held-out IsoFLOP slices ({LEVEL:.0%} intervals)\n\n{_md_table(trust['n_opt'])}")
+            parts.append(f"{sub} N_opt of held-out IsoFLOP slices ({LEVEL:.0%} intervals)\n\n{_md_table(trust['n_opt'])}")
         if trust["figure"] is not None:
             path = plots.save(trust["figure"], fig_dir / "backtest", ("png",))[0]
-            parts.append(f"![backtest]({path.relative_to(out_path.parent).as_posix()})\n\n*{BACKTEST_CAPTION}*")
+            parts.append(f"![backtest]({path.relative_to(base).as_posix()})\n\n*{BACKTEST_CAPTION}*")
         section("backtest", *parts)
     figures = []
     for name, fig in c["figures"].items():
         path = plots.save(fig, fig_dir / name, ("png",))[0]
-        rel = path.relative_to(out_path.parent).as_posix()
+        rel = path.relative_to(base).as_posix()
         figures.append(f"![{plots.TITLES[name]}]({rel})\n\n*{plots.TITLES[name]}.* {CAPTIONS[name]}")
     section("figures", *figures)
-    out_path.write_text("\n".join(out), encoding="utf-8")
+    return out

@@ -147,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
 
 def run_hierarchical(args: argparse.Namespace) -> int:
     """``--group-by``: one Posterior per group under DIR/groups/NAME, the population's under
-    DIR/population (a new group's law), each readable by ``frontier``."""
+    DIR/population (a new group's law), each readable by ``frontier``, and DIR itself a grouped fit
+    (``bayes_scaling.grouped``) that ``frontier``, ``predict`` and ``report`` read whole."""
+    from bayes_scaling.grouped import save_grouped
     from bayes_scaling.hierarchical import fit_hierarchical
     from bayes_scaling.runs import DATASETS
 
@@ -172,17 +174,16 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         **({} if args.spread_prior is None else {"spread_prior": args.spread_prior}),
     )
     out = Path(args.out)
-    members = {f"groups/{name}": post for name, post in fit.groups.items()}
-    if fit.population is not None:
-        members["population"] = fit.population
+    members = save_grouped(out, fit.groups, fit.population, {"pooling": fit.pooling, "group_by": group_by})
     result = {"pooling": fit.pooling, "diagnostics": fit.diagnostics, "members": {}}
     for name, post in members.items():
-        post.save(out / name)
         summary = post.summary(args.level)
         result["members"][name] = {"saved_to": str(out / name), "parameters": _common.parameters_json(summary)}
         if not args.json:
             print(f"[{name}] ({len(post.runs)} runs) saved to {out / name}")
             print(_common.parameters_text(summary))
+    if not args.json:
+        print(f"grouped fit saved to {out}: frontier, predict and report read all its groups from it")
     d = fit.diagnostics
     _common.info(f"sampler, whole model: {d['divergences']} divergences, max R-hat {d['max_rhat']:.3f} and min bulk "
                  f"ESS {d['min_ess']:.0f} over its sampled sites, {d['mean_steps']:.0f} leapfrog steps per draw")

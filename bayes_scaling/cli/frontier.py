@@ -20,7 +20,7 @@ def _budget(text: str) -> float:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("frontier", help="compute-optimal N, D and loss at budgets, with intervals")
-    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit'")
+    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit' (a grouped fit: every group's)")
     p.add_argument("--budget", type=_budget, action="append", help="compute budget in FLOPs (repeatable)")
     p.add_argument("--level", type=float, default=0.9, help="credible interval level (default 0.9)")
     p.add_argument("--unique-tokens", type=_budget, metavar="U",
@@ -30,23 +30,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """One table per fit: a grouped fit's directory gives each group's and the population's."""
     from bayes_scaling.frontier import STANDARD_BUDGETS
-    from bayes_scaling.posterior import Posterior
+    from bayes_scaling.grouped import load_fits
 
     if not 0 < args.level < 1:
         raise InputError(f"--level must lie in (0, 1), got {args.level}")
-    post = Posterior.load(args.fit_dir)
-    if hasattr(post.law, "with_unique_tokens"):
-        if args.unique_tokens is None:
-            raise InputError("this fit's law is data-constrained: give the corpus size of the frontier with --unique-tokens U")
-        post.law = post.law.with_unique_tokens(args.unique_tokens)
+    fits = load_fits(args.fit_dir)
     budgets = args.budget or list(STANDARD_BUDGETS)
-    table = post.frontier(budgets, level=args.level)
+    answers = []
+    for group, post in fits:
+        if hasattr(post.law, "with_unique_tokens"):
+            if args.unique_tokens is None:
+                raise InputError("this fit's law is data-constrained: give the corpus size of the frontier with --unique-tokens U")
+            post.law = post.law.with_unique_tokens(args.unique_tokens)
+        answers.append((group, post, post.frontier(budgets, level=args.level)))
     if args.json:
-        _common.print_json({"method": post.method, "law": post.law.name, "model": post.model,
-                            "frontier": _common.frontier_json(table)})
-    else:
-        print(f"model: {post.model}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
-                                        if post.model == "extrapolating" else ""))
+        docs = [{**({} if group is None else {"group": group}), "method": post.method, "law": post.law.name,
+                 "model": post.model, "frontier": _common.frontier_json(table)} for group, post, table in answers]
+        _common.print_json(docs[0] if fits[0][0] is None else docs)
+        return 0
+    for i, (group, post, table) in enumerate(answers):
+        print(("" if i == 0 else "\n") + ("" if group is None else f"[{group}] ")
+              + f"model: {post.model}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
+                                          if post.model == "extrapolating" else ""))
         print(_common.frontier_text(table))
     return 0

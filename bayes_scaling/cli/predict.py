@@ -20,7 +20,7 @@ def _counts(text: str) -> list[float]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predicted loss at (N, D) with an interval, from a saved fit")
-    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit'")
+    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit' (a grouped fit: every group's)")
     p.add_argument("--N", type=_counts, action="append", metavar="PARAMS", help="parameters (repeatable, or comma-separated)")
     p.add_argument("--D", type=_counts, action="append", metavar="TOKENS", help="training tokens, one per --N value")
     p.add_argument("--runs", metavar="FILE", help="a run table (or bundled dataset name): predict each row, beside its loss")
@@ -32,45 +32,66 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bayes_scaling.posterior import Posterior
+    """One table per fit: a grouped fit's directory gives each group's and the population's (with
+    --runs, a group predicts the rows of its own group where the table has them)."""
+    from bayes_scaling.grouped import load_fits
 
     if not 0 < args.level < 1:
         raise InputError(f"--level must lie in (0, 1), got {args.level}")
     given = args.N is not None or args.D is not None
     if given == (args.runs is not None):
         raise InputError("give the points to predict with --N and --D, or a run table with --runs (one of them)")
-    observed = None
+    runs = None
     if args.runs is not None:
         runs = _common.read_runs(args.runs, args.column)
-        N, D, observed = runs.N, runs.D, runs.loss
     else:
         N = np.array([v for chunk in args.N or [] for v in chunk])
         D = np.array([v for chunk in args.D or [] for v in chunk])
         if len(N) == 0 or len(N) != len(D):
             raise InputError(f"--N and --D need one value each per point, got {len(N)} N and {len(D)} D")
-    post = Posterior.load(args.fit_dir)
-    if hasattr(post.law, "with_unique_tokens"):
-        raise InputError("this fit's law is data-constrained (per-run unique tokens); predict reads plain-law fits")
-    table = post.predict_summary(N, D, level=args.level, seed=args.seed)
-    if observed is not None:
-        table["loss"] = observed
-        table["inside"] = (table["lo"] <= observed) & (observed <= table["hi"])
+    fits = load_fits(args.fit_dir)
+    answers = []
+    for group, post in fits:
+        if hasattr(post.law, "with_unique_tokens"):
+            raise InputError("this fit's law is data-constrained (per-run unique tokens); predict reads plain-law fits")
+        observed = None
+        if runs is not None:
+            rows = (runs.frame["group"].astype(str) == group).to_numpy() if group in runs.groups else slice(None)
+            N, D, observed = runs.N[rows], runs.D[rows], runs.loss[rows]
+        table = post.predict_summary(N, D, level=args.level, seed=args.seed)
+        if observed is not None:
+            table["loss"] = observed
+            table["inside"] = (table["lo"] <= observed) & (observed <= table["hi"])
+        answers.append((group, post, table))
     if args.json:
-        rows = [{k: (bool(v) if k == "inside" else v if k == "model" else float(v)) for k, v in r.items()}
-                for r in table.to_dict("records")]
-        _common.print_json({"fit": str(args.fit_dir), "law": post.law.name, "method": post.method,
-                            "model": str(table["model"].iloc[0]), "level": args.level, "predictions": rows})
+        docs = [_json(args, group, post, table) for group, post, table in answers]
+        _common.print_json(docs[0] if fits[0][0] is None else docs)
         return 0
-    print(f"Predicted loss (median [{args.level:.0%} interval]; model: {table['model'].iloc[0]}; "
-          f"fit {args.fit_dir}, {post.method})")
+    for i, (group, post, table) in enumerate(answers):
+        if i:
+            print()
+        _print_table(args, group, post, table)
+    return 0
+
+
+def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
+    rows = [{k: (bool(v) if k == "inside" else v if k == "model" else float(v)) for k, v in r.items()}
+            for r in table.to_dict("records")]
+    return {**({} if group is None else {"group": group}), "fit": str(args.fit_dir), "law": post.law.name,
+            "method": post.method, "model": str(table["model"].iloc[0]), "level": args.level, "predictions": rows}
+
+
+def _print_table(args: argparse.Namespace, group: str | None, post, table) -> None:
+    observed = "loss" in table
+    print(("" if group is None else f"[{group}] ") + f"Predicted loss (median [{args.level:.0%} interval]; "
+          f"model: {table['model'].iloc[0]}; fit {args.fit_dir}, {post.method})")
     head = f"{'N':>10} {'D':>10} {'C = 6ND':>10}  {'loss':>28}"
-    print(head + ("  observed" if observed is not None else ""))
+    print(head + ("  observed" if observed else ""))
     for r in table.to_dict("records"):
         line = (f"{_common.format_si(r['N']):>10} {_common.format_si(r['D']):>10} {6 * r['N'] * r['D']:>10.3g}  "
                 f"{r['median']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}]".rjust(28))
-        if observed is not None:
+        if observed:
             line += f"  {r['loss']:.4f} ({'inside' if r['inside'] else 'outside'})"
         print(line)
-    if observed is not None:
+    if observed:
         print(f"{table['inside'].mean():.0%} of {len(table)} runs inside their {args.level:.0%} interval")
-    return 0

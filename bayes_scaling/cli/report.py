@@ -1,4 +1,5 @@
-"""``bayes-scaling report DIR --out report.html [--format md]``: the report of a saved fit."""
+"""``bayes-scaling report DIR --out report.html [--format md]``: the report of a saved fit (of a grouped
+fit's directory: one page with a part per group and the population's)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from bayes_scaling.errors import InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write an HTML (or markdown) report of a saved fit")
-    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit'")
+    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit' (a grouped fit: a part per group)")
     p.add_argument("--out", help="output file (default FIT_DIR/report.html, or report.md with --format md)")
     p.add_argument("--format", choices=["html", "md"], help="html (default) or md; inferred from --out's suffix")
     p.add_argument("--title", help="the report's title")
@@ -22,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bayes_scaling.posterior import Posterior
-    from bayes_scaling.report import write_report
+    from bayes_scaling.grouped import load_fits
+    from bayes_scaling.report import write_grouped_report, write_report
 
     fmt = args.format
     if fmt is None:
@@ -31,8 +32,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.fit_dir) / f"report.{fmt}"
     if out.exists() and out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file name such as {out / ('report.' + fmt)}")
-    post = Posterior.load(args.fit_dir)
-    _common.info(f"writing the {fmt} report of {args.fit_dir} ({post.method}, {post.num_draws} draws)...")
-    path = write_report(post, out, fmt=fmt, title=args.title, backtest=args.backtest, progress=True)
+    fits = load_fits(args.fit_dir)
+    if fits[0][0] is None:
+        post = fits[0][1]
+        _common.info(f"writing the {fmt} report of {args.fit_dir} ({post.method}, {post.num_draws} draws)...")
+        path = write_report(post, out, fmt=fmt, title=args.title, backtest=args.backtest, progress=True)
+    else:
+        _common.info(f"writing the {fmt} report of the grouped fit {args.fit_dir} (a part for each of "
+                     f"{', '.join(group for group, _ in fits)})...")
+        path = write_grouped_report(fits, out, fmt=fmt, title=args.title, backtest=args.backtest, progress=True)
     print(f"report written to {path}")
     return 0

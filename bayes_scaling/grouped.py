@@ -1,0 +1,94 @@
+"""A grouped fit's directory: one saved fit per group and the population's, read as one fit.
+
+``bayes-scaling fit --group-by COLUMN --out DIR`` (``save_grouped``) writes
+
+    DIR/grouped_fit.json     the manifest: {"kind": "grouped fit", "members": [{"group", "path"}, ...], ...}
+    DIR/groups/NAME/         each group's saved fit (``Posterior.save``)
+    DIR/population/          a new group's law (absent under pooling "none")
+
+``load_fits(DIR)`` reads a single saved fit as ``[(None, posterior)]`` and a grouped directory as
+``[(label, posterior), ...]``, groups first, then the population; ``frontier``, ``predict`` and
+``report`` take either. A grouped directory written before the manifest (``groups/*/meta.json``
+and ``population/``) reads the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.posterior import META_FILE, Posterior
+
+MANIFEST_FILE = "grouped_fit.json"
+GROUPS_DIR, POPULATION_DIR = "groups", "population"
+KIND = "grouped fit"
+
+
+def save_grouped(directory: str | Path, groups: Mapping[str, Posterior], population: Posterior | None,
+                 info: Mapping | None = None) -> dict[str, Posterior]:
+    """Save each group's fit under DIR/groups/NAME, the population's under DIR/population, and the
+    manifest listing them (``info``: extra fields such as the pooling). Returns the members by
+    their path under DIR ("groups/NAME", "population")."""
+    directory = Path(directory)
+    members = {f"{GROUPS_DIR}/{name}": post for name, post in groups.items()}
+    if population is not None:
+        members[POPULATION_DIR] = population
+    for rel, post in members.items():
+        post.save(directory / rel)
+    manifest = {"kind": KIND, **(info or {}),
+                "members": [{"group": _label(post, rel), "path": rel} for rel, post in members.items()]}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return members
+
+
+def is_grouped(directory: str | Path) -> bool:
+    """Whether DIR is a grouped fit's directory (a manifest, or the older layout without one)."""
+    directory = Path(directory)
+    return (directory / MANIFEST_FILE).is_file() or bool(_old_layout(directory))
+
+
+def load_fits(directory: str | Path) -> list[tuple[str | None, Posterior]]:
+    """A saved fit as ``[(None, posterior)]``; a grouped fit as ``[(label, posterior), ...]`` (each
+    group by its name, then the population). Anything else raises ``InputError`` saying what was expected."""
+    directory = Path(directory)
+    if not directory.is_dir() or (directory / META_FILE).exists():
+        return [(None, Posterior.load(directory))]  # Posterior.load says what is wrong with it
+    manifest = directory / MANIFEST_FILE
+    if manifest.is_file():
+        paths = _manifest_paths(manifest)
+    else:
+        paths = _old_layout(directory)
+        if not paths:
+            raise InputError(f"{directory} is not a saved fit (no {META_FILE}) nor a grouped fit (no {MANIFEST_FILE}); "
+                             "create one with 'bayes-scaling fit --out DIR' (add --group-by COLUMN for a grouped fit)")
+    return [(_label(post, rel), post) for rel in paths for post in [Posterior.load(directory / rel)]]
+
+
+def _manifest_paths(manifest: Path) -> list[str]:
+    expected = (f"; expected the JSON object 'bayes-scaling fit --group-by' writes, with a 'members' list of "
+                "{'group', 'path'} (rerun the fit to recreate it)")
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{manifest}: not valid JSON ({err.__class__.__name__}){expected}") from None
+    members = data.get("members") if isinstance(data, dict) else None
+    if not isinstance(members, list) or not members or not all(
+            isinstance(m, dict) and isinstance(m.get("path"), str) for m in members):
+        raise InputError(f"{manifest}: no members listed{expected}")
+    return [m["path"] for m in members]
+
+
+def _old_layout(directory: Path) -> list[str]:
+    groups = directory / GROUPS_DIR
+    paths = sorted(f"{GROUPS_DIR}/{d.name}" for d in groups.iterdir() if (d / META_FILE).is_file()) \
+        if groups.is_dir() else []
+    if paths and (directory / POPULATION_DIR / META_FILE).is_file():
+        paths.append(POPULATION_DIR)
+    return paths
+
+
+def _label(post: Posterior, rel: str) -> str:
+    """The member's group as its fit recorded it (the population's: "population (new group)")."""
+    return str(post.meta.get("group", rel.removeprefix(f"{GROUPS_DIR}/")))

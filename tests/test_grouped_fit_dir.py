@@ -1,0 +1,168 @@
+"""A grouped fit's directory is itself a saved fit: ``frontier``, ``predict`` and ``report`` on it
+show every group and the population, each labelled and naming its model; a directory that is
+neither a fit nor a grouped fit is one clear error."""
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from bayes_scaling.cli import main
+from bayes_scaling.grouped import MANIFEST_FILE, load_fits, save_grouped
+
+GROUPS = ["comma", "dclm"]
+POPULATION = "population (new group)"
+
+
+@pytest.fixture(scope="module")
+def grouped_dir(tmp_path_factory):
+    """The layout ``fit --group-by`` writes (``save_grouped``), with short pooled NUTS fits as members
+    (each labelled by its group in ``meta`` as the hierarchical fit's are): seconds, not a minute."""
+    from bayes_scaling.diagnostics import SamplerWarning
+    from bayes_scaling.fitting.nuts import fit_nuts
+    from bayes_scaling.runs import load_marin
+    from bayes_scaling.runs.table import Runs
+
+    frame = load_marin().for_fit().frame
+    frame = frame[frame["group"].isin(GROUPS)].reset_index(drop=True)
+
+    def fit(rows, group):
+        with warnings.catch_warnings():  # short chains: the sampler's verdict is not under test here
+            warnings.simplefilter("ignore", SamplerWarning)
+            post = fit_nuts(Runs(rows.reset_index(drop=True)), model="plain", num_chains=2, num_warmup=100, num_draws=100)
+        post.meta["group"] = group
+        return post
+
+    groups = {g: fit(frame[frame["group"] == g], g) for g in GROUPS}
+    out = tmp_path_factory.mktemp("grouped") / "fit"
+    save_grouped(out, groups, fit(frame, POPULATION), {"pooling": "partial", "group_by": "group"})
+    return out
+
+
+def test_the_manifest_lists_every_member(grouped_dir):
+    manifest = json.loads((grouped_dir / MANIFEST_FILE).read_text())
+    assert manifest["kind"] == "grouped fit" and manifest["pooling"] == "partial"
+    assert manifest["members"] == [{"group": "comma", "path": "groups/comma"},
+                                   {"group": "dclm", "path": "groups/dclm"},
+                                   {"group": POPULATION, "path": "population"}]
+    assert [group for group, _ in load_fits(grouped_dir)] == [*GROUPS, POPULATION]
+    assert load_fits(grouped_dir / "groups" / "dclm")[0][0] is None  # a member is an ordinary fit
+
+
+def test_frontier_json_is_a_list_by_group_matching_each_member(grouped_dir, capsys):
+    assert main(["frontier", str(grouped_dir), "--budget", "1e21", "--budget", "1e23", "--json"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert [d["group"] for d in docs] == [*GROUPS, POPULATION]
+    assert all(d["model"] == "plain law" and d["law"] == "chinchilla" for d in docs)
+    for d in docs:
+        assert [row["budget"] for row in d["frontier"]] == [1e21, 1e23]
+        n = d["frontier"][1]["N_opt"]
+        assert n["lo"] < n["median"] < n["hi"]
+    assert main(["frontier", str(grouped_dir / "groups" / "dclm"), "--budget", "1e21", "--budget", "1e23", "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert "group" not in alone and alone["frontier"] == docs[1]["frontier"]  # the same answer as the member alone
+    assert docs[0]["frontier"] != docs[1]["frontier"]  # each group its own law
+
+
+def test_frontier_text_has_a_labelled_table_per_group(grouped_dir, capsys):
+    assert main(["frontier", str(grouped_dir), "--budget", "1e22"]) == 0
+    text = capsys.readouterr().out
+    for group in [*GROUPS, POPULATION]:
+        assert f"[{group}] model: plain law" in text
+    assert text.count("Compute-optimal frontier") == 3
+
+
+def test_predict_points_and_runs_per_group(grouped_dir, capsys):
+    assert main(["predict", str(grouped_dir), "--N", "1e9,3e9", "--D", "2e10,6e10", "--json"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert [d["group"] for d in docs] == [*GROUPS, POPULATION]
+    for d in docs:
+        assert d["model"] == "plain law" and [p["N"] for p in d["predictions"]] == [1e9, 3e9]
+        assert all(p["lo"] < p["median"] < p["hi"] for p in d["predictions"])
+    assert docs[0]["predictions"] != docs[1]["predictions"]
+    # a run table: each group predicts its own rows, the population every row
+    assert main(["predict", str(grouped_dir), "--runs", "marin", "--json"]) == 0
+    docs = {d["group"]: d for d in json.loads(capsys.readouterr().out)}
+    from bayes_scaling.runs import load_marin
+
+    frame = load_marin().frame
+    for group in GROUPS:
+        mine = frame[frame["group"] == group]
+        assert len(docs[group]["predictions"]) == len(mine)
+        np.testing.assert_allclose([p["loss"] for p in docs[group]["predictions"]], mine["loss"])
+    assert len(docs[POPULATION]["predictions"]) == len(frame)
+    assert main(["predict", str(grouped_dir), "--N", "1e9", "--D", "2e10"]) == 0
+    text = capsys.readouterr().out
+    for group in [*GROUPS, POPULATION]:
+        assert f"[{group}] Predicted loss (median [90% interval]; model: plain law" in text
+
+
+def test_report_has_a_part_per_group(grouped_dir, tmp_path, capsys, monkeypatch):
+    from bayes_scaling import plots
+
+    # the figures are the single-fit report's (tests/test_report.py) and cost ~8 s a member here; the
+    # slow test below draws them for every member
+    monkeypatch.setattr(plots, "all_figures", lambda post: {})
+    out = tmp_path / "grouped.html"
+    assert main(["report", str(grouped_dir), "--out", str(out), "--no-backtest"]) == 0
+    assert f"report written to {out}" in capsys.readouterr().out
+    page = out.read_text()
+    for slug, group in (("comma", "comma"), ("dclm", "dclm"), ("population-new-group", POPULATION)):
+        assert f"<div class='group' id='{slug}'><h2>{group}</h2>" in page
+        for key in ("verdict", "data", "parameters", "frontier", "checks", "figures"):
+            assert f"<section id='{slug}-{key}'><h3>" in page
+        assert f"<a href='#{slug}'>" in page
+    assert page.count("model plain law") == 3 and "id='comma-backtest'" not in page
+    assert page.index("id='comma'") < page.index("id='dclm'") < page.index("id='population-new-group'")
+
+
+def test_a_grouped_directory_without_a_manifest_still_reads(grouped_dir, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(grouped_dir, old)
+    (old / MANIFEST_FILE).unlink()  # the layout written before the manifest
+    assert [group for group, _ in load_fits(old)] == [*GROUPS, POPULATION]
+    assert main(["frontier", str(old), "--budget", "1e22", "--json"]) == 0
+    assert [d["group"] for d in json.loads(capsys.readouterr().out)] == [*GROUPS, POPULATION]
+
+
+def test_neither_a_fit_nor_a_grouped_fit_is_one_clear_error(grouped_dir, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for command in (["frontier"], ["predict", "--N", "1e9", "--D", "2e10"], ["report"]):
+        assert main([command[0], str(tmp_path / "empty"), *command[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(tmp_path / "empty") in err
+        assert "not a saved fit (no meta.json) nor a grouped fit (no grouped_fit.json)" in err
+    broken = tmp_path / "broken"
+    shutil.copytree(grouped_dir, broken)
+    (broken / MANIFEST_FILE).write_text("{not json")
+    assert main(["frontier", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{broken / MANIFEST_FILE}: not valid JSON" in err
+    shutil.rmtree(broken / "groups" / "dclm")
+    (broken / MANIFEST_FILE).write_text(json.dumps({"members": [{"group": "dclm", "path": "groups/dclm"}]}))
+    assert main(["frontier", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(broken / "groups" / "dclm") in err
+
+
+@pytest.mark.slow
+def test_fit_group_by_then_frontier_predict_on_the_directory(tmp_path, capsys):
+    """The real thing: ``fit --group-by`` (short chains), then the grouped directory read whole."""
+    out = tmp_path / "fit"
+    assert main(["fit", "marin", "--group-by", "dataset", "--out", str(out), "--chains", "2", "--draws", "100",
+                 "--warmup", "100", "--json"]) == 0
+    groups = sorted(m.removeprefix("groups/") for m in json.loads(capsys.readouterr().out)["members"] if "/" in m)
+    assert main(["frontier", str(out), "--budget", "1e22", "--json"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert [d["group"] for d in docs] == [*groups, POPULATION]
+    assert {d["method"] for d in docs} == {"nuts-hierarchical", "nuts-hierarchical-population"}
+    assert main(["predict", str(out), "--N", "1e9", "--D", "2e10", "--json"]) == 0
+    assert [d["group"] for d in json.loads(capsys.readouterr().out)] == [*groups, POPULATION]
+    md = tmp_path / "r.md"
+    assert main(["report", str(out), "--out", str(md), "--no-backtest"]) == 0
+    text = md.read_text()
+    assert all(f"## {g}\n" in text for g in [*groups, POPULATION]) and text.count("### Verdict") == len(groups) + 1
+    for g in groups:  # every member's figures, in a folder of its own
+        assert f"](r_figures/{g}/loss_vs_compute.png)" in text and (tmp_path / "r_figures" / g / "loss_vs_compute.png").is_file()
