@@ -166,3 +166,18 @@ def test_a_refit_that_fails_its_checks_keeps_the_verdict_instead_of_warning(recw
     posterior = refitter.posterior(as_runs(c.N[:8], c.D[:8], loss), seed=0)
     assert posterior.num_draws == 20 and refitter.last_warning
     assert not [w for w in recwarn if issubclass(w.category, SamplerWarning)]
+
+
+def test_a_damaged_run_store_in_the_state_is_named_and_left_alone(tmp_path):
+    from bayes_scaling.cli import main
+
+    new_planner(tmp_path).ask(2)
+    for name in (RUNS_FILE + "-wal", RUNS_FILE + "-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / RUNS_FILE).write_text("run_id,N,D,loss\nr1,1e7,1e9,3.0\n")  # a CSV where the store was
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["plan", str(tmp_path), "--batch", "1"])
+    assert code != 0 and err.getvalue().startswith(f"bayes-scaling plan: error: run store {tmp_path / RUNS_FILE}: "
+                                                   "not a run store")  # not blamed on planner.json
+    assert "Traceback" not in err.getvalue() and (tmp_path / RUNS_FILE).read_text().startswith("run_id,N,D,loss")

@@ -129,7 +129,7 @@ class Planner:
     """Ask/tell planner with its results in ``directory/runs.sqlite`` and the rest of its state in
     ``directory/planner.json`` (see the module docstring)."""
 
-    def __init__(self, directory: str | Path, state: dict):
+    def __init__(self, directory: str | Path, state: dict, store: RunStore | None = None):
         self.directory = Path(directory)
         self.state = state
         s = state["settings"]
@@ -139,7 +139,7 @@ class Planner:
         self.rng.bit_generator.state = state["rng"]
         self.refitter = MaskedRefitter(self.law, likelihood=s["likelihood"], nu=s["nu"], num_chains=s["num_chains"],
                                        num_warmup=s["num_warmup"], num_draws=s["num_draws"])
-        self.store = RunStore(self.directory / RUNS_FILE)
+        self.store = store if store is not None else RunStore(self.directory / RUNS_FILE)
         self.done, self.failed = [], []
         self._read_store()
         self._posterior, self._draws_n = None, -1
@@ -202,9 +202,10 @@ class Planner:
         missing = [k for k in ("settings", "candidates", "pending", "rng") if not isinstance(state, dict) or k not in state]
         if missing:
             raise InputError(f"{path}: missing field(s) {', '.join(missing)}; {expected}")
+        store = RunStore(Path(directory) / RUNS_FILE)  # a damaged store is named as such, not as planner.json
         try:
             old = (state.pop("done"), state.pop("failed")) if "done" in state else None
-            planner = cls(directory, state)
+            planner = cls(directory, state, store)
             if old is not None:
                 planner._move_into_store(*old)
             planner._settle_pending()
