@@ -230,20 +230,26 @@ def test_one_chain_rhat_compares_its_halves():
     assert _chain_stats(shifted)["r_hat"] > 1.2
 
 
-def test_fit_nuts_warns_when_the_verdict_fails_and_not_otherwise():
-    """Porian's tuned short-warm-up attention sweep diverges at the defaults (17 of 4,000 draws,
-    experiments/bench_extrapolation.py): the fit says so instead of returning silently."""
+def test_fit_nuts_retries_divergent_fits_and_warns_when_the_verdict_fails():
+    """Porian's tuned short-warm-up attention sweep diverges at the defaults (17 of 4,000 draws):
+    without the retry the fit says so instead of returning silently; with it (the default) the fit
+    is redone at target acceptance 0.99 and comes back clean, saying it was retried. A clean fit
+    neither retries nor warns."""
     import warnings
 
-    from bayes_scaling.diagnostics import SamplerWarning
-    from bayes_scaling.fitting.nuts import fit_nuts
+    from bayes_scaling.diagnostics import SamplerWarning, diagnose
+    from bayes_scaling.fitting.nuts import RETRY_TARGET_ACCEPT, fit_nuts
     from bayes_scaling.runs.bundled import load_chinchilla, load_porian
     from bayes_scaling.runs.table import Runs
 
     porian = load_porian().for_fit()
     sweep = Runs(porian.frame[porian.frame["group"] == "rw-tuned-short-const-attention-train"].reset_index(drop=True))
     with pytest.warns(SamplerWarning, match="divergen"):
-        fit_nuts(sweep, model="plain")
+        fit_nuts(sweep, model="plain", retry_divergent=False)
+    retried = fit_nuts(sweep, model="plain")
+    assert "refitted at 0.99" in retried.meta["retried"] and retried.meta["target_accept"] == RETRY_TARGET_ACCEPT
+    assert diagnose(retried).divergences == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", SamplerWarning)
-        fit_nuts(load_chinchilla().for_fit(), model="plain")
+        clean = fit_nuts(load_chinchilla().for_fit(), model="plain")
+    assert "retried" not in clean.meta and clean.meta["target_accept"] == 0.8

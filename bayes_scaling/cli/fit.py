@@ -93,6 +93,8 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         init_theta=args.init,
         model=args.model,
     )
+    if "retried" in post.meta:
+        _common.info(f"{post.meta['retried']} (smaller steps, to follow the posterior's curvature)")
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
     from bayes_scaling.checking import add_posterior_predictive
 

@@ -45,6 +45,7 @@ from bayes_scaling.priors import describe_priors, resolve_priors
 from bayes_scaling.runs.table import Runs
 
 TARGET_ACCEPT = 0.8
+RETRY_TARGET_ACCEPT = 0.99  # a fit with divergences is redone once with these smaller steps
 MODELS = ("extrapolating", "plain")
 NEWTON_STEPS = 8  # towards the mode, for the Laplace mass matrix
 MIN_CURVATURE = 1e-4  # floor on the Hessian's |eigenvalues| (standard deviations <= 100 latent units)
@@ -74,6 +75,8 @@ def fit_nuts(
     init_theta: Mapping[str, float] | str = "projection",
     model: str = "extrapolating",
     drift_priors: Mapping[str, float] | None = None,
+    target_accept: float = TARGET_ACCEPT,
+    retry_divergent: bool = True,
 ) -> Posterior:
     """Sample the posterior of the law's parameters given ``runs`` (all rows used: select first
     with ``runs.for_fit()``).
@@ -84,6 +87,12 @@ def fit_nuts(
     plain); "plain" is the law alone. Both agree inside the fitted runs' range. ``drift_priors``
     overrides the half-Cauchy scales of the drift (``extrapolation.PRIOR_SCALES``).
 
+    ``target_accept``: NUTS's target acceptance (step-size adaptation). With ``retry_divergent``,
+    a fit with divergent transitions is redone once at ``RETRY_TARGET_ACCEPT`` (smaller steps, about
+    1.5x the time; on Porian et al.'s sweeps it took the divergences of all 15 from 115 to 0,
+    experiments/bench_extrapolation.py) and says so in ``meta["retried"]``; a fit that still fails
+    its checks warns (``SamplerWarning``).
+
     ``init_theta``: where the chains start (jittered): "projection" (default; the cheap
     variable-projection estimate of ``fitting.init``), "approach3" (Chinchilla's Approach 3 point
     fit, 4,500 L-BFGS starts; Chinchilla law only), or a dict of natural parameters.
@@ -92,8 +101,13 @@ def fit_nuts(
         raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     settings = dict(law=law, priors=priors, likelihood=likelihood, nu=nu, num_chains=num_chains,
                     num_warmup=num_warmup, num_draws=num_draws, seed=seed)
-    posterior = _fit(runs, **settings, progress=progress, init_theta=init_theta, laplace=False)
+    posterior = _fit(runs, **settings, progress=progress, init_theta=init_theta, target_accept=target_accept)
     diagnosis = diagnose(posterior)
+    if retry_divergent and diagnosis.divergences and target_accept < RETRY_TARGET_ACCEPT:
+        first = f"{diagnosis.divergences} divergences at target acceptance {target_accept:g}"
+        posterior = _fit(runs, **settings, progress=progress, init_theta=init_theta, target_accept=RETRY_TARGET_ACCEPT)
+        posterior.meta["retried"] = f"{first}; refitted at {RETRY_TARGET_ACCEPT:g}"
+        diagnosis = diagnose(posterior)
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     if model == "plain" or hasattr(posterior.law, "for_runs"):
         return posterior
@@ -118,7 +132,8 @@ def fit_laplace(runs: Runs, **settings) -> Posterior:
 
 
 def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU, num_chains=4, num_warmup=500,
-         num_draws=1000, seed=0, progress=False, init_theta="projection", laplace=False, capacity=None) -> Posterior:
+         num_draws=1000, seed=0, progress=False, init_theta="projection", laplace=False, capacity=None,
+         target_accept=TARGET_ACCEPT) -> Posterior:
     """One fit of the plain law: NUTS, or (``laplace``) the Laplace approximation; ``capacity``
     pads the observations further, to share a larger fit's compiled programs."""
     configure()
@@ -136,7 +151,7 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
 
     # Laws bound to per-run covariates (data-constrained: unique tokens) cannot be padded.
     capacity = len(runs) if hasattr(law, "for_runs") else max(capacity or 0, padded_capacity(len(runs)))
-    sampler = compiled_sampler(spec, capacity, num_chains, num_warmup, num_draws)
+    sampler = compiled_sampler(spec, capacity, num_chains, num_warmup, num_draws, target_accept)
     args = padded_args(N, D, log_loss, centre, capacity)
     start = time.perf_counter()
     if laplace:
@@ -155,6 +170,7 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
         "num_draws": num_draws,
         "seed": seed,
         "sampling_seconds": seconds,
+        "target_accept": target_accept,
     }
     if not laplace:
         meta["warmup_mean_leapfrog_steps"] = sampler.last_warmup_steps
@@ -202,8 +218,9 @@ class _Sampler:
     so data of any size up to the shape reuse the compiled code.
     """
 
-    def __init__(self, spec: ModelSpec, n_obs: int, num_chains: int, num_warmup: int, num_draws: int):
-        self.spec, self.n_obs = spec, n_obs
+    def __init__(self, spec: ModelSpec, n_obs: int, num_chains: int, num_warmup: int, num_draws: int,
+                 target_accept: float = TARGET_ACCEPT):
+        self.spec, self.n_obs, self.target_accept = spec, n_obs, target_accept
         self.num_chains, self.num_warmup, self.num_draws = num_chains, num_warmup, num_draws
         self.total = num_warmup + num_draws
         self.chunk = _chunk_length(self.total)
@@ -231,12 +248,12 @@ class _Sampler:
         stencil_spec = per_chain((2 * n + 1, n))
         mass_spec = per_chain((n, n))
         z_spec = {name: per_chain((self.num_draws,)) for name in site_names}
-        programs = _Programs(spec, self.num_warmup, self.chunk, mesh, chains, site_names)
+        programs = _Programs(spec, self.num_warmup, self.chunk, mesh, chains, site_names, self.target_accept)
         description = repr((
             "nuts", spec.law.name, sampler_cache.law_source_digest(spec.law),
             sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items()),
             spec.likelihood, float(spec.nu), n_obs, num_chains, self.num_warmup, self.num_draws,
-            self.chunk, len(devices), TARGET_ACCEPT, site_names,
+            self.chunk, len(devices), self.target_accept, site_names,
         ))
 
         # potential runs on one device: microseconds a call, a dozen calls a fit, so dispatch is its cost
@@ -332,8 +349,9 @@ class _Sampler:
 class _Programs:
     """The four traced functions behind ``_Sampler`` (see its docstring), for one model."""
 
-    def __init__(self, spec, num_warmup, chunk, mesh, chains, site_names):
+    def __init__(self, spec, num_warmup, chunk, mesh, chains, site_names, target_accept):
         self.model = partial(pooled_model, spec)
+        self.target_accept = target_accept
         self.site_names = site_names
         self.num_warmup, self.chunk = num_warmup, chunk
         self.mesh, self.chains = mesh, chains
@@ -344,7 +362,7 @@ class _Programs:
         closures, which ``init`` sets; the unused state is dead code to XLA."""
         kernel = NUTS(self.model, dense_mass=True, regularize_mass_matrix=False,
                       adapt_mass_matrix=self.num_warmup >= MASS_ADAPTATION_MIN_WARMUP,
-                      target_accept_prob=TARGET_ACCEPT, inverse_mass_matrix=inverse_mass_matrix)
+                      target_accept_prob=self.target_accept, inverse_mass_matrix=inverse_mass_matrix)
         return kernel, kernel.init(key, self.num_warmup, init_params=z, model_args=args)
 
     def potential(self, points, *args):
@@ -477,12 +495,14 @@ def _devices_for(num_chains: int, available: int) -> int:
     return max(d for d in range(1, min(num_chains, available) + 1) if num_chains % d == 0)
 
 
-def compiled_sampler(spec: ModelSpec, n_obs: int, num_chains, num_warmup, num_draws) -> _Sampler:
-    """The cached sampler for this model, observation count (or padded capacity) and run length."""
+def compiled_sampler(spec: ModelSpec, n_obs: int, num_chains, num_warmup, num_draws,
+                     target_accept: float = TARGET_ACCEPT) -> _Sampler:
+    """The cached sampler for this model, observation count (or padded capacity), run length and
+    target acceptance."""
     key = (spec.law.name, tuple(sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items())),
-           spec.likelihood, spec.nu, n_obs, num_chains, num_warmup, num_draws)
+           spec.likelihood, spec.nu, n_obs, num_chains, num_warmup, num_draws, target_accept)
     if key not in _SAMPLERS:
-        _SAMPLERS[key] = _Sampler(spec, n_obs, num_chains, num_warmup, num_draws)
+        _SAMPLERS[key] = _Sampler(spec, n_obs, num_chains, num_warmup, num_draws, target_accept)
     return _SAMPLERS[key]
 
 
