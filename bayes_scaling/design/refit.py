@@ -10,7 +10,9 @@ extrapolating model: the design's utility and stop rule (``design.eig``, ``desig
 defined on the law's parameters and sigma, which the drift would not change; its calibration
 (leave-future-out refits) would multiply each tell's cost for runs that are few and small; and the
 loop's saved fit then answers exactly what the loop printed. ``docs/design.md`` says how to refit
-the loop's runs under the extrapolating model.
+the loop's runs under the extrapolating model. A divergent refit is not redone at a higher target
+acceptance (``retry_divergent=False``): the loop refits after every result, and the next result's
+refit comes soon; the divergences are in ``last_divergences`` and the saved fit's diagnostics.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class MaskedRefitter:
             warnings.simplefilter("always", SamplerWarning)
             posterior = fit_nuts(runs, law=self.law, priors=self.priors, likelihood=self.likelihood, nu=self.nu,
                                  num_chains=self.num_chains, num_warmup=self.num_warmup, num_draws=self.num_draws,
-                                 seed=seed, model="plain")
+                                 seed=seed, model="plain", retry_divergent=False)
         for w in caught:  # anything but the sampler's verdict is shown as usual
             if not issubclass(w.category, SamplerWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
