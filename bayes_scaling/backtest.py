@@ -315,7 +315,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def _si(x: float) -> str:
-    from bayes_scaling.cli._common import format_si
+    from bayes_scaling.formatting import format_si
 
     return format_si(float(x)) if np.isfinite(x) else "n/a"
 

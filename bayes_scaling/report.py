@@ -146,7 +146,7 @@ def parameter_table(posterior, diagnosis) -> pd.DataFrame:
 
 def frontier_table(posterior) -> pd.DataFrame:
     """The frontier at the standard budgets as text cells: median [lo, hi]."""
-    from bayes_scaling.cli._common import format_si
+    from bayes_scaling.formatting import format_si
     from bayes_scaling.frontier import STANDARD_BUDGETS
 
     f = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL)
@@ -224,7 +224,7 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
         for r in backtest.summary.to_dict("records")])
     n_opt = None
     if not backtest.n_opt.empty:
-        from bayes_scaling.cli._common import format_si
+        from bayes_scaling.formatting import format_si
 
         def si(v):
             return format_si(v) if np.isfinite(v) else "n/a"

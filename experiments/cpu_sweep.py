@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=28.0, help="start no new run after this")
     args = parser.parse_args(argv)
 
-    from bayes_scaling.cli.train import train_in_subprocess
+    from bayes_scaling.executors.child import train_in_subprocess
     from bayes_scaling.runs.store import RunStore
 
     store = RunStore(args.store)

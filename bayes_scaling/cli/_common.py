@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 
-import pandas as pd
-
 from bayes_scaling.errors import InputError
+from bayes_scaling.formatting import (  # noqa: F401 -- re-exported for the sub-commands
+    format_si,
+    frontier_json,
+    frontier_text,
+    parameters_json,
+    parameters_text,
+)
 
 
 def parse_column_mapping(items: list[str] | None) -> dict[str, str]:
@@ -33,57 +37,6 @@ def read_runs(source: str, columns: list[str] | None = None, group_by: str | Non
     if group_by:
         mapping["group"] = group_by
     return load_runs(source, columns=mapping, check_units=check_units)
-
-
-def format_si(x: float) -> str:
-    """1.23e9 -> '1.23B'; keeps three significant figures."""
-    if not math.isfinite(x):
-        return str(x)
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{suffix}"
-    return f"{x:.3g}"
-
-
-def frontier_text(table: pd.DataFrame) -> str:
-    """A human-readable frontier table: median [lo, hi] at the stated level."""
-    level = table["level"].iloc[0]
-    header = f"Compute-optimal frontier (median [{level:.0%} interval])"
-    lines = [header, f"{'budget C':>10}  {'N_opt':>24}  {'D_opt':>24}  {'L_opt':>22}  {'tokens/param':>20}"]
-    for _, row in table.iterrows():
-        def cell(name, fmt):
-            return f"{fmt(row[name + '_median'])} [{fmt(row[name + '_lo'])}, {fmt(row[name + '_hi'])}]"
-
-        lines.append(
-            f"{row['budget']:>10.3g}  {cell('N_opt', format_si):>24}  {cell('D_opt', format_si):>24}  "
-            f"{cell('L_opt', lambda v: f'{v:.4f}'):>22}  {cell('tokens_per_param', lambda v: f'{v:.1f}'):>20}"
-        )
-    return "\n".join(lines)
-
-
-def parameters_text(summary: pd.DataFrame) -> str:
-    level = summary["level"].iloc[0]
-    lines = [f"Parameters (median [{level:.0%} interval])"]
-    for _, row in summary.iterrows():
-        lines.append(f"  {row['parameter']:>6} = {row['median']:.5g} [{row['lo']:.5g}, {row['hi']:.5g}]")
-    return "\n".join(lines)
-
-
-def frontier_json(table: pd.DataFrame) -> list[dict]:
-    rows = []
-    for _, row in table.iterrows():
-        entry = {"budget": float(row["budget"]), "level": float(row["level"])}
-        for q in ("N_opt", "D_opt", "L_opt", "tokens_per_param"):
-            entry[q] = {"median": float(row[f"{q}_median"]), "lo": float(row[f"{q}_lo"]), "hi": float(row[f"{q}_hi"])}
-        rows.append(entry)
-    return rows
-
-
-def parameters_json(summary: pd.DataFrame) -> dict:
-    return {
-        row["parameter"]: {"median": float(row["median"]), "lo": float(row["lo"]), "hi": float(row["hi"]), "level": float(row["level"])}
-        for _, row in summary.iterrows()
-    }
 
 
 def print_json(obj) -> None:

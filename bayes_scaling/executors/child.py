@@ -117,3 +117,44 @@ def _wait(proc: subprocess.Popen) -> int:
 def rejected_result(spec: dict[str, Any], error: str) -> dict[str, Any]:
     return {"run_id": spec.get("run_id", ""), "status": "failed", "loss": None, "error": f"spec rejected: {error}"}
 
+
+def train_in_subprocess(spec: dict[str, Any], *, quiet: bool = False, nice: int = 0) -> dict[str, Any]:
+    """Run ``python -m training --spec <spec>`` and return its RunResult as a dict, relaying its
+    progress bar to stderr unless ``quiet``. A spec the harness rejects raises ``InputError``
+    (``SpecRejected``) with the harness's one-line message; a child that ends without a result
+    raises ``RuntimeError`` (``ChildDied``)."""
+    with tempfile.TemporaryDirectory(prefix="bayes-scaling-train-") as tmp:
+        folder = Path(tmp)
+        proc = launch(spec, folder, child_environment(), stderr=subprocess.PIPE, nice=nice)
+        tail = _relay(proc.stderr, None if quiet else sys.stderr)
+        return result_of(folder, proc.wait(), tail)
+
+
+CHILD_ERROR = "python -m training: error: "
+
+
+def _relay(stream, sink, keep: int = 4000) -> str:
+    """Copy the child's stderr to ``sink`` as it comes (progress bars redraw with \\r); return its tail.
+    The child's own error line (``CHILD_ERROR``) is held back: the command reports it once, itself."""
+    tail, pending = b"", ""
+    while chunk := os.read(stream.fileno(), 4096):
+        tail = (tail + chunk)[-keep:]
+        if sink is None:
+            continue
+        pending += chunk.decode(errors="replace")
+        cut = max(pending.rfind("\n"), pending.rfind("\r")) + 1
+        ready, pending = pending[:cut], pending[cut:]
+        if not (CHILD_ERROR.startswith(pending) or pending.startswith(CHILD_ERROR)):  # not the error line: now
+            ready, pending = ready + pending, ""
+        _write_relayed(sink, ready)
+    if sink is not None:
+        _write_relayed(sink, pending)
+    stream.close()
+    return tail.decode(errors="replace")
+
+
+def _write_relayed(sink, text: str) -> None:
+    kept = [line for line in text.splitlines(keepends=True) if not line.startswith(CHILD_ERROR)]
+    if kept:
+        sink.write("".join(kept))
+        sink.flush()
