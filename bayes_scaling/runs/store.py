@@ -24,11 +24,17 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bayes_scaling.errors import InputError
+from bayes_scaling.runs.files import STORE_SUFFIXES, check_table_path, read_file
+from bayes_scaling.runs.schema import CANONICAL_COLUMNS as CANONICAL
+from bayes_scaling.runs.schema import TABLE_EXPECTED
+from bayes_scaling.runs.validate import validate_runs
 
-CANONICAL = ("run_id", "N", "D", "C", "loss", "group", "source", "flagged", "flag_reason")
+if TYPE_CHECKING:
+    import pandas as pd
+
 _COLUMNS = CANONICAL + ("status",)
 BUSY_TIMEOUT_MS = 60_000
 
@@ -331,10 +337,9 @@ class RunStore:
         hash of its full path and the row, so two files called ``runs.csv`` in different folders
         never share ids, while the same file imported again (even edited) maps onto its own runs.
         """
-        from bayes_scaling.runs.table import load_runs
-
-        path = Path(path)
-        frame = load_runs(path, columns=columns, check_units=check_units).frame.copy()
+        path, suffix, kind = check_table_path(path)
+        raw = read_store_table(path) if suffix in STORE_SUFFIXES else read_file(path, suffix, kind)
+        frame = validate_runs(raw, columns=columns, source_name=path.name, check_units=check_units).frame.copy()
         given_ids = columns.get("run_id", "run_id") if columns else "run_id"
         if given_ids not in _raw_columns(path):
             frame["run_id"] = [import_run_id(path, i + 1) for i in range(len(frame))]
@@ -359,6 +364,15 @@ class RunStore:
         else:
             raise InputError(f"export path {path}: expected a .csv or .parquet file name, got '{suffix or 'no suffix'}'")
         return len(frame)
+
+
+def read_store_table(path: str | Path) -> pd.DataFrame:
+    """The ``status == "ok"`` runs of the run store at ``path`` as a raw run table (see
+    ``RunStore.to_frame``); ``InputError`` when it holds none."""
+    frame = RunStore.open(path).to_frame(status="ok")
+    if frame.empty:
+        raise InputError(f"{path}: the run store holds no runs with status 'ok'; {TABLE_EXPECTED}")
+    return frame
 
 
 # Fields that say when or where a record was written, not what the run was: a re-import that

@@ -1,99 +1,34 @@
-"""The validated run table: one row per finished training run.
+"""The validated run table: one row per finished training run, read from a file, a run store or a
+DataFrame (``load_runs``, ``read_table``).
 
-Canonical columns (``CANONICAL_COLUMNS``):
-
-=============  ==============================================================================
-``run_id``     unique id (generated from the source and row number when absent)
-``N``          parameters
-``D``          training tokens; derived as D = C / (6 N) when only ``C`` is given
-``C``          training compute in FLOPs; derived as C = 6 N D when only ``D`` is given
-``loss``       final loss (nats per token, or any consistent unit)
-``group``      the run's group (dataset, architecture, ...); ``"all"`` when absent
-``source``     where the row came from (file name or dataset id)
-``flagged``    True for rows a curator marked as suspect; fits exclude them by default
-``flag_reason`` why the row is flagged
-=============  ==============================================================================
-
-Every other column the user gave is kept as it was. Nothing is dropped: invalid input raises an
-``InputError`` naming the row and field, and flagged rows stay in the table, visible, until a fit
-chooses to exclude them (and says how many it excluded).
+The pieces live one concern per module, imported here so that ``bayes_scaling.runs.table`` keeps
+every name it had: ``schema`` (``CANONICAL_COLUMNS``, defaults, plausible ranges, ``Runs``),
+``files`` (CSV and Parquet files into raw frames), ``validate`` (``validate_runs`` and its checks)
+and ``store`` (the run store). Nothing is dropped: invalid input raises an ``InputError`` naming
+the row and field, and flagged rows stay in the table, visible, until a fit chooses to exclude
+them (and says how many it excluded).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from bayes_scaling.errors import InputError
-from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN
-
-CANONICAL_COLUMNS = ("run_id", "N", "D", "C", "loss", "group", "source", "flagged", "flag_reason")
-DEFAULT_GROUP = "all"
-MAX_PLAUSIBLE_LOSS = 20.0  # nats/token: ln(vocab) for a 400M-token vocabulary; beyond it a unit error
-# What any real training run has (with slack): parameter counts from a thousand to ten trillion,
-# and tokens per parameter from 1/1000 (the largest models of Porian et al. 2024's IsoFLOP sweeps
-# reach 0.006) to a million (small models trained on tens of trillions of tokens reach 6e4).
-PLAUSIBLE_N = (1e3, 1e13)
-PLAUSIBLE_TOKENS_PER_PARAM = (1e-3, 1e6)
-UNIT_CHECK_OFF = "pass check_units=False (CLI: --no-unit-check) if these are really the counts"
-_UNITS = ((1e3, "thousands"), (1e6, "millions"), (1e9, "billions"), (1e12, "trillions"))
-_TRUE = {"true", "1", "yes", "y", "t"}
-_FALSE = {"false", "0", "no", "n", "f", "", "nan", "none"}
-
-
-@dataclass(frozen=True)
-class Runs:
-    """A validated run table. ``frame`` has the canonical columns first, then the user's extras."""
-
-    frame: pd.DataFrame
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    @property
-    def N(self) -> np.ndarray:
-        return self.frame["N"].to_numpy(np.float64)
-
-    @property
-    def D(self) -> np.ndarray:
-        return self.frame["D"].to_numpy(np.float64)
-
-    @property
-    def C(self) -> np.ndarray:
-        return self.frame["C"].to_numpy(np.float64)
-
-    @property
-    def loss(self) -> np.ndarray:
-        return self.frame["loss"].to_numpy(np.float64)
-
-    @property
-    def groups(self) -> list[str]:
-        return sorted(self.frame["group"].unique())
-
-    @property
-    def n_flagged(self) -> int:
-        return int(self.frame["flagged"].sum())
-
-    def for_fit(self, include_flagged: bool = False) -> Runs:
-        """The runs a fit uses: all of them, or (default) those not flagged."""
-        if include_flagged:
-            return self
-        return Runs(self.frame[~self.frame["flagged"]].reset_index(drop=True))
-
-    def describe_selection(self, include_flagged: bool = False) -> str:
-        """One line saying which runs a fit uses and what it leaves out, and why."""
-        if include_flagged or self.n_flagged == 0:
-            return f"using all {len(self)} runs"
-        reasons = self.frame.loc[self.frame["flagged"], "flag_reason"].value_counts()
-        why = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
-        return (
-            f"using {len(self) - self.n_flagged} of {len(self)} runs; excluded {self.n_flagged} "
-            f"flagged ({why}); pass include_flagged / --include-flagged to keep them"
-        )
+from bayes_scaling.runs.files import STORE_SUFFIXES, check_table_path, read_file
+from bayes_scaling.runs.schema import (  # noqa: F401 -- the schema, re-exported where users import it
+    CANONICAL_COLUMNS,
+    DEFAULT_GROUP,
+    MAX_PLAUSIBLE_LOSS,
+    PLAUSIBLE_N,
+    PLAUSIBLE_TOKENS_PER_PARAM,
+    TABLE_EXPECTED,
+    UNIT_CHECK_OFF,
+    Runs,
+)
+from bayes_scaling.runs.store import read_store_table
+from bayes_scaling.runs.validate import check_plausible_units, validate_runs  # noqa: F401 -- re-exported
 
 
 def load_runs(
@@ -119,281 +54,9 @@ def load_runs(
                          check_units=check_units)
 
 
-TABLE_EXPECTED = "expected a run table with columns N, D (or C) and loss and one row per run"
-
-
 def read_table(path: str | Path) -> pd.DataFrame:
     """The raw rows of a .csv, .parquet or .sqlite run table. A file that is missing, a folder,
     empty, truncated, of another kind or unparsable raises ``InputError`` naming it and saying what
     was expected; a table with a header and no rows too."""
-    from bayes_scaling.errors import describe_file
-
-    source, path = path, Path(path)
-    if not path.exists():
-        raise InputError(f"{source}: no such run table")
-    if path.is_dir():
-        raise InputError(f"{source}: is a folder; {TABLE_EXPECTED} (.csv, .parquet or .sqlite)")
-    suffix = path.suffix.lower()
-    if suffix not in {".csv", ".parquet", ".pq", ".sqlite", ".db", ".sqlite3"}:
-        raise InputError(f"{path}: expected a .csv, .parquet or .sqlite run table, got '{suffix or 'no suffix'}'")
-    kind = describe_file(path)
-    if kind == "empty (0 bytes)":
-        raise InputError(f"{path}: the file is empty (0 bytes); {TABLE_EXPECTED}")
-    if suffix in {".sqlite", ".db", ".sqlite3"}:
-        from bayes_scaling.runs.store import RunStore
-
-        frame = RunStore.open(path).to_frame(status="ok")
-        if frame.empty:
-            raise InputError(f"{path}: the run store holds no runs with status 'ok'; {TABLE_EXPECTED}")
-        return frame
-    expected_kind = "text" if suffix == ".csv" else "a Parquet file"
-    if kind != expected_kind:
-        raise InputError(f"{path}: not a {suffix[1:].upper()} file (it looks like {kind}); {TABLE_EXPECTED}")
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-        else:
-            frame = pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: no header and no rows (blank lines only); {TABLE_EXPECTED}") from None
-    except MemoryError:
-        raise
-    except Exception as err:  # noqa: BLE001 -- any parser failure: the file is damaged
-        raise InputError(f"{path}: cannot be read as {suffix[1:].upper()} ({type(err).__name__}: "
-                         f"{_short(err)}); it may be truncated or damaged; {TABLE_EXPECTED}") from None
-    if len(frame) == 0:
-        raise InputError(f"{path}: a header ({_present(frame.columns)}) and no rows; {TABLE_EXPECTED}")
-    return frame
-
-
-def _short(err: BaseException, limit: int = 160) -> str:
-    from bayes_scaling.errors import one_line
-
-    return one_line(str(err), limit)
-
-
-def _present(columns, limit: int = 12) -> str:
-    """The columns of a table as a short list (a damaged file can have thousands of odd names)."""
-    names = [repr(str(c))[1:-1][:40] for c in columns]
-    text = ", ".join(names[:limit])
-    return text + (f", ... ({len(names)} columns)" if len(names) > limit else "")
-
-
-def validate_runs(
-    frame: pd.DataFrame,
-    *,
-    columns: Mapping[str, str] | None = None,
-    source_name: str = "dataframe",
-    max_loss: float = MAX_PLAUSIBLE_LOSS,
-    check_units: bool = True,
-) -> Runs:
-    """Check every row and field; return canonical ``Runs`` or raise ``InputError``."""
-    raw = frame.reset_index(drop=True)
-    mapping = _resolve_columns(raw, columns or {}, source_name)
-    where = _Locator(source_name)
-    out = pd.DataFrame(index=raw.index)
-
-    out["N"] = _positive_numbers(raw, mapping["N"], where)
-    has_d, has_c = "D" in mapping, "C" in mapping
-    if has_d:
-        out["D"] = _positive_numbers(raw, mapping["D"], where)
-    if has_c:
-        out["C"] = _positive_numbers(raw, mapping["C"], where)
-    if not has_d:
-        out["D"] = out["C"] / (FLOPS_PER_PARAM_TOKEN * out["N"])
-    if not has_c:
-        out["C"] = FLOPS_PER_PARAM_TOKEN * out["N"] * out["D"]
-    if check_units:
-        check_plausible_units(out["N"].to_numpy(), out["D"].to_numpy(), where,
-                              mapping["N"], mapping.get("D", mapping.get("C")), derived_d="D" not in mapping)
-    out["loss"] = _positive_numbers(raw, mapping["loss"], where)
-    too_high = out["loss"] > max_loss
-    if too_high.any():
-        i = int(np.flatnonzero(too_high)[0])
-        raise InputError(
-            f"{where.row(i)}, column '{mapping['loss']}': implausible loss {out['loss'][i]:g} "
-            f"(expected a final loss in nats per token below {max_loss:g}; is it a perplexity "
-            "or a sum over tokens?)"
-        )
-
-    out["group"] = raw[mapping["group"]].astype(str) if "group" in mapping else DEFAULT_GROUP
-    out["source"] = raw[mapping["source"]].astype(str) if "source" in mapping else source_name
-    out["run_id"] = (
-        _run_ids(raw, mapping["run_id"], where)
-        if "run_id" in mapping
-        else [f"{source_name}:{i + 1}" for i in range(len(raw))]
-    )
-    out["flagged"] = _flags(raw, mapping["flagged"], where) if "flagged" in mapping else False
-    out["flag_reason"] = (
-        raw[mapping["flag_reason"]].astype(str).replace({"nan": "", "None": ""})
-        if "flag_reason" in mapping
-        else ""
-    )
-    out.loc[out["flagged"] & (out["flag_reason"] == ""), "flag_reason"] = "flagged"
-    used = set(mapping.values())
-    extras = raw[[c for c in raw.columns if c not in used and c not in CANONICAL_COLUMNS]]
-    _check_duplicates(out, where, extras)
-
-    extras = extras.apply(_numeric_if_possible)
-    return Runs(pd.concat([out[list(CANONICAL_COLUMNS)], extras], axis=1))
-
-
-def check_plausible_units(N, D, where: _Locator, n_column: str = "N", d_column: str = "D", *,
-                          derived_d: bool = False) -> None:
-    """Raise ``InputError`` for the first row whose parameter count or tokens per parameter lies
-    outside what any real run has (``PLAUSIBLE_N``, ``PLAUSIBLE_TOKENS_PER_PARAM``), suggesting the
-    unit the numbers were probably given in (e.g. D in billions)."""
-    N, D = np.asarray(N, np.float64), np.asarray(D, np.float64)
-    lo_n, hi_n = PLAUSIBLE_N
-    lo_r, hi_r = PLAUSIBLE_TOKENS_PER_PARAM
-    bad_n = (N < lo_n) | (N > hi_n)
-    ratio = D / N
-    bad_r = (ratio < lo_r) | (ratio > hi_r)
-    if not (bad_n.any() or bad_r.any()):
-        return
-    i = int(np.flatnonzero(bad_n | bad_r)[0])
-    n, d = float(N[i]), float(D[i])
-    d_name = f"'{d_column}'" + (" (D = C / 6N)" if derived_d else "")
-    if bad_n[i]:
-        side = "fewer" if n < lo_n else "more"
-        what = (f"column '{n_column}': {n:g} parameters is {side} than any real training run has "
-                f"(expected {lo_n:g} to {hi_n:g})")
-    else:
-        side = "fewer" if ratio[i] < lo_r else "more"
-        what = (f"columns '{n_column}' and {d_name}: {d:g} tokens for {n:g} parameters is {ratio[i]:.3g} tokens per "
-                f"parameter, {side} than any real training run (expected {lo_r:g} to {hi_r:g})")
-    hint = _unit_hint(n, d, n_column, d_column if not derived_d else None)
-    raise InputError(f"{where.row(i)}, {what}{'; ' + hint if hint else ''}; {UNIT_CHECK_OFF}")
-
-
-def _unit_hint(n: float, d: float, n_column: str, d_column: str | None) -> str:
-    """'is D in billions (2e10 tokens)?': the unit of N or D that makes the row a plausible run,
-    the one nearest 20 tokens per parameter (Chinchilla's optimum) where several do."""
-    lo_n, hi_n = PLAUSIBLE_N
-    lo_r, hi_r = PLAUSIBLE_TOKENS_PER_PARAM
-    options = []
-    for n_scale, n_unit in ((1.0, None), *_UNITS):
-        for d_scale, d_unit in ((1.0, None), *(_UNITS if d_column else ())):
-            if n_unit is None and d_unit is None:
-                continue
-            nn, dd = n * n_scale, d * d_scale
-            if lo_n <= nn <= hi_n and lo_r <= dd / nn <= hi_r:
-                options.append((abs(np.log(dd / nn / 20.0)), n_unit, d_unit, nn, dd))
-    if not options:
-        return ""
-    _, n_unit, d_unit, nn, dd = min(options, key=lambda o: o[0])
-    parts = [f"'{n_column}' in {n_unit} ({nn:.3g} parameters)"] if n_unit else []
-    parts += [f"'{d_column}' in {d_unit} ({dd:.3g} tokens)"] if d_unit else []
-    return "is " + " and ".join(parts) + "? give plain counts"
-
-
-class _Locator:
-    """Names a row the way the user sees it: rows count from 1 after the header."""
-
-    def __init__(self, source_name: str):
-        self.source_name = source_name
-
-    def row(self, i: int) -> str:
-        return f"{self.source_name} row {i + 1}"
-
-
-def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name: str) -> dict[str, str]:
-    unknown = set(columns) - set(CANONICAL_COLUMNS)
-    if unknown:
-        raise InputError(
-            f"column mapping names unknown field(s) {sorted(unknown)}; "
-            f"mappable fields are {', '.join(CANONICAL_COLUMNS)}"
-        )
-    mapping = {}
-    for field in CANONICAL_COLUMNS:
-        name = columns.get(field, field)
-        if name in raw.columns:
-            mapping[field] = name
-        elif field in columns:
-            raise InputError(
-                f"{source_name}: column '{name}' (mapped to {field}) not found; "
-                f"columns present: {_present(raw.columns)}"
-            )
-    present = _present(raw.columns)
-    for field in ("N", "loss"):
-        if field not in mapping:
-            raise InputError(
-                f"{source_name}: missing column '{field}'; columns present: {present}. "
-                f"Map yours with columns={{'{field}': 'your_name'}} (CLI: --column {field}=your_name)"
-            )
-    if "D" not in mapping and "C" not in mapping:
-        raise InputError(
-            f"{source_name}: missing column 'D' (tokens) or 'C' (FLOPs, D = C / 6N); "
-            f"columns present: {present}. Map yours with --column D=your_name"
-        )
-    return mapping
-
-
-def _positive_numbers(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
-    text = raw[column]
-    values = pd.to_numeric(text, errors="coerce").astype(np.float64)
-    for i in range(len(values)):
-        v = values.iloc[i]
-        if np.isnan(v):
-            given = text.iloc[i]
-            blank = given is None or (isinstance(given, float) and np.isnan(given)) or str(given).strip() in {"", "nan", "NaN"}
-            what = "is missing (empty or NaN)" if blank else f"is not a number: {given!r}"
-            raise InputError(f"{where.row(i)}, column '{column}' {what}; expected a positive number")
-        if not np.isfinite(v) or v <= 0:
-            raise InputError(f"{where.row(i)}, column '{column}': expected a positive finite number, got {v:g}")
-    return values
-
-
-def _run_ids(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
-    ids = raw[column].astype(str)
-    for i, value in enumerate(ids):
-        if value.strip() in {"", "nan", "None"}:
-            raise InputError(f"{where.row(i)}, column '{column}' is empty; expected a run id")
-    return ids
-
-
-def _flags(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
-    out = []
-    for i, value in enumerate(raw[column]):
-        if isinstance(value, (bool, np.bool_)):
-            out.append(bool(value))
-            continue
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            out.append(True)
-        elif text in _FALSE:
-            out.append(False)
-        else:
-            raise InputError(f"{where.row(i)}, column '{column}': expected true/false, got {value!r}")
-    return pd.Series(out, index=raw.index, dtype=bool)
-
-
-def _check_duplicates(out: pd.DataFrame, where: _Locator, extras: pd.DataFrame | None = None) -> None:
-    """Reject two rows with one run_id, and two rows under generated ids that are the same run:
-    same group, N and D and the same value in every other column the user gave (``extras``:
-    unique tokens, a seed, ...). Rows that share (group, N, D) but differ in such a column are
-    distinct runs, as in data-constrained sweeps; an exact duplicate row is still rejected."""
-    same_id = out.duplicated("run_id", keep=False)
-    if same_id.any():
-        rows = np.flatnonzero(same_id)[:2]
-        raise InputError(
-            f"{where.row(rows[0])} and row {rows[1] + 1} have the same run_id "
-            f"{out['run_id'][rows[0]]!r}; expected each run once"
-        )
-    extras = pd.DataFrame(index=out.index) if extras is None else extras.reset_index(drop=True)
-    key = pd.concat([out[["group", "N", "D"]], extras.astype(str)], axis=1)
-    generated = out["run_id"].str.startswith(f"{where.source_name}:")
-    dup = key.duplicated(keep=False) & generated
-    if dup.any():
-        first = np.flatnonzero(dup)[0]
-        twin = [j for j in np.flatnonzero(dup) if j != first and (key.iloc[j] == key.iloc[first]).all()][0]
-        others = f" and every other column ({', '.join(map(str, extras.columns))})" if len(extras.columns) else ""
-        raise InputError(
-            f"{where.row(first)} and row {twin + 1} are duplicate runs (same group, N and D{others}); "
-            "remove one, or tell repeats apart with a column (e.g. seed, unique tokens) or distinct run_id values"
-        )
-
-
-def _numeric_if_possible(column: pd.Series) -> pd.Series:
-    converted = pd.to_numeric(column, errors="coerce")
-    return converted if converted.notna().sum() == column.notna().sum() else column
+    path, suffix, kind = check_table_path(path)
+    return read_store_table(path) if suffix in STORE_SUFFIXES else read_file(path, suffix, kind)

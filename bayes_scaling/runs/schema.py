@@ -1,0 +1,97 @@
+"""The run table's schema: the canonical columns, their defaults and plausible ranges, and ``Runs``,
+one row per finished training run.
+
+Canonical columns (``CANONICAL_COLUMNS``):
+
+=============  ==============================================================================
+``run_id``     unique id (generated from the source and row number when absent)
+``N``          parameters
+``D``          training tokens; derived as D = C / (6 N) when only ``C`` is given
+``C``          training compute in FLOPs; derived as C = 6 N D when only ``D`` is given
+``loss``       final loss (nats per token, or any consistent unit)
+``group``      the run's group (dataset, architecture, ...); ``"all"`` when absent
+``source``     where the row came from (file name or dataset id)
+``flagged``    True for rows a curator marked as suspect; fits exclude them by default
+``flag_reason`` why the row is flagged
+=============  ==============================================================================
+
+Every other column the user gave is kept as it was. Nothing is dropped: invalid input raises an
+``InputError`` naming the row and field, and flagged rows stay in the table, visible, until a fit
+chooses to exclude them (and says how many it excluded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+CANONICAL_COLUMNS = ("run_id", "N", "D", "C", "loss", "group", "source", "flagged", "flag_reason")
+DEFAULT_GROUP = "all"
+MAX_PLAUSIBLE_LOSS = 20.0  # nats/token: ln(vocab) for a 400M-token vocabulary; beyond it a unit error
+# What any real training run has (with slack): parameter counts from a thousand to ten trillion,
+# and tokens per parameter from 1/1000 (the largest models of Porian et al. 2024's IsoFLOP sweeps
+# reach 0.006) to a million (small models trained on tens of trillions of tokens reach 6e4).
+PLAUSIBLE_N = (1e3, 1e13)
+PLAUSIBLE_TOKENS_PER_PARAM = (1e-3, 1e6)
+UNIT_CHECK_OFF = "pass check_units=False (CLI: --no-unit-check) if these are really the counts"
+TABLE_EXPECTED = "expected a run table with columns N, D (or C) and loss and one row per run"
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A validated run table. ``frame`` has the canonical columns first, then the user's extras."""
+
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def N(self) -> np.ndarray:
+        return self.frame["N"].to_numpy(np.float64)
+
+    @property
+    def D(self) -> np.ndarray:
+        return self.frame["D"].to_numpy(np.float64)
+
+    @property
+    def C(self) -> np.ndarray:
+        return self.frame["C"].to_numpy(np.float64)
+
+    @property
+    def loss(self) -> np.ndarray:
+        return self.frame["loss"].to_numpy(np.float64)
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted(self.frame["group"].unique())
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.frame["flagged"].sum())
+
+    def for_fit(self, include_flagged: bool = False) -> Runs:
+        """The runs a fit uses: all of them, or (default) those not flagged."""
+        if include_flagged:
+            return self
+        return Runs(self.frame[~self.frame["flagged"]].reset_index(drop=True))
+
+    def describe_selection(self, include_flagged: bool = False) -> str:
+        """One line saying which runs a fit uses and what it leaves out, and why."""
+        if include_flagged or self.n_flagged == 0:
+            return f"using all {len(self)} runs"
+        reasons = self.frame.loc[self.frame["flagged"], "flag_reason"].value_counts()
+        why = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
+        return (
+            f"using {len(self) - self.n_flagged} of {len(self)} runs; excluded {self.n_flagged} "
+            f"flagged ({why}); pass include_flagged / --include-flagged to keep them"
+        )
+
+
+def present_columns(columns, limit: int = 12) -> str:
+    """The columns of a table as a short list (a damaged file can have thousands of odd names)."""
+    names = [repr(str(c))[1:-1][:40] for c in columns]
+    text = ", ".join(names[:limit])
+    return text + (f", ... ({len(names)} columns)" if len(names) > limit else "")
