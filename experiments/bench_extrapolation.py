@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -110,22 +111,21 @@ def model_scores(runs: Runs, fit) -> dict:
 
 
 def cost(runs: Runs, repeats: int) -> dict:
-    """Warm, in this process: plain fit, default fit, default backtest (seconds, median of repeats)."""
+    """Warm, in this process: plain fit, default fit, default backtest (seconds, median of repeats),
+    timed in turn within each repeat so that all three see the same machine load."""
     fit_nuts(runs, model="plain"), fit_nuts(runs)  # compile
-
-    def timed(fn):
-        times = []
-        for _ in range(repeats):
+    calls = {"plain_fit_s": lambda: fit_nuts(runs, model="plain"), "default_fit_s": lambda: fit_nuts(runs),
+             "backtest_s": lambda: backtest(runs, levels=(LEVEL,))}
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
             start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    plain = timed(lambda: fit_nuts(runs, model="plain"))
-    default = timed(lambda: fit_nuts(runs))
-    bt = timed(lambda: backtest(runs, levels=(LEVEL,)))
-    return {"plain_fit_s": plain, "default_fit_s": default, "backtest_s": bt,
-            "default_over_plain": default / plain, "backtest_over_default_fit": bt / default}
+            call()
+            times[name].append(time.perf_counter() - start)
+    out = {name: statistics.median(t) for name, t in times.items()}
+    return {**out, "default_over_plain": out["default_fit_s"] / out["plain_fit_s"],
+            "backtest_over_default_fit": out["backtest_s"] / out["default_fit_s"],
+            "load_avg_1min": os.getloadavg()[0]}
 
 
 def diagnostics(runs: Runs) -> list[dict]:
