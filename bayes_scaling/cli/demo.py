@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bayes_scaling.cli.fit import describe_model
     from bayes_scaling.fitting.nuts import fit_nuts
     from bayes_scaling.frontier import STANDARD_BUDGETS
     from bayes_scaling.laws import EPOCH_2024, HOFFMANN_2022
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     _common.info("sampling the posterior: NUTS, 4 chains x 1000 draws...")
     post = fit_nuts(runs.for_fit(args.include_flagged), num_chains=4, num_draws=1000, seed=args.seed,
                     progress=_common.show_progress())
-    _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s")
+    _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
     from bayes_scaling.checking import add_posterior_predictive
 
     add_posterior_predictive(post)
