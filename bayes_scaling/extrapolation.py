@@ -6,11 +6,11 @@ and its level stay right, and an interval that ignores this is too narrow exactl
 extrapolates. The model (docs/extrapolation.md):
 
     log L(N, D) = log L_law(N e^(d_N u_N - d_a u_C), D e^(d_D u_D + d_a u_C); theta) + g_C u_C + eps,
-    u_X = ln X - clip(ln X, ln X_min, ln X_max)        for X in N, D and C = 6ND,
+    u_X = max(0, ln X - ln X_max)                      for X in N, D and C = 6ND,
     d_N, d_D ~ Normal(0, tau_shape^2),  g_C ~ Normal(0, tau_level^2),  d_a ~ Normal(0, tau_alloc^2),
 
-with [X_min, X_max] the fitted runs' range, so every u is 0 inside it: there the model *is* the
-plain law, draw for draw. Beyond it
+with X_max the largest X among the fitted runs, so every u is 0 inside (and below) their range:
+there the model *is* the plain law, draw for draw. Beyond it
 
 * an e-fold of N counts as 1 + d_N e-folds (the law's exponent in N scaled by 1 + d_N; likewise D);
 * the IsoFLOP profile shifts by d_a u_C in ln N: the compute-optimal N_opt drifts by d_a per
@@ -99,9 +99,12 @@ def log_range(N, D) -> dict:
 
 
 def distances(ranges: dict, N, D) -> np.ndarray:
-    """(..., 3): signed log-distances (u_N, u_D, u_C) beyond the fitted range, zero inside it."""
+    """(..., 3): log-distances (u_N, u_D, u_C) beyond the top of the fitted range, zero inside it
+    and below it (smaller runs than the fitted ones are left to the plain law: extrapolating
+    downwards is not what the drift is calibrated on, and a drift there would let the frontier's
+    optimiser find spurious optima among tiny models)."""
     logs = _logs(N, D)
-    return np.stack([logs[k] - np.clip(logs[k], *ranges[k]) for k in AXES], axis=-1)
+    return np.stack([np.maximum(logs[k] - ranges[k][1], 0.0) for k in AXES], axis=-1)
 
 
 def directions(log_loss, theta, ranges, N, D) -> np.ndarray:

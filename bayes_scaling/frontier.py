@@ -64,8 +64,7 @@ def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, 
 
     log_loss = compiled_log_loss(law)
     offsets = np.linspace(-half_width, half_width, points)
-    log_c = np.log(C)
-    u_C = log_c - np.clip(log_c, *ranges["log_C"])
+    u_C = np.maximum(np.log(C) - ranges["log_C"][1], 0.0)
     centre = np.log(N_law) + G[:, 3:4] * u_C  # the law's optimum moved by the allocation drift
     log_n = centre[..., None] + offsets  # (S, K, points)
 
