@@ -129,7 +129,7 @@ def test_html_report_renders_in_headless_chromium(html_report, tmp_path):
     url = html_report.resolve().as_uri()
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
     assert all(f'<section id="{key}">' in dom for key in SECTIONS)
-    assert dom.count("<img") == 7
+    assert dom.count("<img") == 8  # the seven of plots.all_figures and the backtest's
     shot = tmp_path / "shot.png"
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400", url],
                    capture_output=True, timeout=120, check=True)
