@@ -53,6 +53,16 @@ class Posterior:
         """Any posterior variable (a law parameter, ``sigma``, ...), flattened: (S,)."""
         return self.idata["posterior"][name].values.reshape(-1)
 
+    def thinned(self, max_draws: int | None):
+        """Index of ``max_draws`` evenly spaced draws (all of them where ``max_draws`` is None or
+        not smaller than the number of draws), for any (S, ...) array of this fit's draws."""
+        if max_draws is not None and (isinstance(max_draws, bool) or not isinstance(max_draws, (int, np.integer))
+                                      or max_draws < 1):
+            raise InputError(f"max_draws must be a positive whole number or None, got {max_draws!r}")
+        if max_draws is None or self.num_draws <= max_draws:
+            return slice(None)
+        return np.linspace(0, self.num_draws - 1, int(max_draws)).astype(int)
+
     def summary(self, level: float = 0.9) -> pd.DataFrame:
         """Median and equal-tailed interval of each law parameter and sigma."""
         level = frontier_mod.check_level(level)
@@ -69,8 +79,7 @@ class Posterior:
         """Draws of N_opt, D_opt, L_opt and tokens per parameter at each budget: (S, K), under
         the fit's model (the law, plus the drift beyond the fitted runs where the fit carries
         one); ``max_draws`` keeps that many evenly spaced draws (figures)."""
-        keep = slice(None) if max_draws is None or self.num_draws <= max_draws else \
-            np.linspace(0, self.num_draws - 1, max_draws).astype(int)
+        keep = self.thinned(max_draws)
         theta = {k: v[keep] for k, v in self.theta().items()}
         drift = extrapolation.drift_of(self)
         if drift is not None:
@@ -98,26 +107,29 @@ class Posterior:
             return np.asarray(self.law.budget_for_loss(theta, target))
         return frontier_mod.drifted_budget_for_loss(self.law, theta, np.asarray(target), *drift)
 
-    def predict(self, N, D, *, noise: bool = True, seed: int = 0, offset_at=None) -> np.ndarray:
+    def predict(self, N, D, *, noise: bool = True, seed: int = 0, offset_at=None,
+                max_draws: int | None = None) -> np.ndarray:
         """Predictive draws of the loss at (N, D): shape (S, n). ``noise=False`` gives the law's
         mean curve L(N, D; theta_s); ``noise=True`` adds the fitted observation noise on log-loss.
         A fit with per-level offsets (``fit_hierarchical(offset_by=...)``) adds them on log-loss
         either way: ``offset_at`` gives each point's level (e.g. its IsoFLOP budget; a scalar or
-        one per point); see ``offset_draws``."""
+        one per point); see ``offset_draws``. ``max_draws`` keeps that many evenly spaced
+        posterior draws (S = min(max_draws, num_draws)); the default keeps them all."""
         N = np.atleast_1d(np.asarray(N, np.float64))
         D = np.atleast_1d(np.asarray(D, np.float64))
-        theta = {k: v[:, None] for k, v in self.theta().items()}
+        keep = self.thinned(max_draws)
+        theta = {k: v[keep][:, None] for k, v in self.theta().items()}
         log_loss = compiled_log_loss(self.law)
         drift = extrapolation.drift_of(self)
         if drift is None:
             mu = np.asarray(log_loss(theta, N[None], D[None]))
         else:
-            mu = extrapolation.drifted_log_loss(log_loss, theta, *drift, N[None], D[None])
+            mu = extrapolation.drifted_log_loss(log_loss, theta, drift[0][keep], drift[1], N[None], D[None])
         if "offset" in self.idata["posterior"]:
-            mu = mu + self.offset_draws(offset_at, mu.shape, seed)
+            mu = mu + self.offset_draws(offset_at, (self.num_draws, mu.shape[1]), seed)[keep]
         if not noise or "sigma" not in self.idata["posterior"]:
             return np.exp(mu)
-        sigma = self.draws("sigma")[:, None]
+        sigma = self.draws("sigma")[keep][:, None]
         return np.exp(mu + sigma * self.noise_draws(mu.shape, np.random.default_rng(seed)))
 
     def offset_draws(self, at, shape, seed: int = 0) -> np.ndarray:

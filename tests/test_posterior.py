@@ -48,6 +48,18 @@ def test_predict_covers_the_observed_losses(post):
     assert np.all(np.std(mean_curve, axis=0) < np.std(draws, axis=0))
 
 
+def test_predict_max_draws_thins_evenly(post):
+    runs = post.runs
+    full = post.predict(runs.N, runs.D, noise=False)
+    thin = post.predict(runs.N, runs.D, noise=False, max_draws=7)
+    assert thin.shape == (7, len(runs))
+    keep = np.linspace(0, post.num_draws - 1, 7).astype(int)
+    np.testing.assert_allclose(thin, full[keep])
+    assert post.predict(runs.N, runs.D, max_draws=10 * post.num_draws).shape == full.shape
+    with pytest.raises(InputError, match="max_draws"):
+        post.predict(runs.N, runs.D, max_draws=0)
+
+
 def test_budget_for_loss_inverts_the_frontier(post):
     L = post.frontier([1e22])["L_opt_median"].iloc[0]
     C = post.budget_for_loss(L)
