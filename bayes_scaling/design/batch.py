@@ -42,7 +42,7 @@ def greedy_batch(T, mu, sigma, cost, q: int, *, mu_pending=None, score: str = "e
                  estimator: str = "gaussian", likelihood: str = "student_t", nu: float = 5.0,
                  weights=None, seed: int = 0, nested_options: dict | None = None,
                  discrepancy: Discrepancy | None = None, where=None, where_pending=None, mu_done=None,
-                 where_done=None):
+                 where_done=None, gain=None, cost_exponent: float = 1.0):
     """Indices of q candidates (columns of ``mu``) chosen greedily, and each one's EIG (nats)
     at the moment it was chosen. ``mu_pending``: (S, P) predicted log-losses of pending runs.
 
@@ -50,6 +50,10 @@ def greedy_batch(T, mu, sigma, cost, q: int, *, mu_pending=None, score: str = "e
     nearby runs (``design.discrepancy``); it needs the coordinates (log10 N, log10 D, log10 C) of
     the candidates and pending runs (``where``, ``where_pending``) and the done runs' predicted
     log-losses (S, n) and coordinates (``mu_done``, ``where_done``).
+
+    ``gain`` (Gaussian estimator): a function (S_TT, c, v) -> gain per candidate used instead of
+    the EIG (``design.target``'s region utility); ``cost_exponent`` gamma: ``eig_per_cost``
+    divides by cost^gamma (1: per FLOP).
     """
     if score not in SCORES or estimator not in ESTIMATORS:
         raise InputError(f"score must be one of {SCORES} and estimator one of {ESTIMATORS}")
@@ -70,19 +74,19 @@ def greedy_batch(T, mu, sigma, cost, q: int, *, mu_pending=None, score: str = "e
                                          where_done if done.shape[1] else None)
         else:
             columns, noise = np.column_stack([pending, mu]), None
-        step = _GaussianConditioner(T, columns, pending.shape[1], w, r, noise)
+        step = _GaussianConditioner(T, columns, pending.shape[1], w, r, noise, gain)
     else:
-        if discrepancy is not None and discrepancy.scale > 0:
-            raise InputError("the discrepancy term is implemented for the Gaussian estimator only")
+        if (discrepancy is not None and discrepancy.scale > 0) or gain is not None:
+            raise InputError("the discrepancy term and a custom gain are implemented for the Gaussian estimator only")
         step = _ReweightingConditioner(T, mu, pending, w, sigma, likelihood, nu, seed, nested_options or {})
     chosen, gains = [], []
     for _ in range(q):
-        gain, variance = step.scores()
-        value = {"eig_per_cost": gain / cost, "eig": gain, "uncertainty": variance}[score]
+        value_gain, variance = step.scores()
+        value = {"eig_per_cost": value_gain / cost**cost_exponent, "eig": value_gain, "uncertainty": variance}[score]
         value[chosen] = -np.inf
         j = int(np.argmax(value))
         chosen.append(j)
-        gains.append(float(gain[j]))
+        gains.append(float(value_gain[j]))
         step.observe(j)
     return chosen, np.asarray(gains)
 
@@ -95,11 +99,11 @@ class _GaussianConditioner:
     columns are observed from the start.
     """
 
-    def __init__(self, T, columns, n_pending, w, r, noise=None):
+    def __init__(self, T, columns, n_pending, w, r, noise=None, gain=None):
         root = np.sqrt(w)[:, None]
         self.T = root * (T - w @ T)
         self.X = root * (columns - w @ columns)
-        self.P, self.r, self.noise = n_pending, r, noise
+        self.P, self.r, self.noise, self.gain = n_pending, r, noise, gain or gaussian_gain
         self.observed = list(range(n_pending))
         self.S_TT = self.T.T @ self.T
         self.c = self.T.T @ self.X[:, n_pending:]
@@ -116,7 +120,7 @@ class _GaussianConditioner:
     def scores(self):
         """(gain, predictive variance of y) per candidate, given the observed columns."""
         if not self.observed:
-            return gaussian_gain(self.S_TT, self.c, self.v), self.v
+            return self.gain(self.S_TT, self.c, self.v), self.v
         O, M = np.asarray(self.observed), np.arange(self.P, self.X.shape[1])
         X_O = self.X[:, O]
         S_OO = X_O.T @ X_O + self._noise(O, O)
@@ -125,7 +129,7 @@ class _GaussianConditioner:
         S_TT = self.S_TT - S_OT.T @ B_T
         c = self.c - S_OT.T @ B_M
         v = np.maximum(self.v - np.sum(S_OM * B_M, axis=0), 1e-300)
-        return gaussian_gain(S_TT, c, v), v
+        return self.gain(S_TT, c, v), v
 
     def observe(self, j):
         self.observed.append(self.P + j)

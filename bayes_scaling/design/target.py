@@ -1,0 +1,154 @@
+"""Target-region utility: how much a run is expected to reduce the predictive error where the team
+will train, jointly with N_opt(C*), per cost^gamma.
+
+Target region. The runs the team may train at its target budget: by default the IsoFLOP slice
+6 N D = C* around the posterior median N_opt(C*) (``TargetRegion.isoflop``: ``points`` sizes
+log-evenly from N_opt / ``span`` to N_opt x ``span``), or a user's table of target runs
+(``TargetRegion.from_runs``). Targets per posterior draw s:
+
+    Z_s = ( m_s(t_1), ..., m_s(t_M),  log N_opt(C*)_s ),   m_s(t) = the model's log-loss at run t,
+
+taken from the posterior itself (``posterior_columns``), so under the default extrapolating model
+they carry the drift beyond the fitted runs, and draws from several modes keep their spread.
+
+Utility. A candidate x returns y_x = mu_x + noise (variance r). In the joint-Gaussian (linear
+Bayes) approximation across draws, with c_j = Cov(Z_j, mu_x), v_x = Var(mu_x) + r, observing y_x
+lowers Var(Z_j) by c_j^2 / v_x, whatever the value of y_x. The utility is the expected fraction of
+the predictive variance removed,
+
+    U(x) = (1 - lambda) sum_{j<=M} c_j^2 / (v_x sum_{j<=M} Var(Z_j))  +  lambda c_N^2 / (v_x Var(log N_opt)),
+
+(``kind="variance"``, the default: expected reduction of mean squared predictive error over the
+region, and of N_opt's), or the information -1/2 log(1 - c' S^-1 c / v_x) about each block, mixed
+by the same lambda (``kind="information"``). With ``lambda = 1`` and ``kind="information"`` it is
+the EIG about log N_opt of ``design.eig``. Runs are ranked by U(x) / cost(x)^gamma.
+
+gamma. Declared before any result (docs/design.md): gamma = 0.4, the exponent Li et al. (2026,
+"Spend Less, Fit Better") use for MSPE, so that the comparison is at equal cost weighting; gamma = 1
+(information per FLOP, the old planner) over-buys cheap runs when the law is off at small scale.
+lambda = 0.5: the region and N_opt count equally.
+
+Batches: the covariances are conditioned on pending and chosen runs exactly as for the EIG
+(``batch._GaussianConditioner``: Var(Z | O) does not depend on the fantasised values), so a batch
+does not repeat itself. Cost O(S (K + M)) per pick for K candidates and S draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayes_scaling.errors import InputError
+
+KINDS = ("variance", "information")
+DEFAULT_COST_EXPONENT = 0.4  # gamma: declared before results (MSPE's exponent)
+DEFAULT_N_OPT_WEIGHT = 0.5  # lambda
+
+
+@dataclass(frozen=True)
+class UtilitySettings:
+    """``kind`` (variance | information), ``cost_exponent`` gamma, ``n_opt_weight`` lambda."""
+
+    kind: str = "variance"
+    cost_exponent: float = DEFAULT_COST_EXPONENT
+    n_opt_weight: float = DEFAULT_N_OPT_WEIGHT
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InputError(f"utility kind must be one of {KINDS}, got {self.kind!r}")
+        if not self.cost_exponent >= 0:
+            raise InputError(f"cost_exponent must be >= 0, got {self.cost_exponent!r}")
+        if not 0 <= self.n_opt_weight <= 1:
+            raise InputError(f"n_opt_weight must lie in [0, 1], got {self.n_opt_weight!r}")
+
+
+@dataclass(frozen=True)
+class TargetRegion:
+    """The target runs (N, D), one entry each."""
+
+    N: np.ndarray
+    D: np.ndarray
+
+    def __post_init__(self):
+        N, D = np.atleast_1d(np.asarray(self.N, np.float64)), np.atleast_1d(np.asarray(self.D, np.float64))
+        if N.shape != D.shape or N.ndim != 1 or len(N) == 0:
+            raise InputError(f"a target region needs one N and one D per run, got {N.size} N and {D.size} D")
+        if not (np.all(np.isfinite(N)) and np.all(np.isfinite(D)) and np.all(N > 0) and np.all(D > 0)):
+            raise InputError("target runs need positive finite N (parameters) and D (tokens)")
+        object.__setattr__(self, "N", N)
+        object.__setattr__(self, "D", D)
+
+    def __len__(self) -> int:
+        return len(self.N)
+
+    @classmethod
+    def isoflop(cls, n_opt: float, target_budget: float, *, span: float = 3.0, points: int = 9) -> TargetRegion:
+        """``points`` runs on 6 N D = C* with N log-even in [n_opt / span, n_opt x span]."""
+        if not (n_opt > 0 and target_budget > 0 and span >= 1 and points >= 1):
+            raise InputError(f"an IsoFLOP target needs n_opt > 0, target_budget > 0, span >= 1 and points >= 1, "
+                             f"got {n_opt!r}, {target_budget!r}, {span!r}, {points!r}")
+        N = np.geomspace(n_opt / span, n_opt * span, points)
+        return cls(N, target_budget / (6.0 * N))
+
+    @classmethod
+    def from_runs(cls, runs) -> TargetRegion:
+        """The runs of a table (``Runs``: its N and D)."""
+        return cls(np.asarray(runs.N, np.float64), np.asarray(runs.D, np.float64))
+
+
+def posterior_columns(posterior, N, D) -> np.ndarray:
+    """(S, K) log-loss draws of the posterior's model (law, drift where the fit has one) at (N, D)."""
+    return np.log(posterior.predict(np.asarray(N, np.float64), np.asarray(D, np.float64), noise=False))
+
+
+def target_matrix(posterior, region: TargetRegion | None, target_budget: float, **isoflop) -> tuple[np.ndarray, TargetRegion]:
+    """Z (S, M + 1): the region's log-loss draws then log N_opt(C*), and the region used (the
+    IsoFLOP slice around the median N_opt when ``region`` is None)."""
+    n_opt = posterior.frontier_draws([float(target_budget)])["N_opt"][:, 0]
+    if region is None:
+        region = TargetRegion.isoflop(float(np.median(n_opt)), target_budget, **isoflop)
+    return np.column_stack([posterior_columns(posterior, region.N, region.D), np.log(n_opt)]), region
+
+
+def make_gain(S_TT0: np.ndarray, settings: UtilitySettings):
+    """gain(S_TT, c, v) -> U per candidate, for ``batch.greedy_batch``; the last target column is
+    log N_opt, the others the region. ``S_TT0``: the unconditioned covariance (fixes the
+    normalisers, so gains at every greedy step are fractions of the same totals)."""
+    M = len(S_TT0) - 1
+    region_total = max(float(np.trace(S_TT0[:M, :M])), 1e-300)
+    n_total = max(float(S_TT0[M, M]), 1e-300)
+    lam = settings.n_opt_weight
+
+    def gain(S_TT, c, v):
+        if settings.kind == "variance":
+            region = np.sum(c[:M] ** 2, axis=0) / v / region_total
+            n_opt = c[M] ** 2 / v / n_total
+        else:
+            region = _information(S_TT[:M, :M], c[:M], v)
+            n_opt = _information(S_TT[M:, M:], c[M:], v)
+        return (1 - lam) * region + lam * n_opt
+
+    return gain
+
+
+def _information(S, c, v):
+    """-1/2 log(1 - c' S^+ c / v) per column (pseudo-inverse: region columns may be collinear)."""
+    r2 = np.sum(c * (np.linalg.pinv(S, rcond=1e-10, hermitian=True) @ c), axis=0) / v
+    return -0.5 * np.log1p(-np.clip(r2, 0.0, 1.0 - 1e-12))
+
+
+def choose(Z: np.ndarray, mu: np.ndarray, sigma, cost, q: int, *, settings: UtilitySettings = UtilitySettings(),
+           mu_pending=None, likelihood: str = "student_t", nu: float = 5.0):
+    """Greedy batch of q candidates (columns of ``mu``, (S, K) log-loss draws) by U / cost^gamma
+    given target draws ``Z`` (S, M + 1; ``target_matrix``): (indices, their U when chosen)."""
+    from bayes_scaling.design.batch import greedy_batch
+    from bayes_scaling.design.eig import _as_2d
+
+    Z = _as_2d(Z)
+    if Z.shape[1] < 2:
+        raise InputError("target draws need the region's columns and log N_opt (at least 2 columns)")
+    Zc = Z - Z.mean(axis=0)
+    S_TT0 = Zc.T @ Zc / len(Z)
+    return greedy_batch(Z, mu, sigma, cost, q, mu_pending=mu_pending, score="eig_per_cost", likelihood=likelihood,
+                        nu=nu, gain=make_gain(S_TT0, settings), cost_exponent=settings.cost_exponent)

@@ -1,0 +1,62 @@
+"""Target-region utility (design.target): constructed cases with known answers."""
+
+import numpy as np
+import pytest
+
+from bayes_scaling.design.eig import eig_gaussian
+from bayes_scaling.design.target import TargetRegion, UtilitySettings, choose
+from bayes_scaling.errors import InputError
+
+
+def constructed(seed=0, S=2000):
+    """Draws of a drift d that moves the target region and N_opt; a run near the target sees d,
+    a cheap run sees only a nuisance parameter that the targets do not depend on."""
+    rng = np.random.default_rng(seed)
+    d, nuisance = rng.standard_normal(S), rng.standard_normal(S)
+    Z = np.column_stack([0.1 * d, 0.12 * d, 0.08 * d, 0.3 * d])  # region (3 runs) and log N_opt
+    mu = np.column_stack([0.1 * d + 0.01 * nuisance, 0.1 * nuisance])  # near the target, cheap
+    return Z, mu
+
+
+def test_prefers_a_run_near_the_target_over_a_cheaper_uninformative_one():
+    Z, mu = constructed()
+    cost = np.array([1e4, 1.0])  # the near run costs 10,000x more
+    [best], gains = choose(Z, mu, np.full(len(Z), 0.01), cost, 1, likelihood="normal")
+    assert best == 0 and gains[0] > 0.9  # it removes almost all of the targets' variance
+    # per FLOP (gamma = 1) of a utility with a slight signal in the cheap run, the cheap run wins:
+    mu_weak = mu.copy()
+    mu_weak[:, 1] += 0.1 * Z[:, 0]  # correlation ~0.1 with the region
+    [per_flop], _ = choose(Z, mu_weak, np.full(len(Z), 0.01), cost, 1, likelihood="normal",
+                           settings=UtilitySettings(cost_exponent=1.0))
+    [ours], _ = choose(Z, mu_weak, np.full(len(Z), 0.01), cost, 1, likelihood="normal")
+    assert per_flop == 1 and ours == 0
+
+
+def test_information_about_n_opt_alone_is_the_eig():
+    Z, mu = constructed(seed=1, S=500)
+    sigma = np.full(len(Z), 0.05)
+    settings = UtilitySettings(kind="information", n_opt_weight=1.0, cost_exponent=0.0)
+    _, gains = choose(Z, mu, sigma, np.ones(2), 2, likelihood="normal", settings=settings)
+    eig = eig_gaussian(Z[:, -1], mu, 0.05**2)
+    assert gains[0] == pytest.approx(eig.max(), rel=1e-9)
+
+
+def test_a_batch_does_not_repeat_what_it_already_learns():
+    # two copies of the informative run and a weaker independent one: after one copy is chosen the
+    # second copy is worth less than the other run
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((2, 3000))
+    Z = np.column_stack([a + b, 0.5 * (a + b)])
+    mu = np.column_stack([a, a, 0.8 * b])
+    chosen, gains = choose(Z, mu, np.full(3000, 0.05), np.ones(3), 2, likelihood="normal")
+    assert chosen[0] in (0, 1) and chosen[1] == 2 and gains[1] < gains[0]
+
+
+def test_isoflop_region_lies_on_the_budget_and_bad_inputs_are_named():
+    region = TargetRegion.isoflop(1e9, 6e21, span=3.0, points=5)
+    np.testing.assert_allclose(6 * region.N * region.D, 6e21)
+    assert region.N.min() == pytest.approx(1e9 / 3) and region.N.max() == pytest.approx(3e9)
+    with pytest.raises(InputError, match="cost_exponent"):
+        UtilitySettings(cost_exponent=-1)
+    with pytest.raises(InputError, match="one N and one D"):
+        TargetRegion(np.ones(2), np.ones(3))
