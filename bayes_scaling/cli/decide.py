@@ -1,0 +1,122 @@
+"""``bayes-scaling decide FIT --budget C [--target-loss L] [--inference-tokens T] [--N N --D D]``:
+the decisions a team makes with a fit (``bayes_scaling.decisions``; docs/decisions.md): at each
+budget the N of lowest expected loss, P(each N is best) and the expected regret of the median
+N_opt; the budget a target loss needs and P(reached); P(loss <= target) for one run."""
+
+from __future__ import annotations
+
+import argparse
+
+from bayes_scaling.cli import _common
+from bayes_scaling.cli.frontier import _budget
+from bayes_scaling.errors import InputError
+
+
+def _tokens(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens such as 2e12, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decide", help="the best N under uncertainty at a budget, target losses, inference-aware")
+    p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit' (a grouped fit: every group's)")
+    p.add_argument("--budget", type=_budget, action="append",
+                   help="compute budget in FLOPs (repeatable); with --inference-tokens, training + inference")
+    p.add_argument("--target-loss", type=float, metavar="L", help="the loss to reach: the budget it needs and P(reached)")
+    p.add_argument("--inference-tokens", type=_tokens, default=0.0, metavar="T",
+                   help="tokens the model will serve over its life, at 2N FLOPs each (default 0)")
+    p.add_argument("--N", type=float, metavar="PARAMS", help="with --D and --target-loss: P(loss <= L) for this run")
+    p.add_argument("--D", type=float, metavar="TOKENS", help="training tokens of the run given by --N")
+    p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def answer(post, args) -> dict:
+    """Every answer the options ask for, as JSON-able data."""
+    from bayes_scaling import decisions as dc
+
+    surface = dc.Surface.of(post)
+    T = dc.check_inference_tokens(args.inference_tokens)
+    out = {"method": post.method, "law": post.law.name, "model": post.model, "draws": surface.num_draws,
+           "level": args.level, "inference_tokens": T}
+    out["budgets"] = [dc.isoflop_profile(surface, C, inference_tokens=T, level=args.level,
+                                         target_loss=args.target_loss).to_json() for C in args.budget or []]
+    if args.target_loss is not None:
+        out["target"] = dc._json(dc.budget_for_target(surface, [args.target_loss], inference_tokens=T,
+                                                      level=args.level)[0])
+    if args.N is not None:
+        out["run"] = dc._json(dc.p_run_below(post, args.N, args.D, args.target_loss, args.level))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from bayes_scaling.grouped import load_fits
+
+    if not 0 < args.level < 1:
+        raise InputError(f"--level must lie in (0, 1), got {args.level}")
+    if not args.budget and args.target_loss is None:
+        raise InputError("give a budget to decide at (--budget C) or a loss to reach (--target-loss L)")
+    if (args.N is None) != (args.D is None) or (args.N is not None and args.target_loss is None):
+        raise InputError("--N and --D go together, with --target-loss: P(loss <= L) for that run")
+    if args.N is not None and not (args.N > 0 and args.D > 0):
+        raise InputError(f"--N and --D must be positive, got {args.N:g} and {args.D:g}")
+    fits = load_fits(args.fit_dir)
+    if any(hasattr(post.law, "with_unique_tokens") for _, post in fits):
+        raise InputError("this fit's law is data-constrained (per-run unique tokens); decide reads plain-law fits")
+    answers = [{**({} if group is None else {"group": group}), **answer(post, args)} for group, post in fits]
+    if args.json:
+        _common.print_json(answers[0] if fits[0][0] is None else answers)
+        return 0
+    print("\n\n".join(text(a) for a in answers))
+    return 0
+
+
+def _cell(d: dict, fmt) -> str:
+    return f"{fmt(d['median'])} [{fmt(d['lo'])}, {fmt(d['hi'])}]"
+
+
+def _p(d: dict) -> str:
+    return f"{d['p']:.1%} [{d['lo']:.1%}, {d['hi']:.1%}]"
+
+
+def text(a: dict) -> str:
+    si, loss = _common.format_si, (lambda v: f"{v:.4f}")
+    flops = lambda v: f"{v:.3g}"  # noqa: E731
+    T = a["inference_tokens"]
+    lines = [("" if "group" not in a else f"[{a['group']}] ")
+             + f"model: {a['model']} ({a['draws']} draws); median [{a['level']:.0%} interval]; "
+             + (f"inference tokens T = {T:.3g} (budgets are training + inference FLOPs, 6ND + 2NT)" if T
+                else "budgets are training FLOPs (6ND)")]
+    for b in a["budgets"]:
+        lines.append(f"budget {b['budget']:.3g} FLOPs:")
+        for label, c in (("lowest expected loss", b["expected_loss_choice"]), ("median N_opt", b["median_n_opt_choice"])):
+            lines.append(f"  {label + ':':<22}N = {si(c['N'])}, D = {si(c['D'])} ({c['tokens_per_param']:.1f} tokens/param): "
+                         f"loss {_cell(c['loss'], loss)}, mean {c['expected_loss']:.4f}; expected regret "
+                         f"{c['expected_regret']:.2g} (regret {_cell(c['regret'], lambda v: f'{v:.2g}')})"
+                         + (f"; P(loss <= {b['target_loss']:g}) {_p(c['p_loss_below_target'])}"
+                            if b["target_loss"] is not None else ""))
+        s = b["p_best_set"]
+        lines.append(f"  each draw's own N_opt: {_cell(b['n_opt'], si)}; {b['level']:.0%} of P(best) lies on "
+                     f"N in [{si(s['N_lo'])}, {si(s['N_hi'])}]")
+        if b["p_reached"] is not None:
+            lines.append(f"  P(the target {b['target_loss']:g} is reached at this budget, by each draw's optimum): "
+                         f"{_p(b['p_reached'])}")
+    t = a.get("target")
+    if t is not None:
+        what = "lifetime FLOPs (training + inference)" if T else "training FLOPs"
+        lines.append(f"target loss {t['target_loss']:g}: reachable in {_p(t['p_reachable'])} of draws")
+        if t["lifetime_flops"] is not None:
+            lines.append(f"  {what} needed: {_cell(t['lifetime_flops'], flops)}; N = {_cell(t['N'], si)}, "
+                         f"D = {_cell(t['D'], si)}, tokens/param {_cell(t['tokens_per_param'], lambda v: f'{v:.1f}')}")
+            if T:
+                lines.append(f"  against the training-optimal model of that loss (N = {_cell(t['chinchilla_N'], si)}, "
+                             f"lifetime {_cell(t['chinchilla_lifetime_flops'], flops)}): saves "
+                             f"{_cell(t['saved_flops'], flops)} FLOPs, {_cell(t['saved_fraction'], lambda v: f'{v:.1%}')}")
+    r = a.get("run")
+    if r is not None:
+        lines.append(f"run N = {si(r['N'])}, D = {si(r['D'])}: predicted loss {_cell(r['loss'], loss)} (observation "
+                     f"noise included); P(loss <= {r['target_loss']:g}) {_p(r)}")
+    return "\n".join(lines)

@@ -1,0 +1,417 @@
+"""Decisions a team makes with a posterior: inference-aware sizing, the best run under uncertainty,
+and what a target loss costs. Every answer is computed draw by draw and summarised with its interval.
+
+**Lifetime compute** (Sardana et al. 2023). A model of N parameters trained on D tokens that then
+serves T inference tokens costs
+
+    C_life(N, D) = 6 N D + 2 N T        (training + inference FLOPs, ``INFERENCE_FLOPS_PER_PARAM_TOKEN``).
+
+Per posterior draw s, with L_s the draw's loss surface (the law, plus its drift beyond the fitted
+runs under the extrapolating model: ``extrapolation.drifted_log_loss``):
+
+* lowest loss at a lifetime budget C: min over ln N of L_s(N, (C - 2 N T) / 6N), N < C / 2T
+  (``lifetime_optimum``; with T = 0 this is the training frontier ``frontier.frontier_draws``);
+* cheapest model for a target loss l: min C such that that minimum reaches l
+  (``lifetime_budget_for_loss``): bisection on ln C between the training budget for l
+  (``Law.budget_for_loss`` / ``frontier.drifted_budget_for_loss``), which no lifetime budget can
+  undercut, and the lifetime cost of the training-optimal model for l, which reaches it.
+
+Both searches run on a grid of ``GRID_POINTS`` values of ln N per draw (ending at the training
+optimum + 2 e-folds, or at N = C / 2T where inference alone uses the budget) refined by the parabola
+through the best point and its neighbours; an optimum below the grid is reported at its edge.
+
+**A run under uncertainty** (``isoflop_profile``). At a budget C the team picks one N (D follows
+from the constraint). On a grid N_j: the expected loss E_s[L_s(N_j)] with its equal-tailed band,
+the N with the lowest expected loss, P(N_j is best) = the share of draws whose grid minimum is N_j
+(these sum to one), and the regret L_s(N) - min_N' L_s(N') of choosing the median N_opt or the
+expected-loss choice, whose mean is the expected regret.
+
+**Target losses.** P(reached at C) = the share of draws whose lowest loss at C is at most the target
+(equivalently whose needed budget is at most C); ``p_run_below`` is P(loss <= target) for one given
+run, from ``Posterior.predict`` with the observation noise, as that run would report it.
+
+Probabilities are posterior shares of S draws; their interval (``probability``) is the Jeffreys
+interval of that share, the Monte Carlo error of S draws taken as independent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayes_scaling import extrapolation
+from bayes_scaling import frontier as frontier_mod
+from bayes_scaling.errors import InputError
+from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN, Law
+
+INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0
+GRID_POINTS = 161
+GRID_SPAN = 8.0  # e-folds of N the lifetime grid covers, ending GRID_ABOVE above the training optimum
+GRID_ABOVE = 2.0
+BISECTION_STEPS = 40
+
+
+# --- inputs ----------------------------------------------------------------------------------
+def check_inference_tokens(T) -> float:
+    """T >= 0 finite (tokens served over the model's lifetime)."""
+    try:
+        value = float(T)
+    except (TypeError, ValueError):
+        raise InputError(f"inference_tokens must be a number of tokens >= 0, got {T!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise InputError(f"inference_tokens must be a finite number of tokens >= 0, got {T!r}")
+    return value
+
+
+def check_target_loss(surface: Surface, target) -> np.ndarray:
+    """Targets (K,) above the irreducible loss of at least one draw (E's posterior support)."""
+    t = np.atleast_1d(np.asarray(target, dtype=np.float64))
+    if t.ndim != 1 or not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise InputError(f"target_loss must be positive finite losses, got {target!r}")
+    floor = surface.floor()
+    if floor is not None and np.any(t <= floor.min()):
+        raise InputError(f"target_loss {t[t <= floor.min()][0]:g} lies at or below every draw's irreducible loss E "
+                         f"(E's posterior support starts at {floor.min():.4g}): no run reaches it; give a target above it")
+    return t
+
+
+# --- the posterior's loss surface --------------------------------------------------------------
+@dataclass(frozen=True)
+class Surface:
+    """A posterior's loss surface draw by draw: the law, theta (S,) and the drift (G (S, 4), the
+    fitted range) of the extrapolating model, or None for the plain law; ``model`` names which."""
+
+    law: Law
+    theta: dict
+    drift: tuple | None
+    model: str
+
+    @classmethod
+    def of(cls, posterior, max_draws: int | None = None) -> Surface:
+        """``posterior``'s draws (``max_draws`` evenly spaced ones, if given)."""
+        S = posterior.num_draws
+        keep = slice(None) if max_draws is None or S <= max_draws else np.linspace(0, S - 1, max_draws).astype(int)
+        drift = extrapolation.drift_of(posterior)
+        if drift is not None:
+            drift = (drift[0][keep], drift[1])
+        return cls(posterior.law, {k: np.asarray(v[keep]) for k, v in posterior.theta().items()}, drift,
+                   posterior.model)
+
+    @property
+    def num_draws(self) -> int:
+        return len(next(iter(self.theta.values())))
+
+    def floor(self) -> np.ndarray | None:
+        """Draws of the irreducible loss E, where the law has one."""
+        return self.theta.get("E")
+
+    def _theta(self, ndim: int) -> dict:
+        return {k: v.reshape((-1,) + (1,) * (ndim - 1)) for k, v in self.theta.items()}
+
+    def log_loss(self, N, D) -> np.ndarray:
+        """log L_s(N, D): N and D broadcast against a leading draw axis (S or 1, ...)."""
+        from bayes_scaling.posterior import compiled_log_loss
+
+        N, D = np.asarray(N, np.float64), np.asarray(D, np.float64)
+        th = self._theta(max(N.ndim, D.ndim, 1))
+        if self.drift is None:
+            return np.asarray(compiled_log_loss(self.law)(th, N, D))
+        return extrapolation.drifted_log_loss(compiled_log_loss(self.law), th, *self.drift, N, D)
+
+    def training_log_n(self, C) -> np.ndarray:
+        """ln N of each draw's training optimum at budgets C (S or 1, K), to centre a search: the
+        law's optimum moved by the allocation drift (as ``frontier.drifted_optimum`` centres it)."""
+        C = np.asarray(C, np.float64)
+        N_law, _ = self.law.optimal_allocation(self._theta(C.ndim), C)
+        log_n = np.log(np.asarray(N_law))
+        if self.drift is None:
+            return log_n
+        G, ranges = self.drift
+        return log_n + G[:, 3:4] * np.maximum(np.log(C) - ranges["log_C"][1], 0.0)
+
+    def training_budget_for_loss(self, target) -> np.ndarray:
+        """Per draw, the training compute that reaches ``target`` (1 or S, K) on the frontier: (S, K)."""
+        th = self._theta(2)
+        if self.drift is None:
+            return np.broadcast_to(np.asarray(self.law.budget_for_loss(th, target)), (self.num_draws, target.shape[-1]))
+        return frontier_mod.drifted_budget_for_loss(self.law, th, target, *self.drift)
+
+
+# --- the lifetime (inference-aware) optimum ----------------------------------------------------
+def tokens_for_budget(N, C, T: float) -> np.ndarray:
+    """D on the lifetime constraint 6ND + 2NT = C (<= 0 where inference alone spends C)."""
+    return (C - INFERENCE_FLOPS_PER_PARAM_TOKEN * N * T) / (FLOPS_PER_PARAM_TOKEN * N)
+
+
+def refine_minimum(log_n: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """The minimiser over the last axis of f sampled at log_n: the best grid point moved to the
+    vertex of the parabola through it and its neighbours (at most one step; not where the
+    parabola is not convex or a neighbour is infinite)."""
+    i = np.clip(np.argmin(f, axis=-1), 1, f.shape[-1] - 2)[..., None]
+    f0, f1, f2 = (np.take_along_axis(f, i + k, axis=-1)[..., 0] for k in (-1, 0, 1))
+    with np.errstate(invalid="ignore"):
+        curvature = f0 - 2 * f1 + f2
+        ok = np.isfinite(curvature) & (curvature > 0)
+        shift = np.where(ok, 0.5 * (f0 - f2) / np.where(ok, curvature, 1.0), 0.0)
+    step = np.take_along_axis(log_n, i + 1, axis=-1)[..., 0] - np.take_along_axis(log_n, i, axis=-1)[..., 0]
+    return np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
+
+
+def lifetime_optimum(surface: Surface, C, T: float) -> dict[str, np.ndarray]:
+    """Per draw and lifetime budget C ((K,) or (S, K)): the N, D that minimise L_s under
+    6ND + 2NT = C, and that loss. Returns N, D, L (S, K)."""
+    S = surface.num_draws
+    C = np.broadcast_to(np.asarray(C, np.float64), (S, np.shape(C)[-1]))
+    top = surface.training_log_n(C) + GRID_ABOVE
+    if T > 0:
+        top = np.minimum(top, np.log(C / (INFERENCE_FLOPS_PER_PARAM_TOKEN * T)))
+    log_n = top[..., None] + np.linspace(-GRID_SPAN, 0.0, GRID_POINTS)  # (S, K, P)
+    N = np.exp(log_n)
+    D = tokens_for_budget(N, C[..., None], T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(D > 0, surface.log_loss(N, np.where(D > 0, D, 1.0)), np.inf)
+    best = refine_minimum(log_n, f)
+    N = np.exp(best)
+    D = tokens_for_budget(N, C, T)
+    if np.any(D <= 0):  # the vertex overshot the cap: take the best grid point there instead
+        fallback = np.exp(np.take_along_axis(log_n, np.argmin(f, axis=-1)[..., None], axis=-1)[..., 0])
+        N = np.where(D > 0, N, fallback)
+        D = tokens_for_budget(N, C, T)
+    return {"N": N, "D": D, "L": np.exp(surface.log_loss(N, D))}
+
+
+def lifetime_budget_for_loss(surface: Surface, target, T: float) -> dict[str, np.ndarray]:
+    """Per draw and target loss ((K,) or (S, K)): the cheapest lifetime compute that reaches it,
+    its N and D, and the same for the training-optimal model of that loss ("chinchilla_*": its
+    lifetime cost counts its inference too), with the FLOPs saved. Draws that cannot reach a target
+    give inf/nan there. Arrays (S, K)."""
+    S = surface.num_draws
+    target = np.broadcast_to(np.asarray(target, np.float64), (S, np.shape(target)[-1]))
+    C_train = surface.training_budget_for_loss(target)
+    reachable = np.isfinite(C_train)
+    C_train = np.where(reachable, C_train, 1e20)
+    ref = lifetime_optimum(surface, C_train, 0.0)  # the training-optimal model of the target
+    ref_life = C_train + INFERENCE_FLOPS_PER_PARAM_TOKEN * ref["N"] * T
+    lo, hi = np.log(C_train), np.log(ref_life)
+    for _ in range(BISECTION_STEPS if T > 0 else 0):
+        mid = 0.5 * (lo + hi)
+        above = lifetime_optimum(surface, np.exp(mid), T)["L"] > target
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    C = np.exp(hi)
+    best = lifetime_optimum(surface, C, T)
+    nan = np.where(reachable, 1.0, np.nan)
+    out = {"lifetime_flops": C, "N": best["N"], "D": best["D"], "L": best["L"],
+           "training_flops": FLOPS_PER_PARAM_TOKEN * best["N"] * best["D"],
+           "inference_flops": INFERENCE_FLOPS_PER_PARAM_TOKEN * best["N"] * T,
+           "chinchilla_N": ref["N"], "chinchilla_D": ref["D"], "chinchilla_lifetime_flops": ref_life,
+           "saved_flops": ref_life - C, "saved_fraction": 1.0 - C / ref_life}
+    out = {k: v * nan for k, v in out.items()}
+    out["tokens_per_param"] = out["D"] / out["N"]
+    return out
+
+
+def replace_plan(surface: Surface, N: float, D: float, T: float) -> dict[str, np.ndarray]:
+    """Sardana et al.'s question for a planned run (N, D) that will serve T tokens: per draw, the
+    cheapest model over its lifetime that reaches the plan's loss L_s(N, D), and the FLOPs it saves
+    against the plan itself (``lifetime_budget_for_loss``'s keys, with ``plan_*`` for the plan's
+    loss and lifetime cost and the savings measured against it). Arrays (S,)."""
+    T = check_inference_tokens(T)
+    target = np.exp(surface.log_loss(np.array([[N]]), np.array([[D]])))  # (S, 1)
+    out = {k: v[:, 0] for k, v in lifetime_budget_for_loss(surface, target, T).items()}
+    plan_life = FLOPS_PER_PARAM_TOKEN * N * D + INFERENCE_FLOPS_PER_PARAM_TOKEN * N * T
+    out.update(plan_loss=target[:, 0], plan_lifetime_flops=np.full(len(target), plan_life),
+               saved_flops=plan_life - out["lifetime_flops"], saved_fraction=1.0 - out["lifetime_flops"] / plan_life)
+    return out
+
+
+def inference_frontier_draws(surface: Surface, budgets, T: float) -> dict[str, np.ndarray]:
+    """Draws (S, K) of the lifetime optimum at lifetime budgets C, under ``frontier``'s names
+    (N_opt, D_opt, L_opt, tokens_per_param), so ``frontier.summarise`` reads them."""
+    C = frontier_mod.check_budgets(budgets)
+    best = lifetime_optimum(surface, C[None, :], check_inference_tokens(T))
+    return {"N_opt": best["N"], "D_opt": best["D"], "L_opt": best["L"], "tokens_per_param": best["D"] / best["N"]}
+
+
+def inference_frontier(posterior, budgets, inference_tokens: float, level: float = 0.9) -> pd.DataFrame:
+    """``Posterior.frontier``'s table for a model that will serve ``inference_tokens`` tokens: per
+    lifetime budget C (training + inference FLOPs), the N, D and loss of the lowest loss, with
+    their ``level`` intervals; columns ``inference_tokens`` and ``model`` say under what."""
+    table = frontier_mod.summarise(inference_frontier_draws(Surface.of(posterior), budgets, inference_tokens),
+                                   budgets, level)
+    return table.assign(inference_tokens=check_inference_tokens(inference_tokens), model=posterior.model)
+
+
+# --- summaries ---------------------------------------------------------------------------------
+def interval(draws: np.ndarray, level: float, axis: int = 0) -> dict[str, np.ndarray]:
+    """Median and equal-tailed ``level`` interval of draws (NaN draws, unreachable, left out)."""
+    level = frontier_mod.check_level(level)
+    lo, med, hi = np.nanquantile(draws, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=axis)
+    return {"median": med, "lo": lo, "hi": hi, "level": level}
+
+
+def probability(hits: np.ndarray, level: float, axis: int = 0) -> dict[str, np.ndarray]:
+    """The share of draws that are True, with the Jeffreys ``level`` interval of that share
+    (Beta(k + 1/2, S - k + 1/2) quantiles): the Monte Carlo error of S independent draws."""
+    from scipy.stats import beta
+
+    level = frontier_mod.check_level(level)
+    hits = np.asarray(hits, bool)
+    S, k = hits.shape[axis], hits.sum(axis=axis)
+    lo = np.where(k > 0, beta.ppf((1 - level) / 2, k + 0.5, S - k + 0.5), 0.0)
+    hi = np.where(k < S, beta.ppf((1 + level) / 2, k + 0.5, S - k + 0.5), 1.0)
+    return {"p": k / S, "lo": lo, "hi": hi, "level": level}
+
+
+def _json(value):
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    value = np.asarray(value)
+    if value.ndim:
+        return [_json(v) for v in value]
+    return value.item() if value.dtype.kind not in "fc" or np.isfinite(value) else None
+
+
+# --- one budget: the posterior IsoFLOP profile -------------------------------------------------
+@dataclass(frozen=True)
+class ProfileSettings:
+    """The N grid of ``isoflop_profile``: ``points`` values of ln N spanning each draw's optimum
+    (its 0.1% to 99.9% quantiles over the draws) ``pad`` e-folds either side."""
+
+    points: int = 161
+    pad: float = 0.5
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The posterior IsoFLOP profile at one budget (``isoflop_profile``); arrays over the N grid."""
+
+    budget: float
+    inference_tokens: float
+    level: float
+    model: str
+    num_draws: int
+    N: np.ndarray
+    D: np.ndarray
+    expected_loss: np.ndarray
+    band: dict  # median, lo, hi of L_s(N_j) over draws
+    p_best: np.ndarray
+    best: dict  # the expected-loss choice: N, D, expected_loss, loss interval, regret, P(loss <= target)
+    median_choice: dict  # the median N_opt: the same keys
+    n_opt: dict  # median and interval of the per-draw optimum N
+    target_loss: float | None = None
+    p_reached: dict | None = None  # P(the draw's own optimum reaches target_loss)
+
+    def p_best_set(self) -> tuple[float, float]:
+        """The narrowest N range of the grid holding at least ``level`` of P(best)."""
+        c = np.concatenate([[0.0], np.cumsum(self.p_best)])
+        best = (0, len(self.N) - 1)
+        for i in range(len(self.N)):
+            j = np.searchsorted(c, c[i] + self.level - 1e-12)
+            if j <= len(self.N) and j - 1 - i < best[1] - best[0]:
+                best = (i, j - 1)
+        return float(self.N[best[0]]), float(self.N[best[1]])
+
+    def to_json(self) -> dict:
+        lo, hi = self.p_best_set()
+        return _json({"budget": self.budget, "inference_tokens": self.inference_tokens, "level": self.level,
+                      "model": self.model, "draws": self.num_draws, "expected_loss_choice": self.best,
+                      "median_n_opt_choice": self.median_choice, "n_opt": self.n_opt,
+                      "p_best_set": {"N_lo": lo, "N_hi": hi, "mass_at_least": self.level},
+                      "target_loss": self.target_loss, "p_reached": self.p_reached,
+                      "profile": {"N": self.N, "D": self.D, "expected_loss": self.expected_loss,
+                                  "median": self.band["median"], "lo": self.band["lo"], "hi": self.band["hi"],
+                                  "p_best": self.p_best}})
+
+
+def isoflop_profile(surface: Surface, budget: float, *, inference_tokens: float = 0.0, level: float = 0.9,
+                    target_loss: float | None = None, settings: ProfileSettings = ProfileSettings()) -> Profile:
+    """The decision at one (lifetime) budget C: the expected loss and its ``level`` band along
+    6ND + 2NT = C, the N of lowest expected loss, P(each grid N is best), and the loss, interval,
+    expected regret (and P(loss <= ``target_loss``)) of choosing that N or the median N_opt."""
+    T = check_inference_tokens(inference_tokens)
+    C = float(frontier_mod.check_budgets([budget])[0])
+    level = frontier_mod.check_level(level)
+    if target_loss is not None:
+        target_loss = float(check_target_loss(surface, [target_loss])[0])
+    opt = {k: v[:, 0] for k, v in lifetime_optimum(surface, np.array([C]), T).items()}  # (S,)
+    log_opt = np.log(opt["N"])
+    lo, hi = np.quantile(log_opt, [0.001, 0.999])
+    log_n = np.linspace(lo - settings.pad, hi + settings.pad, settings.points)
+    if T > 0:  # keep D > 0: inference alone spends C at N = C / 2T
+        log_n = log_n[log_n < np.log(C / (INFERENCE_FLOPS_PER_PARAM_TOKEN * T)) - 1e-6]
+        if len(log_n) < 3:
+            raise InputError(f"budget {C:g}: inference of {T:g} tokens spends it on any model the posterior favours; "
+                             "give a larger budget or fewer inference tokens")
+    N = np.exp(log_n)
+    D = tokens_for_budget(N, C, T)
+    L = np.exp(surface.log_loss(N[None, :], D[None, :]))  # (S, P)
+    expected = L.mean(axis=0)
+    winner = np.argmin(L, axis=1)
+    p_best = np.bincount(winner, minlength=len(N)) / len(L)
+
+    def choice(n: float) -> dict:
+        d = float(tokens_for_budget(n, C, T))
+        loss = np.exp(surface.log_loss(np.array([n]), np.array([d])))  # (S,)
+        regret = np.maximum(loss - opt["L"], 0.0)
+        out = {"N": n, "D": d, "tokens_per_param": d / n, "expected_loss": float(loss.mean()),
+               "loss": interval(loss, level), "expected_regret": float(regret.mean()), "regret": interval(regret, level)}
+        if target_loss is not None:
+            out["p_loss_below_target"] = probability(loss <= target_loss, level)
+        return out
+
+    best_log_n = float(refine_minimum(log_n, np.log(expected)))
+    p_reached = probability(opt["L"] <= target_loss, level) if target_loss is not None else None
+    return Profile(budget=C, inference_tokens=T, level=level, model=surface.model, num_draws=len(L), N=N, D=D,
+                   expected_loss=expected, band=interval(L, level), p_best=p_best, best=choice(np.exp(best_log_n)),
+                   median_choice=choice(float(np.median(opt["N"]))), n_opt=interval(opt["N"], level),
+                   target_loss=target_loss, p_reached=p_reached)
+
+
+# --- target losses ---------------------------------------------------------------------------------
+def budget_for_target(surface: Surface, target_loss, *, inference_tokens: float = 0.0,
+                      level: float = 0.9) -> list[dict]:
+    """Per target loss: the (lifetime) compute that reaches it, with the optimum's N, D, tokens per
+    parameter, training and inference FLOPs, and the training-optimal model's lifetime cost and
+    the saving against it; each a median and ``level`` interval over the draws that reach it, and
+    ``p_reachable``, the share of draws that can reach it at all."""
+    T = check_inference_tokens(inference_tokens)
+    targets = check_target_loss(surface, target_loss)
+    draws = lifetime_budget_for_loss(surface, targets[None, :], T)
+    keys = ("lifetime_flops", "N", "D", "tokens_per_param", "training_flops", "inference_flops",
+            "chinchilla_N", "chinchilla_lifetime_flops", "saved_flops", "saved_fraction")
+    rows = []
+    for k, t in enumerate(targets):
+        reach = np.isfinite(draws["lifetime_flops"][:, k])
+        row = {"target_loss": float(t), "inference_tokens": T, "model": surface.model, "level": level,
+               "p_reachable": probability(reach, level)}
+        for key in keys:
+            row[key] = interval(draws[key][reach, k], level) if reach.any() else None
+        rows.append(row)
+    return rows
+
+
+def p_reached(surface: Surface, target_loss: float, budgets, *, inference_tokens: float = 0.0,
+              level: float = 0.9) -> list[dict]:
+    """Per (lifetime) budget C: P(the lowest loss at C is at most ``target_loss``) over the draws,
+    i.e. P(the budget the target needs is at most C), with its Monte Carlo interval."""
+    T = check_inference_tokens(inference_tokens)
+    target = float(check_target_loss(surface, [target_loss])[0])
+    C = frontier_mod.check_budgets(budgets)
+    L = lifetime_optimum(surface, C[None, :], T)["L"]
+    return [{"budget": float(c), "target_loss": target, "inference_tokens": T, "model": surface.model,
+             **probability(L[:, k] <= target, level)} for k, c in enumerate(C)]
+
+
+def p_run_below(posterior, N: float, D: float, target_loss: float, level: float = 0.9, seed: int = 0) -> dict:
+    """P(loss <= ``target_loss``) for the run (N, D): the share of ``Posterior.predict``'s draws
+    (the fit's model, observation noise included) at or below it, with the predicted loss."""
+    target = float(check_target_loss(Surface.of(posterior), [target_loss])[0])
+    draws = posterior.predict([N], [D], seed=seed)[:, 0]
+    return {"N": float(N), "D": float(D), "target_loss": target, "model": posterior.model,
+            "loss": interval(draws, level), **probability(draws <= target, level)}
