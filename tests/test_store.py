@@ -97,3 +97,49 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     shared = history[history.run_id == "shared"]
     assert sorted(shared["version"]) == list(range(1, 121))  # no version taken twice, none lost
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_store_keeps_a_branch_trunk_link_and_leaves_trunks_out_of_fits(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    curve = [{"step": 10, "tokens": 2560, "val_loss": 3.1}]
+    store.append(_run("trunk", 3.0, role="trunk", C_own=6e5 * 2e6))
+    store.append(_run("b1", 2.7, role="branch", trunk_id="trunk", branch_tokens=1.6e6, cooldown_tokens=4e5,
+                      C_own=6e5 * 4e5, trunk_curve=curve))
+    store.append(_run("cos", 2.7))
+    record = store.get("b1")
+    assert (record["trunk_id"], record["branch_tokens"], record["cooldown_tokens"]) == ("trunk", 1.6e6, 4e5)
+    assert record["C_own"] == 6e5 * 4e5 and record["trunk_curve"] == curve
+    assert list(store.to_frame()["run_id"]) == ["b1", "cos"]  # a trunk's constant-rate loss is not fit
+    assert "trunk" in list(store.to_frame(trunks=True)["run_id"])
+    assert list(store.branches("trunk")["run_id"]) == ["b1"]
+    assert store.get("cos")["C_own"] == store.get("cos")["C"]  # a run's own cost is its whole cost
+    with pytest.raises(InputError, match="'trunk_id'"):
+        store.append(_run("b2", role="branch"))
+    with pytest.raises(InputError, match="'role'"):
+        store.append(_run("b3", role="twig"))
+
+
+# The run table as schema version 1 wrote it (before the WSD columns).
+_VERSION_1 = """
+CREATE TABLE runs (row_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, version INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL, N REAL, D REAL, C REAL, loss REAL, "group" TEXT NOT NULL, source TEXT NOT NULL,
+    status TEXT NOT NULL, flagged INTEGER NOT NULL DEFAULT 0, flag_reason TEXT NOT NULL DEFAULT '',
+    record TEXT NOT NULL, UNIQUE (run_id, version));
+CREATE VIEW latest AS SELECT r.* FROM runs r
+    WHERE r.version = (SELECT MAX(version) FROM runs s WHERE s.run_id = r.run_id);
+INSERT INTO runs (run_id, version, recorded_at, N, D, C, loss, "group", source, status, record)
+    VALUES ('old', 1, '2026-11-28', 1e5, 2e6, 1.2e12, 2.5, 'g', 'test', 'ok', '{"run_id": "old", "seed": 3}');
+"""
+
+
+def test_a_version_1_store_opens_and_is_migrated_in_place(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_VERSION_1)
+    db.close()
+    store = RunStore.open(path)
+    record = store.get("old")
+    assert record["seed"] == 3 and record["role"] == "run" and record["C_own"] == 1.2e12 and record["trunk_id"] == ""
+    assert store.append(_run("old", 2.4)) == 2 and list(store.to_frame()["loss"]) == [2.4]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)
+    assert RunStore.open(path).get("old", version=1)["loss"] == 2.5  # opening again changes nothing

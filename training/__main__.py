@@ -38,13 +38,18 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text}")
 
 
+def _numbers(text: str) -> tuple[int, ...]:
+    """Comma-separated whole numbers: ``--save-at-tokens 2e5,4e5``."""
+    return tuple(_number(part) for part in text.split(",") if part.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description="Train one scaling-law run.")
     parser.add_argument("--spec", help="a RunSpec as JSON text or a path to a JSON file")
     parser.add_argument("--out", help="also write the RunResult JSON here")
     parser.add_argument("--stop-after-steps", type=int, default=None, help="stop (resumably) after this many updates")
     for f in dataclasses.fields(RunSpec):
-        kind = {int: _number, float: float, bool: _bool, str: str}[type(f.default)]
+        kind = {int: _number, float: float, bool: _bool, str: str, tuple: _numbers}[type(f.default)]
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
                             help=f"(default {f.default!r})")
     return parser

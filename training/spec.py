@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+SCHEDULES = ("cosine", "wsd")
+COOLDOWN_SHAPES = ("linear", "1-sqrt")  # training.optim.COOLDOWN_SHAPES (kept here: no JAX import)
+# Fields added with WSD: left out of the derived run_id at their defaults.
+WSD_FIELDS = ("warmup_tokens", "schedule", "cooldown_fraction", "cooldown_shape", "save_at_tokens", "branch_from",
+              "branch_at_tokens")
+
+
 class SpecError(ValueError):
     """A run specification that cannot be run. The message names the field and what was expected."""
 
@@ -50,6 +57,14 @@ class RunSpec:
     learning_rate: float = 0.0  # peak; 0 = 3e-3 * min(1, 256 / d_model)
     lr_floor_ratio: float = 0.1
     warmup_fraction: float = 0.05
+    warmup_tokens: int = 0  # > 0: warmup of warmup_tokens // (batch_size * context) updates, whatever D
+    # warmup-stable-decay (``schedule="wsd"``): trunks (cooldown_fraction=0) and branches
+    schedule: str = "cosine"  # "cosine" or "wsd" (warmup, constant peak, cool-down to the floor)
+    cooldown_fraction: float = 0.2  # wsd: share of the updates spent cooling down; 0 = a constant-rate trunk
+    cooldown_shape: str = "linear"  # wsd: "linear" or "1-sqrt"
+    save_at_tokens: tuple[int, ...] = ()  # wsd trunk: keep checkpoints at these token counts (branch points)
+    branch_from: str = ""  # wsd branch: the trunk's checkpoint_dir
+    branch_at_tokens: int = 0  # wsd branch: the trunk checkpoint (token count) to resume and cool down from
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -66,7 +81,9 @@ class RunSpec:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("params", "tokens", "vocab_size", "n_layers", "d_model", "n_heads", "seed", "devices"):
+        self._check_branch_fields()
+        for name in ("params", "tokens", "vocab_size", "n_layers", "d_model", "n_heads", "seed", "devices",
+                     "warmup_tokens", "branch_at_tokens"):
             value = getattr(self, name)
             if isinstance(value, float):  # 1e6 from JSON or Python: fine when whole
                 if value != int(value):
@@ -93,6 +110,20 @@ class RunSpec:
             ("attention", self.attention in ("auto", "xla", "cudnn"), '"auto", "xla" or "cudnn"'),
             ("checkpoint_every", self.checkpoint_every >= 0, "a non-negative integer"),
             ("devices", self.devices >= 0, "a non-negative integer (0 = all local devices)"),
+            ("warmup_tokens", self.warmup_tokens >= 0, "a non-negative integer (0 = warmup_fraction)"),
+            ("schedule", self.schedule in SCHEDULES, " or ".join(f'"{x}"' for x in SCHEDULES)),
+            ("cooldown_fraction", 0.0 <= self.cooldown_fraction <= 1.0, "a fraction in [0, 1]"),
+            ("cooldown_shape", self.cooldown_shape in COOLDOWN_SHAPES, " or ".join(f'"{x}"' for x in COOLDOWN_SHAPES)),
+            ("save_at_tokens", all(0 < t <= self.tokens for t in self.save_at_tokens),
+             f"token counts in (0, tokens={self.tokens}]"),
+            ("save_at_tokens", not self.save_at_tokens or (self.schedule == "wsd" and bool(self.checkpoint_dir)),
+             'schedule="wsd" and a checkpoint_dir (a trunk keeps its branch points there)'),
+            ("branch_from", not self.branch_from or self.schedule == "wsd", 'only with schedule="wsd"'),
+            ("branch_from", not self.branch_from or self.branch_from != self.checkpoint_dir,
+             "a trunk's checkpoint_dir other than this branch's own checkpoint_dir"),
+            ("branch_at_tokens", (self.branch_at_tokens > 0) == bool(self.branch_from),
+             "a positive token count exactly when branch_from is given"),
+            ("branch_at_tokens", self.branch_at_tokens < self.tokens, f"fewer than tokens={self.tokens}"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -105,6 +136,22 @@ class RunSpec:
         if not any(shape) and self.params <= 0:
             raise SpecError(f"RunSpec.params={self.params!r}: expected a positive target N (or an explicit shape)")
 
+    def _check_branch_fields(self) -> None:
+        """``save_at_tokens`` from JSON is a list: make it a sorted tuple of whole numbers."""
+        values = self.save_at_tokens
+        if isinstance(values, (int, float)):
+            values = (values,)
+        if not isinstance(values, (list, tuple)) or not all(isinstance(v, (int, float)) and v == int(v) for v in values):
+            raise SpecError(f"RunSpec.save_at_tokens={self.save_at_tokens!r}: expected a list of whole token counts")
+        object.__setattr__(self, "save_at_tokens", tuple(sorted({int(v) for v in values})))
+
+    @property
+    def role(self) -> str:
+        """"branch" (resumes a trunk), "trunk" (WSD without cool-down) or "run"."""
+        if self.branch_from:
+            return "branch"
+        return "trunk" if self.schedule == "wsd" and self.cooldown_fraction == 0 else "run"
+
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.context
@@ -115,7 +162,9 @@ class RunSpec:
         is executed, ``progress``, ``checkpoint_dir`` and ``devices``, is not part of the hash)."""
         if self.run_id:
             return self.run_id
-        fields = {k: v for k, v in self.to_dict().items() if k not in ("run_id", "progress", "checkpoint_dir", "devices")}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        fields = {k: v for k, v in self.to_dict().items() if k not in ("run_id", "progress", "checkpoint_dir", "devices")
+                  and not (k in WSD_FIELDS and v == defaults[k])}  # cosine runs keep the ids they had
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         return f"N{self.params}-D{self.tokens}-s{self.seed}-{digest}"
 
@@ -173,6 +222,15 @@ class RunResult:
     device: str
     versions: dict[str, str]
     resumed_from_step: int = 0
+    # schedule; for WSD branches, the trunk they resumed
+    schedule: str = "cosine"
+    cooldown_shape: str = ""  # wsd only
+    cooldown_tokens: int = 0  # tokens trained while cooling down (0 for cosine runs and trunks)
+    role: str = "run"  # "run", "trunk" or "branch"
+    trunk_id: str = ""  # branch: the trunk's run_id
+    branch_tokens: int = 0  # branch: the trunk's token count it resumed from
+    C_own: float = 0.0  # 6 N x the tokens this run trained itself (a branch: D - branch_tokens)
+    trunk_curve: list[dict[str, float]] = field(default_factory=list)  # branch: the trunk's curve up to the branch
     error: str = ""
     group: str = "training"
     source: str = "training"

@@ -6,6 +6,14 @@ as one nnx state pytree; the train step is a pure jitted function of (state, bat
 (Orbax) hold that state plus the loss curve, at each evaluation; a run started again with the same
 ``checkpoint_dir`` resumes from the newest one and, since batch k depends only on (seed, k), reaches
 the same final loss (bitwise on CPU).
+
+Warmup-stable-decay: a *trunk* (``schedule="wsd"``, ``cooldown_fraction=0``: constant rate after the
+warmup) keeps its checkpoints at ``save_at_tokens`` besides the newest two; a *branch*
+(``branch_from`` = the trunk's checkpoint folder, ``branch_at_tokens``) starts from the trunk's
+checkpoint at that token count and trains on to its own D with its cool-down. The WSD schedule up to
+the cool-down does not depend on D, and batches depend only on (seed, step), so a branch equals a
+straight WSD run of the same spec (bitwise on CPU). A branch resumes from its own checkpoints, when it
+has some, as any run does.
 """
 
 from __future__ import annotations
@@ -65,6 +73,9 @@ class Plan:
     peak_lr: float
     eval_steps: tuple[int, ...]  # 1-based update numbers after which the validation loss is scored
     checkpoint_steps: tuple[int, ...]
+    cooldown: int = 0  # WSD: updates in the cool-down (the last ``cooldown`` of ``steps``)
+    keep_steps: tuple[int, ...] = ()  # WSD trunk: checkpoints kept for branches
+    branch_step: int = 0  # WSD branch: the trunk's update count it starts from
 
 
 def make_plan(spec: RunSpec, vocab_size: int) -> Plan:
@@ -83,12 +94,35 @@ def make_plan(spec: RunSpec, vocab_size: int) -> Plan:
         )
     n_evals = min(spec.eval_points, steps)
     eval_steps = sorted({round(steps * (i + 1) / n_evals) for i in range(n_evals)} | {steps})
-    ckpt = sorted(set(range(spec.checkpoint_every, steps + 1, spec.checkpoint_every)) | {steps}) if spec.checkpoint_every else eval_steps
+    b = spec.tokens_per_step
+    keep = tuple(sorted({t // b for t in spec.save_at_tokens} - {0}))
+    if len(keep) < len(spec.save_at_tokens):
+        raise SpecError(f"RunSpec.save_at_tokens={list(spec.save_at_tokens)}: expected distinct token counts of at "
+                        f"least one batch ({b} tokens) each")
+    ckpt = set(range(spec.checkpoint_every, steps + 1, spec.checkpoint_every)) | {steps} if spec.checkpoint_every else set(eval_steps)
+    if spec.warmup_tokens:
+        warmup = min(steps - 1, spec.warmup_tokens // b)
+    else:
+        warmup = optim.warmup_steps(steps, spec.warmup_fraction)
+    cooldown = min(optim.cooldown_steps(steps, spec.cooldown_fraction), steps - warmup) if spec.schedule == "wsd" else 0
+    branch_step = spec.branch_at_tokens // b
+    if spec.branch_from and not 0 < branch_step <= steps - cooldown:
+        raise SpecError(f"RunSpec.branch_at_tokens={spec.branch_at_tokens}: expected a token count from one batch ({b}) "
+                        f"up to where this run's cool-down starts ({(steps - cooldown) * b} tokens)")
     return Plan(
-        shape=shape, steps=steps, warmup=optim.warmup_steps(steps, spec.warmup_fraction),
+        shape=shape, steps=steps, warmup=warmup,
         peak_lr=spec.learning_rate or optim.default_learning_rate(shape.d_model),
-        eval_steps=tuple(eval_steps), checkpoint_steps=tuple(ckpt),
+        eval_steps=tuple(eval_steps), checkpoint_steps=tuple(sorted(ckpt | set(keep))),
+        cooldown=cooldown, keep_steps=keep, branch_step=branch_step,
     )
+
+
+def make_schedule(spec: RunSpec, plan: Plan) -> optax.Schedule:
+    """The run's learning-rate schedule (count = updates already applied -> lr)."""
+    if spec.schedule == "wsd":
+        return optim.make_wsd_schedule(peak=plan.peak_lr, total_steps=plan.steps, warmup=plan.warmup,
+                                       cooldown=plan.cooldown, floor_ratio=spec.lr_floor_ratio, shape=spec.cooldown_shape)
+    return optim.make_schedule(peak=plan.peak_lr, total_steps=plan.steps, warmup=plan.warmup, floor_ratio=spec.lr_floor_ratio)
 
 
 def attention_implementation(spec: RunSpec, shape: Shape) -> str:
@@ -103,8 +137,7 @@ def attention_implementation(spec: RunSpec, shape: Shape) -> str:
 def build(spec: RunSpec, plan: Plan) -> tuple[Transformer, nnx.Optimizer]:
     model = Transformer(plan.shape, compute_dtype=spec.compute_dtype, attention=attention_implementation(spec, plan.shape),
                         rngs=nnx.Rngs(spec.seed))
-    schedule = optim.make_schedule(peak=plan.peak_lr, total_steps=plan.steps, warmup=plan.warmup, floor_ratio=spec.lr_floor_ratio)
-    tx = optim.make_optimizer(schedule, weight_decay=spec.weight_decay, beta1=spec.beta1, beta2=spec.beta2, grad_clip=spec.grad_clip)
+    tx = optim.make_optimizer(make_schedule(spec, plan), weight_decay=spec.weight_decay, beta1=spec.beta1, beta2=spec.beta2, grad_clip=spec.grad_clip)
     return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
 
@@ -138,13 +171,19 @@ _CHECKPOINT_EXPECTED = ("expected the checkpoints this harness wrote for the sam
                         "folder away (or pass another checkpoint_dir) to start over")
 
 
-def _checkpoint_manager(directory: str):
+def _checkpoint_manager(directory: str, keep_steps: tuple[int, ...] = ()):
+    """Orbax's manager for ``directory``: keeps the newest two checkpoints, and those at ``keep_steps``."""
     import orbax.checkpoint as ocp
 
     path = Path(directory).resolve()
     if path.exists() and not path.is_dir():
         raise SpecError(f"RunSpec.checkpoint_dir={directory!r}: a file, expected a folder for checkpoints")
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, create=True)
+    if keep_steps:
+        policies = ocp.checkpoint_managers
+        keep = policies.AnyPreservationPolicy([policies.LatestN(2), policies.CustomSteps(list(keep_steps))])
+        options = ocp.CheckpointManagerOptions(preservation_policy=keep, enable_async_checkpointing=False, create=True)
+    else:
+        options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, create=True)
     logging.disable(logging.ERROR)  # Orbax logs a damaged metadata file with a traceback; _restore says it
     try:
         return ocp.CheckpointManager(path, options=options, item_names=("state", "meta"))
@@ -166,15 +205,14 @@ def _save(manager, step: int, state, meta: dict[str, Any]) -> None:
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
 
-def _restore(manager, abstract_state, directory: str = "?"):
-    """The newest checkpoint as (step, state, meta), or None; a damaged, truncated or foreign one
-    (another spec's shapes) raises ``SpecError`` naming the folder and step."""
+def _restore(manager, abstract_state, directory: str = "?", step: int | None = None, field: str = "checkpoint_dir"):
+    """The newest checkpoint (or the one at ``step``) as (step, state, meta), or None; a damaged,
+    truncated or foreign one (another spec's shapes) raises ``SpecError`` naming the folder and step."""
     import orbax.checkpoint as ocp
 
-    step = None
     logging.disable(logging.ERROR)  # Orbax logs a damaged file with a traceback; the SpecError below says it
     try:
-        step = manager.latest_step()
+        step = manager.latest_step() if step is None else step
         if step is None:
             return None
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
@@ -185,10 +223,53 @@ def _restore(manager, abstract_state, directory: str = "?"):
         return step, restored["state"], meta
     except Exception as err:  # noqa: BLE001 -- Orbax, TensorStore and JSON raise many types for a damaged file
         where = f" at step {step}" if step is not None else ""
-        raise SpecError(f"RunSpec.checkpoint_dir={directory!r}: the checkpoint{where} cannot be restored "
+        raise SpecError(f"RunSpec.{field}={directory!r}: the checkpoint{where} cannot be restored "
                         f"({type(err).__name__}: {_first_line(err)}); {_CHECKPOINT_EXPECTED}") from None
     finally:
         logging.disable(logging.NOTSET)
+
+
+# Fields a branch may set differently from its trunk: everything else (data, shape, optimizer, seed)
+# must be the trunk's, or the branch would not continue the same run.
+BRANCH_FREE_FIELDS = {"tokens", "cooldown_fraction", "cooldown_shape", "save_at_tokens", "run_id", "group", "checkpoint_dir",
+                      "checkpoint_every", "progress", "eval_points", "branch_from", "branch_at_tokens", "devices"}
+
+
+def _branch_start(spec: RunSpec, plan: Plan, abstract_state):
+    """(step, state, meta) of the trunk checkpoint that ``spec`` branches from; ``SpecError`` naming
+    the field when the folder, the token count or the trunk's spec does not fit."""
+    if not Path(spec.branch_from).is_dir():
+        raise SpecError(f"RunSpec.branch_from={spec.branch_from!r}: no such folder; expected a WSD trunk's checkpoint_dir")
+    manager = _checkpoint_manager(spec.branch_from)
+    try:
+        steps = sorted(manager.all_steps())
+        if plan.branch_step not in steps:
+            have = [s * spec.tokens_per_step for s in steps]
+            raise SpecError(f"RunSpec.branch_at_tokens={spec.branch_at_tokens}: the trunk in {spec.branch_from!r} has no "
+                            f"checkpoint at {plan.branch_step * spec.tokens_per_step} tokens; expected one of {have}")
+        step, state, meta = _restore(manager, abstract_state, spec.branch_from, plan.branch_step, field="branch_from")
+    finally:
+        manager.close()
+    trunk_spec = meta.get("spec") or {}
+    if trunk_spec.get("schedule") != "wsd":
+        raise SpecError(f"RunSpec.branch_from={spec.branch_from!r}: expected a WSD trunk's checkpoints (schedule 'wsd'), "
+                        f"found schedule {trunk_spec.get('schedule')!r}")
+    mine = spec.to_dict()
+    for name in sorted(set(mine) - BRANCH_FREE_FIELDS):
+        theirs = trunk_spec.get(name)
+        if isinstance(theirs, list):
+            theirs = tuple(theirs)
+        if theirs != mine[name]:
+            raise SpecError(f"RunSpec.{name}={mine[name]!r}: expected the trunk's value {theirs!r} "
+                            f"(branch_from={spec.branch_from!r})")
+    if (meta.get("warmup"), meta.get("peak_lr")) != (plan.warmup, plan.peak_lr):
+        raise SpecError(f"RunSpec.warmup_tokens={spec.warmup_tokens}: this branch warms up for {plan.warmup} updates at "
+                        f"peak {plan.peak_lr:g}, the trunk for {meta.get('warmup')} at {meta.get('peak_lr')}; expected "
+                        "the same (give both the same warmup_tokens)")
+    trunk = {"run_id": meta.get("run_id", ""), "tokens": step * spec.tokens_per_step, "curve": list(meta["curve"])}
+    branch_meta = {"curve": list(meta["curve"]), "window": list(meta.get("window", [])), "wall_time": 0.0,
+                   "timed_seconds": 0.0, "timed_tokens": 0, "trunk": trunk}
+    return step, state, branch_meta
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -214,11 +295,16 @@ def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
 
     meta: dict[str, Any] = {"curve": [], "window": [], "wall_time": 0.0, "timed_seconds": 0.0, "timed_tokens": 0}
     start_step = 0
-    manager = _checkpoint_manager(spec.checkpoint_dir) if spec.checkpoint_dir else None
-    if manager is not None:
-        found = _restore(manager, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state), spec.checkpoint_dir)
-        if found is not None:
-            start_step, state, meta = found
+    manager = _checkpoint_manager(spec.checkpoint_dir, plan.keep_steps) if spec.checkpoint_dir else None
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    found = _restore(manager, abstract, spec.checkpoint_dir) if manager is not None else None
+    if found is None and spec.branch_from:
+        found = _branch_start(spec, plan, abstract)
+    if found is not None:
+        start_step, state, meta = found
+    # who wrote a checkpoint: what a branch checks its trunk against
+    meta.update(run_id=spec.resolved_run_id, spec=spec.to_dict(), warmup=plan.warmup, peak_lr=plan.peak_lr)
+    schedule = make_schedule(spec, plan)
     if mesh is not None:
         state = parallel.replicate(state, mesh)
 
@@ -261,7 +347,7 @@ def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
             bar.set_postfix(loss=f"{losses[-1]:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
         if at_eval:
             val = evaluate(state)
-            lr = float(optim.lr_at(s, peak=plan.peak_lr, total_steps=plan.steps, warmup=plan.warmup, floor_ratio=spec.lr_floor_ratio))
+            lr = float(schedule(s - 1))
             meta["curve"].append({"step": s, "tokens": s * b, "lr": lr, "train_loss": float(np.mean(meta["window"])), "val_loss": val if math.isfinite(val) else None})
             if not math.isfinite(val):
                 status, error = "failed", f"validation loss became {val} at step {s}"
@@ -302,7 +388,12 @@ def _result(spec, plan, corpus, meta, status, error, steps_done, start_step, sec
     device = jax.devices()[0]
     peak = peak_flops(device)
     bpb = loss / math.log(2) / corpus.bytes_per_token if loss is not None and math.isfinite(corpus.bytes_per_token) else None
+    trunk = meta.get("trunk") or {}
+    branch_tokens = trunk.get("tokens", 0) if spec.branch_from else 0
     return RunResult(
+        schedule=spec.schedule, cooldown_shape=spec.cooldown_shape if spec.schedule == "wsd" else "",
+        cooldown_tokens=plan.cooldown * spec.tokens_per_step, role=spec.role, trunk_id=trunk.get("run_id", ""),
+        branch_tokens=branch_tokens, C_own=6.0 * N * (D - branch_tokens), trunk_curve=list(trunk.get("curve", [])),
         run_id=spec.resolved_run_id, status=status, error=error, loss=loss, bits_per_byte=bpb,
         train_loss=_finite_or_none(final["train_loss"]) if final else None,
         N=N, param_convention=spec.param_convention, n_params_total=shape.n_params_total,

@@ -15,6 +15,19 @@ Canonical columns (``CANONICAL_COLUMNS``):
 ``flag_reason`` why the row is flagged
 =============  ==============================================================================
 
+Warmup-stable-decay columns (``BRANCH_COLUMNS``; the run store keeps them as real columns since
+store schema version 2, and gives rows without them the defaults of a plain run):
+
+=================  ==========================================================================
+``role``           "run" (a run of its own), "trunk" (a WSD trunk at constant learning rate: its
+                   loss is not a finished run's, so fits leave it out) or "branch" (a cool-down
+                   resumed from a trunk's checkpoint)
+``trunk_id``       a branch's trunk (its run_id); "" otherwise
+``branch_tokens``  the trunk's token count a branch resumed from; 0 otherwise
+``cooldown_tokens`` tokens trained while the learning rate cooled down (0 for cosine runs, trunks)
+``C_own``          the FLOPs the run spent itself, 6 N (D - branch_tokens): a branch's own cost
+=================  ==========================================================================
+
 Every other column the user gave is kept as it was. Nothing is dropped: invalid input raises an
 ``InputError`` naming the row and field, and flagged rows stay in the table, visible, until a fit
 chooses to exclude them (and says how many it excluded).
@@ -28,6 +41,8 @@ import numpy as np
 import pandas as pd
 
 CANONICAL_COLUMNS = ("run_id", "N", "D", "C", "loss", "group", "source", "flagged", "flag_reason")
+BRANCH_COLUMNS = ("role", "trunk_id", "branch_tokens", "cooldown_tokens", "C_own")
+ROLES = ("run", "trunk", "branch")
 DEFAULT_GROUP = "all"
 MAX_PLAUSIBLE_LOSS = 20.0  # nats/token: ln(vocab) for a 400M-token vocabulary; beyond it a unit error
 # What any real training run has (with slack): parameter counts from a thousand to ten trillion,

@@ -9,7 +9,13 @@
   wall_time, tokens_per_s, curve, spec) is kept as JSON and flattened into the frame when scalar.
 
 Only ``status == "ok"`` runs are meant to be fit: ``to_frame()`` returns those by default;
-``to_frame(status=None)`` lists every run, failed ones included.
+``to_frame(status=None)`` lists every run, failed ones included. WSD trunks (``role == "trunk"``)
+are left out unless ``trunks=True``: their loss is measured at a constant learning rate.
+
+Schema versions (SQLite's ``user_version``): 1 (or 0), the first; 2 adds the warmup-stable-decay
+columns ``role, trunk_id, branch_tokens, cooldown_tokens, C_own`` (``schema.BRANCH_COLUMNS``). Opening
+a version-1 store adds them (``ALTER TABLE ... ADD COLUMN``, in one transaction), with the values of
+a plain run ("run", "", 0, 0, and C for C_own); its rows and ids are kept.
 """
 
 from __future__ import annotations
@@ -28,15 +34,24 @@ from typing import TYPE_CHECKING, Any
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.runs.files import STORE_SUFFIXES, check_table_path, read_file
+from bayes_scaling.runs.schema import BRANCH_COLUMNS, ROLES, TABLE_EXPECTED
 from bayes_scaling.runs.schema import CANONICAL_COLUMNS as CANONICAL
-from bayes_scaling.runs.schema import TABLE_EXPECTED
 from bayes_scaling.runs.validate import validate_runs
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_COLUMNS = CANONICAL + ("status",)
+_COLUMNS = CANONICAL + ("status",) + BRANCH_COLUMNS
 BUSY_TIMEOUT_MS = 60_000
+SCHEMA_VERSION = 2
+# Version 2's columns, as added to a version-1 table (their defaults are a plain run's).
+_BRANCH_DDL = {
+    "role": "role TEXT NOT NULL DEFAULT 'run'",
+    "trunk_id": "trunk_id TEXT NOT NULL DEFAULT ''",
+    "branch_tokens": "branch_tokens REAL NOT NULL DEFAULT 0",
+    "cooldown_tokens": "cooldown_tokens REAL NOT NULL DEFAULT 0",
+    "C_own": "C_own REAL",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -54,6 +69,11 @@ CREATE TABLE IF NOT EXISTS runs (
     flagged     INTEGER NOT NULL DEFAULT 0,
     flag_reason TEXT NOT NULL DEFAULT '',
     record      TEXT NOT NULL,
+    role        TEXT NOT NULL DEFAULT 'run',
+    trunk_id    TEXT NOT NULL DEFAULT '',
+    branch_tokens   REAL NOT NULL DEFAULT 0,
+    cooldown_tokens REAL NOT NULL DEFAULT 0,
+    C_own       REAL,
     UNIQUE (run_id, version)
 );
 CREATE VIEW IF NOT EXISTS latest AS
@@ -120,6 +140,42 @@ class RunStore:
         with self._guard(), self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a version-1 store to ``SCHEMA_VERSION`` (see the module docstring), under the write
+        lock, so two processes opening an old store at once add the columns once."""
+        with self._guard():
+            db = self._connect()
+            try:
+                (version,) = db.execute("PRAGMA user_version").fetchone()
+            finally:
+                db.close()
+            if version >= SCHEMA_VERSION:
+                return
+            with self._write_transaction() as db:
+                have = {r[1] for r in db.execute("PRAGMA table_info(runs)").fetchall()}
+                for name, ddl in _BRANCH_DDL.items():
+                    if name not in have:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {ddl}")
+                db.execute("UPDATE runs SET C_own = C WHERE C_own IS NULL")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def _write_transaction(self):
+        """One ``BEGIN IMMEDIATE`` transaction (the write lock taken at once), committed at the end
+        of the block or rolled back on any error."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
 
     def _create(self) -> None:
         """Write a new store next to ``path`` and link it into place in one step, so no process
@@ -132,6 +188,7 @@ class RunStore:
                 try:
                     db.execute("PRAGMA journal_mode=WAL")
                     db.executescript(_SCHEMA)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 finally:
                     db.close()  # the last connection checkpoints: the file is complete, no -wal left
             try:
@@ -194,9 +251,7 @@ class RunStore:
 
     def _append_rows_unguarded(self, rows: list[dict[str, Any]], skip_unchanged: bool) -> list[int]:
         versions = []
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")  # take the write lock now: no two writers pick the same version
+        with self._write_transaction() as db:  # the write lock: no two writers pick the same version
             for row in rows:
                 (last,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM runs WHERE run_id = ?", (row["run_id"],)).fetchone()
                 if skip_unchanged and last:
@@ -208,18 +263,12 @@ class RunStore:
                 row["version"] = last + 1
                 db.execute(
                     'INSERT INTO runs (run_id, version, recorded_at, N, D, C, loss, "group", source, status, flagged, '
-                    "flag_reason, record) VALUES (:run_id, :version, :recorded_at, :N, :D, :C, :loss, :group, :source, "
-                    ":status, :flagged, :flag_reason, :record)",
+                    "flag_reason, record, role, trunk_id, branch_tokens, cooldown_tokens, C_own) VALUES (:run_id, "
+                    ":version, :recorded_at, :N, :D, :C, :loss, :group, :source, :status, :flagged, :flag_reason, "
+                    ":record, :role, :trunk_id, :branch_tokens, :cooldown_tokens, :C_own)",
                     row,
                 )
                 versions.append(row["version"])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
         return versions
 
     def flag(self, run_id: str, reason: str) -> int:
@@ -259,6 +308,7 @@ class RunStore:
             data["C"] = 6.0 * data["N"] * data["D"]
         data.update(status=status, group=str(data.get("group") or "all"), source=str(data.get("source") or "unknown"),
                     flagged=bool(data.get("flagged") or False), flag_reason=str(data.get("flag_reason") or ""))
+        data.update(_branch_fields(run_id, data))
         row = {k: data[k] for k in _COLUMNS if k != "run_id"}
         row.update(run_id=str(run_id), flagged=int(row["flagged"]), loss=loss if isinstance(loss, (int, float)) else None,
                    recorded_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
@@ -292,22 +342,36 @@ class RunStore:
         record["flagged"] = bool(record["flagged"])
         return record
 
+    def branches(self, trunk_id: str) -> pd.DataFrame:
+        """The branches recorded for ``trunk_id`` (latest versions, any status), by branch point."""
+        frame = self.to_frame(status=None)
+        if frame.empty or "trunk_id" not in frame:
+            return frame
+        return frame[frame["trunk_id"] == trunk_id].sort_values("branch_tokens").reset_index(drop=True)
+
     def __len__(self) -> int:
         return self._select("SELECT COUNT(*) AS n FROM latest")[0]["n"]
 
-    def to_frame(self, *, status: str | None = "ok", history: bool = False):
+    def to_frame(self, *, status: str | None = "ok", history: bool = False, trunks: bool = False):
         """A pandas DataFrame: canonical columns first, then status, version, recorded_at and every
-        other scalar field recorded (corpus_id, corpus_hash, wall_time, tokens_per_s, ...).
+        other scalar field recorded (role, trunk_id, corpus_id, wall_time, tokens_per_s, ...).
 
         ``status="ok"`` (default) keeps the runs a fit may use; ``status=None`` keeps all.
-        ``history=True`` returns every version instead of the latest of each run.
+        ``history=True`` returns every version instead of the latest of each run. WSD trunks are
+        left out unless ``trunks=True`` (a trunk's loss is not a finished run's).
         """
         import pandas as pd
 
         sql = f"SELECT * FROM {'runs' if history else 'latest'}"
-        params: tuple = ()
+        where, params = [], []
         if status is not None:
-            sql, params = sql + " WHERE status = ?", (status,)
+            where.append("status = ?")
+            params.append(status)
+        if not trunks:
+            where.append("role != 'trunk'")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        params = tuple(params)
         with self._guard():
             records = [self._record(r) for r in self._select(sql + " ORDER BY row_id", params)]
         flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in records]
@@ -364,6 +428,26 @@ class RunStore:
         else:
             raise InputError(f"export path {path}: expected a .csv or .parquet file name, got '{suffix or 'no suffix'}'")
         return len(frame)
+
+
+def _branch_fields(run_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The WSD columns of a record (a plain run's values where it has none); ``InputError`` naming
+    the field when a branch lacks its trunk or the role is unknown."""
+    role = str(data.get("role") or "run")
+    if role not in ROLES:
+        raise InputError(f"run {run_id}: field 'role' must be one of {', '.join(ROLES)}, got {role!r}")
+    trunk_id = str(data.get("trunk_id") or "")
+    if role == "branch" and not trunk_id:
+        raise InputError(f"run {run_id}: field 'trunk_id' is empty; a branch must name the trunk it resumed")
+    fields = {"role": role, "trunk_id": trunk_id}
+    for name in ("branch_tokens", "cooldown_tokens"):
+        value = data.get(name) or 0
+        if not isinstance(value, (int, float)) or value < 0:
+            raise InputError(f"run {run_id}: field '{name}' must be a non-negative number, got {value!r}")
+        fields[name] = value
+    own = data.get("C_own")
+    fields["C_own"] = own if isinstance(own, (int, float)) and own > 0 else data["C"]
+    return fields
 
 
 def read_store_table(path: str | Path) -> pd.DataFrame:
