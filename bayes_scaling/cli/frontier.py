@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--level", type=float, default=0.9, help="credible interval level (default 0.9)")
     p.add_argument("--unique-tokens", type=_budget, metavar="U",
                    help="data-constrained law: the corpus's unique tokens for this frontier")
+    p.add_argument("--inference-tokens", type=float, default=0.0, metavar="T",
+                   help="tokens the model will serve, at 2N FLOPs each: budgets become training + inference FLOPs "
+                        "(6ND + 2NT) and the table the lowest loss under them (docs/decisions.md)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=run)
 
@@ -44,15 +47,24 @@ def run(args: argparse.Namespace) -> int:
             if args.unique_tokens is None:
                 raise InputError("this fit's law is data-constrained: give the corpus size of the frontier with --unique-tokens U")
             post.law = post.law.with_unique_tokens(args.unique_tokens)
-        answers.append((group, post, post.frontier(budgets, level=args.level)))
+        if args.inference_tokens:
+            from bayes_scaling.decisions import inference_frontier
+
+            answers.append((group, post, inference_frontier(post, budgets, args.inference_tokens, args.level)))
+        else:
+            answers.append((group, post, post.frontier(budgets, level=args.level)))
     if args.json:
         docs = [{**({} if group is None else {"group": group}), "method": post.method, "law": post.law.name,
-                 "model": post.model, "frontier": _common.frontier_json(table)} for group, post, table in answers]
+                 "model": post.model, "frontier": _common.frontier_json(table),
+                 **({"inference_tokens": args.inference_tokens} if args.inference_tokens else {})}
+                for group, post, table in answers]
         _common.print_json(docs[0] if fits[0][0] is None else docs)
         return 0
     for i, (group, post, table) in enumerate(answers):
         print(("" if i == 0 else "\n") + ("" if group is None else f"[{group}] ")
               + f"model: {post.model}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
                                           if post.model == "extrapolating" else ""))
+        if args.inference_tokens:
+            print(f"inference tokens T = {args.inference_tokens:.3g}: budgets are training + inference FLOPs (6ND + 2NT)")
         print(_common.frontier_text(table))
     return 0
