@@ -17,7 +17,7 @@ runs under the extrapolating model: ``extrapolation.drifted_log_loss``):
   undercut, and the lifetime cost of the training-optimal model for l, which reaches it.
 
 Both searches run on a grid of ``GRID_POINTS`` values of ln N per draw (ending at the training
-optimum + 2 e-folds, or at N = C / 2T where inference alone uses the budget) refined by the parabola
+optimum + 4 e-folds, or at N = C / 2T where inference alone uses the budget) refined by the parabola
 through the best point and its neighbours; an optimum below the grid is reported at its edge.
 
 **A run under uncertainty** (``isoflop_profile``). At a budget C the team picks one N (D follows
@@ -47,9 +47,9 @@ from bayes_scaling.errors import InputError
 from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN, Law
 
 INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0
-GRID_POINTS = 161
-GRID_SPAN = 8.0  # e-folds of N the lifetime grid covers, ending GRID_ABOVE above the training optimum
-GRID_ABOVE = 2.0
+GRID_POINTS = 201
+GRID_SPAN = 10.0  # e-folds of N the lifetime grid covers (step 0.05, as frontier.drifted_optimum) ...
+GRID_ABOVE = 4.0  # ... ending this many above the training optimum
 BISECTION_STEPS = 40
 
 
@@ -208,6 +208,7 @@ def lifetime_budget_for_loss(surface: Surface, target, T: float) -> dict[str, np
            "chinchilla_N": ref["N"], "chinchilla_D": ref["D"], "chinchilla_lifetime_flops": ref_life,
            "saved_flops": ref_life - C, "saved_fraction": 1.0 - C / ref_life}
     out = {k: v * nan for k, v in out.items()}
+    out["lifetime_flops"] = np.where(reachable, C, np.inf)  # as Law.budget_for_loss says "unreachable"
     out["tokens_per_param"] = out["D"] / out["N"]
     return out
 
