@@ -1,0 +1,181 @@
+"""Fits that mix cosine runs and warmup-stable-decay branches: a per-trunk random effect and an
+estimated WSD-vs-cosine offset, on top of any ``Law``.
+
+Branches b of one trunk t(b) share the trunk's whole stable phase (initialisation, batches, the
+constant-rate trajectory), so their errors are correlated; cosine runs are independent. For runs
+i = 1..n, w_i = 1 for a branch and 0 for a cosine run:
+
+    theta ~ the law's priors (sampled in its centred coordinates), sigma ~ the noise prior
+    delta ~ Normal(0, offset_scale)                    WSD-vs-cosine offset on log-loss (estimated)
+    tau ~ HalfNormal(trunk_scale)                      spread of the trunks' shared deviations
+    z_t ~ Normal(0, 1),  u_t = tau z_t                 per-trunk effect, non-centred
+    log L_i ~ likelihood(log L(N_i, D_i; theta) + w_i (delta + u_t(i)), sigma)
+
+so Cov(log L_b, log L_b') = tau^2 for two branches of one trunk (plus sigma^2 on the diagonal), and
+the law itself describes cosine runs: its predictions are cosine-equivalent losses. A branch's
+prediction is exp(log L + delta (+ u_t for a known trunk)). The likelihood is the pooled model's
+(``models.likelihood``: Student-t or normal on log-loss).
+
+Rows come from a run table or ``RunStore.to_frame()``: ``role`` "branch" rows (with ``trunk_id``)
+are branches, "run" rows (or a table without ``role``) cosine runs; "trunk" rows are refused (a
+trunk's constant-rate loss is not a finished run). Sampling is the shared NUTS driver
+(``fitting.sampler.sample``), rows padded to ``padded_capacity`` and masked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pandas as pd
+from numpyro import handlers
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.fitting import sampler_cache
+from bayes_scaling.fitting.init import initial_theta
+from bayes_scaling.fitting.posterior_build import build_posterior
+from bayes_scaling.fitting.sampler import jitter, pad_rows, padded_capacity, row_mask, sample
+from bayes_scaling.fitting.settings import SamplerSettings
+from bayes_scaling.laws import Law, get_law
+from bayes_scaling.models.likelihood import Likelihood
+from bayes_scaling.posterior import Posterior
+from bayes_scaling.priors import describe_priors, resolve_priors
+from bayes_scaling.runs.table import Runs, load_runs
+
+OFFSET_SCALE = 0.05  # prior sd of delta: 5% of the loss (Hagele et al. 2024 find |delta| of a percent or less)
+TRUNK_SCALE = 0.05  # prior scale of tau (half-normal)
+
+
+@dataclass(frozen=True)
+class WSDModel:
+    """Everything that defines the model apart from the data: the law, its priors, the likelihood,
+    and the prior scales of the offset (``offset_scale``) and of the trunk spread (``trunk_scale``)."""
+
+    law: Law
+    priors: dict = field(hash=False)
+    likelihood: Likelihood = Likelihood()
+    offset_scale: float = OFFSET_SCALE
+    trunk_scale: float = TRUNK_SCALE
+
+    def __post_init__(self):
+        for name in ("offset_scale", "trunk_scale"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"WSD model {name} must be positive, got {getattr(self, name)!r}")
+
+    def description(self) -> tuple:
+        """What the model depends on besides the data: the key of its compiled sampler."""
+        return ("wsd", self.law.name, sampler_cache.law_source_digest(self.law),
+                tuple(sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in self.priors.items())),
+                self.likelihood.kind, float(self.likelihood.nu), float(self.offset_scale), float(self.trunk_scale))
+
+
+def wsd_model(spec: WSDModel, N, D, centre, log_loss, mask, is_branch, trunk_index, trunk_slots):
+    """The NumPyro model of the module docstring. ``trunk_index`` is each row's trunk (0 for cosine
+    rows, where ``is_branch`` = 0 switches the trunk term off); ``trunk_slots`` has one entry per trunk
+    (its length is the number of trunks)."""
+    theta = spec.law.sample(spec.priors, (centre[0], centre[1]))
+    sigma = numpyro.sample("sigma", spec.priors["sigma"])
+    delta = numpyro.sample("wsd_offset", dist.Normal(0.0, spec.offset_scale))
+    tau = numpyro.sample("trunk_tau", dist.HalfNormal(spec.trunk_scale))
+    z = numpyro.sample("trunk_z", dist.Normal(0.0, 1.0).expand([trunk_slots.shape[0]]).to_event(1))
+    u = numpyro.deterministic("trunk_effect", tau * z)
+    mu = spec.law.log_loss(theta, N, D) + is_branch * (delta + u[trunk_index])
+    with numpyro.plate("runs", N.shape[0]), handlers.mask(mask=mask):
+        numpyro.sample("log_loss", spec.likelihood.distribution(mu, sigma), obs=log_loss)
+
+
+@dataclass
+class WSDFit:
+    """A fitted WSD model: ``posterior`` (the law's draws, cosine-equivalent, plus sigma, the offset
+    and the trunk sites), the trunks in index order, and the runs."""
+
+    posterior: Posterior
+    trunks: list[str]
+    runs: Runs
+
+    def _draws(self, name: str) -> np.ndarray:
+        values = self.posterior.idata["posterior"][name].values
+        return values.reshape(-1, *values.shape[2:])
+
+    @property
+    def offset(self) -> np.ndarray:
+        """Draws of delta, the WSD-vs-cosine offset on log-loss (flattened over chains)."""
+        return self._draws("wsd_offset")
+
+    @property
+    def trunk_spread(self) -> np.ndarray:
+        """Draws of tau."""
+        return self._draws("trunk_tau")
+
+    def trunk_effects(self) -> pd.DataFrame:
+        """Per trunk: posterior mean, sd and 90% interval of u_t, and its number of branches."""
+        u = self._draws("trunk_effect")
+        branches = self.runs.frame[_is_branch(self.runs.frame)]["trunk_id"].value_counts()
+        lo, hi = np.quantile(u, [0.05, 0.95], axis=0)
+        return pd.DataFrame({"trunk_id": self.trunks, "mean": u.mean(axis=0), "sd": u.std(axis=0), "q05": lo,
+                             "q95": hi, "branches": [int(branches.get(t, 0)) for t in self.trunks]})
+
+
+def _is_branch(frame: pd.DataFrame) -> np.ndarray:
+    if "role" not in frame:
+        return np.zeros(len(frame), bool)
+    return (frame["role"].fillna("run") == "branch").to_numpy()
+
+
+def _design(runs: Runs) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(is_branch, trunk_index, trunk ids) of the rows; ``InputError`` naming the row for a trunk
+    row or a branch without its trunk."""
+    frame = runs.frame
+    if "role" in frame:
+        bad = frame[~frame["role"].fillna("run").isin(["run", "branch"])]
+        if len(bad):
+            raise InputError(f"run {bad['run_id'].iloc[0]!r}: field 'role' is {bad['role'].iloc[0]!r}; a WSD fit takes "
+                             "cosine runs ('run') and branches ('branch'), not trunks (a trunk's loss is taken at a "
+                             "constant learning rate)")
+    branch = _is_branch(frame)
+    ids = frame["trunk_id"].fillna("").astype(str).to_numpy() if "trunk_id" in frame else np.full(len(frame), "")
+    missing = branch & (ids == "")
+    if missing.any():
+        raise InputError(f"run {frame['run_id'].to_numpy()[missing][0]!r}: field 'trunk_id' is empty; a branch must "
+                         "name its trunk")
+    trunks = sorted(set(ids[branch]))
+    index = np.array([trunks.index(t) if b else 0 for t, b in zip(ids, branch)], np.int32)
+    return branch.astype(np.float64), index, trunks
+
+
+def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=None, likelihood: Likelihood = Likelihood(),
+            offset_scale: float = OFFSET_SCALE, trunk_scale: float = TRUNK_SCALE,
+            settings: SamplerSettings | None = None) -> WSDFit:
+    """Sample the WSD model (module docstring) given cosine runs and branches; ``settings``: the
+    shared sampler settings (chains, warm-up, draws, seed; ``init`` "projection" or natural values)."""
+    runs = runs if isinstance(runs, Runs) else load_runs(runs)
+    settings = settings or SamplerSettings()
+    law = get_law(law) if isinstance(law, str) else law
+    if len(runs) < len(law.param_names) + 1:
+        raise InputError(f"need at least {len(law.param_names) + 1} runs to fit {law.name}, got {len(runs)}")
+    spec = WSDModel(law=law, priors=resolve_priors(law, priors), likelihood=likelihood, offset_scale=offset_scale,
+                    trunk_scale=trunk_scale)
+    is_branch, trunk_index, trunks = _design(runs)
+    n, capacity = len(runs), padded_capacity(len(runs))
+    N, D, log_loss, w = pad_rows([runs.N, runs.D, np.log(runs.loss), is_branch], capacity, fill=[1.0, 1.0, 0.0, 0.0])
+    (index,) = pad_rows([trunk_index], capacity, fill=0)
+    centre = np.array([np.mean(np.log(runs.N)), np.mean(np.log(runs.D))])
+    data = (N, D, centre, log_loss, row_mask(n, capacity), w, index, np.zeros(max(len(trunks), 1)))
+
+    theta0 = dict(settings.init) if not isinstance(settings.init, str) else initial_theta(law, runs.for_fit(True))
+    start = {k: float(v) for k, v in law.latent_from_natural({k: np.float64(theta0[k]) for k in law.param_names},
+                                                             (centre[0], centre[1])).items()}
+    start.update(sigma=np.log(0.02), wsd_offset=0.0, trunk_tau=np.log(0.5 * trunk_scale))
+    start["trunk_z"] = np.zeros(max(len(trunks), 1))
+    draws = sample(partial(wsd_model, spec), jitter(start, settings.chains, settings.seed), data,
+                   description=spec.description(), settings=settings)
+    meta = {"model": "wsd", "likelihood": likelihood.kind, "nu": likelihood.nu, "centre": list(map(float, centre)),
+            "priors": describe_priors(spec.priors), "offset_scale": offset_scale, "trunk_scale": trunk_scale,
+            "trunks": trunks, "num_chains": settings.chains, "num_warmup": settings.warmup,
+            "num_draws": settings.draws, "seed": settings.seed, "sampling_seconds": draws.seconds}
+    posterior = build_posterior(law, runs, draws.samples, draws.extra, draws.loglik[..., :n], method="nuts-wsd", meta=meta)
+    return WSDFit(posterior=posterior, trunks=trunks, runs=runs)
