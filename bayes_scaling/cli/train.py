@@ -53,6 +53,15 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint-dir", default=None, help="save checkpoints here; rerun to resume")
     p.add_argument("--group", default=None, help="group label of the run in the store")
     p.add_argument("--run-id", default=None)
+    wsd = p.add_argument_group("warmup-stable-decay (docs/training.md)")
+    wsd.add_argument("--schedule", choices=("cosine", "wsd"), default=None, help="learning-rate schedule (default cosine)")
+    wsd.add_argument("--cooldown-fraction", type=float, default=None,
+                     help="wsd: share of the updates cooling down (default 0.2); 0 = a constant-rate trunk")
+    wsd.add_argument("--cooldown-shape", choices=("linear", "1-sqrt"), default=None)
+    wsd.add_argument("--warmup-tokens", default=None, help="warmup length in tokens (trunk and branches must agree)")
+    wsd.add_argument("--save-at-tokens", default=None, help="trunk: keep checkpoints at these token counts (comma-separated)")
+    wsd.add_argument("--branch-from", default=None, help="branch: the trunk's --checkpoint-dir")
+    wsd.add_argument("--branch-at-tokens", default=None, help="branch: the trunk checkpoint (token count) to cool down from")
     p.add_argument("--spec", default=None, help="extra RunSpec fields as JSON (see `python -m training --help`)")
     p.set_defaults(func=_train)
 
@@ -67,7 +76,12 @@ def _train(args) -> int:
     spec.update(params=_positive_count(args.params), tokens=_positive_count(args.tokens), seed=args.seed, corpus=args.corpus)
     optional = {"context": args.context, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                 "compute_dtype": args.compute_dtype, "checkpoint_dir": args.checkpoint_dir, "group": args.group,
-                "run_id": args.run_id}
+                "run_id": args.run_id, "schedule": args.schedule, "cooldown_fraction": args.cooldown_fraction,
+                "cooldown_shape": args.cooldown_shape, "branch_from": args.branch_from}
+    counts = {"warmup_tokens": args.warmup_tokens, "branch_at_tokens": args.branch_at_tokens}
+    optional.update({k: _positive_count(v) for k, v in counts.items() if v is not None})
+    if args.save_at_tokens is not None:
+        optional["save_at_tokens"] = [_positive_count(t) for t in args.save_at_tokens.split(",") if t.strip()]
     spec.update({k: v for k, v in optional.items() if v is not None})
     from bayes_scaling.runs.store import RunStore
 

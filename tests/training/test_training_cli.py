@@ -69,3 +69,20 @@ def test_bayes_scaling_train_appends_the_result_to_the_store(tmp_path, capsys):
     assert record["status"] == "ok" and record["corpus_id"].startswith("python-stdlib") and record["curve"]
     assert main(["train", "--params", "10", "--tokens", "1e4", "--store", str(store)]) == 2
     assert "RunSpec.params=10: too small for any shape" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bayes_scaling_train_opens_a_trunk_and_branches_it(tmp_path, capsys):
+    from bayes_scaling.cli import main
+    from bayes_scaling.runs.store import RunStore
+
+    store, trunk_dir = tmp_path / "runs.sqlite", str(tmp_path / "trunk")
+    common = ["--params", "2e4", "--context", "32", "--batch-size", "8", "--store", str(store), "--schedule", "wsd",
+              "--warmup-tokens", "768", "--spec", json.dumps({"eval_tokens": 512, "eval_points": 2, "progress": False})]
+    assert main(["train", *common, "--tokens", "5120", "--cooldown-fraction", "0", "--save-at-tokens", "2560,5120",
+                 "--checkpoint-dir", trunk_dir, "--run-id", "trunk"]) == 0
+    assert main(["train", *common, "--tokens", "3200", "--cooldown-fraction", "0.2", "--cooldown-shape", "1-sqrt",
+                 "--branch-from", trunk_dir, "--branch-at-tokens", "2560", "--run-id", "branch"]) == 0
+    branch = RunStore(store).get("branch")
+    assert (branch["role"], branch["trunk_id"], branch["branch_tokens"], branch["cooldown_tokens"]) == ("branch", "trunk", 2560, 512)
+    assert branch["trunk_curve"] and list(RunStore(store).to_frame()["run_id"]) == ["branch"]
