@@ -50,7 +50,7 @@ INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0
 GRID_POINTS = 201
 GRID_SPAN = 10.0  # e-folds of N the lifetime grid covers (step 0.05, as frontier.drifted_optimum) ...
 GRID_ABOVE = 4.0  # ... ending this many above the training optimum
-BISECTION_STEPS = 40
+BISECTION_STEPS = 30  # on ln C within [training budget, training-optimal model's lifetime cost]: < 1e-8 relative
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -159,17 +159,18 @@ def refine_minimum(log_n: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
 
 
-def lifetime_optimum(surface: Surface, C, T: float) -> dict[str, np.ndarray]:
+def lifetime_optimum(surface: Surface, C, T) -> dict[str, np.ndarray]:
     """Per draw and lifetime budget C ((K,) or (S, K)): the N, D that minimise L_s under
-    6ND + 2NT = C, and that loss. Returns N, D, L (S, K)."""
+    6ND + 2NT = C, and that loss; T a number of tokens or one per budget. Returns N, D, L (S, K)."""
     S = surface.num_draws
     C = np.broadcast_to(np.asarray(C, np.float64), (S, np.shape(C)[-1]))
+    T = np.asarray(T, np.float64)
     top = surface.training_log_n(C) + GRID_ABOVE
-    if T > 0:
-        top = np.minimum(top, np.log(C / (INFERENCE_FLOPS_PER_PARAM_TOKEN * T)))
+    with np.errstate(divide="ignore"):
+        top = np.minimum(top, np.log(C / (INFERENCE_FLOPS_PER_PARAM_TOKEN * T)))  # T = 0: no cap
     log_n = top[..., None] + np.linspace(-GRID_SPAN, 0.0, GRID_POINTS)  # (S, K, P)
     N = np.exp(log_n)
-    D = tokens_for_budget(N, C[..., None], T)
+    D = tokens_for_budget(N, C[..., None], T[..., None] if T.ndim else T)
     with np.errstate(invalid="ignore", divide="ignore"):
         f = np.where(D > 0, surface.log_loss(N, np.where(D > 0, D, 1.0)), np.inf)
     best = refine_minimum(log_n, f)
@@ -182,8 +183,9 @@ def lifetime_optimum(surface: Surface, C, T: float) -> dict[str, np.ndarray]:
     return {"N": N, "D": D, "L": np.exp(surface.log_loss(N, D))}
 
 
-def lifetime_budget_for_loss(surface: Surface, target, T: float) -> dict[str, np.ndarray]:
-    """Per draw and target loss ((K,) or (S, K)): the cheapest lifetime compute that reaches it,
+def lifetime_budget_for_loss(surface: Surface, target, T) -> dict[str, np.ndarray]:
+    """Per draw and target loss ((K,) or (S, K)), T a number of tokens or one per target (K,):
+    the cheapest lifetime compute that reaches it,
     its N and D, and the same for the training-optimal model of that loss ("chinchilla_*": its
     lifetime cost counts its inference too), with the FLOPs saved. Draws that cannot reach a target
     give inf/nan there. Arrays (S, K)."""
@@ -195,7 +197,8 @@ def lifetime_budget_for_loss(surface: Surface, target, T: float) -> dict[str, np
     ref = lifetime_optimum(surface, C_train, 0.0)  # the training-optimal model of the target
     ref_life = C_train + INFERENCE_FLOPS_PER_PARAM_TOKEN * ref["N"] * T
     lo, hi = np.log(C_train), np.log(ref_life)
-    for _ in range(BISECTION_STEPS if T > 0 else 0):
+    T = np.asarray(T, np.float64)
+    for _ in range(BISECTION_STEPS if np.any(T > 0) else 0):
         mid = 0.5 * (lo + hi)
         above = lifetime_optimum(surface, np.exp(mid), T)["L"] > target
         lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)

@@ -12,6 +12,8 @@ equal-tailed posterior intervals: the darker band 50%, the lighter 90%, the line
 * ``pair``: pairwise scatter of the law's parameters (log10 A and log10 B).
 * ``trace_rank``: trace and rank plots per chain (ranks of the pooled draws; uniform if mixed).
 * ``residuals``: log-loss residuals against N, D and C, and observed against predicted with intervals.
+* ``inference_sizing`` (not in ``all_figures``: it needs a target loss): N and D/N of the cheapest
+  model over its lifetime for a target loss, against the inference tokens it will serve.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from bayes_scaling import checking
+from bayes_scaling.errors import InputError
 
 BANDS = (0.9, 0.5)
 MAX_DRAWS = 1000
@@ -287,6 +290,31 @@ def residuals(posterior, level: float = 0.9) -> Figure:
 
 
 # --- collections and files -----------------------------------------------------------------------
+def inference_sizing(posterior, target_loss: float, tokens=None, max_draws: int = 200) -> Figure:
+    """The cheapest model over its lifetime for a fixed ``target_loss`` against the inference
+    tokens T it will serve (``decisions.lifetime_budget_for_loss``): N_opt and D/N with 50%/90%
+    bands, over the draws (at most ``max_draws``) that reach the target; T = 0 is the training
+    frontier's model of that loss."""
+    from bayes_scaling import decisions
+
+    surface = decisions.Surface.of(posterior, max_draws=max_draws)
+    target = float(decisions.check_target_loss(surface, [target_loss])[0])
+    T = np.logspace(9, 15, 13) if tokens is None else np.asarray(tokens, np.float64)
+    draws = decisions.lifetime_budget_for_loss(surface, np.full((1, len(T)), target), T)
+    keep = np.isfinite(draws["N"]).all(axis=1)
+    if not keep.any():
+        raise InputError(f"target_loss {target:g}: no draw reaches it; give a higher target")
+    fig, axes = _new_figure(1, 2, 5.2, 4.2)
+    for ax, values, label in ((axes[0, 0], draws["N"], "N (parameters)"),
+                              (axes[0, 1], draws["tokens_per_param"], "D / N (tokens per parameter)")):
+        _band(ax, T, values[keep], "tab:green")
+        ax.set(xscale="log", yscale="log", xlabel="inference tokens T over the model's life", ylabel=label)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Cheapest model for loss {target:g} over training + inference (6ND + 2NT); "
+                 f"{keep.sum()} of {len(keep)} draws reach it; model: {posterior.model}", fontsize=9)
+    return fig
+
+
 TITLES = {
     "loss_vs_compute": "Loss against compute with the frontier band",
     "isoflop": "IsoFLOP slices with predictive bands",

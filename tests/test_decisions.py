@@ -182,3 +182,12 @@ def test_decide_cli(spread, tmp_path, capsys):
     assert "inference_tokens" in capsys.readouterr().err
     assert main(["frontier", str(tmp_path / "fit"), "--budget", "1e22", "--inference-tokens", "1e12", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["inference_tokens"] == 1e12
+
+
+def test_inference_sizing_figure(spread):
+    from bayes_scaling import plots
+
+    fig = plots.inference_sizing(spread, 2.2, tokens=[1e10, 1e12, 1e14], max_draws=50)
+    assert len(fig.axes) == 2 and spread.model in fig._suptitle.get_text()
+    with pytest.raises(InputError, match="target_loss"):
+        plots.inference_sizing(spread, 0.5)
