@@ -28,6 +28,11 @@ The misfit strategies judged against their own model (``design.misfit_fit``), ad
     python experiments/bench_design.py --misfit-reference      # full-data fits, misfit strategies replayed
     python experiments/bench_design.py --misfit-controls       # planner and random under the same model
     python experiments/bench_design.py --misfit-sensitivity    # u_ref at the largest affordable run
+
+Pool-based, judged on held-out runs (experiments/design_pool.py; results/bench_design_pool.json):
+
+    python experiments/bench_design.py --pool --seeds 10          # every source, every group
+    python experiments/bench_design.py --pool --timing            # one ask against one refit
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -710,6 +716,12 @@ def write_docs(results: dict, path: Path = ROOT / "docs" / "benchmarks.md") -> N
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--pool"]:  # the pool-based benchmark (experiments/design_pool.py)
+        import design_pool
+
+        design_pool.main(argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--replay-seeds", type=int, default=5)

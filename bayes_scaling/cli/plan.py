@@ -12,6 +12,16 @@ DIR is either
 
 Gain is the expected information gain (nats) about log N_opt(C*) from the run's loss; runs are
 chosen greedily by gain per FLOP.
+
+Pool-based planning (saved fit): ``--candidates POOL.csv`` (the runs you can do: columns N, D,
+optionally cost and run_id; other columns such as U are kept out of the way) replaces the grid, and
+``--target TARGET.csv`` (the runs you will train at the target scale: N, D) and/or
+``--target-budget C`` say where predictions matter. With either, the utility is the target-region
+one (``design.target``: expected fraction of the predictive variance removed over the target runs,
+by default the IsoFLOP slice 6ND = C* around N_opt, jointly with log N_opt(C*), per cost^0.4),
+under the saved fit's own model (the extrapolating default carries the drift beyond its runs);
+``--utility eig`` keeps the EIG about log N_opt. ``--budget F`` caps what the proposals cost
+together; nothing outside the pool or over the budget is proposed.
 """
 
 from __future__ import annotations
@@ -39,8 +49,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the runs so far, a number kappa fixes its sd at kappa x sigma (0: off; default: the planner's "
                         "setting, off for a saved fit; given with a planner state it becomes the planner's setting)")
     add_candidate_options(p)
+    add_pool_options(p)
+    p.add_argument("--budget", type=float, default=None,
+                   help="saved fit: FLOPs the proposed runs may cost together (default: no cap)")
+    p.add_argument("--utility", choices=["target", "eig"], default=None,
+                   help="saved fit: target-region utility or EIG about log N_opt(C*) (default: target with "
+                        "--candidates or --target, else eig)")
     p.add_argument("--json", action="store_true", help="print the proposals as JSON")
     p.set_defaults(func=run)
+
+
+def add_pool_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--candidates", default=None, metavar="POOL.csv",
+                   help="the runs that can be done (N, D[, cost, run_id, ...]); replaces the candidate grid")
+    p.add_argument("--target", default=None, metavar="TARGET.csv",
+                   help="the runs to predict well (N, D): the target region (default: the IsoFLOP slice at C*)")
 
 
 def add_candidate_options(p: argparse.ArgumentParser) -> None:
@@ -78,14 +101,18 @@ def run(args) -> int:
     if args.json:
         _common.print_json({"target_budget": target, "proposals": [p.__dict__ for p in proposals]})
     else:
-        print(proposals_text(proposals, target))
+        print(proposals_text(proposals, target, getattr(args, "utility_used", "eig")))
     return 0
 
 
-def proposals_text(proposals, target_budget: float) -> str:
+GAIN_LABELS = {"eig": "expected information about log N_opt(C*), nats",
+               "target": "expected share of the target's predictive variance removed"}
+
+
+def proposals_text(proposals, target_budget: float, utility: str = "eig") -> str:
     if not proposals:
         return "no affordable candidate run left"
-    lines = [f"Proposed runs for C* = {target_budget:.3g} FLOPs (gain: expected information about log N_opt(C*), nats)",
+    lines = [f"Proposed runs for C* = {target_budget:.3g} FLOPs (gain: {GAIN_LABELS[utility]})",
              f"{'#':>3}  {'run_id':<22} {'N':>8} {'D':>8} {'D/N':>7} {'cost (FLOPs)':>13} {'gain':>8} {'gain per EFLOP':>15}"]
     for i, p in enumerate(proposals, 1):
         gain = "-" if np.isnan(p.gain) else f"{p.gain:.4f}"
@@ -127,15 +154,34 @@ def _from_fit(args, directory):
     from bayes_scaling.design.planner import propose
     from bayes_scaling.posterior import Posterior
 
-    if args.target_budget is None or not args.target_budget > 0:
-        raise InputError("a saved fit needs --target-budget C* (positive FLOPs)")
+    pool_mode = args.candidates is not None or args.target is not None
+    if (args.target_budget is None and args.target is None) or (args.target_budget is not None and not args.target_budget > 0):
+        raise InputError("a saved fit needs --target-budget C* (positive FLOPs) or --target TARGET.csv")
     post = Posterior.load(directory)
     if post.num_draws < 2 or "sigma" not in post.idata["posterior"]:
         raise InputError(f"{directory} holds {post.num_draws} draw(s) without sigma; planning needs a posterior "
                          "(bayes-scaling fit --method nuts)")
     runs = post.runs
-    candidates = candidates_from_args(args, (runs.N.min(), 10 * runs.N.max()), (runs.D.min(), 10 * runs.D.max()),
-                                      10 * runs.C.max())
+    if args.candidates is not None:
+        from bayes_scaling.design.candidates import read_pool
+
+        candidates = read_pool(args.candidates)[0]
+        if args.max_run_cost is not None:
+            candidates = candidates.affordable(args.max_run_cost)
+    else:
+        candidates = candidates_from_args(args, (runs.N.min(), 10 * runs.N.max()), (runs.D.min(), 10 * runs.D.max()),
+                                          10 * runs.C.max())
+    if args.budget is not None:
+        if not args.budget > 0:
+            raise InputError(f"--budget must be positive FLOPs, got {args.budget}")
+        candidates = candidates.affordable(args.budget)
+    if len(candidates) == 0:
+        return [], args.target_budget
+    args.utility_used = args.utility or ("target" if pool_mode else "eig")
+    if args.utility_used == "target":
+        return _target_from_fit(args, post, candidates)
+    if args.target_budget is None:
+        raise InputError("--utility eig needs --target-budget C* (positive FLOPs)")
     draws = {**post.theta(), "sigma": post.draws("sigma")}
     from bayes_scaling.design.candidates import Candidates
 
@@ -146,7 +192,41 @@ def _from_fit(args, directory):
                         targets=args.targets, likelihood=post.meta.get("likelihood", "student_t"),
                         nu=post.meta.get("nu", 5.0), done=done, done_loss=runs.loss,
                         discrepancy=parse_misfit(args.misfit, 0.0))
-    return proposals, args.target_budget
+    return within_budget(proposals, args.budget), args.target_budget
+
+
+def _target_from_fit(args, post, candidates):
+    """Greedy batch by the target-region utility under the saved fit's posterior."""
+    from bayes_scaling.design.planner import Proposal
+    from bayes_scaling.design.target import TargetRegion, choose, posterior_columns, target_matrix
+
+    region, target_budget = None, args.target_budget
+    if args.target is not None:
+        from bayes_scaling.design.candidates import read_pool
+
+        table = read_pool(args.target)[0]
+        region = TargetRegion(table.N, table.D)
+        target_budget = target_budget or float(table.cost.max())
+    batch = max(1, min(args.batch, len(candidates)))
+    _tick(args, f"scoring {len(candidates)} candidate runs for a batch of {batch}")
+    Z, _ = target_matrix(post, region, target_budget)
+    chosen, gains = choose(Z, posterior_columns(post, candidates.N, candidates.D), post.draws("sigma"), candidates.cost,
+                           batch, likelihood=post.meta.get("likelihood", "student_t"), nu=post.meta.get("nu", 5.0))
+    proposals = [Proposal(candidates.keys[j], float(candidates.N[j]), float(candidates.D[j]), float(candidates.cost[j]),
+                          float(g)) for j, g in zip(chosen, gains)]
+    return within_budget(proposals, args.budget), target_budget
+
+
+def within_budget(proposals, budget):
+    """The proposals, in order, while their total cost stays within ``budget`` (None: all)."""
+    if budget is None:
+        return proposals
+    kept, left = [], float(budget)
+    for p in proposals:
+        if p.cost <= left:
+            kept.append(p)
+            left -= p.cost
+    return kept
 
 
 def parse_misfit(value, default):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN
@@ -100,3 +101,39 @@ def _log_grid(bounds, points: int, name: str) -> np.ndarray:
     if not (0 < lo <= hi) or points < 1:
         raise InputError(f"{name} must be 0 < low <= high with at least one point, got {bounds} and {points}")
     return np.geomspace(lo, hi, points) if hi > lo else np.array([lo])
+
+
+POOL_ALIASES = {"N": ("N", "params"), "D": ("D", "tokens"), "cost": ("cost", "C", "flops")}
+
+
+def read_pool(path) -> tuple[Candidates, pd.DataFrame]:
+    """A table of runnable runs (CSV or Parquet) as candidates, and its raw frame: columns N (or
+    params), D (or tokens), optionally cost (or C, flops; default 6 N D) and run_id (the key;
+    default N..-D..); other columns (U, ...) are kept in the frame. Errors name the file and column."""
+    from bayes_scaling.runs.files import check_table_path, read_file
+
+    path, suffix, kind = check_table_path(path)
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise InputError(f"{path}: a pool of runs must be a .csv or .parquet table")
+    frame = read_file(path, suffix, kind)
+    values = {}
+    for field, names in POOL_ALIASES.items():
+        name = next((n for n in names if n in frame.columns), None)
+        if name is None:
+            if field == "cost":
+                continue
+            raise InputError(f"{path}: no column {' or '.join(names)} (expected one run a row with N, D and "
+                             f"optionally cost); columns: {', '.join(map(str, frame.columns))}")
+        try:
+            column = np.asarray(pd.to_numeric(frame[name].replace("", np.nan)), np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: column {name!r} must hold numbers (FLOPs, parameters or tokens)") from None
+        if not (np.all(np.isfinite(column)) and np.all(column > 0)):
+            raise InputError(f"{path}: column {name!r} must hold positive numbers in every row")
+        values[field] = column
+    cost = values.get("cost", flops_6nd(values["N"], values["D"]))
+    keys = (tuple(str(k) for k in frame["run_id"]) if "run_id" in frame.columns
+            else tuple(grid_key(n, d) for n, d in zip(values["N"], values["D"])))
+    if len(set(keys)) != len(keys):
+        raise InputError(f"{path}: run ids (or (N, D) pairs) must be unique, one row each")
+    return Candidates(values["N"], values["D"], np.asarray(cost, np.float64), keys), frame

@@ -37,11 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bayes_scaling.design.batch import ESTIMATORS, SCORES, greedy_batch
+from bayes_scaling.design.batch import greedy_batch
 from bayes_scaling.design.candidates import Candidates
 from bayes_scaling.design.discrepancy import Discrepancy, coordinates, fit_discrepancy
 from bayes_scaling.design.eig import check_targets, predicted_log_loss, target_draws
 from bayes_scaling.design.refit import MaskedRefitter, as_runs, draws_of
+from bayes_scaling.design.settings import STRATEGIES, PlannerSettings
+from bayes_scaling.design.target import TargetRegion, choose, posterior_columns, target_matrix
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.posterior import Posterior
@@ -50,7 +52,6 @@ from bayes_scaling.runs.table import Runs
 
 STATE_FILE = "planner.json"
 RUNS_FILE = "runs.sqlite"  # the planner's run store, in its state directory
-STRATEGIES = (*SCORES, "random")
 DEFAULT_DISCREPANCY = 0.0  # no misfit term; "auto": fitted to the residuals; kappa > 0: a fixed prior (design.discrepancy)
 DEFAULT_DISCREPANCY_LENGTH = 0.5  # decades of N and of D over which the misfit is correlated
 DEFAULT_DISCREPANCY_GROWTH = 0.5  # fixed prior: misfit sd x 10^0.5 per decade of compute below the largest run
@@ -138,7 +139,8 @@ class Planner:
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
         self.refitter = MaskedRefitter(self.law, likelihood=s["likelihood"], nu=s["nu"], num_chains=s["num_chains"],
-                                       num_warmup=s["num_warmup"], num_draws=s["num_draws"])
+                                       num_warmup=s["num_warmup"], num_draws=s["num_draws"],
+                                       model=s.get("model", "plain"))
         self.store = store if store is not None else RunStore(self.directory / RUNS_FILE)
         self.done, self.failed = [], []
         self._read_store()
@@ -147,40 +149,26 @@ class Planner:
 
     # --- creation and persistence ----------------------------------------------------------------
     @classmethod
-    def create(cls, directory: str | Path, candidates: Candidates, *, target_budget: float,
-               experiment_budget: float = float("inf"), tolerance: float = 0.0, level: float = 0.9,
-               targets=("log_N_opt",), strategy: str = "eig_per_cost", estimator: str = "gaussian",
-               n_init: int = 8, law: str = "chinchilla", likelihood: str = "student_t", nu: float = 5.0,
-               num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300,
-               discrepancy: str | float = DEFAULT_DISCREPANCY, discrepancy_length: float = DEFAULT_DISCREPANCY_LENGTH,
-               discrepancy_growth: float = DEFAULT_DISCREPANCY_GROWTH, seed: int = 0,
-               overwrite: bool = False) -> Planner:
+    def create(cls, directory: str | Path, candidates: Candidates, *, settings: PlannerSettings | None = None,
+               overwrite: bool = False, **fields) -> Planner:
+        """A new planner in ``directory`` over ``candidates``: ``settings`` (a ``PlannerSettings``)
+        or its fields as keywords (``target_budget=...``, ``strategy=...``, ...)."""
+        if settings is None:
+            if "target_budget" not in fields:
+                raise InputError("Planner.create needs target_budget (C*, FLOPs) or settings=PlannerSettings(...)")
+            settings = PlannerSettings(**fields)
+        elif fields:
+            raise InputError(f"give settings or its fields, not both (got {', '.join(sorted(fields))})")
         directory = Path(directory)
         if (directory / STATE_FILE).exists() and not overwrite:
             raise InputError(f"{directory / STATE_FILE} exists; open it with Planner.open or pass overwrite=True")
         if overwrite:  # a new experiment: the old one's results go with its state
             for leftover in (RUNS_FILE, RUNS_FILE + "-wal", RUNS_FILE + "-shm"):
                 (directory / leftover).unlink(missing_ok=True)
-        if strategy not in STRATEGIES or estimator not in ESTIMATORS:
-            raise InputError(f"strategy must be one of {STRATEGIES} and estimator one of {ESTIMATORS}")
-        if not target_budget > 0 or not experiment_budget > 0 or not 0 < level < 1 or tolerance < 0:
-            raise InputError("need target_budget > 0, experiment_budget > 0, 0 < level < 1 and tolerance >= 0")
         if len(candidates) == 0:
             raise InputError("no candidate runs")
-        if not (discrepancy == "auto" or (isinstance(discrepancy, (int, float)) and discrepancy >= 0)) \
-                or not discrepancy_length > 0 or not discrepancy_growth >= 0:
-            raise InputError(f"need discrepancy 'auto' or >= 0 and discrepancy_length > 0, got {discrepancy!r}, "
-                             f"{discrepancy_length!r}")
-        settings = dict(target_budget=float(target_budget), experiment_budget=float(experiment_budget),
-                        tolerance=float(tolerance), level=float(level), targets=list(check_targets(targets)),
-                        strategy=strategy, estimator=estimator, n_init=int(n_init), law=law, likelihood=likelihood,
-                        nu=float(nu), num_chains=int(num_chains), num_warmup=int(num_warmup),
-                        num_draws=int(num_draws),
-                        discrepancy=discrepancy if discrepancy == "auto" else float(discrepancy),
-                        discrepancy_length=float(discrepancy_length), discrepancy_growth=float(discrepancy_growth),
-                        seed=int(seed))
-        state = {"version": 2, "settings": settings, "candidates": candidates.to_dict(), "pending": {}, "fits": 0,
-                 "rng": np.random.default_rng(seed).bit_generator.state}
+        state = {"version": 2, "settings": settings.to_dict(), "candidates": candidates.to_dict(), "pending": {},
+                 "fits": 0, "rng": np.random.default_rng(settings.seed).bit_generator.state}
         planner = cls(directory, state)
         planner.save()
         return planner
@@ -236,6 +224,11 @@ class Planner:
     @property
     def settings(self) -> dict:
         return self.state["settings"]
+
+    @property
+    def config(self) -> PlannerSettings:
+        """The settings as a ``PlannerSettings`` (checked; older states get the new fields' defaults)."""
+        return PlannerSettings.from_dict(self.settings)
 
     @property
     def pending(self) -> dict[str, dict]:
@@ -332,10 +325,10 @@ class Planner:
         elif s["strategy"] == "random":
             pick = self.rng.choice(len(cands), size=min(q, len(cands)), replace=False)
             proposals = [Proposal(cands.keys[j], float(cands.N[j]), float(cands.D[j]), float(cands.cost[j])) for j in pick]
+        elif s["strategy"] == "target":
+            proposals = self._target_proposals(cands, q)
         else:
-            keys = list(self.pending)
-            pending = Candidates(np.array([self.pending[k]["N"] for k in keys]), np.array([self.pending[k]["D"] for k in keys]),
-                                 np.array([self.pending[k]["cost"] for k in keys]), tuple(keys))
+            pending = self._pending_candidates()
             proposals = propose(self.law, self.draws(), cands, target_budget=s["target_budget"], q=q,
                                 targets=s["targets"], score=s["strategy"], estimator=s["estimator"],
                                 likelihood=s["likelihood"], nu=s["nu"], pending=pending, done=self.done_runs(),
@@ -417,6 +410,27 @@ class Planner:
         return out
 
     # --- helpers ---------------------------------------------------------------------------------
+    def _pending_candidates(self) -> Candidates:
+        keys = list(self.pending)
+        return Candidates(np.array([self.pending[k]["N"] for k in keys], np.float64),
+                          np.array([self.pending[k]["D"] for k in keys], np.float64),
+                          np.array([self.pending[k]["cost"] for k in keys], np.float64), tuple(keys))
+
+    def _target_proposals(self, cands: Candidates, q: int) -> list[Proposal]:
+        """Greedy batch by the target-region utility (``design.target``) under the refit's
+        posterior (the drift included where ``model`` is extrapolating), pending runs conditioned on."""
+        config = self.config
+        post = self.posterior()
+        region = TargetRegion(*np.array(config.target_runs).T) if config.target_runs else None
+        Z, _ = target_matrix(post, region, config.target_budget, span=config.target_span, points=config.target_points)
+        pending = self._pending_candidates()
+        mu_pending = posterior_columns(post, pending.N, pending.D) if len(pending) else None
+        chosen, gains = choose(Z, posterior_columns(post, cands.N, cands.D), post.draws("sigma"), cands.cost, q,
+                               settings=config.utility(), mu_pending=mu_pending, likelihood=config.likelihood,
+                               nu=config.nu)
+        return [Proposal(cands.keys[j], float(cands.N[j]), float(cands.D[j]), float(cands.cost[j]), float(g))
+                for j, g in zip(chosen, gains)]
+
     def _initial_design(self, cands: Candidates, q: int) -> list[Proposal]:
         """Farthest-point picks in standardised (log N, log D) among the cheapest quarter (log cost)."""
         log_cost = np.log(self.candidates.cost)

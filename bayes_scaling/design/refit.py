@@ -5,8 +5,10 @@
 shape, so after one compilation every refit with up to 64 runs (then 128, ...) is a plain call, and
 planners in one process share it.
 
-Model. The refits use the plain law (``fit_nuts(model="plain")``), not ``fit_nuts``'s default, the
-extrapolating model: the design's utility and stop rule (``design.eig``, ``design.batch``) are
+Model. By default the refits use the plain law (``fit_nuts(model="plain")``); ``model=
+"extrapolating"`` (``fit_nuts``'s default model, the law's drift beyond the fitted runs calibrated
+on leave-future-out Laplace refits) is what the target-region utility (``design.target``) designs
+under. The plain law stays the EIG planner's default: the design's utility and stop rule (``design.eig``, ``design.batch``) are
 defined on the law's parameters and sigma, which the drift would not change; its calibration
 (leave-future-out refits) would multiply each tell's cost for runs that are few and small; and the
 loop's saved fit then answers exactly what the loop printed. ``docs/design.md`` says how to refit
@@ -38,16 +40,18 @@ class MaskedRefitter:
     Posterior (``diagnose``, the report)."""
 
     def __init__(self, law: Law | str = "chinchilla", *, likelihood: str = "student_t", nu: float = DEFAULT_NU,
-                 priors=None, num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300):
+                 priors=None, num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300,
+                 model: str = "plain"):
         self.law = get_law(law) if isinstance(law, str) else law
         self.likelihood, self.nu, self.priors = likelihood, nu, priors
         self.num_chains, self.num_warmup, self.num_draws = num_chains, num_warmup, num_draws
+        self.model = model
         self.last_seconds = 0.0
         self.last_divergences = 0
         self.last_warning = ""
 
     def posterior(self, runs: Runs, seed: int = 0) -> Posterior:
-        """The plain law's NUTS posterior given ``runs`` (every row used)."""
+        """The NUTS posterior (``model``: plain law or extrapolating) given ``runs`` (every row used)."""
         from bayes_scaling.fitting.nuts import fit_nuts
 
         if len(runs) < len(self.law.param_names) + 1:
@@ -56,7 +60,7 @@ class MaskedRefitter:
             warnings.simplefilter("always", SamplerWarning)
             posterior = fit_nuts(runs, law=self.law, priors=self.priors, likelihood=self.likelihood, nu=self.nu,
                                  num_chains=self.num_chains, num_warmup=self.num_warmup, num_draws=self.num_draws,
-                                 seed=seed, model="plain", retry_divergent=False)
+                                 seed=seed, model=self.model, retry_divergent=False)
         for w in caught:  # anything but the sampler's verdict is shown as usual
             if not issubclass(w.category, SamplerWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -1,0 +1,384 @@
+"""Pool-based design benchmark (``bench_design.py --pool``): which runs to buy from a pool of
+runnable ones so that predictions at the held-out top of the compute range are right.
+
+Per group of every development source (Chinchilla; Marin's three datasets; Porian et al.'s 15
+settings; Gadre et al.'s three datasets), ``splits.split_by_compute`` with its defaults (the same
+split as the backtest: the top 3 IsoFLOP budgets where the table has a budget column, else the
+top 30% of compute) holds out the target region; the rest is the pool. Every strategy starts
+from the same ``n_init`` cheapest pool runs, then buys runs one batch (``q``) at a time while
+the pool's cost allows, up to 10% of the pool's total cost; the runs bought by 1%, 5% and 10%
+of that cost (prefixes of one trajectory, as Li et al. score theirs) are then fitted by the
+common fitter and scored on the target region.
+
+The start: the cheapest pool runs, at most 12 (2.5 x the law's 5 parameters), within 2% of the
+pool's cost (Li et al.'s start), and at least the 6 runs a fit needs; a checkpoint below the start's cost is scored on the start.
+
+Strategies:
+* ``ours``      ``design.target``'s utility (region = the target runs, and log N_opt at the top
+                target budget; lambda 0.5, variance kind) under the extrapolation-aware posterior
+                of the common fitter, per cost^0.4;
+* ``random``, ``cheapest``, ``invcost`` (random with probability ~ 1 / cost);
+* ``dopt``      EIG about the law's parameters (log E, log A, log B, alpha, beta) per cost^0.4,
+                from the plain law's Laplace posterior (information about theta: D-optimality);
+* ``vopt``      the expected reduction of predictive variance over the target runs per cost^0.4,
+                same plain Laplace posterior (lambda = 0);
+* ``mspe``      ``design.mspe``: written from Li et al. 2026's description (multi-start modes,
+                V-optimal within modes, inter-mode disagreement, cost^0.4);
+* ``all``       the whole pool (100% of its cost).
+
+Common fitter (scores every strategy's runs, and is the posterior ``ours`` designs under): the
+plain law's Laplace approximation (``fit_laplace``, 2 x 200 draws) made extrapolation-aware by
+``extrapolation.calibrate`` on Laplace refits and ``attach_drift``: the default model's
+construction with Laplace in place of NUTS, so that the benchmark fits in 2 shared cores.
+
+Metrics on the target runs: R^2 of the posterior median loss (Li et al.'s definition: 1 -
+SS_res / SS_tot on the loss, clipped to [-1, 1]; per source over the pooled target runs of its
+groups, as their multi-group tasks), the mean 90% interval score and coverage of the predictive
+draws (noise included), and where the table has IsoFLOP budgets the model's N_opt at the top
+held-out budget against the empirical (Approach 2) vertex of that slice.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from bayes_scaling import extrapolation, scoring
+from bayes_scaling.backtest import slice_optimum
+from bayes_scaling.design import mspe
+from bayes_scaling.design.eig import _as_2d
+from bayes_scaling.design.batch import greedy_batch
+from bayes_scaling.design.target import TargetRegion, UtilitySettings, choose, posterior_columns, target_matrix
+from bayes_scaling.errors import InputError
+from bayes_scaling.fitting.nuts import fit_laplace
+from bayes_scaling.runs.bundled import load_chinchilla, load_gadre, load_marin, load_porian
+from bayes_scaling.runs.table import Runs
+from bayes_scaling.splits import budget_column_of, split_by_compute
+
+SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
+STRATEGIES = ("ours", "random", "cheapest", "invcost", "dopt", "vopt", "mspe")
+LEVEL = 0.9
+MIN_START = 6  # the law's 5 parameters + 1: fewer cannot be fitted
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    fractions: tuple = (0.01, 0.05, 0.1)
+    n_init: int = 12  # at most 2.5 x the law's 5 parameters, rounded up (Li et al.'s start size)
+    init_fraction: float = 0.02  # ... of the cheapest runs that fit in 2% of the pool's cost (theirs)
+    q: int = 1
+    chains: int = 2
+    draws: int = 200
+    cost_exponent: float = 0.4
+    strategies: tuple = STRATEGIES
+
+
+def common_fit(runs: Runs, seed: int, settings: PoolSettings):
+    """The plain law's Laplace posterior, made extrapolation-aware (calibrated on Laplace refits)."""
+    def laplace(train):
+        return fit_laplace(train, num_chains=settings.chains, num_draws=settings.draws, seed=seed)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = laplace(runs)
+        return extrapolation.attach_drift(post, extrapolation.calibrate(runs, laplace), seed=seed)
+
+
+def plain_fit(runs: Runs, seed: int, settings: PoolSettings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_laplace(runs, num_chains=settings.chains, num_draws=settings.draws, seed=seed)
+
+
+def target_budget(target: Runs) -> float:
+    """C*: the top held-out IsoFLOP budget, else the largest held-out compute."""
+    column = budget_column_of(target)
+    return float(target.frame[column].max()) if column else float(target.C.max())
+
+
+def pick(strategy, pool: Runs, chosen, avail, target: Runs, rng, seed, settings) -> list[int]:
+    """The next ``q`` pool rows (indices into ``pool``) among ``avail``."""
+    cost = pool.C[avail]
+    q = min(settings.q, len(avail))
+    if strategy == "random":
+        return list(rng.choice(avail, size=q, replace=False))
+    if strategy == "invcost":
+        return list(rng.choice(avail, size=q, replace=False, p=(1 / cost) / np.sum(1 / cost)))
+    if strategy == "cheapest":
+        return list(avail[np.argsort(cost)[:q]])
+    sel = Runs(pool.frame.iloc[chosen].reset_index(drop=True))
+    if strategy == "mspe":
+        out, left = [], list(avail)
+        modes = mspe.fit_modes(sel.N, sel.D, sel.loss, target.N, target.D, seed=seed)
+        for _ in range(q):
+            j = mspe.choose(modes, pool.N[left], pool.D[left], pool.C[left], float(pool.C.sum()), target.N, target.D)
+            out.append(left.pop(j))
+        return out
+    scale = cost / cost.max()
+    if strategy == "ours":
+        post = common_fit(sel, seed, settings)
+        Z, _ = target_matrix(post, TargetRegion.from_runs(target), target_budget(target))
+        mu = posterior_columns(post, pool.N[avail], pool.D[avail])
+        idx, _ = choose(Z, mu, post.draws("sigma"), scale, q, likelihood=post.meta.get("likelihood", "student_t"),
+                        settings=UtilitySettings(cost_exponent=settings.cost_exponent))
+        return list(avail[idx])
+    post = plain_fit(sel, seed, settings)
+    mu = posterior_columns(post, pool.N[avail], pool.D[avail])
+    if strategy == "vopt":
+        Z, _ = target_matrix(post, TargetRegion.from_runs(target), target_budget(target))
+        idx, _ = choose(Z, mu, post.draws("sigma"), scale, q,
+                        settings=UtilitySettings(cost_exponent=settings.cost_exponent, n_opt_weight=0.0))
+        return list(avail[idx])
+    if strategy == "dopt":
+        th = post.theta()
+        T = np.column_stack([np.log(th["E"]), np.log(th["A"]), np.log(th["B"]), th["alpha"], th["beta"]])
+        idx, _ = greedy_batch(T, _as_2d(mu), post.draws("sigma"), scale, q, cost_exponent=settings.cost_exponent)
+        return list(avail[idx])
+    raise InputError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
+
+
+def trajectory(strategy, pool: Runs, target: Runs, seed: int, settings: PoolSettings) -> list[int]:
+    """Pool rows in the order bought, up to max(fractions) of the pool's cost."""
+    budget = max(settings.fractions) * float(pool.C.sum())
+    chosen = start_runs(pool, settings)
+    spent = float(pool.C[chosen].sum())
+    rng = np.random.default_rng([seed, STRATEGIES.index(strategy)])
+    while True:
+        taken = np.zeros(len(pool), bool)
+        taken[chosen] = True
+        avail = np.flatnonzero(~taken & (pool.C <= budget - spent))
+        if len(avail) == 0:
+            return chosen
+        new = pick(strategy, pool, chosen, avail, target, rng, seed, settings)
+        chosen += [int(i) for i in new]
+        spent += float(pool.C[new].sum())
+
+
+def start_runs(pool: Runs, settings: PoolSettings) -> list[int]:
+    """The common start: the cheapest pool runs, at most ``n_init``, while their cost stays within
+    ``init_fraction`` of the pool's, and at least the 6 a fit of the law needs."""
+    order = np.argsort(pool.C, kind="stable")[:settings.n_init]
+    within = np.cumsum(pool.C[order]) <= settings.init_fraction * float(pool.C.sum())
+    return [int(i) for i in order[:max(MIN_START, int(within.sum()))]]
+
+
+def prefix(chosen, cost, limit, n_start) -> list[int]:
+    """The runs bought while the cumulative cost stayed within ``limit`` (the start always)."""
+    total = np.cumsum(cost[chosen])
+    return chosen[:max(n_start, int(np.searchsorted(total, limit, side="right")))]
+
+
+def scores(post, target: Runs, seed: int) -> dict:
+    """Predictions at the target runs (for R^2 over pooled groups) and the interval metrics."""
+    median = np.median(post.predict(target.N, target.D, noise=False), axis=0)
+    draws = post.predict(target.N, target.D, seed=seed)
+    lo, hi = scoring.central_interval(draws, LEVEL)
+    out = {"pred": median.tolist(), "loss": target.loss.tolist(),
+           "interval_score": float(np.mean(scoring.interval_score(target.loss, lo, hi, LEVEL))),
+           "covered": int(np.sum(scoring.covered(target.loss, lo, hi))), "n": len(target)}
+    column = budget_column_of(target)
+    if column:
+        b = target.frame[column].to_numpy(np.float64)
+        top = b == b.max()
+        try:
+            emp = slice_optimum(target.N[top], target.loss[top], level=LEVEL, seed=seed)
+        except InputError:
+            emp = None
+        if emp is not None and not emp.opens_downward:
+            C = float(np.exp(np.mean(np.log(target.C[top]))))
+            row = post.frontier([C], LEVEL).iloc[0]
+            out["n_opt"] = {"empirical": emp.n_opt, "median": float(row["N_opt_median"]),
+                            "inside": bool(row["N_opt_lo"] <= emp.n_opt <= row["N_opt_hi"]),
+                            "log_error": float(np.log(row["N_opt_median"] / emp.n_opt))}
+    return out
+
+
+def r_squared(y, pred) -> float:
+    """Li et al.'s R^2: 1 - SS_res / SS_tot on the loss, clipped to [-1, 1]."""
+    y, pred = np.asarray(y, np.float64), np.asarray(pred, np.float64)
+    ss_tot = np.sum((y - y.mean()) ** 2)
+    if not ss_tot > 1e-30:
+        return 1.0 if np.sum((y - pred) ** 2) < 1e-30 else -1.0
+    return float(np.clip(1 - np.sum((y - pred) ** 2) / ss_tot, -1.0, 1.0))
+
+
+def run_group(name: str, runs: Runs, seeds, settings: PoolSettings, log=print) -> dict:
+    split = split_by_compute(runs)
+    pool, target = split.train, split.test
+    total = float(pool.C.sum())
+    out = {"group": name, "pool": len(pool), "target": len(target), "split": split.by, "C_star": target_budget(target),
+           "all": scores(common_fit(pool, 0, settings), target, 0), "seeds": {}}
+    for seed in seeds:
+        per = {}
+        for strategy in settings.strategies:
+            start = time.perf_counter()
+            chosen = trajectory(strategy, pool, target, seed, settings)
+            n_start = len(start_runs(pool, settings))
+            per[strategy] = {"seconds": time.perf_counter() - start}
+            for f in settings.fractions:
+                rows = prefix(chosen, pool.C, f * total, n_start)
+                sel = Runs(pool.frame.iloc[rows].reset_index(drop=True))
+                per[strategy][str(f)] = {**scores(common_fit(sel, seed, settings), target, seed), "runs": len(rows),
+                                         "cost_fraction": float(pool.C[rows].sum() / total)}
+            log(f"  {name} seed {seed} {strategy}: {len(chosen)} runs, "
+                + ", ".join(f"{f:.0%} R2 {r_squared(per[strategy][str(f)]['loss'], per[strategy][str(f)]['pred']):.3f}"
+                            for f in settings.fractions) + f" ({per[strategy]['seconds']:.1f} s)")
+        out["seeds"][str(seed)] = per
+    return out
+
+
+def groups_of(source: str, limit: int | None = None):
+    runs = SOURCES[source]()
+    frame = runs.frame
+    names = sorted(frame["group"].unique())[:limit] if limit else sorted(frame["group"].unique())
+    for g in names:
+        yield f"{source}/{g}", Runs(frame[frame["group"] == g].reset_index(drop=True))
+
+
+def summarise(groups: list[dict], settings: PoolSettings) -> dict:
+    """Per source, strategy and fraction: median over seeds of the pooled R^2, interval score,
+    coverage, N_opt log error and how often the empirical N_opt is inside the 90% interval."""
+    by_source: dict[str, list[dict]] = {}
+    for g in groups:
+        by_source.setdefault(g["group"].split("/")[0], []).append(g)
+    out = {}
+    for source, gs in by_source.items():
+        seeds = sorted(set.intersection(*[set(g["seeds"]) for g in gs]), key=int)
+        table = {}
+        for strategy in (*settings.strategies, "all"):
+            for f in ([None] if strategy == "all" else settings.fractions):
+                per_seed = []
+                for seed in seeds:
+                    parts = [g["all"] if strategy == "all" else g["seeds"][seed][strategy][str(f)] for g in gs]
+                    y = np.concatenate([p["loss"] for p in parts])
+                    pred = np.concatenate([p["pred"] for p in parts])
+                    nopt = [p["n_opt"] for p in parts if "n_opt" in p]
+                    per_seed.append({"r2": r_squared(y, pred),
+                                     "interval_score": float(np.average([p["interval_score"] for p in parts],
+                                                                        weights=[p["n"] for p in parts])),
+                                     "coverage": sum(p["covered"] for p in parts) / sum(p["n"] for p in parts),
+                                     "n_opt_abs_log_error": float(np.median([abs(n["log_error"]) for n in nopt])) if nopt else None,
+                                     "n_opt_inside": float(np.mean([n["inside"] for n in nopt])) if nopt else None})
+                key = strategy if f is None else f"{strategy}@{f}"
+                table[key] = {m: (float(np.median([p[m] for p in per_seed])) if per_seed[0][m] is not None else None)
+                              for m in per_seed[0]}
+                table[key]["r2_seeds"] = [p["r2"] for p in per_seed]
+        out[source] = {"groups": len(gs), "seeds": len(seeds), "table": table}
+    return out
+
+
+def verdict(summary: dict, settings: PoolSettings) -> dict:
+    """The issue's targets: at 5% and 10%, ours has the best median R^2 on >= 3 sources and at
+    least the all-pool fit's on >= 2; its 90% coverage lies in 80-97%."""
+    out = {}
+    for f in (0.05, 0.1):
+        if f not in settings.fractions:
+            continue
+        best, beats_all, cover = [], [], {}
+        for source, s in summary.items():
+            t = s["table"]
+            ranked = max(settings.strategies, key=lambda k: t[f"{k}@{f}"]["r2"])
+            best.append(source) if ranked == "ours" else None
+            beats_all.append(source) if t[f"ours@{f}"]["r2"] >= t["all"]["r2"] else None
+            cover[source] = t[f"ours@{f}"]["coverage"]
+        out[str(f)] = {"ours_best_on": best, "ours_at_least_all_pool_on": beats_all, "ours_coverage": cover,
+                       "met": len(best) >= 3 and len(beats_all) >= 2 and all(0.8 <= c <= 0.97 for c in cover.values())}
+    return out
+
+
+def settings_dict(settings: PoolSettings) -> dict:
+    return asdict(settings)
+
+
+def timing(repeats: int = 3) -> dict:
+    """One ask (1,000 candidates, q = 1 and q = 4: target matrix, candidate draws, greedy batch)
+    against one refit, on all Chinchilla runs, interleaved, median of ``repeats`` (warm)."""
+    from bayes_scaling.design.candidates import grid
+    from bayes_scaling.design.refit import MaskedRefitter
+    from bayes_scaling.fitting.nuts import fit_nuts
+
+    runs = load_chinchilla()
+    cands = grid(n_range=(1e7, 1e10), d_range=(1e8, 1e12), n_points=40, d_points=25).take(np.arange(1000))
+    refitter = MaskedRefitter(num_chains=2, num_warmup=300, num_draws=300)
+    times = {"refit_plain": [], "refit_default": [], "ask_q1": [], "ask_q4": []}
+
+    def timed(key, fn):
+        t = time.perf_counter()
+        value = fn()
+        times[key].append(time.perf_counter() - t)
+        return value
+
+    def ask(post, q):
+        Z, _ = target_matrix(post, None, 5.76e23)
+        mu = posterior_columns(post, cands.N, cands.D)
+        return choose(Z, mu, post.draws("sigma"), cands.cost, q)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(repeats + 1):  # the first round compiles
+            timed("refit_plain", lambda: refitter.posterior(runs, seed=i))
+            post = timed("refit_default", lambda: fit_nuts(runs, num_chains=2, num_warmup=300, num_draws=300, seed=i))
+            timed("ask_q1", lambda: ask(post, 1))
+            timed("ask_q4", lambda: ask(post, 4))
+    med = {k: float(np.median(v[1:])) for k, v in times.items()}
+    return {"candidates": len(cands), "draws": int(post.num_draws), "runs": len(runs), "repeats": repeats,
+            "median_seconds": med, "ask_q1_over_default_refit": med["ask_q1"] / med["refit_default"],
+            "ask_q1_over_plain_refit": med["ask_q1"] / med["refit_plain"], "all_seconds": times}
+
+
+def main(argv=None) -> None:
+    import argparse
+    import json
+    import os
+    import platform
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
+    parser.add_argument("--groups-per-source", type=int, default=None, help="the first G groups of each source")
+    parser.add_argument("--q", type=int, default=1, help="runs bought per refit")
+    parser.add_argument("--timing", action="store_true", help="only measure one ask against one refit")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_design_pool.json"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared, loaded)"
+
+    def write():
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1, default=float))
+        os.replace(tmp, out)
+
+    if args.timing:
+        results["timing"] = timing()
+        write()
+        print(json.dumps(results["timing"]["median_seconds"]), results["timing"]["ask_q1_over_default_refit"])
+        return
+    settings = PoolSettings(q=args.q)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    before = results.get("settings", {}).get("seeds", [])
+    results["settings"] = {**settings_dict(settings), "seeds": sorted(set(before) | set(seeds))}
+    groups = {g["group"]: g for g in results.get("groups", [])}
+    start = time.perf_counter()
+    for source in args.sources:
+        for name, runs in groups_of(source, args.groups_per_source):
+            old = groups.get(name)
+            todo = [s for s in seeds if old is None or str(s) not in old["seeds"]]
+            if not todo:
+                continue
+            new = run_group(name, runs, todo, settings)
+            if old is not None:
+                new["seeds"] = {**old["seeds"], **new["seeds"]}
+            groups[name] = new
+            results["groups"] = list(groups.values())
+            results["summary"] = summarise(results["groups"], settings)
+            results["verdict"] = verdict(results["summary"], settings)
+            results["seconds"] = results.get("seconds", 0.0) + time.perf_counter() - start
+            start = time.perf_counter()
+            write()
+    print(json.dumps(results.get("verdict"), indent=1))

@@ -1,0 +1,109 @@
+"""Pool-based planning: the target-region strategy in the planner and `plan FIT --candidates POOL
+--target TARGET`: never outside the pool or over budget, and a replayed seed is reproducible."""
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from bayes_scaling.design import Planner, Simulator
+from bayes_scaling.design.candidates import Candidates, read_pool
+from bayes_scaling.design.settings import PlannerSettings
+from bayes_scaling.errors import InputError
+from bayes_scaling.laws import EPOCH_2024
+
+
+def a_pool(n=40, seed=0) -> Candidates:
+    """Runs scattered over 1e16 .. 1e20 FLOPs, irregular, as a real pool is."""
+    rng = np.random.default_rng(seed)
+    N = 10 ** rng.uniform(7, 9, n)
+    D = 10 ** rng.uniform(8.3, 10.5, n)
+    return Candidates(N, D, 6 * N * D, tuple(f"pool-{i}" for i in range(n)))
+
+
+def replay(directory, pool, seed, budget, batches=3, q=2):
+    simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=seed)
+    planner = Planner.create(directory, pool, settings=PlannerSettings(
+        target_budget=1e22, experiment_budget=budget, strategy="target", n_init=6, seed=seed, num_warmup=150,
+        num_draws=150, target_runs=((2e9, 8e11), (4e9, 4e11))))
+    asked = []
+    for _ in range(batches + 3):  # the space-filling start, then target-utility batches
+        proposals = planner.ask(q if planner.done else 6)
+        if not proposals:
+            break
+        asked += proposals
+        for p in proposals:
+            planner.tell(p.run_id, simulator(p))
+    return planner, asked
+
+
+def test_pool_planning_stays_in_the_pool_and_budget_and_replays_exactly(tmp_path):
+    pool = a_pool()
+    budget = 0.3 * pool.cost.sum()
+    planner, asked = replay(tmp_path / "a", pool, seed=4, budget=budget)
+    assert len(asked) > 6 and all(np.isfinite(p.gain) for p in asked[6:])  # the utility chose those
+    assert {p.run_id for p in asked} <= set(pool.keys)
+    assert len({p.run_id for p in asked}) == len(asked)
+    assert planner.flops_spent <= budget
+    for p in asked:
+        j = pool.keys.index(p.run_id)
+        assert (p.N, p.D, p.cost) == (pool.N[j], pool.D[j], pool.cost[j])
+    _, again = replay(tmp_path / "b", pool, seed=4, budget=budget)
+    assert [p.run_id for p in again] == [p.run_id for p in asked]
+    assert [p.gain for p in again] == pytest.approx([p.gain for p in asked], nan_ok=True)
+    saved = json.loads((tmp_path / "a" / "planner.json").read_text())["settings"]
+    assert saved == PlannerSettings.from_dict(saved).to_dict() and saved["strategy"] == "target"
+
+
+def test_planner_settings_are_checked_and_saved_with_asdict(tmp_path):
+    s = PlannerSettings(target_budget=1e22, strategy="target", cost_exponent=0.4)
+    assert asdict(s)["cost_exponent"] == 0.4 and PlannerSettings.from_dict(s.to_dict()) == s
+    with pytest.raises(InputError, match="strategy"):
+        PlannerSettings(target_budget=1e22, strategy="best")
+    with pytest.raises(InputError, match="n_opt_weight"):
+        PlannerSettings(target_budget=1e22, n_opt_weight=2.0)
+    with pytest.raises(InputError, match="settings or its fields"):
+        Planner.create(tmp_path, a_pool(), settings=s, seed=3)
+
+
+def test_plan_from_a_saved_fit_proposes_pool_runs_within_budget(tmp_path, capsys):
+    from bayes_scaling.cli import main
+    from bayes_scaling.fitting.posterior_build import build_posterior
+    from bayes_scaling.laws import Chinchilla
+    from bayes_scaling.runs import load_chinchilla
+
+    rng = np.random.default_rng(0)
+    draws = {k: np.full(400, float(v)) for k, v in EPOCH_2024.items()}
+    for k in ("A", "B", "alpha", "beta"):
+        draws[k] = draws[k] * np.exp(0.05 * rng.standard_normal(400))
+    draws["sigma"] = np.full(400, 0.01)
+    runs = load_chinchilla().for_fit()
+    build_posterior(Chinchilla(), runs, {k: v.reshape(2, 200) for k, v in draws.items()}, None, None,
+                    method="nuts", meta={"likelihood": "student_t", "nu": 5.0}).save(tmp_path / "fit")
+    pool = a_pool(60, seed=1)
+    (tmp_path / "pool.csv").write_text("run_id,N,D,cost,U\n" + "".join(
+        f"{k},{n},{d},{c},1\n" for k, n, d, c in zip(pool.keys, pool.N, pool.D, pool.cost)))
+    (tmp_path / "target.csv").write_text("N,D\n2e9,8e11\n4e9,4e11\n8e9,2e11\n")
+    budget = float(np.sort(pool.cost)[-5:].sum())
+    assert main(["plan", str(tmp_path / "fit"), "--candidates", str(tmp_path / "pool.csv"), "--target",
+                 str(tmp_path / "target.csv"), "--batch", "4", "--budget", str(budget), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    ids = [p["run_id"] for p in plan["proposals"]]
+    assert 0 < len(ids) <= 4 and set(ids) <= set(pool.keys) and len(set(ids)) == len(ids)
+    assert sum(p["cost"] for p in plan["proposals"]) <= budget
+    assert plan["target_budget"] == pytest.approx(6 * 8e9 * 2e11)
+    assert main(["plan", str(tmp_path / "fit"), "--candidates", str(tmp_path / "pool.csv"), "--target-budget", "1e22",
+                 "--budget", "1"]) == 0  # nothing affordable: nothing proposed
+    assert "no affordable candidate" in capsys.readouterr().out
+
+
+def test_read_pool_names_the_file_and_column(tmp_path):
+    (tmp_path / "p.csv").write_text("params,tokens\n1e7,1e9\n2e7,x\n")
+    with pytest.raises(InputError, match="'tokens' must hold numbers"):
+        read_pool(tmp_path / "p.csv")
+    (tmp_path / "q.csv").write_text("N,size\n1e7,1e9\n")
+    with pytest.raises(InputError, match="no column D or tokens"):
+        read_pool(tmp_path / "q.csv")
+    (tmp_path / "r.csv").write_text("params,tokens\n1e7,1e9\n")
+    assert read_pool(tmp_path / "r.csv")[0].cost[0] == pytest.approx(6e16)
