@@ -124,6 +124,9 @@ class RunSpec:
             ("branch_at_tokens", (self.branch_at_tokens > 0) == bool(self.branch_from),
              "a positive token count exactly when branch_from is given"),
             ("branch_at_tokens", self.branch_at_tokens < self.tokens, f"fewer than tokens={self.tokens}"),
+            ("warmup_tokens", self.role == "run" or self.warmup_tokens > 0 or self.warmup_fraction == 0,
+             "a positive warmup in tokens for a WSD trunk or branch (a warmup_fraction would change with D, "
+             "so a trunk extended later or its branches would warm up differently)"),
         ]
         for name, ok, expected in checks:
             if not ok:

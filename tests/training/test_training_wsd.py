@@ -44,11 +44,12 @@ def test_wsd_plan_counts_warmup_in_tokens_and_cooldown_in_updates():
     plan = make_plan(tiny_spec(schedule="wsd", tokens=256 * 50, warmup_tokens=256 * 4, cooldown_fraction=0.2), 256)
     assert (plan.steps, plan.warmup, plan.cooldown) == (50, 4, 10)
     trunk = make_plan(tiny_spec(schedule="wsd", tokens=256 * 50, cooldown_fraction=0.0, save_at_tokens=[2560, 5120],
-                                checkpoint_dir="x"), 256)
+                                checkpoint_dir="x", warmup_tokens=512), 256)
     assert trunk.keep_steps == (10, 20) and {10, 20} <= set(trunk.checkpoint_steps) and trunk.cooldown == 0
-    assert tiny_spec(schedule="wsd", cooldown_fraction=0.0).role == "trunk"
+    assert tiny_spec(schedule="wsd", cooldown_fraction=0.0, warmup_tokens=512).role == "trunk"
     with pytest.raises(SpecError, match="branch_at_tokens"):  # the branch point is inside the cool-down
-        make_plan(tiny_spec(schedule="wsd", tokens=256 * 50, branch_from="t", branch_at_tokens=256 * 45), 256)
+        make_plan(tiny_spec(schedule="wsd", tokens=256 * 50, branch_from="t", branch_at_tokens=256 * 45,
+                            warmup_tokens=512), 256)
 
 
 def test_cosine_run_ids_do_not_change_with_the_new_fields():
@@ -68,8 +69,9 @@ def test_cosine_run_ids_do_not_change_with_the_new_fields():
     (dict(schedule="wsd", checkpoint_dir="c", save_at_tokens=[10**9]), "save_at_tokens"),
     (dict(schedule="wsd", save_at_tokens="a,b"), "save_at_tokens"),
     (dict(branch_from="trunk", branch_at_tokens=512), "branch_from"),
-    (dict(schedule="wsd", branch_from="trunk"), "branch_at_tokens"),
-    (dict(schedule="wsd", branch_from="c", checkpoint_dir="c", branch_at_tokens=512), "branch_from"),
+    (dict(schedule="wsd", branch_from="trunk", warmup_tokens=512), "branch_at_tokens"),
+    (dict(schedule="wsd", branch_from="c", checkpoint_dir="c", branch_at_tokens=512, warmup_tokens=512), "branch_from"),
+    (dict(schedule="wsd", cooldown_fraction=0.0), "warmup_tokens"),  # a trunk's warmup must not depend on D
 ])
 def test_bad_wsd_fields_name_the_field(changes, field):
     with pytest.raises(SpecError, match=f"RunSpec.{field}"):
@@ -77,13 +79,14 @@ def test_bad_wsd_fields_name_the_field(changes, field):
 
 
 def test_wsd_spec_round_trips_through_json_and_the_command_line():
-    spec = tiny_spec(schedule="wsd", cooldown_fraction=0.0, save_at_tokens=[5120, 2560], checkpoint_dir="c")
+    spec = tiny_spec(schedule="wsd", cooldown_fraction=0.0, save_at_tokens=[5120, 2560], checkpoint_dir="c",
+                     warmup_tokens=512)
     assert spec.save_at_tokens == (2560, 5120)
     assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     from training.__main__ import build_parser, spec_from_args
 
     args = build_parser().parse_args(["--params", "2e4", "--tokens", "1e4", "--schedule", "wsd", "--cooldown-fraction",
-                                      "0", "--checkpoint-dir", "c", "--save-at-tokens", "2560,5120"])
+                                      "0", "--checkpoint-dir", "c", "--save-at-tokens", "2560,5120", "--warmup-tokens", "512"])
     assert spec_from_args(args).save_at_tokens == (2560, 5120)
 
 
@@ -114,3 +117,7 @@ def test_branch_from_a_trunk_checkpoint_equals_a_straight_run_bitwise(tmp_path):
         run(tiny_spec(**common, branch_from=trunk_dir, branch_at_tokens=256 * 20))
     with pytest.raises(SpecError, match="RunSpec.seed=1: expected the trunk's value 0"):
         run(tiny_spec(**common, seed=1, branch_from=trunk_dir, branch_at_tokens=256 * 12))
+    # a finished trunk is extended by running it again with more tokens: it resumes where it stopped
+    longer = run(tiny_spec(**{**common, "tokens": 256 * 33, "cooldown_fraction": 0.0}, checkpoint_dir=trunk_dir,
+                           save_at_tokens=[256 * 12, 256 * 27, 256 * 33]))
+    assert longer.status == "ok" and longer.resumed_from_step == 30 and longer.steps_done == 33
