@@ -8,6 +8,8 @@ assets). Sections, in order, each a ``<section id=...>``:
     diagnostics  R-hat, bulk/tail ESS, divergences, E-BFMI, tree-depth saturation, with warnings
     parameters   median and 90% interval of each parameter, with R-hat and ESS, beside published fits
     frontier     N_opt, D_opt, L_opt and tokens per parameter at 1e19 .. 1e25 FLOPs (90% intervals)
+    decisions    the posterior IsoFLOP profile at the user's budgets (``decisions.isoflop_profile``):
+                 the N of lowest expected loss, where P(best) lies, the regret of the median N_opt
     checks       posterior predictive coverage and PSIS-LOO with Pareto-k flags
     backtest     "How far can these runs be trusted?": the leave-future-out backtest of the fitted
                  runs (``bayes_scaling.backtest``), refitted with the fit's law and settings
@@ -42,6 +44,7 @@ SECTIONS = {
     "diagnostics": "Sampler diagnostics",
     "parameters": "Parameters",
     "frontier": "Compute-optimal frontier",
+    "decisions": "Deciding at a budget",
     "checks": "Model checks",
     "backtest": "How far can these runs be trusted?",
     "figures": "Figures",
@@ -164,6 +167,35 @@ def frontier_table(posterior) -> pd.DataFrame:
     ])
 
 
+DECISION_BUDGETS = (1e21, 1e23, 1e25)
+DECISIONS_INTRO = ("One run per budget, chosen under the posterior ({model} model): the N of lowest expected loss "
+                   "along 6ND = C with its loss, the N range holding {level:.0%} of P(this N is best), and the "
+                   "expected regret (loss above each draw's own optimum) of choosing the median N_opt; "
+                   "median [{level:.0%} interval]. 'bayes-scaling decide' answers the same at any budget.")
+
+
+def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
+    """The posterior IsoFLOP profile at each budget as text cells (``decisions.isoflop_profile``)."""
+    from bayes_scaling.decisions import Surface, isoflop_profile
+    from bayes_scaling.formatting import format_si
+
+    surface = Surface.of(posterior)
+    rows = []
+    for C in budgets:
+        p = isoflop_profile(surface, C, level=LEVEL)
+        best, med, lo_hi = p.best, p.median_choice, p.p_best_set()
+        rows.append({
+            "budget C (FLOPs)": f"{C:.0e}",
+            "N of lowest expected loss": f"{format_si(best['N'])} ({best['tokens_per_param']:.0f} tokens/param)",
+            "its loss": f"{best['loss']['median']:.4f} [{best['loss']['lo']:.4f}, {best['loss']['hi']:.4f}]",
+            f"{LEVEL:.0%} of P(best) on N in": f"[{format_si(lo_hi[0])}, {format_si(lo_hi[1])}]",
+            "median N_opt": f"{format_si(med['N'])} [{format_si(p.n_opt['lo'])}, {format_si(p.n_opt['hi'])}]",
+            "expected regret of median N_opt": f"{med['expected_regret']:.2g} [{med['regret']['lo']:.2g}, "
+                                               f"{med['regret']['hi']:.2g}]",
+        })
+    return pd.DataFrame(rows)
+
+
 def model_checks(posterior) -> tuple[list[str], pd.DataFrame | None]:
     """Lines on predictive coverage and PSIS-LOO, and the runs with high Pareto k (or None)."""
     from bayes_scaling import checking
@@ -240,16 +272,17 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
 
 # --- writing --------------------------------------------------------------------------------------
 def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = None, all_runs=None,
-                 backtest=None, progress: bool = False) -> Path:
+                 backtest=None, progress: bool = False, budgets=DECISION_BUDGETS) -> Path:
     """Write the report of ``posterior`` to ``out_path`` as ``fmt`` ("html" or "md"); returns the path.
 
     ``all_runs``: the full run table before flagged rows were dropped, to list the exclusions
     (found automatically for the bundled datasets). ``backtest``: True to run the backtest section
     (refits the runs once per group), False to leave it out, a ``BacktestResult`` to show, or None
-    for ``BACKTEST_BY_DEFAULT``; ``progress`` reports the refits on stderr."""
+    for ``BACKTEST_BY_DEFAULT``; ``progress`` reports the refits on stderr; ``budgets``: where the
+    "Deciding at a budget" section shows the posterior IsoFLOP profile."""
     out_path = _check_out(out_path, fmt)
     title = title or f"bayes-scaling report: {posterior.law.name} ({posterior.method})"
-    content = report_content(posterior, all_runs=all_runs, backtest=backtest, progress=progress)
+    content = report_content(posterior, all_runs=all_runs, backtest=backtest, progress=progress, budgets=budgets)
     (_write_html if fmt == "html" else _write_markdown)(title, [(None, content)], out_path)
     return out_path
 
@@ -275,7 +308,8 @@ def _check_out(out_path, fmt: str) -> Path:
     return out_path
 
 
-def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = False) -> dict:
+def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = False,
+                   budgets=DECISION_BUDGETS) -> dict:
     """Every section's content for one fit (``write_report``'s arguments)."""
     from bayes_scaling import checking, plots
     from bayes_scaling.diagnostics import diagnose
@@ -297,6 +331,8 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
         "warnings": diagnosis.warnings(),
         "parameters": parameter_table(posterior, diagnosis),
         "frontier": frontier_table(posterior),
+        "decisions": decisions_table(posterior, budgets),
+        "decisions_intro": DECISIONS_INTRO.format(model=posterior.model, level=LEVEL),
         "check_lines": check_lines,
         "high_k": high_k,
         "figures": plots.all_figures(posterior),
@@ -389,6 +425,7 @@ def _html_sections(c: dict, prefix: str, level: int) -> list[str]:
     )
     section("parameters", f"<p>Posterior median and equal-tailed {LEVEL:.0%} interval.</p>", _html_table(c["parameters"]))
     section("frontier", f"<p>Median [{LEVEL:.0%} interval] under C = 6ND.</p>", _html_table(c["frontier"]))
+    section("decisions", f"<p>{esc(c['decisions_intro'])}</p>", _html_table(c["decisions"]))
     section(
         "checks", "".join(f"<p>{esc(line)}</p>" for line in c["check_lines"]),
         "" if c["high_k"] is None else f"<{sub}>Runs with high Pareto k</{sub}>{_html_table(c['high_k'])}",
@@ -459,6 +496,7 @@ def _md_sections(c: dict, level: int, fig_dir: Path, base: Path) -> list[str]:
             *[f"**Warning:** {w}" for w in c["warnings"]])
     section("parameters", f"Posterior median and equal-tailed {LEVEL:.0%} interval.", _md_table(c["parameters"]))
     section("frontier", f"Median [{LEVEL:.0%} interval] under C = 6ND.", _md_table(c["frontier"]))
+    section("decisions", c["decisions_intro"], _md_table(c["decisions"]))
     section("checks", *c["check_lines"],
             "" if c["high_k"] is None else f"{sub} Runs with high Pareto k\n\n{_md_table(c['high_k'])}")
     trust = c["trust"]
