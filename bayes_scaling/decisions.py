@@ -30,7 +30,7 @@ expected-loss choice, whose mean is the expected regret.
 (equivalently whose needed budget is at most C); ``p_run_below`` is P(loss <= target) for one given
 run, from ``Posterior.predict`` with the observation noise, as that run would report it.
 
-Probabilities are posterior shares of S draws; their interval (``probability``) is the Jeffreys
+Probabilities are posterior shares of S draws; their interval (``probability``) is the Wilson
 interval of that share, the Monte Carlo error of S draws taken as independent.
 """
 
@@ -256,16 +256,19 @@ def interval(draws: np.ndarray, level: float, axis: int = 0) -> dict[str, np.nda
 
 
 def probability(hits: np.ndarray, level: float, axis: int = 0) -> dict[str, np.ndarray]:
-    """The share of draws that are True, with the Jeffreys ``level`` interval of that share
-    (Beta(k + 1/2, S - k + 1/2) quantiles): the Monte Carlo error of S independent draws."""
-    from scipy.stats import beta
+    """The share p = k / S of draws that are True, with the Wilson score ``level`` interval of that
+    share, the Monte Carlo error of S independent draws (z the normal quantile at (1 + level) / 2):
+
+        (k + z^2/2) / (S + z^2)  -/+  z / (S + z^2) * sqrt(k (S - k) / S + z^2 / 4)."""
+    from statistics import NormalDist
 
     level = frontier_mod.check_level(level)
     hits = np.asarray(hits, bool)
     S, k = hits.shape[axis], hits.sum(axis=axis)
-    lo = np.where(k > 0, beta.ppf((1 - level) / 2, k + 0.5, S - k + 0.5), 0.0)
-    hi = np.where(k < S, beta.ppf((1 + level) / 2, k + 0.5, S - k + 0.5), 1.0)
-    return {"p": k / S, "lo": lo, "hi": hi, "level": level}
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    centre = (k + z**2 / 2) / (S + z**2)
+    half = z / (S + z**2) * np.sqrt(k * (S - k) / S + z**2 / 4)
+    return {"p": k / S, "lo": np.maximum(centre - half, 0.0), "hi": np.minimum(centre + half, 1.0), "level": level}
 
 
 def _json(value):
