@@ -107,3 +107,19 @@ def test_read_pool_names_the_file_and_column(tmp_path):
         read_pool(tmp_path / "q.csv")
     (tmp_path / "r.csv").write_text("params,tokens\n1e7,1e9\n")
     assert read_pool(tmp_path / "r.csv")[0].cost[0] == pytest.approx(6e16)
+
+
+def test_loop_with_a_pool_runs_only_pool_runs_within_budget(tmp_path):
+    from bayes_scaling.cli import main
+    from bayes_scaling.design.planner import Planner
+
+    pool = a_pool(30, seed=2)
+    (tmp_path / "pool.csv").write_text("run_id,N,D\n" + "".join(f"{k},{n},{d}\n" for k, n, d in zip(pool.keys, pool.N, pool.D)))
+    budget = 0.2 * pool.cost.sum()
+    assert main(["loop", "--simulate", "--target-budget", "1e22", "--experiment-budget", str(budget), "--candidates",
+                 str(tmp_path / "pool.csv"), "--state", str(tmp_path / "state"), "--draws", "100", "--max-runs", "9",
+                 "--n-init", "6", "--json"]) == 0
+    planner = Planner.open(tmp_path / "state")
+    assert planner.settings["strategy"] == "target" and planner.settings["model"] == "extrapolating"
+    assert 6 < len(planner.done) <= 9 and {r["key"] for r in planner.done} <= set(pool.keys)
+    assert planner.flops_spent <= budget

@@ -25,6 +25,11 @@ the loop prints the command that resumes it when it starts and when it stops. Ct
 cancels the running runs (they stay pending; exit status 130, or 143 for SIGTERM). ``--max-runs``
 counts every result in the state, those of earlier invocations included.
 
+Pool. ``--candidates POOL.csv`` (N, D, optionally cost and run_id) replaces the candidate grid: the
+loop proposes only runs of the pool, within ``--experiment-budget``; ``--target TARGET.csv`` (N, D)
+names the runs whose predictions matter. With either, the strategy defaults to ``target``: the
+target-region utility (``design.target``) per cost^0.4, refitting under the extrapolating model.
+
 Fit. When the loop ends (not when it is stopped) it saves its final fit, the plain law's NUTS
 posterior of every done run (the one its last status was computed from), to ``DIR/fit`` and says
 so: ``bayes-scaling frontier DIR/fit`` and ``bayes-scaling report DIR/fit`` open it. The loop
@@ -44,7 +49,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bayes_scaling.cli import _common
-from bayes_scaling.cli.plan import add_candidate_options, candidates_from_args
+from bayes_scaling.cli.plan import add_candidate_options, add_pool_options, candidates_from_args
 from bayes_scaling.design.loop import LoopSettings, run_loop
 from bayes_scaling.errors import InputError
 
@@ -69,7 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", nargs="+", default=["log_N_opt"], choices=["log_N_opt", "log_L_opt"],
                    help="what the runs should inform (default log_N_opt; both: the joint information)")
-    p.add_argument("--strategy", default="eig_per_cost", choices=["eig_per_cost", "eig", "uncertainty", "random"])
+    p.add_argument("--strategy", default=None, choices=["target", "eig_per_cost", "eig", "uncertainty", "random"],
+                   help="target: the target-region utility (design.target, per cost^0.4, under --model); eig_per_cost: "
+                        "EIG about log N_opt(C*) per FLOP (default; target with --candidates or --target)")
+    p.add_argument("--model", default=None, choices=["plain", "extrapolating"],
+                   help="the refits' model (default: extrapolating for --strategy target, else plain)")
     p.add_argument("--misfit", default=None, metavar="auto|KAPPA",
                    help="score candidates under the law plus a misfit term growing at small compute (docs/design.md): "
                         "'auto' fits its size to the residuals, a number fixes it (default off; a new planner only)")
@@ -81,6 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-spec", default=None, help='harness: extra RunSpec fields as JSON, e.g. \'{"context": 64}\'')
     add_executor_options(p)
     add_candidate_options(p)
+    add_pool_options(p)
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.set_defaults(func=run)
 
@@ -163,12 +173,27 @@ def open_planner(args):
         planner = Planner.open(state_dir)
         _common.info(f"resuming {state_dir}: {len(planner.done)} runs done, {len(planner.pending)} pending")
         return planner
-    defaults = SIMULATE_GRID if args.simulate else HARNESS_GRID
-    candidates = candidates_from_args(args, defaults["n_range"], defaults["d_range"], defaults["max_cost"])
-    planner = Planner.create(state_dir, candidates, target_budget=args.target_budget,
-                             experiment_budget=args.experiment_budget, tolerance=args.tolerance, level=args.level,
-                             targets=args.targets, strategy=args.strategy, n_init=args.n_init, num_warmup=args.draws,
-                             num_draws=args.draws, seed=args.seed, discrepancy=parse_misfit(args.misfit, 0.0))
+    from bayes_scaling.design.candidates import read_pool
+    from bayes_scaling.design.settings import PlannerSettings
+
+    if args.candidates is not None:
+        candidates = read_pool(args.candidates)[0]
+        if args.max_run_cost is not None:
+            candidates = candidates.affordable(args.max_run_cost)
+    else:
+        defaults = SIMULATE_GRID if args.simulate else HARNESS_GRID
+        candidates = candidates_from_args(args, defaults["n_range"], defaults["d_range"], defaults["max_cost"])
+    strategy = resolved_strategy(args)
+    target_runs = ()
+    if args.target is not None:
+        table = read_pool(args.target)[0]
+        target_runs = tuple(zip(table.N.tolist(), table.D.tolist()))
+    settings = PlannerSettings(
+        target_budget=args.target_budget, experiment_budget=args.experiment_budget, tolerance=args.tolerance,
+        level=args.level, targets=tuple(args.targets), strategy=strategy, n_init=args.n_init, num_warmup=args.draws,
+        num_draws=args.draws, seed=args.seed, discrepancy=parse_misfit(args.misfit, 0.0),
+        model=args.model or ("extrapolating" if strategy == "target" else "plain"), target_runs=target_runs)
+    planner = Planner.create(state_dir, candidates, settings=settings)
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
     return planner
 
@@ -176,13 +201,25 @@ def open_planner(args):
 # The options that define an experiment: the same values resume the same default state directory.
 STATE_OPTIONS = ("target_budget", "experiment_budget", "tolerance", "level", "simulate", "truth", "noise_sigma", "seed",
                  "targets", "strategy", "misfit", "draws", "n_init", "n_range", "d_range", "grid_points",
-                 "max_run_cost", "train_spec")
+                 "max_run_cost", "train_spec", "candidates", "target", "model")  # see NEW_STATE_OPTIONS
 DEFAULT_STATE_ROOT = Path(".bayes-scaling") / "loops"
+
+
+NEW_STATE_OPTIONS = ("candidates", "target", "model")  # left out of the hash when unset: older loops resume
+
+
+def resolved_strategy(args) -> str:
+    """--strategy, or its default: target with a pool or a target table, else eig_per_cost."""
+    return args.strategy or ("target" if getattr(args, "candidates", None) or getattr(args, "target", None)
+                             else "eig_per_cost")
 
 
 def default_state_dir(args) -> Path:
     """``.bayes-scaling/loops/<hash>``: the hash of the options in ``STATE_OPTIONS``."""
-    key = json.dumps({name: getattr(args, name, None) for name in STATE_OPTIONS}, sort_keys=True, default=str)
+    options = {name: getattr(args, name, None) for name in STATE_OPTIONS}
+    options["strategy"] = resolved_strategy(args)
+    options = {k: v for k, v in options.items() if not (k in NEW_STATE_OPTIONS and v is None)}
+    key = json.dumps(options, sort_keys=True, default=str)
     return DEFAULT_STATE_ROOT / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
