@@ -51,7 +51,14 @@ from bayes_scaling.backtest import slice_optimum
 from bayes_scaling.design import mspe
 from bayes_scaling.design.eig import _as_2d
 from bayes_scaling.design.batch import greedy_batch
-from bayes_scaling.design.target import TargetRegion, UtilitySettings, choose, posterior_columns, target_matrix
+from bayes_scaling.design.target import (
+    TargetRegion,
+    UtilitySettings,
+    choose,
+    finite_draws,
+    posterior_columns,
+    target_matrix,
+)
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.nuts import fit_laplace
 from bayes_scaling.runs.bundled import load_chinchilla, load_gadre, load_marin, load_porian
@@ -135,7 +142,8 @@ def pick(strategy, pool: Runs, chosen, avail, target: Runs, rng, seed, settings)
     if strategy == "dopt":
         th = post.theta()
         T = np.column_stack([np.log(th["E"]), np.log(th["A"]), np.log(th["B"]), th["alpha"], th["beta"]])
-        idx, _ = greedy_batch(T, _as_2d(mu), post.draws("sigma"), scale, q, cost_exponent=settings.cost_exponent)
+        T, mu, sigma = finite_draws(T, _as_2d(mu), post.draws("sigma"))
+        idx, _ = greedy_batch(T, mu, sigma, scale, q, cost_exponent=settings.cost_exponent)
         return list(avail[idx])
     raise InputError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
 

@@ -60,3 +60,13 @@ def test_isoflop_region_lies_on_the_budget_and_bad_inputs_are_named():
         UtilitySettings(cost_exponent=-1)
     with pytest.raises(InputError, match="one N and one D"):
         TargetRegion(np.ones(2), np.ones(3))
+
+
+def test_draws_with_overflowing_predictions_are_left_out():
+    Z, mu = constructed(seed=2, S=500)
+    bad = mu.copy()
+    bad[:3, 0] = np.inf  # three draws whose law overflows at the near run
+    cost = np.array([1e4, 1.0])
+    assert choose(Z, bad, np.full(500, 0.01), cost, 1)[0] == choose(Z[3:], mu[3:], np.full(497, 0.01), cost, 1)[0]
+    with pytest.raises(InputError, match="finite"):
+        choose(Z, np.full_like(mu, np.nan), np.full(500, 0.01), cost, 1)

@@ -148,7 +148,22 @@ def choose(Z: np.ndarray, mu: np.ndarray, sigma, cost, q: int, *, settings: Util
     Z = _as_2d(Z)
     if Z.shape[1] < 2:
         raise InputError("target draws need the region's columns and log N_opt (at least 2 columns)")
+    Z, mu, sigma, mu_pending = finite_draws(Z, _as_2d(mu), np.broadcast_to(np.asarray(sigma, np.float64), (len(Z),)),
+                                            None if mu_pending is None else _as_2d(mu_pending))
     Zc = Z - Z.mean(axis=0)
     S_TT0 = Zc.T @ Zc / len(Z)
     return greedy_batch(Z, mu, sigma, cost, q, mu_pending=mu_pending, score="eig_per_cost", likelihood=likelihood,
                         nu=nu, gain=make_gain(S_TT0, settings), cost_exponent=settings.cost_exponent)
+
+
+def finite_draws(*arrays):
+    """The same rows (draws) of each array (None passes through), keeping only draws finite in all:
+    a draw whose law overflows somewhere (a Laplace draw far in a tail) would make every covariance
+    NaN. Raises InputError when fewer than 2 draws are left."""
+    keep = np.ones(len(arrays[0]), bool)
+    for a in arrays:
+        if a is not None:
+            keep &= np.all(np.isfinite(np.reshape(a, (len(a), -1))), axis=1)
+    if keep.sum() < 2:
+        raise InputError(f"only {int(keep.sum())} posterior draws give finite predictions; cannot score candidates")
+    return tuple(None if a is None else np.asarray(a)[keep] for a in arrays)
