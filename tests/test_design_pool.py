@@ -38,7 +38,7 @@ def replay(directory, pool, seed, budget, batches=3, q=2):
     return planner, asked
 
 
-def test_pool_planning_stays_in_the_pool_and_budget_and_replays_exactly(tmp_path):
+def test_pool_planning_stays_in_the_pool_and_budget_and_replays_exactly(tmp_path, capsys):
     pool = a_pool()
     budget = 0.3 * pool.cost.sum()
     planner, asked = replay(tmp_path / "a", pool, seed=4, budget=budget)
@@ -52,6 +52,12 @@ def test_pool_planning_stays_in_the_pool_and_budget_and_replays_exactly(tmp_path
     _, again = replay(tmp_path / "b", pool, seed=4, budget=budget)
     assert [p.run_id for p in again] == [p.run_id for p in asked]
     assert [p.gain for p in again] == pytest.approx([p.gain for p in asked], nan_ok=True)
+    from bayes_scaling.cli import main
+
+    assert main(["plan", str(tmp_path / "a"), "--batch", "2", "--dry-run", "--json"]) == 0
+    dry = json.loads(capsys.readouterr().out)["proposals"]
+    done = {r["key"] for r in planner.done}
+    assert len(dry) == 2 and {p["run_id"] for p in dry} <= set(pool.keys) - done
     saved = json.loads((tmp_path / "a" / "planner.json").read_text())["settings"]
     assert saved == PlannerSettings.from_dict(saved).to_dict() and saved["strategy"] == "target"
 

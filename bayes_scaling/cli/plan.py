@@ -98,6 +98,10 @@ def run(args) -> int:
     if 0 < len(proposals) < args.batch:
         _common.info(f"only {len(proposals)} affordable candidate runs were left of the {args.batch} asked for; "
                      "proposing them all (widen --n-range/--d-range, --grid-points or --max-run-cost for more)")
+    if (directory / "planner.json").exists():
+        from bayes_scaling.design.planner import Planner
+
+        args.utility_used = "target" if Planner.open(directory).settings["strategy"] == "target" else "eig"
     if args.json:
         _common.print_json({"target_budget": target, "proposals": [p.__dict__ for p in proposals]})
     else:
@@ -143,6 +147,8 @@ def _from_planner(args, directory):
     if len(planner.done) < len(planner.law.param_names) + 1:
         raise InputError(f"the planner has {len(planner.done)} finished runs; a dry run needs enough to fit "
                          f"({len(planner.law.param_names) + 1})")
+    if s["strategy"] == "target":
+        return planner.target_proposals(planner.remaining(), batch), s["target_budget"]
     misfit = parse_misfit(args.misfit, s.get("discrepancy", 0.0))
     return propose(planner.law, planner.draws(), planner.remaining(), target_budget=s["target_budget"], q=batch,
                    targets=s["targets"], score="eig_per_cost", estimator=s["estimator"], likelihood=s["likelihood"],

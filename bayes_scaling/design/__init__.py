@@ -7,7 +7,11 @@
 * ``planner``: the ask/tell ``Planner`` with its state on disk (results in its own run store).
 * ``loop``: the closed loop ``run_loop`` (planner + executor), ending in a saved fit.
 * ``oracles``: a simulator and a replay oracle for evaluation.
-* ``refit``: the planner's refits, ``fit_nuts`` of the plain law, each a ``Posterior``.
+* ``refit``: the planner's refits, ``fit_nuts`` (plain law or extrapolating), each a ``Posterior``.
+* ``target``: the target-region utility (expected reduction of predictive error over the runs the
+  team will train, jointly with log N_opt(C*), per cost^0.4).
+* ``settings``: ``PlannerSettings``, the planner's frozen settings (saved with ``asdict``).
+* ``mspe``: an MSPE-style selector (Li et al. 2026), a baseline for the pool benchmark.
 
 The method and its maths: ``docs/design.md``.
 """
@@ -23,8 +27,10 @@ from bayes_scaling.design.eig import (
 )
 from bayes_scaling.design.oracles import Replay, Simulator, world_prior
 from bayes_scaling.design.planner import Planner, Proposal, propose
+from bayes_scaling.design.settings import PlannerSettings
+from bayes_scaling.design.target import TargetRegion, UtilitySettings
 
 __all__ = [
-    "Candidates", "Discrepancy", "Planner", "Proposal", "Replay", "Simulator", "eig_gaussian", "eig_nested",
+    "Candidates", "Discrepancy", "Planner", "PlannerSettings", "Proposal", "TargetRegion", "UtilitySettings", "Replay", "Simulator", "eig_gaussian", "eig_nested",
     "fit_discrepancy", "flops_6nd", "greedy_batch", "grid", "pool", "predicted_log_loss", "propose", "target_draws", "world_prior",
 ]

@@ -19,8 +19,11 @@ Choice. The first ``n_init`` runs are a space-filling design (farthest-point in 
 the posterior (NUTS, observations padded to a capacity and masked: no recompilation) and picks a
 greedy batch by expected information gain about the targets per FLOP (``design.batch``), with
 pending runs conditioned on as fantasised outcomes; optionally (``discrepancy``) under the law plus
-a misfit term (``design.discrepancy``). Other scores (``eig``, ``uncertainty``,
-``random``) exist for baselines. Only candidates that fit in the remaining experiment budget
+a misfit term (``design.discrepancy``). Strategy ``target`` instead picks by the target-region
+utility (``design.target``: expected reduction of predictive error over the target runs, jointly
+with log N_opt(C*), per cost^0.4) under the refits' model (``model``: plain or extrapolating).
+Other scores (``eig``, ``uncertainty``, ``random``) exist for baselines. The settings are a
+``PlannerSettings`` (``design.settings``), saved with ``asdict`` in planner.json. Only candidates that fit in the remaining experiment budget
 (budget - spent - pending) are proposed.
 
 Stop rule. The ``level`` interval of log N_opt(C*) is at most ``tolerance`` wide, or the
@@ -326,7 +329,7 @@ class Planner:
             pick = self.rng.choice(len(cands), size=min(q, len(cands)), replace=False)
             proposals = [Proposal(cands.keys[j], float(cands.N[j]), float(cands.D[j]), float(cands.cost[j])) for j in pick]
         elif s["strategy"] == "target":
-            proposals = self._target_proposals(cands, q)
+            proposals = self.target_proposals(cands, q)
         else:
             pending = self._pending_candidates()
             proposals = propose(self.law, self.draws(), cands, target_budget=s["target_budget"], q=q,
@@ -416,7 +419,7 @@ class Planner:
                           np.array([self.pending[k]["D"] for k in keys], np.float64),
                           np.array([self.pending[k]["cost"] for k in keys], np.float64), tuple(keys))
 
-    def _target_proposals(self, cands: Candidates, q: int) -> list[Proposal]:
+    def target_proposals(self, cands: Candidates, q: int) -> list[Proposal]:
         """Greedy batch by the target-region utility (``design.target``) under the refit's
         posterior (the drift included where ``model`` is extrapolating), pending runs conditioned on."""
         config = self.config
