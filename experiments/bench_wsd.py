@@ -58,9 +58,10 @@ def cooldown_start(d: float) -> int:
     return (steps - max(1, round(COOLDOWN_FRACTION * steps))) * TOKENS_PER_STEP
 
 
-def plan(sizes, seeds_cos=COSINE_SEEDS, seeds_wsd=WSD_SEEDS, checkpoints: Path = Path(".")) -> list[dict]:
+def plan(sizes, seeds_cos=COSINE_SEEDS, seeds_wsd=WSD_SEEDS, checkpoints: Path = Path("."), base: dict | None = None) -> list[dict]:
     """Every spec of the benchmark, in the order it is trained: seed 0 of both sweeps first (the
     comparison), then the noise repeats; within each, cheapest first; a trunk before its branches."""
+    BASE_SPEC = base or globals()["BASE_SPEC"]  # noqa: N806
     specs = []
     for seed in sorted(set(seeds_cos) | set(seeds_wsd)):
         for n in sizes:
@@ -145,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", default=str(Path(tempfile.gettempdir()) / "bench_wsd_trunks"))
     parser.add_argument("--max-minutes", type=float, default=25.0, help="start no new run after this")
     parser.add_argument("--no-fit", action="store_true", help="skip the WSD model fit at the end")
+    parser.add_argument("--learning-rate", type=float, default=0.0, help="peak rate of every run (0: the harness's rule)")
+    parser.add_argument("--cosine-seeds", default="0,1,2")
+    parser.add_argument("--wsd-seeds", default="0,1")
+    parser.add_argument("--summary", default=str(SUMMARY))
     args = parser.parse_args(argv)
 
     import bayes_scaling
@@ -158,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [float(s) for s in args.sizes.split(",")]
     t0 = time.perf_counter()
     load_start = os.getloadavg()[0]
-    for spec in plan(sizes, checkpoints=Path(args.checkpoints)):
+    base = {**BASE_SPEC, "learning_rate": args.learning_rate}
+    seeds_cos, seeds_wsd = ([int(x) for x in text.split(",") if x] for text in (args.cosine_seeds, args.wsd_seeds))
+    for spec in plan(sizes, seeds_cos, seeds_wsd, checkpoints=Path(args.checkpoints), base=base):
         if spec["run_id"] in done:
             continue
         minutes = (time.perf_counter() - t0) / 60
@@ -176,13 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(frame)
     summary["machine"] = {"cpu": "2-core AMD EPYC (shared, loaded)", "cpu_count": os.cpu_count(),
                           "load_average_1min_start": load_start, "load_average_1min_end": os.getloadavg()[0]}
-    summary["settings"] = {"tokens": TOKENS, "cosine_seeds": COSINE_SEEDS, "wsd_seeds": WSD_SEEDS,
-                           "cooldown_fraction": COOLDOWN_FRACTION, "cooldown_shape": COOLDOWN_SHAPE, "base_spec": BASE_SPEC}
+    summary["settings"] = {"sizes": sizes, "tokens": TOKENS, "cosine_seeds": seeds_cos, "wsd_seeds": seeds_wsd,
+                           "cooldown_fraction": COOLDOWN_FRACTION, "cooldown_shape": COOLDOWN_SHAPE, "base_spec": base}
     if not args.no_fit and summary.get("n_cells_compared"):
         summary["wsd_model_fit"] = fit_offset(frame)
     summary["wall_minutes_this_invocation"] = (time.perf_counter() - t0) / 60
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    SUMMARY.write_text(json.dumps(summary, indent=1))
+    Path(args.summary).write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=1))
     with sqlite3.connect(args.store) as db:  # fold the WAL into the main file before committing it
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

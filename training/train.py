@@ -171,14 +171,18 @@ _CHECKPOINT_EXPECTED = ("expected the checkpoints this harness wrote for the sam
                         "folder away (or pass another checkpoint_dir) to start over")
 
 
-def _checkpoint_manager(directory: str, keep_steps: tuple[int, ...] = ()):
-    """Orbax's manager for ``directory``: keeps the newest two checkpoints, and those at ``keep_steps``."""
+def _checkpoint_manager(directory: str, keep_steps: tuple[int, ...] = (), read_only: bool = False):
+    """Orbax's manager for ``directory``: keeps the newest two checkpoints, and those at ``keep_steps``;
+    ``read_only`` (a trunk read by a branch) saves and deletes nothing."""
     import orbax.checkpoint as ocp
 
     path = Path(directory).resolve()
     if path.exists() and not path.is_dir():
         raise SpecError(f"RunSpec.checkpoint_dir={directory!r}: a file, expected a folder for checkpoints")
-    if keep_steps:
+    if read_only:
+        options = ocp.CheckpointManagerOptions(read_only=True, max_to_keep=None, save_interval_steps=0, create=False,
+                                               enable_async_checkpointing=False)
+    elif keep_steps:
         policies = ocp.checkpoint_managers
         keep = policies.AnyPreservationPolicy([policies.LatestN(2), policies.CustomSteps(list(keep_steps))])
         options = ocp.CheckpointManagerOptions(preservation_policy=keep, enable_async_checkpointing=False, create=True)
@@ -240,7 +244,7 @@ def _branch_start(spec: RunSpec, plan: Plan, abstract_state):
     the field when the folder, the token count or the trunk's spec does not fit."""
     if not Path(spec.branch_from).is_dir():
         raise SpecError(f"RunSpec.branch_from={spec.branch_from!r}: no such folder; expected a WSD trunk's checkpoint_dir")
-    manager = _checkpoint_manager(spec.branch_from)
+    manager = _checkpoint_manager(spec.branch_from, read_only=True)
     try:
         steps = sorted(manager.all_steps())
         if plan.branch_step not in steps:
