@@ -351,6 +351,7 @@ def main(argv=None) -> None:
     parser.add_argument("--groups-per-source", type=int, default=None, help="the first G groups of each source")
     parser.add_argument("--q", type=int, default=1, help="runs bought per refit")
     parser.add_argument("--timing", action="store_true", help="only measure one ask against one refit")
+    parser.add_argument("--docs-only", action="store_true", help="rewrite docs/design.md's section from --out")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_design_pool.json"))
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -362,6 +363,10 @@ def main(argv=None) -> None:
         tmp.write_text(json.dumps(results, indent=1, default=float))
         os.replace(tmp, out)
 
+    docs = Path(__file__).resolve().parent.parent / "docs" / "design.md"
+    if args.docs_only:
+        write_docs(results, docs)
+        return
     if args.timing:
         results["timing"] = timing()
         write()
@@ -390,3 +395,61 @@ def main(argv=None) -> None:
             start = time.perf_counter()
             write()
     print(json.dumps(results.get("verdict"), indent=1))
+
+
+DOCS_BEGIN, DOCS_END = "<!-- pool-benchmark:begin -->", "<!-- pool-benchmark:end -->"
+
+
+def docs_section(results: dict) -> str:
+    """Markdown tables of the summary (median over seeds), the verdict and the timing."""
+    s = results.get("settings", {})
+    lines = [f"Machine: {results.get('machine', '?')}. Seeds per source: the seeds every group of the source "
+             f"finished (below); strategies and settings: `experiments/design_pool.py` "
+             f"(`bench_design.py --pool`), results `experiments/results/bench_design_pool.json`.", ""]
+    for source, summary in results.get("summary", {}).items():
+        t = summary["table"]
+        lines += [f"**{source}** ({summary['groups']} group{'s' if summary['groups'] > 1 else ''}, "
+                  f"{summary['seeds']} seeds): median over seeds of R^2 on the target runs (pooled over groups), "
+                  "90% interval score (lower is better), 90% coverage, median |log(N_opt / empirical)| at the top "
+                  "held-out budget", "",
+                  "| strategy | R^2 1% | R^2 5% | R^2 10% | int. score 10% | coverage 10% | N_opt log err. 10% |",
+                  "|---|---|---|---|---|---|---|"]
+        for strategy in (*s.get("strategies", STRATEGIES), "all"):
+            if strategy == "all":
+                a = t["all"]
+                cells = ["-", "-", f"{a['r2']:.3f} (100%)", f"{a['interval_score']:.3f}", f"{a['coverage']:.0%}",
+                         "-" if a["n_opt_abs_log_error"] is None else f"{a['n_opt_abs_log_error']:.2f}"]
+            else:
+                r = [t[f"{strategy}@{f}"] for f in s.get("fractions", (0.01, 0.05, 0.1))]
+                last = r[-1]
+                cells = [f"{x['r2']:.3f}" for x in r] + [
+                    f"{last['interval_score']:.3f}", f"{last['coverage']:.0%}",
+                    "-" if last["n_opt_abs_log_error"] is None else f"{last['n_opt_abs_log_error']:.2f}"]
+            lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for f, v in results.get("verdict", {}).items():
+        lines.append(f"Target at {float(f):.0%} of the pool's cost: ours best on {v['ours_best_on'] or 'no source'}; "
+                     f"at least the all-pool fit on {v['ours_at_least_all_pool_on'] or 'no source'}; ours' coverage "
+                     + ", ".join(f"{k} {c:.0%}" for k, c in v["ours_coverage"].items())
+                     + f": **{'met' if v['met'] else 'not met'}**.")
+    if "timing" in results:
+        tm = results["timing"]
+        m = tm["median_seconds"]
+        lines += ["", f"Ask against refit (all {tm['runs']} Chinchilla runs, {tm['candidates']} candidates, "
+                  f"{tm['draws']} draws, median of {tm['repeats']} warm repeats, interleaved): ask q=1 "
+                  f"{m['ask_q1']:.2f} s, q=4 {m['ask_q4']:.2f} s; refit under the default model {m['refit_default']:.2f} s, "
+                  f"plain refit {m['refit_plain']:.2f} s: ask / default refit = {tm['ask_q1_over_default_refit']:.2f}, "
+                  f"ask / plain refit = {tm['ask_q1_over_plain_refit']:.2f}."]
+    return "\n".join(lines)
+
+
+def write_docs(results: dict, path) -> None:
+    """Replace the text between the markers in ``path`` with ``docs_section(results)``."""
+    from pathlib import Path
+
+    text = Path(path).read_text()
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        raise InputError(f"{path} lacks the markers {DOCS_BEGIN} ... {DOCS_END}")
+    head, rest = text.split(DOCS_BEGIN, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    Path(path).write_text(head + DOCS_BEGIN + "\n" + docs_section(results) + "\n" + DOCS_END + tail)
