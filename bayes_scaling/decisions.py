@@ -13,8 +13,8 @@ runs under the extrapolating model: ``extrapolation.drifted_log_loss``):
   (``lifetime_optimum``; with T = 0 this is the training frontier ``frontier.frontier_draws``);
 * cheapest model for a target loss l: min C such that that minimum reaches l
   (``lifetime_budget_for_loss``): bisection on ln C between the training budget for l
-  (``Law.budget_for_loss`` / ``frontier.drifted_budget_for_loss``), which no lifetime budget can
-  undercut, and the lifetime cost of the training-optimal model for l, which reaches it.
+  (``training_budget_for_loss``), which no lifetime budget can undercut, and the lifetime cost of
+  the training-optimal model for l, which reaches it.
 
 Both searches run on a grid of ``GRID_POINTS`` values of ln N per draw (ending at the training
 optimum + 4 e-folds, or at N = C / 2T where inference alone uses the budget) refined by the parabola
@@ -50,7 +50,8 @@ INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0
 GRID_POINTS = 201
 GRID_SPAN = 10.0  # e-folds of N the lifetime grid covers (step 0.05, as frontier.drifted_optimum) ...
 GRID_ABOVE = 4.0  # ... ending this many above the training optimum
-BISECTION_STEPS = 30  # on ln C within [training budget, training-optimal model's lifetime cost]: < 1e-8 relative
+BISECTION_STEPS = 32  # on ln C, in brackets of at most SCAN_DECADES' step: < 1e-9 relative
+SCAN_DECADES = np.arange(6.0, 41.0, 1.0)  # log10 C where a drifting draw's first crossing is looked for
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -131,12 +132,6 @@ class Surface:
         G, ranges = self.drift
         return log_n + G[:, 3:4] * np.maximum(np.log(C) - ranges["log_C"][1], 0.0)
 
-    def training_budget_for_loss(self, target) -> np.ndarray:
-        """Per draw, the training compute that reaches ``target`` (1 or S, K) on the frontier: (S, K)."""
-        th = self._theta(2)
-        if self.drift is None:
-            return np.broadcast_to(np.asarray(self.law.budget_for_loss(th, target)), (self.num_draws, target.shape[-1]))
-        return frontier_mod.drifted_budget_for_loss(self.law, th, target, *self.drift)
 
 
 # --- the lifetime (inference-aware) optimum ----------------------------------------------------
@@ -183,6 +178,32 @@ def lifetime_optimum(surface: Surface, C, T) -> dict[str, np.ndarray]:
     return {"N": N, "D": D, "L": np.exp(surface.log_loss(N, D))}
 
 
+def training_budget_for_loss(surface: Surface, target) -> np.ndarray:
+    """Per draw, the least training compute whose optimum reaches ``target`` ((K,) or (S, K)):
+    (S, K), inf where no budget up to 1e40 FLOPs does. The plain law: ``Law.budget_for_loss``.
+    Under a drift L_opt(C) need not fall for ever (a level drift can turn it up far beyond the
+    runs), so the first crossing is found by a scan of ``SCAN_DECADES`` and a bisection on ln C
+    within the scan step where the target is first reached."""
+    S = surface.num_draws
+    target = np.broadcast_to(np.asarray(target, np.float64), (S, np.shape(target)[-1]))
+    if surface.drift is None:
+        return np.broadcast_to(np.asarray(surface.law.budget_for_loss(surface._theta(2), target)), target.shape).copy()
+    step = np.log(10.0) * (SCAN_DECADES[1] - SCAN_DECADES[0])
+    hi, found = np.full(target.shape, np.nan), np.zeros(target.shape, bool)
+    for decade in SCAN_DECADES:
+        reach = lifetime_optimum(surface, np.full(target.shape, 10.0**decade), 0.0)["L"] <= target
+        hi, found = np.where(reach & ~found, decade * np.log(10.0), hi), found | reach
+        if found.all():
+            break
+    hi = np.where(found, hi, np.log(1e20))  # placeholders, masked below
+    lo = hi - step
+    for _ in range(BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        above = lifetime_optimum(surface, np.exp(mid), 0.0)["L"] > target
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return np.where(found, np.exp(hi), np.inf)
+
+
 def lifetime_budget_for_loss(surface: Surface, target, T) -> dict[str, np.ndarray]:
     """Per draw and target loss ((K,) or (S, K)), T a number of tokens or one per target (K,):
     the cheapest lifetime compute that reaches it,
@@ -191,7 +212,7 @@ def lifetime_budget_for_loss(surface: Surface, target, T) -> dict[str, np.ndarra
     give inf/nan there. Arrays (S, K)."""
     S = surface.num_draws
     target = np.broadcast_to(np.asarray(target, np.float64), (S, np.shape(target)[-1]))
-    C_train = surface.training_budget_for_loss(target)
+    C_train = training_budget_for_loss(surface, target)
     reachable = np.isfinite(C_train)
     C_train = np.where(reachable, C_train, 1e20)
     ref = lifetime_optimum(surface, C_train, 0.0)  # the training-optimal model of the target

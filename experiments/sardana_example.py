@@ -113,8 +113,14 @@ def main() -> None:
             post = fit_nuts(runs, model=model)
             fit_s = time.perf_counter() - start
             draws = dc.replace_plan(dc.Surface.of(post), N_PLAN, D_plan, T)
-            results[f"posterior_{model}"] = {"model": post.model, "draws": post.num_draws, "fit_s": fit_s,
-                                             **summary(draws)}
+            results[f"posterior_{model}"] = {
+                "model": post.model, "draws": post.num_draws, "fit_s": fit_s, **summary(draws),
+                "share_N_below_plan": float(np.mean(draws["N"] < N_PLAN)),
+                "share_N_below_training_optimal": float(np.mean(draws["N"] < draws["chinchilla_N"])),
+                "share_longer_than_training_optimal": float(np.mean(draws["tokens_per_param"]
+                                                                   > draws["chinchilla_D"] / draws["chinchilla_N"])),
+                "plan_decades_beyond_largest_run": float(np.log10(6 * N_PLAN * D_plan / runs.C.max())),
+            }
             s = results[f"posterior_{model}"]
             print(f"posterior ({post.model}): optimum N = {s['N']['median']:.3g} [{s['N']['lo']:.3g}, "
                   f"{s['N']['hi']:.3g}]; saves {s['saved_fraction']['median']:.1%} [{s['saved_fraction']['lo']:.1%}, "

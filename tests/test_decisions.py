@@ -67,12 +67,20 @@ def test_zero_inference_tokens_is_the_training_frontier(spread):
 
 
 def test_zero_inference_tokens_needs_the_training_budget(spread):
+    """T = 0: the lifetime budget is the least training budget whose optimum reaches the target
+    (the plain law: its closed form), and nothing is saved."""
     surface = dc.Surface.of(spread)
-    out = dc.lifetime_budget_for_loss(surface, np.array([[2.1, 2.3]]), 0.0)
-    np.testing.assert_allclose(out["lifetime_flops"], spread.budget_for_loss([2.1, 2.3]), rtol=1e-6)
-    reach = np.isfinite(out["lifetime_flops"])  # a drifting draw may level off above a target
-    assert reach.mean() > 0.5 and np.isnan(out["saved_flops"][~reach]).all()
-    np.testing.assert_allclose(out["saved_flops"][reach], 0.0, atol=1e-6 * out["lifetime_flops"][reach].max())
+    target = np.array([[2.1, 2.3]])
+    out = dc.lifetime_budget_for_loss(surface, target, 0.0)
+    C = out["lifetime_flops"]
+    reach = np.isfinite(C)
+    assert reach.mean() > 0.9 and np.isnan(out["saved_flops"][~reach]).all()
+    if spread.model == "plain law":
+        np.testing.assert_allclose(C, spread.budget_for_loss([2.1, 2.3]), rtol=1e-6)
+    at = dc.lifetime_optimum(surface, np.where(reach, C, 1e20), 0.0)["L"]
+    below = dc.lifetime_optimum(surface, np.where(reach, C, 1e20) * (1 - 1e-4), 0.0)["L"]
+    assert np.all((at <= target * (1 + 1e-9))[reach]) and np.all((below > target)[reach])
+    np.testing.assert_allclose(out["saved_flops"][reach], 0.0, atol=1e-6 * C[reach].max())
 
 
 def test_lifetime_optimum_matches_a_dense_search(point):
@@ -191,3 +199,12 @@ def test_inference_sizing_figure(spread):
     assert len(fig.axes) == 2 and spread.model in fig._suptitle.get_text()
     with pytest.raises(InputError, match="target_loss"):
         plots.inference_sizing(spread, 0.5)
+
+
+def test_a_plan_always_reaches_its_own_loss(spread):
+    """The plan's loss is reached by the plan, so every draw finds a model of it, no dearer over
+    its lifetime and no larger than the training-optimal model of that loss."""
+    out = dc.replace_plan(dc.Surface.of(spread), 13e9, 5e11, 2e12)
+    assert np.isfinite(out["lifetime_flops"]).all()
+    assert np.all(out["lifetime_flops"] <= out["plan_lifetime_flops"] * (1 + 1e-6))
+    assert np.all(out["N"] <= out["chinchilla_N"] * (1 + 1e-3))
