@@ -34,6 +34,7 @@ import numpyro.distributions as dist
 import pandas as pd
 from numpyro import handlers
 
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting import sampler_cache
 from bayes_scaling.fitting.init import initial_theta
@@ -152,6 +153,7 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
             settings: SamplerSettings | None = None) -> WSDFit:
     """Sample the WSD model (module docstring) given cosine runs and branches; ``settings``: the
     shared sampler settings (chains, warm-up, draws, seed; ``init`` "projection" or natural values)."""
+    configure()  # float64 and host devices, before the starting point is computed
     runs = runs if isinstance(runs, Runs) else load_runs(runs)
     settings = settings or SamplerSettings()
     law = get_law(law) if isinstance(law, str) else law
