@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bayes_scaling.splits import forward_chain
+from bayes_scaling.splits import budget_column_of, forward_chain
 
 # Half-Cauchy priors: heavy tails let folds that show a large drift overrule the scale. Grids are
 # denser near zero (quadratic spacing); a grid point's prior mass includes its cell width.
@@ -53,13 +53,16 @@ PRIOR_SCALES = {"tau_shape": 0.1,    # relative drift of the local exponents in 
                 "tau_level": 0.005,  # log-loss per e-fold of compute
                 "tau_alloc": 0.02}   # drift of the allocation exponent a = d ln N_opt / d ln C
 GRID_MAX = {"tau_shape": 2.0, "tau_level": 0.2, "tau_alloc": 1.0}
-GRID_POINTS = 33
+GRID_POINTS = 21
+SHARED = 0.75  # the share of the drift's variance that is common to every extrapolation of the runs
 FOLD_DRAWS = 1000  # enough for a held-out run's predictive mean and variance
 DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
 MODEL_NAME = "extrapolating"
 STEP = 1e-3  # central differences of the law's log-loss in ln N and ln D
+STEP_OPT = 0.05  # finite differences of ln N_opt in the drift
+SLICE_LEVEL, SLICE_Z = 0.9, 1.6449  # the empirical optimum's bootstrap interval, read as +-z sd
 
 
 def _grid(name: str) -> np.ndarray:
@@ -68,24 +71,18 @@ def _grid(name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FoldResiduals:
-    """One leave-future-out fold: residuals r, predictive variances v, drift directions U (n, 4)."""
+    """One leave-future-out fold: residuals r, predictive variances v, drift directions U (n, 4);
+    ``optima`` of the rows are IsoFLOP slices' ln N_opt, the rest held-out runs' log-loss."""
 
     r: np.ndarray
     v: np.ndarray
     U: np.ndarray
+    optima: int = 0
 
-    def log_likelihood(self, scales: np.ndarray) -> np.ndarray:
-        """log Normal(r; 0, V + U T U') for each row of ``scales`` (..., 4): the per-site drift sds
-        (T = diag(scales^2), V = diag(v)); rank 4, so through the matrix determinant lemma and
-        Woodbury's identity with W = I + T^1/2 U'V^-1 U T^1/2:
-        log det = log det V + log det W,  r'Sigma^-1 r = r'V^-1 r - b' W^-1 b,  b = T^1/2 U'V^-1 r."""
-        Vinv_U = self.U / self.v[:, None]
-        M, c = self.U.T @ Vinv_U, Vinv_U.T @ self.r  # (4, 4), (4,)
-        W = np.eye(len(M)) + scales[..., :, None] * scales[..., None, :] * M
-        b = scales * c
-        _, logdet_W = np.linalg.slogdet(W)
-        quad = np.sum(self.r**2 / self.v) - np.einsum("...i,...i->...", b, np.linalg.solve(W, b[..., None])[..., 0])
-        return -0.5 * (np.sum(np.log(2 * np.pi * self.v)) + logdet_W + quad)
+    def join(self, other: FoldResiduals) -> FoldResiduals:
+        """Both folds' rows as one (the same refit's residuals of two kinds)."""
+        return FoldResiduals(r=np.concatenate([self.r, other.r]), v=np.concatenate([self.v, other.v]),
+                             U=np.vstack([self.U, other.U]), optima=self.optima + other.optima)
 
 
 def _logs(N, D) -> dict:
@@ -124,38 +121,123 @@ def directions(log_loss, theta, ranges, N, D) -> np.ndarray:
 
 def fold_residuals(posterior, test, max_draws: int = FOLD_DRAWS) -> FoldResiduals:
     """Residuals of a plain fit's predictive log-loss at held-out runs ``test`` (from at most
-    ``max_draws`` of its draws), with the drift's directions at the posterior mean slopes, from the
-    fit's own range. The points are padded (to 64, or the next power of two), so folds share
-    compiled programs."""
+    ``max_draws`` of its draws, ``Posterior.predict``), with the drift's directions at the
+    posterior mean slopes, from the fit's own range. The points are padded (to 64, or the next
+    power of two), so folds share compiled programs."""
     from bayes_scaling.posterior import compiled_log_loss
 
     n = len(test)
     pad = max(64, 1 << max(n - 1, 1).bit_length()) - n  # one compiled shape for every fold of up to 64 runs
     N, D = (np.concatenate([x, np.full(pad, x[-1])]) for x in (test.N, test.D))
-    log_loss = compiled_log_loss(posterior.law)
-    theta = posterior.theta()
-    keep = np.linspace(0, len(next(iter(theta.values()))) - 1, max_draws).astype(int)
-    theta = {k: v[keep, None] for k, v in theta.items()}
-    sigma = posterior.draws("sigma")[keep, None]
-    mu = np.asarray(log_loss(theta, N[None], D[None]))[:, :n]
-    log_draws = mu + sigma * posterior.noise_draws(mu.shape, np.random.default_rng(0))
-    U = directions(log_loss, theta, log_range(posterior.runs.N, posterior.runs.D), N[None], D[None])[:, :n]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_draws = np.log(posterior.predict(N, D, max_draws=max_draws))[:, :n]
+    keep = posterior.thinned(max_draws)
+    theta = {k: v[keep, None] for k, v in posterior.theta().items()}
+    U = directions(compiled_log_loss(posterior.law), theta, log_range(posterior.runs.N, posterior.runs.D),
+                   N[None], D[None])[:, :n]
     ok = np.isfinite(log_draws).all(axis=0) & np.isfinite(U).all(axis=(0, 2))  # a diverged draw says nothing
     return FoldResiduals(r=(np.log(test.loss) - log_draws.mean(axis=0))[ok], v=log_draws.var(axis=0)[ok],
                          U=U.mean(axis=0)[ok])
 
 
+def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS) -> FoldResiduals:
+    """Residuals of a plain fit's ln N_opt at the held-out IsoFLOP slices of ``test`` (``column``:
+    their budget): r = ln N_emp - mean of the fit's ln N_opt draws at the slice's compute C, with
+    N_emp the slice's own optimum (Approach 2, ``backtest.slice_optimum``; slices with fewer than
+    ``backtest.MIN_SLICE_RUNS`` runs, no minimum or a vertex outside their N range are skipped),
+    v = the draws' variance + the vertex's bootstrap variance, and U = d ln N_opt / d drift at the
+    posterior medians (finite differences of ``frontier.drifted_optimum``; exactly u_C for the
+    allocation drift). The losses barely see the allocation (the profile is flat at its optimum):
+    these rows are what tells the folds where the optimum went."""
+    from bayes_scaling.backtest import MIN_SLICE_RUNS, slice_optimum
+    from bayes_scaling.frontier import drifted_optimum
+
+    budgets = test.frame[column].to_numpy(np.float64)
+    C, r_emp, v_emp = [], [], []
+    for b in np.unique(budgets):
+        idx = np.flatnonzero(budgets == b)
+        if len(idx) < MIN_SLICE_RUNS or len(np.unique(test.N[idx])) < 3:
+            continue
+        emp = slice_optimum(test.N[idx], test.loss[idx], level=SLICE_LEVEL)
+        if emp.opens_downward or not emp.vertex_in_slice or not emp.lo < emp.hi:
+            continue
+        C.append(np.exp(np.mean(np.log(test.C[idx]))))
+        r_emp.append(np.log(emp.n_opt))
+        v_emp.append((np.log(emp.hi / emp.lo) / (2 * SLICE_Z)) ** 2)
+    if not C:
+        return FoldResiduals(r=np.zeros(0), v=np.zeros(0), U=np.zeros((0, len(DRIFT_SITES))))
+    C = np.asarray(C)
+    log_n = np.log(posterior.frontier_draws(C, max_draws=max_draws)["N_opt"])
+    ok = np.isfinite(log_n).all(axis=1)
+    th = {k: np.full((len(DRIFT_SITES) + 1, 1), np.median(v)) for k, v in posterior.theta().items()}
+    N_law = np.asarray(posterior.law.optimal_allocation(th, C[None])[0])
+    G = np.vstack([np.zeros(len(DRIFT_SITES)), STEP_OPT * np.eye(len(DRIFT_SITES))])
+    ranges = log_range(posterior.runs.N, posterior.runs.D)
+    moved = np.log(drifted_optimum(posterior.law, th, C[None], N_law, G, ranges)[0])
+    return FoldResiduals(r=np.asarray(r_emp) - log_n[ok].mean(axis=0), v=log_n[ok].var(axis=0) + np.asarray(v_emp),
+                         U=((moved[1:] - moved[0]) / STEP_OPT).T, optima=len(C))
+
+
+def _fold_terms(fold: FoldResiduals, own: np.ndarray, shared: np.ndarray):
+    """The fold's terms for each row of the grid: with the fold's own drift's sds ``own`` (..., 4)
+    integrated out, A = (V + U S_o^2 U')^-1 (Woodbury, rank 4: W = I + S_o M S_o, M = U'V^-1 U,
+    c = U'V^-1 r), returns log N(r; 0, A^-1), and S U'A U S and S U'A r for S = diag(``shared``):
+    what the fold says about z, the shared drift in units of its sds."""
+    Vinv_U = fold.U / fold.v[:, None]
+    M, c = fold.U.T @ Vinv_U, Vinv_U.T @ fold.r
+    SMS = own[..., :, None] * own[..., None, :] * M
+    Winv = np.linalg.inv(np.eye(4) + SMS)
+    _, logdet_W = np.linalg.slogdet(np.eye(4) + SMS)
+    Sc = own * c
+    quad = np.sum(fold.r**2 / fold.v) - np.einsum("...i,...ij,...j->...", Sc, Winv, Sc)
+    log_lik = -0.5 * (np.sum(np.log(2 * np.pi * fold.v)) + logdet_W + quad)
+    MS = M * own[..., None, :]  # M S_o
+    UAU = M - MS @ Winv @ np.swapaxes(MS, -1, -2)
+    UAr = c - np.einsum("...ij,...jk,...k->...i", MS, Winv, Sc)
+    return log_lik, shared[..., :, None] * UAU * shared[..., None, :], shared * UAr
+
+
+def shared_drift_likelihood(folds: list[FoldResiduals], sites: np.ndarray, shared: float | None = None):
+    """For per-site drift sds s (..., 4): fold f's drift is d_f = mu + e_f, mu = sqrt(SHARED) S z
+    with z ~ Normal(0, I) shared by the folds, e_f ~ Normal(0, (1 - SHARED) S^2) its own, S = diag(s),
+    so r_f ~ Normal(U_f d_f, V_f). Returns the log marginal likelihood of all folds' residuals
+    (z integrated out: prod_f N(r_f; 0, A_f^-1) x N(0; h, P) / N(0; 0, I) with precision
+    P = I + sum_f S U_f'A_f U_f S SHARED and h = sum_f sqrt(SHARED) S U_f'A_f r_f) and z's
+    posterior mean P^-1 h and covariance P^-1. ``shared``: SHARED unless given."""
+    shared = SHARED if shared is None else shared
+    log_lik = np.zeros(sites.shape[:-1])
+    precision = np.broadcast_to(np.eye(4), sites.shape + (4,)).copy()
+    score = np.zeros(sites.shape)
+    for fold in folds:
+        fold_log_lik, info, fold_score = _fold_terms(fold, np.sqrt(1 - shared) * sites, np.sqrt(shared) * sites)
+        log_lik, precision, score = log_lik + fold_log_lik, precision + info, score + fold_score
+    z_cov = np.linalg.inv(precision)
+    z_mean = np.einsum("...ij,...j->...i", z_cov, score)
+    _, logdet_P = np.linalg.slogdet(precision)
+    return log_lik - 0.5 * logdet_P + 0.5 * np.einsum("...i,...i->...", score, z_mean), z_mean, z_cov
+
+
 @dataclass(frozen=True)
 class ScalePosterior:
-    """The posterior of the drift scales (tau_shape, tau_level, tau_alloc) on a 3-D grid."""
+    """The posterior of the drift scales (tau_shape, tau_level, tau_alloc) on a 3-D grid and, in
+    each cell, of the drift's mean mu in units of the sds: z = mu / s ~ Normal(z_mean, z_cov)."""
 
     weights: np.ndarray  # (shape, level, alloc) grid indices: posterior mass per cell
+    z_mean: np.ndarray  # (shape, level, alloc, 4)
+    z_cov: np.ndarray  # (shape, level, alloc, 4, 4)
     folds: int
-    held_out: int
+    held_out: int  # held-out runs in the folds
+    optima: int  # held-out IsoFLOP slices' optima in the folds
     prior_scales: dict
+    shared: float
 
     @classmethod
-    def from_folds(cls, folds: list[FoldResiduals], prior_scales: dict | None = None) -> ScalePosterior:
+    def from_folds(cls, folds: list[FoldResiduals], prior_scales: dict | None = None,
+                   shared: float | None = None) -> ScalePosterior:
+        """Each fold's drift d_f = mu + e_f: a mean shared by the folds (the law's systematic error
+        beyond the data, mu ~ Normal(0, T)) and the fold's own part e_f ~ Normal(0, T). Per cell of
+        the grid of T, mu is integrated out exactly (Gaussian), giving the cell's marginal
+        likelihood and mu's posterior."""
         prior_scales = {**PRIOR_SCALES, **(prior_scales or {})}
         axes = np.meshgrid(*(_grid(name) for name in SCALES), indexing="ij")
         log_post = 0.0
@@ -165,12 +247,14 @@ class ScalePosterior:
             shape[SCALES.index(name)] = -1
             log_post = log_post - np.log1p((t / prior_scales[name]) ** 2) + np.log(width).reshape(shape)
         sites = np.stack([axes[k] for k in SITE_SCALE], axis=-1)
-        for fold in folds:
-            log_post = log_post + fold.log_likelihood(sites)
+        shared = SHARED if shared is None else float(shared)
+        log_lik, z_mean, z_cov = shared_drift_likelihood(folds, sites, shared)
+        log_post = log_post + log_lik
         log_post = np.where(np.isfinite(log_post), log_post, -np.inf)
         w = np.exp(log_post - log_post.max())
-        return cls(weights=w / w.sum(), folds=len(folds), held_out=int(sum(len(f.r) for f in folds)),
-                   prior_scales=prior_scales)
+        return cls(weights=w / w.sum(), z_mean=z_mean, z_cov=z_cov, folds=len(folds),
+                   held_out=int(sum(len(f.r) - f.optima for f in folds)), optima=int(sum(f.optima for f in folds)),
+                   prior_scales=prior_scales, shared=shared)
 
     def marginal(self, name: str) -> np.ndarray:
         k = SCALES.index(name)
@@ -184,24 +268,52 @@ class ScalePosterior:
         return {name: np.interp(q, np.cumsum(self.marginal(name)), upper_edges(_grid(name))).tolist()
                 for name in SCALES}
 
+    def mean_drift(self) -> np.ndarray:
+        """The posterior mean of the shared drift mean mu (d_N, d_D, g_C, d_a)."""
+        sites = np.stack([np.meshgrid(*(_grid(n) for n in SCALES), indexing="ij")[k] for k in SITE_SCALE], -1)
+        return np.einsum("abc,abci->i", self.weights, np.sqrt(self.shared) * sites * self.z_mean)
+
+    def _cells(self, size: int, rng: np.random.Generator):
+        return np.unravel_index(rng.choice(self.weights.size, size=size, p=self.weights.ravel()), self.weights.shape)
+
     def draws(self, size: int, rng: np.random.Generator) -> np.ndarray:
         """(size, 3) draws of the scales: a cell by its mass, then uniform within the cell."""
-        cells = np.unravel_index(rng.choice(self.weights.size, size=size, p=self.weights.ravel()), self.weights.shape)
+        return self._scales(self._cells(size, rng), rng)
+
+    @staticmethod
+    def _scales(cells, rng) -> np.ndarray:
         out = []
         for name, index in zip(SCALES, cells):
             grid = _grid(name)
             width = np.gradient(grid)
-            out.append(np.clip(grid[index] + width[index] * (rng.random(size) - 0.5), 0.0, None))
+            out.append(np.clip(grid[index] + width[index] * (rng.random(len(index)) - 0.5), 0.0, None))
         return np.stack(out, axis=1)
+
+    def drift_draws(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(scales (size, 3), drifts (size, 4)): the drift of a new extrapolation, d = mu + e with
+        mu = s z, z ~ Normal(z_mean, z_cov) of the cell, and e ~ Normal(0, s^2)."""
+        cells = self._cells(size, rng)
+        scales = self._scales(cells, rng)
+        sds = scales[:, SITE_SCALE]
+        chol = np.linalg.cholesky(self.z_cov[cells] + 1e-12 * np.eye(4))
+        z = self.z_mean[cells] + np.einsum("nij,nj->ni", chol, rng.standard_normal((size, 4)))
+        return scales, sds * (np.sqrt(self.shared) * z + np.sqrt(1 - self.shared) * rng.standard_normal((size, 4)))
 
 
 def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "auto",
               prior_scales: dict | None = None) -> ScalePosterior:
     """The drift scales' posterior from leave-future-out folds of ``runs``, each fitted by
-    ``fit_plain`` (a callable Runs -> Posterior of the plain law). With no usable fold (too few
+    ``fit_plain`` (a callable Runs -> Posterior of the plain law): the held-out runs' log-loss
+    residuals and, for IsoFLOP data, their slices' N_opt residuals. With no usable fold (too few
     budgets or runs), the scales keep their priors."""
-    residuals = [fold_residuals(fit_plain(split.train), split.test)
-                 for split in forward_chain(runs, folds=folds, budget_column=budget_column)]
+    column = budget_column_of(runs, budget_column)
+    residuals = []
+    for split in forward_chain(runs, folds=folds, budget_column=column):
+        posterior = fit_plain(split.train)
+        fold = fold_residuals(posterior, split.test)
+        if column is not None:
+            fold = fold.join(optimum_residuals(posterior, split.test, column))
+        residuals.append(fold)
     return ScalePosterior.from_folds(residuals, prior_scales)
 
 
@@ -211,8 +323,7 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
     post = posterior.idata["posterior"]
     shape = (post.sizes["chain"], post.sizes["draw"])
     rng = np.random.default_rng([seed, 7])
-    sds = scales.draws(int(np.prod(shape)), rng)
-    drifts = sds[:, SITE_SCALE] * rng.standard_normal((len(sds), len(DRIFT_SITES)))
+    sds, drifts = scales.drift_draws(int(np.prod(shape)), rng)
     dims = ("chain", "draw")
     posterior.idata["posterior"] = post.to_dataset().assign(
         **{name: (dims, sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
@@ -223,7 +334,9 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         "range": log_range(posterior.runs.N, posterior.runs.D),
         "priors": ", ".join(f"{name} ~ HalfCauchy({scales.prior_scales[name]:g})" for name in SCALES),
         **{f"{name} 5/50/95%": value for name, value in scales.quantiles([0.05, 0.5, 0.95]).items()},
-        "folds": scales.folds, "held_out_in_folds": scales.held_out,
+        "folds": scales.folds, "held_out_in_folds": scales.held_out, "optima_in_folds": scales.optima,
+        "shared": scales.shared,
+        "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
     }
     return posterior
 
@@ -249,6 +362,6 @@ def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
     G = np.asarray(G)
     U = distances(ranges, N, D)  # (S, ..., 3)
     g = [G[(slice(None), k) + (None,) * (U.ndim - 2)] for k in range(4)]
-    log_n = g[0] * U[..., 0] - g[3] * U[..., 2]
-    log_d = g[1] * U[..., 1] + g[3] * U[..., 2]
+    log_n = np.expm1(g[0]) * U[..., 0] - g[3] * U[..., 2]
+    log_d = np.expm1(g[1]) * U[..., 1] + g[3] * U[..., 2]
     return np.asarray(log_loss(theta, N * np.exp(log_n), D * np.exp(log_d))) + g[2] * U[..., 2]

@@ -37,14 +37,58 @@ def chinchilla_fits():
     return fit_nuts(runs, model="plain", seed=3, **SHORT), fit_nuts(runs, seed=3, **SHORT)
 
 
-def test_fold_likelihood_is_the_gaussian_density():
-    """The Woodbury / determinant-lemma form equals the dense multivariate normal."""
-    rng = np.random.default_rng(0)
-    fold = ex.FoldResiduals(r=0.02 * rng.standard_normal(9), v=rng.uniform(1e-4, 4e-4, 9), U=np.abs(rng.normal(size=(9, 4))))
-    scales = np.array([0.3, 0.3, 0.01, 0.05])
-    dense = stats.multivariate_normal(np.zeros(9), np.diag(fold.v) + fold.U @ np.diag(scales**2) @ fold.U.T)
-    assert fold.log_likelihood(scales) == pytest.approx(dense.logpdf(fold.r), rel=1e-10)
-    assert fold.log_likelihood(np.zeros(4)) == pytest.approx(stats.norm(0, np.sqrt(fold.v)).logpdf(fold.r).sum())
+def _folds(rng, sizes=(5, 7, 9), drift=np.zeros(4)):
+    out = []
+    for n in sizes:
+        U = np.abs(rng.normal(size=(n, 4)))
+        v = rng.uniform(1e-4, 4e-4, n)
+        out.append(ex.FoldResiduals(r=U @ drift + np.sqrt(v) * rng.standard_normal(n), v=v, U=U))
+    return out
+
+
+def test_shared_drift_likelihood_is_the_gaussian_density():
+    """The Woodbury form with the shared drift integrated out equals the dense multivariate normal
+    of all folds' residuals, and the shared drift's posterior equals Gaussian conditioning."""
+    from scipy.linalg import block_diag
+
+    folds = _folds(np.random.default_rng(0))
+    s = np.array([0.3, 0.3, 0.01, 0.05])
+    log_lik, z_mean, z_cov = ex.shared_drift_likelihood(folds, s)
+    U, r = np.vstack([f.U for f in folds]), np.concatenate([f.r for f in folds])
+    own = block_diag(*[np.diag(f.v) + f.U @ np.diag((1 - ex.SHARED) * s**2) @ f.U.T for f in folds])
+    shared = np.diag(ex.SHARED * s**2)
+    cov = own + U @ shared @ U.T
+    assert log_lik == pytest.approx(stats.multivariate_normal(np.zeros(len(r)), cov).logpdf(r), rel=1e-10)
+    gain = shared @ U.T @ np.linalg.inv(cov)
+    np.testing.assert_allclose(np.sqrt(ex.SHARED) * s * z_mean, gain @ r, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(ex.SHARED * np.outer(s, s) * z_cov, shared - gain @ U @ shared, atol=1e-12)
+
+
+def test_folds_that_agree_move_the_drift_they_share():
+    """Folds whose residuals all show the same allocation drift: the predictive drift is centred
+    near it, where folds with no drift leave it centred on zero."""
+    rng = np.random.default_rng(1)
+    truth = np.array([0.0, 0.0, 0.0, 0.3])
+    moved = ex.ScalePosterior.from_folds(_folds(rng, (12, 12, 12), truth))
+    still = ex.ScalePosterior.from_folds(_folds(rng, (12, 12, 12)))
+    assert moved.mean_drift()[3] == pytest.approx(0.3, abs=0.1)
+    assert abs(still.mean_drift()[3]) < 0.02
+    _, drifts = moved.drift_draws(4000, rng)
+    assert 0.15 < np.median(drifts[:, 3]) < 0.45
+
+
+def test_optimum_residuals_see_where_the_optimum_went():
+    """A fold's N_opt rows: one per held-out IsoFLOP slice, small for an exact law, and moved by
+    the allocation drift exactly u_C (the slice's log-distance in compute beyond the fit)."""
+    runs = simulate_sweeps(2, 0.0, budgets=np.logspace(18, 21, 7))
+    split = split_by_compute(runs, top_budgets=2)
+    post = fit_laplace(split.train, **SHORT)
+    rows = ex.optimum_residuals(post, split.test, "budget")
+    assert len(rows.r) == 2 and np.all(np.abs(rows.r) < 3 * np.sqrt(rows.v))
+    top = np.log(split.train.C.max())
+    u_C = [np.mean(np.log(split.test.C[split.test.frame["budget"] == b])) - top for b in np.unique(split.test.frame["budget"])]
+    np.testing.assert_allclose(rows.U[:, 3], u_C, rtol=0.05)
+    assert np.all(rows.U[:, 2] == 0)  # the level drift does not move the optimum
 
 
 def test_without_folds_the_scales_keep_their_priors():
