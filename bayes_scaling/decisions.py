@@ -16,9 +16,9 @@ runs under the extrapolating model: ``extrapolation.drifted_log_loss``):
   (``training_budget_for_loss``), which no lifetime budget can undercut, and the lifetime cost of
   the training-optimal model for l, which reaches it.
 
-Both searches run on a grid of ``GRID_POINTS`` values of ln N per draw (ending at the training
-optimum + 4 e-folds, or at N = C / 2T where inference alone uses the budget) refined by the parabola
-through the best point and its neighbours; an optimum below the grid is reported at its edge.
+Both searches run on grids of ln N per draw: a coarse one from 12 e-folds below to 8 above the
+training optimum (capped at N = C / 2T, where inference alone uses the budget), then a fine one about
+its best point, refined by the parabola through the best point and its neighbours.
 
 **A run under uncertainty** (``isoflop_profile``). At a budget C the team picks one N (D follows
 from the constraint). On a grid N_j: the expected loss E_s[L_s(N_j)] with its equal-tailed band,
@@ -47,9 +47,13 @@ from bayes_scaling.errors import InputError
 from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN, Law
 
 INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0
-GRID_POINTS = 201
-GRID_SPAN = 10.0  # e-folds of N the lifetime grid covers (step 0.05, as frontier.drifted_optimum) ...
-GRID_ABOVE = 4.0  # ... ending this many above the training optimum
+# The search along the constraint, in ln N: a coarse grid (lo, hi e-folds about the training optimum
+# of the law moved by the allocation drift, points: step 0.125), then a fine one (+-half-width,
+# points: step 0.025) about the coarse grid's best point. Shape drifts can move a draw's optimum
+# several e-folds from that centre, hence the width; the drift's kinks at the top of the fitted N and
+# D can make corner optima, which the coarse step resolves to about its own size.
+COARSE = (-12.0, 8.0, 161)
+FINE = (0.25, 21)
 BISECTION_STEPS = 32  # on ln C, in brackets of at most SCAN_DECADES' step: < 1e-9 relative
 SCAN_DECADES = np.arange(6.0, 41.0, 1.0)  # log10 C where a drifting draw's first crossing is looked for
 
@@ -154,36 +158,47 @@ def refine_minimum(log_n: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
 
 
+def _log_loss_on(surface: Surface, log_n: np.ndarray, C: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """log L_s along 6ND + 2NT = C at ln N values (S, K, P); inf where D <= 0."""
+    N = np.exp(log_n)
+    D = tokens_for_budget(N, C[..., None], T[..., None] if T.ndim else T)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return np.where(D > 0, surface.log_loss(N, np.where(D > 0, D, 1.0)), np.inf)
+
+
 def lifetime_optimum(surface: Surface, C, T) -> dict[str, np.ndarray]:
     """Per draw and lifetime budget C ((K,) or (S, K)): the N, D that minimise L_s under
-    6ND + 2NT = C, and that loss; T a number of tokens or one per budget. Returns N, D, L (S, K)."""
+    6ND + 2NT = C, and that loss; T a number of tokens or one per budget. Returns N, D, L (S, K).
+    A coarse grid (``COARSE``) finds the basin, a fine one around its best point (``FINE``) the
+    optimum, refined by the parabola (``refine_minimum``)."""
     S = surface.num_draws
     C = np.broadcast_to(np.asarray(C, np.float64), (S, np.shape(C)[-1]))
     T = np.asarray(T, np.float64)
-    top = surface.training_log_n(C) + GRID_ABOVE
     with np.errstate(divide="ignore"):
-        top = np.minimum(top, np.log(C / (INFERENCE_FLOPS_PER_PARAM_TOKEN * T)))  # T = 0: no cap
-    log_n = top[..., None] + np.linspace(-GRID_SPAN, 0.0, GRID_POINTS)  # (S, K, P)
-    N = np.exp(log_n)
-    D = tokens_for_budget(N, C[..., None], T[..., None] if T.ndim else T)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f = np.where(D > 0, surface.log_loss(N, np.where(D > 0, D, 1.0)), np.inf)
-    best = refine_minimum(log_n, f)
-    N = np.exp(best)
+        cap = np.log(C / (INFERENCE_FLOPS_PER_PARAM_TOKEN * T))  # D = 0 there; T = 0: no cap
+    top = np.minimum(surface.training_log_n(C) + COARSE[1], cap)
+    log_n = top[..., None] + np.linspace(COARSE[0] - COARSE[1], 0.0, COARSE[2])  # (S, K, P)
+    f = _log_loss_on(surface, log_n, C, T)
+    coarse = np.take_along_axis(log_n, np.argmin(f, axis=-1)[..., None], axis=-1)
+    log_n = coarse + np.linspace(-FINE[0], FINE[0], FINE[1])
+    f = _log_loss_on(surface, log_n, C, T)
+    N = np.exp(refine_minimum(log_n, f))
     D = tokens_for_budget(N, C, T)
     if np.any(D <= 0):  # the vertex overshot the cap: take the best grid point there instead
         fallback = np.exp(np.take_along_axis(log_n, np.argmin(f, axis=-1)[..., None], axis=-1)[..., 0])
         N = np.where(D > 0, N, fallback)
         D = tokens_for_budget(N, C, T)
-    return {"N": N, "D": D, "L": np.exp(surface.log_loss(N, D))}
+    with np.errstate(over="ignore"):
+        return {"N": N, "D": D, "L": np.exp(surface.log_loss(N, D))}
 
 
-def training_budget_for_loss(surface: Surface, target) -> np.ndarray:
+def training_budget_for_loss(surface: Surface, target, reach_at=None) -> np.ndarray:
     """Per draw, the least training compute whose optimum reaches ``target`` ((K,) or (S, K)):
     (S, K), inf where no budget up to 1e40 FLOPs does. The plain law: ``Law.budget_for_loss``.
-    Under a drift L_opt(C) need not fall for ever (a level drift can turn it up far beyond the
+    Under a drift L_opt(C) need not fall throughout (a draw's drifts can turn it up beyond the
     runs), so the first crossing is found by a scan of ``SCAN_DECADES`` and a bisection on ln C
-    within the scan step where the target is first reached."""
+    within the scan step where the target is first reached; ``reach_at`` (broadcasting to (S, K)),
+    a budget known to reach the target (a plan's own compute), joins the scan."""
     S = surface.num_draws
     target = np.broadcast_to(np.asarray(target, np.float64), (S, np.shape(target)[-1]))
     if surface.drift is None:
@@ -195,8 +210,14 @@ def training_budget_for_loss(surface: Surface, target) -> np.ndarray:
         hi, found = np.where(reach & ~found, decade * np.log(10.0), hi), found | reach
         if found.all():
             break
-    hi = np.where(found, hi, np.log(1e20))  # placeholders, masked below
     lo = hi - step
+    if reach_at is not None:  # a known reaching budget below the first scanned one: bracket it
+        known = np.log(np.broadcast_to(np.asarray(reach_at, np.float64), target.shape))
+        use = np.isfinite(known) & ~(found & (hi <= known))
+        hi = np.where(use, known, hi)
+        lo = np.where(use, np.log(10.0) * np.floor(known / np.log(10.0) - 1e-12), lo)
+        found = found | use
+    hi, lo = np.where(found, hi, np.log(1e20)), np.where(found, lo, np.log(1e19))  # placeholders, masked below
     for _ in range(BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
         above = lifetime_optimum(surface, np.exp(mid), 0.0)["L"] > target
@@ -204,15 +225,15 @@ def training_budget_for_loss(surface: Surface, target) -> np.ndarray:
     return np.where(found, np.exp(hi), np.inf)
 
 
-def lifetime_budget_for_loss(surface: Surface, target, T) -> dict[str, np.ndarray]:
+def lifetime_budget_for_loss(surface: Surface, target, T, reach_at=None) -> dict[str, np.ndarray]:
     """Per draw and target loss ((K,) or (S, K)), T a number of tokens or one per target (K,):
     the cheapest lifetime compute that reaches it,
     its N and D, and the same for the training-optimal model of that loss ("chinchilla_*": its
     lifetime cost counts its inference too), with the FLOPs saved. Draws that cannot reach a target
-    give inf/nan there. Arrays (S, K)."""
+    give inf/nan there. ``reach_at``: see ``training_budget_for_loss``. Arrays (S, K)."""
     S = surface.num_draws
     target = np.broadcast_to(np.asarray(target, np.float64), (S, np.shape(target)[-1]))
-    C_train = training_budget_for_loss(surface, target)
+    C_train = training_budget_for_loss(surface, target, reach_at)
     reachable = np.isfinite(C_train)
     C_train = np.where(reachable, C_train, 1e20)
     ref = lifetime_optimum(surface, C_train, 0.0)  # the training-optimal model of the target
@@ -244,7 +265,8 @@ def replace_plan(surface: Surface, N: float, D: float, T: float) -> dict[str, np
     loss and lifetime cost and the savings measured against it). Arrays (S,)."""
     T = check_inference_tokens(T)
     target = np.exp(surface.log_loss(np.array([[N]]), np.array([[D]])))  # (S, 1)
-    out = {k: v[:, 0] for k, v in lifetime_budget_for_loss(surface, target, T).items()}
+    plan_train = FLOPS_PER_PARAM_TOKEN * N * D  # reaches the target: it is the plan
+    out = {k: v[:, 0] for k, v in lifetime_budget_for_loss(surface, target, T, reach_at=plan_train).items()}
     plan_life = FLOPS_PER_PARAM_TOKEN * N * D + INFERENCE_FLOPS_PER_PARAM_TOKEN * N * T
     out.update(plan_loss=target[:, 0], plan_lifetime_flops=np.full(len(target), plan_life),
                saved_flops=plan_life - out["lifetime_flops"], saved_fraction=1.0 - out["lifetime_flops"] / plan_life)
