@@ -5,14 +5,14 @@ beyond them nothing in the data says whether the law's exponents, its compute-op
 and its level stay right, and an interval that ignores this is too narrow exactly where a team
 extrapolates. The model (docs/extrapolation.md):
 
-    log L(N, D) = log L_law(N e^(d_N u_N - d_a u_C), D e^(d_D u_D + d_a u_C); theta) + g_C u_C + eps,
+    log L(N, D) = log L_law(N e^((e^d_N - 1) u_N - d_a u_C), D e^((e^d_D - 1) u_D + d_a u_C); theta) + g_C u_C + eps,
     u_X = max(0, ln X - ln X_max)                      for X in N, D and C = 6ND,
-    d_N, d_D ~ Normal(0, tau_shape^2),  g_C ~ Normal(0, tau_level^2),  d_a ~ Normal(0, tau_alloc^2),
 
 with X_max the largest X among the fitted runs, so every u is 0 inside (and below) their range:
 there the model *is* the plain law, draw for draw. Beyond it
 
-* an e-fold of N counts as 1 + d_N e-folds (the law's exponent in N scaled by 1 + d_N; likewise D);
+* an e-fold of N counts as e^d_N e-folds (the law's exponent in N scaled by e^d_N, which never
+  flips its sign; likewise D);
 * the IsoFLOP profile shifts by d_a u_C in ln N: the compute-optimal N_opt drifts by d_a per
   e-fold of compute (the allocation exponent a = d ln N_opt / d ln C becomes a + d_a);
 * the level drifts by g_C per e-fold of compute (a floor or a data mix the small runs could not
@@ -21,21 +21,29 @@ there the model *is* the plain law, draw for draw. Beyond it
 Each draw's drift is shared by every point it predicts: it is a slope, not noise, so the error
 grows linearly with the log-distance from the data, correlated across predictions.
 
-The scales are learned from how the law extrapolates *within* the given runs (leave-future-out,
+The drift is learned from how the law extrapolates *within* the given runs (leave-future-out,
 ``splits.forward_chain``): in fold f the plain law is fitted to the lower budgets (``fit_laplace``
 by default) and predicts the held-out higher ones; r_j = log y_j - m_j (m_j, v_j: mean and
-variance of the fold's predictive log-loss draws), u_j measured from the fold's own range. To
-first order in the drift (``directions``),
+variance of the fold's predictive log-loss draws), u_j measured from the fold's own range; for
+IsoFLOP data also one row per held-out slice: r = ln N_opt(empirical, Approach 2) - mean of the
+fold's ln N_opt draws, v = their variance + the vertex's bootstrap variance (the losses barely see
+the allocation: the profile is flat at its optimum). To first order in the drift d,
 
-    r_f ~ Normal(0, diag(v_f) + U_f T U_f'),   U_f = [s_N u_N, s_D u_D, u_C, -(s_N - s_D) u_C],
-    T = diag(tau_shape^2, tau_shape^2, tau_level^2, tau_alloc^2),
+    r_f ~ Normal(U_f d_f, diag(v_f)),   U_f = [s_N u_N, s_D u_D, u_C, -(s_N - s_D) u_C] (loss rows),
+                                        U_f = d ln N_opt / d d (optimum rows; u_C for d_a),
+    d_f = mu + e_f,  mu = sqrt(SHARED) S z, z ~ Normal(0, I),  e_f ~ Normal(0, (1 - SHARED) S^2),
+    S = diag(tau_shape, tau_shape, tau_level, tau_alloc),
 
-with s_N, s_D the law's local slopes d log L / d ln N and d log L / d ln D, and the posterior of
-(tau_shape, tau_level, tau_alloc) on a grid is half-Cauchy priors x prod_f p(r_f | tau) (a
+with s_N, s_D the law's local slopes d log L / d ln N and d log L / d ln D: every extrapolation
+of these runs shares a drift mu (the law's systematic error beyond the data: a data set whose
+optimum keeps moving up moves it up in every fold) and has its own part e_f. Per cell of a grid of
+the three scales, mu is integrated out exactly (Gaussian; Woodbury, rank 4), giving the cell's
+likelihood and mu's posterior; the scales' posterior is half-Cauchy priors x that likelihood (a
 composite likelihood: folds overlap). Each posterior draw of theta is paired with a draw of the
-scales and of (d_N, d_D, g_C, d_a) given them, so the predictive integrates over the scales: folds
-with little to say leave heavy tails rather than false confidence. No held-out run is ever seen:
-the folds live inside the runs the fit is given.
+scales and of the drift of a new extrapolation, d = mu + e with mu from its posterior and
+e ~ Normal(0, (1 - SHARED) S^2): the predictive integrates over the scales and the learned mean,
+so folds with little to say leave heavy tails rather than false confidence, and folds that agree
+move the answer. No held-out run is ever seen: the folds live inside the runs the fit is given.
 """
 
 from __future__ import annotations
@@ -353,10 +361,10 @@ def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
     """log L under each draw's drift, for draws G (S, 4) = (d_N, d_D, g_C, d_a) and theta (arrays
     (S, 1, ...)) at points N, D that broadcast against them with a leading draw axis:
 
-        log L_law(N e^(d_N u_N - d_a u_C), D e^(d_D u_D + d_a u_C)) + g_C u_C.
+        log L_law(N e^((e^d_N - 1) u_N - d_a u_C), D e^((e^d_D - 1) u_D + d_a u_C)) + g_C u_C.
 
-    Beyond the fitted range an e-fold of N counts as 1 + d_N e-folds (the law's exponent in N
-    scaled by 1 + d_N; likewise D), and the IsoFLOP profile is shifted by d_a u_C in ln N: drifts
+    Beyond the fitted range an e-fold of N counts as e^d_N e-folds (the law's exponent in N
+    scaled by e^d_N, never flipping its sign; likewise D), and the IsoFLOP profile is shifted by d_a u_C in ln N: drifts
     of the law's own effective sizes, so the loss stays above the law's floor E. To first order in
     the drift this is log L_law + the ``directions`` that the folds' likelihood uses."""
     G = np.asarray(G)

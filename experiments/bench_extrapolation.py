@@ -34,7 +34,7 @@ Also measured, side by side in this process: one default fit against one plain f
 Chinchilla runs (median of repeats, warm), a default backtest of Chinchilla against one default
 fit, and the sampler diagnostics of a default fit of every group's full data.
 
-Run: .venv/bin/python experiments/bench_extrapolation.py [--quick]
+Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only]
 Writes experiments/results/bench_extrapolation.json.
 """
 
@@ -156,8 +156,16 @@ def diagnostics(runs: Runs) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="Chinchilla and Marin only, no cost or diagnostics")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="measure only the cost and write it into the existing results file")
     args = parser.parse_args()
     bayes_scaling.configure()
+    if args.cost_only:
+        report = json.loads(OUT.read_text())
+        report["cost_chinchilla"] = cost(load_chinchilla().for_fit(), repeats=5)
+        OUT.write_text(json.dumps(report, indent=1))
+        print("cost (Chinchilla, warm):", {k: round(v, 3) for k, v in report["cost_chinchilla"].items()})
+        return
     sources = {k: v for k, v in SOURCES.items() if not args.quick or k in ("chinchilla", "marin")}
     results = {}
     for source, load in sources.items():
