@@ -54,7 +54,7 @@ INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0
 # D can make corner optima, which the coarse step resolves to about its own size.
 COARSE = (-12.0, 8.0, 161)
 FINE = (0.25, 21)
-BISECTION_STEPS = 32  # on ln C, in brackets of at most SCAN_DECADES' step: < 1e-9 relative
+BISECTION_STEPS = 24  # on ln C, in brackets of at most a few e-folds: ~1e-7 relative
 SCAN_DECADES = np.arange(6.0, 41.0, 1.0)  # log10 C where a drifting draw's first crossing is looked for
 
 

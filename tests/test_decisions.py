@@ -218,3 +218,11 @@ def test_a_plan_always_reaches_its_own_loss(spread):
     assert np.isfinite(out["lifetime_flops"]).all()
     assert np.all(out["lifetime_flops"] <= out["plan_lifetime_flops"] * (1 + 1e-6))
     assert np.all(out["N"] <= out["chinchilla_N"] * (1 + 1e-3))
+
+
+def test_report_section_shows_the_profile_at_the_budgets(spread):
+    from bayes_scaling.report import decisions_table
+
+    table = decisions_table(spread, budgets=(1e21, 1e23))
+    assert list(table["budget C (FLOPs)"]) == ["1e+21", "1e+23"]
+    assert all("[" in cell for cell in table["its loss"]) and all("[" in cell for cell in table["median N_opt"])
