@@ -27,8 +27,9 @@ the N with the lowest expected loss, P(N_j is best) = the share of draws whose g
 expected-loss choice, whose mean is the expected regret.
 
 **Target losses.** P(reached at C) = the share of draws whose lowest loss at C is at most the target
-(equivalently whose needed budget is at most C); ``p_run_below`` is P(loss <= target) for one given
-run, from ``Posterior.predict`` with the observation noise, as that run would report it.
+(where L_opt falls with C, the share whose needed budget is at most C); ``p_run_below`` is
+P(loss <= target) for one given run, from ``Posterior.predict`` with the observation noise, as that
+run would report it. ``replace_plan`` asks Sardana et al.'s question of a planned run (N, D).
 
 Probabilities are posterior shares of S draws; their interval (``probability``) is the Wilson
 interval of that share, the Monte Carlo error of S draws taken as independent.
