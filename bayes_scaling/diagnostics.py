@@ -1,7 +1,7 @@
 """Can the sampler's draws be trusted? Convergence and HMC diagnostics, each turned into advice.
 
 ``diagnose(posterior)`` computes, on the law's parameters and sigma (R-hat and ESS as ArviZ defines
-them, see ``_chain_stats``):
+them, see ``chain_stats``):
 
 * R-hat: rank-normalised split R-hat (Vehtari et al. 2021): sqrt(V_hat / W), the ratio of the
   pooled to the within-chain variance of rank-normalised, split chains. Trusted when <= 1.01.
@@ -171,7 +171,7 @@ def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
     names = [*posterior.law.param_names, *(["sigma"] if "sigma" in post else [])]
     values = {name: post[name].values.reshape(chains, draws) for name in names}
     table = pd.DataFrame(  # a parameter held fixed (constant draws) has nothing to diagnose
-        [{"parameter": name, **_chain_stats(x)} for name, x in values.items() if np.ptp(x) > 0]
+        [{"parameter": name, **chain_stats(x)} for name, x in values.items() if np.ptp(x) > 0]
     )
     if table.empty:  # every parameter fixed: nothing was sampled
         return Diagnosis(method=posterior.method, applicable=False, num_chains=chains, num_draws=draws)
@@ -189,9 +189,10 @@ def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
     return diag
 
 
-def _chain_stats(x: np.ndarray) -> dict[str, float]:
+def chain_stats(x: np.ndarray) -> dict[str, float]:
     """R-hat, bulk and tail ESS of one scalar's (chain, draw) array, as Vehtari et al. (2021) and
-    ArviZ define them, computed with NumPyro's ``split_gelman_rubin`` and ``effective_sample_size``
+    ArviZ define them (the one definition in the package: ``diagnose`` and the hierarchical fit's
+    whole-model check both use it), computed with NumPyro's ``split_gelman_rubin`` and ``effective_sample_size``
     (already loaded with the sampler; importing ArviZ's statistics costs a CLI call 0.4 s):
 
     * each chain is split into halves h (a middle draw dropped), so one chain still compares two;
@@ -213,6 +214,9 @@ def _chain_stats(x: np.ndarray) -> dict[str, float]:
                        for p in TAIL_PROB)
         return {"r_hat": r_hat, "ess_bulk": float(effective_sample_size(_rank_normal(halves))),
                 "ess_tail": ess_tail}
+
+
+_chain_stats = chain_stats  # the older private name
 
 
 def _split_chains(x: np.ndarray) -> np.ndarray:

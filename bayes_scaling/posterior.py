@@ -146,11 +146,17 @@ class Posterior:
         fitted = self.idata["posterior"]["offset"].values.reshape(S, -1)
         return np.where(index >= 0, fitted[:, np.maximum(index, 0)], fresh)
 
+    @property
+    def likelihood(self):
+        """The fit's observation model on log-loss (``models.likelihood.Likelihood``), from the
+        likelihood and degrees of freedom it records."""
+        from bayes_scaling.models.likelihood import Likelihood
+
+        return Likelihood.from_meta(self.meta)
+
     def noise_draws(self, shape, rng: np.random.Generator) -> np.ndarray:
-        """Standardised observation noise eps of the fit's likelihood (normal or Student-t)."""
-        if self.meta.get("likelihood") == "normal":
-            return rng.standard_normal(shape)
-        return rng.standard_t(float(self.meta.get("nu", 5.0)), size=shape)
+        """Standardised observation noise eps of the fit's likelihood (``likelihood``)."""
+        return self.likelihood.standard_draws(shape, rng)
 
     def predict_summary(self, N, D, level: float = 0.9, seed: int = 0) -> pd.DataFrame:
         """The predictive distribution of the loss at each (N, D) in one row: median and

@@ -182,8 +182,9 @@ def test_spread_prior_reaches_the_model_and_the_saved_fit():
                            share=("alpha", "beta"), offset_by=None)
     assert fit.groups["g0"].meta["spread_prior"] == "gamma" and set(fit.spreads) == {"E", "A", "B"}
     modes = {"E": "partial", "A": "partial", "B": "partial", "alpha": "shared", "beta": "shared"}
-    spec = HierSpec(2, "partial", modes, {k: (0.0, 1.0) for k in modes}, dist.HalfNormal(0.05),
-                    {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}, n_offsets=3, spread_prior="gamma")
+    spec = HierSpec(LAW, {**LAW.default_priors(), "sigma": dist.HalfNormal(0.05)}, 2, "partial", modes,
+                    {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}, n_offsets=3, n_offset_coords=3,
+                    spread_prior="gamma")
     N = D = np.array([1e8, 1e9, 1e10])
     def flat(site):  # the improper population sites cannot be drawn from: put them at 0
         fn = site.get("fn")
@@ -191,7 +192,8 @@ def test_spread_prior_reaches_the_model_and_the_saved_fit():
 
     model = handlers.substitute(handlers.seed(hierarchical_model, jax.random.PRNGKey(0)), substitute_fn=flat)
     trace = handlers.trace(model).get_trace(
-        spec, np.array([0, 1, 1]), N, D, (18.0, 20.0), offset=np.array([0, 1, 2]))
+        spec, np.array([0, 1, 1]), N, D, np.full((2, 2), [[18.0], [20.0]]), np.zeros((5, 2)),
+        np.array([0, 1, 2]), np.zeros(3), np.eye(3))
     for name in ("E", "A", "B"):
         assert isinstance(trace[f"{name}_tau"]["fn"], dist.Gamma), name
     assert isinstance(trace["offset_tau"]["fn"], dist.HalfNormal)
@@ -219,8 +221,9 @@ def test_auto_centring_centres_what_the_data_pin_down():
     runs = _simulate(truths, sigma=0.003, seed=8)
     group = np.searchsorted(sorted(set(runs.frame["group"])), runs.frame["group"])
     estimates = [{k: float(v) for k, v in t.items()} for t in truths]  # as if estimated exactly
-    centre = pivot_centre(runs.N, runs.D, estimates, group)
-    lam = auto_centring(runs.N, runs.D, np.log(runs.loss), estimates, group, centre, {"E": 0.5, "alpha": 0.05, "beta": 0.05})
+    centre = pivot_centre(LAW, runs.N, runs.D, estimates, group)
+    lam = auto_centring(LAW, runs.N, runs.D, np.log(runs.loss), estimates, group, centre,
+                        {"E": 0.5, "alpha": 0.05, "beta": 0.05})
     assert np.all(lam["E"] > 0.8), lam
     assert np.all(lam["alpha"] < 0.2) and np.all(lam["beta"] < 0.2), lam
 
@@ -241,3 +244,65 @@ def test_the_sampler_needs_fewer_steps_than_the_non_centred_one(simulation):
     assert a["max_rhat"] <= 1.02, a
     assert a["mean_steps"] < 0.5 * b["mean_steps"], (a, b)
     assert a["min_ess"] / a["mean_steps"] > 2 * b["min_ess"] / b["mean_steps"], (a, b)
+
+
+def test_any_law_maps_between_latent_and_natural_and_traces_the_model():
+    """The model takes any law with ``{p}_latent`` sites: the natural map inverts the law's own
+    ``latent_from_natural`` (Kaplan here), and each partial parameter's group site is NumPyro's
+    ``LocScaleReparam``: z ~ Normal(lambda mu, tau^lambda) per group."""
+    from bayes_scaling.laws import get_law
+    from bayes_scaling.models.hierarchical import check_law, latent_from_natural, natural_from_latent
+
+    kaplan = get_law("kaplan")
+    check_law(kaplan)
+    theta = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
+    centre = (20.0, 22.0)
+    back = natural_from_latent(kaplan, kaplan.default_priors(), latent_from_natural(kaplan, theta, centre), centre)
+    for k, v in theta.items():
+        assert float(back[k]) == pytest.approx(v, rel=1e-10), k
+    modes = {p: "partial" for p in kaplan.param_names}
+    spec = HierSpec(kaplan, {**kaplan.default_priors(), "sigma": dist.HalfNormal(0.05)}, 2, "partial", modes,
+                    {p: 0.2 for p in modes})
+    lam = np.array([[0.0, 1.0], [0.3, 0.3], [1.0, 0.0], [0.5, 0.5]])
+    def flat(site):  # the improper population sites cannot be drawn from: put them at 0.1
+        fn = site.get("fn")
+        return np.full(fn.shape(), 0.1) if isinstance(fn, dist.ImproperUniform) else None
+
+    model = handlers.substitute(handlers.seed(hierarchical_model, jax.random.PRNGKey(0)), substitute_fn=flat)
+    trace = handlers.trace(model).get_trace(
+        spec, np.array([0, 1]), np.array([1e8, 1e9]), np.array([1e9, 1e10]), np.full((2, 2), [[18.0], [20.0]]), lam,
+        np.zeros(2, int), np.zeros(1), np.zeros((1, 1)))
+    site = trace["N_c_group_decentered"]["fn"].base_dist
+    tau, mu = trace["N_c_tau"]["value"], trace["N_c_pop_latent"]["value"]
+    np.testing.assert_allclose(site.loc, lam[0] * mu, rtol=1e-12)
+    np.testing.assert_allclose(site.scale, tau ** lam[0], rtol=1e-12)
+    assert trace["N_c"]["value"].shape == (2,)
+
+
+def test_a_law_without_latent_sites_is_refused():
+    from bayes_scaling.laws import Chinchilla
+    from bayes_scaling.models.hierarchical import check_law
+
+    class Opaque(Chinchilla):
+        name = "opaque"
+
+        def sample(self, priors, centre):
+            import numpyro
+
+            return {k: numpyro.sample(k, priors[k]) for k in self.param_names}
+
+    with pytest.raises(InputError, match="hierarchical model needs"):
+        check_law(Opaque())
+
+
+def test_settings_objects_and_old_keywords_agree():
+    from bayes_scaling.fitting.settings import SamplerSettings
+    from bayes_scaling.hierarchical import HierarchicalSettings
+
+    with pytest.raises(InputError, match="pooling"):
+        HierarchicalSettings(pooling="some")
+    with pytest.raises(InputError, match="chains"):
+        SamplerSettings(chains=0)
+    runs = _simulate(_group_truths(1, seed=0))
+    with pytest.raises(TypeError, match="unknown keyword"):
+        fit_hierarchical(runs, num_chain=2)

@@ -216,3 +216,21 @@ def test_tables_of_similar_size_share_one_padded_sampler():
         mu = np.log(np.asarray(post.law.loss({k: v[0] for k, v in theta.items()}, post.runs.N, post.runs.D)))
         expected = stats.t.logpdf(np.log(post.runs.loss), df=post.meta["nu"], loc=mu, scale=post.draws("sigma")[0])
         np.testing.assert_allclose(loglik.reshape(-1, n)[0], expected, rtol=1e-8)
+
+
+def test_sampler_settings_and_the_old_keywords_give_the_same_fit():
+    """``settings=SamplerSettings(...)`` and the keyword arguments are one thing: same draws; a
+    keyword given on top overrides the object; a bad setting names its field."""
+    from bayes_scaling.errors import InputError
+    from bayes_scaling.fitting.settings import SamplerSettings
+
+    runs = load_chinchilla().for_fit()
+    a = fit_nuts(runs, model="plain", num_chains=2, num_warmup=60, num_draws=40, seed=4)
+    b = fit_nuts(runs, model="plain", settings=SamplerSettings(chains=2, warmup=60, draws=40, seed=4))
+    c = fit_nuts(runs, model="plain", settings=SamplerSettings(chains=2, warmup=60, draws=40, seed=9), seed=4)
+    np.testing.assert_array_equal(a.draws("E"), b.draws("E"))
+    np.testing.assert_array_equal(a.draws("E"), c.draws("E"))
+    assert b.meta["num_draws"] == 40 and b.meta["seed"] == 4
+    for bad, field in ((dict(chains=0), "chains"), (dict(warmup=-1), "warmup"), (dict(target_accept=1.0), "target_accept")):
+        with pytest.raises(InputError, match=field):
+            SamplerSettings(**bad)

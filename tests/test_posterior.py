@@ -79,3 +79,17 @@ def test_save_and_load_round_trip(post, tmp_path):
 def test_load_of_a_non_fit_directory_says_so(tmp_path):
     with pytest.raises(InputError, match="not a saved fit"):
         Posterior.load(tmp_path)
+
+
+def test_the_likelihood_is_carried_with_the_fit(post):
+    """One likelihood object: the fit's (from its meta), its noise draws, and its variance factor
+    (what design code's Gaussian approximations use)."""
+    from bayes_scaling.models import Likelihood, noise_variance
+
+    assert post.likelihood == Likelihood("student_t", post.meta["nu"])
+    eps = post.noise_draws((200_000,), np.random.default_rng(0))
+    assert np.var(eps) == pytest.approx(post.likelihood.variance_factor(), rel=0.1)
+    assert Likelihood("normal").variance_factor() == 1.0 and Likelihood("student_t", 5.0).variance_factor() == 5 / 3
+    assert noise_variance(np.array([0.01, 0.03]), Likelihood("normal")) == pytest.approx(5e-4)
+    with pytest.raises(InputError, match="likelihood must be one of"):
+        Likelihood("laplace")

@@ -26,34 +26,32 @@ tau_0^2) lambda_i + c sigma^2: O(n^2) per gradient, no Cholesky. With kappa = ta
 plain law with Gaussian noise of variance c sigma^2 (a test checks the density against SciPy's
 multivariate normal).
 
-Sampling: NumPyro's NUTS with a dense mass matrix started at the Laplace approximation
-(``fitting.nuts.laplace_inverse_mass``), chains started at the projection estimate jittered, as the
-plain fit does.
+Sampling: the shared NUTS driver (``fitting.sampler``: a dense mass matrix started at the Laplace
+approximation, compiled programs cached per model and data shape), chains started at the projection
+estimate jittered, as the plain fit does. The model function is ``models.misfit.misfit_model``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import numpyro
-from numpyro.infer import MCMC, NUTS
 
 from bayes_scaling.design.discrepancy import Discrepancy, coordinates
 from bayes_scaling.design.refit import as_runs
 from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
+from bayes_scaling.fitting import sampler, sampler_cache
 from bayes_scaling.fitting.init import initial_theta
-from bayes_scaling.fitting.nuts import (
-    TARGET_ACCEPT,
-    jittered_init,
-    laplace_inverse_mass,
-)
+from bayes_scaling.fitting.nuts import jittered_init
+from bayes_scaling.fitting.settings import SamplerSettings
 from bayes_scaling.laws import Law, get_law
-from bayes_scaling.models import DEFAULT_NU
+from bayes_scaling.models.likelihood import DEFAULT_NU, Likelihood
+from bayes_scaling.models.misfit import misfit_model  # noqa: F401 -- the model, re-exported here
 from bayes_scaling.priors import resolve_priors
+
+SAMPLER_DEFAULTS = SamplerSettings(chains=2, warmup=300, draws=300, retry_divergent=False)
 
 
 @dataclass(frozen=True)
@@ -84,16 +82,6 @@ class MisfitModel:
         return Discrepancy(1.0, self.length, self.growth, self.reference).kernel(where, where)
 
 
-def misfit_model(law: Law, priors, centre, N, D, log_loss, Q, lam, kappa2, tau02, noise_factor):
-    """NumPyro model: the law's priors, then the marginal Gaussian likelihood in B's eigenbasis."""
-    theta = law.sample(priors, centre)
-    sigma = numpyro.sample("sigma", priors["sigma"])
-    resid = log_loss - law.log_loss(theta, N, D)
-    f = Q.T @ resid
-    v = (kappa2 * sigma**2 + tau02) * lam + noise_factor * sigma**2
-    numpyro.factor("log_loss", -0.5 * jnp.sum(f**2 / v + jnp.log(2.0 * jnp.pi * v)))
-
-
 def log_density(law: Law, theta: dict, sigma: float, N, D, loss, model: MisfitModel, *, nu: float = DEFAULT_NU,
                 normal: bool = False) -> float:
     """The marginal log-likelihood of the log-losses given theta and sigma (for tests and checks)."""
@@ -106,11 +94,15 @@ def log_density(law: Law, theta: dict, sigma: float, N, D, loss, model: MisfitMo
 
 
 def fit_misfit(N, D, loss, model: MisfitModel, *, law: Law | str = "chinchilla", priors=None, cost=None,
-               nu: float = DEFAULT_NU, normal: bool = False, num_chains: int = 2, num_warmup: int = 300,
-               num_draws: int = 300, seed: int = 0) -> dict[str, np.ndarray]:
+               nu: float = DEFAULT_NU, normal: bool = False, settings: SamplerSettings | None = None,
+               num_chains: int | None = None, num_warmup: int | None = None, num_draws: int | None = None,
+               seed: int | None = None) -> dict[str, np.ndarray]:
     """Posterior draws of the law's natural parameters and sigma under the misfit model:
-    ``{E, A, B, alpha, beta, sigma} -> (chains * draws,)``. ``cost`` defaults to 6ND."""
+    ``{E, A, B, alpha, beta, sigma} -> (chains * draws,)``. ``cost`` defaults to 6ND. ``settings``
+    (``SamplerSettings``; default 2 chains x (300 + 300)), or its fields by their older names."""
     configure()
+    s = SamplerSettings.resolve(settings, SAMPLER_DEFAULTS, num_chains=num_chains, num_warmup=num_warmup,
+                                num_draws=num_draws, seed=seed)
     law = get_law(law) if isinstance(law, str) else law
     N, D, loss = (np.asarray(x, np.float64) for x in (N, D, loss))
     n = len(N)
@@ -121,21 +113,15 @@ def fit_misfit(N, D, loss, model: MisfitModel, *, law: Law | str = "chinchilla",
     resolved = resolve_priors(law, priors)
     runs = as_runs(N, D, loss)
     centre = (float(np.mean(np.log(N))), float(np.mean(np.log(D))))
-    args = (law, resolved, centre, jnp.asarray(N), jnp.asarray(D), jnp.asarray(np.log(loss)), jnp.asarray(Q),
-            jnp.asarray(np.maximum(lam, 0.0)), model.kappa**2, model.tau0**2, _noise_factor(nu, normal))
-    init = jittered_init(law, initial_theta(law, runs), centre, runs, num_chains, seed)
-    inverse_mass = laplace_inverse_mass(misfit_model, args, {k: v[0] for k, v in init.items()})
-    kernel = NUTS(misfit_model, dense_mass=True, regularize_mass_matrix=False, target_accept_prob=TARGET_ACCEPT,
-                  inverse_mass_matrix=inverse_mass)
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
-                chain_method="parallel" if jax.device_count() >= num_chains else "sequential", progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(seed), *args, init_params=init)
-    samples = mcmc.get_samples()
-    return {k: np.asarray(samples[k]).reshape(-1) for k in (*law.param_names, "sigma")}
+    data = (N, D, np.asarray(centre), np.log(loss), Q, np.maximum(lam, 0.0), np.float64(model.kappa**2),
+            np.float64(model.tau0**2), np.float64(_noise_factor(nu, normal)))
+    init = jittered_init(law, initial_theta(law, runs), centre, runs, s.chains, s.seed)
+    description = ("misfit", law.name, sampler_cache.law_source_digest(law),
+                   sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in resolved.items()))
+    draws = sampler.sample(partial(misfit_model, law, resolved), init, data, description=description, settings=s)
+    return {k: np.asarray(draws.samples[k]).reshape(-1) for k in (*law.param_names, "sigma")}
 
 
 def _noise_factor(nu: float, normal: bool) -> float:
     """Var(eps) / sigma^2 of the plain likelihood that the planner's utility moment-matches."""
-    if normal:
-        return 1.0
-    return nu / (nu - 2.0) if nu > 2 else 1e3
+    return Likelihood("normal" if normal else "student_t", nu).variance_factor()

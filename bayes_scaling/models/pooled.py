@@ -1,15 +1,12 @@
-"""NumPyro models built from a law: a model is a plain function of the data.
-
-Pooled model, for runs i = 1..n:
+"""The pooled model: one law for all runs.
 
     theta ~ priors (on the law's natural parameters; sampled in the law's centred coordinates)
-    log L_i ~ StudentT(nu, log L(N_i, D_i; theta), sigma)     (likelihood="student_t", default nu=5)
-    log L_i ~ Normal(log L(N_i, D_i; theta), sigma)           (likelihood="normal")
+    log L_i ~ likelihood(log L(N_i, D_i; theta), sigma)      (``models.likelihood``)
 
 The likelihood is on log-loss, as in Chinchilla's Approach 3, so sigma is a relative error; the
-Student-t tails keep a few bad runs from dragging the law (the Bayesian analogue of Approach 3's
-Huber loss). ``mask`` switches observations off without changing shapes, so a refit with more runs
-(padded to a fixed capacity) reuses compiled code.
+Student-t tails (default) keep a few bad runs from dragging the law (the Bayesian analogue of
+Approach 3's Huber loss). ``mask`` switches observations off without changing shapes, so a refit
+with more runs (padded to a fixed capacity) reuses compiled code.
 """
 
 from __future__ import annotations
@@ -18,14 +15,10 @@ from dataclasses import dataclass, field
 
 import jax.numpy as jnp
 import numpyro
-import numpyro.distributions as dist
 from numpyro import handlers
 
-from bayes_scaling.errors import InputError
 from bayes_scaling.laws.base import Law
-
-LIKELIHOODS = ("student_t", "normal")
-DEFAULT_NU = 5.0
+from bayes_scaling.models.likelihood import DEFAULT_NU, Likelihood
 
 
 @dataclass(frozen=True)
@@ -38,15 +31,14 @@ class ModelSpec:
     nu: float = DEFAULT_NU
 
     def __post_init__(self):
-        if self.likelihood not in LIKELIHOODS:
-            raise InputError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
-        if not self.nu > 0:
-            raise InputError(f"Student-t degrees of freedom nu must be positive, got {self.nu}")
+        Likelihood(self.likelihood, self.nu)  # checks both
 
-    def noise(self, mu, sigma) -> dist.Distribution:
-        if self.likelihood == "normal":
-            return dist.Normal(mu, sigma)
-        return dist.StudentT(self.nu, mu, sigma)
+    @property
+    def noise_model(self) -> Likelihood:
+        return Likelihood(self.likelihood, self.nu)
+
+    def noise(self, mu, sigma):
+        return self.noise_model.distribution(mu, sigma)
 
 
 def pooled_model(spec: ModelSpec, N, D, centre, log_loss=None, mask=None):

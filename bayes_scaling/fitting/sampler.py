@@ -1,0 +1,450 @@
+"""One NUTS driver for every model: the Laplace start, padded shapes, the compiled-program cache
+and progress, for any NumPyro model function and its starting point.
+
+``sample(model, init, data, description=..., settings=...)`` runs NumPyro's ``NUTS`` kernel (it
+does every step; this module only drives it) on ``model(*data)``:
+
+* the chains start at ``init`` (unconstrained site values, one row per chain; ``jitter`` makes them
+  from one point) with a dense inverse mass matrix from the Laplace approximation at the posterior
+  mode near each start (``newton_laplace``): from the identity, the first warm-up windows must take
+  steps sized for the narrowest direction across the widest, at several times the leapfrog steps
+  of the rest of the run (experiments/bench_fit.py);
+* the mass matrix is then adapted in NumPyro's windows where the warm-up is long enough
+  (``MASS_ADAPTATION_MIN_WARMUP``), without NumPyro's shrinkage towards 1e-3 I unless
+  ``regularize_mass`` (a model with more coordinates than a first window has draws needs it);
+* the programs are compiled once per (``description``, data shapes, settings) and kept in the
+  process (``_SAMPLERS``) and on disk (``sampler_cache``), so a refit of new data of the same shape
+  neither traces nor compiles: callers pad their rows to a few shapes (``padded_capacity``) and
+  mask the padding in the model;
+* ``settings.progress`` shows a progress bar over all chains' transitions.
+
+``laplace=True`` draws from the Laplace approximation at each chain's mode instead (milliseconds).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from numpyro.infer import NUTS
+from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
+
+from bayes_scaling._jax_setup import configure
+from bayes_scaling.fitting import sampler_cache
+from bayes_scaling.fitting.settings import TARGET_ACCEPT, SamplerSettings
+
+NEWTON_STEPS = 8  # towards the mode, for the Laplace mass matrix
+MIN_CURVATURE = 1e-4  # floor on the Hessian's |eigenvalues| (standard deviations <= 100 latent units)
+# Shorter warm-ups keep the Laplace mass matrix: NumPyro's windows would replace it by the covariance
+# of a handful of draws (unregularised), which can freeze a chain.
+MASS_ADAPTATION_MIN_WARMUP = 150
+JITTER = 0.05  # sd of the per-chain jitter of a starting point, in unconstrained units
+# ``potential`` and ``start`` run for milliseconds per fit: compiled without LLVM's optimisations,
+# which shortens a first call's compile.
+_RUN_ONCE = {"xla_backend_optimization_level": 0}
+EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
+_SAMPLERS: dict[tuple, Sampler] = {}
+
+
+@dataclass
+class Draws:
+    """What ``sample`` returns: ``samples`` (site -> (chains, draws, ...), sample and deterministic
+    sites in constrained values), ``extra`` (sampler statistics, None for a Laplace run),
+    ``loglik`` (the observed site ``log_loss``'s pointwise log-likelihood, (chains, draws, ...)),
+    mean leapfrog steps per warm-up iteration, and the sampling wall time."""
+
+    samples: dict
+    extra: dict | None
+    loglik: np.ndarray
+    warmup_steps: float
+    seconds: float
+
+
+def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str, settings: SamplerSettings,
+           laplace: bool = False, regularize_mass: bool = False, adapt_mass: bool = True) -> Draws:
+    """NUTS (or ``laplace``) on ``model(*data)`` from ``init`` (site -> (chains, ...) unconstrained
+    values). ``description``: everything the model function depends on besides the data's shapes
+    (its settings, priors at full precision, ...): the key of its compiled programs.
+    ``regularize_mass``: NumPyro's shrinkage of the adapted mass matrix; ``adapt_mass=False`` keeps
+    the Laplace mass matrix through the warm-up (only the step size adapts)."""
+    configure()
+    data = tuple(np.asarray(a) for a in data)
+    sampler = compiled_sampler(model, description, data, settings.chains, settings.warmup, settings.draws,
+                               settings.target_accept, regularize_mass, adapt_mass)
+    start = time.perf_counter()
+    if laplace:
+        samples, extra, loglik = sampler.laplace(settings.seed, init, data)
+    else:
+        samples, extra, loglik = sampler.run(jax.random.PRNGKey(settings.seed), init, data, settings.progress)
+    return Draws(samples, extra, np.asarray(loglik), sampler.last_warmup_steps if not laplace else float("nan"),
+                 time.perf_counter() - start)
+
+
+def jitter(point: dict, chains: int, seed: int) -> dict:
+    """Per-chain starting points: ``point`` (site -> unconstrained value) plus N(0, JITTER^2) per
+    chain and element, drawn in the point's site order from ``default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, v in point.items():
+        v = np.asarray(v, np.float64)
+        out[k] = jnp.asarray(v + JITTER * rng.standard_normal((chains, *v.shape)))
+    return out
+
+
+def padded_capacity(n: int, smallest: int = 64) -> int:
+    """The row count a sampler is compiled for: the next power of two >= n (at least ``smallest``),
+    so tables of similar size share compiled programs (in a process and, through the caches, across
+    processes); the padding costs little next to NUTS's own work."""
+    return max(smallest, 1 << (n - 1).bit_length())
+
+
+def pad_rows(columns, capacity: int, fill=1.0) -> list[np.ndarray]:
+    """Each column (length n) padded to ``capacity`` with ``fill`` (a value or one per column)."""
+    fills = fill if isinstance(fill, (list, tuple)) else [fill] * len(columns)
+    out = []
+    for column, value in zip(columns, fills):
+        column = np.asarray(column)
+        pad = capacity - len(column)
+        if pad < 0:
+            raise ValueError(f"{len(column)} observations exceed the capacity {capacity}")
+        out.append(np.concatenate([column, np.full(pad, value, dtype=column.dtype)]))
+    return out
+
+
+def row_mask(n: int, capacity: int) -> np.ndarray:
+    """True for the n real rows, False for the padding."""
+    return np.arange(capacity) < n
+
+
+def compiled_sampler(model: Callable, description, data: tuple, chains: int, warmup: int, draws: int,
+                     target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False,
+                     adapt_mass: bool = True) -> Sampler:
+    """The cached sampler for this model description, data shapes, run length and settings."""
+    shapes = tuple((np.shape(a), np.asarray(a).dtype.str) for a in data)
+    key = (repr(description), shapes, chains, warmup, draws, float(target_accept), regularize_mass, adapt_mass)
+    if key not in _SAMPLERS:
+        _SAMPLERS[key] = Sampler(model, repr(description), data, chains, warmup, draws, target_accept,
+                                 regularize_mass, adapt_mass)
+    return _SAMPLERS[key]
+
+
+class Sampler:
+    """NumPyro's NUTS kernel, driven by four programs compiled once per model and shape.
+
+    * ``potential``: the potential energy and its gradient at a batch of points per chain, for the
+      Laplace inverse mass matrix that ``newton_laplace`` computes on the host;
+    * ``start``: per chain, ``NUTS.init`` at the chain's starting point with that mass matrix;
+    * ``advance``: ``chunk`` NUTS transitions (``lax.scan``) from a state, returning the new state
+      and the draws; called until warm-up and sampling are done, updating the progress bar between
+      calls (a host callback inside the program would keep it from being exported);
+    * ``finish``: the kept draws in constrained values and their pointwise log-likelihood.
+
+    Chains run under ``shard_map`` on separate host devices (several per device if there are more
+    chains than devices). The programs come from ``sampler_cache`` (``jax.export``): traced once per
+    process, and once per machine on disk.
+    """
+
+    def __init__(self, model, description: str, data: tuple, chains: int, warmup: int, draws: int,
+                 target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False, adapt_mass: bool = True):
+        self.model, self.description = model, description
+        self.adapt_mass = adapt_mass and warmup >= MASS_ADAPTATION_MIN_WARMUP
+        self.data_avals = tuple((np.shape(a), np.asarray(a).dtype) for a in data)
+        self.target_accept, self.regularize_mass = target_accept, regularize_mass
+        self.num_chains, self.num_warmup, self.num_draws = chains, warmup, draws
+        self.total = warmup + draws
+        self.chunk = _chunk_length(self.total)
+        self.calls = self.total // self.chunk
+        self._programs = {}  # latent site shapes -> (potential, start, advance, finish)
+        self.last_warmup_steps = float("nan")
+
+    def _compiled(self, sites: tuple):
+        """The four programs for latent ``sites``: ((name, shape), ...) in sorted order."""
+        if sites in self._programs:
+            return self._programs[sites]
+        num_chains = self.num_chains
+        devices = jax.devices()[: _devices_for(num_chains, jax.device_count())]
+        mesh = Mesh(np.array(devices), ("chain",))
+        chains, shared = NamedSharding(mesh, P("chain")), NamedSharding(mesh, P())
+
+        def per_chain(shape, dtype=jnp.float64):
+            return jax.ShapeDtypeStruct((num_chains, *shape), dtype, sharding=chains)
+
+        data = [jax.ShapeDtypeStruct(shape, dtype, sharding=shared) for shape, dtype in self.data_avals]
+        key_spec = per_chain((2,), jnp.uint32)
+        init_spec = {name: per_chain(shape) for name, shape in sites}
+        n = sum(int(np.prod(shape)) for _, shape in sites)
+        stencil_spec = per_chain((2 * n + 1, n))
+        mass_spec = per_chain((n, n))
+        z_spec = {name: per_chain((self.num_draws, *shape)) for name, shape in sites}
+        programs = _Programs(self.model, self.num_warmup, self.chunk, mesh, chains, sites, self.target_accept,
+                             self.regularize_mass, self.adapt_mass)
+        description = repr((
+            "nuts", self.description, tuple((s, str(d)) for s, d in self.data_avals), num_chains, self.num_warmup,
+            self.num_draws, self.chunk, len(devices), self.target_accept, self.regularize_mass, self.adapt_mass, sites,
+        ))
+
+        # potential runs on one device: microseconds a call, a dozen calls a fit, so dispatch is its cost
+        one_device = (jax.ShapeDtypeStruct(stencil_spec.shape, stencil_spec.dtype),
+                      *(jax.ShapeDtypeStruct(d.shape, d.dtype) for d in data))
+        state_specs = []  # advance's input: start's output, known once start is traced or read back
+
+        def compile_program(index, exported):
+            if index == 0:
+                return jax.jit(exported.call, compiler_options=_RUN_ONCE).lower(*one_device).compile()
+            inputs = ((key_spec, init_spec, mass_spec), (state_specs,), (z_spec,))[index - 1]
+            in_shardings = (chains,) * len(inputs) + (shared,) * len(data)
+            jitted = jax.jit(exported.call, in_shardings=in_shardings, out_shardings=chains,
+                             compiler_options=(_RUN_ONCE, None, None)[index - 1])
+            return jitted.lower(*inputs, *data).compile()
+
+        # XLA compiles outside the GIL: on a first call the largest program, advance, compiles while
+        # the others are traced (0.6 s less wall time on 2 cores; experiments/bench_cli.py).
+        with ThreadPoolExecutor(4) as pool:
+            compiling = {}
+
+            def trace():
+                start = jax.export.export(programs.jitted(programs.start, 3))(key_spec, init_spec, mass_spec, *data)
+                state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in start.out_avals]
+                advance = jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data)
+                compiling[2] = pool.submit(compile_program, 2, advance)
+                compiling[1] = pool.submit(compile_program, 1, start)
+                in_axes = (0,) + (None,) * len(data)
+                potential = jax.export.export(jax.jit(jax.vmap(programs.potential, in_axes=in_axes)))(*one_device)
+                compiling[0] = pool.submit(compile_program, 0, potential)
+                finish = jax.export.export(programs.jitted(programs.finish, 1))(z_spec, *data)
+                return [potential, start, advance, finish]
+
+            exported = sampler_cache.load_or_export(sampler_cache.program_key(description), trace)
+            if not state_specs:  # read back from disk: nothing compiled yet
+                state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in exported[1].out_avals]
+            for index, program in enumerate(exported):
+                if index not in compiling:
+                    compiling[index] = pool.submit(compile_program, index, program)
+            self._programs[sites] = tuple(compiling[index].result() for index in range(len(exported)))
+        return self._programs[sites]
+
+    def _programs_for(self, init: dict):
+        sites = tuple((k, tuple(np.shape(init[k])[1:])) for k in sorted(init))
+        return sites, self._compiled(sites)
+
+    def laplace(self, seed: int, init: dict, args):
+        """Draws from the Laplace approximation at each chain's mode, through ``finish``:
+        (samples, None, loglik) as ``run`` gives, with no sampler statistics."""
+        sites, (potential, _, _, finish) = self._programs_for(init)
+        x0 = _ravel_chains(init, sites)
+        cov, mode = newton_laplace(lambda points: potential(points, *args), x0, return_mode=True)
+        eps = np.random.default_rng([seed, 11]).standard_normal((self.num_chains, self.num_draws, x0.shape[1]))
+        z = mode[:, None, :] + np.einsum("cij,cdj->cdi", np.linalg.cholesky(cov), eps)
+        samples, loglik = jax.block_until_ready(finish(_unravel_chains(z, sites), *args))
+        return samples, None, loglik
+
+    def run(self, key, init: dict, args, progress: bool):
+        from tqdm.auto import tqdm
+
+        sites, (potential, start, advance, finish) = self._programs_for(init)
+        keys = jax.random.split(key, self.num_chains)
+        bar = tqdm(total=self.total * self.num_chains, desc="NUTS (all chains)", unit="it",
+                   disable=not progress, leave=False)
+        draws, stats = [], []
+
+        def collect(chunk):  # waits for a chunk's draws; meanwhile the next chunk runs
+            z, extra = jax.device_get(chunk)
+            draws.append(z)
+            stats.append(extra)
+            bar.update(self.chunk * self.num_chains)
+
+        try:
+            init = {k: np.asarray(v, np.float64) for k, v in init.items()}
+            inverse_mass = newton_laplace(lambda points: potential(points, *args), _ravel_chains(init, sites))
+            state = start(keys, init, inverse_mass, *args)
+            running = None
+            for _ in range(self.calls):
+                state, z, extra = advance(state, *args)
+                if running is not None:
+                    collect(running)
+                running = (z, extra)
+            collect(running)
+        finally:
+            bar.close()
+        steps = np.concatenate([s["num_steps"] for s in stats], axis=1)
+        self.last_warmup_steps = float(steps[:, : self.num_warmup].mean())  # leapfrog steps per warm-up iteration
+        kept = slice(self.num_warmup, self.total)
+        z = {k: np.concatenate([d[k] for d in draws], axis=1)[:, kept] for k in draws[0]}
+        extra = {k: np.concatenate([s[k] for s in stats], axis=1)[:, kept] for k in stats[0]}
+        samples, loglik = jax.block_until_ready(finish(z, *args))
+        return samples, extra, loglik
+
+
+def _ravel_chains(init: dict, sites) -> np.ndarray:
+    """(chain, n): each chain's sites raveled in sorted order (``ravel_pytree``'s)."""
+    chains = np.shape(init[sites[0][0]])[0]
+    return np.concatenate([np.asarray(init[k], np.float64).reshape(chains, -1) for k, _ in sites], axis=1)
+
+
+def _unravel_chains(z: np.ndarray, sites) -> dict:
+    """(chain, draw, n) -> site -> (chain, draw, *shape)."""
+    out, at = {}, 0
+    for k, shape in sites:
+        size = int(np.prod(shape))
+        out[k] = z[..., at: at + size].reshape(*z.shape[:2], *shape)
+        at += size
+    return out
+
+
+class _Programs:
+    """The four traced functions behind ``Sampler`` (see its docstring), for one model."""
+
+    def __init__(self, model, num_warmup, chunk, mesh, chains, sites, target_accept, regularize_mass, adapt_mass):
+        self.model, self.adapt_mass = model, adapt_mass
+        self.target_accept, self.regularize_mass = target_accept, regularize_mass
+        self.sites = sites
+        self.num_warmup, self.chunk = num_warmup, chunk
+        self.mesh, self.chains = mesh, chains
+        self.state_tree = None  # the HMCState structure, set when ``start`` is traced
+        _, self.unravel = ravel_pytree({k: jnp.zeros(shape) for k, shape in sites})
+
+    def kernel(self, z, key, args, inverse_mass_matrix=None):
+        """A NUTS kernel and its initial state at ``z``. ``advance`` only needs the kernel's
+        closures, which ``init`` sets; the unused state is dead code to XLA."""
+        kernel = NUTS(self.model, dense_mass=True, regularize_mass_matrix=self.regularize_mass,
+                      adapt_mass_matrix=self.adapt_mass,
+                      target_accept_prob=self.target_accept, inverse_mass_matrix=inverse_mass_matrix)
+        return kernel, kernel.init(key, self.num_warmup, init_params=z, model_args=args)
+
+    def potential(self, points, *args):
+        """The potential energy and its gradient at each row of ``points`` (m, n), the latent
+        sites raveled in sorted order (``ravel_pytree``'s)."""
+        def energy(x):
+            return potential_energy(self.model, args, {}, self.unravel(x))
+
+        return jax.vmap(jax.value_and_grad(energy))(points)
+
+    def start(self, key, init, inverse_mass, *args):
+        _, state = self.kernel(init, key, args, inverse_mass)
+        leaves, self.state_tree = jax.tree.flatten(state)
+        return leaves
+
+    def advance(self, leaves, *args):
+        state = jax.tree.unflatten(self.state_tree, leaves)
+        kernel, _ = self.kernel(state.z, state.rng_key, args)
+
+        def step(state, _):
+            state = kernel.sample(state, args, {})
+            return state, (state.z, {name: getattr(state, name) for name in EXTRA_FIELDS})
+
+        state, (z, extra) = jax.lax.scan(step, state, length=self.chunk)
+        return jax.tree.leaves(state), z, extra
+
+    def finish(self, z, *args):
+        """What ``NUTS.postprocess_fn`` gives (sample and deterministic sites), without a kernel,
+        and the log-likelihood of the observed site ``log_loss``."""
+        constrained = jax.vmap(lambda one: constrain_fn(self.model, args, {}, one, return_deterministic=True))(z)
+        return constrained, log_likelihood(self.model, constrained, *args)["log_loss"]
+
+    def jitted(self, fn, n_batched):
+        """``fn`` of one chain, mapped over the chain axis of its first ``n_batched`` arguments:
+        shard_map over devices, vmap over the chains on each device."""
+        def local(*xs):
+            batched, shared = xs[:n_batched], xs[n_batched:]
+            if jax.tree.leaves(batched)[0].shape[0] == 1:
+                one = fn(*jax.tree.map(lambda x: x[0], batched), *shared)
+                return jax.tree.map(lambda x: x[None], one)
+            return jax.vmap(fn, in_axes=(0,) * n_batched + (None,) * len(shared))(*xs)
+
+        def mapped(*xs):
+            specs = (P("chain"),) * n_batched + (P(),) * (len(xs) - n_batched)
+            return jax.shard_map(local, mesh=self.mesh, in_specs=specs, out_specs=P("chain"),
+                                 check_vma=False)(*xs)
+
+        return jax.jit(mapped, out_shardings=self.chains)
+
+
+def laplace_inverse_mass(model, args, init, newton_steps: int = NEWTON_STEPS) -> np.ndarray:
+    """``newton_laplace`` for one point ``init`` (a dict of latent sites) of a NumPyro model."""
+    x0, unravel = ravel_pytree(init)
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(lambda x: potential_energy(model, args, {}, unravel(x)))))
+    def batch(points):  # one chain
+        return tuple(a[None] for a in value_and_grad(points[0]))
+
+    return newton_laplace(batch, np.asarray(x0)[None], newton_steps)[0]
+
+
+def newton_laplace(value_and_grad, x0: np.ndarray, newton_steps: int = NEWTON_STEPS, return_mode: bool = False):
+    """The inverse Hessian of the potential at its mode near each row of ``x0`` (chain, n): NUTS's
+    starting mass matrices, computed on the host around one compiled program, ``value_and_grad``,
+    which maps points (chain, 2n + 1, n) to the potential (chain, 2n + 1) and its gradient.
+
+    From NumPyro's default, the identity, the first warm-up windows must take steps sized for the
+    narrowest direction (posterior standard deviations 0.01-0.06 on the Chinchilla data) across
+    the widest, so they cost several times the leapfrog steps of the rest of the run (warm-up
+    steps per iteration: experiments/bench_fit.py). The mode is found by Newton steps on |eigenvalues|
+    (saddle-free); where the full step does not lower the potential, a backtracking line search over
+    t = 1, 1/2, ..., 2^-(2n) in one call; it stops once the predicted decrease -g.d of every chain
+    is below 1e-9. The
+    Hessian is central differences of the gradient, h = 1e-5 max(1, |x|). Kept out of the
+    sampler's compiled ``start``, where it cost a first call about a second of tracing and
+    compiling (experiments/bench_cli.py). Non-finite results fall back to the identity.
+    """
+    x = np.array(x0, np.float64)
+    chains, n = x.shape
+    steps = 0.5 ** np.arange(2 * n + 1)
+
+    def hessian_and_grad(x):
+        h = 1e-5 * np.maximum(1.0, np.abs(x))  # (chain, n)
+        shifts = np.eye(n)[None] * h[:, None, :]  # (chain, n, n)
+        points = np.concatenate([x[:, None] + shifts, x[:, None] - shifts, x[:, None]], axis=1)
+        f, g = (np.asarray(a, np.float64) for a in value_and_grad(points))
+        hessian = (g[:, :n] - g[:, n: 2 * n]) / (2 * h[:, :, None])
+        return 0.5 * (hessian + hessian.transpose(0, 2, 1)), g[:, -1], f[:, -1]
+
+    def curvature(hessian):
+        w, v = np.linalg.eigh(np.where(np.isfinite(hessian), hessian, 0.0))
+        return np.maximum(np.abs(w), MIN_CURVATURE), v
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        hessian, grad, f0 = hessian_and_grad(x)
+        for _ in range(newton_steps):
+            w, v = curvature(hessian)
+            direction = -np.einsum("cij,cj->ci", v, np.einsum("cji,cj->ci", v, grad) / w)
+            if not np.any(np.abs(np.einsum("ci,ci->c", grad, direction)) > 1e-9):  # every chain at its mode
+                break
+            t = np.ones(chains)
+            trial = hessian_and_grad(x + direction)  # the full step, with what the next step needs
+            failed = ~(trial[2] <= f0)  # NaN fails
+            if failed.any():  # backtrack where the full step failed; t = 0 where nothing is lower
+                f, _ = value_and_grad(x[:, None] + steps[None, :, None] * direction[:, None])
+                lower = np.asarray(f) <= f0[:, None]
+                t = np.where(failed, np.where(lower.any(axis=1), steps[np.argmax(lower, axis=1)], 0.0), 1.0)
+                x_next = np.where(t[:, None] > 0, x + t[:, None] * direction, x)
+                trial = hessian_and_grad(x_next)
+            x = np.where(t[:, None] > 0, x + t[:, None] * direction, x)
+            hessian, grad, f0 = trial
+        w, v = curvature(hessian)
+        inverse = np.einsum("cij,cj,ckj->cik", v, 1.0 / w, v)
+    finite = np.isfinite(hessian).all(axis=(1, 2)) & np.isfinite(inverse).all(axis=(1, 2))
+    inverse = np.where(finite[:, None, None], inverse, np.eye(n)[None])
+    return (inverse, x) if return_mode else inverse
+
+
+def _chunk_length(total: int) -> int:
+    """Transitions per ``advance`` call, a divisor of the run: about a twentieth of it where one
+    fits (else the whole run in one call)."""
+    for calls in (20, *range(10, 41)):
+        if total % calls == 0:
+            return total // calls
+    return total
+
+
+def _devices_for(num_chains: int, available: int) -> int:
+    """The most devices that share the chains evenly."""
+    return max(d for d in range(1, min(num_chains, available) + 1) if num_chains % d == 0)
+
+

@@ -1,0 +1,345 @@
+"""``fit_hierarchical``: the hierarchical model (``models.hierarchical``) fitted by the shared NUTS
+driver (``fitting.sampler``), returned as one ``Posterior`` per group and one for the population.
+
+The population value of each parameter has the law's prior on its natural scale; no pooling gives
+every group that same prior, so it equals G separate pooled fits. A new group's law is drawn from
+the population: x_new = mu + tau z, z ~ Normal(0, 1), one z per posterior draw. The centre matters
+for partial pooling only: it says where the groups' reducible terms are pooled (under no or
+complete pooling any centre gives the same posterior).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from bayes_scaling._jax_setup import configure
+from bayes_scaling.diagnostics import chain_stats, warn_if_untrustworthy
+from bayes_scaling.errors import InputError
+from bayes_scaling.fitting import sampler
+from bayes_scaling.fitting.init import initial_theta
+from bayes_scaling.fitting.posterior_build import build_posterior
+from bayes_scaling.fitting.settings import KEYWORDS, SamplerSettings
+from bayes_scaling.hierarchical.centring import auto_centring, mean_centre, pivot_centre
+from bayes_scaling.hierarchical.offsets import Offsets, build_offsets
+from bayes_scaling.laws import Law, get_law
+from bayes_scaling.models.hierarchical import (
+    DEFAULT_SPREAD_PRIOR,
+    OFFSET_SCALE,
+    POOLINGS,
+    SPREAD_PRIORS,
+    HierSpec,
+    check_law,
+    hierarchical_model,
+    latent_from_natural,
+    natural_from_latent,
+)
+from bayes_scaling.models.likelihood import DEFAULT_NU, Likelihood
+from bayes_scaling.posterior import Posterior
+from bayes_scaling.priors import describe_priors, resolve_priors
+from bayes_scaling.runs.table import Runs
+
+CENTRES = ("pivot", "mean")
+CENTRINGS = ("auto", "none")
+EXPONENTS = ("alpha", "beta")
+# HalfNormal scales of the group spreads tau_k, in log units: groups' E differ by ~10%, their
+# reducible terms at the pivot centre by ~50%, their exponents by ~20% (relative). Kept over narrow
+# spreads (0.1 on A and B, 0.05 on the exponents) and over shared exponents by a held-out check on
+# the Marin runs below 3e20 FLOPs, where wide and narrow tie within Monte Carlo noise
+# (experiments/marin_pooling.py, docs/hierarchical.md). Parameters of other laws: DEFAULT_SPREAD.
+DEFAULT_SPREADS = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}
+DEFAULT_SPREAD = 0.2
+POPULATION = "population (new group)"
+# ``offset_by="auto"`` (the default) takes offsets by this column where the runs have it with two or
+# more values: chosen by the pre-registered rule of experiments/marin_pooling.py (docs/hierarchical.md).
+AUTO_OFFSET_COLUMN = "budget"
+# Default of ``detrend_offsets``: False. experiments/marin_pooling.py's pre-registered rule (with its
+# unseen-budget step) picked free offsets over detrended ones on Marin (docs/hierarchical.md).
+DETREND_OFFSETS = False
+# The sampler's defaults here: 4 chains x (500 + 500) at target acceptance 0.9.
+SAMPLER_DEFAULTS = SamplerSettings(draws=500, target_accept=0.9, retry_divergent=False)
+# NumPyro's mass-matrix shrinkage: with 20-40 sampled coordinates the first adaptation window has
+# fewer draws than dimensions, and unregularised the estimate is singular.
+REGULARIZE_MASS = True
+ADAPT_MASS = True
+
+
+@dataclass(frozen=True)
+class HierarchicalSettings:
+    """The hierarchical model's structure (see ``fit_hierarchical``)."""
+
+    group_by: str = "group"
+    pooling: str = "partial"
+    share_exponents: bool = False
+    share: tuple = ()
+    spreads: Mapping[str, float] | None = None
+    centring: Mapping[str, float] | str = "auto"
+    centre: str = "pivot"
+    offset_by: str | None = "auto"
+    offset_scale: float = OFFSET_SCALE
+    detrend_offsets: bool = DETREND_OFFSETS
+    spread_prior: str = DEFAULT_SPREAD_PRIOR
+
+    def __post_init__(self):
+        object.__setattr__(self, "share", tuple(self.share))
+        if self.pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.centre not in CENTRES:
+            raise InputError(f"centre must be one of {', '.join(CENTRES)}, got {self.centre!r}")
+        if isinstance(self.centring, str) and self.centring not in CENTRINGS:
+            raise InputError(f"centring must be one of {', '.join(CENTRINGS)} or a mapping of parameter to lambda, "
+                             f"got {self.centring!r}")
+        if self.spread_prior not in SPREAD_PRIORS:
+            raise InputError(f"spread_prior must be one of {', '.join(SPREAD_PRIORS)}, got {self.spread_prior!r}")
+        if not (np.isfinite(self.offset_scale) and self.offset_scale > 0):
+            raise InputError(f"offset_scale must be a positive number, got {self.offset_scale!r}")
+
+    def shared(self) -> set:
+        return set(self.share) | (set(EXPONENTS) if self.share_exponents else set())
+
+
+@dataclass
+class HierarchicalFit:
+    """What ``fit_hierarchical`` returns.
+
+    ``groups``: group name -> ``Posterior`` of that group's law (the ordinary type: ``frontier``,
+    ``predict``, ``summary``, ``save`` all work; its runs are the group's runs and its
+    ``log_likelihood`` their pointwise log-likelihoods under the joint fit).
+    ``population``: the ``Posterior`` of a *new* group's law drawn from the population (its runs are
+    all runs; no log-likelihood); None under no pooling, where groups share nothing.
+    ``spreads``: draws of each tau_k (partial pooling). ``diagnostics``: divergences, max R-hat,
+    min bulk ESS (``diagnostics.chain_stats``, ArviZ's definitions) over every sampled coordinate,
+    mean leapfrog steps per draw and the sampling time.
+    """
+
+    groups: dict[str, Posterior]
+    population: Posterior | None
+    pooling: str
+    shared: list[str]  # parameters common to all groups (all of them under complete pooling)
+    group_by: str
+    spreads: dict[str, np.ndarray] = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+
+    def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
+        """Each group's frontier table (and the population's), stacked with a ``group`` column."""
+        members = {**self.groups, **({POPULATION: self.population} if self.population is not None else {})}
+        tables = [post.frontier(budgets, level).assign(group=name) for name, post in members.items()]
+        return pd.concat(tables, ignore_index=True)
+
+
+def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",
+                     nu: float = DEFAULT_NU, settings: HierarchicalSettings | None = None,
+                     sampler_settings: SamplerSettings | None = None, **keywords) -> HierarchicalFit:
+    """Fit the hierarchical model of ``law`` to ``runs`` grouped by the column ``settings.group_by``.
+
+    ``settings`` (``HierarchicalSettings``): ``pooling`` "partial" (groups around a learned
+    population), "none" (independent laws, one sigma each) or "complete" (one law);
+    ``share_exponents``: alpha and beta common to all groups; ``share``: any parameters common to all
+    groups. ``spreads``: the scales s_k of the tau_k (``DEFAULT_SPREADS``), whose prior is
+    ``spread_prior``: "halfnormal" or "gamma" (``models.hierarchical.spread_distribution``).
+    ``centre``: "pivot" (``hierarchical.centring.pivot_centre``) or "mean": where the groups' latent
+    coordinates are centred, and so, under partial pooling, where their reducible terms are pooled.
+    ``centring``: "auto" (``auto_centring``), "none" (every group non-centred) or a mapping
+    parameter -> lambda; it changes how NUTS moves, not the model. ``offset_by``: a column whose
+    levels each get an offset delta_b on log-loss shared by all groups; "auto" (default):
+    ``"budget"`` where the runs have it with two or more values (three, detrended), else none;
+    None: no offsets. ``offset_scale``: s_o of tau_o ~ HalfNormal(s_o). ``detrend_offsets``: the
+    offsets carry no level and no linear trend in log of the column's value
+    (``hierarchical.offsets``). The group and population Posteriors then carry the draws of delta_b
+    (``offset``) and tau_o (``offset_tau``), and their ``predict(..., offset_at=levels)`` uses them.
+
+    ``priors`` override the law's priors (population level) or sigma's. ``sampler_settings``: the
+    sampler's (``SamplerSettings``; here 4 chains x (500 + 500) at target acceptance 0.9 by
+    default). Every field of either settings class may also be given as a keyword argument by its
+    old name (``pooling=``, ``num_chains=``, ``target_accept=``, ...), overriding the objects.
+    """
+    configure()
+    hier_fields = {f.name for f in dataclasses.fields(HierarchicalSettings)}
+    unknown = set(keywords) - hier_fields - set(KEYWORDS)
+    if unknown:
+        raise TypeError(f"fit_hierarchical got unknown keyword(s): {', '.join(sorted(unknown))}")
+    h = settings or HierarchicalSettings()
+    given = {k: v for k, v in keywords.items() if k in hier_fields}
+    h = dataclasses.replace(h, **given) if given else h
+    s = SamplerSettings.resolve(sampler_settings, SAMPLER_DEFAULTS,
+                                **{k: v for k, v in keywords.items() if k in KEYWORDS})
+    noise = Likelihood(likelihood, nu)
+    law = get_law(law) if isinstance(law, str) else law
+    check_law(law)
+    names_p = law.param_names
+    if h.group_by not in runs.frame:
+        raise InputError(f"no column {h.group_by!r} to group runs by; columns: {', '.join(runs.frame.columns)}")
+    offset_by = h.offset_by
+    if offset_by == "auto":
+        column = runs.frame.get(AUTO_OFFSET_COLUMN)
+        offset_by = (AUTO_OFFSET_COLUMN if column is not None and column.nunique() >= (3 if h.detrend_offsets else 2)
+                     else None)
+    if offset_by is not None and offset_by not in runs.frame:
+        raise InputError(f"no column {offset_by!r} to take offsets by; columns: {', '.join(runs.frame.columns)}")
+    resolved = resolve_priors(law, priors)
+    unknown = set(h.spreads or {}) - set(names_p)
+    if unknown:
+        raise InputError(f"spreads for unknown parameters {sorted(unknown)}; known: {', '.join(names_p)}")
+    spreads = {p: DEFAULT_SPREADS.get(p, DEFAULT_SPREAD) for p in names_p} | dict(h.spreads or {})
+    shared = h.shared()
+    if shared - set(names_p):
+        raise InputError(f"cannot share unknown parameters {sorted(shared - set(names_p))}; known: {', '.join(names_p)}")
+    modes = _modes(names_p, h.pooling, shared)
+
+    labels = runs.frame[h.group_by].astype(str).to_numpy()
+    groups = sorted(set(labels))
+    group = np.searchsorted(groups, labels)
+    G, n = len(groups), len(runs)
+    # Each group's cheap point estimate (``fitting.init``): where chains start, and what places the
+    # coordinates' centre and chooses each group's centring.
+    estimates = [initial_theta(law, Runs(runs.frame[group == g].reset_index(drop=True))) for g in range(G)]
+    centre = _centres(law, h, runs, estimates, group, G, per_group=h.pooling == "none" and not shared)
+    common = centre[:, 0]
+    partial_names = [p for p in names_p if modes[p] == "partial"]
+    lams = {}
+    if partial_names and h.centring == "auto":
+        lams = auto_centring(law, runs.N, runs.D, np.log(runs.loss), estimates, group, common,
+                             {p: spreads[p] for p in partial_names}, h.spread_prior)
+    elif partial_names and not isinstance(h.centring, str):
+        lams = {p: np.full(G, float(v)) for p, v in dict(h.centring).items()}
+    centring = np.array([np.clip(lams.get(p, np.zeros(G)), 0.0, 1.0) for p in names_p])
+    offsets = None
+    if offset_by is not None:
+        offsets = build_offsets(law, runs.frame[offset_by], runs, estimates, group, detrend=h.detrend_offsets,
+                                scale=float(h.offset_scale), centred=h.centring != "none")
+    spec = HierSpec(law, resolved, G, h.pooling, modes, spreads, noise,
+                    n_offsets=0 if offsets is None else len(offsets.levels),
+                    n_offset_coords=0 if offsets is None else offsets.basis.shape[1],
+                    offset_scale=float(h.offset_scale), spread_prior=h.spread_prior)
+    capacity = sampler.padded_capacity(n)
+    group_p, N, D, log_loss, level = sampler.pad_rows(
+        [group, runs.N, runs.D, np.log(runs.loss), np.zeros(n, int) if offsets is None else offsets.index],
+        capacity, [0, 1.0, 1.0, 0.0, 0])
+    data = (group_p, N, D, centre, centring, level,
+            np.zeros(1) if offsets is None else offsets.centring,
+            np.zeros((1, 1)) if offsets is None else offsets.basis, log_loss, sampler.row_mask(n, capacity))
+    point = _initial_point(spec, estimates, common, centring, offsets)
+    draws = sampler.sample(partial(hierarchical_model, spec), sampler.jitter(point, s.chains, s.seed), data,
+                           description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS)
+    samples, extra, loglik = draws.samples, draws.extra, draws.loglik[..., :n]
+
+    meta = {
+        **noise.to_meta(), "law": law.name,
+        "centre": common.tolist() if np.allclose(centre, common[:, None]) else centre.tolist(),
+        "priors": describe_priors(resolved), "pooling": h.pooling, "spread_prior": h.spread_prior,
+        "shared": [p for p in names_p if modes[p] == "shared"], "group_by": h.group_by, "groups": groups,
+        "num_chains": s.chains, "num_warmup": s.warmup, "num_draws": s.draws, "seed": s.seed,
+        "target_accept": s.target_accept, "sampling_seconds": draws.seconds,
+        **({"offset_by": offset_by, "offset_levels": offsets.levels, "offset_scale": float(h.offset_scale),
+            "offset_detrended": bool(h.detrend_offsets)} if offsets is not None else {}),
+    }
+    meta.pop("law")  # Posterior.save writes the law itself
+    posts = {}
+    for g, name in enumerate(groups):
+        rows = group == g
+        member = {p: samples[p][..., g] for p in names_p}
+        member["sigma"] = samples["sigma"][..., g] if spec.sigma_per_group else samples["sigma"]
+        member.update(_offset_draws(samples))
+        posts[name] = build_posterior(law, Runs(runs.frame[rows].reset_index(drop=True)), member, extra,
+                                      loglik[..., rows], method="nuts-hierarchical", meta={**meta, "group": name})
+    population = None if h.pooling == "none" else _population(spec, samples, common, runs, meta, s.seed)
+    taus = {p: samples[f"{p}_tau"].reshape(-1) for p in partial_names}
+    if offsets is not None:
+        taus["offset"] = samples["offset_tau"].reshape(-1)
+    fit = HierarchicalFit(posts, population, h.pooling, meta["shared"], h.group_by, taus,
+                          {**sampler_diagnostics(samples, extra), "sampling_seconds": draws.seconds})
+    d = fit.diagnostics
+    warn_if_untrustworthy(
+        d["divergences"] == 0 and not d["max_rhat"] > 1.01,
+        f"the hierarchical fit's sampler diagnostics fail: {d['divergences']} divergences, max R-hat "
+        f"{d['max_rhat']:.3f}, min bulk ESS {d['min_ess']:.0f}; do not trust these draws: raise target_accept "
+        "(--target-accept 0.95), lengthen the warm-up, or simplify the pooling")
+    return fit
+
+
+def _modes(names, pooling: str, shared: set) -> dict:
+    if pooling == "complete":
+        return {p: "shared" for p in names}
+    base = "partial" if pooling == "partial" else "independent"
+    return {p: "shared" if p in shared else base for p in names}
+
+
+def _centres(law, h: HierarchicalSettings, runs, estimates, group, G: int, per_group: bool) -> np.ndarray:
+    """(2, G): each group's centre; one for all (repeated) unless ``per_group`` (no pooling with
+    nothing shared: independent laws, each in coordinates centred on its own runs)."""
+    where = pivot_centre if h.centre == "pivot" else mean_centre
+    if per_group:
+        return np.array([where(law, runs.N[group == g], runs.D[group == g], [estimates[g]],
+                               np.zeros(np.sum(group == g), int)) for g in range(G)]).T
+    return np.repeat(np.asarray(where(law, runs.N, runs.D, estimates, group), float)[:, None], G, axis=1)
+
+
+def _initial_point(spec: HierSpec, estimates: list[dict], centre, centring: np.ndarray, offsets: Offsets | None):
+    """The groups' point estimates mapped to the model's sites, in NumPyro's unconstrained
+    coordinates (log for tau and sigma; the decentred z of ``LocScaleReparam`` for the groups)."""
+    law, G = spec.law, spec.n_groups
+    latent = [latent_from_natural(law, {k: float(np.squeeze(v)) for k, v in e.items()}, centre) for e in estimates]
+    point = {}
+    for i, p in enumerate(law.param_names):
+        values = np.array([float(x[p]) for x in latent])
+        mode = spec.modes[p]
+        if mode == "independent":
+            point[f"{p}_pop_latent"] = values
+            continue
+        mu = values.mean()
+        point[f"{p}_pop_latent"] = mu
+        if mode == "partial":
+            tau = max(values.std(), 0.5 * spec.spreads[p])
+            lam = centring[i]
+            point[f"{p}_tau"] = np.log(tau)
+            point[f"{p}_group_decentered"] = lam * mu + (values - mu) / tau ** (1.0 - lam)
+    point["sigma"] = np.log(np.full(G, 0.02) if spec.sigma_per_group else 0.02)
+    if offsets is not None:  # delta_b = 0 (z_b = 0 in any centring), tau_o at half its prior scale
+        point["offset_tau"] = np.log(0.5 * spec.offset_scale)
+        point["offset_coef_decentered"] = np.zeros(spec.n_offset_coords)
+    return point
+
+
+def _offset_draws(samples: dict) -> dict:
+    """The offsets' draws for a Posterior: delta_b (chains, draws, K) and tau_o (absent: none)."""
+    if "offset" not in samples:
+        return {}
+    return {"offset": samples["offset"], "offset_tau": samples["offset_tau"]}
+
+
+def _population(spec: HierSpec, samples, centre, runs: Runs, meta, seed) -> Posterior:
+    """A new group's law: x_new = mu + tau z per draw (mu alone for shared parameters)."""
+    rng = np.random.default_rng(seed + 1)
+    x = {}
+    for p in spec.law.param_names:
+        mu = samples[f"{p}_pop_latent"]
+        tau = samples.get(f"{p}_tau")
+        x[p] = mu if tau is None else mu + tau * rng.standard_normal(mu.shape)
+    draws = {k: np.asarray(v) for k, v in natural_from_latent(spec.law, spec.priors, x, centre).items()}
+    draws["sigma"] = samples["sigma"]
+    draws.update(_offset_draws(samples))
+    return build_posterior(spec.law, runs, draws, None, None, method="nuts-hierarchical-population",
+                           meta={**meta, "group": POPULATION})
+
+
+SAMPLED_SUFFIXES = ("_pop_latent", "_tau", "_decentered")
+
+
+def sampler_diagnostics(samples: dict, extra: dict) -> dict:
+    """Divergences, max R-hat and min bulk ESS (``diagnostics.chain_stats``) over every element of
+    the sampled sites, and the mean leapfrog steps per draw."""
+    sites = [k for k in samples if k.endswith(SAMPLED_SUFFIXES) or k == "sigma"]
+    stats = []
+    for k in sites:
+        values = np.asarray(samples[k])
+        flat = values.reshape(values.shape[0], values.shape[1], -1)
+        stats.extend(chain_stats(flat[..., j]) for j in range(flat.shape[-1]) if np.ptp(flat[..., j]) > 0)
+    return {"divergences": int(extra["diverging"].sum()),
+            "max_rhat": max((st["r_hat"] for st in stats), default=float("nan")),
+            "min_ess": min((st["ess_bulk"] for st in stats), default=float("nan")),
+            "mean_steps": float(extra["num_steps"].mean())}

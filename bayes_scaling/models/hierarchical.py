@@ -1,0 +1,180 @@
+"""The hierarchical model: one law per group (dataset, architecture, ...), tied by a population.
+
+Any ``Law`` whose ``sample`` draws each parameter p through a latent site ``{p}_latent`` with its
+prior as the factor ``{p}_prior`` (``laws.base.sample_log_positive``; every bundled law) can be
+made hierarchical. Each group g has the law's own latent coordinates x_g (for Chinchilla
+x = (log E, log A - alpha n_c, log B - beta d_c, log alpha, log beta): the log reducible terms at
+a centre (n_c, d_c), a unit-Jacobian shear) at a centre common to all groups (under no pooling
+each group's own):
+
+    partial pooling:   x_gk ~ Normal(mu_k, tau_k^2),  tau_k ~ HalfNormal(s_k) or the zero-avoiding
+                       Gamma(2, 2 / m_k) with the same mean m_k = s_k sqrt(2/pi)
+                       (``spread_distribution``); sampled through NumPyro's
+                       ``LocScaleReparam(centered=lambda_gk)``: z_gk ~ Normal(lambda mu_k, tau_k^lambda),
+                       x_gk = mu_k + tau_k^(1 - lambda)(z_gk - lambda mu_k), the same model for any
+                       lambda in [0, 1] (0 non-centred, 1 centred; a data argument, chosen per group and
+                       parameter by ``hierarchical.centring.auto_centring``)
+    no pooling:        x_gk = mu_gk, each group with its own prior
+    complete pooling:  x_gk = mu_k, one law for all groups
+    shared parameters: x_gk = mu_k (population-only), e.g. the exponents
+
+    log L_i ~ likelihood(log L(N_i, D_i; theta_g(i)) + delta_b(i), sigma)
+              (``models.likelihood``; sigma shared, except per group under no pooling)
+
+The population values mu carry the law's prior on its natural parameters (each group its own under
+no pooling), stated through the law's own ``sample``. Budget offsets (``n_offsets`` = B > 0): a
+crossed random effect delta = Q c on log-loss, c_k ~ Normal(0, tau_o^2) (``LocScaleReparam`` with
+a per-coordinate lambda), tau_o ~ HalfNormal(s_o); Q is the identity (free offsets) or an
+orthonormal basis of the complement of span{1, log C} (detrended, B - 2 coordinates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro import handlers
+from numpyro.infer.reparam import LocScaleReparam
+
+from bayes_scaling.errors import InputError
+from bayes_scaling.laws.base import Law
+from bayes_scaling.models.likelihood import Likelihood
+
+POOLINGS = ("partial", "none", "complete")
+SPREAD_PRIORS = ("halfnormal", "gamma")
+DEFAULT_SPREAD_PRIOR = "gamma"
+OFFSET_SCALE = 0.01
+
+
+@dataclass(frozen=True)
+class HierSpec:
+    """Everything that defines the hierarchical model apart from the data (the per-group centring
+    and the centre are data arguments: they change how NUTS moves, not the model)."""
+
+    law: Law
+    priors: dict = field(hash=False)  # the law's priors on natural parameters, and sigma's
+    n_groups: int = 1
+    pooling: str = "partial"
+    modes: dict = field(default_factory=dict, hash=False)  # parameter -> "partial" | "independent" | "shared"
+    spreads: dict = field(default_factory=dict, hash=False)  # parameter -> scale s_k of tau_k
+    likelihood: Likelihood = Likelihood()
+    n_offsets: int = 0  # levels B of the offset column (0: no offsets)
+    n_offset_coords: int = 0  # sampled offset coordinates: B (free) or B - 2 (detrended)
+    offset_scale: float = OFFSET_SCALE
+    spread_prior: str = DEFAULT_SPREAD_PRIOR
+
+    @property
+    def sigma_per_group(self) -> bool:
+        return self.pooling == "none"
+
+    def description(self) -> tuple:
+        """What the traced model depends on besides the data shapes (a sampler cache key)."""
+        from bayes_scaling.fitting import sampler_cache
+
+        return ("hierarchical", self.law.name, sampler_cache.law_source_digest(self.law),
+                sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in self.priors.items()),
+                self.n_groups, self.pooling, sorted(self.modes.items()), sorted(self.spreads.items()), self.likelihood,
+                self.n_offsets, self.n_offset_coords, float(self.offset_scale), self.spread_prior)
+
+
+def hierarchical_model(spec: HierSpec, group, N, D, centre, centring, offset, offset_centring, offset_basis,
+                       log_loss=None, mask=None):
+    """The model above. ``group``: each run's group index in 0..G-1; ``centre`` (2, G): each group's
+    (n_c, d_c); ``centring`` (P, G): lambda per parameter (``law.param_names`` order) and group;
+    ``offset``: each run's level index; ``offset_centring`` (k,) and ``offset_basis`` (B, k): the
+    offsets' lambda and Q (unused without offsets); ``mask``: False for padding rows."""
+    law, G = spec.law, spec.n_groups
+    centre = jnp.asarray(centre)
+    mu = {}
+    for p in law.param_names:
+        shape = (G,) if spec.modes[p] == "independent" else ()
+        mu[p] = numpyro.sample(f"{p}_pop_latent", dist.ImproperUniform(dist.constraints.real, (), shape))
+    population_prior(spec, mu, centre)
+    x = {}
+    for i, p in enumerate(law.param_names):
+        if spec.modes[p] != "partial":
+            x[p] = jnp.broadcast_to(mu[p], (G,))
+            continue
+        tau = numpyro.sample(f"{p}_tau", spread_distribution(spec.spread_prior, spec.spreads[p]))
+        with handlers.reparam(config={f"{p}_group": LocScaleReparam(centered=centring[i])}):
+            x[p] = numpyro.sample(f"{p}_group", dist.Normal(mu[p], tau).expand((G,)).to_event(1))
+    theta = natural_from_latent(law, spec.priors, x, centre)
+    for p, value in theta.items():
+        numpyro.deterministic(p, value)
+    sigma = numpyro.sample("sigma", spec.priors["sigma"].expand((G,)).to_event(1) if spec.sigma_per_group
+                           else spec.priors["sigma"])
+    sigma_i = sigma[group] if spec.sigma_per_group else sigma
+    loc = law.log_loss({k: v[group] for k, v in theta.items()}, N, D)
+    if spec.n_offsets:
+        tau_o = numpyro.sample("offset_tau", dist.HalfNormal(spec.offset_scale))
+        with handlers.reparam(config={"offset_coef": LocScaleReparam(centered=offset_centring)}):
+            coef = numpyro.sample("offset_coef", dist.Normal(0.0, tau_o).expand((spec.n_offset_coords,)).to_event(1))
+        delta = numpyro.deterministic("offset", jnp.asarray(offset_basis) @ coef)
+        loc = loc + delta[offset]
+    with numpyro.plate("runs", N.shape[0]), handlers.mask(mask=True if mask is None else mask):
+        numpyro.sample("log_loss", spec.likelihood.distribution(loc, sigma_i), obs=log_loss)
+
+
+def population_prior(spec: HierSpec, mu: dict, centre) -> None:
+    """The law's prior on the population values ``mu`` (latent coordinates): the factors of
+    ``law.sample`` at mu, once for the parameters common to the groups (at the groups' mean
+    centre) and once per group for the independent ones (at each group's centre)."""
+    law, G = spec.law, spec.n_groups
+    independent = {p for p in law.param_names if spec.modes[p] == "independent"}
+    common = set(law.param_names) - independent
+    if common:
+        scalar = {p: jnp.mean(mu[p]) if p in independent else mu[p] for p in law.param_names}
+        _prior_factors(law, spec.priors, scalar, jnp.mean(centre, axis=1), common)
+    if independent:
+        per_group = {p: jnp.broadcast_to(mu[p], (G,)) for p in law.param_names}
+        _prior_factors(law, spec.priors, per_group, centre, independent)
+
+
+def _prior_factors(law: Law, priors, latent: dict, centre, keep: set) -> None:
+    names = {f"{p}_prior" for p in keep}
+    data = {f"{p}_latent": v for p, v in latent.items()}
+    with handlers.block(hide_fn=lambda site: site["name"] not in names), handlers.substitute(data=data):
+        law.sample(priors, (centre[0], centre[1]))
+
+
+def natural_from_latent(law: Law, priors, latent: dict, centre) -> dict:
+    """The law's natural parameters at latent coordinates ``latent`` (parameter -> array, any
+    shape that broadcasts with the centre's entries): ``law.sample``'s map, with its sites hidden."""
+    data = {f"{p}_latent": v for p, v in latent.items()}
+    with handlers.block(), handlers.substitute(data=data):
+        theta = law.sample(priors, (centre[0], centre[1]))
+    return {p: theta[p] for p in law.param_names}
+
+
+def latent_from_natural(law: Law, theta: dict, centre) -> dict:
+    """parameter -> its latent coordinate (``law.latent_from_natural`` without the site suffix)."""
+    latent = law.latent_from_natural(theta, (centre[0], centre[1]))
+    return {p: np.asarray(latent[f"{p}_latent"], np.float64) for p in law.param_names}
+
+
+def check_law(law: Law) -> None:
+    """Refuse a law the hierarchical model cannot take: one whose ``sample`` does not draw every
+    parameter p through a site ``{p}_latent`` with a prior factor ``{p}_prior``."""
+    import jax
+
+    trace = handlers.trace(handlers.seed(handlers.substitute(
+        law.sample, substitute_fn=lambda site: jnp.zeros(()) if site["type"] == "sample" and not site["is_observed"]
+        else None), jax.random.PRNGKey(0))).get_trace(law.default_priors(), (0.0, 0.0))
+    missing = [p for p in law.param_names if f"{p}_latent" not in trace or f"{p}_prior" not in trace]
+    if missing:
+        raise InputError(f"law {law.name}: the hierarchical model needs each parameter sampled through a site "
+                         f"'<name>_latent' with a factor '<name>_prior' (laws.base.sample_log_positive); "
+                         f"{', '.join(missing)} are not")
+
+
+def spread_distribution(family: str, scale: float) -> dist.Distribution:
+    """The prior of a group spread tau_k with scale s_k: HalfNormal(s_k), or the zero-avoiding
+    Gamma(2, rate 2 / m) with the same mean m = s_k sqrt(2/pi) (density 0 at tau = 0, mode m / 2)."""
+    if family == "gamma":
+        return dist.Gamma(2.0, 2.0 / (scale * np.sqrt(2 / np.pi)))
+    if family == "halfnormal":
+        return dist.HalfNormal(scale)
+    raise InputError(f"spread_prior must be one of {', '.join(SPREAD_PRIORS)}, got {family!r}")

@@ -1,0 +1,83 @@
+"""The observation model on log-loss, defined once: every model, the Posterior and the design code
+read it from here.
+
+    log L_i = mu_i + sigma eps_i,   eps_i ~ StudentT(nu)   (kind="student_t", default nu = 5)
+                                    eps_i ~ Normal(0, 1)   (kind="normal")
+
+``distribution`` is the NumPyro distribution of log L_i given mu_i and sigma (what the models
+observe), ``standard_draws`` draws eps for predictive and posterior-predictive draws on the host,
+and ``variance_factor`` is Var(eps) = nu / (nu - 2) (1 for the normal; no finite variance for
+nu <= 2, where a large stand-in is returned), which the design code's Gaussian approximations of
+the noise use (``noise_variance``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayes_scaling.errors import InputError
+
+LIKELIHOODS = ("student_t", "normal")
+DEFAULT_NU = 5.0
+INFINITE_VARIANCE_FACTOR = 1e3  # Var(eps) stand-in where Student-t(nu <= 2) has none
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """The noise family of log-loss around the law: ``kind`` "student_t" (with ``nu`` degrees of
+    freedom) or "normal"."""
+
+    kind: str = "student_t"
+    nu: float = DEFAULT_NU
+
+    def __post_init__(self):
+        if self.kind not in LIKELIHOODS:
+            raise InputError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.kind!r}")
+        if not self.nu > 0:
+            raise InputError(f"Student-t degrees of freedom nu must be positive, got {self.nu}")
+
+    def distribution(self, mu, sigma):
+        """NumPyro's distribution of log L given the law's log-loss ``mu`` and the scale ``sigma``."""
+        import numpyro.distributions as dist
+
+        if self.kind == "normal":
+            return dist.Normal(mu, sigma)
+        return dist.StudentT(self.nu, mu, sigma)
+
+    def standard_draws(self, shape, rng: np.random.Generator) -> np.ndarray:
+        """Draws of the standardised noise eps (log L = mu + sigma eps)."""
+        if self.kind == "normal":
+            return rng.standard_normal(shape)
+        return rng.standard_t(float(self.nu), size=shape)
+
+    def standard_logpdf(self, eps) -> np.ndarray:
+        """log density of the standardised noise at ``eps`` (host, SciPy): log p(y | mu, sigma) =
+        standard_logpdf((y - mu) / sigma) - log sigma."""
+        from scipy import stats
+
+        return (stats.norm() if self.kind == "normal" else stats.t(float(self.nu))).logpdf(eps)
+
+    def variance_factor(self) -> float:
+        """Var(eps): the noise variance per unit sigma^2."""
+        if self.kind == "normal":
+            return 1.0
+        return self.nu / (self.nu - 2.0) if self.nu > 2 else INFINITE_VARIANCE_FACTOR
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Likelihood:
+        """The likelihood a saved fit records (``meta["likelihood"]``, ``meta["nu"]``); a fit
+        saved without them used the default Student-t."""
+        return cls(str(meta.get("likelihood", "student_t")), float(meta.get("nu", DEFAULT_NU)))
+
+    def to_meta(self) -> dict:
+        return {"likelihood": self.kind, "nu": float(self.nu)}
+
+
+def noise_variance(sigma, likelihood: Likelihood, weights=None) -> float:
+    """r = E[sigma^2] Var(eps): the variance of the observation noise on log-loss over posterior
+    draws of sigma (optionally weighted), for Gaussian approximations of the likelihood."""
+    sigma2 = np.asarray(sigma, np.float64) ** 2
+    mean = float(np.mean(sigma2)) if weights is None else float(np.sum(np.asarray(weights) * sigma2))
+    return mean * likelihood.variance_factor()
