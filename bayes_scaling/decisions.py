@@ -109,6 +109,11 @@ class Surface:
     def num_draws(self) -> int:
         return len(next(iter(self.theta.values())))
 
+    def take(self, rows) -> Surface:
+        """The surface of draws ``rows`` only."""
+        drift = None if self.drift is None else (self.drift[0][rows], self.drift[1])
+        return Surface(self.law, {k: v[rows] for k, v in self.theta.items()}, drift, self.model)
+
     def floor(self) -> np.ndarray | None:
         """Draws of the irreducible loss E, where the law has one."""
         return self.theta.get("E")
@@ -197,7 +202,8 @@ def training_budget_for_loss(surface: Surface, target, reach_at=None) -> np.ndar
     """Per draw, the least training compute whose optimum reaches ``target`` ((K,) or (S, K)):
     (S, K), inf where no budget up to 1e40 FLOPs does. The plain law: ``Law.budget_for_loss``.
     Under a drift L_opt(C) need not fall throughout (a draw's drifts can turn it up beyond the
-    runs), so the first crossing is found by a scan of ``SCAN_DECADES`` and a bisection on ln C
+    runs), so the first crossing is found by a scan of ``SCAN_DECADES`` (from a decade below the
+    fitted runs' compute or the plain law's budget, whichever is less) and a bisection on ln C
     within the scan step where the target is first reached; ``reach_at`` (broadcasting to (S, K)),
     a budget known to reach the target (a plan's own compute), joins the scan."""
     S = surface.num_draws
@@ -205,10 +211,21 @@ def training_budget_for_loss(surface: Surface, target, reach_at=None) -> np.ndar
     if surface.drift is None:
         return np.broadcast_to(np.asarray(surface.law.budget_for_loss(surface._theta(2), target)), target.shape).copy()
     step = np.log(10.0) * (SCAN_DECADES[1] - SCAN_DECADES[0])
+    # Below the fitted runs' compute the drift is zero, so a draw's scan starts a decade below the
+    # lesser of that and the plain law's own budget for the target (the law's L_opt is above it there)
+    law_budget = np.asarray(surface.law.budget_for_loss(surface._theta(2), target))
+    start = np.floor(np.log10(np.minimum(law_budget, np.exp(surface.drift[1]["log_C"][1])))) - 1
     hi, found = np.full(target.shape, np.nan), np.zeros(target.shape, bool)
+    tail = 1 << max(S // 8 - 1, 63).bit_length()  # few draws left: one padded shape (one compile)
     for decade in SCAN_DECADES:
-        reach = lifetime_optimum(surface, np.full(target.shape, 10.0**decade), 0.0)["L"] <= target
-        hi, found = np.where(reach & ~found, decade * np.log(10.0), hi), found | reach
+        active = ~found & (decade >= start)
+        rows = np.flatnonzero(active.any(axis=1))  # the draws still looking
+        if rows.size == 0:
+            continue
+        rows = np.resize(rows, tail) if rows.size <= tail < S else np.arange(S)
+        L = lifetime_optimum(surface.take(rows), np.full((rows.size, target.shape[1]), 10.0**decade), 0.0)["L"]
+        new = active[rows] & (L <= target[rows])
+        hi[rows], found[rows] = np.where(new, decade * np.log(10.0), hi[rows]), found[rows] | new
         if found.all():
             break
     lo = hi - step
