@@ -69,16 +69,20 @@ class Draws:
 
 
 def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str, settings: SamplerSettings,
-           laplace: bool = False, regularize_mass: bool = False, adapt_mass: bool = True) -> Draws:
+           laplace: bool = False, regularize_mass: bool = False, adapt_mass: bool = True,
+           latent_scale: float = 1.0) -> Draws:
     """NUTS (or ``laplace``) on ``model(*data)`` from ``init`` (site -> (chains, ...) unconstrained
     values). ``description``: everything the model function depends on besides the data's shapes
     (its settings, priors at full precision, ...): the key of its compiled programs.
     ``regularize_mass``: NumPyro's shrinkage of the adapted mass matrix; ``adapt_mass=False`` keeps
-    the Laplace mass matrix through the warm-up (only the step size adapts)."""
+    the Laplace mass matrix through the warm-up (only the step size adapts). ``latent_scale`` c:
+    NUTS moves in u = z / c (z the model's unconstrained coordinates), so NumPyro's shrinkage of
+    the adapted mass matrix towards 1e-3 I is 1e-3 c^2 I in z: small against posterior directions
+    narrower than its 0.03 (c = 1: the model's own coordinates)."""
     configure()
     data = tuple(np.asarray(a) for a in data)
     sampler = compiled_sampler(model, description, data, settings.chains, settings.warmup, settings.draws,
-                               settings.target_accept, regularize_mass, adapt_mass)
+                               settings.target_accept, regularize_mass, adapt_mass, latent_scale)
     start = time.perf_counter()
     if laplace:
         samples, extra, loglik = sampler.laplace(settings.seed, init, data)
@@ -126,13 +130,14 @@ def row_mask(n: int, capacity: int) -> np.ndarray:
 
 def compiled_sampler(model: Callable, description, data: tuple, chains: int, warmup: int, draws: int,
                      target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False,
-                     adapt_mass: bool = True) -> Sampler:
+                     adapt_mass: bool = True, latent_scale: float = 1.0) -> Sampler:
     """The cached sampler for this model description, data shapes, run length and settings."""
     shapes = tuple((np.shape(a), np.asarray(a).dtype.str) for a in data)
-    key = (repr(description), shapes, chains, warmup, draws, float(target_accept), regularize_mass, adapt_mass)
+    key = (repr(description), shapes, chains, warmup, draws, float(target_accept), regularize_mass, adapt_mass,
+           float(latent_scale))
     if key not in _SAMPLERS:
         _SAMPLERS[key] = Sampler(model, repr(description), data, chains, warmup, draws, target_accept,
-                                 regularize_mass, adapt_mass)
+                                 regularize_mass, adapt_mass, latent_scale)
     return _SAMPLERS[key]
 
 
@@ -153,8 +158,9 @@ class Sampler:
     """
 
     def __init__(self, model, description: str, data: tuple, chains: int, warmup: int, draws: int,
-                 target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False, adapt_mass: bool = True):
-        self.model, self.description = model, description
+                 target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False, adapt_mass: bool = True,
+                 latent_scale: float = 1.0):
+        self.model, self.description, self.latent_scale = model, description, float(latent_scale)
         self.adapt_mass = adapt_mass and warmup >= MASS_ADAPTATION_MIN_WARMUP
         self.data_avals = tuple((np.shape(a), np.asarray(a).dtype) for a in data)
         self.target_accept, self.regularize_mass = target_accept, regularize_mass
@@ -185,10 +191,11 @@ class Sampler:
         mass_spec = per_chain((n, n))
         z_spec = {name: per_chain((self.num_draws, *shape)) for name, shape in sites}
         programs = _Programs(self.model, self.num_warmup, self.chunk, mesh, chains, sites, self.target_accept,
-                             self.regularize_mass, self.adapt_mass)
+                             self.regularize_mass, self.adapt_mass, self.latent_scale)
         description = repr((
             "nuts", self.description, tuple((s, str(d)) for s, d in self.data_avals), num_chains, self.num_warmup,
-            self.num_draws, self.chunk, len(devices), self.target_accept, self.regularize_mass, self.adapt_mass, sites,
+            self.num_draws, self.chunk, len(devices), self.target_accept, self.regularize_mass, self.adapt_mass,
+            self.latent_scale, sites,
         ))
 
         # potential runs on one device: microseconds a call, a dozen calls a fit, so dispatch is its cost
@@ -239,7 +246,7 @@ class Sampler:
         """Draws from the Laplace approximation at each chain's mode, through ``finish``:
         (samples, None, loglik) as ``run`` gives, with no sampler statistics."""
         sites, (potential, _, _, finish) = self._programs_for(init)
-        x0 = _ravel_chains(init, sites)
+        x0 = _ravel_chains(init, sites) / self.latent_scale
         cov, mode = newton_laplace(lambda points: potential(points, *args), x0, return_mode=True)
         eps = np.random.default_rng([seed, 11]).standard_normal((self.num_chains, self.num_draws, x0.shape[1]))
         z = mode[:, None, :] + np.einsum("cij,cdj->cdi", np.linalg.cholesky(cov), eps)
@@ -262,7 +269,7 @@ class Sampler:
             bar.update(self.chunk * self.num_chains)
 
         try:
-            init = {k: np.asarray(v, np.float64) for k, v in init.items()}
+            init = {k: np.asarray(v, np.float64) / self.latent_scale for k, v in init.items()}
             inverse_mass = newton_laplace(lambda points: potential(points, *args), _ravel_chains(init, sites))
             state = start(keys, init, inverse_mass, *args)
             running = None
@@ -302,8 +309,9 @@ def _unravel_chains(z: np.ndarray, sites) -> dict:
 class _Programs:
     """The four traced functions behind ``Sampler`` (see its docstring), for one model."""
 
-    def __init__(self, model, num_warmup, chunk, mesh, chains, sites, target_accept, regularize_mass, adapt_mass):
-        self.model, self.adapt_mass = model, adapt_mass
+    def __init__(self, model, num_warmup, chunk, mesh, chains, sites, target_accept, regularize_mass, adapt_mass,
+                 latent_scale=1.0):
+        self.model, self.adapt_mass, self.scale = model, adapt_mass, latent_scale
         self.target_accept, self.regularize_mass = target_accept, regularize_mass
         self.sites = sites
         self.num_warmup, self.chunk = num_warmup, chunk
@@ -314,16 +322,22 @@ class _Programs:
     def kernel(self, z, key, args, inverse_mass_matrix=None):
         """A NUTS kernel and its initial state at ``z``. ``advance`` only needs the kernel's
         closures, which ``init`` sets; the unused state is dead code to XLA."""
-        kernel = NUTS(self.model, dense_mass=True, regularize_mass_matrix=self.regularize_mass,
-                      adapt_mass_matrix=self.adapt_mass,
-                      target_accept_prob=self.target_accept, inverse_mass_matrix=inverse_mass_matrix)
-        return kernel, kernel.init(key, self.num_warmup, init_params=z, model_args=args)
+        options = dict(dense_mass=True, regularize_mass_matrix=self.regularize_mass, adapt_mass_matrix=self.adapt_mass,
+                       target_accept_prob=self.target_accept, inverse_mass_matrix=inverse_mass_matrix)
+        if self.scale == 1.0:
+            kernel = NUTS(self.model, **options)
+            return kernel, kernel.init(key, self.num_warmup, init_params=z, model_args=args)
+        kernel = NUTS(potential_fn=lambda u: potential_energy(self.model, args, {}, self._unscaled(u)), **options)
+        return kernel, kernel.init(key, self.num_warmup, init_params=z)
+
+    def _unscaled(self, u: dict) -> dict:
+        return u if self.scale == 1.0 else {k: v * self.scale for k, v in u.items()}
 
     def potential(self, points, *args):
         """The potential energy and its gradient at each row of ``points`` (m, n), the latent
         sites raveled in sorted order (``ravel_pytree``'s)."""
         def energy(x):
-            return potential_energy(self.model, args, {}, self.unravel(x))
+            return potential_energy(self.model, args, {}, self._unscaled(self.unravel(x)))
 
         return jax.vmap(jax.value_and_grad(energy))(points)
 
@@ -346,7 +360,8 @@ class _Programs:
     def finish(self, z, *args):
         """What ``NUTS.postprocess_fn`` gives (sample and deterministic sites), without a kernel,
         and the log-likelihood of the observed site ``log_loss``."""
-        constrained = jax.vmap(lambda one: constrain_fn(self.model, args, {}, one, return_deterministic=True))(z)
+        constrained = jax.vmap(lambda one: constrain_fn(self.model, args, {}, self._unscaled(one),
+                                                        return_deterministic=True))(z)
         return constrained, log_likelihood(self.model, constrained, *args)["log_loss"]
 
     def jitted(self, fn, n_batched):

@@ -67,6 +67,7 @@ SAMPLER_DEFAULTS = SamplerSettings(draws=500, target_accept=0.9, retry_divergent
 # fewer draws than dimensions, and unregularised the estimate is singular.
 REGULARIZE_MASS = True
 ADAPT_MASS = True
+LATENT_SCALE = 0.1  # NUTS moves in z / 0.1: the mass-matrix shrinkage is 1e-5 I in the model's coordinates
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,8 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
             np.zeros((1, 1)) if offsets is None else offsets.basis, log_loss, sampler.row_mask(n, capacity))
     point = _initial_point(spec, estimates, common, centring, offsets)
     draws = sampler.sample(partial(hierarchical_model, spec), sampler.jitter(point, s.chains, s.seed), data,
-                           description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS)
+                           description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS,
+                           latent_scale=LATENT_SCALE)
     samples, extra, loglik = draws.samples, draws.extra, draws.loglik[..., :n]
 
     meta = {

@@ -1,0 +1,143 @@
+"""Cost of the hierarchical fit against a pooled fit of the same runs, side by side in one run, and
+of this tree's pooled fit against an older revision's.
+
+On the bundled Marin data (239 runs in three groups, ``load_marin().for_fit()``), at defaults
+(hierarchical: 4 chains x (500 + 500), target acceptance 0.9, partial pooling, budget offsets;
+pooled: ``fit_nuts``'s extrapolating default, 4 chains x (500 + 1000)):
+
+* CLI, empty compile cache: ``bayes-scaling fit marin`` and ``bayes-scaling fit marin --group-by
+  group``, each in a fresh process with its own empty ``BAYES_SCALING_CACHE``;
+* in-process refit: in one process, a pooled fit then a refit (another seed), and hierarchical fits
+  at seeds 0..SEEDS-1 (the first traces and compiles, the rest are refits); each hierarchical
+  fit's divergences, max R-hat, min bulk ESS (over every sampled coordinate) and leapfrog steps;
+* old against new (``--old DIR``, a checkout of an older revision, e.g. ``git worktree add
+  /tmp/old 969a144``): the pooled CLI call (cold, then with a warm cache) and the in-process pooled
+  fit and refit, old and new interleaved call by call so both see the same machine load.
+
+Writes experiments/results/bench_hierarchical.json. Usage:
+    nice -n 10 .venv/bin/python experiments/bench_hierarchical.py [--old /tmp/old] [--seeds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results" / "bench_hierarchical.json"
+
+IN_PROCESS_POOLED = """
+import json, time, warnings
+warnings.simplefilter("ignore")
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.runs import load_marin
+runs = load_marin().for_fit()
+out = {}
+for label, seed in (("first", 0), ("refit", 1)):
+    t = time.perf_counter(); fit_nuts(runs, seed=seed); out[label] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+IN_PROCESS_HIERARCHICAL = """
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+from bayes_scaling.hierarchical import fit_hierarchical
+from bayes_scaling.runs import load_marin
+runs = load_marin().for_fit()
+out = []
+for seed in range(int(sys.argv[1])):
+    t = time.perf_counter(); fit = fit_hierarchical(runs, seed=seed)
+    out.append({"seed": seed, "seconds": time.perf_counter() - t, **fit.diagnostics})
+    print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+print(json.dumps(out))
+"""
+
+
+def _env(source: Path, cache: str) -> dict:
+    env = {**os.environ, "BAYES_SCALING_CACHE": cache, "PYTHONPATH": str(source)}
+    env.pop("BAYES_SCALING_NO_COMPILE_CACHE", None)
+    return env
+
+
+def cli_seconds(args: list[str], cache: str, source: Path = ROOT) -> float:
+    """One ``bayes-scaling ARGS --out TMP`` in a fresh process importing the package from ``source``."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "bayes_scaling", *args, "--out", str(Path(out) / "fit")],
+                                env=_env(source, cache), capture_output=True, text=True, cwd=tempfile.gettempdir())
+        seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{args} from {source} failed: {result.stderr[-2000:]}")
+    return seconds
+
+
+def python_json(code: str, cache: str, source: Path = ROOT, *argv: str):
+    result = subprocess.run([sys.executable, "-c", code, *argv], env=_env(source, cache), capture_output=True,
+                            text=True, cwd=tempfile.gettempdir())
+    if result.returncode != 0:
+        raise RuntimeError(f"in-process run from {source} failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", type=Path, default=None, help="checkout of an older revision to compare against")
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared, loaded)",
+               "data": "load_marin().for_fit(): 239 runs, groups comma/dclm/nemotron", "seeds": args.seeds}
+    with tempfile.TemporaryDirectory() as tmp:
+        caches = {name: str(Path(tmp) / name) for name in ("pooled", "hier", "inproc", "old", "new")}
+        # 1. CLI from an empty cache, side by side
+        results["cli_empty_cache_s"] = {
+            "pooled": cli_seconds(["fit", "marin"], caches["pooled"]),
+            "hierarchical": cli_seconds(["fit", "marin", "--group-by", "group"], caches["hier"]),
+        }
+        c = results["cli_empty_cache_s"]
+        c["ratio"] = c["hierarchical"] / c["pooled"]
+        print("CLI, empty cache:", c, flush=True)
+        # 2. in-process: pooled fit + refit, then the hierarchical fits (same cache, warmed by neither)
+        pooled = python_json(IN_PROCESS_POOLED, caches["inproc"])
+        hier = python_json(IN_PROCESS_HIERARCHICAL, caches["inproc"], ROOT, str(args.seeds))
+        refits = [h["seconds"] for h in hier[1:]]
+        results["in_process_s"] = {"pooled_first": pooled["first"], "pooled_refit": pooled["refit"],
+                                   "hierarchical_first": hier[0]["seconds"],
+                                   "hierarchical_refit_mean": sum(refits) / max(len(refits), 1),
+                                   "ratio_refit": (sum(refits) / max(len(refits), 1)) / pooled["refit"]}
+        results["hierarchical_fits"] = hier
+        results["targets"] = {
+            "cli_ratio_at_most_3": c["ratio"] <= 3, "refit_ratio_at_most_3": results["in_process_s"]["ratio_refit"] <= 3,
+            "zero_divergences_all_seeds": all(h["divergences"] == 0 for h in hier),
+            "min_bulk_ess_at_least_400": all(h["min_ess"] >= 400 for h in hier),
+        }
+        print("in-process:", results["in_process_s"], flush=True)
+        # 3. old against new, interleaved
+        if args.old is not None:
+            rows = {"old": {"cli_cold": [], "cli_warm": [], "fit_first": [], "fit_refit": []},
+                    "new": {"cli_cold": [], "cli_warm": [], "fit_first": [], "fit_refit": []}}
+            for label, source in (("old", args.old), ("new", ROOT)):
+                rows[label]["cli_cold"].append(cli_seconds(["fit", "marin"], caches[label], source))
+            for _ in range(2):
+                for label, source in (("old", args.old), ("new", ROOT)):
+                    rows[label]["cli_warm"].append(cli_seconds(["fit", "marin"], caches[label], source))
+                    fit = python_json(IN_PROCESS_POOLED, caches[label], source)
+                    rows[label]["fit_first"].append(fit["first"])
+                    rows[label]["fit_refit"].append(fit["refit"])
+            mean = {label: {k: sum(v) / len(v) for k, v in r.items()} for label, r in rows.items()}
+            results["old_vs_new_pooled"] = {"old": str(args.old), "runs": rows, "mean": mean,
+                                            "ratio_new_over_old": {k: mean["new"][k] / mean["old"][k] for k in mean["new"]}}
+            print("old vs new:", results["old_vs_new_pooled"]["ratio_new_over_old"], flush=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
