@@ -59,7 +59,7 @@ from bayes_scaling.splits import budget_column_of, forward_chain
 SCALES = ("tau_shape", "tau_level", "tau_alloc")
 PRIOR_SCALES = {"tau_shape": 0.1,    # relative drift of the local exponents in N and D
                 "tau_level": 0.005,  # log-loss per e-fold of compute
-                "tau_alloc": 0.02}   # drift of the allocation exponent a = d ln N_opt / d ln C
+                "tau_alloc": 0.05}   # drift of the allocation exponent a = d ln N_opt / d ln C
 GRID_MAX = {"tau_shape": 2.0, "tau_level": 0.2, "tau_alloc": 1.0}
 GRID_POINTS = 21
 SHARED = 0.75  # the share of the drift's variance that is common to every extrapolation of the runs
