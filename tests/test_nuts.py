@@ -234,3 +234,33 @@ def test_sampler_settings_and_the_old_keywords_give_the_same_fit():
     for bad, field in ((dict(chains=0), "chains"), (dict(warmup=-1), "warmup"), (dict(target_accept=1.0), "target_accept")):
         with pytest.raises(InputError, match=field):
             SamplerSettings(**bad)
+
+
+@pytest.mark.slow
+def test_the_driver_samples_any_model_and_its_latent_scale_leaves_the_posterior_alone():
+    """``fitting.sampler.sample`` on a plain NumPyro model (a correlated Gaussian with a vector
+    site and a positive one): the draws' mean and covariance are the model's, in NUTS's own
+    coordinates (c = 1) and in z / c (c = 0.1)."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    from bayes_scaling.fitting import sampler
+    from bayes_scaling.fitting.settings import SamplerSettings
+
+    cov = np.array([[0.04, 0.018], [0.018, 0.01]])
+
+    def model(loc):
+        numpyro.sample("x", dist.MultivariateNormal(loc, jnp.asarray(cov)))
+        numpyro.sample("s", dist.LogNormal(0.0, 0.1))
+
+    settings = SamplerSettings(chains=2, warmup=200, draws=1000, seed=3)
+    init = sampler.jitter({"x": np.zeros(2), "s": 0.0}, 2, 0)
+    for scale in (1.0, 0.1):
+        draws = sampler.sample(model, init, (np.array([1.0, -2.0]),), description=("gaussian test",),
+                               settings=settings, latent_scale=scale)
+        x = draws.samples["x"].reshape(-1, 2)
+        np.testing.assert_allclose(x.mean(axis=0), [1.0, -2.0], atol=0.03)
+        np.testing.assert_allclose(np.cov(x.T), cov, rtol=0.2, atol=1e-3)
+        assert np.log(draws.samples["s"]).std() == pytest.approx(0.1, rel=0.15)
+        assert draws.extra["diverging"].sum() == 0

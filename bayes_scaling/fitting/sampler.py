@@ -359,10 +359,11 @@ class _Programs:
 
     def finish(self, z, *args):
         """What ``NUTS.postprocess_fn`` gives (sample and deterministic sites), without a kernel,
-        and the log-likelihood of the observed site ``log_loss``."""
+        and the log-likelihood of the observed site ``log_loss`` (zeros for a model without one)."""
         constrained = jax.vmap(lambda one: constrain_fn(self.model, args, {}, self._unscaled(one),
                                                         return_deterministic=True))(z)
-        return constrained, log_likelihood(self.model, constrained, *args)["log_loss"]
+        loglik = log_likelihood(self.model, constrained, *args)
+        return constrained, loglik.get("log_loss", jnp.zeros(jax.tree.leaves(z)[0].shape[:1]))
 
     def jitted(self, fn, n_batched):
         """``fn`` of one chain, mapped over the chain axis of its first ``n_batched`` arguments:
