@@ -139,6 +139,34 @@ def fit_offset(frame) -> dict:
             "sampling_seconds": fit.posterior.meta["sampling_seconds"]}
 
 
+def compare_laws(frame, horizon: float = 100.0) -> dict:
+    """The Chinchilla law fitted (NUTS, plain model) to each seed-0 sweep: N_opt and L_opt at
+    ``horizon`` x the largest run's 6ND with 90% intervals, whether the two sweeps' intervals overlap,
+    and a backtest: refit without the largest D and score the held-out runs of the same sweep (mean
+    |log predicted / observed loss|, prediction = posterior median)."""
+    from bayes_scaling.fitting.nuts import fit_nuts
+    from bayes_scaling.runs.table import load_runs
+
+    ok = frame[(frame["status"] == "ok") & (frame["seed"] == 0)]
+    sweeps = {"cosine": ok[ok["run_id"].str.startswith("cos-")], "wsd": ok[ok["run_id"].str.startswith("wsd-") & (ok["role"] == "branch")]}
+    budget = horizon * float(max(s["C"].max() for s in sweeps.values()))
+    out = {"budget": budget}
+    for name, sweep in sweeps.items():
+        sweep = sweep[["run_id", "N", "D", "loss"]].reset_index(drop=True)
+        post = fit_nuts(load_runs(sweep), model="plain", num_chains=4, num_warmup=500, num_draws=500)
+        row = post.frontier([budget]).iloc[0]
+        top = sweep["D"] == sweep["D"].max()
+        held = fit_nuts(load_runs(sweep[~top].reset_index(drop=True)), model="plain", num_chains=4, num_warmup=500, num_draws=500)
+        pred = held.predict_summary(sweep[top]["N"].to_numpy(), sweep[top]["D"].to_numpy())["median"].to_numpy()
+        out[name] = {"runs": int(len(sweep)), **{k: float(row[k]) for k in ("N_opt_median", "N_opt_lo", "N_opt_hi", "L_opt_median", "L_opt_lo", "L_opt_hi")},
+                     "backtest_mean_abs_log_error": float(np.mean(np.abs(np.log(pred / sweep[top]["loss"].to_numpy())))),
+                     "backtest_held_out": int(top.sum())}
+    c, w = out["cosine"], out["wsd"]
+    out["N_opt_intervals_overlap"] = bool(w["N_opt_lo"] <= c["N_opt_hi"] and c["N_opt_lo"] <= w["N_opt_hi"])
+    out["L_opt_intervals_overlap"] = bool(w["L_opt_lo"] <= c["L_opt_hi"] and c["L_opt_lo"] <= w["L_opt_hi"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="2e4,1e5", help="target N, comma-separated")
@@ -187,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                            "cooldown_fraction": COOLDOWN_FRACTION, "cooldown_shape": COOLDOWN_SHAPE, "base_spec": base}
     if not args.no_fit and summary.get("n_cells_compared"):
         summary["wsd_model_fit"] = fit_offset(frame)
+        summary["laws_by_sweep"] = compare_laws(frame)
     summary["wall_minutes_this_invocation"] = (time.perf_counter() - t0) / 60
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     Path(args.summary).write_text(json.dumps(summary, indent=1))
