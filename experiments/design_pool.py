@@ -288,8 +288,8 @@ def verdict(summary: dict, settings: PoolSettings) -> dict:
         best, beats_all, cover = [], [], {}
         for source, s in summary.items():
             t = s["table"]
-            ranked = max(settings.strategies, key=lambda k: t[f"{k}@{f}"]["r2"])
-            best.append(source) if ranked == "ours" else None
+            others = max(t[f"{k}@{f}"]["r2"] for k in settings.strategies if k != "ours")
+            best.append(source) if t[f"ours@{f}"]["r2"] > others else None  # strictly: a tie is no win
             beats_all.append(source) if t[f"ours@{f}"]["r2"] >= t["all"]["r2"] else None
             cover[source] = t[f"ours@{f}"]["coverage"]
         out[str(f)] = {"ours_best_on": best, "ours_at_least_all_pool_on": beats_all, "ours_coverage": cover,
@@ -364,7 +364,12 @@ def main(argv=None) -> None:
         os.replace(tmp, out)
 
     docs = Path(__file__).resolve().parent.parent / "docs" / "design.md"
-    if args.docs_only:
+    if args.docs_only:  # the summary and verdict recomputed from the per-group records
+        saved = results.get("settings", {})
+        settings = PoolSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k != "seeds"})
+        results["summary"] = summarise(results["groups"], settings)
+        results["verdict"] = verdict(results["summary"], settings)
+        write()
         write_docs(results, docs)
         return
     if args.timing:

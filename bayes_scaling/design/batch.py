@@ -22,7 +22,6 @@ Scores: ``eig_per_cost`` (gain / FLOPs: the planner), ``eig`` (gain alone), ``un
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from bayes_scaling.design.discrepancy import Discrepancy, innovations
 from bayes_scaling.design.eig import (
@@ -141,7 +140,9 @@ class _ReweightingConditioner:
     def __init__(self, T, mu, pending, w, sigma, likelihood, nu, seed, options):
         self.T, self.mu, self.sigma = T, mu, np.broadcast_to(np.asarray(sigma, np.float64), (len(w),))
         self.likelihood, self.nu, self.seed, self.options = likelihood, nu, seed, options
-        self.noise = stats.norm() if likelihood == "normal" else stats.t(nu)
+        from bayes_scaling.models.likelihood import Likelihood
+
+        self.noise = Likelihood(likelihood, nu)
         self.log_w = np.log(np.maximum(w, 1e-300))
         for p in range(pending.shape[1]):
             self._fantasise(pending[:, p])
@@ -152,7 +153,7 @@ class _ReweightingConditioner:
 
     def _fantasise(self, mu_col):
         ybar = self._w() @ mu_col
-        self.log_w = self.log_w + self.noise.logpdf((ybar - mu_col) / self.sigma) - np.log(self.sigma)
+        self.log_w = self.log_w + self.noise.standard_logpdf((ybar - mu_col) / self.sigma) - np.log(self.sigma)
 
     def scores(self):
         w = self._w()

@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
 from scipy.special import logsumexp
 
 from bayes_scaling._jax_setup import configure
@@ -69,9 +68,10 @@ def predicted_log_loss(law: Law, theta: Mapping[str, np.ndarray], N, D) -> np.nd
 
 def noise_variance(sigma: np.ndarray, likelihood: str = "student_t", nu: float = 5.0, weights=None) -> float:
     """r = E[sigma^2] * Var(eps): the variance of the observation noise on log-loss."""
-    w = _weights(weights, len(sigma))
-    factor = 1.0 if likelihood == "normal" else (nu / (nu - 2.0) if nu > 2 else 1e3)
-    return float(np.sum(w * np.asarray(sigma) ** 2) * factor)
+    from bayes_scaling.models.likelihood import Likelihood
+    from bayes_scaling.models.likelihood import noise_variance as model_noise_variance
+
+    return model_noise_variance(sigma, Likelihood(likelihood, nu), _weights(weights, len(sigma)))
 
 
 def eig_gaussian(T: np.ndarray, mu: np.ndarray, noise_var: float, weights=None) -> np.ndarray:
@@ -111,8 +111,10 @@ def eig_nested(T: np.ndarray, mu: np.ndarray, sigma: np.ndarray, *, likelihood: 
         outer, w_outer = np.arange(S), w
     else:
         outer, w_outer = rng.choice(S, size=n_outer, p=w), np.full(n_outer, 1.0 / n_outer)
-    noise = stats.norm() if likelihood == "normal" else stats.t(nu)
-    eps = noise.rvs(size=len(outer), random_state=rng)  # common to every candidate
+    from bayes_scaling.models.likelihood import Likelihood
+
+    noise = Likelihood(likelihood, nu)  # the fitted models' observation model (models.likelihood)
+    eps = noise.standard_draws(len(outer), rng)  # common to every candidate
     log_w = np.log(np.maximum(w, 1e-300))
     same_bin = label[outer][:, None] == label[None, :]  # (M, S)
     log_w_bin = np.where(same_bin, log_w[None, :], -np.inf)
@@ -120,7 +122,7 @@ def eig_nested(T: np.ndarray, mu: np.ndarray, sigma: np.ndarray, *, likelihood: 
     gains = np.empty(K)
     for k in range(K):
         y = mu[outer, k] + sigma[outer] * eps  # (M,)
-        log_lik = noise.logpdf((y[:, None] - mu[None, :, k]) / sigma[None, :]) - np.log(sigma)[None, :]
+        log_lik = noise.standard_logpdf((y[:, None] - mu[None, :, k]) / sigma[None, :]) - np.log(sigma)[None, :]
         log_marginal = logsumexp(log_lik + log_w[None, :], axis=1)
         log_conditional = logsumexp(log_lik + log_w_bin, axis=1)
         gains[k] = np.sum(w_outer * (log_conditional - log_marginal))
