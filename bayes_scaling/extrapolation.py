@@ -228,7 +228,7 @@ def shared_drift_likelihood(folds: list[FoldResiduals], sites: np.ndarray, share
 @dataclass(frozen=True)
 class ScalePosterior:
     """The posterior of the drift scales (tau_shape, tau_level, tau_alloc) on a 3-D grid and, in
-    each cell, of the drift's mean mu in units of the sds: z = mu / s ~ Normal(z_mean, z_cov)."""
+    each cell (sds s), of the shared drift mu = sqrt(shared) s z: z ~ Normal(z_mean, z_cov)."""
 
     weights: np.ndarray  # (shape, level, alloc) grid indices: posterior mass per cell
     z_mean: np.ndarray  # (shape, level, alloc, 4)
@@ -242,10 +242,10 @@ class ScalePosterior:
     @classmethod
     def from_folds(cls, folds: list[FoldResiduals], prior_scales: dict | None = None,
                    shared: float | None = None) -> ScalePosterior:
-        """Each fold's drift d_f = mu + e_f: a mean shared by the folds (the law's systematic error
-        beyond the data, mu ~ Normal(0, T)) and the fold's own part e_f ~ Normal(0, T). Per cell of
-        the grid of T, mu is integrated out exactly (Gaussian), giving the cell's marginal
-        likelihood and mu's posterior."""
+        """Each fold's drift d_f = mu + e_f: a part shared by the folds (the law's systematic error
+        beyond the data, mu ~ Normal(0, shared S^2)) and the fold's own part
+        e_f ~ Normal(0, (1 - shared) S^2). Per cell of the grid of S, mu is integrated out exactly
+        (``shared_drift_likelihood``), giving the cell's marginal likelihood and mu's posterior."""
         prior_scales = {**PRIOR_SCALES, **(prior_scales or {})}
         axes = np.meshgrid(*(_grid(name) for name in SCALES), indexing="ij")
         log_post = 0.0
