@@ -163,9 +163,11 @@ def test_calibration_sees_only_the_runs_it_is_given(monkeypatch):
         return real(posterior, test)
 
     monkeypatch.setattr(ex, "fold_residuals", spy)
-    fit_nuts(split.train, **SHORT)
+    calibration = fit_nuts(split.train, **SHORT).meta["extrapolation"]
     held_out, fitted = set(split.test.frame["run_id"]), set(split.train.frame["run_id"])
     assert len(given) == len(forward_chain(split.train)) >= 1
+    assert calibration["optima_in_folds"] >= len(given)  # IsoFLOP folds add their slices' optima
+    assert calibration["shared"] == ex.SHARED and len(calibration["mean drift (d_N, d_D, g_C, d_a)"]) == 4
     for train_ids, test_ids in given:
         assert train_ids <= fitted and test_ids <= fitted and not (train_ids | test_ids) & held_out
         assert not train_ids & test_ids
