@@ -271,8 +271,11 @@ def summarise(groups: list[dict], settings: PoolSettings) -> dict:
                                      "n_opt_abs_log_error": float(np.median([abs(n["log_error"]) for n in nopt])) if nopt else None,
                                      "n_opt_inside": float(np.mean([n["inside"] for n in nopt])) if nopt else None})
                 key = strategy if f is None else f"{strategy}@{f}"
-                table[key] = {m: (float(np.median([p[m] for p in per_seed])) if per_seed[0][m] is not None else None)
+                # nanmedian: a seed whose fit put a draw's prediction at inf - inf has no interval score
+                table[key] = {m: (float(np.nanmedian([p[m] for p in per_seed])) if per_seed[0][m] is not None else None)
                               for m in per_seed[0]}
+                table[key]["seeds_without_interval_score"] = int(np.sum(~np.isfinite([p["interval_score"]
+                                                                                     for p in per_seed])))
                 table[key]["r2_seeds"] = [p["r2"] for p in per_seed]
         out[source] = {"groups": len(gs), "seeds": len(seeds), "table": table}
     return out
