@@ -1,6 +1,6 @@
 """WSD trunks with cool-down branches against independent cosine runs, on this CPU, real text.
 
-    nice -n 10 python experiments/bench_wsd.py [--sizes 2e4,1e5] [--max-minutes 25]
+    nice -n 10 python experiments/bench_wsd.py [--sizes 2e4,5e4,1e5] [--max-minutes 25] [--learning-rate 0.01]
 
 The same grid of (N, D) is trained twice by the harness (``python -m training`` children, niced),
 on the standard library's source as bytes (context 64, batch 32, float32 compute, as
@@ -16,7 +16,9 @@ only after the warmup):
 Costs are 6 N x tokens trained: a cosine sweep pays sum(D) per N; a WSD sweep pays the trunk (the
 longest branch's cool-down start) plus every cool-down (the branches' ``C_own``). Runs go to
 experiments/results/bench_wsd.sqlite (runs already stored "ok" are skipped, so a cut run continues);
-the summary to experiments/results/bench_wsd.json.
+the summary to experiments/results/bench_wsd.json, with the WSD model fitted to all runs
+(``fit_offset``) and the law fitted to each seed-0 sweep (``compare_laws``: N_opt and L_opt at 100x
+the largest run, a top-D backtest).
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def compare_laws(frame, horizon: float = 100.0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="2e4,1e5", help="target N, comma-separated")
+    parser.add_argument("--sizes", default="2e4,5e4,1e5", help="target N, comma-separated")
     parser.add_argument("--store", default=str(STORE))
     parser.add_argument("--checkpoints", default=str(Path(tempfile.gettempdir()) / "bench_wsd_trunks"))
     parser.add_argument("--max-minutes", type=float, default=25.0, help="start no new run after this")
