@@ -127,7 +127,7 @@ def test_a_sparse_group_borrows_strength_from_the_population(simulation):
 def test_one_group_agrees_with_the_pooled_model():
     truth = _group_truths(1, seed=5)[0]
     runs = _simulate([truth], seed=6)
-    pooled = fit_nuts(runs, **FAST)
+    pooled = fit_nuts(runs, model="plain", **FAST)  # the law alone, as each group's law in the hierarchy
     hier = fit_hierarchical(runs, pooling="partial", **FAST).groups["g0"]
     for name in ("E", "alpha", "beta"):
         assert np.median(hier.draws(name)) == pytest.approx(np.median(pooled.draws(name)), rel=0.03), name
@@ -241,7 +241,9 @@ def test_the_sampler_needs_fewer_steps_than_the_non_centred_one(simulation):
     before = fit_hierarchical(runs, pooling="partial", centre="mean", centring="none", **FAST)
     a, b = after.diagnostics, before.diagnostics
     assert a["divergences"] <= MAX_DIVERGENT * 2 * FAST["num_draws"], a
-    assert a["max_rhat"] <= 1.02, a
+    # 1.03: R-hat is now diagnostics.chain_stats's (rank-normalised, folded, as ArviZ's), which reads
+    # higher than the plain split R-hat this test was written against
+    assert a["max_rhat"] <= 1.03, a
     assert a["mean_steps"] < 0.5 * b["mean_steps"], (a, b)
     assert a["min_ess"] / a["mean_steps"] > 2 * b["min_ess"] / b["mean_steps"], (a, b)
 
