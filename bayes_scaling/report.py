@@ -288,14 +288,14 @@ def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = 
 
 
 def write_grouped_report(members, out_path, *, fmt: str = "html", title: str | None = None, backtest=None,
-                         progress: bool = False) -> Path:
+                         progress: bool = False, budgets=DECISION_BUDGETS) -> Path:
     """The report of a grouped fit (``bayes_scaling.grouped.load_fits``): ``members`` is a list of
     (group, Posterior); one page with a part per group, each with every section of ``write_report``.
     The population (a new group's law, fitted to no runs of its own) gets no backtest."""
     out_path = _check_out(out_path, fmt)
     title = title or f"bayes-scaling report: grouped fit ({', '.join(group for group, _ in members)})"
     contents = [(group, report_content(post, backtest=False if post.method.endswith("-population") else backtest,
-                                       progress=progress)) for group, post in members]
+                                       progress=progress, budgets=budgets)) for group, post in members]
     (_write_html if fmt == "html" else _write_markdown)(title, contents, out_path)
     return out_path
 

@@ -174,6 +174,13 @@ def test_cli_report_of_a_saved_point_fit(tmp_path, capsys):
     assert "diagnostics do not apply" in text and "PSIS-LOO not computed" in text
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no such fit directory" in capsys.readouterr().err
+    # --budget puts the user's budgets in "Deciding at a budget" instead of the default three
+    assert main(["report", str(tmp_path / "fit"), "--out", str(tmp_path / "r.md"), "--no-backtest",
+                 "--budget", "3e22"]) == 0
+    deciding = (tmp_path / "r.md").read_text().split("## Deciding at a budget")[1].split("\n## ")[0]
+    assert "| 3e+22 |" in deciding and "1e+25" not in deciding
+    with pytest.raises(SystemExit):  # argparse: "budget must be positive"
+        main(["report", str(tmp_path / "fit"), "--budget", "-1"])
 
 
 def test_cli_compare_ranks_saved_fits(post, tmp_path, capsys):

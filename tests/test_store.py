@@ -99,7 +99,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_the_store_keeps_a_branch_trunk_link_and_leaves_trunks_out_of_fits(tmp_path):
+def test_the_store_keeps_a_branch_trunk_link_and_leaves_trunks_out_of_fits(tmp_path, capsys):
     store = RunStore(tmp_path / "runs.sqlite")
     curve = [{"step": 10, "tokens": 2560, "val_loss": 3.1}]
     store.append(_run("trunk", 3.0, role="trunk", C_own=6e5 * 2e6))
@@ -112,6 +112,11 @@ def test_the_store_keeps_a_branch_trunk_link_and_leaves_trunks_out_of_fits(tmp_p
     assert list(store.to_frame()["run_id"]) == ["b1", "cos"]  # a trunk's constant-rate loss is not fit
     assert "trunk" in list(store.to_frame(trunks=True)["run_id"])
     assert list(store.branches("trunk")["run_id"]) == ["b1"]
+    assert store.export(tmp_path / "no_trunks.csv") == 2 and store.export(tmp_path / "all.csv", trunks=True) == 3
+    from bayes_scaling.cli import main
+
+    assert main(["runs", "list", "--store", str(tmp_path / "runs.sqlite"), "--trunks"]) == 0
+    assert "3 runs in" in capsys.readouterr().out
     assert store.get("cos")["C_own"] == store.get("cos")["C"]  # a run's own cost is its whole cost
     with pytest.raises(InputError, match="'trunk_id'"):
         store.append(_run("b2", role="branch"))

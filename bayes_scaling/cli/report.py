@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from bayes_scaling.cli import _common
+from bayes_scaling.cli.frontier import _budget
 from bayes_scaling.errors import InputError
 
 
@@ -19,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=None,
                    help="include 'How far can these runs be trusted?', a leave-future-out backtest that refits "
                         "the runs once per group (default: on; --no-backtest leaves it out)")
+    p.add_argument("--budget", type=_budget, action="append", metavar="C",
+                   help="FLOP budget for the 'Deciding at a budget' section (repeatable; default 1e21, 1e23, 1e25)")
     p.set_defaults(func=run)
 
 
@@ -32,14 +35,19 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.fit_dir) / f"report.{fmt}"
     if out.exists() and out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file name such as {out / ('report.' + fmt)}")
+    from bayes_scaling.report import DECISION_BUDGETS
+
+    budgets = tuple(args.budget) if args.budget else DECISION_BUDGETS
     fits = load_fits(args.fit_dir)
     if fits[0][0] is None:
         post = fits[0][1]
         _common.info(f"writing the {fmt} report of {args.fit_dir} ({post.method}, {post.num_draws} draws)...")
-        path = write_report(post, out, fmt=fmt, title=args.title, backtest=args.backtest, progress=True)
+        path = write_report(post, out, fmt=fmt, title=args.title, backtest=args.backtest, progress=True,
+                            budgets=budgets)
     else:
         _common.info(f"writing the {fmt} report of the grouped fit {args.fit_dir} (a part for each of "
                      f"{', '.join(group for group, _ in fits)})...")
-        path = write_grouped_report(fits, out, fmt=fmt, title=args.title, backtest=args.backtest, progress=True)
+        path = write_grouped_report(fits, out, fmt=fmt, title=args.title, backtest=args.backtest, progress=True,
+                                    budgets=budgets)
     print(f"report written to {path}")
     return 0

@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     ls.add_argument("--store", default=None, help=store_help)
     ls.add_argument("--status", default=None, help='only runs with this status (e.g. "ok", "failed")')
     ls.add_argument("--history", action="store_true", help="every version, not only the latest")
+    ls.add_argument("--trunks", action="store_true",
+                    help="also list WSD trunks (left out by default: a trunk's loss is at a constant learning rate)")
     ls.set_defaults(func=_list)
 
     imp = sub.add_parser("import", help="append the rows of a CSV or Parquet run table")
@@ -35,6 +37,7 @@ def register(subparsers) -> None:
     exp.add_argument("--store", default=None, help=store_help)
     exp.add_argument("--all-statuses", action="store_true", help='include runs whose status is not "ok"')
     exp.add_argument("--history", action="store_true", help="every version, not only the latest")
+    exp.add_argument("--trunks", action="store_true", help="also write WSD trunks (left out by default)")
     exp.set_defaults(func=_export)
 
 
@@ -51,7 +54,7 @@ def _list(args) -> int:
     import pandas as pd
 
     store = _open(args.store, must_exist=True)
-    frame = store.to_frame(status=args.status, history=args.history)
+    frame = store.to_frame(status=args.status, history=args.history, trunks=args.trunks)
     if frame.empty:
         print(f"{store.path}: no runs" + (f" with status {args.status!r}" if args.status else ""))
         return 0
@@ -83,6 +86,7 @@ def _import(args) -> int:
 
 def _export(args) -> int:
     store = _open(args.store, must_exist=True)
-    n = store.export(args.path, status=None if args.all_statuses else "ok", history=args.history)
+    n = store.export(args.path, status=None if args.all_statuses else "ok", history=args.history,
+                     trunks=args.trunks)
     print(f"wrote {n} runs to {args.path}")
     return 0

@@ -416,10 +416,12 @@ class RunStore:
         return {"new": sum(v == 1 for v in versions), "updated": sum(v > 1 for v in versions),
                 "unchanged": sum(v == 0 for v in versions)}
 
-    def export(self, path: str | Path, *, status: str | None = "ok", history: bool = False) -> int:
-        """Write the frame (see ``to_frame``) to .csv or .parquet; return the number of rows."""
+    def export(self, path: str | Path, *, status: str | None = "ok", history: bool = False,
+               trunks: bool = False) -> int:
+        """Write the frame (see ``to_frame``, trunks included with ``trunks=True``) to .csv or .parquet;
+        return the number of rows."""
         path = Path(path)
-        frame = self.to_frame(status=status, history=history)
+        frame = self.to_frame(status=status, history=history, trunks=trunks)
         suffix = path.suffix.lower()
         if suffix == ".csv":
             frame.to_csv(path, index=False)
