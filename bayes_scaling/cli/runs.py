@@ -16,11 +16,8 @@ def register(subparsers) -> None:
     store_help = f"run store (SQLite); default $BAYES_SCALING_STORE or {DEFAULT_STORE}"
 
     ls = sub.add_parser("list", help="list the latest version of every run (failed ones too)")
-    ls.add_argument("--store", default=None, help=store_help)
+    _selection_args(ls, store_help)
     ls.add_argument("--status", default=None, help='only runs with this status (e.g. "ok", "failed")')
-    ls.add_argument("--history", action="store_true", help="every version, not only the latest")
-    ls.add_argument("--trunks", action="store_true",
-                    help="also list WSD trunks (left out by default: a trunk's loss is at a constant learning rate)")
     ls.set_defaults(func=_list)
 
     imp = sub.add_parser("import", help="append the rows of a CSV or Parquet run table")
@@ -34,11 +31,17 @@ def register(subparsers) -> None:
 
     exp = sub.add_parser("export", help="write the store's runs to CSV or Parquet")
     exp.add_argument("path", help="output .csv or .parquet")
-    exp.add_argument("--store", default=None, help=store_help)
+    _selection_args(exp, store_help)
     exp.add_argument("--all-statuses", action="store_true", help='include runs whose status is not "ok"')
-    exp.add_argument("--history", action="store_true", help="every version, not only the latest")
-    exp.add_argument("--trunks", action="store_true", help="also write WSD trunks (left out by default)")
     exp.set_defaults(func=_export)
+
+
+def _selection_args(parser, store_help: str) -> None:
+    """--store, --history and --trunks: which store and which of its rows (list and export)."""
+    parser.add_argument("--store", default=None, help=store_help)
+    parser.add_argument("--history", action="store_true", help="every version, not only the latest")
+    parser.add_argument("--trunks", action="store_true",
+                        help="also WSD trunks (left out by default: a trunk's loss is at a constant learning rate)")
 
 
 def _open(path: str | None, *, must_exist: bool):

@@ -63,21 +63,13 @@ class Runs:
     def __len__(self) -> int:
         return len(self.frame)
 
-    @property
-    def N(self) -> np.ndarray:
-        return self.frame["N"].to_numpy(np.float64)
+    N = property(lambda self: self._column("N"), doc="parameter counts (float64)")
+    D = property(lambda self: self._column("D"), doc="training tokens (float64)")
+    C = property(lambda self: self._column("C"), doc="training FLOPs (float64)")
+    loss = property(lambda self: self._column("loss"), doc="final losses (float64)")
 
-    @property
-    def D(self) -> np.ndarray:
-        return self.frame["D"].to_numpy(np.float64)
-
-    @property
-    def C(self) -> np.ndarray:
-        return self.frame["C"].to_numpy(np.float64)
-
-    @property
-    def loss(self) -> np.ndarray:
-        return self.frame["loss"].to_numpy(np.float64)
+    def _column(self, name: str) -> np.ndarray:
+        return self.frame[name].to_numpy(np.float64)
 
     @property
     def groups(self) -> list[str]:
