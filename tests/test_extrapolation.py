@@ -173,6 +173,20 @@ def test_calibration_sees_only_the_runs_it_is_given(monkeypatch):
         assert not train_ids & test_ids
 
 
+def test_the_shared_mean_can_be_restricted_to_folds_that_observe_optima(monkeypatch):
+    """Without a budget column the folds hold loss residuals only: by default they still learn the
+    drift's shared mean; with SHARED_NEEDS_OPTIMA they are independent (shared 0, mean drift 0)."""
+    runs = simulate_sweeps(1, 0.0, budgets=np.logspace(18, 21, 6))
+    loss_only = validate_runs(runs.frame[["N", "D", "loss"]], source_name="sim1 without budgets")
+    default = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
+    assert default["optima_in_folds"] == 0 and default["shared"] == ex.SHARED
+    monkeypatch.setattr(ex, "SHARED_NEEDS_OPTIMA", True)
+    restricted = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
+    assert restricted["shared"] == 0.0 and restricted["mean drift (d_N, d_D, g_C, d_a)"] == [0.0] * 4
+    with_optima = fit_nuts(runs, seed=0, **SHORT).meta["extrapolation"]
+    assert with_optima["optima_in_folds"] > 0 and with_optima["shared"] == ex.SHARED
+
+
 def test_laplace_agrees_with_nuts_on_a_well_identified_fit():
     runs = load_chinchilla().for_fit()
     nuts, laplace = fit_nuts(runs, model="plain", **SHORT), fit_laplace(runs, **SHORT)
