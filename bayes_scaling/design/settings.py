@@ -47,6 +47,7 @@ class PlannerSettings:
     target_runs: tuple = ()  # strategy "target": ((N, D), ...); empty: the IsoFLOP slice at C*
     target_span: float = 3.0
     target_points: int = 9
+    wsd_cooldown: float = 0.0  # > 0: new runs are WSD branches (design.branches), cooling down this share of D; 0: cosine runs
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -73,6 +74,8 @@ class PlannerSettings:
             set_(self, "discrepancy", float(self.discrepancy))
         if any(not (n > 0 and d > 0) for n, d in self.target_runs):
             raise InputError("target_runs need positive N and D")
+        if not 0 <= self.wsd_cooldown <= 1:
+            raise InputError(f"wsd_cooldown must be in [0, 1] (0: cosine runs), got {self.wsd_cooldown!r}")
         self.utility()  # checks cost_exponent and n_opt_weight
 
     def utility(self) -> UtilitySettings:
