@@ -70,3 +70,44 @@ def test_draws_with_overflowing_predictions_are_left_out():
     assert choose(Z, bad, np.full(500, 0.01), cost, 1)[0] == choose(Z[3:], mu[3:], np.full(497, 0.01), cost, 1)[0]
     with pytest.raises(InputError, match="finite"):
         choose(Z, np.full_like(mu, np.nan), np.full(500, 0.01), cost, 1)
+
+
+def test_joint_choose_without_misfit_is_the_plain_utility():
+    # a zero misfit covariance leaves the draws' covariance: the same picks and gains, pending included
+    Z, mu = constructed(seed=4, S=800)
+    rng = np.random.default_rng(4)
+    mu = np.column_stack([mu, 0.5 * mu[:, 0] + 0.02 * rng.standard_normal(800)])
+    sigma, cost = np.full(800, 0.02), np.array([3.0, 1.0, 2.0])
+    M = Z.shape[1] - 1
+    for pending in (None, mu[:, :1] + 0.01):
+        P = 0 if pending is None else 1
+        plain = choose(Z, mu, sigma, cost, 2, likelihood="normal", mu_pending=pending)
+        joint = choose(Z, mu, sigma, cost, 2, likelihood="normal", mu_pending=pending,
+                       misfit=np.zeros((M + P + 3, M + P + 3)))
+        assert list(joint[0]) == list(plain[0])
+        np.testing.assert_allclose(joint[1], plain[1], rtol=1e-8)
+
+
+def test_a_misfit_term_prefers_the_run_like_the_target():
+    # two runs that see the law's parameter equally well; with a misfit shared by nearby runs, the
+    # one beside the target region also learns the region's misfit, the far one carries misfit
+    # that does not transfer
+    from bayes_scaling.design.discrepancy import Discrepancy, coordinates
+    from bayes_scaling.design.target import misfit_covariance
+
+    rng = np.random.default_rng(5)
+    d = rng.standard_normal(1000)
+    Z = np.column_stack([0.05 * d, 0.06 * d, 0.2 * d])
+    mu = np.column_stack([0.05 * d, 0.05 * d])
+    region = coordinates(np.array([1e10, 2e10]), np.array([2e11, 1e11]), np.array([1.2e22, 1.2e22]))
+    runs = coordinates(np.array([5e9, 1e7]), np.array([1e11, 1e12]), np.array([3e21, 6e19]))
+    term = Discrepancy(scale=0.05, length=0.5)
+    K = misfit_covariance(term, region, runs, None, 1e-4)
+    assert K[0, 2] > 10 * abs(K[0, 3])  # the near run shares the region's misfit
+    [best], _ = choose(Z, mu, np.full(1000, 0.01), np.ones(2), 1, likelihood="normal", misfit=K)
+    assert best == 0
+    # done runs beside the near run reveal its misfit: its remaining misfit variance drops
+    done = coordinates(np.array([5e9]), np.array([1e11]), np.array([3e21]))
+    assert misfit_covariance(term, region, runs, done, 1e-4)[2, 2] < 0.1 * K[2, 2]
+    with pytest.raises(InputError, match="misfit covariance"):
+        choose(Z, mu, np.full(1000, 0.01), np.ones(2), 1, misfit=np.zeros((3, 3)))

@@ -39,9 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayes_scaling.design.eig import noise_variance, predicted_log_loss, target_draws
 from bayes_scaling.errors import InputError
 
 KINDS = ("variance", "information")
+PARTS = ("model", "law")  # which draws the covariances come from (``posterior_columns``)
 DEFAULT_COST_EXPONENT = 0.4  # gamma: declared before results (MSPE's exponent)
 DEFAULT_N_OPT_WEIGHT = 0.5  # lambda
 
@@ -97,18 +99,30 @@ class TargetRegion:
         return cls(np.asarray(runs.N, np.float64), np.asarray(runs.D, np.float64))
 
 
-def posterior_columns(posterior, N, D) -> np.ndarray:
-    """(S, K) log-loss draws of the posterior's model (law, drift where the fit has one) at (N, D)."""
-    return np.log(posterior.predict(np.asarray(N, np.float64), np.asarray(D, np.float64), noise=False))
+def posterior_columns(posterior, N, D, part: str = "model") -> np.ndarray:
+    """(S, K) log-loss draws at (N, D): of the posterior's model (``part="model"``: the law, plus
+    the drift beyond the fitted runs where the fit has one) or of the law alone (``part="law"``:
+    theta's draws, the drift left out)."""
+    N, D = np.asarray(N, np.float64), np.asarray(D, np.float64)
+    if part == "law":
+        return predicted_log_loss(posterior.law, posterior.theta(), N, D)
+    return np.log(posterior.predict(N, D, noise=False))
 
 
-def target_matrix(posterior, region: TargetRegion | None, target_budget: float, **isoflop) -> tuple[np.ndarray, TargetRegion]:
+def target_matrix(posterior, region: TargetRegion | None, target_budget: float, part: str = "model",
+                  **isoflop) -> tuple[np.ndarray, TargetRegion]:
     """Z (S, M + 1): the region's log-loss draws then log N_opt(C*), and the region used (the
-    IsoFLOP slice around the median N_opt when ``region`` is None)."""
-    n_opt = posterior.frontier_draws([float(target_budget)])["N_opt"][:, 0]
+    IsoFLOP slice around the median N_opt when ``region`` is None); ``part`` as in
+    ``posterior_columns`` (``"law"``: N_opt of the law alone)."""
+    if part not in PARTS:
+        raise InputError(f"part must be one of {PARTS}, got {part!r}")
+    if part == "law":
+        n_opt = np.exp(target_draws(posterior.law, posterior.theta(), float(target_budget))[:, 0])
+    else:
+        n_opt = posterior.frontier_draws([float(target_budget)])["N_opt"][:, 0]
     if region is None:
         region = TargetRegion.isoflop(float(np.median(n_opt)), target_budget, **isoflop)
-    return np.column_stack([posterior_columns(posterior, region.N, region.D), np.log(n_opt)]), region
+    return np.column_stack([posterior_columns(posterior, region.N, region.D, part), np.log(n_opt)]), region
 
 
 def make_gain(S_TT0: np.ndarray, settings: UtilitySettings):
@@ -139,9 +153,11 @@ def _information(S, c, v):
 
 
 def choose(Z: np.ndarray, mu: np.ndarray, sigma, cost, q: int, *, settings: UtilitySettings = UtilitySettings(),
-           mu_pending=None, likelihood: str = "student_t", nu: float = 5.0):
+           mu_pending=None, likelihood: str = "student_t", nu: float = 5.0, misfit=None):
     """Greedy batch of q candidates (columns of ``mu``, (S, K) log-loss draws) by U / cost^gamma
-    given target draws ``Z`` (S, M + 1; ``target_matrix``): (indices, their U when chosen)."""
+    given target draws ``Z`` (S, M + 1; ``target_matrix``): (indices, their U when chosen).
+    ``misfit``: the law's misfit covariance over the region's runs, the pending runs and the
+    candidates, in that order (``misfit_covariance``), added to the draws' covariance (``joint_choose``)."""
     from bayes_scaling.design.batch import greedy_batch
     from bayes_scaling.design.eig import _as_2d
 
@@ -151,9 +167,85 @@ def choose(Z: np.ndarray, mu: np.ndarray, sigma, cost, q: int, *, settings: Util
     Z, mu, sigma, mu_pending = finite_draws(Z, _as_2d(mu), np.broadcast_to(np.asarray(sigma, np.float64), (len(Z),)),
                                             None if mu_pending is None else _as_2d(mu_pending))
     Zc = Z - Z.mean(axis=0)
+    if misfit is not None:
+        r = noise_variance(sigma, likelihood, nu)
+        columns = mu if mu_pending is None else np.column_stack([mu_pending, mu])
+        return joint_choose(Z, columns, 0 if mu_pending is None else mu_pending.shape[1], r, misfit, cost, q, settings)
     S_TT0 = Zc.T @ Zc / len(Z)
     return greedy_batch(Z, mu, sigma, cost, q, mu_pending=mu_pending, score="eig_per_cost", likelihood=likelihood,
                         nu=nu, gain=make_gain(S_TT0, settings), cost_exponent=settings.cost_exponent)
+
+
+def misfit_covariance(discrepancy, where_region, where_runs, where_done, noise_var: float) -> np.ndarray:
+    """The misfit delta's covariance over [region runs, runs] given the done runs' residuals:
+
+        K_post = K_PP - K_PD (K_DD + r I)^-1 K_DP,
+
+    with K the discrepancy's kernel (``design.discrepancy.Discrepancy``: squared-exponential in
+    (log10 N, log10 D), sd growing below the reference scale) and rows of coordinates
+    (log10 N, log10 D, log10 C) (``discrepancy.coordinates``). Done runs reveal delta near them,
+    so a candidate next to one adds little about the misfit, and the region's misfit is known only
+    where runs like it have been done."""
+    P = np.vstack([np.reshape(where_region, (-1, 3)), np.reshape(where_runs, (-1, 3))])
+    K = discrepancy.kernel(P, P)
+    if where_done is None or len(where_done) == 0:
+        return K
+    K_done = discrepancy.kernel(where_done, where_done) + noise_var * np.eye(len(where_done))
+    K_PD = discrepancy.kernel(P, where_done)
+    return K - K_PD @ np.linalg.solve(K_done, K_PD.T)
+
+
+def fit_misfit(residuals, where_done, *, length: float = 0.5):
+    """The misfit term from the done runs' residuals (log-loss minus the posterior median law):
+    type-II maximum likelihood over its sd and growth (``discrepancy.fit_discrepancy``), the
+    reference scale the largest done run, correlation ``length`` decades."""
+    from bayes_scaling.design.discrepancy import fit_discrepancy
+
+    where_done = np.reshape(where_done, (-1, 3))
+    return fit_discrepancy(np.asarray(residuals, np.float64), where_done, reference=float(where_done[:, 2].max()),
+                           length=length)[0]
+
+
+def joint_choose(Z, columns, n_pending: int, noise_var: float, misfit: np.ndarray, cost, q: int,
+                 settings: UtilitySettings = UtilitySettings()):
+    """Greedy U / cost^gamma over the joint covariance of (Z, y): the draws' covariance of
+    (Z, columns) plus the misfit delta (``misfit``, over the region's M runs then the columns; log
+    N_opt has none) plus the noise r on each y. A target run's loss is m(t) + delta(t) and a run
+    returns mu(x) + delta(x) + eps, so Cov(Z_t, y_x) = Cov_s(m_t, mu_x) + k(t, x): a run like the
+    target learns its misfit too, while a run far from it in (log N, log D) carries misfit that does
+    not transfer (its k(x, x) only adds to v_x). Observing y_j conditions every block exactly
+    (rank one: Sigma <- Sigma - Sigma_.j Sigma_j. / Sigma_jj); the first ``n_pending`` columns are
+    observed from the start. O((M + K)^2) per pick."""
+    X = np.column_stack([Z, columns])
+    Xc = X - X.mean(axis=0)
+    Sigma = Xc.T @ Xc / len(X)
+    T, M = Z.shape[1], Z.shape[1] - 1
+    index = np.r_[np.arange(M), np.arange(T, X.shape[1])]
+    if misfit.shape != (len(index), len(index)):
+        raise InputError(f"misfit covariance must be {len(index)} x {len(index)} (region runs, pending, candidates), "
+                         f"got {misfit.shape}")
+    Sigma[np.ix_(index, index)] += misfit
+    Sigma[T:, T:] += noise_var * np.eye(X.shape[1] - T)
+    gain = make_gain(Sigma[:T, :T].copy(), settings)
+    cost = np.asarray(cost, np.float64)
+    first = T + n_pending
+
+    def observe(k):
+        a = Sigma[:, k].copy()
+        Sigma[...] -= np.outer(a, a) / max(a[k], 1e-300)
+
+    for k in range(T, first):
+        observe(k)
+    chosen, gains = [], []
+    for _ in range(min(int(q), X.shape[1] - first)):
+        value_gain = gain(Sigma[:T, :T], Sigma[:T, first:], np.maximum(np.diag(Sigma)[first:], 1e-300))
+        value = value_gain / cost**settings.cost_exponent
+        value[chosen] = -np.inf
+        j = int(np.argmax(value))
+        chosen.append(j)
+        gains.append(float(value_gain[j]))
+        observe(first + j)
+    return chosen, np.asarray(gains)
 
 
 def finite_draws(*arrays):
