@@ -102,3 +102,171 @@ def test_branch_specs_extend_the_trunk_and_make_a_valid_branch():
     assert branch_specs(_trunk(), 1e6)[0] is None  # already trained to 800k: branch at once
     with pytest.raises(InputError, match="without keeping a checkpoint"):
         branch_specs(_trunk(), 3e5)
+
+
+# --- the planner's WSD sweep (design.branches.sweep_branches, Planner with wsd_cooldown) ---------------------
+
+
+def _draws(n: int = 400, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    draws = {k: v * np.exp(0.05 * rng.standard_normal(n)) for k, v in THETA.items()}
+    draws["sigma"] = np.full(n, 0.01)
+    return draws
+
+
+def test_a_sweep_prices_each_trunk_from_how_far_it_has_trained_and_skips_busy_trunks():
+    from bayes_scaling.design.branches import sweep_branches, trunk_id_for
+    from bayes_scaling.design.candidates import grid
+
+    g = grid(N=[1e5, 2e5], d_range=(1e6, 4e6), d_points=3)
+    fresh = sweep_branches(g, {}, cooldown_fraction=0.2)
+    assert np.allclose(fresh.candidates.cost, 6 * g.N * g.D)  # a trunk not opened: its first branch costs a whole run
+    t = trunk_id_for(1e5)
+    opened = sweep_branches(g, {t: 1.6e6}, cooldown_fraction=0.2)
+    cost = dict(zip(opened.candidates.keys, opened.candidates.cost / (6 * 1e5)))
+    assert cost[f"branch:{t}@D1e+06"] == 2e5  # its checkpoint at 800k is kept: the cool-down only
+    assert cost[f"branch:{t}@D4e+06"] == 8e5 + 1.6e6  # cool-down + the stable tokens from 1.6M to 3.2M
+    busy = sweep_branches(g, {t: 1.6e6}, cooldown_fraction=0.2, busy={t}, exclude={f"branch:{trunk_id_for(2e5)}@D1e+06"})
+    assert set(busy.trunk_ids) == {trunk_id_for(2e5)} and len(busy.candidates) == 2
+
+
+def test_branch_shifts_share_the_trunk_term_and_leave_cosine_runs_alone():
+    from bayes_scaling.design.branches import branch_shifts
+
+    shift = branch_shifts(["a", "", "a", "b"], 300, seed=1)
+    assert np.all(shift[:, 1] == 0) and np.array_equal(shift[:, 0], shift[:, 2])
+    assert 0.02 < shift[:, 0].std() < 0.1 and not np.allclose(shift[:, 0], shift[:, 3])
+    fitted = branch_shifts(["a", "b"], 3, offset=np.zeros(3), spread=np.zeros(3), effects={"a": np.ones(3)})
+    assert np.array_equal(fitted, [[1, 0]] * 3)  # a fitted trunk's draws; an unfitted one at tau = 0
+
+
+def test_a_branch_is_not_scored_as_an_independent_run():
+    """At one (N, D) and one cost, the new cosine run carries more information than a branch, whose
+    loss also holds the offset and its trunk's effect: the planner takes the run."""
+    from bayes_scaling.design.branches import branch_shifts
+    from bayes_scaling.design.candidates import Candidates
+    from bayes_scaling.design.planner import propose
+
+    draws = _draws()
+    two = Candidates(np.array([1e8, 1e8]), np.array([2e9, 2e9]), np.array([1.2e18, 1.2e18]), ("run", "branch"))
+    shift = branch_shifts(["", "t"], 400, seed=0)
+    law = get_law("chinchilla")
+    (pick,) = propose(law, draws, two, target_budget=1e22, q=1, shift=shift)
+    assert pick.run_id == "run"
+    gain = {k: propose(law, draws, two.take([i]), target_budget=1e22, q=1, shift=shift[:, [i]])[0].gain
+            for i, k in enumerate(two.keys)}
+    assert gain["branch"] < 0.9 * gain["run"]
+
+
+def _wsd_planner(path, budget=float("inf"), **fields):
+    from bayes_scaling.design.candidates import grid
+    from bayes_scaling.design.planner import Planner
+
+    cands = grid(N=[1e7, 3e7, 1e8], d_range=(2e8, 3.2e9), d_points=5)
+    settings = dict(target_budget=1e21, experiment_budget=budget, wsd_cooldown=0.2, n_init=50, num_chains=1,
+                    num_warmup=40, num_draws=40)
+    return Planner.create(path, cands, **{**settings, **fields})
+
+
+def _loss(N, D):
+    law = get_law("chinchilla")
+    return float(law.loss({k: np.float64(v) for k, v in THETA.items()}, np.float64(N), np.float64(D)))
+
+
+def test_the_wsd_planner_opens_trunks_branches_them_and_stays_within_budget(tmp_path):
+    from bayes_scaling.design.planner import Planner
+
+    planner = _wsd_planner(tmp_path, budget=2e19)
+    first = planner.ask(4)
+    assert [p.trunk_id for p in first] and len({p.trunk_id for p in first}) == len(first)  # one run per trunk
+    assert all(p.extend == p.branch_at for p in first)  # every trunk opens: it trains up to the branch point
+    for p in first:
+        planner.tell(p.run_id, _loss(p.N, p.D))
+    assert planner.done[0]["role"] == "branch" and planner.done[0]["trunk_id"] == first[0].trunk_id
+    trunks = planner.state["wsd"]["trunks"]
+    again = Planner.open(tmp_path)  # the trunks' progress and the branches' trunk links survive a restart
+    assert again.state["wsd"]["trunks"] == trunks and again.done[0]["trunk_id"] == first[0].trunk_id
+    later = again.remaining()
+    opened = {p.trunk_id for p in first}
+    for key, n, d, cost in zip(later.keys, later.N, later.D, later.cost):
+        trunk = key.split(":")[1].split("@")[0]
+        assert cost <= 6 * n * d * (1 + 1e-12) and (trunk not in opened or cost < 6 * n * d)
+    while (batch := again.ask(3)):
+        assert again.flops_spent + again.flops_pending <= 2e19
+        for p in batch:
+            again.tell(p.run_id, _loss(p.N, p.D))
+    assert again.flops_spent <= 2e19 and len(again.done) > len(first)
+
+
+def test_a_failed_branch_prices_its_trunk_from_before_its_extension(tmp_path):
+    planner = _wsd_planner(tmp_path)
+    (p,) = planner.ask(1)
+    planner.tell(p.run_id, {"status": "failed", "error": "killed"})
+    assert planner.state["wsd"]["trunks"][p.trunk_id] == 0.0
+    assert planner.failed[0]["cost"] == p.cost
+
+
+@pytest.mark.slow  # a fit_wsd compilation: ~25 s
+def test_the_wsd_planner_refits_with_the_trunk_effects_and_scores_branches_with_them(tmp_path):
+    planner = _wsd_planner(tmp_path, n_init=6)
+    for _ in range(6):
+        (p,) = planner.ask(1)
+        planner.tell(p.run_id, _loss(p.N, p.D) * np.exp(0.02 if p.trunk_id.endswith("1e+07") else 0.0))
+    (p,) = planner.ask(1)  # refits: fit_wsd, as a branch is done
+    assert planner.posterior().method == "nuts-wsd" and set(planner._wsd_fit.trunks) <= {
+        r["trunk_id"] for r in planner.done}
+    assert p.trunk_id and np.isfinite(p.gain)
+
+
+def test_the_loop_trains_a_trunk_extension_before_its_branch_and_stores_the_trunk(tmp_path):
+    from bayes_scaling.design.branches import trunk_id_for
+    from bayes_scaling.design.loop import LoopSettings, run_loop
+    from bayes_scaling.executors.inline import InlineExecutor
+
+    planner = _wsd_planner(tmp_path)
+    seen = []
+
+    def job(spec, memory_fraction=None):
+        seen.append((spec["run_id"], spec["role"]))
+        if spec["role"] == "trunk" and spec["N"] == 3e7:
+            return {"run_id": spec["run_id"], "status": "failed", "loss": None, "error": "out of memory"}
+        return {"run_id": spec["run_id"], "status": "ok", "loss": _loss(spec["N"], spec["D"]), "N": spec["N"],
+                "D": spec["D"], "C": 6 * spec["N"] * spec["D"], "role": spec["role"], "trunk_id": spec.get("trunk", "")}
+
+    def make_spec(p):
+        branch = {"run_id": p.run_id, "N": p.N, "D": p.D, "role": "branch", "trunk": p.trunk_id}
+        trunk = {"run_id": p.trunk_id, "N": p.N, "D": p.branch_at, "role": "trunk"}
+        return [trunk, branch] if p.extend > 0 else branch
+
+    run_loop(planner, InlineExecutor(job=job), make_spec, LoopSettings(max_runs=3, save_fit=False), notify=lambda line: None)
+    assert [role for _, role in seen[:2]] == ["trunk", "branch"]
+    stored = planner.store.to_frame(status=None, trunks=True, history=True)  # a trunk extended twice: two versions
+    trunk_rows = stored[stored["role"] == "trunk"]
+    assert set(trunk_rows["run_id"]) <= {trunk_id_for(n) for n in (1e7, 3e7, 1e8)}  # under the trunks' ids
+    assert len(trunk_rows) == sum(r == "trunk" for _, r in seen)
+    failed = [r for r in planner.failed if "out of memory" in r["error"]]  # a failed extension fails its branch
+    assert len(planner.done) + len(planner.failed) == 3 and len(failed) == int((trunk_rows["status"] != "ok").sum())
+
+
+def test_loop_wsd_flag_makes_branches_and_the_harness_specs_extend_the_trunk_first(tmp_path):
+    from types import SimpleNamespace
+
+    from bayes_scaling.cli import loop, main
+    from bayes_scaling.design.planner import Planner
+    from training.spec import RunSpec
+
+    args = ["loop", "--simulate", "--wsd", "--target-budget", "1e22", "--experiment-budget", "1e20", "--grid-points", "5",
+            "--json", "--max-runs", "2", "--state", str(tmp_path / "sim")]
+    assert main(args) == 0
+    planner = Planner.open(tmp_path / "sim")
+    assert planner.settings["wsd_cooldown"] == 0.2 and all(r["role"] == "branch" for r in planner.done)
+
+    harness = Planner.create(tmp_path / "h", planner.candidates.take(planner.candidates.N == planner.candidates.N.min()),
+                             target_budget=1e22, wsd_cooldown=0.2, tokens_per_step=128)
+    (p,) = harness.ask(1)
+    spec_args = SimpleNamespace(train_spec='{"context": 64, "batch_size": 2}', seed=3)
+    extension, branch = (RunSpec.from_dict(s) for s in loop.spec_maker(spec_args, harness)(p))
+    assert (extension.role, branch.role) == ("trunk", "branch") and extension.tokens == branch.branch_at_tokens == p.branch_at
+    assert branch.branch_from == extension.checkpoint_dir and branch.warmup_tokens == extension.warmup_tokens > 0
+    assert branch.tokens == int(p.D) and branch.cooldown_fraction == 0.2 and branch.seed == extension.seed == 3
+    assert set(extension.save_at_tokens) <= {int(t) for t in range(0, int(p.branch_at) + 1, 128)}

@@ -30,6 +30,15 @@ loop proposes only runs of the pool, within ``--experiment-budget``; ``--target 
 names the runs whose predictions matter. With either, the strategy defaults to ``target``: the
 target-region utility (``design.target``) per cost^0.4, refitting under the extrapolating model.
 
+WSD. ``--wsd [FRACTION]`` makes every new run a warmup-stable-decay branch (``design.branches``):
+one trunk per size N of the grid, trained at constant rate and kept at each grid D's cool-down start
+(in ``DIR/trunks/<trunk>``), each run a branch that cools down over the last FRACTION (default 0.2)
+of its updates. The planner prices a branch at its cool-down plus the stable tokens its trunk must
+still train (the first branch of a trunk: a whole run) and scores it with the WSD offset and its
+trunk's shared effect (refits: ``bayes_scaling.wsd.fit_wsd``); a trunk's extension runs just before
+its branch, and its record goes to the run store as a trunk. Trunks and branches warm up for
+``warmup_tokens`` (``--train-spec``; default 5% of the smallest grid D).
+
 Fit. When the loop ends (not when it is stopped) it saves its final fit, the plain law's NUTS
 posterior of every done run (the one its last status was computed from), to ``DIR/fit`` and says
 so: ``bayes-scaling frontier DIR/fit`` and ``bayes-scaling report DIR/fit`` open it. The loop
@@ -87,6 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-runs", type=int, default=None,
                    help="stop once the state holds this many results (earlier invocations' included)")
     p.add_argument("--store", default=None, help="append each result (failed runs too) to this run store as it arrives")
+    p.add_argument("--wsd", type=float, nargs="?", const=0.2, default=None, metavar="FRACTION",
+                   help="new runs are WSD branches of one trunk per size, cooling down this share of D (default "
+                        "0.2); the planner prices a branch at its cool-down plus the trunk tokens still to train")
     p.add_argument("--train-spec", default=None, help='harness: extra RunSpec fields as JSON, e.g. \'{"context": 64}\'')
     add_executor_options(p)
     add_candidate_options(p)
@@ -142,6 +154,8 @@ def _run(args, received: dict) -> int:
     else:
         executor, make_spec = make_executor_from_args(args), spec_maker(args)
     planner = open_planner(args)
+    if planner.wsd and not args.simulate:
+        make_spec = spec_maker(args, planner)
     resume = resume_command(args, planner.directory)
     _common.info(f"to resume after a stop: {resume}")
     settings = LoopSettings(workers=args.workers, max_runs=args.max_runs, quiet=args.json)
@@ -192,8 +206,9 @@ def open_planner(args):
         target_budget=args.target_budget, experiment_budget=args.experiment_budget, tolerance=args.tolerance,
         level=args.level, targets=tuple(args.targets), strategy=strategy, n_init=args.n_init, num_warmup=args.draws,
         num_draws=args.draws, seed=args.seed, discrepancy=parse_misfit(args.misfit, 0.0),
-        model=args.model or ("extrapolating" if strategy == "target" else "plain"), target_runs=target_runs)
-    planner = Planner.create(state_dir, candidates, settings=settings)
+        model=args.model or ("extrapolating" if strategy == "target" else "plain"), target_runs=target_runs,
+        wsd_cooldown=getattr(args, "wsd", None) or 0.0)
+    planner = Planner.create(state_dir, candidates, settings=settings, tokens_per_step=1 if args.simulate else tokens_per_step(args))
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
     return planner
 
@@ -201,11 +216,11 @@ def open_planner(args):
 # The options that define an experiment: the same values resume the same default state directory.
 STATE_OPTIONS = ("target_budget", "experiment_budget", "tolerance", "level", "simulate", "truth", "noise_sigma", "seed",
                  "targets", "strategy", "misfit", "draws", "n_init", "n_range", "d_range", "grid_points",
-                 "max_run_cost", "train_spec", "candidates", "target", "model")  # see NEW_STATE_OPTIONS
+                 "max_run_cost", "train_spec", "candidates", "target", "model", "wsd")  # see NEW_STATE_OPTIONS
 DEFAULT_STATE_ROOT = Path(".bayes-scaling") / "loops"
 
 
-NEW_STATE_OPTIONS = ("candidates", "target", "model")  # left out of the hash when unset: older loops resume
+NEW_STATE_OPTIONS = ("candidates", "target", "model", "wsd")  # left out of the hash when unset: older loops resume
 
 
 def resolved_strategy(args) -> str:
@@ -312,19 +327,45 @@ def _simulator(args):
     return make_executor_from_args(args, job=job), lambda p: {"run_id": p.run_id, "params": p.N, "tokens": p.D}
 
 
-def spec_maker(args):
-    """``make_spec(proposal)``: the RunSpec fields a proposal is trained with (``--train-spec`` added)."""
-    extra = {}
-    if args.train_spec:
-        try:
-            extra = json.loads(args.train_spec)
-        except json.JSONDecodeError as err:
-            raise InputError(f"--train-spec: expected a JSON object ({err})") from None
-        if not isinstance(extra, dict):
-            raise InputError(f"--train-spec: expected a JSON object, got {args.train_spec!r}")
+def train_spec_fields(args) -> dict:
+    """The ``--train-spec`` JSON object ({} when not given)."""
+    if not args.train_spec:
+        return {}
+    try:
+        extra = json.loads(args.train_spec)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--train-spec: expected a JSON object ({err})") from None
+    if not isinstance(extra, dict):
+        raise InputError(f"--train-spec: expected a JSON object, got {args.train_spec!r}")
+    return extra
 
-    def make_spec(proposal) -> dict:
-        return {**extra, "params": int(round(proposal.N)), "tokens": int(round(proposal.D)), "seed": args.seed,
-                "run_id": proposal.run_id, "progress": False}
+
+def tokens_per_step(args) -> int:
+    """The harness's tokens per update for the loop's runs: batch_size x context (``--train-spec``
+    or the RunSpec defaults)."""
+    from training.spec import RunSpec
+
+    extra = train_spec_fields(args)
+    return int(extra.get("batch_size", RunSpec.batch_size)) * int(extra.get("context", RunSpec.context))
+
+
+def spec_maker(args, planner=None):
+    """``make_spec(proposal)``: the RunSpec fields a proposal is trained with (``--train-spec``
+    added). With a WSD sweep's ``planner``: a branch's specs, after its trunk's extension when the
+    trunk must train on first (``design.branches.sweep_specs``), its checkpoints in ``STATE/trunks``."""
+    extra = train_spec_fields(args)
+
+    def make_spec(proposal) -> dict | list[dict]:
+        base = {**extra, "params": int(round(proposal.N)), "seed": args.seed, "progress": False}
+        if planner is None or not proposal.trunk_id:
+            return {**base, "tokens": int(round(proposal.D)), "run_id": proposal.run_id}
+        from bayes_scaling.design.branches import sweep_specs
+
+        grid = planner.candidates
+        step = tokens_per_step(args)
+        base.setdefault("warmup_tokens", max(step, int(0.05 * grid.D.min()) // step * step))
+        return sweep_specs(base, proposal.trunk_id, proposal.D, proposal.branch_at, proposal.extend,
+                           grid.D[grid.N == proposal.N], cooldown_fraction=planner.settings["wsd_cooldown"],
+                           checkpoint_dir=str(planner.directory / "trunks" / proposal.trunk_id), run_id=proposal.run_id)
 
     return make_spec

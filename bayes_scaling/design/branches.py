@@ -15,11 +15,21 @@ at equal information the cheaper branch wins.
 
 ``branch_specs`` turns a chosen branch into harness specs: the trunk's own spec extended to s(D)
 (when it has not trained that far: rerunning a trunk with more tokens resumes it) and the branch's.
+
+A WSD sweep (the planner's ``wsd_cooldown``): one trunk per size N of the candidate grid
+(``trunk_id_for``) keeps a checkpoint at the cool-down start of every D of the grid, so every grid
+point is a branch of its size's trunk (``sweep_branches``); a trunk not opened yet has trained 0
+tokens, so its first branch costs what a new run costs. Scoring: a branch's log-loss is the law's
+plus delta + u_t (``bayes_scaling.wsd``), so ``branch_shifts`` draws that term per column, shared by
+the columns of one trunk (and delta by every branch): a utility built on the joint distribution of
+the columns (``design.batch``) then sees two branches of one trunk as correlated, not as two
+independent runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +39,7 @@ from bayes_scaling.design.candidates import Candidates, flops_6nd
 from bayes_scaling.errors import InputError
 
 BRANCH_PREFIX = "branch:"
+TRUNK_PREFIX = "wsd-"
 DEFAULT_COOLDOWN_FRACTION = 0.2
 
 
@@ -143,3 +154,75 @@ def branch_specs(trunk: Trunk, D: float, *, cooldown_fraction: float = DEFAULT_C
     branch.update(tokens=int(D), cooldown_fraction=cooldown_fraction, branch_from=spec["checkpoint_dir"],
                   branch_at_tokens=start, run_id=run_id or branch_key(trunk.trunk_id, D))
     return extension, branch
+
+
+def trunk_id_for(N: float) -> str:
+    """The id of a WSD sweep's trunk of size N."""
+    return f"{TRUNK_PREFIX}N{N:.4g}"
+
+
+def sweep_branches(grid: Candidates, trained: Mapping[str, float], *, cooldown_fraction: float = DEFAULT_COOLDOWN_FRACTION,
+                   tokens_per_step: int = 1, busy: Iterable[str] = (), exclude: Iterable[str] = (),
+                   max_cost: float = np.inf) -> BranchCandidates:
+    """The branch candidates of a WSD sweep over ``grid``: every (N, D) of it as a branch of the
+    trunk of N (``trunk_id_for``), which keeps a checkpoint at every grid D's cool-down start, priced
+    by ``branch_candidates`` from ``trained`` (tokens each trunk has trained, or will have once its
+    pending run is done; absent: not opened, 0). Trunks in ``busy`` (a run of theirs pending) are
+    left out: one job per trunk at a time, so no two jobs extend one trunk's checkpoints at once."""
+    skip, parts = set(busy), []
+    for n in np.unique(grid.N):
+        trunk_id = trunk_id_for(n)
+        if trunk_id in skip:
+            continue
+        Ds = grid.D[grid.N == n]
+        starts = [cooldown_start(d, cooldown_fraction, tokens_per_step) for d in Ds]
+        trunk = Trunk(trunk_id, float(n), float(trained.get(trunk_id, 0.0)), tokens_per_step, {"save_at_tokens": starts})
+        parts.append(branch_candidates([trunk], Ds, cooldown_fraction=cooldown_fraction, max_cost=max_cost, exclude=exclude))
+    parts = [p for p in parts if len(p.candidates)]
+    if not parts:
+        return branch_candidates([], [])
+    c = [p.candidates for p in parts]
+    joined = Candidates(np.concatenate([x.N for x in c]), np.concatenate([x.D for x in c]),
+                        np.concatenate([x.cost for x in c]), tuple(k for x in c for k in x.keys))
+    return BranchCandidates(joined, tuple(t for p in parts for t in p.trunk_ids),
+                            np.concatenate([p.branch_at for p in parts]), np.concatenate([p.extend for p in parts]))
+
+
+def sweep_specs(base: Mapping[str, Any], trunk_id: str, D: float, branch_at: float, extend: float, grid_D: Iterable[float], *,
+                cooldown_fraction: float, checkpoint_dir: str, run_id: str) -> list[dict]:
+    """The harness specs of a WSD sweep's branch (``sweep_branches``): the trunk's extension to the
+    branch point when it must train on first (``extend`` > 0), then the branch. ``base``: the
+    fields every run of the sweep shares (params, seed, warmup_tokens > 0, context, ...); the trunk
+    keeps the cool-down starts of every ``grid_D`` it has reached, so later branches of smaller D
+    find their checkpoint."""
+    b = int(base.get("context", 1)) * int(base.get("batch_size", 1))
+    starts = sorted({int(cooldown_start(d, cooldown_fraction, b)) for d in grid_D} | {int(branch_at)})
+    trunk_spec = {**base, "schedule": "wsd", "cooldown_fraction": 0.0, "checkpoint_dir": checkpoint_dir, "run_id": trunk_id,
+                  "save_at_tokens": [s for s in starts if s <= branch_at]}
+    trunk = Trunk(trunk_id, float(base.get("params", 0)), float(branch_at - extend), b, trunk_spec)
+    extension, branch = branch_specs(trunk, D, cooldown_fraction=cooldown_fraction, run_id=run_id)
+    return ([extension] if extension is not None else []) + [branch]
+
+
+def branch_shifts(trunk_of_column: Sequence[str], draws: int, *, offset: np.ndarray | None = None,
+                  spread: np.ndarray | None = None, effects: Mapping[str, np.ndarray] | None = None,
+                  seed: int = 0) -> np.ndarray:
+    """(draws, J) draws of what each column adds to the law's log-loss: 0 for a new cosine run
+    (trunk id ""), delta + u_t for a branch of trunk t. delta: ``offset`` (a WSD fit's draws) or,
+    before any branch was fitted, the prior Normal(0, OFFSET_SCALE); u_t: ``effects[t]`` (the fit's
+    draws of a fitted trunk's effect), else tau z_t with tau = ``spread`` (the fit's draws) or the
+    prior HalfNormal(TRUNK_SCALE) and z_t ~ Normal(0, 1), one value per trunk and draw (seeded by
+    ``seed`` and the trunk id, so every column of one trunk shares it)."""
+    from bayes_scaling.wsd import OFFSET_SCALE, TRUNK_SCALE
+
+    rng = np.random.default_rng(seed)
+    delta = np.asarray(offset, np.float64) if offset is not None else rng.normal(0.0, OFFSET_SCALE, draws)
+    tau = np.asarray(spread, np.float64) if spread is not None else np.abs(rng.normal(0.0, TRUNK_SCALE, draws))
+    if delta.shape != (draws,) or tau.shape != (draws,):
+        raise InputError(f"offset and spread must hold {draws} draws each, got {delta.shape} and {tau.shape}")
+    effects = effects or {}
+    out = np.zeros((draws, len(trunk_of_column)))
+    for t in sorted(set(trunk_of_column) - {""}):
+        u = effects[t] if t in effects else tau * np.random.default_rng([seed, zlib.crc32(t.encode())]).normal(size=draws)
+        out[:, [i for i, x in enumerate(trunk_of_column) if x == t]] = (delta + u)[:, None]
+    return out

@@ -7,7 +7,11 @@ comes back (which refits the posterior), until the stop rule holds; then save th
     result.fit_dir       # state/fit: a saved Posterior, opened by Posterior.load, `frontier`, `report`
 
 ``make_spec(proposal)`` turns a ``Proposal`` into the spec the executor starts (RunSpec fields for
-the training harness; anything the executor's job reads for a simulator). Every result, failed runs
+the training harness; anything the executor's job reads for a simulator), or into a list of specs
+run one after the other, the last one the proposal's run: a WSD branch whose trunk must train on
+first is [the trunk's extension, the branch] (``design.branches.sweep_specs``). An earlier step's
+result goes to the run stores as a trunk's record (role "trunk", under the step spec's run_id); if
+it fails, the proposal is told failed. Every result, failed runs
 too, goes to the planner's run store in the state directory (the one record of what was run) and,
 if given, to a second ``store`` (a shared run store). The loop resumes: pending runs of the state
 are started again first, and ``max_runs`` counts every result of the state, earlier calls' too.
@@ -30,6 +34,17 @@ from bayes_scaling.design.planner import Planner, Proposal
 from bayes_scaling.errors import InputError
 
 FIT_DIR = "fit"  # the loop's final fit, in the planner's state directory
+STEP_SUFFIX = "#before"  # executor ids of a chain's earlier steps: <run id>#before<steps left>
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """An ended run as ``record`` reads it (the executor's finished object's fields)."""
+
+    run_id: str
+    result: dict | None
+    error: str | None
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,35 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict], 
             raise KeyboardInterrupt
 
     same_store = store is not None and Path(store.path).resolve() == Path(planner.store.path).resolve()
+    chains: dict[str, tuple[str, list, str]] = {}  # executor id of an earlier step -> (proposal's run id, steps left, step's run id)
+
+    def submit(run_id: str, spec) -> None:
+        steps = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+        if len(steps) > 1:
+            key = f"{run_id}{STEP_SUFFIX}{len(steps) - 1}"
+            chains[key] = (run_id, steps[1:], str(steps[0].get("run_id") or key))
+            executor.submit(key, steps[0])
+        else:
+            executor.submit(run_id, steps[0])
+
+    def step_ended(finished):
+        """An earlier step of a chain ended: store its result; start the next step, or return the
+        proposal's failed record when it failed."""
+        run_id, rest, step_id = chains.pop(finished.run_id)
+        result = dict(finished.result) if finished.result is not None else None
+        if result is not None:
+            result.update(run_id=step_id, attempts=finished.attempts)  # a trunk's record: under the trunk's id
+            asked = planner.pending[run_id]  # a failed step may lack them: the trunk's size and branch point
+            result.setdefault("N", asked["N"])
+            result.setdefault("D", asked.get("branch_at") or asked["D"])
+            result.setdefault("role", "trunk")
+            for target in [planner.store] + ([store] if store is not None and not same_store else []):
+                target.append(result, source=settings.source)
+        if result is None or result.get("status", "ok") != "ok":
+            error = (result or {}).get("error") or finished.error or "no result"
+            return {"run_id": run_id, "status": "failed", "loss": None, "error": f"step {finished.run_id} failed: {error}"}
+        submit(run_id, rest)
+        return None
     told, stopping, status = len(planner.done) + len(planner.failed), False, planner.status()
     told_here = 0
     if max_runs is not None and told >= max_runs:
@@ -108,14 +152,14 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict], 
         if max_runs is not None:
             restart = restart[:max(0, max_runs - told)]
         for run_id, pending in restart:
-            executor.submit(run_id, make_spec(_proposal(run_id, pending)))
+            submit(run_id, make_spec(_proposal(run_id, pending)))
         while True:
             check()
             running = len(executor.pending)
             if not stopping and running < workers and (max_runs is None or told + running < max_runs):
                 free = workers - running if max_runs is None else min(workers - running, max_runs - told - running)
                 for p in planner.ask(free):
-                    executor.submit(p.run_id, make_spec(p))
+                    submit(p.run_id, make_spec(p))
             if not executor.pending:
                 break
             with waiting(f"waiting for {len(executor.pending)} running runs"):
@@ -125,11 +169,18 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict], 
                     check()
             results = []
             for finished in ended:
+                if finished.run_id in chains:
+                    failed = step_ended(finished)
+                    if failed is None:
+                        continue
+                    finished = _Ended(failed["run_id"], failed, None, finished.attempts)
                 result = record(finished, planner.pending[finished.run_id])
                 if store is not None and not same_store:
                     store.append(result, source=settings.source)
                 planner.tell(finished.run_id, result, source=settings.source)
                 results.append((finished.run_id, result))
+            if not results:
+                continue
             with waiting(f"refitting on {len(planner.done)} runs"):
                 status = planner.status()
             for run_id, result in results:
@@ -190,4 +241,5 @@ def progress_line(i: int, run_id: str, result: dict, status: dict) -> str:
 
 
 def _proposal(run_id: str, pending: dict) -> Proposal:
-    return Proposal(run_id, pending["N"], pending["D"], pending["cost"], pending.get("gain", float("nan")))
+    return Proposal(run_id, pending["N"], pending["D"], pending["cost"], pending.get("gain", float("nan")),
+                    pending.get("trunk_id", ""), float(pending.get("branch_at", 0.0)), float(pending.get("extend", 0.0)))

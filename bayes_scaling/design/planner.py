@@ -26,6 +26,15 @@ Other scores (``eig``, ``uncertainty``, ``random``) exist for baselines. The set
 ``PlannerSettings`` (``design.settings``), saved with ``asdict`` in planner.json. Only candidates that fit in the remaining experiment budget
 (budget - spent - pending) are proposed.
 
+WSD sweep (``wsd_cooldown`` > 0). New runs are warmup-stable-decay branches: one trunk per size N
+of the candidate grid, each grid (N, D) a branch of it (``design.branches.sweep_branches``), priced
+at what it still costs: the cool-down plus the stable tokens the trunk must train first (its first
+branch: a whole run). ``ask`` proposes at most one run per trunk at a time (a trunk's pending run
+may extend it) and records how far each trunk has trained (``state["wsd"]["trunks"]``). Refits
+with a branch done are ``bayes_scaling.wsd.fit_wsd`` (law + WSD offset delta + per-trunk effect);
+each branch column is scored with delta + u_t added to the law's log-loss draws
+(``branches.branch_shifts``), so branches of one trunk are correlated, not independent runs.
+
 Stop rule. The ``level`` interval of log N_opt(C*) is at most ``tolerance`` wide, or the
 experiment budget is spent, or no affordable candidate is left.
 """
@@ -41,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from bayes_scaling.design.batch import greedy_batch
+from bayes_scaling.design.branches import BranchCandidates, branch_shifts, sweep_branches
 from bayes_scaling.design.candidates import Candidates
 from bayes_scaling.design.discrepancy import Discrepancy, coordinates, fit_discrepancy
 from bayes_scaling.design.eig import check_targets, predicted_log_loss, target_draws
@@ -71,6 +81,9 @@ class Proposal:
     D: float
     cost: float
     gain: float = float("nan")
+    trunk_id: str = ""  # a WSD branch: its trunk, its branch point and the trunk tokens to train first
+    branch_at: float = 0.0
+    extend: float = 0.0
 
 
 def propose(law: Law, draws: dict, candidates: Candidates, *, target_budget: float, q: int,
@@ -78,7 +91,7 @@ def propose(law: Law, draws: dict, candidates: Candidates, *, target_budget: flo
             likelihood: str = "student_t", nu: float = 5.0, pending: Candidates | None = None,
             done: Candidates | None = None, done_loss=None, discrepancy: str | float = 0.0,
             discrepancy_length: float = DEFAULT_DISCREPANCY_LENGTH, discrepancy_growth: float = DEFAULT_DISCREPANCY_GROWTH,
-            seed: int = 0, report: dict | None = None) -> list[Proposal]:
+            seed: int = 0, report: dict | None = None, shift=None, shift_pending=None) -> list[Proposal]:
     """The greedy batch of ``q`` proposals from posterior ``draws`` (natural parameters and sigma).
 
     ``discrepancy`` scores the information gain under the law plus a misfit term
@@ -86,11 +99,17 @@ def propose(law: Law, draws: dict, candidates: Candidates, *, target_budget: flo
     and growth to the residuals of the ``done`` runs (losses ``done_loss``) by marginal likelihood;
     a number kappa > 0 fixes tau = kappa x the posterior median of sigma at the largest scale in
     sight, growing by 10^``discrepancy_growth`` per decade below it; 0 is off. ``report`` (a dict),
-    if given, receives the misfit term used (``report["misfit"]``: its fields, or None)."""
+    if given, receives the misfit term used (``report["misfit"]``: its fields, or None). ``shift``
+    (S, K) and ``shift_pending`` (S, P): draws added to the candidates' and pending runs' predicted
+    log-losses (a WSD branch's offset and trunk effect, ``branches.branch_shifts``)."""
     T = target_draws(law, draws, target_budget, targets)
     mu = predicted_log_loss(law, draws, candidates.N, candidates.D)
+    if shift is not None:
+        mu = mu + shift
     has_pending = pending is not None and len(pending) > 0
     mu_pending = predicted_log_loss(law, draws, pending.N, pending.D) if has_pending else None
+    if has_pending and shift_pending is not None:
+        mu_pending = mu_pending + shift_pending
     has_done = done is not None and len(done) > 0
     misfit, mu_done = None, None
     if discrepancy not in (0, 0.0, None) and estimator == "gaussian" and score in ("eig_per_cost", "eig"):
@@ -145,6 +164,8 @@ class Planner:
                                        num_warmup=s["num_warmup"], num_draws=s["num_draws"],
                                        model=s.get("model", "plain"))
         self.store = store if store is not None else RunStore(self.directory / RUNS_FILE)
+        self.wsd = float(s.get("wsd_cooldown", 0.0)) > 0
+        self._wsd_fit = None
         self.done, self.failed = [], []
         self._read_store()
         self._posterior, self._draws_n = None, -1
@@ -153,9 +174,10 @@ class Planner:
     # --- creation and persistence ----------------------------------------------------------------
     @classmethod
     def create(cls, directory: str | Path, candidates: Candidates, *, settings: PlannerSettings | None = None,
-               overwrite: bool = False, **fields) -> Planner:
+               overwrite: bool = False, tokens_per_step: int = 1, **fields) -> Planner:
         """A new planner in ``directory`` over ``candidates``: ``settings`` (a ``PlannerSettings``)
-        or its fields as keywords (``target_budget=...``, ``strategy=...``, ...)."""
+        or its fields as keywords (``target_budget=...``, ``strategy=...``, ...). ``tokens_per_step``
+        (WSD sweep): the harness's tokens per update (batch x context), where branches may start."""
         if settings is None:
             if "target_budget" not in fields:
                 raise InputError("Planner.create needs target_budget (C*, FLOPs) or settings=PlannerSettings(...)")
@@ -172,6 +194,10 @@ class Planner:
             raise InputError("no candidate runs")
         state = {"version": 2, "settings": settings.to_dict(), "candidates": candidates.to_dict(), "pending": {},
                  "fits": 0, "rng": np.random.default_rng(settings.seed).bit_generator.state}
+        if settings.wsd_cooldown > 0:
+            if int(tokens_per_step) < 1:
+                raise InputError(f"tokens_per_step must be a positive whole number, got {tokens_per_step!r}")
+            state["wsd"] = {"tokens_per_step": int(tokens_per_step), "trunks": {}}
         planner = cls(directory, state)
         planner.save()
         return planner
@@ -239,9 +265,13 @@ class Planner:
 
     def runs(self) -> Runs:
         """The done runs as a validated run table (run_id, N, D, C = their cost, loss), in the
-        order they were told: what the refits fit."""
-        return as_runs([r["N"] for r in self.done], [r["D"] for r in self.done], [r["loss"] for r in self.done],
+        order they were told: what the refits fit. A WSD sweep's table adds ``role`` and ``trunk_id``."""
+        runs = as_runs([r["N"] for r in self.done], [r["D"] for r in self.done], [r["loss"] for r in self.done],
                        run_ids=[r["run_id"] for r in self.done], C=[r["cost"] for r in self.done], source="planner")
+        if self.wsd:
+            runs.frame["role"] = [r.get("role", "run") for r in self.done]
+            runs.frame["trunk_id"] = [r.get("trunk_id", "") for r in self.done]
+        return runs
 
     # --- the run store ---------------------------------------------------------------------------
     def _read_store(self) -> None:
@@ -253,7 +283,7 @@ class Planner:
             key = r["key"] if isinstance(r.get("key"), str) else str(r["run_id"])  # a record without one: its id
             if r["status"] == "ok":
                 self.done.append({"run_id": str(r["run_id"]), "key": key, "N": float(r["N"]), "D": float(r["D"]),
-                                  "cost": cost, "loss": float(r["loss"])})
+                                  "cost": cost, "loss": float(r["loss"]), **_branch_fields(r)})
             else:
                 self.failed.append({"run_id": str(r["run_id"]), "key": key, "cost": cost,
                                     "error": r["error"] if isinstance(r.get("error"), str) else f"status {r['status']}"})
@@ -263,7 +293,8 @@ class Planner:
         self.store.append(record, source=source)
         entry = {k: record[k] for k in ("run_id", "key")}
         if record["status"] == "ok":
-            self.done.append({**entry, "N": record["N"], "D": record["D"], "cost": record["C"], "loss": record["loss"]})
+            self.done.append({**entry, "N": record["N"], "D": record["D"], "cost": record["C"], "loss": record["loss"],
+                              **_branch_fields(record)})
         else:
             self.failed.append({**entry, "cost": record["C"], "error": record["error"]})
 
@@ -308,10 +339,20 @@ class Planner:
         return float(sum(r["cost"] for r in self.pending.values()))
 
     def remaining(self) -> Candidates:
-        """Candidates not done, pending or failed that fit in the budget left."""
+        """Candidates not done, pending or failed that fit in the budget left (a WSD sweep: the
+        branches of trunks with no run pending, priced from how far each trunk has trained)."""
         used = {r["key"] for r in self.done} | {r["key"] for r in self.pending.values()} | {r["key"] for r in self.failed}
         left = self.settings["experiment_budget"] - self.flops_spent - self.flops_pending
+        if self.wsd:
+            return self.wsd_branches(used, left).candidates
         return self.candidates.without(used).affordable(left)
+
+    def wsd_branches(self, used=(), max_cost: float = np.inf) -> BranchCandidates:
+        """The WSD sweep's branch candidates now (``branches.sweep_branches``), less ``used`` keys."""
+        wsd = self.state["wsd"]
+        busy = {p["trunk_id"] for p in self.pending.values() if p.get("trunk_id")}
+        return sweep_branches(self.candidates, wsd["trunks"], cooldown_fraction=self.settings["wsd_cooldown"],
+                              tokens_per_step=wsd["tokens_per_step"], busy=busy, exclude=used, max_cost=max_cost)
 
     # --- ask / tell --------------------------------------------------------------------------------
     def ask(self, q: int = 1) -> list[Proposal]:
@@ -319,6 +360,19 @@ class Planner:
         if q < 1:
             raise InputError(f"batch size q must be at least 1, got {q}")
         start = time.perf_counter()
+        if self.wsd:
+            proposals = []
+            for _ in range(q):  # one run per trunk: each pick changes what the others cost
+                picked = self._ask_once(1)
+                if not picked:
+                    break
+                proposals += picked
+        else:
+            proposals = self._ask_once(q)
+        self.last_ask_seconds = time.perf_counter() - start
+        return proposals
+
+    def _ask_once(self, q: int) -> list[Proposal]:
         s, cands = self.settings, self.remaining()
         if len(cands) == 0:
             return []
@@ -332,19 +386,51 @@ class Planner:
             proposals = self.target_proposals(cands, q)
         else:
             pending = self._pending_candidates()
+            shift, shift_pending = self._shifts(cands, pending)
             proposals = propose(self.law, self.draws(), cands, target_budget=s["target_budget"], q=q,
                                 targets=s["targets"], score=s["strategy"], estimator=s["estimator"],
                                 likelihood=s["likelihood"], nu=s["nu"], pending=pending, done=self.done_runs(),
                                 done_loss=[r["loss"] for r in self.done], discrepancy=s.get("discrepancy", 0.0),
                                 discrepancy_length=s.get("discrepancy_length", DEFAULT_DISCREPANCY_LENGTH),
                                 discrepancy_growth=s.get("discrepancy_growth", DEFAULT_DISCREPANCY_GROWTH),
-                                seed=int(self.rng.integers(2**31)), report=self.state)
-        proposals = self._within_budget(proposals)
+                                seed=int(self.rng.integers(2**31)), report=self.state, shift=shift,
+                                shift_pending=shift_pending)
+        proposals = self._within_budget([self._as_branch(p) for p in proposals] if self.wsd else proposals)
         for p in proposals:
             self.pending[p.run_id] = {"key": p.run_id, "N": p.N, "D": p.D, "cost": p.cost, "gain": p.gain}
+            if p.trunk_id:
+                self.pending[p.run_id].update(trunk_id=p.trunk_id, branch_at=p.branch_at, extend=p.extend)
+                trunks = self.state["wsd"]["trunks"]
+                trunks[p.trunk_id] = max(float(trunks.get(p.trunk_id, 0.0)), p.branch_at)
         self.save()
-        self.last_ask_seconds = time.perf_counter() - start
         return proposals
+
+    def _as_branch(self, p: Proposal) -> Proposal:
+        """A WSD sweep's proposal with its trunk, branch point and trunk extension filled in."""
+        b = self.wsd_branches()
+        j = b.candidates.keys.index(p.run_id)
+        return Proposal(p.run_id, p.N, p.D, p.cost, p.gain, b.trunk_ids[j], float(b.branch_at[j]), float(b.extend[j]))
+
+    def _shifts(self, cands: Candidates, pending: Candidates) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """WSD sweep: (S, K) and (S, P) draws of delta + u_t for the candidates and pending runs
+        (``branches.branch_shifts``; the WSD refit's draws where there is one, else the priors);
+        (None, None) otherwise."""
+        if not self.wsd:
+            return None, None
+        draws = self.draws()
+        S = len(draws["sigma"])
+        trunks = {k: p.get("trunk_id", "") for k, p in self.pending.items()}
+        fields = {}
+        if self._wsd_fit is not None:
+            fit = self._wsd_fit
+            effects = fit._draws("trunk_effect")
+            fields = {"offset": fit.offset, "spread": fit.trunk_spread,
+                      "effects": {t: effects[:, i] for i, t in enumerate(fit.trunks)}}
+        b = self.wsd_branches()
+        trunk_of = dict(zip(b.candidates.keys, b.trunk_ids))
+        columns = [trunk_of.get(k, "") for k in cands.keys] + [trunks.get(k, "") for k in pending.keys]
+        shift = branch_shifts(columns, S, seed=self.settings["seed"] * 100_003 + self.state["fits"], **fields)
+        return shift[:, :len(cands)], (shift[:, len(cands):] if len(pending) else None)
 
     def tell(self, run_id: str, result, *, source: str = "planner") -> None:
         """Record a result: a loss (float) or a dict like the harness's RunResult (``loss``, and
@@ -359,7 +445,11 @@ class Planner:
         N, D = float(result.get("N") or asked["N"]), float(result.get("D") or asked["D"])
         cost = float(result.get("C") or asked["cost"])
         record = {**result, "run_id": run_id, "key": asked["key"], "N": N, "D": D, "C": cost}
+        if asked.get("trunk_id"):  # a WSD branch: C is what it cost the experiment (cool-down + trunk extension)
+            record.update(role="branch", trunk_id=asked["trunk_id"], C=float(asked["cost"]))
         if result.get("status", "ok") != "ok" or loss is None or not np.isfinite(loss) or loss <= 0:
+            if asked.get("trunk_id"):  # its trunk may not have reached the branch point: price it from before
+                self.state["wsd"]["trunks"][asked["trunk_id"]] = float(asked["branch_at"]) - float(asked["extend"])
             record.update(status=result.get("status") if result.get("status", "ok") != "ok" else "failed", loss=None,
                           error=str(result.get("error") or f"status {result.get('status')}, loss {loss}"))
         else:
@@ -379,12 +469,30 @@ class Planner:
         runs were added since the last fit)."""
         if self._draws_n != len(self.done):
             start = time.perf_counter()
-            self._posterior = self.refitter.posterior(self.runs(), seed=self.settings["seed"] * 100_003 + self.state["fits"])
+            seed = self.settings["seed"] * 100_003 + self.state["fits"]
+            if self.wsd and any(r.get("role") == "branch" for r in self.done):
+                self._wsd_fit = self._fit_wsd(seed)
+                self._posterior = self._wsd_fit.posterior
+            else:
+                self._wsd_fit, self._posterior = None, self.refitter.posterior(self.runs(), seed=seed)
             self._draws = draws_of(self._posterior)
             self.last_fit_seconds = time.perf_counter() - start
             self._draws_n = len(self.done)
             self.state["fits"] += 1
         return self._posterior
+
+    def _fit_wsd(self, seed: int):
+        """``bayes_scaling.wsd.fit_wsd`` of the done runs (cosine runs and branches), with the
+        planner's law, likelihood and sampler settings."""
+        from bayes_scaling.fitting.settings import SamplerSettings
+        from bayes_scaling.models.likelihood import Likelihood
+        from bayes_scaling.wsd import fit_wsd
+
+        s = self.settings
+        settings = SamplerSettings(chains=int(s["num_chains"]), warmup=int(s["num_warmup"]), draws=int(s["num_draws"]),
+                                   seed=int(seed) % 2**31, retry_divergent=False)
+        return fit_wsd(self.runs().frame, law=self.law, likelihood=Likelihood(s["likelihood"], float(s["nu"])),
+                       settings=settings)
 
     def draws(self) -> dict[str, np.ndarray]:
         """The posterior's draws of the law's natural parameters and sigma, flattened."""
@@ -427,8 +535,12 @@ class Planner:
         region = TargetRegion(*np.array(config.target_runs).T) if config.target_runs else None
         Z, _ = target_matrix(post, region, config.target_budget, span=config.target_span, points=config.target_points)
         pending = self._pending_candidates()
+        shift, shift_pending = self._shifts(cands, pending)
         mu_pending = posterior_columns(post, pending.N, pending.D) if len(pending) else None
-        chosen, gains = choose(Z, posterior_columns(post, cands.N, cands.D), post.draws("sigma"), cands.cost, q,
+        if mu_pending is not None and shift_pending is not None:
+            mu_pending = mu_pending + shift_pending
+        mu = posterior_columns(post, cands.N, cands.D)
+        chosen, gains = choose(Z, mu if shift is None else mu + shift, post.draws("sigma"), cands.cost, q,
                                settings=config.utility(), mu_pending=mu_pending, likelihood=config.likelihood,
                                nu=config.nu)
         return [Proposal(cands.keys[j], float(cands.N[j]), float(cands.D[j]), float(cands.cost[j]), float(g))
@@ -466,3 +578,10 @@ class Planner:
                 left -= p.cost
         return kept
 
+
+
+def _branch_fields(record: dict) -> dict:
+    """``role`` and ``trunk_id`` of a stored record that is a WSD branch; {} for a cosine run."""
+    if record.get("role") != "branch":
+        return {}
+    return {"role": "branch", "trunk_id": str(record.get("trunk_id") or "")}
