@@ -270,3 +270,16 @@ def test_loop_wsd_flag_makes_branches_and_the_harness_specs_extend_the_trunk_fir
     assert branch.branch_from == extension.checkpoint_dir and branch.warmup_tokens == extension.warmup_tokens > 0
     assert branch.tokens == int(p.D) and branch.cooldown_fraction == 0.2 and branch.seed == extension.seed == 3
     assert set(extension.save_at_tokens) <= {int(t) for t in range(0, int(p.branch_at) + 1, 128)}
+
+
+def test_plan_on_a_wsd_planner_names_each_branch_trunk_and_a_dry_run_records_nothing(tmp_path, capsys):
+    from bayes_scaling.cli import main
+
+    planner = _wsd_planner(tmp_path)
+    before = (tmp_path / "planner.json").read_text()
+    assert main(["plan", str(tmp_path), "--batch", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("a WSD branch of trunk wsd-N") == 2 and "tokens first" in out
+    assert (tmp_path / "planner.json").read_text() == before and not planner.pending
+    assert main(["plan", str(tmp_path), "--batch", "2", "--json"]) == 0
+    assert len(type(planner).open(tmp_path).pending) == 2

@@ -11,7 +11,9 @@ DIR is either
   fitted runs' smallest to 10x their largest, cost at most 10x the largest run). Nothing is written.
 
 Gain is the expected information gain (nats) about log N_opt(C*) from the run's loss; runs are
-chosen greedily by gain per FLOP.
+chosen greedily by gain per FLOP. A planner made by ``loop --wsd`` proposes WSD branches (its
+trunk, branch point and the trunk tokens to train first are printed under the table; cost = the
+cool-down plus those tokens), at most one per trunk per batch.
 
 Pool-based planning (saved fit): ``--candidates POOL.csv`` (the runs you can do: columns N, D,
 optionally cost and run_id; other columns such as U are kept out of the way) replaces the grid, and
@@ -123,6 +125,10 @@ def proposals_text(proposals, target_budget: float, utility: str = "eig") -> str
         per = "-" if np.isnan(p.gain) else f"{p.gain / p.cost * 1e18:.3g}"
         lines.append(f"{i:>3}  {p.run_id:<22} {_common.format_si(p.N):>8} {_common.format_si(p.D):>8} {p.D / p.N:>7.1f} "
                      f"{p.cost:>13.3g} {gain:>8} {per:>15}")
+    for p in proposals:
+        if getattr(p, "trunk_id", ""):
+            extend = f"; trains it {p.extend:.4g} tokens first" if p.extend > 0 else ""
+            lines.append(f"     {p.run_id}: a WSD branch of trunk {p.trunk_id} at {p.branch_at:.4g} tokens{extend}")
     if any(np.isnan(p.gain) for p in proposals):
         lines.append("(gain '-': a space-filling starting run, chosen before there are enough runs to fit)")
     return "\n".join(lines)
@@ -143,6 +149,8 @@ def _from_planner(args, directory):
     _tick(args, f"scoring {left} candidate runs for a batch of {batch}")
     if not args.dry_run:
         return planner.ask(batch), planner.settings["target_budget"]
+    if planner.wsd:  # a WSD sweep's batch depends on its trunks: the planner's own choice, not recorded
+        return planner.preview(batch), planner.settings["target_budget"]
     s = planner.settings
     if len(planner.done) < len(planner.law.param_names) + 1:
         raise InputError(f"the planner has {len(planner.done)} finished runs; a dry run needs enough to fit "

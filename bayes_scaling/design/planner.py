@@ -41,6 +41,7 @@ experiment budget is spent, or no affordable candidate is left.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -165,7 +166,7 @@ class Planner:
                                        model=s.get("model", "plain"))
         self.store = store if store is not None else RunStore(self.directory / RUNS_FILE)
         self.wsd = float(s.get("wsd_cooldown", 0.0)) > 0
-        self._wsd_fit = None
+        self._wsd_fit, self._previewing = None, False
         self.done, self.failed = [], []
         self._read_store()
         self._posterior, self._draws_n = None, -1
@@ -240,6 +241,8 @@ class Planner:
 
     def save(self) -> None:
         """Atomic rewrite of the state file: a crash leaves the old or the new state, never half."""
+        if self._previewing:
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         self.state["rng"] = self.rng.bit_generator.state
         tmp = self.directory / (STATE_FILE + ".tmp")
@@ -371,6 +374,19 @@ class Planner:
             proposals = self._ask_once(q)
         self.last_ask_seconds = time.perf_counter() - start
         return proposals
+
+    def preview(self, q: int = 1) -> list[Proposal]:
+        """What ``ask(q)`` would propose, recording nothing: pending runs, trunks and the RNG are
+        left as they were, and the state file is not written."""
+        state, rng = copy.deepcopy(self.state), self.rng.bit_generator.state
+        self._previewing = True
+        try:
+            return self.ask(q)
+        finally:
+            fits = self.state["fits"]  # the refit it may have made stays valid
+            self.state, self._previewing = state, False
+            self.state["fits"] = fits
+            self.rng.bit_generator.state = rng
 
     def _ask_once(self, q: int) -> list[Proposal]:
         s, cands = self.settings, self.remaining()
