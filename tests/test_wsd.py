@@ -283,3 +283,6 @@ def test_plan_on_a_wsd_planner_names_each_branch_trunk_and_a_dry_run_records_not
     assert (tmp_path / "planner.json").read_text() == before and not planner.pending
     assert main(["plan", str(tmp_path), "--batch", "2", "--json"]) == 0
     assert len(type(planner).open(tmp_path).pending) == 2
+    (tmp_path / "trunks" / "wsd-N1e+07").mkdir(parents=True)
+    _wsd_planner(tmp_path, overwrite=True)  # a new sweep in the folder: the old trunks' checkpoints go
+    assert not (tmp_path / "trunks").exists()

@@ -360,12 +360,13 @@ def spec_maker(args, planner=None):
         if planner is None or not proposal.trunk_id:
             return {**base, "tokens": int(round(proposal.D)), "run_id": proposal.run_id}
         from bayes_scaling.design.branches import sweep_specs
+        from bayes_scaling.design.planner import TRUNKS_DIR
 
         grid = planner.candidates
         step = tokens_per_step(args)
         base.setdefault("warmup_tokens", max(step, int(0.05 * grid.D.min()) // step * step))
         return sweep_specs(base, proposal.trunk_id, proposal.D, proposal.branch_at, proposal.extend,
                            grid.D[grid.N == proposal.N], cooldown_fraction=planner.settings["wsd_cooldown"],
-                           checkpoint_dir=str(planner.directory / "trunks" / proposal.trunk_id), run_id=proposal.run_id)
+                           checkpoint_dir=str(planner.directory / TRUNKS_DIR / proposal.trunk_id), run_id=proposal.run_id)
 
     return make_spec

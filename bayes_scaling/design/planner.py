@@ -44,6 +44,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ from bayes_scaling.runs.table import Runs
 
 STATE_FILE = "planner.json"
 RUNS_FILE = "runs.sqlite"  # the planner's run store, in its state directory
+TRUNKS_DIR = "trunks"  # a WSD sweep's trunk checkpoints (loop --wsd), in its state directory
 DEFAULT_DISCREPANCY = 0.0  # no misfit term; "auto": fitted to the residuals; kappa > 0: a fixed prior (design.discrepancy)
 DEFAULT_DISCREPANCY_LENGTH = 0.5  # decades of N and of D over which the misfit is correlated
 DEFAULT_DISCREPANCY_GROWTH = 0.5  # fixed prior: misfit sd x 10^0.5 per decade of compute below the largest run
@@ -191,6 +193,7 @@ class Planner:
         if overwrite:  # a new experiment: the old one's results go with its state
             for leftover in (RUNS_FILE, RUNS_FILE + "-wal", RUNS_FILE + "-shm"):
                 (directory / leftover).unlink(missing_ok=True)
+            shutil.rmtree(directory / TRUNKS_DIR, ignore_errors=True)  # a new sweep must not resume old trunks
         if len(candidates) == 0:
             raise InputError("no candidate runs")
         state = {"version": 2, "settings": settings.to_dict(), "candidates": candidates.to_dict(), "pending": {},
