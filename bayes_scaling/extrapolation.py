@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayes_scaling.errors import InputError
 from bayes_scaling.splits import budget_column_of, forward_chain
 
 # Half-Cauchy priors: heavy tails let folds that show a large drift overrule the scale. Grids are
@@ -63,7 +64,20 @@ PRIOR_SCALES = {"tau_shape": 0.1,    # relative drift of the local exponents in 
 GRID_MAX = {"tau_shape": 2.0, "tau_level": 0.2, "tau_alloc": 1.0}
 GRID_POINTS = 21
 SHARED = 0.75  # the share of the drift's variance that is common to every extrapolation of the runs
-SHARED_NEEDS_OPTIMA = False  # True: learn the shared mean only from folds that observe optima (``calibrate``)
+# What the drift's shared mean learns where no fold observes an optimum (loss residuals only,
+# ``calibrate``): "learned": all of it, as where folds observe optima (the benchmark's rule kept it:
+# docs/extrapolation.md); "allocation own": only the parts that move the loss along the frontier, the
+# parts that move the allocation being each extrapolation's own (zero mean, learned spread);
+# "none": nothing (the folds' drifts independent, shared 0).
+LOSS_ONLY_MEAN = "learned"
+LOSS_ONLY_MEANS = ("learned", "allocation own", "none")
+# The drift in a basis that separates what moves the compute-optimal allocation: rows
+# (d_N + d_D)/sqrt 2 (the exponents' common scaling), (d_N - d_D)/sqrt 2 (their tilt), g_C, d_a. For
+# L = E + A N^-alpha + B D^-beta, N_opt ~ C^a with a = beta / (alpha + beta): scaling both exponents
+# by one factor leaves a alone, a tilt changes it by a (1 - a) (d_D - d_N), d_a adds itself. d_N and
+# d_D share one scale, so this rotation leaves their prior as it is.
+BASIS = np.array([[1, 1, 0, 0], [1, -1, 0, 0], [0, 0, np.sqrt(2), 0], [0, 0, 0, np.sqrt(2)]]) / np.sqrt(2)
+MOVES_ALLOCATION = np.array([False, True, False, True])  # per row of BASIS
 FOLD_DRAWS = 1000  # enough for a held-out run's predictive mean and variance
 DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
@@ -76,6 +90,12 @@ SLICE_LEVEL, SLICE_Z = 0.9, 1.6449  # the empirical optimum's bootstrap interval
 
 def _grid(name: str) -> np.ndarray:
     return GRID_MAX[name] * np.linspace(0.0, 1.0, GRID_POINTS) ** 2
+
+
+def _site_grid() -> np.ndarray:
+    """(shape, level, alloc, 4): each cell's per-site drift sds."""
+    axes = np.meshgrid(*(_grid(name) for name in SCALES), indexing="ij")
+    return np.stack([axes[k] for k in SITE_SCALE], axis=-1)
 
 
 @dataclass(frozen=True)
@@ -238,15 +258,19 @@ class ScalePosterior:
     held_out: int  # held-out runs in the folds
     optima: int  # held-out IsoFLOP slices' optima in the folds
     prior_scales: dict
-    shared: float
+    shared: float | np.ndarray  # per coordinate of ``basis`` where it is an array
+    basis: np.ndarray | None = None  # z's coordinates: d = basis' d_basis (None: d itself)
 
     @classmethod
     def from_folds(cls, folds: list[FoldResiduals], prior_scales: dict | None = None,
-                   shared: float | None = None) -> ScalePosterior:
+                   shared: float | np.ndarray | None = None, basis: np.ndarray | None = None) -> ScalePosterior:
         """Each fold's drift d_f = mu + e_f: a part shared by the folds (the law's systematic error
         beyond the data, mu ~ Normal(0, shared S^2)) and the fold's own part
         e_f ~ Normal(0, (1 - shared) S^2). Per cell of the grid of S, mu is integrated out exactly
-        (``shared_drift_likelihood``), giving the cell's marginal likelihood and mu's posterior."""
+        (``shared_drift_likelihood``), giving the cell's marginal likelihood and mu's posterior.
+        ``basis`` (orthogonal, rows mixing only drifts of one scale) states the drift in other
+        coordinates, d = basis' d_b, so that ``shared`` can differ per coordinate: the folds'
+        directions become U basis'."""
         prior_scales = {**PRIOR_SCALES, **(prior_scales or {})}
         axes = np.meshgrid(*(_grid(name) for name in SCALES), indexing="ij")
         log_post = 0.0
@@ -255,15 +279,19 @@ class ScalePosterior:
             shape = [1, 1, 1]
             shape[SCALES.index(name)] = -1
             log_post = log_post - np.log1p((t / prior_scales[name]) ** 2) + np.log(width).reshape(shape)
-        sites = np.stack([axes[k] for k in SITE_SCALE], axis=-1)
-        shared = SHARED if shared is None else float(shared)
-        log_lik, z_mean, z_cov = shared_drift_likelihood(folds, sites, shared)
+        shared = SHARED if shared is None else shared
+        if basis is not None:
+            folds = [FoldResiduals(r=f.r, v=f.v, U=f.U @ basis.T, optima=f.optima) for f in folds]
+        log_lik, z_mean, z_cov = shared_drift_likelihood(folds, _site_grid(), shared)
         log_post = log_post + log_lik
         log_post = np.where(np.isfinite(log_post), log_post, -np.inf)
         w = np.exp(log_post - log_post.max())
         return cls(weights=w / w.sum(), z_mean=z_mean, z_cov=z_cov, folds=len(folds),
                    held_out=int(sum(len(f.r) - f.optima for f in folds)), optima=int(sum(f.optima for f in folds)),
-                   prior_scales=prior_scales, shared=shared)
+                   prior_scales=prior_scales, shared=shared, basis=basis)
+
+    def _to_drift(self, x: np.ndarray) -> np.ndarray:
+        return x if self.basis is None else x @ self.basis
 
     def marginal(self, name: str) -> np.ndarray:
         k = SCALES.index(name)
@@ -279,8 +307,7 @@ class ScalePosterior:
 
     def mean_drift(self) -> np.ndarray:
         """The posterior mean of the shared drift mean mu (d_N, d_D, g_C, d_a)."""
-        sites = np.stack([np.meshgrid(*(_grid(n) for n in SCALES), indexing="ij")[k] for k in SITE_SCALE], -1)
-        return np.einsum("abc,abci->i", self.weights, np.sqrt(self.shared) * sites * self.z_mean)
+        return self._to_drift(np.einsum("abc,abci->i", self.weights, np.sqrt(self.shared) * _site_grid() * self.z_mean))
 
     def _cells(self, size: int, rng: np.random.Generator):
         return np.unravel_index(rng.choice(self.weights.size, size=size, p=self.weights.ravel()), self.weights.shape)
@@ -306,7 +333,7 @@ class ScalePosterior:
         sds = scales[:, SITE_SCALE]
         chol = np.linalg.cholesky(self.z_cov[cells] + 1e-12 * np.eye(4))
         z = self.z_mean[cells] + np.einsum("nij,nj->ni", chol, rng.standard_normal((size, 4)))
-        return scales, sds * (np.sqrt(self.shared) * z + np.sqrt(1 - self.shared) * rng.standard_normal((size, 4)))
+        return scales, self._to_drift(sds * (np.sqrt(self.shared) * z + np.sqrt(1 - self.shared) * rng.standard_normal((size, 4))))
 
 
 def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "auto",
@@ -316,11 +343,16 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     residuals and, for IsoFLOP data, their slices' N_opt residuals. With no usable fold (too few
     budgets or runs), the scales keep their priors.
 
-    With ``SHARED_NEEDS_OPTIMA`` the drift's shared mean (``SHARED``) is learned only when the folds
-    observe optima (N_opt rows), the folds being independent (shared 0) otherwise: loss residuals
-    alone identify the optimum's shift weakly (the IsoFLOP profile is flat at its minimum). Off by
-    default: the benchmark's declared rule preferred learning it from loss-only folds too
-    (experiments/results/bench_extrapolation.json; docs/extrapolation.md)."""
+    Where no fold observes an optimum (no N_opt rows: loss-only data), ``LOSS_ONLY_MEAN`` says what
+    the drift's shared mean learns: by default ("learned") all of it. "allocation own": in the
+    ``BASIS`` coordinates, the parts that move the allocation (the exponents' tilt and d_a) get shared
+    share 0, so their mean stays at its prior, zero, while their scale (the spread) is still learned
+    from the folds, now as each fold's own drift; the rest is shared as usual (loss residuals say how
+    far the loss extrapolation was off, and only weakly where the optimum went). "none": nothing
+    shared (shared 0)."""
+    if LOSS_ONLY_MEAN not in LOSS_ONLY_MEANS:
+        raise InputError(f"extrapolation.LOSS_ONLY_MEAN must be one of {', '.join(map(repr, LOSS_ONLY_MEANS))}, "
+                         f"got {LOSS_ONLY_MEAN!r}")
     column = budget_column_of(runs, budget_column)
     residuals = []
     for split in forward_chain(runs, folds=folds, budget_column=column):
@@ -329,9 +361,11 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
         if column is not None:
             fold = fold.join(optimum_residuals(posterior, split.test, column))
         residuals.append(fold)
-    observes_optima = any(fold.optima for fold in residuals)
-    learn_mean = observes_optima or not SHARED_NEEDS_OPTIMA
-    return ScalePosterior.from_folds(residuals, prior_scales, shared=None if learn_mean else 0.0)
+    mode = "learned" if any(fold.optima for fold in residuals) else LOSS_ONLY_MEAN
+    if mode == "allocation own":
+        return ScalePosterior.from_folds(residuals, prior_scales, shared=np.where(MOVES_ALLOCATION, 0.0, SHARED),
+                                         basis=BASIS)
+    return ScalePosterior.from_folds(residuals, prior_scales, shared=0.0 if mode == "none" else None)
 
 
 def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
@@ -352,7 +386,9 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         "priors": ", ".join(f"{name} ~ HalfCauchy({scales.prior_scales[name]:g})" for name in SCALES),
         **{f"{name} 5/50/95%": value for name, value in scales.quantiles([0.05, 0.5, 0.95]).items()},
         "folds": scales.folds, "held_out_in_folds": scales.held_out, "optima_in_folds": scales.optima,
-        "shared": scales.shared,
+        "shared": float(np.max(scales.shared)),
+        "allocation mean": ("zero: each extrapolation's own (no fold observes an optimum)" if np.ndim(scales.shared)
+                            else "learned" if scales.shared else "zero"),
         "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
     }
     return posterior

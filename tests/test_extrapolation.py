@@ -173,18 +173,46 @@ def test_calibration_sees_only_the_runs_it_is_given(monkeypatch):
         assert not train_ids & test_ids
 
 
-def test_the_shared_mean_can_be_restricted_to_folds_that_observe_optima(monkeypatch):
-    """Without a budget column the folds hold loss residuals only: by default they still learn the
-    drift's shared mean; with SHARED_NEEDS_OPTIMA they are independent (shared 0, mean drift 0)."""
+def test_what_loss_only_folds_learn_of_the_shared_mean(monkeypatch):
+    """Without a budget column the folds hold loss residuals only: by default they learn the whole
+    shared mean; "allocation own" keeps its allocation part (d_a, d_N - d_D) at zero; "none" learns
+    none of it (shared 0); folds with optima learn it all whatever the setting."""
     runs = simulate_sweeps(1, 0.0, budgets=np.logspace(18, 21, 6))
     loss_only = validate_runs(runs.frame[["N", "D", "loss"]], source_name="sim1 without budgets")
     default = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
-    assert default["optima_in_folds"] == 0 and default["shared"] == ex.SHARED
-    monkeypatch.setattr(ex, "SHARED_NEEDS_OPTIMA", True)
-    restricted = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
-    assert restricted["shared"] == 0.0 and restricted["mean drift (d_N, d_D, g_C, d_a)"] == [0.0] * 4
+    assert default["optima_in_folds"] == 0 and default["shared"] == ex.SHARED and default["allocation mean"] == "learned"
+    monkeypatch.setattr(ex, "LOSS_ONLY_MEAN", "allocation own")
+    own = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
+    d_N, d_D, _, d_a = own["mean drift (d_N, d_D, g_C, d_a)"]
+    assert own["allocation mean"].startswith("zero") and d_a == 0 and d_N == pytest.approx(d_D, abs=1e-4)
     with_optima = fit_nuts(runs, seed=0, **SHORT).meta["extrapolation"]
-    assert with_optima["optima_in_folds"] > 0 and with_optima["shared"] == ex.SHARED
+    assert with_optima["optima_in_folds"] > 0 and with_optima["allocation mean"] == "learned"
+    monkeypatch.setattr(ex, "LOSS_ONLY_MEAN", "none")
+    restricted = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
+    assert restricted["allocation mean"] == "zero" and restricted["mean drift (d_N, d_D, g_C, d_a)"] == [0.0] * 4
+    monkeypatch.setattr(ex, "LOSS_ONLY_MEAN", "everything")
+    with pytest.raises(InputError, match="LOSS_ONLY_MEAN must be one of"):
+        fit_nuts(loss_only, seed=0, **SHORT)
+
+
+def test_the_allocation_basis_shares_only_what_moves_the_loss():
+    """The drift stated in BASIS (a rotation of the exponents' block, which has one scale) changes
+    nothing with one shared share; with share 0 on the allocation coordinates, folds that show an
+    allocation drift and a common exponent drift leave the allocation's mean at 0 and its spread
+    unshrunk, and still learn the common drift."""
+    folds = _folds(np.random.default_rng(4), (12, 12, 12), np.array([0.3, 0.3, 0.0, 0.3]))
+    plain = ex.ScalePosterior.from_folds(folds)
+    rotated = ex.ScalePosterior.from_folds(folds, basis=ex.BASIS)
+    np.testing.assert_allclose(rotated.weights, plain.weights, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(rotated.mean_drift(), plain.mean_drift(), atol=1e-8)
+    own = ex.ScalePosterior.from_folds(folds, shared=np.where(ex.MOVES_ALLOCATION, 0.0, ex.SHARED), basis=ex.BASIS)
+    assert plain.mean_drift()[3] == pytest.approx(0.3, abs=0.1)
+    d_N, d_D, _, d_a = own.mean_drift()
+    assert d_a == 0 and d_N == pytest.approx(d_D) and d_N > 0.1
+    rng = np.random.default_rng(5)
+    drifts = {name: post.drift_draws(20000, rng)[1] for name, post in (("plain", plain), ("own", own))}
+    assert abs(np.mean(drifts["own"][:, 3])) < 0.03 and abs(np.mean(drifts["own"][:, 0] - drifts["own"][:, 1])) < 0.03
+    assert np.std(drifts["own"][:, 3]) > np.std(drifts["plain"][:, 3])
 
 
 def test_laplace_agrees_with_nuts_on_a_well_identified_fit():
