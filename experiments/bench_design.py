@@ -33,6 +33,10 @@ Pool-based, judged on held-out runs (experiments/design_pool.py; results/bench_d
 
     python experiments/bench_design.py --pool --seeds 10          # every source, every group
     python experiments/bench_design.py --pool --timing            # one ask against one refit
+    python experiments/bench_design.py --pool --develop           # ours' variants on seeds 100-102, the rule's choice
+    python experiments/bench_design.py --pool --profile OUT.json  # Chinchilla seed 0: picks, variance split
+    python experiments/bench_design.py --pool --sources S --strategies K... --out PART.json   # split over processes
+    python experiments/bench_design.py --pool --merge PART.json ... # the parts as one results file
 """
 
 from __future__ import annotations

@@ -111,3 +111,34 @@ def test_a_misfit_term_prefers_the_run_like_the_target():
     assert misfit_covariance(term, region, runs, done, 1e-4)[2, 2] < 0.1 * K[2, 2]
     with pytest.raises(InputError, match="misfit covariance"):
         choose(Z, mu, np.full(1000, 0.01), np.ones(2), 1, misfit=np.zeros((3, 3)))
+
+
+@pytest.mark.slow  # three Laplace folds and a fit: ~16 s CPU, ~50 s on the loaded 2-core machine
+def test_law_part_leaves_out_the_drift_beyond_the_fitted_runs():
+    # under the extrapolating model the law alone (part="law") equals the model inside the fitted
+    # runs' range (the drift is zero there) and differs beyond it, where the drift acts
+    import warnings
+
+    from bayes_scaling import extrapolation
+    from bayes_scaling.design.target import posterior_columns, target_matrix
+    from bayes_scaling.fitting.nuts import fit_laplace
+    from bayes_scaling.runs import load_chinchilla
+    from bayes_scaling.runs.table import Runs
+
+    full = load_chinchilla()
+    runs = Runs(full.frame[full.C < 3e19].reset_index(drop=True))
+
+    def laplace(r):
+        return fit_laplace(r, num_chains=1, num_draws=200, seed=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = extrapolation.attach_drift(laplace(runs), extrapolation.calibrate(runs, laplace))
+    inside = posterior_columns(post, runs.N[:5], runs.D[:5], part="law")
+    np.testing.assert_allclose(inside, posterior_columns(post, runs.N[:5], runs.D[:5]), rtol=1e-6)
+    far_N, far_D = np.array([7e10]), np.array([1.4e12])
+    assert not np.allclose(posterior_columns(post, far_N, far_D, part="law"), posterior_columns(post, far_N, far_D))
+    Z, region = target_matrix(post, None, 5.76e23, part="law", points=3)
+    assert Z.shape == (200, 4) and len(region) == 3 and np.all(np.isfinite(Z))
+    with pytest.raises(InputError, match="part"):
+        target_matrix(post, None, 5.76e23, part="drift")
