@@ -270,3 +270,42 @@ def test_the_driver_samples_any_model_and_its_latent_scale_leaves_the_posterior_
         np.testing.assert_allclose(np.cov(x.T), cov, rtol=0.2, atol=1e-3)
         assert np.log(draws.samples["s"]).std() == pytest.approx(0.1, rel=0.15)
         assert draws.extra["diverging"].sum() == 0
+
+
+REPEATED_SAMPLE = """
+import json, sys
+import numpy as np
+from bayes_scaling import configure
+configure()
+import jax
+import numpyro
+import numpyro.distributions as dist
+from bayes_scaling.fitting import sampler
+from bayes_scaling.fitting.settings import SamplerSettings
+
+def model(loc):
+    numpyro.sample("x", dist.Normal(loc, 1.0))
+
+jax.config.update("jax_log_compiles", True)
+draws = sampler.sample(model, sampler.jitter({"x": np.zeros(1)}, 2, 0), (np.array([1.0]),),
+                       description=("start-up test",), settings=SamplerSettings(chains=2, warmup=20, draws=10, seed=5))
+print(json.dumps(np.asarray(draws.samples["x"]).ravel().tolist()))
+"""
+
+
+def test_a_repeated_sample_in_a_new_process_loads_only_the_samplers_programs(tmp_path):
+    """Issue 15's repeated CLI call: in a new process with the caches filled, ``sampler.sample``
+    lowers only its four cached programs (no eager JAX operation: the chains' keys are split
+    inside ``start``, the starting points are NumPy arrays), and draws what the first process drew."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BAYES_SCALING_CACHE": str(tmp_path)}
+    env.pop("BAYES_SCALING_NO_COMPILE_CACHE", None)
+    runs = [subprocess.run([sys.executable, "-c", REPEATED_SAMPLE], env=env, capture_output=True, text=True,
+                           check=True) for _ in range(2)]
+    compiled = re.findall(r"Compiling (\S+)", runs[1].stderr)
+    assert compiled and set(compiled) == {"jit(call)"}, compiled  # jax.export's wrappers of the four programs
+    assert runs[0].stdout.splitlines()[-1] == runs[1].stdout.splitlines()[-1]

@@ -87,19 +87,20 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     if laplace:
         samples, extra, loglik = sampler.laplace(settings.seed, init, data)
     else:
-        samples, extra, loglik = sampler.run(jax.random.PRNGKey(settings.seed), init, data, settings.progress)
+        samples, extra, loglik = sampler.run(settings.seed, init, data, settings.progress)
     return Draws(samples, extra, np.asarray(loglik), sampler.last_warmup_steps if not laplace else float("nan"),
                  time.perf_counter() - start)
 
 
 def jitter(point: dict, chains: int, seed: int) -> dict:
     """Per-chain starting points: ``point`` (site -> unconstrained value) plus N(0, JITTER^2) per
-    chain and element, drawn in the point's site order from ``default_rng(seed)``."""
+    chain and element, drawn in the point's site order from ``default_rng(seed)``. NumPy arrays:
+    a JAX array here would compile a program of its own in every process."""
     rng = np.random.default_rng(seed)
     out = {}
     for k, v in point.items():
         v = np.asarray(v, np.float64)
-        out[k] = jnp.asarray(v + JITTER * rng.standard_normal((chains, *v.shape)))
+        out[k] = v + JITTER * rng.standard_normal((chains, *v.shape))
     return out
 
 
@@ -146,7 +147,8 @@ class Sampler:
 
     * ``potential``: the potential energy and its gradient at a batch of points per chain, for the
       Laplace inverse mass matrix that ``newton_laplace`` computes on the host;
-    * ``start``: per chain, ``NUTS.init`` at the chain's starting point with that mass matrix;
+    * ``start``: per chain, ``NUTS.init`` at the chain's starting point with that mass matrix, the
+      chains' keys split from the seed inside it;
     * ``advance``: ``chunk`` NUTS transitions (``lax.scan``) from a state, returning the new state
       and the draws; called until warm-up and sampling are done, updating the progress bar between
       calls (a host callback inside the program would keep it from being exported);
@@ -184,7 +186,7 @@ class Sampler:
             return jax.ShapeDtypeStruct((num_chains, *shape), dtype, sharding=chains)
 
         data = [jax.ShapeDtypeStruct(shape, dtype, sharding=shared) for shape, dtype in self.data_avals]
-        key_spec = per_chain((2,), jnp.uint32)
+        seed_spec = jax.ShapeDtypeStruct((), jnp.int64, sharding=shared)
         init_spec = {name: per_chain(shape) for name, shape in sites}
         n = sum(int(np.prod(shape)) for _, shape in sites)
         stencil_spec = per_chain((2 * n + 1, n))
@@ -206,8 +208,8 @@ class Sampler:
         def compile_program(index, exported):
             if index == 0:
                 return jax.jit(exported.call, compiler_options=_RUN_ONCE).lower(*one_device).compile()
-            inputs = ((key_spec, init_spec, mass_spec), (state_specs,), (z_spec,))[index - 1]
-            in_shardings = (chains,) * len(inputs) + (shared,) * len(data)
+            inputs = ((seed_spec, init_spec, mass_spec), (state_specs,), (z_spec,))[index - 1]
+            in_shardings = ((shared, chains, chains) if index == 1 else (chains,)) + (shared,) * len(data)
             jitted = jax.jit(exported.call, in_shardings=in_shardings, out_shardings=chains,
                              compiler_options=(_RUN_ONCE, None, None)[index - 1])
             return jitted.lower(*inputs, *data).compile()
@@ -218,7 +220,8 @@ class Sampler:
             compiling = {}
 
             def trace():
-                start = jax.export.export(programs.jitted(programs.start, 3))(key_spec, init_spec, mass_spec, *data)
+                start = jax.export.export(programs.seeded(programs.jitted(programs.start, 3)))(
+                    seed_spec, init_spec, mass_spec, *data)
                 state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in start.out_avals]
                 advance = jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data)
                 compiling[2] = pool.submit(compile_program, 2, advance)
@@ -253,13 +256,10 @@ class Sampler:
         samples, loglik = jax.block_until_ready(finish(_unravel_chains(z, sites), *args))
         return samples, None, loglik
 
-    def run(self, key, init: dict, args, progress: bool):
-        from tqdm.auto import tqdm
-
+    def run(self, seed: int, init: dict, args, progress: bool):
+        """NUTS from ``init``, the chains' keys split from ``PRNGKey(seed)`` inside ``start``."""
         sites, (potential, start, advance, finish) = self._programs_for(init)
-        keys = jax.random.split(key, self.num_chains)
-        bar = tqdm(total=self.total * self.num_chains, desc="NUTS (all chains)", unit="it",
-                   disable=not progress, leave=False)
+        bar = _progress_bar(self.total * self.num_chains, progress)
         draws, stats = [], []
 
         def collect(chunk):  # waits for a chunk's draws; meanwhile the next chunk runs
@@ -271,7 +271,7 @@ class Sampler:
         try:
             init = {k: np.asarray(v, np.float64) / self.latent_scale for k, v in init.items()}
             inverse_mass = newton_laplace(lambda points: potential(points, *args), _ravel_chains(init, sites))
-            state = start(keys, init, inverse_mass, *args)
+            state = start(np.int64(seed), init, inverse_mass, *args)
             running = None
             for _ in range(self.calls):
                 state, z, extra = advance(state, *args)
@@ -288,6 +288,24 @@ class Sampler:
         extra = {k: np.concatenate([s[k] for s in stats], axis=1)[:, kept] for k in stats[0]}
         samples, loglik = jax.block_until_ready(finish(z, *args))
         return samples, extra, loglik
+
+
+def _progress_bar(total: int, progress: bool):
+    """tqdm's bar over all chains' transitions; without ``progress`` a stand-in, so a fit that
+    shows none does not import tqdm (its ``auto`` module looks for Jupyter)."""
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="NUTS (all chains)", unit="it", leave=False)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _ravel_chains(init: dict, sites) -> np.ndarray:
@@ -317,7 +335,6 @@ class _Programs:
         self.num_warmup, self.chunk = num_warmup, chunk
         self.mesh, self.chains = mesh, chains
         self.state_tree = None  # the HMCState structure, set when ``start`` is traced
-        _, self.unravel = ravel_pytree({k: jnp.zeros(shape) for k, shape in sites})
 
     def kernel(self, z, key, args, inverse_mass_matrix=None):
         """A NUTS kernel and its initial state at ``z``. ``advance`` only needs the kernel's
@@ -330,6 +347,16 @@ class _Programs:
         kernel = NUTS(potential_fn=lambda u: potential_energy(self.model, args, {}, self._unscaled(u)), **options)
         return kernel, kernel.init(key, self.num_warmup, init_params=z)
 
+    def unravel(self, x) -> dict:
+        """A point raveled in sorted site order (``ravel_pytree``'s) back to site -> value, by
+        slicing: ``ravel_pytree`` on the host runs eager JAX operations, each a program to compile."""
+        out, at = {}, 0
+        for name, shape in self.sites:
+            size = int(np.prod(shape))
+            out[name] = x[at: at + size].reshape(shape)
+            at += size
+        return out
+
     def _unscaled(self, u: dict) -> dict:
         return u if self.scale == 1.0 else {k: v * self.scale for k, v in u.items()}
 
@@ -340,6 +367,16 @@ class _Programs:
             return potential_energy(self.model, args, {}, self._unscaled(self.unravel(x)))
 
         return jax.vmap(jax.value_and_grad(energy))(points)
+
+    def seeded(self, mapped_start):
+        """``start`` taking the seed: the chains' keys, ``split(PRNGKey(seed), chains)``, are
+        computed inside the program (outside it, two eager operations would each compile a program
+        in every process)."""
+        def start(seed, init, inverse_mass, *args):
+            keys = jax.random.split(jax.random.PRNGKey(seed), jax.tree.leaves(init)[0].shape[0])
+            return mapped_start(keys, init, inverse_mass, *args)
+
+        return jax.jit(start, out_shardings=self.chains)
 
     def start(self, key, init, inverse_mass, *args):
         _, state = self.kernel(init, key, args, inverse_mass)
