@@ -36,7 +36,7 @@ Chinchilla runs (median of repeats, warm), a default backtest of Chinchilla agai
 fit, Chinchilla's frontier N_opt by model (``chinchilla_frontier``), and the sampler diagnostics
 of a default fit of every group's full data.
 
-Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile]
+Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation]
 Writes experiments/results/bench_extrapolation.json.
 """
 
@@ -202,6 +202,27 @@ def profile_default_fit(runs: Runs, repeats: int = 5, top: int = 25) -> dict:
             "profiled_cumulative_cpu_s": {name: round(t, 4) for name, t in rows}}
 
 
+def drifting_simulation() -> dict:
+    """The slow test's simulation (tests/test_extrapolation.py, ``simulate_sweeps``: IsoFLOP sweeps
+    of a law whose exponent alpha grows by 0.03 per e-fold of N beyond 1e8; three seeds, each fitted
+    on its lower six budgets): 90% coverage and mean interval score of the plain law and the default
+    on the held-out top three budgets."""
+    import sys
+
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_extrapolation import simulate_sweeps
+
+    runs = Runs(pd.concat([simulate_sweeps(s, 0.03).frame.assign(group=f"s{s}") for s in range(3)], ignore_index=True))
+    out = {}
+    for name, fit in (("plain", lambda r: fit_nuts(r, model="plain")), ("extrapolating", None)):
+        t = backtest(runs, fit=fit, levels=(LEVEL,)).runs  # fit None: the library default
+        out[name] = {"n": len(t), "coverage": float(t["covered_90"].mean()),
+                     "interval_score": float(t["interval_score_90"].mean())}
+    return out
+
+
 def laplace_fold_bias(runs: Runs) -> list[dict]:
     """Per group and calibration fold of the default split's training runs: the mean residual
     log y - m of the held-out runs when the fold is refitted by the Laplace approximation (as the
@@ -269,6 +290,8 @@ def diagnostics(runs: Runs) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="Chinchilla and Marin only, no cost or diagnostics")
+    parser.add_argument("--simulation", action="store_true",
+                        help="the slow test's drifting-law simulation only, into results/bench_extrapolation_simulation.json")
     parser.add_argument("--profile", action="store_true",
                         help="profile a default fit of Chinchilla (process CPU time) into the existing results file")
     parser.add_argument("--frontier-only", action="store_true",
@@ -277,6 +300,11 @@ def main() -> None:
                         help="measure only the cost (and the folds' Laplace bias) into the existing results file")
     args = parser.parse_args()
     bayes_scaling.configure()
+    if args.simulation:
+        sim = Path(OUT.parent / "bench_extrapolation_simulation.json")
+        sim.write_text(json.dumps(drifting_simulation(), indent=1))
+        print(sim.read_text())
+        return
     if args.profile:
         report = json.loads(OUT.read_text())
         report["profile_chinchilla"] = profile_default_fit(load_chinchilla().for_fit())

@@ -232,8 +232,10 @@ def test_an_unknown_model_is_refused():
 @pytest.mark.slow
 def test_coverage_beyond_the_data_when_the_law_drifts():
     """Sweeps from a law whose exponent drifts with scale: fitted on the lower six budgets, the
-    plain law's 90% intervals miss most of the top three budgets' runs; the default's cover far
-    more of them and score better (interval score). With no drift both cover well."""
+    plain law's 90% intervals miss most of the top three budgets' runs; the default's reach the
+    nominal level (80% allows for the sampling error of 81 runs in 3 correlated sweeps; measured
+    100% against the plain law's 41%: results/bench_extrapolation_simulation.json) and score better
+    (interval score). With no drift both cover well."""
     from bayes_scaling.backtest import backtest
 
     drifting = Runs(pd.concat([simulate_sweeps(s, 0.03).frame.assign(group=f"s{s}") for s in range(3)],
@@ -241,7 +243,7 @@ def test_coverage_beyond_the_data_when_the_law_drifts():
     plain = backtest(drifting, fit=lambda r: fit_nuts(r, model="plain"), levels=(0.9,)).runs
     default = backtest(drifting, levels=(0.9,)).runs
     assert plain["covered_90"].mean() < 0.5
-    assert default["covered_90"].mean() > plain["covered_90"].mean() + 0.1
+    assert default["covered_90"].mean() >= 0.8 and default["covered_90"].mean() > plain["covered_90"].mean() + 0.1
     assert default["interval_score_90"].mean() < 0.6 * plain["interval_score_90"].mean()
     exact = Runs(simulate_sweeps(7, 0.0).frame)
     assert backtest(exact, levels=(0.9,)).runs["covered_90"].mean() >= 0.8
