@@ -9,7 +9,8 @@ import pytest
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.posterior_build import build_posterior
-from bayes_scaling.hierarchical import POPULATION, detrending_basis, fit_hierarchical
+from bayes_scaling.hierarchical import POPULATION, HierarchicalSettings, detrending_basis, fit_hierarchical
+from bayes_scaling.hierarchical.fit import resolve_offset_by
 from bayes_scaling.laws import EPOCH_2024, Chinchilla
 from bayes_scaling.posterior import Posterior, offset_key
 from bayes_scaling.runs import validate_runs
@@ -191,8 +192,9 @@ def test_detrending_needs_three_numeric_levels():
     with pytest.raises(InputError, match="at least 3 levels"):
         fit_hierarchical(two, offset_by="budget", detrend_offsets=True, **FAST)
     # "auto" takes no offsets where detrending has too few levels, rather than failing
-    assert fit_hierarchical(two, detrend_offsets=True, **{**FAST, "num_warmup": 20, "num_draws": 20}
-                            ).groups["g0"].meta.get("offset_by") is None
+    # (fit_hierarchical resolves offset_by with resolve_offset_by, before any sampling)
+    assert resolve_offset_by(two.frame, HierarchicalSettings(detrend_offsets=True)) is None
+    assert resolve_offset_by(two.frame, HierarchicalSettings()) == "budget"  # free offsets: two levels do
     frame = runs.frame.assign(sweep=[f"s{int(np.log10(b))}" for b in runs.frame["budget"]])
     with pytest.raises(InputError, match="numeric offset column; 'sweep'"):
         fit_hierarchical(type(runs)(frame), offset_by="sweep", detrend_offsets=True, **FAST)
@@ -262,3 +264,69 @@ def test_cli_takes_detrend_offsets():
     assert parser.parse_args(base).detrend_offsets is None  # the library's default
     assert parser.parse_args([*base, "--detrend-offsets"]).detrend_offsets is True
     assert parser.parse_args([*base, "--no-detrend-offsets"]).detrend_offsets is False
+
+
+def test_level_params_are_the_terms_that_scale_the_loss():
+    """Chinchilla's E, A and B carry a common level of log-loss (every term scales by e^d); Kaplan's
+    law has no such set, and a point-mass E (E given) cannot carry it."""
+    from bayes_scaling.hierarchical.offsets import level_params
+    import numpyro.distributions as dist
+
+    from bayes_scaling.laws import KAPLAN_2020, Kaplan
+    from bayes_scaling.models.hierarchical import latent_from_natural
+
+    N, D = np.array([1e8, 1e9, 3e9]), np.array([2e9, 2e10, 5e10])
+    centre = (np.log(1e9), np.log(2e10))
+    fixed_e = {**LAW.default_priors(), "E": dist.Delta(EPOCH_2024["E"])}
+    for law, priors, theta, expected in ((LAW, LAW.default_priors(), EPOCH_2024, ("E", "A", "B")),
+                                         (Kaplan(), Kaplan().default_priors(), KAPLAN_2020, ()),
+                                         (LAW, fixed_e, EPOCH_2024, ())):
+        latent = {p: float(v) for p, v in latent_from_natural(law, theta, centre).items()}
+        assert level_params(law, priors, latent, centre, N, D) == expected, law.name
+
+
+def test_absorbed_level_is_the_same_model():
+    """``absorb_level``: the log joint of the model sampled as (shifted coordinates, level, rest of
+    the offsets) equals the free-offset model's at the matching point, up to the Jacobian
+    log(tau_o) of the non-centred level (l = tau_o z / sqrt(B)) and the rotation's sqrt(B):
+    log p_abs = log p_free + log tau_o, at any point."""
+    import numpyro.distributions as dist
+    from numpyro.infer.util import log_density
+
+    from bayes_scaling.hierarchical import HierSpec, hierarchical_model
+    from bayes_scaling.hierarchical.offsets import complement_basis
+
+    modes = {"E": "partial", "A": "partial", "B": "partial", "alpha": "shared", "beta": "shared"}
+    spreads = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}
+    priors = {**LAW.default_priors(), "sigma": dist.HalfNormal(0.05)}
+    B, G = 4, 2
+    free = HierSpec(LAW, priors, G, "partial", modes, spreads, n_offsets=B, n_offset_coords=B)
+    absorbed = HierSpec(LAW, priors, G, "partial", modes, spreads, n_offsets=B, n_offset_coords=B - 1,
+                        level_params=("E", "A", "B"))
+    R = complement_basis(np.ones((B, 1)))
+    rng = np.random.default_rng(0)
+    group, level = np.array([0, 0, 1, 1, 0, 1, 0, 1]), np.array([0, 1, 2, 3, 3, 2, 1, 0])
+    N, D = np.geomspace(1e8, 3e9, 8), np.geomspace(2e9, 6e10, 8)
+    log_loss = np.log(np.asarray(LAW.log_loss(EPOCH_2024, N, D))) + 0.01 * rng.standard_normal(8)
+    centre, centring = np.full((2, G), [[np.log(3e8)], [np.log(8e9)]]), np.ones((5, G))  # centred groups
+    differences = []
+    for tau_o in (0.004, 0.03):
+        delta = tau_o * rng.standard_normal(B)
+        mu = {"E": 0.5, "A": 1.0, "B": 1.5, "alpha": np.log(0.3), "beta": np.log(0.3)}
+        x = {p: mu[p] + 0.1 * rng.standard_normal(G) for p in ("E", "A", "B")}
+        common = {"alpha_pop_latent": mu["alpha"], "beta_pop_latent": mu["beta"], "sigma": 0.02, "offset_tau": tau_o,
+                  **{f"{p}_tau": 0.2 for p in x}}
+        point_free = {**common, **{f"{p}_pop_latent": mu[p] for p in x}, **{f"{p}_group_decentered": x[p] for p in x},
+                      "offset_coef_decentered": delta}
+        l = delta.mean()
+        point_abs = {**common, **{f"{p}_pop_shifted": mu[p] + l for p in x},
+                     **{f"{p}_group_decentered": x[p] + l for p in x},
+                     "offset_coef_decentered": R.T @ delta, "offset_level_decentered": l * np.sqrt(B) / tau_o}
+        args = (group, N, D, centre, centring, level, np.ones(B - 1), R, log_loss)
+        lp_abs, trace = log_density(hierarchical_model, (absorbed, *args), {}, point_abs)
+        lp_free, _ = log_density(hierarchical_model, (free, group, N, D, centre, centring, level, np.ones(B),
+                                                      np.eye(B), log_loss), {}, point_free)
+        np.testing.assert_allclose(np.asarray(trace["offset"]["value"]), delta, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(trace["E_pop_latent"]["value"]), mu["E"], atol=1e-12)
+        differences.append(float(lp_abs - lp_free) - np.log(tau_o))
+    np.testing.assert_allclose(differences, 0.0, atol=1e-8)

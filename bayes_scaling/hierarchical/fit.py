@@ -26,7 +26,7 @@ from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.fitting.settings import KEYWORDS, SamplerSettings
 from bayes_scaling.hierarchical.centring import auto_centring, mean_centre, pivot_centre
-from bayes_scaling.hierarchical.offsets import Offsets, build_offsets
+from bayes_scaling.hierarchical.offsets import Offsets, build_offsets, level_params
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.models.hierarchical import (
     DEFAULT_SPREAD_PRIOR,
@@ -61,6 +61,9 @@ AUTO_OFFSET_COLUMN = "budget"
 # Default of ``detrend_offsets``: False. experiments/marin_pooling.py's pre-registered rule (with its
 # unseen-budget step) picked free offsets over detrended ones on Marin (docs/hierarchical.md).
 DETREND_OFFSETS = False
+# Default of ``absorb_level``: False. A sampler choice (the model is unchanged; models.hierarchical),
+# not adopted by the rule declared in experiments/hierarchical_geometry.py (docs/hierarchical.md).
+ABSORB_LEVEL = False
 # The sampler's defaults here: 4 chains x (500 + 500) at target acceptance 0.9.
 SAMPLER_DEFAULTS = SamplerSettings(draws=500, target_accept=0.9, retry_divergent=False)
 # NumPyro's mass-matrix shrinkage: with 20-40 sampled coordinates the first adaptation window has
@@ -85,6 +88,7 @@ class HierarchicalSettings:
     offset_scale: float = OFFSET_SCALE
     detrend_offsets: bool = DETREND_OFFSETS
     spread_prior: str = DEFAULT_SPREAD_PRIOR
+    absorb_level: bool = ABSORB_LEVEL
 
     def __post_init__(self):
         object.__setattr__(self, "share", tuple(self.share))
@@ -175,13 +179,7 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     names_p = law.param_names
     if h.group_by not in runs.frame:
         raise InputError(f"no column {h.group_by!r} to group runs by; columns: {', '.join(runs.frame.columns)}")
-    offset_by = h.offset_by
-    if offset_by == "auto":
-        column = runs.frame.get(AUTO_OFFSET_COLUMN)
-        offset_by = (AUTO_OFFSET_COLUMN if column is not None and column.nunique() >= (3 if h.detrend_offsets else 2)
-                     else None)
-    if offset_by is not None and offset_by not in runs.frame:
-        raise InputError(f"no column {offset_by!r} to take offsets by; columns: {', '.join(runs.frame.columns)}")
+    offset_by = resolve_offset_by(runs.frame, h)
     resolved = resolve_priors(law, priors)
     unknown = set(h.spreads or {}) - set(names_p)
     if unknown:
@@ -209,14 +207,18 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     elif partial_names and not isinstance(h.centring, str):
         lams = {p: np.full(G, float(v)) for p, v in dict(h.centring).items()}
     centring = np.array([np.clip(lams.get(p, np.zeros(G)), 0.0, 1.0) for p in names_p])
-    offsets = None
+    offsets, carriers = None, ()
     if offset_by is not None:
+        if h.absorb_level and not h.detrend_offsets:
+            carriers = level_params(law, resolved, latent_from_natural(law, _scalars(estimates[0]), common),
+                                    common, runs.N, runs.D)
         offsets = build_offsets(law, runs.frame[offset_by], runs, estimates, group, detrend=h.detrend_offsets,
-                                scale=float(h.offset_scale), centred=h.centring != "none")
+                                scale=float(h.offset_scale), centred=h.centring != "none", level_apart=bool(carriers))
     spec = HierSpec(law, resolved, G, h.pooling, modes, spreads, noise,
                     n_offsets=0 if offsets is None else len(offsets.levels),
                     n_offset_coords=0 if offsets is None else offsets.basis.shape[1],
-                    offset_scale=float(h.offset_scale), spread_prior=h.spread_prior)
+                    offset_scale=float(h.offset_scale), spread_prior=h.spread_prior,
+                    level_params=carriers if offsets is not None and offsets.level_apart else ())
     capacity = sampler.padded_capacity(n)
     group_p, N, D, log_loss, level = sampler.pad_rows(
         [group, runs.N, runs.D, np.log(runs.loss), np.zeros(n, int) if offsets is None else offsets.index],
@@ -264,6 +266,19 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     return fit
 
 
+def resolve_offset_by(frame: pd.DataFrame, h: HierarchicalSettings) -> str | None:
+    """The column the offsets are taken by: ``h.offset_by``, where "auto" means ``AUTO_OFFSET_COLUMN``
+    if the runs have it with two or more values (three with ``detrend_offsets``), else no offsets."""
+    offset_by = h.offset_by
+    if offset_by == "auto":
+        column = frame.get(AUTO_OFFSET_COLUMN)
+        offset_by = (AUTO_OFFSET_COLUMN if column is not None and column.nunique() >= (3 if h.detrend_offsets else 2)
+                     else None)
+    if offset_by is not None and offset_by not in frame:
+        raise InputError(f"no column {offset_by!r} to take offsets by; columns: {', '.join(frame.columns)}")
+    return offset_by
+
+
 def _modes(names, pooling: str, shared: set) -> dict:
     if pooling == "complete":
         return {p: "shared" for p in names}
@@ -285,16 +300,17 @@ def _initial_point(spec: HierSpec, estimates: list[dict], centre, centring: np.n
     """The groups' point estimates mapped to the model's sites, in NumPyro's unconstrained
     coordinates (log for tau and sigma; the decentred z of ``LocScaleReparam`` for the groups)."""
     law, G = spec.law, spec.n_groups
-    latent = [latent_from_natural(law, {k: float(np.squeeze(v)) for k, v in e.items()}, centre) for e in estimates]
+    latent = [latent_from_natural(law, _scalars(e), centre) for e in estimates]
     point = {}
     for i, p in enumerate(law.param_names):
         values = np.array([float(x[p]) for x in latent])
         mode = spec.modes[p]
+        site = f"{p}_pop_shifted" if p in spec.level_params else f"{p}_pop_latent"  # the level starts at 0
         if mode == "independent":
-            point[f"{p}_pop_latent"] = values
+            point[site] = values
             continue
         mu = values.mean()
-        point[f"{p}_pop_latent"] = mu
+        point[site] = mu
         if mode == "partial":
             tau = max(values.std(), 0.5 * spec.spreads[p])
             lam = centring[i]
@@ -304,7 +320,13 @@ def _initial_point(spec: HierSpec, estimates: list[dict], centre, centring: np.n
     if offsets is not None:  # delta_b = 0 (z_b = 0 in any centring), tau_o at half its prior scale
         point["offset_tau"] = np.log(0.5 * spec.offset_scale)
         point["offset_coef_decentered"] = np.zeros(spec.n_offset_coords)
+        if spec.level_params:
+            point["offset_level_decentered"] = np.zeros(())
     return point
+
+
+def _scalars(estimate: dict) -> dict:
+    return {k: float(np.squeeze(v)) for k, v in estimate.items()}
 
 
 def _offset_draws(samples: dict) -> dict:
@@ -329,7 +351,7 @@ def _population(spec: HierSpec, samples, centre, runs: Runs, meta, seed) -> Post
                            meta={**meta, "group": POPULATION})
 
 
-SAMPLED_SUFFIXES = ("_pop_latent", "_tau", "_decentered")
+SAMPLED_SUFFIXES = ("_pop_latent", "_pop_shifted", "_tau", "_decentered")
 
 
 def sampler_diagnostics(samples: dict, extra: dict) -> dict:

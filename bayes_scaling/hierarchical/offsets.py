@@ -3,6 +3,10 @@ column (an IsoFLOP budget), common to all groups.
 
     delta_b ~ Normal(0, tau_o^2),   tau_o ~ HalfNormal(s_o)             (free offsets)
     delta = Q c,  c_k ~ Normal(0, tau_o^2)                             (detrended)
+    delta = l 1 + R c,  l ~ Normal(0, tau_o^2 / B),  c_k ~ Normal(0, tau_o^2)   (free, level absorbed)
+
+The last is the free offsets rotated (R: B x (B - 1), ``complement_basis`` of 1), for a sampler that
+moves the level l into the laws' coordinates (``level_params``; ``models.hierarchical``).
 
 Q (B x (B - 2), ``detrending_basis``) is an orthonormal basis of the orthogonal complement of
 span{1, u} in R^B, u_b = log of level b's value: detrended offsets sum to zero with no linear trend
@@ -17,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpyro.distributions as dist
 import pandas as pd
 
 from bayes_scaling.errors import InputError
@@ -28,31 +33,35 @@ from bayes_scaling.posterior import offset_key
 @dataclass(frozen=True)
 class Offsets:
     """The offsets of one fit: the levels (``offset_key``s), each run's level index, the basis Q
-    (B x k; the identity for free offsets) and each coordinate's centring lambda."""
+    (B x k: the identity for free offsets, R for free offsets whose level the laws carry, Q
+    detrended) and each coordinate's centring lambda."""
 
     levels: list
     index: np.ndarray
     basis: np.ndarray
     centring: np.ndarray
-
-    @property
-    def detrended(self) -> bool:
-        return self.basis.shape[1] != self.basis.shape[0]
+    detrended: bool = False
+    level_apart: bool = False  # free offsets sampled as l 1 + R c (the level l sampled on its own)
 
 
 def build_offsets(law: Law, column: pd.Series, runs, estimates, group, *, detrend: bool, scale: float,
-                  centred: bool) -> Offsets:
+                  centred: bool, level_apart: bool = False) -> Offsets:
     """The offsets by ``column``'s levels, with the centring lambda = t^2 / (t^2 + s^2) per
     coordinate (t the prior median of tau_o, s its standard error from the groups' point
-    estimates; lambda = 0 where not ``centred``)."""
+    estimates; lambda = 0 where not ``centred``). ``level_apart`` (free offsets only): the basis
+    is R, the complement of the common level, which the model samples on its own."""
     levels, index = offset_levels(column)
-    basis = detrending_basis(level_logs(levels, column.name)) if detrend else np.eye(len(levels))
+    level_apart = level_apart and not detrend and len(levels) >= 2
+    if detrend:
+        basis = detrending_basis(level_logs(levels, column.name))
+    else:
+        basis = complement_basis(np.ones((len(levels), 1))) if level_apart else np.eye(len(levels))
     lam = np.zeros(basis.shape[1])
     if centred:
         se2 = (basis**2).T @ offset_se2(law, runs, estimates, group, index, len(levels))
         t2 = (HALFNORMAL_MEDIAN * scale) ** 2
         lam = t2 / (t2 + se2)
-    return Offsets(levels, index, basis, lam)
+    return Offsets(levels, index, basis, lam, detrended=detrend, level_apart=level_apart)
 
 
 def offset_levels(column: pd.Series) -> tuple[list[str], np.ndarray]:
@@ -84,8 +93,36 @@ def detrending_basis(u) -> np.ndarray:
     X = np.column_stack([np.ones(len(u)), u - u.mean()])
     if np.linalg.matrix_rank(X) < 2:
         raise InputError("detrended offsets need levels with distinct values")
+    return complement_basis(X)
+
+
+def complement_basis(X) -> np.ndarray:
+    """An orthonormal basis (B x (B - k)) of the orthogonal complement of the columns of X (B x k,
+    full column rank) in R^B, from a complete QR decomposition."""
+    X = np.asarray(X, dtype=float)
     q, _ = np.linalg.qr(X, mode="complete")
-    return q[:, 2:]
+    return q[:, X.shape[1]:]
+
+
+def level_params(law: Law, priors, latent: dict, centre, N, D, shift: float = 0.05) -> tuple:
+    """The smallest set S of the law's parameters such that raising the latent coordinates of S
+    by d raises log L by exactly d (Chinchilla: E, A, B, whose terms all scale by e^d), checked
+    at ``latent`` (parameter -> value) on the runs (N, D); () if none (e.g. Kaplan's law) or if a
+    parameter of S has a point-mass prior (it cannot move). Such an S can carry the free offsets'
+    common level (``models.hierarchical``)."""
+    from itertools import combinations
+
+    from bayes_scaling.models.hierarchical import natural_from_latent
+
+    names = [p for p in law.param_names if not isinstance(priors.get(p), dist.Delta)]
+    base = np.asarray(law.log_loss(natural_from_latent(law, priors, latent, centre), N, D))
+    for size in range(1, len(names) + 1):
+        for subset in combinations(names, size):
+            moved = {p: v + shift if p in subset else v for p, v in latent.items()}
+            lifted = np.asarray(law.log_loss(natural_from_latent(law, priors, moved, centre), N, D))
+            if np.allclose(lifted - base, shift, rtol=0, atol=1e-9):
+                return tuple(subset)
+    return ()
 
 
 def level_logs(levels: list[str], column: str) -> np.ndarray:

@@ -26,6 +26,19 @@ no pooling), stated through the law's own ``sample``. Budget offsets (``n_offset
 crossed random effect delta = Q c on log-loss, c_k ~ Normal(0, tau_o^2) (``LocScaleReparam`` with
 a per-coordinate lambda), tau_o ~ HalfNormal(s_o); Q is the identity (free offsets) or an
 orthonormal basis of the complement of span{1, log C} (detrended, B - 2 coordinates).
+
+**The free offsets' level, absorbed** (``level_params``, a sampler choice, not a model change).
+Free offsets are delta = l 1 + R c, with l ~ Normal(0, tau_o^2 / B) their common level and R
+(B x (B - 1)) an orthonormal basis of the complement of 1, c_k ~ Normal(0, tau_o^2): a rotation of
+delta_b ~ Normal(0, tau_o^2), so the same distribution. For a law whose log-loss rises by exactly d
+when the latent coordinates of ``level_params`` (Chinchilla: E, A, B) all rise by d, the likelihood
+cannot tell l from that shift of every group's coordinates: a ridge along which NUTS takes many small
+steps. NUTS then samples the shifted coordinates m_k = mu_k + l and y_gk = x_gk + l (k in
+``level_params``; a translation, unit Jacobian) that the likelihood sees, with
+log L_i ~ likelihood(log L(N_i, D_i; theta(y_g(i))) + (R c)_b(i), sigma), and l non-centred
+(l = tau_o z / sqrt(B)); it reaches l only through the population prior at mu = m - l and its own.
+The sites ``{p}_pop_latent`` (mu), ``offset`` (delta) and the natural parameters stay those of
+the model above.
 """
 
 from __future__ import annotations
@@ -65,6 +78,7 @@ class HierSpec:
     n_offset_coords: int = 0  # sampled offset coordinates: B (free) or B - 2 (detrended)
     offset_scale: float = OFFSET_SCALE
     spread_prior: str = DEFAULT_SPREAD_PRIOR
+    level_params: tuple = ()  # free offsets: parameters whose coordinates carry the offsets' level (above)
 
     @property
     def sigma_per_group(self) -> bool:
@@ -77,7 +91,8 @@ class HierSpec:
         return ("hierarchical", self.law.name, sampler_cache.law_source_digest(self.law),
                 sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in self.priors.items()),
                 self.n_groups, self.pooling, sorted(self.modes.items()), sorted(self.spreads.items()), self.likelihood,
-                self.n_offsets, self.n_offset_coords, float(self.offset_scale), self.spread_prior)
+                self.n_offsets, self.n_offset_coords, float(self.offset_scale), self.spread_prior,
+                tuple(self.level_params))
 
 
 def hierarchical_model(spec: HierSpec, group, N, D, centre, centring, offset, offset_centring, offset_basis,
@@ -88,32 +103,41 @@ def hierarchical_model(spec: HierSpec, group, N, D, centre, centring, offset, of
     offsets' lambda and Q (unused without offsets); ``mask``: False for padding rows."""
     law, G = spec.law, spec.n_groups
     centre = jnp.asarray(centre)
-    mu = {}
+    tau_o = numpyro.sample("offset_tau", dist.HalfNormal(spec.offset_scale)) if spec.n_offsets else None
+    level = 0.0
+    if spec.level_params:
+        with handlers.reparam(config={"offset_level": LocScaleReparam(centered=0.0)}):
+            level = numpyro.sample("offset_level", dist.Normal(0.0, tau_o / np.sqrt(spec.n_offsets)))
+    shift = {p: level if p in spec.level_params else 0.0 for p in law.param_names}
+    mu, seen_mu = {}, {}  # the population values, and as the likelihood sees them (mu + l)
     for p in law.param_names:
         shape = (G,) if spec.modes[p] == "independent" else ()
-        mu[p] = numpyro.sample(f"{p}_pop_latent", dist.ImproperUniform(dist.constraints.real, (), shape))
+        site = f"{p}_pop_shifted" if p in spec.level_params else f"{p}_pop_latent"
+        seen_mu[p] = numpyro.sample(site, dist.ImproperUniform(dist.constraints.real, (), shape))
+        mu[p] = numpyro.deterministic(f"{p}_pop_latent", seen_mu[p] - level) if p in spec.level_params else seen_mu[p]
     population_prior(spec, mu, centre)
-    x = {}
+    seen = {}  # each group's latent coordinates as the likelihood sees them (x + l)
     for i, p in enumerate(law.param_names):
         if spec.modes[p] != "partial":
-            x[p] = jnp.broadcast_to(mu[p], (G,))
+            seen[p] = jnp.broadcast_to(seen_mu[p], (G,))
             continue
         tau = numpyro.sample(f"{p}_tau", spread_distribution(spec.spread_prior, spec.spreads[p]))
         with handlers.reparam(config={f"{p}_group": LocScaleReparam(centered=centring[i])}):
-            x[p] = numpyro.sample(f"{p}_group", dist.Normal(mu[p], tau).expand((G,)).to_event(1))
-    theta = natural_from_latent(law, spec.priors, x, centre)
+            seen[p] = numpyro.sample(f"{p}_group", dist.Normal(seen_mu[p], tau).expand((G,)).to_event(1))
+    theta = natural_from_latent(law, spec.priors, {p: seen[p] - shift[p] for p in law.param_names}, centre)
     for p, value in theta.items():
         numpyro.deterministic(p, value)
+    theta_seen = natural_from_latent(law, spec.priors, seen, centre) if spec.level_params else theta
     sigma = numpyro.sample("sigma", spec.priors["sigma"].expand((G,)).to_event(1) if spec.sigma_per_group
                            else spec.priors["sigma"])
     sigma_i = sigma[group] if spec.sigma_per_group else sigma
-    loc = law.log_loss({k: v[group] for k, v in theta.items()}, N, D)
+    loc = law.log_loss({k: v[group] for k, v in theta_seen.items()}, N, D)
     if spec.n_offsets:
-        tau_o = numpyro.sample("offset_tau", dist.HalfNormal(spec.offset_scale))
         with handlers.reparam(config={"offset_coef": LocScaleReparam(centered=offset_centring)}):
             coef = numpyro.sample("offset_coef", dist.Normal(0.0, tau_o).expand((spec.n_offset_coords,)).to_event(1))
-        delta = numpyro.deterministic("offset", jnp.asarray(offset_basis) @ coef)
-        loc = loc + delta[offset]
+        wiggle = jnp.asarray(offset_basis) @ coef
+        numpyro.deterministic("offset", level + wiggle)
+        loc = loc + wiggle[offset]  # the level is in theta_seen
     with numpyro.plate("runs", N.shape[0]), handlers.mask(mask=True if mask is None else mask):
         numpyro.sample("log_loss", spec.likelihood.distribution(loc, sigma_i), obs=log_loss)
 
