@@ -286,3 +286,27 @@ def test_plan_on_a_wsd_planner_names_each_branch_trunk_and_a_dry_run_records_not
     (tmp_path / "trunks" / "wsd-N1e+07").mkdir(parents=True)
     _wsd_planner(tmp_path, overwrite=True)  # a new sweep in the folder: the old trunks' checkpoints go
     assert not (tmp_path / "trunks").exists()
+
+
+@pytest.mark.slow  # four harness runs (two trunk extensions, two branches): ~1-2 min on 2 loaded cores
+def test_loop_wsd_on_the_harness_extends_the_trunk_and_branches_it(tmp_path):
+    from bayes_scaling.cli import main
+    from bayes_scaling.design.planner import Planner
+    from bayes_scaling.runs.store import RunStore
+
+    state = tmp_path / "state"
+    spec = '{"context": 32, "batch_size": 8, "eval_points": 1, "eval_tokens": 1024, "compute_dtype": "float32"}'
+    assert main(["loop", "--wsd", "--target-budget", "1e15", "--experiment-budget", "1e13", "--state", str(state),
+                 "--max-runs", "2", "--n-init", "3", "--grid-points", "2", "--n-range", "2e4", "2e4", "--d-range",
+                 "2e4", "4e4", "--executor", "inline", "--train-spec", spec, "--json"]) == 0
+    planner = Planner.open(state)
+    assert len(planner.done) == 2 and all(r["role"] == "branch" for r in planner.done)
+    stored = RunStore(state / "runs.sqlite").to_frame(status=None, trunks=True, history=True)
+    trunks, branches = stored[stored["role"] == "trunk"], stored[stored["role"] == "branch"]
+    assert set(trunks["run_id"]) == {"wsd-N2e+04"} and (trunks["status"] == "ok").all()
+    assert set(branches["trunk_id"]) == {"wsd-N2e+04"} and (state / "trunks" / "wsd-N2e+04").is_dir()
+    # what the planner paid is what was trained: the trunk once (to its furthest branch point) and
+    # each branch's own cool-down, at 6 x the grid's N per token
+    trained = trunks["D"].max() + (branches["D"] - branches["branch_tokens"]).sum()
+    assert planner.flops_spent == pytest.approx(6 * 2e4 * trained, rel=1e-9)
+    assert planner.flops_spent < 6 * 2e4 * branches["D"].sum()  # less than two separate runs
