@@ -31,7 +31,8 @@ of the candidate grid, each grid (N, D) a branch of it (``design.branches.sweep_
 at what it still costs: the cool-down plus the stable tokens the trunk must train first (its first
 branch: a whole run). ``ask`` proposes at most one run per trunk at a time (a trunk's pending run
 may extend it) and records how far each trunk has trained (``state["wsd"]["trunks"]``). Refits
-with a branch done are ``bayes_scaling.wsd.fit_wsd`` (law + WSD offset delta + per-trunk effect);
+with a branch done are ``bayes_scaling.wsd.fit_wsd`` (law + WSD offset delta + per-trunk effect;
+the plain law, whatever ``model`` says: the extrapolating drift is not part of that fit);
 each branch column is scored with delta + u_t added to the law's log-loss draws
 (``branches.branch_shifts``), so branches of one trunk are correlated, not independent runs.
 
