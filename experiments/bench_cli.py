@@ -1,107 +1,315 @@
-"""Wall time of the ``bayes-scaling fit`` command line, cold and repeated, and of in-process refits.
+"""Latency of the ``bayes-scaling fit chinchilla`` command line, first and repeated, phase by phase.
 
 * first CLI call: an empty cache directory (nothing traced or compiled yet on this machine);
 * repeated CLI call: the same command again, served by the caches (``BAYES_SCALING_CACHE``);
-* in-process refit: ``fit_nuts`` called again in one process (the compiled sampler is reused);
-* the same model through NumPyro's stock ``MCMC`` with its default (regularised) dense mass
-  adaptation, to show what the unregularised adaptation and the cached driver buy.
+* for each call its wall time and its CPU time (user + sys of the process, all threads): on a
+  shared machine the wall time grows with the load, the CPU time much less, so compare CPU times;
+* a phase table of the same command (the real CLI path, ``bayes_scaling.cli.main``, in a fresh
+  process): import, data load, starting point, compiled programs (disk cache or trace + compile),
+  Laplace start, NUTS run, extrapolation calibration (its own refits' phases named
+  "calibration: ..."), posterior predictive, saving, verdict and report; wall and CPU seconds each;
+* a hash of the saved posterior draws, to show that a change to the command's speed left its
+  results alone;
+* ``--in-process``: also ``fit_nuts`` refits in one process and NumPyro's stock ``MCMC``.
 
-``--baseline REF`` also times the CLI of git revision REF (checked out in a temporary worktree,
-run with the same interpreter), interleaved call by call with this tree's, so both see the same
-machine load; the results then hold both and their ratio.
+``--baseline REF`` also runs the CLI of git revision REF (checked out in a temporary worktree, run
+with the same interpreter), interleaved call by call with this tree's, so both see the same load;
+the results then hold both, their ratios and whether their draws are identical.
 
-All on the bundled Chinchilla data (240 runs), 4 chains x 1000 draws, 500 warmup. Writes
-experiments/results/bench_cli.json. Usage: .venv/bin/python experiments/bench_cli.py [--baseline REF]
+All on the bundled Chinchilla data (240 runs), 4 chains x 1000 draws, 500 warmup, the default
+(extrapolating) model. Writes experiments/results/bench_cli.json (``--out``). Usage:
+    .venv/bin/python experiments/bench_cli.py [--baseline REF] [--repeats 3] [--in-process] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
+
+# --- the phase driver: runs in a fresh process, ``python bench_cli.py --phases-of OUT.json -- CLI ARGS`` ---
+# It must start its clocks before anything heavy is imported, so it imports only the standard library.
+# Each phase is a function of the real CLI path, wrapped once its module is imported; time (wall and
+# CPU: time.process_time, all threads) goes to the innermost running phase, so the phases add up.
+# Every import statement runs as the phase "imports" (time spent importing modules, wherever it
+# happens); a phase running under the extrapolation calibration is named "calibration: <phase>".
+PHASE_TARGETS = [  # (module, attribute path, phase)
+    ("bayes_scaling.cli", "build_parser", "command-line parser"),
+    ("bayes_scaling.cli._common", "read_runs", "data load"),
+    ("bayes_scaling.fitting.nuts", "_starting_point", "starting point"),
+    ("bayes_scaling.fitting.nuts", "jittered_init", "starting point"),
+    ("bayes_scaling.fitting.sampler", "Sampler._compiled", "compiled programs (disk cache or trace+compile)"),
+    ("bayes_scaling.fitting.sampler", "newton_laplace", "Laplace start (Newton, host)"),
+    ("bayes_scaling.fitting.sampler", "Sampler.run", "NUTS run"),
+    ("bayes_scaling.fitting.sampler", "Sampler.laplace", "Laplace draws"),
+    ("bayes_scaling.fitting.nuts", "build_posterior", "posterior assembly"),
+    ("bayes_scaling.fitting.nuts", "diagnose", "diagnostics"),
+    ("bayes_scaling.extrapolation", "calibrate", "extrapolation calibration (other)"),
+    ("bayes_scaling.extrapolation", "attach_drift", "drift draws"),
+    ("bayes_scaling.checking", "add_posterior_predictive", "posterior predictive"),
+    ("bayes_scaling.posterior", "Posterior.save", "saving"),
+    ("bayes_scaling.cli.fit", "print_verdict", "verdict"),
+    ("bayes_scaling.posterior", "Posterior.summary", "report"),
+    ("bayes_scaling.cli._common", "parameters_text", "report"),
+]
+CALIBRATION = "extrapolation calibration (other)"
+
+
+def run_phases(out_path: str, cli_args: list[str]) -> None:
+    import builtins
+    import importlib
+    import json
+    import resource
+    import sys
+    import time
+
+    startup = resource.getrusage(resource.RUSAGE_SELF)
+    wall, cpu = {}, {}
+    stack = [["CLI (other)", time.perf_counter(), time.process_time()]]
+
+    def switch(now_wall, now_cpu):  # charge the time since the last switch to the innermost phase
+        name, w, c = stack[-1]
+        wall[name] = wall.get(name, 0.0) + now_wall - w
+        cpu[name] = cpu.get(name, 0.0) + now_cpu - c
+
+    def enter(name):
+        now = time.perf_counter(), time.process_time()
+        switch(*now)
+        if name != "imports" and any(frame[0] in (CALIBRATION,) or frame[0].startswith("calibration: ")
+                                     for frame in stack):
+            name = name if name == CALIBRATION else f"calibration: {name}"
+        stack.append([name, *now])
+
+    def leave():
+        now = time.perf_counter(), time.process_time()
+        switch(*now)
+        stack.pop()
+        stack[-1][1:] = now
+
+    def timed(fn, name):
+        def wrapper(*args, **kwargs):
+            enter(name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                leave()
+        wrapper.__wrapped__ = fn
+        return wrapper
+
+    pending = list(PHASE_TARGETS)
+
+    def patch_loaded():
+        for item in list(pending):
+            module_name, path, name = item
+            module = sys.modules.get(module_name)
+            if module is None or getattr(module, "__spec__", None) is None or module_name not in sys.modules:
+                continue
+            owner, *rest = path.split(".")
+            holder = module
+            if rest:
+                holder = getattr(module, owner, None)
+                owner = rest[0]
+            if holder is None or not hasattr(holder, owner):
+                continue  # not defined yet (module still executing) or absent in this tree
+            setattr(holder, owner, timed(getattr(holder, owner), name))
+            pending.remove(item)
+
+    original_import, original_import_module = builtins.__import__, importlib.import_module
+
+    def importing(fn):
+        def wrapper(*args, **kwargs):
+            if stack[-1][0] == "imports":
+                return fn(*args, **kwargs)
+            enter("imports")
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                leave()
+                if pending:
+                    patch_loaded()
+        return wrapper
+
+    builtins.__import__ = importing(original_import)
+    importlib.import_module = importing(original_import_module)
+    from bayes_scaling.cli import main
+
+    code = main(cli_args)
+    switch(time.perf_counter(), time.process_time())
+    builtins.__import__, importlib.import_module = original_import, original_import_module
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result = {
+        "exit_code": code,
+        "interpreter_start_cpu_s": startup.ru_utime + startup.ru_stime,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "total_wall_s": sum(wall.values()),
+        "total_cpu_user_sys_s": usage.ru_utime + usage.ru_stime,
+        "unpatched": [f"{m}.{p}" for m, p, _ in pending],
+    }
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import os
+
+    os._exit(code)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--phases-of"]:  # before any other import
+    run_phases(sys.argv[2], sys.argv[4:])
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results" / "bench_cli.json"
-REPEATS = 3
+FIT_ARGS = ["fit", "chinchilla"]
 
 
-def cli_seconds(cache: str, out: str, source: Path = ROOT) -> float:
-    """One ``bayes-scaling fit chinchilla`` in a fresh process, importing the package from ``source``."""
+def environment(cache: str, source: Path) -> dict:
     env = {**os.environ, "BAYES_SCALING_CACHE": cache, "PYTHONPATH": str(source)}
     env.pop("BAYES_SCALING_NO_COMPILE_CACHE", None)
-    cmd = [sys.executable, "-m", "bayes_scaling", "fit", "chinchilla", "--out", out]
+    return env
+
+
+def cli_call(cache: str, out: str, source: Path = ROOT) -> dict:
+    """One ``bayes-scaling fit chinchilla`` in a fresh process, importing the package from
+    ``source``: its wall time and its CPU time (user + sys, from the child's resource usage)."""
+    cmd = [sys.executable, "-m", "bayes_scaling", *FIT_ARGS, "--out", out]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=source)
-    return time.perf_counter() - start
+    subprocess.run(cmd, env=environment(cache, source), check=True, capture_output=True, cwd=source)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu}
 
 
-def cli_timings(trees: dict[str, Path]) -> dict:
-    """First and repeated CLI calls for each source tree, interleaved: ``REPEATS`` first calls, each
-    with its own empty cache, then ``REPEATS`` repeated calls on the last of them."""
-    out = {name: {"cli_first_call_s": [], "cli_repeated_call_s": []} for name in trees}
+def phase_call(cache: str, out: str, source: Path = ROOT) -> dict:
+    """The same command through ``run_phases`` (this file, in a fresh process): per-phase seconds."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as result:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--phases-of", result.name, "--",
+               *FIT_ARGS, "--out", out]
+        subprocess.run(cmd, env=environment(cache, source), check=True, capture_output=True, cwd=source)
+        return json.loads(Path(result.name).read_text())
+
+
+def draws_digest(fit_dir: str) -> dict:
+    """SHA-256 of the saved draws (sorted by name, float64 bytes): ``nuts`` of the law's sampled
+    sites, ``drift`` of the extrapolation model's (``tau_*``, ``drift_*``), so a change elsewhere in
+    the model shows apart from the sampler's."""
+    import xarray as xr
+
+    digests = {"nuts": hashlib.sha256(), "drift": hashlib.sha256()}
+    with xr.open_datatree(Path(fit_dir) / "posterior.nc", engine="h5netcdf") as tree:
+        post = tree["posterior"].to_dataset()
+        for name in sorted(post.data_vars):
+            part = "drift" if name.startswith(("tau_", "drift_")) else "nuts"
+            digests[part].update(name.encode() + b"\0" + np.ascontiguousarray(post[name].values, np.float64).tobytes())
+    return {part: h.hexdigest() for part, h in digests.items()}
+
+
+def cli_timings(trees: dict[str, Path], repeats: int) -> dict:
+    """For each source tree, interleaved call by call: ``repeats`` first calls (each with its own
+    empty cache) and ``repeats`` repeated calls on the last cache, timed whole; then the same, one
+    first and ``repeats`` repeated, through the phase driver (its own cache)."""
+    out = {name: {"first_call": [], "repeated_call": [], "first_call_phases": [], "repeated_call_phases": []}
+           for name in trees}
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(REPEATS):
+        for i in range(repeats):
             for name, source in trees.items():
-                out[name]["cli_first_call_s"].append(cli_seconds(f"{tmp}/{name}-cache{i}", f"{tmp}/{name}-fit", source))
-        for _ in range(REPEATS):
+                out[name]["first_call"].append(cli_call(f"{tmp}/{name}-cache{i}", f"{tmp}/{name}-fit", source))
+        for _ in range(repeats):
             for name, source in trees.items():
-                cache = f"{tmp}/{name}-cache{REPEATS - 1}"
-                out[name]["cli_repeated_call_s"].append(cli_seconds(cache, f"{tmp}/{name}-fit", source))
-        out["ours"]["first_call_phases_s"] = phase_seconds(f"{tmp}/phases-cache", f"{tmp}/ours-fit")
-        out["ours"]["repeated_call_phases_s"] = phase_seconds(f"{tmp}/phases-cache", f"{tmp}/ours-fit")
+                out[name]["repeated_call"].append(
+                    cli_call(f"{tmp}/{name}-cache{repeats - 1}", f"{tmp}/{name}-fit", source))
+        for name, source in trees.items():
+            out[name]["draws_sha256"] = draws_digest(f"{tmp}/{name}-fit")
+            out[name]["first_call_phases"].append(phase_call(f"{tmp}/{name}-phases", f"{tmp}/{name}-pfit", source))
+        for _ in range(repeats):
+            for name, source in trees.items():
+                out[name]["repeated_call_phases"].append(
+                    phase_call(f"{tmp}/{name}-phases", f"{tmp}/{name}-pfit", source))
     return out
 
 
-PHASES = """
-import json, sys, time
-t0 = time.perf_counter()
-marks = {}
-def mark(name):
-    marks[name] = time.perf_counter() - t0 - sum(marks.values())
-from bayes_scaling.cli import fit as cli_fit
-from bayes_scaling.fitting.nuts import fit_nuts
-from bayes_scaling.runs import load_chinchilla
-mark("imports (JAX, NumPyro, pandas, xarray)")
-runs = load_chinchilla().for_fit()
-post = fit_nuts(runs)
-mark("fit_nuts (load or trace the sampler, sample)")
-sampling = post.meta["sampling_seconds"]
-from bayes_scaling.checking import add_posterior_predictive
-add_posterior_predictive(post)
-post.save(sys.argv[1])
-mark("posterior predictive and save")
-from bayes_scaling.diagnostics import diagnose
-diagnose(post).verdict()
-mark("diagnose")
-print(json.dumps({**marks, "of which fit_nuts's sampler.run (programs loaded, compiled, run)": sampling}))
-"""
+def median_phases(calls: list[dict]) -> dict:
+    """Per phase, the median over calls of its wall and CPU seconds (0 where a call lacks it)."""
+    names = list(dict.fromkeys(name for call in calls for name in call["cpu_s"]))
+    return {name: {"wall_s": float(np.median([c["wall_s"].get(name, 0.0) for c in calls])),
+                   "cpu_s": float(np.median([c["cpu_s"].get(name, 0.0) for c in calls]))} for name in names}
 
 
-def phase_seconds(cache: str, out: str) -> dict:
-    """Where a ``fit`` call's time goes: the CLI's steps timed one by one in a fresh process
-    (an empty cache: a first call's; a used one: a repeated call's)."""
-    env = {**os.environ, "BAYES_SCALING_CACHE": cache, "PYTHONPATH": str(ROOT)}
-    env.pop("BAYES_SCALING_NO_COMPILE_CACHE", None)
-    result = subprocess.run([sys.executable, "-c", PHASES, out], env=env, check=True, capture_output=True, text=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def summarize(timing: dict) -> dict:
+    """Medians, ranges and per-phase medians of one tree's calls."""
+    out = {}
+    for kind in ("first_call", "repeated_call"):
+        calls = timing[kind]
+        for what in ("wall_s", "cpu_s"):
+            values = [c[what] for c in calls]
+            out[f"{kind}_{what}"] = values
+            out[f"{kind}_{what}_median"] = float(np.median(values))
+        out[f"{kind}_phases"] = median_phases(timing[f"{kind}_phases"])
+    out["draws_sha256"] = timing["draws_sha256"]
+    return out
 
 
-def baseline_tree(ref: str, where: str) -> Path:
-    path = Path(where) / "baseline"
+def phase_table(ours: dict, base: dict | None) -> str:
+    """Markdown: per phase, median wall and CPU seconds of a first and a repeated call (and the
+    baseline's repeated-call CPU and our ratio to it)."""
+    first, repeated = ours["first_call_phases"], ours["repeated_call_phases"]
+    names = list(dict.fromkeys([*repeated, *first]))
+    head = "| phase | first wall (s) | first CPU (s) | repeated wall (s) | repeated CPU (s) |"
+    rule = "|---|---:|---:|---:|---:|"
+    if base:
+        head += " baseline repeated CPU (s) | ratio |"
+        rule += "---:|---:|"
+    rows = [head, rule]
+    order = sorted(names, key=lambda n: -repeated.get(n, {"cpu_s": 0.0})["cpu_s"])
+    for name in [*order, "total"]:
+        if name == "total":
+            cells = [sum(t[n][w] for n in t) for t in (first, repeated) for w in ("wall_s", "cpu_s")]
+        else:
+            cells = [t.get(name, {}).get(w, 0.0) for t in (first, repeated) for w in ("wall_s", "cpu_s")]
+        row = f"| {name} | " + " | ".join(f"{v:.2f}" for v in cells) + " |"
+        if base:
+            b = base["repeated_call_phases"]
+            bv = sum(b[n]["cpu_s"] for n in b) if name == "total" else b.get(name, {}).get("cpu_s", 0.0)
+            ratio = f"{cells[3] / bv:.2f}" if bv > 0.005 else "-"
+            row += f" {bv:.2f} | {ratio} |"
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def snapshot(where: str) -> Path:
+    """A copy of this tree's package, taken now: the sampler's disk cache is keyed by the source of
+    every package module, so an edit made elsewhere in a shared working tree while this runs would
+    turn the repeated calls into first calls (a trace of every sampler program)."""
+    path = Path(where) / "ours"
+    shutil.copytree(ROOT / "bayes_scaling", path / "bayes_scaling", ignore=shutil.ignore_patterns("__pycache__"))
+    return path
+
+
+def baseline_tree(ref: str, where: str, name: str = "baseline") -> Path:
+    """Git revision ``ref`` checked out in a temporary worktree."""
+    path = Path(where) / name
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
                    check=True, capture_output=True)
     return path
 
 
-def in_process_seconds() -> tuple[float, list[float]]:
+def in_process_seconds(repeats: int) -> tuple:
+    """``fit_nuts`` in this process: a first fit, then ``repeats`` refits (the compiled sampler reused)."""
     import arviz as az
 
     from bayes_scaling.fitting.nuts import fit_nuts
@@ -112,7 +320,7 @@ def in_process_seconds() -> tuple[float, list[float]]:
     fit_nuts(runs, seed=0)
     first = time.perf_counter() - start
     refits = []
-    for seed in range(1, REPEATS + 1):
+    for seed in range(1, repeats + 1):
         start = time.perf_counter()
         post = fit_nuts(runs, seed=seed)
         refits.append(time.perf_counter() - start)
@@ -168,43 +376,63 @@ def cpu_name() -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", metavar="REF", help="also time the CLI of this git revision, interleaved")
+    parser.add_argument("--ours", metavar="REF",
+                        help="time git revision REF as ours (default: a copy of the working tree's package, taken now)")
+    parser.add_argument("--repeats", type=int, default=3, help="calls of each kind (default 3)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="also time fit_nuts refits in one process and NumPyro's stock MCMC")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"ours": ROOT}
+        trees = {"ours": baseline_tree(args.ours, tmp, "ours") if args.ours else snapshot(tmp)}
         if args.baseline:
             trees["baseline"] = baseline_tree(args.baseline, tmp)
-        load_before = os.getloadavg()[0]
+        load_before = os.getloadavg()
         try:
-            cli = cli_timings(trees)
+            timings = cli_timings(trees, args.repeats)
         finally:
-            if args.baseline:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["baseline"])],
-                               capture_output=True)
-    first, refits, min_ess, steps, stock = in_process_seconds()
+            for name in ("baseline", "ours") if args.ours else ("baseline",):
+                if name in trees:
+                    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[name])],
+                                   capture_output=True)
+    ours = summarize(timings["ours"])
     result = {
         "machine": f"{os.cpu_count()} cores, {cpu_name()}",
-        "date": time.strftime("%Y-%m-%d"),
-        "load_avg_1min_before_and_after_cli": [load_before, os.getloadavg()[0]],
-        **cli["ours"],
-        "in_process_first_fit_s": first,
-        "in_process_refit_s": refits,
-        "min_bulk_ess_last_refit": min_ess,
-        "mean_leapfrog_steps_last_refit": steps,
-        "stock_numpyro_mcmc_default_dense": stock,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "bayes-scaling " + " ".join(FIT_ARGS) + " --out DIR",
+        "load_avg_1_5_15min_before_and_after": [list(load_before), list(os.getloadavg())],
+        "ours": args.ours or "working tree",
+        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip(),
+        **ours,
     }
+    base = None
     if args.baseline:
-        base = cli["baseline"]
+        base = summarize(timings["baseline"])
         result["baseline"] = {"ref": args.baseline, **base}
         result["ratio_ours_to_baseline"] = {
-            "first_call_median": float(np.median(cli["ours"]["cli_first_call_s"]) /
-                                       np.median(base["cli_first_call_s"])),
-            "repeated_call_median": float(np.median(cli["ours"]["cli_repeated_call_s"]) /
-                                          np.median(base["cli_repeated_call_s"])),
-        }
+            f"{kind}_{what}_median": ours[f"{kind}_{what}_median"] / base[f"{kind}_{what}_median"]
+            for kind in ("first_call", "repeated_call") for what in ("wall_s", "cpu_s")}
+        result["same_draws_as_baseline"] = {part: ours["draws_sha256"][part] == base["draws_sha256"][part]
+                                            for part in ("nuts", "drift")}
+    if args.in_process:
+        first, refits, min_ess, steps, stock = in_process_seconds(args.repeats)
+        result.update({"in_process_first_fit_s": first, "in_process_refit_s": refits,
+                       "min_bulk_ess_last_refit": min_ess, "mean_leapfrog_steps_last_refit": steps,
+                       "stock_numpyro_mcmc_default_dense": stock})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    for kind in ("first_call", "repeated_call"):
+        line = (f"{kind.replace('_', ' ')}: wall {ours[f'{kind}_wall_s_median']:.2f} s, "
+                f"CPU {ours[f'{kind}_cpu_s_median']:.2f} s (medians of {args.repeats})")
+        if base:
+            line += (f"; baseline wall {base[f'{kind}_wall_s_median']:.2f} s, CPU {base[f'{kind}_cpu_s_median']:.2f} s"
+                     f" (CPU ratio {result['ratio_ours_to_baseline'][f'{kind}_cpu_s_median']:.2f})")
+        print(line)
+    if base:
+        print(f"same draws as the baseline: {result['same_draws_as_baseline']}")
+    print(phase_table(ours, base))
+    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":
