@@ -387,11 +387,22 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         **{f"{name} 5/50/95%": value for name, value in scales.quantiles([0.05, 0.5, 0.95]).items()},
         "folds": scales.folds, "held_out_in_folds": scales.held_out, "optima_in_folds": scales.optima,
         "shared": float(np.max(scales.shared)),
-        "allocation mean": ("zero: each extrapolation's own (no fold observes an optimum)" if np.ndim(scales.shared)
-                            else "learned" if scales.shared else "zero"),
+        "allocation mean": _allocation_mean(scales),
         "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
     }
     return posterior
+
+
+def _allocation_mean(scales: ScalePosterior) -> str:
+    """What the calibration learned of the drift's mean allocation shift, for ``meta``."""
+    if np.ndim(scales.shared):
+        return "zero: each extrapolation's own (no fold observes an optimum)"
+    if not scales.shared:
+        return "zero"
+    if scales.optima:
+        return "learned"
+    return ("learned from loss residuals only (no fold observes an optimum): N_opt beyond the runs moves "
+            "with it; see its interval, or extrapolation.LOSS_ONLY_MEAN (docs/extrapolation.md)")
 
 
 def drift_of(posterior):

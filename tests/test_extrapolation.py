@@ -180,7 +180,8 @@ def test_what_loss_only_folds_learn_of_the_shared_mean(monkeypatch):
     runs = simulate_sweeps(1, 0.0, budgets=np.logspace(18, 21, 6))
     loss_only = validate_runs(runs.frame[["N", "D", "loss"]], source_name="sim1 without budgets")
     default = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
-    assert default["optima_in_folds"] == 0 and default["shared"] == ex.SHARED and default["allocation mean"] == "learned"
+    assert default["optima_in_folds"] == 0 and default["shared"] == ex.SHARED
+    assert default["allocation mean"].startswith("learned from loss residuals only")
     monkeypatch.setattr(ex, "LOSS_ONLY_MEAN", "allocation own")
     own = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
     d_N, d_D, _, d_a = own["mean drift (d_N, d_D, g_C, d_a)"]
