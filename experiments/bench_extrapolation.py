@@ -82,8 +82,8 @@ LEVEL = 0.9
 # fitted parameter (the law's 5 and the noise: under 36 runs), where Laplace's fold predictions were
 # biased on Gadre (laplace_fold_bias). tau_alloc 0.02 (rejected by the first two runs) is dropped to
 # keep the run under 25 minutes. A first try of this run, stopped during Porian to fix the first
-# candidate's form (a cut of the learned mean's allocation part, not kept), gave on Chinchilla the
-# numbers in docs/extrapolation.md's note; the rule is unchanged.
+# candidate's form (a cut of the learned mean's allocation part, not kept: on Chinchilla it too fell
+# below the coverage band), had the same rule. Outcome: the rule kept the default ("learned").
 CANDIDATES = {
     "extrapolating": ({}, None),  # the library default
     "extrapolating, loss-only folds: allocation own": ({}, "allocation own"),
