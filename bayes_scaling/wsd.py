@@ -16,6 +16,10 @@ the law itself describes cosine runs: its predictions are cosine-equivalent loss
 prediction is exp(log L + delta (+ u_t for a known trunk)). The likelihood is the pooled model's
 (``models.likelihood``: Student-t or normal on log-loss).
 
+The trunk effects are sampled in ``trunk_capacity`` slots (the next power of two, at least 4): the
+slots beyond the trunks are prior draws no row uses, so the compiled sampler is reused as trunks
+are added (a planner's refits).
+
 Rows come from a run table or ``RunStore.to_frame()``: ``role`` "branch" rows (with ``trunk_id``)
 are branches, "run" rows (or a table without ``role``) cosine runs; "trunk" rows are refused (a
 trunk's constant-rate loss is not a finished run). Sampling is the shared NUTS driver
@@ -114,7 +118,7 @@ class WSDFit:
 
     def trunk_effects(self) -> pd.DataFrame:
         """Per trunk: posterior mean, sd and 90% interval of u_t, and its number of branches."""
-        u = self._draws("trunk_effect")
+        u = self._draws("trunk_effect")[:, :len(self.trunks)]  # the slots beyond the trunks are unused
         branches = self.runs.frame[_is_branch(self.runs.frame)]["trunk_id"].value_counts()
         lo, hi = np.quantile(u, [0.05, 0.95], axis=0)
         return pd.DataFrame({"trunk_id": self.trunks, "mean": u.mean(axis=0), "sd": u.std(axis=0), "q05": lo,
@@ -148,6 +152,11 @@ def _design(runs: Runs) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return branch.astype(np.float64), index, trunks
 
 
+def trunk_capacity(n_trunks: int) -> int:
+    """Slots for the trunk effects: the next power of two >= ``n_trunks``, at least 4."""
+    return max(4, 1 << max(n_trunks - 1, 0).bit_length())
+
+
 def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=None, likelihood: Likelihood = Likelihood(),
             offset_scale: float = OFFSET_SCALE, trunk_scale: float = TRUNK_SCALE,
             settings: SamplerSettings | None = None) -> WSDFit:
@@ -166,13 +175,14 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
     N, D, log_loss, w = pad_rows([runs.N, runs.D, np.log(runs.loss), is_branch], capacity, fill=[1.0, 1.0, 0.0, 0.0])
     (index,) = pad_rows([trunk_index], capacity, fill=0)
     centre = np.array([np.mean(np.log(runs.N)), np.mean(np.log(runs.D))])
-    data = (N, D, centre, log_loss, row_mask(n, capacity), w, index, np.zeros(max(len(trunks), 1)))
+    slots = trunk_capacity(len(trunks))
+    data = (N, D, centre, log_loss, row_mask(n, capacity), w, index, np.zeros(slots))
 
     theta0 = dict(settings.init) if not isinstance(settings.init, str) else initial_theta(law, runs.for_fit(True))
     start = {k: float(v) for k, v in law.latent_from_natural({k: np.float64(theta0[k]) for k in law.param_names},
                                                              (centre[0], centre[1])).items()}
     start.update(sigma=np.log(0.02), wsd_offset=0.0, trunk_tau=np.log(0.5 * trunk_scale))
-    start["trunk_z"] = np.zeros(max(len(trunks), 1))
+    start["trunk_z"] = np.zeros(slots)
     draws = sample(partial(wsd_model, spec), jitter(start, settings.chains, settings.seed), data,
                    description=spec.description(), settings=settings)
     meta = {"model": "wsd", "likelihood": likelihood.kind, "nu": likelihood.nu, "centre": list(map(float, centre)),

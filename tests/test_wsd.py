@@ -48,6 +48,12 @@ def test_per_trunk_effects_and_the_offset_are_recovered_in_simulation():
     assert abs(np.median(E) - THETA["E"]) < 0.15  # the law stays the cosine runs' law
 
 
+def test_trunk_slots_grow_in_powers_of_two():
+    from bayes_scaling.wsd import trunk_capacity
+
+    assert [trunk_capacity(n) for n in (0, 1, 4, 5, 8, 9)] == [4, 4, 4, 8, 8, 16]
+
+
 def test_trunks_and_branches_without_a_trunk_are_refused():
     runs = simulated_runs()
     with pytest.raises(InputError, match="'role'"):
@@ -215,6 +221,7 @@ def test_the_wsd_planner_refits_with_the_trunk_effects_and_scores_branches_with_
     (p,) = planner.ask(1)  # refits: fit_wsd, as a branch is done
     assert planner.posterior().method == "nuts-wsd" and set(planner._wsd_fit.trunks) <= {
         r["trunk_id"] for r in planner.done}
+    assert len(planner._wsd_fit.trunk_effects()) == len(planner._wsd_fit.trunks)  # padded slots left out
     assert p.trunk_id and np.isfinite(p.gain)
 
 
