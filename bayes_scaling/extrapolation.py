@@ -79,6 +79,9 @@ LOSS_ONLY_MEANS = ("learned", "allocation own", "none")
 BASIS = np.array([[1, 1, 0, 0], [1, -1, 0, 0], [0, 0, np.sqrt(2), 0], [0, 0, 0, np.sqrt(2)]]) / np.sqrt(2)
 MOVES_ALLOCATION = np.array([False, True, False, True])  # per row of BASIS
 FOLD_DRAWS = 1000  # enough for a held-out run's predictive mean and variance
+# The folds' residuals: "diagonal" (each row's own predictive variance) or "full" (the rows' predictive
+# covariance over the refit's draws: one refit's parameters move all its predictions together).
+FOLD_COVARIANCE = "diagonal"
 DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -148,6 +151,24 @@ def directions(log_loss, theta, ranges, N, D) -> np.ndarray:
                     axis=-1)
 
 
+def _residuals(r: np.ndarray, draws: np.ndarray, U: np.ndarray, extra_var: np.ndarray | None = None,
+               optima: int = 0) -> FoldResiduals:
+    """Residuals r of n rows with their predictive draws (S, n) and directions U (n, 4): variances
+    v = var(draws) + ``extra_var``, or with ``FOLD_COVARIANCE`` "full" the rows whitened by the
+    Cholesky factor L of V = Cov(draws) + diag(extra_var): r' = L^-1 r, U' = L^-1 U, v' = 1, whose
+    Gaussian likelihood N(r'; U'd, I) is N(r; Ud, V) up to log det V, which is free of the drift's
+    scales."""
+    extra = np.zeros(len(r)) if extra_var is None else np.asarray(extra_var)
+    if FOLD_COVARIANCE == "diagonal" or len(r) == 0:
+        return FoldResiduals(r=r, v=draws.var(axis=0) + extra, U=U, optima=optima)
+    from scipy.linalg import solve_triangular
+
+    cov = np.atleast_2d(np.cov(draws, rowvar=False, ddof=0)) + np.diag(extra)
+    L = np.linalg.cholesky(cov + 1e-12 * np.trace(cov) / len(r) * np.eye(len(r)))
+    return FoldResiduals(r=solve_triangular(L, r, lower=True), v=np.ones(len(r)), U=solve_triangular(L, U, lower=True),
+                         optima=optima)
+
+
 def fold_residuals(posterior, test, max_draws: int = FOLD_DRAWS) -> FoldResiduals:
     """Residuals of a plain fit's predictive log-loss at held-out runs ``test`` (from at most
     ``max_draws`` of its draws, ``Posterior.predict``), with the drift's directions at the
@@ -165,8 +186,8 @@ def fold_residuals(posterior, test, max_draws: int = FOLD_DRAWS) -> FoldResidual
     U = directions(compiled_log_loss(posterior.law), theta, log_range(posterior.runs.N, posterior.runs.D),
                    N[None], D[None])[:, :n]
     ok = np.isfinite(log_draws).all(axis=0) & np.isfinite(U).all(axis=(0, 2))  # a diverged draw says nothing
-    return FoldResiduals(r=(np.log(test.loss) - log_draws.mean(axis=0))[ok], v=log_draws.var(axis=0)[ok],
-                         U=U.mean(axis=0)[ok])
+    draws = log_draws[:, ok]
+    return _residuals(np.log(test.loss)[ok] - draws.mean(axis=0), draws, U.mean(axis=0)[ok])
 
 
 def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS) -> FoldResiduals:
@@ -203,8 +224,8 @@ def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS)
     G = np.vstack([np.zeros(len(DRIFT_SITES)), STEP_OPT * np.eye(len(DRIFT_SITES))])
     ranges = log_range(posterior.runs.N, posterior.runs.D)
     moved = np.log(drifted_optimum(posterior.law, th, C[None], N_law, G, ranges)[0])
-    return FoldResiduals(r=np.asarray(r_emp) - log_n[ok].mean(axis=0), v=log_n[ok].var(axis=0) + np.asarray(v_emp),
-                         U=((moved[1:] - moved[0]) / STEP_OPT).T, optima=len(C))
+    return _residuals(np.asarray(r_emp) - log_n[ok].mean(axis=0), log_n[ok], ((moved[1:] - moved[0]) / STEP_OPT).T,
+                      extra_var=np.asarray(v_emp), optima=len(C))
 
 
 def _fold_terms(fold: FoldResiduals, own: np.ndarray, shared: np.ndarray):

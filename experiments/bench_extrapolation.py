@@ -89,7 +89,13 @@ CANDIDATES = {
     "extrapolating, loss-only folds: allocation own": ({}, "allocation own"),
     "extrapolating, shared mean from optima only": ({}, "none"),
     "extrapolating, NUTS refits of folds under 36 runs": ({}, "nuts-small-folds"),
+    "extrapolating, folds' full predictive covariance": ({}, "full-covariance"),
 }
+# Fourth run (same session, written before its results; --candidates, --out
+# results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
+# covariance (extrapolation.FOLD_COVARIANCE "full": one refit's parameter uncertainty moves all its
+# held-out predictions together, which a diagonal reads as evidence of drift; Gadre's folds hold 3-7
+# runs, Marin's 10) against the default, by the same rule.
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
@@ -100,8 +106,10 @@ def variant(name: str | None):
     """The extrapolating model with one setting changed (None: the default): a name in
     ``extrapolation.LOSS_ONLY_MEANS`` sets ``extrapolation.LOSS_ONLY_MEAN``; "nuts-small-folds" refits folds of fewer than ``NUTS_FOLD_RUNS``
     runs by NUTS (plain law, default priors) instead of the fit's Laplace refit."""
-    mode, calibrate = extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate
-    if name in extrapolation.LOSS_ONLY_MEANS:
+    mode, calibrate, covariance = extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate, extrapolation.FOLD_COVARIANCE
+    if name == "full-covariance":
+        extrapolation.FOLD_COVARIANCE = "full"
+    elif name in extrapolation.LOSS_ONLY_MEANS:
         extrapolation.LOSS_ONLY_MEAN = name
     elif name == "nuts-small-folds":
         def nuts_small(train: Runs, laplace):
@@ -114,7 +122,7 @@ def variant(name: str | None):
     try:
         yield
     finally:
-        extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate = mode, calibrate
+        extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate, extrapolation.FOLD_COVARIANCE = mode, calibrate, covariance
 
 
 def conformal_scores(runs: Runs) -> dict:
@@ -298,7 +306,12 @@ def main() -> None:
                         help="measure only Chinchilla's frontier by LOSS_ONLY_MEAN into the existing results file")
     parser.add_argument("--cost-only", action="store_true",
                         help="measure only the cost (and the folds' Laplace bias) into the existing results file")
+    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES), metavar="NAME",
+                        help="only these extrapolating candidates (the first is the library default)")
+    parser.add_argument("--out", type=Path, default=OUT, help="results file")
+    parser.add_argument("--scores-only", action="store_true", help="no cost, frontier, profile or diagnostics")
     args = parser.parse_args()
+    candidates = {name: CANDIDATES[name] for name in args.candidates}
     bayes_scaling.configure()
     if args.simulation:
         sim = Path(OUT.parent / "bench_extrapolation_simulation.json")
@@ -334,7 +347,7 @@ def main() -> None:
         runs = load().for_fit()
         row = {"plain": model_scores(runs, lambda r: fit_nuts(r, model="plain")),
                "conformal": conformal_scores(runs)}
-        for name, (priors, setting) in CANDIDATES.items():
+        for name, (priors, setting) in candidates.items():
             with variant(setting):
                 row[name] = model_scores(runs, lambda r, p=priors: fit_nuts(r, drift_priors=p or None))
         results[source] = row
@@ -349,21 +362,21 @@ def main() -> None:
                                 for s in results]))
         return (-in_band, -n_opt, -better, ratio)
 
-    chosen = min(CANDIDATES, key=rank)
+    chosen = min(candidates, key=rank)
     report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 2 cores (the project's CPU machine)",
               "level": LEVEL, "results": results, "rule_choice": chosen,
               "library_default_is_rule_choice": chosen == "extrapolating"}
-    if not args.quick:
+    if not (args.quick or args.scores_only):
         report["cost_chinchilla"] = cost(load_chinchilla().for_fit(), repeats=5)
         report["frontier_chinchilla"] = chinchilla_frontier()
         report["profile_chinchilla"] = profile_default_fit(load_chinchilla().for_fit())
         report["diagnostics"] = {source: diagnostics(load().for_fit()) for source, load in SOURCES.items()}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
 
     print(f"\n90% intervals on held-out top-compute runs ({', '.join(results)}):")
     print(f"{'model':52s}" + "".join(f"{s:>26s}" for s in results))
-    for name in ["plain", "conformal", *CANDIDATES]:
+    for name in ["plain", "conformal", *candidates]:
         cells = []
         for s in results:
             r = results[s][name]
@@ -379,7 +392,7 @@ def main() -> None:
             bad = [r for r in rows if not r["ok"] or r["divergences"]]
             print(f"diagnostics {source}: {len(rows) - len(bad)}/{len(rows)} groups clean;",
                   "; ".join(f"{r['group']}: {r['divergences']} div, R-hat {r['max_rhat']:.3f}" for r in bad))
-    print(f"wrote {OUT}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

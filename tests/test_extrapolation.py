@@ -64,6 +64,29 @@ def test_shared_drift_likelihood_is_the_gaussian_density():
     np.testing.assert_allclose(ex.SHARED * np.outer(s, s) * z_cov, shared - gain @ U @ shared, atol=1e-12)
 
 
+def test_full_fold_covariance_is_the_correlated_gaussian(monkeypatch):
+    """With FOLD_COVARIANCE "full" a fold's rows are whitened by its draws' covariance: the
+    likelihood's dependence on the drift's scales is that of N(r; 0, V + U S^2 U') with V the
+    draws' full covariance (the diagonal one differs), and "diagonal" keeps the draws' variances."""
+    rng = np.random.default_rng(3)
+    n = 6
+    common = rng.normal(0, 0.02, (2000, 1))  # one refit's parameters move every prediction together
+    draws = common + rng.normal(0, 0.005, (2000, n))
+    U, r = np.abs(rng.normal(size=(n, 4))), rng.normal(0, 0.02, n)
+    assert np.allclose(ex._residuals(r, draws, U).v, draws.var(axis=0))
+    monkeypatch.setattr(ex, "FOLD_COVARIANCE", "full")
+    fold = ex._residuals(r, draws, U)
+    V = np.cov(draws, rowvar=False, ddof=0)
+    s1, s2 = np.array([0.3, 0.3, 0.01, 0.05]), np.array([0.05, 0.05, 0.002, 0.3])
+
+    def dense(s, cov):
+        return stats.multivariate_normal(np.zeros(n), cov + U @ np.diag(s**2) @ U.T).logpdf(r)
+
+    ours = ex.shared_drift_likelihood([fold], s1)[0] - ex.shared_drift_likelihood([fold], s2)[0]
+    assert ours == pytest.approx(dense(s1, V) - dense(s2, V), rel=1e-6)
+    assert ours != pytest.approx(dense(s1, np.diag(np.diag(V))) - dense(s2, np.diag(np.diag(V))), rel=1e-2)
+
+
 def test_folds_that_agree_move_the_drift_they_share():
     """Folds whose residuals all show the same allocation drift: the predictive drift is centred
     near it, where folds with no drift leave it centred on zero."""
