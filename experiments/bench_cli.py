@@ -96,8 +96,16 @@ def run_phases(out_path: str, cli_args: list[str]) -> None:
         return wrapper
 
     pending = list(PHASE_TARGETS)
+    events = {}  # JAX's compilation-cache events: programs compiled through the cache, hits, misses
+
+    def count_event(event, **_):
+        if event.startswith("/jax/compilation_cache/"):
+            events[event.rsplit("/", 1)[1]] = events.get(event.rsplit("/", 1)[1], 0) + 1
 
     def patch_loaded():
+        if not events.get("listening") and "jax.monitoring" in sys.modules:
+            sys.modules["jax.monitoring"].register_event_listener(count_event)
+            events["listening"] = 1
         for item in list(pending):
             module_name, path, name = item
             module = sys.modules.get(module_name)
@@ -124,7 +132,7 @@ def run_phases(out_path: str, cli_args: list[str]) -> None:
                 return fn(*args, **kwargs)
             finally:
                 leave()
-                if pending:
+                if pending or not events.get("listening"):
                     patch_loaded()
         return wrapper
 
@@ -144,6 +152,7 @@ def run_phases(out_path: str, cli_args: list[str]) -> None:
         "total_wall_s": sum(wall.values()),
         "total_cpu_user_sys_s": usage.ru_utime + usage.ru_stime,
         "unpatched": [f"{m}.{p}" for m, p, _ in pending],
+        "jax_compilation_cache_events": {k: v for k, v in events.items() if k != "listening"},
     }
     with open(out_path, "w") as f:
         json.dump(result, f)
@@ -260,6 +269,8 @@ def summarize(timing: dict) -> dict:
             out[f"{kind}_{what}"] = values
             out[f"{kind}_{what}_median"] = float(np.median(values))
         out[f"{kind}_phases"] = median_phases(timing[f"{kind}_phases"])
+        out[f"{kind}_jax_compilation_cache_events"] = [c.get("jax_compilation_cache_events", {})
+                                                       for c in timing[f"{kind}_phases"]]
     out["draws_sha256"] = timing["draws_sha256"]
     return out
 
@@ -429,6 +440,11 @@ def main(argv=None) -> None:
             line += (f"; baseline wall {base[f'{kind}_wall_s_median']:.2f} s, CPU {base[f'{kind}_cpu_s_median']:.2f} s"
                      f" (CPU ratio {result['ratio_ours_to_baseline'][f'{kind}_cpu_s_median']:.2f})")
         print(line)
+    for name, tree in (("ours", ours), ("baseline", base)):
+        if tree:
+            events = tree["repeated_call_jax_compilation_cache_events"][-1]
+            print(f"{name}, a repeated call: {events.get('compile_requests_use_cache', 0)} programs compiled through "
+                  f"JAX's persistent cache, {events.get('cache_hits', 0)} hits, {events.get('cache_misses', 0)} misses")
     if base:
         print(f"same draws as the baseline: {result['same_draws_as_baseline']}")
     print(phase_table(ours, base))
