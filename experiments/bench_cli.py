@@ -55,6 +55,8 @@ CALIBRATION = "extrapolation calibration (other)"
 
 
 def run_phases(out_path: str, cli_args: list[str]) -> None:
+    """Run ``bayes_scaling.cli.main(cli_args)`` with the phases of ``PHASE_TARGETS`` timed; write
+    per-phase wall and CPU seconds, the process's user + sys and JAX's cache events to ``out_path``."""
     import builtins
     import importlib
     import json
@@ -74,9 +76,8 @@ def run_phases(out_path: str, cli_args: list[str]) -> None:
     def enter(name):
         now = time.perf_counter(), time.process_time()
         switch(*now)
-        if name != "imports" and any(frame[0] in (CALIBRATION,) or frame[0].startswith("calibration: ")
-                                     for frame in stack):
-            name = name if name == CALIBRATION else f"calibration: {name}"
+        if name not in ("imports", CALIBRATION) and any(frame[0] == CALIBRATION for frame in stack):
+            name = f"calibration: {name}"
         stack.append([name, *now])
 
     def leave():
@@ -109,7 +110,7 @@ def run_phases(out_path: str, cli_args: list[str]) -> None:
         for item in list(pending):
             module_name, path, name = item
             module = sys.modules.get(module_name)
-            if module is None or getattr(module, "__spec__", None) is None or module_name not in sys.modules:
+            if module is None:
                 continue
             owner, *rest = path.split(".")
             holder = module
