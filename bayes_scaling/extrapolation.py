@@ -80,7 +80,8 @@ BASIS = np.array([[1, 1, 0, 0], [1, -1, 0, 0], [0, 0, np.sqrt(2), 0], [0, 0, 0, 
 MOVES_ALLOCATION = np.array([False, True, False, True])  # per row of BASIS
 FOLD_DRAWS = 1000  # enough for a held-out run's predictive mean and variance
 # The folds' residuals: "diagonal" (each row's own predictive variance) or "full" (the rows' predictive
-# covariance over the refit's draws: one refit's parameters move all its predictions together).
+# covariance over the refit's draws: one refit's parameters move all its predictions together). The
+# benchmark's rule kept "diagonal" (results/bench_extrapolation_fold_covariance.json).
 FOLD_COVARIANCE = "diagonal"
 DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
