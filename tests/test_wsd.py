@@ -144,6 +144,8 @@ def test_branch_shifts_share_the_trunk_term_and_leave_cosine_runs_alone():
     assert 0.02 < shift[:, 0].std() < 0.1 and not np.allclose(shift[:, 0], shift[:, 3])
     fitted = branch_shifts(["a", "b"], 3, offset=np.zeros(3), spread=np.zeros(3), effects={"a": np.ones(3)})
     assert np.array_equal(fitted, [[1, 0]] * 3)  # a fitted trunk's draws; an unfitted one at tau = 0
+    narrow = branch_shifts(["a"], 2000, seed=1, offset=np.zeros(2000), trunk_scale=0.001)
+    assert 0 < narrow.std() < 0.002  # the prior scale of tau (the planner's trunk_scale)
 
 
 def test_a_branch_is_not_scored_as_an_independent_run():
@@ -205,7 +207,8 @@ def test_the_wsd_planner_opens_trunks_branches_them_and_stays_within_budget(tmp_
 
 
 def test_a_failed_branch_prices_its_trunk_from_before_its_extension(tmp_path):
-    planner = _wsd_planner(tmp_path)
+    planner = _wsd_planner(tmp_path, trunk_scale=0.01)
+    assert planner.state["wsd"]["trunk_scale"] == 0.01
     (p,) = planner.ask(1)
     planner.tell(p.run_id, {"status": "failed", "error": "killed"})
     assert planner.state["wsd"]["trunks"][p.trunk_id] == 0.0

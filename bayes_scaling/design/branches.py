@@ -206,18 +206,19 @@ def sweep_specs(base: Mapping[str, Any], trunk_id: str, D: float, branch_at: flo
 
 def branch_shifts(trunk_of_column: Sequence[str], draws: int, *, offset: np.ndarray | None = None,
                   spread: np.ndarray | None = None, effects: Mapping[str, np.ndarray] | None = None,
-                  seed: int = 0) -> np.ndarray:
+                  seed: int = 0, trunk_scale: float | None = None) -> np.ndarray:
     """(draws, J) draws of what each column adds to the law's log-loss: 0 for a new cosine run
     (trunk id ""), delta + u_t for a branch of trunk t. delta: ``offset`` (a WSD fit's draws) or,
     before any branch was fitted, the prior Normal(0, OFFSET_SCALE); u_t: ``effects[t]`` (the fit's
     draws of a fitted trunk's effect), else tau z_t with tau = ``spread`` (the fit's draws) or the
-    prior HalfNormal(TRUNK_SCALE) and z_t ~ Normal(0, 1), one value per trunk and draw (seeded by
+    prior HalfNormal(``trunk_scale``, default TRUNK_SCALE) and z_t ~ Normal(0, 1), one value per trunk and draw (seeded by
     ``seed`` and the trunk id, so every column of one trunk shares it)."""
     from bayes_scaling.wsd import OFFSET_SCALE, TRUNK_SCALE
 
     rng = np.random.default_rng(seed)
     delta = np.asarray(offset, np.float64) if offset is not None else rng.normal(0.0, OFFSET_SCALE, draws)
-    tau = np.asarray(spread, np.float64) if spread is not None else np.abs(rng.normal(0.0, TRUNK_SCALE, draws))
+    scale = TRUNK_SCALE if trunk_scale is None else float(trunk_scale)
+    tau = np.asarray(spread, np.float64) if spread is not None else np.abs(rng.normal(0.0, scale, draws))
     if delta.shape != (draws,) or tau.shape != (draws,):
         raise InputError(f"offset and spread must hold {draws} draws each, got {delta.shape} and {tau.shape}")
     effects = effects or {}

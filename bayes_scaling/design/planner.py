@@ -65,6 +65,7 @@ from bayes_scaling.laws import Law, get_law
 from bayes_scaling.posterior import Posterior
 from bayes_scaling.runs.store import RunStore
 from bayes_scaling.runs.table import Runs
+from bayes_scaling.wsd import TRUNK_SCALE
 
 STATE_FILE = "planner.json"
 RUNS_FILE = "runs.sqlite"  # the planner's run store, in its state directory
@@ -178,10 +179,11 @@ class Planner:
     # --- creation and persistence ----------------------------------------------------------------
     @classmethod
     def create(cls, directory: str | Path, candidates: Candidates, *, settings: PlannerSettings | None = None,
-               overwrite: bool = False, tokens_per_step: int = 1, **fields) -> Planner:
+               overwrite: bool = False, tokens_per_step: int = 1, trunk_scale: float = TRUNK_SCALE, **fields) -> Planner:
         """A new planner in ``directory`` over ``candidates``: ``settings`` (a ``PlannerSettings``)
         or its fields as keywords (``target_budget=...``, ``strategy=...``, ...). ``tokens_per_step``
-        (WSD sweep): the harness's tokens per update (batch x context), where branches may start."""
+        (WSD sweep): the harness's tokens per update (batch x context), where branches may start;
+        ``trunk_scale``: the prior scale of the trunks' spread tau (``bayes_scaling.wsd``)."""
         if settings is None:
             if "target_budget" not in fields:
                 raise InputError("Planner.create needs target_budget (C*, FLOPs) or settings=PlannerSettings(...)")
@@ -202,7 +204,9 @@ class Planner:
         if settings.wsd_cooldown > 0:
             if int(tokens_per_step) < 1:
                 raise InputError(f"tokens_per_step must be a positive whole number, got {tokens_per_step!r}")
-            state["wsd"] = {"tokens_per_step": int(tokens_per_step), "trunks": {}}
+            if not trunk_scale > 0:
+                raise InputError(f"trunk_scale must be positive, got {trunk_scale!r}")
+            state["wsd"] = {"tokens_per_step": int(tokens_per_step), "trunks": {}, "trunk_scale": float(trunk_scale)}
         planner = cls(directory, state)
         planner.save()
         return planner
@@ -449,7 +453,8 @@ class Planner:
         b = self.wsd_branches()
         trunk_of = dict(zip(b.candidates.keys, b.trunk_ids))
         columns = [trunk_of.get(k, "") for k in cands.keys] + [trunks.get(k, "") for k in pending.keys]
-        shift = branch_shifts(columns, S, seed=self.settings["seed"] * 100_003 + self.state["fits"], **fields)
+        shift = branch_shifts(columns, S, seed=self.settings["seed"] * 100_003 + self.state["fits"],
+                              trunk_scale=self.state["wsd"].get("trunk_scale", TRUNK_SCALE), **fields)
         return shift[:, :len(cands)], (shift[:, len(cands):] if len(pending) else None)
 
     def tell(self, run_id: str, result, *, source: str = "planner") -> None:
@@ -512,7 +517,7 @@ class Planner:
         settings = SamplerSettings(chains=int(s["num_chains"]), warmup=int(s["num_warmup"]), draws=int(s["num_draws"]),
                                    seed=int(seed) % 2**31, retry_divergent=False)
         return fit_wsd(self.runs().frame, law=self.law, likelihood=Likelihood(s["likelihood"], float(s["nu"])),
-                       settings=settings)
+                       settings=settings, trunk_scale=self.state["wsd"].get("trunk_scale", TRUNK_SCALE))
 
     def draws(self) -> dict[str, np.ndarray]:
         """The posterior's draws of the law's natural parameters and sigma, flattened."""
