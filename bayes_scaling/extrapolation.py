@@ -48,12 +48,13 @@ move the answer. No held-out run is ever seen: the folds live inside the runs th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from bayes_scaling.errors import InputError
-from bayes_scaling.splits import budget_column_of, forward_chain
+from bayes_scaling.runs.table import Runs
+from bayes_scaling.splits import budget_column_of, forward_chain, inferred_budgets
 
 # Half-Cauchy priors: heavy tails let folds that show a large drift overrule the scale. Grids are
 # denser near zero (quadratic spacing); a grid point's prior mass includes its cell width.
@@ -70,6 +71,12 @@ SHARED = 0.75  # the share of the drift's variance that is common to every extra
 # parts that move the allocation being each extrapolation's own (zero mean, learned spread);
 # "none": nothing (the folds' drifts independent, shared 0).
 LOSS_ONLY_MEAN = "learned"
+# Runs given without a budget column: infer their IsoFLOP slices from compute (``splits.infer_slices``)
+# and give the folds the N_opt rows of the slices they hold out whole; the split rule stays compute's.
+# Off by default: the benchmark's rule rejected it on Chinchilla (coverage 79% against 82%, out of the
+# 80-97% band; results/bench_extrapolation_inferred_slices.json, docs/extrapolation.md).
+INFER_SLICES = False
+INFERRED_COLUMN = "inferred_budget"
 LOSS_ONLY_MEANS = ("learned", "allocation own", "none")
 # The drift in a basis that separates what moves the compute-optimal allocation: rows
 # (d_N + d_D)/sqrt 2 (the exponents' common scaling), (d_N - d_D)/sqrt 2 (their tilt), g_C, d_a. For
@@ -205,11 +212,14 @@ def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS)
 
     budgets = test.frame[column].to_numpy(np.float64)
     C, r_emp, v_emp = [], [], []
-    for b in np.unique(budgets):
+    for b in np.unique(budgets[np.isfinite(budgets)]):  # NaN: a run in no slice
         idx = np.flatnonzero(budgets == b)
         if len(idx) < MIN_SLICE_RUNS or len(np.unique(test.N[idx])) < 3:
             continue
-        emp = slice_optimum(test.N[idx], test.loss[idx], level=SLICE_LEVEL)
+        try:
+            emp = slice_optimum(test.N[idx], test.loss[idx], level=SLICE_LEVEL)
+        except np.linalg.LinAlgError:  # a bootstrap resample with too few distinct sizes
+            continue
         if emp.opens_downward or not emp.vertex_in_slice or not emp.lo < emp.hi:
             continue
         C.append(np.exp(np.mean(np.log(test.C[idx]))))
@@ -282,6 +292,7 @@ class ScalePosterior:
     prior_scales: dict
     shared: float | np.ndarray  # per coordinate of ``basis`` where it is an array
     basis: np.ndarray | None = None  # z's coordinates: d = basis' d_basis (None: d itself)
+    inferred_slices: tuple = ()  # budgets of the IsoFLOP slices inferred from compute (no budget column)
 
     @classmethod
     def from_folds(cls, folds: list[FoldResiduals], prior_scales: dict | None = None,
@@ -365,6 +376,11 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     residuals and, for IsoFLOP data, their slices' N_opt residuals. With no usable fold (too few
     budgets or runs), the scales keep their priors.
 
+    Runs without a budget column (``INFER_SLICES``): their IsoFLOP slices are inferred from compute
+    (``splits.infer_slices``), the folds stay compute splits, and each fold adds the N_opt rows of
+    the inferred slices it holds out whole (``whole_slices``); the slices' budgets go into
+    ``ScalePosterior.inferred_slices``.
+
     Where no fold observes an optimum (no N_opt rows: loss-only data), ``LOSS_ONLY_MEAN`` says what
     the drift's shared mean learns: by default ("learned") all of it. "allocation own": in the
     ``BASIS`` coordinates, the parts that move the allocation (the exponents' tilt and d_a) get shared
@@ -376,18 +392,37 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
         raise InputError(f"extrapolation.LOSS_ONLY_MEAN must be one of {', '.join(map(repr, LOSS_ONLY_MEANS))}, "
                          f"got {LOSS_ONLY_MEAN!r}")
     column = budget_column_of(runs, budget_column)
+    inferred = ()
+    if column is None and INFER_SLICES:
+        budgets = inferred_budgets(runs)
+        inferred = tuple(float(b) for b in np.unique(budgets[np.isfinite(budgets)]))
+        runs = Runs(runs.frame.assign(**{INFERRED_COLUMN: budgets}))
     residuals = []
     for split in forward_chain(runs, folds=folds, budget_column=column):
         posterior = fit_plain(split.train)
         fold = fold_residuals(posterior, split.test)
         if column is not None:
             fold = fold.join(optimum_residuals(posterior, split.test, column))
+        elif inferred:
+            fold = fold.join(optimum_residuals(posterior, whole_slices(split.test, runs), INFERRED_COLUMN))
         residuals.append(fold)
     mode = "learned" if any(fold.optima for fold in residuals) else LOSS_ONLY_MEAN
     if mode == "allocation own":
-        return ScalePosterior.from_folds(residuals, prior_scales, shared=np.where(MOVES_ALLOCATION, 0.0, SHARED),
-                                         basis=BASIS)
-    return ScalePosterior.from_folds(residuals, prior_scales, shared=0.0 if mode == "none" else None)
+        scales = ScalePosterior.from_folds(residuals, prior_scales, shared=np.where(MOVES_ALLOCATION, 0.0, SHARED),
+                                           basis=BASIS)
+    else:
+        scales = ScalePosterior.from_folds(residuals, prior_scales, shared=0.0 if mode == "none" else None)
+    return replace(scales, inferred_slices=inferred)
+
+
+def whole_slices(test: Runs, runs: Runs) -> Runs:
+    """``test`` with its inferred budget kept only for slices held out whole (every run of the
+    slice in ``runs`` is in ``test``): a compute split may cut a slice, and part of a slice has a
+    vertex biased towards its side."""
+    held, given = (frame.groupby(["group", INFERRED_COLUMN]).size() for frame in (test.frame, runs.frame))
+    whole = set(held[held == given.reindex(held.index)].index)
+    keep = np.array([key in whole for key in zip(test.frame["group"], test.frame[INFERRED_COLUMN])], bool)
+    return Runs(test.frame.assign(**{INFERRED_COLUMN: np.where(keep, test.frame[INFERRED_COLUMN], np.nan)}))
 
 
 def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
@@ -409,6 +444,8 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         **{f"{name} 5/50/95%": value for name, value in scales.quantiles([0.05, 0.5, 0.95]).items()},
         "folds": scales.folds, "held_out_in_folds": scales.held_out, "optima_in_folds": scales.optima,
         "shared": float(np.max(scales.shared)),
+        "inferred_slices": len(scales.inferred_slices),
+        "inferred_slice_budgets": [float(f"{b:.4g}") for b in scales.inferred_slices],
         "allocation mean": _allocation_mean(scales),
         "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
     }
@@ -421,6 +458,9 @@ def _allocation_mean(scales: ScalePosterior) -> str:
         return "zero: each extrapolation's own (no fold observes an optimum)"
     if not scales.shared:
         return "zero"
+    if scales.optima and scales.inferred_slices:
+        return (f"learned from the N_opt of IsoFLOP slices inferred from compute (no budget column: "
+                f"{len(scales.inferred_slices)} slices; {scales.optima} N_opt rows in the folds)")
     if scales.optima:
         return "learned"
     return ("learned from loss residuals only (no fold observes an optimum): N_opt beyond the runs moves "

@@ -112,3 +112,58 @@ def forward_chain(runs: Runs, *, folds: int = 3, budget_column: str | None = "au
         if fitted.size().min() >= min_train and enough_budgets:
             out.append(split)
     return out
+
+
+# --- IsoFLOP slices of a table without a budget column ---------------------------------------------
+SLICE_TOLERANCE = 1.3  # a slice's runs have C = 6ND within this factor of each other (end to end)
+SLICE_MIN_RUNS = 5  # as backtest.MIN_SLICE_RUNS
+SLICE_MIN_SPAN = 3.0  # the slice's largest N over its smallest
+
+
+def infer_slices(N, D, loss, *, tolerance: float = SLICE_TOLERANCE, min_runs: int = SLICE_MIN_RUNS,
+                 min_span: float = SLICE_MIN_SPAN) -> np.ndarray:
+    """Each run's inferred IsoFLOP budget (NaN for runs in no slice), for one sweep of runs given
+    without a budget column.
+
+    Candidates by mode seeking on x = ln C, C = 6ND: the window [x_i - w/2, x_i + w/2] with
+    w = ln ``tolerance`` that holds the most unassigned runs becomes a candidate and its runs are
+    assigned; repeated while a window holds at least ``min_runs`` runs. A candidate counts as a
+    slice only if its N spans at least ``min_span`` with at least 3 distinct N, and Approach 2 finds
+    an interior minimum: the parabola loss = c0 + c1 ln N + c2 ln N^2 (least squares) opens upward
+    (c2 > 0) with its vertex -c1 / (2 c2) strictly inside the slice's ln N range, and the run of
+    lowest loss is neither its smallest nor its largest model. Its budget is the
+    geometric mean of its runs' C. The rest (scatter, one-sided or flat candidates) stay runs
+    without a slice."""
+    N, D, loss = (np.asarray(a, np.float64) for a in (N, D, loss))
+    if tolerance <= 1:
+        raise InputError(f"slice tolerance must exceed 1 (a factor in compute), got {tolerance}")
+    x = np.log(6.0 * N * D)
+    half = np.log(tolerance) / 2
+    free = np.ones(len(x), bool)
+    budgets = np.full(len(x), np.nan)
+    while free.sum() >= min_runs:
+        inside = free[None, :] & (np.abs(x[None, :] - x[:, None]) <= half + 1e-12)  # (centre, run)
+        counts = np.where(free, inside.sum(axis=1), 0)
+        centre = int(np.argmax(counts))
+        if counts[centre] < min_runs:
+            break
+        members = np.flatnonzero(inside[centre])
+        free[members] = False
+        n = N[members]
+        if len(np.unique(n)) < 3 or n.max() / n.min() < min_span:
+            continue
+        ln_n, y = np.log(n), loss[members]
+        c2, c1, _ = np.polyfit(ln_n - ln_n.mean(), y, 2)
+        lowest = ln_n[np.argmin(y)]
+        if c2 > 0 and ln_n.min() < ln_n.mean() - c1 / (2 * c2) < ln_n.max() and ln_n.min() < lowest < ln_n.max():
+            budgets[members] = float(np.exp(x[members].mean()))
+    return budgets
+
+
+def inferred_budgets(runs: Runs, **settings) -> np.ndarray:
+    """``infer_slices`` per group of ``runs``: each row's inferred budget, NaN outside slices."""
+    out = np.full(len(runs), np.nan)
+    for _, rows in runs.frame.groupby("group", sort=True).groups.items():
+        rows = np.asarray(rows)
+        out[rows] = infer_slices(runs.N[rows], runs.D[rows], runs.loss[rows], **settings)
+    return out

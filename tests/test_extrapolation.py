@@ -199,7 +199,8 @@ def test_calibration_sees_only_the_runs_it_is_given(monkeypatch):
 def test_what_loss_only_folds_learn_of_the_shared_mean(monkeypatch):
     """Without a budget column the folds hold loss residuals only: by default they learn the whole
     shared mean; "allocation own" keeps its allocation part (d_a, d_N - d_D) at zero; "none" learns
-    none of it (shared 0); folds with optima learn it all whatever the setting."""
+    none of it (shared 0); folds with optima learn it all whatever the setting, and so do folds with
+    the optima of slices inferred from compute (``INFER_SLICES``), which the fit's note says."""
     runs = simulate_sweeps(1, 0.0, budgets=np.logspace(18, 21, 6))
     loss_only = validate_runs(runs.frame[["N", "D", "loss"]], source_name="sim1 without budgets")
     default = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
@@ -214,6 +215,13 @@ def test_what_loss_only_folds_learn_of_the_shared_mean(monkeypatch):
     monkeypatch.setattr(ex, "LOSS_ONLY_MEAN", "none")
     restricted = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
     assert restricted["allocation mean"] == "zero" and restricted["mean drift (d_N, d_D, g_C, d_a)"] == [0.0] * 4
+    monkeypatch.setattr(ex, "INFER_SLICES", True)  # the sweeps' slices found again from compute
+    inferred = fit_nuts(loss_only, seed=0, **SHORT).meta["extrapolation"]
+    assert inferred["inferred_slices"] == 6 and inferred["optima_in_folds"] > 0
+    np.testing.assert_allclose(inferred["inferred_slice_budgets"], np.logspace(18, 21, 6), rtol=0.01)
+    assert inferred["allocation mean"].startswith("learned from the N_opt of IsoFLOP slices inferred from compute")
+    assert restricted["inferred_slices"] == 0
+    monkeypatch.setattr(ex, "INFER_SLICES", False)
     monkeypatch.setattr(ex, "LOSS_ONLY_MEAN", "everything")
     with pytest.raises(InputError, match="LOSS_ONLY_MEAN must be one of"):
         fit_nuts(loss_only, seed=0, **SHORT)
