@@ -10,12 +10,17 @@ pooled: ``fit_nuts``'s extrapolating default, 4 chains x (500 + 1000)):
 * in-process refit: in one process, a pooled fit then a refit (another seed), and hierarchical fits
   at seeds 0..SEEDS-1 (the first traces and compiles, the rest are refits); each hierarchical
   fit's divergences, max R-hat, min bulk ESS (over every sampled coordinate) and leapfrog steps;
+* interleaved (``--interleaved K``): in one process, a pooled fit then a hierarchical fit at each
+  seed 0..K-1, so that each pair sees the same machine load; each fit's seconds, its mean leapfrog
+  steps per draw (a cost the load does not change) and the 1-minute load average; the ratios of the
+  refits (seeds >= 1). ``--interleaved-only`` runs just this part and adds it to the results file;
 * old against new (``--old DIR``, a checkout of an older revision, e.g. ``git worktree add
   /tmp/old 969a144``): the pooled CLI call (cold, then with a warm cache) and the in-process pooled
   fit and refit, old and new interleaved call by call so both see the same machine load.
 
 Writes experiments/results/bench_hierarchical.json. Usage:
-    nice -n 10 .venv/bin/python experiments/bench_hierarchical.py [--old /tmp/old] [--seeds 5]
+    nice -n 10 .venv/bin/python experiments/bench_hierarchical.py [--old /tmp/old] [--seeds 5] [--interleaved 4]
+    nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --interleaved-only --interleaved 4
 """
 
 from __future__ import annotations
@@ -60,6 +65,39 @@ print(json.dumps(out))
 """
 
 
+INTERLEAVED = """
+import json, os, sys, time, warnings
+warnings.simplefilter("ignore")
+import numpy as np
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.hierarchical import fit_hierarchical
+from bayes_scaling.runs import load_marin
+runs = load_marin().for_fit()
+out = []
+for seed in range(int(sys.argv[1])):
+    row = {"seed": seed}
+    t = time.perf_counter(); post = fit_nuts(runs, seed=seed); row["pooled_s"] = time.perf_counter() - t
+    row["pooled_steps"] = float(np.asarray(post.idata["sample_stats"]["n_steps"]).mean())
+    row["load_pooled"] = os.getloadavg()[0]
+    t = time.perf_counter(); fit = fit_hierarchical(runs, seed=seed); row["hierarchical_s"] = time.perf_counter() - t
+    row["hierarchical_steps"] = fit.diagnostics["mean_steps"]
+    row["load_hierarchical"] = os.getloadavg()[0]
+    out.append(row)
+    print(json.dumps(row), file=sys.stderr, flush=True)
+print(json.dumps(out))
+"""
+
+
+def interleaved(pairs: int, cache: str) -> dict:
+    """Pooled and hierarchical fits alternated in one process (see the module docstring)."""
+    rows = python_json(INTERLEAVED, cache, ROOT, str(pairs))
+    refits = rows[1:]
+    ratios = [r["hierarchical_s"] / r["pooled_s"] for r in refits]
+    steps = [r["hierarchical_steps"] / r["pooled_steps"] for r in refits]
+    return {"fits": rows, "ratio_refit": ratios, "ratio_refit_median": float(sorted(ratios)[len(ratios) // 2]),
+            "steps_ratio": steps}
+
+
 def _env(source: Path, cache: str) -> dict:
     env = {**os.environ, "BAYES_SCALING_CACHE": cache, "PYTHONPATH": str(source)}
     env.pop("BAYES_SCALING_NO_COMPILE_CACHE", None)
@@ -90,7 +128,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", type=Path, default=None, help="checkout of an older revision to compare against")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--interleaved", type=int, default=0, help="pooled/hierarchical pairs at seeds 0..K-1")
+    parser.add_argument("--interleaved-only", action="store_true", help="run only the interleaved part")
     args = parser.parse_args()
+    if args.interleaved_only:
+        results = json.loads(RESULTS.read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            results["interleaved_in_process"] = interleaved(max(args.interleaved, 2), tmp)
+        print("interleaved:", results["interleaved_in_process"]["ratio_refit"], flush=True)
+        RESULTS.write_text(json.dumps(results, indent=2))
+        print(f"wrote {RESULTS}")
+        return 0
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared, loaded)",
                "data": "load_marin().for_fit(): 239 runs, groups comma/dclm/nemotron", "seeds": args.seeds}
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,6 +166,8 @@ def main() -> int:
             "min_bulk_ess_at_least_400": all(h["min_ess"] >= 400 for h in hier),
         }
         print("in-process:", results["in_process_s"], flush=True)
+        if args.interleaved:
+            results["interleaved_in_process"] = interleaved(args.interleaved, caches["inproc"])
         # 3. old against new, interleaved
         if args.old is not None:
             rows = {"old": {"cli_cold": [], "cli_warm": [], "fit_first": [], "fit_refit": []},
