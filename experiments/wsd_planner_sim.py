@@ -10,7 +10,8 @@ u_t ~ Normal(0, 0.01), drawn once per trunk. For each seed the same experiment i
 results, then a WSD sweep (``wsd_cooldown=0.2``: branches priced at cool-down + the trunk tokens
 still to train, scored with the offset and trunk effects, refits ``fit_wsd``) for the same number
 of results ("wsd_same_runs") and one with the cosine loop's FLOPs as its experiment budget and up to
-3x the results ("wsd_same_flops"). Summary (runs done, FLOPs spent, the 90% interval of N_opt(C*) and whether it
+3x the results ("wsd_same_flops"), and that again with the trunk spread's prior scale at the
+truth's 0.01 instead of 0.05 ("wsd_tight_same_flops", ``Planner.create(trunk_scale=0.01)``). Summary (runs done, FLOPs spent, the 90% interval of N_opt(C*) and whether it
 holds the truth) to experiments/results/wsd_planner_sim.json.
 """
 
@@ -56,6 +57,8 @@ def truth_job(seed: int):
 
 
 def one(mode: str, seed: int, max_runs: int, folder: Path, budget: float = BUDGET) -> dict:
+    from bayes_scaling.wsd import TRUNK_SCALE
+
     from bayes_scaling.design.candidates import grid
     from bayes_scaling.design.loop import LoopSettings, run_loop
     from bayes_scaling.design.planner import Planner
@@ -64,7 +67,8 @@ def one(mode: str, seed: int, max_runs: int, folder: Path, budget: float = BUDGE
 
     planner = Planner.create(folder / f"{mode}-s{seed}", grid(**GRID), target_budget=TARGET, experiment_budget=budget,
                              n_init=6, num_chains=2, num_warmup=150, num_draws=150, seed=seed,
-                             wsd_cooldown=0.2 if mode.startswith("wsd") else 0.0, overwrite=True)
+                             wsd_cooldown=0.2 if mode.startswith("wsd") else 0.0, overwrite=True,
+                             trunk_scale=TRUNK_SD if "tight" in mode else TRUNK_SCALE)
     t0 = time.perf_counter()
     result = run_loop(planner, InlineExecutor(job=truth_job(seed)),
                       lambda p: {"run_id": p.run_id, "N": p.N, "D": p.D, "trunk": p.trunk_id},
@@ -96,8 +100,9 @@ def main(argv=None) -> int:
         for seed in (int(x) for x in args.seeds.split(",")):
             cosine = one("cosine", seed, args.max_runs, Path(tmp))
             rows += [cosine, one("wsd_same_runs", seed, args.max_runs, Path(tmp)),
-                     one("wsd_same_flops", seed, 3 * args.max_runs, Path(tmp), budget=cosine["flops_spent"])]
-            for row in rows[-3:]:
+                     one("wsd_same_flops", seed, 3 * args.max_runs, Path(tmp), budget=cosine["flops_spent"]),
+                     one("wsd_tight_same_flops", seed, 3 * args.max_runs, Path(tmp), budget=cosine["flops_spent"])]
+            for row in rows[-4:]:
                 print(json.dumps(row), flush=True)
     summary = {"rows": rows, "settings": {"target_budget": TARGET, "experiment_budget": BUDGET, "grid": GRID,
                                           "offset": OFFSET, "trunk_sd": TRUNK_SD, "noise": NOISE,
@@ -105,7 +110,7 @@ def main(argv=None) -> int:
                "machine": {"cpu": "2-core AMD EPYC (shared, loaded)", "cpu_count": os.cpu_count(),
                            "load_average_1min_start": load_start, "load_average_1min_end": os.getloadavg()[0]},
                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    for mode in ("cosine", "wsd_same_runs", "wsd_same_flops"):
+    for mode in ("cosine", "wsd_same_runs", "wsd_same_flops", "wsd_tight_same_flops"):
         mine = [r for r in rows if r["mode"] == mode]
         summary[f"mean_{mode}"] = {k: float(np.mean([r[k] for r in mine])) for k in ("runs", "flops_spent", "log_N_opt_width")}
         summary[f"mean_{mode}"]["truth_inside"] = sum(r["truth_inside"] for r in mine)
