@@ -396,7 +396,8 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     if column is None and INFER_SLICES:
         budgets = inferred_budgets(runs)
         inferred = tuple(float(b) for b in np.unique(budgets[np.isfinite(budgets)]))
-        runs = Runs(runs.frame.assign(**{INFERRED_COLUMN: budgets}))
+        if inferred:
+            runs = Runs(runs.frame.assign(**{INFERRED_COLUMN: budgets}))
     residuals = []
     for split in forward_chain(runs, folds=folds, budget_column=column):
         posterior = fit_plain(split.train)

@@ -103,11 +103,12 @@ CANDIDATES = {
 # runs without a budget column get IsoFLOP slices inferred from compute (extrapolation.INFER_SLICES,
 # splits.infer_slices), and the calibration folds the N_opt rows of the slices they hold out whole;
 # the split rule is unchanged. In that run the library default had INFER_SLICES = True and the
-# candidate "no inferred slices" was the previous default. Judged by the same rule on Chinchilla only: Marin, Porian
-# and Gadre have budget columns, and calibrate infers slices only where budget_column_of finds none,
-# so their results are unchanged by construction (checked: the calibration of a Marin group gives the
-# same ScalePosterior with INFER_SLICES on and off, tests/test_slices.py). If the rule prefers "no
-# inferred slices", INFER_SLICES goes back to False. The loss-only candidates ("allocation own",
+# candidate "no inferred slices" was the previous default. Judged by the same rule on Chinchilla only: Marin and
+# Porian have budget columns, and calibrate infers slices only where budget_column_of finds none, so
+# their results are unchanged by construction (tests/test_slices.py: a table with a budget column
+# calibrates the same with INFER_SLICES on and off); Gadre has no budget column, but no slice passes
+# the checks in any of its groups, full or training runs (--slices-only, inferred_slices_gadre), so
+# its calibration is the same too. If the rule prefers "no inferred slices", INFER_SLICES goes back to False. The loss-only candidates ("allocation own",
 # "none") now also switch the inference off, so that they stay what they were on Chinchilla.
 # Outcome: the rule chose "no inferred slices" (coverage 81.9% against 79.2%, out of the 80-97% band;
 # interval score 0.091 against 0.092), so INFER_SLICES went back to False and the inference is the
@@ -334,6 +335,19 @@ def chinchilla_inferred_slices() -> list[dict]:
     return out
 
 
+def gadre_inferred_slices() -> dict:
+    """Gadre (no budget column): the number of inferred IsoFLOP slices per group, in all its runs
+    and in the backtest's training runs (where the calibration would use them)."""
+    from bayes_scaling.splits import inferred_budgets
+
+    out = {}
+    for part, runs in (("all", load_gadre().for_fit()), ("train", split_by_compute(load_gadre().for_fit()).train)):
+        budgets = inferred_budgets(runs)
+        groups = runs.frame["group"].to_numpy()
+        out[part] = {g: int(len(np.unique(budgets[(groups == g) & np.isfinite(budgets)]))) for g in runs.groups}
+    return out
+
+
 def diagnostics(runs: Runs) -> list[dict]:
     out = []
     for name in runs.groups:
@@ -380,6 +394,8 @@ def main() -> None:
     if args.slices_only:
         report = json.loads(args.out.read_text()) if args.out.exists() else {}
         report["inferred_slices_chinchilla"] = chinchilla_inferred_slices()
+        report["inferred_slices_gadre"] = gadre_inferred_slices()
+        print("Gadre, inferred slices per group:", report["inferred_slices_gadre"])
         args.out.write_text(json.dumps(report, indent=1))
         for r in report["inferred_slices_chinchilla"]:
             print(f"C {r['budget']:.3g}: {r['runs']} runs, N span {r['N_span']:.1f}x, empirical N_opt "
