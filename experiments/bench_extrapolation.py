@@ -335,6 +335,24 @@ def chinchilla_inferred_slices() -> list[dict]:
     return out
 
 
+def chinchilla_fold_optimum_rows() -> list[dict]:
+    """The N_opt rows that the calibration of a default fit of all Chinchilla runs would get from
+    inferred slices: per fold (Laplace refit of its lower runs, as ``calibrate``) the residuals
+    ln N_emp - mean ln N_opt of the slices it holds out whole, and their variances."""
+    from bayes_scaling.fitting.nuts import fit_laplace
+    from bayes_scaling.splits import inferred_budgets
+
+    runs = load_chinchilla().for_fit()
+    runs = Runs(runs.frame.assign(**{extrapolation.INFERRED_COLUMN: inferred_budgets(runs)}))
+    out = []
+    for split in forward_chain(runs, budget_column=None):
+        rows = extrapolation.optimum_residuals(fit_laplace(split.train), extrapolation.whole_slices(split.test, runs),
+                                               extrapolation.INFERRED_COLUMN)
+        out.append({"fitted": len(split.train), "held_out": len(split.test),
+                    "residuals": rows.r.round(4).tolist(), "variances": rows.v.round(5).tolist()})
+    return out
+
+
 def gadre_inferred_slices() -> dict:
     """Gadre (no budget column): the number of inferred IsoFLOP slices per group, in all its runs
     and in the backtest's training runs (where the calibration would use them)."""
@@ -395,6 +413,8 @@ def main() -> None:
         report = json.loads(args.out.read_text()) if args.out.exists() else {}
         report["inferred_slices_chinchilla"] = chinchilla_inferred_slices()
         report["inferred_slices_gadre"] = gadre_inferred_slices()
+        report["inferred_slice_fold_rows_chinchilla"] = chinchilla_fold_optimum_rows()
+        print("Chinchilla folds' N_opt rows:", report["inferred_slice_fold_rows_chinchilla"])
         print("Gadre, inferred slices per group:", report["inferred_slices_gadre"])
         args.out.write_text(json.dumps(report, indent=1))
         for r in report["inferred_slices_chinchilla"]:
