@@ -83,7 +83,7 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict], settings: LoopSettings = LoopSettings(),
+def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | list[dict]], settings: LoopSettings = LoopSettings(),
              *, store=None, stop_requested: Callable[[], bool] | None = None, notify: Callable[[str], None] | None = None,
              busy: Callable[[str], contextlib.AbstractContextManager] | None = None,
              on_status: Callable[[dict], None] | None = None) -> LoopResult:
