@@ -103,9 +103,9 @@ def hierarchical_model(spec: HierSpec, group, N, D, centre, centring, offset, of
     offsets' lambda and Q (unused without offsets); ``mask``: False for padding rows."""
     law, G = spec.law, spec.n_groups
     centre = jnp.asarray(centre)
-    tau_o = numpyro.sample("offset_tau", dist.HalfNormal(spec.offset_scale)) if spec.n_offsets else None
-    level = 0.0
-    if spec.level_params:
+    tau_o, level = None, 0.0
+    if spec.level_params:  # (otherwise tau_o is drawn with the offsets below, in the sites' original order)
+        tau_o = numpyro.sample("offset_tau", dist.HalfNormal(spec.offset_scale))
         with handlers.reparam(config={"offset_level": LocScaleReparam(centered=0.0)}):
             level = numpyro.sample("offset_level", dist.Normal(0.0, tau_o / np.sqrt(spec.n_offsets)))
     shift = {p: level if p in spec.level_params else 0.0 for p in law.param_names}
@@ -133,6 +133,8 @@ def hierarchical_model(spec: HierSpec, group, N, D, centre, centring, offset, of
     sigma_i = sigma[group] if spec.sigma_per_group else sigma
     loc = law.log_loss({k: v[group] for k, v in theta_seen.items()}, N, D)
     if spec.n_offsets:
+        if tau_o is None:
+            tau_o = numpyro.sample("offset_tau", dist.HalfNormal(spec.offset_scale))
         with handlers.reparam(config={"offset_coef": LocScaleReparam(centered=offset_centring)}):
             coef = numpyro.sample("offset_coef", dist.Normal(0.0, tau_o).expand((spec.n_offset_coords,)).to_event(1))
         wiggle = jnp.asarray(offset_basis) @ coef
