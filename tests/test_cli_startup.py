@@ -26,6 +26,7 @@ def _startup(command):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh interpreter, several processes or a whole CLI round trip: in `make test`
 def test_a_named_command_imports_only_its_own_module():
     fit = _startup("fit")
     assert fit == {"commands": ["fit"], "design_loaded": False}

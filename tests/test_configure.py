@@ -41,6 +41,7 @@ def run(code: str, tmp_path, **env) -> dict:
     return report
 
 
+@pytest.mark.slow  # a fresh interpreter, several processes or a whole CLI round trip: in `make test`
 def test_import_changes_no_jax_setting(tmp_path):
     """Importing the package and every module in it leaves JAX as it was: 32-bit, XLA_FLAGS unset
     (or the user's, unchanged), no compilation cache, backend not started."""

@@ -113,6 +113,7 @@ def test_a_stop_between_the_store_and_the_state_neither_loses_nor_repeats_the_ru
     assert [r["run_id"] for r in Planner.open(tmp_path).done] == answered
 
 
+@pytest.mark.slow  # a fresh interpreter, several processes or a whole CLI round trip: in `make test`
 def test_the_loop_ends_with_a_saved_fit_that_posterior_load_and_the_cli_open(tmp_path):
     from bayes_scaling.cli import main
     from bayes_scaling.posterior import Posterior

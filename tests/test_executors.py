@@ -146,6 +146,7 @@ def test_loop_through_submitit_local_executor_runs_the_same_batch(tmp_path):
     assert len(list((tmp_path / "submitit").glob("*_result.pkl"))) == 3  # one submitit job per run
 
 
+@pytest.mark.slow  # a fresh interpreter, several processes or a whole CLI round trip: in `make test`
 def test_process_pool_records_a_run_failed_after_its_retries(tmp_path, monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_no_such_flag=1")  # every child aborts at start-up, without a result
     executor = ProcessExecutor(retries=1)

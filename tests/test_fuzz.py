@@ -493,6 +493,7 @@ def _create_and_append(path, worker, barrier):
     store.append_many([{"run_id": f"w{worker}-{i}", "N": 1e8, "D": 2e9, "loss": 3.0} for i in range(20)])
 
 
+@pytest.mark.slow  # a fresh interpreter, several processes or a whole CLI round trip: in `make test`
 def test_a_new_store_created_by_several_processes_at_once_is_one_store(tmp_path):
     import multiprocessing
 

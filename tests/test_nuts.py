@@ -293,6 +293,7 @@ print(json.dumps(np.asarray(draws.samples["x"]).ravel().tolist()))
 """
 
 
+@pytest.mark.slow  # a fresh interpreter, several processes or a whole CLI round trip: in `make test`
 def test_a_repeated_sample_in_a_new_process_loads_only_the_samplers_programs(tmp_path):
     """Issue 15's repeated CLI call: in a new process with the caches filled, ``sampler.sample``
     lowers only its four cached programs (no eager JAX operation: the chains' keys are split

@@ -159,6 +159,7 @@ def test_bad_format_is_an_input_error(post, tmp_path):
 
 
 # --- CLI -----------------------------------------------------------------------------------------
+@pytest.mark.slow  # a fresh interpreter, several processes or a whole CLI round trip: in `make test`
 def test_cli_report_of_a_saved_point_fit(tmp_path, capsys):
     runs = load_chinchilla().for_fit()
     samples = {k: np.array([[v]]) for k, v in EPOCH_2024.items()}
