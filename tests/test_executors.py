@@ -112,6 +112,7 @@ def test_loop_on_ray_trains_a_batch_retries_a_killed_run_and_streams_into_the_st
     wait_for(lambda: ray_instance.available_resources().get("CPU") == 2, timeout=10)  # every task gave its CPU back
 
 
+@pytest.mark.slow  # a Ray cluster, a fresh interpreter or a browser process: in `make test`
 def test_ray_cancel_stops_the_run_and_its_training_child(ray_instance):
     from bayes_scaling.executors.ray_executor import RayExecutor
 

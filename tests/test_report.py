@@ -123,6 +123,7 @@ def test_html_report_lists_the_excluded_rows_and_why(html_report):
     assert "No residual trend against log N, log D or log C" in text
 
 
+@pytest.mark.slow  # a Ray cluster, a fresh interpreter or a browser process: in `make test`
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_html_report_renders_in_headless_chromium(html_report, tmp_path):
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]

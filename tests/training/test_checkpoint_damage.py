@@ -63,6 +63,7 @@ def test_a_file_as_checkpoint_dir(tmp_path):
         run(tiny_spec(checkpoint_dir=str(tmp_path / "file")))
 
 
+@pytest.mark.slow  # a Ray cluster, a fresh interpreter or a browser process: in `make test`
 def test_train_command_prints_one_line_for_a_damaged_checkpoint(stopped, tmp_path):
     """End to end: `bayes-scaling train` starts `python -m training`, which refuses the checkpoint
     (exit 2); the command prints one line naming the folder, exit 2, and stores nothing."""
