@@ -31,10 +31,10 @@ import pandas as pd
 from bayes_scaling import scoring
 from bayes_scaling.errors import InputError
 from bayes_scaling.runs.table import Runs
+from bayes_scaling.splits import SLICE_MIN_RUNS as MIN_SLICE_RUNS
 from bayes_scaling.splits import budget_column_of, split_by_compute
 
 LEVELS = (0.5, 0.8, 0.9)
-MIN_SLICE_RUNS = 5
 BOOTSTRAP_RESAMPLES = 1000
 ALL = "all held-out"
 

@@ -116,7 +116,7 @@ def forward_chain(runs: Runs, *, folds: int = 3, budget_column: str | None = "au
 
 # --- IsoFLOP slices of a table without a budget column ---------------------------------------------
 SLICE_TOLERANCE = 1.3  # a slice's runs have C = 6ND within this factor of each other (end to end)
-SLICE_MIN_RUNS = 5  # as backtest.MIN_SLICE_RUNS
+SLICE_MIN_RUNS = 5  # an IsoFLOP slice's fewest runs (backtest's held-out slices too)
 SLICE_MIN_SPAN = 3.0  # the slice's largest N over its smallest
 
 
