@@ -35,6 +35,7 @@ Pool-based, judged on held-out runs (experiments/design_pool.py; results/bench_d
     python experiments/bench_design.py --pool --timing            # one ask against one refit
     python experiments/bench_design.py --pool --develop           # ours' variants on seeds 100-102, the rule's choice
     python experiments/bench_design.py --pool --profile OUT.json  # Chinchilla seed 0: picks, variance split
+    python experiments/bench_design.py --pool --diagnose OUT.json # what ours and MSPE buy at 10%, the laws fitted to them
     python experiments/bench_design.py --pool --sources S --strategies K... --out PART.json   # split over processes
     python experiments/bench_design.py --pool --merge PART.json ... # the parts as one results file
 """

@@ -46,6 +46,7 @@ KINDS = ("variance", "information")
 PARTS = ("model", "law")  # which draws the covariances come from (``posterior_columns``)
 DEFAULT_COST_EXPONENT = 0.4  # gamma: declared before results (MSPE's exponent)
 DEFAULT_N_OPT_WEIGHT = 0.5  # lambda
+SHAPE_SPAN = 3.0  # compute-optimal band: N within 3x of N_opt at the run's compute (the default region's span)
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,36 @@ def joint_choose(Z, columns, n_pending: int, noise_var: float, misfit: np.ndarra
         gains.append(float(value_gain[j]))
         observe(first + j)
     return chosen, np.asarray(gains)
+
+
+def compute_optimal_band(posterior, N, D, span: float = SHAPE_SPAN) -> np.ndarray:
+    """Which runs (N, D) have a compute-optimal shape under ``posterior``: N within a factor
+    ``span`` of the posterior median N_opt at the run's own compute 6 N D (equivalently tokens per
+    parameter within span^2 of the optimum's), a boolean mask. N_opt is the law's (theta's draws):
+    the runs scored lie at or below the fitted scales, where the drift of an extrapolating fit is
+    nil, and the closed form costs O(S K) where the model's frontier would cost seconds. With ``span`` = 3 it is the band the
+    default target region spans at C* (``TargetRegion.isoflop``), carried down to each run's scale:
+    runs shaped like those the team will train."""
+    N, D = np.atleast_1d(np.asarray(N, np.float64)), np.atleast_1d(np.asarray(D, np.float64))
+    if not span >= 1:
+        raise InputError(f"the compute-optimal band's span must be >= 1, got {span!r}")
+    import jax.numpy as jnp
+
+    from bayes_scaling._jax_setup import configure
+
+    configure()
+    th = {k: jnp.asarray(v)[:, None] for k, v in posterior.theta().items() if k in posterior.law.param_names}
+    n_opt = np.nanmedian(np.asarray(posterior.law.optimal_allocation(th, jnp.asarray(6.0 * N * D)[None, :])[0]), axis=0)
+    return np.abs(np.log(N / n_opt)) <= np.log(span) + 1e-12
+
+
+def in_band(posterior, N, D, span: float | None) -> np.ndarray:
+    """Indices of the runs to score: those in ``compute_optimal_band`` (all when ``span`` is None,
+    or when no run is in the band, so a pool without such shapes still gets a proposal)."""
+    if span is None:
+        return np.arange(len(np.atleast_1d(N)))
+    keep = np.flatnonzero(compute_optimal_band(posterior, N, D, span))
+    return keep if len(keep) else np.arange(len(np.atleast_1d(N)))
 
 
 def finite_draws(*arrays):
