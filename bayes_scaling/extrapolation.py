@@ -90,6 +90,13 @@ FOLD_DRAWS = 1000  # enough for a held-out run's predictive mean and variance
 # covariance over the refit's draws: one refit's parameters move all its predictions together). The
 # benchmark's rule kept "diagonal" (results/bench_extrapolation_fold_covariance.json).
 FOLD_COVARIANCE = "diagonal"
+# How often a held-out run counts in the folds' composite likelihood. The folds are nested (a run in
+# the top 10% of compute is held out by all three folds, a run in the top 30% only by the last), so
+# "each" (every fold's rows at full weight) counts the top runs up to three times; "once" divides
+# each row's information by the number of folds that hold it out (its variance times that count),
+# so that every held-out run, and every held-out slice's optimum, weighs one unit in all.
+FOLD_OVERLAP = "each"
+FOLD_OVERLAPS = ("each", "once")
 DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -160,28 +167,31 @@ def directions(log_loss, theta, ranges, N, D) -> np.ndarray:
 
 
 def _residuals(r: np.ndarray, draws: np.ndarray, U: np.ndarray, extra_var: np.ndarray | None = None,
-               optima: int = 0) -> FoldResiduals:
+               optima: int = 0, overlap: np.ndarray | None = None) -> FoldResiduals:
     """Residuals r of n rows with their predictive draws (S, n) and directions U (n, 4): variances
     v = var(draws) + ``extra_var``, or with ``FOLD_COVARIANCE`` "full" the rows whitened by the
     Cholesky factor L of V = Cov(draws) + diag(extra_var): r' = L^-1 r, U' = L^-1 U, v' = 1, whose
     Gaussian likelihood N(r'; U'd, I) is N(r; Ud, V) up to log det V, which is free of the drift's
-    scales."""
+    scales. ``overlap`` (n,): the number of folds holding each row out; V becomes K^1/2 V K^1/2
+    with K = diag(overlap), dividing each row's information by its count (``FOLD_OVERLAP``)."""
     extra = np.zeros(len(r)) if extra_var is None else np.asarray(extra_var)
+    k = np.ones(len(r)) if overlap is None else np.asarray(overlap, np.float64)
     if FOLD_COVARIANCE == "diagonal" or len(r) == 0:
-        return FoldResiduals(r=r, v=draws.var(axis=0) + extra, U=U, optima=optima)
+        return FoldResiduals(r=r, v=(draws.var(axis=0) + extra) * k, U=U, optima=optima)
     from scipy.linalg import solve_triangular
 
-    cov = np.atleast_2d(np.cov(draws, rowvar=False, ddof=0)) + np.diag(extra)
+    cov = (np.atleast_2d(np.cov(draws, rowvar=False, ddof=0)) + np.diag(extra)) * np.sqrt(np.outer(k, k))
     L = np.linalg.cholesky(cov + 1e-12 * np.trace(cov) / len(r) * np.eye(len(r)))
     return FoldResiduals(r=solve_triangular(L, r, lower=True), v=np.ones(len(r)), U=solve_triangular(L, U, lower=True),
                          optima=optima)
 
 
-def fold_residuals(posterior, test, max_draws: int = FOLD_DRAWS) -> FoldResiduals:
+def fold_residuals(posterior, test, max_draws: int = FOLD_DRAWS, overlap: np.ndarray | None = None) -> FoldResiduals:
     """Residuals of a plain fit's predictive log-loss at held-out runs ``test`` (from at most
     ``max_draws`` of its draws, ``Posterior.predict``), with the drift's directions at the
     posterior mean slopes, from the fit's own range. The points are padded (to 64, or the next
-    power of two), so folds share compiled programs."""
+    power of two), so folds share compiled programs. ``overlap``: per row of ``test``, the number
+    of folds that hold it out (``_residuals``)."""
     from bayes_scaling.posterior import compiled_log_loss
 
     n = len(test)
@@ -195,10 +205,12 @@ def fold_residuals(posterior, test, max_draws: int = FOLD_DRAWS) -> FoldResidual
                    N[None], D[None])[:, :n]
     ok = np.isfinite(log_draws).all(axis=0) & np.isfinite(U).all(axis=(0, 2))  # a diverged draw says nothing
     draws = log_draws[:, ok]
-    return _residuals(np.log(test.loss)[ok] - draws.mean(axis=0), draws, U.mean(axis=0)[ok])
+    return _residuals(np.log(test.loss)[ok] - draws.mean(axis=0), draws, U.mean(axis=0)[ok],
+                      overlap=None if overlap is None else np.asarray(overlap)[ok])
 
 
-def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS) -> FoldResiduals:
+def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS,
+                      overlap: dict | None = None) -> FoldResiduals:
     """Residuals of a plain fit's ln N_opt at the held-out IsoFLOP slices of ``test`` (``column``:
     their budget): r = ln N_emp - mean of the fit's ln N_opt draws at the slice's compute C, with
     N_emp the slice's own optimum (Approach 2, ``backtest.slice_optimum``; slices with fewer than
@@ -206,12 +218,13 @@ def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS)
     v = the draws' variance + the vertex's bootstrap variance, and U = d ln N_opt / d drift at the
     posterior medians (finite differences of ``frontier.drifted_optimum``; exactly u_C for the
     allocation drift). The losses barely see the allocation (the profile is flat at its optimum):
-    these rows are what tells the folds where the optimum went."""
+    these rows are what tells the folds where the optimum went. ``overlap``: budget -> the number
+    of folds that hold the slice out (``_residuals``; 1 where absent)."""
     from bayes_scaling.backtest import MIN_SLICE_RUNS, slice_optimum
     from bayes_scaling.frontier import drifted_optimum
 
     budgets = test.frame[column].to_numpy(np.float64)
-    C, r_emp, v_emp = [], [], []
+    C, r_emp, v_emp, counts = [], [], [], []
     for b in np.unique(budgets[np.isfinite(budgets)]):  # NaN: a run in no slice
         idx = np.flatnonzero(budgets == b)
         if len(idx) < MIN_SLICE_RUNS or len(np.unique(test.N[idx])) < 3:
@@ -225,6 +238,7 @@ def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS)
         C.append(np.exp(np.mean(np.log(test.C[idx]))))
         r_emp.append(np.log(emp.n_opt))
         v_emp.append((np.log(emp.hi / emp.lo) / (2 * SLICE_Z)) ** 2)
+        counts.append((overlap or {}).get(float(b), 1))
     if not C:
         return FoldResiduals(r=np.zeros(0), v=np.zeros(0), U=np.zeros((0, len(DRIFT_SITES))))
     C = np.asarray(C)
@@ -236,7 +250,7 @@ def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS)
     ranges = log_range(posterior.runs.N, posterior.runs.D)
     moved = np.log(drifted_optimum(posterior.law, th, C[None], N_law, G, ranges)[0])
     return _residuals(np.asarray(r_emp) - log_n[ok].mean(axis=0), log_n[ok], ((moved[1:] - moved[0]) / STEP_OPT).T,
-                      extra_var=np.asarray(v_emp), optima=len(C))
+                      extra_var=np.asarray(v_emp), optima=len(C), overlap=np.asarray(counts))
 
 
 def _fold_terms(fold: FoldResiduals, own: np.ndarray, shared: np.ndarray):
@@ -398,14 +412,20 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
         inferred = tuple(float(b) for b in np.unique(budgets[np.isfinite(budgets)]))
         if inferred:
             runs = Runs(runs.frame.assign(**{INFERRED_COLUMN: budgets}))
+    if FOLD_OVERLAP not in FOLD_OVERLAPS:
+        raise InputError(f"extrapolation.FOLD_OVERLAP must be one of {', '.join(map(repr, FOLD_OVERLAPS))}, "
+                         f"got {FOLD_OVERLAP!r}")
+    splits = forward_chain(runs, folds=folds, budget_column=column)
+    slice_column = column if column is not None else INFERRED_COLUMN if inferred else None
+    slice_tests = [None if slice_column is None else split.test if column is not None else whole_slices(split.test, runs)
+                   for split in splits]
+    run_counts, slice_counts = fold_overlap(splits, slice_tests, slice_column)
     residuals = []
-    for split in forward_chain(runs, folds=folds, budget_column=column):
+    for split, slices in zip(splits, slice_tests):
         posterior = fit_plain(split.train)
-        fold = fold_residuals(posterior, split.test)
-        if column is not None:
-            fold = fold.join(optimum_residuals(posterior, split.test, column))
-        elif inferred:
-            fold = fold.join(optimum_residuals(posterior, whole_slices(split.test, runs), INFERRED_COLUMN))
+        fold = fold_residuals(posterior, split.test, overlap=run_counts(split.test))
+        if slices is not None:
+            fold = fold.join(optimum_residuals(posterior, slices, slice_column, overlap=slice_counts))
         residuals.append(fold)
     mode = "learned" if any(fold.optima for fold in residuals) else LOSS_ONLY_MEAN
     if mode == "allocation own":
@@ -414,6 +434,23 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     else:
         scales = ScalePosterior.from_folds(residuals, prior_scales, shared=0.0 if mode == "none" else None)
     return replace(scales, inferred_slices=inferred)
+
+
+def fold_overlap(splits, slice_tests, slice_column: str | None):
+    """(run_counts, slice_counts) for ``FOLD_OVERLAP``: a callable giving, per row of a fold's held-out
+    runs, the number of folds that hold that run out (by ``run_id``), and a dict budget -> the number
+    of folds whose held-out slices (``slice_tests``) hold that slice; all ones and None with "each"."""
+    if FOLD_OVERLAP == "each":
+        return (lambda test: None), None
+    from collections import Counter
+
+    runs = Counter(run for split in splits for run in split.test.frame["run_id"])
+    slices = Counter()
+    if slice_column is not None:
+        for test in slice_tests:
+            budgets = test.frame[slice_column].to_numpy(np.float64)
+            slices.update(float(b) for b in np.unique(budgets[np.isfinite(budgets)]))
+    return (lambda test: np.array([runs[run] for run in test.frame["run_id"]], np.float64)), dict(slices)
 
 
 def whole_slices(test: Runs, runs: Runs) -> Runs:

@@ -87,6 +87,41 @@ def test_full_fold_covariance_is_the_correlated_gaussian(monkeypatch):
     assert ours != pytest.approx(dense(s1, np.diag(np.diag(V))) - dense(s2, np.diag(np.diag(V))), rel=1e-2)
 
 
+def test_fold_overlap_counts_each_held_out_run_once(monkeypatch):
+    """FOLD_OVERLAP "once": nested folds hold the top budget out three times, the next twice, the
+    third once; each row's variance (and, with the full covariance, its whitened row) carries that
+    count, so a run held out by k folds weighs 1/k in each; "each" leaves the rows as they are."""
+    runs = simulate_sweeps(4, 0.0, budgets=np.logspace(18, 21, 7))
+    splits = forward_chain(runs, budget_column="budget")
+    assert len(splits) == 3
+    run_counts, slice_counts = ex.fold_overlap(splits, [s.test for s in splits], "budget")
+    assert run_counts(splits[0].test) is None and slice_counts is None  # "each" (the default)
+    monkeypatch.setattr(ex, "FOLD_OVERLAP", "once")
+    run_counts, slice_counts = ex.fold_overlap(splits, [s.test for s in splits], "budget")
+    top = np.sort(np.unique(runs.frame["budget"]))[-3:]
+    assert slice_counts == {float(top[0]): 1, float(top[1]): 2, float(top[2]): 3}
+    counts = run_counts(splits[2].test)
+    expected = np.select([splits[2].test.frame["budget"] == b for b in top], [1, 2, 3])
+    np.testing.assert_array_equal(counts, expected)
+    rng = np.random.default_rng(0)
+    draws, U, r = rng.normal(0, 0.02, (500, 3)), np.ones((3, 4)), rng.normal(0, 0.02, 3)
+    k = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(ex._residuals(r, draws, U, overlap=k).v, draws.var(axis=0) * k)
+    monkeypatch.setattr(ex, "FOLD_COVARIANCE", "full")
+    whitened = ex._residuals(r, draws, U, overlap=k)
+    V = np.cov(draws, rowvar=False, ddof=0) * np.sqrt(np.outer(k, k))
+    s1, s2 = np.array([0.3, 0.3, 0.01, 0.05]), np.array([0.05, 0.05, 0.002, 0.3])
+
+    def dense(s):
+        return stats.multivariate_normal(np.zeros(3), V + U @ np.diag(s**2) @ U.T).logpdf(r)
+
+    ours = ex.shared_drift_likelihood([whitened], s1)[0] - ex.shared_drift_likelihood([whitened], s2)[0]
+    assert ours == pytest.approx(dense(s1) - dense(s2), rel=1e-6)
+    monkeypatch.setattr(ex, "FOLD_OVERLAP", "twice")
+    with pytest.raises(InputError, match="FOLD_OVERLAP"):
+        ex.calibrate(runs, fit_laplace)
+
+
 def test_folds_that_agree_move_the_drift_they_share():
     """Folds whose residuals all show the same allocation drift: the predictive drift is centred
     near it, where folds with no drift leave it centred on zero."""
