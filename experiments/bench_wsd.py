@@ -141,6 +141,29 @@ def fit_offset(frame) -> dict:
             "sampling_seconds": fit.posterior.meta["sampling_seconds"]}
 
 
+def offset_residuals(cells: list[dict], offset_median: float) -> dict:
+    """Does one offset describe every cell? Per (N, D): the gap on log-loss (mean log branch loss -
+    mean log cosine loss over the seeds) less the fitted offset's median; their sd across the cells
+    against the sd that seed noise alone gives such a gap (the cell's log seed sd s times
+    sqrt(1/branches + 1/cosine runs), root mean square over the cells). A ratio near 1: the offset
+    captures the gap up to noise; well above 1: the gap depends on (N, D) beyond one offset."""
+    rows = []
+    for c in cells:
+        cos, br = np.log(list(c["cosine_loss_by_seed"].values())), np.log(list(c["branch_loss_by_seed"].values()))
+        if len(cos) < 2 or len(br) < 1:
+            continue
+        s = float(np.std(cos, ddof=1))
+        rows.append({"N": c["N"], "D": c["D"], "log_gap": float(br.mean() - cos.mean()),
+                     "residual": float(br.mean() - cos.mean() - offset_median),
+                     "noise_sd": s * float(np.sqrt(1 / len(br) + 1 / len(cos)))})
+    if len(rows) < 2:
+        return {"cells": rows}
+    res = [r["residual"] for r in rows]
+    noise = float(np.sqrt(np.mean([r["noise_sd"] ** 2 for r in rows])))
+    return {"cells": rows, "mean_residual": float(np.mean(res)), "residual_sd": float(np.std(res, ddof=1)),
+            "noise_sd_rms": noise, "residual_sd_over_noise": float(np.std(res, ddof=1)) / noise if noise else None}
+
+
 def compare_laws(frame, horizon: float = 100.0) -> dict:
     """The Chinchilla law fitted (NUTS, plain model) to each seed-0 sweep: N_opt and L_opt at
     ``horizon`` x the largest run's 6ND with 90% intervals, whether the two sweeps' intervals overlap,
@@ -217,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                            "cooldown_fraction": COOLDOWN_FRACTION, "cooldown_shape": COOLDOWN_SHAPE, "base_spec": base}
     if not args.no_fit and summary.get("n_cells_compared"):
         summary["wsd_model_fit"] = fit_offset(frame)
+        summary["offset_residuals"] = offset_residuals(summary["cells"], summary["wsd_model_fit"]["offset_q05_q50_q95"][1])
         summary["laws_by_sweep"] = compare_laws(frame)
     summary["wall_minutes_this_invocation"] = (time.perf_counter() - t0) / 60
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -77,8 +77,8 @@ def baseline_checks(peak: float = 0.0) -> list[dict]:
     return rows
 
 
-def train_all(specs: list[dict], store, done: set, t0: float, max_minutes: float) -> bool:
-    """Train the specs not yet stored; False when the time cap stopped it."""
+def train_all(specs: list[dict], store, done: set, t0: float, max_minutes: float, source: str = "wsd_lr_sweep") -> bool:
+    """Train the specs not yet stored (as ``source``); False when the time cap stopped it."""
     from bayes_scaling.executors.child import train_in_subprocess
 
     for s in specs:
@@ -89,7 +89,7 @@ def train_all(specs: list[dict], store, done: set, t0: float, max_minutes: float
             return False
         result = train_in_subprocess(s, quiet=True, nice=10)
         if result.get("N"):
-            store.append(result, source="wsd_lr_sweep")
+            store.append(result, source=source)
             done.add(s["run_id"])
         print(f"{s['run_id']}: {result['status']} loss={result.get('loss')} wall={result.get('wall_time', 0):.1f}s "
               f"[{(time.perf_counter() - t0) / 60:.1f} min]", flush=True)

@@ -11,8 +11,12 @@ results, then a WSD sweep (``wsd_cooldown=0.2``: branches priced at cool-down + 
 still to train, scored with the offset and trunk effects, refits ``fit_wsd``) for the same number
 of results ("wsd_same_runs") and one with the cosine loop's FLOPs as its experiment budget and up to
 3x the results ("wsd_same_flops"), and that again with the trunk spread's prior scale at the
-truth's 0.01 instead of 0.05 ("wsd_tight_same_flops", ``Planner.create(trunk_scale=0.01)``). Summary (runs done, FLOPs spent, the 90% interval of N_opt(C*) and whether it
-holds the truth) to experiments/results/wsd_planner_sim.json.
+truth's 0.01 instead of 0.05 ("wsd_tight_same_flops", ``Planner.create(trunk_scale=0.01)``), and
+with the cosine loop's FLOPs and 2 or 3 trunks per size ("wsd2_same_flops", "wsd3_same_flops":
+``branches.sweep_branches(trunks_per_size=k)``, each trunk its own effect u_t, so a size's losses
+are not all shifted by one draw; the planner itself offers one trunk per size, so these modes use
+a subclass whose ``wsd_branches`` passes k). Summary (runs done, FLOPs spent, trunks opened, the
+90% interval of N_opt(C*) and whether it holds the truth) to experiments/results/wsd_planner_sim.json.
 """
 
 from __future__ import annotations
@@ -56,16 +60,38 @@ def truth_job(seed: int):
     return job
 
 
+MODES = ("cosine", "wsd_same_runs", "wsd_same_flops", "wsd_tight_same_flops", "wsd2_same_flops", "wsd3_same_flops")
+
+
+def planner_class(trunks_per_size: int):
+    """The planner, or a subclass offering ``trunks_per_size`` trunks of every size."""
+    from bayes_scaling.design.branches import sweep_branches
+    from bayes_scaling.design.planner import Planner
+
+    if trunks_per_size == 1:
+        return Planner
+
+    class SeveralTrunks(Planner):
+        def wsd_branches(self, used=(), max_cost=np.inf):
+            wsd = self.state["wsd"]
+            busy = {p["trunk_id"] for p in self.pending.values() if p.get("trunk_id")}
+            return sweep_branches(self.candidates, wsd["trunks"], cooldown_fraction=self.settings["wsd_cooldown"],
+                                  tokens_per_step=wsd["tokens_per_step"], busy=busy, exclude=used, max_cost=max_cost,
+                                  trunks_per_size=trunks_per_size)
+
+    return SeveralTrunks
+
+
 def one(mode: str, seed: int, max_runs: int, folder: Path, budget: float = BUDGET) -> dict:
     from bayes_scaling.wsd import TRUNK_SCALE
 
     from bayes_scaling.design.candidates import grid
     from bayes_scaling.design.loop import LoopSettings, run_loop
-    from bayes_scaling.design.planner import Planner
     from bayes_scaling.executors.inline import InlineExecutor
     from bayes_scaling.laws import EPOCH_2024, get_law
 
-    planner = Planner.create(folder / f"{mode}-s{seed}", grid(**GRID), target_budget=TARGET, experiment_budget=budget,
+    k = int(mode[3]) if mode[:3] == "wsd" and mode[3].isdigit() else 1
+    planner = planner_class(k).create(folder / f"{mode}-s{seed}", grid(**GRID), target_budget=TARGET, experiment_budget=budget,
                              n_init=6, num_chains=2, num_warmup=150, num_draws=150, seed=seed,
                              wsd_cooldown=0.2 if mode.startswith("wsd") else 0.0, overwrite=True,
                              trunk_scale=TRUNK_SD if "tight" in mode else TRUNK_SCALE)
@@ -79,7 +105,7 @@ def one(mode: str, seed: int, max_runs: int, folder: Path, budget: float = BUDGE
     n_true, _ = law.optimal_allocation({k: jnp.asarray(v) for k, v in EPOCH_2024.items()}, jnp.asarray(TARGET))
     s = result.status
     lo, med, hi = (float(np.exp(s["log_N_opt"][k])) for k in ("lo", "median", "hi"))
-    return {"mode": mode, "seed": seed, "runs": s["runs_done"], "flops_spent": s["flops_spent"],
+    return {"mode": mode, "seed": seed, "trunks_per_size": k, "runs": s["runs_done"], "flops_spent": s["flops_spent"],
             "trunks_opened": len(planner.state.get("wsd", {}).get("trunks", {})),
             "N_opt_median": med, "N_opt_lo": lo, "N_opt_hi": hi, "log_N_opt_width": s["log_N_opt"]["width"],
             "N_opt_true": float(n_true), "truth_inside": bool(lo <= float(n_true) <= hi), "stop": s["reason"],
@@ -90,7 +116,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--max-runs", type=int, default=20)
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--out", default=str(SUMMARY))
     args = p.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    if "cosine" not in modes or set(modes) - set(MODES):
+        p.error(f"--modes: a subset of {MODES} that holds cosine (the others take its FLOPs)")
     import bayes_scaling
 
     bayes_scaling.configure()
@@ -99,22 +130,24 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="wsd-planner-sim-") as tmp:
         for seed in (int(x) for x in args.seeds.split(",")):
             cosine = one("cosine", seed, args.max_runs, Path(tmp))
-            rows += [cosine, one("wsd_same_runs", seed, args.max_runs, Path(tmp)),
-                     one("wsd_same_flops", seed, 3 * args.max_runs, Path(tmp), budget=cosine["flops_spent"]),
-                     one("wsd_tight_same_flops", seed, 3 * args.max_runs, Path(tmp), budget=cosine["flops_spent"])]
-            for row in rows[-4:]:
-                print(json.dumps(row), flush=True)
+            print(json.dumps(cosine), flush=True)
+            rows.append(cosine)
+            for mode in modes[1:] if modes[0] == "cosine" else [m for m in modes if m != "cosine"]:
+                same_runs = mode == "wsd_same_runs"
+                rows.append(one(mode, seed, args.max_runs if same_runs else 3 * args.max_runs, Path(tmp),
+                                budget=BUDGET if same_runs else cosine["flops_spent"]))
+                print(json.dumps(rows[-1]), flush=True)
     summary = {"rows": rows, "settings": {"target_budget": TARGET, "experiment_budget": BUDGET, "grid": GRID,
                                           "offset": OFFSET, "trunk_sd": TRUNK_SD, "noise": NOISE,
-                                          "max_runs": args.max_runs},
+                                          "max_runs": args.max_runs, "modes": modes},
                "machine": {"cpu": "2-core AMD EPYC (shared, loaded)", "cpu_count": os.cpu_count(),
                            "load_average_1min_start": load_start, "load_average_1min_end": os.getloadavg()[0]},
                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    for mode in ("cosine", "wsd_same_runs", "wsd_same_flops", "wsd_tight_same_flops"):
+    for mode in modes:
         mine = [r for r in rows if r["mode"] == mode]
         summary[f"mean_{mode}"] = {k: float(np.mean([r[k] for r in mine])) for k in ("runs", "flops_spent", "log_N_opt_width")}
         summary[f"mean_{mode}"]["truth_inside"] = sum(r["truth_inside"] for r in mine)
-    SUMMARY.write_text(json.dumps(summary, indent=1))
+    Path(args.out).write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
     return 0
 

@@ -136,6 +136,28 @@ def test_a_sweep_prices_each_trunk_from_how_far_it_has_trained_and_skips_busy_tr
     assert set(busy.trunk_ids) == {trunk_id_for(2e5)} and len(busy.candidates) == 2
 
 
+def test_several_trunks_per_size_offer_each_point_on_each_trunk_and_train_with_their_own_seeds():
+    from bayes_scaling.design.branches import sweep_branches, sweep_specs, trunk_id_for, trunk_index
+    from bayes_scaling.design.candidates import grid
+
+    g = grid(N=[1e5, 2e5], d_range=(1e6, 4e6), d_points=3)
+    t0, t1 = trunk_id_for(1e5), trunk_id_for(1e5, 1)
+    assert (t0, t1) == ("wsd-N1e+05", "wsd-N1e+05-t1") and (trunk_index(t0), trunk_index(t1)) == (0, 1)
+    assert trunk_index("my-trunk-t3") == 0  # not a sweep's id
+    two = sweep_branches(g, {t1: 1.6e6}, cooldown_fraction=0.2, trunks_per_size=2)
+    assert len(two.candidates) == 12 and len(set(two.candidates.keys)) == 12
+    cost = dict(zip(two.candidates.keys, two.candidates.cost / (6 * 1e5)))
+    assert cost[f"branch:{t0}@D1e+06"] == 1e6 and cost[f"branch:{t1}@D1e+06"] == 2e5  # each trunk priced on its own
+    assert set(sweep_branches(g, {}, cooldown_fraction=0.2).trunk_ids) == {t0, trunk_id_for(2e5)}  # the default: one
+    base = {"params": 1e5, "seed": 3, "warmup_tokens": 1000, "context": 10, "batch_size": 10}
+    specs = sweep_specs(base, t1, 1e6, 8e5, 8e5, [1e6], cooldown_fraction=0.2, checkpoint_dir="trunks/t1", run_id="b")
+    assert [s["seed"] for s in specs] == [4, 4]  # the trunk's extension and its branch
+    assert [s["seed"] for s in sweep_specs(base, t0, 1e6, 8e5, 8e5, [1e6], cooldown_fraction=0.2,
+                                           checkpoint_dir="trunks/t0", run_id="b")] == [3, 3]
+    with pytest.raises(InputError, match="trunks_per_size"):
+        sweep_branches(g, {}, trunks_per_size=0)
+
+
 def test_branch_shifts_share_the_trunk_term_and_leave_cosine_runs_alone():
     from bayes_scaling.design.branches import branch_shifts
 

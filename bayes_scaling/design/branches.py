@@ -19,7 +19,9 @@ at equal information the cheaper branch wins.
 A WSD sweep (the planner's ``wsd_cooldown``): one trunk per size N of the candidate grid
 (``trunk_id_for``) keeps a checkpoint at the cool-down start of every D of the grid, so every grid
 point is a branch of its size's trunk (``sweep_branches``); a trunk not opened yet has trained 0
-tokens, so its first branch costs what a new run costs. Scoring: a branch's log-loss is the law's
+tokens, so its first branch costs what a new run costs. With ``trunks_per_size`` k > 1 each size
+has k trunks (``wsd-N<N>``, ``wsd-N<N>-t1``, ...; trunk i trains with the sweep's seed + i,
+``sweep_specs``), so a size's losses are not all shifted by one trunk's effect. Scoring: a branch's log-loss is the law's
 plus delta + u_t (``bayes_scaling.wsd``), so ``branch_shifts`` draws that term per column, shared by
 the columns of one trunk (and delta by every branch): a utility built on the joint distribution of
 the columns (``design.batch``) then sees two branches of one trunk as correlated, not as two
@@ -156,22 +158,34 @@ def branch_specs(trunk: Trunk, D: float, *, cooldown_fraction: float = DEFAULT_C
     return extension, branch
 
 
-def trunk_id_for(N: float) -> str:
-    """The id of a WSD sweep's trunk of size N."""
-    return f"{TRUNK_PREFIX}N{N:.4g}"
+def trunk_id_for(N: float, index: int = 0) -> str:
+    """The id of a WSD sweep's trunk of size N: ``wsd-N<N>`` for the first (index 0), ``wsd-N<N>-t<i>``
+    for the others."""
+    if index < 0 or index != int(index):
+        raise InputError(f"trunk index must be a whole number >= 0, got {index!r}")
+    return f"{TRUNK_PREFIX}N{N:.4g}" + (f"-t{int(index)}" if index else "")
+
+
+def trunk_index(trunk_id: str) -> int:
+    """i of a sweep trunk's id ``wsd-N<N>-t<i>`` (``trunk_id_for``); 0 for any other id."""
+    head, sep, tail = trunk_id.rpartition("-t")
+    return int(tail) if sep and head.startswith(TRUNK_PREFIX + "N") and tail.isdigit() else 0
 
 
 def sweep_branches(grid: Candidates, trained: Mapping[str, float], *, cooldown_fraction: float = DEFAULT_COOLDOWN_FRACTION,
                    tokens_per_step: int = 1, busy: Iterable[str] = (), exclude: Iterable[str] = (),
-                   max_cost: float = np.inf) -> BranchCandidates:
-    """The branch candidates of a WSD sweep over ``grid``: every (N, D) of it as a branch of the
-    trunk of N (``trunk_id_for``), which keeps a checkpoint at every grid D's cool-down start, priced
-    by ``branch_candidates`` from ``trained`` (tokens each trunk has trained, or will have once its
-    pending run is done; absent: not opened, 0). Trunks in ``busy`` (a run of theirs pending) are
-    left out: one job per trunk at a time, so no two jobs extend one trunk's checkpoints at once."""
+                   max_cost: float = np.inf, trunks_per_size: int = 1) -> BranchCandidates:
+    """The branch candidates of a WSD sweep over ``grid``: every (N, D) of it as a branch of each of
+    the ``trunks_per_size`` trunks of N (``trunk_id_for``), each keeping a checkpoint at every grid
+    D's cool-down start, priced by ``branch_candidates`` from ``trained`` (tokens each trunk has
+    trained, or will have once its pending run is done; absent: not opened, 0). Trunks in ``busy``
+    (a run of theirs pending) are left out: one job per trunk at a time, so no two jobs extend one
+    trunk's checkpoints at once."""
+    if trunks_per_size < 1 or trunks_per_size != int(trunks_per_size):
+        raise InputError(f"trunks_per_size must be a whole number >= 1, got {trunks_per_size!r}")
     skip, parts = set(busy), []
-    for n in np.unique(grid.N):
-        trunk_id = trunk_id_for(n)
+    for n, i in ((n, i) for n in np.unique(grid.N) for i in range(int(trunks_per_size))):
+        trunk_id = trunk_id_for(n, i)
         if trunk_id in skip:
             continue
         Ds = grid.D[grid.N == n]
@@ -194,9 +208,11 @@ def sweep_specs(base: Mapping[str, Any], trunk_id: str, D: float, branch_at: flo
     branch point when it must train on first (``extend`` > 0), then the branch. ``base``: the
     fields every run of the sweep shares (params, seed, warmup_tokens > 0, context, ...); the trunk
     keeps the cool-down starts of every ``grid_D`` it has reached, so later branches of smaller D
-    find their checkpoint."""
+    find their checkpoint. Trunk i of a size (``trunk_index``) trains with ``base``'s seed + i."""
     b = int(base.get("context", 1)) * int(base.get("batch_size", 1))
     starts = sorted({int(cooldown_start(d, cooldown_fraction, b)) for d in grid_D} | {int(branch_at)})
+    if trunk_index(trunk_id):
+        base = {**base, "seed": int(base.get("seed", 0)) + trunk_index(trunk_id)}
     trunk_spec = {**base, "schedule": "wsd", "cooldown_fraction": 0.0, "checkpoint_dir": checkpoint_dir, "run_id": trunk_id,
                   "save_at_tokens": [s for s in starts if s <= branch_at]}
     trunk = Trunk(trunk_id, float(base.get("params", 0)), float(branch_at - extend), b, trunk_spec)
