@@ -308,3 +308,57 @@ def test_settings_objects_and_old_keywords_agree():
     runs = _simulate(_group_truths(1, seed=0))
     with pytest.raises(TypeError, match="unknown keyword"):
         fit_hierarchical(runs, num_chain=2)
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.0])
+def test_mean_deviations_is_the_same_model(lam):
+    """``mean_deviations``: sampling each partially pooled parameter as the groups' mean xbar, eta
+    and the deviations d (x = xbar + C d, mu = xbar + tau eta / sqrt(G)) has the log joint of the
+    per-group model up to the Jacobians: log tau_k of (mu, x) -> (xbar, eta, d), and with both
+    sides non-centred (lambda = 0) the decentring's (G - 1) log tau_k against G log tau_k."""
+    from numpyro.infer.util import log_density
+
+    from bayes_scaling.models.hierarchical import deviation_basis
+
+    G, P = 3, len(LAW.param_names)
+    modes = {p: "partial" for p in LAW.param_names}
+    spreads = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}
+    priors = {**LAW.default_priors(), "sigma": dist.HalfNormal(0.05)}
+    groups = HierSpec(LAW, priors, G, "partial", modes, spreads)
+    by_mean = HierSpec(LAW, priors, G, "partial", modes, spreads, mean_deviations=True)
+    C = deviation_basis(G)
+    np.testing.assert_allclose(C.T @ C, np.eye(G - 1), atol=1e-12)
+    np.testing.assert_allclose(C.T @ np.ones(G), 0.0, atol=1e-12)
+    rng = np.random.default_rng(1)
+    group = np.repeat(np.arange(G), 3)
+    N, D = np.geomspace(1e8, 3e9, 9), np.geomspace(2e9, 6e10, 9)
+    log_loss = np.log(np.asarray(LAW.log_loss(EPOCH_2024, N, D))) + 0.01 * rng.standard_normal(9)
+    centre = np.full((2, G), [[np.log(3e8)], [np.log(8e9)]])
+    base = latent_of(EPOCH_2024, centre[:, 0])
+    args = (group, N, D, centre, np.full((P, G), lam), np.zeros(9, int), np.zeros(1), np.zeros((1, 1)), log_loss)
+    differences = []
+    for draw in range(3):
+        tau = {p: float(np.exp(rng.normal(-2.5, 0.8))) for p in LAW.param_names}
+        mu = {p: base[p] + 0.3 * rng.standard_normal() for p in LAW.param_names}
+        x = {p: mu[p] + tau[p] * rng.standard_normal(G) for p in LAW.param_names}
+        point_groups = {"sigma": 0.02, **{f"{p}_tau": tau[p] for p in x}, **{f"{p}_pop_latent": mu[p] for p in x},
+                        **{f"{p}_group_decentered": x[p] if lam == 1.0 else (x[p] - mu[p]) / tau[p] for p in x}}
+        point_mean = {"sigma": 0.02, **{f"{p}_tau": tau[p] for p in x}, **{f"{p}_mean": x[p].mean() for p in x},
+                      **{f"{p}_pop_eta": (mu[p] - x[p].mean()) * np.sqrt(G) / tau[p] for p in x},
+                      **{f"{p}_deviation_decentered": C.T @ x[p] / tau[p] ** (1 - lam) for p in x}}
+        lp_groups, trace_groups = log_density(hierarchical_model, (groups, *args), {}, point_groups)
+        lp_mean, trace = log_density(hierarchical_model, (by_mean, *args, None, np.full((P, G - 1), lam)), {},
+                                     point_mean)
+        for p in x:
+            np.testing.assert_allclose(np.asarray(trace[f"{p}_pop_latent"]["value"]), mu[p], atol=1e-12)
+            np.testing.assert_allclose(np.asarray(trace[p]["value"]), np.asarray(trace_groups[p]["value"]),
+                                       rtol=1e-12)
+        jacobian = sum(np.log(t) for t in tau.values()) * (1.0 if lam == 1.0 else 0.0)
+        differences.append(float(lp_mean - lp_groups) - jacobian)
+    np.testing.assert_allclose(differences, 0.0, atol=1e-8)
+
+
+def latent_of(theta, centre):
+    from bayes_scaling.models.hierarchical import latent_from_natural
+
+    return {p: float(v) for p, v in latent_from_natural(LAW, theta, centre).items()}

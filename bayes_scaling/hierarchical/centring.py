@@ -84,7 +84,7 @@ def pivot_centre(law: Law, N, D, estimates: list[dict], group) -> tuple[float, f
 
 
 def auto_centring(law: Law, N, D, log_loss, estimates: list[dict], group, centre, spreads: Mapping[str, float],
-                  spread_prior: str = DEFAULT_SPREAD_PRIOR) -> dict:
+                  spread_prior: str = DEFAULT_SPREAD_PRIOR, basis=None) -> dict:
     """Per group and parameter, how far to centre its parameterisation: lambda_gk in [0, 1].
 
     For x_g ~ Normal(mu, tau^2) observed through data with standard error s_g, the sampler's best
@@ -97,7 +97,10 @@ def auto_centring(law: Law, N, D, log_loss, estimates: list[dict], group, centre
     between-group variance of the point estimates (``between_group_variance``), at most the square
     of the prior median of tau_k (``SPREAD_PRIOR_MEDIAN`` x s_k): a sparse group's wild point
     estimate must not make the others centred where tau may be small, which is a funnel. Returns
-    {parameter: lambda per group} for the parameters in ``spreads``."""
+    {parameter: lambda per group} for the parameters in ``spreads``; with ``basis`` (G x m, the
+    deviations' C of ``models.hierarchical.mean_deviations``) the lambda of each coordinate
+    d_j = (C^T x)_j instead, whose squared standard error is sum_g C_gj^2 s_gk^2: {parameter:
+    lambda per coordinate}."""
     N, D, log_loss, group = (np.asarray(v, float) for v in (N, D, log_loss, group))
     centre = tuple(float(c) for c in centre)
     names = law.param_names
@@ -121,7 +124,8 @@ def auto_centring(law: Law, N, D, log_loss, estimates: list[dict], group, centre
     tau2 = between_group_variance(xs, ses)
     medians = SPREAD_PRIOR_MEDIAN[spread_prior] * np.array([spreads.get(k, 0.0) for k in names])
     tau2 = np.minimum(tau2, medians**2)
-    lam = tau2 / (tau2 + ses**2)
+    se2 = ses**2 if basis is None else (np.asarray(basis) ** 2).T @ ses**2
+    lam = tau2 / (tau2 + se2)
     return {k: lam[:, names.index(k)] for k in spreads}
 
 

@@ -35,6 +35,7 @@ from bayes_scaling.models.hierarchical import (
     SPREAD_PRIORS,
     HierSpec,
     check_law,
+    deviation_basis,
     hierarchical_model,
     latent_from_natural,
     natural_from_latent,
@@ -64,6 +65,9 @@ DETREND_OFFSETS = False
 # Default of ``absorb_level``: False. A sampler choice (the model is unchanged; models.hierarchical),
 # not adopted by the rule declared in experiments/hierarchical_geometry.py (docs/hierarchical.md).
 ABSORB_LEVEL = False
+# Default of ``mean_deviations``: False until the rule declared in experiments/hierarchical_geometry.py
+# says otherwise (a sampler choice, the model is unchanged; models.hierarchical, docs/hierarchical.md).
+MEAN_DEVIATIONS = False
 # The sampler's defaults here: 4 chains x (500 + 500) at target acceptance 0.9.
 SAMPLER_DEFAULTS = SamplerSettings(draws=500, target_accept=0.9, retry_divergent=False)
 # NumPyro's mass-matrix shrinkage: with 20-40 sampled coordinates the first adaptation window has
@@ -89,6 +93,7 @@ class HierarchicalSettings:
     detrend_offsets: bool = DETREND_OFFSETS
     spread_prior: str = DEFAULT_SPREAD_PRIOR
     absorb_level: bool = ABSORB_LEVEL
+    mean_deviations: bool = MEAN_DEVIATIONS
 
     def __post_init__(self):
         object.__setattr__(self, "share", tuple(self.share))
@@ -157,6 +162,7 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     offsets carry no level and no linear trend in log of the column's value
     (``hierarchical.offsets``). The group and population Posteriors then carry the draws of delta_b
     (``offset``) and tau_o (``offset_tau``), and their ``predict(..., offset_at=levels)`` uses them.
+    ``absorb_level`` and ``mean_deviations``: how NUTS moves, not the model (``models.hierarchical``).
 
     ``priors`` override the law's priors (population level) or sigma's. ``sampler_settings``: the
     sampler's (``SamplerSettings``; here 4 chains x (500 + 500) at target acceptance 0.9 by
@@ -207,6 +213,7 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     elif partial_names and not isinstance(h.centring, str):
         lams = {p: np.full(G, float(v)) for p, v in dict(h.centring).items()}
     centring = np.array([np.clip(lams.get(p, np.zeros(G)), 0.0, 1.0) for p in names_p])
+    deviations = _deviation_centring(law, h, runs, estimates, group, common, spreads, partial_names, G)
     offsets, carriers = None, ()
     if offset_by is not None:
         if h.absorb_level and not h.detrend_offsets:
@@ -218,15 +225,17 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
                     n_offsets=0 if offsets is None else len(offsets.levels),
                     n_offset_coords=0 if offsets is None else offsets.basis.shape[1],
                     offset_scale=float(h.offset_scale), spread_prior=h.spread_prior,
-                    level_params=carriers if offsets is not None and offsets.level_apart else ())
+                    level_params=carriers if offsets is not None and offsets.level_apart else (),
+                    mean_deviations=bool(h.mean_deviations))
     capacity = sampler.padded_capacity(n)
     group_p, N, D, log_loss, level = sampler.pad_rows(
         [group, runs.N, runs.D, np.log(runs.loss), np.zeros(n, int) if offsets is None else offsets.index],
         capacity, [0, 1.0, 1.0, 0.0, 0])
     data = (group_p, N, D, centre, centring, level,
             np.zeros(1) if offsets is None else offsets.centring,
-            np.zeros((1, 1)) if offsets is None else offsets.basis, log_loss, sampler.row_mask(n, capacity))
-    point = _initial_point(spec, estimates, common, centring, offsets)
+            np.zeros((1, 1)) if offsets is None else offsets.basis, log_loss, sampler.row_mask(n, capacity),
+            deviations)
+    point = _initial_point(spec, estimates, common, centring, offsets, deviations)
     draws = sampler.sample(partial(hierarchical_model, spec), sampler.jitter(point, s.chains, s.seed), data,
                            description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS,
                            latent_scale=LATENT_SCALE)
@@ -296,9 +305,28 @@ def _centres(law, h: HierarchicalSettings, runs, estimates, group, G: int, per_g
     return np.repeat(np.asarray(where(law, runs.N, runs.D, estimates, group), float)[:, None], G, axis=1)
 
 
-def _initial_point(spec: HierSpec, estimates: list[dict], centre, centring: np.ndarray, offsets: Offsets | None):
+def _deviation_centring(law, h: HierarchicalSettings, runs, estimates, group, centre, spreads, partial_names,
+                        G: int) -> np.ndarray:
+    """(P, G - 1): the lambda of each group deviation d_jk under ``mean_deviations`` (``auto_centring``
+    with the deviations' basis; 0 under centring "none", the given value under a mapping); zeros
+    (P, 1) where unused."""
+    if not (h.mean_deviations and partial_names and G >= 2):
+        return np.zeros((len(law.param_names), 1))
+    if h.centring == "auto":
+        lams = auto_centring(law, runs.N, runs.D, np.log(runs.loss), estimates, group, centre,
+                             {p: spreads[p] for p in partial_names}, h.spread_prior, basis=deviation_basis(G))
+    elif isinstance(h.centring, str):
+        lams = {}
+    else:
+        lams = {p: np.full(G - 1, float(v)) for p, v in dict(h.centring).items()}
+    return np.array([np.clip(lams.get(p, np.zeros(G - 1)), 0.0, 1.0) for p in law.param_names])
+
+
+def _initial_point(spec: HierSpec, estimates: list[dict], centre, centring: np.ndarray, offsets: Offsets | None,
+                   deviations: np.ndarray | None = None):
     """The groups' point estimates mapped to the model's sites, in NumPyro's unconstrained
-    coordinates (log for tau and sigma; the decentred z of ``LocScaleReparam`` for the groups)."""
+    coordinates (log for tau and sigma; the decentred z of ``LocScaleReparam`` for the groups, or
+    under ``mean_deviations`` their mean, eta = 0 and the decentred deviations)."""
     law, G = spec.law, spec.n_groups
     latent = [latent_from_natural(law, _scalars(e), centre) for e in estimates]
     point = {}
@@ -310,6 +338,11 @@ def _initial_point(spec: HierSpec, estimates: list[dict], centre, centring: np.n
             point[site] = values
             continue
         mu = values.mean()
+        if mode == "partial" and spec.mean_deviations and G >= 2:
+            tau = max(values.std(), 0.5 * spec.spreads[p])
+            point[f"{p}_mean"], point[f"{p}_tau"], point[f"{p}_pop_eta"] = mu, np.log(tau), np.zeros(())
+            point[f"{p}_deviation_decentered"] = deviation_basis(G).T @ values / tau ** (1.0 - deviations[i])
+            continue
         point[site] = mu
         if mode == "partial":
             tau = max(values.std(), 0.5 * spec.spreads[p])
@@ -351,7 +384,7 @@ def _population(spec: HierSpec, samples, centre, runs: Runs, meta, seed) -> Post
                            meta={**meta, "group": POPULATION})
 
 
-SAMPLED_SUFFIXES = ("_pop_latent", "_pop_shifted", "_tau", "_decentered")
+SAMPLED_SUFFIXES = ("_pop_latent", "_pop_shifted", "_tau", "_decentered", "_mean", "_pop_eta")
 
 
 def sampler_diagnostics(samples: dict, extra: dict) -> dict:

@@ -39,6 +39,24 @@ log L_i ~ likelihood(log L(N_i, D_i; theta(y_g(i))) + (R c)_b(i), sigma), and l 
 (l = tau_o z / sqrt(B)); it reaches l only through the population prior at mu = m - l and its own.
 The sites ``{p}_pop_latent`` (mu), ``offset`` (delta) and the natural parameters stay those of
 the model above.
+
+**The groups' mean and deviations** (``mean_deviations``, a sampler choice, not a model change).
+With few groups whose data pin their x_gk, the posterior of mu_k given the groups is about
+Normal(mean_g x_gk, tau_k^2 / G): a funnel, its width in mu_k proportional to tau_k, which the
+groups' data leave wide (measured on Marin: the spread of mu_k - mean_g x_gk grows 7-13x from the
+lowest to the highest fifth of tau_k's draws; experiments/hierarchical_geometry.py). No dense mass
+matrix fits both ends. NUTS then samples, per partially pooled parameter k, the groups' mean
+xbar_k (flat), eta_k ~ Normal(0, 1) and deviations d_k ~ Normal(0, tau_k^2) (G - 1 of them,
+``LocScaleReparam(centered=lambda_jk)``), with
+
+    x_gk = xbar_k + (C d_k)_g,    mu_k = xbar_k + tau_k eta_k / sqrt(G)
+
+(C, G x (G - 1): an orthonormal basis of the complement of 1). Since sum_g (x_gk - mu_k)^2 =
+|d_k|^2 + tau_k^2 eta_k^2 and the map (mu, x) -> (xbar, eta, d) has Jacobian tau_k, the joint density
+of (mu, x, tau) is unchanged: the law's prior on mu_k is evaluated at the mu_k above and the
+Normal(mu_k, tau_k^2) of the groups becomes eta_k's Normal(0, 1) and the d_k's Normal(0, tau_k^2)
+(``tests/test_hierarchical.py`` checks the log joints differ by the Jacobian only). mu_k given the
+groups is then eta_k, whose scale does not depend on tau_k.
 """
 
 from __future__ import annotations
@@ -79,6 +97,7 @@ class HierSpec:
     offset_scale: float = OFFSET_SCALE
     spread_prior: str = DEFAULT_SPREAD_PRIOR
     level_params: tuple = ()  # free offsets: parameters whose coordinates carry the offsets' level (above)
+    mean_deviations: bool = False  # partially pooled groups sampled as their mean and deviations (above)
 
     @property
     def sigma_per_group(self) -> bool:
@@ -92,15 +111,17 @@ class HierSpec:
                 sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in self.priors.items()),
                 self.n_groups, self.pooling, sorted(self.modes.items()), sorted(self.spreads.items()), self.likelihood,
                 self.n_offsets, self.n_offset_coords, float(self.offset_scale), self.spread_prior,
-                tuple(self.level_params))
+                tuple(self.level_params), self.mean_deviations)
 
 
 def hierarchical_model(spec: HierSpec, group, N, D, centre, centring, offset, offset_centring, offset_basis,
-                       log_loss=None, mask=None):
+                       log_loss=None, mask=None, deviation_centring=None):
     """The model above. ``group``: each run's group index in 0..G-1; ``centre`` (2, G): each group's
     (n_c, d_c); ``centring`` (P, G): lambda per parameter (``law.param_names`` order) and group;
     ``offset``: each run's level index; ``offset_centring`` (k,) and ``offset_basis`` (B, k): the
-    offsets' lambda and Q (unused without offsets); ``mask``: False for padding rows."""
+    offsets' lambda and Q (unused without offsets); ``mask``: False for padding rows;
+    ``deviation_centring`` (P, G - 1): the deviations' lambda under ``spec.mean_deviations``
+    (default 0, non-centred)."""
     law, G = spec.law, spec.n_groups
     centre = jnp.asarray(centre)
     tau_o, level = None, 0.0
@@ -109,15 +130,21 @@ def hierarchical_model(spec: HierSpec, group, N, D, centre, centring, offset, of
         with handlers.reparam(config={"offset_level": LocScaleReparam(centered=0.0)}):
             level = numpyro.sample("offset_level", dist.Normal(0.0, tau_o / np.sqrt(spec.n_offsets)))
     shift = {p: level if p in spec.level_params else 0.0 for p in law.param_names}
-    mu, seen_mu = {}, {}  # the population values, and as the likelihood sees them (mu + l)
-    for p in law.param_names:
+    by_mean = spec.mean_deviations and G >= 2
+    mu, seen_mu, seen = {}, {}, {}  # the population values, as the likelihood sees them (mu + l), the groups'
+    for i, p in enumerate(law.param_names):
+        if by_mean and spec.modes[p] == "partial":
+            mu[p], seen[p] = _mean_and_deviations(spec, p, shift[p], None if deviation_centring is None
+                                                  else deviation_centring[i])
+            continue
         shape = (G,) if spec.modes[p] == "independent" else ()
         site = f"{p}_pop_shifted" if p in spec.level_params else f"{p}_pop_latent"
         seen_mu[p] = numpyro.sample(site, dist.ImproperUniform(dist.constraints.real, (), shape))
         mu[p] = numpyro.deterministic(f"{p}_pop_latent", seen_mu[p] - level) if p in spec.level_params else seen_mu[p]
     population_prior(spec, mu, centre)
-    seen = {}  # each group's latent coordinates as the likelihood sees them (x + l)
     for i, p in enumerate(law.param_names):
+        if p in seen:
+            continue
         if spec.modes[p] != "partial":
             seen[p] = jnp.broadcast_to(seen_mu[p], (G,))
             continue
@@ -142,6 +169,28 @@ def hierarchical_model(spec: HierSpec, group, N, D, centre, centring, offset, of
         loc = loc + wiggle[offset]  # the level is in theta_seen
     with numpyro.plate("runs", N.shape[0]), handlers.mask(mask=True if mask is None else mask):
         numpyro.sample("log_loss", spec.likelihood.distribution(loc, sigma_i), obs=log_loss)
+
+
+def deviation_basis(n_groups: int) -> np.ndarray:
+    """C (G x (G - 1)): an orthonormal basis of the complement of the vector of ones (the groups'
+    deviations from their mean, ``mean_deviations``)."""
+    q, _ = np.linalg.qr(np.ones((n_groups, 1)), mode="complete")
+    return q[:, 1:]
+
+
+def _mean_and_deviations(spec: HierSpec, p: str, shift, centring):
+    """Parameter p's population value mu and the groups' coordinates (as the likelihood sees them,
+    x + l) under ``mean_deviations``: sites ``{p}_mean`` (xbar + l), ``{p}_tau``, ``{p}_pop_eta``
+    and ``{p}_deviation`` (``LocScaleReparam`` with ``centring``, (G - 1,); None: non-centred)."""
+    G = spec.n_groups
+    seen_mean = numpyro.sample(f"{p}_mean", dist.ImproperUniform(dist.constraints.real, (), ()))
+    tau = numpyro.sample(f"{p}_tau", spread_distribution(spec.spread_prior, spec.spreads[p]))
+    eta = numpyro.sample(f"{p}_pop_eta", dist.Normal(0.0, 1.0))
+    mu = numpyro.deterministic(f"{p}_pop_latent", seen_mean - shift + tau * eta / np.sqrt(G))
+    lam = jnp.zeros(G - 1) if centring is None else centring
+    with handlers.reparam(config={f"{p}_deviation": LocScaleReparam(centered=lam)}):
+        d = numpyro.sample(f"{p}_deviation", dist.Normal(0.0, tau).expand((G - 1,)).to_event(1))
+    return mu, seen_mean + jnp.asarray(deviation_basis(G)) @ d
 
 
 def population_prior(spec: HierSpec, mu: dict, centre) -> None:
