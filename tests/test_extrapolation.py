@@ -216,9 +216,9 @@ def test_calibration_sees_only_the_runs_it_is_given(monkeypatch):
     given = []
     real = ex.fold_residuals
 
-    def spy(posterior, test):
+    def spy(posterior, test, **kw):
         given.append((set(posterior.runs.frame["run_id"]), set(test.frame["run_id"])))
-        return real(posterior, test)
+        return real(posterior, test, **kw)
 
     monkeypatch.setattr(ex, "fold_residuals", spy)
     calibration = fit_nuts(split.train, **SHORT).meta["extrapolation"]
