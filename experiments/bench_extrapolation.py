@@ -133,6 +133,10 @@ CANDIDATES = {
 # interval score relative to the default's wins. Gadre's own targets (coverage in 80-97%, interval
 # score below the plain law's) are reported beside it, not required: no candidate is expected to meet
 # them (the plain law already covers all 32 held-out runs, and the drift only adds width).
+# Outcome (results/bench_extrapolation_overlap.json, load 16-19): neither adopted ("once": Chinchilla
+# 72%, Porian 97.1%, N_opt 14/18; with the full covariance: Chinchilla 78%, Porian 98.1%, interval
+# score above the default's on Chinchilla and Marin); Gadre 100% with IS 0.521 and 0.434 (plain
+# 0.330). FOLD_OVERLAP stays "each".
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
