@@ -84,7 +84,7 @@ def pivot_centre(law: Law, N, D, estimates: list[dict], group) -> tuple[float, f
 
 
 def auto_centring(law: Law, N, D, log_loss, estimates: list[dict], group, centre, spreads: Mapping[str, float],
-                  spread_prior: str = DEFAULT_SPREAD_PRIOR, basis=None) -> dict:
+                  spread_prior: str = DEFAULT_SPREAD_PRIOR) -> dict:
     """Per group and parameter, how far to centre its parameterisation: lambda_gk in [0, 1].
 
     For x_g ~ Normal(mu, tau^2) observed through data with standard error s_g, the sampler's best
@@ -92,15 +92,58 @@ def auto_centring(law: Law, N, D, log_loss, estimates: list[dict], group, centre
     lambda_g = tau^2 / (tau^2 + s_g^2) (Papaspiliopoulos, Roberts & Skold 2007; Gorinova, Moore &
     Hoffman 2020): centred (lambda = 1) where the group's data pin x_g down, non-centred (0) where
     the population does. Here s_gk is the Laplace standard error of the latent coordinate x_gk at
-    the group's point estimate (the Jacobian of its runs' log-losses in the law's latent
-    coordinates, sigma from its residuals), and tau_k^2 the DerSimonian-Laird estimate of the
-    between-group variance of the point estimates (``between_group_variance``), at most the square
+    the group's point estimate (``group_estimates``), and tau_k^2 the DerSimonian-Laird estimate of
+    the between-group variance of the point estimates (``between_group_variance``), at most the square
     of the prior median of tau_k (``SPREAD_PRIOR_MEDIAN`` x s_k): a sparse group's wild point
     estimate must not make the others centred where tau may be small, which is a funnel. Returns
-    {parameter: lambda per group} for the parameters in ``spreads``; with ``basis`` (G x m, the
-    deviations' C of ``models.hierarchical.mean_deviations``) the lambda of each coordinate
-    d_j = (C^T x)_j instead, whose squared standard error is sum_g C_gj^2 s_gk^2: {parameter:
-    lambda per coordinate}."""
+    {parameter: lambda per group} for the parameters in ``spreads``."""
+    names = law.param_names
+    xs, ses = group_estimates(law, N, D, log_loss, estimates, group, centre)
+    tau2 = between_group_variance(xs, ses)
+    medians = SPREAD_PRIOR_MEDIAN[spread_prior] * np.array([spreads.get(k, 0.0) for k in names])
+    tau2 = np.minimum(tau2, medians**2)
+    lam = tau2 / (tau2 + ses**2)
+    return {k: lam[:, names.index(k)] for k in spreads}
+
+
+def deviation_centring(law: Law, N, D, log_loss, estimates: list[dict], group, centre, spreads: Mapping[str, float],
+                       spread_prior: str, basis) -> dict:
+    """The lambda of each group deviation d_jk = (C^T x_k)_j (``basis`` C, G x (G - 1); the
+    coordinates of ``models.hierarchical``'s ``mean_deviations``), lambda = tau_k^2 / (tau_k^2 +
+    s_jk^2) with s_jk^2 = sum_g C_gj^2 s_gk^2 (``group_estimates``) and tau_k the posterior mode of
+    the spread given the point estimates' deviations, d_jk ~ Normal(0, tau_k^2 + s_jk^2), under its
+    prior (``spread_prior`` with scale s_k; ``deviation_spread``). With three groups the data say
+    little about tau_k and its prior dominates: the zero-avoiding Gamma prior keeps tau_k from the
+    DerSimonian-Laird estimate's 0, which would make well-measured deviations non-centred (a funnel
+    in tau_k). Returns {parameter: lambda per coordinate} for the parameters in ``spreads``."""
+    names = law.param_names
+    xs, ses = group_estimates(law, N, D, log_loss, estimates, group, centre)
+    C = np.asarray(basis, float)
+    d, se2 = C.T @ xs, (C**2).T @ ses**2  # (G - 1, P)
+    out = {}
+    for k, scale in spreads.items():
+        i = names.index(k)
+        tau = deviation_spread(d[:, i], se2[:, i], spread_prior, scale)
+        out[k] = tau**2 / (tau**2 + se2[:, i])
+    return out
+
+
+def deviation_spread(d, se2, spread_prior: str, scale: float) -> float:
+    """argmax over tau of log p(tau) + sum_j log Normal(d_j; 0, tau^2 + se2_j), on a log grid from
+    1e-4 s to 10 s (p: ``spread_distribution(spread_prior, scale)``)."""
+    from bayes_scaling.models.hierarchical import spread_distribution
+
+    grid = scale * np.geomspace(1e-4, 10.0, 2001)
+    var = grid[:, None] ** 2 + np.asarray(se2)[None, :]
+    loglik = -0.5 * np.sum(np.log(var) + np.asarray(d)[None, :] ** 2 / var, axis=1)
+    prior = np.asarray(spread_distribution(spread_prior, scale).log_prob(grid))
+    return float(grid[np.argmax(loglik + prior)])
+
+
+def group_estimates(law: Law, N, D, log_loss, estimates: list[dict], group, centre) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's latent coordinates x_gk at its point estimate and their Laplace standard errors
+    s_gk (the Jacobian of its runs' log-losses in the law's latent coordinates, sigma from its
+    residuals): two (G, P) arrays."""
     N, D, log_loss, group = (np.asarray(v, float) for v in (N, D, log_loss, group))
     centre = tuple(float(c) for c in centre)
     names = law.param_names
@@ -120,13 +163,7 @@ def auto_centring(law: Law, N, D, log_loss, estimates: list[dict], group, centre
         J = _jacobian(fn, x, N[rows], D[rows])
         ses.append(np.sqrt(np.diag(sigma**2 * np.linalg.pinv(J.T @ J))))
         xs.append(x)
-    xs, ses = np.array(xs), np.array(ses)
-    tau2 = between_group_variance(xs, ses)
-    medians = SPREAD_PRIOR_MEDIAN[spread_prior] * np.array([spreads.get(k, 0.0) for k in names])
-    tau2 = np.minimum(tau2, medians**2)
-    se2 = ses**2 if basis is None else (np.asarray(basis) ** 2).T @ ses**2
-    lam = tau2 / (tau2 + se2)
-    return {k: lam[:, names.index(k)] for k in spreads}
+    return np.array(xs), np.array(ses)
 
 
 def between_group_variance(xs: np.ndarray, ses: np.ndarray) -> np.ndarray:

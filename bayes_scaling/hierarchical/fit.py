@@ -25,7 +25,7 @@ from bayes_scaling.fitting import sampler
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.fitting.settings import KEYWORDS, SamplerSettings
-from bayes_scaling.hierarchical.centring import auto_centring, mean_centre, pivot_centre
+from bayes_scaling.hierarchical.centring import auto_centring, deviation_centring, mean_centre, pivot_centre
 from bayes_scaling.hierarchical.offsets import Offsets, build_offsets, level_params
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.models.hierarchical import (
@@ -307,14 +307,14 @@ def _centres(law, h: HierarchicalSettings, runs, estimates, group, G: int, per_g
 
 def _deviation_centring(law, h: HierarchicalSettings, runs, estimates, group, centre, spreads, partial_names,
                         G: int) -> np.ndarray:
-    """(P, G - 1): the lambda of each group deviation d_jk under ``mean_deviations`` (``auto_centring``
-    with the deviations' basis; 0 under centring "none", the given value under a mapping); zeros
-    (P, 1) where unused."""
+    """(P, G - 1): the lambda of each group deviation d_jk under ``mean_deviations``
+    (``deviation_centring`` under centring "auto"; 0 under "none", the given value under a
+    mapping); zeros (P, 1) where unused."""
     if not (h.mean_deviations and partial_names and G >= 2):
         return np.zeros((len(law.param_names), 1))
     if h.centring == "auto":
-        lams = auto_centring(law, runs.N, runs.D, np.log(runs.loss), estimates, group, centre,
-                             {p: spreads[p] for p in partial_names}, h.spread_prior, basis=deviation_basis(G))
+        lams = deviation_centring(law, runs.N, runs.D, np.log(runs.loss), estimates, group, centre,
+                                  {p: spreads[p] for p in partial_names}, h.spread_prior, deviation_basis(G))
     elif isinstance(h.centring, str):
         lams = {}
     else:
