@@ -66,6 +66,18 @@ BUDGET = 1e22
 N_OPT_TOLERANCE = 0.03
 
 
+def one_fit(runs, seed: int, options: dict) -> dict:
+    """One hierarchical fit: its seconds, diagnostics and each group's median N_opt(BUDGET)."""
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_hierarchical(runs, seed=seed, **options)
+    table = fit.frontier([BUDGET])
+    table = table[table["group"].isin(sorted(fit.groups))]
+    return {"seconds": time.perf_counter() - start, **fit.diagnostics, "groups": list(table["group"]),
+            "N_opt_median": [float(v) for v in np.asarray(table["N_opt_median"])]}
+
+
 def decide(fits: dict, seeds: list[int]) -> dict:
     """The declared rule for ``absorb_level`` on the recorded fits (``fits[name][seed]``)."""
     base, new = fits[DEFAULT], fits[ABSORBED]
@@ -135,15 +147,7 @@ def mean_deviations_part(seeds: list[int]) -> dict:
     try:
         for seed in seeds:
             for name, options in variants.items():
-                start = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fit = fit_hierarchical(runs, seed=seed, **options)
-                table = fit.frontier([BUDGET])
-                table = table[table["group"].isin(sorted(fit.groups))]
-                out["fits"][name][seed] = {"seconds": time.perf_counter() - start, **fit.diagnostics,
-                                           "load": os.getloadavg()[0], "groups": list(table["group"]),
-                                           "N_opt_median": [float(v) for v in np.asarray(table["N_opt_median"])]}
+                out["fits"][name][seed] = {**one_fit(runs, seed, options), "load": os.getloadavg()[0]}
                 if seed == seeds[0]:
                     data = captured["data"]
                     out["funnel_seed0"][name] = funnel(captured["samples"], data[4], PARAMS, bool(options))
@@ -174,15 +178,7 @@ def main() -> int:
            "fits": {name: {} for name in VARIANTS}}
     for seed in args.seeds:
         for name, options in VARIANTS.items():
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fit = fit_hierarchical(runs, seed=seed, **options)
-            table = fit.frontier([BUDGET])
-            table = table[table["group"].isin(sorted(fit.groups))]
-            out["fits"][name][seed] = {"seconds": time.perf_counter() - start, **fit.diagnostics,
-                                       "groups": list(table["group"]),
-                                       "N_opt_median": [float(v) for v in np.asarray(table["N_opt_median"])]}
+            out["fits"][name][seed] = one_fit(runs, seed, options)
             print(name, seed, out["fits"][name][seed], flush=True)
     out["decision"] = decide(out["fits"], args.seeds)
     print("decision:", out["decision"])
