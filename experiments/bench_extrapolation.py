@@ -27,7 +27,9 @@ extrapolating candidates, the default is the one whose 90% coverage lies in 80-9
 sources; ties go to the one whose 90% N_opt interval holds the empirical N_opt at the top held-out
 budget on more sweeps, then to the one with a lower mean interval score than the plain law on
 more sources, then to the lowest geometric mean (over sources) of its interval score relative to
-the plain law's. The script prints whether the library default is that candidate. (The drift's form and the
+the plain law's. The script prints whether the library default is that candidate. (The sixth
+run, for Gadre, had its own adoption rule, written before its results: the comment above
+``NUTS_FOLD_RUNS`` and ``adoption``; judged with ``--simulation-results``.) (The drift's form and the
 candidate priors were explored on these sources while the model was built: these numbers are
 development numbers, and the same targets are checked on data kept out of development.)
 
@@ -36,7 +38,7 @@ Chinchilla runs (median of repeats, warm), a default backtest of Chinchilla agai
 fit, Chinchilla's frontier N_opt by model (``chinchilla_frontier``), and the sampler diagnostics
 of a default fit of every group's full data.
 
-Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation]
+Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre]
 Writes experiments/results/bench_extrapolation.json.
 """
 
