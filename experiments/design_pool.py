@@ -398,7 +398,7 @@ def timing(repeats: int = 3) -> dict:
     runs = load_chinchilla()
     cands = grid(n_range=(1e7, 1e10), d_range=(1e8, 1e12), n_points=40, d_points=25).take(np.arange(1000))
     refitter = MaskedRefitter(num_chains=2, num_warmup=300, num_draws=300)
-    times = {"refit_plain": [], "refit_default": [], "ask_q1": [], "ask_q4": []}
+    times = {"refit_plain": [], "refit_default": [], "ask_q1": [], "ask_q4": [], "ask_q1_shape": []}
 
     def timed(key, fn):
         t = time.perf_counter()
@@ -406,10 +406,11 @@ def timing(repeats: int = 3) -> dict:
         times[key].append(time.perf_counter() - t)
         return value
 
-    def ask(post, q):
+    def ask(post, q, span=None):
         Z, _ = target_matrix(post, None, 5.76e23)
-        mu = posterior_columns(post, cands.N, cands.D)
-        return choose(Z, mu, post.draws("sigma"), cands.cost, q)
+        keep = in_band(post, cands.N, cands.D, span)
+        mu = posterior_columns(post, cands.N[keep], cands.D[keep])
+        return choose(Z, mu, post.draws("sigma"), cands.cost[keep], q)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -418,8 +419,12 @@ def timing(repeats: int = 3) -> dict:
             post = timed("refit_default", lambda: fit_nuts(runs, num_chains=2, num_warmup=300, num_draws=300, seed=i))
             timed("ask_q1", lambda: ask(post, 1))
             timed("ask_q4", lambda: ask(post, 4))
+            timed("ask_q1_shape", lambda: ask(post, 1, SHAPE_SPAN))
     med = {k: float(np.median(v[1:])) for k, v in times.items()}
+    import os
+
     return {"candidates": len(cands), "draws": int(post.num_draws), "runs": len(runs), "repeats": repeats,
+            "load_average": os.getloadavg(),
             "median_seconds": med, "ask_q1_over_default_refit": med["ask_q1"] / med["refit_default"],
             "ask_q1_over_plain_refit": med["ask_q1"] / med["refit_plain"], "all_seconds": times}
 
@@ -495,8 +500,10 @@ def main(argv=None) -> None:
         return
     if args.merge:  # runs split by source into parallel processes: one results file again
         parts = [json.loads(Path(f).read_text()) for f in args.merge]
-        if len({r.get("extrapolation_sha256") for r in parts}) > 1:
-            raise InputError("the files to merge were run under different versions of the model (extrapolation.py)")
+        versions = sorted({r.get("extrapolation_sha256") for r in parts})
+        if len(versions) > 1 and not same_all_pool_fits(parts):
+            raise InputError("the files to merge were run under different versions of the model (extrapolation.py) "
+                             "whose all-pool fits differ")
         ours = [r for r in parts if "ours" in r["settings"]["strategies"]] or parts
         # the last file with ours sets the settings (and its ours overrides earlier files' ours)
         saved = {k: v for k, v in ours[-1]["settings"].items() if k not in ("seeds", "strategies")}
@@ -507,7 +514,12 @@ def main(argv=None) -> None:
         results.update(settings={**saved, "strategies": list(settings.strategies),
                                  "seeds": sorted({s for r in parts for s in r["settings"]["seeds"]})},
                        groups=merge_groups(parts), seconds=sum(r["seconds"] for r in parts),
-                       extrapolation_sha256=parts[0]["extrapolation_sha256"], merged_from=list(args.merge))
+                       extrapolation_sha256=versions[0] if len(versions) == 1 else versions,
+                       merged_from=list(args.merge))
+        if len(versions) > 1:
+            results["versions_note"] = ("parts run under different versions of extrapolation.py whose all-pool fits "
+                                        "(the common fitter on each group's whole pool, seed 0) are identical in "
+                                        "every group: the default model's numerics did not change")
         results["summary"] = summarise(results["groups"], settings)
         results["verdict"] = verdict(results["summary"], settings)
         if "ours_shape" in settings.strategies:
@@ -541,6 +553,18 @@ def main(argv=None) -> None:
             start = time.perf_counter()
             write()
     print(json.dumps(results.get("verdict"), indent=1))
+
+
+def same_all_pool_fits(parts: list[dict]) -> bool:
+    """Whether every group's all-pool record (predictions and interval metrics of the common fitter
+    on the whole pool) is identical in every part that has the group: parts run under different
+    versions of extrapolation.py with the same default numerics may then be merged."""
+    seen: dict[str, dict] = {}
+    for r in parts:
+        for g in r["groups"]:
+            if seen.setdefault(g["group"], g["all"]) != g["all"]:
+                return False
+    return True
 
 
 def merge_groups(parts: list[dict]) -> list[dict]:
@@ -666,11 +690,23 @@ def docs_section(results: dict) -> str:
                     "-" if last["n_opt_abs_log_error"] is None else f"{last['n_opt_abs_log_error']:.2f}"]
             lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
         lines.append("")
-    for f, v in results.get("verdict", {}).items():
-        lines.append(f"Target at {float(f):.0%} of the pool's cost: ours best on {v['ours_best_on'] or 'no source'}; "
-                     f"at least the all-pool fit on {v['ours_at_least_all_pool_on'] or 'no source'}; ours' coverage "
-                     + ", ".join(f"{k} {c:.0%}" for k, c in v["ours_coverage"].items())
-                     + f": **{'met' if v['met'] else 'not met'}**.")
+    for key, name in (("verdict", "ours"), ("verdict_shape", "ours_shape")):
+        for f, v in results.get(key, {}).items():
+            lines.append(f"Target at {float(f):.0%} of the pool's cost: {name} best on {v['ours_best_on'] or 'no source'}; "
+                         f"at least the all-pool fit on {v['ours_at_least_all_pool_on'] or 'no source'}; {name}'s coverage "
+                         + ", ".join(f"{k} {c:.0%}" for k, c in v["ours_coverage"].items())
+                         + f": **{'met' if v['met'] else 'not met'}**" + (" (ours_shape not counted among the others)."
+                                                                          if key == "verdict" and "verdict_shape" in results
+                                                                          else " (ours not counted among the others)."
+                                                                          if key == "verdict_shape" else "."))
+    if "shape_rule" in results:
+        r = results["shape_rule"]
+        m, c = r["mean_median_r2"], r["coverage_80_97_sources"]
+        lines.append(f"Adoption rule for ours_shape (declared in `design_pool.py` before its results): mean median R^2 "
+                     f"over the sources and the 5%/10% checkpoints {m['ours_shape']:.3f} against ours {m['ours']:.3f} "
+                     f"(needs > +{r['margin']}: {'yes' if r['a_r2'] else 'no'}); sources with 90% coverage at 10% in "
+                     f"80-97%: {c['ours_shape']} against {c['ours']} ({'yes' if r['b_coverage'] else 'no'}): "
+                     f"**{'adopted as the default' if r['adopt'] else 'not adopted (an option)'}**.")
     if "timing" in results:
         tm = results["timing"]
         m = tm["median_seconds"]
@@ -678,7 +714,9 @@ def docs_section(results: dict) -> str:
                   f"{tm['draws']} draws, median of {tm['repeats']} warm repeats, interleaved): ask q=1 "
                   f"{m['ask_q1']:.2f} s, q=4 {m['ask_q4']:.2f} s; refit under the default model {m['refit_default']:.2f} s, "
                   f"plain refit {m['refit_plain']:.2f} s: ask / default refit = {tm['ask_q1_over_default_refit']:.2f}, "
-                  f"ask / plain refit = {tm['ask_q1_over_plain_refit']:.2f}."]
+                  f"ask / plain refit = {tm['ask_q1_over_plain_refit']:.2f}"
+                  + (f"; with the compute-optimal band (shape_span 3) ask q=1 {m['ask_q1_shape']:.2f} s" if "ask_q1_shape" in m else "")
+                  + (f" (load average {tm['load_average'][0]:.1f})" if "load_average" in tm else "") + "."]
     return "\n".join(lines)
 
 

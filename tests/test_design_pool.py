@@ -22,11 +22,11 @@ def a_pool(n=40, seed=0) -> Candidates:
     return Candidates(N, D, 6 * N * D, tuple(f"pool-{i}" for i in range(n)))
 
 
-def replay(directory, pool, seed, budget, batches=3, q=2):
+def replay(directory, pool, seed, budget, batches=3, q=2, shape_span=None):
     simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=seed)
     planner = Planner.create(directory, pool, settings=PlannerSettings(
         target_budget=1e22, experiment_budget=budget, strategy="target", n_init=6, seed=seed, num_warmup=150,
-        num_draws=150, target_runs=((2e9, 8e11), (4e9, 4e11))))
+        num_draws=150, target_runs=((2e9, 8e11), (4e9, 4e11)), shape_span=shape_span))
     asked = []
     for _ in range(batches + 3):  # the space-filling start, then target-utility batches
         proposals = planner.ask(q if planner.done else 6)
@@ -129,3 +129,82 @@ def test_loop_with_a_pool_runs_only_pool_runs_within_budget(tmp_path):
     assert planner.settings["strategy"] == "target" and planner.settings["model"] == "extrapolating"
     assert 6 < len(planner.done) <= 9 and {r["key"] for r in planner.done} <= set(pool.keys)
     assert planner.flops_spent <= budget
+
+
+def epoch_fit(directory, spread=0.05, seed=0):
+    """A saved fit whose draws sit around Epoch AI's estimates (no sampling)."""
+    from bayes_scaling.fitting.posterior_build import build_posterior
+    from bayes_scaling.laws import Chinchilla
+    from bayes_scaling.runs import load_chinchilla
+
+    rng = np.random.default_rng(seed)
+    draws = {k: np.full(400, float(v)) for k, v in EPOCH_2024.items()}
+    for k in ("A", "B", "alpha", "beta"):
+        draws[k] = draws[k] * np.exp(spread * rng.standard_normal(400))
+    draws["sigma"] = np.full(400, 0.01)
+    build_posterior(Chinchilla(), load_chinchilla().for_fit(), {k: v.reshape(2, 200) for k, v in draws.items()},
+                    None, None, method="nuts", meta={"likelihood": "student_t", "nu": 5.0}).save(directory)
+
+
+def law_n_opt(C):
+    import jax.numpy as jnp
+
+    from bayes_scaling.laws import Chinchilla
+
+    th = {k: jnp.asarray(float(v)) for k, v in EPOCH_2024.items()}
+    return np.asarray(Chinchilla().optimal_allocation(th, jnp.asarray(C))[0])
+
+
+def test_compute_optimal_band_keeps_the_shapes_near_n_opt_at_each_compute(tmp_path):
+    from bayes_scaling.design.target import compute_optimal_band, in_band
+    from bayes_scaling.posterior import Posterior
+
+    epoch_fit(tmp_path / "fit", spread=0.0)
+    post = Posterior.load(tmp_path / "fit")
+    C = np.array([1e18, 1e19, 1e20, 1e21])
+    n_opt = law_n_opt(C)
+    N = np.concatenate([n_opt, 2.9 * n_opt, n_opt / 2.9, 3.2 * n_opt, n_opt / 3.2])
+    D = np.tile(C, 5) / (6 * N)
+    assert compute_optimal_band(post, N, D, span=3.0).tolist() == [True] * 12 + [False] * 8
+    assert compute_optimal_band(post, N, D, span=1.5).tolist() == [True] * 4 + [False] * 16
+    assert in_band(post, N[12:], D[12:], 1.5).tolist() == list(range(8))  # none in the band: all are scored
+    assert in_band(post, N, D, None).tolist() == list(range(20))
+    with pytest.raises(InputError, match="span"):
+        compute_optimal_band(post, N, D, span=0.5)
+    with pytest.raises(InputError, match="shape_span"):
+        PlannerSettings(target_budget=1e22, shape_span=0.9)
+    s = PlannerSettings(target_budget=1e22, strategy="target", shape_span=3)
+    assert s.shape_span == 3.0 and PlannerSettings.from_dict(s.to_dict()) == s
+
+
+def test_plan_with_a_shape_span_proposes_only_compute_optimal_shapes(tmp_path, capsys):
+    from bayes_scaling.cli import main
+
+    epoch_fit(tmp_path / "fit")
+    pool = a_pool(80, seed=3)
+    (tmp_path / "pool.csv").write_text("run_id,N,D\n" + "".join(f"{k},{n},{d}\n" for k, n, d in zip(pool.keys, pool.N, pool.D)))
+    ratio = np.abs(np.log(pool.N / law_n_opt(6 * pool.N * pool.D)))
+    assert np.sum(ratio <= np.log(2.0)) >= 4 and np.sum(ratio > np.log(2.5)) >= 20  # the band is a real restriction
+    picked = {}
+    for span in (None, 2.0):
+        args = ["plan", str(tmp_path / "fit"), "--candidates", str(tmp_path / "pool.csv"), "--target-budget", "1e22",
+                "--batch", "4", "--json"] + ([] if span is None else ["--shape-span", str(span)])
+        assert main(args) == 0
+        picked[span] = [pool.keys.index(p["run_id"]) for p in json.loads(capsys.readouterr().out)["proposals"]]
+    assert len(picked[2.0]) == 4 and all(ratio[j] <= np.log(2.5) for j in picked[2.0])  # draws spread N_opt by ~5%
+    assert any(ratio[j] > np.log(2.5) for j in picked[None])  # without the band the utility goes elsewhere
+
+
+@pytest.mark.slow
+def test_planner_with_a_shape_span_asks_only_for_runs_in_the_band(tmp_path):
+    from bayes_scaling.design.target import compute_optimal_band
+    from bayes_scaling.design.candidates import Candidates as Cands
+
+    pool = a_pool(60, seed=5)
+    planner, asked = replay(tmp_path / "a", pool, seed=1, budget=0.3 * pool.cost.sum(), batches=1, q=2, shape_span=2.0)
+    assert planner.settings["shape_span"] == 2.0
+    left = Cands(pool.N, pool.D, pool.cost, pool.keys).without(r["key"] for r in planner.done)
+    band = compute_optimal_band(planner.posterior(), left.N, left.D, 2.0)
+    assert 2 <= band.sum() < len(left)  # the band is a real restriction here
+    proposals = planner.ask(2)
+    assert len(proposals) == 2 and all(band[left.keys.index(p.run_id)] for p in proposals)

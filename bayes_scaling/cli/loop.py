@@ -103,6 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_executor_options(p)
     add_candidate_options(p)
     add_pool_options(p)
+    p.add_argument("--shape-span", type=float, default=None, metavar="FACTOR",
+                   help="strategy target: score only runs with N within FACTOR of N_opt at their compute (e.g. 3)")
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.set_defaults(func=run)
 
@@ -207,7 +209,7 @@ def open_planner(args):
         level=args.level, targets=tuple(args.targets), strategy=strategy, n_init=args.n_init, num_warmup=args.draws,
         num_draws=args.draws, seed=args.seed, discrepancy=parse_misfit(args.misfit, 0.0),
         model=args.model or ("extrapolating" if strategy == "target" else "plain"), target_runs=target_runs,
-        wsd_cooldown=getattr(args, "wsd", None) or 0.0)
+        wsd_cooldown=getattr(args, "wsd", None) or 0.0, shape_span=getattr(args, "shape_span", None))
     planner = Planner.create(state_dir, candidates, settings=settings, tokens_per_step=1 if args.simulate else tokens_per_step(args))
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
     return planner
@@ -216,11 +218,11 @@ def open_planner(args):
 # The options that define an experiment: the same values resume the same default state directory.
 STATE_OPTIONS = ("target_budget", "experiment_budget", "tolerance", "level", "simulate", "truth", "noise_sigma", "seed",
                  "targets", "strategy", "misfit", "draws", "n_init", "n_range", "d_range", "grid_points",
-                 "max_run_cost", "train_spec", "candidates", "target", "model", "wsd")  # see NEW_STATE_OPTIONS
+                 "max_run_cost", "train_spec", "candidates", "target", "model", "wsd", "shape_span")  # see NEW_STATE_OPTIONS
 DEFAULT_STATE_ROOT = Path(".bayes-scaling") / "loops"
 
 
-NEW_STATE_OPTIONS = ("candidates", "target", "model", "wsd")  # left out of the hash when unset: older loops resume
+NEW_STATE_OPTIONS = ("candidates", "target", "model", "wsd", "shape_span")  # left out of the hash when unset: older loops resume
 
 
 def resolved_strategy(args) -> str:

@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--utility", choices=["target", "eig"], default=None,
                    help="saved fit: target-region utility or EIG about log N_opt(C*) (default: target with "
                         "--candidates or --target, else eig)")
+    p.add_argument("--shape-span", type=float, default=None, metavar="FACTOR",
+                   help="target utility: score only runs with N within FACTOR of N_opt at their compute (e.g. 3)")
     p.add_argument("--json", action="store_true", help="print the proposals as JSON")
     p.set_defaults(func=run)
 
@@ -212,7 +214,7 @@ def _from_fit(args, directory):
 def _target_from_fit(args, post, candidates):
     """Greedy batch by the target-region utility under the saved fit's posterior."""
     from bayes_scaling.design.planner import Proposal
-    from bayes_scaling.design.target import TargetRegion, choose, posterior_columns, target_matrix
+    from bayes_scaling.design.target import TargetRegion, choose, in_band, posterior_columns, target_matrix
 
     region, target_budget = None, args.target_budget
     if args.target is not None:
@@ -221,6 +223,7 @@ def _target_from_fit(args, post, candidates):
         table = read_pool(args.target)[0]
         region = TargetRegion(table.N, table.D)
         target_budget = target_budget or float(table.cost.max())
+    candidates = candidates.take(in_band(post, candidates.N, candidates.D, args.shape_span))
     batch = max(1, min(args.batch, len(candidates)))
     _tick(args, f"scoring {len(candidates)} candidate runs for a batch of {batch}")
     Z, _ = target_matrix(post, region, target_budget)

@@ -59,7 +59,7 @@ from bayes_scaling.design.discrepancy import Discrepancy, coordinates, fit_discr
 from bayes_scaling.design.eig import check_targets, predicted_log_loss, target_draws
 from bayes_scaling.design.refit import MaskedRefitter, as_runs, draws_of
 from bayes_scaling.design.settings import STRATEGIES, PlannerSettings
-from bayes_scaling.design.target import TargetRegion, choose, posterior_columns, target_matrix
+from bayes_scaling.design.target import TargetRegion, choose, in_band, posterior_columns, target_matrix
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.posterior import Posterior
@@ -554,11 +554,13 @@ class Planner:
 
     def target_proposals(self, cands: Candidates, q: int) -> list[Proposal]:
         """Greedy batch by the target-region utility (``design.target``) under the refit's
-        posterior (the drift included where ``model`` is extrapolating), pending runs conditioned on."""
+        posterior (the drift included where ``model`` is extrapolating), pending runs conditioned on;
+        with ``shape_span``, among the candidates in the compute-optimal band only."""
         config = self.config
         post = self.posterior()
         region = TargetRegion(*np.array(config.target_runs).T) if config.target_runs else None
         Z, _ = target_matrix(post, region, config.target_budget, span=config.target_span, points=config.target_points)
+        cands = cands.take(in_band(post, cands.N, cands.D, config.shape_span))
         pending = self._pending_candidates()
         shift, shift_pending = self._shifts(cands, pending)
         mu_pending = posterior_columns(post, pending.N, pending.D) if len(pending) else None

@@ -5,6 +5,8 @@ error over the target region, jointly with log N_opt(C*), per cost^``cost_expone
 refits' ``model``), ``"eig_per_cost"`` (EIG about ``targets`` per FLOP, ``design.eig``), ``"eig"``,
 ``"uncertainty"`` or ``"random"``. ``target_runs`` ([[N, D], ...]) is the user's target region;
 empty: the IsoFLOP slice 6 N D = C* around the median N_opt (``target_span``, ``target_points``).
+``shape_span`` (strategy ``"target"``, None: off): score only the candidates whose N lies within
+that factor of the posterior median N_opt at their own compute (``target.compute_optimal_band``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class PlannerSettings:
     target_runs: tuple = ()  # strategy "target": ((N, D), ...); empty: the IsoFLOP slice at C*
     target_span: float = 3.0
     target_points: int = 9
+    shape_span: float | None = None  # strategy "target": score only runs within this factor of N_opt at their compute
     wsd_cooldown: float = 0.0  # > 0: new runs are WSD branches (design.branches), cooling down this share of D; 0: cosine runs
 
     def __post_init__(self):
@@ -74,6 +77,10 @@ class PlannerSettings:
             set_(self, "discrepancy", float(self.discrepancy))
         if any(not (n > 0 and d > 0) for n, d in self.target_runs):
             raise InputError("target_runs need positive N and D")
+        if self.shape_span is not None:
+            if not (isinstance(self.shape_span, (int, float)) and self.shape_span >= 1):
+                raise InputError(f"shape_span must be None or a factor >= 1, got {self.shape_span!r}")
+            set_(self, "shape_span", float(self.shape_span))
         if not 0 <= self.wsd_cooldown <= 1:
             raise InputError(f"wsd_cooldown must be in [0, 1] (0: cosine runs), got {self.wsd_cooldown!r}")
         self.utility()  # checks cost_exponent and n_opt_weight
