@@ -345,6 +345,15 @@ def summarise(groups: list[dict], settings: PoolSettings) -> dict:
     return out
 
 
+def conclude(results: dict, settings: PoolSettings) -> None:
+    """Summary, the issue's verdict and, with ``ours_shape`` run, its verdict and adoption rule."""
+    results["summary"] = summarise(results["groups"], settings)
+    results["verdict"] = verdict(results["summary"], settings)
+    if "ours_shape" in settings.strategies and "ours" in settings.strategies:
+        results["verdict_shape"] = verdict(results["summary"], settings, ours="ours_shape", exclude=("ours",))
+        results["shape_rule"] = shape_rule(results["summary"])
+
+
 def shape_rule(summary: dict) -> dict:
     """The adoption rule for ``ours_shape`` (see SHAPE_VARIANTS), from a summary with both."""
     def mean_r2(k):
@@ -458,6 +467,7 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(DECLARED_VARIANTS), choices=list(OURS_VARIANTS),
                         help="with --develop: the variants to compare with model")
     parser.add_argument("--dev-out", default=str(Path(__file__).parent / "results" / "bench_design_pool_dev.json"))
+    parser.add_argument("--timing-from", default=None, metavar="FILE.json", help="copy FILE's timing into --out")
     parser.add_argument("--docs-only", action="store_true", help="rewrite docs/design.md's section from --out")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_design_pool.json"))
     args = parser.parse_args(argv)
@@ -474,10 +484,13 @@ def main(argv=None) -> None:
     if args.docs_only:  # the summary and verdict recomputed from the per-group records
         saved = results.get("settings", {})
         settings = PoolSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k != "seeds"})
-        results["summary"] = summarise(results["groups"], settings)
-        results["verdict"] = verdict(results["summary"], settings)
+        conclude(results, settings)
         write()
-        write_docs(results, docs)
+        write_docs(results, docs, out.name)
+        return
+    if args.timing_from:  # a timing measured into another results file (--timing --out OTHER.json)
+        results["timing"] = {**json.loads(Path(args.timing_from).read_text())["timing"], "from": args.timing_from}
+        write()
         return
     if args.timing:
         results["timing"] = timing()
@@ -488,7 +501,8 @@ def main(argv=None) -> None:
         develop(Path(args.dev_out), args.q, variants=tuple(args.variants))
         return
     if args.diagnose:
-        diag = diagnose(sources=tuple(args.sources) if args.sources != list(SOURCES) else ("chinchilla", "marin"))
+        diag = diagnose(sources=tuple(args.sources) if args.sources != list(SOURCES) else ("chinchilla", "marin"),
+                        strategies=tuple(args.strategies) if args.strategies != list(STRATEGIES) else ("ours", "mspe"))
         Path(args.diagnose).write_text(json.dumps(diag, indent=1))
         return
     if args.profile:
@@ -520,11 +534,8 @@ def main(argv=None) -> None:
             results["versions_note"] = ("parts run under different versions of extrapolation.py whose all-pool fits "
                                         "(the common fitter on each group's whole pool, seed 0) are identical in "
                                         "every group: the default model's numerics did not change")
-        results["summary"] = summarise(results["groups"], settings)
-        results["verdict"] = verdict(results["summary"], settings)
-        if "ours_shape" in settings.strategies:
-            results["verdict_shape"] = verdict(results["summary"], settings, ours="ours_shape", exclude=("ours",))
-            results["shape_rule"] = shape_rule(results["summary"])
+        conclude(results, settings)
+        if "shape_rule" in results:
             print(json.dumps(results["shape_rule"], indent=1))
         write()
         print(json.dumps(results["verdict"], indent=1))
@@ -547,8 +558,7 @@ def main(argv=None) -> None:
                 new["seeds"] = {**old["seeds"], **new["seeds"]}
             groups[name] = new
             results["groups"] = list(groups.values())
-            results["summary"] = summarise(results["groups"], settings)
-            results["verdict"] = verdict(results["summary"], settings)
+            conclude(results, settings)
             results["seconds"] = results.get("seconds", 0.0) + time.perf_counter() - start
             start = time.perf_counter()
             write()
@@ -663,12 +673,12 @@ def develop(out: Path, q: int = 1, log=print, variants=DECLARED_VARIANTS) -> dic
 DOCS_BEGIN, DOCS_END = "<!-- pool-benchmark:begin -->", "<!-- pool-benchmark:end -->"
 
 
-def docs_section(results: dict) -> str:
+def docs_section(results: dict, name: str = "bench_design_pool.json") -> str:
     """Markdown tables of the summary (median over seeds), the verdict and the timing."""
     s = results.get("settings", {})
     lines = [f"Machine: {results.get('machine', '?')}. Seeds per source: the seeds every group of the source "
              f"finished (below); strategies and settings: `experiments/design_pool.py` "
-             f"(`bench_design.py --pool`), results `experiments/results/bench_design_pool.json`.", ""]
+             f"(`bench_design.py --pool`), results `experiments/results/{name}`.", ""]
     for source, summary in results.get("summary", {}).items():
         t = summary["table"]
         lines += [f"**{source}** ({summary['groups']} group{'s' if summary['groups'] > 1 else ''}, "
@@ -692,9 +702,10 @@ def docs_section(results: dict) -> str:
         lines.append("")
     for key, name in (("verdict", "ours"), ("verdict_shape", "ours_shape")):
         for f, v in results.get(key, {}).items():
-            lines.append(f"Target at {float(f):.0%} of the pool's cost: {name} best on {v['ours_best_on'] or 'no source'}; "
-                         f"at least the all-pool fit on {v['ours_at_least_all_pool_on'] or 'no source'}; {name}'s coverage "
-                         + ", ".join(f"{k} {c:.0%}" for k, c in v["ours_coverage"].items())
+            lines.append(f"Target at {float(f):.0%} of the pool's cost: {name} best on "
+                         f"{', '.join(v['ours_best_on']) or 'no source'}; at least the all-pool fit on "
+                         f"{', '.join(v['ours_at_least_all_pool_on']) or 'no source'}; 90% coverage of {name} "
+                         + ", ".join(f"{k} {c:.1%}" for k, c in v["ours_coverage"].items())
                          + f": **{'met' if v['met'] else 'not met'}**" + (" (ours_shape not counted among the others)."
                                                                           if key == "verdict" and "verdict_shape" in results
                                                                           else " (ours not counted among the others)."
@@ -720,7 +731,7 @@ def docs_section(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(results: dict, path) -> None:
+def write_docs(results: dict, path, name: str = "bench_design_pool.json") -> None:
     """Replace the text between the markers in ``path`` with ``docs_section(results)``."""
     from pathlib import Path
 
@@ -729,7 +740,7 @@ def write_docs(results: dict, path) -> None:
         raise InputError(f"{path} lacks the markers {DOCS_BEGIN} ... {DOCS_END}")
     head, rest = text.split(DOCS_BEGIN, 1)
     _, tail = rest.split(DOCS_END, 1)
-    Path(path).write_text(head + DOCS_BEGIN + "\n" + docs_section(results) + "\n" + DOCS_END + tail)
+    Path(path).write_text(head + DOCS_BEGIN + "\n" + docs_section(results, name) + "\n" + DOCS_END + tail)
 
 
 def diagnose(sources=("chinchilla", "marin"), seeds=(0, 1, 2), strategies=("ours", "mspe"), fraction: float = 0.1,
