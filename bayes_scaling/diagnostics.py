@@ -159,25 +159,24 @@ def _fmt_bfmi(bfmi: np.ndarray) -> str:
 
 def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
     """Run every check on ``posterior`` (a ``Posterior``) and collect the problems."""
-    idata = posterior.idata
-    post = idata["posterior"]
-    chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
-    stats = idata["sample_stats"] if "sample_stats" in idata.children else {}
+    post = posterior.group_arrays("posterior")  # arrays: a fit's tree is not built for this
+    chains, draws = (int(k) for k in np.shape(next(iter(post.values())))[:2])
+    stats = posterior.group_arrays("sample_stats") or {}
     has_sampler = "energy" in stats or "diverging" in stats  # fits saved without energy: no E-BFMI
     if chains * draws < 4 or not has_sampler:
         return Diagnosis(method=posterior.method, applicable=False, num_chains=chains, num_draws=draws)
 
     max_depth = int(max_tree_depth or posterior.meta.get("max_tree_depth", DEFAULT_MAX_TREE_DEPTH))
     names = [*posterior.law.param_names, *(["sigma"] if "sigma" in post else [])]
-    values = {name: post[name].values.reshape(chains, draws) for name in names}
+    values = {name: post[name].reshape(chains, draws) for name in names}
     table = pd.DataFrame(  # a parameter held fixed (constant draws) has nothing to diagnose
         [{"parameter": name, **chain_stats(x)} for name, x in values.items() if np.ptp(x) > 0]
     )
     if table.empty:  # every parameter fixed: nothing was sampled
         return Diagnosis(method=posterior.method, applicable=False, num_chains=chains, num_draws=draws)
     table = table.set_index("parameter")
-    divergences = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
-    bfmi = _bfmi(stats["energy"].values) if "energy" in stats else np.zeros(0)
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    bfmi = _bfmi(stats["energy"]) if "energy" in stats else np.zeros(0)
     saturated = _saturated(stats, max_depth)
     min_ess = float(ESS_PER_CHAIN_MIN * chains)
 
@@ -251,9 +250,9 @@ def _bfmi(energy: np.ndarray) -> np.ndarray:
 def _saturated(stats, max_depth: int) -> int:
     """Transitions that hit the maximum tree depth (2^depth - 1 leapfrog steps)."""
     if "n_steps" in stats:
-        return int((stats["n_steps"].values >= 2**max_depth - 1).sum())
+        return int((np.asarray(stats["n_steps"]) >= 2**max_depth - 1).sum())
     if "tree_depth" in stats:
-        return int((stats["tree_depth"].values >= max_depth).sum())
+        return int((np.asarray(stats["tree_depth"]) >= max_depth).sum())
     return 0
 
 

@@ -5,18 +5,23 @@ A ``Posterior`` is an ArviZ DataTree of draws (groups ``posterior``, ``sample_st
 law, the model settings and the runs it was fitted to. A point fit is a posterior of one draw; a
 bootstrap is one draw per resample. Everything downstream (frontier, prediction, plots, design)
 reads only ``theta()`` and the law, so it works on any of them.
+
+A fit's tree is built when something first reads ``idata`` (``Posterior.lazy``): until then the
+draws are plain arrays, which is all ``theta()``, ``draws()``, ``predict()`` and ``diagnose`` read.
+The extrapolation model's calibration refits are never saved, so they never build one (building
+an xarray tree cost a default fit more CPU than the rest of a refit's bookkeeping:
+experiments/bench_extrapolation.py ``--profile``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from bayes_scaling import extrapolation
 from bayes_scaling import frontier as frontier_mod
@@ -24,6 +29,9 @@ from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.runs.table import Runs
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 POSTERIOR_FILE, META_FILE, RUNS_FILE = "posterior.nc", "meta.json", "runs.csv"
 EXCLUDED_FILE = "excluded_runs.csv"
@@ -38,20 +46,59 @@ class Posterior:
     meta: dict = field(default_factory=dict)
     excluded: pd.DataFrame | None = None  # rows of the user's table left out of the fit (flagged), kept to report
 
+    @classmethod
+    def lazy(cls, *, law: Law, groups: dict, dims: dict, coords: dict, runs: Runs, method: str,
+             meta: dict) -> Posterior:
+        """A posterior whose DataTree is built (``arviz_base.from_dict(groups, dims=dims,
+        coords=coords)``) when ``idata`` is first read; ``groups``: group -> variable -> array
+        (chain, draw, ...), except ``observed_data``'s (no chain and draw)."""
+        return cls(law=law, idata=_PendingTree(groups, dims, coords), runs=runs, method=method, meta=meta)
+
+    def group_arrays(self, group: str) -> dict[str, np.ndarray] | None:
+        """The variables of one group of the tree (``posterior``, ``sample_stats``, ...) as arrays,
+        or None where the fit has no such group; read without building a pending tree."""
+        pending = self.__dict__.get("_pending")
+        if pending is not None:
+            return pending.groups.get(group)
+        tree = self.idata
+        if group not in tree.children:
+            return None
+        return {name: tree[group][name].values for name in tree[group].data_vars}
+
+    def _posterior_group(self):
+        """The posterior group: a pending tree's arrays, else the tree's Dataset (both map a name to
+        something ``_values`` reads)."""
+        pending = self.__dict__.get("_pending")
+        return pending.groups["posterior"] if pending is not None else self.idata["posterior"]
+
+    def has_draws(self, name: str) -> bool:
+        """Whether the posterior group holds a variable ``name`` (``sigma``, ``offset``, a drift)."""
+        return name in self._posterior_group()
+
     # --- draws ---------------------------------------------------------------------------------
     @property
     def num_draws(self) -> int:
-        post = self.idata["posterior"]
+        post = self._posterior_group()
+        if isinstance(post, dict):
+            shape = np.shape(next(iter(post.values())))
+            return int(shape[0] * shape[1])
         return int(post.sizes["chain"] * post.sizes["draw"])
 
     def theta(self) -> dict[str, np.ndarray]:
         """The law's natural parameters, flattened over chains and draws: name -> (S,)."""
-        post = self.idata["posterior"]
-        return {name: post[name].values.reshape(-1) for name in self.law.param_names}
+        post = self._posterior_group()
+        return {name: _values(post[name]).reshape(-1) for name in self.law.param_names}
 
     def draws(self, name: str) -> np.ndarray:
         """Any posterior variable (a law parameter, ``sigma``, ...), flattened: (S,)."""
-        return self.idata["posterior"][name].values.reshape(-1)
+        return _values(self._posterior_group()[name]).reshape(-1)
+
+    def _drift(self):
+        """``extrapolation.drift_of``, without building a pending tree (a fit's own draws never hold
+        the drift: ``extrapolation.attach_drift`` adds it to the tree)."""
+        if self.__dict__.get("_pending") is not None:
+            return None
+        return extrapolation.drift_of(self)
 
     def thinned(self, max_draws: int | None):
         """Index of ``max_draws`` evenly spaced draws (all of them where ``max_draws`` is None or
@@ -67,7 +114,7 @@ class Posterior:
         """Median and equal-tailed interval of each law parameter and sigma."""
         level = frontier_mod.check_level(level)
         q = [(1 - level) / 2, 0.5, (1 + level) / 2]
-        names = [*self.law.param_names, *(["sigma"] if "sigma" in self.idata["posterior"] else [])]
+        names = [*self.law.param_names, *(["sigma"] if self.has_draws("sigma") else [])]
         rows = []
         for name in names:
             lo, med, hi = np.quantile(self.draws(name), q)
@@ -81,7 +128,7 @@ class Posterior:
         one); ``max_draws`` keeps that many evenly spaced draws (figures)."""
         keep = self.thinned(max_draws)
         theta = {k: v[keep] for k, v in self.theta().items()}
-        drift = extrapolation.drift_of(self)
+        drift = self._drift()
         if drift is not None:
             drift = (drift[0][keep], drift[1])
         return frontier_mod.frontier_draws(self.law, theta, budgets, drift=drift)
@@ -102,7 +149,7 @@ class Posterior:
 
         theta = {k: jnp.asarray(v)[:, None] for k, v in self.theta().items()}
         target = jnp.atleast_1d(jnp.asarray(target_loss, dtype=jnp.float64))[None, :]
-        drift = extrapolation.drift_of(self)
+        drift = self._drift()
         if drift is None:
             return np.asarray(self.law.budget_for_loss(theta, target))
         return frontier_mod.drifted_budget_for_loss(self.law, theta, np.asarray(target), *drift)
@@ -120,14 +167,14 @@ class Posterior:
         keep = self.thinned(max_draws)
         theta = {k: v[keep][:, None] for k, v in self.theta().items()}
         log_loss = compiled_log_loss(self.law)
-        drift = extrapolation.drift_of(self)
+        drift = self._drift()
         if drift is None:
             mu = np.asarray(log_loss(theta, N[None], D[None]))
         else:
             mu = extrapolation.drifted_log_loss(log_loss, theta, drift[0][keep], drift[1], N[None], D[None])
-        if "offset" in self.idata["posterior"]:
+        if self.has_draws("offset"):
             mu = mu + self.offset_draws(offset_at, (self.num_draws, mu.shape[1]), seed)[keep]
-        if not noise or "sigma" not in self.idata["posterior"]:
+        if not noise or not self.has_draws("sigma"):
             return np.exp(mu)
         sigma = self.draws("sigma")[keep][:, None]
         return np.exp(mu + sigma * self.noise_draws(mu.shape, np.random.default_rng(seed)))
@@ -143,7 +190,7 @@ class Posterior:
         at = np.broadcast_to(np.asarray([None] if at is None else at, dtype=object).ravel(), (n,))
         index = np.array([keys.index(offset_key(a)) if a is not None and offset_key(a) in keys else -1 for a in at])
         fresh = self.draws("offset_tau")[:, None] * np.random.default_rng([seed, 1]).standard_normal((S, n))
-        fitted = self.idata["posterior"]["offset"].values.reshape(S, -1)
+        fitted = _values(self._posterior_group()["offset"]).reshape(S, -1)
         return np.where(index >= 0, fitted[:, np.maximum(index, 0)], fresh)
 
     @property
@@ -209,6 +256,8 @@ class Posterior:
             law = get_law(meta["law"].split("[")[0])  # "name[digest]": a law bound to per-run covariates
         except InputError as err:
             raise InputError(f"{meta_path}, field 'law': {err}{rerun}") from None
+        import xarray as xr
+
         nc_path = directory / POSTERIOR_FILE
         _check_file(nc_path, rerun)
         try:
@@ -285,6 +334,46 @@ def _read_fit_csv(path: Path, dtype: dict, rerun: str, allow_empty: bool = False
     return frame
 
 
+@dataclass
+class _PendingTree:
+    """What ``Posterior.lazy`` builds the DataTree from, once ``idata`` is read."""
+
+    groups: dict
+    dims: dict
+    coords: dict
+
+    def build(self) -> xr.DataTree:
+        import arviz_base as azb  # the converters only: importing all of ArviZ costs ~1 s per CLI call
+
+        return azb.from_dict(self.groups, dims=self.dims, coords=self.coords)
+
+
+def _get_idata(self: Posterior) -> xr.DataTree:
+    pending = self.__dict__.get("_pending")
+    if pending is not None:
+        # built once; from then on the tree is the only copy (a caller may change it in place)
+        self.__dict__["_idata"] = pending.build()
+        del self.__dict__["_pending"]
+    return self.__dict__["_idata"]
+
+
+def _set_idata(self: Posterior, value) -> None:
+    if isinstance(value, _PendingTree):
+        self.__dict__["_pending"] = value
+        self.__dict__.pop("_idata", None)
+    else:
+        self.__dict__["_idata"] = value
+        self.__dict__.pop("_pending", None)
+
+
+Posterior.idata = property(_get_idata, _set_idata, doc="The fit's ArviZ DataTree (built on first read).")
+
+
+def _values(variable) -> np.ndarray:
+    """A variable's array: a pending tree holds arrays, a built one xarray variables."""
+    return variable if isinstance(variable, np.ndarray) else variable.values
+
+
 def offset_key(value) -> str:
     """How a level of an offset column is named: numbers by their float's repr (3e20, 3.0e20 and
     "3e+20" are one level), anything else as its string."""
@@ -294,14 +383,34 @@ def offset_key(value) -> str:
         return str(value)
 
 
-@lru_cache(maxsize=16)
 def compiled_log_loss(law: Law):
     """The law's log-loss as one compiled program: as eager operations, each would be compiled
-    separately in every new process (tens of milliseconds in all on a CLI call)."""
-    configure()
-    import jax
+    separately in every new process (tens of milliseconds in all on a CLI call). Kept per law
+    family, name and settings, not per instance (``get_law`` makes a new one per call, so each
+    refit of the extrapolation model's calibration would trace and compile it again)."""
+    key = _law_key(law)
+    if key not in _LOG_LOSS_PROGRAMS:
+        configure()
+        import jax
 
-    return jax.jit(law.log_loss)
+        if len(_LOG_LOSS_PROGRAMS) >= 16:
+            _LOG_LOSS_PROGRAMS.pop(next(iter(_LOG_LOSS_PROGRAMS)))  # the oldest
+        _LOG_LOSS_PROGRAMS[key] = jax.jit(law.log_loss)
+    return _LOG_LOSS_PROGRAMS[key]
+
+
+_LOG_LOSS_PROGRAMS: dict[tuple, object] = {}
+
+
+def _law_key(law: Law) -> tuple:
+    """What a law's log-loss depends on: its class, name and attributes (arrays by their bytes)."""
+    def fingerprint(value):
+        if isinstance(value, (str, int, float, bool, type(None))):
+            return value
+        array = np.asarray(value)
+        return (array.dtype.str, array.shape, array.tobytes()) if array.dtype != object else repr(value)
+
+    return (type(law), law.name, tuple(sorted((k, fingerprint(v)) for k, v in vars(law).items())))
 
 
 def _jsonable(value):

@@ -93,3 +93,48 @@ def test_the_likelihood_is_carried_with_the_fit(post):
     assert noise_variance(np.array([0.01, 0.03]), Likelihood("normal")) == pytest.approx(5e-4)
     with pytest.raises(InputError, match="likelihood must be one of"):
         Likelihood("laplace")
+
+
+def test_a_fit_builds_its_tree_only_when_read():
+    """A refit read through theta/predict/diagnose never builds its DataTree; once built, the tree
+    is the one copy (a change made through ``idata`` is what theta then reads)."""
+    from bayes_scaling.diagnostics import diagnose
+    from bayes_scaling.fitting.nuts import fit_laplace
+
+    runs = load_chinchilla().for_fit()
+    refit = fit_laplace(runs, num_chains=2, num_draws=50, model="plain")
+    theta, sigma = refit.theta(), refit.draws("sigma")
+    predicted = refit.predict([1e9], [2e10], max_draws=10)
+    assert refit.num_draws == 100 and refit.has_draws("sigma") and not refit.has_draws("drift_alloc")
+    assert not diagnose(refit).applicable  # no sampler statistics: nothing to diagnose
+    assert "_pending" in vars(refit)  # nothing above built the tree
+    tree = refit.idata["posterior"]
+    assert "_pending" not in vars(refit)
+    for name, values in theta.items():
+        np.testing.assert_array_equal(tree[name].values.reshape(-1), values)
+    np.testing.assert_array_equal(refit.predict([1e9], [2e10], max_draws=10), predicted)
+    np.testing.assert_array_equal(refit.draws("sigma"), sigma)
+    refit.idata["posterior"] = tree.to_dataset().assign(sigma=tree["sigma"] * 2)
+    np.testing.assert_array_equal(refit.draws("sigma"), 2 * sigma)
+
+
+def test_a_lazy_fit_diagnoses_and_round_trips_like_a_built_one(post, tmp_path):
+    from bayes_scaling.diagnostics import diagnose
+
+    fresh = fit_nuts(load_chinchilla().for_fit(), num_chains=2, num_warmup=200, num_draws=200, seed=3, model="plain")
+    lazy = diagnose(fresh)  # the same draws as ``post`` (the extrapolating model adds the drift's)
+    assert "_pending" in vars(fresh)
+    built = diagnose(Posterior.load(post.save(tmp_path / "fit")))
+    assert lazy.table.equals(built.table) and lazy.divergences == built.divergences
+    np.testing.assert_array_equal(lazy.bfmi, built.bfmi)
+
+
+def test_the_log_loss_program_is_shared_by_instances_of_one_law():
+    from bayes_scaling.laws import DataConstrained, get_law
+    from bayes_scaling.posterior import compiled_log_loss
+
+    assert compiled_log_loss(get_law("chinchilla")) is compiled_log_loss(get_law("chinchilla"))
+    assert compiled_log_loss(get_law("chinchilla")) is not compiled_log_loss(get_law("kaplan"))
+    a, b = DataConstrained(unique_tokens=[1e9, 2e9]), DataConstrained(unique_tokens=[1e9, 3e9])
+    assert compiled_log_loss(a) is compiled_log_loss(DataConstrained(unique_tokens=[1e9, 2e9]))
+    assert compiled_log_loss(a) is not compiled_log_loss(b)

@@ -1,8 +1,7 @@
-"""Assemble a Posterior's ArviZ DataTree from draws grouped by chain."""
+"""Assemble a Posterior (its ArviZ DataTree built when first read) from draws grouped by chain."""
 
 from __future__ import annotations
 
-import arviz_base as azb  # the converters only: importing all of ArviZ costs ~1 s per CLI call
 import numpy as np
 
 from bayes_scaling.laws import Law
@@ -21,7 +20,9 @@ def build_posterior(
     meta: dict,
 ) -> Posterior:
     """``samples`` and ``extra`` hold arrays of shape (chains, draws, ...); ``loglik`` is
-    (chains, draws, n_runs). Latent sampling coordinates are kept under their own names."""
+    (chains, draws, n_runs). Latent sampling coordinates are kept under their own names. The
+    DataTree is built when something reads ``idata`` (``Posterior.lazy``): a refit that is only
+    read through ``theta()`` and ``predict()`` never builds one."""
     groups = {"posterior": {k: np.asarray(v) for k, v in samples.items()}}
     if extra:
         stats = {k: np.asarray(v) for k, v in extra.items()}
@@ -35,5 +36,5 @@ def build_posterior(
     if loglik is not None:
         groups["log_likelihood"] = {"log_loss": loglik}
     groups["observed_data"] = {"log_loss": np.log(runs.loss)}
-    idata = azb.from_dict(groups, dims=run_dim, coords={"run": np.arange(len(runs))})
-    return Posterior(law=law, idata=idata, runs=runs, method=method, meta=meta)
+    return Posterior.lazy(law=law, groups=groups, dims=run_dim, coords={"run": np.arange(len(runs))}, runs=runs,
+                          method=method, meta=meta)

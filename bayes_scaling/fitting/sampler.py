@@ -50,6 +50,8 @@ JITTER = 0.05  # sd of the per-chain jitter of a starting point, in unconstraine
 # ``potential`` and ``start`` run for milliseconds per fit: compiled without LLVM's optimisations,
 # which shortens a first call's compile.
 _RUN_ONCE = {"xla_backend_optimization_level": 0}
+# XLA options of each program: potential, start, advance, finish
+PROGRAM_OPTIONS = (_RUN_ONCE, _RUN_ONCE, None, None)
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
 _SAMPLERS: dict[tuple, Sampler] = {}
 
@@ -181,6 +183,7 @@ class Sampler:
         devices = jax.devices()[: _devices_for(num_chains, jax.device_count())]
         mesh = Mesh(np.array(devices), ("chain",))
         chains, shared = NamedSharding(mesh, P("chain")), NamedSharding(mesh, P())
+        self._shared = shared
 
         def per_chain(shape, dtype=jnp.float64):
             return jax.ShapeDtypeStruct((num_chains, *shape), dtype, sharding=chains)
@@ -207,11 +210,11 @@ class Sampler:
 
         def compile_program(index, exported):
             if index == 0:
-                return jax.jit(exported.call, compiler_options=_RUN_ONCE).lower(*one_device).compile()
+                return jax.jit(exported.call, compiler_options=PROGRAM_OPTIONS[0]).lower(*one_device).compile()
             inputs = ((seed_spec, init_spec, mass_spec), (state_specs,), (z_spec,))[index - 1]
             in_shardings = ((shared, chains, chains) if index == 1 else (chains,)) + (shared,) * len(data)
             jitted = jax.jit(exported.call, in_shardings=in_shardings, out_shardings=chains,
-                             compiler_options=(_RUN_ONCE, None, None)[index - 1])
+                             compiler_options=PROGRAM_OPTIONS[index])
             return jitted.lower(*inputs, *data).compile()
 
         # XLA compiles outside the GIL: on a first call the largest program, advance, compiles while
@@ -245,12 +248,18 @@ class Sampler:
         sites = tuple((k, tuple(np.shape(init[k])[1:])) for k in sorted(init))
         return sites, self._compiled(sites)
 
+    def _placed(self, args) -> tuple[tuple, tuple]:
+        """The data on the devices once per fit, as ``potential`` (one device) and the chains'
+        programs (every device) take it: passed as host arrays, every call would copy them again."""
+        return tuple(jax.device_put(a) for a in args), tuple(jax.device_put(a, self._shared) for a in args)
+
     def laplace(self, seed: int, init: dict, args):
         """Draws from the Laplace approximation at each chain's mode, through ``finish``:
         (samples, None, loglik) as ``run`` gives, with no sampler statistics."""
         sites, (potential, _, _, finish) = self._programs_for(init)
+        one, args = self._placed(args)
         x0 = _ravel_chains(init, sites) / self.latent_scale
-        cov, mode = newton_laplace(lambda points: potential(points, *args), x0, return_mode=True)
+        cov, mode = newton_laplace(lambda points: potential(points, *one), x0, return_mode=True)
         eps = np.random.default_rng([seed, 11]).standard_normal((self.num_chains, self.num_draws, x0.shape[1]))
         z = mode[:, None, :] + np.einsum("cij,cdj->cdi", np.linalg.cholesky(cov), eps)
         samples, loglik = jax.block_until_ready(finish(_unravel_chains(z, sites), *args))
@@ -259,6 +268,7 @@ class Sampler:
     def run(self, seed: int, init: dict, args, progress: bool):
         """NUTS from ``init``, the chains' keys split from ``PRNGKey(seed)`` inside ``start``."""
         sites, (potential, start, advance, finish) = self._programs_for(init)
+        one, args = self._placed(args)
         bar = _progress_bar(self.total * self.num_chains, progress)
         draws, stats = [], []
 
@@ -270,7 +280,7 @@ class Sampler:
 
         try:
             init = {k: np.asarray(v, np.float64) / self.latent_scale for k, v in init.items()}
-            inverse_mass = newton_laplace(lambda points: potential(points, *args), _ravel_chains(init, sites))
+            inverse_mass = newton_laplace(lambda points: potential(points, *one), _ravel_chains(init, sites))
             state = start(np.int64(seed), init, inverse_mass, *args)
             running = None
             for _ in range(self.calls):
