@@ -344,7 +344,9 @@ def gadre_diagnosis() -> dict:
     under-trained runs, D/N <= 5), the learned drift (scale quantiles, mean drift), every held-out
     run's observed loss against the plain and default medians and 90% intervals, and each
     calibration fold: its fitted and held-out runs, the runs at its largest N, the Laplace and NUTS
-    refits' mean residual and predictive sd and their fitted alpha and E."""
+    refits' mean residual and predictive sd and their fitted alpha and E, and (the ablation) the
+    Laplace refit of the fold without its runs at D/N = 5; and the held-out runs' scores when the
+    plain and default fits leave out the training runs at D/N = 5."""
     from scipy.stats import spearmanr
 
     from bayes_scaling.extrapolation import fold_residuals
@@ -397,13 +399,30 @@ def gadre_diagnosis() -> dict:
             f = {"fitted": len(fold.train), "held_out": len(fold.test), "largest_N": float(top),
                  "runs_at_largest_N": int((fold.train.N == top).sum()),
                  "D_over_N_at_largest_N": sorted(float(x) for x in (fold.train.D / fold.train.N)[fold.train.N == top])}
-            for method, fit in (("laplace", fit_laplace), ("nuts", lambda r: fit_nuts(r, model="plain"))):
-                post = fit(fold.train)
+            ablated = one(fold.train.frame[fold.train.D / fold.train.N > 7])  # the ablation: no D/N = 5 runs (the grid: 5, 10, 20, ...)
+            for method, fit, rows in (("laplace", fit_laplace, fold.train), ("nuts", lambda r: fit_nuts(r, model="plain"), fold.train),
+                                      ("laplace_without_D_over_N_5", fit_laplace, ablated)):
+                post = fit(rows)
                 res = fold_residuals(post, fold.test)
                 f[method] = {"residuals": res.r.round(4).tolist(), "sd": np.sqrt(res.v).round(4).tolist(),
                              "alpha": float(np.median(post.draws("alpha"))), "E": float(np.median(post.draws("E")))}
             row["folds"].append(f)
         out[name] = row
+    # The ablation for the whole split: the same held-out runs, predicted by fits of the training
+    # runs without those at D/N = 5 (as if the user had flagged them): coverage, interval score, CRPS.
+    scores = {}
+    for model in ("plain", "extrapolating"):
+        parts = []
+        for name in data.groups:
+            train, test = (one(part.frame[part.frame["group"] == name]) for part in (split.train, split.test))
+            draws = fit_nuts(one(train.frame[train.D / train.N > 7]), model=model).predict(test.N, test.D)
+            lo, hi = scoring.central_interval(draws, LEVEL)
+            parts.append((scoring.covered(test.loss, lo, hi), scoring.interval_score(test.loss, lo, hi, LEVEL),
+                          scoring.crps_from_draws(draws, test.loss)))
+        cov, score, crps = (np.concatenate(p) for p in zip(*parts))
+        scores[model] = {"n": len(cov), "coverage": float(cov.mean()), "interval_score": float(score.mean()),
+                         "crps": float(crps.mean())}
+    out["ablation_fits_without_D_over_N_5"] = scores
     return out
 
 
