@@ -535,7 +535,7 @@ def main() -> None:
     parser.add_argument("--simulation", action="store_true",
                         help="the slow test's drifting-law simulation only, into results/bench_extrapolation_simulation.json")
     parser.add_argument("--profile", action="store_true",
-                        help="profile a default fit of Chinchilla (process CPU time) into the existing results file")
+                        help="profile a default fit of Chinchilla (process CPU time) into the results file (--out)")
     parser.add_argument("--frontier-only", action="store_true",
                         help="measure only Chinchilla's frontier (default, and without inferred slices by LOSS_ONLY_MEAN) into --out")
     parser.add_argument("--slices-only", action="store_true",
@@ -543,7 +543,7 @@ def main() -> None:
     parser.add_argument("--diagnose-gadre", action="store_true",
                         help="why the default fails on Gadre, into results/bench_extrapolation_gadre_diagnosis.json")
     parser.add_argument("--cost-only", action="store_true",
-                        help="measure only the cost (and the folds' Laplace bias) into the existing results file")
+                        help="measure only the cost (and the folds' Laplace bias) into the results file (--out)")
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES), metavar="NAME",
                         help="only these extrapolating candidates (the first is the library default)")
     parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES),
@@ -567,9 +567,9 @@ def main() -> None:
         print(path.read_text())
         return
     if args.profile:
-        report = json.loads(OUT.read_text())
+        report = json.loads(args.out.read_text()) if args.out.exists() else {}
         report["profile_chinchilla"] = profile_default_fit(load_chinchilla().for_fit())
-        OUT.write_text(json.dumps(report, indent=1))
+        args.out.write_text(json.dumps(report, indent=1))
         print(json.dumps(report["profile_chinchilla"], indent=1))
         return
     if args.slices_only:
@@ -591,10 +591,10 @@ def main() -> None:
         print(json.dumps(report["frontier_chinchilla"], indent=1))
         return
     if args.cost_only:
-        report = json.loads(OUT.read_text())
+        report = json.loads(args.out.read_text()) if args.out.exists() else {}
         report["cost_chinchilla"] = cost(load_chinchilla().for_fit(), repeats=5)
         report["laplace_fold_bias"] = {s: laplace_fold_bias(SOURCES[s]().for_fit()) for s in ("chinchilla", "gadre")}
-        OUT.write_text(json.dumps(report, indent=1))
+        args.out.write_text(json.dumps(report, indent=1))
         print("cost (Chinchilla, warm):", {k: round(v, 3) for k, v in report["cost_chinchilla"].items()})
         for source, rows in report["laplace_fold_bias"].items():
             print(source, "fold mean residual laplace/nuts:",
