@@ -14,6 +14,9 @@ pooled: ``fit_nuts``'s extrapolating default, 4 chains x (500 + 1000)):
   seed 0..K-1, so that each pair sees the same machine load; each fit's seconds, its mean leapfrog
   steps per draw (a cost the load does not change) and the 1-minute load average; the ratios of the
   refits (seeds >= 1). ``--interleaved-only`` runs just this part and adds it to the results file;
+* ``--also '{"mean_deviations": false}'``: after the defaults' in-process fits, the same seeds with
+  these ``fit_hierarchical`` options in the same cache (a first fit that compiles, then refits),
+  with their ratio to the pooled refit (an option the CLI has no flag for);
 * old against new (``--old DIR``, a checkout of an older revision, e.g. ``git worktree add
   /tmp/old 969a144``): the pooled CLI call (cold, then with a warm cache) and the in-process pooled
   fit and refit, old and new interleaved call by call so both see the same machine load.
@@ -51,15 +54,16 @@ print(json.dumps(out))
 """
 
 IN_PROCESS_HIERARCHICAL = """
-import json, sys, time, warnings
+import json, os, sys, time, warnings
 warnings.simplefilter("ignore")
 from bayes_scaling.hierarchical import fit_hierarchical
 from bayes_scaling.runs import load_marin
 runs = load_marin().for_fit()
+options = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 out = []
 for seed in range(int(sys.argv[1])):
-    t = time.perf_counter(); fit = fit_hierarchical(runs, seed=seed)
-    out.append({"seed": seed, "seconds": time.perf_counter() - t, **fit.diagnostics})
+    t = time.perf_counter(); fit = fit_hierarchical(runs, seed=seed, **options)
+    out.append({"seed": seed, "seconds": time.perf_counter() - t, **fit.diagnostics, "load": os.getloadavg()[0]})
     print(json.dumps(out[-1]), file=sys.stderr, flush=True)
 print(json.dumps(out))
 """
@@ -130,6 +134,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--interleaved", type=int, default=0, help="pooled/hierarchical pairs at seeds 0..K-1")
     parser.add_argument("--interleaved-only", action="store_true", help="run only the interleaved part")
+    parser.add_argument("--also", type=json.loads, default=None, help="fit_hierarchical options (JSON) to add")
     args = parser.parse_args()
     if args.interleaved_only:
         results = json.loads(RESULTS.read_text())
@@ -140,6 +145,7 @@ def main() -> int:
         print(f"wrote {RESULTS}")
         return 0
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared, loaded)",
+               "load_at_start": os.getloadavg()[0],
                "data": "load_marin().for_fit(): 239 runs, groups comma/dclm/nemotron", "seeds": args.seeds}
     with tempfile.TemporaryDirectory() as tmp:
         caches = {name: str(Path(tmp) / name) for name in ("pooled", "hier", "inproc", "old", "new")}
@@ -150,6 +156,7 @@ def main() -> int:
         }
         c = results["cli_empty_cache_s"]
         c["ratio"] = c["hierarchical"] / c["pooled"]
+        c["load_after"] = os.getloadavg()[0]
         print("CLI, empty cache:", c, flush=True)
         # 2. in-process: pooled fit + refit, then the hierarchical fits (same cache, warmed by neither)
         pooled = python_json(IN_PROCESS_POOLED, caches["inproc"])
@@ -166,6 +173,13 @@ def main() -> int:
             "min_bulk_ess_at_least_400": all(h["min_ess"] >= 400 for h in hier),
         }
         print("in-process:", results["in_process_s"], flush=True)
+        if args.also is not None:
+            other = python_json(IN_PROCESS_HIERARCHICAL, caches["inproc"], ROOT, str(args.seeds), json.dumps(args.also))
+            again = [h["seconds"] for h in other[1:]]
+            results["also"] = {"options": args.also, "fits": other, "first_s": other[0]["seconds"],
+                               "refit_mean_s": sum(again) / max(len(again), 1),
+                               "ratio_refit": (sum(again) / max(len(again), 1)) / pooled["refit"]}
+            print("also:", {k: v for k, v in results["also"].items() if k != "fits"}, flush=True)
         if args.interleaved:
             results["interleaved_in_process"] = interleaved(args.interleaved, caches["inproc"])
         # 3. old against new, interleaved

@@ -36,9 +36,16 @@ default; 130, 0, 291 with ``absorb_level`` as well; one more with the deviations
   default's largest, and (d) (the same model) each group's median N_opt(1e22) is within 3% of the
   default fit's at the same seed.
 
+``--diagnose``: one fit per sampler (default, ``mean_deviations``) at seed 0, and of each the
+numbers behind the diagnosis: the sampled coordinates' (unconstrained: log of the spreads, sigma
+and tau_o) lowest bulk ESS, strongest pairwise correlations and covariance condition number, the
+tree depths, where the divergent draws sit (in standard deviations from the median), and the
+funnel numbers above; under "diagnosis".
+
 Writes experiments/results/hierarchical_geometry.json. Usage:
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py [--seeds 0 1]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --mean-deviations [--seeds 0 1 2 3 4]
+    nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --diagnose
 """
 
 from __future__ import annotations
@@ -160,11 +167,82 @@ def mean_deviations_part(seeds: list[int]) -> dict:
     return out
 
 
+def geometry(samples: dict, extra: dict) -> dict:
+    """The sampled coordinates' lowest ESS, strongest correlations, condition number, tree depths
+    and the divergent draws' positions (see the module docstring)."""
+    from bayes_scaling.diagnostics import chain_stats
+
+    columns, names = [], []
+    for k in sorted(samples):
+        if not (k.endswith(hierarchical_fit.SAMPLED_SUFFIXES) or k == "sigma") or k.endswith("_pop_latent") and (
+                k.replace("_pop_latent", "_pop_eta") in samples):  # (a function of the sampled sites there)
+            continue
+        v = np.asarray(samples[k], float)
+        v = np.log(v) if k.endswith("_tau") or k == "sigma" else v
+        v = v.reshape(v.shape[0], v.shape[1], -1)
+        for j in range(v.shape[-1]):
+            columns.append(v[..., j])
+            names.append(f"{k}[{j}]" if v.shape[-1] > 1 else k)
+    X = np.stack(columns, -1)
+    flat = X.reshape(-1, X.shape[-1])
+    ess = np.array([chain_stats(X[..., j])["ess_bulk"] for j in range(X.shape[-1])])
+    corr = np.corrcoef(flat.T)
+    upper = np.triu_indices_from(corr, 1)
+    strongest = np.argsort(-np.abs(corr[upper]))[:8]
+    eig = np.linalg.eigvalsh(np.cov(flat.T))
+    steps = np.asarray(extra["num_steps"]).ravel()
+    depth = np.ceil(np.log2(steps + 1)).astype(int)
+    diverging = np.asarray(extra["diverging"]).ravel()
+    z = (flat - np.median(flat, axis=0)) / flat.std(axis=0)
+    far = np.argsort(-np.abs(z[diverging]).mean(axis=0))[:5] if diverging.any() else []
+    return {"coordinates": len(names),
+            "lowest_ess": {names[j]: float(ess[j]) for j in np.argsort(ess)[:8]},
+            "strongest_correlations": [[names[upper[0][t]], names[upper[1][t]], float(corr[upper][t])] for t in strongest],
+            "covariance_condition_number": float(eig[-1] / eig[0]),
+            "tree_depth_counts": {int(d): int(n) for d, n in zip(*np.unique(depth, return_counts=True))},
+            "divergent_draws_z": {names[j]: [float(v) for v in z[diverging][:, j]] for j in far}}
+
+
+def diagnose_part(seed: int = 0) -> dict:
+    """``--diagnose`` (see the module docstring)."""
+    runs = load_marin().for_fit()
+    captured = {}
+    original = sampler.sample
+
+    def keep(*args, **kwargs):
+        draws = original(*args, **kwargs)
+        captured.update(samples=draws.samples, extra=draws.extra, data=args[2])
+        return draws
+
+    out = {"machine": f"2-core AMD EPYC CPU, shared with other jobs (load at start {os.getloadavg()[0]:.1f})",
+           "seed": seed}
+    hierarchical_fit.sampler.sample = keep
+    try:
+        for name, options in {DEFAULT: {}, MEAN_DEVIATIONS: {"mean_deviations": True}}.items():
+            fit = one_fit(runs, seed, options)
+            out[name] = {"fit": fit, **geometry(captured["samples"], captured["extra"]),
+                         "funnel": funnel(captured["samples"], captured["data"][4], PARAMS, bool(options)),
+                         "centring": np.asarray(captured["data"][4]).tolist(),
+                         "deviation_centring": np.asarray(captured["data"][10]).tolist()}
+            print(name, json.dumps(out[name])[:2000], flush=True)
+    finally:
+        hierarchical_fit.sampler.sample = original
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--mean-deviations", action="store_true", help="the mean_deviations part only")
+    parser.add_argument("--diagnose", action="store_true", help="the diagnosis part only")
     args = parser.parse_args()
+    if args.diagnose:
+        diagnosis = diagnose_part()
+        results = json.loads(RESULTS.read_text())  # (re-read: another part may have written meanwhile)
+        results["diagnosis"] = diagnosis
+        RESULTS.write_text(json.dumps(results, indent=2))
+        print(f"wrote {RESULTS}")
+        return 0
     if args.mean_deviations:
         results = json.loads(RESULTS.read_text())
         results["mean_deviations"] = mean_deviations_part(args.seeds or [0, 1, 2, 3, 4])
