@@ -172,7 +172,9 @@ def test_compute_optimal_band_keeps_the_shapes_near_n_opt_at_each_compute(tmp_pa
     with pytest.raises(InputError, match="span"):
         compute_optimal_band(post, N, D, span=0.5)
     with pytest.raises(InputError, match="shape_span"):
-        PlannerSettings(target_budget=1e22, shape_span=0.9)
+        PlannerSettings(target_budget=1e22, strategy="target", shape_span=0.9)
+    with pytest.raises(InputError, match="shape_span applies to strategy 'target'"):
+        PlannerSettings(target_budget=1e22, shape_span=3.0)
     s = PlannerSettings(target_budget=1e22, strategy="target", shape_span=3)
     assert s.shape_span == 3.0 and PlannerSettings.from_dict(s.to_dict()) == s
 
@@ -193,10 +195,12 @@ def test_plan_with_a_shape_span_proposes_only_compute_optimal_shapes(tmp_path, c
         picked[span] = [pool.keys.index(p["run_id"]) for p in json.loads(capsys.readouterr().out)["proposals"]]
     assert len(picked[2.0]) == 4 and all(ratio[j] <= np.log(2.5) for j in picked[2.0])  # draws spread N_opt by ~5%
     assert any(ratio[j] > np.log(2.5) for j in picked[None])  # without the band the utility goes elsewhere
+    assert main(["plan", str(tmp_path / "fit"), "--target-budget", "1e22", "--utility", "eig", "--shape-span", "2"]) == 2
+    assert "--shape-span is a factor >= 1 for the target utility" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_planner_with_a_shape_span_asks_only_for_runs_in_the_band(tmp_path):
+def test_planner_with_a_shape_span_asks_only_for_runs_in_the_band(tmp_path, capsys):
     from bayes_scaling.design.target import compute_optimal_band
     from bayes_scaling.design.candidates import Candidates as Cands
 
@@ -208,3 +212,27 @@ def test_planner_with_a_shape_span_asks_only_for_runs_in_the_band(tmp_path):
     assert 2 <= band.sum() < len(left)  # the band is a real restriction here
     proposals = planner.ask(2)
     assert len(proposals) == 2 and all(band[left.keys.index(p.run_id)] for p in proposals)
+    from bayes_scaling.cli import main
+
+    left = left.without(p.run_id for p in proposals)
+    narrow = compute_optimal_band(planner.posterior(), left.N, left.D, 1.5)
+    assert main(["plan", str(tmp_path / "a"), "--batch", "2", "--dry-run", "--json", "--shape-span", "1.5"]) == 0
+    dry = json.loads(capsys.readouterr().out)["proposals"]
+    assert dry and all(narrow[left.keys.index(p["run_id"])] for p in dry)  # --shape-span sets the state's span
+
+
+@pytest.mark.slow
+def test_loop_with_a_shape_span_keeps_it_in_the_state_and_runs_pool_runs(tmp_path, capsys):
+    from bayes_scaling.cli import main
+
+    pool = a_pool(30, seed=2)
+    (tmp_path / "pool.csv").write_text("run_id,N,D\n" + "".join(f"{k},{n},{d}\n" for k, n, d in zip(pool.keys, pool.N, pool.D)))
+    assert main(["loop", "--simulate", "--target-budget", "1e22", "--experiment-budget", str(0.2 * pool.cost.sum()),
+                 "--candidates", str(tmp_path / "pool.csv"), "--state", str(tmp_path / "state"), "--draws", "100",
+                 "--max-runs", "8", "--n-init", "6", "--shape-span", "3", "--json"]) == 0
+    planner = Planner.open(tmp_path / "state")
+    assert planner.settings["shape_span"] == 3.0 and planner.settings["strategy"] == "target"
+    assert 6 < len(planner.done) <= 8 and {r["key"] for r in planner.done} <= set(pool.keys)
+    assert main(["loop", "--simulate", "--target-budget", "1e22", "--experiment-budget", "1e20", "--strategy", "eig",
+                 "--state", str(tmp_path / "other"), "--shape-span", "3"]) == 2
+    assert "shape_span applies to strategy 'target'" in capsys.readouterr().err

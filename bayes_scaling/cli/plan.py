@@ -146,6 +146,12 @@ def _from_planner(args, directory):
         planner.settings["target_budget"] = float(args.target_budget)
     if args.misfit is not None:
         planner.settings["discrepancy"] = parse_misfit(args.misfit, 0.0)
+    if args.shape_span is not None:
+        if planner.settings["strategy"] != "target":
+            raise InputError(f"--shape-span applies to the target utility; this planner's strategy is "
+                             f"{planner.settings['strategy']!r}")
+        planner.settings["shape_span"] = float(args.shape_span)
+        planner.config  # checks it
     left = len(planner.remaining())
     batch = max(1, min(args.batch, left))  # more than there are candidates cannot be proposed
     _tick(args, f"scoring {left} candidate runs for a batch of {batch}")
@@ -194,6 +200,9 @@ def _from_fit(args, directory):
     if len(candidates) == 0:
         return [], args.target_budget
     args.utility_used = args.utility or ("target" if pool_mode else "eig")
+    if args.shape_span is not None and (args.utility_used != "target" or not args.shape_span >= 1):
+        raise InputError(f"--shape-span is a factor >= 1 for the target utility (--candidates or --utility target), "
+                         f"got {args.shape_span} with the {args.utility_used} utility")
     if args.utility_used == "target":
         return _target_from_fit(args, post, candidates)
     if args.target_budget is None:

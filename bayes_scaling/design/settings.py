@@ -80,6 +80,8 @@ class PlannerSettings:
         if self.shape_span is not None:
             if not (isinstance(self.shape_span, (int, float)) and self.shape_span >= 1):
                 raise InputError(f"shape_span must be None or a factor >= 1, got {self.shape_span!r}")
+            if self.strategy != "target":
+                raise InputError(f"shape_span applies to strategy 'target', not {self.strategy!r}")
             set_(self, "shape_span", float(self.shape_span))
         if not 0 <= self.wsd_cooldown <= 1:
             raise InputError(f"wsd_cooldown must be in [0, 1] (0: cosine runs), got {self.wsd_cooldown!r}")
