@@ -89,7 +89,11 @@ OURS_VARIANTS["shape"] = ("model", None)  # model, scored over the compute-optim
 # SHAPE_SPAN (3, the default IsoFLOP target region's span: not tuned) of the current posterior's
 # median N_opt at the candidate's own compute (``target.compute_optimal_band``); the utility, lambda
 # and the cost weighting (cost^0.4, MSPE's exponent, as every selector here) are unchanged.
-SHAPE_VARIANTS = {"shape": SHAPE_SPAN}
+SHAPE_VARIANTS = {"shape": SHAPE_SPAN, "shape2": 2.0, "shape5": 5.0}
+# shape2 / shape5: exploratory sensitivity of the span (after the rule's result; development seeds only,
+# ``--develop --variants shape shape2 shape5``), not candidates for adoption.
+for _v in ("shape2", "shape5"):
+    OURS_VARIANTS[_v] = ("model", None)
 # Adoption rule for ``shape``, written before any of its results: on the benchmark's seeds (Chinchilla,
 # Marin and Gadre 0-9; Porian's first 5 settings, seeds 0-2), with ``ours`` (the "model" variant, the
 # current default) rerun beside it under the same model version, ``shape`` becomes the default (the
