@@ -65,9 +65,10 @@ DETREND_OFFSETS = False
 # Default of ``absorb_level``: False. A sampler choice (the model is unchanged; models.hierarchical),
 # not adopted by the rule declared in experiments/hierarchical_geometry.py (docs/hierarchical.md).
 ABSORB_LEVEL = False
-# Default of ``mean_deviations``: False until the rule declared in experiments/hierarchical_geometry.py
-# says otherwise (a sampler choice, the model is unchanged; models.hierarchical, docs/hierarchical.md).
-MEAN_DEVIATIONS = False
+# Default of ``mean_deviations``: True, adopted by the rule declared in experiments/hierarchical_geometry.py
+# (a sampler choice, the model is unchanged; models.hierarchical): over seeds 0-4 on Marin 102-138 leapfrog
+# steps per draw against 257-423, 4 divergences against 9, min bulk ESS 316-585 against 99-415.
+MEAN_DEVIATIONS = True
 # The sampler's defaults here: 4 chains x (500 + 500) at target acceptance 0.9.
 SAMPLER_DEFAULTS = SamplerSettings(draws=500, target_accept=0.9, retry_divergent=False)
 # NumPyro's mass-matrix shrinkage: with 20-40 sampled coordinates the first adaptation window has
