@@ -186,8 +186,12 @@ def judge() -> dict:
             results.update(value)
     reference = json.loads(REFERENCE.read_text())["results"]
     keys = ("n", "coverage", "interval_score", "crps", "n_opt_top_inside", "n_opt_top_judged")
-    reproduced = {s: {m: all(results[s][m].get(k) == reference[s][m].get(k) for k in keys)
-                      for m in ("plain", "extrapolating")} for s in results}
+    # equal counts, and scores equal to rounding (the default's means differ from the reference's
+    # in the 15th digit: the summation order of bench_extrapolation.json's run; they are bit-equal
+    # to results/bench_extrapolation_overlap.json's)
+    reproduced = {s: {m: max(abs(results[s][m].get(k, 0) - reference[s][m].get(k, 0)) / max(abs(reference[s][m].get(k, 0)), 1e-300)
+                             for k in keys) for m in ("plain", "extrapolating")} for s in results}
+    print("nu = 5 rows against bench_extrapolation.json, largest relative difference:", reproduced)
     candidates = [name("extrapolating", nu) for nu in NUS]
     rule = adoption(results, candidates, parts["simulation"])
     for cand, row in rule["candidates"].items():
@@ -197,7 +201,7 @@ def judge() -> dict:
     passing = [n for n in rule["candidates"] if rule["candidates"][n]["passes"]]
     rule["adopted"] = min(passing, key=lambda n: rule["candidates"][n]["geomean_is_ratio_to_default"]) if passing else None
     report = {**{k: v for k, v in parts["scores"].items() if not k.startswith("results")},
-              "results": results, "nu5_rows_reproduce_bench_extrapolation": reproduced,
+              "results": results, "nu5_rows_max_relative_difference_to_bench_extrapolation": reproduced,
               "simulation": parts["simulation"], "diagnostics": parts["diagnostics"],
               "gadre_scale": parts["gadre-scale"], "adoption": rule}
     OUT.write_text(json.dumps(report, indent=1))
@@ -208,7 +212,6 @@ def judge() -> dict:
             sim = parts["simulation"][n]
             print(f"{n:28s}" + "".join(f"{cell(results[s][n]):>28s}" for s in results)
                   + f"{sim['coverage']:>12.1%} IS {sim['interval_score']:.3f}")
-    print("nu = 5 rows reproduce bench_extrapolation.json:", reproduced)
     print("adoption:", json.dumps(rule, indent=1))
     return report
 
