@@ -92,8 +92,7 @@ OURS_VARIANTS["shape"] = ("model", None)  # model, scored over the compute-optim
 SHAPE_VARIANTS = {"shape": SHAPE_SPAN, "shape2": 2.0, "shape5": 5.0}
 # shape2 / shape5: exploratory sensitivity of the span (after the rule's result; development seeds only,
 # ``--develop --variants shape shape2 shape5``), not candidates for adoption.
-for _v in ("shape2", "shape5"):
-    OURS_VARIANTS[_v] = ("model", None)
+OURS_VARIANTS.update({v: ("model", None) for v in SHAPE_VARIANTS})
 # Adoption rule for ``shape``, written before any of its results: on the benchmark's seeds (Chinchilla,
 # Marin and Gadre 0-9; Porian's first 5 settings, seeds 0-2), with ``ours`` (the "model" variant, the
 # current default) rerun beside it under the same model version, ``shape`` becomes the default (the

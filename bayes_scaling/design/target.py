@@ -37,8 +37,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax.numpy as jnp
 import numpy as np
 
+from bayes_scaling._jax_setup import configure
 from bayes_scaling.design.eig import noise_variance, predicted_log_loss, target_draws
 from bayes_scaling.errors import InputError
 
@@ -252,18 +254,14 @@ def joint_choose(Z, columns, n_pending: int, noise_var: float, misfit: np.ndarra
 def compute_optimal_band(posterior, N, D, span: float = SHAPE_SPAN) -> np.ndarray:
     """Which runs (N, D) have a compute-optimal shape under ``posterior``: N within a factor
     ``span`` of the posterior median N_opt at the run's own compute 6 N D (equivalently tokens per
-    parameter within span^2 of the optimum's), a boolean mask. N_opt is the law's (theta's draws):
-    the runs scored lie at or below the fitted scales, where the drift of an extrapolating fit is
-    nil, and the closed form costs O(S K) where the model's frontier would cost seconds. With ``span`` = 3 it is the band the
+    parameter within span^2 of the optimum's), a boolean mask. With ``span`` = 3 it is the band the
     default target region spans at C* (``TargetRegion.isoflop``), carried down to each run's scale:
-    runs shaped like those the team will train."""
+    runs shaped like those the team will train. N_opt is the law's (theta's draws, an
+    extrapolating fit's drift left out): the band is a filter on shapes, not a prediction, and the
+    law's allocation costs O(S K)."""
     N, D = np.atleast_1d(np.asarray(N, np.float64)), np.atleast_1d(np.asarray(D, np.float64))
     if not span >= 1:
         raise InputError(f"the compute-optimal band's span must be >= 1, got {span!r}")
-    import jax.numpy as jnp
-
-    from bayes_scaling._jax_setup import configure
-
     configure()
     th = {k: jnp.asarray(v)[:, None] for k, v in posterior.theta().items() if k in posterior.law.param_names}
     draws = np.asarray(posterior.law.optimal_allocation(th, jnp.asarray(6.0 * N * D)[None, :])[0])
