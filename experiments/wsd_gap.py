@@ -24,7 +24,7 @@ initialisation and batches), same warmup (10,240 tokens, 5 updates), same evalua
 and, with ``--long``, longer runs (Hagele et al.'s comparisons run thousands of updates), at most
 ``--long-max-tokens`` (default 6.4M: D = 25.6M is too long for this CPU in the time there was):
 
-    D = 6.4M   (3,125 updates): cosine, wsd20-1sqrt, constant, wsd100-linear
+    D = 6.4M   (3,125 updates): cosine, wsd20-1sqrt, cosine-peak1.6e-2, constant, wsd100-linear
     D = 25.6M (12,500 updates): cosine, wsd20-1sqrt
     D = 1.6M at batch 8 (3,125 updates of 512 tokens), peak 5e-3: cosine-b8, wsd20-1sqrt-b8
 
@@ -95,7 +95,7 @@ VARIANTS = {
 }
 SHORT_VARIANTS = tuple(VARIANTS)[:10]
 LONG_VARIANTS = ("cosine", "wsd20-1sqrt")
-LONG_RUNS = ([(v, 6.4e6) for v in ("cosine", "wsd20-1sqrt", "constant", "wsd100-linear")]
+LONG_RUNS = ([(v, 6.4e6) for v in ("cosine", "wsd20-1sqrt", "cosine-peak1.6e-2", "constant", "wsd100-linear")]
                + [(v, 2.56e7) for v in LONG_VARIANTS] + [(v, 1.6e6) for v in ("cosine-b8", "wsd20-1sqrt-b8")])
 
 
