@@ -65,10 +65,12 @@ from bayes_scaling.hierarchical import fit_hierarchical
 from bayes_scaling.runs import load_marin
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hierarchical_geometry.json"
-DEFAULT = "default (free offsets by budget)"
+DEFAULT = "default (free offsets by budget)"  # the per-group sampler (``mean_deviations=False``)
 ABSORBED = "free offsets, level absorbed"
-VARIANTS = {DEFAULT: {}, ABSORBED: {"absorb_level": True}, "no offsets": {"offset_by": None},
-            "detrended offsets": {"detrend_offsets": True}}
+# (each with the per-group sampler, the default when this part was recorded)
+VARIANTS = {DEFAULT: {"mean_deviations": False}, ABSORBED: {"absorb_level": True, "mean_deviations": False},
+            "no offsets": {"offset_by": None, "mean_deviations": False},
+            "detrended offsets": {"detrend_offsets": True, "mean_deviations": False}}
 BUDGET = 1e22
 N_OPT_TOLERANCE = 0.03
 
@@ -147,7 +149,7 @@ def mean_deviations_part(seeds: list[int]) -> dict:
         captured.update(samples=draws.samples, data=args[2])
         return draws
 
-    variants = {DEFAULT: {}, MEAN_DEVIATIONS: {"mean_deviations": True}}
+    variants = {DEFAULT: {"mean_deviations": False}, MEAN_DEVIATIONS: {"mean_deviations": True}}
     out = {"machine": f"2-core AMD EPYC CPU, shared with other jobs (load at start {os.getloadavg()[0]:.1f})",
            "seeds": seeds, "fits": {name: {} for name in variants}, "funnel_seed0": {}}
     hierarchical_fit.sampler.sample = keep
@@ -157,8 +159,8 @@ def mean_deviations_part(seeds: list[int]) -> dict:
                 out["fits"][name][seed] = {**one_fit(runs, seed, options), "load": os.getloadavg()[0]}
                 if seed == seeds[0]:
                     data = captured["data"]
-                    out["funnel_seed0"][name] = funnel(captured["samples"], data[4], PARAMS, bool(options))
-                    if options:
+                    out["funnel_seed0"][name] = funnel(captured["samples"], data[4], PARAMS, options["mean_deviations"])
+                    if options["mean_deviations"]:
                         out["deviation_centring"] = np.asarray(data[10]).tolist()
                 print(name, seed, out["fits"][name][seed], flush=True)
     finally:
@@ -218,10 +220,10 @@ def diagnose_part(seed: int = 0) -> dict:
            "seed": seed}
     hierarchical_fit.sampler.sample = keep
     try:
-        for name, options in {DEFAULT: {}, MEAN_DEVIATIONS: {"mean_deviations": True}}.items():
+        for name, options in {DEFAULT: {"mean_deviations": False}, MEAN_DEVIATIONS: {"mean_deviations": True}}.items():
             fit = one_fit(runs, seed, options)
             out[name] = {"fit": fit, **geometry(captured["samples"], captured["extra"]),
-                         "funnel": funnel(captured["samples"], captured["data"][4], PARAMS, bool(options)),
+                         "funnel": funnel(captured["samples"], captured["data"][4], PARAMS, options["mean_deviations"]),
                          "centring": np.asarray(captured["data"][4]).tolist(),
                          "deviation_centring": np.asarray(captured["data"][10]).tolist()}
             print(name, json.dumps(out[name])[:2000], flush=True)
