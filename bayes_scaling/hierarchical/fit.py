@@ -155,7 +155,8 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     ``spread_prior``: "halfnormal" or "gamma" (``models.hierarchical.spread_distribution``).
     ``centre``: "pivot" (``hierarchical.centring.pivot_centre``) or "mean": where the groups' latent
     coordinates are centred, and so, under partial pooling, where their reducible terms are pooled.
-    ``centring``: "auto" (``auto_centring``), "none" (every group non-centred) or a mapping
+    ``centring``: "auto" (``auto_centring``; under ``mean_deviations``, the deviations'
+    ``deviation_centring``), "none" (every group, or deviation, non-centred) or a mapping
     parameter -> lambda; it changes how NUTS moves, not the model. ``offset_by``: a column whose
     levels each get an offset delta_b on log-loss shared by all groups; "auto" (default):
     ``"budget"`` where the runs have it with two or more values (three, detrended), else none;
@@ -207,11 +208,12 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     centre = _centres(law, h, runs, estimates, group, G, per_group=h.pooling == "none" and not shared)
     common = centre[:, 0]
     partial_names = [p for p in names_p if modes[p] == "partial"]
-    lams = {}
-    if partial_names and h.centring == "auto":
+    lams = {}  # (the groups' own lambdas; unused where they are sampled as their mean and deviations)
+    by_mean = h.mean_deviations and G >= 2
+    if partial_names and h.centring == "auto" and not by_mean:
         lams = auto_centring(law, runs.N, runs.D, np.log(runs.loss), estimates, group, common,
                              {p: spreads[p] for p in partial_names}, h.spread_prior)
-    elif partial_names and not isinstance(h.centring, str):
+    elif partial_names and not isinstance(h.centring, str) and not by_mean:
         lams = {p: np.full(G, float(v)) for p, v in dict(h.centring).items()}
     centring = np.array([np.clip(lams.get(p, np.zeros(G)), 0.0, 1.0) for p in names_p])
     deviations = _deviation_centring(law, h, runs, estimates, group, common, spreads, partial_names, G)
