@@ -13,9 +13,9 @@ of results ("wsd_same_runs") and one with the cosine loop's FLOPs as its experim
 3x the results ("wsd_same_flops"), and that again with the trunk spread's prior scale at the
 truth's 0.01 instead of 0.05 ("wsd_tight_same_flops", ``Planner.create(trunk_scale=0.01)``), and
 with the cosine loop's FLOPs and 2 or 3 trunks per size ("wsd2_same_flops", "wsd3_same_flops":
-``branches.sweep_branches(trunks_per_size=k)``, each trunk its own effect u_t, so a size's losses
-are not all shifted by one draw; the planner itself offers one trunk per size, so these modes use
-a subclass whose ``wsd_branches`` passes k). Summary (runs done, FLOPs spent, trunks opened, the
+the planner's ``trunks_per_size=k``, ``branches.sweep_branches``: each trunk its own effect u_t, so
+a size's losses are not all shifted by one draw; recorded with a Planner subclass that passed k to
+``sweep_branches`` before the setting existed). Summary (runs done, FLOPs spent, trunks opened, the
 90% interval of N_opt(C*) and whether it holds the truth) to experiments/results/wsd_planner_sim.json.
 """
 
@@ -63,37 +63,19 @@ def truth_job(seed: int):
 MODES = ("cosine", "wsd_same_runs", "wsd_same_flops", "wsd_tight_same_flops", "wsd2_same_flops", "wsd3_same_flops")
 
 
-def planner_class(trunks_per_size: int):
-    """The planner, or a subclass offering ``trunks_per_size`` trunks of every size."""
-    from bayes_scaling.design.branches import sweep_branches
-    from bayes_scaling.design.planner import Planner
-
-    if trunks_per_size == 1:
-        return Planner
-
-    class SeveralTrunks(Planner):
-        def wsd_branches(self, used=(), max_cost=np.inf):
-            wsd = self.state["wsd"]
-            busy = {p["trunk_id"] for p in self.pending.values() if p.get("trunk_id")}
-            return sweep_branches(self.candidates, wsd["trunks"], cooldown_fraction=self.settings["wsd_cooldown"],
-                                  tokens_per_step=wsd["tokens_per_step"], busy=busy, exclude=used, max_cost=max_cost,
-                                  trunks_per_size=trunks_per_size)
-
-    return SeveralTrunks
-
-
 def one(mode: str, seed: int, max_runs: int, folder: Path, budget: float = BUDGET) -> dict:
     from bayes_scaling.wsd import TRUNK_SCALE
 
     from bayes_scaling.design.candidates import grid
     from bayes_scaling.design.loop import LoopSettings, run_loop
+    from bayes_scaling.design.planner import Planner
     from bayes_scaling.executors.inline import InlineExecutor
     from bayes_scaling.laws import EPOCH_2024, get_law
 
     k = int(mode[3]) if mode[:3] == "wsd" and mode[3].isdigit() else 1
-    planner = planner_class(k).create(folder / f"{mode}-s{seed}", grid(**GRID), target_budget=TARGET, experiment_budget=budget,
+    planner = Planner.create(folder / f"{mode}-s{seed}", grid(**GRID), target_budget=TARGET, experiment_budget=budget,
                              n_init=6, num_chains=2, num_warmup=150, num_draws=150, seed=seed,
-                             wsd_cooldown=0.2 if mode.startswith("wsd") else 0.0, overwrite=True,
+                             wsd_cooldown=0.2 if mode.startswith("wsd") else 0.0, trunks_per_size=k, overwrite=True,
                              trunk_scale=TRUNK_SD if "tight" in mode else TRUNK_SCALE)
     t0 = time.perf_counter()
     result = run_loop(planner, InlineExecutor(job=truth_job(seed)),

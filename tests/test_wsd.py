@@ -320,6 +320,64 @@ def test_plan_on_a_wsd_planner_names_each_branch_trunk_and_a_dry_run_records_not
     assert not (tmp_path / "trunks").exists()
 
 
+def test_the_planner_with_two_trunks_per_size_proposes_both_and_saves_the_setting(tmp_path):
+    import json
+
+    from bayes_scaling.design.branches import trunk_id_for
+    from bayes_scaling.design.candidates import grid
+    from bayes_scaling.design.planner import Planner
+    from bayes_scaling.design.settings import PlannerSettings
+
+    one_size = grid(N=[1e7], d_range=(2e8, 3.2e9), d_points=5)
+    planner = Planner.create(tmp_path, one_size, target_budget=1e21, wsd_cooldown=0.2, trunks_per_size=2, n_init=50)
+    t0, t1 = trunk_id_for(1e7), trunk_id_for(1e7, 1)
+    assert {k.split(":")[1].split("@")[0] for k in planner.remaining().keys} == {t0, t1}
+    assert {p.trunk_id for p in planner.ask(3)} == {t0, t1}  # one job per trunk: the third waits
+    again = Planner.open(tmp_path)
+    assert again.settings["trunks_per_size"] == 2 and again.config.trunks_per_size == 2
+    state = json.loads((tmp_path / "planner.json").read_text())
+    del state["settings"]["trunks_per_size"]  # a state saved before the setting existed
+    (tmp_path / "planner.json").write_text(json.dumps(state))
+    old = Planner.open(tmp_path)
+    assert old.config.trunks_per_size == 1 and set(old.wsd_branches().trunk_ids) <= {t0}
+    for bad in (0, -1, 1.5, float("nan"), "2", True):
+        with pytest.raises(InputError, match="trunks_per_size must be a whole number >= 1"):
+            PlannerSettings(target_budget=1e21, wsd_cooldown=0.2, trunks_per_size=bad)
+    with pytest.raises(InputError, match="applies to a WSD sweep"):
+        PlannerSettings(target_budget=1e21, trunks_per_size=2)
+    assert PlannerSettings(target_budget=1e21, wsd_cooldown=0.2, trunks_per_size=2.0).trunks_per_size == 2
+
+
+def test_loop_wsd_trunks_per_size_opens_several_trunks_per_size_and_refuses_bad_values(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from bayes_scaling.cli import loop, main
+    from bayes_scaling.design.branches import trunk_id_for
+    from bayes_scaling.design.planner import Planner
+
+    args = ["loop", "--simulate", "--wsd", "--target-budget", "1e22", "--experiment-budget", "1e20", "--grid-points", "4",
+            "--n-range", "1e8", "1e8", "--workers", "2", "--json", "--max-runs", "2"]
+    assert main([*args, "--trunks-per-size", "2", "--state", str(tmp_path / "two")]) == 0
+    planner = Planner.open(tmp_path / "two")
+    assert planner.settings["trunks_per_size"] == 2
+    assert {r["trunk_id"] for r in planner.done} == {trunk_id_for(1e8), trunk_id_for(1e8, 1)}
+    capsys.readouterr()
+    assert main([*args, "--trunks-per-size", "3", "--state", str(tmp_path / "two")]) == 2  # not what the state holds
+    assert "2 trunk(s) per size, not --trunks-per-size 3" in capsys.readouterr().err
+    assert main([*args, "--trunks-per-size", "0", "--state", str(tmp_path / "zero")]) == 2
+    assert "--trunks-per-size must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "zero").exists()
+    no_wsd = [a for a in args if a != "--wsd"]
+    assert main([*no_wsd, "--trunks-per-size", "2", "--state", str(tmp_path / "cos")]) == 2
+    assert "applies to a WSD sweep; add --wsd" in capsys.readouterr().err
+    parser = SimpleNamespace(**{name: None for name in loop.STATE_OPTIONS})
+    plain = loop.default_state_dir(parser)
+    parser.trunks_per_size = 1  # the default: the state of a loop without the flag
+    assert loop.default_state_dir(parser) == plain
+    parser.trunks_per_size = 2
+    assert loop.default_state_dir(parser) != plain
+
+
 @pytest.mark.slow  # four harness runs (two trunk extensions, two branches): ~1-2 min on 2 loaded cores
 def test_loop_wsd_on_the_harness_extends_the_trunk_and_branches_it(tmp_path):
     from bayes_scaling.cli import main

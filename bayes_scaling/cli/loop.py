@@ -31,10 +31,11 @@ names the runs whose predictions matter. With either, the strategy defaults to `
 target-region utility (``design.target``) per cost^0.4, refitting under the extrapolating model.
 
 WSD. ``--wsd [FRACTION]`` makes every new run a warmup-stable-decay branch (``design.branches``):
-one trunk per size N of the grid, trained at constant rate and kept at each grid D's cool-down start
-(in ``DIR/trunks/<trunk>``), each run a branch that cools down over the last FRACTION (default 0.2)
-of its updates. The planner prices a branch at its cool-down plus the stable tokens its trunk must
-still train (the first branch of a trunk: a whole run) and scores it with the WSD offset and its
+``--trunks-per-size K`` trunks (default 1) per size N of the grid, trunk i trained with ``--seed``
++ i, each at constant rate and kept at each grid D's cool-down start (in ``DIR/trunks/<trunk>``),
+each run a branch that cools down over the last FRACTION (default 0.2) of its updates. The planner
+prices a branch at its cool-down plus the stable tokens its trunk must still train (the first
+branch of a trunk: a whole run) and scores it with the WSD offset and its
 trunk's shared effect (refits: ``bayes_scaling.wsd.fit_wsd``); a trunk's extension runs just before
 its branch, and its record goes to the run store as a trunk. Trunks and branches warm up for
 ``warmup_tokens`` (``--train-spec``; default 5% of the smallest grid D).
@@ -97,8 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop once the state holds this many results (earlier invocations' included)")
     p.add_argument("--store", default=None, help="append each result (failed runs too) to this run store as it arrives")
     p.add_argument("--wsd", type=float, nargs="?", const=0.2, default=None, metavar="FRACTION",
-                   help="new runs are WSD branches of one trunk per size, cooling down this share of D (default "
+                   help="new runs are WSD branches of the trunks of their size, cooling down this share of D (default "
                         "0.2); the planner prices a branch at its cool-down plus the trunk tokens still to train")
+    p.add_argument("--trunks-per-size", type=int, default=None, metavar="K",
+                   help="with --wsd: K trunks per grid size (default 1), trunk i trained with --seed + i, so one "
+                        "trunk's effect does not shift every loss of its size")
     p.add_argument("--train-spec", default=None, help='harness: extra RunSpec fields as JSON, e.g. \'{"context": 64}\'')
     add_executor_options(p)
     add_candidate_options(p)
@@ -146,6 +150,7 @@ def _run(args, received: dict) -> int:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
     if args.max_runs is not None and args.max_runs < 1:
         raise InputError(f"--max-runs must be at least 1, got {args.max_runs}")
+    check_trunks_per_size(args)
     store = None
     if args.store:
         from bayes_scaling.runs.store import RunStore
@@ -179,6 +184,17 @@ def _run(args, received: dict) -> int:
     return 0
 
 
+def check_trunks_per_size(args) -> None:
+    """--trunks-per-size: a whole number >= 1, and only with --wsd."""
+    k = getattr(args, "trunks_per_size", None)
+    if k is None:
+        return
+    if k < 1:
+        raise InputError(f"--trunks-per-size must be at least 1, got {k}")
+    if getattr(args, "wsd", None) is None:
+        raise InputError(f"--trunks-per-size {k} applies to a WSD sweep; add --wsd [FRACTION]")
+
+
 def open_planner(args):
     """The planner in ``--state``: resumed if the folder holds one, else created from the flags."""
     from bayes_scaling.cli.plan import parse_misfit
@@ -187,6 +203,10 @@ def open_planner(args):
     state_dir = Path(args.state) if args.state else default_state_dir(args)
     if (state_dir / STATE_FILE).exists():
         planner = Planner.open(state_dir)
+        saved = int(planner.settings.get("trunks_per_size", 1))
+        if getattr(args, "trunks_per_size", None) not in (None, saved):
+            raise InputError(f"{state_dir} is a sweep with {saved} trunk(s) per size, not --trunks-per-size "
+                             f"{args.trunks_per_size}; drop the flag to resume it, or give another --state")
         _common.info(f"resuming {state_dir}: {len(planner.done)} runs done, {len(planner.pending)} pending")
         return planner
     from bayes_scaling.design.candidates import read_pool
@@ -209,7 +229,8 @@ def open_planner(args):
         level=args.level, targets=tuple(args.targets), strategy=strategy, n_init=args.n_init, num_warmup=args.draws,
         num_draws=args.draws, seed=args.seed, discrepancy=parse_misfit(args.misfit, 0.0),
         model=args.model or ("extrapolating" if strategy == "target" else "plain"), target_runs=target_runs,
-        wsd_cooldown=getattr(args, "wsd", None) or 0.0, shape_span=getattr(args, "shape_span", None))
+        wsd_cooldown=getattr(args, "wsd", None) or 0.0, shape_span=getattr(args, "shape_span", None),
+        trunks_per_size=getattr(args, "trunks_per_size", None) or 1)
     planner = Planner.create(state_dir, candidates, settings=settings, tokens_per_step=1 if args.simulate else tokens_per_step(args))
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
     return planner
@@ -218,11 +239,12 @@ def open_planner(args):
 # The options that define an experiment: the same values resume the same default state directory.
 STATE_OPTIONS = ("target_budget", "experiment_budget", "tolerance", "level", "simulate", "truth", "noise_sigma", "seed",
                  "targets", "strategy", "misfit", "draws", "n_init", "n_range", "d_range", "grid_points",
-                 "max_run_cost", "train_spec", "candidates", "target", "model", "wsd", "shape_span")  # see NEW_STATE_OPTIONS
+                 "max_run_cost", "train_spec", "candidates", "target", "model", "wsd", "shape_span",
+                 "trunks_per_size")  # see NEW_STATE_OPTIONS
 DEFAULT_STATE_ROOT = Path(".bayes-scaling") / "loops"
 
 
-NEW_STATE_OPTIONS = ("candidates", "target", "model", "wsd", "shape_span")  # left out of the hash when unset: older loops resume
+NEW_STATE_OPTIONS = ("candidates", "target", "model", "wsd", "shape_span", "trunks_per_size")  # left out of the hash when unset: older loops resume
 
 
 def resolved_strategy(args) -> str:
@@ -235,6 +257,8 @@ def default_state_dir(args) -> Path:
     """``.bayes-scaling/loops/<hash>``: the hash of the options in ``STATE_OPTIONS``."""
     options = {name: getattr(args, name, None) for name in STATE_OPTIONS}
     options["strategy"] = resolved_strategy(args)
+    if options.get("trunks_per_size") == 1:  # the default: the same state as without the flag
+        options["trunks_per_size"] = None
     options = {k: v for k, v in options.items() if not (k in NEW_STATE_OPTIONS and v is None)}
     key = json.dumps(options, sort_keys=True, default=str)
     return DEFAULT_STATE_ROOT / hashlib.sha256(key.encode()).hexdigest()[:12]

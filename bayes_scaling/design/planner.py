@@ -26,8 +26,9 @@ Other scores (``eig``, ``uncertainty``, ``random``) exist for baselines. The set
 ``PlannerSettings`` (``design.settings``), saved with ``asdict`` in planner.json. Only candidates that fit in the remaining experiment budget
 (budget - spent - pending) are proposed.
 
-WSD sweep (``wsd_cooldown`` > 0). New runs are warmup-stable-decay branches: one trunk per size N
-of the candidate grid, each grid (N, D) a branch of it (``design.branches.sweep_branches``), priced
+WSD sweep (``wsd_cooldown`` > 0). New runs are warmup-stable-decay branches: ``trunks_per_size``
+trunks (default 1) per size N of the candidate grid, each grid (N, D) a branch of each of them
+(``design.branches.sweep_branches``; trunk i of a size is ``wsd-N<N>-t<i>``, seeded + i), priced
 at what it still costs: the cool-down plus the stable tokens the trunk must train first (its first
 branch: a whole run). ``ask`` proposes at most one run per trunk at a time (a trunk's pending run
 may extend it) and records how far each trunk has trained (``state["wsd"]["trunks"]``). Refits
@@ -363,7 +364,8 @@ class Planner:
         wsd = self.state["wsd"]
         busy = {p["trunk_id"] for p in self.pending.values() if p.get("trunk_id")}
         return sweep_branches(self.candidates, wsd["trunks"], cooldown_fraction=self.settings["wsd_cooldown"],
-                              tokens_per_step=wsd["tokens_per_step"], busy=busy, exclude=used, max_cost=max_cost)
+                              tokens_per_step=wsd["tokens_per_step"], busy=busy, exclude=used, max_cost=max_cost,
+                              trunks_per_size=int(self.settings.get("trunks_per_size", 1)))
 
     # --- ask / tell --------------------------------------------------------------------------------
     def ask(self, q: int = 1) -> list[Proposal]:

@@ -7,6 +7,8 @@ refits' ``model``), ``"eig_per_cost"`` (EIG about ``targets`` per FLOP, ``design
 empty: the IsoFLOP slice 6 N D = C* around the median N_opt (``target_span``, ``target_points``).
 ``shape_span`` (strategy ``"target"``, None: off): score only the candidates whose N lies within
 that factor of the posterior median N_opt at their own compute (``target.compute_optimal_band``).
+``wsd_cooldown`` > 0 makes the planner a WSD sweep (``design.branches``) with ``trunks_per_size``
+trunks per grid size N (default 1; states saved before it existed load with 1).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class PlannerSettings:
     target_points: int = 9
     shape_span: float | None = None  # strategy "target": score only runs within this factor of N_opt at their compute
     wsd_cooldown: float = 0.0  # > 0: new runs are WSD branches (design.branches), cooling down this share of D; 0: cosine runs
+    trunks_per_size: int = 1  # WSD sweep: trunks per grid size N (design.branches.sweep_branches)
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -85,6 +88,12 @@ class PlannerSettings:
             set_(self, "shape_span", float(self.shape_span))
         if not 0 <= self.wsd_cooldown <= 1:
             raise InputError(f"wsd_cooldown must be in [0, 1] (0: cosine runs), got {self.wsd_cooldown!r}")
+        k = self.trunks_per_size
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not float(k).is_integer() or k < 1:
+            raise InputError(f"trunks_per_size must be a whole number >= 1, got {k!r}")
+        set_(self, "trunks_per_size", int(k))
+        if k > 1 and not self.wsd_cooldown > 0:
+            raise InputError(f"trunks_per_size {k} applies to a WSD sweep (wsd_cooldown > 0), not to cosine runs")
         self.utility()  # checks cost_exponent and n_opt_weight
 
     def utility(self) -> UtilitySettings:
