@@ -375,6 +375,164 @@ def stock_numpyro(runs) -> dict:
             "min_bulk_ess": ess}
 
 
+# --- per-program compile breakdown (``--compile-breakdown``) ---
+# The sampler's four programs (potential, start, advance, finish) are traced (``jax.export``: jaxpr
+# trace + lowering to StableHLO) and compiled by XLA on a first call. In the CLI they compile in
+# threads; here, in a fresh process with an empty cache, the compiles run one after another (the
+# thread pool replaced by a serial one) so each program's seconds, wall and CPU (all threads), are
+# its own. The fit is ``fit_nuts(model="plain")`` at the CLI's defaults (4 x (500 + 1000), seed 0).
+# Variants change the XLA options of programs (``sampler.PROGRAM_OPTIONS``); their draws are hashed.
+PROGRAM_NAMES = ("potential", "start", "advance", "finish")
+# order in which ``Sampler._compiled`` exports and compiles them (serial pool): what each event is
+EXPORT_ORDER = ("start", "advance", "potential", "finish")
+COMPILE_ORDER = ("advance", "start", "potential", "finish")
+COMPILE_VARIANTS = {
+    "current": {},
+    "advance_O1": {"advance": {"xla_backend_optimization_level": 1}},
+    "advance_finish_O1": {"advance": {"xla_backend_optimization_level": 1},
+                          "finish": {"xla_backend_optimization_level": 1}},
+}
+# Rule, written before the results: a variant replaces the current options only if its draws hash
+# is identical to "current"'s, its median total compile CPU (all four programs) is at least 10%
+# lower over the interleaved repeats, and its sampling is not slower (median over calls of the
+# median ``sampling_seconds`` of 3 in-process refits, seeds 1-3, at most 5% above "current"'s: a
+# repeated CLI call runs the same compiled programs); otherwise it stays a measured, rejected option.
+ADOPT_MIN_CPU_SAVING = 0.10
+ADOPT_MAX_SAMPLING_SLOWDOWN = 0.05
+
+
+def compile_of(out_path: str, variant: str) -> None:
+    """In a fresh process (empty cache): the fit, each program's export and compile seconds."""
+    import threading
+    from concurrent.futures import Future
+
+    os.environ["BAYES_SCALING_CACHE"] = tempfile.mkdtemp()
+    import jax
+    from jax._src import stages
+
+    from bayes_scaling.fitting import sampler
+    from bayes_scaling.fitting.nuts import fit_nuts
+    from bayes_scaling.runs import load_chinchilla
+
+    options = list(sampler.PROGRAM_OPTIONS)
+    for name, opts in COMPILE_VARIANTS[variant].items():
+        options[PROGRAM_NAMES.index(name)] = opts
+    sampler.PROGRAM_OPTIONS = tuple(options)
+
+    class Serial:  # ``ThreadPoolExecutor``'s use in ``_compiled``, run at submit time
+        def __init__(self, workers):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            future = Future()
+            future.set_result(fn(*args))
+            return future
+
+    sampler.ThreadPoolExecutor = Serial
+    events, durations = [], {}
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda e, d, **_: durations.__setitem__(e.rsplit("/", 1)[1], durations.get(e.rsplit("/", 1)[1], 0.0) + d)
+        if "/jax/core/compile/" in e else None)
+
+    def clocked(kind, fn):
+        def wrapper(*args, **kwargs):
+            before, wall, cpu = dict(durations), time.perf_counter(), time.process_time()
+            result = fn(*args, **kwargs)
+            phases = {k: v - before.get(k, 0.0) for k, v in durations.items() if v - before.get(k, 0.0) > 0}
+            events.append({"kind": kind, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
+                           "thread": threading.get_ident(), "jax_durations_s": phases})
+            return result
+        return wrapper
+
+    original_export = jax.export.export
+    sampler.jax.export.export = lambda fn, **kw: clocked("export", original_export(fn, **kw))
+    original_compile = stages.Lowered.compile
+    stages.Lowered.compile = lambda self, *a, **k: clocked("compile", original_compile)(self, *a, **k)
+    runs = load_chinchilla().for_fit()
+    start = time.perf_counter()
+    post = fit_nuts(runs, model="plain", seed=0)
+    fit_s = time.perf_counter() - start
+    refit_s = [fit_nuts(runs, model="plain", seed=seed).meta["sampling_seconds"] for seed in (1, 2, 3)]
+    exports = [e for e in events if e["kind"] == "export"]
+    compiles = [e for e in events if e["kind"] == "compile"]
+    programs = {name: {} for name in PROGRAM_NAMES}
+    for name, e in zip(EXPORT_ORDER, exports):
+        programs[name]["trace_lower"] = e
+    for name, e in zip(COMPILE_ORDER, compiles):
+        programs[name]["xla_compile"] = e
+    digest = hashlib.sha256()
+    for name in sorted(post.idata.posterior.data_vars):
+        digest.update(name.encode() + b"\0" + np.ascontiguousarray(post.idata.posterior[name].values,
+                                                                   np.float64).tobytes())
+    Path(out_path).write_text(json.dumps({
+        "variant": variant, "options": COMPILE_VARIANTS[variant], "fit_wall_s": fit_s,
+        "refit_sampling_s": refit_s,
+        "load_avg_1min_after": os.getloadavg()[0], "programs": programs, "events": len(events),
+        "draws_sha256": digest.hexdigest()}))
+
+
+def compile_breakdown(repeats: int, out: Path) -> None:
+    """``repeats`` fresh processes per variant, interleaved; per program the median seconds."""
+    calls = {v: [] for v in COMPILE_VARIANTS}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for variant in COMPILE_VARIANTS:
+                path = f"{tmp}/{variant}-{i}.json"
+                subprocess.run([sys.executable, str(Path(__file__).resolve()), "--compile-of", path, variant],
+                               check=True, capture_output=True, cwd=ROOT)
+                calls[variant].append(json.loads(Path(path).read_text()))
+    summary = {}
+    for variant, runs in calls.items():
+        table = {}
+        for name in PROGRAM_NAMES:
+            table[name] = {f"{step}_{what}_median": float(np.median([r["programs"][name][step][what] for r in runs]))
+                           for step in ("trace_lower", "xla_compile") for what in ("wall_s", "cpu_s")}
+        total = [sum(r["programs"][n]["xla_compile"]["cpu_s"] for n in PROGRAM_NAMES) for r in runs]
+        summary[variant] = {"per_program": table, "xla_compile_cpu_s_total": total,
+                            "xla_compile_cpu_s_total_median": float(np.median(total)),
+                            "trace_lower_cpu_s_total_median": float(np.median(
+                                [sum(r["programs"][n]["trace_lower"]["cpu_s"] for n in PROGRAM_NAMES) for r in runs])),
+                            "refit_sampling_s_median": float(np.median([np.median(r["refit_sampling_s"])
+                                                                        for r in runs])),
+                            "draws_sha256": sorted({r["draws_sha256"] for r in runs})}
+    base = summary["current"]
+    for variant, s in summary.items():
+        s["same_draws_as_current"] = s["draws_sha256"] == base["draws_sha256"] and len(s["draws_sha256"]) == 1
+        s["compile_cpu_saving_vs_current"] = 1 - s["xla_compile_cpu_s_total_median"] / base[
+            "xla_compile_cpu_s_total_median"]
+        s["sampling_slowdown_vs_current"] = s["refit_sampling_s_median"] / base["refit_sampling_s_median"] - 1
+        s["adopt_by_rule"] = (variant != "current" and s["same_draws_as_current"]
+                              and s["compile_cpu_saving_vs_current"] >= ADOPT_MIN_CPU_SAVING
+                              and s["sampling_slowdown_vs_current"] <= ADOPT_MAX_SAMPLING_SLOWDOWN)
+    result = {"machine": f"{os.cpu_count()} cores, {cpu_name()}",
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                       text=True).stdout.strip(),
+              "what": "fit_nuts(model='plain', seed=0) on the bundled Chinchilla data, fresh process, empty cache; "
+                      "the four sampler programs exported and compiled one after another",
+              "load_avg_1_5_15min_before_and_after": [list(load_before), list(os.getloadavg())],
+              "repeats": repeats, "adopt_rule": f"identical draws, >= {ADOPT_MIN_CPU_SAVING:.0%} less compile CPU and sampling at most "
+                            f"{ADOPT_MAX_SAMPLING_SLOWDOWN:.0%} slower",
+              "variants": summary, "calls": calls}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    for variant, s in summary.items():
+        cells = ", ".join(f"{n} {s['per_program'][n]['trace_lower_cpu_s_median']:.2f}+"
+                          f"{s['per_program'][n]['xla_compile_cpu_s_median']:.2f}" for n in PROGRAM_NAMES)
+        print(f"{variant}: CPU s trace+lower + compile per program: {cells}; compile total "
+              f"{s['xla_compile_cpu_s_total_median']:.2f} (saving {s['compile_cpu_saving_vs_current']:+.1%}), "
+              f"sampling {s['refit_sampling_s_median']:.3f} s ({s['sampling_slowdown_vs_current']:+.1%}), "
+              f"same draws {s['same_draws_as_current']}, adopt {s['adopt_by_rule']}")
+    print(f"results: {out}")
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -394,7 +552,13 @@ def main(argv=None) -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="also time fit_nuts refits in one process and NumPyro's stock MCMC")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--compile-breakdown", action="store_true",
+                        help="instead: each sampler program's trace and XLA compile seconds, per XLA-option variant")
     args = parser.parse_args(argv)
+    if args.compile_breakdown:
+        out = args.out if args.out != RESULTS else RESULTS.with_name("bench_cli_compile.json")
+        compile_breakdown(args.repeats, out)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"ours": baseline_tree(args.ours, tmp, "ours") if args.ours else snapshot(tmp)}
         if args.baseline:
@@ -453,4 +617,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--compile-of"]:
+        compile_of(sys.argv[2], sys.argv[3])
+    else:
+        main()
