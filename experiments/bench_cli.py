@@ -10,7 +10,10 @@
   "calibration: ..."), posterior predictive, saving, verdict and report; wall and CPU seconds each;
 * a hash of the saved posterior draws, to show that a change to the command's speed left its
   results alone;
-* ``--in-process``: also ``fit_nuts`` refits in one process and NumPyro's stock ``MCMC``.
+* ``--in-process``: also ``fit_nuts`` refits in one process and NumPyro's stock ``MCMC``;
+* ``--compile-breakdown``: instead, each sampler program's trace and XLA compile seconds on a first
+  call, per variant of the programs' XLA options, with the rule for adopting one (see
+  ``COMPILE_VARIANTS``); writes experiments/results/bench_cli_compile.json unless ``--out``.
 
 ``--baseline REF`` also runs the CLI of git revision REF (checked out in a temporary worktree, run
 with the same interpreter), interleaved call by call with this tree's, so both see the same load;
@@ -19,6 +22,7 @@ the results then hold both, their ratios and whether their draws are identical.
 All on the bundled Chinchilla data (240 runs), 4 chains x 1000 draws, 500 warmup, the default
 (extrapolating) model. Writes experiments/results/bench_cli.json (``--out``). Usage:
     .venv/bin/python experiments/bench_cli.py [--baseline REF] [--repeats 3] [--in-process] [--out FILE]
+    .venv/bin/python experiments/bench_cli.py --compile-breakdown [--repeats 3]
 """
 
 from __future__ import annotations
