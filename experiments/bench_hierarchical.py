@@ -17,6 +17,17 @@ pooled: ``fit_nuts``'s extrapolating default, 4 chains x (500 + 1000)):
 * ``--also '{"mean_deviations": false}'``: after the defaults' in-process fits, the same seeds with
   these ``fit_hierarchical`` options in the same cache (a first fit that compiles, then refits),
   with their ratio to the pooled refit (an option the CLI has no flag for);
+* ``--step-cost [K]``: where an in-process refit's time goes, pooled against hierarchical, alternated
+  in one process at seeds 0..K-1 (seed 0 traces and compiles; the rest are refits): per fit the
+  seconds of tracing and compiling (the sampler's programs; and JAX's own count of compilations and
+  traces during the fit, 0 for a refit that reuses everything), the Laplace start (``newton_laplace``),
+  ``start``, warm-up and sampling (``advance`` calls, each waited for: warm-up and sampling apart),
+  ``finish``, the pooled default's Laplace calibration refits, and the leapfrog steps per iteration
+  of each chunk of transitions (mean over chains, and the mean of the chunk's per-iteration maximum
+  over chains, which vmapped chains wait for); and, at seed 0, the cost of one gradient of each
+  model's potential at the chains' first starting point in the sampler's coordinates (``jax.jit`` of
+  ``jax.grad`` of NumPyro's ``potential_energy``, float64; one chain, and four chains vmapped; best
+  of 5 x REPEATS calls). Adds "step_cost" to the results file;
 * old against new (``--old DIR``, a checkout of an older revision, e.g. ``git worktree add
   /tmp/old 969a144``): the pooled CLI call (cold, then with a warm cache) and the in-process pooled
   fit and refit, old and new interleaved call by call so both see the same machine load.
@@ -24,6 +35,7 @@ pooled: ``fit_nuts``'s extrapolating default, 4 chains x (500 + 1000)):
 Writes experiments/results/bench_hierarchical.json. Usage:
     nice -n 10 .venv/bin/python experiments/bench_hierarchical.py [--old /tmp/old] [--seeds 5] [--interleaved 4]
     nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --interleaved-only --interleaved 4
+    nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --step-cost 3
 """
 
 from __future__ import annotations
@@ -91,6 +103,160 @@ for seed in range(int(sys.argv[1])):
 print(json.dumps(out))
 """
 
+STEP_COST = """
+import json, os, sys, time, warnings
+warnings.simplefilter("ignore")
+import jax, jax.numpy as jnp, numpy as np
+import jax.monitoring
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.util import potential_energy
+from bayes_scaling import configure
+configure()
+from bayes_scaling.fitting import sampler
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.hierarchical import fit_hierarchical
+from bayes_scaling.runs import load_marin
+
+runs = load_marin().for_fit()
+compiles = []  # (event, seconds) of every XLA compilation and trace, as JAX reports them
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, seconds, **kw: compiles.append((event, seconds)) if ("compile" in event or "trac" in event) else None)
+stage = {}
+captured = {}
+original_sample, original_newton, original_compiled = sampler.sample, sampler.newton_laplace, sampler.Sampler._compiled
+
+def timed(name, fn):
+    def wrapper(*a, **k):
+        t = time.perf_counter(); out = jax.block_until_ready(fn(*a, **k))
+        stage[name] = stage.get(name, 0.0) + time.perf_counter() - t
+        return out
+    return wrapper
+
+def sample(model, init, data, **kw):
+    t = time.perf_counter(); out = original_sample(model, init, data, **kw)
+    if kw.get("laplace"):  # the pooled default's calibration refits (Laplace draws)
+        stage["laplace_refits_s"] = stage.get("laplace_refits_s", 0.0) + time.perf_counter() - t
+        stage["laplace_refits"] = stage.get("laplace_refits", 0) + 1
+        return out
+    captured["args"] = (model, init, data, kw.get("latent_scale", 1.0))
+    stage["nuts_sample_total"] = time.perf_counter() - t
+    stage["warmup_steps_per_iteration"] = out.warmup_steps
+    stage["sampling_steps_per_draw"] = float(np.asarray(out.extra["num_steps"]).mean())
+    stage["iterations"] = (kw["settings"].warmup, kw["settings"].draws, kw["settings"].chains)
+    return out
+
+def compiled(self, sites):
+    new = sites not in self._programs
+    t = time.perf_counter(); programs = original_compiled(self, sites)
+    if new:
+        stage["trace_and_compile"] = stage.get("trace_and_compile", 0.0) + time.perf_counter() - t
+    potential, start, advance, finish = programs
+    warm = self.num_warmup // self.chunk
+    calls = {"n": 0}
+    def advance_timed(*a):  # blocks after each chunk: warm-up and sampling apart, steps per chunk
+        if calls["n"] == 0:  # a NUTS run (the pooled default's Laplace calibration never advances)
+            stage["chunk_steps_mean"], stage["chunk_steps_max_chain"], stage["chunk_seconds"] = [], [], []
+            stage["chunk"] = self.chunk
+        name = "warmup" if calls["n"] < warm else "sampling"
+        calls["n"] += 1
+        t = time.perf_counter(); out = timed(name, advance)(*a)
+        steps = np.asarray(out[2]["num_steps"], float)  # (chains, chunk)
+        stage["chunk_seconds"].append(time.perf_counter() - t)
+        stage["chunk_steps_mean"].append(float(steps.mean()))
+        stage["chunk_steps_max_chain"].append(float(steps.max(axis=0).mean()))
+        return out
+    return potential, timed("start", start), advance_timed, timed("finish", finish)
+
+sampler.sample = sample
+sampler.newton_laplace = timed("laplace", original_newton)
+sampler.Sampler._compiled = compiled
+
+def one(kind, seed):
+    stage.clear(); del compiles[:]
+    t = time.perf_counter()
+    if kind == "pooled":
+        fit_nuts(runs, seed=seed)
+    else:
+        fit_hierarchical(runs, seed=seed)
+    total = time.perf_counter() - t
+    row = {"kind": kind, "seed": seed, "seconds": total, **{k: v for k, v in stage.items()},
+           "compile_events": len([e for e in compiles if "backend_compile" in e[0]]),
+           "compile_seconds": sum(s for e, s in compiles if "backend_compile" in e[0]),
+           "trace_events": len([e for e in compiles if "trac" in e[0]]),
+           "events": sorted(set(e for e, _ in compiles)), "load": os.getloadavg()[0]}
+    model, init, data, scale = captured["args"]
+    return row, (model, init, data, scale)
+
+def grad_cost(model, init, data, scale, repeats):
+    # the potential's gradient as NUTS evaluates it: one chain's point, jit-compiled, float64,
+    # in the sampler's coordinates u = z / scale; and 4 chains vmapped (one device's batch)
+    point = {k: np.asarray(v)[0] / scale for k, v in init.items()}
+    x0, unravel = ravel_pytree({k: jnp.asarray(v) for k, v in point.items()})
+    data = tuple(jnp.asarray(a) for a in data)
+    f = lambda x: potential_energy(model, data, {}, {k: v * scale for k, v in unravel(x).items()})
+    g1 = jax.jit(jax.grad(f))
+    g4 = jax.jit(jax.vmap(jax.grad(f)))
+    x4 = jnp.stack([x0] * 4)
+    out = {"dimension": int(x0.shape[0])}
+    for name, g, x in (("grad_1chain_us", g1, x0), ("grad_4chains_us", g4, x4)):
+        g(x).block_until_ready()
+        best = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(repeats):
+                y = g(x)
+            y.block_until_ready()
+            best.append((time.perf_counter() - t) / repeats * 1e6)
+        out[name] = min(best)
+        out[name + "_median"] = sorted(best)[2]
+    return out
+
+rows, grads = [], []
+for seed in range(int(sys.argv[1])):
+    for kind in ("pooled", "hierarchical"):
+        row, args = one(kind, seed)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        if seed == 0:
+            grads.append({"kind": kind, **grad_cost(*args, repeats=int(sys.argv[2]))})
+            print(json.dumps(grads[-1]), file=sys.stderr, flush=True)
+print(json.dumps({"fits": rows, "gradient": grads}))
+"""
+
+GRADIENT_REPEATS = 200
+
+
+def step_cost(seeds: int, cache: str) -> dict:
+    """Pooled and hierarchical refits taken apart (see the module docstring)."""
+    out = python_json(STEP_COST, cache, ROOT, str(seeds), str(GRADIENT_REPEATS))
+    refits = [r for r in out["fits"] if r["seed"] >= 1]
+    summary = {}
+    for kind in ("pooled", "hierarchical"):
+        rows = [r for r in refits if r["kind"] == kind]
+        warmup, draws, chains = rows[0]["iterations"]
+        summary[kind] = {
+            "refit_s": [r["seconds"] for r in rows], "warmup_s": [r["warmup"] for r in rows],
+            "sampling_s": [r["sampling"] for r in rows], "laplace_s": [r["laplace"] for r in rows],
+            "compilations_in_refit": [r["compile_events"] for r in rows],
+            "warmup_steps_per_iteration": [r["warmup_steps_per_iteration"] for r in rows],
+            "sampling_steps_per_draw": [r["sampling_steps_per_draw"] for r in rows],
+            # seconds per leapfrog step, counting each iteration at the mean over chains
+            "us_per_step_sampling": [1e6 * r["sampling"] / (draws * r["sampling_steps_per_draw"]) for r in rows],
+            "us_per_step_warmup": [1e6 * r["warmup"] / (warmup * r["warmup_steps_per_iteration"]) for r in rows],
+        }
+    g = {r["kind"]: r for r in out["gradient"]}
+    h, p = summary["hierarchical"], summary["pooled"]
+    summary["ratios"] = {
+        "refit_s": [a / b for a, b in zip(h["refit_s"], p["refit_s"])],
+        "gradient_1chain": g["hierarchical"]["grad_1chain_us"] / g["pooled"]["grad_1chain_us"],
+        "gradient_4chains": g["hierarchical"]["grad_4chains_us"] / g["pooled"]["grad_4chains_us"],
+        "us_per_step_sampling": [a / b for a, b in zip(h["us_per_step_sampling"], p["us_per_step_sampling"])],
+        "sampling_steps_per_draw": [a / b for a, b in zip(h["sampling_steps_per_draw"], p["sampling_steps_per_draw"])],
+        "warmup_steps_per_iteration": [a / b for a, b in
+                                       zip(h["warmup_steps_per_iteration"], p["warmup_steps_per_iteration"])],
+    }
+    return {**out, "summary": summary}
+
 
 def interleaved(pairs: int, cache: str) -> dict:
     """Pooled and hierarchical fits alternated in one process (see the module docstring)."""
@@ -134,8 +300,17 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--interleaved", type=int, default=0, help="pooled/hierarchical pairs at seeds 0..K-1")
     parser.add_argument("--interleaved-only", action="store_true", help="run only the interleaved part")
+    parser.add_argument("--step-cost", type=int, default=0, help="pooled/hierarchical refits taken apart, seeds 0..K-1")
     parser.add_argument("--also", type=json.loads, default=None, help="fit_hierarchical options (JSON) to add")
     args = parser.parse_args()
+    if args.step_cost:
+        results = json.loads(RESULTS.read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            results["step_cost"] = {"load_at_start": os.getloadavg()[0], **step_cost(max(args.step_cost, 2), tmp)}
+        print("step cost:", json.dumps(results["step_cost"]["summary"], indent=1), flush=True)
+        RESULTS.write_text(json.dumps(results, indent=2))
+        print(f"wrote {RESULTS}")
+        return 0
     if args.interleaved_only:
         results = json.loads(RESULTS.read_text())
         with tempfile.TemporaryDirectory() as tmp:
