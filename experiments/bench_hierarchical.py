@@ -28,6 +28,11 @@ pooled: ``fit_nuts``'s extrapolating default, 4 chains x (500 + 1000)):
   model's potential at the chains' first starting point in the sampler's coordinates (``jax.jit`` of
   ``jax.grad`` of NumPyro's ``potential_energy``, float64; one chain, and four chains vmapped; best
   of 5 x REPEATS calls). Adds "step_cost" to the results file;
+* ``--fixed-laplace-mass``: is the Laplace start's mass matrix a good metric for the hierarchical
+  posterior? Hierarchical fits at seeds 0 and 1 with the mass matrix kept at the Laplace one
+  through the warm-up (``hierarchical.fit.ADAPT_MASS = False``; only the step size adapts), then
+  at the default (adapted), in one process: leapfrog steps per warm-up iteration and per draw,
+  divergences, max R-hat, min bulk ESS. Adds "fixed_laplace_mass" to the results file;
 * old against new (``--old DIR``, a checkout of an older revision, e.g. ``git worktree add
   /tmp/old 969a144``): the pooled CLI call (cold, then with a warm cache) and the in-process pooled
   fit and refit, old and new interleaved call by call so both see the same machine load.
@@ -36,6 +41,7 @@ Writes experiments/results/bench_hierarchical.json. Usage:
     nice -n 10 .venv/bin/python experiments/bench_hierarchical.py [--old /tmp/old] [--seeds 5] [--interleaved 4]
     nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --interleaved-only --interleaved 4
     nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --step-cost 3
+    nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --fixed-laplace-mass
 """
 
 from __future__ import annotations
@@ -225,6 +231,33 @@ print(json.dumps({"fits": rows, "gradient": grads}))
 
 GRADIENT_REPEATS = 200
 
+FIXED_LAPLACE_MASS = """
+import json, os, sys, time, warnings
+warnings.simplefilter("ignore")
+import numpy as np
+from bayes_scaling import configure
+configure()
+from bayes_scaling.fitting import sampler
+import bayes_scaling.hierarchical.fit as hf
+from bayes_scaling.runs import load_marin
+runs = load_marin().for_fit()
+original, info = sampler.sample, {}
+def sample(*a, **k):
+    out = original(*a, **k)
+    info["warmup_steps_per_iteration"] = out.warmup_steps
+    return out
+sampler.sample = sample
+out = []
+for adapt in (False, True):
+    hf.ADAPT_MASS = adapt
+    for seed in (0, 1):
+        t = time.perf_counter(); fit = hf.fit_hierarchical(runs, seed=seed)
+        out.append({"adapt_mass": adapt, "seed": seed, "seconds": time.perf_counter() - t, **info,
+                    **fit.diagnostics, "load": os.getloadavg()[0]})
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+print(json.dumps(out))
+"""
+
 
 def step_cost(seeds: int, cache: str) -> dict:
     """Pooled and hierarchical refits taken apart (see the module docstring)."""
@@ -301,8 +334,19 @@ def main() -> int:
     parser.add_argument("--interleaved", type=int, default=0, help="pooled/hierarchical pairs at seeds 0..K-1")
     parser.add_argument("--interleaved-only", action="store_true", help="run only the interleaved part")
     parser.add_argument("--step-cost", type=int, default=0, help="pooled/hierarchical refits taken apart, seeds 0..K-1")
+    parser.add_argument("--fixed-laplace-mass", action="store_true",
+                        help="hierarchical fits with the Laplace mass matrix kept through the warm-up")
     parser.add_argument("--also", type=json.loads, default=None, help="fit_hierarchical options (JSON) to add")
     args = parser.parse_args()
+    if args.fixed_laplace_mass:
+        results = json.loads(RESULTS.read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            results["fixed_laplace_mass"] = {"load_at_start": os.getloadavg()[0],
+                                             "fits": python_json(FIXED_LAPLACE_MASS, tmp)}
+        print("fixed Laplace mass:", json.dumps(results["fixed_laplace_mass"], indent=1), flush=True)
+        RESULTS.write_text(json.dumps(results, indent=2))
+        print(f"wrote {RESULTS}")
+        return 0
     if args.step_cost:
         results = json.loads(RESULTS.read_text())
         with tempfile.TemporaryDirectory() as tmp:
