@@ -42,10 +42,27 @@ and tau_o) lowest bulk ESS, strongest pairwise correlations and covariance condi
 tree depths, where the divergent draws sit (in standard deviations from the median), and the
 funnel numbers above; under "diagnosis".
 
+``--start-mass``: the inverse mass matrix the hierarchical warm-up starts from (``start_mass``; the
+same model, a different sampler start): the default ("laplace", dense Laplace matrix at the chains'
+modes) against "diagonal" (its diagonal only) and "identity" (NumPyro's own start), at seeds 0-4,
+interleaved in one process (per seed: default, diagonal, identity), after one untimed default fit
+that compiles the programs all three share (the starting matrix is an input, not a compiled
+constant); each fit's whole wall time, diagnostics, mean leapfrog steps per warm-up iteration and
+the 1-minute load average; added under "start_mass".
+
+DECISION RULE for ``start_mass`` (declared before this part's run; no exploratory fits):
+  an alternative becomes the default (``hierarchical.fit.START_MASS``) if, over seeds 0-4,
+  (a) its divergences summed over the seeds are no more than the default's, (b) its smallest min
+  bulk ESS over the seeds is not lower than the default's smallest by more than 10%, (c) (the same
+  model) each group's median N_opt(1e22) is within 3% of the default fit's at the same seed, and
+  (d) its summed whole-fit wall time over the seeds is at least 20% lower than the default's
+  (interleaved, same process). If both alternatives pass, the one with the lower summed wall time.
+
 Writes experiments/results/hierarchical_geometry.json. Usage:
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py [--seeds 0 1]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --mean-deviations [--seeds 0 1 2 3 4]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --diagnose
+    nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --start-mass [--seeds 0 1 2 3 4]
 """
 
 from __future__ import annotations
@@ -232,12 +249,75 @@ def diagnose_part(seed: int = 0) -> dict:
     return out
 
 
+START_MASS_VARIANTS = ("laplace", "diagonal", "identity")  # the default first
+ESS_TOLERANCE = 0.10
+WALL_GAIN = 0.20
+
+
+def decide_start_mass(fits: dict, seeds: list[int]) -> dict:
+    """The declared rule for ``start_mass`` on the recorded fits (``fits[name][seed]``)."""
+    base = fits["laplace"]
+    out, passing = {}, []
+    for name in START_MASS_VARIANTS[1:]:
+        new = fits[name]
+        divergences = sum(new[s]["divergences"] for s in seeds) <= sum(base[s]["divergences"] for s in seeds)
+        ess = min(new[s]["min_ess"] for s in seeds) >= (1 - ESS_TOLERANCE) * min(base[s]["min_ess"] for s in seeds)
+        same_model = all(abs(a / b - 1) <= N_OPT_TOLERANCE for s in seeds
+                         for a, b in zip(new[s]["N_opt_median"], base[s]["N_opt_median"]))
+        wall = sum(new[s]["seconds"] for s in seeds) / sum(base[s]["seconds"] for s in seeds)
+        faster = wall <= 1 - WALL_GAIN
+        out[name] = {"no_more_divergences": divergences, "min_ess_within_10pct": ess,
+                     "same_N_opt_within_3pct": same_model, "wall_ratio": wall, "wall_20pct_lower": faster,
+                     "passes": divergences and ess and same_model and faster}
+        if out[name]["passes"]:
+            passing.append((wall, name))
+    out["start_mass_default"] = min(passing)[1] if passing else "laplace"
+    return out
+
+
+def start_mass_part(seeds: list[int]) -> dict:
+    """The default's starting mass matrix against its diagonal and the identity (module docstring)."""
+    runs = load_marin().for_fit()
+    captured = {}
+    original = sampler.sample
+
+    def keep(*args, **kwargs):  # the warm-up's leapfrog steps per iteration
+        draws = original(*args, **kwargs)
+        captured["warmup_steps"] = draws.warmup_steps
+        return draws
+
+    out = {"machine": f"2-core AMD EPYC CPU, shared with other jobs (load at start {os.getloadavg()[0]:.1f})",
+           "seeds": seeds, "fits": {name: {} for name in START_MASS_VARIANTS}}
+    hierarchical_fit.sampler.sample = keep
+    try:
+        first = one_fit(runs, 100, {})  # compiles the programs the three share
+        out["compiling_fit_seconds"] = first["seconds"]
+        for seed in seeds:
+            for name in START_MASS_VARIANTS:
+                fit = one_fit(runs, seed, {"start_mass": name})
+                out["fits"][name][seed] = {**fit, "warmup_steps": captured["warmup_steps"], "load": os.getloadavg()[0]}
+                print(name, seed, out["fits"][name][seed], flush=True)
+    finally:
+        hierarchical_fit.sampler.sample = original
+    out["decision"] = decide_start_mass(out["fits"], seeds)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--mean-deviations", action="store_true", help="the mean_deviations part only")
     parser.add_argument("--diagnose", action="store_true", help="the diagnosis part only")
+    parser.add_argument("--start-mass", action="store_true", help="the start_mass part only")
     args = parser.parse_args()
+    if args.start_mass:
+        part = start_mass_part(args.seeds or [0, 1, 2, 3, 4])
+        results = json.loads(RESULTS.read_text())  # (re-read: another part may have written meanwhile)
+        results["start_mass"] = part
+        print("decision:", json.dumps(part["decision"]))
+        RESULTS.write_text(json.dumps(results, indent=2))
+        print(f"wrote {RESULTS}")
+        return 0
     if args.diagnose:
         diagnosis = diagnose_part()
         results = json.loads(RESULTS.read_text())  # (re-read: another part may have written meanwhile)

@@ -52,6 +52,7 @@ JITTER = 0.05  # sd of the per-chain jitter of a starting point, in unconstraine
 _RUN_ONCE = {"xla_backend_optimization_level": 0}
 # XLA options of each program: potential, start, advance, finish
 PROGRAM_OPTIONS = (_RUN_ONCE, _RUN_ONCE, None, None)
+START_MASSES = ("laplace", "diagonal", "identity")  # ``sample``'s starting inverse mass matrices
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
 _SAMPLERS: dict[tuple, Sampler] = {}
 
@@ -72,7 +73,7 @@ class Draws:
 
 def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str, settings: SamplerSettings,
            laplace: bool = False, regularize_mass: bool = False, adapt_mass: bool = True,
-           latent_scale: float = 1.0) -> Draws:
+           latent_scale: float = 1.0, start_mass: str = "laplace") -> Draws:
     """NUTS (or ``laplace``) on ``model(*data)`` from ``init`` (site -> (chains, ...) unconstrained
     values). ``description``: everything the model function depends on besides the data's shapes
     (its settings, priors at full precision, ...): the key of its compiled programs.
@@ -80,7 +81,11 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     the Laplace mass matrix through the warm-up (only the step size adapts). ``latent_scale`` c:
     NUTS moves in u = z / c (z the model's unconstrained coordinates), so NumPyro's shrinkage of
     the adapted mass matrix towards 1e-3 I is 1e-3 c^2 I in z: small against posterior directions
-    narrower than its 0.03 (c = 1: the model's own coordinates)."""
+    narrower than its 0.03 (c = 1: the model's own coordinates). ``start_mass``: the inverse mass
+    matrix the warm-up starts from (``START_MASSES``): "laplace" (dense, the default), "diagonal"
+    (its diagonal only) or "identity" (NumPyro's own start, in NUTS's coordinates u)."""
+    if start_mass not in START_MASSES:
+        raise ValueError(f"start_mass must be one of {', '.join(START_MASSES)}, got {start_mass!r}")
     configure()
     data = tuple(np.asarray(a) for a in data)
     sampler = compiled_sampler(model, description, data, settings.chains, settings.warmup, settings.draws,
@@ -89,7 +94,7 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     if laplace:
         samples, extra, loglik = sampler.laplace(settings.seed, init, data)
     else:
-        samples, extra, loglik = sampler.run(settings.seed, init, data, settings.progress)
+        samples, extra, loglik = sampler.run(settings.seed, init, data, settings.progress, start_mass)
     return Draws(samples, extra, np.asarray(loglik), sampler.last_warmup_steps if not laplace else float("nan"),
                  time.perf_counter() - start)
 
@@ -265,8 +270,9 @@ class Sampler:
         samples, loglik = jax.block_until_ready(finish(_unravel_chains(z, sites), *args))
         return samples, None, loglik
 
-    def run(self, seed: int, init: dict, args, progress: bool):
-        """NUTS from ``init``, the chains' keys split from ``PRNGKey(seed)`` inside ``start``."""
+    def run(self, seed: int, init: dict, args, progress: bool, start_mass: str = "laplace"):
+        """NUTS from ``init``, the chains' keys split from ``PRNGKey(seed)`` inside ``start``, the
+        warm-up from the ``start_mass`` inverse mass matrix (see ``sample``)."""
         sites, (potential, start, advance, finish) = self._programs_for(init)
         one, args = self._placed(args)
         bar = _progress_bar(self.total * self.num_chains, progress)
@@ -280,7 +286,13 @@ class Sampler:
 
         try:
             init = {k: np.asarray(v, np.float64) / self.latent_scale for k, v in init.items()}
-            inverse_mass = newton_laplace(lambda points: potential(points, *one), _ravel_chains(init, sites))
+            x0 = _ravel_chains(init, sites)
+            if start_mass == "identity":
+                inverse_mass = np.broadcast_to(np.eye(x0.shape[1]), (x0.shape[0], x0.shape[1], x0.shape[1])).copy()
+            else:
+                inverse_mass = newton_laplace(lambda points: potential(points, *one), x0)
+                if start_mass == "diagonal":
+                    inverse_mass = np.einsum("cii,ij->cij", inverse_mass, np.eye(x0.shape[1]))
             state = start(np.int64(seed), init, inverse_mass, *args)
             running = None
             for _ in range(self.calls):

@@ -75,6 +75,10 @@ SAMPLER_DEFAULTS = SamplerSettings(draws=500, target_accept=0.9, retry_divergent
 # fewer draws than dimensions, and unregularised the estimate is singular.
 REGULARIZE_MASS = True
 ADAPT_MASS = True
+# Default of ``start_mass``: the inverse mass matrix the warm-up starts from ("laplace": dense, at the
+# chains' modes; "diagonal": its diagonal; "identity": NumPyro's own start; ``fitting.sampler.sample``).
+# Alternatives measured under the rule declared in experiments/hierarchical_geometry.py --start-mass.
+START_MASS = "laplace"
 LATENT_SCALE = 0.1  # NUTS moves in z / 0.1: the mass-matrix shrinkage is 1e-5 I in the model's coordinates
 
 
@@ -95,6 +99,7 @@ class HierarchicalSettings:
     spread_prior: str = DEFAULT_SPREAD_PRIOR
     absorb_level: bool = ABSORB_LEVEL
     mean_deviations: bool = MEAN_DEVIATIONS
+    start_mass: str = START_MASS
 
     def __post_init__(self):
         object.__setattr__(self, "share", tuple(self.share))
@@ -107,6 +112,8 @@ class HierarchicalSettings:
                              f"got {self.centring!r}")
         if self.spread_prior not in SPREAD_PRIORS:
             raise InputError(f"spread_prior must be one of {', '.join(SPREAD_PRIORS)}, got {self.spread_prior!r}")
+        if self.start_mass not in sampler.START_MASSES:
+            raise InputError(f"start_mass must be one of {', '.join(sampler.START_MASSES)}, got {self.start_mass!r}")
         if not (np.isfinite(self.offset_scale) and self.offset_scale > 0):
             raise InputError(f"offset_scale must be a positive number, got {self.offset_scale!r}")
 
@@ -164,7 +171,8 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     offsets carry no level and no linear trend in log of the column's value
     (``hierarchical.offsets``). The group and population Posteriors then carry the draws of delta_b
     (``offset``) and tau_o (``offset_tau``), and their ``predict(..., offset_at=levels)`` uses them.
-    ``absorb_level`` and ``mean_deviations``: how NUTS moves, not the model (``models.hierarchical``).
+    ``absorb_level`` and ``mean_deviations``: how NUTS moves, not the model (``models.hierarchical``);
+    ``start_mass``: the inverse mass matrix NUTS's warm-up starts from (``START_MASS``).
 
     ``priors`` override the law's priors (population level) or sigma's. ``sampler_settings``: the
     sampler's (``SamplerSettings``; here 4 chains x (500 + 500) at target acceptance 0.9 by
@@ -241,7 +249,7 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     point = _initial_point(spec, estimates, common, centring, offsets, deviations)
     draws = sampler.sample(partial(hierarchical_model, spec), sampler.jitter(point, s.chains, s.seed), data,
                            description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS,
-                           latent_scale=LATENT_SCALE)
+                           latent_scale=LATENT_SCALE, start_mass=h.start_mass)
     samples, extra, loglik = draws.samples, draws.extra, draws.loglik[..., :n]
 
     meta = {
