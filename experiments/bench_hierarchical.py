@@ -327,6 +327,18 @@ def python_json(code: str, cache: str, source: Path = ROOT, *argv: str):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def record(key: str, measure, show, label: str) -> int:
+    """Run one mode (``measure(tmp_dir)``) and store its result under ``key`` in the results file,
+    keeping the file's other parts."""
+    results = json.loads(RESULTS.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        results[key] = measure(tmp)
+    print(f"{label}:", show(results[key]), flush=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(f"wrote {RESULTS}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", type=Path, default=None, help="checkout of an older revision to compare against")
@@ -339,30 +351,16 @@ def main() -> int:
     parser.add_argument("--also", type=json.loads, default=None, help="fit_hierarchical options (JSON) to add")
     args = parser.parse_args()
     if args.fixed_laplace_mass:
-        results = json.loads(RESULTS.read_text())
-        with tempfile.TemporaryDirectory() as tmp:
-            results["fixed_laplace_mass"] = {"load_at_start": os.getloadavg()[0],
-                                             "fits": python_json(FIXED_LAPLACE_MASS, tmp)}
-        print("fixed Laplace mass:", json.dumps(results["fixed_laplace_mass"], indent=1), flush=True)
-        RESULTS.write_text(json.dumps(results, indent=2))
-        print(f"wrote {RESULTS}")
-        return 0
+        return record("fixed_laplace_mass", lambda tmp: {"load_at_start": os.getloadavg()[0],
+                                                         "fits": python_json(FIXED_LAPLACE_MASS, tmp)},
+                      lambda part: json.dumps(part, indent=1), "fixed Laplace mass")
     if args.step_cost:
-        results = json.loads(RESULTS.read_text())
-        with tempfile.TemporaryDirectory() as tmp:
-            results["step_cost"] = {"load_at_start": os.getloadavg()[0], **step_cost(max(args.step_cost, 2), tmp)}
-        print("step cost:", json.dumps(results["step_cost"]["summary"], indent=1), flush=True)
-        RESULTS.write_text(json.dumps(results, indent=2))
-        print(f"wrote {RESULTS}")
-        return 0
+        return record("step_cost", lambda tmp: {"load_at_start": os.getloadavg()[0],
+                                                **step_cost(max(args.step_cost, 2), tmp)},
+                      lambda part: json.dumps(part["summary"], indent=1), "step cost")
     if args.interleaved_only:
-        results = json.loads(RESULTS.read_text())
-        with tempfile.TemporaryDirectory() as tmp:
-            results["interleaved_in_process"] = interleaved(max(args.interleaved, 2), tmp)
-        print("interleaved:", results["interleaved_in_process"]["ratio_refit"], flush=True)
-        RESULTS.write_text(json.dumps(results, indent=2))
-        print(f"wrote {RESULTS}")
-        return 0
+        return record("interleaved_in_process", lambda tmp: interleaved(max(args.interleaved, 2), tmp),
+                      lambda part: part["ratio_refit"], "interleaved")
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared, loaded)",
                "load_at_start": os.getloadavg()[0],
                "data": "load_marin().for_fit(): 239 runs, groups comma/dclm/nemotron", "seeds": args.seeds}
