@@ -19,6 +19,33 @@ experiments/results/bench_wsd.sqlite (runs already stored "ok" are skipped, so a
 the summary to experiments/results/bench_wsd.json, with the WSD model fitted to all runs
 (``fit_offset``) and the law fitted to each seed-0 sweep (``compare_laws``: N_opt and L_opt at 100x
 the largest run, a top-D backtest).
+
+Long schedules on a GPU (issue 18; ``experiments/gpu_wsd_session.sh`` runs it in one device call):
+
+    python experiments/bench_wsd.py --long --workers 8 --max-minutes 7.5 --kill-minutes 8 --no-fit
+
+``--long`` trains the same recipe (stdlib bytes, context 64, batch 32: 2,048 tokens per update,
+float32, 10,240 warmup tokens, 20% 1-sqrt cool-downs to lr/10) at peak 1e-2 (both schedules'
+tuned peak, wsd_lr_sweep) over D = 6.4M / 12.8M / 25.6M / 51.2M tokens = 3,125 / 6,250 / 12,500 /
+25,000 updates: the lengths at which experiments/wsd_gap.py found the gap closed at N = 2e4 (-0.011
+nats at 3,125 updates, -0.001 at 12,500, within 2 sd from 3,125 on). Batch and context stay those
+of wsd_gap and the CPU grid, so the run lengths are the same updates and tokens as there. Sizes
+2e4, 5e4, 1e5 (the CPU grid's), cosine at seeds 0-2, WSD trunks (to 40.96M tokens) at seeds 0-1.
+Store and summary: experiments/results/bench_wsd_gpu.sqlite / .json. Each D costs 3,125 x 2^k
+updates: 47k updates per size and seed for the cosine sweep, 29k for a trunk and its branches, 600k
+in all.
+
+``--workers K`` trains K ``python -m training`` children at once (tiny models are launch-overhead
+bound on a GPU; each child may take 0.9/K of the GPU's memory, allocated as needed, not XLA's
+default 75% up front). Jobs start in priority order, the first whose trunk (if a branch) has
+finished: 1. seed 0 of both sweeps at every size (the comparison), 2. cosine seed 1 (the seed sd),
+3. the WSD seed-1 trunks and branches, 4. cosine seed 2; within each, trunks first, then the
+longest first. Every finished run is appended to the store at once (a cut invocation keeps what
+finished; rerunning continues). ``--max-minutes``: no run starts after it; ``--kill-minutes``: the
+runs still going are killed then (lost), and once a few runs have finished no run starts that its
+predicted length (from the finished runs' updates/s and start-up) would carry past it.
+``--summary-only`` trains nothing: it summarises the store and fits (arviz needed), e.g. here
+after the device run: ``python experiments/bench_wsd.py --long --summary-only``.
 """
 
 from __future__ import annotations
@@ -39,6 +66,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STORE = RESULTS / "bench_wsd.sqlite"
 SUMMARY = RESULTS / "bench_wsd.json"
 TOKENS = (2e5, 4e5, 8e5, 1.6e6)  # D, as the CPU sweep
+LONG_TOKENS = (6.4e6, 1.28e7, 2.56e7, 5.12e7)  # 3,125 / 6,250 / 12,500 / 25,000 updates (--long)
+LONG_PEAK = 1e-2  # wsd_lr_sweep: both schedules' tuned peak at N = 2e4; wsd_gap's long runs
+TINY_TOKENS = (40960, 81920)  # --tiny: 20 / 40 updates, a smoke test of the pipeline
+STORE_GPU = RESULTS / "bench_wsd_gpu.sqlite"
+SUMMARY_GPU = RESULTS / "bench_wsd_gpu.json"
 COSINE_SEEDS = (0, 1, 2)
 WSD_SEEDS = (0, 1)
 COOLDOWN_FRACTION = 0.2
@@ -60,10 +92,12 @@ def cooldown_start(d: float) -> int:
     return (steps - max(1, round(COOLDOWN_FRACTION * steps))) * TOKENS_PER_STEP
 
 
-def plan(sizes, seeds_cos=COSINE_SEEDS, seeds_wsd=WSD_SEEDS, checkpoints: Path = Path("."), base: dict | None = None) -> list[dict]:
+def plan(sizes, seeds_cos=COSINE_SEEDS, seeds_wsd=WSD_SEEDS, checkpoints: Path = Path("."), base: dict | None = None,
+         tokens=TOKENS) -> list[dict]:
     """Every spec of the benchmark, in the order it is trained: seed 0 of both sweeps first (the
     comparison), then the noise repeats; within each, cheapest first; a trunk before its branches."""
     BASE_SPEC = base or globals()["BASE_SPEC"]  # noqa: N806
+    TOKENS = tokens  # noqa: N806
     specs = []
     for seed in sorted(set(seeds_cos) | set(seeds_wsd)):
         for n in sizes:
@@ -192,61 +226,216 @@ def compare_laws(frame, horizon: float = 100.0) -> dict:
     return out
 
 
+def updates(spec: dict) -> int:
+    """Optimizer updates a spec trains: a branch only its cool-down (it resumes the trunk)."""
+    return (int(spec["tokens"]) - int(spec.get("branch_at_tokens", 0))) // (spec["context"] * spec["batch_size"])
+
+
+def priority(spec: dict) -> tuple:
+    """Sort key of ``--long``: 1. seed 0 of both sweeps, 2. cosine seed 1 (the seed sd), 3. WSD seed 1,
+    4. cosine seed 2, then any other seed; within each, trunks first, then the longest first."""
+    cosine, seed = spec["run_id"].startswith("cos-"), spec["seed"]
+    tier = 0 if seed == 0 else {(True, 1): 1, (False, 1): 2, (True, 2): 3}.get((cosine, seed), 3 + seed)
+    return tier, "save_at_tokens" not in spec, -updates(spec)
+
+
+class Pool:
+    """Up to ``workers`` ``python -m training`` children at once, started in the given order as each
+    becomes ready (a branch once its trunk has finished "ok"), each finished run appended to the store
+    at once. ``max_s``: no start after it; ``kill_s``: the runs still going are killed then."""
+
+    def __init__(self, store, store_path: str, *, workers: int, nice: int, memory_fraction: float | None,
+                 max_s: float, kill_s: float | None, t0: float):
+        from bayes_scaling.executors.child import child_environment
+
+        self.store, self.store_path, self.workers, self.nice = store, store_path, workers, nice
+        self.env = child_environment(memory_fraction)
+        self.max_s, self.kill_s, self.t0 = max_s, kill_s, t0
+        self.running: dict = {}  # run_id -> (proc, spec, tmpdir, start)
+        self.finished: list[dict] = []  # this invocation's ok runs: updates, seconds, tokens/s
+        self.ok: set[str] = set()
+        self.failed: set[str] = set()
+        self.killed: list[str] = []
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def predicted_s(self, spec: dict) -> float | None:
+        """Seconds the spec should take from its start, from the finished runs (at least 2): the
+        median updates/s while training (the result's tokens/s) and the median start-up and
+        evaluation time around it (the child's seconds less its updates at its own rate), x1.1."""
+        if len(self.finished) < 2:
+            return None
+        rate = statistics.median(r["updates_per_s"] for r in self.finished)
+        overhead = statistics.median(r["seconds"] - r["updates"] / r["updates_per_s"] for r in self.finished)
+        return 1.1 * (max(overhead, 0.0) + updates(spec) / rate)
+
+    def start(self, spec: dict) -> None:
+        from bayes_scaling.executors.child import launch
+
+        tmp = tempfile.TemporaryDirectory(prefix="bench-wsd-")
+        proc = launch(spec, Path(tmp.name), self.env, nice=self.nice)
+        self.running[spec["run_id"]] = (proc, spec, tmp, time.perf_counter())
+
+    def reap(self) -> None:
+        from bayes_scaling.executors.child import result_of, stderr_tail
+
+        for run_id, (proc, spec, tmp, start) in list(self.running.items()):
+            if proc.poll() is None:
+                continue
+            del self.running[run_id]
+            seconds = time.perf_counter() - start
+            try:
+                result = result_of(Path(tmp.name), proc.returncode, stderr_tail(Path(tmp.name)))
+            except (RuntimeError, ValueError) as err:  # ChildDied, SpecRejected (an InputError)
+                result = {"run_id": run_id, "status": "failed", "error": str(err).splitlines()[0]}
+            tmp.cleanup()
+            result["params"], result["tokens"] = spec["params"], spec["tokens"]
+            if result.get("N"):  # a refused spec or a dead child has no result to store
+                self.store.append(result, source="bench_wsd")
+                with sqlite3.connect(self.store_path) as db:  # on disk in the main file now: a cut run keeps it
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if result["status"] == "ok":
+                self.ok.add(run_id)
+                if result.get("tokens_per_s"):
+                    self.finished.append({"updates": updates(spec), "seconds": seconds,
+                                          "updates_per_s": result["tokens_per_s"] / (spec["context"] * spec["batch_size"])})
+            else:
+                self.failed.add(run_id)
+            print(f"{run_id}: {result['status']} N={result.get('N')} D={result.get('D')} loss={result.get('loss')} "
+                  f"own C={result.get('C_own', 0):.3g} wall={result.get('wall_time', 0):.1f}s child={seconds:.1f}s "
+                  f"tokens/s={result.get('tokens_per_s') or 0:.0f} [{self.elapsed() / 60:.2f} min, {len(self.running)} running] "
+                  f"{result.get('error', '')}", flush=True)
+
+    def kill_all(self) -> None:
+        for run_id, (proc, _spec, tmp, _start) in list(self.running.items()):
+            proc.kill()
+            proc.wait()
+            tmp.cleanup()
+            self.killed.append(run_id)
+            print(f"{run_id}: killed at the --kill-minutes deadline [{self.elapsed() / 60:.2f} min]", flush=True)
+        self.running.clear()
+
+    def run(self, jobs: list[dict], trunk_of: dict[str, str]) -> None:
+        """Train ``jobs`` (in priority order); ``trunk_of`` maps a branch's run_id to its trunk's."""
+        pending = list(jobs)
+        while pending or self.running:
+            self.reap()
+            if self.kill_s is not None and self.elapsed() >= self.kill_s:
+                self.kill_all()
+                break
+            for spec in [s for s in pending if trunk_of.get(s["run_id"]) in self.failed]:
+                pending.remove(spec)
+                print(f"{spec['run_id']}: skipped, its trunk {trunk_of[spec['run_id']]} failed", flush=True)
+            while pending and len(self.running) < self.workers and self.elapsed() < self.max_s:
+                ready = [s for s in pending if trunk_of.get(s["run_id"], "") in self.ok | {""}
+                         and s["run_id"] not in self.running]
+                fits = [s for s in ready if self.kill_s is None or (self.predicted_s(s) or 0.0) <= self.kill_s - self.elapsed()]
+                if not fits:
+                    break
+                pending.remove(fits[0])
+                self.start(fits[0])
+            if not self.running:  # nothing started and nothing to wait for: no change can come
+                break
+            time.sleep(0.2)
+        if pending:
+            print(f"{len(pending)} runs not started (deadline); rerun to continue", flush=True)
+
+
+def jobs_to_run(specs: list[dict], done: set[str]) -> tuple[list[dict], dict[str, str]]:
+    """The specs still to train, and each branch's trunk run_id: a trunk stored "ok" is retrained
+    only if a branch of it is still to run and its checkpoints are gone (another machine's /tmp)."""
+    trunk_ids = {s["checkpoint_dir"]: s["run_id"] for s in specs if "save_at_tokens" in s}
+    trunk_of = {s["run_id"]: trunk_ids[s["branch_from"]] for s in specs if "branch_from" in s}
+    todo = [s for s in specs if s["run_id"] not in done]
+    needed = {trunk_of[s["run_id"]] for s in todo if s["run_id"] in trunk_of}
+    for s in specs:
+        if s["run_id"] in done and s["run_id"] in needed and not Path(s["checkpoint_dir"]).is_dir():
+            todo.append(s)
+    ok_trunks = {t for t in trunk_ids.values() if t in done} - {s["run_id"] for s in todo}
+    return todo, {b: ("" if t in ok_trunks else t) for b, t in trunk_of.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="2e4,5e4,1e5", help="target N, comma-separated")
-    parser.add_argument("--store", default=str(STORE))
+    parser.add_argument("--sizes", default=None, help="target N, comma-separated (default 2e4,5e4,1e5; --tiny 1e4,2e4,4e4)")
+    parser.add_argument("--long", action="store_true", help="the long grid: D 6.4M-51.2M (3,125-25,000 updates), peak 1e-2, "
+                        "priority order, store and summary bench_wsd_gpu.*")
+    parser.add_argument("--tiny", action="store_true", help="a smoke test of the pipeline: D of 20 and 40 updates, sizes 1e4,2e4,4e4")
+    parser.add_argument("--tokens", default=None, help="D values, comma-separated (overrides the grid's)")
+    parser.add_argument("--store", default=None, help="default experiments/results/bench_wsd.sqlite (--long: bench_wsd_gpu.sqlite)")
     parser.add_argument("--checkpoints", default=str(Path(tempfile.gettempdir()) / "bench_wsd_trunks"))
     parser.add_argument("--max-minutes", type=float, default=25.0, help="start no new run after this")
-    parser.add_argument("--no-fit", action="store_true", help="skip the WSD model fit at the end")
-    parser.add_argument("--learning-rate", type=float, default=0.0, help="peak rate of every run (0: the harness's rule)")
+    parser.add_argument("--kill-minutes", type=float, default=None, help="kill the runs still going at this time")
+    parser.add_argument("--workers", type=int, default=1, help="training children at once")
+    parser.add_argument("--memory-fraction", type=float, default=None, help="GPU memory per child (default 0.9/workers when workers > 1)")
+    parser.add_argument("--nice", type=int, default=10, help="niceness of the children (0 on a machine of one's own)")
+    parser.add_argument("--no-fit", action="store_true", help="skip the fits at the end (a machine without arviz)")
+    parser.add_argument("--summary-only", action="store_true", help="train nothing: summarise the store (and fit)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="peak rate of every run (0: the harness's rule; --long: 1e-2)")
     parser.add_argument("--cosine-seeds", default="0,1,2")
     parser.add_argument("--wsd-seeds", default="0,1")
-    parser.add_argument("--summary", default=str(SUMMARY))
+    parser.add_argument("--summary", default=None, help="default experiments/results/bench_wsd.json (--long: bench_wsd_gpu.json)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
 
-    import bayes_scaling
-
-    bayes_scaling.configure()  # the WSD fit at the end runs JAX in float64 on host devices
-    from bayes_scaling.executors.child import train_in_subprocess
     from bayes_scaling.runs.store import RunStore
 
-    store = RunStore(args.store)
+    store_path = args.store or str(STORE_GPU if args.long else STORE)
+    summary_path = args.summary or str(SUMMARY_GPU if args.long else SUMMARY)
+    tokens = (tuple(float(t) for t in args.tokens.split(",")) if args.tokens
+              else TINY_TOKENS if args.tiny else LONG_TOKENS if args.long else TOKENS)
+    sizes = [float(s) for s in (args.sizes or ("1e4,2e4,4e4" if args.tiny else "2e4,5e4,1e5")).split(",")]
+    learning_rate = args.learning_rate if args.learning_rate is not None else (LONG_PEAK if args.long else 0.0)
+    store = RunStore(store_path)
     done = set(store.to_frame(status="ok", trunks=True)["run_id"]) if len(store) else set()
-    sizes = [float(s) for s in args.sizes.split(",")]
     t0 = time.perf_counter()
     load_start = os.getloadavg()[0]
-    base = {**BASE_SPEC, "learning_rate": args.learning_rate}
+    base = {**BASE_SPEC, "learning_rate": learning_rate}
     seeds_cos, seeds_wsd = ([int(x) for x in text.split(",") if x] for text in (args.cosine_seeds, args.wsd_seeds))
-    for spec in plan(sizes, seeds_cos, seeds_wsd, checkpoints=Path(args.checkpoints), base=base):
-        if spec["run_id"] in done:
-            continue
-        minutes = (time.perf_counter() - t0) / 60
-        if minutes > args.max_minutes:
-            print(f"stopping after {minutes:.1f} min; rerun to continue", flush=True)
-            break
-        result = train_in_subprocess(spec, quiet=True, nice=10)
-        result["params"], result["tokens"] = spec["params"], spec["tokens"]
-        if result.get("N"):  # a refused spec has no result to store
-            store.append(result, source="bench_wsd")
-        print(f"{spec['run_id']}: {result['status']} N={result.get('N')} D={result.get('D')} loss={result.get('loss')} "
-              f"own C={result.get('C_own', 0):.3g} wall={result.get('wall_time', 0):.1f}s "
-              f"[{(time.perf_counter() - t0) / 60:.1f} min] {result.get('error', '')}", flush=True)
+    specs = plan(sizes, seeds_cos, seeds_wsd, checkpoints=Path(args.checkpoints), base=base, tokens=tokens)
+    if args.long or args.workers > 1:
+        specs.sort(key=priority)
+    pool = None
+    if not args.summary_only:
+        todo, trunk_of = jobs_to_run(specs, done)
+        fraction = args.memory_fraction or (0.9 / args.workers if args.workers > 1 else None)
+        pool = Pool(store, store_path, workers=args.workers, nice=args.nice, memory_fraction=fraction,
+                    max_s=60 * args.max_minutes, kill_s=None if args.kill_minutes is None else 60 * args.kill_minutes, t0=t0)
+        print(f"{len(todo)} runs to train ({sum(updates(s) for s in todo):,} updates), {args.workers} at once", flush=True)
+        pool.run(todo, trunk_of)
+    train_s = time.perf_counter() - t0
     frame = store.to_frame(status=None, trunks=True)
     summary = summarise(frame)
-    summary["machine"] = {"cpu": "2-core AMD EPYC (shared, loaded)", "cpu_count": os.cpu_count(),
+    devices = sorted(set(frame["device"].dropna())) if "device" in frame else []
+    summary["machine"] = {"devices_of_runs": devices, "cpu_count": os.cpu_count(),
                           "load_average_1min_start": load_start, "load_average_1min_end": os.getloadavg()[0]}
-    summary["settings"] = {"sizes": sizes, "tokens": TOKENS, "cosine_seeds": seeds_cos, "wsd_seeds": seeds_wsd,
-                           "cooldown_fraction": COOLDOWN_FRACTION, "cooldown_shape": COOLDOWN_SHAPE, "base_spec": base}
+    if not any(d.startswith("gpu") for d in devices):
+        summary["machine"]["cpu"] = "2-core AMD EPYC (shared, loaded)" if os.cpu_count() == 2 else "?"
+    summary["settings"] = {"sizes": sizes, "tokens": tokens, "cosine_seeds": seeds_cos, "wsd_seeds": seeds_wsd,
+                           "cooldown_fraction": COOLDOWN_FRACTION, "cooldown_shape": COOLDOWN_SHAPE, "base_spec": base,
+                           "long": args.long, "workers": args.workers}
+    if pool is not None:
+        trained = [s for s in specs if s["run_id"] in pool.ok]
+        summary["this_invocation"] = {
+            "runs_ok": len(pool.ok), "runs_failed": sorted(pool.failed), "runs_killed": pool.killed,
+            "updates_ok": sum(updates(s) for s in trained), "train_seconds": train_s,
+            "updates_per_s_all_children": sum(updates(s) for s in trained) / train_s if train_s else None,
+            "updates_per_s_per_child_median": statistics.median(r["updates_per_s"] for r in pool.finished) if pool.finished else None,
+            "child_seconds_median": statistics.median(r["seconds"] for r in pool.finished) if pool.finished else None}
     if not args.no_fit and summary.get("n_cells_compared"):
+        import bayes_scaling
+
+        bayes_scaling.configure()  # the fits run JAX in float64 on host devices (after the children)
         summary["wsd_model_fit"] = fit_offset(frame)
         summary["offset_residuals"] = offset_residuals(summary["cells"], summary["wsd_model_fit"]["offset_q05_q50_q95"][1])
         summary["laws_by_sweep"] = compare_laws(frame)
     summary["wall_minutes_this_invocation"] = (time.perf_counter() - t0) / 60
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    Path(args.summary).write_text(json.dumps(summary, indent=1))
+    Path(summary_path).write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=1))
-    with sqlite3.connect(args.store) as db:  # fold the WAL into the main file before committing it
+    with sqlite3.connect(store_path) as db:  # fold the WAL into the main file before committing it
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return 0
 
