@@ -40,6 +40,7 @@ held-out budget against the empirical (Approach 2) vertex of that slice.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -100,6 +101,30 @@ OURS_VARIANTS.update({v: ("model", None) for v in SHAPE_VARIANTS})
 # sources and the 5% and 10% checkpoints, of the median pooled R^2 exceeds ``ours``' by more than
 # DEV_MARGIN, and (b) its 90% coverage at 10% lies in 80-97% on at least as many sources as ``ours``'.
 # Otherwise it stays an option (``shape_span``), measured and documented.
+# ``shape_region`` (issue 16, after the diagnosis of ours_shape's coverage: ``--coverage-diagnosis``,
+# results/bench_design_pool_coverage_diagnosis.json). The benchmark already scores every strategy with the
+# extrapolation-aware common fitter, and ours_shape's calibrations always had their 3 folds; what differs:
+# on Porian its 90% intervals cover 82% of the target runs inside the span-3 band but 45% of those outside it
+# (27% of Porian's target runs lie outside; biased there: with the mean error removed coverage is 98%), and on
+# Chinchilla its intervals are the narrowest of the selectors (median width 0.029 in log-loss against 0.060
+# for MSPE), the drift learned from folds of near-optimal runs only being small. The target region is the
+# runs the team will train; the band is meant to hold runs shaped like them, and the held-out slices reach
+# beyond N_opt x/ 3. ``shape_region``: the band widened to the target runs' own shapes (``region=`` of
+# ``target.compute_optimal_band``: [min, max] of ln(N_t / N_opt(C_t)) over the target runs where that reaches
+# beyond +-ln 3; for the default IsoFLOP region it is the span-3 band itself), so that the runs bought, and the
+# folds that calibrate the drift, include the off-optimal shapes the target has. Nothing tuned.
+SHAPE_VARIANTS["shape_region"] = SHAPE_SPAN
+OURS_VARIANTS["shape_region"] = ("model", None)
+REGION_BAND_VARIANTS = ("shape_region",)
+# Adoption rule for ``shape_region``, written before any of its results (the same rule as for ``shape``): on
+# the benchmark's seeds (Chinchilla, Marin and Gadre 0-9; Porian's first 5 settings, seeds 0-2 and any further
+# seeds run for every strategy), with ``ours`` (the "model" variant, the current default) on the same seeds
+# under the same model version, ``shape_region`` becomes the default (the pool benchmark's ``ours``, and the
+# planner's target strategy: shape_span 3 widened to the user's target runs) only if (a) its mean, over the
+# four sources and the 5% and 10% checkpoints, of the median pooled R^2 exceeds ``ours``' by more than
+# DEV_MARGIN, and (b) its 90% coverage at 10% lies in 80-97% on at least as many sources as ``ours``'.
+# Otherwise it stays an option, measured and documented.
+RULE_VARIANTS = ("ours_shape", "ours_shape_region")  # the variants the adoption rule above is applied to
 DECLARED_VARIANTS = ("model", "law", "law_misfit", "law_kappa")  # the development rule's set; the model_*
 # variants (the misfit term on the model's own draws) were added after it had run: exploratory only
 # Development (``--develop``), declared before its results were complete: seeds 100-102 (not the
@@ -196,7 +221,8 @@ def pick_ours(variant, pool: Runs, sel: Runs, avail, target: Runs, scale, q, see
         raise InputError(f"ours variant must be one of {tuple(OURS_VARIANTS)}, got {variant!r}")
     part, term = OURS_VARIANTS[variant]
     post = common_fit(sel, seed, settings)
-    band = in_band(post, pool.N[avail], pool.D[avail], SHAPE_VARIANTS.get(variant))
+    band = in_band(post, pool.N[avail], pool.D[avail], SHAPE_VARIANTS.get(variant),
+                   TargetRegion.from_runs(target) if variant in REGION_BAND_VARIANTS else None)
     avail, scale = avail[band], scale[band]
     likelihood = post.meta.get("likelihood", "student_t")
     Z, _ = target_matrix(post, TargetRegion.from_runs(target), target_budget(target), part=part)
@@ -352,24 +378,30 @@ def conclude(results: dict, settings: PoolSettings) -> None:
     """Summary, the issue's verdict and, with ``ours_shape`` run, its verdict and adoption rule."""
     results["summary"] = summarise(results["groups"], settings)
     results["verdict"] = verdict(results["summary"], settings)
-    if "ours_shape" in settings.strategies and "ours" in settings.strategies:
-        results["verdict_shape"] = verdict(results["summary"], settings, ours="ours_shape", exclude=("ours",))
-        results["shape_rule"] = shape_rule(results["summary"])
+    variants = [k for k in RULE_VARIANTS if k in settings.strategies]
+    if variants and "ours" in settings.strategies:
+        for k in variants:
+            suffix = k[len("ours"):]
+            results[f"verdict{suffix}"] = verdict(results["summary"], settings, ours=k,
+                                                  exclude=("ours", *(v for v in variants if v != k)))
+            results[f"{suffix[1:]}_rule"] = shape_rule(results["summary"], k)
 
 
-def shape_rule(summary: dict) -> dict:
-    """The adoption rule for ``ours_shape`` (see SHAPE_VARIANTS), from a summary with both."""
+def shape_rule(summary: dict, variant: str = "ours_shape") -> dict:
+    """The adoption rule for ``variant`` (``ours_shape`` or ``ours_shape_region``: see SHAPE_VARIANTS and
+    REGION_BAND_VARIANTS) against ``ours``, from a summary with both."""
     def mean_r2(k):
         return float(np.mean([summary[src]["table"][f"{k}@{f}"]["r2"] for src in summary for f in (0.05, 0.1)]))
 
     def in_band_count(k):
         return int(sum(0.8 <= summary[src]["table"][f"{k}@0.1"]["coverage"] <= 0.97 for src in summary))
 
-    r2 = {k: mean_r2(k) for k in ("ours", "ours_shape")}
-    cover = {k: in_band_count(k) for k in ("ours", "ours_shape")}
-    a = r2["ours_shape"] > r2["ours"] + DEV_MARGIN
-    b = cover["ours_shape"] >= cover["ours"]
-    return {"mean_median_r2": r2, "coverage_80_97_sources": cover, "margin": DEV_MARGIN, "sources": list(summary),
+    r2 = {k: mean_r2(k) for k in ("ours", variant)}
+    cover = {k: in_band_count(k) for k in ("ours", variant)}
+    a = r2[variant] > r2["ours"] + DEV_MARGIN
+    b = cover[variant] >= cover["ours"]
+    return {"variant": variant, "mean_median_r2": r2, "coverage_80_97_sources": cover, "margin": DEV_MARGIN,
+            "sources": list(summary),
             "a_r2": bool(a), "b_coverage": bool(b), "adopt": bool(a and b)}
 
 
@@ -469,6 +501,10 @@ def main(argv=None) -> None:
                         help="diagnosis on Chinchilla seed 0 (picks of ours' variants and MSPE, the variance split)")
     parser.add_argument("--diagnose", default=None, metavar="OUT.json",
                         help="which runs ours and MSPE buy at 10%% (Chinchilla, Marin; seeds 0-2) and the laws fitted to them")
+    parser.add_argument("--coverage-diagnosis", default=None, metavar="OUT.json",
+                        help="the anatomy of the 90%% intervals on the target runs (width, its parts, signed error, "
+                             "folds, compute span) for --strategies (default ours_shape mspe random) on --sources, "
+                             "--seeds from --first-seed")
     parser.add_argument("--variants", nargs="+", default=list(DECLARED_VARIANTS), choices=list(OURS_VARIANTS),
                         help="with --develop: the variants to compare with model")
     parser.add_argument("--dev-out", default=str(Path(__file__).parent / "results" / "bench_design_pool_dev.json"))
@@ -511,6 +547,13 @@ def main(argv=None) -> None:
                         strategies=tuple(args.strategies) if args.strategies != list(STRATEGIES) else ("ours", "mspe"))
         Path(args.diagnose).write_text(json.dumps(diag, indent=1))
         return
+    if args.coverage_diagnosis:
+        diag = coverage_diagnosis(sources=tuple(args.sources), seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
+                                  strategies=tuple(args.strategies) if args.strategies != list(STRATEGIES)
+                                  else ("ours_shape", "mspe", "random"),
+                                  groups_per_source={s: args.groups_per_source for s in args.sources} if args.groups_per_source else None)
+        Path(args.coverage_diagnosis).write_text(json.dumps(diag, indent=1))
+        return
     if args.profile:
         prof = profile()
         Path(args.profile).write_text(json.dumps(prof, indent=1))
@@ -541,8 +584,9 @@ def main(argv=None) -> None:
                                         "(the common fitter on each group's whole pool, seed 0) are identical in "
                                         "every group: the default model's numerics did not change")
         conclude(results, settings)
-        if "shape_rule" in results:
-            print(json.dumps(results["shape_rule"], indent=1))
+        for key in ("shape_rule", "shape_region_rule"):
+            if key in results:
+                print(json.dumps(results[key], indent=1))
         write()
         print(json.dumps(results["verdict"], indent=1))
         return
@@ -706,23 +750,26 @@ def docs_section(results: dict, name: str = "bench_design_pool.json") -> str:
                     "-" if last["n_opt_abs_log_error"] is None else f"{last['n_opt_abs_log_error']:.2f}"]
             lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
         lines.append("")
-    for key, name in (("verdict", "ours"), ("verdict_shape", "ours_shape")):
+    variants = [k for k in RULE_VARIANTS if f"verdict{k[len('ours'):]}" in results]
+    for name in ("ours", *variants):
+        key = f"verdict{name[len('ours'):]}"
+        others = [k for k in ("ours", *variants) if k != name]
         for f, v in results.get(key, {}).items():
             lines.append(f"Target at {float(f):.0%} of the pool's cost: {name} best on "
                          f"{', '.join(v['ours_best_on']) or 'no source'}; at least the all-pool fit on "
                          f"{', '.join(v['ours_at_least_all_pool_on']) or 'no source'}; 90% coverage of {name} "
                          + ", ".join(f"{k} {c:.1%}" for k, c in v["ours_coverage"].items())
-                         + f": **{'met' if v['met'] else 'not met'}**" + (" (ours_shape not counted among the others)."
-                                                                          if key == "verdict" and "verdict_shape" in results
-                                                                          else " (ours not counted among the others)."
-                                                                          if key == "verdict_shape" else "."))
-    if "shape_rule" in results:
-        r = results["shape_rule"]
+                         + f": **{'met' if v['met'] else 'not met'}**"
+                         + (f" ({', '.join(others)} not counted among the others)." if others else "."))
+    for name in variants:
+        r = results.get(f"{name[len('ours_'):]}_rule")
+        if r is None:
+            continue
         m, c = r["mean_median_r2"], r["coverage_80_97_sources"]
-        lines.append(f"Adoption rule for ours_shape (declared in `design_pool.py` before its results): mean median R^2 "
-                     f"over the sources and the 5%/10% checkpoints {m['ours_shape']:.3f} against ours {m['ours']:.3f} "
+        lines.append(f"Adoption rule for {name} (declared in `design_pool.py` before its results): mean median R^2 "
+                     f"over the sources and the 5%/10% checkpoints {m[name]:.3f} against ours {m['ours']:.3f} "
                      f"(needs > +{r['margin']}: {'yes' if r['a_r2'] else 'no'}); sources with 90% coverage at 10% in "
-                     f"80-97%: {c['ours_shape']} against {c['ours']} ({'yes' if r['b_coverage'] else 'no'}): "
+                     f"80-97%: {c[name]} against {c['ours']} ({'yes' if r['b_coverage'] else 'no'}): "
                      f"**{'adopted as the default' if r['adopt'] else 'not adopted (an option)'}**.")
     if "timing" in results:
         tm = results["timing"]
@@ -749,6 +796,86 @@ def write_docs(results: dict, path, name: str = "bench_design_pool.json") -> Non
     head, rest = text.split(DOCS_BEGIN, 1)
     _, tail = rest.split(DOCS_END, 1)
     Path(path).write_text(head + DOCS_BEGIN + "\n" + docs_section(results, name) + "\n" + DOCS_END + tail)
+
+
+def interval_anatomy(sel: Runs, target: Runs, seed: int, settings: PoolSettings) -> dict:
+    """Why an interval on the target runs covers or not, for the runs ``sel``: the common fitter's
+    90% predictive interval (width in log-loss, signed error of its median, coverage, and coverage
+    with the mean signed error removed: what bias costs), its parts (the model without noise, the
+    plain law alone without and with noise: what the drift and the noise add), the calibration's
+    folds and scales, and where the runs lie in compute against the target's."""
+    post = common_fit(sel, seed, settings)
+    plain = plain_fit(sel, seed, settings)
+    y = np.log(target.loss)
+
+    def interval(draws):
+        lo, hi = np.quantile(np.log(draws), [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0)
+        return lo, hi
+
+    full = post.predict(target.N, target.D, seed=seed)
+    med = np.log(np.median(post.predict(target.N, target.D, noise=False), axis=0))
+    err = med - y
+    lo, hi = interval(full)
+    parts = {"model": interval(post.predict(target.N, target.D, noise=False)),
+             "law": interval(plain.predict(target.N, target.D, noise=False)),
+             "law_noise": interval(plain.predict(target.N, target.D, seed=seed))}
+    ext = post.meta["extrapolation"]
+    column = budget_column_of(sel)
+    logc = np.log10(sel.C)
+    return {"runs": len(sel), "log10_C_selected": [float(logc.min()), float(logc.max())],
+            "compute_span_decades": float(logc.max() - logc.min()),
+            "runs_in_top_decade": int(np.sum(logc >= logc.max() - 1)),
+            "budgets_selected": int(len(np.unique(sel.frame[column]))) if column else None,
+            "extrapolation_decades": [float(np.log10(target.C.min()) - logc.max()),
+                                      float(np.log10(target.C.max()) - logc.max())],
+            "folds": int(ext["folds"]), "held_out_in_folds": int(ext["held_out_in_folds"]),
+            "optima_in_folds": int(ext["optima_in_folds"]),
+            "tau_median": {k: float(ext[f"{k} 5/50/95%"][1]) for k in extrapolation.SCALES},
+            "mean_drift": ext["mean drift (d_N, d_D, g_C, d_a)"],
+            "sigma_median": float(np.median(post.draws("sigma"))),
+            "width_log": float(np.median(hi - lo)),
+            "width_log_parts": {k: float(np.median(b - a)) for k, (a, b) in parts.items()},
+            "mean_signed_log_error": float(np.mean(err)), "rms_log_error": float(np.sqrt(np.mean(err ** 2))),
+            "coverage": float(np.mean((y >= lo) & (y <= hi))),
+            "coverage_bias_removed": float(np.mean((y + np.mean(err) >= lo) & (y + np.mean(err) <= hi))),
+            "coverage_law_noise": float(np.mean((y >= parts["law_noise"][0]) & (y <= parts["law_noise"][1]))),
+            "abs_error_over_half_width": float(np.median(np.abs(np.log(np.median(full, axis=0)) - y) / ((hi - lo) / 2)))}
+
+
+def coverage_diagnosis(sources=("chinchilla", "porian"), seeds=(0, 1, 2), strategies=("ours_shape", "mspe", "random"),
+                       fractions=(0.05, 0.1), groups_per_source: dict | None = None, settings: PoolSettings = PoolSettings(),
+                       log=print) -> dict:
+    """``interval_anatomy`` per group, seed, strategy and fraction (and of the all-pool fit), with the
+    pool rows bought (so a rerun can be checked against a benchmark's recorded coverage)."""
+    out = {"settings": settings_dict(settings), "fractions": list(fractions), "extrapolation_sha256": model_version(),
+           "groups": []}
+    for source in sources:
+        for name, runs in groups_of(source, (groups_per_source or {}).get(source)):
+            split = split_by_compute(runs)
+            pool, target = split.train, split.test
+            total = float(pool.C.sum())
+            n_start = len(start_runs(pool, settings))
+            g = {"group": name, "target_runs": len(target), "all": interval_anatomy(pool, target, 0, settings),
+                 "seeds": {}}
+            log(f"{name} all: {json.dumps({k: g['all'][k] for k in ('runs', 'folds', 'width_log', 'mean_signed_log_error', 'coverage', 'coverage_bias_removed')})}")
+            for seed in seeds:
+                per = {}
+                for strategy in strategies:
+                    chosen = trajectory(strategy, pool, target, seed, settings)
+                    per[strategy] = {}
+                    for f in fractions:
+                        rows = prefix(chosen, pool.C, f * total, n_start)
+                        sel = Runs(pool.frame.iloc[rows].reset_index(drop=True))
+                        a = interval_anatomy(sel, target, seed, settings)
+                        per[strategy][str(f)] = {**a, "rows": [int(i) for i in rows]}
+                        log(f"  {name} s{seed} {strategy} {f:.0%}: runs {a['runs']} span {a['compute_span_decades']:.2f} "
+                            f"ext {a['extrapolation_decades'][1]:.2f} folds {a['folds']}/{a['held_out_in_folds']} "
+                            f"width {a['width_log']:.4f} parts {({k: round(v, 4) for k, v in a['width_log_parts'].items()})} "
+                            f"err {a['mean_signed_log_error']:+.4f} cov {a['coverage']:.2f} unbiased {a['coverage_bias_removed']:.2f} "
+                            f"law+noise {a['coverage_law_noise']:.2f} sigma {a['sigma_median']:.4f}")
+                g["seeds"][str(seed)] = per
+            out["groups"].append(g)
+    return out
 
 
 def diagnose(sources=("chinchilla", "marin"), seeds=(0, 1, 2), strategies=("ours", "mspe"), fraction: float = 0.1,

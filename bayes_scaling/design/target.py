@@ -251,30 +251,49 @@ def joint_choose(Z, columns, n_pending: int, noise_var: float, misfit: np.ndarra
     return chosen, np.asarray(gains)
 
 
-def compute_optimal_band(posterior, N, D, span: float = SHAPE_SPAN) -> np.ndarray:
+def shape_offsets(posterior, N, D) -> np.ndarray:
+    """ln(N / N_opt(6 N D)) per run: how far each run's size lies from the posterior median
+    compute-optimal N at the run's own compute (N_opt of the law's draws, an extrapolating fit's
+    drift left out; closed form, O(S K))."""
+    N, D = np.atleast_1d(np.asarray(N, np.float64)), np.atleast_1d(np.asarray(D, np.float64))
+    configure()
+    th = {k: jnp.asarray(v)[:, None] for k, v in posterior.theta().items() if k in posterior.law.param_names}
+    draws = np.asarray(posterior.law.optimal_allocation(th, jnp.asarray(6.0 * N * D)[None, :])[0])
+    n_opt = np.median(draws, axis=0) if np.isfinite(draws).all() else np.nanmedian(draws, axis=0)  # same value, 3x faster
+    return np.log(N / n_opt)
+
+
+def compute_optimal_band(posterior, N, D, span: float = SHAPE_SPAN, region: TargetRegion | None = None) -> np.ndarray:
     """Which runs (N, D) have a compute-optimal shape under ``posterior``: N within a factor
     ``span`` of the posterior median N_opt at the run's own compute 6 N D (equivalently tokens per
     parameter within span^2 of the optimum's), a boolean mask. With ``span`` = 3 it is the band the
     default target region spans at C* (``TargetRegion.isoflop``), carried down to each run's scale:
     runs shaped like those the team will train. N_opt is the law's (theta's draws, an
     extrapolating fit's drift left out): the band is a filter on shapes, not a prediction, and the
-    law's allocation costs O(S K)."""
-    N, D = np.atleast_1d(np.asarray(N, np.float64)), np.atleast_1d(np.asarray(D, np.float64))
+    law's allocation costs O(S K).
+
+    ``region`` (a user's target runs): the band widened to the shapes the team will train, i.e. to
+    [min, max] over the region's runs of ln(N_t / N_opt(C_t)) where that reaches beyond the span (the
+    default IsoFLOP region spans exactly +-ln 3, so it leaves the span-3 band as it is)."""
     if not span >= 1:
         raise InputError(f"the compute-optimal band's span must be >= 1, got {span!r}")
-    configure()
-    th = {k: jnp.asarray(v)[:, None] for k, v in posterior.theta().items() if k in posterior.law.param_names}
-    draws = np.asarray(posterior.law.optimal_allocation(th, jnp.asarray(6.0 * N * D)[None, :])[0])
-    n_opt = np.median(draws, axis=0) if np.isfinite(draws).all() else np.nanmedian(draws, axis=0)  # same value, 3x faster
-    return np.abs(np.log(N / n_opt)) <= np.log(span) + 1e-12
+    offsets = shape_offsets(posterior, N, D)
+    lo, hi = -np.log(span), np.log(span)
+    if region is not None:
+        at = shape_offsets(posterior, region.N, region.D)
+        at = at[np.isfinite(at)]
+        if len(at):
+            lo, hi = min(lo, float(at.min())), max(hi, float(at.max()))
+    return (offsets >= lo - 1e-12) & (offsets <= hi + 1e-12)
 
 
-def in_band(posterior, N, D, span: float | None) -> np.ndarray:
+def in_band(posterior, N, D, span: float | None, region: TargetRegion | None = None) -> np.ndarray:
     """Indices of the runs to score: those in ``compute_optimal_band`` (all when ``span`` is None,
-    or when no run is in the band, so a pool without such shapes still gets a proposal)."""
+    or when no run is in the band, so a pool without such shapes still gets a proposal);
+    ``region``: the band widened to the target runs' shapes (``compute_optimal_band``)."""
     if span is None:
         return np.arange(len(np.atleast_1d(N)))
-    keep = np.flatnonzero(compute_optimal_band(posterior, N, D, span))
+    keep = np.flatnonzero(compute_optimal_band(posterior, N, D, span, region))
     return keep if len(keep) else np.arange(len(np.atleast_1d(N)))
 
 
