@@ -53,6 +53,7 @@ _RUN_ONCE = {"xla_backend_optimization_level": 0}
 # XLA options of each program: potential, start, advance, finish
 PROGRAM_OPTIONS = (_RUN_ONCE, _RUN_ONCE, None, None)
 START_MASSES = ("laplace", "diagonal", "identity")  # ``sample``'s starting inverse mass matrices
+MAX_TREE_DEPTH = 10  # NumPyro's default: at most 2^10 - 1 leapfrog steps per transition
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
 _SAMPLERS: dict[tuple, Sampler] = {}
 
@@ -73,7 +74,7 @@ class Draws:
 
 def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str, settings: SamplerSettings,
            laplace: bool = False, regularize_mass: bool = False, adapt_mass: bool = True,
-           latent_scale: float = 1.0, start_mass: str = "laplace") -> Draws:
+           latent_scale: float = 1.0, start_mass: str = "laplace", warmup_tree_depth: int = MAX_TREE_DEPTH) -> Draws:
     """NUTS (or ``laplace``) on ``model(*data)`` from ``init`` (site -> (chains, ...) unconstrained
     values). ``description``: everything the model function depends on besides the data's shapes
     (its settings, priors at full precision, ...): the key of its compiled programs.
@@ -83,13 +84,17 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     the adapted mass matrix towards 1e-3 I is 1e-3 c^2 I in z: small against posterior directions
     narrower than its 0.03 (c = 1: the model's own coordinates). ``start_mass``: the inverse mass
     matrix the warm-up starts from (``START_MASSES``): "laplace" (dense, the default), "diagonal"
-    (its diagonal only) or "identity" (NumPyro's own start, in NUTS's coordinates u)."""
+    (its diagonal only) or "identity" (NumPyro's own start, in NUTS's coordinates u).
+    ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (NumPyro's ``max_tree_depth``
+    tuple; the draws keep ``MAX_TREE_DEPTH``)."""
     if start_mass not in START_MASSES:
         raise ValueError(f"start_mass must be one of {', '.join(START_MASSES)}, got {start_mass!r}")
+    if isinstance(warmup_tree_depth, bool) or not isinstance(warmup_tree_depth, int) or warmup_tree_depth < 1:
+        raise ValueError(f"warmup_tree_depth must be a positive whole number, got {warmup_tree_depth!r}")
     configure()
     data = tuple(np.asarray(a) for a in data)
     sampler = compiled_sampler(model, description, data, settings.chains, settings.warmup, settings.draws,
-                               settings.target_accept, regularize_mass, adapt_mass, latent_scale)
+                               settings.target_accept, regularize_mass, adapt_mass, latent_scale, warmup_tree_depth)
     start = time.perf_counter()
     if laplace:
         samples, extra, loglik = sampler.laplace(settings.seed, init, data)
@@ -138,14 +143,15 @@ def row_mask(n: int, capacity: int) -> np.ndarray:
 
 def compiled_sampler(model: Callable, description, data: tuple, chains: int, warmup: int, draws: int,
                      target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False,
-                     adapt_mass: bool = True, latent_scale: float = 1.0) -> Sampler:
+                     adapt_mass: bool = True, latent_scale: float = 1.0,
+                     warmup_tree_depth: int = MAX_TREE_DEPTH) -> Sampler:
     """The cached sampler for this model description, data shapes, run length and settings."""
     shapes = tuple((np.shape(a), np.asarray(a).dtype.str) for a in data)
     key = (repr(description), shapes, chains, warmup, draws, float(target_accept), regularize_mass, adapt_mass,
-           float(latent_scale))
+           float(latent_scale), warmup_tree_depth)
     if key not in _SAMPLERS:
         _SAMPLERS[key] = Sampler(model, repr(description), data, chains, warmup, draws, target_accept,
-                                 regularize_mass, adapt_mass, latent_scale)
+                                 regularize_mass, adapt_mass, latent_scale, warmup_tree_depth)
     return _SAMPLERS[key]
 
 
@@ -168,8 +174,9 @@ class Sampler:
 
     def __init__(self, model, description: str, data: tuple, chains: int, warmup: int, draws: int,
                  target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False, adapt_mass: bool = True,
-                 latent_scale: float = 1.0):
+                 latent_scale: float = 1.0, warmup_tree_depth: int = MAX_TREE_DEPTH):
         self.model, self.description, self.latent_scale = model, description, float(latent_scale)
+        self.warmup_tree_depth = warmup_tree_depth
         self.adapt_mass = adapt_mass and warmup >= MASS_ADAPTATION_MIN_WARMUP
         self.data_avals = tuple((np.shape(a), np.asarray(a).dtype) for a in data)
         self.target_accept, self.regularize_mass = target_accept, regularize_mass
@@ -201,11 +208,12 @@ class Sampler:
         mass_spec = per_chain((n, n))
         z_spec = {name: per_chain((self.num_draws, *shape)) for name, shape in sites}
         programs = _Programs(self.model, self.num_warmup, self.chunk, mesh, chains, sites, self.target_accept,
-                             self.regularize_mass, self.adapt_mass, self.latent_scale)
+                             self.regularize_mass, self.adapt_mass, self.latent_scale, self.warmup_tree_depth)
+        depth = () if self.warmup_tree_depth == MAX_TREE_DEPTH else (("warmup_tree_depth", self.warmup_tree_depth),)
         description = repr((
             "nuts", self.description, tuple((s, str(d)) for s, d in self.data_avals), num_chains, self.num_warmup,
             self.num_draws, self.chunk, len(devices), self.target_accept, self.regularize_mass, self.adapt_mass,
-            self.latent_scale, sites,
+            self.latent_scale, sites, *depth,
         ))
 
         # potential runs on one device: microseconds a call, a dozen calls a fit, so dispatch is its cost
@@ -350,8 +358,9 @@ class _Programs:
     """The four traced functions behind ``Sampler`` (see its docstring), for one model."""
 
     def __init__(self, model, num_warmup, chunk, mesh, chains, sites, target_accept, regularize_mass, adapt_mass,
-                 latent_scale=1.0):
+                 latent_scale=1.0, warmup_tree_depth=MAX_TREE_DEPTH):
         self.model, self.adapt_mass, self.scale = model, adapt_mass, latent_scale
+        self.warmup_tree_depth = warmup_tree_depth
         self.target_accept, self.regularize_mass = target_accept, regularize_mass
         self.sites = sites
         self.num_warmup, self.chunk = num_warmup, chunk
@@ -363,6 +372,8 @@ class _Programs:
         closures, which ``init`` sets; the unused state is dead code to XLA."""
         options = dict(dense_mass=True, regularize_mass_matrix=self.regularize_mass, adapt_mass_matrix=self.adapt_mass,
                        target_accept_prob=self.target_accept, inverse_mass_matrix=inverse_mass_matrix)
+        if self.warmup_tree_depth != MAX_TREE_DEPTH:  # (NumPyro's (warm-up, sampling) depths)
+            options["max_tree_depth"] = (self.warmup_tree_depth, MAX_TREE_DEPTH)
         if self.scale == 1.0:
             kernel = NUTS(self.model, **options)
             return kernel, kernel.init(key, self.num_warmup, init_params=z, model_args=args)

@@ -79,6 +79,10 @@ ADAPT_MASS = True
 # chains' modes; "diagonal": its diagonal; "identity": NumPyro's own start; ``fitting.sampler.sample``).
 # Alternatives measured under the rule declared in experiments/hierarchical_geometry.py --start-mass.
 START_MASS = "laplace"
+# Default of ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (the draws keep
+# ``fitting.sampler.MAX_TREE_DEPTH``, 10). Alternatives measured under the rule declared in
+# experiments/hierarchical_geometry.py --warmup-depth.
+WARMUP_TREE_DEPTH = sampler.MAX_TREE_DEPTH
 LATENT_SCALE = 0.1  # NUTS moves in z / 0.1: the mass-matrix shrinkage is 1e-5 I in the model's coordinates
 
 
@@ -100,6 +104,7 @@ class HierarchicalSettings:
     absorb_level: bool = ABSORB_LEVEL
     mean_deviations: bool = MEAN_DEVIATIONS
     start_mass: str = START_MASS
+    warmup_tree_depth: int = WARMUP_TREE_DEPTH
 
     def __post_init__(self):
         object.__setattr__(self, "share", tuple(self.share))
@@ -114,6 +119,9 @@ class HierarchicalSettings:
             raise InputError(f"spread_prior must be one of {', '.join(SPREAD_PRIORS)}, got {self.spread_prior!r}")
         if self.start_mass not in sampler.START_MASSES:
             raise InputError(f"start_mass must be one of {', '.join(sampler.START_MASSES)}, got {self.start_mass!r}")
+        depth = self.warmup_tree_depth
+        if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or not 1 <= depth <= sampler.MAX_TREE_DEPTH:
+            raise InputError(f"warmup_tree_depth must be a whole number from 1 to {sampler.MAX_TREE_DEPTH}, got {depth!r}")
         if not (np.isfinite(self.offset_scale) and self.offset_scale > 0):
             raise InputError(f"offset_scale must be a positive number, got {self.offset_scale!r}")
 
@@ -172,7 +180,8 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     (``hierarchical.offsets``). The group and population Posteriors then carry the draws of delta_b
     (``offset``) and tau_o (``offset_tau``), and their ``predict(..., offset_at=levels)`` uses them.
     ``absorb_level`` and ``mean_deviations``: how NUTS moves, not the model (``models.hierarchical``);
-    ``start_mass``: the inverse mass matrix NUTS's warm-up starts from (``START_MASS``).
+    ``start_mass``: the inverse mass matrix NUTS's warm-up starts from (``START_MASS``);
+    ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (``WARMUP_TREE_DEPTH``).
 
     ``priors`` override the law's priors (population level) or sigma's. ``sampler_settings``: the
     sampler's (``SamplerSettings``; here 4 chains x (500 + 500) at target acceptance 0.9 by
@@ -249,7 +258,7 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     point = _initial_point(spec, estimates, common, centring, offsets, deviations)
     draws = sampler.sample(partial(hierarchical_model, spec), sampler.jitter(point, s.chains, s.seed), data,
                            description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS,
-                           latent_scale=LATENT_SCALE, start_mass=h.start_mass)
+                           latent_scale=LATENT_SCALE, start_mass=h.start_mass, warmup_tree_depth=int(h.warmup_tree_depth))
     samples, extra, loglik = draws.samples, draws.extra, draws.loglik[..., :n]
 
     meta = {
