@@ -505,6 +505,9 @@ def main(argv=None) -> None:
                         help="the anatomy of the 90%% intervals on the target runs (width, its parts, signed error, "
                              "folds, compute span) for --strategies (default ours_shape mspe random) on --sources, "
                              "--seeds from --first-seed")
+    parser.add_argument("--band-coverage", nargs=2, default=None, metavar=("DIAG.json", "OUT.json"),
+                        help="a --coverage-diagnosis file with the coverage inside / outside the span-3 band of the "
+                             "all-pool fit added (refits of its stored rows)")
     parser.add_argument("--variants", nargs="+", default=list(DECLARED_VARIANTS), choices=list(OURS_VARIANTS),
                         help="with --develop: the variants to compare with model")
     parser.add_argument("--dev-out", default=str(Path(__file__).parent / "results" / "bench_design_pool_dev.json"))
@@ -546,6 +549,11 @@ def main(argv=None) -> None:
         diag = diagnose(sources=tuple(args.sources) if args.sources != list(SOURCES) else ("chinchilla", "marin"),
                         strategies=tuple(args.strategies) if args.strategies != list(STRATEGIES) else ("ours", "mspe"))
         Path(args.diagnose).write_text(json.dumps(diag, indent=1))
+        return
+    if args.band_coverage:
+        diag = band_coverage(json.loads(Path(args.band_coverage[0]).read_text()))
+        Path(args.band_coverage[1]).write_text(json.dumps(diag, indent=1))
+        print(json.dumps(diag["band_coverage"], indent=1))
         return
     if args.coverage_diagnosis:
         diag = coverage_diagnosis(sources=tuple(args.sources), seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
@@ -876,6 +884,40 @@ def coverage_diagnosis(sources=("chinchilla", "porian"), seeds=(0, 1, 2), strate
                 g["seeds"][str(seed)] = per
             out["groups"].append(g)
     return out
+
+
+def band_coverage(diag: dict, settings: PoolSettings = PoolSettings(), span: float = SHAPE_SPAN) -> dict:
+    """Adds to a ``coverage_diagnosis`` result, per record, the 90% coverage of the target runs inside
+    and outside the compute-optimal band (span ``span``) of the group's all-pool fit (plain Laplace, seed
+    0), from the pool rows it stored (the common fitter refitted to them), and per source and strategy
+    the pooled counts (``diag["band_coverage"]``)."""
+    from bayes_scaling.design.target import compute_optimal_band
+
+    totals: dict = {}
+    for g in diag["groups"]:
+        source, group = g["group"].split("/", 1)
+        runs = next(r for name, r in groups_of(source) if name == g["group"])
+        split = split_by_compute(runs)
+        pool, target = split.train, split.test
+        band = compute_optimal_band(plain_fit(pool, 0, settings), target.N, target.D, span)
+        g["target_in_band"] = int(band.sum())
+        for seed, per in g["seeds"].items():
+            for strategy, by_fraction in per.items():
+                for f, rec in by_fraction.items():
+                    sel = Runs(pool.frame.iloc[rec["rows"]].reset_index(drop=True))
+                    draws = common_fit(sel, int(seed), settings).predict(target.N, target.D, seed=int(seed))
+                    lo, hi = scoring.central_interval(draws, LEVEL)
+                    cov = scoring.covered(target.loss, lo, hi)
+                    rec["covered_in_band"], rec["covered_off_band"] = int(cov[band].sum()), int(cov[~band].sum())
+                    t = totals.setdefault(source, {}).setdefault(strategy, {}).setdefault(f, [0, 0, 0, 0])
+                    t[0] += int(cov[band].sum()); t[1] += int(band.sum())
+                    t[2] += int(cov[~band].sum()); t[3] += int((~band).sum())
+    diag["band_coverage"] = {src: {k: {f: {"in_band": c[0] / max(c[1], 1), "n_in_band": c[1],
+                                           "off_band": c[2] / max(c[3], 1) if c[3] else None, "n_off_band": c[3]}
+                                       for f, c in by_f.items()} for k, by_f in by_k.items()}
+                             for src, by_k in totals.items()}
+    diag["band_span"] = span
+    return diag
 
 
 def diagnose(sources=("chinchilla", "marin"), seeds=(0, 1, 2), strategies=("ours", "mspe"), fraction: float = 0.1,

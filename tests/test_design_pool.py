@@ -179,6 +179,28 @@ def test_compute_optimal_band_keeps_the_shapes_near_n_opt_at_each_compute(tmp_pa
     assert s.shape_span == 3.0 and PlannerSettings.from_dict(s.to_dict()) == s
 
 
+def test_compute_optimal_band_widened_to_the_target_runs_shapes(tmp_path):
+    from bayes_scaling.design.target import TargetRegion, compute_optimal_band, in_band
+    from bayes_scaling.posterior import Posterior
+
+    epoch_fit(tmp_path / "fit", spread=0.0)
+    post = Posterior.load(tmp_path / "fit")
+    C = np.array([1e18, 1e19, 1e20])
+    n_opt = law_n_opt(C)
+    N = np.concatenate([n_opt, 4.5 * n_opt, n_opt / 4.5, 5.5 * n_opt, n_opt / 5.5])
+    D = np.tile(C, 5) / (6 * N)
+    # a target at 1e23 FLOPs reaching 5x above N_opt and only 2x below it: the band widens above only
+    Ct, nt = 1e23, float(law_n_opt(np.array([1e23]))[0])
+    wide_above = TargetRegion(np.array([nt / 2, nt, 5 * nt]), Ct / (6 * np.array([nt / 2, nt, 5 * nt])))
+    band = compute_optimal_band(post, N, D, 3.0, region=wide_above)
+    assert band.tolist() == [True] * 3 + [True] * 3 + [False] * 3 + [False] * 6
+    # a region inside the span (the default IsoFLOP slice's shapes) leaves the span-3 band as it is
+    inside = TargetRegion.isoflop(nt, Ct, span=2.0)
+    assert (compute_optimal_band(post, N, D, 3.0, region=inside) == compute_optimal_band(post, N, D, 3.0)).all()
+    both = TargetRegion(np.array([nt / 6, 6 * nt]), Ct / (6 * np.array([nt / 6, 6 * nt])))
+    assert in_band(post, N, D, 3.0, both).tolist() == list(range(15))
+
+
 def test_plan_with_a_shape_span_proposes_only_compute_optimal_shapes(tmp_path, capsys):
     from bayes_scaling.cli import main
 
