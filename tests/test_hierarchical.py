@@ -157,6 +157,9 @@ def test_bad_options_are_refused():
         fit_hierarchical(runs, spread_prior="cauchy")
     with pytest.raises(InputError, match="start_mass must be one of laplace, diagonal, identity"):
         fit_hierarchical(runs, start_mass="dense")
+    for depth in (0, 11, 2.5, True):
+        with pytest.raises(InputError, match="warmup_tree_depth must be a whole number from 1 to 10"):
+            fit_hierarchical(runs, warmup_tree_depth=depth)
 
 
 def test_the_gamma_spread_prior_has_the_halfnormals_mean_and_no_mass_at_zero():
@@ -426,3 +429,33 @@ def test_start_mass_reaches_the_sampler_and_samples_the_same_model(monkeypatch):
             a, b = fits["laplace"].groups[g], fits[name].groups[g]
             for p in ("E", "alpha", "beta"):
                 assert np.median(b.draws(p)) == pytest.approx(np.median(a.draws(p)), rel=0.03), (name, g, p)
+
+
+def test_warmup_tree_depth_caps_the_warmups_trees_only():
+    """``warmup_tree_depth`` d: every warm-up transition takes at most 2^d - 1 leapfrog steps (d = 1:
+    exactly one), the draws keep NumPyro's depth 10 (more steps where the posterior needs them), and
+    the draws still follow the target; the default (10) is NumPyro's own."""
+    import jax.numpy as jnp
+    import numpyro
+
+    from bayes_scaling.fitting import sampler
+    from bayes_scaling.fitting.settings import SamplerSettings
+
+    cov = np.array([[1.0, 0.995], [0.995, 1.0]])
+
+    def model(loc):
+        numpyro.sample("x", dist.MultivariateNormal(loc, jnp.asarray(cov)))
+
+    settings = SamplerSettings(chains=2, warmup=200, draws=1000, seed=4)
+    init = sampler.jitter({"x": np.zeros(2)}, 2, 0)
+    capped, default = (sampler.sample(model, init, (np.array([1.0, -2.0]),), description=("depth test",),
+                                      settings=settings, start_mass="identity", warmup_tree_depth=d) for d in (1, 10))
+    assert capped.warmup_steps == 1.0
+    assert default.warmup_steps > 1.5
+    assert capped.extra["num_steps"].max() > 1
+    x = capped.samples["x"].reshape(-1, 2)
+    np.testing.assert_allclose(x.mean(axis=0), [1.0, -2.0], atol=0.1)
+    assert sampler.MAX_TREE_DEPTH == 10
+    with pytest.raises(ValueError, match="warmup_tree_depth must be a positive whole number"):
+        sampler.sample(model, init, (np.array([1.0, -2.0]),), description=("depth test",), settings=settings,
+                       warmup_tree_depth=0)
