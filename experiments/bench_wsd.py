@@ -38,9 +38,9 @@ in all.
 ``--workers K`` trains K ``python -m training`` children at once (tiny models are launch-overhead
 bound on a GPU; each child may take 0.9/K of the GPU's memory, allocated as needed, not XLA's
 default 75% up front). Jobs start in priority order, the first whose trunk (if a branch) has
-finished: 1. seed 0 of both sweeps at every size (the comparison), 2. cosine seed 1 (the seed sd),
-3. the WSD seed-1 trunks and branches, 4. cosine seed 2; within each, trunks first, then the
-longest first. Every finished run is appended to the store at once (a cut invocation keeps what
+finished: 1. seed 0 of both sweeps at every size (the comparison), 2. cosine seeds 1 and 2 (the
+seed sd), 3. the WSD seed-1 trunks and branches; within each, trunks first, then the longest
+first. Every finished run is appended to the store at once (a cut invocation keeps what
 finished; rerunning continues). ``--max-minutes``: no run starts after it; ``--kill-minutes``: the
 runs still going are killed then (lost), and once a few runs have finished no run starts that its
 predicted length (from the finished runs' updates/s and start-up) would carry past it.
@@ -232,10 +232,11 @@ def updates(spec: dict) -> int:
 
 
 def priority(spec: dict) -> tuple:
-    """Sort key of ``--long``: 1. seed 0 of both sweeps, 2. cosine seed 1 (the seed sd), 3. WSD seed 1,
-    4. cosine seed 2, then any other seed; within each, trunks first, then the longest first."""
+    """Sort key of ``--long``: 1. seed 0 of both sweeps (the comparison, the FLOPs, the laws), 2. cosine
+    seeds 1 and 2 (the seed sd that the agreement target is measured in), 3. WSD seed 1 (a second
+    trunk per size), then any other seed; within each, trunks first, then the longest first."""
     cosine, seed = spec["run_id"].startswith("cos-"), spec["seed"]
-    tier = 0 if seed == 0 else {(True, 1): 1, (False, 1): 2, (True, 2): 3}.get((cosine, seed), 3 + seed)
+    tier = 0 if seed == 0 else {(True, 1): 1, (True, 2): 2, (False, 1): 3}.get((cosine, seed), 3 + seed)
     return tier, "save_at_tokens" not in spec, -updates(spec)
 
 
@@ -347,11 +348,9 @@ def jobs_to_run(specs: list[dict], done: set[str]) -> tuple[list[dict], dict[str
     only if a branch of it is still to run and its checkpoints are gone (another machine's /tmp)."""
     trunk_ids = {s["checkpoint_dir"]: s["run_id"] for s in specs if "save_at_tokens" in s}
     trunk_of = {s["run_id"]: trunk_ids[s["branch_from"]] for s in specs if "branch_from" in s}
-    todo = [s for s in specs if s["run_id"] not in done]
-    needed = {trunk_of[s["run_id"]] for s in todo if s["run_id"] in trunk_of}
-    for s in specs:
-        if s["run_id"] in done and s["run_id"] in needed and not Path(s["checkpoint_dir"]).is_dir():
-            todo.append(s)
+    needed = {trunk_of[s["run_id"]] for s in specs if s["run_id"] in trunk_of and s["run_id"] not in done}
+    todo = [s for s in specs if s["run_id"] not in done  # in the given (priority) order
+            or (s["run_id"] in needed and not Path(s["checkpoint_dir"]).is_dir())]
     ok_trunks = {t for t in trunk_ids.values() if t in done} - {s["run_id"] for s in todo}
     return todo, {b: ("" if t in ok_trunks else t) for b, t in trunk_of.items()}
 
@@ -424,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
             "updates_per_s_all_children": sum(updates(s) for s in trained) / train_s if train_s else None,
             "updates_per_s_per_child_median": statistics.median(r["updates_per_s"] for r in pool.finished) if pool.finished else None,
             "child_seconds_median": statistics.median(r["seconds"] for r in pool.finished) if pool.finished else None}
+    if args.summary_only and Path(summary_path).exists():  # keep what the training invocation measured
+        before = json.loads(Path(summary_path).read_text())
+        for key in ("this_invocation", "machine", "settings"):
+            if key in before:
+                summary["training_" + key] = before.get("training_" + key, before[key])
     if not args.no_fit and summary.get("n_cells_compared"):
         import bayes_scaling
 
