@@ -258,3 +258,31 @@ def test_loop_with_a_shape_span_keeps_it_in_the_state_and_runs_pool_runs(tmp_pat
     assert main(["loop", "--simulate", "--target-budget", "1e22", "--experiment-budget", "1e20", "--strategy", "eig",
                  "--state", str(tmp_path / "other"), "--shape-span", "3"]) == 2
     assert "shape_span applies to strategy 'target'" in capsys.readouterr().err
+
+
+def test_plan_shape_region_widens_the_band_to_the_target_tables_shapes(tmp_path, capsys):
+    from bayes_scaling.cli import main
+    from bayes_scaling.design.target import TargetRegion, compute_optimal_band
+    from bayes_scaling.posterior import Posterior
+
+    epoch_fit(tmp_path / "fit")
+    pool = a_pool(80, seed=3)
+    (tmp_path / "pool.csv").write_text("run_id,N,D\n" + "".join(f"{k},{n},{d}\n" for k, n, d in zip(pool.keys, pool.N, pool.D)))
+    nt = float(law_n_opt(np.array([1e22]))[0])
+    target_N = np.array([nt / 2, nt, 8 * nt])  # the team's runs reach 8x above N_opt
+    (tmp_path / "target.csv").write_text("N,D\n" + "".join(f"{n},{1e22 / (6 * n)}\n" for n in target_N))
+    post = Posterior.load(tmp_path / "fit")
+    wide = compute_optimal_band(post, pool.N, pool.D, 2.0, TargetRegion(target_N, 1e22 / (6 * target_N)))
+    narrow = compute_optimal_band(post, pool.N, pool.D, 2.0)
+    assert wide.sum() > narrow.sum() + 4 and not np.any(narrow & ~wide)  # a real widening, above N_opt only
+    assert main(["plan", str(tmp_path / "fit"), "--candidates", str(tmp_path / "pool.csv"), "--target",
+                 str(tmp_path / "target.csv"), "--batch", "4", "--json", "--shape-span", "2", "--shape-region"]) == 0
+    picked = [pool.keys.index(p["run_id"]) for p in json.loads(capsys.readouterr().out)["proposals"]]
+    assert len(picked) == 4 and all(wide[j] for j in picked)
+    assert main(["plan", str(tmp_path / "fit"), "--candidates", str(tmp_path / "pool.csv"), "--target-budget", "1e22",
+                 "--shape-region"]) == 2
+    assert "--shape-region widens the band of --shape-span" in capsys.readouterr().err
+    with pytest.raises(InputError, match="shape_region widens the compute-optimal band: it needs shape_span"):
+        PlannerSettings(target_budget=1e22, strategy="target", shape_region=True)
+    s = PlannerSettings(target_budget=1e22, strategy="target", shape_span=3, shape_region=True)
+    assert PlannerSettings.from_dict(s.to_dict()) == s and PlannerSettings.from_dict({"target_budget": 1e22}).shape_region is False

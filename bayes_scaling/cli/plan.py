@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--candidates or --target, else eig)")
     p.add_argument("--shape-span", type=float, default=None, metavar="FACTOR",
                    help="target utility: score only runs with N within FACTOR of N_opt at their compute (e.g. 3)")
+    p.add_argument("--shape-region", action="store_true",
+                   help="with --shape-span: widen that band to the target runs' own shapes (--target, or the IsoFLOP "
+                        "slice at C*) where they reach beyond it")
     p.add_argument("--json", action="store_true", help="print the proposals as JSON")
     p.set_defaults(func=run)
 
@@ -151,7 +154,10 @@ def _from_planner(args, directory):
             raise InputError(f"--shape-span applies to the target utility; this planner's strategy is "
                              f"{planner.settings['strategy']!r}")
         planner.settings["shape_span"] = float(args.shape_span)
-        planner.config  # checks it
+    if args.shape_region:
+        planner.settings["shape_region"] = True
+    if args.shape_span is not None or args.shape_region:
+        planner.config  # checks them
     left = len(planner.remaining())
     batch = max(1, min(args.batch, left))  # more than there are candidates cannot be proposed
     _tick(args, f"scoring {left} candidate runs for a batch of {batch}")
@@ -203,6 +209,8 @@ def _from_fit(args, directory):
     if args.shape_span is not None and (args.utility_used != "target" or not args.shape_span >= 1):
         raise InputError(f"--shape-span is a factor >= 1 for the target utility (--candidates or --utility target), "
                          f"got {args.shape_span} with the {args.utility_used} utility")
+    if args.shape_region and args.shape_span is None:
+        raise InputError("--shape-region widens the band of --shape-span: give --shape-span FACTOR too")
     if args.utility_used == "target":
         return _target_from_fit(args, post, candidates)
     if args.target_budget is None:
@@ -232,10 +240,11 @@ def _target_from_fit(args, post, candidates):
         table = read_pool(args.target)[0]
         region = TargetRegion(table.N, table.D)
         target_budget = target_budget or float(table.cost.max())
-    candidates = candidates.take(in_band(post, candidates.N, candidates.D, args.shape_span))
+    Z, used = target_matrix(post, region, target_budget)
+    candidates = candidates.take(in_band(post, candidates.N, candidates.D, args.shape_span,
+                                         used if args.shape_region else None))
     batch = max(1, min(args.batch, len(candidates)))
     _tick(args, f"scoring {len(candidates)} candidate runs for a batch of {batch}")
-    Z, _ = target_matrix(post, region, target_budget)
     chosen, gains = choose(Z, posterior_columns(post, candidates.N, candidates.D), post.draws("sigma"), candidates.cost,
                            batch, likelihood=post.meta.get("likelihood", "student_t"), nu=post.meta.get("nu", 5.0))
     proposals = [Proposal(candidates.keys[j], float(candidates.N[j]), float(candidates.D[j]), float(candidates.cost[j]),

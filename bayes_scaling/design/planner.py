@@ -557,12 +557,13 @@ class Planner:
     def target_proposals(self, cands: Candidates, q: int) -> list[Proposal]:
         """Greedy batch by the target-region utility (``design.target``) under the refit's
         posterior (the drift included where ``model`` is extrapolating), pending runs conditioned on;
-        with ``shape_span``, among the candidates in the compute-optimal band only."""
+        with ``shape_span``, among the candidates in the compute-optimal band only (``shape_region``:
+        the band widened to the target region's shapes)."""
         config = self.config
         post = self.posterior()
         region = TargetRegion(*np.array(config.target_runs).T) if config.target_runs else None
-        Z, _ = target_matrix(post, region, config.target_budget, span=config.target_span, points=config.target_points)
-        cands = cands.take(in_band(post, cands.N, cands.D, config.shape_span))
+        Z, used = target_matrix(post, region, config.target_budget, span=config.target_span, points=config.target_points)
+        cands = cands.take(in_band(post, cands.N, cands.D, config.shape_span, used if config.shape_region else None))
         pending = self._pending_candidates()
         shift, shift_pending = self._shifts(cands, pending)
         mu_pending = posterior_columns(post, pending.N, pending.D) if len(pending) else None

@@ -6,7 +6,9 @@ refits' ``model``), ``"eig_per_cost"`` (EIG about ``targets`` per FLOP, ``design
 ``"uncertainty"`` or ``"random"``. ``target_runs`` ([[N, D], ...]) is the user's target region;
 empty: the IsoFLOP slice 6 N D = C* around the median N_opt (``target_span``, ``target_points``).
 ``shape_span`` (strategy ``"target"``, None: off): score only the candidates whose N lies within
-that factor of the posterior median N_opt at their own compute (``target.compute_optimal_band``).
+that factor of the posterior median N_opt at their own compute (``target.compute_optimal_band``);
+``shape_region`` (with ``shape_span``; default off): that band widened to the target region's own shapes
+(the runs in ``target_runs``, or the IsoFLOP slice's), where they reach beyond the span.
 ``wsd_cooldown`` > 0 makes the planner a WSD sweep (``design.branches``) with ``trunks_per_size``
 trunks per grid size N (default 1; states saved before it existed load with 1).
 """
@@ -52,6 +54,7 @@ class PlannerSettings:
     target_span: float = 3.0
     target_points: int = 9
     shape_span: float | None = None  # strategy "target": score only runs within this factor of N_opt at their compute
+    shape_region: bool = False  # with shape_span: the band widened to the target runs' shapes (target.compute_optimal_band)
     wsd_cooldown: float = 0.0  # > 0: new runs are WSD branches (design.branches), cooling down this share of D; 0: cosine runs
     trunks_per_size: int = 1  # WSD sweep: trunks per grid size N (design.branches.sweep_branches)
 
@@ -86,6 +89,10 @@ class PlannerSettings:
             if self.strategy != "target":
                 raise InputError(f"shape_span applies to strategy 'target', not {self.strategy!r}")
             set_(self, "shape_span", float(self.shape_span))
+        if not isinstance(self.shape_region, bool):
+            raise InputError(f"shape_region must be true or false, got {self.shape_region!r}")
+        if self.shape_region and self.shape_span is None:
+            raise InputError("shape_region widens the compute-optimal band: it needs shape_span (e.g. 3)")
         if not 0 <= self.wsd_cooldown <= 1:
             raise InputError(f"wsd_cooldown must be in [0, 1] (0: cosine runs), got {self.wsd_cooldown!r}")
         k = self.trunks_per_size
