@@ -88,8 +88,8 @@ def fit_like(posterior, progress: bool = False) -> Callable[[Runs], object]:
     for backtesting the runs it was fitted to. Custom priors are not recorded in a saved fit: the
     refits use the law's defaults; a hierarchical member is refitted as one pooled law."""
     meta = posterior.meta
-    settings = {key: meta[key] for key in ("likelihood", "nu", "num_chains", "num_warmup", "num_draws", "seed")
-                if key in meta}
+    settings = {key: meta[key] for key in ("likelihood", "nu", "num_chains", "num_warmup", "num_draws", "seed",
+                                           "misfit_noise") if key in meta}
     settings["model"] = "extrapolating" if posterior.model == "extrapolating" else "plain"
     method = "map" if posterior.method.startswith("map") else "nuts"
     if method == "map":

@@ -111,10 +111,13 @@ class Posterior:
         return np.linspace(0, self.num_draws - 1, int(max_draws)).astype(int)
 
     def summary(self, level: float = 0.9) -> pd.DataFrame:
-        """Median and equal-tailed interval of each law parameter and sigma."""
+        """Median and equal-tailed interval of each law parameter, sigma and (where the fit has
+        them) the misfit noise's slopes ``misfit_under`` and ``misfit_over``."""
         level = frontier_mod.check_level(level)
         q = [(1 - level) / 2, 0.5, (1 + level) / 2]
-        names = [*self.law.param_names, *(["sigma"] if self.has_draws("sigma") else [])]
+        from bayes_scaling.models.likelihood import MISFIT_SITES
+
+        names = [*self.law.param_names, *(name for name in ("sigma", *MISFIT_SITES) if self.has_draws(name))]
         rows = []
         for name in names:
             lo, med, hi = np.quantile(self.draws(name), q)
@@ -137,6 +140,11 @@ class Posterior:
     def model(self) -> str:
         """Which model produced this fit's answers: "extrapolating" or "plain law"."""
         return self.meta.get("model", "plain law")
+
+    @property
+    def model_label(self) -> str:
+        """``model``, naming the misfit noise along tokens per parameter where the fit has it."""
+        return self.model + (", misfit noise along D/N" if self.meta.get("misfit_noise") else "")
 
     def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
         """Per budget C: median and ``level`` interval of N_opt, D_opt, L_opt, tokens/param."""
@@ -176,8 +184,21 @@ class Posterior:
             mu = mu + self.offset_draws(offset_at, (self.num_draws, mu.shape[1]), seed)[keep]
         if not noise or not self.has_draws("sigma"):
             return np.exp(mu)
+        return np.exp(mu + self.noise_scale(N, D, keep) * self.noise_draws(mu.shape, np.random.default_rng(seed)))
+
+    def noise_scale(self, N, D, keep=slice(None)) -> np.ndarray:
+        """Draws (S, n) of the observation noise's scale at (N, D): sigma, or with the misfit term
+        along tokens per parameter (``meta["misfit_noise"]``, ``models.pooled``) each point's own
+        scale, from its ln(D/N) beyond the fitted runs' band (``likelihood.misfit_scale``)."""
         sigma = self.draws("sigma")[keep][:, None]
-        return np.exp(mu + sigma * self.noise_draws(mu.shape, np.random.default_rng(seed)))
+        if not self.meta.get("misfit_noise"):
+            return np.broadcast_to(sigma, (len(sigma), np.size(N)))
+        from bayes_scaling.models.likelihood import MISFIT_SITES, misfit_scale
+
+        k_under, k_over = (self.draws(site)[keep][:, None] for site in MISFIT_SITES)
+        log_r = np.log(np.asarray(D, np.float64)) - np.log(np.asarray(N, np.float64))
+        band = [float(x) for x in self.meta["misfit_band_log_tokens_per_param"]]
+        return misfit_scale(sigma, k_under, k_over, log_r[None], band)
 
     def offset_draws(self, at, shape, seed: int = 0) -> np.ndarray:
         """Draws (S, n) of the per-level offsets on log-loss: the fitted delta_b at a level seen in
@@ -208,7 +229,8 @@ class Posterior:
     def predict_summary(self, N, D, level: float = 0.9, seed: int = 0) -> pd.DataFrame:
         """The predictive distribution of the loss at each (N, D) in one row: median and
         equal-tailed ``level`` interval of ``predict(N, D)``'s draws (observation noise included),
-        and ``model``, the model that produced them (``meta["model"]``, else the plain law)."""
+        and ``model``, the model that produced them (``model_label``: ``meta["model"]``, else the
+        plain law, and the misfit noise along D/N where the fit has it)."""
         level = frontier_mod.check_level(level)
         N = np.atleast_1d(np.asarray(N, np.float64))
         D = np.atleast_1d(np.asarray(D, np.float64))
@@ -218,7 +240,7 @@ class Posterior:
             raise InputError("N and D must be positive finite numbers (parameters and tokens)")
         lo, med, hi = np.quantile(self.predict(N, D, seed=seed), [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
         return pd.DataFrame({"N": N, "D": D, "median": med, "lo": lo, "hi": hi, "level": level,
-                             "model": str(self.meta.get("model", "plain law"))})
+                             "model": self.model_label})
 
     # --- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

@@ -38,7 +38,7 @@ Chinchilla runs (median of repeats, warm), a default backtest of Chinchilla agai
 fit, Chinchilla's frontier N_opt by model (``chinchilla_frontier``), and the sampler diagnostics
 of a default fit of every group's full data.
 
-Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre]
+Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre | --judge]
 Writes experiments/results/bench_extrapolation.json.
 """
 
@@ -57,6 +57,7 @@ import numpy as np
 
 import bayes_scaling
 from bayes_scaling import extrapolation, scoring
+from bayes_scaling.fitting import nuts as nuts_module
 from bayes_scaling.backtest import backtest
 from bayes_scaling.diagnostics import diagnose
 from bayes_scaling.fitting.nuts import fit_nuts
@@ -95,6 +96,7 @@ CANDIDATES = {
     "extrapolating, inferred slices": ({}, "inferred-slices"),
     "extrapolating, each held-out run counted once": ({}, "overlap-once"),
     "extrapolating, full covariance, each run counted once": ({}, "full-covariance+overlap-once"),
+    "extrapolating, misfit noise along D/N": ({}, "misfit-noise"),
 }
 # Fourth run (same session, written before its results; --candidates, --out
 # results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
@@ -139,6 +141,19 @@ CANDIDATES = {
 # 72%, Porian 97.1%, N_opt 14/18; with the full covariance: Chinchilla 78%, Porian 98.1%, interval
 # score above the default's on Chinchilla and Marin); Gadre 100% with IS 0.521 and 0.434 (plain
 # 0.330). FOLD_OVERLAP stays "each".
+# Seventh run (issue 15, Gadre; written before its results; --simulation --candidates extrapolating
+# "extrapolating, misfit noise along D/N" --out results/bench_extrapolation_misfit_simulation.json,
+# --scores-only --candidate-diagnostics with the same candidates --out results/bench_extrapolation_misfit.json,
+# then --judge with both files). The diagnosis found the law misfitting the most under-trained runs
+# (D/N = 5), which inflates sigma. Candidate: the misfit term along tokens per parameter
+# (fit_nuts(misfit_noise=True), nuts.MISFIT_NOISE; models.pooled): each run's noise scale grows
+# with |ln(D/N) - c|, c the fitted runs' mean ln(D/N), with slopes k_under, k_over ~ HalfNormal(0.05),
+# in the fit, the calibration's refits and Posterior.predict. Rule: the sixth run's ``adoption``
+# (a)-(d) against the default, plus (e) a default fit (candidate settings) of every group's full data
+# of every source has 0 divergences and R-hat <= 1.01 (law parameters, sigma and the misfit slopes;
+# --candidate-diagnostics). The plain law with the misfit term ("plain, misfit noise") is scored
+# beside them for information; it is not a candidate for the default. Gadre's targets are reported
+# (``gadre_targets_met``), not required.
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
@@ -146,13 +161,16 @@ OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
 
 @contextlib.contextmanager
 def variant(name: str | None):
-    """The extrapolating model with one setting changed (None: the default): "overlap-once" sets
+    """The extrapolating model with one setting changed (None: the default): "misfit-noise" sets
+    ``nuts.MISFIT_NOISE`` (the misfit term along tokens per parameter); "overlap-once" sets
     ``extrapolation.FOLD_OVERLAP`` "once" ("full-covariance+overlap-once" also FOLD_COVARIANCE "full"); a name in
     ``extrapolation.LOSS_ONLY_MEANS`` sets ``extrapolation.LOSS_ONLY_MEAN``; "nuts-small-folds" refits folds of fewer than ``NUTS_FOLD_RUNS``
     runs by NUTS (plain law, default priors) instead of the fit's Laplace refit."""
     mode, calibrate, covariance = extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate, extrapolation.FOLD_COVARIANCE
-    infer, overlap = extrapolation.INFER_SLICES, extrapolation.FOLD_OVERLAP
-    if name in ("overlap-once", "full-covariance+overlap-once"):
+    infer, overlap, misfit = extrapolation.INFER_SLICES, extrapolation.FOLD_OVERLAP, nuts_module.MISFIT_NOISE
+    if name == "misfit-noise":
+        nuts_module.MISFIT_NOISE = True
+    elif name in ("overlap-once", "full-covariance+overlap-once"):
         extrapolation.FOLD_OVERLAP = "once"
         if name.startswith("full-covariance"):
             extrapolation.FOLD_COVARIANCE = "full"
@@ -175,6 +193,7 @@ def variant(name: str | None):
     finally:
         extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate, extrapolation.FOLD_COVARIANCE = mode, calibrate, covariance
         extrapolation.INFER_SLICES, extrapolation.FOLD_OVERLAP = infer, overlap
+        nuts_module.MISFIT_NOISE = misfit
 
 
 def conformal_scores(runs: Runs) -> dict:
@@ -222,18 +241,23 @@ def cost(runs: Runs, repeats: int) -> dict:
     """Warm, in this process: plain fit, default fit, default backtest (seconds, median of repeats),
     timed in turn within each repeat so that all three see the same machine load."""
     fit_nuts(runs, model="plain"), fit_nuts(runs)  # compile
-    calls = {"plain_fit_s": lambda: fit_nuts(runs, model="plain"), "default_fit_s": lambda: fit_nuts(runs),
-             "backtest_s": lambda: backtest(runs, levels=(LEVEL,))}
+    out = timed_in_turn({"plain_fit_s": lambda: fit_nuts(runs, model="plain"), "default_fit_s": lambda: fit_nuts(runs),
+                         "backtest_s": lambda: backtest(runs, levels=(LEVEL,))}, repeats)
+    return {**out, "default_over_plain": out["default_fit_s"] / out["plain_fit_s"],
+            "backtest_over_default_fit": out["backtest_s"] / out["default_fit_s"],
+            "load_avg_1min": os.getloadavg()[0]}
+
+
+def timed_in_turn(calls: dict, repeats: int) -> dict:
+    """name -> median wall seconds of ``calls`` (name -> callable), each repeat calling all of them
+    in turn, so that all see the same machine load."""
     times = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
-    out = {name: statistics.median(t) for name, t in times.items()}
-    return {**out, "default_over_plain": out["default_fit_s"] / out["plain_fit_s"],
-            "backtest_over_default_fit": out["backtest_s"] / out["default_fit_s"],
-            "load_avg_1min": os.getloadavg()[0]}
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def profile_default_fit(runs: Runs, repeats: int = 5, top: int = 25) -> dict:
@@ -286,10 +310,12 @@ def drifting_simulation(candidates: dict | None = None) -> dict:
     return out
 
 
-def adoption(results: dict, candidates, simulation: dict | None) -> dict:
+def adoption(results: dict, candidates, simulation: dict | None, diagnosed: dict | None = None) -> dict:
     """The sixth run's adoption rule (module comment above ``NUTS_FOLD_RUNS``, written before its
     results): per candidate, whether it passes (a)-(d) against the default, and which one (if any)
-    is adopted (the lowest geometric-mean interval score relative to the default's among those that pass)."""
+    is adopted (the lowest geometric-mean interval score relative to the default's among those that pass).
+    The seventh run adds (e): with ``diagnosed`` (``candidate_diagnostics``: candidate -> source ->
+    rows of ``diagnostics``), a candidate passes only if every group has 0 divergences and R-hat <= 1.01."""
     base = "extrapolating"
     out = {}
     for name in candidates:
@@ -306,8 +332,13 @@ def adoption(results: dict, candidates, simulation: dict | None) -> dict:
         ratio = float(np.exp(np.mean([np.log(results[s][name]["interval_score"] / results[s][base]["interval_score"])
                                       for s in results])))
         gadre = results.get("gadre", {}).get(name)
+        e = True
+        if diagnosed is not None:
+            rows = [r for source in diagnosed.get(name, {}).values() for r in source]
+            e = bool(rows) and all(r["divergences"] == 0 and r["max_rhat"] <= 1.01 for r in rows)
         out[name] = {"a_coverage_band": bool(a), "b_interval_score": bool(b), "c_n_opt": bool(c),
-                     "d_simulation": d, "passes": bool(a and b and c and d), "geomean_is_ratio_to_default": ratio,
+                     "d_simulation": d, "e_diagnostics": None if diagnosed is None else e,
+                     "passes": bool(a and b and c and d and e), "geomean_is_ratio_to_default": ratio,
                      "gadre_targets_met": None if gadre is None else bool(
                          0.8 <= gadre["coverage"] <= 0.97
                          and gadre["interval_score"] < results["gadre"]["plain"]["interval_score"])}
@@ -520,13 +551,42 @@ def gadre_inferred_slices() -> dict:
 
 
 def diagnostics(runs: Runs) -> list[dict]:
+    """A default fit of every group's full data: the sampler's verdict, divergences and the largest
+    R-hat (law parameters and sigma; with the misfit noise also its slopes, split R-hat)."""
+    from numpyro.diagnostics import split_gelman_rubin
+
+    from bayes_scaling.models.likelihood import MISFIT_SITES
+
     out = []
     for name in runs.groups:
         group = Runs(runs.frame[runs.frame["group"] == name].reset_index(drop=True))
-        d = diagnose(fit_nuts(group))
-        out.append({"group": name, "ok": bool(d.ok), "divergences": int(d.divergences), "max_rhat": float(d.table["r_hat"].max()) if d.applicable else float("nan"),
-                    "verdict": d.verdict()})
+        post = fit_nuts(group)
+        d = diagnose(post)
+        row = {"group": name, "ok": bool(d.ok), "divergences": int(d.divergences), "max_rhat": float(d.table["r_hat"].max()) if d.applicable else float("nan"),
+               "verdict": d.verdict()}
+        if post.has_draws(MISFIT_SITES[0]):
+            arrays = post.group_arrays("posterior")
+            row["misfit_rhat"] = {site: float(split_gelman_rubin(np.asarray(arrays[site]))) for site in MISFIT_SITES}
+            row["misfit_median"] = {site: float(np.median(arrays[site])) for site in MISFIT_SITES}
+            row["max_rhat"] = max(row["max_rhat"], *row["misfit_rhat"].values())
+        out.append(row)
     return out
+
+
+def candidate_cost(runs: Runs, candidates: dict, repeats: int = 3) -> dict:
+    """Warm, in this process, in turn within each repeat: a plain fit, a default fit and a default
+    fit under each candidate's setting (median wall seconds; informational, not in the rule)."""
+    def call(setting, model="extrapolating"):
+        with variant(setting):
+            return fit_nuts(runs, model=model)
+
+    calls = {"plain": lambda: call(None, "plain"),
+             **{name: (lambda s=setting: call(s)) for name, (_, setting) in candidates.items()}}
+    for f in calls.values():
+        f()  # compile
+    out = timed_in_turn(calls, repeats)
+    return {"seconds": out, "over_plain": {name: t / out["plain"] for name, t in out.items()},
+            "load_avg_1min": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -552,9 +612,21 @@ def main() -> None:
     parser.add_argument("--simulation-results", type=Path, default=None,
                         help="a --simulation results file with the same candidates: judge the adoption rule (sixth run)")
     parser.add_argument("--scores-only", action="store_true", help="no cost, frontier, profile or diagnostics")
+    parser.add_argument("--candidate-diagnostics", action="store_true",
+                        help="also diagnose a fit of every group's full data under each candidate (rule (e), seventh run) "
+                             "and time the candidates against the plain law on Chinchilla")
+    parser.add_argument("--judge", action="store_true",
+                        help="judge the adoption rule on the results file --out and --simulation-results, into --out")
     args = parser.parse_args()
     candidates = {name: CANDIDATES[name] for name in args.candidates}
     bayes_scaling.configure()
+    if args.judge:
+        report = json.loads(args.out.read_text())
+        report["adoption"] = adoption(report["results"], candidates, json.loads(args.simulation_results.read_text()),
+                                      report.get("candidate_diagnostics"))
+        args.out.write_text(json.dumps(report, indent=1))
+        print("adoption rule:", json.dumps(report["adoption"], indent=1))
+        return
     if args.simulation:
         sim = Path(OUT.parent / "bench_extrapolation_simulation.json")
         sim = args.out if args.out != OUT else sim
@@ -610,6 +682,8 @@ def main() -> None:
         for name, (priors, setting) in candidates.items():
             with variant(setting):
                 row[name] = model_scores(runs, lambda r, p=priors: fit_nuts(r, drift_priors=p or None))
+        if any(setting == "misfit-noise" for _, setting in candidates.values()):  # beside them, not a candidate
+            row["plain, misfit noise"] = model_scores(runs, lambda r: fit_nuts(r, model="plain", misfit_noise=True))
         results[source] = row
         print(source, json.dumps({k: {m: round(x, 3) for m, x in v.items() if isinstance(x, float)} for k, v in row.items()}),
               flush=True)
@@ -626,8 +700,18 @@ def main() -> None:
     report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 2 cores (the project's CPU machine)",
               "level": LEVEL, "load_avg_1min_at_end": os.getloadavg()[0], "results": results, "rule_choice": chosen,
               "library_default_is_rule_choice": chosen == "extrapolating"}
+    if args.candidate_diagnostics:
+        report["candidate_diagnostics"] = {}
+        for name, (_, setting) in candidates.items():
+            if name == "extrapolating":
+                continue
+            with variant(setting):
+                report["candidate_diagnostics"][name] = {s: diagnostics(load().for_fit()) for s, load in SOURCES.items()}
+        report["candidate_cost_chinchilla"] = candidate_cost(load_chinchilla().for_fit(), candidates)
+        print("candidate cost (Chinchilla, warm):", json.dumps(report["candidate_cost_chinchilla"]))
     if args.simulation_results is not None:
-        report["adoption"] = adoption(results, candidates, json.loads(args.simulation_results.read_text()))
+        report["adoption"] = adoption(results, candidates, json.loads(args.simulation_results.read_text()),
+                                      report.get("candidate_diagnostics"))
         print("adoption rule:", json.dumps(report["adoption"], indent=1))
     if not (args.quick or args.scores_only):
         report["cost_chinchilla"] = cost(load_chinchilla().for_fit(), repeats=5)
@@ -639,7 +723,8 @@ def main() -> None:
 
     print(f"\n90% intervals on held-out top-compute runs ({', '.join(results)}):")
     print(f"{'model':52s}" + "".join(f"{s:>26s}" for s in results))
-    for name in ["plain", "conformal", *candidates]:
+    for name in ["plain", "conformal", *candidates, *(["plain, misfit noise"] if "plain, misfit noise" in
+                                                       next(iter(results.values()), {}) else [])]:
         cells = []
         for s in results:
             r = results[s][name]

@@ -41,12 +41,16 @@ from bayes_scaling.fitting.sampler import (  # noqa: F401 -- re-exported: caller
 from bayes_scaling.fitting.settings import TARGET_ACCEPT, SamplerSettings
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.models import DEFAULT_NU, Likelihood, ModelSpec, pooled_model
+from bayes_scaling.models.likelihood import MISFIT_BAND, MISFIT_PRIOR_SCALE, MISFIT_SITES, misfit_band
 from bayes_scaling.posterior import Posterior
 from bayes_scaling.priors import describe_priors, resolve_priors
 from bayes_scaling.runs.table import Runs
 
 RETRY_TARGET_ACCEPT = 0.99  # a fit with divergences is redone once with these smaller steps
 MODELS = ("extrapolating", "plain")
+# Whether fits have the misfit term along tokens per parameter (``ModelSpec.misfit_noise``) unless
+# ``misfit_noise`` says: an option, off until experiments/bench_extrapolation.py's rule adopts it.
+MISFIT_NOISE = False
 _LATENT_STARTS: dict[tuple, object] = {}
 
 
@@ -68,6 +72,7 @@ def fit_nuts(
     init_theta: Mapping[str, float] | str | None = None,
     target_accept: float | None = None,
     retry_divergent: bool | None = None,
+    misfit_noise: bool | None = None,
 ) -> Posterior:
     """Sample the posterior of the law's parameters given ``runs`` (all rows used: select first
     with ``runs.for_fit()``).
@@ -93,13 +98,18 @@ def fit_nuts(
     ``init_theta`` (``settings.init``): where the chains start (jittered): "projection" (default;
     the cheap variable-projection estimate of ``fitting.init``), "approach3" (Chinchilla's Approach 3
     point fit, 4,500 L-BFGS starts; Chinchilla law only), or a dict of natural parameters.
+
+    ``misfit_noise`` (default ``MISFIT_NOISE``): each run's noise scale grows with the distance of
+    its ln(D/N) beyond the fitted runs' quartiles (``models.pooled``), in the fit, in the calibration's
+    refits and in ``Posterior.predict``; recorded in ``meta["misfit_noise"]``.
     """
     if model not in MODELS:
         raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     s = SamplerSettings.resolve(settings, num_chains=num_chains, num_warmup=num_warmup, num_draws=num_draws,
                                 seed=seed, progress=progress, init_theta=init_theta, target_accept=target_accept,
                                 retry_divergent=retry_divergent)
-    fit = partial(_fit, runs, law=law, priors=priors, likelihood=likelihood, nu=nu)
+    misfit_noise = MISFIT_NOISE if misfit_noise is None else bool(misfit_noise)
+    fit = partial(_fit, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, misfit_noise=misfit_noise)
     posterior = fit(settings=s)
     diagnosis = diagnose(posterior)
     if s.retry_divergent and diagnosis.divergences and s.target_accept < RETRY_TARGET_ACCEPT:
@@ -115,7 +125,7 @@ def fit_nuts(
 
     def refit(train: Runs) -> Posterior:
         return _fit(train, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=refit_settings,
-                    laplace=True, capacity=capacity)
+                    laplace=True, capacity=capacity, misfit_noise=misfit_noise)
 
     scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
     return extrapolation.attach_drift(posterior, scales, seed=s.seed)
@@ -123,7 +133,7 @@ def fit_nuts(
 
 def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",
                 nu: float = DEFAULT_NU, settings: SamplerSettings | None = None, model: str | None = None,
-                **keywords) -> Posterior:
+                misfit_noise: bool | None = None, **keywords) -> Posterior:
     """The Laplace approximation to the plain law's posterior: draws from the Gaussian at each
     chain's mode (Newton steps, ``newton_laplace``) in the law's centred latent coordinates, mapped
     to natural parameters. Takes ``fit_nuts``'s settings (``settings.warmup`` only selects the
@@ -131,34 +141,45 @@ def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likel
     takes a second, for the extrapolation model's calibration refits. Not a substitute for NUTS
     where the posterior is far from Gaussian (a law the runs cannot identify)."""
     s = SamplerSettings.resolve(settings, **keywords)
-    return _fit(runs, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=s, laplace=True)
+    misfit_noise = MISFIT_NOISE if misfit_noise is None else bool(misfit_noise)
+    return _fit(runs, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=s, laplace=True,
+                misfit_noise=misfit_noise)
 
 
 def pooled_description(spec: ModelSpec) -> tuple:
     """What the pooled model's traced programs depend on besides the data shapes."""
-    return ("pooled", spec.law.name, sampler_cache.law_source_digest(spec.law),
-            sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items()),
-            spec.likelihood, float(spec.nu))
+    plain = ("pooled", spec.law.name, sampler_cache.law_source_digest(spec.law),
+             sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items()),
+             spec.likelihood, float(spec.nu))
+    return (*plain, ("misfit_noise", MISFIT_PRIOR_SCALE, MISFIT_BAND)) if spec.misfit_noise else plain
 
 
 def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU, settings: SamplerSettings,
-         laplace=False, capacity=None) -> Posterior:
+         laplace=False, capacity=None, misfit_noise: bool = False) -> Posterior:
     """One fit of the plain law: NUTS, or (``laplace``) the Laplace approximation; ``capacity``
-    pads the observations further, to share a larger fit's compiled programs."""
+    pads the observations further, to share a larger fit's compiled programs; ``misfit_noise``:
+    the per-run noise along tokens per parameter (``models.pooled``)."""
     configure()
     law = get_law(law) if isinstance(law, str) else law
     if len(runs) < len(law.param_names) + 1:
         raise InputError(f"need at least {len(law.param_names) + 1} runs to fit {law.name}, got {len(runs)}")
     resolved = resolve_priors(law, priors)
-    spec = ModelSpec(law=law, priors=resolved, likelihood=likelihood, nu=nu)
+    spec = ModelSpec(law=law, priors=resolved, likelihood=likelihood, nu=nu, misfit_noise=misfit_noise)
     N, D, log_loss = runs.N, runs.D, np.log(runs.loss)
     centre = (float(np.mean(np.log(N))), float(np.mean(np.log(D))))  # models.data_centre, on the host
     theta0 = _starting_point(law, runs, settings.init)
     init_params = jittered_init(law, theta0, centre, runs, settings.chains, settings.seed)
+    if misfit_noise:  # unconstrained log k, started at half the prior's scale
+        init_params.update(sampler.jitter({site: np.log(MISFIT_PRIOR_SCALE / 2) for site in MISFIT_SITES},
+                                          settings.chains, settings.seed + 1))
 
     # Laws bound to per-run covariates (data-constrained: unique tokens) cannot be padded.
     capacity = len(runs) if hasattr(law, "for_runs") else max(capacity or 0, padded_capacity(len(runs)))
-    draws = sampler.sample(partial(pooled_model, spec), init_params, padded_args(N, D, log_loss, centre, capacity),
+    data = padded_args(N, D, log_loss, centre, capacity)
+    band = misfit_band(N, D) if misfit_noise else None
+    if misfit_noise:
+        data = (*data, np.asarray(band, np.float64))
+    draws = sampler.sample(partial(pooled_model, spec), init_params, data,
                            description=pooled_description(spec), settings=settings, laplace=laplace)
     meta = {
         **Likelihood(likelihood, nu).to_meta(),
@@ -171,6 +192,10 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
         "sampling_seconds": draws.seconds,
         "target_accept": settings.target_accept,
     }
+    if misfit_noise:
+        meta["misfit_noise"] = True
+        meta["misfit_band_log_tokens_per_param"] = band
+        meta["misfit_prior"] = f"{', '.join(MISFIT_SITES)} ~ HalfNormal({MISFIT_PRIOR_SCALE:g})"
     if laplace:  # a calibration refit: no pointwise log-likelihood kept (nothing reads it)
         loglik = None
     else:

@@ -81,3 +81,29 @@ def noise_variance(sigma, likelihood: Likelihood, weights=None) -> float:
     sigma2 = np.asarray(sigma, np.float64) ** 2
     mean = float(np.mean(sigma2)) if weights is None else float(np.sum(np.asarray(weights) * sigma2))
     return mean * likelihood.variance_factor()
+
+
+# --- the misfit term along tokens per parameter (``ModelSpec.misfit_noise``; docs/extrapolation.md) ----
+# The law misfits runs far from the fitted runs' typical tokens per parameter r = D/N (under-trained
+# runs' warm-up and schedule effects, over-trained runs' data repetition): a per-run scale
+#     s_i^2 = sigma^2 + (k_under max(0, lo - ln r_i))^2 + (k_over max(0, ln r_i - hi))^2,
+# [lo, hi] = the quartiles of the fitted runs' ln r (the band where half of them lie, and the law is
+# fitted best), k_under, k_over ~ HalfNormal(MISFIT_PRIOR_SCALE) (0: the plain noise).
+MISFIT_SITES = ("misfit_under", "misfit_over")
+MISFIT_PRIOR_SCALE = 0.05  # extra log-loss sd per e-fold of D/N beyond the band (docs/extrapolation.md: why)
+MISFIT_BAND = (0.25, 0.75)  # the band's quantiles of the fitted runs' ln(D/N)
+
+
+def misfit_band(N, D) -> list[float]:
+    """[lo, hi]: the ``MISFIT_BAND`` quantiles of the runs' ln(D/N)."""
+    log_r = np.log(np.asarray(D, np.float64)) - np.log(np.asarray(N, np.float64))
+    return [float(q) for q in np.quantile(log_r, MISFIT_BAND)]
+
+
+def misfit_scale(sigma, k_under, k_over, log_r, band):
+    """The per-run noise scale s_i (above) for draws of sigma, k_under, k_over and points' ln(D/N)
+    ``log_r``, all broadcasting; ``band``: (lo, hi). Plain operators only: it serves NumPy
+    (predictions) and JAX (the model) alike."""
+    below, above = band[0] - log_r, log_r - band[1]
+    under, over = (abs(below) + below) / 2, (abs(above) + above) / 2
+    return (sigma**2 + (k_under * under) ** 2 + (k_over * over) ** 2) ** 0.5
