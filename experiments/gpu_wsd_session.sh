@@ -6,8 +6,15 @@
 #     python experiments/bench_wsd.py --long --summary-only
 # Usage (on the GPU machine, from the repo root; the whole call stays under 540 s):
 #     OUT=/some/dir bash experiments/gpu_wsd_session.sh          [WORKERS=8 MAX_MIN=7.2 KILL_MIN=8.0]
-# CPU smoke test of the same path (tiny sizes and D, 2 workers, 1-2 minutes):
+# Then, on the workstation (the files under $OUT are read-only copies):
+#     cp $OUT/bench_wsd_gpu.sqlite $OUT/bench_wsd_gpu.json experiments/results/ && chmod u+w experiments/results/bench_wsd_gpu.*
+#     nice -n 5 .venv/bin/python experiments/bench_wsd.py --long --summary-only
+# CPU smoke test of the same path (tiny sizes and D, 30 runs, 2 workers, cut at 3 minutes; on the
+# loaded 2-core workstation a child takes 25-60 s, so call it again until "0 runs to train": each
+# call continues the store in /tmp/bench_wsd_tiny, retraining a trunk whose checkpoints are gone):
 #     TINY=1 PYTHON=.venv/bin/python OUT=/tmp/x bash experiments/gpu_wsd_session.sh
+#     .venv/bin/python experiments/bench_wsd.py --tiny --cosine-seeds 0,1 --summary-only \
+#         --store /tmp/bench_wsd_tiny/bench_wsd_tiny.sqlite --summary /tmp/bench_wsd_tiny/bench_wsd_tiny.json
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD
 OUT=${OUT:?set OUT}
@@ -42,4 +49,5 @@ echo "bench_wsd rc=$?" | tee -a "$OUT/env.txt"
 "$PY" -c "import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA wal_checkpoint(TRUNCATE)')" "$STORE"
 cp "$STORE" "$OUT/"
 [ -f "$SUMMARY" ] && cp "$SUMMARY" "$OUT/"
+rm -rf "$CK"
 grep -v '^ ' "$OUT/$NAME.log" | tail -25
