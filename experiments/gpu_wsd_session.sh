@@ -9,11 +9,11 @@
 # Then, on the workstation (the files under $OUT are read-only copies):
 #     cp $OUT/bench_wsd_gpu.sqlite $OUT/bench_wsd_gpu.json experiments/results/ && chmod u+w experiments/results/bench_wsd_gpu.*
 #     nice -n 5 .venv/bin/python experiments/bench_wsd.py --long --summary-only
-# CPU smoke test of the same path (tiny sizes and D, 30 runs, 2 workers, cut at 3 minutes; on the
+# CPU smoke test of the same path (3 tiny sizes x 3 D, 30 runs, 2 workers, cut at 3 minutes; on the
 # loaded 2-core workstation a child takes 25-60 s, so call it again until "0 runs to train": each
 # call continues the store in /tmp/bench_wsd_tiny, retraining a trunk whose checkpoints are gone):
 #     TINY=1 PYTHON=.venv/bin/python OUT=/tmp/x bash experiments/gpu_wsd_session.sh
-#     .venv/bin/python experiments/bench_wsd.py --tiny --cosine-seeds 0,1 --summary-only \
+#     .venv/bin/python experiments/bench_wsd.py --tiny --cosine-seeds 0,1 --wsd-seeds 0 --summary-only \
 #         --store /tmp/bench_wsd_tiny/bench_wsd_tiny.sqlite --summary /tmp/bench_wsd_tiny/bench_wsd_tiny.json
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD
@@ -24,7 +24,7 @@ CK=$(mktemp -d)
 if [ "${TINY:-0}" = 1 ]; then
   NAME=bench_wsd_tiny
   RESULTS=${RESULTS:-/tmp/bench_wsd_tiny}  # kept out of the repo; a second TINY call continues it
-  ARGS="--tiny --cosine-seeds 0,1 --wsd-seeds 0,1 --workers ${WORKERS:-2} --max-minutes ${MAX_MIN:-2.5} --kill-minutes ${KILL_MIN:-3} --nice 10"
+  ARGS="--tiny --cosine-seeds 0,1 --wsd-seeds 0 --workers ${WORKERS:-2} --max-minutes ${MAX_MIN:-2.5} --kill-minutes ${KILL_MIN:-3} --nice 10"
   LIMIT=${LIMIT:-240}
 else
   NAME=bench_wsd_gpu
