@@ -38,7 +38,7 @@ Chinchilla runs (median of repeats, warm), a default backtest of Chinchilla agai
 fit, Chinchilla's frontier N_opt by model (``chinchilla_frontier``), and the sampler diagnostics
 of a default fit of every group's full data.
 
-Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre | --judge]
+Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre | --judge | --misfit-geometry]
 Writes experiments/results/bench_extrapolation.json.
 """
 
@@ -573,6 +573,59 @@ def diagnostics(runs: Runs) -> list[dict]:
     return out
 
 
+def misfit_geometry() -> dict:
+    """The misfit noise's form, measured (plain law, NUTS at defaults without the divergence retry):
+    the quartile band of ln(D/N) (``likelihood.MISFIT_BAND`` (0.25, 0.75), the option) against a
+    zero-width band at the median ((0.5, 0.5): no run pins sigma) and no misfit term, on Chinchilla,
+    each Gadre group (all runs) and the tests' simulated data (k_under = 0.04 below the band, core sd
+    0.006): divergences, leapfrog steps per draw, max R-hat (with the misfit slopes), medians of
+    sigma and the slopes, wall seconds (warm: the second of two fits); and on the simulation the
+    prior's scale, HalfNormal(0.02) against (0.05)."""
+    import sys
+
+    from numpyro.diagnostics import split_gelman_rubin
+
+    from bayes_scaling.models import likelihood
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_misfit_noise import simulate
+
+    gadre = load_gadre().for_fit()
+    data = {"chinchilla": load_chinchilla().for_fit(), "simulated": simulate()[0],
+            **{f"gadre {g}": Runs(gadre.frame[gadre.frame["group"] == g].reset_index(drop=True)) for g in gadre.groups}}
+    configs = {"plain noise": (False, (0.25, 0.75), 0.05), "quartile band (option)": (True, (0.25, 0.75), 0.05),
+               "zero-width band at the median": (True, (0.5, 0.5), 0.05)}
+    band, scale = likelihood.MISFIT_BAND, likelihood.MISFIT_PRIOR_SCALE
+    out = {"load_avg_1min_start": os.getloadavg()[0]}
+    try:
+        for name, runs in data.items():
+            rows = {}
+            for config, (misfit, q, prior) in {**configs, **({"quartile band, HalfNormal(0.02)": (True, (0.25, 0.75), 0.02)}
+                                                            if name == "simulated" else {})}.items():
+                likelihood.MISFIT_BAND, likelihood.MISFIT_PRIOR_SCALE = q, prior
+                fit_nuts(runs, model="plain", misfit_noise=misfit, retry_divergent=False)  # compile
+                start = time.perf_counter()
+                post = fit_nuts(runs, model="plain", misfit_noise=misfit, retry_divergent=False)
+                seconds = time.perf_counter() - start
+                d = diagnose(post)
+                arrays = post.group_arrays("posterior")
+                rhat = float(d.table["r_hat"].max())
+                row = {"divergences": int(d.divergences), "seconds": seconds,
+                       "steps_per_draw": float(post.group_arrays("sample_stats")["n_steps"].mean()),
+                       "sigma_median": float(np.median(arrays["sigma"]))}
+                for site in likelihood.MISFIT_SITES if misfit else ():
+                    rhat = max(rhat, float(split_gelman_rubin(np.asarray(arrays[site]))))
+                    row[f"{site}_median"] = float(np.median(arrays[site]))
+                row["max_rhat"] = rhat
+                rows[config] = row
+                print(name, config, {k: round(v, 4) for k, v in row.items()}, flush=True)
+            out[name] = rows
+    finally:
+        likelihood.MISFIT_BAND, likelihood.MISFIT_PRIOR_SCALE = band, scale
+    out["load_avg_1min_end"] = os.getloadavg()[0]
+    return out
+
+
 def candidate_cost(runs: Runs, candidates: dict, repeats: int = 3) -> dict:
     """Warm, in this process, in turn within each repeat: a plain fit, a default fit and a default
     fit under each candidate's setting (median wall seconds; informational, not in the rule)."""
@@ -615,11 +668,17 @@ def main() -> None:
     parser.add_argument("--candidate-diagnostics", action="store_true",
                         help="also diagnose a fit of every group's full data under each candidate (rule (e), seventh run) "
                              "and time the candidates against the plain law on Chinchilla")
+    parser.add_argument("--misfit-geometry", action="store_true",
+                        help="the misfit noise's band against a zero-width one, into results/bench_extrapolation_misfit_geometry.json")
     parser.add_argument("--judge", action="store_true",
                         help="judge the adoption rule on the results file --out and --simulation-results, into --out")
     args = parser.parse_args()
     candidates = {name: CANDIDATES[name] for name in args.candidates}
     bayes_scaling.configure()
+    if args.misfit_geometry:
+        path = OUT.parent / "bench_extrapolation_misfit_geometry.json"
+        path.write_text(json.dumps(misfit_geometry(), indent=1))
+        return
     if args.judge:
         report = json.loads(args.out.read_text())
         report["adoption"] = adoption(report["results"], candidates, json.loads(args.simulation_results.read_text()),

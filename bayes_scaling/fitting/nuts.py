@@ -41,7 +41,8 @@ from bayes_scaling.fitting.sampler import (  # noqa: F401 -- re-exported: caller
 from bayes_scaling.fitting.settings import TARGET_ACCEPT, SamplerSettings
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.models import DEFAULT_NU, Likelihood, ModelSpec, pooled_model
-from bayes_scaling.models.likelihood import MISFIT_BAND, MISFIT_PRIOR_SCALE, MISFIT_SITES, misfit_band
+from bayes_scaling.models import likelihood as likelihood_module
+from bayes_scaling.models.likelihood import MISFIT_SITES, misfit_band
 from bayes_scaling.posterior import Posterior
 from bayes_scaling.priors import describe_priors, resolve_priors
 from bayes_scaling.runs.table import Runs
@@ -151,7 +152,8 @@ def pooled_description(spec: ModelSpec) -> tuple:
     plain = ("pooled", spec.law.name, sampler_cache.law_source_digest(spec.law),
              sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items()),
              spec.likelihood, float(spec.nu))
-    return (*plain, ("misfit_noise", MISFIT_PRIOR_SCALE, MISFIT_BAND)) if spec.misfit_noise else plain
+    misfit = ("misfit_noise", likelihood_module.MISFIT_PRIOR_SCALE, likelihood_module.MISFIT_BAND)
+    return (*plain, misfit) if spec.misfit_noise else plain
 
 
 def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU, settings: SamplerSettings,
@@ -170,7 +172,7 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
     theta0 = _starting_point(law, runs, settings.init)
     init_params = jittered_init(law, theta0, centre, runs, settings.chains, settings.seed)
     if misfit_noise:  # unconstrained log k, started at half the prior's scale
-        init_params.update(sampler.jitter({site: np.log(MISFIT_PRIOR_SCALE / 2) for site in MISFIT_SITES},
+        init_params.update(sampler.jitter({site: np.log(likelihood_module.MISFIT_PRIOR_SCALE / 2) for site in MISFIT_SITES},
                                           settings.chains, settings.seed + 1))
 
     # Laws bound to per-run covariates (data-constrained: unique tokens) cannot be padded.
@@ -195,7 +197,8 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
     if misfit_noise:
         meta["misfit_noise"] = True
         meta["misfit_band_log_tokens_per_param"] = band
-        meta["misfit_prior"] = f"{', '.join(MISFIT_SITES)} ~ HalfNormal({MISFIT_PRIOR_SCALE:g})"
+        meta["misfit_prior"] = f"{', '.join(MISFIT_SITES)} ~ HalfNormal({likelihood_module.MISFIT_PRIOR_SCALE:g})"
+        meta["misfit_band_quantiles"] = list(likelihood_module.MISFIT_BAND)
     if laplace:  # a calibration refit: no pointwise log-likelihood kept (nothing reads it)
         loglik = None
     else:

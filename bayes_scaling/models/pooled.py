@@ -28,7 +28,8 @@ import numpyro.distributions as dist
 from numpyro import handlers
 
 from bayes_scaling.laws.base import Law
-from bayes_scaling.models.likelihood import DEFAULT_NU, MISFIT_PRIOR_SCALE, MISFIT_SITES, Likelihood, misfit_scale
+from bayes_scaling.models import likelihood as likelihood_module
+from bayes_scaling.models.likelihood import DEFAULT_NU, MISFIT_SITES, Likelihood, misfit_scale
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def pooled_model(spec: ModelSpec, N, D, centre, log_loss=None, mask=None, band=N
     sigma = numpyro.sample("sigma", spec.priors["sigma"])
     mu = spec.law.log_loss(theta, N, D)
     if spec.misfit_noise:
-        k_under, k_over = (numpyro.sample(site, dist.HalfNormal(MISFIT_PRIOR_SCALE)) for site in MISFIT_SITES)
+        prior = dist.HalfNormal(likelihood_module.MISFIT_PRIOR_SCALE)  # read when traced (experiments vary it)
+        k_under, k_over = (numpyro.sample(site, prior) for site in MISFIT_SITES)
         sigma = misfit_scale(sigma, k_under, k_over, jnp.log(D) - jnp.log(N), band)
     with numpyro.plate("runs", N.shape[0]), handlers.mask(mask=True if mask is None else mask):
         numpyro.sample("log_loss", spec.noise(mu, sigma), obs=log_loss)
