@@ -321,7 +321,8 @@ def test_mean_deviations_is_the_same_model(lam):
     """``mean_deviations``: sampling each partially pooled parameter as the groups' mean xbar, eta
     and the deviations d (x = xbar + C d, mu = xbar + tau eta / sqrt(G)) has the log joint of the
     per-group model up to the Jacobians: log tau_k of (mu, x) -> (xbar, eta, d), and with both
-    sides non-centred (lambda = 0) the decentring's (G - 1) log tau_k against G log tau_k."""
+    sides non-centred (lambda = 0) the decentring's (G - 1) log tau_k against G log tau_k. Stacked
+    sites (``stacked``) give the unstacked log joint and per-parameter values."""
     from numpyro.infer.util import log_density
 
     from bayes_scaling.models.hierarchical import deviation_basis
@@ -332,6 +333,7 @@ def test_mean_deviations_is_the_same_model(lam):
     priors = {**LAW.default_priors(), "sigma": dist.HalfNormal(0.05)}
     groups = HierSpec(LAW, priors, G, "partial", modes, spreads)
     by_mean = HierSpec(LAW, priors, G, "partial", modes, spreads, mean_deviations=True)
+    stacked = HierSpec(LAW, priors, G, "partial", modes, spreads, mean_deviations=True, stacked=True)
     C = deviation_basis(G)
     np.testing.assert_allclose(C.T @ C, np.eye(G - 1), atol=1e-12)
     np.testing.assert_allclose(C.T @ np.ones(G), 0.0, atol=1e-12)
@@ -355,6 +357,17 @@ def test_mean_deviations_is_the_same_model(lam):
         lp_groups, trace_groups = log_density(hierarchical_model, (groups, *args), {}, point_groups)
         lp_mean, trace = log_density(hierarchical_model, (by_mean, *args, None, np.full((P, G - 1), lam)), {},
                                      point_mean)
+        # stacked sites (``stacked``): the same sites' values in one vector per role, the same log joint
+        point_stacked = {"sigma": 0.02, **{f"partial_{role}": np.stack([point_mean[f"{p}_{role}"] for p in x])
+                                           for role in ("tau", "mean", "pop_eta", "deviation_decentered")}}
+        lp_stacked, trace_stacked = log_density(
+            hierarchical_model, (stacked, *args, None, np.full((P, G - 1), lam)), {}, point_stacked)
+        assert float(lp_stacked) == pytest.approx(float(lp_mean), rel=1e-12, abs=1e-9)
+        for p in x:
+            for site in (p, f"{p}_pop_latent", f"{p}_tau", f"{p}_mean", f"{p}_pop_eta"):
+                np.testing.assert_allclose(np.asarray(trace_stacked[site]["value"]),
+                                           np.asarray(trace[site]["value"] if site in trace else point_mean[site]),
+                                           rtol=1e-12)
         for p in x:
             np.testing.assert_allclose(np.asarray(trace[f"{p}_pop_latent"]["value"]), mu[p], atol=1e-12)
             np.testing.assert_allclose(np.asarray(trace[p]["value"]), np.asarray(trace_groups[p]["value"]),

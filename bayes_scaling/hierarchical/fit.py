@@ -83,6 +83,10 @@ START_MASS = "laplace"
 # ``fitting.sampler.MAX_TREE_DEPTH``, 10). Alternatives measured under the rule declared in
 # experiments/hierarchical_geometry.py --warmup-depth.
 WARMUP_TREE_DEPTH = sampler.MAX_TREE_DEPTH
+# Default of ``stacked``: under ``mean_deviations``, one sampled site per role over all partially pooled
+# parameters (``models.hierarchical``; a sampler choice, the model is unchanged). Measured under the rule
+# declared in experiments/hierarchical_geometry.py --stacked.
+STACKED = False
 LATENT_SCALE = 0.1  # NUTS moves in z / 0.1: the mass-matrix shrinkage is 1e-5 I in the model's coordinates
 
 
@@ -105,6 +109,7 @@ class HierarchicalSettings:
     mean_deviations: bool = MEAN_DEVIATIONS
     start_mass: str = START_MASS
     warmup_tree_depth: int = WARMUP_TREE_DEPTH
+    stacked: bool = STACKED
 
     def __post_init__(self):
         object.__setattr__(self, "share", tuple(self.share))
@@ -181,7 +186,9 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     (``offset``) and tau_o (``offset_tau``), and their ``predict(..., offset_at=levels)`` uses them.
     ``absorb_level`` and ``mean_deviations``: how NUTS moves, not the model (``models.hierarchical``);
     ``start_mass``: the inverse mass matrix NUTS's warm-up starts from (``START_MASS``);
-    ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (``WARMUP_TREE_DEPTH``).
+    ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (``WARMUP_TREE_DEPTH``);
+    ``stacked``: under ``mean_deviations``, one sampled site per role for all partially pooled
+    parameters (``STACKED``; the same model).
 
     ``priors`` override the law's priors (population level) or sigma's. ``sampler_settings``: the
     sampler's (``SamplerSettings``; here 4 chains x (500 + 500) at target acceptance 0.9 by
@@ -246,7 +253,7 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
                     n_offset_coords=0 if offsets is None else offsets.basis.shape[1],
                     offset_scale=float(h.offset_scale), spread_prior=h.spread_prior,
                     level_params=carriers if offsets is not None and offsets.level_apart else (),
-                    mean_deviations=bool(h.mean_deviations))
+                    mean_deviations=bool(h.mean_deviations), stacked=bool(h.stacked))
     capacity = sampler.padded_capacity(n)
     group_p, N, D, log_loss, level = sampler.pad_rows(
         [group, runs.N, runs.D, np.log(runs.loss), np.zeros(n, int) if offsets is None else offsets.index],
@@ -369,6 +376,11 @@ def _initial_point(spec: HierSpec, estimates: list[dict], centre, centring: np.n
             lam = centring[i]
             point[f"{p}_tau"] = np.log(tau)
             point[f"{p}_group_decentered"] = lam * mu + (values - mu) / tau ** (1.0 - lam)
+    if spec.stacked and spec.mean_deviations and G >= 2:  # the per-parameter starts, stacked
+        names = [p for p in law.param_names if spec.modes[p] == "partial"]
+        for role in ("mean", "tau", "pop_eta", "deviation_decentered"):
+            if names:
+                point[f"partial_{role}"] = np.stack([point.pop(f"{p}_{role}") for p in names])
     point["sigma"] = np.log(np.full(G, 0.02) if spec.sigma_per_group else 0.02)
     if offsets is not None:  # delta_b = 0 (z_b = 0 in any centring), tau_o at half its prior scale
         point["offset_tau"] = np.log(0.5 * spec.offset_scale)
