@@ -347,7 +347,10 @@ def summarise(groups: list[dict], settings: PoolSettings) -> dict:
         by_source.setdefault(g["group"].split("/")[0], []).append(g)
     out = {}
     for source, gs in by_source.items():
-        seeds = sorted(set.intersection(*[set(g["seeds"]) for g in gs]), key=int)
+        seeds = sorted((s for s in set.intersection(*[set(g["seeds"]) for g in gs])
+                        if all(k in g["seeds"][s] for g in gs for k in settings.strategies)), key=int)  # every strategy ran
+        if not seeds:  # no seed has every strategy in every group yet (a run in progress)
+            continue
         table = {}
         for strategy in (*settings.strategies, "all"):
             for f in ([None] if strategy == "all" else settings.fractions):
