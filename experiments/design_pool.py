@@ -149,7 +149,7 @@ class PoolSettings:
     draws: int = 200
     cost_exponent: float = 0.4
     strategies: tuple = STRATEGIES
-    ours_variant: str = "model"  # OURS_VARIANTS; chosen by the development rule above
+    ours_variant: str = "shape_region"  # OURS_VARIANTS: "model" until the shape_region rule adopted this (v4 results)
 
 
 def common_fit(runs: Runs, seed: int, settings: PoolSettings):
@@ -492,8 +492,9 @@ def main(argv=None) -> None:
     parser.add_argument("--groups-per-source", type=int, default=None, help="the first G groups of each source")
     parser.add_argument("--q", type=int, default=1, help="runs bought per refit")
     parser.add_argument("--timing", action="store_true", help="only measure one ask against one refit")
-    parser.add_argument("--ours-variant", default="model", choices=list(OURS_VARIANTS),
-                        help="which variant of the target utility 'ours' is (the development rule's choice)")
+    parser.add_argument("--ours-variant", default=PoolSettings.ours_variant, choices=list(OURS_VARIANTS),
+                        help="which variant of the target utility 'ours' is (default shape_region, adopted by its rule; "
+                             "the results up to v4 ran 'model')")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
                         choices=[*STRATEGIES, *(f"ours_{v}" for v in OURS_VARIANTS)])
     parser.add_argument("--merge", nargs="+", default=None,

@@ -210,13 +210,15 @@ def test_plan_with_a_shape_span_proposes_only_compute_optimal_shapes(tmp_path, c
     ratio = np.abs(np.log(pool.N / law_n_opt(6 * pool.N * pool.D)))
     assert np.sum(ratio <= np.log(2.0)) >= 4 and np.sum(ratio > np.log(2.5)) >= 20  # the band is a real restriction
     picked = {}
-    for span in (None, 2.0):
+    for span in ("off", 2.0, None):
         args = ["plan", str(tmp_path / "fit"), "--candidates", str(tmp_path / "pool.csv"), "--target-budget", "1e22",
                 "--batch", "4", "--json"] + ([] if span is None else ["--shape-span", str(span)])
         assert main(args) == 0
         picked[span] = [pool.keys.index(p["run_id"]) for p in json.loads(capsys.readouterr().out)["proposals"]]
     assert len(picked[2.0]) == 4 and all(ratio[j] <= np.log(2.5) for j in picked[2.0])  # draws spread N_opt by ~5%
-    assert any(ratio[j] > np.log(2.5) for j in picked[None])  # without the band the utility goes elsewhere
+    assert any(ratio[j] > np.log(2.5) for j in picked["off"])  # without the band the utility goes elsewhere
+    # the default: span 3, widened to the IsoFLOP region's shapes (span 3 too: the same band here)
+    assert len(picked[None]) == 4 and all(ratio[j] <= np.log(3.05) for j in picked[None])
     assert main(["plan", str(tmp_path / "fit"), "--target-budget", "1e22", "--utility", "eig", "--shape-span", "2"]) == 2
     assert "--shape-span is a factor >= 1 for the target utility" in capsys.readouterr().err
 
@@ -280,9 +282,17 @@ def test_plan_shape_region_widens_the_band_to_the_target_tables_shapes(tmp_path,
     picked = [pool.keys.index(p["run_id"]) for p in json.loads(capsys.readouterr().out)["proposals"]]
     assert len(picked) == 4 and all(wide[j] for j in picked)
     assert main(["plan", str(tmp_path / "fit"), "--candidates", str(tmp_path / "pool.csv"), "--target-budget", "1e22",
-                 "--shape-region"]) == 2
-    assert "--shape-region widens the band of --shape-span" in capsys.readouterr().err
+                 "--shape-span", "off", "--shape-region"]) == 2
+    assert "--shape-region widens the compute-optimal band of the target utility" in capsys.readouterr().err
     with pytest.raises(InputError, match="shape_region widens the compute-optimal band: it needs shape_span"):
-        PlannerSettings(target_budget=1e22, strategy="target", shape_region=True)
+        PlannerSettings(target_budget=1e22, strategy="target", shape_span=None, shape_region=True)
     s = PlannerSettings(target_budget=1e22, strategy="target", shape_span=3, shape_region=True)
-    assert PlannerSettings.from_dict(s.to_dict()) == s and PlannerSettings.from_dict({"target_budget": 1e22}).shape_region is False
+    assert PlannerSettings.from_dict(s.to_dict()) == s
+    # the default (adopted by the pool benchmark's rule): span 3 widened to the region for the target strategy only
+    d = PlannerSettings(target_budget=1e22, strategy="target")
+    assert (d.shape_span, d.shape_region) == (3.0, True) and PlannerSettings.from_dict(d.to_dict()) == d
+    e = PlannerSettings(target_budget=1e22)
+    assert (e.shape_span, e.shape_region) == (None, False)
+    assert (PlannerSettings(target_budget=1e22, strategy="target", shape_span=2).shape_region is False)
+    old = PlannerSettings.from_dict({"target_budget": 1e22, "strategy": "target"})  # saved before the default
+    assert (old.shape_span, old.shape_region) == (None, False)

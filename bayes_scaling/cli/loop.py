@@ -59,7 +59,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bayes_scaling.cli import _common
-from bayes_scaling.cli.plan import add_candidate_options, add_pool_options, candidates_from_args
+from bayes_scaling.cli.plan import add_candidate_options, add_pool_options, candidates_from_args, parse_span
 from bayes_scaling.design.loop import LoopSettings, run_loop
 from bayes_scaling.errors import InputError
 
@@ -107,8 +107,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_executor_options(p)
     add_candidate_options(p)
     add_pool_options(p)
-    p.add_argument("--shape-span", type=float, default=None, metavar="FACTOR",
-                   help="strategy target: score only runs with N within FACTOR of N_opt at their compute (e.g. 3)")
+    p.add_argument("--shape-span", type=parse_span, default=None, metavar="FACTOR|off",
+                   help="strategy target: score only runs with N within FACTOR of N_opt at their compute (default: 3, "
+                        "widened to the target runs' shapes; 'off': every candidate)")
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.set_defaults(func=run)
 
@@ -229,7 +230,7 @@ def open_planner(args):
         level=args.level, targets=tuple(args.targets), strategy=strategy, n_init=args.n_init, num_warmup=args.draws,
         num_draws=args.draws, seed=args.seed, discrepancy=parse_misfit(args.misfit, 0.0),
         model=args.model or ("extrapolating" if strategy == "target" else "plain"), target_runs=target_runs,
-        wsd_cooldown=getattr(args, "wsd", None) or 0.0, shape_span=getattr(args, "shape_span", None),
+        wsd_cooldown=getattr(args, "wsd", None) or 0.0, shape_span=loop_span(getattr(args, "shape_span", None)),
         trunks_per_size=getattr(args, "trunks_per_size", None) or 1)
     planner = Planner.create(state_dir, candidates, settings=settings, tokens_per_step=1 if args.simulate else tokens_per_step(args))
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
@@ -242,6 +243,12 @@ STATE_OPTIONS = ("target_budget", "experiment_budget", "tolerance", "level", "si
                  "max_run_cost", "train_spec", "candidates", "target", "model", "wsd", "shape_span",
                  "trunks_per_size")  # see NEW_STATE_OPTIONS
 DEFAULT_STATE_ROOT = Path(".bayes-scaling") / "loops"
+
+
+def loop_span(value):
+    """--shape-span as PlannerSettings takes it: unset -> "default" (3, widened to the target region, for the
+    target strategy), "off" -> None, a factor as given."""
+    return "default" if value is None else None if value == "off" else value
 
 
 NEW_STATE_OPTIONS = ("candidates", "target", "model", "wsd", "shape_span", "trunks_per_size")  # left out of the hash when unset: older loops resume

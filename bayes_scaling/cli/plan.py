@@ -57,11 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--utility", choices=["target", "eig"], default=None,
                    help="saved fit: target-region utility or EIG about log N_opt(C*) (default: target with "
                         "--candidates or --target, else eig)")
-    p.add_argument("--shape-span", type=float, default=None, metavar="FACTOR",
-                   help="target utility: score only runs with N within FACTOR of N_opt at their compute (e.g. 3)")
+    p.add_argument("--shape-span", type=parse_span, default=None, metavar="FACTOR|off",
+                   help="target utility: score only runs with N within FACTOR of N_opt at their compute (default: 3, "
+                        "widened to the target runs' shapes; 'off': every candidate)")
     p.add_argument("--shape-region", action="store_true",
-                   help="with --shape-span: widen that band to the target runs' own shapes (--target, or the IsoFLOP "
-                        "slice at C*) where they reach beyond it")
+                   help="with an explicit --shape-span: widen that band to the target runs' own shapes (--target, or "
+                        "the IsoFLOP slice at C*) where they reach beyond it (the default band always is)")
     p.add_argument("--json", action="store_true", help="print the proposals as JSON")
     p.set_defaults(func=run)
 
@@ -153,7 +154,10 @@ def _from_planner(args, directory):
         if planner.settings["strategy"] != "target":
             raise InputError(f"--shape-span applies to the target utility; this planner's strategy is "
                              f"{planner.settings['strategy']!r}")
-        planner.settings["shape_span"] = float(args.shape_span)
+        off = args.shape_span == "off"
+        planner.settings["shape_span"] = None if off else float(args.shape_span)
+        if off:
+            planner.settings["shape_region"] = False
     if args.shape_region:
         planner.settings["shape_region"] = True
     if args.shape_span is not None or args.shape_region:
@@ -206,11 +210,18 @@ def _from_fit(args, directory):
     if len(candidates) == 0:
         return [], args.target_budget
     args.utility_used = args.utility or ("target" if pool_mode else "eig")
-    if args.shape_span is not None and (args.utility_used != "target" or not args.shape_span >= 1):
+    if args.shape_span is not None and args.shape_span != "off" and args.utility_used != "target":
         raise InputError(f"--shape-span is a factor >= 1 for the target utility (--candidates or --utility target), "
                          f"got {args.shape_span} with the {args.utility_used} utility")
-    if args.shape_region and args.shape_span is None:
-        raise InputError("--shape-region widens the band of --shape-span: give --shape-span FACTOR too")
+    if args.shape_region and (args.shape_span == "off" or args.utility_used != "target"):
+        raise InputError("--shape-region widens the compute-optimal band of the target utility: not with "
+                         "--shape-span off or the eig utility")
+    if args.shape_span is None and args.utility_used == "target":
+        from bayes_scaling.design.target import SHAPE_SPAN  # the default band (the pool benchmark's rule): 3, widened
+
+        args.shape_span, args.shape_region = SHAPE_SPAN, True
+    elif args.shape_span == "off":
+        args.shape_span, args.shape_region = None, False
     if args.utility_used == "target":
         return _target_from_fit(args, post, candidates)
     if args.target_budget is None:
@@ -262,6 +273,19 @@ def within_budget(proposals, budget):
             kept.append(p)
             left -= p.cost
     return kept
+
+
+def parse_span(text: str):
+    """--shape-span: 'off', or a factor >= 1."""
+    if str(text).strip().lower() == "off":
+        return "off"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a factor >= 1 or 'off', got {text!r}") from None
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"a factor >= 1 or 'off', got {text!r}")
+    return value
 
 
 def parse_misfit(value, default):

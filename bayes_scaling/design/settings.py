@@ -7,8 +7,11 @@ refits' ``model``), ``"eig_per_cost"`` (EIG about ``targets`` per FLOP, ``design
 empty: the IsoFLOP slice 6 N D = C* around the median N_opt (``target_span``, ``target_points``).
 ``shape_span`` (strategy ``"target"``, None: off): score only the candidates whose N lies within
 that factor of the posterior median N_opt at their own compute (``target.compute_optimal_band``);
-``shape_region`` (with ``shape_span``; default off): that band widened to the target region's own shapes
-(the runs in ``target_runs``, or the IsoFLOP slice's), where they reach beyond the span.
+``shape_region``: that band widened to the target region's own shapes (the runs in ``target_runs``, or
+the IsoFLOP slice's), where they reach beyond the span. By default (``shape_span="default"``) the target
+strategy uses span 3 widened to the region (adopted by the pool benchmark's declared rule,
+docs/design.md), the other strategies none; an explicit span is used as given (``shape_region`` False
+unless set). States saved without these fields load with the band off.
 ``wsd_cooldown`` > 0 makes the planner a WSD sweep (``design.branches``) with ``trunks_per_size``
 trunks per grid size N (default 1; states saved before it existed load with 1).
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from bayes_scaling.design.eig import check_targets
-from bayes_scaling.design.target import DEFAULT_COST_EXPONENT, DEFAULT_N_OPT_WEIGHT, KINDS, UtilitySettings
+from bayes_scaling.design.target import DEFAULT_COST_EXPONENT, DEFAULT_N_OPT_WEIGHT, KINDS, SHAPE_SPAN, UtilitySettings
 from bayes_scaling.errors import InputError
 
 STRATEGIES = ("eig_per_cost", "eig", "uncertainty", "random", "target")
@@ -53,8 +56,9 @@ class PlannerSettings:
     target_runs: tuple = ()  # strategy "target": ((N, D), ...); empty: the IsoFLOP slice at C*
     target_span: float = 3.0
     target_points: int = 9
-    shape_span: float | None = None  # strategy "target": score only runs within this factor of N_opt at their compute
-    shape_region: bool = False  # with shape_span: the band widened to the target runs' shapes (target.compute_optimal_band)
+    shape_span: float | str | None = "default"  # strategy "target": score only runs within this factor of N_opt at their
+    # compute; "default": SHAPE_SPAN (3) widened to the target region for the target strategy, None for the others
+    shape_region: bool | None = None  # the band widened to the target runs' shapes; None: True with the default span
     wsd_cooldown: float = 0.0  # > 0: new runs are WSD branches (design.branches), cooling down this share of D; 0: cosine runs
     trunks_per_size: int = 1  # WSD sweep: trunks per grid size N (design.branches.sweep_branches)
 
@@ -83,12 +87,18 @@ class PlannerSettings:
             set_(self, "discrepancy", float(self.discrepancy))
         if any(not (n > 0 and d > 0) for n, d in self.target_runs):
             raise InputError("target_runs need positive N and D")
+        if self.shape_span == "default":
+            default = self.strategy == "target"
+            set_(self, "shape_span", SHAPE_SPAN if default else None)
+            set_(self, "shape_region", default if self.shape_region is None else self.shape_region)
         if self.shape_span is not None:
             if not (isinstance(self.shape_span, (int, float)) and self.shape_span >= 1):
                 raise InputError(f"shape_span must be None or a factor >= 1, got {self.shape_span!r}")
             if self.strategy != "target":
                 raise InputError(f"shape_span applies to strategy 'target', not {self.strategy!r}")
             set_(self, "shape_span", float(self.shape_span))
+        if self.shape_region is None:
+            set_(self, "shape_region", False)
         if not isinstance(self.shape_region, bool):
             raise InputError(f"shape_region must be true or false, got {self.shape_region!r}")
         if self.shape_region and self.shape_span is None:
@@ -117,4 +127,5 @@ class PlannerSettings:
     def from_dict(cls, data: dict) -> PlannerSettings:
         """From a saved state (fields it lacks, from older versions, take their defaults)."""
         names = {f.name for f in fields(cls)}
+        data = {"shape_span": None, "shape_region": False, **data}  # states from before the band was the default: off
         return cls(**{k: v for k, v in data.items() if k in names})
