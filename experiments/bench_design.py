@@ -38,6 +38,9 @@ Pool-based, judged on held-out runs (experiments/design_pool.py; results/bench_d
     python experiments/bench_design.py --pool --diagnose OUT.json # what ours and MSPE buy at 10%, the laws fitted to them
     python experiments/bench_design.py --pool --sources S --strategies K... --out PART.json   # split over processes
     python experiments/bench_design.py --pool --merge PART.json ... # the parts as one results file
+    python experiments/bench_design.py --pool --coverage-diagnosis OUT.json --sources S --seeds K --strategies ...
+                                  # the 90% intervals' anatomy on the target runs (width, parts, error, folds)
+    python experiments/bench_design.py --pool --band-coverage DIAG.json OUT.json   # + coverage in / off the band
 """
 
 from __future__ import annotations
