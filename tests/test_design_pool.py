@@ -296,3 +296,19 @@ def test_plan_shape_region_widens_the_band_to_the_target_tables_shapes(tmp_path,
     assert (PlannerSettings(target_budget=1e22, strategy="target", shape_span=2).shape_region is False)
     old = PlannerSettings.from_dict({"target_budget": 1e22, "strategy": "target"})  # saved before the default
     assert (old.shape_span, old.shape_region) == (None, False)
+
+
+@pytest.mark.slow
+def test_target_planner_by_default_asks_within_the_band_widened_to_its_target_runs(tmp_path):
+    from bayes_scaling.design.candidates import Candidates as Cands
+    from bayes_scaling.design.target import TargetRegion, compute_optimal_band
+
+    pool = a_pool(60, seed=5)
+    planner, _ = replay(tmp_path / "a", pool, seed=1, budget=0.3 * pool.cost.sum(), batches=1, q=2, shape_span="default")
+    assert (planner.settings["shape_span"], planner.settings["shape_region"]) == (3.0, True)
+    left = Cands(pool.N, pool.D, pool.cost, pool.keys).without(r["key"] for r in planner.done)
+    region = TargetRegion(*np.array(planner.settings["target_runs"]).T)
+    band = compute_optimal_band(planner.posterior(), left.N, left.D, 3.0, region)
+    assert 2 <= band.sum() < len(left)  # the widened band is still a real restriction here
+    proposals = planner.ask(2)
+    assert len(proposals) == 2 and all(band[left.keys.index(p.run_id)] for p in proposals)
