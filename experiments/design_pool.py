@@ -894,7 +894,9 @@ def band_coverage(diag: dict, settings: PoolSettings = PoolSettings(), span: flo
     """Adds to a ``coverage_diagnosis`` result, per record, the 90% coverage of the target runs inside
     and outside the compute-optimal band (span ``span``) of the group's all-pool fit (plain Laplace, seed
     0), from the pool rows it stored (the common fitter refitted to them), and per source and strategy
-    the pooled counts (``diag["band_coverage"]``)."""
+    the pooled counts (``diag["band_coverage"]``); per group the target's noise (``noise``: the sd of
+    the pool's and the target's log-loss residuals about the plain law fitted to every run, and its
+    median sigma)."""
     from bayes_scaling.design.target import compute_optimal_band
 
     totals: dict = {}
@@ -905,6 +907,12 @@ def band_coverage(diag: dict, settings: PoolSettings = PoolSettings(), span: flo
         pool, target = split.train, split.test
         band = compute_optimal_band(plain_fit(pool, 0, settings), target.N, target.D, span)
         g["target_in_band"] = int(band.sum())
+        every = plain_fit(runs, 0, settings)  # the target's noise: residuals about a law fitted to every run
+        resid = {k: np.log(r.loss) - np.log(np.median(every.predict(r.N, r.D, noise=False), axis=0))
+                 for k, r in (("pool", pool), ("target", target))}
+        g["noise"] = {"sigma_median_all_runs": float(np.median(every.draws("sigma"))),
+                      **{f"residual_sd_{k}": float(np.std(v)) for k, v in resid.items()},
+                      "residual_mean_target": float(np.mean(resid["target"]))}
         for seed, per in g["seeds"].items():
             for strategy, by_fraction in per.items():
                 for f, rec in by_fraction.items():
