@@ -327,6 +327,9 @@ def python_json(code: str, cache: str, source: Path = ROOT, *argv: str):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+SEPARATE_PARTS = ("step_cost", "fixed_laplace_mass")  # written by their own modes (``record``); a full run keeps them
+
+
 def record(key: str, measure, show, label: str) -> int:
     """Run one mode (``measure(tmp_dir)``) and store its result under ``key`` in the results file,
     keeping the file's other parts."""
@@ -415,6 +418,8 @@ def main() -> int:
             results["old_vs_new_pooled"] = {"old": str(args.old), "runs": rows, "mean": mean,
                                             "ratio_new_over_old": {k: mean["new"][k] / mean["old"][k] for k in mean["new"]}}
             print("old vs new:", results["old_vs_new_pooled"]["ratio_new_over_old"], flush=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update({k: previous[k] for k in SEPARATE_PARTS if k in previous})  # the single-mode parts' records
     RESULTS.write_text(json.dumps(results, indent=2))
     print(f"wrote {RESULTS}")
     return 0

@@ -472,3 +472,23 @@ def test_warmup_tree_depth_caps_the_warmups_trees_only():
     with pytest.raises(ValueError, match="warmup_tree_depth must be a positive whole number"):
         sampler.sample(model, init, (np.array([1.0, -2.0]),), description=("depth test",), settings=settings,
                        warmup_tree_depth=0)
+
+
+def test_the_stacked_start_is_the_per_parameter_start_stacked():
+    """``stacked``: the chains start where the per-parameter sampler's do, each role's values stacked
+    in ``law.param_names`` order; sites of parameters that are not partially pooled stay their own."""
+    from bayes_scaling.hierarchical.fit import _initial_point
+
+    priors = {**LAW.default_priors(), "sigma": dist.HalfNormal(0.05)}
+    modes = {p: "partial" for p in LAW.param_names} | {"beta": "shared"}
+    spreads = {"E": 0.1, "A": 0.5, "B": 0.5, "alpha": 0.2, "beta": 0.2}
+    truths = _group_truths(3, seed=2)
+    centre = np.array([np.log(3e8), np.log(8e9)])
+    deviations = np.full((len(LAW.param_names), 2), 0.5)
+    points = [_initial_point(HierSpec(LAW, priors, 3, "partial", modes, spreads, mean_deviations=True, stacked=flag),
+                             truths, centre, np.zeros((5, 3)), None, deviations) for flag in (False, True)]
+    names = ["E", "A", "B", "alpha"]
+    for role in ("mean", "tau", "pop_eta", "deviation_decentered"):
+        np.testing.assert_array_equal(points[1][f"partial_{role}"], np.stack([points[0][f"{p}_{role}"] for p in names]))
+        assert not any(f"{p}_{role}" in points[1] for p in names)
+    assert points[1]["beta_pop_latent"] == points[0]["beta_pop_latent"]
