@@ -13,6 +13,7 @@ from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.nuts import fit_laplace, fit_nuts, jittered_init, pooled_description
 from bayes_scaling.laws import get_law
 from bayes_scaling.models import ModelSpec, pooled_model
+from bayes_scaling.models import likelihood
 from bayes_scaling.models.likelihood import MISFIT_PRIOR_SCALE, MISFIT_SITES, misfit_band, misfit_scale
 from bayes_scaling.priors import resolve_priors
 from bayes_scaling.runs.table import Runs
@@ -86,7 +87,21 @@ def test_the_scale_treats_both_tails_alike():
     np.testing.assert_allclose(s[0], np.hypot(0.01, 0.06))
     one_sided = misfit_scale(0.01, 0.03, 0.0, log_r, (-1.0, 1.0))
     np.testing.assert_allclose(one_sided[2:], 0.01)
-    assert misfit_band([1.0, 1.0, 1.0, 1.0], [1.0, np.e, np.e**2, np.e**3]) == pytest.approx([0.75, 2.25])
+    assert misfit_band([1.0, 1.0, 1.0, 1.0], [1.0, np.e, np.e**2, np.e**3])[:2] == pytest.approx([0.75, 2.25])
+
+
+def test_the_in_data_cap_stops_the_growth_at_the_fitted_runs_extremes(monkeypatch):
+    monkeypatch.setattr(likelihood, "MISFIT_CAP", "in data")
+    band = misfit_band([1.0] * 4, [1.0, np.e, np.e**2, np.e**3])  # ln r 0..3, quartiles 0.75, 2.25
+    assert band == pytest.approx([0.75, 2.25, 0.75, 0.75])
+    s = misfit_scale(0.01, 0.02, 0.02, np.array([-5.0, 0.0, 1.5, 3.0, 9.0]), band)
+    np.testing.assert_allclose(s, [np.hypot(0.01, 0.015)] * 2 + [0.01] + [np.hypot(0.01, 0.015)] * 2)
+    monkeypatch.setattr(likelihood, "MISFIT_CAP", "none")
+    assert misfit_scale(0.01, 0.02, 0.02, np.array([9.0]), misfit_band([1.0] * 4, [1.0, np.e, np.e**2, np.e**3]))[0] \
+        == pytest.approx(np.hypot(0.01, 0.02 * 6.75))
+    monkeypatch.setattr(likelihood, "MISFIT_CAP", "sometimes")
+    with pytest.raises(ValueError, match="MISFIT_CAP"):
+        misfit_band([1.0], [2.0])
 
 
 def test_compiled_programs_are_keyed_by_the_option():
@@ -103,6 +118,7 @@ def test_inflated_noise_at_extreme_tokens_per_parameter_is_learned(simulated):
     assert 0.5 * CORE_SD < sigma < 1.6 * CORE_SD  # the core spread, where the plain sigma is inflated
     assert sigma_plain > 1.5 * sigma
     assert misfit.meta["misfit_noise"] and misfit.meta["misfit_band_log_tokens_per_param"] == pytest.approx(band)
+    assert misfit.meta["misfit_cap"] == "none"
     assert "misfit_under" in set(misfit.summary()["parameter"])
     assert misfit.model_label == "plain law, misfit noise along D/N" and plain.model_label == "plain law"
 
@@ -111,7 +127,7 @@ def test_inflated_noise_at_extreme_tokens_per_parameter_is_learned(simulated):
 def test_predict_widens_for_an_extreme_tokens_per_parameter_run(simulated):
     _, band, misfit, plain = simulated
     N = np.array([1e8, 1e8])
-    D = N * np.exp([np.mean(band), band[0] - 3.0])  # inside the fit's band of D/N, and 3 e-folds below it
+    D = N * np.exp([np.mean(band[:2]), band[0] - 3.0])  # inside the fit's band of D/N, and 3 e-folds below it
     scale = np.median(misfit.noise_scale(N, D), axis=0)
     assert scale[1] > 3 * scale[0]
     np.testing.assert_allclose(np.median(plain.noise_scale(N, D), axis=0), np.median(plain.draws("sigma")))

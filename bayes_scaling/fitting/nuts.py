@@ -152,7 +152,7 @@ def pooled_description(spec: ModelSpec) -> tuple:
     plain = ("pooled", spec.law.name, sampler_cache.law_source_digest(spec.law),
              sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items()),
              spec.likelihood, float(spec.nu))
-    misfit = ("misfit_noise", likelihood_module.MISFIT_PRIOR_SCALE, likelihood_module.MISFIT_BAND)
+    misfit = ("misfit_noise", likelihood_module.MISFIT_PRIOR_SCALE, likelihood_module.MISFIT_BAND)  # band: data
     return (*plain, misfit) if spec.misfit_noise else plain
 
 
@@ -199,6 +199,7 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
         meta["misfit_band_log_tokens_per_param"] = band
         meta["misfit_prior"] = f"{', '.join(MISFIT_SITES)} ~ HalfNormal({likelihood_module.MISFIT_PRIOR_SCALE:g})"
         meta["misfit_band_quantiles"] = list(likelihood_module.MISFIT_BAND)
+        meta["misfit_cap"] = likelihood_module.MISFIT_CAP
     if laplace:  # a calibration refit: no pointwise log-likelihood kept (nothing reads it)
         loglik = None
     else:

@@ -92,18 +92,34 @@ def noise_variance(sigma, likelihood: Likelihood, weights=None) -> float:
 MISFIT_SITES = ("misfit_under", "misfit_over")
 MISFIT_PRIOR_SCALE = 0.05  # extra log-loss sd per e-fold of D/N beyond the band (docs/extrapolation.md: why)
 MISFIT_BAND = (0.25, 0.75)  # the band's quantiles of the fitted runs' ln(D/N)
+# "in data": each distance is capped at the fitted runs' own extreme (min and max ln r), so the misfit
+# term never grows beyond what the fitted runs show (beyond them the drift speaks); "none": linear
+# growth without end. An option, judged by bench_extrapolation.py's eighth run.
+MISFIT_CAP = "none"
+MISFIT_CAPS = ("none", "in data")
+NO_CAP = 1e6  # a distance cap that never binds (finite: the scale is computed with plain operators)
 
 
 def misfit_band(N, D) -> list[float]:
-    """[lo, hi]: the ``MISFIT_BAND`` quantiles of the runs' ln(D/N)."""
+    """[lo, hi, cap_under, cap_over]: the ``MISFIT_BAND`` quantiles of the runs' ln(D/N) and the
+    largest distances below and above the band that the misfit term counts (``MISFIT_CAP``)."""
+    if MISFIT_CAP not in MISFIT_CAPS:
+        raise ValueError(f"likelihood.MISFIT_CAP must be one of {', '.join(map(repr, MISFIT_CAPS))}, got {MISFIT_CAP!r}")
     log_r = np.log(np.asarray(D, np.float64)) - np.log(np.asarray(N, np.float64))
-    return [float(q) for q in np.quantile(log_r, MISFIT_BAND)]
+    lo, hi = (float(q) for q in np.quantile(log_r, MISFIT_BAND))
+    if MISFIT_CAP == "none":
+        return [lo, hi, NO_CAP, NO_CAP]
+    return [lo, hi, lo - float(log_r.min()), float(log_r.max()) - hi]
 
 
 def misfit_scale(sigma, k_under, k_over, log_r, band):
     """The per-run noise scale s_i (above) for draws of sigma, k_under, k_over and points' ln(D/N)
-    ``log_r``, all broadcasting; ``band``: (lo, hi). Plain operators only: it serves NumPy
-    (predictions) and JAX (the model) alike."""
+    ``log_r``, all broadcasting; ``band``: (lo, hi) or (lo, hi, cap_under, cap_over), the caps
+    bounding each distance (``misfit_band``). Plain operators only: it serves NumPy (predictions)
+    and JAX (the model) alike."""
     below, above = band[0] - log_r, log_r - band[1]
     under, over = (abs(below) + below) / 2, (abs(above) + above) / 2
+    if len(band) > 2:  # min(distance, cap)
+        under = (under + band[2] - abs(under - band[2])) / 2
+        over = (over + band[3] - abs(over - band[3])) / 2
     return (sigma**2 + (k_under * under) ** 2 + (k_over * over) ** 2) ** 0.5
