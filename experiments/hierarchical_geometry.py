@@ -101,6 +101,10 @@ log-joint test in tests/test_hierarchical.py; no exploratory fits):
   than the default's (interleaved, same process; a smaller bar than the other parts' 20%: the model,
   the sampler and the draws' distribution are the same, only the arithmetic is regrouped).
 
+``--more-seeds``: the default at seeds 5-9 (``--seeds`` to change them), in one process after one
+untimed compiling fit: how far the diagnostics of one sampler move from seed to seed (no decision);
+added under "more_seeds".
+
 Writes experiments/results/hierarchical_geometry.json. Usage:
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py [--seeds 0 1]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --mean-deviations [--seeds 0 1 2 3 4]
@@ -108,6 +112,7 @@ Writes experiments/results/hierarchical_geometry.json. Usage:
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --start-mass [--seeds 0 1 2 3 4]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --warmup-depth [--seeds 0 1 2 3 4]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --stacked [--seeds 0 1 2 3 4]
+    nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --more-seeds [--seeds 5 6 7 8 9]
 """
 
 from __future__ import annotations
@@ -465,10 +470,13 @@ def main() -> int:
     parser.add_argument("--start-mass", action="store_true", help="the start_mass part only")
     parser.add_argument("--warmup-depth", action="store_true", help="the warm-up schedule part only")
     parser.add_argument("--stacked", action="store_true", help="the stacked-sites part only")
+    parser.add_argument("--more-seeds", action="store_true", help="the default at more seeds (no decision)")
     args = parser.parse_args()
     seeds = args.seeds or [0, 1, 2, 3, 4]
     parts = {"warmup_depth": (args.warmup_depth, lambda: warmup_depth_part(seeds)),
              "stacked": (args.stacked, lambda: stacked_part(seeds)),
+             "more_seeds": (args.more_seeds, lambda: interleaved_fits({"default": {}}, args.seeds or [5, 6, 7, 8, 9],
+                                                                     {"default": {}})),
              "start_mass": (args.start_mass, lambda: start_mass_part(seeds)),
              "diagnosis": (args.diagnose, diagnose_part),
              "mean_deviations": (args.mean_deviations, lambda: mean_deviations_part(seeds))}
