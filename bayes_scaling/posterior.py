@@ -143,8 +143,10 @@ class Posterior:
 
     @property
     def model_label(self) -> str:
-        """``model``, naming the misfit noise along tokens per parameter where the fit has it."""
-        return self.model + (", misfit noise along D/N" if self.meta.get("misfit_noise") else "")
+        """``model``, naming the misfit noise along tokens per parameter where the fit has it (and
+        "final fit only" where the calibration's refits did not have it)."""
+        misfit = self.meta.get("misfit_noise")
+        return self.model + ("" if not misfit else ", misfit noise along D/N" + (" (final fit only)" if misfit == "final" else ""))
 
     def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
         """Per budget C: median and ``level`` interval of N_opt, D_opt, L_opt, tokens/param."""

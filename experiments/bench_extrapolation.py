@@ -99,6 +99,7 @@ CANDIDATES = {
     "extrapolating, full covariance, each run counted once": ({}, "full-covariance+overlap-once"),
     "extrapolating, misfit noise along D/N": ({}, "misfit-noise"),
     "extrapolating, misfit noise along D/N, in data": ({}, "misfit-noise-in-data"),
+    "extrapolating, misfit noise along D/N, final fit only": ({}, "misfit-noise-final"),
 }
 # Fourth run (same session, written before its results; --candidates, --out
 # results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
@@ -169,6 +170,19 @@ CANDIDATES = {
 # in-data term (likelihood.MISFIT_CAP "in data"): each distance beyond the band is capped at the
 # fitted runs' own extreme ln(D/N), so the term never grows beyond what the fitted runs show, and a
 # fold's held-out runs beyond its range of D/N are left to the drift. Same rule: ``adoption`` (a)-(e).
+# Outcome (results/bench_extrapolation_misfit_in_data.json): not adopted (Chinchilla 67%, Marin 97.01%).
+# Ninth run (issue 15; written before its results; --simulation and --scores-only --candidate-diagnostics
+# with --candidates extrapolating "extrapolating, misfit noise along D/N, final fit only", --out
+# results/bench_extrapolation_misfit_final{_simulation,}.json, then --judge; and --cost-only with the
+# same --candidates --out results/bench_extrapolation_misfit_final_cost.json). The seventh run's
+# diagnosis: inside the calibration folds the misfit term takes the held-out runs' errors at extreme
+# D/N as noise, and the drift learned shrinks. Candidate: nuts.MISFIT_NOISE "final": the calibration's
+# refits are the default's (no misfit term, the drift learned as today); only the final fit and its
+# predictions carry the misfit term. THE ADOPTION RULE: ``adoption`` (a)-(e) against the default, plus
+# (f) the cost target: a default fit under the candidate's setting costs at most 2x a plain fit of
+# the same runs (Chinchilla, warm, timed in turn in one process: ``candidate_cost``, over_plain;
+# from --candidate-diagnostics, or the --cost-only file passed as --cost-results when judging).
+# Gadre's targets (coverage in 80-97%, interval score below the plain law's) are reported, not required.
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
@@ -178,14 +192,17 @@ OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
 def variant(name: str | None):
     """The extrapolating model with one setting changed (None: the default): "misfit-noise" sets
     ``nuts.MISFIT_NOISE`` (the misfit term along tokens per parameter; "misfit-noise-in-data" also
-    ``likelihood.MISFIT_CAP`` "in data"); "overlap-once" sets
+    ``likelihood.MISFIT_CAP`` "in data"; "misfit-noise-final" sets it to "final": the final fit only,
+    not the calibration's refits); "overlap-once" sets
     ``extrapolation.FOLD_OVERLAP`` "once" ("full-covariance+overlap-once" also FOLD_COVARIANCE "full"); a name in
     ``extrapolation.LOSS_ONLY_MEANS`` sets ``extrapolation.LOSS_ONLY_MEAN``; "nuts-small-folds" refits folds of fewer than ``NUTS_FOLD_RUNS``
     runs by NUTS (plain law, default priors) instead of the fit's Laplace refit."""
     mode, calibrate, covariance = extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate, extrapolation.FOLD_COVARIANCE
     infer, overlap, misfit = extrapolation.INFER_SLICES, extrapolation.FOLD_OVERLAP, nuts_module.MISFIT_NOISE
     cap = likelihood_module.MISFIT_CAP
-    if name in ("misfit-noise", "misfit-noise-in-data"):
+    if name == "misfit-noise-final":
+        nuts_module.MISFIT_NOISE, likelihood_module.MISFIT_CAP = "final", "none"
+    elif name in ("misfit-noise", "misfit-noise-in-data"):
         nuts_module.MISFIT_NOISE = True
         likelihood_module.MISFIT_CAP = "in data" if name.endswith("in-data") else "none"
     elif name in ("overlap-once", "full-covariance+overlap-once"):
@@ -328,12 +345,15 @@ def drifting_simulation(candidates: dict | None = None) -> dict:
     return out
 
 
-def adoption(results: dict, candidates, simulation: dict | None, diagnosed: dict | None = None) -> dict:
+def adoption(results: dict, candidates, simulation: dict | None, diagnosed: dict | None = None,
+             cost_over_plain: dict | None = None) -> dict:
     """The sixth run's adoption rule (module comment above ``NUTS_FOLD_RUNS``, written before its
     results): per candidate, whether it passes (a)-(d) against the default, and which one (if any)
     is adopted (the lowest geometric-mean interval score relative to the default's among those that pass).
     The seventh run adds (e): with ``diagnosed`` (``candidate_diagnostics``: candidate -> source ->
-    rows of ``diagnostics``), a candidate passes only if every group has 0 divergences and R-hat <= 1.01."""
+    rows of ``diagnostics``), a candidate passes only if every group has 0 divergences and R-hat <= 1.01.
+    The ninth run adds (f): with ``cost_over_plain`` (``candidate_cost``'s over_plain: name -> a default
+    fit under the candidate's setting over a plain fit, Chinchilla), a candidate passes only if <= 2."""
     base = "extrapolating"
     out = {}
     for name in candidates:
@@ -354,9 +374,11 @@ def adoption(results: dict, candidates, simulation: dict | None, diagnosed: dict
         if diagnosed is not None:
             rows = [r for source in diagnosed.get(name, {}).values() for r in source]
             e = bool(rows) and all(r["divergences"] == 0 and r["max_rhat"] <= 1.01 for r in rows)
+        f = None if cost_over_plain is None else bool(cost_over_plain.get(name, np.inf) <= 2.0)
         out[name] = {"a_coverage_band": bool(a), "b_interval_score": bool(b), "c_n_opt": bool(c),
                      "d_simulation": d, "e_diagnostics": None if diagnosed is None else e,
-                     "passes": bool(a and b and c and d and e), "geomean_is_ratio_to_default": ratio,
+                     "f_cost_at_most_2x_plain": f,
+                     "passes": bool(a and b and c and d and e and f is not False), "geomean_is_ratio_to_default": ratio,
                      "gadre_targets_met": None if gadre is None else bool(
                          0.8 <= gadre["coverage"] <= 0.97
                          and gadre["interval_score"] < results["gadre"]["plain"]["interval_score"])}
@@ -724,6 +746,8 @@ def main() -> None:
                         help="the misfit noise on Chinchilla by tokens per parameter, into results/bench_extrapolation_misfit_chinchilla.json")
     parser.add_argument("--judge", action="store_true",
                         help="judge the adoption rule on the results file --out and --simulation-results, into --out")
+    parser.add_argument("--cost-results", type=Path, default=None,
+                        help="with --judge: a --cost-only results file whose candidate_cost_chinchilla gives rule (f) (ninth run)")
     args = parser.parse_args()
     candidates = {name: CANDIDATES[name] for name in args.candidates}
     bayes_scaling.configure()
@@ -738,8 +762,13 @@ def main() -> None:
         return
     if args.judge:
         report = json.loads(args.out.read_text())
+        costs = report.get("candidate_cost_chinchilla")
+        if args.cost_results is not None:
+            costs = json.loads(args.cost_results.read_text())["candidate_cost_chinchilla"]
+            report["candidate_cost_chinchilla_judged"] = costs
         report["adoption"] = adoption(report["results"], candidates, json.loads(args.simulation_results.read_text()),
-                                      report.get("candidate_diagnostics"))
+                                      report.get("candidate_diagnostics"),
+                                      None if costs is None else costs["over_plain"])
         args.out.write_text(json.dumps(report, indent=1))
         print("adoption rule:", json.dumps(report["adoption"], indent=1))
         return
@@ -781,6 +810,9 @@ def main() -> None:
     if args.cost_only:
         report = json.loads(args.out.read_text()) if args.out.exists() else {}
         report["cost_chinchilla"] = cost(load_chinchilla().for_fit(), repeats=5)
+        if len(candidates) > 1:  # the candidates' default fits against the plain law's, side by side
+            report["candidate_cost_chinchilla"] = candidate_cost(load_chinchilla().for_fit(), candidates, repeats=5)
+            print("candidate cost (Chinchilla, warm):", json.dumps(report["candidate_cost_chinchilla"]))
         report["laplace_fold_bias"] = {s: laplace_fold_bias(SOURCES[s]().for_fit()) for s in ("chinchilla", "gadre")}
         args.out.write_text(json.dumps(report, indent=1))
         print("cost (Chinchilla, warm):", {k: round(v, 3) for k, v in report["cost_chinchilla"].items()})

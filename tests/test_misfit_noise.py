@@ -158,3 +158,37 @@ def test_calibration_refits_carry_the_option(simulated, monkeypatch):
     monkeypatch.setattr("bayes_scaling.fitting.nuts.fit_nuts", lambda runs, **kw: seen.update(kw))
     fit_like(post)(runs)
     assert seen["misfit_noise"] is True and seen["model"] == "extrapolating"
+
+
+@pytest.mark.filterwarnings("ignore::bayes_scaling.diagnostics.SamplerWarning")  # short chains
+def test_final_fit_only_leaves_the_calibration_refits_plain(monkeypatch):
+    """misfit_noise="final": the final fit and its predictions carry the term, the calibration's
+    refits do not (the drift is learned as the default learns it), and every output says which."""
+    from bayes_scaling.fitting import nuts
+
+    runs, _ = simulate()
+    calls = []
+    real = nuts._fit
+    monkeypatch.setattr(nuts, "_fit", lambda *a, **kw: calls.append((kw.get("laplace", False), kw["misfit_noise"]))
+                        or real(*a, **kw))
+    post = fit_nuts(runs, misfit_noise="final", num_chains=2, num_warmup=150, num_draws=150, seed=2)
+    final = [m for laplace, m in calls if not laplace]
+    refits = [m for laplace, m in calls if laplace]
+    assert final and all(final) and refits and not any(refits)
+    assert post.meta["misfit_noise"] == "final" and post.meta["misfit_noise_where"] == "final fit only"
+    assert post.model_label == "extrapolating, misfit noise along D/N (final fit only)"
+    assert all(post.has_draws(site) for site in MISFIT_SITES) and post.has_draws("drift_alloc")
+    assert (post.predict_summary(runs.N[:3], runs.D[:3])["model"] == post.model_label).all()
+    seen = {}  # a backtest of the saved fit refits in the same mode
+    monkeypatch.setattr("bayes_scaling.fitting.nuts.fit_nuts", lambda runs, **kw: seen.update(kw))
+    fit_like(post)(runs)
+    assert seen["misfit_noise"] == "final"
+
+
+def test_misfit_mode_names_bad_input():
+    from bayes_scaling.errors import InputError
+    from bayes_scaling.fitting.nuts import misfit_mode
+
+    assert [misfit_mode(v) for v in (False, True, "everywhere", "final")] == ["off", "everywhere", "everywhere", "final"]
+    with pytest.raises(InputError, match="misfit_noise"):
+        misfit_mode("sometimes")

@@ -50,8 +50,24 @@ from bayes_scaling.runs.table import Runs
 RETRY_TARGET_ACCEPT = 0.99  # a fit with divergences is redone once with these smaller steps
 MODELS = ("extrapolating", "plain")
 # Whether fits have the misfit term along tokens per parameter (``ModelSpec.misfit_noise``) unless
-# ``misfit_noise`` says: an option, off until experiments/bench_extrapolation.py's rule adopts it.
-MISFIT_NOISE = False
+# ``misfit_noise`` says: False (off), True or "everywhere" (the fit and the calibration's refits), or
+# "final" (the final fit and its predictions only; the calibration's refits are the default's). An
+# option, off until experiments/bench_extrapolation.py's rule adopts it.
+MISFIT_NOISE: bool | str = False
+MISFIT_MODES = {False: "off", True: "everywhere", "off": "off", "everywhere": "everywhere", "final": "final"}
+# meta["misfit_noise_where"] by mode
+MISFIT_WHERE = {"fit": "fit (no calibration refits)", "everywhere": "fit and calibration refits",
+                "final": "final fit only"}
+
+
+def misfit_mode(value) -> str:
+    """``misfit_noise`` (None: ``MISFIT_NOISE``) as "off", "everywhere" or "final"."""
+    value = MISFIT_NOISE if value is None else value
+    if isinstance(value, (bool, np.bool_)):
+        return MISFIT_MODES[bool(value)]
+    if isinstance(value, str) and value in MISFIT_MODES:
+        return MISFIT_MODES[value]
+    raise InputError(f"misfit_noise must be False, True, 'everywhere' or 'final', got {value!r}")
 _LATENT_STARTS: dict[tuple, object] = {}
 
 
@@ -73,7 +89,7 @@ def fit_nuts(
     init_theta: Mapping[str, float] | str | None = None,
     target_accept: float | None = None,
     retry_divergent: bool | None = None,
-    misfit_noise: bool | None = None,
+    misfit_noise: bool | str | None = None,
 ) -> Posterior:
     """Sample the posterior of the law's parameters given ``runs`` (all rows used: select first
     with ``runs.for_fit()``).
@@ -101,16 +117,20 @@ def fit_nuts(
     point fit, 4,500 L-BFGS starts; Chinchilla law only), or a dict of natural parameters.
 
     ``misfit_noise`` (default ``MISFIT_NOISE``): each run's noise scale grows with the distance of
-    its ln(D/N) beyond the fitted runs' quartiles (``models.pooled``), in the fit, in the calibration's
-    refits and in ``Posterior.predict``; recorded in ``meta["misfit_noise"]``.
+    its ln(D/N) beyond the fitted runs' quartiles (``models.pooled``). True or "everywhere": in the
+    fit, in the calibration's refits and in ``Posterior.predict``; "final": in the fit and
+    ``Posterior.predict`` only, the calibration's refits being the default's (the drift is learned
+    from the plain law's fold errors; docs/extrapolation.md). Recorded in ``meta["misfit_noise"]``
+    (True, or "final" for an extrapolating fit with the term in the final fit only) and
+    ``meta["misfit_noise_where"]``.
     """
     if model not in MODELS:
         raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     s = SamplerSettings.resolve(settings, num_chains=num_chains, num_warmup=num_warmup, num_draws=num_draws,
                                 seed=seed, progress=progress, init_theta=init_theta, target_accept=target_accept,
                                 retry_divergent=retry_divergent)
-    misfit_noise = MISFIT_NOISE if misfit_noise is None else bool(misfit_noise)
-    fit = partial(_fit, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, misfit_noise=misfit_noise)
+    mode = misfit_mode(misfit_noise)
+    fit = partial(_fit, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, misfit_noise=mode != "off")
     posterior = fit(settings=s)
     diagnosis = diagnose(posterior)
     if s.retry_divergent and diagnosis.divergences and s.target_accept < RETRY_TARGET_ACCEPT:
@@ -120,31 +140,34 @@ def fit_nuts(
         diagnosis = diagnose(posterior)
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     if model == "plain" or hasattr(posterior.law, "for_runs"):
-        return posterior
+        return posterior  # no refits: "final" is "everywhere"
     capacity = padded_capacity(len(runs))  # the folds' refits reuse the fit's compiled programs
     refit_settings = s.replace(init="projection", progress=False)
 
     def refit(train: Runs) -> Posterior:
         return _fit(train, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=refit_settings,
-                    laplace=True, capacity=capacity, misfit_noise=misfit_noise)
+                    laplace=True, capacity=capacity, misfit_noise=mode == "everywhere")
 
     scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
+    if mode != "off":
+        posterior.meta["misfit_noise"] = "final" if mode == "final" else True
+        posterior.meta["misfit_noise_where"] = MISFIT_WHERE[mode]
     return extrapolation.attach_drift(posterior, scales, seed=s.seed)
 
 
 def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",
                 nu: float = DEFAULT_NU, settings: SamplerSettings | None = None, model: str | None = None,
-                misfit_noise: bool | None = None, **keywords) -> Posterior:
+                misfit_noise: bool | str | None = None, **keywords) -> Posterior:
     """The Laplace approximation to the plain law's posterior: draws from the Gaussian at each
     chain's mode (Newton steps, ``newton_laplace``) in the law's centred latent coordinates, mapped
     to natural parameters. Takes ``fit_nuts``'s settings (``settings.warmup`` only selects the
     compiled programs it shares with ``fit_nuts``; ``model`` is ignored); milliseconds where NUTS
     takes a second, for the extrapolation model's calibration refits. Not a substitute for NUTS
-    where the posterior is far from Gaussian (a law the runs cannot identify)."""
+    where the posterior is far from Gaussian (a law the runs cannot identify). ``misfit_noise``: any
+    mode but "off" gives the plain law's fit the misfit term (it has no calibration refits)."""
     s = SamplerSettings.resolve(settings, **keywords)
-    misfit_noise = MISFIT_NOISE if misfit_noise is None else bool(misfit_noise)
     return _fit(runs, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=s, laplace=True,
-                misfit_noise=misfit_noise)
+                misfit_noise=misfit_mode(misfit_noise) != "off")
 
 
 def pooled_description(spec: ModelSpec) -> tuple:
@@ -196,6 +219,7 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
     }
     if misfit_noise:
         meta["misfit_noise"] = True
+        meta["misfit_noise_where"] = MISFIT_WHERE["fit"]  # fit_nuts says so where it calibrates
         meta["misfit_band_log_tokens_per_param"] = band
         meta["misfit_prior"] = f"{', '.join(MISFIT_SITES)} ~ HalfNormal({likelihood_module.MISFIT_PRIOR_SCALE:g})"
         meta["misfit_band_quantiles"] = list(likelihood_module.MISFIT_BAND)
