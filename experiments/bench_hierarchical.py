@@ -33,6 +33,16 @@ pooled: ``fit_nuts``'s extrapolating default, 4 chains x (500 + 1000)):
   through the warm-up (``hierarchical.fit.ADAPT_MASS = False``; only the step size adapts), then
   at the default (adapted), in one process: leapfrog steps per warm-up iteration and per draw,
   divergences, max R-hat, min bulk ESS. Adds "fixed_laplace_mass" to the results file;
+* ``--warm-start [K]``: a refit in a loop, warm-started (``fit_hierarchical(..., warm_start=previous)``:
+  the previous fit's last draws as the chains' start, its draws' covariance as NUTS's mass matrix,
+  ``WARM_START_WARMUP`` warm-up iterations adapting the step size only) against a cold refit at the
+  defaults. In one process, rounds 0..K (round 0 compiles: not counted): drop 2 random runs (not a
+  group's or a budget's last), fit them cold (the previous fit), then on all 239 runs at one seed a
+  pooled refit (``fit_nuts``'s default), a cold and a warm-started hierarchical refit (alternating
+  which goes first) and a second cold refit at another seed (the Monte Carlo reference for N_opt);
+  per fit the seconds, divergences, max R-hat, min bulk ESS, leapfrog steps per draw, the 1-minute
+  load and each group's and the population's posterior median N_opt at the largest budget. Judged by
+  ``WARM_START_RULE`` (declared before the run). Writes experiments/results/bench_hierarchical_warm.json;
 * old against new (``--old DIR``, a checkout of an older revision, e.g. ``git worktree add
   /tmp/old 969a144``): the pooled CLI call (cold, then with a warm cache) and the in-process pooled
   fit and refit, old and new interleaved call by call so both see the same machine load.
@@ -42,6 +52,7 @@ Writes experiments/results/bench_hierarchical.json. Usage:
     nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --interleaved-only --interleaved 4
     nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --step-cost 3
     nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --fixed-laplace-mass
+    nice -n 10 .venv/bin/python experiments/bench_hierarchical.py --warm-start 5
 """
 
 from __future__ import annotations
@@ -56,8 +67,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results" / "bench_hierarchical.json"
+RESULTS_WARM = ROOT / "experiments" / "results" / "bench_hierarchical_warm.json"
+# Declared before the --warm-start run. Over the counted rounds (1..K), the warm-started refit is
+# recommended for a loop's hierarchical refits if all of: (a) median wall ratio warm / cold <= 0.6;
+# (b) total divergences warm <= total cold; (c) median of the warm refits' min bulk ESS >= 0.8 x the
+# cold refits'; (d) the warm refits' largest max R-hat <= max(1.01, the cold refits' largest);
+# (e) every group's posterior median N_opt at the largest budget within 3% of the cold refit's, at
+# every counted round. Issue 14's target is reported apart: median warm / pooled refit <= 3, 0
+# divergences, min bulk ESS >= 400 at every counted round.
+WARM_START_RULE = {"warm_over_cold_median_max": 0.6, "ess_fraction_min": 0.8, "rhat_max": 1.01,
+                   "n_opt_relative_max": 0.03, "target_ratio_to_pooled_max": 3.0, "target_ess_min": 400}
 
 IN_PROCESS_POOLED = """
 import json, time, warnings
@@ -259,6 +282,103 @@ print(json.dumps(out))
 """
 
 
+WARM_START = """
+import json, os, sys, time, warnings
+warnings.simplefilter("ignore")
+import numpy as np
+from bayes_scaling.fitting.nuts import fit_nuts
+from bayes_scaling.hierarchical import fit_hierarchical
+from bayes_scaling.hierarchical.fit import POPULATION
+from bayes_scaling.runs import load_marin
+from bayes_scaling.runs.table import Runs
+runs = load_marin().for_fit()
+frame = runs.frame
+budget = float(np.max(6.0 * runs.N * runs.D))
+def n_opt(fit):
+    members = {**fit.groups, POPULATION: fit.population}
+    return {name: float(post.frontier([budget])["N_opt_median"].iloc[0]) for name, post in members.items()}
+def timed(label, fn):
+    t = time.perf_counter(); fit = fn(); seconds = time.perf_counter() - t
+    row = {"seconds": seconds, "load": os.getloadavg()[0]}
+    if hasattr(fit, "diagnostics"):
+        row.update({k: v for k, v in fit.diagnostics.items() if k != "sampling_seconds"}, n_opt=n_opt(fit))
+    return fit, row
+out = []
+for r in range(int(sys.argv[1]) + 1):
+    rng = np.random.default_rng(1000 + r)
+    while True:
+        drop = rng.choice(len(frame), 2, replace=False)
+        kept = frame.drop(index=drop).reset_index(drop=True)
+        if all(kept[c].nunique() == frame[c].nunique() for c in ("group", "budget")):
+            break
+    row = {"round": r, "dropped": [str(frame["run_id"].iloc[i]) for i in drop]}
+    previous, row["previous"] = timed("previous", lambda: fit_hierarchical(Runs(kept), seed=r))
+    seed = 100 + r
+    _, row["pooled"] = timed("pooled", lambda: fit_nuts(runs, seed=seed))
+    order = ("warm", "cold") if r % 2 else ("cold", "warm")
+    for kind in order:
+        options = {"warm_start": previous} if kind == "warm" else {}
+        _, row[kind] = timed(kind, lambda: fit_hierarchical(runs, seed=seed, **options))
+    _, row["cold_reference"] = timed("cold_reference", lambda: fit_hierarchical(runs, seed=200 + r))
+    row["order"] = list(order)
+    out.append(row)
+    print(json.dumps({k: row[k] for k in ("round", "order")} | {k: {x: row[k][x] for x in ("seconds", "divergences", "min_ess", "max_rhat") if x in row[k]} for k in ("pooled", "cold", "warm")}), file=sys.stderr, flush=True)
+print(json.dumps(out))
+"""
+
+
+def warm_start(rounds: int, cache: str) -> dict:
+    """Warm-started against cold hierarchical refits (see the module docstring), judged by
+    ``WARM_START_RULE``."""
+    rows = python_json(WARM_START, cache, ROOT, str(rounds))
+    counted = [r for r in rows if r["round"] >= 1]
+    rule = WARM_START_RULE
+
+    def median(xs):
+        return float(np.median(xs))
+
+    def n_opt_gap(row, other):
+        return {g: abs(row["warm"]["n_opt"][g] / row[other]["n_opt"][g] - 1.0) for g in row["warm"]["n_opt"]}
+
+    warm_over_cold = [r["warm"]["seconds"] / r["cold"]["seconds"] for r in counted]
+    groups = [g for g in counted[0]["warm"]["n_opt"] if not g.startswith("population")]
+    gaps = [n_opt_gap(r, "cold") for r in counted]
+    reference_gaps = [{g: abs(r["cold_reference"]["n_opt"][g] / r["cold"]["n_opt"][g] - 1.0)
+                       for g in r["cold"]["n_opt"]} for r in counted]
+    total = {k: sum(r[k]["divergences"] for r in counted) for k in ("warm", "cold", "cold_reference")}
+    checks = {
+        "a_warm_over_cold_median": median(warm_over_cold) <= rule["warm_over_cold_median_max"],
+        "b_divergences": total["warm"] <= total["cold"],
+        "c_min_ess": median([r["warm"]["min_ess"] for r in counted])
+                     >= rule["ess_fraction_min"] * median([r["cold"]["min_ess"] for r in counted]),
+        "d_rhat": max(r["warm"]["max_rhat"] for r in counted)
+                  <= max(rule["rhat_max"], max(r["cold"]["max_rhat"] for r in counted)),
+        "e_n_opt": all(gap[g] <= rule["n_opt_relative_max"] for gap in gaps for g in groups),
+    }
+    warm_over_pooled = [r["warm"]["seconds"] / r["pooled"]["seconds"] for r in counted]
+    cold_over_pooled = [r["cold"]["seconds"] / r["pooled"]["seconds"] for r in counted]
+    summary = {
+        "warm_over_cold": warm_over_cold, "warm_over_cold_median": median(warm_over_cold),
+        "warm_over_pooled": warm_over_pooled, "warm_over_pooled_median": median(warm_over_pooled),
+        "cold_over_pooled": cold_over_pooled, "cold_over_pooled_median": median(cold_over_pooled),
+        "divergences_total": total,
+        "min_ess": {k: [r[k]["min_ess"] for r in counted] for k in ("warm", "cold", "cold_reference")},
+        "max_rhat": {k: [r[k]["max_rhat"] for r in counted] for k in ("warm", "cold", "cold_reference")},
+        "steps_per_draw": {k: [r[k]["mean_steps"] for r in counted] for k in ("warm", "cold", "cold_reference")},
+        "n_opt_gap_warm_vs_cold_max": max(max(g.values()) for g in gaps),
+        "n_opt_gap_groups_warm_vs_cold_max": max(g[k] for g in gaps for k in groups),
+        "n_opt_gap_cold_reference_vs_cold_max": max(max(g.values()) for g in reference_gaps),
+        "n_opt_gap_groups_cold_reference_vs_cold_max": max(g[k] for g in reference_gaps for k in groups),
+        "checks": checks, "recommended": all(checks.values()),
+        "issue_14_target": {
+            "warm_over_pooled_median_at_most_3": median(warm_over_pooled) <= rule["target_ratio_to_pooled_max"],
+            "zero_divergences": total["warm"] == 0,
+            "min_ess_at_least_400": all(r["warm"]["min_ess"] >= rule["target_ess_min"] for r in counted),
+        },
+    }
+    return {"rule": rule, "rounds": rows, "summary": summary}
+
+
 def step_cost(seeds: int, cache: str) -> dict:
     """Pooled and hierarchical refits taken apart (see the module docstring)."""
     out = python_json(STEP_COST, cache, ROOT, str(seeds), str(GRADIENT_REPEATS))
@@ -351,8 +471,21 @@ def main() -> int:
     parser.add_argument("--step-cost", type=int, default=0, help="pooled/hierarchical refits taken apart, seeds 0..K-1")
     parser.add_argument("--fixed-laplace-mass", action="store_true",
                         help="hierarchical fits with the Laplace mass matrix kept through the warm-up")
+    parser.add_argument("--warm-start", type=int, default=0,
+                        help="warm-started against cold hierarchical refits, counted rounds 1..K")
     parser.add_argument("--also", type=json.loads, default=None, help="fit_hierarchical options (JSON) to add")
     args = parser.parse_args()
+    if args.warm_start:
+        results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared)",
+                   "load_at_start": os.getloadavg()[0],
+                   "data": "load_marin().for_fit(): 239 runs, groups comma/dclm/nemotron"}
+        with tempfile.TemporaryDirectory() as tmp:
+            results.update(warm_start(max(args.warm_start, 1), tmp))
+        results["load_at_end"] = os.getloadavg()[0]
+        print("warm start:", json.dumps(results["summary"], indent=1), flush=True)
+        RESULTS_WARM.write_text(json.dumps(results, indent=2))
+        print(f"wrote {RESULTS_WARM}")
+        return 0
     if args.fixed_laplace_mass:
         return record("fixed_laplace_mass", lambda tmp: {"load_at_start": os.getloadavg()[0],
                                                          "fits": python_json(FIXED_LAPLACE_MASS, tmp)},

@@ -492,3 +492,45 @@ def test_the_stacked_start_is_the_per_parameter_start_stacked():
         np.testing.assert_array_equal(points[1][f"partial_{role}"], np.stack([points[0][f"{p}_{role}"] for p in names]))
         assert not any(f"{p}_{role}" in points[1] for p in names)
     assert points[1]["beta_pop_latent"] == points[0]["beta_pop_latent"]
+
+
+@pytest.mark.slow
+def test_warm_start_reuses_the_previous_fits_draws_and_metric(monkeypatch):
+    """``warm_start``: a refit with two runs more starts its chains at the previous fit's last draws
+    with the previous draws' covariance as NUTS's inverse mass matrix and a short warm-up, and
+    samples the same posterior as a cold refit; a previous fit of other groups is refused."""
+    from bayes_scaling.fitting import sampler
+    from bayes_scaling.hierarchical.fit import WARM_START_WARMUP
+
+    truths = _group_truths(3, seed=7)
+    runs = _simulate(truths, seed=8)
+    fewer = validate_runs(runs.frame.drop(index=[1, 20]).reset_index(drop=True))
+    settings = {k: v for k, v in FAST.items() if k != "num_warmup"}
+    previous = fit_hierarchical(fewer, **FAST)
+    assert previous.diagnostics["warm_started"] is False
+    started = []
+    original = sampler.Sampler._compiled
+
+    def compiled(self, sites):  # records the start and inverse mass matrix handed to ``start``
+        potential, start, advance, finish = original(self, sites)
+        return potential, lambda seed, init, mass, *a: (started.append((init, np.asarray(mass))),
+                                                         start(seed, init, mass, *a))[1], advance, finish
+
+    monkeypatch.setattr(sampler.Sampler, "_compiled", compiled)
+    warm = fit_hierarchical(runs, warm_start=previous, seed=1, **settings)
+    cold = fit_hierarchical(runs, seed=1, **FAST)
+    init, mass = started[0]
+    np.testing.assert_allclose(mass, np.broadcast_to(previous.adaptation["inverse_mass"], mass.shape))
+    for k, v in previous.adaptation["init"].items():  # in NUTS's coordinates z / LATENT_SCALE
+        np.testing.assert_allclose(np.asarray(init[k]) * 0.1, v)
+    assert warm.diagnostics["warm_started"] and warm.groups["g0"].meta["num_warmup"] == WARM_START_WARMUP
+    assert warm.diagnostics["divergences"] <= MAX_DIVERGENT * 2 * FAST["num_draws"]
+    for g in ("g0", "g1", "g2"):
+        for p in ("E", "alpha", "beta"):
+            a, b = cold.groups[g].draws(p), warm.groups[g].draws(p)
+            assert np.median(b) == pytest.approx(np.median(a), rel=0.03), (g, p)
+    two_groups = validate_runs(runs.frame[runs.frame["group"] != "g2"].reset_index(drop=True))
+    with pytest.raises(InputError, match="warm_start: the previous fit's sampled sites differ"):
+        fit_hierarchical(two_groups, warm_start=previous, **settings)
+    with pytest.raises(InputError, match="warm_start must be a HierarchicalFit"):
+        fit_hierarchical(runs, warm_start=warm.groups["g0"], **settings)

@@ -63,18 +63,40 @@ class Draws:
     """What ``sample`` returns: ``samples`` (site -> (chains, draws, ...), sample and deterministic
     sites in constrained values), ``extra`` (sampler statistics, None for a Laplace run),
     ``loglik`` (the observed site ``log_loss``'s pointwise log-likelihood, (chains, draws, ...)),
-    mean leapfrog steps per warm-up iteration, and the sampling wall time."""
+    mean leapfrog steps per warm-up iteration, and the sampling wall time; ``latent``: the kept
+    draws in NUTS's coordinates u = z / ``latent_scale`` (site -> (chains, draws, ...); None for a
+    Laplace run), what ``warm_start`` reads."""
 
     samples: dict
     extra: dict | None
     loglik: np.ndarray
     warmup_steps: float
     seconds: float
+    latent: dict | None = None
+    latent_scale: float = 1.0
+
+
+def warm_start(draws: Draws) -> tuple[dict, np.ndarray]:
+    """A later run's start from a finished NUTS run of the same model (its latent sites' shapes
+    unchanged): each chain's last draw (``sample``'s ``init``, in the model's unconstrained
+    coordinates) and the covariance of all chains' kept draws in NUTS's coordinates, shrunk as
+    NumPyro shrinks an adapted one (n / (n + 5) C + 1e-3 * 5 / (n + 5) I, n the draws): a
+    ``start_mass`` matrix, in place of the warm-up's adaptation of it."""
+    if draws.latent is None:
+        raise ValueError("warm_start needs a NUTS run's draws (a Laplace run keeps none)")
+    sites = sorted(draws.latent)
+    chains, kept = np.shape(draws.latent[sites[0]])[:2]
+    init = {k: np.asarray(draws.latent[k][:, -1], np.float64) * draws.latent_scale for k in sites}
+    x = np.concatenate([np.asarray(draws.latent[k], np.float64).reshape(chains * kept, -1) for k in sites], axis=1)
+    n = x.shape[0]
+    cov = np.atleast_2d(np.cov(x, rowvar=False))
+    return init, n / (n + 5.0) * cov + 1e-3 * 5.0 / (n + 5.0) * np.eye(cov.shape[0])
 
 
 def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str, settings: SamplerSettings,
            laplace: bool = False, regularize_mass: bool = False, adapt_mass: bool = True,
-           latent_scale: float = 1.0, start_mass: str = "laplace", warmup_tree_depth: int = MAX_TREE_DEPTH) -> Draws:
+           latent_scale: float = 1.0, start_mass: str | np.ndarray = "laplace",
+           warmup_tree_depth: int = MAX_TREE_DEPTH) -> Draws:
     """NUTS (or ``laplace``) on ``model(*data)`` from ``init`` (site -> (chains, ...) unconstrained
     values). ``description``: everything the model function depends on besides the data's shapes
     (its settings, priors at full precision, ...): the key of its compiled programs.
@@ -84,11 +106,19 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     the adapted mass matrix towards 1e-3 I is 1e-3 c^2 I in z: small against posterior directions
     narrower than its 0.03 (c = 1: the model's own coordinates). ``start_mass``: the inverse mass
     matrix the warm-up starts from (``START_MASSES``): "laplace" (dense, the default), "diagonal"
-    (its diagonal only) or "identity" (NumPyro's own start, in NUTS's coordinates u).
+    (its diagonal only) or "identity" (NumPyro's own start, in NUTS's coordinates u), or a matrix
+    (n, n) or one per chain (chains, n, n) in NUTS's coordinates u (a previous run's: ``warm_start``;
+    an input of the compiled ``start``, so no new compile).
     ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (NumPyro's ``max_tree_depth``
     tuple; the draws keep ``MAX_TREE_DEPTH``)."""
-    if start_mass not in START_MASSES:
-        raise ValueError(f"start_mass must be one of {', '.join(START_MASSES)}, got {start_mass!r}")
+    if isinstance(start_mass, str):
+        if start_mass not in START_MASSES:
+            raise ValueError(f"start_mass must be one of {', '.join(START_MASSES)} or a matrix, got {start_mass!r}")
+    else:
+        start_mass = np.asarray(start_mass, np.float64)
+        if start_mass.ndim not in (2, 3) or start_mass.shape[-1] != start_mass.shape[-2] \
+                or not np.isfinite(start_mass).all():
+            raise ValueError(f"start_mass: a matrix must be finite, (n, n) or (chains, n, n), got shape {start_mass.shape}")
     if isinstance(warmup_tree_depth, bool) or not isinstance(warmup_tree_depth, int) or warmup_tree_depth < 1:
         raise ValueError(f"warmup_tree_depth must be a positive whole number, got {warmup_tree_depth!r}")
     configure()
@@ -101,7 +131,7 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     else:
         samples, extra, loglik = sampler.run(settings.seed, init, data, settings.progress, start_mass)
     return Draws(samples, extra, np.asarray(loglik), sampler.last_warmup_steps if not laplace else float("nan"),
-                 time.perf_counter() - start)
+                 time.perf_counter() - start, None if laplace else sampler.last_latent, sampler.latent_scale)
 
 
 def jitter(point: dict, chains: int, seed: int) -> dict:
@@ -186,6 +216,7 @@ class Sampler:
         self.calls = self.total // self.chunk
         self._programs = {}  # latent site shapes -> (potential, start, advance, finish)
         self.last_warmup_steps = float("nan")
+        self.last_latent = None  # the last run's kept draws in NUTS's coordinates
 
     def _compiled(self, sites: tuple):
         """The four programs for latent ``sites``: ((name, shape), ...) in sorted order."""
@@ -278,7 +309,7 @@ class Sampler:
         samples, loglik = jax.block_until_ready(finish(_unravel_chains(z, sites), *args))
         return samples, None, loglik
 
-    def run(self, seed: int, init: dict, args, progress: bool, start_mass: str = "laplace"):
+    def run(self, seed: int, init: dict, args, progress: bool, start_mass: str | np.ndarray = "laplace"):
         """NUTS from ``init``, the chains' keys split from ``PRNGKey(seed)`` inside ``start``, the
         warm-up from the ``start_mass`` inverse mass matrix (see ``sample``)."""
         sites, (potential, start, advance, finish) = self._programs_for(init)
@@ -295,7 +326,13 @@ class Sampler:
         try:
             init = {k: np.asarray(v, np.float64) / self.latent_scale for k, v in init.items()}
             x0 = _ravel_chains(init, sites)
-            if start_mass == "identity":
+            if not isinstance(start_mass, str):  # a given matrix (``warm_start``)
+                size = (x0.shape[0], x0.shape[1], x0.shape[1])
+                if start_mass.shape[-1] != x0.shape[1] or (start_mass.ndim == 3 and start_mass.shape[0] != x0.shape[0]):
+                    raise ValueError(f"start_mass has shape {start_mass.shape}; this model's {x0.shape[0]} chains "
+                                     f"need ({x0.shape[1]}, {x0.shape[1]}) or {size}")
+                inverse_mass = np.broadcast_to(start_mass, size).copy()
+            elif start_mass == "identity":
                 inverse_mass = np.broadcast_to(np.eye(x0.shape[1]), (x0.shape[0], x0.shape[1], x0.shape[1])).copy()
             else:
                 inverse_mass = newton_laplace(lambda points: potential(points, *one), x0)
@@ -315,6 +352,7 @@ class Sampler:
         self.last_warmup_steps = float(steps[:, : self.num_warmup].mean())  # leapfrog steps per warm-up iteration
         kept = slice(self.num_warmup, self.total)
         z = {k: np.concatenate([d[k] for d in draws], axis=1)[:, kept] for k in draws[0]}
+        self.last_latent = z
         extra = {k: np.concatenate([s[k] for s in stats], axis=1)[:, kept] for k in stats[0]}
         samples, loglik = jax.block_until_ready(finish(z, *args))
         return samples, extra, loglik

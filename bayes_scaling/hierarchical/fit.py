@@ -88,6 +88,10 @@ WARMUP_TREE_DEPTH = sampler.MAX_TREE_DEPTH
 # declared in experiments/hierarchical_geometry.py --stacked.
 STACKED = False
 LATENT_SCALE = 0.1  # NUTS moves in z / 0.1: the mass-matrix shrinkage is 1e-5 I in the model's coordinates
+# The warm-up of a fit given ``warm_start`` (unless the sampler settings say): shorter than
+# ``fitting.sampler.MASS_ADAPTATION_MIN_WARMUP``, so only the step size adapts, the mass matrix staying
+# the previous fit's draws' covariance. Measured by experiments/bench_hierarchical.py --warm-start.
+WARM_START_WARMUP = 100
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,9 @@ class HierarchicalFit:
     group_by: str
     spreads: dict[str, np.ndarray] = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
+    # What a later fit's ``warm_start`` reads: "init" (each chain's last draw, unconstrained) and
+    # "inverse_mass" (the draws' covariance in NUTS's coordinates); ``fitting.sampler.warm_start``.
+    adaptation: dict = field(default_factory=dict, repr=False)
 
     def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
         """Each group's frontier table (and the population's), stacked with a ``group`` column."""
@@ -165,7 +172,8 @@ class HierarchicalFit:
 
 def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",
                      nu: float = DEFAULT_NU, settings: HierarchicalSettings | None = None,
-                     sampler_settings: SamplerSettings | None = None, **keywords) -> HierarchicalFit:
+                     sampler_settings: SamplerSettings | None = None, warm_start: HierarchicalFit | None = None,
+                     **keywords) -> HierarchicalFit:
     """Fit the hierarchical model of ``law`` to ``runs`` grouped by the column ``settings.group_by``.
 
     ``settings`` (``HierarchicalSettings``): ``pooling`` "partial" (groups around a learned
@@ -194,6 +202,12 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     sampler's (``SamplerSettings``; here 4 chains x (500 + 500) at target acceptance 0.9 by
     default). Every field of either settings class may also be given as a keyword argument by its
     old name (``pooling=``, ``num_chains=``, ``target_accept=``, ...), overriding the objects.
+
+    ``warm_start``: a previous ``HierarchicalFit`` of the same model (the same groups, offset levels
+    and settings; a few runs more or fewer), e.g. a loop's last refit: the chains start at its
+    chains' last draws, NUTS's mass matrix is its draws' covariance (``fitting.sampler.warm_start``)
+    and the warm-up defaults to ``WARM_START_WARMUP`` iterations that adapt only the step size.
+    A previous fit whose sampled sites differ in shape is an ``InputError``.
     """
     configure()
     hier_fields = {f.name for f in dataclasses.fields(HierarchicalSettings)}
@@ -203,7 +217,8 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     h = settings or HierarchicalSettings()
     given = {k: v for k, v in keywords.items() if k in hier_fields}
     h = dataclasses.replace(h, **given) if given else h
-    s = SamplerSettings.resolve(sampler_settings, SAMPLER_DEFAULTS,
+    defaults = SAMPLER_DEFAULTS if warm_start is None else SAMPLER_DEFAULTS.replace(warmup=WARM_START_WARMUP)
+    s = SamplerSettings.resolve(sampler_settings, defaults,
                                 **{k: v for k, v in keywords.items() if k in KEYWORDS})
     noise = Likelihood(likelihood, nu)
     law = get_law(law) if isinstance(law, str) else law
@@ -262,10 +277,13 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
             np.zeros(1) if offsets is None else offsets.centring,
             np.zeros((1, 1)) if offsets is None else offsets.basis, log_loss, sampler.row_mask(n, capacity),
             deviations)
-    point = _initial_point(spec, estimates, common, centring, offsets, deviations)
-    draws = sampler.sample(partial(hierarchical_model, spec), sampler.jitter(point, s.chains, s.seed), data,
+    init = sampler.jitter(_initial_point(spec, estimates, common, centring, offsets, deviations), s.chains, s.seed)
+    start_mass = h.start_mass
+    if warm_start is not None:
+        init, start_mass = _warm_init(warm_start, init)
+    draws = sampler.sample(partial(hierarchical_model, spec), init, data,
                            description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS,
-                           latent_scale=LATENT_SCALE, start_mass=h.start_mass, warmup_tree_depth=int(h.warmup_tree_depth))
+                           latent_scale=LATENT_SCALE, start_mass=start_mass, warmup_tree_depth=int(h.warmup_tree_depth))
     samples, extra, loglik = draws.samples, draws.extra, draws.loglik[..., :n]
 
     meta = {
@@ -292,7 +310,9 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     if offsets is not None:
         taus["offset"] = samples["offset_tau"].reshape(-1)
     fit = HierarchicalFit(posts, population, h.pooling, meta["shared"], h.group_by, taus,
-                          {**sampler_diagnostics(samples, extra), "sampling_seconds": draws.seconds})
+                          {**sampler_diagnostics(samples, extra), "sampling_seconds": draws.seconds,
+                           "warm_started": warm_start is not None})
+    fit.adaptation = dict(zip(("init", "inverse_mass"), sampler.warm_start(draws)))
     d = fit.diagnostics
     warn_if_untrustworthy(
         d["divergences"] == 0 and not d["max_rhat"] > 1.01,
@@ -300,6 +320,21 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
         f"{d['max_rhat']:.3f}, min bulk ESS {d['min_ess']:.0f}; do not trust these draws: raise target_accept "
         "(--target-accept 0.95), lengthen the warm-up, or simplify the pooling")
     return fit
+
+
+def _warm_init(previous: HierarchicalFit, init: dict) -> tuple[dict, np.ndarray]:
+    """The chains' start and inverse mass matrix from ``previous`` (``warm_start``), checked against
+    this fit's sampled sites ``init`` (site -> (chains, ...))."""
+    if not isinstance(previous, HierarchicalFit) or not previous.adaptation:
+        raise InputError("warm_start must be a HierarchicalFit returned by fit_hierarchical")
+    shapes = {k: np.shape(v) for k, v in init.items()}
+    before = {k: np.shape(v) for k, v in previous.adaptation["init"].items()}
+    if shapes != before:
+        changed = sorted(k for k in shapes.keys() | before.keys() if shapes.get(k) != before.get(k))
+        raise InputError(f"warm_start: the previous fit's sampled sites differ from this fit's ({', '.join(changed)}: "
+                         f"{[before.get(k) for k in changed]} -> {[shapes.get(k) for k in changed]}, chains first); "
+                         "fit without warm_start")
+    return dict(previous.adaptation["init"]), previous.adaptation["inverse_mass"]
 
 
 def resolve_offset_by(frame: pd.DataFrame, h: HierarchicalSettings) -> str | None:
