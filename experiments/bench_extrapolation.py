@@ -797,19 +797,19 @@ def main() -> None:
     args = parser.parse_args()
     candidates = {name: CANDIDATES[name] for name in args.candidates}
     bayes_scaling.configure()
-    if args.misfit_geometry:
-        path = OUT.parent / "bench_extrapolation_misfit_geometry.json"
-        path.write_text(json.dumps(misfit_geometry(), indent=1))
-        return
-    if args.misfit_chinchilla:
-        path = OUT.parent / "bench_extrapolation_misfit_chinchilla.json"
-        path.write_text(json.dumps(misfit_chinchilla(), indent=1))
-        print(path.read_text())
-        return
-    if args.misfit_final_diagnosis:
-        path = OUT.parent / "bench_extrapolation_misfit_final_diagnosis.json"
-        path.write_text(json.dumps(misfit_final_diagnosis(), indent=1))
-        return
+    diagnoses = {  # flag: (diagnosis, its results file, print it)
+        "misfit_geometry": (misfit_geometry, "bench_extrapolation_misfit_geometry.json", False),
+        "misfit_chinchilla": (misfit_chinchilla, "bench_extrapolation_misfit_chinchilla.json", True),
+        "misfit_final_diagnosis": (misfit_final_diagnosis, "bench_extrapolation_misfit_final_diagnosis.json", False),
+        "diagnose_gadre": (gadre_diagnosis, "bench_extrapolation_gadre_diagnosis.json", True),
+    }
+    for flag, (diagnose, name, show) in diagnoses.items():
+        if getattr(args, flag):
+            path = OUT.parent / name
+            path.write_text(json.dumps(diagnose(), indent=1))
+            if show:
+                print(path.read_text())
+            return
     if args.judge:
         report = json.loads(args.out.read_text())
         costs = report.get("candidate_cost_chinchilla")
@@ -827,11 +827,6 @@ def main() -> None:
         sim = args.out if args.out != OUT else sim
         sim.write_text(json.dumps(drifting_simulation(candidates), indent=1))
         print(sim.read_text())
-        return
-    if args.diagnose_gadre:
-        path = OUT.parent / "bench_extrapolation_gadre_diagnosis.json"
-        path.write_text(json.dumps(gadre_diagnosis(), indent=1))
-        print(path.read_text())
         return
     if args.profile:
         report = json.loads(args.out.read_text()) if args.out.exists() else {}
