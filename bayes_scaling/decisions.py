@@ -140,7 +140,7 @@ class Surface:
         if self.drift is None:
             return log_n
         G, ranges = self.drift
-        return log_n + G[:, 3:4] * np.maximum(np.log(C) - ranges["log_C"][1], 0.0)
+        return log_n + extrapolation.allocation_shift(G, ranges, np.maximum(np.log(C) - ranges["log_C"][1], 0.0))
 
 
 

@@ -98,6 +98,14 @@ FOLD_COVARIANCE = "diagonal"
 FOLD_OVERLAP = "each"
 FOLD_OVERLAPS = ("each", "once")
 DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
+# Beyond the distances the folds observed, the learned mean of the drift (MEAN_BEYOND):
+# "linear" (default) carries it on at its learned rate per e-fold; "held" keeps what it reached at
+# the farthest distance a fold's held-out run had from that fold's range (per axis: u*_N, u*_D,
+# u*_C), and beyond it each draw's drift rate is its own minus its cell's mean (centred on the law's
+# own rate, the learned spread still growing): the folds measured the mean over those distances only.
+MEAN_BEYOND = "linear"
+MEAN_BEYONDS = ("linear", "held")
+CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" only
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
 MODEL_NAME = "extrapolating"
@@ -307,6 +315,7 @@ class ScalePosterior:
     shared: float | np.ndarray  # per coordinate of ``basis`` where it is an array
     basis: np.ndarray | None = None  # z's coordinates: d = basis' d_basis (None: d itself)
     inferred_slices: tuple = ()  # budgets of the IsoFLOP slices inferred from compute (no budget column)
+    seen: tuple = (0.0, 0.0, 0.0)  # the farthest (u_N, u_D, u_C) of a fold's held-out run from its fold's range
 
     @classmethod
     def from_folds(cls, folds: list[FoldResiduals], prior_scales: dict | None = None,
@@ -372,15 +381,19 @@ class ScalePosterior:
             out.append(np.clip(grid[index] + width[index] * (rng.random(len(index)) - 0.5), 0.0, None))
         return np.stack(out, axis=1)
 
-    def drift_draws(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def drift_draws(self, size: int, rng: np.random.Generator, centres: bool = False):
         """(scales (size, 3), drifts (size, 4)): the drift of a new extrapolation, d = mu + e with
-        mu = s z, z ~ Normal(z_mean, z_cov) of the cell, and e ~ Normal(0, s^2)."""
+        mu = s z, z ~ Normal(z_mean, z_cov) of the cell, and e ~ Normal(0, s^2). ``centres``: also
+        each draw's cell mean of mu, s z_mean (size, 4), the centre that ``MEAN_BEYOND`` "held" stops."""
         cells = self._cells(size, rng)
         scales = self._scales(cells, rng)
         sds = scales[:, SITE_SCALE]
         chol = np.linalg.cholesky(self.z_cov[cells] + 1e-12 * np.eye(4))
         z = self.z_mean[cells] + np.einsum("nij,nj->ni", chol, rng.standard_normal((size, 4)))
-        return scales, self._to_drift(sds * (np.sqrt(self.shared) * z + np.sqrt(1 - self.shared) * rng.standard_normal((size, 4))))
+        drifts = self._to_drift(sds * (np.sqrt(self.shared) * z + np.sqrt(1 - self.shared) * rng.standard_normal((size, 4))))
+        if not centres:
+            return scales, drifts
+        return scales, drifts, self._to_drift(sds * np.sqrt(self.shared) * self.z_mean[cells])
 
 
 def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "auto",
@@ -412,6 +425,9 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
         inferred = tuple(float(b) for b in np.unique(budgets[np.isfinite(budgets)]))
         if inferred:
             runs = Runs(runs.frame.assign(**{INFERRED_COLUMN: budgets}))
+    if MEAN_BEYOND not in MEAN_BEYONDS:
+        raise InputError(f"extrapolation.MEAN_BEYOND must be one of {', '.join(map(repr, MEAN_BEYONDS))}, "
+                         f"got {MEAN_BEYOND!r}")
     if FOLD_OVERLAP not in FOLD_OVERLAPS:
         raise InputError(f"extrapolation.FOLD_OVERLAP must be one of {', '.join(map(repr, FOLD_OVERLAPS))}, "
                          f"got {FOLD_OVERLAP!r}")
@@ -420,8 +436,9 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     slice_tests = [None if slice_column is None else split.test if column is not None else whole_slices(split.test, runs)
                    for split in splits]
     run_counts, slice_counts = fold_overlap(splits, slice_tests, slice_column)
-    residuals = []
+    residuals, seen = [], np.zeros(len(AXES))
     for split, slices in zip(splits, slice_tests):
+        seen = np.maximum(seen, distances(log_range(split.train.N, split.train.D), split.test.N, split.test.D).max(axis=0))
         posterior = fit_plain(split.train)
         fold = fold_residuals(posterior, split.test, overlap=run_counts(split.test))
         if slices is not None:
@@ -433,7 +450,7 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
                                            basis=BASIS)
     else:
         scales = ScalePosterior.from_folds(residuals, prior_scales, shared=0.0 if mode == "none" else None)
-    return replace(scales, inferred_slices=inferred)
+    return replace(scales, inferred_slices=inferred, seen=tuple(float(u) for u in seen))
 
 
 def fold_overlap(splits, slice_tests, slice_column: str | None):
@@ -469,15 +486,20 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
     post = posterior.idata["posterior"]
     shape = (post.sizes["chain"], post.sizes["draw"])
     rng = np.random.default_rng([seed, 7])
-    sds, drifts = scales.drift_draws(int(np.prod(shape)), rng)
+    held = MEAN_BEYOND == "held"
+    sds, drifts, *centres = scales.drift_draws(int(np.prod(shape)), rng, centres=held)
     dims = ("chain", "draw")
     posterior.idata["posterior"] = post.to_dataset().assign(
         **{name: (dims, sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
         **{site: (dims, drifts[:, k].reshape(shape)) for k, site in enumerate(DRIFT_SITES)},
+        **{site: (dims, centres[0][:, k].reshape(shape)) for k, site in enumerate(CENTRE_SITES) if held},
     )
+    ranges = log_range(posterior.runs.N, posterior.runs.D)
+    if held:  # the distances over which the folds observed the mean (``MEAN_BEYOND``)
+        ranges["seen"] = list(scales.seen)
     posterior.meta["model"] = MODEL_NAME
     posterior.meta["extrapolation"] = {
-        "range": log_range(posterior.runs.N, posterior.runs.D),
+        "range": ranges,
         "priors": ", ".join(f"{name} ~ HalfCauchy({scales.prior_scales[name]:g})" for name in SCALES),
         **{f"{name} 5/50/95%": value for name, value in scales.quantiles([0.05, 0.5, 0.95]).items()},
         "folds": scales.folds, "held_out_in_folds": scales.held_out, "optima_in_folds": scales.optima,
@@ -486,6 +508,8 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         "inferred_slice_budgets": [float(f"{b:.4g}") for b in scales.inferred_slices],
         "allocation mean": _allocation_mean(scales),
         "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
+        "mean beyond the folds' distances": (f"held beyond (u_N, u_D, u_C) = ({', '.join(f'{u:.2f}' for u in scales.seen)})"
+                                             if held else "linear"),
     }
     return posterior
 
@@ -506,11 +530,38 @@ def _allocation_mean(scales: ScalePosterior) -> str:
 
 
 def drift_of(posterior):
-    """(G, ranges): the drift draws (S, 4) and the fitted range, or None for a plain-law fit."""
-    if DRIFT_SITES[-1] not in posterior.idata["posterior"]:
+    """(G, ranges): the drift draws (S, 4), with ``MEAN_BEYOND`` "held" their cells' centres beside
+    them (S, 8), and the fitted range; None for a plain-law fit."""
+    post = posterior.idata["posterior"]
+    if DRIFT_SITES[-1] not in post:
         return None
-    G = np.stack([posterior.draws(site) for site in DRIFT_SITES], axis=1)
+    sites = DRIFT_SITES + (CENTRE_SITES if CENTRE_SITES[-1] in post else ())
+    G = np.stack([posterior.draws(site) for site in sites], axis=1)
     return G, posterior.meta["extrapolation"]["range"]
+
+
+def _near_far(U: np.ndarray, ranges: dict):
+    """(near, far): the distances U split at the folds' farthest ones (``ranges["seen"]``, MEAN_BEYOND
+    "held"): near = min(U, u*), far = U - near; far is None where the mean carries on linearly."""
+    if "seen" not in ranges:
+        return U, None
+    near = np.minimum(U, np.asarray(ranges["seen"]))
+    return near, U - near
+
+
+def _per_draw(G: np.ndarray, k: int, ndim: int) -> np.ndarray:
+    return G[(slice(None), k) + (None,) * (ndim - 2)]
+
+
+def allocation_shift(G, ranges, u_C) -> np.ndarray:
+    """The shift in ln N of each draw's IsoFLOP profile at compute distances u_C (broadcast against
+    (S, 1)): d_a u_C, or with held centres d_a min(u_C, u*_C) + (d_a - c_a) max(0, u_C - u*_C)."""
+    G = np.asarray(G)
+    if G.shape[1] == len(DRIFT_SITES):
+        return G[:, 3:4] * u_C
+    seen = ranges["seen"][2]
+    near = np.minimum(u_C, seen)
+    return G[:, 3:4] * near + (G[:, 3:4] - G[:, 7:8]) * (u_C - near)
 
 
 def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
@@ -522,10 +573,21 @@ def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
     Beyond the fitted range an e-fold of N counts as e^d_N e-folds (the law's exponent in N
     scaled by e^d_N, never flipping its sign; likewise D), and the IsoFLOP profile is shifted by d_a u_C in ln N: drifts
     of the law's own effective sizes, so the loss stays above the law's floor E. To first order in
-    the drift this is log L_law + the ``directions`` that the folds' likelihood uses."""
+    the drift this is log L_law + the ``directions`` that the folds' likelihood uses.
+
+    With G (S, 8), the drifts then their cells' centres c (``MEAN_BEYOND`` "held"), each term's
+    d u becomes d min(u, u*) + (d - c) max(0, u - u*), u* the folds' farthest distance on that axis
+    (``ranges["seen"]``; e^d_N - 1 likewise per part)."""
     G = np.asarray(G)
     U = distances(ranges, N, D)  # (S, ..., 3)
-    g = [G[(slice(None), k) + (None,) * (U.ndim - 2)] for k in range(4)]
-    log_n = np.expm1(g[0]) * U[..., 0] - g[3] * U[..., 2]
-    log_d = np.expm1(g[1]) * U[..., 1] + g[3] * U[..., 2]
-    return np.asarray(log_loss(theta, N * np.exp(log_n), D * np.exp(log_d))) + g[2] * U[..., 2]
+    near, far = _near_far(U, ranges) if G.shape[1] > len(DRIFT_SITES) else (U, None)
+    g = [_per_draw(G, k, U.ndim) for k in range(4)]
+    log_n = np.expm1(g[0]) * near[..., 0] - g[3] * near[..., 2]
+    log_d = np.expm1(g[1]) * near[..., 1] + g[3] * near[..., 2]
+    level = g[2] * near[..., 2]
+    if far is not None:
+        b = [g[k] - _per_draw(G, 4 + k, U.ndim) for k in range(4)]  # the rate beyond: centred on zero
+        log_n = log_n + np.expm1(b[0]) * far[..., 0] - b[3] * far[..., 2]
+        log_d = log_d + np.expm1(b[1]) * far[..., 1] + b[3] * far[..., 2]
+        level = level + b[2] * far[..., 2]
+    return np.asarray(log_loss(theta, N * np.exp(log_n), D * np.exp(log_d))) + level

@@ -59,13 +59,13 @@ def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, 
     of the law's own N_opt moved by the draw's allocation drift, refined by the parabola through
     the best grid point and its neighbours (an optimum beyond the grid is reported at its edge).
     Returns N, D, L (S, K)."""
-    from bayes_scaling.extrapolation import drifted_log_loss
+    from bayes_scaling.extrapolation import allocation_shift, drifted_log_loss
     from bayes_scaling.posterior import compiled_log_loss
 
     log_loss = compiled_log_loss(law)
     offsets = np.linspace(-half_width, half_width, points)
     u_C = np.maximum(np.log(C) - ranges["log_C"][1], 0.0)
-    centre = np.log(N_law) + G[:, 3:4] * u_C  # the law's optimum moved by the allocation drift
+    centre = np.log(N_law) + allocation_shift(G, ranges, u_C)  # the law's optimum moved by the allocation drift
     log_n = centre[..., None] + offsets  # (S, K, points)
 
     def objective(log_n):
