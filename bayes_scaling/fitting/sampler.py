@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +66,8 @@ class Draws:
     ``loglik`` (the observed site ``log_loss``'s pointwise log-likelihood, (chains, draws, ...)),
     mean leapfrog steps per warm-up iteration, and the sampling wall time; ``latent``: the kept
     draws in NUTS's coordinates u = z / ``latent_scale`` (site -> (chains, draws, ...); None for a
-    Laplace run), what ``warm_start`` reads."""
+    Laplace run), what ``warm_start`` reads; ``final``: reads each chain's adapted step size and
+    inverse mass matrix from the run's last state on request (``adapted``; None for a Laplace run)."""
 
     samples: dict
     extra: dict | None
@@ -74,6 +76,7 @@ class Draws:
     seconds: float
     latent: dict | None = None
     latent_scale: float = 1.0
+    final: Callable[[], dict] | None = None
 
 
 def warm_start(draws: Draws) -> tuple[dict, np.ndarray]:
@@ -93,10 +96,22 @@ def warm_start(draws: Draws) -> tuple[dict, np.ndarray]:
     return init, n / (n + 5.0) * cov + 1e-3 * 5.0 / (n + 5.0) * np.eye(cov.shape[0])
 
 
+def adapted(draws: Draws) -> tuple[np.ndarray, np.ndarray]:
+    """What NUTS's warm-up of a finished run ended with, per chain: the step size (chains,) and the
+    inverse mass matrix (chains, n, n) in NUTS's coordinates u, read from the run's last state (the
+    values its draws were taken with): ``sample``'s ``start_step_size`` and ``start_mass`` for a
+    later run of the same model."""
+    if draws.final is None:
+        raise ValueError("adapted needs a NUTS run's draws (a Laplace run keeps none)")
+    final = draws.final()
+    return final["step_size"], final["inverse_mass"]
+
+
 def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str, settings: SamplerSettings,
            laplace: bool = False, regularize_mass: bool = False, adapt_mass: bool = True,
            latent_scale: float = 1.0, start_mass: str | np.ndarray = "laplace",
-           warmup_tree_depth: int = MAX_TREE_DEPTH) -> Draws:
+           warmup_tree_depth: int = MAX_TREE_DEPTH, start_step_size: float | np.ndarray | None = None,
+           adapt_step_size: bool = True) -> Draws:
     """NUTS (or ``laplace``) on ``model(*data)`` from ``init`` (site -> (chains, ...) unconstrained
     values). ``description``: everything the model function depends on besides the data's shapes
     (its settings, priors at full precision, ...): the key of its compiled programs.
@@ -110,7 +125,10 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     (n, n) or one per chain (chains, n, n) in NUTS's coordinates u (a previous run's: ``warm_start``;
     an input of the compiled ``start``, so no new compile).
     ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (NumPyro's ``max_tree_depth``
-    tuple; the draws keep ``MAX_TREE_DEPTH``)."""
+    tuple; the draws keep ``MAX_TREE_DEPTH``). ``start_step_size``: the step size the warm-up starts
+    from, one value or one per chain (a previous run's: ``adapted``; an input of the compiled
+    ``start``); None: NumPyro's 1. ``adapt_step_size=False`` keeps it through the warm-up (NumPyro's
+    flag), so a warm-up without mass-matrix adaptation only moves the chains."""
     if isinstance(start_mass, str):
         if start_mass not in START_MASSES:
             raise ValueError(f"start_mass must be one of {', '.join(START_MASSES)} or a matrix, got {start_mass!r}")
@@ -121,17 +139,23 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
             raise ValueError(f"start_mass: a matrix must be finite, (n, n) or (chains, n, n), got shape {start_mass.shape}")
     if isinstance(warmup_tree_depth, bool) or not isinstance(warmup_tree_depth, int) or warmup_tree_depth < 1:
         raise ValueError(f"warmup_tree_depth must be a positive whole number, got {warmup_tree_depth!r}")
+    if start_step_size is not None:
+        start_step_size = np.broadcast_to(np.asarray(start_step_size, np.float64), (settings.chains,)).copy()
+        if not (np.isfinite(start_step_size).all() and (start_step_size > 0).all()):
+            raise ValueError(f"start_step_size must be positive and finite, got {start_step_size}")
     configure()
     data = tuple(np.asarray(a) for a in data)
     sampler = compiled_sampler(model, description, data, settings.chains, settings.warmup, settings.draws,
-                               settings.target_accept, regularize_mass, adapt_mass, latent_scale, warmup_tree_depth)
+                               settings.target_accept, regularize_mass, adapt_mass, latent_scale, warmup_tree_depth,
+                               start_step_size is not None, bool(adapt_step_size))
     start = time.perf_counter()
     if laplace:
         samples, extra, loglik = sampler.laplace(settings.seed, init, data)
     else:
-        samples, extra, loglik = sampler.run(settings.seed, init, data, settings.progress, start_mass)
+        samples, extra, loglik = sampler.run(settings.seed, init, data, settings.progress, start_mass, start_step_size)
     return Draws(samples, extra, np.asarray(loglik), sampler.last_warmup_steps if not laplace else float("nan"),
-                 time.perf_counter() - start, None if laplace else sampler.last_latent, sampler.latent_scale)
+                 time.perf_counter() - start, None if laplace else sampler.last_latent, sampler.latent_scale,
+                 None if laplace else sampler.last_final)
 
 
 def jitter(point: dict, chains: int, seed: int) -> dict:
@@ -174,14 +198,17 @@ def row_mask(n: int, capacity: int) -> np.ndarray:
 def compiled_sampler(model: Callable, description, data: tuple, chains: int, warmup: int, draws: int,
                      target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False,
                      adapt_mass: bool = True, latent_scale: float = 1.0,
-                     warmup_tree_depth: int = MAX_TREE_DEPTH) -> Sampler:
-    """The cached sampler for this model description, data shapes, run length and settings."""
+                     warmup_tree_depth: int = MAX_TREE_DEPTH, given_step_size: bool = False,
+                     adapt_step_size: bool = True) -> Sampler:
+    """The cached sampler for this model description, data shapes, run length and settings
+    (``given_step_size``: ``start`` takes each chain's starting step size)."""
     shapes = tuple((np.shape(a), np.asarray(a).dtype.str) for a in data)
     key = (repr(description), shapes, chains, warmup, draws, float(target_accept), regularize_mass, adapt_mass,
-           float(latent_scale), warmup_tree_depth)
+           float(latent_scale), warmup_tree_depth, given_step_size, adapt_step_size)
     if key not in _SAMPLERS:
         _SAMPLERS[key] = Sampler(model, repr(description), data, chains, warmup, draws, target_accept,
-                                 regularize_mass, adapt_mass, latent_scale, warmup_tree_depth)
+                                 regularize_mass, adapt_mass, latent_scale, warmup_tree_depth, given_step_size,
+                                 adapt_step_size)
     return _SAMPLERS[key]
 
 
@@ -204,9 +231,11 @@ class Sampler:
 
     def __init__(self, model, description: str, data: tuple, chains: int, warmup: int, draws: int,
                  target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False, adapt_mass: bool = True,
-                 latent_scale: float = 1.0, warmup_tree_depth: int = MAX_TREE_DEPTH):
+                 latent_scale: float = 1.0, warmup_tree_depth: int = MAX_TREE_DEPTH, given_step_size: bool = False,
+                 adapt_step_size: bool = True):
         self.model, self.description, self.latent_scale = model, description, float(latent_scale)
         self.warmup_tree_depth = warmup_tree_depth
+        self.given_step_size, self.adapt_step_size = given_step_size, adapt_step_size
         self.adapt_mass = adapt_mass and warmup >= MASS_ADAPTATION_MIN_WARMUP
         self.data_avals = tuple((np.shape(a), np.asarray(a).dtype) for a in data)
         self.target_accept, self.regularize_mass = target_accept, regularize_mass
@@ -215,8 +244,10 @@ class Sampler:
         self.chunk = _chunk_length(self.total)
         self.calls = self.total // self.chunk
         self._programs = {}  # latent site shapes -> (potential, start, advance, finish)
+        self._traced = {}  # latent site shapes -> their ``_Programs`` (the state's structure)
         self.last_warmup_steps = float("nan")
         self.last_latent = None  # the last run's kept draws in NUTS's coordinates
+        self.last_final = None  # reads the last run's adapted step size and mass matrix (``adapted``)
 
     def _compiled(self, sites: tuple):
         """The four programs for latent ``sites``: ((name, shape), ...) in sorted order."""
@@ -237,10 +268,15 @@ class Sampler:
         n = sum(int(np.prod(shape)) for _, shape in sites)
         stencil_spec = per_chain((2 * n + 1, n))
         mass_spec = per_chain((n, n))
+        step_spec = (per_chain(()),) if self.given_step_size else ()
         z_spec = {name: per_chain((self.num_draws, *shape)) for name, shape in sites}
         programs = _Programs(self.model, self.num_warmup, self.chunk, mesh, chains, sites, self.target_accept,
-                             self.regularize_mass, self.adapt_mass, self.latent_scale, self.warmup_tree_depth)
+                             self.regularize_mass, self.adapt_mass, self.latent_scale, self.warmup_tree_depth,
+                             self.given_step_size, self.adapt_step_size)
+        self._traced[sites] = programs
         depth = () if self.warmup_tree_depth == MAX_TREE_DEPTH else (("warmup_tree_depth", self.warmup_tree_depth),)
+        if self.given_step_size or not self.adapt_step_size:  # (absent otherwise: the default's key unchanged)
+            depth += (("step_size", self.given_step_size, self.adapt_step_size),)
         description = repr((
             "nuts", self.description, tuple((s, str(d)) for s, d in self.data_avals), num_chains, self.num_warmup,
             self.num_draws, self.chunk, len(devices), self.target_accept, self.regularize_mass, self.adapt_mass,
@@ -255,8 +291,9 @@ class Sampler:
         def compile_program(index, exported):
             if index == 0:
                 return jax.jit(exported.call, compiler_options=PROGRAM_OPTIONS[0]).lower(*one_device).compile()
-            inputs = ((seed_spec, init_spec, mass_spec), (state_specs,), (z_spec,))[index - 1]
-            in_shardings = ((shared, chains, chains) if index == 1 else (chains,)) + (shared,) * len(data)
+            inputs = ((seed_spec, init_spec, mass_spec, *step_spec), (state_specs,), (z_spec,))[index - 1]
+            in_shardings = ((shared, chains, chains, *(chains,) * len(step_spec)) if index == 1 else (chains,)) \
+                + (shared,) * len(data)
             jitted = jax.jit(exported.call, in_shardings=in_shardings, out_shardings=chains,
                              compiler_options=PROGRAM_OPTIONS[index])
             return jitted.lower(*inputs, *data).compile()
@@ -267,8 +304,8 @@ class Sampler:
             compiling = {}
 
             def trace():
-                start = jax.export.export(programs.seeded(programs.jitted(programs.start, 3)))(
-                    seed_spec, init_spec, mass_spec, *data)
+                start = jax.export.export(programs.seeded(programs.jitted(programs.start, 3 + len(step_spec))))(
+                    seed_spec, init_spec, mass_spec, *step_spec, *data)
                 state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in start.out_avals]
                 advance = jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data)
                 compiling[2] = pool.submit(compile_program, 2, advance)
@@ -309,9 +346,13 @@ class Sampler:
         samples, loglik = jax.block_until_ready(finish(_unravel_chains(z, sites), *args))
         return samples, None, loglik
 
-    def run(self, seed: int, init: dict, args, progress: bool, start_mass: str | np.ndarray = "laplace"):
+    def run(self, seed: int, init: dict, args, progress: bool, start_mass: str | np.ndarray = "laplace",
+            step_size: np.ndarray | None = None):
         """NUTS from ``init``, the chains' keys split from ``PRNGKey(seed)`` inside ``start``, the
-        warm-up from the ``start_mass`` inverse mass matrix (see ``sample``)."""
+        warm-up from the ``start_mass`` inverse mass matrix and (a sampler with ``given_step_size``)
+        each chain's ``step_size`` (see ``sample``)."""
+        if (step_size is not None) != self.given_step_size:
+            raise ValueError("a step size is given exactly when the sampler was built for one (given_step_size)")
         sites, (potential, start, advance, finish) = self._programs_for(init)
         one, args = self._placed(args)
         bar = _progress_bar(self.total * self.num_chains, progress)
@@ -338,7 +379,8 @@ class Sampler:
                 inverse_mass = newton_laplace(lambda points: potential(points, *one), x0)
                 if start_mass == "diagonal":
                     inverse_mass = np.einsum("cii,ij->cij", inverse_mass, np.eye(x0.shape[1]))
-            state = start(np.int64(seed), init, inverse_mass, *args)
+            steps = () if step_size is None else (np.asarray(step_size, np.float64),)
+            state = start(np.int64(seed), init, inverse_mass, *steps, *args)
             running = None
             for _ in range(self.calls):
                 state, z, extra = advance(state, *args)
@@ -353,9 +395,30 @@ class Sampler:
         kept = slice(self.num_warmup, self.total)
         z = {k: np.concatenate([d[k] for d in draws], axis=1)[:, kept] for k in draws[0]}
         self.last_latent = z
+        self.last_final = partial(self._final, sites, state)
         extra = {k: np.concatenate([s[k] for s in stats], axis=1)[:, kept] for k in stats[0]}
         samples, loglik = jax.block_until_ready(finish(z, *args))
         return samples, extra, loglik
+
+
+    def _final(self, sites, leaves) -> dict:
+        """The step size (chains,) and inverse mass matrix (chains, n, n) in a run's last state
+        ``leaves``. Their place among the leaves is the state's structure, known once ``start`` is
+        traced; programs read back from the disk cache were not, so ``start`` is traced abstractly
+        (``jax.eval_shape``: no compile), once per process and shape."""
+        programs = self._traced[sites]
+        if programs.state_tree is None:
+            n = sum(int(np.prod(shape)) for _, shape in sites)
+            one = {name: jax.ShapeDtypeStruct(shape, jnp.float64) for name, shape in sites}
+            steps = (jax.ShapeDtypeStruct((), jnp.float64),) if self.given_step_size else ()
+            jax.eval_shape(programs.start, jax.ShapeDtypeStruct((2,), jnp.uint32), one,
+                           jax.ShapeDtypeStruct((n, n), jnp.float64), *steps,
+                           *(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in self.data_avals))
+        adapt = jax.tree.unflatten(programs.state_tree, leaves).adapt_state
+        mass = adapt.inverse_mass_matrix  # a model's kernel keys it by its sites (one dense block)
+        mass = next(iter(mass.values())) if isinstance(mass, dict) else mass
+        return {"step_size": np.asarray(jax.device_get(adapt.step_size), np.float64),
+                "inverse_mass": np.asarray(jax.device_get(mass), np.float64)}
 
 
 def _progress_bar(total: int, progress: bool):
@@ -396,8 +459,9 @@ class _Programs:
     """The four traced functions behind ``Sampler`` (see its docstring), for one model."""
 
     def __init__(self, model, num_warmup, chunk, mesh, chains, sites, target_accept, regularize_mass, adapt_mass,
-                 latent_scale=1.0, warmup_tree_depth=MAX_TREE_DEPTH):
+                 latent_scale=1.0, warmup_tree_depth=MAX_TREE_DEPTH, given_step_size=False, adapt_step_size=True):
         self.model, self.adapt_mass, self.scale = model, adapt_mass, latent_scale
+        self.given_step_size, self.adapt_step_size = given_step_size, adapt_step_size
         self.warmup_tree_depth = warmup_tree_depth
         self.target_accept, self.regularize_mass = target_accept, regularize_mass
         self.sites = sites
@@ -405,11 +469,15 @@ class _Programs:
         self.mesh, self.chains = mesh, chains
         self.state_tree = None  # the HMCState structure, set when ``start`` is traced
 
-    def kernel(self, z, key, args, inverse_mass_matrix=None):
+    def kernel(self, z, key, args, inverse_mass_matrix=None, step_size=None):
         """A NUTS kernel and its initial state at ``z``. ``advance`` only needs the kernel's
         closures, which ``init`` sets; the unused state is dead code to XLA."""
         options = dict(dense_mass=True, regularize_mass_matrix=self.regularize_mass, adapt_mass_matrix=self.adapt_mass,
                        target_accept_prob=self.target_accept, inverse_mass_matrix=inverse_mass_matrix)
+        if step_size is not None:
+            options["step_size"] = step_size
+        if not self.adapt_step_size:
+            options["adapt_step_size"] = False
         if self.warmup_tree_depth != MAX_TREE_DEPTH:  # (NumPyro's (warm-up, sampling) depths)
             options["max_tree_depth"] = (self.warmup_tree_depth, MAX_TREE_DEPTH)
         if self.scale == 1.0:
@@ -450,7 +518,8 @@ class _Programs:
         return jax.jit(start, out_shardings=self.chains)
 
     def start(self, key, init, inverse_mass, *args):
-        _, state = self.kernel(init, key, args, inverse_mass)
+        step_size, args = (args[0], args[1:]) if self.given_step_size else (None, args)
+        _, state = self.kernel(init, key, args, inverse_mass, step_size)
         leaves, self.state_tree = jax.tree.flatten(state)
         return leaves
 

@@ -88,10 +88,19 @@ WARMUP_TREE_DEPTH = sampler.MAX_TREE_DEPTH
 # declared in experiments/hierarchical_geometry.py --stacked.
 STACKED = False
 LATENT_SCALE = 0.1  # NUTS moves in z / 0.1: the mass-matrix shrinkage is 1e-5 I in the model's coordinates
-# The warm-up of a fit given ``warm_start`` (unless the sampler settings say): shorter than
-# ``fitting.sampler.MASS_ADAPTATION_MIN_WARMUP``, so only the step size adapts, the mass matrix staying
-# the previous fit's draws' covariance. Measured by experiments/bench_hierarchical.py --warm-start.
+# How a fit given ``warm_start`` starts NUTS (``warm_start_mode``): the chains at the previous fit's last
+# draws, and
+# * "draws": the mass matrix the previous fit's draws' covariance (``fitting.sampler.warm_start``), the step
+#   size searched again from NumPyro's 1 over WARM_START_WARMUP iterations;
+# * "adapted": the mass matrix and step size each chain's warm-up ended with (``fitting.sampler.adapted``),
+#   the step size adapted again from there over WARM_START_WARMUPS["adapted"] iterations;
+# * "fixed": the same, kept: a WARM_START_WARMUPS["fixed"]-iteration warm-up only moves the chains.
+# Warm-ups shorter than ``fitting.sampler.MASS_ADAPTATION_MIN_WARMUP``: the mass matrix is not adapted.
+# Measured by experiments/bench_hierarchical.py --warm-start (docs/hierarchical.md).
 WARM_START_WARMUP = 100
+WARM_START_WARMUPS = {"draws": WARM_START_WARMUP, "adapted": 50, "fixed": 25}
+WARM_START_MODES = tuple(WARM_START_WARMUPS)
+WARM_START_MODE = "draws"
 
 
 @dataclass(frozen=True)
@@ -159,8 +168,10 @@ class HierarchicalFit:
     group_by: str
     spreads: dict[str, np.ndarray] = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
-    # What a later fit's ``warm_start`` reads: "init" (each chain's last draw, unconstrained) and
-    # "inverse_mass" (the draws' covariance in NUTS's coordinates); ``fitting.sampler.warm_start``.
+    # What a later fit's ``warm_start`` reads: "init" (each chain's last draw, unconstrained),
+    # "inverse_mass" (the draws' covariance in NUTS's coordinates; ``fitting.sampler.warm_start``) and
+    # "draws" (the sampler's ``Draws``, whose final adapted step sizes and mass matrices
+    # ``fitting.sampler.adapted`` reads on request).
     adaptation: dict = field(default_factory=dict, repr=False)
 
     def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
@@ -173,7 +184,7 @@ class HierarchicalFit:
 def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",
                      nu: float = DEFAULT_NU, settings: HierarchicalSettings | None = None,
                      sampler_settings: SamplerSettings | None = None, warm_start: HierarchicalFit | None = None,
-                     **keywords) -> HierarchicalFit:
+                     warm_start_mode: str = WARM_START_MODE, **keywords) -> HierarchicalFit:
     """Fit the hierarchical model of ``law`` to ``runs`` grouped by the column ``settings.group_by``.
 
     ``settings`` (``HierarchicalSettings``): ``pooling`` "partial" (groups around a learned
@@ -205,8 +216,12 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
 
     ``warm_start``: a previous ``HierarchicalFit`` of the same model (the same groups, offset levels
     and settings; a few runs more or fewer), e.g. a loop's last refit: the chains start at its
-    chains' last draws, NUTS's mass matrix is its draws' covariance (``fitting.sampler.warm_start``)
-    and the warm-up defaults to ``WARM_START_WARMUP`` iterations that adapt only the step size.
+    chains' last draws; ``warm_start_mode`` (``WARM_START_MODES``, default ``WARM_START_MODE``) says
+    what else is carried over: "draws": NUTS's mass matrix is the previous draws' covariance
+    (``fitting.sampler.warm_start``) and the step size adapts from NumPyro's 1; "adapted": each
+    chain's final adapted mass matrix and step size (``fitting.sampler.adapted``), the step size
+    adapting again from there; "fixed": the same, kept through the warm-up. The warm-up defaults to
+    ``WARM_START_WARMUPS[mode]`` iterations, too few to adapt the mass matrix.
     A previous fit whose sampled sites differ in shape is an ``InputError``.
     """
     configure()
@@ -217,7 +232,10 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     h = settings or HierarchicalSettings()
     given = {k: v for k, v in keywords.items() if k in hier_fields}
     h = dataclasses.replace(h, **given) if given else h
-    defaults = SAMPLER_DEFAULTS if warm_start is None else SAMPLER_DEFAULTS.replace(warmup=WARM_START_WARMUP)
+    if warm_start_mode not in WARM_START_MODES:
+        raise InputError(f"warm_start_mode must be one of {', '.join(WARM_START_MODES)}, got {warm_start_mode!r}")
+    defaults = SAMPLER_DEFAULTS if warm_start is None else \
+        SAMPLER_DEFAULTS.replace(warmup=WARM_START_WARMUPS[warm_start_mode])
     s = SamplerSettings.resolve(sampler_settings, defaults,
                                 **{k: v for k, v in keywords.items() if k in KEYWORDS})
     noise = Likelihood(likelihood, nu)
@@ -278,12 +296,13 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
             np.zeros((1, 1)) if offsets is None else offsets.basis, log_loss, sampler.row_mask(n, capacity),
             deviations)
     init = sampler.jitter(_initial_point(spec, estimates, common, centring, offsets, deviations), s.chains, s.seed)
-    start_mass = h.start_mass
+    start_mass, step_size = h.start_mass, None
     if warm_start is not None:
-        init, start_mass = _warm_init(warm_start, init)
+        init, start_mass, step_size = _warm_init(warm_start, init, warm_start_mode)
     draws = sampler.sample(partial(hierarchical_model, spec), init, data,
                            description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS,
-                           latent_scale=LATENT_SCALE, start_mass=start_mass, warmup_tree_depth=int(h.warmup_tree_depth))
+                           latent_scale=LATENT_SCALE, start_mass=start_mass, warmup_tree_depth=int(h.warmup_tree_depth),
+                           start_step_size=step_size, adapt_step_size=warm_start is None or warm_start_mode != "fixed")
     samples, extra, loglik = draws.samples, draws.extra, draws.loglik[..., :n]
 
     meta = {
@@ -311,8 +330,9 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
         taus["offset"] = samples["offset_tau"].reshape(-1)
     fit = HierarchicalFit(posts, population, h.pooling, meta["shared"], h.group_by, taus,
                           {**sampler_diagnostics(samples, extra), "sampling_seconds": draws.seconds,
-                           "warm_started": warm_start is not None})
-    fit.adaptation = dict(zip(("init", "inverse_mass"), sampler.warm_start(draws)))
+                           "warm_started": warm_start is not None,
+                           "warm_start_mode": None if warm_start is None else warm_start_mode})
+    fit.adaptation = {**dict(zip(("init", "inverse_mass"), sampler.warm_start(draws))), "draws": draws}
     d = fit.diagnostics
     warn_if_untrustworthy(
         d["divergences"] == 0 and not d["max_rhat"] > 1.01,
@@ -322,9 +342,9 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     return fit
 
 
-def _warm_init(previous: HierarchicalFit, init: dict) -> tuple[dict, np.ndarray]:
-    """The chains' start and inverse mass matrix from ``previous`` (``warm_start``), checked against
-    this fit's sampled sites ``init`` (site -> (chains, ...))."""
+def _warm_init(previous: HierarchicalFit, init: dict, mode: str) -> tuple[dict, np.ndarray, np.ndarray | None]:
+    """The chains' start, inverse mass matrix and (modes "adapted", "fixed") step sizes from
+    ``previous`` (``warm_start``), checked against this fit's sampled sites ``init`` (site -> (chains, ...))."""
     if not isinstance(previous, HierarchicalFit) or not previous.adaptation:
         raise InputError("warm_start must be a HierarchicalFit returned by fit_hierarchical")
     shapes = {k: np.shape(v) for k, v in init.items()}
@@ -334,7 +354,10 @@ def _warm_init(previous: HierarchicalFit, init: dict) -> tuple[dict, np.ndarray]
         raise InputError(f"warm_start: the previous fit's sampled sites differ from this fit's ({', '.join(changed)}: "
                          f"{[before.get(k) for k in changed]} -> {[shapes.get(k) for k in changed]}, chains first); "
                          "fit without warm_start")
-    return dict(previous.adaptation["init"]), previous.adaptation["inverse_mass"]
+    if mode == "draws":
+        return dict(previous.adaptation["init"]), previous.adaptation["inverse_mass"], None
+    step_size, inverse_mass = sampler.adapted(previous.adaptation["draws"])
+    return dict(previous.adaptation["init"]), inverse_mass, step_size
 
 
 def resolve_offset_by(frame: pd.DataFrame, h: HierarchicalSettings) -> str | None:
