@@ -262,6 +262,43 @@ def test_what_loss_only_folds_learn_of_the_shared_mean(monkeypatch):
         fit_nuts(loss_only, seed=0, **SHORT)
 
 
+def test_a_held_mean_stops_at_the_distances_the_folds_saw(chinchilla_fits, monkeypatch, tmp_path):
+    """MEAN_BEYOND "held": the same draws as the default, and the same answers up to the farthest
+    distances the folds observed (u*); beyond them each draw's rate is its own minus its cell's
+    centre, so a draw whose centre is zero answers as the default does everywhere."""
+    _, default = chinchilla_fits
+    monkeypatch.setattr(ex, "MEAN_BEYOND", "held")
+    held = fit_nuts(default.runs, seed=3, **SHORT)
+    calibration = held.meta["extrapolation"]
+    seen = np.asarray(calibration["range"]["seen"])
+    assert seen.shape == (3,) and np.all(seen > 0) and calibration["mean beyond the folds' distances"].startswith("held")
+    (G, ranges), (G0, _) = ex.drift_of(held), ex.drift_of(default)
+    assert G.shape[1] == 8 and np.array_equal(G[:, :4], G0)  # the centres take nothing from the drift's draws
+    top = {k: v[1] for k, v in ranges.items() if k != "seen"}
+    N_near = np.exp(top["log_N"] + 0.5 * seen[0])  # beyond the fitted runs, within u* on every axis
+    D_near = np.exp(min(top["log_D"] + 0.5 * seen[1], top["log_C"] + 0.5 * seen[2] - np.log(6 * N_near)))
+    np.testing.assert_allclose(held.predict([N_near], [D_near], noise=False), default.predict([N_near], [D_near], noise=False))
+    N_far, D_far = np.exp(top["log_N"] + 3 * seen[0]), np.exp(top["log_D"] + 3 * seen[1])
+    assert not np.allclose(held.predict([N_far], [D_far], noise=False), default.predict([N_far], [D_far], noise=False))
+    zero = np.hstack([G[:, :4], np.zeros_like(G[:, :4])])
+    th = {k: v[:, None] for k, v in held.theta().items()}
+    from bayes_scaling.posterior import compiled_log_loss
+
+    log_loss = compiled_log_loss(held.law)
+    np.testing.assert_allclose(ex.drifted_log_loss(log_loss, th, zero, ranges, np.array([[N_far]]), np.array([[D_far]])),
+                               ex.drifted_log_loss(log_loss, th, G0, ranges, np.array([[N_far]]), np.array([[D_far]])))
+    u = np.array([[0.5 * seen[2], 2 * seen[2]]])
+    shift = ex.allocation_shift(G, ranges, u)
+    np.testing.assert_allclose(shift[:, 0], G[:, 3] * u[0, 0])
+    np.testing.assert_allclose(shift[:, 1], G[:, 3] * seen[2] + (G[:, 3] - G[:, 7]) * (u[0, 1] - seen[2]))
+    held.save(tmp_path / "held")
+    loaded = Posterior.load(tmp_path / "held")
+    np.testing.assert_allclose(loaded.predict([N_far], [D_far], seed=1), held.predict([N_far], [D_far], seed=1))
+    monkeypatch.setattr(ex, "MEAN_BEYOND", "quadratic")
+    with pytest.raises(InputError, match="MEAN_BEYOND must be one of"):
+        fit_nuts(default.runs, seed=3, **SHORT)
+
+
 def test_the_allocation_basis_shares_only_what_moves_the_loss():
     """The drift stated in BASIS (a rotation of the exponents' block, which has one scale) changes
     nothing with one shared share; with share 0 on the allocation coordinates, folds that show an
