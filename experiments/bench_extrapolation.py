@@ -202,6 +202,13 @@ CANDIDATES = {
 # default's, and the geometric mean over sources of its interval score relative to the default's is
 # at most 1. The sampler and theta's draws are the default's (the option only changes what a draw's
 # drift does beyond u*), so (e) and (f) are not run.
+# Outcome (results/bench_extrapolation_held_mean{,_far,_simulation}.json, load 5-7): the rule passes it
+# (standard: Chinchilla 80.6% / 0.090, Marin 87.3% / 0.185, Porian 96.8% / 0.729 (identical), Gadre
+# 100% / 0.548, N_opt 15/18, simulation 100% (identical); far: in band on 3 sources as the default,
+# interval score 0.922x the default's), but on the far split its N_opt is inside on 11 of 18 sweeps
+# against the default's 14 (Porian 8/15 against 11/15, each new miss a too-small N_opt): the rule's
+# (c), applied on the standard split only, would fail it there. Not adopted: MEAN_BEYOND stays "linear"
+# (results file, "decision"; docs/extrapolation.md).
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
