@@ -103,8 +103,11 @@ DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
 # the farthest distance a fold's held-out run had from that fold's range (per axis: u*_N, u*_D,
 # u*_C), and beyond it each draw's drift rate is its own minus its cell's mean (centred on the law's
 # own rate, the learned spread still growing): the folds measured the mean over those distances only.
+# "mixed": each draw is "held" with probability HELD_SHARE, else "linear" (the folds cannot tell the
+# two apart: within u* they are the same model), so the predictive mixes both continuations.
 MEAN_BEYOND = "linear"
-MEAN_BEYONDS = ("linear", "held")
+MEAN_BEYONDS = ("linear", "held", "mixed")
+HELD_SHARE = 0.5
 CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" only
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -486,8 +489,11 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
     post = posterior.idata["posterior"]
     shape = (post.sizes["chain"], post.sizes["draw"])
     rng = np.random.default_rng([seed, 7])
-    held = MEAN_BEYOND == "held"
+    held = MEAN_BEYOND in ("held", "mixed")
     sds, drifts, *centres = scales.drift_draws(int(np.prod(shape)), rng, centres=held)
+    if MEAN_BEYOND == "mixed":  # a draw with a zero centre carries its mean on linearly
+        linear = np.random.default_rng([seed, 8]).random(len(drifts)) >= HELD_SHARE
+        centres[0][linear] = 0.0
     dims = ("chain", "draw")
     posterior.idata["posterior"] = post.to_dataset().assign(
         **{name: (dims, sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
@@ -508,8 +514,10 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         "inferred_slice_budgets": [float(f"{b:.4g}") for b in scales.inferred_slices],
         "allocation mean": _allocation_mean(scales),
         "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
-        "mean beyond the folds' distances": (f"held beyond (u_N, u_D, u_C) = ({', '.join(f'{u:.2f}' for u in scales.seen)})"
-                                             if held else "linear"),
+        "mean beyond the folds' distances": (
+            "linear" if not held else
+            f"held beyond (u_N, u_D, u_C) = ({', '.join(f'{u:.2f}' for u in scales.seen)})"
+            + (f" in {HELD_SHARE:.0%} of the draws, linear in the rest" if MEAN_BEYOND == "mixed" else "")),
     }
     return posterior
 

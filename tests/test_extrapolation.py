@@ -294,6 +294,13 @@ def test_a_held_mean_stops_at_the_distances_the_folds_saw(chinchilla_fits, monke
     held.save(tmp_path / "held")
     loaded = Posterior.load(tmp_path / "held")
     np.testing.assert_allclose(loaded.predict([N_far], [D_far], seed=1), held.predict([N_far], [D_far], seed=1))
+    monkeypatch.setattr(ex, "MEAN_BEYOND", "mixed")  # each draw held with probability HELD_SHARE, else linear
+    mixed = fit_nuts(default.runs, seed=3, **SHORT)
+    Gm = ex.drift_of(mixed)[0]
+    linear = np.all(Gm[:, 4:] == 0, axis=1)
+    assert np.array_equal(Gm[:, :4], G0) and np.array_equal(Gm[~linear, 4:], G[~linear, 4:])
+    assert abs(linear.mean() - (1 - ex.HELD_SHARE)) < 0.1
+    assert "of the draws, linear in the rest" in mixed.meta["extrapolation"]["mean beyond the folds' distances"]
     monkeypatch.setattr(ex, "MEAN_BEYOND", "quadratic")
     with pytest.raises(InputError, match="MEAN_BEYOND must be one of"):
         fit_nuts(default.runs, seed=3, **SHORT)
