@@ -50,6 +50,33 @@ that compiles the programs all three share (the starting matrix is an input, not
 constant); each fit's whole wall time, diagnostics, mean leapfrog steps per warm-up iteration and
 the 1-minute load average; added under "start_mass".
 
+``--diagnose-seeds``: the default at seeds 5 and 9 (the two seeds of ``--more-seeds`` with tens of
+divergent draws), per chain: divergent draws, the step size its warm-up ended with
+(``fitting.sampler.adapted``), leapfrog steps per draw, the coordinates with the largest R-hat and
+each chain's median and sd of them, and where each chain's divergent draws sit among the spreads'
+draws (quantiles); with ``--diagnose``'s numbers; under "diagnosis_seeds" (no decision).
+
+``--pooled-step-size``: what the diagnosis above points at. At seeds 5 and 9 every divergent draw
+is in one chain (16 of 16 in chain 1; 40 of 40 in chain 3), the chain whose warm-up ended with the
+largest step size (0.058 against 0.027-0.056; 0.047 against 0.029-0.036: NumPyro adapts each
+chain's step size alone, over the warm-up's last 50 iterations after its last mass-matrix window),
+and its divergent draws sit together about 2 sd out along the law's curved direction (the groups'
+means of A, B, alpha, beta and E at seed 9; one group's deviations of A, B and E at seed 5), not in
+a spread near zero (the spreads at quantiles 0.24-0.79 among all draws; tau_o 0.11 at seed 9).
+The default against each chain's step size capped after the warm-up at the chains' smallest
+(``pool_step_size="min"``: the same model and the same programs, the cap set between two
+``advance`` calls), at seeds 0-9, interleaved in one process after one untimed compiling fit;
+added under "pooled_step_size".
+
+DECISION RULE for pooled step sizes (declared before this part's run; disclosure: the
+``--diagnose-seeds`` fits above, no fit with the cap):
+  ``pool_step_size="min"`` becomes the default (``hierarchical.fit.POOL_STEP_SIZE``) if, over seeds
+  0-9, (a) its divergences summed over the seeds are at most half the default's, (b) at least as many
+  seeds have min bulk ESS >= 400 as under the default, and its smallest min bulk ESS is not lower,
+  (c) its largest max R-hat is not higher than the default's, (d) (the same model) each group's median
+  N_opt(1e22) is within 3% of the default fit's at the same seed, and (e) its summed whole-fit wall
+  time is at most 1.35x the default's (``--longer-warmup``'s rule and bar: ``decide_cleaner``).
+
 DECISION RULE for ``start_mass`` (declared before this part's run; no exploratory fits):
   an alternative becomes the default (``hierarchical.fit.START_MASS``) if, over seeds 0-4,
   (a) its divergences summed over the seeds are no more than the default's, (b) its smallest min
@@ -314,6 +341,66 @@ def diagnose_part(seed: int = 0) -> dict:
     return out
 
 
+def per_chain(samples: dict, extra: dict, final: dict) -> dict:
+    """Per chain: divergent draws, the step size its warm-up ended with and mean leapfrog steps; the
+    sampled coordinates (unconstrained, as ``geometry``) with the largest R-hat and each chain's
+    median of them; and where each chain's divergent draws sit in the spreads (log tau_k, log tau_o,
+    log sigma): the quantile of their median among all chains' draws."""
+    from bayes_scaling.diagnostics import chain_stats
+
+    columns = {}
+    for k in sorted(samples):
+        if not (k.endswith(hierarchical_fit.SAMPLED_SUFFIXES) or k == "sigma") or k.endswith("_pop_latent") and (
+                k.replace("_pop_latent", "_pop_eta") in samples):
+            continue
+        v = np.asarray(samples[k], float)
+        v = np.log(v) if k.endswith("_tau") or k == "sigma" else v
+        v = v.reshape(v.shape[0], v.shape[1], -1)
+        for j in range(v.shape[-1]):
+            columns[f"{k}[{j}]" if v.shape[-1] > 1 else k] = v[..., j]
+    rhat = {name: chain_stats(x)["r_hat"] for name, x in columns.items()}
+    worst = sorted(rhat, key=lambda name: -rhat[name])[:6]
+    diverging = np.asarray(extra["diverging"], bool)
+    spreads = [name for name in columns if "_tau" in name or name == "sigma"]
+    where = {}
+    for c in range(diverging.shape[0]):
+        if diverging[c].any():
+            where[c] = {name: float(np.mean(columns[name] <= np.median(columns[name][c][diverging[c]])))
+                        for name in spreads}
+    return {"divergences": diverging.sum(axis=1).tolist(), "step_size": np.asarray(final["step_size"]).tolist(),
+            "steps_per_draw": np.asarray(extra["num_steps"], float).mean(axis=1).tolist(),
+            "largest_rhat": {name: {"r_hat": float(rhat[name]),
+                                    "chain_medians": np.median(columns[name], axis=1).tolist(),
+                                    "chain_sds": columns[name].std(axis=1).tolist()} for name in worst},
+            "divergent_spread_quantiles": where}
+
+
+def diagnose_seeds_part(seeds: list[int]) -> dict:
+    """``--diagnose-seeds``: the default at the given seeds, per chain (``per_chain``) and as
+    ``geometry``; no decision."""
+    runs = load_marin().for_fit()
+    captured = {}
+    original = sampler.sample
+
+    def keep(*args, **kwargs):
+        draws = original(*args, **kwargs)
+        captured.update(samples=draws.samples, extra=draws.extra, final=draws.final())
+        return draws
+
+    out = {"machine": f"2-core AMD EPYC CPU, shared with other jobs (load at start {os.getloadavg()[0]:.1f})",
+           "seeds": seeds}
+    hierarchical_fit.sampler.sample = keep
+    try:
+        for seed in seeds:
+            fit = one_fit(runs, seed, {})
+            out[seed] = {"fit": fit, **per_chain(captured["samples"], captured["extra"], captured["final"]),
+                         **geometry(captured["samples"], captured["extra"])}
+            print(seed, json.dumps(out[seed])[:3000], flush=True)
+    finally:
+        hierarchical_fit.sampler.sample = original
+    return out
+
+
 START_MASS_VARIANTS = ("laplace", "diagonal", "identity")  # the default first
 ESS_TOLERANCE = 0.10
 WALL_GAIN = 0.20
@@ -423,7 +510,13 @@ ESS_TARGET = 400
 
 def decide_longer_warmup(fits: dict, seeds: list[int]) -> dict:
     """The declared rule for a longer warm-up on the recorded fits (``fits[name][seed]``)."""
-    names = list(LONGER_WARMUP)
+    return decide_cleaner(fits, seeds, list(LONGER_WARMUP), LONGER_WARMUP_COST)
+
+
+def decide_cleaner(fits: dict, seeds: list[int], names: list[str], cost: float) -> dict:
+    """The longer warm-up's rule (``--longer-warmup``), for any variants ``names[1:]`` against the
+    default ``names[0]`` and a wall-time bar ``cost``: half the divergences, ESS and R-hat no worse,
+    the same N_opt, at most ``cost`` x the wall time; the first passing variant is chosen."""
     base = fits[names[0]]
     out = {}
     for name in names[1:]:
@@ -437,10 +530,22 @@ def decide_longer_warmup(fits: dict, seeds: list[int]) -> dict:
         wall = sum(new[s]["seconds"] for s in seeds) / sum(base[s]["seconds"] for s in seeds)
         out[name] = {"half_the_divergences": divergences, "ess_no_worse": ess, "max_rhat_no_higher": rhat,
                      "same_N_opt_within_3pct": same_model, "wall_ratio": wall,
-                     "wall_at_most_1_35x": wall <= LONGER_WARMUP_COST,
-                     "passes": divergences and ess and rhat and same_model and wall <= LONGER_WARMUP_COST}
+                     "wall_at_most_1_35x": wall <= cost,
+                     "passes": divergences and ess and rhat and same_model and wall <= cost}
     passing = [name for name in names[1:] if out[name]["passes"]]
     out["default"] = passing[0] if passing else names[0]
+    return out
+
+
+# each chain's step size after the warm-up capped at the chains' smallest (``pool_step_size``; the default first)
+POOLED_STEP_SIZE = {"own step sizes": {}, "capped at the chains' smallest": {"pool_step_size": "min"}}
+
+
+def pooled_step_size_part(seeds: list[int]) -> dict:
+    """The default against step sizes capped at the chains' smallest (module docstring; one compiling
+    fit: the cap is applied between ``advance`` calls, the programs are the default's)."""
+    out = interleaved_fits(POOLED_STEP_SIZE, seeds, {"default": {}})
+    out["decision"] = decide_cleaner(out["fits"], seeds, list(POOLED_STEP_SIZE), LONGER_WARMUP_COST)
     return out
 
 
@@ -522,6 +627,10 @@ def main() -> int:
     parser.add_argument("--stacked", action="store_true", help="the stacked-sites part only")
     parser.add_argument("--more-seeds", action="store_true", help="the default at more seeds (no decision)")
     parser.add_argument("--longer-warmup", action="store_true", help="the longer warm-up part only")
+    parser.add_argument("--pooled-step-size", action="store_true",
+                        help="step sizes capped at the chains' smallest against the default, seeds 0-9")
+    parser.add_argument("--diagnose-seeds", action="store_true",
+                        help="the default per chain at seeds 5 and 9 (or --seeds; no decision)")
     args = parser.parse_args()
     seeds = args.seeds or [0, 1, 2, 3, 4]
     parts = {"warmup_depth": (args.warmup_depth, lambda: warmup_depth_part(seeds)),
@@ -531,6 +640,8 @@ def main() -> int:
                                                                      {"default": {}})),
              "start_mass": (args.start_mass, lambda: start_mass_part(seeds)),
              "diagnosis": (args.diagnose, diagnose_part),
+             "pooled_step_size": (args.pooled_step_size, lambda: pooled_step_size_part(args.seeds or list(range(10)))),
+             "diagnosis_seeds": (args.diagnose_seeds, lambda: diagnose_seeds_part(args.seeds or [5, 9])),
              "mean_deviations": (args.mean_deviations, lambda: mean_deviations_part(seeds))}
     for key, (chosen, run) in parts.items():
         if chosen:

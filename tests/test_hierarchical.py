@@ -474,6 +474,56 @@ def test_warmup_tree_depth_caps_the_warmups_trees_only():
                        warmup_tree_depth=0)
 
 
+def test_a_run_can_start_from_another_runs_adapted_step_size_and_mass():
+    """``sampler.adapted`` reads each chain's final step size and inverse mass matrix from a run's
+    last state (the warm-up's: sampling leaves them); a later run given them (``start_step_size``,
+    ``start_mass``) with ``adapt_step_size=False`` and a warm-up too short to adapt the mass matrix
+    ends with exactly them, and samples the target; with step-size adaptation it moves on from them."""
+    import jax.numpy as jnp
+    import numpyro
+
+    from bayes_scaling.fitting import sampler
+    from bayes_scaling.fitting.settings import SamplerSettings
+
+    cov = np.array([[1.0, 0.9], [0.9, 2.0]])
+
+    def model(loc):
+        numpyro.sample("x", dist.MultivariateNormal(loc, jnp.asarray(cov)))
+
+    data = (np.array([1.0, -2.0]),)
+    init = sampler.jitter({"x": np.zeros(2)}, 2, 0)
+    first = sampler.sample(model, init, data, description=("adapted test",),
+                           settings=SamplerSettings(chains=2, warmup=300, draws=300, seed=1))
+    step, mass = sampler.adapted(first)
+    assert step.shape == (2,) and mass.shape == (2, 2, 2) and np.all(step > 0) and not np.allclose(step, 1.0)
+    np.testing.assert_allclose(mass, np.broadcast_to(np.cov(first.samples["x"].reshape(-1, 2).T), mass.shape),
+                               rtol=0.5)  # the adapted metric is the target's covariance, roughly
+    short = SamplerSettings(chains=2, warmup=25, draws=2000, seed=2)
+    start = {"x": first.latent["x"][:, -1]}
+    kept, moved = (sampler.sample(model, start, data, description=("adapted test",), settings=short,
+                                  start_mass=mass, start_step_size=step, adapt_step_size=adapt) for adapt in (False, True))
+    step_kept, mass_kept = sampler.adapted(kept)
+    np.testing.assert_array_equal(step_kept, step)
+    np.testing.assert_allclose(mass_kept, mass)
+    assert not np.allclose(sampler.adapted(moved)[0], step)
+    x = kept.samples["x"].reshape(-1, 2)
+    np.testing.assert_allclose(x.mean(axis=0), data[0], atol=0.15)
+    np.testing.assert_allclose(np.cov(x.T), cov, atol=0.3)
+    with pytest.raises(ValueError, match="start_step_size must be positive"):
+        sampler.sample(model, start, data, description=("adapted test",), settings=short, start_step_size=-1.0)
+    # ``pool_step_size``: the same warm-up, then each chain's step size capped at the chains' median / smallest
+    settings = SamplerSettings(chains=4, warmup=300, draws=300, seed=3)
+    own, median, smallest = (sampler.adapted(sampler.sample(model, sampler.jitter({"x": np.zeros(2)}, 4, 0), data,
+                                                            description=("adapted test",), settings=settings,
+                                                            pool_step_size=pool))[0]
+                             for pool in (None, "median", "min"))
+    assert np.ptp(own) > 0
+    np.testing.assert_allclose(median, np.minimum(own, np.median(own)))
+    np.testing.assert_allclose(smallest, np.full(4, own.min()))
+    with pytest.raises(ValueError, match="pool_step_size must be None or one of"):
+        sampler.sample(model, start, data, description=("adapted test",), settings=short, pool_step_size="max")
+
+
 def test_the_stacked_start_is_the_per_parameter_start_stacked():
     """``stacked``: the chains start where the per-parameter sampler's do, each role's values stacked
     in ``law.param_names`` order; sites of parameters that are not partially pooled stay their own."""
@@ -498,9 +548,10 @@ def test_the_stacked_start_is_the_per_parameter_start_stacked():
 def test_warm_start_reuses_the_previous_fits_draws_and_metric(monkeypatch):
     """``warm_start``: a refit with two runs more starts its chains at the previous fit's last draws
     with the previous draws' covariance as NUTS's inverse mass matrix and a short warm-up, and
-    samples the same posterior as a cold refit; a previous fit of other groups is refused."""
+    samples the same posterior as a cold refit; mode "fixed" starts from the previous fit's adapted
+    step sizes and mass matrices instead and keeps them; a previous fit of other groups is refused."""
     from bayes_scaling.fitting import sampler
-    from bayes_scaling.hierarchical.fit import WARM_START_WARMUP
+    from bayes_scaling.hierarchical.fit import WARM_START_WARMUP, WARM_START_WARMUPS
 
     truths = _group_truths(3, seed=7)
     runs = _simulate(truths, seed=8)
@@ -513,22 +564,34 @@ def test_warm_start_reuses_the_previous_fits_draws_and_metric(monkeypatch):
 
     def compiled(self, sites):  # records the start and inverse mass matrix handed to ``start``
         potential, start, advance, finish = original(self, sites)
-        return potential, lambda seed, init, mass, *a: (started.append((init, np.asarray(mass))),
+        return potential, lambda seed, init, mass, *a: (started.append((init, np.asarray(mass), a)),
                                                          start(seed, init, mass, *a))[1], advance, finish
 
     monkeypatch.setattr(sampler.Sampler, "_compiled", compiled)
     warm = fit_hierarchical(runs, warm_start=previous, seed=1, **settings)
     cold = fit_hierarchical(runs, seed=1, **FAST)
-    init, mass = started[0]
+    fixed = fit_hierarchical(runs, warm_start=previous, warm_start_mode="fixed", seed=1, **settings)
+    init, mass, _ = started[0]
     np.testing.assert_allclose(mass, np.broadcast_to(previous.adaptation["inverse_mass"], mass.shape))
     for k, v in previous.adaptation["init"].items():  # in NUTS's coordinates z / LATENT_SCALE
         np.testing.assert_allclose(np.asarray(init[k]) * 0.1, v)
     assert warm.diagnostics["warm_started"] and warm.groups["g0"].meta["num_warmup"] == WARM_START_WARMUP
     assert warm.diagnostics["divergences"] <= MAX_DIVERGENT * 2 * FAST["num_draws"]
+    step, adapted_mass = sampler.adapted(previous.adaptation["draws"])
+    _, mass, given = started[2]
+    np.testing.assert_allclose(mass, adapted_mass)
+    np.testing.assert_allclose(np.asarray(given[0]), step)
+    np.testing.assert_allclose(sampler.adapted(fixed.adaptation["draws"])[0], step)  # kept through the warm-up
+    assert fixed.diagnostics["warm_start_mode"] == "fixed"
+    assert fixed.groups["g0"].meta["num_warmup"] == WARM_START_WARMUPS["fixed"]
+    assert fixed.diagnostics["divergences"] <= MAX_DIVERGENT * 2 * FAST["num_draws"]
     for g in ("g0", "g1", "g2"):
         for p in ("E", "alpha", "beta"):
-            a, b = cold.groups[g].draws(p), warm.groups[g].draws(p)
-            assert np.median(b) == pytest.approx(np.median(a), rel=0.03), (g, p)
+            a = cold.groups[g].draws(p)
+            for other in (warm, fixed):
+                assert np.median(other.groups[g].draws(p)) == pytest.approx(np.median(a), rel=0.03), (g, p)
+    with pytest.raises(InputError, match="warm_start_mode must be one of"):
+        fit_hierarchical(runs, warm_start=previous, warm_start_mode="hot", **settings)
     two_groups = validate_runs(runs.frame[runs.frame["group"] != "g2"].reset_index(drop=True))
     with pytest.raises(InputError, match="warm_start: the previous fit's sampled sites differ"):
         fit_hierarchical(two_groups, warm_start=previous, **settings)

@@ -23,6 +23,7 @@ does every step; this module only drives it) on ``model(*data)``:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,7 @@ _RUN_ONCE = {"xla_backend_optimization_level": 0}
 # XLA options of each program: potential, start, advance, finish
 PROGRAM_OPTIONS = (_RUN_ONCE, _RUN_ONCE, None, None)
 START_MASSES = ("laplace", "diagonal", "identity")  # ``sample``'s starting inverse mass matrices
+POOLED_STEP_SIZES = ("median", "min")  # ``sample``'s ``pool_step_size``: the chains' statistic capping each one's
 MAX_TREE_DEPTH = 10  # NumPyro's default: at most 2^10 - 1 leapfrog steps per transition
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
 _SAMPLERS: dict[tuple, Sampler] = {}
@@ -111,7 +113,7 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
            laplace: bool = False, regularize_mass: bool = False, adapt_mass: bool = True,
            latent_scale: float = 1.0, start_mass: str | np.ndarray = "laplace",
            warmup_tree_depth: int = MAX_TREE_DEPTH, start_step_size: float | np.ndarray | None = None,
-           adapt_step_size: bool = True) -> Draws:
+           adapt_step_size: bool = True, pool_step_size: str | None = None) -> Draws:
     """NUTS (or ``laplace``) on ``model(*data)`` from ``init`` (site -> (chains, ...) unconstrained
     values). ``description``: everything the model function depends on besides the data's shapes
     (its settings, priors at full precision, ...): the key of its compiled programs.
@@ -128,7 +130,10 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     tuple; the draws keep ``MAX_TREE_DEPTH``). ``start_step_size``: the step size the warm-up starts
     from, one value or one per chain (a previous run's: ``adapted``; an input of the compiled
     ``start``); None: NumPyro's 1. ``adapt_step_size=False`` keeps it through the warm-up (NumPyro's
-    flag), so a warm-up without mass-matrix adaptation only moves the chains."""
+    flag), so a warm-up without mass-matrix adaptation only moves the chains. ``pool_step_size``
+    ("median" or "min"; None: each chain keeps its own): at the end of the warm-up each chain's step
+    size is capped at the chains' median (or smallest) adapted step size, on the host between two
+    ``advance`` calls (the run is then cut into chunks that end with the warm-up)."""
     if isinstance(start_mass, str):
         if start_mass not in START_MASSES:
             raise ValueError(f"start_mass must be one of {', '.join(START_MASSES)} or a matrix, got {start_mass!r}")
@@ -139,6 +144,8 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
             raise ValueError(f"start_mass: a matrix must be finite, (n, n) or (chains, n, n), got shape {start_mass.shape}")
     if isinstance(warmup_tree_depth, bool) or not isinstance(warmup_tree_depth, int) or warmup_tree_depth < 1:
         raise ValueError(f"warmup_tree_depth must be a positive whole number, got {warmup_tree_depth!r}")
+    if pool_step_size is not None and pool_step_size not in POOLED_STEP_SIZES:
+        raise ValueError(f"pool_step_size must be None or one of {', '.join(POOLED_STEP_SIZES)}, got {pool_step_size!r}")
     if start_step_size is not None:
         start_step_size = np.broadcast_to(np.asarray(start_step_size, np.float64), (settings.chains,)).copy()
         if not (np.isfinite(start_step_size).all() and (start_step_size > 0).all()):
@@ -147,7 +154,7 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     data = tuple(np.asarray(a) for a in data)
     sampler = compiled_sampler(model, description, data, settings.chains, settings.warmup, settings.draws,
                                settings.target_accept, regularize_mass, adapt_mass, latent_scale, warmup_tree_depth,
-                               start_step_size is not None, bool(adapt_step_size))
+                               start_step_size is not None, bool(adapt_step_size), pool_step_size)
     start = time.perf_counter()
     if laplace:
         samples, extra, loglik = sampler.laplace(settings.seed, init, data)
@@ -199,16 +206,16 @@ def compiled_sampler(model: Callable, description, data: tuple, chains: int, war
                      target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False,
                      adapt_mass: bool = True, latent_scale: float = 1.0,
                      warmup_tree_depth: int = MAX_TREE_DEPTH, given_step_size: bool = False,
-                     adapt_step_size: bool = True) -> Sampler:
+                     adapt_step_size: bool = True, pool_step_size: str | None = None) -> Sampler:
     """The cached sampler for this model description, data shapes, run length and settings
     (``given_step_size``: ``start`` takes each chain's starting step size)."""
     shapes = tuple((np.shape(a), np.asarray(a).dtype.str) for a in data)
     key = (repr(description), shapes, chains, warmup, draws, float(target_accept), regularize_mass, adapt_mass,
-           float(latent_scale), warmup_tree_depth, given_step_size, adapt_step_size)
+           float(latent_scale), warmup_tree_depth, given_step_size, adapt_step_size, pool_step_size)
     if key not in _SAMPLERS:
         _SAMPLERS[key] = Sampler(model, repr(description), data, chains, warmup, draws, target_accept,
                                  regularize_mass, adapt_mass, latent_scale, warmup_tree_depth, given_step_size,
-                                 adapt_step_size)
+                                 adapt_step_size, pool_step_size)
     return _SAMPLERS[key]
 
 
@@ -232,16 +239,18 @@ class Sampler:
     def __init__(self, model, description: str, data: tuple, chains: int, warmup: int, draws: int,
                  target_accept: float = TARGET_ACCEPT, regularize_mass: bool = False, adapt_mass: bool = True,
                  latent_scale: float = 1.0, warmup_tree_depth: int = MAX_TREE_DEPTH, given_step_size: bool = False,
-                 adapt_step_size: bool = True):
+                 adapt_step_size: bool = True, pool_step_size: str | None = None):
         self.model, self.description, self.latent_scale = model, description, float(latent_scale)
         self.warmup_tree_depth = warmup_tree_depth
         self.given_step_size, self.adapt_step_size = given_step_size, adapt_step_size
+        self.pool_step_size = pool_step_size
         self.adapt_mass = adapt_mass and warmup >= MASS_ADAPTATION_MIN_WARMUP
         self.data_avals = tuple((np.shape(a), np.asarray(a).dtype) for a in data)
         self.target_accept, self.regularize_mass = target_accept, regularize_mass
         self.num_chains, self.num_warmup, self.num_draws = chains, warmup, draws
         self.total = warmup + draws
-        self.chunk = _chunk_length(self.total)
+        # (pooled step sizes: chunks that end with the warm-up, where the step sizes are capped)
+        self.chunk = _chunk_length(self.total) if pool_step_size is None else _chunk_length(self.total, warmup)
         self.calls = self.total // self.chunk
         self._programs = {}  # latent site shapes -> (potential, start, advance, finish)
         self._traced = {}  # latent site shapes -> their ``_Programs`` (the state's structure)
@@ -382,8 +391,10 @@ class Sampler:
             steps = () if step_size is None else (np.asarray(step_size, np.float64),)
             state = start(np.int64(seed), init, inverse_mass, *steps, *args)
             running = None
-            for _ in range(self.calls):
+            for call in range(self.calls):
                 state, z, extra = advance(state, *args)
+                if self.pool_step_size is not None and (call + 1) * self.chunk == self.num_warmup:
+                    state = self._pooled_step_size(sites, state)
                 if running is not None:
                     collect(running)
                 running = (z, extra)
@@ -403,9 +414,18 @@ class Sampler:
 
     def _final(self, sites, leaves) -> dict:
         """The step size (chains,) and inverse mass matrix (chains, n, n) in a run's last state
-        ``leaves``. Their place among the leaves is the state's structure, known once ``start`` is
-        traced; programs read back from the disk cache were not, so ``start`` is traced abstractly
-        (``jax.eval_shape``: no compile), once per process and shape."""
+        ``leaves`` (found by the state's structure, ``_state_tree``)."""
+        adapt = jax.tree.unflatten(self._state_tree(sites), leaves).adapt_state
+        mass = adapt.inverse_mass_matrix  # a model's kernel keys it by its sites (one dense block)
+        mass = next(iter(mass.values())) if isinstance(mass, dict) else mass
+        return {"step_size": np.asarray(jax.device_get(adapt.step_size), np.float64),
+                "inverse_mass": np.asarray(jax.device_get(mass), np.float64)}
+
+
+    def _state_tree(self, sites):
+        """The NUTS state's structure for latent ``sites``: known once ``start`` is traced; programs
+        read back from the disk cache were not, so ``start`` is traced abstractly (``jax.eval_shape``:
+        no compile), once per process and shape."""
         programs = self._traced[sites]
         if programs.state_tree is None:
             n = sum(int(np.prod(shape)) for _, shape in sites)
@@ -414,11 +434,18 @@ class Sampler:
             jax.eval_shape(programs.start, jax.ShapeDtypeStruct((2,), jnp.uint32), one,
                            jax.ShapeDtypeStruct((n, n), jnp.float64), *steps,
                            *(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in self.data_avals))
-        adapt = jax.tree.unflatten(programs.state_tree, leaves).adapt_state
-        mass = adapt.inverse_mass_matrix  # a model's kernel keys it by its sites (one dense block)
-        mass = next(iter(mass.values())) if isinstance(mass, dict) else mass
-        return {"step_size": np.asarray(jax.device_get(adapt.step_size), np.float64),
-                "inverse_mass": np.asarray(jax.device_get(mass), np.float64)}
+        return programs.state_tree
+
+    def _pooled_step_size(self, sites, leaves) -> list:
+        """``leaves`` (a state after the warm-up) with each chain's step size capped at the chains'
+        ``pool_step_size`` statistic."""
+        tree = self._state_tree(sites)
+        at = jax.tree.unflatten(tree, list(range(tree.num_leaves))).adapt_state.step_size
+        leaves = list(leaves)
+        own = np.asarray(jax.device_get(leaves[at]), np.float64)
+        cap = np.median(own) if self.pool_step_size == "median" else own.min()
+        leaves[at] = jax.device_put(np.minimum(own, cap).astype(own.dtype), leaves[at].sharding)
+        return leaves
 
 
 def _progress_bar(total: int, progress: bool):
@@ -627,13 +654,14 @@ def newton_laplace(value_and_grad, x0: np.ndarray, newton_steps: int = NEWTON_ST
     return (inverse, x) if return_mode else inverse
 
 
-def _chunk_length(total: int) -> int:
-    """Transitions per ``advance`` call, a divisor of the run: about a twentieth of it where one
-    fits (else the whole run in one call)."""
+def _chunk_length(total: int, warmup: int | None = None) -> int:
+    """Transitions per ``advance`` call, a divisor of the run (and of the ``warmup`` where given, so
+    that a call ends with the warm-up): about a twentieth of it where one fits (else the whole run in
+    one call, or the largest common divisor of the warm-up and the run)."""
     for calls in (20, *range(10, 41)):
-        if total % calls == 0:
+        if total % calls == 0 and (warmup is None or warmup % (total // calls) == 0):
             return total // calls
-    return total
+    return total if warmup is None else math.gcd(total, warmup)
 
 
 def _devices_for(num_chains: int, available: int) -> int:

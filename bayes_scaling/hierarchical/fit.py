@@ -87,6 +87,10 @@ WARMUP_TREE_DEPTH = sampler.MAX_TREE_DEPTH
 # parameters (``models.hierarchical``; a sampler choice, the model is unchanged). Measured under the rule
 # declared in experiments/hierarchical_geometry.py --stacked.
 STACKED = False
+# Default of ``pool_step_size``: None, each chain keeps the step size its warm-up ended with; "median" /
+# "min": capped at the chains' median / smallest (``fitting.sampler.sample``). Measured under the rule
+# declared in experiments/hierarchical_geometry.py --pooled-step-size.
+POOL_STEP_SIZE = None
 LATENT_SCALE = 0.1  # NUTS moves in z / 0.1: the mass-matrix shrinkage is 1e-5 I in the model's coordinates
 # How a fit given ``warm_start`` starts NUTS (``warm_start_mode``): the chains at the previous fit's last
 # draws, and
@@ -123,6 +127,7 @@ class HierarchicalSettings:
     start_mass: str = START_MASS
     warmup_tree_depth: int = WARMUP_TREE_DEPTH
     stacked: bool = STACKED
+    pool_step_size: str | None = POOL_STEP_SIZE
 
     def __post_init__(self):
         object.__setattr__(self, "share", tuple(self.share))
@@ -140,6 +145,9 @@ class HierarchicalSettings:
         depth = self.warmup_tree_depth
         if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or not 1 <= depth <= sampler.MAX_TREE_DEPTH:
             raise InputError(f"warmup_tree_depth must be a whole number from 1 to {sampler.MAX_TREE_DEPTH}, got {depth!r}")
+        if self.pool_step_size is not None and self.pool_step_size not in sampler.POOLED_STEP_SIZES:
+            raise InputError(f"pool_step_size must be None or one of {', '.join(sampler.POOLED_STEP_SIZES)}, "
+                             f"got {self.pool_step_size!r}")
         if not (np.isfinite(self.offset_scale) and self.offset_scale > 0):
             raise InputError(f"offset_scale must be a positive number, got {self.offset_scale!r}")
 
@@ -207,7 +215,8 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     ``start_mass``: the inverse mass matrix NUTS's warm-up starts from (``START_MASS``);
     ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (``WARMUP_TREE_DEPTH``);
     ``stacked``: under ``mean_deviations``, one sampled site per role for all partially pooled
-    parameters (``STACKED``; the same model).
+    parameters (``STACKED``; the same model); ``pool_step_size``: each chain's step size after the
+    warm-up capped at the chains' "median" or "min" (``POOL_STEP_SIZE``; the same model).
 
     ``priors`` override the law's priors (population level) or sigma's. ``sampler_settings``: the
     sampler's (``SamplerSettings``; here 4 chains x (500 + 500) at target acceptance 0.9 by
@@ -302,7 +311,8 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     draws = sampler.sample(partial(hierarchical_model, spec), init, data,
                            description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS,
                            latent_scale=LATENT_SCALE, start_mass=start_mass, warmup_tree_depth=int(h.warmup_tree_depth),
-                           start_step_size=step_size, adapt_step_size=warm_start is None or warm_start_mode != "fixed")
+                           start_step_size=step_size, adapt_step_size=warm_start is None or warm_start_mode != "fixed",
+                           pool_step_size=h.pool_step_size)
     samples, extra, loglik = draws.samples, draws.extra, draws.loglik[..., :n]
 
     meta = {
