@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 
@@ -18,20 +19,50 @@ def format_si(x: float) -> str:
     return f"{x:.3g}"
 
 
-def frontier_text(table: pd.DataFrame) -> str:
-    """A human-readable frontier table: median [lo, hi] at the stated level."""
+def frontier_text(table: pd.DataFrame, fitted_compute: float | None = None) -> str:
+    """A human-readable frontier table: median [lo, hi] at the stated level; with
+    ``fitted_compute`` (the largest fitted run's 6ND), budgets beyond it are marked *."""
     level = table["level"].iloc[0]
     header = f"Compute-optimal frontier (median [{level:.0%} interval])"
-    lines = [header, f"{'budget C':>10}  {'N_opt':>24}  {'D_opt':>24}  {'L_opt':>22}  {'tokens/param':>20}"]
+    lines = [header, f"{'budget C':>11}  {'N_opt':>24}  {'D_opt':>24}  {'L_opt':>22}  {'tokens/param':>20}"]
     for _, row in table.iterrows():
         def cell(name, fmt):
             return f"{fmt(row[name + '_median'])} [{fmt(row[name + '_lo'])}, {fmt(row[name + '_hi'])}]"
 
+        mark = "*" if fitted_compute is not None and row["budget"] > fitted_compute else " "
         lines.append(
-            f"{row['budget']:>10.3g}  {cell('N_opt', format_si):>24}  {cell('D_opt', format_si):>24}  "
+            f"{row['budget']:>10.3g}{mark}  {cell('N_opt', format_si):>24}  {cell('D_opt', format_si):>24}  "
             f"{cell('L_opt', lambda v: f'{v:.4f}'):>22}  {cell('tokens_per_param', lambda v: f'{v:.1f}'):>20}"
         )
     return "\n".join(lines)
+
+
+def fitted_compute(posterior) -> float:
+    """The largest fitted run's compute 6ND."""
+    return float(np.max(6.0 * posterior.runs.N * posterior.runs.D))
+
+
+def beyond_notes(posterior, budgets) -> list[str]:
+    """What a reader of a frontier must know about its budgets beyond the fitted runs (marked * by
+    ``frontier_text``): which model answers there, and where the extrapolating model's mean drift of
+    the allocation was learned from loss residuals only (no fold observed an optimum), that its
+    median N_opt there follows a weakly identified direction (docs/extrapolation.md)."""
+    top = fitted_compute(posterior)
+    if not any(b > top for b in budgets):
+        return []
+    extra = posterior.meta.get("extrapolation")
+    if not extra:
+        return [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the {posterior.model} assumes itself exact "
+                "there, so these intervals hold parameter uncertainty only (the default model adds the law's own "
+                "error beyond the runs: docs/extrapolation.md)"]
+    notes = [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the law plus its drift, learned from how the "
+             "law extrapolated within these runs; intervals widen with the distance"]
+    if str(extra.get("allocation mean", "")).startswith("learned from loss residuals only"):
+        notes.append("  N_opt there: no fold of these runs observed an IsoFLOP optimum, so the drift's mean shift of the "
+                     "allocation was learned from loss residuals only and is weakly identified; the median N_opt follows "
+                     "it: read the interval rather than the median (compare --model plain; a budget column lets the folds "
+                     "learn it from IsoFLOP optima: docs/extrapolation.md, 'A limit to know')")
+    return notes
 
 
 def parameters_text(summary: pd.DataFrame) -> str:

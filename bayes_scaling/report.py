@@ -149,22 +149,31 @@ def parameter_table(posterior, diagnosis) -> pd.DataFrame:
 
 def frontier_table(posterior) -> pd.DataFrame:
     """The frontier at the standard budgets as text cells: median [lo, hi]."""
-    from bayes_scaling.formatting import format_si
+    from bayes_scaling.formatting import fitted_compute, format_si
     from bayes_scaling.frontier import STANDARD_BUDGETS
 
     f = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL)
+    top = fitted_compute(posterior)
 
     def cell(row, q, fmt):
         return f"{fmt(row[q + '_median'])} [{fmt(row[q + '_lo'])}, {fmt(row[q + '_hi'])}]"
 
     return pd.DataFrame([
-        {"budget C (FLOPs)": f"{row['budget']:.0e}",
+        {"budget C (FLOPs)": f"{row['budget']:.0e}" + ("*" if row["budget"] > top else ""),
          "N_opt": cell(row, "N_opt", format_si),
          "D_opt": cell(row, "D_opt", format_si),
          "L_opt": cell(row, "L_opt", lambda v: f"{v:.4f}"),
          "tokens / parameter": cell(row, "tokens_per_param", lambda v: f"{v:.1f}")}
         for _, row in f.iterrows()
     ])
+
+
+def frontier_notes(posterior) -> list[str]:
+    """``formatting.beyond_notes`` for the standard budgets (those marked * in the frontier table)."""
+    from bayes_scaling.formatting import beyond_notes
+    from bayes_scaling.frontier import STANDARD_BUDGETS
+
+    return beyond_notes(posterior, STANDARD_BUDGETS)
 
 
 DECISION_BUDGETS = (1e21, 1e23, 1e25)
@@ -331,6 +340,7 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
         "warnings": diagnosis.warnings(),
         "parameters": parameter_table(posterior, diagnosis),
         "frontier": frontier_table(posterior),
+        "frontier_notes": frontier_notes(posterior),
         "decisions": decisions_table(posterior, budgets),
         "decisions_intro": DECISIONS_INTRO.format(model=posterior.model, level=LEVEL),
         "check_lines": check_lines,
@@ -424,7 +434,8 @@ def _html_sections(c: dict, prefix: str, level: int) -> list[str]:
         "".join(f"<p class='warning'>Warning: {esc(w)}</p>" for w in c["warnings"]),
     )
     section("parameters", f"<p>Posterior median and equal-tailed {LEVEL:.0%} interval.</p>", _html_table(c["parameters"]))
-    section("frontier", f"<p>Median [{LEVEL:.0%} interval] under C = 6ND.</p>", _html_table(c["frontier"]))
+    section("frontier", f"<p>Median [{LEVEL:.0%} interval] under C = 6ND.</p>", _html_table(c["frontier"]),
+            "".join(f"<p>{esc(line.strip())}</p>" for line in c["frontier_notes"]))
     section("decisions", f"<p>{esc(c['decisions_intro'])}</p>", _html_table(c["decisions"]))
     section(
         "checks", "".join(f"<p>{esc(line)}</p>" for line in c["check_lines"]),
@@ -495,7 +506,8 @@ def _md_sections(c: dict, level: int, fig_dir: Path, base: Path) -> list[str]:
             _md_table(c["diagnostics"]) if not c["diagnostics"].empty else "Not applicable to this fit (see the verdict).",
             *[f"**Warning:** {w}" for w in c["warnings"]])
     section("parameters", f"Posterior median and equal-tailed {LEVEL:.0%} interval.", _md_table(c["parameters"]))
-    section("frontier", f"Median [{LEVEL:.0%} interval] under C = 6ND.", _md_table(c["frontier"]))
+    section("frontier", f"Median [{LEVEL:.0%} interval] under C = 6ND.", _md_table(c["frontier"]),
+            *[line.strip() for line in c["frontier_notes"]])
     section("decisions", c["decisions_intro"], _md_table(c["decisions"]))
     section("checks", *c["check_lines"],
             "" if c["high_k"] is None else f"{sub} Runs with high Pareto k\n\n{_md_table(c['high_k'])}")

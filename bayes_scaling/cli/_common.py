@@ -7,6 +7,8 @@ import sys
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.formatting import (  # noqa: F401 -- re-exported for the sub-commands
+    beyond_notes,
+    fitted_compute,
     format_si,
     frontier_json,
     frontier_text,

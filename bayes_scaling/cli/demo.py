@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  reference: Hoffmann 2022 {_fmt(HOFFMANN_2022)}")
     print(f"             Epoch 2024    {_fmt(EPOCH_2024)}")
     print()
-    print(_common.frontier_text(post.frontier(sorted({*STANDARD_BUDGETS, CHINCHILLA_BUDGET}), level=0.9)))
+    budgets = sorted({*STANDARD_BUDGETS, CHINCHILLA_BUDGET})
+    print(_common.frontier_text(post.frontier(budgets, level=0.9), _common.fitted_compute(post)))
+    for line in _common.beyond_notes(post, budgets):
+        print(line)
     print()
     try:
         from bayes_scaling.diagnostics import diagnose

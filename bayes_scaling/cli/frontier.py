@@ -66,5 +66,10 @@ def run(args: argparse.Namespace) -> int:
                                           if post.model == "extrapolating" else ""))
         if args.inference_tokens:
             print(f"inference tokens T = {args.inference_tokens:.3g}: budgets are training + inference FLOPs (6ND + 2NT)")
-        print(_common.frontier_text(table))
+        if args.inference_tokens:  # its budgets add inference FLOPs: not comparable to the fitted runs' 6ND
+            print(_common.frontier_text(table))
+            continue
+        print(_common.frontier_text(table, _common.fitted_compute(post)))
+        for line in _common.beyond_notes(post, budgets):
+            print(line)
     return 0

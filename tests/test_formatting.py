@@ -1,0 +1,35 @@
+"""Shared text renderings: the frontier table marks budgets beyond the fitted runs and says how to read them."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+
+from bayes_scaling.formatting import beyond_notes, fitted_compute, frontier_text
+
+
+def _posterior(model: str, allocation_mean: str | None = None):
+    runs = SimpleNamespace(N=np.array([1e8, 1e9]), D=np.array([2e9, 2e10]))  # largest 6ND = 1.2e20
+    meta = {} if allocation_mean is None else {"extrapolation": {"allocation mean": allocation_mean}}
+    return SimpleNamespace(runs=runs, meta=meta, model=model)
+
+
+def _table(budgets):
+    cols = {f"{q}_{s}": 1.0 for q in ("N_opt", "D_opt", "L_opt", "tokens_per_param") for s in ("median", "lo", "hi")}
+    return pd.DataFrame([{"budget": b, "level": 0.9, **cols} for b in budgets])
+
+
+def test_budgets_beyond_the_fitted_runs_are_marked_and_explained():
+    plain = _posterior("plain law")
+    assert fitted_compute(plain) == 1.2e20
+    lines = frontier_text(_table([1e19, 1e21]), fitted_compute(plain)).splitlines()
+    assert lines[2].split()[0] == "1e+19" and lines[3].split()[0] == "1e+21*"
+    assert "*" not in frontier_text(_table([1e19, 1e21])).splitlines()[3]  # no fitted compute given: no marks
+    assert beyond_notes(plain, [1e19, 1e20]) == []  # nothing beyond the runs: nothing to say
+    (note,) = beyond_notes(plain, [1e19, 1e21])
+    assert note.startswith("* beyond the largest fitted run (6ND = 1.2e+20 FLOPs)") and "assumes itself exact" in note
+    learned = _posterior("extrapolating", "learned")
+    assert len(beyond_notes(learned, [1e21])) == 1 and "drift" in beyond_notes(learned, [1e21])[0]
+    loss_only = _posterior("extrapolating", "learned from loss residuals only (no fold observes an optimum): ...")
+    notes = beyond_notes(loss_only, [1e21])
+    assert len(notes) == 2 and "loss residuals only" in notes[1] and "read the interval" in notes[1]
