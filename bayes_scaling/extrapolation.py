@@ -99,13 +99,14 @@ FOLD_OVERLAP = "each"
 FOLD_OVERLAPS = ("each", "once")
 DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
 # Beyond the distances the folds observed, the learned mean of the drift (MEAN_BEYOND):
-# "linear" (default) carries it on at its learned rate per e-fold; "held" keeps what it reached at
-# the farthest distance a fold's held-out run had from that fold's range (per axis: u*_N, u*_D,
-# u*_C), and beyond it each draw's drift rate is its own minus its cell's mean (centred on the law's
-# own rate, the learned spread still growing): the folds measured the mean over those distances only.
-# "mixed": each draw is "held" with probability HELD_SHARE, else "linear" (the folds cannot tell the
-# two apart: within u* they are the same model), so the predictive mixes both continuations.
-MEAN_BEYOND = "linear"
+# "linear" carries it on at its learned rate per e-fold; "held" keeps what it reached at the
+# farthest distance a fold's held-out run had from that fold's range (per axis: u*_N, u*_D, u*_C),
+# and beyond it each draw's rate is its own minus its cell's mean (centred on the law's own rate,
+# the learned spread still growing): the folds measured the mean over those distances only.
+# "mixed" (the default, adopted by bench_extrapolation.py's eleventh run): each draw is "held" with
+# probability HELD_SHARE, else "linear" (the folds cannot tell the two apart: within u* they are the
+# same model), so the predictive mixes both continuations.
+MEAN_BEYOND = "mixed"
 MEAN_BEYONDS = ("linear", "held", "mixed")
 HELD_SHARE = 0.5
 CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" only

@@ -262,24 +262,37 @@ def test_what_loss_only_folds_learn_of_the_shared_mean(monkeypatch):
         fit_nuts(loss_only, seed=0, **SHORT)
 
 
-def test_a_held_mean_stops_at_the_distances_the_folds_saw(chinchilla_fits, monkeypatch, tmp_path):
-    """MEAN_BEYOND "held": the same draws as the default, and the same answers up to the farthest
-    distances the folds observed (u*); beyond them each draw's rate is its own minus its cell's
-    centre, so a draw whose centre is zero answers as the default does everywhere."""
-    _, default = chinchilla_fits
-    monkeypatch.setattr(ex, "MEAN_BEYOND", "held")
-    held = fit_nuts(default.runs, seed=3, **SHORT)
+def test_the_learned_mean_beyond_the_distances_the_folds_saw(chinchilla_fits, monkeypatch, tmp_path):
+    """MEAN_BEYOND: "linear" carries the drift's learned mean on at its rate; "held" stops it at the
+    farthest distances the folds observed (u*), beyond which each draw's rate is its own minus its
+    cell's centre; "mixed" (the default) holds each draw with probability HELD_SHARE. All three share
+    the drift's draws and answer alike within u*; a held draw with a zero centre is a linear one."""
+    _, mixed = chinchilla_fits
+    assert ex.MEAN_BEYOND == "mixed"
+    fits = {}
+    for mode in ("linear", "held"):
+        monkeypatch.setattr(ex, "MEAN_BEYOND", mode)
+        fits[mode] = fit_nuts(mixed.runs, seed=3, **SHORT)
+    linear, held = fits["linear"], fits["held"]
     calibration = held.meta["extrapolation"]
     seen = np.asarray(calibration["range"]["seen"])
     assert seen.shape == (3,) and np.all(seen > 0) and calibration["mean beyond the folds' distances"].startswith("held")
-    (G, ranges), (G0, _) = ex.drift_of(held), ex.drift_of(default)
-    assert G.shape[1] == 8 and np.array_equal(G[:, :4], G0)  # the centres take nothing from the drift's draws
+    assert linear.meta["extrapolation"]["mean beyond the folds' distances"] == "linear"
+    (G, ranges), (G0, _), (Gm, _) = ex.drift_of(held), ex.drift_of(linear), ex.drift_of(mixed)
+    assert G0.shape[1] == 4 and G.shape[1] == Gm.shape[1] == 8
+    assert np.array_equal(G[:, :4], G0) and np.array_equal(Gm[:, :4], G0)  # the centres take nothing from the drift's draws
+    kept_on = np.all(Gm[:, 4:] == 0, axis=1)
+    assert np.array_equal(Gm[~kept_on, 4:], G[~kept_on, 4:]) and abs(kept_on.mean() - (1 - ex.HELD_SHARE)) < 0.1
+    assert "of the draws, linear in the rest" in mixed.meta["extrapolation"]["mean beyond the folds' distances"]
     top = {k: v[1] for k, v in ranges.items() if k != "seen"}
     N_near = np.exp(top["log_N"] + 0.5 * seen[0])  # beyond the fitted runs, within u* on every axis
     D_near = np.exp(min(top["log_D"] + 0.5 * seen[1], top["log_C"] + 0.5 * seen[2] - np.log(6 * N_near)))
-    np.testing.assert_allclose(held.predict([N_near], [D_near], noise=False), default.predict([N_near], [D_near], noise=False))
+    near = {name: post.predict([N_near], [D_near], noise=False) for name, post in (("linear", linear), ("held", held),
+                                                                                  ("mixed", mixed))}
+    np.testing.assert_allclose(near["held"], near["linear"])
+    np.testing.assert_allclose(near["mixed"], near["linear"])
     N_far, D_far = np.exp(top["log_N"] + 3 * seen[0]), np.exp(top["log_D"] + 3 * seen[1])
-    assert not np.allclose(held.predict([N_far], [D_far], noise=False), default.predict([N_far], [D_far], noise=False))
+    assert not np.allclose(held.predict([N_far], [D_far], noise=False), linear.predict([N_far], [D_far], noise=False))
     zero = np.hstack([G[:, :4], np.zeros_like(G[:, :4])])
     th = {k: v[:, None] for k, v in held.theta().items()}
     from bayes_scaling.posterior import compiled_log_loss
@@ -294,16 +307,9 @@ def test_a_held_mean_stops_at_the_distances_the_folds_saw(chinchilla_fits, monke
     held.save(tmp_path / "held")
     loaded = Posterior.load(tmp_path / "held")
     np.testing.assert_allclose(loaded.predict([N_far], [D_far], seed=1), held.predict([N_far], [D_far], seed=1))
-    monkeypatch.setattr(ex, "MEAN_BEYOND", "mixed")  # each draw held with probability HELD_SHARE, else linear
-    mixed = fit_nuts(default.runs, seed=3, **SHORT)
-    Gm = ex.drift_of(mixed)[0]
-    linear = np.all(Gm[:, 4:] == 0, axis=1)
-    assert np.array_equal(Gm[:, :4], G0) and np.array_equal(Gm[~linear, 4:], G[~linear, 4:])
-    assert abs(linear.mean() - (1 - ex.HELD_SHARE)) < 0.1
-    assert "of the draws, linear in the rest" in mixed.meta["extrapolation"]["mean beyond the folds' distances"]
     monkeypatch.setattr(ex, "MEAN_BEYOND", "quadratic")
     with pytest.raises(InputError, match="MEAN_BEYOND must be one of"):
-        fit_nuts(default.runs, seed=3, **SHORT)
+        fit_nuts(mixed.runs, seed=3, **SHORT)
 
 
 def test_the_allocation_basis_shares_only_what_moves_the_loss():
