@@ -155,6 +155,30 @@ def fit_nuts(
     return extrapolation.attach_drift(posterior, scales, seed=s.seed)
 
 
+def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None = None,
+              seed: int | None = None) -> Posterior:
+    """An existing plain-law fit made extrapolation-aware, as ``fit_nuts`` makes its own: the drift
+    calibrated on leave-future-out refits of the fit's own runs (``fit_laplace`` of the plain law,
+    the law's default priors, the fit's likelihood) and attached to its draws
+    (``extrapolation.attach_drift``). For fits that did not come from ``fit_nuts``: each group of a
+    hierarchical fit (``bayes-scaling fit --group-by``; its theta draws stay the hierarchical
+    model's, the drift is the group's own). A fit already extrapolating, or whose law is bound to
+    per-run covariates, is returned as it is."""
+    if posterior.meta.get("model") == extrapolation.MODEL_NAME or hasattr(posterior.law, "for_runs"):
+        return posterior
+    likelihood = Likelihood.from_meta(posterior.meta)
+    runs = posterior.runs
+    capacity = padded_capacity(len(runs))
+    settings = SamplerSettings().replace(init="projection", progress=False)
+
+    def refit(train: Runs) -> Posterior:
+        return _fit(train, law=posterior.law, likelihood=likelihood.kind, nu=likelihood.nu, settings=settings,
+                    laplace=True, capacity=capacity)
+
+    scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
+    return extrapolation.attach_drift(posterior, scales, seed=int(posterior.meta.get("seed", 0) if seed is None else seed))
+
+
 def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",
                 nu: float = DEFAULT_NU, settings: SamplerSettings | None = None, model: str | None = None,
                 misfit_noise: bool | str | None = None, **keywords) -> Posterior:
