@@ -87,10 +87,13 @@ WARMUP_TREE_DEPTH = sampler.MAX_TREE_DEPTH
 # parameters (``models.hierarchical``; a sampler choice, the model is unchanged). Measured under the rule
 # declared in experiments/hierarchical_geometry.py --stacked.
 STACKED = False
-# Default of ``pool_step_size``: None, each chain keeps the step size its warm-up ended with; "median" /
-# "min": capped at the chains' median / smallest (``fitting.sampler.sample``). Measured under the rule
-# declared in experiments/hierarchical_geometry.py --pooled-step-size.
-POOL_STEP_SIZE = None
+# Default of ``pool_step_size``: "min", each chain's step size after the warm-up capped at the chains'
+# smallest (``fitting.sampler.sample``; "median": at their median; None: each chain keeps its own). A
+# sampler choice (the model is unchanged), adopted by the rule declared in experiments/hierarchical_geometry.py
+# --pooled-step-size: on Marin over seeds 0-9, 3 divergences against 61 (the divergent draws of the
+# default sat in the chain whose warm-up ended with the largest step size), smallest min bulk ESS 116
+# against 50, max R-hat 1.051 against 1.074, wall time x1.02.
+POOL_STEP_SIZE = "min"
 LATENT_SCALE = 0.1  # NUTS moves in z / 0.1: the mass-matrix shrinkage is 1e-5 I in the model's coordinates
 # How a fit given ``warm_start`` starts NUTS (``warm_start_mode``): the chains at the previous fit's last
 # draws, and
