@@ -104,7 +104,11 @@ WARM_START_RULE = {"warm_over_cold_median_max": 0.6, "ess_fraction_min": 0.8, "r
 # stays. Issue 14's target is reported apart, per mode: median mode / pooled refit <= 3, 0 divergences,
 # min bulk ESS >= 400 at every counted round. Disclosure: one smoke fit per mode was seen before the rule
 # (runs 3 and 100 dropped, previous fit seed 0, refits seed 1; not a counted round): divergences "draws" 2,
-# "adapted" 23, "fixed" 0; min bulk ESS 497, 251, 374.
+# "adapted" 23, "fixed" 0; min bulk ESS 497, 251, 374. Its first run (each chain kept its own step size;
+# results/bench_hierarchical_warm_modes_own_steps.json) passed no candidate. Rerun, declared before it, with
+# the same rule and rounds under the new default ``pool_step_size="min"`` (adopted by
+# experiments/hierarchical_geometry.py --pooled-step-size meanwhile; it applies to every refit here, cold or
+# warm-started: a carried step size is capped at the chains' smallest after the warm-up too).
 WARM_START_MODES_RULE = {"candidates": ["adapted", "fixed"], "reference": "draws",
                          "ratio_to_reference_max": 0.8, "ess_fraction_min": 0.8, "rhat_max": 1.01,
                          "n_opt_relative_max": 0.03, "target_ratio_to_pooled_max": 3.0, "target_ess_min": 400}
