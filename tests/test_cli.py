@@ -158,3 +158,28 @@ def test_hierarchical_fit_from_csv_then_a_groups_frontier(tmp_path, capsys):
     assert main(["frontier", str(out / "groups" / "comma"), "--budget", "1e22", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["frontier"][0]
     assert row["N_opt"]["lo"] < row["N_opt"]["median"] < row["N_opt"]["hi"]
+
+
+@pytest.mark.slow
+def test_group_by_fits_answer_with_each_groups_drift_when_asked(tmp_path, capsys):
+    """``fit --group-by`` keeps each group's plain hierarchical law by default; ``--model extrapolating``
+    adds each group's own drift (``add_drift``), saved with the group and named in the output."""
+    from bayes_scaling.runs import load_marin
+
+    frame = load_marin().for_fit().frame
+    frame = frame[frame["group"].isin(["comma", "dclm"])][["N", "D", "loss", "group", "budget"]]
+    path = tmp_path / "runs.csv"
+    frame.rename(columns={"group": "dataset"}).to_csv(path, index=False)
+    short = ["--chains", "2", "--draws", "100", "--warmup", "150", "--target-accept", "0.95", "--json"]
+    assert main(["fit", str(path), "--group-by", "dataset", "--out", str(tmp_path / "plain"), *short]) == 0
+    plain = json.loads(capsys.readouterr().out)["members"]
+    assert all(m["model"] == "plain law" for m in plain.values())
+    assert main(["fit", str(path), "--group-by", "dataset", "--out", str(tmp_path / "drift"), "--model", "extrapolating",
+                 *short]) == 0
+    drift = json.loads(capsys.readouterr().out)["members"]
+    assert {name: m["model"] for name, m in drift.items()} == {
+        "groups/comma": "extrapolating", "groups/dclm": "extrapolating", "population": "plain law"}
+    loaded = Posterior.load(tmp_path / "drift" / "groups" / "comma")
+    assert loaded.model == "extrapolating" and loaded.meta["extrapolation"]["folds"] >= 1
+    wide = [Posterior.load(tmp_path / m / "groups" / "comma").frontier([1e23]).iloc[0] for m in ("plain", "drift")]
+    assert wide[1].N_opt_hi / wide[1].N_opt_lo > wide[0].N_opt_hi / wide[0].N_opt_lo  # the drift widens it beyond the runs

@@ -364,3 +364,17 @@ def test_coverage_beyond_the_data_when_the_law_drifts():
     assert default["interval_score_90"].mean() < 0.6 * plain["interval_score_90"].mean()
     exact = Runs(simulate_sweeps(7, 0.0).frame)
     assert backtest(exact, levels=(0.9,)).runs["covered_90"].mean() >= 0.8
+
+
+def test_add_drift_makes_a_plain_fit_what_the_default_fit_is(chinchilla_fits):
+    """``add_drift`` on a plain fit calibrates and attaches the drift as ``fit_nuts`` does for its own
+    default fit (same runs, settings and seed: the same drift, draw for draw); an extrapolating fit
+    comes back as it is."""
+    from bayes_scaling.fitting.nuts import add_drift
+
+    plain, default = chinchilla_fits
+    again = fit_nuts(plain.runs, model="plain", seed=3, **SHORT)
+    drifted = add_drift(again)
+    assert drifted.model == "extrapolating" and drifted.meta["extrapolation"]["folds"] == default.meta["extrapolation"]["folds"]
+    np.testing.assert_array_equal(ex.drift_of(drifted)[0], ex.drift_of(default)[0])
+    assert add_drift(default) is default

@@ -47,9 +47,11 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=["projection", "approach3"], default="projection",
                    help="NUTS starting point: cheap variable projection (default) or the Approach-3 point fit")
     p.add_argument("--bootstrap", type=int, default=0, help="with --method map: bootstrap resamples for intervals")
-    p.add_argument("--model", choices=["extrapolating", "plain"], default="extrapolating",
+    p.add_argument("--model", choices=["extrapolating", "plain"], default=None,
                    help="with --method nuts: 'extrapolating' (default) adds the law's own error beyond the fitted "
-                        "runs, calibrated on leave-future-out refits (docs/extrapolation.md); 'plain': the law alone")
+                        "runs, calibrated on leave-future-out refits (docs/extrapolation.md); 'plain': the law alone. "
+                        "With --group-by the default is 'plain' (each group's hierarchical law); 'extrapolating' adds "
+                        "each group's own drift (docs/hierarchical.md)")
     p.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
     p.add_argument("--include-flagged", action="store_true", help="keep rows flagged as suspect (excluded by default)")
     p.add_argument("--no-unit-check", action="store_true",
@@ -84,14 +86,15 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         from bayes_scaling.laws.data_constrained import DataConstrained
 
         law = DataConstrained.for_runs(selected)
+    model = args.model or "extrapolating"
     _common.info(f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)"
-                 + (", then leave-future-out refits to calibrate the extrapolation model" if args.model != "plain" else "")
+                 + (", then leave-future-out refits to calibrate the extrapolation model" if model != "plain" else "")
                  + "...")
     post = fit_nuts(
         selected, law=law, likelihood=args.likelihood, num_chains=args.chains,
         num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=_common.show_progress(args),
         init_theta=args.init,
-        model=args.model,
+        model=model,
     )
     if "retried" in post.meta:
         _common.info(f"{post.meta['retried']} (smaller steps, to follow the posterior's curvature)")
@@ -175,21 +178,28 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         **({} if args.target_accept is None else {"target_accept": args.target_accept}),
         **({} if args.spread_prior is None else {"spread_prior": args.spread_prior}),
     )
+    groups = fit.groups
+    if args.model == "extrapolating":  # each group's own drift (bench_grouped_extrapolation.py: an option)
+        from bayes_scaling.fitting.nuts import add_drift
+
+        _common.info("calibrating each group's drift beyond its runs on leave-future-out refits...")
+        groups = {name: add_drift(post) for name, post in groups.items()}
     out = Path(args.out)
-    members = save_grouped(out, fit.groups, fit.population, {"pooling": fit.pooling, "group_by": group_by})
+    members = save_grouped(out, groups, fit.population, {"pooling": fit.pooling, "group_by": group_by})
     result = {"pooling": fit.pooling, "diagnostics": fit.diagnostics, "members": {}}
     for name, post in members.items():
         summary = post.summary(args.level)
-        result["members"][name] = {"saved_to": str(out / name), "parameters": _common.parameters_json(summary)}
+        result["members"][name] = {"saved_to": str(out / name), "model": post.model,
+                                   "parameters": _common.parameters_json(summary)}
         if not args.json:
-            print(f"[{name}] ({len(post.runs)} runs) saved to {out / name}")
+            print(f"[{name}] ({len(post.runs)} runs; model: {post.model}) saved to {out / name}")
             print(_common.parameters_text(summary))
     if not args.json:
         print(f"grouped fit saved to {out}: frontier, predict and report read all its groups from it")
     d = fit.diagnostics
     _common.info(f"sampler, whole model: {d['divergences']} divergences, max R-hat {d['max_rhat']:.3f} and min bulk "
                  f"ESS {d['min_ess']:.0f} over its sampled sites, {d['mean_steps']:.0f} leapfrog steps per draw")
-    for name, post in fit.groups.items():
+    for name, post in groups.items():
         print_verdict(post, f"[{name}] ")
     if args.json:
         _common.print_json(result)

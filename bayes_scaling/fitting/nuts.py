@@ -167,16 +167,18 @@ def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None 
     if posterior.meta.get("model") == extrapolation.MODEL_NAME or hasattr(posterior.law, "for_runs"):
         return posterior
     likelihood = Likelihood.from_meta(posterior.meta)
-    runs = posterior.runs
+    runs, meta = posterior.runs, posterior.meta
     capacity = padded_capacity(len(runs))
-    settings = SamplerSettings().replace(init="projection", progress=False)
+    recorded = {field: meta[key] for key, field in (("num_chains", "chains"), ("num_draws", "draws"),
+                                                    ("num_warmup", "warmup"), ("seed", "seed")) if key in meta}
+    settings = SamplerSettings(**recorded).replace(init="projection", progress=False)  # the fit's own, as fit_nuts refits
 
     def refit(train: Runs) -> Posterior:
         return _fit(train, law=posterior.law, likelihood=likelihood.kind, nu=likelihood.nu, settings=settings,
                     laplace=True, capacity=capacity)
 
     scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
-    return extrapolation.attach_drift(posterior, scales, seed=int(posterior.meta.get("seed", 0) if seed is None else seed))
+    return extrapolation.attach_drift(posterior, scales, seed=settings.seed if seed is None else seed)
 
 
 def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",
