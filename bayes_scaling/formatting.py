@@ -37,6 +37,9 @@ def frontier_text(table: pd.DataFrame, fitted_compute: float | None = None) -> s
     return "\n".join(lines)
 
 
+FEW_FOLDS = 3  # the calibration's folds by default (``extrapolation.calibrate``); fewer: too few budgets or runs
+
+
 def fitted_compute(posterior) -> float:
     """The largest fitted run's compute 6ND."""
     return float(np.max(6.0 * posterior.runs.N * posterior.runs.D))
@@ -57,6 +60,11 @@ def beyond_notes(posterior, budgets) -> list[str]:
                 "error beyond the runs: docs/extrapolation.md)"]
     notes = [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the law plus its drift, learned from how the "
              "law extrapolated within these runs; intervals widen with the distance"]
+    if int(extra.get("folds", FEW_FOLDS)) < FEW_FOLDS:
+        notes.append(f"  only {extra.get('folds')} calibration fold(s) (too few budgets or runs for {FEW_FOLDS}): "
+                     "more than 10x beyond the runs these intervals can be far too narrow (fitted on 4 budgets, a "
+                     "drifting law's 90% intervals covered about half of the runs 10-300x beyond: docs/extrapolation.md, "
+                     "'A limit: few fitted budgets')")
     if str(extra.get("allocation mean", "")).startswith("learned from loss residuals only"):
         notes.append("  N_opt there: no fold of these runs observed an IsoFLOP optimum, so the drift's mean shift of the "
                      "allocation was learned from loss residuals only and is weakly identified; the median N_opt follows "

@@ -8,9 +8,9 @@ import pandas as pd
 from bayes_scaling.formatting import beyond_notes, fitted_compute, frontier_text
 
 
-def _posterior(model: str, allocation_mean: str | None = None):
+def _posterior(model: str, allocation_mean: str | None = None, folds: int = 3):
     runs = SimpleNamespace(N=np.array([1e8, 1e9]), D=np.array([2e9, 2e10]))  # largest 6ND = 1.2e20
-    meta = {} if allocation_mean is None else {"extrapolation": {"allocation mean": allocation_mean}}
+    meta = {} if allocation_mean is None else {"extrapolation": {"allocation mean": allocation_mean, "folds": folds}}
     return SimpleNamespace(runs=runs, meta=meta, model=model)
 
 
@@ -33,3 +33,6 @@ def test_budgets_beyond_the_fitted_runs_are_marked_and_explained():
     loss_only = _posterior("extrapolating", "learned from loss residuals only (no fold observes an optimum): ...")
     notes = beyond_notes(loss_only, [1e21])
     assert len(notes) == 2 and "loss residuals only" in notes[1] and "read the interval" in notes[1]
+    few = beyond_notes(_posterior("extrapolating", "learned", folds=2), [1e21])
+    assert len(few) == 2 and few[1].startswith("  only 2 calibration fold(s)")
+
