@@ -44,6 +44,11 @@ scales and of the drift of a new extrapolation, d = mu + e with mu from its post
 e ~ Normal(0, (1 - SHARED) S^2): the predictive integrates over the scales and the learned mean,
 so folds with little to say leave heavy tails rather than false confidence, and folds that agree
 move the answer. No held-out run is ever seen: the folds live inside the runs the fit is given.
+
+Beyond u*, the farthest distance (per axis) that a fold's held-out run had from its fold's range,
+the folds saw nothing: there half of the draws carry the learned mean on and half hold it at u*,
+their rate beyond centred on the law's own (``MEAN_BEYOND`` "mixed"; each draw's d u becomes
+d min(u, u*) + (d - c) max(0, u - u*) when held, c its cell's mean of mu).
 """
 
 from __future__ import annotations
