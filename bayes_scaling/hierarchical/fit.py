@@ -102,7 +102,8 @@ LATENT_SCALE = 0.1  # NUTS moves in z / 0.1: the mass-matrix shrinkage is 1e-5 I
 # * "adapted": the mass matrix and step size each chain's warm-up ended with (``fitting.sampler.adapted``),
 #   the step size adapted again from there over WARM_START_WARMUPS["adapted"] iterations;
 # * "fixed": the same, kept: a WARM_START_WARMUPS["fixed"]-iteration warm-up only moves the chains.
-# Warm-ups shorter than ``fitting.sampler.MASS_ADAPTATION_MIN_WARMUP``: the mass matrix is not adapted.
+# Warm-ups shorter than ``fitting.sampler.MASS_ADAPTATION_MIN_WARMUP``: the mass matrix is not adapted. The
+# step sizes are then capped as in any fit (``pool_step_size``).
 # Measured by experiments/bench_hierarchical.py --warm-start (docs/hierarchical.md).
 WARM_START_WARMUP = 100
 WARM_START_WARMUPS = {"draws": WARM_START_WARMUP, "adapted": 50, "fixed": 25}
