@@ -538,13 +538,15 @@ def decide_cleaner(fits: dict, seeds: list[int], names: list[str], cost: float) 
 
 
 # each chain's step size after the warm-up capped at the chains' smallest (``pool_step_size``; the default first)
-POOLED_STEP_SIZE = {"own step sizes": {}, "capped at the chains' smallest": {"pool_step_size": "min"}}
+# (explicit: "min" has been the default since this part's recorded run)
+POOLED_STEP_SIZE = {"own step sizes": {"pool_step_size": None},
+                    "capped at the chains' smallest": {"pool_step_size": "min"}}
 
 
 def pooled_step_size_part(seeds: list[int]) -> dict:
     """The default against step sizes capped at the chains' smallest (module docstring; one compiling
     fit: the cap is applied between ``advance`` calls, the programs are the default's)."""
-    out = interleaved_fits(POOLED_STEP_SIZE, seeds, {"default": {}})
+    out = interleaved_fits(POOLED_STEP_SIZE, seeds, {"default": POOLED_STEP_SIZE["own step sizes"]})
     out["decision"] = decide_cleaner(out["fits"], seeds, list(POOLED_STEP_SIZE), LONGER_WARMUP_COST)
     return out
 
