@@ -391,38 +391,24 @@ def drifting_simulation(candidates: dict | None = None) -> dict:
     return out
 
 
-def capped_sweeps(seed: int, drift: float, cap: float | None, budgets=np.logspace(18, 22, 9), noise: float = 0.004) -> Runs:
-    """IsoFLOP sweeps (9 sizes per budget) of a Chinchilla law whose exponent alpha grows by ``drift``
-    per e-fold of N past 1e8 parameters, up to N = ``cap`` (None: without end), as the slow test's
-    ``simulate_sweeps`` (``cap`` None is that simulation)."""
-    import pandas as pd
-
-    from bayes_scaling.runs.table import validate_runs
-
-    rng = np.random.default_rng(seed)
-    E, A, B, alpha, beta = 1.8, 400.0, 1500.0, 0.34, 0.33
-    top = np.inf if cap is None else np.log(cap / 1e8)
-    rows = []
-    for C in budgets:
-        for N in 0.1 * np.sqrt(C / 6) * np.logspace(-0.6, 0.6, 9):
-            D = C / (6 * N)
-            a = alpha + drift * min(max(0.0, np.log(N / 1e8)), top)
-            rows.append({"N": N, "D": D, "budget": C, "loss": (E + A / N**a + B / D**beta) * np.exp(noise * rng.standard_normal())})
-    return validate_runs(pd.DataFrame(rows), source_name=f"capped{seed}")
-
-
 def far_simulation() -> dict:
     """Which continuation of the learned mean beyond the folds' distances holds up when the truth
-    keeps drifting, and when it stops? Sweeps of ``capped_sweeps`` (drift 0.03 per e-fold of N past
+    keeps drifting, and when it stops? The slow test's sweeps (``simulate_sweeps``: drift 0.03 per e-fold of N past
     1e8; "continuing": without end, "stopping": none past N = 1e9, the fitted runs' top), three seeds
     each, fitted on the lower 4 of 9 budgets (top 5 held out: up to 300x the fitted compute), scored
     at 90% by the plain law and the extrapolating model with each ``MEAN_BEYOND``. A diagnosis:
     no rule rides on it."""
+    import sys
+
     import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_extrapolation import simulate_sweeps
 
     out = {}
     for truth, cap in (("continuing", None), ("stopping", 1e9)):
-        runs = Runs(pd.concat([capped_sweeps(s, 0.03, cap).frame.assign(group=f"s{s}") for s in range(3)], ignore_index=True))
+        runs = Runs(pd.concat([simulate_sweeps(s, 0.03, cap=cap).frame.assign(group=f"s{s}") for s in range(3)],
+                              ignore_index=True))
         out[truth] = {}
         for name, setting, model in (("plain", None, "plain"), ("linear", "linear-mean", None),
                                      ("held", "held-mean", None), ("mixed (default)", "mixed-mean", None)):

@@ -16,16 +16,19 @@ from bayes_scaling.splits import forward_chain, split_by_compute
 SHORT = dict(num_chains=2, num_warmup=200, num_draws=200)
 
 
-def simulate_sweeps(seed: int, drift: float, budgets=np.logspace(18, 22, 9), noise: float = 0.004) -> Runs:
+def simulate_sweeps(seed: int, drift: float, budgets=np.logspace(18, 22, 9), noise: float = 0.004,
+                    cap: float | None = None) -> Runs:
     """IsoFLOP sweeps (9 sizes per budget) of a Chinchilla law whose exponent alpha grows with
-    scale past 1e8 parameters: alpha(N) = alpha + drift * ln(N / 1e8)+ (drift 0: the law is exact)."""
+    scale past 1e8 parameters: alpha(N) = alpha + drift * ln(N / 1e8)+ (drift 0: the law is exact),
+    up to N = ``cap`` (None: without end; experiments/bench_extrapolation.py --far-simulation)."""
     rng = np.random.default_rng(seed)
     E, A, B, alpha, beta = 1.8, 400.0, 1500.0, 0.34, 0.33
+    top = np.inf if cap is None else np.log(cap / 1e8)
     rows = []
     for C in budgets:
         for N in 0.1 * np.sqrt(C / 6) * np.logspace(-0.6, 0.6, 9):
             D = C / (6 * N)
-            a = alpha + drift * max(0.0, np.log(N / 1e8))
+            a = alpha + drift * min(max(0.0, np.log(N / 1e8)), top)
             loss = (E + A / N**a + B / D**beta) * np.exp(noise * rng.standard_normal())
             rows.append({"N": N, "D": D, "budget": C, "loss": loss})
     return validate_runs(pd.DataFrame(rows), source_name=f"sim{seed}")
