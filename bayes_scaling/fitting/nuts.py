@@ -141,18 +141,27 @@ def fit_nuts(
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     if model == "plain" or hasattr(posterior.law, "for_runs"):
         return posterior  # no refits: "final" is "everywhere"
-    capacity = padded_capacity(len(runs))  # the folds' refits reuse the fit's compiled programs
-    refit_settings = s.replace(init="projection", progress=False)
-
-    def refit(train: Runs) -> Posterior:
-        return _fit(train, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=refit_settings,
-                    laplace=True, capacity=capacity, misfit_noise=mode == "everywhere")
-
-    scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
     if mode != "off":
         posterior.meta["misfit_noise"] = "final" if mode == "final" else True
         posterior.meta["misfit_noise_where"] = MISFIT_WHERE[mode]
-    return extrapolation.attach_drift(posterior, scales, seed=s.seed)
+    return _with_drift(posterior, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=s,
+                       misfit_noise=mode == "everywhere", drift_priors=drift_priors)
+
+
+def _with_drift(posterior: Posterior, runs: Runs, *, law, priors, likelihood: str, nu: float,
+                settings: SamplerSettings, misfit_noise: bool = False, drift_priors=None) -> Posterior:
+    """``posterior`` with the drift calibrated on leave-future-out Laplace refits of ``runs`` (the
+    plain law with these priors, likelihood and sampler settings; they reuse the fit's compiled
+    programs) attached to its draws."""
+    capacity = padded_capacity(len(runs))
+    refit_settings = settings.replace(init="projection", progress=False)
+
+    def refit(train: Runs) -> Posterior:
+        return _fit(train, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=refit_settings,
+                    laplace=True, capacity=capacity, misfit_noise=misfit_noise)
+
+    scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
+    return extrapolation.attach_drift(posterior, scales, seed=settings.seed)
 
 
 def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None = None,
@@ -163,22 +172,18 @@ def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None 
     (``extrapolation.attach_drift``). For fits that did not come from ``fit_nuts``: each group of a
     hierarchical fit (``bayes-scaling fit --group-by``; its theta draws stay the hierarchical
     model's, the drift is the group's own). A fit already extrapolating, or whose law is bound to
-    per-run covariates, is returned as it is."""
+    per-run covariates, is returned as it is. ``seed``: the calibration's and the drift's (default:
+    the fit's own)."""
     if posterior.meta.get("model") == extrapolation.MODEL_NAME or hasattr(posterior.law, "for_runs"):
         return posterior
-    likelihood = Likelihood.from_meta(posterior.meta)
-    runs, meta = posterior.runs, posterior.meta
-    capacity = padded_capacity(len(runs))
+    likelihood, meta = Likelihood.from_meta(posterior.meta), posterior.meta
     recorded = {field: meta[key] for key, field in (("num_chains", "chains"), ("num_draws", "draws"),
                                                     ("num_warmup", "warmup"), ("seed", "seed")) if key in meta}
-    settings = SamplerSettings(**recorded).replace(init="projection", progress=False)  # the fit's own, as fit_nuts refits
-
-    def refit(train: Runs) -> Posterior:
-        return _fit(train, law=posterior.law, likelihood=likelihood.kind, nu=likelihood.nu, settings=settings,
-                    laplace=True, capacity=capacity)
-
-    scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
-    return extrapolation.attach_drift(posterior, scales, seed=settings.seed if seed is None else seed)
+    settings = SamplerSettings(**recorded)  # the fit's own, as fit_nuts refits with its own
+    if seed is not None:
+        settings = settings.replace(seed=seed)
+    return _with_drift(posterior, posterior.runs, law=posterior.law, priors=None, likelihood=likelihood.kind,
+                       nu=likelihood.nu, settings=settings, drift_priors=drift_priors)
 
 
 def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",
