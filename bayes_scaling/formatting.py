@@ -45,11 +45,12 @@ def fitted_compute(posterior) -> float:
     return float(np.max(6.0 * posterior.runs.N * posterior.runs.D))
 
 
-def beyond_notes(posterior, budgets) -> list[str]:
+def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
     """What a reader of a frontier must know about its budgets beyond the fitted runs (marked * by
     ``frontier_text``): which model answers there, and where the extrapolating model's mean drift of
     the allocation was learned from loss residuals only (no fold observed an optimum), that its
-    median N_opt there follows a weakly identified direction (docs/extrapolation.md)."""
+    median N_opt there follows a weakly identified direction (docs/extrapolation.md); ``optima``
+    False (a table of losses, no N_opt) leaves that note out."""
     top = fitted_compute(posterior)
     if not any(b > top for b in budgets):
         return []
@@ -65,7 +66,7 @@ def beyond_notes(posterior, budgets) -> list[str]:
                      "more than 10x beyond the runs these intervals can be far too narrow (fitted on 4 budgets, a "
                      "drifting law's 90% intervals covered about half of the runs 10-300x beyond: docs/extrapolation.md, "
                      "'A limit: few fitted budgets')")
-    if str(extra.get("allocation mean", "")).startswith("learned from loss residuals only"):
+    if optima and str(extra.get("allocation mean", "")).startswith("learned from loss residuals only"):
         notes.append("  N_opt there: no fold of these runs observed an IsoFLOP optimum, so the drift's mean shift of the "
                      "allocation was learned from loss residuals only and is weakly identified; the median N_opt follows "
                      "it: read the interval rather than the median (compare --model plain; a budget column lets the folds "

@@ -35,4 +35,5 @@ def test_budgets_beyond_the_fitted_runs_are_marked_and_explained():
     assert len(notes) == 2 and "loss residuals only" in notes[1] and "read the interval" in notes[1]
     few = beyond_notes(_posterior("extrapolating", "learned", folds=2), [1e21])
     assert len(few) == 2 and few[1].startswith("  only 2 calibration fold(s)")
+    assert len(beyond_notes(loss_only, [1e21], optima=False)) == 1  # a table of losses: no N_opt note
 

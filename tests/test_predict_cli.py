@@ -34,6 +34,16 @@ def test_predict_runs_table_text(fit_dir, tmp_path, capsys):
     assert main(["predict", str(fit_dir), "--runs", str(tmp_path / "new.csv")]) == 0
     text = capsys.readouterr().out
     assert "median [90% interval]" in text and "model:" in text and "runs inside their 90% interval" in text
+    assert "*" not in text  # both runs lie inside the fitted compute: nothing marked, no note
+
+
+def test_predict_marks_points_beyond_the_fitted_runs(fit_dir, capsys):
+    capsys.readouterr()
+    assert main(["predict", str(fit_dir), "--N", "1e9,7e10", "--D", "2e10,1.4e12"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if "[" in line and "]" in line and "interval" not in line]
+    assert len(rows) == 2 and "*" not in rows[0] and "5.88e+23*" in rows[1]  # 6ND beyond the largest fitted run
+    assert any(line.startswith("* beyond the largest fitted run") for line in lines)
 
 
 def test_predict_bad_input_is_one_clear_line(fit_dir, capsys):

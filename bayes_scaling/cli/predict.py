@@ -85,13 +85,17 @@ def _print_table(args: argparse.Namespace, group: str | None, post, table) -> No
     observed = "loss" in table
     print(("" if group is None else f"[{group}] ") + f"Predicted loss (median [{args.level:.0%} interval]; "
           f"model: {table['model'].iloc[0]}; fit {args.fit_dir}, {post.method})")
-    head = f"{'N':>10} {'D':>10} {'C = 6ND':>10}  {'loss':>28}"
+    head = f"{'N':>10} {'D':>10} {'C = 6ND':>10}   {'loss':>28}"
     print(head + ("  observed" if observed else ""))
+    top = _common.fitted_compute(post)
     for r in table.to_dict("records"):
-        line = (f"{_common.format_si(r['N']):>10} {_common.format_si(r['D']):>10} {6 * r['N'] * r['D']:>10.3g}  "
+        C = 6 * r["N"] * r["D"]
+        line = (f"{_common.format_si(r['N']):>10} {_common.format_si(r['D']):>10} {C:>10.3g}{'*' if C > top else ' '}  "
                 f"{r['median']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}]".rjust(28))
         if observed:
             line += f"  {r['loss']:.4f} ({'inside' if r['inside'] else 'outside'})"
         print(line)
     if observed:
         print(f"{table['inside'].mean():.0%} of {len(table)} runs inside their {args.level:.0%} interval")
+    for line in _common.beyond_notes(post, 6 * table["N"] * table["D"], optima=False):
+        print(line)
