@@ -391,13 +391,13 @@ def drifting_simulation(candidates: dict | None = None) -> dict:
     return out
 
 
-def far_simulation() -> dict:
+def far_simulation(candidates: dict | None = None) -> dict:
     """Which continuation of the learned mean beyond the folds' distances holds up when the truth
     keeps drifting, and when it stops? The slow test's sweeps (``simulate_sweeps``: drift 0.03 per e-fold of N past
     1e8; "continuing": without end, "stopping": none past N = 1e9, the fitted runs' top), three seeds
     each, fitted on the lower 4 of 9 budgets (top 5 held out: up to 300x the fitted compute), scored
-    at 90% by the plain law and the extrapolating model with each ``MEAN_BEYOND``. A diagnosis:
-    no rule rides on it."""
+    at 90% by the plain law and the extrapolating model with each ``MEAN_BEYOND``, and ``candidates``
+    (name -> (priors, setting)) beside them. A diagnosis: no rule rides on it."""
     import sys
 
     import pandas as pd
@@ -410,8 +410,10 @@ def far_simulation() -> dict:
         runs = Runs(pd.concat([simulate_sweeps(s, 0.03, cap=cap).frame.assign(group=f"s{s}") for s in range(3)],
                               ignore_index=True))
         out[truth] = {}
-        for name, setting, model in (("plain", None, "plain"), ("linear", "linear-mean", None),
-                                     ("held", "held-mean", None), ("mixed (default)", "mixed-mean", None)):
+        models = [("plain", None, "plain"), ("linear", "linear-mean", None), ("held", "held-mean", None),
+                  ("mixed (default)", "mixed-mean", None)]
+        models += [(name, setting, None) for name, (_, setting) in (candidates or {}).items() if name != "extrapolating"]
+        for name, setting, model in models:
             with variant(setting):
                 t = backtest(runs, fit=None if model is None else (lambda r: fit_nuts(r, model="plain")),
                              top_budgets=5, levels=(LEVEL,)).runs
@@ -919,8 +921,9 @@ def main() -> None:
                         help="why the default fails on Gadre, into results/bench_extrapolation_gadre_diagnosis.json")
     parser.add_argument("--cost-only", action="store_true",
                         help="measure only the cost (and the folds' Laplace bias) into the results file (--out)")
-    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES), metavar="NAME",
-                        help="only these extrapolating candidates (the first is the library default)")
+    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None, metavar="NAME",
+                        help="only these extrapolating candidates (the first is the library default; default: all; "
+                             "with --far-simulation: none unless given)")
     parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES),
                         help="only these sources (the rule is then judged on them)")
     parser.add_argument("--out", type=Path, default=OUT, help="results file")
@@ -950,7 +953,7 @@ def main() -> None:
     parser.add_argument("--cost-results", type=Path, default=None,
                         help="with --judge: a --cost-only results file whose candidate_cost_chinchilla gives rule (f) (ninth run)")
     args = parser.parse_args()
-    candidates = {name: CANDIDATES[name] for name in args.candidates}
+    candidates = {name: CANDIDATES[name] for name in (args.candidates or CANDIDATES)}
     bayes_scaling.configure()
     diagnoses = {  # flag: (diagnosis, its results file, print it)
         "misfit_geometry": (misfit_geometry, "bench_extrapolation_misfit_geometry.json", False),
@@ -958,11 +961,12 @@ def main() -> None:
         "misfit_final_diagnosis": (misfit_final_diagnosis, "bench_extrapolation_misfit_final_diagnosis.json", False),
         "diagnose_gadre": (gadre_diagnosis, "bench_extrapolation_gadre_diagnosis.json", True),
         "chinchilla_far_optima": (chinchilla_far_optima, "bench_extrapolation_chinchilla_far_optima.json", True),
-        "far_simulation": (far_simulation, "bench_extrapolation_far_simulation.json", False),
+        "far_simulation": (lambda: far_simulation(candidates if args.candidates else None),
+                           "bench_extrapolation_far_simulation.json", False),
     }
     for flag, (diagnose, name, show) in diagnoses.items():
         if getattr(args, flag):
-            path = OUT.parent / name
+            path = args.out if args.out != OUT else OUT.parent / name
             path.write_text(json.dumps(diagnose(), indent=1))
             if show:
                 print(path.read_text())
