@@ -227,6 +227,15 @@ CANDIDATES = {
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
+DIAGNOSIS_HELP = {  # the diagnosis flags (each writes its own results file; ``main``'s dispatch table)
+    "diagnose_gadre": "why the default fails on Gadre, into results/bench_extrapolation_gadre_diagnosis.json",
+    "misfit_geometry": "the misfit noise's band against a zero-width one, into results/bench_extrapolation_misfit_geometry.json",
+    "misfit_chinchilla": "the misfit noise on Chinchilla by tokens per parameter, into results/bench_extrapolation_misfit_chinchilla.json",
+    "misfit_final_diagnosis": "the misfit noise in the final fit only against the default, per group, into "
+                              "results/bench_extrapolation_misfit_final_diagnosis.json",
+    "chinchilla_far_optima": "Chinchilla's far split: each model's N_opt interval at the held-out inferred IsoFLOP slices",
+    "far_simulation": "drifting-law sweeps, fitted on 4 of 9 budgets: each MEAN_BEYOND when the drift goes on or stops",
+}
 FAR_SPLITS = {"chinchilla": {"fraction": 0.5}, "marin": {}, "porian": {"top_budgets": 6}, "gadre": {"fraction": 0.5}}
 
 
@@ -917,8 +926,6 @@ def main() -> None:
                         help="measure only Chinchilla's frontier (default, and without inferred slices by LOSS_ONLY_MEAN) into --out")
     parser.add_argument("--slices-only", action="store_true",
                         help="Chinchilla's inferred IsoFLOP slices against the plain law's N_opt, into --out")
-    parser.add_argument("--diagnose-gadre", action="store_true",
-                        help="why the default fails on Gadre, into results/bench_extrapolation_gadre_diagnosis.json")
     parser.add_argument("--cost-only", action="store_true",
                         help="measure only the cost (and the folds' Laplace bias) into the results file (--out)")
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None, metavar="NAME",
@@ -937,17 +944,8 @@ def main() -> None:
     parser.add_argument("--candidate-diagnostics", action="store_true",
                         help="also diagnose a fit of every group's full data under each candidate (rule (e), seventh run) "
                              "and time the candidates against the plain law on Chinchilla")
-    parser.add_argument("--misfit-geometry", action="store_true",
-                        help="the misfit noise's band against a zero-width one, into results/bench_extrapolation_misfit_geometry.json")
-    parser.add_argument("--misfit-chinchilla", action="store_true",
-                        help="the misfit noise on Chinchilla by tokens per parameter, into results/bench_extrapolation_misfit_chinchilla.json")
-    parser.add_argument("--misfit-final-diagnosis", action="store_true",
-                        help="the misfit noise in the final fit only against the default, per group, into "
-                             "results/bench_extrapolation_misfit_final_diagnosis.json")
-    parser.add_argument("--chinchilla-far-optima", action="store_true",
-                        help="Chinchilla's far split: each model's N_opt interval at the held-out inferred IsoFLOP slices")
-    parser.add_argument("--far-simulation", action="store_true",
-                        help="drifting-law sweeps, fitted on 4 of 9 budgets: each MEAN_BEYOND when the drift goes on or stops")
+    for flag, text in DIAGNOSIS_HELP.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
     parser.add_argument("--judge", action="store_true",
                         help="judge the adoption rule on the results file --out and --simulation-results, into --out")
     parser.add_argument("--cost-results", type=Path, default=None,
