@@ -125,6 +125,7 @@ REGION_BAND_VARIANTS = ("shape_region",)
 # DEV_MARGIN, and (b) its 90% coverage at 10% lies in 80-97% on at least as many sources as ``ours``'.
 # Otherwise it stays an option, measured and documented.
 RULE_VARIANTS = ("ours_shape", "ours_shape_region")  # the variants the adoption rule above is applied to
+RULE_BASELINE = "model"  # the ``ours`` the rules compare with; with another ``ours`` (v5 on) they are not applied
 DECLARED_VARIANTS = ("model", "law", "law_misfit", "law_kappa")  # the development rule's set; the model_*
 # variants (the misfit term on the model's own draws) were added after it had run: exploratory only
 # Development (``--develop``), declared before its results were complete: seeds 100-102 (not the
@@ -378,7 +379,8 @@ def summarise(groups: list[dict], settings: PoolSettings) -> dict:
 
 
 def conclude(results: dict, settings: PoolSettings) -> None:
-    """Summary, the issue's verdict and, with ``ours_shape`` run, its verdict and adoption rule."""
+    """Summary, the issue's verdict and, with ``ours_shape`` run, its verdict and adoption rule (the
+    rule only where ``ours`` is the ``model`` variant, the baseline the rules were declared against)."""
     results["summary"] = summarise(results["groups"], settings)
     results["verdict"] = verdict(results["summary"], settings)
     variants = [k for k in RULE_VARIANTS if k in settings.strategies]
@@ -387,7 +389,8 @@ def conclude(results: dict, settings: PoolSettings) -> None:
             suffix = k[len("ours"):]
             results[f"verdict{suffix}"] = verdict(results["summary"], settings, ours=k,
                                                   exclude=("ours", *(v for v in variants if v != k)))
-            results[f"{suffix[1:]}_rule"] = shape_rule(results["summary"], k)
+            if settings.ours_variant == RULE_BASELINE:
+                results[f"{suffix[1:]}_rule"] = shape_rule(results["summary"], k)
 
 
 def shape_rule(summary: dict, variant: str = "ours_shape") -> dict:
@@ -740,7 +743,8 @@ def docs_section(results: dict, name: str = "bench_design_pool.json") -> str:
     s = results.get("settings", {})
     lines = [f"Machine: {results.get('machine', '?')}. Seeds per source: the seeds every group of the source "
              f"finished (below); strategies and settings: `experiments/design_pool.py` "
-             f"(`bench_design.py --pool`), results `experiments/results/{name}`.", ""]
+             f"(`bench_design.py --pool`), results `experiments/results/{name}`; `ours` is the "
+             f"`{s.get('ours_variant', 'model')}` variant.", ""]
     for source, summary in results.get("summary", {}).items():
         t = summary["table"]
         lines += [f"**{source}** ({summary['groups']} group{'s' if summary['groups'] > 1 else ''}, "
