@@ -288,20 +288,26 @@ def _starting_point(law: Law, runs: Runs, init_theta) -> dict:
 def jittered_init(law: Law, theta0, centre, runs: Runs, num_chains: int, seed: int) -> dict:
     """Unconstrained starting points: the point estimate plus N(0, 0.05^2) jitter per chain."""
     theta0 = {k: np.float64(v) for k, v in theta0.items() if k in law.param_names}
-    latent = _latent_start(law)(theta0, np.asarray(centre, np.float64), runs.N, runs.D, np.log(runs.loss))
+    capacity = len(runs) if hasattr(law, "for_runs") else padded_capacity(len(runs))  # as ``_fit``'s data
+    N, D, centre, log_loss, mask = padded_args(runs.N, runs.D, np.log(runs.loss), centre, capacity)
+    latent = _latent_start(law)(theta0, centre, N, D, log_loss, mask)
     return sampler.jitter({k: float(v) for k, v in latent.items()}, num_chains, seed)
 
 
 def _latent_start(law: Law):
     """One compiled program (not a dozen eager ops, each compiled on its own in every process) for
-    the latent point of theta and the log of its residual standard deviation as sigma; kept per law
+    the latent point of theta and the log of its residual standard deviation as sigma, the rows
+    padded as the sampler's (``padded_args``: folds of different sizes share it); kept per law
     family and name (``get_law`` gives a new instance per call), like the samplers."""
     key = (type(law), law.name)
     if key not in _LATENT_STARTS:
-        def start(theta, centre, N, D, log_loss):
+        def start(theta, centre, N, D, log_loss, mask):
             latent = law.latent_from_natural(theta, (centre[0], centre[1]))
             resid = log_loss - law.log_loss(theta, N, D)
-            return {**latent, "sigma": jnp.log(jnp.clip(jnp.std(resid), 1e-3, 0.5))}
+            n = mask.sum()
+            mean = jnp.where(mask, resid, 0.0).sum() / n
+            sd = jnp.sqrt(jnp.where(mask, (resid - mean) ** 2, 0.0).sum() / n)
+            return {**latent, "sigma": jnp.log(jnp.clip(sd, 1e-3, 0.5))}
 
         _LATENT_STARTS[key] = jax.jit(start)
     return _LATENT_STARTS[key]
