@@ -146,6 +146,31 @@ default's seeds 5-9 from ``--more-seeds`` were seen before it was written):
   default fit's at the same seed, and (e) its summed whole-fit wall time is at most 1.35x the
   default's (interleaved, same process). If both pass, the shorter warm-up.
 
+``--pilot``: the warm-up started from a variational pilot (``start_mass="pilot"``: NumPyro's SVI with
+``AutoMultivariateNormal`` in NUTS's coordinates, ``fitting.pilot``; its covariance the starting
+inverse mass matrix, the chains started at draws from it; the same model) against the default
+(``start_mass="laplace"``), with 500 and with 250 warm-up iterations (500 draws each), at seeds 0-9,
+interleaved in one process (per seed: a pooled refit of the same runs, ``fit_nuts``'s default, then the
+default and the two pilot variants), after one untimed compiling fit of each; per fit the wall and
+process CPU seconds, diagnostics, leapfrog steps per warm-up iteration and per draw, the load, and the
+in-process refit ratio to the pooled refit at the same seed. Writes experiments/results/hierarchical_pilot.json.
+
+DECISION RULE for the pilot (declared and committed before this part's 10-seed run; disclosure: one
+exploratory interleaved triple at seed 0, not a results file, at load 4-8: default 292 warm-up steps
+per iteration, 127 per draw, 1 divergence, max R-hat 1.009, min bulk ESS 419; pilot 197, 129, 0, 1.018,
+279; pilot with 250 warm-up iterations 301, 159, 0, 1.005, 351; and two fits with the pilot's matrix
+kept through the warm-up (no mass adaptation), 229-271 steps per draw, R-hat 1.05-1.12, ESS 57-60, so
+that variant is not run here):
+  a pilot variant becomes the hierarchical default (``hierarchical.fit.START_MASS = "pilot"``, and the
+  warm-up length in ``hierarchical.fit.SAMPLER_DEFAULTS`` for the shorter one) if, over seeds 0-9,
+  (a) its divergences summed over the seeds are no more than the default's, (b) at least as many seeds
+  have max R-hat <= 1.01 as under the default, (c) at least as many seeds have min bulk ESS >= 400 as
+  under the default, (d) (the same model) for each group, the median over the seeds of its posterior
+  median N_opt(1e22) is within 2% of the default's, and (e) its median whole-fit wall time over the
+  seeds is at most 0.7x the default's (interleaved, same process). If both pass, the one with the lower
+  median wall time. Issue 14's target is reported apart: median refit ratio to the pooled refit <= 3,
+  0 divergences and min bulk ESS >= 400 at seeds 0-4.
+
 Writes experiments/results/hierarchical_geometry.json. Usage:
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py [--seeds 0 1]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --mean-deviations [--seeds 0 1 2 3 4]
@@ -155,6 +180,7 @@ Writes experiments/results/hierarchical_geometry.json. Usage:
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --stacked [--seeds 0 1 2 3 4]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --more-seeds [--seeds 5 6 7 8 9]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --longer-warmup [--seeds 0 1 ... 9]
+    nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --pilot [--seeds 0 1 ... 9]
 """
 
 from __future__ import annotations
@@ -169,11 +195,13 @@ from pathlib import Path
 import numpy as np
 
 from bayes_scaling.fitting import sampler
+from bayes_scaling.fitting.nuts import fit_nuts
 from bayes_scaling.hierarchical import fit as hierarchical_fit
 from bayes_scaling.hierarchical import fit_hierarchical
 from bayes_scaling.runs import load_marin
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hierarchical_geometry.json"
+RESULTS_PILOT = RESULTS.with_name("hierarchical_pilot.json")
 DEFAULT = "default (free offsets by budget)"  # the per-group sampler (``mean_deviations=False``)
 ABSORBED = "free offsets, level absorbed"
 # (each with the per-group sampler, the default when this part was recorded)
@@ -185,14 +213,16 @@ N_OPT_TOLERANCE = 0.03
 
 
 def one_fit(runs, seed: int, options: dict) -> dict:
-    """One hierarchical fit: its seconds, diagnostics and each group's median N_opt(BUDGET)."""
-    start = time.perf_counter()
+    """One hierarchical fit: its wall and process CPU seconds, diagnostics and each group's median
+    N_opt(BUDGET)."""
+    start, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = fit_hierarchical(runs, seed=seed, **options)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     table = fit.frontier([BUDGET])
     table = table[table["group"].isin(sorted(fit.groups))]
-    return {"seconds": time.perf_counter() - start, **fit.diagnostics, "groups": list(table["group"]),
+    return {"seconds": seconds, "cpu_seconds": cpu, **fit.diagnostics, "groups": list(table["group"]),
             "N_opt_median": [float(v) for v in np.asarray(table["N_opt_median"])]}
 
 
@@ -558,10 +588,21 @@ def longer_warmup_part(seeds: list[int]) -> dict:
     return out
 
 
-def interleaved_fits(variants: dict, seeds: list[int], compile_first: dict) -> dict:
+def pooled_fit(runs, seed: int) -> dict:
+    """A pooled fit (``fit_nuts``'s default) of ``runs``: its wall and process CPU seconds."""
+    start, cpu = time.perf_counter(), time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_nuts(runs, seed=seed)
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+
+
+def interleaved_fits(variants: dict, seeds: list[int], compile_first: dict, pooled: bool = False) -> dict:
     """Fits of each variant (name -> ``fit_hierarchical`` options) at each seed, interleaved in one
     process (per seed, the variants in order), after untimed seed-100 fits (``compile_first``: name ->
-    options) that compile the programs; each fit with its warm-up's leapfrog steps per iteration."""
+    options) that compile the programs; each fit with its warm-up's leapfrog steps per iteration.
+    ``pooled``: each seed starts with a pooled refit of the same runs (``pooled_fit``; one untimed
+    compiling fit first), and each hierarchical fit gets its wall-time ratio to it."""
     runs = load_marin().for_fit()
     captured = {}
     original = sampler.sample
@@ -575,12 +616,19 @@ def interleaved_fits(variants: dict, seeds: list[int], compile_first: dict) -> d
            "seeds": seeds, "fits": {name: {} for name in variants}, "compiling_fit_seconds": {}}
     hierarchical_fit.sampler.sample = keep
     try:
+        if pooled:
+            out["compiling_fit_seconds"]["pooled"] = pooled_fit(runs, 100)["seconds"]
+            out["pooled"] = {}
         for name, options in compile_first.items():
             out["compiling_fit_seconds"][name] = one_fit(runs, 100, options)["seconds"]
         for seed in seeds:
+            if pooled:
+                out["pooled"][seed] = {**pooled_fit(runs, seed), "load": os.getloadavg()[0]}
             for name, options in variants.items():
                 fit = one_fit(runs, seed, options)
                 out["fits"][name][seed] = {**fit, "warmup_steps": captured["warmup_steps"], "load": os.getloadavg()[0]}
+                if pooled:
+                    out["fits"][name][seed]["ratio_to_pooled"] = fit["seconds"] / out["pooled"][seed]["seconds"]
                 print(name, seed, out["fits"][name][seed], flush=True)
     finally:
         hierarchical_fit.sampler.sample = original
@@ -619,6 +667,70 @@ def warmup_depth_part(seeds: list[int]) -> dict:
     return out
 
 
+# the warm-up's start: name -> fit_hierarchical options (the default first)
+PILOT_VARIANTS = {"laplace (default)": {}, "pilot": {"start_mass": "pilot"},
+                  "pilot, warm-up 250": {"start_mass": "pilot", "num_warmup": 250}}
+PILOT_N_OPT_TOLERANCE = 0.02
+PILOT_WALL_MAX = 0.7
+
+
+def decide_pilot(fits: dict, seeds: list[int]) -> dict:
+    """The declared rule for the pilot (module docstring) on the recorded fits (``fits[name][seed]``),
+    and issue 14's target per variant (reported apart, no decision)."""
+    names = list(PILOT_VARIANTS)
+    base = fits[names[0]]
+
+    def count(rows, test):
+        return sum(bool(test(rows[s])) for s in seeds)
+
+    def group_medians(rows):
+        return np.median([rows[s]["N_opt_median"] for s in seeds], axis=0)
+
+    out = {}
+    for name in names[1:]:
+        new = fits[name]
+        wall = float(np.median([new[s]["seconds"] for s in seeds]) / np.median([base[s]["seconds"] for s in seeds]))
+        checks = {
+            "no_more_divergences": sum(new[s]["divergences"] for s in seeds) <= sum(base[s]["divergences"] for s in seeds),
+            "rhat_ok_on_as_many_seeds": count(new, lambda f: f["max_rhat"] <= RHAT_LIMIT)
+            >= count(base, lambda f: f["max_rhat"] <= RHAT_LIMIT),
+            "ess_400_on_as_many_seeds": count(new, lambda f: f["min_ess"] >= ESS_TARGET)
+            >= count(base, lambda f: f["min_ess"] >= ESS_TARGET),
+            "same_N_opt_within_2pct": bool(np.all(np.abs(group_medians(new) / group_medians(base) - 1)
+                                                  <= PILOT_N_OPT_TOLERANCE)),
+            "median_wall_at_most_0_7x": wall <= PILOT_WALL_MAX,
+        }
+        out[name] = {**checks, "median_wall_ratio": wall, "passes": all(checks.values())}
+    passing = [(out[name]["median_wall_ratio"], name) for name in names[1:] if out[name]["passes"]]
+    out["default"] = min(passing)[1] if passing else names[0]
+    return out
+
+
+def issue_target(fits: dict, seeds: list[int]) -> dict:
+    """Issue 14's target per variant: median refit ratio to the pooled refit <= 3; 0 divergences and
+    min bulk ESS >= 400 at seeds 0-4 (those run here)."""
+    first = [s for s in seeds if s <= 4]
+    out = {}
+    for name, rows in fits.items():
+        ratio = float(np.median([rows[s]["ratio_to_pooled"] for s in seeds]))
+        out[name] = {"median_ratio_to_pooled": ratio, "divergences_seeds_0_4": sum(rows[s]["divergences"] for s in first),
+                     "min_ess_seeds_0_4": min(rows[s]["min_ess"] for s in first),
+                     "met": ratio <= 3 and all(rows[s]["divergences"] == 0 and rows[s]["min_ess"] >= ESS_TARGET
+                                               for s in first)}
+    return out
+
+
+def pilot_part(seeds: list[int]) -> dict:
+    """The default warm-up start against the variational pilot's (module docstring)."""
+    out = {"variants": PILOT_VARIANTS,
+           **interleaved_fits(PILOT_VARIANTS, seeds, {name: PILOT_VARIANTS[name] for name in PILOT_VARIANTS},
+                              pooled=True)}
+    out["load_at_end"] = os.getloadavg()[0]
+    out["decision"] = decide_pilot(out["fits"], seeds)
+    out["issue_14_target"] = issue_target(out["fits"], seeds)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
@@ -631,10 +743,18 @@ def main() -> int:
     parser.add_argument("--longer-warmup", action="store_true", help="the longer warm-up part only")
     parser.add_argument("--pooled-step-size", action="store_true",
                         help="step sizes capped at the chains' smallest against the default, seeds 0-9")
+    parser.add_argument("--pilot", action="store_true",
+                        help="the variational pilot's warm-up start against the default, seeds 0-9 (own results file)")
     parser.add_argument("--diagnose-seeds", action="store_true",
                         help="the default per chain at seeds 5 and 9 (or --seeds; no decision)")
     args = parser.parse_args()
     seeds = args.seeds or [0, 1, 2, 3, 4]
+    if args.pilot:
+        part = pilot_part(args.seeds or list(range(10)))
+        print("decision:", json.dumps(part["decision"]), "\nissue 14:", json.dumps(part["issue_14_target"]))
+        RESULTS_PILOT.write_text(json.dumps(part, indent=2))
+        print(f"wrote {RESULTS_PILOT}")
+        return 0
     parts = {"warmup_depth": (args.warmup_depth, lambda: warmup_depth_part(seeds)),
              "stacked": (args.stacked, lambda: stacked_part(seeds)),
              "longer_warmup": (args.longer_warmup, lambda: longer_warmup_part(args.seeds or list(range(10)))),

@@ -40,7 +40,7 @@ from numpyro.infer import NUTS
 from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
 from bayes_scaling._jax_setup import configure
-from bayes_scaling.fitting import sampler_cache
+from bayes_scaling.fitting import pilot, sampler_cache
 from bayes_scaling.fitting.settings import TARGET_ACCEPT, SamplerSettings
 
 NEWTON_STEPS = 8  # towards the mode, for the Laplace mass matrix
@@ -54,7 +54,7 @@ JITTER = 0.05  # sd of the per-chain jitter of a starting point, in unconstraine
 _RUN_ONCE = {"xla_backend_optimization_level": 0}
 # XLA options of each program: potential, start, advance, finish
 PROGRAM_OPTIONS = (_RUN_ONCE, _RUN_ONCE, None, None)
-START_MASSES = ("laplace", "diagonal", "identity")  # ``sample``'s starting inverse mass matrices
+START_MASSES = ("laplace", "diagonal", "identity", "pilot")  # ``sample``'s starting inverse mass matrices
 POOLED_STEP_SIZES = ("median", "min")  # ``sample``'s ``pool_step_size``: the chains' statistic capping each one's
 MAX_TREE_DEPTH = 10  # NumPyro's default: at most 2^10 - 1 leapfrog steps per transition
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
@@ -123,7 +123,9 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
     the adapted mass matrix towards 1e-3 I is 1e-3 c^2 I in z: small against posterior directions
     narrower than its 0.03 (c = 1: the model's own coordinates). ``start_mass``: the inverse mass
     matrix the warm-up starts from (``START_MASSES``): "laplace" (dense, the default), "diagonal"
-    (its diagonal only) or "identity" (NumPyro's own start, in NUTS's coordinates u), or a matrix
+    (its diagonal only), "identity" (NumPyro's own start, in NUTS's coordinates u), "pilot" (the
+    covariance of a variational pilot, ``fitting.pilot``, the chains then starting at draws from it
+    instead of ``init``, which only places the pilot's start), or a matrix
     (n, n) or one per chain (chains, n, n) in NUTS's coordinates u (a previous run's: ``warm_start``;
     an input of the compiled ``start``, so no new compile).
     ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (NumPyro's ``max_tree_depth``
@@ -152,6 +154,9 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
             raise ValueError(f"start_step_size must be positive and finite, got {start_step_size}")
     configure()
     data = tuple(np.asarray(a) for a in data)
+    if isinstance(start_mass, str) and start_mass == "pilot" and not laplace:
+        init, start_mass = pilot.pilot_start(model, init, data, description=description, chains=settings.chains,
+                                             seed=settings.seed, latent_scale=latent_scale)
     sampler = compiled_sampler(model, description, data, settings.chains, settings.warmup, settings.draws,
                                settings.target_accept, regularize_mass, adapt_mass, latent_scale, warmup_tree_depth,
                                start_step_size is not None, bool(adapt_step_size), pool_step_size)
