@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -92,3 +93,33 @@ def test_backtest_cli_top_budgets_without_a_budget_column(capsys):
 def test_backtest_cli_refuses_a_law_bound_to_the_fitted_runs(capsys):
     assert main(["backtest", "gadre", "--law", "data_constrained", *SHORT]) == 2
     assert "cannot predict held-out runs yet" in capsys.readouterr().err
+
+
+def _saved_draws(tmp_path, name: str, shift: float) -> str:
+    """A saved fit of independent Gaussian draws near the 2024 fit; chain 0 moved by ``shift`` in E."""
+    from bayes_scaling.fitting.posterior_build import build_posterior
+    from bayes_scaling.laws import Chinchilla
+    from bayes_scaling.laws.chinchilla import EPOCH_2024
+    from bayes_scaling.runs import load_chinchilla
+
+    runs = load_chinchilla().for_fit()
+    rng = np.random.default_rng(0)
+    samples = {k: EPOCH_2024[k] * (1 + 1e-3 * rng.standard_normal((4, 300))) for k in ("E", "A", "B", "alpha", "beta")}
+    samples["sigma"] = 0.005 * (1 + 0.05 * rng.standard_normal((4, 300)))
+    samples["E"][0] += shift
+    extra = {"diverging": np.zeros((4, 300), bool), "num_steps": np.full((4, 300), 15),
+             "energy": rng.standard_normal((4, 300)), "accept_prob": np.full((4, 300), 0.85)}
+    extra["potential_energy"] = -extra["energy"]
+    post = build_posterior(Chinchilla(), runs, samples, extra, None, method="nuts", meta={"likelihood": "normal"})
+    return str(post.save(tmp_path / name))
+
+
+@pytest.mark.parametrize("command", [["frontier", "--budget", "1e22"], ["predict", "--N", "1e9", "--D", "2e10"],
+                                     ["decide", "--budget", "1e22"]])
+def test_answers_from_a_fit_that_failed_its_checks_say_so(tmp_path, capsys, command):
+    bad, good = _saved_draws(tmp_path, "bad", shift=0.05), _saved_draws(tmp_path, "good", shift=0.0)
+    assert main([command[0], bad, *command[1:]]) == 0
+    err = capsys.readouterr().err
+    assert "warning: this fit failed its sampler checks (R-hat" in err and "do not trust its intervals" in err
+    assert main([command[0], good, *command[1:]]) == 0
+    assert "failed its sampler checks" not in capsys.readouterr().err

@@ -56,6 +56,24 @@ def info(message: str) -> None:
 
 _status_line = {"shown": False}  # a ticker's line is on the terminal now
 
+CHECK_NAMES = {"r_hat": "R-hat", "ess_bulk": "bulk ESS", "ess_tail": "tail ESS", "divergences": "divergences",
+               "bfmi": "E-BFMI", "tree_depth": "tree depth"}
+
+
+def warn_untrusted(fits) -> None:
+    """A saved fit whose sampler checks failed still answers, but says so on stderr first: a table
+    read days after the fit must not lose its verdict. ``fits``: ``grouped.load_fits``'s pairs."""
+    from bayes_scaling.diagnostics import diagnose
+
+    for group, post in fits:
+        diagnosis = diagnose(post)
+        if diagnosis.applicable and not diagnosis.ok:
+            failed = ", ".join(dict.fromkeys(CHECK_NAMES.get(p.check, p.check) for p in diagnosis.problems
+                                             if not p.efficiency))
+            info(("" if group is None else f"[{group}] ") + f"warning: this fit failed its sampler checks ({failed}): "
+                 "do not trust its intervals yet ('bayes-scaling report' shows the checks; refit with more warm-up "
+                 "and draws, e.g. --warmup 1000 --draws 2000)")
+
 
 def show_progress(args=None) -> bool:
     """Whether a command draws progress bars: stderr is a terminal and no ``--json`` was given."""

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.N is not None and not (args.N > 0 and args.D > 0):
         raise InputError(f"--N and --D must be positive, got {args.N:g} and {args.D:g}")
     fits = load_fits(args.fit_dir)
+    _common.warn_untrusted(fits)
     if any(hasattr(post.law, "with_unique_tokens") for _, post in fits):
         raise InputError("this fit's law is data-constrained (per-run unique tokens); decide reads plain-law fits")
     answers = [{**({} if group is None else {"group": group}), **answer(post, args)} for group, post in fits]

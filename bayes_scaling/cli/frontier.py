@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.level < 1:
         raise InputError(f"--level must lie in (0, 1), got {args.level}")
     fits = load_fits(args.fit_dir)
+    _common.warn_untrusted(fits)
     budgets = args.budget or list(STANDARD_BUDGETS)
     answers = []
     for group, post in fits:

@@ -190,6 +190,7 @@ def _from_fit(args, directory):
     if (args.target_budget is None and args.target is None) or (args.target_budget is not None and not args.target_budget > 0):
         raise InputError("a saved fit needs --target-budget C* (positive FLOPs) or --target TARGET.csv")
     post = Posterior.load(directory)
+    _common.warn_untrusted([(None, post)])
     if post.num_draws < 2 or "sigma" not in post.idata["posterior"]:
         raise InputError(f"{directory} holds {post.num_draws} draw(s) without sigma; planning needs a posterior "
                          "(bayes-scaling fit --method nuts)")

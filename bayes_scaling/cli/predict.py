@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if len(N) == 0 or len(N) != len(D):
             raise InputError(f"--N and --D need one value each per point, got {len(N)} N and {len(D)} D")
     fits = load_fits(args.fit_dir)
+    _common.warn_untrusted(fits)
     answers = []
     for group, post in fits:
         if hasattr(post.law, "with_unique_tokens"):
