@@ -36,6 +36,10 @@ DEFAULT_MAX_TREE_DEPTH = 10  # NumPyro's NUTS default
 TAIL_PROB = (0.05, 0.95)
 
 
+CHECK_NAMES = {"r_hat": "R-hat", "ess_bulk": "bulk ESS", "ess_tail": "tail ESS", "divergences": "divergences",
+               "bfmi": "E-BFMI", "tree_depth": "tree depth"}  # ``Problem.check`` -> how messages name it
+
+
 class SamplerWarning(UserWarning):
     """A fit returned draws whose diagnostics fail (divergences, R-hat, ESS, E-BFMI): the message
     is the verdict, with what to do next. The CLI prints the verdict itself instead."""

@@ -56,14 +56,11 @@ def info(message: str) -> None:
 
 _status_line = {"shown": False}  # a ticker's line is on the terminal now
 
-CHECK_NAMES = {"r_hat": "R-hat", "ess_bulk": "bulk ESS", "ess_tail": "tail ESS", "divergences": "divergences",
-               "bfmi": "E-BFMI", "tree_depth": "tree depth"}
-
 
 def warn_untrusted(fits) -> None:
     """A saved fit whose sampler checks failed still answers, but says so on stderr first: a table
     read days after the fit must not lose its verdict. ``fits``: ``grouped.load_fits``'s pairs."""
-    from bayes_scaling.diagnostics import diagnose
+    from bayes_scaling.diagnostics import CHECK_NAMES, diagnose
 
     for group, post in fits:
         diagnosis = diagnose(post)

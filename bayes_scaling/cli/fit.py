@@ -98,6 +98,8 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     )
     if "retried" in post.meta:
         _common.info(f"{post.meta['retried']} (smaller steps, to follow the posterior's curvature)")
+    if "more_draws" in post.meta:
+        _common.info(f"{post.meta['more_draws']} (longer chains, for enough effective draws)")
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
     from bayes_scaling.checking import add_posterior_predictive
 

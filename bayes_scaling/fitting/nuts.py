@@ -25,7 +25,7 @@ import numpyro.distributions as dist
 
 from bayes_scaling import extrapolation
 from bayes_scaling._jax_setup import configure
-from bayes_scaling.diagnostics import diagnose, warn_if_untrustworthy
+from bayes_scaling.diagnostics import CHECK_NAMES, diagnose, warn_if_untrustworthy
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting import sampler, sampler_cache
 from bayes_scaling.fitting.init import initial_theta
@@ -48,6 +48,10 @@ from bayes_scaling.priors import describe_priors, resolve_priors
 from bayes_scaling.runs.table import Runs
 
 RETRY_TARGET_ACCEPT = 0.99  # a fit with divergences is redone once with these smaller steps
+# A fit short only of effective draws (``_short_of_draws``) is redone with twice the draws per
+# chain, at most this many times (4x the draws at the defaults), while its R-hat is at most this.
+MORE_DRAWS_DOUBLINGS = 2
+MORE_DRAWS_RHAT = 1.1
 MODELS = ("extrapolating", "plain")
 # Whether fits have the misfit term along tokens per parameter (``ModelSpec.misfit_noise``) unless
 # ``misfit_noise`` says: False (off), True or "everywhere" (the fit and the calibration's refits), or
@@ -89,6 +93,7 @@ def fit_nuts(
     init_theta: Mapping[str, float] | str | None = None,
     target_accept: float | None = None,
     retry_divergent: bool | None = None,
+    more_draws: bool | None = None,
     misfit_noise: bool | str | None = None,
 ) -> Posterior:
     """Sample the posterior of the law's parameters given ``runs`` (all rows used: select first
@@ -110,7 +115,13 @@ def fit_nuts(
     a fit with divergent transitions is redone once at ``RETRY_TARGET_ACCEPT`` (smaller steps, about
     1.5x the time; on Porian et al.'s 15 sweeps it took the divergences from 114, in 11 of them, to
     0: experiments/results/bench_extrapolation_selection.json against bench_extrapolation.json) and
-    says so in ``meta["retried"]``; a fit that still fails its checks warns (``SamplerWarning``).
+    says so in ``meta["retried"]``. With ``more_draws`` (``settings.more_draws``, default on), a fit
+    whose only failed checks are the effective sample sizes and R-hat (no divergence, R-hat at most
+    ``MORE_DRAWS_RHAT`` = 1.1: short of draws, not stuck in separate modes) is redone with twice the draws
+    per chain, at most ``MORE_DRAWS_DOUBLINGS`` times, until the checks pass (``meta["more_draws"]``
+    says why; the ESS thresholds are per chain, so longer chains, not more of them; measured on
+    25-run subsets of the Chinchilla data by ``experiments/bench_small_fits.py``). A fit that still
+    fails its checks warns (``SamplerWarning``).
 
     ``init_theta`` (``settings.init``): where the chains start (jittered): "projection" (default;
     the cheap variable-projection estimate of ``fitting.init``), "approach3" (Chinchilla's Approach 3
@@ -128,7 +139,7 @@ def fit_nuts(
         raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     s = SamplerSettings.resolve(settings, num_chains=num_chains, num_warmup=num_warmup, num_draws=num_draws,
                                 seed=seed, progress=progress, init_theta=init_theta, target_accept=target_accept,
-                                retry_divergent=retry_divergent)
+                                retry_divergent=retry_divergent, more_draws=more_draws)
     mode = misfit_mode(misfit_noise)
     fit = partial(_fit, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, misfit_noise=mode != "off")
     posterior = fit(settings=s)
@@ -138,6 +149,9 @@ def fit_nuts(
         posterior = fit(settings=s.replace(target_accept=RETRY_TARGET_ACCEPT))
         posterior.meta["retried"] = f"{first}; refitted at {RETRY_TARGET_ACCEPT:g}"
         diagnosis = diagnose(posterior)
+    if s.more_draws:
+        posterior, diagnosis = _more_draws(fit, s.replace(target_accept=posterior.meta["target_accept"]),
+                                           posterior, diagnosis)
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     if model == "plain" or hasattr(posterior.law, "for_runs"):
         return posterior  # no refits: "final" is "everywhere"
@@ -146,6 +160,31 @@ def fit_nuts(
         posterior.meta["misfit_noise_where"] = MISFIT_WHERE[mode]
     return _with_drift(posterior, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=s,
                        misfit_noise=mode == "everywhere", drift_priors=drift_priors)
+
+
+def _short_of_draws(diagnosis) -> bool:
+    """The validity checks failed only on effective sample sizes and a mild R-hat: longer chains of
+    the same sampler can settle it (divergences or a large R-hat cannot be drawn away)."""
+    failed = {p.check for p in diagnosis.problems if not p.efficiency}
+    return (bool(failed) and failed <= {"ess_bulk", "ess_tail", "r_hat"} and diagnosis.divergences == 0
+            and float(diagnosis.table["r_hat"].max()) <= MORE_DRAWS_RHAT)
+
+
+def _more_draws(fit, settings: SamplerSettings, posterior: Posterior, diagnosis):
+    """``posterior`` redone with twice the draws per chain while it is only short of draws
+    (``_short_of_draws``), at most ``MORE_DRAWS_DOUBLINGS`` times; the last fit is kept."""
+    short = ", ".join(CHECK_NAMES.get(p.check, p.check) for p in diagnosis.problems if not p.efficiency)
+    counts = [settings.draws]
+    while len(counts) <= MORE_DRAWS_DOUBLINGS and _short_of_draws(diagnosis):
+        counts.append(2 * counts[-1])
+        retried = posterior.meta.get("retried")
+        posterior = fit(settings=settings.replace(draws=counts[-1]))
+        posterior.meta["more_draws"] = (f"{short} short at {counts[0]} draws per chain; redone with "
+                                        + ", then ".join(map(str, counts[1:])))
+        if retried:
+            posterior.meta["retried"] = retried
+        diagnosis = diagnose(posterior)
+    return posterior, diagnosis
 
 
 def _with_drift(posterior: Posterior, runs: Runs, *, law, priors, likelihood: str, nu: float,

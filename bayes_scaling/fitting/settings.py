@@ -13,15 +13,17 @@ TARGET_ACCEPT = 0.8
 # The old keyword names of the fitting functions -> the fields here.
 KEYWORDS = {"num_chains": "chains", "num_warmup": "warmup", "num_draws": "draws", "seed": "seed",
             "target_accept": "target_accept", "progress": "progress", "retry_divergent": "retry_divergent",
-            "init_theta": "init"}
+            "init_theta": "init", "more_draws": "more_draws"}
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
     """How NUTS runs: ``chains`` x (``warmup`` + ``draws``) transitions from ``seed``, NUTS's
     ``target_accept`` (step-size adaptation), a progress bar, whether a fit with divergent
-    transitions is redone once at smaller steps (``retry_divergent``; pooled fits), and where the
-    chains start (``init``: "projection", "approach3" or a dict of natural parameters; pooled fits)."""
+    transitions is redone once at smaller steps (``retry_divergent``; pooled fits), whether a fit
+    short only of effective draws is redone with longer chains (``more_draws``; ``fit_nuts``), and
+    where the chains start (``init``: "projection", "approach3" or a dict of natural parameters;
+    pooled fits)."""
 
     chains: int = 4
     warmup: int = 500
@@ -30,6 +32,7 @@ class SamplerSettings:
     target_accept: float = TARGET_ACCEPT
     progress: bool = False
     retry_divergent: bool = True
+    more_draws: bool = True
     init: Mapping[str, float] | str = "projection"
 
     def __post_init__(self):
