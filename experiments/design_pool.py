@@ -521,6 +521,9 @@ def main(argv=None) -> None:
     parser.add_argument("--timing-repeats", type=int, default=3, help="with --timing: warm rounds (median)")
     parser.add_argument("--timing-from", default=None, metavar="FILE.json", help="copy FILE's timing into --out")
     parser.add_argument("--docs-only", action="store_true", help="rewrite docs/design.md's section from --out")
+    parser.add_argument("--continuations", default=None, metavar="OUT.json",
+                        help="the all-pool fits of --sources under each extrapolation.MEAN_BEYOND (what a change of "
+                             "the default continuation does to the benchmark's reference row)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_design_pool.json"))
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -539,6 +542,11 @@ def main(argv=None) -> None:
         conclude(results, settings)
         write()
         write_docs(results, docs, out.name)
+        return
+    if args.continuations:
+        check = all_pool_by_continuation(tuple(args.sources), groups=args.groups_per_source)
+        Path(args.continuations).write_text(json.dumps(check, indent=1))
+        print(json.dumps(check["all_pool"], indent=1))
         return
     if args.timing_from:  # a timing measured into another results file (--timing --out OTHER.json)
         results["timing"] = {**json.loads(Path(args.timing_from).read_text())["timing"], "from": args.timing_from}
@@ -628,6 +636,32 @@ def main(argv=None) -> None:
             start = time.perf_counter()
             write()
     print(json.dumps(results.get("verdict"), indent=1))
+
+
+def all_pool_by_continuation(sources=tuple(SOURCES), continuations=extrapolation.MEAN_BEYONDS, groups: int | None = None,
+                             settings: PoolSettings = PoolSettings(), log=print) -> dict:
+    """Per continuation beyond the folds' distances (``extrapolation.MEAN_BEYOND``) and source, the
+    all-pool row of the tables (the common fitter on each group's whole pool, seed 0): R^2 of the
+    median over the source's pooled target runs and their 90% coverage (the first ``groups`` groups of
+    each source). The module default is restored afterwards."""
+    default = extrapolation.MEAN_BEYOND
+    out = {"default": default, "extrapolation_sha256": model_version(), "groups_per_source": groups, "all_pool": {}}
+    try:
+        for continuation in continuations:
+            extrapolation.MEAN_BEYOND = continuation
+            for source in sources:
+                parts = []
+                for _, runs in groups_of(source, groups):
+                    split = split_by_compute(runs)
+                    parts.append(scores(common_fit(split.train, 0, settings), split.test, 0))
+                y = np.concatenate([p["loss"] for p in parts])
+                pred = np.concatenate([p["pred"] for p in parts])
+                row = {"r2": r_squared(y, pred), "coverage": sum(p["covered"] for p in parts) / len(y)}
+                out["all_pool"][f"{continuation}/{source}"] = row
+                log(f"{continuation} {source}: {row}")
+    finally:
+        extrapolation.MEAN_BEYOND = default
+    return out
 
 
 def same_all_pool_fits(parts: list[dict]) -> bool:
