@@ -508,6 +508,7 @@ def main(argv=None) -> None:
                         help="diagnosis on Chinchilla seed 0 (picks of ours' variants and MSPE, the variance split)")
     parser.add_argument("--diagnose", default=None, metavar="OUT.json",
                         help="which runs ours and MSPE buy at 10%% (Chinchilla, Marin; seeds 0-2) and the laws fitted to them")
+    parser.add_argument("--diagnose-seeds", nargs="+", type=int, default=[0, 1, 2], help="with --diagnose: the seeds")
     parser.add_argument("--coverage-diagnosis", default=None, metavar="OUT.json",
                         help="the anatomy of the 90%% intervals on the target runs (width, its parts, signed error, "
                              "folds, compute span) for --strategies (default ours_shape mspe random) on --sources, "
@@ -562,7 +563,8 @@ def main(argv=None) -> None:
         return
     if args.diagnose:
         diag = diagnose(sources=tuple(args.sources) if args.sources != list(SOURCES) else ("chinchilla", "marin"),
-                        strategies=tuple(args.strategies) if args.strategies != list(STRATEGIES) else ("ours", "mspe"))
+                        strategies=tuple(args.strategies) if args.strategies != list(STRATEGIES) else ("ours", "mspe"),
+                        seeds=tuple(args.diagnose_seeds))
         Path(args.diagnose).write_text(json.dumps(diag, indent=1))
         return
     if args.band_coverage:
