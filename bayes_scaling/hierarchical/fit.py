@@ -76,8 +76,10 @@ SAMPLER_DEFAULTS = SamplerSettings(draws=500, target_accept=0.9, retry_divergent
 REGULARIZE_MASS = True
 ADAPT_MASS = True
 # Default of ``start_mass``: the inverse mass matrix the warm-up starts from ("laplace": dense, at the
-# chains' modes; "diagonal": its diagonal; "identity": NumPyro's own start; ``fitting.sampler.sample``).
-# Alternatives measured under the rule declared in experiments/hierarchical_geometry.py --start-mass.
+# chains' modes; "diagonal": its diagonal; "identity": NumPyro's own start; "pilot": a variational
+# pilot's covariance, the chains started at its draws, ``fitting.pilot``; ``fitting.sampler.sample``).
+# Alternatives measured under the rules declared in experiments/hierarchical_geometry.py --start-mass and
+# --pilot (with 500 and 250 warm-up iterations, seeds 0-9): not adopted (docs/hierarchical.md).
 START_MASS = "laplace"
 # Default of ``warmup_tree_depth``: NUTS's largest tree depth during the warm-up (the draws keep
 # ``fitting.sampler.MAX_TREE_DEPTH``, 10). Alternatives measured under the rule declared in
