@@ -331,7 +331,9 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
     check_lines, high_k = model_checks(posterior)
     content = {
         "subtitle": _subtitle(posterior),
-        "verdict": diagnosis.verdict(),
+        "verdict": diagnosis.verdict() + "".join(f" {label}: {posterior.meta[key]}." for key, label in
+                                                 (("retried", "Refitted"), ("more_draws", "Longer chains"))
+                                                 if key in posterior.meta),
         "trusted": diagnosis.ok,
         "data_line": data_line,
         "ranges": ranges,

@@ -24,8 +24,9 @@ def runs():
 
 @pytest.fixture(scope="module")
 def post(runs):
-    # The same sampler settings as the other test modules, so the compiled sampler is shared.
-    return fit_nuts(runs, num_chains=2, num_warmup=200, num_draws=200, seed=0)
+    # The same sampler settings as the other test modules, so the compiled sampler is shared; kept
+    # at 2 x 200 draws (not redone with longer chains), the shapes these tests check.
+    return fit_nuts(runs, num_chains=2, num_warmup=200, num_draws=200, seed=0, more_draws=False)
 
 
 def synthetic(runs, *, chains=4, draws=500, shift=0.0, diverging=0, energy_walk=False, saturated=0,

@@ -231,9 +231,10 @@ def test_sampler_settings_and_the_old_keywords_give_the_same_fit():
     from bayes_scaling.fitting.settings import SamplerSettings
 
     runs = load_chinchilla().for_fit()
-    a = fit_nuts(runs, model="plain", num_chains=2, num_warmup=60, num_draws=40, seed=4)
-    b = fit_nuts(runs, model="plain", settings=SamplerSettings(chains=2, warmup=60, draws=40, seed=4))
-    c = fit_nuts(runs, model="plain", settings=SamplerSettings(chains=2, warmup=60, draws=40, seed=9), seed=4)
+    a = fit_nuts(runs, model="plain", num_chains=2, num_warmup=60, num_draws=40, seed=4, more_draws=False)
+    b = fit_nuts(runs, model="plain", settings=SamplerSettings(chains=2, warmup=60, draws=40, seed=4, more_draws=False))
+    c = fit_nuts(runs, model="plain", settings=SamplerSettings(chains=2, warmup=60, draws=40, seed=9, more_draws=False),
+                 seed=4)
     np.testing.assert_array_equal(a.draws("E"), b.draws("E"))
     np.testing.assert_array_equal(a.draws("E"), c.draws("E"))
     assert b.meta["num_draws"] == 40 and b.meta["seed"] == 4

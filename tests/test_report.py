@@ -195,3 +195,13 @@ def test_cli_compare_ranks_saved_fits(post, tmp_path, capsys):
     assert "ranked by PSIS-LOO ELPD" in out and re.search(r"^\s+1\s+[ab]\s", out, re.M)
     assert main(["compare", str(tmp_path / "a")]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_report_verdict_says_how_the_fit_was_redone(post, monkeypatch):
+    """A fit retried at smaller steps or redone with longer chains says so in the report's verdict."""
+    from bayes_scaling.report import report_content
+
+    monkeypatch.setitem(post.meta, "more_draws", "tail ESS short at 1000 draws per chain; redone with 2000")
+    verdict = report_content(post)["verdict"]
+    assert verdict.endswith("Longer chains: tail ESS short at 1000 draws per chain; redone with 2000.")
+    assert "Refitted" not in verdict

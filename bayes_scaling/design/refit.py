@@ -13,8 +13,9 @@ defined on the law's parameters and sigma, which the drift would not change; its
 (leave-future-out refits) would multiply each tell's cost for runs that are few and small; and the
 loop's saved fit then answers exactly what the loop printed. ``docs/design.md`` says how to refit
 the loop's runs under the extrapolating model. A divergent refit is not redone at a higher target
-acceptance (``retry_divergent=False``): the loop refits after every result, and the next result's
-refit comes soon; the divergences are in ``last_divergences`` and the saved fit's diagnostics.
+acceptance (``retry_divergent=False``), nor one short of effective draws with longer chains
+(``more_draws=False``): the loop refits after every result, and the next result's refit comes
+soon; the divergences are in ``last_divergences`` and the saved fit's diagnostics.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class MaskedRefitter:
             warnings.simplefilter("always", SamplerWarning)
             posterior = fit_nuts(runs, law=self.law, priors=self.priors, likelihood=self.likelihood, nu=self.nu,
                                  num_chains=self.num_chains, num_warmup=self.num_warmup, num_draws=self.num_draws,
-                                 seed=seed, model=self.model, retry_divergent=False)
+                                 seed=seed, model=self.model, retry_divergent=False, more_draws=False)
         for w in caught:  # anything but the sampler's verdict is shown as usual
             if not issubclass(w.category, SamplerWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

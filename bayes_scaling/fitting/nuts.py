@@ -158,7 +158,8 @@ def fit_nuts(
     if mode != "off":
         posterior.meta["misfit_noise"] = "final" if mode == "final" else True
         posterior.meta["misfit_noise_where"] = MISFIT_WHERE[mode]
-    return _with_drift(posterior, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=s,
+    return _with_drift(posterior, runs, law=law, priors=priors, likelihood=likelihood, nu=nu,
+                       settings=s.replace(draws=posterior.meta["num_draws"]),  # as add_drift reads them back
                        misfit_noise=mode == "everywhere", drift_priors=drift_priors)
 
 
