@@ -123,3 +123,14 @@ def test_answers_from_a_fit_that_failed_its_checks_say_so(tmp_path, capsys, comm
     assert "warning: this fit failed its sampler checks (R-hat" in err and "do not trust its intervals" in err
     assert main([command[0], good, *command[1:]]) == 0
     assert "failed its sampler checks" not in capsys.readouterr().err
+
+
+def test_fit_keeps_its_draws_with_no_more_draws(tmp_path, capsys):
+    """40 draws per chain are short of the verdict's effective draws; --no-more-draws keeps them."""
+    from bayes_scaling.posterior import Posterior
+
+    out = tmp_path / "short"
+    assert main(["fit", "chinchilla", "--out", str(out), "--model", "plain", "--chains", "2", "--draws", "40",
+                 "--warmup", "60", "--seed", "4", "--no-more-draws"]) == 0
+    assert "longer chains" not in capsys.readouterr().err
+    assert Posterior.load(out).meta["num_draws"] == 40

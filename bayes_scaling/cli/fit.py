@@ -44,6 +44,9 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-more-draws", action="store_true",
+                   help="keep --draws even when a fit comes back short only of effective draws (by default it is "
+                        "redone with twice the draws per chain, at most twice: docs/diagnostics.md)")
     p.add_argument("--init", choices=["projection", "approach3"], default="projection",
                    help="NUTS starting point: cheap variable projection (default) or the Approach-3 point fit")
     p.add_argument("--bootstrap", type=int, default=0, help="with --method map: bootstrap resamples for intervals")
@@ -93,7 +96,7 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     post = fit_nuts(
         selected, law=law, likelihood=args.likelihood, num_chains=args.chains,
         num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=_common.show_progress(args),
-        init_theta=args.init,
+        init_theta=args.init, more_draws=not args.no_more_draws,
         model=model,
     )
     if "retried" in post.meta:
