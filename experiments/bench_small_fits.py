@@ -24,7 +24,15 @@ redoes no fit that passes without it (their draws are then identical), and (d) t
 random subsets of the wall-time ratio (on / off) is at most 2.0. Otherwise it is turned off by
 default and stays an option.
 
-Run: .venv/bin/python experiments/bench_small_fits.py [--subsets 20] [--out FILE]
+``--retry-after``: the same fits (``more_draws`` on), with ``fitting.nuts.RETRY_AFTER_MORE_DRAWS``
+off and on: longer chains that find a divergence are redone once more at target acceptance 0.99. The
+main run (above) found 3 such fits of 62 (two 25-run subsets, Gadre's ``rw_original``). THE RULE
+(written before its results): the constant is turned on if (a) more verdicts pass with it over the
+subsets and groups together, (b) no fit that passes without it fails with it, and (c) the median
+wall-time ratio (on / off) over all fits is at most 1.1. Writes
+experiments/results/bench_small_fits_retry_after.json.
+
+Run: .venv/bin/python experiments/bench_small_fits.py [--subsets 20] [--retry-after] [--out FILE]
 Writes experiments/results/bench_small_fits.json.
 """
 
@@ -45,10 +53,13 @@ SIZES = (25, 40)
 STATES = range(100, 120)
 
 
-def one_fit(runs, more_draws: bool) -> dict:
+def one_fit(runs, more_draws: bool, retry_after: bool | None = None) -> dict:
     from bayes_scaling.diagnostics import SamplerWarning, diagnose
+    from bayes_scaling.fitting import nuts
     from bayes_scaling.fitting.nuts import fit_nuts
 
+    if retry_after is not None:
+        nuts.RETRY_AFTER_MORE_DRAWS = retry_after
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplerWarning)
@@ -62,7 +73,9 @@ def one_fit(runs, more_draws: bool) -> dict:
             "median_E": float(np.median(post.draws("E")))}
 
 
-def both(runs) -> dict:
+def both(runs, retry_after: bool = False) -> dict:
+    if retry_after:
+        return {"off": one_fit(runs, True, retry_after=False), "on": one_fit(runs, True, retry_after=True)}
     return {"off": one_fit(runs, False), "on": one_fit(runs, True)}
 
 
@@ -93,11 +106,24 @@ def judge(out: dict) -> dict:
             "keep_default_on": bool(a and b and c and d)}
 
 
+def judge_retry_after(out: dict) -> dict:
+    fits = [*out["subsets"].values(), *out["groups"].values()]
+    ok = {k: sum(f[k]["ok"] for f in fits) for k in ("off", "on")}
+    ratio = float(np.median([f["on"]["seconds"] / f["off"]["seconds"] for f in fits]))
+    a, b = ok["on"] > ok["off"], not any(f["off"]["ok"] and not f["on"]["ok"] for f in fits)
+    c = ratio <= 1.1
+    return {"fits": len(fits), "ok_off": ok["off"], "ok_on": ok["on"], "median_seconds_ratio_on_off": ratio,
+            "a": a, "b": b, "c": c, "turn_on": bool(a and b and c)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subsets", type=int, default=len(STATES), help="random subsets per size (default 20)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--retry-after", action="store_true",
+                        help="compare RETRY_AFTER_MORE_DRAWS off and on (more_draws on in both)")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    args.out = args.out or (RESULTS.with_name("bench_small_fits_retry_after.json") if args.retry_after else RESULTS)
 
     from bayes_scaling.runs import load_chinchilla
     from bayes_scaling.runs.table import Runs
@@ -108,15 +134,15 @@ def main() -> None:
     for size in SIZES:
         for state in list(STATES)[: args.subsets]:
             sub = Runs(chinchilla.frame.sample(size, random_state=state).reset_index(drop=True))
-            out["subsets"][f"{size}/{state}"] = r = both(sub)
+            out["subsets"][f"{size}/{state}"] = r = both(sub, args.retry_after)
             print(f"subset {size}/{state}: off {'ok' if r['off']['ok'] else r['off']['failed']} {r['off']['seconds']:.1f} s, "
                   f"on {'ok' if r['on']['ok'] else r['on']['failed']} {r['on']['seconds']:.1f} s", flush=True)
     for name, runs in development_groups():
-        out["groups"][name] = r = both(runs)
+        out["groups"][name] = r = both(runs, args.retry_after)
         print(f"{name}: off {'ok' if r['off']['ok'] else r['off']['failed']}, on {'ok' if r['on']['ok'] else r['on']['failed']}"
               f"{' (redone)' if r['on']['redone'] else ''}", flush=True)
     out["load_avg_1min_at_end"] = os.getloadavg()[0]
-    out["verdict"] = judge(out)
+    out["verdict"] = judge_retry_after(out) if args.retry_after else judge(out)
     print(json.dumps(out["verdict"], indent=1))
     args.out.write_text(json.dumps(out, indent=1))
     print(f"results: {args.out}")

@@ -52,6 +52,9 @@ RETRY_TARGET_ACCEPT = 0.99  # a fit with divergences is redone once with these s
 # chain, at most this many times (4x the draws at the defaults), while its R-hat is at most this.
 MORE_DRAWS_DOUBLINGS = 2
 MORE_DRAWS_RHAT = 1.1
+# Longer chains that find a divergence are redone once more at RETRY_TARGET_ACCEPT (with
+# retry_divergent): off until experiments/bench_small_fits.py --retry-after's declared rule says.
+RETRY_AFTER_MORE_DRAWS = False
 MODELS = ("extrapolating", "plain")
 # Whether fits have the misfit term along tokens per parameter (``ModelSpec.misfit_noise``) unless
 # ``misfit_noise`` says: False (off), True or "everywhere" (the fit and the calibration's refits), or
@@ -143,15 +146,14 @@ def fit_nuts(
     mode = misfit_mode(misfit_noise)
     fit = partial(_fit, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, misfit_noise=mode != "off")
     posterior = fit(settings=s)
-    diagnosis = diagnose(posterior)
-    if s.retry_divergent and diagnosis.divergences and s.target_accept < RETRY_TARGET_ACCEPT:
-        first = f"{diagnosis.divergences} divergences at target acceptance {s.target_accept:g}"
-        posterior = fit(settings=s.replace(target_accept=RETRY_TARGET_ACCEPT))
-        posterior.meta["retried"] = f"{first}; refitted at {RETRY_TARGET_ACCEPT:g}"
-        diagnosis = diagnose(posterior)
+    posterior, diagnosis = _retried(fit, s, posterior, diagnose(posterior))
     if s.more_draws:
         posterior, diagnosis = _more_draws(fit, s.replace(target_accept=posterior.meta["target_accept"]),
                                            posterior, diagnosis)
+        if RETRY_AFTER_MORE_DRAWS and "more_draws" in posterior.meta:  # longer chains that found a divergence
+            posterior, diagnosis = _retried(fit, s.replace(draws=posterior.meta["num_draws"],
+                                                           target_accept=posterior.meta["target_accept"]),
+                                            posterior, diagnosis)
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     if model == "plain" or hasattr(posterior.law, "for_runs"):
         return posterior  # no refits: "final" is "everywhere"
@@ -161,6 +163,18 @@ def fit_nuts(
     return _with_drift(posterior, runs, law=law, priors=priors, likelihood=likelihood, nu=nu,
                        settings=s.replace(draws=posterior.meta["num_draws"]),  # as add_drift reads them back
                        misfit_noise=mode == "everywhere", drift_priors=drift_priors)
+
+
+def _retried(fit, settings: SamplerSettings, posterior: Posterior, diagnosis):
+    """``posterior`` redone once at ``RETRY_TARGET_ACCEPT`` (smaller steps) where it diverged at
+    ``settings.target_accept`` below that (``settings.retry_divergent``); ``meta["retried"]`` says so."""
+    if not (settings.retry_divergent and diagnosis.divergences and settings.target_accept < RETRY_TARGET_ACCEPT):
+        return posterior, diagnosis
+    first = f"{diagnosis.divergences} divergences at target acceptance {settings.target_accept:g}"
+    kept = {k: posterior.meta[k] for k in ("more_draws",) if k in posterior.meta}
+    posterior = fit(settings=settings.replace(target_accept=RETRY_TARGET_ACCEPT))
+    posterior.meta.update(kept, retried=f"{first}; refitted at {RETRY_TARGET_ACCEPT:g}")
+    return posterior, diagnose(posterior)
 
 
 def _short_of_draws(diagnosis) -> bool:
