@@ -171,6 +171,31 @@ that variant is not run here):
   median wall time. Issue 14's target is reported apart: median refit ratio to the pooled refit <= 3,
   0 divergences and min bulk ESS >= 400 at seeds 0-4.
 
+``--pilot-draws``: the pilot's short warm-up with longer chains. Per seed, interleaved in one process
+(a pooled refit of the same runs, ``fit_nuts``'s default, then in order): the judged default, Laplace
+start with 4 x (500 + 1000), what ``bayes-scaling fit --group-by`` samples (its --warmup/--draws
+defaults); the library's in-process default, Laplace 4 x (500 + 500), reported beside it (not judged:
+issue 14's in-process target and the earlier parts used it); and two candidates, the pilot
+(``start_mass="pilot"``) with 250 warm-up iterations and 1,000 or 1,500 draws per chain; seeds 0-9,
+after one untimed compiling fit of each. Results written after every seed to
+experiments/results/hierarchical_pilot_draws.json (labelled with the seeds actually run).
+
+DECISION RULE for the pilot with longer chains (declared and committed before this part's 10-seed run;
+no exploratory fits of these settings: the pilot's 250-iteration warm-up with 500 draws is in
+hierarchical_pilot.json, 0 divergences over seeds 0-9, min bulk ESS >= 400 on 2 seeds):
+  a candidate becomes the hierarchical default (``hierarchical.fit.START_MASS = "pilot"`` and its
+  warm-up and draws in ``hierarchical.fit.SAMPLER_DEFAULTS``, used by ``fit --group-by`` as well) only
+  if, over seeds 0-9 against the judged default (Laplace, 500 + 1000), (a) its divergences summed over
+  the seeds are no more than the default's, (b) at least as many seeds have max R-hat <= 1.01,
+  (c) at least as many seeds have min bulk ESS >= 400, (d) (the same model) for each group the median
+  over the seeds of its posterior median N_opt(1e22) is within 2% of the default's, and (e) its median
+  whole-fit wall time over the seeds and its median process CPU seconds (the reading less moved by the
+  shared machine's load) are each at most 0.9x the default's (interleaved, same process). If more than
+  one passes, the lower median wall time.
+  On fewer than seeds 0-9 (a cut-short run) no default changes. Issue 14's target is reported apart
+  for every variant: median refit ratio to the pooled refit <= 3, 0 divergences and min bulk ESS >= 400
+  at seeds 0-4.
+
 Writes experiments/results/hierarchical_geometry.json. Usage:
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py [--seeds 0 1]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --mean-deviations [--seeds 0 1 2 3 4]
@@ -181,6 +206,7 @@ Writes experiments/results/hierarchical_geometry.json. Usage:
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --more-seeds [--seeds 5 6 7 8 9]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --longer-warmup [--seeds 0 1 ... 9]
     nice -n 10 .venv/bin/python experiments/hierarchical_geometry.py --pilot [--seeds 0 1 ... 9]
+    nice -n 5 .venv/bin/python experiments/hierarchical_geometry.py --pilot-draws [--seeds 0 1 ... 9]
 """
 
 from __future__ import annotations
@@ -202,6 +228,7 @@ from bayes_scaling.runs import load_marin
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hierarchical_geometry.json"
 RESULTS_PILOT = RESULTS.with_name("hierarchical_pilot.json")
+RESULTS_PILOT_DRAWS = RESULTS.with_name("hierarchical_pilot_draws.json")
 DEFAULT = "default (free offsets by budget)"  # the per-group sampler (``mean_deviations=False``)
 ABSORBED = "free offsets, level absorbed"
 # (each with the per-group sampler, the default when this part was recorded)
@@ -731,6 +758,86 @@ def pilot_part(seeds: list[int]) -> dict:
     return out
 
 
+# the pilot's short warm-up with longer chains: name -> fit_hierarchical options (the judged default
+# first, the library's in-process default second, reported only; then the candidates)
+PILOT_DRAWS_DEFAULT = "laplace, 500 + 1000 (CLI default)"
+PILOT_DRAWS_REFERENCE = "laplace, 500 + 500 (library default)"
+PILOT_DRAWS_VARIANTS = {PILOT_DRAWS_DEFAULT: {"num_draws": 1000}, PILOT_DRAWS_REFERENCE: {},
+                        "pilot, 250 + 1000": {"start_mass": "pilot", "num_warmup": 250, "num_draws": 1000},
+                        "pilot, 250 + 1500": {"start_mass": "pilot", "num_warmup": 250, "num_draws": 1500}}
+PILOT_DRAWS_WALL_MAX = 0.9
+PILOT_DRAWS_SEEDS = list(range(10))
+
+
+def median_ratio(new: dict, base: dict, seeds: list[int], key: str) -> float:
+    """median over the seeds of ``new[s][key]`` over the median of ``base[s][key]``."""
+    return float(np.median([new[s][key] for s in seeds]) / np.median([base[s][key] for s in seeds]))
+
+
+def decide_pilot_draws(fits: dict, seeds: list[int]) -> dict:
+    """The declared rule for the pilot with longer chains (module docstring) on the recorded fits
+    (``fits[name][seed]``); no default changes unless ``seeds`` are 0-9."""
+    base = fits[PILOT_DRAWS_DEFAULT]
+
+    def count(rows, test):
+        return sum(bool(test(rows[s])) for s in seeds)
+
+    def group_medians(rows):
+        return np.median([rows[s]["N_opt_median"] for s in seeds], axis=0)
+
+    out = {}
+    for name in list(PILOT_DRAWS_VARIANTS)[2:]:
+        new = fits[name]
+        wall, cpu = median_ratio(new, base, seeds, "seconds"), median_ratio(new, base, seeds, "cpu_seconds")
+        checks = {
+            "no_more_divergences": sum(new[s]["divergences"] for s in seeds) <= sum(base[s]["divergences"] for s in seeds),
+            "rhat_ok_on_as_many_seeds": count(new, lambda f: f["max_rhat"] <= RHAT_LIMIT)
+            >= count(base, lambda f: f["max_rhat"] <= RHAT_LIMIT),
+            "ess_400_on_as_many_seeds": count(new, lambda f: f["min_ess"] >= ESS_TARGET)
+            >= count(base, lambda f: f["min_ess"] >= ESS_TARGET),
+            "same_N_opt_within_2pct": bool(np.all(np.abs(group_medians(new) / group_medians(base) - 1)
+                                                  <= PILOT_N_OPT_TOLERANCE)),
+            "median_wall_at_most_0_9x": wall <= PILOT_DRAWS_WALL_MAX,
+            "median_cpu_at_most_0_9x": cpu <= PILOT_DRAWS_WALL_MAX,
+        }
+        out[name] = {**checks, "median_wall_ratio": wall, "median_cpu_ratio": cpu,
+                     "seeds_rhat_ok": count(new, lambda f: f["max_rhat"] <= RHAT_LIMIT),
+                     "seeds_ess_400": count(new, lambda f: f["min_ess"] >= ESS_TARGET),
+                     "divergences": sum(new[s]["divergences"] for s in seeds), "passes": all(checks.values())}
+    for name in (PILOT_DRAWS_DEFAULT, PILOT_DRAWS_REFERENCE):
+        rows = fits[name]
+        out[name] = {"seeds_rhat_ok": count(rows, lambda f: f["max_rhat"] <= RHAT_LIMIT),
+                     "seeds_ess_400": count(rows, lambda f: f["min_ess"] >= ESS_TARGET),
+                     "divergences": sum(rows[s]["divergences"] for s in seeds)}
+    passing = [(out[name]["median_wall_ratio"], name) for name in list(PILOT_DRAWS_VARIANTS)[2:] if out[name]["passes"]]
+    complete = sorted(seeds) == PILOT_DRAWS_SEEDS
+    out["complete_seeds_0_9"] = complete
+    out["default"] = min(passing)[1] if passing and complete else PILOT_DRAWS_DEFAULT
+    return out
+
+
+def pilot_draws_part(seeds: list[int]) -> dict:
+    """The judged default against the pilot's short warm-up with longer chains (module docstring),
+    one seed at a time, the results file rewritten after each (labelled with the seeds run)."""
+    out = {"variants": PILOT_DRAWS_VARIANTS, "fits": {name: {} for name in PILOT_DRAWS_VARIANTS}, "pooled": {},
+           "compiling_fit_seconds": {}, "load_at_start": os.getloadavg()[0]}
+    for position, seed in enumerate(seeds):
+        compile_first = PILOT_DRAWS_VARIANTS if position == 0 else {}
+        part = interleaved_fits(PILOT_DRAWS_VARIANTS, [seed], compile_first, pooled=True)
+        if position == 0:
+            out["machine"] = part["machine"]
+            out["compiling_fit_seconds"] = part["compiling_fit_seconds"]
+        out["pooled"][seed] = part["pooled"][seed]
+        for name in PILOT_DRAWS_VARIANTS:
+            out["fits"][name][seed] = part["fits"][name][seed]
+        done = seeds[:position + 1]
+        out.update(seeds=done, load_at_end=os.getloadavg()[0], decision=decide_pilot_draws(out["fits"], done),
+                   issue_14_target=issue_target(out["fits"], done) if min(done) <= 4 else None)
+        RESULTS_PILOT_DRAWS.write_text(json.dumps(out, indent=2))
+        print(f"seeds {done} written to {RESULTS_PILOT_DRAWS}", flush=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
@@ -745,10 +852,17 @@ def main() -> int:
                         help="step sizes capped at the chains' smallest against the default, seeds 0-9")
     parser.add_argument("--pilot", action="store_true",
                         help="the variational pilot's warm-up start against the default, seeds 0-9 (own results file)")
+    parser.add_argument("--pilot-draws", action="store_true",
+                        help="the pilot's 250-iteration warm-up with 1,000 or 1,500 draws against the CLI default, "
+                             "seeds 0-9 (own results file)")
     parser.add_argument("--diagnose-seeds", action="store_true",
                         help="the default per chain at seeds 5 and 9 (or --seeds; no decision)")
     args = parser.parse_args()
     seeds = args.seeds or [0, 1, 2, 3, 4]
+    if args.pilot_draws:
+        part = pilot_draws_part(args.seeds or PILOT_DRAWS_SEEDS)
+        print("decision:", json.dumps(part["decision"]), "\nissue 14:", json.dumps(part["issue_14_target"]))
+        return 0
     if args.pilot:
         part = pilot_part(args.seeds or list(range(10)))
         print("decision:", json.dumps(part["decision"]), "\nissue 14:", json.dumps(part["issue_14_target"]))
