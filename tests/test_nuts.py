@@ -129,7 +129,7 @@ def test_chains_not_matching_the_device_count():
     """3 chains run on 3 of the 4 host devices, 5 chains on one device (vmapped)."""
     runs = load_chinchilla().for_fit()
     for chains in (3, 5):
-        post = fit_nuts(runs, num_chains=chains, num_warmup=60, num_draws=40, seed=1)
+        post = fit_nuts(runs, num_chains=chains, num_warmup=60, num_draws=40, seed=1, more_draws=False)
         assert post.idata["posterior"]["E"].shape == (chains, 40)
         assert np.all(np.isfinite(post.draws("E")))
 
@@ -143,7 +143,8 @@ def _draws_in_subprocess(cache, extra_env=None) -> str:
         "import hashlib, numpy as np\n"
         "from bayes_scaling.fitting.nuts import fit_nuts\n"
         "from bayes_scaling.runs import load_chinchilla\n"
-        "p = fit_nuts(load_chinchilla().for_fit(), num_chains=2, num_warmup=100, num_draws=100, seed=7)\n"
+        "p = fit_nuts(load_chinchilla().for_fit(), num_chains=2, num_warmup=100, num_draws=100, seed=7,\n"
+        "             more_draws=False)\n"
         "print(hashlib.sha1(np.stack([p.draws(k) for k in ('E', 'A', 'B', 'alpha', 'beta')]).tobytes()).hexdigest())\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "BAYES_SCALING_NO_COMPILE_CACHE"}
