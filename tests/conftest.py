@@ -7,3 +7,12 @@ import bayes_scaling  # noqa: E402
 # The settings a fit needs (float64, host devices for parallel chains) before any test uses JAX:
 # tests of laws and models call JAX directly, without going through an entry point that configures.
 bayes_scaling.configure()
+
+# Tests of other features use tiny fits on purpose (2 chains x 20-200 draws), which the default
+# would redo with longer chains (``fitting.nuts.MORE_DRAWS_DOUBLINGS``): each redone length compiles
+# its own set of sampler programs, and the whole suite in one process then ran out of memory
+# mappings for XLA's compiled code ("LLVM compilation error: Cannot allocate memory", then a crash).
+# So the suite keeps each fit's draws; the redo has its own tests, which switch it back on.
+from bayes_scaling.fitting import nuts as _nuts  # noqa: E402
+
+_nuts.MORE_DRAWS_DOUBLINGS = 0

@@ -256,14 +256,16 @@ def test_fit_nuts_retries_divergent_fits_and_warns_when_the_verdict_fails():
     assert "retried" not in clean.meta and clean.meta["target_accept"] == 0.8
 
 
-def test_fit_nuts_redoes_a_fit_short_of_effective_draws_with_longer_chains():
+def test_fit_nuts_redoes_a_fit_short_of_effective_draws_with_longer_chains(monkeypatch):
     """50 draws per chain cannot give the 100 effective draws per chain the verdict asks for: with
     ``more_draws`` (the default) the fit is redone with 100, then 200 draws per chain, and says so;
     without it the fit warns and keeps its 50."""
     from bayes_scaling.diagnostics import SamplerWarning
+    from bayes_scaling.fitting import nuts
     from bayes_scaling.fitting.nuts import fit_nuts
     from bayes_scaling.runs.bundled import load_chinchilla
 
+    monkeypatch.setattr(nuts, "MORE_DRAWS_DOUBLINGS", 2)  # the library's default (conftest turns it off)
     runs = load_chinchilla().for_fit()
     short = dict(model="plain", num_chains=2, num_warmup=100, num_draws=50, seed=3)
     with pytest.warns(SamplerWarning, match="ESS"):
