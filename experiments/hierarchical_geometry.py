@@ -701,30 +701,43 @@ PILOT_N_OPT_TOLERANCE = 0.02
 PILOT_WALL_MAX = 0.7
 
 
+def seeds_where(rows: dict, seeds: list[int], test) -> int:
+    """How many of ``seeds`` have a fit ``rows[seed]`` that passes ``test``."""
+    return sum(bool(test(rows[s])) for s in seeds)
+
+
+def sampling_checks(new: dict, base: dict, seeds: list[int]) -> dict:
+    """The pilot rules' shared part: ``new``'s fits against ``base``'s over ``seeds`` (divergences,
+    R-hat, ESS, every group's N_opt median)."""
+    def count(rows, test):
+        return seeds_where(rows, seeds, test)
+
+    def group_medians(rows):
+        return np.median([rows[s]["N_opt_median"] for s in seeds], axis=0)
+
+    return {
+        "no_more_divergences": sum(new[s]["divergences"] for s in seeds) <= sum(base[s]["divergences"] for s in seeds),
+        "rhat_ok_on_as_many_seeds": count(new, lambda f: f["max_rhat"] <= RHAT_LIMIT)
+        >= count(base, lambda f: f["max_rhat"] <= RHAT_LIMIT),
+        "ess_400_on_as_many_seeds": count(new, lambda f: f["min_ess"] >= ESS_TARGET)
+        >= count(base, lambda f: f["min_ess"] >= ESS_TARGET),
+        "same_N_opt_within_2pct": bool(np.all(np.abs(group_medians(new) / group_medians(base) - 1)
+                                              <= PILOT_N_OPT_TOLERANCE)),
+    }
+
+
 def decide_pilot(fits: dict, seeds: list[int]) -> dict:
     """The declared rule for the pilot (module docstring) on the recorded fits (``fits[name][seed]``),
     and issue 14's target per variant (reported apart, no decision)."""
     names = list(PILOT_VARIANTS)
     base = fits[names[0]]
 
-    def count(rows, test):
-        return sum(bool(test(rows[s])) for s in seeds)
-
-    def group_medians(rows):
-        return np.median([rows[s]["N_opt_median"] for s in seeds], axis=0)
-
     out = {}
     for name in names[1:]:
         new = fits[name]
-        wall = float(np.median([new[s]["seconds"] for s in seeds]) / np.median([base[s]["seconds"] for s in seeds]))
+        wall = median_ratio(new, base, seeds, "seconds")
         checks = {
-            "no_more_divergences": sum(new[s]["divergences"] for s in seeds) <= sum(base[s]["divergences"] for s in seeds),
-            "rhat_ok_on_as_many_seeds": count(new, lambda f: f["max_rhat"] <= RHAT_LIMIT)
-            >= count(base, lambda f: f["max_rhat"] <= RHAT_LIMIT),
-            "ess_400_on_as_many_seeds": count(new, lambda f: f["min_ess"] >= ESS_TARGET)
-            >= count(base, lambda f: f["min_ess"] >= ESS_TARGET),
-            "same_N_opt_within_2pct": bool(np.all(np.abs(group_medians(new) / group_medians(base) - 1)
-                                                  <= PILOT_N_OPT_TOLERANCE)),
+            **sampling_checks(new, base, seeds),
             "median_wall_at_most_0_7x": wall <= PILOT_WALL_MAX,
         }
         out[name] = {**checks, "median_wall_ratio": wall, "passes": all(checks.values())}
@@ -779,35 +792,23 @@ def decide_pilot_draws(fits: dict, seeds: list[int]) -> dict:
     (``fits[name][seed]``); no default changes unless ``seeds`` are 0-9."""
     base = fits[PILOT_DRAWS_DEFAULT]
 
-    def count(rows, test):
-        return sum(bool(test(rows[s])) for s in seeds)
-
-    def group_medians(rows):
-        return np.median([rows[s]["N_opt_median"] for s in seeds], axis=0)
-
     out = {}
     for name in list(PILOT_DRAWS_VARIANTS)[2:]:
         new = fits[name]
         wall, cpu = median_ratio(new, base, seeds, "seconds"), median_ratio(new, base, seeds, "cpu_seconds")
         checks = {
-            "no_more_divergences": sum(new[s]["divergences"] for s in seeds) <= sum(base[s]["divergences"] for s in seeds),
-            "rhat_ok_on_as_many_seeds": count(new, lambda f: f["max_rhat"] <= RHAT_LIMIT)
-            >= count(base, lambda f: f["max_rhat"] <= RHAT_LIMIT),
-            "ess_400_on_as_many_seeds": count(new, lambda f: f["min_ess"] >= ESS_TARGET)
-            >= count(base, lambda f: f["min_ess"] >= ESS_TARGET),
-            "same_N_opt_within_2pct": bool(np.all(np.abs(group_medians(new) / group_medians(base) - 1)
-                                                  <= PILOT_N_OPT_TOLERANCE)),
+            **sampling_checks(new, base, seeds),
             "median_wall_at_most_0_9x": wall <= PILOT_DRAWS_WALL_MAX,
             "median_cpu_at_most_0_9x": cpu <= PILOT_DRAWS_WALL_MAX,
         }
         out[name] = {**checks, "median_wall_ratio": wall, "median_cpu_ratio": cpu,
-                     "seeds_rhat_ok": count(new, lambda f: f["max_rhat"] <= RHAT_LIMIT),
-                     "seeds_ess_400": count(new, lambda f: f["min_ess"] >= ESS_TARGET),
+                     "seeds_rhat_ok": seeds_where(new, seeds, lambda f: f["max_rhat"] <= RHAT_LIMIT),
+                     "seeds_ess_400": seeds_where(new, seeds, lambda f: f["min_ess"] >= ESS_TARGET),
                      "divergences": sum(new[s]["divergences"] for s in seeds), "passes": all(checks.values())}
     for name in (PILOT_DRAWS_DEFAULT, PILOT_DRAWS_REFERENCE):
         rows = fits[name]
-        out[name] = {"seeds_rhat_ok": count(rows, lambda f: f["max_rhat"] <= RHAT_LIMIT),
-                     "seeds_ess_400": count(rows, lambda f: f["min_ess"] >= ESS_TARGET),
+        out[name] = {"seeds_rhat_ok": seeds_where(rows, seeds, lambda f: f["max_rhat"] <= RHAT_LIMIT),
+                     "seeds_ess_400": seeds_where(rows, seeds, lambda f: f["min_ess"] >= ESS_TARGET),
                      "divergences": sum(rows[s]["divergences"] for s in seeds)}
     passing = [(out[name]["median_wall_ratio"], name) for name in list(PILOT_DRAWS_VARIANTS)[2:] if out[name]["passes"]]
     complete = sorted(seeds) == PILOT_DRAWS_SEEDS
