@@ -7,9 +7,9 @@ every function that computes with JAX call it, and a script calls it first to ge
 """
 
 from bayes_scaling import _jax_setup
-from bayes_scaling._jax_setup import configure
+from bayes_scaling._jax_setup import configure, release_compiled
 
 _jax_setup._load_numpyro_eagerly()  # before any module here imports NumPyro (ArviZ's lazy import)
 
-__all__ = ["configure"]
+__all__ = ["configure", "release_compiled"]
 __version__ = "0.1.0"

@@ -115,6 +115,26 @@ def cache_dir() -> Path:
     return Path(root) / "jax"
 
 
+def release_compiled() -> None:
+    """Forget the compiled programs this process holds: the samplers' (``fitting.sampler``), the
+    starting points' (``fitting.nuts``), the pilots' (``fitting.pilot``), the log-loss programs
+    (``posterior``) and JAX's own in-memory caches. Each compiled program keeps its machine code
+    mapped in memory, and a process that fits many differently shaped tables (a test suite, a sweep
+    over data sets) can run out of memory mappings (XLA: "LLVM compilation error: Cannot allocate
+    memory"). Later fits load their programs again from the on-disk caches."""
+    import gc
+
+    import jax
+
+    from bayes_scaling import posterior
+    from bayes_scaling.fitting import nuts, pilot, sampler
+
+    for cache in (sampler._SAMPLERS, nuts._LATENT_STARTS, pilot._PILOTS, posterior._LOG_LOSS_PROGRAMS):
+        cache.clear()
+    jax.clear_caches()
+    gc.collect()
+
+
 def _load_numpyro_eagerly() -> None:
     """ArviZ registers NumPyro as a lazy module; if ArviZ was imported first, NumPyro's own
     submodules then fail to bind (``numpyro.distributions.distribution`` goes missing inside

@@ -16,3 +16,15 @@ bayes_scaling.configure()
 from bayes_scaling.fitting import nuts as _nuts  # noqa: E402
 
 _nuts.MORE_DRAWS_DOUBLINGS = 0
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_after_each_module():
+    """Each test module's compiled programs are released when it ends (``release_compiled``): the
+    suite compiles many hundreds, and in one process their machine code exhausted the memory
+    mappings (a crash near test 720); the on-disk caches serve the next module."""
+    yield
+    bayes_scaling.release_compiled()

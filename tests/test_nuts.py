@@ -312,3 +312,16 @@ def test_a_repeated_sample_in_a_new_process_loads_only_the_samplers_programs(tmp
     compiled = re.findall(r"Compiling (\S+)", runs[1].stderr)
     assert compiled and set(compiled) == {"jit(call)"}, compiled  # jax.export's wrappers of the four programs
     assert runs[0].stdout.splitlines()[-1] == runs[1].stdout.splitlines()[-1]
+
+
+def test_release_compiled_forgets_the_programs_and_a_later_fit_is_the_same():
+    import bayes_scaling
+    from bayes_scaling.fitting import sampler
+
+    runs = load_chinchilla().for_fit()
+    tiny = dict(model="plain", num_chains=2, num_warmup=60, num_draws=40, seed=4, more_draws=False)
+    before = fit_nuts(runs, **tiny).draws("E")
+    assert sampler._SAMPLERS
+    bayes_scaling.release_compiled()
+    assert not sampler._SAMPLERS
+    np.testing.assert_array_equal(fit_nuts(runs, **tiny).draws("E"), before)
