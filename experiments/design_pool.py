@@ -332,12 +332,34 @@ def run_group(name: str, runs: Runs, seeds, settings: PoolSettings, log=print) -
     return out
 
 
-def groups_of(source: str, limit: int | None = None):
+def groups_of(source: str, limit: int | None = None, skip: int = 0, only=None):
+    """``source``'s groups sorted by name, as ("source/group", runs): the ``limit`` groups after the
+    first ``skip`` (all when ``limit`` is None), and of those only the names in ``only`` (group names
+    with or without the "source/" prefix; None: every one)."""
     runs = SOURCES[source]()
     frame = runs.frame
-    names = sorted(frame["group"].unique())[:limit] if limit else sorted(frame["group"].unique())
+    names = select_groups(sorted(frame["group"].unique()), limit, skip)
+    if only is not None:
+        wanted = {w.split("/", 1)[1] if w.startswith(f"{source}/") else w for w in only}
+        names = [g for g in names if g in wanted]
     for g in names:
         yield f"{source}/{g}", Runs(frame[frame["group"] == g].reset_index(drop=True))
+
+
+def select_groups(names: list, limit: int | None = None, skip: int = 0) -> list:
+    """names[skip : skip + limit] (to the end when ``limit`` is None)."""
+    if skip < 0 or (limit is not None and limit < 1):
+        raise InputError(f"--skip-groups must be >= 0 and --groups-per-source >= 1, got {skip} and {limit}")
+    return list(names[skip:skip + limit] if limit else names[skip:])
+
+
+def check_group_names(sources, only) -> None:
+    """A clear error where a name in ``only`` is no group of ``sources``."""
+    known = {name for source in sources for name, _ in groups_of(source)}
+    short = {name.split("/", 1)[1] for name in known}
+    unknown = [w for w in only if w not in known and w not in short]
+    if unknown:
+        raise InputError(f"--groups: no group {unknown} in {list(sources)}; one of {sorted(known)}")
 
 
 def summarise(groups: list[dict], settings: PoolSettings) -> dict:
@@ -492,7 +514,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
-    parser.add_argument("--groups-per-source", type=int, default=None, help="the first G groups of each source")
+    parser.add_argument("--groups-per-source", type=int, default=None, help="the first G groups of each source "
+                        "(after --skip-groups)")
+    parser.add_argument("--skip-groups", type=int, default=0, metavar="K",
+                        help="leave out the first K groups of each source (sorted by name)")
+    parser.add_argument("--groups", nargs="+", default=None, metavar="NAME",
+                        help="only these groups (names as in the results, with or without 'source/')")
     parser.add_argument("--q", type=int, default=1, help="runs bought per refit")
     parser.add_argument("--timing", action="store_true", help="only measure one ask against one refit")
     parser.add_argument("--ours-variant", default=PoolSettings.ours_variant, choices=list(OURS_VARIANTS),
@@ -621,9 +648,11 @@ def main(argv=None) -> None:
     before = results.get("settings", {}).get("seeds", [])
     results["settings"] = {**settings_dict(settings), "seeds": sorted(set(before) | set(seeds))}
     groups = {g["group"]: g for g in results.get("groups", [])}
+    if args.groups:
+        check_group_names(args.sources, args.groups)
     start = time.perf_counter()
     for source in args.sources:
-        for name, runs in groups_of(source, args.groups_per_source):
+        for name, runs in groups_of(source, args.groups_per_source, args.skip_groups, args.groups):
             old = groups.get(name)
             todo = [s for s in seeds if old is None or str(s) not in old["seeds"]]
             if not todo:
