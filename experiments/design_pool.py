@@ -528,7 +528,10 @@ def main(argv=None) -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
                         choices=[*STRATEGIES, *(f"ours_{v}" for v in OURS_VARIANTS)])
     parser.add_argument("--merge", nargs="+", default=None,
-                        help="results files of runs split by source or strategy (same settings): into --out")
+                        help="results files of runs split by source, group, seed or strategy (same settings; an entry "
+                             "in several files must be identical in each): into --out")
+    parser.add_argument("--merge-replace", action="store_true",
+                        help="with --merge: a later file's entries replace an earlier's (a strategy rerun), unchecked")
     parser.add_argument("--develop", action="store_true",
                         help="every variant of ours on the development seeds and sources; writes --dev-out")
     parser.add_argument("--profile", default=None, metavar="OUT.json",
@@ -619,16 +622,14 @@ def main(argv=None) -> None:
         if len(versions) > 1 and not same_all_pool_fits(parts):
             raise InputError("the files to merge were run under different versions of the model (extrapolation.py) "
                              "whose all-pool fits differ")
-        ours = [r for r in parts if "ours" in r["settings"]["strategies"]] or parts
-        # the last file with ours sets the settings (and its ours overrides earlier files' ours)
-        saved = {k: v for k, v in ours[-1]["settings"].items() if k not in ("seeds", "strategies")}
+        saved = merge_settings(parts, args.merge_replace)
         strategies = tuple(dict.fromkeys(k for r in parts for k in r["settings"]["strategies"]))
         strategies = tuple(k for k in STRATEGIES if k in strategies) + tuple(k for k in strategies if k not in STRATEGIES)
         settings = PoolSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()},
                                 strategies=strategies)
         results.update(settings={**saved, "strategies": list(settings.strategies),
                                  "seeds": sorted({s for r in parts for s in r["settings"]["seeds"]})},
-                       groups=merge_groups(parts), seconds=sum(r["seconds"] for r in parts),
+                       groups=merge_groups(parts, args.merge_replace), seconds=sum(r["seconds"] for r in parts),
                        extrapolation_sha256=versions[0] if len(versions) == 1 else versions,
                        merged_from=list(args.merge))
         if len(versions) > 1:
@@ -707,18 +708,66 @@ def same_all_pool_fits(parts: list[dict]) -> bool:
     return True
 
 
-def merge_groups(parts: list[dict]) -> list[dict]:
-    """Groups of several results files as one list: a group in several files (strategies split over
-    processes) gets each seed's strategies from all of them."""
+def merge_groups(parts: list[dict], replace: bool = False) -> list[dict]:
+    """Groups of several results files as one list: a group in several files (strategies or seeds split
+    over processes, or a merged file merged again) gets each seed's strategies from all of them. An
+    entry in several files (a group's own record, the all-pool fit included, or one seed's strategy)
+    must be identical in each, its ``seconds`` aside; with ``replace`` the later file's wins instead."""
     merged: dict[str, dict] = {}
     for r in parts:
         for g in r["groups"]:
             if g["group"] not in merged:
                 merged[g["group"]] = {**g, "seeds": {k: dict(v) for k, v in g["seeds"].items()}}
-            else:
-                for seed, per in g["seeds"].items():
-                    merged[g["group"]]["seeds"].setdefault(seed, {}).update(per)
+                continue
+            if not replace:
+                require_same(f"{g['group']} (its record)", without(merged[g["group"]], "seeds"), without(g, "seeds"))
+            for seed, per in g["seeds"].items():
+                have = merged[g["group"]]["seeds"].setdefault(seed, {})
+                for strategy, record in per.items():
+                    if strategy in have and not replace:
+                        require_same(f"{g['group']} seed {seed} {strategy}", without(have[strategy], "seconds"),
+                                     without(record, "seconds"))
+                    else:
+                        have[strategy] = record
     return list(merged.values())
+
+
+def without(record: dict, key: str) -> dict:
+    return {k: v for k, v in record.items() if k != key}
+
+
+MERGE_RTOL = 1e-9  # float noise: one all-pool fit run in two processes differed by 1e-12 (relative) in v5's parts
+
+
+def require_same(what: str, a, b) -> None:
+    """A clear error where two files to merge disagree on an entry they share (numbers within
+    ``MERGE_RTOL``, relative, everything else exactly)."""
+    if not same_within(a, b):
+        raise InputError(f"--merge: {what} differs between the files (rerun under other code or settings?); "
+                         "--merge-replace lets the later file's win")
+
+
+def same_within(a, b, rtol: float = MERGE_RTOL) -> bool:
+    """Whether two JSON values are equal, numbers up to ``rtol`` (relative) and NaN equal to NaN."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_within(a[k], b[k], rtol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_within(x, y, rtol) for x, y in zip(a, b))
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+        return bool(np.isclose(a, b, rtol=rtol, atol=0.0, equal_nan=True))
+    return a == b
+
+
+def merge_settings(parts: list[dict], replace: bool = False) -> dict:
+    """The settings the parts share (seeds and strategies aside, which the merge unites): the last file
+    with ``ours`` sets them; unless ``replace``, every part must have the same."""
+    ours = [r for r in parts if "ours" in r["settings"]["strategies"]] or parts
+    saved = without(without(ours[-1]["settings"], "seeds"), "strategies")
+    if not replace:
+        for r in parts:
+            require_same("the settings", saved, without(without(r["settings"], "seeds"), "strategies"))
+    return saved
 
 
 def profile(source: str = "chinchilla", seed: int = 0, strategies=("ours_model", "ours_law", "mspe"),
