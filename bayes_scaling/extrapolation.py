@@ -114,6 +114,12 @@ DRIFT_SITES = ("drift_N", "drift_D", "drift_C", "drift_alloc")
 MEAN_BEYOND = "mixed"
 MEAN_BEYONDS = ("linear", "held", "mixed")
 HELD_SHARE = 0.5
+# Bounds on the drifted allocation exponent a + d_a beyond the runs (N_opt ~ C^(a + d_a), a the law's
+# own local exponent d ln N_opt / d ln C at the top of the fitted compute, per draw): (0, 1) keeps N_opt
+# and D_opt = C / 6 N_opt both non-decreasing in compute, as every law of the family has them (a =
+# beta / (alpha + beta)); a draw beyond a bound is clipped to it (``bound_allocation``). None: the
+# Gaussian drift as drawn, whose tail can make N_opt fall with compute (a + d_a < 0).
+ALLOCATION_BOUNDS = None
 CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" and "mixed"
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -500,6 +506,14 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
     if MEAN_BEYOND == "mixed":  # a draw with a zero centre carries its mean on linearly
         linear = np.random.default_rng([seed, 8]).random(len(drifts)) >= HELD_SHARE
         centres[0][linear] = 0.0
+    exponent = None
+    if ALLOCATION_BOUNDS is not None:
+        exponent = allocation_exponent(posterior)
+        if exponent is not None:
+            drifts[:, 3], centre = bound_allocation(drifts[:, 3], centres[0][:, 3] if held else None, exponent,
+                                                    ALLOCATION_BOUNDS)
+            if held:
+                centres[0][:, 3] = centre
     dims = ("chain", "draw")
     posterior.idata["posterior"] = post.to_dataset().assign(
         **{name: (dims, sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
@@ -520,12 +534,46 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         "inferred_slice_budgets": [float(f"{b:.4g}") for b in scales.inferred_slices],
         "allocation mean": _allocation_mean(scales),
         "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
+        "allocation exponent bounds": _bounds_note(exponent),
         "mean beyond the folds' distances": (
             "linear" if not held else
             f"held beyond (u_N, u_D, u_C) = ({', '.join(f'{u:.2f}' for u in scales.seen)})"
             + (f" in {HELD_SHARE:.0%} of the draws, linear in the rest" if MEAN_BEYOND == "mixed" else "")),
     }
     return posterior
+
+
+def allocation_exponent(posterior) -> np.ndarray | None:
+    """Each draw's allocation exponent a = d ln N_opt / d ln C of the law (no drift) over the e-fold
+    of compute above the fitted runs' largest; None where the law has no frontier as fitted (a
+    data-constrained law fitted to several corpus sizes)."""
+    C = np.exp(log_range(posterior.runs.N, posterior.runs.D)["log_C"][1]) * np.array([1.0, np.e])
+    theta = {k: v[:, None] for k, v in posterior.theta().items()}
+    try:
+        N_opt = np.asarray(posterior.law.optimal_allocation(theta, C[None])[0], np.float64)
+    except InputError:
+        return None
+    return np.log(N_opt[:, 1]) - np.log(N_opt[:, 0])
+
+
+def bound_allocation(drift: np.ndarray, centre: np.ndarray | None, exponent: np.ndarray, bounds):
+    """(d_a, c_a) with the drifted exponents clipped to ``bounds`` (lo, hi): a + d_a within u*_C and,
+    where the draw holds its mean beyond u* (``centre``), a + d_a - c_a beyond it, each clipped to
+    [lo, hi]; the centre is then what keeps the clipped rate beyond. A draw inside the bounds is
+    unchanged."""
+    lo, hi = bounds[0] - exponent, bounds[1] - exponent
+    near = np.clip(drift, lo, hi)
+    if centre is None:
+        return near, None
+    return near, near - np.clip(drift - centre, lo, hi)
+
+
+def _bounds_note(exponent) -> str:
+    if ALLOCATION_BOUNDS is None:
+        return "none"
+    if exponent is None:
+        return f"{tuple(ALLOCATION_BOUNDS)} not applied: the law has no frontier as fitted"
+    return f"a + d_a clipped to [{ALLOCATION_BOUNDS[0]:g}, {ALLOCATION_BOUNDS[1]:g}]"
 
 
 def _allocation_mean(scales: ScalePosterior) -> str:

@@ -103,6 +103,7 @@ CANDIDATES = {
     "extrapolating, drift mean held beyond the folds' distances": ({}, "held-mean"),
     "extrapolating, drift mean held or linear (mixed)": ({}, "mixed-mean"),
     "extrapolating, drift mean linear beyond the folds' distances": ({}, "linear-mean"),  # the default before the eleventh run
+    "extrapolating, allocation exponent in [0, 1]": ({}, "allocation-bounds"),  # twelfth run
 }
 # Fourth run (same session, written before its results; --candidates, --out
 # results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
@@ -224,6 +225,25 @@ CANDIDATES = {
 # (default 81% / 1.731), Gadre 100% / 0.834, N_opt 14/18 as the default; IS 0.954x the default's).
 # extrapolation.MEAN_BEYOND is now "mixed"; the old default is the candidate "... linear ...". In the
 # results files of this and earlier runs, "extrapolating" is the default of the time ("linear").
+# Twelfth run (issue 15, eighth session; written and committed before its results): the candidate
+# extrapolation.ALLOCATION_BOUNDS = (0, 1): each draw's drifted allocation exponent a + d_a (and, where
+# the draw holds its mean beyond u*, a + d_a - c_a beyond it) is clipped to [0, 1], a the law's own
+# exponent per draw, so that no draw has N_opt or D_opt falling as compute grows (every law of the
+# family has 0 < a < 1). Why: on all 240 Chinchilla runs the default's draws have a + d_a < 0 in 39%
+# of the draws (the learned mean d_a is about -0.45 against a = 0.52), and its 90% N_opt interval at
+# 1e27 FLOPs reaches down to 46M parameters (trained on 3.6e18 tokens), below its own lower end at
+# 5.76e23 (1.9B): a frontier that shrinks with compute. (Seen before the rule, in one exploratory fit of
+# all 240 Chinchilla runs, seed 0: the 90% N_opt interval at 5.76e23 becomes [8.6B, 88B] from
+# [1.9B, 82B], at 1e27 [1.2B, 37T] from [46M, 38T]; no held-out run was scored before this rule.)
+# The bound changes only the drift's draws after the calibration (theta's draws and the scales are the
+# default's), so (e) and (f) are not run. THE ADOPTION RULE: the eleventh run's ((a)-(d) on the standard
+# split, (g) and (h) on the far split) plus (i) Chinchilla's far optima (--chinchilla-far-optima with the
+# candidate): its 90% N_opt interval holds at least as many of the held-out slices' empirical optima as the
+# default's. Runs: --scores-only, --simulation, --split far, --chinchilla-far-optima, each with --candidates
+# extrapolating "extrapolating, allocation exponent in [0, 1]" and --no-baselines where it applies (the plain
+# law and the conformal baseline are not needed by (a)-(i) on the real sources; the simulation keeps its
+# plain law for (d)), into results/bench_extrapolation_allocation_bounds{,_simulation,_far,_far_optima}.json,
+# then --judge with --simulation-results, --far-results and --far-optima-results.
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
@@ -244,14 +264,18 @@ def variant(name: str | None):
     """The extrapolating model with one setting changed (None: the default): "misfit-noise" sets
     ``nuts.MISFIT_NOISE`` (the misfit term along tokens per parameter; "misfit-noise-in-data" also
     ``likelihood.MISFIT_CAP`` "in data"; "misfit-noise-final" sets it to "final": the final fit only,
-    not the calibration's refits); "overlap-once" sets
+    not the calibration's refits); "allocation-bounds" sets ``extrapolation.ALLOCATION_BOUNDS`` (0, 1);
+    "overlap-once" sets
     ``extrapolation.FOLD_OVERLAP`` "once" ("full-covariance+overlap-once" also FOLD_COVARIANCE "full"); a name in
     ``extrapolation.LOSS_ONLY_MEANS`` sets ``extrapolation.LOSS_ONLY_MEAN``; "nuts-small-folds" refits folds of fewer than ``NUTS_FOLD_RUNS``
     runs by NUTS (plain law, default priors) instead of the fit's Laplace refit."""
     mode, calibrate, covariance = extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate, extrapolation.FOLD_COVARIANCE
     infer, overlap, misfit = extrapolation.INFER_SLICES, extrapolation.FOLD_OVERLAP, nuts_module.MISFIT_NOISE
     cap, beyond = likelihood_module.MISFIT_CAP, extrapolation.MEAN_BEYOND
-    if name in ("held-mean", "mixed-mean", "linear-mean"):
+    bounds = extrapolation.ALLOCATION_BOUNDS
+    if name == "allocation-bounds":
+        extrapolation.ALLOCATION_BOUNDS = (0.0, 1.0)
+    elif name in ("held-mean", "mixed-mean", "linear-mean"):
         extrapolation.MEAN_BEYOND = name.removesuffix("-mean")
     elif name == "misfit-noise-final":
         nuts_module.MISFIT_NOISE, likelihood_module.MISFIT_CAP = "final", "none"
@@ -282,7 +306,7 @@ def variant(name: str | None):
         extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate, extrapolation.FOLD_COVARIANCE = mode, calibrate, covariance
         extrapolation.INFER_SLICES, extrapolation.FOLD_OVERLAP = infer, overlap
         nuts_module.MISFIT_NOISE, likelihood_module.MISFIT_CAP = misfit, cap
-        extrapolation.MEAN_BEYOND = beyond
+        extrapolation.MEAN_BEYOND, extrapolation.ALLOCATION_BOUNDS = beyond, bounds
 
 
 def conformal_scores(runs: Runs, split_kw: dict | None = None) -> dict:
@@ -470,7 +494,7 @@ def adoption(results: dict, candidates, simulation: dict | None, diagnosed: dict
                      "d_simulation": d, "e_diagnostics": None if diagnosed is None else e,
                      "f_cost_at_most_2x_plain": f,
                      "passes": bool(a and b and c and d and e and f is not False), "geomean_is_ratio_to_default": ratio,
-                     "gadre_targets_met": None if gadre is None else bool(
+                     "gadre_targets_met": None if gadre is None or "plain" not in results["gadre"] else bool(
                          0.8 <= gadre["coverage"] <= 0.97
                          and gadre["interval_score"] < results["gadre"]["plain"]["interval_score"])}
     passing = [n for n in out if out[n]["passes"]]
@@ -648,13 +672,13 @@ def chinchilla_frontier() -> dict:
     return out
 
 
-def chinchilla_far_optima() -> dict:
+def chinchilla_far_optima(candidates: dict | None = None) -> dict:
     """Does the loss-only default's low N_opt beyond the runs hold up? Chinchilla's far split (top 50%
     of compute held out): per model, the 90% N_opt interval at each held-out IsoFLOP slice inferred
     from compute (``splits.inferred_budgets`` on all 240 runs; slices held out whole, with an interior
     vertex) against the slice's own optimum (Approach 2, ``backtest.slice_optimum``) and the model's
     median's log error. Models: the plain law, the default, and its linear and held continuations.
-    A diagnosis: no rule rides on it."""
+    ``candidates`` (name -> (priors, setting)) beside them; the twelfth run's (i) rides on it."""
     from bayes_scaling.backtest import slice_optimum
     from bayes_scaling.splits import inferred_budgets
 
@@ -677,8 +701,10 @@ def chinchilla_far_optima() -> dict:
                        "empirical_lo": float(emp.lo), "empirical_hi": float(emp.hi)})
     C = [r["budget"] for r in slices]
     out = {"fitted_runs": len(split.train), "fitted_max_compute": float(np.max(split.train.C)), "slices": slices, "models": {}}
-    for name, model, setting in (("plain", "plain", None), ("default (mixed)", "extrapolating", None),
-                                 ("linear", "extrapolating", "linear-mean"), ("held", "extrapolating", "held-mean")):
+    models = [("plain", "plain", None), ("default (mixed)", "extrapolating", None),
+              ("linear", "extrapolating", "linear-mean"), ("held", "extrapolating", "held-mean")]
+    models += [(name, "extrapolating", setting) for name, (_, setting) in (candidates or {}).items() if name != "extrapolating"]
+    for name, model, setting in models:
         with variant(setting):
             post = fit_nuts(split.train, model=model)
         table = post.frontier(C, level=LEVEL)
@@ -948,6 +974,10 @@ def main() -> None:
         parser.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
     parser.add_argument("--judge", action="store_true",
                         help="judge the adoption rule on the results file --out and --simulation-results, into --out")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="score the extrapolating candidates only (no plain law, no conformal baseline; twelfth run)")
+    parser.add_argument("--far-optima-results", type=Path, default=None,
+                        help="with --judge: a --chinchilla-far-optima results file with the candidates, for the twelfth run's (i)")
     parser.add_argument("--cost-results", type=Path, default=None,
                         help="with --judge: a --cost-only results file whose candidate_cost_chinchilla gives rule (f) (ninth run)")
     args = parser.parse_args()
@@ -958,7 +988,8 @@ def main() -> None:
         "misfit_chinchilla": (misfit_chinchilla, "bench_extrapolation_misfit_chinchilla.json", True),
         "misfit_final_diagnosis": (misfit_final_diagnosis, "bench_extrapolation_misfit_final_diagnosis.json", False),
         "diagnose_gadre": (gadre_diagnosis, "bench_extrapolation_gadre_diagnosis.json", True),
-        "chinchilla_far_optima": (chinchilla_far_optima, "bench_extrapolation_chinchilla_far_optima.json", True),
+        "chinchilla_far_optima": (lambda: chinchilla_far_optima(candidates if args.candidates else None),
+                                  "bench_extrapolation_chinchilla_far_optima.json", True),
         "far_simulation": (lambda: far_simulation(candidates if args.candidates else None),
                            "bench_extrapolation_far_simulation.json", False),
     }
@@ -984,6 +1015,15 @@ def main() -> None:
                 entry = report["adoption"]["candidates"][name]
                 entry.update(check)
                 entry["passes"] = bool(entry["passes"] and check["g_passes"] and check["h_far_n_opt"])
+            passing = [n for n, e in report["adoption"]["candidates"].items() if e["passes"]]
+            report["adoption"]["adopted"] = min(passing, key=lambda n: report["adoption"]["candidates"][n][
+                "geomean_is_ratio_to_default"]) if passing else None
+        if args.far_optima_results is not None:  # the twelfth run's (i)
+            optima = json.loads(args.far_optima_results.read_text())["models"]
+            for name, entry in report["adoption"]["candidates"].items():
+                entry["i_far_optima_inside"] = optima[name]["inside"]
+                entry["default_far_optima_inside"] = optima["default (mixed)"]["inside"]
+                entry["passes"] = bool(entry["passes"] and optima[name]["inside"] >= optima["default (mixed)"]["inside"])
             passing = [n for n, e in report["adoption"]["candidates"].items() if e["passes"]]
             report["adoption"]["adopted"] = min(passing, key=lambda n: report["adoption"]["candidates"][n][
                 "geomean_is_ratio_to_default"]) if passing else None
@@ -1039,8 +1079,8 @@ def main() -> None:
     for source, load in sources.items():
         runs = load().for_fit()
         split_kw = FAR_SPLITS[source] if args.split == "far" else {}
-        row = {"plain": model_scores(runs, lambda r: fit_nuts(r, model="plain"), split_kw),
-               "conformal": conformal_scores(runs, split_kw)}
+        row = {} if args.no_baselines else {"plain": model_scores(runs, lambda r: fit_nuts(r, model="plain"), split_kw),
+                                            "conformal": conformal_scores(runs, split_kw)}
         for name, (priors, setting) in candidates.items():
             with variant(setting):
                 row[name] = model_scores(runs, lambda r, p=priors: fit_nuts(r, drift_priors=p or None), split_kw)
@@ -1051,6 +1091,9 @@ def main() -> None:
               flush=True)
 
     def rank(name):
+        if args.no_baselines:  # the rule's first two keys only: they need no plain law
+            return (-sum(0.8 <= results[s][name]["coverage"] <= 0.97 for s in results),
+                    -sum(results[s][name].get("n_opt_top_inside", 0) for s in results))
         in_band = sum(0.8 <= results[s][name]["coverage"] <= 0.97 for s in results)
         n_opt = sum(results[s][name].get("n_opt_top_inside", 0) for s in results)
         better = sum(results[s][name]["interval_score"] < results[s]["plain"]["interval_score"] for s in results)
@@ -1086,7 +1129,7 @@ def main() -> None:
 
     print(f"\n90% intervals on held-out top-compute runs ({', '.join(results)}):")
     print(f"{'model':52s}" + "".join(f"{s:>26s}" for s in results))
-    for name in ["plain", "conformal", *candidates, *(["plain, misfit noise"] if "plain, misfit noise" in
+    for name in [*([] if args.no_baselines else ["plain", "conformal"]), *candidates, *(["plain, misfit noise"] if "plain, misfit noise" in
                                                        next(iter(results.values()), {}) else [])]:
         cells = []
         for s in results:
