@@ -274,3 +274,49 @@ def test_fit_nuts_redoes_a_fit_short_of_effective_draws_with_longer_chains(monke
     redone = fit_nuts(runs, **short)
     assert redone.meta["num_draws"] in (100, 200) and "short at 50 draws per chain; redone with 100" in redone.meta["more_draws"]
     assert redone.num_draws == 2 * redone.meta["num_draws"]
+
+
+@pytest.mark.parametrize("retry_after", [True, False])
+def test_longer_chains_that_diverge_are_retried_at_smaller_steps(monkeypatch, retry_after):
+    """``fit_nuts``'s order of redoes (stand-in fits and verdicts, no sampling): a fit short only of
+    effective draws is redone with twice the draws; when those longer chains find a divergence,
+    ``RETRY_AFTER_MORE_DRAWS`` redoes them once more at target acceptance 0.99 with the same
+    length, keeping what was redone in ``meta``; without it the divergent longer fit is kept."""
+    import pandas as pd
+
+    from bayes_scaling.diagnostics import Diagnosis, Problem, SamplerWarning
+    from bayes_scaling.fitting import nuts
+
+    calls = []
+
+    class Fit:
+        def __init__(self, settings):
+            self.meta = {"num_draws": settings.draws, "target_accept": settings.target_accept}
+
+    def fake_fit(runs, *, settings, **_):
+        calls.append((settings.draws, settings.target_accept))
+        return Fit(settings)
+
+    def fake_diagnose(post):
+        draws, accept = post.meta["num_draws"], post.meta["target_accept"]
+        diverged = draws > 50 and accept < nuts.RETRY_TARGET_ACCEPT  # the longer chains find a divergence
+        short = draws == 50
+        problems = ([Problem("ess_bulk", "few effective draws.", "draw more.")] if short else []) + (
+            [Problem("divergences", "1 divergent transition.", "smaller steps.")] if diverged else [])
+        return Diagnosis(method="nuts", applicable=True, num_chains=2, num_draws=draws, divergences=int(diverged),
+                         table=pd.DataFrame({"r_hat": [1.005], "ess_bulk": [300.0], "ess_tail": [300.0]}),
+                         problems=problems)
+
+    monkeypatch.setattr(nuts, "_fit", fake_fit)
+    monkeypatch.setattr(nuts, "diagnose", fake_diagnose)
+    monkeypatch.setattr(nuts, "MORE_DRAWS_DOUBLINGS", 2)
+    monkeypatch.setattr(nuts, "RETRY_AFTER_MORE_DRAWS", retry_after)
+    if retry_after:
+        post = nuts.fit_nuts(None, model="plain", num_chains=2, num_warmup=10, num_draws=50)
+        assert calls == [(50, 0.8), (100, 0.8), (100, nuts.RETRY_TARGET_ACCEPT)]
+        assert post.meta["num_draws"] == 100 and post.meta["target_accept"] == nuts.RETRY_TARGET_ACCEPT
+        assert "redone with 100" in post.meta["more_draws"] and "refitted at 0.99" in post.meta["retried"]
+    else:
+        with pytest.warns(SamplerWarning):
+            post = nuts.fit_nuts(None, model="plain", num_chains=2, num_warmup=10, num_draws=50)
+        assert calls == [(50, 0.8), (100, 0.8)] and "retried" not in post.meta and post.meta["target_accept"] == 0.8
