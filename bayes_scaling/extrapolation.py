@@ -573,7 +573,8 @@ def _bounds_note(exponent) -> str:
         return "none"
     if exponent is None:
         return f"{tuple(ALLOCATION_BOUNDS)} not applied: the law has no frontier as fitted"
-    return f"a + d_a clipped to [{ALLOCATION_BOUNDS[0]:g}, {ALLOCATION_BOUNDS[1]:g}]"
+    lo, hi = ALLOCATION_BOUNDS
+    return f"a + d_a clipped to [{lo:g}, {hi:g}]" if np.isfinite(hi) else f"a + d_a clipped to at least {lo:g}"
 
 
 def _allocation_mean(scales: ScalePosterior) -> str:
