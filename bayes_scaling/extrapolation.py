@@ -640,7 +640,9 @@ def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
 
     With G (S, 8), the drifts then their cells' centres c (``MEAN_BEYOND`` "held"), each term's
     d u becomes d min(u, u*) + (d - c) max(0, u - u*), u* the folds' farthest distance on that axis
-    (``ranges["seen"]``; e^d_N - 1 likewise per part)."""
+    (``ranges["seen"]``; e^d_N - 1 likewise per part). A far draw whose effective size exceeds the
+    float range (e^d_N e-folds per e-fold: a shape drift deep in its prior's tail) gets an infinite
+    size, where the law's term in it is zero, its limit."""
     G = np.asarray(G)
     U = distances(ranges, N, D)  # (S, ..., 3)
     near, far = _near_far(U, ranges) if G.shape[1] > len(DRIFT_SITES) else (U, None)
@@ -653,4 +655,6 @@ def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
         log_n = log_n + np.expm1(b[0]) * far[..., 0] - b[3] * far[..., 2]
         log_d = log_d + np.expm1(b[1]) * far[..., 1] + b[3] * far[..., 2]
         level = level + b[2] * far[..., 2]
-    return np.asarray(log_loss(theta, N * np.exp(log_n), D * np.exp(log_d))) + level
+    with np.errstate(over="ignore"):  # an effective size past float range is infinite: its term of the law is 0
+        N_eff, D_eff = N * np.exp(log_n), D * np.exp(log_d)
+    return np.asarray(log_loss(theta, N_eff, D_eff)) + level

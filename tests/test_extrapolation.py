@@ -422,3 +422,21 @@ def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypa
     near, centre = ex.bound_allocation(np.array([-1.0, 0.1]), np.array([-0.2, 0.9]), np.full(2, 0.5), (0, 1))
     np.testing.assert_allclose(near, [-0.5, 0.1])
     np.testing.assert_allclose(near - centre, [-0.5, -0.5])  # the rate beyond u*: -0.8 and -0.8, clipped
+
+
+def test_a_drift_deep_in_its_tail_gives_the_law_s_limit_without_overflow():
+    """A shape drift that makes an e-fold of N count as e^8 e-folds sends the effective size past the
+    float range: the loss is then the law's limit (its N term gone), with no overflow warning."""
+    import warnings
+
+    from bayes_scaling.laws import get_law
+    from bayes_scaling.posterior import compiled_log_loss
+
+    theta = {"E": np.array([[1.7]]), "A": np.array([[400.0]]), "B": np.array([[1500.0]]),
+             "alpha": np.array([[0.34]]), "beta": np.array([[0.3]])}
+    ranges = {"log_N": [18.0, 22.0], "log_D": [20.0, 24.0], "log_C": [40.0, 47.0]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = ex.drifted_log_loss(compiled_log_loss(get_law("chinchilla")), theta, np.array([[8.0, 0.0, 0.0, 0.0]]),
+                                  ranges, np.array([[np.exp(24.0)]]), np.array([[np.exp(24.0)]]))
+    np.testing.assert_allclose(out, np.log(1.7 + 1500.0 / np.exp(24.0) ** 0.3))
