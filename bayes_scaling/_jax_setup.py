@@ -38,6 +38,7 @@ The training harness (``training/``) runs in its own process and never sees thes
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 import re
 import sys
 import warnings
@@ -113,6 +114,27 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "bayes-scaling"
     )
     return Path(root) / "jax"
+
+
+class CompiledPrograms(OrderedDict):
+    """A process's compiled programs by key, at most ``limit`` of them: the least recently used is
+    dropped (and its machine code freed with it) when a new one would exceed the limit. A process
+    that fits many differently shaped tables would otherwise keep every program mapped in memory
+    (``release_compiled`` forgets all of them at once)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def get_or_build(self, key, build):
+        """The program under ``key``, built by ``build()`` where absent."""
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        while len(self) >= self.limit:
+            self.popitem(last=False)
+        self[key] = program = build()
+        return program
 
 
 def release_compiled() -> None:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from bayes_scaling import extrapolation
 from bayes_scaling import frontier as frontier_mod
-from bayes_scaling._jax_setup import configure
+from bayes_scaling._jax_setup import CompiledPrograms, configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.runs.table import Runs
@@ -412,18 +412,13 @@ def compiled_log_loss(law: Law):
     separately in every new process (tens of milliseconds in all on a CLI call). Kept per law
     family, name and settings, not per instance (``get_law`` makes a new one per call, so each
     refit of the extrapolation model's calibration would trace and compile it again)."""
-    key = _law_key(law)
-    if key not in _LOG_LOSS_PROGRAMS:
-        configure()
-        import jax
+    configure()
+    import jax
 
-        if len(_LOG_LOSS_PROGRAMS) >= 16:
-            _LOG_LOSS_PROGRAMS.pop(next(iter(_LOG_LOSS_PROGRAMS)))  # the oldest
-        _LOG_LOSS_PROGRAMS[key] = jax.jit(law.log_loss)
-    return _LOG_LOSS_PROGRAMS[key]
+    return _LOG_LOSS_PROGRAMS.get_or_build(_law_key(law), lambda: jax.jit(law.log_loss))
 
 
-_LOG_LOSS_PROGRAMS: dict[tuple, object] = {}
+_LOG_LOSS_PROGRAMS = CompiledPrograms(limit=16)
 
 
 def _law_key(law: Law) -> tuple:

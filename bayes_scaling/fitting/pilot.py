@@ -26,11 +26,13 @@ from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoMultivariateNormal
 from numpyro.infer.util import potential_energy
 
+from bayes_scaling._jax_setup import CompiledPrograms
+
 PILOT_STEPS = 1000  # SVI steps (Adam)
 PILOT_LEARNING_RATE = 0.05  # Adam's first step, in NUTS's coordinates u, decayed to 1% of it (cosine)
 PILOT_PARTICLES = 4  # draws of q per ELBO gradient
 PILOT_INIT_SCALE = 0.1  # q's starting standard deviation per coordinate of u
-_PILOTS: dict[tuple, Callable] = {}
+_PILOTS = CompiledPrograms(limit=8)
 
 
 def flat_potential_model(model: Callable, sites: tuple, latent_scale: float) -> Callable:
@@ -61,8 +63,10 @@ def compiled_pilot(model: Callable, description, sites: tuple, data: tuple, late
     ``AutoMultivariateNormal`` on ``flat_potential_model`` from mean m0 (NUTS's coordinates)."""
     shapes = tuple((np.shape(a), np.asarray(a).dtype.str) for a in data)
     key = (repr(description), sites, shapes, float(latent_scale), int(steps))
-    if key in _PILOTS:
-        return _PILOTS[key]
+    return _PILOTS.get_or_build(key, lambda: _pilot_program(model, sites, latent_scale, steps))
+
+
+def _pilot_program(model: Callable, sites: tuple, latent_scale: float, steps: int) -> Callable:
     flat = flat_potential_model(model, sites, latent_scale)
     guide = AutoMultivariateNormal(flat, init_scale=PILOT_INIT_SCALE)
     schedule = optax.cosine_decay_schedule(PILOT_LEARNING_RATE, steps, alpha=0.01)
@@ -79,8 +83,7 @@ def compiled_pilot(model: Callable, description, sites: tuple, data: tuple, late
         params = svi.get_params(state)
         return params["auto_loc"], params["auto_scale_tril"], losses[-steps // 10:].mean()
 
-    _PILOTS[key] = jax.jit(run)
-    return _PILOTS[key]
+    return jax.jit(run)
 
 
 def pilot_start(model: Callable, init: dict, data: tuple, *, description, chains: int, seed: int,

@@ -39,7 +39,7 @@ from jax.sharding import PartitionSpec as P
 from numpyro.infer import NUTS
 from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
-from bayes_scaling._jax_setup import configure
+from bayes_scaling._jax_setup import CompiledPrograms, configure
 from bayes_scaling.fitting import pilot, sampler_cache
 from bayes_scaling.fitting.settings import TARGET_ACCEPT, SamplerSettings
 
@@ -58,7 +58,7 @@ START_MASSES = ("laplace", "diagonal", "identity", "pilot")  # ``sample``'s star
 POOLED_STEP_SIZES = ("median", "min")  # ``sample``'s ``pool_step_size``: the chains' statistic capping each one's
 MAX_TREE_DEPTH = 10  # NumPyro's default: at most 2^10 - 1 leapfrog steps per transition
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
-_SAMPLERS: dict[tuple, Sampler] = {}
+_SAMPLERS = CompiledPrograms(limit=32)  # kept per key; at most 32 (the least recently used dropped)
 
 
 @dataclass
@@ -217,11 +217,9 @@ def compiled_sampler(model: Callable, description, data: tuple, chains: int, war
     shapes = tuple((np.shape(a), np.asarray(a).dtype.str) for a in data)
     key = (repr(description), shapes, chains, warmup, draws, float(target_accept), regularize_mass, adapt_mass,
            float(latent_scale), warmup_tree_depth, given_step_size, adapt_step_size, pool_step_size)
-    if key not in _SAMPLERS:
-        _SAMPLERS[key] = Sampler(model, repr(description), data, chains, warmup, draws, target_accept,
-                                 regularize_mass, adapt_mass, latent_scale, warmup_tree_depth, given_step_size,
-                                 adapt_step_size, pool_step_size)
-    return _SAMPLERS[key]
+    return _SAMPLERS.get_or_build(key, lambda: Sampler(
+        model, repr(description), data, chains, warmup, draws, target_accept, regularize_mass, adapt_mass,
+        latent_scale, warmup_tree_depth, given_step_size, adapt_step_size, pool_step_size))
 
 
 class Sampler:
