@@ -384,39 +384,48 @@ def test_add_drift_makes_a_plain_fit_what_the_default_fit_is(chinchilla_fits):
 
 
 def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypatch):
-    """ALLOCATION_BOUNDS (0, 1): each draw's drifted allocation exponent a + d_a, and a + d_a - c_a
-    beyond u* where the draw holds its mean, is clipped into [0, 1]; draws already inside are the
-    unbounded draws. Under the allocation drift alone (shape drifts set to zero) no bounded draw's
-    N_opt or D_opt then falls as compute grows beyond the runs, where unbounded draws do (the
-    learned drift on Chinchilla). The exponents' own drifts can still bend the frontier
-    (docs/extrapolation.md)."""
+    """ALLOCATION_BOUNDS: each draw's drifted allocation exponent a + d_a, and a + d_a - c_a beyond u*
+    where the draw holds its mean, is clipped into the bounds; draws already inside are the
+    unbounded draws. The default (0, inf): under the allocation drift alone (shape drifts set to
+    zero) no draw's N_opt then falls as compute grows beyond the runs, where unbounded draws' do
+    (the learned drift on Chinchilla); (0, 1) keeps D_opt from falling too. The exponents' own
+    drifts can still bend the frontier (docs/extrapolation.md)."""
     from bayes_scaling.fitting.nuts import add_drift
     from bayes_scaling.frontier import drifted_optimum
 
     plain, default = chinchilla_fits
-    assert ex.ALLOCATION_BOUNDS is None and default.meta["extrapolation"]["allocation exponent bounds"] == "none"
-    monkeypatch.setattr(ex, "ALLOCATION_BOUNDS", (0.0, 1.0))
-    bounded = add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
-    assert bounded.meta["extrapolation"]["allocation exponent bounds"] == "a + d_a clipped to [0, 1]"
-    a = ex.allocation_exponent(bounded)
-    th = bounded.theta()
+    assert ex.ALLOCATION_BOUNDS == (0.0, np.inf)
+    assert default.meta["extrapolation"]["allocation exponent bounds"] == "a + d_a clipped to at least 0"
+    fits = {}
+    for bounds in (None, (0.0, 1.0)):
+        monkeypatch.setattr(ex, "ALLOCATION_BOUNDS", bounds)
+        fits[bounds] = add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
+    free, both = fits[None], fits[(0.0, 1.0)]
+    assert free.meta["extrapolation"]["allocation exponent bounds"] == "none"
+    assert both.meta["extrapolation"]["allocation exponent bounds"] == "a + d_a clipped to [0, 1]"
+    a = ex.allocation_exponent(default)
+    th = default.theta()
     np.testing.assert_allclose(a, th["beta"] / (th["alpha"] + th["beta"]), rtol=1e-6)  # the Chinchilla law's own
-    (G, ranges), (G0, _) = ex.drift_of(bounded), ex.drift_of(default)
-    for rate, rate0 in ((G[:, 3], G0[:, 3]), (G[:, 3] - G[:, 7], G0[:, 3] - G0[:, 7])):
-        assert np.all((a + rate >= -1e-12) & (a + rate <= 1 + 1e-12))
-        inside = (a + rate0 >= 0) & (a + rate0 <= 1)
-        np.testing.assert_allclose(rate[inside], rate0[inside])
-        assert not inside.all()  # the bound binds on these data
-    np.testing.assert_array_equal(G[:, :3], G0[:, :3])
+    (G0, ranges), (G, _), (G1, _) = ex.drift_of(free), ex.drift_of(default), ex.drift_of(both)
+    for drifts, hi in ((G, np.inf), (G1, 1.0)):
+        np.testing.assert_array_equal(drifts[:, :3], G0[:, :3])
+        for rate, rate0 in ((drifts[:, 3], G0[:, 3]), (drifts[:, 3] - drifts[:, 7], G0[:, 3] - G0[:, 7])):
+            assert np.all((a + rate >= -1e-12) & (a + rate <= hi + 1e-12))
+            inside = (a + rate0 >= 0) & (a + rate0 <= hi)
+            np.testing.assert_allclose(rate[inside], rate0[inside])
+            assert not inside.all()  # the bound binds on these data
     C = np.array([[1e25, 1e26, 1e27]])
     theta = {k: v[:, None] for k, v in th.items()}
-    N_law = np.asarray(bounded.law.optimal_allocation(theta, C)[0])
-    for drifts, grows in ((G, True), (G0, False)):
+    N_law = np.asarray(default.law.optimal_allocation(theta, C)[0])
+
+    def growing(drifts):
         alone = drifts.copy()
         alone[:, [0, 1, 2, 4, 5, 6]] = 0.0  # the allocation drift alone (and its centre)
-        N, D, _ = drifted_optimum(bounded.law, theta, C, N_law, alone, ranges)
-        growing = (np.diff(np.log(N), axis=1) > -1e-3).all(axis=1) & (np.diff(np.log(D), axis=1) > -1e-3).all(axis=1)
-        assert growing.all() == grows
+        N, D, _ = drifted_optimum(default.law, theta, C, N_law, alone, ranges)
+        return (np.diff(np.log(N), axis=1) > -1e-3).all(axis=1), (np.diff(np.log(D), axis=1) > -1e-3).all(axis=1)
+
+    assert growing(G)[0].all() and growing(G1)[0].all() and growing(G1)[1].all()
+    assert not growing(G0)[0].all()
     np.testing.assert_allclose(ex.bound_allocation(np.array([-1.0, 0.1, 2.0]), None, np.full(3, 0.5), (0, 1))[0],
                                [-0.5, 0.1, 0.5])
     near, centre = ex.bound_allocation(np.array([-1.0, 0.1]), np.array([-0.2, 0.9]), np.full(2, 0.5), (0, 1))
