@@ -554,10 +554,12 @@ def allocation_exponent(posterior) -> np.ndarray | None:
     """Each draw's allocation exponent a = d ln N_opt / d ln C of the law (no drift) over the e-fold
     of compute above the fitted runs' largest; None where the law has no frontier as fitted (a
     data-constrained law fitted to several corpus sizes)."""
+    from bayes_scaling.posterior import compiled_optimal_allocation
+
     C = np.exp(log_range(posterior.runs.N, posterior.runs.D)["log_C"][1]) * np.array([1.0, np.e])
     theta = {k: v[:, None] for k, v in posterior.theta().items()}
     try:
-        N_opt = np.asarray(posterior.law.optimal_allocation(theta, C[None])[0], np.float64)
+        N_opt = np.asarray(compiled_optimal_allocation(posterior.law)(theta, C[None])[0], np.float64)
     except InputError:
         return None
     return np.log(N_opt[:, 1]) - np.log(N_opt[:, 0])

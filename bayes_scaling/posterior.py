@@ -418,6 +418,16 @@ def compiled_log_loss(law: Law):
     return _LOG_LOSS_PROGRAMS.get_or_build(_law_key(law), lambda: jax.jit(law.log_loss))
 
 
+def compiled_optimal_allocation(law: Law):
+    """``law.optimal_allocation(theta, C)`` as one compiled program, kept as ``compiled_log_loss``
+    keeps the log-loss (the extrapolation model's allocation bound calls it on every fit)."""
+    configure()
+    import jax
+
+    return _LOG_LOSS_PROGRAMS.get_or_build((_law_key(law), "optimal_allocation"),
+                                           lambda: jax.jit(law.optimal_allocation))
+
+
 _LOG_LOSS_PROGRAMS = CompiledPrograms(limit=16)
 
 
