@@ -555,6 +555,9 @@ def main(argv=None) -> None:
     parser.add_argument("--continuations", default=None, metavar="OUT.json",
                         help="the all-pool fits of --sources under each extrapolation.MEAN_BEYOND (what a change of "
                              "the default continuation does to the benchmark's reference row)")
+    parser.add_argument("--compare", nargs=2, default=None, metavar=("OLD.json", "OUT.json"),
+                        help="--out's results against an older version's (the same benchmark under other code): "
+                             "the summary's metrics side by side and which records are unchanged, into OUT.json")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_design_pool.json"))
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -573,6 +576,11 @@ def main(argv=None) -> None:
         conclude(results, settings)
         write()
         write_docs(results, docs, out.name)
+        return
+    if args.compare:
+        diff = compare_versions(results, json.loads(Path(args.compare[0]).read_text()))
+        Path(args.compare[1]).write_text(json.dumps(diff, indent=1, default=float))
+        print(json.dumps(diff["records"], indent=1))
         return
     if args.continuations:
         check = all_pool_by_continuation(tuple(args.sources), groups=args.groups_per_source)
@@ -757,6 +765,51 @@ def same_within(a, b, rtol: float = MERGE_RTOL) -> bool:
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
         return bool(np.isclose(a, b, rtol=rtol, atol=0.0, equal_nan=True))
     return a == b
+
+
+COMPARED_METRICS = ("r2", "coverage", "interval_score", "n_opt_abs_log_error")
+
+
+def compare_versions(new: dict, old: dict, fractions=(0.05, 0.1)) -> dict:
+    """``new`` against ``old`` (two results files of the same benchmark under other code): per source the
+    summary's metrics as [old, new] at ``fractions`` and for the all-pool fit, and per strategy how many
+    (group, seed, fraction) records both have whose runs bought (count and cost fraction) and whose scores
+    (predictions and interval metrics) agree within MERGE_RTOL."""
+    tables = {}
+    for source, s in new["summary"].items():
+        if source not in old.get("summary", {}):
+            continue
+        o, n = old["summary"][source]["table"], s["table"]
+        keys = [k for k in n if k in o and (k == "all" or any(k.endswith(f"@{f}") for f in fractions))]
+        tables[source] = {k: {m: [o[k][m], n[k][m]] for m in COMPARED_METRICS} for k in keys}
+    return {"tables": tables, "records": same_records(new, old),
+            "all_pool_identical": {g["group"]: same_within(g["all"], a["all"]) for g, a in shared_groups(new, old)}}
+
+
+def shared_groups(new: dict, old: dict):
+    """(new group record, old group record) for the groups both files hold."""
+    old_groups = {g["group"]: g for g in old["groups"]}
+    return [(g, old_groups[g["group"]]) for g in new["groups"] if g["group"] in old_groups]
+
+
+def same_records(new: dict, old: dict) -> dict:
+    """Per strategy: records in both files, those with the same runs bought, and those with the same scores."""
+    out: dict[str, dict] = {}
+    for g, a in shared_groups(new, old):
+        for seed, per in g["seeds"].items():
+            for strategy, record in per.items():
+                before = a["seeds"].get(seed, {}).get(strategy)
+                if before is None:
+                    continue
+                count = out.setdefault(strategy, {"records": 0, "same_runs": 0, "same_scores": 0})
+                for f, r in record.items():
+                    if f == "seconds":
+                        continue
+                    count["records"] += 1
+                    count["same_runs"] += same_within([r["runs"], r["cost_fraction"]],
+                                                      [before[f]["runs"], before[f]["cost_fraction"]])
+                    count["same_scores"] += same_within(without(r, "seconds"), without(before[f], "seconds"))
+    return out
 
 
 def merge_settings(parts: list[dict], replace: bool = False) -> dict:
