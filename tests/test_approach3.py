@@ -71,6 +71,7 @@ def test_paper_optimum_is_a_stationary_point(runs, paper_fit):
     assert polish.fun >= paper_fit.objective * (1 - 1e-9)
 
 
+@pytest.mark.slow
 def test_jax_matches_scipy_on_a_few_starts(runs):
     """Per start, the JAX L-BFGS and a tightly converged SciPy L-BFGS-B agree on the best optimum."""
     fit = a3.fit_approach3(runs.N, runs.D, runs.loss, grid=SMALL_GRID)

@@ -414,6 +414,7 @@ def test_mean_deviations_fit_agrees_with_the_default():
             a.frontier([1e21]).iloc[0]["N_opt_median"], rel=0.1)
 
 
+@pytest.mark.slow
 def test_start_mass_reaches_the_sampler_and_samples_the_same_model(monkeypatch):
     """``start_mass``: the warm-up starts from the Laplace matrix's diagonal or the identity (in
     NUTS's coordinates) instead of the dense Laplace matrix; the model is the same, so each group's

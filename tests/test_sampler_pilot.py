@@ -5,6 +5,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pandas as pd
+import pytest
 
 from bayes_scaling.fitting import pilot
 from bayes_scaling.hierarchical import fit_hierarchical
@@ -38,6 +39,7 @@ def test_pilot_covariance_is_a_gaussian_targets_in_nuts_coordinates():
     assert np.ptp(starts["x"], axis=0).min() > 0  # each chain its own draw
 
 
+@pytest.mark.slow
 def test_hierarchical_fit_runs_from_the_pilot():
     """A small hierarchical fit (3 groups, 8 runs each) with ``start_mass="pilot"``: finite draws of
     every group's law and the sampler's diagnostics."""
