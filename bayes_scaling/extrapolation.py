@@ -127,6 +127,11 @@ HELD_SHARE = 0.5
 # run rejected it: Porian's long-warm-up sweeps' optima move faster than compute between their budgets.
 # None: the drift as drawn.
 ALLOCATION_BOUNDS = (0.0, np.inf)
+# The lower bound with the data exponent's drift (option, off): beyond the fitted D the law's exponent
+# beta becomes beta e^d_D, and for the Chinchilla law d ln N_opt / d ln C = (beta e^d_D + (alpha + beta)
+# d_a) / (alpha e^d_N + beta e^d_D), so N_opt does not fall iff d_a >= -a e^d_D (not -a). True: the lower
+# bound is lo - a e^d_D (beyond u*, for a held draw, e^(d_D - c_D)); the upper one is unchanged.
+ALLOCATION_BOUND_SHAPE = False
 CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" and "mixed"
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -517,8 +522,11 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
     if ALLOCATION_BOUNDS is not None:
         exponent = allocation_exponent(posterior)
         if exponent is not None:
+            scale = None
+            if ALLOCATION_BOUND_SHAPE:
+                scale = (np.exp(drifts[:, 1]), np.exp(drifts[:, 1] - (centres[0][:, 1] if held else 0.0)))
             drifts[:, 3], centre = bound_allocation(drifts[:, 3], centres[0][:, 3] if held else None, exponent,
-                                                    ALLOCATION_BOUNDS)
+                                                    ALLOCATION_BOUNDS, scale)
             if held:
                 centres[0][:, 3] = centre
     dims = ("chain", "draw")
@@ -565,16 +573,19 @@ def allocation_exponent(posterior) -> np.ndarray | None:
     return np.log(N_opt[:, 1]) - np.log(N_opt[:, 0])
 
 
-def bound_allocation(drift: np.ndarray, centre: np.ndarray | None, exponent: np.ndarray, bounds):
+def bound_allocation(drift: np.ndarray, centre: np.ndarray | None, exponent: np.ndarray, bounds,
+                     data_scale: tuple | None = None):
     """(d_a, c_a) with the drifted exponents clipped to ``bounds`` (lo, hi): a + d_a within u*_C and,
     where the draw holds its mean beyond u* (``centre``), a + d_a - c_a beyond it, each clipped to
     [lo, hi]; the centre is then what keeps the clipped rate beyond. A draw inside the bounds is
-    unchanged."""
-    lo, hi = bounds[0] - exponent, bounds[1] - exponent
-    near = np.clip(drift, lo, hi)
+    unchanged. ``data_scale`` (near, far): factors on a in the lower bound (``ALLOCATION_BOUND_SHAPE``:
+    e^d_D within u*, e^(d_D - c_D) beyond), so that it reads a s + d_a >= lo."""
+    near_scale, far_scale = (1.0, 1.0) if data_scale is None else data_scale
+    hi = bounds[1] - exponent
+    near = np.clip(drift, bounds[0] - exponent * near_scale, hi)
     if centre is None:
         return near, None
-    return near, near - np.clip(drift - centre, lo, hi)
+    return near, near - np.clip(drift - centre, bounds[0] - exponent * far_scale, hi)
 
 
 def _bounds_note(exponent) -> str:
@@ -583,7 +594,8 @@ def _bounds_note(exponent) -> str:
     if exponent is None:
         return f"{tuple(ALLOCATION_BOUNDS)} not applied: the law has no frontier as fitted"
     lo, hi = ALLOCATION_BOUNDS
-    return f"a + d_a clipped to [{lo:g}, {hi:g}]" if np.isfinite(hi) else f"a + d_a clipped to at least {lo:g}"
+    a = "a e^d_D" if ALLOCATION_BOUND_SHAPE else "a"
+    return f"{a} + d_a clipped to [{lo:g}, {hi:g}]" if np.isfinite(hi) else f"{a} + d_a clipped to at least {lo:g}"
 
 
 def _allocation_mean(scales: ScalePosterior) -> str:

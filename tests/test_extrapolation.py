@@ -428,6 +428,8 @@ def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypa
     assert not growing(G0)[0].all()
     np.testing.assert_allclose(ex.bound_allocation(np.array([-1.0, 0.1, 2.0]), None, np.full(3, 0.5), (0, 1))[0],
                                [-0.5, 0.1, 0.5])
+    scaled = ex.bound_allocation(np.array([-1.0, -0.3]), None, np.full(2, 0.5), (0, np.inf), (np.full(2, 0.5), None))[0]
+    np.testing.assert_allclose(scaled, [-0.25, -0.25])  # ALLOCATION_BOUND_SHAPE: a e^d_D + d_a >= 0, e^d_D = 0.5
     near, centre = ex.bound_allocation(np.array([-1.0, 0.1]), np.array([-0.2, 0.9]), np.full(2, 0.5), (0, 1))
     np.testing.assert_allclose(near, [-0.5, 0.1])
     np.testing.assert_allclose(near - centre, [-0.5, -0.5])  # the rate beyond u*: -0.8 and -0.8, clipped
