@@ -783,7 +783,21 @@ def compare_versions(new: dict, old: dict, fractions=(0.05, 0.1)) -> dict:
         keys = [k for k in n if k in o and (k == "all" or any(k.endswith(f"@{f}") for f in fractions))]
         tables[source] = {k: {m: [o[k][m], n[k][m]] for m in COMPARED_METRICS} for k in keys}
     return {"tables": tables, "records": same_records(new, old),
-            "all_pool_identical": {g["group"]: same_within(g["all"], a["all"]) for g, a in shared_groups(new, old)}}
+            "all_pool_identical": {g["group"]: same_within(g["all"], a["all"]) for g, a in shared_groups(new, old)},
+            "per_group": {g["group"]: {"old": group_metrics(a), "new": group_metrics(g)} for g, a in shared_groups(new, old)}}
+
+
+def group_metrics(group: dict, fraction: float = 0.1) -> dict:
+    """One group's records at ``fraction`` per strategy: the median over seeds of its own R^2 and its 90%
+    coverage pooled over seeds (the all-pool fit's as "all"; a seed whose prediction is not finite left out of the median)."""
+    out = {"all": {"r2": r_squared(group["all"]["loss"], group["all"]["pred"]),
+                   "coverage": group["all"]["covered"] / group["all"]["n"]}}
+    strategies = dict.fromkeys(k for per in group["seeds"].values() for k in per)
+    for k in strategies:
+        records = [per[k][str(fraction)] for per in group["seeds"].values() if k in per]
+        out[k] = {"r2": float(np.nanmedian([r_squared(r["loss"], r["pred"]) for r in records])),
+                  "coverage": sum(r["covered"] for r in records) / sum(r["n"] for r in records)}
+    return out
 
 
 def shared_groups(new: dict, old: dict):
