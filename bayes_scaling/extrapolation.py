@@ -45,8 +45,8 @@ e ~ Normal(0, (1 - SHARED) S^2): the predictive integrates over the scales and t
 so folds with little to say leave heavy tails rather than false confidence, and folds that agree
 move the answer. No held-out run is ever seen: the folds live inside the runs the fit is given.
 
-Each draw's allocation drift is clipped so that a + d_a >= 0, a the law's own allocation exponent
-(``ALLOCATION_BOUNDS``): beyond the runs N_opt never falls as compute grows.
+Each draw's allocation drift is clipped so that a e^d_D + d_a >= 0, a the law's own allocation exponent
+(``ALLOCATION_BOUNDS``, ``ALLOCATION_BOUND_SHAPE``): beyond the runs N_opt does not fall as compute grows.
 
 Beyond u*, the farthest distance (per axis) that a fold's held-out run had from its fold's range,
 the folds saw nothing: there half of the draws carry the learned mean on and half hold it at u*,
@@ -127,11 +127,12 @@ HELD_SHARE = 0.5
 # run rejected it: Porian's long-warm-up sweeps' optima move faster than compute between their budgets.
 # None: the drift as drawn.
 ALLOCATION_BOUNDS = (0.0, np.inf)
-# The lower bound with the data exponent's drift (option, off): beyond the fitted D the law's exponent
-# beta becomes beta e^d_D, and for the Chinchilla law d ln N_opt / d ln C = (beta e^d_D + (alpha + beta)
-# d_a) / (alpha e^d_N + beta e^d_D), so N_opt does not fall iff d_a >= -a e^d_D (not -a). True: the lower
-# bound is lo - a e^d_D (beyond u*, for a held draw, e^(d_D - c_D)); the upper one is unchanged.
-ALLOCATION_BOUND_SHAPE = False
+# The lower bound with the data exponent's drift: beyond the fitted D the law's exponent beta becomes
+# beta e^d_D, and for the Chinchilla law d ln N_opt / d ln C = (beta e^d_D + (alpha + beta) d_a) /
+# (alpha e^d_N + beta e^d_D), so N_opt does not fall iff d_a >= -a e^d_D (not -a). True (the default,
+# adopted by bench_extrapolation.py's fourteenth run): the lower bound is lo - a e^d_D (beyond u*, for a
+# held draw, e^(d_D - c_D)); the upper one is unchanged. False: lo - a.
+ALLOCATION_BOUND_SHAPE = True
 CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" and "mixed"
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -581,11 +582,14 @@ def bound_allocation(drift: np.ndarray, centre: np.ndarray | None, exponent: np.
     unchanged. ``data_scale`` (near, far): factors on a in the lower bound (``ALLOCATION_BOUND_SHAPE``:
     e^d_D within u*, e^(d_D - c_D) beyond), so that it reads a s + d_a >= lo."""
     near_scale, far_scale = (1.0, 1.0) if data_scale is None else data_scale
-    hi = bounds[1] - exponent
-    near = np.clip(drift, bounds[0] - exponent * near_scale, hi)
+    known = np.isfinite(exponent)  # a draw with no finite optimum (A or B overflowed) is left as drawn
+    a = np.where(known, exponent, 0.0)
+    lower = lambda scale: np.where(known, bounds[0] - a * scale, -np.inf)  # noqa: E731
+    hi = np.where(known, bounds[1] - a, np.inf)
+    near = np.clip(drift, lower(near_scale), hi)
     if centre is None:
         return near, None
-    return near, near - np.clip(drift - centre, bounds[0] - exponent * far_scale, hi)
+    return near, near - np.clip(drift - centre, lower(far_scale), hi)
 
 
 def _bounds_note(exponent) -> str:

@@ -276,6 +276,12 @@ CANDIDATES = {
 # draws' N_opt then fell, and the lower 5% grew from 9.9B to 12.3B. THE ADOPTION RULE: the twelfth run's,
 # unchanged, against the current default (the thirteenth run's), with the same runs into
 # results/bench_extrapolation_allocation_shape{,_simulation,_far,_far_optima}.json.
+# Outcome (those files, load 3-8 from a helper's benchmark): adopted (passes (a)-(d), (g)-(i); standard:
+# Chinchilla 82% / IS 0.090, Marin 88% / 0.184, Porian 97% / 0.728, N_opt 12/15, Gadre 100% / 0.556, N_opt
+# 15/18; simulation 98.8% / 0.284; far: Porian 84% / 1.550, Gadre 100% / 0.721, IS 0.998x the default's, N_opt
+# 14/18; far optima 4 of 5: scores as the thirteenth run's default). extrapolation.ALLOCATION_BOUND_SHAPE is
+# now True. Found after it by the pool benchmark (v7): a draw whose law has no finite optimum (A or B
+# overflowed, Laplace tails) got a NaN bound and a NaN drift; such draws are now left as drawn.
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
