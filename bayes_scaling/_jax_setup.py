@@ -38,10 +38,10 @@ The training harness (``training/``) runs in its own process and never sees thes
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 import re
 import sys
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 from bayes_scaling.errors import InputError
