@@ -85,8 +85,11 @@ def main() -> None:
         "",
         markdown_table(frontier),
         "",
-        "Budgets beyond the sweep's largest run are extrapolations: their intervals say how far the",
-        "law's uncertainty grows, and they assume the same architecture family, data and recipe.",
+        f"Model: {post.model} (the default; docs/extrapolation.md). Budgets beyond the sweep's largest run,",
+        "and allocations beyond its largest N or D (the small budgets' long-token ends), are extrapolations:",
+        "there the default adds the law's own drift, calibrated on "
+        f"{post.meta.get('extrapolation', {}).get('folds', 0)} leave-future-out folds of these 20 runs,",
+        "so the intervals widen fast; they assume the same architecture family, data and recipe.",
         "",
         "![loss against compute](figures/cpu_sweep_loss_vs_compute.png)",
         "",
