@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bayes_scaling import scoring
 from bayes_scaling._jax_setup import configure
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws.base import Law
@@ -111,6 +112,6 @@ def summarise(draws: dict[str, np.ndarray], budgets, level: float) -> pd.DataFra
     q = [(1 - level) / 2, 0.5, (1 + level) / 2]
     rows = {"budget": check_budgets(budgets), "level": level}
     for name in QUANTITIES:
-        lo, med, hi = np.quantile(draws[name], q, axis=0)
+        lo, med, hi = scoring.quantiles(draws[name], q)
         rows[f"{name}_median"], rows[f"{name}_lo"], rows[f"{name}_hi"] = med, lo, hi
     return pd.DataFrame(rows)

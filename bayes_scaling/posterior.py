@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bayes_scaling import extrapolation
+from bayes_scaling import extrapolation, scoring
 from bayes_scaling import frontier as frontier_mod
 from bayes_scaling._jax_setup import CompiledPrograms, configure
 from bayes_scaling.errors import InputError
@@ -240,7 +240,7 @@ class Posterior:
             raise InputError(f"N and D must be one value each per point, got {N.size} N and {D.size} D")
         if not (np.all(np.isfinite(N)) and np.all(np.isfinite(D)) and np.all(N > 0) and np.all(D > 0)):
             raise InputError("N and D must be positive finite numbers (parameters and tokens)")
-        lo, med, hi = np.quantile(self.predict(N, D, seed=seed), [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
+        lo, med, hi = scoring.quantiles(self.predict(N, D, seed=seed), [(1 - level) / 2, 0.5, (1 + level) / 2])
         return pd.DataFrame({"N": N, "D": D, "median": med, "lo": lo, "hi": hi, "level": level,
                              "model": self.model_label})
 

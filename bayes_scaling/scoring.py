@@ -4,6 +4,7 @@ Each takes predictive draws or interval bounds and the observations, and returns
 observation (average them yourself), so a backtest, a benchmark script and a test read the same
 definitions. Lower is better for the interval score and CRPS; coverage should match the level.
 
+* ``quantiles(draws, q)``: NumPy's quantiles, infinite (not NaN) between infinite draws.
 * ``central_interval(draws, level)``: the equal-tailed ``level`` interval of draws (S, n).
 * ``covered(y, lo, hi)``: 1 where lo <= y <= hi.
 * ``interval_score(y, lo, hi, level)``: Gneiting & Raftery (2007), eq. 43, for the central
@@ -32,10 +33,24 @@ def _level(level: float) -> float:
     return float(level)
 
 
+def quantiles(draws, q, axis: int = 0) -> np.ndarray:
+    """``np.quantile`` (linear interpolation) that stays defined where draws are infinite: a quantile
+    falling between two infinite draws of one sign is that infinity (NumPy's interpolation makes it
+    inf - inf = NaN). A far prediction whose law overflows in a few draws then keeps an infinite
+    bound rather than losing its interval. NaN draws still give NaN."""
+    draws = np.asarray(draws, np.float64)
+    out = np.quantile(draws, q, axis=axis)
+    bad = np.isnan(out)
+    if bad.any():
+        out = np.where(bad, np.quantile(draws, q, axis=axis, method="lower"), out)
+    return out
+
+
 def central_interval(draws, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper equal-tailed ``level`` quantiles of draws (S, n) across draws: (n,), (n,)."""
+    """Lower and upper equal-tailed ``level`` quantiles of draws (S, n) across draws: (n,), (n,)
+    (``quantiles``: infinite draws give infinite bounds, not NaN)."""
     level = _level(level)
-    lo, hi = np.quantile(np.asarray(draws, np.float64), [(1 - level) / 2, (1 + level) / 2], axis=0)
+    lo, hi = quantiles(draws, [(1 - level) / 2, (1 + level) / 2])
     return lo, hi
 
 

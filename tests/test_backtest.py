@@ -136,3 +136,20 @@ def test_runs_sharing_n_and_d_but_differing_in_another_column_are_distinct():
     same = frame.assign(unique_tokens=[1e8, 1e8, 8e9], loss=[3.0, 3.0, 2.8])  # an exact duplicate row
     with pytest.raises(InputError, match="row 1 and row 2 are duplicate runs"):
         load_runs(same)
+
+
+def test_interval_bounds_stay_defined_where_draws_are_infinite():
+    """NumPy interpolates a quantile between two infinite draws as inf - inf = NaN; the scores'
+    quantiles give that infinity instead (a far prediction that overflows in a few draws keeps an
+    infinite upper bound and is scored), and agree with NumPy everywhere else."""
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(400, 3))
+    draws[-40:, 1] = np.inf  # 10% of one column's draws overflowed
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.quantile(draws, 0.95, axis=0)[1])
+    lo, hi = scoring.central_interval(draws, 0.9)
+    assert hi[1] == np.inf and np.isfinite(lo).all()
+    np.testing.assert_array_equal(np.delete(hi, 1), np.delete(np.quantile(draws, 0.95, axis=0), 1))
+    assert scoring.interval_score(np.zeros(3), lo, hi, 0.9)[1] == np.inf
+    draws[0, 2] = np.nan
+    assert np.isnan(scoring.central_interval(draws, 0.9)[1][2])  # a NaN draw still says something is wrong
