@@ -151,7 +151,7 @@ def release_compiled() -> None:
     from bayes_scaling import posterior
     from bayes_scaling.fitting import nuts, pilot, sampler
 
-    for cache in (sampler._SAMPLERS, nuts._LATENT_STARTS, pilot._PILOTS, posterior._LOG_LOSS_PROGRAMS):
+    for cache in (sampler._SAMPLERS, nuts._LATENT_STARTS, pilot._PILOTS, posterior._LAW_PROGRAMS):
         cache.clear()
     jax.clear_caches()
     gc.collect()

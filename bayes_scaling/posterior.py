@@ -415,7 +415,7 @@ def compiled_log_loss(law: Law):
     configure()
     import jax
 
-    return _LOG_LOSS_PROGRAMS.get_or_build(_law_key(law), lambda: jax.jit(law.log_loss))
+    return _LAW_PROGRAMS.get_or_build(_law_key(law), lambda: jax.jit(law.log_loss))
 
 
 def compiled_optimal_allocation(law: Law):
@@ -424,11 +424,11 @@ def compiled_optimal_allocation(law: Law):
     configure()
     import jax
 
-    return _LOG_LOSS_PROGRAMS.get_or_build((_law_key(law), "optimal_allocation"),
+    return _LAW_PROGRAMS.get_or_build((_law_key(law), "optimal_allocation"),
                                            lambda: jax.jit(law.optimal_allocation))
 
 
-_LOG_LOSS_PROGRAMS = CompiledPrograms(limit=16)
+_LAW_PROGRAMS = CompiledPrograms(limit=16)  # the laws' compiled log-loss and optimal allocation
 
 
 def _law_key(law: Law) -> tuple:
