@@ -99,16 +99,22 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         init_theta=args.init, more_draws=not args.no_more_draws,
         model=model,
     )
-    if "retried" in post.meta:
-        _common.info(f"{post.meta['retried']} (smaller steps, to follow the posterior's curvature)")
-    if "more_draws" in post.meta:
-        _common.info(f"{post.meta['more_draws']} (longer chains, for enough effective draws)")
+    print_redone(post.meta)
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
     from bayes_scaling.checking import add_posterior_predictive
 
     add_posterior_predictive(post)
     post.excluded = excluded
     return post, runs
+
+
+def print_redone(notes) -> None:
+    """What the redo policy redid and why (``fitting.redo``: a fit's ``meta``, or a grouped fit's
+    diagnostics)."""
+    if "retried" in notes:
+        _common.info(f"{notes['retried']} (smaller steps, to follow the posterior's curvature)")
+    if "more_draws" in notes:
+        _common.info(f"{notes['more_draws']} (longer chains, for enough effective draws)")
 
 
 def describe_model(post) -> str:
@@ -182,7 +188,9 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         **({} if args.detrend_offsets is None else {"detrend_offsets": args.detrend_offsets}),
         **({} if args.target_accept is None else {"target_accept": args.target_accept}),
         **({} if args.spread_prior is None else {"spread_prior": args.spread_prior}),
+        **({"more_draws": False} if args.no_more_draws else {}),  # else the library's default (hierarchical.REDO)
     )
+    print_redone(fit.diagnostics)
     groups = fit.groups
     if args.model == "extrapolating":  # each group's own drift (bench_grouped_extrapolation.py: an option)
         from bayes_scaling.fitting.nuts import add_drift

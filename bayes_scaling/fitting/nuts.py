@@ -25,9 +25,9 @@ import numpyro.distributions as dist
 
 from bayes_scaling import extrapolation
 from bayes_scaling._jax_setup import configure
-from bayes_scaling.diagnostics import CHECK_NAMES, diagnose, warn_if_untrustworthy
+from bayes_scaling.diagnostics import diagnose, warn_if_untrustworthy
 from bayes_scaling.errors import InputError
-from bayes_scaling.fitting import sampler, sampler_cache
+from bayes_scaling.fitting import redo, sampler, sampler_cache
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.fitting.sampler import (  # noqa: F401 -- re-exported: callers import them from here
@@ -47,15 +47,17 @@ from bayes_scaling.posterior import Posterior
 from bayes_scaling.priors import describe_priors, resolve_priors
 from bayes_scaling.runs.table import Runs
 
-RETRY_TARGET_ACCEPT = 0.99  # a fit with divergences is redone once with these smaller steps
-# A fit short only of effective draws (``_short_of_draws``) is redone with twice the draws per
-# chain, at most this many times (4x the draws at the defaults), while its R-hat is at most this.
-MORE_DRAWS_DOUBLINGS = 2
-MORE_DRAWS_RHAT = 1.1
+# The redo policy (``fitting.redo``): the pooled fit's own copies of its constants, read at call
+# time (tests and experiments set them here).
+RETRY_TARGET_ACCEPT = redo.RETRY_TARGET_ACCEPT  # a fit with divergences is redone once with these smaller steps
+# A fit short only of effective draws is redone with twice the draws per chain, at most this many
+# times (4x the draws at the defaults), while its R-hat is at most MORE_DRAWS_RHAT.
+MORE_DRAWS_DOUBLINGS = redo.MORE_DRAWS_DOUBLINGS
+MORE_DRAWS_RHAT = redo.MORE_DRAWS_RHAT  # (read from fitting.redo: set it there)
 # Longer chains that find a divergence are redone once more at RETRY_TARGET_ACCEPT (with
 # retry_divergent): on by experiments/bench_small_fits.py --retry-after's declared rule (verdicts
 # passed 60 of 62 fits against 57; results/bench_small_fits_retry_after.json).
-RETRY_AFTER_MORE_DRAWS = True
+RETRY_AFTER_MORE_DRAWS = redo.RETRY_AFTER_MORE_DRAWS
 MODELS = ("extrapolating", "plain")
 # Whether fits have the misfit term along tokens per parameter (``ModelSpec.misfit_noise``) unless
 # ``misfit_noise`` says: False (off), True or "everywhere" (the fit and the calibration's refits), or
@@ -148,15 +150,10 @@ def fit_nuts(
                                 retry_divergent=retry_divergent, more_draws=more_draws)
     mode = misfit_mode(misfit_noise)
     fit = partial(_fit, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, misfit_noise=mode != "off")
-    posterior = fit(settings=s)
-    posterior, diagnosis = _retried(fit, s, posterior, diagnose(posterior))
-    if s.more_draws:
-        posterior, diagnosis = _more_draws(fit, s.replace(target_accept=posterior.meta["target_accept"]),
-                                           posterior, diagnosis)
-        if RETRY_AFTER_MORE_DRAWS and "more_draws" in posterior.meta:  # longer chains that found a divergence
-            posterior, diagnosis = _retried(fit, s.replace(draws=posterior.meta["num_draws"],
-                                                           target_accept=posterior.meta["target_accept"]),
-                                            posterior, diagnosis)
+    attempt = redo.redone(fit, _check, s, doublings=MORE_DRAWS_DOUBLINGS, retry_after=RETRY_AFTER_MORE_DRAWS,
+                          retry_target=RETRY_TARGET_ACCEPT)
+    posterior, diagnosis = attempt.result, attempt.check.detail
+    posterior.meta.update(attempt.notes)
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     if model == "plain" or hasattr(posterior.law, "for_runs"):
         return posterior  # no refits: "final" is "everywhere"
@@ -168,41 +165,9 @@ def fit_nuts(
                        misfit_noise=mode == "everywhere", drift_priors=drift_priors)
 
 
-def _retried(fit, settings: SamplerSettings, posterior: Posterior, diagnosis):
-    """``posterior`` redone once at ``RETRY_TARGET_ACCEPT`` (smaller steps) where it diverged at
-    ``settings.target_accept`` below that (``settings.retry_divergent``); ``meta["retried"]`` says so."""
-    if not (settings.retry_divergent and diagnosis.divergences and settings.target_accept < RETRY_TARGET_ACCEPT):
-        return posterior, diagnosis
-    first = f"{diagnosis.divergences} divergences at target acceptance {settings.target_accept:g}"
-    kept = {k: posterior.meta[k] for k in ("more_draws",) if k in posterior.meta}
-    posterior = fit(settings=settings.replace(target_accept=RETRY_TARGET_ACCEPT))
-    posterior.meta.update(kept, retried=f"{first}; refitted at {RETRY_TARGET_ACCEPT:g}")
-    return posterior, diagnose(posterior)
-
-
-def _short_of_draws(diagnosis) -> bool:
-    """The validity checks failed only on effective sample sizes and a mild R-hat: longer chains of
-    the same sampler can settle it (divergences or a large R-hat cannot be drawn away)."""
-    failed = {p.check for p in diagnosis.problems if not p.efficiency}
-    return (bool(failed) and failed <= {"ess_bulk", "ess_tail", "r_hat"} and diagnosis.divergences == 0
-            and float(diagnosis.table["r_hat"].max()) <= MORE_DRAWS_RHAT)
-
-
-def _more_draws(fit, settings: SamplerSettings, posterior: Posterior, diagnosis):
-    """``posterior`` redone with twice the draws per chain while it is only short of draws
-    (``_short_of_draws``), at most ``MORE_DRAWS_DOUBLINGS`` times; the last fit is kept."""
-    short = ", ".join(CHECK_NAMES.get(p.check, p.check) for p in diagnosis.problems if not p.efficiency)
-    counts = [settings.draws]
-    while len(counts) <= MORE_DRAWS_DOUBLINGS and _short_of_draws(diagnosis):
-        counts.append(2 * counts[-1])
-        retried = posterior.meta.get("retried")
-        posterior = fit(settings=settings.replace(draws=counts[-1]))
-        posterior.meta["more_draws"] = (f"{short} short at {counts[0]} draws per chain; redone with "
-                                        + ", then ".join(map(str, counts[1:])))
-        if retried:
-            posterior.meta["retried"] = retried
-        diagnosis = diagnose(posterior)
-    return posterior, diagnosis
+def _check(posterior: Posterior) -> redo.Check:
+    """The fit's ``diagnose`` verdict as the redo policy reads it (``fitting.redo``)."""
+    return redo.Check.from_diagnosis(diagnose(posterior))
 
 
 def _with_drift(posterior: Posterior, runs: Runs, *, law, priors, likelihood: str, nu: float,

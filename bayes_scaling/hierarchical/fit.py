@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from bayes_scaling._jax_setup import configure
-from bayes_scaling.diagnostics import chain_stats, warn_if_untrustworthy
+from bayes_scaling.diagnostics import ESS_PER_CHAIN_MIN, RHAT_MAX, chain_stats, warn_if_untrustworthy
 from bayes_scaling.errors import InputError
-from bayes_scaling.fitting import sampler
+from bayes_scaling.fitting import redo, sampler
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.fitting.settings import KEYWORDS, SamplerSettings
@@ -69,8 +69,15 @@ ABSORB_LEVEL = False
 # (a sampler choice, the model is unchanged; models.hierarchical): over seeds 0-4 on Marin 102-138 leapfrog
 # steps per draw against 257-423, 4 divergences against 9, min bulk ESS 316-585 against 99-415.
 MEAN_DEVIATIONS = True
-# The sampler's defaults here: 4 chains x (500 + 500) at target acceptance 0.9.
-SAMPLER_DEFAULTS = SamplerSettings(draws=500, target_accept=0.9, retry_divergent=False)
+# Default of the redo policy (``fitting.redo``, as ``fit_nuts``'s): a fit with divergent transitions
+# redone once at target acceptance 0.99 (``retry_divergent``), one short only of effective draws (no
+# divergence, R-hat <= 1.1, min bulk ESS < 100 per chain or R-hat > 1.01) redone with twice the draws, at
+# most MORE_DRAWS_DOUBLINGS times (``more_draws``). Off: an option until the rule declared in
+# experiments/hierarchical_geometry.py --redo adopts it.
+REDO = False
+MORE_DRAWS_DOUBLINGS = redo.MORE_DRAWS_DOUBLINGS  # (read at call time: tests may set it)
+# The sampler's defaults here: 4 chains x (500 + 500) at target acceptance 0.9, redone as REDO says.
+SAMPLER_DEFAULTS = SamplerSettings(draws=500, target_accept=0.9, retry_divergent=REDO, more_draws=REDO)
 # NumPyro's mass-matrix shrinkage: with 20-40 sampled coordinates the first adaptation window has
 # fewer draws than dimensions, and unregularised the estimate is singular.
 REGULARIZE_MASS = True
@@ -225,9 +232,20 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     warm-up capped at the chains' "median" or "min" (``POOL_STEP_SIZE``; the same model).
 
     ``priors`` override the law's priors (population level) or sigma's. ``sampler_settings``: the
-    sampler's (``SamplerSettings``; here 4 chains x (500 + 500) at target acceptance 0.9 by
-    default). Every field of either settings class may also be given as a keyword argument by its
-    old name (``pooling=``, ``num_chains=``, ``target_accept=``, ...), overriding the objects.
+    sampler's (``SamplerSettings``; here ``SAMPLER_DEFAULTS``, 4 chains x (500 + 500) at target
+    acceptance 0.9, by default). Every field of either settings class may also be given as a keyword
+    argument by its old name (``pooling=``, ``num_chains=``, ``target_accept=``, ...), overriding the
+    objects.
+
+    The redo policy (``fitting.redo``, as ``fit_nuts``'s; default ``REDO``, off): with
+    ``retry_divergent``, a fit with divergent transitions is redone once at target acceptance
+    ``redo.RETRY_TARGET_ACCEPT`` (0.99); with ``more_draws``, a fit short only of effective draws (no
+    divergence, max R-hat at most ``redo.MORE_DRAWS_RHAT``, and min bulk ESS below 100 per chain or
+    max R-hat above 1.01, over every sampled coordinate) is redone with twice the draws per chain, at
+    most ``MORE_DRAWS_DOUBLINGS`` times. ``diagnostics["retried"]``, ``diagnostics["more_draws"]`` and
+    every member's ``meta`` say what was redone and why; a final fit that still fails warns. A redo
+    samples the same start again (a warm start's too; in mode "fixed" a redo at smaller steps adapts
+    the step size again from the kept one).
 
     ``warm_start``: a previous ``HierarchicalFit`` of the same model (the same groups, offset levels
     and settings; a few runs more or fewer), e.g. a loop's last refit: the chains start at its
@@ -253,7 +271,48 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
         SAMPLER_DEFAULTS.replace(warmup=WARM_START_WARMUPS[warm_start_mode])
     s = SamplerSettings.resolve(sampler_settings, defaults,
                                 **{k: v for k, v in keywords.items() if k in KEYWORDS})
-    noise = Likelihood(likelihood, nu)
+    prepared = _prepare(runs, law, priors, Likelihood(likelihood, nu), h, s, warm_start, warm_start_mode)
+    fixed_at = s.target_accept if warm_start is not None and warm_start_mode == "fixed" else None
+    attempt = redo.redone(partial(_sampled_fit, prepared, fixed_step_at=fixed_at), partial(_check, chains=s.chains), s,
+                          doublings=MORE_DRAWS_DOUBLINGS)
+    fit = attempt.result
+    _note_redone(fit, attempt.notes)
+    d = fit.diagnostics
+    redone = "".join(f" ({attempt.notes[k]})" for k in ("retried", "more_draws") if k in attempt.notes)
+    warn_if_untrustworthy(
+        d["divergences"] == 0 and not d["max_rhat"] > 1.01,
+        f"the hierarchical fit's sampler diagnostics fail{redone}: {d['divergences']} divergences, max R-hat "
+        f"{d['max_rhat']:.3f}, min bulk ESS {d['min_ess']:.0f}; do not trust these draws: raise target_accept "
+        "(--target-accept 0.95), lengthen the warm-up, or simplify the pooling")
+    return fit
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What every sampling of one hierarchical fit shares (``fit_hierarchical``; a redo samples it
+    again with other settings): the model, its data and the chains' start."""
+
+    law: Law
+    runs: Runs
+    h: HierarchicalSettings
+    noise: Likelihood
+    spec: HierSpec
+    data: tuple
+    init: dict
+    start_mass: object
+    step_size: object
+    groups: list
+    group: np.ndarray
+    centre: np.ndarray
+    partial_names: list
+    offsets: Offsets | None
+    offset_by: str | None
+    warm_start_mode: str | None  # None: a cold start
+
+
+def _prepare(runs: Runs, law, priors, noise: Likelihood, h: HierarchicalSettings, s: SamplerSettings,
+             warm_start, warm_start_mode: str) -> _Prepared:
+    """The model of ``fit_hierarchical``, its data arguments (padded) and the chains' start."""
     law = get_law(law) if isinstance(law, str) else law
     check_law(law)
     names_p = law.param_names
@@ -314,48 +373,69 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     start_mass, step_size = h.start_mass, None
     if warm_start is not None:
         init, start_mass, step_size = _warm_init(warm_start, init, warm_start_mode)
-    draws = sampler.sample(partial(hierarchical_model, spec), init, data,
-                           description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS,
-                           latent_scale=LATENT_SCALE, start_mass=start_mass, warmup_tree_depth=int(h.warmup_tree_depth),
-                           start_step_size=step_size, adapt_step_size=warm_start is None or warm_start_mode != "fixed",
-                           pool_step_size=h.pool_step_size)
-    samples, extra, loglik = draws.samples, draws.extra, draws.loglik[..., :n]
+    return _Prepared(law, runs, h, noise, spec, data, init, start_mass, step_size, groups, group, centre,
+                     partial_names, offsets, offset_by, None if warm_start is None else warm_start_mode)
 
+
+def _sampled_fit(p: _Prepared, *, settings: SamplerSettings, fixed_step_at: float | None = None) -> HierarchicalFit:
+    """One sampling of the prepared model with ``settings``, as a ``HierarchicalFit``. A warm start in
+    mode "fixed" keeps the previous step sizes at target acceptance ``fixed_step_at``; a redo at
+    another (``fitting.redo``'s smaller steps) adapts them again from there, as mode "adapted"."""
+    s, h, spec, law, runs = settings, p.h, p.spec, p.law, p.runs
+    adapt_step_size = fixed_step_at is None or s.target_accept != fixed_step_at
+    draws = sampler.sample(partial(hierarchical_model, spec), p.init, p.data,
+                           description=spec.description(), settings=s, regularize_mass=REGULARIZE_MASS, adapt_mass=ADAPT_MASS,
+                           latent_scale=LATENT_SCALE, start_mass=p.start_mass, warmup_tree_depth=int(h.warmup_tree_depth),
+                           start_step_size=p.step_size, adapt_step_size=adapt_step_size,
+                           pool_step_size=h.pool_step_size)
+    samples, extra, loglik = draws.samples, draws.extra, draws.loglik[..., :len(runs)]
+    names_p, common, centre, offsets = law.param_names, p.centre[:, 0], p.centre, p.offsets
     meta = {
-        **noise.to_meta(), "law": law.name,
+        **p.noise.to_meta(), "law": law.name,
         "centre": common.tolist() if np.allclose(centre, common[:, None]) else centre.tolist(),
-        "priors": describe_priors(resolved), "pooling": h.pooling, "spread_prior": h.spread_prior,
-        "shared": [p for p in names_p if modes[p] == "shared"], "group_by": h.group_by, "groups": groups,
+        "priors": describe_priors(spec.priors), "pooling": h.pooling, "spread_prior": h.spread_prior,
+        "shared": [q for q in names_p if spec.modes[q] == "shared"], "group_by": h.group_by, "groups": p.groups,
         "num_chains": s.chains, "num_warmup": s.warmup, "num_draws": s.draws, "seed": s.seed,
         "target_accept": s.target_accept, "sampling_seconds": draws.seconds,
-        **({"offset_by": offset_by, "offset_levels": offsets.levels, "offset_scale": float(h.offset_scale),
+        **({"offset_by": p.offset_by, "offset_levels": offsets.levels, "offset_scale": float(h.offset_scale),
             "offset_detrended": bool(h.detrend_offsets)} if offsets is not None else {}),
     }
     meta.pop("law")  # Posterior.save writes the law itself
     posts = {}
-    for g, name in enumerate(groups):
-        rows = group == g
-        member = {p: samples[p][..., g] for p in names_p}
+    for g, name in enumerate(p.groups):
+        rows = p.group == g
+        member = {q: samples[q][..., g] for q in names_p}
         member["sigma"] = samples["sigma"][..., g] if spec.sigma_per_group else samples["sigma"]
         member.update(_offset_draws(samples))
         posts[name] = build_posterior(law, Runs(runs.frame[rows].reset_index(drop=True)), member, extra,
                                       loglik[..., rows], method="nuts-hierarchical", meta={**meta, "group": name})
     population = None if h.pooling == "none" else _population(spec, samples, common, runs, meta, s.seed)
-    taus = {p: samples[f"{p}_tau"].reshape(-1) for p in partial_names}
+    taus = {q: samples[f"{q}_tau"].reshape(-1) for q in p.partial_names}
     if offsets is not None:
         taus["offset"] = samples["offset_tau"].reshape(-1)
     fit = HierarchicalFit(posts, population, h.pooling, meta["shared"], h.group_by, taus,
                           {**sampler_diagnostics(samples, extra), "sampling_seconds": draws.seconds,
-                           "warm_started": warm_start is not None,
-                           "warm_start_mode": None if warm_start is None else warm_start_mode})
+                           "warm_started": p.warm_start_mode is not None, "warm_start_mode": p.warm_start_mode})
     fit.adaptation = {**dict(zip(("init", "inverse_mass"), sampler.warm_start(draws))), "draws": draws}
-    d = fit.diagnostics
-    warn_if_untrustworthy(
-        d["divergences"] == 0 and not d["max_rhat"] > 1.01,
-        f"the hierarchical fit's sampler diagnostics fail: {d['divergences']} divergences, max R-hat "
-        f"{d['max_rhat']:.3f}, min bulk ESS {d['min_ess']:.0f}; do not trust these draws: raise target_accept "
-        "(--target-accept 0.95), lengthen the warm-up, or simplify the pooling")
     return fit
+
+
+def _check(fit: HierarchicalFit, chains: int) -> redo.Check:
+    """The whole-model diagnostics as the redo policy reads them (``fitting.redo``): divergences,
+    max R-hat above ``diagnostics.RHAT_MAX`` (1.01) and min bulk ESS below ``ESS_PER_CHAIN_MIN`` (100)
+    per chain fail."""
+    d = fit.diagnostics
+    failed = [name for name, bad in (("divergences", d["divergences"] > 0), ("r_hat", not d["max_rhat"] <= RHAT_MAX),
+                                     ("ess_bulk", not d["min_ess"] >= ESS_PER_CHAIN_MIN * chains)) if bad]
+    return redo.Check(tuple(failed), int(d["divergences"]), float(d["max_rhat"]), d)
+
+
+def _note_redone(fit: HierarchicalFit, notes: dict) -> None:
+    """What the redo policy redid and why (``notes``: "retried", "more_draws"), in the fit's
+    diagnostics and in every member's ``meta`` (as a pooled fit's)."""
+    fit.diagnostics.update(notes)
+    for post in [*fit.groups.values(), *([fit.population] if fit.population is not None else [])]:
+        post.meta.update(notes)
 
 
 def _warm_init(previous: HierarchicalFit, init: dict, mode: str) -> tuple[dict, np.ndarray, np.ndarray | None]:
