@@ -133,6 +133,17 @@ ALLOCATION_BOUNDS = (0.0, np.inf)
 # adopted by bench_extrapolation.py's fourteenth run): the lower bound is lo - a e^d_D (beyond u*, for a
 # held draw, e^(d_D - c_D)); the upper one is unchanged. False: lo - a.
 ALLOCATION_BOUND_SHAPE = True
+# How a draw beyond the allocation bound is brought inside it. "clip" (the default): its d_a (and
+# centre) set to the bound, so the draws that cross it pile up on it (on all of Chinchilla's runs 45%
+# of a default fit's draws then have N_opt exactly flat in compute). "condition": the drift's
+# distribution given each draw's law is conditioned on the bound, p(d | theta, a s + d_a >= lo) (a
+# constrained-parameter posterior: Gelfand, Smith & Lee 1992): a draw that crosses it is redrawn
+# whole (scales, drift, centre, continuation) from the calibrated drift distribution until it does
+# not, at most CONDITION_ROUNDS times, then clipped (meta says how many). theta's draws are
+# unchanged, so inside the fitted runs the model is still the plain law.
+ALLOCATION_BOUND_MODE = "clip"
+ALLOCATION_BOUND_MODES = ("clip", "condition")
+CONDITION_ROUNDS = 100
 CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" and "mixed"
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -511,30 +522,29 @@ def whole_slices(test: Runs, runs: Runs) -> Runs:
 def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
     """The plain posterior made extrapolation-aware: beside each theta draw, a draw of the scales
     and of the drift (d_N, d_D, g_C, d_a); the fitted range and the calibration go into ``meta``."""
+    if ALLOCATION_BOUND_MODE not in ALLOCATION_BOUND_MODES:
+        raise InputError(f"extrapolation.ALLOCATION_BOUND_MODE must be one of {', '.join(map(repr, ALLOCATION_BOUND_MODES))}, "
+                         f"got {ALLOCATION_BOUND_MODE!r}")
     post = posterior.idata["posterior"]
     shape = (post.sizes["chain"], post.sizes["draw"])
-    rng = np.random.default_rng([seed, 7])
     held = MEAN_BEYOND in ("held", "mixed")
-    sds, drifts, *centres = scales.drift_draws(int(np.prod(shape)), rng, centres=held)
-    if MEAN_BEYOND == "mixed":  # a draw with a zero centre carries its mean on linearly
-        linear = np.random.default_rng([seed, 8]).random(len(drifts)) >= HELD_SHARE
-        centres[0][linear] = 0.0
-    exponent = None
-    if ALLOCATION_BOUNDS is not None:
-        exponent = allocation_exponent(posterior)
-        if exponent is not None:
-            scale = None
-            if ALLOCATION_BOUND_SHAPE:
-                scale = (np.exp(drifts[:, 1]), np.exp(drifts[:, 1] - (centres[0][:, 1] if held else 0.0)))
-            drifts[:, 3], centre = bound_allocation(drifts[:, 3], centres[0][:, 3] if held else None, exponent,
-                                                    ALLOCATION_BOUNDS, scale)
-            if held:
-                centres[0][:, 3] = centre
+    draw = _drift_sampler(scales, seed, held)
+    sds, drifts, centre = draw(int(np.prod(shape)))
+    exponent = allocation_exponent(posterior) if ALLOCATION_BOUNDS is not None else None
+    redrawn = clipped = 0
+    if exponent is not None:
+        if ALLOCATION_BOUND_MODE == "condition":
+            sds, drifts, centre, redrawn = _condition_allocation(draw, (sds, drifts, centre), exponent, held)
+        crossing = _crosses_bound(drifts, centre, exponent, held)
+        clipped = int(crossing.sum())
+        drifts[:, 3], bounded_centre = _bounded_allocation(drifts, centre, exponent, held)
+        if held:
+            centre[:, 3] = bounded_centre
     dims = ("chain", "draw")
     posterior.idata["posterior"] = post.to_dataset().assign(
         **{name: (dims, sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
         **{site: (dims, drifts[:, k].reshape(shape)) for k, site in enumerate(DRIFT_SITES)},
-        **{site: (dims, centres[0][:, k].reshape(shape)) for k, site in enumerate(CENTRE_SITES) if held},
+        **{site: (dims, centre[:, k].reshape(shape)) for k, site in enumerate(CENTRE_SITES) if held},
     )
     ranges = log_range(posterior.runs.N, posterior.runs.D)
     if held:  # the distances over which the folds observed the mean (``MEAN_BEYOND``)
@@ -550,13 +560,65 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         "inferred_slice_budgets": [float(f"{b:.4g}") for b in scales.inferred_slices],
         "allocation mean": _allocation_mean(scales),
         "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
-        "allocation exponent bounds": _bounds_note(exponent),
+        "allocation exponent bounds": _bounds_note(exponent, redrawn, clipped, len(drifts)),
         "mean beyond the folds' distances": (
             "linear" if not held else
             f"held beyond (u_N, u_D, u_C) = ({', '.join(f'{u:.2f}' for u in scales.seen)})"
             + (f" in {HELD_SHARE:.0%} of the draws, linear in the rest" if MEAN_BEYOND == "mixed" else "")),
     }
     return posterior
+
+
+def _drift_sampler(scales: ScalePosterior, seed: int, held: bool):
+    """n -> (scales (n, 3), drifts (n, 4), centres (n, 4) or None): draws of a new extrapolation's
+    drift (``ScalePosterior.drift_draws``); under ``MEAN_BEYOND`` "mixed" a draw that carries its mean
+    on linearly has a zero centre. Successive calls continue the same random streams."""
+    rng, mixing = np.random.default_rng([seed, 7]), np.random.default_rng([seed, 8])
+
+    def draw(n: int):
+        sds, drifts, *centres = scales.drift_draws(n, rng, centres=held)
+        centre = centres[0] if held else None
+        if MEAN_BEYOND == "mixed":
+            centre[mixing.random(n) >= HELD_SHARE] = 0.0
+        return sds, drifts, centre
+    return draw
+
+
+def _bounded_allocation(drifts: np.ndarray, centre: np.ndarray | None, exponent: np.ndarray, held: bool):
+    """(d_a, c_a) of each draw brought inside ``ALLOCATION_BOUNDS`` (``bound_allocation``, with the
+    data exponent's drift where ``ALLOCATION_BOUND_SHAPE``)."""
+    scale = None
+    if ALLOCATION_BOUND_SHAPE:
+        scale = (np.exp(drifts[:, 1]), np.exp(drifts[:, 1] - (centre[:, 1] if held else 0.0)))
+    return bound_allocation(drifts[:, 3], centre[:, 3] if held else None, exponent, ALLOCATION_BOUNDS, scale)
+
+
+def _crosses_bound(drifts: np.ndarray, centre: np.ndarray | None, exponent: np.ndarray, held: bool) -> np.ndarray:
+    """Whether each draw lies beyond the allocation bound (the bound would move it)."""
+    d_a, c_a = _bounded_allocation(drifts, centre, exponent, held)
+    moved = d_a != drifts[:, 3]
+    return moved | (c_a != centre[:, 3]) if held else moved
+
+
+def _condition_allocation(draw, current, exponent: np.ndarray, held: bool):
+    """``ALLOCATION_BOUND_MODE`` "condition": each draw beyond the bound redrawn whole from ``draw``
+    until it is inside (rejection sampling from the drift's distribution given the bound and the
+    draw's own exponent a), at most ``CONDITION_ROUNDS`` rounds; (scales, drifts, centres, how many
+    draws were redrawn)."""
+    sds, drifts, centre = (None if x is None else x.copy() for x in current)
+    todo = np.flatnonzero(_crosses_bound(drifts, centre, exponent, held))
+    redrawn = len(todo)
+    for _ in range(CONDITION_ROUNDS):
+        if not len(todo):
+            break
+        new_sds, new_drifts, new_centre = draw(len(todo))
+        inside = ~_crosses_bound(new_drifts, new_centre, exponent[todo], held)
+        rows = todo[inside]
+        sds[rows], drifts[rows] = new_sds[inside], new_drifts[inside]
+        if held:
+            centre[rows] = new_centre[inside]
+        todo = todo[~inside]
+    return sds, drifts, centre, redrawn
 
 
 def allocation_exponent(posterior) -> np.ndarray | None:
@@ -592,14 +654,19 @@ def bound_allocation(drift: np.ndarray, centre: np.ndarray | None, exponent: np.
     return near, near - np.clip(drift - centre, lower(far_scale), hi)
 
 
-def _bounds_note(exponent) -> str:
+def _bounds_note(exponent, redrawn: int = 0, clipped: int = 0, draws: int = 0) -> str:
     if ALLOCATION_BOUNDS is None:
         return "none"
     if exponent is None:
         return f"{tuple(ALLOCATION_BOUNDS)} not applied: the law has no frontier as fitted"
     lo, hi = ALLOCATION_BOUNDS
     a = "a e^d_D" if ALLOCATION_BOUND_SHAPE else "a"
-    return f"{a} + d_a clipped to [{lo:g}, {hi:g}]" if np.isfinite(hi) else f"{a} + d_a clipped to at least {lo:g}"
+    bound = f"[{lo:g}, {hi:g}]" if np.isfinite(hi) else f"at least {lo:g}"
+    share = lambda n: f"{n / max(draws, 1):.1%} of the draws"  # noqa: E731
+    if ALLOCATION_BOUND_MODE == "condition":
+        return (f"{a} + d_a conditioned to {bound}: {share(redrawn)} redrawn from the drift's distribution, "
+                f"{share(clipped)} clipped after {CONDITION_ROUNDS} rounds")
+    return f"{a} + d_a clipped to {bound} ({share(clipped)} on the bound)"
 
 
 def _allocation_mean(scales: ScalePosterior) -> str:

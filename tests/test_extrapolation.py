@@ -395,7 +395,8 @@ def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypa
 
     plain, default = chinchilla_fits
     assert ex.ALLOCATION_BOUNDS == (0.0, np.inf) and ex.ALLOCATION_BOUND_SHAPE
-    assert default.meta["extrapolation"]["allocation exponent bounds"] == "a e^d_D + d_a clipped to at least 0"
+    note = default.meta["extrapolation"]["allocation exponent bounds"]
+    assert note.startswith("a e^d_D + d_a clipped to at least 0 (") and note.endswith("of the draws on the bound)")
     fits = {}
     for bounds, shape in ((None, True), ((0.0, 1.0), False)):
         monkeypatch.setattr(ex, "ALLOCATION_BOUNDS", bounds)
@@ -403,7 +404,7 @@ def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypa
         fits[bounds] = add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
     free, both = fits[None], fits[(0.0, 1.0)]
     assert free.meta["extrapolation"]["allocation exponent bounds"] == "none"
-    assert both.meta["extrapolation"]["allocation exponent bounds"] == "a + d_a clipped to [0, 1]"
+    assert both.meta["extrapolation"]["allocation exponent bounds"].startswith("a + d_a clipped to [0, 1] (")
     a = ex.allocation_exponent(default)
     th = default.theta()
     np.testing.assert_allclose(a, th["beta"] / (th["alpha"] + th["beta"]), rtol=1e-6)  # the Chinchilla law's own
@@ -440,6 +441,45 @@ def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypa
     unknown = ex.bound_allocation(np.array([-1.0, -1.0]), np.array([0.0, 0.0]), np.array([np.nan, 0.5]), (0, np.inf))
     np.testing.assert_allclose(unknown[0], [-1.0, -0.5])  # no finite exponent: the draw is left as drawn
     assert np.isfinite(unknown[1]).all()
+
+
+def test_conditioning_on_the_allocation_bound_redraws_instead_of_piling_on_it(chinchilla_fits, monkeypatch):
+    """ALLOCATION_BOUND_MODE "condition": a draw beyond the bound is redrawn from the drift's
+    distribution, so no draw sits on the bound (where clipping piles a share of them), draws inside it
+    are the unbounded ones, theta is untouched; and on a known case the result is the truncated
+    distribution: d_a ~ Normal(0, 1) given d_a >= 0 is half-normal, mean sqrt(2 / pi)."""
+    from bayes_scaling.fitting.nuts import add_drift
+
+    plain, _ = chinchilla_fits
+    base = fit_nuts(plain.runs, model="plain", seed=3, **SHORT)
+    fits = {}
+    for mode, bounds in (("clip", None), ("clip", (0.0, np.inf)), ("condition", (0.0, np.inf))):
+        monkeypatch.setattr(ex, "ALLOCATION_BOUND_MODE", mode)
+        monkeypatch.setattr(ex, "ALLOCATION_BOUNDS", bounds)
+        fits[mode, bounds] = add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
+    free, clipped, conditioned = fits.values()
+    np.testing.assert_array_equal(conditioned.draws("alpha"), base.draws("alpha"))
+    a = ex.allocation_exponent(conditioned)
+    (G0, _), (Gc, _), (G, _) = ex.drift_of(free), ex.drift_of(clipped), ex.drift_of(conditioned)
+    on_bound = lambda d: np.isclose(a * np.exp(d[:, 1]) + d[:, 3], 0.0, atol=1e-12)  # noqa: E731
+    assert on_bound(Gc).mean() > 0.05 and on_bound(G).mean() == 0.0
+    inside = ~ex._crosses_bound(G0[:, :4], G0[:, 4:], a, True)
+    assert 0.2 < inside.mean() < 0.98
+    np.testing.assert_array_equal(G[inside], G0[inside])
+    assert not ex._crosses_bound(G[:, :4], G[:, 4:], a, True).any()
+    note = conditioned.meta["extrapolation"]["allocation exponent bounds"]
+    assert note.startswith("a e^d_D + d_a conditioned to at least 0: ") and "redrawn" in note
+
+    rng = np.random.default_rng(0)
+
+    def draw(n):
+        drifts = np.zeros((n, 4))
+        drifts[:, 3] = rng.standard_normal(n)
+        return np.ones((n, 3)), drifts, None
+    monkeypatch.setattr(ex, "ALLOCATION_BOUND_SHAPE", False)
+    _, drifts, _, redrawn = ex._condition_allocation(draw, draw(20_000), np.zeros(20_000), held=False)
+    assert (drifts[:, 3] >= 0).all() and 9_000 < redrawn < 11_000
+    assert abs(drifts[:, 3].mean() - np.sqrt(2 / np.pi)) < 0.03
 
 
 def test_a_drift_deep_in_its_tail_gives_the_law_s_limit_without_overflow():
