@@ -298,6 +298,13 @@ CANDIDATES = {
 # components correlated with d_a move too). THE ADOPTION RULE: the twelfth run's, unchanged ((a)-(d)
 # standard, (g) and (h) far, (i) far optima), against the current default, with the same runs into
 # results/bench_extrapolation_allocation_condition{,_simulation,_far,_far_optima}.json.
+# Outcome (those files, run from an archive of 4013d17, load 2.4-5.3 from a helper's benchmark): adopted
+# (passes (a)-(d), (g)-(i)); standard: Chinchilla 82% / IS 0.088 (default 0.090), Marin 90% / 0.180 (88% /
+# 0.184), Porian 97% / 0.725 (0.728), N_opt 12/15, Gadre 100% / 0.550 (0.556), N_opt 15/18 as the default;
+# geometric-mean IS 0.991x the default's; simulation 97.5% / 0.280 (98.8% / 0.284); far: Chinchilla 94% /
+# 0.091 (0.092), Porian 84% / 1.550 (1.550), Gadre 100% / 0.718 (0.721), N_opt 14/18 as the default; far
+# optima 4 of 5 as the default (mean |log error| 0.265 against 0.271). extrapolation.ALLOCATION_BOUND_MODE
+# is now "condition"; the old default is ALLOCATION_BOUND_MODE = "clip".
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"

@@ -269,14 +269,17 @@ def test_the_learned_mean_beyond_the_distances_the_folds_saw(chinchilla_fits, mo
     """MEAN_BEYOND: "linear" carries the drift's learned mean on at its rate; "held" stops it at the
     farthest distances the folds observed (u*), beyond which each draw's rate is its own minus its
     cell's centre; "mixed" (the default) holds each draw with probability HELD_SHARE. All three share
-    the drift's draws and answer alike within u*; a held draw with a zero centre is a linear one."""
-    _, mixed = chinchilla_fits
+    the drift's draws and answer alike within u*; a held draw with a zero centre is a linear one.
+    (The allocation bound is off here: under the default's conditioning, which draws are redrawn
+    depends on the continuation.)"""
     assert ex.MEAN_BEYOND == "mixed"
+    monkeypatch.setattr(ex, "ALLOCATION_BOUNDS", None)
     fits = {}
-    for mode in ("linear", "held"):
+    for mode in ("mixed", "linear", "held"):
         monkeypatch.setattr(ex, "MEAN_BEYOND", mode)
-        fits[mode] = fit_nuts(mixed.runs, seed=3, **SHORT)
-    linear, held = fits["linear"], fits["held"]
+        fits[mode] = fit_nuts(chinchilla_fits[0].runs, seed=3, **SHORT)
+    linear, held, mixed = fits["linear"], fits["held"], fits["mixed"]
+    monkeypatch.setattr(ex, "MEAN_BEYOND", "mixed")
     calibration = held.meta["extrapolation"]
     seen = np.asarray(calibration["range"]["seen"])
     assert seen.shape == (3,) and np.all(seen > 0) and calibration["mean beyond the folds' distances"].startswith("held")
@@ -393,8 +396,11 @@ def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypa
     from bayes_scaling.fitting.nuts import add_drift
     from bayes_scaling.frontier import drifted_optimum
 
-    plain, default = chinchilla_fits
+    plain, _ = chinchilla_fits
     assert ex.ALLOCATION_BOUNDS == (0.0, np.inf) and ex.ALLOCATION_BOUND_SHAPE
+    assert ex.ALLOCATION_BOUND_MODE == "condition"  # the default; the clip is tested here
+    monkeypatch.setattr(ex, "ALLOCATION_BOUND_MODE", "clip")
+    default = add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
     note = default.meta["extrapolation"]["allocation exponent bounds"]
     assert note.startswith("a e^d_D + d_a clipped to at least 0 (") and note.endswith("of the draws on the bound)")
     fits = {}
