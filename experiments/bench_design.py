@@ -41,6 +41,7 @@ Pool-based, judged on held-out runs (experiments/design_pool.py; results/bench_d
     python experiments/bench_design.py --pool --coverage-diagnosis OUT.json --sources S --seeds K --strategies ...
                                   # the 90% intervals' anatomy on the target runs (width, parts, error, folds)
     python experiments/bench_design.py --pool --band-coverage DIAG.json OUT.json   # + coverage in / off the band
+    python experiments/bench_design.py --pool --per-group porian --out FILE.json  # median R^2 per group (markdown)
 """
 
 from __future__ import annotations

@@ -558,10 +558,15 @@ def main(argv=None) -> None:
     parser.add_argument("--compare", nargs=2, default=None, metavar=("OLD.json", "OUT.json"),
                         help="--out's results against an older version's (the same benchmark under other code): "
                              "the summary's metrics side by side and which records are unchanged, into OUT.json")
+    parser.add_argument("--per-group", default=None, metavar="SOURCE",
+                        help="print a markdown table of --out's groups of SOURCE (median R^2 per group; nothing written)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_design_pool.json"))
     args = parser.parse_args(argv)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
+    if args.per_group:
+        print(per_group_table(results, args.per_group))
+        return
     results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared, loaded)"
 
     def write():
@@ -785,6 +790,28 @@ def compare_versions(new: dict, old: dict, fractions=(0.05, 0.1)) -> dict:
     return {"tables": tables, "records": same_records(new, old),
             "all_pool_identical": {g["group"]: same_within(g["all"], a["all"]) for g, a in shared_groups(new, old)},
             "per_group": {g["group"]: {"old": group_metrics(a), "new": group_metrics(g)} for g, a in shared_groups(new, old)}}
+
+
+def per_group_table(results: dict, source: str, fractions=(0.05, 0.1), ours: str = "ours",
+                    exclude=("ours_shape",)) -> str:
+    """A markdown table of ``source``'s groups: pool and target sizes; per fraction the median over seeds
+    of ``ours``' R^2 on the group's target runs and the best other strategy's (``exclude`` not counted);
+    the all-pool fit's R^2; ``ours``' 90% coverage at the last fraction (``group_metrics``)."""
+    head = ["group", "pool / target runs"]
+    for f in fractions:
+        head += [f"{ours} R^2 {f:.0%}", f"best other {f:.0%}"]
+    head += ["all-pool R^2", f"{ours} coverage {fractions[-1]:.0%}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group in (g for g in results["groups"] if g["group"].split("/")[0] == source):
+        row = [group["group"].split("/", 1)[1], f"{group['pool']} / {group['target']}"]
+        for f in fractions:
+            m = group_metrics(group, f)
+            others = {k: v["r2"] for k, v in m.items() if k not in ("all", ours, *exclude) and np.isfinite(v["r2"])}
+            best = max(others, key=others.get)
+            row += [f"{m[ours]['r2']:.3f}", f"{others[best]:.3f} ({best})"]
+        row += [f"{m['all']['r2']:.3f}", f"{m[ours]['coverage']:.0%}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def group_metrics(group: dict, fraction: float = 0.1) -> dict:
