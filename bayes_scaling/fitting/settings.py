@@ -20,8 +20,9 @@ KEYWORDS = {"num_chains": "chains", "num_warmup": "warmup", "num_draws": "draws"
 class SamplerSettings:
     """How NUTS runs: ``chains`` x (``warmup`` + ``draws``) transitions from ``seed``, NUTS's
     ``target_accept`` (step-size adaptation), a progress bar, whether a fit with divergent
-    transitions is redone once at smaller steps (``retry_divergent``; pooled fits), whether a fit
-    short only of effective draws is redone with longer chains (``more_draws``; ``fit_nuts``), and
+    transitions is redone once at smaller steps (``retry_divergent``), whether a fit short only of
+    effective draws is redone with longer chains (``more_draws``) (both ``fitting.redo``: on for
+    ``fit_nuts``; ``fit_hierarchical`` uses them where ``hierarchical.fit.REDO`` or its caller says), and
     where the chains start (``init``: "projection", "approach3" or a dict of natural parameters;
     pooled fits)."""
 
