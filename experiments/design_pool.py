@@ -67,7 +67,7 @@ from bayes_scaling.design.target import (
     target_matrix,
 )
 from bayes_scaling.errors import InputError
-from bayes_scaling.fitting.nuts import fit_laplace
+from bayes_scaling.fitting.nuts import fit_laplace, fit_nuts
 from bayes_scaling.runs.bundled import load_chinchilla, load_gadre, load_marin, load_porian
 from bayes_scaling.runs.table import Runs
 from bayes_scaling.splits import budget_column_of, split_by_compute
@@ -465,7 +465,6 @@ def timing(repeats: int = 3) -> dict:
     against one refit, on all Chinchilla runs, interleaved, median of ``repeats`` (warm)."""
     from bayes_scaling.design.candidates import grid
     from bayes_scaling.design.refit import MaskedRefitter
-    from bayes_scaling.fitting.nuts import fit_nuts
 
     runs = load_chinchilla()
     cands = grid(n_range=(1e7, 1e10), d_range=(1e8, 1e12), n_points=40, d_points=25).take(np.arange(1000))
@@ -558,6 +557,9 @@ def main(argv=None) -> None:
     parser.add_argument("--compare", nargs=2, default=None, metavar=("OLD.json", "OUT.json"),
                         help="--out's results against an older version's (the same benchmark under other code): "
                              "the summary's metrics side by side and which records are unchanged, into OUT.json")
+    parser.add_argument("--fitter-check", default=None, metavar="OUT.json",
+                        help="ours' bought runs scored by the benchmark's Laplace fitter and by the product's NUTS "
+                             "default fit, per --sources (default chinchilla marin gadre) and --seeds, into OUT.json")
     parser.add_argument("--per-group", default=None, metavar="SOURCE",
                         help="print a markdown table of --out's groups of SOURCE (median R^2 per group; nothing written)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_design_pool.json"))
@@ -566,6 +568,15 @@ def main(argv=None) -> None:
     results = json.loads(out.read_text()) if out.exists() else {}
     if args.per_group:
         print(per_group_table(results, args.per_group))
+        return
+    if args.fitter_check:
+        sources = tuple(args.sources) if args.sources != list(SOURCES) else ("chinchilla", "marin", "gadre")
+        check = fitter_check(sources, range(args.first_seed, args.first_seed + args.seeds))
+        check["load_avg_1min_at_end"] = os.getloadavg()[0]
+        Path(args.fitter_check).write_text(json.dumps(check, indent=1, default=float))
+        print(json.dumps({s: {f: {k: {m: v[m] for m in ("coverage", "median_r2", "mean_interval_score", "median_runs")}
+                                  for k, v in by.items()} for f, by in d.items()} for s, d in check["sources"].items()},
+                         indent=1))
         return
     results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared, loaded)"
 
@@ -1142,6 +1153,43 @@ def band_coverage(diag: dict, settings: PoolSettings = PoolSettings(), span: flo
                              for src, by_k in totals.items()}
     diag["band_span"] = span
     return diag
+
+
+def fitter_check(sources=("chinchilla", "marin", "gadre"), seeds=range(10), strategy: str = "ours",
+                 fractions=(0.05, 0.1), settings: PoolSettings = PoolSettings(), log=print) -> dict:
+    """Is the benchmark's coverage the product's? The runs ``strategy`` bought (the benchmark's own
+    trajectories) scored by the benchmark's common fitter (``common_fit``: Laplace, 2 x 200 draws, made
+    extrapolation-aware) and by the product's default fit (``fit_nuts``: NUTS, 4 x (500 + 1000), the
+    extrapolating model): per source and fraction the target runs covered by each 90% interval (pooled
+    over groups and seeds), the median R^2 and mean interval score."""
+    out = {"settings": settings_dict(settings), "strategy": strategy, "seeds": list(seeds), "sources": {}}
+    for source in sources:
+        rows = {f: {"laplace": [], "nuts": []} for f in fractions}
+        for name, runs in groups_of(source):
+            split = split_by_compute(runs)
+            pool, target = split.train, split.test
+            n_start = len(start_runs(pool, settings))
+            for seed in seeds:
+                chosen = trajectory(strategy, pool, target, seed, settings)
+                for f in fractions:
+                    sel = Runs(pool.frame.iloc[prefix(chosen, pool.C, f * float(pool.C.sum()), n_start)].reset_index(drop=True))
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        fits = {"laplace": common_fit(sel, seed, settings), "nuts": fit_nuts(sel, seed=seed)}
+                    for fitter, post in fits.items():
+                        r = scores(post, target, seed)
+                        rows[f][fitter].append({"group": name, "seed": seed, "runs": len(sel), "covered": r["covered"],
+                                                "n": r["n"], "interval_score": r["interval_score"],
+                                                "r2": r_squared(r["loss"], r["pred"])})
+                log(f"{name} seed {seed}: " + ", ".join(f"{f:.0%} {k} {rows[f][k][-1]['covered']}/{rows[f][k][-1]['n']}"
+                                                       for f in fractions for k in ("laplace", "nuts")))
+        out["sources"][source] = {
+            str(f): {k: {"coverage": sum(r["covered"] for r in v) / sum(r["n"] for r in v),
+                         "median_r2": float(np.median([r["r2"] for r in v])),
+                         "mean_interval_score": float(np.mean([r["interval_score"] for r in v])),
+                         "median_runs": float(np.median([r["runs"] for r in v])), "records": v}
+                     for k, v in by.items()} for f, by in rows.items()}
+    return out
 
 
 def diagnose(sources=("chinchilla", "marin"), seeds=(0, 1, 2), strategies=("ours", "mspe"), fraction: float = 0.1,
