@@ -59,7 +59,13 @@ def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, 
     6ND = C, per draw and budget: a grid of ``points`` values of ln N within ``half_width`` e-folds
     of the law's own N_opt moved by the draw's allocation drift, refined by the parabola through
     the best grid point and its neighbours (an optimum beyond the grid is reported at its edge).
-    Returns N, D, L (S, K)."""
+    A draw whose law has no finite optimum (``N_law`` infinite: A or B overflowed) stays non-finite,
+    without NumPy's warnings. Returns N, D, L (S, K)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _drifted_optimum(law, th, C, N_law, G, ranges, half_width, points)
+
+
+def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, points: int):
     from bayes_scaling.extrapolation import allocation_shift, drifted_log_loss
     from bayes_scaling.posterior import compiled_log_loss
 

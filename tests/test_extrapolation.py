@@ -449,6 +449,27 @@ def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypa
     assert np.isfinite(unknown[1]).all()
 
 
+def test_a_draw_without_a_finite_optimum_stays_non_finite_without_warnings(chinchilla_fits):
+    """drifted_optimum: a draw whose law has no finite optimum (N_law infinite: A or B overflowed in a
+    Laplace tail) gives a non-finite N_opt, quietly; every other draw is as before."""
+    import warnings
+
+    from bayes_scaling.frontier import drifted_optimum
+
+    _, default = chinchilla_fits
+    G, ranges = ex.drift_of(default)
+    th = {k: v[:8, None] for k, v in default.theta().items()}
+    C = np.array([[1e24, 1e25]])
+    N_law = np.array(default.law.optimal_allocation(th, C)[0], np.float64)
+    before = drifted_optimum(default.law, th, C, N_law, G[:8], ranges)[0]
+    N_law[0] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        N, D, L = drifted_optimum(default.law, th, C, N_law, G[:8], ranges)
+    assert not np.isfinite(N[0]).any()
+    np.testing.assert_allclose(N[1:], before[1:])
+
+
 def test_conditioning_on_the_allocation_bound_redraws_instead_of_piling_on_it(chinchilla_fits, monkeypatch):
     """ALLOCATION_BOUND_MODE "condition": a draw beyond the bound is redrawn from the drift's
     distribution, so no draw sits on the bound (where clipping piles a share of them), draws inside it
