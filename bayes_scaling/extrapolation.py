@@ -538,11 +538,11 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
     if exponent is not None:
         if ALLOCATION_BOUND_MODE == "condition":
             sds, drifts, centre, redrawn = _condition_allocation(draw, (sds, drifts, centre), exponent, held)
-        crossing = _crosses_bound(drifts, centre, exponent, held)
-        clipped = int(crossing.sum())
-        drifts[:, 3], bounded_centre = _bounded_allocation(drifts, centre, exponent, held)
+        d_a, c_a = _bounded_allocation(drifts, centre, exponent, held)
+        clipped = int(_moved(drifts, centre, d_a, c_a, held).sum())
+        drifts[:, 3] = d_a
         if held:
-            centre[:, 3] = bounded_centre
+            centre[:, 3] = c_a
     dims = ("chain", "draw")
     posterior.idata["posterior"] = post.to_dataset().assign(
         **{name: (dims, sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
@@ -598,7 +598,11 @@ def _bounded_allocation(drifts: np.ndarray, centre: np.ndarray | None, exponent:
 
 def _crosses_bound(drifts: np.ndarray, centre: np.ndarray | None, exponent: np.ndarray, held: bool) -> np.ndarray:
     """Whether each draw lies beyond the allocation bound (the bound would move it)."""
-    d_a, c_a = _bounded_allocation(drifts, centre, exponent, held)
+    return _moved(drifts, centre, *_bounded_allocation(drifts, centre, exponent, held), held)
+
+
+def _moved(drifts: np.ndarray, centre: np.ndarray | None, d_a: np.ndarray, c_a: np.ndarray | None, held: bool):
+    """Whether the bounded (d_a, c_a) differ from each draw's own."""
     moved = d_a != drifts[:, 3]
     return moved | (c_a != centre[:, 3]) if held else moved
 
