@@ -31,6 +31,13 @@ plain law's Laplace approximation (``fit_laplace``, 2 x 200 draws) made extrapol
 ``extrapolation.calibrate`` on Laplace refits and ``attach_drift``: the default model's
 construction with Laplace in place of NUTS, so that the benchmark fits in 2 shared cores.
 
+Scorer (``--scorer``, from v10): ``laplace`` (the common fitter above scores every checkpoint, v1-v9) or
+``nuts`` (the product's default fit, ``fit_nuts`` with its defaults: NUTS 4 x (500 + 1000), the
+extrapolating model, what a user fitting the same runs gets); the picks are the same either way (``ours``
+still designs under the common fitter). Identical checkpoints (the same rows and seed: the common start at
+1% for most strategies) are fitted once. Every checkpoint record keeps its pool rows (``rows``) and, with
+``nuts``, whether the fit's verdict warned.
+
 Metrics on the target runs: R^2 of the posterior median loss (Li et al.'s definition: 1 -
 SS_res / SS_tot on the loss, clipped to [-1, 1]; per source over the pooled target runs of its
 groups, as their multi-group tasks), the mean 90% interval score and coverage of the predictive
@@ -66,6 +73,7 @@ from bayes_scaling.design.target import (
     posterior_columns,
     target_matrix,
 )
+from bayes_scaling.diagnostics import SamplerWarning
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.nuts import fit_laplace, fit_nuts
 from bayes_scaling.runs.bundled import load_chinchilla, load_gadre, load_marin, load_porian
@@ -136,6 +144,16 @@ DECLARED_VARIANTS = ("model", "law", "law_misfit", "law_kappa")  # the developme
 DEV_SEEDS = (100, 101, 102)
 DEV_SOURCES = ("chinchilla", "marin", "gadre")
 DEV_MARGIN = 0.05
+# Scorer rule (v10), declared in this file before any result scored by NUTS: the fitter check
+# (``--fitter-check``, v9 records) found the common fitter's 90% intervals far narrower than the product's
+# NUTS fit of the same runs where a checkpoint holds few runs (ours at 5%: Chinchilla 50% against 90%,
+# Gadre 39% against 64%), and a development check on other seeds (100-101, random's runs at 5%) the same for
+# R^2 (Chinchilla 0.61 / 0.82 Laplace against 0.91 / 0.89 NUTS). The issue's targets are about what the team
+# gets, so from v10 the verdict is judged on checkpoints scored by the product's default fit (``nuts``),
+# whoever that favours; the Laplace-scored tables (v9) stay as the record of the common fitter. Picks
+# unchanged. Where time does not allow every Porian setting at 10 seeds, its table counts the seeds every
+# setting finished, and the docs say so.
+SCORERS = ("laplace", "nuts")
 LEVEL = 0.9
 MIN_START = 6  # the law's 5 parameters + 1: fewer cannot be fitted
 
@@ -151,6 +169,7 @@ class PoolSettings:
     cost_exponent: float = 0.4
     strategies: tuple = STRATEGIES
     ours_variant: str = "shape_region"  # OURS_VARIANTS: "model" until the shape_region rule adopted this (v4 results)
+    scorer: str = "laplace"  # SCORERS: what fits each checkpoint's runs to score them (v10 on: "nuts")
 
 
 def common_fit(runs: Runs, seed: int, settings: PoolSettings):
@@ -162,6 +181,17 @@ def common_fit(runs: Runs, seed: int, settings: PoolSettings):
         warnings.simplefilter("ignore")
         post = laplace(runs)
         return extrapolation.attach_drift(post, extrapolation.calibrate(runs, laplace), seed=seed)
+
+
+def scoring_fit(runs: Runs, seed: int, settings: PoolSettings) -> tuple:
+    """The fit a checkpoint is scored with (``settings.scorer``) and whether its verdict warned:
+    the common fitter, or the product's default ``fit_nuts`` (its warnings recorded, not shown)."""
+    if settings.scorer == "laplace":
+        return common_fit(runs, seed, settings), False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = fit_nuts(runs, seed=seed)
+    return post, any(issubclass(w.category, SamplerWarning) for w in caught)
 
 
 def plain_fit(runs: Runs, seed: int, settings: PoolSettings):
@@ -311,8 +341,17 @@ def run_group(name: str, runs: Runs, seeds, settings: PoolSettings, log=print) -
     split = split_by_compute(runs)
     pool, target = split.train, split.test
     total = float(pool.C.sum())
+    fitted = {}  # (rows, seed) -> the checkpoint's scores: identical checkpoints are fitted once
+
+    def scored(rows, seed) -> dict:
+        key = (tuple(int(i) for i in rows), seed)
+        if key not in fitted:
+            post, warned = scoring_fit(Runs(pool.frame.iloc[list(rows)].reset_index(drop=True)), seed, settings)
+            fitted[key] = {**scores(post, target, seed), **({"warned": warned} if settings.scorer != "laplace" else {})}
+        return dict(fitted[key])
+
     out = {"group": name, "pool": len(pool), "target": len(target), "split": split.by, "C_star": target_budget(target),
-           "all": scores(common_fit(pool, 0, settings), target, 0), "seeds": {}}
+           "all": scored(range(len(pool)), 0), "seeds": {}}
     for seed in seeds:
         per = {}
         for strategy in settings.strategies:
@@ -322,9 +361,9 @@ def run_group(name: str, runs: Runs, seeds, settings: PoolSettings, log=print) -
             per[strategy] = {"seconds": time.perf_counter() - start}
             for f in settings.fractions:
                 rows = prefix(chosen, pool.C, f * total, n_start)
-                sel = Runs(pool.frame.iloc[rows].reset_index(drop=True))
-                per[strategy][str(f)] = {**scores(common_fit(sel, seed, settings), target, seed), "runs": len(rows),
-                                         "cost_fraction": float(pool.C[rows].sum() / total)}
+                per[strategy][str(f)] = {**scored(rows, seed), "runs": len(rows),
+                                         "cost_fraction": float(pool.C[rows].sum() / total),
+                                         "rows": [int(i) for i in rows]}
             log(f"  {name} seed {seed} {strategy}: {len(chosen)} runs, "
                 + ", ".join(f"{f:.0%} R2 {r_squared(per[strategy][str(f)]['loss'], per[strategy][str(f)]['pred']):.3f}"
                             for f in settings.fractions) + f" ({per[strategy]['seconds']:.1f} s)")
@@ -520,6 +559,9 @@ def main(argv=None) -> None:
     parser.add_argument("--groups", nargs="+", default=None, metavar="NAME",
                         help="only these groups (names as in the results, with or without 'source/')")
     parser.add_argument("--q", type=int, default=1, help="runs bought per refit")
+    parser.add_argument("--scorer", default="laplace", choices=list(SCORERS),
+                        help="what fits each checkpoint to score it: the common fitter (laplace, v1-v9) or the "
+                             "product's default fit_nuts (nuts, v10 on; the scorer rule in this file)")
     parser.add_argument("--timing", action="store_true", help="only measure one ask against one refit")
     parser.add_argument("--ours-variant", default=PoolSettings.ours_variant, choices=list(OURS_VARIANTS),
                         help="which variant of the target utility 'ours' is (default shape_region, adopted by its rule; "
@@ -667,7 +709,11 @@ def main(argv=None) -> None:
         write()
         print(json.dumps(results["verdict"], indent=1))
         return
-    settings = PoolSettings(q=args.q, ours_variant=args.ours_variant, strategies=tuple(args.strategies))
+    settings = PoolSettings(q=args.q, ours_variant=args.ours_variant, strategies=tuple(args.strategies),
+                            scorer=args.scorer)
+    if results.get("settings") and results["settings"].get("scorer", "laplace") != args.scorer:
+        raise InputError(f"{out} was scored by {results['settings'].get('scorer', 'laplace')}, not --scorer {args.scorer}: "
+                         "use another --out")
     results["extrapolation_sha256"] = model_version()
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     before = results.get("settings", {}).get("seeds", [])
@@ -963,7 +1009,10 @@ def docs_section(results: dict, name: str = "bench_design_pool.json") -> str:
     lines = [f"Machine: {results.get('machine', '?')}. Seeds per source: the seeds every group of the source "
              f"finished (below); strategies and settings: `experiments/design_pool.py` "
              f"(`bench_design.py --pool`), results `experiments/results/{name}`; `ours` is the "
-             f"`{s.get('ours_variant', 'model')}` variant.", ""]
+             f"`{s.get('ours_variant', 'model')}` variant; checkpoints scored by "
+             + ("the product's default fit (`fit_nuts`, NUTS 4 x (500 + 1000), the extrapolating model)"
+                if s.get("scorer") == "nuts" else "the common fitter (Laplace, 2 x 200 draws, extrapolation-aware)")
+             + ".", ""]
     for source, summary in results.get("summary", {}).items():
         t = summary["table"]
         lines += [f"**{source}** ({summary['groups']} group{'s' if summary['groups'] > 1 else ''}, "
