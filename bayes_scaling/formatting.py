@@ -37,7 +37,7 @@ def frontier_text(table: pd.DataFrame, fitted_compute: float | None = None) -> s
     return "\n".join(lines)
 
 
-FEW_FOLDS = 3  # the calibration's folds by default (``extrapolation.calibrate``); fewer: too few budgets or runs
+FEW_FOLDS = 3  # the calibration's folds by default (``extrapolation.calibrate``); fewer: too few budgets, runs or distinct sizes
 
 
 def fitted_compute(posterior) -> float:
@@ -62,7 +62,7 @@ def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
     notes = [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the law plus its drift, learned from how the "
              "law extrapolated within these runs; intervals widen with the distance"]
     if int(extra.get("folds", FEW_FOLDS)) < FEW_FOLDS:
-        notes.append(f"  only {extra.get('folds')} calibration fold(s) (too few budgets or runs for {FEW_FOLDS}): "
+        notes.append(f"  only {extra.get('folds')} calibration fold(s) (too few budgets, runs or distinct model sizes and token counts for {FEW_FOLDS}): "
                      "more than 10x beyond the runs these intervals can be far too narrow (fitted on 4 budgets, a "
                      "drifting law's 90% intervals covered about half of the runs 10-300x beyond: docs/extrapolation.md, "
                      "'A limit: few fitted budgets')")
