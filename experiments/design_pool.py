@@ -38,6 +38,11 @@ still designs under the common fitter). Identical checkpoints (the same rows and
 1% for most strategies) are fitted once. Every checkpoint record keeps its pool rows (``rows``) and, with
 ``nuts``, whether the fit's verdict warned.
 
+Picker (``--picker``, from v11): ``common`` (``ours`` designs under the common fitter, v1-v10) or
+``product`` (under the refit the product's pool planner asks under: ``refit.MaskedRefitter(model=
+"extrapolating")``, NUTS 2 x (300 + 300), as ``loop --candidates``); the other strategies' picks are
+unchanged either way.
+
 Metrics on the target runs: R^2 of the posterior median loss (Li et al.'s definition: 1 -
 SS_res / SS_tot on the loss, clipped to [-1, 1]; per source over the pooled target runs of its
 groups, as their multi-group tasks), the mean 90% interval score and coverage of the predictive
