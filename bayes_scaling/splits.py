@@ -102,7 +102,7 @@ def forward_chain(runs: Runs, *, folds: int = 3, budget_column: str | None = "au
     sizes N or token counts D in a group are skipped: a law fitted to one IsoFLOP slice, or to runs
     of one or two model sizes, is not identified (E + A N^-alpha needs three distinct N to pin A and
     alpha apart from E; likewise D), and its errors say nothing about a real fit's. (Twelve Gadre
-    runs, eleven of them at 11M parameters and one at 79M in every fold, taught the drift an
+    runs, whose folds each refitted 11M-parameter runs and one or two at 79M, taught the drift an
     allocation shift of 3.5 per e-fold of compute, and the default model predicted losses 2-30x the
     truth at 79M-6.9B parameters: docs/extrapolation.md.)"""
     column = budget_column_of(runs, budget_column)

@@ -546,8 +546,8 @@ def test_folds_fitted_to_too_few_model_sizes_are_skipped():
 
 @pytest.mark.slow
 def test_a_few_small_runs_do_not_teach_an_absurd_drift():
-    """Twelve of Gadre et al.'s RedPajama runs (eleven at 11M and 79M parameters, one at 154M): every
-    fold held one or two 79M runs and fitted the rest, all at 11M, and the calibration learned an
+    """Twelve of Gadre et al.'s RedPajama runs (eight at 11M parameters, three at 79M, one at 154M):
+    every fold refitted 11M runs and one or two at 79M (two sizes), and the calibration learned an
     allocation drift of 3.5 per e-fold that put the default model's median loss at 6.9B parameters
     at 75 against an observed 2.5. With those folds skipped the default's medians stay within 5% of
     the observed losses of the held-out runs (79M-6.9B), as the plain law's do."""
