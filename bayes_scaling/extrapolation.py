@@ -569,7 +569,37 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
             f"held beyond (u_N, u_D, u_C) = ({', '.join(f'{u:.2f}' for u in scales.seen)})"
             + (f" in {HELD_SHARE:.0%} of the draws, linear in the rest" if MEAN_BEYOND == "mixed" else "")),
     }
+    rise = loss_rise(posterior)
+    if rise is not None:
+        posterior.meta["extrapolation"][RISE_KEY] = round(rise, 4)
     return posterior
+
+
+RISE_KEY = "median loss rise per 10x N and D"
+RISE_STEPS = np.array([1.0, 10.0, 100.0])  # N and D both scaled by these from the compute-optimal point
+
+
+def loss_rise(posterior) -> float | None:
+    """The largest relative rise of the median predicted loss (no noise) from one step to the next along
+    (k N*, k D*), k in ``RISE_STEPS``, from the law's median compute-optimal (N*, D*) at the largest fitted
+    run's compute: negative where the loss falls as model and data grow, as any credible law's does; positive
+    where the drift carries an upward correction on without end (docs/extrapolation.md, "A limit: on some of
+    Porian's sweeps the median loss rises with scale"). None where the law has no frontier as fitted."""
+    from bayes_scaling.posterior import compiled_optimal_allocation
+
+    C = float(np.exp(log_range(posterior.runs.N, posterior.runs.D)["log_C"][1]))
+    theta = {k: v[:, None] for k, v in posterior.theta().items()}
+    try:
+        N_opt = np.asarray(compiled_optimal_allocation(posterior.law)(theta, np.array([[C]]))[0], np.float64)
+    except InputError:
+        return None
+    n_star = float(np.nanmedian(N_opt)) if np.isfinite(N_opt).any() else np.nan
+    if not np.isfinite(n_star) or n_star <= 0:
+        return None
+    N, D = n_star * RISE_STEPS, C / (6.0 * n_star) * RISE_STEPS
+    with np.errstate(over="ignore", invalid="ignore"):
+        median = np.nanmedian(posterior.predict(N, D, noise=False, max_draws=1000), axis=0)
+    return float(np.max(median[1:] / median[:-1]) - 1) if np.all(np.isfinite(median)) else None
 
 
 def _drift_sampler(scales: ScalePosterior, seed: int, held: bool):

@@ -66,6 +66,12 @@ def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
                      "more than 10x beyond the runs these intervals can be far too narrow (fitted on 4 budgets, a "
                      "drifting law's 90% intervals covered about half of the runs 10-300x beyond: docs/extrapolation.md, "
                      "'A limit: few fitted budgets')")
+    rise = extra.get("median loss rise per 10x N and D")
+    if rise is not None and float(rise) > 0:
+        notes.append(f"  the median loss RISES with scale here (+{float(rise):.1%} per 10x in N and D along the "
+                     "compute-optimal ray): the drift learned from these runs' folds carries an upward correction on "
+                     "without end, so the medians far beyond the runs are not credible forecasts; read the interval "
+                     "and compare --model plain (docs/extrapolation.md, 'A limit: on some of Porian's sweeps')")
     if optima and str(extra.get("allocation mean", "")).startswith("learned from loss residuals only"):
         notes.append("  N_opt there: no fold of these runs observed an IsoFLOP optimum, so the drift's mean shift of the "
                      "allocation was learned from loss residuals only and is weakly identified; the median N_opt follows "

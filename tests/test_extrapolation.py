@@ -561,3 +561,26 @@ def test_a_few_small_runs_do_not_teach_an_absurd_drift():
     assert post.meta["extrapolation"]["folds"] == 0
     median = np.median(post.predict(split.test.N, split.test.D, noise=False), axis=0)
     np.testing.assert_allclose(median, split.test.loss, rtol=0.05)
+
+
+def test_the_fit_records_whether_its_median_loss_falls_with_scale(chinchilla_fits):
+    """attach_drift records the largest rise of the median loss per 10x in N and D from the law's
+    compute-optimal point at the top of the fitted compute: on Chinchilla it falls (as the plain law's
+    always does along that ray)."""
+    plain, default = chinchilla_fits
+    assert ex.RISE_KEY not in plain.meta.get("extrapolation", {})
+    assert -0.2 < default.meta["extrapolation"][ex.RISE_KEY] < 0
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_drift_makes_the_loss_rise_says_so():
+    """On one of Porian et al.'s long-warm-up sweeps the folds learn an upward level and allocation drift
+    that makes the default model's median loss rise by about 14% per 10x in N and D (experiments/
+    monotonicity_check.py); the fit records it and the frontier notes call it out."""
+    from bayes_scaling.formatting import beyond_notes
+    from bayes_scaling.runs.bundled import load_porian
+
+    frame = load_porian().frame
+    post = fit_nuts(Runs(frame[frame["group"] == "rw-base-long-kaplan-standard-val"].reset_index(drop=True)), seed=0)
+    assert post.meta["extrapolation"][ex.RISE_KEY] > 0.05
+    assert any("RISES" in note for note in beyond_notes(post, [1e23]))

@@ -37,3 +37,15 @@ def test_budgets_beyond_the_fitted_runs_are_marked_and_explained():
     assert len(few) == 2 and few[1].startswith("  only 2 calibration fold(s)")
     assert len(beyond_notes(loss_only, [1e21], optima=False)) == 1  # a table of losses: no N_opt note
 
+
+
+def test_a_median_loss_that_rises_with_scale_is_called_out():
+    """The extrapolating fit records how its median loss changes per 10x in N and D beyond the runs;
+    where it rises the notes say the medians there are not credible forecasts, where it falls nothing."""
+    rising = _posterior("extrapolating", "learned")
+    rising.meta["extrapolation"]["median loss rise per 10x N and D"] = 0.142
+    notes = beyond_notes(rising, [1e21])
+    assert len(notes) == 2 and "RISES" in notes[1] and "+14.2%" in notes[1] and "--model plain" in notes[1]
+    falling = _posterior("extrapolating", "learned")
+    falling.meta["extrapolation"]["median loss rise per 10x N and D"] = -0.05
+    assert len(beyond_notes(falling, [1e21])) == 1
