@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from bayes_scaling.extrapolation import RISE_KEY
+
 
 def format_si(x: float) -> str:
     """1.23e9 -> '1.23B'; keeps three significant figures."""
@@ -62,11 +64,12 @@ def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
     notes = [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the law plus its drift, learned from how the "
              "law extrapolated within these runs; intervals widen with the distance"]
     if int(extra.get("folds", FEW_FOLDS)) < FEW_FOLDS:
-        notes.append(f"  only {extra.get('folds')} calibration fold(s) (too few budgets, runs or distinct model sizes and token counts for {FEW_FOLDS}): "
-                     "more than 10x beyond the runs these intervals can be far too narrow (fitted on 4 budgets, a "
+        notes.append(f"  only {extra.get('folds')} calibration fold(s) (too few budgets, runs or distinct model sizes "
+                     f"and token counts for {FEW_FOLDS}): more than 10x beyond the runs these intervals can be far too "
+                     "narrow (fitted on 4 budgets, a "
                      "drifting law's 90% intervals covered about half of the runs 10-300x beyond: docs/extrapolation.md, "
                      "'A limit: few fitted budgets')")
-    rise = extra.get("median loss rise per 10x N and D")
+    rise = extra.get(RISE_KEY)
     if rise is not None and float(rise) > 0:
         notes.append(f"  the median loss RISES with scale here (+{float(rise):.1%} per 10x in N and D along the "
                      "compute-optimal ray): the drift learned from these runs' folds carries an upward correction on "
