@@ -34,7 +34,7 @@ construction with Laplace in place of NUTS, so that the benchmark fits in 2 shar
 Scorer (``--scorer``, from v10): ``laplace`` (the common fitter above scores every checkpoint, v1-v9) or
 ``nuts`` (the product's default fit, ``fit_nuts`` with its defaults: NUTS 4 x (500 + 1000), the
 extrapolating model, what a user fitting the same runs gets); the picks are the same either way (``ours``
-still designs under the common fitter). Identical checkpoints (the same rows and seed: the common start at
+designs under the picker below). Identical checkpoints (the same rows and seed: the common start at
 1% for most strategies) are fitted once. Every checkpoint record keeps its pool rows (``rows``) and, with
 ``nuts``, whether the fit's verdict warned.
 

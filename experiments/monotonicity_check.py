@@ -12,6 +12,9 @@ the median predicted loss (no noise) along two rays, N and D both scaled by k = 
 * ``top_run``: from the fitted run of largest compute 6ND (its shape, whatever it is);
 * ``optimum``: from the posterior median compute-optimal (N_opt, D_opt) at that run's compute.
 Reported: the largest ratio of successive medians minus 1 (> 0: the median loss rises along the ray).
+The ``optimum`` ray is what every extrapolating fit now records (``extrapolation.loss_rise``, from the law's
+closed-form N_opt rather than the frontier's; 0.142 both ways on rw-base-long-kaplan-standard-val); this script
+keeps the record of the measurement and adds the ``top_run`` ray.
 
     python experiments/monotonicity_check.py [--laplace] [--out results/monotonicity_check.json]
 """
