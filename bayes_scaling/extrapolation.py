@@ -147,6 +147,20 @@ ALLOCATION_BOUND_SHAPE = True
 ALLOCATION_BOUND_MODE = "condition"
 ALLOCATION_BOUND_MODES = ("clip", "condition")
 CONDITION_ROUNDS = 100
+# Whether the drifted frontier may rise (LEVEL_BOUND). A positive level drift g_C adds log-loss at a
+# constant rate per e-fold of compute while the law's own compute-optimal loss falls ever more slowly
+# (its slope tends to 0 as the loss nears its floor), so far enough beyond the runs such a draw's
+# frontier rises without end: on 10 of 44 development fits (all Porian) the median loss did
+# (results/monotonicity_check.json). "frontier": each draw's level is reduced, per compute distance
+# u_C, by what keeps its drifted frontier non-increasing: with L(u) its compute-optimal log-loss
+# without the level and T(u) = L(u) + level(u), the level becomes level(u) - (T(u) - min_{s<=u} T(s)),
+# the frontier held at its lowest value so far (``frontier_level_cut``, a table on ``level_grid()``,
+# both held beyond LEVEL_GRID_MAX e-folds). A projection, like the allocation clip: the calibration
+# and theta's draws are unchanged, and where a draw's frontier falls nothing moves. None: as drawn.
+LEVEL_BOUND = None
+LEVEL_BOUNDS = (None, "frontier")
+LEVEL_GRID_STEP, LEVEL_GRID_MAX = 0.5, 20.0  # e-folds of compute beyond the fitted runs (20: 5e8x)
+LEVEL_CUT_SITE = "drift_level_cut"
 CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" and "mixed"
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -543,15 +557,22 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         drifts[:, 3] = d_a
         if held:
             centre[:, 3] = c_a
+    if LEVEL_BOUND not in LEVEL_BOUNDS:
+        raise InputError(f"extrapolation.LEVEL_BOUND must be one of {', '.join(map(repr, LEVEL_BOUNDS))}, got {LEVEL_BOUND!r}")
+    ranges = log_range(posterior.runs.N, posterior.runs.D)
+    if held:  # the distances over which the folds observed the mean (``MEAN_BEYOND``)
+        ranges["seen"] = list(scales.seen)
+    G = np.hstack([drifts, centre]) if held else drifts
+    cut = frontier_level_cut(posterior, G, ranges) if LEVEL_BOUND == "frontier" else None
     dims = ("chain", "draw")
     posterior.idata["posterior"] = post.to_dataset().assign(
         **{name: (dims, sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
         **{site: (dims, drifts[:, k].reshape(shape)) for k, site in enumerate(DRIFT_SITES)},
         **{site: (dims, centre[:, k].reshape(shape)) for k, site in enumerate(CENTRE_SITES) if held},
+        **({} if cut is None else {LEVEL_CUT_SITE: (dims + ("level_distance",), cut.reshape(shape + (-1,)))}),
     )
-    ranges = log_range(posterior.runs.N, posterior.runs.D)
-    if held:  # the distances over which the folds observed the mean (``MEAN_BEYOND``)
-        ranges["seen"] = list(scales.seen)
+    if cut is not None:
+        ranges["level_cut_points"] = cut.shape[1]
     posterior.meta["model"] = MODEL_NAME
     posterior.meta["extrapolation"] = {
         "range": ranges,
@@ -564,6 +585,7 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         "allocation mean": _allocation_mean(scales),
         "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
         "allocation exponent bounds": _bounds_note(exponent, redrawn, clipped, len(drifts)),
+        "level bound": _level_note(cut),
         "mean beyond the folds' distances": (
             "linear" if not held else
             f"held beyond (u_N, u_D, u_C) = ({', '.join(f'{u:.2f}' for u in scales.seen)})"
@@ -706,6 +728,15 @@ def _bounds_note(exponent, redrawn: int = 0, clipped: int = 0, draws: int = 0) -
     return f"{a} + d_a clipped to {bound} ({share(clipped)} on the bound)"
 
 
+def _level_note(cut: np.ndarray | None) -> str:
+    if LEVEL_BOUND is None:
+        return "none"
+    if cut is None:
+        return "not applied: the law has no frontier as fitted"
+    return (f"the drifted frontier held non-increasing to {LEVEL_GRID_MAX:g} e-folds of compute beyond the runs: "
+            f"the level cut in {np.mean(cut.max(axis=1) > 0):.1%} of the draws")
+
+
 def _allocation_mean(scales: ScalePosterior) -> str:
     """What the calibration learned of the drift's mean allocation shift, for ``meta``."""
     if np.ndim(scales.shared):
@@ -723,12 +754,15 @@ def _allocation_mean(scales: ScalePosterior) -> str:
 
 def drift_of(posterior):
     """(G, ranges): the drift draws (S, 4), with ``MEAN_BEYOND`` "held" their cells' centres beside
-    them (S, 8), and the fitted range; None for a plain-law fit."""
+    them (S, 8), then with ``LEVEL_BOUND`` the level's cut table (S, K more; ``ranges["level_cut_points"]``
+    says K), and the fitted range; None for a plain-law fit."""
     post = posterior.idata["posterior"]
     if DRIFT_SITES[-1] not in post:
         return None
     sites = DRIFT_SITES + (CENTRE_SITES if CENTRE_SITES[-1] in post else ())
     G = np.stack([posterior.draws(site) for site in sites], axis=1)
+    if LEVEL_CUT_SITE in post:
+        G = np.hstack([G, np.asarray(post[LEVEL_CUT_SITE].values, np.float64).reshape(len(G), -1)])
     return G, posterior.meta["extrapolation"]["range"]
 
 
@@ -748,7 +782,7 @@ def _per_draw(G: np.ndarray, k: int, ndim: int) -> np.ndarray:
 def allocation_shift(G, ranges, u_C) -> np.ndarray:
     """The shift in ln N of each draw's IsoFLOP profile at compute distances u_C (broadcast against
     (S, 1)): d_a u_C, or with held centres d_a min(u_C, u*_C) + (d_a - c_a) max(0, u_C - u*_C)."""
-    G = np.asarray(G)
+    G = _drift_columns(G, ranges)[0]
     if G.shape[1] == len(DRIFT_SITES):
         return G[:, 3:4] * u_C
     seen = ranges["seen"][2]
@@ -772,18 +806,88 @@ def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
     (``ranges["seen"]``; e^d_N - 1 likewise per part). A far draw whose effective size exceeds the
     float range (e^d_N e-folds per e-fold: a shape drift deep in its prior's tail) gets an infinite
     size, where the law's term in it is zero, its limit."""
-    G = np.asarray(G)
+    G, cut = _drift_columns(G, ranges)
     U = distances(ranges, N, D)  # (S, ..., 3)
     near, far = _near_far(U, ranges) if G.shape[1] > len(DRIFT_SITES) else (U, None)
     g = [_per_draw(G, k, U.ndim) for k in range(4)]
     log_n = np.expm1(g[0]) * near[..., 0] - g[3] * near[..., 2]
     log_d = np.expm1(g[1]) * near[..., 1] + g[3] * near[..., 2]
-    level = g[2] * near[..., 2]
     if far is not None:
         b = [g[k] - _per_draw(G, 4 + k, U.ndim) for k in range(4)]  # the rate beyond: centred on zero
         log_n = log_n + np.expm1(b[0]) * far[..., 0] - b[3] * far[..., 2]
         log_d = log_d + np.expm1(b[1]) * far[..., 1] + b[3] * far[..., 2]
-        level = level + b[2] * far[..., 2]
     with np.errstate(over="ignore"):  # an effective size past float range is infinite: its term of the law is 0
         N_eff, D_eff = N * np.exp(log_n), D * np.exp(log_d)
-    return np.asarray(log_loss(theta, N_eff, D_eff)) + level
+    return np.asarray(log_loss(theta, N_eff, D_eff)) + level_drift(G, ranges, U[..., 2], cut)
+
+
+def level_drift(G, ranges, u_C, cut=None) -> np.ndarray:
+    """The level term of each draw at compute distances u_C ((S, ...), draws first): g_C u_C, or with held
+    centres (``MEAN_BEYOND``) g_C min(u_C, u*_C) + (g_C - c_C) max(0, u_C - u*_C); with ``cut`` (S, K), the
+    ``LEVEL_BOUND`` table on ``level_grid()``, less the cut at u_C (linear between grid points) and both
+    held at the grid's end: the drifted frontier does not rise."""
+    G = np.asarray(G)
+    u_C = np.asarray(u_C, np.float64)
+    if cut is not None:
+        u_C = np.minimum(u_C, LEVEL_GRID_MAX)
+    g = _per_draw(G, 2, u_C.ndim + 1)
+    if G.shape[1] > len(DRIFT_SITES):
+        near = np.minimum(u_C, ranges["seen"][2])
+        level = g * near + (g - _per_draw(G, 6, u_C.ndim + 1)) * (u_C - near)
+    else:
+        level = g * u_C
+    if cut is None:
+        return level
+    position = u_C / LEVEL_GRID_STEP
+    i = np.minimum(np.floor(position).astype(int), cut.shape[1] - 2)
+    w = position - i
+    rows = np.arange(len(cut)).reshape((-1,) + (1,) * (u_C.ndim - 1))
+    return level - ((1 - w) * cut[rows, i] + w * cut[rows, i + 1])
+
+
+def level_grid() -> np.ndarray:
+    """The compute distances u_C (e-folds beyond the fitted runs' largest 6ND) of ``LEVEL_BOUND``'s table."""
+    return np.arange(0.0, LEVEL_GRID_MAX + LEVEL_GRID_STEP / 2, LEVEL_GRID_STEP)
+
+
+def frontier_level_cut(posterior, G: np.ndarray, ranges: dict) -> np.ndarray | None:
+    """``LEVEL_BOUND`` "frontier": per draw and u_C in ``level_grid()``, how much of the level drift to take
+    away so that the drifted frontier does not rise: with L(u) the drifted law's compute-optimal log-loss
+    without the level and T(u) = L(u) + level(u), the cut is T(u) - min_{s <= u} T(s) >= 0 (the frontier
+    held at its lowest value so far: the largest non-increasing function below T). L(u) is read at the
+    law's own optimum moved by the draw's allocation shift (``allocation_shift``), exact to second order in
+    the distance between it and the drifted optimum (the profile is flat at its optimum), at the cost of
+    one evaluation of the law per draw and grid point. A draw whose level never rises keeps a zero cut.
+    (S, K); None where the law has no frontier as fitted."""
+    from bayes_scaling.posterior import compiled_log_loss, compiled_optimal_allocation
+
+    u = level_grid()
+    C = np.exp(ranges["log_C"][1] + u)[None]
+    theta = {k: v[:, None] for k, v in posterior.theta().items()}
+    try:
+        N_law = np.asarray(compiled_optimal_allocation(posterior.law)(theta, C)[0], np.float64)
+    except InputError:
+        return None
+    G = np.asarray(G, np.float64)
+    flat = G.copy()
+    flat[:, 2] = 0.0
+    if flat.shape[1] > len(DRIFT_SITES):
+        flat[:, 6] = 0.0
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        N = N_law * np.exp(allocation_shift(flat, ranges, u[None]))
+        L = drifted_log_loss(compiled_log_loss(posterior.law), theta, flat, ranges, N, C / (6.0 * N))
+        level = level_drift(G, ranges, np.broadcast_to(u, L.shape))
+        T = L + level
+        cut = T - np.fmin.accumulate(T, axis=1)
+    rises = (np.diff(level, axis=1) > 0).any(axis=1, keepdims=True)
+    return np.where(np.isfinite(cut) & rises, cut, 0.0)  # a draw with no finite frontier is left as drawn
+
+
+def _drift_columns(G, ranges) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the drift and its centres (S, 4 or 8), the ``LEVEL_BOUND`` cut table (S, K) or None) from the
+    columns of ``drift_of``'s G."""
+    G = np.asarray(G)
+    if "level_cut_points" not in ranges:
+        return G, None
+    k = G.shape[1] - int(ranges["level_cut_points"])
+    return G[:, :k], G[:, k:]

@@ -107,6 +107,7 @@ CANDIDATES = {
     "extrapolating, allocation exponent >= 0": ({}, "allocation-lower-bound"),  # thirteenth run
     "extrapolating, allocation exponent >= 0 with the data exponent's drift": ({}, "allocation-lower-bound-shape"),  # 14th
     "extrapolating, allocation bound by conditioning": ({}, "allocation-condition"),  # 15th
+    "extrapolating, level bounded so the frontier never rises": ({}, "level-frontier"),  # 16th
 }
 # Fourth run (same session, written before its results; --candidates, --out
 # results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
@@ -305,6 +306,26 @@ CANDIDATES = {
 # 0.091 (0.092), Porian 84% / 1.550 (1.550), Gadre 100% / 0.718 (0.721), N_opt 14/18 as the default; far
 # optima 4 of 5 as the default (mean |log error| 0.265 against 0.271). extrapolation.ALLOCATION_BOUND_MODE
 # is now "condition"; the old default is ALLOCATION_BOUND_MODE = "clip".
+# Sixteenth run (issues 15 and 16, twelfth session; written and committed before its results): on 10 of
+# the 44 development fits (all Porian) the default's median loss rises with scale beyond the runs
+# (experiments/monotonicity_check.py, results/monotonicity_check.json): a positive level drift g_C (learned
+# mean +0.008 to +0.10 per e-fold) adds log-loss at a constant rate while the law's own frontier falls ever
+# more slowly, so every such draw's compute-optimal loss eventually rises without end. Seen before this rule
+# (one /tmp fit of all runs of rw-base-long-kaplan-standard-val, seed 0; no held-out run scored): the
+# default's median L_opt at 1, 2.7, 10, 100, 1e3, 1e4, 1e6 x the top run's compute 2.935, 2.971, 3.020, 2.952,
+# 2.953, 3.031, 3.327 (upper 95%: 3.59 at 10x, 11.6 at 1e6x); with the candidate 2.935, 2.916, 2.909, 2.877,
+# 2.854, 2.840, 2.824 (upper 95% 2.98-2.99); the ray rise from the law's optimum 14.2% -> 2.5% (what is left
+# is the allocation drift reading a fixed-shape ray away from the moved optimum). Candidate:
+# extrapolation.LEVEL_BOUND = "frontier": each draw's level reduced, per compute distance, by what keeps its
+# drifted frontier non-increasing (the frontier held at its lowest value so far; a projection after the
+# calibration: theta's draws, the scales and the drift draws are the default's). THE ADOPTION RULE: the
+# fifteenth run's ((a)-(d) standard, (g) and (h) far, (i) far optima), plus (f) the cost target (a default
+# fit of all Chinchilla runs under the candidate at most 2x a plain fit, --cost-only with the candidate,
+# passed as --cost-results), plus (j) monotonicity (--monotonicity-results: monotonicity_check.py
+# --level-bound frontier): the candidate's median compute-optimal loss rises by more than 0.1% from one
+# decade of compute to the next on none of the 44 fits. Runs into
+# results/bench_extrapolation_level_bound{,_simulation,_far,_far_optima,_cost}.json and
+# results/monotonicity_check_level_bound.json, then --judge.
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
@@ -327,7 +348,7 @@ def variant(name: str | None):
     ``likelihood.MISFIT_CAP`` "in data"; "misfit-noise-final" sets it to "final": the final fit only,
     not the calibration's refits); "allocation-bounds" sets ``extrapolation.ALLOCATION_BOUNDS`` (0, 1), "allocation-lower-bound" (0, inf) (the default since the thirteenth run), "allocation-unbounded" None, "allocation-lower-bound-shape"
     (0, inf) with ``extrapolation.ALLOCATION_BOUND_SHAPE``; "allocation-condition" sets
-    ``extrapolation.ALLOCATION_BOUND_MODE`` "condition";
+    ``extrapolation.ALLOCATION_BOUND_MODE`` "condition"; "level-frontier" sets ``extrapolation.LEVEL_BOUND`` "frontier";
     "overlap-once" sets
     ``extrapolation.FOLD_OVERLAP`` "once" ("full-covariance+overlap-once" also FOLD_COVARIANCE "full"); a name in
     ``extrapolation.LOSS_ONLY_MEANS`` sets ``extrapolation.LOSS_ONLY_MEAN``; "nuts-small-folds" refits folds of fewer than ``NUTS_FOLD_RUNS``
@@ -337,7 +358,10 @@ def variant(name: str | None):
     cap, beyond = likelihood_module.MISFIT_CAP, extrapolation.MEAN_BEYOND
     bounds = extrapolation.ALLOCATION_BOUNDS
     bound_shape, bound_mode = extrapolation.ALLOCATION_BOUND_SHAPE, extrapolation.ALLOCATION_BOUND_MODE
-    if name == "allocation-condition":
+    level_bound = extrapolation.LEVEL_BOUND
+    if name == "level-frontier":
+        extrapolation.LEVEL_BOUND = "frontier"
+    elif name == "allocation-condition":
         extrapolation.ALLOCATION_BOUND_MODE = "condition"
     elif name in ("allocation-bounds", "allocation-lower-bound", "allocation-unbounded", "allocation-lower-bound-shape"):
         extrapolation.ALLOCATION_BOUNDS = {"allocation-bounds": (0.0, 1.0), "allocation-unbounded": None}.get(
@@ -376,6 +400,7 @@ def variant(name: str | None):
         nuts_module.MISFIT_NOISE, likelihood_module.MISFIT_CAP = misfit, cap
         extrapolation.MEAN_BEYOND, extrapolation.ALLOCATION_BOUNDS = beyond, bounds
         extrapolation.ALLOCATION_BOUND_SHAPE, extrapolation.ALLOCATION_BOUND_MODE = bound_shape, bound_mode
+        extrapolation.LEVEL_BOUND = level_bound
 
 
 def conformal_scores(runs: Runs, split_kw: dict | None = None) -> dict:
@@ -1048,6 +1073,8 @@ def main() -> None:
                         help="score the extrapolating candidates only (no plain law, no conformal baseline; twelfth run)")
     parser.add_argument("--far-optima-results", type=Path, default=None,
                         help="with --judge: a --chinchilla-far-optima results file with the candidates, for the twelfth run's (i)")
+    parser.add_argument("--monotonicity-results", type=Path, default=None,
+                        help="with --judge: monotonicity_check.py's results under the candidate, for the sixteenth run's (j)")
     parser.add_argument("--cost-results", type=Path, default=None,
                         help="with --judge: a --cost-only results file whose candidate_cost_chinchilla gives rule (f) (ninth run)")
     args = parser.parse_args()
@@ -1094,6 +1121,14 @@ def main() -> None:
                 entry["i_far_optima_inside"] = optima[name]["inside"]
                 entry["default_far_optima_inside"] = optima["default (mixed)"]["inside"]
                 entry["passes"] = bool(entry["passes"] and optima[name]["inside"] >= optima["default (mixed)"]["inside"])
+            passing = [n for n, e in report["adoption"]["candidates"].items() if e["passes"]]
+            report["adoption"]["adopted"] = min(passing, key=lambda n: report["adoption"]["candidates"][n][
+                "geomean_is_ratio_to_default"]) if passing else None
+        if args.monotonicity_results is not None:  # the sixteenth run's (j)
+            rises = [g["frontier"] for g in json.loads(args.monotonicity_results.read_text())["groups"].values()]
+            for name, entry in report["adoption"]["candidates"].items():
+                entry["j_frontier_rises_over_0.1%"] = int(sum(r > 0.001 for r in rises))
+                entry["passes"] = bool(entry["passes"] and entry["j_frontier_rises_over_0.1%"] == 0)
             passing = [n for n, e in report["adoption"]["candidates"].items() if e["passes"]]
             report["adoption"]["adopted"] = min(passing, key=lambda n: report["adoption"]["candidates"][n][
                 "geomean_is_ratio_to_default"]) if passing else None

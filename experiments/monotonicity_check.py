@@ -11,12 +11,16 @@ fit (``fit_nuts`` at its defaults, or ``--laplace`` for the benchmark's fast con
 the median predicted loss (no noise) along two rays, N and D both scaled by k = 1, 10, 100:
 * ``top_run``: from the fitted run of largest compute 6ND (its shape, whatever it is);
 * ``optimum``: from the posterior median compute-optimal (N_opt, D_opt) at that run's compute.
-Reported: the largest ratio of successive medians minus 1 (> 0: the median loss rises along the ray).
+Reported: the largest ratio of successive medians minus 1 (> 0: the median loss rises along the ray);
+and ``frontier``: the same for the median compute-optimal loss L_opt (``Posterior.frontier``, the drifted
+optimum searched per draw) at the top run's compute times 1, 10, ..., 10^4.
 The ``optimum`` ray is what every extrapolating fit now records (``extrapolation.loss_rise``, from the law's
 closed-form N_opt rather than the frontier's; 0.142 both ways on rw-base-long-kaplan-standard-val); this script
 keeps the record of the measurement and adds the ``top_run`` ray.
 
-    python experiments/monotonicity_check.py [--laplace] [--out results/monotonicity_check.json]
+    python experiments/monotonicity_check.py [--laplace] [--level-bound frontier] [--out results/monotonicity_check.json]
+
+``--level-bound`` sets ``extrapolation.LEVEL_BOUND`` (the sixteenth run of bench_extrapolation.py: its rule's (j)).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from bayes_scaling.splits import split_by_compute
 
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 SCALES = np.array([1.0, 10.0, 100.0])
+FRONTIER_SCALES = 10.0 ** np.arange(5)
 
 
 def largest_rise(posterior, N0: float, D0: float) -> float:
@@ -61,7 +66,9 @@ def check(runs: Runs, laplace: bool) -> dict:
     row = post.frontier([C], 0.9).iloc[0]
     n_opt = float(row["N_opt_median"])
     extra = post.meta["extrapolation"]
+    L_opt = post.frontier(list(C * FRONTIER_SCALES), 0.9)["L_opt_median"].to_numpy()
     return {"top_run": largest_rise(post, runs.N[i], runs.D[i]),
+            "frontier": float(np.max(L_opt[1:] / L_opt[:-1]) - 1),
             "top_run_tokens_per_param": float(runs.D[i] / runs.N[i]),
             "optimum": largest_rise(post, n_opt, C / (6 * n_opt)),
             "mean_drift": extra["mean drift (d_N, d_D, g_C, d_a)"], "folds": extra["folds"]}
@@ -70,10 +77,14 @@ def check(runs: Runs, laplace: bool) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--laplace", action="store_true", help="the benchmark's Laplace construction, not fit_nuts")
+    parser.add_argument("--level-bound", choices=[b for b in extrapolation.LEVEL_BOUNDS if b], default=None,
+                        help="extrapolation.LEVEL_BOUND for this run (default: the library's)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "monotonicity_check.json"))
     args = parser.parse_args(argv)
+    if args.level_bound:
+        extrapolation.LEVEL_BOUND = args.level_bound
     start = time.perf_counter()
-    out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared)",
+    out = {"level_bound": extrapolation.LEVEL_BOUND, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared)",
            "fit": "laplace construction" if args.laplace else "fit_nuts defaults", "groups": {}}
     for source, load in SOURCES.items():
         frame = load().frame
@@ -84,8 +95,8 @@ def main(argv=None) -> None:
                 out["groups"][key] = check(subset, args.laplace)
                 r = out["groups"][key]
                 print(f"{key}: rise along the top run's ray {r['top_run']:+.3f} (D/N {r['top_run_tokens_per_param']:.3g}), "
-                      f"along the optimum's {r['optimum']:+.3f}, mean drift {r['mean_drift']}", flush=True)
-    rises = {k: [v[k] > 0 for v in out["groups"].values()] for k in ("top_run", "optimum")}
+                      f"along the optimum's {r['optimum']:+.3f}, frontier {r['frontier']:+.4f}, mean drift {r['mean_drift']}", flush=True)
+    rises = {k: [v[k] > 0 for v in out["groups"].values()] for k in ("top_run", "optimum", "frontier")}
     out["rising"] = {k: f"{sum(v)} of {len(v)}" for k, v in rises.items()}
     out["seconds"] = time.perf_counter() - start
     out["load_avg_1min_at_end"] = os.getloadavg()[0]
