@@ -584,3 +584,63 @@ def test_a_sweep_whose_drift_makes_the_loss_rise_says_so():
     post = fit_nuts(Runs(frame[frame["group"] == "rw-base-long-kaplan-standard-val"].reset_index(drop=True)), seed=0)
     assert post.meta["extrapolation"][ex.RISE_KEY] > 0.05
     assert any("RISES" in note for note in beyond_notes(post, [1e23]))
+
+
+def test_the_level_bound_keeps_every_draw_s_frontier_from_falling_back(chinchilla_fits, monkeypatch, tmp_path):
+    """LEVEL_BOUND "frontier": a positive level drift adds log-loss at a constant rate while the law's
+    frontier falls ever more slowly, so without the bound some draws' compute-optimal loss rises far beyond
+    the runs; with it no draw's does (the frontier held at its lowest value so far), up to the cut's reading
+    of the frontier at the law's moved optimum, a second-order approximation (a few draws with an exponent
+    drift beyond e^+-1 rise by under 0.5% per step, thousands of times beyond the runs). Inside the fitted runs,
+    and for draws whose level never rises, the predictions are the unbounded model's; the cut table
+    survives save and load."""
+    from bayes_scaling.fitting.nuts import add_drift
+
+    plain, _ = chinchilla_fits
+    fits = {}
+    for bound in (None, "frontier"):
+        monkeypatch.setattr(ex, "LEVEL_BOUND", bound)
+        fits[bound] = add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
+    free, bounded = fits[None], fits["frontier"]
+    assert free.meta["extrapolation"]["level bound"] == "none"
+    assert bounded.meta["extrapolation"]["level bound"].startswith("the drifted frontier held non-increasing")
+    top = np.exp(bounded.meta["extrapolation"]["range"]["log_C"][1])
+    C = top * np.exp(np.array([0.0, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0]))
+    steps = lambda post: np.diff(np.log(post.frontier_draws(C)["L_opt"]), axis=1)  # noqa: E731
+    assert (steps(free) > 1e-3).any(axis=1).mean() > 0.05 and steps(free).max() > 0.02
+    assert (steps(bounded) > 1e-3).any(axis=1).mean() < 0.02 and steps(bounded).max() < 0.005
+    G, _ = ex.drift_of(free)
+    level_never_rises = (G[:, 2] <= 0) & (G[:, 2] - G[:, 6] <= 0)
+    assert 0 < level_never_rises.mean() < 1
+    runs = plain.runs
+    inside = free.predict(runs.N[:20], runs.D[:20], noise=False)
+    np.testing.assert_array_equal(inside, bounded.predict(runs.N[:20], runs.D[:20], noise=False))
+    N, D = np.array([1e12, 3e12]), np.array([2e13, 6e13])
+    far_free, far_bounded = free.predict(N, D, noise=False), bounded.predict(N, D, noise=False)
+    np.testing.assert_allclose(far_bounded[level_never_rises], far_free[level_never_rises])
+    assert np.all(far_bounded <= far_free * (1 + 1e-12))  # the bound only takes level away
+    bounded.save(tmp_path / "fit")
+    loaded = Posterior.load(tmp_path / "fit")
+    np.testing.assert_allclose(loaded.predict(N, D, noise=False), far_bounded)
+
+
+def test_folds_refitted_in_threads_calibrate_as_one_after_another(monkeypatch):
+    """The calibration's refits run in threads (``FOLD_THREADS``): the same folds, refitted in order of
+    the splits, give the same scale posterior to the last bit as refits one after another."""
+    runs = simulate_sweeps(1, 0.0, budgets=np.logspace(18, 21, 6))
+    order = []
+
+    def fit(train):
+        post = fit_laplace(train, num_chains=2, num_draws=300, seed=0)
+        order.append(len(train))
+        return post
+
+    scales = {}
+    for threads in (1, 3):
+        monkeypatch.setattr(ex, "FOLD_THREADS", threads)
+        scales[threads] = ex.calibrate(runs, fit)
+    assert scales[1].folds == scales[3].folds == 3
+    assert sorted(order[:3]) == sorted(order[3:])
+    np.testing.assert_array_equal(scales[1].weights, scales[3].weights)
+    np.testing.assert_array_equal(scales[1].z_mean, scales[3].z_mean)
+    assert scales[1].seen == scales[3].seen
