@@ -1130,6 +1130,10 @@ def main() -> None:
             over = {name: 2.0 / 1.05 * t / costs["seconds"]["extrapolating"] for name, t in costs["seconds"].items()}
         report["adoption"] = adoption(report["results"], candidates, json.loads(args.simulation_results.read_text()),
                                       report.get("candidate_diagnostics"), over)
+        if costs is not None and args.cost_relative:
+            for name, entry in report["adoption"]["candidates"].items():
+                entry["f_prime_cost_over_default"] = costs["seconds"][name] / costs["seconds"]["extrapolating"]
+                entry["f_cost_at_most_2x_plain"] = None  # replaced by (f')
         if args.far_results is not None:  # the tenth run: (a)-(d) on the standard split and (g) on the far one
             far = far_split_check(json.loads(args.far_results.read_text())["results"], candidates)
             for name, check in far.items():
