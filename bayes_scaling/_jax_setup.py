@@ -40,7 +40,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -126,18 +125,16 @@ class CompiledPrograms(OrderedDict):
     def __init__(self, limit: int):
         super().__init__()
         self.limit = limit
-        self._lock = threading.RLock()  # the calibration refits its folds in threads (``extrapolation.calibrate``)
 
     def get_or_build(self, key, build):
-        """The program under ``key``, built by ``build()`` where absent (one thread at a time)."""
-        with self._lock:
-            if key in self:
-                self.move_to_end(key)
-                return self[key]
-            while len(self) >= self.limit:
-                self.popitem(last=False)
-            self[key] = program = build()
-            return program
+        """The program under ``key``, built by ``build()`` where absent."""
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        while len(self) >= self.limit:
+            self.popitem(last=False)
+        self[key] = program = build()
+        return program
 
 
 def release_compiled() -> None:

@@ -95,7 +95,6 @@ LOSS_ONLY_MEANS = ("learned", "allocation own", "none")
 BASIS = np.array([[1, 1, 0, 0], [1, -1, 0, 0], [0, 0, np.sqrt(2), 0], [0, 0, 0, np.sqrt(2)]]) / np.sqrt(2)
 MOVES_ALLOCATION = np.array([False, True, False, True])  # per row of BASIS
 FOLD_DRAWS = 1000  # enough for a held-out run's predictive mean and variance
-FOLD_THREADS = 3  # the folds' refits run in this many threads (``_refits``; 1: one after another)
 # The folds' residuals: "diagonal" (each row's own predictive variance) or "full" (the rows' predictive
 # covariance over the refit's draws: one refit's parameters move all its predictions together). The
 # benchmark's rule kept "diagonal" (results/bench_extrapolation_fold_covariance.json).
@@ -497,8 +496,9 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
                    for split in splits]
     run_counts, slice_counts = fold_overlap(splits, slice_tests, slice_column)
     residuals, seen = [], np.zeros(len(AXES))
-    for split, slices, posterior in zip(splits, slice_tests, _refits(fit_plain, [split.train for split in splits])):
+    for split, slices in zip(splits, slice_tests):
         seen = np.maximum(seen, distances(log_range(split.train.N, split.train.D), split.test.N, split.test.D).max(axis=0))
+        posterior = fit_plain(split.train)
         fold = fold_residuals(posterior, split.test, overlap=run_counts(split.test))
         if slices is not None:
             fold = fold.join(optimum_residuals(posterior, slices, slice_column, overlap=slice_counts))
@@ -510,19 +510,6 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     else:
         scales = ScalePosterior.from_folds(residuals, prior_scales, shared=0.0 if mode == "none" else None)
     return replace(scales, inferred_slices=inferred, seen=tuple(float(u) for u in seen))
-
-
-def _refits(fit_plain, trains: list) -> list:
-    """``fit_plain`` of each fold's runs, in up to ``FOLD_THREADS`` threads: the refits are independent
-    (each its own data and seed), and a Laplace refit spends most of its time in short compiled calls, so
-    threads overlap them (three Chinchilla folds: 0.18 s in turn, 0.12 s in threads on the 2-core box; the
-    draws are the same, a test checks)."""
-    if FOLD_THREADS <= 1 or len(trains) <= 1:
-        return [fit_plain(train) for train in trains]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(min(FOLD_THREADS, len(trains))) as pool:
-        return list(pool.map(fit_plain, trains))
 
 
 def fold_overlap(splits, slice_tests, slice_column: str | None):
@@ -622,8 +609,8 @@ def loss_rise(posterior) -> float | None:
     (k N*, k D*), k in ``RISE_STEPS``, from the law's median compute-optimal (N*, D*) at the largest fitted
     run's compute: negative where the loss falls as model and data grow, as any credible law's does; positive
     where the drift reads that ray ever farther from the moved optimum (a large allocation drift; with
-    ``LEVEL_BOUND`` None also a positive level drift: docs/extrapolation.md, "A limit: on some of Porian's sweeps
-    the median loss rises with scale"). None where the law has no frontier as fitted."""
+    ``LEVEL_BOUND`` None also a positive level drift: docs/extrapolation.md, "The level bounded so the frontier
+    never rises"). None where the law has no frontier as fitted."""
     from bayes_scaling.posterior import compiled_optimal_allocation
 
     C = float(np.exp(log_range(posterior.runs.N, posterior.runs.D)["log_C"][1]))

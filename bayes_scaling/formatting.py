@@ -73,9 +73,9 @@ def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
     if rise is not None and float(rise) > 0:
         notes.append(f"  the median loss RISES with scale here (+{float(rise):.1%} per 10x in N and D along the "
                      "compute-optimal ray): the drift learned from these runs' folds moves the optimum so fast that a run "
-                     "of that shape is read ever farther from it, so the medians far beyond the runs are not credible "
-                     "forecasts; read the interval and compare --model plain (docs/extrapolation.md, 'A limit: on some "
-                     "of Porian's sweeps')")
+                     "of that shape is read ever farther from it, and its medians far beyond the runs are not credible "
+                     "forecasts; read the interval and compare --model plain (docs/extrapolation.md, "
+                     "'The level bounded so the frontier never rises', what is left)")
     if optima and str(extra.get("allocation mean", "")).startswith("learned from loss residuals only"):
         notes.append("  N_opt there: no fold of these runs observed an IsoFLOP optimum, so the drift's mean shift of the "
                      "allocation was learned from loss residuals only and is weakly identified; the median N_opt follows "

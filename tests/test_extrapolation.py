@@ -630,24 +630,3 @@ def test_the_level_bound_keeps_every_draw_s_frontier_from_falling_back(chinchill
     loaded = Posterior.load(tmp_path / "fit")
     np.testing.assert_allclose(loaded.predict(N, D, noise=False), far_bounded)
 
-
-def test_folds_refitted_in_threads_calibrate_as_one_after_another(monkeypatch):
-    """The calibration's refits run in threads (``FOLD_THREADS``): the same folds, refitted in order of
-    the splits, give the same scale posterior to the last bit as refits one after another."""
-    runs = simulate_sweeps(1, 0.0, budgets=np.logspace(18, 21, 6))
-    order = []
-
-    def fit(train):
-        post = fit_laplace(train, num_chains=2, num_draws=300, seed=0)
-        order.append(len(train))
-        return post
-
-    scales = {}
-    for threads in (1, 3):
-        monkeypatch.setattr(ex, "FOLD_THREADS", threads)
-        scales[threads] = ex.calibrate(runs, fit)
-    assert scales[1].folds == scales[3].folds == 3
-    assert sorted(order[:3]) == sorted(order[3:])
-    np.testing.assert_array_equal(scales[1].weights, scales[3].weights)
-    np.testing.assert_array_equal(scales[1].z_mean, scales[3].z_mean)
-    assert scales[1].seen == scales[3].seen
