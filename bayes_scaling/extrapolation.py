@@ -49,6 +49,10 @@ The drift is conditioned on a e^d_D + d_a >= 0, a the law's own allocation expon
 that crosses it is redrawn from the drift's distribution (``ALLOCATION_BOUNDS``, ``ALLOCATION_BOUND_SHAPE``,
 ``ALLOCATION_BOUND_MODE``): beyond the runs N_opt does not fall as compute grows.
 
+Each draw's level is cut where it would make the draw's drifted frontier rise (``LEVEL_BOUND``,
+``frontier_level_cut``): with T(u) the frontier's log-loss at compute distance u, the level loses
+T(u) - min_{s<=u} T(s), so the compute-optimal loss never grows with the budget.
+
 Beyond u*, the farthest distance (per axis) that a fold's held-out run had from its fold's range,
 the folds saw nothing: there half of the draws carry the learned mean on and half hold it at u*,
 their rate beyond centred on the law's own (``MEAN_BEYOND`` "mixed"; each draw's d u becomes
@@ -798,7 +802,9 @@ def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
     """log L under each draw's drift, for draws G (S, 4) = (d_N, d_D, g_C, d_a) and theta (arrays
     (S, 1, ...)) at points N, D that broadcast against them with a leading draw axis:
 
-        log L_law(N e^((e^d_N - 1) u_N - d_a u_C), D e^((e^d_D - 1) u_D + d_a u_C)) + g_C u_C.
+        log L_law(N e^((e^d_N - 1) u_N - d_a u_C), D e^((e^d_D - 1) u_D + d_a u_C)) + g_C u_C,
+
+    the level less its ``LEVEL_BOUND`` cut where G carries the cut table (``level_drift``).
 
     Beyond the fitted range an e-fold of N counts as e^d_N e-folds (the law's exponent in N
     scaled by e^d_N, never flipping its sign; likewise D), and the IsoFLOP profile is shifted by d_a u_C in ln N: drifts

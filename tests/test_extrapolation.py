@@ -629,4 +629,7 @@ def test_the_level_bound_keeps_every_draw_s_frontier_from_falling_back(chinchill
     bounded.save(tmp_path / "fit")
     loaded = Posterior.load(tmp_path / "fit")
     np.testing.assert_allclose(loaded.predict(N, D, noise=False), far_bounded)
+    monkeypatch.setattr(ex, "LEVEL_BOUND", "floor")
+    with pytest.raises(InputError, match="LEVEL_BOUND must be one of"):
+        add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
 
