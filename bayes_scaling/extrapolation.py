@@ -549,8 +549,7 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
     if ALLOCATION_BOUND_MODE not in ALLOCATION_BOUND_MODES:
         raise InputError(f"extrapolation.ALLOCATION_BOUND_MODE must be one of {', '.join(map(repr, ALLOCATION_BOUND_MODES))}, "
                          f"got {ALLOCATION_BOUND_MODE!r}")
-    post = posterior.idata["posterior"]
-    shape = (post.sizes["chain"], post.sizes["draw"])
+    shape = posterior.draw_shape
     held = MEAN_BEYOND in ("held", "mixed")
     draw = _drift_sampler(scales, seed, held)
     sds, drifts, centre = draw(int(np.prod(shape)))
@@ -571,13 +570,12 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         ranges["seen"] = list(scales.seen)
     G = np.hstack([drifts, centre]) if held else drifts
     cut = frontier_level_cut(posterior, G, ranges) if LEVEL_BOUND == "frontier" else None
-    dims = ("chain", "draw")
-    posterior.idata["posterior"] = post.to_dataset().assign(
-        **{name: (dims, sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
-        **{site: (dims, drifts[:, k].reshape(shape)) for k, site in enumerate(DRIFT_SITES)},
-        **{site: (dims, centre[:, k].reshape(shape)) for k, site in enumerate(CENTRE_SITES) if held},
-        **({} if cut is None else {LEVEL_CUT_SITE: (dims + ("level_distance",), cut.reshape(shape + (-1,)))}),
-    )
+    posterior.add_draws({  # kept as arrays until something reads the fit's tree
+        **{name: ((), sds[:, k].reshape(shape)) for k, name in enumerate(SCALES)},
+        **{site: ((), drifts[:, k].reshape(shape)) for k, site in enumerate(DRIFT_SITES)},
+        **{site: ((), centre[:, k].reshape(shape)) for k, site in enumerate(CENTRE_SITES) if held},
+        **({} if cut is None else {LEVEL_CUT_SITE: (("level_distance",), cut.reshape(shape + (-1,)))}),
+    })
     if cut is not None:
         ranges["level_cut_points"] = cut.shape[1]
     posterior.meta["model"] = MODEL_NAME
@@ -764,13 +762,12 @@ def drift_of(posterior):
     """(G, ranges): the drift draws (S, 4), with ``MEAN_BEYOND`` "held" their cells' centres beside
     them (S, 8), then with ``LEVEL_BOUND`` the level's cut table (S, K more; ``ranges["level_cut_points"]``
     says K), and the fitted range; None for a plain-law fit."""
-    post = posterior.idata["posterior"]
-    if DRIFT_SITES[-1] not in post:
+    if not posterior.has_draws(DRIFT_SITES[-1]):
         return None
-    sites = DRIFT_SITES + (CENTRE_SITES if CENTRE_SITES[-1] in post else ())
+    sites = DRIFT_SITES + (CENTRE_SITES if posterior.has_draws(CENTRE_SITES[-1]) else ())
     G = np.stack([posterior.draws(site) for site in sites], axis=1)
-    if LEVEL_CUT_SITE in post:
-        G = np.hstack([G, np.asarray(post[LEVEL_CUT_SITE].values, np.float64).reshape(len(G), -1)])
+    if posterior.has_draws(LEVEL_CUT_SITE):
+        G = np.hstack([G, posterior.draws_table(LEVEL_CUT_SITE)])
     return G, posterior.meta["extrapolation"]["range"]
 
 

@@ -10,7 +10,8 @@ A fit's tree is built when something first reads ``idata`` (``Posterior.lazy``):
 draws are plain arrays, which is all ``theta()``, ``draws()``, ``predict()`` and ``diagnose`` read.
 The extrapolation model's calibration refits are never saved, so they never build one (a default
 fit built four, 0.39 s of CPU under cProfile: ``profile_chinchilla`` in
-experiments/results/bench_extrapolation.json).
+experiments/results/bench_extrapolation.json), and ``extrapolation.attach_drift`` adds the drift's
+draws to the arrays (``add_draws``), so a default fit builds its tree only when it is saved or read.
 """
 
 from __future__ import annotations
@@ -71,6 +72,28 @@ class Posterior:
         pending = self.__dict__.get("_pending")
         return pending.groups["posterior"] if pending is not None else self.idata["posterior"]
 
+    @property
+    def draw_shape(self) -> tuple[int, int]:
+        """(chains, draws per chain)."""
+        post = self._posterior_group()
+        if isinstance(post, dict):
+            return tuple(int(k) for k in np.shape(next(iter(post.values())))[:2])
+        return int(post.sizes["chain"]), int(post.sizes["draw"])
+
+    def add_draws(self, variables: dict[str, tuple[tuple, np.ndarray]]) -> None:
+        """Add posterior variables, name -> (extra dims, array (chain, draw, *extra)), to the
+        pending arrays where the tree is not built yet (so adding builds nothing), else to the tree."""
+        pending = self.__dict__.get("_pending")
+        if pending is not None:
+            for name, (extra, values) in variables.items():
+                pending.groups["posterior"][name] = np.asarray(values)
+                if extra:
+                    pending.dims[name] = list(extra)
+            return
+        dims = ("chain", "draw")
+        self.idata["posterior"] = self.idata["posterior"].to_dataset().assign(
+            **{name: (dims + tuple(extra), values) for name, (extra, values) in variables.items()})
+
     def has_draws(self, name: str) -> bool:
         """Whether the posterior group holds a variable ``name`` (``sigma``, ``offset``, a drift)."""
         return name in self._posterior_group()
@@ -93,11 +116,13 @@ class Posterior:
         """Any posterior variable (a law parameter, ``sigma``, ...), flattened: (S,)."""
         return _values(self._posterior_group()[name]).reshape(-1)
 
+    def draws_table(self, name: str) -> np.ndarray:
+        """A posterior variable with extra dimensions, flattened over chains and draws: (S, K)."""
+        values = np.asarray(_values(self._posterior_group()[name]), np.float64)
+        return values.reshape(self.num_draws, -1)
+
     def _drift(self):
-        """``extrapolation.drift_of``, without building a pending tree (a fit's own draws never hold
-        the drift: ``extrapolation.attach_drift`` adds it to the tree)."""
-        if self.__dict__.get("_pending") is not None:
-            return None
+        """``extrapolation.drift_of`` (reads the draws without building a pending tree)."""
         return extrapolation.drift_of(self)
 
     def thinned(self, max_draws: int | None):

@@ -58,6 +58,7 @@ import numpy as np
 import bayes_scaling
 from bayes_scaling import extrapolation, scoring
 from bayes_scaling.fitting import nuts as nuts_module
+from bayes_scaling.fitting import sampler as sampler_module
 from bayes_scaling.models import likelihood as likelihood_module
 from bayes_scaling.backtest import backtest
 from bayes_scaling.diagnostics import diagnose
@@ -109,6 +110,8 @@ CANDIDATES = {
     "extrapolating, allocation bound by conditioning": ({}, "allocation-condition"),  # 15th
     "extrapolating, level bounded so the frontier never rises": ({}, "level-frontier"),  # 16th and 17th
     "extrapolating, level unbounded (the default before the seventeenth run)": ({}, "level-unbounded"),
+    "extrapolating, Laplace refits at the mode": ({}, "laplace-mode"),  # 18th
+    "extrapolating, Laplace refits from jittered starts": ({}, "laplace-jittered"),
 }
 # Fourth run (same session, written before its results; --candidates, --out
 # results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
@@ -356,6 +359,25 @@ CANDIDATES = {
 # code (results/bench_extrapolation_level_bound_cost_shipped.json, load ~1.6): 1.071x the unbounded default
 # (0.667 s against 0.623 s), above (f')'s 1.05; the cut alone (level_cut_cost, same file) 0.027 s, 3.3% of a
 # default fit. Reported in docs/extrapolation.md; the adoption stands on the run as declared.
+# Eighteenth run (issue 15, thirteenth session; written and committed before its results). Found while profiling
+# a default fit: the calibration's Laplace refits (``fit_laplace``) started each of their four chains' Newton
+# steps at its jittered point (sd 0.05 in latent units, many posterior sds on these data) and stopped after 8,
+# so on all 240 Chinchilla runs one or two chains of each of the three folds ended 20-120 nats of potential short
+# of the mode (fold potentials -779.5 against the mode's -811.6, -700.7 against -732.9, -520.9 against
+# -642.4): their draws, a quarter to a half of each refit's, were centred away from the mode, which moves the
+# folds' predictive means and variances and so the learned drift. Seen before this rule (one /tmp fit of all
+# 240 Chinchilla runs, seed 0; no held-out run scored): with every chain started at the unjittered point and up
+# to 30 Newton steps, every chain reaches the mode in 8-12 calls; the learned mean drift (d_N, d_D, g_C, d_a)
+# -0.403, -0.183, -0.004, -0.414 -> -0.471, -0.284, -0.005, -0.423; N_opt(5.76e23) 16.6B [10.2B, 135B] ->
+# 16.5B [10.5B, 170B]; a default fit's CPU time 0.77 s -> 0.63-0.65 s (median of 5, loaded machine).
+# Candidate: sampler.LAPLACE_START = "mode" ("laplace-mode"; the library default "jittered" while this runs).
+# THE ADOPTION RULE: the seventeenth's, unchanged: (a)-(d) standard, (g) and (h) far, (i) far optima, (j) the
+# frontier rising by more than 0.1% per decade on none of the 44 fits (monotonicity_check.py --laplace-start
+# mode), (f') in one --cost-only run with --cost-repeats 9 the candidate's median default-fit time at most 1.05x
+# the default's. Runs into results/bench_extrapolation_laplace_mode{,_simulation,_far,_far_optima,_cost}.json and
+# results/monotonicity_check_laplace_mode.json, then --judge. Adopted: LAPLACE_START becomes "mode" and the old
+# default is the candidate "laplace-jittered". Not adopted: the default stays, and what failed is reported as a
+# finding (a calibration whose numbers depend on refits that miss their mode).
 NUTS_FOLD_RUNS = 36
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
@@ -379,7 +401,8 @@ def variant(name: str | None):
     not the calibration's refits); "allocation-bounds" sets ``extrapolation.ALLOCATION_BOUNDS`` (0, 1), "allocation-lower-bound" (0, inf) (the default since the thirteenth run), "allocation-unbounded" None, "allocation-lower-bound-shape"
     (0, inf) with ``extrapolation.ALLOCATION_BOUND_SHAPE``; "allocation-condition" sets
     ``extrapolation.ALLOCATION_BOUND_MODE`` "condition"; "level-frontier" sets ``extrapolation.LEVEL_BOUND`` "frontier" (the default since the
-    seventeenth run), "level-unbounded" None;
+    seventeenth run), "level-unbounded" None; "laplace-mode" and "laplace-jittered" set ``sampler.LAPLACE_START``
+    (the calibration's Laplace refits: every chain's Newton steps from one point, to the mode, or from jittered starts);
     "overlap-once" sets
     ``extrapolation.FOLD_OVERLAP`` "once" ("full-covariance+overlap-once" also FOLD_COVARIANCE "full"); a name in
     ``extrapolation.LOSS_ONLY_MEANS`` sets ``extrapolation.LOSS_ONLY_MEAN``; "nuts-small-folds" refits folds of fewer than ``NUTS_FOLD_RUNS``
@@ -389,8 +412,10 @@ def variant(name: str | None):
     cap, beyond = likelihood_module.MISFIT_CAP, extrapolation.MEAN_BEYOND
     bounds = extrapolation.ALLOCATION_BOUNDS
     bound_shape, bound_mode = extrapolation.ALLOCATION_BOUND_SHAPE, extrapolation.ALLOCATION_BOUND_MODE
-    level_bound = extrapolation.LEVEL_BOUND
-    if name in ("level-frontier", "level-unbounded"):
+    level_bound, laplace_start = extrapolation.LEVEL_BOUND, sampler_module.LAPLACE_START
+    if name in ("laplace-mode", "laplace-jittered"):
+        sampler_module.LAPLACE_START = name.removeprefix("laplace-")
+    elif name in ("level-frontier", "level-unbounded"):
         extrapolation.LEVEL_BOUND = "frontier" if name == "level-frontier" else None
     elif name == "allocation-condition":
         extrapolation.ALLOCATION_BOUND_MODE = "condition"
@@ -431,7 +456,7 @@ def variant(name: str | None):
         nuts_module.MISFIT_NOISE, likelihood_module.MISFIT_CAP = misfit, cap
         extrapolation.MEAN_BEYOND, extrapolation.ALLOCATION_BOUNDS = beyond, bounds
         extrapolation.ALLOCATION_BOUND_SHAPE, extrapolation.ALLOCATION_BOUND_MODE = bound_shape, bound_mode
-        extrapolation.LEVEL_BOUND = level_bound
+        extrapolation.LEVEL_BOUND, sampler_module.LAPLACE_START = level_bound, laplace_start
 
 
 def conformal_scores(runs: Runs, split_kw: dict | None = None) -> dict:

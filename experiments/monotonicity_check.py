@@ -18,9 +18,10 @@ The ``optimum`` ray is what every extrapolating fit now records (``extrapolation
 closed-form N_opt rather than the frontier's; 0.142 both ways on rw-base-long-kaplan-standard-val); this script
 keeps the record of the measurement and adds the ``top_run`` ray.
 
-    python experiments/monotonicity_check.py [--laplace] [--level-bound frontier] [--out results/monotonicity_check.json]
+    python experiments/monotonicity_check.py [--laplace] [--level-bound frontier] [--laplace-start mode] [--out results/monotonicity_check.json]
 
-``--level-bound`` sets ``extrapolation.LEVEL_BOUND`` (the sixteenth run of bench_extrapolation.py: its rule's (j)).
+``--level-bound`` sets ``extrapolation.LEVEL_BOUND`` (the sixteenth run of bench_extrapolation.py: its rule's (j));
+``--laplace-start`` sets ``sampler.LAPLACE_START`` (the eighteenth run's (j)).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bayes_scaling import extrapolation
+from bayes_scaling.fitting import sampler
 from bayes_scaling.fitting.nuts import fit_laplace, fit_nuts
 from bayes_scaling.runs.bundled import load_chinchilla, load_gadre, load_marin, load_porian
 from bayes_scaling.runs.table import Runs
@@ -79,12 +81,16 @@ def main(argv=None) -> None:
     parser.add_argument("--laplace", action="store_true", help="the benchmark's Laplace construction, not fit_nuts")
     parser.add_argument("--level-bound", choices=[b for b in extrapolation.LEVEL_BOUNDS if b], default=None,
                         help="extrapolation.LEVEL_BOUND for this run (default: the library's)")
+    parser.add_argument("--laplace-start", choices=sampler.LAPLACE_STARTS, default=None,
+                        help="sampler.LAPLACE_START for this run (default: the library's; bench_extrapolation.py's eighteenth run)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "monotonicity_check.json"))
     args = parser.parse_args(argv)
     if args.level_bound:
         extrapolation.LEVEL_BOUND = args.level_bound
+    if args.laplace_start:
+        sampler.LAPLACE_START = args.laplace_start
     start = time.perf_counter()
-    out = {"level_bound": extrapolation.LEVEL_BOUND, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared)",
+    out = {"level_bound": extrapolation.LEVEL_BOUND, "laplace_start": sampler.LAPLACE_START, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared)",
            "fit": "laplace construction" if args.laplace else "fit_nuts defaults", "groups": {}}
     for source, load in SOURCES.items():
         frame = load().frame

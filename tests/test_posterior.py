@@ -138,3 +138,23 @@ def test_the_log_loss_program_is_shared_by_instances_of_one_law():
     a, b = DataConstrained(unique_tokens=[1e9, 2e9]), DataConstrained(unique_tokens=[1e9, 3e9])
     assert compiled_log_loss(a) is compiled_log_loss(DataConstrained(unique_tokens=[1e9, 2e9]))
     assert compiled_log_loss(a) is not compiled_log_loss(b)
+
+
+def test_a_default_fit_keeps_its_drift_as_arrays_and_saves_it(tmp_path):
+    """``attach_drift`` adds the drift to the pending arrays (building no tree); the built tree, the
+    saved fit and the arrays give the same drift and the same predictions beyond the runs."""
+    from bayes_scaling import extrapolation
+
+    post = fit_nuts(load_chinchilla().for_fit(), num_chains=2, num_warmup=200, num_draws=200, seed=3)
+    assert "_pending" in vars(post) and post.has_draws(extrapolation.DRIFT_SITES[-1])
+    G, ranges = extrapolation.drift_of(post)
+    beyond = post.predict([1e12], [3e13], max_draws=50)
+    assert "_pending" in vars(post)  # reading the drift and predicting built nothing
+    loaded = Posterior.load(post.save(tmp_path / "fit"))
+    G_loaded, ranges_loaded = extrapolation.drift_of(loaded)
+    np.testing.assert_array_equal(G_loaded, G)
+    assert ranges_loaded == ranges
+    np.testing.assert_array_equal(loaded.predict([1e12], [3e13], max_draws=50), beyond)
+    tree = post.idata["posterior"]  # now built, with the cut table's own dimension
+    assert tree[extrapolation.LEVEL_CUT_SITE].dims == ("chain", "draw", "level_distance")
+    np.testing.assert_array_equal(extrapolation.drift_of(post)[0], G)

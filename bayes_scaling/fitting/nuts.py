@@ -246,10 +246,12 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
     N, D, log_loss = runs.N, runs.D, np.log(runs.loss)
     centre = (float(np.mean(np.log(N))), float(np.mean(np.log(D))))  # models.data_centre, on the host
     theta0 = _starting_point(law, runs, settings.init)
-    init_params = jittered_init(law, theta0, centre, runs, settings.chains, settings.seed)
+    # A Laplace fit looks for one mode: by default every chain starts at the point (sampler.LAPLACE_START).
+    scale = 0.0 if laplace and sampler.laplace_start() == "mode" else None
+    init_params = jittered_init(law, theta0, centre, runs, settings.chains, settings.seed, scale=scale)
     if misfit_noise:  # unconstrained log k, started at half the prior's scale
         init_params.update(sampler.jitter({site: np.log(likelihood_module.MISFIT_PRIOR_SCALE / 2) for site in MISFIT_SITES},
-                                          settings.chains, settings.seed + 1))
+                                          settings.chains, settings.seed + 1, scale=scale))
 
     # Laws bound to per-run covariates (data-constrained: unique tokens) cannot be padded.
     capacity = len(runs) if hasattr(law, "for_runs") else max(capacity or 0, padded_capacity(len(runs)))
@@ -268,6 +270,7 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
         "num_draws": settings.draws,
         "seed": settings.seed,
         "sampling_seconds": draws.seconds,
+        **({"laplace_start": sampler.laplace_start()} if laplace else {}),
         "target_accept": settings.target_accept,
     }
     if misfit_noise:
@@ -307,13 +310,15 @@ def _starting_point(law: Law, runs: Runs, init_theta) -> dict:
     raise InputError(f"init_theta must be 'projection', 'approach3' (chinchilla only) or a dict, got {init_theta!r}")
 
 
-def jittered_init(law: Law, theta0, centre, runs: Runs, num_chains: int, seed: int) -> dict:
-    """Unconstrained starting points: the point estimate plus N(0, 0.05^2) jitter per chain."""
+def jittered_init(law: Law, theta0, centre, runs: Runs, num_chains: int, seed: int,
+                  scale: float | None = None) -> dict:
+    """Unconstrained starting points: the point estimate plus N(0, scale^2) jitter per chain
+    (``scale`` default ``sampler.JITTER``, 0.05)."""
     theta0 = {k: np.float64(v) for k, v in theta0.items() if k in law.param_names}
     capacity = len(runs) if hasattr(law, "for_runs") else padded_capacity(len(runs))  # as ``_fit``'s data
     N, D, centre, log_loss, mask = padded_args(runs.N, runs.D, np.log(runs.loss), centre, capacity)
     latent = _latent_start(law)(theta0, centre, N, D, log_loss, mask)
-    return sampler.jitter({k: float(v) for k, v in latent.items()}, num_chains, seed)
+    return sampler.jitter({k: float(v) for k, v in latent.items()}, num_chains, seed, scale)
 
 
 def _latent_start(law: Law):

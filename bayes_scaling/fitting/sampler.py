@@ -49,6 +49,15 @@ MIN_CURVATURE = 1e-4  # floor on the Hessian's |eigenvalues| (standard deviation
 # of a handful of draws (unregularised), which can freeze a chain.
 MASS_ADAPTATION_MIN_WARMUP = 150
 JITTER = 0.05  # sd of the per-chain jitter of a starting point, in unconstrained units
+# Where a Laplace fit (``laplace=True``) looks for its mode: "jittered" starts each chain's Newton
+# steps at its jittered point and takes NEWTON_STEPS of them, which on the bundled Chinchilla data
+# leaves one or two of the four chains of each calibration refit 20-120 nats of potential short of the
+# mode, their draws centred away from it; "mode" starts every chain at the unjittered point and takes
+# up to LAPLACE_NEWTON_STEPS (each refit then reaches the mode in 8-12 calls). A candidate of
+# bench_extrapolation.py's eighteenth run ("laplace-mode"; docs/extrapolation.md).
+LAPLACE_STARTS = ("mode", "jittered")
+LAPLACE_START = "jittered"
+LAPLACE_NEWTON_STEPS = 30
 # ``potential`` and ``start`` run for milliseconds per fit: compiled without LLVM's optimisations,
 # which shortens a first call's compile.
 _RUN_ONCE = {"xla_backend_optimization_level": 0}
@@ -170,16 +179,25 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
                  None if laplace else sampler.last_final)
 
 
-def jitter(point: dict, chains: int, seed: int) -> dict:
-    """Per-chain starting points: ``point`` (site -> unconstrained value) plus N(0, JITTER^2) per
-    chain and element, drawn in the point's site order from ``default_rng(seed)``. NumPy arrays:
-    a JAX array here would compile a program of its own in every process."""
+def jitter(point: dict, chains: int, seed: int, scale: float | None = None) -> dict:
+    """Per-chain starting points: ``point`` (site -> unconstrained value) plus N(0, scale^2) per
+    chain and element (``scale`` default ``JITTER``; 0: every chain at the point), drawn in the
+    point's site order from ``default_rng(seed)``. NumPy arrays: a JAX array here would compile a
+    program of its own in every process."""
+    scale = JITTER if scale is None else scale
     rng = np.random.default_rng(seed)
     out = {}
     for k, v in point.items():
         v = np.asarray(v, np.float64)
-        out[k] = v + JITTER * rng.standard_normal((chains, *v.shape))
+        out[k] = v + scale * rng.standard_normal((chains, *v.shape))
     return out
+
+
+def laplace_start() -> str:
+    """``LAPLACE_START``, checked."""
+    if LAPLACE_START not in LAPLACE_STARTS:
+        raise ValueError(f"sampler.LAPLACE_START must be one of {', '.join(map(repr, LAPLACE_STARTS))}, got {LAPLACE_START!r}")
+    return LAPLACE_START
 
 
 def padded_capacity(n: int, smallest: int = 64) -> int:
@@ -348,11 +366,13 @@ class Sampler:
 
     def laplace(self, seed: int, init: dict, args):
         """Draws from the Laplace approximation at each chain's mode, through ``finish``:
-        (samples, None, loglik) as ``run`` gives, with no sampler statistics."""
+        (samples, None, loglik) as ``run`` gives, with no sampler statistics. Newton steps from
+        ``init`` (see ``LAPLACE_START``: by default every chain starts at the same point)."""
         sites, (potential, _, _, finish) = self._programs_for(init)
         one, args = self._placed(args)
         x0 = _ravel_chains(init, sites) / self.latent_scale
-        cov, mode = newton_laplace(lambda points: potential(points, *one), x0, return_mode=True)
+        steps = LAPLACE_NEWTON_STEPS if laplace_start() == "mode" else NEWTON_STEPS
+        cov, mode = newton_laplace(lambda points: potential(points, *one), x0, steps, return_mode=True)
         eps = np.random.default_rng([seed, 11]).standard_normal((self.num_chains, self.num_draws, x0.shape[1]))
         z = mode[:, None, :] + np.einsum("cij,cdj->cdi", np.linalg.cholesky(cov), eps)
         samples, loglik = jax.block_until_ready(finish(_unravel_chains(z, sites), *args))
