@@ -386,7 +386,24 @@ CANDIDATES = {
 # at the mode the refits match NUTS's predictive sd on Chinchilla (0.99x) and Marin (1.02-1.12x; jittered
 # 1.25-1.57x and 1.39-3.59x), but on folds that cannot pin the law (Gadre's, the simulation's) the mode is not
 # the skewed posterior's mean and the spread is too wide. LAPLACE_START stays "jittered".
+# Nineteenth run (thirteenth session; written after the eighteenth's results and after a /tmp measurement,
+# both stated here, and committed before its own results). Seen: on all 240 Chinchilla runs the default's
+# (jittered) median N_opt(5.76e23) over fit seeds 0-5 was 16.6B, 16.5B, 16.4B, 32.1B, 22.6B, 23.3B (learned mean
+# d_N -0.40, -0.46, -0.46, -0.00, -0.03, -0.16), at the mode 16.4B-16.5B (d_N -0.47 to -0.46): which refit chains
+# miss the mode depends on the seed, and the calibration with them. The eighteenth run judged both settings at
+# seed 0 only, one draw of a seed-dependent default. Runs: the standard split (--scores-only --no-baselines),
+# the far split and the simulation under both settings at --seed 1 and --seed 2 (seed 0: the eighteenth run's
+# files), into results/bench_extrapolation_laplace_mode_seed{1,2}{,_far,_simulation}.json, and --seed-stability
+# (results/bench_extrapolation_seed_stability.json, the measurement above redone as a script).
+# THE ADOPTION RULE, summed over seeds 0, 1, 2: "mode" is adopted if (1) its 90% coverage lies in 80-97% on at
+# least as many (source, seed) pairs of the standard split as the default's, and (2) of the far split, (3) the
+# simulation passes (coverage >= 80% and >= the plain law's + 10 points) on at least as many seeds as the
+# default's, (4) its N_opt lies inside at the top held-out budget on at least the default's total minus 3, and
+# (5) its geometric-mean interval score over the standard split's (source, seed) pairs is at most 1.0x the
+# default's. Far optima, monotonicity and cost passed at seed 0 and are not re-run. Not adopted: the default
+# stays and its seed dependence is reported as a defect.
 NUTS_FOLD_RUNS = 36
+FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
 OUT = Path(__file__).parent / "results" / "bench_extrapolation.json"
 DIAGNOSIS_HELP = {  # the diagnosis flags (each writes its own results file; ``main``'s dispatch table)
@@ -398,6 +415,7 @@ DIAGNOSIS_HELP = {  # the diagnosis flags (each writes its own results file; ``m
     "chinchilla_far_optima": "Chinchilla's far split: each model's N_opt interval at the held-out inferred IsoFLOP slices",
     "far_simulation": "drifting-law sweeps, fitted on 4 of 9 budgets: each MEAN_BEYOND when the drift goes on or stops",
     "fold_refits": "the calibration folds' predictions by NUTS and by Laplace refits from jittered starts and at the mode",
+    "seed_stability": "a default fit of all Chinchilla runs at seeds 0-5 under each Laplace start: drift and N_opt",
 }
 FAR_SPLITS = {"chinchilla": {"fraction": 0.5}, "marin": {}, "porian": {"top_budgets": 6}, "gadre": {"fraction": 0.5}}
 
@@ -588,11 +606,11 @@ def drifting_simulation(candidates: dict | None = None) -> dict:
 
     runs = Runs(pd.concat([simulate_sweeps(s, 0.03).frame.assign(group=f"s{s}") for s in range(3)], ignore_index=True))
     out = {}
-    models = [("plain", None, lambda r: fit_nuts(r, model="plain")), ("extrapolating", None, None)]
+    models = [("plain", None, lambda r: fit_nuts(r, model="plain", seed=FIT_SEED)), ("extrapolating", None, None)]
     models += [(name, setting, None) for name, (_, setting) in (candidates or {}).items() if name != "extrapolating"]
     for name, setting, fit in models:
         with variant(setting):
-            t = backtest(runs, fit=fit, levels=(LEVEL,)).runs  # fit None: the library default
+            t = backtest(runs, fit=fit, levels=(LEVEL,), seed=FIT_SEED).runs  # fit None: the library default
         out[name] = {"n": len(t), "coverage": float(t["covered_90"].mean()),
                      "interval_score": float(t["interval_score_90"].mean())}
     return out
@@ -751,6 +769,29 @@ def fold_refits() -> dict:
                 print(source, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
         medians = {key: float(np.median([r[key] for r in rows])) for key in rows[0] if key.split("_")[0] in ("nuts", "jittered", "mode")}
         out[source] = {"folds": rows, "medians": medians}
+    return out
+
+
+def seed_stability(seeds=range(6)) -> dict:
+    """How much a default fit of all 240 Chinchilla runs moves with its seed, under each
+    ``sampler.LAPLACE_START`` (the nineteenth run): per seed the learned mean drift, tau_alloc's median
+    and the frontier's N_opt (median, 90% interval) at 5.76e23 and 1e25 FLOPs."""
+    runs = load_chinchilla().for_fit()
+    out = {}
+    for start in sampler_module.LAPLACE_STARTS:
+        rows = []
+        with variant(f"laplace-{start}"):
+            for seed in seeds:
+                post = fit_nuts(runs, seed=seed)
+                e = post.meta["extrapolation"]
+                table = post.frontier([5.76e23, 1e25], level=LEVEL)
+                rows.append({"seed": seed, "mean_drift": e["mean drift (d_N, d_D, g_C, d_a)"],
+                             "tau_alloc_median": e["tau_alloc 5/50/95%"][1],
+                             **{f"n_opt_{c:.3g}": [float(table[f"N_opt_{q}"].iloc[i]) for q in ("lo", "median", "hi")]
+                                for i, c in enumerate((5.76e23, 1e25))}})
+        medians = [r["n_opt_5.76e+23"][1] for r in rows]
+        out[start] = {"rows": rows, "n_opt_5.76e23_median_range": [min(medians), max(medians)]}
+        print(start, out[start]["n_opt_5.76e23_median_range"], flush=True)
     return out
 
 
@@ -1197,7 +1238,10 @@ def main() -> None:
                         help="with --judge: monotonicity_check.py's results under the candidate, for the sixteenth run's (j)")
     parser.add_argument("--cost-results", type=Path, default=None,
                         help="with --judge: a --cost-only results file whose candidate_cost_chinchilla gives rule (f) (ninth run)")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of every scored fit (default 0; nineteenth run)")
     args = parser.parse_args()
+    global FIT_SEED
+    FIT_SEED = args.seed
     candidates = {name: CANDIDATES[name] for name in (args.candidates or CANDIDATES)}
     bayes_scaling.configure()
     diagnoses = {  # flag: (diagnosis, its results file, print it)
@@ -1210,6 +1254,7 @@ def main() -> None:
         "far_simulation": (lambda: far_simulation(candidates if args.candidates else None),
                            "bench_extrapolation_far_simulation.json", False),
         "fold_refits": (fold_refits, "bench_extrapolation_fold_refits.json", False),
+        "seed_stability": (seed_stability, "bench_extrapolation_seed_stability.json", False),
     }
     for flag, (diagnose, name, show) in diagnoses.items():
         if getattr(args, flag):
@@ -1314,11 +1359,11 @@ def main() -> None:
     for source, load in sources.items():
         runs = load().for_fit()
         split_kw = FAR_SPLITS[source] if args.split == "far" else {}
-        row = {} if args.no_baselines else {"plain": model_scores(runs, lambda r: fit_nuts(r, model="plain"), split_kw),
+        row = {} if args.no_baselines else {"plain": model_scores(runs, lambda r: fit_nuts(r, model="plain", seed=FIT_SEED), split_kw),
                                             "conformal": conformal_scores(runs, split_kw)}
         for name, (priors, setting) in candidates.items():
             with variant(setting):
-                row[name] = model_scores(runs, lambda r, p=priors: fit_nuts(r, drift_priors=p or None), split_kw)
+                row[name] = model_scores(runs, lambda r, p=priors: fit_nuts(r, drift_priors=p or None, seed=FIT_SEED), split_kw)
         if any(setting == "misfit-noise" for _, setting in candidates.values()):  # beside them, not a candidate
             row["plain, misfit noise"] = model_scores(runs, lambda r: fit_nuts(r, model="plain", misfit_noise=True))
         results[source] = row
@@ -1339,7 +1384,7 @@ def main() -> None:
     chosen = min(candidates, key=rank)
     report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 2 cores (the project's CPU machine)",
               "split": args.split if args.split == "standard" else {"far": {s: FAR_SPLITS[s] for s in results}},
-              "level": LEVEL, "load_avg_1min_at_end": os.getloadavg()[0], "results": results, "rule_choice": chosen,
+              "level": LEVEL, "seed": FIT_SEED, "load_avg_1min_at_end": os.getloadavg()[0], "results": results, "rule_choice": chosen,
               "library_default_is_rule_choice": chosen == "extrapolating"}
     if args.candidate_diagnostics:
         report["candidate_diagnostics"] = {}
