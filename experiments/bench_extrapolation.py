@@ -402,6 +402,10 @@ CANDIDATES = {
 # (5) its geometric-mean interval score over the standard split's (source, seed) pairs is at most 1.0x the
 # default's. Far optima, monotonicity and cost passed at seed 0 and are not re-run. Not adopted: the default
 # stays and its seed dependence is reported as a defect.
+# Outcome (--judge-seeds, results/bench_extrapolation_laplace_mode_seeds.json; from an archive of 642c929, the pool
+# benchmark paused): NOT ADOPTED. Totals, default against mode: standard in band 8 / 6, far in band 8 / 6,
+# simulation passes 3 / 0 (mode 50.6%, 54.3%, 53.1%), N_opt inside 45 / 45, interval score 1.035x. --seed-stability:
+# the default's N_opt(5.76e23) median 16.4B-32.1B over seeds 0-5, at the mode 16.4B-16.5B.
 NUTS_FOLD_RUNS = 36
 FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
@@ -770,6 +774,46 @@ def fold_refits() -> dict:
         medians = {key: float(np.median([r[key] for r in rows])) for key in rows[0] if key.split("_")[0] in ("nuts", "jittered", "mode")}
         out[source] = {"folds": rows, "medians": medians}
     return out
+
+
+def judge_over_seeds(results_dir: Path, stem: str = "bench_extrapolation_laplace_mode",
+                     candidate: str = "extrapolating, Laplace refits at the mode") -> dict:
+    """The nineteenth run's rule (the comment above ``NUTS_FOLD_RUNS``), summed over seeds 0, 1, 2:
+    the candidate against the default ("extrapolating") on the standard split, the far split and the
+    simulation; seed 0's files are the eighteenth run's (``stem``), seeds 1 and 2 ``stem_seed{s}``."""
+    files = {0: stem, 1: f"{stem}_seed1", 2: f"{stem}_seed2"}
+    read = lambda name: json.loads((results_dir / f"{name}.json").read_text())  # noqa: E731
+    models = ("extrapolating", candidate)
+    tally = {m: {"standard_in_band": 0, "far_in_band": 0, "simulation_passes": 0, "n_opt_inside": 0, "log_is": []}
+             for m in models}
+    per_seed = {}
+    for seed, name in files.items():
+        standard, far, sim = read(name)["results"], read(f"{name}_far")["results"], read(f"{name}_simulation")
+        per_seed[seed] = {}
+        for m in models:
+            t = tally[m]
+            band = lambda r: sum(0.8 <= r[src][m]["coverage"] <= 0.97 for src in r)  # noqa: E731
+            passes = sim[m]["coverage"] >= 0.8 and sim[m]["coverage"] >= sim["plain"]["coverage"] + 0.1
+            inside = sum(standard[src][m].get("n_opt_top_inside", 0) for src in standard)
+            t["standard_in_band"] += band(standard)
+            t["far_in_band"] += band(far)
+            t["simulation_passes"] += int(passes)
+            t["n_opt_inside"] += inside
+            t["log_is"] += [np.log(standard[src][m]["interval_score"]) for src in standard]
+            per_seed[seed][m] = {"standard_coverage": {src: standard[src][m]["coverage"] for src in standard},
+                                 "standard_interval_score": {src: standard[src][m]["interval_score"] for src in standard},
+                                 "far_coverage": {src: far[src][m]["coverage"] for src in far},
+                                 "simulation_coverage": sim[m]["coverage"], "n_opt_inside": inside}
+    base, cand = tally["extrapolating"], tally[candidate]
+    ratio = float(np.exp(np.mean(cand["log_is"]) - np.mean(base["log_is"])))
+    checks = {"1_standard_in_band": cand["standard_in_band"] >= base["standard_in_band"],
+              "2_far_in_band": cand["far_in_band"] >= base["far_in_band"],
+              "3_simulation": cand["simulation_passes"] >= base["simulation_passes"],
+              "4_n_opt": cand["n_opt_inside"] >= base["n_opt_inside"] - 3,
+              "5_interval_score": ratio <= 1.0}
+    summary = {m: {k: v for k, v in tally[m].items() if k != "log_is"} for m in models}
+    return {"per_seed": per_seed, "totals": summary, "geomean_is_ratio": ratio, "checks": checks,
+            "adopted": bool(all(checks.values()))}
 
 
 def seed_stability(seeds=range(6)) -> dict:
@@ -1239,6 +1283,8 @@ def main() -> None:
     parser.add_argument("--cost-results", type=Path, default=None,
                         help="with --judge: a --cost-only results file whose candidate_cost_chinchilla gives rule (f) (ninth run)")
     parser.add_argument("--seed", type=int, default=0, help="the seed of every scored fit (default 0; nineteenth run)")
+    parser.add_argument("--judge-seeds", action="store_true",
+                        help="the nineteenth run's rule over seeds 0-2 (results/bench_extrapolation_laplace_mode*), into --out")
     args = parser.parse_args()
     global FIT_SEED
     FIT_SEED = args.seed
@@ -1263,6 +1309,12 @@ def main() -> None:
             if show:
                 print(path.read_text())
             return
+    if args.judge_seeds:
+        verdict = judge_over_seeds(OUT.parent)
+        path = args.out if args.out != OUT else OUT.parent / "bench_extrapolation_laplace_mode_seeds.json"
+        path.write_text(json.dumps(verdict, indent=1))
+        print(json.dumps({k: v for k, v in verdict.items() if k != "per_seed"}, indent=1))
+        return
     if args.judge:
         report = json.loads(args.out.read_text())
         costs = report.get("candidate_cost_chinchilla")
