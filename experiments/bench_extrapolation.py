@@ -112,6 +112,7 @@ CANDIDATES = {
     "extrapolating, level unbounded (the default before the seventeenth run)": ({}, "level-unbounded"),
     "extrapolating, Laplace refits at the mode": ({}, "laplace-mode"),  # 18th
     "extrapolating, Laplace refits from jittered starts": ({}, "laplace-jittered"),
+    "extrapolating, NUTS refits of every fold": ({}, "nuts-folds"),  # a diagnosis (thirteenth session), no rule
 }
 # Fourth run (same session, written before its results; --candidates, --out
 # results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
@@ -437,7 +438,7 @@ def variant(name: str | None):
     "overlap-once" sets
     ``extrapolation.FOLD_OVERLAP`` "once" ("full-covariance+overlap-once" also FOLD_COVARIANCE "full"); a name in
     ``extrapolation.LOSS_ONLY_MEANS`` sets ``extrapolation.LOSS_ONLY_MEAN``; "nuts-small-folds" refits folds of fewer than ``NUTS_FOLD_RUNS``
-    runs by NUTS (plain law, default priors) instead of the fit's Laplace refit."""
+    runs by NUTS (plain law, default priors) instead of the fit's Laplace refit ("nuts-folds": every fold)."""
     mode, calibrate, covariance = extrapolation.LOSS_ONLY_MEAN, extrapolation.calibrate, extrapolation.FOLD_COVARIANCE
     infer, overlap, misfit = extrapolation.INFER_SLICES, extrapolation.FOLD_OVERLAP, nuts_module.MISFIT_NOISE
     cap, beyond = likelihood_module.MISFIT_CAP, extrapolation.MEAN_BEYOND
@@ -471,9 +472,10 @@ def variant(name: str | None):
         extrapolation.INFER_SLICES = name == "inferred-slices"
     elif name in extrapolation.LOSS_ONLY_MEANS:
         extrapolation.LOSS_ONLY_MEAN, extrapolation.INFER_SLICES = name, False
-    elif name == "nuts-small-folds":
+    elif name in ("nuts-small-folds", "nuts-folds"):
+        limit = NUTS_FOLD_RUNS if name == "nuts-small-folds" else np.inf
         def nuts_small(train: Runs, laplace):
-            if len(train) < NUTS_FOLD_RUNS:
+            if len(train) < limit:
                 return fit_nuts(train, model="plain", num_chains=2, num_warmup=300, num_draws=500)
             return laplace(train)
 
