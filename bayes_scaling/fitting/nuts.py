@@ -246,7 +246,7 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
     N, D, log_loss = runs.N, runs.D, np.log(runs.loss)
     centre = (float(np.mean(np.log(N))), float(np.mean(np.log(D))))  # models.data_centre, on the host
     theta0 = _starting_point(law, runs, settings.init)
-    # A Laplace fit looks for one mode: by default every chain starts at the point (sampler.LAPLACE_START).
+    # A Laplace fit with sampler.LAPLACE_START "mode" starts every chain at the point (the default: jittered).
     scale = 0.0 if laplace and sampler.laplace_start() == "mode" else None
     init_params = jittered_init(law, theta0, centre, runs, settings.chains, settings.seed, scale=scale)
     if misfit_noise:  # unconstrained log k, started at half the prior's scale

@@ -18,7 +18,8 @@ does every step; this module only drives it) on ``model(*data)``:
   mask the padding in the model;
 * ``settings.progress`` shows a progress bar over all chains' transitions.
 
-``laplace=True`` draws from the Laplace approximation at each chain's mode instead (milliseconds).
+``laplace=True`` draws from the Gaussian at the end of each chain's Newton steps towards the mode
+instead (milliseconds; where they start and how many: ``LAPLACE_START``).
 """
 
 from __future__ import annotations
@@ -370,7 +371,7 @@ class Sampler:
     def laplace(self, seed: int, init: dict, args):
         """Draws from the Laplace approximation at each chain's mode, through ``finish``:
         (samples, None, loglik) as ``run`` gives, with no sampler statistics. Newton steps from
-        ``init`` (see ``LAPLACE_START``: by default every chain starts at the same point)."""
+        ``init``, NEWTON_STEPS of them, or up to LAPLACE_NEWTON_STEPS with ``LAPLACE_START`` "mode"."""
         sites, (potential, _, _, finish) = self._programs_for(init)
         one, args = self._placed(args)
         x0 = _ravel_chains(init, sites) / self.latent_scale
