@@ -211,9 +211,10 @@ def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None 
 def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",
                 nu: float = DEFAULT_NU, settings: SamplerSettings | None = None, model: str | None = None,
                 misfit_noise: bool | str | None = None, **keywords) -> Posterior:
-    """The Laplace approximation to the plain law's posterior: draws from the Gaussian at each
-    chain's mode (Newton steps, ``newton_laplace``) in the law's centred latent coordinates, mapped
-    to natural parameters. Takes ``fit_nuts``'s settings (``settings.warmup`` only selects the
+    """The Laplace approximation to the plain law's posterior: draws from the Gaussian at the end
+    of each chain's Newton steps towards the mode (``newton_laplace``; from jittered starts, or with
+    ``sampler.LAPLACE_START`` "mode" from one point to the mode) in the law's centred latent
+    coordinates, mapped to natural parameters. Takes ``fit_nuts``'s settings (``settings.warmup`` only selects the
     compiled programs it shares with ``fit_nuts``; ``model`` is ignored); milliseconds where NUTS
     takes a second, for the extrapolation model's calibration refits. Not a substitute for NUTS
     where the posterior is far from Gaussian (a law the runs cannot identify). ``misfit_noise``: any

@@ -369,7 +369,7 @@ class Sampler:
         return tuple(jax.device_put(a) for a in args), tuple(jax.device_put(a, self._shared) for a in args)
 
     def laplace(self, seed: int, init: dict, args):
-        """Draws from the Laplace approximation at each chain's mode, through ``finish``:
+        """Draws from the Laplace approximation at each chain's Newton end point, through ``finish``:
         (samples, None, loglik) as ``run`` gives, with no sampler statistics. Newton steps from
         ``init``, NEWTON_STEPS of them, or up to LAPLACE_NEWTON_STEPS with ``LAPLACE_START`` "mode"."""
         sites, (potential, _, _, finish) = self._programs_for(init)
