@@ -720,6 +720,15 @@ def far_split_check(far: dict, candidates) -> dict:
     return out
 
 
+def fold_summary(res, method: str, rms_z: bool = False) -> dict:
+    """A fold's held-out runs under one refit method: their mean residual, mean predictive sd and
+    (``rms_z``) the root mean square of r / sqrt(v), keyed ``{method}_...``."""
+    out = {f"{method}_mean_residual": float(res.r.mean()), f"{method}_mean_sd": float(np.sqrt(res.v).mean())}
+    if rms_z:
+        out[f"{method}_rms_z"] = float(np.sqrt(np.mean(res.r ** 2 / res.v)))
+    return out
+
+
 def laplace_fold_bias(runs: Runs) -> list[dict]:
     """Per group and calibration fold of the default split's training runs: the mean residual
     log y - m of the held-out runs when the fold is refitted by the Laplace approximation (as the
@@ -735,8 +744,7 @@ def laplace_fold_bias(runs: Runs) -> list[dict]:
             row = {"group": name, "fitted": len(fold.train), "held_out": len(fold.test)}
             for method, fit in (("laplace", fit_laplace), ("nuts", lambda r: fit_nuts(r, model="plain"))):
                 res = fold_residuals(fit(fold.train), fold.test)
-                row[f"{method}_mean_residual"] = float(res.r.mean())
-                row[f"{method}_mean_sd"] = float(np.sqrt(res.v).mean())
+                row.update(fold_summary(res, method))
             out.append(row)
     return out
 
@@ -768,9 +776,7 @@ def fold_refits() -> dict:
                 row = {"group": name, "fold": k, "fitted": len(fold.train), "held_out": len(fold.test)}
                 for method in ("nuts", "jittered", "mode"):
                     res = fold_residuals(refit(method)(fold.train), fold.test)
-                    row[f"{method}_mean_residual"] = float(res.r.mean())
-                    row[f"{method}_mean_sd"] = float(np.sqrt(res.v).mean())
-                    row[f"{method}_rms_z"] = float(np.sqrt(np.mean(res.r ** 2 / res.v)))
+                    row.update(fold_summary(res, method, rms_z=True))
                 rows.append(row)
                 print(source, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
         medians = {key: float(np.median([r[key] for r in rows])) for key in rows[0] if key.split("_")[0] in ("nuts", "jittered", "mode")}
