@@ -271,7 +271,8 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
         "num_draws": settings.draws,
         "seed": settings.seed,
         "sampling_seconds": draws.seconds,
-        **({"laplace_start": sampler.laplace_start()} if laplace else {}),
+        **({"laplace_start": sampler.laplace_start(), "laplace_correction": sampler.laplace_correction()} if laplace else {}),
+        **({"importance_khat": draws.importance_khat} if draws.importance_khat is not None else {}),
         "target_accept": settings.target_accept,
     }
     if misfit_noise:

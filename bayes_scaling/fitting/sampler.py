@@ -41,7 +41,7 @@ from numpyro.infer import NUTS
 from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
 from bayes_scaling._jax_setup import CompiledPrograms, configure
-from bayes_scaling.fitting import pilot, sampler_cache
+from bayes_scaling.fitting import importance, pilot, sampler_cache
 from bayes_scaling.fitting.settings import TARGET_ACCEPT, SamplerSettings
 
 NEWTON_STEPS = 8  # towards the mode, for the Laplace mass matrix
@@ -62,6 +62,14 @@ JITTER = 0.05  # sd of the per-chain jitter of a starting point, in unconstraine
 LAPLACE_STARTS = ("mode", "jittered")
 LAPLACE_START = "jittered"
 LAPLACE_NEWTON_STEPS = 30
+# What a Laplace fit draws: None, the Gaussian itself; "psis": the Gaussian at the mode (Newton from the
+# unjittered point, as LAPLACE_START "mode") as the proposal of adaptive, Pareto-smoothed importance
+# sampling of the exact posterior (``importance.importance_laplace``), resampled to equal weights; the
+# weights' Pareto k-hat goes into ``Draws.importance_khat``. On the development folds its held-out
+# predictive mean is within a median 0.0025 of NUTS's (the Gaussian's: 0.013 jittered, 0.033 at the
+# mode) and its spread 0.93-1.02x NUTS's (experiments/laplace_psis_check.py).
+LAPLACE_CORRECTIONS = (None, "psis")
+LAPLACE_CORRECTION = None
 # ``potential`` and ``start`` run for milliseconds per fit: compiled without LLVM's optimisations,
 # which shortens a first call's compile.
 _RUN_ONCE = {"xla_backend_optimization_level": 0}
@@ -82,7 +90,9 @@ class Draws:
     mean leapfrog steps per warm-up iteration, and the sampling wall time; ``latent``: the kept
     draws in NUTS's coordinates u = z / ``latent_scale`` (site -> (chains, draws, ...); None for a
     Laplace run), what ``warm_start`` reads; ``final``: reads each chain's adapted step size and
-    inverse mass matrix from the run's last state on request (``adapted``; None for a Laplace run)."""
+    inverse mass matrix from the run's last state on request (``adapted``; None for a Laplace run);
+    ``importance_khat``: a Laplace run's importance weights' Pareto k-hat (``LAPLACE_CORRECTION``
+    "psis"; else None)."""
 
     samples: dict
     extra: dict | None
@@ -92,6 +102,7 @@ class Draws:
     latent: dict | None = None
     latent_scale: float = 1.0
     final: Callable[[], dict] | None = None
+    importance_khat: float | None = None
 
 
 def warm_start(draws: Draws) -> tuple[dict, np.ndarray]:
@@ -180,7 +191,7 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
         samples, extra, loglik = sampler.run(settings.seed, init, data, settings.progress, start_mass, start_step_size)
     return Draws(samples, extra, np.asarray(loglik), sampler.last_warmup_steps if not laplace else float("nan"),
                  time.perf_counter() - start, None if laplace else sampler.last_latent, sampler.latent_scale,
-                 None if laplace else sampler.last_final)
+                 None if laplace else sampler.last_final, sampler.last_khat if laplace else None)
 
 
 def jitter(point: dict, chains: int, seed: int, scale: float | None = None) -> dict:
@@ -198,10 +209,18 @@ def jitter(point: dict, chains: int, seed: int, scale: float | None = None) -> d
 
 
 def laplace_start() -> str:
-    """``LAPLACE_START``, checked."""
+    """``LAPLACE_START``, checked; "mode" wherever ``LAPLACE_CORRECTION`` is "psis"."""
     if LAPLACE_START not in LAPLACE_STARTS:
         raise ValueError(f"sampler.LAPLACE_START must be one of {', '.join(map(repr, LAPLACE_STARTS))}, got {LAPLACE_START!r}")
-    return LAPLACE_START
+    return "mode" if laplace_correction() == "psis" else LAPLACE_START
+
+
+def laplace_correction() -> str | None:
+    """``LAPLACE_CORRECTION``, checked."""
+    if LAPLACE_CORRECTION not in LAPLACE_CORRECTIONS:
+        raise ValueError(f"sampler.LAPLACE_CORRECTION must be one of {', '.join(map(repr, LAPLACE_CORRECTIONS))}, "
+                         f"got {LAPLACE_CORRECTION!r}")
+    return LAPLACE_CORRECTION
 
 
 def padded_capacity(n: int, smallest: int = 64) -> int:
@@ -279,9 +298,11 @@ class Sampler:
         self.calls = self.total // self.chunk
         self._programs = {}  # latent site shapes -> (potential, start, advance, finish)
         self._traced = {}  # latent site shapes -> their ``_Programs`` (the state's structure)
+        self._descriptions = {}  # latent site shapes -> the programs' cache description
         self.last_warmup_steps = float("nan")
         self.last_latent = None  # the last run's kept draws in NUTS's coordinates
         self.last_final = None  # reads the last run's adapted step size and mass matrix (``adapted``)
+        self.last_khat = None  # the last Laplace run's importance weights' Pareto k-hat (LAPLACE_CORRECTION)
 
     def _compiled(self, sites: tuple):
         """The four programs for latent ``sites``: ((name, shape), ...) in sorted order."""
@@ -317,6 +338,7 @@ class Sampler:
             self.latent_scale, sites, *depth,
         ))
 
+        self._descriptions[sites] = description
         # potential runs on one device: microseconds a call, a dozen calls a fit, so dispatch is its cost
         one_device = (jax.ShapeDtypeStruct(stencil_spec.shape, stencil_spec.dtype),
                       *(jax.ShapeDtypeStruct(d.shape, d.dtype) for d in data))
@@ -359,6 +381,25 @@ class Sampler:
             self._programs[sites] = tuple(compiling[index].result() for index in range(len(exported)))
         return self._programs[sites]
 
+    def _log_density(self, sites):
+        """The compiled log density, minus the potential, at (chains x draws, n) points: the
+        importance weights' program (``LAPLACE_CORRECTION`` "psis"), built on its first use."""
+        key = (sites, "log_density")
+        if key not in self._programs:
+            programs = self._traced[sites]
+            n = sum(int(np.prod(shape)) for _, shape in sites)
+            specs = (jax.ShapeDtypeStruct((self.num_chains * self.num_draws, n), jnp.float64),
+                     *(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in self.data_avals))
+            in_axes = (0,) + (None,) * len(self.data_avals)
+
+            def trace():
+                return [jax.export.export(jax.jit(jax.vmap(programs.log_density, in_axes=in_axes)))(*specs)]
+
+            exported = sampler_cache.load_or_export(
+                sampler_cache.program_key(self._descriptions[sites] + " log_density"), trace)
+            self._programs[key] = jax.jit(exported[0].call).lower(*specs).compile()
+        return self._programs[key]
+
     def _programs_for(self, init: dict):
         sites = tuple((k, tuple(np.shape(init[k])[1:])) for k in sorted(init))
         return sites, self._compiled(sites)
@@ -377,8 +418,20 @@ class Sampler:
         x0 = _ravel_chains(init, sites) / self.latent_scale
         steps = LAPLACE_NEWTON_STEPS if laplace_start() == "mode" else NEWTON_STEPS
         cov, mode = newton_laplace(lambda points: potential(points, *one), x0, steps, return_mode=True)
-        eps = np.random.default_rng([seed, 11]).standard_normal((self.num_chains, self.num_draws, x0.shape[1]))
-        z = mode[:, None, :] + np.einsum("cij,cdj->cdi", np.linalg.cholesky(cov), eps)
+        rng = np.random.default_rng([seed, 11])
+        self.last_khat = None
+        if laplace_correction() == "psis":  # every chain started at one point: one mode
+            program = self._log_density(sites)
+
+            def log_density(z):
+                return np.asarray(program(z, *one), np.float64)
+
+            flat, self.last_khat = importance.importance_laplace(log_density, mode[0], cov[0],
+                                                                 self.num_chains * self.num_draws, rng)
+            z = flat.reshape(self.num_chains, self.num_draws, -1)
+        else:
+            eps = rng.standard_normal((self.num_chains, self.num_draws, x0.shape[1]))
+            z = mode[:, None, :] + np.einsum("cij,cdj->cdi", np.linalg.cholesky(cov), eps)
         samples, loglik = jax.block_until_ready(finish(_unravel_chains(z, sites), *args))
         return samples, None, loglik
 
@@ -560,6 +613,10 @@ class _Programs:
             return potential_energy(self.model, args, {}, self._unscaled(self.unravel(x)))
 
         return jax.vmap(jax.value_and_grad(energy))(points)
+
+    def log_density(self, x, *args):
+        """Minus the potential energy at one raveled point ``x`` (n,)."""
+        return -potential_energy(self.model, args, {}, self._unscaled(self.unravel(x)))
 
     def seeded(self, mapped_start):
         """``start`` taking the seed: the chains' keys, ``split(PRNGKey(seed), chains)``, are
