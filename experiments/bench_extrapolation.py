@@ -719,6 +719,24 @@ def adoption(results: dict, candidates, simulation: dict | None, diagnosed: dict
     return {"candidates": out, "adopted": min(passing, key=lambda n: out[n]["geomean_is_ratio_to_default"]) if passing else None}
 
 
+def fidelity_check(results: dict, simulation: dict, reference: dict, reference_simulation: dict,
+                   name: str, reference_name: str = "extrapolating, NUTS refits of every fold") -> dict:
+    """The twentieth run's (A): whether candidate ``name`` reproduces ``reference_name``'s scores (an
+    earlier run's files): per source coverage within 5 points and interval score within 10%, and the
+    simulation's coverage within 5 points."""
+    per_source = {}
+    for source in results:
+        mine, theirs = results[source][name], reference[source][reference_name]
+        per_source[source] = {"coverage": mine["coverage"], "reference_coverage": theirs["coverage"],
+                              "interval_score_ratio": mine["interval_score"] / theirs["interval_score"],
+                              "within": bool(abs(mine["coverage"] - theirs["coverage"]) <= 0.05
+                                             and abs(mine["interval_score"] / theirs["interval_score"] - 1) <= 0.10)}
+    sim = {"coverage": simulation[name]["coverage"], "reference_coverage": reference_simulation[reference_name]["coverage"]}
+    sim["within"] = bool(abs(sim["coverage"] - sim["reference_coverage"]) <= 0.05)
+    return {"reference": reference_name, "sources": per_source, "simulation": sim,
+            "faithful": bool(all(r["within"] for r in per_source.values()) and sim["within"])}
+
+
 def far_split_check(far: dict, candidates) -> dict:
     """The tenth run's (g), on the far split's results (source -> model -> scores): per candidate,
     sources with 90% coverage in 80-97% against the default's, the geometric mean over sources of
@@ -1311,6 +1329,9 @@ def main() -> None:
     parser.add_argument("--cost-results", type=Path, default=None,
                         help="with --judge: a --cost-only results file whose candidate_cost_chinchilla gives rule (f) (ninth run)")
     parser.add_argument("--seed", type=int, default=0, help="the seed of every scored fit (default 0; nineteenth run)")
+    parser.add_argument("--fidelity-reference", type=Path, default=None,
+                        help="with --judge: an earlier results file (its --simulation file beside it, *_simulation.json) "
+                             "whose NUTS-refit candidate the candidates must reproduce (the twentieth run's (A))")
     parser.add_argument("--judge-seeds", action="store_true",
                         help="the nineteenth run's rule over seeds 0-2 (results/bench_extrapolation_laplace_mode*), into --out")
     args = parser.parse_args()
@@ -1384,6 +1405,14 @@ def main() -> None:
             passing = [n for n, e in report["adoption"]["candidates"].items() if e["passes"]]
             report["adoption"]["adopted"] = min(passing, key=lambda n: report["adoption"]["candidates"][n][
                 "geomean_is_ratio_to_default"]) if passing else None
+        if args.fidelity_reference is not None:  # the twentieth run's (A), against a --simulation file beside it
+            ref = args.fidelity_reference
+            reference_simulation = ref.with_name(ref.stem + "_simulation.json")
+            report["fidelity"] = {name: fidelity_check(report["results"], json.loads(args.simulation_results.read_text()),
+                                                       json.loads(ref.read_text())["results"],
+                                                       json.loads(reference_simulation.read_text()), name)
+                                  for name in candidates if name != "extrapolating"}
+            print("fidelity:", json.dumps(report["fidelity"], indent=1))
         args.out.write_text(json.dumps(report, indent=1))
         print("adoption rule:", json.dumps(report["adoption"], indent=1))
         return

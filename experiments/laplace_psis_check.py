@@ -3,8 +3,8 @@
 The extrapolation model's calibration refits each leave-future-out fold by the Laplace approximation
 (``fit_laplace``), and its learned drift moves with how that refit's predictive mean and spread at the
 fold's held-out runs compare with the truth (docs/extrapolation.md, "The calibration's Laplace refits").
-Per fold of the drifting simulation (seed 0; tests/test_extrapolation.py ``simulate_sweeps``), Marin's
-and Gadre's standard-split training runs, the held-out runs' mean residual r = log y - m and mean
+Per fold of the drifting simulation (seed 0; tests/test_extrapolation.py ``simulate_sweeps``), and of
+Chinchilla's, Marin's, Gadre's and (fourteenth session) Porian's standard-split training runs, the held-out runs' mean residual r = log y - m and mean
 predictive sd sqrt(v) (v: the draws' variance of the law's log-loss plus the Student-t noise's
 variance) by:
 
@@ -13,7 +13,10 @@ variance) by:
 * ``psis``: the Gaussian at the mode (Newton from the unjittered start) as an importance-sampling
   proposal for the exact posterior, S = 4,000 draws, Pareto-smoothed weights (PSIS, Vehtari et al.
   2024; ``arviz_stats``), with the weights' Pareto k-hat (above 0.7: the weights are unreliable);
-* ``psis_t5``: the same with a multivariate Student-t proposal, 5 degrees of freedom.
+* ``psis_t5``: the same with a multivariate Student-t proposal, 5 degrees of freedom;
+* ``library``: ``fit_laplace`` with ``sampler.LAPLACE_CORRECTION = "psis"`` (fourteenth session): the t(5)
+  proposal adapted twice to the weighted moments, then resampled (``fitting/importance.py``), with its
+  last round's k-hat.
 
     python experiments/laplace_psis_check.py [--out results/laplace_psis_check.json]
 """
@@ -43,7 +46,7 @@ from bayes_scaling.fitting.nuts import fit_laplace, fit_nuts, jittered_init, pad
 from bayes_scaling.laws import get_law
 from bayes_scaling.models import DEFAULT_NU, ModelSpec, pooled_model
 from bayes_scaling.priors import resolve_priors
-from bayes_scaling.runs.bundled import load_gadre, load_marin
+from bayes_scaling.runs.bundled import load_chinchilla, load_gadre, load_marin, load_porian
 from bayes_scaling.runs.table import Runs
 from bayes_scaling.splits import forward_chain, split_by_compute
 
@@ -104,8 +107,9 @@ def cases() -> list[tuple[str, Runs]]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_extrapolation import simulate_sweeps
 
-    out = [("simulation/s0", split_by_compute(simulate_sweeps(0, 0.03)).train)]
-    for source, load in (("marin", load_marin), ("gadre", load_gadre)):
+    out = [("simulation/s0", split_by_compute(simulate_sweeps(0, 0.03)).train),
+           ("chinchilla", split_by_compute(load_chinchilla().for_fit()).train)]
+    for source, load in (("marin", load_marin), ("gadre", load_gadre), ("porian", load_porian)):
         train = split_by_compute(load().for_fit()).train
         out += [(f"{source}/{g}", Runs(train.frame[train.frame["group"] == g].reset_index(drop=True))) for g in train.groups]
     return out
@@ -128,18 +132,24 @@ def main() -> None:
                     row[start_at] = of_posterior(fit_laplace(fold.train), fold.test)
                 finally:
                     sampler.LAPLACE_START = previous
+            previous, sampler.LAPLACE_CORRECTION = sampler.LAPLACE_CORRECTION, "psis"
+            try:
+                fitted = fit_laplace(fold.train)
+            finally:
+                sampler.LAPLACE_CORRECTION = previous
+            row["library"] = {**of_posterior(fitted, fold.test), "khat": fitted.meta["importance_khat"]}
             for label, df in (("psis", None), ("psis_t5", 5.0)):
                 theta, sigma, weights, khat = psis_laplace(fold.train, df=df)
                 row[label] = {**moments(theta, sigma, weights, fold.test), "khat": khat}
             rows.append(row)
-            print(name, k, {m: {q: round(x, 4) for q, x in row[m].items()} for m in ("nuts", "jittered", "mode", "psis", "psis_t5")},
+            print(name, k, {m: {q: round(x, 4) for q, x in row[m].items()} for m in ("nuts", "jittered", "mode", "psis", "psis_t5", "library")},
                   flush=True)
-    methods = ("jittered", "mode", "psis", "psis_t5")
+    methods = ("jittered", "mode", "psis", "psis_t5", "library")
     summary = {m: {"median_abs_residual_gap_to_nuts": float(np.median([abs(r[m]["mean_residual"] - r["nuts"]["mean_residual"]) for r in rows])),
                    "median_sd_ratio_to_nuts": float(np.median([r[m]["mean_sd"] / r["nuts"]["mean_sd"] for r in rows])),
                    "sd_ratio_range": [float(f(r[m]["mean_sd"] / r["nuts"]["mean_sd"] for r in rows)) for f in (min, max)]}
                for m in methods}
-    for m in ("psis", "psis_t5"):
+    for m in ("psis", "psis_t5", "library"):
         summary[m]["khat_range"] = [float(f(r[m]["khat"] for r in rows)) for f in (min, max)]
     out = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)", "seconds": time.perf_counter() - start,
            "summary": summary, "folds": rows}
