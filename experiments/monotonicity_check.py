@@ -18,10 +18,13 @@ The ``optimum`` ray is what every extrapolating fit now records (``extrapolation
 closed-form N_opt rather than the frontier's; 0.142 both ways on rw-base-long-kaplan-standard-val); this script
 keeps the record of the measurement and adds the ``top_run`` ray.
 
-    python experiments/monotonicity_check.py [--laplace] [--level-bound frontier] [--laplace-start mode] [--out results/monotonicity_check.json]
+    python experiments/monotonicity_check.py [--laplace] [--level-bound frontier] [--laplace-start mode]
+        [--laplace-correction psis] [--prior-scale-factor F] [--out results/monotonicity_check.json]
 
 ``--level-bound`` sets ``extrapolation.LEVEL_BOUND`` (the sixteenth run of bench_extrapolation.py: its rule's (j));
-``--laplace-start`` sets ``sampler.LAPLACE_START`` (the eighteenth run's (j)).
+``--laplace-start`` sets ``sampler.LAPLACE_START`` (the eighteenth run's (j)); ``--laplace-correction`` sets
+``sampler.LAPLACE_CORRECTION`` and ``--prior-scale-factor`` multiplies ``extrapolation.PRIOR_SCALES`` (the
+twenty-first run's (j)).
 """
 
 from __future__ import annotations
@@ -83,14 +86,23 @@ def main(argv=None) -> None:
                         help="extrapolation.LEVEL_BOUND for this run (default: the library's)")
     parser.add_argument("--laplace-start", choices=sampler.LAPLACE_STARTS, default=None,
                         help="sampler.LAPLACE_START for this run (default: the library's; bench_extrapolation.py's eighteenth run)")
+    parser.add_argument("--laplace-correction", choices=[c for c in sampler.LAPLACE_CORRECTIONS if c], default=None,
+                        help="sampler.LAPLACE_CORRECTION for this run (default: the library's)")
+    parser.add_argument("--prior-scale-factor", type=float, default=None,
+                        help="multiply extrapolation.PRIOR_SCALES by this for this run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "monotonicity_check.json"))
     args = parser.parse_args(argv)
+    if args.laplace_correction:
+        sampler.LAPLACE_CORRECTION = args.laplace_correction
+    if args.prior_scale_factor is not None:
+        extrapolation.PRIOR_SCALES = {k: args.prior_scale_factor * v for k, v in extrapolation.PRIOR_SCALES.items()}
     if args.level_bound:
         extrapolation.LEVEL_BOUND = args.level_bound
     if args.laplace_start:
         sampler.LAPLACE_START = args.laplace_start
     start = time.perf_counter()
-    out = {"level_bound": extrapolation.LEVEL_BOUND, "laplace_start": sampler.LAPLACE_START, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared)",
+    out = {"level_bound": extrapolation.LEVEL_BOUND, "laplace_start": sampler.LAPLACE_START,
+           "laplace_correction": sampler.LAPLACE_CORRECTION, "prior_scales": extrapolation.PRIOR_SCALES, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared)",
            "fit": "laplace construction" if args.laplace else "fit_nuts defaults", "groups": {}}
     for source, load in SOURCES.items():
         frame = load().frame
