@@ -448,6 +448,24 @@ CANDIDATES = {
 # passes, LAPLACE_CORRECTION becomes "psis" and PRIOR_SCALES its multiple. If none qualifies or it fails a later
 # check: not adopted, and the finding is reported. Runs: --scores-only and --simulation with --candidates
 # extrapolating and the four, into results/bench_extrapolation_psis_priors{,_simulation}.json, then --judge-priors.
+# Outcome (from an archive of 484a591, --judge-priors into results/bench_extrapolation_psis_priors.json): chosen
+# "drift priors x2" (the only one qualifying): sources in band 3 (Chinchilla 88.9%, Marin 90.3%, Porian 96.8%;
+# Gadre 100%), simulation 100%, N_opt 15/18, interval score 0.989x the default's (x1.5: 2 in band, Marin 79.1%;
+# x3: 2 in band, Chinchilla 90.3% but Marin 97.8%; x1 as the twentieth run). Later checks: (f') FAILS, a default
+# fit under it 0.671 s against 0.562 s, 1.194x (results/bench_extrapolation_psis_priors_cost.json, from an
+# archive of ed95d21); the far split, far optima and monotonicity were stopped there. NOT ADOPTED: the PSIS
+# refits' 4,000 proposal draws a round (three rounds, each a 4,000-point evaluation of the potential) cost more
+# than the folds' Gaussian refits save.
+# Twenty-second run (fourteenth session; written after the twenty-first's results and after one /tmp timing, both
+# stated here, before its own results). The proposal's draws a round cut to importance.DRAWS = 1000 (the
+# calibration reads 1,000 draws of each refit; resampled to the fit's chains x draws as before): in the /tmp
+# timing (7 repeats in turn, all 240 Chinchilla runs) a default fit under "drift priors x2" took 0.948x the
+# default's (0.516 s against 0.544 s; at the mode without correction 0.896x). The candidates' names are the
+# twenty-first run's; they now run with 1,000 draws a round. THE RULE: the twenty-first's, unchanged, over x1.5, x2
+# and x3 (x1 failed (1) and (3) at 4,000 draws and is not re-run), including the later checks for the chosen one,
+# run in the order cost, far split, far optima, monotonicity. Runs into
+# results/bench_extrapolation_psis1000_priors{,_simulation,_cost,_far,_far_optima}.json and
+# results/monotonicity_check_psis1000_priors.json, then --judge-priors with them.
 NUTS_FOLD_RUNS = 36
 FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
@@ -461,7 +479,7 @@ DIAGNOSIS_HELP = {  # the diagnosis flags (each writes its own results file; ``m
     "chinchilla_far_optima": "Chinchilla's far split: each model's N_opt interval at the held-out inferred IsoFLOP slices",
     "far_simulation": "drifting-law sweeps, fitted on 4 of 9 budgets: each MEAN_BEYOND when the drift goes on or stops",
     "fold_refits": "the calibration folds' predictions by NUTS and by Laplace refits from jittered starts and at the mode",
-    "seed_stability": "a default fit of all Chinchilla runs at seeds 0-5 under each Laplace start: drift and N_opt",
+    "seed_stability": "a default fit of all Chinchilla runs at seeds 0-5 under each Laplace start and the PSIS refits: drift and N_opt",
 }
 FAR_SPLITS = {"chinchilla": {"fraction": 0.5}, "marin": {}, "porian": {"top_budgets": 6}, "gadre": {"fraction": 0.5}}
 
@@ -919,15 +937,20 @@ def judge_over_seeds(results_dir: Path, stem: str = "bench_extrapolation_laplace
             "adopted": bool(all(checks.values()))}
 
 
+SEED_STABILITY_SETTINGS = ("laplace-mode", "laplace-jittered", "laplace-psis-priors-2")
+
+
 def seed_stability(seeds=range(6)) -> dict:
     """How much a default fit of all 240 Chinchilla runs moves with its seed, under each
-    ``sampler.LAPLACE_START`` (the nineteenth run): per seed the learned mean drift, tau_alloc's median
-    and the frontier's N_opt (median, 90% interval) at 5.76e23 and 1e25 FLOPs."""
+    ``sampler.LAPLACE_START`` (the nineteenth run) and the PSIS refits with the drift priors x2 (the
+    twenty-first run's choice): per seed the learned mean drift, tau_alloc's median and the frontier's
+    N_opt (median, 90% interval) at 5.76e23 and 1e25 FLOPs."""
     runs = load_chinchilla().for_fit()
     out = {}
-    for start in sampler_module.LAPLACE_STARTS:
+    for setting in SEED_STABILITY_SETTINGS:
+        start = setting.removeprefix("laplace-")
         rows = []
-        with variant(f"laplace-{start}"):
+        with variant(setting):
             for seed in seeds:
                 post = fit_nuts(runs, seed=seed)
                 e = post.meta["extrapolation"]
@@ -1393,7 +1416,8 @@ def main() -> None:
                         help="with --judge: an earlier results file (its --simulation file beside it, *_simulation.json) "
                              "whose NUTS-refit candidate the candidates must reproduce (the twentieth run's (A))")
     parser.add_argument("--judge-priors", action="store_true",
-                        help="the twenty-first run's rule on --out and --simulation-results, into --out")
+                        help="the twenty-first run's rule on --out and --simulation-results, into --out; with "
+                             "--far-results, --far-optima-results, --monotonicity-results and --cost-results: its later checks")
     parser.add_argument("--judge-seeds", action="store_true",
                         help="the nineteenth run's rule over seeds 0-2 (results/bench_extrapolation_laplace_mode*), into --out")
     args = parser.parse_args()
@@ -1428,8 +1452,24 @@ def main() -> None:
         return
     if args.judge_priors:
         report = json.loads(args.out.read_text())
-        report["priors_rule"] = judge_priors(report["results"], json.loads(args.simulation_results.read_text()),
-                                             candidates)
+        report["priors_rule"] = rule = judge_priors(report["results"], json.loads(args.simulation_results.read_text()),
+                                                    candidates)
+        chosen = rule["chosen"]
+        if chosen is not None and args.far_results is not None:  # the later checks, for the chosen one only
+            later = far_split_check(json.loads(args.far_results.read_text())["results"], ["extrapolating", chosen])[chosen]
+            optima = json.loads(args.far_optima_results.read_text())["models"]
+            later["i_far_optima_inside"] = optima[chosen]["inside"]
+            later["default_far_optima_inside"] = optima["default (mixed)"]["inside"]
+            rises = [g["frontier"] for g in json.loads(args.monotonicity_results.read_text())["groups"].values()]
+            later["j_frontier_rises_over_0.1%"] = int(sum(r > 0.001 for r in rises))
+            seconds = json.loads(args.cost_results.read_text())["candidate_cost_chinchilla"]["seconds"]
+            later["f_prime_cost_over_default"] = seconds[chosen] / seconds["extrapolating"]
+            later["f_default_over_plain"] = seconds["extrapolating"] / seconds["plain"]
+            later["passes"] = bool(later["g_passes"] and later["h_far_n_opt"]
+                                   and later["i_far_optima_inside"] >= later["default_far_optima_inside"]
+                                   and later["j_frontier_rises_over_0.1%"] == 0 and later["f_prime_cost_over_default"] <= 1.05)
+            rule["later_checks"] = later
+            rule["adopted"] = chosen if later["passes"] else None
         args.out.write_text(json.dumps(report, indent=1))
         print("twenty-first run's rule:", json.dumps(report["priors_rule"], indent=1))
         return

@@ -24,6 +24,7 @@ from arviz_stats.base.array import array_stats
 
 DF = 5.0  # the Student-t proposal's degrees of freedom
 ROUNDS = 2  # adaptation rounds: the proposal moved to the weighted moments this often
+DRAWS = 1000  # proposal draws per round (a calibration refit's predictions read 1,000 draws)
 
 
 def student_t_draws(rng: np.random.Generator, mean: np.ndarray, cov: np.ndarray, df: float, size: int):
@@ -54,13 +55,14 @@ def systematic_resample(weights: np.ndarray, size: int, rng: np.random.Generator
 
 
 def importance_laplace(log_density: Callable[[np.ndarray], np.ndarray], mode: np.ndarray, cov: np.ndarray,
-                       size: int, rng: np.random.Generator, df: float = DF, rounds: int = ROUNDS):
-    """(draws (size, n), k-hat): ``size`` proposal draws from t(mode, cov, df), adapted ``rounds``
-    times to the weighted moments, PSIS-weighted by ``log_density`` (points (m, n) -> (m,)) and
-    resampled to an equally weighted set."""
+                       size: int, rng: np.random.Generator, df: float = DF, rounds: int = ROUNDS,
+                       draws: int = DRAWS):
+    """(draws (size, n), k-hat): ``draws`` proposal draws a round from t(mode, cov, df), adapted
+    ``rounds`` times to the weighted moments, PSIS-weighted by ``log_density`` (points (draws, n) ->
+    (draws,)) and resampled to an equally weighted set of ``size``."""
     mean, scale = np.asarray(mode, np.float64), np.asarray(cov, np.float64)
     for round_ in range(rounds + 1):
-        z, log_q = student_t_draws(rng, mean, scale, df, size)
+        z, log_q = student_t_draws(rng, mean, scale, df, draws)
         weights, khat = psis_weights(np.asarray(log_density(z), np.float64), log_q)
         if round_ < rounds:
             mean = weights @ z

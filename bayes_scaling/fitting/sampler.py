@@ -382,13 +382,13 @@ class Sampler:
         return self._programs[sites]
 
     def _log_density(self, sites):
-        """The compiled log density, minus the potential, at (chains x draws, n) points: the
+        """The compiled log density, minus the potential, at (``importance.DRAWS``, n) points: the
         importance weights' program (``LAPLACE_CORRECTION`` "psis"), built on its first use."""
-        key = (sites, "log_density")
+        key = (sites, "log_density", importance.DRAWS)
         if key not in self._programs:
             programs = self._traced[sites]
             n = sum(int(np.prod(shape)) for _, shape in sites)
-            specs = (jax.ShapeDtypeStruct((self.num_chains * self.num_draws, n), jnp.float64),
+            specs = (jax.ShapeDtypeStruct((importance.DRAWS, n), jnp.float64),
                      *(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in self.data_avals))
             in_axes = (0,) + (None,) * len(self.data_avals)
 
@@ -396,7 +396,7 @@ class Sampler:
                 return [jax.export.export(jax.jit(jax.vmap(programs.log_density, in_axes=in_axes)))(*specs)]
 
             exported = sampler_cache.load_or_export(
-                sampler_cache.program_key(self._descriptions[sites] + " log_density"), trace)
+                sampler_cache.program_key(self._descriptions[sites] + f" log_density {importance.DRAWS}"), trace)
             self._programs[key] = jax.jit(exported[0].call).lower(*specs).compile()
         return self._programs[key]
 
