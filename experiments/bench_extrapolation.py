@@ -487,6 +487,13 @@ CANDIDATES = {
 # simulation with --candidates extrapolating "extrapolating, PSIS refits, drift priors x2" at --seed 1 and
 # --seed 2, into results/bench_extrapolation_psis1000_priors_seed{1,2}{,_far,_simulation}.json (seed 0: the
 # twenty-second run's files), then --judge-seeds --seeds-stem bench_extrapolation_psis1000_priors.
+# Outcome (from an archive of c1d1400; --judge-seeds --seeds-stem bench_extrapolation_psis1000_priors into
+# results/bench_extrapolation_psis1000_priors_seeds.json): NOT ADOPTED. Over seeds 0-2, default against the
+# candidate: (1) standard in band 8 / 8, (2) far in band 8 / 8, (3) simulation passes 3 / 3, (4) N_opt inside 45 /
+# 44, (5) standard interval score 0.993x, (7) far N_opt 43 / 43; (6) FAILS: the far split's interval score 1.045x
+# the default's, from Chinchilla's far split at every seed (0.122, 0.124, 0.118 against 0.091, 0.100, 0.095; Porian
+# and Gadre better at every seed). Marin's coverage under the candidate: 95.5%, 97.8%, 94.0% (default 89.6%, 83.6%,
+# 97.8%). LAPLACE_CORRECTION stays None and PRIOR_SCALES as they were.
 NUTS_FOLD_RUNS = 36
 FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
