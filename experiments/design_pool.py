@@ -18,6 +18,9 @@ run right after the common start, and on Gadre its 5% checkpoint had spent only 
 results: pacing becomes the protocol of the next full run (and a checkpoint option for the product's pool
 planner is next) if, at 5%, ``ours``' median R^2 rises over v13's on both sources and at 10% it falls by at
 most 0.05 on either; the issue's targets are then read on these two sources against the paced strategies.
+Outcome (from an archive of db8af0e; docs/design.md, v14): NOT KEPT. At 5% ``ours`` rose on both
+(Chinchilla 0.650 -> 0.869, Gadre 0.110 -> 0.406) but at 10% fell on Gadre (0.878 -> 0.628); paced, MSPE is
+best on Chinchilla at both checkpoints (0.886, 0.961), random and V-optimal on Gadre (0.834, 0.859).
 
 The start: the cheapest pool runs, at most 12 (2.5 x the law's 5 parameters), within 2% of the
 pool's cost (Li et al.'s start), and at least the 6 runs a fit needs; a checkpoint below the start's cost is scored on the start.
