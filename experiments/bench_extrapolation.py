@@ -38,7 +38,9 @@ Chinchilla runs (median of repeats, warm), a default backtest of Chinchilla agai
 fit, Chinchilla's frontier N_opt by model (``chinchilla_frontier``), and the sampler diagnostics
 of a default fit of every group's full data.
 
-Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre | --judge | --misfit-geometry | --misfit-chinchilla | --misfit-final-diagnosis | --chinchilla-far-optima | --far-simulation | --fold-refits] [--split far]
+Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre | --judge | --misfit-geometry | --misfit-chinchilla | --misfit-final-diagnosis | --chinchilla-far-optima | --far-simulation | --fold-refits | --seed-stability] [--split far] [--seed S]
+Judging: --judge [--fidelity-reference FILE] (runs up to the twentieth), --judge-priors (twenty-first and
+twenty-second), --judge-seeds [--seeds-stem STEM] (nineteenth, twenty-third).
 Writes experiments/results/bench_extrapolation.json.
 """
 
