@@ -35,12 +35,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from arviz_stats.base.array import array_stats
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from bayes_scaling._jax_setup import configure
-from bayes_scaling.fitting import sampler
+from bayes_scaling.fitting import importance, sampler
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.nuts import fit_laplace, fit_nuts, jittered_init, padded_args
 from bayes_scaling.laws import get_law
@@ -66,20 +65,14 @@ def psis_laplace(train: Runs, draws: int = 4000, df: float | None = None, seed: 
     cov, mode = sampler.newton_laplace(lambda points: tuple(a[None] for a in value_and_grad(points[0])),
                                        np.asarray(x0)[None], sampler.LAPLACE_NEWTON_STEPS, return_mode=True)
     cov, mode = cov[0], mode[0]
-    chol = np.linalg.cholesky(cov)
     rng = np.random.default_rng(seed)
-    eps = rng.standard_normal((draws, len(mode)))
     if df:
-        scale = np.sqrt(rng.chisquare(df, draws) / df)
-        z = mode + (eps @ chol.T) / scale[:, None]
-        log_q = -0.5 * (df + len(mode)) * np.log1p(((eps / scale[:, None]) ** 2).sum(1) / df)
+        z, log_q = importance.student_t_draws(rng, mode, cov, df, draws)
     else:
-        z = mode + eps @ chol.T
-        log_q = -0.5 * (eps ** 2).sum(1)
+        eps = rng.standard_normal((draws, len(mode)))
+        z, log_q = mode + eps @ np.linalg.cholesky(cov).T, -0.5 * (eps ** 2).sum(1)
     log_p = -np.asarray(jax.jit(jax.vmap(potential))(jnp.asarray(z)), np.float64)
-    ratio = np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
-    log_w, khat = array_stats.psislw(-(ratio - ratio.max()))  # it takes minus the log ratios (the LOO convention)
-    weights = np.exp(np.asarray(log_w) - np.logaddexp.reduce(np.asarray(log_w)))
+    weights, khat = importance.psis_weights(log_p, log_q)
     sites = jax.vmap(lambda x: constrain_fn(MODEL, data, {}, unravel(x), return_deterministic=True))(jnp.asarray(z))
     theta = {k: np.asarray(sites[k], np.float64) for k in LAW.param_names}
     return theta, np.asarray(sites["sigma"], np.float64), weights, float(khat)
