@@ -4,6 +4,7 @@ frontier and parameter tables."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -21,9 +22,19 @@ def format_si(x: float) -> str:
     return f"{x:.3g}"
 
 
-def frontier_text(table: pd.DataFrame, fitted_compute: float | None = None) -> str:
+def beyond_mark(C: float, fitted: float | None, observed: float | None = None) -> str:
+    """"*" for a compute C beyond the largest fitted run's (``fitted``), "**" beyond also the farthest
+    extrapolation the calibration's folds observed (``observed``, ``observed_compute``), else " "."""
+    if fitted is None or not C > fitted:
+        return " "
+    return "**" if observed is not None and C > observed else "*"
+
+
+def frontier_text(table: pd.DataFrame, fitted_compute: float | None = None,
+                  observed_compute: float | None = None) -> str:
     """A human-readable frontier table: median [lo, hi] at the stated level; with
-    ``fitted_compute`` (the largest fitted run's 6ND), budgets beyond it are marked *."""
+    ``fitted_compute`` (the largest fitted run's 6ND), budgets beyond it are marked * (** beyond
+    ``observed_compute`` too: ``beyond_mark``)."""
     level = table["level"].iloc[0]
     header = f"Compute-optimal frontier (median [{level:.0%} interval])"
     lines = [header, f"{'budget C':>11}  {'N_opt':>24}  {'D_opt':>24}  {'L_opt':>22}  {'tokens/param':>20}"]
@@ -31,9 +42,9 @@ def frontier_text(table: pd.DataFrame, fitted_compute: float | None = None) -> s
         def cell(name, fmt):
             return f"{fmt(row[name + '_median'])} [{fmt(row[name + '_lo'])}, {fmt(row[name + '_hi'])}]"
 
-        mark = "*" if fitted_compute is not None and row["budget"] > fitted_compute else " "
+        mark = beyond_mark(row["budget"], fitted_compute, observed_compute)
         lines.append(
-            f"{row['budget']:>10.3g}{mark}  {cell('N_opt', format_si):>24}  {cell('D_opt', format_si):>24}  "
+            f"{row['budget']:>10.3g}{mark:<2} {cell('N_opt', format_si):>24}  {cell('D_opt', format_si):>24}  "
             f"{cell('L_opt', lambda v: f'{v:.4f}'):>22}  {cell('tokens_per_param', lambda v: f'{v:.1f}'):>20}"
         )
     return "\n".join(lines)
@@ -45,6 +56,33 @@ FEW_FOLDS = 3  # the calibration's folds by default (``extrapolation.calibrate``
 def fitted_compute(posterior) -> float:
     """The largest fitted run's compute 6ND."""
     return float(np.max(6.0 * posterior.runs.N * posterior.runs.D))
+
+
+def observed_compute(posterior) -> float | None:
+    """The farthest compute the extrapolating model's calibration saw an extrapolation reach: the largest
+    fitted run's 6ND times e^(u*_C), u*_C the farthest compute distance of a fold's held-out run from its
+    fold's runs (``meta["extrapolation"]["range"]["seen"]``); None for a plain-law fit, one whose calibration
+    had no usable fold, or one saved without it."""
+    extra = posterior.meta.get("extrapolation") or {}
+    seen = extra.get("range", {}).get("seen")
+    if seen is None or not int(extra.get("folds", 0)):
+        return None
+    return fitted_compute(posterior) * math.exp(float(seen[2]))
+
+
+def reach_json(posterior) -> dict:
+    """For JSON answers: the largest fitted run's compute (beyond it: * in text) and the farthest the
+    calibration's folds observed an extrapolation reach (``observed_compute``; beyond it: **; null where none)."""
+    return {"fitted_compute_max": fitted_compute(posterior), "calibration_observed_compute": observed_compute(posterior)}
+
+
+def _mean_beyond(extra: dict) -> str:
+    """How the fit carries the drift's learned mean beyond the folds' distances (``extrapolation.MEAN_BEYOND``)."""
+    text = str(extra.get("mean beyond the folds' distances", ""))
+    share = re.search(r"in (\d+%) of the draws", text)
+    if share:
+        return f"its learned mean is held at the folds' distance in {share.group(1)} of the draws and carried on in the rest"
+    return "its learned mean is held at the folds' distance"
 
 
 def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
@@ -63,6 +101,12 @@ def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
                 "error beyond the runs: docs/extrapolation.md)"]
     notes = [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the law plus its drift, learned from how the "
              "law extrapolated within these runs; intervals widen with the distance"]
+    observed = observed_compute(posterior)
+    if observed is not None and any(b > observed for b in budgets):
+        notes.append(f"** beyond {observed:.3g} FLOPs ({observed / top:.3g}x the largest fitted run): farther than any "
+                     "held-out run of the calibration's folds lay from its fold's runs, so no fold tested the drift "
+                     f"this far: {_mean_beyond(extra)}, and its spread keeps growing linearly with the distance "
+                     "(docs/extrapolation.md, 'Farther out')")
     if int(extra.get("folds", FEW_FOLDS)) < FEW_FOLDS:
         notes.append(f"  only {extra.get('folds')} calibration fold(s) (too few budgets, runs or distinct model sizes "
                      f"and token counts for {FEW_FOLDS}): more than 10x beyond the runs these intervals can be far too "

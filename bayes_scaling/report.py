@@ -149,17 +149,17 @@ def parameter_table(posterior, diagnosis) -> pd.DataFrame:
 
 def frontier_table(posterior) -> pd.DataFrame:
     """The frontier at the standard budgets as text cells: median [lo, hi]."""
-    from bayes_scaling.formatting import fitted_compute, format_si
+    from bayes_scaling.formatting import beyond_mark, fitted_compute, format_si, observed_compute
     from bayes_scaling.frontier import STANDARD_BUDGETS
 
     f = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL)
-    top = fitted_compute(posterior)
+    top, observed = fitted_compute(posterior), observed_compute(posterior)
 
     def cell(row, q, fmt):
         return f"{fmt(row[q + '_median'])} [{fmt(row[q + '_lo'])}, {fmt(row[q + '_hi'])}]"
 
     return pd.DataFrame([
-        {"budget C (FLOPs)": f"{row['budget']:.0e}" + ("*" if row["budget"] > top else ""),
+        {"budget C (FLOPs)": f"{row['budget']:.0e}" + beyond_mark(row["budget"], top, observed).strip(),
          "N_opt": cell(row, "N_opt", format_si),
          "D_opt": cell(row, "D_opt", format_si),
          "L_opt": cell(row, "L_opt", lambda v: f"{v:.4f}"),

@@ -183,3 +183,29 @@ def test_group_by_fits_answer_with_each_groups_drift_when_asked(tmp_path, capsys
     assert loaded.model == "extrapolating" and loaded.meta["extrapolation"]["folds"] >= 1
     wide = [Posterior.load(tmp_path / m / "groups" / "comma").frontier([1e23]).iloc[0] for m in ("plain", "drift")]
     assert wide[1].N_opt_hi / wide[1].N_opt_lo > wide[0].N_opt_hi / wide[0].N_opt_lo  # the drift widens it beyond the runs
+
+
+def test_a_reader_that_stops_early_is_not_an_internal_error(tmp_path, monkeypatch, capsys):
+    """``bayes-scaling ... | head``: once the pipe closes, printing raises BrokenPipeError; the command
+    stops quietly with the shell's status for it (141), not an "internal error" and a bug report."""
+    import io
+    import sys
+
+    csv = tmp_path / "runs.csv"
+    pd.DataFrame({"N": [1e8, 2e8], "D": [2e9, 4e9], "loss": [3.1, 2.9]}).to_csv(csv, index=False)
+    store = tmp_path / "runs.sqlite"
+    assert main(["runs", "import", str(csv), "--store", str(store)]) == 0
+    capsys.readouterr()
+    sink = open(tmp_path / "sink", "w")  # what stdout is pointed at once the reader has gone
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            return sink.fileno()
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["runs", "list", "--store", str(store)]) == 141
+    assert "internal error" not in capsys.readouterr().err
+    sink.close()

@@ -49,3 +49,26 @@ def test_a_median_loss_that_rises_with_scale_is_called_out():
     falling = _posterior("extrapolating", "learned")
     falling.meta["extrapolation"]["median loss rise per 10x N and D"] = -0.05
     assert len(beyond_notes(falling, [1e21])) == 1
+
+
+def test_budgets_beyond_what_the_calibration_observed_are_marked_twice():
+    """A budget farther than any fold's held-out run lay from its fold's runs (u*_C in ``meta``) is marked
+    ** and gets a note saying so; a fit with no usable fold, or a plain one, has no such reach."""
+    from bayes_scaling.formatting import beyond_mark, observed_compute, reach_json
+
+    post = _posterior("extrapolating", "learned")
+    post.meta["extrapolation"]["range"] = {"seen": [0.0, 0.0, float(np.log(10.0))]}
+    post.meta["extrapolation"]["mean beyond the folds' distances"] = (
+        "held beyond (u_N, u_D, u_C) = (0.00, 0.00, 2.30) in 50% of the draws, linear in the rest")
+    assert np.isclose(observed_compute(post), 1.2e21)
+    assert [beyond_mark(C, 1.2e20, 1.2e21) for C in (1e19, 1e21, 1e22)] == [" ", "*", "**"]
+    lines = frontier_text(_table([1e21, 1e22]), fitted_compute(post), observed_compute(post)).splitlines()
+    assert lines[2].split()[0] == "1e+21*" and lines[3].split()[0] == "1e+22**"
+    assert len(beyond_notes(post, [1e21])) == 1  # within the calibration's reach: the * note only
+    notes = beyond_notes(post, [1e22])
+    assert len(notes) == 2 and notes[1].startswith("** beyond 1.2e+21 FLOPs (10x the largest fitted run)")
+    assert "50% of the draws" in notes[1]
+    assert reach_json(post) == {"fitted_compute_max": 1.2e20, "calibration_observed_compute": observed_compute(post)}
+    post.meta["extrapolation"]["folds"] = 0  # no fold: the drift keeps its prior, nothing was observed
+    assert observed_compute(post) is None and len(beyond_notes(post, [1e22])) == 2  # the few-folds note instead
+    assert observed_compute(_posterior("plain law")) is None

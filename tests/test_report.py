@@ -100,9 +100,15 @@ def test_html_report_tables_hold_the_answers(post, html_report):
     o = outline(html_report)
     frontier = o.rows["frontier"]
     assert frontier[0][0] == "budget C (FLOPs)"
-    top = 6 * np.max(post.runs.N * post.runs.D)  # budgets beyond the largest fitted run are marked *
-    assert [r[0] for r in frontier[1:]] == [f"1e+{k}" + ("*" if 10.0**k > top else "") for k in range(19, 26)]
+    from bayes_scaling.formatting import observed_compute
+
+    top = 6 * np.max(post.runs.N * post.runs.D)  # budgets beyond the largest fitted run are marked *,
+    reach = observed_compute(post)  # beyond the calibration's farthest held-out run **
+    assert reach is not None and reach > top
+    assert [r[0] for r in frontier[1:]] == [f"1e+{k}" + ("**" if 10.0**k > reach else "*" if 10.0**k > top else "")
+                                            for k in range(19, 26)]
     assert "* beyond the largest fitted run" in html_report.read_text()
+    assert "** beyond" in html_report.read_text()
     assert all(re.fullmatch(r"\S+ \[\S+, \S+\]", cell) for r in frontier[1:] for cell in r[1:])
     params = {r[0]: r for r in o.rows["parameters"][1:]}
     assert set(params) == {"E", "A", "B", "alpha", "beta", "sigma"}

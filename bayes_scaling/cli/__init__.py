@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"bayes-scaling {command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``... --json | head``): nothing is wrong, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 141  # 128 + SIGPIPE, as a shell reports a command its pipe stopped
     except Exception as err:  # noqa: BLE001 -- the one place every error ends
         if debug:
             import traceback

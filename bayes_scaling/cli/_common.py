@@ -7,13 +7,16 @@ import sys
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.formatting import (  # noqa: F401 -- re-exported for the sub-commands
+    beyond_mark,
     beyond_notes,
     fitted_compute,
     format_si,
     frontier_json,
     frontier_text,
+    observed_compute,
     parameters_json,
     parameters_text,
+    reach_json,
 )
 
 

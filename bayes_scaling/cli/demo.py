@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"             Epoch 2024    {_fmt(EPOCH_2024)}")
     print()
     budgets = sorted({*STANDARD_BUDGETS, CHINCHILLA_BUDGET})
-    print(_common.frontier_text(post.frontier(budgets, level=0.9), _common.fitted_compute(post)))
+    print(_common.frontier_text(post.frontier(budgets, level=0.9), _common.fitted_compute(post),
+                                _common.observed_compute(post)))
     for line in _common.beyond_notes(post, budgets):
         print(line)
     print()

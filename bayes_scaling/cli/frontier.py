@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             answers.append((group, post, post.frontier(budgets, level=args.level)))
     if args.json:
         docs = [{**({} if group is None else {"group": group}), "method": post.method, "law": post.law.name,
-                 "model": post.model, "frontier": _common.frontier_json(table),
+                 "model": post.model, **_common.reach_json(post), "frontier": _common.frontier_json(table),
                  **({"inference_tokens": args.inference_tokens} if args.inference_tokens else {})}
                 for group, post, table in answers]
         _common.print_json(docs[0] if fits[0][0] is None else docs)
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if args.inference_tokens:  # its budgets add inference FLOPs: not comparable to the fitted runs' 6ND
             print(_common.frontier_text(table))
             continue
-        print(_common.frontier_text(table, _common.fitted_compute(post)))
+        print(_common.frontier_text(table, _common.fitted_compute(post), _common.observed_compute(post)))
         for line in _common.beyond_notes(post, budgets):
             print(line)
     return 0

@@ -79,7 +79,8 @@ def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
     rows = [{k: (bool(v) if k == "inside" else v if k == "model" else float(v)) for k, v in r.items()}
             for r in table.to_dict("records")]
     return {**({} if group is None else {"group": group}), "fit": str(args.fit_dir), "law": post.law.name,
-            "method": post.method, "model": str(table["model"].iloc[0]), "level": args.level, "predictions": rows}
+            "method": post.method, "model": str(table["model"].iloc[0]), **_common.reach_json(post), "level": args.level,
+            "predictions": rows}
 
 
 def _print_table(args: argparse.Namespace, group: str | None, post, table) -> None:
@@ -88,10 +89,11 @@ def _print_table(args: argparse.Namespace, group: str | None, post, table) -> No
           f"model: {table['model'].iloc[0]}; fit {args.fit_dir}, {post.method})")
     head = f"{'N':>10} {'D':>10} {'C = 6ND':>10}   {'loss':>28}"
     print(head + ("  observed" if observed else ""))
-    top = _common.fitted_compute(post)
+    top, observed_compute = _common.fitted_compute(post), _common.observed_compute(post)
     for r in table.to_dict("records"):
         C = 6 * r["N"] * r["D"]
-        line = (f"{_common.format_si(r['N']):>10} {_common.format_si(r['D']):>10} {C:>10.3g}{'*' if C > top else ' '}  "
+        line = (f"{_common.format_si(r['N']):>10} {_common.format_si(r['D']):>10} {C:>10.3g}"
+                f"{_common.beyond_mark(C, top, observed_compute):<2} "
                 f"{r['median']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}]".rjust(28))
         if observed:
             line += f"  {r['loss']:.4f} ({'inside' if r['inside'] else 'outside'})"
