@@ -367,19 +367,21 @@ def _read_fit_csv(path: Path, dtype: dict, rerun: str, allow_empty: bool = False
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}{rerun}")
     if frame.empty and not allow_empty:
         raise InputError(f"{path}: no runs{rerun}")
-    for column in ("N", "D", "C", "loss"):
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = ~((values > 0) & np.isfinite(values))
-        if bad.any():
-            i = int(bad.to_numpy().nonzero()[0][0])
-            raise InputError(f"{path} row {i + 1}, column '{column}': expected a positive number, got "
-                             f"{frame[column].iloc[i]!r}{rerun}")
-        frame[column] = values.astype(np.float64)
     flags = frame["flagged"].astype(str).str.strip().str.lower()
     if not flags.isin(["true", "false", "1", "0"]).all():
         i = int((~flags.isin(["true", "false", "1", "0"])).to_numpy().nonzero()[0][0])
         raise InputError(f"{path} row {i + 1}, column 'flagged': expected True or False, got {frame['flagged'].iloc[i]!r}{rerun}")
     frame["flagged"] = flags.isin(["true", "1"])
+    for column in ("N", "D", "C", "loss"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = ~((values > 0) & np.isfinite(values))
+        if column == "loss":  # a flagged run without a usable loss (one that diverged: validate_runs) is kept as such
+            bad &= ~(frame["flagged"] & (frame[column].astype(str).str.strip() == ""))
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise InputError(f"{path} row {i + 1}, column '{column}': expected a positive number, got "
+                             f"{frame[column].iloc[i]!r}{rerun}")
+        frame[column] = values.astype(np.float64)
     return frame
 
 

@@ -32,7 +32,12 @@ subsets and groups together, (b) no fit that passes without it fails with it, an
 wall-time ratio (on / off) over all fits is at most 1.1. Writes
 experiments/results/bench_small_fits_retry_after.json.
 
-Run: .venv/bin/python experiments/bench_small_fits.py [--subsets 20] [--retry-after] [--out FILE]
+``--seeds S ...`` (fifteenth session; a measurement, no rule rides on it): every development group fitted at
+the library's defaults (``fit_nuts``: the extrapolating model, ``more_draws`` and both retries on) with each
+seed given, to check issue 15's target "zero divergences and R-hat <= 1.01 at defaults on every group" beyond
+the one seed the main run used. Writes experiments/results/bench_small_fits_seeds.json.
+
+Run: .venv/bin/python experiments/bench_small_fits.py [--subsets 20] [--retry-after | --seeds S ...] [--out FILE]
 Writes experiments/results/bench_small_fits.json.
 """
 
@@ -53,7 +58,7 @@ SIZES = (25, 40)
 STATES = range(100, 120)
 
 
-def one_fit(runs, more_draws: bool, retry_after: bool | None = None) -> dict:
+def one_fit(runs, more_draws: bool, retry_after: bool | None = None, seed: int = 0) -> dict:
     from bayes_scaling.diagnostics import SamplerWarning, diagnose
     from bayes_scaling.fitting import nuts
     from bayes_scaling.fitting.nuts import fit_nuts
@@ -63,7 +68,7 @@ def one_fit(runs, more_draws: bool, retry_after: bool | None = None) -> dict:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplerWarning)
-        post = fit_nuts(runs, seed=0, more_draws=more_draws)
+        post = fit_nuts(runs, seed=seed, more_draws=more_draws)
     seconds = time.perf_counter() - start
     d = diagnose(post)
     return {"ok": bool(d.ok), "failed": [p.check for p in d.problems if not p.efficiency],
@@ -116,13 +121,43 @@ def judge_retry_after(out: dict) -> dict:
             "a": a, "b": b, "c": c, "turn_on": bool(a and b and c)}
 
 
+def over_seeds(seeds) -> dict:
+    """Every development group at the defaults, once per seed (``--seeds``)."""
+    out = {"machine": "x86_64, 2 cores (the project's CPU machine, shared)", "load_avg_1min_at_start": os.getloadavg()[0],
+           "seeds": list(seeds), "groups": {}}
+    for name, runs in development_groups():
+        out["groups"][name] = fits = {str(seed): one_fit(runs, True, seed=seed) for seed in seeds}
+        print(f"{name}: " + ", ".join(f"seed {k} {'ok' if f['ok'] else f['failed']} (R-hat {f['max_rhat']:.3f}, "
+                                      f"{f['divergences']} div.{', redone' if f['redone'] else ''}"
+                                      f"{', retried' if f['retried'] else ''})" for k, f in fits.items()), flush=True)
+    fits = [f for g in out["groups"].values() for f in g.values()]
+    out["summary"] = {
+        "fits": len(fits), "ok": sum(f["ok"] for f in fits),
+        "with_divergences": sum(f["divergences"] > 0 for f in fits),
+        "rhat_over_1.01": sum(f["max_rhat"] > 1.01 for f in fits),
+        "not_ok": [f"{name} seed {k}: {f['failed']}" for name, g in out["groups"].items() for k, f in g.items() if not f["ok"]],
+        "median_seconds": float(np.median([f["seconds"] for f in fits])),
+    }
+    out["load_avg_1min_at_end"] = os.getloadavg()[0]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subsets", type=int, default=len(STATES), help="random subsets per size (default 20)")
     parser.add_argument("--retry-after", action="store_true",
                         help="compare RETRY_AFTER_MORE_DRAWS off and on (more_draws on in both)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="every development group at the defaults with each of these seeds (no subsets)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.seeds:
+        out = over_seeds(args.seeds)
+        print(json.dumps(out["summary"], indent=1))
+        path = args.out or RESULTS.with_name("bench_small_fits_seeds.json")
+        path.write_text(json.dumps(out, indent=1))
+        print(f"results: {path}")
+        return
     args.out = args.out or (RESULTS.with_name("bench_small_fits_retry_after.json") if args.retry_after else RESULTS)
 
     from bayes_scaling.runs import load_chinchilla

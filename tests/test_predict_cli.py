@@ -134,3 +134,30 @@ def test_fit_keeps_its_draws_with_no_more_draws(tmp_path, capsys):
                  "--warmup", "60", "--seed", "4", "--no-more-draws"]) == 0
     assert "longer chains" not in capsys.readouterr().err
     assert Posterior.load(out).meta["num_draws"] == 40
+
+
+def test_a_flagged_run_without_a_loss_is_kept_through_fit_save_and_predict(tmp_path, capsys):
+    """A diverged run (flagged, no loss) is excluded from the fit, saved with the fit's excluded runs, and
+    the saved fit still loads; predicting the table scores only the runs that have a loss."""
+    import json
+
+    import numpy as np
+
+    from bayes_scaling.cli import main
+    from bayes_scaling.runs import load_chinchilla
+
+    frame = load_chinchilla().for_fit().frame[["N", "D", "loss"]].sample(40, random_state=0).reset_index(drop=True)
+    frame["flagged"] = False
+    frame.loc[len(frame)] = {"N": 3e8, "D": 6e9, "loss": np.nan, "flagged": True}
+    csv = tmp_path / "runs.csv"
+    frame.to_csv(csv, index=False)
+    out = tmp_path / "fit"
+    assert main(["fit", str(csv), "--out", str(out), "--model", "plain", "--chains", "2", "--draws", "100",
+                 "--warmup", "100"]) == 0
+    assert "excluded 1 flagged (1 flagged (no usable loss))" in capsys.readouterr().err
+    assert main(["predict", str(out), "--runs", str(csv), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["predictions"]
+    assert len(rows) == 41 and rows[-1]["loss"] is None and rows[-1]["inside"] is None
+    assert all(isinstance(r["inside"], bool) for r in rows[:-1])
+    assert main(["predict", str(out), "--runs", str(csv)]) == 0
+    assert "of 40 runs inside their 90% interval (1 without an observed loss left out)" in capsys.readouterr().out

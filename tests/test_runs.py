@@ -1,5 +1,6 @@
 """The run table: validation errors name the row and field; nothing is dropped silently."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -89,3 +90,31 @@ def test_marin_groups_and_flags():
     runs = load_marin()
     assert len(runs) == 258 and runs.groups == ["comma", "dclm", "nemotron"]
     assert runs.n_flagged == 19 and len(runs.for_fit()) == 239
+
+
+def test_a_flagged_run_without_a_loss_stays_in_the_table_and_out_of_fits(tmp_path):
+    """A run that diverged has no usable loss; flagged, it is kept (NaN loss, the reason says so), fits
+    leave it out as every flagged row, and including it is an error naming it. Unflagged it is refused,
+    and every bad field is named at once, in row order."""
+    data = frame(loss=[3.1, float("nan"), 2.7], flagged=[False, True, False], flag_reason=["", "diverged", ""])
+    runs = validate_runs(data, source_name="runs.csv")
+    assert len(runs) == 3 and np.isnan(runs.loss[1]) and runs.frame["flag_reason"][1] == "diverged (no usable loss)"
+    assert list(runs.for_fit().loss) == [3.1, 2.7]
+    with pytest.raises(InputError, match=r"1 flagged run\(s\) have no usable loss \(runs.csv:2\)"):
+        runs.for_fit(include_flagged=True)
+    with pytest.raises(InputError) as err:
+        validate_runs(frame(N=[1e8, 2e8, float("nan")], loss=[-1.0, 3.0, "x"]), source_name="runs.csv")
+    assert str(err.value).startswith("runs.csv row 1, column 'loss': expected a positive finite number, got -1; also "
+                                     "row 3, column 'N' is missing (empty or NaN)")
+    assert "row 3, column 'loss' is not a number: 'x'" in str(err.value) and "(3 bad fields in all)" in str(err.value)
+    assert "flagged=true" in str(err.value)  # the way to keep a diverged run
+
+
+def test_a_flagged_run_without_a_loss_is_stored_as_failed(tmp_path):
+    from bayes_scaling.runs.store import RunStore
+
+    csv = tmp_path / "runs.csv"
+    frame(loss=[3.1, float("nan"), 2.7], flagged=[False, True, False]).to_csv(csv, index=False)
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert store.import_runs(csv)["new"] == 3
+    assert len(store.to_frame()) == 2 and len(store.to_frame(status=None)) == 3

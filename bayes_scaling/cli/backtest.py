@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="hold out each group's top fraction F of compute (default 0.3 without a budget column)")
     p.add_argument("--budget-column", default="auto", metavar="COLUMN",
                    help="the IsoFLOP budget column (default: 'budget' where present; 'none': split on compute)")
-    add_fit_options(p)
+    add_fit_options(p, model_help="with --method nuts: 'extrapolating' (default) adds the law's own error beyond the "
+                                  "fitted runs (docs/extrapolation.md); 'plain': the law alone. With --group-by too: each "
+                                  "group is fitted on its own, by this model")
     p.add_argument("--json", action="store_true", help="print every held-out run and the summaries as JSON on stdout")
     p.add_argument("--out", metavar="DIR", help="write backtest_runs.csv, backtest.json and the figure (PNG, SVG) here")
     p.set_defaults(func=run)

@@ -35,7 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_fit_options(p: argparse.ArgumentParser) -> None:
+MODEL_HELP = ("with --method nuts: 'extrapolating' (default) adds the law's own error beyond the fitted "
+              "runs, calibrated on leave-future-out refits (docs/extrapolation.md); 'plain': the law alone. "
+              "With --group-by the default is 'plain' (each group's hierarchical law); 'extrapolating' adds "
+              "each group's own drift (docs/hierarchical.md)")
+
+
+def add_fit_options(p: argparse.ArgumentParser, model_help: str = MODEL_HELP) -> None:
     p.add_argument("--method", choices=["nuts", "map"], default="nuts", help="NUTS posterior (default) or Approach-3 point fit")
     p.add_argument("--law", default="chinchilla", choices=["chinchilla", "kaplan", "data_constrained"],
                    help="law family (default chinchilla); data_constrained reads a unique_tokens column")
@@ -50,11 +56,7 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=["projection", "approach3"], default="projection",
                    help="NUTS starting point: cheap variable projection (default) or the Approach-3 point fit")
     p.add_argument("--bootstrap", type=int, default=0, help="with --method map: bootstrap resamples for intervals")
-    p.add_argument("--model", choices=["extrapolating", "plain"], default=None,
-                   help="with --method nuts: 'extrapolating' (default) adds the law's own error beyond the fitted "
-                        "runs, calibrated on leave-future-out refits (docs/extrapolation.md); 'plain': the law alone. "
-                        "With --group-by the default is 'plain' (each group's hierarchical law); 'extrapolating' adds "
-                        "each group's own drift (docs/hierarchical.md)")
+    p.add_argument("--model", choices=["extrapolating", "plain"], default=None, help=model_help)
     p.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
     p.add_argument("--include-flagged", action="store_true", help="keep rows flagged as suspect (excluded by default)")
     p.add_argument("--no-unit-check", action="store_true",

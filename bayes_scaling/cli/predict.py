@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import pandas as pd
 
 from bayes_scaling.cli import _common
 from bayes_scaling.errors import InputError
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         table = post.predict_summary(N, D, level=args.level, seed=args.seed)
         if observed is not None:
             table["loss"] = observed
-            table["inside"] = (table["lo"] <= observed) & (observed <= table["hi"])
+            # a flagged run without a usable loss (NaN) is predicted, and counted neither inside nor outside
+            table["inside"] = ((table["lo"] <= observed) & (observed <= table["hi"])).where(np.isfinite(observed))
         answers.append((group, post, table))
     if args.json:
         docs = [_json(args, group, post, table) for group, post, table in answers]
@@ -76,8 +78,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
-    rows = [{k: (bool(v) if k == "inside" else v if k == "model" else float(v)) for k, v in r.items()}
-            for r in table.to_dict("records")]
+    def value(k, v):
+        if k == "model":
+            return v
+        if k in ("inside", "loss") and pd.isna(v):  # no observed loss
+            return None
+        return bool(v) if k == "inside" else float(v)
+
+    rows = [{k: value(k, v) for k, v in r.items()} for r in table.to_dict("records")]
     return {**({} if group is None else {"group": group}), "fit": str(args.fit_dir), "law": post.law.name,
             "method": post.method, "model": str(table["model"].iloc[0]), **_common.reach_json(post), "level": args.level,
             "predictions": rows}
@@ -96,9 +104,11 @@ def _print_table(args: argparse.Namespace, group: str | None, post, table) -> No
                 f"{_common.beyond_mark(C, top, observed_compute):<2} "
                 f"{r['median']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}]".rjust(28))
         if observed:
-            line += f"  {r['loss']:.4f} ({'inside' if r['inside'] else 'outside'})"
+            line += ("  (no loss)" if pd.isna(r["inside"]) else f"  {r['loss']:.4f} ({'inside' if r['inside'] else 'outside'})")
         print(line)
     if observed:
-        print(f"{table['inside'].mean():.0%} of {len(table)} runs inside their {args.level:.0%} interval")
+        scored = table["inside"].dropna()
+        print(f"{scored.astype(bool).mean():.0%} of {len(scored)} runs inside their {args.level:.0%} interval"
+              + (f" ({len(table) - len(scored)} without an observed loss left out)" if len(scored) < len(table) else ""))
     for line in _common.beyond_notes(post, 6 * table["N"] * table["D"], optima=False):
         print(line)

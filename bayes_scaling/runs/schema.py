@@ -80,8 +80,16 @@ class Runs:
         return int(self.frame["flagged"].sum())
 
     def for_fit(self, include_flagged: bool = False) -> Runs:
-        """The runs a fit uses: all of them, or (default) those not flagged."""
+        """The runs a fit uses: all of them, or (default) those not flagged. A flagged row without a
+        usable loss (NaN: a run that diverged) cannot be fitted, so including it is an error."""
         if include_flagged:
+            no_loss = np.flatnonzero(~np.isfinite(self.loss))
+            if len(no_loss):
+                from bayes_scaling.errors import InputError
+
+                ids = ", ".join(map(str, self.frame["run_id"].iloc[no_loss[:5]]))
+                raise InputError(f"{len(no_loss)} flagged run(s) have no usable loss ({ids}{', ...' if len(no_loss) > 5 else ''}): "
+                                 "they cannot be fitted; leave out --include-flagged / include_flagged, or give them a loss")
             return self
         return Runs(self.frame[~self.frame["flagged"]].reset_index(drop=True))
 

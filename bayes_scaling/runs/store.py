@@ -409,8 +409,8 @@ class RunStore:
             frame["run_id"] = [import_run_id(path, i + 1) for i in range(len(frame))]
         frame["source_path"] = str(path.resolve())
         records = frame.to_dict(orient="records")
-        for r in records:
-            r.setdefault("status", "ok")
+        for r in records:  # a flagged row without a usable loss (validate_runs: NaN) is a run that failed
+            r.setdefault("status", "ok" if math.isfinite(r["loss"]) else "failed")
         rows = [self._row(r, None, group) for r in records]
         versions = self._append_rows(rows, skip_unchanged=True)
         return {"new": sum(v == 1 for v in versions), "updated": sum(v > 1 for v in versions),

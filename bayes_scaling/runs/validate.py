@@ -35,18 +35,24 @@ def validate_runs(
     max_loss: float = MAX_PLAUSIBLE_LOSS,
     check_units: bool = True,
 ) -> Runs:
-    """Check every row and field; return canonical ``Runs`` or raise ``InputError``."""
+    """Check every row and field; return canonical ``Runs`` or raise ``InputError`` naming every bad
+    row and field (the first ``MAX_PROBLEMS``). A row flagged as suspect may lack a usable loss (a run
+    that diverged): its loss becomes NaN and fits leave it out, as they leave out every flagged row."""
     raw = frame.reset_index(drop=True)
     mapping = _resolve_columns(raw, columns or {}, source_name)
     where = _Locator(source_name)
     out = pd.DataFrame(index=raw.index)
+    flagged = _flags(raw, mapping["flagged"], where) if "flagged" in mapping else pd.Series(False, index=raw.index)
 
-    out["N"] = _positive_numbers(raw, mapping["N"], where)
+    problems = []
+    out["N"] = _positive_numbers(raw, mapping["N"], where, problems)
     has_d, has_c = "D" in mapping, "C" in mapping
     if has_d:
-        out["D"] = _positive_numbers(raw, mapping["D"], where)
+        out["D"] = _positive_numbers(raw, mapping["D"], where, problems)
     if has_c:
-        out["C"] = _positive_numbers(raw, mapping["C"], where)
+        out["C"] = _positive_numbers(raw, mapping["C"], where, problems)
+    out["loss"] = _positive_numbers(raw, mapping["loss"], where, problems, forgiven=flagged.to_numpy())
+    _raise_problems(problems, where)
     if not has_d:
         out["D"] = out["C"] / (FLOPS_PER_PARAM_TOKEN * out["N"])
     if not has_c:
@@ -54,7 +60,6 @@ def validate_runs(
     if check_units:
         check_plausible_units(out["N"].to_numpy(), out["D"].to_numpy(), where,
                               mapping["N"], mapping.get("D", mapping.get("C")), derived_d="D" not in mapping)
-    out["loss"] = _positive_numbers(raw, mapping["loss"], where)
     too_high = out["loss"] > max_loss
     if too_high.any():
         i = int(np.flatnonzero(too_high)[0])
@@ -71,13 +76,15 @@ def validate_runs(
         if "run_id" in mapping
         else [f"{source_name}:{i + 1}" for i in range(len(raw))]
     )
-    out["flagged"] = _flags(raw, mapping["flagged"], where) if "flagged" in mapping else False
+    out["flagged"] = flagged
     out["flag_reason"] = (
         raw[mapping["flag_reason"]].astype(str).replace({"nan": "", "None": ""})
         if "flag_reason" in mapping
         else ""
     )
     out.loc[out["flagged"] & (out["flag_reason"] == ""), "flag_reason"] = "flagged"
+    no_loss = out["flagged"] & out["loss"].isna()
+    out.loc[no_loss, "flag_reason"] = out.loc[no_loss, "flag_reason"] + NO_LOSS
     used = set(mapping.values())
     extras = raw[[c for c in raw.columns if c not in used and c not in CANONICAL_COLUMNS]]
     _check_duplicates(out, where, extras)
@@ -177,19 +184,48 @@ def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name:
     return mapping
 
 
-def _positive_numbers(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
+MAX_PROBLEMS = 5  # bad fields named in one error; the rest are counted
+NO_LOSS = " (no usable loss)"  # appended to the flag_reason of a flagged row whose loss is missing or invalid
+
+
+def _positive_numbers(raw: pd.DataFrame, column: str, where: _Locator, problems: list,
+                      forgiven: np.ndarray | None = None) -> pd.Series:
+    """The column as float64; each missing, non-numeric, infinite or non-positive value adds (row,
+    message) to ``problems``, except in rows ``forgiven`` (flagged), where it becomes NaN."""
     text = raw[column]
     values = pd.to_numeric(text, errors="coerce").astype(np.float64)
-    for i in range(len(values)):
+    bad = ~(np.isfinite(values.to_numpy()) & (values.to_numpy() > 0))
+    for i in np.flatnonzero(bad):
+        if forgiven is not None and forgiven[i]:
+            values.iloc[i] = np.nan
+            continue
         v = values.iloc[i]
         if np.isnan(v):
             given = text.iloc[i]
             blank = given is None or (isinstance(given, float) and np.isnan(given)) or str(given).strip() in {"", "nan", "NaN"}
             what = "is missing (empty or NaN)" if blank else f"is not a number: {given!r}"
-            raise InputError(f"{where.row(i)}, column '{column}' {what}; expected a positive number")
-        if not np.isfinite(v) or v <= 0:
-            raise InputError(f"{where.row(i)}, column '{column}': expected a positive finite number, got {v:g}")
+            problems.append((i, f"column '{column}' {what}; expected a positive number"))
+        else:
+            problems.append((i, f"column '{column}': expected a positive finite number, got {v:g}"))
     return values
+
+
+def _raise_problems(problems: list, where: _Locator) -> None:
+    """One ``InputError`` for every bad field found, in row order: the first in full (as a single
+    problem reads), then the others (``MAX_PROBLEMS`` in all) and how many more; a row that is
+    flagged may lack its loss (say so, for a run that diverged)."""
+    if not problems:
+        return
+    problems = sorted(problems, key=lambda p: p[0])
+    (first, what), rest = problems[0], problems[1:]
+    text = f"{where.row(first)}, {what}"
+    if rest:
+        shown = "; ".join(f"row {i + 1}, {w}" for i, w in rest[: MAX_PROBLEMS - 1])
+        more = len(rest) - (MAX_PROBLEMS - 1)
+        text += f"; also {shown}" + (f"; and {more} more" if more > 0 else "") + f" ({len(problems)} bad fields in all)"
+    if any("'loss'" in w for _, w in problems):
+        text += "; a run that diverged can stay in the table with flagged=true (fits leave it out)"
+    raise InputError(text)
 
 
 def _run_ids(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
