@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from bayes_scaling import scoring
-from bayes_scaling.errors import InputError
+from bayes_scaling.errors import InputError, InputWarning
 from bayes_scaling.runs.table import Runs
 from bayes_scaling.splits import SLICE_MIN_RUNS as MIN_SLICE_RUNS
-from bayes_scaling.splits import budget_column_of, split_by_compute
+from bayes_scaling.splits import budget_column_note, budget_column_of, split_by_compute
 
 LEVELS = (0.5, 0.8, 0.9)
 BOOTSTRAP_RESAMPLES = 1000
@@ -179,6 +180,8 @@ class BacktestResult:
     model: str
     budget_column: str | None
     fit_seconds: dict[str, float] = field(default_factory=dict)
+    # per group: whether its fit passed the sampler's checks, the verdict, what its runs cannot identify
+    diagnostics: dict[str, dict] = field(default_factory=dict)
 
     def coverage(self, level: float | None = None) -> float:
         """Share of all held-out runs inside their ``level`` interval (default: ``self.level``)."""
@@ -204,7 +207,7 @@ class BacktestResult:
             "split": self.split, "model": self.model, "levels": list(self.levels), "level": self.level,
             "budget_column": self.budget_column, "n_held_out": len(self.runs),
             "coverage": {level_tag(lv): self.coverage(lv) for lv in self.levels},
-            "fit_seconds": self.fit_seconds,
+            "fit_seconds": self.fit_seconds, "diagnostics": self.diagnostics,
             "summary": _records(self.summary), "n_opt": _records(self.n_opt), "runs": runs,
         }
 
@@ -235,6 +238,13 @@ class BacktestResult:
                     f"[{_si(r['empirical_lo'])}, {_si(r['empirical_hi'])}]  model {_si(r['model_n_opt'])} "
                     f"[{_si(r['model_lo'])}, {_si(r['model_hi'])}]  {inside}"
                     + (f"  ({r['note']})" if r["note"] else ""))
+        untrusted = {g: v for g, v in self.diagnostics.items() if v["ok"] is False or v["design_limits"]}
+        if untrusted:
+            lines.append("")
+            for group, v in untrusted.items():
+                why = "failed its sampler checks" if v["ok"] is False else "passed its sampler checks"
+                lines.append(f"warning: {group}'s fit {why}; read its rows with care"
+                             + "".join(f"; its runs cannot identify the law: {limit}" for limit in v["design_limits"]))
         return "\n".join(lines)
 
     def figure(self):
@@ -345,9 +355,12 @@ def backtest(
         raise InputError("give at least one interval level")
     level = levels[-1] if level is None else float(level)
     column = budget_column_of(runs, budget_column)
+    note = budget_column_note(runs, column)
+    if note:
+        warnings.warn(note, InputWarning, stacklevel=2)
     split = split_by_compute(runs, top_budgets=top_budgets, fraction=fraction, budget_column=column)
     fit = fit or default_fit(seed=seed, progress=progress)
-    rows, n_opt_rows, fit_seconds, models = [], [], {}, []
+    rows, n_opt_rows, fit_seconds, verdicts, models = [], [], {}, {}, []
     train_frame, test_frame = split.train.frame, split.test.frame
     groups = sorted(test_frame["group"].unique())
     for i, name in enumerate(groups):
@@ -359,6 +372,7 @@ def backtest(
         start = time.perf_counter()
         posterior = fit(train)
         fit_seconds[str(name)] = time.perf_counter() - start
+        verdicts[str(name)] = fit_verdict(posterior)
         models.append(str(posterior.meta.get("model", "plain law")))
         draws = np.asarray(posterior.predict(test.N, test.D, seed=seed))
         rows.append(_score_runs(name, train, test, draws, levels, column))
@@ -368,7 +382,18 @@ def backtest(
     summary = summarise(table, levels)
     n_opt = pd.DataFrame(n_opt_rows, columns=_N_OPT_COLUMNS)
     return BacktestResult(runs=table, summary=summary, n_opt=n_opt, split=split.by, levels=levels, level=level,
-                          model=", ".join(dict.fromkeys(models)), budget_column=column, fit_seconds=fit_seconds)
+                          model=", ".join(dict.fromkeys(models)), budget_column=column, fit_seconds=fit_seconds,
+                          diagnostics=verdicts)
+
+
+def fit_verdict(posterior) -> dict:
+    """A group's fit as a backtest reports it: ``ok`` (the sampler's validity checks passed; None where they
+    do not apply, as for a point fit), the ``verdict`` and the ``design_limits`` of its runs."""
+    from bayes_scaling.diagnostics import design_limits, diagnose
+
+    d = diagnose(posterior)
+    return {"ok": bool(d.ok) if d.applicable else None, "verdict": d.verdict(),
+            "design_limits": design_limits(posterior.runs.N, posterior.runs.D)}
 
 
 def _score_runs(name, train: Runs, test: Runs, draws: np.ndarray, levels, column) -> pd.DataFrame:

@@ -45,6 +45,50 @@ class SamplerWarning(UserWarning):
     is the verdict, with what to do next. The CLI prints the verdict itself instead."""
 
 
+class DesignWarning(SamplerWarning):
+    """The runs themselves cannot identify part of the law (``design_limits``), whatever the sampler does."""
+
+
+MIN_DISTINCT_SIZES = 3  # E + A N^-alpha needs three distinct N to pin A and alpha apart from E (likewise D)
+ONE_RATIO_SPAN = 2.0  # tokens per parameter spanning less than this factor: one ratio
+
+
+def design_limits(N, D) -> list[str]:
+    """What fitted runs at (N, D) cannot identify, however long the chains: with fewer than
+    ``MIN_DISTINCT_SIZES`` distinct N (or D) the law's term in N (or D) is not pinned apart from E; with
+    every run at about one tokens-per-parameter ratio r = D/N (spanning less than ``ONE_RATIO_SPAN``x),
+    N and D move together, so the law's split between them, and with it N_opt at any budget, is set by
+    the priors (the loss along that ratio is still predicted). Empty where neither holds."""
+    N, D = np.asarray(N, np.float64), np.asarray(D, np.float64)
+    limits = []
+    for name, x in (("model sizes N", N), ("token counts D", D)):
+        k = len(np.unique(x))
+        if k < MIN_DISTINCT_SIZES:
+            limits.append(f"only {k} distinct {name}: the law's term in {name[-1]} (its coefficient and exponent) is not "
+                          f"pinned apart from E by fewer than {MIN_DISTINCT_SIZES}")
+    r = D / N
+    if len(r) > 1 and r.max() / r.min() < ONE_RATIO_SPAN:
+        limits.append(f"every run has about the same tokens per parameter (D/N {r.min():.3g}-{r.max():.3g}): N and D "
+                      "grew together, so the law's split between them, and with it N_opt and D_opt at any budget, rests "
+                      "on the priors (the loss along that ratio is still predicted)")
+    return limits
+
+
+DESIGN_ADVICE = ("more warm-up or draws will not fix this: add runs that vary N and D apart (an IsoFLOP slice, or "
+                 "shorter and longer runs at a few sizes)")
+
+
+def warn_design_limits(N, D) -> list[str]:
+    """``design_limits``, each also warned (``DesignWarning``) with what would fix it."""
+    limits = design_limits(N, D)
+    if limits:
+        import warnings
+
+        warnings.warn("these runs cannot identify the law: " + "; ".join(limits) + "; " + DESIGN_ADVICE,
+                      DesignWarning, stacklevel=3)
+    return limits
+
+
 def warn_if_untrustworthy(verdict_ok: bool, verdict: str) -> None:
     """Warn (``SamplerWarning``) where a fit's validity checks failed, instead of returning silently."""
     if not verdict_ok:

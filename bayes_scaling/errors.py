@@ -5,6 +5,10 @@ class InputError(ValueError):
     """Bad user input. The message names the row/field (or option) and what was expected."""
 
 
+class InputWarning(UserWarning):
+    """Something about the user's input worth knowing (the work goes on); the CLI prints it on one line."""
+
+
 def one_line(text: str, limit: int = 600) -> str:
     """``text`` on one line (newlines folded into '; '), cut at ``limit`` characters."""
     parts = [p.strip() for p in str(text).replace("\r", "\n").split("\n") if p.strip()]

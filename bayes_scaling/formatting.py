@@ -22,6 +22,14 @@ def format_si(x: float) -> str:
     return f"{x:.3g}"
 
 
+def format_ratio(x: float) -> str:
+    """Tokens per parameter: one decimal from 0.1 to 10,000 (20.0, 349.4), else three significant
+    figures (0.0039, 8.55e+13), so that neither a tiny nor a huge ratio reads as 0.0 or as 14 digits."""
+    if math.isfinite(x) and (x == 0 or 0.1 <= abs(x) < 1e4):
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
 def beyond_mark(C: float, fitted: float | None, observed: float | None = None) -> str:
     """"*" for a compute C beyond the largest fitted run's (``fitted``), "**" beyond also the farthest
     extrapolation the calibration's folds observed (``observed``, ``observed_compute``), else " "."""
@@ -45,7 +53,7 @@ def frontier_text(table: pd.DataFrame, fitted_compute: float | None = None,
         mark = beyond_mark(row["budget"], fitted_compute, observed_compute)
         lines.append(
             f"{row['budget']:>10.3g}{mark:<2} {cell('N_opt', format_si):>24}  {cell('D_opt', format_si):>24}  "
-            f"{cell('L_opt', lambda v: f'{v:.4f}'):>22}  {cell('tokens_per_param', lambda v: f'{v:.1f}'):>20}"
+            f"{cell('L_opt', lambda v: f'{v:.4f}'):>22}  {cell('tokens_per_param', format_ratio):>20}"
         )
     return "\n".join(lines)
 

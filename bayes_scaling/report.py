@@ -149,7 +149,7 @@ def parameter_table(posterior, diagnosis) -> pd.DataFrame:
 
 def frontier_table(posterior) -> pd.DataFrame:
     """The frontier at the standard budgets as text cells: median [lo, hi]."""
-    from bayes_scaling.formatting import beyond_mark, fitted_compute, format_si, observed_compute
+    from bayes_scaling.formatting import beyond_mark, fitted_compute, format_ratio, format_si, observed_compute
     from bayes_scaling.frontier import STANDARD_BUDGETS
 
     f = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL)
@@ -163,7 +163,7 @@ def frontier_table(posterior) -> pd.DataFrame:
          "N_opt": cell(row, "N_opt", format_si),
          "D_opt": cell(row, "D_opt", format_si),
          "L_opt": cell(row, "L_opt", lambda v: f"{v:.4f}"),
-         "tokens / parameter": cell(row, "tokens_per_param", lambda v: f"{v:.1f}")}
+         "tokens / parameter": cell(row, "tokens_per_param", format_ratio)}
         for _, row in f.iterrows()
     ])
 

@@ -48,6 +48,24 @@ def budget_column_of(runs: Runs, budget_column: str | None = "auto") -> str | No
     return budget_column
 
 
+MIN_RUNS_PER_BUDGET = 2.0  # an IsoFLOP budget holds a slice of runs; fewer per budget (median): not IsoFLOP budgets
+
+
+def budget_column_note(runs: Runs, column: str | None) -> str | None:
+    """Where ``column`` holds about one run per budget (median runs per budget value within a group below
+    ``MIN_RUNS_PER_BUDGET``), a note that it does not look like IsoFLOP budgets (each run's own compute,
+    say): holding out its top budgets then holds out a few single runs, and no slice yields an N_opt."""
+    if column is None:
+        return None
+    per_budget = runs.frame.groupby(["group", column]).size()
+    if np.median(per_budget) >= MIN_RUNS_PER_BUDGET:
+        return None
+    return (f"budget column {column!r} holds {per_budget.size} budgets for {len(runs)} runs (median "
+            f"{np.median(per_budget):g} run per budget): it does not look like IsoFLOP budgets (a slice of runs "
+            "at one compute each); if it is each run's own compute, pass --budget-column none (budget_column=None) "
+            "to split on compute, or round the budgets to the sweep's")
+
+
 def split_by_compute(
     runs: Runs,
     *,

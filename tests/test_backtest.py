@@ -101,6 +101,8 @@ def test_backtest_never_fits_a_held_out_run_and_scores_every_one():
     first = payload["runs"][0]
     assert {"N", "D", "loss", "median", "intervals"} <= set(first) and set(first["intervals"]) == {"50", "80", "90"}
     assert "Backtest" in result.text() and "dclm" in result.text()
+    assert set(payload["diagnostics"]) == {"comma", "dclm"}  # each group's fit: its verdict and design limits
+    assert all({"ok", "verdict", "design_limits"} <= set(v) for v in payload["diagnostics"].values())
 
 
 def test_backtest_compute_quantile_split_and_figure(tmp_path):
@@ -153,3 +155,23 @@ def test_interval_bounds_stay_defined_where_draws_are_infinite():
     assert scoring.interval_score(np.zeros(3), lo, hi, 0.9)[1] == np.inf
     draws[0, 2] = np.nan
     assert np.isnan(scoring.central_interval(draws, 0.9)[1][2])  # a NaN draw still says something is wrong
+
+
+def test_a_budget_column_of_one_run_per_budget_is_called_out():
+    """A budget column that is each run's own compute (no IsoFLOP slices) is accepted but named: holding out
+    its top budgets holds out single runs. Marin's real budgets are not."""
+    import warnings
+
+    from bayes_scaling.errors import InputWarning
+    from bayes_scaling.splits import budget_column_note
+
+    marin = load_marin().for_fit()
+    assert budget_column_note(marin, "budget") is None
+    per_run = type(marin)(marin.frame.assign(budget=marin.C))
+    note = budget_column_note(per_run, "budget")
+    assert note and "does not look like IsoFLOP budgets" in note and "--budget-column none" in note
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backtest(type(marin)(per_run.frame[per_run.frame["group"] == "dclm"].reset_index(drop=True)),
+                 fit=short_fit(), top_budgets=3)
+    assert any(issubclass(w.category, InputWarning) and "IsoFLOP" in str(w.message) for w in caught)

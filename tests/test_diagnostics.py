@@ -311,12 +311,40 @@ def test_longer_chains_that_diverge_are_retried_at_smaller_steps(monkeypatch, re
     monkeypatch.setattr(nuts, "diagnose", fake_diagnose)
     monkeypatch.setattr(nuts, "MORE_DRAWS_DOUBLINGS", 2)
     monkeypatch.setattr(nuts, "RETRY_AFTER_MORE_DRAWS", retry_after)
+    from types import SimpleNamespace
+
+    runs = SimpleNamespace(N=np.geomspace(1e7, 1e9, 6), D=np.geomspace(1e11, 1e9, 6))  # read only by the design check
     if retry_after:
-        post = nuts.fit_nuts(None, model="plain", num_chains=2, num_warmup=10, num_draws=50)
+        post = nuts.fit_nuts(runs, model="plain", num_chains=2, num_warmup=10, num_draws=50)
         assert calls == [(50, 0.8), (100, 0.8), (100, nuts.RETRY_TARGET_ACCEPT)]
         assert post.meta["num_draws"] == 100 and post.meta["target_accept"] == nuts.RETRY_TARGET_ACCEPT
         assert "redone with 100" in post.meta["more_draws"] and "refitted at 0.99" in post.meta["retried"]
     else:
         with pytest.warns(SamplerWarning):
-            post = nuts.fit_nuts(None, model="plain", num_chains=2, num_warmup=10, num_draws=50)
+            post = nuts.fit_nuts(runs, model="plain", num_chains=2, num_warmup=10, num_draws=50)
         assert calls == [(50, 0.8), (100, 0.8)] and "retried" not in post.meta and post.meta["target_accept"] == 0.8
+
+
+def test_runs_that_cannot_identify_the_law_are_named():
+    """One tokens-per-parameter ratio (N and D grew together) or fewer than three distinct N or D: the
+    design, not the sampler, limits what can be learned, and ``fit_nuts`` says so (``DesignWarning``)."""
+    import warnings
+
+    from bayes_scaling.diagnostics import DesignWarning, design_limits
+
+    N = np.geomspace(1e7, 1e9, 8)
+    (limit,) = design_limits(N, 20 * N)
+    assert "same tokens per parameter (D/N 20-20)" in limit and "N_opt" in limit
+    assert design_limits(N, np.geomspace(1e9, 1e11, 8)[::-1]) == []  # D/N from 1 to 10,000
+    two = design_limits(np.repeat([1e8, 1e9], 4), np.tile(np.geomspace(1e9, 1e11, 4), 2))
+    assert len(two) == 1 and two[0].startswith("only 2 distinct model sizes N")
+    from bayes_scaling.runs import validate_runs
+    import pandas as pd
+
+    runs = validate_runs(pd.DataFrame({"N": N, "D": 20 * N, "loss": 1.7 + 400 * N ** -0.34 + 410 * (20 * N) ** -0.28}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = fit_nuts(runs, model="plain", num_chains=2, num_warmup=100, num_draws=100)
+    assert any(issubclass(w.category, DesignWarning) and "more warm-up or draws will not fix this" in str(w.message)
+               for w in caught)
+    assert post.meta["design_limits"] == [limit]

@@ -56,18 +56,18 @@ def _accept_negative_numbers(parser: argparse.ArgumentParser) -> None:
 
 
 def _sampler_warnings_on_one_line(command: str) -> None:
-    """A fit whose diagnostics fail warns (``SamplerWarning``); on the command line that is one
-    line on stderr, and ``fit``, which prints the verdict itself, says it once."""
+    """A fit whose diagnostics fail warns (``SamplerWarning``), a doubtful input too (``InputWarning``);
+    on the command line each is one line on stderr, and ``fit``, which prints the verdict itself, says
+    it once."""
     from bayes_scaling.diagnostics import SamplerWarning
-    from bayes_scaling.errors import one_line
+    from bayes_scaling.errors import InputWarning, one_line
 
     if command == "fit":
         warnings.simplefilter("ignore", SamplerWarning)
-        return
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, SamplerWarning):
-            print(f"bayes-scaling {command}: warning: {one_line(str(message))}", file=sys.stderr)
+        if issubclass(category, (SamplerWarning, InputWarning)):  # our own text, whole: its advice comes last
+            print(f"bayes-scaling {command}: warning: {one_line(str(message), limit=4000)}", file=sys.stderr)
         else:
             original(message, category, filename, lineno, file, line)
 

@@ -63,16 +63,30 @@ _status_line = {"shown": False}  # a ticker's line is on the terminal now
 def warn_untrusted(fits) -> None:
     """A saved fit whose sampler checks failed still answers, but says so on stderr first: a table
     read days after the fit must not lose its verdict. ``fits``: ``grouped.load_fits``'s pairs."""
-    from bayes_scaling.diagnostics import CHECK_NAMES, diagnose
+    from bayes_scaling.diagnostics import CHECK_NAMES, design_limits, diagnose
 
     for group, post in fits:
         diagnosis = diagnose(post)
+        prefix = "" if group is None else f"[{group}] "
         if diagnosis.applicable and not diagnosis.ok:
             failed = ", ".join(dict.fromkeys(CHECK_NAMES.get(p.check, p.check) for p in diagnosis.problems
                                              if not p.efficiency))
-            info(("" if group is None else f"[{group}] ") + f"warning: this fit failed its sampler checks ({failed}): "
-                 "do not trust its intervals yet ('bayes-scaling report' shows the checks; refit with more warm-up "
-                 "and draws, e.g. --warmup 1000 --draws 2000)")
+            advice = ("the runs' design is the likely cause, below" if design_limits(post.runs.N, post.runs.D) else
+                      "refit with more warm-up and draws, e.g. --warmup 1000 --draws 2000")
+            info(prefix + f"warning: this fit failed its sampler checks ({failed}): do not trust its intervals yet "
+                 f"('bayes-scaling report' shows the checks; {advice})")
+        print_design_limits(post, prefix)
+
+
+def print_design_limits(post, prefix: str = "") -> None:
+    """One line on stderr per thing the fit's runs cannot identify (``diagnostics.design_limits``)."""
+    from bayes_scaling.diagnostics import DESIGN_ADVICE, design_limits
+
+    limits = design_limits(post.runs.N, post.runs.D)
+    for limit in limits:
+        info(prefix + f"warning: these runs cannot identify the law: {limit}")
+    if limits:
+        info(prefix + f"  {DESIGN_ADVICE}")
 
 
 def show_progress(args=None) -> bool:

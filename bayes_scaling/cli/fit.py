@@ -139,9 +139,11 @@ def check_enough_runs(runs, law_name: str) -> None:
 
 
 def print_verdict(post, prefix: str = "") -> None:
+    """The sampler's verdict, then what the runs' design cannot identify (``diagnostics.design_limits``)."""
     from bayes_scaling.diagnostics import diagnose
 
     _common.info(prefix + diagnose(post).verdict())
+    _common.print_design_limits(post, prefix)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ import numpyro.distributions as dist
 
 from bayes_scaling import extrapolation
 from bayes_scaling._jax_setup import configure
-from bayes_scaling.diagnostics import diagnose, warn_if_untrustworthy
+from bayes_scaling.diagnostics import diagnose, warn_design_limits, warn_if_untrustworthy
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting import redo, sampler, sampler_cache
 from bayes_scaling.fitting.init import initial_theta
@@ -149,11 +149,14 @@ def fit_nuts(
                                 seed=seed, progress=progress, init_theta=init_theta, target_accept=target_accept,
                                 retry_divergent=retry_divergent, more_draws=more_draws)
     mode = misfit_mode(misfit_noise)
+    limits = warn_design_limits(runs.N, runs.D)
     fit = partial(_fit, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, misfit_noise=mode != "off")
     attempt = redo.redone(fit, _check, s, doublings=MORE_DRAWS_DOUBLINGS, retry_after=RETRY_AFTER_MORE_DRAWS,
                           retry_target=RETRY_TARGET_ACCEPT)
     posterior, diagnosis = attempt.result, attempt.check.detail
     posterior.meta.update(attempt.notes)
+    if limits:
+        posterior.meta["design_limits"] = limits
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     if model == "plain" or hasattr(posterior.law, "for_runs"):
         return posterior  # no refits: "final" is "everywhere"
