@@ -56,7 +56,8 @@ ONE_RATIO_SPAN = 2.0  # tokens per parameter spanning less than this factor: one
 def design_limits(N, D) -> list[str]:
     """What fitted runs at (N, D) cannot identify, however long the chains: with fewer than
     ``MIN_DISTINCT_SIZES`` distinct N (or D) the law's term in N (or D) is not pinned apart from E; with
-    every run at about one tokens-per-parameter ratio r = D/N (spanning less than ``ONE_RATIO_SPAN``x),
+    every run at about one compute 6ND (one IsoFLOP slice), the terms in N and D move against each other
+    and are not told apart; with every run at about one tokens-per-parameter ratio r = D/N (spanning less than ``ONE_RATIO_SPAN``x),
     N and D move together, so the law's split between them, and with it N_opt at any budget, is set by
     the priors (the loss along that ratio is still predicted). Empty where neither holds."""
     N, D = np.asarray(N, np.float64), np.asarray(D, np.float64)
@@ -66,6 +67,11 @@ def design_limits(N, D) -> list[str]:
         if k < MIN_DISTINCT_SIZES:
             limits.append(f"only {k} distinct {name}: the law's term in {name[-1]} (its coefficient and exponent) is not "
                           f"pinned apart from E by fewer than {MIN_DISTINCT_SIZES}")
+    C = 6.0 * N * D
+    if len(C) > 1 and C.max() / C.min() < ONE_RATIO_SPAN:
+        limits.append(f"every run has about the same compute (6ND {C.min():.3g}-{C.max():.3g} FLOPs, one IsoFLOP "
+                      "slice): D falls as N grows, so the law's terms in N and D are not told apart, and how the loss "
+                      "and N_opt move with compute rests on the priors")
     r = D / N
     if len(r) > 1 and r.max() / r.min() < ONE_RATIO_SPAN:
         limits.append(f"every run has about the same tokens per parameter (D/N {r.min():.3g}-{r.max():.3g}): N and D "

@@ -313,7 +313,7 @@ def test_longer_chains_that_diverge_are_retried_at_smaller_steps(monkeypatch, re
     monkeypatch.setattr(nuts, "RETRY_AFTER_MORE_DRAWS", retry_after)
     from types import SimpleNamespace
 
-    runs = SimpleNamespace(N=np.geomspace(1e7, 1e9, 6), D=np.geomspace(1e11, 1e9, 6))  # read only by the design check
+    runs = SimpleNamespace(N=np.geomspace(1e7, 1e9, 6), D=np.geomspace(1e9, 1e11, 6)[[2, 0, 4, 1, 5, 3]])  # for the design check
     if retry_after:
         post = nuts.fit_nuts(runs, model="plain", num_chains=2, num_warmup=10, num_draws=50)
         assert calls == [(50, 0.8), (100, 0.8), (100, nuts.RETRY_TARGET_ACCEPT)]
@@ -335,7 +335,9 @@ def test_runs_that_cannot_identify_the_law_are_named():
     N = np.geomspace(1e7, 1e9, 8)
     (limit,) = design_limits(N, 20 * N)
     assert "same tokens per parameter (D/N 20-20)" in limit and "N_opt" in limit
-    assert design_limits(N, np.geomspace(1e9, 1e11, 8)[::-1]) == []  # D/N from 1 to 10,000
+    assert design_limits(N, np.geomspace(1e9, 1e11, 8)[[3, 0, 6, 1, 7, 2, 5, 4]]) == []  # D/N and 6ND both vary
+    (slice_,) = design_limits(N, 1e19 / (6 * N))  # one IsoFLOP slice at 1e19 FLOPs
+    assert "same compute (6ND 1e+19-1e+19 FLOPs, one IsoFLOP slice)" in slice_
     two = design_limits(np.repeat([1e8, 1e9], 4), np.tile(np.geomspace(1e9, 1e11, 4), 2))
     assert len(two) == 1 and two[0].startswith("only 2 distinct model sizes N")
     from bayes_scaling.runs import validate_runs
