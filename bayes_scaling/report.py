@@ -321,20 +321,23 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
                    budgets=DECISION_BUDGETS) -> dict:
     """Every section's content for one fit (``write_report``'s arguments)."""
     from bayes_scaling import checking, plots
-    from bayes_scaling.diagnostics import diagnose
+    from bayes_scaling.diagnostics import DESIGN_ADVICE, design_limits, diagnose
 
     if "posterior_predictive" not in posterior.idata.children:
         checking.add_posterior_predictive(posterior)
 
     diagnosis = diagnose(posterior)
+    limits = design_limits(posterior.runs.N, posterior.runs.D)
     ranges, data_line, excluded = data_summary(posterior, all_runs)
     check_lines, high_k = model_checks(posterior)
     content = {
         "subtitle": _subtitle(posterior),
         "verdict": diagnosis.verdict() + "".join(f" {label}: {posterior.meta[key]}." for key, label in
                                                  (("retried", "Refitted"), ("more_draws", "Longer chains"))
-                                                 if key in posterior.meta),
-        "trusted": diagnosis.ok,
+                                                 if key in posterior.meta)
+                   + "".join(f" These runs cannot identify the law: {limit}." for limit in limits)
+                   + (f" {DESIGN_ADVICE[0].upper()}{DESIGN_ADVICE[1:]}." if limits else ""),
+        "trusted": diagnosis.ok and not limits,
         "data_line": data_line,
         "ranges": ranges,
         "excluded": excluded,

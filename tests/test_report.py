@@ -211,3 +211,22 @@ def test_report_verdict_says_how_the_fit_was_redone(post, monkeypatch):
     verdict = report_content(post)["verdict"]
     assert verdict.endswith("Longer chains: tail ESS short at 1000 draws per chain; redone with 2000.")
     assert "Refitted" not in verdict
+
+
+def test_the_verdict_names_what_the_runs_cannot_identify():
+    """A ladder of runs all at 20 tokens per parameter: the report's verdict says the design cannot pin the
+    law's split between N and D (not only that the sampler failed), and the fit is not called trusted."""
+    import pandas as pd
+
+    from bayes_scaling.fitting.nuts import fit_nuts
+    from bayes_scaling.report import report_content
+    from bayes_scaling.runs import validate_runs
+
+    N = np.geomspace(1e7, 1e9, 10)
+    loss = 1.7 + 400 * N ** -0.34 + 410 * (20 * N) ** -0.28
+    with pytest.warns(UserWarning):
+        ladder = fit_nuts(validate_runs(pd.DataFrame({"N": N, "D": 20 * N, "loss": loss})), model="plain",
+                          num_chains=2, num_warmup=100, num_draws=100)
+    content = report_content(ladder, budgets=())
+    assert "These runs cannot identify the law: every run has about the same tokens per parameter" in content["verdict"]
+    assert "More warm-up or draws will not fix this" in content["verdict"] and content["trusted"] is False
