@@ -38,7 +38,7 @@ Chinchilla runs (median of repeats, warm), a default backtest of Chinchilla agai
 fit, Chinchilla's frontier N_opt by model (``chinchilla_frontier``), and the sampler diagnostics
 of a default fit of every group's full data.
 
-Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre | --judge | --misfit-geometry | --misfit-chinchilla | --misfit-final-diagnosis | --chinchilla-far-optima | --far-simulation | --fold-refits | --seed-stability] [--split far] [--seed S]
+Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre | --judge | --misfit-geometry | --misfit-chinchilla | --misfit-final-diagnosis | --chinchilla-far-optima | --far-simulation | --exact-simulation | --fold-refits | --seed-stability] [--split far] [--seed S]
 Judging: --judge [--fidelity-reference FILE] (runs up to the twentieth), --judge-priors (twenty-first and
 twenty-second), --judge-seeds [--seeds-stem STEM] (nineteenth, twenty-third).
 Writes experiments/results/bench_extrapolation.json.
@@ -119,6 +119,9 @@ CANDIDATES = {
     "extrapolating, PSIS refits, drift priors x1.5": ({}, "laplace-psis-priors-1.5"),  # 21st
     "extrapolating, PSIS refits, drift priors x2": ({}, "laplace-psis-priors-2"),
     "extrapolating, PSIS refits, drift priors x3": ({}, "laplace-psis-priors-3"),
+    # fifteenth session: the misfit term with faithful refits (a diagnosis first: --exact-simulation)
+    "extrapolating, PSIS refits, misfit noise along D/N": ({}, "laplace-psis+misfit-noise"),
+    "extrapolating, PSIS refits, drift priors x2, misfit noise along D/N": ({}, "laplace-psis-priors-2+misfit-noise"),
 }
 # Fourth run (same session, written before its results; --candidates, --out
 # results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
@@ -508,6 +511,8 @@ DIAGNOSIS_HELP = {  # the diagnosis flags (each writes its own results file; ``m
                               "results/bench_extrapolation_misfit_final_diagnosis.json",
     "chinchilla_far_optima": "Chinchilla's far split: each model's N_opt interval at the held-out inferred IsoFLOP slices",
     "far_simulation": "drifting-law sweeps, fitted on 4 of 9 budgets: each MEAN_BEYOND when the drift goes on or stops",
+    "exact_simulation": "the default against the plain law where the law is exact: IsoFLOP sweeps, over-training grids at "
+                        "Gadre's design, with and without a misfit of the runs at D/N <= 5",
     "fold_refits": "the calibration folds' predictions by NUTS and by Laplace refits from jittered starts and at the mode",
     "seed_stability": "a default fit of all Chinchilla runs at seeds 0-5 under each Laplace start and the PSIS refits: drift and N_opt",
 }
@@ -525,7 +530,7 @@ def variant(name: str | None):
     seventeenth run), "level-unbounded" None; "laplace-psis" sets ``sampler.LAPLACE_CORRECTION`` "psis" (the
     refits importance-sampled; "laplace-psis-priors-F" also ``extrapolation.PRIOR_SCALES`` times F); "laplace-mode" and "laplace-jittered" set ``sampler.LAPLACE_START``
     (the calibration's Laplace refits: every chain's Newton steps from one point, to the mode, or from jittered starts);
-    "overlap-once" sets
+    a name ending "+misfit-noise" also sets ``nuts.MISFIT_NOISE`` (the misfit term everywhere); "overlap-once" sets
     ``extrapolation.FOLD_OVERLAP`` "once" ("full-covariance+overlap-once" also FOLD_COVARIANCE "full"); a name in
     ``extrapolation.LOSS_ONLY_MEANS`` sets ``extrapolation.LOSS_ONLY_MEAN``; "nuts-small-folds" refits folds of fewer than ``NUTS_FOLD_RUNS``
     runs by NUTS (plain law, default priors) instead of the fit's Laplace refit ("nuts-folds": every fold)."""
@@ -536,6 +541,10 @@ def variant(name: str | None):
     bound_shape, bound_mode = extrapolation.ALLOCATION_BOUND_SHAPE, extrapolation.ALLOCATION_BOUND_MODE
     level_bound, laplace_start = extrapolation.LEVEL_BOUND, sampler_module.LAPLACE_START
     correction, prior_scales = sampler_module.LAPLACE_CORRECTION, extrapolation.PRIOR_SCALES
+    misfit_too = name is not None and name.endswith("+misfit-noise")  # "X+misfit-noise": X and the misfit term
+    name = name.removesuffix("+misfit-noise") if misfit_too else name
+    if misfit_too:
+        nuts_module.MISFIT_NOISE, likelihood_module.MISFIT_CAP = True, "none"
     if name is not None and name.startswith("laplace-psis"):
         sampler_module.LAPLACE_CORRECTION = "psis"
         if name.startswith("laplace-psis-priors-"):
@@ -716,6 +725,63 @@ def drifting_simulation(candidates: dict | None = None) -> dict:
             t = backtest(runs, fit=fit, levels=(LEVEL,), seed=FIT_SEED).runs  # fit None: the library default
         out[name] = {"n": len(t), "coverage": float(t["covered_90"].mean()),
                      "interval_score": float(t["interval_score_90"].mean())}
+    return out
+
+
+EXACT_GRID_NOISE = 0.01  # log-loss sd of the simulated over-training grids (Gadre's robust residual spread: 0.007-0.013)
+EXACT_GRID_MISFIT = 0.06  # log-loss added to runs at D/N <= 5 in the "misfit" grids (Gadre's: +0.036 to +0.147)
+
+
+def exact_simulation(candidates: dict | None = None) -> dict:
+    """The cost of the default's width where the law is exact (a diagnosis, no rule; fifteenth session):
+    default against plain law at 90% on (a) the slow test's IsoFLOP sweeps without drift (``simulate_sweeps``
+    with drift 0; three seeds, top 3 of 9 budgets held out), (b) over-training grids at Gadre's own (N, D) design
+    (the bundled c4_original group's 34 runs; losses from the sweeps' exact law with log-normal noise
+    ``EXACT_GRID_NOISE``; three seeds; top 30% of compute held out, as Gadre's backtest) and (c) the same grids
+    with the runs at D/N <= 5 raised by ``EXACT_GRID_MISFIT`` in log-loss, the law's misfit of under-trained
+    runs that the Gadre diagnosis found. Where the law is exact, the ideal extrapolation model adds nothing.
+    ``candidates`` (name -> (priors, setting)) beside the default."""
+    import sys
+
+    import pandas as pd
+
+    from bayes_scaling.runs.validate import validate_runs
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_extrapolation import simulate_sweeps
+
+    design = load_gadre().frame
+    design = design[design["group"] == "c4_original"][["N", "D"]].to_numpy(np.float64)
+    E, A, B, alpha, beta = 1.8, 400.0, 1500.0, 0.34, 0.33  # simulate_sweeps' law
+
+    def grid(seed: int, misfit: float) -> pd.DataFrame:
+        rng = np.random.default_rng([seed, 21])
+        N, D = design[:, 0], design[:, 1]
+        log_loss = np.log(E + A / N**alpha + B / D**beta) + EXACT_GRID_NOISE * rng.standard_normal(len(N))
+        log_loss = log_loss + misfit * (D / N <= 5.0)
+        return pd.DataFrame({"N": N, "D": D, "loss": np.exp(log_loss), "group": f"s{seed}"})
+
+    sets = {
+        "isoflop sweeps": Runs(pd.concat([simulate_sweeps(s, 0.0).frame.assign(group=f"s{s}") for s in range(3)],
+                                         ignore_index=True)),
+        "over-training grid": validate_runs(pd.concat([grid(s, 0.0) for s in range(3)], ignore_index=True),
+                                            source_name="grid"),
+        "over-training grid, D/N <= 5 misfit": validate_runs(
+            pd.concat([grid(s, EXACT_GRID_MISFIT) for s in range(3)], ignore_index=True), source_name="grid-misfit"),
+    }
+    out = {}
+    for label, runs in sets.items():
+        out[label] = {}
+        models = [("plain", None, lambda r: fit_nuts(r, model="plain", seed=FIT_SEED)), ("extrapolating", None, None)]
+        models += [(name, setting, None) for name, (_, setting) in (candidates or {}).items() if name != "extrapolating"]
+        for name, setting, fit in models:
+            with variant(setting):
+                t = backtest(runs, fit=fit, levels=(LEVEL,), seed=FIT_SEED).runs
+            out[label][name] = {"n": len(t), "coverage": float(t["covered_90"].mean()),
+                                "interval_score": float(t["interval_score_90"].mean()), "crps": float(t["crps"].mean()),
+                                "mean_rel_width": float(t["rel_width_90"].mean()),
+                                "mean_log_error": float(np.mean(np.log(t["median"] / t["loss"])))}
+            print(label, name, {k: round(v, 4) for k, v in out[label][name].items()}, flush=True)
     return out
 
 
@@ -1485,6 +1551,8 @@ def main() -> None:
         "far_simulation": (lambda: far_simulation(candidates if args.candidates else None),
                            "bench_extrapolation_far_simulation.json", False),
         "fold_refits": (fold_refits, "bench_extrapolation_fold_refits.json", False),
+        "exact_simulation": (lambda: exact_simulation(candidates if args.candidates else None),
+                             "bench_extrapolation_exact_simulation.json", False),
         "seed_stability": (seed_stability, "bench_extrapolation_seed_stability.json", False),
     }
     for flag, (diagnose, name, show) in diagnoses.items():
