@@ -38,7 +38,7 @@ Chinchilla runs (median of repeats, warm), a default backtest of Chinchilla agai
 fit, Chinchilla's frontier N_opt by model (``chinchilla_frontier``), and the sampler diagnostics
 of a default fit of every group's full data.
 
-Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre | --judge | --misfit-geometry | --misfit-chinchilla | --misfit-final-diagnosis | --chinchilla-far-optima | --far-simulation | --exact-simulation | --fold-refits | --seed-stability] [--split far] [--seed S]
+Run: .venv/bin/python experiments/bench_extrapolation.py [--quick | --cost-only | --frontier-only | --profile | --simulation | --diagnose-gadre | --judge | --misfit-geometry | --misfit-chinchilla | --misfit-final-diagnosis | --chinchilla-far-optima | --far-simulation | --exact-simulation | --misfit-allocation | --fold-refits | --seed-stability] [--split far] [--seed S]
 Judging: --judge [--fidelity-reference FILE] (runs up to the twentieth), --judge-priors (twenty-first and
 twenty-second), --judge-seeds [--seeds-stem STEM] (nineteenth, twenty-third).
 Writes experiments/results/bench_extrapolation.json.
@@ -513,6 +513,7 @@ DIAGNOSIS_HELP = {  # the diagnosis flags (each writes its own results file; ``m
     "far_simulation": "drifting-law sweeps, fitted on 4 of 9 budgets: each MEAN_BEYOND when the drift goes on or stops",
     "exact_simulation": "the default against the plain law where the law is exact: IsoFLOP sweeps, over-training grids at "
                         "Gadre's design, with and without a misfit of the runs at D/N <= 5",
+    "misfit_allocation": "the learned allocation drift on two Porian sweeps under PSIS refits with and without the misfit term",
     "fold_refits": "the calibration folds' predictions by NUTS and by Laplace refits from jittered starts and at the mode",
     "seed_stability": "a default fit of all Chinchilla runs at seeds 0-5 under each Laplace start and the PSIS refits: drift and N_opt",
 }
@@ -782,6 +783,34 @@ def exact_simulation(candidates: dict | None = None) -> dict:
                                 "mean_rel_width": float(t["rel_width_90"].mean()),
                                 "mean_log_error": float(np.mean(np.log(t["median"] / t["loss"])))}
             print(label, name, {k: round(v, 4) for k, v in out[label][name].items()}, flush=True)
+    return out
+
+
+MISFIT_ALLOCATION_SWEEPS = ("owt2-base-short-kaplan-standard-val", "rw-base-short-kaplan-standard-val")
+
+
+def misfit_allocation() -> dict:
+    """Why PSIS refits with the misfit term narrow N_opt on Porian's short-schedule sweeps (a diagnosis, no
+    rule; fifteenth session): on each sweep of ``MISFIT_ALLOCATION_SWEEPS`` (the standard split's training
+    runs, seed ``FIT_SEED``), a fit by the default, by PSIS refits and by PSIS refits with the misfit term: the
+    learned allocation scale (tau_alloc 5/50/95%), the mean drift, the core sigma and N_opt at 16x the fitted
+    compute (median and 90% interval)."""
+    runs = load_porian().for_fit()
+    out = {}
+    for group in MISFIT_ALLOCATION_SWEEPS:
+        train = split_by_compute(Runs(runs.frame[runs.frame["group"] == group].reset_index(drop=True))).train
+        out[group] = {}
+        for name, setting in (("default", None), ("PSIS refits", "laplace-psis"),
+                              ("PSIS refits + misfit noise", "laplace-psis+misfit-noise")):
+            with variant(setting):
+                post = fit_nuts(train, seed=FIT_SEED)
+            extra = post.meta["extrapolation"]
+            row = post.frontier([16.0 * float(np.max(train.C))], level=LEVEL).iloc[0]
+            out[group][name] = {"tau_alloc_5_50_95": extra["tau_alloc 5/50/95%"],
+                                "mean_drift_dN_dD_gC_da": extra["mean drift (d_N, d_D, g_C, d_a)"],
+                                "sigma_median": float(np.median(post.draws("sigma"))),
+                                "n_opt_16x": [float(row["N_opt_median"]), float(row["N_opt_lo"]), float(row["N_opt_hi"])]}
+            print(group, name, json.dumps(out[group][name]), flush=True)
     return out
 
 
@@ -1553,6 +1582,7 @@ def main() -> None:
         "fold_refits": (fold_refits, "bench_extrapolation_fold_refits.json", False),
         "exact_simulation": (lambda: exact_simulation(candidates if args.candidates else None),
                              "bench_extrapolation_exact_simulation.json", False),
+        "misfit_allocation": (misfit_allocation, "bench_extrapolation_misfit_allocation.json", False),
         "seed_stability": (seed_stability, "bench_extrapolation_seed_stability.json", False),
     }
     for flag, (diagnose, name, show) in diagnoses.items():

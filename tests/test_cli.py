@@ -209,3 +209,21 @@ def test_a_reader_that_stops_early_is_not_an_internal_error(tmp_path, monkeypatc
     assert main(["runs", "list", "--store", str(store)]) == 141
     assert "internal error" not in capsys.readouterr().err
     sink.close()
+
+
+def test_a_saved_fit_whose_runs_cannot_identify_the_law_says_so_before_answering(tmp_path, capsys):
+    """A ladder of runs all at 20 tokens per parameter: ``fit`` and then ``frontier`` on the saved fit name the
+    design limit and that more draws will not fix it, instead of advising more warm-up."""
+    import numpy as np
+
+    N = np.geomspace(1e7, 1e9, 10)
+    csv = tmp_path / "ladder.csv"
+    pd.DataFrame({"N": N, "D": 20 * N, "loss": 1.7 + 400 * N ** -0.34 + 410 * (20 * N) ** -0.28}).to_csv(csv, index=False)
+    out = tmp_path / "fit"
+    assert main(["fit", str(csv), "--out", str(out), "--model", "plain", "--chains", "2", "--draws", "100",
+                 "--warmup", "100"]) == 0
+    assert "these runs cannot identify the law: every run has about the same tokens per parameter" in capsys.readouterr().err
+    assert main(["frontier", str(out), "--budget", "1e21"]) == 0
+    err = capsys.readouterr().err
+    assert "cannot identify the law" in err and "more warm-up or draws will not fix this" in err
+    assert "--warmup 1000 --draws 2000" not in err

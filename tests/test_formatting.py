@@ -72,3 +72,10 @@ def test_budgets_beyond_what_the_calibration_observed_are_marked_twice():
     post.meta["extrapolation"]["folds"] = 0  # no fold: the drift keeps its prior, nothing was observed
     assert observed_compute(post) is None and len(beyond_notes(post, [1e22])) == 2  # the few-folds note instead
     assert observed_compute(_posterior("plain law")) is None
+
+
+def test_tokens_per_parameter_never_read_as_zero_or_as_fourteen_digits():
+    from bayes_scaling.formatting import format_ratio
+
+    assert [format_ratio(x) for x in (20.0, 349.44, 0.1, 0.0)] == ["20.0", "349.4", "0.1", "0.0"]
+    assert [format_ratio(x) for x in (0.00393, 85484058712106.8, float("inf"))] == ["0.00393", "8.55e+13", "inf"]

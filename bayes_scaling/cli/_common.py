@@ -68,21 +68,23 @@ def warn_untrusted(fits) -> None:
     for group, post in fits:
         diagnosis = diagnose(post)
         prefix = "" if group is None else f"[{group}] "
+        limits = design_limits(post.runs.N, post.runs.D)
         if diagnosis.applicable and not diagnosis.ok:
             failed = ", ".join(dict.fromkeys(CHECK_NAMES.get(p.check, p.check) for p in diagnosis.problems
                                              if not p.efficiency))
-            advice = ("the runs' design is the likely cause, below" if design_limits(post.runs.N, post.runs.D) else
+            advice = ("the runs' design is the likely cause, below" if limits else
                       "refit with more warm-up and draws, e.g. --warmup 1000 --draws 2000")
             info(prefix + f"warning: this fit failed its sampler checks ({failed}): do not trust its intervals yet "
                  f"('bayes-scaling report' shows the checks; {advice})")
-        print_design_limits(post, prefix)
+        print_design_limits(post, prefix, limits)
 
 
-def print_design_limits(post, prefix: str = "") -> None:
-    """One line on stderr per thing the fit's runs cannot identify (``diagnostics.design_limits``)."""
+def print_design_limits(post, prefix: str = "", limits: list[str] | None = None) -> None:
+    """One line on stderr per thing the fit's runs cannot identify (``diagnostics.design_limits``, unless
+    ``limits`` gives them already)."""
     from bayes_scaling.diagnostics import DESIGN_ADVICE, design_limits
 
-    limits = design_limits(post.runs.N, post.runs.D)
+    limits = design_limits(post.runs.N, post.runs.D) if limits is None else limits
     for limit in limits:
         info(prefix + f"warning: these runs cannot identify the law: {limit}")
     if limits:
