@@ -516,6 +516,15 @@ CANDIDATES = {
 # failed check (6), the far split's interval score 1.045x the default's (Chinchilla's far intervals), is then
 # accepted as the price of an answer that does not depend on the seed; the cost check (f') passed (0.905x). If S1-S3
 # do not all hold: not adopted, and the default's seed dependence is reported per group.
+# Outcome (from an archive of 8f996c6, two processes, 16:17-16:31 UTC; --judge-seed-stability into
+# results/bench_extrapolation_seed_stability_sources.json): NOT ADOPTED. (S1) passes: 11 groups' median N_opt moves
+# > 10% under the default, 9 under PSIS x2; (S3) passes: 14 / 13 groups' bounds move > 25%; (S2) FAILS on four of
+# Porian's sweeps, where PSIS x2 moves more than the default: rw-base-short-kaplan-standard-val s 0.528 (default
+# 0.177), rw-base-long-kaplan-attention-train 0.568 (0.387), rw-tuned-short-const-standard-val 0.235 (0.088),
+# owt2-tuned-short-const-standard-val 0.214 (0.080). Under PSIS x2 the learned mean drift is stable on Chinchilla
+# and Marin (Marin's medians within 0.6%, the default's within 34-77%: s 0.338-0.766, upper bounds 6-13x apart),
+# but on those Porian sweeps it moves with the seed (rw-base-short-kaplan-standard-val: mean d_a 0.675-0.785 per
+# e-fold, which at u_C = ln 100 moves ln N_opt by 0.5).
 NUTS_FOLD_RUNS = 36
 FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
