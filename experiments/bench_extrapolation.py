@@ -516,7 +516,7 @@ CANDIDATES = {
 # failed check (6), the far split's interval score 1.045x the default's (Chinchilla's far intervals), is then
 # accepted as the price of an answer that does not depend on the seed; the cost check (f') passed (0.905x). If S1-S3
 # do not all hold: not adopted, and the default's seed dependence is reported per group.
-# Outcome (from an archive of 8f996c6, two processes, 16:17-16:31 UTC; --judge-seed-stability into
+# Outcome (from an archive of 8f996c6, two processes, 16:17-16:26 UTC; --judge-seed-stability into
 # results/bench_extrapolation_seed_stability_sources.json): NOT ADOPTED. (S1) passes: 11 groups' median N_opt moves
 # > 10% under the default, 9 under PSIS x2; (S3) passes: 14 / 13 groups' bounds move > 25%; (S2) FAILS on four of
 # Porian's sweeps, where PSIS x2 moves more than the default: rw-base-short-kaplan-standard-val s 0.528 (default
