@@ -1,19 +1,23 @@
 """Why the drift's calibration moves with the seed where faithful refits do not steady it (a diagnosis, no rule;
 sixteenth session, after bench_extrapolation.py's twenty-fourth run).
 
-Two measurements, each under PSIS refits with the drift priors x2 (the twenty-fourth run's candidate):
+The measurements, each (but ``misses``) under PSIS refits with the drift priors x2 (the twenty-fourth run's candidate):
 
 * ``folds``: on one sweep, the calibration alone (``extrapolation.calibrate``) at refit seeds 0-5, per seed
   each fold's N_opt rows (residual r, sd, directions U) and the learned mean drift, for refits by PSIS
-  (1,000 proposal draws a round), PSIS with 4,000, NUTS (4 x 1,000 draws), and PSIS with the N_opt rows'
-  directions averaged over 200 of the fold's draws instead of taken at its medians.
+  (1,000 proposal draws a round), PSIS with 4,000, NUTS (4 x 1,000 draws), PSIS with the N_opt rows'
+  directions averaged over 200 of the fold's draws instead of taken at its medians, and PSIS with the drifted
+  optima located on a 10x finer grid of ln N.
 * ``edge``: where that sweep's third fold puts the law's optimum at its lowest held-out slice, D_opt over the
   fold's largest D, per refit seed.
+* ``misses``: under the default (jittered Gaussian refits), per fit seed of Chinchilla and Marin comma, how
+  many nats each calibration refit's chains end short of its best chain, with the learned mean drift.
 * ``tilt``: full default fits at seeds 0-5 of the sweeps where PSIS x2 moved most, with and without the
-  exponents' tilt (d_N - d_D, the drift in ``extrapolation.BASIS`` with the tilt's sd set to 0): the spread
-  over the seeds of ln N_opt at 100x the largest fitted 6ND.
+  exponents' tilt (d_N - d_D, the drift in ``extrapolation.BASIS`` with the tilt's sd set to 0), with the
+  N_opt rows' directions averaged over draws, and with the N_opt rows informing the allocation drift only: the spread over the seeds of ln N_opt at 100x the largest
+  fitted 6ND.
 
-Run: .venv/bin/python experiments/calibration_seeds.py [--part folds|tilt|edge|all]
+Run: .venv/bin/python experiments/calibration_seeds.py [--part folds|tilt|edge|misses|all]
 into results/calibration_seeds.json.
 """
 
@@ -41,7 +45,8 @@ TILT_GROUPS = [("porian", "rw-base-short-kaplan-standard-val"), ("porian", "rw-b
                ("porian", "rw-tuned-short-const-standard-val"), ("porian", "owt2-tuned-short-const-standard-val"),
                ("marin", "comma"), ("chinchilla", "all")]
 LOADERS = {"porian": load_porian, "marin": load_marin, "chinchilla": load_chinchilla}
-REFITS = ("psis", "psis, 4000 draws a round", "nuts", "psis, directions averaged over draws")
+REFITS = ("psis", "psis, 4000 draws a round", "nuts", "psis, directions averaged over draws",
+          "psis, optima on a 10x finer grid")
 
 
 def group_runs(source: str, group: str) -> Runs:
@@ -99,6 +104,11 @@ def calibration_at(runs: Runs, seed: int, refit: str) -> dict:
             return fit_nuts(train, model="plain", seed=seed, progress=False)
         return fit_laplace(train, settings=SamplerSettings(seed=seed, progress=False))
 
+    from bayes_scaling import frontier
+
+    grid = frontier.drifted_optimum.__defaults__
+    if refit.endswith("finer grid"):  # 1,601 points in +-4 e-folds of ln N (spacing 0.005) instead of 161
+        frontier.drifted_optimum.__defaults__ = (grid[0], 1601)
     draws, count = importance.importance_laplace.__defaults__, importance.DRAWS
     if refit.startswith("psis, 4000"):  # the compiled log density's shape reads DRAWS, the sampler its default
         importance.DRAWS, importance.importance_laplace.__defaults__ = 4000, (*draws[:-1], 4000)
@@ -108,6 +118,7 @@ def calibration_at(runs: Runs, seed: int, refit: str) -> dict:
     finally:
         ex.optimum_residuals = original
         importance.DRAWS, importance.importance_laplace.__defaults__ = count, draws
+        frontier.drifted_optimum.__defaults__ = grid
     return {"seed": seed, "optimum_rows": rows, "mean_drift": scales.mean_drift().round(4).tolist(),
             "scales_5_50_95": {k: [round(x, 4) for x in v] for k, v in scales.quantiles([0.05, 0.5, 0.95]).items()}}
 
@@ -142,14 +153,55 @@ def without_tilt():
     return undo
 
 
+def averaged_directions():
+    """Every fold's N_opt rows with directions averaged over 200 of its draws (``mean_directions``) instead
+    of at its medians (returns the undo)."""
+    original = ex.optimum_residuals
+
+    def averaged(posterior, test, column, **kw):
+        fold = original(posterior, test, column, **kw)
+        if len(fold.r):
+            budgets = test.frame[column].to_numpy(np.float64)
+            C = np.array([np.exp(np.mean(np.log(test.C[budgets == b]))) for b in np.unique(budgets[np.isfinite(budgets)])
+                          if np.sum(budgets == b) >= 5])
+            if len(C) == len(fold.r):  # every slice kept: replace the directions
+                fold = ex.FoldResiduals(r=fold.r, v=fold.v, U=mean_directions(posterior, C), optima=fold.optima)
+        return fold
+
+    ex.optimum_residuals = averaged
+
+    def undo():
+        ex.optimum_residuals = original
+    return undo
+
+
+def allocation_only_rows():
+    """Every fold's N_opt rows with their exponent-drift directions (d_N, d_D) set to 0: they inform the
+    allocation drift only, whose direction is exactly u_C (returns the undo)."""
+    original = ex.optimum_residuals
+
+    def allocation_only(posterior, test, column, **kw):
+        fold = original(posterior, test, column, **kw)
+        U = fold.U.copy()
+        U[:, :2] = 0.0
+        return ex.FoldResiduals(r=fold.r, v=fold.v, U=U, optima=fold.optima)
+
+    ex.optimum_residuals = allocation_only
+
+    def undo():
+        ex.optimum_residuals = original
+    return undo
+
+
 def tilt_part() -> dict:
     out = {}
     for source, group in TILT_GROUPS:
         runs = group_runs(source, group)
         budget = 100.0 * float(np.max(6.0 * runs.N * runs.D))
         entry = {}
-        for setting in ("with tilt", "without tilt"):
-            undo = without_tilt() if setting == "without tilt" else (lambda: None)
+        for setting in ("with tilt", "without tilt", "directions averaged over draws", "N_opt rows inform d_a only"):
+            undo = {"without tilt": without_tilt, "directions averaged over draws": averaged_directions,
+                    "N_opt rows inform d_a only": allocation_only_rows}.get(setting, lambda: (lambda: None))()
             try:
                 rows = []
                 for seed in SEEDS:
@@ -186,9 +238,46 @@ def edge_part() -> dict:
     return {"slice_compute": C, "d_max": float(split.train.D.max()), "rows": rows}
 
 
+def misses_part(groups=(("chinchilla", "all"), ("marin", "comma"))) -> dict:
+    """Under the default (jittered Gaussian refits, the first priors): per fit seed, how far each calibration
+    refit's chains end from their best chain (max - min of the potential at the Newton end points, nats),
+    with the learned mean drift."""
+    from bayes_scaling.fitting import sampler as sampler_module
+
+    newton, gaps = sampler_module.newton_laplace, []
+
+    def recorded(value_and_grad, x0, newton_steps=sampler_module.NEWTON_STEPS, return_mode=False):
+        out = newton(value_and_grad, x0, newton_steps, return_mode)
+        if return_mode:  # a Laplace refit: the potential at each chain's end point
+            x = out[1]
+            f, _ = value_and_grad(np.repeat(x[:, None], 2 * x.shape[1] + 1, axis=1))
+            f = np.asarray(f, np.float64)[:, -1]
+            gaps.append(round(float(np.nanmax(f) - np.nanmin(f)), 1))
+        return out
+
+    correction, priors = sampler_module.LAPLACE_CORRECTION, ex.PRIOR_SCALES
+    sampler_module.LAPLACE_CORRECTION, ex.PRIOR_SCALES = None, dict(BASE_PRIORS)
+    sampler_module.newton_laplace = recorded
+    out = {}
+    try:
+        for source, group in groups:
+            runs, rows = group_runs(source, group), []
+            for seed in SEEDS:
+                gaps.clear()
+                post = fit_nuts(runs, seed=seed, progress=False)
+                rows.append({"seed": seed, "refit_chain_gaps_nats": list(gaps),
+                             "mean_drift": post.meta["extrapolation"]["mean drift (d_N, d_D, g_C, d_a)"]})
+                print("misses", source, group, rows[-1], flush=True)
+            out[f"{source}/{group}"] = rows
+    finally:
+        sampler_module.newton_laplace = newton
+        sampler_module.LAPLACE_CORRECTION, ex.PRIOR_SCALES = correction, priors
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("folds", "tilt", "edge", "all"), default="all")
+    parser.add_argument("--part", choices=("folds", "tilt", "edge", "misses", "all"), default="all")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     bayes_scaling.configure()
@@ -201,6 +290,8 @@ def main() -> None:
         result["tilt"] = tilt_part()
     if args.part in ("edge", "all"):
         result["edge"] = edge_part()
+    if args.part in ("misses", "all"):
+        result["misses"] = misses_part()
     if args.out.exists() and args.part != "all":  # one part: merged into the file's other parts
         result = {**json.loads(args.out.read_text()), **result}
     args.out.write_text(json.dumps(result, indent=1))
