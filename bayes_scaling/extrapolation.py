@@ -379,6 +379,7 @@ class ScalePosterior:
     basis: np.ndarray | None = None  # z's coordinates: d = basis' d_basis (None: d itself)
     inferred_slices: tuple = ()  # budgets of the IsoFLOP slices inferred from compute (no budget column)
     seen: tuple = (0.0, 0.0, 0.0)  # the farthest (u_N, u_D, u_C) of a fold's held-out run from its fold's range
+    refit_chain_gaps: tuple = ()  # per fold: its Laplace refit's potential spread over the chains' end points (nats)
 
     @classmethod
     def from_folds(cls, folds: list[FoldResiduals], prior_scales: dict | None = None,
@@ -499,10 +500,11 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     slice_tests = [None if slice_column is None else split.test if column is not None else whole_slices(split.test, runs)
                    for split in splits]
     run_counts, slice_counts = fold_overlap(splits, slice_tests, slice_column)
-    residuals, seen = [], np.zeros(len(AXES))
+    residuals, seen, gaps = [], np.zeros(len(AXES)), []
     for split, slices in zip(splits, slice_tests):
         seen = np.maximum(seen, distances(log_range(split.train.N, split.train.D), split.test.N, split.test.D).max(axis=0))
         posterior = fit_plain(split.train)
+        gaps.append(posterior.meta.get("laplace_chain_gap_nats"))
         fold = fold_residuals(posterior, split.test, overlap=run_counts(split.test))
         if slices is not None:
             fold = fold.join(optimum_residuals(posterior, slices, slice_column, overlap=slice_counts))
@@ -513,7 +515,8 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
                                            basis=BASIS)
     else:
         scales = ScalePosterior.from_folds(residuals, prior_scales, shared=0.0 if mode == "none" else None)
-    return replace(scales, inferred_slices=inferred, seen=tuple(float(u) for u in seen))
+    return replace(scales, inferred_slices=inferred, seen=tuple(float(u) for u in seen),
+                   refit_chain_gaps=tuple(None if g is None else float(g) for g in gaps))
 
 
 def fold_overlap(splits, slice_tests, slice_column: str | None):
@@ -589,6 +592,7 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         "inferred_slice_budgets": [float(f"{b:.4g}") for b in scales.inferred_slices],
         "allocation mean": _allocation_mean(scales),
         "mean drift (d_N, d_D, g_C, d_a)": [round(float(x), 4) for x in scales.mean_drift()],
+        GAPS_KEY: [None if g is None else round(g, 1) for g in scales.refit_chain_gaps],
         "allocation exponent bounds": _bounds_note(exponent, redrawn, clipped, len(drifts)),
         "level bound": _level_note(cut),
         "mean beyond the folds' distances": (
@@ -600,6 +604,25 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
     if rise is not None:
         posterior.meta["extrapolation"][RISE_KEY] = round(rise, 4)
     return posterior
+
+
+GAPS_KEY = "refit chain gaps (nats)"
+# A calibration refit whose chains' Newton end points lie more than this apart in potential: one chain's
+# Gaussian sits where the posterior density is under e^-10 of the best chain's, and the learned drift
+# moves with which chains missed (jittered starts, LAPLACE_START; docs/extrapolation.md, "Twenty-fourth run").
+MISSED_MODE_NATS = 10.0
+
+
+def missed_modes_note(meta: dict) -> str | None:
+    """A sentence for a fit whose calibration refits missed their mode (``GAPS_KEY`` above
+    ``MISSED_MODE_NATS``), else None."""
+    gaps = [g for g in (meta.get("extrapolation") or {}).get(GAPS_KEY, []) if g is not None]
+    missed = [g for g in gaps if g > MISSED_MODE_NATS]
+    if not missed:
+        return None
+    return (f"{len(missed)} of the {len(gaps)} calibration refits ended with chains up to {max(missed):.0f} nats apart "
+            f"(jittered Laplace starts short of the mode): the learned drift, and the answers beyond the fitted runs, "
+            f"move with the seed; compare a fit at another --seed (docs/extrapolation.md, \"Twenty-fourth run\")")
 
 
 RISE_KEY = "median loss rise per 10x N and D"

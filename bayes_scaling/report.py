@@ -322,6 +322,7 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
     """Every section's content for one fit (``write_report``'s arguments)."""
     from bayes_scaling import checking, plots
     from bayes_scaling.diagnostics import DESIGN_ADVICE, design_limits, diagnose
+    from bayes_scaling.extrapolation import missed_modes_note
 
     if "posterior_predictive" not in posterior.idata.children:
         checking.add_posterior_predictive(posterior)
@@ -336,7 +337,8 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
                                                  (("retried", "Refitted"), ("more_draws", "Longer chains"))
                                                  if key in posterior.meta)
                    + "".join(f" These runs cannot identify the law: {limit}." for limit in limits)
-                   + (f" {DESIGN_ADVICE[0].upper()}{DESIGN_ADVICE[1:]}." if limits else ""),
+                   + (f" {DESIGN_ADVICE[0].upper()}{DESIGN_ADVICE[1:]}." if limits else "")
+                   + (f" Note: {note[0].upper()}{note[1:]}." if (note := missed_modes_note(posterior.meta)) else ""),
         "trusted": diagnosis.ok and not limits,
         "data_line": data_line,
         "ranges": ranges,

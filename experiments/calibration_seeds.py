@@ -240,38 +240,22 @@ def edge_part() -> dict:
 
 def misses_part(groups=(("chinchilla", "all"), ("marin", "comma"))) -> dict:
     """Under the default (jittered Gaussian refits, the first priors): per fit seed, how far each calibration
-    refit's chains end from their best chain (max - min of the potential at the Newton end points, nats),
-    with the learned mean drift."""
-    from bayes_scaling.fitting import sampler as sampler_module
-
-    newton, gaps = sampler_module.newton_laplace, []
-
-    def recorded(value_and_grad, x0, newton_steps=sampler_module.NEWTON_STEPS, return_mode=False):
-        out = newton(value_and_grad, x0, newton_steps, return_mode)
-        if return_mode:  # a Laplace refit: the potential at each chain's end point
-            x = out[1]
-            f, _ = value_and_grad(np.repeat(x[:, None], 2 * x.shape[1] + 1, axis=1))
-            f = np.asarray(f, np.float64)[:, -1]
-            gaps.append(round(float(np.nanmax(f) - np.nanmin(f)), 1))
-        return out
-
-    correction, priors = sampler_module.LAPLACE_CORRECTION, ex.PRIOR_SCALES
-    sampler_module.LAPLACE_CORRECTION, ex.PRIOR_SCALES = None, dict(BASE_PRIORS)
-    sampler_module.newton_laplace = recorded
+    refit's chains end from their best chain (``extrapolation.GAPS_KEY``: max - min of the potential at the
+    Newton end points, nats), with the learned mean drift."""
+    correction, priors = sampler.LAPLACE_CORRECTION, ex.PRIOR_SCALES
+    sampler.LAPLACE_CORRECTION, ex.PRIOR_SCALES = None, dict(BASE_PRIORS)
     out = {}
     try:
         for source, group in groups:
             runs, rows = group_runs(source, group), []
             for seed in SEEDS:
-                gaps.clear()
-                post = fit_nuts(runs, seed=seed, progress=False)
-                rows.append({"seed": seed, "refit_chain_gaps_nats": list(gaps),
-                             "mean_drift": post.meta["extrapolation"]["mean drift (d_N, d_D, g_C, d_a)"]})
+                extra = fit_nuts(runs, seed=seed, progress=False).meta["extrapolation"]
+                rows.append({"seed": seed, "refit_chain_gaps_nats": extra[ex.GAPS_KEY],
+                             "mean_drift": extra["mean drift (d_N, d_D, g_C, d_a)"]})
                 print("misses", source, group, rows[-1], flush=True)
             out[f"{source}/{group}"] = rows
     finally:
-        sampler_module.newton_laplace = newton
-        sampler_module.LAPLACE_CORRECTION, ex.PRIOR_SCALES = correction, priors
+        sampler.LAPLACE_CORRECTION, ex.PRIOR_SCALES = correction, priors
     return out
 
 

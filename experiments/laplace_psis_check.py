@@ -62,8 +62,8 @@ def psis_laplace(train: Runs, draws: int = 4000, df: float | None = None, seed: 
     x0, unravel = ravel_pytree({k: jnp.asarray(v[0]) for k, v in start.items()})
     potential = lambda x: potential_energy(MODEL, data, {}, unravel(x))  # noqa: E731
     value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(potential)))
-    cov, mode = sampler.newton_laplace(lambda points: tuple(a[None] for a in value_and_grad(points[0])),
-                                       np.asarray(x0)[None], sampler.LAPLACE_NEWTON_STEPS, return_mode=True)
+    cov, mode, _ = sampler.newton_laplace(lambda points: tuple(a[None] for a in value_and_grad(points[0])),
+                                          np.asarray(x0)[None], sampler.LAPLACE_NEWTON_STEPS, return_mode=True)
     cov, mode = cov[0], mode[0]
     rng = np.random.default_rng(seed)
     if df:

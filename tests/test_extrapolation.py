@@ -633,3 +633,31 @@ def test_the_level_bound_keeps_every_draw_s_frontier_from_falling_back(chinchill
     with pytest.raises(InputError, match="LEVEL_BOUND must be one of"):
         add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
 
+
+
+def test_the_fit_records_each_calibration_refits_chain_gap(chinchilla_fits):
+    _, default = chinchilla_fits
+    gaps = default.meta["extrapolation"][ex.GAPS_KEY]
+    assert len(gaps) == default.meta["extrapolation"]["folds"] == 3
+    assert all(g is not None and g >= 0 for g in gaps)
+
+
+def test_missed_modes_note_names_the_refits_beyond_the_threshold():
+    def meta(gaps):
+        return {"extrapolation": {ex.GAPS_KEY: gaps}}
+
+    assert ex.missed_modes_note({}) is None  # a plain fit
+    assert ex.missed_modes_note(meta([0.0, 9.9, None])) is None
+    note = ex.missed_modes_note(meta([3.0, 54.2, 240.3]))
+    assert note.startswith("2 of the 3 calibration refits") and "240 nats" in note and "--seed" in note
+
+
+def test_cli_notes_a_calibration_on_refits_that_missed_their_mode(capsys):
+    from types import SimpleNamespace
+
+    from bayes_scaling.cli import _common
+
+    _common.print_calibration_note(SimpleNamespace(meta={"extrapolation": {ex.GAPS_KEY: [0.0, 0.0, 0.0]}}))
+    assert capsys.readouterr().err == ""
+    _common.print_calibration_note(SimpleNamespace(meta={"extrapolation": {ex.GAPS_KEY: [121.5, 0.0, 0.0]}}), "[g] ")
+    assert capsys.readouterr().err.startswith("[g] note: 1 of the 3 calibration refits ended with chains up to 122 nats")

@@ -353,3 +353,37 @@ def test_an_unknown_laplace_start_is_refused(monkeypatch):
     monkeypatch.setattr(sampler, "LAPLACE_START", "somewhere")
     with pytest.raises(ValueError, match="LAPLACE_START"):
         fit_laplace(load_chinchilla().for_fit())
+
+
+def test_newton_end_points_report_their_potentials_and_the_chains_gap():
+    """``newton_laplace(return_mode=True)`` gives each chain's end point and the potential there; on a
+    quadratic every chain reaches the one mode (gap 0), and with no Newton step the gap is the starts'."""
+    from bayes_scaling.fitting import sampler
+
+    A = np.diag([1.0, 4.0])
+
+    def value_and_grad(points):  # (chain, 2n + 1, n) -> potential 0.5 x'Ax and its gradient
+        return 0.5 * np.einsum("cki,ij,ckj->ck", points, A, points), points @ A
+
+    x0 = np.array([[1.0, 1.0], [3.0, -2.0]])
+    _, x, at_end = sampler.newton_laplace(value_and_grad, x0, 5, return_mode=True)
+    np.testing.assert_allclose(x, 0.0, atol=1e-8)
+    assert sampler.chain_gap(at_end) == pytest.approx(0.0, abs=1e-12)
+    _, x, at_start = sampler.newton_laplace(value_and_grad, x0, 0, return_mode=True)
+    np.testing.assert_allclose(at_start, [2.5, 12.5])
+    assert sampler.chain_gap(at_start) == pytest.approx(10.0)
+    assert np.isnan(sampler.chain_gap(np.array([np.nan, np.inf])))
+
+
+def test_a_laplace_fit_records_its_chains_gap(monkeypatch):
+    """Every chain started at the mode's Newton path ends at one potential (gap ~0); the jittered
+    starts' gap is recorded as a finite number of nats (it is what ``extrapolation.missed_modes_note`` reads)."""
+    from bayes_scaling.fitting import sampler
+    from bayes_scaling.fitting.nuts import fit_laplace
+    from bayes_scaling.splits import forward_chain
+
+    fold = forward_chain(load_chinchilla().for_fit())[0].train
+    jittered = fit_laplace(fold, seed=3)
+    assert np.isfinite(jittered.meta["laplace_chain_gap_nats"]) and jittered.meta["laplace_chain_gap_nats"] >= 0
+    monkeypatch.setattr(sampler, "LAPLACE_START", "mode")
+    assert fit_laplace(fold, seed=3).meta["laplace_chain_gap_nats"] < 1e-6

@@ -77,6 +77,17 @@ def warn_untrusted(fits) -> None:
             info(prefix + f"warning: this fit failed its sampler checks ({failed}): do not trust its intervals yet "
                  f"('bayes-scaling report' shows the checks; {advice})")
         print_design_limits(post, prefix, limits)
+        print_calibration_note(post, prefix)
+
+
+def print_calibration_note(post, prefix: str = "") -> None:
+    """A line on stderr where the fit's drift was calibrated on refits that missed their mode
+    (``extrapolation.missed_modes_note``)."""
+    from bayes_scaling.extrapolation import missed_modes_note
+
+    note = missed_modes_note(post.meta)
+    if note:
+        info(prefix + "note: " + note)
 
 
 def print_design_limits(post, prefix: str = "", limits: list[str] | None = None) -> None:

@@ -60,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
         print(diagnose(post).verdict())
     except ImportError:
         pass
+    from bayes_scaling.extrapolation import missed_modes_note
+
+    note = missed_modes_note(post.meta)
+    if note:
+        print("note: " + note)
     try:
         from bayes_scaling.report import write_report
     except ImportError:

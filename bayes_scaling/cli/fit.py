@@ -144,6 +144,7 @@ def print_verdict(post, prefix: str = "") -> None:
 
     _common.info(prefix + diagnose(post).verdict())
     _common.print_design_limits(post, prefix)
+    _common.print_calibration_note(post, prefix)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -276,6 +276,7 @@ def _fit(runs: Runs, *, law, priors=None, likelihood="student_t", nu=DEFAULT_NU,
         "sampling_seconds": draws.seconds,
         **({"laplace_start": sampler.laplace_start(), "laplace_correction": sampler.laplace_correction()} if laplace else {}),
         **({"importance_khat": draws.importance_khat} if draws.importance_khat is not None else {}),
+        **({"laplace_chain_gap_nats": draws.chain_gap} if draws.chain_gap is not None else {}),
         "target_accept": settings.target_accept,
     }
     if misfit_noise:

@@ -94,7 +94,8 @@ class Draws:
     Laplace run), what ``warm_start`` reads; ``final``: reads each chain's adapted step size and
     inverse mass matrix from the run's last state on request (``adapted``; None for a Laplace run);
     ``importance_khat``: a Laplace run's importance weights' Pareto k-hat (``LAPLACE_CORRECTION``
-    "psis"; else None)."""
+    "psis"; else None); ``chain_gap``: a Laplace run's spread of the potential over its chains' Newton end
+    points, max - min in nats (0 where every chain reached one mode; else None)."""
 
     samples: dict
     extra: dict | None
@@ -105,6 +106,7 @@ class Draws:
     latent_scale: float = 1.0
     final: Callable[[], dict] | None = None
     importance_khat: float | None = None
+    chain_gap: float | None = None
 
 
 def warm_start(draws: Draws) -> tuple[dict, np.ndarray]:
@@ -193,7 +195,8 @@ def sample(model: Callable, init: dict, data: tuple, *, description: tuple | str
         samples, extra, loglik = sampler.run(settings.seed, init, data, settings.progress, start_mass, start_step_size)
     return Draws(samples, extra, np.asarray(loglik), sampler.last_warmup_steps if not laplace else float("nan"),
                  time.perf_counter() - start, None if laplace else sampler.last_latent, sampler.latent_scale,
-                 None if laplace else sampler.last_final, sampler.last_khat if laplace else None)
+                 None if laplace else sampler.last_final, sampler.last_khat if laplace else None,
+                 sampler.last_chain_gap if laplace else None)
 
 
 def jitter(point: dict, chains: int, seed: int, scale: float | None = None) -> dict:
@@ -305,6 +308,7 @@ class Sampler:
         self.last_latent = None  # the last run's kept draws in NUTS's coordinates
         self.last_final = None  # reads the last run's adapted step size and mass matrix (``adapted``)
         self.last_khat = None  # the last Laplace run's importance weights' Pareto k-hat (LAPLACE_CORRECTION)
+        self.last_chain_gap = None  # the last Laplace run's potential spread over its chains' end points (nats)
 
     def _compiled(self, sites: tuple):
         """The four programs for latent ``sites``: ((name, shape), ...) in sorted order."""
@@ -419,7 +423,8 @@ class Sampler:
         one, args = self._placed(args)
         x0 = _ravel_chains(init, sites) / self.latent_scale
         steps = LAPLACE_NEWTON_STEPS if laplace_start() == "mode" else NEWTON_STEPS
-        cov, mode = newton_laplace(lambda points: potential(points, *one), x0, steps, return_mode=True)
+        cov, mode, at_mode = newton_laplace(lambda points: potential(points, *one), x0, steps, return_mode=True)
+        self.last_chain_gap = chain_gap(at_mode)
         rng = np.random.default_rng([seed, 11])
         self.last_khat = None
         if laplace_correction() == "psis":  # every chain started at one point: one mode
@@ -683,6 +688,15 @@ def laplace_inverse_mass(model, args, init, newton_steps: int = NEWTON_STEPS) ->
     return newton_laplace(batch, np.asarray(x0)[None], newton_steps)[0]
 
 
+def chain_gap(potentials: np.ndarray) -> float:
+    """max - min of the chains' finite potentials at their Newton end points (nats; NaN with none). A
+    chain whose end point lies g nats above the best chain's sits where the posterior density is e^-g of
+    it: its Gaussian's draws describe a place the posterior hardly reaches."""
+    finite = np.asarray(potentials, np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.max() - finite.min()) if finite.size else float("nan")
+
+
 def newton_laplace(value_and_grad, x0: np.ndarray, newton_steps: int = NEWTON_STEPS, return_mode: bool = False):
     """The inverse Hessian of the potential at its mode near each row of ``x0`` (chain, n): NUTS's
     starting mass matrices, computed on the host around one compiled program, ``value_and_grad``,
@@ -697,7 +711,8 @@ def newton_laplace(value_and_grad, x0: np.ndarray, newton_steps: int = NEWTON_ST
     is below 1e-9. The
     Hessian is central differences of the gradient, h = 1e-5 max(1, |x|). Kept out of the
     sampler's compiled ``start``, where it cost a first call about a second of tracing and
-    compiling (experiments/bench_cli.py). Non-finite results fall back to the identity.
+    compiling (experiments/bench_cli.py). Non-finite results fall back to the identity. With
+    ``return_mode``: (inverse Hessians, end points (chain, n), the potential at each end point).
     """
     x = np.array(x0, np.float64)
     chains, n = x.shape
@@ -737,7 +752,7 @@ def newton_laplace(value_and_grad, x0: np.ndarray, newton_steps: int = NEWTON_ST
         inverse = np.einsum("cij,cj,ckj->cik", v, 1.0 / w, v)
     finite = np.isfinite(hessian).all(axis=(1, 2)) & np.isfinite(inverse).all(axis=(1, 2))
     inverse = np.where(finite[:, None, None], inverse, np.eye(n)[None])
-    return (inverse, x) if return_mode else inverse
+    return (inverse, x, f0) if return_mode else inverse
 
 
 def _chunk_length(total: int, warmup: int | None = None) -> int:
