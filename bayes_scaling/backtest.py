@@ -92,6 +92,8 @@ def fit_like(posterior, progress: bool = False) -> Callable[[Runs], object]:
     settings = {key: meta[key] for key in ("likelihood", "nu", "num_chains", "num_warmup", "num_draws", "seed",
                                            "misfit_noise") if key in meta}
     settings["model"] = "extrapolating" if posterior.model == "extrapolating" else "plain"
+    if "refits" in (meta.get("extrapolation") or {}):  # the calibration's refits, as the fit's own
+        settings["refits"] = meta["extrapolation"]["refits"]
     method = "map" if posterior.method.startswith("map") else "nuts"
     if method == "map":
         settings = {"seed": meta.get("seed", 0)}

@@ -622,7 +622,8 @@ def missed_modes_note(meta: dict) -> str | None:
         return None
     return (f"{len(missed)} of the {len(gaps)} calibration refits ended with chains up to {max(missed):.0f} nats apart "
             f"(jittered Laplace starts short of the mode): the learned drift, and the answers beyond the fitted runs, "
-            f"move with the seed; compare a fit at another --seed (docs/extrapolation.md, \"Twenty-fourth run\")")
+            f"move with the seed; compare a fit at another --seed, or refit with --refits psis "
+            f"(docs/extrapolation.md, \"Twenty-fourth run\")")
 
 
 RISE_KEY = "median loss rise per 10x N and D"

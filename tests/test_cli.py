@@ -227,3 +227,13 @@ def test_a_saved_fit_whose_runs_cannot_identify_the_law_says_so_before_answering
     err = capsys.readouterr().err
     assert "cannot identify the law" in err and "more warm-up or draws will not fix this" in err
     assert "--warmup 1000 --draws 2000" not in err
+
+
+def test_fit_with_psis_refits_records_them_and_says_nothing_of_missed_modes(tmp_path, capsys):
+    """``--refits psis``: every calibration refit starts its chains at one point, so no refit misses its
+    mode and no note is printed; the saved fit says which refits calibrated it."""
+    out = tmp_path / "fit"
+    assert main(["fit", "chinchilla", "--out", str(out), "--chains", "2", "--draws", "200", "--warmup", "200",
+                 "--refits", "psis"]) == 0
+    assert "calibration refits ended with chains" not in capsys.readouterr().err
+    assert Posterior.load(out).meta["extrapolation"]["refits"] == "psis"

@@ -661,3 +661,26 @@ def test_cli_notes_a_calibration_on_refits_that_missed_their_mode(capsys):
     assert capsys.readouterr().err == ""
     _common.print_calibration_note(SimpleNamespace(meta={"extrapolation": {ex.GAPS_KEY: [121.5, 0.0, 0.0]}}), "[g] ")
     assert capsys.readouterr().err.startswith("[g] note: 1 of the 3 calibration refits ended with chains up to 122 nats")
+
+
+def test_psis_refits_are_one_fits_setting_and_leave_the_library_as_it_was(monkeypatch):
+    """``fit_nuts(refits="psis")``: the calibration's refits importance-sampled from one start (every
+    chain gap 0), the drift priors doubled, recorded; the module settings are restored after it; a saved
+    fit's backtest refits the same way; an unknown value is refused."""
+    from bayes_scaling.backtest import fit_like
+    from bayes_scaling.fitting import nuts, sampler
+
+    runs = simulate_sweeps(0, 0.0, budgets=np.logspace(18, 21, 6))
+    before = sampler.LAPLACE_CORRECTION
+    post = fit_nuts(runs, refits="psis", **SHORT)
+    extra = post.meta["extrapolation"]
+    assert extra["refits"] == "psis" and sampler.LAPLACE_CORRECTION == before
+    assert all(g < 1e-6 for g in extra[ex.GAPS_KEY])
+    assert f"tau_shape ~ HalfCauchy({nuts.PSIS_PRIOR_FACTOR * ex.PRIOR_SCALES['tau_shape']:g})" in extra["priors"]
+    assert fit_nuts(runs, **SHORT).meta["extrapolation"]["refits"] == "gaussian"
+    with pytest.raises(InputError, match="refits"):
+        fit_nuts(runs, refits="nuts", **SHORT)
+    seen = {}
+    monkeypatch.setattr(nuts, "fit_nuts", lambda runs, **kw: seen.update(kw))
+    fit_like(post)(runs)  # a backtest of the saved fit refits its folds the same way
+    assert seen["refits"] == "psis"

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "nuts":
         settings.update(likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws,
                         num_warmup=args.warmup, init_theta=args.init, model=args.model or "extrapolating",
-                        more_draws=not args.no_more_draws)
+                        more_draws=not args.no_more_draws, refits=args.refits)
     fit = fit_with(args.method, law=args.law, bootstrap=args.bootstrap, progress=_common.show_progress(args), **settings)
     result = backtest(runs.for_fit(args.include_flagged), fit=fit, top_budgets=args.holdout_top_budgets,
                       fraction=args.holdout_fraction, budget_column=args.budget_column, level=args.level,

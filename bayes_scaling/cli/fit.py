@@ -57,6 +57,12 @@ def add_fit_options(p: argparse.ArgumentParser, model_help: str = MODEL_HELP) ->
                    help="NUTS starting point: cheap variable projection (default) or the Approach-3 point fit")
     p.add_argument("--bootstrap", type=int, default=0, help="with --method map: bootstrap resamples for intervals")
     p.add_argument("--model", choices=["extrapolating", "plain"], default=None, help=model_help)
+    p.add_argument("--refits", choices=["gaussian", "psis"], default=None,
+                   help="with the extrapolating model: how its calibration refits the folds; 'gaussian' (the "
+                        "default): Laplace from jittered starts, whose chains can stop short of the mode, so the "
+                        "learned drift moves with --seed (a note says when); 'psis': importance-sampled Laplace "
+                        "with the drift priors doubled, an answer that does not move with the seed on Chinchilla "
+                        "and Marin (docs/extrapolation.md, 'Twenty-fourth run')")
     p.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
     p.add_argument("--include-flagged", action="store_true", help="keep rows flagged as suspect (excluded by default)")
     p.add_argument("--no-unit-check", action="store_true",
@@ -99,7 +105,7 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         selected, law=law, likelihood=args.likelihood, num_chains=args.chains,
         num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=_common.show_progress(args),
         init_theta=args.init, more_draws=not args.no_more_draws,
-        model=model,
+        model=model, refits=args.refits,
     )
     print_redone(post.meta)
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
@@ -201,7 +207,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         from bayes_scaling.fitting.nuts import add_drift
 
         _common.info("calibrating each group's drift beyond its runs on leave-future-out refits...")
-        groups = {name: add_drift(post) for name, post in groups.items()}
+        groups = {name: add_drift(post, refits=args.refits) for name, post in groups.items()}
     out = Path(args.out)
     members = save_grouped(out, groups, fit.population, {"pooling": fit.pooling, "group_by": group_by})
     result = {"pooling": fit.pooling, "diagnostics": fit.diagnostics, "members": {}}

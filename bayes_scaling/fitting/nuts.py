@@ -59,6 +59,15 @@ MORE_DRAWS_RHAT = redo.MORE_DRAWS_RHAT  # (read from fitting.redo: set it there)
 # passed 60 of 62 fits against 57; results/bench_small_fits_retry_after.json).
 RETRY_AFTER_MORE_DRAWS = redo.RETRY_AFTER_MORE_DRAWS
 MODELS = ("extrapolating", "plain")
+# How the extrapolating model's calibration refits the folds (``fit_nuts(refits=...)``): "gaussian", the
+# Gaussian at each chain's Newton end point (from jittered starts: ``sampler.LAPLACE_START``; chains that
+# stop short of the mode make the learned drift move with the seed, docs/extrapolation.md "Twenty-fourth
+# run"), or "psis", importance-sampled from the Gaussian at the mode (``sampler.LAPLACE_CORRECTION``),
+# with the drift's prior scales PSIS_PRIOR_FACTOR times ``extrapolation.PRIOR_SCALES`` (the factor the
+# twenty-first and twenty-second runs chose on such refits). None: as ``sampler.LAPLACE_CORRECTION`` says
+# ("gaussian" by default), with the drift priors as given.
+REFITS = ("gaussian", "psis")
+PSIS_PRIOR_FACTOR = 2.0
 # Whether fits have the misfit term along tokens per parameter (``ModelSpec.misfit_noise``) unless
 # ``misfit_noise`` says: False (off), True or "everywhere" (the fit and the calibration's refits), or
 # "final" (the final fit and its predictions only; the calibration's refits are the default's). An
@@ -101,6 +110,7 @@ def fit_nuts(
     retry_divergent: bool | None = None,
     more_draws: bool | None = None,
     misfit_noise: bool | str | None = None,
+    refits: str | None = None,
 ) -> Posterior:
     """Sample the posterior of the law's parameters given ``runs`` (all rows used: select first
     with ``runs.for_fit()``).
@@ -142,9 +152,15 @@ def fit_nuts(
     from the plain law's fold errors; docs/extrapolation.md). Recorded in ``meta["misfit_noise"]``
     (True, or "final" for an extrapolating fit with the term in the final fit only) and
     ``meta["misfit_noise_where"]``.
+
+    ``refits`` (``REFITS``; None: the library's setting, "gaussian"): how the calibration refits its folds,
+    "gaussian" (jittered Laplace) or "psis" (importance-sampled Laplace, with the drift priors doubled
+    unless ``drift_priors`` says otherwise: an answer that does not move with the seed where the
+    Gaussian refits miss their mode; docs/extrapolation.md). Recorded in ``meta["extrapolation"]["refits"]``.
     """
     if model not in MODELS:
         raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    refits = refits_mode(refits)
     s = SamplerSettings.resolve(settings, num_chains=num_chains, num_warmup=num_warmup, num_draws=num_draws,
                                 seed=seed, progress=progress, init_theta=init_theta, target_accept=target_accept,
                                 retry_divergent=retry_divergent, more_draws=more_draws)
@@ -165,7 +181,14 @@ def fit_nuts(
         posterior.meta["misfit_noise_where"] = MISFIT_WHERE[mode]
     return _with_drift(posterior, runs, law=law, priors=priors, likelihood=likelihood, nu=nu,
                        settings=s.replace(draws=posterior.meta["num_draws"]),  # as add_drift reads them back
-                       misfit_noise=mode == "everywhere", drift_priors=drift_priors)
+                       misfit_noise=mode == "everywhere", drift_priors=drift_priors, refits=refits)
+
+
+def refits_mode(value: str | None) -> str | None:
+    """``refits`` checked: one of ``REFITS``, or None (the library's setting)."""
+    if value is not None and value not in REFITS:
+        raise InputError(f"refits must be one of {', '.join(REFITS)}, got {value!r}")
+    return value
 
 
 def _check(posterior: Posterior) -> redo.Check:
@@ -174,10 +197,11 @@ def _check(posterior: Posterior) -> redo.Check:
 
 
 def _with_drift(posterior: Posterior, runs: Runs, *, law, priors, likelihood: str, nu: float,
-                settings: SamplerSettings, misfit_noise: bool = False, drift_priors=None) -> Posterior:
+                settings: SamplerSettings, misfit_noise: bool = False, drift_priors=None,
+                refits: str | None = None) -> Posterior:
     """``posterior`` with the drift calibrated on leave-future-out Laplace refits of ``runs`` (the
     plain law with these priors, likelihood and sampler settings; they reuse the fit's compiled
-    programs) attached to its draws."""
+    programs; ``refits``: ``REFITS``) attached to its draws."""
     capacity = padded_capacity(len(runs))
     refit_settings = settings.replace(init="projection", progress=False)
 
@@ -185,12 +209,18 @@ def _with_drift(posterior: Posterior, runs: Runs, *, law, priors, likelihood: st
         return _fit(train, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=refit_settings,
                     laplace=True, capacity=capacity, misfit_noise=misfit_noise)
 
-    scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
-    return extrapolation.attach_drift(posterior, scales, seed=settings.seed)
+    if refits == "psis" and drift_priors is None:
+        drift_priors = {name: PSIS_PRIOR_FACTOR * scale for name, scale in extrapolation.PRIOR_SCALES.items()}
+    correction = sampler.laplace_correction() if refits is None else ("psis" if refits == "psis" else None)
+    with sampler.laplace_correction_set(correction):
+        scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
+    posterior = extrapolation.attach_drift(posterior, scales, seed=settings.seed)
+    posterior.meta["extrapolation"]["refits"] = "psis" if correction == "psis" else "gaussian"
+    return posterior
 
 
 def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None = None,
-              seed: int | None = None) -> Posterior:
+              seed: int | None = None, refits: str | None = None) -> Posterior:
     """An existing plain-law fit made extrapolation-aware, as ``fit_nuts`` makes its own: the drift
     calibrated on leave-future-out refits of the fit's own runs (``fit_laplace`` of the plain law,
     the law's default priors, the fit's likelihood) and attached to its draws
@@ -198,7 +228,8 @@ def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None 
     hierarchical fit (``bayes-scaling fit --group-by``; its theta draws stay the hierarchical
     model's, the drift is the group's own). A fit already extrapolating, or whose law is bound to
     per-run covariates, is returned as it is. ``seed``: the calibration's and the drift's (default:
-    the fit's own)."""
+    the fit's own); ``refits``: as ``fit_nuts``'s."""
+    refits = refits_mode(refits)
     if posterior.meta.get("model") == extrapolation.MODEL_NAME or hasattr(posterior.law, "for_runs"):
         return posterior
     likelihood, meta = Likelihood.from_meta(posterior.meta), posterior.meta
@@ -208,7 +239,7 @@ def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None 
     if seed is not None:
         settings = settings.replace(seed=seed)
     return _with_drift(posterior, posterior.runs, law=posterior.law, priors=None, likelihood=likelihood.kind,
-                       nu=likelihood.nu, settings=settings, drift_priors=drift_priors)
+                       nu=likelihood.nu, settings=settings, drift_priors=drift_priors, refits=refits)
 
 
 def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",

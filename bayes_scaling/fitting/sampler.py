@@ -24,6 +24,7 @@ instead (milliseconds; where they start and how many: ``LAPLACE_START``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -218,6 +219,20 @@ def laplace_start() -> str:
     if LAPLACE_START not in LAPLACE_STARTS:
         raise ValueError(f"sampler.LAPLACE_START must be one of {', '.join(map(repr, LAPLACE_STARTS))}, got {LAPLACE_START!r}")
     return "mode" if laplace_correction() == "psis" else LAPLACE_START
+
+
+@contextlib.contextmanager
+def laplace_correction_set(correction: str | None):
+    """``LAPLACE_CORRECTION`` set to ``correction`` while the block runs (one fit's calibration refits:
+    ``fit_nuts(refits=...)``); restored after it, also on error."""
+    global LAPLACE_CORRECTION
+    if correction not in LAPLACE_CORRECTIONS:
+        raise ValueError(f"Laplace correction must be one of {', '.join(map(repr, LAPLACE_CORRECTIONS))}, got {correction!r}")
+    before, LAPLACE_CORRECTION = LAPLACE_CORRECTION, correction
+    try:
+        yield
+    finally:
+        LAPLACE_CORRECTION = before
 
 
 def laplace_correction() -> str | None:
