@@ -85,16 +85,11 @@ def calibration_at(runs: Runs, seed: int, refit: str) -> dict:
     """One calibration of ``runs`` with refits of kind ``refit`` at ``seed``: its folds' N_opt rows and the
     learned mean drift and scales."""
     rows = []
-    original = ex.optimum_residuals
+    undo = averaged_directions() if refit.endswith("averaged over draws") else (lambda: None)
+    inner = ex.optimum_residuals  # the library's, or with the directions averaged over draws
 
     def recorded(posterior, test, column, **kw):
-        fold = original(posterior, test, column, **kw)
-        if refit.endswith("averaged over draws") and len(fold.r):
-            budgets = test.frame[column].to_numpy(np.float64)
-            C = np.array([np.exp(np.mean(np.log(test.C[budgets == b]))) for b in np.unique(budgets[np.isfinite(budgets)])
-                          if np.sum(budgets == b) >= 5])
-            if len(C) == len(fold.r):  # every slice kept: replace the directions
-                fold = ex.FoldResiduals(r=fold.r, v=fold.v, U=mean_directions(posterior, C), optima=fold.optima)
+        fold = inner(posterior, test, column, **kw)
         rows.append({"r": fold.r.round(4).tolist(), "sd": np.sqrt(fold.v).round(4).tolist(),
                      "U": fold.U.round(3).tolist()})
         return fold
@@ -116,7 +111,8 @@ def calibration_at(runs: Runs, seed: int, refit: str) -> dict:
     try:
         scales = ex.calibrate(runs, fit)
     finally:
-        ex.optimum_residuals = original
+        ex.optimum_residuals = inner
+        undo()
         importance.DRAWS, importance.importance_laplace.__defaults__ = count, draws
         frontier.drifted_optimum.__defaults__ = grid
     return {"seed": seed, "optimum_rows": rows, "mean_drift": scales.mean_drift().round(4).tolist(),
