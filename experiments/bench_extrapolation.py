@@ -1186,6 +1186,11 @@ def judge_seed_stability(groups: dict) -> dict:
               "S2_groups_worse_by_over_10pct": worse, "S2_passes": not worse,
               "S3_bounds_move_over_25pct": bounds, "S3_passes": len(bounds[candidate]) <= len(bounds[default])}
     checks["adopted"] = bool(checks["S1_passes"] and checks["S2_passes"] and checks["S3_passes"])
+    # not part of the rule (added after it): each spread as a share of the median over seeds of the 90%
+    # interval's log width at C*, ln(hi / lo)
+    checks["spread_share_of_log_width"] = {
+        g: {k: round(e[k]["s"] / float(np.median([np.log(r["n_opt"][2] / r["n_opt"][0]) for r in e[k]["rows"]])), 3)
+            for k in (default, candidate)} for g, e in groups.items()}
     return checks
 
 
