@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from arviz_stats.base.array import array_stats
 
 DF = 5.0  # the Student-t proposal's degrees of freedom
 ROUNDS = 2  # adaptation rounds: the proposal moved to the weighted moments this often
@@ -38,6 +37,8 @@ def student_t_draws(rng: np.random.Generator, mean: np.ndarray, cov: np.ndarray,
 def psis_weights(log_p: np.ndarray, log_q: np.ndarray) -> tuple[np.ndarray, float]:
     """Normalised Pareto-smoothed importance weights for log ratios log p - log q (non-finite
     log p: weight 0), and the Pareto k-hat of their tail."""
+    from arviz_stats.base.array import array_stats  # here, not at import: it costs every CLI call ~1 s
+
     ratio = np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
     # arviz_stats takes minus the log ratios (the LOO convention: log p(y_i | theta) is a negative ratio)
     log_w, khat = array_stats.psislw(-(ratio - ratio[np.isfinite(ratio)].max()))
