@@ -47,3 +47,13 @@ def test_the_named_commands_parser_is_the_full_one():
     args = build_parser("fit").parse_args(["fit", "chinchilla", "--out", "x", "--model", "plain"])
     assert (args.command, args.runs, args.model, args.func.__module__) == ("fit", "chinchilla", "plain",
                                                                           "bayes_scaling.cli.fit")
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_the_fitting_code_leaves_arviz_unimported_until_it_is_used():
+    """ArviZ (about 1 s per CLI call) loads where a fit weighs or summarises with it, not with the fitting
+    modules: the default's Gaussian refits never weigh (``fitting.importance`` imports it in ``psis_weights``)."""
+    code = ("import json, sys; import bayes_scaling.fitting.nuts, bayes_scaling.extrapolation, bayes_scaling.backtest; "
+            "print(json.dumps(sorted(m for m in ('arviz', 'arviz_stats') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
