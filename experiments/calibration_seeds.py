@@ -17,7 +17,7 @@ The measurements, each (but ``misses``) under PSIS refits with the drift priors 
   N_opt rows' directions averaged over draws, and with the N_opt rows informing the allocation drift only: the spread over the seeds of ln N_opt at 100x the largest
   fitted 6ND.
 
-Run: .venv/bin/python experiments/calibration_seeds.py [--part folds|tilt|edge|misses|all]
+Run: .venv/bin/python experiments/calibration_seeds.py [--part folds|tilt|edge|misses|chains|ramp|all]
 into results/calibration_seeds.json.
 """
 
@@ -255,9 +255,84 @@ def misses_part(groups=(("chinchilla", "all"), ("marin", "comma"))) -> dict:
     return out
 
 
+def spread_at_100x(runs: Runs) -> dict:
+    """Full default fits of ``runs`` at seeds ``SEEDS``: N_opt (90% bounds, median) at 100x the largest fitted 6ND,
+    and the spread over the seeds of the logs of bounds and median (max - min)."""
+    budget = 100.0 * float(np.max(6.0 * runs.N * runs.D))
+    rows = []
+    for seed in SEEDS:
+        post = fit_nuts(runs, seed=seed, progress=False)
+        t = post.frontier([budget], level=0.9)
+        extra = post.meta["extrapolation"]
+        rows.append({"seed": seed, "n_opt": [float(t[f"N_opt_{q}"].iloc[0]) for q in ("lo", "median", "hi")],
+                     "mean_drift": extra["mean drift (d_N, d_D, g_C, d_a)"], "refit_chain_gaps_nats": extra[ex.GAPS_KEY]})
+    logs = np.log(np.array([r["n_opt"] for r in rows]))
+    return {"rows": rows, "spread_lo_median_hi": (logs.max(0) - logs.min(0)).round(3).tolist()}
+
+
+REFIT_CHAIN_COUNTS = (4, 16, 64)
+
+
+def chains_part(groups=(("chinchilla", "all"), ("marin", "comma"))) -> dict:
+    """Under the default: the calibration's Laplace refits with more jittered chains (``REFIT_CHAIN_COUNTS``, the
+    fit's chains x draws shared among them), through a wrapper of ``nuts._fit`` that changes the settings of the
+    Laplace fits only (the final NUTS fit is the default's)."""
+    from bayes_scaling.fitting import nuts
+
+    correction, priors, inner = sampler.LAPLACE_CORRECTION, ex.PRIOR_SCALES, nuts._fit
+    sampler.LAPLACE_CORRECTION, ex.PRIOR_SCALES = None, dict(BASE_PRIORS)
+    out = {}
+    try:
+        for source, group in groups:
+            runs, entry = group_runs(source, group), {}
+            for count in REFIT_CHAIN_COUNTS:
+                def wrapped(train, *, settings, laplace=False, count=count, **kw):
+                    if laplace:
+                        settings = settings.replace(chains=count, draws=max(1, settings.chains * settings.draws // count))
+                    return inner(train, settings=settings, laplace=laplace, **kw)
+
+                nuts._fit = wrapped
+                entry[str(count)] = spread_at_100x(runs)
+                nuts._fit = inner
+                print("chains", source, group, count, entry[str(count)]["spread_lo_median_hi"], flush=True)
+            out[f"{source}/{group}"] = entry
+    finally:
+        sampler.LAPLACE_CORRECTION, ex.PRIOR_SCALES, nuts._fit = correction, priors, inner
+    return out
+
+
+RAMP_WIDTH = 0.25  # e-folds
+
+
+def ramp_part() -> dict:
+    """The four Porian sweeps of ``TILT_GROUPS`` under PSIS x2 and under the default, with ``extrapolation.distances``
+    replaced by one whose kink at the fitted range's top is smoothed over ``RAMP_WIDTH`` (C^1, zero inside)."""
+    inner, correction, priors = ex.distances, sampler.LAPLACE_CORRECTION, ex.PRIOR_SCALES
+    w = RAMP_WIDTH
+
+    def ramped(ranges, N, D):
+        x = np.stack([ex._logs(N, D)[k] - ranges[k][1] for k in ex.AXES], axis=-1)
+        return np.where(x <= 0, 0.0, np.where(x < w, x * x / (2 * w), x - w / 2))
+
+    out = {"width_e_folds": w}
+    try:
+        for setting in ("psis x2", "default"):
+            sampler.LAPLACE_CORRECTION = "psis" if setting == "psis x2" else None
+            ex.PRIOR_SCALES = {k: (2 if setting == "psis x2" else 1) * v for k, v in BASE_PRIORS.items()}
+            for source, group in TILT_GROUPS[:4]:
+                ex.distances = ramped
+                entry = spread_at_100x(group_runs(source, group))
+                ex.distances = inner
+                out[f"{setting}: {source}/{group}"] = entry
+                print("ramp", setting, group, entry["spread_lo_median_hi"], flush=True)
+    finally:
+        ex.distances, sampler.LAPLACE_CORRECTION, ex.PRIOR_SCALES = inner, correction, priors
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("folds", "tilt", "edge", "misses", "all"), default="all")
+    parser.add_argument("--part", choices=("folds", "tilt", "edge", "misses", "chains", "ramp", "all"), default="all")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     bayes_scaling.configure()
@@ -272,6 +347,10 @@ def main() -> None:
         result["edge"] = edge_part()
     if args.part in ("misses", "all"):
         result["misses"] = misses_part()
+    if args.part in ("chains", "all"):
+        result["chains"] = chains_part()
+    if args.part in ("ramp", "all"):
+        result["ramp"] = ramp_part()
     if args.out.exists() and args.part != "all":  # one part: merged into the file's other parts
         result = {**json.loads(args.out.read_text()), **result}
     args.out.write_text(json.dumps(result, indent=1))
