@@ -52,8 +52,8 @@ designs under the picker below). Identical checkpoints (the same rows and seed: 
 
 Picker (``--picker``, from v11): ``common`` (``ours`` designs under the common fitter, v1-v10) or
 ``product`` (under the refit the product's pool planner asks under: ``refit.MaskedRefitter(model=
-"extrapolating")``, NUTS 2 x (300 + 300), as ``loop --candidates``); the other strategies' picks are
-unchanged either way.
+"extrapolating")``, NUTS 2 x (300 + 300), as ``loop --candidates``) or ``product-psis`` (that refit with its
+calibration on PSIS refits, v15); the other strategies' picks are unchanged either way.
 
 Metrics on the target runs: R^2 of the posterior median loss (Li et al.'s definition: 1 -
 SS_res / SS_tot on the loss, clipped to [-1, 1]; per source over the pooled target runs of its
@@ -200,7 +200,18 @@ SCORERS = ("laplace", "nuts")
 # picks are not the product's and stay as they were (their v10 records are reused where the scorer and the
 # model version are unchanged: the merge checks every group's all-pool fit is identical). Nothing else
 # changes (utility, band, lambda, cost^0.4, start, scorer). v1-v10 are ``--picker common``.
-PICKERS = ("common", "product")
+# Picker reading (v15; seventeenth session, declared here before any result with it): ``product-psis`` is the
+# product planner's refit with its calibration on PSIS refits (``MaskedRefitter(model="extrapolating",
+# refits="psis")``, ``fit_nuts(refits="psis")``: importance-sampled refits, drift priors x2). Under the default's
+# jittered Gaussian refits the learned drift moves with the seed (docs/extrapolation.md, twenty-fourth run), and
+# the planner refits after every pick, so its target variances, and with them its picks, carry that noise.
+# Run: ``ours`` only, Chinchilla and Gadre, seeds 0-9, ``--scorer nuts``, from an archive, against v13's
+# ``ours`` (results/bench_design_pool_v13.json). THE READING: product-psis goes on to the Marin and Porian runs
+# (and, if it holds there, becomes the planner's refit) if on both sources at both 5% and 10% of the pool's
+# cost its median R^2 is at least v13's minus 0.02, on at least one of those four pairs it is above v13's by
+# more than 0.02, and Chinchilla's 90% coverage at 10% stays in 80-97%; otherwise it is not kept. Scoring,
+# utility, band, start and the other strategies are unchanged.
+PICKERS = ("common", "product", "product-psis")
 LEVEL = 0.9
 MIN_START = 6  # the law's 5 parameters + 1: fewer cannot be fitted
 
@@ -246,14 +257,15 @@ def scoring_fit(runs: Runs, seed: int, settings: PoolSettings) -> tuple:
 _PRODUCT_REFITTER = None
 
 
-def product_refit(runs: Runs, seed: int):
+def product_refit(runs: Runs, seed: int, refits: str | None = None):
     """The posterior the product's pool planner asks under (``loop --candidates``): the extrapolating
-    model refitted by ``refit.MaskedRefitter`` at its defaults (its sampler verdict kept, not shown)."""
+    model refitted by ``refit.MaskedRefitter`` at its defaults (its sampler verdict kept, not shown);
+    ``refits``: its calibration's refits (``fit_nuts(refits=...)``; the v15 picker "product-psis")."""
     global _PRODUCT_REFITTER
-    if _PRODUCT_REFITTER is None:
+    if _PRODUCT_REFITTER is None or _PRODUCT_REFITTER.refits != refits:
         from bayes_scaling.design.refit import MaskedRefitter
 
-        _PRODUCT_REFITTER = MaskedRefitter(model="extrapolating")
+        _PRODUCT_REFITTER = MaskedRefitter(model="extrapolating", refits=refits)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _PRODUCT_REFITTER.posterior(runs, seed=seed)
@@ -316,7 +328,8 @@ def pick_ours(variant, pool: Runs, sel: Runs, avail, target: Runs, scale, q, see
     if variant not in OURS_VARIANTS:
         raise InputError(f"ours variant must be one of {tuple(OURS_VARIANTS)}, got {variant!r}")
     part, term = OURS_VARIANTS[variant]
-    post = common_fit(sel, seed, settings) if settings.picker == "common" else product_refit(sel, seed)
+    post = (common_fit(sel, seed, settings) if settings.picker == "common" else
+            product_refit(sel, seed, refits="psis" if settings.picker == "product-psis" else None))
     band = in_band(post, pool.N[avail], pool.D[avail], SHAPE_VARIANTS.get(variant),
                    TargetRegion.from_runs(target) if variant in REGION_BAND_VARIANTS else None)
     avail, scale = avail[band], scale[band]
@@ -637,7 +650,8 @@ def main(argv=None) -> None:
                              "product's default fit_nuts (nuts, v10 on; the scorer rule in this file)")
     parser.add_argument("--picker", default="common", choices=list(PICKERS),
                         help="the posterior ours designs under: the common Laplace fitter (common, v1-v10) or the "
-                             "product planner's NUTS refit (product, v11 on; the picker rule in this file)")
+                             "product planner's NUTS refit (product, v11 on; the picker rule in this file), or that refit "
+                             "calibrated on PSIS refits (product-psis, v15's reading in this file)")
     parser.add_argument("--timing", action="store_true", help="only measure one ask against one refit")
     parser.add_argument("--ours-variant", default=PoolSettings.ours_variant, choices=list(OURS_VARIANTS),
                         help="which variant of the target utility 'ours' is (default shape_region, adopted by its rule; "
@@ -1099,8 +1113,10 @@ def docs_section(results: dict, name: str = "bench_design_pool.json") -> str:
              + ("the product's default fit (`fit_nuts`, NUTS 4 x (500 + 1000), the extrapolating model)"
                 if s.get("scorer") == "nuts" else "the common fitter (Laplace, 2 x 200 draws, extrapolation-aware)")
              + "; `ours` designs under "
-             + ("the product planner's refit (`MaskedRefitter(model=\"extrapolating\")`, NUTS 2 x (300 + 300))"
-                if s.get("picker") == "product" else "the common fitter")
+             + ({"product": "the product planner's refit (`MaskedRefitter(model=\"extrapolating\")`, NUTS 2 x (300 + 300))",
+                 "product-psis": "the product planner's refit calibrated on PSIS refits (`MaskedRefitter(model="
+                                 "\"extrapolating\", refits=\"psis\")`, NUTS 2 x (300 + 300))"}
+                .get(s.get("picker"), "the common fitter"))
              + ".", ""]
     for source, summary in results.get("summary", {}).items():
         t = summary["table"]

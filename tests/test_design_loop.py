@@ -186,3 +186,16 @@ def test_a_damaged_run_store_in_the_state_is_named_and_left_alone(tmp_path):
     assert code != 0 and err.getvalue().startswith(f"bayes-scaling plan: error: run store {tmp_path / RUNS_FILE}: "
                                                    "not a run store")  # not blamed on planner.json
     assert "Traceback" not in err.getvalue() and (tmp_path / RUNS_FILE).read_text().startswith("run_id,N,D,loss")
+
+
+def test_the_planner_refit_calibrates_on_the_refits_it_is_given():
+    from bayes_scaling.design.refit import MaskedRefitter, as_runs
+
+    c = grid(**CANDIDATES)
+    simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=0)
+    n = min(len(c.N), 30)
+    runs = as_runs(c.N[:n], c.D[:n], [simulator.loss(a, b) for a, b in zip(c.N[:n], c.D[:n])])
+    for refits, recorded in ((None, "gaussian"), ("psis", "psis")):
+        refitter = MaskedRefitter(model="extrapolating", refits=refits, num_warmup=50, num_draws=50)
+        posterior = refitter.posterior(runs, seed=0)
+        assert posterior.meta["extrapolation"]["refits"] == recorded

@@ -42,8 +42,9 @@ class MaskedRefitter:
 
     def __init__(self, law: Law | str = "chinchilla", *, likelihood: str = "student_t", nu: float = DEFAULT_NU,
                  priors=None, num_chains: int = 2, num_warmup: int = 300, num_draws: int = 300,
-                 model: str = "plain"):
+                 model: str = "plain", refits: str | None = None):
         self.law = get_law(law) if isinstance(law, str) else law
+        self.refits = refits  # the extrapolating model's calibration refits (``fit_nuts(refits=...)``)
         self.likelihood, self.nu, self.priors = likelihood, nu, priors
         self.num_chains, self.num_warmup, self.num_draws = num_chains, num_warmup, num_draws
         self.model = model
@@ -61,7 +62,8 @@ class MaskedRefitter:
             warnings.simplefilter("always", SamplerWarning)
             posterior = fit_nuts(runs, law=self.law, priors=self.priors, likelihood=self.likelihood, nu=self.nu,
                                  num_chains=self.num_chains, num_warmup=self.num_warmup, num_draws=self.num_draws,
-                                 seed=seed, model=self.model, retry_divergent=False, more_draws=False)
+                                 seed=seed, model=self.model, retry_divergent=False, more_draws=False,
+                                 refits=self.refits)
         for w in caught:  # anything but the sampler's verdict is shown as usual
             if not issubclass(w.category, SamplerWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
