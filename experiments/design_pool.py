@@ -211,6 +211,12 @@ SCORERS = ("laplace", "nuts")
 # cost its median R^2 is at least v13's minus 0.02, on at least one of those four pairs it is above v13's by
 # more than 0.02, and Chinchilla's 90% coverage at 10% stays in 80-97%; otherwise it is not kept. Scoring,
 # utility, band, start and the other strategies are unchanged.
+# Outcome (from an archive of 4c52604; results/bench_design_pool_v15_psis.json, 630 s): NOT KEPT. Median R^2 against
+# v13's: Chinchilla 5% 0.722 (0.650), 10% 0.904 (0.887), coverage at 10% 89.2%; Gadre 5% 0.449 (0.110), 10%
+# 0.837 (0.878): Gadre at 10% falls by 0.041. The same run under ``--picker product`` at the current code
+# (results/bench_design_pool_v15_product.json, run beside it) gave Chinchilla 0.852 and 0.896, Gadre 0.365 and
+# 0.876: v13's numbers are not what the current code gives (the extrapolating model changed after v13), and
+# side by side PSIS refits are worse at 5% on Chinchilla and at 10% on Gadre, better at 5% on Gadre.
 PICKERS = ("common", "product", "product-psis")
 LEVEL = 0.9
 MIN_START = 6  # the law's 5 parameters + 1: fewer cannot be fitted
