@@ -189,26 +189,33 @@ def allocation_only_rows():
     return undo
 
 
+def spread_at_100x(runs: Runs) -> dict:
+    """Full default fits of ``runs`` at seeds ``SEEDS``: N_opt (90% bounds, median) at 100x the largest fitted 6ND,
+    and the spread over the seeds of the logs of bounds and median (max - min)."""
+    budget = 100.0 * float(np.max(6.0 * runs.N * runs.D))
+    rows = []
+    for seed in SEEDS:
+        post = fit_nuts(runs, seed=seed, progress=False)
+        t = post.frontier([budget], level=0.9)
+        extra = post.meta["extrapolation"]
+        rows.append({"seed": seed, "n_opt": [float(t[f"N_opt_{q}"].iloc[0]) for q in ("lo", "median", "hi")],
+                     "mean_drift": extra["mean drift (d_N, d_D, g_C, d_a)"], "refit_chain_gaps_nats": extra[ex.GAPS_KEY]})
+    logs = np.log(np.array([r["n_opt"] for r in rows]))
+    return {"rows": rows, "spread_lo_median_hi": (logs.max(0) - logs.min(0)).round(3).tolist()}
+
+
 def tilt_part() -> dict:
     out = {}
     for source, group in TILT_GROUPS:
         runs = group_runs(source, group)
-        budget = 100.0 * float(np.max(6.0 * runs.N * runs.D))
         entry = {}
         for setting in ("with tilt", "without tilt", "directions averaged over draws", "N_opt rows inform d_a only"):
             undo = {"without tilt": without_tilt, "directions averaged over draws": averaged_directions,
                     "N_opt rows inform d_a only": allocation_only_rows}.get(setting, lambda: (lambda: None))()
             try:
-                rows = []
-                for seed in SEEDS:
-                    post = fit_nuts(runs, seed=seed, progress=False)
-                    t = post.frontier([budget], level=0.9)
-                    rows.append({"seed": seed, "n_opt": [float(t[f"N_opt_{q}"].iloc[0]) for q in ("lo", "median", "hi")],
-                                 "mean_drift": post.meta["extrapolation"]["mean drift (d_N, d_D, g_C, d_a)"]})
+                entry[setting] = spread_at_100x(runs)
             finally:
                 undo()
-            logs = np.log(np.array([r["n_opt"] for r in rows]))
-            entry[setting] = {"rows": rows, "spread_lo_median_hi": (logs.max(0) - logs.min(0)).round(3).tolist()}
             print(source, group, setting, entry[setting]["spread_lo_median_hi"], flush=True)
         out[f"{source}/{group}"] = entry
     return out
@@ -253,21 +260,6 @@ def misses_part(groups=(("chinchilla", "all"), ("marin", "comma"))) -> dict:
     finally:
         sampler.LAPLACE_CORRECTION, ex.PRIOR_SCALES = correction, priors
     return out
-
-
-def spread_at_100x(runs: Runs) -> dict:
-    """Full default fits of ``runs`` at seeds ``SEEDS``: N_opt (90% bounds, median) at 100x the largest fitted 6ND,
-    and the spread over the seeds of the logs of bounds and median (max - min)."""
-    budget = 100.0 * float(np.max(6.0 * runs.N * runs.D))
-    rows = []
-    for seed in SEEDS:
-        post = fit_nuts(runs, seed=seed, progress=False)
-        t = post.frontier([budget], level=0.9)
-        extra = post.meta["extrapolation"]
-        rows.append({"seed": seed, "n_opt": [float(t[f"N_opt_{q}"].iloc[0]) for q in ("lo", "median", "hi")],
-                     "mean_drift": extra["mean drift (d_N, d_D, g_C, d_a)"], "refit_chain_gaps_nats": extra[ex.GAPS_KEY]})
-    logs = np.log(np.array([r["n_opt"] for r in rows]))
-    return {"rows": rows, "spread_lo_median_hi": (logs.max(0) - logs.min(0)).round(3).tolist()}
 
 
 REFIT_CHAIN_COUNTS = (4, 16, 64)
