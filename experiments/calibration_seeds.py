@@ -331,18 +331,11 @@ def main() -> None:
     psis_x2()
     result = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} CPUs",
               "settings": "PSIS refits, drift priors x2 (bench_extrapolation.py's twenty-fourth run candidate)"}
-    if args.part in ("folds", "all"):
-        result["folds"] = folds_part()
-    if args.part in ("tilt", "all"):
-        result["tilt"] = tilt_part()
-    if args.part in ("edge", "all"):
-        result["edge"] = edge_part()
-    if args.part in ("misses", "all"):
-        result["misses"] = misses_part()
-    if args.part in ("chains", "all"):
-        result["chains"] = chains_part()
-    if args.part in ("ramp", "all"):
-        result["ramp"] = ramp_part()
+    parts = {"folds": folds_part, "tilt": tilt_part, "edge": edge_part, "misses": misses_part,
+             "chains": chains_part, "ramp": ramp_part}
+    for name, part in parts.items():
+        if args.part in (name, "all"):
+            result[name] = part()
     if args.out.exists() and args.part != "all":  # one part: merged into the file's other parts
         result = {**json.loads(args.out.read_text()), **result}
     args.out.write_text(json.dumps(result, indent=1))
