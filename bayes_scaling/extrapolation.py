@@ -622,7 +622,7 @@ def missed_modes_note(meta: dict) -> str | None:
         return None
     return (f"{len(missed)} of the {len(gaps)} calibration refits ended with chains up to {max(missed):.0f} nats apart "
             f"(jittered Laplace starts short of the mode): the learned drift, and the answers beyond the fitted runs, "
-            f"move with the seed; compare a fit at another --seed, or refit with --refits psis "
+            f"move with the seed; compare a fit at another --seed, or refit with --refits psis (the default) "
             f"(docs/extrapolation.md, \"Twenty-fourth run\")")
 
 

@@ -392,7 +392,8 @@ def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypa
     and (a draw that holds its mean) beyond it; draws already inside are the unbounded draws. The
     default, (0, inf) with ALLOCATION_BOUND_SHAPE: a e^d_D + d_a >= 0, where for the Chinchilla law
     N_opt stops falling beyond the fitted D: the share of draws whose N_opt falls with compute drops
-    from over a tenth to a few percent. Without the shape factor, (0, 1): a + d_a in [0, 1], and under
+    from over a tenth to a few percent (at seed 3: 25% to 5.75% under the default PSIS refits and their
+    doubled drift priors, 18% to 4.0% under jittered Gaussian refits). Without the shape factor, (0, 1): a + d_a in [0, 1], and under
     the allocation drift alone neither N_opt nor D_opt falls."""
     from bayes_scaling.fitting.nuts import add_drift
     from bayes_scaling.frontier import drifted_optimum
@@ -436,7 +437,7 @@ def test_bounded_allocation_keeps_the_frontier_growing(chinchilla_fits, monkeypa
         N, D, _ = drifted_optimum(default.law, theta, C, N_law, drifts, ranges)
         return (np.diff(np.log(N), axis=1) < -1e-3).any(axis=1), (np.diff(np.log(D), axis=1) < -1e-3).any(axis=1)
 
-    assert falls(G)[0].mean() < 0.05 < 0.1 < falls(G0)[0].mean()
+    assert falls(G)[0].mean() < 0.08 < 0.1 < falls(G0)[0].mean()
     assert not falls(G1, alone=True)[0].any() and not falls(G1, alone=True)[1].any()
     np.testing.assert_allclose(ex.bound_allocation(np.array([-1.0, 0.1, 2.0]), None, np.full(3, 0.5), (0, 1))[0],
                                [-0.5, 0.1, 0.5])
@@ -598,7 +599,8 @@ def test_the_level_bound_keeps_every_draw_s_frontier_from_falling_back(chinchill
     the runs; with it no draw's does (the frontier held at its lowest value so far), up to the cut's reading
     of the frontier at the law's moved optimum, a second-order approximation (a few draws with an exponent
     drift beyond e^+-1 rise by under 1% per step, thousands of times beyond the runs: the largest was 0.5% on
-    one machine's floating point, 0.72% on another's). Inside the fitted runs,
+    one machine's floating point, 0.72% on another's; at seed 3, 2.0% of the draws rise by more than 0.1% in
+    some step under the default PSIS refits' doubled drift priors, 1.25% under jittered Gaussian refits). Inside the fitted runs,
     and for draws whose level never rises, the predictions are the unbounded model's; the cut table
     survives save and load."""
     from bayes_scaling.fitting.nuts import add_drift
@@ -616,7 +618,7 @@ def test_the_level_bound_keeps_every_draw_s_frontier_from_falling_back(chinchill
     C = top * np.exp(np.array([0.0, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0]))
     steps = lambda post: np.diff(np.log(post.frontier_draws(C)["L_opt"]), axis=1)  # noqa: E731
     assert (steps(free) > 1e-3).any(axis=1).mean() > 0.05 and steps(free).max() > 0.02
-    assert (steps(bounded) > 1e-3).any(axis=1).mean() < 0.02 and steps(bounded).max() < 0.01
+    assert (steps(bounded) > 1e-3).any(axis=1).mean() < 0.03 and steps(bounded).max() < 0.01
     G, _ = ex.drift_of(free)
     level_never_rises = (G[:, 2] <= 0) & (G[:, 2] - G[:, 6] <= 0)
     assert 0 < level_never_rises.mean() < 1
@@ -664,24 +666,28 @@ def test_cli_notes_a_calibration_on_refits_that_missed_their_mode(capsys):
     assert capsys.readouterr().err.startswith("[g] note: 1 of the 3 calibration refits ended with chains up to 122 nats")
 
 
-def test_psis_refits_are_one_fits_setting_and_leave_the_library_as_it_was(monkeypatch):
-    """``fit_nuts(refits="psis")``: the calibration's refits importance-sampled from one start (every
-    chain gap 0), the drift priors doubled, recorded; the module settings are restored after it; a saved
-    fit's backtest refits the same way; an unknown value is refused."""
+def test_refits_are_psis_by_default_and_gaussian_is_one_fits_setting(monkeypatch):
+    """By default (``nuts.DEFAULT_REFITS``) the calibration's refits are importance-sampled from one start
+    (every chain gap 0) with the drift priors doubled, recorded; ``fit_nuts(refits="gaussian")``, the jittered
+    refits, keeps the priors as they are and leaves the module settings as they were; a saved fit's backtest
+    refits the way the fit did; an unknown value is refused."""
     from bayes_scaling.backtest import fit_like
     from bayes_scaling.fitting import nuts, sampler
 
     runs = simulate_sweeps(0, 0.0, budgets=np.logspace(18, 21, 6))
     before = sampler.LAPLACE_CORRECTION
-    post = fit_nuts(runs, refits="psis", **SHORT)
+    post = fit_nuts(runs, **SHORT)
     extra = post.meta["extrapolation"]
-    assert extra["refits"] == "psis" and sampler.LAPLACE_CORRECTION == before
+    assert nuts.DEFAULT_REFITS == "psis" and extra["refits"] == "psis" and sampler.LAPLACE_CORRECTION == before
     assert all(g < 1e-6 for g in extra[ex.GAPS_KEY])
     assert f"tau_shape ~ HalfCauchy({nuts.PSIS_PRIOR_FACTOR * ex.PRIOR_SCALES['tau_shape']:g})" in extra["priors"]
-    assert fit_nuts(runs, **SHORT).meta["extrapolation"]["refits"] == "gaussian"
+    jittered = fit_nuts(runs, refits="gaussian", **SHORT)
+    assert jittered.meta["extrapolation"]["refits"] == "gaussian" and sampler.LAPLACE_CORRECTION == before
+    assert f"tau_shape ~ HalfCauchy({ex.PRIOR_SCALES['tau_shape']:g})" in jittered.meta["extrapolation"]["priors"]
     with pytest.raises(InputError, match="refits"):
         fit_nuts(runs, refits="nuts", **SHORT)
     seen = {}
     monkeypatch.setattr(nuts, "fit_nuts", lambda runs, **kw: seen.update(kw))
-    fit_like(post)(runs)  # a backtest of the saved fit refits its folds the same way
-    assert seen["refits"] == "psis"
+    for fit, refits in ((post, "psis"), (jittered, "gaussian")):
+        fit_like(fit)(runs)  # a backtest of the saved fit refits its folds the same way
+        assert seen["refits"] == refits

@@ -58,11 +58,11 @@ def add_fit_options(p: argparse.ArgumentParser, model_help: str = MODEL_HELP) ->
     p.add_argument("--bootstrap", type=int, default=0, help="with --method map: bootstrap resamples for intervals")
     p.add_argument("--model", choices=["extrapolating", "plain"], default=None, help=model_help)
     p.add_argument("--refits", choices=["gaussian", "psis"], default=None,
-                   help="with the extrapolating model: how its calibration refits the folds; 'gaussian' (the "
-                        "default): Laplace from jittered starts, whose chains can stop short of the mode, so the "
-                        "learned drift moves with --seed (a note says when); 'psis': importance-sampled Laplace "
-                        "with the drift priors doubled, an answer that does not move with the seed on Chinchilla "
-                        "and Marin (docs/extrapolation.md, 'Twenty-fourth run')")
+                   help="with the extrapolating model: how its calibration refits the folds; 'psis' (the "
+                        "default): importance-sampled Laplace with the drift priors doubled; 'gaussian' (the "
+                        "default before): Laplace from jittered starts, whose chains can stop short of the mode, "
+                        "so the learned drift moves with --seed (a note says when; docs/extrapolation.md, "
+                        "'Twenty-fifth run')")
     p.add_argument("--column", action="append", metavar="FIELD=NAME", help="map a field to your column name, e.g. N=params")
     p.add_argument("--include-flagged", action="store_true", help="keep rows flagged as suspect (excluded by default)")
     p.add_argument("--no-unit-check", action="store_true",

@@ -68,9 +68,9 @@ LAPLACE_NEWTON_STEPS = 30
 # sampling of the exact posterior (``importance.importance_laplace``), resampled to equal weights; the
 # weights' Pareto k-hat goes into ``Draws.importance_khat``. On 63 development folds its held-out
 # predictive mean is within a median 0.0009 (at most 0.0063) of NUTS refits' and its spread 0.88-1.01x
-# theirs (experiments/laplace_psis_check.py). Not the default: bench_extrapolation.py's twentieth to
-# twenty-third runs judged calibrations on it and kept the jittered refits (docs/extrapolation.md,
-# "Faithful refits").
+# theirs (experiments/laplace_psis_check.py). Not the setting of a plain Laplace fit; the extrapolating
+# model's calibration refits use it by default (``nuts.DEFAULT_REFITS``, since bench_extrapolation.py's
+# twenty-fifth run; docs/extrapolation.md, "Faithful refits" and "Twenty-fifth run").
 LAPLACE_CORRECTIONS = (None, "psis")
 LAPLACE_CORRECTION = None
 # ``potential`` and ``start`` run for milliseconds per fit: compiled without LLVM's optimisations,
