@@ -543,7 +543,7 @@ CANDIDATES = {
 # the twenty-third run's failed check (the far split's interval score 1.045x the default's, Chinchilla's far
 # intervals), accepted here as the price of an answer that does not depend on the seed where the default's
 # does most. If R1-R3 do not all hold: not adopted, and the choice stays open.
-# Outcome (from an archive of 0d69b4f, two processes, 21:06-21:16 UTC, nothing else running; --judge-replication
+# Outcome (from an archive of 0d69b4f, two processes, 20:45-20:52 UTC, nothing else running; --judge-replication
 # into results/bench_extrapolation_seed_replication.json): ADOPTED. (R1) the largest share is 0.121 under PSIS x2
 # (porian/rw-base-long-kaplan-standard-val) against 0.335 under the default (marin/comma); (R2) groups whose share
 # exceeds 10%: 1 against 4 (Chinchilla, Marin comma and dclm, porian/rw-base-short-chinchilla-standard-val); (R3)

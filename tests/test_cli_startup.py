@@ -51,8 +51,8 @@ def test_the_named_commands_parser_is_the_full_one():
 
 @pytest.mark.slow  # a fresh interpreter
 def test_the_fitting_code_leaves_arviz_unimported_until_it_is_used():
-    """ArviZ (about 1 s per CLI call) loads where a fit weighs or summarises with it, not with the fitting
-    modules: the default's Gaussian refits never weigh (``fitting.importance`` imports it in ``psis_weights``)."""
+    """ArviZ (about 1 s per CLI call) loads where a fit summarises with it, not with the fitting modules, and
+    not where the default's refits weigh their draws (``fitting.pareto`` smooths the weights itself)."""
     code = ("import json, sys; import bayes_scaling.fitting.nuts, bayes_scaling.extrapolation, bayes_scaling.backtest; "
             "print(json.dumps(sorted(m for m in ('arviz', 'arviz_stats') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

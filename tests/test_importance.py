@@ -33,6 +33,30 @@ def test_psis_weights_are_normalised_and_zero_where_the_density_is_not_finite():
     assert khat < 0.5
 
 
+@pytest.mark.parametrize("case", ["light tail", "heavy tail", "non-finite", "few draws", "flat tail"])
+def test_pareto_smoothing_is_arviz_stats_psislw(case):
+    """``fitting.pareto`` is arviz_stats' ``psislw`` (r_eff 1) written out: the same log weights and k-hat,
+    on light and heavy tails, with -inf ratios, under 225 draws (the tail is a fifth of them) and a tail
+    too flat to fit (k-hat nan: nothing smoothed)."""
+    from arviz_stats.base.array import array_stats
+
+    from bayes_scaling.fitting import pareto
+
+    rng = np.random.default_rng(7)
+    ratio = {"light tail": 0.3 * rng.standard_normal(1000), "heavy tail": 2.0 * rng.standard_t(2, 4000),
+             "non-finite": np.where(rng.uniform(size=1000) < 0.05, -np.inf, rng.standard_normal(1000)),
+             "few draws": rng.standard_normal(100),
+             "flat tail": np.concatenate([np.zeros(900), -rng.uniform(1, 2, 100)])}[case]
+    if case == "flat tail":
+        ratio[:90] = 1e-300  # the tail's first quartile equals its minimum: no fit
+    ours, ours_k = pareto.smoothed_log_weights(ratio)
+    theirs, their_k = array_stats.psislw(-ratio)  # arviz_stats takes minus the log ratios (the LOO convention)
+    np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-10, atol=1e-12)
+    assert ours_k == pytest.approx(float(their_k), rel=1e-10, nan_ok=True)
+    assert np.isnan(ours_k) == (case == "flat tail")
+    assert np.logaddexp.reduce(ours) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_systematic_resampling_keeps_the_weights_proportions():
     weights = np.array([0.5, 0.25, 0.25, 0.0])
     index = importance.systematic_resample(weights, 1000, np.random.default_rng(2))

@@ -4,7 +4,7 @@ The Laplace approximation q = Normal(mode, H^-1) misplaces a skewed posterior: i
 mode, not the posterior mean, and its spread is the curvature's, not the posterior's. Used as an
 importance-sampling proposal it is corrected (Vehtari et al. 2024, "Pareto smoothed importance
 sampling"): draw z_s ~ q, weight w_s ∝ p(z_s) / q(z_s) (p the unnormalised posterior, exp(-potential)),
-smooth the largest weights by a fitted generalised Pareto tail (PSIS, ``arviz_stats``), and resample.
+smooth the largest weights by a fitted generalised Pareto tail (PSIS, ``fitting.pareto``), and resample.
 
 * The proposal is a multivariate Student-t with ``df`` degrees of freedom (heavier tails than the
   posterior's, so the weights stay bounded where the Gaussian's would not) and, over ``rounds``
@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from bayes_scaling.fitting import pareto
 
 DF = 5.0  # the Student-t proposal's degrees of freedom
 ROUNDS = 2  # adaptation rounds: the proposal moved to the weighted moments this often
@@ -37,12 +39,8 @@ def student_t_draws(rng: np.random.Generator, mean: np.ndarray, cov: np.ndarray,
 def psis_weights(log_p: np.ndarray, log_q: np.ndarray) -> tuple[np.ndarray, float]:
     """Normalised Pareto-smoothed importance weights for log ratios log p - log q (non-finite
     log p: weight 0), and the Pareto k-hat of their tail."""
-    from arviz_stats.base.array import array_stats  # here, not at import: it costs every CLI call ~1 s
-
     ratio = np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
-    # arviz_stats takes minus the log ratios (the LOO convention: log p(y_i | theta) is a negative ratio)
-    log_w, khat = array_stats.psislw(-(ratio - ratio[np.isfinite(ratio)].max()))
-    log_w = np.asarray(log_w, np.float64)
+    log_w, khat = pareto.smoothed_log_weights(ratio - ratio[np.isfinite(ratio)].max())
     return np.exp(log_w - np.logaddexp.reduce(log_w)), float(khat)
 
 
