@@ -217,6 +217,11 @@ SCORERS = ("laplace", "nuts")
 # (results/bench_design_pool_v15_product.json, run beside it) gave Chinchilla 0.852 and 0.896, Gadre 0.365 and
 # 0.876: v13's numbers are not what the current code gives (the extrapolating model changed after v13), and
 # side by side PSIS refits are worse at 5% on Chinchilla and at 10% on Gadre, better at 5% on Gadre.
+# v17 (eighteenth session; a re-measurement with no choice in it, so no rule): the library's default became PSIS
+# refits with the drift priors x2 (``nuts.DEFAULT_REFITS``; bench_extrapolation.py's twenty-fifth run), so both
+# ``--picker product`` (the planner's refit) and ``--scorer nuts`` (the fit that scores every strategy and the
+# all-pool fit) now run under it: every strategy is re-run with v16's settings, Chinchilla, Gadre and Marin at
+# seeds 0-9 first, Porian as time allows; v16 stays the record of the default before.
 PICKERS = ("common", "product", "product-psis")
 LEVEL = 0.9
 MIN_START = 6  # the law's 5 parameters + 1: fewer cannot be fitted
