@@ -1742,20 +1742,18 @@ def main() -> None:
             if show:
                 print(path.read_text())
             return
-    if args.judge_seed_stability:
-        groups = {k: v for path in args.judge_seed_stability for k, v in json.loads(path.read_text()).items()}
-        verdict = {"rule": judge_seed_stability(groups), "groups": groups}
-        path = args.out if args.out != OUT else OUT.parent / "bench_extrapolation_seed_stability_sources.json"
-        path.write_text(json.dumps(verdict, indent=1))
-        print(json.dumps(verdict["rule"], indent=1))
-        return
-    if args.judge_replication:
-        groups = {k: v for path in args.judge_replication for k, v in json.loads(path.read_text()).items()}
-        verdict = {"rule": judge_replication(groups), "groups": groups}
-        path = args.out if args.out != OUT else OUT.parent / "bench_extrapolation_seed_replication.json"
-        path.write_text(json.dumps(verdict, indent=1))
-        print(json.dumps(verdict["rule"], indent=1))
-        return
+    stability_rules = {  # flag: (the rule on merged --seed-stability-sources files, its results file)
+        "judge_seed_stability": (judge_seed_stability, "bench_extrapolation_seed_stability_sources.json"),
+        "judge_replication": (judge_replication, "bench_extrapolation_seed_replication.json"),
+    }
+    for flag, (rule, name) in stability_rules.items():
+        if getattr(args, flag):
+            groups = {k: v for path in getattr(args, flag) for k, v in json.loads(path.read_text()).items()}
+            verdict = {"rule": rule(groups), "groups": groups}
+            path = args.out if args.out != OUT else OUT.parent / name
+            path.write_text(json.dumps(verdict, indent=1))
+            print(json.dumps(verdict["rule"], indent=1))
+            return
     if args.judge_seeds:
         verdict = judge_over_seeds(OUT.parent, args.seeds_stem)
         path = args.out if args.out != OUT else OUT.parent / f"{args.seeds_stem}_seeds.json"
