@@ -157,10 +157,11 @@ def _draws_in_subprocess(cache, extra_env=None) -> str:
 @pytest.mark.slow
 def test_stored_sampler_gives_the_same_draws_as_a_fresh_trace(tmp_path):
     """Same seed, same draws: traced and exported (first process), read back from disk (second),
-    and with every cache off."""
+    and with every cache off. Two programs are stored: the sampler, and the log density at the 1,000
+    importance draws with which the default's calibration refits are weighed (``fitting.importance``)."""
     first = _draws_in_subprocess(tmp_path)
     stored = list((tmp_path / "samplers").glob("*.bin"))
-    assert len(stored) == 1
+    assert len(stored) == 2
     assert _draws_in_subprocess(tmp_path) == first
     assert _draws_in_subprocess(tmp_path / "off", {"BAYES_SCALING_NO_COMPILE_CACHE": "1"}) == first
     assert not (tmp_path / "off" / "samplers").exists()
