@@ -149,9 +149,10 @@ def release_compiled() -> None:
     import jax
 
     from bayes_scaling import posterior
-    from bayes_scaling.fitting import nuts, pilot, sampler
+    from bayes_scaling.fitting import nuts, sampler
 
-    for cache in (sampler._SAMPLERS, nuts._LATENT_STARTS, pilot._PILOTS, posterior._LAW_PROGRAMS):
+    pilot = sys.modules.get("bayes_scaling.fitting.pilot")  # imported only by a fit that asked for a pilot
+    for cache in (sampler._SAMPLERS, nuts._LATENT_STARTS, posterior._LAW_PROGRAMS, pilot._PILOTS if pilot else {}):
         cache.clear()
     jax.clear_caches()
     gc.collect()

@@ -224,8 +224,10 @@ def draws_digest(fit_dir: str) -> dict:
     the model shows apart from the sampler's."""
     import xarray as xr
 
+    from bayes_scaling.posterior import NETCDF_ENGINE
+
     digests = {"nuts": hashlib.sha256(), "drift": hashlib.sha256()}
-    with xr.open_datatree(Path(fit_dir) / "posterior.nc", engine="h5netcdf") as tree:
+    with xr.open_datatree(Path(fit_dir) / "posterior.nc", engine=NETCDF_ENGINE) as tree:
         post = tree["posterior"].to_dataset()
         for name in sorted(post.data_vars):
             part = "drift" if name.startswith(("tau_", "drift_")) else "nuts"

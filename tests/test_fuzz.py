@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from bayes_scaling.cli import main
+from bayes_scaling.posterior import NETCDF_ENGINE
 from bayes_scaling.runs.store import RunStore
 
 SEED = 19
@@ -293,12 +294,12 @@ def damage_posterior(rng: random.Random, data: bytes, material) -> tuple[str, by
     if mode == "no_posterior":
         tree = xr.DataTree.from_dict({"other": xr.Dataset({"x": ("i", np.arange(3.0))})})
     else:
-        with xr.open_datatree(material["fit"] / "posterior.nc", engine="h5netcdf") as full:
+        with xr.open_datatree(material["fit"] / "posterior.nc", engine=NETCDF_ENGINE) as full:
             tree = full.load()
         drop = rng.choice(["E", "A", "B", "alpha", "beta"])
         tree["posterior"] = xr.DataTree(tree["posterior"].to_dataset().drop_vars(drop))
         mode = f"{mode}-{drop}"
-    tree.to_netcdf(tmp, engine="h5netcdf")
+    tree.to_netcdf(tmp, engine=NETCDF_ENGINE)
     return mode, tmp.read_bytes()
 
 
