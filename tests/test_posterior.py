@@ -76,6 +76,21 @@ def test_save_and_load_round_trip(post, tmp_path):
     assert len(back.runs) == len(post.runs) and back.meta["likelihood"] == "student_t"
 
 
+def test_a_fit_saved_through_h5netcdf_still_loads(post, tmp_path):
+    """Fits saved before the switch to netCDF-C (posterior.NETCDF_ENGINE) were written by h5netcdf: they
+    load with every group and draw as written."""
+    pytest.importorskip("h5netcdf")  # the test extra installs it for this check
+    post.save(tmp_path / "fit")
+    post.idata.to_netcdf(tmp_path / "fit" / "posterior.nc", engine="h5netcdf")
+    import h5py
+
+    with h5py.File(tmp_path / "fit" / "posterior.nc", "r") as f:  # the file is h5netcdf's own
+        assert b"h5netcdf=" in f.attrs["_NCProperties"]
+    back = Posterior.load(tmp_path / "fit")
+    assert back.idata.identical(post.idata)
+    assert back.frontier([1e21]).equals(post.frontier([1e21]))
+
+
 def test_load_of_a_non_fit_directory_says_so(tmp_path):
     with pytest.raises(InputError, match="not a saved fit"):
         Posterior.load(tmp_path)
