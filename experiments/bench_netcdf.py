@@ -1,7 +1,7 @@
 """Saving and loading a fit's posterior.nc: netCDF4 (Unidata's netCDF-C) against h5netcdf, side by side.
 
 The file ``bayes-scaling fit chinchilla`` saves (the default fit of the bundled Chinchilla data: 240 runs,
-4 chains x 1000 draws, the extrapolating model; six groups, 44 variables, about 17 MB) is written and read
+4 chains x 1000 draws, the extrapolating model; five groups, 32 data variables, about 17 MB) is written and read
 back by each engine in turn, interleaved, ``--repeats`` times; every file is read by both engines and checked
 identical to the saved fit. Wall and CPU seconds (median) per engine and their ratios go to
 experiments/results/bench_netcdf.json (``--out``). Needs h5netcdf (the ``bench``
@@ -26,6 +26,13 @@ from bayes_scaling.cli import main as cli
 from bayes_scaling.posterior import NETCDF_ENGINE
 
 ENGINES = ("netcdf4", "h5netcdf")
+
+
+def cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 def timed(fn) -> tuple[float, float]:
@@ -65,11 +72,11 @@ def main(argv=None) -> None:
     load.append(os.getloadavg())
     medians = {e: {k: float(np.median(v)) for k, v in t.items()} for e, t in times.items()}
     out = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or 'unknown'})",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({cpu_model()})",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_avg_1_5_15min_before_and_after": load,
         "file": "posterior.nc of the default fit of the bundled Chinchilla data",
-        "groups": list(tree.children), "variables": sum(len(tree[g].data_vars) for g in tree.children),
+        "groups": list(tree.children), "data_variables": sum(len(tree[g].data_vars) for g in tree.children),
         "bytes": size, "default_engine": NETCDF_ENGINE, "repeats": args.repeats,
         "seconds": times, "median_seconds": medians,
         "ratio_h5netcdf_to_netcdf4": {k: medians["h5netcdf"][k] / medians["netcdf4"][k] for k in medians["netcdf4"]},
