@@ -368,18 +368,26 @@ class Sampler:
         state_specs = []  # advance's input: start's output, known once start is traced or read back
 
         def compile_program(index, exported):
+            call = sampler_cache.named(exported.call, f"{name[0]}_{index}")
             if index == 0:
-                return jax.jit(exported.call, compiler_options=PROGRAM_OPTIONS[0]).lower(*one_device).compile()
+                return jax.jit(call, compiler_options=PROGRAM_OPTIONS[0]).lower(*one_device).compile()
             inputs = ((seed_spec, init_spec, mass_spec, *step_spec), (state_specs,), (z_spec,))[index - 1]
             in_shardings = ((shared, chains, chains, *(chains,) * len(step_spec)) if index == 1 else (chains,)) \
                 + (shared,) * len(data)
-            jitted = jax.jit(exported.call, in_shardings=in_shardings, out_shardings=chains,
+            jitted = jax.jit(call, in_shardings=in_shardings, out_shardings=chains,
                              compiler_options=PROGRAM_OPTIONS[index])
             return jitted.lower(*inputs, *data).compile()
 
         # XLA compiles outside the GIL: on a first call the largest program, advance, compiles while
         # the others are traced (0.6 s less wall time on 2 cores; experiments/bench_cli.py).
-        with ThreadPoolExecutor(4) as pool:
+        name = []
+
+        def compile_all(program_name):
+            name.append(program_name)
+            with ThreadPoolExecutor(4) as pool:
+                return compile_in(pool)
+
+        def compile_in(pool):
             compiling = {}
 
             def trace():
@@ -401,7 +409,12 @@ class Sampler:
             for index, program in enumerate(exported):
                 if index not in compiling:
                     compiling[index] = pool.submit(compile_program, index, program)
-            self._programs[sites] = tuple(compiling[index].result() for index in range(len(exported)))
+            return [compiling[index].result() for index in range(len(exported))]
+
+        # compiled once per machine: a later process loads the executables without tracing or lowering
+        placements = [devices[:1], devices, devices, devices]
+        self._programs[sites] = tuple(sampler_cache.load_or_compile(
+            sampler_cache.executables_key(description + repr(PROGRAM_OPTIONS)), compile_all, placements))
         return self._programs[sites]
 
     def _log_density(self, sites):
@@ -418,9 +431,14 @@ class Sampler:
             def trace():
                 return [jax.export.export(jax.jit(jax.vmap(programs.log_density, in_axes=in_axes)))(*specs)]
 
-            exported = sampler_cache.load_or_export(
-                sampler_cache.program_key(self._descriptions[sites] + f" log_density {importance.DRAWS}"), trace)
-            self._programs[key] = jax.jit(exported[0].call).lower(*specs).compile()
+            description = self._descriptions[sites] + f" log_density {importance.DRAWS}"
+
+            def compile_it(name):
+                exported = sampler_cache.load_or_export(sampler_cache.program_key(description), trace)
+                return [jax.jit(sampler_cache.named(exported[0].call, name)).lower(*specs).compile()]
+
+            (self._programs[key],) = sampler_cache.load_or_compile(
+                sampler_cache.executables_key(description), compile_it, [jax.devices()[:1]])
         return self._programs[key]
 
     def _programs_for(self, init: dict):

@@ -13,6 +13,13 @@ A change to any of them gives a new key, so a stale program is never loaded. A f
 read back is ignored and written again. ``BAYES_SCALING_NO_COMPILE_CACHE=1`` switches this cache
 off together with JAX's. Serialising needs the ``flatbuffers`` package; without it every process
 traces its samplers again (the draws are the same either way).
+
+The compiled programs are kept too (``load_or_compile``, ``jax.experimental.serialize_executable``):
+a hit in JAX's persistent cache still lowers each program to find its key, about 0.2 s of CPU for a
+fit's four; here the key is the description and the executables are loaded directly. They are the
+bytes XLA's compiler gave, so a loaded program computes exactly what a compiled one does. Like JAX's
+own cache, this trusts the cache directory (loading an executable runs its code) and keys on the
+versions, platform, device count and ``XLA_FLAGS``, not on the host CPU's instruction set.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import pickle
 import struct
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -33,6 +42,7 @@ import numpy as np
 from bayes_scaling import _jax_setup
 
 FORMAT = b"bayes-scaling sampler v1\n"
+EXECUTABLES_FORMAT = b"bayes-scaling executables v1\n"
 
 
 def enabled() -> bool:
@@ -103,6 +113,97 @@ def load_or_export(key: str, trace: Callable[[], list[jax.export.Exported]]) -> 
     return exported
 
 
+def load_or_compile(key: str, compile: Callable[[str], list[jax.stages.Compiled]],
+                    placements: list[list]) -> list[jax.stages.Compiled]:
+    """The compiled programs stored under ``key`` (``executables_key`` of their description),
+    program i loaded onto the devices ``placements[i]``; else ``compile(name)``'s, stored there.
+
+    ``compile`` names its jitted programs after ``name`` (``named``), which holds the key. XLA's CPU
+    client cannot serialise an executable that it loaded back (jaxlib 0.12: the functions of a
+    re-serialised program are missing when it is loaded again), so what JAX read from its own
+    persistent cache must not be stored here; a name holding the key makes JAX's cache miss exactly
+    when this one does, and a hit there anyway (this file lost, JAX's kept) is seen and not stored."""
+    path = directory() / f"{key}.exe"
+    if enabled():
+        loaded = _read_executables(path, placements)
+        if loaded is not None:
+            return loaded
+    hits = _jax_cache_hits()
+    compiled = compile(f"program_{key}")
+    if enabled() and _jax_cache_hits() == hits:
+        try:
+            from jax.experimental.serialize_executable import serialize
+
+            blob = pickle.dumps([serialize(c) for c in compiled], protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an executable this backend cannot serialise: compile again next time
+            return compiled
+        _write_raw(path, EXECUTABLES_FORMAT + blob)
+    return compiled
+
+
+def named(fn: Callable, name: str) -> Callable:
+    """``fn`` under another name: a jitted program's name is part of JAX's cache key."""
+    def program(*args):
+        return fn(*args)
+
+    program.__name__ = program.__qualname__ = name
+    return program
+
+
+_hits = [0]
+
+
+def _jax_cache_hits() -> int:
+    """Hits of JAX's persistent cache in this process since the first call (counted by a listener
+    registered then; any thread's hit counts, which can only leave a program unstored)."""
+    if not _hits[1:]:
+        def count(event, **_):
+            if event == "/jax/compilation_cache/cache_hits":
+                _hits[0] += 1
+
+        from jax import monitoring
+
+        monitoring.register_event_listener(count)
+        _hits.append(count)
+    return _hits[0]
+
+
+def _read_executables(path: Path, placements: list[list]) -> list[jax.stages.Compiled] | None:
+    try:
+        data = path.read_bytes()
+        if not data.startswith(EXECUTABLES_FORMAT):
+            return None
+        from jax.experimental.serialize_executable import deserialize_and_load
+
+        stored = pickle.loads(data[len(EXECUTABLES_FORMAT):])
+        if len(stored) != len(placements):
+            return None
+        _prepare_host_kernels()
+
+        def load(entry, devices):
+            payload, in_tree, out_tree = entry
+            return deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
+
+        with ThreadPoolExecutor(len(stored)) as pool:  # XLA links each program's code outside the GIL
+            return list(pool.map(load, stored, placements))
+    except Exception:  # missing, truncated or from an incompatible jax: compile again
+        return None
+
+
+@cache
+def _prepare_host_kernels() -> None:
+    """XLA's CPU LAPACK kernels (Cholesky, eigh, ...) take their function pointers from SciPy when JAX
+    first lowers a program that calls one. A loaded executable is never lowered, and its first
+    factorisation would crash the process; lowering a 2 x 2 Cholesky once sets them all."""
+    jax.jit(jax.numpy.linalg.cholesky).lower(jax.ShapeDtypeStruct((2, 2), np.float32))
+
+
+def executables_key(description: str) -> str:
+    """``program_key`` of compiled programs: their description and the XLA flags they compiled under."""
+    return program_key(description + "\0compiled\0" + os.environ.get("XLA_FLAGS", "")
+                       + "\0" + jax.devices()[0].client.platform_version)
+
+
 def _read(path: Path) -> list[jax.export.Exported] | None:
     try:
         data = path.read_bytes()
@@ -122,11 +223,13 @@ def _read(path: Path) -> list[jax.export.Exported] | None:
 
 
 def _write(path: Path, blobs: list[bytes]) -> None:
+    _write_raw(path, FORMAT + struct.pack("<I", len(blobs)) + b"".join(struct.pack("<Q", len(b)) + b for b in blobs))
+
+
+def _write_raw(path: Path, payload: bytes) -> None:
     """Atomic: a reader sees the old file, the whole new file, or none."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = FORMAT + struct.pack("<I", len(blobs)) + b"".join(
-            struct.pack("<Q", len(b)) + b for b in blobs)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
