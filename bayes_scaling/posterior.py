@@ -444,22 +444,31 @@ def compiled_log_loss(law: Law):
     family, name and settings, not per instance (``get_law`` makes a new one per call, so each
     refit of the extrapolation model's calibration would trace and compile it again)."""
     configure()
-    import jax
+    from bayes_scaling.fitting.sampler_cache import stored_jit
 
-    return _LAW_PROGRAMS.get_or_build(_law_key(law), lambda: jax.jit(law.log_loss))
+    return _LAW_PROGRAMS.get_or_build(_law_key(law), lambda: stored_jit(law.log_loss, law_description(law, "log_loss")))
 
 
 def compiled_optimal_allocation(law: Law):
     """``law.optimal_allocation(theta, C)`` as one compiled program, kept as ``compiled_log_loss``
     keeps the log-loss (the extrapolation model's allocation bound calls it on every fit)."""
     configure()
-    import jax
+    from bayes_scaling.fitting.sampler_cache import stored_jit
 
-    return _LAW_PROGRAMS.get_or_build((_law_key(law), "optimal_allocation"),
-                                           lambda: jax.jit(law.optimal_allocation))
+    return _LAW_PROGRAMS.get_or_build((_law_key(law), "optimal_allocation"), lambda: stored_jit(
+        law.optimal_allocation, law_description(law, "optimal_allocation")))
 
 
 _LAW_PROGRAMS = CompiledPrograms(limit=16)  # the laws' compiled log-loss and optimal allocation
+
+
+def law_description(law: Law, method: str) -> str:
+    """A law's ``method`` as the on-disk program cache names it (``sampler_cache.stored_jit``):
+    its class and source and everything ``_law_key`` holds."""
+    from bayes_scaling.fitting.sampler_cache import law_source_digest
+
+    kind = type(law)
+    return repr((method, f"{kind.__module__}.{kind.__qualname__}", law_source_digest(law), _law_key(law)[1:]))
 
 
 def _law_key(law: Law) -> tuple:

@@ -162,7 +162,7 @@ def test_stored_sampler_gives_the_same_draws_as_a_fresh_trace(tmp_path):
     first = _draws_in_subprocess(tmp_path)
     stored = list((tmp_path / "samplers").glob("*.bin"))
     assert len(stored) == 2
-    assert len(list((tmp_path / "samplers").glob("*.exe"))) == 2  # and both compiled
+    assert len(list((tmp_path / "samplers").glob("*.exe"))) >= 2  # both compiled, and the laws' programs (stored_jit)
     assert _draws_in_subprocess(tmp_path) == first  # loaded: neither traced nor lowered
     assert _draws_in_subprocess(tmp_path / "off", {"BAYES_SCALING_NO_COMPILE_CACHE": "1"}) == first
     assert not (tmp_path / "off" / "samplers").exists()
@@ -202,6 +202,37 @@ def test_compiled_programs_are_stored_and_loaded(tmp_path, monkeypatch):
     assert len(compiled) == 2  # compiled again: JAX's own cache had it, so it is not stored over the bad file
     assert (tmp_path / f"{key}.exe").read_bytes() == b"not stored programs"
     np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(fresh(x)))
+
+
+def test_stored_jit_keeps_one_program_per_signature(tmp_path, monkeypatch):
+    """``stored_jit``: one stored program per tree, shape and dtype of the arguments, loaded by a
+    new wrapper (a new process) instead of compiled, computing what ``jax.jit`` computes."""
+    import jax.numpy as jnp
+
+    from bayes_scaling.fitting import sampler_cache
+
+    monkeypatch.setattr(sampler_cache, "directory", lambda: tmp_path)
+    monkeypatch.delenv("BAYES_SCALING_NO_COMPILE_CACHE", raising=False)
+
+    def f(theta, x):
+        return theta["a"] * jnp.log(x) + theta["b"]
+
+    description = f"a test law {tmp_path}"
+    stored = sampler_cache.stored_jit(f, description)
+    theta = {"a": np.array([[1.5], [2.0]]), "b": 0.25}
+    x = np.array([[1.0, 2.0, 3.0]])
+    expected = np.asarray(jax.jit(f)(theta, x))
+    np.testing.assert_array_equal(np.asarray(stored(theta, x)), expected)
+    np.testing.assert_array_equal(np.asarray(stored(theta, x[:, :2])), expected[:, :2])
+    assert len(list(tmp_path.glob("*.exe"))) == 2  # two shapes of x
+    traced = []
+    named = sampler_cache.named
+    monkeypatch.setattr(sampler_cache, "named", lambda fn, name: traced.append(name) or named(fn, name))
+    again = sampler_cache.stored_jit(f, description)  # as a new process would
+    np.testing.assert_array_equal(np.asarray(again(theta, x)), expected)
+    assert traced == []  # loaded, not traced and compiled
+    again(theta, x[:, :1])
+    assert len(traced) == 1
 
 
 def test_sampler_cache_keys_and_unreadable_files(tmp_path, monkeypatch):

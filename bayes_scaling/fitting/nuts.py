@@ -381,5 +381,7 @@ def _latent_start(law: Law):
             sd = jnp.sqrt(jnp.where(mask, (resid - mean) ** 2, 0.0).sum() / n)
             return {**latent, "sigma": jnp.log(jnp.clip(sd, 1e-3, 0.5))}
 
-        _LATENT_STARTS[key] = jax.jit(start)
+        from bayes_scaling.posterior import law_description
+
+        _LATENT_STARTS[key] = sampler_cache.stored_jit(start, law_description(law, "nuts latent start"))
     return _LATENT_STARTS[key]

@@ -298,8 +298,8 @@ class Sampler:
     * ``finish``: the kept draws in constrained values and their pointwise log-likelihood.
 
     Chains run under ``shard_map`` on separate host devices (several per device if there are more
-    chains than devices). The programs come from ``sampler_cache`` (``jax.export``): traced once per
-    process, and once per machine on disk.
+    chains than devices). The programs come from ``sampler_cache``: traced and compiled once per
+    process, and once per machine on disk (``jax.export``, then the executables themselves).
     """
 
     def __init__(self, model, description: str, data: tuple, chains: int, warmup: int, draws: int,
