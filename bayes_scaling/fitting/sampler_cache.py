@@ -18,10 +18,10 @@ The compiled programs are kept too (``load_or_compile``, ``jax.experimental.seri
 a hit in JAX's persistent cache still traces and lowers each program to find its key (on a repeated
 ``bayes-scaling fit``, 14 programs); here the key is the description and the executables are loaded
 directly. ``stored_jit`` does the same for a small jitted function (a law's log-loss, the starting
-point), one program per signature of its arguments. They are the
-bytes XLA's compiler gave, so a loaded program computes exactly what a compiled one does. Like JAX's
-own cache, this trusts the cache directory (loading an executable runs its code) and keys on the
-versions, platform, device count and ``XLA_FLAGS``, not on the host CPU's instruction set.
+point), one program per signature of its arguments. They are the bytes XLA's compiler gave, so a
+loaded program computes exactly what a compiled one does. Like JAX's own cache, this trusts the
+cache directory (loading an executable runs its code) and keys on the versions, platform, device
+count and ``XLA_FLAGS``; unlike it, also on the host's processor.
 """
 
 from __future__ import annotations
@@ -226,9 +226,24 @@ def _prepare_host_kernels() -> None:
 
 
 def executables_key(description: str) -> str:
-    """``program_key`` of compiled programs: their description and the XLA flags they compiled under."""
+    """``program_key`` of compiled programs: their description, the XLA flags they compiled under
+    and the host's processor (XLA compiles for the CPU it runs on; a cache directory shared by
+    machines of different CPUs, a cluster's home directory, keeps one set per CPU)."""
     return program_key(description + "\0compiled\0" + os.environ.get("XLA_FLAGS", "")
-                       + "\0" + jax.devices()[0].client.platform_version)
+                       + "\0" + jax.devices()[0].client.platform_version + "\0" + _host_processor())
+
+
+@cache
+def _host_processor() -> str:
+    """The CPU's model and instruction-set flags (Linux: /proc/cpuinfo), else what ``platform`` says."""
+    import platform
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        wanted = ("model name", "flags", "Features", "CPU part")
+        return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
 
 
 def _read(path: Path) -> list[jax.export.Exported] | None:
