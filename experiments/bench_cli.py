@@ -397,6 +397,11 @@ COMPILE_VARIANTS = {
     "advance_O1": {"advance": {"xla_backend_optimization_level": 1}},
     "advance_finish_O1": {"advance": {"xla_backend_optimization_level": 1},
                           "finish": {"xla_backend_optimization_level": 1}},
+    # twentieth session, added before their results: LLVM's expensive passes left out (XLA's
+    # ``xla_llvm_disable_expensive_passes``), judged by the same rule
+    "advance_cheap_llvm": {"advance": {"xla_llvm_disable_expensive_passes": True}},
+    "advance_finish_cheap_llvm": {"advance": {"xla_llvm_disable_expensive_passes": True},
+                                  "finish": {"xla_llvm_disable_expensive_passes": True}},
 }
 # Rule, written before the results: a variant replaces the current options only if its draws hash
 # is identical to "current"'s, its median total compile CPU (all four programs) is at least 10%
