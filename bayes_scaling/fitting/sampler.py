@@ -367,8 +367,8 @@ class Sampler:
                       *(jax.ShapeDtypeStruct(d.shape, d.dtype) for d in data))
         state_specs = []  # advance's input: start's output, known once start is traced or read back
 
-        def compile_program(index, exported):
-            call = sampler_cache.named(exported.call, f"{name[0]}_{index}")
+        def compile_program(name, index, exported):
+            call = sampler_cache.named(exported.call, f"{name}_{index}")  # the name holds the disk cache's key
             if index == 0:
                 return jax.jit(call, compiler_options=PROGRAM_OPTIONS[0]).lower(*one_device).compile()
             inputs = ((seed_spec, init_spec, mass_spec, *step_spec), (state_specs,), (z_spec,))[index - 1]
@@ -378,38 +378,34 @@ class Sampler:
                              compiler_options=PROGRAM_OPTIONS[index])
             return jitted.lower(*inputs, *data).compile()
 
-        # XLA compiles outside the GIL: on a first call the largest program, advance, compiles while
-        # the others are traced (0.6 s less wall time on 2 cores; experiments/bench_cli.py).
-        name = []
-
-        def compile_all(program_name):
-            name.append(program_name)
+        def compile_all(name):
+            """Trace (or read back ``jax.export``'s programs) and compile the four. XLA compiles
+            outside the GIL: on a first call the largest program, advance, compiles while the others
+            are traced (0.6 s less wall time on 2 cores; experiments/bench_cli.py)."""
             with ThreadPoolExecutor(4) as pool:
-                return compile_in(pool)
+                compiling = {}
 
-        def compile_in(pool):
-            compiling = {}
+                def trace():
+                    start = jax.export.export(programs.seeded(programs.jitted(programs.start, 3 + len(step_spec))))(
+                        seed_spec, init_spec, mass_spec, *step_spec, *data)
+                    state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in start.out_avals]
+                    advance = jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data)
+                    compiling[2] = pool.submit(compile_program, name, 2, advance)
+                    compiling[1] = pool.submit(compile_program, name, 1, start)
+                    in_axes = (0,) + (None,) * len(data)
+                    potential = jax.export.export(jax.jit(jax.vmap(programs.potential, in_axes=in_axes)))(*one_device)
+                    compiling[0] = pool.submit(compile_program, name, 0, potential)
+                    finish = jax.export.export(programs.jitted(programs.finish, 1))(z_spec, *data)
+                    return [potential, start, advance, finish]
 
-            def trace():
-                start = jax.export.export(programs.seeded(programs.jitted(programs.start, 3 + len(step_spec))))(
-                    seed_spec, init_spec, mass_spec, *step_spec, *data)
-                state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in start.out_avals]
-                advance = jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data)
-                compiling[2] = pool.submit(compile_program, 2, advance)
-                compiling[1] = pool.submit(compile_program, 1, start)
-                in_axes = (0,) + (None,) * len(data)
-                potential = jax.export.export(jax.jit(jax.vmap(programs.potential, in_axes=in_axes)))(*one_device)
-                compiling[0] = pool.submit(compile_program, 0, potential)
-                finish = jax.export.export(programs.jitted(programs.finish, 1))(z_spec, *data)
-                return [potential, start, advance, finish]
-
-            exported = sampler_cache.load_or_export(sampler_cache.program_key(description), trace)
-            if not state_specs:  # read back from disk: nothing compiled yet
-                state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in exported[1].out_avals]
-            for index, program in enumerate(exported):
-                if index not in compiling:
-                    compiling[index] = pool.submit(compile_program, index, program)
-            return [compiling[index].result() for index in range(len(exported))]
+                exported = sampler_cache.load_or_export(sampler_cache.program_key(description), trace)
+                if not state_specs:  # read back from disk: nothing compiled yet
+                    state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains)
+                                      for a in exported[1].out_avals]
+                for index, program in enumerate(exported):
+                    if index not in compiling:
+                        compiling[index] = pool.submit(compile_program, name, index, program)
+                return [compiling[index].result() for index in range(len(exported))]
 
         # compiled once per machine: a later process loads the executables without tracing or lowering
         placements = [devices[:1], devices, devices, devices]
