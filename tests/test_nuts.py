@@ -204,6 +204,58 @@ def test_compiled_programs_are_stored_and_loaded(tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(fresh(x)))
 
 
+EDITED_SAMPLE = """
+import json, sys
+import numpy as np
+from bayes_scaling import configure
+configure()
+import numpyro
+import numpyro.distributions as dist
+from bayes_scaling.fitting import sampler, sampler_cache
+from bayes_scaling.fitting.settings import SamplerSettings
+
+if sys.argv[2] == "edited":  # the package's sources changed: a new key for the traced programs
+    sampler_cache._environment_digest = lambda: "the sources after an edit"
+compiled = []
+original = sampler_cache.compile_exported
+sampler_cache.compile_exported = lambda blob, compile, devices, options: original(
+    blob, lambda name: compiled.append(name) or compile(name), devices, options)
+
+def model(loc):
+    numpyro.sample("x", dist.Normal(loc, float(sys.argv[1])))
+
+draws = sampler.sample(model, sampler.jitter({"x": np.zeros(1)}, 2, 0), (np.array([1.0]),),
+                       description=("edit test",), settings=SamplerSettings(chains=2, warmup=20, draws=10, seed=5))
+print(json.dumps({"compiled": len(compiled), "x": np.asarray(draws.samples["x"]).ravel().tolist()}))
+"""
+
+
+@pytest.mark.slow  # fresh interpreters: the same trace in a new process gives the same program bytes
+def test_an_edit_outside_the_traced_programs_retraces_but_does_not_recompile(tmp_path):
+    """The sampler's compiled programs are keyed by their exported bytes: in a new process with the
+    package's sources changed (a new export key), the programs are traced again, come out the same,
+    and are loaded from disk instead of compiled; the draws are the same."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BAYES_SCALING_CACHE": str(tmp_path)}
+    env.pop("BAYES_SCALING_NO_COMPILE_CACHE", None)
+    scale = str(1.0 + (hash(str(tmp_path)) % 10**6) * 1e-9)  # a program new to JAX's own cache too
+
+    def run(edited):
+        out = subprocess.run([sys.executable, "-c", EDITED_SAMPLE, scale, edited], env=env, capture_output=True,
+                             text=True, check=True)
+        return json.loads(out.stdout.splitlines()[-1])
+
+    first = run("as is")
+    assert first["compiled"] == 4 and len(list((tmp_path / "samplers").glob("*.bin"))) == 1
+    again = run("edited")
+    assert len(list((tmp_path / "samplers").glob("*.bin"))) == 2  # traced again under the new key
+    assert again["compiled"] == 0 and again["x"] == first["x"]  # ... and nothing compiled
+
+
 def test_stored_jit_keeps_one_program_per_signature(tmp_path, monkeypatch):
     """``stored_jit``: one stored program per tree, shape and dtype of the arguments, loaded by a
     new wrapper (a new process) instead of compiled, computing what ``jax.jit`` computes."""

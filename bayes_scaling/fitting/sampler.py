@@ -367,50 +367,56 @@ class Sampler:
                       *(jax.ShapeDtypeStruct(d.shape, d.dtype) for d in data))
         state_specs = []  # advance's input: start's output, known once start is traced or read back
 
-        def compile_program(name, index, exported):
-            call = sampler_cache.named(exported.call, f"{name}_{index}")  # the name holds the disk cache's key
-            if index == 0:
-                return jax.jit(call, compiler_options=PROGRAM_OPTIONS[0]).lower(*one_device).compile()
-            inputs = ((seed_spec, init_spec, mass_spec, *step_spec), (state_specs,), (z_spec,))[index - 1]
-            in_shardings = ((shared, chains, chains, *(chains,) * len(step_spec)) if index == 1 else (chains,)) \
-                + (shared,) * len(data)
-            jitted = jax.jit(call, in_shardings=in_shardings, out_shardings=chains,
-                             compiler_options=PROGRAM_OPTIONS[index])
-            return jitted.lower(*inputs, *data).compile()
-
-        def compile_all(name):
-            """Trace (or read back ``jax.export``'s programs) and compile the four. XLA compiles
-            outside the GIL: on a first call the largest program, advance, compiles while the others
-            are traced (0.6 s less wall time on 2 cores; experiments/bench_cli.py)."""
-            with ThreadPoolExecutor(4) as pool:
-                compiling = {}
-
-                def trace():
-                    start = jax.export.export(programs.seeded(programs.jitted(programs.start, 3 + len(step_spec))))(
-                        seed_spec, init_spec, mass_spec, *step_spec, *data)
-                    state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in start.out_avals]
-                    advance = jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data)
-                    compiling[2] = pool.submit(compile_program, name, 2, advance)
-                    compiling[1] = pool.submit(compile_program, name, 1, start)
-                    in_axes = (0,) + (None,) * len(data)
-                    potential = jax.export.export(jax.jit(jax.vmap(programs.potential, in_axes=in_axes)))(*one_device)
-                    compiling[0] = pool.submit(compile_program, name, 0, potential)
-                    finish = jax.export.export(programs.jitted(programs.finish, 1))(z_spec, *data)
-                    return [potential, start, advance, finish]
-
-                exported = sampler_cache.load_or_export(sampler_cache.program_key(description), trace)
-                if not state_specs:  # read back from disk: nothing compiled yet
-                    state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains)
-                                      for a in exported[1].out_avals]
-                for index, program in enumerate(exported):
-                    if index not in compiling:
-                        compiling[index] = pool.submit(compile_program, name, index, program)
-                return [compiling[index].result() for index in range(len(exported))]
-
-        # compiled once per machine: a later process loads the executables without tracing or lowering
         placements = [devices[:1], devices, devices, devices]
-        self._programs[sites] = tuple(sampler_cache.load_or_compile(
-            sampler_cache.executables_key(description + repr(PROGRAM_OPTIONS)), compile_all, placements))
+
+        def compile_program(index, exported, blob=None):
+            """Program ``index`` loaded, or compiled (and stored) where its compiled form is not on disk."""
+            def compile(name):
+                call = sampler_cache.named(exported.call, name)
+                if index == 0:
+                    return jax.jit(call, compiler_options=PROGRAM_OPTIONS[0]).lower(*one_device).compile()
+                inputs = ((seed_spec, init_spec, mass_spec, *step_spec), (state_specs,), (z_spec,))[index - 1]
+                in_shardings = ((shared, chains, chains, *(chains,) * len(step_spec)) if index == 1 else (chains,)) \
+                    + (shared,) * len(data)
+                jitted = jax.jit(call, in_shardings=in_shardings, out_shardings=chains,
+                                 compiler_options=PROGRAM_OPTIONS[index])
+                return jitted.lower(*inputs, *data).compile()
+
+            blob = blob if blob is not None else bytes(exported.serialize())
+            return sampler_cache.compile_exported(blob, compile, placements[index], repr(PROGRAM_OPTIONS[index]))
+
+        # Compiled once per machine: a later process loads the four without tracing or lowering them.
+        # Otherwise they are traced (or read back from ``jax.export``'s form) and compiled; XLA compiles
+        # outside the GIL, so on a first call the largest program, advance, compiles while the others
+        # are traced (0.6 s less wall time on 2 cores; experiments/bench_cli.py).
+        export_key = sampler_cache.program_key(description)
+        loaded = sampler_cache.load_compiled(export_key, placements, [repr(o) for o in PROGRAM_OPTIONS])
+        if loaded is not None:
+            self._programs[sites] = tuple(loaded)
+            return self._programs[sites]
+        with ThreadPoolExecutor(4) as pool:
+            compiling = {}
+
+            def trace():
+                start = jax.export.export(programs.seeded(programs.jitted(programs.start, 3 + len(step_spec))))(
+                    seed_spec, init_spec, mass_spec, *step_spec, *data)
+                state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in start.out_avals]
+                advance = jax.export.export(programs.jitted(programs.advance, 1))(state_specs, *data)
+                compiling[2] = pool.submit(compile_program, 2, advance)
+                compiling[1] = pool.submit(compile_program, 1, start)
+                in_axes = (0,) + (None,) * len(data)
+                potential = jax.export.export(jax.jit(jax.vmap(programs.potential, in_axes=in_axes)))(*one_device)
+                compiling[0] = pool.submit(compile_program, 0, potential)
+                finish = jax.export.export(programs.jitted(programs.finish, 1))(z_spec, *data)
+                return [potential, start, advance, finish]
+
+            exported, blobs = sampler_cache.load_or_export_bytes(export_key, trace)
+            if not state_specs:  # read back from disk: nothing compiled yet
+                state_specs[:] = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=chains) for a in exported[1].out_avals]
+            for index, program in enumerate(exported):
+                if index not in compiling:
+                    compiling[index] = pool.submit(compile_program, index, program, blobs[index])
+            self._programs[sites] = tuple(compiling[index].result() for index in range(len(exported)))
         return self._programs[sites]
 
     def _log_density(self, sites):
@@ -427,14 +433,16 @@ class Sampler:
             def trace():
                 return [jax.export.export(jax.jit(jax.vmap(programs.log_density, in_axes=in_axes)))(*specs)]
 
-            description = self._descriptions[sites] + f" log_density {importance.DRAWS}"
-
-            def compile_it(name):
-                exported = sampler_cache.load_or_export(sampler_cache.program_key(description), trace)
-                return [jax.jit(sampler_cache.named(exported[0].call, name)).lower(*specs).compile()]
-
-            (self._programs[key],) = sampler_cache.load_or_compile(
-                sampler_cache.executables_key(description), compile_it, [jax.devices()[:1]])
+            export_key = sampler_cache.program_key(self._descriptions[sites] + f" log_density {importance.DRAWS}")
+            loaded = sampler_cache.load_compiled(export_key, [jax.devices()[:1]], [""])
+            if loaded is not None:
+                (self._programs[key],) = loaded
+            else:
+                (exported,), (blob,) = sampler_cache.load_or_export_bytes(export_key, trace)
+                blob = blob if blob is not None else bytes(exported.serialize())
+                self._programs[key] = sampler_cache.compile_exported(
+                    blob, lambda name: jax.jit(sampler_cache.named(exported.call, name)).lower(*specs).compile(),
+                    jax.devices()[:1], "")
         return self._programs[key]
 
     def _programs_for(self, init: dict):

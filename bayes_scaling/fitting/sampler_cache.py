@@ -14,14 +14,20 @@ read back is ignored and written again. ``BAYES_SCALING_NO_COMPILE_CACHE=1`` swi
 off together with JAX's. Serialising needs the ``flatbuffers`` package; without it every process
 traces its samplers again (the draws are the same either way).
 
-The compiled programs are kept too (``load_or_compile``, ``jax.experimental.serialize_executable``):
-a hit in JAX's persistent cache still traces and lowers each program to find its key (on a repeated
-``bayes-scaling fit``, 14 programs); here the key is the description and the executables are loaded
-directly. ``stored_jit`` does the same for a small jitted function (a law's log-loss, the starting
-point), one program per signature of its arguments. They are the bytes XLA's compiler gave, so a
-loaded program computes exactly what a compiled one does. Like JAX's own cache, this trusts the
-cache directory (loading an executable runs its code) and keys on the versions, platform, device
-count and ``XLA_FLAGS``; unlike it, also on the host's processor.
+The compiled programs are kept too (``jax.experimental.serialize_executable``, zlib-compressed): a
+hit in JAX's persistent cache still traces and lowers each program to find its key (on a repeated
+``bayes-scaling fit``, 14 programs), whereas these are loaded directly.
+
+* An exported program's compiled form (``load_compiled``, ``compile_exported``) is keyed by the
+  program's bytes, its XLA options, the versions, ``XLA_FLAGS``, the platform and the host's
+  processor (unlike JAX's own cache). An edit outside the traced programs retraces them in the next
+  process but does not recompile them.
+* ``stored_jit`` keeps a small jitted function's programs (a law's log-loss, the starting point),
+  one per signature of its arguments, keyed by its description and the package's sources, since
+  finding its bytes would mean tracing it.
+
+They are the bytes XLA's compiler gave, so a loaded program computes exactly what a compiled one
+does. Like JAX's own cache, this trusts the cache directory (loading an executable runs its code).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import pickle
 import struct
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -44,7 +51,7 @@ import numpy as np
 from bayes_scaling import _jax_setup
 
 FORMAT = b"bayes-scaling sampler v1\n"
-EXECUTABLES_FORMAT = b"bayes-scaling executables v1\n"
+EXECUTABLES_FORMAT = b"bayes-scaling executables v2\n"
 
 
 def enabled() -> bool:
@@ -58,18 +65,23 @@ def directory() -> Path:
 @cache
 def _environment_digest() -> str:
     """Sources of the package and versions of everything that shapes a traced program."""
-    import jaxlib
-    import numpyro
-
     h = hashlib.sha256()
     root = Path(__file__).resolve().parents[1]
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
-    for part in (sys.version, jax.__version__, jaxlib.__version__, numpyro.__version__,
-                 jax.default_backend(), str(jax.device_count()), str(jax.config.jax_enable_x64)):
-        h.update(part.encode() + b"\0")
+    h.update(_versions().encode())
     return h.hexdigest()
+
+
+@cache
+def _versions() -> str:
+    """Python, jax, jaxlib and numpyro, the backend, device count and x64."""
+    import jaxlib
+    import numpyro
+
+    return "\0".join((sys.version, jax.__version__, jaxlib.__version__, numpyro.__version__,
+                      jax.default_backend(), str(jax.device_count()), str(jax.config.jax_enable_x64)))
 
 
 def law_source_digest(law) -> str:
@@ -101,18 +113,85 @@ def load_or_export(key: str, trace: Callable[[], list[jax.export.Exported]]) -> 
     """The exported programs stored under ``key``; else ``trace()``'s, stored there. Every caller
     runs the same ``Exported`` code, whether just traced or read back, so draws do not depend on
     the cache."""
+    return load_or_export_bytes(key, trace)[0]
+
+
+def load_or_export_bytes(key: str, trace: Callable[[], list[jax.export.Exported]]) -> tuple[list, list]:
+    """``load_or_export``'s programs and each one's bytes as stored (None where not serialisable)."""
     path = directory() / f"{key}.bin"
     if enabled():
-        loaded = _read(path)
+        blobs = _parse(path)
+        if blobs is not None:
+            try:
+                return [jax.export.deserialize(bytearray(blob)) for blob in blobs], blobs
+            except Exception:  # from an incompatible jax: trace again
+                pass
+    exported = trace()
+    try:
+        blobs = [bytes(e.serialize()) for e in exported]
+    except ImportError:  # jax's serialiser needs the flatbuffers package: run without the disk cache
+        return exported, [None] * len(exported)
+    if enabled():
+        _write(path, blobs)
+    return exported, blobs
+
+
+def load_compiled(export_key: str, placements: list[list], options: list[str]) -> list | None:
+    """The compiled programs of those ``load_or_export`` keeps under ``export_key``, program i on
+    the devices ``placements[i]`` under XLA ``options[i]``, if every one is stored
+    (``compile_exported``); else None. Reads the exported programs' bytes without deserialising them."""
+    blobs = _stored_blobs(export_key) if enabled() else None
+    if blobs is None or len(blobs) != len(placements):
+        return None
+    paths = [directory() / f"{compiled_key(blob, option)}.exe" for blob, option in zip(blobs, options)]
+    if not all(path.exists() for path in paths):
+        return None
+    with ThreadPoolExecutor(len(paths)) as pool:  # XLA links each program's code outside the GIL
+        loaded = list(pool.map(_read_executable, paths, placements))
+    return None if any(program is None for program in loaded) else loaded
+
+
+def compile_exported(blob: bytes, compile: Callable[[str], jax.stages.Compiled], devices: list,
+                     options: str) -> jax.stages.Compiled:
+    """The exported program ``blob`` (its bytes as ``load_or_export`` stores them) compiled under
+    XLA ``options`` onto ``devices``: loaded if stored, else ``compile(name)``'s, stored.
+
+    Keyed by the program's bytes, not the package's sources: an edit that leaves a traced program
+    as it was (any edit outside it) retraces but does not recompile it (its bytes hold source line
+    numbers, so an edit that moves its lines does). ``compile`` jits the program under ``name``
+    (``named``), which holds the key: XLA's CPU client cannot serialise an executable that it
+    loaded back (jaxlib 0.12: the copy's functions are missing when it is loaded again), so what
+    JAX read from its own persistent cache must not be stored here, and with the key in the name
+    JAX's cache misses exactly when this one does; a hit there anyway (this file lost, JAX's kept)
+    is seen and not stored."""
+    key = compiled_key(blob, options)
+    path = directory() / f"{key}.exe"
+    if enabled():
+        loaded = _read_executable(path, devices)
         if loaded is not None:
             return loaded
-    exported = trace()
-    if enabled():
-        try:
-            _write(path, [bytes(e.serialize()) for e in exported])
-        except ImportError:  # jax's serialiser needs the flatbuffers package: run without the disk cache
-            pass
-    return exported
+    hits = _jax_cache_hits()
+    compiled = compile(f"program_{key}")
+    if enabled() and _jax_cache_hits() == hits:
+        _write_executables(path, [compiled])
+    return compiled
+
+
+def compiled_key(blob: bytes, options: str) -> str:
+    """An exported program's compiled form: its bytes, the XLA options, the versions, ``XLA_FLAGS``,
+    the platform and the host's processor."""
+    return hashlib.sha256(b"\0".join((
+        b"compiled", blob, options.encode(), _versions().encode(), os.environ.get("XLA_FLAGS", "").encode(),
+        jax.devices()[0].client.platform_version.encode(), _host_processor().encode()))).hexdigest()[:32]
+
+
+def _stored_blobs(export_key: str) -> list[bytes] | None:
+    return _parse(directory() / f"{export_key}.bin")
+
+
+def _read_executable(path: Path, devices: list):
+    loaded = _read_executables(path, [devices])
+    return None if loaded is None else loaded[0]
 
 
 def load_or_compile(key: str, compile: Callable[[str], list[jax.stages.Compiled]],
@@ -133,14 +212,20 @@ def load_or_compile(key: str, compile: Callable[[str], list[jax.stages.Compiled]
     hits = _jax_cache_hits()
     compiled = compile(f"program_{key}")
     if enabled() and _jax_cache_hits() == hits:
-        try:
-            from jax.experimental.serialize_executable import serialize
-
-            blob = pickle.dumps([serialize(c) for c in compiled], protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # an executable this backend cannot serialise: compile again next time
-            return compiled
-        _write_raw(path, EXECUTABLES_FORMAT + blob)
+        _write_executables(path, compiled)
     return compiled
+
+
+def _write_executables(path: Path, compiled: list) -> None:
+    """The executables, pickled with their argument trees and compressed (zlib level 1: a sixth
+    of the size, about 10 ms to read back a fit's sampler)."""
+    try:
+        from jax.experimental.serialize_executable import serialize
+
+        blob = pickle.dumps([serialize(c) for c in compiled], protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # an executable this backend cannot serialise: compile again next time
+        return
+    _write_raw(path, EXECUTABLES_FORMAT + zlib.compress(blob, 1))
 
 
 def named(fn: Callable, name: str) -> Callable:
@@ -202,7 +287,7 @@ def _read_executables(path: Path, placements: list[list]) -> list[jax.stages.Com
             return None
         from jax.experimental.serialize_executable import deserialize_and_load
 
-        stored = pickle.loads(data[len(EXECUTABLES_FORMAT):])
+        stored = pickle.loads(zlib.decompress(data[len(EXECUTABLES_FORMAT):]))
         if len(stored) != len(placements):
             return None
         _prepare_host_kernels()
@@ -246,7 +331,8 @@ def _host_processor() -> str:
         return f"{platform.machine()} {platform.processor()}"
 
 
-def _read(path: Path) -> list[jax.export.Exported] | None:
+def _parse(path: Path) -> list[bytes] | None:
+    """The programs' bytes in a stored file; None if missing or not whole."""
     try:
         data = path.read_bytes()
         if not data.startswith(FORMAT):
@@ -257,10 +343,12 @@ def _read(path: Path) -> list[jax.export.Exported] | None:
         for _ in range(count):
             (size,) = struct.unpack_from("<Q", data, pos)
             pos += 8
+            if pos + size > len(data):
+                return None
             blobs.append(data[pos: pos + size])
             pos += size
-        return [jax.export.deserialize(bytearray(blob)) for blob in blobs]
-    except Exception:  # missing, truncated or from an incompatible jax: trace again
+        return blobs
+    except (OSError, struct.error):
         return None
 
 
