@@ -158,22 +158,9 @@ def compile_exported(blob: bytes, compile: Callable[[str], jax.stages.Compiled],
 
     Keyed by the program's bytes, not the package's sources: an edit that leaves a traced program
     as it was (any edit outside it) retraces but does not recompile it (its bytes hold source line
-    numbers, so an edit that moves its lines does). ``compile`` jits the program under ``name``
-    (``named``), which holds the key: XLA's CPU client cannot serialise an executable that it
-    loaded back (jaxlib 0.12: the copy's functions are missing when it is loaded again), so what
-    JAX read from its own persistent cache must not be stored here, and with the key in the name
-    JAX's cache misses exactly when this one does; a hit there anyway (this file lost, JAX's kept)
-    is seen and not stored."""
-    key = compiled_key(blob, options)
-    path = directory() / f"{key}.exe"
-    if enabled():
-        loaded = _read_executable(path, devices)
-        if loaded is not None:
-            return loaded
-    hits = _jax_cache_hits()
-    compiled = compile(f"program_{key}")
-    if enabled() and _jax_cache_hits() == hits:
-        _write_executables(path, [compiled])
+    numbers, so an edit that moves its lines does). ``compile`` jits the program under ``name``,
+    as ``load_or_compile`` explains."""
+    (compiled,) = load_or_compile(compiled_key(blob, options), lambda name: [compile(name)], [devices])
     return compiled
 
 
@@ -196,8 +183,9 @@ def _read_executable(path: Path, devices: list):
 
 def load_or_compile(key: str, compile: Callable[[str], list[jax.stages.Compiled]],
                     placements: list[list]) -> list[jax.stages.Compiled]:
-    """The compiled programs stored under ``key`` (``executables_key`` of their description),
-    program i loaded onto the devices ``placements[i]``; else ``compile(name)``'s, stored there.
+    """The compiled programs stored under ``key`` (``executables_key`` of their description, or
+    ``compiled_key`` of an exported program), program i loaded onto the devices ``placements[i]``;
+    else ``compile(name)``'s, stored there.
 
     ``compile`` names its jitted programs after ``name`` (``named``), which holds the key. XLA's CPU
     client cannot serialise an executable that it loaded back (jaxlib 0.12: the functions of a
