@@ -382,7 +382,7 @@ class Sampler:
                                  compiler_options=PROGRAM_OPTIONS[index])
                 return jitted.lower(*inputs, *data).compile()
 
-            blob = blob if blob is not None else bytes(exported.serialize())
+            blob = blob if blob is not None else sampler_cache.exported_bytes(exported)
             return sampler_cache.compile_exported(blob, compile, placements[index], repr(PROGRAM_OPTIONS[index]))
 
         # Compiled once per machine: a later process loads the four without tracing or lowering them.
@@ -439,7 +439,6 @@ class Sampler:
                 (self._programs[key],) = loaded
             else:
                 (exported,), (blob,) = sampler_cache.load_or_export_bytes(export_key, trace)
-                blob = blob if blob is not None else bytes(exported.serialize())
                 self._programs[key] = sampler_cache.compile_exported(
                     blob, lambda name: jax.jit(sampler_cache.named(exported.call, name)).lower(*specs).compile(),
                     jax.devices()[:1], "")

@@ -127,20 +127,26 @@ def load_or_export_bytes(key: str, trace: Callable[[], list[jax.export.Exported]
             except Exception:  # from an incompatible jax: trace again
                 pass
     exported = trace()
-    try:
-        blobs = [bytes(e.serialize()) for e in exported]
-    except ImportError:  # jax's serialiser needs the flatbuffers package: run without the disk cache
-        return exported, [None] * len(exported)
-    if enabled():
+    blobs = [exported_bytes(e) for e in exported]
+    if enabled() and None not in blobs:
         _write(path, blobs)
     return exported, blobs
+
+
+def exported_bytes(exported: jax.export.Exported) -> bytes | None:
+    """A program's bytes as ``load_or_export`` stores them; None without the ``flatbuffers`` package
+    that jax's serialiser needs (then nothing is kept on disk)."""
+    try:
+        return bytes(exported.serialize())
+    except ImportError:
+        return None
 
 
 def load_compiled(export_key: str, placements: list[list], options: list[str]) -> list | None:
     """The compiled programs of those ``load_or_export`` keeps under ``export_key``, program i on
     the devices ``placements[i]`` under XLA ``options[i]``, if every one is stored
     (``compile_exported``); else None. Reads the exported programs' bytes without deserialising them."""
-    blobs = _stored_blobs(export_key) if enabled() else None
+    blobs = _parse(directory() / f"{export_key}.bin") if enabled() else None
     if blobs is None or len(blobs) != len(placements):
         return None
     paths = [directory() / f"{compiled_key(blob, option)}.exe" for blob, option in zip(blobs, options)]
@@ -151,15 +157,17 @@ def load_compiled(export_key: str, placements: list[list], options: list[str]) -
     return None if any(program is None for program in loaded) else loaded
 
 
-def compile_exported(blob: bytes, compile: Callable[[str], jax.stages.Compiled], devices: list,
+def compile_exported(blob: bytes | None, compile: Callable[[str], jax.stages.Compiled], devices: list,
                      options: str) -> jax.stages.Compiled:
-    """The exported program ``blob`` (its bytes as ``load_or_export`` stores them) compiled under
-    XLA ``options`` onto ``devices``: loaded if stored, else ``compile(name)``'s, stored.
+    """The exported program ``blob`` (its bytes, ``exported_bytes``) compiled under XLA ``options``
+    onto ``devices``: loaded if stored, else ``compile(name)``'s, stored (not with ``blob`` None).
 
     Keyed by the program's bytes, not the package's sources: an edit that leaves a traced program
     as it was (any edit outside it) retraces but does not recompile it (its bytes hold source line
     numbers, so an edit that moves its lines does). ``compile`` jits the program under ``name``,
     as ``load_or_compile`` explains."""
+    if blob is None:
+        return compile("program")
     (compiled,) = load_or_compile(compiled_key(blob, options), lambda name: [compile(name)], [devices])
     return compiled
 
@@ -170,10 +178,6 @@ def compiled_key(blob: bytes, options: str) -> str:
     return hashlib.sha256(b"\0".join((
         b"compiled", blob, options.encode(), _versions().encode(), os.environ.get("XLA_FLAGS", "").encode(),
         jax.devices()[0].client.platform_version.encode(), _host_processor().encode()))).hexdigest()[:32]
-
-
-def _stored_blobs(export_key: str) -> list[bytes] | None:
-    return _parse(directory() / f"{export_key}.bin")
 
 
 def _read_executable(path: Path, devices: list):
