@@ -175,9 +175,15 @@ def compile_exported(blob: bytes | None, compile: Callable[[str], jax.stages.Com
 def compiled_key(blob: bytes, options: str) -> str:
     """An exported program's compiled form: its bytes, the XLA options, the versions, ``XLA_FLAGS``,
     the platform and the host's processor."""
-    return hashlib.sha256(b"\0".join((
-        b"compiled", blob, options.encode(), _versions().encode(), os.environ.get("XLA_FLAGS", "").encode(),
-        jax.devices()[0].client.platform_version.encode(), _host_processor().encode()))).hexdigest()[:32]
+    return hashlib.sha256(b"\0".join((b"compiled", blob, options.encode(), _versions().encode(),
+                                       _compile_environment().encode()))).hexdigest()[:32]
+
+
+def _compile_environment() -> str:
+    """What else shapes a compiled program: ``XLA_FLAGS``, the platform and the host's processor
+    (XLA compiles for the CPU it runs on; a cache directory shared by machines of different CPUs,
+    a cluster's home directory, keeps one set per CPU)."""
+    return "\0".join((os.environ.get("XLA_FLAGS", ""), jax.devices()[0].client.platform_version, _host_processor()))
 
 
 def _read_executable(path: Path, devices: list):
@@ -288,6 +294,8 @@ def _read_executables(path: Path, placements: list[list]) -> list[jax.stages.Com
             payload, in_tree, out_tree = entry
             return deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
 
+        if len(stored) == 1:
+            return [load(stored[0], placements[0])]
         with ThreadPoolExecutor(len(stored)) as pool:  # XLA links each program's code outside the GIL
             return list(pool.map(load, stored, placements))
     except Exception:  # missing, truncated or from an incompatible jax: compile again
@@ -303,11 +311,8 @@ def _prepare_host_kernels() -> None:
 
 
 def executables_key(description: str) -> str:
-    """``program_key`` of compiled programs: their description, the XLA flags they compiled under
-    and the host's processor (XLA compiles for the CPU it runs on; a cache directory shared by
-    machines of different CPUs, a cluster's home directory, keeps one set per CPU)."""
-    return program_key(description + "\0compiled\0" + os.environ.get("XLA_FLAGS", "")
-                       + "\0" + jax.devices()[0].client.platform_version + "\0" + _host_processor())
+    """``program_key`` of compiled programs: their description and ``_compile_environment``."""
+    return program_key(description + "\0compiled\0" + _compile_environment())
 
 
 @cache
