@@ -24,7 +24,8 @@ A user's own settings are left alone:
   stays as the user's process has it.
 * Compilation cache: set only when JAX's backend has not started and no cache directory is set
   (``jax_compilation_cache_dir`` / ``JAX_COMPILATION_CACHE_DIR``); then the two thresholds are set
-  to cache every program. ``BAYES_SCALING_NO_COMPILE_CACHE=1`` turns it off.
+  to cache every program, and its size is bounded (``cache_max_bytes``: JAX evicts the least
+  recently used programs). ``BAYES_SCALING_NO_COMPILE_CACHE=1`` turns it off.
 * float64: left on when on. Turned off *explicitly* -- ``JAX_ENABLE_X64`` set to a false value, or
   ``jax_enable_x64`` switched off after ``configure()`` switched it on -- it raises
   ``JaxSettingsError`` rather than fit in float32. Off by JAX's default, it is switched on: silently
@@ -47,6 +48,7 @@ from pathlib import Path
 from bayes_scaling.errors import InputError
 
 DEFAULT_HOST_DEVICES = 4
+DEFAULT_CACHE_MAX_MB = 1024
 _FALSE = {"0", "false", "no", "off", "f", "n"}
 _configured = False  # the one-time steps (devices, cache, x64) ran
 
@@ -65,11 +67,13 @@ def configure() -> None:
             _ensure_host_devices(DEFAULT_HOST_DEVICES)
         import jax
 
-        if not started and jax.config.jax_compilation_cache_dir is None \
-                and os.environ.get("BAYES_SCALING_NO_COMPILE_CACHE") != "1":
+        caching = os.environ.get("BAYES_SCALING_NO_COMPILE_CACHE") != "1"
+        limit = cache_max_bytes() if caching else None  # a bad value raises before any setting changes
+        if not started and jax.config.jax_compilation_cache_dir is None and caching:
             jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
             jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+            jax.config.update("jax_compilation_cache_max_size", limit)
     _require_x64(started)
     _configured = True
 
@@ -114,6 +118,25 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "bayes-scaling"
     )
     return Path(root) / "jax"
+
+
+def cache_max_bytes() -> int:
+    """The most bytes each of the two on-disk caches may hold (JAX's compiled programs in
+    ``cache_dir()``, and ``fitting.sampler_cache``'s beside it): ``$BAYES_SCALING_CACHE_MAX_MB``
+    megabytes (2^20 bytes), ``DEFAULT_CACHE_MAX_MB`` if unset. Beyond it the least recently used
+    files are deleted; a later process compiles what it needs again."""
+    raw = os.environ.get("BAYES_SCALING_CACHE_MAX_MB")
+    if raw is None or not raw.strip():
+        return DEFAULT_CACHE_MAX_MB * 2**20
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = float("nan")
+    if not megabytes > 0 or megabytes == float("inf"):
+        raise InputError(f"BAYES_SCALING_CACHE_MAX_MB={raw!r}: expected a positive number of megabytes "
+                         f"(the default is {DEFAULT_CACHE_MAX_MB}; BAYES_SCALING_NO_COMPILE_CACHE=1 "
+                         "turns the caches off)")
+    return int(megabytes * 2**20)
 
 
 class CompiledPrograms(OrderedDict):

@@ -23,6 +23,7 @@ from jax._src import xla_bridge
 started = xla_bridge.backends_are_initialized()
 print(json.dumps({"x64": bool(jax.config.jax_enable_x64), "xla_flags": os.environ.get("XLA_FLAGS"),
                   "cache": jax.config.jax_compilation_cache_dir, "started": started,
+                  "cache_max": jax.config.jax_compilation_cache_max_size,
                   "devices": jax.device_count() if started else None, **globals().get("extra", {})}))
 """
 
@@ -69,7 +70,10 @@ def test_configure_sets_float64_devices_and_cache_once(tmp_path):
     assert report["x64"] is True
     assert report["xla_flags"] == f"--xla_force_host_platform_device_count={_jax_setup.DEFAULT_HOST_DEVICES}"
     assert report["cache"] == str(tmp_path / "cache" / "jax")
+    assert report["cache_max"] == _jax_setup.DEFAULT_CACHE_MAX_MB * 2**20  # JAX evicts beyond it
     assert report["started"] is False  # configure itself runs nothing in JAX
+    bounded = run("import bayes_scaling; bayes_scaling.configure()", tmp_path, BAYES_SCALING_CACHE_MAX_MB="64")
+    assert bounded["cache_max"] == 64 * 2**20
 
 
 @pytest.mark.slow

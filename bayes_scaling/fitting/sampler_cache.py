@@ -28,6 +28,11 @@ hit in JAX's persistent cache still traces and lowers each program to find its k
 
 They are the bytes XLA's compiler gave, so a loaded program computes exactly what a compiled one
 does. Like JAX's own cache, this trusts the cache directory (loading an executable runs its code).
+
+The directory is bounded like JAX's (``_jax_setup.cache_max_bytes``, 1 GiB unless
+``$BAYES_SCALING_CACHE_MAX_MB`` says otherwise): a file's modification time is renewed whenever it
+is read, and after each write the least recently used files are deleted until the rest fit
+(``evict``). A program whose file was deleted is traced or compiled again by the next process.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import pickle
 import struct
 import sys
 import tempfile
+import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -294,6 +300,7 @@ def _read_executables(path: Path, placements: list[list]) -> list[jax.stages.Com
             payload, in_tree, out_tree = entry
             return deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
 
+        _mark_used(path)
         if len(stored) == 1:
             return [load(stored[0], placements[0])]
         with ThreadPoolExecutor(len(stored)) as pool:  # XLA links each program's code outside the GIL
@@ -344,6 +351,7 @@ def _parse(path: Path) -> list[bytes] | None:
                 return None
             blobs.append(data[pos: pos + size])
             pos += size
+        _mark_used(path)
         return blobs
     except (OSError, struct.error):
         return None
@@ -361,5 +369,56 @@ def _write_raw(path: Path, payload: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
         os.replace(tmp, path)
+        evict(path.parent, _jax_setup.cache_max_bytes(), keep=path)
     except OSError:  # a read-only cache directory only costs the next process a trace
+        pass
+
+
+def _mark_used(path: Path) -> None:
+    """Renew the file's modification time: ``evict`` deletes the least recently used first."""
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache directory: eviction then goes by when files were written
+        pass
+
+
+STALE_TEMPORARY_SECONDS = 3600
+
+
+def evict(folder: Path, limit: int, keep: Path | None = None) -> int:
+    """Delete the least recently used cache files (oldest modification time first, ``keep``
+    never) until those left take at most ``limit`` bytes; also temporary files that a killed
+    process left over an hour ago. Returns the bytes left. Another process deleting the same files
+    at the same time only makes this one delete fewer."""
+    now, total, entries = time.time(), 0, []
+    try:
+        with os.scandir(folder) as scan:
+            for entry in scan:
+                try:
+                    info = entry.stat()
+                except OSError:
+                    continue
+                if entry.name.startswith(".tmp-"):
+                    if now - info.st_mtime > STALE_TEMPORARY_SECONDS:
+                        _unlink(entry.path)
+                    continue
+                if not entry.name.endswith((".bin", ".exe")):
+                    continue
+                total += info.st_size
+                if keep is None or entry.path != str(keep):
+                    entries.append((info.st_mtime, info.st_size, entry.path))
+    except OSError:
+        return total
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        _unlink(path)
+        total -= size
+    return total
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
         pass
