@@ -12,9 +12,9 @@ runs under the extrapolating model: ``extrapolation.drifted_log_loss``):
 * lowest loss at a lifetime budget C: min over ln N of L_s(N, (C - 2 N T) / 6N), N < C / 2T
   (``lifetime_optimum``; with T = 0 this is the training frontier ``frontier.frontier_draws``);
 * cheapest model for a target loss l: min C such that that minimum reaches l
-  (``lifetime_budget_for_loss``): bisection on ln C between the training budget for l
-  (``training_budget_for_loss``), which no lifetime budget can undercut, and the lifetime cost of
-  the training-optimal model for l, which reaches it.
+  (``lifetime_budget_for_loss``): a bracketed root search on ln C (``crossing``) between the
+  training budget for l (``training_budget_for_loss``), which no lifetime budget can undercut, and
+  the lifetime cost of the training-optimal model for l, which reaches it.
 
 Both searches run on grids of ln N per draw: a coarse one from 12 e-folds below to 8 above the
 training optimum (capped at N = C / 2T, where inference alone uses the budget), then a fine one about
@@ -55,7 +55,11 @@ INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0
 # D can make corner optima, which the coarse step resolves to about its own size.
 COARSE = (-12.0, 8.0, 161)
 FINE = (0.25, 21)
-BISECTION_STEPS = 24  # on ln C, in brackets of at most a few e-folds: ~1e-7 relative
+# Root searches on ln C (``crossing``): stop when the bracket is this narrow (the 24 halvings of a
+# decade that bisection took gave 1.4e-7), after at most this many steps.
+CROSSING_TOLERANCE = 1e-7
+CROSSING_STEPS = 100
+ILLINOIS_STEPS = 50  # then bisection: where L_opt jumps (its optimum changing basin) Illinois can stall
 SCAN_DECADES = np.arange(6.0, 41.0, 1.0)  # log10 C where a drifting draw's first crossing is looked for
 
 
@@ -203,8 +207,8 @@ def training_budget_for_loss(surface: Surface, target, reach_at=None) -> np.ndar
     (S, K), inf where no budget up to 1e40 FLOPs does. The plain law: ``Law.budget_for_loss``.
     Under a drift L_opt(C) need not fall throughout (a draw's drifts can turn it up beyond the
     runs), so the first crossing is found by a scan of ``SCAN_DECADES`` (from a decade below the
-    fitted runs' compute or the plain law's budget, whichever is less) and a bisection on ln C
-    within the scan step where the target is first reached; ``reach_at`` (broadcasting to (S, K)),
+    fitted runs' compute or the plain law's budget, whichever is less) and a root search on ln C
+    (``crossing``) within the scan step where the target is first reached; ``reach_at`` (broadcasting to (S, K)),
     a budget known to reach the target (a plan's own compute), joins the scan."""
     S = surface.num_draws
     target = np.broadcast_to(np.asarray(target, np.float64), (S, np.shape(target)[-1]))
@@ -216,13 +220,11 @@ def training_budget_for_loss(surface: Surface, target, reach_at=None) -> np.ndar
     law_budget = np.asarray(surface.law.budget_for_loss(surface._theta(2), target))
     start = np.floor(np.log10(np.minimum(law_budget, np.exp(surface.drift[1]["log_C"][1])))) - 1
     hi, found = np.full(target.shape, np.nan), np.zeros(target.shape, bool)
-    tail = 1 << max(S // 8 - 1, 63).bit_length()  # few draws left: one padded shape (one compile)
     for decade in SCAN_DECADES:
         active = ~found & (decade >= start)
-        rows = np.flatnonzero(active.any(axis=1))  # the draws still looking
+        rows = open_rows(active)  # the draws still looking
         if rows.size == 0:
             continue
-        rows = np.resize(rows, tail) if rows.size <= tail < S else np.arange(S)
         L = lifetime_optimum(surface.take(rows), np.full((rows.size, target.shape[1]), 10.0**decade), 0.0)["L"]
         new = active[rows] & (L <= target[rows])
         hi[rows], found[rows] = np.where(new, decade * np.log(10.0), hi[rows]), found[rows] | new
@@ -236,11 +238,62 @@ def training_budget_for_loss(surface: Surface, target, reach_at=None) -> np.ndar
         lo = np.where(use, np.log(10.0) * np.floor(known / np.log(10.0) - 1e-12), lo)
         found = found | use
     hi, lo = np.where(found, hi, np.log(1e20)), np.where(found, lo, np.log(1e19))  # placeholders, masked below
-    for _ in range(BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        above = lifetime_optimum(surface, np.exp(mid), 0.0)["L"] > target
-        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
-    return np.where(found, np.exp(hi), np.inf)
+
+    def excess(x, rows):
+        return np.log(lifetime_optimum(surface.take(rows), np.exp(x), 0.0)["L"] / target[rows])
+
+    return np.where(found, np.exp(crossing(excess, lo, hi, found)), np.inf)
+
+
+def open_rows(open_: np.ndarray) -> np.ndarray:
+    """The draws (rows of ``open_``, (S, K)) with an open element, in one of two shapes: all S, or
+    for few of them (at most an eighth) a fixed size padded by repeating them, so the compiled
+    log-loss programs see two shapes (one compile each) however the draws thin out."""
+    S = open_.shape[0]
+    rows = np.flatnonzero(open_.any(axis=1))
+    tail = 1 << max(S // 8 - 1, 63).bit_length()
+    if rows.size == 0:
+        return rows
+    return np.resize(rows, tail) if rows.size <= tail < S else np.arange(S)
+
+
+def crossing(excess, lo, hi, solve) -> np.ndarray:
+    """Per element (S, K) where ``solve``: a point x in [lo, hi] at most ``CROSSING_TOLERANCE`` above
+    a zero of ``excess(x, rows)`` (log L_opt(e^x) less the log target, for the draws ``rows``: > 0
+    where x's budget falls short), bracketed by excess(lo) > 0 >= excess(hi). The Illinois method
+    (regula falsi, halving the value kept at an end that stayed twice: superlinear where L_opt is
+    smooth, about 7 steps from a decade to 1e-7 where bisection took 24) for ``ILLINOIS_STEPS``,
+    then bisection. The end returned always reaches the target. Where ``lo`` already reaches it,
+    ``lo``; where ``hi`` does not (or not ``solve``), ``hi``. Each step evaluates only the draws still
+    open (``open_rows``)."""
+    a, b = np.array(lo, np.float64), np.array(hi, np.float64)
+    rows = open_rows(solve)
+    fa, fb = np.full(a.shape, np.inf), np.full(b.shape, -np.inf)
+    if rows.size:
+        fa[rows], fb[rows] = excess(a[rows], rows), excess(b[rows], rows)
+    reached_at_lo = solve & ~(fa > 0)  # as a comparison "above the target" reads nan: reached
+    falls_short = solve & (fb > 0) & ~reached_at_lo
+    open_ = solve & ~reached_at_lo & ~falls_short & (b - a > CROSSING_TOLERANCE)
+    side = np.zeros(a.shape, np.int8)  # which end moved last: -1 lo, +1 hi
+    for step in range(CROSSING_STEPS):
+        rows = open_rows(open_)
+        if rows.size == 0:
+            break
+        A, B, FA, FB, S, act = a[rows], b[rows], fa[rows], fb[rows], side[rows], open_[rows]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            secant = B - FB * (B - A) / (FB - FA)
+        mid = 0.5 * (A + B)
+        x = mid if step >= ILLINOIS_STEPS else np.where(np.isfinite(secant) & (secant > A) & (secant < B), secant, mid)
+        fx = excess(x, rows)
+        short = act & (fx > 0)
+        reach = act & ~(fx > 0)
+        FB = np.where(short & (S == -1), 0.5 * FB, FB)  # Illinois: the end kept twice has its value halved
+        FA = np.where(reach & (S == 1), 0.5 * FA, FA)
+        a[rows], fa[rows] = np.where(short, x, A), np.where(short, fx, FA)
+        b[rows], fb[rows] = np.where(reach, x, B), np.where(reach, fx, FB)
+        side[rows] = np.where(short, -1, np.where(reach, 1, S))
+        open_[rows] = act & (b[rows] - a[rows] > CROSSING_TOLERANCE)
+    return np.where(reached_at_lo, a, b)
 
 
 def lifetime_budget_for_loss(surface: Surface, target, T, reach_at=None) -> dict[str, np.ndarray]:
@@ -258,11 +311,11 @@ def lifetime_budget_for_loss(surface: Surface, target, T, reach_at=None) -> dict
     ref_life = C_train + INFERENCE_FLOPS_PER_PARAM_TOKEN * ref["N"] * T
     lo, hi = np.log(C_train), np.log(ref_life)
     T = np.asarray(T, np.float64)
-    for _ in range(BISECTION_STEPS if np.any(T > 0) else 0):
-        mid = 0.5 * (lo + hi)
-        above = lifetime_optimum(surface, np.exp(mid), T)["L"] > target
-        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
-    C = np.exp(hi)
+
+    def excess(x, rows):
+        return np.log(lifetime_optimum(surface.take(rows), np.exp(x), T)["L"] / target[rows])
+
+    C = np.exp(crossing(excess, lo, hi, reachable & (hi > lo)))
     best = lifetime_optimum(surface, C, T)
     nan = np.where(reachable, 1.0, np.nan)
     out = {"lifetime_flops": C, "N": best["N"], "D": best["D"], "L": best["L"],
@@ -483,3 +536,5 @@ def p_run_below(posterior, N: float, D: float, target_loss: float, level: float 
     draws = posterior.predict([N], [D], seed=seed)[:, 0]
     return {"N": float(N), "D": float(D), "target_loss": target, "model": posterior.model,
             "loss": interval(draws, level), **probability(draws <= target, level)}
+
+

@@ -226,3 +226,49 @@ def test_report_section_shows_the_profile_at_the_budgets(spread):
     table = decisions_table(spread, budgets=(1e21, 1e23))
     assert list(table["budget C (FLOPs)"]) == ["1e+21", "1e+23"]
     assert all("[" in cell for cell in table["its loss"]) and all("[" in cell for cell in table["median N_opt"])
+
+
+def test_crossing_finds_each_elements_zero_to_its_tolerance():
+    """``crossing`` (Illinois, then bisection) on known functions of x, one per element: smooth and
+    convex, linear, a step down (L_opt jumping where its optimum changes basin), a bracket whose low
+    end already reaches, one whose high end does not, and an element not asked for. Every answer
+    reaches (excess <= 0) and lies within the tolerance above the zero."""
+    roots = np.array([[0.3, 1.7, 1.1, 0.0, 0.0, 0.0]])
+    kinds = ["smooth", "linear", "step", "lo reaches", "hi short", "not asked"]
+
+    def value(x):
+        out = np.empty_like(x)
+        out[:, 0] = np.expm1(0.8 * (roots[0, 0] - x[:, 0])) + 0.1 * (roots[0, 0] - x[:, 0]) ** 2
+        out[:, 1] = 0.05 * (roots[0, 1] - x[:, 1])
+        out[:, 2] = np.where(x[:, 2] < roots[0, 2], 0.2, -0.3)
+        out[:, 3] = -1.0 - x[:, 3]
+        out[:, 4] = 1.0
+        out[:, 5] = np.nan
+        return out
+
+    calls = []
+
+    def excess(x, rows):
+        calls.append(len(rows))
+        return value(np.broadcast_to(x, (len(rows), 6)).copy())
+
+    lo, hi = np.full((1, 6), -0.5), np.full((1, 6), 2.0)
+    solve = np.array([[True] * 5 + [False]])
+    x = dc.crossing(excess, lo, hi, solve)
+    assert value(x)[0, :3].max() <= 0, dict(zip(kinds, x[0]))
+    np.testing.assert_array_less(x[0, :3] - roots[0, :3], dc.CROSSING_TOLERANCE * 1.0001)
+    assert np.all(x[0, :3] >= roots[0, :3] - 1e-12)
+    assert x[0, 3] == -0.5 and x[0, 4] == 2.0 and x[0, 5] == 2.0
+    assert len(calls) <= 2 + dc.CROSSING_STEPS  # and it stopped (the step needs bisection's 24 + Illinois')
+
+
+def test_crossing_is_faster_than_bisection_where_the_function_is_smooth():
+    """From a bracket of 2.5 e-folds to 1e-7, bisection takes 25 steps; Illinois about 9."""
+    steps = []
+
+    def excess(x, rows):
+        steps.append(1)
+        return np.expm1(0.8 * (0.3 - x)) + 0.1 * (0.3 - x) ** 2
+
+    x = dc.crossing(excess, np.full((1, 1), -0.5), np.full((1, 1), 2.0), np.ones((1, 1), bool))
+    assert abs(x[0, 0] - 0.3) <= dc.CROSSING_TOLERANCE and len(steps) - 2 <= 12
