@@ -93,25 +93,6 @@ def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, point
     return N, D, np.exp(objective(best))
 
 
-def drifted_budget_for_loss(law: Law, th, target, G, ranges, iters: int = 45) -> np.ndarray:
-    """Bisection on ln C in [ln 1e6, ln 1e40] for L_opt(C) = target under the drift, per draw
-    (S, K); inf where even 1e40 FLOPs stay above the target."""
-    shape = np.broadcast_shapes(target.shape, (len(G), 1))
-    lo, hi = np.full(shape, np.log(1e6)), np.full(shape, np.log(1e40))
-
-    def optimal_loss(log_c):
-        C = np.exp(log_c)
-        N_law, _ = law.optimal_allocation(th, C)
-        return drifted_optimum(law, th, C, np.asarray(N_law), G, ranges)[2]
-
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        above = optimal_loss(mid) > target
-        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
-    reachable = optimal_loss(hi) <= target * (1 + 1e-9)
-    return np.where(reachable, np.exp(0.5 * (lo + hi)), np.inf)
-
-
 def summarise(draws: dict[str, np.ndarray], budgets, level: float) -> pd.DataFrame:
     """Median and equal-tailed ``level`` interval per budget, one row per budget."""
     level = check_level(level)

@@ -182,16 +182,15 @@ class Posterior:
         return frontier_mod.summarise(self.frontier_draws(budgets), budgets, level)
 
     def budget_for_loss(self, target_loss) -> np.ndarray:
-        """Draws of the compute needed to reach ``target_loss`` on the frontier: (S, K)."""
-        configure()
-        import jax.numpy as jnp
+        """Draws of the least training compute whose frontier reaches each ``target_loss``: (S, K), inf
+        where no budget up to 1e40 FLOPs does. The plain law's closed form; under the drift, where
+        L_opt(C) need not fall throughout, its first crossing of the target
+        (``decisions.training_budget_for_loss``)."""
+        from bayes_scaling import decisions
 
-        theta = {k: jnp.asarray(v)[:, None] for k, v in self.theta().items()}
-        target = jnp.atleast_1d(jnp.asarray(target_loss, dtype=jnp.float64))[None, :]
-        drift = self._drift()
-        if drift is None:
-            return np.asarray(self.law.budget_for_loss(theta, target))
-        return frontier_mod.drifted_budget_for_loss(self.law, theta, np.asarray(target), *drift)
+        configure()
+        target = np.atleast_1d(np.asarray(target_loss, dtype=np.float64))[None, :]
+        return decisions.training_budget_for_loss(decisions.Surface.of(self), target)
 
     def predict(self, N, D, *, noise: bool = True, seed: int = 0, offset_at=None,
                 max_draws: int | None = None) -> np.ndarray:

@@ -8,9 +8,11 @@ compile on first use): ``lifetime_budget_for_loss`` for one target (2.0) and for
 (1.95, 2.05, 2.2), without inference (T = 0, what ``decide --target-loss`` asks) and with 1e12
 inference tokens. Per question: median wall and CPU seconds of each, their ratio, how many times
 each called ``lifetime_optimum`` and the largest |ln(C_ours / C_baseline)| and |ln(N_ours / N_baseline)|
-over the draws that reach the target (and whether the same draws do). Results go to
+over the draws that reach the target (and whether the same draws do). Then ``Posterior.budget_for_loss``
+for two targets (2.0, 1.95) against the baseline's ``frontier.drifted_budget_for_loss`` (what it was
+until the twenty-first session), with the draws each calls unreachable. Results go to
 experiments/results/bench_decide.json (``--out``). Usage:
-    .venv/bin/python experiments/bench_decide.py [--baseline 81431a1] [--repeats 3] [--out FILE]
+    .venv/bin/python experiments/bench_decide.py [--baseline 81431a1] [--repeats 3] [--out FILE] [--budget-for-loss-only]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 
 import bayes_scaling
 from bayes_scaling import decisions as ours
+from bayes_scaling import extrapolation
 from bayes_scaling.fitting.nuts import fit_nuts
 from bayes_scaling.runs.bundled import load_chinchilla
 
@@ -44,13 +47,13 @@ def cpu_model() -> str:
         return platform.processor() or "unknown CPU"
 
 
-def baseline_module(ref: str):
-    """``bayes_scaling/decisions.py`` as it was at ``ref``, imported beside this tree's package."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:bayes_scaling/decisions.py"],
+def baseline_module(ref: str, name: str = "decisions"):
+    """``bayes_scaling/<name>.py`` as it was at ``ref``, imported beside this tree's package."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:bayes_scaling/{name}.py"],
                             check=True, capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "decisions_baseline.py"
+    path = Path(tempfile.mkdtemp()) / f"{name}_baseline.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("decisions_baseline", path)
+    spec = importlib.util.spec_from_file_location(f"{name}_baseline", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -80,14 +83,16 @@ def main() -> None:
     parser.add_argument("--baseline", default="81431a1")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bench_decide.json"))
+    parser.add_argument("--budget-for-loss-only", action="store_true",
+                        help="only the Posterior.budget_for_loss comparison (into --out)")
     args = parser.parse_args()
     bayes_scaling.configure()
     base = baseline_module(args.baseline)
     load_before = os.getloadavg()
     print("fitting the bundled Chinchilla data (the CLI's default fit)...", flush=True)
     posterior = fit_nuts(load_chinchilla().for_fit(), seed=0, progress=False)
-    results = []
-    for T, targets in QUESTIONS:
+    results, answers = [], {}
+    for T, targets in [] if args.budget_for_loss_only else QUESTIONS:
         for module in (ours, base):  # warm-up: the log-loss programs of each padded shape
             answer(module, posterior, T, targets)
         times, answers = {"ours": [], "baseline": []}, {}
@@ -120,11 +125,49 @@ def main() -> None:
               f"{row['ratio_cpu']:.2f}x CPU; same draws reach {row['same_draws_reach']}, "
               f"max |ln C ratio| {row['max_abs_log_C_ratio']:.1e}, max |ln N ratio| {row['max_abs_log_N_ratio']:.1e}",
               flush=True)
+    # Posterior.budget_for_loss: now training_budget_for_loss; at the baseline frontier.drifted_budget_for_loss,
+    # a 45-step bisection on [1e6, 1e40] FLOPs that assumed L_opt(C) falls throughout
+    old_frontier = baseline_module(args.baseline, "frontier")
+    targets = (2.0, 1.95)
+    theta = {k: v[:, None] for k, v in posterior.theta().items()}
+    drift = extrapolation.drift_of(posterior)
+
+    def baseline_budget():
+        return old_frontier.drifted_budget_for_loss(posterior.law, theta, np.array([targets]), *drift)
+
+    def ours_budget():
+        return posterior.budget_for_loss(list(targets))
+
+    ours_budget(), baseline_budget()  # warm-up
+    timing = {"ours": [], "baseline": []}
+    for _ in range(args.repeats):
+        for name, fn in (("ours", ours_budget), ("baseline", baseline_budget)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            answers[name] = fn()
+            timing[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    mine, theirs = answers["ours"], answers["baseline"]
+    both = np.isfinite(mine) & np.isfinite(theirs)
+    budget_row = {
+        "targets": list(targets),
+        "ours_wall_s_median": float(np.median([w for w, _ in timing["ours"]])),
+        "baseline_wall_s_median": float(np.median([w for w, _ in timing["baseline"]])),
+        "ours_cpu_s_median": float(np.median([c for _, c in timing["ours"]])),
+        "baseline_cpu_s_median": float(np.median([c for _, c in timing["baseline"]])),
+        "unreachable_draws_ours": np.isinf(mine).sum(axis=0).tolist(),
+        "unreachable_draws_baseline": np.isinf(theirs).sum(axis=0).tolist(),
+        "median_C_ours": np.median(mine, axis=0).tolist(), "median_C_baseline": np.median(theirs, axis=0).tolist(),
+        "share_within_1e-3_in_ln_C": float(np.mean(np.abs(np.log(mine[both] / theirs[both])) < 1e-3)),
+    }
+    budget_row["ratio_wall"] = budget_row["ours_wall_s_median"] / budget_row["baseline_wall_s_median"]
+    print(f"Posterior.budget_for_loss{targets}: ours {budget_row['ours_wall_s_median']:.2f} s, baseline "
+          f"{budget_row['baseline_wall_s_median']:.2f} s ({budget_row['ratio_wall']:.2f}x); unreachable draws "
+          f"{budget_row['unreachable_draws_ours']} against {budget_row['unreachable_draws_baseline']}; medians "
+          f"{budget_row['median_C_ours']} against {budget_row['median_C_baseline']}", flush=True)
     doc = {"machine": f"{os.cpu_count()} cores, {cpu_model()}", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "command": " ".join(sys.argv), "baseline": args.baseline, "repeats": args.repeats,
            "load_avg_1_5_15min_before_and_after": [list(load_before), list(os.getloadavg())],
            "fit": "fit_nuts(load_chinchilla().for_fit(), seed=0): 4 chains x 1000 draws, extrapolating",
-           "questions": results}
+           "questions": results, "posterior_budget_for_loss": budget_row}
     Path(args.out).write_text(json.dumps(doc, indent=1))
     print(f"results: {args.out}")
 

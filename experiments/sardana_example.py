@@ -127,15 +127,12 @@ def main() -> None:
                   f"{s['saved_fraction']['hi']:.1%}]")
             if model == "extrapolating":
                 post.save(Path(tmp) / "fit")
-                # frontier's bisection on [1e6, 1e40] assumes L_opt(C) falls throughout; count the draws
-                # for which it misses the plan's own loss (which the plan itself reaches)
-                from bayes_scaling import extrapolation
-                from bayes_scaling.frontier import drifted_budget_for_loss
-
-                th = {k: v[:, None] for k, v in post.theta().items()}
-                missed = ~np.isfinite(drifted_budget_for_loss(post.law, th, draws["plan_loss"][:, None],
-                                                              *extrapolation.drift_of(post)))
-                results[f"posterior_{model}"]["frontier_bisection_missed_draws"] = int(missed.sum())
+                # The training budget for each draw's own plan loss (which the plan itself reaches), as
+                # Posterior.budget_for_loss computes it: count the draws it calls unreachable. Until the
+                # twenty-first session Posterior.budget_for_loss was a bisection on [1e6, 1e40] that
+                # assumed L_opt(C) falls throughout ("frontier_bisection_missed_draws" in older results).
+                need = dc.training_budget_for_loss(dc.Surface.of(post), draws["plan_loss"][:, None])
+                results[f"posterior_{model}"]["budget_for_loss_missed_draws"] = int((~np.isfinite(need)).sum())
 
         # 3. decision queries on the saved default fit, in this process
         start = time.perf_counter()

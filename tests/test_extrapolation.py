@@ -197,19 +197,24 @@ def test_the_drift_survives_save_and_load(chinchilla_fits, tmp_path):
 
 
 def test_budget_for_loss_matches_the_frontier_under_the_drift(chinchilla_fits):
-    """The budget that reaches a loss, per draw, is where that draw's L_opt(C) crosses it."""
-    _, default = chinchilla_fits
-    C = default.budget_for_loss([1.95])[:50, 0]
-    keep = slice(0, 50)
-    theta = {k: v[keep] for k, v in default.theta().items()}
-    G, ranges = ex.drift_of(default)
-    from bayes_scaling import frontier
+    """The budget that reaches a loss, per draw, is where that draw's L_opt(C) crosses it: reached
+    there, not 1e-4 below; and the frontier's own optimum agrees there to its grid's precision."""
+    from bayes_scaling import decisions, frontier
 
+    _, default = chinchilla_fits
+    C = default.budget_for_loss([1.95])[:, 0]
+    surface = decisions.Surface.of(default)
     finite = np.flatnonzero(np.isfinite(C))
-    assert len(finite) > 25  # a draw whose level drifts up may never reach it: inf
-    L = [frontier.frontier_draws(default.law, {k: v[i:i + 1] for k, v in theta.items()}, [C[i]],
-                                 drift=(G[i:i + 1], ranges))["L_opt"][0, 0] for i in finite]
-    np.testing.assert_allclose(L, 1.95, rtol=1e-6)
+    assert len(finite) > 0.5 * len(C)  # a draw whose level drifts up may never reach it: inf
+    at = decisions.lifetime_optimum(surface.take(finite), C[finite, None], 0.0)["L"][:, 0]
+    below = decisions.lifetime_optimum(surface.take(finite), C[finite, None] * (1 - 1e-4), 0.0)["L"][:, 0]
+    assert np.all(at <= 1.95 * (1 + 1e-9)) and np.all(below > 1.95)
+    theta = {k: v[finite] for k, v in default.theta().items()}
+    G, ranges = ex.drift_of(default)
+    L = np.array([frontier.frontier_draws(default.law, {k: v[i:i + 1] for k, v in theta.items()}, [C[s]],
+                                          drift=(G[s:s + 1], ranges))["L_opt"][0, 0]
+                  for i, s in enumerate(finite[:50])])
+    np.testing.assert_allclose(L, 1.95, rtol=3e-4)
 
 
 def test_calibration_sees_only_the_runs_it_is_given(monkeypatch):
