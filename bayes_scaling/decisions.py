@@ -179,20 +179,37 @@ def _log_loss_on(surface: Surface, log_n: np.ndarray, C: np.ndarray, T: np.ndarr
 def lifetime_optimum(surface: Surface, C, T) -> dict[str, np.ndarray]:
     """Per draw and lifetime budget C ((K,) or (S, K)): the N, D that minimise L_s under
     6ND + 2NT = C, and that loss; T a number of tokens or one per budget. Returns N, D, L (S, K).
-    A coarse grid (``COARSE``) finds the basin, a fine one around its best point (``FINE``) the
-    optimum, refined by the parabola (``refine_minimum``)."""
+    A coarse grid (``COARSE``, with the drift's kinks along the constraint:
+    ``extrapolation.constraint_kinks``) finds the basin, a fine one around its best point (``FINE``)
+    the optimum, refined by the parabola through its best point and neighbours where that is lower
+    (``frontier.refined_minimum``: a corner optimum on a kink stays exactly there)."""
     S = surface.num_draws
     C = np.broadcast_to(np.asarray(C, np.float64), (S, np.shape(C)[-1]))
     T = np.asarray(T, np.float64)
     with np.errstate(divide="ignore"):
         cap = np.log(C / (INFERENCE_FLOPS_PER_PARAM_TOKEN * T))  # D = 0 there; T = 0: no cap
-    top = np.minimum(surface.training_log_n(C) + COARSE[1], cap)
+    centre = surface.training_log_n(C)
+    top = np.minimum(centre + COARSE[1], cap)
     log_n = top[..., None] + np.linspace(COARSE[0] - COARSE[1], 0.0, COARSE[2])  # (S, K, P)
+    kinks = f_kinks = None
+    if surface.drift is not None:  # evaluated with the coarse grid, in one call
+        kinks = extrapolation.constraint_kinks(surface.drift[1], C, T)
+        kinks = np.where(np.isfinite(centre)[..., None] & (kinks < cap[..., None]), kinks, np.nan)
+        log_n = np.concatenate([log_n, kinks], axis=-1)
     f = _log_loss_on(surface, log_n, C, T)
-    coarse = np.take_along_axis(log_n, np.argmin(f, axis=-1)[..., None], axis=-1)
+    if kinks is not None:
+        f_kinks = f[..., COARSE[2]:]
+    coarse = np.take_along_axis(log_n, np.argmin(np.where(np.isnan(f), np.inf, f), axis=-1)[..., None], axis=-1)
     log_n = coarse + np.linspace(-FINE[0], FINE[0], FINE[1])
     f = _log_loss_on(surface, log_n, C, T)
-    N = np.exp(refine_minimum(log_n, f))
+
+    def objective(x):  # (S, K): the shape of the loss below, so no program of another shape compiles
+        N = np.exp(x)
+        D = tokens_for_budget(N, C, T)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            return np.where(D > 0, surface.log_loss(N, np.where(D > 0, D, 1.0)), np.inf)
+
+    N = np.exp(frontier_mod.refined_minimum(objective, log_n, f, kinks, f_kinks)[0])
     D = tokens_for_budget(N, C, T)
     if np.any(D <= 0):  # the vertex overshot the cap: take the best grid point there instead
         fallback = np.exp(np.take_along_axis(log_n, np.argmin(f, axis=-1)[..., None], axis=-1)[..., 0])

@@ -319,7 +319,7 @@ def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS,
     N_law = np.asarray(posterior.law.optimal_allocation(th, C[None])[0])
     G = np.vstack([np.zeros(len(DRIFT_SITES)), STEP_OPT * np.eye(len(DRIFT_SITES))])
     ranges = log_range(posterior.runs.N, posterior.runs.D)
-    moved = np.log(drifted_optimum(posterior.law, th, C[None], N_law, G, ranges)[0])
+    moved = np.log(drifted_optimum(posterior.law, th, C[None], N_law, G, ranges, refine="parabola")[0])
     return _residuals(np.asarray(r_emp) - log_n[ok].mean(axis=0), log_n[ok], ((moved[1:] - moved[0]) / STEP_OPT).T,
                       extra_var=np.asarray(v_emp), optima=len(C), overlap=np.asarray(counts))
 
@@ -793,6 +793,25 @@ def drift_of(posterior):
     if posterior.has_draws(LEVEL_CUT_SITE):
         G = np.hstack([G, posterior.draws_table(LEVEL_CUT_SITE)])
     return G, posterior.meta["extrapolation"]["range"]
+
+
+def constraint_kinks(ranges: dict, C, T=0.0) -> np.ndarray:
+    """ln N of the points along 6ND + 2NT = C (budgets C, any shape; T tokens broadcasting against it)
+    where a draw's drifted loss has a kink: N at the top of the fitted N, D at the top of the fitted D
+    (N = C / (6 D_top + 2T)), and with held centres (``ranges["seen"]``) the same at the folds'
+    farthest distances beyond them; shape C.shape + (2 or 4,). A corner optimum sits exactly at
+    one of them, between the points of a grid. (With T > 0 the training compute 6ND varies along
+    the constraint too; its kinks are not listed.)"""
+    C = np.asarray(C, np.float64)
+    T = np.asarray(T, np.float64)
+    tops_n, tops_d = [ranges["log_N"][1]], [ranges["log_D"][1]]
+    if "seen" in ranges:
+        tops_n.append(ranges["log_N"][1] + ranges["seen"][0])
+        tops_d.append(ranges["log_D"][1] + ranges["seen"][1])
+    shape = np.broadcast_shapes(C.shape, T.shape)
+    columns = [np.full(shape, top, np.float64) for top in tops_n]
+    columns += [np.broadcast_to(np.log(C) - np.log(6.0 * np.exp(top) + 2.0 * T), shape) for top in tops_d]
+    return np.stack(columns, axis=-1)
 
 
 def _near_far(U: np.ndarray, ranges: dict):

@@ -54,19 +54,53 @@ def frontier_draws(law: Law, theta: dict[str, np.ndarray], budgets, drift=None) 
     }
 
 
-def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, points: int = 161):
+def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, points: int = 161,
+                    refine: str = "kinks"):
     """argmin over ln N of the drifted log-loss (``extrapolation.drifted_log_loss``) along
     6ND = C, per draw and budget: a grid of ``points`` values of ln N within ``half_width`` e-folds
-    of the law's own N_opt moved by the draw's allocation drift, refined by the parabola through
-    the best grid point and its neighbours (an optimum beyond the grid is reported at its edge).
-    A draw whose law has no finite optimum (``N_law`` infinite: A or B overflowed) stays non-finite,
-    without NumPy's warnings. Returns N, D, L (S, K)."""
+    of the law's own N_opt moved by the draw's allocation drift, with the drift's kinks along the
+    constraint added (``extrapolation.constraint_kinks``), refined by ``refined_minimum``
+    (``refine`` "kinks"); "parabola": no kinks, and the vertex of the parabola through the best point
+    and its neighbours taken whatever its value, which misplaces a corner optimum by up to a grid
+    step (the search before the twenty-first session, kept for the calibration's finite differences,
+    ``extrapolation.optimum_residuals``, so that the calibration is unchanged). An optimum
+    beyond the grid is reported at its edge. A draw whose law has no finite optimum (``N_law``
+    infinite: A or B overflowed) stays non-finite, without NumPy's warnings. Returns N, D, L (S, K)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _drifted_optimum(law, th, C, N_law, G, ranges, half_width, points)
+        return _drifted_optimum(law, th, C, N_law, G, ranges, half_width, points, refine)
 
 
-def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, points: int):
-    from bayes_scaling.extrapolation import allocation_shift, drifted_log_loss
+def refined_minimum(objective, log_n: np.ndarray, f: np.ndarray, kinks: np.ndarray | None = None,
+                    f_kinks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The minimiser of ``objective`` (ln N -> its value, elementwise, in the shape of f[..., 0]) near
+    the best of its samples f on the sorted grid log_n (..., P), and its value: the vertex of the
+    parabola through the best sample and its neighbours (kept within them) where the objective there
+    is lower than at the sample, else the sample itself; and then whichever of ``kinks`` (..., m), with
+    their values ``f_kinks``, is lower still. A minimum on a kink (a corner optimum at the top of the
+    fitted runs, ``extrapolation.constraint_kinks``) lies between grid points, where a parabola
+    through three of them misplaces it by up to a step; evaluated there, it is found exactly."""
+    i = np.argmin(f, axis=-1)[..., None]
+    x_best, f_best = np.take_along_axis(log_n, i, axis=-1)[..., 0], np.take_along_axis(f, i, axis=-1)[..., 0]
+    j = np.clip(i, 1, f.shape[-1] - 2)
+    (x0, x1, x2), (f0, f1, f2) = ([np.take_along_axis(a, j + k, axis=-1)[..., 0] for k in (-1, 0, 1)] for a in (log_n, f))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        num = (x1 - x0) ** 2 * (f1 - f2) - (x1 - x2) ** 2 * (f1 - f0)
+        den = (x1 - x0) * (f1 - f2) - (x1 - x2) * (f1 - f0)
+        vertex = np.clip(x1 - 0.5 * num / den, x0, x2)
+    vertex = np.where(np.isfinite(vertex) & (den < 0), vertex, x_best)  # den < 0: f1 below the chord
+    f_vertex = objective(vertex)
+    better = f_vertex < f_best
+    x_best, f_best = np.where(better, vertex, x_best), np.where(better, f_vertex, f_best)
+    if kinks is not None:
+        k = np.argmin(np.where(np.isnan(f_kinks), np.inf, f_kinks), axis=-1)[..., None]
+        x_kink, f_kink = np.take_along_axis(kinks, k, axis=-1)[..., 0], np.take_along_axis(f_kinks, k, axis=-1)[..., 0]
+        lower = f_kink < f_best
+        x_best, f_best = np.where(lower, x_kink, x_best), np.where(lower, f_kink, f_best)
+    return x_best, f_best
+
+
+def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, points: int, refine: str):
+    from bayes_scaling.extrapolation import allocation_shift, constraint_kinks, drifted_log_loss
     from bayes_scaling.posterior import compiled_log_loss
 
     log_loss = compiled_log_loss(law)
@@ -74,6 +108,10 @@ def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, point
     u_C = np.maximum(np.log(C) - ranges["log_C"][1], 0.0)
     centre = np.log(N_law) + allocation_shift(G, ranges, u_C)  # the law's optimum moved by the allocation drift
     log_n = centre[..., None] + offsets  # (S, K, points)
+    if refine == "kinks":  # evaluated with the grid, in one call
+        kinks = constraint_kinks(ranges, C)
+        kinks = np.where(np.isfinite(centre)[..., None], kinks, np.nan)  # a draw with no optimum keeps none
+        log_n = np.concatenate([log_n, np.broadcast_to(kinks, centre.shape + kinks.shape[-1:])], axis=-1)
 
     def objective(log_n):
         N = np.exp(log_n)
@@ -82,12 +120,18 @@ def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, point
         return drifted_log_loss(log_loss, theta, G, ranges, N, D)
 
     f = objective(log_n)
-    i = np.clip(np.argmin(f, axis=-1), 1, points - 2)[..., None]
-    f0, f1, f2 = (np.take_along_axis(f, i + k, axis=-1)[..., 0] for k in (-1, 0, 1))
-    curvature = f0 - 2 * f1 + f2
-    shift = np.where(curvature > 0, 0.5 * (f0 - f2) / np.where(curvature > 0, curvature, 1.0), 0.0)
-    step = offsets[1] - offsets[0]
-    best = np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
+    if refine == "kinks":
+        best, f_best = refined_minimum(objective, log_n[..., :points], f[..., :points], log_n[..., points:],
+                                       f[..., points:])
+        N = np.exp(best)
+        return N, C / (6.0 * N), np.exp(f_best)
+    else:
+        i = np.clip(np.argmin(f, axis=-1), 1, points - 2)[..., None]
+        f0, f1, f2 = (np.take_along_axis(f, i + k, axis=-1)[..., 0] for k in (-1, 0, 1))
+        curvature = f0 - 2 * f1 + f2
+        shift = np.where(curvature > 0, 0.5 * (f0 - f2) / np.where(curvature > 0, curvature, 1.0), 0.0)
+        step = offsets[1] - offsets[0]
+        best = np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
     N = np.exp(best)
     D = C / (6.0 * N)
     return N, D, np.exp(objective(best))
