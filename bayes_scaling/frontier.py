@@ -62,8 +62,8 @@ def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, 
     constraint added (``extrapolation.constraint_kinks``), refined by ``refined_minimum``
     (``refine`` "kinks"); "parabola": no kinks, and the vertex of the parabola through the best point
     and its neighbours taken whatever its value, which misplaces a corner optimum by up to a grid
-    step (the search before the twenty-first session, kept for the calibration's finite differences,
-    ``extrapolation.optimum_residuals``, so that the calibration is unchanged). An optimum
+    step (the search before the twenty-first session; ``extrapolation.OPTIMUM_SEARCH`` names the one
+    the calibration's finite differences use). An optimum
     beyond the grid is reported at its edge. A draw whose law has no finite optimum (``N_law``
     infinite: A or B overflowed) stays non-finite, without NumPy's warnings. Returns N, D, L (S, K)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
