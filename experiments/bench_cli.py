@@ -445,6 +445,9 @@ def compile_of(out_path: str, variant: str) -> None:
             future.set_result(fn(*args))
             return future
 
+        def shutdown(self, wait=True):
+            pass
+
     sampler.ThreadPoolExecutor = Serial
     events, durations = [], {}
     jax.monitoring.register_event_duration_secs_listener(

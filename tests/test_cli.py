@@ -45,6 +45,25 @@ def test_fit_with_column_mapping_from_csv(tmp_path, capsys):
     assert "alpha" in capsys.readouterr().out
 
 
+def test_a_pooled_fit_of_several_groups_says_so_and_how_to_fit_each(tmp_path, capsys):
+    """Runs of several groups fitted without --group-by get one law between them: the fit says so
+    and names the option; runs of one group get no such note."""
+    from bayes_scaling.runs import load_marin
+
+    frame = load_marin().for_fit().frame
+    two = frame[frame["group"].isin(["comma", "dclm"])][["N", "D", "loss", "group"]]
+    tiny = ["--model", "plain", "--chains", "2", "--draws", "100", "--warmup", "200"]
+    for name, table in (("two", two), ("one", two[two["group"] == "dclm"])):
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+        assert main(["fit", str(tmp_path / f"{name}.csv"), "--out", str(tmp_path / name), *tiny]) == 0
+        err = capsys.readouterr().err
+        if name == "two":
+            assert "these runs hold 2 groups (comma, dclm); one law is fitted to all of them" in err
+            assert "--group-by group" in err
+        else:
+            assert "groups" not in err
+
+
 def test_bad_csv_gives_one_clear_error(tmp_path, capsys):
     pd.DataFrame({"N": [1e8, 2e8], "D": [1e9, "lots"], "loss": [3.0, 2.9]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main(["fit", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "fit")]) == 2

@@ -743,3 +743,54 @@ def test_the_frontier_finds_corner_optima_at_the_top_of_the_fitted_runs(chinchil
     assert np.mean(np.abs(np.log(N / best)) > 0.01) < 0.01
     lifetime = decisions.lifetime_optimum(surface, np.array([[C]]), 0.0)
     assert np.mean(np.abs(np.log(lifetime["N"][:, 0] / N)) < 0.01) > 0.99
+
+
+def test_the_default_fit_calibrates_before_sampling_and_again_when_it_draws_more(monkeypatch):
+    """``fit_nuts`` calibrates the drift before its NUTS run (the refits run while the sampler
+    compiles) and attaches that calibration; where the fit is redone with more draws, the drift is
+    calibrated again with the fit's final settings, as after the fit before (and as ``add_drift``)."""
+    from dataclasses import replace
+
+    from bayes_scaling.fitting import nuts
+
+    events, attached = [], []
+    calibrate, fit, attach = nuts._drift_scales, nuts._fit, nuts._attach
+
+    def recording_calibration(runs, settings, **kw):
+        out = calibrate(runs, settings, **kw)
+        events.append(("calibrate", settings.draws, out))
+        return out
+
+    def recording_fit(runs, **kw):
+        if not kw.get("laplace"):
+            events.append(("nuts", kw["settings"].draws, None))
+        return fit(runs, **kw)
+
+    monkeypatch.setattr(nuts, "_drift_scales", recording_calibration)
+    monkeypatch.setattr(nuts, "_fit", recording_fit)
+    monkeypatch.setattr(nuts, "_attach", lambda post, calibration, seed: attached.append(calibration)
+                        or attach(post, calibration, seed))
+    runs = load_chinchilla().for_fit()
+    fit_nuts(runs, seed=2, more_draws=False, **SHORT)
+    assert [e[:2] for e in events] == [("calibrate", 200), ("nuts", 200)] and attached == [events[0][2]]
+
+    events.clear(), attached.clear()
+    check, calls = nuts._check, []  # the first fit read as short of draws, the next as it is
+
+    def short_once(post):
+        calls.append(post)
+        real = check(post)
+        return replace(real, failed=("ess_bulk",), divergences=0, max_rhat=1.0) if len(calls) == 1 else real
+
+    monkeypatch.setattr(nuts, "_check", short_once)
+    monkeypatch.setattr(nuts, "MORE_DRAWS_DOUBLINGS", 1)  # (the suite's conftest sets 0)
+    post = fit_nuts(runs, seed=2, **SHORT)
+    assert [e[:2] for e in events] == [("calibrate", 200), ("nuts", 200), ("nuts", 400), ("calibrate", 400)]
+    assert attached == [events[-1][2]] and post.meta["num_draws"] == 400
+
+
+def test_too_few_runs_are_the_fits_error_not_the_calibrations():
+    """The calibration runs first, but an input the fit refuses is reported by the fit."""
+    runs = load_chinchilla().for_fit()
+    with pytest.raises(InputError, match="need at least 6 runs"):
+        fit_nuts(Runs(runs.frame.iloc[:5].reset_index(drop=True)), **SHORT)

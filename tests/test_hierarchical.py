@@ -424,14 +424,14 @@ def test_start_mass_reaches_the_sampler_and_samples_the_same_model(monkeypatch):
     truths = _group_truths(3, seed=7)
     runs = _simulate(truths, seed=8)
     started = []
-    original = sampler.Sampler._compiled
+    original = sampler.Sampler.program
 
-    def compiled(self, sites):  # records the inverse mass matrix handed to ``start``
-        potential, start, advance, finish = original(self, sites)
-        return potential, lambda seed, init, mass, *a: (started.append(np.asarray(mass)), start(seed, init, mass, *a))[1], \
-            advance, finish
+    def program(self, sites, index):  # records the inverse mass matrix handed to ``start`` (program 1)
+        found = original(self, sites, index)
+        return found if index != 1 else \
+            lambda seed, init, mass, *a: (started.append(np.asarray(mass)), found(seed, init, mass, *a))[1]
 
-    monkeypatch.setattr(sampler.Sampler, "_compiled", compiled)
+    monkeypatch.setattr(sampler.Sampler, "program", program)
     fits = {name: fit_hierarchical(runs, start_mass=name, **FAST) for name in ("laplace", "diagonal", "identity")}
     dense, diagonal, identity = started
     assert np.count_nonzero(dense[0] - np.diag(np.diag(dense[0]))) > 0
@@ -561,14 +561,14 @@ def test_warm_start_reuses_the_previous_fits_draws_and_metric(monkeypatch):
     previous = fit_hierarchical(fewer, **FAST)
     assert previous.diagnostics["warm_started"] is False
     started = []
-    original = sampler.Sampler._compiled
+    original = sampler.Sampler.program
 
-    def compiled(self, sites):  # records the start and inverse mass matrix handed to ``start``
-        potential, start, advance, finish = original(self, sites)
-        return potential, lambda seed, init, mass, *a: (started.append((init, np.asarray(mass), a)),
-                                                         start(seed, init, mass, *a))[1], advance, finish
+    def program(self, sites, index):  # records the start and inverse mass matrix handed to ``start`` (program 1)
+        found = original(self, sites, index)
+        return found if index != 1 else \
+            lambda seed, init, mass, *a: (started.append((init, np.asarray(mass), a)), found(seed, init, mass, *a))[1]
 
-    monkeypatch.setattr(sampler.Sampler, "_compiled", compiled)
+    monkeypatch.setattr(sampler.Sampler, "program", program)
     warm = fit_hierarchical(runs, warm_start=previous, seed=1, **settings)
     cold = fit_hierarchical(runs, seed=1, **FAST)
     fixed = fit_hierarchical(runs, warm_start=previous, warm_start_mode="fixed", seed=1, **settings)

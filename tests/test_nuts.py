@@ -510,3 +510,41 @@ def test_a_laplace_fit_records_its_chains_gap(monkeypatch):
     assert np.isfinite(jittered.meta["laplace_chain_gap_nats"]) and jittered.meta["laplace_chain_gap_nats"] >= 0
     monkeypatch.setattr(sampler, "LAPLACE_START", "mode")
     assert fit_laplace(fold, seed=3).meta["laplace_chain_gap_nats"] < 1e-6
+
+
+def test_each_run_waits_only_for_the_programs_it_needs(monkeypatch):
+    """A Laplace fit takes ``potential`` and ``finish`` only, so on a first call it runs while
+    ``advance`` still compiles; NUTS takes them in the order it uses them (potential for the start's
+    mass matrix, start, then advance and finish)."""
+    from bayes_scaling.fitting import sampler
+    from bayes_scaling.fitting.nuts import fit_laplace
+
+    asked = []
+    original = sampler.Sampler.program
+    monkeypatch.setattr(sampler.Sampler, "program",
+                        lambda self, sites, index: asked.append(index) or original(self, sites, index))
+    runs = load_chinchilla().for_fit()
+    fit_laplace(runs, num_chains=2, num_warmup=60, num_draws=40, seed=1)
+    assert asked == [0, 3]
+    asked.clear()
+    fit_nuts(runs, model="plain", num_chains=2, num_warmup=60, num_draws=40, seed=1, more_draws=False,
+             retry_divergent=False)
+    assert asked == [0, 1, 2, 3]
+
+
+def test_a_failed_compile_raises_where_its_program_is_needed_and_is_tried_again():
+    """``Sampler.program`` re-raises a compile's error and forgets the futures, so the next call
+    compiles afresh instead of raising the old error forever."""
+    from concurrent.futures import Future
+
+    from bayes_scaling.fitting import sampler
+
+    failed = Future()
+    failed.set_exception(RuntimeError("XLA ran out of memory"))
+    sites = (("E", ()),)
+    s = sampler.Sampler.__new__(sampler.Sampler)
+    s._programs = {sites: (sampler._done("potential"), failed, failed, sampler._done("finish"))}
+    assert s.program(sites, 0) == "potential"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        s.program(sites, 2)
+    assert sites not in s._programs

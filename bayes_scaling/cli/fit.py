@@ -77,6 +77,7 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     _common.info(f"{len(runs)} runs from {runs_source}: {runs.describe_selection(args.include_flagged)}")
     selected = runs.for_fit(args.include_flagged)
     check_enough_runs(selected, args.law if args.method == "nuts" else "chinchilla")
+    note_pooled_groups(selected)
     excluded = None if args.include_flagged else runs.frame[runs.frame["flagged"]].reset_index(drop=True)
     if args.method == "map":
         from bayes_scaling.fitting.point import fit_map
@@ -98,9 +99,8 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
 
         law = DataConstrained.for_runs(selected)
     model = args.model or "extrapolating"
-    _common.info(f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)"
-                 + (", then leave-future-out refits to calibrate the extrapolation model" if model != "plain" else "")
-                 + "...")
+    _common.info(("leave-future-out refits to calibrate the extrapolation model, then " if model != "plain" else "")
+                 + f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)...")
     post = fit_nuts(
         selected, law=law, likelihood=args.likelihood, num_chains=args.chains,
         num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=_common.show_progress(args),
@@ -114,6 +114,17 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     add_posterior_predictive(post)
     post.excluded = excluded
     return post, runs
+
+
+def note_pooled_groups(runs) -> None:
+    """Runs of several groups fitted without ``--group-by`` get one law between them: said, with
+    the way to fit one law per group (a table of different datasets or settings, such as the
+    bundled ``porian``, is rarely one law)."""
+    groups = runs.groups
+    if len(groups) > 1:
+        shown = ", ".join(groups[:4]) + (f", ... ({len(groups)} in all)" if len(groups) > 4 else "")
+        _common.info(f"note: these runs hold {len(groups)} groups ({shown}); one law is fitted to all of them. "
+                     "For one law per group: --group-by group")
 
 
 def print_redone(notes) -> None:

@@ -174,6 +174,10 @@ def fit_nuts(
     mode = misfit_mode(misfit_noise)
     limits = warn_design_limits(runs.N, runs.D)
     fit = partial(_fit, runs, law=law, priors=priors, likelihood=likelihood, nu=nu, misfit_noise=mode != "off")
+    drift = partial(_drift_scales, runs, law=law, priors=priors, likelihood=likelihood, nu=nu,
+                    misfit_noise=mode == "everywhere", drift_priors=drift_priors, refits=refits)
+    extrapolating = model != "plain" and not hasattr(get_law(law) if isinstance(law, str) else law, "for_runs")
+    early = _early_calibration(drift, s) if extrapolating else None
     attempt = redo.redone(fit, _check, s, doublings=MORE_DRAWS_DOUBLINGS, retry_after=RETRY_AFTER_MORE_DRAWS,
                           retry_target=RETRY_TARGET_ACCEPT)
     posterior, diagnosis = attempt.result, attempt.check.detail
@@ -181,14 +185,27 @@ def fit_nuts(
     if limits:
         posterior.meta["design_limits"] = limits
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
-    if model == "plain" or hasattr(posterior.law, "for_runs"):
+    if not extrapolating:
         return posterior  # no refits: "final" is "everywhere"
     if mode != "off":
         posterior.meta["misfit_noise"] = "final" if mode == "final" else True
         posterior.meta["misfit_noise_where"] = MISFIT_WHERE[mode]
-    return _with_drift(posterior, runs, law=law, priors=priors, likelihood=likelihood, nu=nu,
-                       settings=s.replace(draws=posterior.meta["num_draws"]),  # as add_drift reads them back
-                       misfit_noise=mode == "everywhere", drift_priors=drift_priors, refits=refits)
+    settings = s.replace(draws=posterior.meta["num_draws"])  # as add_drift reads them back
+    calibration = early if early is not None and settings == s else drift(settings)
+    return _attach(posterior, calibration, settings.seed)
+
+
+def _early_calibration(drift, settings: SamplerSettings):
+    """``drift(settings)`` run before the fit it calibrates, or None where it raised. Its Laplace
+    refits share the fit's compiled programs and need only two of them, so on a first call they run
+    while NUTS's ``advance`` is still compiling (docs/benchmarks.md). Its result is the one the
+    calibration after the fit would give (its own seeds, the same runs and settings); where the fit
+    ends with other settings (more draws) it is calibrated again. An error here is left for the
+    calibration after the fit to raise, so the fit's own errors come first, as before."""
+    try:
+        return drift(settings)
+    except Exception:
+        return None
 
 
 def refits_mode(value: str | None) -> str | None:
@@ -203,12 +220,11 @@ def _check(posterior: Posterior) -> redo.Check:
     return redo.Check.from_diagnosis(diagnose(posterior))
 
 
-def _with_drift(posterior: Posterior, runs: Runs, *, law, priors, likelihood: str, nu: float,
-                settings: SamplerSettings, misfit_noise: bool = False, drift_priors=None,
-                refits: str | None = None) -> Posterior:
-    """``posterior`` with the drift calibrated on leave-future-out Laplace refits of ``runs`` (the
-    plain law with these priors, likelihood and sampler settings; they reuse the fit's compiled
-    programs; ``refits``: ``REFITS``) attached to its draws."""
+def _drift_scales(runs: Runs, settings: SamplerSettings, *, law, priors, likelihood: str, nu: float,
+                  misfit_noise: bool = False, drift_priors=None, refits: str | None = None) -> tuple:
+    """The drift's scales calibrated on leave-future-out Laplace refits of ``runs`` (the plain law
+    with these priors, likelihood and sampler settings; they reuse the fit's compiled programs;
+    ``refits``: ``REFITS``), and the refits' kind: what ``_attach`` takes."""
     capacity = padded_capacity(len(runs))
     refit_settings = settings.replace(init="projection", progress=False)
 
@@ -222,8 +238,14 @@ def _with_drift(posterior: Posterior, runs: Runs, *, law, priors, likelihood: st
     correction = sampler.laplace_correction() if refits is None else ("psis" if refits == "psis" else None)
     with sampler.laplace_correction_set(correction):
         scales = extrapolation.calibrate(runs, refit, prior_scales=drift_priors)
-    posterior = extrapolation.attach_drift(posterior, scales, seed=settings.seed)
-    posterior.meta["extrapolation"]["refits"] = "psis" if correction == "psis" else "gaussian"
+    return scales, "psis" if correction == "psis" else "gaussian"
+
+
+def _attach(posterior: Posterior, calibration: tuple, seed: int) -> Posterior:
+    """``posterior`` with the drift of ``calibration`` (``_drift_scales``'s) attached to its draws."""
+    scales, kind = calibration
+    posterior = extrapolation.attach_drift(posterior, scales, seed=seed)
+    posterior.meta["extrapolation"]["refits"] = kind
     return posterior
 
 
@@ -246,8 +268,9 @@ def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None 
     settings = SamplerSettings(**recorded)  # the fit's own, as fit_nuts refits with its own
     if seed is not None:
         settings = settings.replace(seed=seed)
-    return _with_drift(posterior, posterior.runs, law=posterior.law, priors=None, likelihood=likelihood.kind,
-                       nu=likelihood.nu, settings=settings, drift_priors=drift_priors, refits=refits)
+    calibration = _drift_scales(posterior.runs, settings, law=posterior.law, priors=None, likelihood=likelihood.kind,
+                                nu=likelihood.nu, drift_priors=drift_priors, refits=refits)
+    return _attach(posterior, calibration, settings.seed)
 
 
 def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likelihood: str = "student_t",

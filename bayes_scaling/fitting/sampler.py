@@ -28,7 +28,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -327,8 +327,11 @@ class Sampler:
         self.last_khat = None  # the last Laplace run's importance weights' Pareto k-hat (LAPLACE_CORRECTION)
         self.last_chain_gap = None  # the last Laplace run's potential spread over its chains' end points (nats)
 
-    def _compiled(self, sites: tuple):
-        """The four programs for latent ``sites``: ((name, shape), ...) in sorted order."""
+    def _compiled(self, sites: tuple) -> tuple[Future, ...]:
+        """The four programs for latent ``sites`` (((name, shape), ...) in sorted order), as futures:
+        on a first call they compile in worker threads after this returns, so a caller waits only for
+        the programs it needs (``program``): a Laplace fit needs ``potential`` and ``finish``, and
+        runs while ``advance``, the largest, still compiles."""
         if sites in self._programs:
             return self._programs[sites]
         num_chains = self.num_chains
@@ -392,9 +395,10 @@ class Sampler:
         export_key = sampler_cache.program_key(description)
         loaded = sampler_cache.load_compiled(export_key, placements, [repr(o) for o in PROGRAM_OPTIONS])
         if loaded is not None:
-            self._programs[sites] = tuple(loaded)
+            self._programs[sites] = tuple(_done(program) for program in loaded)
             return self._programs[sites]
-        with ThreadPoolExecutor(4) as pool:
+        pool = ThreadPoolExecutor(4)
+        try:
             compiling = {}
 
             def trace():
@@ -416,8 +420,19 @@ class Sampler:
             for index, program in enumerate(exported):
                 if index not in compiling:
                     compiling[index] = pool.submit(compile_program, index, program, blobs[index])
-            self._programs[sites] = tuple(compiling[index].result() for index in range(len(exported)))
+        finally:
+            pool.shutdown(wait=False)  # the submitted compiles go on; the threads end with them
+        self._programs[sites] = tuple(compiling[index] for index in range(len(exported)))
         return self._programs[sites]
+
+    def program(self, sites: tuple, index: int):
+        """Program ``index`` (0 potential, 1 start, 2 advance, 3 finish) of ``_compiled(sites)``,
+        waiting for its compile; a compile that failed raises here, and the next call starts over."""
+        try:
+            return self._compiled(sites)[index].result()
+        except BaseException:
+            self._programs.pop(sites, None)
+            raise
 
     def _log_density(self, sites):
         """The compiled log density, minus the potential, at (``importance.DRAWS``, n) points: the
@@ -444,9 +459,11 @@ class Sampler:
                     jax.devices()[:1], "")
         return self._programs[key]
 
-    def _programs_for(self, init: dict):
+    def _sites(self, init: dict) -> tuple:
+        """The latent sites of ``init`` and their shapes; their programs start compiling now."""
         sites = tuple((k, tuple(np.shape(init[k])[1:])) for k in sorted(init))
-        return sites, self._compiled(sites)
+        self._compiled(sites)
+        return sites
 
     def _placed(self, args) -> tuple[tuple, tuple]:
         """The data on the devices once per fit, as ``potential`` (one device) and the chains'
@@ -457,7 +474,8 @@ class Sampler:
         """Draws from the Laplace approximation at each chain's Newton end point, through ``finish``:
         (samples, None, loglik) as ``run`` gives, with no sampler statistics. Newton steps from
         ``init``, NEWTON_STEPS of them, or up to LAPLACE_NEWTON_STEPS with ``LAPLACE_START`` "mode"."""
-        sites, (potential, _, _, finish) = self._programs_for(init)
+        sites = self._sites(init)
+        potential, finish = self.program(sites, 0), self.program(sites, 3)
         one, args = self._placed(args)
         x0 = _ravel_chains(init, sites) / self.latent_scale
         steps = LAPLACE_NEWTON_STEPS if laplace_start() == "mode" else NEWTON_STEPS
@@ -487,7 +505,8 @@ class Sampler:
         each chain's ``step_size`` (see ``sample``)."""
         if (step_size is not None) != self.given_step_size:
             raise ValueError("a step size is given exactly when the sampler was built for one (given_step_size)")
-        sites, (potential, start, advance, finish) = self._programs_for(init)
+        sites = self._sites(init)  # each program is waited for when first needed: the rest compile meanwhile
+        potential = self.program(sites, 0)
         one, args = self._placed(args)
         bar = _progress_bar(self.total * self.num_chains, progress)
         draws, stats = [], []
@@ -514,7 +533,8 @@ class Sampler:
                 if start_mass == "diagonal":
                     inverse_mass = np.einsum("cii,ij->cij", inverse_mass, np.eye(x0.shape[1]))
             steps = () if step_size is None else (np.asarray(step_size, np.float64),)
-            state = start(np.int64(seed), init, inverse_mass, *steps, *args)
+            state = self.program(sites, 1)(np.int64(seed), init, inverse_mass, *steps, *args)
+            advance, finish = self.program(sites, 2), self.program(sites, 3)
             running = None
             for call in range(self.calls):
                 state, z, extra = advance(state, *args)
@@ -808,3 +828,10 @@ def _devices_for(num_chains: int, available: int) -> int:
     return max(d for d in range(1, min(num_chains, available) + 1) if num_chains % d == 0)
 
 
+
+
+def _done(program) -> Future:
+    """A program already at hand (loaded from disk) as ``Sampler._compiled`` hands programs out."""
+    future = Future()
+    future.set_result(program)
+    return future
