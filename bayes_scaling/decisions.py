@@ -154,20 +154,6 @@ def tokens_for_budget(N, C, T: float) -> np.ndarray:
     return (C - INFERENCE_FLOPS_PER_PARAM_TOKEN * N * T) / (FLOPS_PER_PARAM_TOKEN * N)
 
 
-def refine_minimum(log_n: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """The minimiser over the last axis of f sampled at log_n: the best grid point moved to the
-    vertex of the parabola through it and its neighbours (at most one step; not where the
-    parabola is not convex or a neighbour is infinite)."""
-    i = np.clip(np.argmin(f, axis=-1), 1, f.shape[-1] - 2)[..., None]
-    f0, f1, f2 = (np.take_along_axis(f, i + k, axis=-1)[..., 0] for k in (-1, 0, 1))
-    with np.errstate(invalid="ignore"):
-        curvature = f0 - 2 * f1 + f2
-        ok = np.isfinite(curvature) & (curvature > 0)
-        shift = np.where(ok, 0.5 * (f0 - f2) / np.where(ok, curvature, 1.0), 0.0)
-    step = np.take_along_axis(log_n, i + 1, axis=-1)[..., 0] - np.take_along_axis(log_n, i, axis=-1)[..., 0]
-    return np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
-
-
 def _log_loss_on(surface: Surface, log_n: np.ndarray, C: np.ndarray, T: np.ndarray) -> np.ndarray:
     """log L_s along 6ND + 2NT = C at ln N values (S, K, P); inf where D <= 0."""
     N = np.exp(log_n)
@@ -503,7 +489,7 @@ def isoflop_profile(surface: Surface, budget: float, *, inference_tokens: float 
             out["p_loss_below_target"] = probability(loss <= target_loss, level)
         return out
 
-    best_log_n = float(refine_minimum(log_n, np.log(expected)))
+    best_log_n = float(frontier_mod.parabola_minimum(log_n, np.log(expected)))
     p_reached = probability(opt["L"] <= target_loss, level) if target_loss is not None else None
     return Profile(budget=C, inference_tokens=T, level=level, model=surface.model, num_draws=len(L), N=N, D=D,
                    expected_loss=expected, band=interval(L, level), p_best=p_best, best=choice(np.exp(best_log_n)),

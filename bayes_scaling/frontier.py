@@ -99,6 +99,20 @@ def refined_minimum(objective, log_n: np.ndarray, f: np.ndarray, kinks: np.ndarr
     return x_best, f_best
 
 
+def parabola_minimum(log_n: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """The minimiser over the last axis of f sampled at log_n: the best grid point moved to the
+    vertex of the parabola through it and its neighbours (at most one step; not where the
+    parabola is not convex or a neighbour is infinite), whatever the objective is there."""
+    i = np.clip(np.argmin(f, axis=-1), 1, f.shape[-1] - 2)[..., None]
+    f0, f1, f2 = (np.take_along_axis(f, i + k, axis=-1)[..., 0] for k in (-1, 0, 1))
+    with np.errstate(invalid="ignore"):
+        curvature = f0 - 2 * f1 + f2
+        ok = np.isfinite(curvature) & (curvature > 0)
+        shift = np.where(ok, 0.5 * (f0 - f2) / np.where(ok, curvature, 1.0), 0.0)
+    step = np.take_along_axis(log_n, i + 1, axis=-1)[..., 0] - np.take_along_axis(log_n, i, axis=-1)[..., 0]
+    return np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
+
+
 def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, points: int, refine: str):
     from bayes_scaling.extrapolation import allocation_shift, constraint_kinks, drifted_log_loss
     from bayes_scaling.posterior import compiled_log_loss
@@ -125,13 +139,7 @@ def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, point
                                        f[..., points:])
         N = np.exp(best)
         return N, C / (6.0 * N), np.exp(f_best)
-    else:
-        i = np.clip(np.argmin(f, axis=-1), 1, points - 2)[..., None]
-        f0, f1, f2 = (np.take_along_axis(f, i + k, axis=-1)[..., 0] for k in (-1, 0, 1))
-        curvature = f0 - 2 * f1 + f2
-        shift = np.where(curvature > 0, 0.5 * (f0 - f2) / np.where(curvature > 0, curvature, 1.0), 0.0)
-        step = offsets[1] - offsets[0]
-        best = np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
+    best = parabola_minimum(log_n, f)
     N = np.exp(best)
     D = C / (6.0 * N)
     return N, D, np.exp(objective(best))

@@ -722,6 +722,18 @@ def test_refined_minimum_keeps_a_corner_and_finds_a_smooth_vertex():
     assert abs(vertex[0] - corner) > 1e-3
 
 
+def test_parabola_minimum_moves_to_the_vertex_but_not_past_an_infinite_neighbour():
+    """``frontier.parabola_minimum`` (the older search, and ``decisions``' expected-loss minimum): a
+    quadratic's vertex between grid points exactly; a best point beside an infinite value stays put."""
+    from bayes_scaling.frontier import parabola_minimum
+
+    grid = np.linspace(-3.0, 3.0, 121)
+    f = 0.7 * (grid - 0.0123) ** 2
+    np.testing.assert_allclose(parabola_minimum(grid[None, :], f[None, :]), [0.0123], atol=1e-12)
+    walled = np.where(grid > grid[60], np.inf, np.abs(grid - grid[60]))
+    assert parabola_minimum(grid, walled) == grid[60]
+
+
 def test_the_frontier_finds_corner_optima_at_the_top_of_the_fitted_runs(chinchilla_fits):
     """Beyond the runs many draws' optimum is a corner at the largest fitted N (the N-drift's kink):
     the frontier's N_opt is there exactly, and a denser search along 6ND = C (step 0.002 e-folds)
