@@ -15,7 +15,9 @@ does every step; this module only drives it) on ``model(*data)``:
 * the programs are compiled once per (``description``, data shapes, settings) and kept in the
   process (``_SAMPLERS``) and on disk (``sampler_cache``), so a refit of new data of the same shape
   neither traces nor compiles: callers pad their rows to a few shapes (``padded_capacity``) and
-  mask the padding in the model;
+  mask the padding in the model. Where they are compiled, they compile in worker threads and a run
+  waits only for those it uses (``Sampler.program``: a Laplace fit needs ``potential`` and
+  ``finish``, not ``advance``);
 * ``settings.progress`` shows a progress bar over all chains' transitions.
 
 ``laplace=True`` draws from the Gaussian at the end of each chain's Newton steps towards the mode
