@@ -830,8 +830,6 @@ def _devices_for(num_chains: int, available: int) -> int:
     return max(d for d in range(1, min(num_chains, available) + 1) if num_chains % d == 0)
 
 
-
-
 def _done(program) -> Future:
     """A program already at hand (loaded from disk) as ``Sampler._compiled`` hands programs out."""
     future = Future()
