@@ -245,6 +245,39 @@ def test_planner_with_a_shape_span_asks_only_for_runs_in_the_band(tmp_path, caps
     assert dry and all(narrow[left.keys.index(p["run_id"])] for p in dry)  # --shape-span sets the state's span
 
 
+def test_a_reopened_planner_goes_on_as_if_it_had_never_stopped(tmp_path):
+    """Stopped while runs are pending (asynchronous workers) and reopened, the planner refits the same
+    runs with the same seed as before stopping, so its next proposals and their gains, and every later
+    one, are those of a planner that never stopped; ``plan --dry-run`` on its state agrees with it."""
+    from bayes_scaling.cli import main
+
+    pool = a_pool(40, seed=6)
+    settings = PlannerSettings(target_budget=1e22, experiment_budget=0.5 * pool.cost.sum(), strategy="target",
+                               n_init=6, seed=2, num_warmup=100, num_draws=100)
+    exact = Simulator(truth=EPOCH_2024)
+
+    def tell(planner, proposals):
+        for p in proposals:
+            planner.tell(p.run_id, float(np.exp(exact.mean_log_loss(p.N, p.D))))
+        return [(p.run_id, p.gain) for p in proposals]
+
+    steady = Planner.create(tmp_path / "steady", pool, settings=settings)
+    stopped = Planner.create(tmp_path / "stopped", pool, settings=settings)
+    while len(steady.done) < settings.n_init:  # the space-filling start
+        assert tell(steady, steady.ask(6)) == tell(stopped, stopped.ask(6))
+    first, pending = steady.ask(2), stopped.ask(2)  # a refit of the 6 done runs, saved with the runs pending
+    assert [(p.run_id, p.gain) for p in first] == [(p.run_id, p.gain) for p in pending]
+    reopened = Planner.open(tmp_path / "stopped")
+    preview = reopened.preview(2)
+    assert main(["plan", str(tmp_path / "stopped"), "--batch", "2", "--dry-run", "--json"]) == 0
+    ours = [(p.run_id, p.gain) for p in steady.ask(2)]  # a second worker asks before any result is in
+    assert [(p.run_id, p.gain) for p in preview] == ours
+    assert [(p.run_id, p.gain) for p in reopened.ask(2)] == ours
+    tell(steady, first), tell(reopened, pending)
+    assert tell(steady, steady.ask(2)) == tell(reopened, reopened.ask(2))
+    assert reopened.state["fits"] == steady.state["fits"]
+
+
 @pytest.mark.slow
 def test_loop_with_a_shape_span_keeps_it_in_the_state_and_runs_pool_runs(tmp_path, capsys):
     from bayes_scaling.cli import main

@@ -44,6 +44,7 @@ experiment budget is spent, or no affordable candidate is left.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -393,9 +394,11 @@ class Planner:
         try:
             return self.ask(q)
         finally:
-            fits = self.state["fits"]  # the refit it may have made stays valid
+            fits, last = self.state["fits"], self.state.get("last_fit")  # the refit it may have made stays valid
             self.state, self._previewing = state, False
             self.state["fits"] = fits
+            if last is not None:
+                self.state["last_fit"] = last
             self.rng.bit_generator.state = rng
 
     def _ask_once(self, q: int) -> list[Proposal]:
@@ -492,11 +495,17 @@ class Planner:
 
     # --- posterior and status ---------------------------------------------------------------------
     def posterior(self) -> Posterior:
-        """The plain law's posterior given the done runs (``refit.MaskedRefitter``; refit only when
-        runs were added since the last fit)."""
+        """The posterior given the done runs (``refit.MaskedRefitter``, under the settings' model;
+        refit only when runs were added since the last fit). Refit k uses seed
+        settings.seed * 100003 + k. The state records which runs its last refit saw and that seed
+        (``last_fit``), so a planner reopened from disk with the same done runs refits them with the
+        same seed: its posterior, and what it proposes next, are those of a planner that never
+        stopped."""
         if self._draws_n != len(self.done):
             start = time.perf_counter()
-            seed = self.settings["seed"] * 100_003 + self.state["fits"]
+            last, fitted = self.state.get("last_fit"), self._done_digest()
+            resumed = self._posterior is None and isinstance(last, dict) and last.get("done") == fitted
+            seed = int(last["seed"]) if resumed else self.settings["seed"] * 100_003 + self.state["fits"]
             if self.wsd and any(r.get("role") == "branch" for r in self.done):
                 self._wsd_fit = self._fit_wsd(seed)
                 self._posterior = self._wsd_fit.posterior
@@ -505,8 +514,15 @@ class Planner:
             self._draws = draws_of(self._posterior)
             self.last_fit_seconds = time.perf_counter() - start
             self._draws_n = len(self.done)
-            self.state["fits"] += 1
+            if not resumed:
+                self.state["fits"] += 1
+                self.state["last_fit"] = {"done": fitted, "seed": seed}
         return self._posterior
+
+    def _done_digest(self) -> str:
+        """A digest of the done runs (keys and losses, in order): what a refit saw."""
+        rows = [[r["key"], float(r["loss"])] for r in self.done]
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
     def _fit_wsd(self, seed: int):
         """``bayes_scaling.wsd.fit_wsd`` of the done runs (cosine runs and branches), with the
