@@ -656,13 +656,15 @@ def variant(name: str | None):
         nuts_module.DEFAULT_REFITS = default_refits
 
 
-def conformal_scores(runs: Runs, split_kw: dict | None = None) -> dict:
+def conformal_scores(runs: Runs, split_kw: dict | None = None, thin=None) -> dict:
     """Split-conformal 90% intervals around the plain law's predictive median, per group
-    (``split_kw``: ``split_by_compute``'s split; default the standard one)."""
+    (``split_kw``: ``split_by_compute``'s split; default the standard one; ``thin``: Runs -> Runs,
+    applied to each group's training runs after the split, as a backtest's ``fit`` may)."""
     split = split_by_compute(runs, **(split_kw or {}))
     rows = []
     for name in sorted(split.test.frame["group"].unique()):
         train = Runs(split.train.frame[split.train.frame["group"] == name].reset_index(drop=True))
+        train = thin(train) if thin is not None else train
         test = Runs(split.test.frame[split.test.frame["group"] == name].reset_index(drop=True))
         residuals = []
         for fold in forward_chain(train):
