@@ -245,6 +245,25 @@ def test_planner_with_a_shape_span_asks_only_for_runs_in_the_band(tmp_path, caps
     assert dry and all(narrow[left.keys.index(p["run_id"])] for p in dry)  # --shape-span sets the state's span
 
 
+def test_the_start_stays_among_the_cheapest_runs_when_few_lie_in_the_cheapest_quarter(tmp_path):
+    """A pool whose cheapest quarter (of the log-cost range) holds 4 runs, a start of 8 asked 4 at a
+    time: the second batch is the next-cheapest runs, not the pool's far corners (before, its first
+    pick was the pool's most expensive run)."""
+    pool = a_pool(40, seed=6)
+    log_cost = np.log(pool.cost)
+    assert np.sum(log_cost <= log_cost.min() + 0.25 * np.ptp(log_cost)) == 4
+    planner = Planner.create(tmp_path, pool, settings=PlannerSettings(
+        target_budget=1e22, experiment_budget=pool.cost.sum(), strategy="target", n_init=8, seed=0))
+    start = []
+    while len(start) < 8:
+        asked = planner.ask(4)
+        assert len(asked) == 4
+        start += asked
+        for p in asked:
+            planner.tell(p.run_id, 3.0)
+    assert max(p.cost for p in start) == np.sort(pool.cost)[7]  # the 8 cheapest
+
+
 def test_a_reopened_planner_goes_on_as_if_it_had_never_stopped(tmp_path):
     """Stopped while runs are pending (asynchronous workers) and reopened, the planner refits the same
     runs with the same seed as before stopping, so its next proposals and their gains, and every later

@@ -15,7 +15,8 @@ whose result reached the store before the crash counts as done, once). A state w
 store (done and failed runs in planner.json) is moved into the store when opened.
 
 Choice. The first ``n_init`` runs are a space-filling design (farthest-point in standardised
-(log N, log D)) over the cheapest quarter of candidates (by log cost). After that each ask refits
+(log N, log D)) over the cheapest quarter of candidates (by log cost; the q cheapest left, where
+fewer than a batch of q remain there). After that each ask refits
 the posterior (NUTS, observations padded to a capacity and masked: no recompilation) and picks a
 greedy batch by expected information gain about the targets per FLOP (``design.batch``), with
 pending runs conditioned on as fantasised outcomes; optionally (``discrepancy``) under the law plus
@@ -593,10 +594,18 @@ class Planner:
                 for j, g in zip(chosen, gains)]
 
     def _initial_design(self, cands: Candidates, q: int) -> list[Proposal]:
-        """Farthest-point picks in standardised (log N, log D) among the cheapest quarter (log cost)."""
+        """Farthest-point picks in standardised (log N, log D) among the cheapest quarter of the
+        candidates (by log cost; the quarter of the range of log cost over all candidates). Where
+        fewer than ``q`` of the remaining candidates lie there, among the ``q`` cheapest remaining
+        ones: the start never reaches for the pool's expensive runs (before, a pool whose cheapest
+        quarter held 4 runs got those 4, then its most expensive run as a starting run)."""
         log_cost = np.log(self.candidates.cost)
         cheap_cut = log_cost.min() + 0.25 * (log_cost.max() - log_cost.min())
-        cheap = cands.take(np.log(cands.cost) <= cheap_cut) if np.any(np.log(cands.cost) <= cheap_cut) else cands
+        within = np.log(cands.cost) <= cheap_cut
+        if within.sum() < q:
+            within = np.zeros(len(cands), bool)
+            within[np.argsort(cands.cost, kind="stable")[:q]] = True
+        cheap = cands.take(within)
         X = np.column_stack([np.log(cheap.N), np.log(cheap.D)])
         scale = np.maximum(X.std(axis=0), 1e-9)
         Z = (X - X.mean(axis=0)) / scale
