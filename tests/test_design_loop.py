@@ -199,3 +199,14 @@ def test_the_planner_refit_calibrates_on_the_refits_it_is_given():
         refitter = MaskedRefitter(model="extrapolating", refits=refits, num_warmup=50, num_draws=50)
         posterior = refitter.posterior(runs, seed=0)
         assert posterior.meta["extrapolation"]["refits"] == recorded
+
+
+def test_the_progress_line_says_when_there_is_no_fit_yet():
+    from bayes_scaling.design.loop import progress_line
+
+    status = {"flops_spent": 1.3e17, "experiment_budget": 3e20, "level": 0.9, "tolerance": 0.5, "log_N_opt": None}
+    line = progress_line(1, "r4", {"loss": 4.2437}, status)
+    assert "width of log N_opt(C*) - (too few runs to fit yet)" in line and "nan" not in line
+    status["log_N_opt"] = {"width": 0.7571}
+    assert "width of log N_opt(C*) 0.757 (stop at 0.5)" in progress_line(14, "r15", {"loss": 3.798}, status)
+    assert "FAILED (out of memory)" in progress_line(2, "r9", {"loss": None, "error": "out of memory"}, status)

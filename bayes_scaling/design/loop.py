@@ -235,9 +235,9 @@ def progress_line(i: int, run_id: str, result: dict, status: dict) -> str:
     """One line per result: its loss (or why it failed), FLOPs spent, the interval's width now."""
     loss = result.get("loss")
     loss_text = f"loss {loss:.4f}" if loss is not None else f"FAILED ({result.get('error', '')[:60]})"
-    width = status["log_N_opt"]["width"] if status["log_N_opt"] else float("nan")
+    width = f"{status['log_N_opt']['width']:.3f}" if status["log_N_opt"] else "- (too few runs to fit yet)"
     return (f"[{i:>3}] {run_id:<24} {loss_text} | FLOPs {status['flops_spent']:.3g} / {status['experiment_budget']:.3g}"
-            f" | {status['level']:.0%} width of log N_opt(C*) {width:.3f} (stop at {status['tolerance']:.3g})")
+            f" | {status['level']:.0%} width of log N_opt(C*) {width} (stop at {status['tolerance']:.3g})")
 
 
 def _proposal(run_id: str, pending: dict) -> Proposal:
