@@ -39,6 +39,7 @@ import pandas as pd
 from numpyro import handlers
 
 from bayes_scaling._jax_setup import configure
+from bayes_scaling.diagnostics import diagnose, warn_if_untrustworthy
 from bayes_scaling.errors import InputError
 from bayes_scaling.fitting import sampler_cache
 from bayes_scaling.fitting.init import initial_theta
@@ -164,7 +165,9 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
             offset_scale: float = OFFSET_SCALE, trunk_scale: float = TRUNK_SCALE,
             settings: SamplerSettings | None = None) -> WSDFit:
     """Sample the WSD model (module docstring) given cosine runs and branches; ``settings``: the
-    shared sampler settings (chains, warm-up, draws, seed; ``init`` "projection" or natural values)."""
+    shared sampler settings (chains, warm-up, draws, seed; ``init`` "projection" or natural values).
+    Warns (``SamplerWarning``, with the verdict) where the sampler's validity checks fail, as
+    ``fit_nuts`` does."""
     configure()  # float64 and host devices, before the starting point is computed
     runs = runs if isinstance(runs, Runs) else load_runs(runs)
     settings = settings or SamplerSettings()
@@ -193,4 +196,6 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
             "trunks": trunks, "num_chains": settings.chains, "num_warmup": settings.warmup,
             "num_draws": settings.draws, "seed": settings.seed, "sampling_seconds": draws.seconds}
     posterior = build_posterior(law, runs, draws.samples, draws.extra, draws.loglik[..., :n], method="nuts-wsd", meta=meta)
+    diagnosis = diagnose(posterior)
+    warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     return WSDFit(posterior=posterior, trunks=trunks, runs=runs)

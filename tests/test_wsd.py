@@ -400,3 +400,12 @@ def test_loop_wsd_on_the_harness_extends_the_trunk_and_branches_it(tmp_path):
     trained = trunks["D"].max() + (branches["D"] - branches["branch_tokens"]).sum()
     assert planner.flops_spent == pytest.approx(6 * 2e4 * trained, rel=1e-9)
     assert planner.flops_spent < 6 * 2e4 * branches["D"].sum()  # less than two separate runs
+
+
+def test_a_wsd_fit_whose_checks_fail_warns_with_the_verdict():
+    """As ``fit_nuts`` does: 2 chains of 30 draws after 30 warm-up steps cannot pass R-hat."""
+    from bayes_scaling.diagnostics import SamplerWarning
+
+    with pytest.warns(SamplerWarning, match="do not trust the intervals yet"):
+        fit_wsd(simulated_runs(), likelihood=Likelihood("normal"),
+                settings=SamplerSettings(chains=2, warmup=30, draws=30, seed=1, retry_divergent=False))
