@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh clone:
 #   make demo   fit the bundled Chinchilla data and write the report
 #   make test   run the test suite
-#   make test-fast  the suite without the tests marked slow (under 2 minutes with a warm compile cache, 2 cores)
+#   make test-fast  the suite without the tests marked slow (about 3 minutes with a warm compile cache, 2 cores)
 # Each creates (or reuses) the local virtual environment .venv by itself.
 PYTHON ?= python3
 VENV   := .venv
