@@ -50,7 +50,6 @@ import json
 import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +60,9 @@ from bayes_scaling.design.branches import BranchCandidates, branch_shifts, sweep
 from bayes_scaling.design.candidates import Candidates
 from bayes_scaling.design.discrepancy import Discrepancy, coordinates, fit_discrepancy
 from bayes_scaling.design.eig import check_targets, predicted_log_loss, target_draws
-from bayes_scaling.design.refit import MaskedRefitter, as_runs, draws_of
+from bayes_scaling.design.refit import MaskedRefitter, as_runs, draws_of, verdict_kept
 from bayes_scaling.design.settings import STRATEGIES, PlannerSettings
 from bayes_scaling.design.target import TargetRegion, choose, in_band, posterior_columns, target_matrix
-from bayes_scaling.diagnostics import SamplerWarning
 from bayes_scaling.errors import InputError
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.posterior import Posterior
@@ -537,14 +535,9 @@ class Planner:
         s = self.settings
         settings = SamplerSettings(chains=int(s["num_chains"]), warmup=int(s["num_warmup"]), draws=int(s["num_draws"]),
                                    seed=int(seed) % 2**31, retry_divergent=False)
-        with warnings.catch_warnings(record=True) as caught:  # the verdict is kept, as MaskedRefitter keeps it
-            warnings.simplefilter("always", SamplerWarning)
-            fit = fit_wsd(self.runs().frame, law=self.law, likelihood=Likelihood(s["likelihood"], float(s["nu"])),
-                          settings=settings, trunk_scale=self.state["wsd"].get("trunk_scale", TRUNK_SCALE))
-        for w in caught:
-            if not issubclass(w.category, SamplerWarning):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        self.refitter.last_warning = next((str(w.message) for w in caught if issubclass(w.category, SamplerWarning)), "")
+        fit, self.refitter.last_warning = verdict_kept(lambda: fit_wsd(  # the verdict kept, as for plain refits
+            self.runs().frame, law=self.law, likelihood=Likelihood(s["likelihood"], float(s["nu"])), settings=settings,
+            trunk_scale=self.state["wsd"].get("trunk_scale", TRUNK_SCALE)))
         return fit
 
     def draws(self) -> dict[str, np.ndarray]:

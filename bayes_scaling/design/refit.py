@@ -32,6 +32,18 @@ from bayes_scaling.posterior import Posterior
 from bayes_scaling.runs.table import Runs, validate_runs
 
 
+def verdict_kept(fit):
+    """``fit()`` with the sampler's verdict kept instead of warned: (its result, the ``SamplerWarning``'s
+    text, "" when the checks passed). Any other warning is shown as usual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SamplerWarning)
+        result = fit()
+    for w in caught:
+        if not issubclass(w.category, SamplerWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result, next((str(w.message) for w in caught if issubclass(w.category, SamplerWarning)), "")
+
+
 class MaskedRefitter:
     """Refits of the plain law with fixed sampler settings: ``posterior(runs, seed)`` gives the
     ``Posterior``; ``fit(N, D, loss, seed)`` its natural-parameter and sigma draws.
@@ -58,16 +70,10 @@ class MaskedRefitter:
 
         if len(runs) < len(self.law.param_names) + 1:
             raise InputError(f"need at least {len(self.law.param_names) + 1} runs to fit, got {len(runs)}")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", SamplerWarning)
-            posterior = fit_nuts(runs, law=self.law, priors=self.priors, likelihood=self.likelihood, nu=self.nu,
-                                 num_chains=self.num_chains, num_warmup=self.num_warmup, num_draws=self.num_draws,
-                                 seed=seed, model=self.model, retry_divergent=False, more_draws=False,
-                                 refits=self.refits)
-        for w in caught:  # anything but the sampler's verdict is shown as usual
-            if not issubclass(w.category, SamplerWarning):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        self.last_warning = next((str(w.message) for w in caught if issubclass(w.category, SamplerWarning)), "")
+        posterior, self.last_warning = verdict_kept(lambda: fit_nuts(
+            runs, law=self.law, priors=self.priors, likelihood=self.likelihood, nu=self.nu, num_chains=self.num_chains,
+            num_warmup=self.num_warmup, num_draws=self.num_draws, seed=seed, model=self.model, retry_divergent=False,
+            more_draws=False, refits=self.refits))
         self.last_seconds = float(posterior.meta.get("sampling_seconds", 0.0))
         stats = posterior.idata["sample_stats"] if "sample_stats" in posterior.idata.children else None
         self.last_divergences = int(np.sum(stats["diverging"].values)) if stats is not None and "diverging" in stats else 0
