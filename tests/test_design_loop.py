@@ -210,3 +210,23 @@ def test_the_progress_line_says_when_there_is_no_fit_yet():
     status["log_N_opt"] = {"width": 0.7571}
     assert "width of log N_opt(C*) 0.757 (stop at 0.5)" in progress_line(14, "r15", {"loss": 3.798}, status)
     assert "FAILED (out of memory)" in progress_line(2, "r9", {"loss": None, "error": "out of memory"}, status)
+
+
+def test_the_loop_says_when_the_refit_behind_its_intervals_failed_its_checks(tmp_path):
+    """A planner whose refits are too short to trust: ``status`` carries the verdict, and the loop's
+    closing text says so and how to get numbers to act on; a passing verdict adds nothing."""
+    from bayes_scaling.cli.loop import status_text
+
+    c = grid(**CANDIDATES)
+    planner = Planner.create(tmp_path, c, target_budget=1e22, experiment_budget=1e21, n_init=8, num_warmup=10,
+                             num_draws=10, seed=0)
+    assert planner.status()["refit_verdict"] is None  # no refit yet
+    simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=0)
+    for p in planner.ask(8):
+        planner.tell(p.run_id, simulator.loss(p.N, p.D))
+    status = planner.status()
+    assert status["refit_verdict"].startswith("Sampler diagnostics:") and "do not trust" in status["refit_verdict"]
+    text = status_text(status, tmp_path / "fit")
+    assert "the refit behind these intervals failed its sampler checks" in text
+    assert f"bayes-scaling fit {tmp_path / 'fit'}/runs.csv" in text
+    assert "failed its sampler checks" not in status_text({**status, "refit_verdict": "passed"})

@@ -181,7 +181,7 @@ def _run(args, received: dict) -> int:
     if args.json:
         _common.print_json({**result.status, "fit": str(result.fit_dir) if result.fit_dir else None})
     else:
-        print(status_text(result.status))
+        print(status_text(result.status, result.fit_dir))
     return 0
 
 
@@ -279,7 +279,7 @@ def resume_command(args, state_dir: Path) -> str:
     return shlex.join(["bayes-scaling", *argv])
 
 
-def status_text(status: dict) -> str:
+def status_text(status: dict, fit_dir=None) -> str:
     lines = [f"runs: {status['runs_done']} done, {status['runs_failed']} failed; "
              f"FLOPs spent {status['flops_spent']:.3g} of {status['experiment_budget']:.3g}",
              f"stop: {status['reason'] or 'not met'}"]
@@ -292,6 +292,10 @@ def status_text(status: dict) -> str:
             fmt = _common.format_si if label == "N_opt" else (lambda v: f"{v:.4f}")
             lines.append(f"{label}({status['target_budget']:.3g}) = {fmt(med)} [{fmt(lo)}, {fmt(hi)}] "
                          f"({status['level']:.0%}; width of log {interval['width']:.3f})")
+    verdict = status.get("refit_verdict")
+    if verdict and verdict != "passed":
+        lines.append("the refit behind these intervals failed its sampler checks (" + ". ".join(verdict.split(". ")[:2])
+                     + f"); for numbers to act on, fit the runs at full length: bayes-scaling fit {fit_dir or 'STATE/fit'}/runs.csv")
     return "\n".join(lines)
 
 

@@ -546,7 +546,9 @@ class Planner:
         return self._draws
 
     def status(self) -> dict:
-        """FLOPs spent and pending, the ``level`` intervals of the targets at C*, and the stop rule."""
+        """FLOPs spent and pending, the ``level`` intervals of the targets at C*, the stop rule, and
+        ``refit_verdict``: the sampler's verdict on the refit those intervals come from ("passed", or
+        the verdict's text where its checks failed; None before the first refit)."""
         s = self.settings
         out = {"runs_done": len(self.done), "runs_pending": len(self.pending), "runs_failed": len(self.failed),
                "flops_spent": self.flops_spent, "flops_pending": self.flops_pending,
@@ -556,6 +558,7 @@ class Planner:
         if len(self.done) >= len(self.law.param_names) + 1:
             T = target_draws(self.law, self.draws(), s["target_budget"], ("log_N_opt", "log_L_opt"))
             out["log_N_opt"], out["log_L_opt"] = interval(T[:, 0], s["level"]), interval(T[:, 1], s["level"])
+        out["refit_verdict"] = None if self._posterior is None else (self.refitter.last_warning or "passed")
         reasons = []
         if out["log_N_opt"] is not None and out["log_N_opt"]["width"] <= s["tolerance"]:
             reasons.append(f"{s['level']:.0%} interval of log N_opt(C*) is {out['log_N_opt']['width']:.3g} <= tolerance {s['tolerance']:.3g}")
