@@ -41,7 +41,7 @@ from numpyro import handlers
 from bayes_scaling._jax_setup import configure
 from bayes_scaling.diagnostics import diagnose, warn_if_untrustworthy
 from bayes_scaling.errors import InputError
-from bayes_scaling.fitting import sampler_cache
+from bayes_scaling.fitting import redo, sampler_cache
 from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.fitting.sampler import jitter, pad_rows, padded_capacity, row_mask, sample
@@ -57,6 +57,14 @@ from bayes_scaling.runs.table import Runs, load_runs
 # experiments/wsd_gap.py finds it shrinking to about -0.007 (log) at 3,125 updates (docs/training.md).
 OFFSET_SCALE = 0.05
 TRUNK_SCALE = 0.05  # prior scale of tau (half-normal)
+# The reliability policy every pooled fit has (``fitting.redo``, as ``SamplerSettings.retry_divergent``
+# and ``more_draws`` say): a fit with divergences redone once at target acceptance 0.99, one short only
+# of effective draws redone with twice the draws. Off, by the rule declared in
+# experiments/wsd_sampling_check.py (``REDO_RULE``): on the WSD test's simulation at the defaults it made
+# the verdict pass on 6 of fit seeds 1-6 (off: 3), but its median wall time per fit was 2.13x (bar 2x;
+# the first redone fits also compiled the longer chains' programs). Off, every fit is one run of the sampler.
+REDO = False
+MORE_DRAWS_DOUBLINGS = redo.MORE_DRAWS_DOUBLINGS  # (read at call time: tests may set it)
 
 
 @dataclass(frozen=True)
@@ -167,7 +175,7 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
     """Sample the WSD model (module docstring) given cosine runs and branches; ``settings``: the
     shared sampler settings (chains, warm-up, draws, seed; ``init`` "projection" or natural values).
     Warns (``SamplerWarning``, with the verdict) where the sampler's validity checks fail, as
-    ``fit_nuts`` does."""
+    ``fit_nuts`` does; with ``REDO`` (off) the fit is first redone by ``fitting.redo``'s policy."""
     configure()  # float64 and host devices, before the starting point is computed
     runs = runs if isinstance(runs, Runs) else load_runs(runs)
     settings = settings or SamplerSettings()
@@ -189,13 +197,20 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
                                                              (centre[0], centre[1])).items()}
     start.update(sigma=np.log(0.02), wsd_offset=0.0, trunk_tau=np.log(0.5 * trunk_scale))
     start["trunk_z"] = np.zeros(slots)
-    draws = sample(partial(wsd_model, spec), jitter(start, settings.chains, settings.seed), data,
-                   description=spec.description(), settings=settings)
-    meta = {"model": "wsd", "likelihood": likelihood.kind, "nu": likelihood.nu, "centre": list(map(float, centre)),
-            "priors": describe_priors(spec.priors), "offset_scale": offset_scale, "trunk_scale": trunk_scale,
-            "trunks": trunks, "num_chains": settings.chains, "num_warmup": settings.warmup,
-            "num_draws": settings.draws, "seed": settings.seed, "sampling_seconds": draws.seconds}
-    posterior = build_posterior(law, runs, draws.samples, draws.extra, draws.loglik[..., :n], method="nuts-wsd", meta=meta)
-    diagnosis = diagnose(posterior)
+
+    def one(settings: SamplerSettings) -> Posterior:
+        draws = sample(partial(wsd_model, spec), jitter(start, settings.chains, settings.seed), data,
+                       description=spec.description(), settings=settings)
+        meta = {"model": "wsd", "likelihood": likelihood.kind, "nu": likelihood.nu, "centre": list(map(float, centre)),
+                "priors": describe_priors(spec.priors), "offset_scale": offset_scale, "trunk_scale": trunk_scale,
+                "trunks": trunks, "num_chains": settings.chains, "num_warmup": settings.warmup,
+                "num_draws": settings.draws, "seed": settings.seed, "sampling_seconds": draws.seconds}
+        return build_posterior(law, runs, draws.samples, draws.extra, draws.loglik[..., :n], method="nuts-wsd", meta=meta)
+
+    policy = settings if REDO else settings.replace(retry_divergent=False, more_draws=False)
+    attempt = redo.redone(one, lambda posterior: redo.Check.from_diagnosis(diagnose(posterior)), policy,
+                          doublings=MORE_DRAWS_DOUBLINGS)
+    posterior, diagnosis = attempt.result, attempt.check.detail
+    posterior.meta.update(attempt.notes)
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     return WSDFit(posterior=posterior, trunks=trunks, runs=runs)
