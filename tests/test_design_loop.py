@@ -212,9 +212,10 @@ def test_the_progress_line_says_when_there_is_no_fit_yet():
     assert "FAILED (out of memory)" in progress_line(2, "r9", {"loss": None, "error": "out of memory"}, status)
 
 
-def test_the_loop_says_when_the_refit_behind_its_intervals_failed_its_checks(tmp_path):
-    """A planner whose refits are too short to trust: ``status`` carries the verdict, and the loop's
-    closing text says so and how to get numbers to act on; a passing verdict adds nothing."""
+def test_the_loop_says_when_the_refit_behind_its_intervals_failed_its_checks(tmp_path, capsys):
+    """A planner whose refits are too short to trust: ``status`` carries the verdict, the loop's
+    closing text says so and how to get numbers to act on (a passing verdict adds nothing), and
+    ``plan`` on the state notes it beside its proposals."""
     from bayes_scaling.cli.loop import status_text
 
     c = grid(**CANDIDATES)
@@ -230,3 +231,7 @@ def test_the_loop_says_when_the_refit_behind_its_intervals_failed_its_checks(tmp
     assert "the refit behind these intervals failed its sampler checks" in text
     assert f"bayes-scaling fit {tmp_path / 'fit'}/runs.csv" in text
     assert "failed its sampler checks" not in status_text({**status, "refit_verdict": "passed"})
+    from bayes_scaling.cli import main
+
+    assert main(["plan", str(tmp_path), "--batch", "1", "--dry-run"]) == 0
+    assert "note: the refit behind these proposals failed its sampler checks" in capsys.readouterr().err

@@ -294,8 +294,10 @@ def status_text(status: dict, fit_dir=None) -> str:
                          f"({status['level']:.0%}; width of log {interval['width']:.3f})")
     verdict = status.get("refit_verdict")
     if verdict and verdict != "passed":
-        lines.append("the refit behind these intervals failed its sampler checks (" + ". ".join(verdict.split(". ")[:2])
-                     + f"); for numbers to act on, fit the runs at full length: bayes-scaling fit {fit_dir or 'STATE/fit'}/runs.csv")
+        from bayes_scaling.design.refit import verdict_head
+
+        lines.append(f"the refit behind these intervals failed its sampler checks ({verdict_head(verdict)}); for numbers "
+                     f"to act on, fit the runs at full length: bayes-scaling fit {fit_dir or 'STATE/fit'}/runs.csv")
     return "\n".join(lines)
 
 

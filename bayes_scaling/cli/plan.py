@@ -141,9 +141,23 @@ def proposals_text(proposals, target_budget: float, utility: str = "eig") -> str
 
 
 def _from_planner(args, directory):
-    from bayes_scaling.design.planner import Planner, propose
+    """The proposals from a planner state; a note on stderr where the refit they rest on failed its
+    sampler checks (``Planner.status``'s ``refit_verdict``)."""
+    from bayes_scaling.design.planner import Planner
+    from bayes_scaling.design.refit import verdict_head
 
     planner = Planner.open(directory)
+    proposals, target = _planner_proposals(args, planner)
+    verdict = planner.refitter.last_warning
+    if verdict:
+        _common.info("note: the refit behind these proposals failed its sampler checks ("
+                     + verdict_head(verdict) + "); they rest on that posterior")
+    return proposals, target
+
+
+def _planner_proposals(args, planner):
+    from bayes_scaling.design.planner import propose
+
     if args.target_budget is not None:
         if not args.target_budget > 0:
             raise InputError(f"--target-budget must be positive, got {args.target_budget}")

@@ -44,6 +44,11 @@ def verdict_kept(fit):
     return result, next((str(w.message) for w in caught if issubclass(w.category, SamplerWarning)), "")
 
 
+def verdict_head(verdict: str) -> str:
+    """A sampler verdict's first two sentences: how many problems, then the chains' one-line summary."""
+    return ". ".join(verdict.split(". ")[:2])
+
+
 class MaskedRefitter:
     """Refits of the plain law with fixed sampler settings: ``posterior(runs, seed)`` gives the
     ``Posterior``; ``fit(N, D, loss, seed)`` its natural-parameter and sigma draws.
