@@ -1,5 +1,7 @@
 """The WSD model: per-trunk random effects and the WSD-vs-cosine offset, recovered in simulation."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -409,3 +411,19 @@ def test_a_wsd_fit_whose_checks_fail_warns_with_the_verdict():
     with pytest.warns(SamplerWarning, match="do not trust the intervals yet"):
         fit_wsd(simulated_runs(), likelihood=Likelihood("normal"),
                 settings=SamplerSettings(chains=2, warmup=30, draws=30, seed=1, retry_divergent=False))
+
+
+def test_with_redo_a_wsd_fit_short_of_draws_is_redone(monkeypatch):
+    """``wsd.REDO`` (off by default) applies the pooled fits' policy: too few draws are redone longer,
+    and the fit's meta says so."""
+    import bayes_scaling.wsd as wsd_module
+    from bayes_scaling.fitting import redo
+
+    monkeypatch.setattr(wsd_module, "REDO", True)
+    monkeypatch.setattr(wsd_module, "MORE_DRAWS_DOUBLINGS", 1)
+    monkeypatch.setattr(redo, "MORE_DRAWS_RHAT", 10.0)  # the wiring under test, not the policy's threshold
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_wsd(simulated_runs(), likelihood=Likelihood("normal"),
+                      settings=SamplerSettings(chains=2, warmup=300, draws=40, seed=1, retry_divergent=False))
+    assert fit.posterior.meta["num_draws"] == 80 and "redone with 80" in fit.posterior.meta["more_draws"]
