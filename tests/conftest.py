@@ -13,9 +13,11 @@ bayes_scaling.configure()
 # its own set of sampler programs, and the whole suite in one process then ran out of memory
 # mappings for XLA's compiled code ("LLVM compilation error: Cannot allocate memory", then a crash).
 # So the suite keeps each fit's draws; the redo has its own tests, which switch it back on.
+from bayes_scaling import wsd as _wsd  # noqa: E402
 from bayes_scaling.fitting import nuts as _nuts  # noqa: E402
 
 _nuts.MORE_DRAWS_DOUBLINGS = 0
+_wsd.MORE_DRAWS_DOUBLINGS = 0  # likewise for WSD fits (``wsd.REDO``)
 
 
 import pytest  # noqa: E402

@@ -548,3 +548,25 @@ def test_a_failed_compile_raises_where_its_program_is_needed_and_is_tried_again(
     with pytest.raises(RuntimeError, match="out of memory"):
         s.program(sites, 2)
     assert sites not in s._programs
+
+
+def test_the_fitting_entry_points_take_a_data_frame_and_check_it_like_a_file():
+    """A DataFrame goes through ``load_runs``'s checks (row and field named) instead of failing deep in
+    the fit (it used to raise a pandas length error from the starting point); a valid one fits as its
+    ``Runs`` does."""
+    from bayes_scaling.errors import InputError
+    from bayes_scaling.fitting.point import fit_map
+    from bayes_scaling.hierarchical import fit_hierarchical
+    from bayes_scaling.runs import as_runs
+    from bayes_scaling.wsd import fit_wsd
+
+    frame = load_chinchilla().for_fit().frame[["N", "D", "loss"]].iloc[::4].reset_index(drop=True)
+    runs = as_runs(frame)
+    assert as_runs(runs) is runs
+    bad = frame.assign(loss=frame["loss"].where(frame.index != 3, -1.0))
+    for fit in (fit_nuts, fit_map, fit_hierarchical, fit_wsd):
+        with pytest.raises(InputError, match=r"row .*4|loss"):
+            fit(bad)
+    a = fit_nuts(frame, model="plain", num_chains=1, num_warmup=30, num_draws=20, seed=2, more_draws=False)
+    b = fit_nuts(runs, model="plain", num_chains=1, num_warmup=30, num_draws=20, seed=2, more_draws=False)
+    np.testing.assert_array_equal(a.draws("E"), b.draws("E"))

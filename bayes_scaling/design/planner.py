@@ -527,14 +527,15 @@ class Planner:
 
     def _fit_wsd(self, seed: int):
         """``bayes_scaling.wsd.fit_wsd`` of the done runs (cosine runs and branches), with the
-        planner's law, likelihood and sampler settings."""
+        planner's law, likelihood and sampler settings; like the plain refits (``design.refit``) it is
+        not redone where its checks fail: the next result's refit comes soon."""
         from bayes_scaling.fitting.settings import SamplerSettings
         from bayes_scaling.models.likelihood import Likelihood
         from bayes_scaling.wsd import fit_wsd
 
         s = self.settings
         settings = SamplerSettings(chains=int(s["num_chains"]), warmup=int(s["num_warmup"]), draws=int(s["num_draws"]),
-                                   seed=int(seed) % 2**31, retry_divergent=False)
+                                   seed=int(seed) % 2**31, retry_divergent=False, more_draws=False)
         fit, self.refitter.last_warning = verdict_kept(lambda: fit_wsd(  # the verdict kept, as for plain refits
             self.runs().frame, law=self.law, likelihood=Likelihood(s["likelihood"], float(s["nu"])), settings=settings,
             trunk_scale=self.state["wsd"].get("trunk_scale", TRUNK_SCALE)))

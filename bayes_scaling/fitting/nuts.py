@@ -45,7 +45,7 @@ from bayes_scaling.models import likelihood as likelihood_module
 from bayes_scaling.models.likelihood import MISFIT_SITES, misfit_band
 from bayes_scaling.posterior import Posterior
 from bayes_scaling.priors import describe_priors, resolve_priors
-from bayes_scaling.runs.table import Runs
+from bayes_scaling.runs.table import Runs, as_runs
 
 # The redo policy (``fitting.redo``): the pooled fit's own copies of its constants, read at call
 # time (tests and experiments set them here).
@@ -165,6 +165,7 @@ def fit_nuts(
     which makes the answer beyond the runs move with the seed; docs/extrapolation.md). Recorded in
     ``meta["extrapolation"]["refits"]``.
     """
+    runs = as_runs(runs)
     if model not in MODELS:
         raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     refits = refits_mode(refits)
@@ -285,7 +286,7 @@ def fit_laplace(runs: Runs, *, law: Law | str = "chinchilla", priors=None, likel
     where the posterior is far from Gaussian (a law the runs cannot identify). ``misfit_noise``: any
     mode but "off" gives the plain law's fit the misfit term (it has no calibration refits)."""
     s = SamplerSettings.resolve(settings, **keywords)
-    return _fit(runs, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=s, laplace=True,
+    return _fit(as_runs(runs), law=law, priors=priors, likelihood=likelihood, nu=nu, settings=s, laplace=True,
                 misfit_noise=misfit_mode(misfit_noise) != "off")
 
 

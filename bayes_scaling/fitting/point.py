@@ -13,13 +13,13 @@ import numpy as np
 from bayes_scaling.fitting.approach3 import bootstrap_approach3, fit_approach3
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.laws import Chinchilla
-from bayes_scaling.runs.table import Runs
+from bayes_scaling.runs.table import Runs, as_runs
 
 
 def fit_map(runs: Runs, *, bootstrap: int = 0, seed: int = 0, delta: float = 1e-3, progress=None):
     """Approach 3 on ``runs`` (and ``bootstrap`` refits on resamples) as a Posterior;
     ``progress(done, total)`` is told as the bootstrap refits finish (``bootstrap_approach3``)."""
-    law = Chinchilla()
+    law, runs = Chinchilla(), as_runs(runs)
     result = fit_approach3(runs.N, runs.D, runs.loss, delta=delta)
     theta = {k: np.asarray(result.theta[k], np.float64) for k in law.param_names}
     resid = np.log(runs.loss) - np.asarray(law.log_loss(theta, runs.N, runs.D))

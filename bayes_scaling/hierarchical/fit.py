@@ -43,7 +43,7 @@ from bayes_scaling.models.hierarchical import (
 from bayes_scaling.models.likelihood import DEFAULT_NU, Likelihood
 from bayes_scaling.posterior import Posterior
 from bayes_scaling.priors import describe_priors, resolve_priors
-from bayes_scaling.runs.table import Runs
+from bayes_scaling.runs.table import Runs, as_runs
 
 CENTRES = ("pivot", "mean")
 CENTRINGS = ("auto", "none")
@@ -260,6 +260,7 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     A previous fit whose sampled sites differ in shape is an ``InputError``.
     """
     configure()
+    runs = as_runs(runs)
     hier_fields = {f.name for f in dataclasses.fields(HierarchicalSettings)}
     unknown = set(keywords) - hier_fields - set(KEYWORDS)
     if unknown:

@@ -54,6 +54,13 @@ def load_runs(
                          check_units=check_units)
 
 
+def as_runs(source: Runs | str | Path | pd.DataFrame) -> Runs:
+    """``source`` itself if it is already ``Runs``, else ``load_runs(source)``: what the fitting entry
+    points accept, so a DataFrame or a path is validated (errors name the row and field) rather than
+    failing deep inside a fit."""
+    return source if isinstance(source, Runs) else load_runs(source)
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """The raw rows of a .csv, .parquet or .sqlite run table. A file that is missing, a folder,
     empty, truncated, of another kind or unparsable raises ``InputError`` naming it and saying what
