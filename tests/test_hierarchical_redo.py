@@ -15,8 +15,11 @@ from bayes_scaling.fitting.settings import SamplerSettings
 from bayes_scaling.hierarchical import fit as hf
 from bayes_scaling.hierarchical import fit_hierarchical
 from bayes_scaling.hierarchical.fit import HierarchicalFit
+from bayes_scaling.runs import validate_runs
 
 ON = dict(retry_divergent=True, more_draws=True)
+# The runs are never sampled (``_prepare`` and ``_sampled_fit`` are stand-ins) but are validated first.
+RUNS = validate_runs(pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [2e9, 4e9, 8e9], "loss": [3.0, 2.9, 2.8]}))
 
 
 def _stand_in(monkeypatch, outcome, doublings=2):
@@ -40,14 +43,14 @@ def _stand_in(monkeypatch, outcome, doublings=2):
 def _quiet(**keywords):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SamplerWarning)  # a clean final fit does not warn
-        return fit_hierarchical(None, **keywords)
+        return fit_hierarchical(RUNS, **keywords)
 
 
 def test_off_by_default_a_divergent_fit_is_kept_and_warns(monkeypatch):
     assert hf.REDO is False and not hf.SAMPLER_DEFAULTS.retry_divergent and not hf.SAMPLER_DEFAULTS.more_draws
     calls = _stand_in(monkeypatch, lambda draws, accept: (2, 1.005, 300.0))
     with pytest.warns(SamplerWarning, match="2 divergences"):
-        fit = fit_hierarchical(None)
+        fit = fit_hierarchical(RUNS)
     assert calls == [(500, 0.9)] and "retried" not in fit.diagnostics and "more_draws" not in fit.diagnostics
 
 
@@ -73,14 +76,14 @@ def test_a_fit_short_of_effective_draws_is_redone_with_longer_chains(monkeypatch
 def test_longer_chains_stop_at_the_doublings_and_a_failing_final_fit_warns_saying_what_was_redone(monkeypatch):
     calls = _stand_in(monkeypatch, lambda draws, accept: (0, 1.03, 50.0), doublings=1)
     with pytest.warns(SamplerWarning, match=r"fail \(R-hat, bulk ESS short at 500 draws per chain; redone with 1000\)"):
-        fit_hierarchical(None, more_draws=True)
+        fit_hierarchical(RUNS, more_draws=True)
     assert calls == [(500, 0.9), (1000, 0.9)]
 
 
 def test_no_longer_chains_for_a_large_rhat_and_a_divergence_after_them_is_retried(monkeypatch):
     calls = _stand_in(monkeypatch, lambda draws, accept: (0, 1.5, 50.0))
     with pytest.warns(SamplerWarning):
-        fit_hierarchical(None, **ON)
+        fit_hierarchical(RUNS, **ON)
     assert calls == [(500, 0.9)]  # separate modes are not drawn away
 
     calls = _stand_in(monkeypatch, lambda draws, accept: (1 if draws > 500 and accept < 0.99 else 0, 1.005,
