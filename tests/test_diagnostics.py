@@ -313,9 +313,10 @@ def test_longer_chains_that_diverge_are_retried_at_smaller_steps(monkeypatch, re
     monkeypatch.setattr(nuts, "diagnose", fake_diagnose)
     monkeypatch.setattr(nuts, "MORE_DRAWS_DOUBLINGS", 2)
     monkeypatch.setattr(nuts, "RETRY_AFTER_MORE_DRAWS", retry_after)
-    from types import SimpleNamespace
+    from bayes_scaling.runs import validate_runs
 
-    runs = SimpleNamespace(N=np.geomspace(1e7, 1e9, 6), D=np.geomspace(1e9, 1e11, 6)[[2, 0, 4, 1, 5, 3]])  # for the design check
+    runs = validate_runs(pd.DataFrame({"N": np.geomspace(1e7, 1e9, 6), "D": np.geomspace(1e9, 1e11, 6)[[2, 0, 4, 1, 5, 3]],
+                                       "loss": np.linspace(3.0, 2.5, 6)}))  # read by the design check only
     if retry_after:
         post = nuts.fit_nuts(runs, model="plain", num_chains=2, num_warmup=10, num_draws=50)
         assert calls == [(50, 0.8), (100, 0.8), (100, nuts.RETRY_TARGET_ACCEPT)]
