@@ -57,15 +57,19 @@ def _simulate(truths, sigma=0.005, seed=0, sparse_runs=None):
 def simulation():
     truths = _group_truths(4, seed=3)
     runs = _simulate(truths, seed=4, sparse_runs=6)
-    partial, none = (fit_hierarchical(runs, pooling=p, **FAST) for p in ("partial", "none"))
+    # A fit with divergences is redone once at target acceptance 0.99 (``retry_divergent``, the redo policy's
+    # first half): over fit seeds 0-11 this fixture's partial fit diverged 0-3 times of 600 under jax 0.12.0.1
+    # and 0-6 under 0.12.1, except once, 16 (14 in one chain, at seed 0 under 0.12.1); the redo bounds that tail,
+    # so the tests' guard of at most 2% does not hang on which rounding of the chains a jax version gives.
+    partial, none = (fit_hierarchical(runs, pooling=p, retry_divergent=True, **FAST) for p in ("partial", "none"))
     return truths, runs, partial, none
 
 
 @pytest.mark.slow
 def test_partial_pooling_recovers_each_groups_law(simulation, tmp_path):
     truths, _, partial, _ = simulation
-    # At most 2% of draws. The count is sensitive to rounding-level changes of the chains' start: an
-    # NNLS solver swap in fitting.init (same optimum) moved it from 6 to 9 of 600 (1.5%).
+    # At most 2% of draws, after the fixture's one redo at smaller steps. The count is sensitive to rounding-level
+    # changes of the chains' start: an NNLS solver swap in fitting.init (same optimum) moved it from 6 to 9 of 600.
     assert partial.diagnostics["divergences"] <= MAX_DIVERGENT * 2 * FAST["num_draws"]
     assert sorted(partial.groups) == ["g0", "g1", "g2", "g3"] and partial.population is not None
     covered = 0
