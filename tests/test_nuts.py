@@ -570,3 +570,5 @@ def test_the_fitting_entry_points_take_a_data_frame_and_check_it_like_a_file():
     a = fit_nuts(frame, model="plain", num_chains=1, num_warmup=30, num_draws=20, seed=2, more_draws=False)
     b = fit_nuts(runs, model="plain", num_chains=1, num_warmup=30, num_draws=20, seed=2, more_draws=False)
     np.testing.assert_array_equal(a.draws("E"), b.draws("E"))
+    flagged = frame.assign(flagged=frame.index == 0, flag_reason=np.where(frame.index == 0, "diverged", ""))
+    assert len(as_runs(flagged)) == len(frame) - 1  # a table's flagged rows are left out, as `fit` does

@@ -55,10 +55,11 @@ def load_runs(
 
 
 def as_runs(source: Runs | str | Path | pd.DataFrame) -> Runs:
-    """``source`` itself if it is already ``Runs``, else ``load_runs(source)``: what the fitting entry
-    points accept, so a DataFrame or a path is validated (errors name the row and field) rather than
-    failing deep inside a fit."""
-    return source if isinstance(source, Runs) else load_runs(source)
+    """What the fitting entry points accept: ``Runs`` as given (every row: select with ``for_fit``), or a
+    DataFrame or a path, validated by ``load_runs`` (errors name the row and field, rather than failing
+    deep inside a fit) and with the rows its ``flagged`` column marks left out, as ``bayes-scaling fit``
+    leaves them out."""
+    return source if isinstance(source, Runs) else load_runs(source).for_fit()
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
