@@ -87,7 +87,12 @@ def fit_with(method: str = "nuts", *, law: str = "chinchilla", bootstrap: int = 
 def fit_like(posterior, progress: bool = False) -> Callable[[Runs], object]:
     """A fit callable with the law and settings of a saved fit (NUTS or the Approach-3 point fit),
     for backtesting the runs it was fitted to. Custom priors are not recorded in a saved fit: the
-    refits use the law's defaults; a hierarchical member is refitted as one pooled law."""
+    refits use the law's defaults; a hierarchical member is refitted as one pooled law; a WSD fit as a
+    WSD fit (``wsd.fit_like_wsd``)."""
+    if posterior.has_draws("wsd_offset"):
+        from bayes_scaling.wsd import fit_like_wsd
+
+        return fit_like_wsd(posterior, progress)
     meta = posterior.meta
     settings = {key: meta[key] for key in ("likelihood", "nu", "num_chains", "num_warmup", "num_draws", "seed",
                                            "misfit_noise") if key in meta}
@@ -376,7 +381,7 @@ def backtest(
         fit_seconds[str(name)] = time.perf_counter() - start
         verdicts[str(name)] = fit_verdict(posterior)
         models.append(str(posterior.meta.get("model", "plain law")))
-        draws = np.asarray(posterior.predict(test.N, test.D, seed=seed))
+        draws = np.asarray(posterior.predict(test.N, test.D, seed=seed, offset_at=held_out_levels(posterior, test)))
         rows.append(_score_runs(name, train, test, draws, levels, column))
         if column is not None:
             n_opt_rows += _slice_optima(name, test, posterior, column, level, seed)
@@ -386,6 +391,17 @@ def backtest(
     return BacktestResult(runs=table, summary=summary, n_opt=n_opt, split=split.by, levels=levels, level=level,
                           model=", ".join(dict.fromkeys(models)), budget_column=column, fit_seconds=fit_seconds,
                           diagnostics=verdicts)
+
+
+def held_out_levels(posterior, test: Runs):
+    """The held-out runs' levels for ``predict(offset_at=...)`` (``checking.run_offset_levels``): a WSD
+    fit's held-out branch is predicted as a branch of its trunk; a level the fit never saw (a held-out
+    budget's offset, a new trunk) gets a fresh draw. None for a fit without levels or a stand-in fit."""
+    if not hasattr(posterior, "has_draws"):
+        return None
+    from bayes_scaling.checking import run_offset_levels
+
+    return run_offset_levels(posterior, test)
 
 
 def fit_verdict(posterior) -> dict:

@@ -34,13 +34,20 @@ MIN_PREDICTIVE_DRAWS = 1000
 
 
 # --- posterior predictive ------------------------------------------------------------------------
-def run_offset_levels(posterior):
-    """Each fitted run's level of the fit's offset column (``meta["offset_by"]``, e.g. its IsoFLOP
-    budget), for ``Posterior.predict(offset_at=...)``; None for a fit without offsets."""
+def run_offset_levels(posterior, runs=None):
+    """Each run's level (``runs``: the fitted runs by default) of the fit's offset column
+    (``meta["offset_by"]``, e.g. its IsoFLOP budget), for ``Posterior.predict(offset_at=...)``; for a
+    WSD fit each run's trunk (a branch's ``trunk_id``, None for a cosine run); None for a fit without
+    offsets."""
+    frame = (posterior.runs if runs is None else runs).frame
+    if posterior.has_draws("wsd_offset"):
+        if "role" not in frame:
+            return None
+        branch = (frame["role"].fillna("run") == "branch").to_numpy()
+        return np.where(branch, frame["trunk_id"].fillna("").astype(str).to_numpy(), None)
     column = posterior.meta.get("offset_by")
     if column is None or "offset" not in posterior.idata["posterior"]:
         return None
-    frame = posterior.runs.frame
     if column not in frame:
         raise InputError(f"the fit has offsets by {column!r}, but the runs have no {column!r} column")
     return frame[column].to_numpy()

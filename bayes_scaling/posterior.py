@@ -198,7 +198,9 @@ class Posterior:
         mean curve L(N, D; theta_s); ``noise=True`` adds the fitted observation noise on log-loss.
         A fit with per-level offsets (``fit_hierarchical(offset_by=...)``) adds them on log-loss
         either way: ``offset_at`` gives each point's level (e.g. its IsoFLOP budget; a scalar or
-        one per point); see ``offset_draws``. ``max_draws`` keeps that many evenly spaced
+        one per point); see ``offset_draws``. A WSD fit (``wsd.fit_wsd``) predicts cosine runs, unless
+        ``offset_at`` names a point's trunk: then it is that trunk's branch (``branch_shift_draws``).
+        ``max_draws`` keeps that many evenly spaced
         posterior draws (S = min(max_draws, num_draws)); the default keeps them all."""
         N = np.atleast_1d(np.asarray(N, np.float64))
         D = np.atleast_1d(np.asarray(D, np.float64))
@@ -212,6 +214,8 @@ class Posterior:
             mu = extrapolation.drifted_log_loss(log_loss, theta, drift[0][keep], drift[1], N[None], D[None])
         if self.has_draws("offset"):
             mu = mu + self.offset_draws(offset_at, (self.num_draws, mu.shape[1]), seed)[keep]
+        if self.has_draws("wsd_offset"):
+            mu = mu + self.branch_shift_draws(offset_at, (self.num_draws, mu.shape[1]), seed)[keep]
         if not noise or not self.has_draws("sigma"):
             return np.exp(mu)
         return np.exp(mu + self.noise_scale(N, D, keep) * self.noise_draws(mu.shape, np.random.default_rng(seed)))
@@ -243,6 +247,20 @@ class Posterior:
         fresh = self.draws("offset_tau")[:, None] * np.random.default_rng([seed, 1]).standard_normal((S, n))
         fitted = _values(self._posterior_group()["offset"]).reshape(S, -1)
         return np.where(index >= 0, fitted[:, np.maximum(index, 0)], fresh)
+
+    def branch_shift_draws(self, at, shape, seed: int = 0) -> np.ndarray:
+        """Draws (S, n) of a WSD fit's shift on log-loss (``wsd``): delta + u_t for a point whose ``at`` is
+        a fitted trunk t (``meta["trunks"]``), delta + a fresh u ~ Normal(0, tau^2) per draw for another
+        trunk's branch (any other non-empty name), and 0 for a cosine run (``at`` None or "")."""
+        S, n = shape
+        trunks = list(self.meta.get("trunks", []))
+        at = np.broadcast_to(np.asarray([None] if at is None else at, dtype=object).ravel(), (n,))
+        branch = np.array([a is not None and str(a) != "" for a in at])
+        index = np.array([trunks.index(str(a)) if b and str(a) in trunks else -1 for a, b in zip(at, branch)])
+        effects = _values(self._posterior_group()["trunk_effect"]).reshape(S, -1)
+        fresh = self.draws("trunk_tau")[:, None] * np.random.default_rng([seed, 2]).standard_normal((S, n))
+        u = np.where(index >= 0, effects[:, np.maximum(index, 0)], fresh)
+        return np.where(branch, self.draws("wsd_offset")[:, None] + u, 0.0)
 
     @property
     def likelihood(self):

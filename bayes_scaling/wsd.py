@@ -77,6 +77,7 @@ TRUNK_SCALE = 0.05  # prior scale of tau (half-normal)
 # at the defaults the verdict passed on 12 of 12 (the non-centred model without REDO: 8) at 0.36x the old
 # default's median wall time per fit (warm). Alone, REDO had cost 2.13x on the non-centred model (``REDO_RULE``).
 REDO = True
+MODEL_NAME = "WSD model (plain law)"  # meta["model"]: what every answer of a WSD fit names (cosine-run answers)
 MORE_DRAWS_DOUBLINGS = redo.MORE_DRAWS_DOUBLINGS  # (read at call time: tests may set it)
 
 
@@ -241,7 +242,7 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
     def one(settings: SamplerSettings) -> Posterior:
         draws = sample(partial(wsd_model, spec), jitter(start, settings.chains, settings.seed), data,
                        description=spec.description(), settings=settings)
-        meta = {"model": "wsd", "likelihood": likelihood.kind, "nu": likelihood.nu, "centre": list(map(float, centre)),
+        meta = {"model": MODEL_NAME, "likelihood": likelihood.kind, "nu": likelihood.nu, "centre": list(map(float, centre)),
                 "priors": describe_priors(spec.priors), "offset_scale": offset_scale, "trunk_scale": trunk_scale,
                 "trunks": trunks, "trunk_centring": centring[:len(trunks)].tolist(), "num_chains": settings.chains, "num_warmup": settings.warmup,
                 "num_draws": settings.draws, "seed": settings.seed, "sampling_seconds": draws.seconds}
@@ -254,3 +255,18 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
     posterior.meta.update(attempt.notes)
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
     return WSDFit(posterior=posterior, trunks=trunks, runs=runs)
+
+
+def fit_like_wsd(posterior: Posterior, progress: bool = False):
+    """A fit callable (runs -> Posterior) with the law, likelihood, prior scales and sampler settings of a
+    saved WSD fit, for backtesting the runs it was fitted to (``backtest.fit_like``)."""
+    meta = posterior.meta
+    settings = SamplerSettings(chains=int(meta["num_chains"]), warmup=int(meta["num_warmup"]),
+                               draws=int(meta["num_draws"]), seed=int(meta["seed"]), progress=progress)
+
+    def fit(runs: Runs) -> Posterior:
+        return fit_wsd(runs, law=posterior.law, likelihood=Likelihood.from_meta(meta), settings=settings,
+                       offset_scale=float(meta.get("offset_scale", OFFSET_SCALE)),
+                       trunk_scale=float(meta.get("trunk_scale", TRUNK_SCALE))).posterior
+
+    return fit

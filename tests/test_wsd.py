@@ -468,3 +468,44 @@ def test_with_redo_a_wsd_fit_short_of_draws_is_redone(monkeypatch):
         fit = fit_wsd(simulated_runs(), likelihood=Likelihood("normal"),
                       settings=SamplerSettings(chains=2, warmup=300, draws=40, seed=1, retry_divergent=False))
     assert fit.posterior.meta["num_draws"] == 80 and "redone with 80" in fit.posterior.meta["more_draws"]
+
+
+def test_a_wsd_fits_shift_is_its_trunks_for_a_known_trunk_a_fresh_one_for_a_new_trunk_and_none_for_cosine_runs():
+    from types import SimpleNamespace
+
+    from bayes_scaling.posterior import Posterior
+
+    rng = np.random.default_rng(0)
+    delta, tau, effects = rng.normal(size=50), np.abs(rng.normal(size=50)), rng.normal(size=(50, 4))
+    stand_in = SimpleNamespace(meta={"trunks": ["a", "b"]}, draws=lambda name: {"wsd_offset": delta, "trunk_tau": tau}[name],
+                               _posterior_group=lambda: {"trunk_effect": SimpleNamespace(values=effects[None])})
+    shift = Posterior.branch_shift_draws(stand_in, [None, "", "b", "new"], (50, 4), seed=3)
+    assert np.all(shift[:, :2] == 0)
+    np.testing.assert_allclose(shift[:, 2], delta + effects[:, 1])
+    fresh = (shift[:, 3] - delta) / tau
+    assert not np.allclose(fresh, effects[:, 0]) and abs(fresh.std() - 1) < 0.3
+
+
+@pytest.mark.slow  # three WSD fits through the CLI (~1 min)
+def test_fit_and_backtest_of_runs_with_branches_use_the_wsd_model_and_its_shifts(tmp_path, capsys):
+    from bayes_scaling.checking import residuals
+    from bayes_scaling.cli import main
+    from bayes_scaling.posterior import Posterior
+    from bayes_scaling.wsd import MODEL_NAME
+
+    table = tmp_path / "runs.csv"
+    simulated_runs().to_csv(table, index=False)
+    small = ["--chains", "2", "--draws", "200", "--warmup", "200"]
+    assert main(["fit", str(table), "--out", str(tmp_path / "fit"), *small]) == 0
+    assert "16 of these runs are WSD branches of 4 trunk(s)" in capsys.readouterr().err
+    post = Posterior.load(tmp_path / "fit")
+    assert post.model == MODEL_NAME and post.method == "nuts-wsd"
+    inside = residuals(post).set_index("run_id")["inside"]
+    assert inside[[r for r in inside.index if r.startswith("wsd-")]].mean() > 0.8  # branches predicted as branches
+    assert main(["frontier", str(tmp_path / "fit"), "--budget", "1e20"]) == 0
+    assert f"the {MODEL_NAME} assumes itself exact" in capsys.readouterr().out
+    assert main(["fit", str(table), "--out", str(tmp_path / "x"), "--model", "extrapolating", *small]) == 2
+    assert "does not take WSD branches" in capsys.readouterr().err
+    assert main(["backtest", str(table), "--json", *small]) == 0
+    out = capsys.readouterr()
+    assert MODEL_NAME in out.out and "fitting the WSD model" in out.err

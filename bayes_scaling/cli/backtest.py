@@ -49,6 +49,7 @@ def read_grouped_runs(source: str, columns, group_by: str | None, check_units: b
 
 def run(args: argparse.Namespace) -> int:
     from bayes_scaling.backtest import backtest, fit_with
+    from bayes_scaling.cli.fit import branch_count, note_branches_as_cosine_runs, wsd_fit_callable
     from bayes_scaling.splits import budget_column_of
 
     if not 0 < args.level < 1:
@@ -68,8 +69,14 @@ def run(args: argparse.Namespace) -> int:
         settings.update(likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws,
                         num_warmup=args.warmup, init_theta=args.init, model=args.model or "extrapolating",
                         more_draws=not args.no_more_draws, refits=args.refits)
-    fit = fit_with(args.method, law=args.law, bootstrap=args.bootstrap, progress=_common.show_progress(args), **settings)
-    result = backtest(runs.for_fit(args.include_flagged), fit=fit, top_budgets=args.holdout_top_budgets,
+    selected = runs.for_fit(args.include_flagged)
+    if args.method == "nuts" and branch_count(selected):  # each fold fits the WSD model, as `fit` does
+        fit = wsd_fit_callable(args, selected)
+    else:
+        fit = fit_with(args.method, law=args.law, bootstrap=args.bootstrap, progress=_common.show_progress(args),
+                       **settings)
+        note_branches_as_cosine_runs(selected, "Approach 3")
+    result = backtest(selected, fit=fit, top_budgets=args.holdout_top_budgets,
                       fraction=args.holdout_fraction, budget_column=args.budget_column, level=args.level,
                       seed=args.seed, progress=True)
     if args.out:

@@ -79,6 +79,11 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     check_enough_runs(selected, args.law if args.method == "nuts" else "chinchilla")
     note_pooled_groups(selected)
     excluded = None if args.include_flagged else runs.frame[runs.frame["flagged"]].reset_index(drop=True)
+    if args.method == "nuts" and branch_count(selected):
+        post = fit_branches(args, selected)
+        post.excluded = excluded
+        return post, runs
+    note_branches_as_cosine_runs(selected, "Approach 3" if args.method == "map" else None)
     if args.method == "map":
         from bayes_scaling.fitting.point import fit_map
 
@@ -116,6 +121,71 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     return post, runs
 
 
+def branch_count(runs) -> int:
+    """How many of ``runs`` are WSD branches (``role`` "branch": docs/training.md)."""
+    frame = runs.frame
+    return int((frame["role"].fillna("run") == "branch").sum()) if "role" in frame else 0
+
+
+def note_branches_as_cosine_runs(runs, fitter: str | None) -> None:
+    """A fit that has no WSD model (``fitter``: Approach 3, the hierarchical model) says that it takes
+    the runs' WSD branches for cosine runs, and which fit models them."""
+    n = branch_count(runs)
+    if n and fitter:
+        _common.info(f"note: {n} of these runs are WSD branches (role 'branch'); {fitter} fits them as if they were "
+                     "cosine runs, without the WSD-vs-cosine offset or their trunks' shared effects. "
+                     "`bayes-scaling fit` with --method nuts (no --group-by) fits the WSD model")
+
+
+def wsd_fit_callable(args: argparse.Namespace, selected):
+    """Runs with WSD branches: a callable fitting ``wsd.fit_wsd`` with the command's law, likelihood and
+    sampler options (the law for cosine runs; a branch adds the estimated WSD-vs-cosine offset and its
+    trunk's shared effect), announced on stderr. The extrapolating model does not take branches, so
+    ``--model extrapolating`` is refused and the answers are the plain law's."""
+    from bayes_scaling.fitting.settings import SamplerSettings
+    from bayes_scaling.models.likelihood import Likelihood
+    from bayes_scaling.wsd import fit_wsd
+
+    if args.model == "extrapolating":
+        raise InputError("--model extrapolating does not take WSD branches (rows with role 'branch'); leave out "
+                         "--model to fit the WSD model (the plain law with the WSD offset and trunk effects), or "
+                         "fit the cosine runs alone")
+    law = args.law
+    if law == "data_constrained":
+        from bayes_scaling.laws.data_constrained import DataConstrained
+
+        law = DataConstrained.for_runs(selected)
+    trunks = selected.frame.loc[selected.frame["role"].fillna("run") == "branch", "trunk_id"].nunique()
+    _common.info(f"{branch_count(selected)} of these runs are WSD branches of {trunks} trunk(s): fitting the WSD model "
+                 "(the law describes cosine runs; a branch adds the WSD-vs-cosine offset and its trunk's shared "
+                 "effect; docs/training.md). Its answers are the plain law's, for cosine runs: the extrapolating "
+                 f"model does not take branches. Sampling {args.chains} chains x {args.draws} draws...")
+    settings = SamplerSettings(chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
+                               progress=_common.show_progress(args), more_draws=not args.no_more_draws)
+
+    def fit(runs):
+        init = "projection"
+        if args.init == "approach3":  # from the runs this fit is given (a backtest's fold: its training runs)
+            from bayes_scaling.fitting.approach3 import fit_approach3
+
+            init = fit_approach3(runs.N, runs.D, runs.loss).theta
+        return fit_wsd(runs, law=law, likelihood=Likelihood(args.likelihood), settings=settings.replace(init=init)).posterior
+
+    return fit
+
+
+def fit_branches(args: argparse.Namespace, selected):
+    """``wsd_fit_callable``'s fit of ``selected``, with what was redone, the model and its posterior
+    predictive draws."""
+    post = wsd_fit_callable(args, selected)(selected)
+    print_redone(post.meta)
+    _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
+    from bayes_scaling.checking import add_posterior_predictive
+
+    add_posterior_predictive(post)
+    return post
+
+
 def note_pooled_groups(runs) -> None:
     """Runs of several groups fitted without ``--group-by`` get one law between them: said, with
     the way to fit one law per group (a table of different datasets or settings, such as the
@@ -138,6 +208,12 @@ def print_redone(notes) -> None:
 
 def describe_model(post) -> str:
     """One line naming the model that answers and, for the extrapolating one, its drift scales."""
+    if post.has_draws("wsd_offset"):
+        import numpy as np
+
+        q = np.quantile(post.draws("wsd_offset"), [0.05, 0.5, 0.95])
+        return (f"WSD model (the plain law for cosine runs; branches shifted by the WSD-vs-cosine offset, "
+                f"median {q[1]:+.4f} [{q[0]:+.4f}, {q[2]:+.4f}] in log-loss, and their trunk's effect)")
     extra = post.meta.get("extrapolation")
     if not extra:
         return post.model
@@ -201,6 +277,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
     group_by = args.group_by if bundled and args.group_by in runs.frame.columns else "group"
     _common.info(f"{len(runs)} runs from {args.runs}: {runs.describe_selection(args.include_flagged)}")
     selected = runs.for_fit(args.include_flagged)
+    note_branches_as_cosine_runs(selected, "the hierarchical model")
     _common.info(f"sampling the hierarchical model ({args.pooling} pooling): {args.chains} chains x {args.draws} draws...")
     fit = fit_hierarchical(
         selected, group_by=group_by, pooling=args.pooling, share_exponents=args.share_exponents,
