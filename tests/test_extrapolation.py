@@ -755,8 +755,12 @@ def test_the_frontier_finds_corner_optima_at_the_top_of_the_fitted_runs(chinchil
     assert np.all(L <= dense.min(axis=1) * (1 + 1e-5))  # a smooth minimum within a step of a kink: ~2e-6
     best = np.exp(log_n[np.arange(len(N)), 0, np.argmin(dense, axis=1)])
     assert np.mean(np.abs(np.log(N / best)) > 0.01) <= 0.02
+    # ``decisions.lifetime_optimum`` (no inference) searches the same surface its own way: the same optimal loss
+    # on every draw, and the same N_opt within 1% on at least 98% (under jax 0.12.1, 6 of 400 draws differ, each
+    # a second minimum lower by at most 1.1e-6 of the loss: the two searches pick between near-equal minima)
     lifetime = decisions.lifetime_optimum(surface, np.array([[C]]), 0.0)
-    assert np.mean(np.abs(np.log(lifetime["N"][:, 0] / N)) < 0.01) > 0.99
+    assert np.all(np.abs(lifetime["L"][:, 0] / L - 1) < 1e-5)
+    assert np.mean(np.abs(np.log(lifetime["N"][:, 0] / N)) < 0.01) >= 0.98
 
 
 def test_the_default_fit_calibrates_before_sampling_and_again_when_it_draws_more(monkeypatch):
