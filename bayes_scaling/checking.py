@@ -41,10 +41,10 @@ def run_offset_levels(posterior, runs=None):
     offsets."""
     frame = (posterior.runs if runs is None else runs).frame
     if posterior.has_draws("wsd_offset"):
-        if "role" not in frame:
-            return None
-        branch = (frame["role"].fillna("run") == "branch").to_numpy()
-        return np.where(branch, frame["trunk_id"].fillna("").astype(str).to_numpy(), None)
+        from bayes_scaling.wsd import is_branch
+
+        branch = is_branch(frame)
+        return np.where(branch, frame["trunk_id"].fillna("").astype(str).to_numpy(), None) if branch.any() else None
     column = posterior.meta.get("offset_by")
     if column is None or "offset" not in posterior.idata["posterior"]:
         return None

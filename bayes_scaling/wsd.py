@@ -145,13 +145,14 @@ class WSDFit:
     def trunk_effects(self) -> pd.DataFrame:
         """Per trunk: posterior mean, sd and 90% interval of u_t, and its number of branches."""
         u = self._draws("trunk_effect")[:, :len(self.trunks)]  # the slots beyond the trunks are unused
-        branches = self.runs.frame[_is_branch(self.runs.frame)]["trunk_id"].value_counts()
+        branches = self.runs.frame[is_branch(self.runs.frame)]["trunk_id"].value_counts()
         lo, hi = np.quantile(u, [0.05, 0.95], axis=0)
         return pd.DataFrame({"trunk_id": self.trunks, "mean": u.mean(axis=0), "sd": u.std(axis=0), "q05": lo,
                              "q95": hi, "branches": [int(branches.get(t, 0)) for t in self.trunks]})
 
 
-def _is_branch(frame: pd.DataFrame) -> np.ndarray:
+def is_branch(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of a run table are WSD branches (``role`` "branch"; a table without ``role`` has none)."""
     if "role" not in frame:
         return np.zeros(len(frame), bool)
     return (frame["role"].fillna("run") == "branch").to_numpy()
@@ -167,7 +168,7 @@ def _design(runs: Runs) -> tuple[np.ndarray, np.ndarray, list[str]]:
             raise InputError(f"run {bad['run_id'].iloc[0]!r}: field 'role' is {bad['role'].iloc[0]!r}; a WSD fit takes "
                              "cosine runs ('run') and branches ('branch'), not trunks (a trunk's loss is taken at a "
                              "constant learning rate)")
-    branch = _is_branch(frame)
+    branch = is_branch(frame)
     ids = frame["trunk_id"].fillna("").astype(str).to_numpy() if "trunk_id" in frame else np.full(len(frame), "")
     missing = branch & (ids == "")
     if missing.any():

@@ -123,8 +123,9 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
 
 def branch_count(runs) -> int:
     """How many of ``runs`` are WSD branches (``role`` "branch": docs/training.md)."""
-    frame = runs.frame
-    return int((frame["role"].fillna("run") == "branch").sum()) if "role" in frame else 0
+    from bayes_scaling.wsd import is_branch
+
+    return int(is_branch(runs.frame).sum())
 
 
 def note_branches_as_cosine_runs(runs, fitter: str | None) -> None:
@@ -144,7 +145,7 @@ def wsd_fit_callable(args: argparse.Namespace, selected):
     ``--model extrapolating`` is refused and the answers are the plain law's."""
     from bayes_scaling.fitting.settings import SamplerSettings
     from bayes_scaling.models.likelihood import Likelihood
-    from bayes_scaling.wsd import fit_wsd
+    from bayes_scaling.wsd import fit_wsd, is_branch
 
     if args.model == "extrapolating":
         raise InputError("--model extrapolating does not take WSD branches (rows with role 'branch'); leave out "
@@ -155,7 +156,7 @@ def wsd_fit_callable(args: argparse.Namespace, selected):
         from bayes_scaling.laws.data_constrained import DataConstrained
 
         law = DataConstrained.for_runs(selected)
-    trunks = selected.frame.loc[selected.frame["role"].fillna("run") == "branch", "trunk_id"].nunique()
+    trunks = selected.frame.loc[is_branch(selected.frame), "trunk_id"].nunique()
     _common.info(f"{branch_count(selected)} of these runs are WSD branches of {trunks} trunk(s): fitting the WSD model "
                  "(the law describes cosine runs; a branch adds the WSD-vs-cosine offset and its trunk's shared "
                  "effect; docs/training.md). Its answers are the plain law's, for cosine runs: the extrapolating "
