@@ -58,6 +58,7 @@ from bayes_scaling.fitting.init import initial_theta
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.fitting.sampler import jitter, pad_rows, padded_capacity, row_mask, sample
 from bayes_scaling.fitting.settings import SamplerSettings
+from bayes_scaling.hierarchical.centring import between_group_variance
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.models.likelihood import Likelihood
 from bayes_scaling.posterior import Posterior
@@ -184,19 +185,21 @@ def trunk_capacity(n_trunks: int) -> int:
     return max(4, 1 << max(n_trunks - 1, 0).bit_length())
 
 
-def trunk_centring(runs: Runs, law: Law, theta: dict, is_branch: np.ndarray, trunk_index: np.ndarray,
+def trunk_centring(runs: Runs, law: Law, theta: dict, branch: np.ndarray, trunk_index: np.ndarray,
                    n_trunks: int, slots: int, trunk_scale: float) -> np.ndarray:
     """lambda_t per trunk slot (module docstring): tau0^2 / (tau0^2 + s_t^2), 0 for the unused slots.
 
     With r_i = log L_i - log L(N_i, D_i; theta) at the starting point ``theta``, m_t the mean of
     trunk t's n_t branch residuals and sigma^2 the pooled variance of the residuals about their
     group's mean (the cosine runs one group, each trunk another), s_t^2 = sigma^2 / n_t and
-    tau0^2 = min(max(0, var_t(m_t) - mean_t(s_t^2)), (0.674 trunk_scale)^2), the DerSimonian-Laird
-    estimate capped at tau's prior median (a trunk spread the data cannot tell from 0 is sampled
-    non-centred, where the funnel is). A poor start inflates sigma, which leans to non-centred."""
+    tau0^2 = min(DerSimonian-Laird of the m_t with standard errors s_t (``hierarchical.centring.
+    between_group_variance``; var_t(m_t) - s^2 where every trunk has as many branches), (0.674 trunk_scale)^2):
+    capped at tau's prior median, as ``auto_centring`` caps its groups' (a trunk spread the data cannot tell
+    from 0 is sampled non-centred, where the funnel is). A poor start inflates sigma: non-centred again.
+    ``branch``: 1 for a branch row, 0 for a cosine run; ``trunk_index``: each branch's trunk."""
     lam = np.zeros(slots)
     r = np.log(runs.loss) - np.asarray(law.log_loss({k: np.float64(v) for k, v in theta.items()}, runs.N, runs.D))
-    groups = np.where(is_branch > 0, trunk_index, -1)
+    groups = np.where(branch > 0, trunk_index, -1)
     counts = np.array([(groups == t).sum() for t in range(n_trunks)])
     means = np.array([r[groups == t].mean() for t in range(n_trunks)])
     deviations = np.concatenate([r[groups == g] - r[groups == g].mean() for g in np.unique(groups)])
@@ -204,7 +207,7 @@ def trunk_centring(runs: Runs, law: Law, theta: dict, is_branch: np.ndarray, tru
     if n_trunks < 2 or dof < 1 or not np.all(np.isfinite(r)):
         return lam
     se2 = (deviations @ deviations / dof) / counts
-    tau2 = min(max(0.0, float(np.var(means, ddof=1) - se2.mean())), (0.6745 * trunk_scale) ** 2)
+    tau2 = min(float(between_group_variance(means[:, None], np.sqrt(se2)[:, None])[0]), (0.6745 * trunk_scale) ** 2)
     lam[:n_trunks] = tau2 / (tau2 + se2)
     return lam
 

@@ -58,9 +58,10 @@ def simulation():
     truths = _group_truths(4, seed=3)
     runs = _simulate(truths, seed=4, sparse_runs=6)
     # A fit with divergences is redone once at target acceptance 0.99 (``retry_divergent``, the redo policy's
-    # first half): over fit seeds 0-11 (experiments/hierarchical_fixture_seeds.py) this fixture's partial fit diverged 0-3 times of 600 under jax 0.12.0.1
-    # and 0-6 under 0.12.1, except once, 16 (14 in one chain, at seed 0 under 0.12.1); the redo bounds that tail,
-    # so the tests' guard of at most 2% does not hang on which rounding of the chains a jax version gives.
+    # first half): over fit seeds 0-11 (experiments/hierarchical_fixture_seeds.py) this fixture's partial fit
+    # diverged 0-3 times of 600 under jax 0.12.0.1 and 0-6 under 0.12.1, except once, 16 (14 in one chain, at
+    # seed 0 under 0.12.1); the redo bounds that tail, so the tests' guard of at most 2% does not hang on which
+    # rounding of the chains a jax version gives.
     partial, none = (fit_hierarchical(runs, pooling=p, retry_divergent=True, **FAST) for p in ("partial", "none"))
     return truths, runs, partial, none
 
