@@ -80,9 +80,7 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     note_pooled_groups(selected)
     excluded = None if args.include_flagged else runs.frame[runs.frame["flagged"]].reset_index(drop=True)
     if args.method == "nuts" and branch_count(selected):
-        post = fit_branches(args, selected)
-        post.excluded = excluded
-        return post, runs
+        return sampled(wsd_fit_callable(args, selected)(selected), excluded), runs
     note_branches_as_cosine_runs(selected, "Approach 3" if args.method == "map" else None)
     if args.method == "map":
         from bayes_scaling.fitting.point import fit_map
@@ -112,13 +110,19 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         init_theta=args.init, more_draws=not args.no_more_draws,
         model=model, refits=args.refits,
     )
+    return sampled(post, excluded), runs
+
+
+def sampled(post, excluded):
+    """A NUTS fit as ``fit`` keeps it: what was redone and the model said on stderr, its posterior
+    predictive draws added, the rows left out recorded."""
     print_redone(post.meta)
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
     from bayes_scaling.checking import add_posterior_predictive
 
     add_posterior_predictive(post)
     post.excluded = excluded
-    return post, runs
+    return post
 
 
 def branch_count(runs) -> int:
@@ -173,18 +177,6 @@ def wsd_fit_callable(args: argparse.Namespace, selected):
         return fit_wsd(runs, law=law, likelihood=Likelihood(args.likelihood), settings=settings.replace(init=init)).posterior
 
     return fit
-
-
-def fit_branches(args: argparse.Namespace, selected):
-    """``wsd_fit_callable``'s fit of ``selected``, with what was redone, the model and its posterior
-    predictive draws."""
-    post = wsd_fit_callable(args, selected)(selected)
-    print_redone(post.meta)
-    _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
-    from bayes_scaling.checking import add_posterior_predictive
-
-    add_posterior_predictive(post)
-    return post
 
 
 def note_pooled_groups(runs) -> None:
