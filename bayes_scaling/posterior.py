@@ -175,6 +175,8 @@ class Posterior:
         """``model``, naming the misfit noise along tokens per parameter where the fit has it (and
         "final fit only" where the calibration's refits did not have it)."""
         misfit = self.meta.get("misfit_noise")
+        if self.model == extrapolation.MODEL_NAME and self.has_draws("wsd_offset"):
+            return f"{self.model} (WSD model)"  # the drifted law for cosine runs; a branch adds its shift
         return self.model + ("" if not misfit else ", misfit noise along D/N" + (" (final fit only)" if misfit == "final" else ""))
 
     def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
@@ -274,9 +276,10 @@ class Posterior:
         """Standardised observation noise eps of the fit's likelihood (``likelihood``)."""
         return self.likelihood.standard_draws(shape, rng)
 
-    def predict_summary(self, N, D, level: float = 0.9, seed: int = 0) -> pd.DataFrame:
+    def predict_summary(self, N, D, level: float = 0.9, seed: int = 0, offset_at=None) -> pd.DataFrame:
         """The predictive distribution of the loss at each (N, D) in one row: median and
-        equal-tailed ``level`` interval of ``predict(N, D)``'s draws (observation noise included),
+        equal-tailed ``level`` interval of ``predict(N, D, offset_at=offset_at)``'s draws (observation
+        noise included; ``offset_at``: each point's level or a WSD fit's trunk, as ``predict`` takes it),
         and ``model``, the model that produced them (``model_label``: ``meta["model"]``, else the
         plain law, and the misfit noise along D/N where the fit has it)."""
         level = frontier_mod.check_level(level)
@@ -286,7 +289,8 @@ class Posterior:
             raise InputError(f"N and D must be one value each per point, got {N.size} N and {D.size} D")
         if not (np.all(np.isfinite(N)) and np.all(np.isfinite(D)) and np.all(N > 0) and np.all(D > 0)):
             raise InputError("N and D must be positive finite numbers (parameters and tokens)")
-        lo, med, hi = scoring.quantiles(self.predict(N, D, seed=seed), [(1 - level) / 2, 0.5, (1 + level) / 2])
+        lo, med, hi = scoring.quantiles(self.predict(N, D, seed=seed, offset_at=offset_at),
+                                        [(1 - level) / 2, 0.5, (1 + level) / 2])
         return pd.DataFrame({"N": N, "D": D, "median": med, "lo": lo, "hi": hi, "level": level,
                              "model": self.model_label})
 

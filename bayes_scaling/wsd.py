@@ -78,7 +78,11 @@ TRUNK_SCALE = 0.05  # prior scale of tau (half-normal)
 # at the defaults the verdict passed on 12 of 12 (the non-centred model without REDO: 8) at 0.36x the old
 # default's median wall time per fit (warm). Alone, REDO had cost 2.13x on the non-centred model (``REDO_RULE``).
 REDO = True
-MODEL_NAME = "WSD model (plain law)"  # meta["model"]: what every answer of a WSD fit names (cosine-run answers)
+MODEL_NAME = "WSD model (plain law)"  # meta["model"]: what every answer of a plain WSD fit names (cosine-run answers)
+MODELS = ("extrapolating", "plain")
+# The model ``fit_wsd`` fits unless told: "plain" until the rule declared in
+# experiments/wsd_extrapolation_check.py (``ADOPTION_RULE``) is judged on its results.
+DEFAULT_MODEL = "plain"
 MORE_DRAWS_DOUBLINGS = redo.MORE_DRAWS_DOUBLINGS  # (read at call time: tests may set it)
 
 
@@ -214,12 +218,17 @@ def trunk_centring(runs: Runs, law: Law, theta: dict, branch: np.ndarray, trunk_
 
 def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=None, likelihood: Likelihood = Likelihood(),
             offset_scale: float = OFFSET_SCALE, trunk_scale: float = TRUNK_SCALE,
-            settings: SamplerSettings | None = None) -> WSDFit:
+            settings: SamplerSettings | None = None, model: str | None = None) -> WSDFit:
     """Sample the WSD model (module docstring) given cosine runs and branches; ``settings``: the
     shared sampler settings (chains, warm-up, draws, seed; ``init`` "projection" or natural values).
     With ``REDO`` (on) a fit that fails its checks is first redone by ``fitting.redo``'s policy, as far as
     ``settings.retry_divergent`` and ``settings.more_draws`` allow (``meta`` says what was redone); one that
-    still fails warns (``SamplerWarning``, with the verdict), as ``fit_nuts`` does."""
+    still fails warns (``SamplerWarning``, with the verdict), as ``fit_nuts`` does. ``model``: "plain"
+    (the law assumed exact beyond the runs) or "extrapolating" (``add_wsd_drift``: the law's drift beyond
+    the runs, calibrated as ``fit_nuts``'s default model is); default ``DEFAULT_MODEL``."""
+    model = DEFAULT_MODEL if model is None else model
+    if model not in MODELS:
+        raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     configure()  # float64 and host devices, before the starting point is computed
     runs = as_runs(runs)
     settings = settings or SamplerSettings()
@@ -258,19 +267,45 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
     posterior, diagnosis = attempt.result, attempt.check.detail
     posterior.meta.update(attempt.notes)
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())
+    if model == "extrapolating":
+        posterior = add_wsd_drift(posterior)
     return WSDFit(posterior=posterior, trunks=trunks, runs=runs)
 
 
+def cosine_equivalent(posterior: Posterior) -> Runs:
+    """A WSD fit's runs with each branch's loss divided by exp of its fitted shift (the posterior mean of
+    delta + u_t, ``Posterior.branch_shift_draws``): cosine-equivalent losses, the plain law's own data."""
+    frame = posterior.runs.frame
+    trunk = frame["trunk_id"].fillna("").astype(str).to_numpy() if "trunk_id" in frame else np.full(len(frame), "")
+    shift = posterior.branch_shift_draws(np.where(is_branch(frame), trunk, None), (posterior.num_draws, len(frame)))
+    return Runs(frame.assign(loss=frame["loss"].to_numpy(np.float64) * np.exp(-shift.mean(axis=0))))
+
+
+def add_wsd_drift(posterior: Posterior) -> Posterior:
+    """A WSD fit made extrapolation-aware: the drift (``extrapolation``: the law's exponents, allocation and
+    level drifting beyond the fitted runs) calibrated on leave-future-out Laplace refits of the plain law to
+    the fit's cosine-equivalent runs (``cosine_equivalent``: the branches' fitted shifts removed, so every
+    fold sees one law and no trunk correlation), then attached to the WSD fit's theta draws
+    (``fitting.nuts.add_drift``). A branch is predicted as the drifted law plus its shift. The shifts are
+    estimated from all the runs, the held-out runs of a fold included: a nuisance the branch-cosine pairs
+    pin down, not the law's extrapolation, which each fold learns from its lower runs only."""
+    from bayes_scaling.fitting.nuts import add_drift
+
+    return add_drift(posterior, runs=cosine_equivalent(posterior))
+
+
 def fit_like_wsd(posterior: Posterior, progress: bool = False):
-    """A fit callable (runs -> Posterior) with the law, likelihood, prior scales and sampler settings of a
-    saved WSD fit, for backtesting the runs it was fitted to (``backtest.fit_like``)."""
+    """A fit callable (runs -> Posterior) with the law, likelihood, prior scales, sampler settings and model of
+    a saved WSD fit, for backtesting the runs it was fitted to (``backtest.fit_like``)."""
     meta = posterior.meta
     settings = SamplerSettings(chains=int(meta["num_chains"]), warmup=int(meta["num_warmup"]),
                                draws=int(meta["num_draws"]), seed=int(meta["seed"]), progress=progress)
 
+    model = "extrapolating" if posterior.model == "extrapolating" else "plain"
+
     def fit(runs: Runs) -> Posterior:
         return fit_wsd(runs, law=posterior.law, likelihood=Likelihood.from_meta(meta), settings=settings,
                        offset_scale=float(meta.get("offset_scale", OFFSET_SCALE)),
-                       trunk_scale=float(meta.get("trunk_scale", TRUNK_SCALE))).posterior
+                       trunk_scale=float(meta.get("trunk_scale", TRUNK_SCALE)), model=model).posterior
 
     return fit

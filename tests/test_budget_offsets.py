@@ -3,6 +3,7 @@ simulated offsets, prediction with seen and unseen budgets, persistence, a zero-
 detrended offsets (no level, no trend in log C: a linear misfit stays with the law, a zig-zag goes to
 the offsets)."""
 
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,6 +125,28 @@ def test_offsets_survive_save_and_load(tmp_path):
                                    post.predict([1e8], [1e10], offset_at=at, seed=3))
     base = np.exp(np.asarray(LAW.log_loss(EPOCH_2024, 1e8, 1e10)))
     assert np.median(loaded.predict([1e8], [1e10], noise=False, offset_at=1e19)) == pytest.approx(base * np.exp(0.02), rel=1e-3)
+
+
+def test_predict_runs_uses_each_rows_level_and_says_so(tmp_path, capsys):
+    """``predict --runs``: a row at a fitted level gets that level's offset (+0.02 here), a row at a new
+    level a fresh one (wider); a table without the offset column is predicted at new levels, with a note."""
+    from bayes_scaling.cli import main
+
+    fit = _toy_posterior().save(tmp_path / "fit")
+    table = pd.DataFrame({"N": [1e8, 1e8], "D": [1e10, 1.1e10], "loss": [3.0, 3.0], "budget": [1e19, 7e19]})
+    table.to_csv(tmp_path / "runs.csv", index=False)
+    capsys.readouterr()
+    assert main(["predict", str(fit), "--runs", str(tmp_path / "runs.csv"), "--json"]) == 0
+    seen, new = json.loads(capsys.readouterr().out)["predictions"]
+    assert seen["predicted_as"] == "fitted level 1e+19" and new["predicted_as"] == "new level 7e+19"
+    base = float(np.exp(np.asarray(LAW.log_loss(EPOCH_2024, 1e8, 1e10))))
+    assert seen["median"] == pytest.approx(base * np.exp(0.02), rel=3e-3)
+    assert new["hi"] - new["lo"] > 1.5 * (seen["hi"] - seen["lo"])  # tau 0.03 on top of sigma 0.01
+    assert main(["predict", str(fit), "--runs", str(tmp_path / "runs.csv")]) == 0
+    assert "rows predicted as: fitted level (1), new level (1)" in capsys.readouterr().out
+    table.drop(columns="budget").to_csv(tmp_path / "plain.csv", index=False)
+    assert main(["predict", str(fit), "--runs", str(tmp_path / "plain.csv")]) == 0
+    assert "the table has no 'budget' column: each row is predicted at a new level" in capsys.readouterr().err
 
 
 def test_posterior_without_offsets_ignores_offset_at():

@@ -56,11 +56,14 @@ def run(args: argparse.Namespace) -> int:
     for group, post in fits:
         if hasattr(post.law, "with_unique_tokens"):
             raise InputError("this fit's law is data-constrained (per-run unique tokens); predict reads plain-law fits")
-        observed = None
+        observed = levels = None
         if runs is not None:
             rows = (runs.frame["group"].astype(str) == group).to_numpy() if group in runs.groups else slice(None)
             N, D, observed = runs.N[rows], runs.D[rows], runs.loss[rows]
-        table = post.predict_summary(N, D, level=args.level, seed=args.seed)
+            levels = row_levels(post, runs.frame[rows].reset_index(drop=True), group)
+        table = post.predict_summary(N, D, level=args.level, seed=args.seed, offset_at=levels)
+        if levels is not None:
+            table["predicted_as"] = predicted_as(post, levels)
         if observed is not None:
             table["loss"] = observed
             # a flagged run without a usable loss (NaN) is predicted, and counted neither inside nor outside
@@ -77,9 +80,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def row_levels(post, frame: pd.DataFrame, group: str | None):
+    """Each row's level for ``Posterior.predict(offset_at=...)`` (``checking.run_offset_levels``): a WSD
+    fit's trunk for a branch (``role`` "branch", ``trunk_id``), a fit with offsets the row's value of its
+    offset column; None for a fit without either. A table without the offset column gets a fresh offset
+    per row (an unseen level), said on stderr."""
+    from bayes_scaling.checking import run_offset_levels
+    from bayes_scaling.runs.table import Runs
+
+    column = post.meta.get("offset_by")
+    if not post.has_draws("wsd_offset") and column is not None and column not in frame:
+        _common.info(("" if group is None else f"[{group}] ") + f"note: the fit has offsets by {column!r} and the "
+                     f"table has no {column!r} column: each row is predicted at a new level (a fresh offset)")
+        return None
+    return run_offset_levels(post, Runs(frame))
+
+
+def predicted_as(post, levels) -> list[str]:
+    """What each row was predicted as: a branch of its (fitted or new) trunk or a cosine run for a WSD
+    fit, the fitted or a new level of the offsets otherwise."""
+    if post.has_draws("wsd_offset"):
+        trunks = set(post.meta.get("trunks", []))
+        return [("cosine run" if not level else f"branch of {'fitted' if level in trunks else 'new'} trunk {level}")
+                for level in levels]
+    from bayes_scaling.posterior import offset_key
+
+    fitted = set(post.meta.get("offset_levels", []))
+    return [f"{'fitted' if offset_key(level) in fitted else 'new'} level {level}" for level in levels]
+
+
 def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
     def value(k, v):
-        if k == "model":
+        if k in ("model", "predicted_as"):
             return v
         if k in ("inside", "loss") and pd.isna(v):  # no observed loss
             return None
@@ -106,6 +138,10 @@ def _print_table(args: argparse.Namespace, group: str | None, post, table) -> No
         if observed:
             line += ("  (no loss)" if pd.isna(r["inside"]) else f"  {r['loss']:.4f} ({'inside' if r['inside'] else 'outside'})")
         print(line)
+    if "predicted_as" in table:
+        counts = table["predicted_as"].str.replace(r" (trunk|level) .*", r" \1", regex=True).value_counts()
+        print("rows predicted as: " + ", ".join(f"{kind} ({count})" for kind, count in counts.items())
+              + " (--json names each row's)")
     if observed:
         scored = table["inside"].dropna()
         print(f"{scored.astype(bool).mean():.0%} of {len(scored)} runs inside their {args.level:.0%} interval"

@@ -251,7 +251,7 @@ def _attach(posterior: Posterior, calibration: tuple, seed: int) -> Posterior:
 
 
 def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None = None,
-              seed: int | None = None, refits: str | None = None) -> Posterior:
+              seed: int | None = None, refits: str | None = None, runs: Runs | None = None) -> Posterior:
     """An existing plain-law fit made extrapolation-aware, as ``fit_nuts`` makes its own: the drift
     calibrated on leave-future-out refits of the fit's own runs (``fit_laplace`` of the plain law,
     the law's default priors, the fit's likelihood) and attached to its draws
@@ -259,7 +259,8 @@ def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None 
     hierarchical fit (``bayes-scaling fit --group-by``; its theta draws stay the hierarchical
     model's, the drift is the group's own). A fit already extrapolating, or whose law is bound to
     per-run covariates, is returned as it is. ``seed``: the calibration's and the drift's (default:
-    the fit's own); ``refits``: as ``fit_nuts``'s."""
+    the fit's own); ``refits``: as ``fit_nuts``'s; ``runs``: the runs the folds refit (default: the
+    fit's own; a WSD fit passes its cosine-equivalent runs, ``wsd.cosine_equivalent``)."""
     refits = refits_mode(refits)
     if posterior.meta.get("model") == extrapolation.MODEL_NAME or hasattr(posterior.law, "for_runs"):
         return posterior
@@ -269,7 +270,7 @@ def add_drift(posterior: Posterior, *, drift_priors: Mapping[str, float] | None 
     settings = SamplerSettings(**recorded)  # the fit's own, as fit_nuts refits with its own
     if seed is not None:
         settings = settings.replace(seed=seed)
-    calibration = _drift_scales(posterior.runs, settings, law=posterior.law, priors=None, likelihood=likelihood.kind,
+    calibration = _drift_scales(posterior.runs if runs is None else runs, settings, law=posterior.law, priors=None, likelihood=likelihood.kind,
                                 nu=likelihood.nu, drift_priors=drift_priors, refits=refits)
     return _attach(posterior, calibration, settings.seed)
 
