@@ -380,7 +380,7 @@ def backtest(
         posterior = fit(train)
         fit_seconds[str(name)] = time.perf_counter() - start
         verdicts[str(name)] = fit_verdict(posterior)
-        models.append(str(posterior.meta.get("model", "plain law")))
+        models.append(posterior.model_label)  # the model, and its misfit noise or WSD terms where it has them
         draws = np.asarray(posterior.predict(test.N, test.D, seed=seed, offset_at=held_out_levels(posterior, test)))
         rows.append(_score_runs(name, train, test, draws, levels, column))
         if column is not None:

@@ -78,6 +78,11 @@ TRUNK_SCALE = 0.05  # prior scale of tau (half-normal)
 # at the defaults the verdict passed on 12 of 12 (the non-centred model without REDO: 8) at 0.36x the old
 # default's median wall time per fit (warm). Alone, REDO had cost 2.13x on the non-centred model (``REDO_RULE``).
 REDO = True
+# NumPyro's regularisation of the adapted mass matrix (``fitting.sampler.sample(regularize_mass=...)``):
+# n/(n + 5) Sigma + 1e-3 5/(n + 5) I over a window of n draws. Without it a chain that does not move through
+# one adaptation window gets a zero mass matrix and a step size near 1e-227, and stays there
+# (experiments/wsd_sampling_check.py ``--regularize``, ``REGULARIZE_RULE``).
+REGULARIZE_MASS = False
 MODEL_NAME = "WSD model (plain law)"  # meta["model"]: what every answer of a plain WSD fit names (cosine-run answers)
 MODELS = ("extrapolating", "plain")
 # The model ``fit_wsd`` fits unless told: "plain" until the rule declared in
@@ -254,7 +259,7 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
 
     def one(settings: SamplerSettings) -> Posterior:
         draws = sample(partial(wsd_model, spec), jitter(start, settings.chains, settings.seed), data,
-                       description=spec.description(), settings=settings)
+                       description=spec.description(), settings=settings, regularize_mass=REGULARIZE_MASS)
         meta = {"model": MODEL_NAME, "likelihood": likelihood.kind, "nu": likelihood.nu, "centre": list(map(float, centre)),
                 "priors": describe_priors(spec.priors), "offset_scale": offset_scale, "trunk_scale": trunk_scale,
                 "trunks": trunks, "trunk_centring": centring[:len(trunks)].tolist(), "num_chains": settings.chains, "num_warmup": settings.warmup,

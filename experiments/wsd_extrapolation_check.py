@@ -31,6 +31,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bayes_scaling import configure  # noqa: E402
+
+configure()  # float64 before the simulation evaluates the law
+
 import bayes_scaling.wsd as wsd  # noqa: E402
 from bayes_scaling.backtest import backtest  # noqa: E402
 from bayes_scaling.fitting.settings import SamplerSettings  # noqa: E402

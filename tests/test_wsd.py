@@ -486,17 +486,19 @@ def test_a_wsd_fits_shift_is_its_trunks_for_a_known_trunk_a_fresh_one_for_a_new_
     assert not np.allclose(fresh, effects[:, 0]) and abs(fresh.std() - 1) < 0.3
 
 
-@pytest.mark.slow  # three WSD fits through the CLI (~1 min)
-def test_fit_and_backtest_of_runs_with_branches_use_the_wsd_model_and_its_shifts(tmp_path, capsys):
+@pytest.mark.slow  # four WSD fits through the CLI (~1.5 min)
+def test_fit_predict_and_backtest_of_runs_with_branches_use_the_wsd_model_and_its_shifts(tmp_path, capsys):
+    import json
+
     from bayes_scaling.checking import residuals
     from bayes_scaling.cli import main
     from bayes_scaling.posterior import Posterior
-    from bayes_scaling.wsd import MODEL_NAME
+    from bayes_scaling.wsd import DEFAULT_MODEL, MODEL_NAME
 
     table = tmp_path / "runs.csv"
     simulated_runs().to_csv(table, index=False)
     small = ["--chains", "2", "--draws", "200", "--warmup", "200"]
-    assert main(["fit", str(table), "--out", str(tmp_path / "fit"), *small]) == 0
+    assert main(["fit", str(table), "--out", str(tmp_path / "fit"), "--model", "plain", *small]) == 0
     assert "16 of these runs are WSD branches of 4 trunk(s)" in capsys.readouterr().err
     post = Posterior.load(tmp_path / "fit")
     assert post.model == MODEL_NAME and post.method == "nuts-wsd"
@@ -504,8 +506,28 @@ def test_fit_and_backtest_of_runs_with_branches_use_the_wsd_model_and_its_shifts
     assert inside[[r for r in inside.index if r.startswith("wsd-")]].mean() > 0.8  # branches predicted as branches
     assert main(["frontier", str(tmp_path / "fit"), "--budget", "1e20"]) == 0
     assert f"the {MODEL_NAME} assumes itself exact" in capsys.readouterr().out
-    assert main(["fit", str(table), "--out", str(tmp_path / "x"), "--model", "extrapolating", *small]) == 2
-    assert "does not take WSD branches" in capsys.readouterr().err
+    # predict --runs reads each row's role and trunk: a branch as a branch of its trunk, a new trunk's fresh
+    extra = pd.DataFrame([{"run_id": "new", "N": 1e8, "D": 1.2e9, "role": "branch", "trunk_id": "other", "loss": 3.0}])
+    pd.concat([simulated_runs(), extra]).to_csv(tmp_path / "with_new.csv", index=False)
+    assert main(["predict", str(tmp_path / "fit"), "--runs", str(tmp_path / "with_new.csv"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["predictions"]
+    kinds = pd.Series([r["predicted_as"].split(" trunk")[0] for r in rows]).value_counts().to_dict()
+    assert kinds == {"branch of fitted": 16, "cosine run": 16, "branch of new": 1}
+    fitted = [r for r in rows if r["predicted_as"].startswith("branch of fitted")]
+    assert np.mean([r["inside"] for r in fitted]) > 0.8
+    new, same_point = rows[-1], next(r for r in fitted if r["N"] == 1e8 and r["D"] == 1.2e9)
+    assert new["hi"] - new["lo"] > same_point["hi"] - same_point["lo"]  # a fresh trunk effect widens it
+    # the extrapolating WSD model: the drift beyond the runs, branches still shifted
+    assert main(["fit", str(table), "--out", str(tmp_path / "ex"), "--model", "extrapolating", *small]) == 0
+    assert "the law's drift is calibrated on the cosine-equivalent runs" in capsys.readouterr().err
+    drifted = Posterior.load(tmp_path / "ex")
+    assert drifted.model_label == "extrapolating (WSD model)" and drifted.meta["extrapolation"]["folds"] >= 1
+    inside = residuals(drifted).set_index("run_id")["inside"]
+    assert inside[[r for r in inside.index if r.startswith("wsd-")]].mean() > 0.8
+    far = (1e11, 2e12)  # beyond the runs: wider than the plain WSD fit's
+    width = [np.ptp(np.quantile(p.predict([far[0]], [far[1]])[:, 0], [0.05, 0.95])) for p in (post, drifted)]
+    assert width[1] > width[0]
     assert main(["backtest", str(table), "--json", *small]) == 0
     out = capsys.readouterr()
-    assert MODEL_NAME in out.out and "fitting the WSD model" in out.err
+    label = MODEL_NAME if DEFAULT_MODEL == "plain" else "extrapolating (WSD model)"
+    assert label in out.out and "fitting the WSD model" in out.err

@@ -143,28 +143,26 @@ def note_branches_as_cosine_runs(runs, fitter: str | None) -> None:
 
 
 def wsd_fit_callable(args: argparse.Namespace, selected):
-    """Runs with WSD branches: a callable fitting ``wsd.fit_wsd`` with the command's law, likelihood and
-    sampler options (the law for cosine runs; a branch adds the estimated WSD-vs-cosine offset and its
-    trunk's shared effect), announced on stderr. The extrapolating model does not take branches, so
-    ``--model extrapolating`` is refused and the answers are the plain law's."""
+    """Runs with WSD branches: a callable fitting ``wsd.fit_wsd`` with the command's law, likelihood, model
+    (``--model``; default ``wsd.DEFAULT_MODEL``) and sampler options (the law for cosine runs; a branch adds
+    the estimated WSD-vs-cosine offset and its trunk's shared effect), announced on stderr."""
     from bayes_scaling.fitting.settings import SamplerSettings
     from bayes_scaling.models.likelihood import Likelihood
-    from bayes_scaling.wsd import fit_wsd, is_branch
+    from bayes_scaling.wsd import DEFAULT_MODEL, fit_wsd, is_branch
 
-    if args.model == "extrapolating":
-        raise InputError("--model extrapolating does not take WSD branches (rows with role 'branch'); leave out "
-                         "--model to fit the WSD model (the plain law with the WSD offset and trunk effects), or "
-                         "fit the cosine runs alone")
+    model = args.model or DEFAULT_MODEL
     law = args.law
     if law == "data_constrained":
         from bayes_scaling.laws.data_constrained import DataConstrained
 
         law = DataConstrained.for_runs(selected)
     trunks = selected.frame.loc[is_branch(selected.frame), "trunk_id"].nunique()
+    beyond = ("beyond the runs the law's drift is calibrated on the cosine-equivalent runs (the branches' shifts "
+              "removed), as for cosine runs" if model == "extrapolating" else
+              "its answers beyond the runs are the plain law's (--model extrapolating adds the law's drift)")
     _common.info(f"{branch_count(selected)} of these runs are WSD branches of {trunks} trunk(s): fitting the WSD model "
                  "(the law describes cosine runs; a branch adds the WSD-vs-cosine offset and its trunk's shared "
-                 "effect; docs/training.md). Its answers are the plain law's, for cosine runs: the extrapolating "
-                 f"model does not take branches. Sampling {args.chains} chains x {args.draws} draws...")
+                 f"effect; docs/training.md); {beyond}. Sampling {args.chains} chains x {args.draws} draws...")
     settings = SamplerSettings(chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
                                progress=_common.show_progress(args), more_draws=not args.no_more_draws)
 
@@ -174,7 +172,8 @@ def wsd_fit_callable(args: argparse.Namespace, selected):
             from bayes_scaling.fitting.approach3 import fit_approach3
 
             init = fit_approach3(runs.N, runs.D, runs.loss).theta
-        return fit_wsd(runs, law=law, likelihood=Likelihood(args.likelihood), settings=settings.replace(init=init)).posterior
+        return fit_wsd(runs, law=law, likelihood=Likelihood(args.likelihood), settings=settings.replace(init=init),
+                       model=model).posterior
 
     return fit
 
@@ -201,18 +200,20 @@ def print_redone(notes) -> None:
 
 def describe_model(post) -> str:
     """One line naming the model that answers and, for the extrapolating one, its drift scales."""
+    extra = post.meta.get("extrapolation")
+    drift = ""
+    if extra:
+        scales = ", ".join(f"{name} {extra[f'{name} 5/50/95%'][1]:.3g}" for name in ("tau_shape", "tau_level", "tau_alloc"))
+        drift = (f"drift beyond the fitted runs calibrated on {extra['folds']} leave-future-out folds, "
+                 f"{extra['held_out_in_folds']} held-out runs; posterior medians {scales}")
     if post.has_draws("wsd_offset"):
         import numpy as np
 
         q = np.quantile(post.draws("wsd_offset"), [0.05, 0.5, 0.95])
-        return (f"WSD model (the plain law for cosine runs; branches shifted by the WSD-vs-cosine offset, "
-                f"median {q[1]:+.4f} [{q[0]:+.4f}, {q[2]:+.4f}] in log-loss, and their trunk's effect)")
-    extra = post.meta.get("extrapolation")
-    if not extra:
-        return post.model
-    scales = ", ".join(f"{name} {extra[f'{name} 5/50/95%'][1]:.3g}" for name in ("tau_shape", "tau_level", "tau_alloc"))
-    return (f"{post.model} (drift beyond the fitted runs calibrated on {extra['folds']} leave-future-out folds, "
-            f"{extra['held_out_in_folds']} held-out runs; posterior medians {scales})")
+        return (f"{post.model_label} (the {'drifted' if extra else 'plain'} law for cosine runs; branches shifted by "
+                f"the WSD-vs-cosine offset, median {q[1]:+.4f} [{q[0]:+.4f}, {q[2]:+.4f}] in log-loss, and their "
+                f"trunk's effect{'; ' + drift if drift else ''})")
+    return f"{post.model} ({drift})" if drift else post.model
 
 
 def check_enough_runs(runs, law_name: str) -> None:

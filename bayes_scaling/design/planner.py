@@ -527,7 +527,8 @@ class Planner:
 
     def _fit_wsd(self, seed: int):
         """``bayes_scaling.wsd.fit_wsd`` of the done runs (cosine runs and branches), with the
-        planner's law, likelihood and sampler settings; like the plain refits (``design.refit``) it is
+        planner's law, likelihood, sampler settings and refits' model (``refitter.model``: plain, or
+        extrapolating with the drift, ``wsd.add_wsd_drift``); like the plain refits (``design.refit``) it is
         not redone where its checks fail: the next result's refit comes soon."""
         from bayes_scaling.fitting.settings import SamplerSettings
         from bayes_scaling.models.likelihood import Likelihood
@@ -538,7 +539,7 @@ class Planner:
                                    seed=int(seed) % 2**31, retry_divergent=False, more_draws=False)
         fit, self.refitter.last_warning = verdict_kept(lambda: fit_wsd(  # the verdict kept, as for plain refits
             self.runs().frame, law=self.law, likelihood=Likelihood(s["likelihood"], float(s["nu"])), settings=settings,
-            trunk_scale=self.state["wsd"].get("trunk_scale", TRUNK_SCALE)))
+            trunk_scale=self.state["wsd"].get("trunk_scale", TRUNK_SCALE), model=self.refitter.model))
         return fit
 
     def draws(self) -> dict[str, np.ndarray]:
