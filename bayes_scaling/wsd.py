@@ -83,6 +83,7 @@ REDO = True
 # one adaptation window gets a zero mass matrix and a step size near 1e-227, and stays there
 # (experiments/wsd_sampling_check.py ``--regularize``, ``REGULARIZE_RULE``).
 REGULARIZE_MASS = False
+LATENT_SCALE = 1.0  # NUTS moves in z / LATENT_SCALE: the shrinkage above is 1e-3 LATENT_SCALE^2 I in the model's coordinates
 MODEL_NAME = "WSD model (plain law)"  # meta["model"]: what every answer of a plain WSD fit names (cosine-run answers)
 MODELS = ("extrapolating", "plain")
 # The model ``fit_wsd`` fits unless told: "plain" until the rule declared in
@@ -259,7 +260,8 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
 
     def one(settings: SamplerSettings) -> Posterior:
         draws = sample(partial(wsd_model, spec), jitter(start, settings.chains, settings.seed), data,
-                       description=spec.description(), settings=settings, regularize_mass=REGULARIZE_MASS)
+                       description=spec.description(), settings=settings, regularize_mass=REGULARIZE_MASS,
+                       latent_scale=LATENT_SCALE)
         meta = {"model": MODEL_NAME, "likelihood": likelihood.kind, "nu": likelihood.nu, "centre": list(map(float, centre)),
                 "priors": describe_priors(spec.priors), "offset_scale": offset_scale, "trunk_scale": trunk_scale,
                 "trunks": trunks, "trunk_centring": centring[:len(trunks)].tolist(), "num_chains": settings.chains, "num_warmup": settings.warmup,
