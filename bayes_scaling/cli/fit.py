@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 MODEL_HELP = ("with --method nuts: 'extrapolating' (default) adds the law's own error beyond the fitted "
               "runs, calibrated on leave-future-out refits (docs/extrapolation.md); 'plain': the law alone. "
               "With --group-by the default is 'plain' (each group's hierarchical law); 'extrapolating' adds "
-              "each group's own drift (docs/hierarchical.md)")
+              "each group's own drift (docs/hierarchical.md). Runs with WSD branches (role 'branch'): the WSD "
+              "model, 'plain' by default (bayes_scaling.wsd.DEFAULT_MODEL); 'extrapolating' adds the drift, "
+              "calibrated on the cosine-equivalent runs (docs/training.md)")
 
 
 def add_fit_options(p: argparse.ArgumentParser, model_help: str = MODEL_HELP) -> None:
