@@ -486,6 +486,43 @@ def test_a_wsd_fits_shift_is_its_trunks_for_a_known_trunk_a_fresh_one_for_a_new_
     assert not np.allclose(fresh, effects[:, 0]) and abs(fresh.std() - 1) < 0.3
 
 
+def test_cosine_equivalent_runs_remove_each_branchs_fitted_shift_or_the_offset_alone():
+    from types import SimpleNamespace
+
+    from bayes_scaling.posterior import Posterior
+    from bayes_scaling.runs.table import validate_runs
+    from bayes_scaling.wsd import cosine_equivalent
+
+    runs = validate_runs(simulated_runs().iloc[:4])  # cos-0, wsd-0 (trunk0) at two token counts
+    delta, effects = np.full(50, 0.01), np.tile([0.03, -0.02], (50, 1))
+    stand_in = SimpleNamespace(
+        runs=runs, num_draws=50, meta={"trunks": ["trunk0", "trunk1"]},
+        draws=lambda name: {"wsd_offset": delta, "trunk_tau": np.full(50, 0.02)}[name],
+        _posterior_group=lambda: {"trunk_effect": SimpleNamespace(values=effects[None])})
+    stand_in.branch_shift_draws = lambda *a, **k: Posterior.branch_shift_draws(stand_in, *a, **k)
+    branch = (runs.frame["role"] == "branch").to_numpy()
+    trunk, offset = cosine_equivalent(stand_in, "trunk"), cosine_equivalent(stand_in, "offset")
+    np.testing.assert_allclose(np.log(runs.loss / trunk.loss), np.where(branch, 0.04, 0.0), atol=1e-12)
+    np.testing.assert_allclose(np.log(runs.loss / offset.loss), np.where(branch, 0.01, 0.0), atol=1e-12)
+    with pytest.raises(InputError, match="shift must be one of"):
+        cosine_equivalent(stand_in, "all")
+
+
+@pytest.mark.slow  # one WSD fit of 66 runs (a new compiled shape, ~40 s)
+def test_a_fit_of_eleven_trunks_leaves_no_chain_stuck():
+    """From 9 trunks the model has 24 coordinates, as many as the first slow adaptation window's draws:
+    unregularised, 2 of 4 chains here ended the warm-up with a zero mass matrix and never moved."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from wsd_extrapolation_check import simulated_wsd_runs
+
+    fit = fit_wsd(simulated_wsd_runs(0, 0.0), settings=SamplerSettings(draws=300, retry_divergent=False, more_draws=False))
+    diverging = np.asarray(fit.posterior.idata["sample_stats"]["diverging"])
+    assert diverging.shape == (4, 300) and diverging.sum(axis=1).max() < 30
+
+
 @pytest.mark.slow  # four WSD fits through the CLI (~1.5 min)
 def test_fit_predict_and_backtest_of_runs_with_branches_use_the_wsd_model_and_its_shifts(tmp_path, capsys):
     import json
