@@ -288,6 +288,18 @@ def test_the_wsd_planner_refits_with_the_trunk_effects_and_scores_branches_with_
         r["trunk_id"] for r in planner.done}
     assert len(planner._wsd_fit.trunk_effects()) == len(planner._wsd_fit.trunks)  # padded slots left out
     assert p.trunk_id and np.isfinite(p.gain)
+    assert planner.posterior().model_label == "WSD model (plain law)"
+
+
+@pytest.mark.slow  # a fit_wsd and the calibration's Laplace refits (~40 s)
+def test_a_wsd_planner_under_the_extrapolating_model_refits_with_the_drift(tmp_path):
+    planner = _wsd_planner(tmp_path, n_init=6, model="extrapolating")
+    for _ in range(6):
+        (p,) = planner.ask(1)
+        planner.tell(p.run_id, _loss(p.N, p.D))
+    post = planner.posterior()
+    assert post.method == "nuts-wsd" and post.model_label == "extrapolating (WSD model)"
+    assert "extrapolation" in post.meta and post.has_draws("wsd_offset")
 
 
 def test_the_loop_trains_a_trunk_extension_before_its_branch_and_stores_the_trunk(tmp_path):
