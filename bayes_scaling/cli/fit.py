@@ -159,8 +159,8 @@ def wsd_fit_callable(args: argparse.Namespace, selected):
 
         law = DataConstrained.for_runs(selected)
     trunks = selected.frame.loc[is_branch(selected.frame), "trunk_id"].nunique()
-    beyond = ("beyond the runs the law's drift is calibrated on the cosine-equivalent runs (the branches' shifts "
-              "removed), as for cosine runs" if model == "extrapolating" else
+    beyond = ("beyond the runs the law's drift is calibrated on the cosine-equivalent runs (the branches' WSD "
+              "offset removed), as for cosine runs" if model == "extrapolating" else
               "its answers beyond the runs are the plain law's (--model extrapolating adds the law's drift)")
     _common.info(f"{branch_count(selected)} of these runs are WSD branches of {trunks} trunk(s): fitting the WSD model "
                  "(the law describes cosine runs; a branch adds the WSD-vs-cosine offset and its trunk's shared "
