@@ -573,6 +573,8 @@ def test_fit_predict_and_backtest_of_runs_with_branches_use_the_wsd_model_and_it
     assert drifted.model_label == "extrapolating (WSD model)" and drifted.meta["extrapolation"]["folds"] >= 1
     inside = residuals(drifted).set_index("run_id")["inside"]
     assert inside[[r for r in inside.index if r.startswith("wsd-")]].mean() > 0.8
+    assert main(["frontier", str(tmp_path / "ex"), "--budget", "1e20"]) == 0
+    assert "model: extrapolating (WSD model) (the law plus its drift" in capsys.readouterr().out
     far = (1e11, 2e12)  # beyond the runs: wider than the plain WSD fit's
     width = [np.ptp(np.quantile(p.predict([far[0]], [far[1]])[:, 0], [0.05, 0.95])) for p in (post, drifted)]
     assert width[1] > width[0]

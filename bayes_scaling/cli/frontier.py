@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for i, (group, post, table) in enumerate(answers):
         print(("" if i == 0 else "\n") + ("" if group is None else f"[{group}] ")
-              + f"model: {post.model}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
+              + f"model: {post.model_label}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
                                           if post.model == "extrapolating" else ""))
         if args.inference_tokens:
             print(f"inference tokens T = {args.inference_tokens:.3g}: budgets are training + inference FLOPs (6ND + 2NT)")
