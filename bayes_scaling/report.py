@@ -364,7 +364,7 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
 
 def _subtitle(posterior) -> str:
     meta = posterior.meta
-    parts = [f"law {posterior.law.name}", f"method {posterior.method}", f"model {posterior.model}",
+    parts = [f"law {posterior.law.name}", f"method {posterior.method}", f"model {posterior.model_label}",
              f"{posterior.num_draws} draws"]
     if "likelihood" in meta:
         parts.append(f"likelihood {meta['likelihood']}" + (f" (nu = {meta['nu']})" if meta["likelihood"] == "student_t" else ""))
