@@ -114,12 +114,12 @@ OFFSET_MODEL = "extrapolating, offset-only calibration"
 def fitter(model: str, seed: int):
     settings = SamplerSettings(seed=seed)
 
-    def fit(runs):
-        wsd.CALIBRATION_SHIFT = "offset" if model == OFFSET_MODEL else "trunk"
+    def fit(runs):  # "extrapolating" is the calibration with delta + u_t removed, as first measured
+        before, wsd.CALIBRATION_SHIFT = wsd.CALIBRATION_SHIFT, "offset" if model == OFFSET_MODEL else "trunk"
         try:
             return wsd.fit_wsd(runs, settings=settings, model="extrapolating" if model == OFFSET_MODEL else model).posterior
         finally:
-            wsd.CALIBRATION_SHIFT = "trunk"
+            wsd.CALIBRATION_SHIFT = before
 
     return fit
 

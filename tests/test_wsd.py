@@ -100,6 +100,8 @@ def test_trunks_and_branches_without_a_trunk_are_refused():
         fit_wsd(runs.assign(role=["trunk"] + list(runs["role"][1:])))
     with pytest.raises(InputError, match="'trunk_id'"):
         fit_wsd(runs.assign(trunk_id=""))
+    with pytest.raises(InputError, match="model must be one of extrapolating, plain, got 'drifting'"):
+        fit_wsd(runs, model="drifting")
 
 
 def _trunk(**spec_changes):
