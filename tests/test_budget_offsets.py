@@ -149,6 +149,31 @@ def test_predict_runs_uses_each_rows_level_and_says_so(tmp_path, capsys):
     assert "the table has no 'budget' column: each row is predicted at a new level" in capsys.readouterr().err
 
 
+def test_predict_at_a_level_puts_every_point_there_and_refuses_what_has_no_level(tmp_path, capsys):
+    """``predict --N --D --at LEVEL``: a fitted level's offset (+0.02 here), a new level's fresh one (wider);
+    --at with --runs, or on a fit without levels, is refused with the reason."""
+    from bayes_scaling.cli import main
+
+    post = _toy_posterior()
+    fit = post.save(tmp_path / "fit")
+    answers = {}
+    for at in ("1e19", "7e19"):
+        capsys.readouterr()
+        assert main(["predict", str(fit), "--N", "1e8", "--D", "1e10", "--at", at, "--json"]) == 0
+        answers[at] = json.loads(capsys.readouterr().out)["predictions"][0]
+    base = float(np.exp(np.asarray(LAW.log_loss(EPOCH_2024, 1e8, 1e10))))
+    assert answers["1e19"]["median"] == pytest.approx(base * np.exp(0.02), rel=3e-3)
+    assert answers["1e19"]["predicted_as"] == "fitted level 1e19" and answers["7e19"]["predicted_as"] == "new level 7e19"
+    assert answers["7e19"]["hi"] - answers["7e19"]["lo"] > 1.5 * (answers["1e19"]["hi"] - answers["1e19"]["lo"])
+    pd.DataFrame({"N": [1e8], "D": [1e10], "loss": [3.0]}).to_csv(tmp_path / "runs.csv", index=False)
+    assert main(["predict", str(fit), "--runs", str(tmp_path / "runs.csv"), "--at", "1e19"]) == 2
+    assert "with --runs each row's level is read from its own columns" in capsys.readouterr().err
+    del post.meta["offset_by"], post.idata["posterior"]["offset"]
+    post.save(tmp_path / "plain")
+    assert main(["predict", str(tmp_path / "plain"), "--N", "1e8", "--D", "1e10", "--at", "1e19"]) == 2
+    assert "this fit has no levels" in capsys.readouterr().err
+
+
 def test_posterior_without_offsets_ignores_offset_at():
     post = _toy_posterior()
     del post.idata["posterior"]["offset"]

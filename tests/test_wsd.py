@@ -568,6 +568,12 @@ def test_fit_predict_and_backtest_of_runs_with_branches_use_the_wsd_model_and_it
     assert np.mean([r["inside"] for r in fitted]) > 0.8
     new, same_point = rows[-1], next(r for r in fitted if r["N"] == 1e8 and r["D"] == 1.2e9)
     assert new["hi"] - new["lo"] > same_point["hi"] - same_point["lo"]  # a fresh trunk effect widens it
+    # predict --N --D --at TRUNK: the same point as a branch of a fitted trunk, or of a new one
+    trunk = simulated_runs().query("role == 'branch' and N == 1e8")["trunk_id"].iloc[0]
+    for at, row in ((trunk, same_point), ("other", new)):
+        assert main(["predict", str(tmp_path / "fit"), "--N", "1e8", "--D", "1.2e9", "--at", at, "--json"]) == 0
+        (one,) = json.loads(capsys.readouterr().out)["predictions"]
+        assert one["predicted_as"] == row["predicted_as"] and one["median"] == pytest.approx(row["median"], rel=1e-2)
     # the extrapolating WSD model: the drift beyond the runs, branches still shifted
     assert main(["fit", str(table), "--out", str(tmp_path / "ex"), "--model", "extrapolating", *small]) == 0
     assert "the law's drift is calibrated on the cosine-equivalent runs" in capsys.readouterr().err

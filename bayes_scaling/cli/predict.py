@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--D", type=_counts, action="append", metavar="TOKENS", help="training tokens, one per --N value")
     p.add_argument("--runs", metavar="FILE", help="a run table (or bundled dataset name): predict each row, beside its loss")
     p.add_argument("--column", action="append", metavar="FIELD=NAME", help="with --runs: map a field to your column name")
+    p.add_argument("--at", metavar="LEVEL", help="with --N/--D: predict every point at this level: a WSD fit's trunk id "
+                   "(each point a branch of that trunk; a trunk the fit has not seen gets a fresh trunk effect), or a "
+                   "value of the offset column of a fit with offsets (an unseen value gets a fresh offset). Without "
+                   "it a WSD fit predicts cosine runs and an offsets fit a new level")
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
@@ -42,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     given = args.N is not None or args.D is not None
     if given == (args.runs is not None):
         raise InputError("give the points to predict with --N and --D, or a run table with --runs (one of them)")
+    if args.at is not None and (args.runs is not None or not str(args.at).strip()):
+        raise InputError("--at names one level for the --N/--D points (a non-empty trunk id or offset level); "
+                         "with --runs each row's level is read from its own columns")
     runs = None
     if args.runs is not None:
         runs = _common.read_runs(args.runs, args.column)
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         if hasattr(post.law, "with_unique_tokens"):
             raise InputError("this fit's law is data-constrained (per-run unique tokens); predict reads plain-law fits")
         observed = levels = None
+        if args.at is not None:
+            levels = given_level(post, args.at, len(N), group)
         if runs is not None:
             rows = (runs.frame["group"].astype(str) == group).to_numpy() if group in runs.groups else slice(None)
             N, D, observed = runs.N[rows], runs.D[rows], runs.loss[rows]
@@ -94,6 +103,15 @@ def row_levels(post, frame: pd.DataFrame, group: str | None):
                      f"table has no {column!r} column: each row is predicted at a new level (a fresh offset)")
         return None
     return run_offset_levels(post, Runs(frame))
+
+
+def given_level(post, at: str, n: int, group: str | None) -> np.ndarray:
+    """``--at``'s level for each of the ``n`` points; a fit with neither WSD trunks nor offsets has no
+    level to put them at, and says so."""
+    if not post.has_draws("wsd_offset") and post.meta.get("offset_by") is None:
+        raise InputError(("" if group is None else f"[{group}] ") + f"--at {at}: this fit has no levels (neither "
+                         "WSD trunks nor per-level offsets); leave --at out")
+    return np.full(n, str(at).strip(), dtype=object)
 
 
 def predicted_as(post, levels) -> list[str]:
