@@ -108,7 +108,7 @@ def row_levels(post, frame: pd.DataFrame, group: str | None):
 def given_level(post, at: str, n: int, group: str | None) -> np.ndarray:
     """``--at``'s level for each of the ``n`` points; a fit with neither WSD trunks nor offsets has no
     level to put them at, and says so."""
-    if not post.has_draws("wsd_offset") and post.meta.get("offset_by") is None:
+    if not (post.has_draws("wsd_offset") or post.has_draws("offset")):
         raise InputError(("" if group is None else f"[{group}] ") + f"--at {at}: this fit has no levels (neither "
                          "WSD trunks nor per-level offsets); leave --at out")
     return np.full(n, str(at).strip(), dtype=object)
