@@ -154,16 +154,27 @@ class Posterior:
         return pd.DataFrame(rows)
 
     # --- answers ---------------------------------------------------------------------------------
-    def frontier_draws(self, budgets, max_draws: int | None = None) -> dict[str, np.ndarray]:
+    def frontier_draws(self, budgets, max_draws: int | None = None, branch_of: str | None = None,
+                       seed: int = 0) -> dict[str, np.ndarray]:
         """Draws of N_opt, D_opt, L_opt and tokens per parameter at each budget: (S, K), under
         the fit's model (the law, plus the drift beyond the fitted runs where the fit carries
-        one); ``max_draws`` keeps that many evenly spaced draws (figures)."""
+        one); ``max_draws`` keeps that many evenly spaced draws (figures). ``branch_of`` (a WSD fit
+        only): L_opt of a WSD branch of that trunk, L_opt e^(delta + u_t) with u_t the fitted trunk's
+        effect or, for any other name, a fresh one (``branch_shift_draws``); the shift does not depend
+        on N or D, so N_opt and D_opt are the cosine runs'."""
+        if branch_of is not None and not self.has_draws("wsd_offset"):
+            raise InputError("only a WSD fit (runs with role 'branch') has branches to put a frontier on")
         keep = self.thinned(max_draws)
         theta = {k: v[keep] for k, v in self.theta().items()}
         drift = self._drift()
         if drift is not None:
             drift = (drift[0][keep], drift[1])
-        return frontier_mod.frontier_draws(self.law, theta, budgets, drift=drift)
+        draws = frontier_mod.frontier_draws(self.law, theta, budgets, drift=drift)
+        if branch_of is not None:
+            K = draws["L_opt"].shape[1]
+            shift = self.branch_shift_draws([str(branch_of)] * K, (self.num_draws, K), seed)[keep]
+            draws["L_opt"] = draws["L_opt"] * np.exp(shift)
+        return draws
 
     @property
     def model(self) -> str:
@@ -179,9 +190,10 @@ class Posterior:
             return f"{self.model} (WSD model)"  # the drifted law for cosine runs; a branch adds its shift
         return self.model + ("" if not misfit else ", misfit noise along D/N" + (" (final fit only)" if misfit == "final" else ""))
 
-    def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
-        """Per budget C: median and ``level`` interval of N_opt, D_opt, L_opt, tokens/param."""
-        return frontier_mod.summarise(self.frontier_draws(budgets), budgets, level)
+    def frontier(self, budgets, level: float = 0.9, branch_of: str | None = None) -> pd.DataFrame:
+        """Per budget C: median and ``level`` interval of N_opt, D_opt, L_opt, tokens/param
+        (``branch_of``: a WSD fit's L_opt for a branch of that trunk, as ``frontier_draws``)."""
+        return frontier_mod.summarise(self.frontier_draws(budgets, branch_of=branch_of), budgets, level)
 
     def budget_for_loss(self, target_loss) -> np.ndarray:
         """Draws of the least training compute whose frontier reaches each ``target_loss``: (S, K), inf

@@ -590,3 +590,45 @@ def test_fit_predict_and_backtest_of_runs_with_branches_use_the_wsd_model_and_it
     out = capsys.readouterr()
     label = MODEL_NAME if DEFAULT_MODEL == "plain" else "extrapolating (WSD model)"
     assert label in out.out and "fitting the WSD model" in out.err
+
+
+def _toy_wsd_posterior(S: int = 2000):
+    """A WSD fit's posterior with the law fixed at THETA: delta -0.02, trunks t0 (+0.01) and t1, tau 0.03."""
+    from bayes_scaling.fitting.posterior_build import build_posterior
+    from bayes_scaling.runs.table import validate_runs
+
+    draws = {k: np.full((1, S), v) for k, v in THETA.items()}
+    draws.update(sigma=np.full((1, S), 0.003), wsd_offset=np.full((1, S), -0.02), trunk_tau=np.full((1, S), 0.03),
+                 trunk_effect=np.tile([0.01, -0.01], (1, S, 1)))
+    runs = validate_runs(simulated_runs().iloc[:2])
+    return build_posterior(get_law("chinchilla"), runs, draws, None, None, method="nuts-wsd",
+                           meta={"trunks": ["t0", "t1"]})
+
+
+def test_a_wsd_frontier_as_a_branch_shifts_the_loss_and_keeps_the_allocation(tmp_path, capsys):
+    """``frontier(branch_of=...)`` / ``frontier --as-branch``: L_opt e^(delta + u_t) for a fitted trunk, a fresh
+    u for a new one (wider), N_opt and D_opt the cosine runs'; a fit without branches refuses."""
+    import json
+
+    from bayes_scaling.cli import main
+
+    post = _toy_wsd_posterior()
+    budgets = [1e20, 1e22]
+    cosine, fitted, new = (post.frontier(budgets, branch_of=b) for b in (None, "t0", "someone else's"))
+    np.testing.assert_allclose(fitted["L_opt_median"], cosine["L_opt_median"] * np.exp(-0.01), rtol=1e-9)
+    np.testing.assert_allclose(new["L_opt_median"], cosine["L_opt_median"] * np.exp(-0.02), rtol=3e-3)
+    assert np.all(new["L_opt_hi"] - new["L_opt_lo"] > 0.08 * cosine["L_opt_median"])  # 2 x 1.645 x 0.03
+    for q in ("N_opt_median", "D_opt_hi"):
+        np.testing.assert_array_equal(fitted[q], cosine[q])
+    fit = post.save(tmp_path / "fit")
+    capsys.readouterr()
+    assert main(["frontier", str(fit), "--budget", "1e22", "--as-branch", "t0", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["as_branch_of"] == "t0"
+    assert doc["frontier"][0]["L_opt"]["median"] == pytest.approx(float(fitted["L_opt_median"].iloc[1]), rel=1e-9)
+    assert main(["frontier", str(fit), "--budget", "1e22", "--as-branch"]) == 0
+    assert "L_opt of a WSD branch of a new trunk" in capsys.readouterr().out
+    assert main(["frontier", str(fit), "--as-branch", "--inference-tokens", "1e12"]) == 2
+    del post.idata["posterior"]["wsd_offset"]
+    with pytest.raises(InputError, match="only a WSD fit"):
+        post.frontier(budgets, branch_of="t0")

@@ -28,8 +28,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inference-tokens", type=float, default=0.0, metavar="T",
                    help="tokens the model will serve, at 2N FLOPs each: budgets become training + inference FLOPs "
                         "(6ND + 2NT) and the table the lowest loss under them (docs/decisions.md)")
+    p.add_argument("--as-branch", nargs="?", const=NEW_TRUNK, metavar="TRUNK",
+                   help="a WSD fit: L_opt of a WSD branch (the fit's branch shift on the cosine runs' frontier) of a "
+                        "new trunk, or of the fitted trunk TRUNK; N_opt and D_opt are unchanged (the shift does not "
+                        "depend on N or D)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=run)
+
+
+NEW_TRUNK = "(new trunk)"  # any name the fit has no trunk by gets a fresh trunk effect
+
+
+def branch_text(trunk: str | None, post) -> str:
+    """What ``--as-branch`` put the frontier on, for the table's heading."""
+    if trunk is None:
+        return ""
+    which = f"fitted trunk {trunk}" if trunk in post.meta.get("trunks", []) else "a new trunk"
+    return f"; L_opt of a WSD branch of {which} (the branch shift on the cosine runs' loss; N_opt, D_opt as theirs)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     fits = load_fits(args.fit_dir)
     _common.warn_untrusted(fits)
     budgets = args.budget or list(STANDARD_BUDGETS)
+    if args.as_branch is not None and args.inference_tokens:
+        raise InputError("--as-branch and --inference-tokens: the inference-aware frontier has no WSD branches; "
+                         "give one of them")
     answers = []
     for group, post in fits:
         if hasattr(post.law, "with_unique_tokens"):
@@ -53,18 +71,19 @@ def run(args: argparse.Namespace) -> int:
 
             answers.append((group, post, inference_frontier(post, budgets, args.inference_tokens, args.level)))
         else:
-            answers.append((group, post, post.frontier(budgets, level=args.level)))
+            answers.append((group, post, post.frontier(budgets, level=args.level, branch_of=args.as_branch)))
     if args.json:
         docs = [{**({} if group is None else {"group": group}), "method": post.method, "law": post.law.name,
                  "model": post.model, **_common.reach_json(post), "frontier": _common.frontier_json(table),
-                 **({"inference_tokens": args.inference_tokens} if args.inference_tokens else {})}
+                 **({"inference_tokens": args.inference_tokens} if args.inference_tokens else {}),
+                 **({"as_branch_of": args.as_branch} if args.as_branch is not None else {})}
                 for group, post, table in answers]
         _common.print_json(docs[0] if fits[0][0] is None else docs)
         return 0
     for i, (group, post, table) in enumerate(answers):
         print(("" if i == 0 else "\n") + ("" if group is None else f"[{group}] ")
               + f"model: {post.model_label}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
-                                          if post.model == "extrapolating" else ""))
+                                          if post.model == "extrapolating" else "") + branch_text(args.as_branch, post))
         if args.inference_tokens:
             print(f"inference tokens T = {args.inference_tokens:.3g}: budgets are training + inference FLOPs (6ND + 2NT)")
         if args.inference_tokens:  # its budgets add inference FLOPs: not comparable to the fitted runs' 6ND
