@@ -11,7 +11,7 @@ from bayes_scaling.errors import InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="fit a scaling law to runs and save the posterior")
-    p.add_argument("runs", help="run table (.csv, .parquet, .sqlite run store) or a bundled dataset: chinchilla, marin")
+    p.add_argument("runs", help="run table (.csv, .parquet, .sqlite run store) or a bundled dataset: chinchilla, marin, porian, gadre")
     p.add_argument("--out", required=True, help="directory to save the fit in")
     add_fit_options(p)
     p.add_argument("--json", action="store_true", help="print parameters as JSON on stdout")

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="propose the next runs by expected information gain per FLOP",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="a planner state directory (planner.json) or a saved fit (bayes-scaling fit --out)")
-    p.add_argument("--target-budget", type=float, default=None, help="C*, the FLOPs of the big run (required for a saved fit)")
+    p.add_argument("--target-budget", type=float, default=None, help="C*, the FLOPs of the big run (a saved fit needs it or --target)")
     p.add_argument("--batch", type=int, default=1, help="how many runs to propose (q)")
     p.add_argument("--dry-run", action="store_true", help="planner state: do not record the proposals as pending")
     p.add_argument("--targets", nargs="+", default=["log_N_opt"], choices=["log_N_opt", "log_L_opt"],
