@@ -6,7 +6,7 @@ What a fit needs, and why:
   grid fit is checked to 1e-9 relative against SciPy. Required: a fit does not run in float32.
 * At least ``DEFAULT_HOST_DEVICES`` CPU devices, so NUTS chains run in parallel. XLA reads the
   device count once, when its CPU backend starts, so this only takes effect before any JAX
-  computation; with fewer devices the chains share them (``fitting.nuts._devices_for``): on one
+  computation; with fewer devices the chains share them (``fitting.sampler._devices_for``): on one
   device, vmapped together, so a fit takes longer.
 * A persistent compilation cache, so a repeated CLI call does not recompile the sampler; the
   traced sampler programs are stored beside it (``fitting/sampler_cache.py``), so it does not
