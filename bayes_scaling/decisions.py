@@ -91,23 +91,33 @@ def check_target_loss(surface: Surface, target) -> np.ndarray:
 @dataclass(frozen=True)
 class Surface:
     """A posterior's loss surface draw by draw: the law, theta (S,) and the drift (G (S, 4), the
-    fitted range) of the extrapolating model, or None for the plain law; ``model`` names which."""
+    fitted range) of the extrapolating model, or None for the plain law; ``model`` names which.
+    ``shift`` (S,), where given, is added to every draw's log-loss: a WSD branch's shift delta + u
+    (``of(..., branch_of=)``), which moves no optimum but every loss, floor and budget for a loss."""
 
     law: Law
     theta: dict
     drift: tuple | None
     model: str
+    shift: np.ndarray | None = None
 
     @classmethod
-    def of(cls, posterior, max_draws: int | None = None) -> Surface:
-        """``posterior``'s draws (``max_draws`` evenly spaced ones, if given)."""
+    def of(cls, posterior, max_draws: int | None = None, branch_of: str | None = None, seed: int = 0) -> Surface:
+        """``posterior``'s draws (``max_draws`` evenly spaced ones, if given); ``branch_of`` (a WSD fit):
+        the surface of a WSD branch of that trunk (a fresh trunk effect for a trunk the fit has not seen;
+        ``Posterior.branch_shift_draws``) instead of cosine runs."""
         S = posterior.num_draws
         keep = slice(None) if max_draws is None or S <= max_draws else np.linspace(0, S - 1, max_draws).astype(int)
         drift = extrapolation.drift_of(posterior)
         if drift is not None:
             drift = (drift[0][keep], drift[1])
+        shift = None
+        if branch_of is not None:
+            if not posterior.has_draws("wsd_offset"):
+                raise InputError("only a WSD fit (runs with role 'branch') has branches to decide for")
+            shift = posterior.branch_shift_draws([str(branch_of)], (S, 1), seed)[keep, 0]
         return cls(posterior.law, {k: np.asarray(v[keep]) for k, v in posterior.theta().items()}, drift,
-                   posterior.model)
+                   posterior.model, shift)
 
     @property
     def num_draws(self) -> int:
@@ -116,11 +126,16 @@ class Surface:
     def take(self, rows) -> Surface:
         """The surface of draws ``rows`` only."""
         drift = None if self.drift is None else (self.drift[0][rows], self.drift[1])
-        return Surface(self.law, {k: v[rows] for k, v in self.theta.items()}, drift, self.model)
+        shift = None if self.shift is None else self.shift[rows]
+        return Surface(self.law, {k: v[rows] for k, v in self.theta.items()}, drift, self.model, shift)
 
     def floor(self) -> np.ndarray | None:
-        """Draws of the irreducible loss E, where the law has one."""
-        return self.theta.get("E")
+        """Draws of the irreducible loss E (times e^shift), where the law has one."""
+        E = self.theta.get("E")
+        return E if E is None or self.shift is None else E * np.exp(self.shift)
+
+    def _shift(self, ndim: int):
+        return 0.0 if self.shift is None else self.shift.reshape((-1,) + (1,) * (ndim - 1))
 
     def _theta(self, ndim: int) -> dict:
         return {k: v.reshape((-1,) + (1,) * (ndim - 1)) for k, v in self.theta.items()}
@@ -130,10 +145,11 @@ class Surface:
         from bayes_scaling.posterior import compiled_log_loss
 
         N, D = np.asarray(N, np.float64), np.asarray(D, np.float64)
-        th = self._theta(max(N.ndim, D.ndim, 1))
+        ndim = max(N.ndim, D.ndim, 1)
+        th = self._theta(ndim)
         if self.drift is None:
-            return np.asarray(compiled_log_loss(self.law)(th, N, D))
-        return extrapolation.drifted_log_loss(compiled_log_loss(self.law), th, *self.drift, N, D)
+            return np.asarray(compiled_log_loss(self.law)(th, N, D)) + self._shift(ndim)
+        return extrapolation.drifted_log_loss(compiled_log_loss(self.law), th, *self.drift, N, D) + self._shift(ndim)
 
     def training_log_n(self, C) -> np.ndarray:
         """ln N of each draw's training optimum at budgets C (S or 1, K), to centre a search: the
@@ -215,12 +231,13 @@ def training_budget_for_loss(surface: Surface, target, reach_at=None) -> np.ndar
     a budget known to reach the target (a plan's own compute), joins the scan."""
     S = surface.num_draws
     target = np.broadcast_to(np.asarray(target, np.float64), (S, np.shape(target)[-1]))
+    law_target = target * np.exp(-surface._shift(2))  # the law's own loss that a shifted surface's target asks for
     if surface.drift is None:
-        return np.broadcast_to(np.asarray(surface.law.budget_for_loss(surface._theta(2), target)), target.shape).copy()
+        return np.broadcast_to(np.asarray(surface.law.budget_for_loss(surface._theta(2), law_target)), target.shape).copy()
     step = np.log(10.0) * (SCAN_DECADES[1] - SCAN_DECADES[0])
     # Below the fitted runs' compute the drift is zero, so a draw's scan starts a decade below the
     # lesser of that and the plain law's own budget for the target (the law's L_opt is above it there)
-    law_budget = np.asarray(surface.law.budget_for_loss(surface._theta(2), target))
+    law_budget = np.asarray(surface.law.budget_for_loss(surface._theta(2), law_target))
     start = np.floor(np.log10(np.minimum(law_budget, np.exp(surface.drift[1]["log_C"][1])))) - 1
     hi, found = np.full(target.shape, np.nan), np.zeros(target.shape, bool)
     for decade in SCAN_DECADES:
@@ -355,12 +372,14 @@ def inference_frontier_draws(surface: Surface, budgets, T: float) -> dict[str, n
     return {"N_opt": best["N"], "D_opt": best["D"], "L_opt": best["L"], "tokens_per_param": best["D"] / best["N"]}
 
 
-def inference_frontier(posterior, budgets, inference_tokens: float, level: float = 0.9) -> pd.DataFrame:
+def inference_frontier(posterior, budgets, inference_tokens: float, level: float = 0.9,
+                       branch_of: str | None = None) -> pd.DataFrame:
     """``Posterior.frontier``'s table for a model that will serve ``inference_tokens`` tokens: per
     lifetime budget C (training + inference FLOPs), the N, D and loss of the lowest loss, with
-    their ``level`` intervals; columns ``inference_tokens`` and ``model`` say under what."""
-    table = frontier_mod.summarise(inference_frontier_draws(Surface.of(posterior), budgets, inference_tokens),
-                                   budgets, level)
+    their ``level`` intervals; columns ``inference_tokens`` and ``model`` say under what.
+    ``branch_of``: a WSD fit's branch of that trunk (``Surface.of``)."""
+    surface = Surface.of(posterior, branch_of=branch_of)
+    table = frontier_mod.summarise(inference_frontier_draws(surface, budgets, inference_tokens), budgets, level)
     return table.assign(inference_tokens=check_inference_tokens(inference_tokens), model=posterior.model)
 
 
@@ -532,11 +551,14 @@ def p_reached(surface: Surface, target_loss: float, budgets, *, inference_tokens
              **probability(L[:, k] <= target, level)} for k, c in enumerate(C)]
 
 
-def p_run_below(posterior, N: float, D: float, target_loss: float, level: float = 0.9, seed: int = 0) -> dict:
+def p_run_below(posterior, N: float, D: float, target_loss: float, level: float = 0.9, seed: int = 0,
+                branch_of: str | None = None) -> dict:
     """P(loss <= ``target_loss``) for the run (N, D): the share of ``Posterior.predict``'s draws
-    (the fit's model, observation noise included) at or below it, with the predicted loss."""
-    target = float(check_target_loss(Surface.of(posterior), [target_loss])[0])
-    draws = posterior.predict([N], [D], seed=seed)[:, 0]
+    (the fit's model, observation noise included) at or below it, with the predicted loss;
+    ``branch_of``: the run is a WSD branch of that trunk (``Surface.of``)."""
+    target = float(check_target_loss(Surface.of(posterior, branch_of=branch_of, seed=seed), [target_loss])[0])
+    at = None if branch_of is None else [str(branch_of)]
+    draws = posterior.predict([N], [D], seed=seed, offset_at=at)[:, 0]
     return {"N": float(N), "D": float(D), "target_loss": target, "model": posterior.model,
             "loss": interval(draws, level), **probability(draws <= target, level)}
 

@@ -170,9 +170,8 @@ class Posterior:
         if drift is not None:
             drift = (drift[0][keep], drift[1])
         draws = frontier_mod.frontier_draws(self.law, theta, budgets, drift=drift)
-        if branch_of is not None:
-            K = draws["L_opt"].shape[1]
-            shift = self.branch_shift_draws([str(branch_of)] * K, (self.num_draws, K), seed)[keep]
+        if branch_of is not None:  # one trunk: one shift per draw at every budget
+            shift = self.branch_shift_draws([str(branch_of)], (self.num_draws, 1), seed)[keep]
             draws["L_opt"] = draws["L_opt"] * np.exp(shift)
         return draws
 

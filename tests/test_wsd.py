@@ -628,7 +628,42 @@ def test_a_wsd_frontier_as_a_branch_shifts_the_loss_and_keeps_the_allocation(tmp
     assert doc["frontier"][0]["L_opt"]["median"] == pytest.approx(float(fitted["L_opt_median"].iloc[1]), rel=1e-9)
     assert main(["frontier", str(fit), "--budget", "1e22", "--as-branch"]) == 0
     assert "L_opt of a WSD branch of a new trunk" in capsys.readouterr().out
-    assert main(["frontier", str(fit), "--as-branch", "--inference-tokens", "1e12"]) == 2
     del post.idata["posterior"]["wsd_offset"]
     with pytest.raises(InputError, match="only a WSD fit"):
         post.frontier(budgets, branch_of="t0")
+
+
+def test_decisions_for_a_wsd_branch_shift_every_loss_and_budget_and_keep_the_choice(tmp_path, capsys):
+    """``decide --as-branch``: a branch of trunk t0 (shift delta + u = -0.01) needs the budget at which the
+    cosine runs reach the target x e^0.01; the best N is the cosine runs', the expected loss x e^-0.01; the
+    inference-aware frontier and ``frontier`` agree on the branch's L_opt."""
+    import json
+
+    from bayes_scaling import decisions as dc
+    from bayes_scaling.cli import main
+
+    post = _toy_wsd_posterior(S=400)
+    cosine, branch = dc.Surface.of(post), dc.Surface.of(post, branch_of="t0")
+    target = 2.6
+    need = dc.budget_for_target(branch, [target])[0]["lifetime_flops"]["median"]
+    assert need == pytest.approx(dc.budget_for_target(cosine, [target * np.exp(0.01)])[0]["lifetime_flops"]["median"],
+                                 rel=1e-6)
+    profiles = [dc.isoflop_profile(s, 1e21) for s in (cosine, branch)]
+    np.testing.assert_allclose(profiles[1].expected_loss, profiles[0].expected_loss * np.exp(-0.01), rtol=1e-9)
+    np.testing.assert_array_equal(profiles[1].p_best, profiles[0].p_best)
+    life = dc.inference_frontier(post, [1e22], 1e12, branch_of="t0")["L_opt_median"].iloc[0]
+    assert life == pytest.approx(dc.inference_frontier(post, [1e22], 1e12)["L_opt_median"].iloc[0] * np.exp(-0.01))
+    fit = post.save(tmp_path / "fit")
+    capsys.readouterr()
+    assert main(["decide", str(fit), "--target-loss", str(target), "--as-branch", "t0", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["as_branch_of"] == "t0" and doc["target"]["lifetime_flops"]["median"] == pytest.approx(need, rel=1e-9)
+    assert main(["decide", str(fit), "--budget", "1e21", "--target-loss", "2.6", "--N", "1e9", "--D", "2e10",
+                 "--as-branch"]) == 0
+    assert "every loss a WSD branch's, of a new trunk" in capsys.readouterr().out
+    frontier = post.frontier([1e22], branch_of="new")["L_opt_median"].iloc[0]
+    assert main(["frontier", str(fit), "--budget", "1e22", "--as-branch", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frontier"][0]["L_opt"]["median"] == pytest.approx(frontier, rel=1e-9)
+    del post.idata["posterior"]["wsd_offset"]
+    with pytest.raises(InputError, match="only a WSD fit"):
+        dc.Surface.of(post, branch_of="t0")

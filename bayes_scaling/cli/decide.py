@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from bayes_scaling.cli import _common
-from bayes_scaling.cli.frontier import _budget
+from bayes_scaling.cli.frontier import NEW_TRUNK, _budget
 from bayes_scaling.errors import InputError
 
 
@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--N", type=float, metavar="PARAMS", help="with --D and --target-loss: P(loss <= L) for this run")
     p.add_argument("--D", type=float, metavar="TOKENS", help="training tokens of the run given by --N")
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--as-branch", nargs="?", const=NEW_TRUNK, metavar="TRUNK",
+                   help="a WSD fit: decide for a WSD branch (the fit's branch shift on every loss) of a new trunk, or "
+                        "of the fitted trunk TRUNK, instead of a cosine run")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=run)
 
@@ -38,17 +41,19 @@ def answer(post, args) -> dict:
     """Every answer the options ask for, as JSON-able data."""
     from bayes_scaling import decisions as dc
 
-    surface = dc.Surface.of(post)
+    surface = dc.Surface.of(post, branch_of=args.as_branch)
     T = dc.check_inference_tokens(args.inference_tokens)
     out = {"method": post.method, "law": post.law.name, "model": post.model, "draws": surface.num_draws,
-           "level": args.level, "inference_tokens": T}
+           "level": args.level, "inference_tokens": T,
+           **({"as_branch_of": args.as_branch} if args.as_branch is not None else {})}
     out["budgets"] = [dc.isoflop_profile(surface, C, inference_tokens=T, level=args.level,
                                          target_loss=args.target_loss).to_json() for C in args.budget or []]
     if args.target_loss is not None:
         out["target"] = dc._json(dc.budget_for_target(surface, [args.target_loss], inference_tokens=T,
                                                       level=args.level)[0])
     if args.N is not None:
-        out["run"] = dc._json(dc.p_run_below(post, args.N, args.D, args.target_loss, args.level))
+        out["run"] = dc._json(dc.p_run_below(post, args.N, args.D, args.target_loss, args.level,
+                                             branch_of=args.as_branch))
     return out
 
 
@@ -83,12 +88,18 @@ def _p(d: dict) -> str:
     return f"{d['p']:.1%} [{d['lo']:.1%}, {d['hi']:.1%}]"
 
 
+def _trunk(name: str) -> str:
+    return "a new trunk" if name == NEW_TRUNK else f"trunk {name} (a new one's effect if the fit has no such trunk)"
+
+
 def text(a: dict) -> str:
     si, loss = _common.format_si, (lambda v: f"{v:.4f}")
     flops = lambda v: f"{v:.3g}"  # noqa: E731
     T = a["inference_tokens"]
     lines = [("" if "group" not in a else f"[{a['group']}] ")
-             + f"model: {a['model']} ({a['draws']} draws); median [{a['level']:.0%} interval]; "
+             + f"model: {a['model']} ({a['draws']} draws)"
+             + (f"; every loss a WSD branch's, of {_trunk(a['as_branch_of'])}" if "as_branch_of" in a else "")
+             + f"; median [{a['level']:.0%} interval]; "
              + (f"inference tokens T = {T:.3g} (budgets are training + inference FLOPs, 6ND + 2NT)" if T
                 else "budgets are training FLOPs (6ND)")]
     for b in a["budgets"]:

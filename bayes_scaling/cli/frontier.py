@@ -57,9 +57,6 @@ def run(args: argparse.Namespace) -> int:
     fits = load_fits(args.fit_dir)
     _common.warn_untrusted(fits)
     budgets = args.budget or list(STANDARD_BUDGETS)
-    if args.as_branch is not None and args.inference_tokens:
-        raise InputError("--as-branch and --inference-tokens: the inference-aware frontier has no WSD branches; "
-                         "give one of them")
     answers = []
     for group, post in fits:
         if hasattr(post.law, "with_unique_tokens"):
@@ -69,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         if args.inference_tokens:
             from bayes_scaling.decisions import inference_frontier
 
-            answers.append((group, post, inference_frontier(post, budgets, args.inference_tokens, args.level)))
+            answers.append((group, post, inference_frontier(post, budgets, args.inference_tokens, args.level,
+                                                            branch_of=args.as_branch)))
         else:
             answers.append((group, post, post.frontier(budgets, level=args.level, branch_of=args.as_branch)))
     if args.json:
