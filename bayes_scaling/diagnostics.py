@@ -254,7 +254,7 @@ def chain_stats(x: np.ndarray) -> dict[str, float]:
     * bulk ESS = ESS of z(h); tail ESS = the smaller ESS of the indicators 1[h <= q_p], q_p the p-quantile
       of all draws, p in TAIL_PROB.
 
-    R-hat equals ArviZ's; NumPyro's ESS omits Stan's one-term tail correction, within 1% of ArviZ's
+    R-hat equals ArviZ's; NumPyro's ESS omits Stan's one-term tail correction, within 2% of ArviZ's
     (tests/test_diagnostics.py checks both)."""
     from numpyro.diagnostics import effective_sample_size, gelman_rubin
 
@@ -342,7 +342,7 @@ def _problems(d: Diagnosis) -> list[Problem]:
             f"{d.divergences} divergent transition{'s' if d.divergences != 1 else ''} "
             f"({d.divergences / d.total_draws:.1%} of draws): the sampler could not follow the posterior's "
             "curvature somewhere and the draws may be biased.",
-            "Raise target_accept_prob (e.g. 0.95) to take smaller steps; if divergences remain, the priors "
+            "Raise target_accept (e.g. fit_nuts(target_accept=0.95)) to take smaller steps; if divergences remain, the priors "
             "allow a region the data cannot pin down (e.g. E near 0 with huge A): tighten them.",
         ))
     low_bfmi = np.flatnonzero(d.bfmi < BFMI_MIN)
