@@ -124,7 +124,8 @@ MEAN_BEYONDS = ("linear", "held", "mixed")
 HELD_SHARE = 0.5
 # Bounds on the drifted allocation exponent a + d_a beyond the runs (N_opt ~ C^(a + d_a), a the law's
 # own local exponent d ln N_opt / d ln C at the top of the fitted compute, per draw); a draw beyond a
-# bound is clipped to it (``bound_allocation``). The default (0, inf): the allocation drift never makes
+# bound is brought inside it (``bound_allocation``: redrawn by default, clipped with
+# ``ALLOCATION_BOUND_MODE = "clip"``). The default (0, inf): the allocation drift never makes
 # N_opt fall as compute grows (every law of the family has 0 < a < 1), where the Gaussian drift's tail
 # did (on all of Chinchilla's runs 39% of the draws had a + d_a < 0, and the 90% N_opt interval at 1e27
 # FLOPs reached down to 46M parameters). Adopted by bench_extrapolation.py's thirteenth run (its rule,
@@ -453,8 +454,9 @@ class ScalePosterior:
 
     def drift_draws(self, size: int, rng: np.random.Generator, centres: bool = False):
         """(scales (size, 3), drifts (size, 4)): the drift of a new extrapolation, d = mu + e with
-        mu = s z, z ~ Normal(z_mean, z_cov) of the cell, and e ~ Normal(0, s^2). ``centres``: also
-        each draw's cell mean of mu, s z_mean (size, 4), the centre that ``MEAN_BEYOND`` "held" stops."""
+        mu = sqrt(shared) s z, z ~ Normal(z_mean, z_cov) of the cell, and e ~ Normal(0, (1 - shared) s^2).
+        ``centres``: also each draw's cell mean of mu, sqrt(shared) s z_mean (size, 4), the centre that
+        ``MEAN_BEYOND`` "held" stops."""
         cells = self._cells(size, rng)
         scales = self._scales(cells, rng)
         sds = scales[:, SITE_SCALE]
