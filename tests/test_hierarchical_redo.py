@@ -176,7 +176,8 @@ def test_the_cli_passes_no_more_draws_and_prints_what_was_redone(monkeypatch, ca
     monkeypatch.setattr(hierarchical, "fit_hierarchical", stop)
     for extra in ([], ["--no-more-draws"]):
         assert main(["fit", "marin", "--group-by", "group", "--out", str(tmp_path / "out"), *extra]) != 0
-    assert "more_draws" not in given[0] and given[1]["more_draws"] is False
+    assert given[0]["more_draws"] is True and given[1]["more_draws"] is False  # the CLI redoes, as a pooled fit
+    assert given[0]["retry_divergent"] is True and given[1]["retry_divergent"] is True
     print_redone({"retried": "2 divergences at target acceptance 0.9; refitted at 0.99",
                   "more_draws": "bulk ESS short at 500 draws per chain; redone with 1000"})
     err = capsys.readouterr().err
