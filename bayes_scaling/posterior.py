@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 POSTERIOR_FILE, META_FILE, RUNS_FILE = "posterior.nc", "meta.json", "runs.csv"
+NEW_TRUNK = "(new trunk)"  # a WSD fit's name for a trunk it has not seen: its branches get a fresh trunk effect
 # netCDF4/HDF5 through Unidata's netCDF-C (the netCDF4 package): on the bundled fit it writes and reads the
 # file several times faster than h5netcdf, whose per-variable dimension bookkeeping cost a CLI fit about
 # 0.3 s (experiments/bench_netcdf.py). A file written by either engine reads with either.

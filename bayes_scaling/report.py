@@ -151,20 +151,26 @@ def frontier_table(posterior) -> pd.DataFrame:
     """The frontier at the standard budgets as text cells: median [lo, hi]."""
     from bayes_scaling.formatting import beyond_mark, fitted_compute, format_ratio, format_si, observed_compute
     from bayes_scaling.frontier import STANDARD_BUDGETS
+    from bayes_scaling.posterior import NEW_TRUNK
 
     f = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL)
     top, observed = fitted_compute(posterior), observed_compute(posterior)
+    branch = None  # a WSD fit: L_opt of a new trunk's branch too (``Posterior.frontier(branch_of=...)``)
+    if posterior.has_draws("wsd_offset"):
+        branch = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL, branch_of=NEW_TRUNK)
 
     def cell(row, q, fmt):
         return f"{fmt(row[q + '_median'])} [{fmt(row[q + '_lo'])}, {fmt(row[q + '_hi'])}]"
 
+    loss = lambda v: f"{v:.4f}"  # noqa: E731
     return pd.DataFrame([
         {"budget C (FLOPs)": f"{row['budget']:.0e}" + beyond_mark(row["budget"], top, observed).strip(),
          "N_opt": cell(row, "N_opt", format_si),
          "D_opt": cell(row, "D_opt", format_si),
-         "L_opt": cell(row, "L_opt", lambda v: f"{v:.4f}"),
+         "L_opt": cell(row, "L_opt", loss),
+         **({} if branch is None else {"L_opt, WSD branch of a new trunk": cell(branch.iloc[i], "L_opt", loss)}),
          "tokens / parameter": cell(row, "tokens_per_param", format_ratio)}
-        for _, row in f.iterrows()
+        for i, (_, row) in enumerate(f.iterrows())
     ])
 
 
@@ -173,7 +179,13 @@ def frontier_notes(posterior) -> list[str]:
     from bayes_scaling.formatting import beyond_notes
     from bayes_scaling.frontier import STANDARD_BUDGETS
 
-    return beyond_notes(posterior, STANDARD_BUDGETS)
+    notes = beyond_notes(posterior, STANDARD_BUDGETS)
+    if posterior.has_draws("wsd_offset"):
+        notes.append("L_opt, WSD branch of a new trunk: the loss a WSD-trained run (a new trunk's cool-down branch) "
+                     "reaches at the optimum, the cosine runs' L_opt times e^(delta + u) with the fitted branch shift "
+                     "delta and a fresh trunk effect u; N_opt and D_opt are the cosine runs' ('bayes-scaling frontier "
+                     "--as-branch', docs/training.md)")
+    return notes
 
 
 DECISION_BUDGETS = (1e21, 1e23, 1e25)

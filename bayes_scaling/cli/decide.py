@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 
 from bayes_scaling.cli import _common
-from bayes_scaling.cli.frontier import NEW_TRUNK, _budget
+from bayes_scaling.cli.frontier import _budget
 from bayes_scaling.errors import InputError
+from bayes_scaling.posterior import NEW_TRUNK
 
 
 def _tokens(text: str) -> float:

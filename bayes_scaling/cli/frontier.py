@@ -6,6 +6,7 @@ import argparse
 
 from bayes_scaling.cli import _common
 from bayes_scaling.errors import InputError
+from bayes_scaling.posterior import NEW_TRUNK
 
 
 def _budget(text: str) -> float:
@@ -35,8 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=run)
 
-
-NEW_TRUNK = "(new trunk)"  # any name the fit has no trunk by gets a fresh trunk effect
 
 
 def branch_text(trunk: str | None, post) -> str:
