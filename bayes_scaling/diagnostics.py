@@ -342,8 +342,9 @@ def _problems(d: Diagnosis) -> list[Problem]:
             f"{d.divergences} divergent transition{'s' if d.divergences != 1 else ''} "
             f"({d.divergences / d.total_draws:.1%} of draws): the sampler could not follow the posterior's "
             "curvature somewhere and the draws may be biased.",
-            "Raise target_accept (e.g. fit_nuts(target_accept=0.95)) to take smaller steps; if divergences remain, the priors "
-            "allow a region the data cannot pin down (e.g. E near 0 with huge A): tighten them.",
+            "Raise target_accept (e.g. fit --target-accept 0.95, fit_nuts(target_accept=0.95)) to take smaller "
+            "steps; if divergences remain, the priors allow a region the data cannot pin down (e.g. E near 0 with "
+            "huge A): tighten them.",
         ))
     low_bfmi = np.flatnonzero(d.bfmi < BFMI_MIN)
     if low_bfmi.size:

@@ -256,3 +256,31 @@ def test_fit_with_psis_refits_records_them_and_says_nothing_of_missed_modes(tmp_
                  "--refits", "psis"]) == 0
     assert "calibration refits ended with chains" not in capsys.readouterr().err
     assert Posterior.load(out).meta["extrapolation"]["refits"] == "psis"
+
+
+def test_target_accept_reaches_every_nuts_fit_of_fit_and_backtest(monkeypatch, tmp_path):
+    """``--target-accept P`` is passed to a pooled fit, a WSD fit's settings and a backtest's refits, not only
+    to ``--group-by``; left out, each fit keeps its own default."""
+    from bayes_scaling import wsd
+    from bayes_scaling.cli import main
+    from bayes_scaling.errors import InputError
+    from bayes_scaling.fitting import nuts
+
+    given = []
+
+    def stop(*args, **kwargs):
+        given.append(kwargs.get("settings", kwargs))
+        raise InputError("stand-in: no sampling")
+
+    monkeypatch.setattr(nuts, "fit_nuts", stop)
+    monkeypatch.setattr(wsd, "fit_wsd", stop)
+    branches = tmp_path / "wsd.csv"
+    pd.DataFrame({"N": [1e7, 1e7, 3e7, 1e8] * 2, "D": [2e8, 5e8, 6e8, 2e9] * 2, "loss": [3.0] * 8,
+                  "role": ["run"] * 4 + ["branch"] * 4, "trunk_id": [""] * 4 + ["t0"] * 4}).to_csv(branches, index=False)
+    for extra in ([], ["--target-accept", "0.95"]):
+        assert main(["fit", "chinchilla", "--out", str(tmp_path / "p"), *extra]) != 0
+        assert main(["fit", str(branches), "--out", str(tmp_path / "w"), *extra]) != 0
+        assert main(["backtest", "chinchilla", *extra]) != 0
+    pooled, branch, backtest, *asked = given
+    assert "target_accept" not in pooled and "target_accept" not in backtest and branch.target_accept == 0.8
+    assert asked[0]["target_accept"] == 0.95 and asked[1].target_accept == 0.95 and asked[2]["target_accept"] == 0.95

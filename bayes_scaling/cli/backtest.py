@@ -49,7 +49,7 @@ def read_grouped_runs(source: str, columns, group_by: str | None, check_units: b
 
 def run(args: argparse.Namespace) -> int:
     from bayes_scaling.backtest import backtest, fit_with
-    from bayes_scaling.cli.fit import branch_count, note_branches_as_cosine_runs, wsd_fit_callable
+    from bayes_scaling.cli.fit import branch_count, note_branches_as_cosine_runs, target_accept, wsd_fit_callable
     from bayes_scaling.splits import budget_column_of
 
     if not 0 < args.level < 1:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "nuts":
         settings.update(likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws,
                         num_warmup=args.warmup, init_theta=args.init, model=args.model or "extrapolating",
-                        more_draws=not args.no_more_draws, refits=args.refits)
+                        more_draws=not args.no_more_draws, refits=args.refits, **target_accept(args))
     selected = runs.for_fit(args.include_flagged)
     if args.method == "nuts" and branch_count(selected):  # each fold fits the WSD model, as `fit` does
         fit = wsd_fit_callable(args, selected)

@@ -26,8 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --group-by: offsets with no level and no linear trend in log COLUMN across its "
                         "levels, so the laws keep the trend (needs a numeric COLUMN with 3+ values); "
                         "default: the library's (bayes_scaling.hierarchical.DETREND_OFFSETS)")
-    p.add_argument("--target-accept", type=float, default=None, metavar="P",
-                   help="with --group-by: NUTS's target acceptance probability (default 0.9)")
     p.add_argument("--spread-prior", choices=["halfnormal", "gamma"], default=None,
                    help="with --group-by: prior family of the groups' spreads tau_k (same mean): HalfNormal, "
                         "or the zero-avoiding Gamma(2); default: the library's "
@@ -52,6 +50,10 @@ def add_fit_options(p: argparse.ArgumentParser, model_help: str = MODEL_HELP) ->
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-accept", type=float, default=None, metavar="P",
+                   help="with --method nuts: NUTS's target acceptance probability, higher for smaller steps where a "
+                        "fit diverges (default: the fit's own, 0.8, or 0.9 with --group-by; a divergent fit is redone "
+                        "at 0.99 by itself)")
     p.add_argument("--no-more-draws", action="store_true",
                    help="keep --draws even when a fit comes back short only of effective draws (by default it is "
                         "redone with twice the draws per chain, at most twice: docs/diagnostics.md)")
@@ -110,9 +112,14 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         selected, law=law, likelihood=args.likelihood, num_chains=args.chains,
         num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=_common.show_progress(args),
         init_theta=args.init, more_draws=not args.no_more_draws,
-        model=model, refits=args.refits,
+        model=model, refits=args.refits, **target_accept(args),
     )
     return sampled(post, excluded), runs
+
+
+def target_accept(args: argparse.Namespace) -> dict:
+    """``--target-accept`` as a keyword for the fit, or nothing (the fit's own default)."""
+    return {} if args.target_accept is None else {"target_accept": args.target_accept}
 
 
 def sampled(post, excluded):
@@ -166,7 +173,8 @@ def wsd_fit_callable(args: argparse.Namespace, selected):
                  "(the law describes cosine runs; a branch adds the WSD-vs-cosine offset and its trunk's shared "
                  f"effect; docs/training.md); {beyond}. Sampling {args.chains} chains x {args.draws} draws...")
     settings = SamplerSettings(chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
-                               progress=_common.show_progress(args), more_draws=not args.no_more_draws)
+                               progress=_common.show_progress(args), more_draws=not args.no_more_draws,
+                               **target_accept(args))
 
     def fit(runs):
         init = "projection"
@@ -281,7 +289,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         seed=args.seed, progress=_common.show_progress(args),
         offset_by=None if args.offset_by == "none" else args.offset_by,
         **({} if args.detrend_offsets is None else {"detrend_offsets": args.detrend_offsets}),
-        **({} if args.target_accept is None else {"target_accept": args.target_accept}),
+        **target_accept(args),
         **({} if args.spread_prior is None else {"spread_prior": args.spread_prior}),
         # the redo policy on, as for a pooled fit (the library's default, hierarchical.REDO, stays off by its
         # cost rule): at this length it left every fit of seeds 30-39 clean (docs/hierarchical.md)
