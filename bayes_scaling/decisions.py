@@ -111,11 +111,7 @@ class Surface:
         drift = extrapolation.drift_of(posterior)
         if drift is not None:
             drift = (drift[0][keep], drift[1])
-        shift = None
-        if branch_of is not None:
-            if not posterior.has_draws("wsd_offset"):
-                raise InputError("only a WSD fit (runs with role 'branch') has branches to decide for")
-            shift = posterior.branch_shift_draws([str(branch_of)], (S, 1), seed)[keep, 0]
+        shift = None if branch_of is None else posterior.branch_shift(branch_of, seed)[keep]
         return cls(posterior.law, {k: np.asarray(v[keep]) for k, v in posterior.theta().items()}, drift,
                    posterior.model, shift)
 

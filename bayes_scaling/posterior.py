@@ -163,8 +163,6 @@ class Posterior:
         only): L_opt of a WSD branch of that trunk, L_opt e^(delta + u_t) with u_t the fitted trunk's
         effect or, for any other name, a fresh one (``branch_shift_draws``); the shift does not depend
         on N or D, so N_opt and D_opt are the cosine runs'."""
-        if branch_of is not None and not self.has_draws("wsd_offset"):
-            raise InputError("only a WSD fit (runs with role 'branch') has branches to put a frontier on")
         keep = self.thinned(max_draws)
         theta = {k: v[keep] for k, v in self.theta().items()}
         drift = self._drift()
@@ -172,8 +170,7 @@ class Posterior:
             drift = (drift[0][keep], drift[1])
         draws = frontier_mod.frontier_draws(self.law, theta, budgets, drift=drift)
         if branch_of is not None:  # one trunk: one shift per draw at every budget
-            shift = self.branch_shift_draws([str(branch_of)], (self.num_draws, 1), seed)[keep]
-            draws["L_opt"] = draws["L_opt"] * np.exp(shift)
+            draws["L_opt"] = draws["L_opt"] * np.exp(self.branch_shift(branch_of, seed)[keep][:, None])
         return draws
 
     @property
@@ -261,6 +258,20 @@ class Posterior:
         fresh = self.draws("offset_tau")[:, None] * np.random.default_rng([seed, 1]).standard_normal((S, n))
         fitted = _values(self._posterior_group()["offset"]).reshape(S, -1)
         return np.where(index >= 0, fitted[:, np.maximum(index, 0)], fresh)
+
+    def branch_shift(self, trunk: str, seed: int = 0) -> np.ndarray:
+        """Draws (S,) of the log-loss shift of a WSD branch of ``trunk`` (one trunk effect per draw:
+        the fitted one, or a fresh one for a name the fit has no trunk by, ``NEW_TRUNK``), for answers
+        about one branch at many budgets (``frontier``, ``decisions.Surface``); a fit without branches
+        refuses."""
+        if not self.has_draws("wsd_offset"):
+            raise InputError("only a WSD fit (runs with role 'branch') has branches to answer for; "
+                             "leave --as-branch out")
+        return self.branch_shift_draws([str(trunk)], (self.num_draws, 1), seed)[:, 0]
+
+    def branch_label(self, trunk: str) -> str:
+        """How an answer names the branch of ``trunk``: of a fitted trunk, or of a new one."""
+        return f"fitted trunk {trunk}" if str(trunk) in self.meta.get("trunks", []) else "a new trunk"
 
     def branch_shift_draws(self, at, shape, seed: int = 0) -> np.ndarray:
         """Draws (S, n) of a WSD fit's shift on log-loss (``wsd``): delta + u_t for a point whose ``at`` is

@@ -46,7 +46,8 @@ def answer(post, args) -> dict:
     T = dc.check_inference_tokens(args.inference_tokens)
     out = {"method": post.method, "law": post.law.name, "model": post.model, "draws": surface.num_draws,
            "level": args.level, "inference_tokens": T,
-           **({"as_branch_of": args.as_branch} if args.as_branch is not None else {})}
+           **({"as_branch_of": args.as_branch, "as_branch": post.branch_label(args.as_branch)}
+              if args.as_branch is not None else {})}
     out["budgets"] = [dc.isoflop_profile(surface, C, inference_tokens=T, level=args.level,
                                          target_loss=args.target_loss).to_json() for C in args.budget or []]
     if args.target_loss is not None:
@@ -89,17 +90,13 @@ def _p(d: dict) -> str:
     return f"{d['p']:.1%} [{d['lo']:.1%}, {d['hi']:.1%}]"
 
 
-def _trunk(name: str) -> str:
-    return "a new trunk" if name == NEW_TRUNK else f"trunk {name} (a new one's effect if the fit has no such trunk)"
-
-
 def text(a: dict) -> str:
     si, loss = _common.format_si, (lambda v: f"{v:.4f}")
     flops = lambda v: f"{v:.3g}"  # noqa: E731
     T = a["inference_tokens"]
     lines = [("" if "group" not in a else f"[{a['group']}] ")
              + f"model: {a['model']} ({a['draws']} draws)"
-             + (f"; every loss a WSD branch's, of {_trunk(a['as_branch_of'])}" if "as_branch_of" in a else "")
+             + (f"; every loss a WSD branch's, of {a['as_branch']}" if "as_branch" in a else "")
              + f"; median [{a['level']:.0%} interval]; "
              + (f"inference tokens T = {T:.3g} (budgets are training + inference FLOPs, 6ND + 2NT)" if T
                 else "budgets are training FLOPs (6ND)")]

@@ -37,13 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-
 def branch_text(trunk: str | None, post) -> str:
     """What ``--as-branch`` put the frontier on, for the table's heading."""
     if trunk is None:
         return ""
-    which = f"fitted trunk {trunk}" if trunk in post.meta.get("trunks", []) else "a new trunk"
-    return f"; L_opt of a WSD branch of {which} (the branch shift on the cosine runs' loss; N_opt, D_opt as theirs)"
+    return (f"; L_opt of a WSD branch of {post.branch_label(trunk)} (the branch shift on the cosine runs' loss; "
+            "N_opt, D_opt as theirs)")
 
 
 def run(args: argparse.Namespace) -> int:
