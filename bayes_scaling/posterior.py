@@ -161,16 +161,17 @@ class Posterior:
         the fit's model (the law, plus the drift beyond the fitted runs where the fit carries
         one); ``max_draws`` keeps that many evenly spaced draws (figures). ``branch_of`` (a WSD fit
         only): L_opt of a WSD branch of that trunk, L_opt e^(delta + u_t) with u_t the fitted trunk's
-        effect or, for any other name, a fresh one (``branch_shift_draws``); the shift does not depend
+        effect or, for any other name, a fresh one (``branch_shift``); the shift does not depend
         on N or D, so N_opt and D_opt are the cosine runs'."""
+        shift = None if branch_of is None else self.branch_shift(branch_of, seed)  # refuses a fit without branches
         keep = self.thinned(max_draws)
         theta = {k: v[keep] for k, v in self.theta().items()}
         drift = self._drift()
         if drift is not None:
             drift = (drift[0][keep], drift[1])
         draws = frontier_mod.frontier_draws(self.law, theta, budgets, drift=drift)
-        if branch_of is not None:  # one trunk: one shift per draw at every budget
-            draws["L_opt"] = draws["L_opt"] * np.exp(self.branch_shift(branch_of, seed)[keep][:, None])
+        if shift is not None:  # one trunk: one shift per draw at every budget
+            draws["L_opt"] = draws["L_opt"] * np.exp(shift[keep][:, None])
         return draws
 
     @property
