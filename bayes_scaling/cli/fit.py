@@ -8,6 +8,8 @@ from pathlib import Path
 from bayes_scaling.cli import _common
 from bayes_scaling.errors import InputError
 
+LIKELIHOODS = ("student_t", "normal", "contaminated")  # models.likelihood.LIKELIHOODS (not imported: the parser loads no NumPy)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="fit a scaling law to runs and save the posterior")
@@ -45,7 +47,9 @@ def add_fit_options(p: argparse.ArgumentParser, model_help: str = MODEL_HELP) ->
     p.add_argument("--method", choices=["nuts", "map"], default="nuts", help="NUTS posterior (default) or Approach-3 point fit")
     p.add_argument("--law", default="chinchilla", choices=["chinchilla", "kaplan", "data_constrained"],
                    help="law family (default chinchilla); data_constrained reads a unique_tokens column")
-    p.add_argument("--likelihood", choices=["student_t", "normal"], default="student_t")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, default="student_t",
+                   help="noise on log-loss: student_t (nu 5, the default), normal, or contaminated (a normal whose "
+                        "share 0.05 of runs has 10x the scale, so runs far off the law leave sigma at the core spread)")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=500)

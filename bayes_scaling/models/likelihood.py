@@ -3,6 +3,15 @@ read it from here.
 
     log L_i = mu_i + sigma eps_i,   eps_i ~ StudentT(nu)   (kind="student_t", default nu = 5)
                                     eps_i ~ Normal(0, 1)   (kind="normal")
+                                    eps_i ~ (1 - p) Normal(0, 1) + p Normal(0, k^2)
+                                                           (kind="contaminated": Tukey's contaminated
+                                                            normal, p = CONTAMINATION_SHARE,
+                                                            k = CONTAMINATION_SCALE)
+
+The contaminated normal is a two-scale mixture: a run is the law plus the core noise sigma, or, with
+probability p, a run the law misfits, with k times the scale. Where a few runs sit far off the law
+(Gadre's D/N = 5 runs, docs/extrapolation.md), Student-t tails absorb them only partly and inflate
+sigma; the mixture lets sigma fit the core spread.
 
 ``distribution`` is the NumPyro distribution of log L_i given mu_i and sigma (what the models
 observe), ``standard_draws`` draws eps for predictive and posterior-predictive draws on the host,
@@ -19,24 +28,31 @@ import numpy as np
 
 from bayes_scaling.errors import InputError
 
-LIKELIHOODS = ("student_t", "normal")
+LIKELIHOODS = ("student_t", "normal", "contaminated")
 DEFAULT_NU = 5.0
+CONTAMINATION_SHARE = 0.05  # p: the prior share of runs the law misfits (one in twenty)
+CONTAMINATION_SCALE = 10.0  # k: their noise scale, in core scales
 INFINITE_VARIANCE_FACTOR = 1e3  # Var(eps) stand-in where Student-t(nu <= 2) has none
 
 
 @dataclass(frozen=True)
 class Likelihood:
     """The noise family of log-loss around the law: ``kind`` "student_t" (with ``nu`` degrees of
-    freedom) or "normal"."""
+    freedom), "normal", or "contaminated" (share ``share`` of runs at ``scale`` times sigma; ``nu``
+    unused)."""
 
     kind: str = "student_t"
     nu: float = DEFAULT_NU
+    share: float = CONTAMINATION_SHARE
+    scale: float = CONTAMINATION_SCALE
 
     def __post_init__(self):
         if self.kind not in LIKELIHOODS:
             raise InputError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.kind!r}")
         if not self.nu > 0:
             raise InputError(f"Student-t degrees of freedom nu must be positive, got {self.nu}")
+        if not (0 < self.share < 1 and self.scale > 1):
+            raise InputError(f"the contaminated normal needs 0 < share < 1 and scale > 1, got {self.share}, {self.scale}")
 
     def distribution(self, mu, sigma):
         """NumPyro's distribution of log L given the law's log-loss ``mu`` and the scale ``sigma``."""
@@ -44,12 +60,21 @@ class Likelihood:
 
         if self.kind == "normal":
             return dist.Normal(mu, sigma)
+        if self.kind == "contaminated":
+            import jax.numpy as jnp
+
+            mu, sigma = jnp.broadcast_arrays(jnp.asarray(mu), jnp.asarray(sigma))
+            mixing = dist.Categorical(probs=jnp.array([1.0 - self.share, self.share]))
+            return dist.MixtureSameFamily(mixing, dist.Normal(mu[..., None], sigma[..., None] * jnp.array([1.0, self.scale])))
         return dist.StudentT(self.nu, mu, sigma)
 
     def standard_draws(self, shape, rng: np.random.Generator) -> np.ndarray:
         """Draws of the standardised noise eps (log L = mu + sigma eps)."""
         if self.kind == "normal":
             return rng.standard_normal(shape)
+        if self.kind == "contaminated":
+            eps = rng.standard_normal(shape)
+            return np.where(rng.random(shape) < self.share, self.scale * eps, eps)
         return rng.standard_t(float(self.nu), size=shape)
 
     def standard_logpdf(self, eps) -> np.ndarray:
@@ -57,22 +82,32 @@ class Likelihood:
         standard_logpdf((y - mu) / sigma) - log sigma."""
         from scipy import stats
 
+        if self.kind == "contaminated":
+            eps = np.asarray(eps, np.float64)
+            return np.logaddexp(np.log1p(-self.share) + stats.norm.logpdf(eps),
+                                np.log(self.share) + stats.norm.logpdf(eps / self.scale) - np.log(self.scale))
         return (stats.norm() if self.kind == "normal" else stats.t(float(self.nu))).logpdf(eps)
 
     def variance_factor(self) -> float:
         """Var(eps): the noise variance per unit sigma^2."""
         if self.kind == "normal":
             return 1.0
+        if self.kind == "contaminated":
+            return 1.0 - self.share + self.share * self.scale**2
         return self.nu / (self.nu - 2.0) if self.nu > 2 else INFINITE_VARIANCE_FACTOR
 
     @classmethod
     def from_meta(cls, meta: dict) -> Likelihood:
         """The likelihood a saved fit records (``meta["likelihood"]``, ``meta["nu"]``); a fit
         saved without them used the default Student-t."""
-        return cls(str(meta.get("likelihood", "student_t")), float(meta.get("nu", DEFAULT_NU)))
+        share, scale = meta.get("contamination", (CONTAMINATION_SHARE, CONTAMINATION_SCALE))
+        return cls(str(meta.get("likelihood", "student_t")), float(meta.get("nu", DEFAULT_NU)), float(share), float(scale))
 
     def to_meta(self) -> dict:
-        return {"likelihood": self.kind, "nu": float(self.nu)}
+        meta = {"likelihood": self.kind, "nu": float(self.nu)}
+        if self.kind == "contaminated":
+            meta["contamination"] = [float(self.share), float(self.scale)]
+        return meta
 
 
 def noise_variance(sigma, likelihood: Likelihood, weights=None) -> float:
