@@ -103,3 +103,20 @@ def test_an_unknown_laplace_correction_is_refused(monkeypatch):
     monkeypatch.setattr(sampler, "LAPLACE_CORRECTION", "bootstrap")
     with pytest.raises(ValueError, match="LAPLACE_CORRECTION"):
         fit_laplace(load_chinchilla().for_fit())
+
+
+def test_the_importance_weights_read_the_potential_through_newtons_stencil_program():
+    """``sampler.stencil_potential`` evaluates any number of points through the program compiled for
+    (chain, 2n + 1, n) stencils: every row in order, whatever the remainder of the last block."""
+    from bayes_scaling.fitting.sampler import stencil_potential
+
+    calls = []
+
+    def value_and_grad(points):  # the potential program's contract: (chain, 2n + 1, n) -> values, gradients
+        assert points.shape == (4, 7, 3)
+        calls.append(1)
+        return (points ** 2).sum(-1) + points[..., 0], 2 * points
+
+    z = np.random.default_rng(0).normal(size=(61, 3))
+    np.testing.assert_allclose(stencil_potential(value_and_grad, z, (4, 3)), (z ** 2).sum(1) + z[:, 0], rtol=1e-15)
+    assert len(calls) == 3  # ceil(61 / 28)

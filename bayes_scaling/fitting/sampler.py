@@ -436,31 +436,6 @@ class Sampler:
             self._programs.pop(sites, None)
             raise
 
-    def _log_density(self, sites):
-        """The compiled log density, minus the potential, at (``importance.DRAWS``, n) points: the
-        importance weights' program (``LAPLACE_CORRECTION`` "psis"), built on its first use."""
-        key = (sites, "log_density", importance.DRAWS)
-        if key not in self._programs:
-            programs = self._traced[sites]
-            n = sum(int(np.prod(shape)) for _, shape in sites)
-            specs = (jax.ShapeDtypeStruct((importance.DRAWS, n), jnp.float64),
-                     *(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in self.data_avals))
-            in_axes = (0,) + (None,) * len(self.data_avals)
-
-            def trace():
-                return [jax.export.export(jax.jit(jax.vmap(programs.log_density, in_axes=in_axes)))(*specs)]
-
-            export_key = sampler_cache.program_key(self._descriptions[sites] + f" log_density {importance.DRAWS}")
-            loaded = sampler_cache.load_compiled(export_key, [jax.devices()[:1]], [""])
-            if loaded is not None:
-                (self._programs[key],) = loaded
-            else:
-                (exported,), (blob,) = sampler_cache.load_or_export_bytes(export_key, trace)
-                self._programs[key] = sampler_cache.compile_exported(
-                    blob, lambda name: jax.jit(sampler_cache.named(exported.call, name)).lower(*specs).compile(),
-                    jax.devices()[:1], "")
-        return self._programs[key]
-
     def _sites(self, init: dict) -> tuple:
         """The latent sites of ``init`` and their shapes; their programs start compiling now."""
         sites = tuple((k, tuple(np.shape(init[k])[1:])) for k in sorted(init))
@@ -486,10 +461,8 @@ class Sampler:
         rng = np.random.default_rng([seed, 11])
         self.last_khat = None
         if laplace_correction() == "psis":  # every chain started at one point: one mode
-            program = self._log_density(sites)
-
             def log_density(z):
-                return np.asarray(program(z, *one), np.float64)
+                return -stencil_potential(lambda points: potential(points, *one), z, x0.shape)
 
             flat, self.last_khat = importance.importance_laplace(log_density, mode[0], cov[0],
                                                                  self.num_chains * self.num_draws, rng)
@@ -681,10 +654,6 @@ class _Programs:
 
         return jax.vmap(jax.value_and_grad(energy))(points)
 
-    def log_density(self, x, *args):
-        """Minus the potential energy at one raveled point ``x`` (n,)."""
-        return -potential_energy(self.model, args, {}, self._unscaled(self.unravel(x)))
-
     def seeded(self, mapped_start):
         """``start`` taking the seed: the chains' keys, ``split(PRNGKey(seed), chains)``, are
         computed inside the program (outside it, two eager operations would each compile a program
@@ -755,6 +724,22 @@ def chain_gap(potentials: np.ndarray) -> float:
     finite = np.asarray(potentials, np.float64)
     finite = finite[np.isfinite(finite)]
     return float(finite.max() - finite.min()) if finite.size else float("nan")
+
+
+def stencil_potential(value_and_grad, z: np.ndarray, stencil: tuple[int, int]) -> np.ndarray:
+    """The potential at each row of ``z`` (m, n), evaluated by ``potential``, the program compiled
+    for Newton's stencils (chain, 2n + 1, n): ``z`` in blocks of chain x (2n + 1) rows, the last one
+    padded with its own first row. The importance weights of the calibration's Laplace refits read
+    it (``laplace``): a program of their own, (1,000, n) points, cost a first call about 3 s of
+    compiling (experiments/bench_cli.py)."""
+    chains, n = stencil
+    block = chains * (2 * n + 1)
+    z = np.asarray(z, np.float64)
+    pad = -len(z) % block
+    padded = np.concatenate([z, np.broadcast_to(z[:1], (pad, n))]) if pad else z
+    energy = [np.asarray(value_and_grad(part.reshape(chains, 2 * n + 1, n))[0], np.float64).ravel()
+              for part in padded.reshape(-1, block, n)]
+    return np.concatenate(energy)[: len(z)]
 
 
 def newton_laplace(value_and_grad, x0: np.ndarray, newton_steps: int = NEWTON_STEPS, return_mode: bool = False):
