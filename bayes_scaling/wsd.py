@@ -254,7 +254,7 @@ def fit_wsd(runs: Runs | pd.DataFrame, *, law: Law | str = "chinchilla", priors=
         raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     configure()  # float64 and host devices, before the starting point is computed
     runs = as_runs(runs)
-    settings = settings or SamplerSettings()
+    settings = SamplerSettings.resolve(settings)
     law = get_law(law) if isinstance(law, str) else law
     if len(runs) < len(law.param_names) + 1:
         raise InputError(f"need at least {len(law.param_names) + 1} runs to fit {law.name}, got {len(runs)}")

@@ -319,6 +319,16 @@ def test_settings_objects_and_old_keywords_agree():
     runs = _simulate(_group_truths(1, seed=0))
     with pytest.raises(TypeError, match="unknown keyword"):
         fit_hierarchical(runs, num_chain=2)
+    with pytest.raises(InputError, match="sampler's settings go to sampler_settings="):
+        fit_hierarchical(runs, settings=SamplerSettings(chains=2))
+    with pytest.raises(InputError, match="model's settings go to settings="):
+        fit_hierarchical(runs, sampler_settings=HierarchicalSettings())
+    from bayes_scaling.fitting.nuts import fit_nuts
+    from bayes_scaling.wsd import fit_wsd
+
+    for fit in (fit_nuts, fit_wsd):  # the pooled and WSD fits check their one settings object too
+        with pytest.raises(InputError, match="must be a SamplerSettings, got HierarchicalSettings"):
+            fit(runs, settings=HierarchicalSettings())
 
 
 @pytest.mark.parametrize("lam", [1.0, 0.0])

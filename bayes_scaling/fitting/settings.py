@@ -56,6 +56,8 @@ class SamplerSettings:
         """``settings`` (else ``defaults``, else the class defaults) with the old keyword arguments
         (``num_chains``, ``num_warmup``, ``num_draws``, ``seed``, ``target_accept``, ``progress``,
         ``retry_divergent``, ``init_theta``) that were given (not None) applied on top."""
+        if settings is not None and not isinstance(settings, SamplerSettings):
+            raise InputError(f"the sampler's settings must be a SamplerSettings, got {type(settings).__name__}")
         base = settings if settings is not None else (defaults if defaults is not None else cls())
         unknown = set(keywords) - set(KEYWORDS)
         if unknown:

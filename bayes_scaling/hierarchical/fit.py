@@ -265,6 +265,12 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     unknown = set(keywords) - hier_fields - set(KEYWORDS)
     if unknown:
         raise TypeError(f"fit_hierarchical got unknown keyword(s): {', '.join(sorted(unknown))}")
+    if settings is not None and not isinstance(settings, HierarchicalSettings):
+        hint = " (the sampler's settings go to sampler_settings=)" if isinstance(settings, SamplerSettings) else ""
+        raise InputError(f"settings must be a HierarchicalSettings, got {type(settings).__name__}{hint}")
+    if sampler_settings is not None and not isinstance(sampler_settings, SamplerSettings):
+        hint = " (the model's settings go to settings=)" if isinstance(sampler_settings, HierarchicalSettings) else ""
+        raise InputError(f"sampler_settings must be a SamplerSettings, got {type(sampler_settings).__name__}{hint}")
     h = settings or HierarchicalSettings()
     given = {k: v for k, v in keywords.items() if k in hier_fields}
     h = dataclasses.replace(h, **given) if given else h
