@@ -11,6 +11,7 @@ from bayes_scaling.errors import InputError
 from bayes_scaling.fitting.nuts import fit_nuts
 from bayes_scaling.laws import Chinchilla
 from bayes_scaling.models import Likelihood
+from bayes_scaling.posterior import Posterior
 from bayes_scaling.runs import validate_runs
 
 CONTAMINATED = Likelihood("contaminated", share=0.05, scale=10.0)
@@ -53,7 +54,7 @@ def runs_with_a_few_far_off(seed: int = 0):
     return validate_runs(pd.DataFrame({"N": N, "D": D, "loss": np.exp(log_loss)}))
 
 
-def test_the_contaminated_normal_fits_sigma_to_the_core_spread():
+def test_the_contaminated_normal_fits_sigma_to_the_core_spread(tmp_path):
     runs = runs_with_a_few_far_off()
     kw = dict(model="plain", num_chains=2, num_warmup=300, num_draws=300, progress=False)
     sigma_t = np.median(fit_nuts(runs, **kw).draws("sigma"))
@@ -61,6 +62,8 @@ def test_the_contaminated_normal_fits_sigma_to_the_core_spread():
     sigma_c = np.median(post.draws("sigma"))
     assert post.likelihood == Likelihood("contaminated")
     assert 0.008 < sigma_c < 0.012 and sigma_t > 0.015  # measured: 0.010 against 0.018 (the truth 0.01)
+    post.save(tmp_path / "fit")  # a saved fit predicts with the mixture it was fitted with
+    assert Posterior.load(tmp_path / "fit").likelihood == Likelihood("contaminated")
 
 
 def test_the_cli_offers_every_likelihood():
