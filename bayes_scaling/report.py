@@ -379,7 +379,7 @@ def _subtitle(posterior) -> str:
     parts = [f"law {posterior.law.name}", f"method {posterior.method}", f"model {posterior.model_label}",
              f"{posterior.num_draws} draws"]
     if "likelihood" in meta:
-        parts.append(f"likelihood {meta['likelihood']}" + (f" (nu = {meta['nu']})" if meta["likelihood"] == "student_t" else ""))
+        parts.append(f"likelihood {posterior.likelihood.label()}")
     parts.append("generated " + datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     return "; ".join(parts)
 

@@ -37,6 +37,7 @@ def test_contaminated_draws_have_the_stated_variance_and_share():
 def test_the_contamination_is_recorded_with_a_fit_and_checked():
     assert Likelihood.from_meta(CONTAMINATED.to_meta()) == CONTAMINATED
     assert "contamination" not in Likelihood().to_meta()  # Student-t fits record what they always did
+    assert CONTAMINATED.label() == "contaminated (p = 0.05, k = 10)" and Likelihood().label() == "student_t (nu = 5)"
     for share, scale in ((0.0, 10.0), (1.0, 10.0), (0.05, 1.0)):
         with pytest.raises(InputError, match="contaminated"):
             Likelihood("contaminated", share=share, scale=scale)

@@ -103,6 +103,14 @@ class Likelihood:
         share, scale = meta.get("contamination", (CONTAMINATION_SHARE, CONTAMINATION_SCALE))
         return cls(str(meta.get("likelihood", "student_t")), float(meta.get("nu", DEFAULT_NU)), float(share), float(scale))
 
+    def label(self) -> str:
+        """How outputs name it: "student_t (nu = 5)", "normal", "contaminated (p = 0.05, k = 10)"."""
+        if self.kind == "student_t":
+            return f"student_t (nu = {self.nu:g})"
+        if self.kind == "contaminated":
+            return f"contaminated (p = {self.share:g}, k = {self.scale:g})"
+        return self.kind
+
     def to_meta(self) -> dict:
         meta = {"likelihood": self.kind, "nu": float(self.nu)}
         if self.kind == "contaminated":
