@@ -54,6 +54,13 @@ def test_off_by_default_a_divergent_fit_is_kept_and_warns(monkeypatch):
     assert calls == [(500, 0.9)] and "retried" not in fit.diagnostics and "more_draws" not in fit.diagnostics
 
 
+def test_off_by_default_a_fit_short_only_of_effective_draws_warns_and_says_how_to_draw_more(monkeypatch):
+    """As ``fit_nuts`` warns on every failed check, bulk ESS included (issue 15: warn, do not return silently)."""
+    _stand_in(monkeypatch, lambda draws, accept: (0, 1.005, 300.0))
+    with pytest.warns(SamplerWarning, match=r"min bulk ESS 300 \(at least 400 wanted\).*more_draws=True"):
+        fit_hierarchical(RUNS)
+
+
 def test_a_divergent_fit_is_redone_once_at_smaller_steps_and_says_so(monkeypatch):
     calls = _stand_in(monkeypatch, lambda draws, accept: (0 if accept >= 0.99 else 2, 1.005, 600.0))
     fit = _quiet(retry_divergent=True)

@@ -288,11 +288,15 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     _note_redone(fit, attempt.notes)
     d = fit.diagnostics
     redone = "".join(f" ({attempt.notes[k]})" for k in ("retried", "more_draws") if k in attempt.notes)
+    check = _check(fit, chains=s.chains)  # the redo policy's checks: divergences, R-hat, bulk ESS
+    advice = "draw more (more_draws=True redoes a fit short of effective draws, as `fit --group-by` does)" \
+        if check.failed == ("ess_bulk",) else "raise target_accept (--target-accept 0.95; retry_divergent=True " \
+        "redoes a divergent fit at 0.99, as `fit --group-by` does), lengthen the warm-up, or simplify the pooling"
     warn_if_untrustworthy(
-        d["divergences"] == 0 and not d["max_rhat"] > 1.01,
+        check.ok,
         f"the hierarchical fit's sampler diagnostics fail{redone}: {d['divergences']} divergences, max R-hat "
-        f"{d['max_rhat']:.3f}, min bulk ESS {d['min_ess']:.0f}; do not trust these draws: raise target_accept "
-        "(--target-accept 0.95), lengthen the warm-up, or simplify the pooling")
+        f"{d['max_rhat']:.3f}, min bulk ESS {d['min_ess']:.0f} (at least {ESS_PER_CHAIN_MIN * s.chains} wanted); "
+        f"do not trust these draws: {advice}")
     return fit
 
 
