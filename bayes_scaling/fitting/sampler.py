@@ -730,8 +730,8 @@ def stencil_potential(value_and_grad, z: np.ndarray, stencil: tuple[int, int]) -
     """The potential at each row of ``z`` (m, n), evaluated by ``potential``, the program compiled
     for Newton's stencils (chain, 2n + 1, n): ``z`` in blocks of chain x (2n + 1) rows, the last one
     padded with its own first row. The importance weights of the calibration's Laplace refits read
-    it (``laplace``): a program of their own, (1,000, n) points, cost a first call about 3 s of
-    compiling (experiments/bench_cli.py)."""
+    it (``laplace``): a program of their own, (1,000, n) points, cost a first CLI call about 2 s of
+    CPU to compile (experiments/bench_cli.py, results/bench_cli_s27_stencil.json)."""
     chains, n = stencil
     block = chains * (2 * n + 1)
     z = np.asarray(z, np.float64)
