@@ -129,7 +129,7 @@ class WSDModel:
         """What the model depends on besides the data: the key of its compiled sampler."""
         return ("wsd", self.law.name, sampler_cache.law_source_digest(self.law),
                 tuple(sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in self.priors.items())),
-                self.likelihood.kind, float(self.likelihood.nu), float(self.offset_scale), float(self.trunk_scale))
+                *self.likelihood.key(), float(self.offset_scale), float(self.trunk_scale))
 
 
 def wsd_model(spec: WSDModel, N, D, centre, log_loss, mask, is_branch, trunk_index, centring):

@@ -38,6 +38,8 @@ def test_the_contamination_is_recorded_with_a_fit_and_checked():
     assert Likelihood.from_meta(CONTAMINATED.to_meta()) == CONTAMINATED
     assert "contamination" not in Likelihood().to_meta()  # Student-t fits record what they always did
     assert CONTAMINATED.label() == "contaminated (p = 0.05, k = 10)" and Likelihood().label() == "student_t (nu = 5)"
+    assert Likelihood().key() == ("student_t", 5.0)  # the compiled programs' keys of Student-t fits are unchanged
+    assert Likelihood("contaminated", share=0.1).key() != CONTAMINATED.key()
     for share, scale in ((0.0, 10.0), (1.0, 10.0), (0.05, 1.0)):
         with pytest.raises(InputError, match="contaminated"):
             Likelihood("contaminated", share=share, scale=scale)

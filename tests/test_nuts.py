@@ -157,11 +157,12 @@ def _draws_in_subprocess(cache, extra_env=None) -> str:
 @pytest.mark.slow
 def test_stored_sampler_gives_the_same_draws_as_a_fresh_trace(tmp_path):
     """Same seed, same draws: traced and exported (first process), read back from disk (second),
-    and with every cache off. Two programs are stored: the sampler, and the log density at the 1,000
-    importance draws with which the default's calibration refits are weighed (``fitting.importance``)."""
+    and with every cache off. One program set is stored, the sampler's: the default's calibration
+    refits weigh their importance draws with its ``potential`` (``sampler.stencil_potential``), not a
+    program of their own."""
     first = _draws_in_subprocess(tmp_path)
     stored = list((tmp_path / "samplers").glob("*.bin"))
-    assert len(stored) == 2
+    assert len(stored) == 1
     assert len(list((tmp_path / "samplers").glob("*.exe"))) >= 2  # both compiled, and the laws' programs (stored_jit)
     assert _draws_in_subprocess(tmp_path) == first  # loaded: neither traced nor lowered
     assert _draws_in_subprocess(tmp_path / "off", {"BAYES_SCALING_NO_COMPILE_CACHE": "1"}) == first

@@ -295,7 +295,7 @@ def pooled_description(spec: ModelSpec) -> tuple:
     """What the pooled model's traced programs depend on besides the data shapes."""
     plain = ("pooled", spec.law.name, sampler_cache.law_source_digest(spec.law),
              sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in spec.priors.items()),
-             spec.likelihood, float(spec.nu))
+             *spec.noise_model.key())
     misfit = ("misfit_noise", likelihood_module.MISFIT_PRIOR_SCALE, likelihood_module.MISFIT_BAND)  # band: data
     return (*plain, misfit) if spec.misfit_noise else plain
 

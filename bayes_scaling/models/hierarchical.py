@@ -118,7 +118,7 @@ class HierSpec:
 
         return ("hierarchical", self.law.name, sampler_cache.law_source_digest(self.law),
                 sorted((k, sampler_cache.prior_fingerprint(v)) for k, v in self.priors.items()),
-                self.n_groups, self.pooling, sorted(self.modes.items()), sorted(self.spreads.items()), self.likelihood,
+                self.n_groups, self.pooling, sorted(self.modes.items()), sorted(self.spreads.items()), *self.likelihood.key(),
                 self.n_offsets, self.n_offset_coords, float(self.offset_scale), self.spread_prior,
                 tuple(self.level_params), self.mean_deviations, *(("stacked",) if self.stacked else ()))
 

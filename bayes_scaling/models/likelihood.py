@@ -103,6 +103,12 @@ class Likelihood:
         share, scale = meta.get("contamination", (CONTAMINATION_SHARE, CONTAMINATION_SCALE))
         return cls(str(meta.get("likelihood", "student_t")), float(meta.get("nu", DEFAULT_NU)), float(share), float(scale))
 
+    def key(self) -> tuple:
+        """What a compiled model depends on: (kind, nu), and the contaminated normal's p and k (a
+        program compiled for one mixture must not be loaded for another)."""
+        base = (self.kind, float(self.nu))
+        return (*base, float(self.share), float(self.scale)) if self.kind == "contaminated" else base
+
     def label(self) -> str:
         """How outputs name it: "student_t (nu = 5)", "normal", "contaminated (p = 0.05, k = 10)"."""
         if self.kind == "student_t":
