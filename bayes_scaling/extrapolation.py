@@ -169,6 +169,15 @@ LEVEL_BOUND = "frontier"
 LEVEL_BOUNDS = (None, "frontier")
 LEVEL_GRID_STEP, LEVEL_GRID_MAX = 0.5, 20.0  # e-folds of compute beyond the fitted runs (20: 5e8x)
 LEVEL_CUT_SITE = "drift_level_cut"
+# What the level drift g_C scales (``apply_level``). "loss" (the default): the whole loss, log L + g_C u_C.
+# "reducible": only the law's reducible part, L = E + (L_law - E) e^(g_C u_C), with E each draw's own
+# irreducible loss (``theta["E"]``; a law without one, e.g. Kaplan's, keeps "loss"): the drifted loss
+# never falls below the law's floor, and the level's effect on log-loss, (1 - E / L) g_C u_C to first
+# order, shrinks as the loss nears E. The calibration reads the same direction, so the folds learn g_C in
+# those units. A fit records it (``meta["extrapolation"]["range"]["level_on"]``, absent for "loss").
+# Measured by bench_extrapolation.py's twenty-sixth run (docs/extrapolation.md).
+LEVEL_ON = "loss"
+LEVEL_ONS = ("loss", "reducible")
 CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" and "mixed"
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -229,9 +238,10 @@ def distances(ranges: dict, N, D) -> np.ndarray:
     return np.stack([np.maximum(logs[k] - ranges[k][1], 0.0) for k in AXES], axis=-1)
 
 
-def directions(log_loss, theta, ranges, N, D) -> np.ndarray:
+def directions(log_loss, theta, ranges, N, D, level_on: str | None = None) -> np.ndarray:
     """(..., 4): the drift's directions at (N, D) under the law's ``log_loss(theta, N, D)``
-    (theta's arrays broadcast against N and D): [s_N u_N, s_D u_D, u_C, -(s_N - s_D) u_C], with
+    (theta's arrays broadcast against N and D): [s_N u_N, s_D u_D, u_C, -(s_N - s_D) u_C] (with
+    ``level_on`` "reducible", default ``LEVEL_ON``, the level's (1 - E / L) u_C), with
     s_N, s_D the law's local exponents d log L / d ln N and d log L / d ln D (central differences).
     s_N - s_D is the slope of the run's IsoFLOP profile in ln N, so the last direction is, to first
     order, that profile shifted by d_a u_C in ln N: the optimum moves by d_a per e-fold of compute."""
@@ -240,7 +250,10 @@ def directions(log_loss, theta, ranges, N, D) -> np.ndarray:
     U = distances(ranges, N, D)
     s_N = (f(N * np.exp(h), D) - f(N * np.exp(-h), D)) / (2 * h)
     s_D = (f(N, D * np.exp(h)) - f(N, D * np.exp(-h))) / (2 * h)
-    return np.stack(np.broadcast_arrays(s_N * U[..., 0], s_D * U[..., 1], U[..., 2], -(s_N - s_D) * U[..., 2]),
+    level = U[..., 2]
+    if (LEVEL_ON if level_on is None else level_on) == "reducible" and "E" in theta:
+        level = level * -np.expm1(np.log(np.asarray(theta["E"], np.float64)) - f(N, D))
+    return np.stack(np.broadcast_arrays(s_N * U[..., 0], s_D * U[..., 1], level, -(s_N - s_D) * U[..., 2]),
                     axis=-1)
 
 
@@ -576,7 +589,11 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
             centre[:, 3] = c_a
     if LEVEL_BOUND not in LEVEL_BOUNDS:
         raise InputError(f"extrapolation.LEVEL_BOUND must be one of {', '.join(map(repr, LEVEL_BOUNDS))}, got {LEVEL_BOUND!r}")
+    if LEVEL_ON not in LEVEL_ONS:
+        raise InputError(f"extrapolation.LEVEL_ON must be one of {', '.join(map(repr, LEVEL_ONS))}, got {LEVEL_ON!r}")
     ranges = log_range(posterior.runs.N, posterior.runs.D)
+    if LEVEL_ON != "loss":  # recorded where it differs from the default, so older fits read as they were
+        ranges["level_on"] = LEVEL_ON
     if held:  # the distances over which the folds observed the mean (``MEAN_BEYOND``)
         ranges["seen"] = list(scales.seen)
     G = np.hstack([drifts, centre]) if held else drifts
@@ -876,7 +893,8 @@ def drifted_log_loss(log_loss, theta, G, ranges, N, D) -> np.ndarray:
         log_d = log_d + np.expm1(b[1]) * far[..., 1] + b[3] * far[..., 2]
     with np.errstate(over="ignore"):  # an effective size past float range is infinite: its term of the law is 0
         N_eff, D_eff = N * np.exp(log_n), D * np.exp(log_d)
-    return np.asarray(log_loss(theta, N_eff, D_eff)) + level_drift(G, ranges, U[..., 2], cut)
+    return apply_level(log_loss(theta, N_eff, D_eff), level_drift(G, ranges, U[..., 2], cut), theta,
+                       ranges.get("level_on", "loss"))
 
 
 def level_drift(G, ranges, u_C, cut=None) -> np.ndarray:
@@ -901,6 +919,18 @@ def level_drift(G, ranges, u_C, cut=None) -> np.ndarray:
     w = position - i
     rows = np.arange(len(cut)).reshape((-1,) + (1,) * (u_C.ndim - 1))
     return level - ((1 - w) * cut[rows, i] + w * cut[rows, i + 1])
+
+
+def apply_level(log_loss_values, level, theta, level_on: str = "loss") -> np.ndarray:
+    """log L with the level drift applied (``LEVEL_ON``): "loss", log L + level; "reducible",
+    log(E + (L - E) e^level) = log L + log1p((1 - E / L) expm1(level)), E = ``theta["E"]`` per draw
+    (without an E in theta, as "loss")."""
+    log_l = np.asarray(log_loss_values, np.float64)
+    if level_on == "loss" or "E" not in theta:
+        return log_l + level
+    share = -np.expm1(np.log(np.asarray(theta["E"], np.float64)) - log_l)  # 1 - E / L, in (0, 1]
+    with np.errstate(over="ignore"):
+        return log_l + np.log1p(share * np.expm1(level))
 
 
 def level_grid() -> np.ndarray:
@@ -935,8 +965,14 @@ def frontier_level_cut(posterior, G: np.ndarray, ranges: dict) -> np.ndarray | N
         N = N_law * np.exp(allocation_shift(flat, ranges, u[None]))
         L = drifted_log_loss(compiled_log_loss(posterior.law), theta, flat, ranges, N, C / (6.0 * N))
         level = level_drift(G, ranges, np.broadcast_to(u, L.shape))
-        T = L + level
-        cut = T - np.fmin.accumulate(T, axis=1)
+        on = ranges.get("level_on", "loss")
+        T = apply_level(L, level, theta, on)
+        lowest = np.fmin.accumulate(T, axis=1)
+        if on == "reducible" and "E" in theta:  # the level that puts E + (L - E) e^level at the lowest T
+            E = np.asarray(theta["E"], np.float64)
+            cut = level - (np.log(np.exp(lowest) - E) - np.log(np.exp(L) - E))
+        else:
+            cut = T - lowest
     rises = (np.diff(level, axis=1) > 0).any(axis=1, keepdims=True)
     return np.where(np.isfinite(cut) & rises, cut, 0.0)  # a draw with no finite frontier is left as drawn
 
