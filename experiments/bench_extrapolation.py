@@ -566,6 +566,10 @@ CANDIDATES = {
 # reported. Runs: --scores-only --candidates extrapolating "extrapolating, level on the reducible loss" into
 # results/bench_extrapolation_level_reducible.json, then --split far into ..._far.json, then --simulation into
 # ..._simulation.json, each only if the one before leaves the rule undecided.
+# Outcome (2-core AMD EPYC, load ~3; --scores-only into results/bench_extrapolation_level_reducible.json, with its
+# ``adoption``): NOT ADOPTED. (a) fails: Chinchilla 75.0% and Marin 59.7% (default 88.9%, 92.5%); (b) fails: the
+# interval score is above the default's on Chinchilla (0.096 against 0.083), Marin (0.309 against 0.183) and Gadre
+# (0.582 against 0.560); Porian 96.5% / 0.660 against 96.8% / 0.662. Far split and simulation not run.
 NUTS_FOLD_RUNS = 36
 FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
@@ -599,7 +603,7 @@ def variant(name: str | None):
     ``likelihood.MISFIT_CAP`` "in data"; "misfit-noise-final" sets it to "final": the final fit only,
     not the calibration's refits); "allocation-bounds" sets ``extrapolation.ALLOCATION_BOUNDS`` (0, 1), "allocation-lower-bound" (0, inf) (the default since the thirteenth run), "allocation-unbounded" None, "allocation-lower-bound-shape"
     (0, inf) with ``extrapolation.ALLOCATION_BOUND_SHAPE``; "allocation-condition" sets
-    ``extrapolation.ALLOCATION_BOUND_MODE`` "condition"; "level-frontier" sets ``extrapolation.LEVEL_BOUND`` "frontier" (the default since the
+    ``extrapolation.ALLOCATION_BOUND_MODE`` "condition"; "level-reducible" sets ``extrapolation.LEVEL_ON`` "reducible" (on the current default, as every name in ``CURRENT_DEFAULT_VARIANTS``); "level-frontier" sets ``extrapolation.LEVEL_BOUND`` "frontier" (the default since the
     seventeenth run), "level-unbounded" None; "laplace-psis" sets ``sampler.LAPLACE_CORRECTION`` "psis" (the
     refits importance-sampled; "laplace-psis-priors-F" also ``extrapolation.PRIOR_SCALES`` times F); "laplace-mode" and "laplace-jittered" set ``sampler.LAPLACE_START``
     (the calibration's Laplace refits: every chain's Newton steps from one point, to the mode, or from jittered starts);

@@ -812,3 +812,63 @@ def test_too_few_runs_are_the_fits_error_not_the_calibrations():
     runs = load_chinchilla().for_fit()
     with pytest.raises(InputError, match="need at least 6 runs"):
         fit_nuts(Runs(runs.frame.iloc[:5].reset_index(drop=True)), **SHORT)
+
+
+def test_the_level_on_the_reducible_loss_never_crosses_the_floor():
+    """``apply_level``: "loss" adds the level to log L; "reducible" scales L - E by e^level, so no level,
+    however negative, takes the loss below E, and to first order it adds (1 - E / L) level, the direction
+    the calibration reads (``directions``, checked against a finite difference of ``drifted_log_loss``).
+    A law without E keeps "loss"."""
+    theta = {"E": np.array([[1.5], [2.0]]), "A": np.array([[400.0], [300.0]]), "B": np.array([[1500.0], [900.0]]),
+             "alpha": np.array([[0.34], [0.3]]), "beta": np.array([[0.3], [0.28]])}
+    log_l = np.log(np.array([[2.5, 3.0], [2.2, 4.0]]))
+    level = np.array([[0.02, -0.05], [-40.0, 3.0]])
+    np.testing.assert_allclose(ex.apply_level(log_l, level, theta, "loss"), log_l + level)
+    reduced = ex.apply_level(log_l, level, theta, "reducible")
+    E = theta["E"]
+    np.testing.assert_allclose(np.exp(reduced), E + (np.exp(log_l) - E) * np.exp(level))
+    assert np.all(np.exp(reduced) >= E)  # a level of -40 leaves the loss at its floor (to float precision), not below
+    np.testing.assert_allclose(ex.apply_level(log_l, level, {"A": theta["A"]}, "reducible"), log_l + level)
+    from bayes_scaling.laws import get_law
+    from bayes_scaling.posterior import compiled_log_loss
+
+    law = compiled_log_loss(get_law("chinchilla"))
+    ranges = {"log_N": [15.0, 18.0], "log_D": [19.0, 22.0], "log_C": [36.0, 40.0]}
+    N, D = np.array([[np.exp(19.0), np.exp(20.0)]]), np.array([[np.exp(23.0), np.exp(24.0)]])
+    eps = 1e-6
+    for on, expected in (("loss", None), ("reducible", 1 - E / np.exp(np.asarray(law(theta, N, D))))):
+        U = ex.directions(law, theta, ranges, N, D, level_on=on)
+        G = np.zeros((2, 4))
+        G[:, 2] = eps
+        moved = ex.drifted_log_loss(law, theta, G, {**ranges, "level_on": on}, N, D)
+        numeric = (moved - np.asarray(law(theta, N, D))) / eps
+        np.testing.assert_allclose(U[..., 2], numeric, rtol=1e-4)
+        u_C = ex.distances(ranges, N, D)[..., 2]
+        np.testing.assert_allclose(U[..., 2], np.broadcast_to(u_C if expected is None else u_C * expected, (2, 2)),
+                                   rtol=1e-12)
+
+
+def test_a_fit_with_the_level_on_the_reducible_loss_records_it(chinchilla_fits, monkeypatch, tmp_path):
+    """``LEVEL_ON`` "reducible": the fit records it in its range (a default fit does not), every drifted
+    prediction stays above its draw's E, the drifted frontier does not rise (the level bound in those
+    units), and a saved fit predicts the same after the setting changes back."""
+    from bayes_scaling.fitting.nuts import add_drift
+
+    plain, default = chinchilla_fits
+    assert "level_on" not in default.meta["extrapolation"]["range"]
+    monkeypatch.setattr(ex, "LEVEL_ON", "reducible")
+    fit = add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
+    assert fit.meta["extrapolation"]["range"]["level_on"] == "reducible"
+    N, D = np.array([1e12, 3e12]), np.array([2e13, 6e13])
+    far = fit.predict(N, D, noise=False)
+    assert np.all(far > fit.theta()["E"][:, None])
+    top = np.exp(fit.meta["extrapolation"]["range"]["log_C"][1])
+    C = top * np.exp(np.array([0.0, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0]))
+    steps = np.diff(np.log(fit.frontier_draws(C)["L_opt"]), axis=1)
+    assert (steps > 1e-3).any(axis=1).mean() < 0.03 and steps.max() < 0.01
+    fit.save(tmp_path / "fit")
+    monkeypatch.setattr(ex, "LEVEL_ON", "loss")
+    np.testing.assert_allclose(Posterior.load(tmp_path / "fit").predict(N, D, noise=False), far)
+    monkeypatch.setattr(ex, "LEVEL_ON", "floor")
+    with pytest.raises(InputError, match="LEVEL_ON must be one of"):
+        add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
