@@ -1,4 +1,4 @@
-"""Where the default model's intervals at Gadre's held-out runs get their width and their bias, drift
+"""Where the default model's intervals at Gadre's (or Marin's) held-out runs get their width and their bias, drift
 component by component (twenty-eighth session; a diagnosis, no rule).
 
 Per Gadre group: the default fit (``fit_nuts()``) of the standard split's training runs (the top 30% of
@@ -8,7 +8,11 @@ others set to zero, centres too), beside the law's own 90% spread without the dr
 90% predictive interval's log width and the observed run's relative error from the predictive median.
 ``--level-on reducible`` measures ``extrapolation.LEVEL_ON`` "reducible" instead of the default "loss".
 
-Usage: .venv/bin/python experiments/level_drift_decomposition.py [--level-on loss|reducible] [--out FILE]
+``--reach``: instead, per group of every development source's full data, the farthest distances (u*_N, u*_D,
+u*_C) that a held-out run of the calibration's folds lay beyond its fold's runs (no fitting: the folds' splits
+only), into experiments/results/fold_reach.json.
+
+Usage: .venv/bin/python experiments/level_drift_decomposition.py [--level-on loss|reducible] [--reach] [--out FILE]
 Writes experiments/results/level_drift_decomposition[_reducible].json.
 """
 
@@ -26,8 +30,8 @@ from bayes_scaling import extrapolation as X
 from bayes_scaling.fitting.nuts import fit_nuts
 from bayes_scaling.posterior import compiled_log_loss
 from bayes_scaling.runs import Runs
-from bayes_scaling.runs.bundled import load_gadre
-from bayes_scaling.splits import split_by_compute
+from bayes_scaling.runs.bundled import load_chinchilla, load_gadre, load_marin, load_porian
+from bayes_scaling.splits import budget_column_of, forward_chain, split_by_compute
 
 COMPONENTS = ("d_N", "d_D", "g_C", "d_a")
 RESULTS = Path(__file__).parent / "results"
@@ -71,16 +75,46 @@ def group_decomposition(runs: Runs, seed: int = 0) -> dict:
             **{f"{s} 5/50/95%": meta[f"{s} 5/50/95%"] for s in X.SCALES}, "held_out": rows}
 
 
+def fold_reach() -> dict:
+    """Per source and group (full data): (u*_N, u*_D, u*_C), as ``extrapolation.calibrate`` records them."""
+    out = {}
+    for name, load in (("chinchilla", load_chinchilla), ("marin", load_marin), ("porian", load_porian),
+                       ("gadre", load_gadre)):
+        runs = load().for_fit()
+        groups = runs.groups if "group" in runs.frame else [None]
+        out[name] = {}
+        for g in groups:
+            sub = runs if g is None else Runs(runs.frame[runs.frame.group == g].reset_index(drop=True))
+            seen = np.zeros(3)
+            for split in forward_chain(sub, budget_column=budget_column_of(sub, "auto")):
+                ranges = X.log_range(split.train.N, split.train.D)
+                seen = np.maximum(seen, X.distances(ranges, split.test.N, split.test.D).max(axis=0))
+            out[name][g or "all"] = [round(float(u), 3) for u in seen]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--level-on", choices=X.LEVEL_ONS, default="loss")
+    parser.add_argument("--reach", action="store_true", help="the folds' farthest distances per group, no fits")
+    parser.add_argument("--source", choices=("gadre", "marin"), default="gadre",
+                        help="the development source whose groups to decompose (default gadre)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.reach:
+        out = args.out or RESULTS / "fold_reach.json"
+        reach = fold_reach()
+        out.write_text(json.dumps(reach, indent=1))
+        for source, groups in reach.items():
+            print(source, groups)
+        print(f"wrote {out}")
+        return
     X.LEVEL_ON = args.level_on
-    out = args.out or RESULTS / f"level_drift_decomposition{'' if args.level_on == 'loss' else '_' + args.level_on}.json"
+    stem = "level_drift_decomposition" + ("" if args.source == "gadre" else f"_{args.source}")
+    out = args.out or RESULTS / f"{stem}{'' if args.level_on == 'loss' else '_' + args.level_on}.json"
     start = time.time()
-    runs = load_gadre().for_fit()
-    result = {"level_on": args.level_on, "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}",
+    runs = {"gadre": load_gadre, "marin": load_marin}[args.source]().for_fit()
+    result = {"source": args.source, "level_on": args.level_on, "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}",
               "groups": {g: group_decomposition(Runs(runs.frame[runs.frame.group == g].reset_index(drop=True)))
                          for g in runs.groups}}
     result["seconds"] = round(time.time() - start, 1)

@@ -57,9 +57,9 @@ def test_budgets_beyond_what_the_calibration_observed_are_marked_twice():
     from bayes_scaling.formatting import beyond_mark, observed_compute, reach_json
 
     post = _posterior("extrapolating", "learned")
-    post.meta["extrapolation"]["range"] = {"seen": [0.0, 0.0, float(np.log(10.0))]}
+    post.meta["extrapolation"]["range"] = {"seen": [0.5, 0.5, float(np.log(10.0))]}
     post.meta["extrapolation"]["mean beyond the folds' distances"] = (
-        "held beyond (u_N, u_D, u_C) = (0.00, 0.00, 2.30) in 50% of the draws, linear in the rest")
+        "held beyond (u_N, u_D, u_C) = (0.50, 0.50, 2.30) in 50% of the draws, linear in the rest")
     assert np.isclose(observed_compute(post), 1.2e21)
     assert [beyond_mark(C, 1.2e20, 1.2e21) for C in (1e19, 1e21, 1e22)] == [" ", "*", "**"]
     lines = frontier_text(_table([1e21, 1e22]), fitted_compute(post), observed_compute(post)).splitlines()
@@ -72,6 +72,30 @@ def test_budgets_beyond_what_the_calibration_observed_are_marked_twice():
     post.meta["extrapolation"]["folds"] = 0  # no fold: the drift keeps its prior, nothing was observed
     assert observed_compute(post) is None and len(beyond_notes(post, [1e22])) == 2  # the few-folds note instead
     assert observed_compute(_posterior("plain law")) is None
+
+
+def test_an_axis_no_fold_extrapolated_along_is_named():
+    """Where no fold held out a run larger in N than its own runs (u*_N = 0: IsoFLOP sweeps that reuse one
+    grid of model sizes, over-training grids' early folds), the notes beyond the runs say the drift there
+    is untested along model size, naming the largest fitted N; likewise D; nothing where both were tested,
+    for a plain fit, or for a calibration without folds."""
+    from bayes_scaling.formatting import untested_axes
+
+    post = _posterior("extrapolating", "learned")
+    post.meta["extrapolation"]["range"] = {"seen": [0.0, 1.1, 2.1]}
+    assert untested_axes(post) == ["N (model size beyond the largest fitted, 1B)"]
+    notes = beyond_notes(post, [5e20])
+    assert len(notes) == 2 and notes[1].startswith("  no fold of the calibration extrapolated in N (model size")
+    assert "exponent is centred on no drift, with the scale learned along D" in notes[1]
+    post.meta["extrapolation"]["range"]["seen"] = [0.0, 0.0, 2.1]
+    assert len(untested_axes(post)) == 2 and "exponents is centred on no drift, with the prior's scale" in beyond_notes(
+        post, [5e20])[1]
+    assert beyond_notes(post, [1e19]) == []  # nothing beyond the runs: nothing to say
+    post.meta["extrapolation"]["range"]["seen"] = [0.3, 1.1, 2.1]
+    assert untested_axes(post) == [] and len(beyond_notes(post, [5e20])) == 1
+    post.meta["extrapolation"]["folds"] = 0
+    assert untested_axes(post) == []
+    assert untested_axes(_posterior("plain law")) == []
 
 
 def test_tokens_per_parameter_never_read_as_zero_or_as_fourteen_digits():
