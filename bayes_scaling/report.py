@@ -93,6 +93,11 @@ def excluded_runs(posterior, all_runs=None) -> pd.DataFrame | None:
     return table
 
 
+def _sources(runs) -> str:
+    """The fitted runs' sources (file names or bundled datasets), as the Data section names them."""
+    return ", ".join(sorted(set(runs.frame["source"].astype(str))))
+
+
 def _bundled_source(fitted: pd.DataFrame):
     from bayes_scaling.runs import DATASETS
 
@@ -113,7 +118,7 @@ def data_summary(posterior, all_runs=None) -> tuple[pd.DataFrame, str, pd.DataFr
                       ("loss", runs.loss), ("tokens per parameter", runs.D / runs.N))]
     )
     excluded = excluded_runs(posterior, all_runs)
-    sources = ", ".join(sorted(set(runs.frame["source"].astype(str))))
+    sources = _sources(runs)
     groups = ", ".join(runs.groups)
     line = f"{len(runs)} runs fitted, from {sources} (groups: {groups})."
     if excluded is None:
@@ -198,7 +203,7 @@ DECISIONS_INTRO = ("One run per budget, chosen under the posterior ({model} mode
 def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
     """The posterior IsoFLOP profile at each budget as text cells (``decisions.isoflop_profile``)."""
     from bayes_scaling.decisions import Surface, isoflop_profile
-    from bayes_scaling.formatting import format_si
+    from bayes_scaling.formatting import format_ratio, format_si
 
     surface = Surface.of(posterior)
     rows = []
@@ -207,7 +212,7 @@ def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
         best, med, lo_hi = p.best, p.median_choice, p.p_best_set()
         rows.append({
             "budget C (FLOPs)": f"{C:.0e}",
-            "N of lowest expected loss": f"{format_si(best['N'])} ({best['tokens_per_param']:.0f} tokens/param)",
+            "N of lowest expected loss": f"{format_si(best['N'])} ({format_ratio(best['tokens_per_param'])} tokens/param)",
             "its loss": f"{best['loss']['median']:.4f} [{best['loss']['lo']:.4f}, {best['loss']['hi']:.4f}]",
             f"{LEVEL:.0%} of P(best) on N in": f"[{format_si(lo_hi[0])}, {format_si(lo_hi[1])}]",
             "median N_opt": f"{format_si(med['N'])} [{format_si(p.n_opt['lo'])}, {format_si(p.n_opt['hi'])}]",
@@ -302,7 +307,7 @@ def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = 
     for ``BACKTEST_BY_DEFAULT``; ``progress`` reports the refits on stderr; ``budgets``: where the
     "Deciding at a budget" section shows the posterior IsoFLOP profile."""
     out_path = _check_out(out_path, fmt)
-    title = title or f"bayes-scaling report: {posterior.law.name} ({posterior.method})"
+    title = title or f"bayes-scaling report: {_sources(posterior.runs)} ({posterior.law.name} law, {posterior.method})"
     content = report_content(posterior, all_runs=all_runs, backtest=backtest, progress=progress, budgets=budgets)
     (_write_html if fmt == "html" else _write_markdown)(title, [(None, content)], out_path)
     return out_path

@@ -158,6 +158,8 @@ def test_markdown_report_writes_figures_beside_it(post, tmp_path):
     for link in links:
         assert (tmp_path / link).is_file() and link.startswith("report_figures/")
     assert "| 1e+25 |" in text and "epoch2024_excluded" in text
+    assert text.splitlines()[0] == "# bayes-scaling report: chinchilla (Hoffmann 2022 via Epoch 2024) (chinchilla law, nuts)"
+    assert not re.search(r"\(0 tokens/param\)", text)  # a small ratio keeps its digits (formatting.format_ratio)
 
 
 def test_bad_format_is_an_input_error(post, tmp_path):

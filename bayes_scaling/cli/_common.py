@@ -10,6 +10,7 @@ from bayes_scaling.formatting import (  # noqa: F401 -- re-exported for the sub-
     beyond_mark,
     beyond_notes,
     fitted_compute,
+    format_ratio,
     format_si,
     frontier_json,
     frontier_text,

@@ -91,7 +91,7 @@ def _p(d: dict) -> str:
 
 
 def text(a: dict) -> str:
-    si, loss = _common.format_si, (lambda v: f"{v:.4f}")
+    si, loss, format_ratio = _common.format_si, (lambda v: f"{v:.4f}"), _common.format_ratio
     flops = lambda v: f"{v:.3g}"  # noqa: E731
     T = a["inference_tokens"]
     lines = [("" if "group" not in a else f"[{a['group']}] ")
@@ -103,7 +103,7 @@ def text(a: dict) -> str:
     for b in a["budgets"]:
         lines.append(f"budget {b['budget']:.3g} FLOPs:")
         for label, c in (("lowest expected loss", b["expected_loss_choice"]), ("median N_opt", b["median_n_opt_choice"])):
-            lines.append(f"  {label + ':':<22}N = {si(c['N'])}, D = {si(c['D'])} ({c['tokens_per_param']:.1f} tokens/param): "
+            lines.append(f"  {label + ':':<22}N = {si(c['N'])}, D = {si(c['D'])} ({format_ratio(c['tokens_per_param'])} tokens/param): "
                          f"loss {_cell(c['loss'], loss)}, mean {c['expected_loss']:.4f}; expected regret "
                          f"{c['expected_regret']:.2g} (regret {_cell(c['regret'], lambda v: f'{v:.2g}')})"
                          + (f"; P(loss <= {b['target_loss']:g}) {_p(c['p_loss_below_target'])}"
@@ -120,7 +120,7 @@ def text(a: dict) -> str:
         lines.append(f"target loss {t['target_loss']:g}: reachable in {_p(t['p_reachable'])} of draws")
         if t["lifetime_flops"] is not None:
             lines.append(f"  {what} needed: {_cell(t['lifetime_flops'], flops)}; N = {_cell(t['N'], si)}, "
-                         f"D = {_cell(t['D'], si)}, tokens/param {_cell(t['tokens_per_param'], lambda v: f'{v:.1f}')}")
+                         f"D = {_cell(t['D'], si)}, tokens/param {_cell(t['tokens_per_param'], format_ratio)}")
             if T:
                 lines.append(f"  against the training-optimal model of that loss (N = {_cell(t['chinchilla_N'], si)}, "
                              f"lifetime {_cell(t['chinchilla_lifetime_flops'], flops)}): saves "
