@@ -253,7 +253,7 @@ def directions(log_loss, theta, ranges, N, D, level_on: str | None = None) -> np
     s_D = (f(N, D * np.exp(h)) - f(N, D * np.exp(-h))) / (2 * h)
     level = U[..., 2]
     if (LEVEL_ON if level_on is None else level_on) == "reducible" and "E" in theta:
-        level = level * -np.expm1(np.log(np.asarray(theta["E"], np.float64)) - f(N, D))
+        level = level * reducible_share(theta, f(N, D))
     return np.stack(np.broadcast_arrays(s_N * U[..., 0], s_D * U[..., 1], level, -(s_N - s_D) * U[..., 2]),
                     axis=-1)
 
@@ -929,9 +929,13 @@ def apply_level(log_loss_values, level, theta, level_on: str = "loss") -> np.nda
     log_l = np.asarray(log_loss_values, np.float64)
     if level_on == "loss" or "E" not in theta:
         return log_l + level
-    share = -np.expm1(np.log(np.asarray(theta["E"], np.float64)) - log_l)  # 1 - E / L, in (0, 1]
     with np.errstate(over="ignore"):
-        return log_l + np.log1p(share * np.expm1(level))
+        return log_l + np.log1p(reducible_share(theta, log_l) * np.expm1(level))
+
+
+def reducible_share(theta, log_l) -> np.ndarray:
+    """1 - E / L, the reducible part's share of the loss L = e^log_l (in (0, 1]; E = ``theta["E"]``)."""
+    return -np.expm1(np.log(np.asarray(theta["E"], np.float64)) - np.asarray(log_l, np.float64))
 
 
 def level_grid() -> np.ndarray:

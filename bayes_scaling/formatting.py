@@ -78,27 +78,37 @@ def observed_compute(posterior) -> float | None:
     return fitted_compute(posterior) * math.exp(float(seen[2]))
 
 
-AXIS_NAMES = ("N (model size)", "D (tokens)")
-
-
 def untested_axes(posterior) -> list[str]:
-    """The axes among N and D along which no fold of the extrapolating model's calibration extrapolated
-    (u*_N or u*_D, the farthest distance of a fold's held-out run beyond its fold's runs, is 0:
-    ``meta["extrapolation"]["range"]["seen"]``), named with the fit's largest value there, e.g. "N (model size,
-    largest fitted 412M)"; empty for a plain-law fit, one without usable folds, or one saved without it."""
+    """Which of "N" and "D" no fold of the extrapolating model's calibration extrapolated along (u*_N or
+    u*_D, the farthest distance of a fold's held-out run beyond its fold's runs, is 0:
+    ``meta["extrapolation"]["range"]["seen"]``); empty for a plain-law fit, one without usable folds,
+    or one saved without it."""
     extra = posterior.meta.get("extrapolation") or {}
     seen = extra.get("range", {}).get("seen")
     if seen is None or not int(extra.get("folds", 0)):
         return []
-    tops = (float(np.max(posterior.runs.N)), float(np.max(posterior.runs.D)))
-    return [f"{name[:-1]} beyond the largest fitted, {format_si(top)})" for name, u, top in zip(AXIS_NAMES, seen[:2], tops)
-            if float(u) <= 0.0]
+    return [axis for axis, u in zip("ND", seen[:2]) if float(u) <= 0.0]
+
+
+def _untested_note(posterior, untested: list[str]) -> str:
+    """The note of ``beyond_notes`` for the axes of ``untested_axes``."""
+    tops = {"N": ("model size", np.max(posterior.runs.N)), "D": ("tokens", np.max(posterior.runs.D))}
+    named = " or ".join(f"{axis} ({tops[axis][0]} beyond the largest fitted, {format_si(float(tops[axis][1]))})"
+                        for axis in untested)
+    both = len(untested) == 2
+    scale = "the prior's scale" if both else f"the scale learned along {'D' if untested == ['N'] else 'N'}"
+    return (f"  no fold of the calibration extrapolated in {named}: beyond there the drift of the law's "
+            f"exponent{'s' if both else ''} is centred on no drift, with {scale}; what the folds learned (the level "
+            "and allocation along compute) is carried into sizes no fold tested (docs/extrapolation.md, 'Where it "
+            "answers')")
 
 
 def reach_json(posterior) -> dict:
-    """For JSON answers: the largest fitted run's compute (beyond it: * in text) and the farthest the
-    calibration's folds observed an extrapolation reach (``observed_compute``; beyond it: **; null where none)."""
-    return {"fitted_compute_max": fitted_compute(posterior), "calibration_observed_compute": observed_compute(posterior)}
+    """For JSON answers: the largest fitted run's compute (beyond it: * in text), the farthest the
+    calibration's folds observed an extrapolation reach (``observed_compute``; beyond it: **; null where none)
+    and the axes along which no fold extrapolated (``untested_axes``)."""
+    return {"fitted_compute_max": fitted_compute(posterior), "calibration_observed_compute": observed_compute(posterior),
+            "calibration_untested_axes": untested_axes(posterior)}
 
 
 def _mean_beyond(extra: dict) -> str:
@@ -134,12 +144,7 @@ def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
                      "(docs/extrapolation.md, 'Farther out')")
     untested = untested_axes(posterior)
     if untested:
-        both = len(untested) == 2
-        scale = "the prior's scale" if both else f"the scale learned along {'D' if untested[0].startswith('N') else 'N'}"
-        notes.append(f"  no fold of the calibration extrapolated in {' or '.join(untested)}: beyond there the drift of "
-                     f"the law's exponent{'s' if both else ''} is centred on no drift, with {scale}; what the folds "
-                     "learned (the level and allocation along compute) is carried into sizes no fold tested "
-                     "(docs/extrapolation.md, 'Where it answers')")
+        notes.append(_untested_note(posterior, untested))
     if int(extra.get("folds", FEW_FOLDS)) < FEW_FOLDS:
         notes.append(f"  only {extra.get('folds')} calibration fold(s) (too few budgets, runs or distinct model sizes "
                      f"and token counts for {FEW_FOLDS}): more than 10x beyond the runs these intervals can be far too "

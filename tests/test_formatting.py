@@ -68,7 +68,8 @@ def test_budgets_beyond_what_the_calibration_observed_are_marked_twice():
     notes = beyond_notes(post, [1e22])
     assert len(notes) == 2 and notes[1].startswith("** beyond 1.2e+21 FLOPs (10x the largest fitted run)")
     assert "50% of the draws" in notes[1]
-    assert reach_json(post) == {"fitted_compute_max": 1.2e20, "calibration_observed_compute": observed_compute(post)}
+    assert reach_json(post) == {"fitted_compute_max": 1.2e20, "calibration_observed_compute": observed_compute(post),
+                                "calibration_untested_axes": []}
     post.meta["extrapolation"]["folds"] = 0  # no fold: the drift keeps its prior, nothing was observed
     assert observed_compute(post) is None and len(beyond_notes(post, [1e22])) == 2  # the few-folds note instead
     assert observed_compute(_posterior("plain law")) is None
@@ -79,16 +80,17 @@ def test_an_axis_no_fold_extrapolated_along_is_named():
     grid of model sizes, over-training grids' early folds), the notes beyond the runs say the drift there
     is untested along model size, naming the largest fitted N; likewise D; nothing where both were tested,
     for a plain fit, or for a calibration without folds."""
-    from bayes_scaling.formatting import untested_axes
+    from bayes_scaling.formatting import reach_json, untested_axes
 
     post = _posterior("extrapolating", "learned")
     post.meta["extrapolation"]["range"] = {"seen": [0.0, 1.1, 2.1]}
-    assert untested_axes(post) == ["N (model size beyond the largest fitted, 1B)"]
+    assert untested_axes(post) == ["N"]
     notes = beyond_notes(post, [5e20])
-    assert len(notes) == 2 and notes[1].startswith("  no fold of the calibration extrapolated in N (model size")
+    assert len(notes) == 2 and notes[1].startswith(
+        "  no fold of the calibration extrapolated in N (model size beyond the largest fitted, 1B):")
     assert "exponent is centred on no drift, with the scale learned along D" in notes[1]
     post.meta["extrapolation"]["range"]["seen"] = [0.0, 0.0, 2.1]
-    assert len(untested_axes(post)) == 2 and "exponents is centred on no drift, with the prior's scale" in beyond_notes(
+    assert reach_json(post)["calibration_untested_axes"] == untested_axes(post) == ["N", "D"] and "exponents is centred on no drift, with the prior's scale" in beyond_notes(
         post, [5e20])[1]
     assert beyond_notes(post, [1e19]) == []  # nothing beyond the runs: nothing to say
     post.meta["extrapolation"]["range"]["seen"] = [0.3, 1.1, 2.1]
