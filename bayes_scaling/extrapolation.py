@@ -67,7 +67,7 @@ import numpy as np
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.runs.table import Runs
-from bayes_scaling.splits import budget_column_of, forward_chain, inferred_budgets
+from bayes_scaling.splits import budget_column_of, forward_chain, inferred_budgets, split_by_axis, usable_fold
 
 # Half-Cauchy priors: heavy tails let folds that show a large drift overrule the scale. Grids are
 # denser near zero (quadratic spacing); a grid point's prior mass includes its cell width.
@@ -179,6 +179,16 @@ LEVEL_CUT_SITE = "drift_level_cut"
 # (the default's 89% and 93%); the law's error beyond those runs shifts the whole log-loss (docs/extrapolation.md).
 LEVEL_ON = "loss"
 LEVEL_ONS = ("loss", "reducible")
+# Folds along an axis that no compute fold extrapolates in (AXIS_FOLDS). A compute fold holds out the most
+# expensive runs; where the largest models are all among them (an over-training sweep, or IsoFLOP sweeps that
+# reuse one grid of sizes), no fold's held-out run lies beyond its fold's largest N (u*_N = 0), and the drift
+# learned along D and compute is carried into sizes no fold tested. "untested": for each of N and D that the
+# compute folds leave at u* = 0, one more fold holds out each group's runs at its largest values of that axis
+# (``splits.split_by_axis``; loss rows only: it cuts IsoFLOP slices), if its fitted runs pass the compute
+# folds' checks (``splits.usable_fold``), and where at least one compute fold exists (the axis folds complement
+# them; with none the scales keep their priors, as before). None: the compute folds alone.
+AXIS_FOLDS = None
+AXIS_FOLDS_OPTIONS = (None, "untested")
 CENTRE_SITES = ("drift_centre_N", "drift_centre_D", "drift_centre_C", "drift_centre_alloc")  # "held" and "mixed"
 SITE_SCALE = (0, 0, 1, 2)  # which scale each drift site has
 AXES = ("log_N", "log_D", "log_C")
@@ -400,6 +410,7 @@ class ScalePosterior:
     basis: np.ndarray | None = None  # z's coordinates: d = basis' d_basis (None: d itself)
     inferred_slices: tuple = ()  # budgets of the IsoFLOP slices inferred from compute (no budget column)
     seen: tuple = (0.0, 0.0, 0.0)  # the farthest (u_N, u_D, u_C) of a fold's held-out run from its fold's range
+    axis_folds: tuple = ()  # the axes ("N", "D") of the folds among ``folds`` that ``AXIS_FOLDS`` added
     refit_chain_gaps: tuple = ()  # per fold: its Laplace refit's potential spread over the chains' end points (nats)
 
     @classmethod
@@ -500,7 +511,10 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     share 0, so their mean stays at its prior, zero, while their scale (the spread) is still learned
     from the folds, now as each fold's own drift; the rest is shared as usual (loss residuals say how
     far the loss extrapolation was off, and only weakly where the optimum went). "none": nothing
-    shared (shared 0)."""
+    shared (shared 0).
+
+    ``AXIS_FOLDS`` "untested" adds a fold along N (or D) where no compute fold extrapolated in it
+    (``untested_axis_folds``); ``ScalePosterior.axis_folds`` names them."""
     if LOSS_ONLY_MEAN not in LOSS_ONLY_MEANS:
         raise InputError(f"extrapolation.LOSS_ONLY_MEAN must be one of {', '.join(map(repr, LOSS_ONLY_MEANS))}, "
                          f"got {LOSS_ONLY_MEAN!r}")
@@ -517,14 +531,20 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     if FOLD_OVERLAP not in FOLD_OVERLAPS:
         raise InputError(f"extrapolation.FOLD_OVERLAP must be one of {', '.join(map(repr, FOLD_OVERLAPS))}, "
                          f"got {FOLD_OVERLAP!r}")
+    if AXIS_FOLDS not in AXIS_FOLDS_OPTIONS:
+        raise InputError(f"extrapolation.AXIS_FOLDS must be one of {', '.join(map(repr, AXIS_FOLDS_OPTIONS))}, "
+                         f"got {AXIS_FOLDS!r}")
     splits = forward_chain(runs, folds=folds, budget_column=column)
     slice_column = column if column is not None else INFERRED_COLUMN if inferred else None
     slice_tests = [None if slice_column is None else split.test if column is not None else whole_slices(split.test, runs)
                    for split in splits]
+    axes = untested_axis_folds(runs, splits, column) if AXIS_FOLDS == "untested" and splits else []
+    splits = splits + [split for _, split in axes]
+    slice_tests = slice_tests + [None] * len(axes)
     run_counts, slice_counts = fold_overlap(splits, slice_tests, slice_column)
-    residuals, seen, gaps = [], np.zeros(len(AXES)), []
+    residuals, gaps = [], []
+    seen = fold_reach(splits)
     for split, slices in zip(splits, slice_tests):
-        seen = np.maximum(seen, distances(log_range(split.train.N, split.train.D), split.test.N, split.test.D).max(axis=0))
         posterior = fit_plain(split.train)
         gaps.append(posterior.meta.get("laplace_chain_gap_nats"))
         fold = fold_residuals(posterior, split.test, overlap=run_counts(split.test))
@@ -538,7 +558,34 @@ def calibrate(runs, fit_plain, *, folds: int = 3, budget_column: str | None = "a
     else:
         scales = ScalePosterior.from_folds(residuals, prior_scales, shared=0.0 if mode == "none" else None)
     return replace(scales, inferred_slices=inferred, seen=tuple(float(u) for u in seen),
-                   refit_chain_gaps=tuple(None if g is None else float(g) for g in gaps))
+                   refit_chain_gaps=tuple(None if g is None else float(g) for g in gaps),
+                   axis_folds=tuple(axis for axis, _ in axes))
+
+
+def fold_reach(splits) -> np.ndarray:
+    """(u*_N, u*_D, u*_C): the farthest distance, per axis, that a fold's held-out run lay beyond its
+    fold's fitted runs (zeros without folds)."""
+    seen = np.zeros(len(AXES))
+    for split in splits:
+        seen = np.maximum(seen, distances(log_range(split.train.N, split.train.D), split.test.N, split.test.D).max(axis=0))
+    return seen
+
+
+def untested_axis_folds(runs, splits, column: str | None) -> list:
+    """``AXIS_FOLDS`` "untested": [(axis, split)] for each of "N" and "D" along which no fold of ``splits``
+    extrapolated (u* = 0, ``fold_reach``), where ``splits.split_by_axis`` gives a usable fold."""
+    reach = fold_reach(splits)
+    out = []
+    for k, axis in enumerate("ND"):
+        if reach[k] > 0.0:
+            continue
+        try:
+            split = split_by_axis(runs, axis)
+        except InputError:
+            continue
+        if usable_fold(split, column):
+            out.append((axis, split))
+    return out
 
 
 def fold_overlap(splits, slice_tests, slice_column: str | None):
@@ -613,6 +660,7 @@ def attach_drift(posterior, scales: ScalePosterior, *, seed: int = 0):
         "priors": ", ".join(f"{name} ~ HalfCauchy({scales.prior_scales[name]:g})" for name in SCALES),
         **{f"{name} 5/50/95%": value for name, value in scales.quantiles([0.05, 0.5, 0.95]).items()},
         "folds": scales.folds, "held_out_in_folds": scales.held_out, "optima_in_folds": scales.optima,
+        **({"axis folds": list(scales.axis_folds)} if scales.axis_folds else {}),
         "shared": float(np.max(scales.shared)),
         "inferred_slices": len(scales.inferred_slices),
         "inferred_slice_budgets": [float(f"{b:.4g}") for b in scales.inferred_slices],

@@ -145,8 +145,9 @@ def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
     untested = untested_axes(posterior)
     if untested:
         notes.append(_untested_note(posterior, untested))
-    if int(extra.get("folds", FEW_FOLDS)) < FEW_FOLDS:
-        notes.append(f"  only {extra.get('folds')} calibration fold(s) (too few budgets, runs or distinct model sizes "
+    compute_folds = int(extra.get("folds", FEW_FOLDS)) - len(extra.get("axis folds", ()))
+    if compute_folds < FEW_FOLDS:
+        notes.append(f"  only {compute_folds} calibration fold(s) by compute (too few budgets, runs or distinct model sizes "
                      f"and token counts for {FEW_FOLDS}): more than 10x beyond the runs these intervals can be far too "
                      "narrow (fitted on 4 budgets, a "
                      "drifting law's 90% intervals covered about half of the runs 10-300x beyond: docs/extrapolation.md, "

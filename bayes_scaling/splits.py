@@ -6,8 +6,10 @@ Two rules, per group (each group is split on its own budgets or compute):
 * otherwise: the runs whose compute C = 6ND exceeds the ``1 - fraction`` quantile of C are held out.
 
 ``forward_chain`` repeats the split inside the fitted runs (the top 1, 2, ..., k of their budgets,
-or growing compute fractions), the folds that the extrapolation model calibrates itself on. A split
-never moves a held-out run into the fit: train and test partition the rows.
+or growing compute fractions), the folds that the extrapolation model calibrates itself on;
+``split_by_axis`` holds out the largest model sizes (or token counts) instead, a fold along an axis
+that no compute fold extrapolates in. A split never moves a held-out run into the fit: train and test
+partition the rows.
 """
 
 from __future__ import annotations
@@ -133,12 +135,44 @@ def forward_chain(runs: Runs, *, folds: int = 3, budget_column: str | None = "au
                 split = split_by_compute(runs, fraction=0.1 * k, budget_column=None)
         except InputError:
             continue
-        fitted = split.train.frame.groupby("group")
-        enough_budgets = column is None or fitted[column].nunique().min() >= min_budgets
-        enough_sizes = min(fitted["N"].nunique().min(), fitted["D"].nunique().min()) >= min_sizes
-        if fitted.size().min() >= min_train and enough_budgets and enough_sizes:
+        if usable_fold(split, column, min_train=min_train, min_budgets=min_budgets, min_sizes=min_sizes):
             out.append(split)
     return out
+
+
+def usable_fold(split: Split, column: str | None, *, min_train: int = 8, min_budgets: int = 2,
+                min_sizes: int = MIN_FOLD_SIZES) -> bool:
+    """Whether every group of a fold's fitted runs has at least ``min_train`` runs, ``min_sizes`` distinct
+    N and D and (IsoFLOP data, ``column``) ``min_budgets`` budgets (``forward_chain``)."""
+    fitted = split.train.frame.groupby("group")
+    enough_budgets = column is None or fitted[column].nunique().min() >= min_budgets
+    enough_sizes = min(fitted["N"].nunique().min(), fitted["D"].nunique().min()) >= min_sizes
+    return bool(fitted.size().min() >= min_train and enough_budgets and enough_sizes)
+
+
+AXIS_FRACTION = 0.1  # an axis fold holds out each group's runs at its largest sizes: at least this share of them
+
+
+def split_by_axis(runs: Runs, axis: str, *, fraction: float = AXIS_FRACTION) -> Split:
+    """Hold out each group's runs at its largest model sizes N (``axis`` "N") or token counts D ("D"):
+    those at or above the (1 - ``fraction``) quantile of the group's values (the smallest value held
+    out is one that some run has, so a grid of sizes loses its top sizes whole). A fold that
+    extrapolates along that axis, where a compute split may never move beyond the fitted N or D (a
+    sweep whose largest models are all among its most expensive runs)."""
+    if axis not in ("N", "D"):
+        raise InputError(f"axis must be 'N' or 'D', got {axis!r}")
+    frame = runs.frame
+    values = frame[axis].to_numpy(np.float64)
+    held = np.zeros(len(runs), bool)
+    for _, rows in frame.groupby("group", sort=True).groups.items():
+        rows = np.asarray(rows)
+        x = values[rows]
+        cut = np.quantile(x, 1 - fraction, method="higher")
+        if cut <= x.min():
+            raise InputError(f"cannot hold out the largest {axis} of a group whose runs share one {axis}")
+        held[rows] = x >= cut
+    train, test = Runs(frame[~held].reset_index(drop=True)), Runs(frame[held].reset_index(drop=True))
+    return Split(train=train, test=test, by=f"{axis}, runs at the largest {fraction:.0%} of {axis} per group")
 
 
 # --- IsoFLOP slices of a table without a budget column ---------------------------------------------

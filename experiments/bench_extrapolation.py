@@ -124,6 +124,8 @@ CANDIDATES = {
     "extrapolating, PSIS refits, drift priors x2, misfit noise along D/N": ({}, "laplace-psis-priors-2+misfit-noise"),
     # twenty-sixth run (twenty-eighth session): the level drift on the reducible loss only, on the current default
     "extrapolating, level on the reducible loss": ({}, "level-reducible"),
+    # twenty-seventh run (twenty-ninth session): a fold along N (or D) where the compute folds never extrapolate in it
+    "extrapolating, axis folds where no compute fold extrapolates": ({}, "axis-folds"),
 }
 # Fourth run (same session, written before its results; --candidates, --out
 # results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
@@ -570,6 +572,23 @@ CANDIDATES = {
 # ``adoption``): NOT ADOPTED. (a) fails: Chinchilla 75.0% and Marin 59.7% (default 88.9%, 92.5%); (b) fails: the
 # interval score is above the default's on Chinchilla (0.096 against 0.083), Marin (0.309 against 0.183) and Gadre
 # (0.582 against 0.560); Porian 96.5% / 0.660 against 96.8% / 0.662. Far split and simulation not run.
+# Twenty-seventh run (twenty-ninth session; written before its results). The calibration's compute folds hold out
+# the most expensive runs; on the standard split's training runs of Chinchilla, Gadre and 13 of Porian's 15 sweeps
+# no fold's held-out run lies beyond its fold's largest N (u*_N = 0: the largest models are all among the most
+# expensive runs, or the sweeps reuse one grid of sizes), so the drift learned along D and compute is carried into
+# sizes no fold tested (at Gadre's 6.9B held-out runs the level learned along D gives most of the width and a
+# median 13% below the observed loss). The candidate (``extrapolation.AXIS_FOLDS`` "untested", on the current
+# default) adds, for each of N and D that the compute folds leave untested, one fold that holds out each group's
+# runs at its largest values of that axis (the top 10%: Chinchilla 18 runs, u_N 1.37; Gadre the 411M runs, u_N
+# 0.99; Porian the grid's top size, u_N 0.66-1.03), fitted on the rest, loss rows only. Marin's folds reach N
+# already: its scores must be the default's. The bundled Chinchilla data (the CLI's, all 240 runs) reach N too
+# (u*_N 1.69): its default fit gets no axis fold, so the cost target is unchanged there. THE RULE: as the
+# twenty-sixth run's, ``adoption`` (a)-(d) on the standard split (--scores-only, with --simulation for (d)), plus
+# (g') on the far split its geometric-mean interval score at most 1.0x the default's and N_opt inside on at least
+# the default's count minus 1. If adopted, AXIS_FOLDS becomes "untested"; if not, it stays an option and the
+# numbers are reported. Runs: --scores-only --candidates extrapolating "extrapolating, axis folds where no compute
+# fold extrapolates" into results/bench_extrapolation_axis_folds.json, then --split far into ..._far.json, then
+# --simulation into ..._simulation.json, each only if the one before leaves the rule undecided.
 NUTS_FOLD_RUNS = 36
 FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
@@ -593,7 +612,7 @@ DIAGNOSIS_HELP = {  # the diagnosis flags (each writes its own results file; ``m
 FAR_SPLITS = {"chinchilla": {"fraction": 0.5}, "marin": {}, "porian": {"top_budgets": 6}, "gadre": {"fraction": 0.5}}
 
 
-CURRENT_DEFAULT_VARIANTS = ("level-reducible",)  # variants on top of the current default (its refits too)
+CURRENT_DEFAULT_VARIANTS = ("level-reducible", "axis-folds")  # variants on top of the current default (its refits too)
 
 
 @contextlib.contextmanager
@@ -603,7 +622,7 @@ def variant(name: str | None):
     ``likelihood.MISFIT_CAP`` "in data"; "misfit-noise-final" sets it to "final": the final fit only,
     not the calibration's refits); "allocation-bounds" sets ``extrapolation.ALLOCATION_BOUNDS`` (0, 1), "allocation-lower-bound" (0, inf) (the default since the thirteenth run), "allocation-unbounded" None, "allocation-lower-bound-shape"
     (0, inf) with ``extrapolation.ALLOCATION_BOUND_SHAPE``; "allocation-condition" sets
-    ``extrapolation.ALLOCATION_BOUND_MODE`` "condition"; "level-reducible" sets ``extrapolation.LEVEL_ON`` "reducible" (on the current default, as every name in ``CURRENT_DEFAULT_VARIANTS``); "level-frontier" sets ``extrapolation.LEVEL_BOUND`` "frontier" (the default since the
+    ``extrapolation.ALLOCATION_BOUND_MODE`` "condition"; "level-reducible" sets ``extrapolation.LEVEL_ON`` "reducible" (on the current default, as every name in ``CURRENT_DEFAULT_VARIANTS``); "axis-folds" sets ``extrapolation.AXIS_FOLDS`` "untested"; "level-frontier" sets ``extrapolation.LEVEL_BOUND`` "frontier" (the default since the
     seventeenth run), "level-unbounded" None; "laplace-psis" sets ``sampler.LAPLACE_CORRECTION`` "psis" (the
     refits importance-sampled; "laplace-psis-priors-F" also ``extrapolation.PRIOR_SCALES`` times F); "laplace-mode" and "laplace-jittered" set ``sampler.LAPLACE_START``
     (the calibration's Laplace refits: every chain's Newton steps from one point, to the mode, or from jittered starts);
@@ -619,7 +638,7 @@ def variant(name: str | None):
     level_bound, laplace_start = extrapolation.LEVEL_BOUND, sampler_module.LAPLACE_START
     correction, prior_scales = sampler_module.LAPLACE_CORRECTION, extrapolation.PRIOR_SCALES
     default_refits = nuts_module.DEFAULT_REFITS
-    level_on = extrapolation.LEVEL_ON
+    level_on, axis_folds = extrapolation.LEVEL_ON, extrapolation.AXIS_FOLDS
     if name is not None and name not in CURRENT_DEFAULT_VARIANTS:  # variants defined before the twenty-fifth run:
         nuts_module.DEFAULT_REFITS = None  # on the sampler's settings ("laplace-jittered" alone is the default before it)
     misfit_too = name is not None and name.endswith("+misfit-noise")  # "X+misfit-noise": X and the misfit term
@@ -635,6 +654,8 @@ def variant(name: str | None):
         sampler_module.LAPLACE_START = name.removeprefix("laplace-")
     elif name == "level-reducible":
         extrapolation.LEVEL_ON = "reducible"
+    elif name == "axis-folds":
+        extrapolation.AXIS_FOLDS = "untested"
     elif name in ("level-frontier", "level-unbounded"):
         extrapolation.LEVEL_BOUND = "frontier" if name == "level-frontier" else None
     elif name == "allocation-condition":
@@ -680,7 +701,7 @@ def variant(name: str | None):
         extrapolation.LEVEL_BOUND, sampler_module.LAPLACE_START = level_bound, laplace_start
         sampler_module.LAPLACE_CORRECTION, extrapolation.PRIOR_SCALES = correction, prior_scales
         nuts_module.DEFAULT_REFITS = default_refits
-        extrapolation.LEVEL_ON = level_on
+        extrapolation.LEVEL_ON, extrapolation.AXIS_FOLDS = level_on, axis_folds
 
 
 def conformal_scores(runs: Runs, split_kw: dict | None = None, thin=None) -> dict:

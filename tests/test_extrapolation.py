@@ -1,5 +1,7 @@
 """The extrapolation-aware model: the drift beyond the fitted runs, its calibration and its answers."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ from bayes_scaling.fitting.nuts import fit_laplace, fit_nuts
 from bayes_scaling.posterior import Posterior
 from bayes_scaling.runs.bundled import load_chinchilla
 from bayes_scaling.runs.table import Runs, validate_runs
-from bayes_scaling.splits import forward_chain, split_by_compute
+from bayes_scaling.splits import forward_chain, split_by_axis, split_by_compute
 
 SHORT = dict(num_chains=2, num_warmup=200, num_draws=200)
 
@@ -661,8 +663,6 @@ def test_missed_modes_note_names_the_refits_beyond_the_threshold():
 
 
 def test_cli_notes_a_calibration_on_refits_that_missed_their_mode(capsys):
-    from types import SimpleNamespace
-
     from bayes_scaling.cli import _common
 
     _common.print_calibration_note(SimpleNamespace(meta={"extrapolation": {ex.GAPS_KEY: [0.0, 0.0, 0.0]}}))
@@ -872,3 +872,57 @@ def test_a_fit_with_the_level_on_the_reducible_loss_records_it(chinchilla_fits, 
     monkeypatch.setattr(ex, "LEVEL_ON", "floor")
     with pytest.raises(InputError, match="LEVEL_ON must be one of"):
         add_drift(fit_nuts(plain.runs, model="plain", seed=3, **SHORT))
+
+
+def _over_training_sweep():
+    """Six model sizes, each trained at 5-640 tokens per parameter, the largest sizes the most expensive:
+    a compute split holds out long runs of the sizes it fits, never a larger size."""
+    rows = [{"N": n, "D": n * t, "loss": 1.8 + 400 * n ** -0.34 + 800 * (n * t) ** -0.28}
+            for n in (1e7, 2e7, 4e7, 8e7, 1.6e8, 3.2e8) for t in (5, 10, 20, 40, 80, 160, 320, 640)]
+    return validate_runs(pd.DataFrame(rows), source_name="over_training")
+
+
+def test_split_by_axis_holds_out_the_largest_sizes_whole():
+    runs = _over_training_sweep()
+    split = split_by_axis(runs, "N")
+    assert set(split.test.N) == {3.2e8} and split.train.N.max() == 1.6e8  # the grid's top size, all of its runs
+    assert len(split.train) + len(split.test) == len(runs)
+    assert not set(split.train.frame["run_id"]) & set(split.test.frame["run_id"])
+    assert split_by_axis(runs, "D", fraction=0.2).test.D.min() >= np.quantile(runs.D, 0.8)
+    with pytest.raises(InputError, match="axis"):
+        split_by_axis(runs, "C")
+    one_size = validate_runs(pd.DataFrame({"N": [1e8] * 4, "D": [1e9, 2e9, 4e9, 8e9], "loss": [3.0, 2.9, 2.8, 2.7]}),
+                             source_name="one_size")
+    with pytest.raises(InputError, match="share one N"):
+        split_by_axis(one_size, "N")
+
+
+def test_axis_folds_test_the_axis_that_no_compute_fold_extrapolates_in(monkeypatch):
+    """On a sweep whose largest models are its most expensive runs the compute folds never reach beyond
+    their fitted N (u*_N = 0); ``AXIS_FOLDS`` "untested" adds one fold that holds out the largest size,
+    fitted on the rest, so u*_N > 0; the axis D, which the compute folds do reach, gets none. Off (the
+    default), the calibration is the compute folds' alone."""
+    runs = _over_training_sweep()
+    fitted = []
+
+    def fit_plain(train):
+        fitted.append(train)
+        return SimpleNamespace(meta={})
+
+    def residuals(posterior, test, **kw):
+        return ex.FoldResiduals(r=np.zeros(len(test)), v=np.ones(len(test)), U=np.zeros((len(test), 4)))
+
+    monkeypatch.setattr(ex, "fold_residuals", residuals)
+    compute = forward_chain(runs, budget_column=None)
+    assert ex.fold_reach(compute)[0] == 0.0 and ex.fold_reach(compute)[1] > 0.0
+    off = ex.calibrate(runs, fit_plain)
+    assert off.folds == len(compute) and off.axis_folds == () and off.seen[0] == 0.0
+    monkeypatch.setattr(ex, "AXIS_FOLDS", "untested")
+    fitted.clear()
+    on = ex.calibrate(runs, fit_plain)
+    assert on.axis_folds == ("N",) and on.folds == len(compute) + 1
+    assert fitted[-1].N.max() == 1.6e8 and on.seen[0] == pytest.approx(np.log(2.0))
+    assert on.seen[1:] == off.seen[1:]
+    monkeypatch.setattr(ex, "AXIS_FOLDS", "sizes")
+    with pytest.raises(InputError, match="AXIS_FOLDS"):
+        ex.calibrate(runs, fit_plain)

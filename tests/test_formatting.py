@@ -34,7 +34,7 @@ def test_budgets_beyond_the_fitted_runs_are_marked_and_explained():
     notes = beyond_notes(loss_only, [1e21])
     assert len(notes) == 2 and "loss residuals only" in notes[1] and "read the interval" in notes[1]
     few = beyond_notes(_posterior("extrapolating", "learned", folds=2), [1e21])
-    assert len(few) == 2 and few[1].startswith("  only 2 calibration fold(s)")
+    assert len(few) == 2 and few[1].startswith("  only 2 calibration fold(s) by compute")
     assert len(beyond_notes(loss_only, [1e21], optima=False)) == 1  # a table of losses: no N_opt note
 
 
@@ -105,3 +105,13 @@ def test_tokens_per_parameter_never_read_as_zero_or_as_fourteen_digits():
 
     assert [format_ratio(x) for x in (20.0, 349.44, 0.1, 0.0)] == ["20.0", "349.4", "0.1", "0.0"]
     assert [format_ratio(x) for x in (0.00393, 85484058712106.8, float("inf"))] == ["0.00393", "8.55e+13", "inf"]
+
+
+def test_folds_along_an_axis_do_not_count_as_compute_folds():
+    """A calibration of two compute folds and one along N (``extrapolation.AXIS_FOLDS``) still gets the
+    few-folds note: that note is about how far the folds tested compute."""
+    post = _posterior("extrapolating", "learned", folds=3)
+    assert len(beyond_notes(post, [1e21])) == 1
+    post.meta["extrapolation"]["axis folds"] = ["N"]
+    notes = beyond_notes(post, [1e21])
+    assert len(notes) == 2 and notes[1].startswith("  only 2 calibration fold(s) by compute")

@@ -218,7 +218,9 @@ def describe_model(post) -> str:
     drift = ""
     if extra:
         scales = ", ".join(f"{name} {extra[f'{name} 5/50/95%'][1]:.3g}" for name in ("tau_shape", "tau_level", "tau_alloc"))
-        drift = (f"drift beyond the fitted runs calibrated on {extra['folds']} leave-future-out folds, "
+        axes = extra.get("axis folds", [])
+        by_axis = f" ({len(axes)} of them by {' and '.join(axes)})" if axes else ""
+        drift = (f"drift beyond the fitted runs calibrated on {extra['folds']} leave-future-out folds{by_axis}, "
                  f"{extra['held_out_in_folds']} held-out runs; posterior medians {scales}")
     if post.has_draws("wsd_offset"):
         import numpy as np
