@@ -131,9 +131,11 @@ def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
         return []
     extra = posterior.meta.get("extrapolation")
     if not extra:
+        how = ("a grouped fit keeps the plain law unless fitted with --model extrapolating, which adds the law's own "
+               "error beyond the runs" if "pooling" in posterior.meta else
+               "the default model adds the law's own error beyond the runs")
         return [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the {posterior.model} assumes itself exact "
-                "there, so these intervals hold parameter uncertainty only (the default model adds the law's own "
-                "error beyond the runs: docs/extrapolation.md)"]
+                f"there, so these intervals hold parameter uncertainty only ({how}: docs/extrapolation.md)"]
     notes = [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the law plus its drift, learned from how the "
              "law extrapolated within these runs; intervals widen with the distance"]
     observed = observed_compute(posterior)

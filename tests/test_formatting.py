@@ -115,3 +115,12 @@ def test_folds_along_an_axis_do_not_count_as_compute_folds():
     post.meta["extrapolation"]["axis folds"] = ["N"]
     notes = beyond_notes(post, [1e21])
     assert len(notes) == 2 and notes[1].startswith("  only 2 calibration fold(s) by compute")
+
+
+def test_a_grouped_plain_fit_says_how_to_get_the_drift():
+    """A hierarchical fit keeps the plain law by default: its note beyond the runs names --model extrapolating
+    instead of calling the drift the default."""
+    grouped = _posterior("plain law")
+    grouped.meta["pooling"] = "partial"
+    (note,) = beyond_notes(grouped, [1e21])
+    assert "--model extrapolating" in note and "the default model adds" not in note
