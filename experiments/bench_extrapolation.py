@@ -589,6 +589,15 @@ CANDIDATES = {
 # numbers are reported. Runs: --scores-only --candidates extrapolating "extrapolating, axis folds where no compute
 # fold extrapolates" into results/bench_extrapolation_axis_folds.json, then --split far into ..._far.json, then
 # --simulation into ..._simulation.json, each only if the one before leaves the rule undecided.
+# Outcome (2-core AMD EPYC, load ~2; --scores-only into results/bench_extrapolation_axis_folds.json, with
+# ``adoption_without_simulation``): NOT ADOPTED. (c) fails: N_opt inside on 14 of 18 sweeps (77.8% < 80%; the
+# default 15): Porian rw-tuned-short-const-standard-val's empirical 574M fell out of [159M, 555M] (the default's
+# [161M, 586M]). (a) passes (Chinchilla 88.9%, Marin 92.5%, Porian 96.8%) and (b) passes (Porian's interval score
+# 0.669 against 0.662, Gadre's 0.546 against 0.560). A correction to the text above, found in the run: the
+# benchmark fits Chinchilla's 240 unflagged runs (``for_fit``), whose folds reach N (u*_N 0.51), so Chinchilla got
+# no axis fold and its scores are the default's draw for draw, like Marin's; the "18 runs, u_N 1.37" above were
+# read off all 245 runs. With those 245 the N fold teaches a mean d_N of -2.04 (the default's folds: +0.09).
+# Far split and simulation not run.
 NUTS_FOLD_RUNS = 36
 FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
