@@ -153,7 +153,7 @@ def test_fit_group_by_then_frontier_predict_on_the_directory(tmp_path, capsys):
     """The real thing: ``fit --group-by`` (short chains), then the grouped directory read whole."""
     out = tmp_path / "fit"
     assert main(["fit", "marin", "--group-by", "dataset", "--out", str(out), "--chains", "2", "--draws", "100",
-                 "--warmup", "100", "--json"]) == 0
+                 "--warmup", "100", "--no-more-draws", "--json"]) == 0
     groups = sorted(m.removeprefix("groups/") for m in json.loads(capsys.readouterr().out)["members"] if "/" in m)
     assert main(["frontier", str(out), "--budget", "1e22", "--json"]) == 0
     docs = json.loads(capsys.readouterr().out)
