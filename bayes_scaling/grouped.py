@@ -43,6 +43,19 @@ def save_grouped(directory: str | Path, groups: Mapping[str, Posterior], populat
     return members
 
 
+def group_column(directory: str | Path) -> str | None:
+    """The column of the fitted table that named each run's group (``fit --group-by COLUMN``), as the manifest
+    records it; None for a single fit, or a grouped fit saved before it was recorded."""
+    manifest = Path(directory) / MANIFEST_FILE
+    if not manifest.is_file():
+        return None
+    try:
+        value = json.loads(manifest.read_text(encoding="utf-8")).get("group_column")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
 def is_grouped(directory: str | Path) -> bool:
     """Whether DIR is a grouped fit's directory (a manifest, or the older layout without one)."""
     directory = Path(directory)

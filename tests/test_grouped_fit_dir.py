@@ -155,6 +155,7 @@ def test_fit_group_by_then_frontier_predict_on_the_directory(tmp_path, capsys):
     assert main(["fit", "marin", "--group-by", "dataset", "--out", str(out), "--chains", "2", "--draws", "100",
                  "--warmup", "100", "--no-more-draws", "--json"]) == 0
     groups = sorted(m.removeprefix("groups/") for m in json.loads(capsys.readouterr().out)["members"] if "/" in m)
+    assert json.loads((out / MANIFEST_FILE).read_text())["group_column"] == "dataset"  # predict --runs routes by it
     assert main(["frontier", str(out), "--budget", "1e22", "--json"]) == 0
     docs = json.loads(capsys.readouterr().out)
     assert [d["group"] for d in docs] == [*groups, POPULATION]
@@ -167,3 +168,28 @@ def test_fit_group_by_then_frontier_predict_on_the_directory(tmp_path, capsys):
     assert all(f"## {g}\n" in text for g in [*groups, POPULATION]) and text.count("### Verdict") == len(groups) + 1
     for g in groups:  # every member's figures, in a folder of its own
         assert f"](r_figures/{g}/loss_vs_compute.png)" in text and (tmp_path / "r_figures" / g / "loss_vs_compute.png").is_file()
+
+
+def test_predict_routes_rows_by_the_column_the_fit_was_grouped_by(grouped_dir, tmp_path, capsys):
+    """A run table that names its groups in the column the fit was grouped by (``fit --group-by dataset``
+    records it in the manifest): each fitted group predicts its own rows, a fitted group the table lacks is
+    left out with a note (not scored against another group's losses), the population predicts every row."""
+    from bayes_scaling.runs import load_marin
+
+    fit = tmp_path / "fit"
+    shutil.copytree(grouped_dir, fit)
+    manifest = json.loads((fit / MANIFEST_FILE).read_text())
+    (fit / MANIFEST_FILE).write_text(json.dumps({**manifest, "group_column": "dataset"}))
+    comma = load_marin().frame.query("group == 'comma'").head(4)
+    table = tmp_path / "comma.csv"
+    comma[["N", "D", "loss"]].assign(dataset="comma").to_csv(table, index=False)
+    assert main(["predict", str(fit), "--runs", str(table), "--json"]) == 0
+    captured = capsys.readouterr()
+    docs = {d["group"]: d for d in json.loads(captured.out)}
+    assert set(docs) == {"comma", POPULATION}
+    assert [p["loss"] for p in docs["comma"]["predictions"]] == pytest.approx(comma["loss"].tolist())
+    assert len(docs[POPULATION]["predictions"]) == 4
+    assert "[dclm]" in captured.err and "has no rows of this group" in captured.err
+    comma[["N", "D", "loss"]].to_csv(table, index=False)  # no group names: every member predicts every row
+    assert main(["predict", str(fit), "--runs", str(table), "--json"]) == 0
+    assert [len(d["predictions"]) for d in json.loads(capsys.readouterr().out)] == [4, 4, 4]

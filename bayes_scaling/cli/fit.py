@@ -309,7 +309,8 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         _common.info("calibrating each group's drift beyond its runs on leave-future-out refits...")
         groups = {name: add_drift(post, refits=args.refits) for name, post in groups.items()}
     out = Path(args.out)
-    members = save_grouped(out, groups, fit.population, {"pooling": fit.pooling, "group_by": group_by})
+    members = save_grouped(out, groups, fit.population, {"pooling": fit.pooling, "group_by": group_by,
+                                                         "group_column": args.group_by})
     result = {"pooling": fit.pooling, "diagnostics": fit.diagnostics, "members": {}}
     for name, post in members.items():
         summary = post.summary(args.level)

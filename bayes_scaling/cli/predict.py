@@ -37,9 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """One table per fit: a grouped fit's directory gives each group's and the population's (with
-    --runs, a group predicts the rows of its own group where the table has them)."""
-    from bayes_scaling.grouped import load_fits
+    """One table per fit: a grouped fit's directory gives each group's and the population's. With --runs,
+    a table whose rows name the fit's groups (its ``group`` column, or the column the fit was grouped by)
+    has each group predict its own rows (a group it lacks is left out) and the population every row; a
+    table without them has every member predict every row."""
+    from bayes_scaling.grouped import group_column, load_fits
+    from bayes_scaling.hierarchical.fit import POPULATION
 
     if not 0 < args.level < 1:
         raise InputError(f"--level must lie in (0, 1), got {args.level}")
@@ -59,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--N and --D need one value each per point, got {len(N)} N and {len(D)} D")
     fits = load_fits(args.fit_dir)
     _common.warn_untrusted(fits)
+    if runs is not None and fits[0][0] is not None:
+        runs = rows_by_group(runs, group_column(args.fit_dir), [group for group, _ in fits])
+    routed = runs is not None and fits[0][0] is not None and any(group in runs.groups for group, _ in fits)
     answers = []
     for group, post in fits:
         if hasattr(post.law, "with_unique_tokens"):
@@ -67,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         if args.at is not None:
             levels = given_level(post, args.at, len(N), group)
         if runs is not None:
-            rows = (runs.frame["group"].astype(str) == group).to_numpy() if group in runs.groups else slice(None)
+            rows = member_rows(runs, group, routed, group == POPULATION)
+            if rows is None:
+                _common.info(f"[{group}] {args.runs} has no rows of this group: not predicted")
+                continue
             N, D, observed = runs.N[rows], runs.D[rows], runs.loss[rows]
             levels = row_levels(post, runs.frame[rows].reset_index(drop=True), group)
         table = post.predict_summary(N, D, level=args.level, seed=args.seed, offset_at=levels)
@@ -87,6 +96,25 @@ def run(args: argparse.Namespace) -> int:
             print()
         _print_table(args, group, post, table)
     return 0
+
+
+def rows_by_group(runs, column: str | None, groups: list[str]):
+    """``runs`` with its ``group`` column taken from ``column`` (the column the grouped fit was grouped by)
+    where the table has it and its ``group`` column names none of the fit's ``groups``."""
+    from bayes_scaling.runs.table import Runs
+
+    if column is None or column == "group" or column not in runs.frame.columns or any(g in runs.groups for g in groups):
+        return runs
+    return Runs(runs.frame.assign(group=runs.frame[column].astype(str)))
+
+
+def member_rows(runs, group: str, routed: bool, population: bool):
+    """The rows of ``runs`` that fit member ``group`` predicts: its own where the table names it; the
+    ``population`` (a new group's law) and, in a table without the fit's group names (``routed`` False),
+    every member every row; a fitted group that a table with group names lacks, None."""
+    if group in runs.groups:
+        return (runs.frame["group"].astype(str) == group).to_numpy()
+    return slice(None) if population or not routed else None
 
 
 def row_levels(post, frame: pd.DataFrame, group: str | None):
