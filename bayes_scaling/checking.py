@@ -170,6 +170,34 @@ def loo(posterior, *, name: str = "this fit") -> LooResult:
     return LooResult(float(elpd.elpd), float(elpd.se), float(elpd.p), float(elpd.good_k), k, flagged, elpd)
 
 
+def run_order(reference, runs) -> np.ndarray | None:
+    """The permutation p with ``runs`` row p[i] the same run as ``reference`` row i (equal N, D and loss),
+    or None where the two tables do not hold the same runs."""
+    a = reference.frame[["N", "D", "loss"]].to_numpy(np.float64)
+    b = runs.frame[["N", "D", "loss"]].to_numpy(np.float64)
+    if a.shape != b.shape:
+        return None
+    ia, ib = np.lexsort(a.T[::-1]), np.lexsort(b.T[::-1])
+    if not np.allclose(a[ia], b[ib], rtol=1e-12, atol=0.0):
+        return None
+    order = np.empty(len(a), dtype=int)
+    order[ia] = ib
+    return order
+
+
+def reordered(posterior, order: np.ndarray):
+    """A copy of ``posterior`` with its runs, and every group's ``run`` dimension, in the row order ``order``."""
+    from dataclasses import replace
+
+    from bayes_scaling.runs.table import Runs
+
+    def take(ds):
+        return ds.isel(run=order).assign_coords(run=np.arange(len(order))) if "run" in ds.dims else ds
+
+    return replace(posterior, idata=posterior.idata.map_over_datasets(take),
+                   runs=Runs(posterior.runs.frame.iloc[order].reset_index(drop=True)))
+
+
 def compare(posteriors: dict) -> pd.DataFrame:
     """Rank fits of the same runs by elpd_loo (best first).
 
@@ -183,12 +211,14 @@ def compare(posteriors: dict) -> pd.DataFrame:
     for name, post in posteriors.items():
         observed = post.idata["observed_data"]["log_loss"].values
         if reference is None:
-            reference = (name, observed)
+            reference = (name, observed, post.runs)
         elif observed.shape != reference[1].shape or not np.allclose(observed, reference[1]):
-            raise InputError(
-                f"fits '{reference[0]}' and '{name}' were fitted to different runs "
-                f"({reference[1].size} vs {observed.size}); ELPD compares fits of the same data only"
-            )
+            order = run_order(reference[2], post.runs)
+            if order is None:
+                raise InputError(
+                    f"fits '{reference[0]}' and '{name}' were fitted to different runs (their (N, D, loss) rows differ: "
+                    f"{reference[1].size} and {observed.size} runs); ELPD compares fits of the same runs only")
+            post = reordered(post, order)  # the same runs in another row order: compared run by run
         results[name] = loo(post, name=f"fit '{name}'")
     table = az.compare({n: r.elpd_data for n, r in results.items()}, round_to="none")
     table = table.rename(columns={"elpd_loo": "elpd"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,65 @@ def format_ratio(x: float) -> str:
     return f"{x:.3g}"
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Where a point (N, D) lies against the fitted runs, from the smallest and largest fitted N, D and
+    C = 6ND (``of``): beyond them where N, D or C exceeds the largest fitted value (there the extrapolating
+    model adds the law's drift, u_X = max(0, ln X - ln X_max) > 0 on some axis), below them where none does
+    and N, D or C is under the smallest fitted value (the law extrapolated downwards, by the plain law alone:
+    the drift is calibrated on upward extrapolation only), else among them. ``observed``: the farthest
+    compute the calibration's folds saw an extrapolation reach (``observed_compute``)."""
+
+    N: tuple[float, float]
+    D: tuple[float, float]
+    C: tuple[float, float]
+    observed: float | None = None
+
+    @classmethod
+    def of(cls, posterior) -> Reach:
+        N, D = np.asarray(posterior.runs.N, np.float64), np.asarray(posterior.runs.D, np.float64)
+        C = 6.0 * N * D
+        return cls((float(N.min()), float(N.max())), (float(D.min()), float(D.max())),
+                   (float(C.min()), float(C.max())), observed_compute(posterior))
+
+    def _points(self, N, D, C):
+        N, D = np.atleast_1d(np.asarray(N, np.float64)), np.atleast_1d(np.asarray(D, np.float64))
+        return N, D, 6.0 * N * D if C is None else np.atleast_1d(np.asarray(C, np.float64))
+
+    def beyond(self, N, D, C=None) -> np.ndarray:
+        """Per point: N, D or C (default 6ND) above the largest fitted value."""
+        N, D, C = self._points(N, D, C)
+        return (N > self.N[1]) | (D > self.D[1]) | (C > self.C[1])
+
+    def below(self, N, D, C=None) -> np.ndarray:
+        """Per point: not beyond, and N, D or C under the smallest fitted value."""
+        N, D, C = self._points(N, D, C)
+        return ~self.beyond(N, D, C) & ((N < self.N[0]) | (D < self.D[0]) | (C < self.C[0]))
+
+    def mark(self, N: float, D: float, C: float | None = None) -> str:
+        """"**" beyond the fitted runs and beyond ``observed`` in compute, "*" beyond them, "<" below them, else " "."""
+        N, D, C = self._points(N, D, C)
+        if self.beyond(N, D, C)[0]:
+            return "**" if self.observed is not None and C[0] > self.observed else "*"
+        return "<" if self.below(N, D, C)[0] else " "
+
+    def where(self, N: float, D: float, C: float | None = None) -> str:
+        """For JSON answers: "beyond" the fitted runs (``mark``'s *), "far beyond" (also beyond the compute the
+        calibration's folds observed: **), "below" (<) or "within" them."""
+        return {"*": "beyond", "**": "far beyond", "<": "below"}.get(self.mark(N, D, C), "within")
+
+    def json(self) -> dict:
+        return {"N": list(self.N), "D": list(self.D), "C": list(self.C)}
+
+    def beyond_text(self) -> str:
+        return (f"6ND above {self.C[1]:.3g} FLOPs, N above {format_si(self.N[1])} or D above {format_si(self.D[1])}, "
+                "the largest fitted")
+
+    def below_text(self) -> str:
+        return (f"6ND under {self.C[0]:.3g} FLOPs, N under {format_si(self.N[0])} or D under {format_si(self.D[0])}, "
+                "the smallest fitted")
+
+
 def beyond_mark(C: float, fitted: float | None, observed: float | None = None) -> str:
     """"*" for a compute C beyond the largest fitted run's (``fitted``), "**" beyond also the farthest
     extrapolation the calibration's folds observed (``observed``, ``observed_compute``), else " "."""
@@ -39,10 +99,13 @@ def beyond_mark(C: float, fitted: float | None, observed: float | None = None) -
 
 
 def frontier_text(table: pd.DataFrame, fitted_compute: float | None = None,
-                  observed_compute: float | None = None) -> str:
+                  observed_compute: float | None = None, reach: Reach | None = None,
+                  training_budgets: bool = True) -> str:
     """A human-readable frontier table: median [lo, hi] at the stated level; with
     ``fitted_compute`` (the largest fitted run's 6ND), budgets beyond it are marked * (** beyond
-    ``observed_compute`` too: ``beyond_mark``)."""
+    ``observed_compute`` too: ``beyond_mark``). With ``reach`` (``Reach.of`` the fit) each row is marked
+    by where its median N_opt and D_opt lie (``Reach.mark``; with ``training_budgets`` the budget counts
+    as its compute, else 6 N_opt D_opt does: budgets that add inference FLOPs)."""
     level = table["level"].iloc[0]
     header = f"Compute-optimal frontier (median [{level:.0%} interval])"
     lines = [header, f"{'budget C':>11}  {'N_opt':>24}  {'D_opt':>24}  {'L_opt':>22}  {'tokens/param':>20}"]
@@ -50,7 +113,11 @@ def frontier_text(table: pd.DataFrame, fitted_compute: float | None = None,
         def cell(name, fmt):
             return f"{fmt(row[name + '_median'])} [{fmt(row[name + '_lo'])}, {fmt(row[name + '_hi'])}]"
 
-        mark = beyond_mark(row["budget"], fitted_compute, observed_compute)
+        if reach is not None:
+            n, d = row["N_opt_median"], row["D_opt_median"]
+            mark = reach.mark(n, d, row["budget"] if training_budgets else None)
+        else:
+            mark = beyond_mark(row["budget"], fitted_compute, observed_compute)
         lines.append(
             f"{row['budget']:>10.3g}{mark:<2} {cell('N_opt', format_si):>24}  {cell('D_opt', format_si):>24}  "
             f"{cell('L_opt', lambda v: f'{v:.4f}'):>22}  {cell('tokens_per_param', format_ratio):>20}"
@@ -108,7 +175,7 @@ def reach_json(posterior) -> dict:
     calibration's folds observed an extrapolation reach (``observed_compute``; beyond it: **; null where none)
     and the axes along which no fold extrapolated (``untested_axes``)."""
     return {"fitted_compute_max": fitted_compute(posterior), "calibration_observed_compute": observed_compute(posterior),
-            "calibration_untested_axes": untested_axes(posterior)}
+            "calibration_untested_axes": untested_axes(posterior), "fitted_ranges": Reach.of(posterior).json()}
 
 
 def _mean_beyond(extra: dict) -> str:
@@ -120,26 +187,39 @@ def _mean_beyond(extra: dict) -> str:
     return "its learned mean is held at the folds' distance"
 
 
-def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
-    """What a reader of a frontier must know about its budgets beyond the fitted runs (marked * by
-    ``frontier_text``): which model answers there, and where the extrapolating model's mean drift of
-    the allocation was learned from loss residuals only (no fold observed an optimum), that its
-    median N_opt there follows a weakly identified direction (docs/extrapolation.md); ``optima``
-    False (a table of losses, no N_opt) leaves that note out."""
-    top = fitted_compute(posterior)
-    if not any(b > top for b in budgets):
-        return []
+def beyond_notes(posterior, budgets=(), optima: bool = True, points=None) -> list[str]:
+    """What a reader of a frontier or prediction must know about its answers outside the fitted runs
+    (marked by ``frontier_text`` and ``Reach.mark``): for training ``budgets`` beyond the largest fitted
+    compute, or ``points`` (N, D) beyond the fitted runs in N, D or 6ND, which model answers there, and
+    where the extrapolating model's mean drift of the allocation was learned from loss residuals only
+    (no fold observed an optimum), that its median N_opt there follows a weakly identified direction
+    (docs/extrapolation.md); for answers below the fitted runs, that the law is extrapolated downwards
+    with no error of its own. ``optima`` False (a table of losses, no N_opt) leaves that note out."""
+    reach = Reach.of(posterior)
+    budgets = np.asarray(budgets, np.float64).ravel()
+    N, D = (np.empty(0), np.empty(0)) if points is None else (np.atleast_1d(np.asarray(points[0], np.float64)),
+                                                              np.atleast_1d(np.asarray(points[1], np.float64)))
+    below = bool(np.any(reach.below(N, D)) or np.any(budgets < reach.C[0]))
+    below_note = ([f"< below the fitted runs ({reach.below_text()}): the law extrapolated downwards; no model adds the "
+                   "law's own error there (the extrapolating model's drift is calibrated on extrapolation upwards), so "
+                   "these intervals hold the plain law's uncertainty only"] if below else [])
+    if not (np.any(budgets > reach.C[1]) or np.any(reach.beyond(N, D))):
+        return below_note
+    top = reach.C[1]
     extra = posterior.meta.get("extrapolation")
     if not extra:
+        corpus_bound = hasattr(getattr(posterior, "law", None), "with_unique_tokens")  # a data-constrained law
         how = ("a grouped fit keeps the plain law unless fitted with --model extrapolating, which adds the law's own "
                "error beyond the runs" if "pooling" in posterior.meta else
+               "a law bound to each run's unique tokens has no extrapolating model; for a law of N and D alone the "
+               "default model adds the law's own error beyond the runs" if corpus_bound else
                "the default model adds the law's own error beyond the runs")
-        return [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the {posterior.model} assumes itself exact "
-                f"there, so these intervals hold parameter uncertainty only ({how}: docs/extrapolation.md)"]
-    notes = [f"* beyond the largest fitted run (6ND = {top:.3g} FLOPs): the law plus its drift, learned from how the "
+        return [f"* beyond the fitted runs ({reach.beyond_text()}): the {posterior.model} assumes itself exact "
+                f"there, so these intervals hold parameter uncertainty only ({how}: docs/extrapolation.md)"] + below_note
+    notes = [f"* beyond the fitted runs ({reach.beyond_text()}): the law plus its drift, learned from how the "
              "law extrapolated within these runs; intervals widen with the distance"]
     observed = observed_compute(posterior)
-    if observed is not None and any(b > observed for b in budgets):
+    if observed is not None and (np.any(budgets > observed) or np.any(reach.beyond(N, D) & (6.0 * N * D > observed))):
         notes.append(f"** beyond {observed:.3g} FLOPs ({observed / top:.3g}x the largest fitted run): farther than any "
                      "held-out run of the calibration's folds lay from its fold's runs, so no fold tested the drift "
                      f"this far: {_mean_beyond(extra)}, and its spread keeps growing linearly with the distance "
@@ -166,7 +246,31 @@ def beyond_notes(posterior, budgets, optima: bool = True) -> list[str]:
                      "allocation was learned from loss residuals only and is weakly identified; the median N_opt follows "
                      "it: read the interval rather than the median (compare --model plain; a budget column lets the folds "
                      "learn it from IsoFLOP optima: docs/extrapolation.md, 'A limit to know')")
-    return notes
+    return notes + below_note
+
+
+FALL_TOLERANCE = 0.01  # a median N_opt lower by more than this (relative) at a larger budget is called out
+
+
+def falling_optimum_notes(posterior, table: pd.DataFrame) -> list[str]:
+    """Where a frontier's median N_opt falls as its budget grows (an extrapolating fit: the plain law's never
+    does), a note saying where and why: beyond the largest fitted D a draw whose data exponent steepens
+    (d_D > 0) has a second optimum at more tokens, and its optimum jumps there once that one is lower, so its
+    N_opt falls at that budget (experiments/allocation_monotonicity_check.py; docs/extrapolation.md)."""
+    if posterior.meta.get("extrapolation") is None or len(table) < 2:
+        return []
+    rows = table.sort_values("budget")
+    n = rows["N_opt_median"].to_numpy(np.float64)
+    falls = np.flatnonzero(n[1:] < (1 - FALL_TOLERANCE) * n[:-1])
+    if not falls.size:
+        return []
+    i = int(falls[0])
+    budgets = rows["budget"].to_numpy(np.float64)
+    return [f"  the median N_opt FALLS from {format_si(n[i])} at {budgets[i]:.3g} FLOPs to {format_si(n[i + 1])} at "
+            f"{budgets[i + 1]:.3g}: past the largest fitted D ({format_si(float(np.max(posterior.runs.D)))}) the draws "
+            "whose data exponent steepens have a second optimum at more tokens and jump to it, so their N_opt falls "
+            "where D_opt first passes it; read the interval, and compare --model plain (docs/extrapolation.md, "
+            "'A limit: the optimum's jump past the largest fitted D')"]
 
 
 def parameters_text(summary: pd.DataFrame) -> str:
@@ -177,12 +281,17 @@ def parameters_text(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def frontier_json(table: pd.DataFrame) -> list[dict]:
+def frontier_json(table: pd.DataFrame, reach: Reach | None = None, training_budgets: bool = True) -> list[dict]:
+    """The frontier's rows; with ``reach``, each row's "range": where its median optimum lies against the
+    fitted runs (``Reach.where``; the budget as its compute with ``training_budgets``)."""
     rows = []
     for _, row in table.iterrows():
         entry = {"budget": float(row["budget"]), "level": float(row["level"])}
         for q in ("N_opt", "D_opt", "L_opt", "tokens_per_param"):
             entry[q] = {"median": float(row[f"{q}_median"]), "lo": float(row[f"{q}_lo"]), "hi": float(row[f"{q}_hi"])}
+        if reach is not None:
+            entry["range"] = reach.where(row["N_opt_median"], row["D_opt_median"],
+                                         row["budget"] if training_budgets else None)
         rows.append(entry)
     return rows
 

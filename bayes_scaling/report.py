@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -152,14 +153,22 @@ def parameter_table(posterior, diagnosis) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")  # a parameter held fixed has no R-hat or ESS
 
 
-def frontier_table(posterior) -> pd.DataFrame:
-    """The frontier at the standard budgets as text cells: median [lo, hi]."""
-    from bayes_scaling.formatting import beyond_mark, fitted_compute, format_ratio, format_si, observed_compute
+def standard_frontier(posterior) -> pd.DataFrame:
+    """``Posterior.frontier`` at the standard budgets and the report's level."""
+    from bayes_scaling.frontier import STANDARD_BUDGETS
+
+    return posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL)
+
+
+def frontier_table(posterior, frontier: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The frontier at the standard budgets (``frontier``, else ``standard_frontier``) as text cells:
+    median [lo, hi], each budget marked by where its optimum lies against the fitted runs (``Reach.mark``)."""
+    from bayes_scaling.formatting import Reach, format_ratio, format_si
     from bayes_scaling.frontier import STANDARD_BUDGETS
     from bayes_scaling.posterior import NEW_TRUNK
 
-    f = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL)
-    top, observed = fitted_compute(posterior), observed_compute(posterior)
+    f = standard_frontier(posterior) if frontier is None else frontier
+    reach = Reach.of(posterior)
     branch = None  # a WSD fit: L_opt of a new trunk's branch too (``Posterior.frontier(branch_of=...)``)
     if posterior.has_draws("wsd_offset"):
         branch = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL, branch_of=NEW_TRUNK)
@@ -169,7 +178,8 @@ def frontier_table(posterior) -> pd.DataFrame:
 
     loss = lambda v: f"{v:.4f}"  # noqa: E731
     return pd.DataFrame([
-        {"budget C (FLOPs)": f"{row['budget']:.0e}" + beyond_mark(row["budget"], top, observed).strip(),
+        {"budget C (FLOPs)": f"{row['budget']:.0e}" + reach.mark(row["N_opt_median"], row["D_opt_median"],
+                                                                  row["budget"]).strip(),
          "N_opt": cell(row, "N_opt", format_si),
          "D_opt": cell(row, "D_opt", format_si),
          "L_opt": cell(row, "L_opt", loss),
@@ -179,12 +189,14 @@ def frontier_table(posterior) -> pd.DataFrame:
     ])
 
 
-def frontier_notes(posterior) -> list[str]:
-    """``formatting.beyond_notes`` for the standard budgets (those marked * in the frontier table)."""
-    from bayes_scaling.formatting import beyond_notes
-    from bayes_scaling.frontier import STANDARD_BUDGETS
+def frontier_notes(posterior, frontier: pd.DataFrame | None = None) -> list[str]:
+    """``formatting.beyond_notes`` for the standard budgets' optima (``frontier``, else ``standard_frontier``;
+    those marked in the frontier table)."""
+    from bayes_scaling.formatting import beyond_notes, falling_optimum_notes
 
-    notes = beyond_notes(posterior, STANDARD_BUDGETS)
+    f = standard_frontier(posterior) if frontier is None else frontier
+    notes = [*beyond_notes(posterior, f["budget"], points=(f["N_opt_median"], f["D_opt_median"])),
+             *falling_optimum_notes(posterior, f)]
     if posterior.has_draws("wsd_offset"):
         notes.append("L_opt, WSD branch of a new trunk: the loss a WSD-trained run (a new trunk's cool-down branch) "
                      "reaches at the optimum, the cosine runs' L_opt times e^(delta + u) with the fitted branch shift "
@@ -259,7 +271,9 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
              "predicting the runs held out above them. Honest intervals cover about their level of those runs.")
     if backtest is None:
         try:
-            backtest = run_backtest(posterior.runs, fit=fit_like(posterior, progress=progress), level=LEVEL,
+            # a line per refit wherever stderr goes; the sampler's progress bars only on a terminal
+            bars = progress and sys.stderr.isatty()
+            backtest = run_backtest(posterior.runs, fit=fit_like(posterior, progress=bars), level=LEVEL,
                                     progress=progress)
         except InputError as err:
             return {"lines": [intro, f"Backtest not run: {err}."], "table": None, "n_opt": None, "figure": None}
@@ -348,6 +362,7 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
     limits = design_limits(posterior.runs.N, posterior.runs.D)
     ranges, data_line, excluded = data_summary(posterior, all_runs)
     check_lines, high_k = model_checks(posterior)
+    standard = standard_frontier(posterior)
     content = {
         "subtitle": _subtitle(posterior),
         "verdict": diagnosis.verdict() + "".join(f" {label}: {posterior.meta[key]}." for key, label in
@@ -363,8 +378,8 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
         "diagnostics": diagnosis.checks(),
         "warnings": diagnosis.warnings(),
         "parameters": parameter_table(posterior, diagnosis),
-        "frontier": frontier_table(posterior),
-        "frontier_notes": frontier_notes(posterior),
+        "frontier": frontier_table(posterior, standard),
+        "frontier_notes": frontier_notes(posterior, standard),
         "decisions": decisions_table(posterior, budgets),
         "decisions_intro": DECISIONS_INTRO.format(model=posterior.model, level=LEVEL),
         "check_lines": check_lines,

@@ -126,6 +126,24 @@ def test_data_constrained_fit_reloads_and_needs_a_corpus_size_for_its_frontier(t
     assert "--unique-tokens" in capsys.readouterr().err
     assert main(["frontier", str(out), "--budget", "1e22", "--unique-tokens", "1e11", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["law"].startswith("data_constrained")
+    # predict and decide answer for one corpus size too; a table's unique_tokens column gives each row its own
+    assert main(["predict", str(out), "--N", "1e9", "--D", "2e10"]) == 2
+    assert "--unique-tokens U" in capsys.readouterr().err
+    assert main(["predict", str(out), "--N", "1e9,1e9", "--D", "2e11,2e11", "--unique-tokens", "1e12", "--json"]) == 0
+    roomy = json.loads(capsys.readouterr().out)["predictions"][0]["median"]
+    table = tmp_path / "rows.csv"
+    pd.DataFrame({"N": [1e9, 1e9], "D": [2e11, 2e11], "unique_tokens": [1e12, 2e10], "loss": [2.2, 2.2]}).to_csv(
+        table, index=False)
+    assert main(["predict", str(out), "--runs", str(table), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["predictions"]
+    assert rows[0]["median"] == pytest.approx(roomy, rel=2e-3) and rows[1]["median"] > rows[0]["median"]  # 10 epochs
+    assert main(["decide", str(out), "--budget", "1e22", "--unique-tokens", "1e11", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["law"].startswith("data_constrained")
+    assert main(["report", str(out)]) == 2 and "--unique-tokens U" in capsys.readouterr().err
+    # the law stays plain: an explicit request for the extrapolating model is refused, not ignored
+    assert main(["fit", "chinchilla", "--law", "data_constrained", "--model", "extrapolating", "--out",
+                 str(tmp_path / "dcx")]) == 2
+    assert "fitted as the plain law only" in capsys.readouterr().err
 
 
 @pytest.mark.slow

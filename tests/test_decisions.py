@@ -202,6 +202,26 @@ def test_decide_cli(spread, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["inference_tokens"] == 1e12
 
 
+def test_decide_and_the_inference_frontier_mark_answers_beyond_the_fitted_runs(spread, tmp_path, capsys):
+    """Budgets with inference FLOPs are not the runs' compute, so their rows are placed by their optimum;
+    decide marks every answer and explains the marks below it, and its JSON says where each lies."""
+    spread.save(tmp_path / "fit")
+    top = float(np.max(6 * spread.runs.N * spread.runs.D))
+    capsys.readouterr()
+    assert main(["frontier", str(tmp_path / "fit"), "--budget", str(100 * top), "--inference-tokens", "1e12"]) == 0
+    out = capsys.readouterr().out
+    assert f"{100 * top:.3g}*" in out and "* beyond the fitted runs (" in out
+    assert main(["decide", str(tmp_path / "fit"), "--budget", str(100 * top), "--target-loss", "2.1",
+                 "--N", "1e9", "--D", "1e11"]) == 0
+    out = capsys.readouterr().out
+    assert " * (" in out or " ** (" in out
+    assert "* beyond the fitted runs (" in out
+    assert main(["decide", str(tmp_path / "fit"), "--budget", str(100 * top), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["budgets"][0]["expected_loss_choice"]["range"] in ("beyond", "far beyond")
+    assert doc["fitted_ranges"]["C"][1] == pytest.approx(top)
+
+
 def test_inference_sizing_figure(spread):
     from bayes_scaling import plots
 

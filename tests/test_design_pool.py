@@ -101,13 +101,26 @@ def test_plan_from_a_saved_fit_proposes_pool_runs_within_budget(tmp_path, capsys
     assert plan["target_budget"] == pytest.approx(6 * 8e9 * 2e11)
     assert main(["plan", str(tmp_path / "fit"), "--candidates", str(tmp_path / "pool.csv"), "--target-budget", "1e22",
                  "--budget", "1"]) == 0  # nothing affordable: nothing proposed
-    assert "no affordable candidate" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "no affordable candidate" in captured.out
+    assert "0 cost at most --budget 1 (the cheapest costs" in captured.err  # which filter left nothing
 
 
 def test_read_pool_names_the_file_and_column(tmp_path):
-    (tmp_path / "p.csv").write_text("params,tokens\n1e7,1e9\n2e7,x\n")
-    with pytest.raises(InputError, match="'tokens' must hold numbers"):
+    (tmp_path / "p.csv").write_text("params,tokens\n1e7,1e9\n2e7,x\n-3e7,\n")
+    with pytest.raises(InputError, match="row 2, column 'tokens': 'x' is not a positive number") as err:
         read_pool(tmp_path / "p.csv")
+    assert "row 3, column 'params': '-3e7'" in str(err.value) and "row 3, column 'tokens': ''" in str(err.value)
+    (tmp_path / "d.csv").write_text("run_id,N,D\na,1e7,1e9\nb,2e7,1e9\na,1e7,1e9\n")
+    with pytest.raises(InputError, match="rows 1 and 3 are the same run \\(run_id 'a'\\)"):
+        read_pool(tmp_path / "d.csv")
+    (tmp_path / "u.csv").write_text("N,D\n2e9,4e10\n800,1.6e10\n")  # N of row 2 in millions
+    with pytest.raises(InputError, match="row 2, column 'N'.*in millions"):
+        read_pool(tmp_path / "u.csv")
+    assert len(read_pool(tmp_path / "u.csv", check_units=False)[0]) == 2
+    (tmp_path / "x.csv").write_text("N,D\n2e9,4e10\n3e9,4e10,7\n")  # a stray field
+    with pytest.raises(InputError, match="expected a pool of runnable runs"):
+        read_pool(tmp_path / "x.csv")
     (tmp_path / "q.csv").write_text("N,size\n1e7,1e9\n")
     with pytest.raises(InputError, match="no column D or tokens"):
         read_pool(tmp_path / "q.csv")

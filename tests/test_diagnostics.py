@@ -13,6 +13,7 @@ from bayes_scaling.fitting.nuts import fit_nuts
 from bayes_scaling.fitting.posterior_build import build_posterior
 from bayes_scaling.laws import EPOCH_2024, Chinchilla
 from bayes_scaling.runs import load_chinchilla
+from bayes_scaling.runs.table import Runs
 
 NAMES = ("E", "A", "B", "alpha", "beta")
 
@@ -199,6 +200,25 @@ def test_compare_and_loo_refuse_what_they_cannot_do(runs, post):
     point = build_posterior(Chinchilla(), runs, samples, None, None, method="map", meta={})
     with pytest.raises(InputError, match="PSIS-LOO does not apply"):
         checking.loo(point)
+
+
+def test_compare_matches_the_same_runs_given_in_another_order(runs, post):
+    """Two fits of the same runs whose tables list them in different orders are compared run by run: the
+    same ELPD and pointwise differences as in the same order; a changed loss is still different runs."""
+    order = np.random.default_rng(0).permutation(len(runs))
+    shuffled = Runs(runs.frame.iloc[order].reset_index(drop=True))
+    a = synthetic(runs, chains=2, draws=200, seed=3)
+    b = synthetic(shuffled, chains=2, draws=200, seed=4)
+    back = checking.run_order(runs, shuffled)
+    np.testing.assert_array_equal(shuffled.frame["loss"].to_numpy()[back], runs.frame["loss"].to_numpy())
+    table = checking.compare({"a": a, "b": b})
+    same = checking.compare({"a": a, "b": synthetic(runs, chains=2, draws=200, seed=4)})  # b's draws, a's order
+    np.testing.assert_allclose(table["elpd"].to_numpy(), same["elpd"].to_numpy())
+    np.testing.assert_allclose(table["dse"].to_numpy(), same["dse"].to_numpy())
+    changed = shuffled.frame.copy()
+    changed.loc[0, "loss"] *= 1.01
+    with pytest.raises(InputError, match="different runs"):
+        checking.compare({"a": a, "c": synthetic(Runs(changed), chains=2, draws=200)})
 
 
 @pytest.mark.parametrize("chains", [1, 2, 4])

@@ -27,7 +27,7 @@ def test_budgets_beyond_the_fitted_runs_are_marked_and_explained():
     assert "*" not in frontier_text(_table([1e19, 1e21])).splitlines()[3]  # no fitted compute given: no marks
     assert beyond_notes(plain, [1e19, 1e20]) == []  # nothing beyond the runs: nothing to say
     (note,) = beyond_notes(plain, [1e19, 1e21])
-    assert note.startswith("* beyond the largest fitted run (6ND = 1.2e+20 FLOPs)") and "assumes itself exact" in note
+    assert note.startswith("* beyond the fitted runs (6ND above 1.2e+20 FLOPs, N above 1B or D above 20B") and "assumes itself exact" in note
     learned = _posterior("extrapolating", "learned")
     assert len(beyond_notes(learned, [1e21])) == 1 and "drift" in beyond_notes(learned, [1e21])[0]
     loss_only = _posterior("extrapolating", "learned from loss residuals only (no fold observes an optimum): ...")
@@ -69,7 +69,8 @@ def test_budgets_beyond_what_the_calibration_observed_are_marked_twice():
     assert len(notes) == 2 and notes[1].startswith("** beyond 1.2e+21 FLOPs (10x the largest fitted run)")
     assert "50% of the draws" in notes[1]
     assert reach_json(post) == {"fitted_compute_max": 1.2e20, "calibration_observed_compute": observed_compute(post),
-                                "calibration_untested_axes": []}
+                                "calibration_untested_axes": [],
+                                "fitted_ranges": {"N": [1e8, 1e9], "D": [2e9, 2e10], "C": [1.2e18, 1.2e20]}}
     post.meta["extrapolation"]["folds"] = 0  # no fold: the drift keeps its prior, nothing was observed
     assert observed_compute(post) is None and len(beyond_notes(post, [1e22])) == 2  # the few-folds note instead
     assert observed_compute(_posterior("plain law")) is None
@@ -124,3 +125,49 @@ def test_a_grouped_plain_fit_says_how_to_get_the_drift():
     grouped.meta["pooling"] = "partial"
     (note,) = beyond_notes(grouped, [1e21])
     assert "--model extrapolating" in note and "the default model adds" not in note
+
+
+def test_answers_are_placed_against_the_fitted_runs_on_every_axis():
+    """A point is beyond the fitted runs where N, D or 6ND exceeds the largest fitted value (a compute inside
+    the runs' range with D beyond it too), below them where it is under the smallest and not beyond; a
+    frontier row is judged by its optimum, and the notes explain each mark that appears."""
+    from bayes_scaling.formatting import Reach
+
+    post = _posterior("extrapolating", "learned")  # runs (1e8, 2e9) and (1e9, 2e10): 6ND 1.2e18 to 1.2e20
+    post.meta["extrapolation"]["range"] = {"seen": [0.5, 0.5, float(np.log(10.0))]}  # observed up to 1.2e21
+    reach = Reach.of(post)
+    assert reach.N == (1e8, 1e9) and reach.D == (2e9, 2e10) and reach.C == (1.2e18, 1.2e20)
+    assert [reach.mark(N, D) for N, D in [(5e8, 1e10), (2e8, 4e10), (2e9, 1e10), (1e9, 4e11), (5e7, 1e10),
+                                          (2e8, 1e9), (5e7, 4e10)]] == [" ", "*", "*", "**", "<", "<", "*"]
+    assert reach.where(2e8, 4e10) == "beyond" and reach.where(1e9, 4e11) == "far beyond"
+    assert reach.where(5e7, 1e10) == "below" and reach.where(5e8, 1e10) == "within"
+    table = _table([1e19, 1e19, 1e15])
+    table.loc[:, "N_opt_median"], table.loc[:, "D_opt_median"] = [3e8, 1e8, 1e6], [5e9, 5e10, 1e8]
+    lines = frontier_text(table, reach=reach).splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["1e+19", "1e+19*", "1e+15<"]
+    # a budget with inference FLOPs is not the runs' compute: the row is judged by its optimum's 6ND alone
+    table.loc[0, "budget"] = 1e21
+    assert frontier_text(table, reach=reach, training_budgets=False).splitlines()[2].split()[0] == "1e+21"
+    assert frontier_text(table, reach=reach).splitlines()[2].split()[0] == "1e+21*"
+    assert beyond_notes(post, [1e19], points=([3e8], [5e9])) == []
+    notes = beyond_notes(post, [1e19], points=([1e8], [5e10]))  # within compute, beyond the fitted D
+    assert notes[0].startswith("* beyond the fitted runs (6ND above 1.2e+20 FLOPs, N above 1B or D above 20B")
+    assert not any(note.startswith("<") for note in notes)
+    (below,) = beyond_notes(post, [1e15], points=([1e6], [1e8]))
+    assert below.startswith("< below the fitted runs (6ND under 1.2e+18 FLOPs, N under 100M or D under 2B")
+    assert "plain law's uncertainty only" in below
+
+
+def test_a_median_optimum_that_falls_with_the_budget_is_called_out():
+    from bayes_scaling.formatting import falling_optimum_notes
+
+    post = _posterior("extrapolating", "learned")
+    table = _table([1e21, 1e20, 1e22])  # given out of order: read by budget
+    table.loc[:, "N_opt_median"] = [5e8, 3e8, 4e8]
+    (note,) = falling_optimum_notes(post, table)
+    assert note.startswith("  the median N_opt FALLS from 500M at 1e+21 FLOPs to 400M at 1e+22")
+    assert "largest fitted D (20B)" in note
+    table.loc[:, "N_opt_median"] = [5e8, 3e8, 6e8]
+    assert falling_optimum_notes(post, table) == []
+    table.loc[:, "N_opt_median"] = [5e8, 3e8, 4e8]
+    assert falling_optimum_notes(_posterior("plain law"), table) == []  # the plain law's never falls

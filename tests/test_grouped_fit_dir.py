@@ -71,7 +71,7 @@ def test_frontier_text_has_a_labelled_table_per_group(grouped_dir, capsys):
     assert main(["frontier", str(grouped_dir), "--budget", "1e22"]) == 0
     text = capsys.readouterr().out
     for group in [*GROUPS, POPULATION]:
-        assert f"[{group}] model: plain law" in text
+        assert f"[{group}] law: chinchilla; model: plain law" in text
     assert text.count("Compute-optimal frontier") == 3
 
 
@@ -97,7 +97,7 @@ def test_predict_points_and_runs_per_group(grouped_dir, capsys):
     assert main(["predict", str(grouped_dir), "--N", "1e9", "--D", "2e10"]) == 0
     text = capsys.readouterr().out
     for group in [*GROUPS, POPULATION]:
-        assert f"[{group}] Predicted loss (median [90% interval]; model: plain law" in text
+        assert f"[{group}] Predicted loss (median [90% interval]; law: chinchilla; model: plain law" in text
 
 
 def test_report_has_a_part_per_group(grouped_dir, tmp_path, capsys, monkeypatch):

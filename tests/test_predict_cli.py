@@ -44,7 +44,46 @@ def test_predict_marks_points_beyond_the_fitted_runs(fit_dir, capsys):
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if "[" in line and "]" in line and "interval" not in line]
     assert len(rows) == 2 and "*" not in rows[0] and "5.88e+23*" in rows[1]  # 6ND beyond the largest fitted run
-    assert any(line.startswith("* beyond the largest fitted run") for line in lines)
+    assert any(line.startswith("* beyond the fitted runs (") for line in lines)
+
+
+def test_predict_places_each_point_against_the_fitted_runs(fit_dir, capsys):
+    """A point inside the fitted compute but beyond the fitted tokens is beyond the runs (the drift acts
+    there), one under the smallest runs is below them; text marks and notes, JSON a range per row."""
+    capsys.readouterr()
+    points = ["--N", "1e8,1e9,3e7", "--D", "5e12,2e10,1e8"]  # 16x the largest fitted D; inside; under every run
+    assert main(["predict", str(fit_dir), *points]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if "[" in line and "]" in line and "interval" not in line]
+    assert [row.split()[2] for row in rows] == ["3e+21*", "1.2e+20", "1.8e+16<"]
+    assert any(line.startswith("* beyond the fitted runs (") for line in lines)
+    assert any(line.startswith("< below the fitted runs (") for line in lines)
+    assert main(["predict", str(fit_dir), *points, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [row["range"] for row in doc["predictions"]] == ["beyond", "within", "below"]
+    assert doc["fitted_ranges"]["D"][1] < 5e12
+
+
+def test_predict_points_get_the_unit_check_a_table_gets(fit_dir, capsys):
+    capsys.readouterr()
+    assert main(["predict", str(fit_dir), "--N", "70", "--D", "1.4e12"]) == 2  # 70B meant
+    err = capsys.readouterr().err
+    assert "--N/--D point 1" in err and "in billions (7e+10 parameters)" in err and "--no-unit-check" in err
+    assert main(["predict", str(fit_dir), "--N", "70", "--D", "1.4e3", "--no-unit-check"]) == 0
+    assert main(["predict", str(fit_dir), "--N", "1e9", "--D", "2e10", "--unique-tokens", "1e10"]) == 2  # not ignored
+    assert "--unique-tokens is the corpus size of a data-constrained fit" in capsys.readouterr().err
+
+
+def test_a_compute_column_that_is_not_6nd_is_kept_and_noted(fit_dir, tmp_path, capsys):
+    frame = pd.DataFrame({"N": [4e8, 2e9], "D": [8e9, 4e10], "loss": [2.6, 2.3]})
+    frame.assign(C=[12 * 4e8 * 8e9, 6 * 2e9 * 4e10]).to_csv(tmp_path / "c.csv", index=False)
+    capsys.readouterr()
+    assert main(["predict", str(fit_dir), "--runs", str(tmp_path / "c.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "differs from 6ND in 1 row(s) (1; up to 2x)" in err and "C = 6ND" in err
+    frame.assign(C=6 * frame.N * frame.D).to_csv(tmp_path / "ok.csv", index=False)
+    assert main(["predict", str(fit_dir), "--runs", str(tmp_path / "ok.csv")]) == 0
+    assert "6ND" not in capsys.readouterr().err
 
 
 def test_predict_bad_input_is_one_clear_line(fit_dir, capsys):

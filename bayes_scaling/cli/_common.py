@@ -7,8 +7,10 @@ import sys
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.formatting import (  # noqa: F401 -- re-exported for the sub-commands
+    Reach,
     beyond_mark,
     beyond_notes,
+    falling_optimum_notes,
     fitted_compute,
     format_ratio,
     format_si,
@@ -19,6 +21,21 @@ from bayes_scaling.formatting import (  # noqa: F401 -- re-exported for the sub-
     parameters_text,
     reach_json,
 )
+
+
+DATA_CONSTRAINED = ("this fit's law is data-constrained (its loss depends on each run's unique tokens U): {what} needs "
+                    "one corpus size, which it does not take; answer for a corpus of U unique tokens with 'frontier', "
+                    "'predict' or 'decide' and --unique-tokens U")
+
+
+def check_unique_tokens(args, fits) -> None:
+    """--unique-tokens is the corpus size of a data-constrained fit: given for a fit of another law it would be
+    ignored, so it is refused."""
+    if getattr(args, "unique_tokens", None) is not None:
+        others = sorted({post.law.name for _, post in fits if not hasattr(post.law, "with_unique_tokens")})
+        if others:
+            raise InputError(f"--unique-tokens is the corpus size of a data-constrained fit; this fit's law is "
+                             f"{', '.join(others)}, whose loss does not depend on it: drop the option")
 
 
 def parse_column_mapping(items: list[str] | None) -> dict[str, str]:
@@ -42,7 +59,26 @@ def read_runs(source: str, columns: list[str] | None = None, group_by: str | Non
     mapping = parse_column_mapping(columns)
     if group_by:
         mapping["group"] = group_by
-    return load_runs(source, columns=mapping, check_units=check_units)
+    runs = load_runs(source, columns=mapping, check_units=check_units)
+    note_compute_column(runs, source)
+    return runs
+
+
+COMPUTE_TOLERANCE = 0.05  # a table's own compute column further than this from 6ND (relative) gets a note
+
+
+def note_compute_column(runs, source) -> None:
+    """A table that gives both D and its own compute C keeps C as given; fits, frontiers and budgets use
+    C = 6ND, so where the two differ by more than ``COMPUTE_TOLERANCE`` a note says so (and where)."""
+    import numpy as np
+
+    ratio = np.asarray(runs.C, np.float64) / (6.0 * np.asarray(runs.N, np.float64) * np.asarray(runs.D, np.float64))
+    off = np.flatnonzero(np.abs(ratio - 1.0) > COMPUTE_TOLERANCE)
+    if off.size:
+        worst = float(ratio[off[np.argmax(np.abs(np.log(ratio[off])))]])
+        rows = ", ".join(str(i + 1) for i in off[:5]) + (f" and {off.size - 5} more" if off.size > 5 else "")
+        info(f"note: {source}: the compute column differs from 6ND in {off.size} row(s) ({rows}; up to {worst:.3g}x); "
+             "it is kept as given, but fits, frontiers and budgets count compute as C = 6ND")
 
 
 def print_json(obj) -> None:

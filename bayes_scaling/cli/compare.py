@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     table = compare(posts)
     if args.json:
         _common.print_json([
-            {"fit": name, "law": posts[name].law.name, "method": posts[name].method,
+            {"fit": name, "law": posts[name].law.name, "model": posts[name].model, "method": posts[name].method,
              **{col: (int(v) if col in ("rank", "n_high_k") else float(v)) for col, v in row.items()}}
             for name, row in table.iterrows()
         ])
@@ -43,14 +43,17 @@ def run(args: argparse.Namespace) -> int:
 
 def compare_text(table, posts) -> str:
     lines = ["Fits ranked by PSIS-LOO ELPD (log-loss scale; higher is better)",
-             f"{'rank':>4}  {'fit':<24} {'law':<14} {'likelihood':<10} {'elpd':>9} {'se':>6} "
+             f"{'rank':>4}  {'fit':<24} {'law':<14} {'model':<13} {'likelihood':<10} {'elpd':>9} {'se':>6} "
              f"{'elpd_diff':>9} {'dse':>6} {'weight':>6} {'high k':>6}"]
     for name, row in table.iterrows():
         post = posts[name]
         lines.append(
-            f"{int(row['rank']):>4}  {name:<24} {post.law.name:<14} {post.meta.get('likelihood', '-'):<10} "
+            f"{int(row['rank']):>4}  {name:<24} {post.law.name:<14} {post.model:<13} {post.meta.get('likelihood', '-'):<10} "
             f"{row['elpd']:>9.1f} {row['se']:>6.1f} {row['elpd_diff']:>9.1f} {row['dse']:>6.1f} "
             f"{row['weight']:>6.2f} {int(row['n_high_k']):>6}"
         )
     lines.append("A difference smaller than about 4, or than twice its dse, does not separate two fits.")
+    if len({post.model for post in posts.values()}) > 1:
+        lines.append("ELPD scores the fitted runs, where the extrapolating model is the plain law: it cannot tell the two "
+                     "models apart; how each predicts beyond the runs is what 'bayes-scaling backtest' measures.")
     return "\n".join(lines)

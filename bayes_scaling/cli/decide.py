@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as-branch", nargs="?", const=NEW_TRUNK, metavar="TRUNK",
                    help="a WSD fit: decide for a WSD branch (the fit's branch shift on every loss) of a new trunk, or "
                         "of the fitted trunk TRUNK, instead of a cosine run")
+    p.add_argument("--unique-tokens", type=float, metavar="U",
+                   help="data-constrained law: the corpus's unique tokens for these answers")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=run)
 
@@ -56,7 +58,35 @@ def answer(post, args) -> dict:
     if args.N is not None:
         out["run"] = dc._json(dc.p_run_below(post, args.N, args.D, args.target_loss, args.level,
                                              branch_of=args.as_branch))
+    mark_ranges(out, _common.Reach.of(post))
+    out.update(_common.reach_json(post))
     return out
+
+
+def mark_ranges(out: dict, reach) -> None:
+    """Each answer's "range": where its (N, D) lies against the fitted runs (``Reach.where``; a training
+    budget counts as its compute, one with inference FLOPs by its run's 6ND)."""
+    training = not out["inference_tokens"]
+    for b in out["budgets"]:
+        for key in ("expected_loss_choice", "median_n_opt_choice"):
+            c = b[key]
+            c["range"] = reach.where(c["N"], c["D"], b["budget"] if training else None)
+    t = out.get("target")
+    if t is not None and t.get("lifetime_flops") is not None:
+        t["range"] = reach.where(t["N"]["median"], t["D"]["median"])
+    if "run" in out:
+        out["run"]["range"] = reach.where(out["run"]["N"], out["run"]["D"])
+
+
+def answer_points(a: dict) -> tuple[list, list]:
+    """The (N, D) of every answer in ``a`` that ``mark_ranges`` marked, for ``beyond_notes``."""
+    points = [c for b in a["budgets"] for c in (b["expected_loss_choice"], b["median_n_opt_choice"])]
+    t = a.get("target")
+    if t is not None and "range" in t:
+        points.append({"N": t["N"]["median"], "D": t["D"]["median"]})
+    if "run" in a:
+        points.append(a["run"])
+    return [p["N"] for p in points], [p["D"] for p in points]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,14 +102,26 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--N and --D must be positive, got {args.N:g} and {args.D:g}")
     fits = load_fits(args.fit_dir)
     _common.warn_untrusted(fits)
-    if any(hasattr(post.law, "with_unique_tokens") for _, post in fits):
-        raise InputError("this fit's law is data-constrained (per-run unique tokens); decide reads plain-law fits")
+    _common.check_unique_tokens(args, fits)
+    for _, post in fits:
+        if hasattr(post.law, "with_unique_tokens"):  # answered for one corpus size, as frontier does
+            if args.unique_tokens is None or not args.unique_tokens > 0:
+                raise InputError("this fit's law is data-constrained: its loss depends on the corpus's unique tokens; "
+                                 "give their count with --unique-tokens U")
+            post.law = post.law.with_unique_tokens(args.unique_tokens)
     answers = [{**({} if group is None else {"group": group}), **answer(post, args)} for group, post in fits]
     if args.json:
         _common.print_json(answers[0] if fits[0][0] is None else answers)
         return 0
-    print("\n\n".join(text(a) for a in answers))
+    blocks = []
+    for (_, post), a in zip(fits, answers):
+        budgets = [] if a["inference_tokens"] else [b["budget"] for b in a["budgets"]]
+        blocks.append("\n".join([text(a), *_common.beyond_notes(post, budgets, points=answer_points(a))]))
+    print("\n\n".join(blocks))
     return 0
+
+
+MARKS = {"within": "", "below": " <", "beyond": " *", "far beyond": " **"}  # the notes under the answer say what each means
 
 
 def _cell(d: dict, fmt) -> str:
@@ -103,7 +145,8 @@ def text(a: dict) -> str:
     for b in a["budgets"]:
         lines.append(f"budget {b['budget']:.3g} FLOPs:")
         for label, c in (("lowest expected loss", b["expected_loss_choice"]), ("median N_opt", b["median_n_opt_choice"])):
-            lines.append(f"  {label + ':':<22}N = {si(c['N'])}, D = {si(c['D'])} ({format_ratio(c['tokens_per_param'])} tokens/param): "
+            lines.append(f"  {label + ':':<22}N = {si(c['N'])}, D = {si(c['D'])}{MARKS[c['range']]} "
+                         f"({format_ratio(c['tokens_per_param'])} tokens/param): "
                          f"loss {_cell(c['loss'], loss)}, mean {c['expected_loss']:.4f}; expected regret "
                          f"{c['expected_regret']:.2g} (regret {_cell(c['regret'], lambda v: f'{v:.2g}')})"
                          + (f"; P(loss <= {b['target_loss']:g}) {_p(c['p_loss_below_target'])}"
@@ -120,13 +163,13 @@ def text(a: dict) -> str:
         lines.append(f"target loss {t['target_loss']:g}: reachable in {_p(t['p_reachable'])} of draws")
         if t["lifetime_flops"] is not None:
             lines.append(f"  {what} needed: {_cell(t['lifetime_flops'], flops)}; N = {_cell(t['N'], si)}, "
-                         f"D = {_cell(t['D'], si)}, tokens/param {_cell(t['tokens_per_param'], format_ratio)}")
+                         f"D = {_cell(t['D'], si)}{MARKS[t['range']]}, tokens/param {_cell(t['tokens_per_param'], format_ratio)}")
             if T:
                 lines.append(f"  against the training-optimal model of that loss (N = {_cell(t['chinchilla_N'], si)}, "
                              f"lifetime {_cell(t['chinchilla_lifetime_flops'], flops)}): saves "
                              f"{_cell(t['saved_flops'], flops)} FLOPs, {_cell(t['saved_fraction'], lambda v: f'{v:.1%}')}")
     r = a.get("run")
     if r is not None:
-        lines.append(f"run N = {si(r['N'])}, D = {si(r['D'])}: predicted loss {_cell(r['loss'], loss)} (observation "
+        lines.append(f"run N = {si(r['N'])}, D = {si(r['D'])}{MARKS[r['range']]}: predicted loss {_cell(r['loss'], loss)} (observation "
                      f"noise included); P(loss <= {r['target_loss']:g}) {_p(r)}")
     return "\n".join(lines)

@@ -49,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"             Epoch 2024    {_fmt(EPOCH_2024)}")
     print()
     budgets = sorted({*STANDARD_BUDGETS, CHINCHILLA_BUDGET})
-    print(_common.frontier_text(post.frontier(budgets, level=0.9), _common.fitted_compute(post),
-                                _common.observed_compute(post)))
-    for line in _common.beyond_notes(post, budgets):
+    table = post.frontier(budgets, level=0.9)
+    print(_common.frontier_text(table, reach=_common.Reach.of(post)))
+    for line in [*_common.beyond_notes(post, budgets, points=(table["N_opt_median"], table["D_opt_median"])),
+                 *_common.falling_optimum_notes(post, table)]:
         print(line)
     print()
     try:

@@ -104,12 +104,18 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         return post, runs
     from bayes_scaling.fitting.nuts import fit_nuts
 
-    law = args.law
+    law, model = args.law, args.model or "extrapolating"
     if law == "data_constrained":  # bound to each run's unique tokens (column unique_tokens; U = D if absent)
         from bayes_scaling.laws.data_constrained import DataConstrained
 
         law = DataConstrained.for_runs(selected)
-    model = args.model or "extrapolating"
+        if args.model == "extrapolating":
+            raise InputError("--model extrapolating: the data-constrained law is fitted as the plain law only (the drift "
+                             "beyond the runs is calibrated for laws of N and D alone, not one bound to each run's unique "
+                             "tokens); drop --model, or fit --law chinchilla for the extrapolating model")
+        _common.info("the data-constrained law is fitted as the plain law: its answers beyond the runs carry no error "
+                     "of the law's own (the extrapolating model needs a law of N and D alone)")
+        model = "plain"
     _common.info(("leave-future-out refits to calibrate the extrapolation model, then " if model != "plain" else "")
                  + f"sampling {args.chains} chains x {args.draws} draws (NUTS, {args.warmup} warmup)...")
     post = fit_nuts(

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--level must lie in (0, 1), got {args.level}")
     fits = load_fits(args.fit_dir)
     _common.warn_untrusted(fits)
+    _common.check_unique_tokens(args, fits)
     budgets = args.budget or list(STANDARD_BUDGETS)
     answers = []
     for group, post in fits:
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
             answers.append((group, post, post.frontier(budgets, level=args.level, branch_of=args.as_branch)))
     if args.json:
         docs = [{**({} if group is None else {"group": group}), "method": post.method, "law": post.law.name,
-                 "model": post.model, **_common.reach_json(post), "frontier": _common.frontier_json(table),
+                 "model": post.model, **_common.reach_json(post),
+                 "frontier": _common.frontier_json(table, _common.Reach.of(post), not args.inference_tokens),
                  **({"inference_tokens": args.inference_tokens} if args.inference_tokens else {}),
                  **({"as_branch_of": args.as_branch} if args.as_branch is not None else {})}
                 for group, post, table in answers]
@@ -78,14 +80,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for i, (group, post, table) in enumerate(answers):
         print(("" if i == 0 else "\n") + ("" if group is None else f"[{group}] ")
-              + f"model: {post.model_label}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
+              + f"law: {post.law.name}; model: {post.model_label}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
                                           if post.model == "extrapolating" else "") + branch_text(args.as_branch, post))
         if args.inference_tokens:
             print(f"inference tokens T = {args.inference_tokens:.3g}: budgets are training + inference FLOPs (6ND + 2NT)")
-        if args.inference_tokens:  # its budgets add inference FLOPs: not comparable to the fitted runs' 6ND
-            print(_common.frontier_text(table))
-            continue
-        print(_common.frontier_text(table, _common.fitted_compute(post), _common.observed_compute(post)))
-        for line in _common.beyond_notes(post, budgets):
+        # each row marked by where its optimum lies against the fitted runs; budgets that add inference FLOPs are not
+        # comparable to the runs' 6ND, so those rows are judged by their optimum's 6ND
+        training = not args.inference_tokens
+        print(_common.frontier_text(table, reach=_common.Reach.of(post), training_budgets=training))
+        for line in _common.beyond_notes(post, budgets if training else (),
+                                         points=(table["N_opt_median"], table["D_opt_median"])):
+            print(line)
+        for line in _common.falling_optimum_notes(post, table):
             print(line)
     return 0

@@ -214,7 +214,7 @@ def open_planner(args):
     from bayes_scaling.design.settings import PlannerSettings
 
     if args.candidates is not None:
-        candidates = read_pool(args.candidates)[0]
+        candidates = read_pool(args.candidates, check_units=not args.no_unit_check)[0]
         if args.max_run_cost is not None:
             candidates = candidates.affordable(args.max_run_cost)
     else:
@@ -223,7 +223,7 @@ def open_planner(args):
     strategy = resolved_strategy(args)
     target_runs = ()
     if args.target is not None:
-        table = read_pool(args.target)[0]
+        table = read_pool(args.target, check_units=not args.no_unit_check)[0]
         target_runs = tuple(zip(table.N.tolist(), table.D.tolist()))
     settings = PlannerSettings(
         target_budget=args.target_budget, experiment_budget=args.experiment_budget, tolerance=args.tolerance,

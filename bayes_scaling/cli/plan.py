@@ -72,6 +72,8 @@ def add_pool_options(p: argparse.ArgumentParser) -> None:
                    help="the runs that can be done (N, D[, cost, run_id, ...]); replaces the candidate grid")
     p.add_argument("--target", default=None, metavar="TARGET.csv",
                    help="the runs to predict well (N, D): the target region (default: the IsoFLOP slice at C*)")
+    p.add_argument("--no-unit-check", action="store_true",
+                   help="accept pool and target runs whose N or tokens per parameter lie outside what any real run has")
 
 
 def add_candidate_options(p: argparse.ArgumentParser) -> None:
@@ -103,7 +105,9 @@ def run(args) -> int:
         else:
             raise InputError(f"{directory} is neither a planner state directory (planner.json) nor a saved fit "
                              "(meta.json)")
-    if 0 < len(proposals) < args.batch:
+    if len(proposals) < args.batch and getattr(args, "pool_left", None):  # a pool: say which filter left how many
+        _common.info(f"{len(proposals)} of the {args.batch} runs asked for: of {', '.join(args.pool_left)}")
+    elif 0 < len(proposals) < args.batch:
         _common.info(f"only {len(proposals)} affordable candidate runs were left of the {args.batch} asked for; "
                      "proposing them all (widen --n-range/--d-range, --grid-points or --max-run-cost for more)")
     if (directory / "planner.json").exists():
@@ -204,6 +208,8 @@ def _from_fit(args, directory):
     if (args.target_budget is None and args.target is None) or (args.target_budget is not None and not args.target_budget > 0):
         raise InputError("a saved fit needs --target-budget C* (positive FLOPs) or --target TARGET.csv")
     post = Posterior.load(directory)
+    if hasattr(post.law, "with_unique_tokens"):
+        raise InputError(_common.DATA_CONSTRAINED.format(what="planning from a fit"))
     _common.warn_untrusted([(None, post)])
     if post.num_draws < 2 or "sigma" not in post.idata["posterior"]:
         raise InputError(f"{directory} holds {post.num_draws} draw(s) without sigma; planning needs a posterior "
@@ -212,16 +218,22 @@ def _from_fit(args, directory):
     if args.candidates is not None:
         from bayes_scaling.design.candidates import read_pool
 
-        candidates = read_pool(args.candidates)[0]
+        candidates = read_pool(args.candidates, check_units=not args.no_unit_check)[0]
+        args.pool_left = [f"the pool's {len(candidates)} runs"]  # what each filter left, for the note on a short batch
         if args.max_run_cost is not None:
             candidates = candidates.affordable(args.max_run_cost)
+            args.pool_left.append(f"{len(candidates)} cost at most --max-run-cost {args.max_run_cost:.3g}")
     else:
         candidates = candidates_from_args(args, (runs.N.min(), 10 * runs.N.max()), (runs.D.min(), 10 * runs.D.max()),
                                           10 * runs.C.max())
     if args.budget is not None:
         if not args.budget > 0:
             raise InputError(f"--budget must be positive FLOPs, got {args.budget}")
+        cheapest = float(candidates.cost.min()) if len(candidates) else None
         candidates = candidates.affordable(args.budget)
+        if hasattr(args, "pool_left"):
+            args.pool_left.append(f"{len(candidates)} cost at most --budget {args.budget:.3g}"
+                                  + (f" (the cheapest costs {cheapest:.3g} FLOPs)" if not len(candidates) and cheapest else ""))
     if len(candidates) == 0:
         return [], args.target_budget
     args.utility_used = args.utility or ("target" if pool_mode else "eig")
@@ -263,12 +275,16 @@ def _target_from_fit(args, post, candidates):
     if args.target is not None:
         from bayes_scaling.design.candidates import read_pool
 
-        table = read_pool(args.target)[0]
+        table = read_pool(args.target, check_units=not args.no_unit_check)[0]
         region = TargetRegion(table.N, table.D)
         target_budget = target_budget or float(table.cost.max())
     Z, used = target_matrix(post, region, target_budget)
     candidates = candidates.take(in_band(post, candidates.N, candidates.D, args.shape_span,
                                          used if args.shape_region else None))
+    if hasattr(args, "pool_left") and args.shape_span is not None:
+        args.pool_left.append(f"{len(candidates)} lie in the compute-optimal band (--shape-span {args.shape_span:g}"
+                              + (", widened to the target's shapes" if args.shape_region else "")
+                              + "; --shape-span off scores every run)")
     batch = max(1, min(args.batch, len(candidates)))
     _tick(args, f"scoring {len(candidates)} candidate runs for a batch of {batch}")
     chosen, gains = choose(Z, posterior_columns(post, candidates.N, candidates.D), post.draws("sigma"), candidates.cost,

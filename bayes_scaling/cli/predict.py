@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "value of the offset column of a fit with offsets (an unseen value gets a fresh offset). Without "
                    "it a WSD fit predicts cosine runs and an offsets fit a new level")
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--unique-tokens", type=float, metavar="U",
+                   help="a data-constrained fit: the corpus's unique tokens for the --N/--D points (with --runs, a "
+                        "unique_tokens column gives each row's own, else U = this for every row)")
+    p.add_argument("--no-unit-check", action="store_true",
+                   help="accept parameter and token counts outside what any real run has (with --N/--D or --runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=run)
@@ -54,22 +59,25 @@ def run(args: argparse.Namespace) -> int:
                          "with --runs each row's level is read from its own columns")
     runs = None
     if args.runs is not None:
-        runs = _common.read_runs(args.runs, args.column)
+        runs = _common.read_runs(args.runs, args.column, check_units=not args.no_unit_check)
     else:
         N = np.array([v for chunk in args.N or [] for v in chunk])
         D = np.array([v for chunk in args.D or [] for v in chunk])
         if len(N) == 0 or len(N) != len(D):
             raise InputError(f"--N and --D need one value each per point, got {len(N)} N and {len(D)} D")
+        if not args.no_unit_check:  # the check a run table gets (--runs): a count given in millions or billions
+            from bayes_scaling.runs.validate import check_plausible_units, point_locator
+
+            check_plausible_units(N, D, point_locator("--N/--D"), "--N", "--D")
     fits = load_fits(args.fit_dir)
     _common.warn_untrusted(fits)
+    _common.check_unique_tokens(args, fits)
     if runs is not None and fits[0][0] is not None:
         runs = rows_by_group(runs, group_column(args.fit_dir), [group for group, _ in fits])
     routed = runs is not None and fits[0][0] is not None and any(group in runs.groups for group, _ in fits)
     answers = []
     for group, post in fits:
-        if hasattr(post.law, "with_unique_tokens"):
-            raise InputError("this fit's law is data-constrained (per-run unique tokens); predict reads plain-law fits")
-        observed = levels = None
+        observed = levels = rows = None
         if args.at is not None:
             levels = given_level(post, args.at, len(N), group)
         if runs is not None:
@@ -79,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
                 continue
             N, D, observed = runs.N[rows], runs.D[rows], runs.loss[rows]
             levels = row_levels(post, runs.frame[rows].reset_index(drop=True), group)
+        if hasattr(post.law, "with_unique_tokens"):
+            post.law = corpus_law(post.law, args, None if runs is None else runs.frame[rows].reset_index(drop=True))
         table = post.predict_summary(N, D, level=args.level, seed=args.seed, offset_at=levels)
         if levels is not None:
             table["predicted_as"] = predicted_as(post, levels)
@@ -96,6 +106,24 @@ def run(args: argparse.Namespace) -> int:
             print()
         _print_table(args, group, post, table)
     return 0
+
+
+def corpus_law(law, args: argparse.Namespace, frame: pd.DataFrame | None):
+    """A data-constrained law bound to the unique tokens U of the points to predict: with --runs (``frame``:
+    the rows predicted), each row's ``unique_tokens`` where the table has that column; else the one corpus of
+    --unique-tokens."""
+    from bayes_scaling.laws.data_constrained import UNIQUE_TOKENS_COLUMN
+    from bayes_scaling.runs.table import Runs
+
+    if frame is not None and UNIQUE_TOKENS_COLUMN in frame:
+        return type(law).for_runs(Runs(frame))
+    if args.unique_tokens is None:
+        raise InputError("this fit's law is data-constrained: its loss depends on the corpus's unique tokens U; give "
+                         "--unique-tokens U" + (f" or a {UNIQUE_TOKENS_COLUMN} column in {args.runs}" if frame is not None
+                                                 else ""))
+    if not args.unique_tokens > 0:
+        raise InputError(f"--unique-tokens must be a positive token count, got {args.unique_tokens:g}")
+    return law.with_unique_tokens(args.unique_tokens)
 
 
 def rows_by_group(runs, column: str | None, groups: list[str]):
@@ -163,7 +191,9 @@ def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
             return None
         return bool(v) if k == "inside" else float(v)
 
-    rows = [{k: value(k, v) for k, v in r.items()} for r in table.to_dict("records")]
+    reach = _common.Reach.of(post)
+    rows = [{**{k: value(k, v) for k, v in r.items()}, "range": reach.where(r["N"], r["D"])}
+            for r in table.to_dict("records")]
     return {**({} if group is None else {"group": group}), "fit": str(args.fit_dir), "law": post.law.name,
             "method": post.method, "model": str(table["model"].iloc[0]), **_common.reach_json(post), "level": args.level,
             "predictions": rows}
@@ -172,14 +202,14 @@ def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
 def _print_table(args: argparse.Namespace, group: str | None, post, table) -> None:
     observed = "loss" in table
     print(("" if group is None else f"[{group}] ") + f"Predicted loss (median [{args.level:.0%} interval]; "
-          f"model: {table['model'].iloc[0]}; fit {args.fit_dir}, {post.method})")
+          f"law: {post.law.name}; model: {table['model'].iloc[0]}; fit {args.fit_dir}, {post.method})")
     head = f"{'N':>10} {'D':>10} {'C = 6ND':>10}   {'loss':>28}"
     print(head + ("  observed" if observed else ""))
-    top, observed_compute = _common.fitted_compute(post), _common.observed_compute(post)
+    reach = _common.Reach.of(post)
     for r in table.to_dict("records"):
         C = 6 * r["N"] * r["D"]
         line = (f"{_common.format_si(r['N']):>10} {_common.format_si(r['D']):>10} {C:>10.3g}"
-                f"{_common.beyond_mark(C, top, observed_compute):<2} "
+                f"{reach.mark(r['N'], r['D']):<2} "
                 f"{r['median']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}]".rjust(28))
         if observed:
             line += ("  (no loss)" if pd.isna(r["inside"]) else f"  {r['loss']:.4f} ({'inside' if r['inside'] else 'outside'})")
@@ -192,5 +222,5 @@ def _print_table(args: argparse.Namespace, group: str | None, post, table) -> No
         scored = table["inside"].dropna()
         print(f"{scored.astype(bool).mean():.0%} of {len(scored)} runs inside their {args.level:.0%} interval"
               + (f" ({len(table) - len(scored)} without an observed loss left out)" if len(scored) < len(table) else ""))
-    for line in _common.beyond_notes(post, 6 * table["N"] * table["D"], optima=False):
+    for line in _common.beyond_notes(post, optima=False, points=(table["N"], table["D"])):
         print(line)

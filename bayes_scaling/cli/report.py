@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     budgets = tuple(args.budget) if args.budget else DECISION_BUDGETS
     fits = load_fits(args.fit_dir)
+    if any(hasattr(post.law, "with_unique_tokens") for _, post in fits):
+        raise InputError(_common.DATA_CONSTRAINED.format(what="the report"))
     if fits[0][0] is None:
         post = fits[0][1]
         _common.info(f"writing the {fmt} report of {args.fit_dir} ({post.method}, {post.num_draws} draws)...")

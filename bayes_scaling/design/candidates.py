@@ -106,34 +106,50 @@ def _log_grid(bounds, points: int, name: str) -> np.ndarray:
 POOL_ALIASES = {"N": ("N", "params"), "D": ("D", "tokens"), "cost": ("cost", "C", "flops")}
 
 
-def read_pool(path) -> tuple[Candidates, pd.DataFrame]:
+POOL_EXPECTED = "expected a pool of runnable runs: one run a row, with columns N (or params), D (or tokens) and optionally cost"
+MAX_PROBLEMS = 5  # bad fields named in one error, then how many more
+
+
+def read_pool(path, check_units: bool = True) -> tuple[Candidates, pd.DataFrame]:
     """A table of runnable runs (CSV or Parquet) as candidates, and its raw frame: columns N (or
     params), D (or tokens), optionally cost (or C, flops; default 6 N D) and run_id (the key;
-    default N..-D..); other columns (U, ...) are kept in the frame. Errors name the file and column."""
+    default N..-D..); other columns (U, ...) are kept in the frame. Every bad field is named by row
+    (from 1 after the header) and column, as a run table's are; N and D get the run tables' unit check
+    (``check_units=False`` to skip it); rows that repeat a run are named."""
     from bayes_scaling.runs.files import check_table_path, read_file
+    from bayes_scaling.runs.validate import _Locator, check_plausible_units
 
-    path, suffix, kind = check_table_path(path)
+    path, suffix, kind = check_table_path(path, POOL_EXPECTED)
     if suffix not in (".csv", ".parquet", ".pq"):
         raise InputError(f"{path}: a pool of runs must be a .csv or .parquet table")
-    frame = read_file(path, suffix, kind)
-    values = {}
-    for field, names in POOL_ALIASES.items():
-        name = next((n for n in names if n in frame.columns), None)
+    frame = read_file(path, suffix, kind, POOL_EXPECTED)
+    values, names, problems = {}, {}, []
+    for field, aliases in POOL_ALIASES.items():
+        name = next((n for n in aliases if n in frame.columns), None)
         if name is None:
             if field == "cost":
                 continue
-            raise InputError(f"{path}: no column {' or '.join(names)} (expected one run a row with N, D and "
-                             f"optionally cost); columns: {', '.join(map(str, frame.columns))}")
-        try:
-            column = np.asarray(pd.to_numeric(frame[name].replace("", np.nan)), np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: column {name!r} must hold numbers (FLOPs, parameters or tokens)") from None
-        if not (np.all(np.isfinite(column)) and np.all(column > 0)):
-            raise InputError(f"{path}: column {name!r} must hold positive numbers in every row")
-        values[field] = column
+            raise InputError(f"{path}: no column {' or '.join(aliases)} ({POOL_EXPECTED}); columns: "
+                             f"{', '.join(map(str, frame.columns))}")
+        raw = frame[name]
+        column = np.asarray(pd.to_numeric(raw.replace("", np.nan), errors="coerce"), np.float64)
+        for i in np.flatnonzero(~(np.isfinite(column) & (column > 0))):
+            problems.append(f"row {i + 1}, column {name!r}: {str(raw.iloc[i])!r} is not a positive number")
+        values[field], names[field] = column, name
+    if problems:
+        more = len(problems) - MAX_PROBLEMS
+        raise InputError(f"{path}: " + "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+                         + " (expected FLOPs, parameters or tokens: positive numbers)")
+    if check_units:
+        check_plausible_units(values["N"], values["D"], _Locator(str(path)), names["N"], names["D"])
     cost = values.get("cost", flops_6nd(values["N"], values["D"]))
     keys = (tuple(str(k) for k in frame["run_id"]) if "run_id" in frame.columns
             else tuple(grid_key(n, d) for n, d in zip(values["N"], values["D"])))
-    if len(set(keys)) != len(keys):
-        raise InputError(f"{path}: run ids (or (N, D) pairs) must be unique, one row each")
+    first = {}
+    for i, key in enumerate(keys):
+        if key in first:
+            what = "run_id" if "run_id" in frame.columns else "(N, D)"
+            raise InputError(f"{path}: rows {first[key] + 1} and {i + 1} are the same run ({what} {key!r}); "
+                             "a pool lists each runnable run once")
+        first[key] = i
     return Candidates(values["N"], values["D"], np.asarray(cost, np.float64), keys), frame

@@ -16,43 +16,44 @@ FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 STORE_SUFFIXES = (".sqlite", ".db", ".sqlite3")
 
 
-def check_table_path(path: str | Path) -> tuple[Path, str, str]:
+def check_table_path(path: str | Path, expected: str = TABLE_EXPECTED) -> tuple[Path, str, str]:
     """``(path, suffix, kind)`` of a run-table file (.csv, .parquet or .sqlite) that exists, is a
     file and is not empty; otherwise ``InputError`` naming it and saying what was expected."""
     source, path = path, Path(path)
     if not path.exists():
         raise InputError(f"{source}: no such run table")
     if path.is_dir():
-        raise InputError(f"{source}: is a folder; {TABLE_EXPECTED} (.csv, .parquet or .sqlite)")
+        raise InputError(f"{source}: is a folder; {expected} (.csv, .parquet or .sqlite)")
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES + STORE_SUFFIXES:
         raise InputError(f"{path}: expected a .csv, .parquet or .sqlite run table, got '{suffix or 'no suffix'}'")
     kind = describe_file(path)
     if kind == "empty (0 bytes)":
-        raise InputError(f"{path}: the file is empty (0 bytes); {TABLE_EXPECTED}")
+        raise InputError(f"{path}: the file is empty (0 bytes); {expected}")
     return path, suffix, kind
 
 
-def read_file(path: Path, suffix: str, kind: str) -> pd.DataFrame:
+def read_file(path: Path, suffix: str, kind: str, expected: str = TABLE_EXPECTED) -> pd.DataFrame:
     """The raw rows of a checked (``check_table_path``) .csv or .parquet file. A file of another
-    kind, truncated or unparsable raises ``InputError``; a table with a header and no rows too."""
+    kind, truncated or unparsable raises ``InputError`` ending in ``expected`` (what such a file
+    should hold); a table with a header and no rows too."""
     expected_kind = "text" if suffix == ".csv" else "a Parquet file"
     if kind != expected_kind:
-        raise InputError(f"{path}: not a {suffix[1:].upper()} file (it looks like {kind}); {TABLE_EXPECTED}")
+        raise InputError(f"{path}: not a {suffix[1:].upper()} file (it looks like {kind}); {expected}")
     try:
         if suffix == ".csv":
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
         else:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: no header and no rows (blank lines only); {TABLE_EXPECTED}") from None
+        raise InputError(f"{path}: no header and no rows (blank lines only); {expected}") from None
     except MemoryError:
         raise
     except Exception as err:  # noqa: BLE001 -- any parser failure: the file is damaged
         raise InputError(f"{path}: cannot be read as {suffix[1:].upper()} ({type(err).__name__}: "
-                         f"{_short(err)}); it may be truncated or damaged; {TABLE_EXPECTED}") from None
+                         f"{_short(err)}); it may be truncated or damaged; {expected}") from None
     if len(frame) == 0:
-        raise InputError(f"{path}: a header ({present_columns(frame.columns)}) and no rows; {TABLE_EXPECTED}")
+        raise InputError(f"{path}: a header ({present_columns(frame.columns)}) and no rows; {expected}")
     return frame
 
 

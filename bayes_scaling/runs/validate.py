@@ -143,13 +143,20 @@ def _unit_hint(n: float, d: float, n_column: str, d_column: str | None) -> str:
 
 
 class _Locator:
-    """Names a row the way the user sees it: rows count from 1 after the header."""
+    """Names a row the way the user sees it: rows count from 1 after the header (``noun`` "point" for
+    values given on the command line: "--N/--D point 2")."""
 
-    def __init__(self, source_name: str):
+    def __init__(self, source_name: str, noun: str = "row"):
         self.source_name = source_name
+        self.noun = noun
 
     def row(self, i: int) -> str:
-        return f"{self.source_name} row {i + 1}"
+        return f"{self.source_name} {self.noun} {i + 1}"
+
+
+def point_locator(what: str) -> _Locator:
+    """Names the i-th of points given on the command line, for ``check_plausible_units``."""
+    return _Locator(what, noun="point")
 
 
 def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name: str) -> dict[str, str]:
