@@ -7,7 +7,7 @@ assets). Sections, in order, each a ``<section id=...>``:
     data         runs used (counts, ranges of N, D, C, loss) and the rows excluded as flagged, with why
     diagnostics  R-hat, bulk/tail ESS, divergences, E-BFMI, tree-depth saturation, with warnings
     parameters   median and 90% interval of each parameter, with R-hat and ESS, beside published fits
-    frontier     N_opt, D_opt, L_opt and tokens per parameter at 1e19 .. 1e25 FLOPs (90% intervals)
+    frontier     N_opt, D_opt, L_opt and tokens per parameter at 1e19 .. 1e25 FLOPs, or decades around a fit of smaller runs (90% intervals)
     decisions    the posterior IsoFLOP profile at the user's budgets (``decisions.isoflop_profile``):
                  the N of lowest expected loss, where P(best) lies, the regret of the median N_opt
     checks       posterior predictive coverage and PSIS-LOO with Pareto-k flags
@@ -76,7 +76,8 @@ def excluded_runs(posterior, all_runs=None) -> pd.DataFrame | None:
     """Rows of the full run table that the fit left out (flagged), with the reason.
 
     From ``all_runs`` when given; else the rows the fit recorded as excluded
-    (``posterior.excluded``); else, for a fit of a bundled dataset, from that dataset.
+    (``posterior.excluded``); else, for a fit of a bundled dataset, from that dataset. Only rows of
+    the groups the fit holds count (a grouped fit's member does not leave out the other groups' runs).
     None when the full table is unknown."""
     fitted = posterior.runs.frame
     if all_runs is None and posterior.excluded is not None:
@@ -87,6 +88,7 @@ def excluded_runs(posterior, all_runs=None) -> pd.DataFrame | None:
             if all_runs is None:
                 return None
         frame = all_runs.frame
+        frame = frame[frame["group"].astype(str).isin(fitted["group"].astype(str))]  # a group's fit: its own rows only
         left_out = frame[~frame["run_id"].astype(str).isin(fitted["run_id"].astype(str))]
     table = left_out[["run_id", "N", "D", "C", "loss", "flag_reason"]].reset_index(drop=True)
     for col in ("N", "D", "C", "loss"):
@@ -153,25 +155,53 @@ def parameter_table(posterior, diagnosis) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")  # a parameter held fixed has no R-hat or ESS
 
 
-def standard_frontier(posterior) -> pd.DataFrame:
-    """``Posterior.frontier`` at the standard budgets and the report's level."""
+STANDARD_SPAN = (1e17, 1e25)  # fits whose largest run lies here get the standard budgets; others decades around it
+
+
+def frontier_budgets(posterior) -> list[float]:
+    """The report's frontier budgets: the standard ones (1e19 to 1e25 FLOPs) for a fit whose largest run's
+    compute lies in ``STANDARD_SPAN``; else (small harness runs, say) the decades from 100x below to 1000x
+    above that compute, so the table starts among the fitted runs."""
+    from bayes_scaling.formatting import fitted_compute
     from bayes_scaling.frontier import STANDARD_BUDGETS
 
-    return posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL)
+    top = fitted_compute(posterior)
+    if STANDARD_SPAN[0] <= top <= STANDARD_SPAN[1]:
+        return list(STANDARD_BUDGETS)
+    k = int(np.floor(np.log10(top)))
+    return [10.0 ** j for j in range(k - 2, k + 4)]
+
+
+def decision_budgets(posterior, budgets=None) -> tuple:
+    """The decisions section's budgets: ``budgets`` as given where they are not the default; else
+    ``DECISION_BUDGETS`` for a fit whose largest run lies in ``STANDARD_SPAN``, and 10x, 100x and 1000x its
+    compute (decades) for one outside it."""
+    from bayes_scaling.formatting import fitted_compute
+
+    budgets = DECISION_BUDGETS if budgets is None else tuple(budgets)
+    top = fitted_compute(posterior)
+    if budgets != DECISION_BUDGETS or STANDARD_SPAN[0] <= top <= STANDARD_SPAN[1]:
+        return budgets
+    k = int(np.floor(np.log10(top)))
+    return tuple(10.0 ** j for j in range(k + 1, k + 4))
+
+
+def standard_frontier(posterior) -> pd.DataFrame:
+    """``Posterior.frontier`` at the report's budgets (``frontier_budgets``) and its level."""
+    return posterior.frontier(frontier_budgets(posterior), level=LEVEL)
 
 
 def frontier_table(posterior, frontier: pd.DataFrame | None = None) -> pd.DataFrame:
     """The frontier at the standard budgets (``frontier``, else ``standard_frontier``) as text cells:
     median [lo, hi], each budget marked by where its optimum lies against the fitted runs (``Reach.mark``)."""
     from bayes_scaling.formatting import Reach, format_ratio, format_si
-    from bayes_scaling.frontier import STANDARD_BUDGETS
     from bayes_scaling.posterior import NEW_TRUNK
 
     f = standard_frontier(posterior) if frontier is None else frontier
     reach = Reach.of(posterior)
     branch = None  # a WSD fit: L_opt of a new trunk's branch too (``Posterior.frontier(branch_of=...)``)
     if posterior.has_draws("wsd_offset"):
-        branch = posterior.frontier(list(STANDARD_BUDGETS), level=LEVEL, branch_of=NEW_TRUNK)
+        branch = posterior.frontier(list(f["budget"]), level=LEVEL, branch_of=NEW_TRUNK)
 
     def cell(row, q, fmt):
         return f"{fmt(row[q + '_median'])} [{fmt(row[q + '_lo'])}, {fmt(row[q + '_hi'])}]"
@@ -380,7 +410,7 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
         "parameters": parameter_table(posterior, diagnosis),
         "frontier": frontier_table(posterior, standard),
         "frontier_notes": frontier_notes(posterior, standard),
-        "decisions": decisions_table(posterior, budgets),
+        "decisions": decisions_table(posterior, decision_budgets(posterior, budgets)),
         "decisions_intro": DECISIONS_INTRO.format(model=posterior.model, level=LEVEL),
         "check_lines": check_lines,
         "high_k": high_k,

@@ -235,3 +235,24 @@ def test_the_loop_says_when_the_refit_behind_its_intervals_failed_its_checks(tmp
 
     assert main(["plan", str(tmp_path), "--batch", "1", "--dry-run"]) == 0
     assert "note: the refit behind these proposals failed its sampler checks" in capsys.readouterr().err
+
+
+def test_the_harness_grid_leaves_out_runs_the_harness_would_train_twice():
+    """Grid sizes the harness builds as one shape (the shapes are coarse at small N), and token counts that
+    round to the same number of updates, would train the same run twice: one of each is kept, the one
+    nearest what is trained."""
+    import argparse
+
+    from bayes_scaling.cli.loop import distinct_harness_runs
+    from bayes_scaling.cli.plan import candidates_from_args
+    from training.sizing import shape_for_params
+
+    args = argparse.Namespace(n_range=[2e4, 5e4], d_range=[4e5, 1e6], grid_points=4, max_run_cost=None,
+                              train_spec=None, simulate=False)
+    grid = candidates_from_args(args, (2e4, 5e5), (2e5, 4e6), 2e12)
+    kept = distinct_harness_runs(grid, args)
+    shapes = {shape_for_params(int(round(n)), vocab_size=256, context=128).n_params("total") for n in grid.N}
+    assert len(set(kept.N)) == len(shapes) < len(set(grid.N)) and len(kept) == len(shapes) * len(set(grid.D))
+    assert set(kept.keys) <= set(grid.keys)  # grid runs, not new ones
+    args.train_spec = '{"batch_size": 4000, "context": 100}'  # 4e5 tokens per update: the D grid rounds to 1 and 2 updates
+    assert len(set(distinct_harness_runs(grid, args).D)) == 2

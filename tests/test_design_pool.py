@@ -142,6 +142,14 @@ def test_loop_with_a_pool_runs_only_pool_runs_within_budget(tmp_path):
     assert planner.settings["strategy"] == "target" and planner.settings["model"] == "extrapolating"
     assert 6 < len(planner.done) <= 9 and {r["key"] for r in planner.done} <= set(pool.keys)
     assert planner.flops_spent <= budget
+    # the status (and the stop rule) reads the interval the saved fit answers with: the drift included
+    from bayes_scaling.posterior import Posterior
+
+    status, fit = planner.status(), Posterior.load(tmp_path / "state" / "fit")
+    assert fit.model == "extrapolating"
+    log_n = np.log(fit.frontier_draws([1e22])["N_opt"][:, 0])
+    lo, hi = np.quantile(log_n, [0.05, 0.95])
+    assert status["log_N_opt"]["lo"] == pytest.approx(lo, abs=0.05) and status["log_N_opt"]["hi"] == pytest.approx(hi, abs=0.05)
 
 
 def epoch_fit(directory, spread=0.05, seed=0):

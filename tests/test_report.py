@@ -232,3 +232,34 @@ def test_the_verdict_names_what_the_runs_cannot_identify():
     content = report_content(ladder, budgets=())
     assert "These runs cannot identify the law: every run has about the same tokens per parameter" in content["verdict"]
     assert "More warm-up or draws will not fix this" in content["verdict"] and content["trusted"] is False
+
+
+def test_a_groups_report_counts_only_its_own_left_out_runs():
+    """A grouped fit's member fitted one group of a bundled dataset: the rows it left out are that group's
+    flagged rows, not the other groups' runs."""
+    from types import SimpleNamespace
+
+    from bayes_scaling.report import excluded_runs
+    from bayes_scaling.runs import load_marin
+
+    frame = load_marin().frame
+    comma = frame[frame["group"] == "comma"]
+    member = SimpleNamespace(runs=SimpleNamespace(frame=comma[~comma["flagged"]].reset_index(drop=True)), excluded=None)
+    left_out = excluded_runs(member)
+    assert len(left_out) == int(comma["flagged"].sum()) > 0
+    assert set(left_out["run_id"]) == set(comma.loc[comma["flagged"], "run_id"].astype(str))
+
+
+def test_a_fit_of_small_runs_gets_budgets_around_its_own_compute():
+    """The report's frontier and decisions use the standard budgets for fits whose largest run lies between
+    1e17 and 1e25 FLOPs; a fit of harness-sized runs (6ND ~ 1e12) gets decades from 100x below its largest run."""
+    from types import SimpleNamespace
+
+    from bayes_scaling.frontier import STANDARD_BUDGETS
+    from bayes_scaling.report import DECISION_BUDGETS, decision_budgets, frontier_budgets
+
+    small = SimpleNamespace(runs=SimpleNamespace(N=np.array([2e4, 1e5]), D=np.array([4e5, 2e6])))  # 6ND up to 1.2e12
+    assert frontier_budgets(small) == [1e10, 1e11, 1e12, 1e13, 1e14, 1e15]
+    assert decision_budgets(small) == (1e13, 1e14, 1e15) and decision_budgets(small, (5e12,)) == (5e12,)
+    usual = SimpleNamespace(runs=SimpleNamespace(N=np.array([1e8, 1e9]), D=np.array([2e9, 2e10])))
+    assert frontier_budgets(usual) == list(STANDARD_BUDGETS) and decision_budgets(usual) == DECISION_BUDGETS

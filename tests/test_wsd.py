@@ -628,6 +628,9 @@ def test_a_wsd_frontier_as_a_branch_shifts_the_loss_and_keeps_the_allocation(tmp
     assert doc["frontier"][0]["L_opt"]["median"] == pytest.approx(float(fitted["L_opt_median"].iloc[1]), rel=1e-9)
     assert main(["frontier", str(fit), "--budget", "1e22", "--as-branch"]) == 0
     assert "L_opt of a WSD branch of a new trunk" in capsys.readouterr().out
+    assert main(["frontier", str(fit), "--budget", "1e22", "--as-branch", "t9x"]) == 0  # a typo of a trunk id
+    captured = capsys.readouterr()
+    assert "'t9x' is not a fitted trunk (fitted: t0" in captured.err and "a new trunk" in captured.out
     del post.idata["posterior"]["wsd_offset"]
     with pytest.raises(InputError, match="only a WSD fit"):
         post.frontier(budgets, branch_of="t0")

@@ -55,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
     fits = load_fits(args.fit_dir)
     _common.warn_untrusted(fits)
     _common.check_unique_tokens(args, fits)
+    if args.as_branch not in (None, NEW_TRUNK):  # a name the fit has not seen is a new trunk: say so (a typo?)
+        for group, post in fits:
+            trunks = [str(t) for t in post.meta.get("trunks", [])]
+            if trunks and str(args.as_branch) not in trunks:
+                shown = ", ".join(trunks[:8]) + (f" and {len(trunks) - 8} more" if len(trunks) > 8 else "")
+                _common.info(("" if group is None else f"[{group}] ") + f"note: {args.as_branch!r} is not a fitted "
+                             f"trunk (fitted: {shown}): answered for a new trunk's branch")
     budgets = args.budget or list(STANDARD_BUDGETS)
     answers = []
     for group, post in fits:

@@ -40,8 +40,9 @@ trunk's shared effect (refits: ``bayes_scaling.wsd.fit_wsd``); a trunk's extensi
 its branch, and its record goes to the run store as a trunk. Trunks and branches warm up for
 ``warmup_tokens`` (``--train-spec``; default 5% of the smallest grid D).
 
-Fit. When the loop ends (not when it is stopped) it saves its final fit, the plain law's NUTS
-posterior of every done run (the one its last status was computed from), to ``DIR/fit`` and says
+Fit. When the loop ends (not when it is stopped) it saves its final fit, the refits' NUTS posterior of
+every done run under their model (the plain law, the extrapolating model with a pool, the WSD model with
+branches: the one its last status was computed from, drift included), to ``DIR/fit`` and says
 so: ``bayes-scaling frontier DIR/fit`` and ``bayes-scaling report DIR/fit`` open it. The loop
 itself is ``bayes_scaling.design.loop.run_loop``; this command parses the flags and prints.
 """
@@ -220,6 +221,8 @@ def open_planner(args):
     else:
         defaults = SIMULATE_GRID if args.simulate else HARNESS_GRID
         candidates = candidates_from_args(args, defaults["n_range"], defaults["d_range"], defaults["max_cost"])
+        if not args.simulate:
+            candidates = distinct_harness_runs(candidates, args)
     strategy = resolved_strategy(args)
     target_runs = ()
     if args.target is not None:
@@ -282,7 +285,9 @@ def resume_command(args, state_dir: Path) -> str:
 def status_text(status: dict, fit_dir=None) -> str:
     lines = [f"runs: {status['runs_done']} done, {status['runs_failed']} failed; "
              f"FLOPs spent {status['flops_spent']:.3g} of {status['experiment_budget']:.3g}",
-             f"stop: {status['reason'] or 'not met'}"]
+             f"stop: {status['reason'] or 'not met'}"
+             + (f" (the loop ended at --{status['ended_by'].replace('_', '-')}; rerun with a larger --max-runs to go on)"
+                if status.get("ended_by") else "")]
     import math
 
     for name, label in (("log_N_opt", "N_opt"), ("log_L_opt", "L_opt")):
@@ -377,6 +382,47 @@ def train_spec_fields(args) -> dict:
     if not isinstance(extra, dict):
         raise InputError(f"--train-spec: expected a JSON object, got {args.train_spec!r}")
     return extra
+
+
+def distinct_harness_runs(candidates, args):
+    """The grid without candidates that the harness would train as the same run: it builds the shape whose
+    parameter count is nearest each N (``training.sizing.shape_for_params``; coarse at small N, so nearby
+    grid sizes share a shape) and trains D rounded down to whole updates (batch_size x context tokens). Of
+    the grid sizes that give one shape, the one nearest its count (in log) is kept; likewise for D. Where the
+    vocabulary is not known before the corpus is read (a BPE tokenizer without vocab_size), N is left alone."""
+    import numpy as np
+
+    from training.sizing import shape_for_params
+    from training.spec import RunSpec, SpecError
+
+    extra = train_spec_fields(args)
+    step = tokens_per_step(args)
+
+    def keep_nearest(values, realized):
+        best = {}
+        for v, r in zip(values, realized):
+            if r not in best or abs(np.log(v / r)) < abs(np.log(best[r] / r)):
+                best[r] = v
+        return set(best.values())
+
+    vocab = int(extra.get("vocab_size", 0)) or (256 if extra.get("tokenizer", RunSpec.tokenizer) == "byte" else 0)
+    Ns, Ds = np.unique(candidates.N), np.unique(candidates.D)
+    keep_n = set(Ns)
+    if vocab and not extra.get("n_layers"):
+        convention = extra.get("param_convention", RunSpec.param_convention)
+        try:
+            realized = [shape_for_params(int(round(n)), vocab_size=vocab, context=int(extra.get("context", RunSpec.context)),
+                                         aspect_ratio=float(extra.get("aspect_ratio", RunSpec.aspect_ratio)),
+                                         convention=convention).n_params(convention) for n in Ns]
+        except SpecError as err:
+            raise InputError(f"the candidate grid's sizes: {err}") from None
+        keep_n = keep_nearest(Ns, realized)
+    keep_d = keep_nearest(Ds, [max(1, int(d) // step) * step for d in Ds])
+    mask = np.isin(candidates.N, list(keep_n)) & np.isin(candidates.D, list(keep_d))
+    if not mask.all():
+        _common.info(f"{int((~mask).sum())} of the grid's {len(mask)} candidate runs would train the same model shape "
+                     "and token count as another: left out (the harness rounds N to a shape and D to whole updates)")
+    return candidates.take(np.flatnonzero(mask))
 
 
 def tokens_per_step(args) -> int:

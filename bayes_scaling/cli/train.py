@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from bayes_scaling.errors import InputError
@@ -85,8 +86,16 @@ def _train(args) -> int:
     spec.update({k: v for k, v in optional.items() if v is not None})
     from bayes_scaling.runs.store import RunStore
 
-    store = RunStore(args.store or default_store())  # open first: a bad store path fails before training
-    result = train_in_subprocess(spec)
+    path = Path(args.store or default_store())
+    new_store = not path.exists()
+    store = RunStore(path)  # open first: a bad store path fails before training
+    try:
+        result = train_in_subprocess(spec)
+    except InputError:  # a refused spec: a store this call created stays behind only if it holds runs
+        if new_store and len(store) == 0:
+            for suffix in ("", "-wal", "-shm", "-journal"):  # SQLite's companions of the file too
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        raise
     version = store.append(result, source="training")
     loss = "n/a" if result["loss"] is None else f"{result['loss']:.4f} nats/token"
     print(f"{result['run_id']} v{version}: {result['status']}, N={result['N']:,} D={result['D']:,} "

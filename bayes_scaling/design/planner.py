@@ -547,6 +547,16 @@ class Planner:
         self.posterior()
         return self._draws
 
+    def target_draws(self, budget: float) -> np.ndarray:
+        """(S, 2) draws of log N_opt and log L_opt at ``budget`` under the refit's model: the law's closed form
+        for a plain refit, the posterior's frontier (the law plus its drift beyond the done runs) for an
+        extrapolating one, so the stop rule and the status judge the interval that STATE/fit answers with."""
+        post = self.posterior()
+        if post.meta.get("extrapolation") is None:
+            return target_draws(self.law, self.draws(), budget, ("log_N_opt", "log_L_opt"))
+        draws = post.frontier_draws([float(budget)])
+        return np.stack([np.log(draws["N_opt"][:, 0]), np.log(draws["L_opt"][:, 0])], axis=1)
+
     def status(self) -> dict:
         """FLOPs spent and pending, the ``level`` intervals of the targets at C*, the stop rule, and
         ``refit_verdict``: the sampler's verdict on the refit those intervals come from ("passed", or
@@ -558,7 +568,7 @@ class Planner:
                "tolerance": s["tolerance"], "log_N_opt": None, "log_L_opt": None,
                "misfit": self.state.get("misfit")}
         if len(self.done) >= len(self.law.param_names) + 1:
-            T = target_draws(self.law, self.draws(), s["target_budget"], ("log_N_opt", "log_L_opt"))
+            T = self.target_draws(s["target_budget"])
             out["log_N_opt"], out["log_L_opt"] = interval(T[:, 0], s["level"]), interval(T[:, 1], s["level"])
         out["refit_verdict"] = None if self._posterior is None else (self.refitter.last_warning or "passed")
         reasons = []

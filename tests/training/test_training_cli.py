@@ -69,6 +69,10 @@ def test_bayes_scaling_train_appends_the_result_to_the_store(tmp_path, capsys):
     assert record["status"] == "ok" and record["corpus_id"].startswith("python-stdlib") and record["curve"]
     assert main(["train", "--params", "10", "--tokens", "1e4", "--store", str(store)]) == 2
     assert "RunSpec.params=10: too small for any shape" in capsys.readouterr().err
+    assert RunStore(store).get("cli-run")["status"] == "ok"  # a store that held runs is kept
+    fresh = tmp_path / "fresh.sqlite"  # a refused run leaves no empty store behind (nor its SQLite companions)
+    assert main(["train", "--params", "10", "--tokens", "1e4", "--store", str(fresh)]) == 2
+    assert not list(tmp_path.glob("fresh.sqlite*"))
 
 
 @pytest.mark.slow
