@@ -236,7 +236,7 @@ def frontier_notes(posterior, frontier: pd.DataFrame | None = None) -> list[str]
 
 
 DECISION_BUDGETS = (1e21, 1e23, 1e25)
-DECISIONS_INTRO = ("One run per budget, chosen under the posterior ({model} model): the N of lowest expected loss "
+DECISIONS_INTRO = ("One run per budget, chosen under the posterior (model: {model}): the N of lowest expected loss "
                    "along 6ND = C with its loss, the N range holding {level:.0%} of P(this N is best), and the "
                    "expected regret (loss above each draw's own optimum) of choosing the median N_opt; "
                    "median [{level:.0%} interval]. 'bayes-scaling decide' answers the same at any budget.")

@@ -165,6 +165,11 @@ def test_predict_at_a_level_puts_every_point_there_and_refuses_what_has_no_level
     assert answers["1e19"]["median"] == pytest.approx(base * np.exp(0.02), rel=3e-3)
     assert answers["1e19"]["predicted_as"] == "fitted level 1e19" and answers["7e19"]["predicted_as"] == "new level 7e19"
     assert answers["7e19"]["hi"] - answers["7e19"]["lo"] > 1.5 * (answers["1e19"]["hi"] - answers["1e19"]["lo"])
+    capsys.readouterr()  # without --at: a new level, named in the JSON and in a note
+    assert main(["predict", str(fit), "--N", "1e8", "--D", "1e10", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["predictions"][0]["predicted_as"].startswith("new level of")
+    assert "the points are predicted at a new level" in captured.err
     pd.DataFrame({"N": [1e8], "D": [1e10], "loss": [3.0]}).to_csv(tmp_path / "runs.csv", index=False)
     assert main(["predict", str(fit), "--runs", str(tmp_path / "runs.csv"), "--at", "1e19"]) == 2
     assert "with --runs each row's level is read from its own columns" in capsys.readouterr().err

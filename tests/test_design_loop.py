@@ -43,6 +43,7 @@ def test_the_planner_reads_its_done_runs_from_its_run_store(tmp_path):
     executor, make_spec = simulated()
     result = run_loop(planner, executor, make_spec, LoopSettings(workers=2, max_runs=4), notify=lambda line: None)
     assert result.told == 4 and result.fit_dir is None  # too few runs to fit: no fit saved
+    assert not result.status["stop"] and result.status["ended_by"] == "max_runs 4: the state holds 4 results"
     state = json.loads((tmp_path / STATE_FILE).read_text())
     assert "done" not in state and "failed" not in state  # no second copy in planner.json
     stored = RunStore(tmp_path / RUNS_FILE).to_frame()

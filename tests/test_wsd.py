@@ -674,11 +674,11 @@ def test_decisions_for_a_wsd_branch_shift_every_loss_and_budget_and_keep_the_cho
 
 def test_the_report_frontier_of_a_wsd_fit_has_a_new_trunks_branch_column():
     from bayes_scaling.posterior import NEW_TRUNK
-    from bayes_scaling.report import frontier_notes, frontier_table
+    from bayes_scaling.report import frontier_budgets, frontier_notes, frontier_table
 
     post = _toy_wsd_posterior(S=400)
     table = frontier_table(post)
-    branch = post.frontier([1e19], level=0.9, branch_of=NEW_TRUNK).iloc[0]
+    branch = post.frontier(frontier_budgets(post)[:1], level=0.9, branch_of=NEW_TRUNK).iloc[0]
     assert table["L_opt, WSD branch of a new trunk"].iloc[0] == (
         f"{branch['L_opt_median']:.4f} [{branch['L_opt_lo']:.4f}, {branch['L_opt_hi']:.4f}]")
     assert any(line.startswith("L_opt, WSD branch of a new trunk") for line in frontier_notes(post))

@@ -92,6 +92,13 @@ def run(args: argparse.Namespace) -> int:
         table = post.predict_summary(N, D, level=args.level, seed=args.seed, offset_at=levels)
         if levels is not None:
             table["predicted_as"] = predicted_as(post, levels)
+        elif runs is None and post.meta.get("offset_by") and not post.has_draws("wsd_offset"):
+            # a fit with per-level offsets predicts points without --at at a new level: wider, and said so
+            table["predicted_as"] = f"new level of {post.meta['offset_by']}"
+            if not any("predicted_as" in earlier for _, _, earlier in answers):  # one note for every member
+                _common.info(f"note: this fit has an offset per {post.meta['offset_by']!r} level; the points are "
+                             "predicted at a new level (a fresh offset, a wider interval): --at LEVEL predicts them at "
+                             "a fitted one")
         if observed is not None:
             table["loss"] = observed
             # a flagged run without a usable loss (NaN) is predicted, and counted neither inside nor outside
