@@ -257,3 +257,53 @@ def test_the_harness_grid_leaves_out_runs_the_harness_would_train_twice():
     assert set(kept.keys) <= set(grid.keys)  # grid runs, not new ones
     args.train_spec = '{"batch_size": 4000, "context": 100}'  # 4e5 tokens per update: the D grid rounds to 1 and 2 updates
     assert len(set(distinct_harness_runs(grid, args).D)) == 2
+
+
+def test_run_durations_fit_a_start_up_cost_and_a_rate_and_say_when_the_running_runs_end():
+    from bayes_scaling.design.loop import RunDurations, eta_text
+
+    durations = RunDurations()
+    assert durations.eta([(1e15, 0.0)]) is None and eta_text(durations, [(1e15, 0.0)]) == ""
+    durations.add(1e15, 30.0)
+    assert durations.eta([(2e15, 10.0)]) == pytest.approx((50.0, 50.0))  # proportional from one run
+    durations.add(3e15, 50.0)  # seconds = 20 + 1e-14 cost
+    durations.add(float("nan"), 5.0)  # no cost (a run restarted from another call): not counted
+    durations.add(2e15, None)  # no wall time (a simulator): not counted
+    assert durations.coefficients() == pytest.approx((20.0, 1e-14))
+    first, last = durations.eta([(1e15, 25.0), (5e15, 10.0)])
+    assert first == pytest.approx(5.0) and last == pytest.approx(60.0)
+    assert eta_text(durations, [(1e15, 25.0), (5e15, 10.0)]) == "; next ends in about 5 s, all in about 60 s (from 2 ended runs)"
+    assert eta_text(durations, [(1e15, 100.0)]) == "; past the time expected (from 2 ended runs)"
+    assert eta_text(durations, [(1e18, 0.0)]) == "; ends in about 2.8 h (from 2 ended runs)"
+    durations.add(4e15, 10.0)  # a falling trend: no rate, the mean time
+    assert durations.coefficients()[1] == 0.0
+
+
+def test_the_loop_s_waiting_line_gains_an_estimate_once_a_timed_run_has_ended(tmp_path):
+    planner = new_planner(tmp_path)
+    simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=0)
+
+    def job(spec, memory_fraction=None):
+        result = simulator(Proposal(spec["run_id"], spec["N"], spec["D"], spec["cost"]))
+        return {**result, "wall_time": 5.0 + spec["cost"] * 1e-17}
+
+    labels = []
+
+    class Busy:
+        def __init__(self, text):
+            labels.append(text)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def update(self, text):
+            labels.append(text)
+
+    run_loop(planner, InlineExecutor(job=job), lambda p: {"run_id": p.run_id, "N": p.N, "D": p.D, "cost": p.cost},
+             LoopSettings(workers=1, max_runs=3, save_fit=False), notify=lambda line: None, busy=Busy)
+    waits = [label for label in labels if label.startswith("waiting")]
+    assert "about" not in waits[0]  # nothing has ended yet: no estimate
+    assert any("(from 1 ended run)" in label for label in waits) and any("(from 2 ended runs)" in label for label in waits)

@@ -26,9 +26,12 @@ import contextlib
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from bayes_scaling.design.planner import Planner, Proposal
 from bayes_scaling.errors import InputError
@@ -79,6 +82,72 @@ class LoopResult:
     told: int
 
 
+@dataclass
+class RunDurations:
+    """How long a run takes, from the runs ended so far: seconds = a + b * cost (least squares over
+    the ended runs' planner cost in FLOPs and their ``wall_time``, a, b >= 0: a start-up cost such as
+    compilation plus a rate; proportional from a single run). ``eta(...)`` gives the seconds left for
+    the first and the last of the running runs, or None until a run with a wall time has ended."""
+
+    costs: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def add(self, cost, seconds) -> None:
+        try:
+            cost, seconds = float(cost), float(seconds)
+        except (TypeError, ValueError):
+            return
+        if np.isfinite(cost) and np.isfinite(seconds) and cost > 0 and seconds >= 0:
+            self.costs.append(cost)
+            self.seconds.append(seconds)
+
+    def coefficients(self) -> tuple[float, float] | None:
+        if not self.costs:
+            return None
+        c, t = np.asarray(self.costs), np.asarray(self.seconds)
+        if np.ptp(c) > 0:
+            scale = c.mean()  # costs of 1e15 beside a column of ones: solve in units of the mean cost
+            (b, a), *_ = np.linalg.lstsq(np.stack([c / scale, np.ones_like(c)], axis=1), t, rcond=None)
+            b /= scale
+            if b >= 0 and a >= 0:
+                return float(a), float(b)
+            if b < 0:
+                return float(t.mean()), 0.0
+        return 0.0, float((c * t).sum() / (c * c).sum())
+
+    def eta(self, running: list[tuple[float, float]]) -> tuple[float, float] | None:
+        """``running``: (cost, seconds since it started) of each running run."""
+        fit = self.coefficients()
+        if fit is None or not running:
+            return None
+        a, b = fit
+        left = [max(0.0, a + b * cost - elapsed) for cost, elapsed in running]
+        return min(left), max(left)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def eta_text(durations: RunDurations, running: list[tuple[float, float]]) -> str:
+    """The waiting line's estimate: "; next ends in about 40 s, all in about 3 min (from 5 ended runs)"."""
+    eta = durations.eta(running)
+    if eta is None:
+        return ""
+    first, last = eta
+    n = len(durations.costs)
+    source = f"(from {n} ended run{'s' if n != 1 else ''})"
+    if last == 0:
+        return f"; past the time expected {source}"
+    if len(running) == 1 or first == last:
+        return f"; ends in about {_duration(last)} {source}"
+    return f"; next ends in about {_duration(first)}, all in about {_duration(last)} {source}"
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -113,6 +182,7 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
             raise KeyboardInterrupt
 
     same_store = store is not None and Path(store.path).resolve() == Path(planner.store.path).resolve()
+    durations, started = RunDurations(), {}  # run id -> (cost, monotonic start time) of the runs in flight
     chains: dict[str, tuple[str, list, str]] = {}  # executor id of an earlier step -> (proposal's run id, steps left, step's run id)
 
     def submit(run_id: str, spec) -> None:
@@ -123,6 +193,7 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
             executor.submit(key, steps[0])
         else:
             executor.submit(run_id, steps[0])
+        started.setdefault(run_id, (float(planner.pending.get(run_id, {}).get("cost", np.nan)), time.monotonic()))
 
     def step_ended(finished):
         """An earlier step of a chain ended: store its result; start the next step, or return the
@@ -162,9 +233,13 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
                     submit(p.run_id, make_spec(p))
             if not executor.pending:
                 break
-            with waiting(f"waiting for {len(executor.pending)} running runs"):
+            label = f"waiting for {len(executor.pending)} running runs"
+            with waiting(label) as tick:
                 ended = []
                 while not ended and executor.pending:
+                    if tick is not None:
+                        now = time.monotonic()
+                        tick.update(label + eta_text(durations, [(cost, now - t0) for cost, t0 in started.values()]))
                     ended = executor.wait(timeout=1.0)
                     check()
             results = []
@@ -175,6 +250,8 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
                         continue
                     finished = _Ended(failed["run_id"], failed, None, finished.attempts)
                 result = record(finished, planner.pending[finished.run_id])
+                cost, _ = started.pop(finished.run_id, (np.nan, 0.0))
+                durations.add(cost, result.get("wall_time"))
                 if store is not None and not same_store:
                     store.append(result, source=settings.source)
                 planner.tell(finished.run_id, result, source=settings.source)
