@@ -304,3 +304,16 @@ def test_a_training_child_exits_when_the_process_that_started_it_is_killed(tmp_p
         parent.kill()  # SIGKILL: the parent runs no clean-up of its own
         parent.wait()
     wait_for(lambda: not training_children(marker), timeout=30)
+
+
+def test_the_loop_gives_each_run_its_own_checkpoint_folder_under_the_train_spec_s(tmp_path):
+    """A shared --train-spec checkpoint_dir once made every run resume the first run's checkpoint."""
+    from bayes_scaling.cli import build_parser, loop
+    from bayes_scaling.design.planner import Proposal
+
+    args = build_parser().parse_args([*LOOP, "--state", str(tmp_path / "state"),
+                                      "--train-spec", json.dumps({**TINY, "checkpoint_dir": str(tmp_path / "ck")})])
+    make_spec = loop.spec_maker(args)
+    specs = [make_spec(Proposal(run_id, 2e4, d, 6 * 2e4 * d)) for run_id, d in (("N2e+04-D2e+05", 2e5), ("a/b:c", 4e5))]
+    assert [s["checkpoint_dir"] for s in specs] == [str(tmp_path / "ck" / "N2e+04-D2e+05"), str(tmp_path / "ck" / "a_b_c")]
+    assert loop.run_folder("") == "run"

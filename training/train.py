@@ -276,6 +276,36 @@ def _branch_start(spec: RunSpec, plan: Plan, abstract_state):
     return step, state, branch_meta
 
 
+# Fields a run resumed from its own checkpoint_dir may set differently from the run that wrote it
+# (how it is executed and recorded); a WSD trunk may also train on to more tokens and keep more branch
+# points. Everything else must be the writer's, or the checkpoint is another run's.
+RESUME_FREE_FIELDS = {"run_id", "group", "checkpoint_dir", "checkpoint_every", "progress", "eval_points", "devices"}
+TRUNK_FREE_FIELDS = RESUME_FREE_FIELDS | {"tokens", "save_at_tokens"}
+
+
+def _check_resume(spec: RunSpec, plan: Plan, meta: dict[str, Any]) -> None:
+    """``SpecError`` naming the field when the checkpoint in ``spec.checkpoint_dir`` was written by
+    another run: resuming it would silently continue that run (another token count's schedule, say)."""
+    written = meta.get("spec")
+    where = f"the checkpoint in {spec.checkpoint_dir!r}"
+    advice = "move the folder away (or pass another checkpoint_dir) to start over"
+    if not isinstance(written, dict):
+        raise SpecError(f"RunSpec.checkpoint_dir={spec.checkpoint_dir!r}: {where} does not record the spec that wrote it; "
+                        f"expected this harness's checkpoints of the same run; {advice}")
+    mine = spec.to_dict()
+    free = TRUNK_FREE_FIELDS if spec.role == "trunk" and written.get("cooldown_fraction") == 0 else RESUME_FREE_FIELDS
+    for name in sorted(set(mine) - free):
+        theirs = written.get(name)
+        if isinstance(theirs, list):
+            theirs = tuple(theirs)
+        if theirs != mine[name]:
+            raise SpecError(f"RunSpec.{name}={mine[name]!r}: {where} was written by run {meta.get('run_id', '?')!r} "
+                            f"with {name}={theirs!r}; expected the same run to resume it; {advice}")
+    if (meta.get("warmup"), meta.get("peak_lr")) != (plan.warmup, plan.peak_lr):
+        raise SpecError(f"RunSpec.checkpoint_dir={spec.checkpoint_dir!r}: {where} warms up for {meta.get('warmup')} updates "
+                        f"at peak {meta.get('peak_lr')}, this run for {plan.warmup} at {plan.peak_lr:g}; {advice}")
+
+
 def _finite_or_none(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
@@ -302,6 +332,8 @@ def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
     manager = _checkpoint_manager(spec.checkpoint_dir, plan.keep_steps) if spec.checkpoint_dir else None
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
     found = _restore(manager, abstract, spec.checkpoint_dir) if manager is not None else None
+    if found is not None:
+        _check_resume(spec, plan, found[2])
     if found is None and spec.branch_from:
         found = _branch_start(spec, plan, abstract)
     if found is not None:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shlex
 import signal
 import sys
@@ -434,15 +435,22 @@ def tokens_per_step(args) -> int:
     return int(extra.get("batch_size", RunSpec.batch_size)) * int(extra.get("context", RunSpec.context))
 
 
+def run_folder(run_id: str) -> str:
+    """A run id as a folder name: characters other than letters, digits and ``._+-`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", run_id) or "run"
+
+
 def spec_maker(args, planner=None):
     """``make_spec(proposal)``: the RunSpec fields a proposal is trained with (``--train-spec``
-    added). With a WSD sweep's ``planner``: a branch's specs, after its trunk's extension when the
+    added; its ``checkpoint_dir`` is the parent of one folder per run, ``run_folder(run id)``). With a WSD sweep's ``planner``: a branch's specs, after its trunk's extension when the
     trunk must train on first (``design.branches.sweep_specs``), its checkpoints in ``STATE/trunks``."""
     extra = train_spec_fields(args)
 
     def make_spec(proposal) -> dict | list[dict]:
         base = {**extra, "params": int(round(proposal.N)), "seed": args.seed, "progress": False}
         if planner is None or not proposal.trunk_id:
+            if extra.get("checkpoint_dir"):  # one folder per run, so a retry resumes its own run's checkpoint
+                base["checkpoint_dir"] = str(Path(str(extra["checkpoint_dir"])) / run_folder(proposal.run_id))
             return {**base, "tokens": int(round(proposal.D)), "run_id": proposal.run_id}
         from bayes_scaling.design.branches import sweep_specs
         from bayes_scaling.design.planner import TRUNKS_DIR

@@ -57,6 +57,19 @@ def test_another_specs_checkpoint_is_refused(stopped, tmp_path):
         run(tiny_spec(params=60_000, checkpoint_dir=str(folder)))
 
 
+@pytest.mark.parametrize("changes, field", [(dict(tokens=256 * 60), "tokens"), (dict(seed=7), "seed"),
+                                            (dict(learning_rate=2e-3), "learning_rate")])
+def test_a_checkpoint_of_the_same_shape_but_another_run_is_refused_not_continued(stopped, tmp_path, changes, field):
+    """Same shapes, so Orbax restores it; but another token count (another schedule), seed or learning
+    rate would silently continue the other run (a loop's runs once shared one --train-spec folder)."""
+    folder = _copy(stopped, tmp_path)
+    assert field in tiny_spec().to_dict()
+    with pytest.raises(SpecError, match=rf"RunSpec.{field}=.*was written by run .* with {field}=.*expected the same run"):
+        run(tiny_spec(checkpoint_dir=str(folder), **changes))
+    resumed = run(tiny_spec(checkpoint_dir=str(folder), run_id="renamed", progress=False))  # execution fields are free
+    assert resumed.status == "ok" and resumed.resumed_from_step == 5
+
+
 def test_a_file_as_checkpoint_dir(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SpecError, match="a file, expected a folder"):
