@@ -258,14 +258,10 @@ def _branch_start(spec: RunSpec, plan: Plan, abstract_state):
     if trunk_spec.get("schedule") != "wsd":
         raise SpecError(f"RunSpec.branch_from={spec.branch_from!r}: expected a WSD trunk's checkpoints (schedule 'wsd'), "
                         f"found schedule {trunk_spec.get('schedule')!r}")
-    mine = spec.to_dict()
-    for name in sorted(set(mine) - BRANCH_FREE_FIELDS):
-        theirs = trunk_spec.get(name)
-        if isinstance(theirs, list):
-            theirs = tuple(theirs)
-        if theirs != mine[name]:
-            raise SpecError(f"RunSpec.{name}={mine[name]!r}: expected the trunk's value {theirs!r} "
-                            f"(branch_from={spec.branch_from!r})")
+    differs = _first_difference(spec, trunk_spec, BRANCH_FREE_FIELDS)
+    if differs is not None:
+        name, mine, theirs = differs
+        raise SpecError(f"RunSpec.{name}={mine!r}: expected the trunk's value {theirs!r} (branch_from={spec.branch_from!r})")
     if (meta.get("warmup"), meta.get("peak_lr")) != (plan.warmup, plan.peak_lr):
         raise SpecError(f"RunSpec.warmup_tokens={spec.warmup_tokens}: this branch warms up for {plan.warmup} updates at "
                         f"peak {plan.peak_lr:g}, the trunk for {meta.get('warmup')} at {meta.get('peak_lr')}; expected "
@@ -283,6 +279,19 @@ RESUME_FREE_FIELDS = {"run_id", "group", "checkpoint_dir", "checkpoint_every", "
 TRUNK_FREE_FIELDS = RESUME_FREE_FIELDS | {"tokens", "save_at_tokens"}
 
 
+def _first_difference(spec: RunSpec, written: dict[str, Any], free: set[str]):
+    """(field, this spec's value, the written spec's) of the first field outside ``free`` where the
+    spec that wrote a checkpoint (``meta["spec"]``, JSON: lists for tuples) differs; None if none does."""
+    mine = spec.to_dict()
+    for name in sorted(set(mine) - free):
+        theirs = written.get(name)
+        if isinstance(theirs, list):
+            theirs = tuple(theirs)
+        if theirs != mine[name]:
+            return name, mine[name], theirs
+    return None
+
+
 def _check_resume(spec: RunSpec, plan: Plan, meta: dict[str, Any]) -> None:
     """``SpecError`` naming the field when the checkpoint in ``spec.checkpoint_dir`` was written by
     another run: resuming it would silently continue that run (another token count's schedule, say)."""
@@ -292,15 +301,12 @@ def _check_resume(spec: RunSpec, plan: Plan, meta: dict[str, Any]) -> None:
     if not isinstance(written, dict):
         raise SpecError(f"RunSpec.checkpoint_dir={spec.checkpoint_dir!r}: {where} does not record the spec that wrote it; "
                         f"expected this harness's checkpoints of the same run; {advice}")
-    mine = spec.to_dict()
     free = TRUNK_FREE_FIELDS if spec.role == "trunk" and written.get("cooldown_fraction") == 0 else RESUME_FREE_FIELDS
-    for name in sorted(set(mine) - free):
-        theirs = written.get(name)
-        if isinstance(theirs, list):
-            theirs = tuple(theirs)
-        if theirs != mine[name]:
-            raise SpecError(f"RunSpec.{name}={mine[name]!r}: {where} was written by run {meta.get('run_id', '?')!r} "
-                            f"with {name}={theirs!r}; expected the same run to resume it; {advice}")
+    differs = _first_difference(spec, written, free)
+    if differs is not None:
+        name, mine, theirs = differs
+        raise SpecError(f"RunSpec.{name}={mine!r}: {where} was written by run {meta.get('run_id', '?')!r} "
+                        f"with {name}={theirs!r}; expected the same run to resume it; {advice}")
     if (meta.get("warmup"), meta.get("peak_lr")) != (plan.warmup, plan.peak_lr):
         raise SpecError(f"RunSpec.checkpoint_dir={spec.checkpoint_dir!r}: {where} warms up for {meta.get('warmup')} updates "
                         f"at peak {meta.get('peak_lr')}, this run for {plan.warmup} at {plan.peak_lr:g}; {advice}")
