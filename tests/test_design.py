@@ -255,3 +255,13 @@ def test_loop_misfit_flag_sets_the_new_planner_and_refuses_a_bad_value(tmp_path,
     assert "--misfit must be 'auto' or a number >= 0" in capsys.readouterr().err
     assert main([*args, "--state", str(tmp_path / "ok"), "--misfit", "0.7"]) == 0
     assert Planner.open(tmp_path / "ok").settings["discrepancy"] == 0.7
+
+
+def test_a_loop_that_ends_with_too_few_runs_to_fit_says_no_fit_was_saved(tmp_path, capsys):
+    from bayes_scaling.cli import main
+
+    assert main(["loop", "--simulate", "--target-budget", "5.76e23", "--experiment-budget", "1e19", "--state",
+                 str(tmp_path), "--grid-points", "8", "--max-runs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "no fit saved: the state holds 2 done runs and a fit needs at least 6" in err
+    assert not (tmp_path / "fit").exists()

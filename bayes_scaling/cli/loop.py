@@ -180,6 +180,9 @@ def _run(args, received: dict) -> int:
     if result.fit_dir is not None:
         _common.info(f"final fit saved to {result.fit_dir} (open it with: bayes-scaling frontier {result.fit_dir}; "
                      f"bayes-scaling report {result.fit_dir})")
+    else:
+        need = len(planner.law.param_names) + 1
+        _common.info(f"no fit saved: the state holds {len(planner.done)} done runs and a fit needs at least {need}")
     if args.json:
         _common.print_json({**result.status, "fit": str(result.fit_dir) if result.fit_dir else None})
     else:
