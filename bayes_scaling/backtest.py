@@ -31,7 +31,7 @@ import pandas as pd
 
 from bayes_scaling import scoring
 from bayes_scaling.errors import InputError, InputWarning
-from bayes_scaling.runs.table import Runs
+from bayes_scaling.runs.table import Runs, as_runs
 from bayes_scaling.splits import SLICE_MIN_RUNS as MIN_SLICE_RUNS
 from bayes_scaling.splits import budget_column_note, budget_column_of, split_by_compute
 
@@ -352,11 +352,13 @@ def backtest(
 ) -> BacktestResult:
     """Fit each group's lower-compute runs, predict its held-out ones, score the predictions.
 
-    ``runs``: the runs to use (select first, e.g. ``runs.for_fit()``). ``fit``: Runs -> Posterior,
+    ``runs``: the runs to use (select first, e.g. ``runs.for_fit()``; a DataFrame or a path is read as
+    ``fit_nuts`` reads one, its flagged rows left out). ``fit``: Runs -> Posterior,
     called once per group on that group's training rows only (default: ``fit_nuts`` at defaults).
     ``top_budgets`` / ``fraction`` / ``budget_column``: the split (``splits.split_by_compute``).
     ``levels``: interval levels scored; ``level`` (default the largest) is the headline level of
     the text table and of the N_opt comparison."""
+    runs = as_runs(runs)  # a DataFrame or a path is checked (and its flagged rows left out) as fit_nuts does
     levels = tuple(sorted({scoring._level(lv) for lv in (*levels, *([] if level is None else [level]))}))
     if not levels:
         raise InputError("give at least one interval level")

@@ -89,7 +89,9 @@ def add_posterior_predictive(posterior, *, seed: int = 0):
 def residuals(posterior, level: float = 0.9, *, seed: int = 0) -> pd.DataFrame:
     """Per run: N, D, C, loss; the log-loss residual against the posterior-median law; the median
     and ``level`` interval of the predictive loss; ``inside`` says whether the loss lies within it."""
-    runs = posterior.runs
+    from bayes_scaling.frontier import check_level
+
+    runs, level = posterior.runs, check_level(level)
     q = [(1 - level) / 2, 0.5, (1 + level) / 2]
     levels = run_offset_levels(posterior)
     mu = np.log(posterior.predict(runs.N, runs.D, noise=False, offset_at=levels))
@@ -199,12 +201,17 @@ def reordered(posterior, order: np.ndarray):
 
 
 def compare(posteriors: dict) -> pd.DataFrame:
-    """Rank fits of the same runs by elpd_loo (best first).
+    """Rank fits of the same runs by elpd_loo (best first). ``posteriors``: {name: Posterior}, or a
+    list of fits (named "fit 1", "fit 2", ...).
 
     Columns: rank (1 = best), elpd (elpd_loo), se, elpd_diff and dse (difference to the best and its SE),
     p (effective parameters), weight (stacking), n_high_k (runs with Pareto k above threshold)."""
     import arviz as az
 
+    if isinstance(posteriors, (list, tuple)):  # unnamed fits: named by position
+        posteriors = {f"fit {i + 1}": post for i, post in enumerate(posteriors)}
+    if not isinstance(posteriors, dict):
+        raise InputError(f"compare takes a dict of fits by name (or a list of fits), got {type(posteriors).__name__}")
     if len(posteriors) < 2:
         raise InputError(f"compare needs at least two fits, got {len(posteriors)}")
     results, reference = {}, None

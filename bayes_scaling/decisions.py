@@ -345,12 +345,34 @@ def lifetime_budget_for_loss(surface: Surface, target, T, reach_at=None) -> dict
     return out
 
 
+def as_surface(source) -> Surface:
+    """A ``Surface`` as given, or ``Surface.of`` a ``Posterior`` (so every function here takes either)."""
+    if isinstance(source, Surface):
+        return source
+    from bayes_scaling.posterior import Posterior
+
+    if isinstance(source, Posterior):
+        return Surface.of(source)
+    raise InputError(f"expected a Posterior (a fit) or a decisions.Surface, got {type(source).__name__}")
+
+
+def one_point(N, D) -> tuple[float, float]:
+    """A single run (N, D) as two positive finite floats; ``InputError`` otherwise."""
+    try:
+        N, D = float(N), float(D)
+    except (TypeError, ValueError):
+        raise InputError(f"N and D must be one number each (one run), got N={N!r}, D={D!r}") from None
+    if not (np.isfinite(N) and np.isfinite(D) and N > 0 and D > 0):
+        raise InputError(f"N and D must be positive finite numbers (parameters and tokens), got N={N!r}, D={D!r}")
+    return N, D
+
+
 def replace_plan(surface: Surface, N: float, D: float, T: float) -> dict[str, np.ndarray]:
     """Sardana et al.'s question for a planned run (N, D) that will serve T tokens: per draw, the
     cheapest model over its lifetime that reaches the plan's loss L_s(N, D), and the FLOPs it saves
     against the plan itself (``lifetime_budget_for_loss``'s keys, with ``plan_*`` for the plan's
     loss and lifetime cost and the savings measured against it). Arrays (S,)."""
-    T = check_inference_tokens(T)
+    surface, (N, D), T = as_surface(surface), one_point(N, D), check_inference_tokens(T)
     target = np.exp(surface.log_loss(np.array([[N]]), np.array([[D]])))  # (S, 1)
     plan_train = FLOPS_PER_PARAM_TOKEN * N * D  # reaches the target: it is the plan
     out = {k: v[:, 0] for k, v in lifetime_budget_for_loss(surface, target, T, reach_at=plan_train).items()}
@@ -363,6 +385,7 @@ def replace_plan(surface: Surface, N: float, D: float, T: float) -> dict[str, np
 def inference_frontier_draws(surface: Surface, budgets, T: float) -> dict[str, np.ndarray]:
     """Draws (S, K) of the lifetime optimum at lifetime budgets C, under ``frontier``'s names
     (N_opt, D_opt, L_opt, tokens_per_param), so ``frontier.summarise`` reads them."""
+    surface = as_surface(surface)
     C = frontier_mod.check_budgets(budgets)
     best = lifetime_optimum(surface, C[None, :], check_inference_tokens(T))
     return {"N_opt": best["N"], "D_opt": best["D"], "L_opt": best["L"], "tokens_per_param": best["D"] / best["N"]}
@@ -473,7 +496,9 @@ def isoflop_profile(surface: Surface, budget: float, *, inference_tokens: float 
     """The decision at one (lifetime) budget C: the expected loss and its ``level`` band along
     6ND + 2NT = C, the N of lowest expected loss, P(each grid N is best), and the loss, interval,
     expected regret (and P(loss <= ``target_loss``)) of choosing that N or the median N_opt."""
-    T = check_inference_tokens(inference_tokens)
+    surface, T = as_surface(surface), check_inference_tokens(inference_tokens)
+    if np.ndim(budget) != 0:
+        raise InputError(f"isoflop_profile takes one budget (FLOPs), got {budget!r}: call it once per budget")
     C = float(frontier_mod.check_budgets([budget])[0])
     level = frontier_mod.check_level(level)
     if target_loss is not None:
@@ -519,7 +544,7 @@ def budget_for_target(surface: Surface, target_loss, *, inference_tokens: float 
     parameter, training and inference FLOPs, and the training-optimal model's lifetime cost and
     the saving against it; each a median and ``level`` interval over the draws that reach it, and
     ``p_reachable``, the share of draws that can reach it at all."""
-    T = check_inference_tokens(inference_tokens)
+    surface, T = as_surface(surface), check_inference_tokens(inference_tokens)
     targets = check_target_loss(surface, target_loss)
     draws = lifetime_budget_for_loss(surface, targets[None, :], T)
     keys = ("lifetime_flops", "N", "D", "tokens_per_param", "training_flops", "inference_flops",
@@ -539,7 +564,7 @@ def p_reached(surface: Surface, target_loss: float, budgets, *, inference_tokens
               level: float = 0.9) -> list[dict]:
     """Per (lifetime) budget C: P(the lowest loss at C is at most ``target_loss``) over the draws,
     i.e. P(the budget the target needs is at most C), with its Monte Carlo interval."""
-    T = check_inference_tokens(inference_tokens)
+    surface, T = as_surface(surface), check_inference_tokens(inference_tokens)
     target = float(check_target_loss(surface, [target_loss])[0])
     C = frontier_mod.check_budgets(budgets)
     L = lifetime_optimum(surface, C[None, :], T)["L"]
@@ -552,6 +577,7 @@ def p_run_below(posterior, N: float, D: float, target_loss: float, level: float 
     """P(loss <= ``target_loss``) for the run (N, D): the share of ``Posterior.predict``'s draws
     (the fit's model, observation noise included) at or below it, with the predicted loss;
     ``branch_of``: the run is a WSD branch of that trunk (``Surface.of``)."""
+    N, D = one_point(N, D)
     target = float(check_target_loss(Surface.of(posterior, branch_of=branch_of, seed=seed), [target_loss])[0])
     at = None if branch_of is None else [str(branch_of)]
     draws = posterior.predict([N], [D], seed=seed, offset_at=at)[:, 0]

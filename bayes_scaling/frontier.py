@@ -20,16 +20,23 @@ STANDARD_BUDGETS = tuple(10.0**k for k in range(19, 26))
 
 
 def check_budgets(budgets) -> np.ndarray:
-    C = np.atleast_1d(np.asarray(budgets, dtype=np.float64))
+    try:
+        C = np.atleast_1d(np.asarray(budgets, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise InputError(f"budgets must be positive finite FLOP counts (numbers, e.g. 1e21), got {budgets!r}") from None
     if C.ndim != 1 or not np.all(np.isfinite(C)) or np.any(C <= 0):
         raise InputError(f"budgets must be positive finite FLOP counts, got {budgets!r}")
     return C
 
 
 def check_level(level: float) -> float:
-    if not 0 < level < 1:
-        raise InputError(f"interval level must lie in (0, 1), got {level}")
-    return float(level)
+    try:
+        value = float(level)
+    except (TypeError, ValueError):
+        raise InputError(f"interval level must be a number in (0, 1), e.g. 0.9, got {level!r}") from None
+    if not 0 < value < 1:
+        raise InputError(f"interval level must lie in (0, 1), e.g. 0.9 for 90%, got {level!r}")
+    return value
 
 
 def frontier_draws(law: Law, theta: dict[str, np.ndarray], budgets, drift=None) -> dict[str, np.ndarray]:

@@ -43,6 +43,25 @@ NETCDF_ENGINE = "netcdf4"
 EXCLUDED_FILE = "excluded_runs.csv"
 
 
+def points(N, D) -> tuple[np.ndarray, np.ndarray]:
+    """N and D as two 1-D float arrays of one value per point (a single N or D is used for every point);
+    ``InputError`` for other shapes, or values that are not positive finite numbers."""
+    try:
+        N = np.atleast_1d(np.asarray(N, np.float64))
+        D = np.atleast_1d(np.asarray(D, np.float64))
+    except (TypeError, ValueError):
+        raise InputError(f"N and D must be numbers (parameters and tokens), got N={N!r} and D={D!r}") from None
+    if N.ndim != 1 or D.ndim != 1 or (N.size != D.size and 1 not in (N.size, D.size)):
+        raise InputError(f"N and D must be one value each per point (or one value for all), got shapes {N.shape} "
+                         f"and {D.shape}")
+    N, D = np.broadcast_arrays(N, D)
+    if not (np.all(np.isfinite(N)) and np.all(np.isfinite(D)) and np.all(N > 0) and np.all(D > 0)):
+        bad = int(np.flatnonzero(~(np.isfinite(N) & np.isfinite(D) & (N > 0) & (D > 0)))[0])
+        raise InputError(f"N and D must be positive finite numbers (parameters and tokens); point {bad + 1} has "
+                         f"N={N[bad]!r}, D={D[bad]!r}")
+    return np.array(N), np.array(D)
+
+
 @dataclass
 class Posterior:
     law: Law
@@ -190,8 +209,20 @@ class Posterior:
 
     def frontier(self, budgets, level: float = 0.9, branch_of: str | None = None) -> pd.DataFrame:
         """Per budget C: median and ``level`` interval of N_opt, D_opt, L_opt, tokens/param
-        (``branch_of``: a WSD fit's L_opt for a branch of that trunk, as ``frontier_draws``)."""
-        return frontier_mod.summarise(self.frontier_draws(budgets, branch_of=branch_of), budgets, level)
+        (``branch_of``: a WSD fit's L_opt for a branch of that trunk, as ``frontier_draws``), and ``range``:
+        where the median optimum lies against the fitted runs ("within", "beyond", "far beyond" or
+        "below": ``formatting.Reach.where``, the marks the command line prints)."""
+        table = frontier_mod.summarise(self.frontier_draws(budgets, branch_of=branch_of), budgets, level)
+        reach = self.reach()
+        table["range"] = [reach.where(n, d, c) for n, d, c in zip(table["N_opt_median"], table["D_opt_median"],
+                                                                   table["budget"])]
+        return table
+
+    def reach(self):
+        """Where points lie against this fit's runs (``formatting.Reach``: beyond, far beyond, below, within)."""
+        from bayes_scaling.formatting import Reach
+
+        return Reach.of(self)
 
     def budget_for_loss(self, target_loss) -> np.ndarray:
         """Draws of the least training compute whose frontier reaches each ``target_loss``: (S, K), inf
@@ -213,9 +244,9 @@ class Posterior:
         one per point); see ``offset_draws``. A WSD fit (``wsd.fit_wsd``) predicts cosine runs, unless
         ``offset_at`` names a point's trunk: then it is that trunk's branch (``branch_shift_draws``).
         ``max_draws`` keeps that many evenly spaced
-        posterior draws (S = min(max_draws, num_draws)); the default keeps them all."""
-        N = np.atleast_1d(np.asarray(N, np.float64))
-        D = np.atleast_1d(np.asarray(D, np.float64))
+        posterior draws (S = min(max_draws, num_draws)); the default keeps them all. N and D: one
+        positive finite value each per point (a single value is used for every point; ``points``)."""
+        N, D = points(N, D)
         keep = self.thinned(max_draws)
         theta = {k: v[keep][:, None] for k, v in self.theta().items()}
         log_loss = compiled_log_loss(self.law)
@@ -305,27 +336,30 @@ class Posterior:
         equal-tailed ``level`` interval of ``predict(N, D, offset_at=offset_at)``'s draws (observation
         noise included; ``offset_at``: each point's level or a WSD fit's trunk, as ``predict`` takes it),
         and ``model``, the model that produced them (``model_label``: ``meta["model"]``, else the
-        plain law, and the misfit noise along D/N where the fit has it)."""
+        plain law, and the misfit noise along D/N where the fit has it), and ``range``: where each point
+        lies against the fitted runs (``reach``)."""
         level = frontier_mod.check_level(level)
-        N = np.atleast_1d(np.asarray(N, np.float64))
-        D = np.atleast_1d(np.asarray(D, np.float64))
-        if N.shape != D.shape or N.ndim != 1:
-            raise InputError(f"N and D must be one value each per point, got {N.size} N and {D.size} D")
-        if not (np.all(np.isfinite(N)) and np.all(np.isfinite(D)) and np.all(N > 0) and np.all(D > 0)):
-            raise InputError("N and D must be positive finite numbers (parameters and tokens)")
+        N, D = points(N, D)
         lo, med, hi = scoring.quantiles(self.predict(N, D, seed=seed, offset_at=offset_at),
                                         [(1 - level) / 2, 0.5, (1 + level) / 2])
+        reach = self.reach()
         return pd.DataFrame({"N": N, "D": D, "median": med, "lo": lo, "hi": hi, "level": level,
-                             "model": self.model_label})
+                             "model": self.model_label, "range": [reach.where(n, d) for n, d in zip(N, D)]})
 
     # --- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
+        """Write the fit to ``directory`` (created; an earlier fit saved there is replaced, files of
+        other kinds are left alone); ``InputError`` where the path is a file."""
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise InputError(f"{directory}: a file, expected a directory to save the fit in")
         directory.mkdir(parents=True, exist_ok=True)
         self.idata.to_netcdf(directory / POSTERIOR_FILE, engine=NETCDF_ENGINE)
         self.runs.frame.to_csv(directory / RUNS_FILE, index=False)
         if self.excluded is not None:
             self.excluded.to_csv(directory / EXCLUDED_FILE, index=False)
+        else:
+            (directory / EXCLUDED_FILE).unlink(missing_ok=True)  # an earlier fit's, saved to the same place
         meta = {"law": self.law.name, "method": self.method, **self.meta}
         (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=_jsonable))
         return directory
@@ -336,7 +370,8 @@ class Posterior:
         ``InputError`` naming the file and what was expected."""
         directory = Path(directory)
         if not directory.is_dir():
-            raise InputError(f"{directory}: no such fit directory; create one with 'bayes-scaling fit --out DIR'")
+            what = "a file, expected a fit directory" if directory.exists() else "no such fit directory"
+            raise InputError(f"{directory}: {what}; create one with 'bayes-scaling fit --out DIR'")
         if not (directory / META_FILE).exists():
             raise InputError(f"{directory} is not a saved fit (no {META_FILE}); create one with 'bayes-scaling fit'")
         rerun = "; expected the file 'bayes-scaling fit' writes (rerun the fit to recreate it)"

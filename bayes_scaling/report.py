@@ -341,28 +341,29 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
 
 
 # --- writing --------------------------------------------------------------------------------------
-def write_report(posterior, out_path, *, fmt: str = "html", title: str | None = None, all_runs=None,
+def write_report(posterior, out_path, *, fmt: str | None = None, title: str | None = None, all_runs=None,
                  backtest=None, progress: bool = False, budgets=DECISION_BUDGETS) -> Path:
-    """Write the report of ``posterior`` to ``out_path`` as ``fmt`` ("html" or "md"); returns the path.
+    """Write the report of ``posterior`` to ``out_path`` as ``fmt`` ("html" or "md"; None: "md" for a
+    .md or .markdown file, else "html"); returns the path.
 
     ``all_runs``: the full run table before flagged rows were dropped, to list the exclusions
     (found automatically for the bundled datasets). ``backtest``: True to run the backtest section
     (refits the runs once per group), False to leave it out, a ``BacktestResult`` to show, or None
     for ``BACKTEST_BY_DEFAULT``; ``progress`` reports the refits on stderr; ``budgets``: where the
     "Deciding at a budget" section shows the posterior IsoFLOP profile."""
-    out_path = _check_out(out_path, fmt)
+    out_path, fmt = _check_out(out_path, fmt)
     title = title or f"bayes-scaling report: {_sources(posterior.runs)} ({posterior.law.name} law, {posterior.method})"
     content = report_content(posterior, all_runs=all_runs, backtest=backtest, progress=progress, budgets=budgets)
     (_write_html if fmt == "html" else _write_markdown)(title, [(None, content)], out_path)
     return out_path
 
 
-def write_grouped_report(members, out_path, *, fmt: str = "html", title: str | None = None, backtest=None,
+def write_grouped_report(members, out_path, *, fmt: str | None = None, title: str | None = None, backtest=None,
                          progress: bool = False, budgets=DECISION_BUDGETS) -> Path:
     """The report of a grouped fit (``bayes_scaling.grouped.load_fits``): ``members`` is a list of
     (group, Posterior); one page with a part per group, each with every section of ``write_report``.
     The population (a new group's law, fitted to no runs of its own) gets no backtest."""
-    out_path = _check_out(out_path, fmt)
+    out_path, fmt = _check_out(out_path, fmt)
     title = title or f"bayes-scaling report: grouped fit ({', '.join(group for group, _ in members)})"
     contents = [(group, report_content(post, backtest=False if post.method.endswith("-population") else backtest,
                                        progress=progress, budgets=budgets)) for group, post in members]
@@ -370,12 +371,21 @@ def write_grouped_report(members, out_path, *, fmt: str = "html", title: str | N
     return out_path
 
 
-def _check_out(out_path, fmt: str) -> Path:
+def report_format(out_path, fmt: str | None = None) -> str:
+    """``fmt`` as given, or from the file's suffix: "md" for .md and .markdown, else "html"."""
+    if fmt is None:
+        fmt = "md" if Path(out_path).suffix.lower() in {".md", ".markdown"} else "html"
     if fmt not in ("html", "md"):
         raise InputError(f"report format must be 'html' or 'md', got {fmt!r}")
-    out_path = Path(out_path)
+    return fmt
+
+
+def _check_out(out_path, fmt: str | None) -> tuple[Path, str]:
+    fmt, out_path = report_format(out_path, fmt), Path(out_path)
+    if out_path.is_dir():
+        raise InputError(f"{out_path} is a directory; give a file name such as {out_path / ('report.' + fmt)}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    return out_path
+    return out_path, fmt
 
 
 def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = False,

@@ -192,15 +192,13 @@ def predicted_as(post, levels) -> list[str]:
 
 def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
     def value(k, v):
-        if k in ("model", "predicted_as"):
+        if k in ("model", "predicted_as", "range"):
             return v
         if k in ("inside", "loss") and pd.isna(v):  # no observed loss
             return None
         return bool(v) if k == "inside" else float(v)
 
-    reach = _common.Reach.of(post)
-    rows = [{**{k: value(k, v) for k, v in r.items()}, "range": reach.where(r["N"], r["D"])}
-            for r in table.to_dict("records")]
+    rows = [{k: value(k, v) for k, v in r.items()} for r in table.to_dict("records")]  # "range": predict_summary's
     return {**({} if group is None else {"group": group}), "fit": str(args.fit_dir), "law": post.law.name,
             "method": post.method, "model": str(table["model"].iloc[0]), **_common.reach_json(post), "level": args.level,
             "predictions": rows}

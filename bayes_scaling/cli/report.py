@@ -27,11 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bayes_scaling.grouped import load_fits
-    from bayes_scaling.report import write_grouped_report, write_report
+    from bayes_scaling.report import report_format, write_grouped_report, write_report
 
-    fmt = args.format
-    if fmt is None:
-        fmt = "md" if args.out and Path(args.out).suffix.lower() in {".md", ".markdown"} else "html"
+    fmt = report_format(args.out or "report.html", args.format)
     out = Path(args.out) if args.out else Path(args.fit_dir) / f"report.{fmt}"
     if out.exists() and out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file name such as {out / ('report.' + fmt)}")

@@ -473,6 +473,14 @@ class Planner:
         asked = self.pending[run_id]
         result = {"loss": result} if not isinstance(result, dict) else result
         loss = result.get("loss")
+        if loss is not None:
+            try:
+                loss = float(loss)
+            except (TypeError, ValueError):
+                raise InputError(f"run {run_id!r}: the loss must be a number, got {loss!r}") from None
+            if np.isfinite(loss) and loss <= 0 and result.get("status", "ok") == "ok":
+                raise InputError(f"run {run_id!r}: a loss must be positive, got {loss!r}; to record a failed run, tell "
+                                 "{'status': 'failed', 'error': '...'} (a NaN loss, a diverged run, is recorded as failed)")
         N, D = float(result.get("N") or asked["N"]), float(result.get("D") or asked["D"])
         cost = float(result.get("C") or asked["cost"])
         record = {**result, "run_id": run_id, "key": asked["key"], "N": N, "D": D, "C": cost}

@@ -45,7 +45,7 @@ from bayes_scaling.models import likelihood as likelihood_module
 from bayes_scaling.models.likelihood import MISFIT_SITES, misfit_band
 from bayes_scaling.posterior import Posterior
 from bayes_scaling.priors import describe_priors, resolve_priors
-from bayes_scaling.runs.table import Runs, as_runs
+from bayes_scaling.runs.table import Runs, as_runs, fit_input
 
 # The redo policy (``fitting.redo``): the pooled fit's own copies of its constants, read at call
 # time (tests and experiments set them here).
@@ -165,7 +165,7 @@ def fit_nuts(
     which makes the answer beyond the runs move with the seed; docs/extrapolation.md). Recorded in
     ``meta["extrapolation"]["refits"]``.
     """
-    runs = as_runs(runs)
+    runs, excluded = fit_input(runs)
     if model not in MODELS:
         raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     refits = refits_mode(refits)
@@ -183,6 +183,8 @@ def fit_nuts(
                           retry_target=RETRY_TARGET_ACCEPT)
     posterior, diagnosis = attempt.result, attempt.check.detail
     posterior.meta.update(attempt.notes)
+    if excluded is not None:
+        posterior.excluded = excluded  # saved beside the fit, as `bayes-scaling fit` saves them
     if limits:
         posterior.meta["design_limits"] = limits
     warn_if_untrustworthy(diagnosis.ok, diagnosis.verdict())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bayes_scaling.errors import InputError
 from bayes_scaling.runs.files import STORE_SUFFIXES, check_table_path, read_file
 from bayes_scaling.runs.schema import (  # noqa: F401 -- the schema, re-exported where users import it
     CANONICAL_COLUMNS,
@@ -32,19 +33,26 @@ from bayes_scaling.runs.validate import check_plausible_units, validate_runs  # 
 
 
 def load_runs(
-    source: str | Path | pd.DataFrame,
+    source: str | Path | pd.DataFrame | dict | list,
     *,
     columns: Mapping[str, str] | None = None,
     source_name: str | None = None,
     max_loss: float = MAX_PLAUSIBLE_LOSS,
     check_units: bool = True,
 ) -> Runs:
-    """Read and validate runs from a CSV or Parquet path, a run-store database, or a DataFrame.
+    """Read and validate runs from a CSV or Parquet path, a run-store database, or a DataFrame (or what
+    ``pandas.DataFrame`` makes one of: a dict of columns, a list of records).
 
     ``columns`` maps canonical names to the user's, e.g. ``{"N": "params", "D": "tokens",
     "group": "dataset"}``. ``check_units=False`` accepts parameter and token counts outside what
     any real training run has (see ``check_plausible_units``).
     """
+    if isinstance(source, (dict, list)):  # columns (dict of lists) or records (list of dicts)
+        try:
+            source = pd.DataFrame(source)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"a run table given as a {type(source).__name__}: cannot be read as a table ({err}); "
+                             f"{TABLE_EXPECTED}") from None
     if isinstance(source, pd.DataFrame):
         return validate_runs(source, columns=columns, source_name=source_name or "dataframe", max_loss=max_loss,
                              check_units=check_units)
@@ -58,8 +66,24 @@ def as_runs(source: Runs | str | Path | pd.DataFrame) -> Runs:
     """What the fitting entry points accept: ``Runs`` as given (every row: select with ``for_fit``), or a
     DataFrame or a path, validated by ``load_runs`` (errors name the row and field, rather than failing
     deep inside a fit) and with the rows its ``flagged`` column marks left out, as ``bayes-scaling fit``
-    leaves them out."""
-    return source if isinstance(source, Runs) else load_runs(source).for_fit()
+    leaves them out (``fit_input``: an ``InputWarning`` says how many and why)."""
+    return fit_input(source)[0]
+
+
+def fit_input(source: Runs | str | Path | pd.DataFrame) -> tuple[Runs, pd.DataFrame | None]:
+    """``as_runs``'s runs and the flagged rows it left out (None where none were, or ``Runs`` were given:
+    those are fitted as they are). Leaving rows out warns (``InputWarning``) with how many and why."""
+    import warnings
+
+    from bayes_scaling.errors import InputWarning
+
+    if isinstance(source, Runs):
+        return source, None
+    runs = load_runs(source)
+    if not runs.n_flagged:
+        return runs, None
+    warnings.warn(runs.describe_selection(), InputWarning, stacklevel=3)
+    return runs.for_fit(), runs.frame[runs.frame["flagged"]].reset_index(drop=True)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from bayes_scaling.runs.schema import (
     MAX_PLAUSIBLE_LOSS,
     PLAUSIBLE_N,
     PLAUSIBLE_TOKENS_PER_PARAM,
+    TABLE_EXPECTED,
     UNIT_CHECK_OFF,
     Runs,
     present_columns,
@@ -39,6 +40,8 @@ def validate_runs(
     row and field (the first ``MAX_PROBLEMS``). A row flagged as suspect may lack a usable loss (a run
     that diverged): its loss becomes NaN and fits leave it out, as they leave out every flagged row."""
     raw = frame.reset_index(drop=True)
+    if raw.empty:
+        raise InputError(f"{source_name}: no runs ({len(raw.columns)} columns and no rows); {TABLE_EXPECTED}")
     mapping = _resolve_columns(raw, columns or {}, source_name)
     where = _Locator(source_name)
     out = pd.DataFrame(index=raw.index)
