@@ -243,17 +243,20 @@ DECISIONS_INTRO = ("One run per budget, chosen under the posterior (model: {mode
 
 
 def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
-    """The posterior IsoFLOP profile at each budget as text cells (``decisions.isoflop_profile``)."""
+    """The posterior IsoFLOP profile at each budget as text cells (``decisions.isoflop_profile``), each
+    budget marked by where its run of lowest expected loss lies against the fitted runs (``Reach.mark``,
+    as the frontier table's); ``table.attrs["notes"]``: what the marks mean (``formatting.beyond_notes``)."""
     from bayes_scaling.decisions import Surface, isoflop_profile
-    from bayes_scaling.formatting import format_ratio, format_si
+    from bayes_scaling.formatting import Reach, beyond_notes, format_ratio, format_si
 
-    surface = Surface.of(posterior)
-    rows = []
+    surface, reach = Surface.of(posterior), Reach.of(posterior)
+    rows, chosen = [], []
     for C in budgets:
         p = isoflop_profile(surface, C, level=LEVEL)
         best, med, lo_hi = p.best, p.median_choice, p.p_best_set()
+        chosen.append((best["N"], best["D"]))
         rows.append({
-            "budget C (FLOPs)": f"{C:.0e}",
+            "budget C (FLOPs)": f"{C:.0e}" + reach.mark(best["N"], best["D"], C).strip(),
             "N of lowest expected loss": f"{format_si(best['N'])} ({format_ratio(best['tokens_per_param'])} tokens/param)",
             "its loss": f"{best['loss']['median']:.4f} [{best['loss']['lo']:.4f}, {best['loss']['hi']:.4f}]",
             f"{LEVEL:.0%} of P(best) on N in": f"[{format_si(lo_hi[0])}, {format_si(lo_hi[1])}]",
@@ -261,7 +264,10 @@ def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
             "expected regret of median N_opt": f"{med['expected_regret']:.2g} [{med['regret']['lo']:.2g}, "
                                                f"{med['regret']['hi']:.2g}]",
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    N, D = (np.array([c[i] for c in chosen]) for i in (0, 1))
+    table.attrs["notes"] = list(beyond_notes(posterior, list(budgets), points=(N, D))) if len(chosen) else []
+    return table
 
 
 def model_checks(posterior) -> tuple[list[str], pd.DataFrame | None]:
@@ -515,7 +521,8 @@ def _html_sections(c: dict, prefix: str, level: int) -> list[str]:
     section("parameters", f"<p>Posterior median and equal-tailed {LEVEL:.0%} interval.</p>", _html_table(c["parameters"]))
     section("frontier", f"<p>Median [{LEVEL:.0%} interval] under C = 6ND.</p>", _html_table(c["frontier"]),
             "".join(f"<p>{esc(line.strip())}</p>" for line in c["frontier_notes"]))
-    section("decisions", f"<p>{esc(c['decisions_intro'])}</p>", _html_table(c["decisions"]))
+    section("decisions", f"<p>{esc(c['decisions_intro'])}</p>", _html_table(c["decisions"]),
+            "".join(f"<p>{esc(line.strip())}</p>" for line in c["decisions"].attrs.get("notes", [])))
     section(
         "checks", "".join(f"<p>{esc(line)}</p>" for line in c["check_lines"]),
         "" if c["high_k"] is None else f"<{sub}>Runs with high Pareto k</{sub}>{_html_table(c['high_k'])}",
@@ -587,7 +594,8 @@ def _md_sections(c: dict, level: int, fig_dir: Path, base: Path) -> list[str]:
     section("parameters", f"Posterior median and equal-tailed {LEVEL:.0%} interval.", _md_table(c["parameters"]))
     section("frontier", f"Median [{LEVEL:.0%} interval] under C = 6ND.", _md_table(c["frontier"]),
             *[line.strip() for line in c["frontier_notes"]])
-    section("decisions", c["decisions_intro"], _md_table(c["decisions"]))
+    section("decisions", c["decisions_intro"], _md_table(c["decisions"]),
+            *[line.strip() for line in c["decisions"].attrs.get("notes", [])])
     section("checks", *c["check_lines"],
             "" if c["high_k"] is None else f"{sub} Runs with high Pareto k\n\n{_md_table(c['high_k'])}")
     trust = c["trust"]

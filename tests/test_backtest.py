@@ -136,7 +136,7 @@ def test_runs_sharing_n_and_d_but_differing_in_another_column_are_distinct():
                           "loss": [3.1, 3.0, 2.8]})
     assert len(load_runs(frame)) == 3
     same = frame.assign(unique_tokens=[1e8, 1e8, 8e9], loss=[3.0, 3.0, 2.8])  # an exact duplicate row
-    with pytest.raises(InputError, match="row 1 and row 2 are duplicate runs"):
+    with pytest.raises(InputError, match="duplicate runs .*: rows 1 and 2"):
         load_runs(same)
 
 

@@ -151,3 +151,11 @@ def test_the_planner_refuses_an_impossible_loss(tmp_path):
         planner.tell(p.run_id, "low")
     planner.tell(p.run_id, float("nan"))  # a diverged run: recorded as failed
     assert len(planner.failed) == 1
+
+
+def test_the_report_s_decisions_mark_budgets_whose_chosen_run_lies_beyond_the_fitted_runs(post):
+    from bayes_scaling.report import decisions_table
+
+    table = decisions_table(post, (1e19, 1e21))
+    assert list(table["budget C (FLOPs)"]) == ["1e+19", "1e+21*"]  # the fitted runs reach 1e20 FLOPs
+    assert any("beyond" in note for note in table.attrs["notes"])

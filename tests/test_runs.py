@@ -40,7 +40,7 @@ def test_column_mapping_and_extras_kept():
         (frame(N=["1e8", "abc", "4e8"]), "row 2, column 'N' is not a number: 'abc'"),
         (frame(D=[2e9, -4e9, 8e9]), "row 2, column 'D': expected a positive finite number, got -4e+09"),
         (frame(loss=[3.1, 2.9, 270.0]), "row 3, column 'loss': implausible loss 270"),
-        (frame(N=[1e8, 1e8, 4e8], D=[2e9, 2e9, 8e9]), "row 1 and row 2 are duplicate runs"),
+        (frame(N=[1e8, 1e8, 4e8], D=[2e9, 2e9, 8e9]), "1 set of duplicate runs (same group, N and D): rows 1 and 2;"),
         (frame(run_id=["a", "b", "a"]), "row 1 and row 3 have the same run_id 'a'"),
         (frame(flagged=["yes", "maybe", "no"]), "row 2, column 'flagged': expected true/false"),
     ],
@@ -118,3 +118,55 @@ def test_a_flagged_run_without_a_loss_is_stored_as_failed(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     assert store.import_runs(csv)["new"] == 3
     assert len(store.to_frame()) == 2 and len(store.to_frame(status=None)) == 3
+
+
+def _iso_frame():
+    rows = []
+    for C in (1e18, 3e18, 1e19, 3e19, 1e20):
+        for f in np.geomspace(1 / 6, 6, 8):
+            N = (C / 120) ** 0.5 * f
+            D = C / (6 * N)
+            rows.append({"N": N, "D": D, "loss": 1.7 + 400 / N**0.34 + 1500 / D**0.28})
+    return pd.DataFrame(rows)
+
+
+def test_a_column_of_n_in_millions_is_not_read_as_billions():
+    frame = _iso_frame()
+    with pytest.raises(InputError, match="is 'N' in millions"):
+        validate_runs(frame.assign(N=frame.N / 1e6))
+
+
+def test_every_missing_column_and_every_duplicate_set_is_named():
+    frame = _iso_frame()
+    with pytest.raises(InputError, match=r"missing columns 'N', 'D' \(tokens\) or 'C' .*, 'loss'.*--column N=your_name "
+                                         r"--column D=your_name --column loss=your_name"):
+        validate_runs(frame.rename(columns={"N": "params", "D": "tokens", "loss": "val_loss"}))
+    with pytest.raises(InputError, match="2 sets of duplicate runs .*: rows 1 and 41; 6 and 42;"):
+        validate_runs(pd.concat([frame, frame.iloc[[0, 5]]]))
+
+
+def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
+    from bayes_scaling.runs.table import load_runs
+
+    _iso_frame().to_csv(tmp_path / "semi.csv", sep=";", index=False)
+    with pytest.raises(InputError, match="is the file separated by ';' rather than commas"):
+        load_runs(tmp_path / "semi.csv")
+
+
+def test_empty_group_cells_are_named_and_an_empty_d_beside_c_is_read_from_c():
+    frame = _iso_frame().assign(group="a")
+    frame.loc[:5, "group"] = ""
+    with pytest.raises(InputError, match="rows 1, 2, 3, 4, 5 and 1 more, column 'group': empty"):
+        validate_runs(frame)
+    frame = _iso_frame()
+    runs = validate_runs(frame.assign(C=6 * frame.N * frame.D, D=np.nan))
+    np.testing.assert_allclose(runs.D, frame.D)
+
+
+def test_a_flag_reason_read_back_gains_no_second_no_loss_note():
+    frame = _iso_frame().assign(flagged=False, flag_reason="")
+    frame.loc[3, ["flagged", "flag_reason", "loss"]] = [True, "diverged", np.nan]
+    once = validate_runs(frame).frame
+    assert once["flag_reason"][3] == "diverged (no usable loss)"
+    again = validate_runs(once.drop(columns=["run_id", "source"])).frame  # an exported table, imported again
+    assert again["flag_reason"][3] == "diverged (no usable loss)"

@@ -72,7 +72,7 @@ def validate_runs(
             "or a sum over tokens?)"
         )
 
-    out["group"] = raw[mapping["group"]].astype(str) if "group" in mapping else DEFAULT_GROUP
+    out["group"] = _groups(raw, mapping["group"], where) if "group" in mapping else DEFAULT_GROUP
     out["source"] = raw[mapping["source"]].astype(str) if "source" in mapping else source_name
     out["run_id"] = (
         _run_ids(raw, mapping["run_id"], where)
@@ -86,7 +86,7 @@ def validate_runs(
         else ""
     )
     out.loc[out["flagged"] & (out["flag_reason"] == ""), "flag_reason"] = "flagged"
-    no_loss = out["flagged"] & out["loss"].isna()
+    no_loss = out["flagged"] & out["loss"].isna() & ~out["flag_reason"].str.endswith(NO_LOSS)  # once: tables re-read
     out.loc[no_loss, "flag_reason"] = out.loc[no_loss, "flag_reason"] + NO_LOSS
     used = set(mapping.values())
     extras = raw[[c for c in raw.columns if c not in used and c not in CANONICAL_COLUMNS]]
@@ -120,26 +120,33 @@ def check_plausible_units(N, D, where: _Locator, n_column: str = "N", d_column: 
         side = "fewer" if ratio[i] < lo_r else "more"
         what = (f"columns '{n_column}' and {d_name}: {d:g} tokens for {n:g} parameters is {ratio[i]:.3g} tokens per "
                 f"parameter, {side} than any real training run (expected {lo_r:g} to {hi_r:g})")
-    hint = _unit_hint(n, d, n_column, d_column if not derived_d else None)
+    hint = _unit_hint(N, D, i, bad_n | bad_r, n_column, d_column if not derived_d else None)
     raise InputError(f"{where.row(i)}, {what}{'; ' + hint if hint else ''}; {UNIT_CHECK_OFF}")
 
 
-def _unit_hint(n: float, d: float, n_column: str, d_column: str | None) -> str:
-    """'is D in billions (2e10 tokens)?': the unit of N or D that makes the row a plausible run,
-    the one nearest 20 tokens per parameter (Chinchilla's optimum) where several do."""
+def _unit_hint(N: np.ndarray, D: np.ndarray, i: int, bad: np.ndarray, n_column: str, d_column: str | None) -> str:
+    """'is D in billions (2e10 tokens)?' for row ``i``: the unit of N or D that makes every implausible row
+    (``bad``) a plausible run (else row i alone), the one whose median tokens per parameter over those rows is
+    nearest 20 (Chinchilla's optimum) where several do: so a column of N in millions is not read as billions."""
     lo_n, hi_n = PLAUSIBLE_N
     lo_r, hi_r = PLAUSIBLE_TOKENS_PER_PARAM
-    options = []
-    for n_scale, n_unit in ((1.0, None), *_UNITS):
-        for d_scale, d_unit in ((1.0, None), *(_UNITS if d_column else ())):
-            if n_unit is None and d_unit is None:
-                continue
-            nn, dd = n * n_scale, d * d_scale
-            if lo_n <= nn <= hi_n and lo_r <= dd / nn <= hi_r:
-                options.append((abs(np.log(dd / nn / 20.0)), n_unit, d_unit, nn, dd))
-    if not options:
+
+    def options(n, d):
+        found = []
+        for n_scale, n_unit in ((1.0, None), *_UNITS):
+            for d_scale, d_unit in ((1.0, None), *(_UNITS if d_column else ())):
+                if n_unit is None and d_unit is None:
+                    continue
+                nn, dd = n * n_scale, d * d_scale
+                if np.all((lo_n <= nn) & (nn <= hi_n) & (lo_r <= dd / nn) & (dd / nn <= hi_r)):
+                    found.append((abs(np.log(np.median(dd / nn) / 20.0)), n_unit, d_unit, n_scale, d_scale))
+        return found
+
+    found = options(N[bad], D[bad]) or options(N[i:i + 1], D[i:i + 1])
+    if not found:
         return ""
-    _, n_unit, d_unit, nn, dd = min(options, key=lambda o: o[0])
+    _, n_unit, d_unit, n_scale, d_scale = min(found, key=lambda o: o[0])
+    nn, dd = float(N[i]) * n_scale, float(D[i]) * d_scale
     parts = [f"'{n_column}' in {n_unit} ({nn:.3g} parameters)"] if n_unit else []
     parts += [f"'{d_column}' in {d_unit} ({dd:.3g} tokens)"] if d_unit else []
     return "is " + " and ".join(parts) + "? give plain counts"
@@ -180,18 +187,29 @@ def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name:
                 f"columns present: {present_columns(raw.columns)}"
             )
     present = present_columns(raw.columns)
-    for field in ("N", "loss"):
-        if field not in mapping:
-            raise InputError(
-                f"{source_name}: missing column '{field}'; columns present: {present}. "
-                f"Map yours with columns={{'{field}': 'your_name'}} (CLI: --column {field}=your_name)"
-            )
+    missing = [f"'{field}'" for field in ("N",) if field not in mapping]
     if "D" not in mapping and "C" not in mapping:
-        raise InputError(
-            f"{source_name}: missing column 'D' (tokens) or 'C' (FLOPs, D = C / 6N); "
-            f"columns present: {present}. Map yours with --column D=your_name"
-        )
+        missing.append("'D' (tokens) or 'C' (FLOPs, D = C / 6N)")
+    missing += [f"'{field}'" for field in ("loss",) if field not in mapping]
+    if missing:
+        separator = next((sep for sep in (";", "\t", "|") if any(sep in str(c) for c in raw.columns)), None)
+        if separator is not None and len(raw.columns) <= 2:
+            hint = (f"the header holds {separator!r}: is the file separated by {separator!r} rather than commas? "
+                    "save it with commas (or read it with pandas, sep=..., and pass the DataFrame)")
+        else:
+            fields = [f for f in ("N", "D", "loss") if f not in mapping and not (f == "D" and "C" in mapping)]
+            hint = ("map yours with columns={" + ", ".join(f"'{f}': 'your_name'" for f in fields) + "} (CLI: "
+                    + " ".join(f"--column {f}=your_name" for f in fields) + ")")
+        raise InputError(f"{source_name}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+                         f"columns present: {present}; {hint}")
+    if "D" in mapping and "C" in mapping and _blank(raw[mapping["D"]]).all():
+        del mapping["D"]  # an empty D column beside a C column: D = C / 6N, as without it
     return mapping
+
+
+def _blank(column: pd.Series) -> pd.Series:
+    """Cells that hold nothing: NaN, None or only spaces."""
+    return column.isna() | column.astype(str).str.strip().isin(["", "nan", "None"])
 
 
 MAX_PROBLEMS = 5  # bad fields named in one error; the rest are counted
@@ -279,13 +297,28 @@ def _check_duplicates(out: pd.DataFrame, where: _Locator, extras: pd.DataFrame |
     generated = out["run_id"].str.startswith(f"{where.source_name}:")
     dup = key.duplicated(keep=False) & generated
     if dup.any():
-        first = np.flatnonzero(dup)[0]
-        twin = [j for j in np.flatnonzero(dup) if j != first and (key.iloc[j] == key.iloc[first]).all()][0]
+        dup_rows = np.flatnonzero(dup)
+        same = key.iloc[dup_rows].groupby(list(key.columns), sort=False, dropna=False).indices  # positions in dup_rows
+        sets = sorted([int(dup_rows[i]) + 1 for i in positions] for positions in same.values())
+        named = "; ".join(" and ".join(map(str, rows)) for rows in sets[:MAX_PROBLEMS])
+        more = f"; and {len(sets) - MAX_PROBLEMS} more" if len(sets) > MAX_PROBLEMS else ""
         others = f" and every other column ({', '.join(map(str, extras.columns))})" if len(extras.columns) else ""
         raise InputError(
-            f"{where.row(first)} and row {twin + 1} are duplicate runs (same group, N and D{others}); "
-            "remove one, or tell repeats apart with a column (e.g. seed, unique tokens) or distinct run_id values"
+            f"{where.source_name}: {len(sets)} set{'s' if len(sets) > 1 else ''} of duplicate runs (same group, N and "
+            f"D{others}): rows {named}{more}; remove the repeats, or tell them apart with a column (e.g. seed, "
+            "unique tokens) or distinct run_id values"
         )
+
+
+def _groups(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
+    """The group column as text; an empty cell is an error naming its rows (it would be a group with no name)."""
+    blank = np.flatnonzero(_blank(raw[column]).to_numpy())
+    if len(blank):
+        rows = ", ".join(str(i + 1) for i in blank[:MAX_PROBLEMS]) + (f" and {len(blank) - MAX_PROBLEMS} more"
+                                                                       if len(blank) > MAX_PROBLEMS else "")
+        raise InputError(f"{where.source_name} row{'s' if len(blank) > 1 else ''} {rows}, column '{column}': empty; "
+                         "expected a group name in every row (or leave the column out for one group)")
+    return raw[column].astype(str).str.strip()
 
 
 def _numeric_if_possible(column: pd.Series) -> pd.Series:
