@@ -200,3 +200,27 @@ def test_a_flagged_run_without_a_loss_is_kept_through_fit_save_and_predict(tmp_p
     assert all(isinstance(r["inside"], bool) for r in rows[:-1])
     assert main(["predict", str(out), "--runs", str(csv)]) == 0
     assert "of 40 runs inside their 90% interval (1 without an observed loss left out)" in capsys.readouterr().out
+
+
+def test_predict_runs_keeps_each_row_s_id_and_flag_and_predicts_runs_without_a_loss(fit_dir, tmp_path, capsys):
+    pd.DataFrame({"run_id": ["small", "big"], "N": [4e8, 2e9], "D": [8e9, 4e10], "loss": [2.6, 2.3],
+                  "flagged": [False, True]}).to_csv(tmp_path / "ids.csv", index=False)
+    capsys.readouterr()
+    assert main(["predict", str(fit_dir), "--runs", str(tmp_path / "ids.csv"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(p["run_id"], p["flagged"]) for p in out["predictions"]] == [("small", False), ("big", True)]
+    assert isinstance(out["checks"]["ok"], bool) and out["checks"]["design_limits"] == [] and "verdict" in out["checks"]
+    assert isinstance(out["notes"], list)
+    pd.DataFrame({"N": [4e8, 2e9], "D": [8e9, 4e10]}).to_csv(tmp_path / "planned.csv", index=False)  # still to train
+    assert main(["predict", str(fit_dir), "--runs", str(tmp_path / "planned.csv")]) == 0
+    text = capsys.readouterr().out
+    assert "planned.csv:1" in text and "planned.csv:2" in text and "observed" not in text and "inside" not in text
+
+
+def test_frontier_and_decide_json_carry_the_fit_s_checks_and_notes(fit_dir, capsys):
+    capsys.readouterr()
+    assert main(["frontier", str(fit_dir), "--budget", "1e21", "--budget", "1e25", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert isinstance(out["checks"]["ok"], bool) and any(note.startswith("* beyond the fitted runs") for note in out["notes"])
+    assert main(["decide", str(fit_dir), "--budget", "1e22", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["checks"]["verdict"].startswith("Sampler diagnostics")

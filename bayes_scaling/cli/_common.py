@@ -50,8 +50,9 @@ def parse_column_mapping(items: list[str] | None) -> dict[str, str]:
 
 
 def read_runs(source: str, columns: list[str] | None = None, group_by: str | None = None, *,
-              check_units: bool = True):
-    """A run table from a path, or a bundled dataset by name (``chinchilla``, ``marin``)."""
+              check_units: bool = True, require_loss: bool = True):
+    """A run table from a path, or a bundled dataset by name (``chinchilla``, ``marin``); ``require_loss``
+    False for runs to predict (their loss may be missing)."""
     from bayes_scaling.runs import DATASETS, load_runs
 
     if source in DATASETS:
@@ -59,7 +60,7 @@ def read_runs(source: str, columns: list[str] | None = None, group_by: str | Non
     mapping = parse_column_mapping(columns)
     if group_by:
         mapping["group"] = group_by
-    runs = load_runs(source, columns=mapping, check_units=check_units)
+    runs = load_runs(source, columns=mapping, check_units=check_units, require_loss=require_loss)
     note_compute_column(runs, source)
     return runs
 
@@ -115,6 +116,18 @@ def warn_untrusted(fits) -> None:
                  f"('bayes-scaling report' shows the checks; {advice})")
         print_design_limits(post, prefix, limits)
         print_calibration_note(post, prefix)
+
+
+def checks_json(post) -> dict:
+    """For JSON answers, what ``warn_untrusted`` says on stderr: the fit's sampler checks (``ok``: null where
+    they do not apply), their verdict, what its runs cannot identify, and a note on the calibration's refits."""
+    from bayes_scaling.diagnostics import design_limits, diagnose
+    from bayes_scaling.extrapolation import missed_modes_note
+
+    diagnosis = diagnose(post)
+    return {"checks": {"ok": bool(diagnosis.ok) if diagnosis.applicable else None, "verdict": diagnosis.verdict(),
+                       "design_limits": list(design_limits(post.runs.N, post.runs.D)),
+                       "calibration_note": missed_modes_note(post.meta)}}
 
 
 def print_calibration_note(post, prefix: str = "") -> None:

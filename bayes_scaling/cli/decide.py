@@ -60,6 +60,7 @@ def answer(post, args) -> dict:
                                              branch_of=args.as_branch))
     mark_ranges(out, _common.Reach.of(post))
     out.update(_common.reach_json(post))
+    out.update(_common.checks_json(post))
     return out
 
 

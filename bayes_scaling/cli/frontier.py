@@ -78,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
             answers.append((group, post, post.frontier(budgets, level=args.level, branch_of=args.as_branch)))
     if args.json:
         docs = [{**({} if group is None else {"group": group}), "method": post.method, "law": post.law.name,
-                 "model": post.model, **_common.reach_json(post),
+                 "model": post.model, **_common.reach_json(post), **_common.checks_json(post),
                  "frontier": _common.frontier_json(table, _common.Reach.of(post), not args.inference_tokens),
+                 "notes": [line.strip() for line in frontier_notes(post, table, budgets, not args.inference_tokens)],
                  **({"inference_tokens": args.inference_tokens} if args.inference_tokens else {}),
                  **({"as_branch_of": args.as_branch} if args.as_branch is not None else {})}
                 for group, post, table in answers]
@@ -95,9 +96,12 @@ def run(args: argparse.Namespace) -> int:
         # comparable to the runs' 6ND, so those rows are judged by their optimum's 6ND
         training = not args.inference_tokens
         print(_common.frontier_text(table, reach=_common.Reach.of(post), training_budgets=training))
-        for line in _common.beyond_notes(post, budgets if training else (),
-                                         points=(table["N_opt_median"], table["D_opt_median"])):
-            print(line)
-        for line in _common.falling_optimum_notes(post, table):
+        for line in frontier_notes(post, table, budgets, training):
             print(line)
     return 0
+
+
+def frontier_notes(post, table, budgets, training: bool) -> list[str]:
+    """The notes under a frontier table (and in its JSON): answers beyond or below the fitted runs, a falling N_opt."""
+    return [*_common.beyond_notes(post, budgets if training else (), points=(table["N_opt_median"], table["D_opt_median"])),
+            *_common.falling_optimum_notes(post, table)]

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit' (a grouped fit: every group's)")
     p.add_argument("--N", type=_counts, action="append", metavar="PARAMS", help="parameters (repeatable, or comma-separated)")
     p.add_argument("--D", type=_counts, action="append", metavar="TOKENS", help="training tokens, one per --N value")
-    p.add_argument("--runs", metavar="FILE", help="a run table (or bundled dataset name): predict each row, beside its loss")
+    p.add_argument("--runs", metavar="FILE", help="a run table (or bundled dataset name): predict each row, beside its loss where it has one "
+                                                      "(a table of runs still to train may leave the loss out)")
     p.add_argument("--column", action="append", metavar="FIELD=NAME", help="with --runs: map a field to your column name")
     p.add_argument("--at", metavar="LEVEL", help="with --N/--D: predict every point at this level: a WSD fit's trunk id "
                    "(each point a branch of that trunk; a trunk the fit has not seen gets a fresh trunk effect), or a "
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                          "with --runs each row's level is read from its own columns")
     runs = None
     if args.runs is not None:
-        runs = _common.read_runs(args.runs, args.column, check_units=not args.no_unit_check)
+        runs = _common.read_runs(args.runs, args.column, check_units=not args.no_unit_check, require_loss=False)
     else:
         N = np.array([v for chunk in args.N or [] for v in chunk])
         D = np.array([v for chunk in args.D or [] for v in chunk])
@@ -86,10 +87,16 @@ def run(args: argparse.Namespace) -> int:
                 _common.info(f"[{group}] {args.runs} has no rows of this group: not predicted")
                 continue
             N, D, observed = runs.N[rows], runs.D[rows], runs.loss[rows]
+            if not np.isfinite(observed).any():  # runs to be trained (no loss yet): predicted, nothing to compare
+                observed = None
             levels = row_levels(post, runs.frame[rows].reset_index(drop=True), group)
         if hasattr(post.law, "with_unique_tokens"):
             post.law = corpus_law(post.law, args, None if runs is None else runs.frame[rows].reset_index(drop=True))
         table = post.predict_summary(N, D, level=args.level, seed=args.seed, offset_at=levels)
+        if runs is not None:  # the user's ids (generated ones name the file and row) and flags, beside each row
+            chosen = runs.frame[rows].reset_index(drop=True)
+            table.insert(0, "run_id", chosen["run_id"].astype(str).to_numpy())
+            table["flagged"] = chosen["flagged"].to_numpy(bool)
         if levels is not None:
             table["predicted_as"] = predicted_as(post, levels)
         elif runs is None and post.meta.get("offset_by") and not post.has_draws("wsd_offset"):
@@ -192,32 +199,40 @@ def predicted_as(post, levels) -> list[str]:
 
 def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
     def value(k, v):
-        if k in ("model", "predicted_as", "range"):
+        if k in ("model", "predicted_as", "range", "run_id"):
             return v
+        if k == "flagged":
+            return bool(v)
         if k in ("inside", "loss") and pd.isna(v):  # no observed loss
             return None
         return bool(v) if k == "inside" else float(v)
 
     rows = [{k: value(k, v) for k, v in r.items()} for r in table.to_dict("records")]  # "range": predict_summary's
     return {**({} if group is None else {"group": group}), "fit": str(args.fit_dir), "law": post.law.name,
-            "method": post.method, "model": str(table["model"].iloc[0]), **_common.reach_json(post), "level": args.level,
-            "predictions": rows}
+            "method": post.method, "model": str(table["model"].iloc[0]), **_common.reach_json(post),
+            **_common.checks_json(post), "level": args.level, "predictions": rows,
+            "notes": [line.strip() for line in _common.beyond_notes(post, optima=False, points=(table["N"], table["D"]))]}
 
 
 def _print_table(args: argparse.Namespace, group: str | None, post, table) -> None:
     observed = "loss" in table
     print(("" if group is None else f"[{group}] ") + f"Predicted loss (median [{args.level:.0%} interval]; "
           f"law: {post.law.name}; model: {table['model'].iloc[0]}; fit {args.fit_dir}, {post.method})")
-    head = f"{'N':>10} {'D':>10} {'C = 6ND':>10}   {'loss':>28}"
+    ids = "run_id" in table
+    width = max([6] + [len(str(i)) for i in table["run_id"]]) if ids else 0
+    head = (f"{'run_id':<{width}} " if ids else "") + f"{'N':>10} {'D':>10} {'C = 6ND':>10}   {'loss':>28}"
     print(head + ("  observed" if observed else ""))
     reach = _common.Reach.of(post)
     for r in table.to_dict("records"):
         C = 6 * r["N"] * r["D"]
-        line = (f"{_common.format_si(r['N']):>10} {_common.format_si(r['D']):>10} {C:>10.3g}"
+        line = ((f"{r['run_id']:<{width}} " if ids else "")
+                + f"{_common.format_si(r['N']):>10} {_common.format_si(r['D']):>10} {C:>10.3g}"
                 f"{reach.mark(r['N'], r['D']):<2} "
                 f"{r['median']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}]".rjust(28))
         if observed:
             line += ("  (no loss)" if pd.isna(r["inside"]) else f"  {r['loss']:.4f} ({'inside' if r['inside'] else 'outside'})")
+        if r.get("flagged"):
+            line += "  [flagged]"
         print(line)
     if "predicted_as" in table:
         counts = table["predicted_as"].str.replace(r" (trunk|level) .*", r" \1", regex=True).value_counts()

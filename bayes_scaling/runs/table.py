@@ -39,13 +39,15 @@ def load_runs(
     source_name: str | None = None,
     max_loss: float = MAX_PLAUSIBLE_LOSS,
     check_units: bool = True,
+    require_loss: bool = True,
 ) -> Runs:
     """Read and validate runs from a CSV or Parquet path, a run-store database, or a DataFrame (or what
     ``pandas.DataFrame`` makes one of: a dict of columns, a list of records).
 
     ``columns`` maps canonical names to the user's, e.g. ``{"N": "params", "D": "tokens",
     "group": "dataset"}``. ``check_units=False`` accepts parameter and token counts outside what
-    any real training run has (see ``check_plausible_units``).
+    any real training run has (see ``check_plausible_units``). ``require_loss=False``: runs to predict,
+    whose loss column and cells may be missing (NaN).
     """
     if isinstance(source, (dict, list)):  # columns (dict of lists) or records (list of dicts)
         try:
@@ -55,11 +57,11 @@ def load_runs(
                              f"{TABLE_EXPECTED}") from None
     if isinstance(source, pd.DataFrame):
         return validate_runs(source, columns=columns, source_name=source_name or "dataframe", max_loss=max_loss,
-                             check_units=check_units)
+                             check_units=check_units, require_loss=require_loss)
     path = Path(source)
     frame = read_table(path)
     return validate_runs(frame, columns=columns, source_name=source_name or path.name, max_loss=max_loss,
-                         check_units=check_units)
+                         check_units=check_units, require_loss=require_loss)
 
 
 def as_runs(source: Runs | str | Path | pd.DataFrame) -> Runs:

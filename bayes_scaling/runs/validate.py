@@ -35,14 +35,16 @@ def validate_runs(
     source_name: str = "dataframe",
     max_loss: float = MAX_PLAUSIBLE_LOSS,
     check_units: bool = True,
+    require_loss: bool = True,
 ) -> Runs:
     """Check every row and field; return canonical ``Runs`` or raise ``InputError`` naming every bad
     row and field (the first ``MAX_PROBLEMS``). A row flagged as suspect may lack a usable loss (a run
-    that diverged): its loss becomes NaN and fits leave it out, as they leave out every flagged row."""
+    that diverged): its loss becomes NaN and fits leave it out, as they leave out every flagged row.
+    ``require_loss=False`` (runs to predict, not to fit): the loss column and its cells may be missing (NaN)."""
     raw = frame.reset_index(drop=True)
     if raw.empty:
         raise InputError(f"{source_name}: no runs ({len(raw.columns)} columns and no rows); {TABLE_EXPECTED}")
-    mapping = _resolve_columns(raw, columns or {}, source_name)
+    mapping = _resolve_columns(raw, columns or {}, source_name, require_loss)
     where = _Locator(source_name)
     out = pd.DataFrame(index=raw.index)
     flagged = _flags(raw, mapping["flagged"], where) if "flagged" in mapping else pd.Series(False, index=raw.index)
@@ -54,7 +56,11 @@ def validate_runs(
         out["D"] = _positive_numbers(raw, mapping["D"], where, problems)
     if has_c:
         out["C"] = _positive_numbers(raw, mapping["C"], where, problems)
-    out["loss"] = _positive_numbers(raw, mapping["loss"], where, problems, forgiven=flagged.to_numpy())
+    if "loss" in mapping:
+        forgiven = flagged.to_numpy() if require_loss else np.ones(len(raw), bool)
+        out["loss"] = _positive_numbers(raw, mapping["loss"], where, problems, forgiven=forgiven)
+    else:
+        out["loss"] = np.nan
     _raise_problems(problems, where)
     if not has_d:
         out["D"] = out["C"] / (FLOPS_PER_PARAM_TOKEN * out["N"])
@@ -169,7 +175,8 @@ def point_locator(what: str) -> _Locator:
     return _Locator(what, noun="point")
 
 
-def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name: str) -> dict[str, str]:
+def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name: str,
+                     require_loss: bool = True) -> dict[str, str]:
     unknown = set(columns) - set(CANONICAL_COLUMNS)
     if unknown:
         raise InputError(
@@ -190,14 +197,15 @@ def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name:
     missing = [f"'{field}'" for field in ("N",) if field not in mapping]
     if "D" not in mapping and "C" not in mapping:
         missing.append("'D' (tokens) or 'C' (FLOPs, D = C / 6N)")
-    missing += [f"'{field}'" for field in ("loss",) if field not in mapping]
+    missing += [f"'{field}'" for field in ("loss",) if field not in mapping and require_loss]
     if missing:
         separator = next((sep for sep in (";", "\t", "|") if any(sep in str(c) for c in raw.columns)), None)
         if separator is not None and len(raw.columns) <= 2:
             hint = (f"the header holds {separator!r}: is the file separated by {separator!r} rather than commas? "
                     "save it with commas (or read it with pandas, sep=..., and pass the DataFrame)")
         else:
-            fields = [f for f in ("N", "D", "loss") if f not in mapping and not (f == "D" and "C" in mapping)]
+            fields = [f for f in ("N", "D", "loss") if f not in mapping and not (f == "D" and "C" in mapping)
+                      and (f != "loss" or require_loss)]
             hint = ("map yours with columns={" + ", ".join(f"'{f}': 'your_name'" for f in fields) + "} (CLI: "
                     + " ".join(f"--column {f}=your_name" for f in fields) + ")")
         raise InputError(f"{source_name}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
