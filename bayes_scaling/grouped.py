@@ -62,6 +62,13 @@ def is_grouped(directory: str | Path) -> bool:
     return (directory / MANIFEST_FILE).is_file() or bool(_old_layout(directory))
 
 
+def member_paths(directory: str | Path) -> list[str]:
+    """A grouped fit's members, as paths relative to its directory (its manifest's, or the older layout's)."""
+    directory = Path(directory)
+    manifest = directory / MANIFEST_FILE
+    return _manifest_paths(manifest) if manifest.is_file() else _old_layout(directory)
+
+
 def load_fits(directory: str | Path) -> list[tuple[str | None, Posterior]]:
     """A saved fit as ``[(None, posterior)]``; a grouped fit as ``[(label, posterior), ...]`` (each
     group by its name, then the population). Anything else raises ``InputError`` saying what was expected."""

@@ -42,8 +42,12 @@ def budget_column_of(runs: Runs, budget_column: str | None = "auto") -> str | No
     if budget_column == "auto":
         return "budget" if "budget" in runs.frame.columns else None
     if budget_column not in runs.frame.columns:
-        raise InputError(f"budget column {budget_column!r} not in the run table; columns: "
-                         f"{', '.join(map(str, runs.frame.columns))}")
+        from bayes_scaling.runs.schema import CANONICAL_COLUMNS
+
+        extras = [str(c) for c in runs.frame.columns if c not in CANONICAL_COLUMNS]
+        raise InputError(f"budget column {budget_column!r} not in the run table; its columns beyond N, D, C and loss: "
+                         f"{', '.join(extras) or 'none'}; name the column that holds each run's IsoFLOP budget, or "
+                         "split on compute (--holdout-fraction F, or fraction=F) for runs without one")
     values = runs.frame[budget_column]
     if not np.issubdtype(values.dtype, np.number) or not np.all(np.isfinite(values)) or (values <= 0).any():
         raise InputError(f"budget column {budget_column!r} must hold positive FLOP counts in every row")
@@ -89,13 +93,16 @@ def split_by_compute(
             fraction = DEFAULT_FRACTION
     held = np.zeros(len(runs), bool)
     frame = runs.frame
-    for _, rows in frame.groupby("group", sort=True).groups.items():
+    several = frame["group"].nunique() > 1
+    for group, rows in frame.groupby("group", sort=True).groups.items():
         rows = np.asarray(rows)
         if top_budgets is not None:
             levels = np.unique(frame[column].to_numpy(np.float64)[rows])
             if top_budgets < 1 or top_budgets >= len(levels):
-                raise InputError(f"cannot hold out the top {top_budgets} budgets of a group with "
-                                 f"{len(levels)} budgets (need at least one budget left to fit)")
+                which = f"group {group!r}, which has" if several else "these runs, which have"
+                raise InputError(f"cannot hold out the top {top_budgets} budget{'s' if top_budgets != 1 else ''} of "
+                                 f"{which} {len(levels)} budget{'s' if len(levels) != 1 else ''} in column {column!r} "
+                                 "(at least one must be left to fit); hold out fewer, or leave that group out")
             cut = levels[-top_budgets]
             held[rows] = frame[column].to_numpy(np.float64)[rows] >= cut
         else:

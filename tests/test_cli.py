@@ -302,3 +302,37 @@ def test_target_accept_reaches_every_nuts_fit_of_fit_and_backtest(monkeypatch, t
     pooled, branch, backtest, *asked = given
     assert "target_accept" not in pooled and "target_accept" not in backtest and branch.target_accept == 0.8
     assert asked[0]["target_accept"] == 0.95 and asked[1].target_accept == 0.95 and asked[2]["target_accept"] == 0.95
+
+
+def test_compare_names_a_grouped_fit_and_its_members(tmp_path, capsys):
+    grouped = tmp_path / "fits"
+    grouped.mkdir()
+    (grouped / "grouped_fit.json").write_text(json.dumps({"members": [{"group": "a", "path": "groups/a"}]}))
+    assert main(["compare", str(grouped), str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "is a grouped fit" in err and str(grouped / "groups" / "a") in err
+
+
+def test_runs_import_and_export_say_what_was_stored_as_failed_and_left_out(tmp_path, capsys):
+    table = pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [2e9, 4e9, 8e9], "loss": [3.0, float("nan"), 2.6],
+                          "flagged": [False, True, False], "flag_reason": ["", "diverged", ""]})
+    table.to_csv(tmp_path / "t.csv", index=False)
+    store = str(tmp_path / "s.sqlite")
+    assert main(["runs", "import", str(tmp_path / "t.csv"), "--store", store]) == 0
+    assert "1 flagged without a usable loss, stored as failed" in capsys.readouterr().out
+    assert main(["runs", "export", str(tmp_path / "ok.csv"), "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 2 runs" in out and "(1 not ok, failed or refused, left out: --all-statuses keeps them)" in out
+    assert main(["runs", "export", str(tmp_path / "all.csv"), "--store", store, "--all-statuses"]) == 0
+    assert capsys.readouterr().out.strip().endswith("wrote 3 runs to " + str(tmp_path / "all.csv"))
+
+
+def test_a_grouped_split_names_the_group_with_too_few_budgets():
+    from bayes_scaling.errors import InputError
+    from bayes_scaling.runs.table import validate_runs
+    from bayes_scaling.splits import split_by_compute
+
+    frame = pd.DataFrame({"N": [1e8, 2e8, 1e8, 2e8, 3e8], "D": [2e9, 1e9, 2e10, 1e10, 1e10], "loss": [3.0, 3.1, 2.7, 2.8, 2.75],
+                          "budget": [1.2e18, 1.2e18, 1.2e19, 1.2e19, 1.8e19], "group": ["a", "a", "a", "a", "d"]})
+    with pytest.raises(InputError, match="top 1 budget of group 'd', which has 1 budget in column 'budget'"):
+        split_by_compute(validate_runs(frame), top_budgets=1)

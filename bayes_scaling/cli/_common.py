@@ -110,8 +110,8 @@ def warn_untrusted(fits) -> None:
         if diagnosis.applicable and not diagnosis.ok:
             failed = ", ".join(dict.fromkeys(CHECK_NAMES.get(p.check, p.check) for p in diagnosis.problems
                                              if not p.efficiency))
-            advice = ("the runs' design is the likely cause, below" if limits else
-                      "refit with more warm-up and draws, e.g. --warmup 1000 --draws 2000")
+            first = next(p for p in diagnosis.problems if not p.efficiency)
+            advice = "the runs' design is the likely cause, below" if limits else first.advice.rstrip(".")
             info(prefix + f"warning: this fit failed its sampler checks ({failed}): do not trust its intervals yet "
                  f"('bayes-scaling report' shows the checks; {advice})")
         print_design_limits(post, prefix, limits)

@@ -26,8 +26,17 @@ def run(args: argparse.Namespace) -> int:
     from bayes_scaling.errors import InputError
     from bayes_scaling.posterior import Posterior
 
+    from bayes_scaling.grouped import is_grouped, member_paths
+    from bayes_scaling.posterior import META_FILE
+
     if len(args.fit_dirs) < 2:
         raise InputError("compare needs at least two saved fits")
+    for d in args.fit_dirs:
+        if is_grouped(d) and not (Path(d) / META_FILE).exists():
+            members = member_paths(d)
+            example = f" (e.g. {Path(d) / members[0]})" if members else ""
+            raise InputError(f"{d} is a grouped fit ('fit --group-by'): compare compares fits of the same runs one at a "
+                             f"time; give its groups' fits{example}, each beside another fit of that group's runs")
     posts = {name: Posterior.load(d) for name, d in zip(fit_names(args.fit_dirs), args.fit_dirs)}
     table = compare(posts)
     if args.json:

@@ -227,7 +227,8 @@ def describe_model(post) -> str:
         axes = extra.get("axis folds", [])
         by_axis = f" ({len(axes)} of them by {' and '.join(axes)})" if axes else ""
         drift = (f"drift beyond the fitted runs calibrated on {extra['folds']} leave-future-out folds{by_axis}, "
-                 f"{extra['held_out_in_folds']} held-out runs; posterior medians {scales}")
+                 f"{extra['held_out_in_folds']} held-out runs in all (a run may be held out by several folds); "
+                 f"posterior medians {scales}")
     if post.has_draws("wsd_offset"):
         import numpy as np
 

@@ -74,7 +74,7 @@ def _import(args) -> int:
     from bayes_scaling.runs.table import load_runs
 
     columns = parse_column_mapping(args.column) or None
-    load_runs(args.path, columns=columns, check_units=not args.no_unit_check)  # bad rows stop before a store is made
+    runs = load_runs(args.path, columns=columns, check_units=not args.no_unit_check)  # bad rows stop before a store is made
     store = _open(args.store, must_exist=False)
     counts = store.import_runs(args.path, group=args.group, columns=columns, check_units=not args.no_unit_check)
     total = sum(counts.values())
@@ -82,8 +82,13 @@ def _import(args) -> int:
         print(f"already imported: all {total} runs of {args.path} are in {store.path} unchanged; nothing written")
         return 0
     parts = [f"{counts['new']} new"] + [f"{counts[k]} {k}" for k in ("updated", "unchanged") if counts[k]]
+    import numpy as np
+
+    no_loss = int((~np.isfinite(runs.loss)).sum()) if "status" not in runs.frame else 0
     print(f"imported {counts['new'] + counts['updated']} runs from {args.path} into {store.path} ({', '.join(parts)}"
-          f"; {len(store)} runs in the store)")
+          f"; {len(store)} runs in the store)"
+          + (f"; {no_loss} flagged without a usable loss, stored as failed (runs export --all-statuses lists them)"
+             if no_loss else ""))
     return 0
 
 
@@ -91,5 +96,7 @@ def _export(args) -> int:
     store = _open(args.store, must_exist=True)
     n = store.export(args.path, status=None if args.all_statuses else "ok", history=args.history,
                      trunks=args.trunks)
-    print(f"wrote {n} runs to {args.path}")
+    left = 0 if args.all_statuses else len(store.to_frame(status=None, history=args.history, trunks=args.trunks)) - n
+    print(f"wrote {n} runs to {args.path}" + (f" ({left} not ok, failed or refused, left out: --all-statuses keeps them)"
+                                               if left else ""))
     return 0
