@@ -159,3 +159,10 @@ def test_the_report_s_decisions_mark_budgets_whose_chosen_run_lies_beyond_the_fi
     table = decisions_table(post, (1e19, 1e21))
     assert list(table["budget C (FLOPs)"]) == ["1e+19", "1e+21*"]  # the fitted runs reach 1e20 FLOPs
     assert any("beyond" in note for note in table.attrs["notes"])
+
+
+def test_a_compute_column_that_is_not_6nd_is_kept_and_said_so_from_python_too():
+    frame = _frame()
+    with pytest.warns(InputWarning, match=r"differs from 6ND in 1 row\(s\) \(1; up to 2x\)"):
+        runs = load_runs(frame.assign(C=6 * frame.N * frame.D * np.where(frame.index == 0, 2.0, 1.0)))
+    assert runs.C[0] == pytest.approx(12 * frame.N[0] * frame.D[0])

@@ -60,26 +60,7 @@ def read_runs(source: str, columns: list[str] | None = None, group_by: str | Non
     mapping = parse_column_mapping(columns)
     if group_by:
         mapping["group"] = group_by
-    runs = load_runs(source, columns=mapping, check_units=check_units, require_loss=require_loss)
-    note_compute_column(runs, source)
-    return runs
-
-
-COMPUTE_TOLERANCE = 0.05  # a table's own compute column further than this from 6ND (relative) gets a note
-
-
-def note_compute_column(runs, source) -> None:
-    """A table that gives both D and its own compute C keeps C as given; fits, frontiers and budgets use
-    C = 6ND, so where the two differ by more than ``COMPUTE_TOLERANCE`` a note says so (and where)."""
-    import numpy as np
-
-    ratio = np.asarray(runs.C, np.float64) / (6.0 * np.asarray(runs.N, np.float64) * np.asarray(runs.D, np.float64))
-    off = np.flatnonzero(np.abs(ratio - 1.0) > COMPUTE_TOLERANCE)
-    if off.size:
-        worst = float(ratio[off[np.argmax(np.abs(np.log(ratio[off])))]])
-        rows = ", ".join(str(i + 1) for i in off[:5]) + (f" and {off.size - 5} more" if off.size > 5 else "")
-        info(f"note: {source}: the compute column differs from 6ND in {off.size} row(s) ({rows}; up to {worst:.3g}x); "
-             "it is kept as given, but fits, frontiers and budgets count compute as C = 6ND")
+    return load_runs(source, columns=mapping, check_units=check_units, require_loss=require_loss)
 
 
 def print_json(obj) -> None:

@@ -66,6 +66,8 @@ def validate_runs(
         out["D"] = out["C"] / (FLOPS_PER_PARAM_TOKEN * out["N"])
     if not has_c:
         out["C"] = FLOPS_PER_PARAM_TOKEN * out["N"] * out["D"]
+    elif has_d:
+        _note_compute_column(out, source_name)
     if check_units:
         check_plausible_units(out["N"].to_numpy(), out["D"].to_numpy(), where,
                               mapping["N"], mapping.get("D", mapping.get("C")), derived_d="D" not in mapping)
@@ -100,6 +102,26 @@ def validate_runs(
 
     extras = extras.apply(_numeric_if_possible)
     return Runs(pd.concat([out[list(CANONICAL_COLUMNS)], extras], axis=1))
+
+
+COMPUTE_TOLERANCE = 0.05  # a table's own compute column further than this from 6ND (relative) gets a note
+
+
+def _note_compute_column(out: pd.DataFrame, source_name: str) -> None:
+    """A table that gives both D and its own compute C keeps C as given; fits, frontiers and budgets use
+    C = 6ND, so where the two differ by more than ``COMPUTE_TOLERANCE`` an ``InputWarning`` says so (and where)."""
+    import warnings
+
+    from bayes_scaling.errors import InputWarning
+
+    ratio = out["C"].to_numpy(np.float64) / (FLOPS_PER_PARAM_TOKEN * out["N"].to_numpy(np.float64) * out["D"].to_numpy(np.float64))
+    off = np.flatnonzero(np.abs(ratio - 1.0) > COMPUTE_TOLERANCE)
+    if off.size:
+        worst = float(ratio[off[np.argmax(np.abs(np.log(ratio[off])))]])
+        rows = ", ".join(str(i + 1) for i in off[:5]) + (f" and {off.size - 5} more" if off.size > 5 else "")
+        warnings.warn(f"{source_name}: the compute column differs from 6ND in {off.size} row(s) ({rows}; up to "
+                      f"{worst:.3g}x); it is kept as given, but fits, frontiers and budgets count compute as C = 6ND",
+                      InputWarning, stacklevel=4)
 
 
 def check_plausible_units(N, D, where: _Locator, n_column: str = "N", d_column: str = "D", *,
