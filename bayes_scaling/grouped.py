@@ -32,7 +32,11 @@ def save_grouped(directory: str | Path, groups: Mapping[str, Posterior], populat
     manifest listing them (``info``: extra fields such as the pooling). Returns the members by
     their path under DIR ("groups/NAME", "population")."""
     directory = Path(directory)
-    members = {f"{GROUPS_DIR}/{name}": post for name, post in groups.items()}
+    members, used = {}, set()
+    for name, post in groups.items():
+        folder = group_folder(name, used)
+        post.meta.setdefault("group", str(name))  # the manifest names the group, whatever its folder
+        members[f"{GROUPS_DIR}/{folder}"] = post
     if population is not None:
         members[POPULATION_DIR] = population
     for rel, post in members.items():
@@ -41,6 +45,20 @@ def save_grouped(directory: str | Path, groups: Mapping[str, Posterior], populat
                 "members": [{"group": _label(post, rel), "path": rel} for rel, post in members.items()]}
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return members
+
+
+def group_folder(name, used: set[str]) -> str:
+    """A group's folder name: the name with characters other than letters, digits and ``._+-`` as ``_``
+    (no path separators, never "." or ".."), made unique among ``used`` (which it joins)."""
+    import re
+
+    base = re.sub(r"[^A-Za-z0-9._+-]", "_", str(name)).strip(".") or "group"
+    folder, k = base, 1
+    while folder.lower() in used:
+        k += 1
+        folder = f"{base}-{k}"
+    used.add(folder.lower())
+    return folder
 
 
 def group_column(directory: str | Path) -> str | None:

@@ -193,3 +193,11 @@ def test_predict_routes_rows_by_the_column_the_fit_was_grouped_by(grouped_dir, t
     comma[["N", "D", "loss"]].to_csv(table, index=False)  # no group names: every member predicts every row
     assert main(["predict", str(fit), "--runs", str(table), "--json"]) == 0
     assert [len(d["predictions"]) for d in json.loads(capsys.readouterr().out)] == [4, 4, 4]
+
+
+def test_group_folders_stay_inside_the_fit_and_apart():
+    from bayes_scaling.grouped import group_folder
+
+    used = set()
+    assert [group_folder(name, used) for name in ("dclm", "../up", "a/b", "A/B", "..", "")] == \
+        ["dclm", "_up", "a_b", "A_B-2", "group", "group-2"]

@@ -613,3 +613,23 @@ def test_warm_start_reuses_the_previous_fits_draws_and_metric(monkeypatch):
         fit_hierarchical(two_groups, warm_start=previous, **settings)
     with pytest.raises(InputError, match="warm_start must be a HierarchicalFit"):
         fit_hierarchical(runs, warm_start=warm.groups["g0"], **settings)
+
+
+@pytest.mark.slow
+def test_a_hierarchical_fit_saves_as_the_cli_s_grouped_fit(simulation, tmp_path):
+    from bayes_scaling.grouped import load_fits
+
+    _, _, partial, _ = simulation
+    partial.save(tmp_path / "fit")
+    loaded = load_fits(tmp_path / "fit")
+    assert [group for group, _ in loaded][:4] == ["g0", "g1", "g2", "g3"] and len(loaded) == 5
+    np.testing.assert_array_equal(loaded[0][1].draws("E"), partial.groups["g0"].draws("E"))
+
+
+def test_one_group_is_said_to_leave_the_spread_to_its_prior():
+    from bayes_scaling.errors import InputWarning
+
+    runs = _simulate(_group_truths(1, seed=3), seed=4, sparse_runs=6)
+    with pytest.warns(InputWarning, match="the runs hold one group"):
+        with pytest.raises(InputError):  # stop before sampling: the warning comes first
+            fit_hierarchical(runs, pooling="partial", num_draws=-1)

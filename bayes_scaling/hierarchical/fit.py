@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -197,6 +198,16 @@ class HierarchicalFit:
     # ``fitting.sampler.adapted`` reads on request).
     adaptation: dict = field(default_factory=dict, repr=False)
 
+    def save(self, directory) -> Path:
+        """Save as ``bayes-scaling fit --group-by`` does (``grouped.save_grouped``): each group's fit under
+        DIR/groups/NAME, the population's under DIR/population and a manifest, so that ``frontier``,
+        ``predict``, ``report`` and ``grouped.load_fits`` read it."""
+        from bayes_scaling.grouped import save_grouped
+
+        save_grouped(directory, self.groups, self.population, {"pooling": self.pooling, "group_by": self.group_by,
+                                                               "group_column": self.group_by})
+        return Path(directory)
+
     def frontier(self, budgets, level: float = 0.9) -> pd.DataFrame:
         """Each group's frontier table (and the population's), stacked with a ``group`` column."""
         members = {**self.groups, **({POPULATION: self.population} if self.population is not None else {})}
@@ -274,6 +285,14 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     h = settings or HierarchicalSettings()
     given = {k: v for k, v in keywords.items() if k in hier_fields}
     h = dataclasses.replace(h, **given) if given else h
+    if h.group_by in runs.frame and runs.frame[h.group_by].nunique() == 1:
+        import warnings
+
+        from bayes_scaling.errors import InputWarning
+
+        warnings.warn(f"the runs hold one group ({runs.frame[h.group_by].iloc[0]!r} in column {h.group_by!r}): the "
+                      "population's spread is then set by its prior alone; fit_nuts fits one law to them "
+                      "(or name the column that tells the groups apart: group_by=...)", InputWarning, stacklevel=2)
     if warm_start_mode not in WARM_START_MODES:
         raise InputError(f"warm_start_mode must be one of {', '.join(WARM_START_MODES)}, got {warm_start_mode!r}")
     defaults = SAMPLER_DEFAULTS if warm_start is None else \
