@@ -350,7 +350,9 @@ def optimum_residuals(posterior, test, column: str, max_draws: int = FOLD_DRAWS,
     N_law = np.asarray(posterior.law.optimal_allocation(th, C[None])[0])
     G = np.vstack([np.zeros(len(DRIFT_SITES)), STEP_OPT * np.eye(len(DRIFT_SITES))])
     ranges = log_range(posterior.runs.N, posterior.runs.D)
-    moved = np.log(drifted_optimum(posterior.law, th, C[None], N_law, G, ranges, refine=OPTIMUM_SEARCH)[0])
+    moved = np.log(drifted_optimum(posterior.law, th, C[None], N_law, G, ranges, refine=OPTIMUM_SEARCH,
+                                   edge_steps=0, wide=False)[0])  # small finite differences: the window suffices,
+    # whatever frontier.EDGE_STEPS and WIDE_SCAN say
     return _residuals(np.asarray(r_emp) - log_n[ok].mean(axis=0), log_n[ok], ((moved[1:] - moved[0]) / STEP_OPT).T,
                       extra_var=np.asarray(v_emp), optima=len(C), overlap=np.asarray(counts))
 

@@ -61,8 +61,16 @@ def frontier_draws(law: Law, theta: dict[str, np.ndarray], budgets, drift=None) 
     }
 
 
+# Options of the drifted search, off by default (measured, not adopted: experiments/frontier_search_edges.py and
+# docs/extrapolation.md, "A limit: the frontier's search window"): how many times the window moves on while its
+# best point is its edge, and whether a coarse scan (WIDE) re-centres it on a lower basin.
+EDGE_STEPS = 0
+WIDE_SCAN = False
+WIDE = (-12.0, 8.0, 81)  # the coarse scan of ln N around the window's centre (e-folds below, above; points)
+
+
 def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, points: int = 161,
-                    refine: str = "kinks"):
+                    refine: str = "kinks", edge_steps: int | None = None, wide: bool | None = None):
     """argmin over ln N of the drifted log-loss (``extrapolation.drifted_log_loss``) along
     6ND = C, per draw and budget: a grid of ``points`` values of ln N within ``half_width`` e-folds
     of the law's own N_opt moved by the draw's allocation drift, with the drift's kinks along the
@@ -70,11 +78,18 @@ def drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float = 4.0, 
     (``refine`` "kinks"); "parabola": no kinks, and the vertex of the parabola through the best point
     and its neighbours taken whatever its value, which misplaces a corner optimum by up to a grid
     step (the search before the twenty-first session; ``extrapolation.OPTIMUM_SEARCH`` names the one
-    the calibration's finite differences use). An optimum
-    beyond the grid is reported at its edge. A draw whose law has no finite optimum (``N_law``
+    the calibration's finite differences use). A window's local or edge minimum is reported as the optimum.
+    Two options (off by default: ``WIDE_SCAN``, ``EDGE_STEPS``; measured, not adopted) search further for
+    draws whose drift moves the optimum far from the law's or gives the profile a second basin: with
+    ``wide``, a coarse scan over ``WIDE`` around the centre, the window re-centred where it finds a lower
+    loss; with ``edge_steps`` > 0, where the window's best point is its edge (and no kink is lower), the
+    window moves on by its width, up to that many times; either searches only where tokens per parameter
+    are plausible for a real run (``plausible_log_n``). A draw whose law has no finite optimum (``N_law``
     infinite: A or B overflowed) stays non-finite, without NumPy's warnings. Returns N, D, L (S, K)."""
+    edge_steps = EDGE_STEPS if edge_steps is None else edge_steps
+    wide = WIDE_SCAN if wide is None else wide
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _drifted_optimum(law, th, C, N_law, G, ranges, half_width, points, refine)
+        return _drifted_optimum(law, th, C, N_law, G, ranges, half_width, points, refine, edge_steps, wide)
 
 
 def refined_minimum(objective, log_n: np.ndarray, f: np.ndarray, kinks: np.ndarray | None = None,
@@ -120,7 +135,8 @@ def parabola_minimum(log_n: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.take_along_axis(log_n, i, axis=-1)[..., 0] + np.clip(shift, -1, 1) * step
 
 
-def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, points: int, refine: str):
+def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, points: int, refine: str,
+                     edge_steps: int = 0, wide: bool = False):
     from bayes_scaling.extrapolation import allocation_shift, constraint_kinks, drifted_log_loss
     from bayes_scaling.posterior import compiled_log_loss
 
@@ -140,7 +156,14 @@ def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, point
         theta = {k: np.asarray(v)[..., None] for k, v in th.items()} if log_n.ndim == 3 else th
         return drifted_log_loss(log_loss, theta, G, ranges, N, D)
 
+    band = None
+    if wide or edge_steps:  # the search stays where a real run could be: tokens per parameter in PLAUSIBLE_TOKENS_PER_PARAM
+        band = plausible_log_n(C)
+        log_n = np.concatenate([_clipped(log_n[..., :points], band), log_n[..., points:]], axis=-1)
     f = objective(log_n)
+    if wide:
+        f, log_n = _to_the_lowest_basin(objective, f, log_n, centre, offsets, points, band)
+    f, log_n = _past_the_edges(objective, f, log_n, centre, offsets, points, 2 * half_width, edge_steps, band)
     if refine == "kinks":
         best, f_best = refined_minimum(objective, log_n[..., :points], f[..., :points], log_n[..., points:],
                                        f[..., points:])
@@ -150,6 +173,65 @@ def _drifted_optimum(law: Law, th, C, N_law, G, ranges, half_width: float, point
     N = np.exp(best)
     D = C / (6.0 * N)
     return N, D, np.exp(objective(best))
+
+
+def plausible_log_n(C) -> tuple[np.ndarray, np.ndarray]:
+    """The range of ln N along 6ND = C where tokens per parameter D/N = C/(6N^2) lies in
+    ``runs.schema.PLAUSIBLE_TOKENS_PER_PARAM`` (what any real run has): a drifted optimum is searched there."""
+    from bayes_scaling.runs.schema import PLAUSIBLE_TOKENS_PER_PARAM
+
+    lo_r, hi_r = PLAUSIBLE_TOKENS_PER_PARAM
+    log_c6 = np.log(np.asarray(C, np.float64) / 6.0)
+    return 0.5 * (log_c6 - np.log(hi_r)), 0.5 * (log_c6 - np.log(lo_r))
+
+
+def _clipped(log_n, band):
+    """``log_n`` within ``band`` (``plausible_log_n``'s), a non-finite value (a draw with no optimum) left as it is."""
+    if band is None:
+        return log_n
+    return np.where(np.isfinite(log_n), np.clip(log_n, band[0][..., None], band[1][..., None]), log_n)
+
+
+def _to_the_lowest_basin(objective, f, log_n, centre, offsets, points: int, band=None):
+    """The grid part of ``log_n``/``f`` re-centred, for every cell where a coarse scan over ``WIDE`` around
+    ``centre`` finds a lower value than the window and its kinks, on the scan's best point."""
+    lo, hi, n = WIDE
+    scan = _clipped(centre[..., None] + np.linspace(lo, hi, n), band)
+    f_scan = np.where(np.isnan(f_scan := objective(scan)), np.inf, f_scan)
+    j = np.argmin(f_scan, axis=-1)[..., None]
+    x_scan, best_scan = np.take_along_axis(scan, j, axis=-1)[..., 0], np.take_along_axis(f_scan, j, axis=-1)[..., 0]
+    best_now = np.where(np.isnan(f), np.inf, f).min(axis=-1)
+    lower = best_scan < best_now
+    if not lower.any():
+        return f, log_n
+    moved = _clipped(np.where(lower, x_scan, centre)[..., None] + offsets, band)
+    f_moved = objective(moved)
+    log_n = np.concatenate([np.where(lower[..., None], moved, log_n[..., :points]), log_n[..., points:]], axis=-1)
+    f = np.concatenate([np.where(lower[..., None], f_moved, f[..., :points]), f[..., points:]], axis=-1)
+    return f, log_n
+
+
+def _past_the_edges(objective, f, log_n, centre, offsets, points: int, width: float, steps: int, band=None):
+    """The grid part (first ``points``) of ``log_n``/``f`` moved on by ``width`` for every cell whose best grid
+    point is an edge lower than every kink, until none is or ``steps`` moves were made (the new window
+    starts at the old edge, so its minimum is never above the old one)."""
+    for _ in range(steps):
+        grid = np.where(np.isnan(f[..., :points]), np.inf, f[..., :points])
+        i = np.argmin(grid, axis=-1)
+        best = np.take_along_axis(grid, i[..., None], axis=-1)[..., 0]
+        kinks = np.where(np.isnan(f[..., points:]), np.inf, f[..., points:]).min(axis=-1, initial=np.inf)
+        edge = ((i == 0) | (i == points - 1)) & np.isfinite(best) & (best <= kinks)
+        if band is not None:  # an edge on the plausible band's bound is the answer: nothing lies beyond
+            x = np.take_along_axis(log_n[..., :points], i[..., None], axis=-1)[..., 0]
+            edge &= (x > band[0] + 1e-9) & (x < band[1] - 1e-9)
+        if not edge.any():
+            break
+        centre = centre + np.where(edge, np.where(i == 0, -width, width), 0.0)
+        moved = _clipped(centre[..., None] + offsets, band)
+        f_moved = objective(moved)
+        log_n = np.concatenate([np.where(edge[..., None], moved, log_n[..., :points]), log_n[..., points:]], axis=-1)
+        f = np.concatenate([np.where(edge[..., None], f_moved, f[..., :points]), f[..., points:]], axis=-1)
+    return f, log_n
 
 
 def summarise(draws: dict[str, np.ndarray], budgets, level: float) -> pd.DataFrame:

@@ -15,11 +15,13 @@ and ``population/``) reads the same way.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Mapping
 
 from bayes_scaling.errors import InputError
-from bayes_scaling.posterior import META_FILE, Posterior
+from bayes_scaling.posterior import META_FILE, Posterior, check_fit_directory, replace_directory
 
 MANIFEST_FILE = "grouped_fit.json"
 GROUPS_DIR, POPULATION_DIR = "groups", "population"
@@ -31,19 +33,26 @@ def save_grouped(directory: str | Path, groups: Mapping[str, Posterior], populat
     """Save each group's fit under DIR/groups/NAME, the population's under DIR/population, and the
     manifest listing them (``info``: extra fields such as the pooling). Returns the members by
     their path under DIR ("groups/NAME", "population")."""
-    directory = Path(directory)
-    members, used = {}, set()
+    directory = check_fit_directory(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.saving-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    members, labels, used = {}, {}, set()
     for name, post in groups.items():
-        folder = group_folder(name, used)
-        post.meta.setdefault("group", str(name))  # the manifest names the group, whatever its folder
-        members[f"{GROUPS_DIR}/{folder}"] = post
+        rel = f"{GROUPS_DIR}/{group_folder(name, used)}"
+        members[rel], labels[rel] = post, str(post.meta.get("group", name))  # the manifest names the group
     if population is not None:
         members[POPULATION_DIR] = population
-    for rel, post in members.items():
-        post.save(directory / rel)
-    manifest = {"kind": KIND, **(info or {}),
-                "members": [{"group": _label(post, rel), "path": rel} for rel, post in members.items()]}
-    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    try:  # written aside and moved into place whole, as Posterior.save does (a plain fit there is replaced)
+        for rel, post in members.items():
+            post.save(tmp / rel)
+        manifest = {"kind": KIND, **(info or {}),
+                    "members": [{"group": labels.get(rel) or _label(post, rel), "path": rel} for rel, post in members.items()]}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_directory(tmp, directory)
     return members
 
 

@@ -17,6 +17,8 @@ draws to the arrays (``add_draws``), so a default fit builds its tree only when 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +43,54 @@ NEW_TRUNK = "(new trunk)"  # a WSD fit's name for a trunk it has not seen: its b
 # 0.3 s (experiments/bench_netcdf.py). A file written by either engine reads with either.
 NETCDF_ENGINE = "netcdf4"
 EXCLUDED_FILE = "excluded_runs.csv"
+
+
+FIT_ENTRIES = (POSTERIOR_FILE, META_FILE, RUNS_FILE, EXCLUDED_FILE, "grouped_fit.json", "groups", "population")
+
+
+def is_fit_directory(directory: Path) -> bool:
+    """A saved fit's directory (its meta file) or a grouped fit's (its manifest, ``grouped.MANIFEST_FILE``)."""
+    return (directory / META_FILE).is_file() or (directory / "grouped_fit.json").is_file()
+
+
+def check_fit_directory(directory: str | Path) -> Path:
+    """Where a fit may be saved: a new directory, an empty one or an earlier fit's (replaced), its path
+    resolved through a symbolic link; ``InputError`` for an empty path, a file, a directory holding other files
+    (a fit is saved in a directory of its own: files of the user's with a fit's names would be overwritten), or
+    a place this process cannot write. Call it before the work that the save ends."""
+    if not str(directory).strip():
+        raise InputError("an empty path: expected a directory to save the fit in")
+    directory = Path(directory)
+    if directory.is_symlink():
+        directory = Path(os.path.realpath(directory))
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory}: a file, expected a directory to save the fit in")
+    if directory.is_dir() and not is_fit_directory(directory):
+        others = sorted(entry.name for entry in directory.iterdir())
+        if others:
+            raise InputError(f"{directory}: a directory holding other files ({', '.join(others[:3])}"
+                             f"{', ...' if len(others) > 3 else ''}), not a saved fit; a fit is saved in a directory "
+                             "of its own: give a new or empty one")
+    existing = next(p for p in [directory, *directory.absolute().parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{directory}: cannot write in {existing}; expected a directory this process may write in")
+    return directory
+
+
+def replace_directory(new: Path, directory: Path, replaced=FIT_ENTRIES) -> None:
+    """Move the complete directory ``new`` to ``directory``; where one is already there, it is moved aside
+    first and its entries other than ``replaced`` are moved into the new one, then the rest is removed."""
+    if not directory.exists():
+        os.replace(new, directory)
+        return
+    old = directory.parent / f".{directory.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(directory, old)
+    os.replace(new, directory)
+    for entry in old.iterdir():
+        if entry.name not in replaced:
+            os.replace(entry, directory / entry.name)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def points(N, D) -> tuple[np.ndarray, np.ndarray]:
@@ -348,20 +398,26 @@ class Posterior:
 
     # --- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write the fit to ``directory`` (created; an earlier fit saved there is replaced, files of
-        other kinds are left alone); ``InputError`` where the path is a file."""
-        directory = Path(directory)
-        if directory.exists() and not directory.is_dir():
-            raise InputError(f"{directory}: a file, expected a directory to save the fit in")
-        directory.mkdir(parents=True, exist_ok=True)
-        self.idata.to_netcdf(directory / POSTERIOR_FILE, engine=NETCDF_ENGINE)
-        self.runs.frame.to_csv(directory / RUNS_FILE, index=False)
-        if self.excluded is not None:
-            self.excluded.to_csv(directory / EXCLUDED_FILE, index=False)
-        else:
-            (directory / EXCLUDED_FILE).unlink(missing_ok=True)  # an earlier fit's, saved to the same place
-        meta = {"law": self.law.name, "method": self.method, **self.meta}
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=_jsonable))
+        """Write the fit to ``directory``: a new or empty directory, or an earlier fit's (``check_fit_directory``).
+        The files are written to a hidden directory beside it and moved into place when complete, so a
+        process stopped while saving leaves the earlier fit (or none), never a mix; an earlier fit's files
+        (and a grouped fit's members) are replaced, any other file in its directory is kept."""
+        directory = check_fit_directory(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = directory.parent / f".{directory.name}.saving-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            self.idata.to_netcdf(tmp / POSTERIOR_FILE, engine=NETCDF_ENGINE)
+            self.runs.frame.to_csv(tmp / RUNS_FILE, index=False)
+            if self.excluded is not None:
+                self.excluded.to_csv(tmp / EXCLUDED_FILE, index=False)
+            meta = {"law": self.law.name, "method": self.method, **self.meta}
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=_jsonable))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        replace_directory(tmp, directory, FIT_ENTRIES)
         return directory
 
     @classmethod
@@ -410,6 +466,12 @@ class Posterior:
             raise InputError(f"{nc_path}: the posterior group lacks {what} of law {law.name}{rerun}")
         text_columns = {"run_id": str, "group": str, "flag_reason": str}
         frame = _read_fit_csv(directory / RUNS_FILE, text_columns, rerun)
+        if "observed_data" in idata.children and "log_loss" in idata["observed_data"].data_vars:
+            fitted = int(idata["observed_data"]["log_loss"].size)
+            if fitted != len(frame):
+                raise InputError(f"{directory}: its files disagree: {POSTERIOR_FILE} was fitted to {fitted} runs, "
+                                 f"{RUNS_FILE} holds {len(frame)} (a save that was stopped, or files copied from "
+                                 f"two fits){rerun}")
         excluded = None
         if (directory / EXCLUDED_FILE).exists():
             excluded = _read_fit_csv(directory / EXCLUDED_FILE, text_columns, rerun, allow_empty=True)

@@ -166,3 +166,35 @@ def test_a_compute_column_that_is_not_6nd_is_kept_and_said_so_from_python_too():
     with pytest.warns(InputWarning, match=r"differs from 6ND in 1 row\(s\) \(1; up to 2x\)"):
         runs = load_runs(frame.assign(C=6 * frame.N * frame.D * np.where(frame.index == 0, 2.0, 1.0)))
     assert runs.C[0] == pytest.approx(12 * frame.N[0] * frame.D[0])
+
+
+def test_a_fit_is_saved_whole_beside_the_user_s_files_and_never_over_them(post, tmp_path):
+    theirs = tmp_path / "mine"
+    theirs.mkdir()
+    (theirs / "runs.csv").write_text("params,tokens,loss\n")  # the user's table, named as a fit's file
+    with pytest.raises(InputError, match="a directory holding other files .*runs.csv"):
+        post.save(theirs)
+    assert (theirs / "runs.csv").read_text() == "params,tokens,loss\n"
+    with pytest.raises(InputError, match="an empty path"):
+        post.save("")
+    fit = post.save(tmp_path / "fit")
+    (fit / "notes.txt").write_text("mine")
+    post.save(fit)  # replaced whole; the user's note kept, nothing left aside
+    assert (fit / "notes.txt").read_text() == "mine" and Posterior.load(fit).num_draws == post.num_draws
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit", "mine"]
+
+
+def test_a_fit_whose_files_disagree_is_refused(post, tmp_path):
+    fit = post.save(tmp_path / "fit")
+    frame = pd.read_csv(fit / "runs.csv")
+    frame.head(5).to_csv(fit / "runs.csv", index=False)
+    with pytest.raises(InputError, match="its files disagree"):
+        Posterior.load(fit)
+
+
+def test_a_grouped_fit_saved_over_a_plain_one_replaces_it(post, tmp_path):
+    from bayes_scaling.grouped import load_fits, save_grouped
+
+    fit = post.save(tmp_path / "fit")
+    save_grouped(fit, {"a": post, "b": post}, None, {"pooling": "none"})
+    assert [group for group, _ in load_fits(fit)] == ["a", "b"] and not (fit / "meta.json").exists()

@@ -258,9 +258,12 @@ def print_verdict(post, prefix: str = "") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():  # say so before sampling, not when saving
-        raise InputError(f"--out {out}: a file, expected a directory to save the fit in")
+    from bayes_scaling.posterior import check_fit_directory
+
+    try:  # say so before sampling, not when saving
+        check_fit_directory(args.out)
+    except InputError as err:
+        raise InputError(f"--out {err}") from None
     if args.group_by:
         return run_hierarchical(args)
     post, _ = fit_from_args(args, args.runs)
