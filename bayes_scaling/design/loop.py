@@ -23,8 +23,6 @@ The saved fit is the planner's last refit: the plain law's NUTS posterior of eve
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -284,17 +282,7 @@ def save_fit(planner: Planner) -> Path | None:
     too few done runs to fit."""
     if len(planner.done) < len(planner.law.param_names) + 1:
         return None
-    posterior = planner.posterior()
-    target = planner.directory / FIT_DIR
-    tmp = planner.directory / f".{FIT_DIR}.{os.getpid()}.new"
-    shutil.rmtree(tmp, ignore_errors=True)
-    posterior.save(tmp)
-    old = planner.directory / f".{FIT_DIR}.{os.getpid()}.old"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    return planner.posterior().save(planner.directory / FIT_DIR)  # written aside and moved into place whole
 
 
 def record(finished, asked: dict) -> dict:
