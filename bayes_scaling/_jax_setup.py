@@ -114,9 +114,11 @@ def _ensure_host_devices(count: int) -> None:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("BAYES_SCALING_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "bayes-scaling"
-    )
+    """``$BAYES_SCALING_CACHE/jax``, else ``$XDG_CACHE_HOME/bayes-scaling/jax`` (the XDG base directory rule:
+    an empty or relative XDG_CACHE_HOME is ignored), else ``~/.cache/bayes-scaling/jax``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache")
+    root = os.environ.get("BAYES_SCALING_CACHE") or os.path.join(base, "bayes-scaling")
     return Path(root) / "jax"
 
 

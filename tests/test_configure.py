@@ -205,3 +205,16 @@ def test_numpyro_survives_arviz_imported_after_the_package(tmp_path):
     extra = {"bound": hasattr(numpyro.distributions, "distribution")}
     """, tmp_path)
     assert report["bound"] is True
+
+
+def test_an_empty_or_relative_xdg_cache_home_is_ignored(monkeypatch):
+    from pathlib import Path
+
+    from bayes_scaling._jax_setup import cache_dir
+
+    monkeypatch.delenv("BAYES_SCALING_CACHE", raising=False)
+    for value in ("", "relative/dir"):
+        monkeypatch.setenv("XDG_CACHE_HOME", value)
+        assert cache_dir() == Path(os.path.expanduser("~/.cache")) / "bayes-scaling" / "jax"
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
+    assert cache_dir() == Path("/somewhere/bayes-scaling/jax")
