@@ -45,7 +45,7 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-from bayes_scaling.errors import InputError
+from bayes_scaling.errors import InputError, one_line
 
 DEFAULT_HOST_DEVICES = 4
 DEFAULT_CACHE_MAX_MB = 1024
@@ -61,6 +61,9 @@ def configure() -> None:
     """Apply the JAX settings a fit needs, leaving the user's own alone (see the module docstring).
     Idempotent: a second call only checks that float64 is still on."""
     global _configured
+    problem = environment_error()
+    if problem is not None:
+        raise problem
     started = jax_started()
     if not _configured:
         if not started:
@@ -74,6 +77,7 @@ def configure() -> None:
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
             jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
             jax.config.update("jax_compilation_cache_max_size", limit)
+        _check_backend()
     _require_x64(started)
     _configured = True
 
@@ -183,6 +187,42 @@ def release_compiled() -> None:
     gc.collect()
 
 
+def environment_error() -> JaxSettingsError | None:
+    """What stops JAX from importing under this process's environment, in words, or None: JAX
+    refuses a boolean variable (``JAX_ENABLE_X64``, ``JAX_DISABLE_JIT``, ...) that is not one of
+    y/yes/t/true/on/1 or n/no/f/false/off/0 with a bare ``ValueError`` at ``import jax``."""
+    try:
+        import jax  # noqa: F401
+    except ValueError as err:
+        match = re.search(r"invalid truth value (.+) for environment '(\w+)'", str(err))
+        if match is None:
+            raise
+        name, value = match.group(2), match.group(1)
+        return JaxSettingsError(
+            f"{name}={value} is not a value JAX accepts (true: 1, y, yes, t, true, on; false: 0, n, no, f, false, "
+            f"off), so JAX cannot start; set it to one of those or unset it"
+            + (" (bayes-scaling needs 64-bit mode on: 1, or unset)" if name == "JAX_ENABLE_X64" else ""))
+    return None
+
+
+def _check_backend() -> None:
+    """Start JAX's backend where ``JAX_PLATFORMS`` names the platforms, so that one this machine
+    lacks (``cuda`` without a GPU, a misspelt name) is an error that says so rather than a failure
+    deep inside the first computation (JAX raises a bare AssertionError for a missing CUDA)."""
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+    if not platforms:
+        return
+    import jax
+
+    try:
+        jax.devices()
+    except Exception as err:  # noqa: BLE001 -- any failure to start is the setting's
+        detail = one_line(str(err), limit=300) or type(err).__name__
+        raise JaxSettingsError(
+            f"JAX_PLATFORMS={platforms} names no platform JAX can start on this machine ({detail}); "
+            "unset it, or set it to cpu") from err
+
+
 def _load_numpyro_eagerly() -> None:
     """ArviZ registers NumPyro as a lazy module; if ArviZ was imported first, NumPyro's own
     submodules then fail to bind (``numpyro.distributions.distribution`` goes missing inside
@@ -190,6 +230,8 @@ def _load_numpyro_eagerly() -> None:
 
     Run on ``import bayes_scaling``, whether ArviZ comes before or after the package: importing
     NumPyro (and JAX) changes no JAX setting and does not start JAX's backend."""
+    if environment_error() is not None:  # configure() raises it, as the first thing any fit does
+        return
     import numpyro
 
     _ = numpyro.__version__

@@ -336,3 +336,21 @@ def test_a_grouped_split_names_the_group_with_too_few_budgets():
                           "budget": [1.2e18, 1.2e18, 1.2e19, 1.2e19, 1.8e19], "group": ["a", "a", "a", "a", "d"]})
     with pytest.raises(InputError, match="top 1 budget of group 'd', which has 1 budget in column 'budget'"):
         split_by_compute(validate_runs(frame), top_budgets=1)
+
+
+def test_backtest_and_report_refuse_an_output_they_could_not_write_before_any_work(tmp_path, capsys, monkeypatch):
+    from bayes_scaling import backtest
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the output should have been refused before any work")
+
+    monkeypatch.setattr(backtest, "backtest", no_work)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    assert main(["backtest", "chinchilla", "--out", str(a_file)]) == 2
+    assert f"--out {a_file}: a file, expected a directory" in capsys.readouterr().err
+    assert main(["backtest", "chinchilla", "--out", str(a_file / "inside")]) == 2
+    assert "is a file, so nothing can be written under it" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "fit"), "--out", str(a_file / "report.html")]) == 2
+    assert "is a file, so nothing can be written under it" in capsys.readouterr().err
+    assert a_file.read_text() == "mine"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -19,7 +20,8 @@ import sys
 import warnings
 import threading
 
-from bayes_scaling._jax_setup import configure
+from bayes_scaling._jax_setup import configure, environment_error
+from bayes_scaling.cli import _interrupts
 from bayes_scaling.errors import InputError, one_line
 
 REPORT_AT = "the project's issue tracker, with the command and its output under --debug"
@@ -83,17 +85,30 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
+    name = next((a for a in argv if not a.startswith("-")), None)
+    problem = environment_error()  # JAX itself would not import: the commands' modules need it
+    if problem is not None:
+        print(f"bayes-scaling {name or ''}: error: {problem}".replace(" :", ":"), file=sys.stderr)
+        return 2
+    try:
+        parser = build_parser(name)  # imports the command's module: a Ctrl-C here is no error either
+    except KeyboardInterrupt:
+        print(f"bayes-scaling {name or ''}: interrupted".replace(" :", ":"), file=sys.stderr)
+        return 130
+    args = parser.parse_args(argv)
     args.argv = argv
     command = " ".join(filter(None, [args.command, getattr(args, "runs_command", None)]))
+    # loop cancels its runs on Ctrl-C or SIGTERM itself (cli/loop.py)
+    signals = contextlib.nullcontext() if args.command == "loop" else _interrupts.handled(command)
     try:
-        configure()  # the JAX settings every command runs under (bayes_scaling._jax_setup)
-        with warnings.catch_warnings():
-            _sampler_warnings_on_one_line(command)
-            return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"bayes-scaling {command}: interrupted", file=sys.stderr)
-        return 130
+        with signals:
+            configure()  # the JAX settings every command runs under (bayes_scaling._jax_setup)
+            with warnings.catch_warnings():
+                _sampler_warnings_on_one_line(command)
+                return int(args.func(args) or 0)
+    except KeyboardInterrupt as err:
+        print(f"bayes-scaling {command}: {_interrupts.stop_word(err)}", file=sys.stderr)
+        return _interrupts.exit_status(err)
     except BrokenPipeError:  # the reader went away (``... --json | head``): nothing is wrong, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
         return 141  # 128 + SIGPIPE, as a shell reports a command its pipe stopped

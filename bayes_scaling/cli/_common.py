@@ -63,6 +63,28 @@ def read_runs(source: str, columns: list[str] | None = None, group_by: str | Non
     return load_runs(source, columns=mapping, check_units=check_units, require_loss=require_loss)
 
 
+def check_output_path(path, *, directory: bool, option: str = "--out"):
+    """Refuse, before the work whose result it is meant to hold, an output the command could not write
+    at the end: an empty path, a file where a directory is meant (or the reverse), or a place under a file
+    or one this process may not write in. Returns the path."""
+    import os
+    from pathlib import Path
+
+    if not str(path).strip():
+        raise InputError(f"{option}: an empty path; expected a {'directory' if directory else 'file name'}")
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path}: a file, expected a directory to write into")
+    if not directory and path.is_dir():
+        raise InputError(f"{option} {path}: a directory, expected a file name")
+    existing = next(p for p in [path if directory else path.parent, *path.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{option} {path}: {existing} is a file, so nothing can be written under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: cannot write in {existing}; expected a place this process may write in")
+    return path
+
+
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")

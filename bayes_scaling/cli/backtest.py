@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--holdout-fraction must lie in (0, 1), got {args.holdout_fraction}")
     if args.holdout_top_budgets is not None and args.holdout_top_budgets < 1:
         raise InputError(f"--holdout-top-budgets must be a positive count, got {args.holdout_top_budgets}")
+    if args.out is not None:  # checked before the refits, not after them
+        _common.check_output_path(args.out, directory=True)
     runs = read_grouped_runs(args.runs, args.column, args.group_by, check_units=not args.no_unit_check)
     if args.holdout_top_budgets is not None and budget_column_of(runs, args.budget_column) is None:
         raise InputError(f"--holdout-top-budgets needs an IsoFLOP budget column and {args.runs} has none (columns: "

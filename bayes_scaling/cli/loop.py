@@ -61,6 +61,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bayes_scaling.cli import _common
+from bayes_scaling.cli._interrupts import listened
 from bayes_scaling.cli.plan import add_candidate_options, add_pool_options, candidates_from_args, parse_span
 from bayes_scaling.design.loop import LoopSettings, run_loop
 from bayes_scaling.errors import InputError
@@ -127,7 +128,7 @@ def run(args) -> int:
     # are recorded too: drive checks the record, in case Python swallowed the KeyboardInterrupt.
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, on_signal) for sig in listened()}  # not one the caller ignores
     default_hook = sys.unraisablehook
 
     def quiet_swallowed_interrupt(unraisable):  # "Exception ignored in ...": drive stops the loop anyway

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.fit_dir) / f"report.{fmt}"
     if out.exists() and out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file name such as {out / ('report.' + fmt)}")
+    _common.check_output_path(out, directory=False)  # before the report's backtest, not after it
     from bayes_scaling.report import DECISION_BUDGETS
 
     budgets = tuple(args.budget) if args.budget else DECISION_BUDGETS

@@ -1,0 +1,132 @@
+"""Ctrl-C and SIGTERM on the command line (``cli/_interrupts.py``) and JAX settings that stop JAX
+from starting (``_jax_setup.environment_error``, ``_check_backend``): one line and a status, never
+a traceback or a lost interrupt."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+SWALLOWED = textwrap.dedent("""
+    import contextlib, gc, os, signal, sys
+    from bayes_scaling.cli import _interrupts
+
+    fired = []
+
+    def in_gc(phase, info):  # a SIGINT that arrives inside a gc callback (JAX registers one)
+        if phase == "start" and not fired:
+            fired.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+
+    gc.callbacks.append(in_gc)
+    handling = _interrupts.handled("test") if sys.argv[1] == "on" else contextlib.nullcontext()
+    try:
+        with handling:
+            gc.collect()
+            for _ in range(10**6):
+                pass
+        print("not interrupted")
+    except KeyboardInterrupt as err:
+        print("interrupted", _interrupts.exit_status(err))
+""")
+
+BLOCKED = textwrap.dedent("""
+    import numpy as np
+    from bayes_scaling.cli import _interrupts
+
+    matrix = np.random.default_rng(0).random((2500, 2500))
+    try:
+        with _interrupts.handled("test"):
+            print("ready", flush=True)
+            np.linalg.eigvals(matrix)  # one long call into LAPACK: no Python handler runs inside it
+        print("finished", flush=True)
+    except KeyboardInterrupt as err:
+        print("caught", _interrupts.exit_status(err), flush=True)
+""")
+
+
+def _python(code: str, *args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
+
+
+@pytest.mark.parametrize("mode, expected", [("off", "not interrupted"), ("on", "interrupted 130")])
+def test_an_interrupt_swallowed_in_a_gc_callback_is_raised_again(mode, expected):
+    out, err = _python(SWALLOWED, mode).communicate(timeout=120)
+    assert out.strip() == expected, err
+
+
+def _signals_during_a_long_call(*signals: int, pause: float = 1.5):
+    proc = _python(BLOCKED)
+    assert proc.stdout.readline().strip() == "ready"
+    for signum in signals:
+        time.sleep(pause)
+        proc.send_signal(signum)
+    sent = time.monotonic()
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err, time.monotonic() - sent
+
+
+def test_a_second_ctrl_c_quits_at_once_with_a_message():
+    status, out, err, waited = _signals_during_a_long_call(signal.SIGINT, signal.SIGINT)
+    assert status == 130
+    assert "press Ctrl-C again to quit at once" in err  # said while the call went on
+    assert err.strip().endswith("bayes-scaling test: interrupted")
+    assert "finished" not in out and "Traceback" not in err
+    assert waited < 5, "the second Ctrl-C should not wait for the call to end"
+
+
+def test_sigterm_ends_a_long_call_within_its_grace():
+    from bayes_scaling.cli import _interrupts
+
+    status, out, err, waited = _signals_during_a_long_call(signal.SIGTERM, pause=0.5)
+    assert status == 143
+    assert "bayes-scaling test: terminated (SIGTERM)" in err and "Traceback" not in err
+    assert waited < _interrupts.TERM_GRACE_S + 4
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bayes_scaling", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("value", ["garbage", "", "2"])
+def test_a_jax_boolean_it_cannot_read_is_one_line(value, tmp_path):
+    done = _cli("frontier", str(tmp_path / "no-fit"), "--budget", "1e22", JAX_ENABLE_X64=value)
+    assert done.returncode == 2
+    assert done.stderr.strip() == done.stderr.strip().splitlines()[0]
+    assert f"JAX_ENABLE_X64={value!r} is not a value JAX accepts" in done.stderr
+
+
+def test_a_platform_jax_cannot_start_is_one_line(tmp_path):
+    done = _cli("frontier", str(tmp_path / "no-fit"), "--budget", "1e22", JAX_PLATFORMS="no-such-platform")
+    assert done.returncode == 2, done.stderr
+    assert "JAX_PLATFORMS=no-such-platform names no platform JAX can start" in done.stderr
+    assert "Traceback" not in done.stderr and "this is a bug" not in done.stderr
+
+
+def test_a_signal_the_caller_ignores_stays_ignored():
+    code = textwrap.dedent("""
+        import time
+        from bayes_scaling.cli import _interrupts
+        with _interrupts.handled("test"):
+            print("ready", flush=True)
+            time.sleep(3)
+        print("finished", flush=True)
+    """)
+    proc = _python(code, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as `cmd &` in a script
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.strip() == "finished", err
