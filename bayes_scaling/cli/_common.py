@@ -85,6 +85,11 @@ def check_output_path(path, *, directory: bool, option: str = "--out"):
     return path
 
 
+def plural(count: int, noun: str) -> str:
+    """``plural(1, "run")`` -> "1 run", ``plural(3, "run")`` -> "3 runs"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")

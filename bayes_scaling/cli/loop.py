@@ -60,6 +60,8 @@ import threading
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
 from bayes_scaling.cli import _common
 from bayes_scaling.cli._interrupts import listened
 from bayes_scaling.cli.plan import add_candidate_options, add_pool_options, candidates_from_args, parse_span
@@ -164,12 +166,13 @@ def _run(args, received: dict) -> int:
         executor, make_spec = _simulator(args)
     else:
         executor, make_spec = make_executor_from_args(args), spec_maker(args)
-    planner = open_planner(args)
+    planner = open_planner(args, store)
     if planner.wsd and not args.simulate:
         make_spec = spec_maker(args, planner)
     resume = resume_command(args, planner.directory)
     _common.info(f"to resume after a stop: {resume}")
-    settings = LoopSettings(workers=args.workers, max_runs=args.max_runs, quiet=args.json)
+    settings = LoopSettings(workers=args.workers, max_runs=args.max_runs, quiet=args.json,
+                            source="loop --simulate" if args.simulate else "loop")
     try:
         result = run_loop(planner, executor, make_spec, settings, store=store, stop_requested=lambda: bool(received),
                           notify=_common.info, busy=_common.ticker)
@@ -202,8 +205,9 @@ def check_trunks_per_size(args) -> None:
         raise InputError(f"--trunks-per-size {k} applies to a WSD sweep; add --wsd [FRACTION]")
 
 
-def open_planner(args):
-    """The planner in ``--state``: resumed if the folder holds one, else created from the flags."""
+def open_planner(args, store=None):
+    """The planner in ``--state``: resumed if the folder holds one, else created from the flags; its
+    candidates' names checked against ``store`` (``check_store_names``) before anything is written."""
     from bayes_scaling.cli.plan import parse_misfit
     from bayes_scaling.design.planner import STATE_FILE, Planner
 
@@ -214,6 +218,8 @@ def open_planner(args):
         if getattr(args, "trunks_per_size", None) not in (None, saved):
             raise InputError(f"{state_dir} is a sweep with {saved} trunk(s) per size, not --trunks-per-size "
                              f"{args.trunks_per_size}; drop the flag to resume it, or give another --state")
+        check_same_options(args, state_dir)
+        check_store_names(store, planner.candidates)
         _common.info(f"resuming {state_dir}: {len(planner.done)} runs done, {len(planner.pending)} pending")
         return planner
     from bayes_scaling.design.candidates import read_pool
@@ -240,7 +246,9 @@ def open_planner(args):
         model=args.model or ("extrapolating" if strategy == "target" else "plain"), target_runs=target_runs,
         wsd_cooldown=getattr(args, "wsd", None) or 0.0, shape_span=loop_span(getattr(args, "shape_span", None)),
         trunks_per_size=getattr(args, "trunks_per_size", None) or 1)
+    check_store_names(store, candidates)
     planner = Planner.create(state_dir, candidates, settings=settings, tokens_per_step=1 if args.simulate else tokens_per_step(args))
+    (state_dir / OPTIONS_FILE).write_text(json.dumps(experiment_options(args), indent=2, sort_keys=True))
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
     return planner
 
@@ -251,6 +259,64 @@ STATE_OPTIONS = ("target_budget", "experiment_budget", "tolerance", "level", "si
                  "max_run_cost", "train_spec", "candidates", "target", "model", "wsd", "shape_span",
                  "trunks_per_size")  # see NEW_STATE_OPTIONS
 DEFAULT_STATE_ROOT = Path(".bayes-scaling") / "loops"
+
+
+OPTIONS_FILE = "loop_options.json"  # the experiment's options as the loop that made the state had them
+PATH_OPTIONS = ("candidates", "target")
+
+
+def experiment_options(args) -> dict:
+    """The options in ``STATE_OPTIONS`` as JSON values, table paths made absolute (so a resume from
+    another directory compares equal)."""
+    options = {name: getattr(args, name, None) for name in STATE_OPTIONS}
+    options["strategy"] = resolved_strategy(args)
+    for name in PATH_OPTIONS:
+        if options.get(name) is not None:
+            options[name] = str(Path(options[name]).resolve())
+    return json.loads(json.dumps(options, default=str))
+
+
+def check_same_options(args, state_dir: Path) -> None:
+    """A resumed state goes on with the options that made it ("the same command resumes"); given
+    others (a new pool, budget, target), the loop would silently plan by the old ones, so it stops
+    and names them. States saved before the options were recorded are resumed as they are."""
+    path = state_dir / OPTIONS_FILE
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    now = experiment_options(args)
+    changed = [name for name in STATE_OPTIONS  # trunks per size: the state's own, checked by open_planner
+               if name != "trunks_per_size" and name in saved and saved.get(name) != now.get(name)]
+    if changed:
+        def flag(name, value):
+            return f"--{name.replace('_', '-')} {value if value is not None else '(unset)'}"
+
+        listed = "; ".join(f"{flag(n, saved[n])} (this call: {now.get(n) if now.get(n) is not None else 'unset'})"
+                           for n in changed)
+        raise InputError(f"{state_dir} was started with other options: {listed}. A state goes on with the options "
+                         "that made it: resume with those, or give a new --state for a new experiment")
+
+
+def check_store_names(store, candidates) -> None:
+    """The loop stores each result under its candidate's run_id; a run of the user's under that name
+    with other N or D would be hidden behind the loop's (the store keeps versions, and lists the
+    newest). Refused before any run starts, naming them. No ``store`` (None): nothing to check."""
+    frame = None if store is None else store.to_frame(status=None)
+    if frame is None or frame.empty:
+        return
+    held = {str(r.run_id): (float(r.N), float(r.D)) for r in frame.itertuples()}
+    clashes = []
+    for key, N, D in zip(candidates.keys, candidates.N, candidates.D):
+        if key in held and not np.allclose(held[key], (N, D), rtol=1e-6):
+            clashes.append(f"{key} (store: N {held[key][0]:.4g}, D {held[key][1]:.4g}; loop: N {N:.4g}, D {D:.4g})")
+    if clashes:
+        raise InputError(f"--store {store.path} already holds runs under the names of this loop's candidates, with "
+                         f"other N and D: {', '.join(clashes[:5])}{f' and {len(clashes) - 5} more' if len(clashes) > 5 else ''}; "
+                         "the loop's results would replace them there as newer versions. Give the pool other run_ids, "
+                         "or another --store")
 
 
 def loop_span(value):

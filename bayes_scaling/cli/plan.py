@@ -108,8 +108,11 @@ def run(args) -> int:
     if len(proposals) < args.batch and getattr(args, "pool_left", None):  # a pool: say which filter left how many
         _common.info(f"{len(proposals)} of the {args.batch} runs asked for: of {', '.join(args.pool_left)}")
     elif 0 < len(proposals) < args.batch:
-        _common.info(f"only {len(proposals)} affordable candidate runs were left of the {args.batch} asked for; "
-                     "proposing them all (widen --n-range/--d-range, --grid-points or --max-run-cost for more)")
+        state = (directory / "planner.json").exists()
+        _common.info(f"only {_common.plural(len(proposals), 'affordable candidate run')} left of the {args.batch} asked "
+                     "for; proposing " + ("it" if len(proposals) == 1 else "them all")
+                     + (" (the rest of the planner's candidates are done, pending or over its experiment budget)"
+                        if state else " (widen --n-range/--d-range, --grid-points or --max-run-cost for more)"))
     if (directory / "planner.json").exists():
         from bayes_scaling.design.planner import Planner
 
@@ -122,19 +125,27 @@ def run(args) -> int:
 
 
 GAIN_LABELS = {"eig": "expected information about log N_opt(C*), nats",
-               "target": "expected share of the target's predictive variance removed"}
+               "target": "expected share of the predictive variance removed, half over the target runs' losses, "
+                         "half of log N_opt(C*)"}
 
 
 def proposals_text(proposals, target_budget: float, utility: str = "eig") -> str:
+    """The proposals as a table; its last column is what ranked them: gain per EFLOP (eig), or gain per
+    EFLOP^gamma (the target utility's cost weighting, ``design.target.DEFAULT_COST_EXPONENT``)."""
+    from bayes_scaling.design.target import DEFAULT_COST_EXPONENT
+
     if not proposals:
         return "no affordable candidate run left"
-    lines = [f"Proposed runs for C* = {target_budget:.3g} FLOPs (gain: {GAIN_LABELS[utility]})",
-             f"{'#':>3}  {'run_id':<22} {'N':>8} {'D':>8} {'D/N':>7} {'cost (FLOPs)':>13} {'gain':>8} {'gain per EFLOP':>15}"]
+    gamma = 1.0 if utility == "eig" else DEFAULT_COST_EXPONENT
+    rank = "gain per EFLOP" if gamma == 1 else f"gain / EFLOP^{gamma:g}"
+    lines = [f"Proposed runs for C* = {target_budget:.3g} FLOPs (gain: {GAIN_LABELS[utility]}; "
+             f"chosen greedily by {rank}, each given the ones above)",
+             f"{'#':>3}  {'run_id':<22} {'N':>8} {'D':>8} {'D/N':>7} {'cost (FLOPs)':>13} {'gain':>9} {rank:>15}"]
     for i, p in enumerate(proposals, 1):
-        gain = "-" if np.isnan(p.gain) else f"{p.gain:.4f}"
-        per = "-" if np.isnan(p.gain) else f"{p.gain / p.cost * 1e18:.3g}"
+        gain = "-" if np.isnan(p.gain) else f"{p.gain:.3g}"
+        per = "-" if np.isnan(p.gain) else f"{p.gain / (p.cost / 1e18) ** gamma:.3g}"
         lines.append(f"{i:>3}  {p.run_id:<22} {_common.format_si(p.N):>8} {_common.format_si(p.D):>8} {p.D / p.N:>7.1f} "
-                     f"{p.cost:>13.3g} {gain:>8} {per:>15}")
+                     f"{p.cost:>13.3g} {gain:>9} {per:>15}")
     for p in proposals:
         if getattr(p, "trunk_id", ""):
             extend = f"; trains it {p.extend:.4g} tokens first" if p.extend > 0 else ""
@@ -150,6 +161,7 @@ def _from_planner(args, directory):
     from bayes_scaling.design.planner import Planner
     from bayes_scaling.design.refit import verdict_head
 
+    refuse_fit_only_options(args, directory)
     planner = Planner.open(directory)
     proposals, target = _planner_proposals(args, planner)
     verdict = planner.refitter.last_warning
@@ -157,6 +169,23 @@ def _from_planner(args, directory):
         _common.info("note: the refit behind these proposals failed its sampler checks ("
                      + verdict_head(verdict) + "); they rest on that posterior")
     return proposals, target
+
+
+# Options that shape planning from a saved fit; a planner state has its own (set when its loop began).
+FIT_ONLY_OPTIONS = (("budget", None), ("max_run_cost", None), ("n_range", None), ("d_range", None), ("grid_points", 20),
+                    ("candidates", None), ("target", None), ("utility", None), ("targets", ["log_N_opt"]),
+                    ("no_unit_check", False))
+
+
+def refuse_fit_only_options(args, directory) -> None:
+    """A planner state plans by the budget, candidates and target it was made with: options that would
+    change them from ``plan`` were ignored, so they are refused, named."""
+    given = [f"--{name.replace('_', '-')}" for name, default in FIT_ONLY_OPTIONS if getattr(args, name, default) != default]
+    if given:
+        raise InputError(f"{directory} is a planner state, which plans by the experiment budget, candidates and target "
+                         f"it was made with (bayes-scaling loop --state); {', '.join(given)} appl"
+                         f"{'ies' if len(given) == 1 else 'y'} to planning from a saved fit only. Drop "
+                         f"{'it' if len(given) == 1 else 'them'}, or start a new loop state with the options you want")
 
 
 def _planner_proposals(args, planner):
@@ -219,7 +248,7 @@ def _from_fit(args, directory):
         from bayes_scaling.design.candidates import read_pool
 
         candidates = read_pool(args.candidates, check_units=not args.no_unit_check)[0]
-        args.pool_left = [f"the pool's {len(candidates)} runs"]  # what each filter left, for the note on a short batch
+        args.pool_left = [f"the pool's {_common.plural(len(candidates), 'run')}"]  # what each filter left, for the note on a short batch
         if args.max_run_cost is not None:
             candidates = candidates.affordable(args.max_run_cost)
             args.pool_left.append(f"{len(candidates)} cost at most --max-run-cost {args.max_run_cost:.3g}")
@@ -262,8 +291,8 @@ def _from_fit(args, directory):
     proposals = propose(post.law, draws, candidates, target_budget=args.target_budget, q=batch,
                         targets=args.targets, likelihood=post.meta.get("likelihood", "student_t"),
                         nu=post.meta.get("nu", 5.0), done=done, done_loss=runs.loss,
-                        discrepancy=parse_misfit(args.misfit, 0.0))
-    return within_budget(proposals, args.budget), args.target_budget
+                        discrepancy=parse_misfit(args.misfit, 0.0), budget=args.budget)
+    return proposals, args.target_budget
 
 
 def _target_from_fit(args, post, candidates):
@@ -288,22 +317,11 @@ def _target_from_fit(args, post, candidates):
     batch = max(1, min(args.batch, len(candidates)))
     _tick(args, f"scoring {len(candidates)} candidate runs for a batch of {batch}")
     chosen, gains = choose(Z, posterior_columns(post, candidates.N, candidates.D), post.draws("sigma"), candidates.cost,
-                           batch, likelihood=post.meta.get("likelihood", "student_t"), nu=post.meta.get("nu", 5.0))
+                           batch, likelihood=post.meta.get("likelihood", "student_t"), nu=post.meta.get("nu", 5.0),
+                           budget=args.budget)
     proposals = [Proposal(candidates.keys[j], float(candidates.N[j]), float(candidates.D[j]), float(candidates.cost[j]),
                           float(g)) for j, g in zip(chosen, gains)]
-    return within_budget(proposals, args.budget), target_budget
-
-
-def within_budget(proposals, budget):
-    """The proposals, in order, while their total cost stays within ``budget`` (None: all)."""
-    if budget is None:
-        return proposals
-    kept, left = [], float(budget)
-    for p in proposals:
-        if p.cost <= left:
-            kept.append(p)
-            left -= p.cost
-    return kept
+    return proposals, target_budget
 
 
 def parse_span(text: str):

@@ -41,7 +41,7 @@ def greedy_batch(T, mu, sigma, cost, q: int, *, mu_pending=None, score: str = "e
                  estimator: str = "gaussian", likelihood: str = "student_t", nu: float = 5.0,
                  weights=None, seed: int = 0, nested_options: dict | None = None,
                  discrepancy: Discrepancy | None = None, where=None, where_pending=None, mu_done=None,
-                 where_done=None, gain=None, cost_exponent: float = 1.0):
+                 where_done=None, gain=None, cost_exponent: float = 1.0, budget: float | None = None):
     """Indices of q candidates (columns of ``mu``) chosen greedily, and each one's EIG (nats)
     at the moment it was chosen. ``mu_pending``: (S, P) predicted log-losses of pending runs.
 
@@ -52,7 +52,9 @@ def greedy_batch(T, mu, sigma, cost, q: int, *, mu_pending=None, score: str = "e
 
     ``gain`` (Gaussian estimator): a function (S_TT, c, v) -> gain per candidate used instead of
     the EIG (``design.target``'s region utility); ``cost_exponent`` gamma: ``eig_per_cost``
-    divides by cost^gamma (1: per FLOP).
+    divides by cost^gamma (1: per FLOP). ``budget``: the most the batch may cost together; each
+    step picks among the candidates the rest of it still pays for, and the batch ends early when
+    none is left (None: no cap).
     """
     if score not in SCORES or estimator not in ESTIMATORS:
         raise InputError(f"score must be one of {SCORES} and estimator one of {ESTIMATORS}")
@@ -82,12 +84,25 @@ def greedy_batch(T, mu, sigma, cost, q: int, *, mu_pending=None, score: str = "e
     for _ in range(q):
         value_gain, variance = step.scores()
         value = {"eig_per_cost": value_gain / cost**cost_exponent, "eig": value_gain, "uncertainty": variance}[score]
-        value[chosen] = -np.inf
-        j = int(np.argmax(value))
+        j = best_affordable(value, chosen, cost, budget)
+        if j is None:
+            break
         chosen.append(j)
         gains.append(float(value_gain[j]))
         step.observe(j)
     return chosen, np.asarray(gains)
+
+
+def best_affordable(value: np.ndarray, chosen: list[int], cost: np.ndarray, budget: float | None) -> int | None:
+    """The index of the highest ``value`` not yet chosen whose cost the rest of ``budget`` pays
+    for (None: no cap), or None when no candidate is left."""
+    value = np.array(value, np.float64)
+    value[chosen] = -np.inf
+    if budget is not None:
+        value[cost > budget - float(np.sum(cost[chosen])) * (1 + 1e-12)] = -np.inf
+    if len(chosen) >= len(value) or not np.any(value > -np.inf):
+        return None
+    return int(np.argmax(value))
 
 
 class _GaussianConditioner:

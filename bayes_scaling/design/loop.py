@@ -231,7 +231,7 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
                     submit(p.run_id, make_spec(p))
             if not executor.pending:
                 break
-            label = f"waiting for {len(executor.pending)} running runs"
+            label = f"waiting for {len(executor.pending)} running run{'' if len(executor.pending) == 1 else 's'}"
             with waiting(label) as tick:
                 ended = []
                 while not ended and executor.pending:
@@ -266,7 +266,8 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
             stopping = stopping or status["stop"] or (max_runs is not None and told >= max_runs)
             check()
     except KeyboardInterrupt:
-        notify(f"cancelling {len(executor.pending)} running runs (they stay pending in the state)")
+        notify(f"cancelling {len(executor.pending)} running run{'' if len(executor.pending) == 1 else 's'} (they stay "
+               "pending in the state)")
         raise
     finally:
         executor.close()

@@ -99,7 +99,8 @@ def propose(law: Law, draws: dict, candidates: Candidates, *, target_budget: flo
             likelihood: str = "student_t", nu: float = 5.0, pending: Candidates | None = None,
             done: Candidates | None = None, done_loss=None, discrepancy: str | float = 0.0,
             discrepancy_length: float = DEFAULT_DISCREPANCY_LENGTH, discrepancy_growth: float = DEFAULT_DISCREPANCY_GROWTH,
-            seed: int = 0, report: dict | None = None, shift=None, shift_pending=None) -> list[Proposal]:
+            seed: int = 0, report: dict | None = None, shift=None, shift_pending=None,
+            budget: float | None = None) -> list[Proposal]:
     """The greedy batch of ``q`` proposals from posterior ``draws`` (natural parameters and sigma).
 
     ``discrepancy`` scores the information gain under the law plus a misfit term
@@ -109,7 +110,8 @@ def propose(law: Law, draws: dict, candidates: Candidates, *, target_budget: flo
     sight, growing by 10^``discrepancy_growth`` per decade below it; 0 is off. ``report`` (a dict),
     if given, receives the misfit term used (``report["misfit"]``: its fields, or None). ``shift``
     (S, K) and ``shift_pending`` (S, P): draws added to the candidates' and pending runs' predicted
-    log-losses (a WSD branch's offset and trunk effect, ``branches.branch_shifts``)."""
+    log-losses (a WSD branch's offset and trunk effect, ``branches.branch_shifts``). ``budget``: the
+    most the batch may cost together, each pick made among what the rest of it pays for."""
     T = target_draws(law, draws, target_budget, targets)
     mu = predicted_log_loss(law, draws, candidates.N, candidates.D)
     if shift is not None:
@@ -129,7 +131,8 @@ def propose(law: Law, draws: dict, candidates: Candidates, *, target_budget: flo
                                  nested_options={"n_outer": min(NESTED_OUTER, len(T))}, discrepancy=misfit,
                                  where=coordinates(candidates.N, candidates.D, candidates.cost),
                                  where_pending=coordinates(pending.N, pending.D, pending.cost) if has_pending else None,
-                                 mu_done=mu_done, where_done=coordinates(done.N, done.D, done.cost) if has_done else None)
+                                 mu_done=mu_done, where_done=coordinates(done.N, done.D, done.cost) if has_done else None,
+                                 budget=budget)
     if report is not None:
         report["misfit"] = None if misfit is None else dict(vars(misfit))
     return [Proposal(candidates.keys[j], float(candidates.N[j]), float(candidates.D[j]), float(candidates.cost[j]), float(g))
@@ -406,6 +409,7 @@ class Planner:
         s, cands = self.settings, self.remaining()
         if len(cands) == 0:
             return []
+        left = s["experiment_budget"] - self.flops_spent - self.flops_pending  # each pick within what is left
         min_fit = len(self.law.param_names) + 1
         if len(self.done) + len(self.pending) < s["n_init"] or len(self.done) < min_fit:
             proposals = self._initial_design(cands, q)
@@ -413,7 +417,7 @@ class Planner:
             pick = self.rng.choice(len(cands), size=min(q, len(cands)), replace=False)
             proposals = [Proposal(cands.keys[j], float(cands.N[j]), float(cands.D[j]), float(cands.cost[j])) for j in pick]
         elif s["strategy"] == "target":
-            proposals = self.target_proposals(cands, q)
+            proposals = self.target_proposals(cands, q, budget=left)
         else:
             pending = self._pending_candidates()
             shift, shift_pending = self._shifts(cands, pending)
@@ -424,7 +428,7 @@ class Planner:
                                 discrepancy_length=s.get("discrepancy_length", DEFAULT_DISCREPANCY_LENGTH),
                                 discrepancy_growth=s.get("discrepancy_growth", DEFAULT_DISCREPANCY_GROWTH),
                                 seed=int(self.rng.integers(2**31)), report=self.state, shift=shift,
-                                shift_pending=shift_pending)
+                                shift_pending=shift_pending, budget=left)
         proposals = self._within_budget([self._as_branch(p) for p in proposals] if self.wsd else proposals)
         for p in proposals:
             self.pending[p.run_id] = {"key": p.run_id, "N": p.N, "D": p.D, "cost": p.cost, "gain": p.gain}
@@ -596,11 +600,11 @@ class Planner:
                           np.array([self.pending[k]["D"] for k in keys], np.float64),
                           np.array([self.pending[k]["cost"] for k in keys], np.float64), tuple(keys))
 
-    def target_proposals(self, cands: Candidates, q: int) -> list[Proposal]:
+    def target_proposals(self, cands: Candidates, q: int, budget: float | None = None) -> list[Proposal]:
         """Greedy batch by the target-region utility (``design.target``) under the refit's
         posterior (the drift included where ``model`` is extrapolating), pending runs conditioned on;
         with ``shape_span``, among the candidates in the compute-optimal band only (``shape_region``:
-        the band widened to the target region's shapes)."""
+        the band widened to the target region's shapes); ``budget``: the most the batch may cost."""
         config = self.config
         post = self.posterior()
         region = TargetRegion(*np.array(config.target_runs).T) if config.target_runs else None
@@ -614,7 +618,7 @@ class Planner:
         mu = posterior_columns(post, cands.N, cands.D)
         chosen, gains = choose(Z, mu if shift is None else mu + shift, post.draws("sigma"), cands.cost, q,
                                settings=config.utility(), mu_pending=mu_pending, likelihood=config.likelihood,
-                               nu=config.nu)
+                               nu=config.nu, budget=budget)
         return [Proposal(cands.keys[j], float(cands.N[j]), float(cands.D[j]), float(cands.cost[j]), float(g))
                 for j, g in zip(chosen, gains)]
 

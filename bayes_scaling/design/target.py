@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayes_scaling._jax_setup import configure
+from bayes_scaling.design.batch import best_affordable
 from bayes_scaling.design.eig import noise_variance, predicted_log_loss, target_draws
 from bayes_scaling.errors import InputError
 
@@ -156,11 +157,12 @@ def _information(S, c, v):
 
 
 def choose(Z: np.ndarray, mu: np.ndarray, sigma, cost, q: int, *, settings: UtilitySettings = UtilitySettings(),
-           mu_pending=None, likelihood: str = "student_t", nu: float = 5.0, misfit=None):
+           mu_pending=None, likelihood: str = "student_t", nu: float = 5.0, misfit=None, budget: float | None = None):
     """Greedy batch of q candidates (columns of ``mu``, (S, K) log-loss draws) by U / cost^gamma
     given target draws ``Z`` (S, M + 1; ``target_matrix``): (indices, their U when chosen).
     ``misfit``: the law's misfit covariance over the region's runs, the pending runs and the
-    candidates, in that order (``misfit_covariance``), added to the draws' covariance (``joint_choose``)."""
+    candidates, in that order (``misfit_covariance``), added to the draws' covariance (``joint_choose``).
+    ``budget``: the most the batch may cost together (``batch.greedy_batch``)."""
     from bayes_scaling.design.batch import greedy_batch
     from bayes_scaling.design.eig import _as_2d
 
@@ -173,10 +175,11 @@ def choose(Z: np.ndarray, mu: np.ndarray, sigma, cost, q: int, *, settings: Util
     if misfit is not None:
         r = noise_variance(sigma, likelihood, nu)
         columns = mu if mu_pending is None else np.column_stack([mu_pending, mu])
-        return joint_choose(Z, columns, 0 if mu_pending is None else mu_pending.shape[1], r, misfit, cost, q, settings)
+        return joint_choose(Z, columns, 0 if mu_pending is None else mu_pending.shape[1], r, misfit, cost, q, settings,
+                            budget=budget)
     S_TT0 = Zc.T @ Zc / len(Z)
     return greedy_batch(Z, mu, sigma, cost, q, mu_pending=mu_pending, score="eig_per_cost", likelihood=likelihood,
-                        nu=nu, gain=make_gain(S_TT0, settings), cost_exponent=settings.cost_exponent)
+                        nu=nu, gain=make_gain(S_TT0, settings), cost_exponent=settings.cost_exponent, budget=budget)
 
 
 def misfit_covariance(discrepancy, where_region, where_runs, where_done, noise_var: float) -> np.ndarray:
@@ -210,7 +213,7 @@ def fit_misfit(residuals, where_done, *, length: float = 0.5):
 
 
 def joint_choose(Z, columns, n_pending: int, noise_var: float, misfit: np.ndarray, cost, q: int,
-                 settings: UtilitySettings = UtilitySettings()):
+                 settings: UtilitySettings = UtilitySettings(), *, budget: float | None = None):
     """Greedy U / cost^gamma over the joint covariance of (Z, y): the draws' covariance of
     (Z, columns) plus the misfit delta (``misfit``, over the region's M runs then the columns; log
     N_opt has none) plus the noise r on each y. A target run's loss is m(t) + delta(t) and a run
@@ -242,9 +245,9 @@ def joint_choose(Z, columns, n_pending: int, noise_var: float, misfit: np.ndarra
     chosen, gains = [], []
     for _ in range(min(int(q), X.shape[1] - first)):
         value_gain = gain(Sigma[:T, :T], Sigma[:T, first:], np.maximum(np.diag(Sigma)[first:], 1e-300))
-        value = value_gain / cost**settings.cost_exponent
-        value[chosen] = -np.inf
-        j = int(np.argmax(value))
+        j = best_affordable(value_gain / cost**settings.cost_exponent, chosen, cost, budget)
+        if j is None:
+            break
         chosen.append(j)
         gains.append(float(value_gain[j]))
         observe(first + j)
