@@ -385,3 +385,55 @@ def test_target_planner_by_default_asks_within_the_band_widened_to_its_target_ru
     assert 2 <= band.sum() < len(left)  # the widened band is still a real restriction here
     proposals = planner.ask(2)
     assert len(proposals) == 2 and all(band[left.keys.index(p.run_id)] for p in proposals)
+
+
+def test_a_batch_is_chosen_within_the_budget_not_cut_after():
+    """The best run first, then the best of what the rest of the budget pays for: a cut after the
+    greedy batch would drop the second pick (too dear) and leave the budget unspent."""
+    from bayes_scaling.design.batch import best_affordable, greedy_batch
+
+    rng = np.random.default_rng(0)
+    S = 400
+    T = rng.normal(size=(S, 1))
+    mu = np.column_stack([T[:, 0] + 0.3 * rng.normal(size=S) for _ in range(4)])  # four runs, each informative
+    cost = np.array([1.0, 5.0, 2.0, 2.0])
+    sigma = np.full(S, 0.5)
+    free, _ = greedy_batch(T, mu, sigma, cost, 3, score="eig")
+    assert cost[free].sum() > 5  # without a budget the batch holds the dear run
+    chosen, gains = greedy_batch(T, mu, sigma, cost, 3, score="eig", budget=5.0)
+    assert cost[chosen].sum() <= 5 and len(chosen) == 3 and len(gains) == 3
+    assert best_affordable(np.array([3.0, 2.0, 1.0]), [0], cost[:3], budget=1.5) is None  # nothing left it pays for
+
+
+def test_plan_state_refuses_the_saved_fit_options_it_would_ignore(tmp_path, capsys):
+    from bayes_scaling.cli import main
+
+    Planner.create(tmp_path / "state", a_pool(12), settings=PlannerSettings(target_budget=1e22, experiment_budget=1e19))
+    for option in (["--budget", "1e18"], ["--max-run-cost", "1e15"], ["--n-range", "1e7", "1e8"], ["--grid-points", "5"]):
+        assert main(["plan", str(tmp_path / "state"), "--dry-run", *option]) == 2
+        assert f"{option[0]} applies to planning from a saved fit only" in capsys.readouterr().err
+
+
+def test_a_resumed_loop_refuses_other_options_and_a_store_with_the_pools_names(tmp_path, capsys):
+    from bayes_scaling.cli import main
+    from bayes_scaling.runs.store import RunStore
+
+    pool = a_pool(12, seed=3)
+    rows = "run_id,N,D\n" + "".join(f"{k},{n},{d}\n" for k, n, d in zip(pool.keys, pool.N, pool.D))
+    (tmp_path / "pool.csv").write_text(rows)
+    (tmp_path / "one.csv").write_text("run_id,N,D\n" + rows.splitlines()[1] + "\n")
+    args = ["loop", "--simulate", "--target-budget", "1e22", "--candidates", str(tmp_path / "pool.csv"), "--draws", "100",
+            "--max-runs", "2", "--n-init", "6", "--json", "--state", str(tmp_path / "state")]
+    assert main([*args, "--experiment-budget", "1e20"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--experiment-budget", "1e18"]) == 2
+    err = capsys.readouterr().err
+    assert "was started with other options: --experiment-budget 1e+20 (this call: 1e+18)" in err
+    assert main([*args, "--experiment-budget", "1e20", "--max-runs", "3"]) == 0  # the same experiment goes on
+    capsys.readouterr()
+    store = RunStore(tmp_path / "mine.sqlite")
+    store.append({"run_id": pool.keys[0], "N": 3e9, "D": 6e10, "loss": 2.45}, source="mine")
+    assert main([*args[:-1], str(tmp_path / "new"), "--experiment-budget", "1e20", "--store", str(tmp_path / "mine.sqlite")]) == 2
+    assert f"already holds runs under the names of this loop's candidates, with other N and D: {pool.keys[0]}" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "new").exists() and store.get(pool.keys[0])["loss"] == 2.45

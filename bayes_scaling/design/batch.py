@@ -99,7 +99,7 @@ def best_affordable(value: np.ndarray, chosen: list[int], cost: np.ndarray, budg
     value = np.array(value, np.float64)
     value[chosen] = -np.inf
     if budget is not None:
-        value[cost > budget - float(np.sum(cost[chosen])) * (1 + 1e-12)] = -np.inf
+        value[cost > (budget - float(np.sum(cost[chosen]))) * (1 + 1e-12)] = -np.inf  # a run that spends it exactly fits
     if len(chosen) >= len(value) or not np.any(value > -np.inf):
         return None
     return int(np.argmax(value))
