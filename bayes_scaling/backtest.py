@@ -189,6 +189,7 @@ class BacktestResult:
     fit_seconds: dict[str, float] = field(default_factory=dict)
     # per group: whether its fit passed the sampler's checks, the verdict, what its runs cannot identify
     diagnostics: dict[str, dict] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # groups not backtested, and why
 
     def coverage(self, level: float | None = None) -> float:
         """Share of all held-out runs inside their ``level`` interval (default: ``self.level``)."""
@@ -214,7 +215,7 @@ class BacktestResult:
             "split": self.split, "model": self.model, "levels": list(self.levels), "level": self.level,
             "budget_column": self.budget_column, "n_held_out": len(self.runs),
             "coverage": {level_tag(lv): self.coverage(lv) for lv in self.levels},
-            "fit_seconds": self.fit_seconds, "diagnostics": self.diagnostics,
+            "fit_seconds": self.fit_seconds, "diagnostics": self.diagnostics, "skipped": self.skipped,
             "summary": _records(self.summary), "n_opt": _records(self.n_opt), "runs": runs,
         }
 
@@ -245,6 +246,9 @@ class BacktestResult:
                     f"[{_si(r['empirical_lo'])}, {_si(r['empirical_hi'])}]  model {_si(r['model_n_opt'])} "
                     f"[{_si(r['model_lo'])}, {_si(r['model_hi'])}]  {inside}"
                     + (f"  ({r['note']})" if r["note"] else ""))
+        if self.skipped:
+            lines.append("")
+            lines += [f"not backtested: {group}: {why}" for group, why in self.skipped.items()]
         untrusted = {g: v for g, v in self.diagnostics.items() if v["ok"] is False or v["design_limits"]}
         if untrusted:
             lines.append("")
@@ -371,15 +375,25 @@ def backtest(
     fit = fit or default_fit(seed=seed, progress=progress)
     rows, n_opt_rows, fit_seconds, verdicts, models = [], [], {}, {}, []
     train_frame, test_frame = split.train.frame, split.test.frame
-    groups = sorted(test_frame["group"].unique())
+    groups = sorted(runs.frame["group"].unique(), key=str)
+    skipped = {}
     for i, name in enumerate(groups):
         train = Runs(train_frame[train_frame["group"] == name].reset_index(drop=True))
         test = Runs(test_frame[test_frame["group"] == name].reset_index(drop=True))
+        if not len(test):
+            skipped[str(name)] = f"its {len(train)} run(s) leave none to hold out"
+            continue
         if progress:
             print(f"backtest [{i + 1}/{len(groups)}] {name}: fitting {len(train)} runs, predicting {len(test)} held out",
                   file=sys.stderr, flush=True)
         start = time.perf_counter()
-        posterior = fit(train)
+        try:
+            posterior = fit(train)
+        except InputError as err:  # too few runs left to fit this group: the others are still backtested
+            if len(groups) == 1:
+                raise
+            skipped[str(name)] = f"{err}"
+            continue
         fit_seconds[str(name)] = time.perf_counter() - start
         verdicts[str(name)] = fit_verdict(posterior)
         models.append(posterior.model_label)  # the model, and its misfit noise or WSD terms where it has them
@@ -387,12 +401,17 @@ def backtest(
         rows.append(_score_runs(name, train, test, draws, levels, column))
         if column is not None:
             n_opt_rows += _slice_optima(name, test, posterior, column, level, seed)
+    if skipped:
+        warnings.warn("backtest: " + "; ".join(f"group {g} not backtested ({why})" for g, why in skipped.items()),
+                      InputWarning, stacklevel=2)
+    if not rows:
+        raise InputError("no group could be backtested: " + "; ".join(f"{g}: {why}" for g, why in skipped.items()))
     table = pd.concat(rows, ignore_index=True)
     summary = summarise(table, levels)
     n_opt = pd.DataFrame(n_opt_rows, columns=_N_OPT_COLUMNS)
     return BacktestResult(runs=table, summary=summary, n_opt=n_opt, split=split.by, levels=levels, level=level,
                           model=", ".join(dict.fromkeys(models)), budget_column=column, fit_seconds=fit_seconds,
-                          diagnostics=verdicts)
+                          diagnostics=verdicts, skipped=skipped)
 
 
 def held_out_levels(posterior, test: Runs):

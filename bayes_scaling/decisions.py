@@ -443,7 +443,10 @@ def _json(value):
 @dataclass(frozen=True)
 class ProfileSettings:
     """The N grid of ``isoflop_profile``: ``points`` values of ln N spanning each draw's optimum
-    (its 0.1% to 99.9% quantiles over the draws) ``pad`` e-folds either side."""
+    (its 0.1% to 99.9% quantiles over the draws) ``pad`` e-folds either side, within the sizes whose
+    tokens per parameter any real run has (``frontier.plausible_log_n``): a posterior too wide to
+    place N_opt (few runs, far beyond them) would otherwise put runs of 1e-7 tokens per parameter
+    on the grid, and the expected loss's minimum there."""
 
     points: int = 161
     pad: float = 0.5
@@ -479,13 +482,30 @@ class Profile:
                 best = (i, j - 1)
         return float(self.N[best[0]]), float(self.N[best[1]])
 
+    def notes(self) -> list[str]:
+        """Where the expected loss cannot choose a run: its mean at the chosen N lies above that N's
+        ``level`` interval, or the chosen N outside the range holding ``level`` of P(best), so a few draws
+        of very high loss set it (a posterior too wide at this budget)."""
+        best = self.best
+        lo, hi = self.p_best_set()
+        if best["expected_loss"] > best["loss"]["hi"]:
+            why = (f"its mean at the chosen N, {best['expected_loss']:.4g}, lies above that N's {self.level:.0%} "
+                   f"interval, [{best['loss']['lo']:.4g}, {best['loss']['hi']:.4g}]")
+        elif not lo * (1 - 1e-9) <= best["N"] <= hi * (1 + 1e-9):
+            why = f"the N it chooses lies outside the range holding {self.level:.0%} of P(best)"
+        else:
+            return []
+        return [f"at {self.budget:.3g} FLOPs the expected loss is set by a few draws of high loss ({why}): the "
+                "posterior is too wide here to choose a run by expected loss; read the P(best) range and the median "
+                "N_opt, or add runs nearer this budget"]
+
     def to_json(self) -> dict:
         lo, hi = self.p_best_set()
         return _json({"budget": self.budget, "inference_tokens": self.inference_tokens, "level": self.level,
                       "model": self.model, "draws": self.num_draws, "expected_loss_choice": self.best,
                       "median_n_opt_choice": self.median_choice, "n_opt": self.n_opt,
                       "p_best_set": {"N_lo": lo, "N_hi": hi, "mass_at_least": self.level},
-                      "target_loss": self.target_loss, "p_reached": self.p_reached,
+                      "target_loss": self.target_loss, "p_reached": self.p_reached, "notes": self.notes(),
                       "profile": {"N": self.N, "D": self.D, "expected_loss": self.expected_loss,
                                   "median": self.band["median"], "lo": self.band["lo"], "hi": self.band["hi"],
                                   "p_best": self.p_best}})
@@ -506,7 +526,11 @@ def isoflop_profile(surface: Surface, budget: float, *, inference_tokens: float 
     opt = {k: v[:, 0] for k, v in lifetime_optimum(surface, np.array([C]), T).items()}  # (S,)
     log_opt = np.log(opt["N"])
     lo, hi = np.quantile(log_opt, [0.001, 0.999])
-    log_n = np.linspace(lo - settings.pad, hi + settings.pad, settings.points)
+    band_lo, band_hi = (float(b) for b in frontier_mod.plausible_log_n(C))
+    lo, hi = max(lo - settings.pad, band_lo), min(hi + settings.pad, band_hi)
+    if not lo < hi:  # every draw's optimum outside what real runs have: the band itself
+        lo, hi = band_lo, band_hi
+    log_n = np.linspace(lo, hi, settings.points)
     if T > 0:  # keep D > 0: inference alone spends C at N = C / 2T
         log_n = log_n[log_n < np.log(C / (INFERENCE_FLOPS_PER_PARAM_TOKEN * T)) - 1e-6]
         if len(log_n) < 3:

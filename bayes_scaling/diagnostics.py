@@ -130,6 +130,7 @@ class Diagnosis:
     saturated: int = 0
     max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH
     min_ess: float = 0.0
+    target_accept: float | None = None  # the fit's, where it recorded one
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -237,6 +238,7 @@ def diagnose(posterior, *, max_tree_depth: int | None = None) -> Diagnosis:
     diag = Diagnosis(
         method=posterior.method, applicable=True, num_chains=chains, num_draws=draws, table=table,
         divergences=divergences, bfmi=bfmi, saturated=saturated, max_tree_depth=max_depth, min_ess=min_ess,
+        target_accept=_float_or_none(posterior.meta.get("target_accept")),
     )
     diag.problems = _problems(diag)
     return diag
@@ -310,6 +312,16 @@ def _saturated(stats, max_depth: int) -> int:
     return 0
 
 
+HIGH_TARGET_ACCEPT = 0.99  # the automatic redo's: divergences left there are not a step-size problem
+
+
+def _float_or_none(value) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _problems(d: Diagnosis) -> list[Problem]:
     out = []
     t = d.table
@@ -342,9 +354,14 @@ def _problems(d: Diagnosis) -> list[Problem]:
             f"{d.divergences} divergent transition{'s' if d.divergences != 1 else ''} "
             f"({d.divergences / d.total_draws:.1%} of draws): the sampler could not follow the posterior's "
             "curvature somewhere and the draws may be biased.",
-            "Raise target_accept (e.g. fit --target-accept 0.95, fit_nuts(target_accept=0.95)) to take smaller "
-            "steps; if divergences remain, the priors allow a region the data cannot pin down (e.g. E near 0 with "
-            "huge A): tighten them.",
+            (f"They remain at target_accept {d.target_accept:g}, so smaller steps will not remove them: the priors "
+             "or the model allow a region the data cannot pin down (e.g. E near 0 with huge A; for a grouped fit, "
+             "free spreads or offsets with few runs per group): tighten the priors, simplify the model (--pooling, "
+             "--offset-by none), or add runs."
+             if d.target_accept is not None and d.target_accept >= HIGH_TARGET_ACCEPT else
+             "Raise target_accept (e.g. fit --target-accept 0.95, fit_nuts(target_accept=0.95)) to take smaller "
+             "steps; if divergences remain, the priors allow a region the data cannot pin down (e.g. E near 0 with "
+             "huge A): tighten them."),
         ))
     low_bfmi = np.flatnonzero(d.bfmi < BFMI_MIN)
     if low_bfmi.size:

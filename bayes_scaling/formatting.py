@@ -216,8 +216,11 @@ def beyond_notes(posterior, budgets=(), optima: bool = True, points=None) -> lis
                "the default model adds the law's own error beyond the runs")
         return [f"* beyond the fitted runs ({reach.beyond_text()}): the {posterior.model} assumes itself exact "
                 f"there, so these intervals hold parameter uncertainty only ({how}: docs/extrapolation.md)"] + below_note
-    notes = [f"* beyond the fitted runs ({reach.beyond_text()}): the law plus its drift, learned from how the "
-             "law extrapolated within these runs; intervals widen with the distance"]
+    learned = ("learned from how the law extrapolated within these runs"
+               if int(extra.get("folds", FEW_FOLDS)) > 0 else
+               "its size set by the drift's priors alone (no fold of these runs could calibrate it)")
+    notes = [f"* beyond the fitted runs ({reach.beyond_text()}): the law plus its drift, {learned}; intervals widen "
+             "with the distance"]
     observed = observed_compute(posterior)
     if observed is not None and (np.any(budgets > observed) or np.any(reach.beyond(N, D) & (6.0 * N * D > observed))):
         notes.append(f"** beyond {observed:.3g} FLOPs ({observed / top:.3g}x the largest fitted run): farther than any "
@@ -271,6 +274,43 @@ def falling_optimum_notes(posterior, table: pd.DataFrame) -> list[str]:
             "whose data exponent steepens have a second optimum at more tokens and jump to it, so their N_opt falls "
             "where D_opt first passes it; read the interval, and compare --model plain (docs/extrapolation.md, "
             "'A limit: the optimum's jump past the largest fitted D')"]
+
+
+BEAT_SIGMAS = 2.0  # how far (in the fit's noise sd on log-loss) a run must lie below the frontier's interval
+
+
+def runs_beat_frontier_notes(posterior, level: float = 0.9) -> list[str]:
+    """Where the runs of an IsoFLOP budget of the fit (its ``budget`` column, or the offset column of a
+    grouped fit) reached a lower loss than the frontier allows there: log(best run) below log(L_opt's
+    lower bound) by more than ``BEAT_SIGMAS`` noise sds. L_opt(C) is the law's lowest loss at compute C,
+    so such a frontier contradicts runs the team already has. A grouped fit's free per-budget offsets,
+    which the frontier does not carry, can cause it (docs/hierarchical.md, 'Frontiers')."""
+    frame = posterior.runs.frame
+    column = posterior.meta.get("offset_by") or "budget"
+    if column not in frame or "sigma" not in posterior.idata["posterior"]:
+        return []
+    budgets = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
+    loss = frame["loss"].to_numpy(np.float64)
+    usable = np.isfinite(budgets) & (budgets > 0) & np.isfinite(loss) & (loss > 0)
+    levels = np.unique(budgets[usable])
+    if not len(levels):
+        return []
+    table = posterior.frontier(list(levels), level=level)
+    sigma = float(np.median(posterior.draws("sigma")))
+    beaten = []
+    for b, lo, hi in zip(levels, table["L_opt_lo"], table["L_opt_hi"]):
+        best = float(np.min(loss[usable & (budgets == b)]))
+        if math.log(best) < math.log(lo) - BEAT_SIGMAS * sigma:
+            beaten.append(f"at {b:.3g} FLOPs a run reached {best:.4f}, L_opt {level:.0%} interval [{lo:.4f}, {hi:.4f}]")
+    if not beaten:
+        return []
+    free_offsets = posterior.meta.get("offset_by") and not posterior.meta.get("offset_detrended")
+    why = (" This grouped fit has free per-budget offsets (offset_by " + repr(posterior.meta["offset_by"]) + "), which the "
+           "frontier does not carry: they can take the loss's trend in compute away from the laws (docs/hierarchical.md, "
+           "'Frontiers'); refit with --detrend-offsets to keep that trend with the laws, or --offset-by none."
+           if free_offsets else " The law does not describe these runs' best loss: read the frontier with care.")
+    shown = "; ".join(beaten[:3]) + (f"; and at {len(beaten) - 3} more budgets" if len(beaten) > 3 else "")
+    return [f"  runs of the fit's own IsoFLOP budgets reached a lower loss than its frontier allows ({shown}).{why}"]
 
 
 def parameters_text(summary: pd.DataFrame) -> str:

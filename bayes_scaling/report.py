@@ -222,11 +222,11 @@ def frontier_table(posterior, frontier: pd.DataFrame | None = None) -> pd.DataFr
 def frontier_notes(posterior, frontier: pd.DataFrame | None = None) -> list[str]:
     """``formatting.beyond_notes`` for the standard budgets' optima (``frontier``, else ``standard_frontier``;
     those marked in the frontier table)."""
-    from bayes_scaling.formatting import beyond_notes, falling_optimum_notes
+    from bayes_scaling.formatting import beyond_notes, falling_optimum_notes, runs_beat_frontier_notes
 
     f = standard_frontier(posterior) if frontier is None else frontier
     notes = [*beyond_notes(posterior, f["budget"], points=(f["N_opt_median"], f["D_opt_median"])),
-             *falling_optimum_notes(posterior, f)]
+             *falling_optimum_notes(posterior, f), *runs_beat_frontier_notes(posterior, LEVEL)]
     if posterior.has_draws("wsd_offset"):
         notes.append("L_opt, WSD branch of a new trunk: the loss a WSD-trained run (a new trunk's cool-down branch) "
                      "reaches at the optimum, the cosine runs' L_opt times e^(delta + u) with the fitted branch shift "
@@ -238,8 +238,9 @@ def frontier_notes(posterior, frontier: pd.DataFrame | None = None) -> list[str]
 DECISION_BUDGETS = (1e21, 1e23, 1e25)
 DECISIONS_INTRO = ("One run per budget, chosen under the posterior (model: {model}): the N of lowest expected loss "
                    "along 6ND = C with its loss, the N range holding {level:.0%} of P(this N is best), and the "
-                   "expected regret (loss above each draw's own optimum) of choosing the median N_opt; "
-                   "median [{level:.0%} interval]. 'bayes-scaling decide' answers the same at any budget.")
+                   "regret (loss above each draw's own optimum) of choosing the median N_opt: its mean, then its median "
+                   "[{level:.0%} interval]; other cells median [{level:.0%} interval]. 'bayes-scaling decide' answers "
+                   "the same at any budget.")
 
 
 def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
@@ -250,23 +251,26 @@ def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
     from bayes_scaling.formatting import Reach, beyond_notes, format_ratio, format_si
 
     surface, reach = Surface.of(posterior), Reach.of(posterior)
-    rows, chosen = [], []
+    rows, chosen, profile_notes = [], [], []
     for C in budgets:
         p = isoflop_profile(surface, C, level=LEVEL)
         best, med, lo_hi = p.best, p.median_choice, p.p_best_set()
         chosen.append((best["N"], best["D"]))
+        profile_notes += p.notes()
         rows.append({
             "budget C (FLOPs)": f"{C:.0e}" + reach.mark(best["N"], best["D"], C).strip(),
             "N of lowest expected loss": f"{format_si(best['N'])} ({format_ratio(best['tokens_per_param'])} tokens/param)",
             "its loss": f"{best['loss']['median']:.4f} [{best['loss']['lo']:.4f}, {best['loss']['hi']:.4f}]",
             f"{LEVEL:.0%} of P(best) on N in": f"[{format_si(lo_hi[0])}, {format_si(lo_hi[1])}]",
             "median N_opt": f"{format_si(med['N'])} [{format_si(p.n_opt['lo'])}, {format_si(p.n_opt['hi'])}]",
-            "expected regret of median N_opt": f"{med['expected_regret']:.2g} [{med['regret']['lo']:.2g}, "
-                                               f"{med['regret']['hi']:.2g}]",
+            "regret of median N_opt: mean (median [interval])": f"{med['expected_regret']:.2g} "
+                                                                 f"({med['regret']['median']:.2g} [{med['regret']['lo']:.2g}, "
+                                                                 f"{med['regret']['hi']:.2g}])",
         })
     table = pd.DataFrame(rows)
     N, D = (np.array([c[i] for c in chosen]) for i in (0, 1))
-    table.attrs["notes"] = list(beyond_notes(posterior, list(budgets), points=(N, D))) if len(chosen) else []
+    table.attrs["notes"] = ([*beyond_notes(posterior, list(budgets), points=(N, D)), *profile_notes]
+                            if len(chosen) else [])
     return table
 
 
@@ -303,8 +307,14 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
     from bayes_scaling.backtest import backtest as run_backtest
     from bayes_scaling.backtest import fit_like, level_tag
 
+    member = posterior.method == "nuts-hierarchical"
     intro = ("Leave-future-out backtest: the fit's law and settings refitted to each group's lower-compute runs, "
              "predicting the runs held out above them. Honest intervals cover about their level of those runs.")
+    if member:
+        intro = ("Leave-future-out backtest of this group's law: its lower-compute runs refitted alone, as one law (no "
+                 "pooling with the other groups" + (", no budget offsets" if posterior.meta.get("offset_by") else "")
+                 + "), predicting the runs held out above them. It tests how the law extrapolates from these runs; "
+                 "the grouped fit itself is not refitted here.")
     if backtest is None:
         try:
             # a line per refit wherever stderr goes; the sampler's progress bars only on a terminal
@@ -312,17 +322,21 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
             backtest = run_backtest(posterior.runs, fit=fit_like(posterior, progress=bars), level=LEVEL,
                                     progress=progress)
         except InputError as err:
-            return {"lines": [intro, f"Backtest not run: {err}."], "table": None, "n_opt": None, "figure": None}
+            return {"lines": [intro, f"Backtest not run: {err}. Choose the split yourself with 'bayes-scaling backtest "
+                                     "RUNS --holdout-top-budgets K' or '--holdout-fraction F' (docs/backtest.md)."],
+                    "table": None, "n_opt": None, "figure": None}
     tag = level_tag(LEVEL)
-    cov = backtest.coverage(LEVEL)
     lines = [intro, f"Split: {backtest.split}; predictions by: {backtest.model}. {len(backtest.runs)} held-out runs; "
              + ", ".join(f"{lv:.0%} intervals covered {backtest.coverage(lv):.0%}" for lv in backtest.levels) + "."]
     errors = backtest.runs["rel_error"]
     lines.append(f"The predictive median was off by {errors.abs().median():.2%} (median; signed {errors.median():+.2%}) "
-                 f"at up to {backtest.runs['extrapolation_decades'].max():.2g} decades of compute beyond the fitted runs.")
-    if cov < LEVEL - 0.1:
-        lines.append(f"Warning: the {LEVEL:.0%} intervals covered only {cov:.0%} of the held-out runs: read this fit's "
-                     "intervals beyond the fitted compute as too narrow.")
+                 f"at up to {backtest.runs['extrapolation_decades'].max():.2g} decade(s) of compute beyond the fitted "
+                 "runs.")
+    short = [(lv, backtest.coverage(lv)) for lv in backtest.levels if backtest.coverage(lv) < lv - 0.1]
+    if short:
+        whose = "the law refitted alone" if member else "this fit's intervals beyond the fitted compute"
+        lines.append("Warning: " + ", ".join(f"the {lv:.0%} intervals covered only {c:.0%}" for lv, c in short)
+                     + f" of the held-out runs: read {whose} as too narrow there.")
     table = pd.DataFrame([
         {"group": r["group"], "held-out budget": r["budget_label"], "runs": r["n"],
          **{f"coverage {lv:.0%}": f"{r['coverage_' + level_tag(lv)]:.0%}" for lv in backtest.levels},
@@ -550,6 +564,19 @@ def _html_sections(c: dict, prefix: str, level: int) -> list[str]:
     return body
 
 
+def _md_note(line: str) -> str:
+    """A note under a markdown table: a leading mark (``*``, ``**``) escaped, so it reads as the key to the
+    table's marks rather than a list bullet or emphasis."""
+    line = line.strip()
+    stripped = line.lstrip("*")
+    return "\\*" * (len(line) - len(stripped)) + stripped if stripped != line else line
+
+
+def _md_link(path: str) -> str:
+    """A relative link a CommonMark reader follows: in angle brackets where it holds a space or parenthesis."""
+    return f"<{path}>" if any(ch in path for ch in " ()") else path
+
+
 def _md_table(frame: pd.DataFrame) -> str:
     def cell(v) -> str:
         return str(v).replace("|", "\\|")
@@ -593,9 +620,9 @@ def _md_sections(c: dict, level: int, fig_dir: Path, base: Path) -> list[str]:
             *[f"**Warning:** {w}" for w in c["warnings"]])
     section("parameters", f"Posterior median and equal-tailed {LEVEL:.0%} interval.", _md_table(c["parameters"]))
     section("frontier", f"Median [{LEVEL:.0%} interval] under C = 6ND.", _md_table(c["frontier"]),
-            *[line.strip() for line in c["frontier_notes"]])
+            *[_md_note(line) for line in c["frontier_notes"]])
     section("decisions", c["decisions_intro"], _md_table(c["decisions"]),
-            *[line.strip() for line in c["decisions"].attrs.get("notes", [])])
+            *[_md_note(line) for line in c["decisions"].attrs.get("notes", [])])
     section("checks", *c["check_lines"],
             "" if c["high_k"] is None else f"{sub} Runs with high Pareto k\n\n{_md_table(c['high_k'])}")
     trust = c["trust"]
@@ -607,12 +634,12 @@ def _md_sections(c: dict, level: int, fig_dir: Path, base: Path) -> list[str]:
             parts.append(f"{sub} N_opt of held-out IsoFLOP slices ({LEVEL:.0%} intervals)\n\n{_md_table(trust['n_opt'])}")
         if trust["figure"] is not None:
             path = plots.save(trust["figure"], fig_dir / "backtest", ("png",))[0]
-            parts.append(f"![backtest]({path.relative_to(base).as_posix()})\n\n*{BACKTEST_CAPTION}*")
+            parts.append(f"![backtest]({_md_link(path.relative_to(base).as_posix())})\n\n*{BACKTEST_CAPTION}*")
         section("backtest", *parts)
     figures = []
     for name, fig in c["figures"].items():
         path = plots.save(fig, fig_dir / name, ("png",))[0]
         rel = path.relative_to(base).as_posix()
-        figures.append(f"![{plots.TITLES[name]}]({rel})\n\n*{plots.TITLES[name]}.* {CAPTIONS[name]}")
+        figures.append(f"![{plots.TITLES[name]}]({_md_link(rel)})\n\n*{plots.TITLES[name]}.* {CAPTIONS[name]}")
     section("figures", *figures)
     return out

@@ -117,6 +117,22 @@ def test_backtest_compute_quantile_split_and_figure(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths["figure"])
 
 
+def test_a_group_too_small_to_backtest_is_named_and_the_others_still_run():
+    from bayes_scaling.errors import InputWarning
+
+    frame = load_gadre().frame
+    groups = sorted(frame["group"].unique())
+    big = frame[frame["group"] == "rpj"]
+    three = frame[frame["group"] == [g for g in groups if g != "rpj"][0]].head(3).assign(group="three")
+    one = frame[frame["group"] == [g for g in groups if g != "rpj"][1]].head(1).assign(group="one")
+    runs = type(load_gadre())(pd.concat([big, three, one], ignore_index=True))
+    with pytest.warns(InputWarning, match="group one not backtested"):
+        result = backtest(runs, fit=short_fit(), fraction=0.3)
+    assert set(result.runs["group"]) == {"rpj"}
+    assert set(result.skipped) == {"one", "three"} and "at least 6 runs" in result.skipped["three"]
+    assert "not backtested: three:" in result.text() and result.to_json()["skipped"] == result.skipped
+
+
 def test_backtest_needs_a_budget_column_for_top_budgets():
     with pytest.raises(InputError, match="budget column"):
         backtest(load_gadre(), fit=short_fit(), top_budgets=2)

@@ -373,3 +373,17 @@ def test_runs_that_cannot_identify_the_law_are_named():
     assert any(issubclass(w.category, DesignWarning) and "more warm-up or draws will not fix this" in str(w.message)
                for w in caught)
     assert post.meta["design_limits"] == [limit]
+
+
+def test_divergences_left_at_the_redos_target_accept_get_other_advice(runs):
+    """A fit that still diverges at target_accept 0.99 (the automatic redo's) is not told to raise it."""
+    from bayes_scaling.hierarchical.fit import hierarchical_advice
+
+    post = synthetic(runs, diverging=12)
+    assert "Raise target_accept" in {p.check: p for p in diagnose(post).problems}["divergences"].advice
+    post.meta["target_accept"] = 0.99
+    advice = {p.check: p for p in diagnose(post).problems}["divergences"].advice
+    assert "remain at target_accept 0.99" in advice and "Raise target_accept" not in advice
+    assert "raise target_accept" in hierarchical_advice(3, 0.9)
+    assert "remain at target_accept 0.99" in hierarchical_advice(3, 0.99)
+    assert hierarchical_advice(0, 0.99).startswith("draw more")

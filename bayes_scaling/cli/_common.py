@@ -17,6 +17,7 @@ from bayes_scaling.formatting import (  # noqa: F401 -- re-exported for the sub-
     frontier_json,
     frontier_text,
     observed_compute,
+    runs_beat_frontier_notes,
     parameters_json,
     parameters_text,
     reach_json,
@@ -85,6 +86,26 @@ def check_output_path(path, *, directory: bool, option: str = "--out"):
     return path
 
 
+def member_group(group, post):
+    """The group a table answers for: ``group`` (a grouped fit's member, read through its directory), else the
+    group a hierarchical member records when read on its own (``DIR/groups/NAME``), else None."""
+    if group is None and post.method == "nuts-hierarchical" and post.meta.get("group") is not None:
+        return str(post.meta["group"])
+    return group
+
+
+def group_prefix(group, post) -> str:
+    """"[comma] " before a member's lines; nothing for a plain fit."""
+    group = member_group(group, post)
+    return "" if group is None else f"[{group}] "
+
+
+def group_json(group, post) -> dict:
+    """{"group": ...} for a member's JSON answer; {} for a plain fit."""
+    group = member_group(group, post)
+    return {} if group is None else {"group": group}
+
+
 def plural(count: int, noun: str) -> str:
     """``plural(1, "run")`` -> "1 run", ``plural(3, "run")`` -> "3 runs"."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -113,7 +134,7 @@ def warn_untrusted(fits) -> None:
 
     for group, post in fits:
         diagnosis = diagnose(post)
-        prefix = "" if group is None else f"[{group}] "
+        prefix = group_prefix(group, post)
         limits = design_limits(post.runs.N, post.runs.D)
         if diagnosis.applicable and not diagnosis.ok:
             failed = ", ".join(dict.fromkeys(CHECK_NAMES.get(p.check, p.check) for p in diagnosis.problems

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError("this fit's law is data-constrained: its loss depends on the corpus's unique tokens; "
                                  "give their count with --unique-tokens U")
             post.law = post.law.with_unique_tokens(args.unique_tokens)
-    answers = [{**({} if group is None else {"group": group}), **answer(post, args)} for group, post in fits]
+    answers = [{**_common.group_json(group, post), **answer(post, args)} for group, post in fits]
     if args.json:
         _common.print_json(answers[0] if fits[0][0] is None else answers)
         return 0
@@ -158,6 +158,7 @@ def text(a: dict) -> str:
         if b["p_reached"] is not None:
             lines.append(f"  P(the target {b['target_loss']:g} is reached at this budget, by each draw's optimum): "
                          f"{_p(b['p_reached'])}")
+        lines.extend(f"  note: {note}" for note in b.get("notes", []))
     t = a.get("target")
     if t is not None:
         what = "lifetime FLOPs (training + inference)" if T else "training FLOPs"

@@ -318,21 +318,34 @@ def run_hierarchical(args: argparse.Namespace) -> int:
 
         _common.info("calibrating each group's drift beyond its runs on leave-future-out refits...")
         groups = {name: add_drift(post, refits=args.refits) for name, post in groups.items()}
+    if not args.include_flagged:  # each group keeps its own flagged rows (excluded_runs.csv), the population all
+        column = group_by if group_by in runs.frame.columns else "group"
+        flagged = runs.frame[runs.frame["flagged"]]
+        for name, post in groups.items():
+            post.excluded = flagged[flagged[column].astype(str) == str(name)].reset_index(drop=True)
+        if fit.population is not None:
+            fit.population.excluded = flagged.reset_index(drop=True)
     out = Path(args.out)
     members = save_grouped(out, groups, fit.population, {"pooling": fit.pooling, "group_by": group_by,
                                                          "group_column": args.group_by})
+    names = {id(post): name for name, post in groups.items()}
     result = {"pooling": fit.pooling, "diagnostics": fit.diagnostics, "members": {}}
     for name, post in members.items():
         summary = post.summary(args.level)
-        result["members"][name] = {"saved_to": str(out / name), "model": post.model,
-                                   "parameters": _common.parameters_json(summary)}
+        result["members"][name] = {"group": names.get(id(post)), "role": "group" if id(post) in names else "population",
+                                   "saved_to": str(out / name), "model": post.model,
+                                   "parameters": _common.parameters_json(summary), **_common.checks_json(post)}
         if not args.json:
-            print(f"[{name}] ({len(post.runs)} runs; model: {post.model}) saved to {out / name}")
+            runs_text = (_common.plural(len(post.runs), "run") if id(post) in names
+                         else f"a new group's law, from the groups' {_common.plural(len(post.runs), 'run')}")
+            print(f"[{name}] ({runs_text}; model: {post.model}) saved to {out / name}")
             print(_common.parameters_text(summary))
     if not args.json:
         print(f"grouped fit saved to {out}: frontier, predict and report read all its groups from it")
     d = fit.diagnostics
-    _common.info(f"sampler, whole model: {d['divergences']} divergences, max R-hat {d['max_rhat']:.3f} and min bulk "
+    seconds = next(iter(fit.groups.values())).meta.get("sampling_seconds")
+    _common.info((f"sampled in {seconds:.1f} s; " if seconds is not None else "")
+                 + f"sampler, whole model: {d['divergences']} divergences, max R-hat {d['max_rhat']:.3f} and min bulk "
                  f"ESS {d['min_ess']:.0f} over its sampled sites, {d['mean_steps']:.0f} leapfrog steps per draw")
     for name, post in groups.items():
         print_verdict(post, f"[{name}] ")

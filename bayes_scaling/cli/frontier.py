@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             trunks = [str(t) for t in post.meta.get("trunks", [])]
             if trunks and str(args.as_branch) not in trunks:
                 shown = ", ".join(trunks[:8]) + (f" and {len(trunks) - 8} more" if len(trunks) > 8 else "")
-                _common.info(("" if group is None else f"[{group}] ") + f"note: {args.as_branch!r} is not a fitted "
+                _common.info(_common.group_prefix(group, post) + f"note: {args.as_branch!r} is not a fitted "
                              f"trunk (fitted: {shown}): answered for a new trunk's branch")
     budgets = args.budget or list(STANDARD_BUDGETS)
     answers = []
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             answers.append((group, post, post.frontier(budgets, level=args.level, branch_of=args.as_branch)))
     if args.json:
-        docs = [{**({} if group is None else {"group": group}), "method": post.method, "law": post.law.name,
+        docs = [{**_common.group_json(group, post), "method": post.method, "law": post.law.name,
                  "model": post.model, **_common.reach_json(post), **_common.checks_json(post),
                  "frontier": _common.frontier_json(table, _common.Reach.of(post), not args.inference_tokens),
                  "notes": [line.strip() for line in frontier_notes(post, table, budgets, not args.inference_tokens)],
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         _common.print_json(docs[0] if fits[0][0] is None else docs)
         return 0
     for i, (group, post, table) in enumerate(answers):
-        print(("" if i == 0 else "\n") + ("" if group is None else f"[{group}] ")
+        print(("" if i == 0 else "\n") + _common.group_prefix(group, post)
               + f"law: {post.law.name}; model: {post.model_label}" + (" (the law plus its drift beyond the fitted runs; docs/extrapolation.md)"
                                           if post.model == "extrapolating" else "") + branch_text(args.as_branch, post))
         if args.inference_tokens:
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def frontier_notes(post, table, budgets, training: bool) -> list[str]:
-    """The notes under a frontier table (and in its JSON): answers beyond or below the fitted runs, a falling N_opt."""
+    """The notes under a frontier table (and in its JSON): answers beyond or below the fitted runs, a falling N_opt,
+    runs that beat the frontier at the fit's own budgets."""
     return [*_common.beyond_notes(post, budgets if training else (), points=(table["N_opt_median"], table["D_opt_median"])),
-            *_common.falling_optimum_notes(post, table)]
+            *_common.falling_optimum_notes(post, table), *_common.runs_beat_frontier_notes(post)]

@@ -102,6 +102,13 @@ def run(args) -> int:
             proposals, target = _from_planner(args, directory)
         elif (directory / "meta.json").exists():
             proposals, target = _from_fit(args, directory)
+        elif _grouped(directory):
+            from bayes_scaling.grouped import member_paths
+
+            members = [str(directory / rel) for rel in member_paths(directory)]
+            raise InputError(f"{directory} is a grouped fit: plan from one group's fit, e.g. bayes-scaling plan "
+                             f"{members[0] if members else directory / 'groups' / 'GROUP'} ... (its members: "
+                             f"{', '.join(members[:6])}{' ...' if len(members) > 6 else ''})")
         else:
             raise InputError(f"{directory} is neither a planner state directory (planner.json) nor a saved fit "
                              "(meta.json)")
@@ -122,6 +129,12 @@ def run(args) -> int:
     else:
         print(proposals_text(proposals, target, getattr(args, "utility_used", "eig")))
     return 0
+
+
+def _grouped(directory: Path) -> bool:
+    from bayes_scaling.grouped import is_grouped
+
+    return is_grouped(directory)
 
 
 GAIN_LABELS = {"eig": "expected information about log N_opt(C*), nats",
@@ -248,6 +261,7 @@ def _from_fit(args, directory):
         from bayes_scaling.design.candidates import read_pool
 
         candidates = read_pool(args.candidates, check_units=not args.no_unit_check)[0]
+        note_fitted_repeats(candidates, runs)
         args.pool_left = [f"the pool's {_common.plural(len(candidates), 'run')}"]  # what each filter left, for the note on a short batch
         if args.max_run_cost is not None:
             candidates = candidates.affordable(args.max_run_cost)
@@ -295,6 +309,28 @@ def _from_fit(args, directory):
     return proposals, args.target_budget
 
 
+def note_fitted_repeats(candidates, runs) -> None:
+    """Pool runs with the N and D of a run the fit already has are kept (a repeat measures the noise, and
+    the utility scores it so), with a note naming them."""
+    fitted = np.column_stack([np.log(runs.N), np.log(runs.D)])
+    repeats = [key for key, n, d in zip(candidates.keys, candidates.N, candidates.D)
+               if np.any(np.all(np.abs(fitted - [np.log(n), np.log(d)]) < 1e-6, axis=1))]
+    if repeats:
+        _common.info(f"note: {_common.plural(len(repeats), 'pool run')} repeat{'s' if len(repeats) == 1 else ''} the N "
+                     f"and D of a fitted run ({', '.join(repeats[:5])}{' ...' if len(repeats) > 5 else ''}): a repeat "
+                     "measures the noise at a point the fit has, not a new one")
+
+
+def note_target_budget(target_budget: float, table) -> None:
+    """--target-budget beside a --target table whose runs lie at other compute: the N_opt half of the
+    utility is then about another scale than the region half; say so."""
+    lo, hi = float(np.min(table.cost)), float(np.max(table.cost))
+    if not lo / 2 <= target_budget <= 2 * hi:
+        _common.info(f"note: --target-budget {target_budget:.3g} lies outside the target runs' compute "
+                     f"({lo:.3g} to {hi:.3g} FLOPs): N_opt is scored at {target_budget:.3g}, the region at the "
+                     "target runs; give one scale unless that is meant")
+
+
 def _target_from_fit(args, post, candidates):
     """Greedy batch by the target-region utility under the saved fit's posterior."""
     from bayes_scaling.design.planner import Proposal
@@ -306,7 +342,9 @@ def _target_from_fit(args, post, candidates):
 
         table = read_pool(args.target, check_units=not args.no_unit_check)[0]
         region = TargetRegion(table.N, table.D)
-        target_budget = target_budget or float(table.cost.max())
+        if target_budget is not None:
+            note_target_budget(target_budget, table)
+        target_budget = target_budget or float(f"{float(table.cost.max()):.12g}")
     Z, used = target_matrix(post, region, target_budget)
     candidates = candidates.take(in_band(post, candidates.N, candidates.D, args.shape_span,
                                          used if args.shape_region else None))

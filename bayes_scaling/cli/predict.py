@@ -169,7 +169,7 @@ def row_levels(post, frame: pd.DataFrame, group: str | None):
 
     column = post.meta.get("offset_by")
     if not post.has_draws("wsd_offset") and column is not None and column not in frame:
-        _common.info(("" if group is None else f"[{group}] ") + f"note: the fit has offsets by {column!r} and the "
+        _common.info(_common.group_prefix(group, post) + f"note: the fit has offsets by {column!r} and the "
                      f"table has no {column!r} column: each row is predicted at a new level (a fresh offset)")
         return None
     return run_offset_levels(post, Runs(frame))
@@ -179,8 +179,15 @@ def given_level(post, at: str, n: int, group: str | None) -> np.ndarray:
     """``--at``'s level for each of the ``n`` points; a fit with neither WSD trunks nor offsets has no
     level to put them at, and says so."""
     if not (post.has_draws("wsd_offset") or post.has_draws("offset")):
-        raise InputError(("" if group is None else f"[{group}] ") + f"--at {at}: this fit has no levels (neither "
+        raise InputError(_common.group_prefix(group, post) + f"--at {at}: this fit has no levels (neither "
                          "WSD trunks nor per-level offsets); leave --at out")
+    if post.has_draws("offset") and not post.has_draws("wsd_offset"):
+        from bayes_scaling.posterior import offset_key
+
+        fitted = list(post.meta.get("offset_levels", []))
+        if offset_key(str(at).strip()) not in set(fitted):
+            _common.info(_common.group_prefix(group, post) + f"note: --at {at} is not a fitted level (fitted: "
+                         f"{', '.join(fitted)}): predicted at a new level, with a fresh offset's wider interval")
     return np.full(n, str(at).strip(), dtype=object)
 
 
@@ -208,7 +215,7 @@ def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
         return bool(v) if k == "inside" else float(v)
 
     rows = [{k: value(k, v) for k, v in r.items()} for r in table.to_dict("records")]  # "range": predict_summary's
-    return {**({} if group is None else {"group": group}), "fit": str(args.fit_dir), "law": post.law.name,
+    return {**_common.group_json(group, post), "fit": str(args.fit_dir), "law": post.law.name,
             "method": post.method, "model": str(table["model"].iloc[0]), **_common.reach_json(post),
             **_common.checks_json(post), "level": args.level, "predictions": rows,
             "notes": [line.strip() for line in _common.beyond_notes(post, optima=False, points=(table["N"], table["D"]))]}
@@ -216,7 +223,7 @@ def _json(args: argparse.Namespace, group: str | None, post, table) -> dict:
 
 def _print_table(args: argparse.Namespace, group: str | None, post, table) -> None:
     observed = "loss" in table
-    print(("" if group is None else f"[{group}] ") + f"Predicted loss (median [{args.level:.0%} interval]; "
+    print(_common.group_prefix(group, post) + f"Predicted loss (median [{args.level:.0%} interval]; "
           f"law: {post.law.name}; model: {table['model'].iloc[0]}; fit {args.fit_dir}, {post.method})")
     ids = "run_id" in table
     width = max([6] + [len(str(i)) for i in table["run_id"]]) if ids else 0

@@ -9,13 +9,14 @@ Each candidate has a stable key, so a state file can name it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from bayes_scaling.errors import InputError
+from bayes_scaling.errors import InputError, InputWarning
 from bayes_scaling.laws.base import FLOPS_PER_PARAM_TOKEN
 from bayes_scaling.runs.table import Runs
 
@@ -152,4 +153,36 @@ def read_pool(path, check_units: bool = True) -> tuple[Candidates, pd.DataFrame]
             raise InputError(f"{path}: rows {first[key] + 1} and {i + 1} are the same run ({what} {key!r}); "
                              "a pool lists each runnable run once")
         first[key] = i
+    _refuse_repeated_runs(frame, values, path)
+    _note_cost_units(values, names, path)
     return Candidates(values["N"], values["D"], np.asarray(cost, np.float64), keys), frame
+
+
+def _refuse_repeated_runs(frame: pd.DataFrame, values: dict, path) -> None:
+    """Rows under two run_ids that describe one run (the same N and D, and the same value in every
+    other column but run_id and cost: a data-constrained pool's rows differ in U) are named."""
+    other = [c for c in frame.columns if c not in ("run_id", *POOL_ALIASES["N"], *POOL_ALIASES["D"],
+                                                      *POOL_ALIASES["cost"])]
+    described = pd.DataFrame({"N": values["N"], "D": values["D"]}).join(frame[other].astype(str).reset_index(drop=True))
+    repeated = described[described.duplicated(keep=False)]
+    if len(repeated):
+        rows = repeated.groupby(list(described.columns), sort=False).groups
+        sets = [" and ".join(str(i + 1) for i in index) for index in list(rows.values())[:5]]
+        raise InputError(f"{path}: rows {'; rows '.join(sets)} describe the same run (the same N and D"
+                         + (f" and {', '.join(map(str, other))}" if other else "") + ") under different run_ids; "
+                         "a pool lists each runnable run once")
+
+
+COST_RATIO_BAND = (0.1, 10.0)  # cost / 6ND outside this, for the median row: the cost is not in FLOPs
+
+
+def _note_cost_units(values: dict, names: dict, path) -> None:
+    """A cost column is read as FLOPs (it is compared with budgets in FLOPs and weighs gains per FLOP):
+    where its median ratio to 6ND lies outside ``COST_RATIO_BAND`` (GPU-hours, dollars), say so."""
+    if "cost" not in values:
+        return
+    ratio = float(np.median(values["cost"] / flops_6nd(values["N"], values["D"])))
+    if not COST_RATIO_BAND[0] <= ratio <= COST_RATIO_BAND[1]:
+        warnings.warn(f"{path}: column {names['cost']!r} is read as FLOPs, but its median row is {ratio:.3g} x 6ND; "
+                      "if it is in other units (GPU-hours, dollars), budgets (--budget, --experiment-budget) must be "
+                      "given in the same units, and the cost^gamma weighting reads it as is", InputWarning, stacklevel=3)

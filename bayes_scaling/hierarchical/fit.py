@@ -308,9 +308,8 @@ def fit_hierarchical(runs: Runs, *, law: Law | str = "chinchilla", priors=None, 
     d = fit.diagnostics
     redone = "".join(f" ({attempt.notes[k]})" for k in ("retried", "more_draws") if k in attempt.notes)
     check = _check(fit, chains=s.chains)  # the redo policy's checks: divergences, R-hat, bulk ESS
-    advice = "draw more (more_draws=True redoes a fit short of effective draws, as `fit --group-by` does)" \
-        if check.failed == ("ess_bulk",) else "raise target_accept (--target-accept 0.95; retry_divergent=True " \
-        "redoes a divergent fit at 0.99, as `fit --group-by` does), lengthen the warm-up, or simplify the pooling"
+    advice = hierarchical_advice(d["divergences"],
+                                 next(iter(fit.groups.values())).meta.get("target_accept"))  # a redo's, where it redid
     warn_if_untrustworthy(
         check.ok,
         f"the hierarchical fit's sampler diagnostics fail{redone}: {d['divergences']} divergences, max R-hat "
@@ -460,6 +459,20 @@ def _check(fit: HierarchicalFit, chains: int) -> redo.Check:
     failed = [name for name, bad in (("divergences", d["divergences"] > 0), ("r_hat", not d["max_rhat"] <= RHAT_MAX),
                                      ("ess_bulk", not d["min_ess"] >= ESS_PER_CHAIN_MIN * chains)) if bad]
     return redo.Check(tuple(failed), int(d["divergences"]), float(d["max_rhat"]), d)
+
+
+def hierarchical_advice(divergences: int, target_accept) -> str:
+    """What to do about a hierarchical fit whose checks fail: more draws where only its effective draws
+    fall short or it did not diverge; where it diverged, a higher target_accept unless it is at the
+    automatic redo's 0.99 already (then smaller steps will not help: the model must change)."""
+    if not divergences:
+        return ("draw more and lengthen the warm-up (more_draws=True redoes a fit short of effective draws, as "
+                "`fit --group-by` does)")
+    if target_accept is not None and float(target_accept) >= 0.99:
+        return (f"the divergences remain at target_accept {float(target_accept):g}: simplify the model (--pooling "
+                "complete or none, --offset-by none), tighten the priors, or add runs to the small groups")
+    return ("raise target_accept (--target-accept 0.95; retry_divergent=True redoes a divergent fit at 0.99, as "
+            "`fit --group-by` does), lengthen the warm-up, or simplify the pooling")
 
 
 def _note_redone(fit: HierarchicalFit, notes: dict) -> None:
