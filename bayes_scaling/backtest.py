@@ -286,13 +286,15 @@ class BacktestResult:
             starts = np.flatnonzero(np.r_[True, t["budget_label"].to_numpy()[1:] != t["budget_label"].to_numpy()[:-1]])
             for s in starts[1:]:
                 ax.axvline(s - 0.5, color="gray", lw=0.8, ls=":")
-            ax.set_xticks(starts, [str(t["budget_label"][s]) for s in starts], fontsize=7, rotation=20, ha="left")
+            ax.set_xticks(starts, [str(t["budget_label"][s]) for s in starts], fontsize=7, rotation=20, ha="right")
             cover = inside.mean()
-            ax.set(ylabel="loss", title=f"{name}: {cover:.0%} inside {outer:.0%} ({len(t)} runs)")
+            ax.set(ylabel="loss", xlabel="held-out runs, by budget then N",
+                   title=f"{name}: {cover:.0%} inside {outer:.0%} ({len(t)} run{'' if len(t) == 1 else 's'})")
         for ax in list(axes.flat)[len(groups):]:
             ax.set_visible(False)
         axes.flat[0].legend(fontsize=7)
-        fig.suptitle(f"Backtest: held-out runs against predictions ({self.split}; {self.model})", fontsize=10)
+        split = self.split if len(self.split) <= 60 else self.split[:57] + "..."
+        fig.suptitle(f"Backtest: held-out runs against predictions\n({split}; {self.model})", fontsize=9, wrap=True)
         return fig
 
     def save(self, directory) -> dict[str, object]:

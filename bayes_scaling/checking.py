@@ -115,7 +115,11 @@ def residual_trends(posterior, alpha: float = 0.01) -> pd.DataFrame:
     table = residuals(posterior)
     rows = []
     for col in ("N", "D", "C"):
-        rho, p = stats.spearmanr(np.log(table[col]), table["log_resid"])
+        x = np.log(table[col].to_numpy(np.float64))
+        if np.ptp(x) == 0 or len(x) < 3:  # one size (or token count) only: no trend to test along it
+            rho, p = float("nan"), float("nan")
+        else:
+            rho, p = stats.spearmanr(x, table["log_resid"])
         rows.append({"against": col, "spearman_rho": float(rho), "p_value": float(p), "trend": bool(p < alpha)})
     return pd.DataFrame(rows)
 

@@ -352,7 +352,9 @@ def _problems(d: Diagnosis) -> list[Problem]:
         out.append(Problem(
             "divergences",
             f"{d.divergences} divergent transition{'s' if d.divergences != 1 else ''} "
-            f"({d.divergences / d.total_draws:.1%} of draws): the sampler could not follow the posterior's "
+            + ("of the whole grouped model (one sampler for every group, so each group's verdict counts them) "
+               if d.method.startswith("nuts-hierarchical") else "")
+            + f"({d.divergences / d.total_draws:.1%} of draws): the sampler could not follow the posterior's "
             "curvature somewhere and the draws may be biased.",
             (f"They remain at target_accept {d.target_accept:g}, so smaller steps will not remove them: the priors "
              "or the model allow a region the data cannot pin down (e.g. E near 0 with huge A; for a grouped fit, "

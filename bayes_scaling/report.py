@@ -57,9 +57,11 @@ CAPTIONS = {
                "intervals of the loss (law plus observation noise) at the bin's median compute. Runs in a bin "
                "differ slightly in C, which adds spread beyond the band.",
     "allocation": "Compute-optimal parameters and tokens with 50%/90% bands, beside the published point fits "
-                  "of Hoffmann et al. (2022, Approach 3) and Epoch AI (2024).",
-    "exponents": "Posterior of the allocation exponents: N_opt grows as C^a and D_opt as C^b (a + b = 1 under "
-                 "C = 6ND).",
+                  "of Hoffmann et al. (2022, Approach 3) and Epoch AI (2024) to Chinchilla's runs (a reference for "
+                  "Chinchilla-like training; other data need not follow them).",
+    "exponents": "Posterior of the law's allocation exponents: its N_opt grows as C^a and D_opt as C^b (a + b = 1 "
+                 "under C = 6ND). Beyond the fitted runs the extrapolating model's drift moves the optimum away from "
+                 "this power law; the frontier table gives the optimum it answers with.",
     "pair": "Pairwise posterior draws of the law's parameters; ridges show which combinations the data pin down.",
     "trace_rank": "Traces by chain (divergent transitions marked in red) and per-chain rank histograms, which "
                   "are flat when the chains mix.",
@@ -274,6 +276,11 @@ def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
     return table
 
 
+POPULATION_CHECKS = ("Not computed for the population: its law is a new group's, drawn from the population, and the "
+                     "groups' runs are not its data, so coverage of them or PSIS-LOO would test nothing; each group's "
+                     "part checks that group's law against its runs.")
+
+
 def model_checks(posterior) -> tuple[list[str], pd.DataFrame | None]:
     """Lines on predictive coverage and PSIS-LOO, and the runs with high Pareto k (or None)."""
     from bayes_scaling import checking
@@ -421,7 +428,10 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
     diagnosis = diagnose(posterior)
     limits = design_limits(posterior.runs.N, posterior.runs.D)
     ranges, data_line, excluded = data_summary(posterior, all_runs)
-    check_lines, high_k = model_checks(posterior)
+    if posterior.method.endswith("-population"):  # a new group's law: the groups' runs are not its data
+        check_lines, high_k = [POPULATION_CHECKS], None
+    else:
+        check_lines, high_k = model_checks(posterior)
     standard = standard_frontier(posterior)
     content = {
         "subtitle": _subtitle(posterior),

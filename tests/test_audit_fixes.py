@@ -99,3 +99,13 @@ def test_markdown_notes_and_links_read_as_meant():
     assert _md_note("* beyond the fitted runs") == "\\* beyond the fitted runs"
     assert _md_note("** beyond 1e21") == "\\*\\* beyond 1e21" and _md_note("  plain") == "plain"
     assert _md_link("my rep_figures/a.png") == "<my rep_figures/a.png>" and _md_link("x/a.png") == "x/a.png"
+
+
+def test_a_group_called_none_is_a_name_not_an_empty_cell(tmp_path):
+    from bayes_scaling.runs import load_runs
+
+    (tmp_path / "g.csv").write_text("N,D,loss,g\n1e8,2e9,3.0,None\n2e8,4e9,2.9,None\n1e8,2e9,3.1,x\n")
+    assert load_runs(tmp_path / "g.csv", columns={"group": "g"}).frame["group"].tolist() == ["None", "None", "x"]
+    (tmp_path / "e.csv").write_text("N,D,loss,g\n1e8,2e9,3.0,\n2e8,4e9,2.9,x\n")
+    with pytest.raises(InputError, match="row 1, column 'g': empty"):
+        load_runs(tmp_path / "e.csv", columns={"group": "g"})

@@ -66,6 +66,8 @@ def _sampler_warnings_on_one_line(command: str) -> None:
 
     if command == "fit":
         warnings.simplefilter("ignore", SamplerWarning)
+    # another process holding the compile cache's lock: the program is compiled afresh, nothing is wrong
+    warnings.filterwarnings("ignore", message=r"Error (reading|writing) persistent compilation cache entry")
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, (SamplerWarning, InputWarning)):  # our own text, whole: its advice comes last

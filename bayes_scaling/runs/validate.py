@@ -341,8 +341,10 @@ def _check_duplicates(out: pd.DataFrame, where: _Locator, extras: pd.DataFrame |
 
 
 def _groups(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
-    """The group column as text; an empty cell is an error naming its rows (it would be a group with no name)."""
-    blank = np.flatnonzero(_blank(raw[column]).to_numpy())
+    """The group column as text; an empty cell is an error naming its rows (it would be a group with no name).
+    The words "None" or "nan" in a text file are names (a group may be called that), not empty cells."""
+    cells = raw[column]
+    blank = np.flatnonzero((cells.isna() | cells.astype(str).str.strip().eq("")).to_numpy())
     if len(blank):
         rows = ", ".join(str(i + 1) for i in blank[:MAX_PROBLEMS]) + (f" and {len(blank) - MAX_PROBLEMS} more"
                                                                        if len(blank) > MAX_PROBLEMS else "")
