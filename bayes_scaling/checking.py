@@ -44,6 +44,9 @@ def run_offset_levels(posterior, runs=None):
         from bayes_scaling.wsd import is_branch
 
         branch = is_branch(frame)
+        if branch.any() and "trunk_id" not in frame:
+            raise InputError("rows with role 'branch' need a trunk_id column naming each branch's trunk (a WSD fit "
+                             "predicts a branch with its trunk's effect; leave trunk_id empty for a new trunk)")
         return np.where(branch, frame["trunk_id"].fillna("").astype(str).to_numpy(), None) if branch.any() else None
     column = posterior.meta.get("offset_by")
     if column is None or "offset" not in posterior.idata["posterior"]:

@@ -109,3 +109,35 @@ def test_a_group_called_none_is_a_name_not_an_empty_cell(tmp_path):
     (tmp_path / "e.csv").write_text("N,D,loss,g\n1e8,2e9,3.0,\n2e8,4e9,2.9,x\n")
     with pytest.raises(InputError, match="row 1, column 'g': empty"):
         load_runs(tmp_path / "e.csv", columns={"group": "g"})
+
+
+def test_train_refuses_a_spec_the_options_contradict_and_names_the_option(tmp_path, capsys):
+    from bayes_scaling.cli import main
+
+    store = str(tmp_path / "s.sqlite")
+    assert main(["train", "--params", "1e4", "--tokens", "1e5", "--seed", "1", "--spec", '{"seed": 3}', "--store", store]) == 2
+    assert "--spec and the options disagree on seed (--spec 3, --seed 1)" in capsys.readouterr().err
+    assert main(["train", "--params", "1e4", "--tokens", "1e5", "--spec", "[1]", "--store", store]) == 2
+    assert "expected a JSON object of RunSpec fields" in capsys.readouterr().err
+    assert main(["train", "--params", "abc", "--tokens", "1e5", "--store", store]) == 2
+    assert "--params: expected a positive whole number" in capsys.readouterr().err
+
+
+def test_an_export_of_every_status_imports_back_whole(tmp_path, capsys):
+    from bayes_scaling.cli import main
+    from bayes_scaling.runs.store import RunStore
+
+    store = RunStore(tmp_path / "a.sqlite")
+    store.append({"run_id": "good", "N": 1e8, "D": 2e9, "loss": 3.0})
+    store.append({"run_id": "boom", "N": 2e8, "D": 4e9, "loss": None, "status": "failed", "error": "nan at step 7"})
+    assert main(["runs", "export", str(tmp_path / "all.csv"), "--store", str(tmp_path / "a.sqlite"), "--all-statuses"]) == 0
+    assert main(["runs", "import", str(tmp_path / "all.csv"), "--store", str(tmp_path / "b.sqlite")]) == 0
+    back = RunStore(tmp_path / "b.sqlite").to_frame(status=None).set_index("run_id")
+    assert back.loc["boom", "status"] == "failed" and back.loc["good", "status"] == "ok"
+
+
+def test_compare_refuses_one_fit_given_twice(tmp_path, capsys):
+    from bayes_scaling.cli import main
+
+    assert main(["compare", str(tmp_path / "f"), str(tmp_path / "f")]) == 2
+    assert "the same fit is given twice" in capsys.readouterr().err

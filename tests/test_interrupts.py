@@ -130,3 +130,25 @@ def test_a_signal_the_caller_ignores_stays_ignored():
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and out.strip() == "finished", err
+
+
+def test_a_fit_stopped_while_compiling_exits_at_once_and_cleanly(tmp_path):
+    """With no compile cache the sampler compiles in threads for a minute; Ctrl-C (twice, as an impatient
+    user does) must not wait for them, nor crash in the interpreter's teardown (it used to: 5-10 s, then
+    status -11 and a traceback)."""
+    env = {**os.environ, "BAYES_SCALING_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "bayes_scaling", "fit", "chinchilla", "--model", "plain", "--out",
+                             str(tmp_path / "fit")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stderr:
+        if line.startswith("sampling"):
+            break
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    time.sleep(0.3)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 5 and "Traceback" not in err and "interrupted" in err
+    assert not (tmp_path / "fit").exists()

@@ -16,6 +16,7 @@ import importlib
 import os
 import pkgutil
 import re
+import signal
 import sys
 import warnings
 import threading
@@ -142,6 +143,14 @@ def user_error(err: BaseException) -> str | None:
     return None
 
 
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
 def entry_point() -> None:
     """The console script: ``main``, then a quick exit.
 
@@ -149,8 +158,17 @@ def entry_point() -> None:
     a second after the work is done (experiments/bench_cli.py). Once ``main`` returns every file it
     wrote is closed, so this flushes stdout and stderr, runs the ``atexit`` handlers (Ray's
     shutdown, logging, temporary directories) and leaves with ``os._exit``; if a non-daemon thread
-    is still running, it exits the normal way and waits for it."""
+    is still running, it exits the normal way and waits for it -- unless the command was stopped
+    (Ctrl-C, SIGTERM): then the sampler's compiles still running in threads are of no use, and
+    waiting for them delayed the exit by 5-10 s, in which a second Ctrl-C crashed the interpreter's
+    teardown (status -11)."""
     code = main()
+    if code in _interrupts.EXIT_STATUS.values():  # stopped by Ctrl-C or SIGTERM: see the docstring
+        _flush_quietly()
+        for sig in _interrupts.listened():  # another signal while the exit handlers run: leave at once
+            signal.signal(sig, lambda *_: os._exit(code))
+        atexit._run_exitfuncs()
+        os._exit(code)
     if threading.active_count() > 1 and any(
         t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()
     ):

@@ -37,11 +37,20 @@ def run(args: argparse.Namespace) -> int:
             example = f" (e.g. {Path(d) / members[0]})" if members else ""
             raise InputError(f"{d} is a grouped fit ('fit --group-by'): compare compares fits of the same runs one at a "
                              f"time; give its groups' fits{example}, each beside another fit of that group's runs")
+    if len({str(Path(d).resolve()) for d in args.fit_dirs}) < len(args.fit_dirs):
+        raise InputError("compare: the same fit is given twice; give fits of the same runs that differ (law, "
+                         "likelihood, priors)")
     posts = {name: Posterior.load(d) for name, d in zip(fit_names(args.fit_dirs), args.fit_dirs)}
+    _common.warn_untrusted([(name, post) for name, post in posts.items()])  # a ranking of unconverged fits says so
     table = compare(posts)
+    high = int(table["n_high_k"].max()) if len(table) else 0
+    if high:
+        _common.info(f"note: up to {high} run(s) per fit have Pareto k above the threshold: PSIS-LOO is unreliable "
+                     "there, and so is the ranking where it turns on them ('bayes-scaling report' lists them)")
     if args.json:
         _common.print_json([
             {"fit": name, "law": posts[name].law.name, "model": posts[name].model, "method": posts[name].method,
+             "likelihood": posts[name].meta.get("likelihood"), **_common.checks_json(posts[name]),
              **{col: (int(v) if col in ("rank", "n_high_k") else float(v)) for col, v in row.items()}}
             for name, row in table.iterrows()
         ])
@@ -51,13 +60,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def compare_text(table, posts) -> str:
+    m = max([13, *(len(str(post.model)) for post in posts.values())])  # the model column fits its longest name
     lines = ["Fits ranked by PSIS-LOO ELPD (log-loss scale; higher is better)",
-             f"{'rank':>4}  {'fit':<24} {'law':<14} {'model':<13} {'likelihood':<10} {'elpd':>9} {'se':>6} "
+             f"{'rank':>4}  {'fit':<24} {'law':<14} {'model':<{m}} {'likelihood':<10} {'elpd':>9} {'se':>6} "
              f"{'elpd_diff':>9} {'dse':>6} {'weight':>6} {'high k':>6}"]
     for name, row in table.iterrows():
         post = posts[name]
         lines.append(
-            f"{int(row['rank']):>4}  {name:<24} {post.law.name:<14} {post.model:<13} {post.meta.get('likelihood', '-'):<10} "
+            f"{int(row['rank']):>4}  {name:<24} {post.law.name:<14} {str(post.model):<{m}} {post.meta.get('likelihood', '-'):<10} "
             f"{row['elpd']:>9.1f} {row['se']:>6.1f} {row['elpd_diff']:>9.1f} {row['dse']:>6.1f} "
             f"{row['weight']:>6.2f} {int(row['n_high_k']):>6}"
         )

@@ -186,7 +186,7 @@ def _run(args, received: dict) -> int:
                      f"bayes-scaling report {result.fit_dir})")
     else:
         need = len(planner.law.param_names) + 1
-        _common.info(f"no fit saved: the state holds {len(planner.done)} done runs and a fit needs at least {need}")
+        _common.info(f"no fit saved: the state holds {_common.plural(len(planner.done), 'done run')} and a fit needs at least {need}")
     if args.json:
         _common.print_json({**result.status, "fit": str(result.fit_dir) if result.fit_dir else None})
     else:
@@ -270,10 +270,30 @@ def experiment_options(args) -> dict:
     another directory compares equal)."""
     options = {name: getattr(args, name, None) for name in STATE_OPTIONS}
     options["strategy"] = resolved_strategy(args)
-    for name in PATH_OPTIONS:
+    for name in PATH_OPTIONS:  # a table by its contents: a copy elsewhere is the same, an edit in place is not
         if options.get(name) is not None:
-            options[name] = str(Path(options[name]).resolve())
+            path = Path(options[name]).resolve()
+            options[name] = {"path": str(path), "sha256": _digest(path)}
     return json.loads(json.dumps(options, default=str))
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _differs(name: str, saved, now) -> bool:
+    if name in PATH_OPTIONS and isinstance(saved, dict) and isinstance(now, dict):
+        return saved.get("sha256") != now.get("sha256")
+    return saved != now
+
+
+def _shown(name: str, value) -> str:
+    if isinstance(value, dict) and "path" in value:
+        return value["path"]
+    return "unset" if value is None else str(value)
 
 
 def check_same_options(args, state_dir: Path) -> None:
@@ -289,13 +309,14 @@ def check_same_options(args, state_dir: Path) -> None:
         return
     now = experiment_options(args)
     changed = [name for name in STATE_OPTIONS  # trunks per size: the state's own, checked by open_planner
-               if name != "trunks_per_size" and name in saved and saved.get(name) != now.get(name)]
+               if name != "trunks_per_size" and name in saved and _differs(name, saved.get(name), now.get(name))]
     if changed:
-        def flag(name, value):
-            return f"--{name.replace('_', '-')} {value if value is not None else '(unset)'}"
+        def described(n):
+            if n in PATH_OPTIONS and isinstance(saved[n], dict) and isinstance(now.get(n), dict):
+                return f"--{n} {_shown(n, now[n])}: its contents differ from {_shown(n, saved[n])}'s when the state was made"
+            return f"--{n.replace('_', '-')} {_shown(n, saved[n])} (this call: {_shown(n, now.get(n))})"
 
-        listed = "; ".join(f"{flag(n, saved[n])} (this call: {now.get(n) if now.get(n) is not None else 'unset'})"
-                           for n in changed)
+        listed = "; ".join(described(n) for n in changed)
         raise InputError(f"{state_dir} was started with other options: {listed}. A state goes on with the options "
                          "that made it: resume with those, or give a new --state for a new experiment")
 

@@ -113,7 +113,10 @@ def run(args) -> int:
             raise InputError(f"{directory} is neither a planner state directory (planner.json) nor a saved fit "
                              "(meta.json)")
     if len(proposals) < args.batch and getattr(args, "pool_left", None):  # a pool: say which filter left how many
-        _common.info(f"{len(proposals)} of the {args.batch} runs asked for: of {', '.join(args.pool_left)}")
+        spent = sum(p.cost for p in proposals)
+        ran_out = (f"; then the rest of --budget ({args.budget - spent:.3g} FLOPs) paid for none of the others"
+                   if getattr(args, "budget", None) is not None and proposals else "")
+        _common.info(f"{len(proposals)} of the {args.batch} runs asked for: of {', '.join(args.pool_left)}{ran_out}")
     elif 0 < len(proposals) < args.batch:
         state = (directory / "planner.json").exists()
         _common.info(f"only {_common.plural(len(proposals), 'affordable candidate run')} left of the {args.batch} asked "

@@ -71,10 +71,12 @@ def _list(args) -> int:
 def _import(args) -> int:
     from bayes_scaling.cli._common import parse_column_mapping
 
+    from bayes_scaling.runs.store import has_status_column
     from bayes_scaling.runs.table import load_runs
 
     columns = parse_column_mapping(args.column) or None
-    runs = load_runs(args.path, columns=columns, check_units=not args.no_unit_check)  # bad rows stop before a store is made
+    runs = load_runs(args.path, columns=columns, check_units=not args.no_unit_check,  # bad rows stop before a store is
+                     require_loss=not has_status_column(args.path))  # made; a failed run of an export may lack a loss
     store = _open(args.store, must_exist=False)
     counts = store.import_runs(args.path, group=args.group, columns=columns, check_units=not args.no_unit_check)
     total = sum(counts.values())

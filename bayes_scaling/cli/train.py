@@ -26,13 +26,13 @@ def default_store() -> str:
     return os.environ.get("BAYES_SCALING_STORE", DEFAULT_STORE)
 
 
-def _positive_count(text: str) -> int:
+def _positive_count(text: str, option: str = "") -> int:
     try:
         value = float(text.replace("_", ""))
     except ValueError:
         value = -1.0
-    if value <= 0 or value != int(value):
-        raise InputError(f"expected a positive whole number (e.g. 1e6), got {text!r}")
+    if not (value > 0 and value != float("inf")) or value != int(value):
+        raise InputError(f"{option + ': ' if option else ''}expected a positive whole number (e.g. 1e6), got {text!r}")
     return int(value)
 
 
@@ -45,8 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--params", required=True, help="target parameter count N (e.g. 1e5)")
     p.add_argument("--tokens", required=True, help="token budget D (e.g. 2e6)")
     p.add_argument("--store", default=None, help=f"run store (SQLite); default $BAYES_SCALING_STORE or {DEFAULT_STORE}")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--corpus", default="stdlib", help='"stdlib" (default), a text file/folder, or a .bin token file')
+    p.add_argument("--seed", type=int, default=None, help="initialisation and data-order seed (default 0)")
+    p.add_argument("--corpus", default=None, help='"stdlib" (default), a text file/folder, or a .bin token file')
     p.add_argument("--context", type=int, default=None, help="sequence length (default 128)")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per step (default 16)")
     p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: by width)")
@@ -63,7 +63,8 @@ def register(subparsers) -> None:
     wsd.add_argument("--save-at-tokens", default=None, help="trunk: keep checkpoints at these token counts (comma-separated)")
     wsd.add_argument("--branch-from", default=None, help="branch: the trunk's --checkpoint-dir")
     wsd.add_argument("--branch-at-tokens", default=None, help="branch: the trunk checkpoint (token count) to cool down from")
-    p.add_argument("--spec", default=None, help="extra RunSpec fields as JSON (see `python -m training --help`)")
+    p.add_argument("--spec", default=None, help="extra RunSpec fields as JSON (see `python -m training --help`); a "
+                                                 "field given both here and as an option must agree")
     p.set_defaults(func=_train)
 
 
@@ -74,16 +75,25 @@ def _train(args) -> int:
             spec = json.loads(args.spec)
         except json.JSONDecodeError as err:
             raise InputError(f"--spec: expected a JSON object, got {args.spec!r} ({err})") from None
-    spec.update(params=_positive_count(args.params), tokens=_positive_count(args.tokens), seed=args.seed, corpus=args.corpus)
+        if not isinstance(spec, dict):
+            raise InputError(f"--spec: expected a JSON object of RunSpec fields, got {args.spec!r}")
+    given = {"params": _positive_count(args.params, "--params"), "tokens": _positive_count(args.tokens, "--tokens"),
+             "seed": args.seed, "corpus": args.corpus}
     optional = {"context": args.context, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                 "compute_dtype": args.compute_dtype, "checkpoint_dir": args.checkpoint_dir, "group": args.group,
                 "run_id": args.run_id, "schedule": args.schedule, "cooldown_fraction": args.cooldown_fraction,
                 "cooldown_shape": args.cooldown_shape, "branch_from": args.branch_from}
     counts = {"warmup_tokens": args.warmup_tokens, "branch_at_tokens": args.branch_at_tokens}
-    optional.update({k: _positive_count(v) for k, v in counts.items() if v is not None})
+    optional.update({k: _positive_count(v, f"--{k.replace('_', '-')}") for k, v in counts.items() if v is not None})
     if args.save_at_tokens is not None:
-        optional["save_at_tokens"] = [_positive_count(t) for t in args.save_at_tokens.split(",") if t.strip()]
-    spec.update({k: v for k, v in optional.items() if v is not None})
+        optional["save_at_tokens"] = [_positive_count(t, "--save-at-tokens") for t in args.save_at_tokens.split(",")
+                                      if t.strip()]
+    options = {k: v for k, v in {**given, **optional}.items() if v is not None}
+    clashes = [f"{k} (--spec {spec[k]!r}, --{k.replace('_', '-')} {v!r})" for k, v in options.items()
+               if k in spec and spec[k] != v]
+    if clashes:
+        raise InputError(f"--spec and the options disagree on {', '.join(clashes)}: give each field once")
+    spec.update(options)
     from bayes_scaling.runs.store import RunStore
 
     path = Path(args.store or default_store())

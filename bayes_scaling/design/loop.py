@@ -272,7 +272,7 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
     finally:
         executor.close()
     if max_runs is not None and told >= max_runs and not status["stop"]:  # the loop's own limit, not the stop rule
-        status = {**status, "ended_by": f"max_runs {max_runs}: the state holds {told} results"}
+        status = {**status, "ended_by": f"max_runs {max_runs}: the state holds {told} result{'' if told == 1 else 's'}"}
     fit_dir = save_fit(planner) if settings.save_fit else None
     return LoopResult(status=status, fit_dir=fit_dir, told=told_here)
 

@@ -396,14 +396,19 @@ class RunStore:
         of a run already in the store) and ``unchanged`` (already there with the same values: not
         appended, so importing a file twice is idempotent).
 
-        Rows without a ``status`` column count as "ok"; their source is the file name unless given.
+        Rows without a ``status`` column count as "ok"; their source is the file name unless given. With
+        one (``export(status=None)`` writes it), a run that is not "ok" may lack a loss, so an export of
+        every status imports back whole.
         Rows without a ``run_id`` get ``NAME@PATHHASH:ROW`` (``import_run_id``): the file's name, a
         hash of its full path and the row, so two files called ``runs.csv`` in different folders
         never share ids, while the same file imported again (even edited) maps onto its own runs.
         """
         path, suffix, kind = check_table_path(path)
         raw = read_store_table(path) if suffix in STORE_SUFFIXES else read_file(path, suffix, kind)
-        frame = validate_runs(raw, columns=columns, source_name=path.name, check_units=check_units).frame.copy()
+        # a table with a status column (an export with --all-statuses): its failed runs may have no loss; an "ok"
+        # run without one is refused below (``_row``)
+        frame = validate_runs(raw, columns=columns, source_name=path.name, check_units=check_units,
+                              require_loss="status" not in raw.columns).frame.copy()
         given_ids = columns.get("run_id", "run_id") if columns else "run_id"
         if given_ids not in _raw_columns(path):
             frame["run_id"] = [import_run_id(path, i + 1) for i in range(len(frame))]
@@ -483,6 +488,14 @@ def import_run_id(path: str | Path, row: int) -> str:
     path = Path(path)
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
     return f"{path.name}@{digest}:{row}"
+
+
+def has_status_column(path: str | Path) -> bool:
+    """Whether a run table to import carries each run's ``status`` (an export of every status does)."""
+    try:
+        return "status" in _raw_columns(Path(path))
+    except (OSError, ValueError):
+        return False
 
 
 def _raw_columns(path: Path) -> list[str]:
