@@ -258,10 +258,12 @@ def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
         p = isoflop_profile(surface, C, level=LEVEL)
         best, med, lo_hi = p.best, p.median_choice, p.p_best_set()
         chosen.append((best["N"], best["D"]))
-        profile_notes += p.notes()
+        notes = p.notes()
+        profile_notes += notes
         rows.append({
             "budget C (FLOPs)": f"{C:.0e}" + reach.mark(best["N"], best["D"], C).strip(),
-            "N of lowest expected loss": f"{format_si(best['N'])} ({format_ratio(best['tokens_per_param'])} tokens/param)",
+            "N of lowest expected loss": f"{format_si(best['N'])} ({format_ratio(best['tokens_per_param'])} tokens/param)"
+                                         + (" (set by a few draws: see the note)" if notes else ""),
             "its loss": f"{best['loss']['median']:.4f} [{best['loss']['lo']:.4f}, {best['loss']['hi']:.4f}]",
             f"{LEVEL:.0%} of P(best) on N in": f"[{format_si(lo_hi[0])}, {format_si(lo_hi[1])}]",
             "median N_opt": f"{format_si(med['N'])} [{format_si(p.n_opt['lo'])}, {format_si(p.n_opt['hi'])}]",

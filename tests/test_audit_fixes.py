@@ -69,6 +69,11 @@ def test_decide_keeps_to_real_shapes_and_says_when_a_few_draws_set_the_expected_
     assert profile.to_json()["notes"] == profile.notes()
     narrow = isoflop_profile(epoch_posterior(isoflop_runs(1.0)), 1e21)
     assert narrow.notes() == []
+    from bayes_scaling.report import decisions_table
+
+    table = decisions_table(post, budgets=(1e25,))
+    assert "set by a few draws: see the note" in table["N of lowest expected loss"][0]
+    assert any("the expected loss is set by a few draws" in n for n in table.attrs["notes"])
 
 
 def test_a_pool_that_repeats_a_run_or_prices_it_in_other_units(tmp_path):
