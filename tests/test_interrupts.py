@@ -55,7 +55,15 @@ BLOCKED = textwrap.dedent("""
 """)
 
 
+def _as_from_a_terminal() -> None:
+    """The child's SIGINT and SIGTERM at their defaults, as a command started at a terminal has them: a test
+    suite started in the background by a script inherits SIGINT ignored (POSIX), which the CLI respects."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _python(code: str, *args: str, **kwargs) -> subprocess.Popen:
+    kwargs.setdefault("preexec_fn", _as_from_a_terminal)
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kwargs)
 
@@ -138,7 +146,8 @@ def test_a_fit_stopped_while_compiling_exits_at_once_and_cleanly(tmp_path):
     status -11 and a traceback)."""
     env = {**os.environ, "BAYES_SCALING_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "bayes_scaling", "fit", "chinchilla", "--model", "plain", "--out",
-                             str(tmp_path / "fit")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             str(tmp_path / "fit")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_as_from_a_terminal)
     for line in proc.stderr:
         if line.startswith("sampling"):
             break
