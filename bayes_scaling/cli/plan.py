@@ -119,8 +119,8 @@ def run(args) -> int:
         _common.info(f"{len(proposals)} of the {args.batch} runs asked for: of {', '.join(args.pool_left)}{ran_out}")
     elif 0 < len(proposals) < args.batch:
         state = (directory / "planner.json").exists()
-        _common.info(f"only {_common.plural(len(proposals), 'affordable candidate run')} left of the {args.batch} asked "
-                     "for; proposing " + ("it" if len(proposals) == 1 else "them all")
+        _common.info(f"only {_common.plural(len(proposals), 'affordable candidate run')} "
+                     f"{'was' if len(proposals) == 1 else 'were'} left of the {args.batch} asked for; proposing " + ("it" if len(proposals) == 1 else "them all")
                      + (" (the rest of the planner's candidates are done, pending or over its experiment budget)"
                         if state else " (widen --n-range/--d-range, --grid-points or --max-run-cost for more)"))
     if (directory / "planner.json").exists():
