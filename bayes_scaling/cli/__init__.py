@@ -147,7 +147,7 @@ def _flush_quietly() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
+    except (BrokenPipeError, ValueError):  # e.g. piped into head: nothing more to say
         pass
 
 
@@ -173,11 +173,7 @@ def entry_point() -> None:
         t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()
     ):
         sys.exit(code)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:  # e.g. piped into head: nothing more to say
-        pass
+    _flush_quietly()
     atexit._run_exitfuncs()
     os._exit(code)
 
