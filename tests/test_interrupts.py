@@ -91,7 +91,7 @@ def test_a_second_ctrl_c_quits_at_once_with_a_message():
     assert "press Ctrl-C again to quit at once" in err  # said while the call went on
     assert err.strip().endswith("bayes-scaling test: interrupted")
     assert "finished" not in out and "Traceback" not in err
-    assert waited < 5, "the second Ctrl-C should not wait for the call to end"
+    assert waited < 12, "the second Ctrl-C should not wait for the call to end (it takes 30-60 s)"
 
 
 def test_sigterm_ends_a_long_call_within_its_grace():
@@ -100,7 +100,7 @@ def test_sigterm_ends_a_long_call_within_its_grace():
     status, out, err, waited = _signals_during_a_long_call(signal.SIGTERM, pause=0.5)
     assert status == 143
     assert "bayes-scaling test: terminated (SIGTERM)" in err and "Traceback" not in err
-    assert waited < _interrupts.TERM_GRACE_S + 4
+    assert waited < _interrupts.TERM_GRACE_S + 12  # not the 30-60 s of the call: margin for a loaded machine
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -159,5 +159,5 @@ def test_a_fit_stopped_while_compiling_exits_at_once_and_cleanly(tmp_path):
         proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
-    assert time.monotonic() - sent < 5 and "Traceback" not in err and "interrupted" in err
+    assert time.monotonic() - sent < 12 and "Traceback" not in err and "interrupted" in err  # not the compile's minute
     assert not (tmp_path / "fit").exists()
