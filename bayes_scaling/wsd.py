@@ -37,8 +37,9 @@ Beyond the fitted runs the law is taken as exact ("WSD model (plain law)") unles
 an option, not the default, by the rule in experiments/wsd_extrapolation_check.py).
 
 Rows come from a run table or ``RunStore.to_frame()``: ``role`` "branch" rows (with ``trunk_id``)
-are branches, "run" rows (or a table without ``role``) cosine runs; "trunk" rows are refused (a
-trunk's constant-rate loss is not a finished run). Sampling is the shared NUTS driver
+are branches, "run" rows (or a table without ``role``) cosine runs; "trunk" rows are left out of a
+table or DataFrame (``Runs.for_fit``, with an ``InputWarning``) and refused in ``Runs`` given as they
+are (a trunk's constant-rate loss is not a finished run). Sampling is the shared NUTS driver
 (``fitting.sampler.sample``), rows padded to ``padded_capacity`` and masked.
 """
 

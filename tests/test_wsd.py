@@ -96,8 +96,11 @@ def test_trunk_slots_grow_in_powers_of_two():
 
 def test_trunks_and_branches_without_a_trunk_are_refused():
     runs = simulated_runs()
-    with pytest.raises(InputError, match="'role'"):
-        fit_wsd(runs.assign(role=["trunk"] + list(runs["role"][1:])))
+    from bayes_scaling.runs.table import Runs, load_runs
+
+    with_trunk = runs.assign(role=["trunk"] + list(runs["role"][1:]))
+    with pytest.raises(InputError, match="'role'"):  # validated Runs are fitted as given: a trunk row is refused
+        fit_wsd(Runs(load_runs(with_trunk).frame))
     with pytest.raises(InputError, match="'trunk_id'"):
         fit_wsd(runs.assign(trunk_id=""))
     with pytest.raises(InputError, match="model must be one of extrapolating, plain, got 'drifting'"):

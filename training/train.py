@@ -209,9 +209,13 @@ def _save(manager, step: int, state, meta: dict[str, Any]) -> None:
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
 
-def _restore(manager, abstract_state, directory: str = "?", step: int | None = None, field: str = "checkpoint_dir"):
+def _restore(manager, abstract_state, directory: str = "?", step: int | None = None, field: str = "checkpoint_dir",
+             check=None):
     """The newest checkpoint (or the one at ``step``) as (step, state, meta), or None; a damaged,
-    truncated or foreign one (another spec's shapes) raises ``SpecError`` naming the folder and step."""
+    truncated or foreign one (another spec's shapes) raises ``SpecError`` naming the folder and step.
+
+    ``check(meta)`` sees the checkpoint's own record before its arrays are read, so a checkpoint that
+    another spec wrote is refused by the field that differs (its ``SpecError``), not by Orbax's shape error."""
     import orbax.checkpoint as ocp
 
     logging.disable(logging.ERROR)  # Orbax logs a damaged file with a traceback; the SpecError below says it
@@ -219,12 +223,15 @@ def _restore(manager, abstract_state, directory: str = "?", step: int | None = N
         step = manager.latest_step() if step is None else step
         if step is None:
             return None
-        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                                 meta=ocp.args.JsonRestore()))
-        meta = restored["meta"]
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         if not isinstance(meta, dict) or not isinstance(meta.get("curve"), list):
             raise ValueError("its meta is not the harness's record")
+        if check is not None:
+            check(meta)
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
         return step, restored["state"], meta
+    except SpecError:
+        raise
     except Exception as err:  # noqa: BLE001 -- Orbax, TensorStore and JSON raise many types for a damaged file
         where = f" at step {step}" if step is not None else ""
         raise SpecError(f"RunSpec.{field}={directory!r}: the checkpoint{where} cannot be restored "
@@ -251,9 +258,19 @@ def _branch_start(spec: RunSpec, plan: Plan, abstract_state):
             have = [s * spec.tokens_per_step for s in steps]
             raise SpecError(f"RunSpec.branch_at_tokens={spec.branch_at_tokens}: the trunk in {spec.branch_from!r} has no "
                             f"checkpoint at {plan.branch_step * spec.tokens_per_step} tokens; expected one of {have}")
-        step, state, meta = _restore(manager, abstract_state, spec.branch_from, plan.branch_step, field="branch_from")
+        step, state, meta = _restore(manager, abstract_state, spec.branch_from, plan.branch_step, field="branch_from",
+                                     check=lambda meta: _check_trunk(spec, plan, meta))
     finally:
         manager.close()
+    trunk = {"run_id": meta.get("run_id", ""), "tokens": step * spec.tokens_per_step, "curve": list(meta["curve"])}
+    branch_meta = {"curve": list(meta["curve"]), "window": list(meta.get("window", [])), "wall_time": 0.0,
+                   "timed_seconds": 0.0, "timed_tokens": 0, "trunk": trunk}
+    return step, state, branch_meta
+
+
+def _check_trunk(spec: RunSpec, plan: Plan, meta: dict[str, Any]) -> None:
+    """``SpecError`` naming the field when the trunk checkpoint in ``spec.branch_from`` is not a WSD
+    trunk of the same run as ``spec`` (data, shape, optimizer, seed, warm-up)."""
     trunk_spec = meta.get("spec") or {}
     if trunk_spec.get("schedule") != "wsd":
         raise SpecError(f"RunSpec.branch_from={spec.branch_from!r}: expected a WSD trunk's checkpoints (schedule 'wsd'), "
@@ -266,10 +283,6 @@ def _branch_start(spec: RunSpec, plan: Plan, abstract_state):
         raise SpecError(f"RunSpec.warmup_tokens={spec.warmup_tokens}: this branch warms up for {plan.warmup} updates at "
                         f"peak {plan.peak_lr:g}, the trunk for {meta.get('warmup')} at {meta.get('peak_lr')}; expected "
                         "the same (give both the same warmup_tokens)")
-    trunk = {"run_id": meta.get("run_id", ""), "tokens": step * spec.tokens_per_step, "curve": list(meta["curve"])}
-    branch_meta = {"curve": list(meta["curve"]), "window": list(meta.get("window", [])), "wall_time": 0.0,
-                   "timed_seconds": 0.0, "timed_tokens": 0, "trunk": trunk}
-    return step, state, branch_meta
 
 
 # Fields a run resumed from its own checkpoint_dir may set differently from the run that wrote it
@@ -337,9 +350,8 @@ def run(spec: RunSpec, *, stop_after_steps: int | None = None) -> RunResult:
     start_step = 0
     manager = _checkpoint_manager(spec.checkpoint_dir, plan.keep_steps) if spec.checkpoint_dir else None
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-    found = _restore(manager, abstract, spec.checkpoint_dir) if manager is not None else None
-    if found is not None:
-        _check_resume(spec, plan, found[2])
+    found = (_restore(manager, abstract, spec.checkpoint_dir, check=lambda meta: _check_resume(spec, plan, meta))
+             if manager is not None else None)
     if found is None and spec.branch_from:
         found = _branch_start(spec, plan, abstract)
     if found is not None:

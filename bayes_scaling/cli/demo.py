@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from bayes_scaling.checking import add_posterior_predictive
 
     add_posterior_predictive(post)
-    post.excluded = None if args.include_flagged else runs.frame[runs.frame["flagged"]].reset_index(drop=True)
+    post.excluded = None if args.include_flagged else runs.left_out()
     post.save(out / "fit")
 
     summary = post.summary(0.9)

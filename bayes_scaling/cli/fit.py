@@ -86,7 +86,8 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     selected = runs.for_fit(args.include_flagged)
     check_enough_runs(selected, args.law if args.method == "nuts" else "chinchilla")
     note_pooled_groups(selected)
-    excluded = None if args.include_flagged else runs.frame[runs.frame["flagged"]].reset_index(drop=True)
+    excluded = runs.left_out(args.include_flagged)
+    excluded = None if excluded.empty and args.include_flagged else excluded
     if args.method == "nuts" and branch_count(selected):
         return sampled(wsd_fit_callable(args, selected)(selected), excluded), runs
     note_branches_as_cosine_runs(selected, "Approach 3" if args.method == "map" else None)
@@ -318,9 +319,10 @@ def run_hierarchical(args: argparse.Namespace) -> int:
 
         _common.info("calibrating each group's drift beyond its runs on leave-future-out refits...")
         groups = {name: add_drift(post, refits=args.refits) for name, post in groups.items()}
-    if not args.include_flagged:  # each group keeps its own flagged rows (excluded_runs.csv), the population all
+    left_out = runs.left_out(args.include_flagged)
+    if not args.include_flagged or len(left_out):  # each group keeps its own rows left out (excluded_runs.csv)
         column = group_by if group_by in runs.frame.columns else "group"
-        flagged = runs.frame[runs.frame["flagged"]]
+        flagged = left_out
         for name, post in groups.items():
             post.excluded = flagged[flagged[column].astype(str) == str(name)].reset_index(drop=True)
         if fit.population is not None:

@@ -79,30 +79,50 @@ class Runs:
     def n_flagged(self) -> int:
         return int(self.frame["flagged"].sum())
 
+    def _trunks(self) -> np.ndarray:
+        """Rows that are WSD trunks (``role`` "trunk"): their loss is taken at a constant learning rate."""
+        if "role" not in self.frame:
+            return np.zeros(len(self.frame), bool)
+        return (self.frame["role"].astype(str).str.strip() == "trunk").to_numpy()
+
+    def _kept(self, include_flagged: bool) -> np.ndarray:
+        kept = ~self._trunks()
+        return kept if include_flagged else kept & ~self.frame["flagged"].to_numpy(bool)
+
     def for_fit(self, include_flagged: bool = False) -> Runs:
-        """The runs a fit uses: all of them, or (default) those not flagged. A flagged row without a
-        usable loss (NaN: a run that diverged) cannot be fitted, so including it is an error."""
+        """The runs a fit uses: all but WSD trunks (a trunk's loss is not a finished run's) and, by
+        default, the flagged ones. A flagged row without a usable loss (NaN: a run that diverged)
+        cannot be fitted, so including it is an error."""
+        kept = self._kept(include_flagged)
         if include_flagged:
-            no_loss = np.flatnonzero(~np.isfinite(self.loss))
+            no_loss = np.flatnonzero(kept & ~np.isfinite(self.loss))
             if len(no_loss):
                 from bayes_scaling.errors import InputError
 
                 ids = ", ".join(map(str, self.frame["run_id"].iloc[no_loss[:5]]))
                 raise InputError(f"{len(no_loss)} flagged run(s) have no usable loss ({ids}{', ...' if len(no_loss) > 5 else ''}): "
                                  "they cannot be fitted; leave out --include-flagged / include_flagged, or give them a loss")
-            return self
-        return Runs(self.frame[~self.frame["flagged"]].reset_index(drop=True))
+        return self if kept.all() else Runs(self.frame[kept].reset_index(drop=True))
+
+    def left_out(self, include_flagged: bool = False) -> pd.DataFrame:
+        """The rows ``for_fit`` leaves out (WSD trunks, and flagged rows unless ``include_flagged``)."""
+        return self.frame[~self._kept(include_flagged)].reset_index(drop=True)
 
     def describe_selection(self, include_flagged: bool = False) -> str:
         """One line saying which runs a fit uses and what it leaves out, and why."""
-        if include_flagged or self.n_flagged == 0:
+        trunks = self._trunks()
+        flagged = self.frame["flagged"].to_numpy(bool) & ~trunks & (not include_flagged)
+        if not trunks.any() and not flagged.any():
             return f"using all {len(self)} runs"
-        reasons = self.frame.loc[self.frame["flagged"], "flag_reason"].value_counts()
-        why = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
-        return (
-            f"using {len(self) - self.n_flagged} of {len(self)} runs; excluded {self.n_flagged} "
-            f"flagged ({why}); pass include_flagged / --include-flagged to keep them"
-        )
+        parts = []
+        if trunks.any():
+            parts.append(f"{int(trunks.sum())} WSD trunk{'s' if trunks.sum() > 1 else ''} (role 'trunk': a loss at a "
+                         "constant learning rate, not a finished run's)")
+        if flagged.any():
+            reasons = self.frame.loc[flagged, "flag_reason"].value_counts()
+            why = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
+            parts.append(f"{int(flagged.sum())} flagged ({why}); pass include_flagged / --include-flagged to keep them")
+        return f"using {len(self) - int(trunks.sum() + flagged.sum())} of {len(self)} runs; excluded " + "; ".join(parts)
 
 
 def present_columns(columns, limit: int = 12) -> str:

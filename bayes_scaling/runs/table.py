@@ -67,7 +67,7 @@ def load_runs(
 def as_runs(source: Runs | str | Path | pd.DataFrame) -> Runs:
     """What the fitting entry points accept: ``Runs`` as given (every row: select with ``for_fit``), or a
     DataFrame or a path, validated by ``load_runs`` (errors name the row and field, rather than failing
-    deep inside a fit) and with the rows its ``flagged`` column marks left out, as ``bayes-scaling fit``
+    deep inside a fit) and with the rows its ``flagged`` column marks (and WSD trunks) left out, as ``bayes-scaling fit``
     leaves them out (``fit_input``: an ``InputWarning`` says how many and why)."""
     return fit_input(source)[0]
 
@@ -82,10 +82,11 @@ def fit_input(source: Runs | str | Path | pd.DataFrame) -> tuple[Runs, pd.DataFr
     if isinstance(source, Runs):
         return source, None
     runs = load_runs(source)
-    if not runs.n_flagged:
+    left_out = runs.left_out()
+    if left_out.empty:
         return runs, None
     warnings.warn(runs.describe_selection(), InputWarning, stacklevel=3)
-    return runs.for_fit(), runs.frame[runs.frame["flagged"]].reset_index(drop=True)
+    return runs.for_fit(), left_out
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

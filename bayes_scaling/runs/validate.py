@@ -17,6 +17,7 @@ from bayes_scaling.runs.schema import (
     MAX_PLAUSIBLE_LOSS,
     PLAUSIBLE_N,
     PLAUSIBLE_TOKENS_PER_PARAM,
+    ROLES,
     TABLE_EXPECTED,
     UNIT_CHECK_OFF,
     Runs,
@@ -98,6 +99,8 @@ def validate_runs(
     out.loc[no_loss, "flag_reason"] = out.loc[no_loss, "flag_reason"] + NO_LOSS
     used = set(mapping.values())
     extras = raw[[c for c in raw.columns if c not in used and c not in CANONICAL_COLUMNS]]
+    if "role" in extras:
+        extras = extras.assign(role=_roles(extras["role"], where))
     _check_duplicates(out, where, extras)
 
     extras = extras.apply(_numeric_if_possible)
@@ -235,6 +238,19 @@ def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name:
     if "D" in mapping and "C" in mapping and _blank(raw[mapping["D"]]).all():
         del mapping["D"]  # an empty D column beside a C column: D = C / 6N, as without it
     return mapping
+
+
+def _roles(column: pd.Series, where: _Locator) -> pd.Series:
+    """The ``role`` column, stripped, blank read as "run"; ``InputError`` naming the first rows whose role
+    is not one of ``ROLES`` (a misspelt "brnach" would otherwise be fitted as a cosine run)."""
+    values = column.where(column.notna(), "").astype(str).str.strip()
+    bad = np.flatnonzero(~values.isin([*ROLES, ""]))
+    if len(bad):
+        rows = "; ".join(f"{where.row(int(i))}: {column.iloc[int(i)]!r}" for i in bad[:MAX_PROBLEMS])
+        more = f" (and {len(bad) - MAX_PROBLEMS} more)" if len(bad) > MAX_PROBLEMS else ""
+        raise InputError(f"column 'role': {rows}{more}; expected one of {', '.join(map(repr, ROLES))} "
+                         "(blank for a run of its own)")
+    return values.replace("", "run")
 
 
 def _blank(column: pd.Series) -> pd.Series:

@@ -117,6 +117,9 @@ def test_branch_from_a_trunk_checkpoint_equals_a_straight_run_bitwise(tmp_path):
         run(tiny_spec(**common, branch_from=trunk_dir, branch_at_tokens=256 * 20))
     with pytest.raises(SpecError, match="RunSpec.seed=1: expected the trunk's value 0"):
         run(tiny_spec(**common, seed=1, branch_from=trunk_dir, branch_at_tokens=256 * 12))
+    # another shape is refused by its field, from the trunk's record, before Orbax reads the arrays
+    with pytest.raises(SpecError, match="RunSpec.params=60000: expected the trunk's value"):
+        run(tiny_spec(**common, params=60_000, branch_from=trunk_dir, branch_at_tokens=256 * 12))
     # a finished trunk is extended by running it again with more tokens: it resumes where it stopped
     longer = run(tiny_spec(**{**common, "tokens": 256 * 33, "cooldown_fraction": 0.0}, checkpoint_dir=trunk_dir,
                            save_at_tokens=[256 * 12, 256 * 27, 256 * 33]))
