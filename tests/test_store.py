@@ -117,6 +117,17 @@ def test_the_store_keeps_a_branch_trunk_link_and_leaves_trunks_out_of_fits(tmp_p
 
     assert main(["runs", "list", "--store", str(tmp_path / "runs.sqlite"), "--trunks"]) == 0
     assert "3 runs in" in capsys.readouterr().out
+    assert main(["runs", "list", "--store", str(tmp_path / "runs.sqlite")]) == 0  # the hidden trunk is counted
+    assert "2 runs in" in (out := capsys.readouterr().out) and "1 WSD trunk not listed (--trunks lists them)" in out
+    assert main(["runs", "export", str(tmp_path / "again.csv"), "--store", str(tmp_path / "runs.sqlite")]) == 0
+    assert "wrote 2 runs" in (out := capsys.readouterr().out) and "1 WSD trunk left out" in out
+    # --group would replace the groups a table has of its own: refused, naming them
+    pd.DataFrame({"N": [1e8, 2e8], "D": [2e9, 4e9], "loss": [3.1, 2.9], "group": ["a", "b"]}).to_csv(
+        tmp_path / "grouped.csv", index=False)
+    assert main(["runs", "import", str(tmp_path / "grouped.csv"), "--store", str(tmp_path / "runs.sqlite"),
+                 "--group", "c"]) == 2
+    assert "--group c: " in (err := capsys.readouterr().err) and "has its own groups ('a', 'b')" in err
+    assert len(RunStore(tmp_path / "runs.sqlite").to_frame()) == 2  # nothing imported
     assert store.get("cos")["C_own"] == store.get("cos")["C"]  # a run's own cost is its whole cost
     with pytest.raises(InputError, match="'trunk_id'"):
         store.append(_run("b2", role="branch"))

@@ -634,6 +634,8 @@ def test_a_wsd_frontier_as_a_branch_shifts_the_loss_and_keeps_the_allocation(tmp
     assert main(["frontier", str(fit), "--budget", "1e22", "--as-branch", "t9x"]) == 0  # a typo of a trunk id
     captured = capsys.readouterr()
     assert "'t9x' is not a fitted trunk (fitted: t0" in captured.err and "a new trunk" in captured.out
+    assert main(["frontier", str(fit), "--budget", "1e22", "--as-branch", "t9x", "--json"]) == 0
+    assert any("'t9x' is not a fitted trunk" in n for n in json.loads(capsys.readouterr().out)["notes"])
     del post.idata["posterior"]["wsd_offset"]
     with pytest.raises(InputError, match="only a WSD fit"):
         post.frontier(budgets, branch_of="t0")
@@ -667,6 +669,11 @@ def test_decisions_for_a_wsd_branch_shift_every_loss_and_budget_and_keep_the_cho
     assert main(["decide", str(fit), "--budget", "1e21", "--target-loss", "2.6", "--N", "1e9", "--D", "2e10",
                  "--as-branch"]) == 0
     assert "every loss a WSD branch's, of a new trunk" in capsys.readouterr().out
+    assert main(["decide", str(fit), "--target-loss", str(target), "--as-branch", "t9x", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["notes"] == ["'t9x' is not a fitted trunk (fitted: t0, t1): answered for a new "
+                                                 "trunk's branch"]
+    assert "note: 't9x' is not a fitted trunk" in captured.err
     frontier = post.frontier([1e22], branch_of="new")["L_opt_median"].iloc[0]
     assert main(["frontier", str(fit), "--budget", "1e22", "--as-branch", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["frontier"][0]["L_opt"]["median"] == pytest.approx(frontier, rel=1e-9)

@@ -106,6 +106,18 @@ def group_json(group, post) -> dict:
     return {} if group is None else {"group": group}
 
 
+def unseen_trunk_note(as_branch, post) -> str | None:
+    """The note for ``--as-branch TRUNK`` naming a trunk the WSD fit has not seen: it is answered as a new
+    trunk's branch, which a typo would otherwise pass unseen. None for a fitted trunk or a new one."""
+    from bayes_scaling.posterior import NEW_TRUNK
+
+    trunks = [str(t) for t in post.meta.get("trunks", [])]
+    if as_branch in (None, NEW_TRUNK) or not trunks or str(as_branch) in trunks:
+        return None
+    shown = ", ".join(trunks[:8]) + (f" and {len(trunks) - 8} more" if len(trunks) > 8 else "")
+    return f"{as_branch!r} is not a fitted trunk (fitted: {shown}): answered for a new trunk's branch"
+
+
 def plural(count: int, noun: str) -> str:
     """``plural(1, "run")`` -> "1 run", ``plural(3, "run")`` -> "3 runs"."""
     return f"{count} {noun}{'' if count == 1 else 's'}"

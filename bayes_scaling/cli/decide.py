@@ -50,6 +50,8 @@ def answer(post, args) -> dict:
            "level": args.level, "inference_tokens": T,
            **({"as_branch_of": args.as_branch, "as_branch": post.branch_label(args.as_branch)}
               if args.as_branch is not None else {})}
+    if (note := _common.unseen_trunk_note(args.as_branch, post)) is not None:
+        out["notes"] = [note]
     out["budgets"] = [dc.isoflop_profile(surface, C, inference_tokens=T, level=args.level,
                                          target_loss=args.target_loss).to_json() for C in args.budget or []]
     if args.target_loss is not None:
@@ -111,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
                                  "give their count with --unique-tokens U")
             post.law = post.law.with_unique_tokens(args.unique_tokens)
     answers = [{**_common.group_json(group, post), **answer(post, args)} for group, post in fits]
+    for (group, post), a in zip(fits, answers):
+        for note in a.get("notes", []):
+            _common.info(_common.group_prefix(group, post) + "note: " + note)
     if args.json:
         _common.print_json(answers[0] if fits[0][0] is None else answers)
         return 0

@@ -55,13 +55,9 @@ def run(args: argparse.Namespace) -> int:
     fits = load_fits(args.fit_dir)
     _common.warn_untrusted(fits)
     _common.check_unique_tokens(args, fits)
-    if args.as_branch not in (None, NEW_TRUNK):  # a name the fit has not seen is a new trunk: say so (a typo?)
-        for group, post in fits:
-            trunks = [str(t) for t in post.meta.get("trunks", [])]
-            if trunks and str(args.as_branch) not in trunks:
-                shown = ", ".join(trunks[:8]) + (f" and {len(trunks) - 8} more" if len(trunks) > 8 else "")
-                _common.info(_common.group_prefix(group, post) + f"note: {args.as_branch!r} is not a fitted "
-                             f"trunk (fitted: {shown}): answered for a new trunk's branch")
+    for group, post in fits:  # a name the fit has not seen is a new trunk: say so (a typo?)
+        if (note := _common.unseen_trunk_note(args.as_branch, post)) is not None:
+            _common.info(_common.group_prefix(group, post) + "note: " + note)
     budgets = args.budget or list(STANDARD_BUDGETS)
     answers = []
     for group, post in fits:
@@ -80,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         docs = [{**_common.group_json(group, post), "method": post.method, "law": post.law.name,
                  "model": post.model, **_common.reach_json(post), **_common.checks_json(post),
                  "frontier": _common.frontier_json(table, _common.Reach.of(post), not args.inference_tokens),
-                 "notes": [line.strip() for line in frontier_notes(post, table, budgets, not args.inference_tokens)],
+                 "notes": [line.strip() for line in frontier_notes(post, table, budgets, not args.inference_tokens)]
+                 + [note for note in [_common.unseen_trunk_note(args.as_branch, post)] if note],
                  **({"inference_tokens": args.inference_tokens} if args.inference_tokens else {}),
                  **({"as_branch_of": args.as_branch} if args.as_branch is not None else {})}
                 for group, post, table in answers]

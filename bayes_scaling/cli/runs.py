@@ -37,7 +37,8 @@ def register(subparsers) -> None:
 
 
 def _selection_args(parser, store_help: str) -> None:
-    """--store, --history and --trunks: which store and which of its rows (list and export)."""
+    """--store, --history and --trunks: which store and which of its rows (list and export; both count the trunks
+    they leave out)."""
     parser.add_argument("--store", default=None, help=store_help)
     parser.add_argument("--history", action="store_true", help="every version, not only the latest")
     parser.add_argument("--trunks", action="store_true",
@@ -58,14 +59,23 @@ def _list(args) -> int:
 
     store = _open(args.store, must_exist=True)
     frame = store.to_frame(status=args.status, history=args.history, trunks=args.trunks)
+    hidden = _hidden_trunks(store, len(frame), args, status=args.status)
     if frame.empty:
-        print(f"{store.path}: no runs" + (f" with status {args.status!r}" if args.status else ""))
+        print(f"{store.path}: no runs" + (f" with status {args.status!r}" if args.status else "") + hidden)
         return 0
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(frame[LIST_COLUMNS].to_string(index=False))
     counts = frame["status"].value_counts().to_dict()
-    print(f"{len(frame)} runs in {store.path}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    print(f"{len(frame)} runs in {store.path}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + hidden)
     return 0
+
+
+def _hidden_trunks(store, shown: int, args, status, verb: str = "not listed (--trunks lists them)") -> str:
+    """"; 2 WSD trunks not listed (--trunks lists them)" where the selection left trunks out; "" otherwise."""
+    if args.trunks:
+        return ""
+    hidden = len(store.to_frame(status=status, history=args.history, trunks=True)) - shown
+    return f"; {hidden} WSD trunk{'s' if hidden != 1 else ''} {verb}" if hidden else ""
 
 
 def _import(args) -> int:
@@ -77,6 +87,7 @@ def _import(args) -> int:
     columns = parse_column_mapping(args.column) or None
     runs = load_runs(args.path, columns=columns, check_units=not args.no_unit_check,  # bad rows stop before a store is
                      require_loss=not has_status_column(args.path))  # made; a failed run of an export may lack a loss
+    _check_group_option(args, runs)
     store = _open(args.store, must_exist=False)
     counts = store.import_runs(args.path, group=args.group, columns=columns, check_units=not args.no_unit_check)
     total = sum(counts.values())
@@ -94,11 +105,25 @@ def _import(args) -> int:
     return 0
 
 
+def _check_group_option(args, runs) -> None:
+    """``--group G`` on a table with groups of its own would replace them: refuse, naming the groups."""
+    from bayes_scaling.runs.schema import DEFAULT_GROUP
+
+    if args.group is None:
+        return
+    own = sorted(set(runs.frame["group"].astype(str)) - {DEFAULT_GROUP, str(args.group)})
+    if own:
+        shown = ", ".join(map(repr, own[:5])) + (f" and {len(own) - 5} more" if len(own) > 5 else "")
+        raise InputError(f"--group {args.group}: {args.path} has its own groups ({shown}) in its group column, which "
+                         "--group would replace; leave out --group to keep them, or drop or rename that column")
+
+
 def _export(args) -> int:
     store = _open(args.store, must_exist=True)
-    n = store.export(args.path, status=None if args.all_statuses else "ok", history=args.history,
-                     trunks=args.trunks)
+    status = None if args.all_statuses else "ok"
+    n = store.export(args.path, status=status, history=args.history, trunks=args.trunks)
     left = 0 if args.all_statuses else len(store.to_frame(status=None, history=args.history, trunks=args.trunks)) - n
     print(f"wrote {n} runs to {args.path}" + (f" ({left} not ok, failed or refused, left out: --all-statuses keeps them)"
-                                               if left else ""))
+                                               if left else "")
+          + _hidden_trunks(store, n, args, status, "left out (--trunks keeps them)"))
     return 0
