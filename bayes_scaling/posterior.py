@@ -71,10 +71,18 @@ def check_fit_directory(directory: str | Path) -> Path:
             raise InputError(f"{directory}: a directory holding other files ({', '.join(others[:3])}"
                              f"{', ...' if len(others) > 3 else ''}), not a saved fit; a fit is saved in a directory "
                              "of its own: give a new or empty one")
-    existing = next(p for p in [directory, *directory.absolute().parents] if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{directory}: cannot write in {existing}; expected a directory this process may write in")
+    check_writable_place(directory, f"{directory}")
     return directory
+
+
+def check_writable_place(path: Path, label: str) -> None:
+    """``InputError`` (``label`` first) unless the nearest existing one of ``path`` and its parents is a
+    directory this process may write in: what it takes to create ``path`` later."""
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{label}: {existing} is a file, so nothing can be written under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{label}: cannot write in {existing}; expected a place this process may write in")
 
 
 def replace_directory(new: Path, directory: Path, replaced=FIT_ENTRIES) -> None:

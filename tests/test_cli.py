@@ -353,4 +353,9 @@ def test_backtest_and_report_refuse_an_output_they_could_not_write_before_any_wo
     assert "is a file, so nothing can be written under it" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "fit"), "--out", str(a_file / "report.html")]) == 2
     assert "is a file, so nothing can be written under it" in capsys.readouterr().err
+    from bayes_scaling.errors import InputError
+    from bayes_scaling.posterior import check_fit_directory  # a fit's directory is checked by the same rule
+
+    with pytest.raises(InputError, match=r"notes.txt/fit: .*notes.txt is a file, so nothing can be written under it"):
+        check_fit_directory(a_file / "fit")
     assert a_file.read_text() == "mine"

@@ -68,8 +68,9 @@ def check_output_path(path, *, directory: bool, option: str = "--out"):
     """Refuse, before the work whose result it is meant to hold, an output the command could not write
     at the end: an empty path, a file where a directory is meant (or the reverse), or a place under a file
     or one this process may not write in. Returns the path."""
-    import os
     from pathlib import Path
+
+    from bayes_scaling.posterior import check_writable_place
 
     if not str(path).strip():
         raise InputError(f"{option}: an empty path; expected a {'directory' if directory else 'file name'}")
@@ -78,11 +79,7 @@ def check_output_path(path, *, directory: bool, option: str = "--out"):
         raise InputError(f"{option} {path}: a file, expected a directory to write into")
     if not directory and path.is_dir():
         raise InputError(f"{option} {path}: a directory, expected a file name")
-    existing = next(p for p in [path if directory else path.parent, *path.absolute().parents] if p.exists())
-    if not existing.is_dir():
-        raise InputError(f"{option} {path}: {existing} is a file, so nothing can be written under it")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{option} {path}: cannot write in {existing}; expected a place this process may write in")
+    check_writable_place(path if directory else path.parent, f"{option} {path}")
     return path
 
 
