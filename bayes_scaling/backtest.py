@@ -84,6 +84,28 @@ def fit_with(method: str = "nuts", *, law: str = "chinchilla", bootstrap: int = 
     return fit
 
 
+def hierarchical_fit(*, model: str = "plain", refits: str | None = None, seed: int = 0, progress: bool = False,
+                     **keywords) -> Callable[[Runs], dict]:
+    """A joint fitter for ``backtest(fit_groups=...)``: Runs -> {group: Posterior}, the hierarchical model
+    (``fit_hierarchical``, grouped by the runs' ``group`` column) fitted once to every group's training runs,
+    with the redo policy on as ``fit --group-by`` has it; ``model`` "extrapolating" adds each group's drift
+    (``add_drift``, calibrated on that group's training runs). ``keywords`` go to ``fit_hierarchical``."""
+    from bayes_scaling.fitting.nuts import add_drift
+    from bayes_scaling.hierarchical import fit_hierarchical
+
+    if model not in ("plain", "extrapolating"):
+        raise InputError(f"model must be one of extrapolating, plain, got {model!r}")
+    keywords = {"retry_divergent": True, "more_draws": True, **keywords}
+
+    def fit(runs: Runs) -> dict:
+        groups = fit_hierarchical(runs, group_by="group", seed=seed, progress=progress, **keywords).groups
+        if model == "extrapolating":
+            groups = {name: add_drift(post, refits=refits) for name, post in groups.items()}
+        return groups
+
+    return fit
+
+
 def fit_like(posterior, progress: bool = False) -> Callable[[Runs], object]:
     """A fit callable with the law and settings of a saved fit (NUTS or the Approach-3 point fit),
     for backtesting the runs it was fitted to. Custom priors are not recorded in a saved fit: the
@@ -348,6 +370,7 @@ def backtest(
     runs: Runs,
     *,
     fit: Callable[[Runs], object] | None = None,
+    fit_groups: Callable[[Runs], dict] | None = None,
     top_budgets: int | None = None,
     fraction: float | None = None,
     budget_column: str | None = "auto",
@@ -361,6 +384,9 @@ def backtest(
     ``runs``: the runs to use (select first, e.g. ``runs.for_fit()``; a DataFrame or a path is read as
     ``fit_nuts`` reads one, its flagged rows left out). ``fit``: Runs -> Posterior,
     called once per group on that group's training rows only (default: ``fit_nuts`` at defaults).
+    ``fit_groups`` instead: Runs -> {group: Posterior}, called once on every group's training rows
+    together (a hierarchical fit, ``hierarchical_fit``), so each group is predicted by the model that
+    pools it with the others; it never sees a held-out run either.
     ``top_budgets`` / ``fraction`` / ``budget_column``: the split (``splits.split_by_compute``).
     ``levels``: interval levels scored; ``level`` (default the largest) is the headline level of
     the text table and of the N_opt comparison."""
@@ -374,29 +400,45 @@ def backtest(
     if note:
         warnings.warn(note, InputWarning, stacklevel=2)
     split = split_by_compute(runs, top_budgets=top_budgets, fraction=fraction, budget_column=column)
+    if fit is not None and fit_groups is not None:
+        raise InputError("give fit (one fit per group) or fit_groups (one joint fit), not both")
     fit = fit or default_fit(seed=seed, progress=progress)
     rows, n_opt_rows, fit_seconds, verdicts, models = [], [], {}, {}, []
     train_frame, test_frame = split.train.frame, split.test.frame
     groups = sorted(runs.frame["group"].unique(), key=str)
     skipped = {}
+    joint = None
+    if fit_groups is not None:
+        if progress:
+            print(f"backtest: fitting {len(split.train)} training runs of {len(groups)} groups together, predicting "
+                  f"{len(split.test)} held out", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        joint = {str(name): post for name, post in fit_groups(split.train).items()}
+        fit_seconds["all groups (one joint fit)"] = time.perf_counter() - start
     for i, name in enumerate(groups):
         train = Runs(train_frame[train_frame["group"] == name].reset_index(drop=True))
         test = Runs(test_frame[test_frame["group"] == name].reset_index(drop=True))
         if not len(test):
             skipped[str(name)] = f"its {len(train)} run(s) leave none to hold out"
             continue
-        if progress:
-            print(f"backtest [{i + 1}/{len(groups)}] {name}: fitting {len(train)} runs, predicting {len(test)} held out",
-                  file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        try:
-            posterior = fit(train)
-        except InputError as err:  # too few runs left to fit this group: the others are still backtested
-            if len(groups) == 1:
-                raise
-            skipped[str(name)] = f"{err}"
-            continue
-        fit_seconds[str(name)] = time.perf_counter() - start
+        if joint is not None:
+            if str(name) not in joint:
+                skipped[str(name)] = "the joint fit has no law for it (no training runs)"
+                continue
+            posterior = joint[str(name)]
+        else:
+            if progress:
+                print(f"backtest [{i + 1}/{len(groups)}] {name}: fitting {len(train)} runs, predicting {len(test)} "
+                      "held out", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            try:
+                posterior = fit(train)
+            except InputError as err:  # too few runs left to fit this group: the others are still backtested
+                if len(groups) == 1:
+                    raise
+                skipped[str(name)] = f"{err}"
+                continue
+            fit_seconds[str(name)] = time.perf_counter() - start
         verdicts[str(name)] = fit_verdict(posterior)
         models.append(posterior.model_label)  # the model, and its misfit noise or WSD terms where it has them
         draws = np.asarray(posterior.predict(test.N, test.D, seed=seed, offset_at=held_out_levels(posterior, test)))

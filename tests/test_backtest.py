@@ -105,6 +105,33 @@ def test_backtest_never_fits_a_held_out_run_and_scores_every_one():
     assert all({"ok", "verdict", "design_limits"} <= set(v) for v in payload["diagnostics"].values())
 
 
+def test_a_joint_fit_sees_every_groups_training_runs_once_and_no_held_out_run(capsys):
+    """``fit_groups`` (a hierarchical fit): called once on all groups' training rows; each group is predicted
+    by its member of that fit. The CLI's --hierarchical refuses what cannot pool."""
+    from bayes_scaling.cli import main
+
+    runs = load_marin().for_fit()
+    runs = type(runs)(runs.frame[runs.frame["group"].isin(["dclm", "comma"])].reset_index(drop=True))
+    seen = []
+
+    def joint(train):
+        seen.append(train)
+        return {name: short_fit()(type(train)(train.frame[train.frame["group"] == name].reset_index(drop=True)))
+                for name in train.groups}
+
+    result = backtest(runs, fit_groups=joint, top_budgets=2)
+    assert len(seen) == 1 and set(seen[0].frame["group"]) == {"dclm", "comma"}
+    assert set(seen[0].frame["run_id"]).isdisjoint(result.runs["run_id"])
+    assert set(seen[0].frame["run_id"]) | set(result.runs["run_id"]) == set(runs.frame["run_id"])
+    assert list(result.fit_seconds) == ["all groups (one joint fit)"] and set(result.diagnostics) == {"comma", "dclm"}
+    with pytest.raises(InputError, match="not both"):
+        backtest(runs, fit=short_fit(), fit_groups=joint, top_budgets=2)
+    assert main(["backtest", "chinchilla", "--hierarchical"]) == 2
+    assert "--hierarchical pools groups, and these runs have 1" in capsys.readouterr().err
+    assert main(["backtest", "marin", "--group-by", "group", "--hierarchical", "--method", "map"]) == 2
+    assert "drop --method map" in capsys.readouterr().err
+
+
 def test_backtest_compute_quantile_split_and_figure(tmp_path):
     runs = load_gadre()
     runs = type(runs)(runs.frame[runs.frame["group"] == "rpj"].reset_index(drop=True))

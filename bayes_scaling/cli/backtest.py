@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_fit_options(p, model_help="with --method nuts: 'extrapolating' (default) adds the law's own error beyond the "
                                   "fitted runs (docs/extrapolation.md); 'plain': the law alone. With --group-by too: each "
                                   "group is fitted on its own, by this model")
+    p.add_argument("--hierarchical", action="store_true",
+                   help="with --group-by: fit the hierarchical model (as 'fit --group-by' does, partial pooling) once "
+                        "to every group's training runs together, instead of each group alone; --model plain (its "
+                        "default) or extrapolating (each group's drift)")
     p.add_argument("--json", action="store_true", help="print every held-out run and the summaries as JSON on stdout")
     p.add_argument("--out", metavar="DIR", help="write backtest_runs.csv, backtest.json and the figure (PNG, SVG) here")
     p.set_defaults(func=run)
@@ -45,6 +49,26 @@ def read_grouped_runs(source: str, columns, group_by: str | None, check_units: b
             _common.info(f"{source}: no column {group_by!r}; grouping by its 'group' column "
                          f"(groups {', '.join(runs.groups)})")
     return runs
+
+
+def hierarchical_fit_from_args(args: argparse.Namespace, selected):
+    """``--hierarchical``: the joint fitter (``backtest.hierarchical_fit``) with the command's sampler options;
+    ``InputError`` where the options cannot make one."""
+    from bayes_scaling.backtest import hierarchical_fit
+    from bayes_scaling.cli.fit import branch_count, target_accept
+
+    if args.method != "nuts":
+        raise InputError("--hierarchical fits the hierarchical model with NUTS; drop --method map")
+    if len(selected.groups) < 2:
+        raise InputError(f"--hierarchical pools groups, and these runs have {len(selected.groups)} "
+                         f"({', '.join(map(str, selected.groups))}); name the group column with --group-by COLUMN")
+    if branch_count(selected):
+        raise InputError("--hierarchical: the hierarchical model has no WSD terms, and these runs have WSD branches "
+                         "(role 'branch'); leave out --hierarchical to backtest the WSD model per group")
+    return hierarchical_fit(model=args.model or "plain", refits=args.refits, seed=args.seed,
+                            progress=_common.show_progress(args), law=args.law, likelihood=args.likelihood,
+                            num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
+                            more_draws=not args.no_more_draws, **target_accept(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,13 +96,16 @@ def run(args: argparse.Namespace) -> int:
                         num_warmup=args.warmup, init_theta=args.init, model=args.model or "extrapolating",
                         more_draws=not args.no_more_draws, refits=args.refits, **target_accept(args))
     selected = runs.for_fit(args.include_flagged)
-    if args.method == "nuts" and branch_count(selected):  # each fold fits the WSD model, as `fit` does
+    fit, fit_groups = None, None
+    if args.hierarchical:
+        fit_groups = hierarchical_fit_from_args(args, selected)
+    elif args.method == "nuts" and branch_count(selected):  # each fold fits the WSD model, as `fit` does
         fit = wsd_fit_callable(args, selected)
     else:
         fit = fit_with(args.method, law=args.law, bootstrap=args.bootstrap, progress=_common.show_progress(args),
                        **settings)
         note_branches_as_cosine_runs(selected, "Approach 3")
-    result = backtest(selected, fit=fit, top_budgets=args.holdout_top_budgets,
+    result = backtest(selected, fit=fit, fit_groups=fit_groups, top_budgets=args.holdout_top_budgets,
                       fraction=args.holdout_fraction, budget_column=args.budget_column, level=args.level,
                       seed=args.seed, progress=True)
     if args.out:

@@ -301,7 +301,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
     note_branches_as_cosine_runs(selected, "the hierarchical model")
     _common.info(f"sampling the hierarchical model ({args.pooling} pooling): {args.chains} chains x {args.draws} draws...")
     fit = fit_hierarchical(
-        selected, group_by=group_by, pooling=args.pooling, share_exponents=args.share_exponents,
+        selected, group_by=group_by, law=args.law, pooling=args.pooling, share_exponents=args.share_exponents,
         likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
         seed=args.seed, progress=_common.show_progress(args),
         offset_by=None if args.offset_by == "none" else args.offset_by,
