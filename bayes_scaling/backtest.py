@@ -176,7 +176,10 @@ def slice_optimum(N, loss, *, level: float = 0.9, resamples: int = BOOTSTRAP_RES
     vertex = centre - c[1] / (2 * c[2]) if not opens_downward else np.nan
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=resamples).astype(np.float64)
-    ok = (counts > 0).sum(axis=1) >= 3
+    sizes = np.unique(logn, return_inverse=True)[1]  # runs that share a model size (replicates, seeds) count once
+    per_size = np.zeros((resamples, sizes.max() + 1))
+    np.add.at(per_size, (slice(None), sizes), counts)
+    ok = (per_size > 0).sum(axis=1) >= 3
     vertices = np.full(resamples, np.nan)
     if ok.any():
         cb = _parabola(x, loss, counts[ok])

@@ -34,15 +34,21 @@ def _level(level: float) -> float:
 
 
 def quantiles(draws, q, axis: int = 0) -> np.ndarray:
-    """``np.quantile`` (linear interpolation) that stays defined where draws are infinite: a quantile
-    falling between two infinite draws of one sign is that infinity (NumPy's interpolation makes it
-    inf - inf = NaN). A far prediction whose law overflows in a few draws then keeps an infinite
-    bound rather than losing its interval. NaN draws still give NaN."""
+    """``np.quantile`` (linear interpolation) that stays defined where draws are infinite. A quantile
+    that interpolates towards an infinite draw is that infinity: a + t (inf - a) = inf for any t > 0,
+    which NumPy's arithmetic turns into NaN (inf - inf) between two infinite draws and, at t >= 0.5,
+    between a finite draw and an infinite one. A far prediction whose law overflows in a few draws then
+    keeps an infinite bound rather than losing its interval or getting a finite one. NaN draws (and a
+    quantile between -inf and +inf) still give NaN."""
     draws = np.asarray(draws, np.float64)
     out = np.quantile(draws, q, axis=axis)
     bad = np.isnan(out)
     if bad.any():
-        out = np.where(bad, np.quantile(draws, q, axis=axis, method="lower"), out)
+        below = np.quantile(draws, q, axis=axis, method="lower")
+        above = np.quantile(draws, q, axis=axis, method="higher")
+        towards = np.where(above == np.inf, np.inf, np.where(below == -np.inf, -np.inf, np.nan))
+        towards = np.where((below == -np.inf) & (above == np.inf), np.nan, towards)
+        out = np.where(bad, towards, out)
     return out
 
 

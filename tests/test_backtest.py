@@ -66,6 +66,16 @@ def test_slice_parabola_recovers_a_known_vertex():
     assert opt.lo <= 2e8 * 1.0001 and opt.hi >= 2e8 * 0.9999 and opt.vertex_in_slice and not opt.opens_downward
 
 
+def test_slice_parabola_with_replicate_sizes_resamples_three_distinct_sizes():
+    """Runs that share N (seeds) count once towards the three sizes a parabola needs: resamples that hold
+    only two sizes are dropped, not solved as a singular system."""
+    N = np.repeat([1e8, 2e8, 4e8], 2)
+    loss = 3.0 + 0.05 * (np.log(N) - np.log(2e8)) ** 2 + np.tile([0.001, -0.001], 3)
+    for seed in range(5):
+        opt = slice_optimum(N, loss, seed=seed)
+        assert opt.n_opt == pytest.approx(2e8, rel=1e-3) and 0 < opt.valid_resamples < 1 and opt.lo <= opt.hi
+
+
 def test_slice_parabola_says_when_it_opens_downward_or_leaves_the_slice():
     N = np.logspace(7, 9, 7)
     down = slice_optimum(N, 3.0 - 0.05 * (np.log(N) - np.log(1e8)) ** 2)
@@ -198,6 +208,13 @@ def test_interval_bounds_stay_defined_where_draws_are_infinite():
     assert scoring.interval_score(np.zeros(3), lo, hi, 0.9)[1] == np.inf
     draws[0, 2] = np.nan
     assert np.isnan(scoring.central_interval(draws, 0.9)[1][2])  # a NaN draw still says something is wrong
+    # interpolating from a finite draw towards an infinite one is that infinity, whatever the fraction (NumPy
+    # gives NaN at fractions >= 0.5); quantiles stay in order
+    q = scoring.quantiles(np.array([1.0, 2.0, 3.0, np.inf]), [0.5, 0.7, 0.95])
+    assert q[0] == 2.5 and q[1] == np.inf and q[2] == np.inf
+    assert scoring.quantiles(np.array([-np.inf, 1.0, 2.0, 3.0]), 0.05) == -np.inf
+    tail = np.concatenate([np.linspace(0, 1, 1187), np.full(63, np.inf)])  # S = 1250: the 95% point falls in the tail
+    assert scoring.central_interval(tail[:, None], 0.9)[1][0] == np.inf
 
 
 def test_a_budget_column_of_one_run_per_budget_is_called_out():

@@ -16,8 +16,11 @@ The utility is the mutual information I(T; y_x) = E[log p(y | T) - log p(y)] (na
 * ``eig_nested`` (reference). Nested Monte Carlo: outer pairs (theta_i, y_i), y_i = mu_i + sigma_i
   eps_i, and inner sums over all draws,
       p(y_i) ~= sum_s w_s p(y_i | theta_s),   p(y_i | T_i) ~= sum_{s: T_s ~ T_i} w_s p(y_i | theta_s) / sum w_s,
-  where T ~ T_i means the same bin of T (quantile bins; exact for a discrete T, and a lower bound
-  that tightens with more bins for a continuous one). The eps_i are the same for every candidate
+  where T ~ T_i means the same bin of T (quantile bins). With infinitely many draws it gives
+  I(b(T); y), exact for a discrete T and, for a continuous one, a lower bound on I(T; y) that tightens
+  with more bins; with S draws it is biased upwards by O(bins / S), since each outer draw sits in its
+  own inner sums, which hold about S / bins draws per bin (measured at I = 0 with 8 bins: +0.021 nats
+  at S = 500, +0.0066 at 2,000, +0.0016 at 8,000). The eps_i are the same for every candidate
   (common random numbers), so differences between candidates are estimated with little noise.
   Estimates are clipped at zero (the true value is non-negative; small negatives are noise).
 """
