@@ -19,7 +19,7 @@ def one_line(text: str, limit: int = 600) -> str:
 def describe_file(path) -> str:
     """What a file looks like from its first bytes, for messages about a file of the wrong kind:
     'empty (0 bytes)', 'a SQLite database', 'a Parquet file', 'an HDF5/netCDF file', 'a ZIP archive',
-    'text', or 'binary data'."""
+    'text', text in another encoding (UTF-16, Latin-1: it says so) or 'binary data'."""
     from pathlib import Path
 
     path = Path(path)
@@ -36,9 +36,14 @@ def describe_file(path) -> str:
                         (b"\x1f\x8b", "a gzip file")):
         if head.startswith(magic):
             return kind
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16 text (save it as UTF-8)"
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
         if err.start < len(head) - 4:  # not just a character cut at the end of the sample
+            if b"\x00" not in head and all(b >= 32 or b in b"\t\r\n" for b in head):
+                return (f"text in an encoding other than UTF-8 (byte 0x{head[err.start]:02x} at offset {err.start}; "
+                        "save it as UTF-8)")
             return "binary data"
     return "text"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from bayes_scaling.errors import InputError
 from bayes_scaling.runs.table import Runs
@@ -40,7 +41,9 @@ def budget_column_of(runs: Runs, budget_column: str | None = "auto") -> str | No
     if budget_column in (None, "none"):
         return None
     if budget_column == "auto":
-        return "budget" if "budget" in runs.frame.columns else None
+        if "budget" not in runs.frame.columns:
+            return None
+        budget_column = "budget"
     if budget_column not in runs.frame.columns:
         from bayes_scaling.runs.schema import CANONICAL_COLUMNS
 
@@ -48,9 +51,15 @@ def budget_column_of(runs: Runs, budget_column: str | None = "auto") -> str | No
         raise InputError(f"budget column {budget_column!r} not in the run table; its columns beyond N, D, C and loss: "
                          f"{', '.join(extras) or 'none'}; name the column that holds each run's IsoFLOP budget, or "
                          "split on compute (--holdout-fraction F, or fraction=F) for runs without one")
-    values = runs.frame[budget_column]
-    if not np.issubdtype(values.dtype, np.number) or not np.all(np.isfinite(values)) or (values <= 0).any():
-        raise InputError(f"budget column {budget_column!r} must hold positive FLOP counts in every row")
+    cells = runs.frame[budget_column]
+    values = pd.to_numeric(cells, errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+    if len(bad):
+        shown = "; ".join(f"run {runs.frame['run_id'].iloc[i]!r}: {cells.iloc[i]!r}" for i in bad[:5])
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise InputError(f"budget column {budget_column!r} must hold positive FLOP counts in every row; {shown}{more} "
+                         "(give every run its IsoFLOP budget; a column of that name that holds something else: rename it; "
+                         "backtest: split on compute with --budget-column none)")
     return budget_column
 
 

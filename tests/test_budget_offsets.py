@@ -211,7 +211,7 @@ def test_bad_offset_options_are_refused():
         fit_hierarchical(runs, offset_by="budget", offset_scale=0.0, **FAST)
     frame = runs.frame.copy()
     frame.loc[3, "budget"] = np.nan
-    with pytest.raises(InputError, match="missing values"):
+    with pytest.raises(InputError, match="has no value for runs"):
         fit_hierarchical(type(runs)(frame), offset_by="budget", **FAST)
 
 

@@ -50,7 +50,7 @@ def build_offsets(law: Law, column: pd.Series, runs, estimates, group, *, detren
     coordinate (t the prior median of tau_o, s its standard error from the groups' point
     estimates; lambda = 0 where not ``centred``). ``level_apart`` (free offsets only): the basis
     is R, the complement of the common level, which the model samples on its own."""
-    levels, index = offset_levels(column)
+    levels, index = offset_levels(column, runs.frame["run_id"] if hasattr(runs, "frame") else None)
     level_apart = level_apart and not detrend and len(levels) >= 2
     if detrend:
         basis = detrending_basis(level_logs(levels, column.name))
@@ -64,12 +64,22 @@ def build_offsets(law: Law, column: pd.Series, runs, estimates, group, *, detren
     return Offsets(levels, index, basis, lam, detrended=detrend, level_apart=level_apart)
 
 
-def offset_levels(column: pd.Series) -> tuple[list[str], np.ndarray]:
+MISSING_WORDS = {"", "na", "n/a", "nan", "null", "none", "-"}  # cells that say "no value", not a level's name
+
+
+def offset_levels(column: pd.Series, run_ids: pd.Series | None = None) -> tuple[list[str], np.ndarray]:
     """The offset column's levels (``offset_key`` of each value, sorted numerically where the
-    values are numbers) and each run's index among them."""
-    if column.isna().any():
-        raise InputError(f"offset column {column.name!r} has missing values in rows "
-                         f"{', '.join(map(str, np.flatnonzero(column.isna().to_numpy())[:5]))}")
+    values are numbers) and each run's index among them. A missing cell (NaN, blank, "N/A", ...)
+    is an error naming its runs (``run_ids``) or rows: it would be a level of its own."""
+    missing = (column.isna() | column.astype(str).str.strip().str.lower().isin(MISSING_WORDS)).to_numpy()
+    if missing.any():
+        where = np.flatnonzero(missing)
+        names = (", ".join(repr(str(run_ids.iloc[i])) for i in where[:5]) if run_ids is not None
+                 else ", ".join(str(i + 1) for i in where[:5]))
+        more = f" and {len(where) - 5} more" if len(where) > 5 else ""
+        raise InputError(f"offset column {column.name!r} has no value for {'runs' if run_ids is not None else 'rows'} "
+                         f"{names}{more} ({', '.join(sorted({repr(str(column.iloc[i])) for i in where[:5]}))}); "
+                         "expected a level (an IsoFLOP budget) in every row, or --offset-by none")
     keys = [offset_key(v) for v in column]
     unique = sorted(set(keys), key=lambda k: (0, float(k), k) if _is_number(k) else (1, 0.0, k))
     return unique, np.array([unique.index(k) for k in keys])

@@ -58,7 +58,8 @@ def validate_runs(
     if has_c:
         out["C"] = _positive_numbers(raw, mapping["C"], where, problems)
     if "loss" in mapping:
-        forgiven = flagged.to_numpy() if require_loss else np.ones(len(raw), bool)
+        # runs to predict may have no loss yet (a blank cell); a loss that is there must be a real one
+        forgiven = flagged.to_numpy() | (False if require_loss else _blank(raw[mapping["loss"]]).to_numpy())
         out["loss"] = _positive_numbers(raw, mapping["loss"], where, problems, forgiven=forgiven)
     else:
         out["loss"] = np.nan
@@ -99,6 +100,9 @@ def validate_runs(
     out.loc[no_loss, "flag_reason"] = out.loc[no_loss, "flag_reason"] + NO_LOSS
     used = set(mapping.values())
     extras = raw[[c for c in raw.columns if c not in used and c not in CANONICAL_COLUMNS]]
+    shadowed = [f for f, name in mapping.items() if name != f and f in raw.columns]  # 'group' beside group=dataset
+    if shadowed:  # kept under another name, not dropped
+        extras = pd.concat([extras, raw[shadowed].rename(columns=lambda c: f"table_{c}")], axis=1)
     if "role" in extras:
         extras = extras.assign(role=_roles(extras["role"], where))
     _check_duplicates(out, where, extras)
@@ -218,6 +222,11 @@ def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name:
                 f"{source_name}: column '{name}' (mapped to {field}) not found; "
                 f"columns present: {present_columns(raw.columns)}"
             )
+    shadowed = [(field, mapping[field]) for field in mapping if mapping[field] != field and field in raw.columns]
+    for field, name in shadowed:
+        if field in ("N", "D", "C", "loss") or f"table_{field}" in raw.columns:
+            raise InputError(f"{source_name}: column '{name}' is mapped to {field}, and the table has a column "
+                             f"'{field}' of its own; rename one of them (or map '{field}' itself)")
     present = present_columns(raw.columns)
     missing = [f"'{field}'" for field in ("N",) if field not in mapping]
     if "D" not in mapping and "C" not in mapping:
@@ -231,8 +240,14 @@ def _resolve_columns(raw: pd.DataFrame, columns: Mapping[str, str], source_name:
         else:
             fields = [f for f in ("N", "D", "loss") if f not in mapping and not (f == "D" and "C" in mapping)
                       and (f != "loss" or require_loss)]
-            hint = ("map yours with columns={" + ", ".join(f"'{f}': 'your_name'" for f in fields) + "} (CLI: "
-                    + " ".join(f"--column {f}=your_name" for f in fields) + ")")
+            near = {f: c for f in fields for c in map(str, raw.columns) if c.strip().lower() == f.lower()}
+            names = {f: near.get(f, "your_name") for f in fields}
+            hint = ("map yours with columns={" + ", ".join(f"'{f}': {names[f]!r}" for f in fields) + "} (CLI: "
+                    + " ".join(f"--column '{f}={names[f]}'" if names[f] != names[f].strip() else f"--column {f}={names[f]}"
+                               for f in fields) + ")")
+            if near:
+                hint = ("; ".join(f"column {c!r} differs from '{f}' only in case or spaces" for f, c in near.items())
+                        + "; " + hint)
         raise InputError(f"{source_name}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
                          f"columns present: {present}; {hint}")
     if "D" in mapping and "C" in mapping and _blank(raw[mapping["D"]]).all():
@@ -303,9 +318,12 @@ def _raise_problems(problems: list, where: _Locator) -> None:
 
 
 def _run_ids(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
-    ids = raw[column].astype(str)
+    """The run ids as text without surrounding spaces ("r3 " is run "r3"); an empty cell (blank, NaN, a
+    Parquet null) is an error naming its row."""
+    cells = raw[column]
+    ids = cells.where(cells.notna(), "").astype(str).str.strip()
     for i, value in enumerate(ids):
-        if value.strip() in {"", "nan", "None"}:
+        if value in {"", "nan", "None"}:
             raise InputError(f"{where.row(i)}, column '{column}' is empty; expected a run id")
     return ids
 
@@ -370,5 +388,10 @@ def _groups(raw: pd.DataFrame, column: str, where: _Locator) -> pd.Series:
 
 
 def _numeric_if_possible(column: pd.Series) -> pd.Series:
+    """A column of the user's as numbers where every value is one, else as given; values written with
+    leading zeros ("007", "00501": identifiers, seeds, codes) keep the column as text, so they are kept."""
+    text = column.dropna().astype(str).str.strip()
+    if text.str.match(r"^[+-]?0\d").any():
+        return column
     converted = pd.to_numeric(column, errors="coerce")
     return converted if converted.notna().sum() == column.notna().sum() else column
