@@ -140,7 +140,8 @@ def sampled(post, excluded):
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
     from bayes_scaling.checking import add_posterior_predictive
 
-    add_posterior_predictive(post)
+    with _common.ticker("posterior predictive draws of every run"):
+        add_posterior_predictive(post)
     post.excluded = excluded
     return post
 
@@ -268,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
     if args.group_by:
         return run_hierarchical(args)
     post, _ = fit_from_args(args, args.runs)
-    out = post.save(Path(args.out))
+    with _common.ticker(f"saving the fit to {args.out}", quiet=args.json):
+        out = post.save(Path(args.out))
     print_verdict(post)
     summary = post.summary(args.level)
     if args.json:

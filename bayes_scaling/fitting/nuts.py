@@ -15,6 +15,7 @@ compilation cache (see ``_jax_setup``) do the same.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from functools import partial
 
@@ -231,7 +232,13 @@ def _drift_scales(runs: Runs, settings: SamplerSettings, *, law, priors, likelih
     capacity = padded_capacity(len(runs))
     refit_settings = settings.replace(init="projection", progress=False)
 
+    done = []
+
     def refit(train: Runs) -> Posterior:
+        if settings.progress:  # the refits can take a while on big tables: say where the fit is
+            done.append(len(train))
+            print(f"calibrating the drift beyond the runs: leave-future-out refit {len(done)} ({len(train)} runs)...",
+                  file=sys.stderr, flush=True)
         return _fit(train, law=law, priors=priors, likelihood=likelihood, nu=nu, settings=refit_settings,
                     laplace=True, capacity=capacity, misfit_noise=misfit_noise)
 
