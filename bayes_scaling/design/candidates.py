@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -105,46 +106,44 @@ def _log_grid(bounds, points: int, name: str) -> np.ndarray:
 
 
 POOL_ALIASES = {"N": ("N", "params"), "D": ("D", "tokens"), "cost": ("cost", "C", "flops")}
+COMPUTE_COLUMNS = ("C", "flops")  # cost columns in FLOPs, from which D = C / 6N where no D is given
 
 
-POOL_EXPECTED = "expected a pool of runnable runs: one run a row, with columns N (or params), D (or tokens) and optionally cost"
+POOL_EXPECTED = ("expected a pool of runnable runs: one run a row, with columns N (or params), D (or tokens; "
+                 "or C, D = C / 6N) and optionally cost")
 MAX_PROBLEMS = 5  # bad fields named in one error, then how many more
 
 
 def read_pool(path, check_units: bool = True) -> tuple[Candidates, pd.DataFrame]:
     """A table of runnable runs (CSV or Parquet) as candidates, and its raw frame: columns N (or
-    params), D (or tokens), optionally cost (or C, flops; default 6 N D) and run_id (the key;
-    default N..-D..); other columns (U, ...) are kept in the frame. Every bad field is named by row
-    (from 1 after the header) and column, as a run table's are; N and D get the run tables' unit check
-    (``check_units=False`` to skip it); rows that repeat a run are named."""
+    params), D (or tokens; without one, D = C / 6N from a column C or flops), optionally cost (or C,
+    flops; default 6 N D) and run_id (the key, stripped; default N..-D..); other columns (U, ...)
+    are kept in the frame. Each field comes from one column (N and params both: refused). Every bad
+    field is named by row (from 1 after the header) and column, as a run table's are; a blank run_id
+    too; N and D get the run tables' unit check (``check_units=False`` to skip it); rows that repeat
+    a run are named."""
     from bayes_scaling.runs.files import check_table_path, read_file
     from bayes_scaling.runs.validate import _Locator, check_plausible_units
 
-    path, suffix, kind = check_table_path(path, POOL_EXPECTED)
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise InputError(f"{path}: a pool of runs must be a .csv or .parquet table")
+    path, suffix, kind = check_table_path(_check_pool_path(path), POOL_EXPECTED)
     frame = read_file(path, suffix, kind, POOL_EXPECTED)
-    values, names, problems = {}, {}, []
-    for field, aliases in POOL_ALIASES.items():
-        name = next((n for n in aliases if n in frame.columns), None)
-        if name is None:
-            if field == "cost":
-                continue
-            raise InputError(f"{path}: no column {' or '.join(aliases)} ({POOL_EXPECTED}); columns: "
-                             f"{', '.join(map(str, frame.columns))}")
+    names = _pool_columns(frame, path)
+    values, problems = {}, []
+    for field, name in names.items():
         raw = frame[name]
         column = np.asarray(pd.to_numeric(raw.replace("", np.nan), errors="coerce"), np.float64)
         for i in np.flatnonzero(~(np.isfinite(column) & (column > 0))):
             problems.append(f"row {i + 1}, column {name!r}: {str(raw.iloc[i])!r} is not a positive number")
-        values[field], names[field] = column, name
-    if problems:
-        more = len(problems) - MAX_PROBLEMS
-        raise InputError(f"{path}: " + "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-                         + " (expected FLOPs, parameters or tokens: positive numbers)")
+        values[field] = column
+    _raise_pool_problems(problems, path, "expected FLOPs, parameters or tokens: positive numbers")
+    derived_d = "D" not in names
+    if derived_d:  # D = C / 6N, as in a run table
+        values["D"] = values["cost"] / flops_6nd(values["N"], 1.0)
     if check_units:
-        check_plausible_units(values["N"], values["D"], _Locator(str(path)), names["N"], names["D"])
+        check_plausible_units(values["N"], values["D"], _Locator(str(path)), names["N"],
+                              names["cost"] if derived_d else names["D"], derived_d=derived_d)
     cost = values.get("cost", flops_6nd(values["N"], values["D"]))
-    keys = (tuple(str(k) for k in frame["run_id"]) if "run_id" in frame.columns
+    keys = (_pool_run_ids(frame, path) if "run_id" in frame.columns
             else tuple(grid_key(n, d) for n, d in zip(values["N"], values["D"])))
     first = {}
     for i, key in enumerate(keys):
@@ -156,6 +155,60 @@ def read_pool(path, check_units: bool = True) -> tuple[Candidates, pd.DataFrame]
     _refuse_repeated_runs(frame, values, path)
     _note_cost_units(values, names, path)
     return Candidates(values["N"], values["D"], np.asarray(cost, np.float64), keys), frame
+
+
+def _check_pool_path(path) -> Path:
+    """``path`` if it names a .csv or .parquet file; ``InputError`` saying what a pool is otherwise
+    (a folder, a run store or another kind of file)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file; {POOL_EXPECTED}")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; {POOL_EXPECTED}, in a .csv or .parquet file")
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise InputError(f"{path}: a pool of runs must be a .csv or .parquet table, got "
+                         f"'{path.suffix or 'no suffix'}' (export a run store with `runs export POOL.csv`)")
+    return path
+
+
+def _pool_columns(frame: pd.DataFrame, path) -> dict[str, str]:
+    """The column holding each field ({"N": "params", ...}; "cost" only where given). Two columns for
+    one field (N and params) are refused; so is a missing N or D (a C or flops column stands for D)."""
+    names = {}
+    for field, aliases in POOL_ALIASES.items():
+        given = [n for n in aliases if n in frame.columns]
+        if len(given) > 1:
+            raise InputError(f"{path}: columns {' and '.join(map(repr, given))} both give {field}; "
+                             "keep one (drop or rename the other)")
+        if given:
+            names[field] = given[0]
+    missing = [" or ".join(POOL_ALIASES[f]) for f in ("N", "D") if f not in names
+               and not (f == "D" and names.get("cost") in COMPUTE_COLUMNS)]
+    if missing:
+        columns = [str(c) for c in frame.columns]
+        separator = next((sep for sep in (";", "\t", "|") if any(sep in c for c in columns)), None)
+        hint = (f"; the header holds {separator!r}: is the file separated by {separator!r} rather than commas? "
+                "save it with commas" if separator is not None and len(columns) <= 2 else "")
+        raise InputError(f"{path}: no column {' and no column '.join(missing)} ({POOL_EXPECTED}); columns: "
+                         f"{', '.join(columns)}{hint}")
+    return names
+
+
+def _pool_run_ids(frame: pd.DataFrame, path) -> tuple[str, ...]:
+    """The run_id column, stripped; ``InputError`` naming the rows where it is blank (an empty cell,
+    a Parquet null, NaN): a run without an id cannot be recorded."""
+    ids = [("" if pd.isna(k) else str(k)).strip() for k in frame["run_id"]]
+    blank = [f"row {i + 1}, column 'run_id' is empty or null ({str(frame['run_id'].iloc[i])!r})" for i, k in enumerate(ids)
+             if k in ("", "nan", "NaN", "None")]
+    _raise_pool_problems(blank, path, "expected a run id in every row (or leave the column out: ids N..-D..)")
+    return tuple(ids)
+
+
+def _raise_pool_problems(problems: list[str], path, expected: str) -> None:
+    if problems:
+        more = len(problems) - MAX_PROBLEMS
+        raise InputError(f"{path}: " + "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+                         + f" ({expected})")
 
 
 def _refuse_repeated_runs(frame: pd.DataFrame, values: dict, path) -> None:
