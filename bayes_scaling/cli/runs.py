@@ -81,10 +81,11 @@ def _hidden_trunks(store, shown: int, args, status, verb: str = "not listed (--t
 def _import(args) -> int:
     from bayes_scaling.cli._common import parse_column_mapping
 
-    from bayes_scaling.runs.store import has_status_column
+    from bayes_scaling.runs.store import check_import_file, has_status_column
     from bayes_scaling.runs.table import load_runs
 
     columns = parse_column_mapping(args.column) or None
+    check_import_file(args.path, columns)  # statuses, losses and reserved names, before a store is made
     runs = load_runs(args.path, columns=columns, check_units=not args.no_unit_check,  # bad rows stop before a store is
                      require_loss=not has_status_column(args.path))  # made; a failed run of an export may lack a loss
     _check_group_option(args, runs)

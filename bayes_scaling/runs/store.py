@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _COLUMNS = CANONICAL + ("status",) + BRANCH_COLUMNS
+STATUSES = ("ok", "failed", "interrupted")  # a run's status in an imported table ("ok": a run to fit)
+RESERVED_COLUMNS = ("version", "recorded_at", "source_path")  # fields the store writes itself
 BUSY_TIMEOUT_MS = 60_000
 SCHEMA_VERSION = 2
 # Version 2's columns, as added to a version-1 table (their defaults are a plain run's).
@@ -405,6 +407,7 @@ class RunStore:
         """
         path, suffix, kind = check_table_path(path)
         raw = read_store_table(path) if suffix in STORE_SUFFIXES else read_file(path, suffix, kind)
+        check_import_table(raw, columns, path.name)
         # a table with a status column (an export with --all-statuses): its failed runs may have no loss; an "ok"
         # run without one is refused below (``_row``)
         frame = validate_runs(raw, columns=columns, source_name=path.name, check_units=check_units,
@@ -413,6 +416,8 @@ class RunStore:
         if given_ids not in _raw_columns(path):
             frame["run_id"] = [import_run_id(path, i + 1) for i in range(len(frame))]
         frame["source_path"] = str(path.resolve())
+        if "status" in frame:
+            frame["status"] = frame["status"].astype(str).str.strip()
         records = frame.to_dict(orient="records")
         for r in records:  # a flagged row without a usable loss (validate_runs: NaN) is a run that failed
             r.setdefault("status", "ok" if math.isfinite(r["loss"]) else "failed")
@@ -435,6 +440,62 @@ class RunStore:
         else:
             raise InputError(f"export path {path}: expected a .csv or .parquet file name, got '{suffix or 'no suffix'}'")
         return len(frame)
+
+
+def check_import_file(path: str | Path, columns: Mapping[str, str] | None = None) -> None:
+    """``check_import_table`` on a CSV or Parquet file (a run store's own rows need no check)."""
+    path, suffix, kind = check_table_path(path)
+    if suffix not in STORE_SUFFIXES:
+        check_import_table(read_file(path, suffix, kind), columns, path.name)
+
+
+def check_import_table(raw: pd.DataFrame, columns: Mapping[str, str] | None, name: str) -> None:
+    """``InputError`` naming the file, rows and columns of what an import would drop or misread: a
+    column named like a field the store writes (``RESERVED_COLUMNS``; an export of a store, whose
+    version and recorded_at are the store's, is re-recorded), a status not in ``STATUSES``, and in a
+    table with a status column a loss that is neither blank nor a positive number, or blank where
+    the status is "ok"."""
+    import numpy as np
+    import pandas as pd
+
+    mapped = set((columns or {}).values())
+    reserved = [c for c in RESERVED_COLUMNS if c in raw.columns and c not in mapped]
+    if reserved and not _is_store_export(raw):
+        raise InputError(f"{name}: column {reserved[0]!r} has the name of a field the run store writes itself "
+                         f"({', '.join(RESERVED_COLUMNS)}), so its values would be lost; rename the column "
+                         f"(e.g. 'my_{reserved[0]}') and import again")
+    if "status" not in raw.columns:
+        return
+    status = raw["status"].where(raw["status"].notna(), "").astype(str).str.strip()
+    problems = [(i, f"column 'status': {raw['status'].iloc[i]!r} is not one of {', '.join(map(repr, STATUSES))}")
+                for i in np.flatnonzero(~status.isin(STATUSES))]
+    loss_name = (columns or {}).get("loss", "loss")
+    cells = raw[loss_name] if loss_name in raw.columns else pd.Series([None] * len(raw), index=raw.index)
+    loss = pd.to_numeric(cells, errors="coerce").astype(np.float64).to_numpy()
+    blank = (cells.isna() | cells.astype(str).str.strip().isin(["", "nan", "NaN", "None"])).to_numpy()
+    for i in range(len(raw)):
+        if blank[i] and status.iloc[i] == "ok":
+            problems.append((i, f"column {loss_name!r} is empty; status 'ok' needs a loss"))
+        elif not blank[i] and not (np.isfinite(loss[i]) and loss[i] > 0):
+            problems.append((i, f"column {loss_name!r}: {cells.iloc[i]!r} is not a positive number"))
+    if problems:
+        shown = "; ".join(f"row {i + 1}, {what}" for i, what in sorted(problems)[:5])
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise InputError(f"{name}: {shown}{more} (expected, in a table with a status column, a status of "
+                         f"{', '.join(STATUSES)} in every row and a positive loss, blank only where the status "
+                         "is not 'ok')")
+
+
+def _is_store_export(raw: pd.DataFrame) -> bool:
+    """Whether a table is a run store's export (``RunStore.export``): whole version numbers from 1
+    and ISO recorded_at times in every row."""
+    import pandas as pd
+
+    if not {"version", "recorded_at"} <= set(raw.columns):
+        return False
+    version = pd.to_numeric(raw["version"], errors="coerce")
+    recorded = pd.to_datetime(raw["recorded_at"], errors="coerce", format="ISO8601", utc=True)
+    return bool((version >= 1).all() and (version == version.round()).all() and recorded.notna().all())
 
 
 def _branch_fields(run_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
