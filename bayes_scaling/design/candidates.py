@@ -198,8 +198,8 @@ def _pool_run_ids(frame: pd.DataFrame, path) -> tuple[str, ...]:
     """The run_id column, stripped; ``InputError`` naming the rows where it is blank (an empty cell,
     a Parquet null, NaN): a run without an id cannot be recorded."""
     ids = [("" if pd.isna(k) else str(k)).strip() for k in frame["run_id"]]
-    blank = [f"row {i + 1}, column 'run_id' is empty or null ({str(frame['run_id'].iloc[i])!r})" for i, k in enumerate(ids)
-             if k in ("", "nan", "NaN", "None")]
+    blank = [f"row {i + 1}, column 'run_id' is empty or null ({str(frame['run_id'].iloc[i])!r})"
+             for i, k in enumerate(ids) if k in ("", "nan", "NaN", "None")]
     _raise_pool_problems(blank, path, "expected a run id in every row (or leave the column out: ids N..-D..)")
     return tuple(ids)
 

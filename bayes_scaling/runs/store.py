@@ -400,7 +400,8 @@ class RunStore:
 
         Rows without a ``status`` column count as "ok"; their source is the file name unless given. With
         one (``export(status=None)`` writes it), a run that is not "ok" may lack a loss, so an export of
-        every status imports back whole.
+        every status imports back whole; bad statuses and losses, and columns named like the store's own
+        fields, are refused by row and column (``check_import_table``).
         Rows without a ``run_id`` get ``NAME@PATHHASH:ROW`` (``import_run_id``): the file's name, a
         hash of its full path and the row, so two files called ``runs.csv`` in different folders
         never share ids, while the same file imported again (even edited) maps onto its own runs.
