@@ -128,6 +128,24 @@ def fit_like(posterior, progress: bool = False) -> Callable[[Runs], object]:
                     delta=float(meta.get("delta", 1e-3)), progress=progress, **settings)
 
 
+def hierarchical_fit_like(member, progress: bool = False) -> Callable[[Runs], dict]:
+    """``hierarchical_fit`` with the law and settings of a saved grouped fit, read from one of its
+    members (``meta``: pooling, shared parameters, spread prior, budget offsets, likelihood, sampler
+    settings; the extrapolating model where the member has its drift), for backtesting the grouped fit
+    as one joint fit. Custom priors and spreads are not recorded in a saved fit: the law's defaults."""
+    meta = member.meta
+    keywords = {key: meta[key] for key in ("likelihood", "nu", "num_chains", "num_warmup", "num_draws", "target_accept",
+                                           "pooling", "spread_prior") if key in meta}
+    keywords["share"] = tuple(meta.get("shared", ())) if meta.get("pooling") != "complete" else ()
+    keywords["offset_by"] = meta.get("offset_by")  # None: the fit had no offsets ("auto" could add them)
+    if meta.get("offset_by"):
+        keywords.update(offset_scale=float(meta["offset_scale"]), detrend_offsets=bool(meta["offset_detrended"]))
+    refits = (meta.get("extrapolation") or {}).get("refits")
+    return hierarchical_fit(model="extrapolating" if member.model == "extrapolating" else "plain", refits=refits,
+                            seed=int(meta.get("seed", 0)), progress=progress, law=member.law.name.split("[")[0],
+                            **keywords)
+
+
 # --- Approach 2 on one IsoFLOP slice ----------------------------------------------------------------
 @dataclass(frozen=True)
 class SliceOptimum:
@@ -215,6 +233,18 @@ class BacktestResult:
     # per group: whether its fit passed the sampler's checks, the verdict, what its runs cannot identify
     diagnostics: dict[str, dict] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # groups not backtested, and why
+    joint: bool = False  # one fit of every group's training runs together (``fit_groups``), not one per group
+
+    def for_group(self, name) -> "BacktestResult":
+        """This backtest's rows of one group (its held-out runs, summaries, slices, verdict)."""
+        def rows(frame):
+            return frame[frame["group"].astype(str) == str(name)].reset_index(drop=True)
+
+        return BacktestResult(runs=rows(self.runs), summary=rows(self.summary), n_opt=rows(self.n_opt), split=self.split,
+                              levels=self.levels, level=self.level, model=self.model, budget_column=self.budget_column,
+                              fit_seconds=self.fit_seconds,
+                              diagnostics={g: v for g, v in self.diagnostics.items() if g == str(name)},
+                              skipped={g: v for g, v in self.skipped.items() if g == str(name)}, joint=self.joint)
 
     def coverage(self, level: float | None = None) -> float:
         """Share of all held-out runs inside their ``level`` interval (default: ``self.level``)."""
@@ -237,7 +267,7 @@ class BacktestResult:
                               for lv in self.levels},
             })
         return {
-            "split": self.split, "model": self.model, "levels": list(self.levels), "level": self.level,
+            "split": self.split, "model": self.model, "joint": self.joint, "levels": list(self.levels), "level": self.level,
             "budget_column": self.budget_column, "n_held_out": len(self.runs),
             "coverage": {level_tag(lv): self.coverage(lv) for lv in self.levels},
             "fit_seconds": self.fit_seconds, "diagnostics": self.diagnostics, "skipped": self.skipped,
@@ -458,7 +488,7 @@ def backtest(
     n_opt = pd.DataFrame(n_opt_rows, columns=_N_OPT_COLUMNS)
     return BacktestResult(runs=table, summary=summary, n_opt=n_opt, split=split.by, levels=levels, level=level,
                           model=", ".join(dict.fromkeys(models)), budget_column=column, fit_seconds=fit_seconds,
-                          diagnostics=verdicts, skipped=skipped)
+                          diagnostics=verdicts, skipped=skipped, joint=joint is not None)
 
 
 def held_out_levels(posterior, test: Runs):

@@ -319,7 +319,13 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
     member = posterior.method == "nuts-hierarchical"
     intro = ("Leave-future-out backtest: the fit's law and settings refitted to each group's lower-compute runs, "
              "predicting the runs held out above them. Honest intervals cover about their level of those runs.")
-    if member:
+    if member and backtest is not None and backtest.joint:
+        intro = ("Leave-future-out backtest of the grouped fit: the hierarchical model, with this fit's settings, "
+                 "refitted once to every group's lower-compute runs together, predicting this group's runs held out "
+                 "above them" + ("; a held-out budget's offset, which no fit has seen, is drawn from the offsets' "
+                                 "spread" if posterior.meta.get("offset_by") else "")
+                 + ". Honest intervals cover about their level of those runs.")
+    elif member:
         intro = ("Leave-future-out backtest of this group's law: its lower-compute runs refitted alone, as one law (no "
                  "pooling with the other groups" + (", no budget offsets" if posterior.meta.get("offset_by") else "")
                  + "), predicting the runs held out above them. It tests how the law extrapolates from these runs; "
@@ -343,7 +349,8 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
                  "runs.")
     short = [(lv, backtest.coverage(lv)) for lv in backtest.levels if backtest.coverage(lv) < lv - 0.1]
     if short:
-        whose = "the law refitted alone" if member else "this fit's intervals beyond the fitted compute"
+        whose = ("the law refitted alone" if member and not backtest.joint
+                 else "this fit's intervals beyond the fitted compute")
         lines.append("Warning: " + ", ".join(f"the {lv:.0%} intervals covered only {c:.0%}" for lv, c in short)
                      + f" of the held-out runs: read {whose} as too narrow there.")
     table = pd.DataFrame([
@@ -394,10 +401,35 @@ def write_grouped_report(members, out_path, *, fmt: str | None = None, title: st
     The population (a new group's law, fitted to no runs of its own) gets no backtest."""
     out_path, fmt = _check_out(out_path, fmt)
     title = title or f"bayes-scaling report: grouped fit ({', '.join(group for group, _ in members)})"
-    contents = [(group, report_content(post, backtest=False if post.method.endswith("-population") else backtest,
+    joint = None
+    if (BACKTEST_BY_DEFAULT if backtest is None else backtest) is True:
+        joint = grouped_backtest([(g, p) for g, p in members if not p.method.endswith("-population")], progress)
+    contents = [(group, report_content(post, backtest=False if post.method.endswith("-population") else
+                                       (joint.for_group(group) if joint is not None else backtest),
                                        progress=progress, budgets=budgets)) for group, post in members]
     (_write_html if fmt == "html" else _write_markdown)(title, contents, out_path)
     return out_path
+
+
+def grouped_backtest(groups, progress: bool = False):
+    """One leave-future-out backtest of a grouped fit's hierarchical model (``backtest.hierarchical_fit_like``):
+    refitted once to every group's lower-compute runs together; a ``BacktestResult`` to cut per group, or None
+    where it cannot run (each group is then backtested alone, as its part says)."""
+    from bayes_scaling.backtest import backtest as run_backtest
+    from bayes_scaling.backtest import hierarchical_fit_like
+    from bayes_scaling.runs import Runs
+
+    if len(groups) < 2 or any(post.method != "nuts-hierarchical" for _, post in groups):
+        return None
+    runs = Runs(pd.concat([post.runs.frame.assign(group=str(group)) for group, post in groups], ignore_index=True))
+    try:
+        return run_backtest(runs, fit_groups=hierarchical_fit_like(groups[0][1], progress=progress and sys.stderr.isatty()),
+                            level=LEVEL, progress=progress)
+    except InputError as err:
+        if progress:
+            print(f"the grouped fit's joint backtest could not run ({err}); each group is backtested alone",
+                  file=sys.stderr, flush=True)
+        return None
 
 
 def report_format(out_path, fmt: str | None = None) -> str:

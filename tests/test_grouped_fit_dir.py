@@ -201,3 +201,46 @@ def test_group_folders_stay_inside_the_fit_and_apart():
     used = set()
     assert [group_folder(name, used) for name in ("dclm", "../up", "a/b", "A/B", "..", "")] == \
         ["dclm", "_up", "a_b", "A_B-2", "group", "group-2"]
+
+
+def test_a_grouped_report_backtests_the_hierarchical_model_once(grouped_dir, monkeypatch):
+    """The report of a grouped fit backtests the grouped fit itself: one joint refit of every group's training
+    runs (``backtest.hierarchical_fit_like``, with the saved fit's settings), cut into each member's part."""
+    from bayes_scaling import backtest as bt
+    from bayes_scaling import report
+    from bayes_scaling.fitting.nuts import fit_nuts
+    from bayes_scaling.grouped import load_fits
+    from bayes_scaling.runs.table import Runs
+
+    members = [(g, p) for g, p in load_fits(grouped_dir) if g in GROUPS]
+    member = members[0][1]
+    captured = {}
+    monkeypatch.setattr(bt, "hierarchical_fit", lambda **keywords: captured.update(keywords))
+    member.meta.update(pooling="partial", shared=["alpha", "beta"], spread_prior="halfnormal", offset_by="budget",
+                       offset_scale=0.05, offset_detrended=True, num_chains=4, num_warmup=500, num_draws=1000,
+                       target_accept=0.9, seed=3)
+    bt.hierarchical_fit_like(member)
+    assert (captured["share"], captured["offset_by"], captured["detrend_offsets"], captured["model"],
+            captured["seed"], captured["pooling"]) == (("alpha", "beta"), "budget", True, "plain", 3, "partial")
+    del member.meta["offset_by"]
+    bt.hierarchical_fit_like(member)
+    assert captured["offset_by"] is None  # a fit without offsets is refitted without them, not with "auto"'s
+
+    calls = []
+
+    def like(member, progress=False):
+        def fit(train):
+            calls.append(train)
+            return {g: fit_nuts(Runs(train.frame[train.frame["group"] == g].reset_index(drop=True)), model="plain",
+                                num_chains=2, num_warmup=100, num_draws=100) for g in train.groups}
+        return fit
+
+    monkeypatch.setattr(bt, "hierarchical_fit_like", like)
+    for _, post in members:
+        post.method = "nuts-hierarchical"
+    result = report.grouped_backtest(members)
+    assert len(calls) == 1 and sorted(calls[0].groups) == sorted(GROUPS) and result.joint
+    assert set(calls[0].frame["run_id"]).isdisjoint(result.runs["run_id"])
+    part = report.trust_section(member, result.for_group(members[0][0]))
+    assert "refitted once to every group's lower-compute runs together" in part["lines"][0]
+    assert set(part["table"]["group"]) == {members[0][0]}
