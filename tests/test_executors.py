@@ -214,7 +214,7 @@ def test_loop_refuses_flags_that_do_not_apply(tmp_path, capsys):
     assert main([*base, "--gpus-per-run", "1"]) == 2
     assert "--gpus-per-run applies to --executor ray or slurm" in capsys.readouterr().err
     assert main([*base, "--memory-fraction", "1.5"]) == 2
-    assert "memory_fraction must be in (0, 1]" in capsys.readouterr().err
+    assert "--memory-fraction must be in (0, 1]" in capsys.readouterr().err
     assert main([*base, "--simulate", "--executor", "process"]) == 2
     assert "--simulate answers runs in this process" in capsys.readouterr().err
     assert main([*base, "--executor", "slurm"]) == 2

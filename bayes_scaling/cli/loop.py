@@ -108,7 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trunks-per-size", type=int, default=None, metavar="K",
                    help="with --wsd: K trunks per grid size (default 1), trunk i trained with --seed + i, so one "
                         "trunk's effect does not shift every loss of its size")
-    p.add_argument("--train-spec", default=None, help='harness: extra RunSpec fields as JSON, e.g. \'{"context": 64}\'')
+    p.add_argument("--train-spec", default=None, help='harness: extra RunSpec fields as JSON, e.g. \'{"context": 64}\' (checked before the first '
+                        'run; not params, tokens or run_id, set per run; a seed only equal to --seed)')
     add_executor_options(p)
     add_candidate_options(p)
     add_pool_options(p)
@@ -162,13 +163,12 @@ def _run(args, received: dict) -> int:
         from bayes_scaling.runs.store import RunStore
 
         store = RunStore(args.store)  # a damaged store stops here, before any run starts
+    check_executor_flags(args)
+    planner = open_planner(args, store)
     if args.simulate:
         executor, make_spec = _simulator(args)
-    else:
-        executor, make_spec = make_executor_from_args(args), spec_maker(args)
-    planner = open_planner(args, store)
-    if planner.wsd and not args.simulate:
-        make_spec = spec_maker(args, planner)
+    else:  # built once the state and the store have passed their checks (a Ray cluster is joined here)
+        executor, make_spec = make_executor_from_args(args), spec_maker(args, planner if planner.wsd else None)
     resume = resume_command(args, planner.directory)
     _common.info(f"to resume after a stop: {resume}")
     settings = LoopSettings(workers=args.workers, max_runs=args.max_runs, quiet=args.json,
@@ -219,7 +219,8 @@ def open_planner(args, store=None):
             raise InputError(f"{state_dir} is a sweep with {saved} trunk(s) per size, not --trunks-per-size "
                              f"{args.trunks_per_size}; drop the flag to resume it, or give another --state")
         check_same_options(args, state_dir)
-        check_store_names(store, planner.candidates)
+        check_train_spec(args, planner.candidates, wsd=planner.wsd)
+        check_store_names(store, planner.candidates, own=planner.store, pooled=args.candidates is not None)
         _common.info(f"resuming {state_dir}: {len(planner.done)} runs done, {len(planner.pending)} pending")
         return planner
     from bayes_scaling.design.candidates import read_pool
@@ -232,8 +233,9 @@ def open_planner(args, store=None):
     else:
         defaults = SIMULATE_GRID if args.simulate else HARNESS_GRID
         candidates = candidates_from_args(args, defaults["n_range"], defaults["d_range"], defaults["max_cost"])
-        if not args.simulate:
-            candidates = distinct_harness_runs(candidates, args)
+    check_train_spec(args, candidates, wsd=bool(getattr(args, "wsd", None)))  # before the harness's sizes are read from it
+    if args.candidates is None and not args.simulate:
+        candidates = distinct_harness_runs(candidates, args)
     strategy = resolved_strategy(args)
     target_runs = ()
     if args.target is not None:
@@ -246,7 +248,7 @@ def open_planner(args, store=None):
         model=args.model or ("extrapolating" if strategy == "target" else "plain"), target_runs=target_runs,
         wsd_cooldown=getattr(args, "wsd", None) or 0.0, shape_span=loop_span(getattr(args, "shape_span", None)),
         trunks_per_size=getattr(args, "trunks_per_size", None) or 1)
-    check_store_names(store, candidates)
+    check_store_names(store, candidates, pooled=args.candidates is not None)
     planner = Planner.create(state_dir, candidates, settings=settings, tokens_per_step=1 if args.simulate else tokens_per_step(args))
     (state_dir / OPTIONS_FILE).write_text(json.dumps(experiment_options(args), indent=2, sort_keys=True))
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
@@ -270,6 +272,7 @@ def experiment_options(args) -> dict:
     another directory compares equal)."""
     options = {name: getattr(args, name, None) for name in STATE_OPTIONS}
     options["strategy"] = resolved_strategy(args)
+    options["train_spec"] = canonical_train_spec(options["train_spec"])
     for name in PATH_OPTIONS:  # a table by its contents: a copy elsewhere is the same, an edit in place is not
         if options.get(name) is not None:
             path = Path(options[name]).resolve()
@@ -287,6 +290,8 @@ def _digest(path: Path) -> str | None:
 def _differs(name: str, saved, now) -> bool:
     if name in PATH_OPTIONS and isinstance(saved, dict) and isinstance(now, dict):
         return saved.get("sha256") != now.get("sha256")
+    if name == "train_spec":  # states saved before it was made canonical hold the text as given
+        return canonical_train_spec(saved) != canonical_train_spec(now)
     return saved != now
 
 
@@ -321,23 +326,31 @@ def check_same_options(args, state_dir: Path) -> None:
                          "that made it: resume with those, or give a new --state for a new experiment")
 
 
-def check_store_names(store, candidates) -> None:
+def check_store_names(store, candidates, own=None, pooled: bool = False) -> None:
     """The loop stores each result under its candidate's run_id; a run of the user's under that name
     with other N or D would be hidden behind the loop's (the store keeps versions, and lists the
-    newest). Refused before any run starts, naming them. No ``store`` (None): nothing to check."""
+    newest). Refused before any run starts, naming them. A run the state itself recorded (``own``:
+    the planner's run store) passes with the N and D it was recorded with: the harness trains the
+    shape nearest the grid's N and whole updates of D, so the loop's own results differ from the
+    grid a little. No ``store`` (None): nothing to check. ``pooled``: the candidates came from
+    ``--candidates``."""
     frame = None if store is None else store.to_frame(status=None)
     if frame is None or frame.empty:
         return
     held = {str(r.run_id): (float(r.N), float(r.D)) for r in frame.itertuples()}
+    mine = {} if own is None else {str(r.run_id): (float(r.N), float(r.D)) for r in own.to_frame(status=None).itertuples()}
     clashes = []
     for key, N, D in zip(candidates.keys, candidates.N, candidates.D):
-        if key in held and not np.allclose(held[key], (N, D), rtol=1e-6):
-            clashes.append(f"{key} (store: N {held[key][0]:.4g}, D {held[key][1]:.4g}; loop: N {N:.4g}, D {D:.4g})")
+        if key not in held or np.allclose(held[key], (N, D), rtol=1e-6):
+            continue
+        if key in mine and np.allclose(held[key], mine[key], rtol=1e-6):
+            continue  # this state's own result, as the harness trained it
+        clashes.append(f"{key} (store: N {held[key][0]:.4g}, D {held[key][1]:.4g}; loop: N {N:.4g}, D {D:.4g})")
     if clashes:
+        advice = "give the pool (--candidates) other run_ids, or another --store" if pooled else "give another --store"
         raise InputError(f"--store {store.path} already holds runs under the names of this loop's candidates, with "
                          f"other N and D: {', '.join(clashes[:5])}{f' and {len(clashes) - 5} more' if len(clashes) > 5 else ''}; "
-                         "the loop's results would replace them there as newer versions. Give the pool other run_ids, "
-                         "or another --store")
+                         f"the loop's results would replace them there as newer versions: {advice}")
 
 
 def loop_span(value):
@@ -356,14 +369,23 @@ def resolved_strategy(args) -> str:
 
 
 def default_state_dir(args) -> Path:
-    """``.bayes-scaling/loops/<hash>``: the hash of the options in ``STATE_OPTIONS``."""
+    """``.bayes-scaling/loops/<hash>``: the hash of the options in ``STATE_OPTIONS``, ``--train-spec``
+    as canonical JSON (a state made before that, under the hash of the text as given, is still found)."""
     options = {name: getattr(args, name, None) for name in STATE_OPTIONS}
     options["strategy"] = resolved_strategy(args)
     if options.get("trunks_per_size") == 1:  # the default: the same state as without the flag
         options["trunks_per_size"] = None
     options = {k: v for k, v in options.items() if not (k in NEW_STATE_OPTIONS and v is None)}
-    key = json.dumps(options, sort_keys=True, default=str)
-    return DEFAULT_STATE_ROOT / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def hashed(opts) -> Path:
+        key = json.dumps(opts, sort_keys=True, default=str)
+        return DEFAULT_STATE_ROOT / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    from bayes_scaling.design.planner import STATE_FILE
+
+    legacy = hashed(options)
+    canonical = hashed({**options, "train_spec": canonical_train_spec(options.get("train_spec"))})
+    return legacy if canonical != legacy and (legacy / STATE_FILE).exists() else canonical
 
 
 def resume_command(args, state_dir: Path) -> str:
@@ -405,17 +427,52 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--executor", default=None, choices=EXECUTORS,
                    help="process: local child processes (default); inline: one at a time; ray: Ray tasks; slurm: submitit")
     g.add_argument("--retries", type=int, default=1, help="start a run again this many times if its worker crashes (default 1)")
-    g.add_argument("--cpus-per-run", type=float, default=1.0, help="ray/slurm: CPU cores each run asks for (default 1)")
+    g.add_argument("--cpus-per-run", type=float, default=None, help="ray/slurm: CPU cores each run asks for (default 1)")
     g.add_argument("--gpus-per-run", type=float, default=0.0,
                    help="ray/slurm: GPUs each run asks for (Ray takes fractions, e.g. 0.25: four runs per GPU)")
     g.add_argument("--memory-fraction", type=float, default=None,
-                   help="share of GPU memory each run's JAX may take, allocated as needed (packs runs onto one GPU)")
+                   help="share of GPU memory each run's JAX may take, allocated as needed (packs runs onto one GPU; "
+                        "not with --simulate)")
     g.add_argument("--ray-address", default=None, help='ray: cluster to join ("auto", "ray://head:10001"); default a local instance')
     g.add_argument("--slurm-folder", default=None, help="slurm: submitit's job folder, on a file system the nodes share")
     g.add_argument("--slurm-partition", default=None, help="slurm: partition")
-    g.add_argument("--slurm-time", type=int, default=60, help="slurm: time limit per run in minutes (default 60)")
+    g.add_argument("--slurm-time", type=int, default=None, help="slurm: time limit per run in minutes (default 60)")
     g.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
                    help="slurm: any other #SBATCH --KEY=VALUE, e.g. account=abc or mem=32G (repeatable)")
+
+
+# Executor flags that only some executors read: given with another, they would do nothing.
+EXECUTOR_ONLY = {"cpus_per_run": ("ray", "slurm"), "gpus_per_run": ("ray", "slurm"), "ray_address": ("ray",),
+                 "slurm_folder": ("slurm",), "slurm_partition": ("slurm",), "slurm_time": ("slurm",),
+                 "slurm_option": ("slurm",)}
+
+
+def check_executor_flags(args) -> None:
+    """Refuse a flag that the chosen executor would ignore (with ``--simulate``: any that sets up
+    training), and values out of range, naming the flag. Before the state is opened."""
+    name = args.executor or ("inline" if args.simulate else "process")
+    if args.simulate and name != "inline":
+        raise InputError(f"--simulate answers runs in this process: --executor {name} does not apply")
+    if name == "slurm" and not args.slurm_folder:
+        raise InputError("--executor slurm needs --slurm-folder (a folder the compute nodes can read)")
+    if args.simulate:
+        for flag in ("memory_fraction", *EXECUTOR_ONLY):
+            if getattr(args, flag, None) not in (None, [], 0.0):
+                raise InputError(f"--{flag.replace('_', '-')} does nothing with --simulate (nothing is trained): drop it")
+    for flag, executors in EXECUTOR_ONLY.items():
+        if getattr(args, flag, None) not in (None, [], 0.0) and name not in executors:
+            hint = " (local runs see this machine's GPUs; pack them with --memory-fraction)" if flag == "gpus_per_run" else ""
+            raise InputError(f"--{flag.replace('_', '-')} applies to --executor {' or '.join(executors)}, not {name}{hint}")
+    if args.cpus_per_run is not None and args.cpus_per_run <= 0:
+        raise InputError(f"--cpus-per-run must be positive, got {args.cpus_per_run:g}")
+    if args.gpus_per_run < 0:
+        raise InputError(f"--gpus-per-run must be at least 0, got {args.gpus_per_run:g}")
+    if args.memory_fraction is not None and not 0.0 < args.memory_fraction <= 1.0:
+        raise InputError(f"--memory-fraction must be in (0, 1] (a share of the GPU's memory), got {args.memory_fraction:g}")
+    if args.retries < 0:
+        raise InputError(f"--retries must be at least 0, got {args.retries}")
+    if args.slurm_time is not None and args.slurm_time < 1:
+        raise InputError(f"--slurm-time must be at least 1 minute, got {args.slurm_time}")
 
 
 def make_executor_from_args(args, *, job=None):
@@ -423,13 +480,10 @@ def make_executor_from_args(args, *, job=None):
     from bayes_scaling.executors import Resources, make_executor
 
     name = args.executor or ("inline" if job is not None else "process")
-    if args.gpus_per_run and name in ("inline", "process"):
-        raise InputError(f"--gpus-per-run applies to --executor ray or slurm; local runs ({name}) see this machine's "
-                         "GPUs (pack them with --memory-fraction)")
-    resources = Resources(cpus=args.cpus_per_run, gpus=args.gpus_per_run, memory_fraction=args.memory_fraction)
+    check_executor_flags(args)
+    cpus = 1.0 if args.cpus_per_run is None else args.cpus_per_run
+    resources = Resources(cpus=cpus, gpus=args.gpus_per_run, memory_fraction=args.memory_fraction)
     if job is not None:
-        if name != "inline":
-            raise InputError(f"--simulate answers runs in this process: --executor {name} does not apply")
         from bayes_scaling.executors.inline import InlineExecutor
 
         return InlineExecutor(job=job, retries=args.retries, resources=resources, notify=_common.info)
@@ -441,7 +495,8 @@ def make_executor_from_args(args, *, job=None):
         options[key.lstrip("-")] = value
     return make_executor(name, workers=args.workers, retries=args.retries, resources=resources, notify=_common.info,
                          ray_address=args.ray_address, folder=args.slurm_folder, partition=args.slurm_partition,
-                         time_min=args.slurm_time, sbatch_options=options)
+                         time_min=60 if args.slurm_time is None else args.slurm_time,
+                         sbatch_options=options)
 
 
 def _simulator(args):
@@ -474,6 +529,51 @@ def train_spec_fields(args) -> dict:
     if not isinstance(extra, dict):
         raise InputError(f"--train-spec: expected a JSON object, got {args.train_spec!r}")
     return extra
+
+
+# RunSpec fields the loop sets for every run: given in --train-spec they would be replaced.
+LOOP_FIELDS = {"params": "the candidate's N", "tokens": "the candidate's D", "run_id": "the candidate's name"}
+WSD_FIELDS = ("schedule", "cooldown_fraction", "checkpoint_dir", "save_at_tokens", "branch_from", "branch_at_tokens")
+
+
+def canonical_train_spec(text):
+    """``--train-spec`` as canonical JSON (keys sorted), so that spacing or key order do not make
+    another experiment; the text as given when it is not a JSON object (refused later), None unset."""
+    if not text:
+        return text
+    try:
+        return json.dumps(json.loads(text), sort_keys=True)
+    except json.JSONDecodeError:
+        return text
+
+
+def check_train_spec(args, candidates, *, wsd: bool = False) -> None:
+    """``--train-spec`` checked once, before the state is made and any run starts (a typo would fail
+    every run): no field the loop sets itself (params, tokens, run_id; with --wsd the schedule and
+    checkpoint fields), a seed only equal to ``--seed``, and the spec of the first candidate a valid
+    RunSpec. With --simulate, nothing is trained and nothing is checked."""
+    extra = train_spec_fields(args)
+    if not extra or args.simulate:
+        return
+    from bayes_scaling.design.planner import Proposal
+    from training.spec import RunSpec, SpecError
+
+    owned = {**LOOP_FIELDS, **({name: "--wsd" for name in WSD_FIELDS} if wsd else {})}
+    for name, setter in owned.items():
+        if name in extra:
+            raise InputError(f"--train-spec field {name!r}: the loop sets it for each run ({setter}); drop it from "
+                             "--train-spec")
+    if "seed" in extra and extra["seed"] != args.seed:
+        raise InputError(f"--train-spec seed {extra['seed']!r} and --seed {args.seed} disagree: give the seed once, "
+                         "as --seed (it seeds the runs and the planner)")
+    if len(candidates.keys) == 0:
+        return
+    spec = spec_maker(args)(Proposal(candidates.keys[0], float(candidates.N[0]), float(candidates.D[0]),
+                                     float(candidates.cost[0])))
+    try:
+        RunSpec.from_dict(spec)
+    except (SpecError, TypeError) as err:
+        raise InputError(f"--train-spec: {err}") from None
 
 
 def distinct_harness_runs(candidates, args):

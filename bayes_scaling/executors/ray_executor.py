@@ -47,7 +47,11 @@ class RayExecutor(Executor):
                 self.ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                               log_to_driver=False, configure_logging=False)
             else:
-                self.ray.init(address=address)
+                try:
+                    self.ray.init(address=address)
+                except ConnectionError as err:  # "auto" with no cluster running, or a head that does not answer
+                    raise InputError(f"--ray-address {address}: could not join a Ray cluster ({err}); start one "
+                                     "(ray start --head) or leave --ray-address out for a local instance") from None
             self._started_ray = True
         self._task = self.ray.remote(train_job).options(num_cpus=self.resources.cpus, num_gpus=self.resources.gpus,
                                                         max_retries=0, name="bayes-scaling-train")
