@@ -10,10 +10,14 @@ class InputWarning(UserWarning):
 
 
 def one_line(text: str, limit: int = 600) -> str:
-    """``text`` on one line (newlines folded into '; '), cut at ``limit`` characters."""
+    """``text`` on one line (newlines folded into '; '), at most ``limit`` characters: a longer line
+    loses its middle, so that what it is about (the start) and the advice (the end) both stay."""
     parts = [p.strip() for p in str(text).replace("\r", "\n").split("\n") if p.strip()]
     line = "; ".join(parts)
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    if len(line) <= limit:
+        return line
+    head = (limit - 5) * 2 // 3
+    return line[:head] + " ... " + line[len(line) - (limit - 5 - head):]
 
 
 def describe_file(path) -> str:

@@ -179,3 +179,22 @@ def test_the_ray_executor_starts_only_after_the_state_and_store_checks(tmp_path,
     code, _, err = run_cli([*HARNESS, "--state", str(tmp_path / "s"), "--store", str(tmp_path / "store.sqlite"),
                             "--executor", "ray"])
     assert code == 2 and "already holds runs" in err and not started
+
+
+def test_a_long_message_keeps_its_start_and_its_advice():
+    from bayes_scaling.errors import one_line
+
+    text = "RunSpec: unknown field(s) ['contxt']; known fields are [" + ", ".join(f"'f{i}'" for i in range(200)) + \
+        "]; drop it from --train-spec"
+    line = one_line(text)
+    assert len(line) == 600 and line.startswith("RunSpec: unknown field(s) ['contxt']")
+    assert line.endswith("drop it from --train-spec") and " ... " in line
+
+
+def test_the_progress_line_shows_a_failure_s_reason_beyond_60_characters():
+    from bayes_scaling.design.loop import progress_line
+
+    status = {"log_N_opt": None, "flops_spent": 1e12, "experiment_budget": 1e13, "level": 0.9, "tolerance": 0.5}
+    error = "spec rejected: RunSpec: unknown field(s) ['contxt']; known fields are ['attention', 'batch_size', 'context']"
+    line = progress_line(1, "N2e+04-D5120", {"loss": None, "error": error}, status)
+    assert "known fields are ['attention', 'batch_size', 'context']" in line

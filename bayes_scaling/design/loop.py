@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bayes_scaling.design.planner import Planner, Proposal
-from bayes_scaling.errors import InputError
+from bayes_scaling.errors import InputError, one_line
 
 FIT_DIR = "fit"  # the loop's final fit, in the planner's state directory
 STEP_SUFFIX = "#before"  # executor ids of a chain's earlier steps: <run id>#before<steps left>
@@ -302,7 +302,7 @@ def record(finished, asked: dict) -> dict:
 def progress_line(i: int, run_id: str, result: dict, status: dict) -> str:
     """One line per result: its loss (or why it failed), FLOPs spent, the interval's width now."""
     loss = result.get("loss")
-    loss_text = f"loss {loss:.4f}" if loss is not None else f"FAILED ({result.get('error', '')[:60]})"
+    loss_text = f"loss {loss:.4f}" if loss is not None else f"FAILED ({one_line(result.get('error') or 'no reason given', 400)})"
     width = f"{status['log_N_opt']['width']:.3f}" if status["log_N_opt"] else "- (too few runs to fit yet)"
     return (f"[{i:>3}] {run_id:<24} {loss_text} | FLOPs {status['flops_spent']:.3g} / {status['experiment_budget']:.3g}"
             f" | {status['level']:.0%} width of log N_opt(C*) {width} (stop at {status['tolerance']:.3g})")
