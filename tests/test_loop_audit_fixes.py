@@ -198,3 +198,53 @@ def test_the_progress_line_shows_a_failure_s_reason_beyond_60_characters():
     error = "spec rejected: RunSpec: unknown field(s) ['contxt']; known fields are ['attention', 'batch_size', 'context']"
     line = progress_line(1, "N2e+04-D5120", {"loss": None, "error": error}, status)
     assert "known fields are ['attention', 'batch_size', 'context']" in line
+
+
+def test_an_interrupt_keeps_the_runs_that_had_already_ended(tmp_path):
+    """Inline executor, 2 workers: the first run of a batch is done inside submit when the second is
+    interrupted; it is recorded, not thrown away."""
+    from bayes_scaling.cli import build_parser, loop
+    from bayes_scaling.design.loop import LoopSettings, run_loop
+    from bayes_scaling.executors.inline import InlineExecutor
+
+    args = build_parser().parse_args([*SIM, "--state", str(tmp_path)])
+    simulated, make_spec = loop._simulator(args)
+    calls = []
+
+    def job(spec, memory_fraction=None):
+        calls.append(spec["run_id"])
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return simulated.job(spec)
+
+    planner = loop.open_planner(args)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(planner, InlineExecutor(job=job), make_spec, LoopSettings(workers=2), notify=lambda line: None)
+    planner = Planner.open(tmp_path)
+    assert sorted(r["run_id"] for r in planner.done) == sorted(calls[:3])
+    assert list(planner.pending) == [calls[3]]
+
+
+def test_the_process_executor_hands_back_an_ended_child_s_result_without_waiting(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from bayes_scaling.executors import child
+    from bayes_scaling.executors.base import poll_until
+    from bayes_scaling.executors.process import ProcessExecutor
+
+    def launch(spec, folder, env, nice=0):  # a stand-in for python -m training
+        if spec["run_id"] == "slow":
+            return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        result = json.dumps({"run_id": spec["run_id"], "status": "ok", "loss": 3.0})
+        return subprocess.Popen([sys.executable, "-c", f"open({str(folder / child.RESULT_FILE)!r}, 'w').write({result!r})"])
+
+    monkeypatch.setattr(child, "launch", launch)
+    executor = ProcessExecutor()
+    executor.submit("quick", {})
+    executor.submit("slow", {})
+    poll_until(lambda c: c.proc.poll() is not None, {"quick": executor._running["quick"][1]}, timeout=30)
+    (kept,) = executor.ended()
+    assert kept.run_id == "quick" and kept.result["loss"] == 3.0 and executor.pending == ["slow"]
+    executor.close()
+    assert executor.pending == []

@@ -22,7 +22,7 @@ the options that define the experiment (budgets, tolerance, level, seed, truth, 
 planner settings; not ``--workers``, ``--max-runs``, ``--store``, the executor or ``--json``). So
 rerunning the same command resumes it, restarting the runs that were pending when it stopped;
 the loop prints the command that resumes it when it starts and when it stops. Ctrl-C or SIGTERM
-cancels the running runs (they stay pending; exit status 130, or 143 for SIGTERM). ``--max-runs``
+records the runs that have already ended, cancels the running runs (they stay pending; exit status 130, or 143 for SIGTERM). ``--max-runs``
 counts every result in the state, those of earlier invocations included.
 
 Pool. ``--candidates POOL.csv`` (N, D, optionally cost and run_id) replaces the candidate grid: the

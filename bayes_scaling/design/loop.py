@@ -163,8 +163,9 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
     (``InlineExecutor``) this is the synchronous protocol: ask ``workers`` runs, run them, tell
     them all, refit, ask again.
 
-    On KeyboardInterrupt the running runs are cancelled (they stay pending in the state, and a
-    later call starts them again) and the interrupt propagates. ``stop_requested()`` (optional)
+    On KeyboardInterrupt the runs that have already ended with a result are recorded and told
+    (``Executor.ended``; no refit), the running runs are cancelled (they stay pending in the state,
+    and a later call starts them again) and the interrupt propagates. ``stop_requested()`` (optional)
     says a stop signal has arrived: checked between results and every second of a wait, so a
     KeyboardInterrupt that a signal handler raised where Python swallows it (in a garbage-collection
     callback, say) still stops the loop. ``busy(text)`` (optional) is a context manager shown while
@@ -211,6 +212,27 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
             return {"run_id": run_id, "status": "failed", "loss": None, "error": f"step {finished.run_id} failed: {error}"}
         submit(run_id, rest)
         return None
+    def tell(finished) -> dict:
+        """Record an ended run (the stores) and tell the planner; its record."""
+        result = record(finished, planner.pending[finished.run_id])
+        cost, _ = started.pop(finished.run_id, (np.nan, 0.0))
+        durations.add(cost, result.get("wall_time"))
+        if store is not None and not same_store:
+            store.append(result, source=settings.source)
+        planner.tell(finished.run_id, result, source=settings.source)
+        return result
+
+    def keep_ended() -> None:
+        """On an interrupt: record the runs that have already ended with a result (not a chain's
+        earlier step, nor a run the harness stopped as interrupted: those stay pending)."""
+        kept = [f for f in executor.ended() if f.run_id not in chains and f.run_id in planner.pending
+                and (f.result or {}).get("status") != "interrupted"]
+        for finished in kept:
+            tell(finished)
+        if kept:
+            notify(f"kept {len(kept)} run{'' if len(kept) == 1 else 's'} that had ended: "
+                   f"{', '.join(f.run_id for f in kept)}")
+
     told, stopping, status = len(planner.done) + len(planner.failed), False, planner.status()
     told_here = 0
     if max_runs is not None and told >= max_runs:
@@ -247,13 +269,7 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
                     if failed is None:
                         continue
                     finished = _Ended(failed["run_id"], failed, None, finished.attempts)
-                result = record(finished, planner.pending[finished.run_id])
-                cost, _ = started.pop(finished.run_id, (np.nan, 0.0))
-                durations.add(cost, result.get("wall_time"))
-                if store is not None and not same_store:
-                    store.append(result, source=settings.source)
-                planner.tell(finished.run_id, result, source=settings.source)
-                results.append((finished.run_id, result))
+                results.append((finished.run_id, tell(finished)))
             if not results:
                 continue
             with waiting(f"refitting on {len(planner.done)} runs"):
@@ -266,6 +282,7 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
             stopping = stopping or status["stop"] or (max_runs is not None and told >= max_runs)
             check()
     except KeyboardInterrupt:
+        keep_ended()
         notify(f"cancelling {len(executor.pending)} running run{'' if len(executor.pending) == 1 else 's'} (they stay "
                "pending in the state)")
         raise

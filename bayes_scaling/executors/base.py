@@ -2,7 +2,8 @@
 
 ``submit(run_id, spec)`` starts a run (``spec``: RunSpec fields as JSON-able values);
 ``wait(timeout)`` blocks until at least one run has finished and returns those as ``Finished``;
-``cancel(run_id)`` stops one; ``close()`` cancels whatever is still running and releases the
+``cancel(run_id)`` stops one; ``ended()`` takes the runs already ended with a result without
+waiting (on an interrupt, before ``close``); ``close()`` cancels whatever is still running and releases the
 backend. A run whose worker crashes without a result (``ChildDied``, a lost Ray worker, a failed
 Slurm job) is started again, up to ``retries`` more times; after that it comes back as a
 ``Finished`` with ``result=None`` and the last error, so the caller can record it as failed.
@@ -98,6 +99,21 @@ class Executor(ABC):
             if finished or (deadline is not None and time.monotonic() >= deadline):
                 return finished
         return []
+
+    def ended(self) -> list[Finished]:
+        """The runs that have already ended with a result, without waiting or retrying (for an
+        interrupt: what finished is kept); crashed runs stay running, for ``close`` to cancel."""
+        done = self._finished({run_id: h for run_id, (_, h) in self._running.items()}, 0.0)
+        kept = []
+        for run_id in done:
+            run, handle = self._running[run_id]
+            try:
+                result = self._result(handle)
+            except Exception:  # noqa: BLE001  (a crash: not a result to keep)
+                continue
+            del self._running[run_id]
+            kept.append(Finished(run_id, result, run.attempt))
+        return kept
 
     def cancel(self, run_id: str) -> bool:
         """Stop a running run; it will not be returned by ``wait``. False if it was not running."""
