@@ -120,6 +120,7 @@ def test_a_state_made_under_the_hash_of_the_train_spec_s_text_is_still_found(tmp
     (["--cpus-per-run", "2"], "--cpus-per-run does nothing with --simulate"),
     (["--ray-address", "auto"], "--ray-address does nothing with --simulate"),
     (["--slurm-partition", "gpu"], "--slurm-partition does nothing with --simulate"),
+    (["--train-spec", '{"context": 64}'], "--train-spec does nothing with --simulate"),
 ])
 def test_training_flags_are_refused_with_simulate(tmp_path, flags, message):
     code, _, err = run_cli([*SIM, "--state", str(tmp_path / "s"), "--max-runs", "1", *flags])

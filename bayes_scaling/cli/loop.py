@@ -456,7 +456,7 @@ def check_executor_flags(args) -> None:
     if name == "slurm" and not args.slurm_folder:
         raise InputError("--executor slurm needs --slurm-folder (a folder the compute nodes can read)")
     if args.simulate:
-        for flag in ("memory_fraction", *EXECUTOR_ONLY):
+        for flag in ("memory_fraction", "train_spec", *EXECUTOR_ONLY):
             if getattr(args, flag, None) not in (None, [], 0.0):
                 raise InputError(f"--{flag.replace('_', '-')} does nothing with --simulate (nothing is trained): drop it")
     for flag, executors in EXECUTOR_ONLY.items():
@@ -551,9 +551,9 @@ def check_train_spec(args, candidates, *, wsd: bool = False) -> None:
     """``--train-spec`` checked once, before the state is made and any run starts (a typo would fail
     every run): no field the loop sets itself (params, tokens, run_id; with --wsd the schedule and
     checkpoint fields), a seed only equal to ``--seed``, and the spec of the first candidate a valid
-    RunSpec. With --simulate, nothing is trained and nothing is checked."""
+    RunSpec. With --simulate nothing is trained (``check_executor_flags`` refuses --train-spec there)."""
     extra = train_spec_fields(args)
-    if not extra or args.simulate:
+    if not extra or args.simulate:  # check_executor_flags refuses it with --simulate
         return
     from bayes_scaling.design.planner import Proposal
     from training.spec import RunSpec, SpecError
