@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayes_scaling import extrapolation
 from bayes_scaling.errors import InputError
 
 LEVEL = 0.9
@@ -351,8 +352,13 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
     if short:
         whose = ("the law refitted alone" if member and not backtest.joint
                  else "this fit's intervals beyond the fitted compute")
+        advice = ""
+        if posterior.model != extrapolation.MODEL_NAME and not hasattr(posterior.law, "with_unique_tokens"):  # no drift there
+            advice = (" This fit takes the law as exact beyond its runs; refit with --model extrapolating, which adds "
+                      "the law's own error there" + (", each group's drift calibrated on its own runs" if member else "")
+                      + " (docs/extrapolation.md).")
         lines.append("Warning: " + ", ".join(f"the {lv:.0%} intervals covered only {c:.0%}" for lv, c in short)
-                     + f" of the held-out runs: read {whose} as too narrow there.")
+                     + f" of the held-out runs: read {whose} as too narrow there." + advice)
     table = pd.DataFrame([
         {"group": r["group"], "held-out budget": r["budget_label"], "runs": r["n"],
          **{f"coverage {lv:.0%}": f"{r['coverage_' + level_tag(lv)]:.0%}" for lv in backtest.levels},

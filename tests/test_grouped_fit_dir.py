@@ -244,3 +244,7 @@ def test_a_grouped_report_backtests_the_hierarchical_model_once(grouped_dir, mon
     part = report.trust_section(member, result.for_group(members[0][0]))
     assert "refitted once to every group's lower-compute runs together" in part["lines"][0]
     assert set(part["table"]["group"]) == {members[0][0]}
+    short = result.for_group(members[0][0])
+    short.runs["covered_90"] = 0.0  # intervals that covered nothing: the plain law is told of the drift
+    warning = [line for line in report.trust_section(member, short)["lines"] if line.startswith("Warning")]
+    assert warning and "refit with --model extrapolating" in warning[0] and "each group's drift" in warning[0]
