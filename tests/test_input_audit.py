@@ -87,3 +87,13 @@ def test_offset_cells_without_a_value_are_not_a_level():
     assert levels == ["1e+18", "3e+18"] and list(index) == [1, 0, 1]
     with pytest.raises(InputError, match=r"offset column 'budget' has no value for runs 'b', 'c' \(' ', 'N/A'\)"):
         offset_levels(pd.Series(["1e18", " ", "N/A"], name="budget"), pd.Series(["a", "b", "c"]))
+
+
+def test_the_hierarchical_model_refuses_the_data_constrained_law_before_sampling():
+    """``fit --group-by`` now passes ``--law`` (it fitted Chinchilla whatever was asked); a law the model cannot
+    take is refused by name instead of failing inside the sampler."""
+    from bayes_scaling.hierarchical import fit_hierarchical
+    from bayes_scaling.runs import load_marin
+
+    with pytest.raises(InputError, match="law data_constrained: the hierarchical model takes laws of N and D alone"):
+        fit_hierarchical(load_marin().for_fit(), law="data_constrained", num_draws=10, num_warmup=10)

@@ -270,9 +270,15 @@ def latent_from_natural(law: Law, theta: dict, centre) -> dict:
 
 
 def check_law(law: Law) -> None:
-    """Refuse a law the hierarchical model cannot take: one whose ``sample`` does not draw every
-    parameter p through a site ``{p}_latent`` with a prior factor ``{p}_prior``."""
+    """Refuse a law the hierarchical model cannot take: one bound to each run's unique tokens (the
+    data-constrained law: its centring and offsets are written for laws of N and D alone), or one whose
+    ``sample`` does not draw every parameter p through a site ``{p}_latent`` with a prior factor ``{p}_prior``."""
     import jax
+
+    if hasattr(law, "with_unique_tokens"):
+        raise InputError(f"law {law.name}: the hierarchical model takes laws of N and D alone (chinchilla, kaplan); "
+                         "the data-constrained law is fitted per table without groups (drop --group-by / fit_nuts), "
+                         "or give each group its own fit")
 
     trace = handlers.trace(handlers.seed(handlers.substitute(
         law.sample, substitute_fn=lambda site: jnp.zeros(()) if site["type"] == "sample" and not site["is_observed"]
