@@ -215,7 +215,8 @@ def beyond_notes(posterior, budgets=(), optima: bool = True, points=None) -> lis
                "default model adds the law's own error beyond the runs" if corpus_bound else
                "the default model adds the law's own error beyond the runs")
         return [f"* beyond the fitted runs ({reach.beyond_text()}): the {posterior.model} assumes itself exact "
-                f"there, so these intervals hold parameter uncertainty only ({how}: docs/extrapolation.md)"] + below_note
+                f"there, so these intervals carry no error of the law's own: parameter uncertainty only (and a "
+                f"predicted run's noise) ({how}: docs/extrapolation.md)"] + below_note
     learned = ("learned from how the law extrapolated within these runs"
                if int(extra.get("folds", FEW_FOLDS)) > 0 else
                "its size set by the drift's priors alone (no fold of these runs could calibrate it)")

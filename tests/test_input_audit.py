@@ -30,6 +30,8 @@ def test_a_loss_to_predict_may_be_blank_but_not_wrong():
     frame = _table().astype(str)
     frame.loc[2, "loss"] = ""
     assert np.isnan(load_runs(frame, require_loss=False).loss[2])
+    frame.loc[3, "loss"] = "N/A"  # a word for "no value", as in budget and offset columns
+    assert np.isnan(load_runs(frame, require_loss=False).loss[3])
     frame.loc[1, "loss"] = "abc"
     with pytest.raises(InputError, match=r"row 2, column 'loss' is not a number: 'abc'"):
         load_runs(frame, require_loss=False)
@@ -47,6 +49,8 @@ def test_headers_ragged_rows_and_encodings_are_named(tmp_path):
     (tmp_path / "dup.csv").write_text("run_id,N,D,loss,loss\nr1,1e8,2e9,3.1,9.9\n")
     with pytest.raises(InputError, match=r"column 'loss' appears twice in the header \(columns 4 and 5\)"):
         load_runs(tmp_path / "dup.csv")
+    (tmp_path / "trailing.csv").write_text("run_id,N,D,loss,,\nr1,1e8,2e9,3.1,,\nr2,2e8,4e9,2.9,,\n")  # a sheet's commas
+    assert len(load_runs(tmp_path / "trailing.csv")) == 2
     (tmp_path / "rag.csv").write_text("run_id,N,D,loss\nr1,1e8,2e9,3.1\nr2,2e8,4e9,2.9,7\n")
     with pytest.raises(InputError, match=r"row 2 \(line 3\) has 5 fields and the header 4"):
         load_runs(tmp_path / "rag.csv")

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("fit_dir", help="a directory saved by 'bayes-scaling fit' (a grouped fit: every group's)")
     p.add_argument("--budget", type=_budget, action="append",
                    help="compute budget in FLOPs (repeatable); with --inference-tokens, training + inference")
-    p.add_argument("--target-loss", type=float, metavar="L", help="the loss to reach: the budget it needs and P(reached)")
+    p.add_argument("--target-loss", type=float, metavar="L", action=_Once,
+                   help="the loss to reach: the budget it needs and P(reached) (one per call)")
     p.add_argument("--inference-tokens", type=_tokens, default=0.0, metavar="T",
                    help="tokens the model will serve over its life, at 2N FLOPs each (default 0)")
     p.add_argument("--N", type=float, metavar="PARAMS", help="with --D and --target-loss: P(loss <= L) for this run")
@@ -38,6 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="data-constrained law: the corpus's unique tokens for these answers")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=run)
+
+
+class _Once(argparse.Action):
+    """An option that may be given once: a second value is refused, not silently kept in place of the first."""
+
+    def __call__(self, parser, namespace, value, option=None):
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option} given twice ({getattr(namespace, self.dest):g} and {value:g}); one per call "
+                         "(run decide once per target)")
+        setattr(namespace, self.dest, value)
 
 
 def answer(post, args) -> dict:
@@ -75,8 +86,8 @@ def mark_ranges(out: dict, reach) -> None:
             c = b[key]
             c["range"] = reach.where(c["N"], c["D"], b["budget"] if training else None)
     t = out.get("target")
-    if t is not None and t.get("lifetime_flops") is not None:
-        t["range"] = reach.where(t["N"]["median"], t["D"]["median"])
+    if t is not None and t.get("lifetime_flops") is not None:  # a training budget counts as its compute, as above
+        t["range"] = reach.where(t["N"]["median"], t["D"]["median"], t["lifetime_flops"]["median"] if training else None)
     if "run" in out:
         out["run"]["range"] = reach.where(out["run"]["N"], out["run"]["D"])
 
@@ -116,13 +127,17 @@ def run(args: argparse.Namespace) -> int:
     for (group, post), a in zip(fits, answers):
         for note in a.get("notes", []):
             _common.info(_common.group_prefix(group, post) + "note: " + note)
+        beaten = [line.strip() for line in _common.runs_beat_frontier_notes(post)]  # as frontier and the report say
+        if beaten:
+            a["notes"] = a.get("notes", []) + beaten
     if args.json:
         _common.print_json(answers[0] if fits[0][0] is None else answers)
         return 0
     blocks = []
     for (_, post), a in zip(fits, answers):
         budgets = [] if a["inference_tokens"] else [b["budget"] for b in a["budgets"]]
-        blocks.append("\n".join([text(a), *_common.beyond_notes(post, budgets, points=answer_points(a))]))
+        blocks.append("\n".join([text(a), *_common.beyond_notes(post, budgets, points=answer_points(a)),
+                                 *_common.runs_beat_frontier_notes(post)]))
     print("\n\n".join(blocks))
     return 0
 
@@ -145,7 +160,7 @@ def text(a: dict) -> str:
     lines = [("" if "group" not in a else f"[{a['group']}] ")
              + f"model: {a['model']} ({a['draws']} draws)"
              + (f"; every loss a WSD branch's, of {a['as_branch']}" if "as_branch" in a else "")
-             + f"; median [{a['level']:.0%} interval]; "
+             + f"; median [{a['level']:.0%} interval]; losses at a budget are the law's (no run-to-run noise); "
              + (f"inference tokens T = {T:.3g} (budgets are training + inference FLOPs, 6ND + 2NT)" if T
                 else "budgets are training FLOPs (6ND)")]
     for b in a["budgets"]:
@@ -155,7 +170,7 @@ def text(a: dict) -> str:
                          f"({format_ratio(c['tokens_per_param'])} tokens/param): "
                          f"loss {_cell(c['loss'], loss)}, mean {c['expected_loss']:.4f}; expected regret "
                          f"{c['expected_regret']:.2g} (regret {_cell(c['regret'], lambda v: f'{v:.2g}')})"
-                         + (f"; P(loss <= {b['target_loss']:g}) {_p(c['p_loss_below_target'])}"
+                         + (f"; P(law's loss <= {b['target_loss']:g}) {_p(c['p_loss_below_target'])}"
                             if b["target_loss"] is not None else ""))
         s = b["p_best_set"]
         lines.append(f"  each draw's own N_opt: {_cell(b['n_opt'], si)}; {b['level']:.0%} of P(best) lies on "
@@ -169,7 +184,8 @@ def text(a: dict) -> str:
         what = "lifetime FLOPs (training + inference)" if T else "training FLOPs"
         lines.append(f"target loss {t['target_loss']:g}: reachable in {_p(t['p_reachable'])} of draws")
         if t["lifetime_flops"] is not None:
-            lines.append(f"  {what} needed: {_cell(t['lifetime_flops'], flops)}; N = {_cell(t['N'], si)}, "
+            over = "" if t["p_reachable"]["p"] >= 1 else f" (over the {t['p_reachable']['p']:.1%} of draws that reach it)"
+            lines.append(f"  {what} needed{over}: {_cell(t['lifetime_flops'], flops)}; N = {_cell(t['N'], si)}, "
                          f"D = {_cell(t['D'], si)}{MARKS[t['range']]}, tokens/param {_cell(t['tokens_per_param'], format_ratio)}")
             if T:
                 lines.append(f"  against the training-optimal model of that loss (N = {_cell(t['chinchilla_N'], si)}, "

@@ -74,6 +74,8 @@ def _check_header(path: Path) -> None:
         header = next(csv.reader(handle), [])
     seen: dict[str, int] = {}
     for i, name in enumerate(header):
+        if not name.strip():  # empty names (a spreadsheet's trailing commas) are pandas' "Unnamed: k" columns
+            continue
         if name in seen:
             raise InputError(f"{path}: column {name!r} appears twice in the header (columns {seen[name] + 1} and "
                              f"{i + 1}); expected each column once")

@@ -59,7 +59,7 @@ def validate_runs(
         out["C"] = _positive_numbers(raw, mapping["C"], where, problems)
     if "loss" in mapping:
         # runs to predict may have no loss yet (a blank cell); a loss that is there must be a real one
-        forgiven = flagged.to_numpy() | (False if require_loss else _blank(raw[mapping["loss"]]).to_numpy())
+        forgiven = flagged.to_numpy() | (False if require_loss else _missing(raw[mapping["loss"]]).to_numpy())
         out["loss"] = _positive_numbers(raw, mapping["loss"], where, problems, forgiven=forgiven)
     else:
         out["loss"] = np.nan
@@ -266,6 +266,11 @@ def _roles(column: pd.Series, where: _Locator) -> pd.Series:
         raise InputError(f"column 'role': {rows}{more}; expected one of {', '.join(map(repr, ROLES))} "
                          "(blank for a run of its own)")
     return values.replace("", "run")
+
+
+def _missing(column: pd.Series) -> pd.Series:
+    """Cells that say "no value": blank, NaN, None, or the words N/A, NA, null, "-"."""
+    return _blank(column) | column.astype(str).str.strip().str.lower().isin(["n/a", "na", "null", "-"])
 
 
 def _blank(column: pd.Series) -> pd.Series:
