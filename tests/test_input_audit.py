@@ -101,3 +101,23 @@ def test_the_hierarchical_model_refuses_the_data_constrained_law_before_sampling
 
     with pytest.raises(InputError, match="law data_constrained: the hierarchical model takes laws of N and D alone"):
         fit_hierarchical(load_marin().for_fit(), law="data_constrained", num_draws=10, num_warmup=10)
+
+
+def test_a_wsd_table_read_as_text_imports_and_a_refused_import_leaves_no_store(tmp_path, capsys):
+    """Blank branch_tokens on non-branch rows (a table read as text gives "1.6e9" and "") import with a plain
+    run's values; a value that is no number is named; a refused import into a new store leaves no file."""
+    from bayes_scaling.cli import main
+    from bayes_scaling.runs.store import RunStore
+
+    (tmp_path / "wsd.csv").write_text("run_id,N,D,loss,role,trunk_id,branch_tokens,cooldown_tokens,C_own\n"
+                                      "c1,1e8,2e9,3.1,run,,,,\nb1,1e8,2e9,3.0,branch,t1,1.6e9,4e8,2.4e17\n"
+                                      "t1,1e8,1.6e9,3.2,trunk,,,,\n")
+    assert main(["runs", "import", str(tmp_path / "wsd.csv"), "--store", str(tmp_path / "w.sqlite")]) == 0
+    record = RunStore(tmp_path / "w.sqlite").get("b1")
+    assert (record["trunk_id"], record["branch_tokens"], record["C_own"]) == ("t1", 1.6e9, 2.4e17)
+    assert RunStore(tmp_path / "w.sqlite").get("c1")["trunk_id"] == ""
+    (tmp_path / "bad.csv").write_text("run_id,N,D,loss,role,trunk_id,branch_tokens\nb1,1e8,2e9,3.0,branch,t1,lots\n")
+    capsys.readouterr()
+    assert main(["runs", "import", str(tmp_path / "bad.csv"), "--store", str(tmp_path / "b.sqlite")]) == 2
+    assert "field 'branch_tokens' must be a non-negative number (blank for 0), got 'lots'" in capsys.readouterr().err
+    assert not list(tmp_path.glob("b.sqlite*"))

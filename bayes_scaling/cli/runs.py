@@ -89,8 +89,15 @@ def _import(args) -> int:
     runs = load_runs(args.path, columns=columns, check_units=not args.no_unit_check,  # bad rows stop before a store is
                      require_loss=not has_status_column(args.path))  # made; a failed run of an export may lack a loss
     _check_group_option(args, runs)
+    new_store = not Path(args.store or default_store()).exists()
     store = _open(args.store, must_exist=False)
-    counts = store.import_runs(args.path, group=args.group, columns=columns, check_units=not args.no_unit_check)
+    try:
+        counts = store.import_runs(args.path, group=args.group, columns=columns, check_units=not args.no_unit_check)
+    except InputError:
+        if new_store and len(store) == 0:  # a refused import leaves no empty store behind
+            for suffix in ("", "-wal", "-shm"):  # SQLite's write-ahead log beside it
+                Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+        raise
     total = sum(counts.values())
     if counts["unchanged"] == total:
         print(f"already imported: all {total} runs of {args.path} are in {store.path} unchanged; nothing written")

@@ -505,18 +505,43 @@ def _branch_fields(run_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     role = str(data.get("role") or "run")
     if role not in ROLES:
         raise InputError(f"run {run_id}: field 'role' must be one of {', '.join(ROLES)}, got {role!r}")
-    trunk_id = str(data.get("trunk_id") or "")
+    trunk_id = data.get("trunk_id")
+    trunk_id = "" if trunk_id is None or (isinstance(trunk_id, float) and math.isnan(trunk_id)) else str(trunk_id).strip()
     if role == "branch" and not trunk_id:
         raise InputError(f"run {run_id}: field 'trunk_id' is empty; a branch must name the trunk it resumed")
     fields = {"role": role, "trunk_id": trunk_id}
     for name in ("branch_tokens", "cooldown_tokens"):
-        value = data.get(name) or 0
-        if not isinstance(value, (int, float)) or value < 0:
-            raise InputError(f"run {run_id}: field '{name}' must be a non-negative number, got {value!r}")
-        fields[name] = value
-    own = data.get("C_own")
-    fields["C_own"] = own if isinstance(own, (int, float)) and own > 0 else data["C"]
+        value = _number_or_none(data.get(name))
+        if value is _NOT_A_NUMBER or (value is not None and value < 0):
+            raise InputError(f"run {run_id}: field '{name}' must be a non-negative number (blank for 0), "
+                             f"got {data.get(name)!r}")
+        fields[name] = 0 if value is None else value
+    own = _number_or_none(data.get("C_own"))
+    if own is _NOT_A_NUMBER:
+        raise InputError(f"run {run_id}: field 'C_own' must be a positive number of FLOPs (blank for C), "
+                         f"got {data.get('C_own')!r}")
+    fields["C_own"] = own if own is not None and own > 0 else data["C"]
     return fields
+
+
+_NOT_A_NUMBER = object()
+
+
+def _number_or_none(value):
+    """A record's numeric field: the number (a table read as text gives "1.6e9"), None where it is blank
+    or NaN, ``_NOT_A_NUMBER`` where it is something else."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            return _NOT_A_NUMBER
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return _NOT_A_NUMBER
+    return value
 
 
 def read_store_table(path: str | Path) -> pd.DataFrame:
