@@ -274,9 +274,13 @@ def decisions_table(posterior, budgets=DECISION_BUDGETS) -> pd.DataFrame:
         })
     table = pd.DataFrame(rows)
     N, D = (np.array([c[i] for c in chosen]) for i in (0, 1))
-    table.attrs["notes"] = ([*beyond_notes(posterior, list(budgets), points=(N, D)), *profile_notes]
+    table.attrs["notes"] = ([*beyond_notes(posterior, list(budgets), points=(N, D)), *profile_notes, GRID_NOTE]
                             if len(chosen) else [])
     return table
+
+
+GRID_NOTE = ("Each draw's N_opt here is the decision grid's (decisions.isoflop_profile), the frontier table's its own "
+             "search: the two can differ by a few tenths of a percent (docs/decisions.md).")
 
 
 POPULATION_CHECKS = ("Not computed for the population: its law is a new group's, drawn from the population, and the "
