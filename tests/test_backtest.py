@@ -115,7 +115,7 @@ def test_backtest_never_fits_a_held_out_run_and_scores_every_one():
     assert all({"ok", "verdict", "design_limits"} <= set(v) for v in payload["diagnostics"].values())
 
 
-def test_a_joint_fit_sees_every_groups_training_runs_once_and_no_held_out_run(capsys):
+def test_a_joint_fit_sees_every_groups_training_runs_once_and_no_held_out_run(capsys, monkeypatch):
     """``fit_groups`` (a hierarchical fit): called once on all groups' training rows; each group is predicted
     by its member of that fit. The CLI's --hierarchical refuses what cannot pool."""
     from bayes_scaling.cli import main
@@ -140,6 +140,18 @@ def test_a_joint_fit_sees_every_groups_training_runs_once_and_no_held_out_run(ca
     assert "--hierarchical pools groups, and these runs have 1" in capsys.readouterr().err
     assert main(["backtest", "marin", "--group-by", "group", "--hierarchical", "--method", "map"]) == 2
     assert "drop --method map" in capsys.readouterr().err
+    assert main(["backtest", "marin", "--group-by", "group", "--offset-by", "none"]) == 2  # without --hierarchical
+    assert "--offset-by sets the hierarchical model: add --hierarchical" in capsys.readouterr().err
+    from bayes_scaling import backtest as bt
+    from bayes_scaling.cli import build_parser
+    from bayes_scaling.cli.backtest import hierarchical_fit_from_args
+
+    captured = {}
+    monkeypatch.setattr(bt, "hierarchical_fit", lambda **keywords: captured.update(keywords))
+    args = build_parser().parse_args(["backtest", "marin", "--hierarchical", "--pooling", "none", "--offset-by", "none",
+                                      "--spread-prior", "gamma"])
+    hierarchical_fit_from_args(args, runs)
+    assert (captured["pooling"], captured["offset_by"], captured["spread_prior"]) == ("none", None, "gamma")
 
 
 def test_backtest_compute_quantile_split_and_figure(tmp_path):

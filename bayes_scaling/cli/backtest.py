@@ -11,7 +11,7 @@ from bayes_scaling.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from bayes_scaling.cli.fit import add_fit_options
+    from bayes_scaling.cli.fit import add_fit_options, add_hierarchical_options
 
     p = sub.add_parser("backtest", help="leave-future-out backtest: fit the cheaper runs, score predictions of the rest")
     p.add_argument("runs", help="run table (.csv, .parquet, .sqlite run store) or a bundled dataset: "
@@ -28,9 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   "fitted runs (docs/extrapolation.md); 'plain': the law alone. With --group-by too: each "
                                   "group is fitted on its own, by this model")
     p.add_argument("--hierarchical", action="store_true",
-                   help="with --group-by: fit the hierarchical model (as 'fit --group-by' does, partial pooling) once "
-                        "to every group's training runs together, instead of each group alone; --model plain (its "
-                        "default) or extrapolating (each group's drift)")
+                   help="with --group-by: fit the hierarchical model (as 'fit --group-by' does) once to every group's "
+                        "training runs together, instead of each group alone; --model plain (its default) or "
+                        "extrapolating (each group's drift); the options below set it as they set 'fit --group-by'")
+    add_hierarchical_options(p, "with --hierarchical")
     p.add_argument("--json", action="store_true", help="print every held-out run and the summaries as JSON on stdout")
     p.add_argument("--out", metavar="DIR", help="write backtest_runs.csv, backtest.json and the figure (PNG, SVG) here")
     p.set_defaults(func=run)
@@ -52,11 +53,18 @@ def read_grouped_runs(source: str, columns, group_by: str | None, check_units: b
 
 
 def hierarchical_fit_from_args(args: argparse.Namespace, selected):
-    """``--hierarchical``: the joint fitter (``backtest.hierarchical_fit``) with the command's sampler options;
-    ``InputError`` where the options cannot make one."""
+    """``--hierarchical``: the joint fitter (``backtest.hierarchical_fit``) with the command's sampler and
+    hierarchical options; None without it (the hierarchical options refused there); ``InputError`` where the
+    options cannot make one."""
     from bayes_scaling.backtest import hierarchical_fit
-    from bayes_scaling.cli.fit import branch_count, target_accept
+    from bayes_scaling.cli.fit import HIERARCHICAL_DEFAULTS, branch_count, hierarchical_keywords, target_accept
 
+    if not args.hierarchical:
+        given = [name for name, default in HIERARCHICAL_DEFAULTS.items() if getattr(args, name) != default]
+        if given:
+            raise InputError(f"--{given[0].replace('_', '-')} sets the hierarchical model: add --hierarchical (with "
+                             "--group-by), or drop it")
+        return None
     if args.method != "nuts":
         raise InputError("--hierarchical fits the hierarchical model with NUTS; drop --method map")
     if len(selected.groups) < 2:
@@ -68,7 +76,7 @@ def hierarchical_fit_from_args(args: argparse.Namespace, selected):
     return hierarchical_fit(model=args.model or "plain", refits=args.refits, seed=args.seed,
                             progress=_common.show_progress(args), law=args.law, likelihood=args.likelihood,
                             num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
-                            more_draws=not args.no_more_draws, **target_accept(args))
+                            more_draws=not args.no_more_draws, **hierarchical_keywords(args), **target_accept(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,12 +104,10 @@ def run(args: argparse.Namespace) -> int:
                         num_warmup=args.warmup, init_theta=args.init, model=args.model or "extrapolating",
                         more_draws=not args.no_more_draws, refits=args.refits, **target_accept(args))
     selected = runs.for_fit(args.include_flagged)
-    fit, fit_groups = None, None
-    if args.hierarchical:
-        fit_groups = hierarchical_fit_from_args(args, selected)
-    elif args.method == "nuts" and branch_count(selected):  # each fold fits the WSD model, as `fit` does
+    fit, fit_groups = None, hierarchical_fit_from_args(args, selected)  # None without --hierarchical
+    if fit_groups is None and args.method == "nuts" and branch_count(selected):  # the WSD model, as `fit` fits it
         fit = wsd_fit_callable(args, selected)
-    else:
+    elif fit_groups is None:
         fit = fit_with(args.method, law=args.law, bootstrap=args.bootstrap, progress=_common.show_progress(args),
                        **settings)
         note_branches_as_cosine_runs(selected, "Approach 3")

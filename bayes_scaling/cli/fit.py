@@ -18,21 +18,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_fit_options(p)
     p.add_argument("--json", action="store_true", help="print parameters as JSON on stdout")
     p.add_argument("--group-by", metavar="COLUMN", help="fit a hierarchical model with one law per group in COLUMN")
+    add_hierarchical_options(p, "with --group-by")
+    p.set_defaults(func=run)
+
+
+HIERARCHICAL_DEFAULTS = {"pooling": "partial", "share_exponents": False, "offset_by": "auto", "detrend_offsets": None,
+                         "spread_prior": None}
+
+
+def add_hierarchical_options(p: argparse.ArgumentParser, when: str) -> None:
+    """The hierarchical model's options (``fit --group-by``, ``backtest --hierarchical``); ``when`` opens each help."""
     p.add_argument("--pooling", choices=["partial", "none", "complete"], default="partial",
-                   help="with --group-by: partial pooling (default), none, or complete")
-    p.add_argument("--share-exponents", action="store_true", help="with --group-by: alpha and beta common to all groups")
+                   help=f"{when}: partial pooling (default), none, or complete")
+    p.add_argument("--share-exponents", action="store_true", help=f"{when}: alpha and beta common to all groups")
     p.add_argument("--offset-by", metavar="COLUMN", default="auto",
-                   help="with --group-by: one offset on log-loss per value of COLUMN, shared by the groups; "
+                   help=f"{when}: one offset on log-loss per value of COLUMN, shared by the groups; "
                         "auto (default): the budget column where the runs have one; none: no offsets")
     p.add_argument("--detrend-offsets", action=argparse.BooleanOptionalAction, default=None,
-                   help="with --group-by: offsets with no level and no linear trend in log COLUMN across its "
+                   help=f"{when}: offsets with no level and no linear trend in log COLUMN across its "
                         "levels, so the laws keep the trend (needs a numeric COLUMN with 3+ values); "
                         "default: the library's (bayes_scaling.hierarchical.DETREND_OFFSETS)")
     p.add_argument("--spread-prior", choices=["halfnormal", "gamma"], default=None,
-                   help="with --group-by: prior family of the groups' spreads tau_k (same mean): HalfNormal, "
+                   help=f"{when}: prior family of the groups' spreads tau_k (same mean): HalfNormal, "
                         "or the zero-avoiding Gamma(2); default: the library's "
                         "(bayes_scaling.hierarchical.DEFAULT_SPREAD_PRIOR)")
-    p.set_defaults(func=run)
+
+
+def hierarchical_keywords(args: argparse.Namespace) -> dict:
+    """The hierarchical options as ``fit_hierarchical`` keywords (the library's own defaults where not given)."""
+    return {"pooling": args.pooling, "share_exponents": args.share_exponents,
+            "offset_by": None if args.offset_by == "none" else args.offset_by,
+            **({} if args.detrend_offsets is None else {"detrend_offsets": args.detrend_offsets}),
+            **({} if args.spread_prior is None else {"spread_prior": args.spread_prior})}
 
 
 MODEL_HELP = ("with --method nuts: 'extrapolating' (default) adds the law's own error beyond the fitted "
@@ -303,13 +320,9 @@ def run_hierarchical(args: argparse.Namespace) -> int:
     note_branches_as_cosine_runs(selected, "the hierarchical model")
     _common.info(f"sampling the hierarchical model ({args.pooling} pooling): {args.chains} chains x {args.draws} draws...")
     fit = fit_hierarchical(
-        selected, group_by=group_by, law=args.law, pooling=args.pooling, share_exponents=args.share_exponents,
-        likelihood=args.likelihood, num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
-        seed=args.seed, progress=_common.show_progress(args),
-        offset_by=None if args.offset_by == "none" else args.offset_by,
-        **({} if args.detrend_offsets is None else {"detrend_offsets": args.detrend_offsets}),
-        **target_accept(args),
-        **({} if args.spread_prior is None else {"spread_prior": args.spread_prior}),
+        selected, group_by=group_by, law=args.law, likelihood=args.likelihood, num_chains=args.chains,
+        num_draws=args.draws, num_warmup=args.warmup, seed=args.seed, progress=_common.show_progress(args),
+        **hierarchical_keywords(args), **target_accept(args),
         # the redo policy on, as for a pooled fit (the library's default, hierarchical.REDO, stays off by its
         # cost rule): at this length it left every fit of seeds 30-39 clean (docs/hierarchical.md)
         retry_divergent=True, more_draws=not args.no_more_draws,
