@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backtest", help="leave-future-out backtest: fit the cheaper runs, score predictions of the rest")
     p.add_argument("runs", help="run table (.csv, .parquet, .sqlite run store) or a bundled dataset: "
                                 "chinchilla, marin, porian, gadre")
-    p.add_argument("--group-by", metavar="COLUMN", help="backtest each group in COLUMN separately (one fit per group)")
+    p.add_argument("--group-by", metavar="COLUMN", help="backtest each group in COLUMN separately (one fit per group, unless --hierarchical)")
     holdout = p.add_mutually_exclusive_group()
     holdout.add_argument("--holdout-top-budgets", type=int, metavar="K",
                          help="hold out each group's top K IsoFLOP budgets (default 3 where there is a budget column)")
@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the IsoFLOP budget column (default: 'budget' where present; 'none': split on compute)")
     add_fit_options(p, model_help="with --method nuts: 'extrapolating' (default) adds the law's own error beyond the "
                                   "fitted runs (docs/extrapolation.md); 'plain': the law alone. With --group-by too: each "
-                                  "group is fitted on its own, by this model")
+                                  "group is fitted on its own, by this model (with --hierarchical: one joint fit, "
+                                  "'plain' by default)")
     p.add_argument("--hierarchical", action="store_true",
                    help="with --group-by: fit the hierarchical model (as 'fit --group-by' does) once to every group's "
                         "training runs together, instead of each group alone; --model plain (its default) or "

@@ -106,7 +106,7 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
     excluded = runs.left_out(args.include_flagged)
     excluded = None if excluded.empty and args.include_flagged else excluded
     if args.method == "nuts" and branch_count(selected):
-        return sampled(wsd_fit_callable(args, selected)(selected), excluded), runs
+        return sampled(wsd_fit_callable(args, selected)(selected), excluded, quiet=args.json), runs
     note_branches_as_cosine_runs(selected, "Approach 3" if args.method == "map" else None)
     if args.method == "map":
         from bayes_scaling.fitting.point import fit_map
@@ -142,7 +142,7 @@ def fit_from_args(args: argparse.Namespace, runs_source: str):
         init_theta=args.init, more_draws=not args.no_more_draws,
         model=model, refits=args.refits, **target_accept(args),
     )
-    return sampled(post, excluded), runs
+    return sampled(post, excluded, quiet=args.json), runs
 
 
 def target_accept(args: argparse.Namespace) -> dict:
@@ -150,14 +150,14 @@ def target_accept(args: argparse.Namespace) -> dict:
     return {} if args.target_accept is None else {"target_accept": args.target_accept}
 
 
-def sampled(post, excluded):
+def sampled(post, excluded, quiet: bool = False):
     """A NUTS fit as ``fit`` keeps it: what was redone and the model said on stderr, its posterior
     predictive draws added, the rows left out recorded."""
     print_redone(post.meta)
     _common.info(f"sampled in {post.meta['sampling_seconds']:.1f} s; model: {describe_model(post)}")
     from bayes_scaling.checking import add_posterior_predictive
 
-    with _common.ticker("posterior predictive draws of every run"):
+    with _common.ticker("posterior predictive draws of every run", quiet=quiet):
         add_posterior_predictive(post)
     post.excluded = excluded
     return post
