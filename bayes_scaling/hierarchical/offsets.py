@@ -64,14 +64,13 @@ def build_offsets(law: Law, column: pd.Series, runs, estimates, group, *, detren
     return Offsets(levels, index, basis, lam, detrended=detrend, level_apart=level_apart)
 
 
-MISSING_WORDS = {"", "na", "n/a", "nan", "null", "none", "-"}  # cells that say "no value", not a level's name
-
-
 def offset_levels(column: pd.Series, run_ids: pd.Series | None = None) -> tuple[list[str], np.ndarray]:
     """The offset column's levels (``offset_key`` of each value, sorted numerically where the
     values are numbers) and each run's index among them. A missing cell (NaN, blank, "N/A", ...)
     is an error naming its runs (``run_ids``) or rows: it would be a level of its own."""
-    missing = (column.isna() | column.astype(str).str.strip().str.lower().isin(MISSING_WORDS)).to_numpy()
+    from bayes_scaling.runs.validate import missing_cells
+
+    missing = missing_cells(column).to_numpy()
     if missing.any():
         where = np.flatnonzero(missing)
         names = (", ".join(repr(str(run_ids.iloc[i])) for i in where[:5]) if run_ids is not None

@@ -59,7 +59,7 @@ def validate_runs(
         out["C"] = _positive_numbers(raw, mapping["C"], where, problems)
     if "loss" in mapping:
         # runs to predict may have no loss yet (a blank cell); a loss that is there must be a real one
-        forgiven = flagged.to_numpy() | (False if require_loss else _missing(raw[mapping["loss"]]).to_numpy())
+        forgiven = flagged.to_numpy() | (False if require_loss else missing_cells(raw[mapping["loss"]]).to_numpy())
         out["loss"] = _positive_numbers(raw, mapping["loss"], where, problems, forgiven=forgiven)
     else:
         out["loss"] = np.nan
@@ -268,9 +268,12 @@ def _roles(column: pd.Series, where: _Locator) -> pd.Series:
     return values.replace("", "run")
 
 
-def _missing(column: pd.Series) -> pd.Series:
-    """Cells that say "no value": blank, NaN, None, or the words N/A, NA, null, "-"."""
-    return _blank(column) | column.astype(str).str.strip().str.lower().isin(["n/a", "na", "null", "-"])
+MISSING_WORDS = ("n/a", "na", "nan", "null", "none", "-")  # cells that say "no value", in any case
+
+
+def missing_cells(column: pd.Series) -> pd.Series:
+    """Cells that say "no value": blank, NaN, None, or one of ``MISSING_WORDS`` ("N/A", "null", ...)."""
+    return _blank(column) | column.astype(str).str.strip().str.lower().isin(MISSING_WORDS)
 
 
 def _blank(column: pd.Series) -> pd.Series:
