@@ -4,26 +4,17 @@ answers runs instantly; the harness loop is refused before any run starts, so no
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import pytest
+from test_loop_resume import run_cli
 
-from bayes_scaling.cli import main
 from bayes_scaling.design.planner import Planner
 
 SIM = ["loop", "--simulate", "--target-budget", "5.76e23", "--experiment-budget", "1e19", "--grid-points", "6"]
 HARNESS = ["loop", "--target-budget", "1e12", "--experiment-budget", "1e13", "--n-range", "2e4", "4e4",
            "--d-range", "5120", "10240", "--grid-points", "4", "--max-runs", "1", "--json"]
 TINY = {"context": 32, "batch_size": 8, "eval_tokens": 512, "eval_points": 2}
-
-
-def run_cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_a_loop_with_a_store_resumes_though_its_runs_were_trained_at_other_sizes_than_the_grid_s(tmp_path, monkeypatch):
