@@ -44,7 +44,7 @@ BLOCKED = textwrap.dedent("""
     import numpy as np
     from bayes_scaling.cli import _interrupts
 
-    matrix = np.random.default_rng(0).random((2500, 2500))
+    matrix = np.random.default_rng(0).random((4500, 4500))  # 18 s on an idle 2-core box (2500: 3.4 s, too short)
     try:
         with _interrupts.handled("test"):
             print("ready", flush=True)
@@ -91,7 +91,7 @@ def test_a_second_ctrl_c_quits_at_once_with_a_message():
     assert "press Ctrl-C again to quit at once" in err  # said while the call went on
     assert err.strip().endswith("bayes-scaling test: interrupted")
     assert "finished" not in out and "Traceback" not in err
-    assert waited < 12, "the second Ctrl-C should not wait for the call to end (it takes 30-60 s)"
+    assert waited < 12, "the second Ctrl-C should not wait for the call to end (it takes 20 s or more)"
 
 
 def test_sigterm_ends_a_long_call_within_its_grace():
@@ -103,7 +103,7 @@ def test_sigterm_ends_a_long_call_within_its_grace():
         return
     assert status == 143
     assert "bayes-scaling test: terminated (SIGTERM)" in err and "Traceback" not in err
-    assert waited < _interrupts.TERM_GRACE_S + 12  # not the 30-60 s of the call: margin for a loaded machine
+    assert waited < _interrupts.TERM_GRACE_S + 12  # not the 20+ s of the call: margin for a loaded machine
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
