@@ -84,12 +84,13 @@ def fit_with(method: str = "nuts", *, law: str = "chinchilla", bootstrap: int = 
     return fit
 
 
-def hierarchical_fit(*, model: str = "plain", refits: str | None = None, seed: int = 0, progress: bool = False,
+def hierarchical_fit(*, model: str = "extrapolating", refits: str | None = None, seed: int = 0, progress: bool = False,
                      **keywords) -> Callable[[Runs], dict]:
     """A joint fitter for ``backtest(fit_groups=...)``: Runs -> {group: Posterior}, the hierarchical model
     (``fit_hierarchical``, grouped by the runs' ``group`` column) fitted once to every group's training runs,
-    with the redo policy on as ``fit --group-by`` has it; ``model`` "extrapolating" adds each group's drift
-    (``add_drift``, calibrated on that group's training runs). ``keywords`` go to ``fit_hierarchical``."""
+    with the redo policy on as ``fit --group-by`` has it; ``model`` "extrapolating" (the default, as ``fit
+    --group-by``'s) adds each group's drift (``add_drift``, calibrated on that group's training runs), "plain"
+    keeps the hierarchical laws alone. ``keywords`` go to ``fit_hierarchical``."""
     from bayes_scaling.fitting.nuts import add_drift
     from bayes_scaling.hierarchical import fit_hierarchical
 

@@ -198,9 +198,9 @@ def test_hierarchical_fit_from_csv_then_a_groups_frontier(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_group_by_fits_answer_with_each_groups_drift_when_asked(tmp_path, capsys):
-    """``fit --group-by`` keeps each group's plain hierarchical law by default; ``--model extrapolating``
-    adds each group's own drift (``add_drift``), saved with the group and named in the output."""
+def test_group_by_fits_answer_with_each_groups_drift_by_default(tmp_path, capsys):
+    """``fit --group-by`` adds each group's own drift (``add_drift``) by default, saved with the group and
+    named in the output, the population's law left plain; ``--model plain`` keeps the hierarchical laws alone."""
     from bayes_scaling.runs import load_marin
 
     frame = load_marin().for_fit().frame
@@ -208,11 +208,11 @@ def test_group_by_fits_answer_with_each_groups_drift_when_asked(tmp_path, capsys
     path = tmp_path / "runs.csv"
     frame.rename(columns={"group": "dataset"}).to_csv(path, index=False)
     short = ["--chains", "2", "--draws", "100", "--warmup", "150", "--target-accept", "0.95", "--json"]
-    assert main(["fit", str(path), "--group-by", "dataset", "--out", str(tmp_path / "plain"), *short]) == 0
+    assert main(["fit", str(path), "--group-by", "dataset", "--out", str(tmp_path / "plain"), "--model", "plain",
+                 *short]) == 0
     plain = json.loads(capsys.readouterr().out)["members"]
     assert all(m["model"] == "plain law" for m in plain.values())
-    assert main(["fit", str(path), "--group-by", "dataset", "--out", str(tmp_path / "drift"), "--model", "extrapolating",
-                 *short]) == 0
+    assert main(["fit", str(path), "--group-by", "dataset", "--out", str(tmp_path / "drift"), *short]) == 0
     drift = json.loads(capsys.readouterr().out)["members"]
     assert {name: m["model"] for name, m in drift.items()} == {
         "groups/comma": "extrapolating", "groups/dclm": "extrapolating", "population": "plain law"}

@@ -26,12 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the IsoFLOP budget column (default: 'budget' where present; 'none': split on compute)")
     add_fit_options(p, model_help="with --method nuts: 'extrapolating' (default) adds the law's own error beyond the "
                                   "fitted runs (docs/extrapolation.md); 'plain': the law alone. With --group-by too: each "
-                                  "group is fitted on its own, by this model (with --hierarchical: one joint fit, "
-                                  "'plain' by default)")
+                                  "group is fitted on its own, by this model (with --hierarchical: one joint fit, each "
+                                  "group's drift added as fit --group-by adds it)")
     p.add_argument("--hierarchical", action="store_true",
                    help="with --group-by: fit the hierarchical model (as 'fit --group-by' does) once to every group's "
-                        "training runs together, instead of each group alone; --model plain (its default) or "
-                        "extrapolating (each group's drift); the options below set it as they set 'fit --group-by'")
+                        "training runs together, instead of each group alone; --model extrapolating (its default, each "
+                        "group's drift) or plain; the options below set it as they set 'fit --group-by'")
     add_hierarchical_options(p, "with --hierarchical")
     p.add_argument("--json", action="store_true", help="print every held-out run and the summaries as JSON on stdout")
     p.add_argument("--out", metavar="DIR", help="write backtest_runs.csv, backtest.json and the figure (PNG, SVG) here")
@@ -58,7 +58,8 @@ def hierarchical_fit_from_args(args: argparse.Namespace, selected):
     hierarchical options; None without it (the hierarchical options refused there); ``InputError`` where the
     options cannot make one."""
     from bayes_scaling.backtest import hierarchical_fit
-    from bayes_scaling.cli.fit import HIERARCHICAL_DEFAULTS, branch_count, hierarchical_keywords, target_accept
+    from bayes_scaling.cli.fit import (GROUPED_DEFAULT_MODEL, HIERARCHICAL_DEFAULTS, branch_count, hierarchical_keywords,
+                                      target_accept)
 
     if not args.hierarchical:
         given = [name for name, default in HIERARCHICAL_DEFAULTS.items() if getattr(args, name) != default]
@@ -74,7 +75,7 @@ def hierarchical_fit_from_args(args: argparse.Namespace, selected):
     if branch_count(selected):
         raise InputError("--hierarchical: the hierarchical model has no WSD terms, and these runs have WSD branches "
                          "(role 'branch'); leave out --hierarchical to backtest the WSD model per group")
-    return hierarchical_fit(model=args.model or "plain", refits=args.refits, seed=args.seed,
+    return hierarchical_fit(model=args.model or GROUPED_DEFAULT_MODEL, refits=args.refits, seed=args.seed,
                             progress=_common.show_progress(args), law=args.law, likelihood=args.likelihood,
                             num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
                             more_draws=not args.no_more_draws, **hierarchical_keywords(args), **target_accept(args))
