@@ -169,6 +169,14 @@ LEVEL_BOUND = "frontier"
 LEVEL_BOUNDS = (None, "frontier")
 LEVEL_GRID_STEP, LEVEL_GRID_MAX = 0.5, 20.0  # e-folds of compute beyond the fitted runs (20: 5e8x)
 LEVEL_CUT_SITE = "drift_level_cut"
+# Which draws ``frontier_level_cut`` cuts (LEVEL_CUT_DRAWS). "level rises" (the default): only draws whose level
+# drift rises somewhere on the grid; a draw whose exponent or allocation drift alone makes its frontier rise keeps
+# it (5-34% of the draws rise somewhere in 1e20-1e27 FLOPs on Chinchilla and Marin's sweeps:
+# experiments/frontier_search_edges.py). "every draw": every draw whose T(u) rises, its level lowered by the same
+# cut (a level drift of zero or below made more negative where the frontier would rise). Measured by
+# bench_extrapolation.py's twenty-eighth run (its rule in the module comment there; docs/extrapolation.md).
+LEVEL_CUT_DRAWS = "level rises"
+LEVEL_CUT_DRAW_CHOICES = ("level rises", "every draw")
 # What the level drift g_C scales (``apply_level``). "loss" (the default): the whole loss, log L + g_C u_C.
 # "reducible": only the law's reducible part, L = E + (L_law - E) e^(g_C u_C), with E each draw's own
 # irreducible loss (``theta["E"]``; a law without one, e.g. Kaplan's, keeps "loss"): the drifted loss
@@ -840,7 +848,8 @@ def _level_note(cut: np.ndarray | None) -> str:
     if cut is None:
         return "not applied: the law has no frontier as fitted"
     return (f"the drifted frontier held non-increasing to {LEVEL_GRID_MAX:g} e-folds of compute beyond the runs: "
-            f"the level cut in {np.mean(cut.max(axis=1) > 0):.1%} of the draws")
+            f"the level cut in {np.mean(cut.max(axis=1) > 0):.1%} of the draws"
+            + (" (every draw whose frontier would rise)" if LEVEL_CUT_DRAWS == "every draw" else ""))
 
 
 def _allocation_mean(scales: ScalePosterior) -> str:
@@ -1000,7 +1009,8 @@ def frontier_level_cut(posterior, G: np.ndarray, ranges: dict) -> np.ndarray | N
     held at its lowest value so far: the largest non-increasing function below T). L(u) is read at the
     law's own optimum moved by the draw's allocation shift (``allocation_shift``), exact to second order in
     the distance between it and the drifted optimum (the profile is flat at its optimum), at the cost of
-    one evaluation of the law per draw and grid point. A draw whose level never rises keeps a zero cut.
+    one evaluation of the law per draw and grid point. Under ``LEVEL_CUT_DRAWS`` "level rises" (the default)
+    a draw whose level never rises keeps a zero cut; under "every draw" every draw is cut where T rises.
     (S, K); None where the law has no frontier as fitted."""
     from bayes_scaling.posterior import compiled_log_loss, compiled_optimal_allocation
 
@@ -1028,7 +1038,10 @@ def frontier_level_cut(posterior, G: np.ndarray, ranges: dict) -> np.ndarray | N
             cut = level - (np.log(np.exp(lowest) - E) - np.log(np.exp(L) - E))
         else:
             cut = T - lowest
-    rises = (np.diff(level, axis=1) > 0).any(axis=1, keepdims=True)
+    if LEVEL_CUT_DRAWS not in LEVEL_CUT_DRAW_CHOICES:
+        raise InputError(f"extrapolation.LEVEL_CUT_DRAWS must be one of {', '.join(map(repr, LEVEL_CUT_DRAW_CHOICES))}, "
+                         f"got {LEVEL_CUT_DRAWS!r}")
+    rises = (np.diff(level, axis=1) > 0).any(axis=1, keepdims=True) if LEVEL_CUT_DRAWS == "level rises" else True
     return np.where(np.isfinite(cut) & rises, cut, 0.0)  # a draw with no finite frontier is left as drawn
 
 

@@ -126,6 +126,8 @@ CANDIDATES = {
     "extrapolating, level on the reducible loss": ({}, "level-reducible"),
     # twenty-seventh run (twenty-ninth session): a fold along N (or D) where the compute folds never extrapolate in it
     "extrapolating, axis folds where no compute fold extrapolates": ({}, "axis-folds"),
+    # twenty-eighth run (thirty-fourth session): the level bound's cut for every draw whose frontier would rise
+    "extrapolating, level cut for every draw": ({}, "level-cut-every-draw"),
 }
 # Fourth run (same session, written before its results; --candidates, --out
 # results/bench_extrapolation_fold_covariance.json): the folds' residuals with their full predictive
@@ -598,6 +600,25 @@ CANDIDATES = {
 # no axis fold and its scores are the default's draw for draw, like Marin's; the "18 runs, u_N 1.37" above were
 # read off all 245 runs. With those 245 the N fold teaches a mean d_N of -2.04 (the default's folds: +0.09).
 # Far split and simulation not run.
+# Twenty-eighth run (thirty-fourth session; written before its results). The level bound (``LEVEL_BOUND``
+# "frontier") cuts only draws whose level drift rises; a draw whose exponent or allocation drift alone makes its
+# compute-optimal loss rise keeps its rise (experiments/frontier_search_edges.py, thirty-first session: 5.3% of the
+# draws on Chinchilla and 25-34% on Marin's sweeps rise somewhere in 1e20-1e27 FLOPs, up to 36-55% per quarter
+# decade), though more compute can always buy at least the loss of less. The candidate
+# (``extrapolation.LEVEL_CUT_DRAWS`` "every draw", on the current default) applies the same cut to every draw whose
+# T(u) rises; the NUTS and drift draws are unchanged, only the cut table, at the same cost (one evaluation of the
+# law per draw and grid point either way). THE RULE: adopted if ``adoption`` (a)-(c) hold on the standard split
+# (--scores-only --no-baselines), and (m) with frontier_search_edges.py --level-cut-draws on every development group
+# (the full-data default fit, seed 0, the default search window): the share of draws whose L_opt rises between
+# consecutive quarter decades of 1e20-1e27 FLOPs is lower under the candidate on Chinchilla and on each of Marin's
+# three datasets and no higher on any group, and (g') on the far split its geometric-mean interval score is at
+# most 1.0x the default's and its N_opt inside on at least the default's count minus 1. (d), the simulation,
+# is not asked: its held-out runs lie within 2 e-folds of compute of its fits, where the cut rarely acts (noted
+# here before the run). If adopted, LEVEL_CUT_DRAWS becomes "every draw"; if not, it stays an option and the numbers
+# are reported. Runs: --scores-only --no-baselines --candidates extrapolating "extrapolating, level cut for every
+# draw" into results/bench_extrapolation_level_cut_every_draw.json; then frontier_search_edges.py
+# --level-cut-draws into results/frontier_search_edges_level_cut.json; then --split far into
+# ..._every_draw_far.json, each only if the ones before leave the rule undecided.
 NUTS_FOLD_RUNS = 36
 FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
@@ -621,7 +642,7 @@ DIAGNOSIS_HELP = {  # the diagnosis flags (each writes its own results file; ``m
 FAR_SPLITS = {"chinchilla": {"fraction": 0.5}, "marin": {}, "porian": {"top_budgets": 6}, "gadre": {"fraction": 0.5}}
 
 
-CURRENT_DEFAULT_VARIANTS = ("level-reducible", "axis-folds")  # variants on top of the current default (its refits too)
+CURRENT_DEFAULT_VARIANTS = ("level-reducible", "axis-folds", "level-cut-every-draw")  # variants on top of the current default (its refits too)
 
 
 @contextlib.contextmanager
@@ -631,7 +652,7 @@ def variant(name: str | None):
     ``likelihood.MISFIT_CAP`` "in data"; "misfit-noise-final" sets it to "final": the final fit only,
     not the calibration's refits); "allocation-bounds" sets ``extrapolation.ALLOCATION_BOUNDS`` (0, 1), "allocation-lower-bound" (0, inf) (the default since the thirteenth run), "allocation-unbounded" None, "allocation-lower-bound-shape"
     (0, inf) with ``extrapolation.ALLOCATION_BOUND_SHAPE``; "allocation-condition" sets
-    ``extrapolation.ALLOCATION_BOUND_MODE`` "condition"; "level-reducible" sets ``extrapolation.LEVEL_ON`` "reducible" (on the current default, as every name in ``CURRENT_DEFAULT_VARIANTS``); "axis-folds" sets ``extrapolation.AXIS_FOLDS`` "untested"; "level-frontier" sets ``extrapolation.LEVEL_BOUND`` "frontier" (the default since the
+    ``extrapolation.ALLOCATION_BOUND_MODE`` "condition"; "level-reducible" sets ``extrapolation.LEVEL_ON`` "reducible" (on the current default, as every name in ``CURRENT_DEFAULT_VARIANTS``); "axis-folds" sets ``extrapolation.AXIS_FOLDS`` "untested"; "level-cut-every-draw" sets ``extrapolation.LEVEL_CUT_DRAWS`` "every draw"; "level-frontier" sets ``extrapolation.LEVEL_BOUND`` "frontier" (the default since the
     seventeenth run), "level-unbounded" None; "laplace-psis" sets ``sampler.LAPLACE_CORRECTION`` "psis" (the
     refits importance-sampled; "laplace-psis-priors-F" also ``extrapolation.PRIOR_SCALES`` times F); "laplace-mode" and "laplace-jittered" set ``sampler.LAPLACE_START``
     (the calibration's Laplace refits: every chain's Newton steps from one point, to the mode, or from jittered starts);
@@ -648,6 +669,7 @@ def variant(name: str | None):
     correction, prior_scales = sampler_module.LAPLACE_CORRECTION, extrapolation.PRIOR_SCALES
     default_refits = nuts_module.DEFAULT_REFITS
     level_on, axis_folds = extrapolation.LEVEL_ON, extrapolation.AXIS_FOLDS
+    cut_draws = extrapolation.LEVEL_CUT_DRAWS
     if name is not None and name not in CURRENT_DEFAULT_VARIANTS:  # variants defined before the twenty-fifth run:
         nuts_module.DEFAULT_REFITS = None  # on the sampler's settings ("laplace-jittered" alone is the default before it)
     misfit_too = name is not None and name.endswith("+misfit-noise")  # "X+misfit-noise": X and the misfit term
@@ -665,6 +687,8 @@ def variant(name: str | None):
         extrapolation.LEVEL_ON = "reducible"
     elif name == "axis-folds":
         extrapolation.AXIS_FOLDS = "untested"
+    elif name == "level-cut-every-draw":
+        extrapolation.LEVEL_CUT_DRAWS = "every draw"
     elif name in ("level-frontier", "level-unbounded"):
         extrapolation.LEVEL_BOUND = "frontier" if name == "level-frontier" else None
     elif name == "allocation-condition":
@@ -711,6 +735,7 @@ def variant(name: str | None):
         sampler_module.LAPLACE_CORRECTION, extrapolation.PRIOR_SCALES = correction, prior_scales
         nuts_module.DEFAULT_REFITS = default_refits
         extrapolation.LEVEL_ON, extrapolation.AXIS_FOLDS = level_on, axis_folds
+        extrapolation.LEVEL_CUT_DRAWS = cut_draws
 
 
 def conformal_scores(runs: Runs, split_kw: dict | None = None, thin=None) -> dict:

@@ -21,7 +21,15 @@ a coarse-to-fine search over a wide range, which should agree). Reported per gro
   with the options (and the share rising with the default window).
 A measurement of options, no rule; not adopted (docs/extrapolation.md, "A limit: the frontier's search window").
 
+``--level-cut-draws`` (thirty-fourth session; criterion (m) of bench_extrapolation.py's twenty-eighth run): per
+group, the same default fit's frontier searched by the default window with the level cut as fitted
+(``extrapolation.LEVEL_CUT_DRAWS`` "level rises") and with the cut recomputed for every draw ("every draw"; the
+NUTS and drift draws are the same, only the cut table differs): the share of draws whose L_opt rises between
+consecutive quarter decades (by more than 1e-9 relative), the largest rise, and the median and 95% bound of
+L_opt at each budget under both.
+
     python experiments/frontier_search_edges.py [--sources chinchilla] [--out FILE]
+    python experiments/frontier_search_edges.py --level-cut-draws --sources chinchilla marin porian gadre --out FILE
 """
 
 from __future__ import annotations
@@ -76,10 +84,45 @@ def check(runs: Runs) -> dict:
     }
 
 
+def level_cut_draws(runs: Runs) -> dict:
+    """Criterion (m): the default fit's frontier under each ``LEVEL_CUT_DRAWS`` (docstring above)."""
+    post = fit_nuts(runs, progress=False)
+    law, C = post.law, BUDGETS[None, :]
+    th = {k: np.asarray(v)[:, None] for k, v in post.theta().items()}
+    N_law = np.asarray(law.optimal_allocation(th, C)[0])
+    G, ranges = extrapolation.drift_of(post)
+    drifts, _ = extrapolation._drift_columns(G, ranges)
+    bare = {k: v for k, v in ranges.items() if k != "level_cut_points"}
+    out = {"runs": len(runs), "draws": int(G.shape[0]), "budgets": [float(c) for c in BUDGETS]}
+    saved = extrapolation.LEVEL_CUT_DRAWS
+    for setting in extrapolation.LEVEL_CUT_DRAW_CHOICES:
+        extrapolation.LEVEL_CUT_DRAWS = setting
+        try:
+            cut = extrapolation.frontier_level_cut(post, drifts, bare)
+        finally:
+            extrapolation.LEVEL_CUT_DRAWS = saved
+        table = drifts if cut is None else np.hstack([drifts, cut])
+        cut_ranges = bare if cut is None else {**bare, "level_cut_points": cut.shape[1]}
+        if setting == saved and cut is not None:  # the fit's own cut, recomputed: the same table
+            assert np.allclose(table, G, equal_nan=True)
+        L = frontier_mod.drifted_optimum(law, th, C, N_law, table, cut_ranges)[2]
+        rises = np.diff(np.log(L), axis=1)
+        out[setting] = {
+            "draws_cut": float(np.mean(cut.max(axis=1) > 0)) if cut is not None else 0.0,
+            "share_of_draws_rising": float((rises > 1e-9).any(axis=1).mean()),
+            "max_rise_per_quarter_decade": float(np.nanmax(rises)),
+            "L_opt_median": [float(x) for x in np.nanmedian(L, axis=0)],
+            "L_opt_95": [float(x) for x in np.nanquantile(L, 0.95, axis=0)],
+            "L_opt_5": [float(x) for x in np.nanquantile(L, 0.05, axis=0)]}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", nargs="+", default=["chinchilla"], choices=sorted(SOURCES))
     parser.add_argument("--out", default="experiments/results/frontier_search_edges.json")
+    parser.add_argument("--level-cut-draws", action="store_true",
+                        help="criterion (m): the frontier under each extrapolation.LEVEL_CUT_DRAWS (docstring)")
     args = parser.parse_args()
     started = time.time()
     results = {}
@@ -89,7 +132,13 @@ def main() -> None:
             one = Runs(runs.frame[runs.frame["group"] == group].reset_index(drop=True))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                results[f"{source}/{group}"] = r = check(one)
+                results[f"{source}/{group}"] = r = (level_cut_draws if args.level_cut_draws else check)(one)
+            if args.level_cut_draws:
+                print(f"{source}/{group}: " + "; ".join(
+                    f"{k}: cut {r[k]['draws_cut']:.1%}, rising {r[k]['share_of_draws_rising']:.1%} (up to "
+                    f"{r[k]['max_rise_per_quarter_decade']:.2%} per quarter decade)"
+                    for k in extrapolation.LEVEL_CUT_DRAW_CHOICES), flush=True)
+                continue
             print(f"{source}/{group}: the search now lower in {r['cells_lower_with_moving_window']:.2%} of cells "
                   f"(L by up to {r['max_relative_L_difference']:.2%}); gap to lifetime optimum "
                   f"{r['max_relative_gap_to_lifetime_optimum']:.1e}; draws rising {r['share_of_draws_rising']:.1%} "
