@@ -54,12 +54,18 @@ SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_po
 BUDGETS = 10.0 ** np.arange(20.0, 27.01, 0.25)
 
 
-def check(runs: Runs) -> dict:
+def default_fit(runs: Runs):
+    """The default fit of ``runs`` and what the searches read: (post, law, C (1, K), theta (S, 1), the law's
+    N_opt (S, K), G, ranges)."""
     post = fit_nuts(runs, progress=False)
     law, C = post.law, BUDGETS[None, :]
     th = {k: np.asarray(v)[:, None] for k, v in post.theta().items()}
     N_law = np.asarray(law.optimal_allocation(th, C)[0])
-    G, ranges = extrapolation.drift_of(post)
+    return (post, law, C, th, N_law, *extrapolation.drift_of(post))
+
+
+def check(runs: Runs) -> dict:
+    post, law, C, th, N_law, G, ranges = default_fit(runs)
     held = frontier_mod.drifted_optimum(law, th, C, N_law, G, ranges, edge_steps=0, wide=False)
     moving = frontier_mod.drifted_optimum(law, th, C, N_law, G, ranges, edge_steps=8, wide=True)
     life = decisions.lifetime_optimum(decisions.Surface.of(post), C, 0.0)
@@ -86,11 +92,7 @@ def check(runs: Runs) -> dict:
 
 def level_cut_draws(runs: Runs) -> dict:
     """Criterion (m): the default fit's frontier under each ``LEVEL_CUT_DRAWS`` (docstring above)."""
-    post = fit_nuts(runs, progress=False)
-    law, C = post.law, BUDGETS[None, :]
-    th = {k: np.asarray(v)[:, None] for k, v in post.theta().items()}
-    N_law = np.asarray(law.optimal_allocation(th, C)[0])
-    G, ranges = extrapolation.drift_of(post)
+    post, law, C, th, N_law, G, ranges = default_fit(runs)
     drifts, _ = extrapolation._drift_columns(G, ranges)
     bare = {k: v for k, v in ranges.items() if k != "level_cut_points"}
     out = {"runs": len(runs), "draws": int(G.shape[0]), "budgets": [float(c) for c in BUDGETS]}
