@@ -209,8 +209,13 @@ def beyond_notes(posterior, budgets=(), optima: bool = True, points=None) -> lis
     extra = posterior.meta.get("extrapolation")
     if not extra:
         corpus_bound = hasattr(getattr(posterior, "law", None), "with_unique_tokens")  # a data-constrained law
-        how = ("a grouped fit keeps the plain law unless fitted with --model extrapolating, which adds the law's own "
-               "error beyond the runs" if "pooling" in posterior.meta else
+        grouped = "pooling" in posterior.meta
+        if grouped:
+            from bayes_scaling.hierarchical.fit import POPULATION
+        population = grouped and posterior.meta.get("group") == POPULATION
+        how = ("a grouped fit's population (a new group's law) keeps the plain law: each group's drift is calibrated "
+               "on that group's own runs" if population else
+               "a grouped fit adds each group's drift unless fitted with --model plain" if grouped else
                "a law bound to each run's unique tokens has no extrapolating model; for a law of N and D alone the "
                "default model adds the law's own error beyond the runs" if corpus_bound else
                "the default model adds the law's own error beyond the runs")

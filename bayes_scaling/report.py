@@ -358,9 +358,10 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
                  else "this fit's intervals beyond the fitted compute")
         advice = ""
         if posterior.model != extrapolation.MODEL_NAME and not hasattr(posterior.law, "with_unique_tokens"):  # no drift there
-            advice = (" This fit takes the law as exact beyond its runs; refit with --model extrapolating, which adds "
-                      "the law's own error there" + (", each group's drift calibrated on its own runs" if member else "")
-                      + " (docs/extrapolation.md).")
+            advice = (" This fit takes the law as exact beyond its runs; refit without --model plain: the grouped "
+                      "default adds each group's drift, calibrated on its own runs (docs/extrapolation.md)." if member else
+                      " This fit takes the law as exact beyond its runs; refit with --model extrapolating, which adds "
+                      "the law's own error there (docs/extrapolation.md).")
         lines.append("Warning: " + ", ".join(f"the {lv:.0%} intervals covered only {c:.0%}" for lv, c in short)
                      + f" of the held-out runs: read {whose} as too narrow there." + advice)
     table = pd.DataFrame([

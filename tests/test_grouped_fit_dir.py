@@ -247,4 +247,19 @@ def test_a_grouped_report_backtests_the_hierarchical_model_once(grouped_dir, mon
     short = result.for_group(members[0][0])
     short.runs["covered_90"] = 0.0  # intervals that covered nothing: the plain law is told of the drift
     warning = [line for line in report.trust_section(member, short)["lines"] if line.startswith("Warning")]
-    assert warning and "refit with --model extrapolating" in warning[0] and "each group's drift" in warning[0]
+    assert warning and "refit without --model plain" in warning[0] and "each group's drift" in warning[0]
+
+
+def test_a_plain_member_beyond_its_runs_says_how_to_get_its_drift(grouped_dir):
+    """A grouped fit answers with each group's drift unless fitted with --model plain; its population's law
+    is always plain (no runs of its own to calibrate a drift on): the note beyond the runs says which."""
+    from bayes_scaling.formatting import beyond_notes
+
+    members = dict(load_fits(grouped_dir))
+    for group, post in members.items():
+        post.meta["pooling"] = "partial"  # as the hierarchical fit's members carry it
+        note = beyond_notes(post, [1e24])[0]
+        if group == POPULATION:
+            assert "population (a new group's law) keeps the plain law" in note and "--model plain" not in note
+        else:
+            assert "adds each group's drift unless fitted with --model plain" in note
