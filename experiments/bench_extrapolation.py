@@ -619,6 +619,15 @@ CANDIDATES = {
 # draw" into results/bench_extrapolation_level_cut_every_draw.json; then frontier_search_edges.py
 # --level-cut-draws into results/frontier_search_edges_level_cut.json; then --split far into
 # ..._every_draw_far.json, each only if the ones before leave the rule undecided.
+# Outcome (2-core AMD EPYC, load 3.4-6.1 beside a helper's work; results/bench_extrapolation_level_cut_every_draw.json,
+# results/frontier_search_edges_level_cut.json): NOT ADOPTED. (a)-(c) pass: the held-out runs' scores are the
+# default's (Chinchilla 88.9% / 0.0834, Marin 92.5% / 0.1802, N_opt 3/3, identical; Porian 96.5% / 0.66210 against
+# 0.66211, N_opt 12/15; Gadre 100% / 0.55477 against 0.55486). (m) fails on Chinchilla: 5.3% of the draws rise under
+# both (lower on Marin's three datasets, 33.2/24.9/29.8% -> 28.6/23.4/26.2%, and on 7 of Porian's sweeps; equal on
+# the rest; higher on none). What (m) did not ask, measured in the same run: the largest rise per quarter decade
+# falls from 33-49% to 0.7-1.5% on Marin and from up to 50.7% to at most 7.1% on Porian, and Marin comma's 95% bound
+# of L_opt no longer rises with the budget (3.0005, 3.0467, 3.0886 at 1e24, 1e26, 1e27 FLOPs against 2.9560,
+# 2.9496, 2.9458). The far split was not run (the rule was decided).
 NUTS_FOLD_RUNS = 36
 FIT_SEED = 0  # the seed of every scored fit (``--seed``; the nineteenth run's seeds 1 and 2)
 SOURCES = {"chinchilla": load_chinchilla, "marin": load_marin, "porian": load_porian, "gadre": load_gadre}
