@@ -929,3 +929,31 @@ def test_axis_folds_test_the_axis_that_no_compute_fold_extrapolates_in(monkeypat
     monkeypatch.setattr(ex, "AXIS_FOLDS", "sizes")
     with pytest.raises(InputError, match="AXIS_FOLDS"):
         ex.calibrate(runs, fit_plain)
+
+
+def test_the_level_cut_for_every_draw_reaches_draws_whose_level_never_rises(chinchilla_fits, monkeypatch):
+    """``LEVEL_CUT_DRAWS`` "every draw" (an option, not adopted: bench_extrapolation.py's twenty-eighth run):
+    the same cut, also for draws whose level never rises but whose frontier read at the moved optimum does;
+    draws the default cuts keep their cut, and no draw's cut is smaller. The setting is named in the note;
+    an unknown one is refused."""
+    from bayes_scaling.fitting.nuts import add_drift
+
+    plain, _ = chinchilla_fits
+    post = fit_nuts(plain.runs, model="plain", seed=3, **SHORT)
+    G, ranges = ex.drift_of(add_drift(post))
+    drifts, default_cut = ex._drift_columns(G, ranges)
+    bare = {k: v for k, v in ranges.items() if k != "level_cut_points"}
+    assert ex.LEVEL_CUT_DRAWS == "level rises"  # the default
+    np.testing.assert_allclose(ex.frontier_level_cut(post, drifts, bare), default_cut)
+    monkeypatch.setattr(ex, "LEVEL_CUT_DRAWS", "every draw")
+    every = ex.frontier_level_cut(post, drifts, bare)
+    level_rises = (np.diff(ex.level_drift(drifts, bare, np.broadcast_to(ex.level_grid(), every.shape)), axis=1) > 0).any(axis=1)
+    np.testing.assert_allclose(every[level_rises], default_cut[level_rises])
+    newly = (every.max(axis=1) > 0) & (default_cut.max(axis=1) == 0)
+    assert newly.any() and not level_rises[newly].any()
+    assert np.all(every >= default_cut)
+    fresh = lambda: fit_nuts(plain.runs, model="plain", seed=3, **SHORT)  # noqa: E731
+    assert "every draw whose frontier would rise" in add_drift(fresh()).meta["extrapolation"]["level bound"]
+    monkeypatch.setattr(ex, "LEVEL_CUT_DRAWS", "some draws")
+    with pytest.raises(InputError, match="LEVEL_CUT_DRAWS must be one of"):
+        add_drift(fresh())
