@@ -282,6 +282,33 @@ def falling_optimum_notes(posterior, table: pd.DataFrame) -> list[str]:
             "'A limit: the optimum's jump past the largest fitted D')"]
 
 
+CORNER_TOLERANCE = 1e-6  # a median N_opt (D_opt) this close, relatively, to the largest fitted N (D) is on its corner
+
+
+def corner_optimum_notes(posterior, table: pd.DataFrame) -> list[str]:
+    """Where a frontier's median N_opt is the largest fitted N, or its median D_opt the largest fitted D (an
+    extrapolating fit), a note saying why: the drift starts at the fitted runs' edge, so along an IsoFLOP
+    slice the drifted log-loss has a kink there, and a draw whose exponent flattens past it (d_N or d_D < 0)
+    finds no better size or token count beyond it: its optimum stays on that corner over a range of budgets,
+    and when enough draws' do, the median is the corner itself (docs/extrapolation.md, 'A limit: the optimum's
+    jump past the largest fitted D'). The median then says where the drift starts, not where the optimum is."""
+    if posterior.meta.get("extrapolation") is None or not len(table):
+        return []
+    rows = table.sort_values("budget")
+    budgets = rows["budget"].to_numpy(np.float64)
+    notes = []
+    for axis, largest, what in (("N_opt", float(np.max(posterior.runs.N)), "model size N"),
+                                ("D_opt", float(np.max(posterior.runs.D)), "token count D")):
+        on = np.isclose(rows[f"{axis}_median"].to_numpy(np.float64), largest, rtol=CORNER_TOLERANCE, atol=0.0)
+        if on.any():
+            at = ", ".join(f"{b:.3g}" for b in budgets[on])
+            notes.append(f"  the median {axis} at {at} FLOPs is the largest fitted {what} ({format_si(largest)}): the "
+                         "drift starts there, and the draws whose exponent flattens past it keep their optimum on that "
+                         "corner, so the median marks where the runs end, not a measured optimum; read the interval "
+                         "(docs/extrapolation.md, 'A limit: the optimum's jump past the largest fitted D')")
+    return notes
+
+
 BEAT_SIGMAS = 2.0  # how far (in the fit's noise sd on log-loss) a run must lie below the frontier's interval
 
 

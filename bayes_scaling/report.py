@@ -225,11 +225,13 @@ def frontier_table(posterior, frontier: pd.DataFrame | None = None) -> pd.DataFr
 def frontier_notes(posterior, frontier: pd.DataFrame | None = None) -> list[str]:
     """``formatting.beyond_notes`` for the standard budgets' optima (``frontier``, else ``standard_frontier``;
     those marked in the frontier table)."""
-    from bayes_scaling.formatting import beyond_notes, falling_optimum_notes, runs_beat_frontier_notes
+    from bayes_scaling.formatting import (beyond_notes, corner_optimum_notes, falling_optimum_notes,
+                                          runs_beat_frontier_notes)
 
     f = standard_frontier(posterior) if frontier is None else frontier
     notes = [*beyond_notes(posterior, f["budget"], points=(f["N_opt_median"], f["D_opt_median"])),
-             *falling_optimum_notes(posterior, f), *runs_beat_frontier_notes(posterior, LEVEL)]
+             *falling_optimum_notes(posterior, f), *corner_optimum_notes(posterior, f),
+             *runs_beat_frontier_notes(posterior, LEVEL)]
     if posterior.has_draws("wsd_offset"):
         notes.append("L_opt, WSD branch of a new trunk: the loss a WSD-trained run (a new trunk's cool-down branch) "
                      "reaches at the optimum, the cosine runs' L_opt times e^(delta + u) with the fitted branch shift "

@@ -6,6 +6,7 @@ falls like bins / S: each outer draw is also one of the about S / bins draws of 
 A thirty-third-session review's script. Run: .venv/bin/python experiments/eig_nested_bias.py
 """
 
+import argparse
 import warnings
 
 import numpy as np
@@ -28,6 +29,7 @@ def mi_binary(sd: float) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()  # --help: this text, not a run
     for S in (500, 2000, 8000):
         continuous, binary = [], []
         for seed in range(10):

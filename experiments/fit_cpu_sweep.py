@@ -8,6 +8,8 @@ Usage: .venv/bin/python experiments/fit_cpu_sweep.py
 
 from __future__ import annotations
 
+import argparse
+
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ def markdown_table(frame) -> str:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()  # --help: this text, not a run
     runs = load_runs(SWEEP, source_name="cpu_sweep")
     selected = runs.for_fit()
     # Longer than the default (500 warm-up, 1,000 draws): with models this small E is weakly

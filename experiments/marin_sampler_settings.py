@@ -10,6 +10,8 @@ unflagged Marin runs, 4 chains, one fit per row, in one run: target acceptance 0
 
 from __future__ import annotations
 
+import argparse
+
 import os
 import platform
 import time
@@ -33,6 +35,7 @@ SETTINGS = [  # (target_accept, num_warmup, num_draws, seed)
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()  # --help: this text, not a run
     runs = load_marin().for_fit()
     rows = []
     for target, warmup, draws, seed in SETTINGS:

@@ -19,6 +19,8 @@ Writes experiments/results/sardana_example.json.
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import platform
@@ -89,6 +91,7 @@ def timed(fn, repeat: int = 1):
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()  # --help: this text, not a run
     bayes_scaling.configure()
     from bayes_scaling.fitting.nuts import fit_nuts
     from bayes_scaling.runs import load_chinchilla

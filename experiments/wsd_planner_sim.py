@@ -86,6 +86,8 @@ def one(mode: str, seed: int, max_runs: int, folder: Path, budget: float = BUDGE
 
     n_true, _ = law.optimal_allocation({k: jnp.asarray(v) for k, v in EPOCH_2024.items()}, jnp.asarray(TARGET))
     s = result.status
+    if s["log_N_opt"] is None:  # no refit before the planner's n_init runs (Planner.status)
+        raise SystemExit(f"--max-runs {max_runs}: the planner stopped before its first refit; give more runs")
     lo, med, hi = (float(np.exp(s["log_N_opt"][k])) for k in ("lo", "median", "hi"))
     return {"mode": mode, "seed": seed, "trunks_per_size": k, "runs": s["runs_done"], "flops_spent": s["flops_spent"],
             "trunks_opened": len(planner.state.get("wsd", {}).get("trunks", {})),

@@ -119,12 +119,17 @@ def test_folds_along_an_axis_do_not_count_as_compute_folds():
 
 
 def test_a_grouped_plain_fit_says_how_to_get_the_drift():
-    """A hierarchical fit keeps the plain law by default: its note beyond the runs names --model extrapolating
-    instead of calling the drift the default."""
+    """A grouped fit adds each group's drift by default: a plain member's note beyond the runs names --model
+    plain as what made it plain; the population's law is plain in every grouped fit, and its note says so."""
+    from bayes_scaling.hierarchical import POPULATION
+
     grouped = _posterior("plain law")
     grouped.meta["pooling"] = "partial"
     (note,) = beyond_notes(grouped, [1e21])
-    assert "--model extrapolating" in note and "the default model adds" not in note
+    assert "adds each group's drift unless fitted with --model plain" in note and "the default model adds" not in note
+    grouped.meta["group"] = POPULATION
+    (note,) = beyond_notes(grouped, [1e21])
+    assert "population (a new group's law) keeps the plain law" in note and "--model" not in note
 
 
 def test_answers_are_placed_against_the_fitted_runs_on_every_axis():
@@ -171,3 +176,23 @@ def test_a_median_optimum_that_falls_with_the_budget_is_called_out():
     assert falling_optimum_notes(post, table) == []
     table.loc[:, "N_opt_median"] = [5e8, 3e8, 4e8]
     assert falling_optimum_notes(_posterior("plain law"), table) == []  # the plain law's never falls
+
+
+def test_a_median_optimum_on_the_corner_at_the_largest_fitted_size_is_called_out():
+    """The drift starts at the fitted runs' edge, so many draws' optima sit on the largest fitted N (or D):
+    a median that is that corner is named as such, by budget; the plain law's median is never pinned there."""
+    from bayes_scaling.formatting import corner_optimum_notes
+
+    post = _posterior("extrapolating", "learned")  # largest fitted N 1B, D 20B
+    table = _table([1e22, 1e21, 1e23])
+    table.loc[:, "N_opt_median"] = [1e9, 4e8, 3e9]
+    table.loc[:, "D_opt_median"] = [1.7e12, 4e11, 2e10]
+    notes = corner_optimum_notes(post, table)
+    assert len(notes) == 2
+    assert notes[0].startswith("  the median N_opt at 1e+22 FLOPs is the largest fitted model size N (1B)")
+    assert notes[1].startswith("  the median D_opt at 1e+23 FLOPs is the largest fitted token count D (20B)")
+    table.loc[:, "N_opt_median"] = [1.01e9, 4e8, 3e9]
+    table.loc[:, "D_opt_median"] = 1e11
+    assert corner_optimum_notes(post, table) == []
+    table.loc[0, "N_opt_median"] = 1e9
+    assert corner_optimum_notes(_posterior("plain law"), table) == []

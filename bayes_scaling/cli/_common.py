@@ -10,6 +10,7 @@ from bayes_scaling.formatting import (  # noqa: F401 -- re-exported for the sub-
     Reach,
     beyond_mark,
     beyond_notes,
+    corner_optimum_notes,
     falling_optimum_notes,
     fitted_compute,
     format_ratio,

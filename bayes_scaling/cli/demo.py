@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     table = post.frontier(budgets, level=0.9)
     print(_common.frontier_text(table, reach=_common.Reach.of(post)))
     for line in [*_common.beyond_notes(post, budgets, points=(table["N_opt_median"], table["D_opt_median"])),
-                 *_common.falling_optimum_notes(post, table)]:
+                 *_common.falling_optimum_notes(post, table), *_common.corner_optimum_notes(post, table)]:
         print(line)
     print()
     try:

@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def frontier_notes(post, table, budgets, training: bool) -> list[str]:
-    """The notes under a frontier table (and in its JSON): answers beyond or below the fitted runs, a falling N_opt,
-    runs that beat the frontier at the fit's own budgets."""
+    """The notes under a frontier table (and in its JSON): answers beyond or below the fitted runs, a falling N_opt
+    or one on the corner at the largest fitted N or D, runs that beat the frontier at the fit's own budgets."""
     return [*_common.beyond_notes(post, budgets if training else (), points=(table["N_opt_median"], table["D_opt_median"])),
-            *_common.falling_optimum_notes(post, table), *_common.runs_beat_frontier_notes(post)]
+            *_common.falling_optimum_notes(post, table), *_common.corner_optimum_notes(post, table),
+            *_common.runs_beat_frontier_notes(post)]
