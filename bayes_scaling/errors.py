@@ -9,6 +9,11 @@ class InputWarning(UserWarning):
     """Something about the user's input worth knowing (the work goes on); the CLI prints it on one line."""
 
 
+class ComputeColumnWarning(InputWarning):
+    """A table's compute column C is not 6ND (kept as given; fits count 6ND). The planner's own cost column (a
+    WSD branch's cool-down plus trunk tokens) differs by design, so its refits leave this one out."""
+
+
 def one_line(text: str, limit: int = 600) -> str:
     """``text`` on one line (newlines folded into '; '), at most ``limit`` characters: a longer line
     loses its middle, so that what it is about (the start) and the advice (the end) both stay."""

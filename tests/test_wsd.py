@@ -288,7 +288,13 @@ def test_the_wsd_planner_refits_with_the_trunk_effects_and_scores_branches_with_
     for _ in range(6):
         (p,) = planner.ask(1)
         planner.tell(p.run_id, _loss(p.N, p.D) * np.exp(0.02 if p.trunk_id.endswith("1e+07") else 0.0))
-    (p,) = planner.ask(1)  # refits: fit_wsd, as a branch is done
+    assert any(abs(r["cost"] / (6 * r["N"] * r["D"]) - 1) > 0.05 for r in planner.done)  # branches priced apart from 6ND
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (p,) = planner.ask(1)  # refits: fit_wsd, as a branch is done
+    from bayes_scaling.errors import ComputeColumnWarning
+
+    assert not [w for w in caught if issubclass(w.category, ComputeColumnWarning)]  # the planner's own costs: no note
     assert planner.posterior().method == "nuts-wsd" and set(planner._wsd_fit.trunks) <= {
         r["trunk_id"] for r in planner.done}
     assert len(planner._wsd_fit.trunk_effects()) == len(planner._wsd_fit.trunks)  # padded slots left out

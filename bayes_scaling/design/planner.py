@@ -50,6 +50,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,7 @@ from bayes_scaling.design.eig import check_targets, predicted_log_loss, target_d
 from bayes_scaling.design.refit import MaskedRefitter, as_runs, draws_of, verdict_kept
 from bayes_scaling.design.settings import STRATEGIES, PlannerSettings
 from bayes_scaling.design.target import TargetRegion, choose, in_band, posterior_columns, target_matrix
-from bayes_scaling.errors import InputError
+from bayes_scaling.errors import ComputeColumnWarning, InputError
 from bayes_scaling.laws import Law, get_law
 from bayes_scaling.posterior import Posterior
 from bayes_scaling.runs.store import RunStore
@@ -549,9 +550,12 @@ class Planner:
         s = self.settings
         settings = SamplerSettings(chains=int(s["num_chains"]), warmup=int(s["num_warmup"]), draws=int(s["num_draws"]),
                                    seed=int(seed) % 2**31, retry_divergent=False, more_draws=False)
-        fit, self.refitter.last_warning = verdict_kept(lambda: fit_wsd(  # the verdict kept, as for plain refits
-            self.runs().frame, law=self.law, likelihood=Likelihood(s["likelihood"], float(s["nu"])), settings=settings,
-            trunk_scale=self.state["wsd"].get("trunk_scale", TRUNK_SCALE), model=self.refitter.model))
+        with warnings.catch_warnings():  # the runs' C is each branch's cost (cool-down + trunk), not 6ND by design
+            warnings.simplefilter("ignore", ComputeColumnWarning)
+            fit, self.refitter.last_warning = verdict_kept(lambda: fit_wsd(  # the verdict kept, as for plain refits
+                self.runs().frame, law=self.law, likelihood=Likelihood(s["likelihood"], float(s["nu"])),
+                settings=settings, trunk_scale=self.state["wsd"].get("trunk_scale", TRUNK_SCALE),
+                model=self.refitter.model))
         return fit
 
     def draws(self) -> dict[str, np.ndarray]:

@@ -116,10 +116,10 @@ COMPUTE_TOLERANCE = 0.05  # a table's own compute column further than this from 
 
 def _note_compute_column(out: pd.DataFrame, source_name: str) -> None:
     """A table that gives both D and its own compute C keeps C as given; fits, frontiers and budgets use
-    C = 6ND, so where the two differ by more than ``COMPUTE_TOLERANCE`` an ``InputWarning`` says so (and where)."""
+    C = 6ND, so where the two differ by more than ``COMPUTE_TOLERANCE`` an ``InputWarning`` (``ComputeColumnWarning``) says so (and where)."""
     import warnings
 
-    from bayes_scaling.errors import InputWarning
+    from bayes_scaling.errors import ComputeColumnWarning
 
     ratio = out["C"].to_numpy(np.float64) / (FLOPS_PER_PARAM_TOKEN * out["N"].to_numpy(np.float64) * out["D"].to_numpy(np.float64))
     off = np.flatnonzero(np.abs(ratio - 1.0) > COMPUTE_TOLERANCE)
@@ -128,7 +128,7 @@ def _note_compute_column(out: pd.DataFrame, source_name: str) -> None:
         rows = ", ".join(str(i + 1) for i in off[:5]) + (f" and {off.size - 5} more" if off.size > 5 else "")
         warnings.warn(f"{source_name}: the compute column differs from 6ND in {off.size} row(s) ({rows}; up to "
                       f"{worst:.3g}x); it is kept as given, but fits, frontiers and budgets count compute as C = 6ND",
-                      InputWarning, stacklevel=4)
+                      ComputeColumnWarning, stacklevel=4)
 
 
 def check_plausible_units(N, D, where: _Locator, n_column: str = "N", d_column: str = "D", *,
