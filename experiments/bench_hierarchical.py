@@ -531,7 +531,32 @@ def python_json(code: str, cache: str, source: Path = ROOT, *argv: str):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-SEPARATE_PARTS = ("step_cost", "fixed_laplace_mass")  # written by their own modes (``record``); a full run keeps them
+CLI_MODELS = {"pooled": ["fit", "marin"], "grouped (each group's drift, the default)": ["fit", "marin", "--group-by", "group"],
+              "grouped, --model plain": ["fit", "marin", "--group-by", "group", "--model", "plain"]}
+
+
+def cli_models(rounds: int, tmp: str) -> dict:
+    """``--cli-models K`` (thirty-fourth session): the CLI's pooled fit of Marin and its grouped fit with and without
+    each group's drift, in one compile cache warmed by one untimed call of each, then K rounds interleaved call by
+    call: the drift's cost in a grouped fit, side by side."""
+    cache = str(Path(tmp) / "cache")
+    for command in CLI_MODELS.values():
+        cli_seconds(command, cache)
+    seconds = {name: [] for name in CLI_MODELS}
+    loads = [os.getloadavg()[0]]
+    for _ in range(rounds):
+        for name, command in CLI_MODELS.items():
+            seconds[name].append(cli_seconds(command, cache))
+        loads.append(os.getloadavg()[0])
+    median = {name: float(np.median(v)) for name, v in seconds.items()}
+    names = list(CLI_MODELS)
+    return {"seconds": seconds, "median_s": median, "loads": loads,
+            "grouped_over_pooled": median[names[1]] / median[names[0]],
+            "drift_over_plain_grouped": median[names[1]] / median[names[2]]}
+
+
+SEPARATE_PARTS = ("step_cost", "fixed_laplace_mass", "cli_models")  # written by their own modes (``record``); a full run
+# keeps them
 
 
 def record(key: str, measure, show, label: str) -> int:
@@ -574,7 +599,14 @@ def main() -> int:
     parser.add_argument("--warm-start-modes", type=int, default=0,
                         help="the warm_start_modes against cold hierarchical refits, counted rounds 1..K")
     parser.add_argument("--also", type=json.loads, default=None, help="fit_hierarchical options (JSON) to add")
+    parser.add_argument("--cli-models", type=int, default=0,
+                        help="the CLI's pooled and grouped fits of Marin, with and without the drift, K rounds")
     args = parser.parse_args()
+    if args.cli_models:
+        return record("cli_models", lambda tmp: cli_models(args.cli_models, tmp),
+                      lambda part: json.dumps({k: part[k] for k in ("median_s", "grouped_over_pooled",
+                                                                    "drift_over_plain_grouped", "loads")}, indent=1),
+                      "CLI models")
     if args.warm_start:
         return write_warm(RESULTS_WARM, lambda tmp: warm_start(max(args.warm_start, 1), tmp),
                           lambda r: json.dumps(r["summary"], indent=1), "warm start")
