@@ -250,7 +250,8 @@ def beyond_notes(posterior, budgets=(), optima: bool = True, points=None) -> lis
                      "of that shape is read ever farther from it, and its medians far beyond the runs are not credible "
                      "forecasts; read the interval and compare --model plain (docs/extrapolation.md, "
                      "'The level bounded so the frontier never rises', what is left)")
-    if optima and str(extra.get("allocation mean", "")).startswith("learned from loss residuals only"):
+    if (optima and int(extra.get("folds", 0)) > 0  # no fold: nothing was learned (the priors alone, noted above)
+            and str(extra.get("allocation mean", "")).startswith("learned from loss residuals only")):
         notes.append("  N_opt there: no fold of these runs observed an IsoFLOP optimum, so the drift's mean shift of the "
                      "allocation was learned from loss residuals only and is weakly identified; the median N_opt follows "
                      "it: read the interval rather than the median (compare --model plain; a budget column lets the folds "

@@ -61,14 +61,27 @@ CAPTIONS = {
                   "of Hoffmann et al. (2022, Approach 3) and Epoch AI (2024) to Chinchilla's runs (a reference for "
                   "Chinchilla-like training; other data need not follow them).",
     "exponents": "Posterior of the law's allocation exponents: its N_opt grows as C^a and D_opt as C^b (a + b = 1 "
-                 "under C = 6ND). Beyond the fitted runs the extrapolating model's drift moves the optimum away from "
-                 "this power law; the frontier table gives the optimum it answers with.",
+                 "under C = 6ND).",
     "pair": "Pairwise posterior draws of the law's parameters; ridges show which combinations the data pin down.",
     "trace_rank": "Traces by chain (divergent transitions marked in red) and per-chain rank histograms, which "
                   "are flat when the chains mix.",
     "residuals": "Log-loss residuals against the posterior-median law; runs outside their 90% predictive "
                  "interval in red. Bottom right: observed against predicted loss with 90% predictive intervals.",
 }
+DRIFT_CAPTIONS = {  # appended where the fit has the extrapolating model's drift
+    "exponents": "Beyond the fitted runs the extrapolating model's drift moves the optimum away from this power law; "
+                 "the frontier table gives the optimum it answers with.",
+}
+
+
+def figure_captions(posterior) -> dict[str, str]:
+    """Each figure's caption, with ``DRIFT_CAPTIONS``' sentence where the fit has a drift (a plain fit's exponents
+    are the optimum's, beyond the runs too)."""
+    drift = bool(posterior.meta.get("extrapolation"))
+    return {name: text + (" " + DRIFT_CAPTIONS[name] if drift and name in DRIFT_CAPTIONS else "")
+            for name, text in CAPTIONS.items()}
+
+
 BACKTEST_CAPTION = ("Held-out runs against the predictions of the refit on the cheaper runs: bars are the 50% and 90% "
                     "predictive intervals, ticks the medians, dots the observed losses (red outside the 90% interval); "
                     "runs ordered by held-out budget, then N.")
@@ -366,6 +379,15 @@ def trust_section(posterior, backtest=None, progress: bool = False) -> dict:
                       "the law's own error there (docs/extrapolation.md).")
         lines.append("Warning: " + ", ".join(f"the {lv:.0%} intervals covered only {c:.0%}" for lv, c in short)
                      + f" of the held-out runs: read {whose} as too narrow there." + advice)
+    for group, verdict in backtest.diagnostics.items():  # the refit behind the scores failed its checks
+        if verdict.get("ok") is False or verdict.get("design_limits"):
+            head = ". ".join(str(verdict.get("verdict", "")).split(". ")[:2])
+            lines.append(f"Warning: the backtest's refit{'' if backtest.joint else ' of ' + str(group)} "
+                         + ("failed its sampler checks" if verdict.get("ok") is False else "passed its sampler checks")
+                         + "".join(f"; its runs cannot identify the law: {limit}" for limit in verdict.get("design_limits") or [])
+                         + (f" ({head})" if head else "") + ": read these scores with care.")
+            if backtest.joint:
+                break  # one joint fit: its verdict is every group's
     table = pd.DataFrame([
         {"group": r["group"], "held-out budget": r["budget_label"], "runs": r["n"],
          **{f"coverage {lv:.0%}": f"{r['coverage_' + level_tag(lv)]:.0%}" for lv in backtest.levels},
@@ -502,6 +524,7 @@ def report_content(posterior, *, all_runs=None, backtest=None, progress: bool = 
         "check_lines": check_lines,
         "high_k": high_k,
         "figures": plots.all_figures(posterior),
+        "captions": figure_captions(posterior),
         "trust": None,
     }
     if backtest is None:
@@ -615,7 +638,7 @@ def _html_sections(c: dict, prefix: str, level: int) -> list[str]:
         data = base64.b64encode(plots.png_bytes(fig, dpi=90)).decode("ascii")
         figures.append(
             f"<figure id='{prefix}fig-{name}'><img alt='{esc(plots.TITLES[name])}' src='data:image/png;base64,{data}'>"
-            f"<figcaption><b>{esc(plots.TITLES[name])}.</b> {esc(CAPTIONS[name])}</figcaption></figure>"
+            f"<figcaption><b>{esc(plots.TITLES[name])}.</b> {esc(c['captions'][name])}</figcaption></figure>"
         )
     section("figures", *figures)
     return body
@@ -697,6 +720,6 @@ def _md_sections(c: dict, level: int, fig_dir: Path, base: Path) -> list[str]:
     for name, fig in c["figures"].items():
         path = plots.save(fig, fig_dir / name, ("png",))[0]
         rel = path.relative_to(base).as_posix()
-        figures.append(f"![{plots.TITLES[name]}]({_md_link(rel)})\n\n*{plots.TITLES[name]}.* {CAPTIONS[name]}")
+        figures.append(f"![{plots.TITLES[name]}]({_md_link(rel)})\n\n*{plots.TITLES[name]}.* {c['captions'][name]}")
     section("figures", *figures)
     return out

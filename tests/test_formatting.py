@@ -196,3 +196,22 @@ def test_a_median_optimum_on_the_corner_at_the_largest_fitted_size_is_called_out
     assert corner_optimum_notes(post, table) == []
     table.loc[0, "N_opt_median"] = 1e9
     assert corner_optimum_notes(_posterior("plain law"), table) == []
+
+
+def test_a_drift_with_no_calibration_fold_is_not_said_to_be_learned_from_residuals():
+    """A fit whose calibration had no fold keeps the drift's priors: its notes say so, and not that the mean
+    allocation shift was learned from loss residuals (nothing was learned)."""
+    residuals = "learned from loss residuals only (no fold observes an optimum): ..."
+    notes = beyond_notes(_posterior("extrapolating", residuals, folds=0), [1e21])
+    assert "priors alone" in notes[0] and not any("loss residuals only" in note for note in notes)
+    assert any("loss residuals only" in note for note in beyond_notes(_posterior("extrapolating", residuals), [1e21]))
+
+
+def test_a_grouped_fit_s_population_read_alone_keeps_its_label():
+    from bayes_scaling.cli._common import member_group
+    from bayes_scaling.hierarchical import POPULATION
+
+    population = SimpleNamespace(method="nuts-hierarchical-population", meta={"group": POPULATION})
+    assert member_group(None, population) == POPULATION
+    assert member_group(None, SimpleNamespace(method="nuts-hierarchical", meta={"group": "comma"})) == "comma"
+    assert member_group(None, SimpleNamespace(method="nuts", meta={"group": "comma"})) is None

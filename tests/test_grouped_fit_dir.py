@@ -5,6 +5,7 @@ neither a fit nor a grouped fit is one clear error."""
 import json
 import shutil
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -248,6 +249,15 @@ def test_a_grouped_report_backtests_the_hierarchical_model_once(grouped_dir, mon
     short.runs["covered_90"] = 0.0  # intervals that covered nothing: the plain law is told of the drift
     warning = [line for line in report.trust_section(member, short)["lines"] if line.startswith("Warning")]
     assert warning and "refit without --model plain" in warning[0] and "each group's drift" in warning[0]
+    short.diagnostics = {members[0][0]: {"ok": False, "design_limits": [],
+                                         "verdict": "Sampler diagnostics: 2 problems; do not trust the intervals yet. "
+                                                    "4 chains x 1000 draws. More."}}
+    lines = report.trust_section(member, short)["lines"]  # the joint refit behind the scores failed its checks
+    (failed,) = [line for line in lines if "failed its sampler checks" in line]
+    assert failed.startswith("Warning: the backtest's refit failed") and "2 problems" in failed and "More" not in failed
+    plain_caption, drift_caption = (report.figure_captions(SimpleNamespace(meta=meta))["exponents"]
+                                    for meta in ({}, {"extrapolation": {"folds": 3}}))
+    assert "drift" not in plain_caption and "extrapolating model's drift" in drift_caption
 
 
 def test_a_plain_member_beyond_its_runs_says_how_to_get_its_drift(grouped_dir):
@@ -263,3 +273,19 @@ def test_a_plain_member_beyond_its_runs_says_how_to_get_its_drift(grouped_dir):
             assert "population (a new group's law) keeps the plain law" in note and "--model plain" not in note
         else:
             assert "adds each group's drift unless fitted with --model plain" in note
+
+
+def test_plan_names_the_group_and_refuses_the_population(grouped_dir, tmp_path, capsys):
+    """``plan DIR/groups/NAME`` says whose fit it plans from and which model its utility reads; the population (a
+    new group's law, fitted to the other groups' runs) has no runs of its own to plan beside, and is refused."""
+    for member, method in (("groups/comma", "nuts-hierarchical"), ("population", "nuts-hierarchical-population")):
+        copy = tmp_path / member.replace("/", "_")
+        shutil.copytree(grouped_dir / member, copy)
+        meta = json.loads((copy / "meta.json").read_text())
+        (copy / "meta.json").write_text(json.dumps({**meta, "method": method}))
+        code = main(["plan", str(copy), "--target-budget", "1e22", "--batch", "1"])
+        err = capsys.readouterr().err
+        if member == "population":
+            assert code == 2 and "is a grouped fit's population" in err
+        else:
+            assert code == 0 and "planning from [comma]'s fit (model: plain law); the utility reads the law's draws" in err

@@ -121,3 +121,20 @@ def test_a_wsd_table_read_as_text_imports_and_a_refused_import_leaves_no_store(t
     assert main(["runs", "import", str(tmp_path / "bad.csv"), "--store", str(tmp_path / "b.sqlite")]) == 2
     assert "field 'branch_tokens' must be a non-negative number (blank for 0), got 'lots'" in capsys.readouterr().err
     assert not list(tmp_path.glob("b.sqlite*"))
+
+
+def test_the_grouped_fit_refuses_what_it_cannot_take_before_any_work(capsys):
+    """``fit --group-by`` and ``backtest --hierarchical`` refuse a data-constrained law and ``--init approach3``
+    (the hierarchical sampler starts from each group's projection estimate) before sampling; an option of the
+    hierarchical model given without --hierarchical is named as given (``--no-detrend-offsets``)."""
+    from bayes_scaling.cli import main
+
+    assert main(["fit", "marin", "--group-by", "group", "--law", "data_constrained", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "laws of N and D alone" in err and "sampling" not in err
+    for command in (["fit", "marin", "--group-by", "group", "--out", "x"], ["backtest", "marin", "--group-by", "group",
+                                                                            "--hierarchical"]):
+        assert main([*command, "--init", "approach3"]) == 2
+        assert "--init approach3: the hierarchical model starts from each group's projection" in capsys.readouterr().err
+    assert main(["backtest", "marin", "--group-by", "group", "--no-detrend-offsets"]) == 2
+    assert "--no-detrend-offsets sets the hierarchical model" in capsys.readouterr().err

@@ -87,7 +87,7 @@ def check_output_path(path, *, directory: bool, option: str = "--out"):
 def member_group(group, post):
     """The group a table answers for: ``group`` (a grouped fit's member, read through its directory), else the
     group a hierarchical member records when read on its own (``DIR/groups/NAME``), else None."""
-    if group is None and post.method == "nuts-hierarchical" and post.meta.get("group") is not None:
+    if group is None and post.method.startswith("nuts-hierarchical") and post.meta.get("group") is not None:
         return str(post.meta["group"])
     return group
 

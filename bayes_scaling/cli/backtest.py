@@ -58,15 +58,18 @@ def hierarchical_fit_from_args(args: argparse.Namespace, selected):
     hierarchical options; None without it (the hierarchical options refused there); ``InputError`` where the
     options cannot make one."""
     from bayes_scaling.backtest import hierarchical_fit
-    from bayes_scaling.cli.fit import (GROUPED_DEFAULT_MODEL, HIERARCHICAL_DEFAULTS, branch_count, hierarchical_keywords,
-                                      target_accept)
+    from bayes_scaling.cli.fit import (GROUPED_DEFAULT_MODEL, HIERARCHICAL_DEFAULTS, branch_count,
+                                      check_grouped_options, hierarchical_keywords, target_accept)
 
     if not args.hierarchical:
         given = [name for name, default in HIERARCHICAL_DEFAULTS.items() if getattr(args, name) != default]
         if given:
-            raise InputError(f"--{given[0].replace('_', '-')} sets the hierarchical model: add --hierarchical (with "
-                             "--group-by), or drop it")
+            flag = given[0].replace("_", "-")
+            if given[0] == "detrend_offsets":  # a BooleanOptionalAction: name the flag as given
+                flag = flag if args.detrend_offsets else f"no-{flag}"
+            raise InputError(f"--{flag} sets the hierarchical model: add --hierarchical (with --group-by), or drop it")
         return None
+    check_grouped_options(args)
     if args.method != "nuts":
         raise InputError("--hierarchical fits the hierarchical model with NUTS; drop --method map")
     if len(selected.groups) < 2:

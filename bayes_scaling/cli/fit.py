@@ -306,6 +306,19 @@ def run(args: argparse.Namespace) -> int:
 GROUPED_DEFAULT_MODEL = "extrapolating"
 
 
+def check_grouped_options(args: argparse.Namespace) -> None:
+    """What the hierarchical model cannot take, refused before any work: a law bound to unique tokens, and
+    ``--init approach3`` (the hierarchical sampler starts from each group's projection estimate, so the option
+    would be ignored)."""
+    from bayes_scaling.laws import get_law
+    from bayes_scaling.models.hierarchical import check_law
+
+    check_law(get_law(args.law))
+    if args.init != "projection":
+        raise InputError(f"--init {args.init}: the hierarchical model starts from each group's projection estimate; "
+                         "drop --init (it sets a pooled fit's start)")
+
+
 def run_hierarchical(args: argparse.Namespace) -> int:
     """``--group-by``: one Posterior per group under DIR/groups/NAME, the population's under
     DIR/population (a new group's law), each readable by ``frontier``, and DIR itself a grouped fit
@@ -316,6 +329,7 @@ def run_hierarchical(args: argparse.Namespace) -> int:
 
     if args.method != "nuts":
         raise InputError("--group-by fits the hierarchical model with NUTS; drop --method map")
+    check_grouped_options(args)
     bundled = args.runs in DATASETS
     runs = _common.read_runs(args.runs, args.column, None if bundled else args.group_by,
                              check_units=not args.no_unit_check)
@@ -362,7 +376,8 @@ def run_hierarchical(args: argparse.Namespace) -> int:
         if not args.json:
             runs_text = (_common.plural(len(post.runs), "run") if id(post) in names
                          else f"a new group's law, from the groups' {_common.plural(len(post.runs), 'run')}")
-            print(f"[{name}] ({runs_text}; model: {post.model}) saved to {out / name}")
+            label = names.get(id(post)) or post.meta.get("group") or name
+            print(f"[{label}] ({runs_text}; model: {describe_model(post)}) saved to {out / name}")
             print(_common.parameters_text(summary))
     if not args.json:
         print(f"grouped fit saved to {out}: frontier, predict and report read all its groups from it")

@@ -255,6 +255,10 @@ def _from_fit(args, directory):
     post = Posterior.load(directory)
     if hasattr(post.law, "with_unique_tokens"):
         raise InputError(_common.DATA_CONSTRAINED.format(what="planning from a fit"))
+    if post.method == "nuts-hierarchical-population":
+        raise InputError(f"{directory} is a grouped fit's population (a new group's law, fitted to every group's runs, "
+                         "none of them its own): plan from one group's fit, DIR/groups/NAME")
+    note_planning_model(args, post)
     _common.warn_untrusted([(None, post)])
     if post.num_draws < 2 or "sigma" not in post.idata["posterior"]:
         raise InputError(f"{directory} holds {post.num_draws} draw(s) without sigma; planning needs a posterior "
@@ -310,6 +314,19 @@ def _from_fit(args, directory):
                         nu=post.meta.get("nu", 5.0), done=done, done_loss=runs.loss,
                         discrepancy=parse_misfit(args.misfit, 0.0), budget=args.budget)
     return proposals, args.target_budget
+
+
+def note_planning_model(args, post) -> None:
+    """One line on stderr: whose fit the proposals come from (a grouped fit's member by its group) and the model
+    its utility reads: the target utility plans under the fit's model, drift included; the EIG utility scores
+    the law's draws alone (docs/design.md, 'Which model the refits use')."""
+    group = _common.member_group(None, post)
+    target = args.candidates is not None or args.target is not None or args.utility == "target"
+    reads = ("the fit's model, drift included" if target and post.meta.get("extrapolation") else
+             "the law's draws (its drift left out: the EIG utility is defined on the law's parameters)"
+             if post.meta.get("extrapolation") else "the law's draws")
+    whose = f"[{group}]'s fit" if group else "the fit"
+    _common.info(f"planning from {whose} (model: {post.model}); the utility reads {reads}")
 
 
 def note_fitted_repeats(candidates, runs) -> None:
