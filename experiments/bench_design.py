@@ -42,6 +42,8 @@ Pool-based, judged on held-out runs (experiments/design_pool.py; results/bench_d
                                   # the 90% intervals' anatomy on the target runs (width, parts, error, folds)
     python experiments/bench_design.py --pool --band-coverage DIAG.json OUT.json   # + coverage in / off the band
     python experiments/bench_design.py --pool --per-group porian --out FILE.json  # median R^2 per group (markdown)
+    python experiments/bench_design.py --pool --table RUNS.csv [--seeds 10]   # your own pools: every strategy,
+                                  # the current protocol (--scorer nuts --picker product), tables printed
 """
 
 from __future__ import annotations

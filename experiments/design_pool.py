@@ -648,7 +648,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
+    parser.add_argument("--sources", nargs="+", default=None, choices=list(SOURCES),
+                        help="bundled sources (default: all four; not with --table)")
+    parser.add_argument("--table", nargs="+", default=None, metavar="RUNS",
+                        help="your own run tables instead of the bundled sources (CSV, Parquet or run store, read as "
+                             "`fit` reads them: N, D or C, loss, optional group): each file is a source named by its "
+                             "stem and its groups are its `group` column; the target region is the backtest split "
+                             "(the top 3 IsoFLOP budgets where a budget column exists, else the top 30%% of compute), "
+                             "the rest the pool, each run costing C (6ND unless the table gives C); --scorer and "
+                             "--picker then default to the current protocol (nuts, product) and --out to "
+                             "bench_design_pool_<stems>.json in the working folder; the tables are printed at the end")
     parser.add_argument("--groups-per-source", type=int, default=None, help="the first G groups of each source "
                         "(after --skip-groups)")
     parser.add_argument("--skip-groups", type=int, default=0, metavar="K",
@@ -656,13 +665,14 @@ def main(argv=None) -> None:
     parser.add_argument("--groups", nargs="+", default=None, metavar="NAME",
                         help="only these groups (names as in the results, with or without 'source/')")
     parser.add_argument("--q", type=int, default=1, help="runs bought per refit")
-    parser.add_argument("--scorer", default="laplace", choices=list(SCORERS),
-                        help="what fits each checkpoint to score it: the common fitter (laplace, v1-v9) or the "
-                             "product's default fit_nuts (nuts, v10 on; the scorer rule in this file)")
-    parser.add_argument("--picker", default="common", choices=list(PICKERS),
+    parser.add_argument("--scorer", default=None, choices=list(SCORERS),
+                        help="what fits each checkpoint to score it: the common fitter (laplace, v1-v9; the default "
+                             "without --table) or the product's default fit_nuts (nuts, v10 on; the scorer rule in this file)")
+    parser.add_argument("--picker", default=None, choices=list(PICKERS),
                         help="the posterior ours designs under: the common Laplace fitter (common, v1-v10) or the "
                              "product planner's NUTS refit (product, v11 on; the picker rule in this file), or that refit "
-                             "calibrated on PSIS refits (product-psis, v15's reading in this file)")
+                             "calibrated on PSIS refits (product-psis, v15's reading in this file); default common "
+                             "without --table")
     parser.add_argument("--timing", action="store_true", help="only measure one ask against one refit")
     parser.add_argument("--ours-variant", default=PoolSettings.ours_variant, choices=list(OURS_VARIANTS),
                         help="which variant of the target utility 'ours' is (default shape_region, adopted by its rule; "
@@ -707,8 +717,11 @@ def main(argv=None) -> None:
                              "default fit, per --sources (default chinchilla marin gadre) and --seeds, into OUT.json")
     parser.add_argument("--per-group", default=None, metavar="SOURCE",
                         help="print a markdown table of --out's groups of SOURCE (median R^2 per group; nothing written)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_design_pool.json"))
+    parser.add_argument("--out", default=None,
+                        help="results file (default experiments/results/bench_design_pool.json; with --table "
+                             "bench_design_pool_<stems>.json in the working folder)")
     args = parser.parse_args(argv)
+    resolve_table_arguments(args, parser)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     if args.per_group:
@@ -848,7 +861,43 @@ def main(argv=None) -> None:
             results["seconds"] = results.get("seconds", 0.0) + time.perf_counter() - start
             start = time.perf_counter()
             write()
-    print(json.dumps(results.get("verdict"), indent=1))
+    if args.table:
+        print(docs_section(results, out.name, location=str(out), targets=False))
+    else:
+        print(json.dumps(results.get("verdict"), indent=1))
+
+
+def register_table(path: str) -> str:
+    """Make a user's run table a source of this benchmark (``SOURCES``), named by its file's stem."""
+    from functools import partial
+    from pathlib import Path
+
+    from bayes_scaling.runs.table import load_runs
+
+    name = Path(path).stem
+    if name in SOURCES:
+        raise InputError(f"--table {path}: its name {name!r} is already a source ({list(SOURCES)}); rename the file")
+    load_runs(path)  # a bad table stops here, naming its row and field
+    SOURCES[name] = partial(load_runs, path)
+    return name
+
+
+def resolve_table_arguments(args, parser) -> None:
+    """Defaults that depend on --table: the sources, scorer, picker and results file."""
+    from pathlib import Path
+
+    if args.table and args.sources:
+        parser.error("--table replaces the bundled sources: give --table or --sources, not both")
+    if args.table:
+        args.sources = [register_table(path) for path in args.table]
+        if len(set(args.sources)) < len(args.sources):
+            parser.error(f"--table: two files with the same name {args.sources}")
+    args.sources = args.sources or list(SOURCES)
+    args.scorer = args.scorer or ("nuts" if args.table else "laplace")
+    args.picker = args.picker or ("product" if args.table else "common")
+    if args.out is None:
+        args.out = (str(Path.cwd() / f"bench_design_pool_{'_'.join(args.sources)}.json") if args.table
+                    else str(Path(__file__).parent / "results" / "bench_design_pool.json"))
 
 
 def all_pool_by_continuation(sources=tuple(SOURCES), continuations=extrapolation.MEAN_BEYONDS, groups: int | None = None,
@@ -1114,12 +1163,15 @@ def develop(out: Path, q: int = 1, log=print, variants=DECLARED_VARIANTS) -> dic
 DOCS_BEGIN, DOCS_END = "<!-- pool-benchmark:begin -->", "<!-- pool-benchmark:end -->"
 
 
-def docs_section(results: dict, name: str = "bench_design_pool.json") -> str:
-    """Markdown tables of the summary (median over seeds), the verdict and the timing."""
+def docs_section(results: dict, name: str = "bench_design_pool.json", location: str | None = None,
+                 targets: bool = True) -> str:
+    """Markdown tables of the summary (median over seeds), the verdict and the timing (``location``: where
+    the results file is, default experiments/results/``name``; ``targets``: issue 16's verdict lines, which
+    are about the four development sources)."""
     s = results.get("settings", {})
     lines = [f"Machine: {results.get('machine', '?')}. Seeds per source: the seeds every group of the source "
              f"finished (below); strategies and settings: `experiments/design_pool.py` "
-             f"(`bench_design.py --pool`), results `experiments/results/{name}`; `ours` is the "
+             f"(`bench_design.py --pool`), results `{location or f'experiments/results/{name}'}`; `ours` is the "
              f"`{s.get('ours_variant', 'model')}` variant; checkpoints scored by "
              + ("the product's default fit (`fit_nuts`, NUTS 4 x (500 + 1000), the extrapolating model)"
                 if s.get("scorer") == "nuts" else "the common fitter (Laplace, 2 x 200 draws, extrapolation-aware)")
@@ -1154,7 +1206,7 @@ def docs_section(results: dict, name: str = "bench_design_pool.json") -> str:
     for name in ("ours", *variants):
         key = f"verdict{name[len('ours'):]}"
         others = [k for k in ("ours", *variants) if k != name]
-        for f, v in results.get(key, {}).items():
+        for f, v in (results.get(key, {}) if targets else {}).items():
             lines.append(f"Target at {float(f):.0%} of the pool's cost: {name} best on "
                          f"{', '.join(v['ours_best_on']) or 'no source'}; at least the all-pool fit on "
                          f"{', '.join(v['ours_at_least_all_pool_on']) or 'no source'}; 90% coverage of {name} "
