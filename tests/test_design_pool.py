@@ -437,3 +437,24 @@ def test_a_resumed_loop_refuses_other_options_and_a_store_with_the_pools_names(t
     assert f"already holds runs under the names of this loop's candidates, with other N and D: {pool.keys[0]}" in \
         capsys.readouterr().err
     assert not (tmp_path / "new").exists() and store.get(pool.keys[0])["loss"] == 2.45
+
+
+def test_a_pool_priced_in_its_own_units_is_charged_its_price_and_fitted_in_flops(tmp_path):
+    """A pool whose cost column is GPU-hours: the experiment budget counts each told run at that price
+    (not at the 6ND a result reports), the refits' run table keeps each run's compute, and a state reopened
+    from its run store counts the same."""
+    from bayes_scaling.design.candidates import cost_unit
+
+    flops = a_pool(20, seed=3)
+    gpu_hours = Candidates(flops.N, flops.D, flops.cost / 3.6e18, flops.keys)  # ~1 PFLOP/s per GPU
+    assert cost_unit(gpu_hours) == "cost units" and cost_unit(flops) == "FLOPs"
+    simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=0)
+    planner = Planner.create(tmp_path / "state", gpu_hours, settings=PlannerSettings(
+        target_budget=1e22, experiment_budget=float(gpu_hours.cost.sum()), strategy="target", n_init=6, seed=0))
+    asked = planner.ask(6)
+    for p in asked:
+        planner.tell(p.run_id, simulator(p))  # the simulator reports C = 6ND
+    price = sum(p.cost for p in asked)
+    assert planner.flops_spent == pytest.approx(price)
+    assert planner.runs().C == pytest.approx(6 * planner.runs().N * planner.runs().D)
+    assert Planner.open(tmp_path / "state").flops_spent == pytest.approx(price)

@@ -398,7 +398,7 @@ def resume_command(args, state_dir: Path) -> str:
 
 def status_text(status: dict, fit_dir=None) -> str:
     lines = [f"runs: {status['runs_done']} done, {status['runs_failed']} failed; "
-             f"FLOPs spent {status['flops_spent']:.3g} of {status['experiment_budget']:.3g}",
+             f"{status.get('cost_unit', 'FLOPs')} spent {status['flops_spent']:.3g} of {status['experiment_budget']:.3g}",
              f"stop: {status['reason'] or 'not met'}"
              + (f" (the loop ended at --{status['ended_by'].replace('_', '-')}; rerun with a larger --max-runs to go on)"
                 if status.get("ended_by") else "")]

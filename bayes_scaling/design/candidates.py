@@ -229,6 +229,13 @@ def _refuse_repeated_runs(frame: pd.DataFrame, values: dict, path) -> None:
 COST_RATIO_BAND = (0.1, 10.0)  # cost / 6ND outside this, for the median row: the cost is not in FLOPs
 
 
+def cost_unit(candidates: Candidates) -> str:
+    """'FLOPs', or 'cost units' where the median candidate's cost lies outside ``COST_RATIO_BAND`` x 6ND
+    (a pool priced in GPU-hours or dollars: its budgets are in those units)."""
+    ratio = float(np.median(candidates.cost / flops_6nd(candidates.N, candidates.D)))
+    return "FLOPs" if COST_RATIO_BAND[0] <= ratio <= COST_RATIO_BAND[1] else "cost units"
+
+
 def _note_cost_units(values: dict, names: dict, path) -> None:
     """A cost column is read as FLOPs (it is compared with budgets in FLOPs and weighs gains per FLOP):
     where its median ratio to 6ND lies outside ``COST_RATIO_BAND`` (GPU-hours, dollars), say so."""

@@ -58,7 +58,7 @@ import numpy as np
 
 from bayes_scaling.design.batch import greedy_batch
 from bayes_scaling.design.branches import BranchCandidates, branch_shifts, sweep_branches
-from bayes_scaling.design.candidates import Candidates
+from bayes_scaling.design.candidates import Candidates, cost_unit
 from bayes_scaling.design.discrepancy import Discrepancy, coordinates, fit_discrepancy
 from bayes_scaling.design.eig import check_targets, predicted_log_loss, target_draws
 from bayes_scaling.design.refit import MaskedRefitter, as_runs, draws_of, verdict_kept
@@ -285,7 +285,8 @@ class Planner:
         """The done runs as a validated run table (run_id, N, D, C = their cost, loss), in the
         order they were told: what the refits fit. A WSD sweep's table adds ``role`` and ``trunk_id``."""
         runs = as_runs([r["N"] for r in self.done], [r["D"] for r in self.done], [r["loss"] for r in self.done],
-                       run_ids=[r["run_id"] for r in self.done], C=[r["cost"] for r in self.done], source="planner")
+                       run_ids=[r["run_id"] for r in self.done], C=[r.get("C", r["cost"]) for r in self.done],
+                       source="planner")
         if self.wsd:
             runs.frame["role"] = [r.get("role", "run") for r in self.done]
             runs.frame["trunk_id"] = [r.get("trunk_id", "") for r in self.done]
@@ -297,11 +298,11 @@ class Planner:
         frame = self.store.to_frame(status=None)
         self.done, self.failed = [], []
         for r in frame.to_dict(orient="records"):
-            cost = float(r["C"])
+            cost = experiment_cost(r)
             key = r["key"] if isinstance(r.get("key"), str) else str(r["run_id"])  # a record without one: its id
             if r["status"] == "ok":
                 self.done.append({"run_id": str(r["run_id"]), "key": key, "N": float(r["N"]), "D": float(r["D"]),
-                                  "cost": cost, "loss": float(r["loss"]), **_branch_fields(r)})
+                                  "cost": cost, "C": float(r["C"]), "loss": float(r["loss"]), **_branch_fields(r)})
             else:
                 self.failed.append({"run_id": str(r["run_id"]), "key": key, "cost": cost,
                                     "error": r["error"] if isinstance(r.get("error"), str) else f"status {r['status']}"})
@@ -311,10 +312,10 @@ class Planner:
         self.store.append(record, source=source)
         entry = {k: record[k] for k in ("run_id", "key")}
         if record["status"] == "ok":
-            self.done.append({**entry, "N": record["N"], "D": record["D"], "cost": record["C"], "loss": record["loss"],
-                              **_branch_fields(record)})
+            self.done.append({**entry, "N": record["N"], "D": record["D"], "cost": experiment_cost(record), "C": record["C"],
+                              "loss": record["loss"], **_branch_fields(record)})
         else:
-            self.failed.append({**entry, "cost": record["C"], "error": record["error"]})
+            self.failed.append({**entry, "cost": experiment_cost(record), "error": record["error"]})
 
     def _move_into_store(self, done: list, failed: list) -> None:
         """A state written before the store: its done and failed runs appended to the store (those
@@ -487,8 +488,10 @@ class Planner:
                 raise InputError(f"run {run_id!r}: a loss must be positive, got {loss!r}; to record a failed run, tell "
                                  "{'status': 'failed', 'error': '...'} (a NaN loss, a diverged run, is recorded as failed)")
         N, D = float(result.get("N") or asked["N"]), float(result.get("D") or asked["D"])
-        cost = float(result.get("C") or asked["cost"])
-        record = {**result, "run_id": run_id, "key": asked["key"], "N": N, "D": D, "C": cost}
+        compute = float(result.get("C") or asked["cost"])
+        # spent: what the candidate was priced at (a pool's cost column may be GPU-hours; the budget is in its units)
+        record = {**result, "run_id": run_id, "key": asked["key"], "N": N, "D": D, "C": compute,
+                  "experiment_cost": float(asked["cost"])}
         if asked.get("trunk_id"):  # a WSD branch: C is what it cost the experiment (cool-down + trunk extension)
             record.update(role="branch", trunk_id=asked["trunk_id"], C=float(asked["cost"]))
         if result.get("status", "ok") != "ok" or loss is None or not np.isfinite(loss) or loss <= 0:
@@ -580,6 +583,7 @@ class Planner:
         s = self.settings
         out = {"runs_done": len(self.done), "runs_pending": len(self.pending), "runs_failed": len(self.failed),
                "flops_spent": self.flops_spent, "flops_pending": self.flops_pending,
+               "cost_unit": cost_unit(self.candidates) if len(self.candidates) else "FLOPs",
                "experiment_budget": s["experiment_budget"], "target_budget": s["target_budget"], "level": s["level"],
                "tolerance": s["tolerance"], "log_N_opt": None, "log_L_opt": None,
                "misfit": self.state.get("misfit")}
@@ -666,6 +670,17 @@ class Planner:
                 left -= p.cost
         return kept
 
+
+
+def experiment_cost(record) -> float:
+    """What a told run cost the experiment budget: the price it was proposed at (``experiment_cost``, in the
+    candidates' units: FLOPs, or a pool's own cost column), or its C for a record told before that field."""
+    cost = record.get("experiment_cost")
+    try:
+        cost = float(cost)
+    except (TypeError, ValueError):
+        cost = float("nan")
+    return cost if np.isfinite(cost) else float(record["C"])
 
 
 def _branch_fields(record: dict) -> dict:
