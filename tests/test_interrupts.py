@@ -164,3 +164,67 @@ def test_a_fit_stopped_while_compiling_exits_at_once_and_cleanly(tmp_path):
     assert proc.returncode == 130, err
     assert time.monotonic() - sent < 12 and "Traceback" not in err and "interrupted" in err  # not the compile's minute
     assert not (tmp_path / "fit").exists()
+
+
+# The console script as pip writes it (``[project.scripts]``), with ``import bayes_scaling`` held where it starts
+# importing JAX (then NumPyro: the slow part) until the test has sent its signal, which so lands inside the import.
+CONSOLE_SCRIPT = textwrap.dedent("""
+    import importlib, sys, time
+
+    hold_s, (module, _, function) = float(sys.argv.pop(1)), sys.argv.pop(1).partition(":")
+
+    class HeldImport:
+        def find_spec(self, name, path=None, target=None):
+            if name == "jax":
+                sys.meta_path.remove(self)
+                print("importing", flush=True)
+                time.sleep(hold_s)
+            return None
+
+    sys.meta_path.insert(0, HeldImport())
+    sys.exit(getattr(importlib.import_module(module), function)())
+""")
+
+
+def _console_script(hold_s: float, *args: str, **kwargs) -> subprocess.Popen:
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    target = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]["bayes-scaling"]
+    return _python(CONSOLE_SCRIPT, str(hold_s), target, *args, cwd=root, **kwargs)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_package_imports_ends_in_one_line_and_the_status(signum):
+    """Ctrl-C in the first seconds of a call (``import bayes_scaling``: JAX and NumPyro) printed a
+    KeyboardInterrupt traceback; a SIGTERM there ended the process with no message."""
+    from bayes_scaling.cli import _interrupts
+
+    proc = _console_script(60, "fit", "chinchilla")
+    assert proc.stdout.readline().strip() == "importing"
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    error = _interrupts.Interrupted(signum)
+    assert proc.returncode == _interrupts.exit_status(error), err
+    assert err.strip() == f"bayes-scaling fit: {_interrupts.stop_word(error)}"
+
+
+def test_a_signal_the_caller_ignores_stays_ignored_while_the_package_imports():
+    proc = _console_script(1.5, "--help", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.stdout.readline().strip() == "importing"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "usage: bayes-scaling" in out, err
+
+
+def test_the_console_script_puts_the_handlers_back_before_the_command_runs(monkeypatch):
+    """Once the package is imported the command's own handling takes over (``cli/_interrupts.py``, the loop's)."""
+    import _bayes_scaling_entry
+    import bayes_scaling.cli
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    seen = {}
+    monkeypatch.setattr(bayes_scaling.cli, "entry_point", lambda: seen.update({s: signal.getsignal(s) for s in before}))
+    _bayes_scaling_entry.entry_point()
+    assert seen == before and {s: signal.getsignal(s) for s in before} == before

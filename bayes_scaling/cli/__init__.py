@@ -161,7 +161,8 @@ def entry_point() -> None:
     is still running, it exits the normal way and waits for it -- unless the command was stopped
     (Ctrl-C, SIGTERM): then the sampler's compiles still running in threads are of no use, and
     waiting for them delayed the exit by 5-10 s, in which a second Ctrl-C crashed the interpreter's
-    teardown (status -11)."""
+    teardown (status -11). The installed ``bayes-scaling`` reaches it through ``_bayes_scaling_entry``,
+    which handles Ctrl-C and SIGTERM while this package is still importing."""
     code = main()
     if code in _interrupts.EXIT_STATUS.values():  # stopped by Ctrl-C or SIGTERM: see the docstring
         _flush_quietly()
