@@ -217,6 +217,33 @@ def test_an_interrupt_keeps_the_runs_that_had_already_ended(tmp_path):
     assert list(planner.pending) == [calls[3]]
 
 
+def test_a_stop_right_after_a_wait_keeps_the_runs_that_wait_handed_back(tmp_path):
+    """A stop noticed between the executor's wait and the telling of what it handed back (a swallowed
+    interrupt, ``stop_requested``; or a Ctrl-C between two tells) dropped those ended runs: they stayed
+    pending and a resume trained them again."""
+    from bayes_scaling.cli import build_parser, loop
+    from bayes_scaling.design.loop import LoopSettings, run_loop
+    from bayes_scaling.executors.inline import InlineExecutor
+
+    args = build_parser().parse_args([*SIM, "--state", str(tmp_path)])
+    simulated, make_spec = loop._simulator(args)
+    handed_back = []
+
+    class Recording(InlineExecutor):
+        def wait(self, timeout=None):
+            finished = super().wait(timeout)
+            handed_back.extend(finished)
+            return finished
+
+    planner = loop.open_planner(args)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(planner, Recording(job=simulated.job), make_spec, LoopSettings(workers=2),
+                 stop_requested=lambda: bool(handed_back), notify=lambda line: None)
+    planner = Planner.open(tmp_path)
+    assert len(handed_back) == 2 and not planner.pending
+    assert sorted(r["run_id"] for r in planner.done) == sorted(f.run_id for f in handed_back)
+
+
 def test_the_process_executor_hands_back_an_ended_child_s_result_without_waiting(tmp_path, monkeypatch):
     import subprocess
     import sys

@@ -343,6 +343,113 @@ def test_the_loop_trains_a_trunk_extension_before_its_branch_and_stores_the_trun
     assert len(planner.done) + len(planner.failed) == 3 and len(failed) == int((trunk_rows["status"] != "ok").sum())
 
 
+def _chain_result(spec, memory_fraction=None):
+    """A fake harness's result for the chains of ``_chain_spec``."""
+    return {"run_id": spec["run_id"], "status": "ok", "loss": _loss(spec["N"], spec["D"]), "N": spec["N"], "D": spec["D"],
+            "C": 6 * spec["N"] * spec["D"], "role": spec["role"], "trunk_id": spec.get("trunk", "")}
+
+
+def _chain_spec(p):
+    """[the trunk's extension, the branch] when the trunk must train on first, as ``sweep_specs`` makes them."""
+    branch = {"run_id": p.run_id, "N": p.N, "D": p.D, "role": "branch", "trunk": p.trunk_id}
+    trunk = {"run_id": p.trunk_id, "N": p.N, "D": p.branch_at, "role": "trunk"}
+    return [trunk, branch] if p.extend > 0 else branch
+
+
+def _stopped_executor(where, monkeypatch):
+    """An executor, a ``stop_requested`` and the training children started, to stop the loop (as Ctrl-C
+    does) at ``where``."""
+    import subprocess
+    import sys
+
+    from bayes_scaling.executors import child
+    from bayes_scaling.executors.inline import InlineExecutor
+    from bayes_scaling.executors.process import ProcessExecutor
+
+    class StopWhileWaiting(InlineExecutor):
+        """Ctrl-C while the loop waits on a run of ``role``: it has ended with a result that the loop has
+        not collected yet (``ended``: ``Executor.ended`` hands it back), or it is still running."""
+
+        def __init__(self, role, ended):
+            super().__init__(job=_chain_result)
+            self.role, self.has_ended = role, ended
+
+        def wait(self, timeout=None):
+            if any(run.spec["role"] == self.role for run, _ in self._running.values()):
+                raise KeyboardInterrupt
+            return super().wait(timeout)
+
+        def ended(self):
+            return super().ended() if self.has_ended else []
+
+    if where == "extension, inline":  # the inline executor's job is in the child's wait when Ctrl-C comes
+        def job(spec, memory_fraction=None):
+            if spec["role"] == "trunk":
+                raise KeyboardInterrupt
+            return _chain_result(spec)
+
+        return InlineExecutor(job=job), None, []
+    if where == "extension, child process":  # a training child still running: the executor kills it
+        children = []
+
+        def launch(spec, folder, env, nice=0):
+            children.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+            return children[-1]
+
+        monkeypatch.setattr(child, "launch", launch)
+        return ProcessExecutor(), lambda: bool(children), children
+    if where == "extension ended, not collected":
+        return StopWhileWaiting("trunk", ended=True), None, []
+    return StopWhileWaiting("branch", ended=False), None, []  # the extension done and stored, the branch running
+
+
+@pytest.mark.parametrize("where", ["extension, inline", "extension, child process", "extension ended, not collected",
+                                   "branch"])
+def test_a_loop_stopped_during_a_trunk_extension_keeps_its_branch_pending_and_a_resume_completes_both(tmp_path, where,
+                                                                                                     monkeypatch):
+    """Ctrl-C while a WSD branch's chain runs treats it as the loop treats any running run: the proposal
+    (the branch) stays pending, with its trunk, branch point and extension, and is not counted; a
+    resume trains the extension again (the harness resumes the trunk from its newest checkpoint;
+    one that had reached the branch point trains nothing) and then the branch, and counts its cost
+    once. An extension's record is stored only with the branch it was trained for still to run:
+    when it ended before the stop but was not collected it is not stored (``run_loop.keep_ended``),
+    so the resume stores it once; when the branch was running, the resume stores it a second time
+    (a second version of the trunk's record, the same tokens)."""
+    from bayes_scaling.design.loop import LoopSettings, run_loop
+    from bayes_scaling.design.planner import Planner
+    from bayes_scaling.executors.inline import InlineExecutor
+
+    def trunk_records(planner, history=True):
+        frame = planner.store.to_frame(status=None, trunks=True, history=history)
+        return frame[frame["role"] == "trunk"] if "role" in frame else frame  # an empty store: no role column
+
+    executor, stop_requested, children = _stopped_executor(where, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(_wsd_planner(tmp_path), executor, _chain_spec, LoopSettings(max_runs=1, save_fit=False),
+                 stop_requested=stop_requested, notify=lambda line: None)
+    assert all(c.poll() is not None for c in children)  # the extension's training child was killed
+    stopped = Planner.open(tmp_path)
+    (run_id, asked), = stopped.pending.items()
+    assert asked["trunk_id"] and asked["extend"] == asked["branch_at"] > 0  # a new trunk: trained from 0 first
+    assert not stopped.done and not stopped.failed and stopped.flops_spent == 0
+    assert len(trunk_records(stopped)) == (1 if where == "branch" else 0)
+
+    started = []
+    resumed = run_loop(stopped, InlineExecutor(job=lambda spec, memory_fraction=None: started.append(spec)
+                                               or _chain_result(spec)),
+                       _chain_spec, LoopSettings(max_runs=1, save_fit=False), notify=lambda line: None)
+    assert resumed.told == 1
+    assert [(s["role"], s["D"]) for s in started] == [("trunk", asked["branch_at"]), ("branch", asked["D"])]
+    final = Planner.open(tmp_path)
+    assert not final.pending and [r["run_id"] for r in final.done] == [run_id] and not final.failed
+    assert final.done[0]["trunk_id"] == asked["trunk_id"] and final.flops_spent == pytest.approx(asked["cost"])
+    assert final.state["wsd"]["trunks"][asked["trunk_id"]] == asked["branch_at"]
+    latest = trunk_records(final, history=False)
+    assert list(latest["run_id"]) == [asked["trunk_id"]] and list(latest["D"]) == [asked["branch_at"]]
+    assert list(latest["status"]) == ["ok"]
+    assert len(trunk_records(final)) == (2 if where == "branch" else 1)
+
+
 def test_loop_wsd_flag_makes_branches_and_the_harness_specs_extend_the_trunk_first(tmp_path):
     from types import SimpleNamespace
 

@@ -37,8 +37,9 @@ each run a branch that cools down over the last FRACTION (default 0.2) of its up
 prices a branch at its cool-down plus the stable tokens its trunk must still train (the first
 branch of a trunk: a whole run) and scores it with the WSD offset and its
 trunk's shared effect (refits: ``bayes_scaling.wsd.fit_wsd``); a trunk's extension runs just before
-its branch, and its record goes to the run store as a trunk. Trunks and branches warm up for
-``warmup_tokens`` (``--train-spec``; default 5% of the smallest grid D).
+its branch, and its record goes to the run store as a trunk (stopped during either, the branch stays
+pending and a resume runs both: the harness resumes the trunk from its checkpoint). Trunks and
+branches warm up for ``warmup_tokens`` (``--train-spec``; default 5% of the smallest grid D).
 
 Fit. When the loop ends (not when it is stopped) it saves its final fit, the refits' NUTS posterior of
 every done run under their model (the plain law, the extrapolating model with a pool, the WSD model with

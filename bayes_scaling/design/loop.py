@@ -164,8 +164,11 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
     them all, refit, ask again.
 
     On KeyboardInterrupt the runs that have already ended with a result are recorded and told
-    (``Executor.ended``; no refit), the running runs are cancelled (they stay pending in the state,
-    and a later call starts them again) and the interrupt propagates. ``stop_requested()`` (optional)
+    (``Executor.ended``, and those the last wait handed back; no refit), the running runs are
+    cancelled (they stay pending in the state, and a later call starts them again) and the interrupt
+    propagates. A chain is one run here: a WSD branch stopped in its trunk's extension or after it
+    stays pending, and a later call runs the extension again (the harness resumes the trunk from its
+    newest checkpoint: one that had reached the branch point trains nothing) and then the branch. ``stop_requested()`` (optional)
     says a stop signal has arrived: checked between results and every second of a wait, so a
     KeyboardInterrupt that a signal handler raised where Python swallows it (in a garbage-collection
     callback, say) still stops the loop. ``busy(text)`` (optional) is a context manager shown while
@@ -222,10 +225,13 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
         planner.tell(finished.run_id, result, source=settings.source)
         return result
 
+    collected: list = []  # runs the last wait handed back that the loop has not begun to tell
+
     def keep_ended() -> None:
-        """On an interrupt: record the runs that have already ended with a result (not a chain's
-        earlier step, nor a run the harness stopped as interrupted: those stay pending)."""
-        kept = [f for f in executor.ended() if f.run_id not in chains and f.run_id in planner.pending
+        """On an interrupt: record the runs that have already ended with a result, those the loop
+        had taken from the executor and not told yet included (not a chain's earlier step, nor a
+        run the harness stopped as interrupted: those stay pending)."""
+        kept = [f for f in [*collected, *executor.ended()] if f.run_id not in chains and f.run_id in planner.pending
                 and (f.result or {}).get("status") != "interrupted"]
         for finished in kept:
             tell(finished)
@@ -260,10 +266,11 @@ def run_loop(planner: Planner, executor, make_spec: Callable[[Proposal], dict | 
                     if tick is not None:
                         now = time.monotonic()
                         tick.update(label + eta_text(durations, [(cost, now - t0) for cost, t0 in started.values()]))
-                    ended = executor.wait(timeout=1.0)
+                    ended = collected[:] = executor.wait(timeout=1.0)
                     check()
             results = []
             for finished in ended:
+                collected.remove(finished)  # being told: a stop from here on leaves it to the store (Planner.open)
                 if finished.run_id in chains:
                     failed = step_ended(finished)
                     if failed is None:
