@@ -83,7 +83,7 @@ def test_a_pool_that_repeats_a_run_or_prices_it_in_other_units(tmp_path):
     with pytest.raises(InputError, match="rows 1 and 3 describe the same run"):
         read_pool(tmp_path / "dup.csv")  # row 4 differs in U: a data-constrained pool's other run
     (tmp_path / "gpuh.csv").write_text("run_id,N,D,cost\na,1e8,2e9,3\nb,2e8,4e9,10\n")
-    with pytest.warns(InputWarning, match="is read as FLOPs, but its median row is"):
+    with pytest.warns(InputWarning, match="is not in FLOPs \\(its median row is"):
         read_pool(tmp_path / "gpuh.csv")
 
 

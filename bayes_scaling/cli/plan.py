@@ -23,7 +23,11 @@ one (``design.target``: expected fraction of the predictive variance removed ove
 by default the IsoFLOP slice 6ND = C* around N_opt, jointly with log N_opt(C*), per cost^0.4),
 under the saved fit's own model (the extrapolating default carries the drift beyond its runs);
 ``--utility eig`` keeps the EIG about log N_opt. ``--budget F`` caps what the proposals cost
-together; nothing outside the pool or over the budget is proposed.
+together and, without ``--batch``, is filled: runs are added while one still fits (in the pool's cost
+units where its cost column is not FLOPs); a line under the table gives the total. Nothing outside
+the pool or over the budget is proposed; pool runs that are the fit's own (by run_id) are left out,
+and those repeating a fitted run's N and D are marked. From a grouped fit's member, a pool or target
+with a ``group`` column is read for that group's rows only.
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ from bayes_scaling.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plan", help="propose the next runs by expected information gain per FLOP",
+    p = sub.add_parser("plan", help="propose the next runs: by information gain per FLOP, or from a pool of yours for "
+                                    "the target runs (--candidates, --target)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="a planner state directory (planner.json) or a saved fit (bayes-scaling fit --out)")
     p.add_argument("--target-budget", type=float, default=None, help="C*, the FLOPs of the big run (a saved fit needs it or --target)")
-    p.add_argument("--batch", type=int, default=1, help="how many runs to propose (q)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="how many runs to propose (q; default 1, or with --budget as many as it pays for)")
     p.add_argument("--dry-run", action="store_true", help="planner state: do not record the proposals as pending")
     p.add_argument("--targets", nargs="+", default=["log_N_opt"], choices=["log_N_opt", "log_L_opt"],
                    help="saved fit: the quantities to learn about (default log_N_opt)")
@@ -53,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_candidate_options(p)
     add_pool_options(p)
     p.add_argument("--budget", type=float, default=None,
-                   help="saved fit: FLOPs the proposed runs may cost together (default: no cap)")
+                   help="saved fit: what the proposed runs may cost together, in FLOPs (or the pool's cost units); "
+                        "without --batch, runs are proposed until it is spent (default: no cap)")
     p.add_argument("--utility", choices=["target", "eig"], default=None,
                    help="saved fit: target-region utility or EIG about log N_opt(C*) (default: target with "
                         "--candidates or --target, else eig)")
@@ -93,10 +100,13 @@ def candidates_from_args(args, n_range, d_range, max_cost):
 
 
 def run(args) -> int:
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be at least 1, got {args.batch}")
     directory = Path(args.dir)
-    with _common.ticker(f"choosing {args.batch} run{'s' if args.batch > 1 else ''}", quiet=args.json) as tick:
+    args.fill = args.batch is None and args.budget is not None  # spend --budget (a saved fit; a state refuses it)
+    args.batch = 1 if args.batch is None else args.batch
+    label = "choosing runs within --budget" if args.fill else f"choosing {args.batch} run{'s' if args.batch > 1 else ''}"
+    with _common.ticker(label, quiet=args.json) as tick:
         args.ticker = tick
         if (directory / "planner.json").exists():
             proposals, target = _from_planner(args, directory)
@@ -105,16 +115,19 @@ def run(args) -> int:
         elif _grouped(directory):
             from bayes_scaling.grouped import member_paths
 
-            members = [str(directory / rel) for rel in member_paths(directory)]
+            members = [str(directory / rel) for rel in member_paths(directory) if Path(rel).name != "population"]
             raise InputError(f"{directory} is a grouped fit: plan from one group's fit, e.g. bayes-scaling plan "
                              f"{members[0] if members else directory / 'groups' / 'GROUP'} ... (its members: "
                              f"{', '.join(members[:6])}{' ...' if len(members) > 6 else ''})")
         else:
             raise InputError(f"{directory} is neither a planner state directory (planner.json) nor a saved fit "
                              "(meta.json)")
-    if len(proposals) < args.batch and getattr(args, "pool_left", None):  # a pool: say which filter left how many
+    unit = getattr(args, "cost_unit", "FLOPs")
+    if args.fill and proposals:
+        pass  # the total under the table says what --budget bought
+    elif len(proposals) < args.batch and getattr(args, "pool_left", None):  # a pool: say which filter left how many
         spent = sum(p.cost for p in proposals)
-        ran_out = (f"; then the rest of --budget ({args.budget - spent:.3g} FLOPs) paid for none of the others"
+        ran_out = (f"; then the rest of --budget ({args.budget - spent:.3g} {unit}) paid for none of the others"
                    if getattr(args, "budget", None) is not None and proposals else "")
         _common.info(f"{len(proposals)} of the {args.batch} runs asked for: of {', '.join(args.pool_left)}{ran_out}")
     elif 0 < len(proposals) < args.batch:
@@ -127,11 +140,30 @@ def run(args) -> int:
         from bayes_scaling.design.planner import Planner
 
         args.utility_used = "target" if Planner.open(directory).settings["strategy"] == "target" else "eig"
+    utility = getattr(args, "utility_used", "eig")
+    budget = getattr(args, "budget", None)
     if args.json:
-        _common.print_json({"target_budget": target, "proposals": [p.__dict__ for p in proposals]})
+        wsd = any(getattr(p, "trunk_id", "") for p in proposals)
+        _common.print_json({"target_budget": target, "utility": utility, "budget": budget, "cost_unit": unit,
+                            "total_cost": float(sum(p.cost for p in proposals)),
+                            "proposals": [proposal_json(p, wsd, p.run_id in getattr(args, "repeats", ()))
+                                          for p in proposals]})
     else:
-        print(proposals_text(proposals, target, getattr(args, "utility_used", "eig")))
+        print(proposals_text(proposals, target, utility, unit=unit, budget=budget,
+                             repeats=getattr(args, "repeats", ())))
     return 0
+
+
+def proposal_json(proposal, wsd: bool, repeat: bool) -> dict:
+    """One proposal as JSON: the WSD fields only in a WSD sweep's; ``repeats_fitted_run`` where it repeats
+    the N and D of a fitted run."""
+    out = dict(proposal.__dict__)
+    if not wsd:
+        for field in ("trunk_id", "branch_at", "extend"):
+            out.pop(field, None)
+    if repeat:
+        out["repeats_fitted_run"] = True
+    return out
 
 
 def _grouped(directory: Path) -> bool:
@@ -145,23 +177,34 @@ GAIN_LABELS = {"eig": "expected information about log N_opt(C*), nats",
                          "half of log N_opt(C*)"}
 
 
-def proposals_text(proposals, target_budget: float, utility: str = "eig") -> str:
+def proposals_text(proposals, target_budget: float, utility: str = "eig", *, unit: str = "FLOPs",
+                   budget: float | None = None, repeats=()) -> str:
     """The proposals as a table; its last column is what ranked them: gain per EFLOP (eig), or gain per
-    EFLOP^gamma (the target utility's cost weighting, ``design.target.DEFAULT_COST_EXPONENT``)."""
+    EFLOP^gamma (the target utility's cost weighting, ``design.target.DEFAULT_COST_EXPONENT``; per
+    cost^gamma where the pool's costs are in its own ``unit``); then the total against ``budget``. Runs in
+    ``repeats`` (ids) repeat a fitted run's N and D: marked ^."""
     from bayes_scaling.design.target import DEFAULT_COST_EXPONENT
 
     if not proposals:
         return "no affordable candidate run left"
     gamma = 1.0 if utility == "eig" else DEFAULT_COST_EXPONENT
-    rank = "gain per EFLOP" if gamma == 1 else f"gain / EFLOP^{gamma:g}"
+    flops = unit == "FLOPs"
+    scale = 1e18 if flops else 1.0
+    rank = ("gain per EFLOP" if gamma == 1 else f"gain / EFLOP^{gamma:g}") if flops else f"gain / cost^{gamma:g}"
     lines = [f"Proposed runs for C* = {target_budget:.3g} FLOPs (gain: {GAIN_LABELS[utility]}; "
-             f"chosen greedily by {rank}, each given the ones above)",
-             f"{'#':>3}  {'run_id':<22} {'N':>8} {'D':>8} {'D/N':>7} {'cost (FLOPs)':>13} {'gain':>9} {rank:>15}"]
+             f"chosen greedily by {rank}, each given the ones above, so a later run's score may be higher)",
+             f"{'#':>3}  {'run_id':<22} {'N':>8} {'D':>8} {'D/N':>7} {f'cost ({unit})':>13} {'gain':>9} {rank:>15}"]
     for i, p in enumerate(proposals, 1):
         gain = "-" if np.isnan(p.gain) else f"{p.gain:.3g}"
-        per = "-" if np.isnan(p.gain) else f"{p.gain / (p.cost / 1e18) ** gamma:.3g}"
-        lines.append(f"{i:>3}  {p.run_id:<22} {_common.format_si(p.N):>8} {_common.format_si(p.D):>8} {p.D / p.N:>7.1f} "
-                     f"{p.cost:>13.3g} {gain:>9} {per:>15}")
+        per = "-" if np.isnan(p.gain) else f"{p.gain / (p.cost / scale) ** gamma:.3g}"
+        mark = " ^" if p.run_id in repeats else ""
+        lines.append(f"{i:>3}  {p.run_id + mark:<22} {_common.format_si(p.N):>8} {_common.format_si(p.D):>8} "
+                     f"{p.D / p.N:>7.1f} {p.cost:>13.3g} {gain:>9} {per:>15}")
+    total = float(sum(p.cost for p in proposals))
+    lines.append(f"total: {_common.plural(len(proposals), 'run')}, {total:.3g} {unit}"
+                 + (f" of --budget {budget:.3g} ({total / budget:.0%})" if budget else ""))
+    if any(p.run_id in repeats for p in proposals):
+        lines.append("^ repeats the N and D of a fitted run: it measures the noise there, not a new point")
     for p in proposals:
         if getattr(p, "trunk_id", ""):
             extend = f"; trains it {p.extend:.4g} tokens first" if p.extend > 0 else ""
@@ -250,7 +293,9 @@ def _from_fit(args, directory):
     from bayes_scaling.posterior import Posterior
 
     pool_mode = args.candidates is not None or args.target is not None
-    if (args.target_budget is None and args.target is None) or (args.target_budget is not None and not args.target_budget > 0):
+    if args.target_budget is not None and not 0 < args.target_budget < np.inf:
+        raise InputError(f"--target-budget must be positive, finite FLOPs, got {args.target_budget}")
+    if args.target_budget is None and args.target is None:
         raise InputError("a saved fit needs --target-budget C* (positive FLOPs) or --target TARGET.csv")
     post = Posterior.load(directory)
     if hasattr(post.law, "with_unique_tokens"):
@@ -267,8 +312,14 @@ def _from_fit(args, directory):
     if args.candidates is not None:
         from bayes_scaling.design.candidates import read_pool
 
-        candidates = read_pool(args.candidates, check_units=not args.no_unit_check)[0]
-        note_fitted_repeats(candidates, runs)
+        from bayes_scaling.design.candidates import cost_unit
+
+        candidates, frame = read_pool(args.candidates, check_units=not args.no_unit_check)
+        note_unread_loss(frame, "--candidates", "a pool lists runs to do; fit the finished ones")
+        candidates = own_group_rows(candidates, frame, post, "--candidates")
+        candidates = without_fitted_runs(candidates, runs)
+        args.repeats = note_fitted_repeats(candidates, runs)
+        args.cost_unit = cost_unit(candidates) if len(candidates) else "FLOPs"
         args.pool_left = [f"the pool's {_common.plural(len(candidates), 'run')}"]  # what each filter left, for the note on a short batch
         if args.max_run_cost is not None:
             candidates = candidates.affordable(args.max_run_cost)
@@ -277,15 +328,16 @@ def _from_fit(args, directory):
         candidates = candidates_from_args(args, (runs.N.min(), 10 * runs.N.max()), (runs.D.min(), 10 * runs.D.max()),
                                           10 * runs.C.max())
     if args.budget is not None:
-        if not args.budget > 0:
-            raise InputError(f"--budget must be positive FLOPs, got {args.budget}")
+        unit = getattr(args, "cost_unit", "FLOPs")
+        if not 0 < args.budget < np.inf:
+            raise InputError(f"--budget must be positive and finite ({unit}), got {args.budget}")
         cheapest = float(candidates.cost.min()) if len(candidates) else None
         candidates = candidates.affordable(args.budget)
         if hasattr(args, "pool_left"):
             args.pool_left.append(f"{len(candidates)} cost at most --budget {args.budget:.3g}"
-                                  + (f" (the cheapest costs {cheapest:.3g} FLOPs)" if not len(candidates) and cheapest else ""))
+                                  + (f" (the cheapest costs {cheapest:.3g} {unit})" if not len(candidates) and cheapest else ""))
     if len(candidates) == 0:
-        return [], args.target_budget
+        return [], args.target_budget or (target_scale(read_target(args, post)) if args.target is not None else None)
     args.utility_used = args.utility or ("target" if pool_mode else "eig")
     if args.shape_span is not None and args.shape_span != "off" and args.utility_used != "target":
         raise InputError(f"--shape-span is a factor >= 1 for the target utility (--candidates or --utility target), "
@@ -307,7 +359,7 @@ def _from_fit(args, directory):
     from bayes_scaling.design.candidates import Candidates
 
     done = Candidates(runs.N, runs.D, runs.C, tuple(str(r) for r in runs.frame["run_id"]))
-    batch = max(1, min(args.batch, len(candidates)))  # more than there are candidates cannot be proposed
+    batch = len(candidates) if args.fill else max(1, min(args.batch, len(candidates)))  # at most every candidate
     _tick(args, f"scoring {len(candidates)} candidate runs for a batch of {batch}")
     proposals = propose(post.law, draws, candidates, target_budget=args.target_budget, q=batch,
                         targets=args.targets, likelihood=post.meta.get("likelihood", "student_t"),
@@ -329,16 +381,57 @@ def note_planning_model(args, post) -> None:
     _common.info(f"planning from {whose} (model: {post.model}); the utility reads {reads}")
 
 
-def note_fitted_repeats(candidates, runs) -> None:
+def note_fitted_repeats(candidates, runs) -> set:
     """Pool runs with the N and D of a run the fit already has are kept (a repeat measures the noise, and
-    the utility scores it so), with a note naming them."""
+    the utility scores it so), with a note naming them; their keys are returned (the table marks them)."""
     fitted = np.column_stack([np.log(runs.N), np.log(runs.D)])
     repeats = [key for key, n, d in zip(candidates.keys, candidates.N, candidates.D)
                if np.any(np.all(np.abs(fitted - [np.log(n), np.log(d)]) < 1e-6, axis=1))]
     if repeats:
         _common.info(f"note: {_common.plural(len(repeats), 'pool run')} repeat{'s' if len(repeats) == 1 else ''} the N "
                      f"and D of a fitted run ({', '.join(repeats[:5])}{' ...' if len(repeats) > 5 else ''}): a repeat "
-                     "measures the noise at a point the fit has, not a new one")
+                     "measures the noise at a point the fit has, not a new one (marked ^ if proposed)")
+    return set(repeats)
+
+
+def without_fitted_runs(candidates, runs):
+    """The pool less the runs the fit already has by run_id (done: nothing to propose), with a note."""
+    fitted = {str(r) for r in runs.frame["run_id"]}
+    mine = [k for k in candidates.keys if k in fitted]
+    if not mine:
+        return candidates
+    _common.info(f"note: {_common.plural(len(mine), 'pool run')} {'is' if len(mine) == 1 else 'are'} the fit's own "
+                 f"(by run_id: {', '.join(mine[:5])}{' ...' if len(mine) > 5 else ''}): left out")
+    return candidates.without(mine)
+
+
+def own_group_rows(table, frame, post, option: str):
+    """From a grouped fit's member, a pool or target table with a ``group`` column is read for that group's
+    rows only (a note says how many others were left out); one with none of them is refused. From any other
+    fit the column is not read (a note says so where it holds several groups)."""
+    if "group" not in frame.columns:
+        return table
+    groups = frame["group"].astype(str).str.strip()
+    group = _common.member_group(None, post)
+    if group is None:
+        if groups.nunique() > 1:
+            _common.info(f"note: {option}'s group column ({groups.nunique()} groups) is not read: the fit is not a "
+                         "grouped fit's member, so every row is planned for this fit")
+        return table
+    mine = (groups == group).to_numpy()
+    if not mine.any():
+        raise InputError(f"{option}: no row of group {group!r}, whose fit this is (the table's groups: "
+                         f"{', '.join(sorted(groups.unique())[:8])}); give that group's rows, or drop the group column")
+    if not mine.all():
+        _common.info(f"note: {option}: planning for group {group!r}, so its {int(mine.sum())} rows are read and the "
+                     f"{int((~mine).sum())} of other groups left out")
+    return table.take(mine)
+
+
+def note_unread_loss(frame, option: str, why: str) -> None:
+    """A loss column in a pool or target table is not read: say so."""
+    if "loss" in frame.columns and frame["loss"].notna().any():
+        _common.info(f"note: {option}'s loss column is not read ({why})")
 
 
 def note_target_budget(target_budget: float, table) -> None:
@@ -360,11 +453,14 @@ def _target_from_fit(args, post, candidates):
     if args.target is not None:
         from bayes_scaling.design.candidates import read_pool
 
-        table = read_pool(args.target, check_units=not args.no_unit_check)[0]
+        table = read_target(args, post)
         region = TargetRegion(table.N, table.D)
         if target_budget is not None:
             note_target_budget(target_budget, table)
-        target_budget = target_budget or float(f"{float(table.cost.max()):.12g}")
+        else:
+            target_budget = target_scale(table)
+            _common.info(f"note: C* = {target_budget:.3g} FLOPs, the largest compute of the --target runs "
+                         "(--target-budget C for another)")
     Z, used = target_matrix(post, region, target_budget)
     candidates = candidates.take(in_band(post, candidates.N, candidates.D, args.shape_span,
                                          used if args.shape_region else None))
@@ -372,7 +468,7 @@ def _target_from_fit(args, post, candidates):
         args.pool_left.append(f"{len(candidates)} lie in the compute-optimal band (--shape-span {args.shape_span:g}"
                               + (", widened to the target's shapes" if args.shape_region else "")
                               + "; --shape-span off scores every run)")
-    batch = max(1, min(args.batch, len(candidates)))
+    batch = len(candidates) if args.fill else max(1, min(args.batch, len(candidates)))
     _tick(args, f"scoring {len(candidates)} candidate runs for a batch of {batch}")
     chosen, gains = choose(Z, posterior_columns(post, candidates.N, candidates.D), post.draws("sigma"), candidates.cost,
                            batch, likelihood=post.meta.get("likelihood", "student_t"), nu=post.meta.get("nu", 5.0),
@@ -380,6 +476,21 @@ def _target_from_fit(args, post, candidates):
     proposals = [Proposal(candidates.keys[j], float(candidates.N[j]), float(candidates.D[j]), float(candidates.cost[j]),
                           float(g)) for j, g in zip(chosen, gains)]
     return proposals, target_budget
+
+
+def read_target(args, post):
+    """The --target table as candidates: its loss column not read, a grouped member's own group's rows."""
+    from bayes_scaling.design.candidates import read_pool
+
+    table, frame = read_pool(args.target, check_units=not args.no_unit_check, target=True)
+    note_unread_loss(frame, "--target", "the target runs say where predictions matter; `predict --runs` compares "
+                                        "a table's losses with the fit's")
+    return own_group_rows(table, frame, post, "--target")
+
+
+def target_scale(table) -> float:
+    """C* from a target table: its largest compute."""
+    return float(f"{float(table.cost.max()):.12g}")
 
 
 def parse_span(text: str):

@@ -111,23 +111,28 @@ COMPUTE_COLUMNS = ("C", "flops")  # cost columns in FLOPs, from which D = C / 6N
 
 POOL_EXPECTED = ("expected a pool of runnable runs: one run a row, with columns N (or params), D (or tokens; "
                  "or C, D = C / 6N) and optionally cost")
+TARGET_EXPECTED = ("expected the target runs (--target): one run a row, with columns N (or params) and D (or tokens; "
+                   "or C, D = C / 6N)")
 MAX_PROBLEMS = 5  # bad fields named in one error, then how many more
 
 
-def read_pool(path, check_units: bool = True) -> tuple[Candidates, pd.DataFrame]:
+def read_pool(path, check_units: bool = True, *, target: bool = False) -> tuple[Candidates, pd.DataFrame]:
     """A table of runnable runs (CSV or Parquet) as candidates, and its raw frame: columns N (or
     params), D (or tokens; without one, D = C / 6N from a column C or flops), optionally cost (or C,
     flops; default 6 N D) and run_id (the key, stripped; default N..-D..); other columns (U, ...)
     are kept in the frame. Each field comes from one column (N and params both: refused). Every bad
     field is named by row (from 1 after the header) and column, as a run table's are; a blank run_id
     too; N and D get the run tables' unit check (``check_units=False`` to skip it); rows that repeat
-    a run are named."""
+    a run are named. ``target``: the table is the target runs (``--target``), and its errors say so.
+    Without run_id, a row's key is N..-D.. to 4 significant figures (a loop state names grid runs so), to
+    10 where two distinct rows would share one."""
     from bayes_scaling.runs.files import check_table_path, read_file
     from bayes_scaling.runs.validate import _Locator, check_plausible_units
 
-    path, suffix, kind = check_table_path(_check_pool_path(path), POOL_EXPECTED)
-    frame = read_file(path, suffix, kind, POOL_EXPECTED)
-    names = _pool_columns(frame, path)
+    expected = TARGET_EXPECTED if target else POOL_EXPECTED
+    path, suffix, kind = check_table_path(_check_pool_path(path, expected), expected)
+    frame = read_file(path, suffix, kind, expected)
+    names = _pool_columns(frame, path, expected)
     values, problems = {}, []
     for field, name in names.items():
         raw = frame[name]
@@ -143,35 +148,45 @@ def read_pool(path, check_units: bool = True) -> tuple[Candidates, pd.DataFrame]
         check_plausible_units(values["N"], values["D"], _Locator(str(path)), names["N"],
                               names["cost"] if derived_d else names["D"], derived_d=derived_d)
     cost = values.get("cost", flops_6nd(values["N"], values["D"]))
-    keys = (_pool_run_ids(frame, path) if "run_id" in frame.columns
-            else tuple(grid_key(n, d) for n, d in zip(values["N"], values["D"])))
+    keys = _pool_run_ids(frame, path) if "run_id" in frame.columns else pool_keys(values["N"], values["D"])
+    once = "a target table lists each run once" if target else "a pool lists each runnable run once"
     first = {}
     for i, key in enumerate(keys):
         if key in first:
             what = "run_id" if "run_id" in frame.columns else "(N, D)"
-            raise InputError(f"{path}: rows {first[key] + 1} and {i + 1} are the same run ({what} {key!r}); "
-                             "a pool lists each runnable run once")
+            raise InputError(f"{path}: rows {first[key] + 1} and {i + 1} are the same run ({what} {key!r}); {once}")
         first[key] = i
-    _refuse_repeated_runs(frame, values, path)
+    _refuse_repeated_runs(frame, values, path, once)
     _note_cost_units(values, names, path)
     return Candidates(values["N"], values["D"], np.asarray(cost, np.float64), keys), frame
 
 
-def _check_pool_path(path) -> Path:
+def pool_keys(N, D) -> tuple[str, ...]:
+    """Keys of rows without a run_id: ``grid_key`` (4 significant figures), or 10 for rows whose N and D
+    differ but round to one key there (a pool from real runs, whose D = C / 6N rarely is round)."""
+    short = [grid_key(n, d) for n, d in zip(N, D)]
+    exact = {}
+    for key, n, d in zip(short, N, D):
+        exact.setdefault(key, set()).add((float(n), float(d)))
+    return tuple(f"N{n:.10g}-D{d:.10g}" if len(exact[key]) > 1 else key for key, n, d in zip(short, N, D))
+
+
+def _check_pool_path(path, expected: str = POOL_EXPECTED) -> Path:
     """``path`` if it names a .csv or .parquet file; ``InputError`` saying what a pool is otherwise
     (a folder, a run store or another kind of file)."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such file; {POOL_EXPECTED}")
+        raise InputError(f"{path}: no such file; {expected}")
     if path.is_dir():
-        raise InputError(f"{path}: is a folder; {POOL_EXPECTED}, in a .csv or .parquet file")
+        raise InputError(f"{path}: is a folder; {expected}, in a .csv or .parquet file")
     if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise InputError(f"{path}: a pool of runs must be a .csv or .parquet table, got "
+        raise InputError(f"{path}: {'the target runs' if expected == TARGET_EXPECTED else 'a pool of runs'} must be "
+                         "a .csv or .parquet table, got "
                          f"'{path.suffix or 'no suffix'}' (export a run store with `runs export POOL.csv`)")
     return path
 
 
-def _pool_columns(frame: pd.DataFrame, path) -> dict[str, str]:
+def _pool_columns(frame: pd.DataFrame, path, expected: str = POOL_EXPECTED) -> dict[str, str]:
     """The column holding each field ({"N": "params", ...}; "cost" only where given). Two columns for
     one field (N and params) are refused; so is a missing N or D (a C or flops column stands for D)."""
     names = {}
@@ -189,7 +204,7 @@ def _pool_columns(frame: pd.DataFrame, path) -> dict[str, str]:
         separator = next((sep for sep in (";", "\t", "|") if any(sep in c for c in columns)), None)
         hint = (f"; the header holds {separator!r}: is the file separated by {separator!r} rather than commas? "
                 "save it with commas" if separator is not None and len(columns) <= 2 else "")
-        raise InputError(f"{path}: no column {' and no column '.join(missing)} ({POOL_EXPECTED}); columns: "
+        raise InputError(f"{path}: no column {' and no column '.join(missing)} ({expected}); columns: "
                          f"{', '.join(columns)}{hint}")
     return names
 
@@ -211,7 +226,7 @@ def _raise_pool_problems(problems: list[str], path, expected: str) -> None:
                          + f" ({expected})")
 
 
-def _refuse_repeated_runs(frame: pd.DataFrame, values: dict, path) -> None:
+def _refuse_repeated_runs(frame: pd.DataFrame, values: dict, path, once: str = "a pool lists each runnable run once") -> None:
     """Rows under two run_ids that describe one run (the same N and D, and the same value in every
     other column but run_id and cost: a data-constrained pool's rows differ in U) are named."""
     other = [c for c in frame.columns if c not in ("run_id", *POOL_ALIASES["N"], *POOL_ALIASES["D"],
@@ -222,8 +237,7 @@ def _refuse_repeated_runs(frame: pd.DataFrame, values: dict, path) -> None:
         rows = repeated.groupby(list(described.columns), sort=False).groups
         sets = [" and ".join(str(i + 1) for i in index) for index in list(rows.values())[:5]]
         raise InputError(f"{path}: rows {'; rows '.join(sets)} describe the same run (the same N and D"
-                         + (f" and {', '.join(map(str, other))}" if other else "") + ") under different run_ids; "
-                         "a pool lists each runnable run once")
+                         + (f" and {', '.join(map(str, other))}" if other else "") + f") under different run_ids; {once}")
 
 
 COST_RATIO_BAND = (0.1, 10.0)  # cost / 6ND outside this, for the median row: the cost is not in FLOPs
@@ -237,12 +251,12 @@ def cost_unit(candidates: Candidates) -> str:
 
 
 def _note_cost_units(values: dict, names: dict, path) -> None:
-    """A cost column is read as FLOPs (it is compared with budgets in FLOPs and weighs gains per FLOP):
-    where its median ratio to 6ND lies outside ``COST_RATIO_BAND`` (GPU-hours, dollars), say so."""
+    """A cost column is compared with budgets and weighs gains as it is: where its median ratio to 6ND lies
+    outside ``COST_RATIO_BAND`` (GPU-hours, dollars), say that budgets are then in its units."""
     if "cost" not in values:
         return
     ratio = float(np.median(values["cost"] / flops_6nd(values["N"], values["D"])))
     if not COST_RATIO_BAND[0] <= ratio <= COST_RATIO_BAND[1]:
-        warnings.warn(f"{path}: column {names['cost']!r} is read as FLOPs, but its median row is {ratio:.3g} x 6ND; "
-                      "if it is in other units (GPU-hours, dollars), budgets (--budget, --experiment-budget) must be "
-                      "given in the same units, and the cost^gamma weighting reads it as is", InputWarning, stacklevel=3)
+        warnings.warn(f"{path}: column {names['cost']!r} is not in FLOPs (its median row is {ratio:.3g} x 6ND): it is "
+                      "read in its own units (GPU-hours, dollars), so budgets (--budget, --experiment-budget) are "
+                      "in those units too, and the cost^gamma weighting reads it as is", InputWarning, stacklevel=3)
