@@ -114,3 +114,12 @@ def test_unread_loss_and_bad_target_budget_are_said(fit, tmp_path, capsys):
     assert "--candidates's loss column is not read" in capsys.readouterr().err
     code = main(["plan", str(fit), "--candidates", str(tmp_path / "pool.csv"), "--target-budget", "nan"])
     assert code == 2 and "--target-budget must be positive, finite FLOPs, got nan" in capsys.readouterr().err
+
+
+def test_a_loop_whose_budget_pays_for_no_run_is_refused_before_its_state(tmp_path, capsys):
+    pool = a_pool(10, seed=6)
+    write_pool(tmp_path / "pool.csv", pool)
+    code = main(["loop", "--simulate", "--target-budget", "1e22", "--experiment-budget", str(pool.cost.min() / 2),
+                 "--candidates", str(tmp_path / "pool.csv"), "--state", str(tmp_path / "state")])
+    assert code == 2 and "pays for no candidate run: the cheapest costs" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()

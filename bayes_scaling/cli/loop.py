@@ -240,7 +240,7 @@ def open_planner(args, store=None):
     strategy = resolved_strategy(args)
     target_runs = ()
     if args.target is not None:
-        table = read_pool(args.target, check_units=not args.no_unit_check)[0]
+        table = read_pool(args.target, check_units=not args.no_unit_check, target=True)[0]
         target_runs = tuple(zip(table.N.tolist(), table.D.tolist()))
     settings = PlannerSettings(
         target_budget=args.target_budget, experiment_budget=args.experiment_budget, tolerance=args.tolerance,
@@ -250,10 +250,20 @@ def open_planner(args, store=None):
         wsd_cooldown=getattr(args, "wsd", None) or 0.0, shape_span=loop_span(getattr(args, "shape_span", None)),
         trunks_per_size=getattr(args, "trunks_per_size", None) or 1)
     check_store_names(store, candidates, pooled=args.candidates is not None)
+    check_budget_pays(args.experiment_budget, candidates)
     planner = Planner.create(state_dir, candidates, settings=settings, tokens_per_step=1 if args.simulate else tokens_per_step(args))
     (state_dir / OPTIONS_FILE).write_text(json.dumps(experiment_options(args), indent=2, sort_keys=True))
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
     return planner
+
+
+def check_budget_pays(experiment_budget: float, candidates) -> None:
+    """Refuse, before a state is made, an experiment budget below every candidate run's cost."""
+    from bayes_scaling.design.candidates import cost_unit
+
+    if len(candidates) and experiment_budget < float(candidates.cost.min()):
+        raise InputError(f"--experiment-budget {experiment_budget:.3g} pays for no candidate run: the cheapest costs "
+                         f"{float(candidates.cost.min()):.3g} {cost_unit(candidates)}")
 
 
 # The options that define an experiment: the same values resume the same default state directory.

@@ -129,7 +129,8 @@ def run(args) -> int:
         spent = sum(p.cost for p in proposals)
         ran_out = (f"; then the rest of --budget ({args.budget - spent:.3g} {unit}) paid for none of the others"
                    if getattr(args, "budget", None) is not None and proposals else "")
-        _common.info(f"{len(proposals)} of the {args.batch} runs asked for: of {', '.join(args.pool_left)}{ran_out}")
+        asked = "the 1 run" if args.batch == 1 else f"the {args.batch} runs"
+        _common.info(f"{len(proposals)} of {asked} asked for: of {', '.join(args.pool_left)}{ran_out}")
     elif 0 < len(proposals) < args.batch:
         state = (directory / "planner.json").exists()
         _common.info(f"only {_common.plural(len(proposals), 'affordable candidate run')} "
