@@ -123,3 +123,16 @@ def test_a_loop_whose_budget_pays_for_no_run_is_refused_before_its_state(tmp_pat
                  "--candidates", str(tmp_path / "pool.csv"), "--state", str(tmp_path / "state")])
     assert code == 2 and "pays for no candidate run: the cheapest costs" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.slow
+def test_a_target_loop_reports_its_target_regions_width(tmp_path, capsys):
+    pool = a_pool(30, seed=2)
+    write_pool(tmp_path / "pool.csv", pool)
+    (tmp_path / "target.csv").write_text("N,D\n2e9,8e11\n4e9,4e11\n8e9,2e11\n")
+    assert main(["loop", "--simulate", "--target-budget", "1e22", "--experiment-budget", str(0.2 * pool.cost.sum()),
+                 "--candidates", str(tmp_path / "pool.csv"), "--target", str(tmp_path / "target.csv"), "--state",
+                 str(tmp_path / "state"), "--draws", "100", "--max-runs", "7", "--n-init", "6"]) == 0
+    captured = capsys.readouterr()
+    assert "target runs' mean width of log-loss" in captured.out + captured.err
+    assert "target region (the --target runs, 3 runs): mean 90% width of the predicted log-loss" in captured.out

@@ -422,6 +422,11 @@ def status_text(status: dict, fit_dir=None) -> str:
             fmt = _common.format_si if label == "N_opt" else (lambda v: f"{v:.4f}")
             lines.append(f"{label}({status['target_budget']:.3g}) = {fmt(med)} [{fmt(lo)}, {fmt(hi)}] "
                          f"({status['level']:.0%}; width of log {interval['width']:.3f})")
+    target = status.get("target_runs")
+    if target:
+        which = "the --target runs" if target["given"] else "the IsoFLOP slice at C*"
+        lines.append(f"target region ({which}, {_common.plural(target['runs'], 'run')}): mean {status['level']:.0%} "
+                     f"width of the predicted log-loss {target['mean_width']:.3f}")
     verdict = status.get("refit_verdict")
     if verdict and verdict != "passed":
         from bayes_scaling.design.refit import verdict_head

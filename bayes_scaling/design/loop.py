@@ -328,8 +328,10 @@ def progress_line(i: int, run_id: str, result: dict, status: dict) -> str:
     loss = result.get("loss")
     loss_text = f"loss {loss:.4f}" if loss is not None else f"FAILED ({one_line(result.get('error') or 'no reason given', 400)})"
     width = f"{status['log_N_opt']['width']:.3f}" if status["log_N_opt"] else "- (too few runs to fit yet)"
+    target = status.get("target_runs")
+    region = f" | target runs' mean width of log-loss {target['mean_width']:.3f}" if target else ""
     return (f"[{i:>3}] {run_id:<24} {loss_text} | {status.get('cost_unit', 'FLOPs')} {status['flops_spent']:.3g} / {status['experiment_budget']:.3g}"
-            f" | {status['level']:.0%} width of log N_opt(C*) {width} (stop at {status['tolerance']:.3g})")
+            f" | {status['level']:.0%} width of log N_opt(C*) {width} (stop at {status['tolerance']:.3g}){region}")
 
 
 def _proposal(run_id: str, pending: dict) -> Proposal:

@@ -579,7 +579,10 @@ class Planner:
     def status(self) -> dict:
         """FLOPs spent and pending, the ``level`` intervals of the targets at C*, the stop rule, and
         ``refit_verdict``: the sampler's verdict on the refit those intervals come from ("passed", or
-        the verdict's text where its checks failed; None before the first refit)."""
+        the verdict's text where its checks failed; None before the first refit). The target strategy
+        adds ``target_runs``: how many runs its region holds (the user's target runs, or the IsoFLOP slice
+        at C*) and the mean over them of the ``level`` interval's width of the predicted log-loss (the
+        model's, noise left out): what its utility works to shrink."""
         s = self.settings
         out = {"runs_done": len(self.done), "runs_pending": len(self.pending), "runs_failed": len(self.failed),
                "flops_spent": self.flops_spent, "flops_pending": self.flops_pending,
@@ -590,6 +593,8 @@ class Planner:
         if len(self.done) >= len(self.law.param_names) + 1:
             T = self.target_draws(s["target_budget"])
             out["log_N_opt"], out["log_L_opt"] = interval(T[:, 0], s["level"]), interval(T[:, 1], s["level"])
+            if s["strategy"] == "target":
+                out["target_runs"] = self.target_widths(s["level"])
         out["refit_verdict"] = None if self._posterior is None else (self.refitter.last_warning or "passed")
         reasons = []
         if out["log_N_opt"] is not None and out["log_N_opt"]["width"] <= s["tolerance"]:
@@ -600,6 +605,15 @@ class Planner:
             reasons.append("no affordable candidate left")
         out["stop"], out["reason"] = bool(reasons), "; ".join(reasons)
         return out
+
+    def target_widths(self, level: float) -> dict:
+        """The target region's size and the mean ``level`` width of its runs' predicted log-loss."""
+        config = self.config
+        region = TargetRegion(*np.array(config.target_runs).T) if config.target_runs else None
+        Z, used = target_matrix(self.posterior(), region, config.target_budget, span=config.target_span,
+                                points=config.target_points)
+        widths = [interval(Z[:, j], level)["width"] for j in range(Z.shape[1] - 1)]
+        return {"runs": len(used.N), "mean_width": float(np.mean(widths)), "given": bool(config.target_runs)}
 
     # --- helpers ---------------------------------------------------------------------------------
     def _pending_candidates(self) -> Candidates:
