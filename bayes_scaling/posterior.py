@@ -16,6 +16,7 @@ draws to the arrays (``add_draws``), so a default fit builds its tree only when 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -303,7 +304,9 @@ class Posterior:
         ``offset_at`` names a point's trunk: then it is that trunk's branch (``branch_shift_draws``).
         ``max_draws`` keeps that many evenly spaced
         posterior draws (S = min(max_draws, num_draws)); the default keeps them all. N and D: one
-        positive finite value each per point (a single value is used for every point; ``points``)."""
+        positive finite value each per point (a single value is used for every point; ``points``).
+        A point's random draws (noise eps, a fresh offset or trunk effect) are seeded by (seed, its N, D
+        and level, ``point_keys``) alone: the same whatever other points are predicted beside it."""
         N, D = points(N, D)
         keep = self.thinned(max_draws)
         theta = {k: v[keep][:, None] for k, v in self.theta().items()}
@@ -313,13 +316,27 @@ class Posterior:
             mu = np.asarray(log_loss(theta, N[None], D[None]))
         else:
             mu = extrapolation.drifted_log_loss(log_loss, theta, drift[0][keep], drift[1], N[None], D[None])
+        keys = point_keys(N, D, self.level_labels(offset_at, len(N)))  # each point's own: no other point moves them
         if self.has_draws("offset"):
-            mu = mu + self.offset_draws(offset_at, (self.num_draws, mu.shape[1]), seed)[keep]
+            mu = mu + self.offset_draws(offset_at, (self.num_draws, mu.shape[1]), seed, keys)[keep]
         if self.has_draws("wsd_offset"):
-            mu = mu + self.branch_shift_draws(offset_at, (self.num_draws, mu.shape[1]), seed)[keep]
+            mu = mu + self.branch_shift_draws(offset_at, (self.num_draws, mu.shape[1]), seed, keys)[keep]
         if not noise or not self.has_draws("sigma"):
             return np.exp(mu)
-        return np.exp(mu + self.noise_scale(N, D, keep) * self.noise_draws(mu.shape, np.random.default_rng(seed)))
+        eps = point_draws(keys, mu.shape[0], seed, 0, lambda rng, size: self.noise_draws(size, rng))
+        return np.exp(mu + self.noise_scale(N, D, keep) * eps)
+
+    def level_labels(self, at, n: int) -> list[str]:
+        """Each of n points' level as the fit reads ``offset_at``: a fitted trunk or level by name, "new"
+        for any other (all new levels are alike: a fresh draw), "" for none (a cosine run, a fit without levels)."""
+        at = _per_point(at, n)
+        if self.has_draws("wsd_offset"):
+            trunks = set(self.meta.get("trunks", []))
+            return ["" if a is None or str(a) == "" else f"trunk {a}" if str(a) in trunks else "new" for a in at]
+        if self.has_draws("offset"):
+            levels = set(self.meta.get("offset_levels", []))
+            return [f"level {offset_key(a)}" if a is not None and offset_key(a) in levels else "new" for a in at]
+        return [""] * n
 
     def noise_scale(self, N, D, keep=slice(None)) -> np.ndarray:
         """Draws (S, n) of the observation noise's scale at (N, D): sigma, or with the misfit term
@@ -335,17 +352,19 @@ class Posterior:
         band = [float(x) for x in self.meta["misfit_band_log_tokens_per_param"]]
         return misfit_scale(sigma, k_under, k_over, log_r[None], band)
 
-    def offset_draws(self, at, shape, seed: int = 0) -> np.ndarray:
+    def offset_draws(self, at, shape, seed: int = 0, keys=None) -> np.ndarray:
         """Draws (S, n) of the per-level offsets on log-loss: the fitted delta_b at a level seen in
         the fit (``meta["offset_levels"]``), a fresh delta ~ Normal(0, tau_o^2) per draw at an
         unseen level or where ``at`` is None. Detrended offsets (``meta["offset_detrended"]``)
         likewise: the fitted levels' draws sum to zero with no trend in log C, and a new level gets
-        an independent Normal(0, tau_o^2) wiggle (it is outside the levels the constraint spans)."""
+        an independent Normal(0, tau_o^2) wiggle (it is outside the levels the constraint spans).
+        ``keys``: each point's key for its fresh draw (``point_keys``; default its column)."""
         S, n = shape
-        keys = list(self.meta.get("offset_levels", []))
-        at = np.broadcast_to(np.asarray([None] if at is None else at, dtype=object).ravel(), (n,))
-        index = np.array([keys.index(offset_key(a)) if a is not None and offset_key(a) in keys else -1 for a in at])
-        fresh = self.draws("offset_tau")[:, None] * np.random.default_rng([seed, 1]).standard_normal((S, n))
+        levels = list(self.meta.get("offset_levels", []))
+        at = _per_point(at, n)
+        index = np.array([levels.index(offset_key(a)) if a is not None and offset_key(a) in levels else -1 for a in at])
+        keys = point_keys(None, None, [""] * n) if keys is None else keys
+        fresh = self.draws("offset_tau")[:, None] * point_draws(keys, S, seed, 1)
         fitted = _values(self._posterior_group()["offset"]).reshape(S, -1)
         return np.where(index >= 0, fitted[:, np.maximum(index, 0)], fresh)
 
@@ -363,17 +382,19 @@ class Posterior:
         """How an answer names the branch of ``trunk``: of a fitted trunk, or of a new one."""
         return f"fitted trunk {trunk}" if str(trunk) in self.meta.get("trunks", []) else "a new trunk"
 
-    def branch_shift_draws(self, at, shape, seed: int = 0) -> np.ndarray:
+    def branch_shift_draws(self, at, shape, seed: int = 0, keys=None) -> np.ndarray:
         """Draws (S, n) of a WSD fit's shift on log-loss (``wsd``): delta + u_t for a point whose ``at`` is
         a fitted trunk t (``meta["trunks"]``), delta + a fresh u ~ Normal(0, tau^2) per draw for another
-        trunk's branch (any other non-empty name), and 0 for a cosine run (``at`` None or "")."""
+        trunk's branch (any other non-empty name), and 0 for a cosine run (``at`` None or "").
+        ``keys``: each point's key for its fresh draw (``point_keys``; default its column)."""
         S, n = shape
         trunks = list(self.meta.get("trunks", []))
-        at = np.broadcast_to(np.asarray([None] if at is None else at, dtype=object).ravel(), (n,))
+        at = _per_point(at, n)
         branch = np.array([a is not None and str(a) != "" for a in at])
         index = np.array([trunks.index(str(a)) if b and str(a) in trunks else -1 for a, b in zip(at, branch)])
         effects = _values(self._posterior_group()["trunk_effect"]).reshape(S, -1)
-        fresh = self.draws("trunk_tau")[:, None] * np.random.default_rng([seed, 2]).standard_normal((S, n))
+        keys = point_keys(None, None, [""] * n) if keys is None else keys
+        fresh = self.draws("trunk_tau")[:, None] * point_draws(keys, S, seed, 2)
         u = np.where(index >= 0, effects[:, np.maximum(index, 0)], fresh)
         return np.where(branch, self.draws("wsd_offset")[:, None] + u, 0.0)
 
@@ -577,6 +598,35 @@ Posterior.idata = property(_get_idata, _set_idata, doc="The fit's ArviZ DataTree
 def _values(variable) -> np.ndarray:
     """A variable's array: a pending tree holds arrays, a built one xarray variables."""
     return variable if isinstance(variable, np.ndarray) else variable.values
+
+
+def _per_point(at, n: int) -> np.ndarray:
+    """``offset_at`` as one level per point (n of them; None or a scalar: the same for every point)."""
+    return np.broadcast_to(np.asarray([None] if at is None else at, dtype=object).ravel(), (n,))
+
+
+def point_keys(N, D, labels) -> list[str]:
+    """Each point's key for its random draws (``point_draws``): its N, D (None: left out) and level label
+    (``Posterior.level_labels``), and its repeat k: the k-th copy of the same point in one call gets a key
+    of its own, so the draws of any two points of a call are independent."""
+    n = len(labels)
+    N, D = ([None] * n if x is None else [repr(float(v)) for v in x] for x in (N, D))
+    keys, seen = [], {}
+    for key in (f"N={N_j} D={D_j} at={label}" for N_j, D_j, label in zip(N, D, labels)):
+        seen[key] = seen.get(key, -1) + 1
+        keys.append(f"{key} #{seen[key]}")
+    return keys
+
+
+def point_draws(keys, S: int, seed: int, stream: int, draw=None) -> np.ndarray:
+    """(S, n) draws; column j is ``draw(rng_j, S)`` (default standard normals), rng_j seeded by (seed,
+    stream, hash of keys[j]) alone, so a point's draws do not depend on the other points drawn with it."""
+    out = np.empty((S, len(keys)))
+    for j, key in enumerate(keys):
+        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=16).digest(), "little")
+        rng = np.random.default_rng([seed, stream, digest])
+        out[:, j] = rng.standard_normal(S) if draw is None else draw(rng, S)
+    return out
 
 
 def offset_key(value) -> str:

@@ -29,6 +29,17 @@ def test_predict_points_json(fit_dir, capsys):
     assert first["model"] == out["model"]
 
 
+def test_a_point_s_interval_does_not_depend_on_the_other_points_asked(fit_dir, capsys):
+    """X alone and X asked after Y (same seed): the same median and interval for X, to the last digit."""
+    answers = []
+    for N, D in (("1e9", "2e10"), ("7e10,1e9", "1.4e12,2e10")):
+        capsys.readouterr()
+        assert main(["predict", str(fit_dir), "--N", N, "--D", D, "--seed", "5", "--json"]) == 0
+        answers.append(json.loads(capsys.readouterr().out)["predictions"])
+    (alone,), (_, together) = answers
+    assert {k: alone[k] for k in ("N", "D", "median", "lo", "hi")} == {k: together[k] for k in ("N", "D", "median", "lo", "hi")}
+
+
 def test_predict_runs_table_text(fit_dir, tmp_path, capsys):
     pd.DataFrame({"N": [4e8, 2e9], "D": [8e9, 4e10], "loss": [2.6, 2.3]}).to_csv(tmp_path / "new.csv", index=False)
     capsys.readouterr()

@@ -616,6 +616,26 @@ def test_a_wsd_fits_shift_is_its_trunks_for_a_known_trunk_a_fresh_one_for_a_new_
     assert not np.allclose(fresh, effects[:, 0]) and abs(fresh.std() - 1) < 0.3
 
 
+def test_a_new_trunks_fresh_effect_for_a_point_does_not_depend_on_the_other_points():
+    from types import SimpleNamespace
+
+    from bayes_scaling.posterior import Posterior, point_keys
+
+    rng = np.random.default_rng(0)
+    delta, tau, effects = rng.normal(size=50), np.abs(rng.normal(size=50)), rng.normal(size=(50, 2))
+    stand_in = SimpleNamespace(meta={"trunks": ["a", "b"]}, draws=lambda name: {"wsd_offset": delta, "trunk_tau": tau}[name],
+                               _posterior_group=lambda: {"trunk_effect": SimpleNamespace(values=effects[None])})
+
+    def shift(N, D, at):  # "new": a new trunk's level label (``Posterior.level_labels``)
+        return Posterior.branch_shift_draws(stand_in, at, (50, len(N)), seed=3, keys=point_keys(N, D, ["new"] * len(N)))
+
+    alone = shift([1e8], [1e9], ["new"])[:, 0]
+    np.testing.assert_array_equal(shift([3e8, 1e8], [4e9, 1e9], ["new", "new"])[:, 1], alone)
+    both = shift([1e8, 1e8], [1e9, 1e9], ["new", "new"])  # a repeated point: its own, independent draw
+    np.testing.assert_array_equal(both[:, 0], alone)
+    assert not np.allclose(both[:, 1], alone)
+
+
 def test_cosine_equivalent_runs_remove_each_branchs_fitted_shift_or_the_offset_alone():
     from types import SimpleNamespace
 
