@@ -295,7 +295,7 @@ class Posterior:
         return decisions.training_budget_for_loss(decisions.Surface.of(self), target)
 
     def predict(self, N, D, *, noise: bool = True, seed: int = 0, offset_at=None,
-                max_draws: int | None = None) -> np.ndarray:
+                max_draws: int | None = None, per_point: bool = False) -> np.ndarray:
         """Predictive draws of the loss at (N, D): shape (S, n). ``noise=False`` gives the law's
         mean curve L(N, D; theta_s); ``noise=True`` adds the fitted observation noise on log-loss.
         A fit with per-level offsets (``fit_hierarchical(offset_by=...)``) adds them on log-loss
@@ -305,8 +305,10 @@ class Posterior:
         ``max_draws`` keeps that many evenly spaced
         posterior draws (S = min(max_draws, num_draws)); the default keeps them all. N and D: one
         positive finite value each per point (a single value is used for every point; ``points``).
-        A point's random draws (noise eps, a fresh offset or trunk effect) are seeded by (seed, its N, D
-        and level, ``point_keys``) alone: the same whatever other points are predicted beside it."""
+        The random draws (noise eps, a fresh offset or trunk effect) come from ``seed`` as one block over
+        the points; ``per_point=True`` seeds each point's by (seed, its N, D and level, ``point_keys``)
+        alone, so they are the same whatever other points are predicted beside it (what ``predict_summary``,
+        the ``predict`` command's answer, uses; the calibration and the backtest keep the block)."""
         N, D = points(N, D)
         keep = self.thinned(max_draws)
         theta = {k: v[keep][:, None] for k, v in self.theta().items()}
@@ -316,14 +318,15 @@ class Posterior:
             mu = np.asarray(log_loss(theta, N[None], D[None]))
         else:
             mu = extrapolation.drifted_log_loss(log_loss, theta, drift[0][keep], drift[1], N[None], D[None])
-        keys = point_keys(N, D, self.level_labels(offset_at, len(N)))  # each point's own: no other point moves them
+        keys = point_keys(N, D, self.level_labels(offset_at, len(N))) if per_point else None
         if self.has_draws("offset"):
             mu = mu + self.offset_draws(offset_at, (self.num_draws, mu.shape[1]), seed, keys)[keep]
         if self.has_draws("wsd_offset"):
             mu = mu + self.branch_shift_draws(offset_at, (self.num_draws, mu.shape[1]), seed, keys)[keep]
         if not noise or not self.has_draws("sigma"):
             return np.exp(mu)
-        eps = point_draws(keys, mu.shape[0], seed, 0, lambda rng, size: self.noise_draws(size, rng))
+        eps = (self.noise_draws(mu.shape, np.random.default_rng(seed)) if keys is None else
+               point_draws(keys, mu.shape[0], seed, 0, lambda rng, size: self.noise_draws(size, rng)))
         return np.exp(mu + self.noise_scale(N, D, keep) * eps)
 
     def level_labels(self, at, n: int) -> list[str]:
@@ -358,13 +361,13 @@ class Posterior:
         unseen level or where ``at`` is None. Detrended offsets (``meta["offset_detrended"]``)
         likewise: the fitted levels' draws sum to zero with no trend in log C, and a new level gets
         an independent Normal(0, tau_o^2) wiggle (it is outside the levels the constraint spans).
-        ``keys``: each point's key for its fresh draw (``point_keys``; default its column)."""
+        ``keys``: each point's key for its fresh draw (``point_keys``; default: one block from ``seed``)."""
         S, n = shape
         levels = list(self.meta.get("offset_levels", []))
         at = _per_point(at, n)
         index = np.array([levels.index(offset_key(a)) if a is not None and offset_key(a) in levels else -1 for a in at])
-        keys = point_keys(None, None, [""] * n) if keys is None else keys
-        fresh = self.draws("offset_tau")[:, None] * point_draws(keys, S, seed, 1)
+        normal = (np.random.default_rng([seed, 1]).standard_normal((S, n)) if keys is None else point_draws(keys, S, seed, 1))
+        fresh = self.draws("offset_tau")[:, None] * normal
         fitted = _values(self._posterior_group()["offset"]).reshape(S, -1)
         return np.where(index >= 0, fitted[:, np.maximum(index, 0)], fresh)
 
@@ -386,15 +389,15 @@ class Posterior:
         """Draws (S, n) of a WSD fit's shift on log-loss (``wsd``): delta + u_t for a point whose ``at`` is
         a fitted trunk t (``meta["trunks"]``), delta + a fresh u ~ Normal(0, tau^2) per draw for another
         trunk's branch (any other non-empty name), and 0 for a cosine run (``at`` None or "").
-        ``keys``: each point's key for its fresh draw (``point_keys``; default its column)."""
+        ``keys``: each point's key for its fresh draw (``point_keys``; default: one block from ``seed``)."""
         S, n = shape
         trunks = list(self.meta.get("trunks", []))
         at = _per_point(at, n)
         branch = np.array([a is not None and str(a) != "" for a in at])
         index = np.array([trunks.index(str(a)) if b and str(a) in trunks else -1 for a, b in zip(at, branch)])
         effects = _values(self._posterior_group()["trunk_effect"]).reshape(S, -1)
-        keys = point_keys(None, None, [""] * n) if keys is None else keys
-        fresh = self.draws("trunk_tau")[:, None] * point_draws(keys, S, seed, 2)
+        normal = (np.random.default_rng([seed, 2]).standard_normal((S, n)) if keys is None else point_draws(keys, S, seed, 2))
+        fresh = self.draws("trunk_tau")[:, None] * normal
         u = np.where(index >= 0, effects[:, np.maximum(index, 0)], fresh)
         return np.where(branch, self.draws("wsd_offset")[:, None] + u, 0.0)
 
@@ -412,14 +415,14 @@ class Posterior:
 
     def predict_summary(self, N, D, level: float = 0.9, seed: int = 0, offset_at=None) -> pd.DataFrame:
         """The predictive distribution of the loss at each (N, D) in one row: median and
-        equal-tailed ``level`` interval of ``predict(N, D, offset_at=offset_at)``'s draws (observation
-        noise included; ``offset_at``: each point's level or a WSD fit's trunk, as ``predict`` takes it),
+        equal-tailed ``level`` interval of ``predict(N, D, offset_at=offset_at, per_point=True)``'s draws
+        (observation noise included, each point's drawn as its own: the same whatever points are asked beside it; ``offset_at``: each point's level or a WSD fit's trunk, as ``predict`` takes it),
         and ``model``, the model that produced them (``model_label``: ``meta["model"]``, else the
         plain law, and the misfit noise along D/N where the fit has it), and ``range``: where each point
         lies against the fitted runs (``reach``)."""
         level = frontier_mod.check_level(level)
         N, D = points(N, D)
-        lo, med, hi = scoring.quantiles(self.predict(N, D, seed=seed, offset_at=offset_at),
+        lo, med, hi = scoring.quantiles(self.predict(N, D, seed=seed, offset_at=offset_at, per_point=True),
                                         [(1 - level) / 2, 0.5, (1 + level) / 2])
         reach = self.reach()
         return pd.DataFrame({"N": N, "D": D, "median": med, "lo": lo, "hi": hi, "level": level,

@@ -128,17 +128,19 @@ def test_offsets_survive_save_and_load(tmp_path):
 
 
 def test_a_point_s_draws_do_not_depend_on_the_other_points_predicted():
-    """A point's predictive draws (noise, and a new level's fresh offset) are its own: the same alone, beside
+    """With ``per_point`` (``predict_summary``'s), a point's predictive draws (noise, and a new level's fresh
+    offset) are its own: the same alone, beside
     another point or in another order, for the same seed; another seed draws others. A repeat of the same
     point in one call draws its own, independent ones."""
     post = _toy_posterior()
     for at in (1e19, "7e19", None):
-        alone = post.predict([1e8], [1e10], offset_at=at, seed=3)[:, 0]
-        np.testing.assert_array_equal(post.predict([3e9, 1e8], [5e10, 1e10], offset_at=at, seed=3)[:, 1], alone)
-        assert not np.array_equal(post.predict([1e8], [1e10], offset_at=at, seed=4)[:, 0], alone)
-    mixed = post.predict([1e8, 1e8, 1e8], [1e10, 1e10, 1e10], offset_at=[1e19, None, "1e+19"], seed=3)
-    np.testing.assert_array_equal(mixed[:, 0], post.predict([1e8], [1e10], offset_at=1e19, seed=3)[:, 0])
-    np.testing.assert_array_equal(mixed[:, 1], post.predict([1e8], [1e10], offset_at=None, seed=3)[:, 0])
+        alone = post.predict([1e8], [1e10], offset_at=at, seed=3, per_point=True)[:, 0]
+        np.testing.assert_array_equal(post.predict([3e9, 1e8], [5e10, 1e10], offset_at=at, seed=3, per_point=True)[:, 1], alone)
+        assert not np.array_equal(post.predict([1e8], [1e10], offset_at=at, seed=4, per_point=True)[:, 0], alone)
+    mixed = post.predict([1e8, 1e8, 1e8], [1e10, 1e10, 1e10], offset_at=[1e19, None, "1e+19"], seed=3,
+                         per_point=True)
+    np.testing.assert_array_equal(mixed[:, 0], post.predict([1e8], [1e10], offset_at=1e19, seed=3, per_point=True)[:, 0])
+    np.testing.assert_array_equal(mixed[:, 1], post.predict([1e8], [1e10], offset_at=None, seed=3, per_point=True)[:, 0])
     assert abs(np.corrcoef(np.log(mixed[:, [0, 2]]).T)[0, 1]) < 0.3  # the repeat: its own noise
 
 
