@@ -724,6 +724,8 @@ def main(argv=None) -> None:
     resolve_table_arguments(args, parser)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
+    if args.table:
+        check_same_tables(results, args.table, out)
     if args.per_group:
         print(per_group_table(results, args.per_group))
         return
@@ -880,6 +882,20 @@ def register_table(path: str) -> str:
     load_runs(path)  # a bad table stops here, naming its row and field
     SOURCES[name] = partial(load_runs, path)
     return name
+
+
+def check_same_tables(results: dict, paths: list, out) -> None:
+    """A results file resumed with --table holds records of the tables as they were: the same names with
+    other contents are refused; the tables' digests are recorded (``results["tables"]``)."""
+    import hashlib
+    from pathlib import Path
+
+    digests = {Path(p).stem: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+    changed = [n for n, d in digests.items() if results.get("tables", {}).get(n, d) != d]
+    if changed:
+        raise InputError(f"{out} holds records of other contents of --table {', '.join(changed)}: give another --out "
+                         "(or remove it) to start again")
+    results["tables"] = {**results.get("tables", {}), **digests}
 
 
 def resolve_table_arguments(args, parser) -> None:

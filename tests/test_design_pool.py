@@ -451,10 +451,12 @@ def test_a_pool_priced_in_its_own_units_is_charged_its_price_and_fitted_in_flops
     simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=0)
     planner = Planner.create(tmp_path / "state", gpu_hours, settings=PlannerSettings(
         target_budget=1e22, experiment_budget=float(gpu_hours.cost.sum()), strategy="target", n_init=6, seed=0))
-    asked = planner.ask(6)
-    for p in asked:
+    asked = planner.ask(7)
+    for p in asked[:6]:
         planner.tell(p.run_id, simulator(p))  # the simulator reports C = 6ND
+    planner.tell(asked[6].run_id, simulator(asked[6])["loss"])  # a bare loss: no C reported
     price = sum(p.cost for p in asked)
+    assert planner.cost_unit == "cost units"
     assert planner.flops_spent == pytest.approx(price)
     assert planner.runs().C == pytest.approx(6 * planner.runs().N * planner.runs().D)
     assert Planner.open(tmp_path / "state").flops_spent == pytest.approx(price)

@@ -70,3 +70,11 @@ def test_a_table_named_like_a_bundled_source_is_refused(design_pool, tmp_path):
     table = sweep(tmp_path / "gadre.csv")
     with pytest.raises(design_pool.InputError, match="already a source"):
         design_pool.main(["--table", str(table), "--out", str(tmp_path / "r.json")])
+
+
+def test_a_changed_table_is_not_resumed_from_its_old_records(design_pool, tmp_path):
+    table = sweep(tmp_path / "mine.csv")
+    out = tmp_path / "r.json"
+    out.write_text('{"tables": {"mine": "0000"}}')
+    with pytest.raises(design_pool.InputError, match="other contents of --table mine"):
+        design_pool.main(["--table", str(table), "--out", str(out)])

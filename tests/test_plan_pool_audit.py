@@ -94,6 +94,9 @@ def test_a_grouped_members_plan_reads_its_groups_rows():
         own_group_rows(table, frame, other, "--candidates")
     plain = SimpleNamespace(method="nuts", meta={})
     assert own_group_rows(table, frame, plain, "--candidates").keys == ("x", "y", "z")
+    holes = pd.DataFrame({"group": ["a", np.nan, "a"]})
+    with pytest.raises(InputError, match="--candidates: rows 2: column 'group' is empty"):
+        own_group_rows(table, holes, member, "--candidates")
 
 
 def test_rows_that_round_alike_are_two_runs_and_target_errors_name_the_target(tmp_path):
@@ -136,3 +139,41 @@ def test_a_target_loop_reports_its_target_regions_width(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "target runs' mean width of log-loss" in captured.out + captured.err
     assert "target region (the --target runs, 3 runs): mean 90% width of the predicted log-loss" in captured.out
+
+
+def test_a_target_in_gpu_hours_sets_c_star_from_its_compute_and_grids_keep_one_run(fit, tmp_path, capsys):
+    pool = a_pool(20, seed=7)
+    write_pool(tmp_path / "pool.csv", pool)
+    (tmp_path / "target.csv").write_text("N,D,cost\n2e9,8e11,2700\n4e9,4e11,2700\n")
+    assert main(["plan", str(fit), "--candidates", str(tmp_path / "pool.csv"), "--target", str(tmp_path / "target.csv"),
+                 "--batch", "1"]) == 0
+    assert f"C* = {6 * 2e9 * 8e11:.3g} FLOPs, the largest compute of the --target runs" in capsys.readouterr().err
+    assert main(["plan", str(fit), "--target-budget", "1e23", "--budget", "1e25", "--grid-points", "4", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["proposals"]) == 1  # no pool: --budget caps, --batch 1
+
+
+def test_a_wsd_loop_refuses_a_pool_priced_in_other_units(tmp_path, capsys):
+    pool = a_pool(10, seed=8)
+    write_pool(tmp_path / "pool.csv", pool, cost=pool.cost / 3.6e18)
+    code = main(["loop", "--simulate", "--wsd", "--target-budget", "1e22", "--experiment-budget", "60",
+                 "--candidates", str(tmp_path / "pool.csv"), "--state", str(tmp_path / "state")])
+    assert code == 2 and "--wsd prices each branch in FLOPs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_plan_from_a_gpu_hour_loop_state_labels_its_units(tmp_path, capsys):
+    from bayes_scaling.design import Planner, Simulator
+    from bayes_scaling.design.settings import PlannerSettings
+    from bayes_scaling.laws import EPOCH_2024
+
+    flops = a_pool(20, seed=3)
+    gpu_hours = Candidates(flops.N, flops.D, flops.cost / 3.6e18, flops.keys)
+    planner = Planner.create(tmp_path / "state", gpu_hours, settings=PlannerSettings(
+        target_budget=1e22, experiment_budget=float(gpu_hours.cost.sum()), strategy="target", n_init=6, seed=0,
+        num_warmup=100, num_draws=100))
+    simulator = Simulator(truth=EPOCH_2024, sigma=0.01, seed=0)
+    for p in planner.ask(6):
+        planner.tell(p.run_id, simulator(p))
+    assert main(["plan", str(tmp_path / "state"), "--dry-run", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "cost (cost units)" in out and "gain / cost^0.4" in out and "cost units" in out.splitlines()[-1]

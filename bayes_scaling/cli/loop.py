@@ -250,11 +250,23 @@ def open_planner(args, store=None):
         wsd_cooldown=getattr(args, "wsd", None) or 0.0, shape_span=loop_span(getattr(args, "shape_span", None)),
         trunks_per_size=getattr(args, "trunks_per_size", None) or 1)
     check_store_names(store, candidates, pooled=args.candidates is not None)
+    check_wsd_pool_in_flops(args, candidates)
     check_budget_pays(args.experiment_budget, candidates)
     planner = Planner.create(state_dir, candidates, settings=settings, tokens_per_step=1 if args.simulate else tokens_per_step(args))
     (state_dir / OPTIONS_FILE).write_text(json.dumps(experiment_options(args), indent=2, sort_keys=True))
     _common.info(f"planner state in {state_dir}: {len(candidates)} candidate runs")
     return planner
+
+
+def check_wsd_pool_in_flops(args, candidates) -> None:
+    """A WSD sweep prices its branches in FLOPs (cool-down + trunk tokens still to train): a pool priced in
+    other units (GPU-hours) cannot set its budget; refused."""
+    from bayes_scaling.design.candidates import cost_unit
+
+    if getattr(args, "wsd", None) is not None and args.candidates is not None and cost_unit(candidates) != "FLOPs":
+        raise InputError(f"--wsd prices each branch in FLOPs (its cool-down and the trunk tokens still to train), but "
+                         f"{args.candidates}'s cost column is in other units: give the pool without it (or in FLOPs) "
+                         "and --experiment-budget in FLOPs")
 
 
 def check_budget_pays(experiment_budget: float, candidates) -> None:

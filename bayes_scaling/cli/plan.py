@@ -23,8 +23,8 @@ one (``design.target``: expected fraction of the predictive variance removed ove
 by default the IsoFLOP slice 6ND = C* around N_opt, jointly with log N_opt(C*), per cost^0.4),
 under the saved fit's own model (the extrapolating default carries the drift beyond its runs);
 ``--utility eig`` keeps the EIG about log N_opt. ``--budget F`` caps what the proposals cost
-together and, without ``--batch``, is filled: runs are added while one still fits (in the pool's cost
-units where its cost column is not FLOPs); a line under the table gives the total. Nothing outside
+together; with a pool and no ``--batch`` it is filled: pool runs are added while one still fits (in the
+pool's cost units where its cost column is not FLOPs). A line under the table gives the total. Nothing outside
 the pool or over the budget is proposed; pool runs that are the fit's own (by run_id) are left out,
 and those repeating a fitted run's N and D are marked. From a grouped fit's member, a pool or target
 with a ``group`` column is read for that group's rows only.
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="a planner state directory (planner.json) or a saved fit (bayes-scaling fit --out)")
     p.add_argument("--target-budget", type=float, default=None, help="C*, the FLOPs of the big run (a saved fit needs it or --target)")
     p.add_argument("--batch", type=int, default=None,
-                   help="how many runs to propose (q; default 1, or with --budget as many as it pays for)")
+                   help="how many runs to propose (q; default 1, or with --candidates and --budget as many as it pays for)")
     p.add_argument("--dry-run", action="store_true", help="planner state: do not record the proposals as pending")
     p.add_argument("--targets", nargs="+", default=["log_N_opt"], choices=["log_N_opt", "log_L_opt"],
                    help="saved fit: the quantities to learn about (default log_N_opt)")
@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_pool_options(p)
     p.add_argument("--budget", type=float, default=None,
                    help="saved fit: what the proposed runs may cost together, in FLOPs (or the pool's cost units); "
-                        "without --batch, runs are proposed until it is spent (default: no cap)")
+                        "with --candidates and no --batch, pool runs are proposed until it is spent (default: no cap)")
     p.add_argument("--utility", choices=["target", "eig"], default=None,
                    help="saved fit: target-region utility or EIG about log N_opt(C*) (default: target with "
                         "--candidates or --target, else eig)")
@@ -103,7 +103,7 @@ def run(args) -> int:
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be at least 1, got {args.batch}")
     directory = Path(args.dir)
-    args.fill = args.batch is None and args.budget is not None  # spend --budget (a saved fit; a state refuses it)
+    args.fill = args.batch is None and args.budget is not None and args.candidates is not None  # spend --budget on the pool
     args.batch = 1 if args.batch is None else args.batch
     label = "choosing runs within --budget" if args.fill else f"choosing {args.batch} run{'s' if args.batch > 1 else ''}"
     with _common.ticker(label, quiet=args.json) as tick:
@@ -125,6 +125,8 @@ def run(args) -> int:
     unit = getattr(args, "cost_unit", "FLOPs")
     if args.fill and proposals:
         pass  # the total under the table says what --budget bought
+    elif args.fill:
+        _common.info(f"no run proposed within --budget: of {', '.join(args.pool_left)}")
     elif len(proposals) < args.batch and getattr(args, "pool_left", None):  # a pool: say which filter left how many
         spent = sum(p.cost for p in proposals)
         ran_out = (f"; then the rest of --budget ({args.budget - spent:.3g} {unit}) paid for none of the others"
@@ -191,16 +193,17 @@ def proposals_text(proposals, target_budget: float, utility: str = "eig", *, uni
     gamma = 1.0 if utility == "eig" else DEFAULT_COST_EXPONENT
     flops = unit == "FLOPs"
     scale = 1e18 if flops else 1.0
+    width = max(13, len(f"cost ({unit})"))
     rank = ("gain per EFLOP" if gamma == 1 else f"gain / EFLOP^{gamma:g}") if flops else f"gain / cost^{gamma:g}"
     lines = [f"Proposed runs for C* = {target_budget:.3g} FLOPs (gain: {GAIN_LABELS[utility]}; "
              f"chosen greedily by {rank}, each given the ones above, so a later run's score may be higher)",
-             f"{'#':>3}  {'run_id':<22} {'N':>8} {'D':>8} {'D/N':>7} {f'cost ({unit})':>13} {'gain':>9} {rank:>15}"]
+             f"{'#':>3}  {'run_id':<22} {'N':>8} {'D':>8} {'D/N':>7} {f'cost ({unit})':>{width}} {'gain':>9} {rank:>15}"]
     for i, p in enumerate(proposals, 1):
         gain = "-" if np.isnan(p.gain) else f"{p.gain:.3g}"
         per = "-" if np.isnan(p.gain) else f"{p.gain / (p.cost / scale) ** gamma:.3g}"
         mark = " ^" if p.run_id in repeats else ""
         lines.append(f"{i:>3}  {p.run_id + mark:<22} {_common.format_si(p.N):>8} {_common.format_si(p.D):>8} "
-                     f"{p.D / p.N:>7.1f} {p.cost:>13.3g} {gain:>9} {per:>15}")
+                     f"{p.D / p.N:>7.1f} {p.cost:>{width}.3g} {gain:>9} {per:>15}")
     total = float(sum(p.cost for p in proposals))
     lines.append(f"total: {_common.plural(len(proposals), 'run')}, {total:.3g} {unit}"
                  + (f" of --budget {budget:.3g} ({total / budget:.0%})" if budget else ""))
@@ -223,6 +226,7 @@ def _from_planner(args, directory):
 
     refuse_fit_only_options(args, directory)
     planner = Planner.open(directory)
+    args.cost_unit = planner.cost_unit
     proposals, target = _planner_proposals(args, planner)
     verdict = planner.refitter.last_warning
     if verdict:
@@ -412,20 +416,25 @@ def own_group_rows(table, frame, post, option: str):
     fit the column is not read (a note says so where it holds several groups)."""
     if "group" not in frame.columns:
         return table
-    groups = frame["group"].astype(str).str.strip()
+    groups = frame["group"].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
     group = _common.member_group(None, post)
     if group is None:
         if groups.nunique() > 1:
             _common.info(f"note: {option}'s group column ({groups.nunique()} groups) is not read: the fit is not a "
                          "grouped fit's member, so every row is planned for this fit")
         return table
+    blank = np.flatnonzero((groups == "").to_numpy())
+    if len(blank):
+        raise InputError(f"{option}: rows {', '.join(str(i + 1) for i in blank[:5])}{' ...' if len(blank) > 5 else ''}: "
+                         f"column 'group' is empty; planning for group {group!r} reads each row's group (fill it in, "
+                         "or drop the column)")
     mine = (groups == group).to_numpy()
     if not mine.any():
         raise InputError(f"{option}: no row of group {group!r}, whose fit this is (the table's groups: "
-                         f"{', '.join(sorted(groups.unique())[:8])}); give that group's rows, or drop the group column")
+                         f"{', '.join(sorted(groups.unique(), key=str)[:8])}); give that group's rows, or drop the group column")
     if not mine.all():
-        _common.info(f"note: {option}: planning for group {group!r}, so its {int(mine.sum())} rows are read and the "
-                     f"{int((~mine).sum())} of other groups left out")
+        _common.info(f"note: {option}: planning for group {group!r}, so its {_common.plural(int(mine.sum()), 'row')} "
+                     f"{'is' if mine.sum() == 1 else 'are'} read and the {int((~mine).sum())} of other groups left out")
     return table.take(mine)
 
 
@@ -438,7 +447,8 @@ def note_unread_loss(frame, option: str, why: str) -> None:
 def note_target_budget(target_budget: float, table) -> None:
     """--target-budget beside a --target table whose runs lie at other compute: the N_opt half of the
     utility is then about another scale than the region half; say so."""
-    lo, hi = float(np.min(table.cost)), float(np.max(table.cost))
+    compute = target_compute(table)
+    lo, hi = float(np.min(compute)), float(np.max(compute))
     if not lo / 2 <= target_budget <= 2 * hi:
         _common.info(f"note: --target-budget {target_budget:.3g} lies outside the target runs' compute "
                      f"({lo:.3g} to {hi:.3g} FLOPs): N_opt is scored at {target_budget:.3g}, the region at the "
@@ -489,9 +499,17 @@ def read_target(args, post):
     return own_group_rows(table, frame, post, "--target")
 
 
+def target_compute(table) -> np.ndarray:
+    """A target table's compute in FLOPs: its C (or flops) column, or 6ND where it has none or its cost column
+    is in other units (GPU-hours: ``cost_unit``)."""
+    from bayes_scaling.design.candidates import cost_unit, flops_6nd
+
+    return table.cost if cost_unit(table) == "FLOPs" else flops_6nd(table.N, table.D)
+
+
 def target_scale(table) -> float:
-    """C* from a target table: its largest compute."""
-    return float(f"{float(table.cost.max()):.12g}")
+    """C* from a target table: its largest compute (FLOPs)."""
+    return float(f"{float(target_compute(table).max()):.12g}")
 
 
 def parse_span(text: str):

@@ -488,7 +488,7 @@ class Planner:
                 raise InputError(f"run {run_id!r}: a loss must be positive, got {loss!r}; to record a failed run, tell "
                                  "{'status': 'failed', 'error': '...'} (a NaN loss, a diverged run, is recorded as failed)")
         N, D = float(result.get("N") or asked["N"]), float(result.get("D") or asked["D"])
-        compute = float(result.get("C") or asked["cost"])
+        compute = float(result.get("C") or (asked["cost"] if self.cost_unit == "FLOPs" else 6 * N * D))
         # spent: what the candidate was priced at (a pool's cost column may be GPU-hours; the budget is in its units)
         record = {**result, "run_id": run_id, "key": asked["key"], "N": N, "D": D, "C": compute,
                   "experiment_cost": float(asked["cost"])}
@@ -586,7 +586,7 @@ class Planner:
         s = self.settings
         out = {"runs_done": len(self.done), "runs_pending": len(self.pending), "runs_failed": len(self.failed),
                "flops_spent": self.flops_spent, "flops_pending": self.flops_pending,
-               "cost_unit": cost_unit(self.candidates) if len(self.candidates) else "FLOPs",
+               "cost_unit": self.cost_unit,
                "experiment_budget": s["experiment_budget"], "target_budget": s["target_budget"], "level": s["level"],
                "tolerance": s["tolerance"], "log_N_opt": None, "log_L_opt": None,
                "misfit": self.state.get("misfit")}
@@ -605,6 +605,12 @@ class Planner:
             reasons.append("no affordable candidate left")
         out["stop"], out["reason"] = bool(reasons), "; ".join(reasons)
         return out
+
+    @property
+    def cost_unit(self) -> str:
+        """What costs and budgets are counted in: FLOPs, or a pool's own cost units (``candidates.cost_unit``;
+        a WSD sweep prices its branches in FLOPs)."""
+        return "FLOPs" if self.wsd or not len(self.candidates) else cost_unit(self.candidates)
 
     def target_widths(self, level: float) -> dict:
         """The target region's size and the mean ``level`` width of its runs' predicted log-loss."""
