@@ -416,7 +416,8 @@ class Posterior:
     def predict_summary(self, N, D, level: float = 0.9, seed: int = 0, offset_at=None) -> pd.DataFrame:
         """The predictive distribution of the loss at each (N, D) in one row: median and
         equal-tailed ``level`` interval of ``predict(N, D, offset_at=offset_at, per_point=True)``'s draws
-        (observation noise included, each point's drawn as its own: the same whatever points are asked beside it; ``offset_at``: each point's level or a WSD fit's trunk, as ``predict`` takes it),
+        (observation noise included, each point's drawn as its own: the same whatever points are asked
+        beside it; ``offset_at``: each point's level or a WSD fit's trunk, as ``predict`` takes it),
         and ``model``, the model that produced them (``model_label``: ``meta["model"]``, else the
         plain law, and the misfit noise along D/N where the fit has it), and ``range``: where each point
         lies against the fitted runs (``reach``)."""
